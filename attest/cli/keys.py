@@ -1,0 +1,163 @@
+"""`attest key` and `attest policy approve`: PCR-bound signing keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+
+from attest.cli.common import echo_json, parse_hex, parse_selection, tpm_from
+from attest.errors import UsageError
+from attest.evidence.pcrs import DIGEST_SIZES
+from attest.tpm import keys as signing
+from attest.tpm.files import write_public
+from attest.tpm.hierarchy import load_identity
+from attest.tpm.pcr import read_pcrs
+
+_NAME = click.option("--name", default=signing.DEFAULT_KEY, show_default=True,
+                     help="The key's name in the home.")
+
+
+@click.group()
+def key() -> None:
+    """PCR-bound signing keys: they sign only while the sealed PCRs hold their values."""
+
+
+@key.command()
+@_NAME
+@click.option("--pcrs", default=signing.DEFAULT_SEALED_PCRS, show_default=True,
+              metavar="BANK:LIST", help="Sealed PCRs: the platform state the key lives in.")
+@click.option("--authority", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="PEM public key of an authority: the key then signs under the PCR values "
+              "that authority approves (PolicyAuthorize) instead of today's values.")
+@click.pass_context
+def create(ctx: click.Context, name: str, pcrs: str, authority: Path | None) -> None:
+    """Create a signing key bound to the current values of the sealed PCRs."""
+    selection = parse_selection(pcrs)
+    signing.check_name(name)
+    authority_pem = authority.read_bytes() if authority else None
+    with tpm_from(ctx) as tpm:
+        made = signing.create_key(tpm, ctx.obj.home, name, selection, authority_pem)
+    folder = signing.key_dir(ctx.obj.home, name)
+    bound = f"PCRs {selection}" if made.kind == "pcr" else f"approvals by {authority}"
+    click.echo(f"created key {name!r} bound to {bound}")
+    click.echo(f"policy digest: {made.policy_digest.hex()}")
+    click.echo(f"public key:    {folder / 'key.pem'}")
+
+
+@key.command()
+@_NAME
+@click.option("--in", "in_file", required=True, type=click.File("rb"),
+              help="Data to sign ('-' for stdin); it is hashed with SHA-256.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the signature.")
+@click.option("--format", "fmt", type=click.Choice(["der", "tss"]), default="der",
+              show_default=True, help="der: ASN.1 ECDSA (openssl dgst -verify); "
+              "tss: TPMT_SIGNATURE (tpm2_verifysignature).")
+@click.option("--approval", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An authority's approval (for keys created with --authority).")
+@click.pass_context
+def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: str,
+         approval: Path | None) -> None:
+    """Sign a file inside a policy session (fails when the sealed PCRs changed)."""
+    record = signing.load_key(ctx.obj.home, name)
+    data = in_file.read()
+    approved = signing.Approval.from_json(approval.read_text()) if approval else None
+    with tpm_from(ctx) as tpm:
+        tss = signing.sign_data(tpm, record, data, approved)
+    write_public(out_file, tss if fmt == "tss" else signing.signature_to_der(tss))
+    click.echo(f"signed {len(data)} bytes with key {name!r} into {out_file} ({fmt})")
+
+
+@key.command()
+@_NAME
+@click.option("--nonce", required=True, metavar="HEX", help="Qualifying data, hex.")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for certify.msg, certify.sig, key.pub (TPM2B_PUBLIC), key.pem.")
+@click.pass_context
+def certify(ctx: click.Context, name: str, nonce: str, out_dir: Path) -> None:
+    """Certify the key with the AK (TPM2_Certify): proof that it lives in this TPM."""
+    qualifying = parse_hex(nonce, "--nonce", 64)
+    record = signing.load_key(ctx.obj.home, name)
+    identity = load_identity(ctx.obj.home)
+    with tpm_from(ctx) as tpm:
+        message, signature = signing.certify(tpm, identity, record, qualifying)
+    write_public(out_dir / "certify.msg", message)
+    write_public(out_dir / "certify.sig", signature)
+    write_public(out_dir / "key.pub", record.public)
+    write_public(out_dir / "key.pem", record.public_pem())
+    click.echo(f"certified key {name!r} with the AK into {out_dir}/")
+
+
+@key.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the signing keys in the home."""
+    records = signing.list_keys(ctx.obj.home)
+    if as_json:
+        echo_json([{"name": k.name, "kind": k.kind, "pcrs": str(k.selection),
+                    "policy_digest": k.policy_digest.hex(), "tpm_name": k.tpm_name.hex()}
+                   for k in records])
+        return
+    if not records:
+        click.echo("no signing keys; create one with `attest key create`")
+    for k in records:
+        click.echo(f"{k.name:<16} {k.kind:<9} {k.selection}  policy {k.policy_digest.hex()[:16]}…")
+
+
+@click.group()
+def policy() -> None:
+    """Key policies: approvals by an authority."""
+
+
+@policy.command()
+@click.option("--authority-key", required=True, type=click.Path(dir_okay=False, exists=True,
+              path_type=Path), help="The authority's private key (PEM, unencrypted).")
+@click.option("--pcrs", "pcr_specs", required=True, multiple=True, metavar="BANK:I[=HEX]",
+              help="PCRs to approve, e.g. sha256:0,1,2 (values read from the TPM) or "
+              "sha256:7=<hex> (value given; no TPM needed when every value is given).")
+@click.option("--policy-ref", default="", metavar="HEX", help="policyRef, hex (default empty).")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the approval (JSON).")
+@click.pass_context
+def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...], policy_ref: str,
+            out_file: Path) -> None:
+    """Approve PCR values for keys created with --authority (PolicyAuthorize)."""
+    given: dict[tuple[str, int], bytes] = {}
+    lists: list[str] = []
+    for spec in pcr_specs:
+        if "=" in spec:
+            where, _, value = spec.partition("=")
+            sel = parse_selection(where)
+            if len(sel) != 1:
+                raise UsageError(f"{spec!r}: give one PCR per value, e.g. sha256:7=<hex>")
+            (bank, index), = list(sel)
+            digest = parse_hex(value, f"value of {where}")
+            if len(digest) != DIGEST_SIZES[bank]:
+                raise UsageError(f"{where}: a {bank} value is {DIGEST_SIZES[bank]} bytes")
+            given[(bank, index)] = digest
+            lists.append(where)
+        else:
+            lists.append(spec)
+    selection = parse_selection("+".join(lists))
+    values = dict(given)
+    missing = [k for k in selection if k not in values]
+    if missing:
+        from attest.evidence.pcrs import PCRSelection
+
+        with tpm_from(ctx) as tpm:
+            current = read_pcrs(tpm, PCRSelection.of(_group(missing)))
+        values.update(current)
+    made = signing.approve(authority_key.read_bytes(), selection, values,
+                           parse_hex(policy_ref, "--policy-ref", 64))
+    write_public(out_file, made.to_json().encode())
+    click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into {out_file}")
+
+
+def _group(keys: list[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for bank, index in keys:
+        grouped.setdefault(bank, []).append(index)
+    return grouped

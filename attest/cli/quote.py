@@ -1,0 +1,68 @@
+"""`attest quote`: make a quote with the AK, in files tpm2_checkquote reads."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import click
+
+from attest.cli.common import MAX_NONCE_BYTES, parse_hex, parse_selection, tpm_from
+from attest.evidence.tpm2tools import write_serialized_pcrs
+from attest.tpm.files import write_public
+from attest.tpm.hierarchy import load_identity
+from attest.tpm.quote import create_quote
+
+
+@click.group()
+def quote() -> None:
+    """Make TPM quotes of PCR state."""
+
+
+@quote.command()
+@click.option("--pcrs", required=True, metavar="BANK:LIST",
+              help="PCRs to quote, e.g. sha256:0,1,15 (tpm2-tools syntax).")
+@click.option("--nonce", required=True, metavar="HEX",
+              help=f"Verifier challenge, hex, at most {MAX_NONCE_BYTES} bytes (qualifyingData).")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for quote.msg, quote.sig, quote.pcrs, ak.pem and quote.json.")
+@click.pass_context
+def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
+    """Quote PCRs with the AK.
+
+    \b
+    The files are the ones tpm2_checkquote reads:
+      tpm2_checkquote -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
+    """
+    selection = parse_selection(pcrs)
+    qualifying = parse_hex(nonce, "--nonce", MAX_NONCE_BYTES)
+    identity = load_identity(ctx.obj.home)
+    with tpm_from(ctx) as tpm:
+        made = create_quote(tpm, identity, selection, qualifying)
+    ak_pem = (ctx.obj.home / "ak.pem").read_bytes()
+    files = {
+        "quote.msg": made.message,
+        "quote.sig": made.signature,
+        "quote.pcrs": write_serialized_pcrs(selection, made.pcr_values),
+        "ak.pem": ak_pem,
+    }
+    values: dict[str, dict[str, str]] = {}
+    for bank, index in selection:
+        values.setdefault(bank, {})[str(index)] = made.pcr_values[(bank, index)].hex()
+    summary = {
+        "pcrs": str(selection),
+        "nonce": qualifying.hex(),
+        "message": base64.b64encode(made.message).decode(),
+        "signature": base64.b64encode(made.signature).decode(),
+        "ak_public": base64.b64encode(made.ak_public).decode(),
+        "ak_name": identity.ak_name.hex(),
+        "ak_pem": ak_pem.decode(),
+        "pcr_values": values,
+    }
+    files["quote.json"] = (json.dumps(summary, indent=2) + "\n").encode()
+    for name, data in files.items():
+        write_public(out_dir / name, data)
+    click.echo(f"quoted {selection} with nonce {qualifying.hex()} into {out_dir}/")
+    click.echo(f"check it: tpm2_checkquote -u {out_dir}/ak.pem -m {out_dir}/quote.msg "
+               f"-s {out_dir}/quote.sig -f {out_dir}/quote.pcrs -g sha256 -q {qualifying.hex()}")

@@ -1,0 +1,68 @@
+"""`attest swtpm`: a simulator for machines without a TPM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from attest.errors import EXIT_REFUSED
+from attest.simulator import Simulator
+
+_STATE = click.option("--state", "state", required=True,
+                      type=click.Path(file_okay=False, path_type=Path),
+                      help="Folder for the simulator's TPM state, local CA, sockets and log.")
+
+
+@click.group()
+def swtpm() -> None:
+    """Run the swtpm simulator (a TPM for CI and development).
+
+    \b
+    export ATTEST_TCTI=$(attest swtpm start --state ./.attest/swtpm)
+    attest swtpm status --state ./.attest/swtpm
+    attest swtpm stop --state ./.attest/swtpm
+    """
+
+
+@swtpm.command()
+@_STATE
+def start(state: Path) -> None:
+    """Provision (first use), start, and print the TCTI alone on stdout."""
+    sim = Simulator(state)
+    if not sim.provisioned:
+        click.echo(f"provisioning a new simulator in {sim.state_dir} ...", err=True)
+    tcti, started = sim.start()
+    click.echo(("started" if started else "already running") + f": {sim.status().describe()}",
+               err=True)
+    click.echo(tcti)
+
+
+@swtpm.command()
+@_STATE
+def stop(state: Path) -> None:
+    """Shut the TPM down cleanly (TPM2_Shutdown), then stop the process."""
+    sim = Simulator(state)
+    if sim.stop():
+        click.echo(f"stopped the simulator in {sim.state_dir}", err=True)
+    else:
+        click.echo(f"no simulator running in {sim.state_dir}", err=True)
+
+
+@swtpm.command()
+@_STATE
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(state: Path, as_json: bool) -> None:
+    """Say whether the simulator is provisioned and running; exit 1 when it is not running."""
+    sim = Simulator(state)
+    st = sim.status()
+    if as_json:
+        from attest.cli.common import echo_json
+
+        echo_json({"state": str(st.state_dir), "provisioned": st.provisioned,
+                   "running": st.running, "pid": st.pid, "tcti": st.tcti,
+                   "root_ca": str(sim.root_ca_cert)})
+    else:
+        click.echo(st.describe())
+    if not st.running:
+        raise SystemExit(EXIT_REFUSED)

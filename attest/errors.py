@@ -1,0 +1,107 @@
+"""One root error, narrow subclasses.
+
+The library raises; the CLI renders :meth:`AttestError.diagnostics` and maps
+:attr:`AttestError.exit_code` to the process exit status. No traceback reaches a
+user.
+"""
+
+from __future__ import annotations
+
+from attest.reasons import Reason
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+
+
+class AttestError(Exception):
+    """Root of every error ``attest`` raises on purpose."""
+
+    exit_code: int = EXIT_REFUSED
+    default_reason: Reason | None = None
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, reason: Reason | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.reason = reason if reason is not None else self.default_reason
+
+    def diagnostics(self) -> str:
+        """A person-readable explanation, with the hint on its own line."""
+        text = self.message
+        if self.reason is not None:
+            text = f"{self.reason.value}: {text}"
+        if self.hint:
+            text += f"\nhint: {self.hint}"
+        return text
+
+
+class UsageError(AttestError):
+    """Bad input from the caller: a malformed PCR list, nonce, or file."""
+
+    exit_code = EXIT_USAGE
+
+
+class EnvironmentProblem(AttestError):
+    """Something outside attest is missing: no TPM, simulator not running, tool absent."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class TPMUnavailable(EnvironmentProblem):
+    """The TPM cannot be reached through the selected TCTI."""
+
+
+class SimulatorError(EnvironmentProblem):
+    """The swtpm simulator could not be provisioned, started or stopped."""
+
+
+class TPMError(AttestError):
+    """The TPM refused a command; ``rc`` is the raw return code, the message says it in words."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rc: int,
+        hint: str | None = None,
+        reason: Reason | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, reason=reason)
+        self.rc = rc
+
+
+class PCRPolicyMismatch(TPMError):
+    """The PCRs a key is sealed to no longer hold the values its policy demands."""
+
+    default_reason = Reason.KEY_POLICY_MISMATCH
+
+
+class IdentityError(AttestError):
+    """The TPM's identity (EK, SRK, AK) is missing or does not match its certificate."""
+
+
+class KeyNotFound(UsageError):
+    """No signing key of that name in the home."""
+
+
+class EvidenceError(AttestError):
+    """Evidence (a quote, a certification, an EK chain) does not prove what it claims.
+
+    Always carries the :class:`Reason` a verifier reports as its denial.
+    """
+
+    def __init__(self, message: str, *, reason: Reason, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, reason=reason)
+        self.reason: Reason = reason
+
+
+class MalformedEvidence(EvidenceError):
+    """Evidence bytes that do not parse as the TPM structure they claim to be."""
+
+
+class MalformedInput(UsageError):
+    """A file that is not in the format it should be in (PEM, tpm2-tools PCR file, ...)."""

@@ -1,0 +1,131 @@
+"""PCR banks and selections: names, TPM algorithm ids, TPML_PCR_SELECTION bytes.
+
+The textual form is tpm2-tools' (`sha256:0,1,2+sha1:0`), so lists written for
+tpm2_quote or tpm2_pcrread work unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from attest.errors import UsageError
+
+# TPM_ALG_ID values (TPM 2.0 Part 2, table 9) for the hashes attest computes.
+HASH_ALGS: dict[str, int] = {"sha1": 0x0004, "sha256": 0x000B, "sha384": 0x000C, "sha512": 0x000D}
+HASH_NAMES: dict[int, str] = {v: k for k, v in HASH_ALGS.items()}
+DIGEST_SIZES: dict[str, int] = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+PCR_COUNT = 24
+# TPM_PCR_SELECT_MIN: a PC Client TPM has 24 PCRs, i.e. 3 bytes of bitmap.
+SIZEOF_SELECT = 3
+
+
+def hash_name(value: str) -> str:
+    """Normalise a bank name ("SHA256", "sha-256", "0x0b") or raise UsageError."""
+    text = value.strip().lower().replace("-", "")
+    if text in HASH_ALGS:
+        return text
+    try:
+        alg = int(text, 0)
+    except ValueError:
+        alg = -1
+    if alg in HASH_NAMES:
+        return HASH_NAMES[alg]
+    raise UsageError(f"unknown hash algorithm {value!r}; use one of {', '.join(HASH_ALGS)}")
+
+
+def digest(bank: str, data: bytes) -> bytes:
+    return hashlib.new(bank, data).digest()
+
+
+@dataclass(frozen=True)
+class PCRSelection:
+    """Banks and PCR indices, in the order the TPM reports them (bank order, ascending PCRs)."""
+
+    banks: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @classmethod
+    def of(cls, selection: Mapping[str, Iterable[int]]) -> PCRSelection:
+        banks: list[tuple[str, tuple[int, ...]]] = []
+        for bank, indices in selection.items():
+            name = hash_name(bank)
+            pcrs = tuple(sorted(set(indices)))
+            for index in pcrs:
+                if not 0 <= index < PCR_COUNT:
+                    raise UsageError(f"PCR index {index} out of range 0-{PCR_COUNT - 1}")
+            if pcrs:
+                banks.append((name, pcrs))
+        return cls(tuple(banks))
+
+    @classmethod
+    def parse(cls, text: str) -> PCRSelection:
+        """Parse `sha256:0,1,2+sha1:0` (also `sha256:all`, ranges `0-7`)."""
+        if not text or not text.strip():
+            raise UsageError("empty PCR list", hint="write e.g. sha256:0,1,2")
+        banks: dict[str, list[int]] = {}
+        for part in text.strip().split("+"):
+            bank, sep, rest = part.partition(":")
+            if not sep or not rest:
+                raise UsageError(f"malformed PCR list {text!r}", hint="write e.g. sha256:0,1,2")
+            name = hash_name(bank)
+            indices = banks.setdefault(name, [])
+            if rest.strip() == "all":
+                indices.extend(range(PCR_COUNT))
+                continue
+            for item in rest.split(","):
+                indices.extend(_parse_index_or_range(item, text))
+        return cls.of(banks)
+
+    def __str__(self) -> str:
+        return "+".join(f"{bank}:{','.join(map(str, pcrs))}" for bank, pcrs in self.banks)
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        """(bank, index) pairs in selection order: the order of a quote's PCR digest."""
+        for bank, pcrs in self.banks:
+            for index in pcrs:
+                yield bank, index
+
+    def __len__(self) -> int:
+        return sum(len(pcrs) for _, pcrs in self.banks)
+
+    def contains(self, bank: str, index: int) -> bool:
+        return any(b == bank and index in pcrs for b, pcrs in self.banks)
+
+    def marshal(self) -> bytes:
+        """TPML_PCR_SELECTION in TPM wire format (big-endian, sizeofSelect 3)."""
+        out = bytearray(struct.pack(">I", len(self.banks)))
+        for bank, pcrs in self.banks:
+            bitmap = bytearray(SIZEOF_SELECT)
+            for index in pcrs:
+                bitmap[index // 8] |= 1 << (index % 8)
+            out += struct.pack(">HB", HASH_ALGS[bank], SIZEOF_SELECT) + bitmap
+        return bytes(out)
+
+
+def _parse_index_or_range(item: str, text: str) -> list[int]:
+    item = item.strip()
+    try:
+        if "-" in item:
+            low, high = (int(x, 0) for x in item.split("-", 1))
+            if low > high:
+                raise ValueError
+            return list(range(low, high + 1))
+        return [int(item, 0)]
+    except ValueError:
+        raise UsageError(
+            f"malformed PCR index {item!r} in {text!r}",
+            hint="PCR indices are numbers 0-23, e.g. sha256:0,1,2 or sha256:0-7",
+        ) from None
+
+
+PCRValues = Mapping[tuple[str, int], bytes]
+
+
+def composite_digest(selection: PCRSelection, values: PCRValues, hash_alg: str) -> bytes:
+    """H(concatenation of the selected PCR values, in selection order)."""
+    h = hashlib.new(hash_alg)
+    for key in selection:
+        h.update(values[key])
+    return h.digest()

@@ -1,0 +1,42 @@
+"""Denial reason codes: stable strings shared by the library, CLI, HTTP API and audit log.
+
+They live at the bottom of the layer stack (not in ``verify/``) because the pure
+evidence layer raises errors that already carry their reason.
+"""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    MALFORMED_ARTIFACT = "malformed_artifact"
+    ALG_NOT_ALLOWED = "alg_not_allowed"
+    INVALID_SIGNATURE = "invalid_signature"
+    KEY_ATTRIBUTES_INVALID = "key_attributes_invalid"
+    KEY_NOT_CERTIFIED = "key_not_certified"
+    CERTIFY_SIGNATURE_INVALID = "certify_signature_invalid"
+    KEY_POLICY_MISMATCH = "key_policy_mismatch"
+    AK_UNKNOWN = "ak_unknown"
+    AK_REVOKED = "ak_revoked"
+    EK_CHAIN_INVALID = "ek_chain_invalid"
+    QUOTE_MALFORMED = "quote_malformed"
+    QUOTE_SIGNATURE_INVALID = "quote_signature_invalid"
+    BINDING_MISMATCH = "binding_mismatch"
+    NONCE_UNKNOWN = "nonce_unknown"
+    NONCE_REUSED = "nonce_reused"
+    STALE_EVIDENCE = "stale_evidence"
+    TPM_RESET = "tpm_reset"
+    CLOCK_ROLLBACK = "clock_rollback"
+    PCR_SELECTION_INSUFFICIENT = "pcr_selection_insufficient"
+    PCR_DIGEST_MISMATCH = "pcr_digest_mismatch"
+    EVENTLOG_MALFORMED = "eventlog_malformed"
+    EVENTLOG_MISMATCH = "eventlog_mismatch"
+    REFERENCE_VALUE_MISMATCH = "reference_value_mismatch"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    REPLAYED = "replayed"
+    REVOKED = "revoked"
+    LINEAGE_BROKEN = "lineage_broken"
+    SCOPE_ESCALATION = "scope_escalation"
+    POLICY_MISMATCH = "policy_mismatch"
+    AUDIT_UNAVAILABLE = "audit_unavailable"
+    INTERNAL_ERROR = "internal_error"

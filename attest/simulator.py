@@ -1,0 +1,317 @@
+"""The swtpm simulator: provision a state folder, start, stop, report status.
+
+Everything lives in one state folder (see swtpm/README.md): the TPM's NV state,
+the local CA that issued its EK and platform certificates, the sockets, the pid
+file and the log. Nothing is written under /etc, /var/lib or ~/.config.
+
+Pitfalls this module handles (measured on swtpm 0.7.1):
+- the socket file exists before swtpm listens, so readiness is a real connect;
+- the default dictionary-attack policy (3 tries, 1000 s) locks the TPM after
+  three unclean stops, so every start relaxes it and clears any lockout;
+- `mssim:` does not talk to swtpm 0.7; `swtpm:path=SOCK` does, with the control
+  socket at `SOCK.ctrl`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from attest.errors import SimulatorError, TPMUnavailable
+
+SETUP_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+_TOOLS = ("swtpm", "swtpm_setup", "swtpm_localca")
+_INSTALL_HINT = "install them with `apt-get install swtpm swtpm-tools` (./scripts/quickstart does)"
+
+
+@dataclass(frozen=True)
+class SimulatorStatus:
+    state_dir: Path
+    provisioned: bool
+    running: bool
+    pid: int | None
+    tcti: str
+
+    def describe(self) -> str:
+        if self.running:
+            return f"running (pid {self.pid}) at {self.tcti}"
+        if self.provisioned:
+            return f"stopped; provisioned state in {self.state_dir}"
+        return f"not provisioned: {self.state_dir} has no TPM state"
+
+
+def templates_dir() -> Path:
+    env = os.environ.get("ATTEST_SWTPM_TEMPLATES")
+    folder = Path(env) if env else Path(__file__).resolve().parent.parent / "swtpm"
+    if not (folder / "swtpm_setup.conf.in").is_file():
+        raise SimulatorError(
+            f"swtpm configuration templates not found in {folder}",
+            hint="run attest from its source tree (pip install -e .) or set ATTEST_SWTPM_TEMPLATES",
+        )
+    return folder
+
+
+class Simulator:
+    """One swtpm instance, identified by its state folder."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.state_dir = Path(state_dir).resolve()
+
+    # Paths ---------------------------------------------------------------
+    @property
+    def tpm_state(self) -> Path:
+        return self.state_dir / "tpm"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.state_dir / "ca"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.state_dir / "config"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.state_dir / "swtpm.sock"
+
+    @property
+    def ctrl_path(self) -> Path:
+        return self.state_dir / "swtpm.sock.ctrl"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "swtpm.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "swtpm.log"
+
+    @property
+    def tcti(self) -> str:
+        return f"swtpm:path={self.socket_path}"
+
+    @property
+    def root_ca_cert(self) -> Path:
+        """The local CA's self-signed root: the trust anchor for this simulator's EK."""
+        return self.ca_dir / "swtpm-localca-rootca-cert.pem"
+
+    @property
+    def intermediate_ca_cert(self) -> Path:
+        """The CA certificate that signs the EK certificates."""
+        return self.ca_dir / "issuercert.pem"
+
+    @property
+    def provisioned(self) -> bool:
+        return (self.tpm_state / "tpm2-00.permall").is_file()
+
+    # Provisioning ----------------------------------------------------------
+    def provision(self) -> bool:
+        """Create the TPM state with EK and platform certificates; False if it already exists."""
+        if self.provisioned:
+            return False
+        _require_tools()
+        self._check_socket_path()
+        self.tpm_state.mkdir(parents=True, exist_ok=True)
+        self.ca_dir.mkdir(parents=True, exist_ok=True)
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.ca_dir, 0o700)
+        source = templates_dir()
+        for name in ("swtpm_setup.conf", "swtpm-localca.conf", "swtpm-localca.options"):
+            text = (source / f"{name}.in").read_text().replace("@STATE@", str(self.state_dir))
+            (self.config_dir / name).write_text(text)
+        env = dict(os.environ, XDG_CONFIG_HOME=str(self.config_dir))
+        cmd = [
+            "swtpm_setup", "--tpm2",
+            "--tpmstate", str(self.tpm_state),
+            "--config", str(self.config_dir / "swtpm_setup.conf"),
+            "--create-ek-cert", "--create-platform-cert", "--lock-nvram",
+            "--pcr-banks", "sha256",
+            "--logfile", str(self.state_dir / "swtpm_setup.log"),
+        ]
+        try:
+            result = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                    timeout=SETUP_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise SimulatorError(f"swtpm_setup did not finish in {SETUP_TIMEOUT_S:.0f} s") from exc
+        if result.returncode != 0 or not self.provisioned:
+            shutil.rmtree(self.tpm_state, ignore_errors=True)
+            log = self._tail(self.state_dir / "swtpm_setup.log")
+            raise SimulatorError(
+                f"swtpm_setup failed (exit {result.returncode}): {result.stderr.strip() or log}",
+                hint=f"see {self.state_dir / 'swtpm_setup.log'}",
+            )
+        return True
+
+    # Process control -------------------------------------------------------
+    def status(self) -> SimulatorStatus:
+        pid = self._live_pid()
+        return SimulatorStatus(self.state_dir, self.provisioned, pid is not None, pid, self.tcti)
+
+    def start(self) -> tuple[str, bool]:
+        """Provision if needed, start swtpm, relax DA lockout; returns (tcti, started_now)."""
+        self._check_socket_path()
+        pid = self._live_pid()
+        if pid is not None and self._answers():
+            return self.tcti, False
+        if pid is not None:
+            # Alive but deaf: a wedged process would keep the socket; replace it.
+            self._terminate(pid)
+        self._clean_stale()
+        self.provision()
+        _require_tools()
+        cmd = [
+            "swtpm", "socket", "--tpm2",
+            "--server", f"type=unixio,path={self.socket_path}",
+            "--ctrl", f"type=unixio,path={self.ctrl_path}",
+            "--tpmstate", f"dir={self.tpm_state}",
+            "--flags", "not-need-init,startup-clear",
+            "--pid", f"file={self.pid_file}",
+            "--log", f"file={self.log_file},level=1",
+            "--daemon",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT_S,
+                                check=False)
+        if result.returncode != 0:
+            raise SimulatorError(
+                f"swtpm did not start (exit {result.returncode}): {result.stderr.strip()}",
+                hint=f"see {self.log_file}",
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._answers():
+            if time.monotonic() > deadline:
+                raise SimulatorError(f"swtpm did not answer on {self.socket_path} "
+                                     f"within {START_TIMEOUT_S:.0f} s", hint=f"see {self.log_file}")
+            time.sleep(0.002)
+        self._relax_lockout()
+        return self.tcti, True
+
+    def stop(self) -> bool:
+        """Orderly TPM2_Shutdown, then SIGTERM; False when nothing was running."""
+        pid = self._live_pid()
+        if pid is None:
+            self._clean_stale()
+            return False
+        if self._answers():
+            try:
+                from attest.tpm.device import open_tpm
+
+                with open_tpm(self.tcti) as tpm:
+                    tpm.shutdown()
+            except (TPMUnavailable, SimulatorError):
+                # Unreachable now means it is dying already; SIGTERM still stops it.
+                pass
+        self._terminate(pid)
+        self._clean_stale()
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL without shutdown: for tests of crash recovery only."""
+        pid = self._live_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, STOP_TIMEOUT_S)
+
+    # Internals ---------------------------------------------------------------
+    def _relax_lockout(self) -> None:
+        # Local import: tpm/ is the only layer that opens an ESAPI.
+        from attest.tpm.device import open_tpm
+        from attest.tpm.hierarchy import relax_dictionary_attack
+
+        with open_tpm(self.tcti) as tpm:
+            relax_dictionary_attack(tpm)
+
+    def _check_socket_path(self) -> None:
+        if len(str(self.ctrl_path).encode()) > _MAX_SOCKET_PATH:
+            raise SimulatorError(
+                f"state folder path too long for a unix socket: {self.ctrl_path}",
+                hint="choose a shorter --state path (sockets are limited to 107 bytes)",
+            )
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _live_pid(self) -> int | None:
+        pid = self._read_pid()
+        if pid is None:
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        # A recycled pid belongs to some other program; only ours counts.
+        if not cmdline or not cmdline[0].endswith(b"swtpm"):
+            return None
+        if str(self.socket_path).encode() not in b" ".join(cmdline):
+            return None
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return None
+        except (OSError, IndexError):
+            return None
+        return pid
+
+    def _answers(self) -> bool:
+        for path in (self.socket_path, self.ctrl_path):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                try:
+                    sock.connect(str(path))
+                except OSError:
+                    return False
+        return True
+
+    def _clean_stale(self) -> None:
+        for path in (self.pid_file, self.socket_path, self.ctrl_path):
+            path.unlink(missing_ok=True)
+
+    def _terminate(self, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if not _wait_gone(pid, STOP_TIMEOUT_S):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, STOP_TIMEOUT_S)
+
+    @staticmethod
+    def _tail(path: Path, lines: int = 5) -> str:
+        try:
+            return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _require_tools() -> None:
+    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise SimulatorError(f"missing simulator tools: {', '.join(missing)}", hint=_INSTALL_HINT)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # Reap it if it is our child; otherwise just probe.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.005)
+    return False

@@ -1,0 +1,181 @@
+"""Opening a TPM: TCTI selection, connection errors, return codes in words."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tpm2_pytss import ESAPI, TSS2_Exception
+from tpm2_pytss.constants import TPM2_RC, TPM2_SU
+
+from attest.errors import PCRPolicyMismatch, TPMError, TPMUnavailable, UsageError
+
+DEFAULT_TCTI = "device:/dev/tpmrm0"
+
+START_SIMULATOR_HINT = (
+    "start a simulator with `export ATTEST_TCTI=$(attest swtpm start --state ./.attest/swtpm)` "
+    "or name a TPM with --tcti"
+)
+
+T = TypeVar("T")
+
+
+def resolve_tcti(explicit: str | None = None) -> str:
+    """--tcti, else ATTEST_TCTI, else TPM2TOOLS_TCTI, else the kernel resource manager."""
+    for candidate in (explicit, os.environ.get("ATTEST_TCTI"), os.environ.get("TPM2TOOLS_TCTI")):
+        if candidate:
+            return candidate
+    return DEFAULT_TCTI
+
+
+def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--home, else ATTEST_HOME, else ~/.local/state/attest."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("ATTEST_HOME")
+    if env:
+        return Path(env)
+    return Path.home() / ".local" / "state" / "attest"
+
+
+# TPM_RC_* values (format-one codes with the parameter/handle/session bits masked
+# off) and what a person can do about them.
+_RC_WORDS: dict[int, tuple[str, str | None]] = {
+    int(TPM2_RC.POLICY_FAIL): ("a policy check failed", None),
+    int(TPM2_RC.AUTH_FAIL): ("the authorization value is wrong", None),
+    int(TPM2_RC.BAD_AUTH): ("the authorization value is wrong", None),
+    int(TPM2_RC.VALUE): ("a value is out of range for this command", None),
+    int(TPM2_RC.SIGNATURE): ("the signature is not valid", None),
+    int(TPM2_RC.HANDLE): ("the handle does not refer to a loaded object", None),
+    int(TPM2_RC.ATTRIBUTES): ("the object's attributes do not allow this command", None),
+    int(TPM2_RC.SCHEME): ("the signing scheme is not allowed for this key", None),
+    int(TPM2_RC.TICKET): ("the ticket is not valid", None),
+    int(TPM2_RC.KEY): ("the key is not valid for this command", None),
+}
+_RC_VER1_WORDS: dict[int, tuple[str, str | None]] = {
+    0x121: ("the TPM is in dictionary-attack lockout", "wait for the lockout to expire, "
+            "or run `attest swtpm start` again on a simulator (it clears the lockout)"),
+    0x101: ("the TPM has failed or is in failure mode", None),
+    0x100: ("the TPM has not been started", "send TPM2_Startup (swtpm: --flags startup-clear)"),
+    0x143: ("the object is not loaded", None),
+}
+_RC_WARN_WORDS: dict[int, tuple[str, str | None]] = {
+    0x902: ("the TPM is out of memory for object contexts",
+            "another client left objects loaded; restart the simulator or flush transient objects"),
+    0x903: ("the TPM is out of memory for sessions", "flush stale sessions"),
+    0x921: ("the TPM is in dictionary-attack lockout", "wait or reset the lockout"),
+    0x922: ("the TPM is retrying a command", None),
+    0x908: ("the TPM is busy", "retry"),
+}
+
+
+def describe_rc(rc: int) -> tuple[str, str | None]:
+    """A TPM return code in words, with a hint where one helps."""
+    tpm_rc = rc & 0xFFFF
+    if rc >> 16:  # a TSS layer (TCTI, ESAPI, ...) rather than the TPM itself
+        return (f"the TSS could not complete the request (0x{rc:x})",
+                "check that the TPM is reachable through the TCTI")
+    fmt1 = format_one_error(rc)
+    if fmt1 is not None:
+        return _RC_WORDS.get(fmt1, (f"TPM error 0x{rc:x}", None))
+    if tpm_rc & 0x900 == 0x900:
+        return _RC_WARN_WORDS.get(tpm_rc, (f"TPM warning 0x{rc:x}", None))
+    return _RC_VER1_WORDS.get(tpm_rc, (f"TPM error 0x{rc:x}", None))
+
+
+def format_one_error(rc: int) -> int | None:
+    """The error number of a format-one TPM code, without its handle/parameter/session bits."""
+    if rc >> 16 or not rc & 0x80:
+        return None
+    return rc & 0xBF
+
+
+def is_policy_failure(rc: int) -> bool:
+    """TPM_RC_POLICY_FAIL on any session: the session's policy is not the object's."""
+    return format_one_error(rc) == int(TPM2_RC.POLICY_FAIL)
+
+
+def tpm_error(exc: TSS2_Exception, doing: str) -> TPMError:
+    rc = int(exc.rc)
+    words, hint = describe_rc(rc)
+    return TPMError(f"{doing} failed: {words} (TPM rc 0x{rc:x})", rc=rc, hint=hint)
+
+
+class TPM:
+    """An open connection to one TPM; use :func:`open_tpm`.
+
+    Every TPM call goes through :meth:`call`, which turns a TSS2_Exception into a
+    :class:`TPMError` that says what was being done.
+    """
+
+    def __init__(self, esapi: ESAPI, tcti: str) -> None:
+        self.esapi = esapi
+        self.tcti = tcti
+
+    def call(self, doing: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except TSS2_Exception as exc:
+            raise tpm_error(exc, doing) from exc
+
+    def flush(self, handle: Any) -> None:
+        """Flush a transient object or session; swtpm has 3 slots and no resource manager."""
+        try:
+            self.esapi.flush_context(handle)
+        except TSS2_Exception as exc:
+            raise tpm_error(exc, "flushing a transient object") from exc
+
+    def shutdown(self) -> None:
+        """TPM2_Shutdown(CLEAR): an orderly stop that keeps the lockout counter still."""
+        self.call("TPM2_Shutdown", self.esapi.shutdown, TPM2_SU.CLEAR)
+
+
+def _connect(tcti: str) -> ESAPI:
+    if not tcti or (":" not in tcti and tcti not in ("device", "swtpm", "mssim", "tabrmd")):
+        raise UsageError(f"not a TCTI string: {tcti!r}",
+                         hint="use e.g. swtpm:path=/tmp/s.sock or device:/dev/tpmrm0")
+    try:
+        return ESAPI(tcti)
+    except TSS2_Exception as exc:
+        raise TPMUnavailable(
+            f"cannot reach a TPM through {tcti!r} ({describe_rc(int(exc.rc))[0]})",
+            hint=START_SIMULATOR_HINT,
+        ) from exc
+    except (OSError, RuntimeError) as exc:
+        raise TPMUnavailable(f"cannot reach a TPM through {tcti!r}: {exc}",
+                             hint=START_SIMULATOR_HINT) from exc
+
+
+@contextmanager
+def open_tpm(tcti: str | None = None) -> Iterator[TPM]:
+    """Open the TPM named by ``tcti`` (or the environment) and close it afterwards."""
+    resolved = resolve_tcti(tcti)
+    esapi = _connect(resolved)
+    try:
+        tpm = TPM(esapi, resolved)
+        # A cheap first command: a TCTI can open a socket that nothing answers on.
+        try:
+            esapi.get_random(1)
+        except TSS2_Exception as exc:
+            raise TPMUnavailable(
+                f"the TPM at {resolved!r} does not answer ({describe_rc(int(exc.rc))[0]})",
+                hint=START_SIMULATOR_HINT,
+            ) from exc
+        yield tpm
+    finally:
+        esapi.close()
+
+
+__all__ = [
+    "DEFAULT_TCTI",
+    "TPM",
+    "PCRPolicyMismatch",
+    "describe_rc",
+    "is_policy_failure",
+    "open_tpm",
+    "resolve_home",
+    "resolve_tcti",
+]

@@ -1,0 +1,390 @@
+"""The TPM identity: EK checked against its certificate, SRK, AK.
+
+- EK: recreated from the TCG template (EK Credential Profile 2.0) on every use;
+  its public key must be the one in the certificate stored in NV.
+- SRK: ECC P-256 storage primary (TCG Provisioning Guidance template), persisted
+  at 0x81000001.
+- AK: restricted ECDSA P-256 signing key under the SRK, persisted at 0x81000002.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tpm2_pytss import (
+    ESYS_TR,
+    TPM2B_PUBLIC,
+    TPM2B_SENSITIVE_CREATE,
+    TPMA_OBJECT,
+    TPMT_SYM_DEF,
+    TSS2_Exception,
+)
+from tpm2_pytss.constants import TPM2_ALG, TPM2_CAP, TPM2_HR, TPM2_SE
+from tpm2_pytss.utils import NVReadEK, create_ek_template
+
+from attest.errors import IdentityError
+from attest.tpm.device import TPM, tpm_error
+from attest.tpm.files import write_public
+
+
+class EKNotAvailable(IdentityError):
+    """The TPM has no EK of the requested kind (no template or certificate in NV)."""
+
+
+SRK_HANDLE = 0x81000001
+AK_HANDLE = 0x81000002
+
+
+@dataclass(frozen=True)
+class EKKind:
+    label: str  # short name used in files and messages
+    template: str  # tpm2-pytss template name
+    cert_index: int
+
+
+EK_RSA = EKKind("rsa", "EK-RSA2048", 0x01C00002)
+# swtpm's ECC EK is the P-384 "high range" one; there is no P-256 EK at 0x01c0000a.
+EK_ECC = EKKind("ecc", "EK-HIGH-ECC384", 0x01C00016)
+EK_KINDS = (EK_RSA, EK_ECC)
+
+_SIGN_ATTRS = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.RESTRICTED
+    | TPMA_OBJECT.SIGN_ENCRYPT
+)
+_SRK_ATTRS = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.NODA
+    | TPMA_OBJECT.RESTRICTED
+    | TPMA_OBJECT.DECRYPT
+)
+
+
+def relax_dictionary_attack(tpm: TPM) -> None:
+    """Simulators only: clear any lockout and turn DA protection off (recovery time 0)."""
+    tpm.call("clearing the dictionary-attack lockout",
+             tpm.esapi.dictionary_attack_lock_reset, ESYS_TR.LOCKOUT)
+    tpm.call("relaxing dictionary-attack parameters",
+             tpm.esapi.dictionary_attack_parameters, 1000, 0, 0, ESYS_TR.LOCKOUT)
+
+
+def srk_template() -> TPM2B_PUBLIC:
+    """TCG TPM v2.0 Provisioning Guidance ECC P-256 SRK: AES-128-CFB, unique all zeros."""
+    public = TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=_SRK_ATTRS)
+    public.publicArea.unique.ecc.x = b"\0" * 32
+    public.publicArea.unique.ecc.y = b"\0" * 32
+    return public
+
+
+def ak_template() -> TPM2B_PUBLIC:
+    # ":null" keeps the symmetric field empty: a signing key with AES fails to create.
+    return TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=_SIGN_ATTRS)
+
+
+@dataclass(frozen=True)
+class EndorsementKey:
+    kind: str
+    certificate: bytes | None  # DER as stored, padding trimmed
+    public: bytes  # TPM2B_PUBLIC
+    name: bytes
+
+
+@dataclass(frozen=True)
+class HostIdentity:
+    """What a verifier needs to know about this host's TPM; written to $ATTEST_HOME."""
+
+    eks: tuple[EndorsementKey, ...]
+    ak_public: bytes  # TPM2B_PUBLIC
+    ak_name: bytes
+    ak_handle: int = AK_HANDLE
+    srk_handle: int = SRK_HANDLE
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "ak": {"handle": f"0x{self.ak_handle:08x}", "name": self.ak_name.hex(),
+                       "public": self.ak_public.hex()},
+                "srk": {"handle": f"0x{self.srk_handle:08x}"},
+                "eks": [
+                    {"kind": ek.kind, "name": ek.name.hex(), "public": ek.public.hex(),
+                     "certificate": ek.certificate.hex() if ek.certificate else None}
+                    for ek in self.eks
+                ],
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> HostIdentity:
+        data = json.loads(text)
+        return cls(
+            eks=tuple(
+                EndorsementKey(
+                    kind=ek["kind"],
+                    certificate=bytes.fromhex(ek["certificate"]) if ek["certificate"] else None,
+                    public=bytes.fromhex(ek["public"]),
+                    name=bytes.fromhex(ek["name"]),
+                )
+                for ek in data["eks"]
+            ),
+            ak_public=bytes.fromhex(data["ak"]["public"]),
+            ak_name=bytes.fromhex(data["ak"]["name"]),
+            ak_handle=int(data["ak"]["handle"], 16),
+            srk_handle=int(data["srk"]["handle"], 16),
+        )
+
+
+@dataclass
+class ProvisionReport:
+    identity: HostIdentity
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (component, what happened)
+
+    @property
+    def changed(self) -> bool:
+        return any(action == "created" for _, action in self.steps)
+
+
+def identity_path(home: Path) -> Path:
+    return home / "identity.json"
+
+
+def load_identity(home: Path) -> HostIdentity:
+    path = identity_path(home)
+    try:
+        return HostIdentity.from_json(path.read_text())
+    except FileNotFoundError:
+        raise IdentityError(f"no host identity in {home}",
+                            hint="run `attest provision` first") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IdentityError(f"unreadable host identity {path}: {exc}",
+                            hint="move it away and run `attest provision` again") from exc
+
+
+def trim_der(data: bytes) -> bytes:
+    """A certificate read from NV may be followed by 0xFF padding: keep the outer DER TLV."""
+    if len(data) < 2 or data[0] != 0x30:
+        return data
+    length = data[1]
+    if length < 0x80:
+        return data[: 2 + length]
+    count = length & 0x7F
+    if count == 0 or count > 4 or len(data) < 2 + count:
+        return data
+    return data[: 2 + count + int.from_bytes(data[2 : 2 + count], "big")]
+
+
+@contextmanager
+def endorsement_key(tpm: TPM, kind: EKKind = EK_RSA) -> Iterator[tuple[object, EndorsementKey]]:
+    """Recreate the EK (a transient object, flushed afterwards) and check it against its cert."""
+    try:
+        cert, template = create_ek_template(kind.template, NVReadEK(tpm.esapi))
+    except TSS2_Exception as exc:
+        raise tpm_error(exc, f"reading the {kind.label.upper()} EK certificate") from exc
+    except ValueError as exc:
+        # tpm2-pytss raises ValueError when a high-range EK has no certificate in NV.
+        raise EKNotAvailable(f"no {kind.label.upper()} EK on this TPM: {exc}") from exc
+    handle, public, _, _, _ = tpm.call(
+        f"creating the {kind.label.upper()} EK", tpm.esapi.create_primary,
+        TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.ENDORSEMENT,
+    )
+    try:
+        der = trim_der(bytes(cert)) if cert else None
+        if der is not None:
+            _check_ek_matches_certificate(kind, der, public)
+        ek = EndorsementKey(kind.label, der, bytes(public.marshal()),
+                            bytes(public.get_name()))
+        yield handle, ek
+    finally:
+        tpm.flush(handle)
+
+
+def _check_ek_matches_certificate(kind: EKKind, der: bytes, public: TPM2B_PUBLIC) -> None:
+    try:
+        cert_key = x509.load_der_x509_certificate(der).public_key()
+    except ValueError as exc:
+        raise IdentityError(
+            f"the {kind.label.upper()} EK certificate in NV does not parse: {exc}") from exc
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    cert_spki = cert_key.public_bytes(serialization.Encoding.DER, spki)
+    if cert_spki != bytes(public.to_der()):
+        raise IdentityError(
+            f"the {kind.label.upper()} EK the TPM derives is not the key in its certificate",
+            hint="the certificate belongs to another TPM or the EK template differs; "
+            "do not trust this TPM's identity",
+        )
+
+
+def _persistent_handles(tpm: TPM) -> set[int]:
+    handles: set[int] = set()
+    start = int(TPM2_HR.PERSISTENT)
+    more = True
+    while more:
+        more, data = tpm.call("listing persistent handles", tpm.esapi.get_capability,
+                              TPM2_CAP.HANDLES, start, 64)
+        found = [int(h) for h in data.data.handles]
+        handles.update(found)
+        if not found:
+            break
+        start = max(found) + 1
+    return handles
+
+
+def _read_persistent(tpm: TPM, handle: int) -> tuple[object, TPM2B_PUBLIC]:
+    tr = tpm.call(f"opening persistent handle 0x{handle:08x}",
+                  tpm.esapi.tr_from_tpmpublic, handle)
+    public, _, _ = tpm.call(f"reading persistent object 0x{handle:08x}",
+                            tpm.esapi.read_public, tr)
+    return tr, public
+
+
+def _ensure_srk(tpm: TPM, persistent: set[int]) -> tuple[object, str]:
+    if SRK_HANDLE in persistent:
+        tr, public = _read_persistent(tpm, SRK_HANDLE)
+        area = public.publicArea
+        attrs = int(area.objectAttributes)
+        if area.type != TPM2_ALG.ECC or not (attrs & TPMA_OBJECT.RESTRICTED
+                                             and attrs & TPMA_OBJECT.DECRYPT):
+            raise IdentityError(
+                f"persistent handle 0x{SRK_HANDLE:08x} holds a key that is not an ECC storage key",
+                hint="another tool owns that handle; evict it with tpm2_evictcontrol if stale",
+            )
+        return tr, "reused"
+    handle, _, _, _, _ = tpm.call("creating the SRK", tpm.esapi.create_primary,
+                                  TPM2B_SENSITIVE_CREATE(), srk_template(), ESYS_TR.OWNER)
+    try:
+        tr = tpm.call("persisting the SRK", tpm.esapi.evict_control,
+                      ESYS_TR.OWNER, handle, SRK_HANDLE)
+    finally:
+        tpm.flush(handle)
+    return tr, "created"
+
+
+def _ensure_ak(tpm: TPM, srk: object, persistent: set[int]) -> tuple[TPM2B_PUBLIC, str]:
+    if AK_HANDLE in persistent:
+        _, public = _read_persistent(tpm, AK_HANDLE)
+        attrs = int(public.publicArea.objectAttributes)
+        if attrs & int(_SIGN_ATTRS) != int(_SIGN_ATTRS) or attrs & TPMA_OBJECT.DECRYPT:
+            raise IdentityError(
+                f"persistent handle 0x{AK_HANDLE:08x} holds a key that is not a restricted "
+                "signing key",
+                hint="another tool owns that handle; evict it with tpm2_evictcontrol if stale",
+            )
+        return public, "reused"
+    private, public, _, _, _ = tpm.call("creating the AK", tpm.esapi.create,
+                                        srk, TPM2B_SENSITIVE_CREATE(), ak_template())
+    handle = tpm.call("loading the AK", tpm.esapi.load, srk, private, public)
+    try:
+        tpm.call("persisting the AK", tpm.esapi.evict_control, ESYS_TR.OWNER, handle, AK_HANDLE)
+    finally:
+        tpm.flush(handle)
+    return public, "created"
+
+
+def provision(tpm: TPM, home: Path) -> ProvisionReport:
+    """Check the EKs, create or reuse SRK and AK, write the identity to ``home``. Idempotent."""
+    steps: list[tuple[str, str]] = []
+    eks: list[EndorsementKey] = []
+    for kind in EK_KINDS:
+        try:
+            with endorsement_key(tpm, kind) as (_, ek):
+                eks.append(ek)
+                steps.append((f"EK ({kind.template})",
+                              "checked against its certificate" if ek.certificate
+                              else "created (no certificate in NV)"))
+        except EKNotAvailable:
+            # Real TPMs often carry only the RSA EK; the high-range ECC one is optional.
+            if kind is EK_RSA:
+                raise
+            steps.append((f"EK ({kind.template})", "absent"))
+    persistent = _persistent_handles(tpm)
+    srk, srk_action = _ensure_srk(tpm, persistent)
+    steps.append((f"SRK 0x{SRK_HANDLE:08x}", srk_action))
+    ak_public, ak_action = _ensure_ak(tpm, srk, persistent)
+    steps.append((f"AK 0x{AK_HANDLE:08x}", ak_action))
+    identity = HostIdentity(tuple(eks), bytes(ak_public.marshal()),
+                            bytes(ak_public.get_name()))
+    previous = None
+    if identity_path(home).exists():
+        previous = load_identity(home)
+    if previous is not None and previous.ak_name != identity.ak_name:
+        raise IdentityError(
+            f"{home} holds the identity of another AK ({previous.ak_name.hex()})",
+            hint="this home belongs to another TPM; use another --home",
+        )
+    _write_identity(home, identity, ak_public)
+    steps.append(("host identity", f"written to {identity_path(home)}" if previous is None
+                  else f"unchanged in {identity_path(home)}"))
+    return ProvisionReport(identity, steps)
+
+
+def _write_identity(home: Path, identity: HostIdentity, ak_public: TPM2B_PUBLIC) -> None:
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_public(home / "identity.json", identity.to_json().encode())
+    write_public(home / "ak.pub", identity.ak_public)
+    write_public(home / "ak.pem", bytes(ak_public.to_pem()))
+    for ek in identity.eks:
+        if ek.certificate:
+            cert = x509.load_der_x509_certificate(ek.certificate)
+            write_public(home / f"ek-{ek.kind}.pem",
+                         cert.public_bytes(serialization.Encoding.PEM))
+
+
+def ak_handle(tpm: TPM, identity: HostIdentity) -> object:
+    """The ESYS handle of the persisted AK, checked against the identity in the home."""
+    tr, public = _read_persistent(tpm, identity.ak_handle)
+    if bytes(public.get_name()) != identity.ak_name:
+        raise IdentityError(
+            f"the AK at 0x{identity.ak_handle:08x} is not the one in the host identity",
+            hint="the TPM was cleared or another home is in use; run `attest provision`",
+        )
+    return tr
+
+
+def srk_handle(tpm: TPM) -> object:
+    try:
+        return tpm.esapi.tr_from_tpmpublic(SRK_HANDLE)
+    except TSS2_Exception as exc:
+        raise IdentityError("the TPM has no SRK", hint="run `attest provision` first") from exc
+
+
+def activate_credential(
+    tpm: TPM, identity: HostIdentity, credential_blob: bytes, encrypted_secret: bytes,
+    kind: EKKind = EK_RSA,
+) -> bytes:
+    """TPM2_ActivateCredential: recover the secret a verifier wrapped to our EK and AK name."""
+    from tpm2_pytss import TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT
+
+    ak = ak_handle(tpm, identity)
+    with endorsement_key(tpm, kind) as (ek, _):
+        if kind is EK_RSA:
+            # The RSA EK's authPolicy is PolicySecret(TPM_RH_ENDORSEMENT).
+            session = tpm.call("starting a policy session", tpm.esapi.start_auth_session,
+                               ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
+                               TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+            try:
+                tpm.call("PolicySecret on the endorsement hierarchy", tpm.esapi.policy_secret,
+                         ESYS_TR.ENDORSEMENT, session)
+                secret = tpm.call("activating the credential", tpm.esapi.activate_credential,
+                                  ak, ek, TPM2B_ID_OBJECT(credential_blob),
+                                  TPM2B_ENCRYPTED_SECRET(encrypted_secret),
+                                  session1=ESYS_TR.PASSWORD, session2=session)
+            finally:
+                tpm.flush(session)
+        else:
+            secret = tpm.call("activating the credential", tpm.esapi.activate_credential,
+                              ak, ek, TPM2B_ID_OBJECT(credential_blob),
+                              TPM2B_ENCRYPTED_SECRET(encrypted_secret),
+                              session1=ESYS_TR.PASSWORD, session2=ESYS_TR.PASSWORD)
+    return bytes(secret)

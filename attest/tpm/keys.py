@@ -1,0 +1,427 @@
+"""PCR-bound signing keys: create, sign in a policy session, certify with the AK.
+
+A signing key is a non-restricted ECDSA P-256 key under the SRK with fixedTPM,
+fixedParent and sensitiveDataOrigin set and userWithAuth clear, so only a policy
+session can use it. Its authPolicy is either
+- PolicyPCR(sealed PCRs, their values at creation) + PolicyAuthValue, or
+- PolicyAuthorize(authority): an authority approves PCR policies later, so a
+  planned update needs a new approval rather than a new key.
+
+The TPM-wrapped blobs, the authValue and the metadata live in
+``$ATTEST_HOME/keys/NAME/`` (mode 0600); private parts never leave the TPM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from tpm2_pytss import (
+    ESYS_TR,
+    TPM2B_DIGEST,
+    TPM2B_NONCE,
+    TPM2B_PRIVATE,
+    TPM2B_PUBLIC,
+    TPM2B_SENSITIVE_CREATE,
+    TPMA_OBJECT,
+    TPMS_SENSITIVE_CREATE,
+    TPMT_SIG_SCHEME,
+    TPMT_SIGNATURE,
+    TPMT_SYM_DEF,
+    TPMT_TK_HASHCHECK,
+    TSS2_Exception,
+)
+from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
+
+from attest.errors import KeyNotFound, PCRPolicyMismatch, UsageError
+from attest.evidence import policy
+from attest.evidence.pcrs import PCRSelection
+from attest.tpm.device import TPM, is_policy_failure, tpm_error
+from attest.tpm.files import write_private, write_public
+from attest.tpm.hierarchy import HostIdentity, ak_handle, srk_handle
+from attest.tpm.pcr import read_pcrs, to_tpml
+
+DEFAULT_KEY = "default"
+# The boot chain: firmware, option ROMs, boot loader, Secure Boot state.
+DEFAULT_SEALED_PCRS = "sha256:0,1,2,3,4,5,6,7"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_KEY_ATTRS = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.SIGN_ENCRYPT
+)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A signing key's record in the home."""
+
+    name: str
+    public: bytes  # TPM2B_PUBLIC
+    private: bytes  # TPM2B_PRIVATE, wrapped by the SRK
+    auth: bytes
+    kind: str  # "pcr" or "authorize"
+    selection: PCRSelection
+    sealed_values: dict[tuple[str, int], bytes]  # empty for "authorize" keys
+    policy_digest: bytes
+    authority_name: bytes | None = None
+
+    @property
+    def tpm_name(self) -> bytes:
+        public, _ = TPM2B_PUBLIC.unmarshal(self.public)
+        return bytes(public.get_name())
+
+    def public_pem(self) -> bytes:
+        public, _ = TPM2B_PUBLIC.unmarshal(self.public)
+        return bytes(public.to_pem())
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "name": self.name,
+                "kind": self.kind,
+                "tpm_name": self.tpm_name.hex(),
+                "pcrs": str(self.selection),
+                "sealed_values": {f"{b}:{i}": v.hex() for (b, i), v in self.sealed_values.items()},
+                "policy_digest": self.policy_digest.hex(),
+                "authority_name": self.authority_name.hex() if self.authority_name else None,
+                "public": self.public.hex(),
+                "private": self.private.hex(),
+                "auth": self.auth.hex(),
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SigningKey:
+        data: dict[str, Any] = json.loads(text)
+        sealed: dict[tuple[str, int], bytes] = {}
+        for key, value in data["sealed_values"].items():
+            bank, _, index = key.partition(":")
+            sealed[(bank, int(index))] = bytes.fromhex(value)
+        return cls(
+            name=data["name"],
+            public=bytes.fromhex(data["public"]),
+            private=bytes.fromhex(data["private"]),
+            auth=bytes.fromhex(data["auth"]),
+            kind=data["kind"],
+            selection=PCRSelection.parse(data["pcrs"]),
+            sealed_values=sealed,
+            policy_digest=bytes.fromhex(data["policy_digest"]),
+            authority_name=(bytes.fromhex(data["authority_name"])
+                            if data["authority_name"] else None),
+        )
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An authority's signature over a PCR policy (for keys made with an authority)."""
+
+    authority_public: bytes  # TPM2B_PUBLIC of the authority key
+    selection: PCRSelection
+    values: dict[tuple[str, int], bytes]
+    policy_ref: bytes
+    signature: bytes  # TPMT_SIGNATURE over H(approvedPolicy || policyRef)
+
+    @property
+    def approved_policy(self) -> bytes:
+        return policy.pcr_auth_policy(self.selection, self.values)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "authority_public": self.authority_public.hex(),
+                "pcrs": str(self.selection),
+                "values": {f"{b}:{i}": v.hex() for (b, i), v in self.values.items()},
+                "policy_ref": self.policy_ref.hex(),
+                "approved_policy": self.approved_policy.hex(),
+                "signature": self.signature.hex(),
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Approval:
+        try:
+            data = json.loads(text)
+            values = {}
+            for key, value in data["values"].items():
+                bank, _, index = key.partition(":")
+                values[(bank, int(index))] = bytes.fromhex(value)
+            return cls(
+                authority_public=bytes.fromhex(data["authority_public"]),
+                selection=PCRSelection.parse(data["pcrs"]),
+                values=values,
+                policy_ref=bytes.fromhex(data["policy_ref"]),
+                signature=bytes.fromhex(data["signature"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"not an approval file: {exc}") from exc
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(f"invalid key name {name!r}",
+                         hint="use letters, digits, '.', '_' and '-' (at most 64)")
+    return name
+
+
+def key_dir(home: Path, name: str) -> Path:
+    return home / "keys" / check_name(name)
+
+
+def load_key(home: Path, name: str) -> SigningKey:
+    path = key_dir(home, name) / "key.json"
+    try:
+        return SigningKey.from_json(path.read_text())
+    except FileNotFoundError:
+        raise KeyNotFound(f"no signing key named {name!r} in {home}",
+                          hint=f"create it with `attest key create --name {name}`") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"unreadable key record {path}: {exc}") from exc
+
+
+def list_keys(home: Path) -> list[SigningKey]:
+    folder = home / "keys"
+    if not folder.is_dir():
+        return []
+    return [load_key(home, p.name) for p in sorted(folder.iterdir()) if (p / "key.json").is_file()]
+
+
+def authority_public_from_pem(pem: bytes) -> TPM2B_PUBLIC:
+    """An authority's public key (PEM) as a TPM2B_PUBLIC whose name the policy uses."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError as exc:
+        raise UsageError(f"the authority key is not a PEM public key: {exc}") from exc
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name != "secp256r1":
+            raise UsageError("an ECC authority key must be P-256")
+    elif isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise UsageError("an RSA authority key must have at least 2048 bits")
+    else:
+        raise UsageError("the authority key must be ECC P-256 or RSA")
+    public = TPM2B_PUBLIC.from_pem(
+        key.public_bytes(serialization.Encoding.PEM,
+                         serialization.PublicFormat.SubjectPublicKeyInfo),
+        objectAttributes=TPMA_OBJECT.SIGN_ENCRYPT | TPMA_OBJECT.USERWITHAUTH,
+    )
+    # Pin the scheme so the name (and so the policy) does not depend on a default.
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        public.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG.ECDSA
+        public.publicArea.parameters.eccDetail.scheme.details.anySig.hashAlg = TPM2_ALG.SHA256
+    else:
+        public.publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG.RSASSA
+        public.publicArea.parameters.rsaDetail.scheme.details.anySig.hashAlg = TPM2_ALG.SHA256
+    return public
+
+
+def create_key(
+    tpm: TPM,
+    home: Path,
+    name: str,
+    selection: PCRSelection,
+    authority_pem: bytes | None = None,
+) -> SigningKey:
+    """Create a signing key bound to the current values of ``selection`` (or to an authority)."""
+    folder = key_dir(home, name)
+    if (folder / "key.json").exists():
+        raise UsageError(f"a signing key named {name!r} already exists in {home}",
+                         hint="choose another --name")
+    sealed = read_pcrs(tpm, selection)
+    authority_name: bytes | None = None
+    if authority_pem is not None:
+        authority = authority_public_from_pem(authority_pem)
+        authority_name = bytes(authority.get_name())
+        digest = policy.policy_authorize(policy.initial(), authority_name)
+        kind, sealed_values = "authorize", {}
+    else:
+        digest = policy.pcr_auth_policy(selection, sealed)
+        kind, sealed_values = "pcr", sealed
+    auth = secrets.token_bytes(32)
+    template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=_KEY_ATTRS)
+    template.publicArea.authPolicy = TPM2B_DIGEST(digest)
+    sensitive = TPM2B_SENSITIVE_CREATE(TPMS_SENSITIVE_CREATE(userAuth=auth))
+    private, public, _, _, _ = tpm.call("creating the signing key", tpm.esapi.create,
+                                        srk_handle(tpm), sensitive, template)
+    key = SigningKey(
+        name=name, public=bytes(public.marshal()), private=bytes(private.marshal()), auth=auth,
+        kind=kind, selection=selection, sealed_values=sealed_values, policy_digest=digest,
+        authority_name=authority_name,
+    )
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_public(folder / "key.pem", key.public_pem())
+    write_private(folder / "key.json", key.to_json().encode())
+    return key
+
+
+def _load(tpm: TPM, key: SigningKey) -> Any:
+    public, _ = TPM2B_PUBLIC.unmarshal(key.public)
+    private, _ = TPM2B_PRIVATE.unmarshal(key.private)
+    handle = tpm.call(f"loading signing key {key.name!r}", tpm.esapi.load,
+                      srk_handle(tpm), private, public)
+    tpm.esapi.tr_set_auth(handle, key.auth)
+    return handle
+
+
+def _policy_session(tpm: TPM) -> Any:
+    return tpm.call("starting a policy session", tpm.esapi.start_auth_session,
+                    ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
+                    TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+
+
+def _satisfy_policy(tpm: TPM, key: SigningKey, session: Any,
+                    approval: Approval | None) -> None:
+    if key.kind == "pcr":
+        tpm.call("PolicyPCR", tpm.esapi.policy_pcr, session, b"", to_tpml(key.selection))
+        tpm.call("PolicyAuthValue", tpm.esapi.policy_auth_value, session)
+        return
+    if approval is None:
+        raise UsageError(f"key {key.name!r} signs only under an authority's approval",
+                         hint="pass --approval FILE (made by `attest policy approve`)")
+    authority, _ = TPM2B_PUBLIC.unmarshal(approval.authority_public)
+    if bytes(authority.get_name()) != key.authority_name:
+        raise PCRPolicyMismatch("the approval is signed by another authority than the key's",
+                                rc=0)
+    # PolicyAuthorize needs a ticket from a key loaded in a real hierarchy (a
+    # NULL-hierarchy load yields a NULL ticket the TPM refuses).
+    external = tpm.call("loading the authority key", tpm.esapi.load_external,
+                        authority, None, ESYS_TR.OWNER)
+    try:
+        a_hash = policy.approval_digest(approval.approved_policy, approval.policy_ref)
+        signature, _ = TPMT_SIGNATURE.unmarshal(approval.signature)
+        ticket = tpm.call("checking the approval's signature", tpm.esapi.verify_signature,
+                          external, TPM2B_DIGEST(a_hash), signature)
+    finally:
+        tpm.flush(external)
+    tpm.call("PolicyPCR", tpm.esapi.policy_pcr, session, b"", to_tpml(approval.selection))
+    tpm.call("PolicyAuthValue", tpm.esapi.policy_auth_value, session)
+    # Called directly: a refusal here (an approval of other PCR values) is a policy
+    # mismatch, which sign_digest names from the raw return code.
+    tpm.esapi.policy_authorize(session, TPM2B_DIGEST(approval.approved_policy),
+                               key.authority_name, ticket, TPM2B_NONCE(approval.policy_ref))
+
+
+def _mismatch(tpm: TPM, key: SigningKey, approval: Approval | None,
+              exc: TSS2_Exception) -> PCRPolicyMismatch:
+    expected = key.sealed_values if key.kind == "pcr" else (approval.values if approval else {})
+    selection = key.selection if key.kind == "pcr" else (approval.selection if approval
+                                                          else key.selection)
+    try:
+        now = read_pcrs(tpm, selection)
+        changed = [f"{b}:{i}" for (b, i), v in expected.items() if now.get((b, i)) != v]
+    except Exception:  # noqa: BLE001 - the mismatch is the error; naming PCRs is a courtesy
+        changed = []
+    which = f" (changed: {', '.join(changed)})" if changed else ""
+    what = "its policy" if key.kind == "pcr" else "the approved policy"
+    return PCRPolicyMismatch(
+        f"the PCR state no longer matches {what} for key {key.name!r}{which}; refusing to sign",
+        rc=int(exc.rc),
+        hint="the sealed PCRs changed since the key was created; create a new key for the new "
+        "state, or (for an authority key) get an approval of the new values",
+    )
+
+
+def sign_digest(tpm: TPM, key: SigningKey, digest: bytes,
+                approval: Approval | None = None) -> bytes:
+    """Sign a SHA-256 digest inside a policy session; returns the TPMT_SIGNATURE bytes."""
+    if len(digest) != 32:
+        raise UsageError("the digest to sign must be 32 bytes (SHA-256)")
+    handle = _load(tpm, key)
+    try:
+        session = _policy_session(tpm)
+        try:
+            try:
+                _satisfy_policy(tpm, key, session, approval)
+                signature = tpm.esapi.sign(
+                    handle, TPM2B_DIGEST(digest),
+                    TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+                    TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL),
+                    session1=session,
+                )
+            except TSS2_Exception as exc:
+                if is_policy_failure(int(exc.rc)) or _is_value_on_policy(int(exc.rc)):
+                    raise _mismatch(tpm, key, approval, exc) from exc
+                raise tpm_error(exc, f"signing with key {key.name!r}") from exc
+        finally:
+            tpm.flush(session)
+    finally:
+        tpm.flush(handle)
+    return bytes(signature.marshal())
+
+
+def _is_value_on_policy(rc: int) -> bool:
+    # An approval for other PCR values fails in PolicyAuthorize with TPM_RC_VALUE.
+    return rc & 0xBF == 0x84 and rc >> 16 == 0
+
+
+def signature_to_der(tpmt_signature: bytes) -> bytes:
+    """TPMT_SIGNATURE (ECDSA) to the DER form openssl and `cryptography` verify."""
+    signature, _ = TPMT_SIGNATURE.unmarshal(tpmt_signature)
+    r = int.from_bytes(bytes(signature.signature.ecdsa.signatureR), "big")
+    s = int.from_bytes(bytes(signature.signature.ecdsa.signatureS), "big")
+    return utils.encode_dss_signature(r, s)
+
+
+def sign_data(tpm: TPM, key: SigningKey, data: bytes,
+              approval: Approval | None = None) -> bytes:
+    return sign_digest(tpm, key, hashlib.sha256(data).digest(), approval)
+
+
+def certify(tpm: TPM, identity: HostIdentity, key: SigningKey,
+            qualifying: bytes) -> tuple[bytes, bytes]:
+    """TPM2_Certify of the key by the AK: (TPMS_ATTEST, TPMT_SIGNATURE)."""
+    handle = _load(tpm, key)
+    try:
+        ak = ak_handle(tpm, identity)
+        attest, signature = tpm.call(
+            f"certifying key {key.name!r}", tpm.esapi.certify, handle, ak, qualifying,
+            TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+            session1=ESYS_TR.PASSWORD, session2=ESYS_TR.PASSWORD,
+        )
+    finally:
+        tpm.flush(handle)
+    return bytes(attest.marshal())[2:], bytes(signature.marshal())
+
+
+def approve(authority_private_pem: bytes, selection: PCRSelection,
+            values: dict[tuple[str, int], bytes], policy_ref: bytes = b"") -> Approval:
+    """Sign an approval of a PCR policy with the authority's private key (in software)."""
+    try:
+        private = serialization.load_pem_private_key(authority_private_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"the authority key is not an unencrypted PEM private key: {exc}") from exc
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    authority = authority_public_from_pem(public_pem)
+    missing = [f"{b}:{i}" for b, i in selection if (b, i) not in values]
+    if missing:
+        raise UsageError(f"no value given for PCR {', '.join(missing)}")
+    approval = Approval(bytes(authority.marshal()), selection, dict(values), policy_ref, b"")
+    a_hash = policy.approval_digest(approval.approved_policy, policy_ref)
+    prehashed = utils.Prehashed(hashes.SHA256())
+    signature = TPMT_SIGNATURE()
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        der = private.sign(a_hash, ec.ECDSA(prehashed))
+        r, s = utils.decode_dss_signature(der)
+        signature.sigAlg = TPM2_ALG.ECDSA
+        signature.signature.ecdsa.hash = TPM2_ALG.SHA256
+        signature.signature.ecdsa.signatureR = r.to_bytes(32, "big")
+        signature.signature.ecdsa.signatureS = s.to_bytes(32, "big")
+    elif isinstance(private, rsa.RSAPrivateKey):
+        signature.sigAlg = TPM2_ALG.RSASSA
+        signature.signature.rsassa.hash = TPM2_ALG.SHA256
+        signature.signature.rsassa.sig = private.sign(a_hash, padding.PKCS1v15(), prehashed)
+    else:
+        raise UsageError("the authority key must be ECC P-256 or RSA")
+    return Approval(approval.authority_public, selection, dict(values), policy_ref,
+                    bytes(signature.marshal()))

@@ -1,0 +1,86 @@
+"""Reading and extending PCRs."""
+
+from __future__ import annotations
+
+from tpm2_pytss import ESYS_TR, TPML_DIGEST_VALUES, TPML_PCR_SELECTION, TPMT_HA, TPMU_HA
+from tpm2_pytss.constants import TPM2_CAP
+
+from attest.errors import UsageError
+from attest.evidence.pcrs import DIGEST_SIZES, HASH_ALGS, HASH_NAMES, PCRSelection, digest
+from attest.tpm.device import TPM
+
+# PCRs that TPM2_PCR_Reset can reset from locality 0 (PC Client profile): a log
+# kept in them could be replayed from a clean start by anyone with TPM access.
+RESETTABLE_PCRS = frozenset({16, 23})
+
+
+def to_tpml(selection: PCRSelection) -> TPML_PCR_SELECTION:
+    tpml, _ = TPML_PCR_SELECTION.unmarshal(selection.marshal())
+    return tpml
+
+
+def active_banks(tpm: TPM) -> list[str]:
+    """Banks with at least one PCR allocated, by name (unknown algorithms skipped)."""
+    _, data = tpm.call("reading the PCR banks", tpm.esapi.get_capability, TPM2_CAP.PCRS, 0, 1)
+    banks = []
+    for sel in data.data.assignedPCR:
+        if any(bytes(sel.pcrSelect)[: sel.sizeofSelect]) and int(sel.hash) in HASH_NAMES:
+            banks.append(HASH_NAMES[int(sel.hash)])
+    return banks
+
+
+def read_pcrs(tpm: TPM, selection: PCRSelection) -> dict[tuple[str, int], bytes]:
+    """Values of every selected PCR; TPM2_PCR_Read returns at most 8 a call, so loop."""
+    values: dict[tuple[str, int], bytes] = {}
+    remaining = list(selection)
+    while remaining:
+        pending = PCRSelection.of(_group(remaining))
+        _, returned_sel, digests = tpm.call("reading PCRs", tpm.esapi.pcr_read, to_tpml(pending))
+        got = _expand(returned_sel)
+        if not got:
+            missing = ", ".join(f"{b}:{i}" for b, i in remaining)
+            raise UsageError(f"the TPM has no PCR {missing}",
+                             hint="check the bank with `attest pcr read`")
+        for key, value in zip(got, digests, strict=True):
+            values[key] = bytes(value)
+        remaining = [key for key in remaining if key not in values]
+    return values
+
+
+def extend(tpm: TPM, index: int, digests: dict[str, bytes]) -> None:
+    """Extend ``index`` in every bank named in ``digests``."""
+    if not 0 <= index < 24:
+        raise UsageError(f"PCR index {index} out of range 0-23")
+    entries = []
+    for bank, value in digests.items():
+        if len(value) != DIGEST_SIZES[bank]:
+            raise UsageError(f"a {bank} digest is {DIGEST_SIZES[bank]} bytes, not {len(value)}")
+        entries.append(TPMT_HA(hashAlg=HASH_ALGS[bank], digest=TPMU_HA(**{bank: value})))
+    values = TPML_DIGEST_VALUES(entries)
+    handle = ESYS_TR.parse(f"pcr{index}")
+    tpm.call(f"extending PCR {index}", tpm.esapi.pcr_extend, handle, values)
+
+
+def extend_data(tpm: TPM, index: int, data: bytes) -> dict[str, bytes]:
+    """Extend H(data) into every active bank; returns the digests extended."""
+    digests = {bank: digest(bank, data) for bank in active_banks(tpm)}
+    extend(tpm, index, digests)
+    return digests
+
+
+def _group(keys: list[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for bank, index in keys:
+        grouped.setdefault(bank, []).append(index)
+    return grouped
+
+
+def _expand(tpml: TPML_PCR_SELECTION) -> list[tuple[str, int]]:
+    keys = []
+    for sel in tpml:
+        bank = HASH_NAMES.get(int(sel.hash))
+        bitmap = bytes(sel.pcrSelect)[: sel.sizeofSelect]
+        for index in range(len(bitmap) * 8):
+            if bitmap[index // 8] & (1 << (index % 8)) and bank is not None:
+                keys.append((bank, index))
+    return keys

@@ -1,0 +1,45 @@
+# shellcheck shell=bash
+# Shared by scripts/quickstart, scripts/test and .ci/run: install what is missing.
+# Sourced, not run; expects to be in the repository root.
+
+ATTEST_DEBS=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "error: need root to run: $*" >&2; return 1; fi
+}
+
+ensure_debs() {
+    local missing=() pkg
+    local wanted=("${ATTEST_DEBS[@]}")
+    # Debian's own python3 needs these for a venv and for building tpm2-pytss.
+    if ! python3 -c 'import ensurepip' 2>/dev/null; then wanted+=(python3-venv); fi
+    if [ ! -e "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then
+        wanted+=(python3-dev)
+    fi
+    for pkg in "${wanted[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ] || [ "${ATTEST_FORCE_APT_UPDATE:-}" = 1 ]; then
+        say "installing Debian packages: ${missing[*]:-(none missing)}"
+        as_root apt-get update -q
+        [ "${#missing[@]}" -eq 0 ] || DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+}
+
+ensure_venv() {
+    local extras="${1:-}"
+    local stamp=".venv/.attest-installed${extras:+-$extras}"
+    if [ ! -x .venv/bin/python ]; then
+        say "creating .venv"
+        python3 -m venv .venv
+    fi
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        say "installing attest into .venv${extras:+ (with $extras tools)}"
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+        touch "$stamp"
+    fi
+}

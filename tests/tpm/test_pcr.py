@@ -1,0 +1,63 @@
+"""attest pcr read / extend against a real swtpm."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tests.conftest import Host
+
+
+def _pcr(host: Host, index: int) -> bytes:
+    out = host.ok("pcr", "read", str(index), "--json")
+    return bytes.fromhex(json.loads(out.stdout)["sha256"][str(index)])
+
+
+def test_read_all_pcrs_as_json(host: Host) -> None:
+    values = json.loads(host.ok("pcr", "read", "--json").stdout)["sha256"]
+    assert sorted(map(int, values)) == list(range(24))
+    assert all(len(bytes.fromhex(v)) == 32 for v in values.values())
+
+
+def test_read_human_output_lists_the_bank(host: Host) -> None:
+    out = host.ok("pcr", "read", "0", "15").stdout
+    assert out.splitlines()[0] == "sha256:"
+    assert out.splitlines()[1].strip().startswith("0 : 0x")
+
+
+def test_extend_data_follows_the_extend_rule(host: Host) -> None:
+    before = _pcr(host, 14)
+    host.ok("pcr", "extend", "14", "--data", "hello")
+    expected = hashlib.sha256(before + hashlib.sha256(b"hello").digest()).digest()
+    assert _pcr(host, 14) == expected
+
+
+def test_extend_digest(host: Host) -> None:
+    before = _pcr(host, 13)
+    value = bytes(range(32))
+    host.ok("pcr", "extend", "13", "--digest", f"sha256:{value.hex()}")
+    assert _pcr(host, 13) == hashlib.sha256(before + value).digest()
+
+
+def test_extend_resettable_pcr_warns(host: Host) -> None:
+    result = host.ok("pcr", "extend", "16", "--data", "x")
+    assert "can be reset" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["pcr", "extend", "14"],
+    ["pcr", "extend", "14", "--data", "a", "--digest", "sha256:00"],
+    ["pcr", "extend", "24", "--data", "a"],
+    ["pcr", "extend", "14", "--digest", "sha256:zz"],
+    ["pcr", "extend", "14", "--digest", "sha256:0011"],
+    ["pcr", "extend", "14", "--digest", "md5:" + "00" * 16],
+    ["pcr", "extend", "14", "--digest", "00" * 32],
+    ["pcr", "read", "--bank", "sha3"],
+    ["pcr", "read", "99"],
+])
+def test_bad_input_exits_2(host: Host, args: list[str]) -> None:
+    result = host.run(*args)
+    assert result.exit_code == 2, result.output
+    assert "error" in result.output.lower()

@@ -1,0 +1,98 @@
+"""attest provision: EK checked against its certificate, SRK and AK, idempotence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import crypto
+from tpm2_pytss import TPM2B_PUBLIC, TPMA_OBJECT
+from tpm2_pytss.constants import TPM2_ALG, TPM2_ECC
+
+from attest.simulator import Simulator
+from attest.tpm.hierarchy import load_identity
+from tests.conftest import Host
+
+
+def test_provision_writes_the_host_identity(host: Host) -> None:
+    ident = load_identity(host.home)
+    assert {ek.kind for ek in ident.eks} == {"rsa", "ecc"}
+    assert all(ek.certificate for ek in ident.eks)
+    assert (host.home / "ak.pem").is_file() and (host.home / "ek-rsa.pem").is_file()
+    ak, _ = TPM2B_PUBLIC.unmarshal(ident.ak_public)
+    area = ak.publicArea
+    assert area.type == TPM2_ALG.ECC
+    assert area.parameters.eccDetail.curveID == TPM2_ECC.NIST_P256
+    attrs = int(area.objectAttributes)
+    for flag in (TPMA_OBJECT.FIXEDTPM, TPMA_OBJECT.FIXEDPARENT, TPMA_OBJECT.SENSITIVEDATAORIGIN,
+                 TPMA_OBJECT.USERWITHAUTH, TPMA_OBJECT.RESTRICTED, TPMA_OBJECT.SIGN_ENCRYPT):
+        assert attrs & flag, flag
+    assert not attrs & TPMA_OBJECT.DECRYPT
+    assert bytes(ak.get_name()) == ident.ak_name
+
+
+def test_provision_twice_reuses_what_exists(host: Host) -> None:
+    before = load_identity(host.home)
+    again = host.ok("provision", "--json")
+    steps = {s["component"]: s["result"] for s in json.loads(again.stdout)["steps"]}
+    assert steps["SRK 0x81000001"] == "reused"
+    assert steps["AK 0x81000002"] == "reused"
+    assert load_identity(host.home) == before
+
+
+def test_provision_on_a_fresh_tpm_creates_srk_and_ak(fresh_swtpm: Simulator,
+                                                     tmp_path: Path) -> None:
+    h = Host(fresh_swtpm, tmp_path / "home")
+    out = h.ok("provision", "--json")
+    steps = {s["component"]: s["result"] for s in json.loads(out.stdout)["steps"]}
+    assert steps["SRK 0x81000001"] == "created"
+    assert steps["AK 0x81000002"] == "created"
+    assert steps["EK (EK-RSA2048)"] == "checked against its certificate"
+
+
+def test_a_home_of_another_tpm_is_refused(fresh_swtpm: Simulator, host: Host) -> None:
+    # host.home holds the shared simulator's identity; fresh_swtpm has another AK.
+    other = Host(fresh_swtpm, host.home)
+    result = other.run("provision")
+    assert result.exit_code == 1
+    assert "identity of another AK" in result.stderr
+
+
+def test_ek_certificate_chains_to_the_simulator_ca(host: Host) -> None:
+    sim = host.sim
+    store = crypto.X509Store()
+    store.add_cert(crypto.X509.from_cryptography(
+        x509.load_pem_x509_certificate(sim.root_ca_cert.read_bytes())))
+    intermediate = crypto.X509.from_cryptography(
+        x509.load_pem_x509_certificate(sim.intermediate_ca_cert.read_bytes()))
+    for kind in ("rsa", "ecc"):
+        leaf = x509.load_pem_x509_certificate((host.home / f"ek-{kind}.pem").read_bytes())
+        ctx = crypto.X509StoreContext(store, crypto.X509.from_cryptography(leaf),
+                                      chain=[intermediate])
+        ctx.verify_certificate()  # raises X509StoreContextError when the chain is broken
+
+
+def test_ek_chain_check_fails_without_the_intermediate(host: Host) -> None:
+    store = crypto.X509Store()
+    store.add_cert(crypto.X509.from_cryptography(
+        x509.load_pem_x509_certificate(host.sim.root_ca_cert.read_bytes())))
+    leaf = x509.load_pem_x509_certificate((host.home / "ek-rsa.pem").read_bytes())
+    ctx = crypto.X509StoreContext(store, crypto.X509.from_cryptography(leaf))
+    try:
+        ctx.verify_certificate()
+    except crypto.X509StoreContextError:
+        return
+    raise AssertionError("an EK certificate verified without its issuer")
+
+
+def test_ek_public_key_is_the_certificates(host: Host) -> None:
+    ident = load_identity(host.home)
+    for ek in ident.eks:
+        assert ek.certificate is not None
+        cert = x509.load_der_x509_certificate(ek.certificate)
+        public, _ = TPM2B_PUBLIC.unmarshal(ek.public)
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        assert cert.public_key().public_bytes(serialization.Encoding.DER, spki) == bytes(
+            public.to_der())
