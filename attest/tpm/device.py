@@ -114,6 +114,21 @@ class TPM:
     def __init__(self, esapi: ESAPI, tcti: str) -> None:
         self.esapi = esapi
         self.tcti = tcti
+        self._persistent: dict[int, Any] = {}
+
+    def persistent(self, handle: int) -> Any:
+        """The ESYS handle of a persistent object, opened once per connection.
+
+        Esys_TR_FromTPMPublic costs a ReadPublic round trip and allocates an ESYS
+        object; a long-lived process quoting in a loop must not repeat either.
+        """
+        if handle not in self._persistent:
+            self._persistent[handle] = self.call(
+                f"opening persistent handle 0x{handle:08x}", self.esapi.tr_from_tpmpublic, handle)
+        return self._persistent[handle]
+
+    def forget_persistent(self, handle: int) -> None:
+        self._persistent.pop(handle, None)
 
     def call(self, doing: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:

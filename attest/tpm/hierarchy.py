@@ -28,7 +28,7 @@ from tpm2_pytss import (
 from tpm2_pytss.constants import TPM2_ALG, TPM2_CAP, TPM2_HR, TPM2_SE
 from tpm2_pytss.utils import NVReadEK, create_ek_template
 
-from attest.errors import IdentityError
+from attest.errors import IdentityError, TPMError
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import write_public
 
@@ -242,8 +242,7 @@ def _persistent_handles(tpm: TPM) -> set[int]:
 
 
 def _read_persistent(tpm: TPM, handle: int) -> tuple[object, TPM2B_PUBLIC]:
-    tr = tpm.call(f"opening persistent handle 0x{handle:08x}",
-                  tpm.esapi.tr_from_tpmpublic, handle)
+    tr = tpm.persistent(handle)
     public, _, _ = tpm.call(f"reading persistent object 0x{handle:08x}",
                             tpm.esapi.read_public, tr)
     return tr, public
@@ -343,8 +342,9 @@ def _write_identity(home: Path, identity: HostIdentity, ak_public: TPM2B_PUBLIC)
 
 def ak_handle(tpm: TPM, identity: HostIdentity) -> object:
     """The ESYS handle of the persisted AK, checked against the identity in the home."""
-    tr, public = _read_persistent(tpm, identity.ak_handle)
-    if bytes(public.get_name()) != identity.ak_name:
+    tr = _provisioned_object(tpm, identity.ak_handle, "AK")
+    # ESYS computed the name from the public area when it opened the handle.
+    if bytes(tpm.esapi.tr_get_name(tr)) != identity.ak_name:
         raise IdentityError(
             f"the AK at 0x{identity.ak_handle:08x} is not the one in the host identity",
             hint="the TPM was cleared or another home is in use; run `attest provision`",
@@ -353,10 +353,15 @@ def ak_handle(tpm: TPM, identity: HostIdentity) -> object:
 
 
 def srk_handle(tpm: TPM) -> object:
+    return _provisioned_object(tpm, SRK_HANDLE, "SRK")
+
+
+def _provisioned_object(tpm: TPM, handle: int, what: str) -> object:
     try:
-        return tpm.esapi.tr_from_tpmpublic(SRK_HANDLE)
-    except TSS2_Exception as exc:
-        raise IdentityError("the TPM has no SRK", hint="run `attest provision` first") from exc
+        return tpm.persistent(handle)
+    except TPMError as exc:
+        raise IdentityError(f"the TPM has no {what} at 0x{handle:08x} ({exc.message})",
+                            hint="run `attest provision` (the TPM may have been cleared)") from exc
 
 
 def activate_credential(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 from cryptography import x509
@@ -96,3 +98,15 @@ def test_ek_public_key_is_the_certificates(host: Host) -> None:
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         assert cert.public_key().public_bytes(serialization.Encoding.DER, spki) == bytes(
             public.to_der())
+
+
+def test_a_cleared_tpm_is_named_not_a_raw_code(fresh_swtpm: Simulator, tmp_path: Path) -> None:
+    """A home whose TPM lost its AK (cleared, or another TPM) tells the user to provision."""
+    h = Host(fresh_swtpm, tmp_path / "home")
+    h.ok("provision")
+    subprocess.run(["tpm2_evictcontrol", "-C", "o", "-c", "0x81000002"], check=True,
+                   capture_output=True, env={**os.environ, "TPM2TOOLS_TCTI": fresh_swtpm.tcti})
+    result = h.run("quote", "create", "--pcrs", "sha256:0", "--nonce", "00",
+                   "--out-dir", str(tmp_path / "q"))
+    assert result.exit_code == 1
+    assert "no AK at 0x81000002" in result.stderr and "attest provision" in result.stderr

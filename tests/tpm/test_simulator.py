@@ -104,3 +104,22 @@ def test_unreachable_tpm_exits_3_with_a_hint(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert "cannot reach a TPM" in result.stderr
     assert "attest swtpm start" in result.stderr
+
+
+def _snapshot(folder: Path) -> dict[str, float]:
+    if not folder.exists():
+        return {}
+    return {str(p): p.stat().st_mtime for p in folder.rglob("*")} | {
+        str(folder): folder.stat().st_mtime}
+
+
+def test_provisioning_writes_nothing_to_system_paths(tmp_path: Path) -> None:
+    watched = [Path("/var/lib/swtpm-localca"), Path("/etc/swtpm-localca.conf"),
+               Path("/etc/swtpm_setup.conf"), Path.home() / ".config" / "swtpm_setup.conf",
+               Path.home() / ".config" / "swtpm-localca.conf"]
+    before = {str(p): _snapshot(p) for p in watched}
+    sim = Simulator(tmp_path / "sysclean")
+    assert sim.provision()
+    assert not sim.provision()  # second call: already provisioned
+    assert {str(p): _snapshot(p) for p in watched} == before
+    assert (sim.ca_dir / "signkey.pem").is_file()
