@@ -19,7 +19,7 @@ _NAME = click.option("--name", default=signing.DEFAULT_KEY, show_default=True,
                      help="The key's name in the home.")
 
 
-@click.group()
+@click.group(short_help="PCR-bound signing keys: create, sign, certify, list.")
 def key() -> None:
     """PCR-bound signing keys: they sign only while the sealed PCRs hold their values."""
 
@@ -107,7 +107,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{k.name:<16} {k.kind:<9} {k.selection}  policy {k.policy_digest.hex()[:16]}…")
 
 
-@click.group()
+@click.group(short_help="Key policies: approvals by an authority.")
 def policy() -> None:
     """Key policies: approvals by an authority."""
 

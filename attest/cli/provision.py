@@ -8,7 +8,7 @@ from attest.cli.common import echo_json, tpm_from
 from attest.tpm.hierarchy import provision as provision_identity
 
 
-@click.command()
+@click.command(short_help="Check the EK, create or reuse SRK and AK, write the identity.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def provision(ctx: click.Context, as_json: bool) -> None:

@@ -198,3 +198,17 @@ def test_sign_reads_stdin(host: Host, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     _verify((host.home / "keys" / "stdin" / "key.pem").read_bytes(),
             (tmp_path / "s").read_bytes(), b"from a pipe")
+
+
+def test_unwritable_output_exits_2_without_a_traceback(host: Host, payload: Path,
+                                                       tmp_path: Path) -> None:
+    host.ok("key", "create", "--name", "io")
+    result = host.run("key", "sign", "--name", "io", "--in", str(payload),
+                      "--out", str(tmp_path / "no" / "such" / "dir" / "sig"))
+    assert result.exit_code == 0  # parent folders are created
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    result = host.run("key", "sign", "--name", "io", "--in", str(payload),
+                      "--out", str(blocked / "sig"))
+    assert result.exit_code == 2
+    assert str(blocked) in result.stderr and "Traceback" not in result.output
