@@ -105,3 +105,75 @@ class MalformedEvidence(EvidenceError):
 
 class MalformedInput(UsageError):
     """A file that is not in the format it should be in (PEM, tpm2-tools PCR file, ...)."""
+
+
+class EventLogError(EvidenceError):
+    """A measurement log (TCG PC Client boot log or CEL runtime log) that does not parse.
+
+    Exit code 2: wherever a log error reaches the CLI, the log is a file the user
+    gave, and a log that does not parse is bad input. A verifier never exits on
+    it; it turns the error into a denial with :attr:`reason`. Its subclasses
+    are refusals (exit 1): the log parses but does not match the PCRs or the
+    reference values.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Reason = Reason.EVENTLOG_MALFORMED,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, hint=hint)
+
+
+class EventLogMismatch(EventLogError):
+    """A log that parses but does not replay to the PCR values the TPM reported."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, reason=Reason.EVENTLOG_MISMATCH, hint=hint)
+
+
+class ReferenceValueMismatch(EventLogError):
+    """A log that replays correctly but records a measurement the reference values forbid."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, reason=Reason.REFERENCE_VALUE_MISMATCH, hint=hint)
+
+
+class ReplayMismatch(EventLogMismatch):
+    """One PCR whose replayed value differs from the value the TPM reported.
+
+    Carries what a person needs to find the culprit: the PCR, the bank, both
+    values, and descriptions of the log's last events on that PCR.
+    """
+
+    def __init__(
+        self,
+        *,
+        pcr: int,
+        bank: str,
+        expected: bytes,
+        replayed: bytes,
+        last_events: tuple[str, ...],
+        hint: str | None = None,
+    ) -> None:
+        lines = [f"PCR {pcr} ({bank}) does not replay: the TPM reports {expected.hex()}, "
+                 f"the log replays to {replayed.hex()}"]
+        if last_events:
+            lines.append(f"last events on PCR {pcr}:")
+            lines.extend(f"  {text}" for text in last_events)
+        else:
+            lines.append(f"the log has no event on PCR {pcr}")
+        super().__init__("\n".join(lines), hint=hint)
+        self.pcr = pcr
+        self.bank = bank
+        self.expected = expected
+        self.replayed = replayed
+        self.last_events = last_events

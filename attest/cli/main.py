@@ -77,9 +77,18 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
 
 
-def _register() -> None:
-    from attest.cli import keys, pcr, provision, quote, swtpm
+@click.group()
+def ek() -> None:
+    """Endorsement key certificates."""
 
+
+def _register() -> None:
+    from attest.cli import evidence, keys, pcr, provision, quote, swtpm
+
+    quote.quote.add_command(evidence.quote_verify)
+    keys.policy.add_command(evidence.policy_pcr)
+    ek.add_command(evidence.ek_verify)
+    cli.add_command(ek)
     cli.add_command(swtpm.swtpm)
     cli.add_command(provision.provision)
     cli.add_command(pcr.pcr)

@@ -14,7 +14,12 @@ import struct
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+try:  # cryptography >= 47 moved CFB (still what TPMs use) to "decrepit"
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 
 from attest.errors import EvidenceError
 from attest.evidence.pcrs import DIGEST_SIZES
@@ -104,7 +109,7 @@ def make_credential(
         assert isinstance(ek.parms, ECCParms)  # noqa: S101 (narrowing)
         seed, encrypted = _ecc_seed(key, Curve(ek.parms.curve), name_alg, ephemeral)
     sym_key = kdfa(name_alg, seed, b"STORAGE", object_name, b"", bits=symmetric.key_bits)
-    encryptor = Cipher(algorithms.AES(sym_key), modes.CFB(bytes(16))).encryptor()
+    encryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).encryptor()
     enc_identity = encryptor.update(_b(secret)) + encryptor.finalize()
     hmac_key = kdfa(name_alg, seed, b"INTEGRITY", b"", b"", bits=size * 8)
     integrity = hmac.new(hmac_key, enc_identity + object_name, name_alg).digest()

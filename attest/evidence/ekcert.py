@@ -10,6 +10,7 @@ name; newer profiles without SAN or EKU; roots in non-DER encodings that
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -188,12 +189,19 @@ def _parse_with_openssl(der: bytes, trimmed: int) -> EKCertificate:
         public_key=key,
         not_before=_asn1_time(cert.get_notBefore()),
         not_after=_asn1_time(cert.get_notAfter()),
-        subject_empty=not cert.get_subject().get_components(),
+        subject_empty=_openssl_subject_empty(cert),
         tpm=None,
         san_critical=False,
         ek_eku=False,
         parsed_by="openssl",
     )
+
+
+def _openssl_subject_empty(cert: crypto.X509) -> bool:
+    # pyOpenSSL deprecates X509Name in favour of `cryptography`, which cannot read this cert
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return not cert.get_subject().get_components()
 
 
 def _asn1_time(value: bytes | None) -> datetime:

@@ -1,0 +1,279 @@
+"""`attest quote verify`, `attest ek verify`, `attest policy pcr`: evidence checks without a TPM.
+
+`quote verify` takes tpm2_checkquote's flags and files, so a script that calls
+tpm2_checkquote can call attest instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from cryptography import x509
+from OpenSSL import crypto
+
+from attest.cli.common import echo_json, parse_hex
+from attest.errors import (
+    EXIT_REFUSED,
+    EvidenceError,
+    MalformedEvidence,
+    MalformedInput,
+    UsageError,
+)
+from attest.evidence import policy as policy_digests
+from attest.evidence.ekcert import verify_chain
+from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
+from attest.evidence.quote import QuoteFacts, verify_quote
+from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_signature
+from attest.reasons import Reason
+
+_CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _qualification(value: str | None) -> bytes:
+    """-q takes hex or a file holding the bytes, as tpm2_checkquote does."""
+    if value is None:
+        return b""
+    path = Path(value)
+    if path.is_file():
+        return path.read_bytes()
+    return parse_hex(value, "-q/--qualification")
+
+
+def _refusal(exc: EvidenceError, as_json: bool) -> None:
+    reason = exc.reason.value if exc.reason else "invalid"
+    if as_json:
+        echo_json({"valid": False, "reason": reason, "message": exc.message})
+    else:
+        click.echo(f"invalid: {reason}: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+    raise SystemExit(EXIT_REFUSED)
+
+
+@click.command("verify")
+@click.option("-u", "--public", "public_path", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The AK public key: PEM, TPM2B_PUBLIC or TPMT_PUBLIC.")
+@click.option("-m", "--message", "message_path", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The quote: TPMS_ATTEST as tpm2_quote -m writes it.")
+@click.option("-s", "--signature", "signature_path", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The signature: TPMT_SIGNATURE as tpm2_quote -s writes it.")
+@click.option("-f", "--pcr", "pcr_path", metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="PCR values: tpm2_quote -o's file (with its selection), or bare values "
+              "(tpm2_pcrread -o) read with -l. Without -f no PCR value is checked.")
+@click.option("-l", "--pcr-list", metavar="BANK:LIST",
+              help="The selection of a bare-values -f file, e.g. sha256:0,1,2.")
+@click.option("-F", "--format", "_ignored_format", metavar="FORMAT", hidden=False,
+              help="Accepted and ignored, as tpm2-tools 5 does (the file form is detected).")
+@click.option("-g", "--hash-algorithm", metavar="ALG",
+              help="The signature's hash; refused when the quote was signed with another.")
+@click.option("-q", "--qualification", metavar="HEX|FILE",
+              help="The nonce the quote must carry (extraData), hex or a file.")
+@click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 signatures (refused by default).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
+                 pcr_path: Path | None, pcr_list: str | None, _ignored_format: str | None,
+                 hash_algorithm: str | None, qualification: str | None, allow_sha1: bool,
+                 as_json: bool) -> None:
+    """Verify a quote as tpm2_checkquote does, and more: every check names its reason.
+
+    \b
+    Exit 0: valid. Exit 1: invalid, with the reason code and a sentence.
+    Exit 2: unreadable input.
+    \b
+      attest quote verify -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
+    """
+    public = read_public(_read(public_path, "public key"))
+    message = _read(message_path, "quote")
+    signature = _read(signature_path, "signature")
+    # Bytes that are not a TPMS_ATTEST / TPMT_SIGNATURE at all are unreadable input
+    # (exit 2), not a quote that fails verification.
+    for data, parse, what in ((message, read_attest, "-m: not a TPMS_ATTEST"),
+                              (signature, read_signature, "-s: not a TPMT_SIGNATURE")):
+        try:
+            parse(data)
+        except MalformedEvidence as exc:
+            raise MalformedInput(f"{what}: {exc.message}") from None
+    nonce = _qualification(qualification)
+    selection_hint = PCRSelection.parse(pcr_list) if pcr_list else None
+    values = None
+    if pcr_path is not None:
+        _, values = read_pcrs(_read(pcr_path, "PCR file"), selection_hint)
+    elif selection_hint is not None:
+        raise UsageError("-l/--pcr-list describes a bare-values -f file; give -f too")
+    try:
+        facts = verify_quote(message, signature, public, expected_extra_data=nonce,
+                             pcr_values=values, required_pcrs=None, allow_sha1=allow_sha1)
+        if hash_algorithm is not None and hash_name(hash_algorithm) != facts.signature_hash:
+            raise EvidenceError(
+                f"the quote is signed with {facts.signature_hash}, not {hash_name(hash_algorithm)}",
+                reason=Reason.ALG_NOT_ALLOWED)
+    except EvidenceError as exc:
+        _refusal(exc, as_json)
+        return
+    _print_quote(facts, values is not None, as_json)
+
+
+def _print_quote(facts: QuoteFacts, checked_values: bool, as_json: bool) -> None:
+    pcrs = {bank: {str(i): v.hex() for i, v in sorted(vals.items())}
+            for bank, vals in facts.pcrs.items()}
+    if as_json:
+        echo_json({
+            "valid": True,
+            "selection": str(facts.selection),
+            "pcr_digest": facts.pcr_digest.hex(),
+            "pcrs": pcrs,
+            "pcr_values_checked": checked_values,
+            "extra_data": facts.extra_data.hex(),
+            "signer": facts.signer.hex(),
+            "signature": f"{facts.signature_scheme}-{facts.signature_hash}",
+            "clock": {"clock": facts.clock_info.clock, "reset_count": facts.clock_info.reset_count,
+                      "restart_count": facts.clock_info.restart_count,
+                      "safe": facts.clock_info.safe},
+            "firmware_version": facts.firmware_version,
+        })
+        return
+    click.echo(f"valid: quote of {facts.selection} signed with "
+               f"{facts.signature_scheme}-{facts.signature_hash}")
+    if checked_values:
+        for bank, values in pcrs.items():
+            click.echo(f"  {bank}:")
+            for index, value in values.items():
+                click.echo(f"    {index:>2} : 0x{value.upper()}")
+    else:
+        click.echo(f"  pcr digest {facts.pcr_digest.hex()} (no -f: PCR values not checked)")
+    click.echo(f"  extraData {facts.extra_data.hex() or '(empty)'}; clock "
+               f"{facts.clock_info.clock} ms, safe={facts.clock_info.safe}")
+
+
+def _certificate_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        # A CA folder may keep private keys beside the certificates: skip PEM without one.
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in _CERT_SUFFIXES
+                       and (b"-----BEGIN" not in (head := p.read_bytes())
+                            or b"CERTIFICATE-----" in head))
+        if not found:
+            raise UsageError(f"no certificates (*.pem, *.crt, *.cer, *.der) in {path}")
+        return found
+    return [path]
+
+
+@click.command("verify")
+@click.argument("cert", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--roots", "roots", multiple=True, required=True, metavar="PATH",
+              type=click.Path(path_type=Path),
+              help="Trust anchors: a certificate file (PEM may hold several) or a folder of "
+              "them; every certificate given here is trusted. Repeatable.")
+@click.option("--chain", "chain", multiple=True, metavar="PATH", type=click.Path(path_type=Path),
+              help="Intermediate certificates used to build the path (not trusted). Repeatable.")
+@click.option("--at", "at", metavar="ISO-8601",
+              help="Check validity at this time (default: now), e.g. 2024-05-01T00:00:00Z.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: str | None,
+              as_json: bool) -> None:
+    """Validate an EK certificate's chain to manufacturer roots.
+
+    Reads what real TPMs store: DER with 0xFF padding from NV, PEM, TCG-profile
+    certificates with empty subjects, roots that are not strict DER.
+    """
+    when = _parse_time(at)
+    leaf = _read(cert, "certificate")
+    anchors = [_read(p, "root") for r in roots for p in _certificate_files(r)]
+    intermediates = [_read(p, "intermediate") for c in chain for p in _certificate_files(c)]
+    try:
+        verified = verify_chain(leaf, anchors, intermediates, at=when)
+    except EvidenceError as exc:
+        _refusal(exc, as_json)
+        return
+    ek = verified.leaf
+    subjects = [_subject(der) for der in verified.chain[1:]]
+    if as_json:
+        echo_json({
+            "valid": True, "at": when.isoformat(), "trimmed_bytes": ek.trimmed,
+            "chain": ["(EK)", *subjects], "not_after": ek.not_after.isoformat(),
+            "tpm": None if ek.tpm is None else {"manufacturer": ek.tpm.manufacturer,
+                                                "model": ek.tpm.model, "version": ek.tpm.version},
+            "ek_eku": ek.ek_eku, "subject_empty": ek.subject_empty,
+        })
+        return
+    click.echo(f"valid: EK certificate chains to a trusted root at {when.isoformat()}")
+    for depth, subject in enumerate(subjects, 1):
+        click.echo(f"  {'  ' * depth}<- {subject}")
+    if ek.trimmed:
+        click.echo(f"  note: {ek.trimmed} padding bytes after the DER were ignored")
+    if ek.tpm is not None:
+        click.echo(f"  TPM: {ek.tpm.manufacturer} {ek.tpm.model} {ek.tpm.version}")
+
+
+def _subject(der: bytes) -> str:
+    try:
+        return x509.load_der_x509_certificate(der).subject.rfc4514_string() or "(empty)"
+    except ValueError:
+        # Some vendor roots (Nuvoton) are not strict DER: OpenSSL still reads them.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            name = crypto.load_certificate(crypto.FILETYPE_ASN1, der).get_subject()
+            parts = [f"{k.decode()}={v.decode(errors='replace')}"
+                     for k, v in name.get_components()]
+        return ",".join(parts) or "(empty)"
+
+
+def _parse_time(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at is not an ISO-8601 time: {value!r}",
+                         hint="write e.g. 2024-05-01T00:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@click.command("pcr")
+@click.option("--bank", default="sha256", show_default=True, help="The PCR bank.")
+@click.option("--pcr", "pcr_values", multiple=True, required=True, metavar="INDEX=HEX",
+              help="A PCR and the value the policy demands, e.g. 16=<hex>. Repeatable.")
+@click.option("--auth-value", is_flag=True, help="Append PolicyAuthValue (as attest's keys do).")
+@click.option("--session-hash", type=click.Choice(["sha256", "sha384"]), default="sha256",
+              show_default=True, help="The policy session's hash algorithm.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def policy_pcr(bank: str, pcr_values: tuple[str, ...], auth_value: bool, session_hash: str,
+               as_json: bool) -> None:
+    """Print the PolicyPCR digest (what a trial session would compute), in hex."""
+    name = hash_name(bank)
+    values: dict[tuple[str, int], bytes] = {}
+    for spec in pcr_values:
+        index_text, sep, hex_value = spec.partition("=")
+        if not sep:
+            raise UsageError(f"--pcr {spec!r}: write INDEX=HEX, e.g. 16=<hex>")
+        selection = PCRSelection.parse(f"{name}:{index_text}")
+        if len(selection) != 1:
+            raise UsageError(f"--pcr {spec!r}: one PCR per value")
+        value = parse_hex(hex_value, f"value of PCR {index_text}")
+        if len(value) != DIGEST_SIZES[name]:
+            raise UsageError(f"PCR {index_text}: a {name} value is {DIGEST_SIZES[name]} bytes")
+        values[next(iter(selection))] = value
+    selection = PCRSelection.of({name: [i for _, i in values]})
+    digest = policy_digests.policy_pcr(policy_digests.initial(session_hash), selection, values,
+                                       session_hash)
+    if auth_value:
+        digest = policy_digests.policy_auth_value(digest, session_hash)
+    if as_json:
+        echo_json({"policy_digest": digest.hex(), "session_hash": session_hash,
+                   "pcrs": str(selection), "auth_value": auth_value})
+    else:
+        click.echo(digest.hex())
+
