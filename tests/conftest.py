@@ -91,6 +91,6 @@ def host(session_swtpm: Simulator, tmp_path: Path) -> Host:
 
 @pytest.fixture
 def fresh_host(fresh_swtpm: Simulator, tmp_path: Path) -> Host:
-    h = Host(fresh_swtpm, tmp_path / "home")
+    h = Host(fresh_swtpm, tmp_path / "fresh-home")
     h.ok("provision")
     return h

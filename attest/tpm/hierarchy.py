@@ -28,7 +28,8 @@ from tpm2_pytss import (
 from tpm2_pytss.constants import TPM2_ALG, TPM2_CAP, TPM2_HR, TPM2_SE
 from tpm2_pytss.utils import NVReadEK, create_ek_template
 
-from attest.errors import IdentityError, TPMError
+from attest.errors import EvidenceError, IdentityError, TPMError, UsageError
+from attest.evidence.ekcert import parse_ek_certificate
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import write_public
 
@@ -172,19 +173,6 @@ def load_identity(home: Path) -> HostIdentity:
                             hint="move it away and run `attest provision` again") from exc
 
 
-def trim_der(data: bytes) -> bytes:
-    """A certificate read from NV may be followed by 0xFF padding: keep the outer DER TLV."""
-    if len(data) < 2 or data[0] != 0x30:
-        return data
-    length = data[1]
-    if length < 0x80:
-        return data[: 2 + length]
-    count = length & 0x7F
-    if count == 0 or count > 4 or len(data) < 2 + count:
-        return data
-    return data[: 2 + count + int.from_bytes(data[2 : 2 + count], "big")]
-
-
 @contextmanager
 def endorsement_key(tpm: TPM, kind: EKKind = EK_RSA) -> Iterator[tuple[object, EndorsementKey]]:
     """Recreate the EK (a transient object, flushed afterwards) and check it against its cert."""
@@ -200,9 +188,7 @@ def endorsement_key(tpm: TPM, kind: EKKind = EK_RSA) -> Iterator[tuple[object, E
         TPM2B_SENSITIVE_CREATE(), template, ESYS_TR.ENDORSEMENT,
     )
     try:
-        der = trim_der(bytes(cert)) if cert else None
-        if der is not None:
-            _check_ek_matches_certificate(kind, der, public)
+        der = _check_ek_matches_certificate(kind, bytes(cert), public) if cert else None
         ek = EndorsementKey(kind.label, der, bytes(public.marshal()),
                             bytes(public.get_name()))
         yield handle, ek
@@ -210,20 +196,23 @@ def endorsement_key(tpm: TPM, kind: EKKind = EK_RSA) -> Iterator[tuple[object, E
         tpm.flush(handle)
 
 
-def _check_ek_matches_certificate(kind: EKKind, der: bytes, public: TPM2B_PUBLIC) -> None:
+def _check_ek_matches_certificate(kind: EKKind, stored: bytes, public: TPM2B_PUBLIC) -> bytes:
+    """The certificate's DER (NV padding trimmed), once its key is the EK the TPM derives."""
     try:
-        cert_key = x509.load_der_x509_certificate(der).public_key()
-    except ValueError as exc:
+        cert = parse_ek_certificate(stored)
+    except EvidenceError as exc:
         raise IdentityError(
-            f"the {kind.label.upper()} EK certificate in NV does not parse: {exc}") from exc
+            f"the {kind.label.upper()} EK certificate in NV does not parse: {exc.message}"
+        ) from exc
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    cert_spki = cert_key.public_bytes(serialization.Encoding.DER, spki)
+    cert_spki = cert.public_key.public_bytes(serialization.Encoding.DER, spki)
     if cert_spki != bytes(public.to_der()):
         raise IdentityError(
             f"the {kind.label.upper()} EK the TPM derives is not the key in its certificate",
             hint="the certificate belongs to another TPM or the EK template differs; "
             "do not trust this TPM's identity",
         )
+    return cert.der
 
 
 def _persistent_handles(tpm: TPM) -> set[int]:
@@ -368,9 +357,21 @@ def activate_credential(
     tpm: TPM, identity: HostIdentity, credential_blob: bytes, encrypted_secret: bytes,
     kind: EKKind = EK_RSA,
 ) -> bytes:
-    """TPM2_ActivateCredential: recover the secret a verifier wrapped to our EK and AK name."""
+    """TPM2_ActivateCredential: recover the secret a verifier wrapped to our EK and AK name.
+
+    ``credential_blob`` and ``encrypted_secret`` are the marshalled TPM2B_ID_OBJECT and
+    TPM2B_ENCRYPTED_SECRET, as MakeCredential returns them and tpm2-tools stores them.
+    """
     from tpm2_pytss import TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT
 
+    try:
+        blob, used_blob = TPM2B_ID_OBJECT.unmarshal(credential_blob)
+        secret_in, used_secret = TPM2B_ENCRYPTED_SECRET.unmarshal(encrypted_secret)
+    except TSS2_Exception as exc:
+        raise UsageError(f"not a credential (TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET): {exc}"
+                         ) from exc
+    if used_blob != len(credential_blob) or used_secret != len(encrypted_secret):
+        raise UsageError("trailing bytes after the credential")
     ak = ak_handle(tpm, identity)
     with endorsement_key(tpm, kind) as (ek, _):
         if kind is EK_RSA:
@@ -382,14 +383,12 @@ def activate_credential(
                 tpm.call("PolicySecret on the endorsement hierarchy", tpm.esapi.policy_secret,
                          ESYS_TR.ENDORSEMENT, session)
                 secret = tpm.call("activating the credential", tpm.esapi.activate_credential,
-                                  ak, ek, TPM2B_ID_OBJECT(credential_blob),
-                                  TPM2B_ENCRYPTED_SECRET(encrypted_secret),
+                                  ak, ek, blob, secret_in,
                                   session1=ESYS_TR.PASSWORD, session2=session)
             finally:
                 tpm.flush(session)
         else:
             secret = tpm.call("activating the credential", tpm.esapi.activate_credential,
-                              ak, ek, TPM2B_ID_OBJECT(credential_blob),
-                              TPM2B_ENCRYPTED_SECRET(encrypted_secret),
+                              ak, ek, blob, secret_in,
                               session1=ESYS_TR.PASSWORD, session2=ESYS_TR.PASSWORD)
     return bytes(secret)

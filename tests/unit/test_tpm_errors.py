@@ -13,7 +13,6 @@ from attest.errors import (
 )
 from attest.reasons import Reason
 from attest.tpm.device import describe_rc, format_one_error, is_policy_failure, resolve_tcti
-from attest.tpm.hierarchy import trim_der
 
 
 @pytest.mark.parametrize(("rc", "words"), [
@@ -60,7 +59,3 @@ def test_exit_codes_and_reasons() -> None:
     assert mismatch.diagnostics() == "key_policy_mismatch: PCRs changed\nhint: make a new key"
 
 
-def test_trim_der_drops_nv_padding() -> None:
-    der = bytes([0x30, 0x82, 0x00, 0x03, 1, 2, 3])
-    assert trim_der(der + b"\xff" * 100) == der
-    assert trim_der(bytes([0x30, 0x02, 9, 9]) + b"\xff") == bytes([0x30, 0x02, 9, 9])

@@ -1,0 +1,121 @@
+"""Reason codes of quote verification produced from real swtpm quotes, not synthetic bytes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from attest.errors import EvidenceError
+from attest.evidence.pcrs import PCRSelection
+from attest.evidence.quote import QuoteFacts, verify_quote
+from attest.evidence.structures import parse_public_tpm2b
+from attest.reasons import Reason
+from attest.simulator import Simulator
+from attest.tpm.device import open_tpm
+from attest.tpm.hierarchy import HostIdentity, load_identity
+from attest.tpm.quote import Quote, create_quote
+from tests.conftest import Host
+
+SELECTION = PCRSelection.parse("sha256:0,15")
+
+
+def _quote(sim: Simulator, identity: HostIdentity, nonce: bytes) -> Quote:
+    with open_tpm(sim.tcti) as tpm:
+        return create_quote(tpm, identity, SELECTION, nonce)
+
+
+def _verify(identity: HostIdentity, quote: Quote, **kwargs: object) -> QuoteFacts:
+    return verify_quote(quote.message, quote.signature, parse_public_tpm2b(identity.ak_public),
+                        expected_extra_data=quote.nonce, pcr_values=quote.pcr_values,
+                        **kwargs)  # type: ignore[arg-type]
+
+
+def _reason(identity: HostIdentity, quote: Quote, **kwargs: object) -> Reason | None:
+    with pytest.raises(EvidenceError) as caught:
+        _verify(identity, quote, **kwargs)
+    return caught.value.reason
+
+
+def test_a_real_quote_verifies(host: Host) -> None:
+    identity = load_identity(host.home)
+    quote = _quote(host.sim, identity, os.urandom(32))
+    facts = _verify(identity, quote, required_pcrs=SELECTION)
+    assert facts.pcrs["sha256"][15] == quote.pcr_values[("sha256", 15)]
+    assert facts.clock_info.safe
+
+
+def test_clock_going_back_is_clock_rollback(host: Host) -> None:
+    identity = load_identity(host.home)
+    first = _quote(host.sim, identity, b"1")
+    second = _quote(host.sim, identity, b"2")
+    later = _verify(identity, second)
+    _verify(identity, second, previous=_verify(identity, first).clock_info)
+    assert _reason(identity, first, previous=later.clock_info) is Reason.CLOCK_ROLLBACK
+
+
+def test_a_reboot_is_a_new_epoch_or_tpm_reset(fresh_host: Host) -> None:
+    identity = load_identity(fresh_host.home)
+    before = _verify(identity, _quote(fresh_host.sim, identity, b"a"))
+    fresh_host.sim.stop()  # orderly: TPM2_Shutdown, then the process
+    fresh_host.sim.start()  # TPM2_Startup(CLEAR): resetCount goes up
+    after = _quote(fresh_host.sim, identity, b"b")
+    facts = _verify(identity, after, previous=before.clock_info)
+    assert facts.rebooted and facts.new_epoch
+    assert _reason(identity, after, previous=before.clock_info,
+                   deny_reset=True) is Reason.TPM_RESET
+
+
+def test_required_pcr_outside_the_selection(host: Host) -> None:
+    identity = load_identity(host.home)
+    quote = _quote(host.sim, identity, b"n")
+    assert _reason(identity, quote, required_pcrs=PCRSelection.parse("sha256:0,7,15")) is (
+        Reason.PCR_SELECTION_INSUFFICIENT)
+
+
+def test_claimed_values_that_are_not_the_quoted_ones(host: Host) -> None:
+    identity = load_identity(host.home)
+    quote = _quote(host.sim, identity, b"n")
+    forged = dict(quote.pcr_values)
+    forged[("sha256", 15)] = b"\x01" * 32
+    tampered = Quote(quote.message, quote.signature, quote.selection, forged, quote.ak_public,
+                     quote.nonce)
+    assert _reason(identity, tampered) is Reason.PCR_DIGEST_MISMATCH
+
+
+def test_values_outside_the_selection_are_never_attested(host: Host) -> None:
+    identity = load_identity(host.home)
+    quote = _quote(host.sim, identity, b"n")
+    claimed = dict(quote.pcr_values) | {("sha256", 7): b"\x07" * 32}
+    facts = verify_quote(quote.message, quote.signature, parse_public_tpm2b(identity.ak_public),
+                         expected_extra_data=b"n", pcr_values=claimed)
+    assert 7 not in facts.pcrs["sha256"]
+
+
+def test_another_nonce_and_another_ak(host: Host, fresh_host: Host) -> None:
+    identity = load_identity(host.home)
+    quote = _quote(host.sim, identity, b"n")
+    with pytest.raises(EvidenceError) as caught:
+        verify_quote(quote.message, quote.signature, parse_public_tpm2b(identity.ak_public),
+                     expected_extra_data=b"m", pcr_values=quote.pcr_values)
+    assert caught.value.reason is Reason.BINDING_MISMATCH
+    other_ak = parse_public_tpm2b(load_identity(fresh_host.home).ak_public)
+    with pytest.raises(EvidenceError) as caught:
+        verify_quote(quote.message, quote.signature, other_ak, expected_extra_data=b"n",
+                     pcr_values=quote.pcr_values)
+    assert caught.value.reason is Reason.QUOTE_SIGNATURE_INVALID
+
+
+def test_every_flipped_byte_of_a_real_quote_is_refused(host: Host) -> None:
+    identity = load_identity(host.home)
+    quote = _quote(host.sim, identity, b"flip")
+    ak = parse_public_tpm2b(identity.ak_public)
+    for blob in ("message", "signature"):
+        original = getattr(quote, blob)
+        for i in range(len(original)):
+            mutated = bytearray(original)
+            mutated[i] ^= 0x01
+            args = {"message": quote.message, "signature": quote.signature, blob: bytes(mutated)}
+            with pytest.raises(EvidenceError):
+                verify_quote(args["message"], args["signature"], ak, expected_extra_data=b"flip",
+                             pcr_values=quote.pcr_values)
