@@ -167,3 +167,16 @@ def test_policy_pcr_matches_the_key_policy(host: Host) -> None:
 def test_policy_pcr_bad_input_exits_2(spec: str) -> None:
     result = CliRunner().invoke(cli, ["policy", "pcr", "--pcr", spec])
     assert result.exit_code == 2
+
+
+def test_bare_values_file_of_all_24_pcrs(host: Host, tmp_path: Path) -> None:
+    """tpm2_checkquote 5.4 fails on this correct input ("Failed to hash PCR values")."""
+    all24 = "sha256:" + ",".join(map(str, range(24)))
+    _tools(host, "tpm2_quote", "-c", "0x81000002", "-l", all24, "-q", NONCE,
+           "-m", str(tmp_path / "msg"), "-s", str(tmp_path / "sig"), "-g", "sha256")
+    _tools(host, "tpm2_pcrread", all24, "-o", str(tmp_path / "values"))
+    result = _verify("-u", str(host.home / "ak.pem"), "-m", str(tmp_path / "msg"),
+                     "-s", str(tmp_path / "sig"), "-f", str(tmp_path / "values"),
+                     "-l", "sha256:0-23", "-q", NONCE, "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["pcrs"]["sha256"]) == 24
