@@ -74,6 +74,16 @@ class TPMError(AttestError):
         self.rc = rc
 
 
+class TPMEnvironmentError(TPMError):
+    """The TPM cannot serve now (lockout, failure mode, lost connection), whatever was asked."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class NotProvisioned(EnvironmentProblem):
+    """The home has no host identity, or the TPM lost the objects it names."""
+
+
 class PCRPolicyMismatch(TPMError):
     """The PCRs a key is sealed to no longer hold the values its policy demands."""
 

@@ -14,7 +14,7 @@ import click
 from cryptography import x509
 from OpenSSL import crypto
 
-from attest.cli.common import echo_json, parse_hex
+from attest.cli.common import certificate_files, echo_json, parse_hex, read_input
 from attest.errors import (
     EXIT_REFUSED,
     EvidenceError,
@@ -28,15 +28,6 @@ from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_signature
 from attest.reasons import Reason
-
-_CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def _qualification(value: str | None) -> bytes:
@@ -96,9 +87,9 @@ def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
     \b
       attest quote verify -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
     """
-    public = read_public(_read(public_path, "public key"))
-    message = _read(message_path, "quote")
-    signature = _read(signature_path, "signature")
+    public = read_public(read_input(public_path, "public key"))
+    message = read_input(message_path, "quote")
+    signature = read_input(signature_path, "signature")
     # Bytes that are not a TPMS_ATTEST / TPMT_SIGNATURE at all are unreadable input
     # (exit 2), not a quote that fails verification.
     for data, parse, what in ((message, read_attest, "-m: not a TPMS_ATTEST"),
@@ -111,7 +102,7 @@ def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
     selection_hint = PCRSelection.parse(pcr_list) if pcr_list else None
     values = None
     if pcr_path is not None:
-        _, values = read_pcrs(_read(pcr_path, "PCR file"), selection_hint)
+        _, values = read_pcrs(read_input(pcr_path, "PCR file"), selection_hint)
     elif selection_hint is not None:
         raise UsageError("-l/--pcr-list describes a bare-values -f file; give -f too")
     try:
@@ -159,18 +150,6 @@ def _print_quote(facts: QuoteFacts, checked_values: bool, as_json: bool) -> None
                f"{facts.clock_info.clock} ms, safe={facts.clock_info.safe}")
 
 
-def _certificate_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        # A CA folder may keep private keys beside the certificates: skip PEM without one.
-        found = sorted(p for p in path.iterdir() if p.suffix.lower() in _CERT_SUFFIXES
-                       and (b"-----BEGIN" not in (head := p.read_bytes())
-                            or b"CERTIFICATE-----" in head))
-        if not found:
-            raise UsageError(f"no certificates (*.pem, *.crt, *.cer, *.der) in {path}")
-        return found
-    return [path]
-
-
 @click.command("verify")
 @click.argument("cert", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--roots", "roots", multiple=True, required=True, metavar="PATH",
@@ -190,9 +169,9 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
     certificates with empty subjects, roots that are not strict DER.
     """
     when = _parse_time(at)
-    leaf = _read(cert, "certificate")
-    anchors = [_read(p, "root") for r in roots for p in _certificate_files(r)]
-    intermediates = [_read(p, "intermediate") for c in chain for p in _certificate_files(c)]
+    leaf = read_input(cert, "certificate")
+    anchors = [read_input(p, "root") for r in roots for p in certificate_files(r)]
+    intermediates = [read_input(p, "intermediate") for c in chain for p in certificate_files(c)]
     try:
         verified = verify_chain(leaf, anchors, intermediates, at=when)
     except EvidenceError as exc:

@@ -26,19 +26,26 @@ def key() -> None:
 
 @key.command()
 @_NAME
-@click.option("--pcrs", default=signing.DEFAULT_SEALED_PCRS, show_default=True,
-              metavar="BANK:LIST", help="Sealed PCRs: the platform state the key lives in.")
+@click.option("--pcrs", metavar="BANK:LIST",
+              help=f"Sealed PCRs: the platform state the key lives in "
+              f"[default: {signing.DEFAULT_SEALED_PCRS}; not with --authority].")
 @click.option("--authority", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="PEM public key of an authority: the key then signs under the PCR values "
               "that authority approves (PolicyAuthorize) instead of today's values.")
+@click.option("--policy-ref", default="", metavar="HEX",
+              help="With --authority: a policyRef bound into the key; approvals must carry it.")
 @click.pass_context
-def create(ctx: click.Context, name: str, pcrs: str, authority: Path | None) -> None:
+def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | None,
+           policy_ref: str) -> None:
     """Create a signing key bound to the current values of the sealed PCRs."""
-    selection = parse_selection(pcrs)
+    if authority is None and pcrs is None:
+        pcrs = signing.DEFAULT_SEALED_PCRS
+    selection = parse_selection(pcrs) if pcrs is not None else None
     signing.check_name(name)
     authority_pem = authority.read_bytes() if authority else None
+    ref = parse_hex(policy_ref, "--policy-ref", 64)
     with tpm_from(ctx) as tpm:
-        made = signing.create_key(tpm, ctx.obj.home, name, selection, authority_pem)
+        made = signing.create_key(tpm, ctx.obj.home, name, selection, authority_pem, ref)
     folder = signing.key_dir(ctx.obj.home, name)
     bound = f"PCRs {selection}" if made.kind == "pcr" else f"approvals by {authority}"
     click.echo(f"created key {name!r} bound to {bound}")
@@ -104,7 +111,8 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     if not records:
         click.echo("no signing keys; create one with `attest key create`")
     for k in records:
-        click.echo(f"{k.name:<16} {k.kind:<9} {k.selection}  policy {k.policy_digest.hex()[:16]}…")
+        bound = str(k.selection) if k.kind == "pcr" else "PCRs as approved"
+        click.echo(f"{k.name:<16} {k.kind:<9} {bound}  policy {k.policy_digest.hex()[:16]}…")
 
 
 @click.group(short_help="Key policies: approvals by an authority.")

@@ -11,7 +11,13 @@ from typing import Any, TypeVar
 from tpm2_pytss import ESAPI, TSS2_Exception
 from tpm2_pytss.constants import TPM2_RC, TPM2_SU
 
-from attest.errors import PCRPolicyMismatch, TPMError, TPMUnavailable, UsageError
+from attest.errors import (
+    PCRPolicyMismatch,
+    TPMEnvironmentError,
+    TPMError,
+    TPMUnavailable,
+    UsageError,
+)
 
 DEFAULT_TCTI = "device:/dev/tpmrm0"
 
@@ -56,17 +62,22 @@ _RC_WORDS: dict[int, tuple[str, str | None]] = {
     int(TPM2_RC.KEY): ("the key is not valid for this command", None),
 }
 _RC_VER1_WORDS: dict[int, tuple[str, str | None]] = {
-    0x121: ("the TPM is in dictionary-attack lockout", "wait for the lockout to expire, "
-            "or run `attest swtpm start` again on a simulator (it clears the lockout)"),
-    0x101: ("the TPM has failed or is in failure mode", None),
-    0x100: ("the TPM has not been started", "send TPM2_Startup (swtpm: --flags startup-clear)"),
-    0x143: ("the object is not loaded", None),
+    int(TPM2_RC.INITIALIZE): ("the TPM has not been started",
+                              "send TPM2_Startup (swtpm: --flags startup-clear)"),
+    int(TPM2_RC.FAILURE): ("the TPM is in failure mode", "reboot the machine or restart swtpm"),
+    int(TPM2_RC.COMMAND_CODE): ("the TPM does not implement this command", None),
+    int(TPM2_RC.AUTH_MISSING): ("the command needs an authorization session", None),
+    int(TPM2_RC.PCR_CHANGED): ("a PCR changed while the policy session was in use", "retry"),
+    int(TPM2_RC.NV_UNINITIALIZED): ("the NV index was never written", None),
 }
 _RC_WARN_WORDS: dict[int, tuple[str, str | None]] = {
     0x902: ("the TPM is out of memory for object contexts",
             "another client left objects loaded; restart the simulator or flush transient objects"),
     0x903: ("the TPM is out of memory for sessions", "flush stale sessions"),
-    0x921: ("the TPM is in dictionary-attack lockout", "wait or reset the lockout"),
+    int(TPM2_RC.LOCKOUT): ("the TPM is in dictionary-attack lockout",
+                           "wait for the lockout to expire (tpm2_getcap properties-variable "
+                           "shows the recovery time); on a simulator started by attest, run "
+                           "`attest swtpm start` again, which clears it"),
     0x922: ("the TPM is retrying a command", None),
     0x908: ("the TPM is busy", "retry"),
 }
@@ -98,10 +109,29 @@ def is_policy_failure(rc: int) -> bool:
     return format_one_error(rc) == int(TPM2_RC.POLICY_FAIL)
 
 
+# Conditions of the TPM, not of the request: retrying later or elsewhere may work.
+_ENVIRONMENT_RCS = frozenset({int(TPM2_RC.LOCKOUT), int(TPM2_RC.FAILURE), int(TPM2_RC.RETRY),
+                              int(TPM2_RC.YIELDED), int(TPM2_RC.TESTING),
+                              int(TPM2_RC.NV_UNAVAILABLE), int(TPM2_RC.INITIALIZE)})
+
+
 def tpm_error(exc: TSS2_Exception, doing: str) -> TPMError:
     rc = int(exc.rc)
     words, hint = describe_rc(rc)
-    return TPMError(f"{doing} failed: {words} (TPM rc 0x{rc:x})", rc=rc, hint=hint)
+    message = f"{doing} failed: {words} (TPM rc 0x{rc:x})"
+    if rc >> 16 or rc & 0xFFFF in _ENVIRONMENT_RCS:
+        return TPMEnvironmentError(message, rc=rc, hint=hint)
+    return TPMError(message, rc=rc, hint=hint)
+
+
+def _unreachable_hint(tcti: str) -> str:
+    if tcti.startswith("device"):
+        device = tcti.partition(":")[2] or "/dev/tpmrm0"
+        return (f"check that {device} exists and that you may open it (root, or a member of the "
+                "tss group); on a machine without a TPM, " + START_SIMULATOR_HINT)
+    if tcti.startswith("swtpm"):
+        return "is the simulator running? " + START_SIMULATOR_HINT
+    return START_SIMULATOR_HINT
 
 
 class TPM:
@@ -157,11 +187,11 @@ def _connect(tcti: str) -> ESAPI:
     except TSS2_Exception as exc:
         raise TPMUnavailable(
             f"cannot reach a TPM through {tcti!r} ({describe_rc(int(exc.rc))[0]})",
-            hint=START_SIMULATOR_HINT,
+            hint=_unreachable_hint(tcti),
         ) from exc
     except (OSError, RuntimeError) as exc:
         raise TPMUnavailable(f"cannot reach a TPM through {tcti!r}: {exc}",
-                             hint=START_SIMULATOR_HINT) from exc
+                             hint=_unreachable_hint(tcti)) from exc
 
 
 @contextmanager
@@ -177,7 +207,7 @@ def open_tpm(tcti: str | None = None) -> Iterator[TPM]:
         except TSS2_Exception as exc:
             raise TPMUnavailable(
                 f"the TPM at {resolved!r} does not answer ({describe_rc(int(exc.rc))[0]})",
-                hint=START_SIMULATOR_HINT,
+                hint=_unreachable_hint(resolved),
             ) from exc
         yield tpm
     finally:

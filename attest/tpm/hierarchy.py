@@ -9,10 +9,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -28,8 +31,8 @@ from tpm2_pytss import (
 from tpm2_pytss.constants import TPM2_ALG, TPM2_CAP, TPM2_HR, TPM2_SE
 from tpm2_pytss.utils import NVReadEK, create_ek_template
 
-from attest.errors import EvidenceError, IdentityError, TPMError, UsageError
-from attest.evidence.ekcert import parse_ek_certificate
+from attest.errors import EvidenceError, IdentityError, NotProvisioned, TPMError, UsageError
+from attest.evidence.ekcert import parse_ek_certificate, verify_chain
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import write_public
 
@@ -111,11 +114,14 @@ class HostIdentity:
     ak_name: bytes
     ak_handle: int = AK_HANDLE
     srk_handle: int = SRK_HANDLE
+    # What quotes carry as qualifiedSigner: depends on the AK's parents (the SRK).
+    ak_qualified_name: bytes = b""
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "ak": {"handle": f"0x{self.ak_handle:08x}", "name": self.ak_name.hex(),
+                       "qualified_name": self.ak_qualified_name.hex(),
                        "public": self.ak_public.hex()},
                 "srk": {"handle": f"0x{self.srk_handle:08x}"},
                 "eks": [
@@ -143,6 +149,7 @@ class HostIdentity:
             ak_public=bytes.fromhex(data["ak"]["public"]),
             ak_name=bytes.fromhex(data["ak"]["name"]),
             ak_handle=int(data["ak"]["handle"], 16),
+            ak_qualified_name=bytes.fromhex(data["ak"].get("qualified_name", "")),
             srk_handle=int(data["srk"]["handle"], 16),
         )
 
@@ -166,7 +173,7 @@ def load_identity(home: Path) -> HostIdentity:
     try:
         return HostIdentity.from_json(path.read_text())
     except FileNotFoundError:
-        raise IdentityError(f"no host identity in {home}",
+        raise NotProvisioned(f"no host identity in {home}",
                             hint="run `attest provision` first") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise IdentityError(f"unreadable host identity {path}: {exc}",
@@ -237,15 +244,20 @@ def _read_persistent(tpm: TPM, handle: int) -> tuple[object, TPM2B_PUBLIC]:
     return tr, public
 
 
+def _matches_template(public: TPM2B_PUBLIC, template: TPM2B_PUBLIC) -> bool:
+    """Same public area as ``template`` but for the key itself (the unique field)."""
+    copy, _ = TPM2B_PUBLIC.unmarshal(bytes(public.marshal()))
+    copy.publicArea.unique = template.publicArea.unique
+    return bytes(copy.marshal()) == bytes(template.marshal())
+
+
 def _ensure_srk(tpm: TPM, persistent: set[int]) -> tuple[object, str]:
     if SRK_HANDLE in persistent:
         tr, public = _read_persistent(tpm, SRK_HANDLE)
-        area = public.publicArea
-        attrs = int(area.objectAttributes)
-        if area.type != TPM2_ALG.ECC or not (attrs & TPMA_OBJECT.RESTRICTED
-                                             and attrs & TPMA_OBJECT.DECRYPT):
+        if not _matches_template(public, srk_template()):
             raise IdentityError(
-                f"persistent handle 0x{SRK_HANDLE:08x} holds a key that is not an ECC storage key",
+                f"persistent handle 0x{SRK_HANDLE:08x} holds a key that is not the TCG ECC "
+                "P-256 SRK attest uses",
                 hint="another tool owns that handle; evict it with tpm2_evictcontrol if stale",
             )
         return tr, "reused"
@@ -256,61 +268,120 @@ def _ensure_srk(tpm: TPM, persistent: set[int]) -> tuple[object, str]:
                       ESYS_TR.OWNER, handle, SRK_HANDLE)
     finally:
         tpm.flush(handle)
+    tpm.forget_persistent(SRK_HANDLE)
     return tr, "created"
 
 
-def _ensure_ak(tpm: TPM, srk: object, persistent: set[int]) -> tuple[TPM2B_PUBLIC, str]:
+def _qualified_name(tpm: TPM, tr: object) -> bytes:
+    _, _, qualified = tpm.call("reading a qualified name", tpm.esapi.read_public, tr)
+    return bytes(qualified)
+
+
+def _check_ak_parent(tpm: TPM, srk: object, ak: object, ak_name: bytes) -> None:
+    """The AK must be a child of our SRK: QN(AK) = nameAlg || H(QN(SRK) || Name(AK))."""
+    expected = ak_name[:2] + hashlib.sha256(_qualified_name(tpm, srk) + ak_name).digest()
+    if _qualified_name(tpm, ak) != expected:
+        raise IdentityError(
+            f"the key at 0x{AK_HANDLE:08x} is not a child of the SRK at 0x{SRK_HANDLE:08x}",
+            hint="another tool owns that handle; evict it with tpm2_evictcontrol if stale",
+        )
+
+
+def _ensure_ak(tpm: TPM, srk: object, persistent: set[int]) -> tuple[TPM2B_PUBLIC, bytes, str]:
+    """(public, qualified name, what happened)."""
     if AK_HANDLE in persistent:
-        _, public = _read_persistent(tpm, AK_HANDLE)
-        attrs = int(public.publicArea.objectAttributes)
-        if attrs & int(_SIGN_ATTRS) != int(_SIGN_ATTRS) or attrs & TPMA_OBJECT.DECRYPT:
+        tr, public = _read_persistent(tpm, AK_HANDLE)
+        if not _matches_template(public, ak_template()):
             raise IdentityError(
-                f"persistent handle 0x{AK_HANDLE:08x} holds a key that is not a restricted "
-                "signing key",
+                f"persistent handle 0x{AK_HANDLE:08x} holds a key that is not attest's AK "
+                "(restricted ECDSA P-256 signing key)",
                 hint="another tool owns that handle; evict it with tpm2_evictcontrol if stale",
             )
-        return public, "reused"
+        _check_ak_parent(tpm, srk, tr, bytes(public.get_name()))
+        return public, _qualified_name(tpm, tr), "reused"
     private, public, _, _, _ = tpm.call("creating the AK", tpm.esapi.create,
                                         srk, TPM2B_SENSITIVE_CREATE(), ak_template())
     handle = tpm.call("loading the AK", tpm.esapi.load, srk, private, public)
     try:
+        qualified = _qualified_name(tpm, handle)
         tpm.call("persisting the AK", tpm.esapi.evict_control, ESYS_TR.OWNER, handle, AK_HANDLE)
     finally:
         tpm.flush(handle)
-    return public, "created"
+    tpm.forget_persistent(AK_HANDLE)
+    return public, qualified, "created"
 
 
-def provision(tpm: TPM, home: Path) -> ProvisionReport:
-    """Check the EKs, create or reuse SRK and AK, write the identity to ``home``. Idempotent."""
+def _check_home(tpm: TPM, home: Path, persistent: set[int], replace: bool) -> HostIdentity | None:
+    """Refuse, before creating anything, to mix this TPM with a home that names another AK."""
+    if not identity_path(home).exists():
+        return None
+    previous = load_identity(home)
+    if AK_HANDLE in persistent:
+        _, public = _read_persistent(tpm, AK_HANDLE)
+        if bytes(public.get_name()) == previous.ak_name:
+            return previous
+        problem = f"{home} holds the identity of another AK ({previous.ak_name.hex()[:16]}…)"
+        hint = ("this home belongs to another TPM: use another --home, or --replace-identity "
+                "to make this TPM's AK the home's")
+    else:
+        problem = (f"the TPM no longer holds the AK recorded in {home} (the TPM was cleared or "
+                   "the AK evicted)")
+        hint = ("run `attest provision --replace-identity` to create a new AK; verifiers must "
+                "enroll it again, and signing keys made under an old SRK stop loading")
+    if not replace:
+        raise IdentityError(problem, hint=hint)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    identity_path(home).rename(home / f"identity.json.replaced-{stamp}")
+    return None
+
+
+def _check_ek_chain(ek: EndorsementKey, roots: Sequence[bytes], at: datetime) -> str:
+    if ek.certificate is None:
+        raise IdentityError(f"the {ek.kind.upper()} EK has no certificate in NV, so its chain to "
+                            "the given roots cannot be checked",
+                            hint="this TPM cannot prove who made it; do not enroll it")
+    try:
+        chain = verify_chain(ek.certificate, roots, at=at)
+    except EvidenceError as exc:
+        raise IdentityError(f"the {ek.kind.upper()} EK certificate does not chain to the given "
+                            f"roots: {exc.message}", reason=exc.reason,
+                            hint="pass the manufacturer's roots (and intermediates) with "
+                            "--ek-roots") from exc
+    return f"chain verified ({len(chain.chain)} certificates)"
+
+
+def provision(tpm: TPM, home: Path, *, ek_roots: Sequence[bytes] = (), replace: bool = False,
+              at: datetime | None = None) -> ProvisionReport:
+    """Check the EKs (against ``ek_roots`` when given), create or reuse SRK and AK, write the
+    identity to ``home``. Idempotent."""
     steps: list[tuple[str, str]] = []
     eks: list[EndorsementKey] = []
+    when = at or datetime.now(UTC)
+    persistent = _persistent_handles(tpm)
+    previous = _check_home(tpm, home, persistent, replace)
     for kind in EK_KINDS:
         try:
             with endorsement_key(tpm, kind) as (_, ek):
                 eks.append(ek)
-                steps.append((f"EK ({kind.template})",
-                              "checked against its certificate" if ek.certificate
-                              else "created (no certificate in NV)"))
         except EKNotAvailable:
             # Real TPMs often carry only the RSA EK; the high-range ECC one is optional.
             if kind is EK_RSA:
                 raise
             steps.append((f"EK ({kind.template})", "absent"))
-    persistent = _persistent_handles(tpm)
+            continue
+        what = ("matches its certificate" if ek.certificate
+                else "created (no certificate in NV)")
+        if ek_roots:
+            what += "; " + _check_ek_chain(ek, ek_roots, when)
+        elif ek.certificate:
+            what += "; chain not checked (no --ek-roots)"
+        steps.append((f"EK ({kind.template})", what))
     srk, srk_action = _ensure_srk(tpm, persistent)
     steps.append((f"SRK 0x{SRK_HANDLE:08x}", srk_action))
-    ak_public, ak_action = _ensure_ak(tpm, srk, persistent)
+    ak_public, ak_qualified, ak_action = _ensure_ak(tpm, srk, persistent)
     steps.append((f"AK 0x{AK_HANDLE:08x}", ak_action))
     identity = HostIdentity(tuple(eks), bytes(ak_public.marshal()),
-                            bytes(ak_public.get_name()))
-    previous = None
-    if identity_path(home).exists():
-        previous = load_identity(home)
-    if previous is not None and previous.ak_name != identity.ak_name:
-        raise IdentityError(
-            f"{home} holds the identity of another AK ({previous.ak_name.hex()})",
-            hint="this home belongs to another TPM; use another --home",
-        )
+                            bytes(ak_public.get_name()), ak_qualified_name=ak_qualified)
     _write_identity(home, identity, ak_public)
     steps.append(("host identity", f"written to {identity_path(home)}" if previous is None
                   else f"unchanged in {identity_path(home)}"))
@@ -349,8 +420,8 @@ def _provisioned_object(tpm: TPM, handle: int, what: str) -> object:
     try:
         return tpm.persistent(handle)
     except TPMError as exc:
-        raise IdentityError(f"the TPM has no {what} at 0x{handle:08x} ({exc.message})",
-                            hint="run `attest provision` (the TPM may have been cleared)") from exc
+        raise NotProvisioned(f"the TPM has no {what} at 0x{handle:08x} ({exc.message})",
+                         hint="run `attest provision` (the TPM may have been cleared)") from exc
 
 
 def activate_credential(

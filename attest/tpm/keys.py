@@ -40,7 +40,7 @@ from tpm2_pytss import (
 )
 from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
 
-from attest.errors import KeyNotFound, PCRPolicyMismatch, UsageError
+from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageError
 from attest.evidence import policy
 from attest.evidence.pcrs import PCRSelection
 from attest.tpm.device import TPM, is_policy_failure, tpm_error
@@ -69,10 +69,11 @@ class SigningKey:
     private: bytes  # TPM2B_PRIVATE, wrapped by the SRK
     auth: bytes
     kind: str  # "pcr" or "authorize"
-    selection: PCRSelection
+    selection: PCRSelection  # empty for "authorize" keys: each approval names its PCRs
     sealed_values: dict[tuple[str, int], bytes]  # empty for "authorize" keys
     policy_digest: bytes
     authority_name: bytes | None = None
+    policy_ref: bytes = b""  # bound into an "authorize" key's policy at creation
 
     @property
     def tpm_name(self) -> bytes:
@@ -93,6 +94,7 @@ class SigningKey:
                 "sealed_values": {f"{b}:{i}": v.hex() for (b, i), v in self.sealed_values.items()},
                 "policy_digest": self.policy_digest.hex(),
                 "authority_name": self.authority_name.hex() if self.authority_name else None,
+                "policy_ref": self.policy_ref.hex(),
                 "public": self.public.hex(),
                 "private": self.private.hex(),
                 "auth": self.auth.hex(),
@@ -113,11 +115,12 @@ class SigningKey:
             private=bytes.fromhex(data["private"]),
             auth=bytes.fromhex(data["auth"]),
             kind=data["kind"],
-            selection=PCRSelection.parse(data["pcrs"]),
+            selection=PCRSelection.parse(data["pcrs"]) if data["pcrs"] else PCRSelection(()),
             sealed_values=sealed,
             policy_digest=bytes.fromhex(data["policy_digest"]),
             authority_name=(bytes.fromhex(data["authority_name"])
                             if data["authority_name"] else None),
+            policy_ref=bytes.fromhex(data.get("policy_ref", "")),
         )
 
 
@@ -229,24 +232,34 @@ def create_key(
     tpm: TPM,
     home: Path,
     name: str,
-    selection: PCRSelection,
+    selection: PCRSelection | None,
     authority_pem: bytes | None = None,
+    policy_ref: bytes = b"",
 ) -> SigningKey:
-    """Create a signing key bound to the current values of ``selection`` (or to an authority)."""
+    """Create a signing key bound to the current values of ``selection``, or (with
+    ``authority_pem``, no selection) to whatever PCR values that authority approves."""
     folder = key_dir(home, name)
     if (folder / "key.json").exists():
         raise UsageError(f"a signing key named {name!r} already exists in {home}",
                          hint="choose another --name")
-    sealed = read_pcrs(tpm, selection)
     authority_name: bytes | None = None
+    sealed: dict[tuple[str, int], bytes] = {}
     if authority_pem is not None:
+        if selection is not None:
+            raise UsageError("an authority key takes its PCRs from each approval, not at creation",
+                             hint="drop --pcrs; name the PCRs in `attest policy approve`")
         authority = authority_public_from_pem(authority_pem)
         authority_name = bytes(authority.get_name())
-        digest = policy.policy_authorize(policy.initial(), authority_name)
-        kind, sealed_values = "authorize", {}
+        digest = policy.policy_authorize(policy.initial(), authority_name, policy_ref)
+        kind, selection = "authorize", PCRSelection(())
     else:
+        if selection is None or not selection.banks:
+            raise UsageError("a PCR-bound key needs the PCRs it is sealed to")
+        if policy_ref:
+            raise UsageError("a policyRef belongs to authority keys (--authority)")
+        sealed = read_pcrs(tpm, selection)
         digest = policy.pcr_auth_policy(selection, sealed)
-        kind, sealed_values = "pcr", sealed
+        kind = "pcr"
     auth = secrets.token_bytes(32)
     template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=_KEY_ATTRS)
     template.publicArea.authPolicy = TPM2B_DIGEST(digest)
@@ -255,10 +268,12 @@ def create_key(
                                         srk_handle(tpm), sensitive, template)
     key = SigningKey(
         name=name, public=bytes(public.marshal()), private=bytes(private.marshal()), auth=auth,
-        kind=kind, selection=selection, sealed_values=sealed_values, policy_digest=digest,
-        authority_name=authority_name,
+        kind=kind, selection=selection, sealed_values=sealed, policy_digest=digest,
+        authority_name=authority_name, policy_ref=policy_ref,
     )
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Both levels private: key records hold the keys' authValues.
+    (home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
     write_public(folder / "key.pem", key.public_pem())
     write_private(folder / "key.json", key.to_json().encode())
     return key
@@ -292,6 +307,11 @@ def _satisfy_policy(tpm: TPM, key: SigningKey, session: Any,
     if bytes(authority.get_name()) != key.authority_name:
         raise PCRPolicyMismatch("the approval is signed by another authority than the key's",
                                 rc=0)
+    if approval.policy_ref != key.policy_ref:
+        raise PCRPolicyMismatch(
+            f"the approval is for policyRef {approval.policy_ref.hex() or '(empty)'}; key "
+            f"{key.name!r} was created for {key.policy_ref.hex() or '(empty)'}", rc=0,
+            hint="approve again with the key's --policy-ref")
     # PolicyAuthorize needs a ticket from a key loaded in a real hierarchy (a
     # NULL-hierarchy load yields a NULL ticket the TPM refuses).
     external = tpm.call("loading the authority key", tpm.esapi.load_external,
@@ -319,16 +339,20 @@ def _mismatch(tpm: TPM, key: SigningKey, approval: Approval | None,
     try:
         now = read_pcrs(tpm, selection)
         changed = [f"{b}:{i}" for (b, i), v in expected.items() if now.get((b, i)) != v]
-    except Exception:  # noqa: BLE001 - the mismatch is the error; naming PCRs is a courtesy
-        changed = []
-    which = f" (changed: {', '.join(changed)})" if changed else ""
-    what = "its policy" if key.kind == "pcr" else "the approved policy"
+        which = f" (changed: {', '.join(changed)})" if changed else ""
+    except AttestError as read_error:
+        # The refusal stands either way; only the naming of the PCRs is lost.
+        which = f" (the PCRs could not be read to name the change: {read_error.message})"
+    if key.kind == "pcr":
+        what = "its policy"
+        hint = ("the sealed PCRs changed since the key was created; create a new key for the "
+                "new state")
+    else:
+        what = "the approved policy"
+        hint = "get the authority's approval of the current PCR values"
     return PCRPolicyMismatch(
         f"the PCR state no longer matches {what} for key {key.name!r}{which}; refusing to sign",
-        rc=int(exc.rc),
-        hint="the sealed PCRs changed since the key was created; create a new key for the new "
-        "state, or (for an authority key) get an approval of the new values",
-    )
+        rc=int(exc.rc), hint=hint)
 
 
 def sign_digest(tpm: TPM, key: SigningKey, digest: bytes,
@@ -383,11 +407,18 @@ def certify(tpm: TPM, identity: HostIdentity, key: SigningKey,
     handle = _load(tpm, key)
     try:
         ak = ak_handle(tpm, identity)
-        attest, signature = tpm.call(
-            f"certifying key {key.name!r}", tpm.esapi.certify, handle, ak, qualifying,
-            TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
-            session1=ESYS_TR.PASSWORD, session2=ESYS_TR.PASSWORD,
-        )
+        # An HMAC session proves the key's authValue without sending it in clear.
+        session = tpm.call("starting an HMAC session", tpm.esapi.start_auth_session,
+                           ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.HMAC,
+                           TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+        try:
+            attest, signature = tpm.call(
+                f"certifying key {key.name!r}", tpm.esapi.certify, handle, ak, qualifying,
+                TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+                session1=session, session2=ESYS_TR.PASSWORD,
+            )
+        finally:
+            tpm.flush(session)
     finally:
         tpm.flush(handle)
     return bytes(attest.marshal())[2:], bytes(signature.marshal())

@@ -212,3 +212,32 @@ def test_unwritable_output_exits_2_without_a_traceback(host: Host, payload: Path
                       "--out", str(blocked / "sig"))
     assert result.exit_code == 2
     assert str(blocked) in result.stderr and "Traceback" not in result.output
+
+
+def test_authority_key_takes_no_pcrs_at_creation(host: Host, tmp_path: Path) -> None:
+    _, pub = _authority(tmp_path, "a")
+    result = host.run("key", "create", "--name", "ap", "--authority", str(pub),
+                      "--pcrs", "sha256:0")
+    assert result.exit_code == 2 and "from each approval" in result.stderr
+
+
+def test_policy_ref_binds_approvals_to_the_key(host: Host, payload: Path,
+                                               tmp_path: Path) -> None:
+    priv, pub = _authority(tmp_path, "ref")
+    host.ok("key", "create", "--name", "channel", "--authority", str(pub),
+            "--policy-ref", "c0de")
+    host.ok("policy", "approve", "--authority-key", str(priv), "--pcrs", "sha256:0-7",
+            "--policy-ref", "c0de", "--out", str(tmp_path / "right.json"))
+    host.ok("key", "sign", "--name", "channel", "--in", str(payload), "--out",
+            str(tmp_path / "s"), "--approval", str(tmp_path / "right.json"))
+    host.ok("policy", "approve", "--authority-key", str(priv), "--pcrs", "sha256:0-7",
+            "--out", str(tmp_path / "wrong.json"))
+    result = host.run("key", "sign", "--name", "channel", "--in", str(payload), "--out",
+                      str(tmp_path / "s2"), "--approval", str(tmp_path / "wrong.json"))
+    assert result.exit_code == 1 and "policyRef" in result.stderr
+
+
+def test_key_records_are_private(host: Host) -> None:
+    host.ok("key", "create", "--name", "private")
+    assert (host.home / "keys").stat().st_mode & 0o777 == 0o700
+    assert (host.home / "keys" / "private").stat().st_mode & 0o777 == 0o700

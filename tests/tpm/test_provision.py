@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import crypto
@@ -15,7 +16,7 @@ from tpm2_pytss.constants import TPM2_ALG, TPM2_ECC
 
 from attest.simulator import Simulator
 from attest.tpm.hierarchy import load_identity
-from tests.conftest import Host
+from tests.conftest import VECTORS, Host
 
 
 def test_provision_writes_the_host_identity(host: Host) -> None:
@@ -51,15 +52,16 @@ def test_provision_on_a_fresh_tpm_creates_srk_and_ak(fresh_swtpm: Simulator,
     steps = {s["component"]: s["result"] for s in json.loads(out.stdout)["steps"]}
     assert steps["SRK 0x81000001"] == "created"
     assert steps["AK 0x81000002"] == "created"
-    assert steps["EK (EK-RSA2048)"] == "checked against its certificate"
+    assert steps["EK (EK-RSA2048)"].startswith("matches its certificate")
 
 
-def test_a_home_of_another_tpm_is_refused(fresh_swtpm: Simulator, host: Host) -> None:
-    # host.home holds the shared simulator's identity; fresh_swtpm has another AK.
-    other = Host(fresh_swtpm, host.home)
+def test_a_home_of_another_tpm_is_refused(fresh_host: Host, host: Host) -> None:
+    # host.home holds the shared simulator's identity; fresh_host's TPM has another AK.
+    other = Host(fresh_host.sim, host.home)
     result = other.run("provision")
     assert result.exit_code == 1
     assert "identity of another AK" in result.stderr
+    assert "--replace-identity" in result.stderr
 
 
 def test_ek_certificate_chains_to_the_simulator_ca(host: Host) -> None:
@@ -108,5 +110,47 @@ def test_a_cleared_tpm_is_named_not_a_raw_code(fresh_swtpm: Simulator, tmp_path:
                    capture_output=True, env={**os.environ, "TPM2TOOLS_TCTI": fresh_swtpm.tcti})
     result = h.run("quote", "create", "--pcrs", "sha256:0", "--nonce", "00",
                    "--out-dir", str(tmp_path / "q"))
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "no AK at 0x81000002" in result.stderr and "attest provision" in result.stderr
+    # provision refuses to silently swap identities, and says how to ...
+    refused = h.run("provision")
+    assert refused.exit_code == 1
+    assert "no longer holds the AK" in refused.stderr and "--replace-identity" in refused.stderr
+    old = load_identity(h.home)
+    # ... and does it when asked, keeping the old identity beside the new one.
+    h.ok("provision", "--replace-identity")
+    assert load_identity(h.home).ak_name != old.ak_name
+    assert len(list(h.home.glob("identity.json.replaced-*"))) == 1
+    h.ok("quote", "create", "--pcrs", "sha256:0", "--nonce", "00", "--out-dir",
+         str(tmp_path / "q"))
+
+
+def test_ek_chain_checked_against_given_roots(host: Host) -> None:
+    out = host.ok("provision", "--ek-roots", str(host.sim.ca_dir), "--json")
+    steps = {s["component"]: s["result"] for s in json.loads(out.stdout)["steps"]}
+    assert "chain verified" in steps["EK (EK-RSA2048)"]
+    assert "chain verified" in steps["EK (EK-HIGH-ECC384)"]
+
+
+def test_ek_chain_to_other_roots_is_refused(host: Host) -> None:
+    other = VECTORS / "ekcerts" / "vendor_ca_only" / "INTEL_RT.pem"
+    if not other.is_file():
+        pytest.skip(f"no vectors at {VECTORS}")
+    result = host.run("provision", "--ek-roots", str(other))
+    assert result.exit_code == 1
+    assert "does not chain to the given roots" in result.stderr
+
+
+def test_without_roots_the_chain_is_said_unchecked(host: Host) -> None:
+    out = host.ok("provision", "--json")
+    steps = {s["component"]: s["result"] for s in json.loads(out.stdout)["steps"]}
+    assert "chain not checked" in steps["EK (EK-RSA2048)"]
+
+
+def test_identity_records_the_qualified_name_quotes_carry(host: Host, tmp_path: Path) -> None:
+    host.ok("quote", "create", "--pcrs", "sha256:0", "--nonce", "01", "--out-dir",
+            str(tmp_path / "q"))
+    from attest.evidence.structures import parse_attest
+
+    signer = parse_attest((tmp_path / "q" / "quote.msg").read_bytes()).qualified_signer
+    assert signer == load_identity(host.home).ak_qualified_name

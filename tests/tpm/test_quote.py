@@ -92,5 +92,5 @@ def test_quote_without_provisioning_says_so(host: Host, tmp_path: Path) -> None:
     bare = Host(host.sim, tmp_path / "empty-home")
     result = bare.run("quote", "create", "--pcrs", "sha256:0", "--nonce", "00",
                       "--out-dir", str(tmp_path / "q"))
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "attest provision" in result.stderr
