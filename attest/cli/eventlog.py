@@ -1,0 +1,92 @@
+"""`attest eventlog`: replay and show measurement logs (boot and runtime).
+
+A log that does not parse exits 2 (EventLogError: the file the user gave is bad
+input); an unreadable file exits 2 too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from attest.errors import UsageError
+from attest.eventlog.cel import CelRecord, describe_content
+from attest.eventlog.content import describe
+from attest.eventlog.logfile import FORMATS, MeasurementLog, parse_log
+from attest.eventlog.replay import hex_banks, replay
+from attest.eventlog.tcg import TcgEvent
+
+_FORMAT_OPTION = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+    help="tcg: a PC Client boot log (binary_bios_measurements); cel: a CEL-JSON runtime "
+         "log (JSON-SEQ, as in /run/log/systemd/tpm2-measure.log); auto: tell by the bytes.")
+
+
+@click.group()
+def eventlog() -> None:
+    """Replay and show measurement logs: TCG boot logs and CEL runtime logs."""
+
+
+@eventlog.command("replay")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"sha256": {"0": "<hex>", ...}, "sha1": {...}}.')
+def replay_cmd(file: Path, fmt: str, as_json: bool) -> None:
+    """Print the PCR values FILE replays to, for every PCR it extends."""
+    values = hex_banks(replay(_load(file, fmt).events))
+    if as_json:
+        click.echo(json.dumps(values, indent=2))
+        return
+    if not values:
+        click.echo("the log extends no PCR")
+    for bank, pcrs in values.items():
+        click.echo(f"{bank}:")
+        for pcr, value in pcrs.items():
+            click.echo(f"  {pcr:>2} : {value}")
+
+
+@eventlog.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_FORMAT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of events.")
+def show(file: Path, fmt: str, as_json: bool) -> None:
+    """Print the events of FILE: index, PCR, type, digest and what each records."""
+    log = _load(file, fmt)
+    rows = [_row(event) for event in log.events]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{'#':>4}  {'PCR':>3}  {'type':<34} {'digest':<20} description")
+    for row in rows:
+        pcr = "-" if row["pcr"] is None else str(row["pcr"])
+        click.echo(f"{row['index']:>4}  {pcr:>3}  {row['type']:<34} "
+                   f"{_display_digest(row['digests']):<20} {row['description']}")
+
+
+def _load(file: Path, fmt: str) -> MeasurementLog:
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+    return parse_log(data, fmt)
+
+
+def _row(event: TcgEvent | CelRecord) -> dict[str, object]:
+    digests = {bank: value.hex() for bank, value in event.digests.items()}
+    if isinstance(event, TcgEvent):
+        return {"index": event.index, "pcr": event.pcr, "type": event.type_name,
+                "extends": event.extends, "digests": digests, "description": describe(event)}
+    return {"index": event.recnum if event.recnum is not None else event.index,
+            "pcr": event.pcr, "type": event.content_type, "extends": event.extends,
+            "digests": digests, "description": describe_content(event)}
+
+
+def _display_digest(digests: object) -> str:
+    # The table shows one digest, shortened; --json has them all in full.
+    if not isinstance(digests, dict) or not digests:
+        return "-"
+    bank = "sha256" if "sha256" in digests else next(iter(digests))
+    return f"{bank}:{str(digests[bank])[:12]}"

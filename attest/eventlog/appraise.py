@@ -1,0 +1,270 @@
+"""Reference values: what the measurements in a log are allowed to be.
+
+Appraisal runs after the log was shown to replay to the quoted PCRs
+(:func:`attest.eventlog.replay.check_replay`); only then is the log's content
+the TPM's word rather than the host's. It returns the facts it established, or
+raises naming the record at fault:
+
+- :class:`ReferenceValueMismatch` (``reference_value_mismatch``): a measurement
+  the reference values do not allow;
+- :class:`EventLogMismatch` (``eventlog_mismatch``): a record whose data does
+  not hash to the digest that was extended, so its description can't be trusted.
+
+The reference model is built from a plain dict (the policy file's ``reference``
+section)::
+
+    {"bank": "sha256",
+     "runtime": [{"name": "/usr/bin/backup", "digests": ["<hex>", ...]}],
+     "boot": {"pcrs": {"0": ["<hex>", ...]},
+              "secure_boot": true,
+              "boot_applications": ["<hex>", ...]}}
+
+A section left out is not appraised; a section present but empty allows nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from attest.errors import EventLogMismatch, MalformedInput, ReferenceValueMismatch
+from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, content_digests
+from attest.eventlog.content import image_of, variable_of
+from attest.eventlog.efi import EFI_GLOBAL_VARIABLE
+from attest.eventlog.eventtypes import EventType
+from attest.eventlog.replay import last_events, replay, reset_value, startup_locality
+from attest.eventlog.tcg import TcgEvent
+from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT
+
+SECURE_BOOT_PCR = 7
+
+
+@dataclass(frozen=True)
+class ReferenceValues:
+    """Allowed measurements, each section None when the policy does not appraise it."""
+
+    bank: str = "sha256"
+    runtime: Mapping[str, frozenset[bytes]] | None = None
+    boot_pcrs: Mapping[int, frozenset[bytes]] | None = None
+    secure_boot: bool | None = None
+    boot_applications: frozenset[bytes] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReferenceValues:
+        """Build from the policy's ``reference`` section; unknown keys are an error."""
+        _only_keys(data, {"bank", "runtime", "boot"}, "reference")
+        bank = data.get("bank", "sha256")
+        if bank not in DIGEST_SIZES:
+            raise MalformedInput(f"reference: unknown bank {bank!r}; "
+                                 f"use one of {', '.join(DIGEST_SIZES)}")
+        runtime = None
+        if "runtime" in data:
+            runtime = MappingProxyType(_runtime(data["runtime"], bank))
+        boot = data.get("boot", {})
+        if not isinstance(boot, Mapping):
+            raise MalformedInput("reference.boot must be a mapping")
+        _only_keys(boot, {"pcrs", "secure_boot", "boot_applications"}, "reference.boot")
+        pcrs = None
+        if "pcrs" in boot:
+            pcrs = MappingProxyType(_boot_pcrs(boot["pcrs"], bank))
+        secure_boot = boot.get("secure_boot")
+        if secure_boot is not None and not isinstance(secure_boot, bool):
+            raise MalformedInput("reference.boot.secure_boot must be true or false")
+        applications = None
+        if "boot_applications" in boot:
+            applications = _digest_set(boot["boot_applications"], bank,
+                                       "reference.boot.boot_applications")
+        return cls(bank, runtime, pcrs, secure_boot, applications)
+
+
+@dataclass(frozen=True)
+class AppraisalFacts:
+    """What the log was shown to contain; each field None when not appraised."""
+
+    secure_boot: bool | None
+    boot_pcrs: tuple[int, ...] | None
+    boot_applications: tuple[tuple[str, str], ...] | None
+    runtime: tuple[tuple[str, str], ...] | None
+
+
+def appraise(events: Sequence[TcgEvent | CelRecord], reference: ReferenceValues) -> AppraisalFacts:
+    """Check a replay-verified log against ``reference``; return facts or raise."""
+    boot = [e for e in events if isinstance(e, TcgEvent)]
+    runtime = [e for e in events if isinstance(e, CelRecord)]
+    bank = reference.bank
+    return AppraisalFacts(
+        secure_boot=_secure_boot(boot, bank, reference.secure_boot)
+        if reference.secure_boot is not None else None,
+        boot_pcrs=_check_boot_pcrs(boot, bank, reference.boot_pcrs)
+        if reference.boot_pcrs is not None else None,
+        boot_applications=_check_boot_applications(boot, bank, reference.boot_applications)
+        if reference.boot_applications is not None else None,
+        runtime=_check_runtime(runtime, bank, reference.runtime)
+        if reference.runtime is not None else None,
+    )
+
+
+def _check_boot_pcrs(boot: Sequence[TcgEvent], bank: str,
+                     allowed: Mapping[int, frozenset[bytes]]) -> tuple[int, ...]:
+    replayed = replay(boot, banks=[bank]).get(bank, {})
+    locality = startup_locality(boot)
+    for pcr, values in sorted(allowed.items()):
+        value = replayed.get(pcr, reset_value(bank, pcr, locality))
+        if value not in values:
+            events = last_events(boot, pcr)
+            detail = "; last events:\n  " + "\n  ".join(events) if events else \
+                "; the log does not extend it"
+            raise ReferenceValueMismatch(
+                f"boot PCR {pcr} ({bank}) is {value.hex()}, which no reference value "
+                f"allows{detail}")
+    return tuple(sorted(allowed))
+
+
+def _secure_boot(boot: Sequence[TcgEvent], bank: str, required: bool) -> bool:
+    found: TcgEvent | None = None
+    for event in boot:
+        if event.event_type == EventType.EV_EFI_VARIABLE_DRIVER_CONFIG and \
+                event.pcr == SECURE_BOOT_PCR:
+            variable = variable_of(event)
+            if variable.guid == EFI_GLOBAL_VARIABLE and variable.name == "SecureBoot":
+                found = event
+    if found is None:
+        raise ReferenceValueMismatch("the boot log does not measure the SecureBoot variable "
+                                     f"(EV_EFI_VARIABLE_DRIVER_CONFIG on PCR {SECURE_BOOT_PCR})")
+    # PFP 10.4.4: the digest of a configuration variable covers the whole
+    # UEFI_VARIABLE_DATA, so the data can be checked against what was extended.
+    _check_data_digest(found, bank)
+    value = variable_of(found).data
+    # SecureBoot is one byte, 1 when on (UEFI 2.10, 3.3); some firmware logs it empty.
+    enabled = value == b"\x01"
+    if enabled != required:
+        state = "on" if enabled else f"off (SecureBoot = {value.hex() or 'empty'})"
+        raise ReferenceValueMismatch(f"{found.label}: Secure Boot is {state}; the reference "
+                                     f"values require it {'on' if required else 'off'}")
+    return enabled
+
+
+def _check_boot_applications(boot: Sequence[TcgEvent], bank: str,
+                             allowed: frozenset[bytes]) -> tuple[tuple[str, str], ...]:
+    seen: list[tuple[str, str]] = []
+    for event in boot:
+        if event.event_type != EventType.EV_EFI_BOOT_SERVICES_APPLICATION:
+            continue
+        digest = _digest(event, bank)
+        image = image_of(event)
+        where = image.file_path or image.path or f"image at 0x{image.location:x}"
+        # The digest is the image's Authenticode hash (PFP 10.4.3), not a hash of
+        # the event data: it can only be compared with known-good values.
+        if digest not in allowed:
+            raise ReferenceValueMismatch(f"#{event.index} PCR {event.pcr} boot application "
+                                         f"{where} has {bank} digest {digest.hex()}, which no "
+                                         "reference value allows")
+        seen.append((where, digest.hex()))
+    return tuple(seen)
+
+
+def _check_runtime(records: Sequence[CelRecord], bank: str,
+                   allowed: Mapping[str, frozenset[bytes]]) -> tuple[tuple[str, str], ...]:
+    seen: list[tuple[str, str]] = []
+    for record in records:
+        if not record.extends:
+            continue
+        if record.content_type != ATTEST_CONTENT_TYPE:
+            raise ReferenceValueMismatch(f"{record.label}: no reference value covers content "
+                                         f"type {record.content_type!r}")
+        # An attest record extends H(canonical content): any edit of the content shows here.
+        expected = content_digests(record.content, list(record.digests))
+        if expected != dict(record.digests):
+            raise EventLogMismatch(f"{record.label}: the content does not hash to the "
+                                   "digests that were extended; the record was altered")
+        name = record.content.get("name")
+        measured = record.content.get("digest")
+        if not isinstance(name, str) or not isinstance(measured, dict) or \
+                not isinstance(measured.get(bank), str):
+            raise ReferenceValueMismatch(f"{record.label}: the record names no {bank} digest "
+                                         "of what it measured")
+        path = record.content.get("path")
+        candidates = allowed.get(name)
+        if candidates is None and isinstance(path, str):
+            candidates = allowed.get(path)
+        if candidates is None:
+            raise ReferenceValueMismatch(f"{record.label}: no reference value for {name!r}")
+        value = measured[bank].lower()
+        if not any(value == c.hex() for c in candidates):
+            raise ReferenceValueMismatch(f"{record.label}: {bank} digest {value} is not a "
+                                         f"reference value for {name!r}")
+        seen.append((name, value))
+    return tuple(seen)
+
+
+def _digest(event: TcgEvent, bank: str) -> bytes:
+    digest = event.digests.get(bank)
+    if digest is None:
+        raise ReferenceValueMismatch(f"{event.label}: the boot log records no {bank} digest; "
+                                     "the reference values are for that bank")
+    return digest
+
+
+def _check_data_digest(event: TcgEvent, bank: str) -> None:
+    if hashlib.new(bank, event.data).digest() != _digest(event, bank):
+        raise EventLogMismatch(f"{event.label}: the event data does not hash to the {bank} "
+                               "digest that was extended")
+
+
+def _only_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise MalformedInput(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+                             f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _digest_set(raw: Any, bank: str, where: str) -> frozenset[bytes]:
+    if not isinstance(raw, list):
+        raise MalformedInput(f"{where} must be a list of hex digests")
+    values: set[bytes] = set()
+    for item in raw:
+        try:
+            value = bytes.fromhex(item) if isinstance(item, str) else b""
+        except ValueError:
+            value = b""
+        if len(value) != DIGEST_SIZES[bank]:
+            raise MalformedInput(f"{where}: {item!r} is not a {bank} digest "
+                                 f"({2 * DIGEST_SIZES[bank]} hex digits)")
+        values.add(value)
+    return frozenset(values)
+
+
+def _runtime(raw: Any, bank: str) -> dict[str, frozenset[bytes]]:
+    if not isinstance(raw, list):
+        raise MalformedInput("reference.runtime must be a list of {name, digests}")
+    result: dict[str, frozenset[bytes]] = {}
+    for number, entry in enumerate(raw):
+        where = f"reference.runtime[{number}]"
+        if not isinstance(entry, Mapping):
+            raise MalformedInput(f"{where} must be a mapping with name and digests")
+        _only_keys(entry, {"name", "digests"}, where)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise MalformedInput(f"{where} needs a name (a measurement name or a path)")
+        digests = _digest_set(entry.get("digests"), bank, f"{where}.digests")
+        result[name] = result.get(name, frozenset()) | digests
+    return result
+
+
+def _boot_pcrs(raw: Any, bank: str) -> dict[int, frozenset[bytes]]:
+    if not isinstance(raw, Mapping):
+        raise MalformedInput("reference.boot.pcrs must map PCR numbers to lists of digests")
+    result: dict[int, frozenset[bytes]] = {}
+    for key, values in raw.items():
+        try:
+            pcr = int(key)
+        except (TypeError, ValueError):
+            pcr = -1
+        if not 0 <= pcr < PCR_COUNT:
+            raise MalformedInput(f"reference.boot.pcrs: {key!r} is not a PCR number "
+                                 f"0-{PCR_COUNT - 1}")
+        result[pcr] = _digest_set(values, bank, f"reference.boot.pcrs[{key}]")
+    return result

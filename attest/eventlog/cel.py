@@ -1,0 +1,378 @@
+"""The runtime measurement log: TCG Canonical Event Log (CEL), JSON form.
+
+Written the way systemd writes ``/run/log/systemd/tpm2-measure.log``: RFC 7464
+JSON text sequences, each record an ASCII RS (0x1e), one JSON object, a line
+feed. A record follows CEL-JSON (TCG Canonical Event Log Format 1.0, the JSON
+encoding)::
+
+    {"recnum": 0, "pcr": 14,
+     "digests": [{"hashAlg": "sha256", "digest": "<hex>"}, ...],
+     "content_type": "attest", "content": {...}}
+
+Reading also accepts what systemd writes (no ``recnum``; NvPCR records with
+``nv_index`` instead of ``pcr``, which extend no PCR) and a CEL-JSON array.
+
+attest's own records (:data:`ATTEST_CONTENT_TYPE`) carry ``content``
+``{"type": "file" | "command" | "data", "name": ..., "digest": {"sha256": <hex of
+what was measured>}, ...}`` and the digest extended into the PCR is the hash of
+the content's canonical JSON (RFC 8785 for the strings, integers, lists and
+objects with ASCII keys attest writes), so the description is bound to the PCR:
+editing a record's name or digest breaks the replay, like IMA-ng's template hash.
+
+The writer side is :func:`encode_record`: one record's bytes, to be appended to
+the file as they are; nothing has to be read back or rewritten.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from attest.errors import EventLogError
+from attest.eventlog.eventtypes import EventType, event_type_name
+from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT
+
+RS = b"\x1e"
+ATTEST_CONTENT_TYPE = "attest"
+# CEL's content type for an event in PC Client form (event_type, base64 event_data).
+PCCLIENT_CONTENT_TYPE = "pcclient_std"
+MEASUREMENT_KINDS = ("file", "command", "data")
+# No record of attest or systemd comes near these; beyond them a record is hostile.
+MAX_DIGESTS = 16
+MAX_LABEL_CHARS = 120
+
+_MAX_RECNUM = 2**63 - 1
+_MAX_NV_INDEX = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CelRecord:
+    """One CEL-JSON record. ``index`` is its position in the file, from 0."""
+
+    index: int
+    recnum: int | None
+    pcr: int | None
+    digests: Mapping[str, bytes]
+    content_type: str
+    content: Mapping[str, Any]
+    other_digests: tuple[tuple[str, bytes], ...] = ()
+    nv_index: int | None = None
+
+    @property
+    def extends(self) -> bool:
+        if self.pcr is None:
+            return False
+        # A PC Client EV_NO_ACTION event carried in CEL extends nothing, as in the boot log.
+        return not (self.content_type == PCCLIENT_CONTENT_TYPE
+                    and self.content.get("event_type") == EventType.EV_NO_ACTION)
+
+    @property
+    def startup_locality(self) -> int | None:
+        return None
+
+    @property
+    def hcrtm(self) -> bool:
+        return False
+
+    @property
+    def label(self) -> str:
+        number = self.recnum if self.recnum is not None else self.index
+        where = f"PCR {self.pcr}" if self.pcr is not None else f"NV 0x{self.nv_index or 0:08x}"
+        return f"record {number} {where} {self.content_type}: {describe_content(self)}"
+
+
+@dataclass(frozen=True)
+class CelLog:
+    """The records of a CEL file; ``torn_tail`` holds an incomplete last record, if allowed."""
+
+    records: tuple[CelRecord, ...]
+    torn_tail: bytes = field(default=b"")
+
+    def next_recnum(self) -> int:
+        """The recnum the next appended record gets."""
+        last = next((r.recnum for r in reversed(self.records) if r.recnum is not None), None)
+        return len(self.records) if last is None else last + 1
+
+
+def parse_cel(data: bytes, *, allow_torn_tail: bool = False) -> CelLog:
+    """Parse a CEL-JSON log (JSON-SEQ as systemd writes it, or a JSON array).
+
+    A last record without its final line feed is a write that did not finish
+    (RFC 7464, 2.4): an error, unless ``allow_torn_tail``, which returns its
+    bytes in :attr:`CelLog.torn_tail` for the caller to recover from.
+    """
+    stripped = data.lstrip(b" \t\r\n")
+    if stripped.startswith(b"["):
+        with _cyclic_gc_paused():
+            items = _json(stripped, "the CEL-JSON array")
+            if not isinstance(items, list):
+                raise EventLogError("a CEL-JSON file is an array of records")
+            return CelLog(_records(items))
+    if not stripped:
+        return CelLog(())
+    if not stripped.startswith(RS):
+        raise EventLogError("not a CEL-JSON log: it starts with neither RS (0x1e) nor '['",
+                            hint="a JSON-SEQ log has an RS byte before every record")
+    torn = b""
+    last = stripped.rfind(RS)
+    if not stripped.endswith(b"\n"):
+        if not allow_torn_tail:
+            raise EventLogError(f"the last record ({stripped.count(RS) - 1}) does not end in a "
+                                "line feed: an append that did not finish",
+                                hint="a crash while writing the log leaves such a record")
+        stripped, torn = stripped[:last], stripped[last:]
+    try:
+        text = stripped.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventLogError(f"the log is not UTF-8 text: {exc}") from None
+    with _cyclic_gc_paused():
+        chunks = text.split("\x1e")[1:]
+        items = [_json_text(chunk, number) for number, chunk in enumerate(chunks)]
+        return CelLog(_records(items), torn)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    # Parsing makes ~10 containers per record, none in a cycle, all surviving;
+    # CPython's collector would rescan that growing heap over and over (3x slower
+    # at 100,000 records). Paused only when it was running, restored after.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _json_text(chunk: str, number: int) -> Any:
+    # One JSON value per RS-framed record, then only blanks (RFC 7464).
+    start = len(chunk) - len(chunk.lstrip(" \t\r\n")) if chunk[:1].isspace() else 0
+    try:
+        value, end = _DECODER.raw_decode(chunk, start)
+    except (ValueError, RecursionError) as exc:
+        raise EventLogError(f"record {number} is not valid JSON: {exc}") from None
+    if not chunk.endswith("\n") or chunk[end:].strip(" \t\r\n"):
+        raise EventLogError(f"record {number} is not valid JSON: it does not end after one "
+                            "value and a line feed")
+    return value
+
+
+def _json(text: bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON, bad UTF-8 and over-long integers.
+        raise EventLogError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _records(items: Sequence[Any]) -> tuple[CelRecord, ...]:
+    records = tuple(_record(index, item) for index, item in enumerate(items))
+    numbered = [r.recnum for r in records if r.recnum is not None]
+    if numbered and len(numbered) != len(records):
+        raise EventLogError("some records have a recnum and some do not")
+    for before, after in itertools.pairwise(numbered):
+        if after != before + 1:
+            raise EventLogError(f"recnum {after} follows recnum {before}: a record is "
+                                "missing, repeated or out of order")
+    return records
+
+
+def _record(index: int, item: Any) -> CelRecord:
+    if type(item) is not dict:
+        raise EventLogError(f"record {index} is not a JSON object")
+    recnum = _optional_int(item, "recnum", index, _MAX_RECNUM)
+    pcr = _optional_int(item, "pcr", index, PCR_COUNT - 1)
+    nv_index = _optional_int(item, "nv_index", index, _MAX_NV_INDEX)
+    if (pcr is None) == (nv_index is None):
+        raise EventLogError(f"record {index} must name exactly one of pcr and nv_index")
+    content_type = item.get("content_type")
+    if type(content_type) is not str or not content_type:
+        raise EventLogError(f"record {index} has no content_type string")
+    content = item.get("content", {})
+    if type(content) is not dict:
+        raise EventLogError(f"record {index}: content is not a JSON object")
+    digests, others = _digests(item.get("digests"), index)
+    return CelRecord(index, recnum, pcr, digests, content_type, content, others, nv_index)
+
+
+def _optional_int(item: dict[str, Any], key: str, index: int, high: int) -> int | None:
+    value = item.get(key)
+    # type() rather than isinstance(): a JSON true must not pass as the integer 1.
+    if value is None or (type(value) is int and 0 <= value <= high):
+        return value
+    raise EventLogError(f"record {index}: {key} must be an integer 0-{high}, not {value!r}")
+
+
+def _digests(raw: Any, index: int) -> tuple[dict[str, bytes], tuple[tuple[str, bytes], ...]]:
+    if type(raw) is not list or not raw or len(raw) > MAX_DIGESTS:
+        raise EventLogError(f"record {index} has no digests list of 1-{MAX_DIGESTS} entries")
+    known: dict[str, bytes] = {}
+    others: list[tuple[str, bytes]] = []
+    for entry in raw:
+        if type(entry) is not dict:
+            raise EventLogError(f"record {index}: a digest is not a JSON object")
+        alg, text = entry.get("hashAlg"), entry.get("digest")
+        # bytes.fromhex alone would accept spaces: ASCII letters and digits only.
+        if type(alg) is not str or type(text) is not str or not text.isascii() or \
+                not (text.isalnum() or not text):
+            raise EventLogError(f"record {index}: a digest needs a hashAlg name and a hex digest")
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            raise EventLogError(f"record {index}: a digest needs a hashAlg name and a hex "
+                                "digest") from None
+        name = alg.lower()
+        size = DIGEST_SIZES.get(name)
+        if name in known or (others and any(name == other for other, _ in others)):
+            raise EventLogError(f"record {index} has two {name} digests")
+        if size is None:
+            # An algorithm attest doesn't compute (sm3_256, sha3_*): kept, not replayed.
+            others.append((name, value))
+        elif len(value) != size:
+            raise EventLogError(f"record {index}: a {name} digest is {size} bytes, "
+                                f"not {len(value)}")
+        else:
+            known[name] = value
+    return known, tuple(others)
+
+
+def describe_content(record: CelRecord) -> str:
+    """A short, readable summary of a record's content."""
+    content = record.content
+    if record.content_type == ATTEST_CONTENT_TYPE:
+        kind = content.get("type", "?")
+        name = content.get("name", "?")
+        measured = content.get("digest")
+        digest = ""
+        if isinstance(measured, dict) and measured:
+            bank = "sha256" if "sha256" in measured else next(iter(measured))
+            digest = f" {bank}:{measured[bank]}"
+        text = f"{kind} {name}{digest}"
+    elif record.content_type == "systemd":
+        text = " ".join(str(content[k]) for k in ("eventType", "string", "nvIndexName")
+                        if k in content)
+    elif record.content_type == PCCLIENT_CONTENT_TYPE:
+        event_type = content.get("event_type")
+        text = event_type_name(event_type) if isinstance(event_type, int) else "?"
+    else:
+        text = json.dumps(content, sort_keys=True)
+    return text if len(text) <= MAX_LABEL_CHARS else text[:MAX_LABEL_CHARS - 3] + "..."
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) bytes for the JSON attest writes: no floats, ASCII object keys.
+
+    For that subset Python's sorted, compact, non-ASCII-preserving json.dumps is
+    JCS: key order by code point equals order by UTF-16 unit for ASCII keys, and
+    integers and string escapes print the same.
+    """
+    _check_canonical(value, depth=0)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def _check_canonical(value: Any, depth: int) -> None:
+    if depth > 32:
+        raise EventLogError("content nests deeper than 32 levels")
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        if isinstance(value, str):
+            _utf8(value)
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_canonical(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise EventLogError(f"content keys must be ASCII strings, not {key!r}")
+            _check_canonical(item, depth + 1)
+        return
+    raise EventLogError(f"content holds a {type(value).__name__}; attest writes only "
+                        "strings, integers, booleans, null, lists and objects")
+
+
+def _utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventLogError("content holds a string that is not valid Unicode "
+                            "(a lone surrogate)") from None
+
+
+def content_digests(content: Mapping[str, Any], banks: Sequence[str]) -> dict[str, bytes]:
+    """What an attest record extends: H(canonical JSON of its content), per bank."""
+    encoded = canonical_json(dict(content))
+    return {bank: hashlib.new(bank, encoded).digest() for bank in banks}
+
+
+def measurement_content(kind: str, name: str, measured: Mapping[str, bytes],
+                        **details: Any) -> dict[str, Any]:
+    """The content of an attest record: what was measured, under what name.
+
+    ``measured`` holds the digests of the measured thing (the file, the executable,
+    the data), by bank; ``details`` adds fields such as ``path`` or ``argv``.
+    """
+    if kind not in MEASUREMENT_KINDS:
+        raise EventLogError(f"unknown measurement type {kind!r}; one of {MEASUREMENT_KINDS}")
+    if not name:
+        raise EventLogError("a measurement needs a name")
+    for reserved in ("type", "name", "digest"):
+        if reserved in details:
+            raise EventLogError(f"{reserved!r} is set by measurement_content itself")
+    content: dict[str, Any] = {"type": kind, "name": name,
+                               "digest": {bank: value.hex() for bank, value in measured.items()}}
+    content.update(details)
+    canonical_json(content)
+    return content
+
+
+def attest_record(recnum: int, pcr: int, content: Mapping[str, Any],
+                  banks: Sequence[str]) -> CelRecord:
+    """The record that goes with extending ``pcr`` by :func:`content_digests` of ``content``."""
+    if not 0 <= pcr < PCR_COUNT:
+        raise EventLogError(f"PCR {pcr} out of range 0-{PCR_COUNT - 1}")
+    return CelRecord(recnum, recnum, pcr, content_digests(content, banks),
+                     ATTEST_CONTENT_TYPE, dict(content))
+
+
+def record_json(record: CelRecord) -> dict[str, Any]:
+    """A record as its CEL-JSON object."""
+    item: dict[str, Any] = {}
+    if record.recnum is not None:
+        item["recnum"] = record.recnum
+    if record.pcr is not None:
+        item["pcr"] = record.pcr
+    if record.nv_index is not None:
+        item["nv_index"] = record.nv_index
+    digests = [{"hashAlg": bank, "digest": value.hex()} for bank, value in record.digests.items()]
+    digests += [{"hashAlg": name, "digest": value.hex()} for name, value in record.other_digests]
+    item["digests"] = digests
+    item["content_type"] = record.content_type
+    item["content"] = dict(record.content)
+    return item
+
+
+def encode_record(record: CelRecord) -> bytes:
+    """One JSON-SEQ record: RS, compact JSON on one line, LF. Append it to the log as is."""
+    try:
+        text = json.dumps(record_json(record), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+        return RS + text.encode("utf-8") + b"\n"
+    except (TypeError, ValueError) as exc:
+        raise EventLogError(f"record {record.index} cannot be written as JSON: {exc}") from None
+
+
+def encode_log(records: Sequence[CelRecord]) -> bytes:
+    return b"".join(encode_record(record) for record in records)
+
