@@ -90,3 +90,51 @@ def _display_digest(digests: object) -> str:
         return "-"
     bank = "sha256" if "sha256" in digests else next(iter(digests))
     return f"{bank}:{str(digests[bank])[:12]}"
+
+
+@eventlog.command()
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A log to replay (repeatable; boot and runtime logs are replayed together). "
+              "Default: the runtime log in the home, and the boot log "
+              "(/sys/kernel/security/tpm0/binary_bios_measurements or $ATTEST_BOOT_LOG) "
+              "when present.")
+@click.option("--repair", is_flag=True,
+              help="Finish what a crash of `attest measure` left (an incomplete last record, "
+              "or a record never extended); never touches any other disagreement.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@click.pass_context
+def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: bool) -> None:
+    """Replay the host's logs and compare them with the TPM's PCRs; exit 1 on a mismatch."""
+    from attest.cli.common import echo_json, tpm_from
+    from attest.runtime.check import check_logs, default_boot_log
+    from attest.runtime.log import RuntimeLog, log_pcr, reconcile
+
+    notes: list[str] = []
+    files = list(logs)
+    with tpm_from(ctx) as tpm:
+        if not files:
+            runtime = RuntimeLog(ctx.obj.home)
+            with runtime.locked():
+                pcr = log_pcr(runtime.read(allow_torn_tail=True).records)
+                if pcr is not None:
+                    notes = reconcile(tpm, runtime, pcr, repair=repair).notes
+            if runtime.path.exists():
+                files.append(runtime.path)
+            boot = default_boot_log()
+            if boot is not None:
+                files.append(boot)
+            if not files:
+                raise UsageError("no logs to check: nothing measured yet and no boot log",
+                                 hint="measure with `attest measure`, or name logs with --log")
+        checked = check_logs(tpm, files)
+    if as_json:
+        echo_json({"ok": True, "logs": [str(p) for p, _ in checked.logs], "repaired": notes,
+                   "verified": [f"{b}:{i}" for b, i in checked.facts.verified]})
+        return
+    for note in notes:
+        click.echo(f"repaired: {note}")
+    for path, log in checked.logs:
+        click.echo(f"{path}: {len(log.events)} {log.format} events")
+    pcrs = ", ".join(f"{b}:{i}" for b, i in checked.facts.verified) or "none"
+    click.echo(f"ok: the logs explain PCRs {pcrs}")

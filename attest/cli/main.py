@@ -83,7 +83,7 @@ def ek() -> None:
 
 
 def _register() -> None:
-    from attest.cli import eventlog, evidence, keys, pcr, provision, quote, swtpm
+    from attest.cli import eventlog, evidence, keys, measure, pcr, provision, quote, swtpm
 
     quote.quote.add_command(evidence.quote_verify)
     keys.policy.add_command(evidence.policy_pcr)
@@ -96,6 +96,7 @@ def _register() -> None:
     cli.add_command(keys.key)
     cli.add_command(keys.policy)
     cli.add_command(eventlog.eventlog)
+    cli.add_command(measure.measure)
 
 
 _register()

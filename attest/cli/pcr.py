@@ -7,6 +7,7 @@ import click
 from attest.cli.common import echo_json, parse_hex, tpm_from
 from attest.errors import UsageError
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, PCRSelection, hash_name
+from attest.runtime.log import runtime_pcr
 from attest.tpm.pcr import RESETTABLE_PCRS, extend, extend_data, read_pcrs
 
 
@@ -61,6 +62,9 @@ def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: st
             extend(tpm, index, digests)
     for name, value in digests.items():
         click.echo(f"extended PCR {index} ({name}) with {value.hex()}")
+    if index == runtime_pcr(allow_resettable=True):
+        click.echo(f"note: PCR {index} is attest's runtime PCR; a value extended outside "
+                   "`attest measure` is one its log cannot explain", err=True)
     if index in RESETTABLE_PCRS:
         click.echo(f"note: PCR {index} can be reset from locality 0; do not rely on it for "
                    "measurements an attacker must not undo", err=True)

@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from attest.errors import EventLogMismatch, MalformedInput, ReferenceValueMismatch
-from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, content_digests
+from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, check_content_bound
 from attest.eventlog.content import image_of, variable_of
 from attest.eventlog.efi import EFI_GLOBAL_VARIABLE
 from attest.eventlog.eventtypes import EventType
@@ -176,10 +176,7 @@ def _check_runtime(records: Sequence[CelRecord], bank: str,
             raise ReferenceValueMismatch(f"{record.label}: no reference value covers content "
                                          f"type {record.content_type!r}")
         # An attest record extends H(canonical content): any edit of the content shows here.
-        expected = content_digests(record.content, list(record.digests))
-        if expected != dict(record.digests):
-            raise EventLogMismatch(f"{record.label}: the content does not hash to the "
-                                   "digests that were extended; the record was altered")
+        check_content_bound((record,))
         name = record.content.get("name")
         measured = record.content.get("digest")
         if not isinstance(name, str) or not isinstance(measured, dict) or \

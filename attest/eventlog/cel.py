@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from attest.errors import EventLogError
+from attest.errors import EventLogError, EventLogMismatch
 from attest.eventlog.eventtypes import EventType, event_type_name
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT
 
@@ -314,6 +314,19 @@ def content_digests(content: Mapping[str, Any], banks: Sequence[str]) -> dict[st
     """What an attest record extends: H(canonical JSON of its content), per bank."""
     encoded = canonical_json(dict(content))
     return {bank: hashlib.new(bank, encoded).digest() for bank in banks}
+
+
+def check_content_bound(records: Sequence[CelRecord]) -> None:
+    """Raise EventLogMismatch for an attest record whose content is not what it extended.
+
+    Replay uses the digests a record carries; only this check ties them to the
+    content that says what was measured, so an edited name or digest shows.
+    """
+    for record in records:
+        if (record.extends and record.content_type == ATTEST_CONTENT_TYPE
+                and content_digests(record.content, list(record.digests)) != dict(record.digests)):
+            raise EventLogMismatch(f"{record.label}: the content does not hash to the "
+                                       "digests that were extended; the record was altered")
 
 
 def measurement_content(kind: str, name: str, measured: Mapping[str, bytes],

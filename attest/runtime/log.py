@@ -1,0 +1,259 @@
+"""The host's runtime measurement log: one CEL-JSON file, one PCR, kept in step with it.
+
+Every measurement is, under an exclusive lock:
+  1. reconcile the log with the PCR (see :func:`reconcile`);
+  2. append the record and fsync it (write-ahead: the log never lags the PCR);
+  3. extend the PCR with the record's digests.
+
+A crash can then leave exactly two kinds of disagreement, both detected by the
+next call: an incomplete last line (the append did not finish, so the extend
+never ran: the line is dropped), or a complete record the PCR lacks (the crash
+came between 2 and 3: the record is extended now, which is what was meant).
+Any other disagreement means something outside attest touched the PCR or the
+log; that is never "repaired", only reported.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attest.errors import EventLogError, EventLogMismatch, UsageError
+from attest.eventlog.cel import (
+    CelLog,
+    CelRecord,
+    attest_record,
+    check_content_bound,
+    encode_record,
+    parse_cel,
+)
+from attest.eventlog.replay import last_events, replay, reset_value
+from attest.eventlog.tcg import TcgEvent
+from attest.evidence.pcrs import PCR_COUNT, PCRSelection
+from attest.tpm.device import TPM
+from attest.tpm.pcr import RESETTABLE_PCRS, active_banks, extend, read_pcrs
+
+# PCR 15: not resettable from locality 0, and unused by firmware and boot loaders
+# on a GRUB or shim boot. systemd (measured UKIs) extends it too; choose another
+# PCR there with --pcr or ATTEST_RUNTIME_PCR.
+DEFAULT_RUNTIME_PCR = 15
+LOG_NAME = "runtime.cel"
+LOCK_NAME = "runtime.lock"
+LOCK_TIMEOUT_S = 30.0
+
+
+def runtime_pcr(explicit: int | None = None, *, allow_resettable: bool = False) -> int:
+    """--pcr, else ATTEST_RUNTIME_PCR, else 15; a resettable PCR only when allowed."""
+    if explicit is None:
+        env = os.environ.get("ATTEST_RUNTIME_PCR")
+        try:
+            explicit = int(env) if env else DEFAULT_RUNTIME_PCR
+        except ValueError:
+            raise UsageError(f"ATTEST_RUNTIME_PCR is not a PCR index: {env!r}") from None
+    if not 0 <= explicit < PCR_COUNT:
+        raise UsageError(f"PCR index {explicit} out of range 0-{PCR_COUNT - 1}")
+    if explicit in RESETTABLE_PCRS and not allow_resettable:
+        raise UsageError(
+            f"PCR {explicit} can be reset from locality 0: anyone with TPM access could reset "
+            "it and replay a clean history",
+            hint="use a PCR that software cannot reset (the default is 15), or pass "
+            "--allow-resettable if you accept that",
+        )
+    return explicit
+
+
+@dataclass
+class Reconciliation:
+    """What reconciling the log with the PCR found and did, in words for the user."""
+
+    notes: list[str] = field(default_factory=list)
+
+
+class RuntimeLog:
+    """The runtime log of one home: $ATTEST_HOME/runtime.cel."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / LOG_NAME
+        self.lock_path = home / LOCK_NAME
+
+    @contextmanager
+    def locked(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Exclusive across processes: extend order and log order must be the same order."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise UsageError(f"another attest process holds {self.lock_path} "
+                                         f"for more than {timeout:.0f} s") from None
+                    time.sleep(0.005)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def read(self, *, allow_torn_tail: bool = False) -> CelLog:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return CelLog(())
+        return parse_cel(data, allow_torn_tail=allow_torn_tail)
+
+    def append(self, record: CelRecord) -> None:
+        """Append one record and make it durable before returning."""
+        data = encode_record(record)
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.home)
+
+    def drop_torn_tail(self, log: CelLog) -> None:
+        size = self.path.stat().st_size
+        with open(self.path, "r+b") as handle:
+            handle.truncate(size - len(log.torn_tail))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def archive(self) -> Path:
+        """Move the log aside (a new boot epoch starts an empty one)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.home / f"{LOG_NAME}.{stamp}"
+        os.replace(self.path, target)
+        _fsync_dir(self.home)
+        return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def log_pcr(records: Sequence[CelRecord]) -> int | None:
+    """The single PCR a runtime log extends, or None for an empty log."""
+    pcrs = {r.pcr for r in records if r.extends and r.pcr is not None}
+    if len(pcrs) > 1:
+        raise EventLogError(f"the runtime log extends several PCRs ({sorted(pcrs)}); attest "
+                            "keeps one runtime PCR")
+    return next(iter(pcrs), None)
+
+
+Measurement = TcgEvent | CelRecord
+
+
+def _replayed(events: Sequence[Measurement], pcr: int,
+              banks: Sequence[str]) -> dict[str, bytes]:
+    values = replay(events, banks)
+    return {bank: values.get(bank, {}).get(pcr, reset_value(bank, pcr)) for bank in banks}
+
+
+def boot_events(pcr: int) -> list[TcgEvent]:
+    """The boot log's events on ``pcr``: firmware or a boot loader may extend it first."""
+    from attest.eventlog.tcg import parse_tcg
+    from attest.runtime.check import default_boot_log
+
+    path = default_boot_log()
+    if path is None:
+        return []
+    return [e for e in parse_tcg(path.read_bytes()).events if e.pcr == pcr]
+
+
+def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconciliation:
+    """Check that the runtime log explains the PCR; with ``repair``, finish what a crash left.
+
+    Call with the lock held. Raises :class:`EventLogMismatch` for a disagreement
+    that no crash of attest can produce (something else extended the PCR, or the
+    log was edited), and for a crash's trace when ``repair`` is off.
+    """
+    result = Reconciliation()
+    state = log.read(allow_torn_tail=True)
+    if state.torn_tail:
+        what = (f"{log.path} ends in an incomplete record ({len(state.torn_tail)} bytes): "
+                "attest stopped while appending it, before extending the PCR")
+        if not repair:
+            raise EventLogMismatch(what, hint="`attest measure` or `attest eventlog check "
+                                   "--repair` drops it")
+        log.drop_torn_tail(state)
+        result.notes.append(what + "; dropped it")
+    records = state.records
+    check_content_bound(records)
+    existing = log_pcr(records)
+    if existing is not None and existing != pcr:
+        raise UsageError(f"the runtime log extends PCR {existing}, not PCR {pcr}",
+                         hint=f"pass --pcr {existing}, or start a new log by moving {log.path} "
+                         "away after a reboot")
+    banks = active_banks(tpm)
+    selection = PCRSelection.of({bank: [pcr] for bank in banks})
+    now = {bank: value for (bank, _), value in read_pcrs(tpm, selection).items()}
+    base: list[Measurement] = list(boot_events(pcr))
+    if _replayed([*base, *records], pcr, banks) == now:
+        return result
+    if not records:
+        raise EventLogMismatch(
+            f"PCR {pcr} holds {now[banks[0]].hex()}, a value neither the boot log nor the "
+            "runtime log explains: something else extended it since the TPM started",
+            hint=f"no log attest starts now could explain PCR {pcr}; reboot (or restart the "
+            "simulator), or measure into another PCR with --pcr")
+    if records and _replayed(base, pcr, banks) == now:
+        # The PCR is back at its value after boot: the TPM restarted. The old log
+        # belongs to the previous boot; keep it, and start this boot's log empty.
+        if not repair:
+            raise EventLogMismatch(f"PCR {pcr} is at its value after boot but {log.path} holds "
+                                   f"{len(records)} records: the TPM restarted since",
+                                   hint="`attest measure` archives the old log and starts anew")
+        moved = log.archive()
+        result.notes.append(f"PCR {pcr} was reset (the TPM restarted): the previous boot's "
+                            f"log is kept as {moved.name}; this boot's log starts empty")
+        return result
+    last = records[-1]
+    if last.extends and _replayed([*base, *records[:-1]], pcr, banks) == now:
+        what = (f"record {last.recnum} ({last.label}) is in the log but was never extended "
+                f"into PCR {pcr}: attest stopped between the two")
+        if not repair:
+            raise EventLogMismatch(what, hint="`attest measure` or `attest eventlog check "
+                                   "--repair` extends it")
+        extend(tpm, pcr, dict(last.digests))
+        result.notes.append(what + "; extended it now")
+        return result
+    bank = banks[0]
+    raise EventLogMismatch(
+        f"PCR {pcr} ({bank}) is {now[bank].hex()} but {log.path} replays to "
+        f"{_replayed([*base, *records], pcr, banks)[bank].hex()}: something other than attest "
+        "extended the PCR, or the log was edited. Last records: "
+        + "; ".join(last_events(records, pcr)),
+        hint="attest refuses to measure on top of a history it cannot explain; investigate, "
+        "then reboot to start a clean epoch",
+    )
+
+
+def measure(tpm: TPM, home: Path, pcr: int, content: dict[str, Any]) -> tuple[CelRecord,
+                                                                              Reconciliation]:
+    """Append a record for ``content`` and extend ``pcr`` with it, crash-consistently."""
+    log = RuntimeLog(home)
+    with log.locked():
+        done = reconcile(tpm, log, pcr, repair=True)
+        state = log.read()
+        record = attest_record(state.next_recnum(), pcr, content, active_banks(tpm))
+        log.append(record)
+        extend(tpm, pcr, dict(record.digests))
+    return record, done

@@ -1,0 +1,199 @@
+"""Runtime measurements against a real swtpm: the log and the runtime PCR stay in step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attest.eventlog.cel import attest_record, encode_record, parse_cel
+from attest.runtime.log import RuntimeLog
+from attest.runtime.subjects import data_content
+from tests.conftest import Host
+
+
+def _pcr15(host: Host) -> str:
+    return str(json.loads(host.ok("pcr", "read", "15", "--json").stdout)["sha256"]["15"])
+
+
+def _replayed15(host: Host) -> str:
+    out = host.ok("eventlog", "replay", str(host.home / "runtime.cel"), "--json")
+    return str(json.loads(out.stdout)["sha256"]["15"])
+
+
+def _log(host: Host) -> RuntimeLog:
+    return RuntimeLog(host.home)
+
+
+@pytest.fixture
+def measured(fresh_host: Host, tmp_path: Path) -> Host:
+    target = tmp_path / "app.conf"
+    target.write_text("mode = strict\n")
+    fresh_host.ok("measure", "file", str(target))
+    fresh_host.ok("measure", "command", "--", "ls", "-l", "/")
+    fresh_host.ok("measure", "data", "--name", "release", "--value", "1.2.3")
+    return fresh_host
+
+
+def test_measure_replay_equals_the_pcr(measured: Host) -> None:
+    assert _replayed15(measured) == _pcr15(measured)
+    out = measured.ok("eventlog", "check", "--json")
+    assert json.loads(out.stdout)["verified"] == ["sha256:15"]
+
+
+def test_records_say_what_was_measured(measured: Host, tmp_path: Path) -> None:
+    records = parse_cel((measured.home / "runtime.cel").read_bytes()).records
+    assert [r.recnum for r in records] == [0, 1, 2]
+    file_record, command_record, data_record = (r.content for r in records)
+    assert file_record["type"] == "file" and file_record["path"] == str(tmp_path / "app.conf")
+    assert command_record["type"] == "command" and command_record["argv"] == ["ls", "-l", "/"]
+    assert command_record["name"].endswith("/ls")
+    assert data_record == {"type": "data", "name": "release", "value": "1.2.3",
+                           "digest": data_record["digest"]}
+
+
+def _rewrite(host: Host, edit: object) -> None:
+    path = host.home / "runtime.cel"
+    lines = path.read_bytes().split(b"\n")[:-1]
+    lines = edit(lines)  # type: ignore[operator]
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+@pytest.mark.parametrize(("tamper", "says"), [
+    (lambda lines: [lines[0].replace(b"app.conf", b"app.conX"), *lines[1:]], "altered"),
+    (lambda lines: [lines[0], lines[2]], "recnum"),
+    (lambda lines: [lines[1], lines[0], lines[2]], "recnum"),
+    (lambda lines: lines[:2], "PCR 15"),
+])
+def test_tampered_log_is_detected_and_named(measured: Host, tamper: object, says: str) -> None:
+    _rewrite(measured, tamper)
+    result = measured.run("eventlog", "check")
+    assert result.exit_code in (1, 2), result.output
+    assert says in result.stderr
+    # measuring on top of a history it cannot explain is refused too
+    refused = measured.run("measure", "data", "--name", "n", "--value", "v")
+    assert refused.exit_code != 0
+
+
+def test_deleted_and_renumbered_record_is_still_caught(measured: Host) -> None:
+    """Deleting a record and renumbering the rest keeps the log well-formed; replay catches it."""
+    def drop_middle(lines: list[bytes]) -> list[bytes]:
+        last = json.loads(lines[2][1:])
+        last["recnum"] = 1
+        return [lines[0], b"\x1e" + json.dumps(last).encode()]
+    _rewrite(measured, drop_middle)
+    result = measured.run("eventlog", "check")
+    assert result.exit_code == 1
+    assert "eventlog_mismatch" in result.stderr and "PCR 15" in result.stderr
+
+
+def test_a_record_written_but_never_extended_is_named_and_repaired(measured: Host) -> None:
+    log = _log(measured)
+    record = attest_record(3, 15, data_content("crash", "between", ["sha256"]), ["sha256"])
+    log.append(record)  # what a crash between the append and the extend leaves
+    found = measured.run("eventlog", "check")
+    assert found.exit_code == 1
+    assert "never extended" in found.stderr and "record 3" in found.stderr
+    repaired = measured.ok("eventlog", "check", "--repair")
+    assert "extended it now" in repaired.stdout
+    assert _replayed15(measured) == _pcr15(measured)
+
+
+def test_an_incomplete_last_record_is_dropped_by_the_next_measure(measured: Host) -> None:
+    record = attest_record(3, 15, data_content("torn", "write", ["sha256"]), ["sha256"])
+    with open(measured.home / "runtime.cel", "ab") as handle:
+        handle.write(encode_record(record)[:25])
+    assert measured.run("eventlog", "check").exit_code == 1
+    result = measured.ok("measure", "data", "--name", "next", "--value", "v")
+    assert "incomplete record" in result.stderr and "dropped it" in result.stderr
+    assert _replayed15(measured) == _pcr15(measured)
+    assert [r.content["name"] for r in parse_cel(
+        (measured.home / "runtime.cel").read_bytes()).records][-1] == "next"
+
+
+def test_an_extend_outside_attest_is_refused(measured: Host) -> None:
+    measured.ok("pcr", "extend", "15", "--data", "not through attest")
+    result = measured.run("measure", "data", "--name", "n", "--value", "v")
+    assert result.exit_code == 1
+    assert "something other than attest extended the PCR" in result.stderr
+
+
+def test_a_restarted_tpm_starts_a_new_log(measured: Host) -> None:
+    measured.sim.stop()
+    measured.sim.start()
+    assert measured.run("eventlog", "check").exit_code == 1
+    result = measured.ok("measure", "data", "--name", "first", "--value", "after reboot")
+    assert "previous boot's log is kept" in result.stderr
+    assert len(list(measured.home.glob("runtime.cel.*"))) == 1
+    assert _replayed15(measured) == _pcr15(measured)
+
+
+def test_resettable_pcr_needs_consent(fresh_host: Host) -> None:
+    refused = fresh_host.run("measure", "data", "--name", "n", "--value", "v", "--pcr", "16")
+    assert refused.exit_code == 2 and "can be reset" in refused.stderr
+    fresh_host.ok("measure", "data", "--name", "n", "--value", "v", "--pcr", "16",
+                  "--allow-resettable")
+
+
+def test_one_log_one_pcr(measured: Host) -> None:
+    result = measured.run("measure", "data", "--name", "n", "--value", "v", "--pcr", "14")
+    assert result.exit_code == 2 and "extends PCR 15, not PCR 14" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["measure", "file", "/no/such/file"],
+    ["measure", "file", "/"],
+    ["measure", "command", "--", "no-such-command-xyz"],
+    ["measure", "data", "--name", "n"],
+])
+def test_bad_input_exits_2(fresh_host: Host, args: list[str]) -> None:
+    assert fresh_host.run(*args).exit_code == 2
+
+
+def _measure_loop(host: Host, tag: str, count: int) -> subprocess.Popen[bytes]:
+    code = ("import sys\nfrom attest.cli.main import main\n"
+            f"for i in range({count}):\n"
+            "    sys.argv = ['attest', 'measure', 'data', '--name', "
+            f"'{tag}-' + str(i), '--value', str(i)]\n"
+            "    try:\n        main()\n    except SystemExit as e:\n"
+            "        if e.code: raise\n")
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **host.env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_two_concurrent_measure_loops_leave_a_log_that_replays(fresh_host: Host) -> None:
+    loops = [_measure_loop(fresh_host, tag, 15) for tag in ("a", "b")]
+    for loop in loops:
+        _, err = loop.communicate(timeout=120)
+        assert loop.returncode == 0, err.decode()
+    records = parse_cel((fresh_host.home / "runtime.cel").read_bytes()).records
+    assert [r.recnum for r in records] == list(range(30))
+    assert _replayed15(fresh_host) == _pcr15(fresh_host)
+    fresh_host.ok("eventlog", "check")
+
+
+def test_killed_measure_loops_never_leave_an_unnoticed_disagreement(fresh_host: Host) -> None:
+    log = fresh_host.home / "runtime.cel"
+    for round_number in range(5):
+        loop = _measure_loop(fresh_host, f"r{round_number}", 200)
+        before = log.stat().st_size if log.exists() else 0
+        deadline = time.monotonic() + 30
+        while (log.stat().st_size if log.exists() else 0) <= before:
+            assert time.monotonic() < deadline, "the measure loop made no progress"
+            time.sleep(0.005)
+        time.sleep(0.003 * round_number)  # kill at different points of the cycle
+        loop.send_signal(signal.SIGKILL)
+        loop.wait(timeout=30)
+        # Either consistent, or a crash trace that check names and --repair finishes.
+        check = fresh_host.run("eventlog", "check")
+        if check.exit_code != 0:
+            assert "never extended" in check.stderr or "incomplete record" in check.stderr, (
+                check.stderr)
+        fresh_host.ok("eventlog", "check", "--repair")
+        assert _replayed15(fresh_host) == _pcr15(fresh_host)
