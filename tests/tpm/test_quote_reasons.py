@@ -119,3 +119,43 @@ def test_every_flipped_byte_of_a_real_quote_is_refused(host: Host) -> None:
             with pytest.raises(EvidenceError):
                 verify_quote(args["message"], args["signature"], ak, expected_extra_data=b"flip",
                              pcr_values=quote.pcr_values)
+
+
+def test_a_certification_presented_as_a_quote_is_malformed(host: Host, tmp_path: object) -> None:
+    """Signed by the AK, so the signature holds; but it is a TPM2_Certify, not a quote."""
+    from pathlib import Path
+
+    folder = Path(str(tmp_path)) / "c"
+    host.ok("key", "create", "--name", "certq")
+    host.ok("key", "certify", "--name", "certq", "--nonce", "01", "--out-dir", str(folder))
+    identity = load_identity(host.home)
+    with pytest.raises(EvidenceError) as caught:
+        verify_quote((folder / "certify.msg").read_bytes(), (folder / "certify.sig").read_bytes(),
+                     parse_public_tpm2b(identity.ak_public), expected_extra_data=b"\x01",
+                     pcr_values=None)
+    assert caught.value.reason is Reason.QUOTE_MALFORMED
+
+
+def test_a_non_restricted_key_is_not_an_ak(host: Host) -> None:
+    """A signing key could sign a forged TPMS_ATTEST: refused as an AK before any signature."""
+    import json
+
+    host.ok("key", "create", "--name", "notak")
+    record = json.loads((host.home / "keys" / "notak" / "key.json").read_text())
+    identity = load_identity(host.home)
+    quote = _quote(host.sim, identity, b"n")
+    with pytest.raises(EvidenceError) as caught:
+        verify_quote(quote.message, quote.signature,
+                     parse_public_tpm2b(bytes.fromhex(record["public"])),
+                     expected_extra_data=b"n", pcr_values=quote.pcr_values)
+    assert caught.value.reason is Reason.KEY_ATTRIBUTES_INVALID
+
+
+def test_clock_not_safe_after_an_unclean_stop(fresh_host: Host) -> None:
+    """swtpm clears clockInfo.safe when it was killed without TPM2_Shutdown."""
+    identity = load_identity(fresh_host.home)
+    fresh_host.sim.kill()
+    fresh_host.sim.start()
+    quote = _quote(fresh_host.sim, identity, b"s")
+    assert _reason(identity, quote) is Reason.CLOCK_ROLLBACK
+    assert _verify(identity, quote, require_safe=False).clock_info.safe is False
