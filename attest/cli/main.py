@@ -83,7 +83,17 @@ def ek() -> None:
 
 
 def _register() -> None:
-    from attest.cli import eventlog, evidence, keys, measure, pcr, provision, quote, swtpm
+    from attest.cli import (
+        authorize,
+        eventlog,
+        evidence,
+        keys,
+        measure,
+        pcr,
+        provision,
+        quote,
+        swtpm,
+    )
 
     quote.quote.add_command(evidence.quote_verify)
     keys.policy.add_command(evidence.policy_pcr)
@@ -97,6 +107,7 @@ def _register() -> None:
     cli.add_command(keys.policy)
     cli.add_command(eventlog.eventlog)
     cli.add_command(measure.measure)
+    cli.add_command(authorize.authorize)
 
 
 _register()

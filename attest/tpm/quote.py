@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tpm2_pytss import TPMS_ATTEST, TPMT_SIG_SCHEME
 from tpm2_pytss.constants import TPM2_ALG
 
 from attest.errors import TPMError
-from attest.evidence.pcrs import PCRSelection, composite_digest
+from attest.evidence.pcrs import PCRSelection, PCRValues, composite_digest
 from attest.tpm.device import TPM
 from attest.tpm.hierarchy import HostIdentity, ak_handle
 from attest.tpm.pcr import read_pcrs, to_tpml
@@ -29,25 +30,28 @@ class Quote:
 
 
 def create_quote(tpm: TPM, identity: HostIdentity, selection: PCRSelection,
-                 nonce: bytes) -> Quote:
+                 nonce: bytes | Callable[[PCRValues], bytes]) -> Quote:
     """Quote ``selection`` with the AK over ``nonce``; PCR values read to match the digest.
 
-    PCR_Read and Quote are two commands, so another process may extend in between;
-    the quoted digest tells, and a mismatch means read and quote again.
+    ``nonce`` may be a function of the PCR values read (an artifact's binding covers
+    the values it claims). PCR_Read and Quote are two commands, so another process
+    may extend in between; the quoted digest tells, and a mismatch means read and
+    quote again.
     """
-    if len(nonce) > MAX_NONCE:
-        raise ValueError(f"a qualifying nonce is at most {MAX_NONCE} bytes")
     ak = ak_handle(tpm, identity)
     scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL)  # the AK's own scheme: ECDSA-SHA256
     for _ in range(_READ_ATTEMPTS):
         values = read_pcrs(tpm, selection)
+        qualifying = nonce(values) if callable(nonce) else nonce
+        if len(qualifying) > MAX_NONCE:
+            raise ValueError(f"a qualifying nonce is at most {MAX_NONCE} bytes")
         attest, signature = tpm.call("quoting PCRs", tpm.esapi.quote, ak, to_tpml(selection),
-                                     nonce, scheme)
+                                     qualifying, scheme)
         message = bytes(attest.marshal())[2:]  # drop the TPM2B size: TPMS_ATTEST as signed
         parsed, _ = TPMS_ATTEST.unmarshal(message)
         quoted = bytes(parsed.attested.quote.pcrDigest)
         if hmac.compare_digest(quoted, composite_digest(selection, values, "sha256")):
             return Quote(message, bytes(signature.marshal()), selection, values,
-                         identity.ak_public, nonce)
+                         identity.ak_public, qualifying)
     raise TPMError("PCRs kept changing while quoting; no consistent quote after "
                    f"{_READ_ATTEMPTS} attempts", rc=0, hint="retry when measurements settle")

@@ -1,0 +1,1 @@
+"""Issuing authorization artifacts: the model, the JWS codec, issuance on the TPM."""

@@ -1,0 +1,178 @@
+"""Issuing an authorization artifact on the host's TPM.
+
+1. Hold the runtime log's lock (no measurement may slip between the log that is
+   shipped and the quote that vouches for it) and reconcile the log with its PCR.
+2. Read the sealed PCRs and the runtime PCR, build the claims with those values,
+   and quote them with qualifyingData = binding = SHA-256(JCS(claims)).
+3. Attach the signing key's certification by the AK (made once per key, cached).
+4. Sign the JWS inside the TPM with the PCR-bound key, in a policy session. When
+   the sealed PCRs no longer satisfy the key's policy the TPM refuses, and so
+   does issuance: there is no weaker key to fall back to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from attest.artifact import jws
+from attest.artifact.model import (
+    ALGORITHM,
+    ARTIFACT_TYPE,
+    Claims,
+    Evidence,
+    Lineage,
+    Scope,
+    b64url,
+    binding,
+)
+from attest.errors import UsageError
+from attest.evidence.pcrs import PCRSelection, PCRValues
+from attest.runtime.check import default_boot_log
+from attest.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
+from attest.runtime.subjects import file_digests, resolve_executable
+from attest.tpm import keys as signing
+from attest.tpm.device import TPM
+from attest.tpm.hierarchy import load_identity
+from attest.tpm.quote import create_quote
+
+DEFAULT_TTL_S = 60
+MAX_TTL_S = 7 * 24 * 3600
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str, what: str = "duration") -> int:
+    """Seconds from "90", "90s", "5m", "1h", "2d"."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"{what} is not a duration: {text!r}", hint="write e.g. 60s, 5m, 1h")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the caller asks to be authorized."""
+
+    subject: str
+    action: str
+    argv: tuple[str, ...]
+    resources: tuple[str, ...] = ()
+    key_name: str = signing.DEFAULT_KEY
+    nonce: str | None = None  # the verifier's challenge, base64url
+    ttl: int = DEFAULT_TTL_S
+    audience: str | None = None
+    parent: bytes | None = None  # the parent artifact, as issued
+    gov: Mapping[str, str] = field(default_factory=dict)
+    policy_id: str | None = None
+    policy_digest: str | None = None
+    include_boot_log: bool = False
+    approval: signing.Approval | None = None
+
+
+def _lineage(parent: bytes | None) -> Lineage | None:
+    if parent is None:
+        return None
+    parsed = jws.parse(parent)
+    depth = parsed.claims.lineage.depth + 1 if parsed.claims.lineage else 1
+    return Lineage(parsed.claims.jti, parsed.sha256, depth)
+
+
+def _executable_digest(action: str, argv: Sequence[str]) -> str | None:
+    if action != "exec":
+        return None
+    if not argv:
+        raise UsageError("an exec authorization needs the command's argv")
+    return file_digests(resolve_executable(argv[0]), ["sha256"])["sha256"].hex()
+
+
+def certification(tpm: TPM, home: Path, key: signing.SigningKey,
+                  ak_name: bytes) -> tuple[bytes, bytes]:
+    """The key's TPM2_Certify by the AK, made once and cached beside the key.
+
+    It proves properties of the key, not freshness; its qualifyingData binds it to
+    this key and AK so that it cannot be mistaken for another's.
+    """
+    folder = signing.key_dir(home, key.name)
+    message_path, signature_path = folder / "certify.msg", folder / "certify.sig"
+    qualifying = hashlib.sha256(b"attest key certification\0" + key.tpm_name + ak_name).digest()
+    if message_path.is_file() and signature_path.is_file():
+        message = message_path.read_bytes()
+        if qualifying in message:  # made for this key and AK (extraData sits in the body)
+            return message, signature_path.read_bytes()
+    identity = load_identity(home)
+    message, signature = signing.certify(tpm, identity, key, qualifying)
+    from attest.tpm.files import write_public
+
+    write_public(message_path, message)
+    write_public(signature_path, signature)
+    return message, signature
+
+
+def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
+    """Make, quote and sign an artifact for ``request``; returns its compact JWS bytes."""
+    if not 0 < request.ttl <= MAX_TTL_S:
+        raise UsageError(f"--ttl must be between 1 s and {MAX_TTL_S // 86400} days")
+    identity = load_identity(home)
+    key = signing.load_key(home, request.key_name)
+    if key.kind == "authorize" and request.approval is None:
+        raise UsageError(f"key {key.name!r} signs only under an authority's approval",
+                         hint="pass --approval FILE")
+    sealed = key.selection if request.approval is None else request.approval.selection
+    scope = Scope(request.action, request.argv, _executable_digest(request.action, request.argv),
+                  request.resources)
+    lineage = _lineage(request.parent)
+    runtime = RuntimeLog(home)
+    with runtime.locked():
+        state = runtime.read(allow_torn_tail=True)
+        # The runtime PCR is quoted even before the first measurement: its reset value
+        # is then what the (empty) log explains.
+        runtime_index = log_pcr(state.records)
+        if runtime_index is None:
+            runtime_index = runtime_pcr(allow_resettable=True)
+        reconcile(tpm, runtime, runtime_index, repair=True)
+        log_bytes = runtime.path.read_bytes() if runtime.path.exists() else b""
+        banks = {bank for bank, _ in sealed.banks}
+        selection = PCRSelection.of(
+            {bank: [*(i for b, i in sealed if b == bank), runtime_index] for bank in banks})
+        bank = sorted(banks)[0]
+        certify_message, certify_signature = certification(tpm, home, key, identity.ak_name)
+        boot_log = None
+        if request.include_boot_log:
+            path = default_boot_log()
+            if path is None:
+                raise UsageError("no boot log on this host (securityfs not mounted?)",
+                                 hint="set ATTEST_BOOT_LOG, or drop --boot-log")
+            boot_log = path.read_bytes()
+        jti = b64url(secrets.token_bytes(16))
+        made: dict[str, Claims] = {}
+
+        def claims_for(values: PCRValues) -> bytes:
+            evidence = Evidence(b"", b"", key.public, certify_message, certify_signature,
+                                identity.ak_public, log_bytes, boot_log)
+            claims = Claims(
+                iss=identity.ak_name.hex(), sub=request.subject, jti=jti,
+                iat=now, nbf=now, exp=now + request.ttl, scope=scope, env_bank=bank,
+                env_pcrs={i: v.hex() for (b, i), v in values.items() if b == bank},
+                evidence=evidence, aud=request.audience, eat_nonce=request.nonce,
+                policy_id=request.policy_id, policy_digest=request.policy_digest,
+                lineage=lineage, gov=dict(request.gov))
+            made["claims"] = claims
+            return binding(claims)
+
+        quote = create_quote(tpm, identity, selection, claims_for)
+    evidence = Evidence(quote.message, quote.signature, key.public, certify_message,
+                        certify_signature, identity.ak_public, log_bytes, boot_log)
+    claims = dataclasses.replace(made["claims"], evidence=evidence)
+    header = jws.Header(ALGORITHM, ARTIFACT_TYPE, key.tpm_name.hex())
+    signing_input = jws.signing_input(header, claims)
+    tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), request.approval)
+    r, s = decode_dss_signature(signing.signature_to_der(tss))
+    return jws.assemble(signing_input, r.to_bytes(32, "big") + s.to_bytes(32, "big"))

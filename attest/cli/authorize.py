@@ -1,0 +1,80 @@
+"""`attest authorize`: turn a request to execute into a signed authorization artifact."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from attest.artifact.issue import DEFAULT_TTL_S, Request, issue, parse_duration
+from attest.artifact.model import unb64url
+from attest.cli.common import read_input, tpm_from
+from attest.errors import EvidenceError, UsageError
+from attest.tpm import keys as signing
+from attest.tpm.files import write_public
+
+
+def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--gov {pair!r}: write KEY=VALUE, e.g. ticket=CHG-1234")
+        out[key] = value
+    return out
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--subject", required=True, help="Who asks (a person, a service, a pipeline).")
+@click.option("--action", default="exec", show_default=True, help="What is to be done.")
+@click.option("--argv", "argv_options", multiple=True, metavar="ARG",
+              help="One argument of the command (repeatable), or give them after `--`.")
+@click.argument("argv_rest", nargs=-1, type=click.UNPROCESSED)
+@click.option("--key", "key_name", default=signing.DEFAULT_KEY, show_default=True,
+              help="The PCR-bound signing key.")
+@click.option("--approval", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An authority's approval, for keys created with --authority.")
+@click.option("--resource", "resources", multiple=True, help="A resource the action touches.")
+@click.option("--nonce", metavar="B64URL", help="The verifier's challenge (`attest challenge`).")
+@click.option("--ttl", default=f"{DEFAULT_TTL_S}s", show_default=True,
+              help="Lifetime of the artifact, e.g. 60s, 5m.")
+@click.option("--aud", help="The verifier the artifact is meant for.")
+@click.option("--parent", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The artifact this one derives from (its scope must lie within it).")
+@click.option("--gov", "gov", multiple=True, metavar="KEY=VALUE",
+              help="Governance metadata: requester, ticket, approver (repeatable).")
+@click.option("--boot-log", is_flag=True, help="Include the firmware's boot log.")
+@click.option("--out", "out_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Where to write the artifact.")
+@click.pass_context
+def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple[str, ...],
+              argv_rest: tuple[str, ...], key_name: str, approval: Path | None,
+              resources: tuple[str, ...], nonce: str | None, ttl: str, aud: str | None,
+              parent: Path | None, gov: tuple[str, ...], boot_log: bool, out_file: Path) -> None:
+    """Issue an authorization artifact: a quote bound to this request, the key's
+    certification, the runtime log, signed inside the TPM by the PCR-bound key.
+
+    \b
+      attest authorize --subject deploy-bot --out a.jws -- /usr/bin/backup --full /srv
+    """
+    argv = argv_options + argv_rest
+    if argv_options and argv_rest:
+        raise UsageError("give the argv either with --argv or after `--`, not both")
+    if nonce is not None:
+        try:
+            unb64url(nonce, "--nonce")
+        except EvidenceError as exc:
+            raise UsageError(exc.message) from None
+    request = Request(
+        subject=subject, action=action, argv=tuple(argv), resources=resources,
+        key_name=signing.check_name(key_name), nonce=nonce, ttl=parse_duration(ttl, "--ttl"),
+        audience=aud, parent=read_input(parent, "parent artifact") if parent else None,
+        gov=_gov(gov), include_boot_log=boot_log,
+        approval=signing.Approval.from_json(approval.read_text()) if approval else None,
+    )
+    with tpm_from(ctx) as tpm:
+        artifact = issue(tpm, ctx.obj.home, request, int(time.time()))
+    write_public(out_file, artifact + b"\n")
+    click.echo(f"authorized {action} {' '.join(argv)!r} for {subject} into {out_file} "
+               f"({len(artifact)} bytes, valid {request.ttl} s)")
