@@ -19,6 +19,9 @@ AK_REQUIRED = TPM_BOUND | A.RESTRICTED | A.SIGN
 SIGNING_KEY_REQUIRED = TPM_BOUND | A.SIGN
 MIN_RSA_BITS = 2048
 ALLOWED_CURVES = frozenset({Curve.NIST_P256, Curve.NIST_P384})
+# check_ak's attribute test on plain ints: AK_REQUIRED set and DECRYPT clear.
+_AK_TESTED = int(AK_REQUIRED | A.DECRYPT)
+_AK_WANTED = int(AK_REQUIRED)
 
 
 def _refuse(message: str) -> EvidenceError:
@@ -42,11 +45,35 @@ def check_key_strength(public: Public) -> None:
 
 def check_ak(public: Public) -> None:
     """Raise key_attributes_invalid unless ``public`` is a TPM-bound restricted signing key."""
+    if _PASSED_AKS.get(id(public)) is public:
+        return
+    attributes = public.attributes
+    if type(attributes) is A and int(attributes) & _AK_TESTED == _AK_WANTED:
+        # the attributes pass both tests below; then check_key_strength's usual passes
+        parms = public.parms
+        if (type(parms) is RSAParms and type(parms.key_bits) is int
+                and parms.key_bits >= MIN_RSA_BITS) or (
+            type(parms) is ECCParms and type(parms.curve) in (int, Curve)
+            and parms.curve in ALLOWED_CURVES
+        ):
+            # every field tested is immutable: this Public passes every time
+            if len(_PASSED_AKS) >= _MAX_PASSED_AKS:
+                _PASSED_AKS.clear()
+            _PASSED_AKS[id(public)] = public
+            return
+        check_key_strength(public)
+        return
     if not public.has(AK_REQUIRED):
         raise _refuse(f"AK lacks {_missing(public, AK_REQUIRED)}")
     if public.attributes & A.DECRYPT:
         raise _refuse("AK has decrypt set; an attestation key must only sign")
     check_key_strength(public)
+
+
+# Publics that passed check_ak, by identity (a verifier passes the same AK object again
+# and again); each entry holds its Public, so the id stays its own.
+_PASSED_AKS: dict[int, Public] = {}
+_MAX_PASSED_AKS = 1024
 
 
 def check_signing_key(public: Public) -> None:

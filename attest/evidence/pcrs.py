@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from operator import itemgetter
+from typing import Any
 
 from attest.errors import UsageError
 
@@ -26,7 +29,7 @@ def hash_name(value: str) -> str:
     """Normalise a bank name ("SHA256", "sha-256", "0x0b") or raise UsageError."""
     text = value.strip().lower().replace("-", "")
     if text in HASH_ALGS:
-        return text
+        return HASH_NAMES[HASH_ALGS[text]]  # the one str object per name: faster dict keys
     try:
         alg = int(text, 0)
     except ValueError:
@@ -38,6 +41,11 @@ def hash_name(value: str) -> str:
 
 def digest(bank: str, data: bytes) -> bytes:
     return hashlib.new(bank, data).digest()
+
+
+# bank, indices, len(indices), the bank's digest size, and an itemgetter of the
+# (bank, index) keys in selection order (it returns a tuple: there are two or more).
+OneBank = tuple[str, tuple[int, ...], int, int, Callable[[Mapping[tuple[str, int], bytes]], Any]]
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,37 @@ class PCRSelection:
 
     def contains(self, bank: str, index: int) -> bool:
         return any(b == bank and index in pcrs for b, pcrs in self.banks)
+
+    def covers(self, other: PCRSelection) -> bool:
+        """True when every (bank, index) of ``other`` is in this selection."""
+        have = self._index_sets
+        for bank, indices in other._index_sets.items():
+            got = have.get(bank)
+            if got is None or not got >= indices:
+                return False
+        return True
+
+    # Derived from ``banks`` on first use and kept with the (immutable) selection; not
+    # fields, so equality, hashing and repr are unchanged.
+    @cached_property
+    def _index_sets(self) -> Mapping[str, frozenset[int]]:
+        sets: dict[str, frozenset[int]] = {}
+        for bank, pcrs in self.banks:
+            sets[bank] = sets.get(bank, frozenset()).union(pcrs)
+        return sets
+
+    @cached_property
+    def pairs(self) -> tuple[tuple[str, int], ...]:
+        """The (bank, index) pairs of ``iter(self)``, made once."""
+        return tuple(self)
+
+    @cached_property
+    def one_bank(self) -> OneBank | None:
+        """For one bank of two or more PCRs (every quote attest makes): how to read them."""
+        if len(self.banks) != 1 or len(self.pairs) < 2 or self.banks[0][0] not in DIGEST_SIZES:
+            return None
+        bank, indices = self.banks[0]
+        return bank, indices, len(self.pairs), DIGEST_SIZES[bank], itemgetter(*self.pairs)
 
     def marshal(self) -> bytes:
         """TPML_PCR_SELECTION in TPM wire format (big-endian, sizeofSelect 3)."""

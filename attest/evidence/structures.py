@@ -13,6 +13,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from functools import lru_cache
 
 from attest.errors import MalformedEvidence
 from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT, PCRSelection
@@ -206,6 +207,15 @@ def parse_pcr_selection(data: bytes, reason: Reason = Reason.QUOTE_MALFORMED) ->
     return selection
 
 
+@lru_cache(maxsize=64)
+def _known_selection(data: bytes) -> PCRSelection:
+    """A TPML_PCR_SELECTION's exact bytes, parsed once: a verifier sees the same few.
+
+    A PCRSelection is immutable, so quotes with the same selection bytes share one.
+    """
+    return parse_pcr_selection(data)
+
+
 # --- TPMS_ATTEST --------------------------------------------------------------
 
 
@@ -250,7 +260,149 @@ class Attest:
     raw: bytes
 
 
+# magic, type, qualifiedSigner size, and the signer's first two bytes (its nameAlg)
+_ATTEST_HEAD = struct.Struct(">IHHH")
+_U16 = struct.Struct(">H")
+# clock, resetCount, restartCount, safe, firmwareVersion, then TPML_PCR_SELECTION.count
+_ATTEST_CLOCK = struct.Struct(">QIIBQI")
+_CLOCK_TO_SELECT = _ATTEST_CLOCK.size - 4  # bytes from clockInfo to the selection
+_QUOTE = int(ST.ATTEST_QUOTE)
+# The size of a TPM2B_NAME that is a digest name, by its nameAlg.
+_NAME_SIZES = {alg: 2 + DIGEST_SIZES[bank] for alg, bank in HASH_NAMES.items()}
+_new = object.__new__
+
+# A quote's fields, in TPMS_ATTEST order: qualifiedSigner, extraData, clockInfo,
+# firmwareVersion, pcrSelect, pcrDigest.
+QuoteFields = tuple[bytes, bytes, ClockInfo, int, PCRSelection, bytes]
+
+
+def parse_quote_fields(data: bytes) -> QuoteFields | None:
+    """The fields of a well-formed quote TPMS_ATTEST, read in one pass; else None.
+
+    Accepts exactly what :func:`parse_attest` accepts as a quote, with the same
+    values; for anything else (other types, any error, input that is not
+    ``bytes``) it returns None and parse_attest must decide and name the error.
+    """
+    if type(data) is not bytes:
+        return None
+    layout = _QUOTE_LAYOUTS.get(len(data))
+    if layout is None:
+        return _read_quote(data)
+    # A layout seen before: one struct reads every field. Each size field must be the
+    # layout's and the selection must parse to its last byte; the struct spans all of
+    # ``data``; so the offsets are the ones a field-by-field read finds.
+    compiled, signer_size, extra_size, digest_size, known_select, known_selection = layout
+    (magic, kind, signer_size_read, signer, extra_size_read, extra, clock, resets, restarts,
+     safe, firmware, select, digest_size_read, digest) = compiled.unpack(data)
+    if (
+        magic != TPM_GENERATED_VALUE
+        or kind != _QUOTE
+        or signer_size_read != signer_size
+        or extra_size_read != extra_size
+        or digest_size_read != digest_size
+        or safe > 1
+        or (
+            signer_size not in (0, 4)
+            and _NAME_SIZES_BY_ALG_BYTES.get(signer[:2]) != signer_size
+        )
+    ):
+        return _read_quote(data)
+    if select == known_select:
+        selection = known_selection
+    else:
+        try:
+            selection = _known_selection(select)
+        except MalformedEvidence:
+            return _read_quote(data)  # another layout of the same length, or malformed
+    # ClockInfo(clock, resets, restarts, bool(safe)) without the frozen dataclass's
+    # __init__ (object.__setattr__ per field): the same object, in a third of the time.
+    # ClockInfo has no __post_init__; tests compare both.
+    clock_info = _new(ClockInfo)
+    clock_info.__dict__.update(
+        clock=clock, reset_count=resets, restart_count=restarts, safe=bool(safe)
+    )
+    return signer, extra, clock_info, firmware, selection, digest
+
+
+# A quote's layout: the sizes of qualifiedSigner, extraData, the TPML_PCR_SELECTION
+# and pcrDigest fix every offset. A verifier sees the same few (an AK, a nonce size, a
+# selection), so each is compiled into one struct once, keyed by the total length,
+# with the selection bytes last seen in it and their PCRSelection.
+_QuoteLayout = tuple[struct.Struct, int, int, int, bytes, PCRSelection]
+_QUOTE_LAYOUTS: dict[int, _QuoteLayout] = {}
+_MAX_QUOTE_LAYOUTS = 64
+# The size of a TPM2B_NAME that is a digest name, by its first two bytes (nameAlg).
+_NAME_SIZES_BY_ALG_BYTES = {alg.to_bytes(2, "big"): size for alg, size in _NAME_SIZES.items()}
+
+
+def _read_quote(data: bytes) -> QuoteFields | None:
+    """parse_quote_fields, offset by offset; remembers the layout of what it accepts."""
+    end = len(data)
+    if end < 10:  # _ATTEST_HEAD.size
+        return None
+    magic, kind, size, name_alg = _ATTEST_HEAD.unpack_from(data)
+    if magic != TPM_GENERATED_VALUE or kind != _QUOTE:
+        return None
+    # check_name: empty, a handle, or nameAlg || digest (then at most MAX_NAME bytes)
+    if size not in (0, 4) and _NAME_SIZES.get(name_alg) != size:
+        return None
+    pos = 8 + size
+    if pos + 2 > end:
+        return None
+    signer = data[8:pos]
+    size = _U16.unpack_from(data, pos)[0]
+    start = pos + 2
+    pos = start + size
+    if size > MAX_DATA or pos + _CLOCK_TO_SELECT + 4 > end:
+        return None
+    extra = data[start:pos]
+    clock, resets, restarts, safe, firmware, count = _ATTEST_CLOCK.unpack_from(data, pos)
+    if safe > 1 or count > MAX_PCR_BANKS:
+        return None
+    start = pos + _CLOCK_TO_SELECT  # the selection, from its count
+    pos = start + 4
+    for _ in range(count):  # TPMS_PCR_SELECTION: hash u16, sizeofSelect u8, bitmap
+        if pos + 3 > end:
+            return None
+        pos += 3 + data[pos + 2]
+    if pos + 2 > end:
+        return None
+    size = _U16.unpack_from(data, pos)[0]
+    if size > MAX_DIGEST or pos + 2 + size != end:
+        return None
+    select = data[start:pos]
+    try:
+        selection = _known_selection(select)
+    except MalformedEvidence:
+        return None
+    if len(_QUOTE_LAYOUTS) >= _MAX_QUOTE_LAYOUTS:
+        _QUOTE_LAYOUTS.clear()
+    _QUOTE_LAYOUTS[end] = (
+        struct.Struct(f">IHH{len(signer)}sH{len(extra)}sQIIBQ{len(select)}sH{size}s"),
+        len(signer), len(extra), size, select, selection,
+    )
+    return (signer, extra, _clock_info(clock, resets, restarts, safe), firmware, selection,
+            data[pos + 2:])
+
+
+def _clock_info(clock: int, resets: int, restarts: int, safe: int) -> ClockInfo:
+    """ClockInfo(clock, resets, restarts, bool(safe)) without the frozen dataclass's
+    __init__ (object.__setattr__ per field): the same object, in a third of the time.
+    ClockInfo has no __post_init__; tests compare both.
+    """
+    info = _new(ClockInfo)
+    info.__dict__.update(
+        clock=clock, reset_count=resets, restart_count=restarts, safe=bool(safe)
+    )
+    return info
+
+
 def parse_attest(data: bytes, reason: Reason = Reason.QUOTE_MALFORMED) -> Attest:
+    quote = parse_quote_fields(data)
+    if quote is not None:
+        signer, extra, clock_info, firmware, selection, pcr_digest = quote
+        return Attest(_QUOTE, signer, extra, clock_info, firmware,
+                      QuoteInfo(selection, pcr_digest), data)
     reader = Reader(data, reason, "TPMS_ATTEST")
     magic = reader.u32()
     if magic != TPM_GENERATED_VALUE:
@@ -308,7 +460,47 @@ def _hash_id(bank: str) -> int:
     return {name: alg for alg, name in HASH_NAMES.items()}[bank]
 
 
+_SIGNATURE_HEAD = struct.Struct(">HHH")  # sigAlg, hashAlg, first TPM2B size
+_ECDSA = int(Alg.ECDSA)
+_RSA_SIGNATURES = (int(Alg.RSASSA), int(Alg.RSAPSS))
+
+# A TPMT_SIGNATURE's fields as Signature holds them: sig_alg, hash_alg, rsa, r, s.
+SignatureFields = tuple[int, str, bytes, bytes, bytes]
+
+
+def signature_fields(signature: Signature) -> SignatureFields:
+    return signature.sig_alg, signature.hash_alg, signature.rsa, signature.r, signature.s
+
+
+def parse_signature_fields(data: bytes) -> SignatureFields | None:
+    """The fields parse_signature returns for well-formed bytes, else None.
+
+    None (any error, input that is not ``bytes``) leaves it to parse_signature to
+    decide and name the error.
+    """
+    if type(data) is not bytes or len(data) < 6:
+        return None
+    sig_alg, hash_id, size = _SIGNATURE_HEAD.unpack_from(data)
+    hash_alg = HASH_NAMES.get(hash_id)
+    if hash_alg is None:
+        return None
+    if sig_alg == _ECDSA:
+        pos = 6 + size
+        if size > MAX_ECC_KEY_BYTES or pos + 2 > len(data):
+            return None
+        s_size = _U16.unpack_from(data, pos)[0]
+        if s_size > MAX_ECC_KEY_BYTES or pos + 2 + s_size != len(data):
+            return None
+        return sig_alg, hash_alg, b"", data[6:pos], data[pos + 2:]
+    if sig_alg in _RSA_SIGNATURES and size <= MAX_RSA_KEY_BYTES and 6 + size == len(data):
+        return sig_alg, hash_alg, data[6:], b"", b""
+    return None
+
+
 def parse_signature(data: bytes, reason: Reason = Reason.QUOTE_MALFORMED) -> Signature:
+    fields = parse_signature_fields(data)
+    if fields is not None:
+        return Signature(*fields)
     reader = Reader(data, reason, "TPMT_SIGNATURE")
     sig_alg = reader.u16()
     if sig_alg not in (Alg.RSASSA, Alg.RSAPSS, Alg.ECDSA):
