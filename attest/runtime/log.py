@@ -16,6 +16,7 @@ log; that is never "repaired", only reported.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,7 @@ from attest.eventlog.replay import last_events, replay, reset_value
 from attest.eventlog.tcg import TcgEvent
 from attest.evidence.pcrs import PCR_COUNT, PCRSelection
 from attest.tpm.device import TPM
+from attest.tpm.files import write_public
 from attest.tpm.pcr import RESETTABLE_PCRS, active_banks, extend, read_pcrs
 
 # PCR 15: not resettable from locality 0, and unused by firmware and boot loaders
@@ -45,6 +47,9 @@ from attest.tpm.pcr import RESETTABLE_PCRS, active_banks, extend, read_pcrs
 DEFAULT_RUNTIME_PCR = 15
 LOG_NAME = "runtime.cel"
 LOCK_NAME = "runtime.lock"
+# Which TPM boot the log belongs to: a PCR back at its boot value is ambiguous (a
+# reboot, or a crash before the first extend); the TPM's boot counters are not.
+EPOCH_NAME = "runtime.epoch"
 LOCK_TIMEOUT_S = 30.0
 
 
@@ -137,8 +142,27 @@ class RuntimeLog:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = self.home / f"{LOG_NAME}.{stamp}"
         os.replace(self.path, target)
+        self.epoch_path.unlink(missing_ok=True)
         _fsync_dir(self.home)
         return target
+
+    @property
+    def epoch_path(self) -> Path:
+        return self.home / EPOCH_NAME
+
+    def read_epoch(self) -> tuple[int, int] | None:
+        """The TPM boot (resetCount, restartCount) the log was started in, if recorded."""
+        try:
+            data = json.loads(self.epoch_path.read_text())
+            return int(data["reset_count"]), int(data["restart_count"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EventLogError(f"unreadable {self.epoch_path}: {exc}") from exc
+
+    def write_epoch(self, counts: tuple[int, int]) -> None:
+        write_public(self.epoch_path, json.dumps(
+            {"reset_count": counts[0], "restart_count": counts[1]}).encode())
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -214,17 +238,13 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconcili
             "runtime log explains: something else extended it since the TPM started",
             hint=f"no log attest starts now could explain PCR {pcr}; reboot (or restart the "
             "simulator), or measure into another PCR with --pcr")
-    if records and _replayed(base, pcr, banks) == now:
-        # The PCR is back at its value after boot: the TPM restarted. The old log
-        # belongs to the previous boot; keep it, and start this boot's log empty.
-        if not repair:
-            raise EventLogMismatch(f"PCR {pcr} is at its value after boot but {log.path} holds "
-                                   f"{len(records)} records: the TPM restarted since",
-                                   hint="`attest measure` archives the old log and starts anew")
-        moved = log.archive()
-        result.notes.append(f"PCR {pcr} was reset (the TPM restarted): the previous boot's "
-                            f"log is kept as {moved.name}; this boot's log starts empty")
-        return result
+    epoch = log.read_epoch()
+    restarted = (epoch != boot_counts(tpm) if epoch is not None
+                 # A log from before epochs were recorded: the PCR back at its boot
+                 # value is the sign, checked after the crash trace below.
+                 else None)
+    if restarted:
+        return _new_epoch(log, pcr, len(records), repair, result)
     last = records[-1]
     if last.extends and _replayed([*base, *records[:-1]], pcr, banks) == now:
         what = (f"record {last.recnum} ({last.label}) is in the log but was never extended "
@@ -235,6 +255,8 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconcili
         extend(tpm, pcr, dict(last.digests))
         result.notes.append(what + "; extended it now")
         return result
+    if restarted is None and _replayed(base, pcr, banks) == now:
+        return _new_epoch(log, pcr, len(records), repair, result)
     bank = banks[0]
     raise EventLogMismatch(
         f"PCR {pcr} ({bank}) is {now[bank].hex()} but {log.path} replays to "
@@ -246,6 +268,26 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconcili
     )
 
 
+def _new_epoch(log: RuntimeLog, pcr: int, count: int, repair: bool,
+               result: Reconciliation) -> Reconciliation:
+    # The TPM restarted: the log belongs to the previous boot. Keep it, and start
+    # this boot's log empty.
+    if not repair:
+        raise EventLogMismatch(f"the TPM restarted since {log.path} was written ({count} "
+                               "records of the previous boot)",
+                               hint="`attest measure` archives the old log and starts anew")
+    moved = log.archive()
+    result.notes.append(f"the TPM restarted: the previous boot's log is kept as {moved.name}; "
+                        f"this boot's log for PCR {pcr} starts empty")
+    return result
+
+
+def boot_counts(tpm: TPM) -> tuple[int, int]:
+    """(resetCount, restartCount) from TPM2_ReadClock: not obfuscated, unlike in quotes."""
+    info = tpm.call("reading the TPM clock", tpm.esapi.read_clock)
+    return int(info.clockInfo.resetCount), int(info.clockInfo.restartCount)
+
+
 def measure(tpm: TPM, home: Path, pcr: int, content: dict[str, Any]) -> tuple[CelRecord,
                                                                               Reconciliation]:
     """Append a record for ``content`` and extend ``pcr`` with it, crash-consistently."""
@@ -253,6 +295,8 @@ def measure(tpm: TPM, home: Path, pcr: int, content: dict[str, Any]) -> tuple[Ce
     with log.locked():
         done = reconcile(tpm, log, pcr, repair=True)
         state = log.read()
+        if not state.records:
+            log.write_epoch(boot_counts(tpm))
         record = attest_record(state.next_recnum(), pcr, content, active_banks(tpm))
         log.append(record)
         extend(tpm, pcr, dict(record.digests))
