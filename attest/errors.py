@@ -187,3 +187,35 @@ class ReplayMismatch(EventLogMismatch):
         self.expected = expected
         self.replayed = replayed
         self.last_events = last_events
+
+
+class StoreUnavailable(EnvironmentProblem):
+    """The verifier's database cannot be opened, read or written (missing, locked, full, newer)."""
+
+
+class PolicyError(MalformedInput):
+    """A verifier policy file that does not load.
+
+    The message starts with where the fault is, the way compilers say it
+    (``policy.yaml:12:14: freshness.max_age: expected a duration like 300s, 5m``),
+    so an editor can jump to it; the parts are also kept as attributes.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        file: str,
+        line: int,
+        column: int | None = None,
+        path: str = "",
+        hint: str | None = None,
+    ) -> None:
+        where = f"{file}:{line}" if column is None else f"{file}:{line}:{column}"
+        super().__init__(f"{where}: {path}: {detail}" if path else f"{where}: {detail}",
+                         hint=hint)
+        self.file = file
+        self.line = line
+        self.column = column
+        self.path = path
+        self.detail = detail

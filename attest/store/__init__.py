@@ -1,0 +1,34 @@
+"""The verifier's state, in SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL later.
+
+``Store.open(url)`` creates the schema on first use. Every state change a decision
+depends on (nonce consumed, jti recorded, TPM clock advanced) happens in
+:meth:`Store.accept`'s single transaction, so a denial leaves no trace.
+"""
+
+from attest.errors import StoreUnavailable
+from attest.store.engine import default_url
+from attest.store.errors import NonceRejected, Replayed, Revoked
+from attest.store.records import (
+    ArtifactRecord,
+    Enrollment,
+    NonceState,
+    Revocation,
+    RevocationKind,
+    SeenClock,
+)
+from attest.store.store import Store
+
+__all__ = [
+    "ArtifactRecord",
+    "Enrollment",
+    "NonceRejected",
+    "NonceState",
+    "Replayed",
+    "Revocation",
+    "RevocationKind",
+    "Revoked",
+    "SeenClock",
+    "Store",
+    "StoreUnavailable",
+    "default_url",
+]

@@ -1,0 +1,56 @@
+"""Why the store refused an acceptance; each carries the reason code a verifier reports.
+
+All are refusals (exit 1). A store that cannot be reached at all raises
+:class:`attest.errors.StoreUnavailable` (exit 3) instead.
+"""
+
+from __future__ import annotations
+
+from attest.errors import AttestError, StoreUnavailable
+from attest.reasons import Reason
+from attest.store.records import NonceState, Revocation, RevocationKind
+
+__all__ = ["NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
+
+_NONCE_REASONS = {
+    NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
+    NonceState.USED: Reason.NONCE_REUSED,
+    # The challenge outlived its TTL: the evidence answering it is too old.
+    NonceState.EXPIRED: Reason.STALE_EVIDENCE,
+}
+
+
+class Replayed(AttestError):
+    """The jti was accepted before (single use), or names a different artifact."""
+
+    default_reason = Reason.REPLAYED
+
+    def __init__(self, jti: str) -> None:
+        super().__init__(f"artifact {jti} was already accepted")
+        self.jti = jti
+
+
+class NonceRejected(AttestError):
+    """The artifact's eat_nonce is not a usable challenge; :attr:`state` says why."""
+
+    def __init__(self, state: NonceState) -> None:
+        words = {
+            NonceState.UNKNOWN: "was not issued by this verifier",
+            NonceState.USED: "was already used",
+            NonceState.EXPIRED: "has expired",
+        }.get(state, f"is {state.value}")
+        super().__init__(f"the nonce {words}",
+                         reason=_NONCE_REASONS.get(state, Reason.NONCE_REUSED),
+                         hint="ask the verifier for a new challenge (attest challenge)")
+        self.state = state
+
+
+class Revoked(AttestError):
+    """Something the artifact rests on (itself, an ancestor, its key, AK or host) is revoked."""
+
+    def __init__(self, revocation: Revocation) -> None:
+        via = f" (revoked with {revocation.cascaded_from})" if revocation.cascaded_from else ""
+        reason = Reason.AK_REVOKED if revocation.kind is RevocationKind.AK else Reason.REVOKED
+        super().__init__(f"{revocation.kind.value} {revocation.subject} is revoked{via}: "
+                         f"{revocation.reason}", reason=reason)
+        self.revocation = revocation

@@ -1,0 +1,82 @@
+"""What the store hands out and takes in: immutable values, no database handles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+
+class NonceState(Enum):
+    UNKNOWN = "unknown"  # never issued by this store (or purged)
+    USABLE = "usable"  # issued, unused, unexpired
+    USED = "used"  # consumed by an accepted artifact; wins over EXPIRED
+    EXPIRED = "expired"  # issued, never used, TTL passed
+
+
+class RevocationKind(StrEnum):
+    """What a revocation names; the value is what the ``revocations.kind`` column holds."""
+
+    ARTIFACT = "jti"
+    KEY = "key"  # a signing key, by its TPM name (the JWS kid), hex
+    AK = "ak"  # an attestation key, by its TPM name, hex
+    HOST = "host"
+
+
+@dataclass(frozen=True)
+class Revocation:
+    kind: RevocationKind
+    subject: str  # the jti, kid hex, AK name hex or host
+    reason: str
+    revoked_at: int
+    cascaded_from: str | None = None  # for a descendant: the jti revoked directly
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """An AK the verifier admitted for a host. ``revoked`` covers the AK and its host."""
+
+    host: str
+    ak_name: bytes
+    ak_public: bytes  # TPM2B_PUBLIC
+    ak_qualified_name: bytes
+    ek_certificate: bytes | None
+    enrolled_at: int
+    updated_at: int
+    revoked: bool = False
+    revocation_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SeenClock:
+    """A quote's clockInfo: clock in ms; reset/restart counts obfuscated for AKs under the SRK."""
+
+    clock: int
+    reset_count: int
+    restart_count: int
+
+    def same_epoch(self, other: SeenClock) -> bool:
+        # Obfuscated counts are constant while the real ones are: compare for change only.
+        return (self.reset_count, self.restart_count) == (other.reset_count, other.restart_count)
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """An accepted artifact as the store keeps it.
+
+    When passed to :meth:`Store.accept`, ``accepted_at`` and the revocation fields are
+    ignored: the store stamps ``now`` and revocations live in their own table.
+    """
+
+    jti: str
+    sha256: str  # hex, of the compact serialization: what a child names as its parent
+    parent_jti: str | None
+    depth: int  # 0 for a root artifact
+    exp: int
+    host: str
+    kid: str  # signing key name, hex
+    ak_name: str  # AK name, hex (the iss claim)
+    subject: str
+    scope: str  # JSON text of the scope claim
+    accepted_at: int = 0
+    revoked: bool = False
+    revocation_reason: str | None = None

@@ -1,0 +1,411 @@
+"""The verifier's persistent state: enrollments, nonces, TPM clocks, accepted artifacts,
+revocations. One :class:`Store` per process; it is safe to share between threads.
+
+Methods never read the clock: time comes in as ``now`` (epoch seconds), so a test or
+a replica decides what "now" is, and every decision is reproducible.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine, MetaData, Row, Table, delete, insert, select, update
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    ProgrammingError,
+)
+
+from attest.errors import StoreUnavailable, UsageError
+from attest.store import acceptance
+from attest.store import revocations as revs
+from attest.store.engine import WRITE_OPTION, make_engine
+from attest.store.errors import Revoked
+from attest.store.records import (
+    ArtifactRecord,
+    Enrollment,
+    NonceState,
+    Revocation,
+    RevocationKind,
+    SeenClock,
+)
+from attest.store.schema import (
+    MAX_HEX_NAME,
+    MAX_HOST,
+    MAX_JTI,
+    MAX_NONCE,
+    STORE_COMPONENT,
+    STORE_SCHEMA_VERSION,
+    ak_clocks,
+    artifacts,
+    enrollments,
+    hosts,
+    metadata,
+    nonces,
+    schema_versions,
+)
+
+NONCE_BYTES = 32
+_HEX = re.compile(r"^[0-9a-f]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_UNAVAILABLE_HINT = ("check that the store URL is right, that its directory exists and is "
+                     "writable, and that no other process holds the database locked")
+
+
+class Store:
+    """Open with :meth:`open`; close with :meth:`close` or a ``with`` block."""
+
+    def __init__(self, engine: Engine, where: str) -> None:
+        self._engine = engine
+        self._where = where  # the URL without its password, for messages
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, create the schema on first use, and check its version."""
+        try:
+            engine = make_engine(url)
+        except ArgumentError:
+            raise UsageError(f"not a database URL: {url!r}",
+                             hint="use sqlite:///PATH or postgresql+psycopg://HOST/DB") from None
+        except (NoSuchModuleError, ImportError) as exc:
+            raise StoreUnavailable(f"no database driver for {url!r}: {exc}",
+                                   hint="install the driver the URL names") from None
+        store = cls(engine, engine.url.render_as_string(hide_password=True))
+        try:
+            store.ensure_schema(STORE_COMPONENT, STORE_SCHEMA_VERSION, metadata)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def ensure_schema(self, component: str, version: int, tables: MetaData) -> None:
+        """Create ``tables`` if ``component`` has no schema yet; refuse a newer schema.
+
+        Public so that other components (the audit log) keep their tables in the same
+        database, under their own name and version, in their own ``MetaData``.
+        """
+        # Two processes opening a fresh database race to create it; the write lock
+        # serializes them on SQLite, and on a server the loser retries once and then
+        # finds the schema in place.
+        for attempt in range(2):
+            try:
+                with self.write() as conn:
+                    self._ensure_schema(conn, component, version, tables)
+                return
+            except (IntegrityError, ProgrammingError):
+                if attempt:
+                    raise
+
+    def _ensure_schema(self, conn: Connection, component: str, version: int,
+                       tables: MetaData) -> None:
+        schema_versions.create(conn, checkfirst=True)
+        found = conn.execute(select(schema_versions.c.version)
+                             .where(schema_versions.c.component == component)
+                             ).scalar_one_or_none()
+        if found is None:
+            tables.create_all(conn)
+            conn.execute(insert(schema_versions).values(component=component, version=version))
+        elif found > version:
+            raise StoreUnavailable(
+                f"the {component} schema in {self._where} is version {found}; this attest "
+                f"knows up to {version}", hint="upgrade attest, or use another store")
+        elif found < version:
+            # No older schema exists yet; a later version adds its migration here.
+            raise StoreUnavailable(
+                f"the {component} schema in {self._where} is version {found}, older than "
+                f"{version}, and has no migration", hint="use a new store")
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._guard(), self._engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read transaction: a consistent snapshot for several queries."""
+        with self._guard(), self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except (IntegrityError, ProgrammingError):
+            raise  # the store's own logic or a bug, not the environment
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"verifier store {self._where}: {exc.orig}",
+                                   hint=_UNAVAILABLE_HINT) from exc
+
+    # -- enrollment --------------------------------------------------------------------
+
+    def enroll(self, host: str, ak_name: bytes, ak_public: bytes, ak_qualified_name: bytes,
+               ek_certificate: bytes | None, now: int) -> None:
+        """Admit an AK for a host; enrolling a known AK again replaces its record.
+
+        Re-enrolling does not lift a revocation: a revoked AK or host stays revoked.
+        """
+        _bounded(host, "host", MAX_HOST)
+        name = _hex(ak_name, "AK name")
+        with self.write() as conn:
+            _upsert(conn, hosts, "host", host, {"last_enrolled_at": now},
+                    {"first_enrolled_at": now})
+            _upsert(conn, enrollments, "ak_name", name,
+                    {"host": host, "ak_public": ak_public,
+                     "ak_qualified_name": ak_qualified_name, "ek_certificate": ek_certificate,
+                     "updated_at": now},
+                    {"enrolled_at": now})
+
+    def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
+        name = _hex(ak_name, "AK name")
+        with self.read() as conn:
+            row = conn.execute(select(enrollments)
+                               .where(enrollments.c.ak_name == name)).first()
+            return None if row is None else _enrollment(conn, row)
+
+    def enrollments_for(self, host: str) -> list[Enrollment]:
+        """Every AK enrolled for ``host``, oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(select(enrollments).where(enrollments.c.host == host)
+                                .order_by(enrollments.c.enrolled_at, enrollments.c.ak_name))
+            return [_enrollment(conn, row) for row in rows.all()]
+
+    # -- nonces ------------------------------------------------------------------------
+
+    def issue_nonce(self, ttl: int, now: int) -> str:
+        """A fresh single-use challenge (32 random bytes, base64url), usable until now + ttl."""
+        if ttl <= 0:
+            raise UsageError(f"a nonce TTL must be positive, not {ttl}")
+        nonce = base64.urlsafe_b64encode(secrets.token_bytes(NONCE_BYTES)).rstrip(b"=").decode()
+        with self.write() as conn:
+            conn.execute(insert(nonces).values(nonce=nonce, issued_at=now,
+                                               expires_at=now + ttl, used_at=None))
+        return nonce
+
+    def nonce_state(self, nonce: str, now: int) -> NonceState:
+        if len(nonce) > MAX_NONCE:  # not one we issued; don't send it to the database
+            return NonceState.UNKNOWN
+        with self.read() as conn:
+            return acceptance.nonce_state(conn, nonce, now)
+
+    def purge_nonces(self, expired_before: int) -> int:
+        """Delete nonces that expired before ``expired_before``; returns how many.
+
+        Pass a time well behind now: a purged nonce reads as UNKNOWN, no longer EXPIRED.
+        """
+        with self.write() as conn:
+            return conn.execute(delete(nonces)
+                                .where(nonces.c.expires_at < expired_before)).rowcount
+
+    # -- TPM clocks --------------------------------------------------------------------
+
+    def last_clock(self, ak_name: bytes | str) -> SeenClock | None:
+        """The clock of the latest quote accepted for this AK (in its latest boot epoch)."""
+        name = _hex(ak_name, "AK name")
+        with self.read() as conn:
+            row = conn.execute(select(ak_clocks).where(ak_clocks.c.ak_name == name)).first()
+        if row is None:
+            return None
+        return SeenClock(clock=row.clock, reset_count=row.reset_count,
+                         restart_count=row.restart_count)
+
+    # -- artifacts ---------------------------------------------------------------------
+
+    def artifact(self, jti: str) -> ArtifactRecord | None:
+        """The accepted artifact; ``revoked`` when it or anything it rests on is revoked."""
+        with self.read() as conn:
+            row = conn.execute(select(artifacts).where(artifacts.c.jti == jti)).first()
+            if row is None:
+                return None
+            revoked = revs.in_ancestry(conn, jti)
+        m = row._mapping
+        return ArtifactRecord(
+            jti=m["jti"], sha256=m["sha256"], parent_jti=m["parent_jti"], depth=m["depth"],
+            exp=m["exp"], host=m["host"], kid=m["kid"], ak_name=m["ak_name"],
+            subject=m["subject"], scope=m["scope"], accepted_at=m["accepted_at"],
+            revoked=revoked is not None,
+            revocation_reason=None if revoked is None else revoked.reason)
+
+    def jti_seen(self, jti: str) -> bool:
+        with self.read() as conn:
+            return conn.execute(select(artifacts.c.jti)
+                                .where(artifacts.c.jti == jti)).first() is not None
+
+    def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
+               clock: SeenClock, now: int,
+               in_transaction: Callable[[Connection], None] | None = None) -> None:
+        """Record an acceptance, all or nothing, in one transaction.
+
+        Consumes ``nonce`` (NonceRejected unless usable), refuses anything revoked
+        meanwhile (Revoked: closes the window between the verifier's checks and this
+        commit), inserts the jti (Replayed when single use and seen), advances the AK's
+        clock, then runs ``in_transaction`` (the audit log's append goes there, so no
+        acceptance commits unlogged). Whatever raises, nothing is written: a denied
+        artifact consumes neither its jti nor its nonce.
+        """
+        _check_record(record)
+        with self.write() as conn:
+            if nonce is not None:
+                acceptance.consume_nonce(conn, nonce, now)
+            revoked = (revs.find(conn, [(RevocationKind.KEY, record.kid),
+                                        (RevocationKind.AK, record.ak_name),
+                                        (RevocationKind.HOST, record.host)])
+                       or revs.in_ancestry(conn, record.jti)
+                       or (revs.in_ancestry(conn, record.parent_jti)
+                           if record.parent_jti is not None else None))
+            if revoked is not None:
+                raise Revoked(revoked)
+            acceptance.insert_artifact(conn, record, single_use=single_use, now=now)
+            acceptance.advance_clock(conn, record.ak_name, clock, now)
+            if in_transaction is not None:
+                in_transaction(conn)
+
+    # -- revocation --------------------------------------------------------------------
+
+    def revoke_artifact(self, jti: str, reason: str, now: int) -> list[str]:
+        """Revoke ``jti`` and every descendant the store holds; returns them, root first.
+
+        A jti not (yet) accepted is recorded too, so that it is refused when presented.
+        Revoking again keeps the first reason and time.
+        """
+        _bounded(jti, "jti", MAX_JTI)
+        _reason(reason)
+        with self.write() as conn:
+            revs.record(conn, RevocationKind.ARTIFACT, jti, reason, now)
+            below = revs.descendants(conn, jti)
+            for child in below:
+                revs.record(conn, RevocationKind.ARTIFACT, child, reason, now, cascaded_from=jti)
+        return [jti, *below]
+
+    def revoke_key(self, kid_hex: str, reason: str, now: int) -> None:
+        self._revoke(RevocationKind.KEY, _hex(kid_hex, "key name"), reason, now)
+
+    def revoke_ak(self, ak_name_hex: bytes | str, reason: str, now: int) -> None:
+        """Revoke an AK; its enrollment then reads as revoked (re-enrolling keeps it so)."""
+        self._revoke(RevocationKind.AK, _hex(ak_name_hex, "AK name"), reason, now)
+
+    def revoke_host(self, host: str, reason: str, now: int) -> None:
+        self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now)
+
+    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
+        _reason(reason)
+        with self.write() as conn:
+            revs.record(conn, kind, subject, reason, now)
+
+    def revocation_for(self, *, jti: str | None = None, kid: str | None = None,
+                       ak: bytes | str | None = None,
+                       host: str | None = None) -> Revocation | None:
+        """The first revocation among those named (jti, then key, AK, host), or None."""
+        wanted: list[tuple[RevocationKind, str]] = []
+        if jti is not None:
+            wanted.append((RevocationKind.ARTIFACT, jti))
+        if kid is not None:
+            wanted.append((RevocationKind.KEY, _hex(kid, "key name")))
+        if ak is not None:
+            wanted.append((RevocationKind.AK, _hex(ak, "AK name")))
+        if host is not None:
+            wanted.append((RevocationKind.HOST, host))
+        if not wanted:
+            raise ValueError("revocation_for needs at least one of jti, kid, ak, host")
+        with self.read() as conn:
+            return revs.find(conn, wanted)
+
+    def ancestry_revoked(self, jti: str) -> Revocation | None:
+        """The nearest revocation of ``jti`` or of an ancestor (or their key, AK, host)."""
+        with self.read() as conn:
+            return revs.in_ancestry(conn, jti)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _upsert(conn: Connection, table: Table, key: str, value: str,
+            update_values: dict[str, object], insert_only: dict[str, object]) -> None:
+    """UPDATE the row whose ``key`` column equals ``value``, else INSERT it.
+
+    Portable (no ON CONFLICT dialects); a concurrent insert of the same key loses in
+    its savepoint and becomes an update on the next round.
+    """
+    for _ in range(2):
+        if conn.execute(update(table).where(table.c[key] == value)
+                        .values(**update_values)).rowcount == 1:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(table).values({key: value, **update_values,
+                                                   **insert_only}))
+            return
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not upsert {value!r} into {table.name}")
+
+
+def _enrollment(conn: Connection, row: Row[tuple[object, ...]]) -> Enrollment:
+    m = row._mapping
+    revoked = revs.find(conn, [(RevocationKind.AK, m["ak_name"]),
+                               (RevocationKind.HOST, m["host"])])
+    return Enrollment(
+        host=m["host"], ak_name=bytes.fromhex(m["ak_name"]), ak_public=m["ak_public"],
+        ak_qualified_name=m["ak_qualified_name"], ek_certificate=m["ek_certificate"],
+        enrolled_at=m["enrolled_at"], updated_at=m["updated_at"],
+        revoked=revoked is not None,
+        revocation_reason=None if revoked is None else revoked.reason)
+
+
+def _hex(value: bytes | str, what: str) -> str:
+    """A TPM name as the store keys it: lowercase hex."""
+    text = value.hex() if isinstance(value, bytes) else value.strip().lower()
+    if not _HEX.match(text) or len(text) % 2:
+        raise UsageError(f"{what} is not hex: {text[:80]!r}")
+    return _bounded(text, what, MAX_HEX_NAME)
+
+
+def _bounded(value: str, what: str, limit: int) -> str:
+    if not value:
+        raise UsageError(f"{what} is empty")
+    if len(value) > limit:
+        raise UsageError(f"{what} is {len(value)} characters; at most {limit} are stored")
+    return value
+
+
+def _reason(reason: str) -> None:
+    if not reason.strip():
+        raise UsageError("a revocation needs a reason")
+
+
+def _check_record(record: ArtifactRecord) -> None:
+    _bounded(record.jti, "jti", MAX_JTI)
+    if record.parent_jti is not None:
+        _bounded(record.parent_jti, "parent jti", MAX_JTI)
+    _bounded(record.host, "host", MAX_HOST)
+    if _hex(record.kid, "kid") != record.kid or _hex(record.ak_name, "AK name") != record.ak_name:
+        raise UsageError("kid and AK name must be lowercase hex")
+    if not _SHA256.match(record.sha256):
+        raise UsageError("the artifact digest must be SHA-256, lowercase hex")
+    if record.depth < 0:
+        raise UsageError(f"lineage depth {record.depth} is negative")

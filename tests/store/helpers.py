@@ -1,0 +1,57 @@
+"""Builders shared by the store tests and the worker processes they start."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from attest.store import ArtifactRecord, SeenClock
+
+AK = "000b" + "a1" * 32
+KID = "000b" + "5c" * 32
+HOST = "host-1"
+T0 = 1_764_000_000
+
+
+def record(jti: str, parent: str | None = None, *, depth: int | None = None,
+           ak: str = AK, kid: str = KID, host: str = HOST, body: str = "") -> ArtifactRecord:
+    """An accepted-artifact record; ``body`` varies the digest for a different artifact."""
+    return ArtifactRecord(
+        jti=jti,
+        sha256=hashlib.sha256(f"{jti}/{body}".encode()).hexdigest(),
+        parent_jti=parent,
+        depth=depth if depth is not None else (0 if parent is None else 1),
+        exp=T0 + 3600,
+        host=host,
+        kid=kid,
+        ak_name=ak,
+        subject="deploy-bot",
+        scope=json.dumps({"action": "exec", "argv": ["/bin/true"], "resources": []}),
+    )
+
+
+def clock(ms: int, reset: int = 7, restart: int = 3) -> SeenClock:
+    return SeenClock(clock=ms, reset_count=reset, restart_count=restart)
+
+
+def contend(url: str, worker: int, plan: list[tuple[str, str | None]], barrier: Any,
+            results: Any) -> None:
+    """Worker process: accept every (jti, nonce) of ``plan`` once; report the jtis won.
+
+    Workers meet at ``barrier`` before every step, so that they all collide on each
+    jti or nonce rather than the first one running ahead of the others.
+    """
+    from attest.store import NonceRejected, Replayed, Store
+
+    won: list[str] = []
+    with Store.open(url) as store:
+        for step, (jti, nonce) in enumerate(plan):
+            barrier.wait()
+            try:
+                store.accept(record(jti), nonce=nonce, single_use=True, clock=clock(step),
+                             now=T0)
+            except (Replayed, NonceRejected):
+                continue
+            won.append(jti)
+    results.put((worker, won))

@@ -1,0 +1,169 @@
+"""The atomic acceptance: nonce, jti and clock are written together or not at all."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from sqlalchemy import Connection, func, select
+
+from attest.errors import UsageError
+from attest.reasons import Reason
+from attest.store import NonceRejected, NonceState, Replayed, Revoked, Store
+from attest.store.schema import artifacts
+from tests.store.helpers import AK, HOST, KID, T0, clock, record
+
+
+def _nothing_written(store: Store, jti: str, nonce: str | None = None) -> None:
+    assert not store.jti_seen(jti)
+    assert store.last_clock(AK) is None
+    if nonce is not None:
+        assert store.nonce_state(nonce, T0) is NonceState.USABLE
+
+
+def test_accept_writes_record_nonce_and_clock(store: Store) -> None:
+    nonce = store.issue_nonce(60, T0)
+    sent = record("j1")
+    store.accept(sent, nonce=nonce, single_use=True, clock=clock(500), now=T0 + 5)
+    assert store.artifact("j1") == dataclasses.replace(sent, accepted_at=T0 + 5)
+    assert store.jti_seen("j1")
+    assert store.nonce_state(nonce, T0 + 5) is NonceState.USED
+    assert store.last_clock(AK) == clock(500)
+
+
+@pytest.mark.parametrize(("state", "reason"), [
+    (NonceState.UNKNOWN, Reason.NONCE_UNKNOWN),
+    (NonceState.USED, Reason.NONCE_REUSED),
+    (NonceState.EXPIRED, Reason.STALE_EVIDENCE),
+])
+def test_rejected_nonce_writes_nothing(store: Store, state: NonceState, reason: Reason) -> None:
+    nonce = "never-issued"
+    now = T0
+    if state is NonceState.USED:
+        nonce = store.issue_nonce(60, T0)
+        store.accept(record("first", ak="00" * 34), nonce=nonce, single_use=True,
+                     clock=clock(1), now=T0)
+    elif state is NonceState.EXPIRED:
+        nonce = store.issue_nonce(60, T0)
+        now = T0 + 60
+    with pytest.raises(NonceRejected) as caught:
+        store.accept(record("j1"), nonce=nonce, single_use=True, clock=clock(500), now=now)
+    assert caught.value.state is state
+    assert caught.value.reason is reason
+    _nothing_written(store, "j1")
+
+
+def test_replayed_jti_does_not_consume_the_nonce_or_move_the_clock(store: Store) -> None:
+    store.accept(record("j1"), nonce=None, single_use=True, clock=clock(100), now=T0)
+    nonce = store.issue_nonce(60, T0)
+    with pytest.raises(Replayed) as caught:
+        store.accept(record("j1"), nonce=nonce, single_use=True, clock=clock(900), now=T0)
+    assert caught.value.reason is Reason.REPLAYED
+    assert store.nonce_state(nonce, T0) is NonceState.USABLE
+    assert store.last_clock(AK) == clock(100)
+
+
+def test_multi_use_artifact_may_return_but_not_a_different_one_under_its_jti(
+        store: Store) -> None:
+    store.accept(record("j1"), nonce=None, single_use=False, clock=clock(100), now=T0)
+    store.accept(record("j1"), nonce=None, single_use=False, clock=clock(200), now=T0 + 1)
+    assert store.last_clock(AK) == clock(200)
+    assert store.artifact("j1") is not None
+    assert store.artifact("j1").accepted_at == T0  # type: ignore[union-attr]
+    with pytest.raises(Replayed):
+        store.accept(record("j1", body="other"), nonce=None, single_use=False,
+                     clock=clock(300), now=T0 + 2)
+    assert store.last_clock(AK) == clock(200)
+
+
+def test_failing_in_transaction_hook_rolls_everything_back(store: Store) -> None:
+    nonce = store.issue_nonce(60, T0)
+    seen: list[int] = []
+
+    def audit(conn: Connection) -> None:
+        # The hook sees the acceptance's own uncommitted writes...
+        seen.append(conn.execute(select(func.count()).select_from(artifacts)).scalar_one())
+        raise OSError("audit log unavailable")  # ...and its failure undoes them.
+
+    with pytest.raises(OSError, match="audit"):
+        store.accept(record("j1"), nonce=nonce, single_use=True, clock=clock(5), now=T0,
+                     in_transaction=audit)
+    assert seen == [1]
+    _nothing_written(store, "j1", nonce)
+
+
+@pytest.mark.parametrize("revoke", ["jti", "key", "ak", "host", "parent"])
+def test_revoked_meanwhile_is_refused_inside_the_transaction(store: Store, revoke: str) -> None:
+    store.accept(record("parent", ak="00" * 34), nonce=None, single_use=True, clock=clock(1),
+                 now=T0)
+    if revoke == "jti":
+        store.revoke_artifact("child", "stolen", T0)
+    elif revoke == "key":
+        store.revoke_key(KID, "key lost", T0)
+    elif revoke == "ak":
+        store.revoke_ak(AK, "ak lost", T0)
+    elif revoke == "host":
+        store.revoke_host(HOST, "host gone", T0)
+    else:
+        store.revoke_artifact("parent", "parent withdrawn", T0)
+    nonce = store.issue_nonce(60, T0)
+    with pytest.raises(Revoked) as caught:
+        store.accept(record("child", "parent"), nonce=nonce, single_use=True, clock=clock(5),
+                     now=T0)
+    expected = Reason.AK_REVOKED if revoke == "ak" else Reason.REVOKED
+    assert caught.value.reason is expected
+    _nothing_written(store, "child", nonce)
+
+
+def test_malformed_record_is_refused_before_any_write(store: Store) -> None:
+    nonce = store.issue_nonce(60, T0)
+    for bad in (dataclasses.replace(record("j1"), kid="not hex"),
+                dataclasses.replace(record("j1"), sha256="00"),
+                dataclasses.replace(record("j1"), jti="j" * 500),
+                dataclasses.replace(record("j1"), depth=-1)):
+        with pytest.raises(UsageError):
+            store.accept(bad, nonce=nonce, single_use=True, clock=clock(1), now=T0)
+    _nothing_written(store, "j1", nonce)
+
+
+class TestClock:
+    def test_unknown_until_an_acceptance(self, store: Store) -> None:
+        assert store.last_clock(AK) is None
+        assert store.last_clock(bytes.fromhex(AK)) is None
+
+    def test_follows_acceptances_and_accepts_bytes_or_hex(self, store: Store) -> None:
+        store.accept(record("a"), nonce=None, single_use=True, clock=clock(100), now=T0)
+        store.accept(record("b"), nonce=None, single_use=True, clock=clock(250), now=T0)
+        assert store.last_clock(AK) == clock(250)
+        assert store.last_clock(bytes.fromhex(AK)) == clock(250)
+        assert store.last_clock(AK.upper()) == clock(250)
+
+    def test_never_moves_back_within_an_epoch(self, store: Store) -> None:
+        # Two quotes of one TPM accepted out of order: the high mark stays.
+        store.accept(record("late"), nonce=None, single_use=True, clock=clock(900), now=T0)
+        store.accept(record("early"), nonce=None, single_use=True, clock=clock(800), now=T0)
+        assert store.last_clock(AK) == clock(900)
+
+    def test_a_new_epoch_replaces_the_old(self, store: Store) -> None:
+        store.accept(record("a"), nonce=None, single_use=True, clock=clock(900), now=T0)
+        store.accept(record("b"), nonce=None, single_use=True, clock=clock(5, reset=8), now=T0)
+        assert store.last_clock(AK) == clock(5, reset=8)
+        store.accept(record("c"), nonce=None, single_use=True, clock=clock(7, reset=8, restart=4),
+                     now=T0)
+        assert store.last_clock(AK) == clock(7, reset=8, restart=4)
+
+    def test_kept_per_ak(self, store: Store) -> None:
+        other = "000b" + "b2" * 32
+        store.accept(record("a"), nonce=None, single_use=True, clock=clock(100), now=T0)
+        store.accept(record("b", ak=other), nonce=None, single_use=True,
+                     clock=clock(5, reset=1), now=T0)
+        assert store.last_clock(AK) == clock(100)
+        assert store.last_clock(other) == clock(5, reset=1)
+
+    def test_denials_leave_it_alone(self, store: Store) -> None:
+        store.accept(record("a"), nonce=None, single_use=True, clock=clock(100), now=T0)
+        with pytest.raises(NonceRejected):
+            store.accept(record("b"), nonce="nope", single_use=True, clock=clock(999), now=T0)
+        with pytest.raises(Replayed):
+            store.accept(record("a"), nonce=None, single_use=True, clock=clock(999), now=T0)
+        assert store.last_clock(AK) == clock(100)

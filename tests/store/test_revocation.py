@@ -1,0 +1,127 @@
+"""Revocation: artifacts with their descendants, keys, AKs, hosts; lineage lookups."""
+
+from __future__ import annotations
+
+import pytest
+
+from attest.errors import UsageError
+from attest.store import Revocation, RevocationKind, Store
+from attest.store.schema import artifacts
+from tests.store.helpers import AK, HOST, KID, T0, clock, record
+
+OTHER_KID = "000b" + "77" * 32
+
+
+@pytest.fixture
+def tree(store: Store) -> Store:
+    """root -> a -> a1 -> a1x ; root -> a -> a2 ; root -> b -> b1   (plus an unrelated 'solo')."""
+    edges = [("root", None, 0), ("a", "root", 1), ("b", "root", 1), ("a1", "a", 2),
+             ("a2", "a", 2), ("b1", "b", 2), ("a1x", "a1", 3), ("solo", None, 0)]
+    for jti, parent, depth in edges:
+        kid = OTHER_KID if jti == "solo" else KID
+        store.accept(record(jti, parent, depth=depth, kid=kid), nonce=None, single_use=True,
+                     clock=clock(depth), now=T0)
+    return store
+
+
+def test_revoking_an_artifact_cascades_to_descendants_only(tree: Store) -> None:
+    revoked = tree.revoke_artifact("a", "approver withdrew", T0 + 10)
+    assert revoked[0] == "a"
+    assert revoked == ["a", "a1", "a2", "a1x"]  # nearest first
+    for jti in ("a", "a1", "a2", "a1x"):
+        found = tree.revocation_for(jti=jti)
+        assert found is not None and found.reason == "approver withdrew"
+        assert tree.artifact(jti).revoked  # type: ignore[union-attr]
+    assert tree.revocation_for(jti="a1x") == Revocation(
+        RevocationKind.ARTIFACT, "a1x", "approver withdrew", T0 + 10, cascaded_from="a")
+    for jti in ("root", "b", "b1", "solo"):  # ancestors and siblings untouched
+        assert tree.revocation_for(jti=jti) is None
+        assert not tree.artifact(jti).revoked  # type: ignore[union-attr]
+        assert tree.ancestry_revoked(jti) is None
+
+
+def test_ancestry_revoked_finds_the_nearest_revoked_ancestor(tree: Store) -> None:
+    tree.revoke_artifact("root", "everything off", T0)
+    tree.revoke_artifact("a1", "this branch", T0 + 1)  # already revoked: first reason stands
+    found = tree.ancestry_revoked("a1x")
+    assert found is not None and found.subject == "a1x" and found.cascaded_from == "root"
+    assert found.reason == "everything off"
+
+
+def test_ancestry_covers_ancestors_not_cascaded(store: Store) -> None:
+    # A child accepted before its ancestor was revoked without cascade reaching it
+    # (e.g. revoked in another replica's view): the walk still finds the ancestor.
+    store.accept(record("p"), nonce=None, single_use=True, clock=clock(1), now=T0)
+    store.accept(record("c", "p"), nonce=None, single_use=True, clock=clock(2), now=T0)
+    store.accept(record("g", "c", depth=2), nonce=None, single_use=True, clock=clock(3), now=T0)
+    store.revoke_key(KID, "key stolen", T0)
+    found = store.ancestry_revoked("g")
+    assert found is not None and found.kind is RevocationKind.KEY
+
+
+def test_ancestry_revoked_for_unknown_jti_sees_only_its_own_revocation(store: Store) -> None:
+    assert store.ancestry_revoked("in-flight") is None
+    assert store.revoke_artifact("in-flight", "leaked", T0) == ["in-flight"]
+    found = store.ancestry_revoked("in-flight")
+    assert found is not None and found.reason == "leaked"
+
+
+def test_ancestry_sees_a_parent_revoked_before_it_was_stored(store: Store) -> None:
+    store.revoke_artifact("ghost", "never trust", T0)
+    # Stored directly only to build the situation; accept() itself would refuse it.
+    with store.write() as conn:
+        conn.execute(artifacts.insert().values(
+            jti="orphan", sha256="0" * 64, parent_jti="ghost", depth=1, exp=T0, host=HOST,
+            kid=KID, ak_name=AK, subject="s", scope="{}", accepted_at=T0))
+    found = store.ancestry_revoked("orphan")
+    assert found is not None and found.subject == "ghost"
+
+
+def test_a_parent_cycle_does_not_hang(store: Store) -> None:
+    with store.write() as conn:
+        for jti, parent in (("x", "y"), ("y", "x")):
+            conn.execute(artifacts.insert().values(
+                jti=jti, sha256="0" * 64, parent_jti=parent, depth=1, exp=T0, host=HOST,
+                kid=KID, ak_name=AK, subject="s", scope="{}", accepted_at=T0))
+    assert store.revoke_artifact("x", "loop", T0) == ["x", "y"]
+    assert store.ancestry_revoked("y") is not None
+
+
+def test_key_ak_and_host_revocations(store: Store) -> None:
+    store.revoke_key(KID.upper(), "key lost", T0)
+    store.revoke_ak(bytes.fromhex(AK), "ak lost", T0 + 1)
+    store.revoke_host(HOST, "decommissioned", T0 + 2)
+    key = store.revocation_for(kid=KID)
+    assert key == Revocation(RevocationKind.KEY, KID, "key lost", T0)
+    ak = store.revocation_for(ak=AK)
+    assert ak is not None and ak.kind is RevocationKind.AK and ak.reason == "ak lost"
+    assert store.revocation_for(ak=bytes.fromhex(AK)) == ak
+    host = store.revocation_for(host=HOST)
+    assert host is not None and host.reason == "decommissioned"
+    assert store.revocation_for(kid=OTHER_KID) is None
+    assert store.revocation_for(host="host-2") is None
+
+
+def test_revocation_for_reports_the_most_specific_first(store: Store) -> None:
+    store.revoke_host(HOST, "host", T0)
+    store.revoke_ak(AK, "ak", T0)
+    store.revoke_artifact("j", "artifact", T0)
+    both = store.revocation_for(jti="j", kid=KID, ak=AK, host=HOST)
+    assert both is not None and both.reason == "artifact"
+    assert store.revocation_for(kid=KID, ak=AK, host=HOST).reason == "ak"  # type: ignore[union-attr]
+    assert store.revocation_for(jti="other", host=HOST).reason == "host"  # type: ignore[union-attr]
+
+
+def test_revoking_twice_keeps_the_first_reason(store: Store) -> None:
+    store.revoke_key(KID, "first", T0)
+    store.revoke_key(KID, "second", T0 + 5)
+    assert store.revocation_for(kid=KID) == Revocation(RevocationKind.KEY, KID, "first", T0)
+
+
+def test_bad_revocations_are_usage_errors(store: Store) -> None:
+    with pytest.raises(UsageError):
+        store.revoke_key("zz", "reason", T0)
+    with pytest.raises(UsageError):
+        store.revoke_artifact("j", "  ", T0)
+    with pytest.raises(ValueError, match="at least one"):
+        store.revocation_for()
