@@ -8,9 +8,9 @@ built here from the key's numbers: sign + userWithAuth, nameAlg SHA-256, no
 symmetric part, and the scheme pinned (ECDSA or RSASSA with SHA-256) so the
 name never depends on a library default.
 
-Numbers are written without leading zero bytes, as tpm2-pytss writes them: the
-TPM hashes the bytes it is given, so a P-256 x of 31 significant bytes is 31
-bytes in the name the keys were made with, not 32.
+ECC coordinates are written at the curve's full width (32 bytes for P-256, as
+TPM 2.0 Part 1 C.8 has them), never shortened by a leading zero: the TPM
+hashes the bytes it is given, so both sides must agree on one encoding.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def authority_public(pem: bytes) -> Public:
         return Public(
             type=Alg.ECC, name_alg="sha256", attributes=_ATTRIBUTES, auth_policy=b"",
             parms=ECCParms(SymDef(), Scheme(Alg.ECDSA, Alg.SHA256), Curve.NIST_P256,
-                           Scheme(Alg.NULL), _unpadded(point.x), _unpadded(point.y)),
+                           Scheme(Alg.NULL), point.x.to_bytes(32, "big"),
+                           point.y.to_bytes(32, "big")),
         )
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:

@@ -222,6 +222,11 @@ def authority_public_from_pem(pem: bytes) -> TPM2B_PUBLIC:
     if isinstance(key, ec.EllipticCurvePublicKey):
         public.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG.ECDSA
         public.publicArea.parameters.eccDetail.scheme.details.anySig.hashAlg = TPM2_ALG.SHA256
+        # Full-width coordinates: tpm2-pytss drops leading zero bytes, and the name
+        # (hence the policy) must not depend on which library encoded the point.
+        point = key.public_numbers()
+        public.publicArea.unique.ecc.x = point.x.to_bytes(32, "big")
+        public.publicArea.unique.ecc.y = point.y.to_bytes(32, "big")
     else:
         public.publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG.RSASSA
         public.publicArea.parameters.rsaDetail.scheme.details.anySig.hashAlg = TPM2_ALG.SHA256

@@ -18,7 +18,7 @@ def _tpm_name(pem: bytes) -> bytes:
 
 
 def _short_coordinate_pem() -> bytes:
-    """A P-256 key whose x has a leading zero byte, which the TPM form leaves out."""
+    """A P-256 key whose x has a leading zero byte, written at full width on both sides."""
     for value in range(1, 100_000):
         key = ec.derive_private_key(value, ec.SECP256R1()).public_key()
         if key.public_numbers().x < 1 << 248:
