@@ -118,9 +118,9 @@ def parse(raw: bytes) -> ParsedArtifact:
                           (header_b64 + "." + payload_b64).encode("ascii"), signature)
 
 
-def verify_signature(artifact: ParsedArtifact, key: ec.EllipticCurvePublicKey) -> None:
+def verify_signature(artifact: ParsedArtifact, key: object) -> None:
     """Raise EvidenceError(invalid_signature) unless the JWS verifies with ``key`` (P-256)."""
-    if key.curve.name != "secp256r1":
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise EvidenceError("the signing key is not P-256, as ES256 requires",
                             reason=Reason.ALG_NOT_ALLOWED)
     r = int.from_bytes(artifact.signature[:32], "big")

@@ -93,6 +93,7 @@ def _register() -> None:
         provision,
         quote,
         swtpm,
+        verifier,
     )
 
     quote.quote.add_command(evidence.quote_verify)
@@ -108,6 +109,11 @@ def _register() -> None:
     cli.add_command(eventlog.eventlog)
     cli.add_command(measure.measure)
     cli.add_command(authorize.authorize)
+    cli.add_command(verifier.verify)
+    cli.add_command(verifier.challenge)
+    cli.add_command(verifier.revoke)
+    cli.add_command(verifier.enroll)
+    keys.policy.add_command(verifier.policy_init)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""Appraising artifacts: the fail-closed verifier, decisions, lineage."""

@@ -1,0 +1,62 @@
+"""Lineage: a child artifact may only narrow what its parent authorized."""
+
+from __future__ import annotations
+
+import json
+from fnmatch import fnmatchcase
+
+from attest.artifact.model import Lineage, Scope
+from attest.policy.model import LineageLimits
+from attest.reasons import Reason
+from attest.store import ArtifactRecord, Store
+from attest.verify.decision import Denial
+
+
+def check_lineage(store: Store, lineage: Lineage, scope: Scope, exp: int, limits: LineageLimits,
+                  now: int) -> list[Denial]:
+    """Denials for a child naming ``lineage``; empty when the parent vouches for it."""
+    parent = store.artifact(lineage.parent)
+    if parent is None:
+        return [Denial(Reason.LINEAGE_BROKEN,
+                       f"the parent {lineage.parent} was never accepted by this verifier")]
+    denials: list[Denial] = []
+    if parent.sha256 != lineage.parent_sha256:
+        denials.append(Denial(Reason.LINEAGE_BROKEN,
+                              "the parent's SHA-256 is not the one the child names"))
+    if parent.exp < now:
+        denials.append(Denial(Reason.LINEAGE_BROKEN, f"the parent expired at {parent.exp}"))
+    revoked = store.ancestry_revoked(parent.jti)
+    if revoked is not None:
+        denials.append(Denial(Reason.LINEAGE_BROKEN,
+                              f"the parent's line is revoked ({revoked.kind.value} "
+                              f"{revoked.subject}: {revoked.reason})"))
+    if lineage.depth != parent.depth + 1:
+        denials.append(Denial(Reason.LINEAGE_BROKEN,
+                              f"depth {lineage.depth} is not the parent's {parent.depth} + 1"))
+    if lineage.depth > limits.max_depth:
+        denials.append(Denial(Reason.LINEAGE_BROKEN,
+                              f"lineage depth {lineage.depth} exceeds the policy's "
+                              f"{limits.max_depth}"))
+    denials.extend(_scope_within(parent, scope, exp))
+    return denials
+
+
+def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int) -> list[Denial]:
+    """Attenuation only: same action, argv matching the parent's patterns, fewer resources."""
+    allowed = Scope.from_json(json.loads(parent.scope))
+    found: list[str] = []
+    if scope.action != allowed.action:
+        found.append(f"action {scope.action!r} is not the parent's {allowed.action!r}")
+    if len(scope.argv) != len(allowed.argv) or not all(
+            fnmatchcase(arg, pattern) for arg, pattern in zip(scope.argv, allowed.argv,
+                                                               strict=False)):
+        found.append(f"argv {list(scope.argv)} does not match the parent's {list(allowed.argv)}")
+    extra = sorted(set(scope.resources) - set(allowed.resources))
+    if extra:
+        found.append(f"resources {extra} are not among the parent's")
+    if allowed.executable_digest is not None and scope.executable_digest != \
+            allowed.executable_digest:
+        found.append("the executable's digest is not the parent's")
+    if exp > parent.exp:
+        found.append(f"exp {exp} is past the parent's {parent.exp}")
+    return [Denial(Reason.SCOPE_ESCALATION, message) for message in found]

@@ -1,0 +1,378 @@
+"""The fail-closed verifier: an artifact is accepted only when every check holds.
+
+Checks, in DESIGN.md's order. Each failure is a denial with its reason; checks
+that do not depend on a failed one still run, so several reasons are reported.
+
+1. The JWS parses, alg ES256, typ, claims well-formed:
+   malformed_artifact, alg_not_allowed.
+2. The AK is enrolled (or trusted by the policy), a restricted TPM-bound key,
+   and its EK chain holds: ak_unknown, ak_revoked, key_attributes_invalid,
+   ek_chain_invalid.
+3. The signing key is certified by the AK with the expected attributes and
+   authPolicy: key_not_certified, certify_signature_invalid,
+   key_attributes_invalid, key_policy_mismatch.
+4. The JWS signature verifies with the certified key: invalid_signature.
+5. The quote: AK signature, extraData == binding, clock, required PCRs,
+   pcrDigest: quote_malformed, quote_signature_invalid, binding_mismatch,
+   clock_rollback, tpm_reset, pcr_selection_insufficient, pcr_digest_mismatch.
+6. The logs replay to the quoted PCRs and hold only measurements the reference
+   values allow: eventlog_malformed, eventlog_mismatch, reference_value_mismatch.
+7. Times and freshness (nbf, exp, lifetime, iat age, the verifier's nonce):
+   not_yet_valid, expired, stale_evidence, nonce_unknown, nonce_reused,
+   policy_mismatch.
+8. Single use, revocation, lineage, rules: replayed, revoked, lineage_broken,
+   scope_escalation, policy_mismatch.
+9. The acceptance is recorded atomically (nonce consumed, jti stored, clock
+   advanced, audit entry appended): replayed, nonce_reused, revoked,
+   audit_unavailable.
+
+Anything that raises inside is a denial (internal_error), never an acceptance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from attest.artifact import jws
+from attest.artifact.model import Claims, binding
+from attest.errors import AttestError, EvidenceError
+from attest.eventlog.appraise import appraise
+from attest.eventlog.cel import CelRecord, check_content_bound, parse_cel
+from attest.eventlog.replay import check_replay
+from attest.eventlog.tcg import TcgEvent, parse_tcg
+from attest.evidence.ak import check_ak
+from attest.evidence.certify import CertifiedKey, verify_certification
+from attest.evidence.ekcert import verify_chain
+from attest.evidence.quote import QuoteFacts, verify_quote
+from attest.evidence.structures import ClockInfo, Public, parse_public_tpm2b
+from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
+from attest.reasons import Reason
+from attest.store import (
+    ArtifactRecord,
+    NonceRejected,
+    NonceState,
+    Replayed,
+    Revoked,
+    SeenClock,
+    Store,
+)
+from attest.verify.decision import Decision, Denial
+from attest.verify.lineage import check_lineage
+
+# What the host puts in a key certification's qualifyingData (attest.artifact.issue).
+CERTIFICATION_LABEL = b"attest key certification\0"
+
+AuditHook = Callable[[Decision, Any], int]
+"""Appends a decision to the audit log inside the acceptance transaction; returns its index."""
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """Who the artifact speaks for, once the AK is known."""
+
+    host: str
+    ak: Public
+    qualified_name: bytes | None
+    ek_certificate: bytes | None
+
+
+class _Denied(Exception):
+    """A check that leaves nothing further to verify (the AK is unknown, say)."""
+
+
+class Verifier:
+    """Appraises artifacts against one policy, with one store for state."""
+
+    def __init__(self, policy: VerifierPolicy, store: Store, *, verifier_id: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.policy = policy
+        self.store = store
+        self.verifier_id = verifier_id
+        self._clock = clock
+        # Certifications prove properties of keys, not freshness: verify each once.
+        self._certified: dict[bytes, CertifiedKey] = {}
+        self._ek_checked: dict[bytes, int] = {}
+
+    def verify(self, raw: bytes, *, now: int | None = None,
+               audit: AuditHook | None = None) -> Decision:
+        when = int(self._clock()) if now is None else now
+        try:
+            return self._verify(raw, when, audit)
+        except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+            return Decision(False, (Denial(Reason.INTERNAL_ERROR,
+                                           f"{type(exc).__name__}: {exc}"),))
+
+    # -- the checks ------------------------------------------------------------------
+    def _verify(self, raw: bytes, now: int, audit: AuditHook | None) -> Decision:
+        try:
+            artifact = jws.parse(raw)
+        except EvidenceError as exc:
+            return Decision(False, (_denial(exc),))
+        claims = artifact.claims
+        denials: list[Denial] = []
+        try:
+            subject = self._subject(claims, now)
+        except _Denied as stop:
+            return Decision(False, tuple(stop.args[0]), jti=claims.jti, subject=claims.sub)
+        certified = self._certification(artifact, subject, denials)
+        if certified is not None:
+            _collect(denials, lambda: jws.verify_signature(artifact, certified.key))
+        quote = self._quote(claims, subject, denials)
+        if quote is not None:
+            self._logs(claims, quote, denials)
+        denials.extend(self._times(claims, now))
+        denials.extend(self._state(artifact, subject, now))
+        if self.policy.match_rule(claims.sub, claims.scope.action, claims.scope.argv,
+                                  subject.host) is None:
+            denials.append(Denial(Reason.POLICY_MISMATCH,
+                                  f"no rule lets {claims.sub!r} {claims.scope.action} "
+                                  f"{' '.join(claims.scope.argv)!r} on host {subject.host!r}"))
+        if denials or quote is None or certified is None:
+            return Decision(False, tuple(denials) or (
+                Denial(Reason.INTERNAL_ERROR, "a check failed without a reason"),),
+                jti=claims.jti, subject=claims.sub, host=subject.host)
+        facts = _facts(claims, subject, certified, quote)
+        return self._accept(artifact, subject, certified, quote, facts, now, audit)
+
+    def _subject(self, claims: Claims, now: int) -> _Subject:
+        try:
+            ak = parse_public_tpm2b(claims.evidence.ak_public)
+        except EvidenceError as exc:
+            raise _Denied([Denial(Reason.MALFORMED_ARTIFACT, f"evidence.ak: {exc.message}")]) \
+                from None
+        if ak.name.hex() != claims.iss:
+            raise _Denied([Denial(Reason.AK_UNKNOWN,
+                                  "iss is not the name of the AK in the evidence")])
+        if self.policy.enrollment is Enrollment.POLICY:
+            trusted = self.policy.trusted_ak(ak.name)
+            if trusted is None:
+                raise _Denied([Denial(Reason.AK_UNKNOWN,
+                                      f"AK {claims.iss[:16]}… is not among the policy's "
+                                      "trusted_aks")])
+            subject = _Subject(trusted.host, ak, trusted.ak_qualified_name, None)
+        else:
+            enrolled = self.store.enrollment(ak.name)
+            if enrolled is None or enrolled.ak_public != claims.evidence.ak_public:
+                raise _Denied([Denial(Reason.AK_UNKNOWN,
+                                      f"AK {claims.iss[:16]}… is not enrolled with this "
+                                      "verifier")])
+            if enrolled.revoked:
+                raise _Denied([Denial(Reason.AK_REVOKED,
+                                      f"AK of host {enrolled.host} is revoked: "
+                                      f"{enrolled.revocation_reason}")])
+            subject = _Subject(enrolled.host, ak, enrolled.ak_qualified_name or None,
+                               enrolled.ek_certificate)
+        try:
+            check_ak(ak)
+        except EvidenceError as exc:
+            raise _Denied([_denial(exc)]) from None
+        if subject.ek_certificate is not None and self.policy.ek_roots:
+            self._check_ek(subject.ek_certificate, now)
+        return subject
+
+    def _check_ek(self, certificate: bytes, now: int) -> None:
+        key = hashlib.sha256(certificate).digest()
+        if self._ek_checked.get(key, -1) // 3600 == now // 3600:
+            return  # checked within this hour: certificates change validity by the day
+        roots = [path.read_bytes() for root in self.policy.ek_roots
+                 for path in (sorted(root.iterdir()) if root.is_dir() else [root])
+                 if path.is_file()]
+        try:
+            verify_chain(certificate, roots, at=_utc(now))
+        except EvidenceError as exc:
+            raise _Denied([_denial(exc)]) from None
+        self._ek_checked[key] = now
+
+    def _certification(self, artifact: jws.ParsedArtifact, subject: _Subject,
+                       denials: list[Denial]) -> CertifiedKey | None:
+        evidence = artifact.claims.evidence
+        expected_policy = self.policy.expected_key_policy_digest()
+        cache_key = hashlib.sha256(b"\0".join((evidence.certify, evidence.certify_signature,
+                                               evidence.key_public, evidence.ak_public,
+                                               expected_policy))).digest()
+        certified = self._certified.get(cache_key)
+        if certified is None:
+            try:
+                key_name = parse_public_tpm2b(evidence.key_public).name
+                certified = verify_certification(
+                    evidence.certify, evidence.certify_signature, subject.ak,
+                    evidence.key_public, expected_policy=expected_policy,
+                    expected_extra_data=hashlib.sha256(
+                        CERTIFICATION_LABEL + key_name + subject.ak.name).digest(),
+                    expected_signer=subject.qualified_name)
+            except EvidenceError as exc:
+                denials.append(_denial(exc))
+                return None
+            self._certified[cache_key] = certified
+        if certified.name.hex() != artifact.header.kid:
+            denials.append(Denial(Reason.KEY_NOT_CERTIFIED,
+                                  "the JWS kid is not the certified key's name"))
+            return None
+        return certified
+
+    def _quote(self, claims: Claims, subject: _Subject, denials: list[Denial]) -> QuoteFacts | None:
+        bank = self.policy.pcrs.bank
+        if claims.env_bank != bank:
+            denials.append(Denial(Reason.POLICY_MISMATCH,
+                                  f"the artifact claims {claims.env_bank} PCRs; the policy "
+                                  f"quotes {bank}"))
+            return None
+        last = self.store.last_clock(subject.ak.name)
+        previous = None if last is None else ClockInfo(last.clock, last.reset_count,
+                                                       last.restart_count, True)
+        try:
+            return verify_quote(
+                claims.evidence.quote, claims.evidence.quote_signature, subject.ak,
+                expected_extra_data=binding(claims),
+                pcr_values={(bank, i): bytes.fromhex(v) for i, v in claims.env_pcrs.items()},
+                required_pcrs=self.policy.required_pcrs,
+                expected_signer=subject.qualified_name, previous=previous,
+                deny_reset=self.policy.freshness.deny_reset)
+        except EvidenceError as exc:
+            denials.append(_denial(exc))
+            return None
+
+    def _logs(self, claims: Claims, quote: QuoteFacts, denials: list[Denial]) -> None:
+        bank = self.policy.pcrs.bank
+        runtime_pcr = self.policy.pcrs.runtime
+        try:
+            runtime = parse_cel(claims.evidence.runtime_log).records
+            check_content_bound(runtime)
+            stray = [r.label for r in runtime if r.extends and r.pcr != runtime_pcr]
+            if stray:
+                denials.append(Denial(Reason.EVENTLOG_MISMATCH,
+                                      f"runtime records outside PCR {runtime_pcr}: {stray[0]}"))
+                return
+            events: list[TcgEvent | CelRecord] = []
+            if claims.evidence.boot_log is not None:
+                events.extend(parse_tcg(claims.evidence.boot_log).events)
+            events.extend(runtime)
+            quoted = {(b, i): v for b, values in quote.pcrs.items() for i, v in values.items()}
+            check_replay(events, quoted, require=[(bank, runtime_pcr)])
+            if self.policy.reference is not None:
+                appraise(events, self.policy.reference)
+        except EvidenceError as exc:
+            denials.append(_denial(exc))
+
+    def _times(self, claims: Claims, now: int) -> list[Denial]:
+        skew = self.policy.freshness.clock_skew
+        found: list[Denial] = []
+        if claims.nbf > now + skew or claims.iat > now + skew:
+            found.append(Denial(Reason.NOT_YET_VALID,
+                                f"valid from {claims.nbf} (issued {claims.iat}); now is {now}"))
+        if claims.exp + skew < now:
+            found.append(Denial(Reason.EXPIRED, f"expired at {claims.exp}; now is {now}"))
+        lifetime = self.policy.artifacts.max_lifetime
+        if claims.exp - claims.iat > lifetime:
+            found.append(Denial(Reason.POLICY_MISMATCH,
+                                f"a lifetime of {claims.exp - claims.iat} s exceeds the "
+                                f"policy's {lifetime} s"))
+        if self.verifier_id is not None and claims.aud not in (None, self.verifier_id):
+            found.append(Denial(Reason.POLICY_MISMATCH,
+                                f"the artifact is for verifier {claims.aud!r}"))
+        found.extend(self._freshness(claims, now))
+        return found
+
+    def _freshness(self, claims: Claims, now: int) -> list[Denial]:
+        mode = self.policy.freshness.nonce
+        if claims.eat_nonce is None:
+            if mode is NonceMode.REQUIRED:
+                return [Denial(Reason.NONCE_UNKNOWN,
+                               "the policy requires a verifier challenge (eat_nonce)")]
+            max_age = self.policy.freshness.max_age
+            if now - claims.iat > max_age:
+                return [Denial(Reason.STALE_EVIDENCE,
+                               f"evidence is {now - claims.iat} s old; at most {max_age} s")]
+            return []
+        if mode is NonceMode.FORBIDDEN:
+            return [Denial(Reason.POLICY_MISMATCH, "the policy accepts no nonce")]
+        state = self.store.nonce_state(claims.eat_nonce, now)
+        return [] if state is NonceState.USABLE else [_nonce_denial(state)]
+
+    def _state(self, artifact: jws.ParsedArtifact, subject: _Subject,
+               now: int) -> list[Denial]:
+        claims = artifact.claims
+        found: list[Denial] = []
+        if self.policy.artifacts.single_use and self.store.jti_seen(claims.jti):
+            found.append(Denial(Reason.REPLAYED, f"artifact {claims.jti} was already used"))
+        revoked = self.store.revocation_for(jti=claims.jti, kid=artifact.header.kid,
+                                            ak=subject.ak.name.hex(), host=subject.host)
+        if revoked is not None:
+            found.append(Denial(Reason.REVOKED, f"{revoked.kind.value} {revoked.subject} "
+                                f"is revoked: {revoked.reason}"))
+        if claims.lineage is not None:
+            found.extend(check_lineage(self.store, claims.lineage, claims.scope, claims.exp,
+                                       self.policy.lineage, now))
+        return found
+
+    def _accept(self, artifact: jws.ParsedArtifact, subject: _Subject, certified: CertifiedKey,
+                quote: QuoteFacts, facts: dict[str, Any], now: int,
+                audit: AuditHook | None) -> Decision:
+        claims = artifact.claims
+        record = ArtifactRecord(
+            jti=claims.jti, sha256=artifact.sha256,
+            parent_jti=claims.lineage.parent if claims.lineage else None,
+            depth=claims.lineage.depth if claims.lineage else 0, exp=claims.exp,
+            host=subject.host, kid=certified.name.hex(), ak_name=subject.ak.name.hex(),
+            subject=claims.sub, scope=json.dumps(claims.scope.to_json(), sort_keys=True))
+        clock = SeenClock(quote.clock_info.clock, quote.clock_info.reset_count,
+                          quote.clock_info.restart_count)
+        decision = Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
+                            facts=facts)
+        indexes: list[int] = []
+        hook = None if audit is None else (lambda conn: indexes.append(audit(decision, conn)))
+        try:
+            self.store.accept(record, nonce=claims.eat_nonce,
+                              single_use=self.policy.artifacts.single_use, clock=clock, now=now,
+                              in_transaction=hook)
+        except (Replayed, NonceRejected, Revoked) as exc:
+            return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
+                            host=subject.host)
+        if indexes:
+            return Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
+                            facts=facts, audit_index=indexes[0])
+        return decision
+
+
+def _collect(denials: list[Denial], check: Callable[[], object]) -> None:
+    try:
+        check()
+    except EvidenceError as exc:
+        denials.append(_denial(exc))
+
+
+def _denial(exc: AttestError) -> Denial:
+    return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
+
+
+def _nonce_denial(state: NonceState) -> Denial:
+    if state is NonceState.USED:
+        return Denial(Reason.NONCE_REUSED, "the challenge was already used")
+    if state is NonceState.EXPIRED:
+        return Denial(Reason.STALE_EVIDENCE, "the challenge expired")
+    return Denial(Reason.NONCE_UNKNOWN, "this verifier never issued that challenge")
+
+
+def _utc(now: int) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(now, UTC)
+
+
+def _facts(claims: Claims, subject: _Subject, certified: CertifiedKey,
+           quote: QuoteFacts) -> dict[str, Any]:
+    return {
+        "host": subject.host,
+        "ak": subject.ak.name.hex(),
+        "key": certified.name.hex(),
+        "action": claims.scope.action,
+        "argv": list(claims.scope.argv),
+        "pcrs": {bank: {str(i): v.hex() for i, v in sorted(values.items())}
+                 for bank, values in quote.pcrs.items()},
+        "clock": quote.clock_info.clock,
+    }
