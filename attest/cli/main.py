@@ -92,6 +92,7 @@ def _register() -> None:
         pcr,
         provision,
         quote,
+        run,
         swtpm,
         verifier,
     )
@@ -110,6 +111,7 @@ def _register() -> None:
     cli.add_command(measure.measure)
     cli.add_command(authorize.authorize)
     cli.add_command(verifier.verify)
+    cli.add_command(run.run)
     cli.add_command(verifier.challenge)
     cli.add_command(verifier.revoke)
     cli.add_command(verifier.enroll)

@@ -1,0 +1,71 @@
+"""`attest run -- CMD ARGS...`: no acceptance, no execution."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from attest.cli.common import tpm_from
+from attest.cli.verifier import open_store
+from attest.errors import UsageError
+from attest.execution import default_subject, run_local, run_remote
+from attest.tpm import keys as signing
+
+
+@click.command(context_settings={"ignore_unknown_options": True,
+                                 "allow_interspersed_args": False})
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Verify in-process against this policy and the local store.")
+@click.option("--verifier", "verifier_url", metavar="URL",
+              help="Have a verifier service verify (exit 3 when it is unreachable).")
+@click.option("--store", "store_url", metavar="URL", help="The local store (with --policy).")
+@click.option("--subject", help="Who asks [default: the user name].")
+@click.option("--key", "key_name", default=signing.DEFAULT_KEY, show_default=True,
+              help="The PCR-bound signing key.")
+@click.option("--quiet", "-q", is_flag=True, help="Say nothing on acceptance.")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
+        store_url: str | None, subject: str | None, key_name: str, quiet: bool,
+        argv: tuple[str, ...]) -> None:
+    """Run CMD only if a verifier accepts an artifact for exactly this command line.
+
+    \b
+    It measures CMD's executable and argv into the runtime PCR, issues an artifact,
+    has it verified, and on acceptance replaces itself with CMD (same pid, CMD's
+    exit code). Denied: the reasons, exit 1. Verifier unreachable: exit 3.
+    CMD never starts unless accepted.
+      attest run --policy policy.yaml -- /usr/bin/backup --full /srv
+    """
+    if (policy_path is None) == (verifier_url is None):
+        raise UsageError("give exactly one of --policy and --verifier")
+    command = list(argv)
+    who = subject or default_subject()
+    if policy_path is not None:
+        from attest.policy import load_policy
+
+        policy = load_policy(policy_path)
+        with tpm_from(ctx) as tpm, open_store(ctx, store_url) as store:
+            done = run_local(tpm, ctx.obj.home, command, policy, store, subject=who,
+                             key_name=key_name)
+    else:
+        assert verifier_url is not None  # noqa: S101 - narrowed by the check above
+        with tpm_from(ctx) as tpm:
+            done = run_remote(tpm, ctx.obj.home, command, verifier_url, subject=who,
+                              key_name=key_name)
+    decision = done.decision
+    if not decision.accepted:
+        click.echo(f"attest: denied, {' '.join(command)!r} not run: "
+                   f"{', '.join(decision.reasons)}", err=True)
+        for denial in decision.denials:
+            click.echo(f"  {denial.reason.value}: {denial.message}", err=True)
+        raise SystemExit(1)
+    if not quiet:
+        click.echo(f"attest: accepted ({decision.jti}); running {' '.join(command)}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec the file that was measured, not whatever PATH finds now.
+    os.execv(done.executable, command)  # noqa: S606

@@ -1,0 +1,126 @@
+"""Attest before execution: measure, authorize, verify; the caller execs only on acceptance.
+
+``attest run -- CMD ARGS...`` is this module plus ``os.execv``. The executable
+that is measured is the file that runs: its path is resolved once and the
+resolved path is what the caller execs, so PATH cannot swap it in between.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from attest.artifact.issue import Request, issue
+from attest.errors import EnvironmentProblem, UsageError
+from attest.policy.model import NonceMode, VerifierPolicy
+from attest.reasons import Reason
+from attest.runtime import subjects
+from attest.runtime.log import measure, runtime_pcr
+from attest.store import Store
+from attest.tpm.device import TPM
+from attest.tpm.pcr import active_banks
+from attest.verify.decision import Decision, Denial
+from attest.verify.verifier import Verifier
+
+REMOTE_TIMEOUT_S = 10.0
+
+
+class VerifierUnreachable(EnvironmentProblem):
+    """The remote verifier did not answer: nothing runs (exit 3)."""
+
+
+@dataclass(frozen=True)
+class Authorized:
+    decision: Decision
+    executable: Path
+    artifact: bytes
+
+
+def default_subject() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: str,
+            nonce: str | None, ttl: int) -> tuple[Path, bytes]:
+    """Measure the command's executable and argv, then issue an artifact for exactly them."""
+    executable = subjects.resolve_executable(argv[0])
+    content = subjects.command_content([str(executable), *argv[1:]], active_banks(tpm))
+    content["argv"] = list(argv)  # what was asked, with the resolved path beside it
+    measure(tpm, home, runtime_pcr(), content)
+    request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,
+                      nonce=nonce, ttl=ttl)
+    return executable, issue(tpm, home, request, int(time.time()))
+
+
+def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, store: Store, *,
+              subject: str, key_name: str, ttl: int = 60) -> Authorized:
+    """Authorize ``argv`` and verify it in-process against ``policy`` and ``store``."""
+    nonce = None
+    if policy.freshness.nonce is NonceMode.REQUIRED:
+        nonce = store.issue_nonce(ttl, int(time.time()))
+    executable, artifact = prepare(tpm, home, argv, subject=subject, key_name=key_name,
+                                   nonce=nonce, ttl=ttl)
+    return Authorized(Verifier(policy, store).verify(artifact), executable, artifact)
+
+
+def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
+    # Only http(s): urllib would also open file: and other schemes.
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise UsageError(f"--verifier must be an http(s) URL, not {url!r}")
+    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
+                                     headers={"Content-Type": content_type,
+                                              "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S) as response:  # noqa: S310
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        # A verifier that answers with an error status still answered: read its decision.
+        try:
+            data = json.loads(exc.read())
+        except ValueError:
+            raise VerifierUnreachable(f"the verifier at {url} answered HTTP {exc.code} without "
+                                      "a decision") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise VerifierUnreachable(f"the verifier at {url} is unreachable: {exc}",
+                                  hint="check --verifier and that the service is up") from None
+    if not isinstance(data, dict):
+        raise VerifierUnreachable(f"the verifier at {url} sent no decision")
+    return data
+
+
+def run_remote(tpm: TPM, home: Path, argv: list[str], verifier_url: str, *, subject: str,
+               key_name: str, ttl: int = 60) -> Authorized:
+    """Authorize ``argv`` with a challenge from the verifier service and have it verify."""
+    base = verifier_url.rstrip("/")
+    challenge = _post(f"{base}/v1/challenges", b"{}", "application/json")
+    nonce = challenge.get("nonce")
+    executable, artifact = prepare(tpm, home, argv, subject=subject, key_name=key_name,
+                                   nonce=nonce if isinstance(nonce, str) else None, ttl=ttl)
+    answer = _post(f"{base}/v1/verify", artifact, "application/jose")
+    return Authorized(_decision_from(answer), executable, artifact)
+
+
+def _decision_from(answer: dict[str, object]) -> Decision:
+    """A remote decision; anything unexpected in it is a denial, never an acceptance."""
+    if answer.get("accepted") is True and not answer.get("reasons"):
+        return Decision(True, jti=str(answer.get("jti")), host=str(answer.get("host")))
+    denials = []
+    raw = answer.get("denials")
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict):
+            try:
+                reason = Reason(str(item.get("reason")))
+            except ValueError:
+                reason = Reason.INTERNAL_ERROR
+            denials.append(Denial(reason, str(item.get("message", ""))))
+    return Decision(False, tuple(denials) or (
+        Denial(Reason.INTERNAL_ERROR, "the verifier's answer was not an acceptance"),))

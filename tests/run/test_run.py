@@ -1,0 +1,79 @@
+"""attest run: the command runs only on acceptance, as itself (exec), with its exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Host
+
+
+def _attest(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a child process: `attest run` replaces itself with CMD."""
+    return subprocess.run([sys.executable, "-m", "attest.cli.main", *args],
+                          env={**os.environ, **host.env}, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.fixture
+def ready(fresh_host: Host, tmp_path: Path) -> tuple[Host, Path]:
+    """A host whose policy trusts it as it is, with `sh` among the reference values."""
+    fresh_host.ok("key", "create")
+    fresh_host.ok("measure", "command", "--", "sh", "-c", "true")
+    policy = tmp_path / "policy.yaml"
+    fresh_host.ok("policy", "init", "--from-host", "--out", str(policy))
+    return fresh_host, policy
+
+
+def test_accepted_command_runs_with_its_exit_code(ready: tuple[Host, Path],
+                                                  tmp_path: Path) -> None:
+    host, policy = ready
+    marker = tmp_path / "ran"
+    done = _attest(host, "run", "--policy", str(policy), "--", "sh", "-c",
+                   f"echo $$ > {marker}; exit 7")
+    assert done.returncode == 7, done.stderr
+    assert marker.is_file()
+    assert "accepted" in done.stderr
+
+
+def test_the_command_replaces_attest(ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """exec, not a child: the command's pid is attest's pid."""
+    host, policy = ready
+    code = ("import os, subprocess, sys\n"
+            f"p = subprocess.Popen([sys.executable, '-m', 'attest.cli.main', 'run', '--policy', "
+            f"{str(policy)!r}, '--', 'sh', '-c', 'echo $$'], stdout=subprocess.PIPE)\n"
+            "out, _ = p.communicate()\n"
+            "print(p.pid, out.decode().strip())\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **host.env},
+                          capture_output=True, text=True, timeout=120, check=True)
+    parent_view, own_view = done.stdout.split()
+    assert parent_view == own_view
+
+
+def test_denied_command_never_runs(ready: tuple[Host, Path], tmp_path: Path) -> None:
+    host, policy = ready
+    host.ok("measure", "data", "--name", "unexpected", "--value", "x")
+    marker = tmp_path / "must-not-exist"
+    done = _attest(host, "run", "--policy", str(policy), "--", "sh", "-c", f"touch {marker}")
+    assert done.returncode == 1
+    assert "reference_value_mismatch" in done.stderr
+    assert not marker.exists()
+
+
+def test_unreachable_verifier_never_runs_it(ready: tuple[Host, Path], tmp_path: Path) -> None:
+    host, _ = ready
+    marker = tmp_path / "must-not-exist"
+    done = _attest(host, "run", "--verifier", "http://127.0.0.1:9", "--", "sh", "-c",
+                   f"touch {marker}")
+    assert done.returncode == 3
+    assert "unreachable" in done.stderr
+    assert not marker.exists()
+
+
+def test_policy_or_verifier_is_required(ready: tuple[Host, Path]) -> None:
+    host, _ = ready
+    assert host.run("run", "--", "true").exit_code == 2
