@@ -29,10 +29,10 @@ import gc
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 from attest.errors import EventLogError, EventLogMismatch
 from attest.eventlog.eventtypes import EventType, event_type_name
@@ -63,6 +63,10 @@ class CelRecord:
     content: Mapping[str, Any]
     other_digests: tuple[tuple[str, bytes], ...] = ()
     nv_index: int | None = None
+    # Boot-log notions (see TcgEvent) a CEL record never has; plain class values,
+    # not properties, as replay asks every record for them.
+    startup_locality: ClassVar[int | None] = None
+    hcrtm: ClassVar[bool] = False
 
     @property
     def extends(self) -> bool:
@@ -71,14 +75,6 @@ class CelRecord:
         # A PC Client EV_NO_ACTION event carried in CEL extends nothing, as in the boot log.
         return not (self.content_type == PCCLIENT_CONTENT_TYPE
                     and self.content.get("event_type") == EventType.EV_NO_ACTION)
-
-    @property
-    def startup_locality(self) -> int | None:
-        return None
-
-    @property
-    def hcrtm(self) -> bool:
-        return False
 
     @property
     def label(self) -> str:
@@ -110,10 +106,8 @@ def parse_cel(data: bytes, *, allow_torn_tail: bool = False) -> CelLog:
     stripped = data.lstrip(b" \t\r\n")
     if stripped.startswith(b"["):
         with _cyclic_gc_paused():
-            items = _json(stripped, "the CEL-JSON array")
-            if not isinstance(items, list):
-                raise EventLogError("a CEL-JSON file is an array of records")
-            return CelLog(_records(items))
+            records = _checked(_build_records(_json_array(stripped), 0, []))
+        return CelLog(records)
     if not stripped:
         return CelLog(())
     if not stripped.startswith(RS):
@@ -127,21 +121,17 @@ def parse_cel(data: bytes, *, allow_torn_tail: bool = False) -> CelLog:
                                 "line feed: an append that did not finish",
                                 hint="a crash while writing the log leaves such a record")
         stripped, torn = stripped[:last], stripped[last:]
-    try:
-        text = stripped.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EventLogError(f"the log is not UTF-8 text: {exc}") from None
     with _cyclic_gc_paused():
-        chunks = text.split("\x1e")[1:]
-        items = [_json_text(chunk, number) for number, chunk in enumerate(chunks)]
-        return CelLog(_records(items), torn)
+        records = _seq_records(stripped)
+    # The decoded JSON is gone by now: the collector, back, finds only the records.
+    return CelLog(records, torn)
 
 
 @contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
-    # Parsing makes ~10 containers per record, none in a cycle, all surviving;
-    # CPython's collector would rescan that growing heap over and over (3x slower
-    # at 100,000 records). Paused only when it was running, restored after.
+    # Parsing makes ~10 containers per record, none in a cycle, 2-3 of them
+    # surviving; CPython's collector would rescan that growing heap over and over
+    # (3x slower at 100,000 records). Paused only when it was running, restored after.
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -152,6 +142,87 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 _DECODER = json.JSONDecoder()
+# What every RS becomes in a batch (see _json_seq_batches): a JSON
+# string holding RS, as an array element of its own between the records.
+_MARK = "\x1e"
+_SEPARATOR = b',"\\u001e",'
+# How a JSON text can spell RS inside a string; raw RS is the record separator.
+_ESCAPED_RS = (b"\\u001e", b"\\u001E")
+# Bytes of log per json.loads: small enough that the text stays in the CPU's
+# cache and its buffers are reused, large enough to share keys among records.
+_BATCH_BYTES = 1 << 16
+
+
+class _Unbatchable(Exception):
+    """A batch whose one-call reading :func:`_json_seq_batches` cannot vouch for."""
+
+
+def _seq_records(seq: bytes) -> tuple[CelRecord, ...]:
+    """The records of a JSON-SEQ log (``seq`` starts with RS), checked.
+
+    Batch by batch: a batch's JSON is decoded in one call and its records
+    built before the next batch is read, so that only one batch's decoded
+    objects are ever alive. That finds the first fault in file order only when
+    there is none: on any fault, or a batch that can't be read that way, the
+    log is read again record by record, every record's JSON first and then the
+    checks of each, which is the order of the errors a log gets.
+    """
+    records: list[CelRecord] = []
+    try:
+        for first, items in _json_seq_batches(seq):
+            _build_records(items, first, records)
+    except (_Unbatchable, EventLogError):
+        records.clear()  # what the batches built goes first
+        _build_records(_json_seq_one_by_one(seq), 0, records)
+    return _checked(records)
+
+
+def _json_seq_one_by_one(seq: bytes) -> list[Any]:
+    """Each record's JSON value, read on its own; an error names the record at fault."""
+    try:
+        text = seq.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventLogError(f"the log is not UTF-8 text: {exc}") from None
+    chunks = text.split("\x1e")[1:]
+    return [_json_text(chunk, number) for number, chunk in enumerate(chunks)]
+
+
+def _json_seq_batches(seq: bytes) -> Iterator[tuple[int, list[Any]]]:
+    """What :func:`_json_seq_one_by_one` reads, a batch of records per json.loads.
+
+    Yields the number of a batch's first record and the batch's values; raises
+    _Unbatchable where it can't vouch for that. In a batch (whole records),
+    every RS becomes ``,"\u001e",`` and the text is wrapped as ``[0`` ... ``]``:
+    the records come out as the array elements between the n marker strings.
+    That is the record-by-record reading exactly when (a) every record ends in
+    a line feed, so no string spans a separator, (b) the log spells RS nowhere,
+    so only the separators decode to the marker, and (c) the array holds 2n+1
+    elements with the n markers at the odd positions: then every separator is
+    at the top level, and each record between two of them is one value and
+    blanks. Anything else, a JSON or UTF-8 error included, is _Unbatchable.
+    """
+    if b"\\" in seq and any(escaped in seq for escaped in _ESCAPED_RS):
+        raise _Unbatchable
+    find, total, grown = seq.find, len(seq), len(_SEPARATOR) - 1
+    start = first = 0
+    while start < total:
+        end = find(RS, start + _BATCH_BYTES)
+        if end < 0:
+            end = total
+        batch = seq[start:end]  # from an RS to the next batch's RS, or the end
+        body = batch.replace(RS, _SEPARATOR)
+        count = (len(body) - len(batch)) // grown
+        if not batch.endswith(b"\n") or batch.count(b"\n" + RS) != count - 1:
+            raise _Unbatchable
+        try:
+            items = json.loads(b"".join((b"[0", body, b"]")).decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise _Unbatchable from None
+        if len(items) != 2 * count + 1 or items[1::2].count(_MARK) != count:
+            raise _Unbatchable
+        yield first, items[2::2]
+        first += count
+        start = end
 
 
 def _json_text(chunk: str, number: int) -> Any:
@@ -167,24 +238,135 @@ def _json_text(chunk: str, number: int) -> Any:
     return value
 
 
-def _json(text: bytes, what: str) -> Any:
+def _json_array(text: bytes) -> list[Any]:
     try:
-        return json.loads(text)
+        items = json.loads(text)
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad JSON, bad UTF-8 and over-long integers.
-        raise EventLogError(f"{what} is not valid JSON: {exc}") from None
+        raise EventLogError(f"the CEL-JSON array is not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise EventLogError("a CEL-JSON file is an array of records")
+    return items
 
 
-def _records(items: Sequence[Any]) -> tuple[CelRecord, ...]:
-    records = tuple(_record(index, item) for index, item in enumerate(items))
-    numbered = [r.recnum for r in records if r.recnum is not None]
+# The banks replay computes: name, digest size, hex length. The name is this very
+# string, so that no record keeps a copy of its own.
+_BANKS: dict[str, tuple[str, int, int]] = {name: (name, size, 2 * size)
+                                           for name, size in DIGEST_SIZES.items()}
+_CONTENT_TYPES = {name: name for name in (ATTEST_CONTENT_TYPE, PCCLIENT_CONTENT_TYPE, "systemd")}
+
+
+def _record_builder() -> Callable[[int, int | None, int, dict[str, bytes], str, dict[str, Any]],
+                                  CelRecord]:
+    """CelRecord(index, recnum, pcr, digests, content_type, content), twice as fast.
+
+    A frozen dataclass's __init__ sets each field with object.__setattr__, which
+    looks the name up every time: half the cost of building a record. This sets
+    the slots through their descriptors instead, every field of the class (the
+    last two at their defaults), and CelRecord has no __post_init__ to skip.
+    """
+    names = tuple(f.name for f in fields(CelRecord))
+    if names != ("index", "recnum", "pcr", "digests", "content_type", "content",
+                 "other_digests", "nv_index") or hasattr(CelRecord, "__post_init__"):
+        raise RuntimeError("CelRecord changed: update _record_builder")
+    setters = tuple(vars(CelRecord)[name].__set__ for name in names)
+    (set_index, set_recnum, set_pcr, set_digests, set_content_type, set_content,
+     set_other_digests, set_nv_index) = setters
+    create = object.__new__
+
+    def build(index: int, recnum: int | None, pcr: int, digests: dict[str, bytes],
+              content_type: str, content: dict[str, Any]) -> CelRecord:
+        record: CelRecord = create(CelRecord)
+        set_index(record, index)
+        set_recnum(record, recnum)
+        set_pcr(record, pcr)
+        set_digests(record, digests)
+        set_content_type(record, content_type)
+        set_content(record, content)
+        set_other_digests(record, ())
+        set_nv_index(record, None)
+        return record
+
+    return build
+
+
+_new_record = _record_builder()
+
+
+def _build_records(items: Sequence[Any], first: int,
+                   records: list[CelRecord]) -> list[CelRecord]:
+    """Check and build each record, numbered from ``first``, onto ``records``.
+
+    The first fault, in order, is raised.
+
+    A record in the shape attest and systemd write (a PCR, a recnum or none, a
+    content type and object, digests of known banks under their lowercase
+    names in hex of the right length) is checked and built inline. Anything
+    else, well formed or not, goes through :func:`_record`, which checks it all
+    from the start: the inline path takes only what _record would accept as the
+    very same record, and leaves every error to it.
+    """
+    append = records.append
+    banks = _BANKS
+    content_types = _CONTENT_TYPES
+    fromhex = bytes.fromhex
+    max_pcr = PCR_COUNT - 1
+    max_recnum = _MAX_RECNUM
+    new_record = _new_record
+    for index, item in enumerate(items, first):
+        if type(item) is dict:
+            pcr = item.get("pcr")
+            recnum = item.get("recnum")
+            content_type = item.get("content_type")
+            content = item.get("content")
+            raw = item.get("digests")
+            if (type(pcr) is int and 0 <= pcr <= max_pcr
+                    and (recnum is None or (type(recnum) is int and 0 <= recnum <= max_recnum))
+                    and type(content_type) is str and content_type and type(content) is dict
+                    and type(raw) is list and 0 < len(raw) <= MAX_DIGESTS
+                    and "nv_index" not in item):
+                digests: dict[str, bytes] = {}
+                for entry in raw:
+                    try:
+                        # A TypeError: the entry is not an object, or its hashAlg
+                        # or digest not a string.
+                        name, size, hex_size = banks[entry["hashAlg"]]
+                        text = entry["digest"]
+                        value = fromhex(text)
+                    except (KeyError, TypeError, ValueError):
+                        break
+                    # fromhex skips blanks: size bytes out of 2 * size characters
+                    # means hex digits only, as _digests asks.
+                    if len(value) != size or len(text) != hex_size or name in digests:
+                        break
+                    digests[name] = value
+                else:
+                    if recnum == index:
+                        recnum = index  # one int object for both, as attest writes them
+                    append(new_record(index, recnum, pcr, digests,
+                                      content_types.get(content_type, content_type), content))
+                    continue
+        append(_record(index, item))
+    return records
+
+
+def _checked(records: list[CelRecord]) -> tuple[CelRecord, ...]:
+    """The records, once their recnums (all or none) are found to count up by one."""
+    recnums = [record.recnum for record in records]
+    first = recnums[0] if recnums else None
+    if first is None:
+        if recnums.count(None) == len(recnums):
+            return tuple(records)
+    elif recnums == list(range(first, first + len(recnums))):
+        return tuple(records)
+    numbered = [recnum for recnum in recnums if recnum is not None]
     if numbered and len(numbered) != len(records):
         raise EventLogError("some records have a recnum and some do not")
     for before, after in itertools.pairwise(numbered):
         if after != before + 1:
             raise EventLogError(f"recnum {after} follows recnum {before}: a record is "
                                 "missing, repeated or out of order")
-    return records
+    return tuple(records)
 
 
 def _record(index: int, item: Any) -> CelRecord:

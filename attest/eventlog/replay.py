@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from operator import attrgetter, itemgetter
+from typing import Protocol
 
 from attest.errors import EventLogError, EventLogMismatch, ReplayMismatch
 from attest.evidence.pcrs import DIGEST_SIZES
@@ -90,23 +91,29 @@ def replay(events: Sequence[Measurement], banks: Iterable[str] | None = None) ->
     A bank appears only when every extending event carries a digest for it (a
     bank with a hole can't be replayed); ``banks`` limits the output further.
     """
-    # A list of the events themselves, not of new tuples: on a 100,000-record log
-    # every new container makes the cyclic collector rescan the whole heap.
+    # Lists of the events and of their digests, not of new tuples: on a 100,000-record
+    # log every new container makes the cyclic collector rescan the whole heap.
     measured = [event for event in events if event.extends and event.pcr is not None]
-    complete = _complete_banks(measured)
-    wanted = complete if banks is None else [b for b in banks if b in complete]
+    maps: list[Mapping[str, bytes]] = list(map(_DIGESTS, measured))
+    candidates = [bank for bank in maps[0] if bank in DIGEST_SIZES] if maps else []
+    asked = candidates if banks is None else [b for b in banks if b in candidates]
     locality = startup_locality(events)
+    pcrs: list[int] = list(map(_PCR, measured))  # not None: filtered above
+    if pcrs and pcrs.count(pcrs[0]) == len(pcrs) and 0 < len(asked) <= 2:
+        # One PCR (a runtime log): the banks' chains side by side, in one pass.
+        chained = _one_pcr(maps, pcrs[0], asked, locality)
+        if chained is not None:
+            return chained
+    chains = _complete_banks(maps)
     result: PCRBanks = {}
-    for bank in wanted:
+    for bank in (b for b in asked if b in chains):
         new = _hash_constructor(bank)
         size = DIGEST_SIZES[bank]
+        digests = chains[bank]
+        if set(map(len, digests)) != {size}:
+            _raise_digest_size(measured, digests, bank, size)
         values: dict[int, bytes] = {}
-        for event in measured:
-            pcr = cast(int, event.pcr)  # not None: filtered above
-            digest = event.digests[bank]
-            if len(digest) != size:
-                raise EventLogError(f"{event.label}: a {bank} digest is {size} bytes, "
-                                    f"not {len(digest)}")
+        for pcr, digest in zip(pcrs, digests, strict=True):
             current = values.get(pcr)
             if current is None:
                 current = reset_value(bank, pcr, locality)
@@ -115,13 +122,61 @@ def replay(events: Sequence[Measurement], banks: Iterable[str] | None = None) ->
     return result
 
 
-def _complete_banks(measured: Sequence[Measurement]) -> list[str]:
-    if not measured:
-        return []
-    common = [bank for bank in measured[0].digests if bank in DIGEST_SIZES]
-    for event in measured[1:]:
-        common = [bank for bank in common if bank in event.digests]
-    return common
+_PCR = attrgetter("pcr")
+_DIGESTS = attrgetter("digests")
+
+
+def _one_pcr(maps: Sequence[Mapping[str, bytes]], pcr: int, banks: Sequence[str],
+             locality: int) -> PCRBanks | None:
+    """Replay of events that all extend ``pcr`` in 1 or 2 banks; None (for the
+    general replay to say what is wrong) when an event lacks a bank or has a
+    digest of the wrong size."""
+    first, second = banks[0], banks[-1]
+    new_first, new_second = _hash_constructor(first), _hash_constructor(second)
+    size_first, size_second = DIGEST_SIZES[first], DIGEST_SIZES[second]
+    value_first = reset_value(first, pcr, locality)
+    value_second = reset_value(second, pcr, locality)
+    try:
+        if len(banks) == 1:
+            for digests in maps:
+                digest = digests[first]
+                if len(digest) != size_first:
+                    return None
+                value_first = new_first(value_first + digest).digest()
+        else:
+            for digests in maps:
+                digest, other = digests[first], digests[second]
+                if len(digest) != size_first or len(other) != size_second:
+                    return None
+                value_first = new_first(value_first + digest).digest()
+                value_second = new_second(value_second + other).digest()
+    except KeyError:
+        return None
+    if len(banks) == 1:
+        return {first: {pcr: value_first}}
+    return {first: {pcr: value_first}, second: {pcr: value_second}}
+
+
+def _complete_banks(maps: Sequence[Mapping[str, bytes]]) -> dict[str, list[bytes]]:
+    """Each bank every event has a digest for, with those digests in event order."""
+    chains: dict[str, list[bytes]] = {}
+    if not maps:
+        return chains
+    for bank in maps[0]:
+        if bank in DIGEST_SIZES:
+            try:
+                chains[bank] = list(map(itemgetter(bank), maps))
+            except KeyError:
+                continue  # an event without this bank
+    return chains
+
+
+def _raise_digest_size(measured: Sequence[Measurement], digests: Sequence[bytes], bank: str,
+                       size: int) -> None:
+    for event, digest in zip(measured, digests, strict=True):
+        if len(digest) != size:
+            raise EventLogError(f"{event.label}: a {bank} digest is {size} bytes, "
+                                f"not {len(digest)}")
 
 
 class _Hash(Protocol):

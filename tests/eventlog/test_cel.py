@@ -191,3 +191,71 @@ def test_deleting_or_reordering_records_is_detected() -> None:
     swapped = encode_log([records[0], records[2], records[1], records[3]])
     with pytest.raises(EventLogError, match="recnum 2 follows recnum 0"):
         parse_cel(swapped)
+
+
+# parse_cel reads many records per json.loads (attest.eventlog.cel._json_seq_batches)
+# and falls back to reading record by record; both must give the same records and
+# the same first error, wherever in a long log it is.
+
+def _long_log(count: int = 1500) -> list[bytes]:
+    """One encoded record per item, over several of parse_cel's batches (64 KiB)."""
+    return [encode_record(record) for record in _records(count)]
+
+
+def test_a_long_log_reads_whole_and_round_trips() -> None:
+    lines = _long_log()
+    data = b"".join(lines)
+    assert len(data) > 4 * 65536
+    parsed = parse_cel(data).records
+    assert [r.recnum for r in parsed] == list(range(len(lines)))
+    assert [r.index for r in parsed] == list(range(len(lines)))
+    assert encode_log(parsed) == data
+    assert replay(parsed) == replay(_records(len(lines)))
+
+
+def test_in_a_long_log_a_later_json_error_comes_before_an_earlier_bad_record() -> None:
+    # Record by record, every record's JSON is read before any record is checked.
+    lines = _long_log()
+    lines[5] = lines[5].replace(b'"pcr":14', b'"pcr":99')
+    with pytest.raises(EventLogError, match="record 5: pcr must be an integer 0-23"):
+        parse_cel(b"".join(lines))
+    lines[1200] = lines[1200][:40] + b"\n"
+    with pytest.raises(EventLogError, match="record 1200 is not valid JSON"):
+        parse_cel(b"".join(lines))
+
+
+def test_in_a_long_log_a_fault_is_named_by_its_record() -> None:
+    lines = _long_log()
+    lines[900] = lines[900].replace(b'"sha256","digest":"', b'"sha256","digest":"zz', 1)
+    with pytest.raises(EventLogError, match="record 900: a digest needs"):
+        parse_cel(b"".join(lines))
+    lines = _long_log()
+    del lines[700]
+    with pytest.raises(EventLogError, match="recnum 701 follows recnum 699"):
+        parse_cel(b"".join(lines))
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    # Two records that make one JSON value between them, and one that makes two.
+    (RS + b'{"a":[1\n' + RS + b'2]}\n' + RS + b"{},{}\n", "record 0 is not valid JSON"),
+    (RS + json.dumps(GOOD).encode() + RS + json.dumps(GOOD).encode() + b"\n",
+     "record 0 is not valid JSON: it does not end after one value and a line feed"),
+    (RS + json.dumps(GOOD).encode() + b" x\n", "record 0 is not valid JSON"),
+    (RS + b"\xff" + json.dumps(GOOD).encode() + b"\n", "not UTF-8"),
+])
+def test_records_that_do_not_frame_one_value_each_are_named(data: bytes, words: str) -> None:
+    with pytest.raises(EventLogError, match=words):
+        parse_cel(data)
+
+
+@pytest.mark.parametrize("spelled", [b"\\u001e", b"\\u001E"])
+def test_content_may_hold_an_escaped_record_separator(spelled: bytes) -> None:
+    item = json.dumps(dict(GOOD, content={"note": "x"})).encode().replace(b'"x"',
+                                                                          b'"' + spelled + b'"')
+    record = parse_cel(RS + item + b"\n").records[0]
+    assert record.content == {"note": "\x1e"}
+
+
+def test_blank_lines_and_carriage_returns_around_a_record_are_blanks() -> None:
+    data = RS + b"\r\n  " + json.dumps(GOOD).encode() + b"\r\n"
+    assert parse_cel(data).records[0].recnum == 0
