@@ -234,6 +234,16 @@ class Store:
         return SeenClock(clock=row.clock, reset_count=row.reset_count,
                          restart_count=row.restart_count)
 
+    def forget_clock(self, ak_name: bytes | str) -> bool:
+        """Re-admit an AK after a TPM reset a policy with ``deny_reset`` refuses.
+
+        The next quote then starts a new epoch as if it were the first; returns
+        whether a clock was forgotten.
+        """
+        name = _hex(ak_name, "AK name")
+        with self.write() as conn:
+            return conn.execute(delete(ak_clocks).where(ak_clocks.c.ak_name == name)).rowcount > 0
+
     # -- artifacts ---------------------------------------------------------------------
 
     def artifact(self, jti: str) -> ArtifactRecord | None:

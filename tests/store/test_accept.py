@@ -167,3 +167,11 @@ class TestClock:
         with pytest.raises(Replayed):
             store.accept(record("a"), nonce=None, single_use=True, clock=clock(999), now=T0)
         assert store.last_clock(AK) == clock(100)
+
+
+def test_forget_clock_readmits_an_ak(store: Store) -> None:
+    store.accept(record("j-clock"), nonce=None, single_use=True, clock=clock(900), now=T0)
+    assert store.last_clock(AK) == clock(900)
+    assert store.forget_clock(AK) is True
+    assert store.last_clock(AK) is None
+    assert store.forget_clock(AK) is False
