@@ -38,8 +38,8 @@ from attest.reasons import Reason
 ARTIFACT_TYPE = "attest-artifact+jwt"
 ALGORITHM = "ES256"
 MAX_ARTIFACT_BYTES = 8 << 20  # a runtime log of ~40,000 records; more is not an artifact
-_HEX = re.compile(r"^[0-9a-f]*$")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_HEX = re.compile(r"[0-9a-f]*")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def b64url(data: bytes) -> str:
@@ -47,7 +47,7 @@ def b64url(data: bytes) -> str:
 
 
 def unb64url(text: str, what: str) -> bytes:
-    if not isinstance(text, str) or not _B64URL.match(text) or len(text) % 4 == 1:
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise malformed(f"{what} is not base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -202,13 +202,18 @@ class Claims:
         pcrs_raw = _object(env.get("pcrs"), "env.pcrs", None)
         pcrs: dict[int, str] = {}
         for key, value in pcrs_raw.items():
-            if not (isinstance(key, str) and key.isdigit() and 0 <= int(key) < 24):
+            # isascii: str.isdigit() also takes "²", which int() refuses.
+            if not (isinstance(key, str) and key.isascii() and key.isdigit()
+                    and 0 <= int(key) < 24):
                 raise malformed(f"env.pcrs has a key that is not a PCR index: {key!r}")
             if not (_is_hex(value) and len(value) in (40, 64, 96, 128)):
                 raise malformed(f"env.pcrs[{key}] is not a hex digest")
             pcrs[int(key)] = value
         policy = obj.get("policy")
         policy_obj = _object(policy, "policy", {"id", "digest"}) if policy is not None else {}
+        for member in ("id", "digest"):
+            if policy_obj.get(member) is not None:
+                _string(policy_obj[member], f"policy.{member}")
         gov = _object(obj.get("gov", {}), "gov", None)
         for key, value in gov.items():
             if not isinstance(value, str):
@@ -271,4 +276,4 @@ def _integer(value: Any, what: str, low: int = 0) -> int:
 
 
 def _is_hex(value: Any) -> bool:
-    return isinstance(value, str) and bool(_HEX.match(value)) and len(value) % 2 == 0
+    return isinstance(value, str) and bool(_HEX.fullmatch(value)) and len(value) % 2 == 0

@@ -3,7 +3,8 @@
 Checks, in DESIGN.md's order. Each failure is a denial with its reason; checks
 that do not depend on a failed one still run, so several reasons are reported.
 
-1. The JWS parses, alg ES256, typ, claims well-formed:
+1. The JWS parses (its signature in canonical base64url), alg ES256, typ, claims
+   well-formed and canonicalizable (RFC 8785, for the binding):
    malformed_artifact, alg_not_allowed.
 2. The AK is enrolled (or trusted by the policy), a restricted TPM-bound key,
    and its EK chain holds: ak_unknown, ak_revoked, key_attributes_invalid,
@@ -38,8 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import rfc8785
+
 from attest.artifact import jws
-from attest.artifact.model import Claims, binding
+from attest.artifact.model import Claims, b64url, binding
+from attest.certfiles import read_certificates
 from attest.errors import AttestError, EvidenceError
 from attest.eventlog.appraise import appraise
 from attest.eventlog.cel import CelRecord, check_content_bound, parse_cel
@@ -85,6 +89,10 @@ class _Denied(Exception):
     """A check that leaves nothing further to verify (the AK is unknown, say)."""
 
 
+class _AuditFailed(Exception):
+    """The audit hook raised inside the acceptance transaction: audit_unavailable."""
+
+
 class Verifier:
     """Appraises artifacts against one policy, with one store for state."""
 
@@ -114,6 +122,19 @@ class Verifier:
         except EvidenceError as exc:
             return Decision(False, (_denial(exc),))
         claims = artifact.claims
+        if artifact.raw != artifact.signing_input + b"." + b64url(artifact.signature).encode():
+            # Base64url leaves 4 bits of the signature's last character unused: without
+            # this, 16 byte strings would verify as one artifact under different SHA-256s.
+            return Decision(False, (Denial(Reason.MALFORMED_ARTIFACT,
+                                           "the JWS signature is not canonical base64url"),),
+                            jti=claims.jti, subject=claims.sub)
+        try:
+            bound = binding(claims)
+        except rfc8785.CanonicalizationError as exc:
+            # JSON the parser takes but RFC 8785 has no form for (a lone surrogate, a
+            # number beyond 2**53 or infinite): no binding, so no quote can vouch for it.
+            return Decision(False, (Denial(Reason.MALFORMED_ARTIFACT,
+                                           f"the claims have no canonical JSON: {exc}"),))
         denials: list[Denial] = []
         try:
             subject = self._subject(claims, now)
@@ -122,11 +143,15 @@ class Verifier:
         certified = self._certification(artifact, subject, denials)
         if certified is not None:
             _collect(denials, lambda: jws.verify_signature(artifact, certified.key))
-        quote = self._quote(claims, subject, denials)
+        quote = self._quote(claims, bound, subject, denials)
         if quote is not None:
             self._logs(claims, quote, denials)
+        if claims.policy_id is not None and claims.policy_id != self.policy.id:
+            denials.append(Denial(Reason.POLICY_MISMATCH,
+                                  f"issued under policy {claims.policy_id!r}, verified under "
+                                  f"{self.policy.id!r}"))
         denials.extend(self._times(claims, now))
-        denials.extend(self._state(artifact, subject, now))
+        denials.extend(self._state(artifact, subject, certified, now))
         if self.policy.match_rule(claims.sub, claims.scope.action, claims.scope.argv,
                                   subject.host) is None:
             denials.append(Denial(Reason.POLICY_MISMATCH,
@@ -179,9 +204,7 @@ class Verifier:
         key = hashlib.sha256(certificate).digest()
         if self._ek_checked.get(key, -1) // 3600 == now // 3600:
             return  # checked within this hour: certificates change validity by the day
-        roots = [path.read_bytes() for root in self.policy.ek_roots
-                 for path in (sorted(root.iterdir()) if root.is_dir() else [root])
-                 if path.is_file()]
+        roots = read_certificates(self.policy.ek_roots)
         try:
             verify_chain(certificate, roots, at=_utc(now))
         except EvidenceError as exc:
@@ -215,7 +238,8 @@ class Verifier:
             return None
         return certified
 
-    def _quote(self, claims: Claims, subject: _Subject, denials: list[Denial]) -> QuoteFacts | None:
+    def _quote(self, claims: Claims, bound: bytes, subject: _Subject,
+               denials: list[Denial]) -> QuoteFacts | None:
         bank = self.policy.pcrs.bank
         if claims.env_bank != bank:
             denials.append(Denial(Reason.POLICY_MISMATCH,
@@ -228,7 +252,7 @@ class Verifier:
         try:
             return verify_quote(
                 claims.evidence.quote, claims.evidence.quote_signature, subject.ak,
-                expected_extra_data=binding(claims),
+                expected_extra_data=bound,
                 pcr_values={(bank, i): bytes.fromhex(v) for i, v in claims.env_pcrs.items()},
                 required_pcrs=self.policy.required_pcrs,
                 expected_signer=subject.qualified_name, previous=previous,
@@ -295,16 +319,20 @@ class Verifier:
         return [] if state is NonceState.USABLE else [_nonce_denial(state)]
 
     def _state(self, artifact: jws.ParsedArtifact, subject: _Subject,
-               now: int) -> list[Denial]:
+               certified: CertifiedKey | None, now: int) -> list[Denial]:
         claims = artifact.claims
         found: list[Denial] = []
         if self.policy.artifacts.single_use and self.store.jti_seen(claims.jti):
             found.append(Denial(Reason.REPLAYED, f"artifact {claims.jti} was already used"))
-        revoked = self.store.revocation_for(jti=claims.jti, kid=artifact.header.kid,
-                                            ak=subject.ak.name.hex(), host=subject.host)
+        # The key is known once certified; the header's kid is attacker text until then
+        # (and the store refuses a kid that is not hex). An uncertified key is a denial
+        # already.
+        revoked = self.store.revocation_for(
+            jti=claims.jti, kid=None if certified is None else certified.name.hex(),
+            ak=subject.ak.name.hex(), host=subject.host)
         if revoked is not None:
-            found.append(Denial(Reason.REVOKED, f"{revoked.kind.value} {revoked.subject} "
-                                f"is revoked: {revoked.reason}"))
+            # The same words the store uses at commit time: an AK revocation is ak_revoked.
+            found.append(_denial(Revoked(revoked)))
         if claims.lineage is not None:
             found.extend(check_lineage(self.store, claims.lineage, claims.scope, claims.exp,
                                        self.policy.lineage, now))
@@ -325,7 +353,7 @@ class Verifier:
         decision = Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
                             facts=facts)
         indexes: list[int] = []
-        hook = None if audit is None else (lambda conn: indexes.append(audit(decision, conn)))
+        hook = None if audit is None else _audit_hook(audit, decision, indexes)
         try:
             self.store.accept(record, nonce=claims.eat_nonce,
                               single_use=self.policy.artifacts.single_use, clock=clock, now=now,
@@ -333,10 +361,27 @@ class Verifier:
         except (Replayed, NonceRejected, Revoked) as exc:
             return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
                             host=subject.host)
+        except _AuditFailed as exc:
+            # The acceptance rolled back with the failed append: nothing was consumed.
+            return Decision(False, (Denial(Reason.AUDIT_UNAVAILABLE,
+                                           f"the decision could not be logged: {exc}"),),
+                            jti=claims.jti, subject=claims.sub, host=subject.host)
         if indexes:
             return Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
                             facts=facts, audit_index=indexes[0])
         return decision
+
+
+def _audit_hook(audit: AuditHook, decision: Decision,
+                indexes: list[int]) -> Callable[[Any], None]:
+    """The store's in-transaction callback: append ``decision``, or raise _AuditFailed."""
+    def append(conn: Any) -> None:
+        try:
+            indexes.append(audit(decision, conn))
+        except Exception as exc:
+            # Whatever failed, the decision is unlogged: audit_unavailable, not internal_error.
+            raise _AuditFailed(f"{type(exc).__name__}: {exc}") from exc
+    return append
 
 
 def _collect(denials: list[Denial], check: Callable[[], object]) -> None:
