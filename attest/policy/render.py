@@ -91,7 +91,7 @@ def render_policy(
         out.comment(line)
     out.blank()
     out.add(f"version: {POLICY_VERSION}", "the policy file format; must be 1")
-    out.add(f"id: {_q(policy_id)}", "named, with this file's SHA-256, in every artifact")
+    out.add(f"id: {_q(policy_id)}", "artifacts issued with --policy name it; another id is denied")
     out.blank()
     _trust(out, ek_roots, trusted_aks)
     out.blank()
