@@ -193,6 +193,16 @@ class StoreUnavailable(EnvironmentProblem):
     """The verifier's database cannot be opened, read or written (missing, locked, full, newer)."""
 
 
+class ProofError(AttestError):
+    """A Merkle proof, tree head or audit log that does not verify: a refusal (exit 1)."""
+
+
+class AuditUnavailable(EnvironmentProblem):
+    """The audit log cannot take an entry (store down, log key missing): nothing is accepted."""
+
+    default_reason = Reason.AUDIT_UNAVAILABLE
+
+
 class PolicyError(MalformedInput):
     """A verifier policy file that does not load.
 

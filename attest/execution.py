@@ -10,23 +10,22 @@ from __future__ import annotations
 import getpass
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attest.artifact.issue import Request, issue
 from attest.errors import EnvironmentProblem, UsageError
-from attest.policy.model import NonceMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.runtime import subjects
 from attest.runtime.log import measure, runtime_pcr
-from attest.store import Store
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 from attest.verify.decision import Decision, Denial
-from attest.verify.verifier import Verifier
+
+if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQLAlchemy)
+    from attest.policy.model import VerifierPolicy
+    from attest.store import Store
 
 REMOTE_TIMEOUT_S = 10.0
 
@@ -56,14 +55,19 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
     content = subjects.command_content([str(executable), *argv[1:]], active_banks(tpm))
     content["argv"] = list(argv)  # what was asked, with the resolved path beside it
     measure(tpm, home, runtime_pcr(), content)
+    measured = content["digest"].get("sha256")  # hashed once: the artifact names it too
     request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,
-                      nonce=nonce, ttl=ttl)
+                      nonce=nonce, ttl=ttl,
+                      executable_digest=measured if isinstance(measured, str) else None)
     return executable, issue(tpm, home, request, int(time.time()))
 
 
 def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, store: Store, *,
               subject: str, key_name: str, ttl: int = 60) -> Authorized:
     """Authorize ``argv`` and verify it in-process against ``policy`` and ``store``."""
+    from attest.policy.model import NonceMode
+    from attest.verify.verifier import Verifier
+
     nonce = None
     if policy.freshness.nonce is NonceMode.REQUIRED:
         nonce = store.issue_nonce(ttl, int(time.time()))
@@ -73,6 +77,11 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
 
 
 def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
+    # Imported here: http.client and its email parsing are for remote runs only.
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     # Only http(s): urllib would also open file: and other schemes.
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise UsageError(f"--verifier must be an http(s) URL, not {url!r}")

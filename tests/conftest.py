@@ -94,3 +94,16 @@ def fresh_host(fresh_swtpm: Simulator, tmp_path: Path) -> Host:
     h = Host(fresh_swtpm, tmp_path / "fresh-home")
     h.ok("provision")
     return h
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_pcr_untouched_on_the_shared_simulator(
+        session_swtpm: Simulator) -> Iterator[None]:
+    """Tests issue artifacts on the shared simulator, each from a home of its own: its
+    runtime PCR must stay at its reset value, or no home's empty log explains it."""
+    yield
+    from attest.tpm.device import open_tpm
+
+    with open_tpm(session_swtpm.tcti) as tpm:
+        value = tpm.esapi.pcr_read("sha256:15")[2][0]
+    assert bytes(value) == bytes(32), "a test extended PCR 15 on the shared simulator"

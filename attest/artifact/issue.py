@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
 from attest.artifact import jws
 from attest.artifact.model import (
     ALGORITHM,
@@ -41,12 +39,14 @@ from attest.runtime.subjects import file_digests, resolve_executable
 from attest.tpm import keys as signing
 from attest.tpm.device import TPM
 from attest.tpm.hierarchy import load_identity
+from attest.tpm.pcr import read_pcrs
 from attest.tpm.quote import create_quote
 
 DEFAULT_TTL_S = 60
 MAX_TTL_S = 7 * 24 * 3600
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def parse_duration(text: str, what: str = "duration") -> int:
@@ -75,6 +75,10 @@ class Request:
     policy_digest: str | None = None
     include_boot_log: bool = False
     approval: signing.Approval | None = None
+    # exec: SHA-256 (hex) of argv[0]'s executable when the caller has just measured it
+    # (`attest run`), so that the artifact names the digest that was measured; without
+    # it, issue() resolves argv[0] and hashes the file itself.
+    executable_digest: str | None = None
 
 
 def _lineage(parent: bytes | None) -> Lineage | None:
@@ -85,11 +89,15 @@ def _lineage(parent: bytes | None) -> Lineage | None:
     return Lineage(parsed.claims.jti, parsed.sha256, depth)
 
 
-def _executable_digest(action: str, argv: Sequence[str]) -> str | None:
+def _executable_digest(action: str, argv: Sequence[str], measured: str | None) -> str | None:
     if action != "exec":
         return None
     if not argv:
         raise UsageError("an exec authorization needs the command's argv")
+    if measured is not None:
+        if not _SHA256_HEX.fullmatch(measured):
+            raise UsageError(f"not a SHA-256 digest (64 lowercase hex digits): {measured!r}")
+        return measured
     return file_digests(resolve_executable(argv[0]), ["sha256"])["sha256"].hex()
 
 
@@ -126,19 +134,21 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
         raise UsageError(f"key {key.name!r} signs only under an authority's approval",
                          hint="pass --approval FILE")
     sealed = key.selection if request.approval is None else request.approval.selection
-    scope = Scope(request.action, request.argv, _executable_digest(request.action, request.argv),
+    scope = Scope(request.action, request.argv,
+                  _executable_digest(request.action, request.argv, request.executable_digest),
                   request.resources)
     lineage = _lineage(request.parent)
     runtime = RuntimeLog(home)
     with runtime.locked():
-        state = runtime.read(allow_torn_tail=True)
+        log_bytes, state = runtime.load(allow_torn_tail=True)
         # The runtime PCR is quoted even before the first measurement: its reset value
         # is then what the (empty) log explains.
         runtime_index = log_pcr(state.records)
         if runtime_index is None:
             runtime_index = runtime_pcr(allow_resettable=True)
-        reconcile(tpm, runtime, runtime_index, repair=True)
-        log_bytes = runtime.path.read_bytes() if runtime.path.exists() else b""
+        reconciled = reconcile(tpm, runtime, runtime_index, repair=True, state=state)
+        if reconciled.file_changed:
+            log_bytes = runtime.load()[0]
         banks = {bank for bank, _ in sealed.banks}
         selection = PCRSelection.of(
             {bank: [*(i for b, i in sealed if b == bank), runtime_index] for bank in banks})
@@ -167,12 +177,19 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
             made["claims"] = claims
             return binding(claims)
 
-        quote = create_quote(tpm, identity, selection, claims_for)
+        # The runtime PCR was just read to reconcile: read only the others (a value that
+        # moved since only costs create_quote a second attempt).
+        runtime_values = {(b, runtime_index): v for b, v in reconciled.values.items()
+                          if (b, runtime_index) in selection}
+        values: PCRValues | None = None
+        if len(runtime_values) == len(banks):
+            values = {**read_pcrs(tpm, PCRSelection.of(
+                {b: [i for x, i in sealed if x == b] for b in banks})), **runtime_values}
+        quote = create_quote(tpm, identity, selection, claims_for, values=values)
     evidence = Evidence(quote.message, quote.signature, key.public, certify_message,
                         certify_signature, identity.ak_public, log_bytes, boot_log)
     claims = dataclasses.replace(made["claims"], evidence=evidence)
     header = jws.Header(ALGORITHM, ARTIFACT_TYPE, key.tpm_name.hex())
     signing_input = jws.signing_input(header, claims)
     tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), request.approval)
-    r, s = decode_dss_signature(signing.signature_to_der(tss))
-    return jws.assemble(signing_input, r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return jws.assemble(signing_input, signing.ecdsa_r_s(tss))

@@ -7,11 +7,14 @@ ATTEST_DEBUG=1 shows one for a bug report.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,8 +28,65 @@ class Context:
     home: Path
 
 
-class AttestGroup(click.Group):
-    """A click group that renders AttestError and anything unexpected without a traceback."""
+# Where each command lives: name -> (module, attribute, subcommands other modules add
+# to it, as (module, attribute)). A command's module is imported when the command is
+# looked up, so `attest run` does not import what `attest provision` or `attest audit`
+# need; `attest --help` looks every command up for its short help.
+LazyCommands = Mapping[str, tuple[str, str, tuple[tuple[str, str], ...]]]
+
+_COMMANDS: LazyCommands = {
+    "audit": ("attest.cli.audit", "audit", ()),
+    "authorize": ("attest.cli.authorize", "authorize", ()),
+    "challenge": ("attest.cli.verifier", "challenge", ()),
+    "enroll": ("attest.cli.verifier", "enroll", ()),
+    "eventlog": ("attest.cli.eventlog", "eventlog", ()),
+    "key": ("attest.cli.keys", "key", ()),
+    "measure": ("attest.cli.measure", "measure", ()),
+    "pcr": ("attest.cli.pcr", "pcr", ()),
+    "policy": ("attest.cli.keys", "policy", (("attest.cli.evidence", "policy_pcr"),
+                                            ("attest.cli.verifier", "policy_init"))),
+    "provision": ("attest.cli.provision", "provision", ()),
+    "quote": ("attest.cli.quote", "quote", (("attest.cli.evidence", "quote_verify"),)),
+    "revoke": ("attest.cli.verifier", "revoke", ()),
+    "run": ("attest.cli.run", "run", ()),
+    "swtpm": ("attest.cli.swtpm", "swtpm", ()),
+    "verify": ("attest.cli.verifier", "verify", ()),
+}
+
+
+def _attribute(module: str, name: str) -> click.Command:
+    found = getattr(importlib.import_module(module), name)
+    if not isinstance(found, click.Command):
+        raise TypeError(f"{module}.{name} is not a click command")
+    return found
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands (``lazy_commands``) are imported when looked up."""
+
+    def __init__(self, name: str | None = None,
+                 commands: MutableMapping[str, click.Command] | Sequence[click.Command]
+                 | None = None, *,
+                 lazy_commands: LazyCommands | None = None, **attrs: Any) -> None:
+        super().__init__(name, commands, **attrs)
+        self.lazy_commands: LazyCommands = lazy_commands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, name, extra = self.lazy_commands[cmd_name]
+            command = _attribute(module, name)
+            if isinstance(command, click.Group):
+                for sub_module, sub_name in extra:
+                    command.add_command(_attribute(sub_module, sub_name))
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+class AttestGroup(LazyGroup):
+    """The top group: renders AttestError and anything unexpected without a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -54,7 +114,8 @@ class AttestGroup(click.Group):
         return None
 
 
-@click.group(cls=AttestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AttestGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             lazy_commands=_COMMANDS)
 @click.version_option(__version__, prog_name="attest")
 @click.option("--tcti", metavar="TCTI", help="TPM to talk to, e.g. swtpm:path=/tmp/s.sock or "
               "device:/dev/tpmrm0. Default: $ATTEST_TCTI, $TPM2TOOLS_TCTI, device:/dev/tpmrm0.")
@@ -77,48 +138,12 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy_commands={"verify": ("attest.cli.evidence", "ek_verify", ())})
 def ek() -> None:
     """Endorsement key certificates."""
 
 
-def _register() -> None:
-    from attest.cli import (
-        authorize,
-        eventlog,
-        evidence,
-        keys,
-        measure,
-        pcr,
-        provision,
-        quote,
-        run,
-        swtpm,
-        verifier,
-    )
-
-    quote.quote.add_command(evidence.quote_verify)
-    keys.policy.add_command(evidence.policy_pcr)
-    ek.add_command(evidence.ek_verify)
-    cli.add_command(ek)
-    cli.add_command(swtpm.swtpm)
-    cli.add_command(provision.provision)
-    cli.add_command(pcr.pcr)
-    cli.add_command(quote.quote)
-    cli.add_command(keys.key)
-    cli.add_command(keys.policy)
-    cli.add_command(eventlog.eventlog)
-    cli.add_command(measure.measure)
-    cli.add_command(authorize.authorize)
-    cli.add_command(verifier.verify)
-    cli.add_command(run.run)
-    cli.add_command(verifier.challenge)
-    cli.add_command(verifier.revoke)
-    cli.add_command(verifier.enroll)
-    keys.policy.add_command(verifier.policy_init)
-
-
-_register()
+cli.add_command(ek)
 
 
 def main() -> None:

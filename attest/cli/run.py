@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from attest.cli.common import tpm_from
-from attest.cli.verifier import open_store
 from attest.errors import UsageError
 from attest.execution import default_subject, run_local, run_remote
 from attest.tpm import keys as signing
@@ -45,6 +44,9 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
     command = list(argv)
     who = subject or default_subject()
     if policy_path is not None:
+        # Only an in-process verification needs the policy loader and the store
+        # (SQLAlchemy): `--verifier URL` never imports them.
+        from attest.cli.verifier import open_store
         from attest.policy import load_policy
 
         policy = load_policy(policy_path)

@@ -78,6 +78,13 @@ class Reconciliation:
     """What reconciling the log with the PCR found and did, in words for the user."""
 
     notes: list[str] = field(default_factory=list)
+    # The log as it stands afterwards, and whether its file changed (a torn tail
+    # dropped, a previous boot's log archived): callers need not read it again.
+    log: CelLog = field(default_factory=lambda: CelLog(()))
+    file_changed: bool = False
+    # The PCR's value in each active bank as read, when reconciling left the PCR as it
+    # was; empty after a repair extended it.
+    values: dict[str, bytes] = field(default_factory=dict)
 
 
 class RuntimeLog:
@@ -109,11 +116,15 @@ class RuntimeLog:
             os.close(fd)  # closing releases the lock
 
     def read(self, *, allow_torn_tail: bool = False) -> CelLog:
+        return self.load(allow_torn_tail=allow_torn_tail)[1]
+
+    def load(self, *, allow_torn_tail: bool = False) -> tuple[bytes, CelLog]:
+        """The log's bytes and their parse; empty when there is no log yet."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return CelLog(())
-        return parse_cel(data, allow_torn_tail=allow_torn_tail)
+            return b"", CelLog(())
+        return data, parse_cel(data, allow_torn_tail=allow_torn_tail)
 
     def append(self, record: CelRecord) -> None:
         """Append one record and make it durable before returning."""
@@ -202,15 +213,19 @@ def boot_events(pcr: int) -> list[TcgEvent]:
     return [e for e in parse_tcg(path.read_bytes()).events if e.pcr == pcr]
 
 
-def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconciliation:
+def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
+              state: CelLog | None = None) -> Reconciliation:
     """Check that the runtime log explains the PCR; with ``repair``, finish what a crash left.
 
-    Call with the lock held. Raises :class:`EventLogMismatch` for a disagreement
-    that no crash of attest can produce (something else extended the PCR, or the
-    log was edited), and for a crash's trace when ``repair`` is off.
+    Call with the lock held; ``state`` is the log as read under that lock
+    (``log.read(allow_torn_tail=True)``), read here when not given. Raises
+    :class:`EventLogMismatch` for a disagreement that no crash of attest can produce
+    (something else extended the PCR, or the log was edited), and for a crash's
+    trace when ``repair`` is off.
     """
     result = Reconciliation()
-    state = log.read(allow_torn_tail=True)
+    if state is None:
+        state = log.read(allow_torn_tail=True)
     if state.torn_tail:
         what = (f"{log.path} ends in an incomplete record ({len(state.torn_tail)} bytes): "
                 "attest stopped while appending it, before extending the PCR")
@@ -218,7 +233,10 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconcili
             raise EventLogMismatch(what, hint="`attest measure` or `attest eventlog check "
                                    "--repair` drops it")
         log.drop_torn_tail(state)
+        state = CelLog(state.records)
+        result.file_changed = True
         result.notes.append(what + "; dropped it")
+    result.log = state
     records = state.records
     check_content_bound(records)
     existing = log_pcr(records)
@@ -229,6 +247,7 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconcili
     banks = active_banks(tpm)
     selection = PCRSelection.of({bank: [pcr] for bank in banks})
     now = {bank: value for (bank, _), value in read_pcrs(tpm, selection).items()}
+    result.values = dict(now)
     base: list[Measurement] = list(boot_events(pcr))
     if _replayed([*base, *records], pcr, banks) == now:
         return result
@@ -253,6 +272,7 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool) -> Reconcili
             raise EventLogMismatch(what, hint="`attest measure` or `attest eventlog check "
                                    "--repair` extends it")
         extend(tpm, pcr, dict(last.digests))
+        result.values = {}
         result.notes.append(what + "; extended it now")
         return result
     if restarted is None and _replayed(base, pcr, banks) == now:
@@ -277,6 +297,8 @@ def _new_epoch(log: RuntimeLog, pcr: int, count: int, repair: bool,
                                "records of the previous boot)",
                                hint="`attest measure` archives the old log and starts anew")
     moved = log.archive()
+    result.log = CelLog(())
+    result.file_changed = True
     result.notes.append(f"the TPM restarted: the previous boot's log is kept as {moved.name}; "
                         f"this boot's log for PCR {pcr} starts empty")
     return result
@@ -294,7 +316,7 @@ def measure(tpm: TPM, home: Path, pcr: int, content: dict[str, Any]) -> tuple[Ce
     log = RuntimeLog(home)
     with log.locked():
         done = reconcile(tpm, log, pcr, repair=True)
-        state = log.read()
+        state = done.log
         if not state.records:
             log.write_epoch(boot_counts(tpm))
         record = attest_record(state.next_recnum(), pcr, content, active_banks(tpm))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tpm2_pytss import ESAPI, TSS2_Exception
-from tpm2_pytss.constants import TPM2_RC, TPM2_SU
+from tpm2_pytss import ESAPI, ESYS_TR, TPMT_SYM_DEF, TSS2_Exception
+from tpm2_pytss.constants import TPM2_ALG, TPM2_RC, TPM2_SE, TPM2_SU
 
 from attest.errors import (
     PCRPolicyMismatch,
@@ -145,6 +146,11 @@ class TPM:
         self.esapi = esapi
         self.tcti = tcti
         self._persistent: dict[int, Any] = {}
+        self._names: dict[int, bytes] = {}
+        self._contexts: dict[bytes, Any] = {}
+        # The PCR banks allocated: fixed until the next TPM2_Startup after a PCR_Allocate,
+        # so one TPM2_GetCapability per connection (see attest.tpm.pcr.active_banks).
+        self.banks: tuple[str, ...] | None = None
 
     def persistent(self, handle: int) -> Any:
         """The ESYS handle of a persistent object, opened once per connection.
@@ -157,14 +163,64 @@ class TPM:
                 f"opening persistent handle 0x{handle:08x}", self.esapi.tr_from_tpmpublic, handle)
         return self._persistent[handle]
 
+    def name_of(self, handle: int) -> bytes:
+        """The name ESYS holds for a persistent object opened on this connection.
+
+        ESYS computed it from the public area the TPM returned when the handle was
+        opened (:meth:`persistent`), and Esys_TR_GetName hashes that public area
+        again on every call: the value cannot differ while the handle stays open,
+        so it is computed once.
+        """
+        if handle not in self._names:
+            self._names[handle] = bytes(self.call(
+                f"reading the name of 0x{handle:08x}", self.esapi.tr_get_name,
+                self.persistent(handle)))
+        return self._names[handle]
+
     def forget_persistent(self, handle: int) -> None:
+        """Drop what this connection knows of a persistent object (it was replaced); saved
+        contexts go too, as they may be of objects under it."""
         self._persistent.pop(handle, None)
+        self._names.pop(handle, None)
+        self._contexts.clear()
+
+    def load_saved(self, key: bytes, load: Callable[[], Any]) -> Any:
+        """A transient object loaded by ``load`` the first time on this connection, and
+        from its saved context (TPM2_ContextLoad) afterwards; the caller flushes it.
+
+        A context load skips the unwrapping under the parent, and ESYS hashing the public
+        area to check the name, which a TPM2_Load costs. The saved context is only good
+        until the TPM restarts; a context that no longer loads is dropped and the object
+        is loaded afresh. ``key`` identifies the object (its public and wrapped private
+        blobs).
+        """
+        saved = self._contexts.get(key)
+        if saved is not None:
+            try:
+                return self.esapi.context_load(saved)
+            except TSS2_Exception:
+                del self._contexts[key]
+        handle = load()
+        with suppress(TSS2_Exception):  # then the next use loads it again: slower, no worse
+            self._contexts[key] = self.esapi.context_save(handle)
+        return handle
 
     def call(self, doing: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         except TSS2_Exception as exc:
             raise tpm_error(exc, doing) from exc
+
+    def start_session(self, session_type: TPM2_SE, doing: str) -> Any:
+        """An unbound, unsalted SHA-256 session (policy or HMAC); the caller flushes it.
+
+        The caller's first nonce comes from Python's CSPRNG: left to ESYS it costs more
+        than the command (tpm2-tss 3.2 sets up a new OpenSSL library context for every
+        random draw and hash, ~0.7 ms here).
+        """
+        return self.call(doing, self.esapi.start_auth_session, ESYS_TR.NONE, ESYS_TR.NONE,
+                         session_type, TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256,
+                         nonce_caller=secrets.token_bytes(32))
 
     def flush(self, handle: Any) -> None:
         """Flush a transient object or session; swtpm has 3 slots and no resource manager."""

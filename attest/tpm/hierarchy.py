@@ -25,14 +25,12 @@ from tpm2_pytss import (
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
     TPMA_OBJECT,
-    TPMT_SYM_DEF,
     TSS2_Exception,
 )
-from tpm2_pytss.constants import TPM2_ALG, TPM2_CAP, TPM2_HR, TPM2_SE
+from tpm2_pytss.constants import TPM2_CAP, TPM2_HR, TPM2_SE
 from tpm2_pytss.utils import NVReadEK, create_ek_template
 
 from attest.errors import EvidenceError, IdentityError, NotProvisioned, TPMError, UsageError
-from attest.evidence.ekcert import parse_ek_certificate, verify_chain
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import write_public
 
@@ -205,6 +203,10 @@ def endorsement_key(tpm: TPM, kind: EKKind = EK_RSA) -> Iterator[tuple[object, E
 
 def _check_ek_matches_certificate(kind: EKKind, stored: bytes, public: TPM2B_PUBLIC) -> bytes:
     """The certificate's DER (NV padding trimmed), once its key is the EK the TPM derives."""
+    # Imported here: only provisioning checks certificates (pyOpenSSL and X.509 parsing
+    # stay out of issuing and `attest run`).
+    from attest.evidence.ekcert import parse_ek_certificate
+
     try:
         cert = parse_ek_certificate(stored)
     except EvidenceError as exc:
@@ -340,6 +342,8 @@ def _check_ek_chain(ek: EndorsementKey, roots: Sequence[bytes], at: datetime) ->
         raise IdentityError(f"the {ek.kind.upper()} EK has no certificate in NV, so its chain to "
                             "the given roots cannot be checked",
                             hint="this TPM cannot prove who made it; do not enroll it")
+    from attest.evidence.ekcert import verify_chain
+
     try:
         chain = verify_chain(ek.certificate, roots, at=at)
     except EvidenceError as exc:
@@ -404,7 +408,7 @@ def ak_handle(tpm: TPM, identity: HostIdentity) -> object:
     """The ESYS handle of the persisted AK, checked against the identity in the home."""
     tr = _provisioned_object(tpm, identity.ak_handle, "AK")
     # ESYS computed the name from the public area when it opened the handle.
-    if bytes(tpm.esapi.tr_get_name(tr)) != identity.ak_name:
+    if tpm.name_of(identity.ak_handle) != identity.ak_name:
         raise IdentityError(
             f"the AK at 0x{identity.ak_handle:08x} is not the one in the host identity",
             hint="the TPM was cleared or another home is in use; run `attest provision`",
@@ -447,9 +451,7 @@ def activate_credential(
     with endorsement_key(tpm, kind) as (ek, _):
         if kind is EK_RSA:
             # The RSA EK's authPolicy is PolicySecret(TPM_RH_ENDORSEMENT).
-            session = tpm.call("starting a policy session", tpm.esapi.start_auth_session,
-                               ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
-                               TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+            session = tpm.start_session(TPM2_SE.POLICY, "starting a policy session")
             try:
                 tpm.call("PolicySecret on the endorsement hierarchy", tpm.esapi.policy_secret,
                          ESYS_TR.ENDORSEMENT, session)

@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,10 @@ from tpm2_pytss import (
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
     TPMA_OBJECT,
+    TPMA_SESSION,
     TPMS_SENSITIVE_CREATE,
     TPMT_SIG_SCHEME,
     TPMT_SIGNATURE,
-    TPMT_SYM_DEF,
     TPMT_TK_HASHCHECK,
     TSS2_Exception,
 )
@@ -42,7 +43,7 @@ from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
 
 from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageError
 from attest.evidence import policy
-from attest.evidence.pcrs import PCRSelection
+from attest.evidence.pcrs import HASH_NAMES, PCRSelection
 from attest.tpm.device import TPM, is_policy_failure, tpm_error
 from attest.tpm.files import write_private, write_public
 from attest.tpm.hierarchy import HostIdentity, ak_handle, srk_handle
@@ -75,8 +76,13 @@ class SigningKey:
     authority_name: bytes | None = None
     policy_ref: bytes = b""  # bound into an "authorize" key's policy at creation
 
-    @property
+    @cached_property
     def tpm_name(self) -> bytes:
+        """nameAlg || H_nameAlg(TPMT_PUBLIC) (TPM 2.0 Part 1, 16), from the public bytes."""
+        area = self.public[2:]
+        alg = int.from_bytes(area[2:4], "big") if len(area) >= 4 else 0
+        if int.from_bytes(self.public[:2], "big") == len(area) and alg in HASH_NAMES:
+            return area[2:4] + hashlib.new(HASH_NAMES[alg], area).digest()
         public, _ = TPM2B_PUBLIC.unmarshal(self.public)
         return bytes(public.get_name())
 
@@ -285,18 +291,22 @@ def create_key(
 
 
 def _load(tpm: TPM, key: SigningKey) -> Any:
-    public, _ = TPM2B_PUBLIC.unmarshal(key.public)
-    private, _ = TPM2B_PRIVATE.unmarshal(key.private)
-    handle = tpm.call(f"loading signing key {key.name!r}", tpm.esapi.load,
-                      srk_handle(tpm), private, public)
+    """Load the key under the SRK (from its saved context after the first time on this
+    connection); the caller flushes it."""
+
+    def load() -> Any:
+        public, _ = TPM2B_PUBLIC.unmarshal(key.public)
+        private, _ = TPM2B_PRIVATE.unmarshal(key.private)
+        return tpm.call(f"loading signing key {key.name!r}", tpm.esapi.load,
+                        srk_handle(tpm), private, public)
+
+    handle = tpm.load_saved(key.public + key.private, load)
     tpm.esapi.tr_set_auth(handle, key.auth)
     return handle
 
 
 def _policy_session(tpm: TPM) -> Any:
-    return tpm.call("starting a policy session", tpm.esapi.start_auth_session,
-                    ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
-                    TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+    return tpm.start_session(TPM2_SE.POLICY, "starting a policy session")
 
 
 def _satisfy_policy(tpm: TPM, key: SigningKey, session: Any,
@@ -368,6 +378,11 @@ def sign_digest(tpm: TPM, key: SigningKey, digest: bytes,
     handle = _load(tpm, key)
     try:
         session = _policy_session(tpm)
+        # continueSession clear: the TPM flushes the session when TPM2_Sign succeeds,
+        # which saves a TPM2_FlushContext; ESYS's record of it is closed here. A command
+        # that fails leaves the session loaded: flushed as before.
+        tpm.esapi.trsess_set_attributes(session, 0, TPMA_SESSION.CONTINUESESSION)
+        signed = False
         try:
             try:
                 _satisfy_policy(tpm, key, session, approval)
@@ -377,12 +392,16 @@ def sign_digest(tpm: TPM, key: SigningKey, digest: bytes,
                     TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL),
                     session1=session,
                 )
+                signed = True
             except TSS2_Exception as exc:
                 if is_policy_failure(int(exc.rc)) or _is_value_on_policy(int(exc.rc)):
                     raise _mismatch(tpm, key, approval, exc) from exc
                 raise tpm_error(exc, f"signing with key {key.name!r}") from exc
         finally:
-            tpm.flush(session)
+            if signed:
+                tpm.esapi.tr_close(session)
+            else:
+                tpm.flush(session)
     finally:
         tpm.flush(handle)
     return bytes(signature.marshal())
@@ -391,6 +410,21 @@ def sign_digest(tpm: TPM, key: SigningKey, digest: bytes,
 def _is_value_on_policy(rc: int) -> bool:
     # An approval for other PCR values fails in PolicyAuthorize with TPM_RC_VALUE.
     return rc & 0xBF == 0x84 and rc >> 16 == 0
+
+
+def ecdsa_r_s(tpmt_signature: bytes, size: int = 32) -> bytes:
+    """R || S, each ``size`` bytes, of an ECDSA TPMT_SIGNATURE (ES256's JWS form).
+
+    TPMT_SIGNATURE: sigAlg, hash, then R and S as TPM2B_ECC_PARAMETERs.
+    """
+    data = tpmt_signature
+    r_len = int.from_bytes(data[4:6], "big")
+    s_at = 6 + r_len
+    s_len = int.from_bytes(data[s_at:s_at + 2], "big")
+    if (len(data) < 8 or int.from_bytes(data[0:2], "big") != TPM2_ALG.ECDSA
+            or len(data) != s_at + 2 + s_len or not 0 < r_len <= size or not 0 < s_len <= size):
+        raise UsageError("not an ECDSA TPMT_SIGNATURE with P-256 sized R and S")
+    return data[6:s_at].rjust(size, b"\0") + data[s_at + 2:].rjust(size, b"\0")
 
 
 def signature_to_der(tpmt_signature: bytes) -> bytes:
@@ -413,9 +447,7 @@ def certify(tpm: TPM, identity: HostIdentity, key: SigningKey,
     try:
         ak = ak_handle(tpm, identity)
         # An HMAC session proves the key's authValue without sending it in clear.
-        session = tpm.call("starting an HMAC session", tpm.esapi.start_auth_session,
-                           ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.HMAC,
-                           TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+        session = tpm.start_session(TPM2_SE.HMAC, "starting an HMAC session")
         try:
             attest, signature = tpm.call(
                 f"certifying key {key.name!r}", tpm.esapi.certify, handle, ak, qualifying,

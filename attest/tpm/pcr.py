@@ -20,13 +20,17 @@ def to_tpml(selection: PCRSelection) -> TPML_PCR_SELECTION:
 
 
 def active_banks(tpm: TPM) -> list[str]:
-    """Banks with at least one PCR allocated, by name (unknown algorithms skipped)."""
-    _, data = tpm.call("reading the PCR banks", tpm.esapi.get_capability, TPM2_CAP.PCRS, 0, 1)
-    banks = []
-    for sel in data.data.assignedPCR:
-        if any(bytes(sel.pcrSelect)[: sel.sizeofSelect]) and int(sel.hash) in HASH_NAMES:
-            banks.append(HASH_NAMES[int(sel.hash)])
-    return banks
+    """Banks with at least one PCR allocated, by name (unknown algorithms skipped).
+
+    Asked once per connection: an allocation changes only at the next TPM2_Startup.
+    """
+    if tpm.banks is None:
+        _, data = tpm.call("reading the PCR banks", tpm.esapi.get_capability,
+                           TPM2_CAP.PCRS, 0, 1)
+        tpm.banks = tuple(HASH_NAMES[int(sel.hash)] for sel in data.data.assignedPCR
+                          if any(bytes(sel.pcrSelect)[: sel.sizeofSelect])
+                          and int(sel.hash) in HASH_NAMES)
+    return list(tpm.banks)
 
 
 def read_pcrs(tpm: TPM, selection: PCRSelection) -> dict[tuple[str, int], bytes]:
@@ -76,11 +80,18 @@ def _group(keys: list[tuple[str, int]]) -> dict[str, list[int]]:
 
 
 def _expand(tpml: TPML_PCR_SELECTION) -> list[tuple[str, int]]:
-    keys = []
-    for sel in tpml:
-        bank = HASH_NAMES.get(int(sel.hash))
-        bitmap = bytes(sel.pcrSelect)[: sel.sizeofSelect]
-        for index in range(len(bitmap) * 8):
-            if bitmap[index // 8] & (1 << (index % 8)) and bank is not None:
-                keys.append((bank, index))
+    """(bank, index) of every PCR a TPML_PCR_SELECTION selects, in order; read from its
+    marshalled bytes (count, then hash, sizeofSelect, pcrSelect per bank): walking the
+    tpm2-pytss objects costs more than the PCR_Read they came from."""
+    data = bytes(tpml.marshal())
+    keys: list[tuple[str, int]] = []
+    at = 4
+    for _ in range(int.from_bytes(data[0:4], "big")):
+        bank = HASH_NAMES.get(int.from_bytes(data[at:at + 2], "big"))
+        size = data[at + 2]
+        bitmap = data[at + 3:at + 3 + size]
+        at += 3 + size
+        if bank is not None:
+            keys.extend((bank, index) for index in range(len(bitmap) * 8)
+                        if bitmap[index // 8] & (1 << (index % 8)))
     return keys

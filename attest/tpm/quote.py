@@ -30,18 +30,22 @@ class Quote:
 
 
 def create_quote(tpm: TPM, identity: HostIdentity, selection: PCRSelection,
-                 nonce: bytes | Callable[[PCRValues], bytes]) -> Quote:
+                 nonce: bytes | Callable[[PCRValues], bytes], *,
+                 values: PCRValues | None = None) -> Quote:
     """Quote ``selection`` with the AK over ``nonce``; PCR values read to match the digest.
 
     ``nonce`` may be a function of the PCR values read (an artifact's binding covers
     the values it claims). PCR_Read and Quote are two commands, so another process
     may extend in between; the quoted digest tells, and a mismatch means read and
-    quote again.
+    quote again. ``values``, when the caller has just read every PCR of ``selection``,
+    serve the first attempt (a stale value only costs that attempt).
     """
     ak = ak_handle(tpm, identity)
     scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL)  # the AK's own scheme: ECDSA-SHA256
+    known = dict(values) if values is not None and set(values) == set(selection) else None
     for _ in range(_READ_ATTEMPTS):
-        values = read_pcrs(tpm, selection)
+        values = known if known is not None else read_pcrs(tpm, selection)
+        known = None
         qualifying = nonce(values) if callable(nonce) else nonce
         if len(qualifying) > MAX_NONCE:
             raise ValueError(f"a qualifying nonce is at most {MAX_NONCE} bytes")

@@ -31,11 +31,11 @@ def _verify(*args: str) -> Result:
 @pytest.fixture
 def tools_quote(host: Host, tmp_path: Path) -> Path:
     """A quote made by tpm2_quote with attest's AK, plus both PCR file forms."""
-    host.ok("pcr", "extend", "15", "--data", "interop")
-    _tools(host, "tpm2_quote", "-c", "0x81000002", "-l", "sha256:0,1,15", "-q", NONCE,
+    host.ok("pcr", "extend", "14", "--data", "interop")
+    _tools(host, "tpm2_quote", "-c", "0x81000002", "-l", "sha256:0,1,14", "-q", NONCE,
            "-m", str(tmp_path / "msg"), "-s", str(tmp_path / "sig"),
            "-o", str(tmp_path / "pcrs.serialized"), "-g", "sha256")
-    _tools(host, "tpm2_pcrread", "sha256:0,1,15", "-o", str(tmp_path / "pcrs.values"))
+    _tools(host, "tpm2_pcrread", "sha256:0,1,14", "-o", str(tmp_path / "pcrs.values"))
     return tmp_path
 
 
@@ -47,7 +47,7 @@ def test_tpm2_quote_passes_attest_with_the_serialized_pcr_file(host: Host,
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
     assert facts["valid"] and facts["pcr_values_checked"]
-    current = json.loads(host.ok("pcr", "read", "0", "1", "15", "--json").stdout)
+    current = json.loads(host.ok("pcr", "read", "0", "1", "14", "--json").stdout)
     assert facts["pcrs"] == current
 
 
@@ -55,10 +55,10 @@ def test_tpm2_quote_passes_attest_with_bare_values_and_a_list(host: Host,
                                                              tools_quote: Path) -> None:
     t = tools_quote
     result = _verify("-u", str(host.home / "ak.pub"), "-m", str(t / "msg"), "-s", str(t / "sig"),
-                     "-f", str(t / "pcrs.values"), "-l", "sha256:0,1,15", "-F", "values",
+                     "-f", str(t / "pcrs.values"), "-l", "sha256:0,1,14", "-F", "values",
                      "-g", "sha256", "-q", NONCE)
     assert result.exit_code == 0, result.output
-    assert "valid: quote of sha256:0,1,15" in result.stdout
+    assert "valid: quote of sha256:0,1,14" in result.stdout
 
 
 def test_tampered_pcr_value_is_refused_with_its_reason(host: Host, tools_quote: Path) -> None:
@@ -67,7 +67,7 @@ def test_tampered_pcr_value_is_refused_with_its_reason(host: Host, tools_quote: 
     values[-1] ^= 1
     (t / "bad.values").write_bytes(bytes(values))
     result = _verify("-u", str(host.home / "ak.pem"), "-m", str(t / "msg"), "-s", str(t / "sig"),
-                     "-f", str(t / "bad.values"), "-l", "sha256:0,1,15", "-q", NONCE)
+                     "-f", str(t / "bad.values"), "-l", "sha256:0,1,14", "-q", NONCE)
     assert result.exit_code == 1
     assert "pcr_digest_mismatch" in result.stderr
 

@@ -1,0 +1,119 @@
+"""What one audit log entry says, and its exact bytes (the Merkle leaf data).
+
+The leaf data is RFC 8785 canonical JSON, so anyone can rebuild the bytes from the
+fields and the leaf hash from the bytes. The entry carries its own index: an entry
+moved to another position (a deletion, insertion or swap) says where it belongs.
+
+Never a secret: no artifact body, no command line (argv may carry credentials),
+no denial messages (free text); only codes, names and digests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import rfc8785
+
+from attest.errors import ProofError, UsageError
+
+FORMAT_VERSION = 1
+MAX_TEXT = 1024  # characters in one field; a jti, host or subject is far shorter
+MAX_REASONS = 64
+
+
+class EntryKind(StrEnum):
+    DECISION = "decision"
+    ENROLLMENT = "enrollment"
+    REVOCATION = "revocation"
+
+
+class Outcome(StrEnum):
+    """The ``decision`` field: what happened, one word per kind of entry."""
+
+    ACCEPTED = "accepted"
+    DENIED = "denied"
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+
+
+_OUTCOMES = {
+    EntryKind.DECISION: {Outcome.ACCEPTED, Outcome.DENIED},
+    EntryKind.ENROLLMENT: {Outcome.ENROLLED},
+    EntryKind.REVOCATION: {Outcome.REVOKED},
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event, before the log gives it an index.
+
+    ``time`` is epoch seconds; ``artifact`` the SHA-256 (hex) of the artifact's
+    compact serialization; ``reasons`` denial reason codes, or for a revocation the
+    operator's reason.
+    """
+
+    kind: EntryKind
+    decision: Outcome
+    time: int
+    verifier: str | None = None
+    reasons: tuple[str, ...] = ()
+    artifact: str | None = None
+    jti: str | None = None
+    host: str | None = None
+    subject: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.decision not in _OUTCOMES[self.kind]:
+            raise UsageError(f"a {self.kind.value} entry cannot say {self.decision.value}")
+        if self.time < 0:
+            raise UsageError(f"entry time {self.time} is negative")
+        if len(self.reasons) > MAX_REASONS:
+            raise UsageError(f"{len(self.reasons)} reasons; an entry holds {MAX_REASONS}")
+        for name, value in (("verifier", self.verifier), ("artifact", self.artifact),
+                            ("jti", self.jti), ("host", self.host), ("subject", self.subject),
+                            *(("reason", r) for r in self.reasons)):
+            if value is not None:
+                _check_text(name, value)
+
+    def to_json(self, index: int) -> dict[str, Any]:
+        return {
+            "v": FORMAT_VERSION,
+            "index": index,
+            "kind": self.kind.value,
+            "time": self.time,
+            "verifier": self.verifier,
+            "decision": self.decision.value,
+            "reasons": list(self.reasons),
+            "artifact": self.artifact,
+            "jti": self.jti,
+            "host": self.host,
+            "subject": self.subject,
+        }
+
+    def encode(self, index: int) -> bytes:
+        """The leaf data of this entry at ``index``: canonical JSON (RFC 8785), UTF-8."""
+        return rfc8785.dumps(self.to_json(index))
+
+
+def claimed_index(data: bytes) -> int:
+    """The index an entry's bytes say it has; ProofError when they are not an entry."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ProofError("the entry is not JSON") from None
+    index = value.get("index") if isinstance(value, dict) else None
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ProofError("the entry has no index")
+    return index
+
+
+def _check_text(name: str, value: str) -> None:
+    if len(value) > MAX_TEXT:
+        raise UsageError(f"entry field {name} is {len(value)} characters; at most {MAX_TEXT}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"entry field {name} is not valid Unicode text") from None

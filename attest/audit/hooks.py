@@ -1,0 +1,76 @@
+"""What the verifier and the store's commands log, and how.
+
+- :func:`decision_hook` gives the verifier an ``AuditHook``: it runs inside the
+  acceptance transaction, so an acceptance that can't be logged is not committed.
+- :func:`record_decision` logs a denial, which commits nothing else to attach to.
+- :func:`record_enrollment` and :func:`record_revocation` log those changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from attest.audit.entry import Entry, EntryKind, Outcome
+from attest.audit.log import AuditLog
+from attest.store.records import RevocationKind
+from attest.store.schema import artifacts
+from attest.verify.decision import Decision
+
+DecisionHook = Callable[[Decision, Any], int]
+
+
+def decision_entry(decision: Decision, *, time: int, verifier_id: str | None = None,
+                   artifact: str | None = None) -> Entry:
+    return Entry(
+        kind=EntryKind.DECISION,
+        decision=Outcome.ACCEPTED if decision.accepted else Outcome.DENIED,
+        time=time, verifier=verifier_id, reasons=decision.reasons, artifact=artifact,
+        jti=decision.jti, host=decision.host, subject=decision.subject)
+
+
+def decision_hook(log: AuditLog, *, verifier_id: str | None = None) -> DecisionHook:
+    """An ``attest.verify.verifier.AuditHook`` appending the decision to ``log``.
+
+    Raises :class:`attest.errors.AuditUnavailable` when the entry can't be appended.
+    """
+    def hook(decision: Decision, conn: Connection) -> int:
+        # Decision does not carry the artifact's digest; the acceptance transaction has
+        # just stored it under the jti, so read it back from there.
+        digest = None
+        if decision.jti is not None:
+            digest = conn.execute(select(artifacts.c.sha256)
+                                  .where(artifacts.c.jti == decision.jti)).scalar_one_or_none()
+        return log.append(conn, decision_entry(decision, time=log.now(),
+                                               verifier_id=verifier_id, artifact=digest))
+    return hook
+
+
+def record_decision(log: AuditLog, decision: Decision, *, verifier_id: str | None = None,
+                    artifact: str | None = None, now: int | None = None) -> int:
+    """Log a decision in a transaction of its own (a denial); its index, once durable."""
+    return log.record(decision_entry(decision, time=log.now() if now is None else now,
+                                     verifier_id=verifier_id, artifact=artifact))
+
+
+def record_enrollment(log: AuditLog, host: str, ak_name: bytes | str, *,
+                      verifier_id: str | None = None, now: int | None = None) -> int:
+    """Log that ``host`` enrolled the AK named ``ak_name`` (TPM name)."""
+    name = ak_name.hex() if isinstance(ak_name, bytes) else ak_name
+    return log.record(Entry(
+        kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED,
+        time=log.now() if now is None else now, verifier=verifier_id, host=host,
+        subject=f"{RevocationKind.AK.value}:{name}"))
+
+
+def record_revocation(log: AuditLog, kind: RevocationKind, subject: str, reason: str, *,
+                      verifier_id: str | None = None, now: int | None = None) -> int:
+    """Log a revocation of ``subject`` (a jti, key name, AK name or host) and its reason."""
+    return log.record(Entry(
+        kind=EntryKind.REVOCATION, decision=Outcome.REVOKED,
+        time=log.now() if now is None else now, verifier=verifier_id,
+        reasons=(reason,), jti=subject if kind is RevocationKind.ARTIFACT else None,
+        host=subject if kind is RevocationKind.HOST else None,
+        subject=f"{kind.value}:{subject}"))

@@ -1,0 +1,344 @@
+"""The audit log over the store: appends, signed tree heads, proofs and receipts.
+
+Two ways in. :meth:`AuditLog.append` takes the caller's connection, so a decision is
+logged inside the acceptance transaction and commits (or not) with it.
+:meth:`AuditLog.record` stands alone: concurrent callers share one durable commit
+(group commit) and each returns once its entry is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from attest.audit import keys, tree
+from attest.audit.entry import Entry
+from attest.audit.groupcommit import GroupCommit
+from attest.audit.note import NoteSigner, VerifierKey
+from attest.audit.proofs import ConsistencyProof, InclusionProof
+from attest.audit.schema import (
+    AUDIT_COMPONENT,
+    AUDIT_SCHEMA_VERSION,
+    STATE_ROW,
+    audit_entries,
+    audit_heads,
+    audit_state,
+    metadata,
+)
+from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
+from attest.store import Store
+
+
+@dataclass(frozen=True)
+class HeadPolicy:
+    """Sign a new tree head once ``every`` entries or ``interval`` seconds have passed.
+
+    Checked at each append (and a receipt signs one on demand), so heads never lag the
+    log by more than ``every`` entries, nor by more than ``interval`` seconds when
+    entries keep coming.
+    """
+
+    every: int = 1000
+    interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.interval < 0:
+            raise UsageError("a head policy needs every >= 1 entries and interval >= 0 s")
+
+    def due(self, size: int, head_size: int, head_at: int, now: int) -> bool:
+        return size > head_size and (size - head_size >= self.every
+                                     or now - head_at >= self.interval)
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    size: int
+    signed_at: int
+    note: str  # the C2SP checkpoint, signed
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    index: int
+    data: bytes  # canonical JSON: the leaf data
+    leaf_hash: bytes
+
+
+class AuditLog:
+    """One per process, shared between threads. Open with :meth:`open`."""
+
+    def __init__(self, store: Store, signer: NoteSigner | None, *,
+                 heads: HeadPolicy | None = None, clock: Callable[[], float] = time.time,
+                 max_batch: int = 512) -> None:
+        self.store = store
+        self.heads = heads or HeadPolicy()
+        self._signer = signer
+        self._clock = clock
+        self._group: GroupCommit[Entry, int] = GroupCommit(self._write_batch, max_batch)
+
+    @classmethod
+    def open(cls, store: Store, home: Path | None, *, name: str | None = None,
+             heads: HeadPolicy | None = None, clock: Callable[[], float] = time.time,
+             max_batch: int = 512) -> AuditLog:
+        """The log in ``store``'s database, signing with the log key in ``home``.
+
+        The key is created on first use. ``home=None`` opens it for reading and
+        proving only: appending or signing then raises :class:`AuditUnavailable`.
+        """
+        store.ensure_schema(AUDIT_COMPONENT, AUDIT_SCHEMA_VERSION, metadata)
+        _ensure_state(store)
+        signer = None if home is None else _signer(store, home, name)
+        return cls(store, signer, heads=heads, clock=clock, max_batch=max_batch)
+
+    def now(self) -> int:
+        """The log's clock, in epoch seconds: what entries and heads are stamped with."""
+        return int(self._clock())
+
+    @property
+    def verifier_key(self) -> VerifierKey | None:
+        """The public key that checks this log's heads (None when opened without a key)."""
+        return None if self._signer is None else self._signer.verifier_key
+
+    # -- appending ---------------------------------------------------------------------
+
+    def append(self, conn: Connection, entry: Entry) -> int:
+        """Append inside the caller's write transaction; the entry's index.
+
+        Raises :class:`AuditUnavailable` when it can't: the caller's transaction must
+        then roll back (an acceptance is never committed unlogged).
+        """
+        return self._append(conn, [entry])[0]
+
+    def record(self, entry: Entry) -> int:
+        """Append in a transaction of its own, shared with concurrent callers; durable on return."""
+        return self._group.submit(entry)
+
+    def record_many(self, entries: Sequence[Entry]) -> list[int]:
+        """Append ``entries`` in one transaction, in order."""
+        return self._write_batch(entries) if entries else []
+
+    def _write_batch(self, entries: Sequence[Entry]) -> list[int]:
+        with self.store.write() as conn:
+            return self._append(conn, entries)
+
+    def _append(self, conn: Connection, entries: Sequence[Entry]) -> list[int]:
+        if self._signer is None:
+            raise AuditUnavailable("the audit log was opened without its key",
+                                   hint="open it with the verifier's home")
+        try:
+            # The UPDATE comes first: it takes the state row's lock, so concurrent
+            # appenders queue here and read the size only once it is theirs.
+            reserved = conn.execute(update(audit_state).where(audit_state.c.id == STATE_ROW)
+                                    .values(size=audit_state.c.size + len(entries)))
+            if reserved.rowcount != 1:
+                raise AuditUnavailable("the audit log's state row is missing",
+                                       hint="run `attest audit verify`")
+            state = _state(conn)
+            first = state.size - len(entries)
+            root = tree.extend(conn, first, [e.encode(first + i) for i, e in enumerate(entries)])
+            now = self.now()
+            if self.heads.due(state.size, state.head_size, state.head_at or now, now):
+                self._insert_head(conn, state.size, root, now)
+            elif not state.head_at:  # the interval runs from the first entry until a head
+                conn.execute(update(audit_state).where(audit_state.c.id == STATE_ROW)
+                             .values(head_at=now))
+            return list(range(first, state.size))
+        except AuditUnavailable:
+            raise
+        except (DBAPIError, AttestError) as exc:
+            raise AuditUnavailable(f"the audit log could not take the entry: {exc}",
+                                   hint="check the verifier's store") from exc
+
+    # -- tree heads --------------------------------------------------------------------
+
+    def sign_head(self) -> SignedHead:
+        """The head of the log as it is now: the latest one if current, else a new one."""
+        with self.store.write() as conn:
+            state = _state(conn)
+            if state.size == 0:
+                raise UsageError("the audit log is empty: there is nothing to sign")
+            head = _head(conn, state.size)
+            if head is None:
+                head = self._insert_head(conn, state.size, tree.root(conn, state.size),
+                                         self.now())
+            return head
+
+    def _insert_head(self, conn: Connection, size: int, root: bytes, now: int) -> SignedHead:
+        if self._signer is None:
+            raise AuditUnavailable("the audit log was opened without its key",
+                                   hint="open it with the verifier's home")
+        note = self._signer.sign(size, root)
+        conn.execute(insert(audit_heads).values(size=size, signed_at=now, note=note))
+        conn.execute(update(audit_state).where(audit_state.c.id == STATE_ROW)
+                     .values(head_size=size, head_at=now))
+        return SignedHead(size, now, note)
+
+    def latest_head(self) -> SignedHead | None:
+        with self.store.read() as conn:
+            row = conn.execute(select(audit_heads).order_by(audit_heads.c.size.desc())
+                               .limit(1)).first()
+        return None if row is None else SignedHead(row.size, row.signed_at, row.note)
+
+    def head(self, size: int) -> SignedHead | None:
+        with self.store.read() as conn:
+            return _head(conn, size)
+
+    def all_heads(self) -> list[SignedHead]:
+        with self.store.read() as conn:
+            rows = conn.execute(select(audit_heads).order_by(audit_heads.c.size)).all()
+        return [SignedHead(r.size, r.signed_at, r.note) for r in rows]
+
+    # -- reading and proving -----------------------------------------------------------
+
+    def size(self) -> int:
+        with self.store.read() as conn:
+            return _state(conn).size
+
+    def root(self, size: int | None = None) -> bytes:
+        with self.store.read() as conn:
+            return tree.root(conn, _size(conn, size))
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
+        """Entry ``index`` in the tree of ``size`` (default: the latest head's, else the log's).
+
+        Carries the signed checkpoint when a head of that size exists: then it is a
+        receipt; see :meth:`receipt` for one that always is.
+        """
+        with self.store.read() as conn:
+            if size is None:
+                latest = _latest_size(conn)
+                size = latest if latest > index else None
+            size = _size(conn, size)
+            if not 0 <= index < size:
+                raise UsageError(f"entry {index} is not in a tree of {size} entries")
+            row = conn.execute(select(audit_entries.c.data, audit_entries.c.leaf_hash)
+                               .where(audit_entries.c.idx == index)).one()
+            head = _head(conn, size)
+            return InclusionProof(
+                index=index, leaf_hash=row.leaf_hash, tree_size=size,
+                proof=tuple(tree.inclusion_proof(conn, index, size)),
+                root=tree.root(conn, size), checkpoint=None if head is None else head.note,
+                entry=row.data)
+
+    def receipt(self, index: int) -> InclusionProof:
+        """Entry ``index``'s inclusion proof to a signed head (signed now if none covers it)."""
+        with self.store.read() as conn:
+            covered = _latest_size(conn) > index
+        if not covered:
+            self.sign_head()
+        return self.inclusion_proof(index)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
+        """The tree of ``old_size`` is a prefix of ``new_size``'s (default: the latest head's)."""
+        with self.store.read() as conn:
+            if new_size is None:
+                new_size = _latest_size(conn) or None
+            new_size = _size(conn, new_size)
+            if not 0 < old_size <= new_size:
+                raise UsageError(f"no consistency proof from size {old_size} to {new_size}",
+                                 hint="sizes run from 1 to the log's size")
+            old_head, new_head = _head(conn, old_size), _head(conn, new_size)
+            return ConsistencyProof(
+                old_size=old_size, new_size=new_size,
+                proof=tuple(tree.consistency_proof(conn, old_size, new_size)),
+                old_root=tree.root(conn, old_size), new_root=tree.root(conn, new_size),
+                old_checkpoint=None if old_head is None else old_head.note,
+                new_checkpoint=None if new_head is None else new_head.note)
+
+    def entries(self, start: int = 0, stop: int | None = None,
+                chunk: int = 2000) -> Iterator[StoredEntry]:
+        """Entries ``start <= index < stop`` in order, read in chunks (one transaction each)."""
+        while stop is None or start < stop:
+            upper = start + chunk if stop is None else min(start + chunk, stop)
+            with self.store.read() as conn:
+                rows = conn.execute(select(audit_entries)
+                                    .where(audit_entries.c.idx >= start,
+                                           audit_entries.c.idx < upper)
+                                    .order_by(audit_entries.c.idx)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield StoredEntry(row.idx, row.data, row.leaf_hash)
+            start = rows[-1].idx + 1
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _State:
+    size: int
+    head_size: int
+    head_at: int
+
+
+def _state(conn: Connection) -> _State:
+    row = conn.execute(select(audit_state.c.size, audit_state.c.head_size,
+                              audit_state.c.head_at)
+                       .where(audit_state.c.id == STATE_ROW)).first()
+    if row is None:
+        raise AuditUnavailable("the audit log's state row is missing",
+                               hint="run `attest audit verify`")
+    return _State(row.size, row.head_size, row.head_at)
+
+
+def _signer(store: Store, home: Path, name: str | None) -> NoteSigner:
+    """The key of ``home``, if it is the one that signed the log's heads so far.
+
+    Signing with another key (a CLI run under another $ATTEST_HOME, say) would leave
+    heads that every audit then reports as forged.
+    """
+    with store.read() as conn:
+        state = _state(conn)
+        latest = _head(conn, state.head_size) if state.head_size else None
+    if latest is not None and not keys.exists(home):
+        raise AuditUnavailable(f"the audit log's heads are signed by a key that {home} lacks",
+                               hint="use the verifier's ATTEST_HOME (--home)")
+    signer = keys.load_or_create(home, name)
+    if latest is not None:
+        try:
+            signer.verifier_key.verify_note(latest.note)
+        except ProofError:
+            raise AuditUnavailable(f"the audit log's latest head is not signed by the log key "
+                                   f"in {home}", hint="use the verifier's ATTEST_HOME (--home), "
+                                   "or run `attest audit verify`") from None
+    return signer
+
+
+def _ensure_state(store: Store) -> None:
+    for attempt in range(2):
+        try:
+            with store.write() as conn:
+                if conn.execute(select(audit_state.c.id)).first() is None:
+                    conn.execute(insert(audit_state).values(id=STATE_ROW, size=0, head_size=0,
+                                                            head_at=0))
+            return
+        except IntegrityError:
+            if attempt:  # another opener created it first, twice: not a race, a fault
+                raise
+
+
+def _head(conn: Connection, size: int) -> SignedHead | None:
+    row = conn.execute(
+        select(audit_heads.c.size, audit_heads.c.signed_at, audit_heads.c.note)
+        .where(audit_heads.c.size == size)).first()
+    return None if row is None else SignedHead(row.size, row.signed_at, row.note)
+
+
+def _latest_size(conn: Connection) -> int:
+    """The size of the latest signed head; 0 when there is none."""
+    return _state(conn).head_size
+
+
+def _size(conn: Connection, size: int | None) -> int:
+    current = _state(conn).size
+    if size is None:
+        return current
+    if not 0 <= size <= current:
+        raise UsageError(f"the audit log has {current} entries; there is no tree of size {size}")
+    return size

@@ -1,0 +1,198 @@
+"""`attest audit`: check the audit log, print heads and proofs, check proofs offline.
+
+Exit codes: 0 ok, 1 invalid (a log, head or proof that does not verify), 2 bad input,
+3 store unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from attest.cli.common import echo_json, read_input
+from attest.cli.verifier import open_store
+from attest.errors import MalformedInput, UsageError
+
+if TYPE_CHECKING:
+    from attest.audit.note import VerifierKey
+
+_STORE = click.option("--store", "store_url", metavar="URL",
+                      help="The verifier's store [default: $ATTEST_STORE, else "
+                      "sqlite:///$ATTEST_HOME/verifier.db].")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_KEY_HELP = ("The log's verifier key (name+id+key, as `attest audit key` prints it), or a "
+             "file holding it.")
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit log of decisions, enrollments and revocations (docs/audit.md)."""
+
+
+@audit.command("verify")
+@_STORE
+@click.option("--trusted-head", type=click.Path(dir_okay=False, path_type=Path),
+              help="A tree head saved earlier (`attest audit head`): the log must extend it.")
+@click.option("--key", "key_text", metavar="PUBKEY",
+              help=_KEY_HELP + " [default: the log key in $ATTEST_HOME]")
+@_JSON
+@click.pass_context
+def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
+           key_text: str | None, as_json: bool) -> None:
+    """Recompute every leaf, subtree and root; check every head's signature and consistency.
+
+    Exit 0 with a summary when the log holds; exit 1 naming the first entry changed,
+    deleted, inserted or reordered, or the head forged.
+    """
+    from attest.audit import keys
+    from attest.audit.check import LogInvalid, verify_log
+    from attest.audit.log import AuditLog
+
+    key = _key(key_text) if key_text else keys.load_public(ctx.obj.home)
+    trusted = None if trusted_head is None else read_input(trusted_head, "trusted head").decode(
+        errors="replace")
+    with open_store(ctx, store_url) as store:
+        AuditLog.open(store, None)  # creates the tables in a new store: an empty log verifies
+        try:
+            summary = verify_log(store, key, trusted)
+        except LogInvalid as exc:
+            if as_json:
+                echo_json({"valid": False, "problems": [
+                    {"position": p.position, "message": p.message} for p in exc.problems]})
+                raise SystemExit(1) from None
+            raise
+    root = _b64(summary.root)
+    if as_json:
+        echo_json({"valid": True, "entries": summary.entries, "heads": summary.heads,
+                   "root": root})
+    else:
+        click.echo(f"ok: {summary.entries} entries, {summary.heads} heads, root {root}")
+
+
+@audit.command()
+@_STORE
+@click.option("--sign", is_flag=True, help="Sign a head for the current size first, if needed.")
+@click.pass_context
+def head(ctx: click.Context, store_url: str | None, sign: bool) -> None:
+    """Print the latest signed tree head (a C2SP checkpoint): save it to audit later."""
+    from attest.audit.log import AuditLog
+
+    with open_store(ctx, store_url) as store:
+        if sign:
+            signed = AuditLog.open(store, ctx.obj.home).sign_head()
+        else:
+            found = AuditLog.open(store, None).latest_head()
+            if found is None:
+                raise UsageError("the audit log has no signed head yet",
+                                 hint="sign one with `attest audit head --sign`")
+            signed = found
+    click.echo(signed.note, nl=False)
+
+
+@audit.command()
+@click.pass_context
+def key(ctx: click.Context) -> None:
+    """Print the log's verifier key (created on first use): what an auditor trusts."""
+    from attest.audit import keys
+
+    click.echo(keys.load_or_create(ctx.obj.home).verifier_key.encode())
+
+
+@audit.command()
+@_STORE
+@click.option("--index", type=click.IntRange(min=0), required=True, help="The entry.")
+@click.option("--size", type=click.IntRange(min=1),
+              help="The tree size to prove against [default: the latest signed head, signing "
+              "one if none covers the entry].")
+@click.pass_context
+def prove(ctx: click.Context, store_url: str | None, index: int, size: int | None) -> None:
+    """Print an inclusion proof of an entry (JSON); a receipt when a head of that size is signed."""
+    from attest.audit.log import AuditLog
+
+    with open_store(ctx, store_url) as store:
+        if size is None:
+            proof = AuditLog.open(store, ctx.obj.home).receipt(index)
+        else:
+            proof = AuditLog.open(store, None).inclusion_proof(index, size)
+    echo_json(proof.to_json())
+
+
+@audit.command()
+@_STORE
+@click.option("--from", "old_size", type=click.IntRange(min=1), required=True,
+              help="The older tree size.")
+@click.option("--to", "new_size", type=click.IntRange(min=1),
+              help="The newer tree size [default: the latest signed head].")
+@click.pass_context
+def consistency(ctx: click.Context, store_url: str | None, old_size: int,
+                new_size: int | None) -> None:
+    """Print a consistency proof between two tree sizes (JSON)."""
+    from attest.audit.log import AuditLog
+
+    with open_store(ctx, store_url) as store:
+        proof = AuditLog.open(store, None).consistency_proof(old_size, new_size)
+    echo_json(proof.to_json())
+
+
+@audit.command()
+@_STORE
+@click.option("--from", "start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The first index.")
+@click.option("--to", "stop", type=click.IntRange(min=0),
+              help="Stop before this index (a tree size) [default: the end of the log].")
+@click.pass_context
+def export(ctx: click.Context, store_url: str | None, start: int, stop: int | None) -> None:
+    """Print entries as JSON lines, streamed: each line is exactly an entry's leaf data."""
+    from attest.audit.log import AuditLog
+
+    with open_store(ctx, store_url) as store:
+        log = AuditLog.open(store, None)
+        out = sys.stdout.buffer  # the exact bytes: a line is the leaf data, hash it as is
+        for entry in log.entries(start, stop):
+            out.write(entry.data + b"\n")
+        out.flush()
+
+
+@audit.command("check-proof")
+@click.argument("proof_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_text", metavar="PUBKEY", required=True, help=_KEY_HELP)
+def check_proof(proof_file: Path, key_text: str) -> None:
+    """Check a receipt or proof file offline, with only the log's verifier key."""
+    from attest.audit.proofs import InclusionProof, parse_proof
+
+    try:
+        document: Any = json.loads(read_input(proof_file, "proof"))
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedInput(f"{proof_file} is not JSON") from None
+    proof = parse_proof(document)
+    verifier_key = _key(key_text)
+    if isinstance(proof, InclusionProof):
+        checkpoint = proof.verify(verifier_key)
+        click.echo(f"ok: entry {proof.index} is in {checkpoint.origin} at size "
+                   f"{checkpoint.size}, root {_b64(checkpoint.root)}")
+    else:
+        old, new = proof.verify(verifier_key)
+        click.echo(f"ok: {new.origin} at size {new.size} extends size {old.size}")
+
+
+def _key(text: str) -> VerifierKey:
+    from attest.audit.note import VerifierKey
+
+    path = Path(text)
+    try:
+        is_file = path.is_file()
+    except OSError:  # a key too long to be a file name
+        is_file = False
+    if is_file:
+        text = read_input(path, "verifier key").decode(errors="replace")
+    return VerifierKey.parse(text)
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()

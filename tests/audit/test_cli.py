@@ -1,0 +1,138 @@
+"""`attest audit`: heads, proofs, export, offline checks, and the exit codes 0/1/2/3."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from attest.audit import AuditLog, NoteSigner, merkle
+from attest.store import Store
+from tests.audit.conftest import fill, run
+
+
+@pytest.fixture
+def logged(home: Path, log: AuditLog) -> Path:
+    fill(log, 10)  # heads at 4 and 8
+    return home
+
+
+def _vkey(home: Path) -> str:
+    result = run(home, "key")
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def _save(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_head_prints_the_latest_signed_checkpoint(logged: Path) -> None:
+    result = run(logged, "head")
+    assert result.exit_code == 0, result.output
+    assert result.output.split("\n")[1] == "8"
+    signed = run(logged, "head", "--sign")
+    assert signed.output.split("\n")[1] == "10"
+
+
+def test_a_receipt_checks_offline_with_only_the_verifier_key(logged: Path,
+                                                             tmp_path: Path) -> None:
+    proof = run(logged, "prove", "--index", "9")
+    assert proof.exit_code == 0, proof.output
+    receipt = json.loads(proof.output)
+    assert (receipt["index"], receipt["tree_size"]) == (9, 10)  # a head was signed for it
+    path = _save(tmp_path / "receipt.json", proof.output)
+    for key in (_vkey(logged), _save(tmp_path / "log.vkey", _vkey(logged))):
+        checked = run(tmp_path / "elsewhere", "check-proof", path, "--key", key)
+        assert checked.exit_code == 0, checked.output
+        assert checked.output.startswith("ok: entry 9 is in ")
+
+
+def test_a_consistency_proof_between_heads_checks_offline(logged: Path, tmp_path: Path) -> None:
+    proof = run(logged, "consistency", "--from", "4")
+    assert proof.exit_code == 0, proof.output
+    assert json.loads(proof.output)["new_size"] == 8
+    path = _save(tmp_path / "consistency.json", proof.output)
+    checked = run(tmp_path, "check-proof", path, "--key", _vkey(logged))
+    assert checked.exit_code == 0, checked.output
+    assert "at size 8 extends size 4" in checked.output
+
+
+@pytest.mark.parametrize("change", ["proof", "index", "entry", "checkpoint"])
+def test_a_changed_receipt_is_refused(logged: Path, tmp_path: Path, change: str) -> None:
+    receipt = json.loads(run(logged, "prove", "--index", "5").output)
+    if change == "proof":
+        receipt["proof"][0] = base64.b64encode(bytes(32)).decode()
+    elif change == "index":
+        receipt["index"] = 4
+    elif change == "entry":
+        receipt["entry"] = receipt["entry"].replace("jti-5", "jti-X")
+    else:
+        receipt["checkpoint"] = receipt["checkpoint"].replace("\n8\n", "\n9\n")
+    path = _save(tmp_path / "receipt.json", json.dumps(receipt))
+    assert run(logged, "check-proof", path, "--key", _vkey(logged)).exit_code == 1
+
+
+def test_a_receipt_under_another_key_is_refused(logged: Path, tmp_path: Path) -> None:
+    path = _save(tmp_path / "receipt.json", run(logged, "prove", "--index", "1").output)
+    stranger = NoteSigner.generate(_vkey(logged).split("+")[0]).verifier_key.encode()
+    result = run(logged, "check-proof", path, "--key", stranger)
+    assert result.exit_code == 1
+    assert "not signed by the log key" in result.output
+
+
+def test_a_proof_without_a_signed_head_is_not_a_receipt(logged: Path, tmp_path: Path) -> None:
+    proof = run(logged, "prove", "--index", "1", "--size", "6")
+    assert json.loads(proof.output)["checkpoint"] is None
+    path = _save(tmp_path / "proof.json", proof.output)
+    assert run(logged, "check-proof", path, "--key", _vkey(logged)).exit_code == 1
+
+
+def test_export_streams_the_leaf_data_that_makes_the_signed_root(logged: Path) -> None:
+    result = run(logged, "export", "--to", "8")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout_bytes.split(b"\n")[:-1]
+    assert [json.loads(line)["index"] for line in lines] == list(range(8))
+    head = run(logged, "head").output.split("\n")
+    assert head[1] == "8"
+    assert merkle.root([merkle.leaf_hash(line) for line in lines]) == base64.b64decode(head[2])
+    assert len(run(logged, "export", "--from", "7").stdout_bytes.split(b"\n")) == 3 + 1
+
+
+def test_bad_input_exits_2(logged: Path, tmp_path: Path) -> None:
+    assert run(logged, "prove", "--index", "10", "--size", "10").exit_code == 2
+    assert run(logged, "prove", "--index", "99").exit_code == 2
+    assert run(logged, "consistency", "--from", "11").exit_code == 2
+    not_json = _save(tmp_path / "x.json", "{")
+    assert run(logged, "check-proof", not_json, "--key", _vkey(logged)).exit_code == 2
+    receipt = _save(tmp_path / "r.json", run(logged, "prove", "--index", "1").output)
+    assert run(logged, "check-proof", receipt, "--key", "not-a-key").exit_code == 2
+    assert run(logged, "verify", "--trusted-head", str(tmp_path / "missing")).exit_code == 2
+
+
+def test_an_unreachable_store_exits_3(tmp_path: Path) -> None:
+    result = run(tmp_path, "verify", "--store", f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    assert result.exit_code == 3, result.output
+
+
+def test_verify_with_an_outside_key_and_json(logged: Path) -> None:
+    result = run(logged / "auditor", "verify", "--store", f"sqlite:///{logged}/verifier.db",
+                 "--key", _vkey(logged), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) | {"root": None} == {
+        "valid": True, "entries": 10, "heads": 2, "root": None}
+
+
+def test_verify_without_any_key_for_signed_heads_is_bad_input(logged: Path) -> None:
+    result = run(logged / "auditor", "verify", "--store", f"sqlite:///{logged}/verifier.db")
+    assert result.exit_code == 2
+    assert "--key" in result.output
+
+
+def test_the_store_default_is_the_homes(home: Path) -> None:
+    with Store.open(f"sqlite:///{home}/verifier.db") as store:
+        fill(AuditLog.open(store, home), 3)
+    assert run(home, "verify").output.startswith("ok: 3 entries")
