@@ -49,7 +49,9 @@ def default_subject() -> str:
 
 
 def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: str,
-            nonce: str | None, ttl: int) -> tuple[Path, bytes]:
+            nonce: str | None, ttl: int, policy_id: str | None = None,
+            policy_digest: str | None = None,
+            include_boot_log: bool = False) -> tuple[Path, bytes]:
     """Measure the command's executable and argv, then issue an artifact for exactly them."""
     executable = subjects.resolve_executable(argv[0])
     content = subjects.command_content([str(executable), *argv[1:]], active_banks(tpm))
@@ -57,7 +59,8 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
     measure(tpm, home, runtime_pcr(), content)
     measured = content["digest"].get("sha256")  # hashed once: the artifact names it too
     request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,
-                      nonce=nonce, ttl=ttl,
+                      nonce=nonce, ttl=ttl, policy_id=policy_id, policy_digest=policy_digest,
+                      include_boot_log=include_boot_log,
                       executable_digest=measured if isinstance(measured, str) else None)
     return executable, issue(tpm, home, request, int(time.time()))
 
@@ -65,15 +68,24 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
 def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, store: Store, *,
               subject: str, key_name: str, ttl: int = 60) -> Authorized:
     """Authorize ``argv`` and verify it in-process against ``policy`` and ``store``."""
+    from attest.audit.log import AuditLog
     from attest.policy.model import NonceMode
+    from attest.verify.audited import verify_logged
     from attest.verify.verifier import Verifier
 
     nonce = None
     if policy.freshness.nonce is NonceMode.REQUIRED:
         nonce = store.issue_nonce(ttl, int(time.time()))
+    reference = policy.reference
+    # A policy that appraises boot events or values needs the boot log to do it.
+    boot = reference is not None and (reference.boot_pcrs is not None
+                                      or reference.secure_boot is not None
+                                      or reference.boot_applications is not None)
     executable, artifact = prepare(tpm, home, argv, subject=subject, key_name=key_name,
-                                   nonce=nonce, ttl=ttl)
-    return Authorized(Verifier(policy, store).verify(artifact), executable, artifact)
+                                   nonce=nonce, ttl=ttl, policy_id=policy.id,
+                                   policy_digest=policy.digest, include_boot_log=boot)
+    decision = verify_logged(Verifier(policy, store), AuditLog.open(store, home), artifact)
+    return Authorized(decision, executable, artifact)
 
 
 def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:

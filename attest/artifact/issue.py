@@ -124,8 +124,22 @@ def certification(tpm: TPM, home: Path, key: signing.SigningKey,
     return message, signature
 
 
+def _check_text(request: Request) -> None:
+    # Claims are JSON (and RFC 8785 for the binding): text only. An argument that is
+    # not UTF-8 reaches Python as lone surrogates, which JSON cannot carry faithfully.
+    fields = [request.subject, request.action, *request.argv, *request.resources,
+              *request.gov.keys(), *request.gov.values()]
+    for value in fields:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{value.encode('utf-8', 'surrogateescape')!r} is not UTF-8 text; "
+                             "an artifact can only name text") from None
+
+
 def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
     """Make, quote and sign an artifact for ``request``; returns its compact JWS bytes."""
+    _check_text(request)
     if not 0 < request.ttl <= MAX_TTL_S:
         raise UsageError(f"--ttl must be between 1 s and {MAX_TTL_S // 86400} days")
     identity = load_identity(home)

@@ -37,12 +37,13 @@ class Outcome(StrEnum):
     DENIED = "denied"
     ENROLLED = "enrolled"
     REVOKED = "revoked"
+    READMITTED = "readmitted"  # an AK's TPM reset accepted by an administrator
 
 
 _OUTCOMES = {
     EntryKind.DECISION: {Outcome.ACCEPTED, Outcome.DENIED},
     EntryKind.ENROLLMENT: {Outcome.ENROLLED},
-    EntryKind.REVOCATION: {Outcome.REVOKED},
+    EntryKind.REVOCATION: {Outcome.REVOKED, Outcome.READMITTED},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -45,13 +46,17 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--gov", "gov", multiple=True, metavar="KEY=VALUE",
               help="Governance metadata: requester, ticket, approver (repeatable).")
 @click.option("--boot-log", is_flag=True, help="Include the firmware's boot log.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The verifier policy it is issued under: its id and digest go into the "
+              "artifact's policy claim (a verifier under another id denies it).")
 @click.option("--out", "out_file", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the artifact.")
 @click.pass_context
 def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple[str, ...],
               argv_rest: tuple[str, ...], key_name: str, approval: Path | None,
               resources: tuple[str, ...], nonce: str | None, ttl: str, aud: str | None,
-              parent: Path | None, gov: tuple[str, ...], boot_log: bool, out_file: Path) -> None:
+              parent: Path | None, gov: tuple[str, ...], boot_log: bool,
+              policy_path: Path | None, out_file: Path) -> None:
     """Issue an authorization artifact: a quote bound to this request, the key's
     certification, the runtime log, signed inside the TPM by the PCR-bound key.
 
@@ -73,6 +78,11 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
         gov=_gov(gov), include_boot_log=boot_log,
         approval=signing.Approval.from_json(approval.read_text()) if approval else None,
     )
+    if policy_path is not None:
+        from attest.policy import load_policy
+
+        policy = load_policy(policy_path)
+        request = dataclasses.replace(request, policy_id=policy.id, policy_digest=policy.digest)
     with tpm_from(ctx) as tpm:
         artifact = issue(tpm, ctx.obj.home, request, int(time.time()))
     write_public(out_file, artifact + b"\n")

@@ -15,7 +15,6 @@ from attest.evidence.pcrs import PCRSelection
 from attest.tpm.device import TPM, open_tpm
 
 MAX_NONCE_BYTES = 64
-_CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
 
 
 def parse_hex(value: str, what: str, max_bytes: int | None = None) -> bytes:
@@ -50,15 +49,3 @@ def read_input(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
-def certificate_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        # A CA folder may keep private keys beside the certificates: skip PEM without one.
-        found = sorted(p for p in path.iterdir() if p.suffix.lower() in _CERT_SUFFIXES
-                       and (b"-----BEGIN" not in (head := p.read_bytes())
-                            or b"CERTIFICATE-----" in head))
-        if not found:
-            raise UsageError(f"no certificates (*.pem, *.crt, *.cer, *.der) in {path}")
-        return found
-    return [path]

@@ -14,7 +14,8 @@ import click
 from cryptography import x509
 from OpenSSL import crypto
 
-from attest.cli.common import certificate_files, echo_json, parse_hex, read_input
+from attest.certfiles import certificate_files
+from attest.cli.common import echo_json, parse_hex, read_input
 from attest.errors import (
     EXIT_REFUSED,
     EvidenceError,

@@ -47,6 +47,7 @@ _COMMANDS: LazyCommands = {
                                             ("attest.cli.verifier", "policy_init"))),
     "provision": ("attest.cli.provision", "provision", ()),
     "quote": ("attest.cli.quote", "quote", (("attest.cli.evidence", "quote_verify"),)),
+    "readmit": ("attest.cli.verifier", "readmit", ()),
     "revoke": ("attest.cli.verifier", "revoke", ()),
     "run": ("attest.cli.run", "run", ()),
     "swtpm": ("attest.cli.swtpm", "swtpm", ()),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from attest.cli.common import certificate_files, echo_json, read_input, tpm_from
+from attest.certfiles import certificate_files
+from attest.cli.common import echo_json, read_input, tpm_from
 from attest.tpm.hierarchy import provision as provision_identity
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from attest.cli.common import certificate_files, echo_json, read_input, tpm_from
+from attest.certfiles import certificate_files
+from attest.cli.common import echo_json, read_input, tpm_from
 from attest.errors import UsageError
 from attest.store import Store, default_url
 
@@ -37,13 +38,16 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
 
     Every failed check is reported with its reason code (docs/reasons.md).
     """
+    from attest.audit.log import AuditLog
     from attest.policy import load_policy
+    from attest.verify.audited import verify_logged
     from attest.verify.verifier import Verifier
 
     policy = load_policy(policy_path)
     raw = read_input(artifact, "artifact")
     with open_store(ctx, store_url) as store:
-        decision = Verifier(policy, store, verifier_id=verifier_id).verify(raw)
+        log = AuditLog.open(store, ctx.obj.home)
+        decision = verify_logged(Verifier(policy, store, verifier_id=verifier_id), log, raw)
     if as_json:
         echo_json(decision.to_json())
     elif decision.accepted:
@@ -96,6 +100,10 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     (kind, value), = given
     now = int(time.time())
     revoked: list[str] = [value]
+    from attest.audit.hooks import record_revocation
+    from attest.audit.log import AuditLog
+    from attest.store import RevocationKind
+
     with open_store(ctx, store_url) as store:
         if kind == "jti":
             revoked = store.revoke_artifact(value, reason, now)
@@ -105,11 +113,40 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
             store.revoke_ak(value, reason, now)
         else:
             store.revoke_host(value, reason, now)
+        log = AuditLog.open(store, ctx.obj.home)
+        for subject in revoked:
+            record_revocation(log, RevocationKind(kind), subject, reason, now=now)
     if as_json:
         echo_json({"revoked": kind, "subjects": revoked, "reason": reason})
     else:
         more = f" and {len(revoked) - 1} descendants" if len(revoked) > 1 else ""
         click.echo(f"revoked {kind} {value}{more}: {reason}")
+
+
+@click.command()
+@click.option("--ak", "ak_name", required=True, metavar="NAME", help="The AK's TPM name (hex).")
+@click.option("--reason", required=True, help="Why the reset is acceptable; it is logged.")
+@_STORE
+@click.pass_context
+def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None) -> None:
+    """Re-admit an AK after a TPM reset (a policy with deny_reset refuses it until then).
+
+    The next quote from that AK starts a new boot epoch as if it were the first.
+    """
+    from attest.audit.entry import Entry, EntryKind, Outcome
+    from attest.audit.log import AuditLog
+
+    try:
+        name = bytes.fromhex(ak_name)
+    except ValueError:
+        raise UsageError(f"--ak is not hex: {ak_name!r}") from None
+    with open_store(ctx, store_url) as store:
+        forgotten = store.forget_clock(name)
+        AuditLog.open(store, ctx.obj.home).record(Entry(
+            kind=EntryKind.REVOCATION, decision=Outcome.READMITTED, time=int(time.time()),
+            reasons=(reason,), subject=name.hex()))
+    click.echo(f"re-admitted AK {ak_name[:16]}…" + ("" if forgotten else
+               " (no clock was recorded for it: nothing to forget)"))
 
 
 @click.command()
@@ -154,9 +191,13 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...],
         raise UsageError("credential activation returned another secret: the AK is not "
                          "in the TPM that holds this EK")
     host = host_id or socket.gethostname()
+    from attest.audit.hooks import record_enrollment
+    from attest.audit.log import AuditLog
+
     with open_store(ctx, store_url) as store:
         store.enroll(host, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
                      ek.certificate, int(time.time()))
+        record_enrollment(AuditLog.open(store, ctx.obj.home), host, identity.ak_name)
     result: dict[str, Any] = {"host": host, "ak": identity.ak_name.hex(),
                               "ek_chain": "verified" if roots else "not checked"}
     if as_json:

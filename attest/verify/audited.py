@@ -1,0 +1,34 @@
+"""Every decision in the audit log: acceptances inside their transaction, denials after.
+
+An acceptance that cannot be logged is no acceptance (the verifier rolls it
+back: audit_unavailable). A denial that cannot be logged stays a denial, and
+says so with a second reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+from attest.audit.hooks import decision_hook, record_decision
+from attest.audit.log import AuditLog
+from attest.errors import AttestError
+from attest.reasons import Reason
+from attest.verify.decision import Decision, Denial
+from attest.verify.verifier import Verifier
+
+
+def verify_logged(verifier: Verifier, log: AuditLog, raw: bytes,
+                  now: int | None = None) -> Decision:
+    decision = verifier.verify(raw, now=now,
+                               audit=decision_hook(log, verifier_id=verifier.verifier_id))
+    if decision.accepted:
+        return decision
+    try:
+        index = record_decision(log, decision, verifier_id=verifier.verifier_id,
+                                artifact=hashlib.sha256(raw.strip()).hexdigest())
+    except AttestError as exc:
+        missing = Denial(Reason.AUDIT_UNAVAILABLE,
+                         f"the denial could not be logged either: {exc.message}")
+        return dataclasses.replace(decision, denials=(*decision.denials, missing))
+    return dataclasses.replace(decision, audit_index=index)
