@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -148,6 +149,9 @@ cli.add_command(ek)
 
 
 def main() -> None:
+    # `attest audit export | head`: stop quietly when the reader goes away, as Unix
+    # tools do, instead of reporting a broken pipe.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         cli.main(prog_name="attest", standalone_mode=True)
     except SystemExit as exc:
