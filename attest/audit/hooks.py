@@ -11,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from attest.audit.entry import Entry, EntryKind, Outcome
 from attest.audit.log import AuditLog
+from attest.store.prepared import Prepared
 from attest.store.records import RevocationKind
 from attest.store.schema import artifacts
 from attest.verify.decision import Decision
 
 DecisionHook = Callable[[Decision, Any], int]
+
+_DIGEST = Prepared(select(artifacts.c.sha256).where(artifacts.c.jti == bindparam("jti")))
 
 
 def decision_entry(decision: Decision, *, time: int, verifier_id: str | None = None,
@@ -37,12 +40,12 @@ def decision_hook(log: AuditLog, *, verifier_id: str | None = None) -> DecisionH
     Raises :class:`attest.errors.AuditUnavailable` when the entry can't be appended.
     """
     def hook(decision: Decision, conn: Connection) -> int:
-        # Decision does not carry the artifact's digest; the acceptance transaction has
-        # just stored it under the jti, so read it back from there.
-        digest = None
-        if decision.jti is not None:
-            digest = conn.execute(select(artifacts.c.sha256)
-                                  .where(artifacts.c.jti == decision.jti)).scalar_one_or_none()
+        # The verifier's decisions carry the artifact's digest. Otherwise the acceptance
+        # transaction has just stored it under the jti: read it back from there.
+        digest = decision.artifact_sha256
+        if digest is None and decision.jti is not None:
+            row = _DIGEST.first(conn, {"jti": decision.jti})
+            digest = None if row is None else row.sha256
         return log.append(conn, decision_entry(decision, time=log.now(),
                                                verifier_id=verifier_id, artifact=digest))
     return hook

@@ -15,6 +15,7 @@ from attest.store.records import (
     Revocation,
     RevocationKind,
     SeenClock,
+    Snapshot,
 )
 from attest.store.store import Store
 
@@ -28,6 +29,7 @@ __all__ = [
     "RevocationKind",
     "Revoked",
     "SeenClock",
+    "Snapshot",
     "Store",
     "StoreUnavailable",
     "default_url",

@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 
+from attest.store.prepared import run_driver_sql
+
 # Execution option that marks a connection as about to write. On SQLite its
 # transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, so a
 # read-then-write transaction (consume nonce, insert jti, advance clock) waits for
@@ -44,6 +46,17 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def holds_write_lock(connection: Connection) -> bool:
+    """Whether ``connection``'s transaction holds the database's write lock from its start.
+
+    True for a write transaction on SQLite (BEGIN IMMEDIATE): no other writer can
+    change a row between its reads and its writes. Elsewhere (PostgreSQL's read
+    committed) another transaction may, and the caller must allow for it.
+    """
+    return (connection.dialect.name == "sqlite"
+            and bool(connection.get_execution_options().get(WRITE_OPTION)))
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the sqlite3 module, which would not BEGIN
     # before SELECTs or SAVEPOINTs (its "legacy" mode); _sqlite_begin emits BEGIN.
@@ -62,7 +75,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    if connection.get_execution_options().get(WRITE_OPTION):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        connection.exec_driver_sql("BEGIN")
+    # On the DBAPI cursor, as the store's prepared statements run (attest.store.prepared).
+    begin = "BEGIN IMMEDIATE" if connection.get_execution_options().get(WRITE_OPTION) \
+        else "BEGIN"
+    run_driver_sql(connection, begin).close()

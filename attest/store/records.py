@@ -80,3 +80,20 @@ class ArtifactRecord:
     accepted_at: int = 0
     revoked: bool = False
     revocation_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a verifier reads of the store for one artifact, in one read transaction.
+
+    See :meth:`attest.store.Store.snapshot`; fields not asked for are None (or False).
+    """
+
+    enrollment: Enrollment | None  # the AK's, when asked for; None also when not enrolled
+    last_clock: SeenClock | None  # the AK's latest accepted quote clock
+    nonce: NonceState | None  # the state of the nonce asked about
+    jti_seen: bool  # whether the jti was accepted before, when asked
+    # Revocations of the jti, the key (kid), the AK or the host: most specific first.
+    revocations: tuple[Revocation, ...]
+    parent: ArtifactRecord | None  # the parent asked about, as Store.artifact reads it
+    parent_revocation: Revocation | None  # the nearest revocation of the parent's line

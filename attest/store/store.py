@@ -13,8 +13,19 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Row, Table, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -28,6 +39,7 @@ from attest.store import acceptance
 from attest.store import revocations as revs
 from attest.store.engine import WRITE_OPTION, make_engine
 from attest.store.errors import Revoked
+from attest.store.prepared import Prepared
 from attest.store.records import (
     ArtifactRecord,
     Enrollment,
@@ -35,6 +47,7 @@ from attest.store.records import (
     Revocation,
     RevocationKind,
     SeenClock,
+    Snapshot,
 )
 from attest.store.schema import (
     MAX_HEX_NAME,
@@ -55,8 +68,22 @@ from attest.store.schema import (
 NONCE_BYTES = 32
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KEY_NAME = re.compile(r"(?:[0-9a-f]{2})+")  # a TPM name as the store keys it (fullmatch)
 _UNAVAILABLE_HINT = ("check that the store URL is right, that its directory exists and is "
                      "writable, and that no other process holds the database locked")
+
+# The store's statements, built and compiled once (see attest.store.prepared).
+_ENROLLMENT = Prepared(select(enrollments).where(enrollments.c.ak_name == bindparam("ak")))
+_ENROLLMENTS_FOR = Prepared(select(enrollments).where(enrollments.c.host == bindparam("host"))
+                            .order_by(enrollments.c.enrolled_at, enrollments.c.ak_name))
+_CLOCK = Prepared(select(ak_clocks.c.clock, ak_clocks.c.reset_count,
+                         ak_clocks.c.restart_count)
+                  .where(ak_clocks.c.ak_name == bindparam("ak")))
+_FORGET_CLOCK = Prepared(delete(ak_clocks).where(ak_clocks.c.ak_name == bindparam("ak")))
+_ARTIFACT = Prepared(select(artifacts).where(artifacts.c.jti == bindparam("jti")))
+_JTI_SEEN = Prepared(select(artifacts.c.jti).where(artifacts.c.jti == bindparam("jti")))
+_INSERT_NONCE = Prepared(insert(nonces), tuple(nonces.c.keys()))
+_PURGE_NONCES = Prepared(delete(nonces).where(nonces.c.expires_at < bindparam("before")))
 
 
 class Store:
@@ -184,16 +211,14 @@ class Store:
     def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
         name = _hex(ak_name, "AK name")
         with self.read() as conn:
-            row = conn.execute(select(enrollments)
-                               .where(enrollments.c.ak_name == name)).first()
+            row = _ENROLLMENT.first(conn, {"ak": name})
             return None if row is None else _enrollment(conn, row)
 
     def enrollments_for(self, host: str) -> list[Enrollment]:
         """Every AK enrolled for ``host``, oldest first."""
         with self.read() as conn:
-            rows = conn.execute(select(enrollments).where(enrollments.c.host == host)
-                                .order_by(enrollments.c.enrolled_at, enrollments.c.ak_name))
-            return [_enrollment(conn, row) for row in rows.all()]
+            rows = _ENROLLMENTS_FOR.all(conn, {"host": host})
+            return [_enrollment(conn, row) for row in rows]
 
     # -- nonces ------------------------------------------------------------------------
 
@@ -203,8 +228,8 @@ class Store:
             raise UsageError(f"a nonce TTL must be positive, not {ttl}")
         nonce = base64.urlsafe_b64encode(secrets.token_bytes(NONCE_BYTES)).rstrip(b"=").decode()
         with self.write() as conn:
-            conn.execute(insert(nonces).values(nonce=nonce, issued_at=now,
-                                               expires_at=now + ttl, used_at=None))
+            _INSERT_NONCE.rowcount(conn, {"nonce": nonce, "issued_at": now,
+                                         "expires_at": now + ttl, "used_at": None})
         return nonce
 
     def nonce_state(self, nonce: str, now: int) -> NonceState:
@@ -219,8 +244,7 @@ class Store:
         Pass a time well behind now: a purged nonce reads as UNKNOWN, no longer EXPIRED.
         """
         with self.write() as conn:
-            return conn.execute(delete(nonces)
-                                .where(nonces.c.expires_at < expired_before)).rowcount
+            return _PURGE_NONCES.rowcount(conn, {"before": expired_before})
 
     # -- TPM clocks --------------------------------------------------------------------
 
@@ -228,11 +252,7 @@ class Store:
         """The clock of the latest quote accepted for this AK (in its latest boot epoch)."""
         name = _hex(ak_name, "AK name")
         with self.read() as conn:
-            row = conn.execute(select(ak_clocks).where(ak_clocks.c.ak_name == name)).first()
-        if row is None:
-            return None
-        return SeenClock(clock=row.clock, reset_count=row.reset_count,
-                         restart_count=row.restart_count)
+            return _last_clock(conn, name)
 
     def forget_clock(self, ak_name: bytes | str) -> bool:
         """Re-admit an AK after a TPM reset a policy with ``deny_reset`` refuses.
@@ -242,29 +262,67 @@ class Store:
         """
         name = _hex(ak_name, "AK name")
         with self.write() as conn:
-            return conn.execute(delete(ak_clocks).where(ak_clocks.c.ak_name == name)).rowcount > 0
+            return _FORGET_CLOCK.rowcount(conn, {"ak": name}) > 0
 
     # -- artifacts ---------------------------------------------------------------------
 
     def artifact(self, jti: str) -> ArtifactRecord | None:
         """The accepted artifact; ``revoked`` when it or anything it rests on is revoked."""
         with self.read() as conn:
-            row = conn.execute(select(artifacts).where(artifacts.c.jti == jti)).first()
+            row = _ARTIFACT.first(conn, {"jti": jti})
             if row is None:
                 return None
-            revoked = revs.in_ancestry(conn, jti)
-        m = row._mapping
-        return ArtifactRecord(
-            jti=m["jti"], sha256=m["sha256"], parent_jti=m["parent_jti"], depth=m["depth"],
-            exp=m["exp"], host=m["host"], kid=m["kid"], ak_name=m["ak_name"],
-            subject=m["subject"], scope=m["scope"], accepted_at=m["accepted_at"],
-            revoked=revoked is not None,
-            revocation_reason=None if revoked is None else revoked.reason)
+            return _artifact(row, _ancestry(conn, jti, row))
 
     def jti_seen(self, jti: str) -> bool:
         with self.read() as conn:
-            return conn.execute(select(artifacts.c.jti)
-                                .where(artifacts.c.jti == jti)).first() is not None
+            return _JTI_SEEN.first(conn, {"jti": jti}) is not None
+
+    def snapshot(self, ak_name: bytes | str, *, jti: str, now: int, enrollment: bool = False,
+                 host: str | None = None, kid: str | None = None, nonce: str | None = None,
+                 seen: bool = False, parent: str | None = None) -> Snapshot:
+        """Everything a verifier reads for one artifact, in one read transaction.
+
+        Always the AK's last clock (:meth:`last_clock`) and every revocation of ``jti``,
+        ``kid``, the AK and ``host``, most specific first (:meth:`revocation_for` reports
+        the first); with ``enrollment``, the AK's (:meth:`enrollment`), whose host is
+        looked up when ``host`` is None; the state of ``nonce`` at ``now``
+        (:meth:`nonce_state`); with ``seen``, :meth:`jti_seen`; and the ``parent``
+        (:meth:`artifact`) with the nearest revocation of its line
+        (:meth:`ancestry_revoked`). A ``kid`` that is not a key name (lowercase hex)
+        matches no revocation.
+        """
+        name = _hex(ak_name, "AK name")
+        if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
+            kid = None
+        with self.read() as conn:
+            enrolled = _ENROLLMENT.first(conn, {"ak": name}) if enrollment else None
+            if host is None and enrolled is not None:
+                host = enrolled.host
+            last = _last_clock(conn, name)
+            state = None
+            if nonce is not None:
+                state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
+                         else acceptance.nonce_state(conn, nonce, now))
+            jti_seen = seen and _JTI_SEEN.first(conn, {"jti": jti}) is not None
+            above = None if parent is None else _ARTIFACT.first(conn, {"jti": parent})
+            own: list[tuple[RevocationKind, str | None]] = [
+                (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
+                (RevocationKind.AK, name), (RevocationKind.HOST, host)]
+            enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
+                                                        (RevocationKind.HOST, enrolled.host)]
+            line = [] if parent is None or above is None else _line(parent, above)
+            found = revs.matching(conn, own + enrolled_as + line)
+            parent_revocation = (None if parent is None or above is None
+                                 else _ancestry(conn, parent, above, found))
+        wanted = {(kind, subject) for kind, subject in own if subject is not None}
+        return Snapshot(
+            enrollment=None if enrolled is None else _enrollment_of(
+                enrolled, revs.best(found, enrolled_as)),
+            last_clock=last, nonce=state, jti_seen=jti_seen,
+            revocations=tuple(rev for _, rev in found if (rev.kind, rev.subject) in wanted),
+            parent=None if above is None else _artifact(above, parent_revocation),
+            parent_revocation=parent_revocation)
 
     def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
                clock: SeenClock, now: int,
@@ -282,15 +340,25 @@ class Store:
         with self.write() as conn:
             if nonce is not None:
                 acceptance.consume_nonce(conn, nonce, now)
-            revoked = (revs.find(conn, [(RevocationKind.KEY, record.kid),
-                                        (RevocationKind.AK, record.ak_name),
-                                        (RevocationKind.HOST, record.host)])
-                       or revs.in_ancestry(conn, record.jti)
-                       or (revs.in_ancestry(conn, record.parent_jti)
-                           if record.parent_jti is not None else None))
+            stored = acceptance.stored_artifact(conn, record.jti)
+            # Its own key, AK and host, then its line (itself and, when stored already,
+            # what its row rests on), then its parent's line: one lookup unless a stored
+            # row or the parent has ancestors to walk.
+            own: list[tuple[RevocationKind, str | None]] = [
+                (RevocationKind.KEY, record.kid), (RevocationKind.AK, record.ak_name),
+                (RevocationKind.HOST, record.host)]
+            parent: list[tuple[RevocationKind, str | None]] = (
+                [] if record.parent_jti is None
+                else [(RevocationKind.ARTIFACT, record.parent_jti)])
+            found = revs.matching(conn, own + _line(record.jti, stored) + parent)
+            revoked = (revs.best(found, own) or _ancestry(conn, record.jti, stored, found)
+                       or (None if record.parent_jti is None
+                           else revs.best(found, parent)
+                           or revs.in_chain(conn, record.parent_jti)))
             if revoked is not None:
                 raise Revoked(revoked)
-            acceptance.insert_artifact(conn, record, single_use=single_use, now=now)
+            acceptance.insert_artifact(conn, record, single_use=single_use, now=now,
+                                       stored_sha256=None if stored is None else stored.sha256)
             acceptance.advance_clock(conn, record.ak_name, clock, now)
             if in_transaction is not None:
                 in_transaction(conn)
@@ -375,16 +443,66 @@ def _upsert(conn: Connection, table: Table, key: str, value: str,
     raise RuntimeError(f"could not upsert {value!r} into {table.name}")
 
 
-def _enrollment(conn: Connection, row: Row[tuple[object, ...]]) -> Enrollment:
-    m = row._mapping
-    revoked = revs.find(conn, [(RevocationKind.AK, m["ak_name"]),
-                               (RevocationKind.HOST, m["host"])])
+def _enrollment(conn: Connection, row: Any) -> Enrollment:
+    return _enrollment_of(row, revs.find(conn, [(RevocationKind.AK, row.ak_name),
+                                                (RevocationKind.HOST, row.host)]))
+
+
+def _enrollment_of(row: Any, revoked: Revocation | None) -> Enrollment:
+    """An enrollments row (attributes by column name) as the store hands it out."""
     return Enrollment(
-        host=m["host"], ak_name=bytes.fromhex(m["ak_name"]), ak_public=m["ak_public"],
-        ak_qualified_name=m["ak_qualified_name"], ek_certificate=m["ek_certificate"],
-        enrolled_at=m["enrolled_at"], updated_at=m["updated_at"],
+        host=row.host, ak_name=bytes.fromhex(row.ak_name), ak_public=row.ak_public,
+        ak_qualified_name=row.ak_qualified_name, ek_certificate=row.ek_certificate,
+        enrolled_at=row.enrolled_at, updated_at=row.updated_at,
         revoked=revoked is not None,
         revocation_reason=None if revoked is None else revoked.reason)
+
+
+def _last_clock(conn: Connection, ak_name: str) -> SeenClock | None:
+    row = _CLOCK.first(conn, {"ak": ak_name})
+    if row is None:
+        return None
+    return SeenClock(clock=row.clock, reset_count=row.reset_count,
+                     restart_count=row.restart_count)
+
+
+def _artifact(row: Any, revoked: Revocation | None) -> ArtifactRecord:
+    """An artifacts row (attributes by column name) as the store hands it out."""
+    return ArtifactRecord(
+        jti=row.jti, sha256=row.sha256, parent_jti=row.parent_jti, depth=row.depth,
+        exp=row.exp, host=row.host, kid=row.kid, ak_name=row.ak_name,
+        subject=row.subject, scope=row.scope, accepted_at=row.accepted_at,
+        revoked=revoked is not None,
+        revocation_reason=None if revoked is None else revoked.reason)
+
+
+def _line(jti: str, stored: Any) -> list[tuple[RevocationKind, str | None]]:
+    """The revocations that cover ``jti`` given its stored row (or None), as far as they
+    are known without walking its ancestors: see :func:`_ancestry`."""
+    if stored is None or stored.parent_jti is not None:
+        return [(RevocationKind.ARTIFACT, jti)]
+    return [(RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, stored.kid),
+            (RevocationKind.AK, stored.ak_name), (RevocationKind.HOST, stored.host)]
+
+
+def _ancestry(conn: Connection, jti: str, stored: Any,
+              found: list[revs.Ranked] | None = None) -> Revocation | None:
+    """``revs.in_ancestry(conn, jti)``, knowing the row stored under ``jti`` (or None) and,
+    optionally, the revocations matching :func:`_line`'s pairs (``revs.matching``).
+
+    A jti the store has not seen is covered by its own revocation only, and one without
+    a parent by its own or its key's, AK's or host's (the walk's first level, in the
+    walk's order): only an artifact with a parent needs the recursive walk.
+    """
+    line = _line(jti, stored)
+    if found is None:
+        found = revs.matching(conn, line)
+    direct = revs.best(found, line[:1])
+    if direct is not None or stored is None:
+        return direct
+    if stored.parent_jti is None:
+        return revs.best(found, line)
+    return revs.in_chain(conn, jti)
 
 
 def _hex(value: bytes | str, what: str) -> str:

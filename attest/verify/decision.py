@@ -23,7 +23,8 @@ class Decision:
     """``accepted`` is True only when no check failed; ``denials`` lists every failure.
 
     ``facts`` holds what the verifier established (host, AK, key, quoted PCRs,
-    runtime measurements), for the caller and the audit log.
+    runtime measurements), for the caller and the audit log. ``artifact_sha256`` is
+    the accepted artifact's digest (hex), what the audit log names it by.
     """
 
     accepted: bool
@@ -33,6 +34,7 @@ class Decision:
     host: str | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
     audit_index: int | None = None
+    artifact_sha256: str | None = None
 
     def __post_init__(self) -> None:
         # The one invariant that makes the type fail closed: no acceptance with a reason.

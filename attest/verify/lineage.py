@@ -8,14 +8,18 @@ from fnmatch import fnmatchcase
 from attest.artifact.model import Lineage, Scope
 from attest.policy.model import LineageLimits
 from attest.reasons import Reason
-from attest.store import ArtifactRecord, Store
+from attest.store import ArtifactRecord, Revocation
 from attest.verify.decision import Denial
 
 
-def check_lineage(store: Store, lineage: Lineage, scope: Scope, exp: int, limits: LineageLimits,
-                  now: int) -> list[Denial]:
-    """Denials for a child naming ``lineage``; empty when the parent vouches for it."""
-    parent = store.artifact(lineage.parent)
+def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lineage: Lineage,
+                  scope: Scope, exp: int, limits: LineageLimits, now: int) -> list[Denial]:
+    """Denials for a child naming ``lineage``; empty when the parent vouches for it.
+
+    ``parent`` is the artifact stored under ``lineage.parent`` (None: never accepted),
+    ``revoked`` the nearest revocation of its line (``Store.ancestry_revoked``); both as
+    :meth:`attest.store.Store.snapshot` reads them.
+    """
     if parent is None:
         return [Denial(Reason.LINEAGE_BROKEN,
                        f"the parent {lineage.parent} was never accepted by this verifier")]
@@ -25,7 +29,6 @@ def check_lineage(store: Store, lineage: Lineage, scope: Scope, exp: int, limits
                               "the parent's SHA-256 is not the one the child names"))
     if parent.exp < now:
         denials.append(Denial(Reason.LINEAGE_BROKEN, f"the parent expired at {parent.exp}"))
-    revoked = store.ancestry_revoked(parent.jti)
     if revoked is not None:
         denials.append(Denial(Reason.LINEAGE_BROKEN,
                               f"the parent's line is revoked ({revoked.kind.value} "

@@ -61,8 +61,10 @@ from attest.store import (
     NonceRejected,
     NonceState,
     Replayed,
+    RevocationKind,
     Revoked,
     SeenClock,
+    Snapshot,
     Store,
 )
 from attest.verify.decision import Decision, Denial
@@ -74,6 +76,18 @@ CERTIFICATION_LABEL = b"attest key certification\0"
 AuditHook = Callable[[Decision, Any], int]
 """Appends a decision to the audit log inside the acceptance transaction; returns its index."""
 
+# Parsed AKs kept per Verifier (by their TPM2B_PUBLIC bytes); a verifier sees few AKs.
+AK_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class _AK:
+    """An AK's TPM2B_PUBLIC parsed, its name, and what check_ak says of it (None: passes)."""
+
+    public: Public
+    name: bytes
+    denial: Denial | None
+
 
 @dataclass(frozen=True)
 class _Subject:
@@ -81,6 +95,7 @@ class _Subject:
 
     host: str
     ak: Public
+    ak_name: bytes  # the AK's TPM name (ak.name, computed once)
     qualified_name: bytes | None
     ek_certificate: bytes | None
 
@@ -105,6 +120,8 @@ class Verifier:
         # Certifications prove properties of keys, not freshness: verify each once.
         self._certified: dict[bytes, CertifiedKey] = {}
         self._ek_checked: dict[bytes, int] = {}
+        # Parsing an AK's public area and hashing its name is the same work every time.
+        self._aks: dict[bytes, _AK] = {}
 
     def verify(self, raw: bytes, *, now: int | None = None,
                audit: AuditHook | None = None) -> Decision:
@@ -137,21 +154,21 @@ class Verifier:
                                            f"the claims have no canonical JSON: {exc}"),))
         denials: list[Denial] = []
         try:
-            subject = self._subject(claims, now)
+            subject, view = self._subject(artifact, now)
         except _Denied as stop:
             return Decision(False, tuple(stop.args[0]), jti=claims.jti, subject=claims.sub)
         certified = self._certification(artifact, subject, denials)
         if certified is not None:
             _collect(denials, lambda: jws.verify_signature(artifact, certified.key))
-        quote = self._quote(claims, bound, subject, denials)
+        quote = self._quote(claims, bound, subject, view, denials)
         if quote is not None:
             self._logs(claims, quote, denials)
         if claims.policy_id is not None and claims.policy_id != self.policy.id:
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"issued under policy {claims.policy_id!r}, verified under "
                                   f"{self.policy.id!r}"))
-        denials.extend(self._times(claims, now))
-        denials.extend(self._state(artifact, subject, certified, now))
+        denials.extend(self._times(claims, view, now))
+        denials.extend(self._state(artifact, subject, certified, view, now))
         if self.policy.match_rule(claims.sub, claims.scope.action, claims.scope.argv,
                                   subject.host) is None:
             denials.append(Denial(Reason.POLICY_MISMATCH,
@@ -164,12 +181,10 @@ class Verifier:
         facts = _facts(claims, subject, certified, quote)
         return self._accept(artifact, subject, certified, quote, facts, now, audit)
 
-    def _subject(self, claims: Claims, now: int) -> _Subject:
-        try:
-            ak = parse_public_tpm2b(claims.evidence.ak_public)
-        except EvidenceError as exc:
-            raise _Denied([Denial(Reason.MALFORMED_ARTIFACT, f"evidence.ak: {exc.message}")]) \
-                from None
+    def _subject(self, artifact: jws.ParsedArtifact, now: int) -> tuple[_Subject, Snapshot]:
+        """Who the artifact speaks for, and the store's state for it (one read)."""
+        claims = artifact.claims
+        ak = self._ak(claims.evidence.ak_public)
         if ak.name.hex() != claims.iss:
             raise _Denied([Denial(Reason.AK_UNKNOWN,
                                   "iss is not the name of the AK in the evidence")])
@@ -179,26 +194,65 @@ class Verifier:
                 raise _Denied([Denial(Reason.AK_UNKNOWN,
                                       f"AK {claims.iss[:16]}… is not among the policy's "
                                       "trusted_aks")])
-            subject = _Subject(trusted.host, ak, trusted.ak_qualified_name, None)
-        else:
-            enrolled = self.store.enrollment(ak.name)
-            if enrolled is None or enrolled.ak_public != claims.evidence.ak_public:
-                raise _Denied([Denial(Reason.AK_UNKNOWN,
-                                      f"AK {claims.iss[:16]}… is not enrolled with this "
-                                      "verifier")])
-            if enrolled.revoked:
-                raise _Denied([Denial(Reason.AK_REVOKED,
-                                      f"AK of host {enrolled.host} is revoked: "
-                                      f"{enrolled.revocation_reason}")])
-            subject = _Subject(enrolled.host, ak, enrolled.ak_qualified_name or None,
-                               enrolled.ek_certificate)
-        try:
-            check_ak(ak)
-        except EvidenceError as exc:
-            raise _Denied([_denial(exc)]) from None
+            subject = _Subject(trusted.host, ak.public, ak.name, trusted.ak_qualified_name,
+                               None)
+            if ak.denial is not None:
+                raise _Denied([ak.denial])
+            # No state is read before here: an untrusted AK is refused without the store.
+            return subject, self._snapshot(artifact, ak.name, host=subject.host, now=now)
+        view = self._snapshot(artifact, ak.name, host=None, now=now)
+        enrolled = view.enrollment
+        if enrolled is None or enrolled.ak_public != claims.evidence.ak_public:
+            raise _Denied([Denial(Reason.AK_UNKNOWN,
+                                  f"AK {claims.iss[:16]}… is not enrolled with this "
+                                  "verifier")])
+        if enrolled.revoked:
+            raise _Denied([Denial(Reason.AK_REVOKED,
+                                  f"AK of host {enrolled.host} is revoked: "
+                                  f"{enrolled.revocation_reason}")])
+        subject = _Subject(enrolled.host, ak.public, ak.name,
+                           enrolled.ak_qualified_name or None, enrolled.ek_certificate)
+        if ak.denial is not None:
+            raise _Denied([ak.denial])
         if subject.ek_certificate is not None and self.policy.ek_roots:
             self._check_ek(subject.ek_certificate, now)
-        return subject
+        return subject, view
+
+    def _ak(self, ak_public: bytes) -> _AK:
+        """The AK of the evidence, parsed and checked once per Verifier."""
+        known = self._aks.get(ak_public)
+        if known is not None:
+            return known
+        try:
+            public = parse_public_tpm2b(ak_public)
+        except EvidenceError as exc:
+            raise _Denied([Denial(Reason.MALFORMED_ARTIFACT, f"evidence.ak: {exc.message}")]) \
+                from None
+        try:
+            check_ak(public)
+            denial = None
+        except EvidenceError as exc:
+            denial = _denial(exc)
+        known = _AK(public, public.name, denial)
+        if len(self._aks) >= AK_CACHE_SIZE:
+            self._aks.clear()
+        self._aks[bytes(ak_public)] = known
+        return known
+
+    def _snapshot(self, artifact: jws.ParsedArtifact, ak_name: bytes, *, host: str | None,
+                  now: int) -> Snapshot:
+        """What the checks read of the store, in one read transaction: the enrollment
+        (when ``host`` is None: the enrolled host), the AK's clock, the nonce, the jti,
+        revocations, the parent. The kid is the header's: its revocation counts only once
+        the key is certified under that name (see _state)."""
+        claims = artifact.claims
+        nonce = claims.eat_nonce
+        if self.policy.freshness.nonce is NonceMode.FORBIDDEN:
+            nonce = None  # refused unread (see _freshness)
+        return self.store.snapshot(
+            ak_name, jti=claims.jti, now=now, enrollment=host is None, host=host,
+            kid=artifact.header.kid, nonce=nonce, seen=self.policy.artifacts.single_use,
+            parent=None if claims.lineage is None else claims.lineage.parent)
 
     def _check_ek(self, certificate: bytes, now: int) -> None:
         key = hashlib.sha256(certificate).digest()
@@ -226,7 +280,7 @@ class Verifier:
                     evidence.certify, evidence.certify_signature, subject.ak,
                     evidence.key_public, expected_policy=expected_policy,
                     expected_extra_data=hashlib.sha256(
-                        CERTIFICATION_LABEL + key_name + subject.ak.name).digest(),
+                        CERTIFICATION_LABEL + key_name + subject.ak_name).digest(),
                     expected_signer=subject.qualified_name)
             except EvidenceError as exc:
                 denials.append(_denial(exc))
@@ -238,7 +292,7 @@ class Verifier:
             return None
         return certified
 
-    def _quote(self, claims: Claims, bound: bytes, subject: _Subject,
+    def _quote(self, claims: Claims, bound: bytes, subject: _Subject, view: Snapshot,
                denials: list[Denial]) -> QuoteFacts | None:
         bank = self.policy.pcrs.bank
         if claims.env_bank != bank:
@@ -246,7 +300,7 @@ class Verifier:
                                   f"the artifact claims {claims.env_bank} PCRs; the policy "
                                   f"quotes {bank}"))
             return None
-        last = self.store.last_clock(subject.ak.name)
+        last = view.last_clock
         previous = None if last is None else ClockInfo(last.clock, last.reset_count,
                                                        last.restart_count, True)
         try:
@@ -283,7 +337,7 @@ class Verifier:
         except EvidenceError as exc:
             denials.append(_denial(exc))
 
-    def _times(self, claims: Claims, now: int) -> list[Denial]:
+    def _times(self, claims: Claims, view: Snapshot, now: int) -> list[Denial]:
         skew = self.policy.freshness.clock_skew
         found: list[Denial] = []
         if claims.nbf > now + skew or claims.iat > now + skew:
@@ -299,10 +353,10 @@ class Verifier:
         if self.verifier_id is not None and claims.aud not in (None, self.verifier_id):
             found.append(Denial(Reason.POLICY_MISMATCH,
                                 f"the artifact is for verifier {claims.aud!r}"))
-        found.extend(self._freshness(claims, now))
+        found.extend(self._freshness(claims, view, now))
         return found
 
-    def _freshness(self, claims: Claims, now: int) -> list[Denial]:
+    def _freshness(self, claims: Claims, view: Snapshot, now: int) -> list[Denial]:
         mode = self.policy.freshness.nonce
         if claims.eat_nonce is None:
             if mode is NonceMode.REQUIRED:
@@ -315,43 +369,43 @@ class Verifier:
             return []
         if mode is NonceMode.FORBIDDEN:
             return [Denial(Reason.POLICY_MISMATCH, "the policy accepts no nonce")]
-        state = self.store.nonce_state(claims.eat_nonce, now)
-        return [] if state is NonceState.USABLE else [_nonce_denial(state)]
+        state = view.nonce  # read for this nonce (see _snapshot)
+        return [] if state is NonceState.USABLE else [_nonce_denial(state or NonceState.UNKNOWN)]
 
     def _state(self, artifact: jws.ParsedArtifact, subject: _Subject,
-               certified: CertifiedKey | None, now: int) -> list[Denial]:
+               certified: CertifiedKey | None, view: Snapshot, now: int) -> list[Denial]:
         claims = artifact.claims
         found: list[Denial] = []
-        if self.policy.artifacts.single_use and self.store.jti_seen(claims.jti):
+        if self.policy.artifacts.single_use and view.jti_seen:
             found.append(Denial(Reason.REPLAYED, f"artifact {claims.jti} was already used"))
-        # The key is known once certified; the header's kid is attacker text until then
-        # (and the store refuses a kid that is not hex). An uncertified key is a denial
-        # already.
-        revoked = self.store.revocation_for(
-            jti=claims.jti, kid=None if certified is None else certified.name.hex(),
-            ak=subject.ak.name.hex(), host=subject.host)
+        # Revocations of the jti, kid, AK and host, most specific first. The key is known
+        # once certified (under the header's kid, exactly); the kid is attacker text until
+        # then, and an uncertified key is a denial already: its revocation does not count.
+        revoked = next((r for r in view.revocations
+                        if certified is not None or r.kind is not RevocationKind.KEY), None)
         if revoked is not None:
             # The same words the store uses at commit time: an AK revocation is ak_revoked.
             found.append(_denial(Revoked(revoked)))
         if claims.lineage is not None:
-            found.extend(check_lineage(self.store, claims.lineage, claims.scope, claims.exp,
-                                       self.policy.lineage, now))
+            found.extend(check_lineage(view.parent, view.parent_revocation, claims.lineage,
+                                       claims.scope, claims.exp, self.policy.lineage, now))
         return found
 
     def _accept(self, artifact: jws.ParsedArtifact, subject: _Subject, certified: CertifiedKey,
                 quote: QuoteFacts, facts: dict[str, Any], now: int,
                 audit: AuditHook | None) -> Decision:
         claims = artifact.claims
+        digest = artifact.sha256
         record = ArtifactRecord(
-            jti=claims.jti, sha256=artifact.sha256,
+            jti=claims.jti, sha256=digest,
             parent_jti=claims.lineage.parent if claims.lineage else None,
             depth=claims.lineage.depth if claims.lineage else 0, exp=claims.exp,
-            host=subject.host, kid=certified.name.hex(), ak_name=subject.ak.name.hex(),
+            host=subject.host, kid=certified.name.hex(), ak_name=subject.ak_name.hex(),
             subject=claims.sub, scope=json.dumps(claims.scope.to_json(), sort_keys=True))
         clock = SeenClock(quote.clock_info.clock, quote.clock_info.reset_count,
                           quote.clock_info.restart_count)
         decision = Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
-                            facts=facts)
+                            facts=facts, artifact_sha256=digest)
         indexes: list[int] = []
         hook = None if audit is None else _audit_hook(audit, decision, indexes)
         try:
@@ -368,7 +422,7 @@ class Verifier:
                             jti=claims.jti, subject=claims.sub, host=subject.host)
         if indexes:
             return Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
-                            facts=facts, audit_index=indexes[0])
+                            facts=facts, audit_index=indexes[0], artifact_sha256=digest)
         return decision
 
 
@@ -413,7 +467,7 @@ def _facts(claims: Claims, subject: _Subject, certified: CertifiedKey,
            quote: QuoteFacts) -> dict[str, Any]:
     return {
         "host": subject.host,
-        "ak": subject.ak.name.hex(),
+        "ak": subject.ak_name.hex(),
         "key": certified.name.hex(),
         "action": claims.scope.action,
         "argv": list(claims.scope.argv),

@@ -43,6 +43,22 @@ def test_an_acceptance_is_logged_in_its_own_transaction(log: AuditLog, store: St
         "subject": "deploy-bot"}
 
 
+def test_the_verifiers_decision_names_the_artifact_itself(log: AuditLog, store: Store) -> None:
+    digest = "ab" * 32  # not what the store holds under j1: the decision's own is logged
+    accepted = Decision(True, jti="j1", subject="deploy-bot", host="host-1",
+                        artifact_sha256=digest)
+    hook = decision_hook(log)
+
+    def log_it(conn: Connection) -> None:
+        hook(accepted, conn)
+
+    store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                 in_transaction=log_it)
+    (logged,) = _entries(log)
+    assert logged["artifact"] == digest
+    assert "artifact_sha256" not in accepted.to_json()
+
+
 def test_an_acceptance_that_cannot_be_logged_is_not_committed(store: Store) -> None:
     unkeyed = AuditLog.open(store, None)
     hook = decision_hook(unkeyed)

@@ -115,6 +115,40 @@ def test_revoked_meanwhile_is_refused_inside_the_transaction(store: Store, revok
     _nothing_written(store, "child", nonce)
 
 
+def test_its_own_key_ak_and_host_are_reported_before_its_jti(store: Store) -> None:
+    store.revoke_artifact("j1", "artifact", T0)
+    store.revoke_host(HOST, "host", T0)
+    with pytest.raises(Revoked) as caught:
+        store.accept(record("j1"), nonce=None, single_use=True, clock=clock(5), now=T0)
+    assert caught.value.revocation.reason == "host"
+    store.revoke_key(KID, "key", T0)
+    with pytest.raises(Revoked) as caught:
+        store.accept(record("j1"), nonce=None, single_use=True, clock=clock(5), now=T0)
+    assert caught.value.revocation.reason == "key"
+
+
+def test_a_stored_artifact_is_refused_for_what_its_row_rests_on(store: Store) -> None:
+    # Presented again (multi-use) after what its stored row names was revoked: its host
+    # when first accepted, or an ancestor's key.
+    other_kid = "000b" + "77" * 32
+    store.accept(record("p", kid=other_kid), nonce=None, single_use=False, clock=clock(1),
+                 now=T0)
+    store.accept(record("c", "p"), nonce=None, single_use=False, clock=clock(2), now=T0)
+    store.accept(record("r", host="old-host"), nonce=None, single_use=False, clock=clock(3),
+                 now=T0)
+    store.revoke_host("old-host", "host retired", T0)
+    with pytest.raises(Revoked) as caught:
+        store.accept(record("r", host="new-host"), nonce=None, single_use=False,
+                     clock=clock(4), now=T0)
+    assert caught.value.revocation.subject == "old-host"
+    store.accept(record("c", "p"), nonce=None, single_use=False, clock=clock(5), now=T0)
+    store.revoke_key(other_kid, "parent's key lost", T0)
+    with pytest.raises(Revoked) as caught:
+        store.accept(record("c", "p"), nonce=None, single_use=False, clock=clock(6), now=T0)
+    assert caught.value.revocation.subject == other_kid
+    assert store.last_clock(AK) == clock(5)
+
+
 def test_malformed_record_is_refused_before_any_write(store: Store) -> None:
     nonce = store.issue_nonce(60, T0)
     for bad in (dataclasses.replace(record("j1"), kid="not hex"),

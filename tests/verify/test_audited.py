@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def test_decisions_are_logged_and_the_log_verifies(setup: tuple[Host, Path],
     entries = [json.loads(line) for line in
                host.ok("audit", "export").stdout.splitlines() if line.strip()]
     assert [e["decision"] for e in entries] == ["accepted", "denied"]
+    # Both name the artifact by its digest, the acceptance as the verifier computed it.
+    digest = hashlib.sha256(artifact.read_bytes().strip()).hexdigest()
+    assert [e["artifact"] for e in entries] == [digest, digest]
     assert entries[1]["reasons"] == ["replayed"]
     host.ok("audit", "verify")
 
