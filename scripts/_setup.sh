@@ -20,7 +20,9 @@ ensure_debs() {
         wanted+=(python3-dev)
     fi
     for pkg in "${wanted[@]}"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+        # Not `dpkg -s`: it succeeds for a removed package whose config files remain.
+        [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] \
+            || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ] || [ "${ATTEST_FORCE_APT_UPDATE:-}" = 1 ]; then
         say "installing Debian packages: ${missing[*]:-(none missing)}"
