@@ -156,16 +156,9 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
         from attest.evidence.pcrs import PCRSelection
 
         with tpm_from(ctx) as tpm:
-            current = read_pcrs(tpm, PCRSelection.of(_group(missing)))
+            current = read_pcrs(tpm, PCRSelection.from_pairs(missing))
         values.update(current)
     made = signing.approve(authority_key.read_bytes(), selection, values,
                            parse_hex(policy_ref, "--policy-ref", 64))
     write_public(out_file, made.to_json().encode())
     click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into {out_file}")
-
-
-def _group(keys: list[tuple[str, int]]) -> dict[str, list[int]]:
-    grouped: dict[str, list[int]] = {}
-    for bank, index in keys:
-        grouped.setdefault(bank, []).append(index)
-    return grouped

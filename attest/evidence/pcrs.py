@@ -68,6 +68,14 @@ class PCRSelection:
         return cls(tuple(banks))
 
     @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, int]]) -> PCRSelection:
+        """The selection of these (bank, index) pairs."""
+        grouped: dict[str, list[int]] = {}
+        for bank, index in pairs:
+            grouped.setdefault(bank, []).append(index)
+        return cls.of(grouped)
+
+    @classmethod
     def parse(cls, text: str) -> PCRSelection:
         """Parse `sha256:0,1,2+sha1:0` (also `sha256:all`, ranges `0-7`)."""
         if not text or not text.strip():

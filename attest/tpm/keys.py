@@ -97,7 +97,7 @@ class SigningKey:
                 "kind": self.kind,
                 "tpm_name": self.tpm_name.hex(),
                 "pcrs": str(self.selection),
-                "sealed_values": {f"{b}:{i}": v.hex() for (b, i), v in self.sealed_values.items()},
+                "sealed_values": _values_to_json(self.sealed_values),
                 "policy_digest": self.policy_digest.hex(),
                 "authority_name": self.authority_name.hex() if self.authority_name else None,
                 "policy_ref": self.policy_ref.hex(),
@@ -111,10 +111,6 @@ class SigningKey:
     @classmethod
     def from_json(cls, text: str) -> SigningKey:
         data: dict[str, Any] = json.loads(text)
-        sealed: dict[tuple[str, int], bytes] = {}
-        for key, value in data["sealed_values"].items():
-            bank, _, index = key.partition(":")
-            sealed[(bank, int(index))] = bytes.fromhex(value)
         return cls(
             name=data["name"],
             public=bytes.fromhex(data["public"]),
@@ -122,7 +118,7 @@ class SigningKey:
             auth=bytes.fromhex(data["auth"]),
             kind=data["kind"],
             selection=PCRSelection.parse(data["pcrs"]) if data["pcrs"] else PCRSelection(()),
-            sealed_values=sealed,
+            sealed_values=_values_from_json(data["sealed_values"]),
             policy_digest=bytes.fromhex(data["policy_digest"]),
             authority_name=(bytes.fromhex(data["authority_name"])
                             if data["authority_name"] else None),
@@ -149,7 +145,7 @@ class Approval:
             {
                 "authority_public": self.authority_public.hex(),
                 "pcrs": str(self.selection),
-                "values": {f"{b}:{i}": v.hex() for (b, i), v in self.values.items()},
+                "values": _values_to_json(self.values),
                 "policy_ref": self.policy_ref.hex(),
                 "approved_policy": self.approved_policy.hex(),
                 "signature": self.signature.hex(),
@@ -161,19 +157,28 @@ class Approval:
     def from_json(cls, text: str) -> Approval:
         try:
             data = json.loads(text)
-            values = {}
-            for key, value in data["values"].items():
-                bank, _, index = key.partition(":")
-                values[(bank, int(index))] = bytes.fromhex(value)
             return cls(
                 authority_public=bytes.fromhex(data["authority_public"]),
                 selection=PCRSelection.parse(data["pcrs"]),
-                values=values,
+                values=_values_from_json(data["values"]),
                 policy_ref=bytes.fromhex(data["policy_ref"]),
                 signature=bytes.fromhex(data["signature"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"not an approval file: {exc}") from exc
+
+
+def _values_to_json(values: dict[tuple[str, int], bytes]) -> dict[str, str]:
+    """PCR values as {"bank:index": hex}, the form key records and approvals keep."""
+    return {f"{bank}:{index}": value.hex() for (bank, index), value in values.items()}
+
+
+def _values_from_json(data: dict[str, str]) -> dict[tuple[str, int], bytes]:
+    values: dict[tuple[str, int], bytes] = {}
+    for key, value in data.items():
+        bank, _, index = key.partition(":")
+        values[(bank, int(index))] = bytes.fromhex(value)
+    return values
 
 
 def check_name(name: str) -> str:

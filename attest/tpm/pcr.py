@@ -38,7 +38,7 @@ def read_pcrs(tpm: TPM, selection: PCRSelection) -> dict[tuple[str, int], bytes]
     values: dict[tuple[str, int], bytes] = {}
     remaining = list(selection)
     while remaining:
-        pending = PCRSelection.of(_group(remaining))
+        pending = PCRSelection.from_pairs(remaining)
         _, returned_sel, digests = tpm.call("reading PCRs", tpm.esapi.pcr_read, to_tpml(pending))
         got = _expand(returned_sel)
         if not got:
@@ -70,13 +70,6 @@ def extend_data(tpm: TPM, index: int, data: bytes) -> dict[str, bytes]:
     digests = {bank: digest(bank, data) for bank in active_banks(tpm)}
     extend(tpm, index, digests)
     return digests
-
-
-def _group(keys: list[tuple[str, int]]) -> dict[str, list[int]]:
-    grouped: dict[str, list[int]] = {}
-    for bank, index in keys:
-        grouped.setdefault(bank, []).append(index)
-    return grouped
 
 
 def _expand(tpml: TPML_PCR_SELECTION) -> list[tuple[str, int]]:
