@@ -84,18 +84,8 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def parse(raw: bytes) -> ParsedArtifact:
-    """Split and decode an artifact; raise EvidenceError (malformed_artifact, alg_not_allowed)."""
-    if len(raw) > MAX_ARTIFACT_BYTES:
-        raise malformed(f"the artifact is {len(raw)} bytes; at most {MAX_ARTIFACT_BYTES}")
-    text = raw.strip()
-    parts = text.split(b".")
-    if len(parts) != 3:
-        raise malformed("not a JWS in compact serialization (three base64url parts)")
-    try:
-        header_b64, payload_b64, signature_b64 = (p.decode("ascii") for p in parts)
-    except UnicodeDecodeError:
-        raise malformed("the JWS holds non-ASCII bytes") from None
+def parse_header(header_b64: str) -> Header:
+    """The JWS protected header; raise EvidenceError (malformed_artifact, alg_not_allowed)."""
     header_obj = _json_object(unb64url(header_b64, "JWS header"), "JWS header")
     extra = sorted(set(header_obj) - {"alg", "typ", "kid"})
     if extra:
@@ -110,12 +100,45 @@ def parse(raw: bytes) -> ParsedArtifact:
     kid = header_obj.get("kid")
     if not isinstance(kid, str) or not kid:
         raise malformed("JWS header has no kid")
+    return Header(alg, ARTIFACT_TYPE, kid)
+
+
+# One signing key's artifacts share one header text: parse each text once. Bounded,
+# since header texts come from whoever sends artifacts; a header that fails to parse
+# is not kept (it raises again, the same way).
+_HEADERS: dict[str, Header] = {}
+HEADER_CACHE_SIZE = 256
+
+
+def _header(header_b64: str) -> Header:
+    header = _HEADERS.get(header_b64)
+    if header is None:
+        header = parse_header(header_b64)
+        if len(_HEADERS) >= HEADER_CACHE_SIZE:
+            _HEADERS.clear()
+        _HEADERS[header_b64] = header
+    return header
+
+
+def parse(raw: bytes) -> ParsedArtifact:
+    """Split and decode an artifact; raise EvidenceError (malformed_artifact, alg_not_allowed)."""
+    if len(raw) > MAX_ARTIFACT_BYTES:
+        raise malformed(f"the artifact is {len(raw)} bytes; at most {MAX_ARTIFACT_BYTES}")
+    text = raw.strip()
+    parts = text.split(b".")
+    if len(parts) != 3:
+        raise malformed("not a JWS in compact serialization (three base64url parts)")
+    try:
+        header_b64, payload_b64, signature_b64 = (p.decode("ascii") for p in parts)
+    except UnicodeDecodeError:
+        raise malformed("the JWS holds non-ASCII bytes") from None
+    header = _header(header_b64)
     claims = Claims.from_json(_json_object(unb64url(payload_b64, "JWS payload"), "JWS payload"))
     signature = unb64url(signature_b64, "JWS signature")
     if len(signature) != 64:
         raise malformed(f"an ES256 signature is 64 bytes, not {len(signature)}")
-    return ParsedArtifact(text, Header(alg, ARTIFACT_TYPE, kid), claims,
-                          (header_b64 + "." + payload_b64).encode("ascii"), signature)
+    return ParsedArtifact(text, header, claims, text[:len(header_b64) + 1 + len(payload_b64)],
+                          signature)
 
 
 def verify_signature(artifact: ParsedArtifact, key: object) -> None:

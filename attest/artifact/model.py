@@ -25,12 +25,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
-
-import rfc8785
 
 from attest.errors import EvidenceError
 from attest.reasons import Reason
@@ -39,7 +39,8 @@ ARTIFACT_TYPE = "attest-artifact+jwt"
 ALGORITHM = "ES256"
 MAX_ARTIFACT_BYTES = 8 << 20  # a runtime log of ~40,000 records; more is not an artifact
 _HEX = re.compile(r"[0-9a-f]*")
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url(data: bytes) -> str:
@@ -47,12 +48,27 @@ def b64url(data: bytes) -> str:
 
 
 def unb64url(text: str, what: str) -> bytes:
-    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+    """Decode unpadded base64url; anything else (padding, other characters) is malformed."""
+    return decode_b64url(check_b64url(text, what))
+
+
+def check_b64url(text: Any, what: str) -> bytes:
+    """``text`` as ASCII bytes, if it is unpadded base64url; else raise malformed.
+
+    Deleting the alphabet with bytes.translate leaves nothing exactly when every
+    character is in it: one C pass, where a regex over a runtime log takes ~7x longer.
+    """
+    if not isinstance(text, str) or len(text) % 4 == 1 or not text.isascii():
         raise malformed(f"{what} is not base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise malformed(f"{what} is not base64url") from None
+    data = text.encode("ascii")
+    if data.translate(None, _B64URL_ALPHABET):
+        raise malformed(f"{what} is not base64url")
+    return data
+
+
+def decode_b64url(data: bytes) -> bytes:
+    """Decode what :func:`check_b64url` passed; cannot fail (a length of 1 mod 4 is out)."""
+    return binascii.a2b_base64(data.translate(_URL_TO_STANDARD) + b"=" * (-len(data) % 4))
 
 
 def malformed(message: str) -> EvidenceError:
@@ -81,12 +97,14 @@ class Scope:
         digest = obj.get("executable_digest")
         if digest is not None and not (_is_hex(digest) and len(digest) == 64):
             raise malformed("scope.executable_digest is not a SHA-256 hex digest")
-        return cls(
+        scope = object.__new__(cls)  # checked: no __init__ needed (as in Claims.from_json)
+        scope.__dict__.update(
             action=_string(obj.get("action"), "scope.action"),
             argv=tuple(_strings(obj.get("argv"), "scope.argv")),
             executable_digest=digest,
             resources=tuple(_strings(obj.get("resources", []), "scope.resources")),
         )
+        return scope
 
 
 @dataclass(frozen=True)
@@ -112,7 +130,12 @@ class Lineage:
 
 @dataclass(frozen=True)
 class Evidence:
-    """The TPM's proof, as bytes (base64url in JSON)."""
+    """The TPM's proof, as bytes (base64url in JSON).
+
+    Parsed from JSON, the logs stay base64url until read (:meth:`__getattr__`): a
+    verifier that has appraised the same log text before (a host's log changes only
+    when it measures) looks it up by :meth:`encoded` and never decodes it again.
+    """
 
     quote: bytes  # TPMS_ATTEST of TPM2_Quote, qualifyingData = binding
     quote_signature: bytes  # TPMT_SIGNATURE by the AK
@@ -126,25 +149,77 @@ class Evidence:
     _FIELDS = (("quote", "quote"), ("quote_signature", "quote_sig"), ("key_public", "key"),
                ("certify", "certify"), ("certify_signature", "certify_sig"),
                ("ak_public", "ak"), ("runtime_log", "runtime_log"))
+    _NAMES = frozenset({name for _, name in _FIELDS} | {"boot_log"})
+    _LAZY = frozenset({"runtime_log", "boot_log"})
+    # The same for every artifact of one host and key: decoded once (see _DECODED).
+    _REPEATED = frozenset({"key_public", "certify", "certify_signature", "ak_public"})
 
     def to_json(self) -> dict[str, str]:
-        out = {name: b64url(getattr(self, attr)) for attr, name in self._FIELDS}
-        if self.boot_log is not None:
-            out["boot_log"] = b64url(self.boot_log)
+        out = {name: self.encoded(attr) for attr, name in self._FIELDS}
+        boot = self.encoded("boot_log")
+        if boot is not None:
+            out["boot_log"] = boot
         return out
+
+    def encoded(self, attr: str) -> Any:
+        """The base64url text of field ``attr`` (None for an absent boot log)."""
+        text = self.__dict__.get("_text_" + attr)
+        if text is not None:
+            return text
+        value = getattr(self, attr)
+        return None if value is None else b64url(value)
+
+    def __getattr__(self, attr: str) -> Any:
+        # Called only for an attribute not set yet: a log from_json left encoded.
+        text = self.__dict__.get("_text_" + attr) if attr in self._LAZY else None
+        if text is None:
+            raise AttributeError(attr)
+        value = decode_b64url(text.encode("ascii"))
+        self.__dict__[attr] = value
+        return value
 
     @classmethod
     def from_json(cls, data: Any) -> Evidence:
-        names = {name for _, name in cls._FIELDS} | {"boot_log"}
-        obj = _object(data, "evidence", names)
-        values = {}
+        obj = _object(data, "evidence", cls._NAMES)
+        values: dict[str, Any] = {}
+        known = _DECODED
         for attr, name in cls._FIELDS:
-            if name not in obj:
+            text = obj.get(name)
+            if text is None:
                 raise malformed(f"evidence.{name} is missing")
-            values[attr] = unb64url(obj[name], f"evidence.{name}")
+            if attr in cls._LAZY:
+                check_b64url(text, f"evidence.{name}")
+                values["_text_" + attr] = text
+                continue
+            value = known.get(text) if attr in cls._REPEATED else None
+            if value is None:
+                value = decode_b64url(check_b64url(text, f"evidence.{name}"))
+                if attr in cls._REPEATED:
+                    if len(known) >= DECODED_CACHE_SIZE:
+                        known.clear()
+                    known[text] = value
+            values[attr] = value
         boot = obj.get("boot_log")
-        return cls(**values, boot_log=None if boot is None else unb64url(boot, "evidence.boot_log"))
+        if boot is None:
+            values["boot_log"] = None
+        else:
+            check_b64url(boot, "evidence.boot_log")
+            values["_text_boot_log"] = boot
+        # Checked above, field by field: set them without __init__, which would need the
+        # logs decoded (Evidence has no __post_init__).
+        evidence = object.__new__(cls)
+        evidence.__dict__.update(values)
+        return evidence
 
+
+# Base64url text of evidence fields that repeat across a host's artifacts, decoded.
+# Keyed by the whole text, so a hit is that exact text, checked when first decoded.
+_DECODED: dict[str, bytes] = {}
+DECODED_CACHE_SIZE = 1024
+
+# The dataclass keeps boot_log's default in __init__; as a class attribute it would
+# answer for an instance whose boot log is still encoded, before __getattr__ could.
+del Evidence.boot_log
 
 @dataclass(frozen=True)
 class Claims:
@@ -192,23 +267,21 @@ class Claims:
 
     @classmethod
     def from_json(cls, data: Any) -> Claims:
-        obj = _object(data, "claims", {"iss", "sub", "aud", "jti", "iat", "nbf", "exp",
-                                       "eat_nonce", "scope", "policy", "lineage", "gov",
-                                       "env", "evidence"})
-        for required in ("iss", "sub", "jti", "iat", "nbf", "exp", "scope", "env", "evidence"):
-            if required not in obj:
-                raise malformed(f"claim {required!r} is missing")
+        obj = _object(data, "claims", _CLAIM_NAMES)
+        if not obj.keys() >= _REQUIRED_CLAIMS:
+            missing = next(name for name in _REQUIRED_ORDER if name not in obj)
+            raise malformed(f"claim {missing!r} is missing")
         env = _object(obj["env"], "env", {"bank", "pcrs"})
         pcrs_raw = _object(env.get("pcrs"), "env.pcrs", None)
         pcrs: dict[int, str] = {}
         for key, value in pcrs_raw.items():
-            # isascii: str.isdigit() also takes "²", which int() refuses.
-            if not (isinstance(key, str) and key.isascii() and key.isdigit()
-                    and 0 <= int(key) < 24):
+            index = _PCR_INDEX.get(key)  # "0".."23" exactly: one spelling per PCR
+            if index is None:
                 raise malformed(f"env.pcrs has a key that is not a PCR index: {key!r}")
-            if not (_is_hex(value) and len(value) in (40, 64, 96, 128)):
+            if not (isinstance(value, str) and len(value) in _DIGEST_HEX_LENGTHS
+                    and _HEX.fullmatch(value)):
                 raise malformed(f"env.pcrs[{key}] is not a hex digest")
-            pcrs[int(key)] = value
+            pcrs[index] = value
         policy = obj.get("policy")
         policy_obj = _object(policy, "policy", {"id", "digest"}) if policy is not None else {}
         for member in ("id", "digest"):
@@ -220,9 +293,14 @@ class Claims:
                 raise malformed(f"gov.{key} is not a string")
         nonce = obj.get("eat_nonce")
         if nonce is not None:
-            unb64url(nonce, "eat_nonce")
+            check_b64url(nonce, "eat_nonce")
         lineage = obj.get("lineage")
-        return cls(
+        aud = obj.get("aud")
+        # Every value checked above or here: set the fields without the frozen
+        # dataclass's __init__ (one object.__setattr__ per field; Claims has no
+        # __post_init__), a third of the time for the verifier's hottest object.
+        claims = object.__new__(cls)
+        claims.__dict__.update(
             iss=_string(obj["iss"], "iss"),
             sub=_string(obj["sub"], "sub"),
             jti=_string(obj["jti"], "jti"),
@@ -233,21 +311,61 @@ class Claims:
             env_bank=_string(env.get("bank"), "env.bank"),
             env_pcrs=pcrs,
             evidence=Evidence.from_json(obj["evidence"]),
-            aud=None if obj.get("aud") is None else _string(obj["aud"], "aud"),
+            aud=None if aud is None else _string(aud, "aud"),
             eat_nonce=nonce,
             policy_id=policy_obj.get("id"),
             policy_digest=policy_obj.get("digest"),
             lineage=None if lineage is None else Lineage.from_json(lineage),
             gov=dict(gov),
         )
+        return claims
+
+
+_CLAIM_NAMES = {"iss", "sub", "aud", "jti", "iat", "nbf", "exp", "eat_nonce", "scope",
+                "policy", "lineage", "gov", "env", "evidence"}
+_REQUIRED_ORDER = ("iss", "sub", "jti", "iat", "nbf", "exp", "scope", "env", "evidence")
+_REQUIRED_CLAIMS = frozenset(_REQUIRED_ORDER)
+_PCR_INDEX = {str(i): i for i in range(24)}
+_DIGEST_HEX_LENGTHS = frozenset({40, 64, 96, 128})
 
 
 def binding(claims: Claims) -> bytes:
-    """SHA-256 of the RFC 8785 canonical JSON of the claims without ``evidence``."""
-    return hashlib.sha256(rfc8785.dumps(claims.bound_json())).digest()
+    """SHA-256 of the RFC 8785 canonical JSON of the claims without ``evidence``.
+
+    Raises EvidenceError (malformed_artifact) for claims with no canonical form.
+    """
+    return hashlib.sha256(canonical_bound(claims)).digest()
 
 
-def _object(data: Any, what: str, allowed: set[str] | None) -> dict[str, Any]:
+def canonical_bound(claims: Claims) -> bytes:
+    """RFC 8785 (JCS) bytes of :meth:`Claims.bound_json`.
+
+    The bound claims hold only strings, null and integers below 2**53 (from_json and
+    the issuer allow nothing else), so Python's sorted, compact json.dumps without
+    ASCII escaping writes exactly JCS, with two exceptions it cannot see: object keys
+    are ordered by code point where JCS orders by UTF-16 unit (they differ only for
+    keys beyond U+D7FF, and the only free keys are gov's), and a lone surrogate has
+    no UTF-8 form. The first goes to the rfc8785 library, the second is refused as
+    it refuses it; tests/artifact/test_canonical.py checks both against it.
+    """
+    bound = claims.bound_json()
+    if any(not key.isascii() for key in claims.gov):
+        import rfc8785  # rare (a gov key beyond ASCII): imported only then
+
+        try:
+            return rfc8785.dumps(bound)
+        except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
+            # The library raises the latter for a lone surrogate in a key it sorts.
+            raise malformed(f"the claims have no canonical JSON: {exc}") from None
+    try:
+        return json.dumps(bound, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise malformed("the claims have no canonical JSON: a string holds a lone "
+                        "surrogate") from None
+
+
+def _object(data: Any, what: str, allowed: AbstractSet[str] | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise malformed(f"{what} is not a JSON object")
     if allowed is not None:

@@ -215,9 +215,21 @@ def check_replay(
     real machines extend PCRs no boot log mentions (IMA's PCR 10), so by default
     such a PCR is reported as not covered rather than as a mismatch.
     """
-    replayed = replay(events)
+    return compare_replay(events, replay(events), startup_locality(events), reported,
+                          require=require)
+
+
+def compare_replay(
+    events: Sequence[Measurement],
+    replayed: PCRBanks,
+    locality: int,
+    reported: Mapping[tuple[str, int], bytes],
+    *,
+    require: Iterable[tuple[str, int]] = (),
+) -> ReplayFacts:
+    """:func:`check_replay` given the log's :func:`replay` and :func:`startup_locality`,
+    which depend on the log alone: a verifier that sees one log again keeps them."""
     required = set(require)
-    locality = startup_locality(events)
     verified: list[tuple[str, int]] = []
     not_covered: list[tuple[str, int]] = []
     for bank, pcr in sorted(reported):

@@ -39,15 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
 from attest.artifact import jws
-from attest.artifact.model import Claims, b64url, binding
+from attest.artifact.model import Claims, Evidence, b64url, binding
 from attest.certfiles import read_certificates
 from attest.errors import AttestError, EvidenceError
 from attest.eventlog.appraise import appraise
 from attest.eventlog.cel import CelRecord, check_content_bound, parse_cel
-from attest.eventlog.replay import check_replay
+from attest.eventlog.replay import PCRBanks, compare_replay, replay, startup_locality
 from attest.eventlog.tcg import TcgEvent, parse_tcg
 from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
@@ -76,6 +74,10 @@ CERTIFICATION_LABEL = b"attest key certification\0"
 AuditHook = Callable[[Decision, Any], int]
 """Appends a decision to the audit log inside the acceptance transaction; returns its index."""
 
+# Log texts whose appraisal a Verifier keeps (a host's log changes only when it
+# measures, so its artifacts repeat it), bounded by their total size in characters.
+LOG_CACHE_CHARS = 64 << 20
+
 # Parsed AKs kept per Verifier (by their TPM2B_PUBLIC bytes); a verifier sees few AKs.
 AK_CACHE_SIZE = 1024
 
@@ -100,6 +102,23 @@ class _Subject:
     ek_certificate: bytes | None
 
 
+@dataclass(frozen=True)
+class _LogView:
+    """The logs of an artifact, parsed and replayed, with what is wrong with them alone
+    (``problem``: reported instead of any replay) and against the policy's reference
+    values (``appraisal``: reported once they replay to the quoted PCRs)."""
+
+    events: tuple[TcgEvent | CelRecord, ...]
+    replayed: PCRBanks
+    locality: int
+    problem: Denial | None
+    appraisal: Denial | None
+
+    @classmethod
+    def refused(cls, problem: Denial) -> _LogView:
+        return cls((), {}, 0, problem, None)
+
+
 class _Denied(Exception):
     """A check that leaves nothing further to verify (the AK is unknown, say)."""
 
@@ -122,6 +141,9 @@ class Verifier:
         self._ek_checked: dict[bytes, int] = {}
         # Parsing an AK's public area and hashing its name is the same work every time.
         self._aks: dict[bytes, _AK] = {}
+        # The logs' part of the appraisal, by their exact base64url text (see _logs).
+        self._log_views: dict[tuple[str, str | None], _LogView] = {}
+        self._log_view_chars = 0
 
     def verify(self, raw: bytes, *, now: int | None = None,
                audit: AuditHook | None = None) -> Decision:
@@ -147,11 +169,10 @@ class Verifier:
                             jti=claims.jti, subject=claims.sub)
         try:
             bound = binding(claims)
-        except rfc8785.CanonicalizationError as exc:
-            # JSON the parser takes but RFC 8785 has no form for (a lone surrogate, a
-            # number beyond 2**53 or infinite): no binding, so no quote can vouch for it.
-            return Decision(False, (Denial(Reason.MALFORMED_ARTIFACT,
-                                           f"the claims have no canonical JSON: {exc}"),))
+        except EvidenceError as exc:
+            # JSON the parser takes but RFC 8785 has no form for (a lone surrogate):
+            # no binding, so no quote can vouch for it.
+            return Decision(False, (_denial(exc),))
         denials: list[Denial] = []
         try:
             subject, view = self._subject(artifact, now)
@@ -316,26 +337,57 @@ class Verifier:
             return None
 
     def _logs(self, claims: Claims, quote: QuoteFacts, denials: list[Denial]) -> None:
-        bank = self.policy.pcrs.bank
+        evidence = claims.evidence
+        key = (evidence.encoded("runtime_log"), evidence.encoded("boot_log"))
+        view = self._log_views.get(key)
+        if view is None:
+            view = self._log_view(evidence)
+            size = len(key[0]) + len(key[1] or "")
+            if self._log_view_chars + size > LOG_CACHE_CHARS:
+                self._log_views.clear()
+                self._log_view_chars = 0
+            self._log_views[key] = view
+            self._log_view_chars += size
+        if view.problem is not None:
+            denials.append(view.problem)
+            return
+        quoted = {(b, i): v for b, values in quote.pcrs.items() for i, v in values.items()}
+        try:
+            compare_replay(view.events, view.replayed, view.locality, quoted,
+                           require=[(self.policy.pcrs.bank, self.policy.pcrs.runtime)])
+        except EvidenceError as exc:
+            denials.append(_denial(exc))
+            return
+        if view.appraisal is not None:
+            denials.append(view.appraisal)
+
+    def _log_view(self, evidence: Evidence) -> _LogView:
+        """What the logs say on their own and against the reference values: the part of
+        _logs that does not depend on the quote."""
         runtime_pcr = self.policy.pcrs.runtime
         try:
-            runtime = parse_cel(claims.evidence.runtime_log).records
+            runtime = parse_cel(evidence.runtime_log).records
             check_content_bound(runtime)
             stray = [r.label for r in runtime if r.extends and r.pcr != runtime_pcr]
             if stray:
-                denials.append(Denial(Reason.EVENTLOG_MISMATCH,
-                                      f"runtime records outside PCR {runtime_pcr}: {stray[0]}"))
-                return
+                return _LogView.refused(Denial(
+                    Reason.EVENTLOG_MISMATCH,
+                    f"runtime records outside PCR {runtime_pcr}: {stray[0]}"))
             events: list[TcgEvent | CelRecord] = []
-            if claims.evidence.boot_log is not None:
-                events.extend(parse_tcg(claims.evidence.boot_log).events)
+            if evidence.boot_log is not None:
+                events.extend(parse_tcg(evidence.boot_log).events)
             events.extend(runtime)
-            quoted = {(b, i): v for b, values in quote.pcrs.items() for i, v in values.items()}
-            check_replay(events, quoted, require=[(bank, runtime_pcr)])
-            if self.policy.reference is not None:
-                appraise(events, self.policy.reference)
+            replayed = replay(events)
+            locality = startup_locality(events)
         except EvidenceError as exc:
-            denials.append(_denial(exc))
+            return _LogView.refused(_denial(exc))
+        appraisal = None
+        if self.policy.reference is not None:
+            try:
+                appraise(events, self.policy.reference)
+            except EvidenceError as exc:
+                appraisal = _denial(exc)
+        return _LogView(tuple(events), replayed, locality, None, appraisal)
 
     def _times(self, claims: Claims, view: Snapshot, now: int) -> list[Denial]:
         skew = self.policy.freshness.clock_skew
