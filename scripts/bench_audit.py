@@ -38,10 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
-
 from attest.audit import AuditLog, Entry, EntryKind, HeadPolicy, Outcome, keys, tree, verify_log
-from attest.audit.schema import audit_heads, audit_state
+from attest.audit.schema import audit_heads
 from attest.store import Store, default_url
 
 APPEND_TARGET = 2000.0  # appends/s
@@ -164,8 +162,9 @@ def build_big_log(folder: Path, size: int) -> AuditLog:
                 heads.append({"size": stop, "signed_at": 0, "note": signer.sign(stop, root)})
             if stop % (chunk * 10) == 0:
                 progress(f"  built {stop:,} entries")
-        conn.execute(insert(audit_heads), heads)
-        conn.execute(audit_state.update().values(size=size, head_size=size, head_at=0))
+        conn.many(audit_heads.insert(), heads)
+        conn.execute("UPDATE audit_state SET size = :size, head_size = :size, head_at = 0",
+                     {"size": size})
     progress(f"built {size:,} entries in {time.perf_counter() - start:.1f} s")
     return log
 

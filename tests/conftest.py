@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from attest.cli.main import cli
 from attest.simulator import Simulator
+from tests.store.helpers import POSTGRES
 
 VECTORS = Path(os.environ.get("ATTEST_VECTORS",
                               Path(__file__).resolve().parents[1].parent / "shared" / "vectors"))
@@ -107,3 +108,13 @@ def _runtime_pcr_untouched_on_the_shared_simulator(
     with open_tpm(session_swtpm.tcti) as tpm:
         value = tpm.esapi.pcr_read("sha256:15")[2][0]
     assert bytes(value) == bytes(32), "a test extended PCR 15 on the shared simulator"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip the tests that need a SQLite store when the store tests run on PostgreSQL."""
+    if POSTGRES is None:
+        return
+    skip = pytest.mark.skip(reason="needs the store on SQLite (ATTEST_TEST_POSTGRES is set)")
+    for item in items:
+        if item.get_closest_marker("sqlite_only") is not None:
+            item.add_marker(skip)

@@ -23,18 +23,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from sqlalchemy import Connection, select
-
 from attest.audit import merkle, shape, tree
 from attest.audit.entry import claimed_index
 from attest.audit.hashing import EMPTY_ROOT, leaf_hash, node_hash
 from attest.audit.note import Checkpoint, VerifierKey
-from attest.audit.schema import STATE_ROW, audit_entries, audit_heads, audit_nodes, audit_state
+from attest.audit.schema import STATE_ROW
 from attest.errors import ProofError, UsageError
 from attest.store import Store
+from attest.store.db import Transaction
 
 _CHUNK = 5000
 _MAX_MOVED = 10_000  # misplaced entries remembered for the diagnosis; the first few matter
+
+_STATE = "SELECT size, head_size FROM audit_state WHERE id = :id"
+_HEADS = "SELECT size, note FROM audit_heads ORDER BY size"
+_ENTRIES = "SELECT idx, data, leaf_hash FROM audit_entries ORDER BY idx"
+_LEAF_HASHES = "SELECT leaf_hash FROM audit_entries ORDER BY idx"
+_NODES = "SELECT idx, hash FROM audit_nodes WHERE level = :level ORDER BY idx"
 
 # Rank: at the same position, the more specific finding is reported first.
 _PLACE, _CHANGED, _SUBTREE, _HEAD = range(4)
@@ -73,22 +78,22 @@ def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None =
                ) -> LogSummary:
     """A summary of a log that holds; :class:`LogInvalid` naming the first tampering."""
     trusted = None if trusted_head is None else _trusted(key, trusted_head)
-    with store.read() as conn:
+    with store.read() as tx:
         problems: list[Problem] = []
-        recorded_size, recorded_head = _state(conn, problems)
-        heads = _heads(conn, key, problems)
+        recorded_size, recorded_head = _state(tx, problems)
+        heads = _heads(tx, key, problems)
         wanted = {h.size for h in heads} | ({trusted.size} if trusted else set())
-        count, roots = _scan(conn, wanted, problems)
+        count, roots = _scan(tx, wanted, problems)
         _check_count(count, recorded_size, problems)
         if recorded_head and all(h.size != recorded_head for h in heads):
             problems.append(Problem(recorded_head, _HEAD, f"the tree head of size "
                                     f"{recorded_head} is missing or not the log's"))
-        _check_nodes(conn, count, problems)
+        _check_nodes(tx, count, problems)
         _check_heads(heads, roots, count, problems)
         if trusted is not None:
             _check_trusted(trusted, roots, count, problems)
         if not problems:
-            _check_consistency(conn, heads, problems)
+            _check_consistency(tx, heads, problems)
     if problems:
         raise LogInvalid(problems)
     return LogSummary(count, len(heads), roots.get(count, EMPTY_ROOT))
@@ -104,20 +109,18 @@ def _trusted(key: VerifierKey | None, note: str) -> Checkpoint:
         raise ProofError(f"the trusted head does not verify: {exc.message}") from None
 
 
-def _state(conn: Connection, problems: list[Problem]) -> tuple[int | None, int]:
-    row = conn.execute(select(audit_state.c.size, audit_state.c.head_size)
-                       .where(audit_state.c.id == STATE_ROW)).first()
+def _state(tx: Transaction, problems: list[Problem]) -> tuple[int | None, int]:
+    row = tx.first(_STATE, {"id": STATE_ROW})
     if row is None:
         problems.append(Problem(0, _PLACE, "the audit log's state row was deleted"))
         return None, 0
     return row.size, row.head_size
 
 
-def _heads(conn: Connection, key: VerifierKey | None, problems: list[Problem]
+def _heads(tx: Transaction, key: VerifierKey | None, problems: list[Problem]
            ) -> list[Checkpoint]:
     """The heads signed by the log key, by size; the others become problems."""
-    rows = conn.execute(select(audit_heads.c.size, audit_heads.c.note)
-                        .order_by(audit_heads.c.size)).all()
+    rows = tx.all(_HEADS)
     if not rows:
         return []
     if key is None:
@@ -140,7 +143,7 @@ def _heads(conn: Connection, key: VerifierKey | None, problems: list[Problem]
     return valid
 
 
-def _scan(conn: Connection, wanted: set[int], problems: list[Problem]
+def _scan(tx: Transaction, wanted: set[int], problems: list[Problem]
           ) -> tuple[int, dict[int, bytes]]:
     """Recompute leaves and the roots at ``wanted`` sizes (and the final one) in one pass."""
     stack: list[tuple[int, bytes]] = []  # (level, hash) of the frontier, left to right
@@ -148,9 +151,7 @@ def _scan(conn: Connection, wanted: set[int], problems: list[Problem]
     moved: dict[int, int] = {}  # stored index -> the index the entry names
     count = 0
     gap_seen = False
-    rows = conn.execute(select(audit_entries).order_by(audit_entries.c.idx)
-                        .execution_options(yield_per=_CHUNK))
-    for row in rows:
+    for row in tx.stream(_ENTRIES, chunk=_CHUNK):
         if row.idx != count and not gap_seen:
             gap_seen = True  # later entries are all off by the same amount: say it once
             problems.append(Problem(count, _PLACE, f"{_entries(count, row.idx)} deleted"))
@@ -207,11 +208,11 @@ def _check_count(count: int, recorded: int | None, problems: list[Problem]) -> N
                                 f"the end of the log, which records {recorded} entries"))
 
 
-def _check_nodes(conn: Connection, count: int, problems: list[Problem]) -> None:
+def _check_nodes(tx: Transaction, count: int, problems: list[Problem]) -> None:
     """Each stored subtree hash against its stored children, level by level."""
     for level in range(1, count.bit_length()):
-        children = _column(conn, level - 1)
-        parents = _nodes(conn, level)
+        children = _column(tx, level - 1)
+        parents = _nodes(tx, level)
         for index in range(count >> level):
             left, right = next(children, None), next(children, None)
             found = next(parents, None)
@@ -226,19 +227,15 @@ def _check_nodes(conn: Connection, count: int, problems: list[Problem]) -> None:
                 break
 
 
-def _column(conn: Connection, level: int) -> Iterator[bytes]:
+def _column(tx: Transaction, level: int) -> Iterator[bytes]:
     if level == 0:
-        rows = conn.execute(select(audit_entries.c.leaf_hash).order_by(audit_entries.c.idx)
-                            .execution_options(yield_per=_CHUNK))
-        return (row.leaf_hash for row in rows)
-    return (found for _, found in _nodes(conn, level))
+        return (row.leaf_hash for row in tx.stream(_LEAF_HASHES, chunk=_CHUNK))
+    return (found for _, found in _nodes(tx, level))
 
 
-def _nodes(conn: Connection, level: int) -> Iterator[tuple[int, bytes]]:
-    rows = conn.execute(select(audit_nodes.c.idx, audit_nodes.c.hash)
-                        .where(audit_nodes.c.level == level).order_by(audit_nodes.c.idx)
-                        .execution_options(yield_per=_CHUNK))
-    return ((row.idx, row.hash) for row in rows)
+def _nodes(tx: Transaction, level: int) -> Iterator[tuple[int, bytes]]:
+    return ((row.idx, row.hash)
+            for row in tx.stream(_NODES, {"level": level}, chunk=_CHUNK))
 
 
 def _check_heads(heads: list[Checkpoint], roots: dict[int, bytes], count: int,
@@ -269,12 +266,12 @@ def _check_trusted(head: Checkpoint, roots: dict[int, bytes], count: int,
                                 "of the trusted head: the log was rewritten"))
 
 
-def _check_consistency(conn: Connection, heads: list[Checkpoint],
+def _check_consistency(tx: Transaction, heads: list[Checkpoint],
                        problems: list[Problem]) -> None:
     for old, new in pairwise(heads):
         try:
             merkle.verify_consistency(old.size, new.size,
-                                      tree.consistency_proof(conn, old.size, new.size),
+                                      tree.consistency_proof(tx, old.size, new.size),
                                       old.root, new.root)
         except ProofError as exc:
             problems.append(Problem(old.size, _HEAD, f"the tree heads of sizes {old.size} and "

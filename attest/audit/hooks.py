@@ -11,18 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
-
 from attest.audit.entry import Entry, EntryKind, Outcome
 from attest.audit.log import AuditLog
-from attest.store.prepared import Prepared
+from attest.store.db import Transaction
 from attest.store.records import RevocationKind
-from attest.store.schema import artifacts
 from attest.verify.decision import Decision
 
 DecisionHook = Callable[[Decision, Any], int]
 
-_DIGEST = Prepared(select(artifacts.c.sha256).where(artifacts.c.jti == bindparam("jti")))
+_DIGEST = "SELECT sha256 FROM artifacts WHERE jti = :jti"
 
 
 def decision_entry(decision: Decision, *, time: int, verifier_id: str | None = None,
@@ -39,14 +36,13 @@ def decision_hook(log: AuditLog, *, verifier_id: str | None = None) -> DecisionH
 
     Raises :class:`attest.errors.AuditUnavailable` when the entry can't be appended.
     """
-    def hook(decision: Decision, conn: Connection) -> int:
+    def hook(decision: Decision, tx: Transaction) -> int:
         # The verifier's decisions carry the artifact's digest. Otherwise the acceptance
         # transaction has just stored it under the jti: read it back from there.
         digest = decision.artifact_sha256
         if digest is None and decision.jti is not None:
-            row = _DIGEST.first(conn, {"jti": decision.jti})
-            digest = None if row is None else row.sha256
-        return log.append(conn, decision_entry(decision, time=log.now(),
+            digest = tx.scalar(_DIGEST, {"jti": decision.jti})
+        return log.append(tx, decision_entry(decision, time=log.now(),
                                                verifier_id=verifier_id, artifact=digest))
     return hook
 

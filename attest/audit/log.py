@@ -1,6 +1,6 @@
 """The audit log over the store: appends, signed tree heads, proofs and receipts.
 
-Two ways in. :meth:`AuditLog.append` takes the caller's connection, so a decision is
+Two ways in. :meth:`AuditLog.append` takes the caller's transaction, so a decision is
 logged inside the acceptance transaction and commits (or not) with it.
 :meth:`AuditLog.record` stands alone: concurrent callers share one durable commit
 (group commit) and each returns once its entry is on disk.
@@ -13,9 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
-
 from attest.audit import keys, tree
 from attest.audit.entry import Entry
 from attest.audit.groupcommit import GroupCommit
@@ -25,13 +22,29 @@ from attest.audit.schema import (
     AUDIT_COMPONENT,
     AUDIT_SCHEMA_VERSION,
     STATE_ROW,
-    audit_entries,
+    TABLES,
     audit_heads,
     audit_state,
-    metadata,
 )
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
 from attest.store import Store
+from attest.store.db import Conflict, DatabaseError, Transaction
+
+# The UPDATE comes first in an append: it takes the state row's lock, so concurrent
+# appenders queue there and read the size only once it is theirs.
+_RESERVE = "UPDATE audit_state SET size = size + :count WHERE id = :id"
+_STATE = "SELECT size, head_size, head_at FROM audit_state WHERE id = :id"
+_STATE_EXISTS = "SELECT id FROM audit_state"
+_INSERT_STATE = audit_state.insert()
+_HEAD_STARTS = "UPDATE audit_state SET head_at = :now WHERE id = :id"
+_HEAD_SIGNED = "UPDATE audit_state SET head_size = :size, head_at = :now WHERE id = :id"
+_INSERT_HEAD = audit_heads.insert()
+_HEAD = "SELECT size, signed_at, note FROM audit_heads WHERE size = :size"
+_LATEST_HEAD = "SELECT size, signed_at, note FROM audit_heads ORDER BY size DESC LIMIT 1"
+_ALL_HEADS = "SELECT size, signed_at, note FROM audit_heads ORDER BY size"
+_ENTRY = "SELECT data, leaf_hash FROM audit_entries WHERE idx = :idx"
+_ENTRIES = ("SELECT idx, data, leaf_hash FROM audit_entries "
+            "WHERE idx >= :start AND idx < :stop ORDER BY idx")
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ class AuditLog:
         The key is created on first use. ``home=None`` opens it for reading and
         proving only: appending or signing then raises :class:`AuditUnavailable`.
         """
-        store.ensure_schema(AUDIT_COMPONENT, AUDIT_SCHEMA_VERSION, metadata)
+        store.ensure_schema(AUDIT_COMPONENT, AUDIT_SCHEMA_VERSION, TABLES)
         _ensure_state(store)
         signer = None if home is None else _signer(store, home, name)
         return cls(store, signer, heads=heads, clock=clock, max_batch=max_batch)
@@ -106,13 +119,13 @@ class AuditLog:
 
     # -- appending ---------------------------------------------------------------------
 
-    def append(self, conn: Connection, entry: Entry) -> int:
+    def append(self, tx: Transaction, entry: Entry) -> int:
         """Append inside the caller's write transaction; the entry's index.
 
         Raises :class:`AuditUnavailable` when it can't: the caller's transaction must
         then roll back (an acceptance is never committed unlogged).
         """
-        return self._append(conn, [entry])[0]
+        return self._append(tx, [entry])[0]
 
     def record(self, entry: Entry) -> int:
         """Append in a transaction of its own, shared with concurrent callers; durable on return."""
@@ -123,34 +136,29 @@ class AuditLog:
         return self._write_batch(entries) if entries else []
 
     def _write_batch(self, entries: Sequence[Entry]) -> list[int]:
-        with self.store.write() as conn:
-            return self._append(conn, entries)
+        with self.store.write() as tx:
+            return self._append(tx, entries)
 
-    def _append(self, conn: Connection, entries: Sequence[Entry]) -> list[int]:
+    def _append(self, tx: Transaction, entries: Sequence[Entry]) -> list[int]:
         if self._signer is None:
             raise AuditUnavailable("the audit log was opened without its key",
                                    hint="open it with the verifier's home")
         try:
-            # The UPDATE comes first: it takes the state row's lock, so concurrent
-            # appenders queue here and read the size only once it is theirs.
-            reserved = conn.execute(update(audit_state).where(audit_state.c.id == STATE_ROW)
-                                    .values(size=audit_state.c.size + len(entries)))
-            if reserved.rowcount != 1:
+            if tx.execute(_RESERVE, {"count": len(entries), "id": STATE_ROW}) != 1:
                 raise AuditUnavailable("the audit log's state row is missing",
                                        hint="run `attest audit verify`")
-            state = _state(conn)
+            state = _state(tx)
             first = state.size - len(entries)
-            root = tree.extend(conn, first, [e.encode(first + i) for i, e in enumerate(entries)])
+            root = tree.extend(tx, first, [e.encode(first + i) for i, e in enumerate(entries)])
             now = self.now()
             if self.heads.due(state.size, state.head_size, state.head_at or now, now):
-                self._insert_head(conn, state.size, root, now)
+                self._insert_head(tx, state.size, root, now)
             elif not state.head_at:  # the interval runs from the first entry until a head
-                conn.execute(update(audit_state).where(audit_state.c.id == STATE_ROW)
-                             .values(head_at=now))
+                tx.execute(_HEAD_STARTS, {"now": now, "id": STATE_ROW})
             return list(range(first, state.size))
         except AuditUnavailable:
             raise
-        except (DBAPIError, AttestError) as exc:
+        except (DatabaseError, AttestError) as exc:
             raise AuditUnavailable(f"the audit log could not take the entry: {exc}",
                                    hint="check the verifier's store") from exc
 
@@ -158,50 +166,48 @@ class AuditLog:
 
     def sign_head(self) -> SignedHead:
         """The head of the log as it is now: the latest one if current, else a new one."""
-        with self.store.write() as conn:
-            state = _state(conn)
+        with self.store.write() as tx:
+            state = _state(tx)
             if state.size == 0:
                 raise UsageError("the audit log is empty: there is nothing to sign")
-            head = _head(conn, state.size)
+            head = _head(tx, state.size)
             if head is None:
-                head = self._insert_head(conn, state.size, tree.root(conn, state.size),
+                head = self._insert_head(tx, state.size, tree.root(tx, state.size),
                                          self.now())
             return head
 
-    def _insert_head(self, conn: Connection, size: int, root: bytes, now: int) -> SignedHead:
+    def _insert_head(self, tx: Transaction, size: int, root: bytes, now: int) -> SignedHead:
         if self._signer is None:
             raise AuditUnavailable("the audit log was opened without its key",
                                    hint="open it with the verifier's home")
         note = self._signer.sign(size, root)
-        conn.execute(insert(audit_heads).values(size=size, signed_at=now, note=note))
-        conn.execute(update(audit_state).where(audit_state.c.id == STATE_ROW)
-                     .values(head_size=size, head_at=now))
+        tx.execute(_INSERT_HEAD, {"size": size, "signed_at": now, "note": note})
+        tx.execute(_HEAD_SIGNED, {"size": size, "now": now, "id": STATE_ROW})
         return SignedHead(size, now, note)
 
     def latest_head(self) -> SignedHead | None:
-        with self.store.read() as conn:
-            row = conn.execute(select(audit_heads).order_by(audit_heads.c.size.desc())
-                               .limit(1)).first()
+        with self.store.read() as tx:
+            row = tx.first(_LATEST_HEAD)
         return None if row is None else SignedHead(row.size, row.signed_at, row.note)
 
     def head(self, size: int) -> SignedHead | None:
-        with self.store.read() as conn:
-            return _head(conn, size)
+        with self.store.read() as tx:
+            return _head(tx, size)
 
     def all_heads(self) -> list[SignedHead]:
-        with self.store.read() as conn:
-            rows = conn.execute(select(audit_heads).order_by(audit_heads.c.size)).all()
+        with self.store.read() as tx:
+            rows = tx.all(_ALL_HEADS)
         return [SignedHead(r.size, r.signed_at, r.note) for r in rows]
 
     # -- reading and proving -----------------------------------------------------------
 
     def size(self) -> int:
-        with self.store.read() as conn:
-            return _state(conn).size
+        with self.store.read() as tx:
+            return _state(tx).size
 
     def root(self, size: int | None = None) -> bytes:
-        with self.store.read() as conn:
-            return tree.root(conn, _size(conn, size))
+        with self.store.read() as tx:
+            return tree.root(tx, _size(tx, size))
 
     def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
         """Entry ``index`` in the tree of ``size`` (default: the latest head's, else the log's).
@@ -209,44 +215,46 @@ class AuditLog:
         Carries the signed checkpoint when a head of that size exists: then it is a
         receipt; see :meth:`receipt` for one that always is.
         """
-        with self.store.read() as conn:
+        with self.store.read() as tx:
             if size is None:
-                latest = _latest_size(conn)
+                latest = _latest_size(tx)
                 size = latest if latest > index else None
-            size = _size(conn, size)
+            size = _size(tx, size)
             if not 0 <= index < size:
                 raise UsageError(f"entry {index} is not in a tree of {size} entries")
-            row = conn.execute(select(audit_entries.c.data, audit_entries.c.leaf_hash)
-                               .where(audit_entries.c.idx == index)).one()
-            head = _head(conn, size)
+            row = tx.first(_ENTRY, {"idx": index})
+            if row is None:
+                raise ProofError(f"entry {index} of the log is missing",
+                                 hint="run `attest audit verify`")
+            head = _head(tx, size)
             return InclusionProof(
                 index=index, leaf_hash=row.leaf_hash, tree_size=size,
-                proof=tuple(tree.inclusion_proof(conn, index, size)),
-                root=tree.root(conn, size), checkpoint=None if head is None else head.note,
+                proof=tuple(tree.inclusion_proof(tx, index, size)),
+                root=tree.root(tx, size), checkpoint=None if head is None else head.note,
                 entry=row.data)
 
     def receipt(self, index: int) -> InclusionProof:
         """Entry ``index``'s inclusion proof to a signed head (signed now if none covers it)."""
-        with self.store.read() as conn:
-            covered = _latest_size(conn) > index
+        with self.store.read() as tx:
+            covered = _latest_size(tx) > index
         if not covered:
             self.sign_head()
         return self.inclusion_proof(index)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """The tree of ``old_size`` is a prefix of ``new_size``'s (default: the latest head's)."""
-        with self.store.read() as conn:
+        with self.store.read() as tx:
             if new_size is None:
-                new_size = _latest_size(conn) or None
-            new_size = _size(conn, new_size)
+                new_size = _latest_size(tx) or None
+            new_size = _size(tx, new_size)
             if not 0 < old_size <= new_size:
                 raise UsageError(f"no consistency proof from size {old_size} to {new_size}",
                                  hint="sizes run from 1 to the log's size")
-            old_head, new_head = _head(conn, old_size), _head(conn, new_size)
+            old_head, new_head = _head(tx, old_size), _head(tx, new_size)
             return ConsistencyProof(
                 old_size=old_size, new_size=new_size,
-                proof=tuple(tree.consistency_proof(conn, old_size, new_size)),
-                old_root=tree.root(conn, old_size), new_root=tree.root(conn, new_size),
+                proof=tuple(tree.consistency_proof(tx, old_size, new_size)),
+                old_root=tree.root(tx, old_size), new_root=tree.root(tx, new_size),
                 old_checkpoint=None if old_head is None else old_head.note,
                 new_checkpoint=None if new_head is None else new_head.note)
 
@@ -255,11 +263,8 @@ class AuditLog:
         """Entries ``start <= index < stop`` in order, read in chunks (one transaction each)."""
         while stop is None or start < stop:
             upper = start + chunk if stop is None else min(start + chunk, stop)
-            with self.store.read() as conn:
-                rows = conn.execute(select(audit_entries)
-                                    .where(audit_entries.c.idx >= start,
-                                           audit_entries.c.idx < upper)
-                                    .order_by(audit_entries.c.idx)).all()
+            with self.store.read() as tx:
+                rows = tx.all(_ENTRIES, {"start": start, "stop": upper})
             if not rows:
                 return
             for row in rows:
@@ -277,10 +282,8 @@ class _State:
     head_at: int
 
 
-def _state(conn: Connection) -> _State:
-    row = conn.execute(select(audit_state.c.size, audit_state.c.head_size,
-                              audit_state.c.head_at)
-                       .where(audit_state.c.id == STATE_ROW)).first()
+def _state(tx: Transaction) -> _State:
+    row = tx.first(_STATE, {"id": STATE_ROW})
     if row is None:
         raise AuditUnavailable("the audit log's state row is missing",
                                hint="run `attest audit verify`")
@@ -293,9 +296,9 @@ def _signer(store: Store, home: Path, name: str | None) -> NoteSigner:
     Signing with another key (a CLI run under another $ATTEST_HOME, say) would leave
     heads that every audit then reports as forged.
     """
-    with store.read() as conn:
-        state = _state(conn)
-        latest = _head(conn, state.head_size) if state.head_size else None
+    with store.read() as tx:
+        state = _state(tx)
+        latest = _head(tx, state.head_size) if state.head_size else None
     if latest is not None and not keys.exists(home):
         raise AuditUnavailable(f"the audit log's heads are signed by a key that {home} lacks",
                                hint="use the verifier's ATTEST_HOME (--home)")
@@ -313,30 +316,28 @@ def _signer(store: Store, home: Path, name: str | None) -> NoteSigner:
 def _ensure_state(store: Store) -> None:
     for attempt in range(2):
         try:
-            with store.write() as conn:
-                if conn.execute(select(audit_state.c.id)).first() is None:
-                    conn.execute(insert(audit_state).values(id=STATE_ROW, size=0, head_size=0,
-                                                            head_at=0))
+            with store.write() as tx:
+                if tx.first(_STATE_EXISTS) is None:
+                    tx.execute(_INSERT_STATE, {"id": STATE_ROW, "size": 0, "head_size": 0,
+                                               "head_at": 0})
             return
-        except IntegrityError:
+        except Conflict:
             if attempt:  # another opener created it first, twice: not a race, a fault
                 raise
 
 
-def _head(conn: Connection, size: int) -> SignedHead | None:
-    row = conn.execute(
-        select(audit_heads.c.size, audit_heads.c.signed_at, audit_heads.c.note)
-        .where(audit_heads.c.size == size)).first()
+def _head(tx: Transaction, size: int) -> SignedHead | None:
+    row = tx.first(_HEAD, {"size": size})
     return None if row is None else SignedHead(row.size, row.signed_at, row.note)
 
 
-def _latest_size(conn: Connection) -> int:
+def _latest_size(tx: Transaction) -> int:
     """The size of the latest signed head; 0 when there is none."""
-    return _state(conn).head_size
+    return _state(tx).head_size
 
 
-def _size(conn: Connection, size: int | None) -> int:
-    current = _state(conn).size
+def _size(tx: Transaction, size: int | None) -> int:
+    current = _state(tx).size
     if size is None:
         return current
     if not 0 <= size <= current:

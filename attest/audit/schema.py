@@ -14,54 +14,36 @@ Index columns are BIGINT, rendered as INTEGER on SQLite so that the key is the r
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Integer,
-    LargeBinary,
-    MetaData,
-    Table,
-    Text,
-)
+from attest.store.ddl import BIGINT, BLOB, INTEGER, ROWID, TEXT, Column, Table
 
 AUDIT_COMPONENT = "audit"
 AUDIT_SCHEMA_VERSION = 1
 STATE_ROW = 1
 
-_Index = BigInteger().with_variant(Integer(), "sqlite")
-
-metadata = MetaData()
-
-audit_state = Table(
-    "audit_state",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("size", BigInteger, nullable=False),
-    Column("head_size", BigInteger, nullable=False),
+audit_state = Table("audit_state", (
+    Column("id", INTEGER, primary_key=True),
+    Column("size", BIGINT),
+    Column("head_size", BIGINT),
     # Epoch seconds of the last head, or of the first entry while there is none; 0: empty.
-    Column("head_at", BigInteger, nullable=False),
-)
+    Column("head_at", BIGINT),
+))
 
-audit_entries = Table(
-    "audit_entries",
-    metadata,
-    Column("idx", _Index, primary_key=True, autoincrement=False),
-    Column("data", LargeBinary, nullable=False),
-    Column("leaf_hash", LargeBinary, nullable=False),
-)
+audit_entries = Table("audit_entries", (
+    Column("idx", ROWID, primary_key=True),
+    Column("data", BLOB),
+    Column("leaf_hash", BLOB),
+))
 
-audit_nodes = Table(
-    "audit_nodes",
-    metadata,
-    Column("level", Integer, primary_key=True, autoincrement=False),  # >= 1; leaves are 0
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
-    Column("hash", LargeBinary, nullable=False),
-)
+audit_nodes = Table("audit_nodes", (
+    Column("level", INTEGER, primary_key=True),  # >= 1; leaves are 0
+    Column("idx", BIGINT, primary_key=True),
+    Column("hash", BLOB),
+))
 
-audit_heads = Table(
-    "audit_heads",
-    metadata,
-    Column("size", _Index, primary_key=True, autoincrement=False),
-    Column("signed_at", BigInteger, nullable=False),
-    Column("note", Text, nullable=False),
-)
+audit_heads = Table("audit_heads", (
+    Column("size", ROWID, primary_key=True),
+    Column("signed_at", BIGINT),
+    Column("note", TEXT),
+))
+
+TABLES = (audit_state, audit_entries, audit_nodes, audit_heads)

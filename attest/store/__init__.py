@@ -1,4 +1,5 @@
-"""The verifier's state, in SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL later.
+"""The verifier's state: SQLite (WAL, through sqlite3) by default, PostgreSQL (through
+SQLAlchemy) for replicas; one SQL text for both (:mod:`attest.store.db`).
 
 ``Store.open(url)`` creates the schema on first use. Every state change a decision
 depends on (nonce consumed, jti recorded, TPM clock advanced) happens in
@@ -6,7 +7,7 @@ depends on (nonce consumed, jti recorded, TPM clock advanced) happens in
 """
 
 from attest.errors import StoreUnavailable
-from attest.store.engine import default_url
+from attest.store.db import default_url
 from attest.store.errors import NonceRejected, Replayed, Revoked
 from attest.store.records import (
     ArtifactRecord,

@@ -10,36 +10,16 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
-
-from sqlalchemy import (
-    Connection,
-    Engine,
-    MetaData,
-    Table,
-    bindparam,
-    delete,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    IntegrityError,
-    NoSuchModuleError,
-    ProgrammingError,
-)
 
 from attest.errors import StoreUnavailable, UsageError
 from attest.store import acceptance
 from attest.store import revocations as revs
-from attest.store.engine import WRITE_OPTION, make_engine
+from attest.store.db import Conflict, Database, Row, Transaction, open_database
+from attest.store.ddl import Table
 from attest.store.errors import Revoked
-from attest.store.prepared import Prepared
 from attest.store.records import (
     ArtifactRecord,
     Enrollment,
@@ -56,11 +36,9 @@ from attest.store.schema import (
     MAX_NONCE,
     STORE_COMPONENT,
     STORE_SCHEMA_VERSION,
-    ak_clocks,
-    artifacts,
+    TABLES,
     enrollments,
     hosts,
-    metadata,
     nonces,
     schema_versions,
 )
@@ -69,57 +47,57 @@ NONCE_BYTES = 32
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"(?:[0-9a-f]{2})+")  # a TPM name as the store keys it (fullmatch)
-_UNAVAILABLE_HINT = ("check that the store URL is right, that its directory exists and is "
-                     "writable, and that no other process holds the database locked")
 
-# The store's statements, built and compiled once (see attest.store.prepared).
-_ENROLLMENT = Prepared(select(enrollments).where(enrollments.c.ak_name == bindparam("ak")))
-_ENROLLMENTS_FOR = Prepared(select(enrollments).where(enrollments.c.host == bindparam("host"))
-                            .order_by(enrollments.c.enrolled_at, enrollments.c.ak_name))
-_CLOCK = Prepared(select(ak_clocks.c.clock, ak_clocks.c.reset_count,
-                         ak_clocks.c.restart_count)
-                  .where(ak_clocks.c.ak_name == bindparam("ak")))
-_FORGET_CLOCK = Prepared(delete(ak_clocks).where(ak_clocks.c.ak_name == bindparam("ak")))
-_ARTIFACT = Prepared(select(artifacts).where(artifacts.c.jti == bindparam("jti")))
-_JTI_SEEN = Prepared(select(artifacts.c.jti).where(artifacts.c.jti == bindparam("jti")))
-_INSERT_NONCE = Prepared(insert(nonces), tuple(nonces.c.keys()))
-_PURGE_NONCES = Prepared(delete(nonces).where(nonces.c.expires_at < bindparam("before")))
+_ENROLLMENT = "SELECT * FROM enrollments WHERE ak_name = :ak"
+_ENROLLMENTS_FOR = ("SELECT * FROM enrollments WHERE host = :host "
+                    "ORDER BY enrolled_at, ak_name")
+_CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
+_FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
+_ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
+_JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
+_INSERT_NONCE = nonces.insert()
+_PURGE_NONCES = "DELETE FROM nonces WHERE expires_at < :before"
+_SCHEMA_VERSION = "SELECT version FROM schema_versions WHERE component = :component"
+_INSERT_SCHEMA_VERSION = schema_versions.insert()
+_UPDATE_HOST = "UPDATE hosts SET last_enrolled_at = :last_enrolled_at WHERE host = :host"
+_INSERT_HOST = hosts.insert()
+_UPDATE_ENROLLMENT = ("UPDATE enrollments SET host = :host, ak_public = :ak_public, "
+                      "ak_qualified_name = :ak_qualified_name, "
+                      "ek_certificate = :ek_certificate, updated_at = :updated_at "
+                      "WHERE ak_name = :ak_name")
+_INSERT_ENROLLMENT = enrollments.insert()
 
 
 class Store:
     """Open with :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
-    def __init__(self, engine: Engine, where: str) -> None:
-        self._engine = engine
-        self._where = where  # the URL without its password, for messages
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """Connect, create the schema on first use, and check its version."""
+        """Connect, create the schema on first use, and check its version.
+
+        ``sqlite:///PATH`` runs on the standard library's sqlite3; any other URL
+        (``postgresql+psycopg://...``) through SQLAlchemy (see :mod:`attest.store.db`).
+        """
+        store = cls(open_database(url))
         try:
-            engine = make_engine(url)
-        except ArgumentError:
-            raise UsageError(f"not a database URL: {url!r}",
-                             hint="use sqlite:///PATH or postgresql+psycopg://HOST/DB") from None
-        except (NoSuchModuleError, ImportError) as exc:
-            raise StoreUnavailable(f"no database driver for {url!r}: {exc}",
-                                   hint="install the driver the URL names") from None
-        store = cls(engine, engine.url.render_as_string(hide_password=True))
-        try:
-            store.ensure_schema(STORE_COMPONENT, STORE_SCHEMA_VERSION, metadata)
+            store.ensure_schema(STORE_COMPONENT, STORE_SCHEMA_VERSION, TABLES)
         except BaseException:
-            engine.dispose()
+            store.close()
             raise
         return store
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
+    def database(self) -> Database:
+        """The database the store keeps its tables in (and the audit log its own)."""
+        return self._database
 
     def close(self) -> None:
-        self._engine.dispose()
+        self._database.close()
 
     def __enter__(self) -> Store:
         return self
@@ -128,66 +106,51 @@ class Store:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def ensure_schema(self, component: str, version: int, tables: MetaData) -> None:
+    def ensure_schema(self, component: str, version: int, tables: Sequence[Table]) -> None:
         """Create ``tables`` if ``component`` has no schema yet; refuse a newer schema.
 
         Public so that other components (the audit log) keep their tables in the same
-        database, under their own name and version, in their own ``MetaData``.
+        database, under their own name and version.
         """
         # Two processes opening a fresh database race to create it; the write lock
         # serializes them on SQLite, and on a server the loser retries once and then
         # finds the schema in place.
         for attempt in range(2):
             try:
-                with self.write() as conn:
-                    self._ensure_schema(conn, component, version, tables)
+                with self.write() as tx:
+                    self._ensure_schema(tx, component, version, tables)
                 return
-            except (IntegrityError, ProgrammingError):
+            except Conflict:
                 if attempt:
                     raise
 
-    def _ensure_schema(self, conn: Connection, component: str, version: int,
-                       tables: MetaData) -> None:
-        schema_versions.create(conn, checkfirst=True)
-        found = conn.execute(select(schema_versions.c.version)
-                             .where(schema_versions.c.component == component)
-                             ).scalar_one_or_none()
+    def _ensure_schema(self, tx: Transaction, component: str, version: int,
+                       tables: Sequence[Table]) -> None:
+        for statement in schema_versions.create(tx.dialect):
+            tx.execute(statement)
+        found = tx.scalar(_SCHEMA_VERSION, {"component": component})
         if found is None:
-            tables.create_all(conn)
-            conn.execute(insert(schema_versions).values(component=component, version=version))
+            for table in tables:
+                for statement in table.create(tx.dialect):
+                    tx.execute(statement)
+            tx.execute(_INSERT_SCHEMA_VERSION, {"component": component, "version": version})
         elif found > version:
             raise StoreUnavailable(
-                f"the {component} schema in {self._where} is version {found}; this attest "
-                f"knows up to {version}", hint="upgrade attest, or use another store")
+                f"the {component} schema in {self._database.where} is version {found}; this "
+                f"attest knows up to {version}", hint="upgrade attest, or use another store")
         elif found < version:
             # No older schema exists yet; a later version adds its migration here.
             raise StoreUnavailable(
-                f"the {component} schema in {self._where} is version {found}, older than "
-                f"{version}, and has no migration", hint="use a new store")
+                f"the {component} schema in {self._database.where} is version {found}, older "
+                f"than {version}, and has no migration", hint="use a new store")
 
-    @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self) -> AbstractContextManager[Transaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._guard(), self._engine.connect() as conn:
-            conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+        return self._database.write()
 
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """One read transaction: a consistent snapshot for several queries."""
-        with self._guard(), self._engine.connect() as conn, conn.begin():
-            yield conn
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except (IntegrityError, ProgrammingError):
-            raise  # the store's own logic or a bug, not the environment
-        except DBAPIError as exc:
-            raise StoreUnavailable(f"verifier store {self._where}: {exc.orig}",
-                                   hint=_UNAVAILABLE_HINT) from exc
+    def read(self) -> AbstractContextManager[Transaction]:
+        """One read transaction: a consistent snapshot for several queries (on SQLite)."""
+        return self._database.read()
 
     # -- enrollment --------------------------------------------------------------------
 
@@ -199,26 +162,25 @@ class Store:
         """
         _bounded(host, "host", MAX_HOST)
         name = _hex(ak_name, "AK name")
-        with self.write() as conn:
-            _upsert(conn, hosts, "host", host, {"last_enrolled_at": now},
-                    {"first_enrolled_at": now})
-            _upsert(conn, enrollments, "ak_name", name,
-                    {"host": host, "ak_public": ak_public,
+        with self.write() as tx:
+            _upsert(tx, _UPDATE_HOST, _INSERT_HOST,
+                    {"host": host, "first_enrolled_at": now, "last_enrolled_at": now})
+            _upsert(tx, _UPDATE_ENROLLMENT, _INSERT_ENROLLMENT,
+                    {"ak_name": name, "host": host, "ak_public": ak_public,
                      "ak_qualified_name": ak_qualified_name, "ek_certificate": ek_certificate,
-                     "updated_at": now},
-                    {"enrolled_at": now})
+                     "enrolled_at": now, "updated_at": now})
 
     def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
         name = _hex(ak_name, "AK name")
-        with self.read() as conn:
-            row = _ENROLLMENT.first(conn, {"ak": name})
-            return None if row is None else _enrollment(conn, row)
+        with self.read() as tx:
+            row = tx.first(_ENROLLMENT, {"ak": name})
+            return None if row is None else _enrollment(tx, row)
 
     def enrollments_for(self, host: str) -> list[Enrollment]:
         """Every AK enrolled for ``host``, oldest first."""
-        with self.read() as conn:
-            rows = _ENROLLMENTS_FOR.all(conn, {"host": host})
-            return [_enrollment(conn, row) for row in rows]
+        with self.read() as tx:
+            rows = tx.all(_ENROLLMENTS_FOR, {"host": host})
+            return [_enrollment(tx, row) for row in rows]
 
     # -- nonces ------------------------------------------------------------------------
 
@@ -227,32 +189,32 @@ class Store:
         if ttl <= 0:
             raise UsageError(f"a nonce TTL must be positive, not {ttl}")
         nonce = base64.urlsafe_b64encode(secrets.token_bytes(NONCE_BYTES)).rstrip(b"=").decode()
-        with self.write() as conn:
-            _INSERT_NONCE.rowcount(conn, {"nonce": nonce, "issued_at": now,
-                                         "expires_at": now + ttl, "used_at": None})
+        with self.write() as tx:
+            tx.execute(_INSERT_NONCE, {"nonce": nonce, "issued_at": now,
+                                       "expires_at": now + ttl, "used_at": None})
         return nonce
 
     def nonce_state(self, nonce: str, now: int) -> NonceState:
         if len(nonce) > MAX_NONCE:  # not one we issued; don't send it to the database
             return NonceState.UNKNOWN
-        with self.read() as conn:
-            return acceptance.nonce_state(conn, nonce, now)
+        with self.read() as tx:
+            return acceptance.nonce_state(tx, nonce, now)
 
     def purge_nonces(self, expired_before: int) -> int:
         """Delete nonces that expired before ``expired_before``; returns how many.
 
         Pass a time well behind now: a purged nonce reads as UNKNOWN, no longer EXPIRED.
         """
-        with self.write() as conn:
-            return _PURGE_NONCES.rowcount(conn, {"before": expired_before})
+        with self.write() as tx:
+            return tx.execute(_PURGE_NONCES, {"before": expired_before})
 
     # -- TPM clocks --------------------------------------------------------------------
 
     def last_clock(self, ak_name: bytes | str) -> SeenClock | None:
         """The clock of the latest quote accepted for this AK (in its latest boot epoch)."""
         name = _hex(ak_name, "AK name")
-        with self.read() as conn:
-            return _last_clock(conn, name)
+        with self.read() as tx:
+            return _last_clock(tx, name)
 
     def forget_clock(self, ak_name: bytes | str) -> bool:
         """Re-admit an AK after a TPM reset a policy with ``deny_reset`` refuses.
@@ -261,22 +223,22 @@ class Store:
         whether a clock was forgotten.
         """
         name = _hex(ak_name, "AK name")
-        with self.write() as conn:
-            return _FORGET_CLOCK.rowcount(conn, {"ak": name}) > 0
+        with self.write() as tx:
+            return tx.execute(_FORGET_CLOCK, {"ak": name}) > 0
 
     # -- artifacts ---------------------------------------------------------------------
 
     def artifact(self, jti: str) -> ArtifactRecord | None:
         """The accepted artifact; ``revoked`` when it or anything it rests on is revoked."""
-        with self.read() as conn:
-            row = _ARTIFACT.first(conn, {"jti": jti})
+        with self.read() as tx:
+            row = tx.first(_ARTIFACT, {"jti": jti})
             if row is None:
                 return None
-            return _artifact(row, _ancestry(conn, jti, row))
+            return _artifact(row, _ancestry(tx, jti, row))
 
     def jti_seen(self, jti: str) -> bool:
-        with self.read() as conn:
-            return _JTI_SEEN.first(conn, {"jti": jti}) is not None
+        with self.read() as tx:
+            return tx.first(_JTI_SEEN, {"jti": jti}) is not None
 
     def snapshot(self, ak_name: bytes | str, *, jti: str, now: int, enrollment: bool = False,
                  host: str | None = None, kid: str | None = None, nonce: str | None = None,
@@ -295,26 +257,26 @@ class Store:
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
             kid = None
-        with self.read() as conn:
-            enrolled = _ENROLLMENT.first(conn, {"ak": name}) if enrollment else None
+        with self.read() as tx:
+            enrolled = tx.first(_ENROLLMENT, {"ak": name}) if enrollment else None
             if host is None and enrolled is not None:
                 host = enrolled.host
-            last = _last_clock(conn, name)
+            last = _last_clock(tx, name)
             state = None
             if nonce is not None:
                 state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
-                         else acceptance.nonce_state(conn, nonce, now))
-            jti_seen = seen and _JTI_SEEN.first(conn, {"jti": jti}) is not None
-            above = None if parent is None else _ARTIFACT.first(conn, {"jti": parent})
+                         else acceptance.nonce_state(tx, nonce, now))
+            jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
+            above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
             own: list[tuple[RevocationKind, str | None]] = [
                 (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
                 (RevocationKind.AK, name), (RevocationKind.HOST, host)]
             enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
                                                         (RevocationKind.HOST, enrolled.host)]
             line = [] if parent is None or above is None else _line(parent, above)
-            found = revs.matching(conn, own + enrolled_as + line)
+            found = revs.matching(tx, own + enrolled_as + line)
             parent_revocation = (None if parent is None or above is None
-                                 else _ancestry(conn, parent, above, found))
+                                 else _ancestry(tx, parent, above, found))
         wanted = {(kind, subject) for kind, subject in own if subject is not None}
         return Snapshot(
             enrollment=None if enrolled is None else _enrollment_of(
@@ -326,7 +288,7 @@ class Store:
 
     def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
                clock: SeenClock, now: int,
-               in_transaction: Callable[[Connection], None] | None = None) -> None:
+               in_transaction: Callable[[Transaction], None] | None = None) -> None:
         """Record an acceptance, all or nothing, in one transaction.
 
         Consumes ``nonce`` (NonceRejected unless usable), refuses anything revoked
@@ -337,10 +299,10 @@ class Store:
         artifact consumes neither its jti nor its nonce.
         """
         _check_record(record)
-        with self.write() as conn:
+        with self.write() as tx:
             if nonce is not None:
-                acceptance.consume_nonce(conn, nonce, now)
-            stored = acceptance.stored_artifact(conn, record.jti)
+                acceptance.consume_nonce(tx, nonce, now)
+            stored = acceptance.stored_artifact(tx, record.jti)
             # Its own key, AK and host, then its line (itself and, when stored already,
             # what its row rests on), then its parent's line: one lookup unless a stored
             # row or the parent has ancestors to walk.
@@ -350,18 +312,18 @@ class Store:
             parent: list[tuple[RevocationKind, str | None]] = (
                 [] if record.parent_jti is None
                 else [(RevocationKind.ARTIFACT, record.parent_jti)])
-            found = revs.matching(conn, own + _line(record.jti, stored) + parent)
-            revoked = (revs.best(found, own) or _ancestry(conn, record.jti, stored, found)
+            found = revs.matching(tx, own + _line(record.jti, stored) + parent)
+            revoked = (revs.best(found, own) or _ancestry(tx, record.jti, stored, found)
                        or (None if record.parent_jti is None
                            else revs.best(found, parent)
-                           or revs.in_chain(conn, record.parent_jti)))
+                           or revs.in_chain(tx, record.parent_jti)))
             if revoked is not None:
                 raise Revoked(revoked)
-            acceptance.insert_artifact(conn, record, single_use=single_use, now=now,
+            acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
                                        stored_sha256=None if stored is None else stored.sha256)
-            acceptance.advance_clock(conn, record.ak_name, clock, now)
+            acceptance.advance_clock(tx, record.ak_name, clock, now)
             if in_transaction is not None:
-                in_transaction(conn)
+                in_transaction(tx)
 
     # -- revocation --------------------------------------------------------------------
 
@@ -373,11 +335,11 @@ class Store:
         """
         _bounded(jti, "jti", MAX_JTI)
         _reason(reason)
-        with self.write() as conn:
-            revs.record(conn, RevocationKind.ARTIFACT, jti, reason, now)
-            below = revs.descendants(conn, jti)
+        with self.write() as tx:
+            revs.record(tx, RevocationKind.ARTIFACT, jti, reason, now)
+            below = revs.descendants(tx, jti)
             for child in below:
-                revs.record(conn, RevocationKind.ARTIFACT, child, reason, now, cascaded_from=jti)
+                revs.record(tx, RevocationKind.ARTIFACT, child, reason, now, cascaded_from=jti)
         return [jti, *below]
 
     def revoke_key(self, kid_hex: str, reason: str, now: int) -> None:
@@ -392,8 +354,8 @@ class Store:
 
     def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
         _reason(reason)
-        with self.write() as conn:
-            revs.record(conn, kind, subject, reason, now)
+        with self.write() as tx:
+            revs.record(tx, kind, subject, reason, now)
 
     def revocation_for(self, *, jti: str | None = None, kid: str | None = None,
                        ak: bytes | str | None = None,
@@ -410,45 +372,42 @@ class Store:
             wanted.append((RevocationKind.HOST, host))
         if not wanted:
             raise ValueError("revocation_for needs at least one of jti, kid, ak, host")
-        with self.read() as conn:
-            return revs.find(conn, wanted)
+        with self.read() as tx:
+            return revs.find(tx, wanted)
 
     def ancestry_revoked(self, jti: str) -> Revocation | None:
         """The nearest revocation of ``jti`` or of an ancestor (or their key, AK, host)."""
-        with self.read() as conn:
-            return revs.in_ancestry(conn, jti)
+        with self.read() as tx:
+            return revs.in_ancestry(tx, jti)
 
 
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _upsert(conn: Connection, table: Table, key: str, value: str,
-            update_values: dict[str, object], insert_only: dict[str, object]) -> None:
-    """UPDATE the row whose ``key`` column equals ``value``, else INSERT it.
+def _upsert(tx: Transaction, update: str, insert: str, values: dict[str, object]) -> None:
+    """Run ``update``, else (no row matched) ``insert``, both with ``values``.
 
     Portable (no ON CONFLICT dialects); a concurrent insert of the same key loses in
     its savepoint and becomes an update on the next round.
     """
     for _ in range(2):
-        if conn.execute(update(table).where(table.c[key] == value)
-                        .values(**update_values)).rowcount == 1:
+        if tx.execute(update, values) == 1:
             return
         try:
-            with conn.begin_nested():
-                conn.execute(insert(table).values({key: value, **update_values,
-                                                   **insert_only}))
+            with tx.savepoint():
+                tx.execute(insert, values)
             return
-        except IntegrityError:
+        except Conflict:
             continue
-    raise RuntimeError(f"could not upsert {value!r} into {table.name}")
+    raise RuntimeError(f"could not upsert: {insert}")
 
 
-def _enrollment(conn: Connection, row: Any) -> Enrollment:
-    return _enrollment_of(row, revs.find(conn, [(RevocationKind.AK, row.ak_name),
+def _enrollment(tx: Transaction, row: Row) -> Enrollment:
+    return _enrollment_of(row, revs.find(tx, [(RevocationKind.AK, row.ak_name),
                                                 (RevocationKind.HOST, row.host)]))
 
 
-def _enrollment_of(row: Any, revoked: Revocation | None) -> Enrollment:
+def _enrollment_of(row: Row, revoked: Revocation | None) -> Enrollment:
     """An enrollments row (attributes by column name) as the store hands it out."""
     return Enrollment(
         host=row.host, ak_name=bytes.fromhex(row.ak_name), ak_public=row.ak_public,
@@ -458,15 +417,15 @@ def _enrollment_of(row: Any, revoked: Revocation | None) -> Enrollment:
         revocation_reason=None if revoked is None else revoked.reason)
 
 
-def _last_clock(conn: Connection, ak_name: str) -> SeenClock | None:
-    row = _CLOCK.first(conn, {"ak": ak_name})
+def _last_clock(tx: Transaction, ak_name: str) -> SeenClock | None:
+    row = tx.first(_CLOCK, {"ak": ak_name})
     if row is None:
         return None
     return SeenClock(clock=row.clock, reset_count=row.reset_count,
                      restart_count=row.restart_count)
 
 
-def _artifact(row: Any, revoked: Revocation | None) -> ArtifactRecord:
+def _artifact(row: Row, revoked: Revocation | None) -> ArtifactRecord:
     """An artifacts row (attributes by column name) as the store hands it out."""
     return ArtifactRecord(
         jti=row.jti, sha256=row.sha256, parent_jti=row.parent_jti, depth=row.depth,
@@ -476,7 +435,7 @@ def _artifact(row: Any, revoked: Revocation | None) -> ArtifactRecord:
         revocation_reason=None if revoked is None else revoked.reason)
 
 
-def _line(jti: str, stored: Any) -> list[tuple[RevocationKind, str | None]]:
+def _line(jti: str, stored: Row | None) -> list[tuple[RevocationKind, str | None]]:
     """The revocations that cover ``jti`` given its stored row (or None), as far as they
     are known without walking its ancestors: see :func:`_ancestry`."""
     if stored is None or stored.parent_jti is not None:
@@ -485,9 +444,9 @@ def _line(jti: str, stored: Any) -> list[tuple[RevocationKind, str | None]]:
             (RevocationKind.AK, stored.ak_name), (RevocationKind.HOST, stored.host)]
 
 
-def _ancestry(conn: Connection, jti: str, stored: Any,
+def _ancestry(tx: Transaction, jti: str, stored: Row | None,
               found: list[revs.Ranked] | None = None) -> Revocation | None:
-    """``revs.in_ancestry(conn, jti)``, knowing the row stored under ``jti`` (or None) and,
+    """``revs.in_ancestry(tx, jti)``, knowing the row stored under ``jti`` (or None) and,
     optionally, the revocations matching :func:`_line`'s pairs (``revs.matching``).
 
     A jti the store has not seen is covered by its own revocation only, and one without
@@ -496,13 +455,13 @@ def _ancestry(conn: Connection, jti: str, stored: Any,
     """
     line = _line(jti, stored)
     if found is None:
-        found = revs.matching(conn, line)
+        found = revs.matching(tx, line)
     direct = revs.best(found, line[:1])
     if direct is not None or stored is None:
         return direct
     if stored.parent_jti is None:
         return revs.best(found, line)
-    return revs.in_chain(conn, jti)
+    return revs.in_chain(tx, jti)
 
 
 def _hex(value: bytes | str, what: str) -> str:

@@ -1,4 +1,9 @@
-"""Audit log fixtures: a real SQLite store in a temporary home, a log with its key there."""
+"""Audit log fixtures: a real SQLite store in a temporary home, a log with its key there.
+
+With ATTEST_TEST_POSTGRES set, the store is a new PostgreSQL database instead (see
+tests/store/conftest.py); the tests that reach the store through the CLI's home are
+marked ``sqlite_only``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from click.testing import CliRunner, Result
 
 from attest.audit import AuditLog, Entry, EntryKind, HeadPolicy, Outcome
 from attest.cli.main import cli
-from attest.store import Store, default_url
+from attest.store import Store
+from tests.store.helpers import store_url
 
 VECTORS = Path(os.environ.get("ATTEST_VECTORS",
                               Path(__file__).resolve().parents[2].parent / "shared" / "vectors"))
@@ -32,8 +38,9 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def url(home: Path) -> str:
-    return default_url(home)
+def url(home: Path) -> Iterator[str]:
+    with store_url(home) as created:
+        yield created
 
 
 @pytest.fixture

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from attest.audit import AuditLog, NoteSigner, merkle
-from attest.store import Store
+from attest.audit import AuditLog, HeadPolicy, NoteSigner, merkle
+from attest.store import Store, default_url
 from tests.audit.conftest import fill, run
 
 
 @pytest.fixture
-def logged(home: Path, log: AuditLog) -> Path:
-    fill(log, 10)  # heads at 4 and 8
+def logged(home: Path) -> Path:
+    """A home whose store (the CLI's default, SQLite) holds a 10-entry log."""
+    with Store.open(default_url(home)) as store:
+        fill(AuditLog.open(store, home, heads=HeadPolicy(every=4, interval=1e9)), 10)  # heads 4, 8
     return home
 
 

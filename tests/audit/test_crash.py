@@ -60,4 +60,4 @@ def test_appends_survive_sigkill_and_the_log_verifies(home: Path, url: str) -> N
     assert summary.entries == len(stored) >= len(acknowledged) > KILLS
     missing = {i: jti for i, jti in acknowledged.items() if stored.get(i) != jti}
     assert not missing, f"acknowledged appends lost: {sorted(missing.items())[:5]}"
-    assert run(home, "verify").exit_code == 0
+    assert run(home, "verify", "--store", url).exit_code == 0

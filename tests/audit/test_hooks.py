@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
 
 from attest.audit import AuditLog
 from attest.audit.hooks import (
@@ -18,6 +17,7 @@ from attest.audit.hooks import (
 from attest.errors import AuditUnavailable
 from attest.reasons import Reason
 from attest.store import RevocationKind, Store
+from attest.store.db import Transaction
 from attest.verify.decision import Decision, Denial
 from tests.store.helpers import T0, clock, record
 
@@ -33,7 +33,7 @@ def test_an_acceptance_is_logged_in_its_own_transaction(log: AuditLog, store: St
     hook = decision_hook(log, verifier_id="verifier-a")
     indexes: list[int] = []
     store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,
-                 in_transaction=lambda conn: indexes.append(hook(accepted, conn)))
+                 in_transaction=lambda tx: indexes.append(hook(accepted, tx)))
     assert indexes == [0]
     (logged,) = _entries(log)
     assert logged == {
@@ -49,8 +49,8 @@ def test_the_verifiers_decision_names_the_artifact_itself(log: AuditLog, store: 
                         artifact_sha256=digest)
     hook = decision_hook(log)
 
-    def log_it(conn: Connection) -> None:
-        hook(accepted, conn)
+    def log_it(tx: Transaction) -> None:
+        hook(accepted, tx)
 
     store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,
                  in_transaction=log_it)
@@ -64,8 +64,8 @@ def test_an_acceptance_that_cannot_be_logged_is_not_committed(store: Store) -> N
     hook = decision_hook(unkeyed)
     accepted = Decision(True, jti="j1", subject="deploy-bot", host="host-1")
 
-    def log_it(conn: Connection) -> None:
-        hook(accepted, conn)
+    def log_it(tx: Transaction) -> None:
+        hook(accepted, tx)
 
     with pytest.raises(AuditUnavailable) as caught:
         store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,

@@ -13,10 +13,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
 
 from attest.audit import AuditLog, HeadPolicy, NoteSigner, merkle, tree
-from attest.audit.schema import audit_entries, audit_nodes, audit_state
 from attest.store import Store, default_url
 from tests.audit.conftest import entry, fill, run
 
@@ -58,11 +56,11 @@ def _put(db: sqlite3.Connection, index: int, data: bytes, *, rehash: bool = True
 
 def _rebuild(home: Path, datas: list[bytes]) -> None:
     """The careful attacker: every leaf hash, subtree hash and the size redone to match."""
-    with Store.open(default_url(home)) as store, store.write() as conn:
-        conn.execute(delete(audit_entries))
-        conn.execute(delete(audit_nodes))
-        tree.extend(conn, 0, datas)
-        conn.execute(update(audit_state).values(size=len(datas)))
+    with Store.open(default_url(home)) as store, store.write() as tx:
+        tx.execute("DELETE FROM audit_entries")
+        tx.execute("DELETE FROM audit_nodes")
+        tree.extend(tx, 0, datas)
+        tx.execute("UPDATE audit_state SET size = :size", {"size": len(datas)})
 
 
 def _verify_fails(home: Path, *args: str) -> str:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from attest.store import ArtifactRecord, SeenClock
+from attest.store import ArtifactRecord, SeenClock, default_url
 
 AK = "000b" + "a1" * 32
 KID = "000b" + "5c" * 32
 HOST = "host-1"
 T0 = 1_764_000_000
+# A PostgreSQL server for the store tests to run on instead of SQLite (conftest.py).
+POSTGRES = os.environ.get("ATTEST_TEST_POSTGRES")
 
 
 def record(jti: str, parent: str | None = None, *, depth: int | None = None,
@@ -55,3 +62,38 @@ def contend(url: str, worker: int, plan: list[tuple[str, str | None]], barrier: 
                 continue
             won.append(jti)
     results.put((worker, won))
+
+
+def raw_artifact(jti: str, parent: str | None) -> dict[str, object]:
+    """An artifacts row to insert directly (bypassing accept) to build a situation."""
+    return {"jti": jti, "sha256": "0" * 64, "parent_jti": parent, "depth": 1, "exp": T0,
+            "host": HOST, "kid": KID, "ak_name": AK, "subject": "s", "scope": "{}",
+            "accepted_at": T0}
+
+
+@contextmanager
+def store_url(folder: Path) -> Iterator[str]:
+    """The URL of a store for one test: SQLite in ``folder``, or a new database on the
+    server POSTGRES names (dropped afterwards)."""
+    if POSTGRES is None:
+        yield default_url(folder)
+        return
+    with _postgres_database(POSTGRES) as url:
+        yield url
+
+
+@contextmanager
+def _postgres_database(server: str) -> Iterator[str]:
+    """A new database on ``server`` (an SQLAlchemy URL whose user may create databases)."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"attest_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

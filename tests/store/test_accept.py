@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sqlalchemy import Connection, func, select
 
 from attest.errors import UsageError
 from attest.reasons import Reason
 from attest.store import NonceRejected, NonceState, Replayed, Revoked, Store
-from attest.store.schema import artifacts
+from attest.store.db import Transaction
 from tests.store.helpers import AK, HOST, KID, T0, clock, record
 
 
@@ -80,9 +79,9 @@ def test_failing_in_transaction_hook_rolls_everything_back(store: Store) -> None
     nonce = store.issue_nonce(60, T0)
     seen: list[int] = []
 
-    def audit(conn: Connection) -> None:
+    def audit(tx: Transaction) -> None:
         # The hook sees the acceptance's own uncommitted writes...
-        seen.append(conn.execute(select(func.count()).select_from(artifacts)).scalar_one())
+        seen.append(tx.scalar("SELECT count(*) FROM artifacts"))
         raise OSError("audit log unavailable")  # ...and its failure undoes them.
 
     with pytest.raises(OSError, match="audit"):

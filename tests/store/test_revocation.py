@@ -7,7 +7,7 @@ import pytest
 from attest.errors import UsageError
 from attest.store import Revocation, RevocationKind, Store
 from attest.store.schema import artifacts
-from tests.store.helpers import AK, HOST, KID, T0, clock, record
+from tests.store.helpers import AK, HOST, KID, T0, clock, raw_artifact, record
 
 OTHER_KID = "000b" + "77" * 32
 
@@ -70,9 +70,7 @@ def test_ancestry_sees_a_parent_revoked_before_it_was_stored(store: Store) -> No
     store.revoke_artifact("ghost", "never trust", T0)
     # Stored directly only to build the situation; accept() itself would refuse it.
     with store.write() as conn:
-        conn.execute(artifacts.insert().values(
-            jti="orphan", sha256="0" * 64, parent_jti="ghost", depth=1, exp=T0, host=HOST,
-            kid=KID, ak_name=AK, subject="s", scope="{}", accepted_at=T0))
+        conn.execute(artifacts.insert(), raw_artifact("orphan", "ghost"))
     found = store.ancestry_revoked("orphan")
     assert found is not None and found.subject == "ghost"
 
@@ -80,9 +78,7 @@ def test_ancestry_sees_a_parent_revoked_before_it_was_stored(store: Store) -> No
 def test_a_parent_cycle_does_not_hang(store: Store) -> None:
     with store.write() as conn:
         for jti, parent in (("x", "y"), ("y", "x")):
-            conn.execute(artifacts.insert().values(
-                jti=jti, sha256="0" * 64, parent_jti=parent, depth=1, exp=T0, host=HOST,
-                kid=KID, ak_name=AK, subject="s", scope="{}", accepted_at=T0))
+            conn.execute(artifacts.insert(), raw_artifact(jti, parent))
     assert store.revoke_artifact("x", "loop", T0) == ["x", "y"]
     assert store.ancestry_revoked("y") is not None
 

@@ -2,30 +2,76 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, update
 
+from attest.audit import AuditLog, verify_log
+from attest.audit import schema as audit_schema
 from attest.errors import EXIT_ENVIRONMENT, StoreUnavailable, UsageError
 from attest.store import Store, default_url
-from attest.store.schema import STORE_SCHEMA_VERSION, schema_versions
+from attest.store import schema as store_schema
+from attest.store.schema import STORE_SCHEMA_VERSION
+from tests.audit.conftest import entry
 from tests.store.helpers import T0, clock, record
 
 TABLES = {"schema_versions", "hosts", "enrollments", "nonces", "artifacts", "ak_clocks",
           "revocations"}
+HERE = Path(__file__).parent
+
+
+def _reference(dialect: str) -> list[str]:
+    """Schema version 1 as attest created it when it went through SQLAlchemy Core."""
+    text = (HERE / f"schema_v1.{dialect}.sql").read_text()
+    lines = [line for line in text.splitlines(keepends=True) if not line.startswith("--")]
+    return [statement.strip() for statement in "".join(lines).split(";") if statement.strip()]
+
+
+def _sqlite_schema(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as db:
+        return sorted(sql for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
 
 
 def test_default_url_is_verifier_db_in_home(tmp_path: Path) -> None:
     assert default_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/verifier.db"
 
 
+@pytest.mark.sqlite_only
 def test_first_open_creates_every_table_and_the_version(tmp_path: Path, store: Store) -> None:
     assert (tmp_path / "verifier.db").is_file()
-    assert set(inspect(store.engine).get_table_names()) == TABLES
-    with store.read() as conn:
-        rows = conn.execute(select(schema_versions)).all()
+    with store.read() as tx:
+        names = {row.name for row in tx.all("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows = tx.all("SELECT component, version FROM schema_versions")
+    assert names == TABLES
     assert [(r.component, r.version) for r in rows] == [("store", STORE_SCHEMA_VERSION)]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_tables_are_created_as_earlier_attest_created_them(dialect: str) -> None:
+    rendered = [statement.replace(" IF NOT EXISTS", "")
+                for table in (*store_schema.TABLES, *audit_schema.TABLES)
+                for statement in table.create(dialect)]
+    assert sorted(rendered) == sorted(_reference(dialect))
+
+
+def test_a_database_created_by_earlier_attest_opens_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "verifier.db"
+    with closing(sqlite3.connect(path)) as db, db:
+        for statement in _reference("sqlite"):
+            db.execute(statement)
+        db.executemany("INSERT INTO schema_versions VALUES (?, ?)", [("store", 1), ("audit", 1)])
+        db.execute("INSERT INTO audit_state VALUES (1, 0, 0, 0)")
+    before = _sqlite_schema(path)
+    with Store.open(default_url(tmp_path)) as store:
+        store.accept(record("j1"), nonce=None, single_use=True, clock=clock(10), now=T0)
+        log = AuditLog.open(store, tmp_path)
+        assert log.record(entry(0)) == 0
+        assert verify_log(store, log.verifier_key).entries == 1
+        assert store.jti_seen("j1")
+    assert _sqlite_schema(path) == before
 
 
 def test_reopen_keeps_data_and_does_not_recreate(url: str) -> None:
@@ -35,17 +81,17 @@ def test_reopen_keeps_data_and_does_not_recreate(url: str) -> None:
     with Store.open(url) as second:
         assert second.jti_seen("j1")
         assert second.nonce_state(nonce, T0).value == "usable"
-        with second.read() as conn:
-            assert conn.execute(select(schema_versions)).all() == [("store", 1)]
+        with second.read() as tx:
+            assert tx.all("SELECT component, version FROM schema_versions") == [("store", 1)]
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_with_durable_commits(store: Store) -> None:
-    with store.read() as conn:
-        pragma = conn.exec_driver_sql
-        assert pragma("PRAGMA journal_mode").scalar() == "wal"
-        assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
-        assert pragma("PRAGMA foreign_keys").scalar() == 1
-        assert pragma("PRAGMA busy_timeout").scalar_one() >= 1000
+    with store.read() as tx:
+        assert tx.scalar("PRAGMA journal_mode") == "wal"
+        assert tx.scalar("PRAGMA synchronous") == 2  # FULL
+        assert tx.scalar("PRAGMA foreign_keys") == 1
+        assert tx.scalar("PRAGMA busy_timeout") >= 1000
 
 
 def test_missing_directory_is_an_environment_problem(tmp_path: Path) -> None:
@@ -67,13 +113,17 @@ def test_unreachable_server_is_an_environment_problem() -> None:
         Store.open("postgresql+psycopg://attest@127.0.0.1:1/attest")
 
 
-def test_malformed_url_is_bad_usage() -> None:
+@pytest.mark.parametrize("url", ["not a url", "sqlite://", "sqlite:///:memory:",
+                                 "sqlite:///verifier.db?timeout=1", "sqlite://host/db",
+                                 "mysql://attest@127.0.0.1/attest"])
+def test_a_url_the_store_cannot_use_is_bad_usage(url: str) -> None:
     with pytest.raises(UsageError):
-        Store.open("not a url")
+        Store.open(url)
 
 
 def test_newer_schema_is_refused(url: str) -> None:
-    with Store.open(url) as store, store.write() as conn:
-        conn.execute(update(schema_versions).values(version=STORE_SCHEMA_VERSION + 1))
+    with Store.open(url) as store, store.write() as tx:
+        tx.execute("UPDATE schema_versions SET version = :version",
+                   {"version": STORE_SCHEMA_VERSION + 1})
     with pytest.raises(StoreUnavailable, match="knows up to"):
         Store.open(url)

@@ -8,7 +8,7 @@ import pytest
 
 from attest.store import NonceState, RevocationKind, Snapshot, Store
 from attest.store.schema import artifacts
-from tests.store.helpers import AK, HOST, KID, T0, clock, record
+from tests.store.helpers import AK, HOST, KID, T0, clock, raw_artifact, record
 
 OTHER_KID = "000b" + "77" * 32
 
@@ -121,9 +121,7 @@ def test_revocations_along_the_parents_line(store: Store, revoke: str) -> None:
                  now=T0)
     store.accept(record("mid", "root"), nonce=None, single_use=True, clock=clock(2), now=T0)
     with store.write() as conn:  # a parent revoked before it was ever stored
-        conn.execute(artifacts.insert().values(
-            jti="orphan", sha256="0" * 64, parent_jti="ghost", depth=1, exp=T0, host=HOST,
-            kid=KID, ak_name=AK, subject="s", scope="{}", accepted_at=T0))
+        conn.execute(artifacts.insert(), raw_artifact("orphan", "ghost"))
     if revoke == "host":
         store.revoke_host("host-0", "root's host", T0)
     else:
@@ -135,9 +133,7 @@ def test_revocations_along_the_parents_line(store: Store, revoke: str) -> None:
 def test_a_parent_cycle(store: Store) -> None:
     with store.write() as conn:
         for jti, parent in (("x", "y"), ("y", "x")):
-            conn.execute(artifacts.insert().values(
-                jti=jti, sha256="0" * 64, parent_jti=parent, depth=1, exp=T0, host=HOST,
-                kid=KID, ak_name=AK, subject="s", scope="{}", accepted_at=T0))
+            conn.execute(artifacts.insert(), raw_artifact(jti, parent))
     assert _check(store, jti="child", parent="x").parent_revocation is None
     store.revoke_host(HOST, "gone", T0)
     assert _check(store, jti="child", parent="x").parent_revocation is not None

@@ -1,14 +1,19 @@
-"""`attest` imports a command's module only when that command is looked up; --help lists all."""
+"""`attest` imports a command's module only when that command is looked up; --help lists all;
+a local run or verify on the SQLite store never imports SQLAlchemy."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from attest.cli.main import _COMMANDS, cli
+from attest.execution import default_subject
+from tests.conftest import Host
 
 
 def _modules_after(code: str, modules: tuple[str, ...]) -> list[str]:
@@ -16,6 +21,28 @@ def _modules_after(code: str, modules: tuple[str, ...]) -> list[str]:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, check=True)
     return done.stdout.split()
+
+
+def _attest_in_probe(args: list[str], modules: tuple[str, ...], env: dict[str, str]
+                     ) -> tuple[str, list[str]]:
+    """Run `attest ARGS` in a fresh interpreter: how it ended (its exit code, or "exec" when
+    it would replace itself with the command) and which of ``modules`` it loaded."""
+    probe = ("import os, sys\n"
+             "from attest.cli.main import cli\n"
+             "def _exec(path, argv):\n"
+             "    raise SystemExit('exec')\n"
+             "os.execv = _exec\n"
+             "try:\n"
+             f"    cli.main({args!r}, standalone_mode=False)\n"
+             "    ended = 0\n"
+             "except SystemExit as exc:\n"
+             "    ended = exc.code\n"
+             f"loaded = [m for m in {modules!r} if m in sys.modules]\n"
+             "print(ended, *loaded)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True, env={**os.environ, **env})
+    ended, *loaded = done.stdout.splitlines()[-1].split()
+    return ended, loaded
 
 
 def test_help_lists_every_command_with_its_short_help() -> None:
@@ -55,3 +82,20 @@ def test_a_run_against_a_verifier_service_does_not_load_the_store() -> None:
     loaded = _modules_after(code, ("attest.execution", "sqlalchemy", "yaml", "attest.store",
                                    "attest.verify.verifier"))
     assert loaded == ["attest.execution"]
+
+
+def test_a_local_run_and_verify_on_sqlite_never_import_sqlalchemy(fresh_host: Host,
+                                                                 tmp_path: Path) -> None:
+    # The store, the verifier and the audit log all run, on the default SQLite store.
+    fresh_host.ok("key", "create")
+    fresh_host.ok("measure", "command", "--", "/bin/true")
+    policy = str(tmp_path / "policy.yaml")
+    fresh_host.ok("policy", "init", "--from-host", "--out", policy)
+    unwanted = ("sqlalchemy", "attest.store.server")
+    assert _attest_in_probe(["run", "-q", "--policy", policy, "--", "/bin/true"], unwanted,
+                            fresh_host.env) == ("exec", [])
+    artifact = str(tmp_path / "artifact.jws")
+    fresh_host.ok("authorize", "--subject", default_subject(), "--out", artifact, "--",
+                  "/bin/true")
+    assert _attest_in_probe(["verify", artifact, "--policy", policy], unwanted,
+                            fresh_host.env) == ("0", [])

@@ -1,0 +1,165 @@
+"""The store on a database server (PostgreSQL), through SQLAlchemy.
+
+Imported only for a non-SQLite URL: SQLAlchemy brings the drivers, the connection
+pool (with a liveness check, since a server drops idle connections) and URL parsing.
+The statements are the same text as on SQLite, run with ``text()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult, Engine, TextClause, create_engine, make_url, text
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    ProgrammingError,
+    StatementError,
+)
+
+from attest.errors import StoreUnavailable, UsageError
+from attest.store.db import (
+    NO_PARAMS,
+    UNAVAILABLE_HINT,
+    Conflict,
+    DatabaseError,
+    Params,
+    Row,
+)
+from attest.store.ddl import DIALECTS
+
+# SQLSTATEs of a duplicate: a key (unique_violation), or a table or index that a
+# concurrent opener created first (duplicate_table, duplicate_object).
+_CONFLICTS = frozenset({"23505", "42P07", "42710"})
+
+
+def open_server(url: str) -> ServerDatabase:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(f"not a database URL: {url!r}",
+                         hint="use sqlite:///PATH or postgresql+psycopg://HOST/DB") from None
+    if parsed.get_backend_name() not in DIALECTS:
+        # The tables are described for these two only (attest.store.ddl).
+        raise UsageError(f"the store runs on SQLite or PostgreSQL, not {parsed.drivername}",
+                         hint="use sqlite:///PATH or postgresql+psycopg://HOST/DB")
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StoreUnavailable(f"no database driver for {url!r}: {exc}",
+                               hint="install the driver the URL names") from None
+    return ServerDatabase(engine)
+
+
+class ServerTransaction:
+    """A transaction on one SQLAlchemy connection; see :class:`attest.store.db.Transaction`."""
+
+    # Read committed: another transaction may change a row between a read and a write.
+    holds_write_lock = False
+
+    def __init__(self, database: ServerDatabase, connection: Connection) -> None:
+        self._database = database
+        self._connection = connection
+        self.dialect = database.dialect
+
+    def first(self, sql: str, params: Params = NO_PARAMS) -> Row | None:
+        try:
+            return self._run(sql, params).first()
+        except StatementError as exc:
+            raise self._database.failure(exc) from exc
+
+    def all(self, sql: str, params: Params = NO_PARAMS) -> list[Row]:
+        try:
+            return list(self._run(sql, params).all())
+        except StatementError as exc:
+            raise self._database.failure(exc) from exc
+
+    def scalar(self, sql: str, params: Params = NO_PARAMS) -> Any:
+        try:
+            return self._run(sql, params).scalar()
+        except StatementError as exc:
+            raise self._database.failure(exc) from exc
+
+    def execute(self, sql: str, params: Params = NO_PARAMS) -> int:
+        try:
+            result = self._run(sql, params)
+            count = result.rowcount
+            result.close()
+            return count
+        except StatementError as exc:
+            raise self._database.failure(exc) from exc
+
+    def many(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            self._connection.execute(self._database.clause(sql), [dict(r) for r in rows])
+        except StatementError as exc:
+            raise self._database.failure(exc) from exc
+
+    def stream(self, sql: str, params: Params = NO_PARAMS, chunk: int = 1000) -> Iterator[Row]:
+        try:
+            # yield_per: a server-side cursor, so a million rows are not held at once.
+            result = self._connection.execute(
+                self._database.clause(sql).execution_options(yield_per=chunk), dict(params))
+            with result:
+                yield from result
+        except StatementError as exc:
+            raise self._database.failure(exc) from exc
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self._connection.begin_nested():
+            yield
+
+    def _run(self, sql: str, params: Params) -> CursorResult[Any]:
+        return self._connection.execute(self._database.clause(sql), dict(params))
+
+
+class ServerDatabase:
+    """A server database behind an SQLAlchemy engine; see :class:`attest.store.db.Database`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.dialect: str = engine.dialect.name
+        self.where = engine.url.render_as_string(hide_password=True)
+        # text() parses a statement for its parameters: once per statement, not per call.
+        self._clauses: dict[str, TextClause] = {}
+
+    def read(self) -> AbstractContextManager[ServerTransaction]:
+        return self._transaction()
+
+    def write(self) -> AbstractContextManager[ServerTransaction]:
+        return self._transaction()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def clause(self, sql: str) -> TextClause:
+        found = self._clauses.get(sql)
+        if found is None:
+            found = self._clauses.setdefault(sql, text(sql))
+        return found
+
+    def failure(self, exc: StatementError) -> Exception:
+        """What the store raises for ``exc``: the caller raises it ``from exc``."""
+        if not isinstance(exc, DBAPIError):
+            return DatabaseError(str(exc))  # refused before the database saw it: a parameter
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if state in _CONFLICTS:
+            return Conflict(str(exc.orig))
+        if isinstance(exc, IntegrityError | ProgrammingError):
+            return DatabaseError(str(exc.orig))
+        return StoreUnavailable(f"verifier store {self.where}: {exc.orig}", hint=UNAVAILABLE_HINT)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[ServerTransaction]:
+        # Errors of the statements inside come out translated already; what is left to
+        # translate comes from connecting, BEGIN and COMMIT.
+        try:
+            with self._engine.connect() as connection, connection.begin():
+                yield ServerTransaction(self, connection)
+        except DBAPIError as exc:
+            raise self.failure(exc) from exc
