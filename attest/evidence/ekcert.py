@@ -14,15 +14,20 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
-from OpenSSL import crypto
 
 from attest.errors import EvidenceError
 from attest.evidence.signatures import PublicKey
 from attest.reasons import Reason
+
+if TYPE_CHECKING:
+    # Imported where used: pyOpenSSL costs ~6 ms to import, and only chains and
+    # certificates `cryptography` refuses need it (not `attest run`).
+    from OpenSSL import crypto
 
 # TCG EK Credential Profile: SAN directory-name attributes and the EK certificate EKU.
 OID_TPM_MANUFACTURER = x509.ObjectIdentifier("2.23.133.2.1")
@@ -108,6 +113,8 @@ def split_certificates(data: bytes) -> list[bytes]:
 
 
 def _pem_to_der(block: bytes) -> bytes:
+    from OpenSSL import crypto
+
     try:
         cert = crypto.load_certificate(crypto.FILETYPE_PEM, block)
     except crypto.Error as exc:
@@ -116,6 +123,8 @@ def _pem_to_der(block: bytes) -> bytes:
 
 
 def _openssl(der: bytes) -> crypto.X509:
+    from OpenSSL import crypto
+
     try:
         return crypto.load_certificate(crypto.FILETYPE_ASN1, der)
     except crypto.Error as exc:
@@ -225,6 +234,8 @@ def verify_chain(
     directory would be); ``intermediates`` are only used to build the path.
     Each item may be PEM (several blocks allowed) or DER.
     """
+    from OpenSSL import crypto
+
     if at.tzinfo is None:
         raise ValueError("verification time must be timezone-aware")
     try:

@@ -78,6 +78,10 @@ AuditHook = Callable[[Decision, Any], int]
 # measures, so its artifacts repeat it), bounded by their total size in characters.
 LOG_CACHE_CHARS = 64 << 20
 
+# Rule answers kept per Verifier: at most this many, for argv up to this many characters.
+RULE_MEMO_SIZE = 4096
+RULE_MEMO_MAX_ARGV_CHARS = 4096
+
 # Parsed AKs kept per Verifier (by their TPM2B_PUBLIC bytes); a verifier sees few AKs.
 AK_CACHE_SIZE = 1024
 
@@ -144,6 +148,7 @@ class Verifier:
         # The logs' part of the appraisal, by their exact base64url text (see _logs).
         self._log_views: dict[tuple[str, str | None], _LogView] = {}
         self._log_view_chars = 0
+        self._rule_answers: dict[tuple[str, str, tuple[str, ...], str], bool] = {}
 
     def verify(self, raw: bytes, *, now: int | None = None,
                audit: AuditHook | None = None) -> Decision:
@@ -190,8 +195,7 @@ class Verifier:
                                   f"{self.policy.id!r}"))
         denials.extend(self._times(claims, view, now))
         denials.extend(self._state(artifact, subject, certified, view, now))
-        if self.policy.match_rule(claims.sub, claims.scope.action, claims.scope.argv,
-                                  subject.host) is None:
+        if not self._allowed(claims.sub, claims.scope.action, claims.scope.argv, subject.host):
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"no rule lets {claims.sub!r} {claims.scope.action} "
                                   f"{' '.join(claims.scope.argv)!r} on host {subject.host!r}"))
@@ -201,6 +205,19 @@ class Verifier:
                 jti=claims.jti, subject=claims.sub, host=subject.host)
         facts = _facts(claims, subject, certified, quote)
         return self._accept(artifact, subject, certified, quote, facts, now, audit)
+
+    def _allowed(self, subject: str, action: str, argv: tuple[str, ...], host: str) -> bool:
+        """Whether a rule of the policy matches; remembered per request shape, since a
+        host asks for the same few commands again and again (glob matching is pure)."""
+        key = (subject, action, argv, host)
+        allowed = self._rule_answers.get(key)
+        if allowed is None:
+            allowed = self.policy.match_rule(subject, action, argv, host) is not None
+            if sum(map(len, argv)) <= RULE_MEMO_MAX_ARGV_CHARS:
+                if len(self._rule_answers) >= RULE_MEMO_SIZE:
+                    self._rule_answers.clear()
+                self._rule_answers[key] = allowed
+        return allowed
 
     def _subject(self, artifact: jws.ParsedArtifact, now: int) -> tuple[_Subject, Snapshot]:
         """Who the artifact speaks for, and the store's state for it (one read)."""
