@@ -77,7 +77,7 @@ def measure(folder: Path, batches: int, size: int) -> dict[str, Any]:
     # Keylime's nonces are strings; the bench quotes over an ASCII nonce.
     nonce = (folder / "nonce").read_bytes().decode("ascii")
 
-    def keylime() -> object:
+    def keylime() -> Any:
         return tpm_util.checkquote(pem, nonce, sigblob, message, pcrblob, "sha256")
 
     pcrs = keylime()  # raises unless Keylime accepts the quote

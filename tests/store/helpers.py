@@ -47,14 +47,22 @@ def contend(url: str, worker: int, plan: list[tuple[str, str | None]], barrier: 
     """Worker process: accept every (jti, nonce) of ``plan`` once; report the jtis won.
 
     Workers meet at ``barrier`` before every step, so that they all collide on each
-    jti or nonce rather than the first one running ahead of the others.
+    jti or nonce rather than the first one running ahead of the others. Each then
+    waits a random fraction of a millisecond: the worker that releases the barrier
+    is running already and would otherwise tend to win every step, which would
+    leave the losing paths of the others untested by chance.
     """
+    import random
+    import time
+
     from attest.store import NonceRejected, Replayed, Store
 
     won: list[str] = []
+    jitter = random.Random(worker)
     with Store.open(url) as store:
         for step, (jti, nonce) in enumerate(plan):
             barrier.wait()
+            time.sleep(jitter.random() * 0.0005)
             try:
                 store.accept(record(jti), nonce=nonce, single_use=True, clock=clock(step),
                              now=T0)
