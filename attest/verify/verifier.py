@@ -76,7 +76,9 @@ AuditHook = Callable[[Decision, Any], int]
 
 # Log texts whose appraisal a Verifier keeps (a host's log changes only when it
 # measures, so its artifacts repeat it), bounded by their total size in characters.
-LOG_CACHE_CHARS = 64 << 20
+# Parsed records take about 3x their base64url text (docs/benchmarks.md, eventlog):
+# at most ~64 MiB in all, and thousands of typical hosts' logs of a few KiB.
+LOG_CACHE_CHARS = 16 << 20
 
 # Rule answers kept per Verifier: at most this many, for argv up to this many characters.
 RULE_MEMO_SIZE = 4096
