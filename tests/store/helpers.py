@@ -58,7 +58,7 @@ def contend(url: str, worker: int, plan: list[tuple[str, str | None]], barrier: 
     from attest.store import NonceRejected, Replayed, Store
 
     won: list[str] = []
-    jitter = random.Random(worker)
+    jitter = random.Random(worker)  # noqa: S311 - scheduling jitter, not a secret
     with Store.open(url) as store:
         for step, (jti, nonce) in enumerate(plan):
             barrier.wait()
