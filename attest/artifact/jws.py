@@ -103,17 +103,20 @@ def parse_header(header_b64: str) -> Header:
     return Header(alg, ARTIFACT_TYPE, kid)
 
 
-# One signing key's artifacts share one header text: parse each text once. Bounded,
-# since header texts come from whoever sends artifacts; a header that fails to parse
-# is not kept (it raises again, the same way).
+# One signing key's artifacts share one header text: parse each text once. Bounded in
+# count and in length, since header texts come from whoever sends artifacts (attest's
+# are ~150 characters); a header that fails to parse is not kept (it raises again).
 _HEADERS: dict[str, Header] = {}
 HEADER_CACHE_SIZE = 256
+HEADER_CACHE_MAX_CHARS = 1024
 
 
 def _header(header_b64: str) -> Header:
     header = _HEADERS.get(header_b64)
     if header is None:
         header = parse_header(header_b64)
+        if len(header_b64) > HEADER_CACHE_MAX_CHARS:
+            return header
         if len(_HEADERS) >= HEADER_CACHE_SIZE:
             _HEADERS.clear()
         _HEADERS[header_b64] = header

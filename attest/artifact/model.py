@@ -191,10 +191,12 @@ class Evidence:
                 check_b64url(text, f"evidence.{name}")
                 values["_text_" + attr] = text
                 continue
-            value = known.get(text) if attr in cls._REPEATED else None
+            repeated = (attr in cls._REPEATED and isinstance(text, str)
+                        and len(text) <= DECODED_MAX_CHARS)
+            value = known.get(text) if repeated else None
             if value is None:
                 value = decode_b64url(check_b64url(text, f"evidence.{name}"))
-                if attr in cls._REPEATED:
+                if repeated:
                     if len(known) >= DECODED_CACHE_SIZE:
                         known.clear()
                     known[text] = value
@@ -214,8 +216,11 @@ class Evidence:
 
 # Base64url text of evidence fields that repeat across a host's artifacts, decoded.
 # Keyed by the whole text, so a hit is that exact text, checked when first decoded.
+# Only texts of a TPM structure's size are kept: an artifact's fields are the sender's
+# choice, and the cache must not hold megabytes for one.
 _DECODED: dict[str, bytes] = {}
 DECODED_CACHE_SIZE = 1024
+DECODED_MAX_CHARS = 2048
 
 # The dataclass keeps boot_log's default in __init__; as a class attribute it would
 # answer for an instance whose boot log is still encoded, before __getattr__ could.

@@ -108,7 +108,7 @@ def test_evidence_without_boot_log() -> None:
 
 
 @pytest.mark.parametrize("field", ["runtime_log", "boot_log", "ak", "quote"])
-@pytest.mark.parametrize("bad", ["a", "ab==", "a+b/", "ab cd", "é", 7])
+@pytest.mark.parametrize("bad", ["a", "ab==", "a+b/", "ab cd", "é", 7, ["YQ"], {"a": 1}])
 def test_evidence_fields_must_be_base64url(field: str, bad: object) -> None:
     data: dict[str, object] = dict(EVIDENCE.to_json())
     data[field] = bad
@@ -127,3 +127,13 @@ def test_repeated_fields_decoded_once_are_the_same_bytes() -> None:
 def test_unb64url_round_trip(length: int) -> None:
     data = bytes(range(length))
     assert unb64url(b64url(data), "x") == data
+
+
+def test_large_repeated_fields_are_not_kept() -> None:
+    """The decoded-field cache holds TPM-sized texts only: a sender picks the sizes."""
+    from attest.artifact import model
+
+    big = b64url(b"\x01" * 4096)
+    parsed = Evidence.from_json({**EVIDENCE.to_json(), "ak": big})
+    assert parsed.ak_public == b"\x01" * 4096
+    assert big not in model._DECODED
