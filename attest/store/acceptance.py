@@ -107,7 +107,11 @@ def advance_clock(tx: Transaction, ak_name: str, clock: SeenClock, now: int) -> 
         if tx.execute(_ADVANCE_CLOCK, params) == 1:
             return
         if tx.first(_CLOCK_KNOWN, {"ak": ak_name}) is not None:
-            return  # a later clock of this epoch is stored already: keep it
+            # Under read committed the row may have been committed by another verifier
+            # after our UPDATE saw none: compare with it once more. Still no row
+            # updated: a later clock of this epoch is stored already, and it stays.
+            tx.execute(_ADVANCE_CLOCK, params)
+            return
         try:
             with tx.savepoint():
                 tx.execute(_INSERT_CLOCK, {

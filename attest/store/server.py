@@ -47,6 +47,15 @@ def open_server(url: str) -> ServerDatabase:
         # The tables are described for these two only (attest.store.ddl).
         raise UsageError(f"the store runs on SQLite or PostgreSQL, not {parsed.drivername}",
                          hint="use sqlite:///PATH or postgresql+psycopg://HOST/DB")
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy's default for a bare postgresql:// is psycopg2; the store speaks psycopg.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.get_driver_name() != "psycopg":
+        # The SQL is text without column types: other drivers hand BLOBs back in other
+        # types (psycopg2: memoryview), which the store's readers do not expect.
+        raise UsageError(f"the store reaches PostgreSQL through psycopg (3), not "
+                         f"{parsed.get_driver_name()}",
+                         hint="use postgresql+psycopg://HOST/DB (pip install 'psycopg[binary]')")
     try:
         engine = create_engine(parsed, pool_pre_ping=True)
     except (NoSuchModuleError, ImportError) as exc:

@@ -64,6 +64,9 @@ class SQLiteTransaction:
         self.holds_write_lock = write
         self._failure = failure
         self._savepoints = 0
+        # Cursors of streams not read to the end: closed when the transaction ends, so
+        # that none reads on after COMMIT (holding a snapshot on a pooled connection).
+        self._streams: list[sqlite3.Cursor] = []
 
     def first(self, sql: str, params: Params = NO_PARAMS) -> Row | None:
         try:
@@ -122,6 +125,7 @@ class SQLiteTransaction:
             cursor = self._connection.execute(sql, _args(params))
         except sqlite3.Error as exc:
             raise self._failure(exc) from exc
+        self._streams.append(cursor)
         try:
             make = _row_maker(cursor.description)
             while True:
@@ -137,8 +141,12 @@ class SQLiteTransaction:
 
     def end(self) -> None:
         # The connection may serve another thread next: a transaction kept past its block
-        # must not reach it.
+        # must not reach it, nor a stream left half-read (its generator would go on
+        # reading from the connection, outside any transaction of ours).
         self._connection = _ENDED
+        streams, self._streams = self._streams, []
+        for cursor in streams:
+            cursor.close()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -205,8 +213,10 @@ class SQLiteDatabase:
             try:
                 yield transaction
             except BaseException as exc:
+                transaction.end()
                 reusable = _rolled_back(connection, exc)
                 raise
+            transaction.end()  # before COMMIT: an open stream cursor would outlive it
             self._run(connection, "COMMIT")
             reusable = not connection.in_transaction
         finally:

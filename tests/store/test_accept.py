@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
 from attest.errors import UsageError
 from attest.reasons import Reason
-from attest.store import NonceRejected, NonceState, Replayed, Revoked, Store
+from attest.store import NonceRejected, NonceState, Replayed, Revoked, SeenClock, Store, acceptance
 from attest.store.db import Transaction
 from tests.store.helpers import AK, HOST, KID, T0, clock, record
 
@@ -208,3 +209,38 @@ def test_forget_clock_readmits_an_ak(store: Store) -> None:
     assert store.forget_clock(AK) is True
     assert store.last_clock(AK) is None
     assert store.forget_clock(AK) is False
+
+
+class _CommittedMeanwhile:
+    """A transaction in which another verifier's first clock for the AK becomes visible
+    right after this one's UPDATE found no row: what read committed allows on PostgreSQL
+    (on SQLite the write lock rules it out), played deterministically on a real store."""
+
+    def __init__(self, tx: Any, theirs: SeenClock) -> None:
+        self._tx = tx
+        self._theirs: SeenClock | None = theirs
+
+    def execute(self, sql: str, params: Any = None) -> int:
+        count = int(self._tx.execute(sql, params or {}))
+        if self._theirs is not None and sql.startswith("UPDATE ak_clocks"):
+            theirs, self._theirs = self._theirs, None
+            self._tx.execute("INSERT INTO ak_clocks (ak_name, clock, reset_count, "
+                             "restart_count, seen_at) VALUES (:ak, :ms, :r, :s, :now)",
+                             {"ak": AK, "ms": theirs.clock, "r": theirs.reset_count,
+                              "s": theirs.restart_count, "now": T0})
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+
+def test_a_first_clock_committed_meanwhile_does_not_hide_a_later_one(store: Store) -> None:
+    with store.write() as tx:
+        acceptance.advance_clock(_CommittedMeanwhile(tx, clock(100)), AK, clock(200), T0)
+    assert store.last_clock(AK) == clock(200)  # ours is later: it is the high mark
+
+
+def test_a_later_clock_committed_meanwhile_stays(store: Store) -> None:
+    with store.write() as tx:
+        acceptance.advance_clock(_CommittedMeanwhile(tx, clock(300)), AK, clock(200), T0)
+    assert store.last_clock(AK) == clock(300)

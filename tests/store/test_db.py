@@ -146,6 +146,23 @@ def test_a_transaction_kept_past_its_block_runs_nothing(database: Database) -> N
 
 
 @pytest.mark.sqlite_only
+def test_a_stream_left_half_read_reads_nothing_after_its_transaction(
+        database: Database) -> None:
+    """Its cursor is closed before COMMIT: the pooled connection holds no old snapshot."""
+    with database.write() as tx:
+        for n in range(10):
+            _add(tx, n)
+    with database.read() as tx:
+        rows = tx.stream(NAMES, chunk=2)
+        assert next(rows).name == "item-0"
+    with pytest.raises(DatabaseError):
+        list(rows)
+    with database.write() as tx:  # the same pooled connection takes the write lock
+        _add(tx, 10)
+    assert len(_names(database)) == 11
+
+
+@pytest.mark.sqlite_only
 def test_a_write_transaction_takes_the_lock_at_its_start(url: str) -> None:
     first, second = open_database(url), open_database(url)  # two connections, one file
     events: list[str] = []

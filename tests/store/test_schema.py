@@ -107,15 +107,21 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
         Store.open(default_url(tmp_path))
 
 
-def test_unreachable_server_is_an_environment_problem() -> None:
+@pytest.mark.parametrize("url", ["postgresql+psycopg://attest@127.0.0.1:1/attest",
+                                 "postgresql://attest@127.0.0.1:1/attest"])
+def test_unreachable_server_is_an_environment_problem(url: str) -> None:
     # Without psycopg installed the driver is missing; with it, nothing listens on port 1.
-    with pytest.raises(StoreUnavailable):
-        Store.open("postgresql+psycopg://attest@127.0.0.1:1/attest")
+    # A bare postgresql:// goes through psycopg too, never SQLAlchemy's psycopg2 default.
+    with pytest.raises(StoreUnavailable) as caught:
+        Store.open(url)
+    assert "psycopg2" not in caught.value.message
 
 
 @pytest.mark.parametrize("url", ["not a url", "sqlite://", "sqlite:///:memory:",
                                  "sqlite:///verifier.db?timeout=1", "sqlite://host/db",
-                                 "mysql://attest@127.0.0.1/attest"])
+                                 "mysql://attest@127.0.0.1/attest",
+                                 "postgresql+psycopg2://attest@127.0.0.1:1/attest",
+                                 "postgresql+pg8000://attest@127.0.0.1:1/attest"])
 def test_a_url_the_store_cannot_use_is_bad_usage(url: str) -> None:
     with pytest.raises(UsageError):
         Store.open(url)
