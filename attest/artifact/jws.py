@@ -28,6 +28,7 @@ from attest.artifact.model import (
     unb64url,
 )
 from attest.errors import EvidenceError
+from attest.memo import remember
 from attest.reasons import Reason
 
 
@@ -115,11 +116,8 @@ def _header(header_b64: str) -> Header:
     header = _HEADERS.get(header_b64)
     if header is None:
         header = parse_header(header_b64)
-        if len(header_b64) > HEADER_CACHE_MAX_CHARS:
-            return header
-        if len(_HEADERS) >= HEADER_CACHE_SIZE:
-            _HEADERS.clear()
-        _HEADERS[header_b64] = header
+        if len(header_b64) <= HEADER_CACHE_MAX_CHARS:
+            remember(_HEADERS, header_b64, header, HEADER_CACHE_SIZE)
     return header
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attest.errors import EvidenceError
+from attest.memo import remember
 from attest.reasons import Reason
 
 ARTIFACT_TYPE = "attest-artifact+jwt"
@@ -197,9 +198,7 @@ class Evidence:
             if value is None:
                 value = decode_b64url(check_b64url(text, f"evidence.{name}"))
                 if repeated:
-                    if len(known) >= DECODED_CACHE_SIZE:
-                        known.clear()
-                    known[text] = value
+                    remember(known, text, value, DECODED_CACHE_SIZE)
             values[attr] = value
         boot = obj.get("boot_log")
         if boot is None:
@@ -283,8 +282,7 @@ class Claims:
             index = _PCR_INDEX.get(key)  # "0".."23" exactly: one spelling per PCR
             if index is None:
                 raise malformed(f"env.pcrs has a key that is not a PCR index: {key!r}")
-            if not (isinstance(value, str) and len(value) in _DIGEST_HEX_LENGTHS
-                    and _HEX.fullmatch(value)):
+            if not (_is_hex(value) and len(value) in _DIGEST_HEX_LENGTHS):
                 raise malformed(f"env.pcrs[{key}] is not a hex digest")
             pcrs[index] = value
         policy = obj.get("policy")

@@ -52,6 +52,7 @@ from attest.evidence.certify import CertifiedKey, verify_certification
 from attest.evidence.ekcert import verify_chain
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import ClockInfo, Public, parse_public_tpm2b
+from attest.memo import remember
 from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.store import (
@@ -216,9 +217,7 @@ class Verifier:
         if allowed is None:
             allowed = self.policy.match_rule(subject, action, argv, host) is not None
             if sum(map(len, argv)) <= RULE_MEMO_MAX_ARGV_CHARS:
-                if len(self._rule_answers) >= RULE_MEMO_SIZE:
-                    self._rule_answers.clear()
-                self._rule_answers[key] = allowed
+                remember(self._rule_answers, key, allowed, RULE_MEMO_SIZE)
         return allowed
 
     def _subject(self, artifact: jws.ParsedArtifact, now: int) -> tuple[_Subject, Snapshot]:
@@ -273,11 +272,8 @@ class Verifier:
             denial = None
         except EvidenceError as exc:
             denial = _denial(exc)
-        known = _AK(public, public.name, denial)
-        if len(self._aks) >= AK_CACHE_SIZE:
-            self._aks.clear()
-        self._aks[bytes(ak_public)] = known
-        return known
+        return remember(self._aks, bytes(ak_public), _AK(public, public.name, denial),
+                        AK_CACHE_SIZE)
 
     def _snapshot(self, artifact: jws.ParsedArtifact, ak_name: bytes, *, host: str | None,
                   now: int) -> Snapshot:
