@@ -76,11 +76,8 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     nonce = None
     if policy.freshness.nonce is NonceMode.REQUIRED:
         nonce = store.issue_nonce(ttl, int(time.time()))
-    reference = policy.reference
-    # A policy that appraises boot events or values needs the boot log to do it.
-    boot = reference is not None and (reference.boot_pcrs is not None
-                                      or reference.secure_boot is not None
-                                      or reference.boot_applications is not None)
+    # A policy that appraises boot PCRs needs the boot log; any other refuses one.
+    boot = policy.wants_boot_log
     executable, artifact = prepare(tpm, home, argv, subject=subject, key_name=key_name,
                                    nonce=nonce, ttl=ttl, policy_id=policy.id,
                                    policy_digest=policy.digest, include_boot_log=boot)

@@ -20,26 +20,37 @@ section)::
               "boot_applications": ["<hex>", ...]}}
 
 A section left out is not appraised; a section present but empty allows nothing.
+
+Only what the TPM vouches for drives a decision (docs/measurement.md, "What boot
+appraisal trusts"): events on PCRs outside ``covered`` (the PCRs the quote must
+cover and the log was replayed against) are never read, and an event's type and
+description, which no digest binds, never decide whether it is appraised. A
+boot application is any digest on PCR 4 that is not the hash of its event's
+data (an image hash, whatever type the event claims); Secure Boot is read only
+from variable data that hashes to the digest extended on PCR 7.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from attest.errors import EventLogMismatch, MalformedInput, ReferenceValueMismatch
+from attest.errors import EventLogError, EventLogMismatch, MalformedInput, ReferenceValueMismatch
+from attest.eventlog import efi
 from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, check_content_bound
-from attest.eventlog.content import image_of, variable_of
+from attest.eventlog.content import image_of
 from attest.eventlog.efi import EFI_GLOBAL_VARIABLE
-from attest.eventlog.eventtypes import EventType
+from attest.eventlog.eventtypes import IMAGE_EVENTS
 from attest.eventlog.replay import last_events, replay, reset_value, startup_locality
 from attest.eventlog.tcg import TcgEvent
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT
 
 SECURE_BOOT_PCR = 7
+# PFP 1.06 3.3.4.5: the Authenticode hashes of boot applications (boot loaders) go to PCR 4.
+BOOT_APPLICATIONS_PCR = 4
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,17 @@ class ReferenceValues:
                                        "reference.boot.boot_applications")
         return cls(bank, runtime, pcrs, secure_boot, applications)
 
+    @property
+    def boot_appraised_pcrs(self) -> frozenset[int]:
+        """The PCRs the boot sections read: their log must be the boot log, replayed
+        against the quote; empty when the policy appraises no boot state."""
+        pcrs = set(self.boot_pcrs or ())
+        if self.secure_boot is not None:
+            pcrs.add(SECURE_BOOT_PCR)
+        if self.boot_applications is not None:
+            pcrs.add(BOOT_APPLICATIONS_PCR)
+        return frozenset(pcrs)
+
 
 @dataclass(frozen=True)
 class AppraisalFacts:
@@ -90,9 +112,20 @@ class AppraisalFacts:
     runtime: tuple[tuple[str, str], ...] | None
 
 
-def appraise(events: Sequence[TcgEvent | CelRecord], reference: ReferenceValues) -> AppraisalFacts:
-    """Check a replay-verified log against ``reference``; return facts or raise."""
-    boot = [e for e in events if isinstance(e, TcgEvent)]
+def appraise(events: Sequence[TcgEvent | CelRecord], reference: ReferenceValues, *,
+             covered: Collection[int]) -> AppraisalFacts:
+    """Check a replay-verified log against ``reference``; return facts or raise.
+
+    ``covered``: the PCRs the quote covers and the log was shown to replay to. Boot
+    events on any other PCR are the host's word only and are not read; a boot
+    section that appraises a PCR outside ``covered`` is refused.
+    """
+    outside = sorted(reference.boot_appraised_pcrs - set(covered))
+    if outside:
+        raise ReferenceValueMismatch(
+            f"the reference values appraise boot PCR {', '.join(map(str, outside))}, which the "
+            "quote is not required to cover: its log would be the host's word only")
+    boot = [e for e in events if isinstance(e, TcgEvent) and e.pcr in covered]
     runtime = [e for e in events if isinstance(e, CelRecord)]
     bank = reference.bank
     return AppraisalFacts(
@@ -124,25 +157,33 @@ def _check_boot_pcrs(boot: Sequence[TcgEvent], bank: str,
 
 
 def _secure_boot(boot: Sequence[TcgEvent], bank: str, required: bool) -> bool:
-    found: TcgEvent | None = None
+    # Any extended event on PCR 7 whose data is the SecureBoot variable counts, whatever
+    # type it claims: the type is not extended, the variable data is (PFP 10.4.4).
+    found: list[TcgEvent] = []
     for event in boot:
-        if event.event_type == EventType.EV_EFI_VARIABLE_DRIVER_CONFIG and \
-                event.pcr == SECURE_BOOT_PCR:
-            variable = variable_of(event)
-            if variable.guid == EFI_GLOBAL_VARIABLE and variable.name == "SecureBoot":
-                found = event
-    if found is None:
+        if not event.extends or event.pcr != SECURE_BOOT_PCR:
+            continue
+        try:
+            variable = efi.parse_variable_data(event.data)
+        except EventLogError:
+            continue  # not a variable: its data cannot say SecureBoot is on
+        if variable.guid == EFI_GLOBAL_VARIABLE and variable.name == "SecureBoot":
+            _check_data_digest(event, bank)
+            found.append(event)
+    if not found:
         raise ReferenceValueMismatch("the boot log does not measure the SecureBoot variable "
                                      f"(EV_EFI_VARIABLE_DRIVER_CONFIG on PCR {SECURE_BOOT_PCR})")
-    # PFP 10.4.4: the digest of a configuration variable covers the whole
-    # UEFI_VARIABLE_DATA, so the data can be checked against what was extended.
-    _check_data_digest(found, bank)
-    value = variable_of(found).data
+    values = {efi.parse_variable_data(event.data).data for event in found}
+    if len(values) > 1:
+        raise ReferenceValueMismatch(f"the boot log measures SecureBoot {len(found)} times with "
+                                     "different values; firmware measures it once")
+    event = found[-1]
+    value = values.pop()
     # SecureBoot is one byte, 1 when on (UEFI 2.10, 3.3); some firmware logs it empty.
     enabled = value == b"\x01"
     if enabled != required:
         state = "on" if enabled else f"off (SecureBoot = {value.hex() or 'empty'})"
-        raise ReferenceValueMismatch(f"{found.label}: Secure Boot is {state}; the reference "
+        raise ReferenceValueMismatch(f"{event.label}: Secure Boot is {state}; the reference "
                                      f"values require it {'on' if required else 'off'}")
     return enabled
 
@@ -151,19 +192,35 @@ def _check_boot_applications(boot: Sequence[TcgEvent], bank: str,
                              allowed: frozenset[bytes]) -> tuple[tuple[str, str], ...]:
     seen: list[tuple[str, str]] = []
     for event in boot:
-        if event.event_type != EventType.EV_EFI_BOOT_SERVICES_APPLICATION:
+        if not event.extends or event.pcr != BOOT_APPLICATIONS_PCR:
             continue
         digest = _digest(event, bank)
-        image = image_of(event)
-        where = image.file_path or image.path or f"image at 0x{image.location:x}"
-        # The digest is the image's Authenticode hash (PFP 10.4.3), not a hash of
-        # the event data: it can only be compared with known-good values.
+        if hashlib.new(bank, event.data).digest() == digest:
+            # Its data is what was measured (a separator, an EFI action string): no
+            # image's Authenticode hash is the hash of such data.
+            continue
+        # Anything else extended here is an image hash (PFP 10.4.3), whatever type the
+        # event claims (a boot application retyped as a driver extends the same digest):
+        # it can only be compared with known-good values.
+        where = _image_name(event)
         if digest not in allowed:
             raise ReferenceValueMismatch(f"#{event.index} PCR {event.pcr} boot application "
                                          f"{where} has {bank} digest {digest.hex()}, which no "
                                          "reference value allows")
         seen.append((where, digest.hex()))
     return tuple(seen)
+
+
+def _image_name(event: TcgEvent) -> str:
+    """What the event says it loaded: words for people, never a basis for a decision."""
+    if event.event_type in IMAGE_EVENTS:
+        try:
+            image = image_of(event)
+        except EventLogError:
+            pass
+        else:
+            return image.file_path or image.path or f"image at 0x{image.location:x}"
+    return f"({event.type_name})"
 
 
 def _check_runtime(records: Sequence[CelRecord], bank: str,

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from attest.errors import EvidenceError, MalformedInput, PolicyError
-from attest.eventlog.appraise import ReferenceValues
+from attest.eventlog.appraise import BOOT_APPLICATIONS_PCR, SECURE_BOOT_PCR, ReferenceValues
 from attest.evidence.ak import check_ak
 from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT
 from attest.evidence.structures import parse_public_tpm2b
@@ -331,9 +331,34 @@ def _reference(at: Located | None, pcrs: PCRPolicy) -> ReferenceValues | None:
             hint="only the quoted bank's log digests are checked against the TPM; "
                  "remove reference.bank or make it pcrs.bank")
     try:
-        return ReferenceValues.from_dict(data)
+        reference = ReferenceValues.from_dict(data)
     except MalformedInput as exc:
         raise _reference_error(at, exc.message) from None
+    _check_boot_appraisal(at, reference, pcrs)
+    return reference
+
+
+def _check_boot_appraisal(at: Located, reference: ReferenceValues, pcrs: PCRPolicy) -> None:
+    """Refuse boot appraisal of a PCR the quote need not cover, or of the runtime PCR.
+
+    Only a quoted PCR's log is replayed against the TPM; anything else in the boot
+    log is the host's word. The runtime PCR is explained by the runtime log alone.
+    """
+    where = {SECURE_BOOT_PCR: "boot.secure_boot", BOOT_APPLICATIONS_PCR: "boot.boot_applications"}
+    for pcr in sorted(reference.boot_appraised_pcrs):
+        if reference.boot_pcrs is not None and pcr in reference.boot_pcrs:
+            node = at.find(f"boot.pcrs.{pcr}")
+        else:
+            node = at.find(where[pcr])
+        if pcr == pcrs.runtime:
+            raise node.error(f"PCR {pcr} is the runtime PCR: the runtime log explains it, and "
+                             "reference.runtime appraises it, not reference.boot",
+                             hint="choose another pcrs.runtime, or drop this boot reference")
+        if pcr not in pcrs.sealed:
+            raise node.error(f"appraises PCR {pcr}, which quotes need not cover "
+                             f"(pcrs.sealed is {', '.join(map(str, pcrs.sealed)) or 'empty'})",
+                             hint=f"add {pcr} to pcrs.sealed, or drop this boot reference: a "
+                                  "log for an unquoted PCR is the host's word only")
 
 
 def _reference_error(at: Located, message: str) -> PolicyError:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from attest.eventlog.appraise import ReferenceValues
+from attest.eventlog.sources import LogSources
 from attest.evidence import policy as policy_digests
 from attest.evidence.pcrs import PCRSelection
 from attest.evidence.structures import parse_public_tpm2b
@@ -311,6 +312,19 @@ class VerifierPolicy:
     @cached_property
     def _key_policy_digest(self) -> bytes:
         return self.key_policy.expected_digest(self.pcrs)
+
+    @cached_property
+    def log_sources(self) -> LogSources:
+        """Which log explains which PCR: the runtime log the runtime PCR, the boot log
+        the PCRs ``reference.boot`` appraises (none: no boot log is accepted)."""
+        boot = frozenset() if self.reference is None else self.reference.boot_appraised_pcrs
+        return LogSources(self.pcrs.runtime, boot,
+                          frozenset((*self.pcrs.sealed, self.pcrs.runtime)))
+
+    @property
+    def wants_boot_log(self) -> bool:
+        """Whether artifacts must carry the boot log (and whether they may)."""
+        return self.log_sources.wants_boot_log
 
     def match_rule(self, subject: str, action: str, argv: Sequence[str],
                    host: str) -> Rule | None:

@@ -367,9 +367,12 @@ class Verifier:
             denials.append(view.problem)
             return
         quoted = {(b, i): v for b, values in quote.pcrs.items() for i, v in values.items()}
+        bank = self.policy.pcrs.bank
         try:
+            # The runtime PCR and every appraised boot PCR: a log silent about one of them
+            # must reproduce its quoted value from nothing, not leave it "not covered".
             compare_replay(view.events, view.replayed, view.locality, quoted,
-                           require=[(self.policy.pcrs.bank, self.policy.pcrs.runtime)])
+                           require=[(bank, i) for i in self.policy.log_sources.must_replay()])
         except EvidenceError as exc:
             denials.append(_denial(exc))
             return
@@ -379,19 +382,13 @@ class Verifier:
     def _log_view(self, evidence: Evidence) -> _LogView:
         """What the logs say on their own and against the reference values: the part of
         _logs that does not depend on the quote."""
-        runtime_pcr = self.policy.pcrs.runtime
         try:
             runtime = parse_cel(evidence.runtime_log).records
             check_content_bound(runtime)
-            stray = [r.label for r in runtime if r.extends and r.pcr != runtime_pcr]
-            if stray:
-                return _LogView.refused(Denial(
-                    Reason.EVENTLOG_MISMATCH,
-                    f"runtime records outside PCR {runtime_pcr}: {stray[0]}"))
-            events: list[TcgEvent | CelRecord] = []
-            if evidence.boot_log is not None:
-                events.extend(parse_tcg(evidence.boot_log).events)
-            events.extend(runtime)
+            boot = None if evidence.boot_log is None else parse_tcg(evidence.boot_log).events
+            # Each PCR is explained by the one log the policy appraises for it.
+            self.policy.log_sources.check(runtime, boot)
+            events: list[TcgEvent | CelRecord] = [*(boot or ()), *runtime]
             replayed = replay(events)
             locality = startup_locality(events)
         except EvidenceError as exc:
@@ -399,7 +396,7 @@ class Verifier:
         appraisal = None
         if self.policy.reference is not None:
             try:
-                appraise(events, self.policy.reference)
+                appraise(events, self.policy.reference, covered=self.policy.log_sources.covered)
             except EvidenceError as exc:
                 appraisal = _denial(exc)
         return _LogView(tuple(events), replayed, locality, None, appraisal)
