@@ -17,6 +17,7 @@ from attest.eventlog.cel import (
     measurement_content,
     parse_cel,
 )
+from attest.eventlog.eventtypes import EventType
 from attest.eventlog.replay import replay
 from attest.eventlog.tcg import TcgEvent, parse_tcg
 from tests.eventlog.conftest import load_vector, require_vectors
@@ -150,3 +151,73 @@ def test_a_record_read_back_from_its_file_appraises_like_the_one_written() -> No
     read_back = parse_cel(encode_record(written)).records
     reference = _reference(runtime=[{"name": name, "digests": [BACKUP.hex()]}])
     assert _appraise(read_back, reference).runtime == ((name, BACKUP.hex()),)
+
+
+# -- only what the TPM extended, only on what the quote covers (issue 10, item 11) ---------
+
+def _retyped(events: tuple[TcgEvent, ...], index: int, event_type: int) -> list[TcgEvent]:
+    """``events`` with event ``index`` claiming another type: its digest, what the TPM
+    extended, is the same, so the log still replays to the same PCRs."""
+    out = list(events)
+    original = out[index]
+    out[index] = TcgEvent(original.index, original.pcr, event_type, original.digests,
+                          original.data, original.other_digests)
+    return out
+
+
+@pytest.mark.parametrize("claimed", [EventType.EV_EFI_BOOT_SERVICES_DRIVER,
+                                     EventType.EV_EVENT_TAG, EventType.EV_IPL])
+def test_a_boot_application_under_another_type_is_still_a_boot_application(
+        claimed: EventType) -> None:
+    events = _boot("ga_sb_cert_all24")
+    apps = [e for e in events if e.type_name == "EV_EFI_BOOT_SERVICES_APPLICATION"]
+    allowed = [e.digests["sha256"].hex() for e in apps[1:]]
+    position = events.index(apps[0])
+    with pytest.raises(ReferenceValueMismatch, match=apps[0].digests["sha256"].hex()):
+        _appraise(_retyped(events, position, claimed),
+                  _reference(boot={"boot_applications": allowed}))
+
+
+def test_data_bound_events_on_pcr_4_are_not_boot_applications() -> None:
+    # An EFI action string and a separator: digests of their own data, never an image's.
+    events = _boot("gtt_rhel8_gce_uefi")
+    on_pcr4 = {e.type_name for e in events if e.pcr == 4}
+    assert {"EV_EFI_ACTION", "EV_SEPARATOR"} <= on_pcr4
+    apps = [e.digests["sha256"].hex() for e in events
+            if e.type_name == "EV_EFI_BOOT_SERVICES_APPLICATION"]
+    facts = _appraise(events, _reference(boot={"boot_applications": apps}))
+    assert facts.boot_applications is not None and len(facts.boot_applications) == len(apps)
+
+
+def test_the_secure_boot_variable_is_read_whatever_type_it_claims() -> None:
+    events = _boot("ga_ebs_event_missing_NEGATIVE")
+    retyped = _retyped(events, 2, EventType.EV_EFI_VARIABLE_AUTHORITY)
+    with pytest.raises(ReferenceValueMismatch, match="Secure Boot is off"):
+        _appraise(retyped, _reference(bank="sha1", boot={"secure_boot": True}))
+
+
+def test_secure_boot_measured_twice_with_different_values_is_refused() -> None:
+    events = list(_boot("ga_ebs_event_missing_NEGATIVE"))
+    off = events[2]
+    on_data = off.data[:-1] + b"\x01"
+    on = TcgEvent(len(events), off.pcr, off.event_type,
+                  {bank: hashlib.new(bank, on_data).digest() for bank in off.digests}, on_data)
+    with pytest.raises(ReferenceValueMismatch, match="SecureBoot 2 times"):
+        _appraise([*events, on], _reference(bank="sha1", boot={"secure_boot": True}))
+
+
+@pytest.mark.parametrize("boot", [{"secure_boot": True}, {"boot_applications": []},
+                                  {"pcrs": {"8": ["00" * 32]}}])
+def test_boot_state_on_a_pcr_outside_the_quote_is_never_appraised(boot: dict[str, Any]) -> None:
+    events = _boot("ga_sb_cert_all24")
+    with pytest.raises(ReferenceValueMismatch, match="not required to cover"):
+        _appraise(events, _reference(boot=boot), covered={0, 1, 2, 3, 5, 6, 15})
+
+
+def test_boot_events_on_pcrs_outside_the_quote_are_not_read() -> None:
+    # A PCR 4 image the policy does not allow, in a log whose PCR 4 the quote does not
+    # cover: the appraisal of PCR 7 alone must not see it (nor be steered by it).
+    events = _boot("ga_sb_cert_all24")
+    facts = _appraise(events, _reference(boot={"secure_boot": True}),
+                      covered={0, 1, 2, 3, 5, 6, 7, 15})
+    assert facts.secure_boot is True and facts.boot_applications is None
