@@ -45,7 +45,9 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               help="The artifact this one derives from (its scope must lie within it).")
 @click.option("--gov", "gov", multiple=True, metavar="KEY=VALUE",
               help="Governance metadata: requester, ticket, approver (repeatable).")
-@click.option("--boot-log", is_flag=True, help="Include the firmware's boot log.")
+@click.option("--boot-log", is_flag=True,
+              help="Include the firmware's boot log: required by, and only accepted under, "
+              "a policy with reference.boot. With --policy, the policy decides.")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The verifier policy it is issued under: its id and digest go into the "
               "artifact's policy claim (a verifier under another id denies it).")
@@ -82,7 +84,14 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
         from attest.policy import load_policy
 
         policy = load_policy(policy_path)
-        request = dataclasses.replace(request, policy_id=policy.id, policy_digest=policy.digest)
+        if boot_log and not policy.wants_boot_log:
+            raise UsageError("--boot-log: the policy appraises no boot state (no "
+                             "reference.boot), so its verifiers deny an artifact carrying a "
+                             "boot log", hint="drop --boot-log")
+        # Each PCR is explained by the log the policy appraises for it: send the boot
+        # log exactly when the policy appraises boot PCRs.
+        request = dataclasses.replace(request, policy_id=policy.id, policy_digest=policy.digest,
+                                      include_boot_log=policy.wants_boot_log)
     with tpm_from(ctx) as tpm:
         artifact = issue(tpm, ctx.obj.home, request, int(time.time()))
     write_public(out_file, artifact + b"\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from attest.artifact import jws
 from attest.artifact.model import Evidence
 from attest.eventlog.cel import parse_cel
 from attest.eventlog.efi import EFI_GLOBAL_VARIABLE
@@ -233,3 +234,26 @@ def test_a_boot_reference_on_an_unquoted_pcr_is_never_satisfied_by_the_log(
     denied(decision, "reference_value_mismatch")
     assert "PCR 8" in decision.denials[0].message
 
+
+
+# -- the host sends the boot log exactly when the policy appraises boot ---------------------
+
+def test_authorize_under_a_boot_policy_sends_the_boot_log(booted: Rig) -> None:
+    policy = _with_boot(booted.policy(), _apps(SHIM, GRUB))
+    assert policy.path is not None
+    out = booted.tmp / "a.jws"
+    booted.host.ok("authorize", "--subject", "deploy-bot", "--policy", str(policy.path),
+                   "--out", str(out), "--", "ls", "-l", "/srv")
+    artifact = out.read_bytes().strip()
+    assert jws.parse(artifact).claims.evidence.boot_log is not None
+    accepted(booted.verifier(policy).verify(artifact))
+
+
+def test_authorize_refuses_a_boot_log_the_policy_would_deny(booted: Rig) -> None:
+    policy = booted.policy()
+    assert policy.path is not None
+    result = booted.host.run("authorize", "--subject", "deploy-bot", "--policy",
+                             str(policy.path), "--boot-log", "--out",
+                             str(booted.tmp / "a.jws"), "--", "ls")
+    assert result.exit_code == 2 and "appraises no boot state" in result.output
+    assert not (booted.tmp / "a.jws").exists()
