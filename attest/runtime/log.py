@@ -203,14 +203,26 @@ def _replayed(events: Sequence[Measurement], pcr: int,
 
 
 def boot_events(pcr: int) -> list[TcgEvent]:
-    """The boot log's events on ``pcr``: firmware or a boot loader may extend it first."""
+    """The boot log's events that extend ``pcr``: firmware or a boot loader may extend it."""
     from attest.eventlog.tcg import parse_tcg
     from attest.runtime.check import default_boot_log
 
     path = default_boot_log()
     if path is None:
         return []
-    return [e for e in parse_tcg(path.read_bytes()).events if e.pcr == pcr]
+    return [e for e in parse_tcg(path.read_bytes()).events if e.pcr == pcr and e.extends]
+
+
+def _refuse_shared_pcr(pcr: int) -> None:
+    """A verifier explains the runtime PCR by the runtime log alone (one log per PCR):
+    measuring into a PCR the boot log also extends yields artifacts it always denies."""
+    shared = boot_events(pcr)
+    if shared:
+        raise UsageError(
+            f"the boot log extends PCR {pcr} ({shared[0].label}): a verifier explains the "
+            "runtime PCR by the runtime log alone, so every artifact would be denied",
+            hint="measure into a PCR firmware and boot loaders leave alone (--pcr, "
+                 "ATTEST_RUNTIME_PCR) and set pcrs.runtime to it")
 
 
 def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
@@ -248,13 +260,13 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
     selection = PCRSelection.of({bank: [pcr] for bank in banks})
     now = {bank: value for (bank, _), value in read_pcrs(tpm, selection).items()}
     result.values = dict(now)
-    base: list[Measurement] = list(boot_events(pcr))
-    if _replayed([*base, *records], pcr, banks) == now:
+    _refuse_shared_pcr(pcr)
+    if _replayed(records, pcr, banks) == now:
         return result
     if not records:
         raise EventLogMismatch(
-            f"PCR {pcr} holds {now[banks[0]].hex()}, a value neither the boot log nor the "
-            "runtime log explains: something else extended it since the TPM started",
+            f"PCR {pcr} holds {now[banks[0]].hex()}, a value the runtime log does not "
+            "explain: something else extended it since the TPM started",
             hint=f"no log attest starts now could explain PCR {pcr}; reboot (or restart the "
             "simulator), or measure into another PCR with --pcr")
     epoch = log.read_epoch()
@@ -265,7 +277,7 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
     if restarted:
         return _new_epoch(log, pcr, len(records), repair, result)
     last = records[-1]
-    if last.extends and _replayed([*base, *records[:-1]], pcr, banks) == now:
+    if last.extends and _replayed(records[:-1], pcr, banks) == now:
         what = (f"record {last.recnum} ({last.label}) is in the log but was never extended "
                 f"into PCR {pcr}: attest stopped between the two")
         if not repair:
@@ -275,12 +287,12 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
         result.values = {}
         result.notes.append(what + "; extended it now")
         return result
-    if restarted is None and _replayed(base, pcr, banks) == now:
+    if restarted is None and _replayed((), pcr, banks) == now:
         return _new_epoch(log, pcr, len(records), repair, result)
     bank = banks[0]
     raise EventLogMismatch(
         f"PCR {pcr} ({bank}) is {now[bank].hex()} but {log.path} replays to "
-        f"{_replayed([*base, *records], pcr, banks)[bank].hex()}: something other than attest "
+        f"{_replayed(records, pcr, banks)[bank].hex()}: something other than attest "
         "extended the PCR, or the log was edited. Last records: "
         + "; ".join(last_events(records, pcr)),
         hint="attest refuses to measure on top of a history it cannot explain; investigate, "

@@ -197,3 +197,23 @@ def test_killed_measure_loops_never_leave_an_unnoticed_disagreement(fresh_host: 
                 check.stderr)
         fresh_host.ok("eventlog", "check", "--repair")
         assert _replayed15(fresh_host) == _pcr15(fresh_host)
+
+
+def test_a_runtime_pcr_the_boot_log_extends_is_refused(
+        fresh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Firmware (a measured UKI, say) extended PCR 15 and logged it: a verifier explains
+    # the runtime PCR by the runtime log alone, so measuring there would only be denied.
+    from attest.tpm.device import open_tpm
+    from attest.tpm.pcr import extend_data
+    from tests.eventlog.logbuilder import SHA256, agile_log
+
+    data = b"systemd-pcrmachine"
+    with open_tpm(fresh_host.sim.tcti) as tpm:
+        extend_data(tpm, 15, data)
+    log = tmp_path / "binary_bios_measurements"
+    log.write_bytes(agile_log([(15, 0xD, data)], algorithms=(SHA256,)))
+    monkeypatch.setenv("ATTEST_BOOT_LOG", str(log))
+    result = fresh_host.run("measure", "data", "--name", "n", "--value", "v")
+    assert result.exit_code == 2, result.output
+    assert "the boot log extends PCR 15" in result.output
+    assert not _log(fresh_host).path.exists() or not _log(fresh_host).read().records
