@@ -15,7 +15,9 @@ hides runtime measurements from ``reference.runtime``. So:
   the boot log says nothing about them (``must_replay``): a log with a PCR's
   events removed does not pass as "nothing measured there".
 
-Every refusal is :class:`EventLogMismatch` (``eventlog_mismatch``).
+Every refusal is :class:`EventLogMismatch` (``eventlog_mismatch``), except a boot
+reference on the runtime PCR (``reference_value_mismatch``; the policy loader
+refuses it first).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from attest.errors import EventLogMismatch
+from attest.errors import EventLogMismatch, ReferenceValueMismatch
 from attest.eventlog.cel import CelRecord
 from attest.eventlog.tcg import TcgEvent
 
@@ -53,6 +55,11 @@ class LogSources:
 
     def check(self, runtime: Sequence[CelRecord], boot: Sequence[TcgEvent] | None) -> None:
         """Raise EventLogMismatch unless each log explains only the PCRs it is for."""
+        if self.runtime_pcr in self.boot_pcrs:
+            # The loader refuses such a policy; one built by hand gets no further.
+            raise ReferenceValueMismatch(f"the reference values appraise the runtime PCR "
+                                         f"{self.runtime_pcr} as boot state; only the runtime "
+                                         "log explains it")
         stray = next((r for r in runtime if r.extends and r.pcr != self.runtime_pcr), None)
         if stray is not None:
             raise EventLogMismatch(f"runtime records outside PCR {self.runtime_pcr}: "

@@ -257,3 +257,19 @@ def test_authorize_refuses_a_boot_log_the_policy_would_deny(booted: Rig) -> None
                              str(booted.tmp / "a.jws"), "--", "ls")
     assert result.exit_code == 2 and "appraises no boot state" in result.output
     assert not (booted.tmp / "a.jws").exists()
+
+
+def test_a_boot_reference_on_the_runtime_pcr_is_never_satisfied(
+        rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hand-built (the loader refuses it): "PCR 15 must be at its reset value" would pass on
+    # a boot log that says nothing of PCR 15, whatever the runtime log put there.
+    log = tmp_path / "boot.log"
+    log.write_bytes(_log(()))
+    monkeypatch.setenv("ATTEST_BOOT_LOG", str(log))
+    base = rig.policy()
+    assert base.reference is not None
+    reference = dataclasses.replace(base.reference, boot_pcrs={15: frozenset({bytes(32)})})
+    policy = dataclasses.replace(base, reference=reference)
+    decision = rig.verifier(policy).verify(rig.issue(include_boot_log=True))
+    denied(decision, "reference_value_mismatch")
+    assert "runtime PCR 15" in decision.denials[0].message
