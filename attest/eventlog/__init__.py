@@ -7,6 +7,7 @@ Pure functions over bytes (no TPM, no files, no clock):
   :mod:`~attest.eventlog.efi` decode the event data appraisal needs.
 - :mod:`~attest.eventlog.cel`: the CEL-JSON runtime log attest writes (and systemd's).
 - :mod:`~attest.eventlog.replay`: logs to PCR values, and the comparison with a quote.
+- :mod:`~attest.eventlog.sources`: which log may explain which PCR (one per PCR).
 - :mod:`~attest.eventlog.appraise`: reference values.
 
 Errors: :class:`~attest.errors.EventLogError` (``eventlog_malformed``) and its
@@ -17,12 +18,14 @@ from attest.eventlog.appraise import AppraisalFacts, ReferenceValues, appraise
 from attest.eventlog.cel import CelLog, CelRecord, encode_record, parse_cel
 from attest.eventlog.logfile import MeasurementLog, parse_log
 from attest.eventlog.replay import ReplayFacts, check_replay, replay
+from attest.eventlog.sources import LogSources
 from attest.eventlog.tcg import TcgEvent, TcgLog, parse_tcg
 
 __all__ = [
     "AppraisalFacts",
     "CelLog",
     "CelRecord",
+    "LogSources",
     "MeasurementLog",
     "ReferenceValues",
     "ReplayFacts",
