@@ -34,7 +34,6 @@ from tests.verify.rig import Rig, accepted, denied
 # Stand-ins for the images' Authenticode hashes (never the hash of the event data).
 SHIM = hashlib.sha256(b"shim image").digest()
 GRUB = hashlib.sha256(b"grub image").digest()
-EVIL = hashlib.sha256(b"a boot loader nobody approved").digest()
 
 
 def _image_load() -> bytes:
