@@ -27,7 +27,7 @@ from attest.audit.schema import (
     audit_state,
 )
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
-from attest.store import Store
+from attest.store import Store, integrity
 from attest.store.db import Conflict, DatabaseError, Transaction
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
@@ -144,6 +144,9 @@ class AuditLog:
             raise AuditUnavailable("the audit log was opened without its key",
                                    hint="open it with the verifier's home")
         try:
+            # In this transaction: a trigger installed since the open fires in none of its
+            # writes (the acceptance's included) unless this check has seen it first.
+            integrity.check_no_triggers(tx)
             if tx.execute(_RESERVE, {"count": len(entries), "id": STATE_ROW}) != 1:
                 raise AuditUnavailable("the audit log's state row is missing",
                                        hint="run `attest audit verify`")

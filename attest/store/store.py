@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance
+from attest.store import acceptance, integrity
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
@@ -73,6 +73,8 @@ class Store:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        # Every component's tables ensured so far: what the schema check holds them to.
+        self._tables: dict[str, Table] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -119,6 +121,8 @@ class Store:
             try:
                 with self.write() as tx:
                     self._ensure_schema(tx, component, version, tables)
+                    self._tables.update((table.name, table) for table in tables)
+                    integrity.check_schema(tx, self._tables.values())
                 return
             except Conflict:
                 if attempt:
@@ -143,6 +147,12 @@ class Store:
             raise StoreUnavailable(
                 f"the {component} schema in {self._database.where} is version {found}, older "
                 f"than {version}, and has no migration", hint="use a new store")
+
+    def check_schema(self) -> None:
+        """Raise :class:`ForeignSchemaObject` if the database holds a trigger, view, rule,
+        index or table definition attest did not create (:mod:`attest.store.integrity`)."""
+        with self.read() as tx:
+            integrity.check_schema(tx, self._tables.values())
 
     def write(self) -> AbstractContextManager[Transaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
