@@ -67,6 +67,10 @@ _UPDATE_ENROLLMENT = ("UPDATE enrollments SET host = :host, ak_public = :ak_publ
                       "WHERE ak_name = :ak_name")
 _INSERT_ENROLLMENT = enrollments.insert()
 
+# What runs last in a transaction that changes trust: its audit entry, so that the change
+# and its entry commit together or not at all.
+InTransaction = Callable[[Transaction], None]
+
 
 class Store:
     """Open with :meth:`open`; close with :meth:`close` or a ``with`` block."""
@@ -165,10 +169,13 @@ class Store:
     # -- enrollment --------------------------------------------------------------------
 
     def enroll(self, host: str, ak_name: bytes, ak_public: bytes, ak_qualified_name: bytes,
-               ek_certificate: bytes | None, now: int) -> None:
+               ek_certificate: bytes | None, now: int, *,
+               in_transaction: InTransaction | None = None) -> None:
         """Admit an AK for a host; enrolling a known AK again replaces its record.
 
         Re-enrolling does not lift a revocation: a revoked AK or host stays revoked.
+        ``in_transaction`` runs last in the same transaction (the audit entry goes there):
+        if it raises, nothing is enrolled.
         """
         _bounded(host, "host", MAX_HOST)
         name = _hex(ak_name, "AK name")
@@ -179,6 +186,8 @@ class Store:
                     {"ak_name": name, "host": host, "ak_public": ak_public,
                      "ak_qualified_name": ak_qualified_name, "ek_certificate": ek_certificate,
                      "enrolled_at": now, "updated_at": now})
+            if in_transaction is not None:
+                in_transaction(tx)
 
     def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
         name = _hex(ak_name, "AK name")
@@ -226,15 +235,19 @@ class Store:
         with self.read() as tx:
             return _last_clock(tx, name)
 
-    def forget_clock(self, ak_name: bytes | str) -> bool:
+    def forget_clock(self, ak_name: bytes | str, *,
+                     in_transaction: InTransaction | None = None) -> bool:
         """Re-admit an AK after a TPM reset a policy with ``deny_reset`` refuses.
 
         The next quote then starts a new epoch as if it were the first; returns
-        whether a clock was forgotten.
+        whether a clock was forgotten. ``in_transaction`` as for :meth:`enroll`.
         """
         name = _hex(ak_name, "AK name")
         with self.write() as tx:
-            return tx.execute(_FORGET_CLOCK, {"ak": name}) > 0
+            forgotten = tx.execute(_FORGET_CLOCK, {"ak": name}) > 0
+            if in_transaction is not None:
+                in_transaction(tx)
+            return forgotten
 
     # -- artifacts ---------------------------------------------------------------------
 
@@ -337,11 +350,14 @@ class Store:
 
     # -- revocation --------------------------------------------------------------------
 
-    def revoke_artifact(self, jti: str, reason: str, now: int) -> list[str]:
+    def revoke_artifact(self, jti: str, reason: str, now: int, *,
+                        in_transaction: Callable[[Transaction, list[str]], None] | None = None
+                        ) -> list[str]:
         """Revoke ``jti`` and every descendant the store holds; returns them, root first.
 
         A jti not (yet) accepted is recorded too, so that it is refused when presented.
-        Revoking again keeps the first reason and time.
+        Revoking again keeps the first reason and time. ``in_transaction`` runs last in
+        the same transaction with the jtis revoked (their audit entries go there).
         """
         _bounded(jti, "jti", MAX_JTI)
         _reason(reason)
@@ -350,22 +366,32 @@ class Store:
             below = revs.descendants(tx, jti)
             for child in below:
                 revs.record(tx, RevocationKind.ARTIFACT, child, reason, now, cascaded_from=jti)
+            if in_transaction is not None:
+                in_transaction(tx, [jti, *below])
         return [jti, *below]
 
-    def revoke_key(self, kid_hex: str, reason: str, now: int) -> None:
-        self._revoke(RevocationKind.KEY, _hex(kid_hex, "key name"), reason, now)
+    def revoke_key(self, kid_hex: str, reason: str, now: int, *,
+                   in_transaction: InTransaction | None = None) -> None:
+        self._revoke(RevocationKind.KEY, _hex(kid_hex, "key name"), reason, now, in_transaction)
 
-    def revoke_ak(self, ak_name_hex: bytes | str, reason: str, now: int) -> None:
+    def revoke_ak(self, ak_name_hex: bytes | str, reason: str, now: int, *,
+                  in_transaction: InTransaction | None = None) -> None:
         """Revoke an AK; its enrollment then reads as revoked (re-enrolling keeps it so)."""
-        self._revoke(RevocationKind.AK, _hex(ak_name_hex, "AK name"), reason, now)
+        self._revoke(RevocationKind.AK, _hex(ak_name_hex, "AK name"), reason, now,
+                     in_transaction)
 
-    def revoke_host(self, host: str, reason: str, now: int) -> None:
-        self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now)
+    def revoke_host(self, host: str, reason: str, now: int, *,
+                    in_transaction: InTransaction | None = None) -> None:
+        self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now,
+                     in_transaction)
 
-    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
+    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int,
+                in_transaction: InTransaction | None) -> None:
         _reason(reason)
         with self.write() as tx:
             revs.record(tx, kind, subject, reason, now)
+            if in_transaction is not None:
+                in_transaction(tx)
 
     def revocation_for(self, *, jti: str | None = None, kid: str | None = None,
                        ak: bytes | str | None = None,

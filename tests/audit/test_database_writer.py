@@ -8,8 +8,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from attest.audit import AuditLog
+from attest.cli.main import cli
 from attest.errors import EXIT_ENVIRONMENT, AuditUnavailable, StoreUnavailable
 from attest.store import Store, default_url
 from tests.audit.conftest import entry, run
@@ -81,3 +83,44 @@ def test_a_database_attest_made_opens(db: Path) -> None:
     with Store.open(default_url(db.parent)) as store:
         AuditLog.open(store, db.parent)
         store.check_schema()
+
+
+def _break_the_next_append(home: Path) -> None:
+    """A log of one entry whose leaf row is gone: it opens, and the next append fails
+    (it reads the tree's frontier)."""
+    with Store.open(default_url(home)) as store:
+        AuditLog.open(store, home).record(entry(0))
+    _sql(home / "verifier.db", "DELETE FROM audit_entries")
+
+
+AK = "000b" + "a1" * 32
+CHANGES = {
+    "revoke a host": ["revoke", "--host", "web-1", "--reason", "stolen"],
+    "revoke an artifact": ["revoke", "--jti", "j1", "--reason", "leaked"],
+    "revoke an AK": ["revoke", "--ak", AK, "--reason", "stolen"],
+    "revoke a key": ["revoke", "--key", AK, "--reason", "retired"],
+}
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("args", CHANGES.values(), ids=CHANGES.keys())
+def test_a_revocation_whose_entry_fails_is_not_committed(tmp_path: Path,
+                                                         args: list[str]) -> None:
+    _break_the_next_append(tmp_path)
+    result = CliRunner().invoke(cli, args, env={"ATTEST_HOME": str(tmp_path),
+                                                "ATTEST_STORE": None})
+    assert result.exit_code == EXIT_ENVIRONMENT, result.output
+    with closing(sqlite3.connect(tmp_path / "verifier.db")) as db:
+        assert db.execute("SELECT count(*) FROM revocations").fetchone() == (0,)
+
+
+@pytest.mark.sqlite_only
+def test_a_readmission_whose_entry_fails_is_not_committed(tmp_path: Path) -> None:
+    with Store.open(default_url(tmp_path)) as store:
+        store.accept(record("j1", ak=AK), nonce=None, single_use=True, clock=clock(1), now=T0)
+    _break_the_next_append(tmp_path)
+    result = CliRunner().invoke(cli, ["readmit", "--ak", AK, "--reason", "bios update"],
+                                env={"ATTEST_HOME": str(tmp_path), "ATTEST_STORE": None})
+    assert result.exit_code == EXIT_ENVIRONMENT, result.output
+    with Store.open(default_url(tmp_path)) as store:
+        assert store.last_clock(AK) == clock(1)

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from attest.audit import AuditLog, HeadPolicy
-from attest.errors import StoreUnavailable
+from attest.errors import EXIT_ENVIRONMENT, StoreUnavailable
 from attest.reasons import Reason
 from attest.store import Store, default_url
+from attest.tpm.hierarchy import load_identity
 from attest.verify.audited import verify_logged
+from tests.audit.conftest import entry
+from tests.conftest import Host
 from tests.verify.rig import Rig, split
 
 # Heads by hand only: an attack between two heads is the one that has a chance.
@@ -60,3 +63,24 @@ def test_a_trigger_hiding_an_acceptance_stops_the_verifier(rig: Rig, tmp_path: P
     # A verifier starting on this database refuses to.
     with pytest.raises(StoreUnavailable, match="trigger 'hide'"):
         Store.open(default_url(db.parent))
+
+
+def _break_the_next_append(home: Path) -> None:
+    """A log of one entry whose leaf row is gone: it opens, and the next append fails
+    (it reads the tree's frontier)."""
+    with Store.open(default_url(home)) as store:
+        AuditLog.open(store, home).record(entry(0))
+    with closing(sqlite3.connect(home / "verifier.db")) as db:
+        db.execute("DELETE FROM audit_entries")
+        db.commit()
+
+
+@pytest.mark.sqlite_only
+def test_an_enrollment_whose_entry_fails_is_not_committed(host: Host) -> None:
+    _break_the_next_append(host.home)
+    result = host.run("enroll", "--host", "web-1")
+    assert result.exit_code == EXIT_ENVIRONMENT, result.output
+    assert "audit_unavailable" in result.output
+    with Store.open(default_url(host.home)) as store:
+        assert store.enrollment(load_identity(host.home).ak_name) is None
+        assert store.enrollments_for("web-1") == []
