@@ -262,8 +262,9 @@ def _check_trusted(head: Checkpoint, roots: dict[int, bytes], count: int,
         problems.append(Problem(count, _HEAD, f"the log was truncated: the trusted head covers "
                                 f"{head.size} entries, the log holds {count}"))
     elif roots.get(head.size, EMPTY_ROOT) != head.root:
-        problems.append(Problem(0, _HEAD, f"the log's first {head.size} entries are not those "
-                                "of the trusted head: the log was rewritten"))
+        # At its last entry, as a signed head's: a finding inside the range comes first.
+        problems.append(Problem(head.size - 1, _HEAD, f"the log's first {head.size} entries "
+                                "are not those of the trusted head: the log was rewritten"))
 
 
 def _check_consistency(tx: Transaction, heads: list[Checkpoint],

@@ -3,18 +3,20 @@ item 15): foreign schema objects, unlogged trust, forks of signed heads, the log
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from attest.audit import AuditLog
+from attest.audit import AuditLog, HeadPolicy, NoteSigner, keys
 from attest.cli.main import cli
-from attest.errors import EXIT_ENVIRONMENT, AuditUnavailable, StoreUnavailable
+from attest.errors import EXIT_ENVIRONMENT, AuditUnavailable, StoreUnavailable, UsageError
 from attest.store import Store, default_url
-from tests.audit.conftest import entry, run
+from tests.audit.conftest import entry, fill, run
 from tests.store.helpers import T0, clock, record
 
 
@@ -124,3 +126,103 @@ def test_a_readmission_whose_entry_fails_is_not_committed(tmp_path: Path) -> Non
     assert result.exit_code == EXIT_ENVIRONMENT, result.output
     with Store.open(default_url(tmp_path)) as store:
         assert store.last_clock(AK) == clock(1)
+
+
+# -- no head inconsistent with the last one signed -----------------------------------------
+
+
+def _truncate_and_drop_heads(db: Path, size: int) -> None:
+    """What someone with the database but not the key does to fork the log at ``size``:
+    entries, subtree hashes and heads past it deleted, the state row set back."""
+    _sql(db, """
+        DELETE FROM audit_entries WHERE idx >= @SIZE;
+        DELETE FROM audit_nodes WHERE ((idx + 1) << level) > @SIZE;
+        DELETE FROM audit_heads WHERE size > @SIZE;
+        UPDATE audit_state SET size = @SIZE,
+            head_size = (SELECT coalesce(max(size), 0) FROM audit_heads);
+        """.replace("@SIZE", str(size)))
+
+
+@pytest.mark.sqlite_only
+def test_a_log_truncated_with_its_heads_deleted_is_not_signed_again(tmp_path: Path) -> None:
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 8)  # heads at 4 and 8
+        _truncate_and_drop_heads(tmp_path / "verifier.db", 5)
+        assert run(tmp_path, "verify", "--key", str(log.verifier_key.encode())).exit_code == 0
+
+        # The running signer refuses to sign the shorter tree, or a fork at the old size.
+        with pytest.raises(AuditUnavailable, match="fewer than the 8 of the last head"):
+            log.sign_head()
+        log.record(entry(105))  # entries the attacker chose instead of 5..7
+        log.record(entry(106))
+        with pytest.raises(AuditUnavailable, match="does not extend the last head"):
+            log.record(entry(107))  # a head is due at 8: another tree of 8
+        assert log.size() == 7
+        assert [h.size for h in log.all_heads()] == [4]
+        # A signer starting on this database refuses to open it.
+        with pytest.raises(AuditUnavailable, match="does not hold the last head this key"):
+            AuditLog.open(store, tmp_path)
+    # ...and the audit where the key is names the truncation.
+    result = run(tmp_path, "verify")
+    assert result.exit_code == 1
+    assert "the trusted head covers 8 entries" in result.output
+
+
+def test_a_log_that_extends_the_last_head_signs_on(tmp_path: Path) -> None:
+    with Store.open(default_url(tmp_path)) as store:
+        fill(AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9)), 6)
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 3)
+        assert [h.size for h in log.all_heads()] == [4, 8]
+        assert log.sign_head().size == 9
+    assert keys.last_head(tmp_path, log.verifier_key) is not None
+    assert run(tmp_path, "verify").exit_code == 0
+
+
+# -- the log key is the verifier's alone ---------------------------------------------------
+
+
+def test_the_log_key_is_not_the_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "keys" / "default").mkdir(parents=True)
+    for folder in (tmp_path, tmp_path / "keys", tmp_path / "keys" / "default"):
+        monkeypatch.setenv("ATTEST_AUDIT_DIR", str(folder))
+        with pytest.raises(UsageError, match="is the host's"):
+            keys.load_or_create(tmp_path)
+    assert not list(tmp_path.rglob(keys.PRIVATE_FILE))
+
+
+def test_a_log_key_left_in_the_hosts_home_is_not_adopted(tmp_path: Path) -> None:
+    legacy = tmp_path / keys.PRIVATE_FILE
+    legacy.write_text(NoteSigner.generate("host/attest-audit").encode_private() + "\n")
+    legacy.chmod(0o600)
+    with pytest.raises(UsageError, match="in the host's home"):
+        keys.load_or_create(tmp_path)
+
+
+def test_the_verifier_key_folder_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTEST_AUDIT_DIR", str(tmp_path / "verifier"))
+    signer = keys.load_or_create(tmp_path / "home")
+    assert (tmp_path / "verifier" / keys.PRIVATE_FILE).is_file()
+    assert keys.load(tmp_path / "elsewhere").verifier_key == signer.verifier_key
+
+
+KEY_FILE_FAULTS = {
+    "readable by the group": lambda key: key.chmod(0o640),
+    "owned by another user": lambda key: os.chown(key, os.geteuid() + 4242, -1),
+    "a symbolic link": lambda key: (key.rename(key.with_suffix(".real")),
+                                    key.symlink_to(key.with_suffix(".real"))),
+    "in a folder others can write": lambda key: key.parent.chmod(0o777),
+    "in a folder of another user": lambda key: os.chown(key.parent, os.geteuid() + 4242, -1),
+}
+
+
+@pytest.mark.parametrize("fault", KEY_FILE_FAULTS.values(), ids=KEY_FILE_FAULTS.keys())
+def test_a_log_key_others_can_reach_is_refused(tmp_path: Path,
+                                              fault: Callable[[Path], object]) -> None:
+    keys.load_or_create(tmp_path)
+    fault(keys.key_dir(tmp_path) / keys.PRIVATE_FILE)
+    with pytest.raises(UsageError):
+        keys.load(tmp_path)
+    with Store.open(default_url(tmp_path)) as store, pytest.raises(UsageError):
+        AuditLog.open(store, tmp_path)
