@@ -3,6 +3,7 @@ item 15): foreign schema objects, unlogged trust, forks of signed heads, the log
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable
@@ -13,9 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from attest.audit import AuditLog, HeadPolicy, NoteSigner, keys
+from attest.audit.hooks import enrollment_entry, revocation_entry
 from attest.cli.main import cli
 from attest.errors import EXIT_ENVIRONMENT, AuditUnavailable, StoreUnavailable, UsageError
-from attest.store import Store, default_url
+from attest.store import RevocationKind, Store, default_url
 from tests.audit.conftest import entry, fill, run
 from tests.store.helpers import T0, clock, record
 
@@ -226,3 +228,43 @@ def test_a_log_key_others_can_reach_is_refused(tmp_path: Path,
         keys.load(tmp_path)
     with Store.open(default_url(tmp_path)) as store, pytest.raises(UsageError):
         AuditLog.open(store, tmp_path)
+
+
+# -- the store and the log reconciled ------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_changes_of_trust_kept_out_of_the_log_are_named(tmp_path: Path) -> None:
+    """The trigger ran and was dropped (or the entries were deleted before a head covered
+    them): the log verifies on its own, the store still shows what it lacks."""
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path)
+        store.accept(record("jti-0"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                     in_transaction=lambda tx: log.append(tx, entry(0)) and None)
+        store.accept(record("hidden"), nonce=None, single_use=True, clock=clock(2), now=T0)
+        store.enroll("web-1", bytes.fromhex(AK), b"pub", b"qn", None, T0)
+        store.revoke_host("web-2", "stolen", T0)
+        store.revoke_key(AK, "retired", T0, in_transaction=lambda tx: log.append(
+            tx, revocation_entry(RevocationKind.KEY, AK, "retired", time=T0)) and None)
+    result = run(tmp_path, "verify", "--json")
+    assert result.exit_code == 1
+    found = [p["message"] for p in json.loads(result.output)["problems"]]
+    assert found == [
+        "the log has no entry for the accepted artifact 'hidden': kept out of the log",
+        f"the log has no entry for the enrollment of AK '{AK}': kept out of the log",
+        "the log has no entry for the revocation of host 'web-2': kept out of the log"]
+
+
+def test_a_store_whose_changes_are_all_logged_reconciles(tmp_path: Path) -> None:
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path)
+        store.accept(record("jti-0"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                     in_transaction=lambda tx: log.append(tx, entry(0)) and None)
+        store.enroll("web-1", bytes.fromhex(AK), b"pub", b"qn", None, T0,
+                     in_transaction=lambda tx: log.append(
+                         tx, enrollment_entry("web-1", AK, time=T0)) and None)
+        revoked = store.revoke_artifact("jti-0", "leaked", T0, in_transaction=lambda tx, jtis: [
+            log.append(tx, revocation_entry(RevocationKind.ARTIFACT, jti, "leaked", time=T0))
+            for jti in jtis] and None)
+    assert revoked == ["jti-0"]
+    assert run(tmp_path, "verify").exit_code == 0
