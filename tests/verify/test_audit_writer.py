@@ -84,3 +84,23 @@ def test_an_enrollment_whose_entry_fails_is_not_committed(host: Host) -> None:
     with Store.open(default_url(host.home)) as store:
         assert store.enrollment(load_identity(host.home).ak_name) is None
         assert store.enrollments_for("web-1") == []
+
+
+@pytest.mark.sqlite_only
+def test_a_log_emptied_behind_the_verifiers_back_denies(rig: Rig, tmp_path: Path) -> None:
+    """The log truncated to nothing and its heads deleted: the next acceptance would sign
+    a head of a forked tree, so it is denied (audit_unavailable) and nothing commits."""
+    store = rig.store()
+    log = AuditLog.open(store, tmp_path / "verifier-home", heads=HeadPolicy(every=1))
+    verifier = rig.verifier(store=store)
+    assert verify_logged(verifier, log, rig.issue()).accepted  # head of size 1 signed
+    with closing(sqlite3.connect(rig.tmp / "verifier" / "verifier.db")) as attacker:
+        attacker.executescript("""
+            DELETE FROM audit_entries; DELETE FROM audit_nodes; DELETE FROM audit_heads;
+            UPDATE audit_state SET size = 0, head_size = 0, head_at = 0;""")
+    forked = rig.issue("id")
+    decision = verify_logged(verifier, log, forked)
+    assert not decision.accepted
+    assert Reason.AUDIT_UNAVAILABLE.value in decision.reasons
+    assert not store.jti_seen(split(forked)[1]["jti"])
+    assert log.all_heads() == []
