@@ -96,11 +96,24 @@ def last_head(home: Path, key: VerifierKey) -> Checkpoint | None:
 
 
 def last_head_note(home: Path) -> str | None:
-    """The signed note of :func:`last_head`, unchecked: for an audit to hold the log to."""
+    """The signed note of :func:`last_head`, for an audit to hold the log to.
+
+    Read by an auditor who may be another user than the verifier's: the note is
+    checked with the verifier key where it is used, so its owner does not matter here.
+    """
     try:
-        return _read_private(key_dir(home) / LAST_HEAD_FILE, MAX_HEAD_FILE)
+        fd = os.open(key_dir(home) / LAST_HEAD_FILE, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise UsageError(f"the last signed head in {key_dir(home)} cannot be read: "
+                         f"{exc.strerror}", hint="pass --trusted-head, or run as the "
+                         "verifier's user") from None
+    with os.fdopen(fd, "rb") as source:
+        data = source.read(MAX_HEAD_FILE + 1)
+    if len(data) > MAX_HEAD_FILE:
+        raise UsageError(f"the last signed head in {key_dir(home)} is too large")
+    return data.decode("utf-8", errors="replace")
 
 
 def save_last_head(home: Path, note: str) -> None:

@@ -177,6 +177,7 @@ class AuditLog:
     def sign_head(self) -> SignedHead:
         """The head of the log as it is now: the latest one if current, else a new one."""
         with self.store.write() as tx:
+            integrity.check_no_triggers(tx)  # as an append does: nothing rewrites the head
             # The state row's lock, as appenders take it: heads are signed in log order.
             tx.execute(_LOCK_STATE, {"id": STATE_ROW})
             state = _state(tx)
