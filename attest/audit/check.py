@@ -10,7 +10,9 @@ Checks, in one read transaction:
    it were changed, leaf hashes and all);
 4. every tree head is signed by the log key, and its root is the root recomputed from
    the entries at its size (else: forged, or the log changed after it was signed);
-   each head is consistent with the next; a trusted head, if given, too.
+   each head is consistent with the next; a trusted head, if given, too;
+5. every accepted artifact, enrollment and revocation the store holds has its entry
+   (:mod:`attest.audit.reconcile`; else: kept out of the log).
 
 Signed heads are what an attacker with the database but not the key cannot redo: a
 log rewritten wholesale still contradicts the first head signed after the rewritten
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from attest.audit import merkle, shape, tree
+from attest.audit import merkle, reconcile, shape, tree
 from attest.audit.entry import claimed_index
 from attest.audit.hashing import EMPTY_ROOT, leaf_hash, node_hash
 from attest.audit.note import Checkpoint, VerifierKey
@@ -42,7 +44,7 @@ _LEAF_HASHES = "SELECT leaf_hash FROM audit_entries ORDER BY idx"
 _NODES = "SELECT idx, hash FROM audit_nodes WHERE level = :level ORDER BY idx"
 
 # Rank: at the same position, the more specific finding is reported first.
-_PLACE, _CHANGED, _SUBTREE, _HEAD = range(4)
+_PLACE, _CHANGED, _SUBTREE, _HEAD, _UNLOGGED = range(5)
 
 
 @dataclass(frozen=True, order=True)
@@ -94,6 +96,7 @@ def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None =
             _check_trusted(trusted, roots, count, problems)
         if not problems:
             _check_consistency(tx, heads, problems)
+        _check_reconciled(tx, count, problems)
     if problems:
         raise LogInvalid(problems)
     return LogSummary(count, len(heads), roots.get(count, EMPTY_ROOT))
@@ -262,8 +265,9 @@ def _check_trusted(head: Checkpoint, roots: dict[int, bytes], count: int,
         problems.append(Problem(count, _HEAD, f"the log was truncated: the trusted head covers "
                                 f"{head.size} entries, the log holds {count}"))
     elif roots.get(head.size, EMPTY_ROOT) != head.root:
-        problems.append(Problem(0, _HEAD, f"the log's first {head.size} entries are not those "
-                                "of the trusted head: the log was rewritten"))
+        # At its last entry, as a signed head's: a finding inside the range comes first.
+        problems.append(Problem(head.size - 1, _HEAD, f"the log's first {head.size} entries "
+                                "are not those of the trusted head: the log was rewritten"))
 
 
 def _check_consistency(tx: Transaction, heads: list[Checkpoint],
@@ -277,6 +281,15 @@ def _check_consistency(tx: Transaction, heads: list[Checkpoint],
             problems.append(Problem(old.size, _HEAD, f"the tree heads of sizes {old.size} and "
                                     f"{new.size} are not consistent: {exc.message}"))
             return
+
+
+def _check_reconciled(tx: Transaction, count: int, problems: list[Problem]) -> None:
+    named, missing = reconcile.missing_entries(tx)
+    problems.extend(Problem(count, _UNLOGGED, f"the log has no entry for the {what}: kept "
+                            "out of the log") for what in named)
+    if missing > len(named):
+        problems.append(Problem(count, _UNLOGGED, f"and {missing - len(named)} more changes "
+                                "of trust the store holds have no entry in the log"))
 
 
 def _entries(first: int, stop: int) -> str:

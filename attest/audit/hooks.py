@@ -3,7 +3,10 @@
 - :func:`decision_hook` gives the verifier an ``AuditHook``: it runs inside the
   acceptance transaction, so an acceptance that can't be logged is not committed.
 - :func:`record_decision` logs a denial, which commits nothing else to attach to.
-- :func:`record_enrollment` and :func:`record_revocation` log those changes.
+- :func:`enrollment_entry`, :func:`revocation_entry` and :func:`readmission_entry` are
+  the entries of changes of trust, appended inside the transaction that makes the change
+  (``Store.enroll(..., in_transaction=...)``), so that no change commits unlogged;
+  :func:`record_enrollment` and :func:`record_revocation` log them standalone.
 """
 
 from __future__ import annotations
@@ -54,22 +57,41 @@ def record_decision(log: AuditLog, decision: Decision, *, verifier_id: str | Non
                                      verifier_id=verifier_id, artifact=artifact))
 
 
+def enrollment_entry(host: str, ak_name: bytes | str, *, time: int,
+                     verifier_id: str | None = None) -> Entry:
+    """That ``host`` enrolled the AK named ``ak_name`` (TPM name)."""
+    name = ak_name.hex() if isinstance(ak_name, bytes) else ak_name
+    return Entry(kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED, time=time,
+                 verifier=verifier_id, host=host, subject=f"{RevocationKind.AK.value}:{name}")
+
+
+def revocation_entry(kind: RevocationKind, subject: str, reason: str, *, time: int,
+                     verifier_id: str | None = None) -> Entry:
+    """A revocation of ``subject`` (a jti, key name, AK name or host) and its reason."""
+    return Entry(kind=EntryKind.REVOCATION, decision=Outcome.REVOKED, time=time,
+                 verifier=verifier_id, reasons=(reason,),
+                 jti=subject if kind is RevocationKind.ARTIFACT else None,
+                 host=subject if kind is RevocationKind.HOST else None,
+                 subject=f"{kind.value}:{subject}")
+
+
+def readmission_entry(ak_name: bytes, reason: str, *, time: int,
+                      verifier_id: str | None = None) -> Entry:
+    """That the AK named ``ak_name`` was re-admitted after a TPM reset, and why."""
+    return Entry(kind=EntryKind.REVOCATION, decision=Outcome.READMITTED, time=time,
+                 verifier=verifier_id, reasons=(reason,), subject=ak_name.hex())
+
+
 def record_enrollment(log: AuditLog, host: str, ak_name: bytes | str, *,
                       verifier_id: str | None = None, now: int | None = None) -> int:
     """Log that ``host`` enrolled the AK named ``ak_name`` (TPM name)."""
-    name = ak_name.hex() if isinstance(ak_name, bytes) else ak_name
-    return log.record(Entry(
-        kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED,
-        time=log.now() if now is None else now, verifier=verifier_id, host=host,
-        subject=f"{RevocationKind.AK.value}:{name}"))
+    return log.record(enrollment_entry(host, ak_name, time=log.now() if now is None else now,
+                                       verifier_id=verifier_id))
 
 
 def record_revocation(log: AuditLog, kind: RevocationKind, subject: str, reason: str, *,
                       verifier_id: str | None = None, now: int | None = None) -> int:
     """Log a revocation of ``subject`` (a jti, key name, AK name or host) and its reason."""
-    return log.record(Entry(
-        kind=EntryKind.REVOCATION, decision=Outcome.REVOKED,
-        time=log.now() if now is None else now, verifier=verifier_id,
-        reasons=(reason,), jti=subject if kind is RevocationKind.ARTIFACT else None,
-        host=subject if kind is RevocationKind.HOST else None,
-        subject=f"{kind.value}:{subject}"))
+    return log.record(revocation_entry(kind, subject, reason,
+                                       time=log.now() if now is None else now,
+                                       verifier_id=verifier_id))

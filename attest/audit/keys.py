@@ -1,8 +1,17 @@
-"""The log key in ``$ATTEST_HOME``: created on first use, readable by its owner only.
+"""The log key and the last head it signed, in the verifier's key folder.
 
-``audit-log.key`` holds the private key (mode 0600); ``audit-log.pub`` the verifier
-key an auditor needs, which is no secret. Creation is atomic: two processes starting
-at once end up with the same key, never two.
+The folder is ``$ATTEST_AUDIT_DIR`` if set, else ``$ATTEST_HOME/audit`` (mode 0700). It
+holds ``audit-log.key``, the private key (0600); ``audit-log.pub``, the verifier key an
+auditor needs, which is no secret; and ``last-head``, the latest tree head this key
+signed (0600). The last head lives here, beside the key, and not in the database: it is
+what lets the signer refuse to sign a tree that does not extend it, when whoever can
+write the database truncates the log and deletes its heads.
+
+The key is the verifier's alone. It is refused when its file or folder is a symbolic
+link, not owned by the user running attest, readable by others (the key) or writable by
+others (the folder), or when the folder is a host's (its home, where the host identity
+lives, or anything under its TPM keys): a host user who can write the key can sign any
+log. Creation is atomic: two processes starting at once end up with the same key.
 """
 
 from __future__ import annotations
@@ -14,11 +23,17 @@ import stat
 import tempfile
 from pathlib import Path
 
-from attest.audit.note import NoteSigner, VerifierKey
-from attest.errors import UsageError
+from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
+from attest.errors import AuditUnavailable, ProofError, UsageError
 
+FOLDER = "audit"
 PRIVATE_FILE = "audit-log.key"
 PUBLIC_FILE = "audit-log.pub"
+LAST_HEAD_FILE = "last-head"
+# The log key file of attest before the key had a folder of its own (in the host's home).
+LEGACY_FILE = PRIVATE_FILE
+MAX_KEY_FILE = 4096
+MAX_HEAD_FILE = 64 * 1024
 
 
 def default_name() -> str:
@@ -27,16 +42,23 @@ def default_name() -> str:
     return f"{host or 'localhost'}/attest-audit"
 
 
+def key_dir(home: Path) -> Path:
+    """The verifier's key folder: ``$ATTEST_AUDIT_DIR``, else ``home/audit``."""
+    chosen = os.environ.get("ATTEST_AUDIT_DIR")
+    return Path(chosen) if chosen else home / FOLDER
+
+
 def exists(home: Path) -> bool:
-    return (home / PRIVATE_FILE).exists()
+    return (key_dir(home) / PRIVATE_FILE).exists()
 
 
 def load_or_create(home: Path, name: str | None = None) -> NoteSigner:
     """The log key of ``home``, generated under ``name`` (or :func:`default_name`) if absent."""
-    path = home / PRIVATE_FILE
+    folder = _folder(home, create=True)
+    path = folder / PRIVATE_FILE
     if not path.exists():
-        _create(home, NoteSigner.generate(name or default_name()))
-    signer = load(home)
+        _create(folder, NoteSigner.generate(name or default_name()))
+    signer = _load(folder)
     if name is not None and signer.name != name:
         raise UsageError(f"the log key in {path} is named {signer.name!r}, not {name!r}",
                          hint="a log keeps the name it was created with")
@@ -44,27 +66,136 @@ def load_or_create(home: Path, name: str | None = None) -> NoteSigner:
 
 
 def load(home: Path) -> NoteSigner:
-    path = home / PRIVATE_FILE
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise UsageError(f"the log key {path} is readable by others (mode {mode & 0o777:o})",
-                         hint=f"chmod 600 {path}")
-    return NoteSigner.decode_private(path.read_text())
+    return _load(_folder(home, create=False))
 
 
 def load_public(home: Path) -> VerifierKey | None:
     """The verifier key beside the log key, or None when this home has no log key."""
-    path = home / PUBLIC_FILE
+    folder = key_dir(home)
+    path = folder / PUBLIC_FILE
     if path.exists():
         return VerifierKey.parse(path.read_text())
-    if (home / PRIVATE_FILE).exists():
+    if (folder / PRIVATE_FILE).exists():
         return load(home).verifier_key
     return None
 
 
-def _create(home: Path, signer: NoteSigner) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=home, prefix=".audit-log.", suffix=".tmp")  # mode 0600
+def last_head(home: Path, key: VerifierKey) -> Checkpoint | None:
+    """The last tree head the log key signed, or None before its first."""
+    path = key_dir(home) / LAST_HEAD_FILE
+    try:
+        text = _read_private(path, MAX_HEAD_FILE)
+    except FileNotFoundError:
+        return None
+    try:
+        return key.open(text)
+    except ProofError as exc:
+        raise AuditUnavailable(f"the last signed head in {path} does not verify with the "
+                               f"log key: {exc.message}",
+                               hint="the key folder was tampered with: restore it") from None
+
+
+def last_head_note(home: Path) -> str | None:
+    """The signed note of :func:`last_head`, for an audit to hold the log to.
+
+    Read by an auditor who may be another user than the verifier's: the note is
+    checked with the verifier key where it is used, so its owner does not matter here.
+    """
+    try:
+        fd = os.open(key_dir(home) / LAST_HEAD_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"the last signed head in {key_dir(home)} cannot be read: "
+                         f"{exc.strerror}", hint="pass --trusted-head, or run as the "
+                         "verifier's user") from None
+    with os.fdopen(fd, "rb") as source:
+        data = source.read(MAX_HEAD_FILE + 1)
+    if len(data) > MAX_HEAD_FILE:
+        raise UsageError(f"the last signed head in {key_dir(home)} is too large")
+    return data.decode("utf-8", errors="replace")
+
+
+def save_last_head(home: Path, note: str) -> None:
+    """Replace the last signed head, atomically and durably (0600)."""
+    folder = key_dir(home)
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=".last-head.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(note)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, folder / LAST_HEAD_FILE)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _sync_dir(folder)
+
+
+# -- the folder and its files -----------------------------------------------------------
+
+
+def _folder(home: Path, *, create: bool) -> Path:
+    folder = key_dir(home)
+    _refuse_host_folder(folder, home)
+    if create and not folder.exists():
+        if (home / LEGACY_FILE).exists() and "ATTEST_AUDIT_DIR" not in os.environ:
+            raise UsageError(
+                f"the log key is in the host's home ({home / LEGACY_FILE}); it now lives in "
+                f"a folder of its own", hint=f"mkdir -m 700 {folder} && mv "
+                f"{home / PRIVATE_FILE} {home / PUBLIC_FILE} {folder}/")
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_owned(folder, "the log key folder", others_may_read=True)
+    return folder
+
+
+def _refuse_host_folder(folder: Path, home: Path) -> None:
+    """A host's home holds its identity, and ``keys/`` its TPM keys: not a verifier's key."""
+    resolved, host = folder.resolve(), home.resolve()
+    if resolved == host or resolved.is_relative_to(host / "keys"):
+        raise UsageError(f"the log key folder {folder} is the host's ({host}): the log key "
+                         "must be the verifier's alone",
+                         hint="set ATTEST_AUDIT_DIR to a folder of the verifier's")
+
+
+def _check_owned(path: Path, what: str, *, others_may_read: bool,
+                 info: os.stat_result | None = None) -> None:
+    info = path.lstat() if info is None else info
+    if stat.S_ISLNK(info.st_mode):
+        raise UsageError(f"{what} {path} is a symbolic link", hint="use the real path")
+    if info.st_uid != os.geteuid():
+        raise UsageError(f"{what} {path} belongs to uid {info.st_uid}, not to this user",
+                         hint="the verifier's user must own its log key")
+    unwanted = (stat.S_IWGRP | stat.S_IWOTH) if others_may_read else (stat.S_IRWXG
+                                                                       | stat.S_IRWXO)
+    if info.st_mode & unwanted:
+        raise UsageError(f"{what} {path} is open to others (mode {info.st_mode & 0o777:o})",
+                         hint=f"chmod {'700' if others_may_read else '600'} {path}")
+
+
+def _read_private(path: Path, limit: int) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as source:
+        # The file opened, not the name: it may have been replaced since.
+        _check_owned(path, "the file", others_may_read=False, info=os.fstat(fd))
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{path} is larger than {limit} bytes")
+    return data.decode("utf-8", errors="replace")
+
+
+def _load(folder: Path) -> NoteSigner:
+    path = folder / PRIVATE_FILE
+    try:
+        text = _read_private(path, MAX_KEY_FILE)
+    except OSError as exc:  # a symbolic link (ELOOP), unreadable, ...
+        raise UsageError(f"the log key {path} cannot be read: {exc.strerror}") from None
+    return NoteSigner.decode_private(text)
+
+
+def _create(folder: Path, signer: NoteSigner) -> None:
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=".audit-log.", suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(fd, "w") as out:
             out.write(signer.encode_private() + "\n")
@@ -72,14 +203,24 @@ def _create(home: Path, signer: NoteSigner) -> None:
             os.fsync(out.fileno())
         # link() fails if the name exists: the first creator wins, the others read its key.
         with contextlib.suppress(FileExistsError):
-            os.link(temp, home / PRIVATE_FILE)
-            _write_public(home, signer.verifier_key)
+            os.link(temp, folder / PRIVATE_FILE)
+            _write_public(folder, signer.verifier_key)
     finally:
         os.unlink(temp)
+    _sync_dir(folder)
 
 
-def _write_public(home: Path, key: VerifierKey) -> None:
-    partial = home / f".{PUBLIC_FILE}.tmp"
+def _write_public(folder: Path, key: VerifierKey) -> None:
+    partial = folder / f".{PUBLIC_FILE}.tmp"
     partial.write_text(key.encode() + "\n")
     partial.chmod(0o644)
-    os.replace(partial, home / PUBLIC_FILE)  # readers see the whole key or none
+    os.replace(partial, folder / PUBLIC_FILE)  # readers see the whole key or none
+
+
+def _sync_dir(folder: Path) -> None:
+    # The rename is durable once the folder's entry is.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

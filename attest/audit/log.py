@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from attest.audit import keys, tree
+from attest.audit import keys, merkle, tree
 from attest.audit.entry import Entry
 from attest.audit.groupcommit import GroupCommit
-from attest.audit.note import NoteSigner, VerifierKey
+from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.audit.proofs import ConsistencyProof, InclusionProof
 from attest.audit.schema import (
     AUDIT_COMPONENT,
@@ -27,7 +27,7 @@ from attest.audit.schema import (
     audit_state,
 )
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
-from attest.store import Store
+from attest.store import Store, integrity
 from attest.store.db import Conflict, DatabaseError, Transaction
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
@@ -39,6 +39,7 @@ _INSERT_STATE = audit_state.insert()
 _HEAD_STARTS = "UPDATE audit_state SET head_at = :now WHERE id = :id"
 _HEAD_SIGNED = "UPDATE audit_state SET head_size = :size, head_at = :now WHERE id = :id"
 _INSERT_HEAD = audit_heads.insert()
+_LOCK_STATE = "UPDATE audit_state SET size = size WHERE id = :id"
 _HEAD = "SELECT size, signed_at, note FROM audit_heads WHERE size = :size"
 _LATEST_HEAD = "SELECT size, signed_at, note FROM audit_heads ORDER BY size DESC LIMIT 1"
 _ALL_HEADS = "SELECT size, signed_at, note FROM audit_heads ORDER BY size"
@@ -87,8 +88,11 @@ class AuditLog:
 
     def __init__(self, store: Store, signer: NoteSigner | None, *,
                  heads: HeadPolicy | None = None, clock: Callable[[], float] = time.time,
-                 max_batch: int = 512) -> None:
+                 max_batch: int = 512, home: Path | None = None) -> None:
         self.store = store
+        # Where the key keeps the last head it signed (None: the log signs unpinned).
+        self._home = home
+        self._pin_failed = ""
         self.heads = heads or HeadPolicy()
         self._signer = signer
         self._clock = clock
@@ -106,7 +110,10 @@ class AuditLog:
         store.ensure_schema(AUDIT_COMPONENT, AUDIT_SCHEMA_VERSION, TABLES)
         _ensure_state(store)
         signer = None if home is None else _signer(store, home, name)
-        return cls(store, signer, heads=heads, clock=clock, max_batch=max_batch)
+        log = cls(store, signer, heads=heads, clock=clock, max_batch=max_batch, home=home)
+        if signer is not None:
+            log._check_pinned()
+        return log
 
     def now(self) -> int:
         """The log's clock, in epoch seconds: what entries and heads are stamped with."""
@@ -144,6 +151,9 @@ class AuditLog:
             raise AuditUnavailable("the audit log was opened without its key",
                                    hint="open it with the verifier's home")
         try:
+            # In this transaction: a trigger installed since the open fires in none of its
+            # writes (the acceptance's included) unless this check has seen it first.
+            integrity.check_no_triggers(tx)
             if tx.execute(_RESERVE, {"count": len(entries), "id": STATE_ROW}) != 1:
                 raise AuditUnavailable("the audit log's state row is missing",
                                        hint="run `attest audit verify`")
@@ -167,6 +177,9 @@ class AuditLog:
     def sign_head(self) -> SignedHead:
         """The head of the log as it is now: the latest one if current, else a new one."""
         with self.store.write() as tx:
+            integrity.check_no_triggers(tx)  # as an append does: nothing rewrites the head
+            # The state row's lock, as appenders take it: heads are signed in log order.
+            tx.execute(_LOCK_STATE, {"id": STATE_ROW})
             state = _state(tx)
             if state.size == 0:
                 raise UsageError("the audit log is empty: there is nothing to sign")
@@ -180,10 +193,81 @@ class AuditLog:
         if self._signer is None:
             raise AuditUnavailable("the audit log was opened without its key",
                                    hint="open it with the verifier's home")
+        self._check_extends_last(tx, size, root)
         note = self._signer.sign(size, root)
         tx.execute(_INSERT_HEAD, {"size": size, "signed_at": now, "note": note})
         tx.execute(_HEAD_SIGNED, {"size": size, "now": now, "id": STATE_ROW})
+        if self._home is not None:
+            # Once committed: a head rolled back (a crash, a failed acceptance) was never
+            # handed out, and the next one takes its size with other entries.
+            tx.after_commit(lambda: self._save_last(note))
         return SignedHead(size, now, note)
+
+    def _save_last(self, note: str) -> None:
+        assert self._home is not None  # noqa: S101 (only registered with a home)
+        try:
+            keys.save_last_head(self._home, note)
+        except OSError as exc:
+            # The head is committed and may be handed out: this process signs no more
+            # heads, rather than sign without the record of this one.
+            self._pin_failed = f"recording the last head signed failed: {exc}"
+
+    # -- the last head signed, kept beside the key ---------------------------------------
+
+    def _last_signed(self) -> Checkpoint | None:
+        if self._home is None or self._signer is None:
+            return None
+        return keys.last_head(self._home, self._signer.verifier_key)
+
+    def _check_extends_last(self, tx: Transaction, size: int, root: bytes) -> None:
+        """Refuse to sign a tree that does not extend the last head this key signed.
+
+        Whoever can write the database can truncate the log and delete its heads; the
+        key would then sign a fork at an old size. The last head is kept outside the
+        database, beside the key, so a new head must prove consistent with it.
+        """
+        if self._pin_failed:
+            raise AuditUnavailable(f"refusing to sign a tree head: {self._pin_failed}",
+                                   hint="check the log key folder, then restart the verifier")
+        last = self._last_signed()
+        if last is None:
+            return
+        try:
+            if last.size > size:
+                raise ProofError(f"the log has {size} entries, fewer than the {last.size} "
+                                 "of the last head signed: it was truncated")
+            if last.size == size:
+                if last.root != root:
+                    raise ProofError(f"the tree of size {size} is not the one signed")
+            else:
+                merkle.verify_consistency(last.size, size,
+                                          tree.consistency_proof(tx, last.size, size),
+                                          last.root, root)
+        except ProofError as exc:
+            raise AuditUnavailable(
+                f"refusing to sign a tree head: the log does not extend the last head this "
+                f"key signed (size {last.size}): {exc.message}",
+                hint="someone rewrote the log in the database: run `attest audit verify`, "
+                     "restore the database from a copy that extends the last head") from None
+
+    def _check_pinned(self) -> None:
+        """On open: the database holds the tree of the last head signed, or refuse."""
+        last = self._last_signed()
+        if last is None:
+            return
+        with self.store.read() as tx:
+            size = _state(tx).size
+            try:
+                found = tree.root(tx, last.size) if size >= last.size else None
+            except ProofError:
+                found = None
+        if found != last.root:
+            raise AuditUnavailable(
+                f"the audit log in the database does not hold the last head this key "
+                f"signed (size {last.size}; the log records {size} entries): it was "
+                "truncated or rewritten",
+                hint="run `attest audit verify`; restore the database from a copy that "
+                     "extends the last head")
 
     def latest_head(self) -> SignedHead | None:
         with self.store.read() as tx:

@@ -45,6 +45,10 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
            key_text: str | None, as_json: bool) -> None:
     """Recompute every leaf, subtree and root; check every head's signature and consistency.
 
+    Where the log key is (and no --key is given), the log must also extend the last head
+    the key signed, which is kept beside it. Every accepted artifact, enrollment and
+    revocation in the store must have its entry.
+
     Exit 0 with a summary when the log holds; exit 1 naming the first entry changed,
     deleted, inserted or reordered, or the head forged.
     """
@@ -55,6 +59,9 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
     key = _key(key_text) if key_text else keys.load_public(ctx.obj.home)
     trusted = None if trusted_head is None else read_input(trusted_head, "trusted head").decode(
         errors="replace")
+    if trusted is None and not key_text:
+        # Where the log key is, the last head it signed: the database alone can't undo it.
+        trusted = keys.last_head_note(ctx.obj.home)
     with open_store(ctx, store_url) as store:
         AuditLog.open(store, None)  # creates the tables in a new store: an empty log verifies
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,11 @@ from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, read_input, tpm_from
 from attest.errors import UsageError
 from attest.store import Store, default_url
+
+if TYPE_CHECKING:
+    from attest.audit.entry import Entry
+    from attest.audit.log import AuditLog
+    from attest.store.db import Transaction
 
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
@@ -100,22 +105,27 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     (kind, value), = given
     now = int(time.time())
     revoked: list[str] = [value]
-    from attest.audit.hooks import record_revocation
+    from attest.audit.hooks import revocation_entry
     from attest.audit.log import AuditLog
     from attest.store import RevocationKind
 
     with open_store(ctx, store_url) as store:
-        if kind == "jti":
-            revoked = store.revoke_artifact(value, reason, now)
-        elif kind == "key":
-            store.revoke_key(value, reason, now)
-        elif kind == "ak":
-            store.revoke_ak(value, reason, now)
-        else:
-            store.revoke_host(value, reason, now)
         log = AuditLog.open(store, ctx.obj.home)
-        for subject in revoked:
-            record_revocation(log, RevocationKind(kind), subject, reason, now=now)
+
+        # The revocation and its entries commit together: none is in force unlogged.
+        def logged(tx: Transaction, subjects: list[str] | None = None) -> None:
+            for subject in subjects or [value]:
+                log.append(tx, revocation_entry(RevocationKind(kind), subject, reason,
+                                                time=now))
+
+        if kind == "jti":
+            revoked = store.revoke_artifact(value, reason, now, in_transaction=logged)
+        elif kind == "key":
+            store.revoke_key(value, reason, now, in_transaction=logged)
+        elif kind == "ak":
+            store.revoke_ak(value, reason, now, in_transaction=logged)
+        else:
+            store.revoke_host(value, reason, now, in_transaction=logged)
     if as_json:
         echo_json({"revoked": kind, "subjects": revoked, "reason": reason})
     else:
@@ -133,7 +143,7 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
 
     The next quote from that AK starts a new boot epoch as if it were the first.
     """
-    from attest.audit.entry import Entry, EntryKind, Outcome
+    from attest.audit.hooks import readmission_entry
     from attest.audit.log import AuditLog
 
     try:
@@ -141,10 +151,9 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
     except ValueError:
         raise UsageError(f"--ak is not hex: {ak_name!r}") from None
     with open_store(ctx, store_url) as store:
-        forgotten = store.forget_clock(name)
-        AuditLog.open(store, ctx.obj.home).record(Entry(
-            kind=EntryKind.REVOCATION, decision=Outcome.READMITTED, time=int(time.time()),
-            reasons=(reason,), subject=name.hex()))
+        log = AuditLog.open(store, ctx.obj.home)
+        entry = readmission_entry(name, reason, time=int(time.time()))
+        forgotten = store.forget_clock(name, in_transaction=lambda tx: _append(log, tx, entry))
     click.echo(f"re-admitted AK {ak_name[:16]}…" + ("" if forgotten else
                " (no clock was recorded for it: nothing to forget)"))
 
@@ -191,13 +200,16 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...],
         raise UsageError("credential activation returned another secret: the AK is not "
                          "in the TPM that holds this EK")
     host = host_id or socket.gethostname()
-    from attest.audit.hooks import record_enrollment
+    from attest.audit.hooks import enrollment_entry
     from attest.audit.log import AuditLog
 
     with open_store(ctx, store_url) as store:
+        log = AuditLog.open(store, ctx.obj.home)
+        now = int(time.time())
+        entry = enrollment_entry(host, identity.ak_name, time=now)
+        # The enrollment and its entry commit together: no AK is trusted unlogged.
         store.enroll(host, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
-                     ek.certificate, int(time.time()))
-        record_enrollment(AuditLog.open(store, ctx.obj.home), host, identity.ak_name)
+                     ek.certificate, now, in_transaction=lambda tx: _append(log, tx, entry))
     result: dict[str, Any] = {"host": host, "ak": identity.ak_name.hex(),
                               "ek_chain": "verified" if roots else "not checked"}
     if as_json:
@@ -267,3 +279,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     write_public(out_file, text.encode())
     click.echo(f"wrote {out_file}: trusts AK {identity.ak_name.hex()[:16]}…, key {key.name!r} "
                f"sealed to {key.selection}, {len(reference)} runtime reference value(s)")
+
+
+def _append(log: AuditLog, tx: Transaction, entry: Entry) -> None:
+    log.append(tx, entry)

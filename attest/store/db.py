@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import MappingProxyType
@@ -94,6 +94,14 @@ class Transaction(Protocol):
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: if the block raises, only its statements are undone."""
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once this transaction has committed (never if it rolls back).
+
+        For what must follow the database and may not run ahead of it: the audit log
+        key's record of the last head signed, say. An action that raises is not the
+        transaction's failure: it committed. Actions catch what they must.
+        """
 
 
 class Database(Protocol):

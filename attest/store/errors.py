@@ -10,7 +10,7 @@ from attest.errors import AttestError, StoreUnavailable
 from attest.reasons import Reason
 from attest.store.records import NonceState, Revocation, RevocationKind
 
-__all__ = ["NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
+__all__ = ["ForeignSchemaObject", "NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
 
 _NONCE_REASONS = {
     NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
@@ -54,3 +54,15 @@ class Revoked(AttestError):
         super().__init__(f"{revocation.kind.value} {revocation.subject} is revoked{via}: "
                          f"{revocation.reason}", reason=reason)
         self.revocation = revocation
+
+
+class ForeignSchemaObject(StoreUnavailable):
+    """The database holds a trigger, view, rule, index or table definition attest did not
+    create (:mod:`attest.store.integrity`): the store refuses to run on it (exit 3)."""
+
+    def __init__(self, objects: list[str], *, hint: str) -> None:
+        shown = "; ".join(objects[:5]) + (f"; and {len(objects) - 5} more"
+                                         if len(objects) > 5 else "")
+        super().__init__(f"the verifier's database holds objects attest did not create: "
+                         f"{shown}", hint=hint)
+        self.objects = objects

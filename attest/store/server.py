@@ -7,7 +7,7 @@ The statements are the same text as on SQLite, run with ``text()``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -74,6 +74,10 @@ class ServerTransaction:
         self._database = database
         self._connection = connection
         self.dialect = database.dialect
+        self.committed: list[Callable[[], None]] = []  # after_commit's actions, in order
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        self.committed.append(action)
 
     def first(self, sql: str, params: Params = NO_PARAMS) -> Row | None:
         try:
@@ -169,6 +173,9 @@ class ServerDatabase:
         # translate comes from connecting, BEGIN and COMMIT.
         try:
             with self._engine.connect() as connection, connection.begin():
-                yield ServerTransaction(self, connection)
+                transaction = ServerTransaction(self, connection)
+                yield transaction
         except DBAPIError as exc:
             raise self.failure(exc) from exc
+        for action in transaction.committed:
+            action()

@@ -67,6 +67,7 @@ class SQLiteTransaction:
         # Cursors of streams not read to the end: closed when the transaction ends, so
         # that none reads on after COMMIT (holding a snapshot on a pooled connection).
         self._streams: list[sqlite3.Cursor] = []
+        self.committed: list[Callable[[], None]] = []  # after_commit's actions, in order
 
     def first(self, sql: str, params: Params = NO_PARAMS) -> Row | None:
         try:
@@ -148,6 +149,9 @@ class SQLiteTransaction:
         for cursor in streams:
             cursor.close()
 
+    def after_commit(self, action: Callable[[], None]) -> None:
+        self.committed.append(action)
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         # Nested savepoints get names of their own; a finished one's name is reused.
@@ -223,6 +227,8 @@ class SQLiteDatabase:
             transaction.end()
             # A connection whose state is in doubt is closed, which rolls back what it holds.
             self._checkin(connection, generation, reusable)
+        for action in transaction.committed:
+            action()
 
     def _checkout(self) -> tuple[sqlite3.Connection, int]:
         with self._lock:

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance
+from attest.store import acceptance, integrity
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
@@ -67,12 +67,18 @@ _UPDATE_ENROLLMENT = ("UPDATE enrollments SET host = :host, ak_public = :ak_publ
                       "WHERE ak_name = :ak_name")
 _INSERT_ENROLLMENT = enrollments.insert()
 
+# What runs last in a transaction that changes trust: its audit entry, so that the change
+# and its entry commit together or not at all.
+InTransaction = Callable[[Transaction], None]
+
 
 class Store:
     """Open with :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        # Every component's tables ensured so far: what the schema check holds them to.
+        self._tables: dict[str, Table] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -119,6 +125,8 @@ class Store:
             try:
                 with self.write() as tx:
                     self._ensure_schema(tx, component, version, tables)
+                    self._tables.update((table.name, table) for table in tables)
+                    integrity.check_schema(tx, self._tables.values())
                 return
             except Conflict:
                 if attempt:
@@ -144,6 +152,12 @@ class Store:
                 f"the {component} schema in {self._database.where} is version {found}, older "
                 f"than {version}, and has no migration", hint="use a new store")
 
+    def check_schema(self) -> None:
+        """Raise :class:`ForeignSchemaObject` if the database holds a trigger, view, rule,
+        index or table definition attest did not create (:mod:`attest.store.integrity`)."""
+        with self.read() as tx:
+            integrity.check_schema(tx, self._tables.values())
+
     def write(self) -> AbstractContextManager[Transaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         return self._database.write()
@@ -155,10 +169,13 @@ class Store:
     # -- enrollment --------------------------------------------------------------------
 
     def enroll(self, host: str, ak_name: bytes, ak_public: bytes, ak_qualified_name: bytes,
-               ek_certificate: bytes | None, now: int) -> None:
+               ek_certificate: bytes | None, now: int, *,
+               in_transaction: InTransaction | None = None) -> None:
         """Admit an AK for a host; enrolling a known AK again replaces its record.
 
         Re-enrolling does not lift a revocation: a revoked AK or host stays revoked.
+        ``in_transaction`` runs last in the same transaction (the audit entry goes there):
+        if it raises, nothing is enrolled.
         """
         _bounded(host, "host", MAX_HOST)
         name = _hex(ak_name, "AK name")
@@ -169,6 +186,8 @@ class Store:
                     {"ak_name": name, "host": host, "ak_public": ak_public,
                      "ak_qualified_name": ak_qualified_name, "ek_certificate": ek_certificate,
                      "enrolled_at": now, "updated_at": now})
+            if in_transaction is not None:
+                in_transaction(tx)
 
     def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
         name = _hex(ak_name, "AK name")
@@ -216,15 +235,19 @@ class Store:
         with self.read() as tx:
             return _last_clock(tx, name)
 
-    def forget_clock(self, ak_name: bytes | str) -> bool:
+    def forget_clock(self, ak_name: bytes | str, *,
+                     in_transaction: InTransaction | None = None) -> bool:
         """Re-admit an AK after a TPM reset a policy with ``deny_reset`` refuses.
 
         The next quote then starts a new epoch as if it were the first; returns
-        whether a clock was forgotten.
+        whether a clock was forgotten. ``in_transaction`` as for :meth:`enroll`.
         """
         name = _hex(ak_name, "AK name")
         with self.write() as tx:
-            return tx.execute(_FORGET_CLOCK, {"ak": name}) > 0
+            forgotten = tx.execute(_FORGET_CLOCK, {"ak": name}) > 0
+            if in_transaction is not None:
+                in_transaction(tx)
+            return forgotten
 
     # -- artifacts ---------------------------------------------------------------------
 
@@ -327,11 +350,14 @@ class Store:
 
     # -- revocation --------------------------------------------------------------------
 
-    def revoke_artifact(self, jti: str, reason: str, now: int) -> list[str]:
+    def revoke_artifact(self, jti: str, reason: str, now: int, *,
+                        in_transaction: Callable[[Transaction, list[str]], None] | None = None
+                        ) -> list[str]:
         """Revoke ``jti`` and every descendant the store holds; returns them, root first.
 
         A jti not (yet) accepted is recorded too, so that it is refused when presented.
-        Revoking again keeps the first reason and time.
+        Revoking again keeps the first reason and time. ``in_transaction`` runs last in
+        the same transaction with the jtis revoked (their audit entries go there).
         """
         _bounded(jti, "jti", MAX_JTI)
         _reason(reason)
@@ -340,22 +366,32 @@ class Store:
             below = revs.descendants(tx, jti)
             for child in below:
                 revs.record(tx, RevocationKind.ARTIFACT, child, reason, now, cascaded_from=jti)
+            if in_transaction is not None:
+                in_transaction(tx, [jti, *below])
         return [jti, *below]
 
-    def revoke_key(self, kid_hex: str, reason: str, now: int) -> None:
-        self._revoke(RevocationKind.KEY, _hex(kid_hex, "key name"), reason, now)
+    def revoke_key(self, kid_hex: str, reason: str, now: int, *,
+                   in_transaction: InTransaction | None = None) -> None:
+        self._revoke(RevocationKind.KEY, _hex(kid_hex, "key name"), reason, now, in_transaction)
 
-    def revoke_ak(self, ak_name_hex: bytes | str, reason: str, now: int) -> None:
+    def revoke_ak(self, ak_name_hex: bytes | str, reason: str, now: int, *,
+                  in_transaction: InTransaction | None = None) -> None:
         """Revoke an AK; its enrollment then reads as revoked (re-enrolling keeps it so)."""
-        self._revoke(RevocationKind.AK, _hex(ak_name_hex, "AK name"), reason, now)
+        self._revoke(RevocationKind.AK, _hex(ak_name_hex, "AK name"), reason, now,
+                     in_transaction)
 
-    def revoke_host(self, host: str, reason: str, now: int) -> None:
-        self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now)
+    def revoke_host(self, host: str, reason: str, now: int, *,
+                    in_transaction: InTransaction | None = None) -> None:
+        self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now,
+                     in_transaction)
 
-    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
+    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int,
+                in_transaction: InTransaction | None) -> None:
         _reason(reason)
         with self.write() as tx:
             revs.record(tx, kind, subject, reason, now)
+            if in_transaction is not None:
+                in_transaction(tx)
 
     def revocation_for(self, *, jti: str | None = None, kid: str | None = None,
                        ak: bytes | str | None = None,

@@ -104,7 +104,8 @@ def test_a_malformed_verifier_key_is_bad_input() -> None:
 
 def test_the_log_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     signer = keys.load_or_create(tmp_path, "example.com/log")
-    assert stat.S_IMODE((tmp_path / keys.PRIVATE_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((keys.key_dir(tmp_path) / keys.PRIVATE_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE(keys.key_dir(tmp_path).stat().st_mode) == 0o700
     assert keys.load_or_create(tmp_path).verifier_key == signer.verifier_key
     assert keys.load_public(tmp_path) == signer.verifier_key
 
@@ -122,6 +123,6 @@ def test_processes_racing_to_create_the_key_share_one(tmp_path: Path) -> None:
 
 def test_a_log_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     keys.load_or_create(tmp_path)
-    (tmp_path / keys.PRIVATE_FILE).chmod(0o644)
-    with pytest.raises(UsageError, match="readable by others"):
+    (keys.key_dir(tmp_path) / keys.PRIVATE_FILE).chmod(0o644)
+    with pytest.raises(UsageError, match="open to others"):
         keys.load(tmp_path)

@@ -66,11 +66,12 @@ def test_a_database_created_by_earlier_attest_opens_unchanged(tmp_path: Path) ->
         db.execute("INSERT INTO audit_state VALUES (1, 0, 0, 0)")
     before = _sqlite_schema(path)
     with Store.open(default_url(tmp_path)) as store:
-        store.accept(record("j1"), nonce=None, single_use=True, clock=clock(10), now=T0)
+        # jti-0: entry(0)'s, so that the acceptance has its entry (audit.reconcile).
+        store.accept(record("jti-0"), nonce=None, single_use=True, clock=clock(10), now=T0)
         log = AuditLog.open(store, tmp_path)
         assert log.record(entry(0)) == 0
         assert verify_log(store, log.verifier_key).entries == 1
-        assert store.jti_seen("j1")
+        assert store.jti_seen("jti-0")
     assert _sqlite_schema(path) == before
 
 

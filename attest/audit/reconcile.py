@@ -1,0 +1,87 @@
+"""Reconcile the store with the log: every change of trust the store holds has its entry.
+
+A log that verifies proves nothing about what was never appended to it. Whoever can
+write the database may keep chosen entries out (a trigger while the verifier runs,
+entries deleted before a head covers them), but the store's own tables still show
+what was accepted and trusted. So, in the audit's read transaction:
+
+- every accepted artifact (``artifacts``, by jti) has an ``accepted`` decision entry;
+- every enrollment (``enrollments``, by AK name) has an ``enrolled`` entry;
+- every revocation (``revocations``, by kind and subject) has a ``revoked`` entry.
+
+The entries are read once; each is remembered as a 16-byte digest of what it vouches
+for, so memory grows with the log by tens of bytes an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+from attest.audit.entry import EntryKind, Outcome
+from attest.store.db import Transaction
+
+_CHUNK = 5000
+MAX_NAMED = 100  # missing entries named one by one; the rest are counted
+
+_ENTRIES = "SELECT data FROM audit_entries ORDER BY idx"
+_ARTIFACTS = "SELECT jti FROM artifacts ORDER BY jti"
+_ENROLLMENTS = "SELECT ak_name FROM enrollments ORDER BY ak_name"
+_REVOCATIONS = "SELECT kind, subject FROM revocations ORDER BY id"
+
+
+def missing_entries(tx: Transaction) -> tuple[list[str], int]:
+    """What the store holds that the log does not record: (the first named, how many)."""
+    logged = set(_vouched(tx))
+    named: list[str] = []
+    count = 0
+    for what, key in _held(tx):
+        if _digest(key) in logged:
+            continue
+        count += 1
+        if len(named) < MAX_NAMED:
+            named.append(what)
+    return named, count
+
+
+def _vouched(tx: Transaction) -> Iterator[bytes]:
+    """A digest of each change of trust the log records."""
+    for row in tx.stream(_ENTRIES, chunk=_CHUNK):
+        try:
+            value = json.loads(row.data)
+        except (ValueError, UnicodeDecodeError):
+            continue  # a damaged entry: the log check names it
+        if not isinstance(value, dict):
+            continue
+        kind, outcome = value.get("kind"), value.get("decision")
+        if kind == EntryKind.DECISION and outcome == Outcome.ACCEPTED:
+            key = value.get("jti")
+            if isinstance(key, str):
+                yield _digest(f"jti\0{key}")
+        elif (kind, outcome) in ((EntryKind.ENROLLMENT, Outcome.ENROLLED),
+                                 (EntryKind.REVOCATION, Outcome.REVOKED)):
+            subject = value.get("subject")
+            if isinstance(subject, str):
+                yield _digest(f"{kind}\0{subject}")
+
+
+def _held(tx: Transaction) -> Iterator[tuple[str, str]]:
+    """(what to report, the key its entry vouches under) for each change in the store."""
+    for row in tx.stream(_ARTIFACTS, chunk=_CHUNK):
+        yield f"accepted artifact {_shown(row.jti)}", f"jti\0{row.jti}"
+    for row in tx.stream(_ENROLLMENTS, chunk=_CHUNK):
+        yield (f"enrollment of AK {_shown(row.ak_name)}",
+               f"{EntryKind.ENROLLMENT}\0ak:{row.ak_name}")
+    for row in tx.stream(_REVOCATIONS, chunk=_CHUNK):
+        yield (f"revocation of {row.kind} {_shown(row.subject)}",
+               f"{EntryKind.REVOCATION}\0{row.kind}:{row.subject}")
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()
+
+
+def _shown(value: object) -> str:
+    # Store values are the writer's choice: quoted, escaped and bounded.
+    return repr(str(value)[:80])
