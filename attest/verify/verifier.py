@@ -66,6 +66,7 @@ from attest.store import (
     Snapshot,
     Store,
 )
+from attest.verify.approvals import check_approval
 from attest.verify.decision import Decision, Denial
 from attest.verify.lineage import check_lineage
 
@@ -192,6 +193,8 @@ class Verifier:
         quote = self._quote(claims, bound, subject, view, denials)
         if quote is not None:
             self._logs(claims, quote, denials)
+        if certified is not None:  # an approval means something only for the policy's key
+            denials.extend(check_approval(self.policy, claims.evidence, quote, now)[1])
         if claims.policy_id is not None and claims.policy_id != self.policy.id:
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"issued under policy {claims.policy_id!r}, verified under "
