@@ -20,6 +20,8 @@ class RevocationKind(StrEnum):
     KEY = "key"  # a signing key, by its TPM name (the JWS kid), hex
     AK = "ak"  # an attestation key, by its TPM name, hex
     HOST = "host"
+    # An authority's approval (attest.evidence.approval), by its id: SHA-256 hex.
+    APPROVAL = "approval"
 
 
 @dataclass(frozen=True)

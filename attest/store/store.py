@@ -47,6 +47,7 @@ NONCE_BYTES = 32
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"(?:[0-9a-f]{2})+")  # a TPM name as the store keys it (fullmatch)
+_APPROVAL_ID = re.compile(r"[0-9a-f]{64}")  # attest.evidence.approval's ids (fullmatch)
 
 _ENROLLMENT = "SELECT * FROM enrollments WHERE ak_name = :ak"
 _ENROLLMENTS_FOR = ("SELECT * FROM enrollments WHERE host = :host "
@@ -242,7 +243,8 @@ class Store:
 
     def snapshot(self, ak_name: bytes | str, *, jti: str, now: int, enrollment: bool = False,
                  host: str | None = None, kid: str | None = None, nonce: str | None = None,
-                 seen: bool = False, parent: str | None = None) -> Snapshot:
+                 seen: bool = False, parent: str | None = None,
+                 approval: str | None = None) -> Snapshot:
         """Everything a verifier reads for one artifact, in one read transaction.
 
         Always the AK's last clock (:meth:`last_clock`) and every revocation of ``jti``,
@@ -252,11 +254,12 @@ class Store:
         (:meth:`nonce_state`); with ``seen``, :meth:`jti_seen`; and the ``parent``
         (:meth:`artifact`) with the nearest revocation of its line
         (:meth:`ancestry_revoked`). A ``kid`` that is not a key name (lowercase hex)
-        matches no revocation.
+        matches no revocation; nor does an ``approval`` id that is not one.
         """
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
             kid = None
+        approval = _approval_id(approval)
         with self.read() as tx:
             enrolled = tx.first(_ENROLLMENT, {"ak": name}) if enrollment else None
             if host is None and enrolled is not None:
@@ -270,7 +273,8 @@ class Store:
             above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
             own: list[tuple[RevocationKind, str | None]] = [
                 (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
-                (RevocationKind.AK, name), (RevocationKind.HOST, host)]
+                (RevocationKind.AK, name), (RevocationKind.HOST, host),
+                (RevocationKind.APPROVAL, approval)]
             enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
                                                         (RevocationKind.HOST, enrolled.host)]
             line = [] if parent is None or above is None else _line(parent, above)
@@ -288,7 +292,8 @@ class Store:
 
     def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
                clock: SeenClock, now: int,
-               in_transaction: Callable[[Transaction], None] | None = None) -> None:
+               in_transaction: Callable[[Transaction], None] | None = None,
+               approval: str | None = None) -> None:
         """Record an acceptance, all or nothing, in one transaction.
 
         Consumes ``nonce`` (NonceRejected unless usable), refuses anything revoked
@@ -296,7 +301,8 @@ class Store:
         commit), inserts the jti (Replayed when single use and seen), advances the AK's
         clock, then runs ``in_transaction`` (the audit log's append goes there, so no
         acceptance commits unlogged). Whatever raises, nothing is written: a denied
-        artifact consumes neither its jti nor its nonce.
+        artifact consumes neither its jti nor its nonce. ``approval``: the id of the
+        authority approval the key signed under, refused when revoked meanwhile.
         """
         _check_record(record)
         with self.write() as tx:
@@ -308,7 +314,8 @@ class Store:
             # row or the parent has ancestors to walk.
             own: list[tuple[RevocationKind, str | None]] = [
                 (RevocationKind.KEY, record.kid), (RevocationKind.AK, record.ak_name),
-                (RevocationKind.HOST, record.host)]
+                (RevocationKind.HOST, record.host),
+                (RevocationKind.APPROVAL, _approval_id(approval))]
             parent: list[tuple[RevocationKind, str | None]] = (
                 [] if record.parent_jti is None
                 else [(RevocationKind.ARTIFACT, record.parent_jti)])
@@ -351,6 +358,13 @@ class Store:
 
     def revoke_host(self, host: str, reason: str, now: int) -> None:
         self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now)
+
+    def revoke_approval(self, approval_id: str, reason: str, now: int) -> None:
+        """Revoke an authority's approval (by its id): artifacts signed under it are denied."""
+        if _approval_id(approval_id) is None:
+            raise UsageError(f"not an approval id: {approval_id[:80]!r}",
+                             hint="64 lowercase hex digits, as `attest policy approve` prints")
+        self._revoke(RevocationKind.APPROVAL, approval_id, reason, now)
 
     def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
         _reason(reason)
@@ -462,6 +476,11 @@ def _ancestry(tx: Transaction, jti: str, stored: Row | None,
     if stored.parent_jti is None:
         return revs.best(found, line)
     return revs.in_chain(tx, jti)
+
+
+def _approval_id(value: str | None) -> str | None:
+    """An approval id as the store keys it, or None (matches nothing) for any other text."""
+    return value if isinstance(value, str) and _APPROVAL_ID.fullmatch(value) else None
 
 
 def _hex(value: bytes | str, what: str) -> str:

@@ -24,10 +24,24 @@ from attest.artifact.model import Evidence
 from attest.errors import EvidenceError
 from attest.evidence.approval import Approval, approved_for, parse_approval, verify_approval
 from attest.evidence.quote import QuoteFacts
+from attest.memo import remember
 from attest.policy.authority import authority_public
 from attest.policy.model import KeyPolicyKind, VerifierPolicy
 from attest.reasons import Reason
 from attest.verify.decision import Denial
+
+# Approvals parsed, by their bytes: a verifier reads each artifact's approval up to three
+# times (revocation lookup, check, commit), and a fleet's artifacts carry the same few.
+# Only well-formed ones are kept, each at most MAX_APPROVAL_BYTES.
+APPROVAL_CACHE_SIZE = 256
+_parsed: dict[bytes, Approval] = {}
+
+
+def _parse(data: bytes) -> Approval:
+    known = _parsed.get(data)
+    if known is None:
+        known = remember(_parsed, bytes(data), parse_approval(data), APPROVAL_CACHE_SIZE)
+    return known
 
 
 def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts | None,
@@ -42,7 +56,7 @@ def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts
                              "the key is bound to an authority's approvals; the artifact does "
                              "not carry the approval it was signed under (evidence.approval)")]
     try:
-        approval = parse_approval(evidence.approval)
+        approval = _parse(evidence.approval)
     except EvidenceError as exc:
         return None, [Denial(exc.reason, exc.message)]
     if key_policy.authority_pem is None:  # the loader refuses this; fail closed anyway
@@ -54,6 +68,18 @@ def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts
         # Nothing else it says can be believed: its serial, expiry and values are the host's.
         return approval, [Denial(exc.reason, exc.message)]
     return approval, _standing(policy, approval, quote, now)
+
+
+def approval_id(policy: VerifierPolicy, evidence: Evidence) -> str | None:
+    """The id of the artifact's approval, for the store's revocation lookups; None when
+    the policy is not ``authorize`` or there is no well-formed approval (check_approval
+    denies that)."""
+    if policy.key_policy.kind is not KeyPolicyKind.AUTHORIZE or evidence.approval is None:
+        return None
+    try:
+        return _parse(evidence.approval).id
+    except EvidenceError:
+        return None
 
 
 def _standing(policy: VerifierPolicy, approval: Approval, quote: QuoteFacts | None,

@@ -66,7 +66,7 @@ from attest.store import (
     Snapshot,
     Store,
 )
-from attest.verify.approvals import check_approval
+from attest.verify.approvals import approval_id, check_approval
 from attest.verify.decision import Decision, Denial
 from attest.verify.lineage import check_lineage
 
@@ -291,7 +291,8 @@ class Verifier:
         return self.store.snapshot(
             ak_name, jti=claims.jti, now=now, enrollment=host is None, host=host,
             kid=artifact.header.kid, nonce=nonce, seen=self.policy.artifacts.single_use,
-            parent=None if claims.lineage is None else claims.lineage.parent)
+            parent=None if claims.lineage is None else claims.lineage.parent,
+            approval=approval_id(self.policy, claims.evidence))
 
     def _check_ek(self, certificate: bytes, now: int) -> None:
         key = hashlib.sha256(certificate).digest()
@@ -481,7 +482,8 @@ class Verifier:
         try:
             self.store.accept(record, nonce=claims.eat_nonce,
                               single_use=self.policy.artifacts.single_use, clock=clock, now=now,
-                              in_transaction=hook)
+                              in_transaction=hook,
+                              approval=approval_id(self.policy, claims.evidence))
         except (Replayed, NonceRejected, Revoked) as exc:
             return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
                             host=subject.host)

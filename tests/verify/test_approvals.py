@@ -254,3 +254,34 @@ def test_the_cli_approves_with_a_serial_and_issues_under_the_newest(
     raw = artifact.read_bytes()
     assert _carried(raw).serial == 2
     accepted(rig.verifier(approvals.policy(min_approval_serial=2)).verify(raw))
+
+
+def test_an_approval_revoked_in_the_store_is_denied_and_logged(approvals: Approvals,
+                                                              tmp_path: Path) -> None:
+    rig = approvals.rig
+    v1 = approvals.approve(1)
+    first, second = approvals.issue(v1), approvals.issue(v1)
+    policy = approvals.policy().path
+    assert policy is not None
+    for name, raw in (("first", first), ("second", second)):
+        (tmp_path / f"{name}.jws").write_bytes(raw)
+
+    def verify(name: str) -> tuple[int, dict[str, Any]]:
+        result = rig.host.run("verify", str(tmp_path / f"{name}.jws"), "--policy", str(policy),
+                              "--json")
+        return result.exit_code, json.loads(result.stdout)
+
+    assert verify("first")[0] == 0
+    refused = rig.host.run("revoke", "--approval", v1.id.upper(), "--reason", "typo")
+    assert refused.exit_code == 2 and "approval id" in refused.stderr
+    said = json.loads(rig.host.ok("revoke", "--approval", v1.id, "--reason",
+                                  "firmware v1 withdrawn", "--json").stdout)
+    assert said == {"revoked": "approval", "subjects": [v1.id],
+                    "reason": "firmware v1 withdrawn"}
+    code, out = verify("second")
+    assert (code, out["reasons"]) == (1, ["revoked"])
+    assert "firmware v1 withdrawn" in out["denials"][0]["message"]
+    entries = [json.loads(line) for line in rig.host.ok("audit", "export").stdout.splitlines()]
+    assert any(e["kind"] == "revocation" and e.get("subject") == f"approval:{v1.id}"
+               for e in entries)
+    rig.host.ok("audit", "verify")
