@@ -18,6 +18,9 @@ that do not depend on a failed one still run, so several reasons are reported.
    clock_rollback, tpm_reset, pcr_selection_insufficient, pcr_digest_mismatch.
 6. The logs replay to the quoted PCRs and hold only measurements the reference
    values allow: eventlog_malformed, eventlog_mismatch, reference_value_mismatch.
+   With key_policy.kind authorize (attest.verify.approvals): the artifact's approval
+   is the authority's, approves the quoted sealed PCRs and is neither expired nor
+   retired: key_policy_mismatch, malformed_artifact.
 7. Times and freshness (nbf, exp, lifetime, iat age, the verifier's nonce):
    not_yet_valid, expired, stale_evidence, nonce_unknown, nonce_reused,
    policy_mismatch.
