@@ -10,7 +10,7 @@ from attest.errors import AttestError, StoreUnavailable
 from attest.reasons import Reason
 from attest.store.records import NonceState, Revocation, RevocationKind
 
-__all__ = ["NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
+__all__ = ["ApprovalRolledBack", "NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
 
 _NONCE_REASONS = {
     NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
@@ -54,3 +54,18 @@ class Revoked(AttestError):
         super().__init__(f"{revocation.kind.value} {revocation.subject} is revoked{via}: "
                          f"{revocation.reason}", reason=reason)
         self.revocation = revocation
+
+
+class ApprovalRolledBack(AttestError):
+    """The AK signed under a newer approval of the same authority before: a rollback."""
+
+    def __init__(self, serial: int, highest: int) -> None:
+        super().__init__(rolled_back_message(serial, highest), reason=Reason.KEY_POLICY_MISMATCH)
+        self.serial = serial
+        self.highest = highest
+
+
+def rolled_back_message(serial: int, highest: int) -> str:
+    return (f"approval serial {serial} is older than serial {highest}, under which this "
+            "host's AK already had an artifact accepted: the host went back to an "
+            "older approved state")

@@ -25,6 +25,16 @@ class RevocationKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class ApprovalUse:
+    """The authority approval an artifact's key signed under, as the store keys it."""
+
+    id: str  # SHA-256 of the approval's body, hex (what revocations name)
+    authority: str  # the authority's TPM name, hex
+    policy_ref: str  # hex
+    serial: int
+
+
+@dataclass(frozen=True)
 class Revocation:
     kind: RevocationKind
     subject: str  # the jti, kid hex, AK name hex or host
@@ -99,3 +109,6 @@ class Snapshot:
     revocations: tuple[Revocation, ...]
     parent: ArtifactRecord | None  # the parent asked about, as Store.artifact reads it
     parent_revocation: Revocation | None  # the nearest revocation of the parent's line
+    # The highest approval serial accepted for this AK, authority and policyRef (when an
+    # approval was asked about and one was accepted before).
+    approval_serial: int | None = None

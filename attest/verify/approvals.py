@@ -12,7 +12,9 @@ that approval
 - covers exactly the sealed PCRs of the policy, and approves the values the quote
   shows for them: the quoted state is the approved one, whatever the host says;
 - is unexpired (``not_after``, against the verifier's clock);
-- is not retired (``min_approval_serial``) nor listed in ``revoked_approvals``.
+- is not retired (``min_approval_serial``) nor listed in ``revoked_approvals``;
+- is not older than an approval this AK had an artifact accepted under before (the
+  store's mark, attest.store.approvals): going back needs a new, higher serial.
 
 A revocation of the approval in the store (``attest revoke --approval ID``) is a
 store-level revocation (``revoked``), checked with the others.
@@ -28,6 +30,8 @@ from attest.memo import remember
 from attest.policy.authority import authority_public
 from attest.policy.model import KeyPolicyKind, VerifierPolicy
 from attest.reasons import Reason
+from attest.store.errors import rolled_back_message
+from attest.store.records import ApprovalUse
 from attest.verify.decision import Denial
 
 # Approvals parsed, by their bytes: a verifier reads each artifact's approval up to three
@@ -45,9 +49,10 @@ def _parse(data: bytes) -> Approval:
 
 
 def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts | None,
-                   now: int) -> tuple[Approval | None, list[Denial]]:
+                   now: int, highest: int | None = None) -> tuple[Approval | None, list[Denial]]:
     """The artifact's approval (None when there is none, or it does not parse) and the
-    denials it earns under ``policy``; nothing to check for ``kind: pcr``."""
+    denials it earns under ``policy``; nothing to check for ``kind: pcr``. ``highest``:
+    the AK's highest serial accepted before, from the store (see approval_use)."""
     key_policy = policy.key_policy
     if key_policy.kind is not KeyPolicyKind.AUTHORIZE:
         return None, []
@@ -67,23 +72,28 @@ def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts
     except EvidenceError as exc:
         # Nothing else it says can be believed: its serial, expiry and values are the host's.
         return approval, [Denial(exc.reason, exc.message)]
-    return approval, _standing(policy, approval, quote, now)
+    return approval, _standing(policy, approval, quote, now, highest)
 
 
-def approval_id(policy: VerifierPolicy, evidence: Evidence) -> str | None:
-    """The id of the artifact's approval, for the store's revocation lookups; None when
-    the policy is not ``authorize`` or there is no well-formed approval (check_approval
-    denies that)."""
-    if policy.key_policy.kind is not KeyPolicyKind.AUTHORIZE or evidence.approval is None:
+def approval_use(policy: VerifierPolicy, evidence: Evidence) -> ApprovalUse | None:
+    """The artifact's approval as the store keys it (its revocations, the AK's serial
+    mark); None when the policy is not ``authorize`` or there is no well-formed approval
+    (check_approval denies that). Unauthenticated until check_approval has passed: the
+    store only reads with it then, and records it only when everything passed."""
+    key_policy = policy.key_policy
+    if (key_policy.kind is not KeyPolicyKind.AUTHORIZE or evidence.approval is None
+            or key_policy.authority_name is None):
         return None
     try:
-        return _parse(evidence.approval).id
+        approval = _parse(evidence.approval)
     except EvidenceError:
         return None
+    return ApprovalUse(approval.id, key_policy.authority_name.hex(), key_policy.policy_ref.hex(),
+                       approval.serial)
 
 
 def _standing(policy: VerifierPolicy, approval: Approval, quote: QuoteFacts | None,
-              now: int) -> list[Denial]:
+              now: int, highest: int | None) -> list[Denial]:
     key_policy = policy.key_policy
     found: list[Denial] = []
     where = f"approval {approval.id[:16]}… (serial {approval.serial})"
@@ -110,4 +120,7 @@ def _standing(policy: VerifierPolicy, approval: Approval, quote: QuoteFacts | No
     if approval.id in key_policy.revoked_approvals:
         found.append(Denial(Reason.KEY_POLICY_MISMATCH,
                             f"{where} is revoked by the policy (revoked_approvals)"))
+    if highest is not None and approval.serial < highest:
+        found.append(Denial(Reason.KEY_POLICY_MISMATCH,
+                            f"{where}: {rolled_back_message(approval.serial, highest)}"))
     return found

@@ -59,6 +59,7 @@ from attest.memo import remember
 from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.store import (
+    ApprovalRolledBack,
     ArtifactRecord,
     NonceRejected,
     NonceState,
@@ -69,7 +70,7 @@ from attest.store import (
     Snapshot,
     Store,
 )
-from attest.verify.approvals import approval_id, check_approval
+from attest.verify.approvals import approval_use, check_approval
 from attest.verify.decision import Decision, Denial
 from attest.verify.lineage import check_lineage
 
@@ -197,7 +198,8 @@ class Verifier:
         if quote is not None:
             self._logs(claims, quote, denials)
         if certified is not None:  # an approval means something only for the policy's key
-            denials.extend(check_approval(self.policy, claims.evidence, quote, now)[1])
+            denials.extend(check_approval(self.policy, claims.evidence, quote, now,
+                                          view.approval_serial)[1])
         if claims.policy_id is not None and claims.policy_id != self.policy.id:
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"issued under policy {claims.policy_id!r}, verified under "
@@ -295,7 +297,7 @@ class Verifier:
             ak_name, jti=claims.jti, now=now, enrollment=host is None, host=host,
             kid=artifact.header.kid, nonce=nonce, seen=self.policy.artifacts.single_use,
             parent=None if claims.lineage is None else claims.lineage.parent,
-            approval=approval_id(self.policy, claims.evidence))
+            approval=approval_use(self.policy, claims.evidence))
 
     def _check_ek(self, certificate: bytes, now: int) -> None:
         key = hashlib.sha256(certificate).digest()
@@ -486,8 +488,8 @@ class Verifier:
             self.store.accept(record, nonce=claims.eat_nonce,
                               single_use=self.policy.artifacts.single_use, clock=clock, now=now,
                               in_transaction=hook,
-                              approval=approval_id(self.policy, claims.evidence))
-        except (Replayed, NonceRejected, Revoked) as exc:
+                              approval=approval_use(self.policy, claims.evidence))
+        except (Replayed, NonceRejected, Revoked, ApprovalRolledBack) as exc:
             return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
                             host=subject.host)
         except _AuditFailed as exc:

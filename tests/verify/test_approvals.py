@@ -154,6 +154,25 @@ def test_a_rollback_to_a_superseded_approval_is_denied(approvals: Approvals) -> 
     accepted(revoking.verify(current))
 
 
+def test_a_host_that_used_a_newer_approval_cannot_go_back(approvals: Approvals) -> None:
+    """No policy edit needed: once an AK's artifact is accepted under serial 2, the
+    verifier refuses it serial 1; going back takes a new approval with a higher serial."""
+    rig = approvals.rig
+    v1 = approvals.approve(1)
+    _firmware_v2(rig)
+    v2 = approvals.approve(2)
+    verifier = rig.verifier(approvals.policy())
+    accepted(verifier.verify(approvals.issue(v1, v2)))
+    _roll_back(rig)
+    rolled_back = approvals.issue(v1, v2)
+    decision = verifier.verify(rolled_back)
+    denied(decision, "key_policy_mismatch")
+    assert "(serial 1): approval serial 1 is older than serial 2" in decision.denials[0].message
+    # The authority approves the old values again, as a new approval: accepted.
+    v1_again = approvals.approve(3)
+    accepted(verifier.verify(approvals.issue(v1, v2, v1_again)))
+
+
 def test_an_approval_of_other_values_than_the_quoted_ones_is_denied(
         approvals: Approvals) -> None:
     """A host in the v1 state signs under v1 but shows v2, the approval the policy wants."""
