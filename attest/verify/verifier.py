@@ -27,8 +27,8 @@ that do not depend on a failed one still run, so several reasons are reported.
 8. Single use, revocation, lineage, rules: replayed, revoked, lineage_broken,
    scope_escalation, policy_mismatch.
 9. The acceptance is recorded atomically (nonce consumed, jti stored, clock
-   advanced, audit entry appended): replayed, nonce_reused, revoked,
-   audit_unavailable.
+   advanced, approval serial mark raised, audit entry appended): replayed,
+   nonce_reused, revoked, key_policy_mismatch, audit_unavailable.
 
 Anything that raises inside is a denial (internal_error), never an acceptance.
 """
