@@ -10,11 +10,17 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from attest.errors import EvidenceError, PolicyError
-from attest.evidence.approval import MAX_APPROVAL_BYTES, Approval, parse_approval
+from attest.evidence.approval import (
+    MAX_APPROVAL_BYTES,
+    Approval,
+    parse_approval,
+    verify_approval,
+)
 from attest.evidence.pcrs import PCRSelection
+from attest.policy.authority import authority_public
 from attest.reasons import Reason
 from attest.tpm import keys as signing
 from tests.policy.helpers import FULL, ecc_pem, edit, load_text, sealed_values_yaml
@@ -77,6 +83,42 @@ def test_hostile_documents_are_refused(document: bytes, says: str) -> None:
     with pytest.raises(EvidenceError, match=says) as caught:
         parse_approval(document)
     assert caught.value.reason is Reason.MALFORMED_ARTIFACT
+
+
+def _public_pem(private_pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _rsa_private_pem() -> bytes:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+
+
+@pytest.mark.parametrize("private_pem", [AUTHORITY, _rsa_private_pem()], ids=["ecc", "rsa"])
+def test_both_signatures_verify_with_the_authority(private_pem: bytes) -> None:
+    made = signing.approve(private_pem, SELECTION, VALUES, b"\xc0\xde", serial=9)
+    verify_approval(parse_approval(made.to_bytes()), authority_public(_public_pem(private_pem)),
+                    b"\xc0\xde")
+
+
+def test_verification_names_what_is_wrong() -> None:
+    made = _approval(2)
+    authority = authority_public(_public_pem(AUTHORITY))
+    cases = [
+        (made, authority_public(_public_pem(_private_pem())), b"", "another authority"),
+        (made, authority, b"\x01", "policyRef"),
+        (parse_approval(_document(serial=99)), authority, b"", "document signature"),
+        (Approval(made.authority_public, made.selection, made.values, made.policy_ref,
+                  made.document_signature, made.serial, made.not_after, made.signature),
+         authority, b"", "its signature"),
+    ]
+    for approval, key, policy_ref, says in cases:
+        with pytest.raises(EvidenceError, match=says) as caught:
+            verify_approval(approval, key, policy_ref)
+        assert caught.value.reason is Reason.KEY_POLICY_MISMATCH
 
 
 def _authorize(extra: str = "") -> str:
