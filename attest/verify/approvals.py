@@ -22,10 +22,13 @@ store-level revocation (``revoked``), checked with the others.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from attest.artifact.model import Evidence
 from attest.errors import EvidenceError
 from attest.evidence.approval import Approval, approved_for, parse_approval, verify_approval
 from attest.evidence.quote import QuoteFacts
+from attest.evidence.structures import Public
 from attest.memo import remember
 from attest.policy.authority import authority_public
 from attest.policy.model import KeyPolicyKind, VerifierPolicy
@@ -39,6 +42,16 @@ from attest.verify.decision import Denial
 # Only well-formed ones are kept, each at most MAX_APPROVAL_BYTES.
 APPROVAL_CACHE_SIZE = 256
 _parsed: dict[bytes, Approval] = {}
+
+
+# Approvals whose signatures verified, by (bytes, authority PEM, policyRef): checking
+# two signatures is pure, and the same approval comes with every artifact of a host.
+_verified: dict[tuple[bytes, bytes, bytes], bool] = {}
+
+
+@lru_cache(maxsize=8)
+def _authority(pem: bytes) -> Public:
+    return authority_public(pem)
 
 
 def _parse(data: bytes) -> Approval:
@@ -66,12 +79,15 @@ def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts
         return None, [Denial(exc.reason, exc.message)]
     if key_policy.authority_pem is None:  # the loader refuses this; fail closed anyway
         return approval, [Denial(Reason.KEY_POLICY_MISMATCH, "the policy names no authority")]
-    try:
-        verify_approval(approval, authority_public(key_policy.authority_pem),
-                        key_policy.policy_ref)
-    except EvidenceError as exc:
-        # Nothing else it says can be believed: its serial, expiry and values are the host's.
-        return approval, [Denial(exc.reason, exc.message)]
+    checked = (bytes(evidence.approval), key_policy.authority_pem, key_policy.policy_ref)
+    if checked not in _verified:
+        try:
+            verify_approval(approval, _authority(key_policy.authority_pem),
+                            key_policy.policy_ref)
+        except EvidenceError as exc:
+            # Nothing else it says can be believed: serial, expiry and values are the host's.
+            return approval, [Denial(exc.reason, exc.message)]
+        remember(_verified, checked, True, APPROVAL_CACHE_SIZE)
     return approval, _standing(policy, approval, quote, now, highest)
 
 
