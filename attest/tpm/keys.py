@@ -447,6 +447,8 @@ def approve(authority_private_pem: bytes, selection: PCRSelection,
         raise UsageError(f"a policyRef is at most {MAX_POLICY_REF_BYTES} bytes")
     if not 0 <= serial <= MAX_SERIAL:
         raise UsageError(f"the serial must be 0-{MAX_SERIAL}")
+    if not_after is not None and not 0 <= not_after <= MAX_SERIAL:
+        raise UsageError("the expiry must be a Unix time")
     unsigned = Approval(bytes(authority.marshal()), selection,
                         {key: values[key] for key in selection}, policy_ref, b"", serial,
                         not_after)
