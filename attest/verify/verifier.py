@@ -197,9 +197,11 @@ class Verifier:
         quote = self._quote(claims, bound, subject, view, denials)
         if quote is not None:
             self._logs(claims, quote, denials)
+        approval = None
         if certified is not None:  # an approval means something only for the policy's key
-            denials.extend(check_approval(self.policy, claims.evidence, quote, now,
-                                          view.approval_serial)[1])
+            approval, found = check_approval(self.policy, claims.evidence, quote, now,
+                                             view.approval_serial)
+            denials.extend(found)
         if claims.policy_id is not None and claims.policy_id != self.policy.id:
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"issued under policy {claims.policy_id!r}, verified under "
@@ -215,6 +217,8 @@ class Verifier:
                 Denial(Reason.INTERNAL_ERROR, "a check failed without a reason"),),
                 jti=claims.jti, subject=claims.sub, host=subject.host)
         facts = _facts(claims, subject, certified, quote)
+        if approval is not None:  # which approval the key signed under, for the record
+            facts["approval"] = {"id": approval.id, "serial": approval.serial}
         return self._accept(artifact, subject, certified, quote, facts, now, audit)
 
     def _allowed(self, subject: str, action: str, argv: tuple[str, ...], host: str) -> bool:

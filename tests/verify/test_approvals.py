@@ -149,8 +149,10 @@ def test_a_rollback_to_a_superseded_approval_is_denied(approvals: Approvals) -> 
     decision = revoking.verify(rolled_back)
     denied(decision, "key_policy_mismatch")
     assert "revoked" in decision.denials[0].message
-    # Honest use of the newest approval stays accepted under both.
-    accepted(retiring.verify(current))
+    # Honest use of the newest approval stays accepted under both, and says which it was.
+    decision = retiring.verify(current)
+    accepted(decision)
+    assert decision.facts["approval"] == {"id": v2.id, "serial": 2}
     accepted(revoking.verify(current))
 
 
