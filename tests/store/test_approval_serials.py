@@ -38,6 +38,7 @@ def test_the_mark_rises_and_an_older_serial_is_refused_at_commit(store: Store) -
 def test_the_mark_is_per_ak_authority_and_policy_ref(store: Store) -> None:
     store.accept(record("a"), nonce=None, single_use=True, clock=clock(1), now=T0,
                  approval=_use(5))
+    assert store.snapshot(AK, jti="b", now=T0, approval=_use(1)).approval_serial == 5
     assert store.snapshot(OTHER_AK, jti="b", now=T0, approval=_use(1)).approval_serial is None
     other_authority = _use(1, authority="000b" + "22" * 32)
     other_ref = _use(1, policy_ref="c0de")
