@@ -32,6 +32,7 @@ from attest.artifact.model import (
     binding,
 )
 from attest.errors import UsageError
+from attest.evidence.approval import Approval
 from attest.evidence.pcrs import PCRSelection, PCRValues
 from attest.runtime.check import default_boot_log
 from attest.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
@@ -74,7 +75,9 @@ class Request:
     policy_id: str | None = None
     policy_digest: str | None = None
     include_boot_log: bool = False
-    approval: signing.Approval | None = None
+    # For a key made with --authority: the approvals to choose from. Issuance uses the
+    # newest unexpired one for the PCR values the TPM holds, and the evidence carries it.
+    approvals: tuple[Approval, ...] = ()
     # exec: SHA-256 (hex) of argv[0]'s executable when the caller has just measured it
     # (`attest run`), so that the artifact names the digest that was measured; without
     # it, issue() resolves argv[0] and hashes the file itself.
@@ -144,10 +147,14 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
         raise UsageError(f"--ttl must be between 1 s and {MAX_TTL_S // 86400} days")
     identity = load_identity(home)
     key = signing.load_key(home, request.key_name)
-    if key.kind == "authorize" and request.approval is None:
-        raise UsageError(f"key {key.name!r} signs only under an authority's approval",
-                         hint="pass --approval FILE")
-    sealed = key.selection if request.approval is None else request.approval.selection
+    approval: Approval | None = None
+    if key.kind == "authorize":
+        if not request.approvals:
+            raise UsageError(f"key {key.name!r} signs only under an authority's approval",
+                             hint="pass --approval FILE")
+        approval = signing.choose_approval(tpm, request.approvals, now)
+    sealed = key.selection if approval is None else approval.selection
+    approval_bytes = None if approval is None else approval.to_bytes()
     scope = Scope(request.action, request.argv,
                   _executable_digest(request.action, request.argv, request.executable_digest),
                   request.resources)
@@ -180,7 +187,7 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
 
         def claims_for(values: PCRValues) -> bytes:
             evidence = Evidence(b"", b"", key.public, certify_message, certify_signature,
-                                identity.ak_public, log_bytes, boot_log)
+                                identity.ak_public, log_bytes, boot_log, approval_bytes)
             claims = Claims(
                 iss=identity.ak_name.hex(), sub=request.subject, jti=jti,
                 iat=now, nbf=now, exp=now + request.ttl, scope=scope, env_bank=bank,
@@ -201,9 +208,10 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
                 {b: [i for x, i in sealed if x == b] for b in banks})), **runtime_values}
         quote = create_quote(tpm, identity, selection, claims_for, values=values)
     evidence = Evidence(quote.message, quote.signature, key.public, certify_message,
-                        certify_signature, identity.ak_public, log_bytes, boot_log)
+                        certify_signature, identity.ak_public, log_bytes, boot_log,
+                        approval_bytes)
     claims = dataclasses.replace(made["claims"], evidence=evidence)
     header = jws.Header(ALGORITHM, ARTIFACT_TYPE, key.tpm_name.hex())
     signing_input = jws.signing_input(header, claims)
-    tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), request.approval)
+    tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), approval)
     return jws.assemble(signing_input, signing.ecdsa_r_s(tss))

@@ -146,11 +146,14 @@ class Evidence:
     ak_public: bytes  # TPM2B_PUBLIC of the AK
     runtime_log: bytes  # CEL-JSON runtime log
     boot_log: bytes | None = None  # TCG PC Client boot log, when asked for
+    # The authority's approval the key signed under (attest.evidence.approval), for keys
+    # bound by PolicyAuthorize: JSON bytes, covered by the JWS signature like the rest.
+    approval: bytes | None = None
 
     _FIELDS = (("quote", "quote"), ("quote_signature", "quote_sig"), ("key_public", "key"),
                ("certify", "certify"), ("certify_signature", "certify_sig"),
                ("ak_public", "ak"), ("runtime_log", "runtime_log"))
-    _NAMES = frozenset({name for _, name in _FIELDS} | {"boot_log"})
+    _NAMES = frozenset({name for _, name in _FIELDS} | {"boot_log", "approval"})
     _LAZY = frozenset({"runtime_log", "boot_log"})
     # The same for every artifact of one host and key: decoded once (see _DECODED).
     _REPEATED = frozenset({"key_public", "certify", "certify_signature", "ak_public"})
@@ -160,6 +163,8 @@ class Evidence:
         boot = self.encoded("boot_log")
         if boot is not None:
             out["boot_log"] = boot
+        if self.approval is not None:
+            out["approval"] = b64url(self.approval)
         return out
 
     def encoded(self, attr: str) -> Any:
@@ -206,6 +211,13 @@ class Evidence:
         else:
             check_b64url(boot, "evidence.boot_log")
             values["_text_boot_log"] = boot
+        approval = obj.get("approval")
+        if approval is not None:
+            # An approval is a few KiB (attest.evidence.approval bounds it): no more is read.
+            if isinstance(approval, str) and len(approval) > APPROVAL_MAX_CHARS:
+                raise malformed("evidence.approval is larger than an approval can be")
+            approval = decode_b64url(check_b64url(approval, "evidence.approval"))
+        values["approval"] = approval
         # Checked above, field by field: set them without __init__, which would need the
         # logs decoded (Evidence has no __post_init__).
         evidence = object.__new__(cls)
@@ -220,6 +232,8 @@ class Evidence:
 _DECODED: dict[str, bytes] = {}
 DECODED_CACHE_SIZE = 1024
 DECODED_MAX_CHARS = 2048
+# base64url of attest.evidence.approval.MAX_APPROVAL_BYTES (16 KiB).
+APPROVAL_MAX_CHARS = (16 << 10) * 4 // 3 + 4
 
 # The dataclass keeps boot_log's default in __init__; as a class attribute it would
 # answer for an instance whose boot log is still encoded, before __getattr__ could.

@@ -11,6 +11,7 @@ import click
 from attest.artifact.issue import DEFAULT_TTL_S, Request, issue, parse_duration
 from attest.artifact.model import unb64url
 from attest.cli.common import read_input, tpm_from
+from attest.cli.keys import read_approvals
 from attest.errors import EvidenceError, UsageError
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
@@ -34,8 +35,10 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("argv_rest", nargs=-1, type=click.UNPROCESSED)
 @click.option("--key", "key_name", default=signing.DEFAULT_KEY, show_default=True,
               help="The PCR-bound signing key.")
-@click.option("--approval", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="An authority's approval, for keys created with --authority.")
+@click.option("--approval", "approvals", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An authority's approval, for keys created with --authority; repeatable: "
+              "the newest unexpired one for the current PCR values is used.")
 @click.option("--resource", "resources", multiple=True, help="A resource the action touches.")
 @click.option("--nonce", metavar="B64URL", help="The verifier's challenge (`attest challenge`).")
 @click.option("--ttl", default=f"{DEFAULT_TTL_S}s", show_default=True,
@@ -55,7 +58,7 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the artifact.")
 @click.pass_context
 def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple[str, ...],
-              argv_rest: tuple[str, ...], key_name: str, approval: Path | None,
+              argv_rest: tuple[str, ...], key_name: str, approvals: tuple[Path, ...],
               resources: tuple[str, ...], nonce: str | None, ttl: str, aud: str | None,
               parent: Path | None, gov: tuple[str, ...], boot_log: bool,
               policy_path: Path | None, out_file: Path) -> None:
@@ -78,7 +81,7 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
         key_name=signing.check_name(key_name), nonce=nonce, ttl=parse_duration(ttl, "--ttl"),
         audience=aud, parent=read_input(parent, "parent artifact") if parent else None,
         gov=_gov(gov), include_boot_log=boot_log,
-        approval=signing.Approval.from_json(approval.read_text()) if approval else None,
+        approvals=read_approvals(approvals),
     )
     if policy_path is not None:
         from attest.policy import load_policy

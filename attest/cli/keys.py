@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -9,6 +11,7 @@ import click
 
 from attest.cli.common import echo_json, parse_hex, parse_selection, tpm_from
 from attest.errors import UsageError
+from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
 from attest.evidence.pcrs import DIGEST_SIZES
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
@@ -62,16 +65,20 @@ def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | No
 @click.option("--format", "fmt", type=click.Choice(["der", "tss"]), default="der",
               show_default=True, help="der: ASN.1 ECDSA (openssl dgst -verify); "
               "tss: TPMT_SIGNATURE (tpm2_verifysignature).")
-@click.option("--approval", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="An authority's approval (for keys created with --authority).")
+@click.option("--approval", "approvals", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An authority's approval (for keys created with --authority); repeatable: "
+              "the newest unexpired one for the current PCR values is used.")
 @click.pass_context
 def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: str,
-         approval: Path | None) -> None:
+         approvals: tuple[Path, ...]) -> None:
     """Sign a file inside a policy session (fails when the sealed PCRs changed)."""
     record = signing.load_key(ctx.obj.home, name)
     data = in_file.read()
-    approved = signing.Approval.from_json(approval.read_text()) if approval else None
+    candidates = read_approvals(approvals)
     with tpm_from(ctx) as tpm:
+        approved = (signing.choose_approval(tpm, candidates, int(time.time()))
+                    if candidates else None)
         tss = signing.sign_data(tpm, record, data, approved)
     write_public(out_file, tss if fmt == "tss" else signing.signature_to_der(tss))
     click.echo(f"signed {len(data)} bytes with key {name!r} into {out_file} ({fmt})")
@@ -127,12 +134,22 @@ def policy() -> None:
               help="PCRs to approve, e.g. sha256:0,1,2 (values read from the TPM) or "
               "sha256:7=<hex> (value given; no TPM needed when every value is given).")
 @click.option("--policy-ref", default="", metavar="HEX", help="policyRef, hex (default empty).")
+@click.option("--serial", required=True, type=click.IntRange(0, MAX_SERIAL),
+              help="This approval's place in the authority's order: higher than every earlier "
+              "approval's, so that verifiers can retire older ones (min_approval_serial).")
+@click.option("--expires", metavar="DURATION",
+              help="Verifiers deny the approval this long after now, e.g. 90d (default: never).")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the approval (JSON).")
 @click.pass_context
 def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...], policy_ref: str,
-            out_file: Path) -> None:
+            serial: int, expires: str | None, out_file: Path) -> None:
     """Approve PCR values for keys created with --authority (PolicyAuthorize)."""
+    not_after = None
+    if expires is not None:
+        from attest.artifact.issue import parse_duration
+
+        not_after = int(time.time()) + parse_duration(expires, "--expires")
     given: dict[tuple[str, int], bytes] = {}
     lists: list[str] = []
     for spec in pcr_specs:
@@ -159,6 +176,19 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
             current = read_pcrs(tpm, PCRSelection.from_pairs(missing))
         values.update(current)
     made = signing.approve(authority_key.read_bytes(), selection, values,
-                           parse_hex(policy_ref, "--policy-ref", 64))
+                           parse_hex(policy_ref, "--policy-ref", 64), serial=serial,
+                           not_after=not_after)
     write_public(out_file, made.to_json().encode())
     click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into {out_file}")
+    click.echo(f"approval id {made.id} (serial {serial}"
+               + (f", expires {not_after})" if not_after is not None else ")"))
+
+
+def read_approvals(paths: Sequence[Path]) -> tuple[Approval, ...]:
+    """The approval files named by --approval options (bounded reads, strict parsing)."""
+    approvals: list[Approval] = []
+    for path in paths:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_APPROVAL_BYTES + 1)
+        approvals.append(Approval.from_json(data))
+    return tuple(approvals)

@@ -91,17 +91,20 @@ def challenge(ctx: click.Context, ttl: str, store_url: str | None, as_json: bool
 @click.option("--key", "kid", metavar="KID", help="A signing key, by its TPM name (hex, the kid).")
 @click.option("--ak", metavar="NAME", help="An AK, by its TPM name (hex).")
 @click.option("--host", help="A host id: every AK it has enrolled.")
+@click.option("--approval", metavar="ID",
+              help="An authority's approval, by its id (`attest policy approve` prints it): "
+              "artifacts signed under it are denied.")
 @click.option("--reason", required=True, help="Why: it is recorded and shown in every denial.")
 @_STORE
 @_JSON
 @click.pass_context
 def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None, host: str | None,
-           reason: str, store_url: str | None, as_json: bool) -> None:
-    """Revoke an artifact (and its descendants), a key, an AK or a host."""
+           approval: str | None, reason: str, store_url: str | None, as_json: bool) -> None:
+    """Revoke an artifact (and its descendants), a key, an AK, a host or an approval."""
     given = [(name, value) for name, value in (("jti", jti), ("key", kid), ("ak", ak),
-                                                ("host", host)) if value]
+                                                ("host", host), ("approval", approval)) if value]
     if len(given) != 1:
-        raise UsageError("give exactly one of --jti, --key, --ak, --host")
+        raise UsageError("give exactly one of --jti, --key, --ak, --host, --approval")
     (kind, value), = given
     now = int(time.time())
     revoked: list[str] = [value]
@@ -110,6 +113,19 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     from attest.store import RevocationKind
 
     with open_store(ctx, store_url) as store:
+<<<<<<< HEAD
+=======
+        if kind == "jti":
+            revoked = store.revoke_artifact(value, reason, now)
+        elif kind == "key":
+            store.revoke_key(value, reason, now)
+        elif kind == "ak":
+            store.revoke_ak(value, reason, now)
+        elif kind == "approval":
+            store.revoke_approval(value, reason, now)
+        else:
+            store.revoke_host(value, reason, now)
+>>>>>>> fix/approvals
         log = AuditLog.open(store, ctx.obj.home)
 
         # The revocation and its entries commit together: none is in force unlogged.

@@ -27,6 +27,8 @@ of the classes in :mod:`attest.policy.model` document each one)::
         -----BEGIN PUBLIC KEY----- ...
       authority_file: authority.pem  #   a PEM file (one of the two)
       policy_ref: ""                 # kind authorize, hex
+      min_approval_serial: 0         # kind authorize: lower serials are denied
+      revoked_approvals: []          # kind authorize: approval ids denied
     reference:                       # optional: attest.eventlog.appraise.ReferenceValues
       bank: sha256                   # defaults to, and must equal, pcrs.bank
       runtime: [{name: /usr/bin/backup, digests: ["<hex>"]}]

@@ -19,6 +19,7 @@ from typing import TypeVar
 from attest.errors import EvidenceError, MalformedInput, PolicyError
 from attest.eventlog.appraise import BOOT_APPLICATIONS_PCR, SECURE_BOOT_PCR, ReferenceValues
 from attest.evidence.ak import check_ak
+from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, check_approval_id
 from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT
 from attest.evidence.structures import parse_public_tpm2b
 from attest.policy import values
@@ -44,10 +45,12 @@ T = TypeVar("T")
 _TOP = ("version", "id", "ek_roots", "enrollment", "trusted_aks", "pcrs", "key_policy",
         "reference", "freshness", "artifacts", "lineage", "rules")
 _PCRS = ("bank", "sealed", "runtime")
-_KEY_POLICY = ("kind", "sealed_values", "authority", "authority_file", "policy_ref")
+_KEY_POLICY = ("kind", "sealed_values", "authority", "authority_file", "policy_ref",
+               "min_approval_serial", "revoked_approvals")
 _KEY_POLICY_FOR = {
     KeyPolicyKind.PCR: ("sealed_values",),
-    KeyPolicyKind.AUTHORIZE: ("authority", "authority_file", "policy_ref"),
+    KeyPolicyKind.AUTHORIZE: ("authority", "authority_file", "policy_ref",
+                              "min_approval_serial", "revoked_approvals"),
 }
 _FRESHNESS = ("nonce", "max_age", "clock_skew", "deny_reset")
 _ARTIFACTS = ("max_lifetime", "single_use")
@@ -214,7 +217,20 @@ def _key_policy(at: Located, pcrs: PCRPolicy, base: Path, check_paths: bool) -> 
     policy_ref = b""
     if (ref_at := section.get("policy_ref")) is not None:
         policy_ref = _hex(ref_at, what="a policyRef")
-    return KeyPolicy(kind=kind, authority_pem=pem, authority_name=name, policy_ref=policy_ref)
+    if len(policy_ref) > MAX_POLICY_REF_BYTES:
+        raise section.key("policy_ref").error(
+            f"a policyRef is at most {MAX_POLICY_REF_BYTES} bytes")
+    min_serial = _optional(section.get("min_approval_serial"),
+                           lambda at: at.integer(0, MAX_SERIAL), 0)
+    revoked: frozenset[str] = _optional(section.get("revoked_approvals"), _approval_ids,
+                                        frozenset())
+    return KeyPolicy(kind=kind, authority_pem=pem, authority_name=name, policy_ref=policy_ref,
+                     min_approval_serial=min_serial, revoked_approvals=revoked)
+
+
+def _approval_ids(at: Located) -> frozenset[str]:
+    return frozenset(_checked(item, check_approval_id)
+                     for item in at.items(what="a list of approval ids"))
 
 
 def _sealed_values(at: Located, pcrs: PCRPolicy) -> MappingProxyType[int, bytes]:

@@ -139,6 +139,20 @@ class KeyPolicy:
         authority_name: the TPM name of that key (computed, not written).
         policy_ref: ``key_policy.policy_ref``, default empty; hex, kind
             ``authorize`` only. The policyRef bound into keys at creation.
+        min_approval_serial: ``key_policy.min_approval_serial``, default ``0``,
+            kind ``authorize`` only. Artifacts signed under an approval with a
+            lower serial are denied (``key_policy_mismatch``): raise it when an
+            update ships, and every older approval stops counting, on every host.
+        revoked_approvals: ``key_policy.revoked_approvals``, default none, kind
+            ``authorize`` only. Ids of approvals (64 hex digits, as ``attest policy
+            approve`` prints them) that are denied whatever their serial.
+
+    With kind ``authorize`` an artifact must carry the approval its key signed
+    under, signed by the authority (both its TPM signature and its document
+    signature), for ``policy_ref``, for exactly the sealed PCRs, unexpired,
+    not retired by the two settings above nor revoked in the store
+    (``attest revoke --approval``), and approving the sealed PCR values the
+    quote shows (see docs/verification.md).
     """
 
     kind: KeyPolicyKind = KeyPolicyKind.PCR
@@ -146,6 +160,8 @@ class KeyPolicy:
     authority_pem: bytes | None = None
     authority_name: bytes | None = None
     policy_ref: bytes = b""
+    min_approval_serial: int = 0
+    revoked_approvals: frozenset[str] = frozenset()
 
     def expected_digest(self, pcrs: PCRPolicy) -> bytes:
         """The authPolicy a signing key must carry under this policy (SHA-256 session)."""

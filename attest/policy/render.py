@@ -36,6 +36,8 @@ def render_policy(
     runtime_reference: Mapping[str, Iterable[bytes]] | None = None,
     authority_pem: bytes | None = None,
     policy_ref: bytes = b"",
+    min_approval_serial: int = 0,
+    revoked_approvals: Sequence[str] = (),
     sealed_pcrs: Sequence[int] | None = None,
     nonce: NonceMode = NonceMode.REQUIRED,
     max_age: int = 300,
@@ -67,6 +69,8 @@ def render_policy(
         authority_pem: an authority's PEM public key: ``key_policy.kind:
             authorize`` with the key inline, instead of ``kind: pcr``.
         policy_ref: ``key_policy.policy_ref`` (authorize only).
+        min_approval_serial, revoked_approvals: ``key_policy.min_approval_serial``
+            and ``key_policy.revoked_approvals`` (authorize only).
         sealed_pcrs: ``pcrs.sealed``; defaults to the indices of
             ``sealed_values`` (give it with ``authority_pem``, whose keys are
             not sealed to values named here).
@@ -104,6 +108,8 @@ def render_policy(
             "every measurement extends it; quoted and appraised, never sealed")
     out.blank()
     _key_policy(out, sealed_values, sealed, authority_pem, policy_ref)
+    if authority_pem is not None:
+        _approvals(out, min_approval_serial, revoked_approvals)
     if runtime_reference is not None:
         out.blank()
         _reference(out, bank, runtime_reference)
@@ -200,6 +206,13 @@ def _key_policy(out: _Lines, sealed_values: Mapping[int, bytes], sealed: Sequenc
     for line in pem.splitlines():
         out.add(f"    {line.strip()}")
     out.add(f"  policy_ref: {_q(policy_ref.hex())}", "bound into keys at creation (hex)")
+
+
+def _approvals(out: _Lines, min_serial: int, revoked: Sequence[str]) -> None:
+    out.add(f"  min_approval_serial: {min_serial}",
+            "approvals with a lower serial are denied (raise it when an update ships)")
+    out.add(f"  revoked_approvals: [{', '.join(_q(i) for i in revoked)}]",
+            "approval ids denied whatever their serial")
 
 
 def _reference(out: _Lines, bank: str, runtime: Mapping[str, Iterable[bytes]]) -> None:

@@ -8,8 +8,9 @@ depends on (nonce consumed, jti recorded, TPM clock advanced) happens in
 
 from attest.errors import StoreUnavailable
 from attest.store.db import default_url
-from attest.store.errors import NonceRejected, Replayed, Revoked
+from attest.store.errors import ApprovalRolledBack, NonceRejected, Replayed, Revoked
 from attest.store.records import (
+    ApprovalUse,
     ArtifactRecord,
     Enrollment,
     NonceState,
@@ -21,6 +22,8 @@ from attest.store.records import (
 from attest.store.store import Store
 
 __all__ = [
+    "ApprovalRolledBack",
+    "ApprovalUse",
     "ArtifactRecord",
     "Enrollment",
     "NonceRejected",

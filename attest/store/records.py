@@ -20,6 +20,18 @@ class RevocationKind(StrEnum):
     KEY = "key"  # a signing key, by its TPM name (the JWS kid), hex
     AK = "ak"  # an attestation key, by its TPM name, hex
     HOST = "host"
+    # An authority's approval (attest.evidence.approval), by its id: SHA-256 hex.
+    APPROVAL = "approval"
+
+
+@dataclass(frozen=True)
+class ApprovalUse:
+    """The authority approval an artifact's key signed under, as the store keys it."""
+
+    id: str  # SHA-256 of the approval's body, hex (what revocations name)
+    authority: str  # the authority's TPM name, hex
+    policy_ref: str  # hex
+    serial: int
 
 
 @dataclass(frozen=True)
@@ -97,3 +109,6 @@ class Snapshot:
     revocations: tuple[Revocation, ...]
     parent: ArtifactRecord | None  # the parent asked about, as Store.artifact reads it
     parent_revocation: Revocation | None  # the nearest revocation of the parent's line
+    # The highest approval serial accepted for this AK, authority and policyRef (when an
+    # approval was asked about and one was accepted before).
+    approval_serial: int | None = None

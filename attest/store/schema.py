@@ -95,5 +95,18 @@ revocations = Table("revocations", (
     Column("cascaded_from", varchar(MAX_JTI), nullable=True),
 ), unique=(("uq_revocations_kind_subject", ("kind", "subject")),))
 
+# The highest authority approval serial accepted per AK, authority and policyRef
+# (key_policy.kind authorize): a host that signed under a newer approval is denied an
+# older one, which it can use again only by rolling its firmware back. Added after
+# schema version 1 (created IF NOT EXISTS, so existing databases gain it).
+approval_serials = Table("approval_serials", (
+    Column("ak_name", varchar(MAX_HEX_NAME), primary_key=True),
+    Column("authority", varchar(MAX_HEX_NAME), primary_key=True),  # its TPM name, hex
+    Column("policy_ref", varchar(128), primary_key=True),  # hex, at most 64 bytes
+    Column("serial", BIGINT),
+    Column("seen_at", BIGINT),
+))
+
 # In creation order: a table after those its foreign keys name.
-TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
+TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations,
+          approval_serials)

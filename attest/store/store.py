@@ -15,12 +15,17 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
+<<<<<<< HEAD
 from attest.store import acceptance, integrity
+=======
+from attest.store import acceptance, approvals
+>>>>>>> fix/approvals
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
 from attest.store.errors import Revoked
 from attest.store.records import (
+    ApprovalUse,
     ArtifactRecord,
     Enrollment,
     NonceState,
@@ -47,6 +52,7 @@ NONCE_BYTES = 32
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"(?:[0-9a-f]{2})+")  # a TPM name as the store keys it (fullmatch)
+_APPROVAL_ID = re.compile(r"[0-9a-f]{64}")  # attest.evidence.approval's ids (fullmatch)
 
 _ENROLLMENT = "SELECT * FROM enrollments WHERE ak_name = :ak"
 _ENROLLMENTS_FOR = ("SELECT * FROM enrollments WHERE host = :host "
@@ -137,11 +143,15 @@ class Store:
         for statement in schema_versions.create(tx.dialect):
             tx.execute(statement)
         found = tx.scalar(_SCHEMA_VERSION, {"component": component})
-        if found is None:
+        if found is None or found == version:
+            # IF NOT EXISTS: a database made before a table was added to this version
+            # gains it (tables are only ever added within a version, never altered).
             for table in tables:
                 for statement in table.create(tx.dialect):
                     tx.execute(statement)
-            tx.execute(_INSERT_SCHEMA_VERSION, {"component": component, "version": version})
+            if found is None:
+                tx.execute(_INSERT_SCHEMA_VERSION, {"component": component,
+                                                    "version": version})
         elif found > version:
             raise StoreUnavailable(
                 f"the {component} schema in {self._database.where} is version {found}; this "
@@ -265,7 +275,8 @@ class Store:
 
     def snapshot(self, ak_name: bytes | str, *, jti: str, now: int, enrollment: bool = False,
                  host: str | None = None, kid: str | None = None, nonce: str | None = None,
-                 seen: bool = False, parent: str | None = None) -> Snapshot:
+                 seen: bool = False, parent: str | None = None,
+                 approval: ApprovalUse | None = None) -> Snapshot:
         """Everything a verifier reads for one artifact, in one read transaction.
 
         Always the AK's last clock (:meth:`last_clock`) and every revocation of ``jti``,
@@ -275,11 +286,14 @@ class Store:
         (:meth:`nonce_state`); with ``seen``, :meth:`jti_seen`; and the ``parent``
         (:meth:`artifact`) with the nearest revocation of its line
         (:meth:`ancestry_revoked`). A ``kid`` that is not a key name (lowercase hex)
-        matches no revocation.
+        matches no revocation; nor does an ``approval`` id that is not one. With
+        ``approval``: its revocations, and the AK's highest serial accepted for its
+        authority and policyRef (:mod:`attest.store.approvals`).
         """
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
             kid = None
+        approval_id = None if approval is None else _approval_id(approval.id)
         with self.read() as tx:
             enrolled = tx.first(_ENROLLMENT, {"ak": name}) if enrollment else None
             if host is None and enrolled is not None:
@@ -293,13 +307,16 @@ class Store:
             above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
             own: list[tuple[RevocationKind, str | None]] = [
                 (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
-                (RevocationKind.AK, name), (RevocationKind.HOST, host)]
+                (RevocationKind.AK, name), (RevocationKind.HOST, host),
+                (RevocationKind.APPROVAL, approval_id)]
             enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
                                                         (RevocationKind.HOST, enrolled.host)]
             line = [] if parent is None or above is None else _line(parent, above)
             found = revs.matching(tx, own + enrolled_as + line)
             parent_revocation = (None if parent is None or above is None
                                  else _ancestry(tx, parent, above, found))
+            approval_serial = (None if approval is None
+                               else approvals.highest(tx, name, approval))
         wanted = {(kind, subject) for kind, subject in own if subject is not None}
         return Snapshot(
             enrollment=None if enrolled is None else _enrollment_of(
@@ -307,11 +324,12 @@ class Store:
             last_clock=last, nonce=state, jti_seen=jti_seen,
             revocations=tuple(rev for _, rev in found if (rev.kind, rev.subject) in wanted),
             parent=None if above is None else _artifact(above, parent_revocation),
-            parent_revocation=parent_revocation)
+            parent_revocation=parent_revocation, approval_serial=approval_serial)
 
     def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
                clock: SeenClock, now: int,
-               in_transaction: Callable[[Transaction], None] | None = None) -> None:
+               in_transaction: Callable[[Transaction], None] | None = None,
+               approval: ApprovalUse | None = None) -> None:
         """Record an acceptance, all or nothing, in one transaction.
 
         Consumes ``nonce`` (NonceRejected unless usable), refuses anything revoked
@@ -319,7 +337,9 @@ class Store:
         commit), inserts the jti (Replayed when single use and seen), advances the AK's
         clock, then runs ``in_transaction`` (the audit log's append goes there, so no
         acceptance commits unlogged). Whatever raises, nothing is written: a denied
-        artifact consumes neither its jti nor its nonce.
+        artifact consumes neither its jti nor its nonce. ``approval``: the authority
+        approval the key signed under, refused when revoked meanwhile or older than one
+        accepted meanwhile for the AK (ApprovalRolledBack), else recorded as its mark.
         """
         _check_record(record)
         with self.write() as tx:
@@ -331,7 +351,9 @@ class Store:
             # row or the parent has ancestors to walk.
             own: list[tuple[RevocationKind, str | None]] = [
                 (RevocationKind.KEY, record.kid), (RevocationKind.AK, record.ak_name),
-                (RevocationKind.HOST, record.host)]
+                (RevocationKind.HOST, record.host),
+                (RevocationKind.APPROVAL,
+                 None if approval is None else _approval_id(approval.id))]
             parent: list[tuple[RevocationKind, str | None]] = (
                 [] if record.parent_jti is None
                 else [(RevocationKind.ARTIFACT, record.parent_jti)])
@@ -345,6 +367,8 @@ class Store:
             acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
                                        stored_sha256=None if stored is None else stored.sha256)
             acceptance.advance_clock(tx, record.ak_name, clock, now)
+            if approval is not None:
+                approvals.advance(tx, record.ak_name, approval, now)
             if in_transaction is not None:
                 in_transaction(tx)
 
@@ -385,8 +409,19 @@ class Store:
         self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now,
                      in_transaction)
 
+<<<<<<< HEAD
     def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int,
                 in_transaction: InTransaction | None) -> None:
+=======
+    def revoke_approval(self, approval_id: str, reason: str, now: int) -> None:
+        """Revoke an authority's approval (by its id): artifacts signed under it are denied."""
+        if _approval_id(approval_id) is None:
+            raise UsageError(f"not an approval id: {approval_id[:80]!r}",
+                             hint="64 lowercase hex digits, as `attest policy approve` prints")
+        self._revoke(RevocationKind.APPROVAL, approval_id, reason, now)
+
+    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
+>>>>>>> fix/approvals
         _reason(reason)
         with self.write() as tx:
             revs.record(tx, kind, subject, reason, now)
@@ -498,6 +533,11 @@ def _ancestry(tx: Transaction, jti: str, stored: Row | None,
     if stored.parent_jti is None:
         return revs.best(found, line)
     return revs.in_chain(tx, jti)
+
+
+def _approval_id(value: str | None) -> str | None:
+    """An approval id as the store keys it, or None (matches nothing) for any other text."""
+    return value if isinstance(value, str) and _APPROVAL_ID.fullmatch(value) else None
 
 
 def _hex(value: bytes | str, what: str) -> str:

@@ -13,10 +13,12 @@ The TPM-wrapped blobs, the authValue and the metadata live in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +45,7 @@ from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
 
 from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageError
 from attest.evidence import policy
+from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, Approval, approved_for
 from attest.evidence.pcrs import HASH_NAMES, PCRSelection
 from attest.tpm.device import TPM, is_policy_failure, tpm_error
 from attest.tpm.files import write_private, write_public
@@ -124,48 +127,6 @@ class SigningKey:
                             if data["authority_name"] else None),
             policy_ref=bytes.fromhex(data.get("policy_ref", "")),
         )
-
-
-@dataclass(frozen=True)
-class Approval:
-    """An authority's signature over a PCR policy (for keys made with an authority)."""
-
-    authority_public: bytes  # TPM2B_PUBLIC of the authority key
-    selection: PCRSelection
-    values: dict[tuple[str, int], bytes]
-    policy_ref: bytes
-    signature: bytes  # TPMT_SIGNATURE over H(approvedPolicy || policyRef)
-
-    @property
-    def approved_policy(self) -> bytes:
-        return policy.pcr_auth_policy(self.selection, self.values)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "authority_public": self.authority_public.hex(),
-                "pcrs": str(self.selection),
-                "values": _values_to_json(self.values),
-                "policy_ref": self.policy_ref.hex(),
-                "approved_policy": self.approved_policy.hex(),
-                "signature": self.signature.hex(),
-            },
-            indent=2,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Approval:
-        try:
-            data = json.loads(text)
-            return cls(
-                authority_public=bytes.fromhex(data["authority_public"]),
-                selection=PCRSelection.parse(data["pcrs"]),
-                values=_values_from_json(data["values"]),
-                policy_ref=bytes.fromhex(data["policy_ref"]),
-                signature=bytes.fromhex(data["signature"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"not an approval file: {exc}") from exc
 
 
 def _values_to_json(values: dict[tuple[str, int], bytes]) -> dict[str, str]:
@@ -467,8 +428,11 @@ def certify(tpm: TPM, identity: HostIdentity, key: SigningKey,
 
 
 def approve(authority_private_pem: bytes, selection: PCRSelection,
-            values: dict[tuple[str, int], bytes], policy_ref: bytes = b"") -> Approval:
-    """Sign an approval of a PCR policy with the authority's private key (in software)."""
+            values: dict[tuple[str, int], bytes], policy_ref: bytes = b"", *,
+            serial: int, not_after: int | None = None) -> Approval:
+    """Sign an approval of a PCR policy with the authority's private key (in software):
+    once over H(approvedPolicy || policyRef) for the TPM, once over the approval's
+    document (serial, expiry included) for verifiers (see attest.evidence.approval)."""
     try:
         private = serialization.load_pem_private_key(authority_private_pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -479,12 +443,28 @@ def approve(authority_private_pem: bytes, selection: PCRSelection,
     missing = [f"{b}:{i}" for b, i in selection if (b, i) not in values]
     if missing:
         raise UsageError(f"no value given for PCR {', '.join(missing)}")
-    approval = Approval(bytes(authority.marshal()), selection, dict(values), policy_ref, b"")
-    a_hash = policy.approval_digest(approval.approved_policy, policy_ref)
+    if len(policy_ref) > MAX_POLICY_REF_BYTES:
+        raise UsageError(f"a policyRef is at most {MAX_POLICY_REF_BYTES} bytes")
+    if not 0 <= serial <= MAX_SERIAL:
+        raise UsageError(f"the serial must be 0-{MAX_SERIAL}")
+    if not_after is not None and not 0 <= not_after <= MAX_SERIAL:
+        raise UsageError("the expiry must be a Unix time")
+    unsigned = Approval(bytes(authority.marshal()), selection,
+                        {key: values[key] for key in selection}, policy_ref, b"", serial,
+                        not_after)
+    tpm_signature = _sign_prehashed(
+        private, policy.approval_digest(unsigned.approved_policy, policy_ref))
+    return dataclasses.replace(unsigned, signature=tpm_signature,
+                               document_signature=_sign_prehashed(
+                                   private, unsigned.document_digest()))
+
+
+def _sign_prehashed(private: Any, digest: bytes) -> bytes:
+    """A TPMT_SIGNATURE by an authority's software key over a SHA-256 digest."""
     prehashed = utils.Prehashed(hashes.SHA256())
     signature = TPMT_SIGNATURE()
     if isinstance(private, ec.EllipticCurvePrivateKey):
-        der = private.sign(a_hash, ec.ECDSA(prehashed))
+        der = private.sign(digest, ec.ECDSA(prehashed))
         r, s = utils.decode_dss_signature(der)
         signature.sigAlg = TPM2_ALG.ECDSA
         signature.signature.ecdsa.hash = TPM2_ALG.SHA256
@@ -493,8 +473,23 @@ def approve(authority_private_pem: bytes, selection: PCRSelection,
     elif isinstance(private, rsa.RSAPrivateKey):
         signature.sigAlg = TPM2_ALG.RSASSA
         signature.signature.rsassa.hash = TPM2_ALG.SHA256
-        signature.signature.rsassa.sig = private.sign(a_hash, padding.PKCS1v15(), prehashed)
+        signature.signature.rsassa.sig = private.sign(digest, padding.PKCS1v15(), prehashed)
     else:
         raise UsageError("the authority key must be ECC P-256 or RSA")
-    return Approval(approval.authority_public, selection, dict(values), policy_ref,
-                    bytes(signature.marshal()))
+    return bytes(signature.marshal())
+
+
+def choose_approval(tpm: TPM, approvals: Sequence[Approval], now: int) -> Approval:
+    """Of ``approvals``, the unexpired one with the highest serial that approves the PCR
+    values the TPM holds now: verifiers may retire older ones (min_approval_serial).
+
+    When none approves them, the newest unexpired one is returned all the same: the TPM
+    refuses it, and that refusal names the PCRs that changed.
+    """
+    live = [a for a in approvals if a.not_after is None or a.not_after >= now]
+    if not live:
+        raise PCRPolicyMismatch(
+            f"every approval given ({len(approvals)}) has expired; refusing to sign", rc=0,
+            hint="get a current approval from the authority (`attest policy approve`)")
+    current = [a for a in live if approved_for(a, read_pcrs(tpm, a.selection))]
+    return max(current or live, key=lambda a: a.serial)

@@ -18,14 +18,17 @@ that do not depend on a failed one still run, so several reasons are reported.
    clock_rollback, tpm_reset, pcr_selection_insufficient, pcr_digest_mismatch.
 6. The logs replay to the quoted PCRs and hold only measurements the reference
    values allow: eventlog_malformed, eventlog_mismatch, reference_value_mismatch.
+   With key_policy.kind authorize (attest.verify.approvals): the artifact's approval
+   is the authority's, approves the quoted sealed PCRs and is neither expired nor
+   retired: key_policy_mismatch, malformed_artifact.
 7. Times and freshness (nbf, exp, lifetime, iat age, the verifier's nonce):
    not_yet_valid, expired, stale_evidence, nonce_unknown, nonce_reused,
    policy_mismatch.
 8. Single use, revocation, lineage, rules: replayed, revoked, lineage_broken,
    scope_escalation, policy_mismatch.
 9. The acceptance is recorded atomically (nonce consumed, jti stored, clock
-   advanced, audit entry appended): replayed, nonce_reused, revoked,
-   audit_unavailable.
+   advanced, approval serial mark raised, audit entry appended): replayed,
+   nonce_reused, revoked, key_policy_mismatch, audit_unavailable.
 
 Anything that raises inside is a denial (internal_error), never an acceptance.
 """
@@ -56,6 +59,7 @@ from attest.memo import remember
 from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.store import (
+    ApprovalRolledBack,
     ArtifactRecord,
     NonceRejected,
     NonceState,
@@ -66,6 +70,7 @@ from attest.store import (
     Snapshot,
     Store,
 )
+from attest.verify.approvals import approval_use, check_approval
 from attest.verify.decision import Decision, Denial
 from attest.verify.lineage import check_lineage
 
@@ -192,6 +197,11 @@ class Verifier:
         quote = self._quote(claims, bound, subject, view, denials)
         if quote is not None:
             self._logs(claims, quote, denials)
+        approval = None
+        if certified is not None:  # an approval means something only for the policy's key
+            approval, found = check_approval(self.policy, claims.evidence, quote, now,
+                                             view.approval_serial)
+            denials.extend(found)
         if claims.policy_id is not None and claims.policy_id != self.policy.id:
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"issued under policy {claims.policy_id!r}, verified under "
@@ -207,6 +217,8 @@ class Verifier:
                 Denial(Reason.INTERNAL_ERROR, "a check failed without a reason"),),
                 jti=claims.jti, subject=claims.sub, host=subject.host)
         facts = _facts(claims, subject, certified, quote)
+        if approval is not None:  # which approval the key signed under, for the record
+            facts["approval"] = {"id": approval.id, "serial": approval.serial}
         return self._accept(artifact, subject, certified, quote, facts, now, audit)
 
     def _allowed(self, subject: str, action: str, argv: tuple[str, ...], host: str) -> bool:
@@ -288,7 +300,8 @@ class Verifier:
         return self.store.snapshot(
             ak_name, jti=claims.jti, now=now, enrollment=host is None, host=host,
             kid=artifact.header.kid, nonce=nonce, seen=self.policy.artifacts.single_use,
-            parent=None if claims.lineage is None else claims.lineage.parent)
+            parent=None if claims.lineage is None else claims.lineage.parent,
+            approval=approval_use(self.policy, claims.evidence))
 
     def _check_ek(self, certificate: bytes, now: int) -> None:
         key = hashlib.sha256(certificate).digest()
@@ -475,8 +488,9 @@ class Verifier:
         try:
             self.store.accept(record, nonce=claims.eat_nonce,
                               single_use=self.policy.artifacts.single_use, clock=clock, now=now,
-                              in_transaction=hook)
-        except (Replayed, NonceRejected, Revoked) as exc:
+                              in_transaction=hook,
+                              approval=approval_use(self.policy, claims.evidence))
+        except (Replayed, NonceRejected, Revoked, ApprovalRolledBack) as exc:
             return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
                             host=subject.host)
         except _AuditFailed as exc:

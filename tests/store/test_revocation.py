@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from attest.errors import UsageError
-from attest.store import Revocation, RevocationKind, Store
+from attest.store import ApprovalUse, Revocation, RevocationKind, Revoked, Store
 from attest.store.schema import artifacts
 from tests.store.helpers import AK, HOST, KID, T0, clock, raw_artifact, record
 
@@ -121,3 +123,30 @@ def test_bad_revocations_are_usage_errors(store: Store) -> None:
         store.revoke_artifact("j", "  ", T0)
     with pytest.raises(ValueError, match="at least one"):
         store.revocation_for()
+
+
+APPROVAL_ID = "ab" * 32
+APPROVAL = ApprovalUse(APPROVAL_ID, "000b" + "11" * 32, "", 1)
+
+
+def test_a_revoked_approval_is_refused_in_the_snapshot_and_at_commit(store: Store) -> None:
+    """Revoked between a verifier's read and its commit: the commit refuses it too."""
+    assert store.snapshot(AK, jti="x", now=T0, approval=APPROVAL).revocations == ()
+    store.revoke_approval(APPROVAL_ID, "firmware v1 withdrawn", T0)
+    seen = store.snapshot(AK, jti="x", now=T0, approval=APPROVAL).revocations
+    assert [(r.kind, r.subject) for r in seen] == [(RevocationKind.APPROVAL, APPROVAL_ID)]
+    with pytest.raises(Revoked, match="firmware v1 withdrawn"):
+        store.accept(record("x"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                     approval=APPROVAL)
+    assert store.artifact("x") is None  # nothing consumed
+    store.accept(record("y"), nonce=None, single_use=True, clock=clock(2), now=T0,
+                 approval=dataclasses.replace(APPROVAL, id="cd" * 32))  # not revoked
+
+
+@pytest.mark.parametrize("text", ["AB" * 32, "ab" * 31, "ab" * 33, "", "zz" * 32])
+def test_an_approval_revocation_needs_an_approval_id(store: Store, text: str) -> None:
+    with pytest.raises(UsageError, match="approval id"):
+        store.revoke_approval(text, "typo", T0)
+    # Anything else in an artifact matches no revocation (and reads nothing odd).
+    odd = dataclasses.replace(APPROVAL, id=text)
+    assert store.snapshot(AK, jti="x", now=T0, approval=odd).revocations == ()

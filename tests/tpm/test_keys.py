@@ -159,7 +159,8 @@ def test_authority_key_signs_under_a_current_approval(fresh_host: Host, payload:
                         "--out", str(tmp_path / "s0"))
     assert no_approval.exit_code == 2 and "--approval" in no_approval.stderr
 
-    h.ok("policy", "approve", "--authority-key", str(priv), "--pcrs", "sha256:0-7",
+    h.ok("policy", "approve", "--serial", "1", "--authority-key", str(priv),
+         "--pcrs", "sha256:0-7",
          "--out", str(tmp_path / "a1.json"))
     h.ok("key", "sign", "--name", "upd", "--in", str(payload), "--out", str(tmp_path / "s1"),
          "--approval", str(tmp_path / "a1.json"))
@@ -173,7 +174,8 @@ def test_authority_key_signs_under_a_current_approval(fresh_host: Host, payload:
     assert stale.exit_code == 1 and "no longer matches the approved policy" in stale.stderr
     # ... and a new approval of the new value (given explicitly, no TPM read) does.
     value = _pcrs(h, "sha256:4")[("sha256", 4)].hex()
-    h.ok("policy", "approve", "--authority-key", str(priv), "--pcrs", "sha256:0-3,5-7",
+    h.ok("policy", "approve", "--serial", "2", "--authority-key", str(priv),
+         "--pcrs", "sha256:0-3,5-7",
          "--pcrs", f"sha256:4={value}", "--out", str(tmp_path / "a2.json"))
     h.ok("key", "sign", "--name", "upd", "--in", str(payload), "--out", str(tmp_path / "s3"),
          "--approval", str(tmp_path / "a2.json"))
@@ -184,7 +186,8 @@ def test_approval_by_another_authority_is_refused(host: Host, payload: Path,
     _, pub = _authority(tmp_path, "real")
     other_priv, _ = _authority(tmp_path, "other")
     host.ok("key", "create", "--name", "guarded", "--authority", str(pub))
-    host.ok("policy", "approve", "--authority-key", str(other_priv), "--pcrs", "sha256:0-7",
+    host.ok("policy", "approve", "--serial", "1", "--authority-key", str(other_priv),
+            "--pcrs", "sha256:0-7",
             "--out", str(tmp_path / "forged.json"))
     result = host.run("key", "sign", "--name", "guarded", "--in", str(payload),
                       "--out", str(tmp_path / "s"), "--approval", str(tmp_path / "forged.json"))
@@ -226,11 +229,13 @@ def test_policy_ref_binds_approvals_to_the_key(host: Host, payload: Path,
     priv, pub = _authority(tmp_path, "ref")
     host.ok("key", "create", "--name", "channel", "--authority", str(pub),
             "--policy-ref", "c0de")
-    host.ok("policy", "approve", "--authority-key", str(priv), "--pcrs", "sha256:0-7",
+    host.ok("policy", "approve", "--serial", "1", "--authority-key", str(priv),
+            "--pcrs", "sha256:0-7",
             "--policy-ref", "c0de", "--out", str(tmp_path / "right.json"))
     host.ok("key", "sign", "--name", "channel", "--in", str(payload), "--out",
             str(tmp_path / "s"), "--approval", str(tmp_path / "right.json"))
-    host.ok("policy", "approve", "--authority-key", str(priv), "--pcrs", "sha256:0-7",
+    host.ok("policy", "approve", "--serial", "2", "--authority-key", str(priv),
+            "--pcrs", "sha256:0-7",
             "--out", str(tmp_path / "wrong.json"))
     result = host.run("key", "sign", "--name", "channel", "--in", str(payload), "--out",
                       str(tmp_path / "s2"), "--approval", str(tmp_path / "wrong.json"))

@@ -47,9 +47,9 @@ def _authority(tmp: Path, name: str) -> tuple[Path, Path]:
     return private, public
 
 
-def _approve(rig: Rig, authority_key: Path, out: Path) -> signing.Approval:
-    rig.host.ok("policy", "approve", "--authority-key", str(authority_key), "--pcrs", SEALED,
-                "--out", str(out))
+def _approve(rig: Rig, authority_key: Path, out: Path, serial: int = 1) -> signing.Approval:
+    rig.host.ok("policy", "approve", "--serial", str(serial), "--authority-key",
+                str(authority_key), "--pcrs", SEALED, "--out", str(out))
     return signing.Approval.from_json(out.read_text())
 
 
@@ -92,6 +92,6 @@ def test_approvals_by_the_keys_authority_and_by_another(rig: Rig) -> None:
     rig.host.ok("pcr", "extend", "4", "--data", "new boot loader")
     assert _authorize(rig, good, rig.tmp / "c.jws") == 1
     updated = rig.tmp / "release-approval-2.json"
-    _approve(rig, release_key, updated)
+    _approve(rig, release_key, updated, serial=2)
     assert _authorize(rig, updated, rig.tmp / "d.jws") == 0
     accepted(trusts_release.verify((rig.tmp / "d.jws").read_bytes()))

@@ -1,0 +1,48 @@
+"""The per-AK mark of approval serials: a host that had an artifact accepted under a newer
+approval is refused an older one, in the snapshot and when the acceptance commits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from attest.store import ApprovalRolledBack, ApprovalUse, Store
+from tests.store.helpers import AK, T0, clock, record
+
+AUTHORITY = "000b" + "11" * 32
+OTHER_AK = "000b" + "99" * 32
+
+
+def _use(serial: int, **changes: str) -> ApprovalUse:
+    return dataclasses.replace(ApprovalUse(f"{serial:064x}", AUTHORITY, "", serial), **changes)
+
+
+def test_the_mark_rises_and_an_older_serial_is_refused_at_commit(store: Store) -> None:
+    assert store.snapshot(AK, jti="a", now=T0, approval=_use(2)).approval_serial is None
+    store.accept(record("a"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                 approval=_use(2))
+    assert store.snapshot(AK, jti="b", now=T0, approval=_use(1)).approval_serial == 2
+    # Judged against an older snapshot, committed after the newer one: refused.
+    with pytest.raises(ApprovalRolledBack, match="serial 1 is older than serial 2"):
+        store.accept(record("b"), nonce=None, single_use=True, clock=clock(2), now=T0,
+                     approval=_use(1))
+    assert store.artifact("b") is None  # nothing consumed
+    store.accept(record("c"), nonce=None, single_use=True, clock=clock(3), now=T0,
+                 approval=_use(2))  # the same serial again is no rollback
+    store.accept(record("d"), nonce=None, single_use=True, clock=clock(4), now=T0,
+                 approval=_use(3))
+    assert store.snapshot(AK, jti="e", now=T0, approval=_use(1)).approval_serial == 3
+
+
+def test_the_mark_is_per_ak_authority_and_policy_ref(store: Store) -> None:
+    store.accept(record("a"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                 approval=_use(5))
+    assert store.snapshot(AK, jti="b", now=T0, approval=_use(1)).approval_serial == 5
+    assert store.snapshot(OTHER_AK, jti="b", now=T0, approval=_use(1)).approval_serial is None
+    other_authority = _use(1, authority="000b" + "22" * 32)
+    other_ref = _use(1, policy_ref="c0de")
+    for use in (other_authority, other_ref):
+        assert store.snapshot(AK, jti="b", now=T0, approval=use).approval_serial is None
+    store.accept(record("b"), nonce=None, single_use=True, clock=clock(2), now=T0,
+                 approval=other_ref)
