@@ -113,19 +113,6 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     from attest.store import RevocationKind
 
     with open_store(ctx, store_url) as store:
-<<<<<<< HEAD
-=======
-        if kind == "jti":
-            revoked = store.revoke_artifact(value, reason, now)
-        elif kind == "key":
-            store.revoke_key(value, reason, now)
-        elif kind == "ak":
-            store.revoke_ak(value, reason, now)
-        elif kind == "approval":
-            store.revoke_approval(value, reason, now)
-        else:
-            store.revoke_host(value, reason, now)
->>>>>>> fix/approvals
         log = AuditLog.open(store, ctx.obj.home)
 
         # The revocation and its entries commit together: none is in force unlogged.
@@ -140,6 +127,8 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
             store.revoke_key(value, reason, now, in_transaction=logged)
         elif kind == "ak":
             store.revoke_ak(value, reason, now, in_transaction=logged)
+        elif kind == "approval":
+            store.revoke_approval(value, reason, now, in_transaction=logged)
         else:
             store.revoke_host(value, reason, now, in_transaction=logged)
     if as_json:

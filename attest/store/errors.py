@@ -10,11 +10,8 @@ from attest.errors import AttestError, StoreUnavailable
 from attest.reasons import Reason
 from attest.store.records import NonceState, Revocation, RevocationKind
 
-<<<<<<< HEAD
-__all__ = ["ForeignSchemaObject", "NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
-=======
-__all__ = ["ApprovalRolledBack", "NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
->>>>>>> fix/approvals
+__all__ = ["ApprovalRolledBack", "ForeignSchemaObject", "NonceRejected", "Replayed", "Revoked",
+           "StoreUnavailable"]
 
 _NONCE_REASONS = {
     NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
@@ -60,7 +57,6 @@ class Revoked(AttestError):
         self.revocation = revocation
 
 
-<<<<<<< HEAD
 class ForeignSchemaObject(StoreUnavailable):
     """The database holds a trigger, view, rule, index or table definition attest did not
     create (:mod:`attest.store.integrity`): the store refuses to run on it (exit 3)."""
@@ -71,7 +67,8 @@ class ForeignSchemaObject(StoreUnavailable):
         super().__init__(f"the verifier's database holds objects attest did not create: "
                          f"{shown}", hint=hint)
         self.objects = objects
-=======
+
+
 class ApprovalRolledBack(AttestError):
     """The AK signed under a newer approval of the same authority before: a rollback."""
 
@@ -85,4 +82,3 @@ def rolled_back_message(serial: int, highest: int) -> str:
     return (f"approval serial {serial} is older than serial {highest}, under which this "
             "host's AK already had an artifact accepted: the host went back to an "
             "older approved state")
->>>>>>> fix/approvals

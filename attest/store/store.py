@@ -15,11 +15,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-<<<<<<< HEAD
-from attest.store import acceptance, integrity
-=======
-from attest.store import acceptance, approvals
->>>>>>> fix/approvals
+from attest.store import acceptance, approvals, integrity
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
@@ -409,19 +405,16 @@ class Store:
         self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now,
                      in_transaction)
 
-<<<<<<< HEAD
-    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int,
-                in_transaction: InTransaction | None) -> None:
-=======
-    def revoke_approval(self, approval_id: str, reason: str, now: int) -> None:
+    def revoke_approval(self, approval_id: str, reason: str, now: int, *,
+                        in_transaction: InTransaction | None = None) -> None:
         """Revoke an authority's approval (by its id): artifacts signed under it are denied."""
         if _approval_id(approval_id) is None:
             raise UsageError(f"not an approval id: {approval_id[:80]!r}",
                              hint="64 lowercase hex digits, as `attest policy approve` prints")
-        self._revoke(RevocationKind.APPROVAL, approval_id, reason, now)
+        self._revoke(RevocationKind.APPROVAL, approval_id, reason, now, in_transaction)
 
-    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
->>>>>>> fix/approvals
+    def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int,
+                in_transaction: InTransaction | None) -> None:
         _reason(reason)
         with self.write() as tx:
             revs.record(tx, kind, subject, reason, now)
