@@ -10,7 +10,7 @@ from attest.errors import AttestError, StoreUnavailable
 from attest.reasons import Reason
 from attest.store.records import NonceState, Revocation, RevocationKind
 
-__all__ = ["NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
+__all__ = ["EnrollmentRefused", "NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
 
 _NONCE_REASONS = {
     NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
@@ -50,7 +50,13 @@ class Revoked(AttestError):
 
     def __init__(self, revocation: Revocation) -> None:
         via = f" (revoked with {revocation.cascaded_from})" if revocation.cascaded_from else ""
-        reason = Reason.AK_REVOKED if revocation.kind is RevocationKind.AK else Reason.REVOKED
+        # A revoked EK is a revoked TPM: every AK in it reads as revoked.
+        reason = (Reason.AK_REVOKED if revocation.kind in (RevocationKind.AK, RevocationKind.EK)
+                  else Reason.REVOKED)
         super().__init__(f"{revocation.kind.value} {revocation.subject} is revoked{via}: "
                          f"{revocation.reason}", reason=reason)
         self.revocation = revocation
+
+
+class EnrollmentRefused(AttestError):
+    """An enrollment would lift a revocation or take an identity another TPM holds."""

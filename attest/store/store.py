@@ -15,11 +15,12 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance
+from attest.store import acceptance, identities
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
 from attest.store.errors import Revoked
+from attest.store.identities import HostMove
 from attest.store.records import (
     ArtifactRecord,
     Enrollment,
@@ -48,9 +49,12 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"(?:[0-9a-f]{2})+")  # a TPM name as the store keys it (fullmatch)
 
-_ENROLLMENT = "SELECT * FROM enrollments WHERE ak_name = :ak"
-_ENROLLMENTS_FOR = ("SELECT * FROM enrollments WHERE host = :host "
-                    "ORDER BY enrolled_at, ak_name")
+# Each enrollment with the EK its AK was activated under (ek_id; NULL when not recorded).
+_WITH_EK = ("SELECT enrollments.*, ak_eks.ek AS ek_id FROM enrollments "
+            "LEFT JOIN ak_eks ON ak_eks.ak_name = enrollments.ak_name ")
+_ENROLLMENT = _WITH_EK + "WHERE enrollments.ak_name = :ak"
+_ENROLLMENTS_FOR = (_WITH_EK + "WHERE enrollments.host = :host "
+                    "ORDER BY enrollments.enrolled_at, enrollments.ak_name")
 _CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
 _FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
 _ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
@@ -129,10 +133,12 @@ class Store:
         for statement in schema_versions.create(tx.dialect):
             tx.execute(statement)
         found = tx.scalar(_SCHEMA_VERSION, {"component": component})
-        if found is None:
+        if found is None or found == version:
+            # IF NOT EXISTS: a database of this version gains the tables added since.
             for table in tables:
                 for statement in table.create(tx.dialect):
                     tx.execute(statement)
+        if found is None:
             tx.execute(_INSERT_SCHEMA_VERSION, {"component": component, "version": version})
         elif found > version:
             raise StoreUnavailable(
@@ -155,20 +161,31 @@ class Store:
     # -- enrollment --------------------------------------------------------------------
 
     def enroll(self, host: str, ak_name: bytes, ak_public: bytes, ak_qualified_name: bytes,
-               ek_certificate: bytes | None, now: int) -> None:
-        """Admit an AK for a host; enrolling a known AK again replaces its record.
+               ek_certificate: bytes | None, now: int, *, ek: str | None = None,
+               move_host: bool = False) -> HostMove | None:
+        """Admit an AK, activated under the EK ``ek`` (its id: SHA-256 of the EK's
+        SubjectPublicKeyInfo, hex), for a host; enrolling a known AK again replaces its
+        record.
 
-        Re-enrolling does not lift a revocation: a revoked AK or host stays revoked.
+        Refused (EnrollmentRefused) when the AK, the EK or the host is revoked, when the
+        AK is enrolled under another host id or EK, or when the host id belongs to
+        another EK, unless ``move_host``: then the host id moves to ``ek`` and the move
+        is returned for the caller to audit (see :mod:`attest.store.identities`).
         """
         _bounded(host, "host", MAX_HOST)
         name = _hex(ak_name, "AK name")
+        if ek is not None:
+            identities.ek_id(ek)
         with self.write() as tx:
+            moved = identities.admit(tx, host=host, ak_name=name, ek=ek, now=now,
+                                     move_host=move_host)
             _upsert(tx, _UPDATE_HOST, _INSERT_HOST,
                     {"host": host, "first_enrolled_at": now, "last_enrolled_at": now})
             _upsert(tx, _UPDATE_ENROLLMENT, _INSERT_ENROLLMENT,
                     {"ak_name": name, "host": host, "ak_public": ak_public,
                      "ak_qualified_name": ak_qualified_name, "ek_certificate": ek_certificate,
                      "enrolled_at": now, "updated_at": now})
+        return moved
 
     def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
         name = _hex(ak_name, "AK name")
@@ -272,6 +289,7 @@ class Store:
                 (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
                 (RevocationKind.AK, name), (RevocationKind.HOST, host)]
             enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
+                                                        (RevocationKind.EK, enrolled.ek_id),
                                                         (RevocationKind.HOST, enrolled.host)]
             line = [] if parent is None or above is None else _line(parent, above)
             found = revs.matching(tx, own + enrolled_as + line)
@@ -349,8 +367,13 @@ class Store:
         """Revoke an AK; its enrollment then reads as revoked (re-enrolling keeps it so)."""
         self._revoke(RevocationKind.AK, _hex(ak_name_hex, "AK name"), reason, now)
 
-    def revoke_host(self, host: str, reason: str, now: int) -> None:
-        self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now)
+    def revoke_host(self, host: str, reason: str, now: int) -> list[tuple[RevocationKind, str]]:
+        """Revoke a host and its TPM identity: the EKs it enrolled with and every AK of
+        theirs, under any host id. No re-enrollment lifts it. Returns what was revoked."""
+        _bounded(host, "host", MAX_HOST)
+        _reason(reason)
+        with self.write() as tx:
+            return identities.revoke_host(tx, host, reason, now)
 
     def _revoke(self, kind: RevocationKind, subject: str, reason: str, now: int) -> None:
         _reason(reason)
@@ -403,8 +426,10 @@ def _upsert(tx: Transaction, update: str, insert: str, values: dict[str, object]
 
 
 def _enrollment(tx: Transaction, row: Row) -> Enrollment:
-    return _enrollment_of(row, revs.find(tx, [(RevocationKind.AK, row.ak_name),
-                                                (RevocationKind.HOST, row.host)]))
+    wanted = [(RevocationKind.AK, row.ak_name), (RevocationKind.HOST, row.host)]
+    if row.ek_id is not None:
+        wanted.insert(1, (RevocationKind.EK, row.ek_id))
+    return _enrollment_of(row, revs.find(tx, wanted))
 
 
 def _enrollment_of(row: Row, revoked: Revocation | None) -> Enrollment:
@@ -414,7 +439,7 @@ def _enrollment_of(row: Row, revoked: Revocation | None) -> Enrollment:
         ak_qualified_name=row.ak_qualified_name, ek_certificate=row.ek_certificate,
         enrolled_at=row.enrolled_at, updated_at=row.updated_at,
         revoked=revoked is not None,
-        revocation_reason=None if revoked is None else revoked.reason)
+        revocation_reason=None if revoked is None else revoked.reason, ek=row.ek_id)
 
 
 def _last_clock(tx: Transaction, ak_name: str) -> SeenClock | None:

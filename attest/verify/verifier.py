@@ -49,7 +49,7 @@ from attest.eventlog.replay import PCRBanks, compare_replay, replay, startup_loc
 from attest.eventlog.tcg import TcgEvent, parse_tcg
 from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
-from attest.evidence.ekcert import verify_chain
+from attest.evidence.ekcert import verify_ek_certificate
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import ClockInfo, Public, parse_public_tpm2b
 from attest.memo import remember
@@ -253,7 +253,7 @@ class Verifier:
                            enrolled.ak_qualified_name or None, enrolled.ek_certificate)
         if ak.denial is not None:
             raise _Denied([ak.denial])
-        if subject.ek_certificate is not None and self.policy.ek_roots:
+        if self.policy.ek_roots:
             self._check_ek(subject.ek_certificate, now)
         return subject, view
 
@@ -290,16 +290,21 @@ class Verifier:
             kid=artifact.header.kid, nonce=nonce, seen=self.policy.artifacts.single_use,
             parent=None if claims.lineage is None else claims.lineage.parent)
 
-    def _check_ek(self, certificate: bytes, now: int) -> None:
+    def _check_ek(self, certificate: bytes | None, now: int) -> None:
+        if certificate is None:
+            # With ek_roots, an enrollment must show the EK's chain: none is no chain.
+            raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
+                                  "the policy sets ek_roots and this AK was enrolled without "
+                                  "an EK certificate")])
         key = hashlib.sha256(certificate).digest()
         if self._ek_checked.get(key, -1) // 3600 == now // 3600:
             return  # checked within this hour: certificates change validity by the day
         roots = read_certificates(self.policy.ek_roots)
         try:
-            verify_chain(certificate, roots, at=_utc(now))
+            verify_ek_certificate(certificate, roots, at=_utc(now))
         except EvidenceError as exc:
             raise _Denied([_denial(exc)]) from None
-        self._ek_checked[key] = now
+        remember(self._ek_checked, key, now, AK_CACHE_SIZE)
 
     def _certification(self, artifact: jws.ParsedArtifact, subject: _Subject,
                        denials: list[Denial]) -> CertifiedKey | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from attest.reasons import Reason
 from attest.store import Enrollment, Store
+from attest.store.errors import EnrollmentRefused
 from tests.store.helpers import T0
 
 AK1 = bytes.fromhex("000b" + "11" * 32)
@@ -49,13 +53,16 @@ def test_revoked_ak_and_revoked_host_show_on_the_enrollment(store: Store) -> Non
 def test_reenrolling_does_not_lift_a_revocation(store: Store) -> None:
     store.enroll("host-1", AK1, b"p1", b"q1", None, T0)
     store.revoke_ak(AK1, "compromised", T0 + 1)
-    store.enroll("host-1", AK1, b"p1", b"q1", None, T0 + 2)
+    with pytest.raises(EnrollmentRefused) as refused:
+        store.enroll("host-1", AK1, b"p1", b"q1", None, T0 + 2)
+    assert refused.value.reason is Reason.AK_REVOKED
     got = store.enrollment(AK1)
     assert got is not None and got.revoked
 
 
-def test_an_ak_revoked_before_enrollment_is_revoked_once_enrolled(store: Store) -> None:
+def test_an_ak_revoked_before_enrollment_is_never_enrolled(store: Store) -> None:
     store.revoke_ak(AK1, "known bad", T0)
-    store.enroll("host-1", AK1, b"p1", b"q1", None, T0 + 1)
-    got = store.enrollment(AK1)
-    assert got is not None and got.revoked and got.revocation_reason == "known bad"
+    with pytest.raises(EnrollmentRefused) as refused:
+        store.enroll("host-1", AK1, b"p1", b"q1", None, T0 + 1)
+    assert "known bad" in refused.value.message
+    assert store.enrollment(AK1) is None
