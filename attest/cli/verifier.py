@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from attest.audit.log import AuditLog
     from attest.evidence.structures import Public
     from attest.store.identities import HostMove
+    from attest.tpm.device import TPM
 
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
@@ -204,10 +205,11 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
         try:
             recovered = activate_credential(tpm, identity, credential.credential_blob,
                                             credential.encrypted_secret, EK_RSA)
-        except TPMEnvironmentError:
-            raise
         except TPMError as exc:
-            # The TPM could not unwrap: the EK certificate names another TPM's EK.
+            # swtpm reports a seed it cannot decrypt as TPM_RC_FAILURE: a TPM that still
+            # answers failed on the credential, so the certificate names another TPM's EK.
+            if isinstance(exc, TPMEnvironmentError) and not _answers(tpm):
+                raise
             raise EvidenceError(f"credential activation failed ({exc.message}): this TPM "
                                 "does not hold the EK of its EK certificate",
                                 reason=Reason.EK_CHAIN_INVALID,
@@ -239,6 +241,15 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
                    f"(credential activated; EK chain {result['ek_chain']})"
                    + ("" if moved is None else
                       f"; host id moved from EK {moved.previous[:16]}…"))
+
+
+def _answers(tpm: TPM) -> bool:
+    """Whether the TPM still serves commands (a failed command did not break it)."""
+    try:
+        tpm.call("reading the TPM clock", tpm.esapi.read_clock)
+    except TPMError:
+        return False
+    return True
 
 
 def _enrollment_ek(certificate: bytes | None, public: bytes,
