@@ -240,7 +240,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
         click.echo(f"enrolled AK {identity.ak_name.hex()[:16]}… as host {host} "
                    f"(credential activated; EK chain {result['ek_chain']})"
                    + ("" if moved is None else
-                      f"; host id moved from EK {moved.previous[:16]}…"))
+                      f"; host id moved from EK {(moved.previous or 'not recorded')[:16]}…"))
 
 
 def _answers(tpm: TPM) -> bool:
@@ -289,9 +289,10 @@ def _record_move(log: AuditLog, moved: HostMove, now: int) -> None:
     from attest.audit.entry import Entry, EntryKind, Outcome
 
     new = "(no EK)" if moved.ek is None else f"ek:{moved.ek}"
+    old = "a TPM not recorded" if moved.previous is None else f"ek:{moved.previous}"
     log.record(Entry(kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED, time=now,
                      host=moved.host, subject=new,
-                     reasons=(f"host id moved by an administrator from ek:{moved.previous}",
+                     reasons=(f"host id moved by an administrator from {old}",
                               *(f"dropped ak:{ak}" for ak in moved.dropped[:32]))))
 
 

@@ -3,8 +3,8 @@
 The rules, enforced where enrollments and host revocations are written:
 
 - an AK is enrolled under one host id, and activated under one EK;
-- a host id belongs to one EK; another EK takes it only by an explicit move
-  (``move_host``), which the caller audits;
+- a host id belongs to one EK; another EK, or an AK whose TPM is not known,
+  takes it only by an explicit move (``move_host``), which the caller audits;
 - a revoked AK, EK or host id is never enrolled again: revoking a host revokes
   its EK and every AK activated under that EK, whatever host id they used.
 """
@@ -35,18 +35,19 @@ _HOST_AK_EKS = ("SELECT DISTINCT ak_eks.ek FROM ak_eks JOIN enrollments "
                 "ON enrollments.ak_name = ak_eks.ak_name WHERE enrollments.host = :host")
 _EK_AKS = "SELECT ak_name FROM ak_eks WHERE ek = :ek ORDER BY ak_name"
 # The host's enrolled AKs not activated under :ek (NULL :ek: all of them).
-_OTHER_TPMS_AKS = ("SELECT ak_name FROM enrollments WHERE host = :host AND ak_name NOT IN "
-                   "(SELECT ak_name FROM ak_eks WHERE ek = :ek) ORDER BY ak_name")
+_OTHER_TPMS_AKS = ("SELECT ak_name FROM enrollments WHERE host = :host AND ak_name <> :ak "
+                   "AND ak_name NOT IN (SELECT ak_name FROM ak_eks WHERE ek = :ek) "
+                   "ORDER BY ak_name")
 _DROP_ENROLLMENT = "DELETE FROM enrollments WHERE ak_name = :ak"
 
 
 @dataclass(frozen=True)
 class HostMove:
     """An administrator moved ``host`` from the EK ``previous`` to ``ek`` (None: an
-    enrollment without an EK, which unbinds the host id)."""
+    enrollment without an EK, which leaves the host id unbound)."""
 
     host: str
-    previous: str
+    previous: str | None  # None: the host id's TPM was not recorded
     ek: str | None
     dropped: tuple[str, ...] = ()  # AKs of other TPMs that spoke for the host id until now
 
@@ -81,22 +82,26 @@ def admit(tx: Transaction, *, host: str, ak_name: str, ek: str | None, now: int,
             f"AK {ak_name[:16]}… was activated under another EK ({activated.ek[:16]}…)",
             hint="an AK lives in one TPM; this enrollment names another")
     bound = tx.first(_HOST_EK, {"host": host})
+    # The host id's other AKs that this EK did not activate: another TPM's, or AKs whose
+    # TPM was never recorded (enrolled without an EK, or before EKs were recorded).
+    others = [row.ak_name for row in tx.all(_OTHER_TPMS_AKS,
+                                             {"host": host, "ek": ek, "ak": ak_name})]
+    taken = bound is not None and bound.ek != ek
     moved = None
-    if bound is not None and bound.ek != ek:
+    if taken or others:
         if not move_host:
+            holder = (f"EK {bound.ek[:16]}…" if bound is not None and taken
+                      else f"AK {others[0][:16]}…, of a TPM not recorded")
             raise EnrollmentRefused(
-                f"host id {host!r} belongs to another TPM (EK {bound.ek[:16]}…)",
+                f"host id {host!r} belongs to another TPM ({holder})",
                 hint="if this host really replaced that TPM, an administrator moves the host "
                 "id with `attest enroll --move-host` (audited)")
-        moved = HostMove(host, bound.ek, ek)
-    if moved is not None:
         # The host id leaves the old TPM: its AKs no longer speak for it (ak_unknown).
-        others = [row.ak_name for row in tx.all(_OTHER_TPMS_AKS, {"host": host, "ek": ek})]
         for other in others:
             tx.execute(_DROP_ENROLLMENT, {"ak": other})
-        moved = HostMove(host, moved.previous, ek, tuple(others))
+        moved = HostMove(host, None if bound is None else bound.ek, ek, tuple(others))
     if ek is None:
-        if moved is not None:
+        if bound is not None:
             tx.execute(_UNBIND_HOST, {"host": host})
         return moved
     if bound is None:

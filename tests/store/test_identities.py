@@ -81,6 +81,20 @@ def test_an_enrollment_without_an_ek_cannot_take_a_bound_host_id(store: Store) -
         _enroll(store, "web-1", AK2, None, at=T0 + 1)
 
 
+def test_an_ak_of_an_unrecorded_tpm_holds_its_host_id(store: Store) -> None:
+    """A host id enrolled without an EK (or before EKs were recorded) is not free for any
+    TPM to join: the newcomer could be anyone's."""
+    _enroll(store, "web-1", AK1, None)
+    with pytest.raises(EnrollmentRefused, match="of a TPM not recorded"):
+        _enroll(store, "web-1", AK2, EK1, at=T0 + 1)
+    with pytest.raises(EnrollmentRefused, match="of a TPM not recorded"):
+        _enroll(store, "web-1", AK2, None, at=T0 + 1)
+    _enroll(store, "web-1", AK1, None, at=T0 + 2)  # the same AK again is itself
+    moved = _enroll(store, "web-1", AK2, EK1, at=T0 + 3, move=True)
+    assert moved == HostMove("web-1", None, EK1, (AK1.hex(),))
+    assert [e.ak_name for e in store.enrollments_for("web-1")] == [AK2]
+
+
 def test_an_ak_enrolled_under_one_host_id_cannot_take_another(store: Store) -> None:
     _enroll(store, "web-1", AK1, EK1)
     with pytest.raises(EnrollmentRefused, match="enrolled as host 'web-1'"):
