@@ -176,16 +176,25 @@ class Store:
         name = _hex(ak_name, "AK name")
         if ek is not None:
             identities.ek_id(ek)
-        with self.write() as tx:
-            moved = identities.admit(tx, host=host, ak_name=name, ek=ek, now=now,
-                                     move_host=move_host)
-            _upsert(tx, _UPDATE_HOST, _INSERT_HOST,
-                    {"host": host, "first_enrolled_at": now, "last_enrolled_at": now})
-            _upsert(tx, _UPDATE_ENROLLMENT, _INSERT_ENROLLMENT,
-                    {"ak_name": name, "host": host, "ak_public": ak_public,
-                     "ak_qualified_name": ak_qualified_name, "ek_certificate": ek_certificate,
-                     "enrolled_at": now, "updated_at": now})
-        return moved
+        # Two TPMs racing for a new host id: the loser's binding insert conflicts, and
+        # its second round sees the winner's binding and is refused like any other.
+        for attempt in range(2):
+            try:
+                with self.write() as tx:
+                    moved = identities.admit(tx, host=host, ak_name=name, ek=ek, now=now,
+                                             move_host=move_host)
+                    _upsert(tx, _UPDATE_HOST, _INSERT_HOST,
+                            {"host": host, "first_enrolled_at": now, "last_enrolled_at": now})
+                    _upsert(tx, _UPDATE_ENROLLMENT, _INSERT_ENROLLMENT,
+                            {"ak_name": name, "host": host, "ak_public": ak_public,
+                             "ak_qualified_name": ak_qualified_name,
+                             "ek_certificate": ek_certificate, "enrolled_at": now,
+                             "updated_at": now})
+                return moved
+            except Conflict:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
         name = _hex(ak_name, "AK name")
