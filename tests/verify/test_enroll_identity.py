@@ -199,3 +199,18 @@ def test_another_tpm_takes_a_host_id_only_by_an_audited_move(rig: Rig, other_tpm
     move = next(e for e in entries if any("moved" in r for r in e["reasons"]))
     assert move["host"] == "web-1" and rig.ek_id in move["reasons"][0]
     assert f"dropped ak:{rig.identity.ak_name.hex()}" in move["reasons"]
+
+
+def test_an_enrollment_whose_certificate_is_another_tpms_is_denied(rig: Rig) -> None:
+    """The store says which EK activated the AK; a certificate for another EK, chaining as
+    well (a swapped row, a record from a lying enroller), does not vouch for this AK."""
+    ca = EKRootCA.create()
+    roots = ca.write(rig.tmp / "roots")
+    store = rig.store()
+    identity = rig.identity
+    store.enroll(HOST_ID, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
+                 ca.ek_certificate(rsa_key()), int(time.time()), ek=rig.ek_id)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    decision = rig.verifier(policy, store).verify(rig.issue())
+    denied(decision, "ek_chain_invalid")
+    assert "not for the EK" in decision.denials[0].message
