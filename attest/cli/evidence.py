@@ -24,7 +24,7 @@ from attest.errors import (
     UsageError,
 )
 from attest.evidence import policy as policy_digests
-from attest.evidence.ekcert import verify_chain
+from attest.evidence.ekcert import verify_ek_certificate
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_signature
@@ -174,7 +174,7 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
     anchors = [read_input(p, "root") for r in roots for p in certificate_files(r)]
     intermediates = [read_input(p, "intermediate") for c in chain for p in certificate_files(c)]
     try:
-        verified = verify_chain(leaf, anchors, intermediates, at=when)
+        verified = verify_ek_certificate(leaf, anchors, intermediates, at=when)
     except EvidenceError as exc:
         _refusal(exc, as_json)
         return

@@ -11,8 +11,15 @@ import click
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, read_input, tpm_from
-from attest.errors import UsageError
-from attest.store import Store, default_url
+from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
+from attest.reasons import Reason
+from attest.store import RevocationKind, Store, default_url
+
+if TYPE_CHECKING:
+    from attest.audit.log import AuditLog
+    from attest.evidence.structures import Public
+    from attest.store.identities import HostMove
+    from attest.tpm.device import TPM
 
 if TYPE_CHECKING:
     from attest.audit.entry import Entry
@@ -108,9 +115,9 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     (kind, value), = given
     now = int(time.time())
     revoked: list[str] = [value]
+    cascade: list[tuple[RevocationKind, str]] = []
     from attest.audit.hooks import revocation_entry
     from attest.audit.log import AuditLog
-    from attest.store import RevocationKind
 
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
@@ -121,6 +128,10 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
                 log.append(tx, revocation_entry(RevocationKind(kind), subject, reason,
                                                 time=now))
 
+        def logged_host(tx: Transaction, pairs: list[tuple[RevocationKind, str]]) -> None:
+            for revoked_kind, subject in pairs:
+                log.append(tx, revocation_entry(revoked_kind, subject, reason, time=now))
+
         if kind == "jti":
             revoked = store.revoke_artifact(value, reason, now, in_transaction=logged)
         elif kind == "key":
@@ -130,9 +141,18 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
         elif kind == "approval":
             store.revoke_approval(value, reason, now, in_transaction=logged)
         else:
-            store.revoke_host(value, reason, now, in_transaction=logged)
+            # A host's TPM identity goes with it: its EKs and their AKs, each audited.
+            cascade = store.revoke_host(value, reason, now, in_transaction=logged_host)
+            revoked = [subject for _, subject in cascade]
     if as_json:
-        echo_json({"revoked": kind, "subjects": revoked, "reason": reason})
+        out: dict[str, Any] = {"revoked": kind, "subjects": revoked, "reason": reason}
+        if kind == "host":
+            out["identity"] = [f"{k.value}:{subject}" for k, subject in cascade[1:]]
+        echo_json(out)
+    elif kind == "host":
+        eks = sum(1 for k, _ in cascade if k is RevocationKind.EK)
+        click.echo(f"revoked host {value} with its TPM identity ({eks} EK(s), "
+                   f"{len(cascade) - 1 - eks} AK(s)): {reason}")
     else:
         more = f" and {len(revoked) - 1} descendants" if len(revoked) > 1 else ""
         click.echo(f"revoked {kind} {value}{more}: {reason}")
@@ -168,23 +188,25 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
 @click.option("--ek-roots", "ek_roots", multiple=True, metavar="PATH",
               type=click.Path(exists=True, path_type=Path),
               help="Roots the EK certificate must chain to (repeatable).")
+@click.option("--move-host", is_flag=True,
+              help="Administrator: give the host id to this TPM although another TPM's EK "
+              "holds it (the TPM was replaced). Recorded in the audit log.")
 @_STORE
 @_JSON
 @click.pass_context
-def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...],
+def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], move_host: bool,
            store_url: str | None, as_json: bool) -> None:
     """Enroll this host's AK with a local verifier store, by credential activation.
 
-    The verifier side wraps a secret to the EK (checked against --ek-roots) and the
-    AK's name; only this TPM can unwrap it, and only for that AK.
+    The verifier side wraps a secret to the EK in the EK certificate (checked against
+    --ek-roots) and the AK's name; only the TPM that holds that EK can unwrap it, and
+    only for that AK. A host id belongs to one EK; a revoked host, EK or AK is not
+    enrolled again.
     """
     import secrets
     import socket
-    from datetime import UTC, datetime
 
     from attest.evidence.credential import make_credential
-    from attest.evidence.ekcert import verify_chain
-    from attest.evidence.structures import parse_public_tpm2b
     from attest.tpm.hierarchy import EK_RSA, activate_credential, load_identity
 
     identity = load_identity(ctx.obj.home)
@@ -192,36 +214,110 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...],
     if ek is None:
         raise UsageError("this host has no RSA EK to enroll with")
     roots = [read_input(p, "root") for r in ek_roots for p in certificate_files(r)]
-    if roots:
-        if ek.certificate is None:
-            raise UsageError("the EK has no certificate to check against --ek-roots")
-        verify_chain(ek.certificate, roots, at=datetime.now(UTC))
+    ek_public, ek_identity = _enrollment_ek(ek.certificate, ek.public, roots)
     secret = secrets.token_bytes(32)
-    credential = make_credential(parse_public_tpm2b(ek.public), secret, identity.ak_name)
+    credential = make_credential(ek_public, secret, identity.ak_name)
     with tpm_from(ctx) as tpm:
-        recovered = activate_credential(tpm, identity, credential.credential_blob,
-                                        credential.encrypted_secret, EK_RSA)
+        try:
+            recovered = activate_credential(tpm, identity, credential.credential_blob,
+                                            credential.encrypted_secret, EK_RSA)
+        except TPMError as exc:
+            # swtpm reports a seed it cannot decrypt as TPM_RC_FAILURE: a TPM that still
+            # answers failed on the credential, so the certificate names another TPM's EK.
+            if isinstance(exc, TPMEnvironmentError) and not _answers(tpm):
+                raise
+            raise EvidenceError(f"credential activation failed ({exc.message}): this TPM "
+                                "does not hold the EK of its EK certificate",
+                                reason=Reason.EK_CHAIN_INVALID,
+                                hint="the certificate belongs to another TPM; do not enroll "
+                                "this host") from None
     if recovered != secret:
-        raise UsageError("credential activation returned another secret: the AK is not "
-                         "in the TPM that holds this EK")
+        raise EvidenceError("credential activation returned another secret: the AK is not "
+                            "in the TPM that holds this EK", reason=Reason.EK_CHAIN_INVALID)
     host = host_id or socket.gethostname()
     from attest.audit.hooks import enrollment_entry
     from attest.audit.log import AuditLog
 
+    now = int(time.time())
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
         now = int(time.time())
         entry = enrollment_entry(host, identity.ak_name, time=now)
-        # The enrollment and its entry commit together: no AK is trusted unlogged.
-        store.enroll(host, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
-                     ek.certificate, now, in_transaction=lambda tx: _append(log, tx, entry))
-    result: dict[str, Any] = {"host": host, "ak": identity.ak_name.hex(),
-                              "ek_chain": "verified" if roots else "not checked"}
+
+        # The enrollment, a move of the host id, and their entries commit together: no AK
+        # is trusted unlogged.
+        def logged(tx: Transaction, move: HostMove | None) -> None:
+            if move is not None:
+                log.append(tx, _move_entry(move, now))
+            log.append(tx, entry)
+
+        moved = store.enroll(host, identity.ak_name, identity.ak_public,
+                             identity.ak_qualified_name, ek.certificate, now, ek=ek_identity,
+                             move_host=move_host, in_transaction=logged)
+    result: dict[str, Any] = {"host": host, "ak": identity.ak_name.hex(), "ek": ek_identity,
+                              "ek_chain": "verified" if roots else "not checked",
+                              "moved_from_ek": None if moved is None else moved.previous}
     if as_json:
         echo_json(result)
     else:
         click.echo(f"enrolled AK {identity.ak_name.hex()[:16]}… as host {host} "
-                   f"(credential activated; EK chain {result['ek_chain']})")
+                   f"(credential activated; EK chain {result['ek_chain']})"
+                   + ("" if moved is None else
+                      f"; host id moved from EK {(moved.previous or 'not recorded')[:16]}…"))
+
+
+def _answers(tpm: TPM) -> bool:
+    """Whether the TPM still serves commands (a failed command did not break it)."""
+    try:
+        tpm.call("reading the TPM clock", tpm.esapi.read_clock)
+    except TPMError:
+        return False
+    return True
+
+
+def _enrollment_ek(certificate: bytes | None, public: bytes,
+                   roots: list[bytes]) -> tuple[Public, str]:
+    """The EK to wrap the credential to, and its id.
+
+    With a certificate, the EK is the certificate's key in the TCG template (what the
+    TPM derives), never the host's separate EK public: a TPM that shows another TPM's
+    certificate then cannot activate. With roots, the certificate must be an EK
+    certificate chaining to them; no certificate is no enrollment.
+    """
+    from datetime import UTC, datetime
+
+    from attest.evidence.ekcert import ek_id, parse_ek_certificate, verify_ek_certificate
+    from attest.evidence.ektemplate import ek_public
+    from attest.evidence.signatures import public_key
+    from attest.evidence.structures import parse_public_tpm2b
+
+    if certificate is None:
+        if roots:
+            raise EvidenceError("the EK has no certificate to check against --ek-roots",
+                                reason=Reason.EK_CHAIN_INVALID,
+                                hint="this TPM cannot prove who made it; do not enroll it")
+        # No roots: nothing vouches for the EK; activation proves only that the AK
+        # shares a TPM with it.
+        parsed = parse_public_tpm2b(public)
+        return parsed, ek_id(public_key(parsed, Reason.EK_CHAIN_INVALID))
+    if roots:
+        key = verify_ek_certificate(certificate, roots, at=datetime.now(UTC)).leaf.public_key
+    else:
+        key = parse_ek_certificate(certificate).public_key
+    return ek_public(key), ek_id(key)
+
+
+def _move_entry(moved: HostMove, now: int) -> Entry:
+    """The audit entry of an administrator's move of a host id to another TPM
+    (enroll --move-host)."""
+    from attest.audit.entry import Entry, EntryKind, Outcome
+
+    new = "(no EK)" if moved.ek is None else f"ek:{moved.ek}"
+    old = "a TPM not recorded" if moved.previous is None else f"ek:{moved.previous}"
+    return (Entry(kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED, time=now,
+                     host=moved.host, subject=new,
+                     reasons=(f"host id moved by an administrator from {old}",
+                              *(f"dropped ak:{ak}" for ak in moved.dropped[:32]))))
 
 
 @click.command("init")

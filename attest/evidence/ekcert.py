@@ -9,6 +9,7 @@ name; newer profiles without SAN or EKU; roots in non-DER encodings that
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections.abc import Iterable
@@ -70,6 +71,16 @@ class EKCertificate:
 class VerifiedChain:
     leaf: EKCertificate
     chain: tuple[bytes, ...]  # DER, leaf first, trust anchor last
+
+
+def ek_id(key: PublicKey) -> str:
+    """A TPM's identity as the verifier's store records it: SHA-256 (hex) of the EK's
+    SubjectPublicKeyInfo, the same whether the key came from a certificate or the TPM."""
+    from cryptography.hazmat.primitives import serialization
+
+    spki = key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
 
 
 def _refuse(message: str) -> EvidenceError:
@@ -261,3 +272,23 @@ def verify_chain(
     return VerifiedChain(
         ek, tuple(crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in verified)
     )
+
+
+def verify_ek_certificate(
+    leaf: bytes,
+    roots: Iterable[bytes],
+    intermediates: Iterable[bytes] = (),
+    *,
+    at: datetime,
+) -> VerifiedChain:
+    """:func:`verify_chain` for an EK certificate: the chain holds AND the leaf is one.
+
+    A CA or TLS certificate issued under an EK root chains as well as an EK
+    certificate does; :func:`attest.evidence.ekprofile.check_ek_profile` refuses it.
+    Raises EvidenceError(ek_chain_invalid).
+    """
+    from attest.evidence.ekprofile import check_ek_profile
+
+    verified = verify_chain(leaf, roots, intermediates, at=at)
+    check_ek_profile(verified.leaf.der)
+    return verified

@@ -10,8 +10,8 @@ from attest.errors import AttestError, StoreUnavailable
 from attest.reasons import Reason
 from attest.store.records import NonceState, Revocation, RevocationKind
 
-__all__ = ["ApprovalRolledBack", "ForeignSchemaObject", "NonceRejected", "Replayed", "Revoked",
-           "StoreUnavailable"]
+__all__ = ["ApprovalRolledBack", "EnrollmentRefused", "ForeignSchemaObject", "NonceRejected",
+           "Replayed", "Revoked", "StoreUnavailable"]
 
 _NONCE_REASONS = {
     NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
@@ -51,7 +51,9 @@ class Revoked(AttestError):
 
     def __init__(self, revocation: Revocation) -> None:
         via = f" (revoked with {revocation.cascaded_from})" if revocation.cascaded_from else ""
-        reason = Reason.AK_REVOKED if revocation.kind is RevocationKind.AK else Reason.REVOKED
+        # A revoked EK is a revoked TPM: every AK in it reads as revoked.
+        reason = (Reason.AK_REVOKED if revocation.kind in (RevocationKind.AK, RevocationKind.EK)
+                  else Reason.REVOKED)
         super().__init__(f"{revocation.kind.value} {revocation.subject} is revoked{via}: "
                          f"{revocation.reason}", reason=reason)
         self.revocation = revocation
@@ -82,3 +84,7 @@ def rolled_back_message(serial: int, highest: int) -> str:
     return (f"approval serial {serial} is older than serial {highest}, under which this "
             "host's AK already had an artifact accepted: the host went back to an "
             "older approved state")
+
+
+class EnrollmentRefused(AttestError):
+    """An enrollment would lift a revocation or take an identity another TPM holds."""

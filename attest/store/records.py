@@ -19,6 +19,7 @@ class RevocationKind(StrEnum):
     ARTIFACT = "jti"
     KEY = "key"  # a signing key, by its TPM name (the JWS kid), hex
     AK = "ak"  # an attestation key, by its TPM name, hex
+    EK = "ek"  # a TPM, by its EK: SHA-256 of the EK's SubjectPublicKeyInfo, hex
     HOST = "host"
     # An authority's approval (attest.evidence.approval), by its id: SHA-256 hex.
     APPROVAL = "approval"
@@ -37,7 +38,7 @@ class ApprovalUse:
 @dataclass(frozen=True)
 class Revocation:
     kind: RevocationKind
-    subject: str  # the jti, kid hex, AK name hex or host
+    subject: str  # the jti, kid hex, AK name hex, EK id or host
     reason: str
     revoked_at: int
     cascaded_from: str | None = None  # for a descendant: the jti revoked directly
@@ -45,7 +46,7 @@ class Revocation:
 
 @dataclass(frozen=True)
 class Enrollment:
-    """An AK the verifier admitted for a host. ``revoked`` covers the AK and its host."""
+    """An AK the verifier admitted for a host. ``revoked`` covers the AK, its EK and host."""
 
     host: str
     ak_name: bytes
@@ -56,6 +57,7 @@ class Enrollment:
     updated_at: int
     revoked: bool = False
     revocation_reason: str | None = None
+    ek: str | None = None  # the EK id credential activation bound the AK to, when recorded
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from attest.store.schema import revocations
 MAX_WALK = 4096
 
 PRIORITY = {RevocationKind.ARTIFACT: 0, RevocationKind.KEY: 1, RevocationKind.AK: 2,
-            RevocationKind.HOST: 3, RevocationKind.APPROVAL: 4}
+            RevocationKind.EK: 3, RevocationKind.HOST: 4, RevocationKind.APPROVAL: 5}
 
 # (kind, subject) pairs one matching statement takes; unused slots are NULL, which
 # matches nothing. 8 hold every lookup the store makes; most need 4.

@@ -107,6 +107,31 @@ approval_serials = Table("approval_serials", (
     Column("seen_at", BIGINT),
 ))
 
-# In creation order: a table after those its foreign keys name.
-TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations,
-          approval_serials)
+
+# A TPM identity, by its EK: the SHA-256 (hex) of the EK's SubjectPublicKeyInfo, the key
+# credential activation encrypted to. No foreign keys: rows of databases older than
+# these tables have no EK, and a revoked EK outlives its enrollments.
+MAX_EK_ID = 64
+
+# The EK a host id belongs to. Another EK takes the host id only when an administrator
+# moves it (`attest enroll --move-host`), and the move is audited.
+host_eks = Table("host_eks", (
+    Column("host", varchar(MAX_HOST), primary_key=True),
+    Column("ek", varchar(MAX_EK_ID), indexed=True),
+    Column("bound_at", BIGINT),
+))
+
+# The EK each AK was activated under: revoking a host revokes its EK, and through it
+# every AK of that TPM, under whatever host id it was enrolled.
+ak_eks = Table("ak_eks", (
+    Column("ak_name", varchar(MAX_HEX_NAME), primary_key=True),
+    Column("ek", varchar(MAX_EK_ID), indexed=True),
+    Column("enrolled_at", BIGINT),
+))
+
+# Schema version 1 as first released (tests compare it with a frozen copy).
+V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
+
+# In creation order: a table after those its foreign keys name. Tables added after
+# version 1 come last; they are created IF NOT EXISTS whenever a store opens.
+TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials)

@@ -15,11 +15,12 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance, approvals, integrity
+from attest.store import acceptance, approvals, identities, integrity
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
 from attest.store.errors import Revoked
+from attest.store.identities import HostMove
 from attest.store.records import (
     ApprovalUse,
     ArtifactRecord,
@@ -50,9 +51,12 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"(?:[0-9a-f]{2})+")  # a TPM name as the store keys it (fullmatch)
 _APPROVAL_ID = re.compile(r"[0-9a-f]{64}")  # attest.evidence.approval's ids (fullmatch)
 
-_ENROLLMENT = "SELECT * FROM enrollments WHERE ak_name = :ak"
-_ENROLLMENTS_FOR = ("SELECT * FROM enrollments WHERE host = :host "
-                    "ORDER BY enrolled_at, ak_name")
+# Each enrollment with the EK its AK was activated under (ek_id; NULL when not recorded).
+_WITH_EK = ("SELECT enrollments.*, ak_eks.ek AS ek_id FROM enrollments "
+            "LEFT JOIN ak_eks ON ak_eks.ak_name = enrollments.ak_name ")
+_ENROLLMENT = _WITH_EK + "WHERE enrollments.ak_name = :ak"
+_ENROLLMENTS_FOR = (_WITH_EK + "WHERE enrollments.host = :host "
+                    "ORDER BY enrollments.enrolled_at, enrollments.ak_name")
 _CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
 _FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
 _ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
@@ -72,6 +76,10 @@ _INSERT_ENROLLMENT = enrollments.insert()
 # What runs last in a transaction that changes trust: its audit entry, so that the change
 # and its entry commit together or not at all.
 InTransaction = Callable[[Transaction], None]
+# The same for an enrollment, given the host id's move if it made one, and for a host's
+# revocation, given everything it revoked (the host, its EKs, their AKs).
+EnrollmentHook = Callable[[Transaction, HostMove | None], None]
+RevocationHook = Callable[[Transaction, list[tuple[RevocationKind, str]]], None]
 
 
 class Store:
@@ -175,25 +183,45 @@ class Store:
     # -- enrollment --------------------------------------------------------------------
 
     def enroll(self, host: str, ak_name: bytes, ak_public: bytes, ak_qualified_name: bytes,
-               ek_certificate: bytes | None, now: int, *,
-               in_transaction: InTransaction | None = None) -> None:
-        """Admit an AK for a host; enrolling a known AK again replaces its record.
+               ek_certificate: bytes | None, now: int, *, ek: str | None = None,
+               move_host: bool = False,
+               in_transaction: EnrollmentHook | None = None) -> HostMove | None:
+        """Admit an AK, activated under the EK ``ek`` (its id: SHA-256 of the EK's
+        SubjectPublicKeyInfo, hex), for a host; enrolling a known AK again replaces its
+        record.
 
-        Re-enrolling does not lift a revocation: a revoked AK or host stays revoked.
-        ``in_transaction`` runs last in the same transaction (the audit entry goes there):
-        if it raises, nothing is enrolled.
+        Refused (EnrollmentRefused) when the AK, the EK or the host is revoked, when the
+        AK is enrolled under another host id or EK, or when the host id belongs to
+        another EK, unless ``move_host``: then the host id moves to ``ek`` and the move
+        is returned for the caller to audit (see :mod:`attest.store.identities`).
+        ``in_transaction`` runs last in the same transaction, with the move (the audit
+        entries go there): if it raises, nothing is enrolled.
         """
         _bounded(host, "host", MAX_HOST)
         name = _hex(ak_name, "AK name")
-        with self.write() as tx:
-            _upsert(tx, _UPDATE_HOST, _INSERT_HOST,
-                    {"host": host, "first_enrolled_at": now, "last_enrolled_at": now})
-            _upsert(tx, _UPDATE_ENROLLMENT, _INSERT_ENROLLMENT,
-                    {"ak_name": name, "host": host, "ak_public": ak_public,
-                     "ak_qualified_name": ak_qualified_name, "ek_certificate": ek_certificate,
-                     "enrolled_at": now, "updated_at": now})
-            if in_transaction is not None:
-                in_transaction(tx)
+        if ek is not None:
+            identities.ek_id(ek)
+        # Two TPMs racing for a new host id: the loser's binding insert conflicts, and
+        # its second round sees the winner's binding and is refused like any other.
+        for attempt in range(2):
+            try:
+                with self.write() as tx:
+                    moved = identities.admit(tx, host=host, ak_name=name, ek=ek, now=now,
+                                             move_host=move_host)
+                    _upsert(tx, _UPDATE_HOST, _INSERT_HOST,
+                            {"host": host, "first_enrolled_at": now, "last_enrolled_at": now})
+                    _upsert(tx, _UPDATE_ENROLLMENT, _INSERT_ENROLLMENT,
+                            {"ak_name": name, "host": host, "ak_public": ak_public,
+                             "ak_qualified_name": ak_qualified_name,
+                             "ek_certificate": ek_certificate, "enrolled_at": now,
+                             "updated_at": now})
+                    if in_transaction is not None:
+                        in_transaction(tx, moved)
+                return moved
+            except Conflict:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def enrollment(self, ak_name: bytes | str) -> Enrollment | None:
         name = _hex(ak_name, "AK name")
@@ -306,6 +334,7 @@ class Store:
                 (RevocationKind.AK, name), (RevocationKind.HOST, host),
                 (RevocationKind.APPROVAL, approval_id)]
             enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
+                                                        (RevocationKind.EK, enrolled.ek_id),
                                                         (RevocationKind.HOST, enrolled.host)]
             line = [] if parent is None or above is None else _line(parent, above)
             found = revs.matching(tx, own + enrolled_as + line)
@@ -401,9 +430,19 @@ class Store:
                      in_transaction)
 
     def revoke_host(self, host: str, reason: str, now: int, *,
-                    in_transaction: InTransaction | None = None) -> None:
-        self._revoke(RevocationKind.HOST, _bounded(host, "host", MAX_HOST), reason, now,
-                     in_transaction)
+                    in_transaction: RevocationHook | None = None,
+                    ) -> list[tuple[RevocationKind, str]]:
+        """Revoke a host and its TPM identity: the EKs it enrolled with and every AK of
+        theirs, under any host id. No re-enrollment lifts it. Returns what was revoked;
+        ``in_transaction`` gets the same list inside the transaction (the audit entries
+        go there): if it raises, nothing is revoked."""
+        _bounded(host, "host", MAX_HOST)
+        _reason(reason)
+        with self.write() as tx:
+            revoked = identities.revoke_host(tx, host, reason, now)
+            if in_transaction is not None:
+                in_transaction(tx, revoked)
+            return revoked
 
     def revoke_approval(self, approval_id: str, reason: str, now: int, *,
                         in_transaction: InTransaction | None = None) -> None:
@@ -467,8 +506,10 @@ def _upsert(tx: Transaction, update: str, insert: str, values: dict[str, object]
 
 
 def _enrollment(tx: Transaction, row: Row) -> Enrollment:
-    return _enrollment_of(row, revs.find(tx, [(RevocationKind.AK, row.ak_name),
-                                                (RevocationKind.HOST, row.host)]))
+    wanted = [(RevocationKind.AK, row.ak_name), (RevocationKind.HOST, row.host)]
+    if row.ek_id is not None:
+        wanted.insert(1, (RevocationKind.EK, row.ek_id))
+    return _enrollment_of(row, revs.find(tx, wanted))
 
 
 def _enrollment_of(row: Row, revoked: Revocation | None) -> Enrollment:
@@ -478,7 +519,7 @@ def _enrollment_of(row: Row, revoked: Revocation | None) -> Enrollment:
         ak_qualified_name=row.ak_qualified_name, ek_certificate=row.ek_certificate,
         enrolled_at=row.enrolled_at, updated_at=row.updated_at,
         revoked=revoked is not None,
-        revocation_reason=None if revoked is None else revoked.reason)
+        revocation_reason=None if revoked is None else revoked.reason, ek=row.ek_id)
 
 
 def _last_clock(tx: Transaction, ak_name: str) -> SeenClock | None:

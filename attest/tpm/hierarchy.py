@@ -342,10 +342,10 @@ def _check_ek_chain(ek: EndorsementKey, roots: Sequence[bytes], at: datetime) ->
         raise IdentityError(f"the {ek.kind.upper()} EK has no certificate in NV, so its chain to "
                             "the given roots cannot be checked",
                             hint="this TPM cannot prove who made it; do not enroll it")
-    from attest.evidence.ekcert import verify_chain
+    from attest.evidence.ekcert import verify_ek_certificate
 
     try:
-        chain = verify_chain(ek.certificate, roots, at=at)
+        chain = verify_ek_certificate(ek.certificate, roots, at=at)
     except EvidenceError as exc:
         raise IdentityError(f"the {ek.kind.upper()} EK certificate does not chain to the given "
                             f"roots: {exc.message}", reason=exc.reason,

@@ -52,7 +52,7 @@ from attest.eventlog.replay import PCRBanks, compare_replay, replay, startup_loc
 from attest.eventlog.tcg import TcgEvent, parse_tcg
 from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
-from attest.evidence.ekcert import verify_chain
+from attest.evidence.ekcert import ek_id, verify_ek_certificate
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import ClockInfo, Public, parse_public_tpm2b
 from attest.memo import remember
@@ -265,8 +265,8 @@ class Verifier:
                            enrolled.ak_qualified_name or None, enrolled.ek_certificate)
         if ak.denial is not None:
             raise _Denied([ak.denial])
-        if subject.ek_certificate is not None and self.policy.ek_roots:
-            self._check_ek(subject.ek_certificate, now)
+        if self.policy.ek_roots:
+            self._check_ek(subject.ek_certificate, enrolled.ek, now)
         return subject, view
 
     def _ak(self, ak_public: bytes) -> _AK:
@@ -303,16 +303,27 @@ class Verifier:
             parent=None if claims.lineage is None else claims.lineage.parent,
             approval=approval_use(self.policy, claims.evidence))
 
-    def _check_ek(self, certificate: bytes, now: int) -> None:
-        key = hashlib.sha256(certificate).digest()
+    def _check_ek(self, certificate: bytes | None, ek: str | None, now: int) -> None:
+        """The enrollment's EK certificate holds under ek_roots and, when the store recorded
+        the EK the AK was activated under (``ek``), certifies that EK."""
+        if certificate is None:
+            # With ek_roots, an enrollment must show the EK's chain: none is no chain.
+            raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
+                                  "the policy sets ek_roots and this AK was enrolled without "
+                                  "an EK certificate")])
+        key = hashlib.sha256(certificate + (ek or "").encode()).digest()
         if self._ek_checked.get(key, -1) // 3600 == now // 3600:
             return  # checked within this hour: certificates change validity by the day
         roots = read_certificates(self.policy.ek_roots)
         try:
-            verify_chain(certificate, roots, at=_utc(now))
+            verified = verify_ek_certificate(certificate, roots, at=_utc(now))
         except EvidenceError as exc:
             raise _Denied([_denial(exc)]) from None
-        self._ek_checked[key] = now
+        if ek is not None and ek_id(verified.leaf.public_key) != ek:
+            raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
+                                  "the enrollment's EK certificate is not for the EK its AK "
+                                  "was activated under")])
+        remember(self._ek_checked, key, now, AK_CACHE_SIZE)
 
     def _certification(self, artifact: jws.ParsedArtifact, subject: _Subject,
                        denials: list[Denial]) -> CertifiedKey | None:

@@ -93,13 +93,15 @@ def test_the_enrollment_and_its_host(store: Store) -> None:
     store.enroll("enrolled-host", bytes.fromhex(AK), ak_public, b"qualified", None, T0)
     view = _check(store, jti="j1", host=None, enrollment=True)
     assert view.enrollment is not None and not view.enrollment.revoked
-    store.revoke_host("enrolled-host", "decommissioned", T0)
-    view = _check(store, jti="j1", host=None, enrollment=True)
-    assert view.enrollment is not None and view.enrollment.revocation_reason == "decommissioned"
-    assert [r.subject for r in view.revocations] == ["enrolled-host"]
     store.revoke_ak(AK, "ak lost", T0)
     view = _check(store, jti="j1", host=None, enrollment=True)
     assert view.enrollment is not None and view.enrollment.revocation_reason == "ak lost"
+    assert [r.subject for r in view.revocations] == [AK]
+    # Revoking the host revokes its AKs too; the AK's own revocation, older, is named.
+    store.revoke_host("enrolled-host", "decommissioned", T0)
+    view = _check(store, jti="j1", host=None, enrollment=True)
+    assert view.enrollment is not None and view.enrollment.revocation_reason == "ak lost"
+    assert [r.subject for r in view.revocations] == [AK, "enrolled-host"]
     # Not enrolled: no host to look up.
     assert _check(store, jti="j1", host=None, enrollment=False).enrollment is None
 

@@ -40,8 +40,12 @@ from attest.artifact.issue import Request, issue
 from attest.artifact.model import Claims, Evidence, b64url, binding
 from attest.eventlog.cel import parse_cel
 from attest.evidence import policy as policy_digests
+from attest.evidence.ekcert import ek_id
 from attest.evidence.pcrs import PCRSelection
+from attest.evidence.signatures import public_key
+from attest.evidence.structures import parse_public_tpm2b
 from attest.policy import NonceMode, TrustedAK, VerifierPolicy, parse_policy, render_policy
+from attest.reasons import Reason
 from attest.runtime.log import RuntimeLog
 from attest.store import Store, default_url
 from attest.tpm import keys as signing
@@ -233,7 +237,13 @@ class Rig:
         identity = self.identity
         ek = next(e for e in identity.eks if e.kind == "rsa")
         store.enroll(host, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
-                     ek.certificate, int(time.time()))
+                     ek.certificate, int(time.time()), ek=self.ek_id)
+
+    @property
+    def ek_id(self) -> str:
+        """This TPM's identity as the store records it (SHA-256 of the RSA EK's SPKI)."""
+        ek = next(e for e in self.identity.eks if e.kind == "rsa")
+        return ek_id(public_key(parse_public_tpm2b(ek.public), Reason.EK_CHAIN_INVALID))
 
     def verifier(self, policy: VerifierPolicy | None = None, store: Store | None = None,
                  **kwargs: Any) -> Verifier:

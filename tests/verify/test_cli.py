@@ -189,7 +189,9 @@ def test_enroll_then_verify_with_store_enrollment(rig: Rig) -> None:
     assert cli.reasons(before) == ["ak_unknown"]
     out = json.loads(rig.host.ok("enroll", "--host", "web-1", "--ek-roots", str(roots),
                                  "--json").stdout)
-    assert out == {"host": "web-1", "ak": rig.identity.ak_name.hex(), "ek_chain": "verified"}
+    assert {k: out[k] for k in ("host", "ak", "ek_chain", "moved_from_ek")} == {
+        "host": "web-1", "ak": rig.identity.ak_name.hex(), "ek_chain": "verified",
+        "moved_from_ek": None}
     assert cli.reasons(before) == []  # the earlier denial consumed nothing
     code, decided = cli.verify(cli.authorize())
     assert code == 0 and decided["host"] == "web-1"
