@@ -261,7 +261,7 @@ def test_a_store_whose_changes_are_all_logged_reconciles(tmp_path: Path) -> None
         store.accept(record("jti-0"), nonce=None, single_use=True, clock=clock(1), now=T0,
                      in_transaction=lambda tx: log.append(tx, entry(0)) and None)
         store.enroll("web-1", bytes.fromhex(AK), b"pub", b"qn", None, T0,
-                     in_transaction=lambda tx: log.append(
+                     in_transaction=lambda tx, _move: log.append(
                          tx, enrollment_entry("web-1", AK, time=T0)) and None)
         revoked = store.revoke_artifact("jti-0", "leaked", T0, in_transaction=lambda tx, jtis: [
             log.append(tx, revocation_entry(RevocationKind.ARTIFACT, jti, "leaked", time=T0))
