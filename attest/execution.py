@@ -55,7 +55,6 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
     """Measure the command's executable and argv, then issue an artifact for exactly them."""
     executable = subjects.resolve_executable(argv[0])
     content = subjects.command_content([str(executable), *argv[1:]], active_banks(tpm))
-    content["argv"] = list(argv)  # what was asked, with the resolved path beside it
     measure(tpm, home, runtime_pcr(), content)
     measured = content["digest"].get("sha256")  # hashed once: the artifact names it too
     request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,

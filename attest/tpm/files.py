@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from attest.errors import UsageError
+
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     # Write-then-rename: a crash leaves the old file or the new one, never half of one.
@@ -29,3 +31,25 @@ def write_public(path: Path, data: bytes) -> None:
 
 def write_private(path: Path, data: bytes) -> None:
     _write_atomic(path, data, 0o600)
+
+
+# Group and other bits: none of them on a folder holding the host's keys and log.
+_SHARED_BITS = 0o077
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700): created so, or tightened.
+
+    A home made by an older attest (or by hand) may be 0755, which exposes the
+    runtime log and key records to every local user; tightening it is always
+    safe for attest. A folder owned by someone else is refused, not chmod-ed.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_mode & _SHARED_BITS:
+        if info.st_uid != os.geteuid():
+            raise UsageError(f"{path} is open to other users (mode {info.st_mode & 0o777:04o}) "
+                             "and owned by someone else",
+                             hint=f"chmod 700 {path}, or use a home of your own (--home)")
+        path.chmod(info.st_mode & 0o700)
+    return path
