@@ -53,6 +53,7 @@ from attest.policy.load import load_policy, parse_policy
 from attest.policy.model import (
     ArtifactLimits,
     Enrollment,
+    ExecutablePolicy,
     Freshness,
     KeyPolicy,
     KeyPolicyKind,
@@ -68,6 +69,7 @@ from attest.policy.render import render_policy
 __all__ = [
     "ArtifactLimits",
     "Enrollment",
+    "ExecutablePolicy",
     "Freshness",
     "KeyPolicy",
     "KeyPolicyKind",

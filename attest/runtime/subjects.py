@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from attest.errors import UsageError
-from attest.eventlog.cel import canonical_json, measurement_content
+from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, canonical_json, measurement_content
 
 _CHUNK = 1 << 20
 
@@ -102,3 +102,23 @@ def data_content(name: str, value: str, banks: Sequence[str], *,
     return measurement_content("data", name,
                                {bank: hashlib.new(bank, encoded).digest() for bank in banks},
                                **details)
+
+
+def measured_executables(records: Iterable[CelRecord]) -> dict[str, list[bytes]]:
+    """The executables a runtime log measured as commands: path -> SHA-256 digests,
+    in log order (what `policy init --from-host` allows as ``executables``)."""
+    found: dict[str, list[bytes]] = {}
+    for record in records:
+        content = record.content
+        if not (record.extends and record.content_type == ATTEST_CONTENT_TYPE
+                and content.get("type") == "command"):
+            continue
+        name, measured = content.get("name"), content.get("digest")
+        if not isinstance(name, str) or not isinstance(measured, dict):
+            continue
+        digest = measured.get("sha256")
+        if isinstance(digest, str) and len(digest) == 64:
+            value = bytes.fromhex(digest)
+            if value not in found.setdefault(name, []):
+                found[name].append(value)
+    return found
