@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -47,9 +48,12 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = path.stat()
     if info.st_mode & _SHARED_BITS:
-        if info.st_uid != os.geteuid():
-            raise UsageError(f"{path} is open to other users (mode {info.st_mode & 0o777:04o}) "
-                             "and owned by someone else",
-                             hint=f"chmod 700 {path}, or use a home of your own (--home)")
-        path.chmod(info.st_mode & 0o700)
+        # A sticky folder is shared on purpose (/tmp): never narrow it, even as root.
+        if info.st_uid != os.geteuid() or info.st_mode & stat.S_ISVTX:
+            raise UsageError(f"{path} is open to other users (mode "
+                             f"{stat.S_IMODE(info.st_mode):04o}) and is "
+                             + ("a shared folder" if info.st_mode & stat.S_ISVTX
+                                else "owned by someone else"),
+                             hint=f"use a folder of your own (--home), or chmod 700 {path}")
+        path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
     return path

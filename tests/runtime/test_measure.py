@@ -18,6 +18,7 @@ from attest.artifact import jws
 from attest.eventlog.cel import attest_record, encode_record, parse_cel
 from attest.runtime.log import RuntimeLog
 from attest.runtime.subjects import data_content
+from attest.simulator import Simulator
 from tests.conftest import Host
 
 
@@ -103,6 +104,18 @@ def test_log_and_home_are_private_even_when_they_were_not(fresh_host: Host) -> N
     for path in (fresh_host.home / "keys", fresh_host.home / "keys" / "k2"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700
     assert stat.S_IMODE((fresh_host.home / "keys" / "k2" / "key.json").stat().st_mode) == 0o600
+
+
+def test_a_shared_folder_is_never_taken_as_a_home(fresh_swtpm: Simulator,
+                                                  tmp_path: Path) -> None:
+    """A sticky, world-writable folder (like /tmp) is refused, not chmod-ed, even as root."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    result = Host(fresh_swtpm, shared).run("measure", "data", "--name", "n", "--value", "v")
+    assert result.exit_code == 2
+    assert "shared folder" in result.output
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
 
 
 def _rewrite(host: Host, edit: object) -> None:
