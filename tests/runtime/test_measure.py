@@ -118,6 +118,17 @@ def test_a_shared_folder_is_never_taken_as_a_home(fresh_swtpm: Simulator,
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
 
 
+def test_an_open_folder_attest_did_not_make_is_refused_not_narrowed(
+        fresh_swtpm: Simulator, tmp_path: Path) -> None:
+    """ATTEST_HOME set to someone's 0755 folder (say /var/lib, as root) is left alone."""
+    folder = tmp_path / "var-lib"
+    (folder / "dpkg").mkdir(parents=True)
+    folder.chmod(0o755)
+    result = Host(fresh_swtpm, folder).run("measure", "data", "--name", "n", "--value", "v")
+    assert result.exit_code == 2 and "not one attest made" in result.output
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
 def _rewrite(host: Host, edit: object) -> None:
     path = host.home / "runtime.cel"
     lines = path.read_bytes().split(b"\n")[:-1]
