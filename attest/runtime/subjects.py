@@ -87,7 +87,8 @@ def command_content(argv: Sequence[str], banks: Sequence[str], *, record_argv: b
     if executable is None:
         executable = resolve_executable(argv[0])
     if measured is None:
-        measured = file_digests(executable, banks)
+        # SHA-256 always: artifacts and the policy's executables name executables by it.
+        measured = file_digests(executable, sorted({*banks, "sha256"}))
     details: dict[str, Any] = {"path": str(executable), "argv_digest": argv_digests(argv, banks)}
     if record_argv:
         details["argv"] = list(argv)
