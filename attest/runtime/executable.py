@@ -15,6 +15,7 @@ the hashed bytes); measure it separately to appraise its contents.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -24,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from attest.errors import UsageError
+from attest.errors import EnvironmentProblem, UsageError
 from attest.runtime.subjects import resolve_executable
 
 # A sealed copy lives in memory until the exec: refuse what no command should be.
 MAX_EXECUTABLE_BYTES = 1 << 30
 _CHUNK = 1 << 20
+# linux/memfd.h; Python does not name it yet.
+_MFD_EXEC = 0x0010
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
@@ -68,8 +71,11 @@ def seal_executable(program: str, banks: Sequence[str]) -> SealedExecutable:
         if info.st_size > MAX_EXECUTABLE_BYTES:
             raise UsageError(f"{path} is {info.st_size} bytes; attest run seals at most "
                              f"{MAX_EXECUTABLE_BYTES} bytes")
-        sealed = os.memfd_create(f"attest-run:{path.name}",
-                                 os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            sealed = _executable_memfd(f"attest-run:{path.name}")
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot make a sealed copy of {path}: {exc.strerror}",
+                                     hint="attest run needs memfd_create (Linux 3.17+)") from None
         try:
             _copy(source, sealed, path)
             fcntl.fcntl(sealed, fcntl.F_ADD_SEALS, _SEALS)
@@ -80,6 +86,18 @@ def seal_executable(program: str, banks: Sequence[str]) -> SealedExecutable:
     finally:
         os.close(source)
     return SealedExecutable(path, sealed, digests, head.startswith(b"#!"))
+
+
+def _executable_memfd(name: str) -> int:
+    """A sealable memfd that may be exec'd: asked for explicitly (MFD_EXEC) where the
+    kernel knows the flag (6.3+, whose vm.memfd_noexec may otherwise default to noexec)."""
+    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    try:
+        return os.memfd_create(name, flags | _MFD_EXEC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    return os.memfd_create(name, flags)  # a kernel older than MFD_EXEC: memfds are executable
 
 
 def _copy(source: int, target: int, path: Path) -> None:
