@@ -83,8 +83,8 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
     banks = sorted({*active_banks(tpm), "sha256"})
     sealed = seal_executable(argv[0], banks)
     try:
-        content = subjects.command_content([str(sealed.path), *argv[1:]], active_banks(tpm),
-                                           executable=sealed.path,
+        # argv as asked: the record's argv_digest is then the digest of scope.argv.
+        content = subjects.command_content(argv, active_banks(tpm), executable=sealed.path,
                                            measured=dict(sealed.digests))
         measure(tpm, home, runtime_pcr(), content)
         request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,

@@ -7,6 +7,7 @@ BASH_ENV. The command must run the measured bytes, without the injected code.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from attest.eventlog.cel import parse_cel
+from attest.runtime.subjects import argv_digests
 from tests.conftest import Host
 
 # Runs `attest run` in a child whose run_local, once the artifact is accepted, lets
@@ -151,3 +154,19 @@ def test_other_variables_pass_through(fresh_host: Host, tmp_path: Path) -> None:
     done = _attest(fresh_host, "run", "--policy", str(policy), "--", "sh", "-c",
                    "echo $ATTEST_TEST_KEEP", env={"ATTEST_TEST_KEEP": "kept"})
     assert (done.returncode, done.stdout) == (0, "kept\n"), done.stderr
+
+
+def test_the_run_record_binds_the_digest_that_ran_and_no_argument(fresh_host: Host,
+                                                                  tmp_path: Path) -> None:
+    """The log names the sealed executable's digest and the argv's digest, not the argv."""
+    policy = _approved(fresh_host, tmp_path, ["sh", "-c", "true"])
+    secret = "--password=" + "k" * 20
+    done = _attest(fresh_host, "run", "--policy", str(policy), "--", "sh", "-c", "true",
+                   secret)
+    assert done.returncode == 0, done.stderr
+    log = (fresh_host.home / "runtime.cel").read_bytes()
+    assert secret.encode() not in log
+    record = parse_cel(log).records[-1].content
+    assert record["argv_digest"] == argv_digests(["sh", "-c", "true", secret], ["sha256"])
+    sh = Path(shutil.which("sh") or "/bin/sh").resolve()
+    assert record["digest"]["sha256"] == hashlib.sha256(sh.read_bytes()).hexdigest()
