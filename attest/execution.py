@@ -1,23 +1,30 @@
 """Attest before execution: measure, authorize, verify; the caller execs only on acceptance.
 
-``attest run -- CMD ARGS...`` is this module plus ``os.execv``. The executable
-that is measured is the file that runs: its path is resolved once and the
-resolved path is what the caller execs, so PATH cannot swap it in between.
+``attest run -- CMD ARGS...`` is this module plus an exec. The executable that
+is measured is the one that runs: its bytes are copied once into a sealed memfd,
+hashed from there, and that memfd is what the caller execs (see
+attest.runtime.executable), so neither PATH nor a swap or rewrite of the file
+can change what runs. CMD gets the environment without the variables that
+inject code (attest.runtime.environment), except those the artifact names.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from attest.artifact.issue import Request, issue
 from attest.errors import EnvironmentProblem, UsageError
 from attest.reasons import Reason
 from attest.runtime import subjects
+from attest.runtime.environment import kept_variables, scrubbed
+from attest.runtime.executable import SealedExecutable, seal_executable
 from attest.runtime.log import measure, runtime_pcr
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
@@ -35,10 +42,25 @@ class VerifierUnreachable(EnvironmentProblem):
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """What was measured and authorized: the sealed bytes to exec, the environment to
+    give them (kept variables named in the artifact), and the artifact."""
+
+    executable: SealedExecutable
+    env: dict[str, str]
+    artifact: bytes
+
+
+@dataclass(frozen=True)
 class Authorized:
     decision: Decision
-    executable: Path
+    executable: SealedExecutable
+    env: dict[str, str]
     artifact: bytes
+
+    def exec(self, argv: list[str]) -> NoReturn:
+        """Become CMD: the sealed bytes that were measured, in the scrubbed environment."""
+        self.executable.exec(argv, self.env)
 
 
 def default_subject() -> str:
@@ -50,23 +72,35 @@ def default_subject() -> str:
 
 def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: str,
             nonce: str | None, ttl: int, policy_id: str | None = None,
-            policy_digest: str | None = None,
-            include_boot_log: bool = False) -> tuple[Path, bytes]:
-    """Measure the command's executable and argv, then issue an artifact for exactly them."""
-    executable = subjects.resolve_executable(argv[0])
-    content = subjects.command_content([str(executable), *argv[1:]], active_banks(tpm))
-    content["argv"] = list(argv)  # what was asked, with the resolved path beside it
-    measure(tpm, home, runtime_pcr(), content)
-    measured = content["digest"].get("sha256")  # hashed once: the artifact names it too
-    request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,
-                      nonce=nonce, ttl=ttl, policy_id=policy_id, policy_digest=policy_digest,
-                      include_boot_log=include_boot_log,
-                      executable_digest=measured if isinstance(measured, str) else None)
-    return executable, issue(tpm, home, request, int(time.time()))
+            policy_digest: str | None = None, include_boot_log: bool = False,
+            keep_env: Sequence[str] = (),
+            environ: Mapping[str, str] | None = None) -> Prepared:
+    """Seal and measure the command's executable and argv, then issue an artifact for
+    exactly them; the caller execs :attr:`Prepared.executable` and nothing else."""
+    environ = os.environ if environ is None else environ
+    kept = kept_variables(environ, keep_env)
+    # SHA-256 always: the artifact names the executable by it, whatever banks are active.
+    banks = sorted({*active_banks(tpm), "sha256"})
+    sealed = seal_executable(argv[0], banks)
+    try:
+        # argv as asked: the record's argv_digest is then the digest of scope.argv.
+        content = subjects.command_content(argv, active_banks(tpm), executable=sealed.path,
+                                           measured=dict(sealed.digests))
+        measure(tpm, home, runtime_pcr(), content)
+        request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,
+                          nonce=nonce, ttl=ttl, policy_id=policy_id,
+                          policy_digest=policy_digest, include_boot_log=include_boot_log,
+                          executable_digest=sealed.digests["sha256"].hex(), env=kept)
+        artifact = issue(tpm, home, request, int(time.time()))
+    except BaseException:
+        sealed.close()
+        raise
+    return Prepared(sealed, scrubbed(environ, kept), artifact)
 
 
 def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, store: Store, *,
-              subject: str, key_name: str, ttl: int = 60) -> Authorized:
+              subject: str, key_name: str, ttl: int = 60,
+              keep_env: Sequence[str] = ()) -> Authorized:
     """Authorize ``argv`` and verify it in-process against ``policy`` and ``store``."""
     from attest.audit.log import AuditLog
     from attest.policy.model import NonceMode
@@ -78,11 +112,11 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
         nonce = store.issue_nonce(ttl, int(time.time()))
     # A policy that appraises boot PCRs needs the boot log; any other refuses one.
     boot = policy.wants_boot_log
-    executable, artifact = prepare(tpm, home, argv, subject=subject, key_name=key_name,
-                                   nonce=nonce, ttl=ttl, policy_id=policy.id,
-                                   policy_digest=policy.digest, include_boot_log=boot)
-    decision = verify_logged(Verifier(policy, store), AuditLog.open(store, home), artifact)
-    return Authorized(decision, executable, artifact)
+    made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
+                   policy_id=policy.id, policy_digest=policy.digest, include_boot_log=boot,
+                   keep_env=keep_env)
+    decision = verify_logged(Verifier(policy, store), AuditLog.open(store, home), made.artifact)
+    return Authorized(decision, made.executable, made.env, made.artifact)
 
 
 def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
@@ -116,15 +150,15 @@ def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
 
 
 def run_remote(tpm: TPM, home: Path, argv: list[str], verifier_url: str, *, subject: str,
-               key_name: str, ttl: int = 60) -> Authorized:
+               key_name: str, ttl: int = 60, keep_env: Sequence[str] = ()) -> Authorized:
     """Authorize ``argv`` with a challenge from the verifier service and have it verify."""
     base = verifier_url.rstrip("/")
     challenge = _post(f"{base}/v1/challenges", b"{}", "application/json")
     nonce = challenge.get("nonce")
-    executable, artifact = prepare(tpm, home, argv, subject=subject, key_name=key_name,
-                                   nonce=nonce if isinstance(nonce, str) else None, ttl=ttl)
-    answer = _post(f"{base}/v1/verify", artifact, "application/jose")
-    return Authorized(_decision_from(answer), executable, artifact)
+    made = prepare(tpm, home, argv, subject=subject, key_name=key_name,
+                   nonce=nonce if isinstance(nonce, str) else None, ttl=ttl, keep_env=keep_env)
+    answer = _post(f"{base}/v1/verify", made.artifact, "application/jose")
+    return Authorized(_decision_from(answer), made.executable, made.env, made.artifact)
 
 
 def _decision_from(answer: dict[str, object]) -> Decision:

@@ -82,6 +82,8 @@ class Request:
     # (`attest run`), so that the artifact names the digest that was measured; without
     # it, issue() resolves argv[0] and hashes the file itself.
     executable_digest: str | None = None
+    # Code-injecting environment variables `attest run` keeps: name -> SHA-256 hex.
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 def _lineage(parent: bytes | None) -> Lineage | None:
@@ -157,7 +159,7 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
     approval_bytes = None if approval is None else approval.to_bytes()
     scope = Scope(request.action, request.argv,
                   _executable_digest(request.action, request.argv, request.executable_digest),
-                  request.resources)
+                  request.resources, dict(request.env))
     lineage = _lineage(request.parent)
     runtime = RuntimeLog(home)
     with runtime.locked():

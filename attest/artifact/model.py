@@ -78,32 +78,44 @@ def malformed(message: str) -> EvidenceError:
 
 @dataclass(frozen=True)
 class Scope:
-    """What may run: the action, the exact argv, the executable's digest, the resources."""
+    """What may run: the action, the exact argv, the executable's digest, the resources,
+    and the code-injecting environment variables kept for it (name -> SHA-256 hex of
+    the value; `attest run --keep-env`, see attest.runtime.environment)."""
 
     action: str
     argv: tuple[str, ...]
     executable_digest: str | None = None  # sha256 hex of the executable
     resources: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "argv": list(self.argv),
                                "resources": list(self.resources)}
         if self.executable_digest is not None:
             out["executable_digest"] = self.executable_digest
+        if self.env:
+            out["env"] = dict(self.env)
         return out
 
     @classmethod
     def from_json(cls, data: Any) -> Scope:
-        obj = _object(data, "scope", {"action", "argv", "executable_digest", "resources"})
+        obj = _object(data, "scope", {"action", "argv", "executable_digest", "resources", "env"})
         digest = obj.get("executable_digest")
         if digest is not None and not (_is_hex(digest) and len(digest) == 64):
             raise malformed("scope.executable_digest is not a SHA-256 hex digest")
+        env = _object(obj.get("env", {}), "scope.env", None)
+        if len(env) > MAX_SCOPE_ENV or not all(
+                isinstance(name, str) and 0 < len(name) <= 128 and "=" not in name
+                and _is_hex(value) and len(value) == 64 for name, value in env.items()):
+            raise malformed(f"scope.env is not a mapping of at most {MAX_SCOPE_ENV} variable "
+                            "names to SHA-256 hex digests")
         scope = object.__new__(cls)  # checked: no __init__ needed (as in Claims.from_json)
         scope.__dict__.update(
             action=_string(obj.get("action"), "scope.action"),
             argv=tuple(_strings(obj.get("argv"), "scope.argv")),
             executable_digest=digest,
             resources=tuple(_strings(obj.get("resources", []), "scope.resources")),
+            env=dict(env),
         )
         return scope
 
@@ -380,6 +392,10 @@ def canonical_bound(claims: Claims) -> bytes:
     except UnicodeEncodeError:
         raise malformed("the claims have no canonical JSON: a string holds a lone "
                         "surrogate") from None
+
+
+# Kept injecting variables an artifact may name (attest.runtime.environment.MAX_KEPT).
+MAX_SCOPE_ENV = 32
 
 
 def _object(data: Any, what: str, allowed: AbstractSet[str] | None) -> dict[str, Any]:

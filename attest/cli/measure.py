@@ -68,16 +68,19 @@ def file_cmd(ctx: click.Context, path: Path, pcr: int | None, allow_resettable: 
 @_PCR
 @_RESETTABLE
 @_JSON
+@click.option("--record-argv", is_flag=True,
+              help="Also write the arguments themselves into the log (by default only their "
+              "digest: the log rides in every later artifact to every verifier).")
 @click.pass_context
 def command_cmd(ctx: click.Context, argv: tuple[str, ...], pcr: int | None,
-                allow_resettable: bool, as_json: bool) -> None:
-    """Measure a command about to run: its executable's digest and its argument vector.
+                allow_resettable: bool, as_json: bool, record_argv: bool) -> None:
+    """Measure a command about to run: its executable's digest and its argument vector's.
 
     \b
       attest measure command -- /usr/bin/backup --full /srv
     """
     _run(ctx, pcr, allow_resettable, as_json,
-         lambda banks: subjects.command_content(list(argv), banks))
+         lambda banks: subjects.command_content(list(argv), banks, record_argv=record_argv))
 
 
 @measure.command("data")
@@ -86,9 +89,12 @@ def command_cmd(ctx: click.Context, argv: tuple[str, ...], pcr: int | None,
 @_PCR
 @_RESETTABLE
 @_JSON
+@click.option("--record-value", is_flag=True,
+              help="Also write the value itself into the log (by default only its digest: the "
+              "log rides in every later artifact to every verifier).")
 @click.pass_context
 def data_cmd(ctx: click.Context, name: str, value: str, pcr: int | None, allow_resettable: bool,
-             as_json: bool) -> None:
-    """Measure a named piece of data."""
+             as_json: bool, record_value: bool) -> None:
+    """Measure a named piece of data (the log keeps its digest, not the value)."""
     _run(ctx, pcr, allow_resettable, as_json,
-         lambda banks: subjects.data_content(name, value, banks))
+         lambda banks: subjects.data_content(name, value, banks, record_value=record_value))

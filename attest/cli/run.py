@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -24,19 +23,25 @@ from attest.tpm import keys as signing
 @click.option("--subject", help="Who asks [default: the user name].")
 @click.option("--key", "key_name", default=signing.DEFAULT_KEY, show_default=True,
               help="The PCR-bound signing key.")
+@click.option("--keep-env", "keep_env", multiple=True, metavar="NAME",
+              help="Keep this code-injecting variable (LD_PRELOAD, BASH_ENV, PYTHONPATH, ...; "
+              "removed by default). The artifact names it with its value's SHA-256, and the "
+              "policy must allow it (keep_env). Repeatable.")
 @click.option("--quiet", "-q", is_flag=True, help="Say nothing on acceptance.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
-        store_url: str | None, subject: str | None, key_name: str, quiet: bool,
-        argv: tuple[str, ...]) -> None:
+        store_url: str | None, subject: str | None, key_name: str, keep_env: tuple[str, ...],
+        quiet: bool, argv: tuple[str, ...]) -> None:
     """Run CMD only if a verifier accepts an artifact for exactly this command line.
 
     \b
-    It measures CMD's executable and argv into the runtime PCR, issues an artifact,
-    has it verified, and on acceptance replaces itself with CMD (same pid, CMD's
-    exit code). Denied: the reasons, exit 1. Verifier unreachable: exit 3.
-    CMD never starts unless accepted.
+    It copies CMD's executable into a sealed memory file, measures that copy and
+    the argv into the runtime PCR, issues an artifact, has it verified, and on
+    acceptance replaces itself with that very copy (same pid, CMD's exit code),
+    in the environment without code-injecting variables (LD_*, BASH_ENV, ...)
+    unless --keep-env names them. Denied: the reasons, exit 1. Verifier
+    unreachable: exit 3. CMD never starts unless accepted.
       attest run --policy policy.yaml -- /usr/bin/backup --full /srv
     """
     if (policy_path is None) == (verifier_url is None):
@@ -52,12 +57,12 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
         policy = load_policy(policy_path)
         with tpm_from(ctx) as tpm, open_store(ctx, store_url) as store:
             done = run_local(tpm, ctx.obj.home, command, policy, store, subject=who,
-                             key_name=key_name)
+                             key_name=key_name, keep_env=keep_env)
     else:
         assert verifier_url is not None  # noqa: S101 - narrowed by the check above
         with tpm_from(ctx) as tpm:
             done = run_remote(tpm, ctx.obj.home, command, verifier_url, subject=who,
-                              key_name=key_name)
+                              key_name=key_name, keep_env=keep_env)
     decision = done.decision
     if not decision.accepted:
         click.echo(f"attest: denied, {' '.join(command)!r} not run: "
@@ -69,5 +74,5 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
         click.echo(f"attest: accepted ({decision.jti}); running {' '.join(command)}", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    # exec the file that was measured, not whatever PATH finds now.
-    os.execv(done.executable, command)  # noqa: S606
+    # exec the sealed bytes that were measured, not whatever the path holds now.
+    done.exec(command)

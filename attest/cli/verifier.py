@@ -339,11 +339,13 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     """Write a verifier policy that trusts this host as it is now.
 
     Its EK roots, its AK, its key's sealed PCR values, its runtime measurements so far
-    as reference values, single-use artifacts; comments explain every field.
+    as reference values, the commands it measured as the executables exec artifacts
+    may name, single-use artifacts; comments explain every field.
     """
     from attest.eventlog.cel import parse_cel
     from attest.policy import NonceMode, TrustedAK, render_policy
     from attest.runtime.log import RuntimeLog, log_pcr, runtime_pcr
+    from attest.runtime.subjects import measured_executables
     from attest.tpm import keys as signing
     from attest.tpm.files import write_public
     from attest.tpm.hierarchy import load_identity
@@ -367,6 +369,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         name, measured = record.content.get("name"), record.content.get("digest")
         if isinstance(name, str) and isinstance(measured, dict) and bank in measured:
             reference.setdefault(name, []).append(bytes.fromhex(measured[bank]))
+    executables = measured_executables(records)
     trusted = ([TrustedAK(host=os.uname().nodename, ak_public=identity.ak_public,
                           ak_qualified_name=identity.ak_qualified_name or None)]
                if enrollment == "policy" else [])
@@ -375,11 +378,12 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         sealed_values={i: v for (b, i), v in key.sealed_values.items() if b == bank},
         bank=bank, runtime_pcr=log_pcr(records) or runtime_pcr(allow_resettable=True),
         ek_roots=list(ek_roots), trusted_aks=trusted, runtime_reference=reference,
-        nonce=NonceMode.OPTIONAL, single_use=True,
+        executables=executables, nonce=NonceMode.OPTIONAL, single_use=True,
         header=f"Written by `attest policy init --from-host` on {os.uname().nodename}.")
     write_public(out_file, text.encode())
     click.echo(f"wrote {out_file}: trusts AK {identity.ak_name.hex()[:16]}…, key {key.name!r} "
-               f"sealed to {key.selection}, {len(reference)} runtime reference value(s)")
+               f"sealed to {key.selection}, {len(reference)} runtime reference value(s), "
+               f"{len(executables)} executable(s)")
 
 
 def _append(log: AuditLog, tx: Transaction, entry: Entry) -> None:

@@ -55,6 +55,7 @@ from attest.policy.load import load_policy, parse_policy
 from attest.policy.model import (
     ArtifactLimits,
     Enrollment,
+    ExecutablePolicy,
     Freshness,
     KeyPolicy,
     KeyPolicyKind,
@@ -70,6 +71,7 @@ from attest.policy.render import render_policy
 __all__ = [
     "ArtifactLimits",
     "Enrollment",
+    "ExecutablePolicy",
     "Freshness",
     "KeyPolicy",
     "KeyPolicyKind",

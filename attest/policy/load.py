@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
+import yaml
+
 from attest.errors import EvidenceError, MalformedInput, PolicyError
 from attest.eventlog.appraise import BOOT_APPLICATIONS_PCR, SECURE_BOOT_PCR, ReferenceValues
 from attest.evidence.ak import check_ak
@@ -28,6 +30,7 @@ from attest.policy.model import (
     POLICY_VERSION,
     ArtifactLimits,
     Enrollment,
+    ExecutablePolicy,
     Freshness,
     KeyPolicy,
     KeyPolicyKind,
@@ -43,7 +46,11 @@ from attest.policy.yamltree import INT, Fields, Located, compose
 T = TypeVar("T")
 
 _TOP = ("version", "id", "ek_roots", "enrollment", "trusted_aks", "pcrs", "key_policy",
-        "reference", "freshness", "artifacts", "lineage", "rules")
+        "reference", "executables", "keep_env", "freshness", "artifacts", "lineage",
+        "rules")
+_EXECUTABLE = ("name", "digests")
+# What `executables` may say instead of a list: appraise no executable at all.
+EXECUTABLES_ANY = "any"
 _PCRS = ("bank", "sealed", "runtime")
 _KEY_POLICY = ("kind", "sealed_values", "authority", "authority_file", "policy_ref",
                "min_approval_serial", "revoked_approvals")
@@ -107,6 +114,8 @@ def _read(root: Located, *, base: Path, digest: str, path: Path | None,
         "key_policy", hint="the authPolicy signing keys must have; see `kind: pcr`"),
         pcrs, base, check_paths)
     reference = _reference(top.get("reference"), pcrs)
+    executables = _executables(top.get("executables"))
+    keep_env = _keep_env(top.get("keep_env"))
     freshness = _freshness(top.get("freshness"))
     artifacts = _artifacts(top.get("artifacts"))
     lineage = _lineage(top.get("lineage"))
@@ -116,7 +125,8 @@ def _read(root: Located, *, base: Path, digest: str, path: Path | None,
         id=policy_id, digest=digest, key_policy=key_policy, rules=rules,
         version=POLICY_VERSION, ek_roots=ek_roots, enrollment=enrollment,
         trusted_aks=trusted_aks, pcrs=pcrs, reference=reference, freshness=freshness,
-        artifacts=artifacts, lineage=lineage, path=path,
+        artifacts=artifacts, lineage=lineage, path=path, executables=executables,
+        keep_env=keep_env,
     )
 
 
@@ -392,6 +402,40 @@ def _reference_error(at: Located, message: str) -> PolicyError:
         path = where.path
     return PolicyError(detail, file=where.source, line=where.line, column=where.column,
                        path=path)
+
+
+def _executables(at: Located | None) -> ExecutablePolicy | None:
+    if at is None:
+        return None
+    if isinstance(at.node, yaml.ScalarNode):
+        if at.text(f"{EXECUTABLES_ANY!r} or a list") != EXECUTABLES_ANY:
+            raise at.error(f"expected {EXECUTABLES_ANY!r} or a list of {{name, digests}}",
+                           hint="`executables: any` appraises no executable")
+        return ExecutablePolicy(any=True)
+    allowed: dict[bytes, tuple[str, ...]] = {}
+    for entry in at.items(what=f"{EXECUTABLES_ANY!r} or a list of {{name, digests}}"):
+        fields = entry.mapping(_EXECUTABLE)
+        name = fields.require("name", hint="the executable's path, for people").string()
+        if not name:
+            raise entry.error("name may not be empty")
+        digests = fields.require("digests", hint="SHA-256 hex digests of the file")
+        items = digests.items(what="a list of SHA-256 hex digests")
+        if not items:
+            raise digests.error("an empty list allows nothing; remove the entry")
+        for item in items:
+            digest = _hex(item, what="a SHA-256 digest", size=32)
+            allowed[digest] = (*allowed.get(digest, ()), name)
+    return ExecutablePolicy(allowed=MappingProxyType(allowed))
+
+
+def _keep_env(at: Located | None) -> tuple[str, ...]:
+    if at is None:
+        return ()
+    names = tuple(item.string("a variable name") for item in at.items(what="a list of names"))
+    for item, name in zip(at.items(), names, strict=True):
+        if not name or "=" in name or not name.isprintable():
+            raise item.error("not an environment variable name")
+    return names
 
 
 def _freshness(at: Located | None) -> Freshness:

@@ -269,6 +269,30 @@ def _any(patterns: tuple[str, ...], value: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ExecutablePolicy:
+    """Section ``executables``: which executables an ``exec`` artifact may name.
+
+    Either the word ``any`` (an explicit opt-out: no executable is appraised) or a
+    list of ``{name, digests}``: ``digests`` are SHA-256 hex digests of executable
+    files (what ``scope.executable_digest`` holds), ``name`` says what they are
+    (a path, for people and messages; matching is by digest). ``attest policy init
+    --from-host`` writes the commands the host has measured. An artifact whose
+    ``scope.executable_digest`` no entry allows is denied
+    (``reference_value_mismatch``), and so is one naming an executable its runtime
+    log never measured (``eventlog_mismatch``). A policy without the section
+    denies every ``exec`` artifact: appraising executables is the default.
+
+    Attributes:
+        any: the ``any`` opt-out.
+        allowed: SHA-256 digest (bytes) -> the names it was listed under.
+    """
+
+    any: bool = False
+    allowed: Mapping[bytes, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class VerifierPolicy:
     """A loaded policy file.
 
@@ -298,6 +322,12 @@ class VerifierPolicy:
         freshness: section ``freshness``; see :class:`Freshness`.
         artifacts: section ``artifacts``; see :class:`ArtifactLimits`.
         lineage: section ``lineage``; see :class:`LineageLimits`.
+        executables: section ``executables``, default none (every ``exec``
+            artifact is denied); see :class:`ExecutablePolicy`.
+        keep_env: ``keep_env``, default ``[]``. The code-injecting environment
+            variables (``LD_PRELOAD``, ``BASH_ENV``, ...) an artifact's
+            ``scope.env`` may name (``attest run --keep-env``); any other is
+            denied (``policy_mismatch``).
         path: the file the policy was loaded from (absolute), if any.
     """
 
@@ -315,6 +345,8 @@ class VerifierPolicy:
     artifacts: ArtifactLimits = ArtifactLimits()
     lineage: LineageLimits = LineageLimits()
     path: Path | None = None
+    executables: ExecutablePolicy | None = None
+    keep_env: tuple[str, ...] = ()
 
     @property
     def required_pcrs(self) -> PCRSelection:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -34,6 +35,8 @@ def render_policy(
     ek_roots: Sequence[str | Path] = (),
     trusted_aks: Sequence[TrustedAK] = (),
     runtime_reference: Mapping[str, Iterable[bytes]] | None = None,
+    executables: Mapping[str, Iterable[bytes]] | Literal["any"] | None = None,
+    keep_env: Sequence[str] = (),
     authority_pem: bytes | None = None,
     policy_ref: bytes = b"",
     min_approval_serial: int = 0,
@@ -66,6 +69,11 @@ def render_policy(
             ``bank``, written as ``reference.runtime``; ``None`` leaves the
             reference section out (nothing appraised), an empty mapping allows
             no runtime measurement at all.
+        executables: executable path -> allowed SHA-256 digests, written as
+            ``executables``; ``"any"`` writes the explicit opt-out; ``None``
+            leaves the section out (every ``exec`` artifact is then denied); an
+            empty mapping is written as a comment and denies them too.
+        keep_env: ``keep_env``: code-injecting variables an artifact may keep.
         authority_pem: an authority's PEM public key: ``key_policy.kind:
             authorize`` with the key inline, instead of ``kind: pcr``.
         policy_ref: ``key_policy.policy_ref`` (authorize only).
@@ -113,6 +121,7 @@ def render_policy(
     if runtime_reference is not None:
         out.blank()
         _reference(out, bank, runtime_reference)
+    _executables(out, executables, keep_env)
     out.blank()
     out.add("freshness:")
     out.add(f"  nonce: {nonce.value}",
@@ -226,6 +235,30 @@ def _reference(out: _Lines, bank: str, runtime: Mapping[str, Iterable[bytes]]) -
     for name, digests in runtime.items():
         out.add(f"    - name: {_q(name)}")
         out.add(f"      digests: [{', '.join(_q(d.hex()) for d in digests)}]")
+
+
+def _executables(out: _Lines, executables: Mapping[str, Iterable[bytes]] | Literal["any"] | None,
+                 keep_env: Sequence[str]) -> None:
+    if keep_env:
+        out.blank()
+        out.add(f"keep_env: {_list(keep_env)}",
+                "injecting variables (LD_PRELOAD, ...) `attest run --keep-env` may keep")
+    if executables is None:
+        return
+    out.blank()
+    out.comment("Executables an exec artifact may name (scope.executable_digest, SHA-256);")
+    out.comment("each must also be measured in the runtime log. `executables: any` opts out.")
+    if executables == "any":
+        out.add("executables: any", "no executable is appraised")
+        return
+    if not executables:
+        out.comment("executables: none measured yet: every exec artifact is denied until "
+                    "some are listed")
+        return
+    out.add("executables:")
+    for name, digests in executables.items():
+        out.add(f"  - name: {_q(name)}")
+        out.add(f"    digests: [{', '.join(_q(d.hex()) for d in digests)}]")
 
 
 def _rules(out: _Lines, rules: Sequence[Rule]) -> None:

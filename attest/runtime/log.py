@@ -38,7 +38,7 @@ from attest.eventlog.replay import last_events, replay, reset_value
 from attest.eventlog.tcg import TcgEvent
 from attest.evidence.pcrs import PCR_COUNT, PCRSelection
 from attest.tpm.device import TPM
-from attest.tpm.files import write_public
+from attest.tpm.files import private_dir, write_private
 from attest.tpm.pcr import RESETTABLE_PCRS, active_banks, extend, read_pcrs
 
 # PCR 15: not resettable from locality 0, and unused by firmware and boot loaders
@@ -51,6 +51,7 @@ LOCK_NAME = "runtime.lock"
 # reboot, or a crash before the first extend); the TPM's boot counters are not.
 EPOCH_NAME = "runtime.epoch"
 LOCK_TIMEOUT_S = 30.0
+LOG_MODE = 0o600
 
 
 def runtime_pcr(explicit: int | None = None, *, allow_resettable: bool = False) -> int:
@@ -98,7 +99,7 @@ class RuntimeLog:
     @contextmanager
     def locked(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         """Exclusive across processes: extend order and log order must be the same order."""
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.home)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             deadline = time.monotonic() + timeout
@@ -130,8 +131,12 @@ class RuntimeLog:
         """Append one record and make it durable before returning."""
         data = encode_record(record)
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # The log names what this host ran: its owner's alone (a log of an older attest,
+        # made 0644, is tightened on the next append).
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
         try:
+            if os.fstat(fd).st_mode & 0o777 != LOG_MODE:
+                os.fchmod(fd, LOG_MODE)
             written = os.write(fd, data)
             if written != len(data):
                 raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
@@ -172,7 +177,7 @@ class RuntimeLog:
             raise EventLogError(f"unreadable {self.epoch_path}: {exc}") from exc
 
     def write_epoch(self, counts: tuple[int, int]) -> None:
-        write_public(self.epoch_path, json.dumps(
+        write_private(self.epoch_path, json.dumps(
             {"reset_count": counts[0], "restart_count": counts[1]}).encode())
 
 

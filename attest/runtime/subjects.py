@@ -2,7 +2,12 @@
 
 Each builder returns the record content (see attest.eventlog.cel): its type, a
 name a reference value can match, the digests of what was measured, and the
-details a reader needs (path, size, argv, value).
+details a reader needs (path, size).
+
+The runtime log travels inside every later artifact to every verifier, so it
+keeps no secrets by default: a command record carries the digest of its argv
+(``argv_digest``), a data record only the digest of its value; the values
+themselves only when the caller asks (``record_argv`` / ``record_value``).
 """
 
 from __future__ import annotations
@@ -10,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from attest.errors import UsageError
-from attest.eventlog.cel import measurement_content
+from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, canonical_json, measurement_content
 
 _CHUNK = 1 << 20
 
@@ -59,17 +64,62 @@ def resolve_executable(program: str) -> Path:
     return resolved
 
 
-def command_content(argv: Sequence[str], banks: Sequence[str]) -> dict[str, Any]:
-    """The executable's digest and the whole argument vector: what is about to run."""
+def argv_digests(argv: Sequence[str], banks: Sequence[str]) -> dict[str, str]:
+    """Digests of the argument vector as canonical JSON (a list of strings), by bank, hex.
+
+    A list, not the joined text: ``["a b"]`` and ``["a", "b"]`` differ.
+    """
+    encoded = canonical_json(list(argv))
+    return {bank: hashlib.new(bank, encoded).hexdigest() for bank in banks}
+
+
+def command_content(argv: Sequence[str], banks: Sequence[str], *, record_argv: bool = False,
+                    executable: Path | None = None,
+                    measured: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """The executable's digest and the argument vector's digest: what is about to run.
+
+    ``executable`` and ``measured`` are the resolved file and its digests when the
+    caller hashed it itself (``attest run`` hashes the sealed copy it will exec);
+    the argv values go into the record only with ``record_argv``.
+    """
     if not argv:
         raise UsageError("no command given", hint="write: attest measure command -- CMD ARGS...")
-    executable = resolve_executable(argv[0])
-    return measurement_content("command", str(executable), file_digests(executable, banks),
-                               path=str(executable), argv=list(argv))
+    if executable is None:
+        executable = resolve_executable(argv[0])
+    if measured is None:
+        # SHA-256 always: artifacts and the policy's executables name executables by it.
+        measured = file_digests(executable, sorted({*banks, "sha256"}))
+    details: dict[str, Any] = {"path": str(executable), "argv_digest": argv_digests(argv, banks)}
+    if record_argv:
+        details["argv"] = list(argv)
+    return measurement_content("command", str(executable), measured, **details)
 
 
-def data_content(name: str, value: str, banks: Sequence[str]) -> dict[str, Any]:
+def data_content(name: str, value: str, banks: Sequence[str], *,
+                 record_value: bool = False) -> dict[str, Any]:
+    """A named value's digest; the value itself only with ``record_value``."""
     encoded = value.encode("utf-8")
+    details: dict[str, Any] = {"value": value} if record_value else {}
     return measurement_content("data", name,
                                {bank: hashlib.new(bank, encoded).digest() for bank in banks},
-                               value=value)
+                               **details)
+
+
+def measured_executables(records: Iterable[CelRecord]) -> dict[str, list[bytes]]:
+    """The executables a runtime log measured as commands: path -> SHA-256 digests,
+    in log order (what `policy init --from-host` allows as ``executables``)."""
+    found: dict[str, list[bytes]] = {}
+    for record in records:
+        content = record.content
+        if not (record.extends and record.content_type == ATTEST_CONTENT_TYPE
+                and content.get("type") == "command"):
+            continue
+        name, measured = content.get("name"), content.get("digest")
+        if not isinstance(name, str) or not isinstance(measured, dict):
+            continue
+        digest = measured.get("sha256")
+        if isinstance(digest, str) and len(digest) == 64:
+            value = bytes.fromhex(digest)
+            if value not in found.setdefault(name, []):
+                found[name].append(value)
+    return found

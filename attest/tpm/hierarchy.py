@@ -32,7 +32,7 @@ from tpm2_pytss.utils import NVReadEK, create_ek_template
 
 from attest.errors import EvidenceError, IdentityError, NotProvisioned, TPMError, UsageError
 from attest.tpm.device import TPM, tpm_error
-from attest.tpm.files import write_public
+from attest.tpm.files import private_dir, write_public
 
 
 class EKNotAvailable(IdentityError):
@@ -393,7 +393,7 @@ def provision(tpm: TPM, home: Path, *, ek_roots: Sequence[bytes] = (), replace: 
 
 
 def _write_identity(home: Path, identity: HostIdentity, ak_public: TPM2B_PUBLIC) -> None:
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(home)
     write_public(home / "identity.json", identity.to_json().encode())
     write_public(home / "ak.pub", identity.ak_public)
     write_public(home / "ak.pem", bytes(ak_public.to_pem()))

@@ -48,7 +48,7 @@ from attest.evidence import policy
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, Approval, approved_for
 from attest.evidence.pcrs import HASH_NAMES, PCRSelection
 from attest.tpm.device import TPM, is_policy_failure, tpm_error
-from attest.tpm.files import write_private, write_public
+from attest.tpm.files import private_dir, write_private, write_public
 from attest.tpm.hierarchy import HostIdentity, ak_handle, srk_handle
 from attest.tpm.pcr import read_pcrs, to_tpml
 
@@ -249,8 +249,9 @@ def create_key(
         authority_name=authority_name, policy_ref=policy_ref,
     )
     # Both levels private: key records hold the keys' authValues.
-    (home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder.mkdir(exist_ok=True, mode=0o700)
+    private_dir(home)
+    private_dir(home / "keys")
+    private_dir(folder)
     write_public(folder / "key.pem", key.public_pem())
     write_private(folder / "key.json", key.to_json().encode())
     return key

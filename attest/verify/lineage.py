@@ -60,6 +60,8 @@ def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int) -> list[Denial
     if allowed.executable_digest is not None and scope.executable_digest != \
             allowed.executable_digest:
         found.append("the executable's digest is not the parent's")
+    if any(allowed.env.get(name) != value for name, value in scope.env.items()):
+        found.append("it keeps environment variables (or values) the parent did not")
     if exp > parent.exp:
         found.append(f"exp {exp} is past the parent's {parent.exp}")
     return [Denial(Reason.SCOPE_ESCALATION, message) for message in found]

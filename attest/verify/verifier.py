@@ -72,6 +72,7 @@ from attest.store import (
 )
 from attest.verify.approvals import approval_use, check_approval
 from attest.verify.decision import Decision, Denial
+from attest.verify.executables import executable_denials
 from attest.verify.lineage import check_lineage
 
 # What the host puts in a key certification's qualifyingData (attest.artifact.issue).
@@ -195,8 +196,14 @@ class Verifier:
         if certified is not None:
             _collect(denials, lambda: jws.verify_signature(artifact, certified.key))
         quote = self._quote(claims, bound, subject, view, denials)
+        logs_hold = False
         if quote is not None:
+            before = len(denials)
             self._logs(claims, quote, denials)
+            logs_hold = len(denials) == before
+        # The executable is looked for in the logs only once they replay and appraise.
+        denials.extend(executable_denials(claims.scope, self.policy,
+                                          self._parsed_logs(claims) if logs_hold else None))
         approval = None
         if certified is not None:  # an approval means something only for the policy's key
             approval, found = check_approval(self.policy, claims.evidence, quote, now,
@@ -402,6 +409,14 @@ class Verifier:
             return
         if view.appraisal is not None:
             denials.append(view.appraisal)
+
+    def _parsed_logs(self, claims: Claims) -> tuple[TcgEvent | CelRecord, ...] | None:
+        """The logs as _logs parsed them for this artifact; None when it did not (no
+        quote) or they were refused (a denial already)."""
+        evidence = claims.evidence
+        view = self._log_views.get((evidence.encoded("runtime_log"),
+                                    evidence.encoded("boot_log")))
+        return None if view is None or view.problem is not None else view.events
 
     def _log_view(self, evidence: Evidence) -> _LogView:
         """What the logs say on their own and against the reference values: the part of

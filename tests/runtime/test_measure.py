@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from attest.artifact import jws
 from attest.eventlog.cel import attest_record, encode_record, parse_cel
 from attest.runtime.log import RuntimeLog
 from attest.runtime.subjects import data_content
+from attest.simulator import Simulator
 from tests.conftest import Host
 
 
@@ -52,10 +56,77 @@ def test_records_say_what_was_measured(measured: Host, tmp_path: Path) -> None:
     assert [r.recnum for r in records] == [0, 1, 2]
     file_record, command_record, data_record = (r.content for r in records)
     assert file_record["type"] == "file" and file_record["path"] == str(tmp_path / "app.conf")
-    assert command_record["type"] == "command" and command_record["argv"] == ["ls", "-l", "/"]
+    assert command_record["type"] == "command" and "argv" not in command_record
+    assert command_record["argv_digest"] == {
+        "sha256": hashlib.sha256(b'["ls","-l","/"]').hexdigest()}
     assert command_record["name"].endswith("/ls")
-    assert data_record == {"type": "data", "name": "release", "value": "1.2.3",
-                           "digest": data_record["digest"]}
+    assert data_record == {"type": "data", "name": "release",
+                           "digest": {"sha256": hashlib.sha256(b"1.2.3").hexdigest()}}
+
+
+def test_secrets_stay_out_of_the_log_and_every_later_artifact(fresh_host: Host) -> None:
+    """A token on a command line or in `measure data` never reaches the log (and so never
+    rides in the next artifact, for another command, to every verifier)."""
+    token = "s3cr3t-" + "q" * 24
+    fresh_host.ok("key", "create")
+    fresh_host.ok("measure", "command", "--", "ls", f"--token={token}")
+    fresh_host.ok("measure", "data", "--name", "db.password", "--value", token)
+    fresh_host.ok("authorize", "--subject", "s", "--out", str(fresh_host.home.parent / "a.jws"),
+                  "--", "ls")
+    artifact = (fresh_host.home.parent / "a.jws").read_bytes()
+    log = (fresh_host.home / "runtime.cel").read_bytes()
+    assert token.encode() not in log
+    runtime_log = jws.parse(artifact.strip()).claims.evidence.runtime_log
+    assert token.encode() not in runtime_log
+    assert len(parse_cel(runtime_log).records) == 2
+
+
+def test_values_are_logged_only_when_asked(fresh_host: Host) -> None:
+    fresh_host.ok("measure", "command", "--record-argv", "--", "ls", "-a")
+    fresh_host.ok("measure", "data", "--record-value", "--name", "release", "--value", "1.2.3")
+    command, data = (r.content for r in _log(fresh_host).read().records)
+    assert command["argv"] == ["ls", "-a"]
+    assert data["value"] == "1.2.3"
+    assert fresh_host.ok("eventlog", "check").exit_code == 0
+
+
+def test_log_and_home_are_private_even_when_they_were_not(fresh_host: Host) -> None:
+    """An existing 0755 home and 0644 log (an older attest) are tightened on next use."""
+    fresh_host.home.mkdir(parents=True, exist_ok=True)
+    fresh_host.home.chmod(0o755)
+    log = fresh_host.home / "runtime.cel"
+    log.touch(mode=0o644)
+    log.chmod(0o644)
+    fresh_host.ok("measure", "data", "--name", "n", "--value", "v")
+    assert stat.S_IMODE(fresh_host.home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    fresh_host.ok("key", "create", "--name", "k2")
+    for path in (fresh_host.home / "keys", fresh_host.home / "keys" / "k2"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert stat.S_IMODE((fresh_host.home / "keys" / "k2" / "key.json").stat().st_mode) == 0o600
+
+
+def test_a_shared_folder_is_never_taken_as_a_home(fresh_swtpm: Simulator,
+                                                  tmp_path: Path) -> None:
+    """A sticky, world-writable folder (like /tmp) is refused, not chmod-ed, even as root."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    result = Host(fresh_swtpm, shared).run("measure", "data", "--name", "n", "--value", "v")
+    assert result.exit_code == 2
+    assert "shared folder" in result.output
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
+def test_an_open_folder_attest_did_not_make_is_refused_not_narrowed(
+        fresh_swtpm: Simulator, tmp_path: Path) -> None:
+    """ATTEST_HOME set to someone's 0755 folder (say /var/lib, as root) is left alone."""
+    folder = tmp_path / "var-lib"
+    (folder / "dpkg").mkdir(parents=True)
+    folder.chmod(0o755)
+    result = Host(fresh_swtpm, folder).run("measure", "data", "--name", "n", "--value", "v")
+    assert result.exit_code == 2 and "not one attest made" in result.output
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
 
 
 def _rewrite(host: Host, edit: object) -> None:

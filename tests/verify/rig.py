@@ -47,6 +47,7 @@ from attest.evidence.structures import parse_public_tpm2b
 from attest.policy import NonceMode, TrustedAK, VerifierPolicy, parse_policy, render_policy
 from attest.reasons import Reason
 from attest.runtime.log import RuntimeLog
+from attest.runtime.subjects import measured_executables
 from attest.store import Store, default_url
 from attest.tpm import keys as signing
 from attest.tpm.device import TPM, open_tpm
@@ -207,7 +208,8 @@ class Rig:
         record = signing.load_key(self.home, self.key)
         log = RuntimeLog(self.home).path
         reference: dict[str, list[bytes]] = {}
-        for rec in parse_cel(log.read_bytes()).records if log.exists() else ():
+        records = parse_cel(log.read_bytes()).records if log.exists() else ()
+        for rec in records:
             name, measured = rec.content.get("name"), rec.content.get("digest")
             if isinstance(name, str) and isinstance(measured, dict):
                 reference.setdefault(name, []).append(bytes.fromhex(measured["sha256"]))
@@ -217,6 +219,7 @@ class Rig:
             "trusted_aks": [TrustedAK(HOST_ID, identity.ak_public,
                                       identity.ak_qualified_name or None)],
             "runtime_reference": reference,
+            "executables": measured_executables(records),
             "nonce": NonceMode.OPTIONAL,
         }
         options.update(overrides)

@@ -135,6 +135,12 @@ def test_scope_escalation(rig: Rig, verifier: Verifier, field: str) -> None:
         child_args["ttl"] = 600
     else:
         argv = child_argv = (tool,)
+        # Both versions measured and allowed: only the lineage can object to v2.
+        rig.host.ok("measure", "command", "--", tool)
+        _tool(rig.tmp, "echo v2, not what the parent authorized")
+        rig.host.ok("measure", "command", "--", tool)
+        verifier = rig.verifier(rig.policy(rules=ANY_RULE))
+        _tool(rig.tmp, "echo v1")
     parent = rig.issue(*argv, **parent_args)  # type: ignore[arg-type]
     accepted(verifier.verify(parent))
     if field == "executable_digest":

@@ -324,6 +324,7 @@ def test_tpm_reset_denied_when_the_policy_says_so(rig: Rig) -> None:
     accepted(strict.verify(rig.issue()))
     rig.host.sim.stop()  # TPM2_Shutdown, then TPM2_Startup(CLEAR): resetCount changes
     rig.host.sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # a new boot's log: measured anew
     after_reset = rig.issue()
     denied(strict.verify(after_reset), "tpm_reset")
     # Denied consumed nothing: without deny_reset the reboot starts a new epoch.
