@@ -8,10 +8,11 @@ depends on (nonce consumed, jti recorded, TPM clock advanced) happens in
 
 from attest.errors import StoreUnavailable
 from attest.store.db import default_url
-from attest.store.errors import NonceRejected, Replayed, Revoked
+from attest.store.errors import ClockRejected, NonceRejected, Replayed, Revoked
 from attest.store.records import (
     ArtifactRecord,
     Enrollment,
+    EpochRecord,
     NonceState,
     Revocation,
     RevocationKind,
@@ -22,7 +23,9 @@ from attest.store.store import Store
 
 __all__ = [
     "ArtifactRecord",
+    "ClockRejected",
     "Enrollment",
+    "EpochRecord",
     "NonceRejected",
     "NonceState",
     "Replayed",

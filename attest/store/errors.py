@@ -10,7 +10,7 @@ from attest.errors import AttestError, StoreUnavailable
 from attest.reasons import Reason
 from attest.store.records import NonceState, Revocation, RevocationKind
 
-__all__ = ["NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
+__all__ = ["ClockRejected", "NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
 
 _NONCE_REASONS = {
     NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
@@ -54,3 +54,12 @@ class Revoked(AttestError):
         super().__init__(f"{revocation.kind.value} {revocation.subject} is revoked{via}: "
                          f"{revocation.reason}", reason=reason)
         self.revocation = revocation
+
+
+class ClockRejected(AttestError):
+    """The quote's TPM clock contradicts the AK's boot epoch as stored at commit time:
+    made before a TPM restart seen meanwhile (stale_evidence), or impossible for one
+    TPM (clock_rollback)."""
+
+    def __init__(self, message: str, reason: Reason) -> None:
+        super().__init__(message, reason=reason)

@@ -60,6 +60,28 @@ class SeenClock:
 
 
 @dataclass(frozen=True)
+class EpochRecord:
+    """An AK's current boot epoch as the store keeps it (table ``ak_epochs``).
+
+    Clocks in milliseconds; ``origin_high``/``origin_low`` bound E, in milliseconds since
+    the Unix epoch, in T(clock) = E + clock/1000 (real time of a quote of this epoch).
+    """
+
+    reset_count: int  # obfuscated: compare for equality only
+    restart_count: int
+    first_clock: int
+    last_clock: int
+    floor_clock: int | None  # the highest clock of the earlier epochs seen, if any
+    origin_high: int
+    origin_low: int | None
+    reset_allowed: bool  # `attest readmit` ran: the next TPM reset is allowed (deny_reset)
+    reset_pending: bool  # this epoch is a TPM reset deny_reset refused, not yet re-admitted
+
+    def same_epoch(self, reset_count: int, restart_count: int) -> bool:
+        return (self.reset_count, self.restart_count) == (reset_count, restart_count)
+
+
+@dataclass(frozen=True)
 class ArtifactRecord:
     """An accepted artifact as the store keeps it.
 
@@ -97,3 +119,5 @@ class Snapshot:
     revocations: tuple[Revocation, ...]
     parent: ArtifactRecord | None  # the parent asked about, as Store.artifact reads it
     parent_revocation: Revocation | None  # the nearest revocation of the parent's line
+    epoch: EpochRecord | None = None  # the AK's current boot epoch (ak_epochs)
+    nonce_issued_at: int | None = None  # when the nonce asked about was issued, if usable

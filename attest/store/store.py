@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance
+from attest.store import acceptance, epochs
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
@@ -23,6 +23,7 @@ from attest.store.errors import Revoked
 from attest.store.records import (
     ArtifactRecord,
     Enrollment,
+    EpochRecord,
     NonceState,
     Revocation,
     RevocationKind,
@@ -53,6 +54,7 @@ _ENROLLMENTS_FOR = ("SELECT * FROM enrollments WHERE host = :host "
                     "ORDER BY enrolled_at, ak_name")
 _CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
 _FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
+_NONCE_ISSUED = "SELECT issued_at FROM nonces WHERE nonce = :nonce"
 _ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
 _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
 _INSERT_NONCE = nonces.insert()
@@ -138,6 +140,12 @@ class Store:
             raise StoreUnavailable(
                 f"the {component} schema in {self._database.where} is version {found}; this "
                 f"attest knows up to {version}", hint="upgrade attest, or use another store")
+        elif found == version:
+            # Tables added within this version (CREATE ... IF NOT EXISTS): a database
+            # made before them gains them; existing tables are left as they are.
+            for table in tables:
+                for statement in table.create(tx.dialect):
+                    tx.execute(statement)
         elif found < version:
             # No older schema exists yet; a later version adds its migration here.
             raise StoreUnavailable(
@@ -219,12 +227,26 @@ class Store:
     def forget_clock(self, ak_name: bytes | str) -> bool:
         """Re-admit an AK after a TPM reset a policy with ``deny_reset`` refuses.
 
-        The next quote then starts a new epoch as if it were the first; returns
-        whether a clock was forgotten.
+        The next TPM reset then starts a new epoch; returns whether a clock was known.
+        The epoch's clock range is kept: quotes made before the reset stay refused.
         """
         name = _hex(ak_name, "AK name")
         with self.write() as tx:
-            return tx.execute(_FORGET_CLOCK, {"ak": name}) > 0
+            readmitted = epochs.readmit(tx, name)
+            return tx.execute(_FORGET_CLOCK, {"ak": name}) > 0 or readmitted
+
+    def record_reset(self, ak_name: bytes | str, clock: SeenClock, now: int) -> None:
+        """Record a TPM reset a policy with ``deny_reset`` refused (from a verified quote):
+        it becomes the AK's current epoch, pending re-admission (:meth:`forget_clock`)."""
+        name = _hex(ak_name, "AK name")
+        with self.write() as tx:
+            epochs.record_reset(tx, name, clock, now)
+
+    def epoch(self, ak_name: bytes | str) -> EpochRecord | None:
+        """The AK's current boot epoch and its clock-to-time bounds, if a quote was accepted."""
+        name = _hex(ak_name, "AK name")
+        with self.read() as tx:
+            return epochs.current_epoch(tx, name)
 
     # -- artifacts ---------------------------------------------------------------------
 
@@ -262,10 +284,13 @@ class Store:
             if host is None and enrolled is not None:
                 host = enrolled.host
             last = _last_clock(tx, name)
-            state = None
+            epoch = epochs.current_epoch(tx, name)
+            state = issued_at = None
             if nonce is not None:
                 state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
                          else acceptance.nonce_state(tx, nonce, now))
+                if state is NonceState.USABLE:
+                    issued_at = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
             jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
             above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
             own: list[tuple[RevocationKind, str | None]] = [
@@ -284,7 +309,7 @@ class Store:
             last_clock=last, nonce=state, jti_seen=jti_seen,
             revocations=tuple(rev for _, rev in found if (rev.kind, rev.subject) in wanted),
             parent=None if above is None else _artifact(above, parent_revocation),
-            parent_revocation=parent_revocation)
+            parent_revocation=parent_revocation, epoch=epoch, nonce_issued_at=issued_at)
 
     def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
                clock: SeenClock, now: int,
@@ -322,6 +347,8 @@ class Store:
             acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
                                        stored_sha256=None if stored is None else stored.sha256)
             acceptance.advance_clock(tx, record.ak_name, clock, now)
+            issued_at = None if nonce is None else tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
+            epochs.advance_epoch(tx, record.ak_name, clock, now, issued_at)
             if in_transaction is not None:
                 in_transaction(tx)
 

@@ -51,12 +51,13 @@ from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
 from attest.evidence.ekcert import verify_chain
 from attest.evidence.quote import QuoteFacts, verify_quote
-from attest.evidence.structures import ClockInfo, Public, parse_public_tpm2b
+from attest.evidence.structures import Public, parse_public_tpm2b
 from attest.memo import remember
 from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.store import (
     ArtifactRecord,
+    ClockRejected,
     NonceRejected,
     NonceState,
     Replayed,
@@ -68,6 +69,7 @@ from attest.store import (
 )
 from attest.verify.decision import Decision, Denial
 from attest.verify.lineage import check_lineage
+from attest.verify.tpmtime import check_epoch, quote_time, time_denials
 
 # What the host puts in a key certification's qualifyingData (attest.artifact.issue).
 CERTIFICATION_LABEL = b"attest key certification\0"
@@ -191,12 +193,15 @@ class Verifier:
             _collect(denials, lambda: jws.verify_signature(artifact, certified.key))
         quote = self._quote(claims, bound, subject, view, denials)
         if quote is not None:
+            self._epoch(quote, subject, view, now, denials)
             self._logs(claims, quote, denials)
         if claims.policy_id is not None and claims.policy_id != self.policy.id:
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"issued under policy {claims.policy_id!r}, verified under "
                                   f"{self.policy.id!r}"))
         denials.extend(self._times(claims, view, now))
+        if quote is not None:
+            denials.extend(self._tpm_time(claims, quote, view, now, denials))
         denials.extend(self._state(artifact, subject, certified, view, now))
         if not self._allowed(claims.sub, claims.scope.action, claims.scope.argv, subject.host):
             denials.append(Denial(Reason.POLICY_MISMATCH,
@@ -336,20 +341,33 @@ class Verifier:
                                   f"the artifact claims {claims.env_bank} PCRs; the policy "
                                   f"quotes {bank}"))
             return None
-        last = view.last_clock
-        previous = None if last is None else ClockInfo(last.clock, last.reset_count,
-                                                       last.restart_count, True)
         try:
+            # No ``previous``: the quote's clock is placed among the AK's boots by
+            # tpmtime.check_epoch, which allows honest quotes in any order.
             return verify_quote(
                 claims.evidence.quote, claims.evidence.quote_signature, subject.ak,
                 expected_extra_data=bound,
                 pcr_values={(bank, i): bytes.fromhex(v) for i, v in claims.env_pcrs.items()},
                 required_pcrs=self.policy.required_pcrs,
-                expected_signer=subject.qualified_name, previous=previous,
-                deny_reset=self.policy.freshness.deny_reset)
+                expected_signer=subject.qualified_name)
         except EvidenceError as exc:
             denials.append(_denial(exc))
             return None
+
+    def _epoch(self, quote: QuoteFacts, subject: _Subject, view: Snapshot, now: int,
+               denials: list[Denial]) -> None:
+        """Place the verified quote's clock among the AK's boots (attest.verify.tpmtime)."""
+        misplaced = check_epoch(view.epoch, quote.clock_info,
+                                deny_reset=self.policy.freshness.deny_reset)
+        if misplaced is None:
+            return
+        denials.append(misplaced)
+        if misplaced.reason is Reason.TPM_RESET:
+            # The quote is genuine: the TPM did restart. Recorded, pending re-admission,
+            # so that artifacts made before the reset count as an earlier boot's.
+            clock = quote.clock_info
+            self.store.record_reset(subject.ak_name, SeenClock(
+                clock.clock, clock.reset_count, clock.restart_count), now)
 
     def _logs(self, claims: Claims, quote: QuoteFacts, denials: list[Denial]) -> None:
         evidence = claims.evidence
@@ -423,6 +441,19 @@ class Verifier:
         found.extend(self._freshness(claims, view, now))
         return found
 
+    def _tpm_time(self, claims: Claims, quote: QuoteFacts, view: Snapshot, now: int,
+                  found: list[Denial]) -> list[Denial]:
+        """iat and the evidence's age against the TPM clock (see attest.verify.tpmtime);
+        a reason already reported for the artifact is not repeated."""
+        freshness = self.policy.freshness
+        when = quote_time(view.epoch, quote.clock_info, now)
+        max_age = None if claims.eat_nonce is not None else freshness.max_age
+        reported = {denial.reason for denial in found}
+        return [denial for denial in time_denials(claims.iat, when, now, max_age=max_age,
+                                                  skew=freshness.clock_skew,
+                                                  challenged_at=view.nonce_issued_at)
+                if denial.reason not in reported]
+
     def _freshness(self, claims: Claims, view: Snapshot, now: int) -> list[Denial]:
         mode = self.policy.freshness.nonce
         if claims.eat_nonce is None:
@@ -479,7 +510,7 @@ class Verifier:
             self.store.accept(record, nonce=claims.eat_nonce,
                               single_use=self.policy.artifacts.single_use, clock=clock, now=now,
                               in_transaction=hook)
-        except (Replayed, NonceRejected, Revoked) as exc:
+        except (Replayed, NonceRejected, Revoked, ClockRejected) as exc:
             return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
                             host=subject.host)
         except _AuditFailed as exc:
