@@ -88,7 +88,9 @@ def time_denials(iat: int, when: QuoteTime, now: int, *, max_age: int | None,
 
     ``max_age`` is None when a challenge bounds the age instead (nonce mode);
     ``challenged_at`` is when that challenge was issued: the quote was made after it.
-    The skew covers the host's and verifier's clock difference and the TPM clock's drift.
+    The skew covers the host's clock against the verifier's (``iat``) and the TPM
+    clock's drift against the verifier's (a challenge). The age needs no skew: it is
+    measured on the verifier's clock alone, from its own earlier sightings.
     """
     if not when.known:
         return []  # nothing beyond this sighting: not_yet_valid and max_age by iat decide
@@ -105,7 +107,7 @@ def time_denials(iat: int, when: QuoteTime, now: int, *, max_age: int | None,
                        f"by {when.latest_ms // 1000}: the artifact claims to be newer "
                        "than its evidence")]
     age_ms = now * 1000 - when.latest_ms
-    if max_age is not None and age_ms > (max_age + skew) * 1000:
+    if max_age is not None and age_ms > max_age * 1000:
         return [Denial(Reason.STALE_EVIDENCE,
                        f"by the TPM clock its quote is at least {age_ms // 1000} s old; "
                        f"at most {max_age} s")]
