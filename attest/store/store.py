@@ -55,6 +55,11 @@ _ENROLLMENTS_FOR = ("SELECT * FROM enrollments WHERE host = :host "
 _CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
 _FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
 _NONCE_ISSUED = "SELECT issued_at FROM nonces WHERE nonce = :nonce"
+_TABLE_NAMES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+    "postgresql": ("SELECT table_name AS name FROM information_schema.tables "
+                   "WHERE table_schema = current_schema()"),
+}
 _ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
 _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
 _INSERT_NONCE = nonces.insert()
@@ -141,11 +146,14 @@ class Store:
                 f"the {component} schema in {self._database.where} is version {found}; this "
                 f"attest knows up to {version}", hint="upgrade attest, or use another store")
         elif found == version:
-            # Tables added within this version (CREATE ... IF NOT EXISTS): a database
-            # made before them gains them; existing tables are left as they are.
+            # Tables added within this version: a database made before them gains them.
+            # Only missing ones are created, so a role without DDL rights opens a
+            # complete database as before.
+            present = {row.name for row in tx.all(_TABLE_NAMES[tx.dialect])}
             for table in tables:
-                for statement in table.create(tx.dialect):
-                    tx.execute(statement)
+                if table.name not in present:
+                    for statement in table.create(tx.dialect):
+                        tx.execute(statement)
         elif found < version:
             # No older schema exists yet; a later version adds its migration here.
             raise StoreUnavailable(
