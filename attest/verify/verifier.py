@@ -449,6 +449,8 @@ class Verifier:
         when = quote_time(view.epoch, quote.clock_info, now)
         max_age = None if claims.eat_nonce is not None else freshness.max_age
         reported = {denial.reason for denial in found}
+        if reported & {Reason.CLOCK_ROLLBACK, Reason.TPM_RESET}:
+            return []  # the quote's place among the boots is refused: its clock says nothing
         return [denial for denial in time_denials(claims.iat, when, now, max_age=max_age,
                                                   skew=freshness.clock_skew,
                                                   challenged_at=view.nonce_issued_at)

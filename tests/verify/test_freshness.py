@@ -8,8 +8,10 @@ real time on swtpm, and the host claims whatever ``iat`` it likes (``issue(now=.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +98,67 @@ def test_honest_artifacts_verified_in_parallel_by_several_verifiers(rig: Rig) ->
     epoch = first.epoch(rig.identity.ak_name)
     assert epoch is not None
     assert (epoch.first_clock, epoch.last_clock) == (min(clocks), max(clocks))
+
+
+# -- clocks one TPM cannot report: a restored TPM state, and TPM2_ClockSet to place the
+# restored clock deterministically (it only moves the clock forward, as the owner may).
+
+HOUR_MS = 3_600_000
+
+
+def _clock_ahead(rig: Rig, ms: int) -> None:
+    """TPM2_ClockSet: the TPM clock moved ``ms`` ahead (owner authorization, empty here)."""
+    with rig.tpm() as tpm:
+        now = tpm.esapi.read_clock().clockInfo.clock
+        tpm.esapi.clock_set(now + ms)
+
+
+def _reboot(rig: Rig) -> None:
+    rig.host.sim.stop()  # TPM2_Shutdown, then TPM2_Startup(CLEAR): resetCount changes
+    rig.host.sim.start()
+
+
+def _save(rig: Rig) -> Path:
+    saved = rig.tmp / "saved-tpm"
+    rig.host.sim.stop()
+    shutil.copytree(rig.host.sim.state_dir, saved)
+    rig.host.sim.start()
+    return saved
+
+
+def _restore(rig: Rig, saved: Path) -> None:
+    """Put the saved TPM state back, then start it: the boot the copy was started into
+    (same counts), its clock from the copy."""
+    sim = rig.host.sim
+    sim.stop()
+    shutil.rmtree(sim.state_dir)
+    shutil.copytree(saved, sim.state_dir)
+    sim.start()
+
+
+def test_a_clock_inside_another_boots_range_is_a_rollback(rig: Rig) -> None:
+    saved = _save(rig)  # copied before boot A
+    verifier = rig.verifier()
+    accepted(verifier.verify(rig.issue()))  # boot A, clock c0 + a little
+    _clock_ahead(rig, 2 * HOUR_MS)
+    accepted(verifier.verify(rig.issue()))  # boot A spans c0 .. c0 + 2 h
+    _restore(rig, saved)  # boot A's counts again, clock c0
+    _reboot(rig)  # boot B: other counts, clock c0 + a little
+    _clock_ahead(rig, HOUR_MS)  # inside boot A's range
+    decision = verifier.verify(rig.issue())
+    denied(decision, "clock_rollback")
+    assert "range of another boot" in decision.denials[0].message
+
+
+def test_a_clock_an_earlier_boot_passed_is_a_rollback_in_this_one(rig: Rig) -> None:
+    saved = _save(rig)  # copied before boot A
+    verifier = rig.verifier()
+    _clock_ahead(rig, HOUR_MS)
+    accepted(verifier.verify(rig.issue()))  # boot A, clock c0 + 1 h
+    _reboot(rig)
+    accepted(verifier.verify(rig.issue()))  # boot B, beyond c0 + 1 h
+    _restore(rig, saved)  # boot A's counts, clock c0
+    _reboot(rig)  # boot B's counts again, clock c0 + a little: below boot A's last
+    decision = verifier.verify(rig.issue())
+    denied(decision, "clock_rollback")
+    assert "earlier boot" in decision.denials[0].message
