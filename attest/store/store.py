@@ -281,7 +281,8 @@ class Store:
         looked up when ``host`` is None; the state of ``nonce`` at ``now``
         (:meth:`nonce_state`); with ``seen``, :meth:`jti_seen`; and the ``parent``
         (:meth:`artifact`) with the nearest revocation of its line
-        (:meth:`ancestry_revoked`). A ``kid`` that is not a key name (lowercase hex)
+        (:meth:`ancestry_revoked`); always the AK's boot epoch (:meth:`epoch`), and when
+        the nonce is usable, when it was issued. A ``kid`` that is not a key name (lowercase hex)
         matches no revocation.
         """
         name = _hex(ak_name, "AK name")
@@ -327,9 +328,11 @@ class Store:
         Consumes ``nonce`` (NonceRejected unless usable), refuses anything revoked
         meanwhile (Revoked: closes the window between the verifier's checks and this
         commit), inserts the jti (Replayed when single use and seen), advances the AK's
-        clock, then runs ``in_transaction`` (the audit log's append goes there, so no
-        acceptance commits unlogged). Whatever raises, nothing is written: a denied
-        artifact consumes neither its jti nor its nonce.
+        clock and merges the quote into its boot epoch (ClockRejected when a later boot
+        was recorded meanwhile: :mod:`attest.store.epochs`), then runs ``in_transaction``
+        (the audit log's append goes there, so no acceptance commits unlogged). Whatever
+        raises, nothing is written: a denied artifact consumes neither its jti nor its
+        nonce.
         """
         _check_record(record)
         with self.write() as tx:

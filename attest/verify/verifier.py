@@ -13,19 +13,20 @@ that do not depend on a failed one still run, so several reasons are reported.
    authPolicy: key_not_certified, certify_signature_invalid,
    key_attributes_invalid, key_policy_mismatch.
 4. The JWS signature verifies with the certified key: invalid_signature.
-5. The quote: AK signature, extraData == binding, clock, required PCRs,
-   pcrDigest: quote_malformed, quote_signature_invalid, binding_mismatch,
-   clock_rollback, tpm_reset, pcr_selection_insufficient, pcr_digest_mismatch.
+5. The quote: AK signature, extraData == binding, clock (safe, and placed among
+   the AK's boots: attest.verify.tpmtime), required PCRs, pcrDigest:
+   quote_malformed, quote_signature_invalid, binding_mismatch, clock_rollback,
+   tpm_reset, stale_evidence, pcr_selection_insufficient, pcr_digest_mismatch.
 6. The logs replay to the quoted PCRs and hold only measurements the reference
    values allow: eventlog_malformed, eventlog_mismatch, reference_value_mismatch.
-7. Times and freshness (nbf, exp, lifetime, iat age, the verifier's nonce):
-   not_yet_valid, expired, stale_evidence, nonce_unknown, nonce_reused,
-   policy_mismatch.
+7. Times and freshness (nbf, exp, lifetime, iat age, the verifier's nonce; iat
+   and the evidence's age by the TPM clock): not_yet_valid, expired,
+   stale_evidence, nonce_unknown, nonce_reused, policy_mismatch, clock_rollback.
 8. Single use, revocation, lineage, rules: replayed, revoked, lineage_broken,
    scope_escalation, policy_mismatch.
 9. The acceptance is recorded atomically (nonce consumed, jti stored, clock
-   advanced, audit entry appended): replayed, nonce_reused, revoked,
-   audit_unavailable.
+   advanced and boot epoch merged, audit entry appended): replayed, nonce_reused,
+   revoked, stale_evidence, clock_rollback, audit_unavailable.
 
 Anything that raises inside is a denial (internal_error), never an acceptance.
 """
