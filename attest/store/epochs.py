@@ -1,12 +1,20 @@
-"""The AK's boot epoch and TPM-clock bounds (table ``ak_epochs``), over one transaction.
+"""The AK's boot epoch and where its TPM clock stands in real time (table ``ak_epochs``).
 
 :func:`advance_epoch` runs inside the acceptance transaction. It is a monotone merge
 settled by the database's row lock, never by a read first: within the epoch the clock
-range only widens, E's upper bound only falls and its lower bound only rises; a quote
-of a later boot replaces the epoch. Two verifiers racing can at worst keep a looser
-bound, which never denies honest evidence. A quote the stored epoch contradicts (an
-earlier boot, or a clock another boot reported) is refused here too, which closes the
-window between the verifier's snapshot and the commit.
+range only widens and the bound on the real time of its highest clock only falls; a
+quote of a later boot replaces the epoch. Two verifiers racing can at worst keep a
+looser bound, which never denies honest evidence. A quote the stored epoch contradicts
+(an earlier boot, or a clock another boot reported) is refused here too, which closes
+the window between the verifier's snapshot and the commit.
+
+**Time.** A quote accepted at verifier time W (whole seconds) was made before W + 1 s.
+The TPM clock runs within 15 % of real time (TPM 2.0 Library Part 1, the Clock
+accuracy requirement; TPM2_ClockRateAdjust stays within it), so from a quote made by
+T at clock C, a quote of the same epoch at clock C' > C was made by
+T + (C' - C) / 0.85, and one at C' < C by T - (C - C') / 1.15. ``last_time`` is the
+tightest such bound for ``last_clock`` over every accepted sighting: the projection
+is linear, so the merge is the same in any order.
 """
 
 from __future__ import annotations
@@ -17,36 +25,60 @@ from attest.store.errors import ClockRejected
 from attest.store.records import EpochRecord, SeenClock
 from attest.store.schema import ak_epochs
 
-_EPOCH = ("SELECT reset_count, restart_count, first_clock, last_clock, floor_clock, "
-          "origin_high, origin_low, reset_state FROM ak_epochs WHERE ak_name = :ak")
+# Elapsed real time per elapsed TPM time, at most 1/0.85 = 20/17 (a clock 15 % slow)
+# and at least 1/1.15 = 20/23 (15 % fast): integers, so SQL and Python agree exactly.
+_AHEAD = (20, 17)
+_BEHIND = (20, 23)
+
 # ak_epochs.reset_state
 NO_RESET = 0
 RESET_ALLOWED = 1  # attest readmit: the next TPM reset starts an epoch under deny_reset
 RESET_PENDING = 2  # the current epoch is a TPM reset deny_reset refused
+
+_EPOCH = ("SELECT reset_count, restart_count, first_clock, last_clock, floor_clock, "
+          "last_time, reset_state FROM ak_epochs WHERE ak_name = :ak")
 _INSERT = ak_epochs.insert()
-# Same epoch: widen the clock range, tighten E's bounds. CASE rather than MIN/LEAST,
-# which differ between SQLite and PostgreSQL.
-_MERGE = ("UPDATE ak_epochs SET "
+# The latest real time (ms) of the later of two clocks, projected from the earlier one's:
+# rounded up, so that it stays an upper bound.
+_LATER_FROM_OLD = f"last_time + ((:ms - last_clock) * {_AHEAD[0]} + {_AHEAD[1] - 1}) / {_AHEAD[1]}"
+_LATER_FROM_NEW = f":w + ((last_clock - :ms) * {_AHEAD[0]} + {_AHEAD[1] - 1}) / {_AHEAD[1]}"
+# Same epoch: widen the clock range, tighten the bound. CASE rather than MIN/LEAST,
+# which differ between SQLite and PostgreSQL; the right-hand sides read the old row.
+# Built from integer constants above, never from input.
+_MERGE = ("UPDATE ak_epochs SET "  # noqa: S608
           "first_clock = CASE WHEN first_clock > :ms THEN :ms ELSE first_clock END, "
           "last_clock = CASE WHEN last_clock < :ms THEN :ms ELSE last_clock END, "
-          "origin_high = CASE WHEN origin_high > :high THEN :high ELSE origin_high END, "
-          "{low}reset_state = CASE WHEN reset_state = 2 THEN 0 ELSE reset_state END, "
+          "last_time = CASE WHEN last_clock < :ms "
+          f"THEN CASE WHEN :w < {_LATER_FROM_OLD} THEN :w ELSE {_LATER_FROM_OLD} END "
+          f"ELSE CASE WHEN last_time < {_LATER_FROM_NEW} THEN last_time "
+          f"ELSE {_LATER_FROM_NEW} END END, "
+          "reset_state = CASE WHEN reset_state = 2 THEN 0 ELSE reset_state END, "
           "seen_at = :now "
           "WHERE ak_name = :ak AND reset_count = :resets AND restart_count = :restarts "
           "AND (floor_clock IS NULL OR floor_clock < :ms)")
-_MERGE_LOW = ("origin_low = CASE WHEN origin_low IS NULL OR origin_low < :low "
-              "THEN :low ELSE origin_low END, ")
-_MERGE_WITH_LOW = _MERGE.format(low=_MERGE_LOW)
-_MERGE_WITHOUT_LOW = _MERGE.format(low="")
 # A later boot: its clock is beyond everything the stored epoch reported.
 _REPLACE = ("UPDATE ak_epochs SET reset_count = :resets, restart_count = :restarts, "
             "floor_clock = last_clock, first_clock = :ms, last_clock = :ms, "
-            "origin_high = :high, origin_low = :low, reset_state = :state, seen_at = :now "
+            "last_time = :w, reset_state = :state, seen_at = :now "
             "WHERE ak_name = :ak AND NOT (reset_count = :resets AND restart_count = :restarts) "
             "AND last_clock < :ms")
 # A pending reset is admitted as the current epoch; otherwise the next reset will be.
 _READMIT = ("UPDATE ak_epochs SET reset_state = CASE WHEN reset_state = 2 THEN 0 ELSE 1 END "
             "WHERE ak_name = :ak")
+
+
+def latest_time(epoch: EpochRecord, clock_ms: int) -> int:
+    """The latest real time (ms since the Unix epoch) a quote of ``epoch`` at
+    ``clock_ms`` can have been made, from the epoch's stored bound."""
+    if clock_ms >= epoch.last_clock:
+        return epoch.last_time - (-(clock_ms - epoch.last_clock) * _AHEAD[0] // _AHEAD[1])
+    return epoch.last_time - (epoch.last_clock - clock_ms) * _BEHIND[0] // _BEHIND[1]
+
+
+def sighted(now: int) -> int:
+    """The latest time (ms) a quote accepted at ``now`` can have been made: ``now`` is
+    whole seconds, truncated."""
+    return (now + 1) * 1000
 
 
 def current_epoch(tx: Transaction, ak_name: str) -> EpochRecord | None:
@@ -60,27 +92,13 @@ def readmit(tx: Transaction, ak_name: str) -> bool:
     return tx.execute(_READMIT, {"ak": ak_name}) > 0
 
 
-def origin_high(clock_ms: int, now: int) -> int:
-    """E's upper bound from a sighting at ``now``: the quote existed before now + 1 s
-    (``now`` is whole seconds, truncated)."""
-    return (now + 1) * 1000 - clock_ms
-
-
-def advance_epoch(tx: Transaction, ak_name: str, clock: SeenClock, now: int,
-                  nonce_issued_at: int | None) -> None:
-    """Merge a sighting of an accepted quote into the AK's epoch, or raise ClockRejected.
-
-    ``nonce_issued_at``: when the quote answers a challenge, the time it was issued
-    (the quote was made after it: a lower bound on E).
-    """
+def advance_epoch(tx: Transaction, ak_name: str, clock: SeenClock, now: int) -> None:
+    """Merge a sighting of an accepted quote into the AK's epoch, or raise ClockRejected."""
     params: dict[str, object] = {
         "ak": ak_name, "ms": clock.clock, "resets": clock.reset_count,
-        "restarts": clock.restart_count, "now": now, "high": origin_high(clock.clock, now),
-        "low": None if nonce_issued_at is None else nonce_issued_at * 1000 - clock.clock,
-        "state": NO_RESET}
-    merge = _MERGE_WITHOUT_LOW if nonce_issued_at is None else _MERGE_WITH_LOW
+        "restarts": clock.restart_count, "now": now, "w": sighted(now), "state": NO_RESET}
     for _ in range(2):
-        if tx.execute(merge, params) == 1 or tx.execute(_REPLACE, params) == 1:
+        if tx.execute(_MERGE, params) == 1 or tx.execute(_REPLACE, params) == 1:
             return
         row = tx.first(_EPOCH, {"ak": ak_name})
         if row is not None:
@@ -91,8 +109,7 @@ def advance_epoch(tx: Transaction, ak_name: str, clock: SeenClock, now: int,
                     "ak_name": ak_name, "reset_count": clock.reset_count,
                     "restart_count": clock.restart_count, "first_clock": clock.clock,
                     "last_clock": clock.clock, "floor_clock": None,
-                    "origin_high": params["high"], "origin_low": params["low"],
-                    "reset_state": NO_RESET, "seen_at": now})
+                    "last_time": sighted(now), "reset_state": NO_RESET, "seen_at": now})
             return
         except Conflict:
             continue  # another verifier recorded this AK's first epoch: merge with it
@@ -106,8 +123,8 @@ def record_reset(tx: Transaction, ak_name: str, clock: SeenClock, now: int) -> N
     stored epoch is already this one or a later one."""
     tx.execute(_REPLACE, {
         "ak": ak_name, "ms": clock.clock, "resets": clock.reset_count,
-        "restarts": clock.restart_count, "now": now, "high": origin_high(clock.clock, now),
-        "low": None, "state": RESET_PENDING})
+        "restarts": clock.restart_count, "now": now, "w": sighted(now),
+        "state": RESET_PENDING})
 
 
 def _contradiction(epoch: EpochRecord, clock: SeenClock) -> ClockRejected:
@@ -128,6 +145,5 @@ def _record(row: Row) -> EpochRecord:
     return EpochRecord(
         reset_count=row.reset_count, restart_count=row.restart_count,
         first_clock=row.first_clock, last_clock=row.last_clock, floor_clock=row.floor_clock,
-        origin_high=row.origin_high, origin_low=row.origin_low,
-        reset_allowed=row.reset_state == RESET_ALLOWED,
+        last_time=row.last_time, reset_allowed=row.reset_state == RESET_ALLOWED,
         reset_pending=row.reset_state == RESET_PENDING)

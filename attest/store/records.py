@@ -63,8 +63,8 @@ class SeenClock:
 class EpochRecord:
     """An AK's current boot epoch as the store keeps it (table ``ak_epochs``).
 
-    Clocks in milliseconds; ``origin_high``/``origin_low`` bound E, in milliseconds since
-    the Unix epoch, in T(clock) = E + clock/1000 (real time of a quote of this epoch).
+    Clocks in milliseconds; ``last_time`` (ms since the Unix epoch) is the latest real
+    time the TPM can have reached ``last_clock`` (see :mod:`attest.store.epochs`).
     """
 
     reset_count: int  # obfuscated: compare for equality only
@@ -72,8 +72,7 @@ class EpochRecord:
     first_clock: int
     last_clock: int
     floor_clock: int | None  # the highest clock of the earlier epochs seen, if any
-    origin_high: int
-    origin_low: int | None
+    last_time: int
     reset_allowed: bool  # `attest readmit` ran: the next TPM reset is allowed (deny_reset)
     reset_pending: bool  # this epoch is a TPM reset deny_reset refused, not yet re-admitted
 

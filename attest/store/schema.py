@@ -83,11 +83,10 @@ ak_clocks = Table("ak_clocks", (
     Column("seen_at", BIGINT),
 ))
 
-# The TPM's current boot epoch per AK, and how its clock maps to real time. Clock
+# The TPM's current boot epoch per AK, and where its clock stands in real time. Clock
 # values are unique across the boots of one TPM (safe clocks only), so boots occupy
 # disjoint, ordered clock ranges: floor_clock (the last clock of the boots before)
-# < first_clock <= last_clock. Within the epoch T(clock) = E + clock/1000 for one E;
-# origin_high and origin_low bound E in milliseconds (see attest.verify.tpmtime).
+# < first_clock <= last_clock. last_time bounds when the TPM reached last_clock.
 # Every update is a monotone merge (attest.store.epochs): a lost race only loosens.
 ak_epochs = Table("ak_epochs", (
     Column("ak_name", varchar(MAX_HEX_NAME), primary_key=True),
@@ -96,8 +95,7 @@ ak_epochs = Table("ak_epochs", (
     Column("first_clock", BIGINT),  # milliseconds, the lowest seen in this epoch
     Column("last_clock", BIGINT),  # the highest seen in this epoch
     Column("floor_clock", BIGINT, nullable=True),  # the highest seen in earlier epochs
-    Column("origin_high", BIGINT),  # E <= this: min over sightings of (seen_at+1)*1000 - clock
-    Column("origin_low", BIGINT, nullable=True),  # E >= this: from nonces bound into quotes
+    Column("last_time", BIGINT),  # ms since the Unix epoch: last_clock was reached by then
     # 0; 1: `attest readmit` allows the next TPM reset; 2: this epoch is a TPM reset a
     # policy with deny_reset refused, until re-admitted (see attest.store.epochs).
     Column("reset_state", INTEGER),

@@ -358,8 +358,7 @@ class Store:
             acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
                                        stored_sha256=None if stored is None else stored.sha256)
             acceptance.advance_clock(tx, record.ak_name, clock, now)
-            issued_at = None if nonce is None else tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
-            epochs.advance_epoch(tx, record.ak_name, clock, now, issued_at)
+            epochs.advance_epoch(tx, record.ak_name, clock, now)
             if in_transaction is not None:
                 in_transaction(tx)
 

@@ -7,11 +7,11 @@ Facts this rests on (docs/verification.md, "TPM time"):
   twice, so the boots of one TPM occupy disjoint clock ranges, in boot order.
 - resetCount and restartCount are obfuscated for an AK in the owner hierarchy: equal
   counts are one boot epoch, other counts another, with no order between them.
-- Within one epoch the TPM is powered throughout: T(clock) = E + clock/1000 for a
-  constant E. A quote seen by the verifier at W was made before W, so E <= W - clock;
-  one that answers a challenge issued at Wn was made after it, so E >= Wn - clock.
-  The store keeps the tightest bounds (attest.store.epochs), so any quote of the epoch
-  has a latest possible real time, whatever its claimed ``iat`` says.
+- Within one epoch the TPM is powered throughout, and its clock runs within 15 % of
+  real time. A quote seen by the verifier at W was made before W; the store keeps the
+  tightest such bound for the epoch's highest clock (attest.store.epochs), so any
+  quote of the epoch has a latest possible real time, whatever its ``iat`` says. A
+  quote that answers a challenge issued at Wn was made after Wn.
 
 Everything here is pure: the store's epoch and ``now`` come in as arguments.
 """
@@ -23,19 +23,19 @@ from dataclasses import dataclass
 from attest.evidence.structures import ClockInfo
 from attest.reasons import Reason
 from attest.store import EpochRecord
+from attest.store.epochs import latest_time, sighted
 from attest.verify.decision import Denial
 
 
 @dataclass(frozen=True)
 class QuoteTime:
-    """When a quote can have been made, in milliseconds since the Unix epoch.
+    """The latest a quote can have been made, in milliseconds since the Unix epoch.
 
     ``known`` is False when the verifier has no earlier sighting of the quote's epoch:
-    the bounds then come from this verification alone and say nothing new.
+    the bound then comes from this verification alone and says nothing new.
     """
 
     latest_ms: int
-    earliest_ms: int | None
     known: bool
 
 
@@ -74,12 +74,11 @@ def check_epoch(epoch: EpochRecord | None, clock: ClockInfo, *,
 
 
 def quote_time(epoch: EpochRecord | None, clock: ClockInfo, now: int) -> QuoteTime:
-    """The window the quote was made in, from the epoch's bounds on E and this sighting."""
-    latest = (now + 1) * 1000  # it exists now (``now`` is whole seconds, truncated)
+    """The latest the quote can have been made: from the epoch's bound, and now."""
+    latest = sighted(now)  # it exists now
     if epoch is None or not epoch.same_epoch(clock.reset_count, clock.restart_count):
-        return QuoteTime(latest, None, known=False)
-    earliest = None if epoch.origin_low is None else epoch.origin_low + clock.clock
-    return QuoteTime(min(latest, epoch.origin_high + clock.clock), earliest, known=True)
+        return QuoteTime(latest, known=False)
+    return QuoteTime(min(latest, latest_time(epoch, clock.clock)), known=True)
 
 
 def time_denials(iat: int, when: QuoteTime, now: int, *, max_age: int | None,

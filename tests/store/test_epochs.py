@@ -19,9 +19,15 @@ from tests.store.helpers import AK, T0, clock, record
 _n = iter(range(1_000_000))
 
 
-def _accept(store: Store, ms: int, now: int = T0, reset: int = 7, restart: int = 3,
-            nonce: str | None = None) -> None:
-    store.accept(record(f"j{next(_n)}"), nonce=nonce, single_use=True,
+def _bound(sightings: list[tuple[int, int]]) -> int:
+    """The reference model: the latest real time (ms) of the highest clock, from every
+    (clock, now) sighting, the TPM clock running up to 15 % slow."""
+    top = max(ms for ms, _ in sightings)
+    return min((now + 1) * 1000 + -(-(top - ms) * 20 // 17) for ms, now in sightings)
+
+
+def _accept(store: Store, ms: int, now: int = T0, reset: int = 7, restart: int = 3) -> None:
+    store.accept(record(f"j{next(_n)}"), nonce=None, single_use=True,
                  clock=clock(ms, reset, restart), now=now)
 
 
@@ -31,28 +37,18 @@ def test_the_first_acceptance_starts_the_epoch(store: Store) -> None:
     epoch = store.epoch(AK)
     assert epoch is not None
     assert (epoch.first_clock, epoch.last_clock, epoch.floor_clock) == (5000, 5000, None)
-    assert epoch.origin_high == (T0 + 1) * 1000 - 5000
-    assert epoch.origin_low is None
+    assert epoch.last_time == (T0 + 1) * 1000
 
 
-def test_out_of_order_quotes_widen_the_range_and_tighten_the_origin(store: Store) -> None:
-    _accept(store, 9000, now=T0 + 10)
-    _accept(store, 5000, now=T0 + 5)  # seen earlier by a verifier whose clock is behind
-    _accept(store, 7000, now=T0 + 60)  # a late sighting loosens nothing
+def test_out_of_order_quotes_widen_the_range_and_tighten_the_bound(store: Store) -> None:
+    sightings = [(9000, T0 + 10), (5000, T0 + 5), (7000, T0 + 60)]
+    for ms, now in sightings:
+        _accept(store, ms, now=now)
     epoch = store.epoch(AK)
     assert epoch is not None
     assert (epoch.first_clock, epoch.last_clock) == (5000, 9000)
-    assert epoch.origin_high == (T0 + 6) * 1000 - 5000
-
-
-def test_a_quote_answering_a_challenge_raises_the_lower_bound(store: Store) -> None:
-    nonce = store.issue_nonce(60, T0)
-    _accept(store, 5000, now=T0 + 2, nonce=nonce)
-    epoch = store.epoch(AK)
-    assert epoch is not None and epoch.origin_low == T0 * 1000 - 5000
-    _accept(store, 6000, now=T0 + 3)  # no challenge: the lower bound stays
-    epoch = store.epoch(AK)
-    assert epoch is not None and epoch.origin_low == T0 * 1000 - 5000
+    # The earlier quote, seen sooner, bounds the later clock best: T0 + 6 s + 4.706 s.
+    assert epoch.last_time == _bound(sightings) == (T0 + 6) * 1000 + 4706
 
 
 def test_a_later_boot_replaces_the_epoch_and_keeps_its_last_clock_as_floor(store: Store) -> None:
@@ -63,7 +59,7 @@ def test_a_later_boot_replaces_the_epoch_and_keeps_its_last_clock_as_floor(store
     assert epoch is not None
     assert (epoch.reset_count, epoch.first_clock, epoch.last_clock, epoch.floor_clock) == (
         8, 9500, 9500, 9000)
-    assert epoch.origin_high == (T0 + 101) * 1000 - 9500
+    assert epoch.last_time == (T0 + 101) * 1000
 
 
 @pytest.mark.parametrize(("ms", "reset", "reason"), [
@@ -129,7 +125,7 @@ def test_parallel_acceptances_of_one_boot_all_commit_and_merge(url: str) -> None
             opened.close()
     assert epoch is not None
     assert (epoch.first_clock, epoch.last_clock) == (min(clocks), max(clocks))
-    assert epoch.origin_high == min((T0 + i % 3 + 1) * 1000 - clocks[i] for i in range(16))
+    assert epoch.last_time == _bound([(clocks[i], T0 + i % 3) for i in range(16)])
 
 
 class _OtherBootMeanwhile:
@@ -145,8 +141,8 @@ class _OtherBootMeanwhile:
             (ms, reset), self._theirs = self._theirs, None
             self._tx.execute(epoch_rows._INSERT, {
                 "ak_name": AK, "reset_count": reset, "restart_count": 3, "first_clock": ms,
-                "last_clock": ms, "floor_clock": None, "origin_high": T0 * 1000,
-                "origin_low": None, "reset_state": 0, "seen_at": T0})
+                "last_clock": ms, "floor_clock": None, "last_time": T0 * 1000,
+                "reset_state": 0, "seen_at": T0})
         return count
 
     def __getattr__(self, name: str) -> Any:
@@ -155,5 +151,5 @@ class _OtherBootMeanwhile:
 
 def test_a_later_boot_committed_meanwhile_refuses_an_earlier_one(store: Store) -> None:
     with pytest.raises(ClockRejected) as refused, store.write() as tx:
-        epoch_rows.advance_epoch(_OtherBootMeanwhile(tx, 9000, 8), AK, clock(5000), T0, None)
+        epoch_rows.advance_epoch(_OtherBootMeanwhile(tx, 9000, 8), AK, clock(5000), T0)
     assert refused.value.reason is Reason.STALE_EVIDENCE

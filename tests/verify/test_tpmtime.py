@@ -15,10 +15,12 @@ from attest.verify.tpmtime import QuoteTime, check_epoch, quote_time, time_denia
 
 T = 1_764_000_000
 # The current boot (counts 7/3) reported clocks 5000-9000 ms; earlier boots up to 4000 ms.
-# It was seen at T with clock 9000: E <= (T + 1) * 1000 - 9000.
+# Its clock 9000 was seen at T: reached by T + 1 at the latest.
 EPOCH = EpochRecord(reset_count=7, restart_count=3, first_clock=5000, last_clock=9000,
-                    floor_clock=4000, origin_high=(T + 1) * 1000 - 9000, origin_low=None,
+                    floor_clock=4000, last_time=(T + 1) * 1000,
                     reset_allowed=False, reset_pending=False)
+# 2300 ms of TPM time before it: at least 2000 ms of real time (a clock 15 % fast).
+EARLIER = 6700
 
 
 def _clock(ms: int, reset: int = 7, restart: int = 3) -> ClockInfo:
@@ -58,11 +60,12 @@ def test_readmission_allows_the_next_reset_and_a_pending_reset_is_refused() -> N
 
 
 def test_a_quote_of_a_known_epoch_has_a_latest_time() -> None:
-    # Made at clock 7000, 2 s of TPM time before the sighting at T: by T - 1 at the latest.
-    when = quote_time(EPOCH, _clock(7000), T + 500)
-    assert when == QuoteTime((T - 1) * 1000, None, known=True)
-    assert quote_time(EPOCH, _clock(7000, reset=8), T).known is False
-    assert quote_time(None, _clock(7000), T) == QuoteTime((T + 1) * 1000, None, known=False)
+    assert quote_time(EPOCH, _clock(EARLIER), T + 500) == QuoteTime((T - 1) * 1000, known=True)
+    # 1700 ms of TPM time after it: at most 2000 ms of real time (a clock 15 % slow).
+    assert quote_time(EPOCH, _clock(10_700), T + 500) == QuoteTime((T + 3) * 1000, known=True)
+    assert quote_time(EPOCH, _clock(10_700), T + 1) == QuoteTime((T + 2) * 1000, known=True)
+    assert quote_time(EPOCH, _clock(EARLIER, reset=8), T).known is False
+    assert quote_time(None, _clock(EARLIER), T) == QuoteTime((T + 1) * 1000, known=False)
 
 
 @pytest.mark.parametrize(("iat", "now", "reason"), [
@@ -73,13 +76,13 @@ def test_a_quote_of_a_known_epoch_has_a_latest_time() -> None:
     pytest.param(T + 20, T + 300, "stale_evidence", id="old-by-the-tpm-clock-whatever-iat"),
 ])
 def test_iat_and_age_against_the_tpm_clock(iat: int, now: int, reason: str | None) -> None:
-    when = quote_time(EPOCH, _clock(7000), now)
+    when = quote_time(EPOCH, _clock(EARLIER), now)  # made by T - 1
     found = time_denials(iat, when, now, max_age=300, skew=30)
     assert [d.reason.value for d in found] == ([] if reason is None else [reason])
 
 
 def test_a_challenge_answered_before_it_was_issued_by_the_tpm_clock_is_a_rollback() -> None:
-    when = quote_time(EPOCH, _clock(7000), T + 100)  # made by T - 1 by the TPM clock
+    when = quote_time(EPOCH, _clock(EARLIER), T + 100)  # made by T - 1 by the TPM clock
     assert time_denials(T - 1, when, T + 100, max_age=None, skew=30,
                         challenged_at=T - 31) == []
     found = time_denials(T - 1, when, T + 100, max_age=None, skew=30, challenged_at=T + 60)
@@ -87,5 +90,5 @@ def test_a_challenge_answered_before_it_was_issued_by_the_tpm_clock_is_a_rollbac
 
 
 def test_nothing_is_inferred_from_an_epoch_seen_for_the_first_time() -> None:
-    when = quote_time(None, _clock(7000), T)
+    when = quote_time(None, _clock(EARLIER), T)
     assert time_denials(T + 3600, when, T, max_age=300, skew=30, challenged_at=T) == []
