@@ -26,6 +26,10 @@ from attest.store import EpochRecord
 from attest.store.epochs import latest_time, sighted
 from attest.verify.decision import Denial
 
+# 2**48 ms is 8900 years of power-on time: a clock beyond it was set (TPM2_ClockSet),
+# and the store's 64-bit arithmetic on clocks stays far from overflowing.
+MAX_CLOCK_MS = 1 << 48
+
 
 @dataclass(frozen=True)
 class QuoteTime:
@@ -42,6 +46,10 @@ class QuoteTime:
 def check_epoch(epoch: EpochRecord | None, clock: ClockInfo, *,
                 deny_reset: bool) -> Denial | None:
     """Place a (safe) quote's clock among the AK's boots; a denial when it cannot be."""
+    if clock.clock > MAX_CLOCK_MS:
+        return Denial(Reason.CLOCK_ROLLBACK,
+                      f"TPM clock {clock.clock} ms is beyond any TPM's lifetime: it was set, "
+                      "not counted")
     if epoch is None:
         return None  # the first quote of this AK: it starts the first epoch
     if epoch.same_epoch(clock.reset_count, clock.restart_count):

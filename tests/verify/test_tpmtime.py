@@ -92,3 +92,9 @@ def test_a_challenge_answered_before_it_was_issued_by_the_tpm_clock_is_a_rollbac
 def test_nothing_is_inferred_from_an_epoch_seen_for_the_first_time() -> None:
     when = quote_time(None, _clock(EARLIER), T)
     assert time_denials(T + 3600, when, T, max_age=300, skew=30, challenged_at=T) == []
+
+
+@pytest.mark.parametrize("epoch", [None, EPOCH], ids=["first-quote", "known-epoch"])
+def test_a_clock_set_beyond_any_lifetime_is_refused(epoch: EpochRecord | None) -> None:
+    found = check_epoch(epoch, _clock((1 << 64) - 1, reset=8), deny_reset=False)
+    assert found is not None and found.reason.value == "clock_rollback"
