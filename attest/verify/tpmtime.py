@@ -95,9 +95,10 @@ def time_denials(iat: int, when: QuoteTime, now: int, *, max_age: int | None,
 
     ``max_age`` is None when a challenge bounds the age instead (nonce mode);
     ``challenged_at`` is when that challenge was issued: the quote was made after it.
-    The skew covers the host's clock against the verifier's (``iat``) and the TPM
-    clock's drift against the verifier's (a challenge). The age needs no skew: it is
-    measured on the verifier's clock alone, from its own earlier sightings.
+    The skew covers the host's clock against the verifier's (``iat``) and verifier
+    replicas' clocks against each other (a challenge issued by one, a sighting made by
+    another); the TPM clock's rate is allowed for in the bound itself. The age needs
+    no skew: it is measured on the verifiers' clocks alone.
     """
     if not when.known:
         return []  # nothing beyond this sighting: not_yet_valid and max_age by iat decide
