@@ -166,7 +166,8 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
 def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None) -> None:
     """Re-admit an AK after a TPM reset (a policy with deny_reset refuses it until then).
 
-    The next quote from that AK starts a new boot epoch as if it were the first.
+    Admits the reset already refused (or else the next one) as the AK's current boot;
+    artifacts made before the reset stay refused.
     """
     from attest.audit.hooks import readmission_entry
     from attest.audit.log import AuditLog

@@ -8,11 +8,18 @@ depends on (nonce consumed, jti recorded, TPM clock advanced) happens in
 
 from attest.errors import StoreUnavailable
 from attest.store.db import default_url
-from attest.store.errors import ApprovalRolledBack, NonceRejected, Replayed, Revoked
+from attest.store.errors import (
+    ApprovalRolledBack,
+    ClockRejected,
+    NonceRejected,
+    Replayed,
+    Revoked,
+)
 from attest.store.records import (
     ApprovalUse,
     ArtifactRecord,
     Enrollment,
+    EpochRecord,
     NonceState,
     Revocation,
     RevocationKind,
@@ -25,7 +32,9 @@ __all__ = [
     "ApprovalRolledBack",
     "ApprovalUse",
     "ArtifactRecord",
+    "ClockRejected",
     "Enrollment",
+    "EpochRecord",
     "NonceRejected",
     "NonceState",
     "Replayed",

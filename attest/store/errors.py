@@ -10,8 +10,8 @@ from attest.errors import AttestError, StoreUnavailable
 from attest.reasons import Reason
 from attest.store.records import NonceState, Revocation, RevocationKind
 
-__all__ = ["ApprovalRolledBack", "EnrollmentRefused", "ForeignSchemaObject", "NonceRejected",
-           "Replayed", "Revoked", "StoreUnavailable"]
+__all__ = ["ApprovalRolledBack", "ClockRejected", "EnrollmentRefused", "ForeignSchemaObject",
+           "NonceRejected", "Replayed", "Revoked", "StoreUnavailable"]
 
 _NONCE_REASONS = {
     NonceState.UNKNOWN: Reason.NONCE_UNKNOWN,
@@ -88,3 +88,12 @@ def rolled_back_message(serial: int, highest: int) -> str:
 
 class EnrollmentRefused(AttestError):
     """An enrollment would lift a revocation or take an identity another TPM holds."""
+
+
+class ClockRejected(AttestError):
+    """The quote's TPM clock contradicts the AK's boot epoch as stored at commit time:
+    made before a TPM restart seen meanwhile (stale_evidence), or impossible for one
+    TPM (clock_rollback)."""
+
+    def __init__(self, message: str, reason: Reason) -> None:
+        super().__init__(message, reason=reason)

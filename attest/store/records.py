@@ -74,6 +74,27 @@ class SeenClock:
 
 
 @dataclass(frozen=True)
+class EpochRecord:
+    """An AK's current boot epoch as the store keeps it (table ``ak_epochs``).
+
+    Clocks in milliseconds; ``last_time`` (ms since the Unix epoch) is the latest real
+    time the TPM can have reached ``last_clock`` (see :mod:`attest.store.epochs`).
+    """
+
+    reset_count: int  # obfuscated: compare for equality only
+    restart_count: int
+    first_clock: int
+    last_clock: int
+    floor_clock: int | None  # the highest clock of the earlier epochs seen, if any
+    last_time: int
+    reset_allowed: bool  # `attest readmit` ran: the next TPM reset is allowed (deny_reset)
+    reset_pending: bool  # this epoch is a TPM reset deny_reset refused, not yet re-admitted
+
+    def same_epoch(self, reset_count: int, restart_count: int) -> bool:
+        return (self.reset_count, self.restart_count) == (reset_count, restart_count)
+
+
+@dataclass(frozen=True)
 class ArtifactRecord:
     """An accepted artifact as the store keeps it.
 
@@ -114,3 +135,5 @@ class Snapshot:
     # The highest approval serial accepted for this AK, authority and policyRef (when an
     # approval was asked about and one was accepted before).
     approval_serial: int | None = None
+    epoch: EpochRecord | None = None  # the AK's current boot epoch (ak_epochs)
+    nonce_issued_at: int | None = None  # when the nonce asked about was issued, if usable

@@ -83,6 +83,25 @@ ak_clocks = Table("ak_clocks", (
     Column("seen_at", BIGINT),
 ))
 
+# The TPM's current boot epoch per AK, and where its clock stands in real time. Clock
+# values are unique across the boots of one TPM (safe clocks only), so boots occupy
+# disjoint, ordered clock ranges: floor_clock (the last clock of the boots before)
+# < first_clock <= last_clock. last_time bounds when the TPM reached last_clock.
+# Every update is a monotone merge (attest.store.epochs): a lost race only loosens.
+ak_epochs = Table("ak_epochs", (
+    Column("ak_name", varchar(MAX_HEX_NAME), primary_key=True),
+    Column("reset_count", BIGINT),  # obfuscated: compare for equality only
+    Column("restart_count", BIGINT),
+    Column("first_clock", BIGINT),  # milliseconds, the lowest seen in this epoch
+    Column("last_clock", BIGINT),  # the highest seen in this epoch
+    Column("floor_clock", BIGINT, nullable=True),  # the highest seen in earlier epochs
+    Column("last_time", BIGINT),  # ms since the Unix epoch: last_clock was reached by then
+    # 0; 1: `attest readmit` allows the next TPM reset; 2: this epoch is a TPM reset a
+    # policy with deny_reset refused, until re-admitted (see attest.store.epochs).
+    Column("reset_state", INTEGER),
+    Column("seen_at", BIGINT),
+))
+
 # Every revocation, of anything, by (kind, subject). A subject the store has not
 # seen yet (a jti still in flight) is recorded all the same, so it is refused later.
 revocations = Table("revocations", (
@@ -134,4 +153,4 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 
 # In creation order: a table after those its foreign keys name. Tables added after
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
-TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials)
+TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs)

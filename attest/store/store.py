@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance, approvals, identities, integrity
+from attest.store import acceptance, approvals, epochs, identities, integrity
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
@@ -25,6 +25,7 @@ from attest.store.records import (
     ApprovalUse,
     ArtifactRecord,
     Enrollment,
+    EpochRecord,
     NonceState,
     Revocation,
     RevocationKind,
@@ -59,6 +60,12 @@ _ENROLLMENTS_FOR = (_WITH_EK + "WHERE enrollments.host = :host "
                     "ORDER BY enrollments.enrolled_at, enrollments.ak_name")
 _CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
 _FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
+_NONCE_ISSUED = "SELECT issued_at FROM nonces WHERE nonce = :nonce"
+_TABLE_NAMES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+    "postgresql": ("SELECT table_name AS name FROM information_schema.tables "
+                   "WHERE table_schema = current_schema()"),
+}
 _ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
 _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
 _INSERT_NONCE = nonces.insert()
@@ -160,6 +167,15 @@ class Store:
             raise StoreUnavailable(
                 f"the {component} schema in {self._database.where} is version {found}; this "
                 f"attest knows up to {version}", hint="upgrade attest, or use another store")
+        elif found == version:
+            # Tables added within this version: a database made before them gains them.
+            # Only missing ones are created, so a role without DDL rights opens a
+            # complete database as before.
+            present = {row.name for row in tx.all(_TABLE_NAMES[tx.dialect])}
+            for table in tables:
+                if table.name not in present:
+                    for statement in table.create(tx.dialect):
+                        tx.execute(statement)
         elif found < version:
             # No older schema exists yet; a later version adds its migration here.
             raise StoreUnavailable(
@@ -273,15 +289,30 @@ class Store:
                      in_transaction: InTransaction | None = None) -> bool:
         """Re-admit an AK after a TPM reset a policy with ``deny_reset`` refuses.
 
-        The next quote then starts a new epoch as if it were the first; returns
-        whether a clock was forgotten. ``in_transaction`` as for :meth:`enroll`.
+        The next TPM reset then starts a new epoch; returns whether a clock was known.
+        The epoch's clock range is kept: quotes made before the reset stay refused.
+        ``in_transaction`` as for :meth:`enroll`.
         """
         name = _hex(ak_name, "AK name")
         with self.write() as tx:
-            forgotten = tx.execute(_FORGET_CLOCK, {"ak": name}) > 0
+            readmitted = epochs.readmit(tx, name)
+            forgotten = tx.execute(_FORGET_CLOCK, {"ak": name}) > 0 or readmitted
             if in_transaction is not None:
                 in_transaction(tx)
             return forgotten
+
+    def record_reset(self, ak_name: bytes | str, clock: SeenClock, now: int) -> None:
+        """Record a TPM reset a policy with ``deny_reset`` refused (from a verified quote):
+        it becomes the AK's current epoch, pending re-admission (:meth:`forget_clock`)."""
+        name = _hex(ak_name, "AK name")
+        with self.write() as tx:
+            epochs.record_reset(tx, name, clock, now)
+
+    def epoch(self, ak_name: bytes | str) -> EpochRecord | None:
+        """The AK's current boot epoch and its clock-to-time bounds, if a quote was accepted."""
+        name = _hex(ak_name, "AK name")
+        with self.read() as tx:
+            return epochs.current_epoch(tx, name)
 
     # -- artifacts ---------------------------------------------------------------------
 
@@ -309,10 +340,11 @@ class Store:
         looked up when ``host`` is None; the state of ``nonce`` at ``now``
         (:meth:`nonce_state`); with ``seen``, :meth:`jti_seen`; and the ``parent``
         (:meth:`artifact`) with the nearest revocation of its line
-        (:meth:`ancestry_revoked`). A ``kid`` that is not a key name (lowercase hex)
-        matches no revocation; nor does an ``approval`` id that is not one. With
-        ``approval``: its revocations, and the AK's highest serial accepted for its
-        authority and policyRef (:mod:`attest.store.approvals`).
+        (:meth:`ancestry_revoked`); always the AK's boot epoch (:meth:`epoch`), and when
+        the nonce is usable, when it was issued. A ``kid`` that is not a key name
+        (lowercase hex) matches no revocation; nor does an ``approval`` id that is not
+        one. With ``approval``: its revocations, and the AK's highest serial accepted for
+        its authority and policyRef (:mod:`attest.store.approvals`).
         """
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
@@ -323,10 +355,13 @@ class Store:
             if host is None and enrolled is not None:
                 host = enrolled.host
             last = _last_clock(tx, name)
-            state = None
+            epoch = epochs.current_epoch(tx, name)
+            state = issued_at = None
             if nonce is not None:
                 state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
                          else acceptance.nonce_state(tx, nonce, now))
+                if state is NonceState.USABLE:
+                    issued_at = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
             jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
             above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
             own: list[tuple[RevocationKind, str | None]] = [
@@ -349,7 +384,8 @@ class Store:
             last_clock=last, nonce=state, jti_seen=jti_seen,
             revocations=tuple(rev for _, rev in found if (rev.kind, rev.subject) in wanted),
             parent=None if above is None else _artifact(above, parent_revocation),
-            parent_revocation=parent_revocation, approval_serial=approval_serial)
+            parent_revocation=parent_revocation, approval_serial=approval_serial,
+            epoch=epoch, nonce_issued_at=issued_at)
 
     def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
                clock: SeenClock, now: int,
@@ -360,11 +396,13 @@ class Store:
         Consumes ``nonce`` (NonceRejected unless usable), refuses anything revoked
         meanwhile (Revoked: closes the window between the verifier's checks and this
         commit), inserts the jti (Replayed when single use and seen), advances the AK's
-        clock, then runs ``in_transaction`` (the audit log's append goes there, so no
-        acceptance commits unlogged). Whatever raises, nothing is written: a denied
-        artifact consumes neither its jti nor its nonce. ``approval``: the authority
-        approval the key signed under, refused when revoked meanwhile or older than one
-        accepted meanwhile for the AK (ApprovalRolledBack), else recorded as its mark.
+        clock and merges the quote into its boot epoch (ClockRejected when a later boot
+        was recorded meanwhile: :mod:`attest.store.epochs`), then runs ``in_transaction``
+        (the audit log's append goes there, so no acceptance commits unlogged). Whatever
+        raises, nothing is written: a denied artifact consumes neither its jti nor its
+        nonce. ``approval``: the authority approval the key signed under, refused when
+        revoked meanwhile or older than one accepted meanwhile for the AK
+        (ApprovalRolledBack), else recorded as its mark.
         """
         _check_record(record)
         with self.write() as tx:
@@ -392,6 +430,7 @@ class Store:
             acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
                                        stored_sha256=None if stored is None else stored.sha256)
             acceptance.advance_clock(tx, record.ak_name, clock, now)
+            epochs.advance_epoch(tx, record.ak_name, clock, now)
             if approval is not None:
                 approvals.advance(tx, record.ak_name, approval, now)
             if in_transaction is not None:

@@ -13,22 +13,24 @@ that do not depend on a failed one still run, so several reasons are reported.
    authPolicy: key_not_certified, certify_signature_invalid,
    key_attributes_invalid, key_policy_mismatch.
 4. The JWS signature verifies with the certified key: invalid_signature.
-5. The quote: AK signature, extraData == binding, clock, required PCRs,
-   pcrDigest: quote_malformed, quote_signature_invalid, binding_mismatch,
-   clock_rollback, tpm_reset, pcr_selection_insufficient, pcr_digest_mismatch.
+5. The quote: AK signature, extraData == binding, clock (safe, and placed among
+   the AK's boots: attest.verify.tpmtime), required PCRs, pcrDigest:
+   quote_malformed, quote_signature_invalid, binding_mismatch, clock_rollback,
+   tpm_reset, stale_evidence, pcr_selection_insufficient, pcr_digest_mismatch.
 6. The logs replay to the quoted PCRs and hold only measurements the reference
    values allow: eventlog_malformed, eventlog_mismatch, reference_value_mismatch.
    With key_policy.kind authorize (attest.verify.approvals): the artifact's approval
    is the authority's, approves the quoted sealed PCRs and is neither expired nor
    retired: key_policy_mismatch, malformed_artifact.
-7. Times and freshness (nbf, exp, lifetime, iat age, the verifier's nonce):
-   not_yet_valid, expired, stale_evidence, nonce_unknown, nonce_reused,
-   policy_mismatch.
+7. Times and freshness (nbf, exp, lifetime, iat age, the verifier's nonce; iat
+   and the evidence's age by the TPM clock): not_yet_valid, expired,
+   stale_evidence, nonce_unknown, nonce_reused, policy_mismatch, clock_rollback.
 8. Single use, revocation, lineage, rules: replayed, revoked, lineage_broken,
    scope_escalation, policy_mismatch.
 9. The acceptance is recorded atomically (nonce consumed, jti stored, clock
-   advanced, approval serial mark raised, audit entry appended): replayed,
-   nonce_reused, revoked, key_policy_mismatch, audit_unavailable.
+   advanced and boot epoch merged, approval serial mark raised, audit entry
+   appended): replayed, nonce_reused, revoked, key_policy_mismatch, stale_evidence,
+   clock_rollback, audit_unavailable.
 
 Anything that raises inside is a denial (internal_error), never an acceptance.
 """
@@ -54,13 +56,14 @@ from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
 from attest.evidence.ekcert import ek_id, verify_ek_certificate
 from attest.evidence.quote import QuoteFacts, verify_quote
-from attest.evidence.structures import ClockInfo, Public, parse_public_tpm2b
+from attest.evidence.structures import Public, parse_public_tpm2b
 from attest.memo import remember
 from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.store import (
     ApprovalRolledBack,
     ArtifactRecord,
+    ClockRejected,
     NonceRejected,
     NonceState,
     Replayed,
@@ -74,6 +77,7 @@ from attest.verify.approvals import approval_use, check_approval
 from attest.verify.decision import Decision, Denial
 from attest.verify.executables import executable_denials
 from attest.verify.lineage import check_lineage
+from attest.verify.tpmtime import check_epoch, quote_time, time_denials
 
 # What the host puts in a key certification's qualifyingData (attest.artifact.issue).
 CERTIFICATION_LABEL = b"attest key certification\0"
@@ -198,6 +202,7 @@ class Verifier:
         quote = self._quote(claims, bound, subject, view, denials)
         logs_hold = False
         if quote is not None:
+            self._epoch(quote, subject, view, now, denials)
             before = len(denials)
             self._logs(claims, quote, denials)
             logs_hold = len(denials) == before
@@ -214,6 +219,8 @@ class Verifier:
                                   f"issued under policy {claims.policy_id!r}, verified under "
                                   f"{self.policy.id!r}"))
         denials.extend(self._times(claims, view, now))
+        if quote is not None:
+            denials.extend(self._tpm_time(claims, quote, view, now, denials))
         denials.extend(self._state(artifact, subject, certified, view, now))
         if not self._allowed(claims.sub, claims.scope.action, claims.scope.argv, subject.host):
             denials.append(Denial(Reason.POLICY_MISMATCH,
@@ -367,20 +374,33 @@ class Verifier:
                                   f"the artifact claims {claims.env_bank} PCRs; the policy "
                                   f"quotes {bank}"))
             return None
-        last = view.last_clock
-        previous = None if last is None else ClockInfo(last.clock, last.reset_count,
-                                                       last.restart_count, True)
         try:
+            # No ``previous``: the quote's clock is placed among the AK's boots by
+            # tpmtime.check_epoch, which allows honest quotes in any order.
             return verify_quote(
                 claims.evidence.quote, claims.evidence.quote_signature, subject.ak,
                 expected_extra_data=bound,
                 pcr_values={(bank, i): bytes.fromhex(v) for i, v in claims.env_pcrs.items()},
                 required_pcrs=self.policy.required_pcrs,
-                expected_signer=subject.qualified_name, previous=previous,
-                deny_reset=self.policy.freshness.deny_reset)
+                expected_signer=subject.qualified_name)
         except EvidenceError as exc:
             denials.append(_denial(exc))
             return None
+
+    def _epoch(self, quote: QuoteFacts, subject: _Subject, view: Snapshot, now: int,
+               denials: list[Denial]) -> None:
+        """Place the verified quote's clock among the AK's boots (attest.verify.tpmtime)."""
+        misplaced = check_epoch(view.epoch, quote.clock_info,
+                                deny_reset=self.policy.freshness.deny_reset)
+        if misplaced is None:
+            return
+        denials.append(misplaced)
+        if misplaced.reason is Reason.TPM_RESET:
+            # The quote is genuine: the TPM did restart. Recorded, pending re-admission,
+            # so that artifacts made before the reset count as an earlier boot's.
+            clock = quote.clock_info
+            self.store.record_reset(subject.ak_name, SeenClock(
+                clock.clock, clock.reset_count, clock.restart_count), now)
 
     def _logs(self, claims: Claims, quote: QuoteFacts, denials: list[Denial]) -> None:
         evidence = claims.evidence
@@ -459,6 +479,21 @@ class Verifier:
         found.extend(self._freshness(claims, view, now))
         return found
 
+    def _tpm_time(self, claims: Claims, quote: QuoteFacts, view: Snapshot, now: int,
+                  found: list[Denial]) -> list[Denial]:
+        """iat and the evidence's age against the TPM clock (see attest.verify.tpmtime);
+        a reason already reported for the artifact is not repeated."""
+        freshness = self.policy.freshness
+        when = quote_time(view.epoch, quote.clock_info, now)
+        max_age = None if claims.eat_nonce is not None else freshness.max_age
+        reported = {denial.reason for denial in found}
+        if reported & {Reason.CLOCK_ROLLBACK, Reason.TPM_RESET}:
+            return []  # the quote's place among the boots is refused: its clock says nothing
+        return [denial for denial in time_denials(claims.iat, when, now, max_age=max_age,
+                                                  skew=freshness.clock_skew,
+                                                  challenged_at=view.nonce_issued_at)
+                if denial.reason not in reported]
+
     def _freshness(self, claims: Claims, view: Snapshot, now: int) -> list[Denial]:
         mode = self.policy.freshness.nonce
         if claims.eat_nonce is None:
@@ -516,7 +551,7 @@ class Verifier:
                               single_use=self.policy.artifacts.single_use, clock=clock, now=now,
                               in_transaction=hook,
                               approval=approval_use(self.policy, claims.evidence))
-        except (Replayed, NonceRejected, Revoked, ApprovalRolledBack) as exc:
+        except (Replayed, NonceRejected, Revoked, ApprovalRolledBack, ClockRejected) as exc:
             return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
                             host=subject.host)
         except _AuditFailed as exc:
