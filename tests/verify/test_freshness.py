@@ -55,6 +55,7 @@ def test_an_artifact_made_before_a_reboot_is_denied_once_the_new_boot_is_seen(
     before = rig.issue()
     rig.host.sim.stop()  # TPM2_Shutdown, then TPM2_Startup(CLEAR): resetCount changes
     rig.host.sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # a new boot's log: measured anew
     after = rig.issue()
     if deny_reset:
         # Refused, but the reboot is now known: it is pending re-admission.
@@ -116,6 +117,7 @@ def _clock_ahead(rig: Rig, ms: int) -> None:
 def _reboot(rig: Rig) -> None:
     rig.host.sim.stop()  # TPM2_Shutdown, then TPM2_Startup(CLEAR): resetCount changes
     rig.host.sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # a new boot's log: measured anew
 
 
 def _save(rig: Rig) -> Path:
@@ -123,6 +125,7 @@ def _save(rig: Rig) -> Path:
     rig.host.sim.stop()
     shutil.copytree(rig.host.sim.state_dir, saved)
     rig.host.sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # a new boot's log: measured anew
     return saved
 
 
@@ -134,6 +137,7 @@ def _restore(rig: Rig, saved: Path) -> None:
     shutil.rmtree(sim.state_dir)
     shutil.copytree(saved, sim.state_dir)
     sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # a new boot's log: measured anew
 
 
 def test_a_clock_inside_another_boots_range_is_a_rollback(rig: Rig) -> None:

@@ -315,6 +315,7 @@ def test_clock_rollback(rig: Rig) -> None:
     sim.stop()
     shutil.copytree(sim.state_dir, saved)
     sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # a new boot's log: measured anew
     now = int(time.time())
     store = rig.store()
     verifier = rig.verifier(rig.policy(nonce=NonceMode.OPTIONAL), store)
@@ -324,6 +325,7 @@ def test_clock_rollback(rig: Rig) -> None:
     shutil.rmtree(sim.state_dir)
     shutil.copytree(saved, sim.state_dir)
     sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # a new boot's log: measured anew
     nonce = store.issue_nonce(60, now)
     decision = verifier.verify(rig.issue(nonce=nonce, now=now), now=now)
     denied(decision, "clock_rollback")
