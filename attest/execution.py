@@ -8,12 +8,12 @@ resolved path is what the caller execs, so PATH cannot swap it in between.
 from __future__ import annotations
 
 import getpass
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from attest import strictjson
 from attest.artifact.issue import Request, issue
 from attest.errors import EnvironmentProblem, UsageError
 from attest.reasons import Reason
@@ -102,11 +102,11 @@ def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
                                               "Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S) as response:  # noqa: S310
-            data = json.loads(response.read())
+            data = strictjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         # A verifier that answers with an error status still answered: read its decision.
         try:
-            data = json.loads(exc.read())
+            data = strictjson.loads(exc.read())
         except ValueError:
             raise VerifierUnreachable(f"the verifier at {url} answered HTTP {exc.code} without "
                                       "a decision") from None

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
+from attest import strictjson
 from attest.artifact.model import (
     ALGORITHM,
     ARTIFACT_TYPE,
@@ -96,7 +97,9 @@ def assemble(signing: bytes, signature_rs: bytes) -> bytes:
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = strictjson.loads(data)
+    except strictjson.StrictJSONError as exc:
+        raise malformed(f"the {what} is not strict JSON: {exc}") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise malformed(f"the {what} is not JSON") from None
     if not isinstance(value, dict):

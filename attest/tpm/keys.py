@@ -41,6 +41,7 @@ from tpm2_pytss import (
 )
 from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
 
+from attest import strictjson
 from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageError
 from attest.evidence import policy
 from attest.evidence.pcrs import HASH_NAMES, PCRSelection
@@ -110,7 +111,7 @@ class SigningKey:
 
     @classmethod
     def from_json(cls, text: str) -> SigningKey:
-        data: dict[str, Any] = json.loads(text)
+        data: dict[str, Any] = strictjson.loads(text)
         return cls(
             name=data["name"],
             public=bytes.fromhex(data["public"]),
@@ -156,7 +157,7 @@ class Approval:
     @classmethod
     def from_json(cls, text: str) -> Approval:
         try:
-            data = json.loads(text)
+            data = strictjson.loads(text)
             return cls(
                 authority_public=bytes.fromhex(data["authority_public"]),
                 selection=PCRSelection.parse(data["pcrs"]),

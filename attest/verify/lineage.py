@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from fnmatch import fnmatchcase
 
+from attest import strictjson
 from attest.artifact.model import Lineage, Scope
 from attest.policy.model import LineageLimits
 from attest.reasons import Reason
@@ -46,7 +46,7 @@ def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lin
 
 def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int) -> list[Denial]:
     """Attenuation only: same action, argv matching the parent's patterns, fewer resources."""
-    allowed = Scope.from_json(json.loads(parent.scope))
+    allowed = Scope.from_json(strictjson.loads(parent.scope))
     found: list[str] = []
     if scope.action != allowed.action:
         found.append(f"action {scope.action!r} is not the parent's {allowed.action!r}")
