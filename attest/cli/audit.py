@@ -14,6 +14,7 @@ import click
 
 from attest import strictjson
 from attest.cli.common import echo_json, read_input
+from attest.cli.terminal import visible
 from attest.cli.verifier import open_store
 from attest.errors import MalformedInput, UsageError
 
@@ -174,11 +175,11 @@ def check_proof(proof_file: Path, key_text: str) -> None:
     verifier_key = _key(key_text)
     if isinstance(proof, InclusionProof):
         checkpoint = proof.verify(verifier_key)
-        click.echo(f"ok: entry {proof.index} is in {checkpoint.origin} at size "
+        click.echo(f"ok: entry {proof.index} is in {visible(checkpoint.origin)} at size "
                    f"{checkpoint.size}, root {_b64(checkpoint.root)}")
     else:
         old, new = proof.verify(verifier_key)
-        click.echo(f"ok: {new.origin} at size {new.size} extends size {old.size}")
+        click.echo(f"ok: {visible(new.origin)} at size {new.size} extends size {old.size}")
 
 
 def _key(text: str) -> VerifierKey:

@@ -16,6 +16,7 @@ from OpenSSL import crypto
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, parse_hex, read_input
+from attest.cli.terminal import visible
 from attest.errors import (
     EXIT_REFUSED,
     EvidenceError,
@@ -46,9 +47,9 @@ def _refusal(exc: EvidenceError, as_json: bool) -> None:
     if as_json:
         echo_json({"valid": False, "reason": reason, "message": exc.message})
     else:
-        click.echo(f"invalid: {reason}: {exc.message}", err=True)
+        click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {visible(exc.hint)}", err=True)
     raise SystemExit(EXIT_REFUSED)
 
 
@@ -191,11 +192,12 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
         return
     click.echo(f"valid: EK certificate chains to a trusted root at {when.isoformat()}")
     for depth, subject in enumerate(subjects, 1):
-        click.echo(f"  {'  ' * depth}<- {subject}")
+        click.echo(f"  {'  ' * depth}<- {visible(subject)}")
     if ek.trimmed:
         click.echo(f"  note: {ek.trimmed} padding bytes after the DER were ignored")
     if ek.tpm is not None:
-        click.echo(f"  TPM: {ek.tpm.manufacturer} {ek.tpm.model} {ek.tpm.version}")
+        click.echo(f"  TPM: {visible(ek.tpm.manufacturer)} {visible(ek.tpm.model)} "
+                   f"{visible(ek.tpm.version)}")
 
 
 def _subject(der: bytes) -> str:
