@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from attest import strictjson
 from attest.artifact.model import Lineage, Scope
 from attest.errors import AttestError, EventLogError
 from attest.eventlog.cel import RS, attest_record, encode_record, parse_cel
+from attest.execution import VerifierUnreachable, _post
 from attest.policy.model import LineageLimits
 from attest.runtime.log import RuntimeLog
 from attest.store import ArtifactRecord
@@ -90,3 +93,32 @@ def test_a_stored_parent_scope_with_a_member_twice_is_refused() -> None:
     lineage = Lineage("p", parent.sha256, 1)
     with pytest.raises(strictjson.StrictJSONError):
         check_lineage(parent, None, lineage, scope, 1_000, LineageLimits(), 0)
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """A 'verifier' on loopback whose decision names "accepted" twice."""
+
+    body = b'{"accepted": false, "reasons": ["replayed"], "accepted": true}'
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_verifier_answer_with_a_member_twice_is_no_decision() -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/verify"
+        with pytest.raises(VerifierUnreachable, match="appears twice"):
+            _post(url, b"artifact", "application/jose")
+    finally:
+        thread.join(timeout=10)
+        server.server_close()
