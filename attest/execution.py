@@ -11,7 +11,6 @@ inject code (attest.runtime.environment), except those the artifact names.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from attest import strictjson
 from attest.artifact.issue import Request, issue
 from attest.errors import EnvironmentProblem, UsageError
 from attest.reasons import Reason
@@ -119,6 +119,16 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     return Authorized(decision, made.executable, made.env, made.artifact)
 
 
+# A decision is a few hundred bytes; whatever answers at the URL chooses the length.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+def _bounded(data: bytes) -> bytes:
+    if len(data) > MAX_ANSWER_BYTES:
+        raise ValueError(f"an answer of more than {MAX_ANSWER_BYTES} bytes")
+    return data
+
+
 def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
     # Imported here: http.client and its email parsing are for remote runs only.
     import urllib.error
@@ -133,11 +143,11 @@ def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
                                               "Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S) as response:  # noqa: S310
-            data = json.loads(response.read())
+            data = strictjson.loads(_bounded(response.read(MAX_ANSWER_BYTES + 1)))
     except urllib.error.HTTPError as exc:
         # A verifier that answers with an error status still answered: read its decision.
         try:
-            data = json.loads(exc.read())
+            data = strictjson.loads(_bounded(exc.read(MAX_ANSWER_BYTES + 1)))
         except ValueError:
             raise VerifierUnreachable(f"the verifier at {url} answered HTTP {exc.code} without "
                                       "a decision") from None

@@ -31,7 +31,7 @@ from attest.artifact.model import (
     b64url,
     binding,
 )
-from attest.errors import UsageError
+from attest.errors import EvidenceError, UsageError
 from attest.evidence.approval import Approval
 from attest.evidence.pcrs import PCRSelection, PCRValues
 from attest.runtime.check import default_boot_log
@@ -140,6 +140,10 @@ def _check_text(request: Request) -> None:
         except UnicodeEncodeError:
             raise UsageError(f"{value.encode('utf-8', 'surrogateescape')!r} is not UTF-8 text; "
                              "an artifact can only name text") from None
+    try:
+        Scope.from_json({"action": request.action, "argv": list(request.argv)})
+    except EvidenceError as exc:  # the verifier's bounds on argv: refuse before the TPM works
+        raise UsageError(exc.message) from None
 
 
 def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
+from attest import strictjson
 from attest.artifact.model import (
     ALGORITHM,
     ARTIFACT_TYPE,
@@ -54,13 +55,29 @@ class ParsedArtifact:
 
     @property
     def sha256(self) -> str:
-        """What a child names as its parent: SHA-256 of the compact serialization."""
-        return hashlib.sha256(self.raw).hexdigest()
+        """The artifact's identity: SHA-256 of the JWS signing input (header.payload).
+
+        What a child names as its parent (lineage.parent_sha256) and what the store keeps.
+        Not the whole serialization: anyone can turn an ECDSA signature (r, s) into a
+        second valid one (r, n - s) without the key, so a digest over signature bytes
+        would let a bystander present a twin of different identity first.
+        """
+        return hashlib.sha256(self.signing_input).hexdigest()
 
 
 def _encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True,
                       ensure_ascii=False).encode("utf-8")
+
+
+def identity(raw: bytes) -> str:
+    """:attr:`ParsedArtifact.sha256` of bytes that may not parse: SHA-256 of the signing
+    input when they have the compact form's three parts, else of the bytes (stripped),
+    so that a denial names an artifact as its acceptance would."""
+    text = raw.strip()
+    if len(text) <= MAX_ARTIFACT_BYTES and text.count(b".") == 2:
+        text = text[:text.rindex(b".")]
+    return hashlib.sha256(text).hexdigest()
 
 
 def signing_input(header: Header, claims: Claims) -> bytes:
@@ -69,15 +86,30 @@ def signing_input(header: Header, claims: Claims) -> bytes:
             + b64url(_encode_json(claims.to_json()))).encode("ascii")
 
 
+# The order of P-256's base point: s and n - s both verify, so only s <= n/2 is valid.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def low_s(signature_rs: bytes) -> bytes:
+    """R || S with S replaced by n - S when S is in the upper half (a TPM returns either)."""
+    s = int.from_bytes(signature_rs[32:], "big")
+    if s > P256_ORDER // 2:
+        return signature_rs[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    return signature_rs
+
+
 def assemble(signing: bytes, signature_rs: bytes) -> bytes:
+    """The compact JWS; its signature normalized to low S, the only form verifiers take."""
     if len(signature_rs) != 64:
         raise ValueError("an ES256 signature is 64 bytes (R || S)")
-    return signing + b"." + b64url(signature_rs).encode("ascii")
+    return signing + b"." + b64url(low_s(signature_rs)).encode("ascii")
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = strictjson.loads(data)
+    except strictjson.StrictJSONError as exc:
+        raise malformed(f"the {what} is not strict JSON: {exc}") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise malformed(f"the {what} is not JSON") from None
     if not isinstance(value, dict):
@@ -149,6 +181,10 @@ def verify_signature(artifact: ParsedArtifact, key: object) -> None:
                             reason=Reason.ALG_NOT_ALLOWED)
     r = int.from_bytes(artifact.signature[:32], "big")
     s = int.from_bytes(artifact.signature[32:], "big")
+    if s > P256_ORDER // 2:
+        # The high-S twin of a valid signature verifies too; one artifact has one form.
+        raise EvidenceError("the JWS signature is not in low-S form (s > n/2)",
+                            reason=Reason.INVALID_SIGNATURE)
     digest = hashlib.sha256(artifact.signing_input).digest()
     try:
         key.verify(encode_dss_signature(r, s), digest, ec.ECDSA(Prehashed(hashes.SHA256())))

@@ -39,6 +39,12 @@ from attest.reasons import Reason
 ARTIFACT_TYPE = "attest-artifact+jwt"
 ALGORITHM = "ES256"
 MAX_ARTIFACT_BYTES = 8 << 20  # a runtime log of ~40,000 records; more is not an artifact
+# What a command line may be (Linux: MAX_ARG_STRLEN is 128 KiB, ARG_MAX typically 2 MiB
+# with the environment): enough for any real command, and a bound on what lineage
+# and rule matching read per artifact.
+MAX_ARGV_ELEMENTS = 4096
+MAX_ARG_CHARS = 128 << 10
+MAX_ARGV_CHARS = 256 << 10
 _HEX = re.compile(r"[0-9a-f]*")
 _B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
@@ -112,7 +118,7 @@ class Scope:
         scope = object.__new__(cls)  # checked: no __init__ needed (as in Claims.from_json)
         scope.__dict__.update(
             action=_string(obj.get("action"), "scope.action"),
-            argv=tuple(_strings(obj.get("argv"), "scope.argv")),
+            argv=_argv(obj.get("argv")),
             executable_digest=digest,
             resources=tuple(_strings(obj.get("resources", []), "scope.resources")),
             env=dict(env),
@@ -418,6 +424,20 @@ def _strings(value: Any, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise malformed(f"{what} is not a list of strings")
     return value
+
+
+def _argv(value: Any) -> tuple[str, ...]:
+    argv = _strings(value, "scope.argv")
+    if len(argv) > MAX_ARGV_ELEMENTS:
+        raise malformed(f"scope.argv has {len(argv)} elements; at most {MAX_ARGV_ELEMENTS}")
+    longest = max(map(len, argv), default=0)
+    if longest > MAX_ARG_CHARS:
+        raise malformed(f"a scope.argv element has {longest} characters; at most "
+                        f"{MAX_ARG_CHARS}")
+    total = sum(map(len, argv))
+    if total > MAX_ARGV_CHARS:
+        raise malformed(f"scope.argv has {total} characters; at most {MAX_ARGV_CHARS}")
+    return tuple(argv)
 
 
 def _integer(value: Any, what: str, low: int = 0) -> int:

@@ -10,13 +10,13 @@ no denial messages (free text); only codes, names and digests.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import rfc8785
 
+from attest import strictjson
 from attest.errors import ProofError, UsageError
 
 FORMAT_VERSION = 1
@@ -102,7 +102,7 @@ class Entry:
 def claimed_index(data: bytes) -> int:
     """The index an entry's bytes say it has; ProofError when they are not an entry."""
     try:
-        value = json.loads(data)
+        value = strictjson.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise ProofError("the entry is not JSON") from None
     index = value.get("index") if isinstance(value, dict) else None

@@ -16,9 +16,9 @@ for, so memory grows with the log by tens of bytes an entry.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 
+from attest import strictjson
 from attest.audit.entry import EntryKind, Outcome
 from attest.store.db import Transaction
 
@@ -49,7 +49,7 @@ def _vouched(tx: Transaction) -> Iterator[bytes]:
     """A digest of each change of trust the log records."""
     for row in tx.stream(_ENTRIES, chunk=_CHUNK):
         try:
-            value = json.loads(row.data)
+            value = strictjson.loads(row.data)
         except (ValueError, UnicodeDecodeError):
             continue  # a damaged entry: the log check names it
         if not isinstance(value, dict):

@@ -6,14 +6,15 @@ Exit codes: 0 ok, 1 invalid (a log, head or proof that does not verify), 2 bad i
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from attest import strictjson
 from attest.cli.common import echo_json, read_input
+from attest.cli.terminal import visible
 from attest.cli.verifier import open_store
 from attest.errors import MalformedInput, UsageError
 
@@ -172,18 +173,20 @@ def check_proof(proof_file: Path, key_text: str) -> None:
     from attest.audit.proofs import InclusionProof, parse_proof
 
     try:
-        document: Any = json.loads(read_input(proof_file, "proof"))
+        document: Any = strictjson.loads(read_input(proof_file, "proof"))
+    except strictjson.StrictJSONError as exc:
+        raise MalformedInput(f"{proof_file} is not strict JSON: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedInput(f"{proof_file} is not JSON") from None
     proof = parse_proof(document)
     verifier_key = _key(key_text)
     if isinstance(proof, InclusionProof):
         checkpoint = proof.verify(verifier_key)
-        click.echo(f"ok: entry {proof.index} is in {checkpoint.origin} at size "
+        click.echo(f"ok: entry {proof.index} is in {visible(checkpoint.origin)} at size "
                    f"{checkpoint.size}, root {_b64(checkpoint.root)}")
     else:
         old, new = proof.verify(verifier_key)
-        click.echo(f"ok: {new.origin} at size {new.size} extends size {old.size}")
+        click.echo(f"ok: {visible(new.origin)} at size {new.size} extends size {old.size}")
 
 
 def _key(text: str) -> VerifierKey:

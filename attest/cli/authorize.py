@@ -12,6 +12,7 @@ from attest.artifact.issue import DEFAULT_TTL_S, Request, issue, parse_duration
 from attest.artifact.model import unb64url
 from attest.cli.common import read_input, tpm_from
 from attest.cli.keys import read_approvals
+from attest.cli.terminal import visible
 from attest.errors import EvidenceError, UsageError
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
@@ -98,5 +99,6 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
     with tpm_from(ctx) as tpm:
         artifact = issue(tpm, ctx.obj.home, request, int(time.time()))
     write_public(out_file, artifact + b"\n")
-    click.echo(f"authorized {action} {' '.join(argv)!r} for {subject} into {out_file} "
+    click.echo(f"authorized {visible(action)} {visible(repr(' '.join(argv)))} for "
+               f"{visible(subject)} into {visible(out_file)} "
                f"({len(artifact)} bytes, valid {request.ttl} s)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.eventlog.cel import CelRecord, describe_content
 from attest.eventlog.content import describe
@@ -57,13 +58,15 @@ def show(file: Path, fmt: str, as_json: bool) -> None:
     log = _load(file, fmt)
     rows = [_row(event) for event in log.events]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        # ensure_ascii: descriptions come from the log; escaped, not raw, on a terminal.
+        click.echo(json.dumps(rows, indent=2))
         return
     click.echo(f"{'#':>4}  {'PCR':>3}  {'type':<34} {'digest':<20} description")
     for row in rows:
         pcr = "-" if row["pcr"] is None else str(row["pcr"])
-        click.echo(f"{row['index']:>4}  {pcr:>3}  {row['type']:<34} "
-                   f"{_display_digest(row['digests']):<20} {row['description']}")
+        click.echo(f"{row['index']:>4}  {pcr:>3}  {visible(row['type']):<34} "
+                   f"{visible(_display_digest(row['digests'])):<20} "
+                   f"{visible(row['description'])}")
 
 
 def _load(file: Path, fmt: str) -> MeasurementLog:
@@ -133,8 +136,8 @@ def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: boo
                    "verified": [f"{b}:{i}" for b, i in checked.facts.verified]})
         return
     for note in notes:
-        click.echo(f"repaired: {note}")
+        click.echo(f"repaired: {visible(note)}")
     for path, log in checked.logs:
-        click.echo(f"{path}: {len(log.events)} {log.format} events")
+        click.echo(f"{visible(path)}: {len(log.events)} {log.format} events")
     pcrs = ", ".join(f"{b}:{i}" for b, i in checked.facts.verified) or "none"
     click.echo(f"ok: the logs explain PCRs {pcrs}")

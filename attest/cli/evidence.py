@@ -16,6 +16,7 @@ from OpenSSL import crypto
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, parse_hex, read_input
+from attest.cli.terminal import visible
 from attest.errors import (
     EXIT_REFUSED,
     EvidenceError,
@@ -27,6 +28,7 @@ from attest.evidence import policy as policy_digests
 from attest.evidence.ekcert import verify_ek_certificate
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
 from attest.evidence.quote import QuoteFacts, verify_quote
+from attest.evidence.structures import Public
 from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_signature
 from attest.reasons import Reason
 
@@ -41,21 +43,34 @@ def _qualification(value: str | None) -> bytes:
     return parse_hex(value, "-q/--qualification")
 
 
+def _unrestricted_pem() -> EvidenceError:
+    # Only a restricted key proves that the TPM made what it signed (it refuses to sign
+    # outside digests that begin with TPM_GENERATED_VALUE); a PEM carries no attributes.
+    return EvidenceError(
+        "-u is a bare PEM key, which cannot show that it is a restricted TPM signing key: "
+        "any non-restricted key (attest key sign, tpm2_sign) could have signed a "
+        "TPMS_ATTEST made in software", reason=Reason.KEY_ATTRIBUTES_INVALID,
+        hint="give the AK as TPM2B_PUBLIC (attest's ak.pub, tpm2_createak -u, "
+        "tpm2_readpublic -o), or pass --trust-unrestricted-pem if you know the PEM is an AK")
+
+
 def _refusal(exc: EvidenceError, as_json: bool) -> None:
     reason = exc.reason.value if exc.reason else "invalid"
     if as_json:
         echo_json({"valid": False, "reason": reason, "message": exc.message})
     else:
-        click.echo(f"invalid: {reason}: {exc.message}", err=True)
+        click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {visible(exc.hint)}", err=True)
     raise SystemExit(EXIT_REFUSED)
 
 
 @click.command("verify")
 @click.option("-u", "--public", "public_path", required=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="The AK public key: PEM, TPM2B_PUBLIC or TPMT_PUBLIC.")
+              help="The AK public key: TPM2B_PUBLIC (tpm2-tools' tss form, attest's ak.pub) "
+              "or TPMT_PUBLIC, whose attributes show a restricted signing key; a bare PEM "
+              "only with --trust-unrestricted-pem.")
 @click.option("-m", "--message", "message_path", required=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="The quote: TPMS_ATTEST as tpm2_quote -m writes it.")
@@ -75,18 +90,22 @@ def _refusal(exc: EvidenceError, as_json: bool) -> None:
 @click.option("-q", "--qualification", metavar="HEX|FILE",
               help="The nonce the quote must carry (extraData), hex or a file.")
 @click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 signatures (refused by default).")
+@click.option("--trust-unrestricted-pem", is_flag=True,
+              help="Take a bare PEM -u as the AK although nothing shows it is a restricted "
+              "TPM key: a TPMS_ATTEST made in software and signed by any key with that "
+              "public part would pass.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
                  pcr_path: Path | None, pcr_list: str | None, _ignored_format: str | None,
                  hash_algorithm: str | None, qualification: str | None, allow_sha1: bool,
-                 as_json: bool) -> None:
+                 trust_unrestricted_pem: bool, as_json: bool) -> None:
     """Verify a quote as tpm2_checkquote does, and more: every check names its reason.
 
     \b
     Exit 0: valid. Exit 1: invalid, with the reason code and a sentence.
     Exit 2: unreadable input.
     \b
-      attest quote verify -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
+      attest quote verify -u ak.pub -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
     """
     public = read_public(read_input(public_path, "public key"))
     message = read_input(message_path, "quote")
@@ -107,6 +126,8 @@ def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
     elif selection_hint is not None:
         raise UsageError("-l/--pcr-list describes a bare-values -f file; give -f too")
     try:
+        if not isinstance(public, Public) and not trust_unrestricted_pem:
+            raise _unrestricted_pem()
         facts = verify_quote(message, signature, public, expected_extra_data=nonce,
                              pcr_values=values, required_pcrs=None, allow_sha1=allow_sha1)
         if hash_algorithm is not None and hash_name(hash_algorithm) != facts.signature_hash:
@@ -191,11 +212,12 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
         return
     click.echo(f"valid: EK certificate chains to a trusted root at {when.isoformat()}")
     for depth, subject in enumerate(subjects, 1):
-        click.echo(f"  {'  ' * depth}<- {subject}")
+        click.echo(f"  {'  ' * depth}<- {visible(subject)}")
     if ek.trimmed:
         click.echo(f"  note: {ek.trimmed} padding bytes after the DER were ignored")
     if ek.tpm is not None:
-        click.echo(f"  TPM: {ek.tpm.manufacturer} {ek.tpm.model} {ek.tpm.version}")
+        click.echo(f"  TPM: {visible(ek.tpm.manufacturer)} {visible(ek.tpm.model)} "
+                   f"{visible(ek.tpm.version)}")
 
 
 def _subject(der: bytes) -> str:

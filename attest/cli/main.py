@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from attest import __version__
+from attest.cli.terminal import visible
 from attest.errors import EXIT_REFUSED, EXIT_USAGE, AttestError
 
 
@@ -87,6 +88,16 @@ class LazyGroup(click.Group):
         return self.commands.get(cmd_name)
 
 
+def _diagnostics(exc: AttestError) -> str:
+    """exc.diagnostics() with its parts escaped: messages quote files and evidence."""
+    text = visible(exc.message)
+    if exc.reason is not None:
+        text = f"{exc.reason.value}: {text}"
+    if exc.hint:
+        text += f"\nhint: {visible(exc.hint)}"
+    return text
+
+
 class AttestGroup(LazyGroup):
     """The top group: renders AttestError and anything unexpected without a traceback."""
 
@@ -94,14 +105,14 @@ class AttestGroup(LazyGroup):
         try:
             return super().invoke(ctx)
         except AttestError as exc:
-            click.echo(f"error: {exc.diagnostics()}", err=True)
+            click.echo(f"error: {_diagnostics(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except OSError as exc:
             # A file the user named (or the home) cannot be read or written.
-            where = f": {exc.filename}" if exc.filename else ""
-            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            where = f": {visible(exc.filename)}" if exc.filename else ""
+            click.echo(f"error: {visible(exc.strerror or exc)}{where}", err=True)
             ctx.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -109,7 +120,7 @@ class AttestGroup(LazyGroup):
         except Exception as exc:  # noqa: BLE001 - the last line of defence: say it, exit 1
             if os.environ.get("ATTEST_DEBUG"):
                 traceback.print_exc()
-            click.echo(f"internal error: {type(exc).__name__}: {exc}\n"
+            click.echo(f"internal error: {type(exc).__name__}: {visible(exc)}\n"
                        "hint: this is a bug in attest; run again with ATTEST_DEBUG=1 and "
                        "report the traceback", err=True)
             ctx.exit(EXIT_REFUSED)

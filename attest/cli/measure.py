@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from attest.cli.common import echo_json, tpm_from
+from attest.cli.terminal import visible
 from attest.runtime import subjects
 from attest.runtime.log import measure as measure_into
 from attest.runtime.log import runtime_pcr
@@ -47,7 +48,7 @@ def _run(ctx: click.Context, pcr: int | None, allow_resettable: bool, as_json: b
         echo_json(record_json(record))
         return
     digest = record.digests.get("sha256") or next(iter(record.digests.values()))
-    click.echo(f"measured {content['type']} {content['name']} into PCR {index} "
+    click.echo(f"measured {content['type']} {visible(content['name'])} into PCR {index} "
                f"(record {record.recnum}, extended {digest.hex()})")
 
 

@@ -26,14 +26,17 @@ def quote() -> None:
 @click.option("--nonce", required=True, metavar="HEX",
               help=f"Verifier challenge, hex, at most {MAX_NONCE_BYTES} bytes (qualifyingData).")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for quote.msg, quote.sig, quote.pcrs, ak.pem and quote.json.")
+              help="Folder for quote.msg, quote.sig, quote.pcrs, ak.pub (TPM2B_PUBLIC), "
+              "ak.pem and quote.json.")
 @click.pass_context
 def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
     """Quote PCRs with the AK.
 
     \b
     The files are the ones tpm2_checkquote reads:
-      tpm2_checkquote -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
+      tpm2_checkquote -u ak.pub -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
+    ak.pub is the AK's TPM2B_PUBLIC, whose attributes show a restricted key; ak.pem
+    is the bare key, for tools that need one.
     """
     selection = parse_selection(pcrs)
     qualifying = parse_hex(nonce, "--nonce", MAX_NONCE_BYTES)
@@ -45,6 +48,7 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
         "quote.msg": made.message,
         "quote.sig": made.signature,
         "quote.pcrs": write_serialized_pcrs(selection, made.pcr_values),
+        "ak.pub": made.ak_public,  # TPM2B_PUBLIC: restriction can be checked
         "ak.pem": ak_pem,
     }
     values: dict[str, dict[str, str]] = {}
@@ -64,5 +68,5 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
     for name, data in files.items():
         write_public(out_dir / name, data)
     click.echo(f"quoted {selection} with nonce {qualifying.hex()} into {out_dir}/")
-    click.echo(f"check it: tpm2_checkquote -u {out_dir}/ak.pem -m {out_dir}/quote.msg "
+    click.echo(f"check it: tpm2_checkquote -u {out_dir}/ak.pub -m {out_dir}/quote.msg "
                f"-s {out_dir}/quote.sig -f {out_dir}/quote.pcrs -g sha256 -q {qualifying.hex()}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from attest.cli.common import tpm_from
+from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.execution import default_subject, run_local, run_remote
 from attest.tpm import keys as signing
@@ -65,13 +66,14 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
                               key_name=key_name, keep_env=keep_env)
     decision = done.decision
     if not decision.accepted:
-        click.echo(f"attest: denied, {' '.join(command)!r} not run: "
+        click.echo(f"attest: denied, {visible(repr(' '.join(command)))} not run: "
                    f"{', '.join(decision.reasons)}", err=True)
         for denial in decision.denials:
-            click.echo(f"  {denial.reason.value}: {denial.message}", err=True)
+            click.echo(f"  {denial.reason.value}: {visible(denial.message)}", err=True)
         raise SystemExit(1)
     if not quiet:
-        click.echo(f"attest: accepted ({decision.jti}); running {' '.join(command)}", err=True)
+        click.echo(f"attest: accepted ({visible(decision.jti)}); running "
+                   f"{visible(' '.join(command))}", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     # exec the sealed bytes that were measured, not whatever the path holds now.

@@ -11,6 +11,7 @@ import click
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, read_input, tpm_from
+from attest.cli.terminal import visible
 from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
 from attest.reasons import Reason
 from attest.store import RevocationKind, Store, default_url
@@ -63,13 +64,15 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
     if as_json:
         echo_json(decision.to_json())
     elif decision.accepted:
-        click.echo(f"accepted: {decision.subject} may {decision.facts.get('action')} "
-                   f"{' '.join(decision.facts.get('argv', []))!r} on {decision.host} "
-                   f"(jti {decision.jti})")
+        # Subject, argv, host and jti are the artifact's words: one line, escaped.
+        argv = " ".join(decision.facts.get("argv", []))
+        click.echo(f"accepted: {visible(decision.subject)} may "
+                   f"{visible(decision.facts.get('action'))} {visible(repr(argv))} on "
+                   f"{visible(decision.host)} (jti {visible(decision.jti)})")
     else:
         click.echo(f"denied: {', '.join(decision.reasons)}", err=True)
         for denial in decision.denials:
-            click.echo(f"  {denial.reason.value}: {denial.message}", err=True)
+            click.echo(f"  {denial.reason.value}: {visible(denial.message)}", err=True)
     if not decision.accepted:
         raise SystemExit(1)
 

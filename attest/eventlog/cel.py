@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from attest import strictjson
 from attest.errors import EventLogError, EventLogMismatch
 from attest.eventlog.eventtypes import EventType, event_type_name
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT
@@ -141,7 +142,9 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-_DECODER = json.JSONDecoder()
+# Duplicate members and NaN/Infinity refused (attest.strictjson); nesting is bounded
+# by the record checks and the scanner's recursion limit, caught below.
+_DECODER = strictjson.DECODER
 # What every RS becomes in a batch (see _json_seq_batches): a JSON
 # string holding RS, as an array element of its own between the records.
 _MARK = "\x1e"
@@ -215,7 +218,7 @@ def _json_seq_batches(seq: bytes) -> Iterator[tuple[int, list[Any]]]:
         if not batch.endswith(b"\n") or batch.count(b"\n" + RS) != count - 1:
             raise _Unbatchable
         try:
-            items = json.loads(b"".join((b"[0", body, b"]")).decode("utf-8"))
+            items = _DECODER.decode(b"".join((b"[0", body, b"]")).decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise _Unbatchable from None
         if len(items) != 2 * count + 1 or items[1::2].count(_MARK) != count:
@@ -240,7 +243,7 @@ def _json_text(chunk: str, number: int) -> Any:
 
 def _json_array(text: bytes) -> list[Any]:
     try:
-        items = json.loads(text)
+        items = _DECODER.decode(text.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad JSON, bad UTF-8 and over-long integers.
         raise EventLogError(f"the CEL-JSON array is not valid JSON: {exc}") from None

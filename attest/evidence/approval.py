@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from attest import strictjson
 from attest.errors import EvidenceError, UsageError
 from attest.evidence import policy as policy_digests
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, PCRValues
@@ -130,8 +131,7 @@ def parse_approval(data: bytes) -> Approval:
     if not isinstance(data, bytes) or len(data) > MAX_APPROVAL_BYTES:
         raise _malformed(f"more than {MAX_APPROVAL_BYTES} bytes")
     try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=_no_constant,
-                         object_pairs_hook=_unique)
+        obj = strictjson.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _malformed(f"not JSON: {exc}") from None
     if not isinstance(obj, dict) or set(obj) != _MEMBERS:
@@ -230,18 +230,6 @@ def _integer(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SERIAL:
         raise _malformed(f"{what} is not an integer 0-{MAX_SERIAL}")
     return value
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # One reading for every parser: a member given twice is refused, not "last wins".
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("a member is given twice")
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _malformed(message: str) -> EvidenceError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +20,7 @@ from attest.eventlog.sources import LogSources
 from attest.evidence import policy as policy_digests
 from attest.evidence.pcrs import PCRSelection
 from attest.evidence.structures import parse_public_tpm2b
+from attest.patterns import shell_match
 
 POLICY_VERSION = 1
 DEFAULT_SEALED_PCRS = (0, 1, 2, 3, 4, 5, 6, 7)
@@ -265,7 +265,7 @@ class Rule:
 
 
 def _any(patterns: tuple[str, ...], value: str) -> bool:
-    return any(fnmatchcase(value, pattern) for pattern in patterns)
+    return any(shell_match(value, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from attest.patterns import ShellPattern
+
 _DURATION = re.compile(r"^(?:\d+[dhms])+$")
 _DURATION_PART = re.compile(r"(\d+)([dhms])")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -87,6 +89,7 @@ def check_pattern(pattern: str) -> str:
                                  "write [[] for a literal '['")
             index = close
         index += 1
+    ShellPattern(pattern)  # within the bounds that keep matching linear, or ValueError
     return pattern
 
 

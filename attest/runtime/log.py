@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attest import strictjson
 from attest.errors import EventLogError, EventLogMismatch, UsageError
 from attest.eventlog.cel import (
     CelLog,
@@ -169,7 +170,7 @@ class RuntimeLog:
     def read_epoch(self) -> tuple[int, int] | None:
         """The TPM boot (resetCount, restartCount) the log was started in, if recorded."""
         try:
-            data = json.loads(self.epoch_path.read_text())
+            data = strictjson.loads(self.epoch_path.read_text())
             return int(data["reset_count"]), int(data["restart_count"])
         except FileNotFoundError:
             return None

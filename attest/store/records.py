@@ -103,7 +103,7 @@ class ArtifactRecord:
     """
 
     jti: str
-    sha256: str  # hex, of the compact serialization: what a child names as its parent
+    sha256: str  # hex, of the JWS signing input (header.payload): what a child names
     parent_jti: str | None
     depth: int  # 0 for a root artifact
     exp: int

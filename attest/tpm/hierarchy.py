@@ -30,6 +30,7 @@ from tpm2_pytss import (
 from tpm2_pytss.constants import TPM2_CAP, TPM2_HR, TPM2_SE
 from tpm2_pytss.utils import NVReadEK, create_ek_template
 
+from attest import strictjson
 from attest.errors import EvidenceError, IdentityError, NotProvisioned, TPMError, UsageError
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import private_dir, write_public
@@ -133,7 +134,7 @@ class HostIdentity:
 
     @classmethod
     def from_json(cls, text: str) -> HostIdentity:
-        data = json.loads(text)
+        data = strictjson.loads(text)
         return cls(
             eks=tuple(
                 EndorsementKey(

@@ -43,6 +43,7 @@ from tpm2_pytss import (
 )
 from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
 
+from attest import strictjson
 from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageError
 from attest.evidence import policy
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, Approval, approved_for
@@ -113,7 +114,7 @@ class SigningKey:
 
     @classmethod
     def from_json(cls, text: str) -> SigningKey:
-        data: dict[str, Any] = json.loads(text)
+        data: dict[str, Any] = strictjson.loads(text)
         return cls(
             name=data["name"],
             public=bytes.fromhex(data["public"]),

@@ -8,8 +8,8 @@ says so with a second reason.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
+from attest.artifact import jws
 from attest.audit.hooks import decision_hook, record_decision
 from attest.audit.log import AuditLog
 from attest.errors import AttestError
@@ -26,7 +26,7 @@ def verify_logged(verifier: Verifier, log: AuditLog, raw: bytes,
         return decision
     try:
         index = record_decision(log, decision, verifier_id=verifier.verifier_id,
-                                artifact=hashlib.sha256(raw.strip()).hexdigest())
+                                artifact=jws.identity(raw))
     except AttestError as exc:
         missing = Denial(Reason.AUDIT_UNAVAILABLE,
                          f"the denial could not be logged either: {exc.message}")

@@ -24,7 +24,8 @@ class Decision:
 
     ``facts`` holds what the verifier established (host, AK, key, quoted PCRs,
     runtime measurements), for the caller and the audit log. ``artifact_sha256`` is
-    the accepted artifact's digest (hex), what the audit log names it by.
+    the accepted artifact's identity (hex SHA-256 of its JWS signing input, see
+    :attr:`attest.artifact.jws.ParsedArtifact.sha256`), what the audit log names it by.
     """
 
     accepted: bool

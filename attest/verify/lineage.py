@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from fnmatch import fnmatchcase
-
+from attest import strictjson
 from attest.artifact.model import Lineage, Scope
+from attest.patterns import PatternTooComplex, shell_match
 from attest.policy.model import LineageLimits
 from attest.reasons import Reason
 from attest.store import ArtifactRecord, Revocation
@@ -46,14 +45,11 @@ def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lin
 
 def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int) -> list[Denial]:
     """Attenuation only: same action, argv matching the parent's patterns, fewer resources."""
-    allowed = Scope.from_json(json.loads(parent.scope))
+    allowed = Scope.from_json(strictjson.loads(parent.scope))
     found: list[str] = []
     if scope.action != allowed.action:
         found.append(f"action {scope.action!r} is not the parent's {allowed.action!r}")
-    if len(scope.argv) != len(allowed.argv) or not all(
-            fnmatchcase(arg, pattern) for arg, pattern in zip(scope.argv, allowed.argv,
-                                                               strict=False)):
-        found.append(f"argv {list(scope.argv)} does not match the parent's {list(allowed.argv)}")
+    found.extend(_argv_within(scope.argv, allowed.argv))
     extra = sorted(set(scope.resources) - set(allowed.resources))
     if extra:
         found.append(f"resources {extra} are not among the parent's")
@@ -65,3 +61,23 @@ def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int) -> list[Denial
     if exp > parent.exp:
         found.append(f"exp {exp} is past the parent's {parent.exp}")
     return [Denial(Reason.SCOPE_ESCALATION, message) for message in found]
+
+
+def _argv_within(argv: tuple[str, ...], patterns: tuple[str, ...]) -> list[str]:
+    """Each argument matches the parent's pattern at its position (linear-time matching;
+    a parent pattern beyond attest.patterns' bounds vouches for nothing)."""
+    if len(argv) != len(patterns):
+        return [f"argv has {len(argv)} arguments, the parent's {len(patterns)}"]
+    for position, (arg, pattern) in enumerate(zip(argv, patterns, strict=True)):
+        try:
+            if not shell_match(arg, pattern):
+                return [f"argv[{position}] {_excerpt(arg)} does not match the parent's "
+                        f"{_excerpt(pattern)}"]
+        except PatternTooComplex as exc:
+            return [f"the parent's argv[{position}] is no usable pattern: {exc}"]
+    return []
+
+
+def _excerpt(text: str, limit: int = 64) -> str:
+    # Messages quote arguments, which may be megabytes long.
+    return repr(text if len(text) <= limit else text[:limit] + "...")

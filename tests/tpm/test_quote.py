@@ -16,9 +16,10 @@ from attest.evidence.tpm2tools import write_serialized_pcrs
 from tests.conftest import Host
 
 
-def _checkquote(host: Host, folder: Path, nonce: str) -> subprocess.CompletedProcess[str]:
+def _checkquote(host: Host, folder: Path, nonce: str,
+                key: str = "ak.pub") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["tpm2_checkquote", "-u", str(folder / "ak.pem"), "-m", str(folder / "quote.msg"),
+        ["tpm2_checkquote", "-u", str(folder / key), "-m", str(folder / "quote.msg"),
          "-s", str(folder / "quote.sig"), "-f", str(folder / "quote.pcrs"), "-g", "sha256",
          "-q", nonce],
         capture_output=True, text=True, check=False, timeout=60)
@@ -29,10 +30,11 @@ def test_quote_passes_tpm2_checkquote(host: Host, tmp_path: Path) -> None:
     host.ok("pcr", "extend", "14", "--data", "measured")
     host.ok("quote", "create", "--pcrs", "sha256:0,1,14", "--nonce", "00112233",
             "--out-dir", str(out))
-    for name in ("quote.msg", "quote.sig", "quote.pcrs", "ak.pem", "quote.json"):
+    for name in ("quote.msg", "quote.sig", "quote.pcrs", "ak.pub", "ak.pem", "quote.json"):
         assert (out / name).is_file(), name
-    checked = _checkquote(host, out, "00112233")
-    assert checked.returncode == 0, checked.stderr
+    for key in ("ak.pub", "ak.pem"):  # TPM2B_PUBLIC (tss) and PEM: tpm2_checkquote takes both
+        checked = _checkquote(host, out, "00112233", key)
+        assert checked.returncode == 0, checked.stderr
 
 
 def test_tpm2_checkquote_rejects_another_nonce(host: Host, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def tools_quote(host: Host, tmp_path: Path) -> Path:
 def test_tpm2_quote_passes_attest_with_the_serialized_pcr_file(host: Host,
                                                               tools_quote: Path) -> None:
     t = tools_quote
-    result = _verify("-u", str(host.home / "ak.pem"), "-m", str(t / "msg"), "-s", str(t / "sig"),
+    result = _verify("-u", str(host.home / "ak.pub"), "-m", str(t / "msg"), "-s", str(t / "sig"),
                      "-f", str(t / "pcrs.serialized"), "-g", "sha256", "-q", NONCE, "--json")
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
@@ -66,7 +66,7 @@ def test_tampered_pcr_value_is_refused_with_its_reason(host: Host, tools_quote: 
     values = bytearray((t / "pcrs.values").read_bytes())
     values[-1] ^= 1
     (t / "bad.values").write_bytes(bytes(values))
-    result = _verify("-u", str(host.home / "ak.pem"), "-m", str(t / "msg"), "-s", str(t / "sig"),
+    result = _verify("-u", str(host.home / "ak.pub"), "-m", str(t / "msg"), "-s", str(t / "sig"),
                      "-f", str(t / "bad.values"), "-l", "sha256:0,1,14", "-q", NONCE)
     assert result.exit_code == 1
     assert "pcr_digest_mismatch" in result.stderr
@@ -80,7 +80,7 @@ def test_wrong_nonce_or_hash_is_refused(host: Host, tools_quote: Path, flag: str
                                         reason: str) -> None:
     t = tools_quote
     args = {"-q": NONCE, "-g": "sha256"} | {flag: value}
-    result = _verify("-u", str(host.home / "ak.pem"), "-m", str(t / "msg"), "-s", str(t / "sig"),
+    result = _verify("-u", str(host.home / "ak.pub"), "-m", str(t / "msg"), "-s", str(t / "sig"),
                      "-f", str(t / "pcrs.serialized"), *[x for kv in args.items() for x in kv],
                      "--json")
     assert result.exit_code == 1
@@ -90,7 +90,7 @@ def test_wrong_nonce_or_hash_is_refused(host: Host, tools_quote: Path, flag: str
 def test_qualification_from_a_file(host: Host, tools_quote: Path) -> None:
     t = tools_quote
     (t / "nonce.bin").write_bytes(bytes.fromhex(NONCE))
-    result = _verify("-u", str(host.home / "ak.pem"), "-m", str(t / "msg"), "-s", str(t / "sig"),
+    result = _verify("-u", str(host.home / "ak.pub"), "-m", str(t / "msg"), "-s", str(t / "sig"),
                      "-q", str(t / "nonce.bin"))
     assert result.exit_code == 0, result.output
 
@@ -98,7 +98,7 @@ def test_qualification_from_a_file(host: Host, tools_quote: Path) -> None:
 def test_attest_quote_passes_attest_verify(host: Host, tmp_path: Path) -> None:
     out = tmp_path / "q"
     host.ok("quote", "create", "--pcrs", "sha256:0,7,15", "--nonce", NONCE, "--out-dir", str(out))
-    result = _verify("-u", str(out / "ak.pem"), "-m", str(out / "quote.msg"),
+    result = _verify("-u", str(out / "ak.pub"), "-m", str(out / "quote.msg"),
                      "-s", str(out / "quote.sig"), "-f", str(out / "quote.pcrs"), "-q", NONCE)
     assert result.exit_code == 0, result.output
 
@@ -106,7 +106,7 @@ def test_attest_quote_passes_attest_verify(host: Host, tmp_path: Path) -> None:
 @pytest.mark.parametrize("broken", ["public", "message", "signature", "pcrs"])
 def test_unreadable_input_exits_2(host: Host, tools_quote: Path, broken: str) -> None:
     t = tools_quote
-    files = {"public": host.home / "ak.pem", "message": t / "msg", "signature": t / "sig",
+    files = {"public": host.home / "ak.pub", "message": t / "msg", "signature": t / "sig",
              "pcrs": t / "pcrs.serialized"}
     garbage = t / "garbage"
     garbage.write_bytes(b"\x00\x01not a TPM structure")
@@ -175,7 +175,7 @@ def test_bare_values_file_of_all_24_pcrs(host: Host, tmp_path: Path) -> None:
     _tools(host, "tpm2_quote", "-c", "0x81000002", "-l", all24, "-q", NONCE,
            "-m", str(tmp_path / "msg"), "-s", str(tmp_path / "sig"), "-g", "sha256")
     _tools(host, "tpm2_pcrread", all24, "-o", str(tmp_path / "values"))
-    result = _verify("-u", str(host.home / "ak.pem"), "-m", str(tmp_path / "msg"),
+    result = _verify("-u", str(host.home / "ak.pub"), "-m", str(tmp_path / "msg"),
                      "-s", str(tmp_path / "sig"), "-f", str(tmp_path / "values"),
                      "-l", "sha256:0-23", "-q", NONCE, "--json")
     assert result.exit_code == 0, result.output

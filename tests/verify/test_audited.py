@@ -38,8 +38,9 @@ def test_decisions_are_logged_and_the_log_verifies(setup: tuple[Host, Path],
     entries = [json.loads(line) for line in
                host.ok("audit", "export").stdout.splitlines() if line.strip()]
     assert [e["decision"] for e in entries] == ["accepted", "denied"]
-    # Both name the artifact by its digest, the acceptance as the verifier computed it.
-    digest = hashlib.sha256(artifact.read_bytes().strip()).hexdigest()
+    # Both name the artifact by its identity (the signing input's digest), as lineage does.
+    signing_input = artifact.read_bytes().strip().rpartition(b".")[0]
+    digest = hashlib.sha256(signing_input).hexdigest()
     assert [e["artifact"] for e in entries] == [digest, digest]
     assert entries[1]["reasons"] == ["replayed"]
     host.ok("audit", "verify")

@@ -1,0 +1,124 @@
+"""attest.strictjson: one meaning per JSON text, for every parser of outside input."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from attest import strictjson
+from attest.artifact.model import Lineage, Scope
+from attest.errors import AttestError, EventLogError
+from attest.eventlog.cel import RS, attest_record, encode_record, parse_cel
+from attest.execution import VerifierUnreachable, _post
+from attest.policy.model import LineageLimits
+from attest.runtime.log import RuntimeLog
+from attest.store import ArtifactRecord
+from attest.tpm.keys import Approval
+from attest.verify.lineage import check_lineage
+
+REFUSED = {
+    "a member twice": ('{"a": 1, "b": 2, "a": 3}', "'a' appears twice"),
+    "a member twice, nested": ('[{"x": {"k": 1, "k": 1}}]', "'k' appears twice"),
+    "NaN": ('{"n": NaN}', "NaN is not JSON"),
+    "Infinity": ("[Infinity]", "Infinity is not JSON"),
+    "-Infinity": ("[-Infinity]", "-Infinity is not JSON"),
+    "too deep": ("[" * 33 + "]" * 33, "deeper than 32"),
+    "deeper than the interpreter's stack": ("[" * 100_000 + "]" * 100_000, "deeper than"),
+    "deep objects": ('{"a":' * 40 + "1" + "}" * 40, "deeper than 32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_the_loader_refuses_texts_without_one_meaning(case: str) -> None:
+    text, message = REFUSED[case]
+    if "stack" not in case:
+        json.loads(text)  # Python's own reader takes it: one of two meanings, or none
+    with pytest.raises(strictjson.StrictJSONError, match=message):
+        strictjson.loads(text)
+    with pytest.raises(ValueError, match=message):
+        strictjson.loads(text.encode())
+
+
+def test_the_loader_takes_plain_json_up_to_the_depth_bound() -> None:
+    assert strictjson.loads("[" * 32 + "]" * 32) is not None
+    assert strictjson.loads(b'{"a": [1, 2.5, "x", null, true], "b": {"a": 1}}') == {
+        "a": [1, 2.5, "x", None, True], "b": {"a": 1}}
+    assert strictjson.loads("[" + "[], " * 1000 + "[]]") == [[]] * 1001
+
+
+def _record(n: int) -> bytes:
+    return encode_record(attest_record(n, 14, {"type": "file", "name": f"/bin/t{n}",
+                                               "digest": {"sha256": "00" * 32}}, ["sha256"]))
+
+
+@pytest.mark.parametrize("form", ["seq", "seq, many records", "array"])
+@pytest.mark.parametrize("fault", ["twice", "NaN"])
+def test_cel_logs_are_strict_in_every_form(form: str, fault: str) -> None:
+    records = [_record(n) for n in range(200 if "many" in form else 1)]
+    parse_cel(b"".join(records))
+    bad = b'{"pcr":16,' if fault == "twice" else b'{"nan":NaN,'
+    records[-1] = records[-1].replace(b"{", bad, 1)
+    if form == "array":
+        text = b"[" + b",".join(r.removeprefix(RS).strip() for r in records) + b"]"
+    else:
+        text = b"".join(records)
+    with pytest.raises(EventLogError, match="appears twice" if fault == "twice" else "NaN"):
+        parse_cel(text)
+
+
+def test_an_approval_file_with_a_member_twice_is_refused() -> None:
+    with pytest.raises(AttestError, match="'pcrs' appears twice"):
+        Approval.from_json('{"pcrs": "sha256:0", "pcrs": "sha256:7"}')
+
+
+def test_a_runtime_epoch_with_a_member_twice_is_refused(tmp_path: Path) -> None:
+    log = RuntimeLog(tmp_path)
+    log.epoch_path.write_text('{"reset_count": 1, "restart_count": 0, "reset_count": 2}')
+    with pytest.raises(EventLogError, match="appears twice"):
+        log.read_epoch()
+
+
+def test_a_stored_parent_scope_with_a_member_twice_is_refused() -> None:
+    # Whoever writes the database must not widen a parent by a shadowed member.
+    scope = Scope("exec", ("ls",))
+    text = json.dumps(scope.to_json())
+    parent = ArtifactRecord(jti="p", sha256=hashlib.sha256(b"p").hexdigest(), parent_jti=None,
+                            depth=0, exp=2_000_000_000, host="h", kid="00", ak_name="00",
+                            subject="s", scope='{"argv": ["*"],' + text[1:])
+    lineage = Lineage("p", parent.sha256, 1)
+    with pytest.raises(strictjson.StrictJSONError):
+        check_lineage(parent, None, lineage, scope, 1_000, LineageLimits(), 0)
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """A 'verifier' on loopback whose decision names "accepted" twice."""
+
+    body = b'{"accepted": false, "reasons": ["replayed"], "accepted": true}'
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_verifier_answer_with_a_member_twice_is_no_decision() -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/verify"
+        with pytest.raises(VerifierUnreachable, match="appears twice"):
+            _post(url, b"artifact", "application/jose")
+    finally:
+        thread.join(timeout=10)
+        server.server_close()

@@ -1,0 +1,74 @@
+"""Signature malleability: an ES256 signature's high-S twin is refused, and an artifact's
+identity (lineage, the store) is its signing input, which no signature can change.
+
+Every artifact is issued and signed on swtpm; twins are made as a bystander would,
+from the artifact's bytes alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from attest.artifact import jws
+from attest.artifact.model import b64url
+from attest.policy import Rule
+from attest.verify.verifier import Verifier
+from tests.verify.rig import Rig, accepted, denied
+
+ANY_RULE = [Rule(("*",), ("*",), ("*",), ("*",))]
+N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 order
+
+
+@pytest.fixture
+def verifier(rig: Rig) -> Verifier:
+    return rig.verifier(rig.policy(rules=ANY_RULE))
+
+
+def twin(raw: bytes) -> bytes:
+    """The same artifact with its signature (r, s) replaced by (r, n - s): valid ECDSA."""
+    parsed = jws.parse(raw)
+    r, s = parsed.signature[:32], int.from_bytes(parsed.signature[32:], "big")
+    other = r + (N - s).to_bytes(32, "big")
+    return parsed.signing_input + b"." + b64url(other).encode()
+
+
+def test_issued_signatures_are_low_s(rig: Rig) -> None:
+    raw = rig.issue()
+    assert int.from_bytes(jws.parse(raw).signature[32:], "big") <= N // 2
+
+
+def test_assemble_normalizes_a_high_s_signature_from_the_tpm(rig: Rig) -> None:
+    raw = rig.issue()
+    parsed = jws.parse(raw)
+    high = jws.parse(twin(raw)).signature  # the TPM returns this form half of the time
+    assert int.from_bytes(high[32:], "big") > N // 2
+    assert jws.parse(jws.assemble(parsed.signing_input, high)).signature == parsed.signature
+
+
+def test_the_high_s_twin_of_an_accepted_artifact_is_refused(rig: Rig,
+                                                           verifier: Verifier) -> None:
+    raw = rig.issue()
+    decision = verifier.verify(twin(raw))
+    denied(decision, "invalid_signature")
+    assert "low-S" in decision.denials[0].message
+    accepted(verifier.verify(raw))  # the twin did not consume the jti
+
+
+def test_identity_is_the_signing_input_not_the_signature(rig: Rig) -> None:
+    raw = rig.issue()
+    parsed = jws.parse(raw)
+    resigned = jws.assemble(parsed.signing_input, rig.sign(parsed.signing_input))
+    assert resigned != raw  # ECDSA is randomized: another valid serialization
+    assert jws.parse(resigned).sha256 == parsed.sha256 == jws.parse(twin(raw)).sha256
+
+
+def test_a_front_run_parent_of_other_bytes_still_vouches_for_its_child(
+        rig: Rig, verifier: Verifier) -> None:
+    # Whoever sees the parent in transit presents another serialization of it first;
+    # the child, naming the parent as issued, must still stand on it.
+    parent = rig.issue(ttl=300)
+    parsed = jws.parse(parent)
+    front_run = jws.assemble(parsed.signing_input, rig.sign(parsed.signing_input))
+    child = rig.issue(ttl=60, parent=parent)
+    accepted(verifier.verify(front_run))
+    assert "invalid_signature" in verifier.verify(twin(parent)).reasons
+    accepted(verifier.verify(child))
