@@ -64,7 +64,7 @@ def test_the_id_names_the_content_not_the_signatures() -> None:
 @pytest.mark.parametrize(("document", "says"), [
     (b"[" * 10_000, "not JSON"),
     (b" " * (MAX_APPROVAL_BYTES + 1), "more than"),
-    (_document()[:-1] + b', "serial": 1}', "given twice"),
+    (_document()[:-1] + b', "serial": 1}', "appears twice"),
     (_document(pcrs="sha256:0-7"), "canonically"),
     (_document(pcrs="sha256:0,1"), "exactly the PCRs"),
     (_document(serial=True), "serial"),
