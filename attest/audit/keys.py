@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
+from attest.durable import fsync_dir
 from attest.errors import AuditUnavailable, ProofError, UsageError
 
 FOLDER = "audit"
@@ -130,7 +131,7 @@ def save_last_head(home: Path, note: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _sync_dir(folder)
+    fsync_dir(folder)
 
 
 # -- the folder and its files -----------------------------------------------------------
@@ -207,7 +208,7 @@ def _create(folder: Path, signer: NoteSigner) -> None:
             _write_public(folder, signer.verifier_key)
     finally:
         os.unlink(temp)
-    _sync_dir(folder)
+    fsync_dir(folder)
 
 
 def _write_public(folder: Path, key: VerifierKey) -> None:
@@ -215,12 +216,3 @@ def _write_public(folder: Path, key: VerifierKey) -> None:
     partial.write_text(key.encode() + "\n")
     partial.chmod(0o644)
     os.replace(partial, folder / PUBLIC_FILE)  # readers see the whole key or none
-
-
-def _sync_dir(folder: Path) -> None:
-    # The rename is durable once the folder's entry is.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

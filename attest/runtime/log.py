@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from attest import strictjson
+from attest.durable import fsync_dir
 from attest.errors import EventLogError, EventLogMismatch, UsageError
 from attest.eventlog.cel import (
     CelLog,
@@ -145,7 +146,7 @@ class RuntimeLog:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.home)
+            fsync_dir(self.home)
 
     def drop_torn_tail(self, log: CelLog) -> None:
         size = self.path.stat().st_size
@@ -160,7 +161,7 @@ class RuntimeLog:
         target = self.home / f"{LOG_NAME}.{stamp}"
         os.replace(self.path, target)
         self.epoch_path.unlink(missing_ok=True)
-        _fsync_dir(self.home)
+        fsync_dir(self.home)
         return target
 
     @property
@@ -180,14 +181,6 @@ class RuntimeLog:
     def write_epoch(self, counts: tuple[int, int]) -> None:
         write_private(self.epoch_path, json.dumps(
             {"reset_count": counts[0], "restart_count": counts[1]}).encode())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def log_pcr(records: Sequence[CelRecord]) -> int | None:
