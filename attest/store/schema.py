@@ -127,6 +127,18 @@ approval_serials = Table("approval_serials", (
 ))
 
 
+# The same mark per host id: an AK is one of the host's identities, and a new AK of the
+# same TPM (re-enrolled under the host id: same EK, no move) rolled back to old firmware
+# must not start from nothing. A host id moved to another TPM keeps its mark: the new
+# TPM's host runs the firmware the authority approves now.
+host_approval_serials = Table("host_approval_serials", (
+    Column("host", varchar(MAX_HOST), primary_key=True),
+    Column("authority", varchar(MAX_HEX_NAME), primary_key=True),
+    Column("policy_ref", varchar(128), primary_key=True),
+    Column("serial", BIGINT),
+    Column("seen_at", BIGINT),
+))
+
 # A TPM identity, by its EK: the SHA-256 (hex) of the EK's SubjectPublicKeyInfo, the key
 # credential activation encrypted to. No foreign keys: rows of databases older than
 # these tables have no EK, and a revoked EK outlives its enrollments.
@@ -153,4 +165,4 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 
 # In creation order: a table after those its foreign keys name. Tables added after
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
-TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs)
+TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, host_approval_serials)

@@ -343,8 +343,8 @@ class Store:
         (:meth:`ancestry_revoked`); always the AK's boot epoch (:meth:`epoch`), and when
         the nonce is usable, when it was issued. A ``kid`` that is not a key name
         (lowercase hex) matches no revocation; nor does an ``approval`` id that is not
-        one. With ``approval``: its revocations, and the AK's highest serial accepted for
-        its authority and policyRef (:mod:`attest.store.approvals`).
+        one. With ``approval``: its revocations, and the highest serial accepted for its
+        authority and policyRef from the AK or its host id (:mod:`attest.store.approvals`).
         """
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
@@ -376,7 +376,7 @@ class Store:
             parent_revocation = (None if parent is None or above is None
                                  else _ancestry(tx, parent, above, found))
             approval_serial = (None if approval is None
-                               else approvals.highest(tx, name, approval))
+                               else approvals.highest(tx, name, approval, host))
         wanted = {(kind, subject) for kind, subject in own if subject is not None}
         return Snapshot(
             enrollment=None if enrolled is None else _enrollment_of(
@@ -401,8 +401,8 @@ class Store:
         (the audit log's append goes there, so no acceptance commits unlogged). Whatever
         raises, nothing is written: a denied artifact consumes neither its jti nor its
         nonce. ``approval``: the authority approval the key signed under, refused when
-        revoked meanwhile or older than one accepted meanwhile for the AK
-        (ApprovalRolledBack), else recorded as its mark.
+        revoked meanwhile or older than one accepted meanwhile for the AK or its host
+        (ApprovalRolledBack), else recorded as their mark.
         """
         _check_record(record)
         with self.write() as tx:
@@ -432,7 +432,7 @@ class Store:
             acceptance.advance_clock(tx, record.ak_name, clock, now)
             epochs.advance_epoch(tx, record.ak_name, clock, now)
             if approval is not None:
-                approvals.advance(tx, record.ak_name, approval, now)
+                approvals.advance(tx, record.ak_name, approval, now, record.host)
             if in_transaction is not None:
                 in_transaction(tx)
 
