@@ -204,3 +204,29 @@ def test_a_reboot_after_shutdown_state_is_a_reset_under_deny_reset(rig: Rig) -> 
     assert pcr15 == bytes(32)  # PCR 15 was reset: the `cat` is gone
     rig.host.ok("measure", "command", "--", "ls")  # the new boot's log: `ls` alone
     denied(verifier.verify(rig.issue()), "tpm_reset")
+
+
+def test_a_lenient_policy_on_the_same_store_does_not_readmit_a_reset(rig: Rig) -> None:
+    """A reset refused under deny_reset is re-admitted by `attest readmit` (audited) only:
+    the host sending one artifact of the new boot to a verifier whose policy does not deny
+    resets, on the same store, must not admit it for the strict one."""
+    store = rig.store()
+    strict = rig.verifier(rig.policy(deny_reset=True), store)
+    lenient = rig.verifier(rig.policy(deny_reset=False), store)
+    accepted(strict.verify(rig.issue()))
+    _reboot(rig)
+    denied(strict.verify(rig.issue()), "tpm_reset")
+    accepted(lenient.verify(rig.issue()))  # it does not deny resets: its own business
+    denied(strict.verify(rig.issue()), "tpm_reset")
+    assert store.forget_clock(rig.identity.ak_name)  # attest readmit
+    accepted(strict.verify(rig.issue()))
+
+
+def test_a_reset_a_lenient_policy_saw_first_is_not_admitted_for_a_strict_one(rig: Rig) -> None:
+    store = rig.store()
+    strict = rig.verifier(rig.policy(deny_reset=True), store)
+    lenient = rig.verifier(rig.policy(deny_reset=False), store)
+    accepted(strict.verify(rig.issue()))
+    _reboot(rig)
+    accepted(lenient.verify(rig.issue()))  # the new boot, recorded by the lenient one
+    denied(strict.verify(rig.issue()), "tpm_reset")
