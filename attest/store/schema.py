@@ -139,6 +139,14 @@ host_approval_serials = Table("host_approval_serials", (
     Column("seen_at", BIGINT),
 ))
 
+# The approval an accepted artifact's key signed under (key_policy.kind authorize), by
+# its id: the artifact rests on it as on its key, AK and host, so revoking the approval
+# (`attest revoke --approval`) reaches the artifact and its descendants.
+artifact_approvals = Table("artifact_approvals", (
+    Column("jti", varchar(MAX_JTI), primary_key=True),
+    Column("approval", varchar(64)),
+))
+
 # A TPM identity, by its EK: the SHA-256 (hex) of the EK's SubjectPublicKeyInfo, the key
 # credential activation encrypted to. No foreign keys: rows of databases older than
 # these tables have no EK, and a revoked EK outlives its enrollments.
@@ -165,4 +173,5 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 
 # In creation order: a table after those its foreign keys name. Tables added after
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
-TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, host_approval_serials)
+TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, host_approval_serials,
+          artifact_approvals)

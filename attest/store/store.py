@@ -66,7 +66,9 @@ _TABLE_NAMES = {
     "postgresql": ("SELECT table_name AS name FROM information_schema.tables "
                    "WHERE table_schema = current_schema()"),
 }
-_ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
+_ARTIFACT = ("SELECT artifacts.*, artifact_approvals.approval FROM artifacts "
+             "LEFT JOIN artifact_approvals ON artifact_approvals.jti = artifacts.jti "
+             "WHERE artifacts.jti = :jti")
 _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
 _INSERT_NONCE = nonces.insert()
 _PURGE_NONCES = "DELETE FROM nonces WHERE expires_at < :before"
@@ -433,6 +435,9 @@ class Store:
             epochs.advance_epoch(tx, record.ak_name, clock, now)
             if approval is not None:
                 approvals.advance(tx, record.ak_name, approval, now, record.host)
+                approval_id = _approval_id(approval.id)
+                if approval_id is not None:
+                    acceptance.record_approval(tx, record.jti, approval_id)
             if in_transaction is not None:
                 in_transaction(tx)
 
@@ -585,7 +590,8 @@ def _line(jti: str, stored: Row | None) -> list[tuple[RevocationKind, str | None
     if stored is None or stored.parent_jti is not None:
         return [(RevocationKind.ARTIFACT, jti)]
     return [(RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, stored.kid),
-            (RevocationKind.AK, stored.ak_name), (RevocationKind.HOST, stored.host)]
+            (RevocationKind.AK, stored.ak_name), (RevocationKind.HOST, stored.host),
+            (RevocationKind.APPROVAL, stored.approval)]
 
 
 def _ancestry(tx: Transaction, jti: str, stored: Row | None,
