@@ -1,15 +1,15 @@
-"""The high-water mark of authority approval serials, per AK and per host id, over an
-open transaction.
+"""The high-water mark of authority approval serials, per AK and per TPM, over an open
+transaction.
 
 A TPM cannot forget an approval, so a host rolled back to old firmware signs under
 the old approval again. Once a host has had an artifact accepted under serial N of an
 authority (and policyRef), the verifier denies it any serial below N: going back
 needs a new approval with a higher serial, which only the authority can make.
 
-The mark is kept for the AK (table ``approval_serials``) and for its host id
-(``host_approval_serials``), and the higher of the two counts: a new AK of the same
-TPM, enrolled under the same host id, inherits the host's mark rather than starting
-from nothing.
+The mark is kept for the AK (table ``approval_serials``) and for its TPM
+(``tpm_approval_serials``: by the EK the AK was activated under, or by its host id when
+the store knows no EK), and the higher of the two counts: a new AK of the same TPM
+inherits the TPM's mark rather than starting from nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +18,20 @@ from attest.store.db import Conflict, Transaction
 from attest.store.ddl import Table
 from attest.store.errors import ApprovalRolledBack
 from attest.store.records import ApprovalUse
-from attest.store.schema import approval_serials, host_approval_serials
+from attest.store.schema import approval_serials, tpm_approval_serials
 
-# (table, its holder column): the holder is an AK name or a host id.
+# (table, its holder column): the holder is an AK name, or a TPM (see tpm_holder).
 _MARKS: tuple[tuple[Table, str], ...] = ((approval_serials, "ak_name"),
-                                         (host_approval_serials, "host"))
+                                         (tpm_approval_serials, "holder"))
+_AK_EK = "SELECT ek FROM ak_eks WHERE ak_name = :ak"
+
+
+def tpm_holder(tx: Transaction, ak_name: str, host: str | None) -> str | None:
+    """The AK's TPM as the per-TPM mark keys it: its EK when recorded, else its host id."""
+    row = tx.first(_AK_EK, {"ak": ak_name})
+    if row is not None and row.ek:
+        return f"ek:{row.ek}"
+    return None if host is None else f"host:{host}"
 
 
 def _highest_sql(table: Table, column: str) -> str:
@@ -46,8 +55,9 @@ def _one(tx: Transaction, table: Table, column: str, holder: str,
 
 def highest(tx: Transaction, ak_name: str, approval: ApprovalUse,
             host: str | None = None) -> int | None:
-    """The highest serial accepted for the AK or (when given) its host id."""
-    found = [mark for (table, column), holder in zip(_MARKS, (ak_name, host), strict=True)
+    """The highest serial accepted for the AK or its TPM (``host``: its host id)."""
+    holders = (ak_name, tpm_holder(tx, ak_name, host))
+    found = [mark for (table, column), holder in zip(_MARKS, holders, strict=True)
              if holder is not None
              and (mark := _one(tx, table, column, holder, approval)) is not None]
     return max(found, default=None)
@@ -55,10 +65,11 @@ def highest(tx: Transaction, ak_name: str, approval: ApprovalUse,
 
 def advance(tx: Transaction, ak_name: str, approval: ApprovalUse, now: int,
             host: str | None = None) -> None:
-    """Record ``approval``'s serial as the AK's (and the host's) mark, or raise
+    """Record ``approval``'s serial as the AK's and its TPM's mark, or raise
     ApprovalRolledBack when a higher one was accepted meanwhile (the snapshot the
     verifier judged was older)."""
-    for (table, column), holder in zip(_MARKS, (ak_name, host), strict=True):
+    holders = (ak_name, tpm_holder(tx, ak_name, host))
+    for (table, column), holder in zip(_MARKS, holders, strict=True):
         if holder is not None:
             _advance(tx, table, column, holder, approval, now)
 

@@ -1,4 +1,4 @@
-"""The per-AK and per-host mark of approval serials: a host that had an artifact accepted
+"""The per-AK and per-TPM mark of approval serials: a host that had an artifact accepted
 under a newer approval is refused an older one, in the snapshot and when the acceptance
 commits."""
 
@@ -63,3 +63,20 @@ def test_the_host_keeps_the_mark_for_its_next_ak(store: Store) -> None:
                      now=T0, approval=_use(1))
     store.accept(record("c", ak=OTHER_AK, host="host-2"), nonce=None, single_use=True,
                  clock=clock(3), now=T0, approval=_use(1))
+
+
+def test_the_mark_follows_the_tpm_not_the_host_id(store: Store) -> None:
+    """Known EKs: a new AK of the same TPM keeps the mark; a host id moved to another TPM
+    (an administrator's audited move) starts afresh with it."""
+    ek1, ek2 = "e1" * 32, "e2" * 32
+    third = "000b" + "33" * 32
+    for ak, ek, move in ((AK, ek1, False), (OTHER_AK, ek1, False), (third, ek2, True)):
+        store.enroll(HOST, bytes.fromhex(ak), b"p", b"q", None, T0, ek=ek, move_host=move)
+    store.accept(record("a"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                 approval=_use(4))
+    assert store.snapshot(OTHER_AK, jti="b", now=T0, host=HOST,
+                          approval=_use(1)).approval_serial == 4
+    assert store.snapshot(third, jti="b", now=T0, host=HOST,
+                          approval=_use(1)).approval_serial is None
+    store.accept(record("c", ak=third), nonce=None, single_use=True, clock=clock(3), now=T0,
+                 approval=_use(1))

@@ -323,7 +323,7 @@ def _new_ak(rig: Rig) -> None:
 
 def test_a_new_ak_of_the_same_tpm_and_host_cannot_go_back_either(
         approvals: Approvals) -> None:
-    """The serial mark belongs to the host, not to one AK: a host that moved on to v2,
+    """The serial mark belongs to the TPM, not to one AK: a host that moved on to v2,
     got a new AK of the same TPM enrolled under its host id (no move needed: same EK),
     and rolled back, is refused v1 as before."""
     rig = approvals.rig
