@@ -198,12 +198,15 @@ def check_clock(
     if previous is None:
         return True, False
     rebooted = clock.reset_count != previous.reset_count
-    if rebooted and deny_reset:
+    new_epoch = rebooted or clock.restart_count != previous.restart_count
+    if new_epoch and deny_reset:
+        # A changed restartCount alone may be a TPM Restart (Shutdown(STATE), then
+        # Startup(CLEAR)): PCRs reset as by a reboot. No quote tells it from a resume.
         raise EvidenceError(
-            "the TPM was reset since the last accepted quote", reason=Reason.TPM_RESET,
+            "the TPM was " + ("reset" if rebooted else "restarted (restartCount changed)")
+            + " since the last accepted quote", reason=Reason.TPM_RESET,
             hint="an administrator must re-admit the host",
         )
-    new_epoch = rebooted or clock.restart_count != previous.restart_count
     if not new_epoch and clock.clock < previous.clock:
         raise EvidenceError(
             f"TPM clock went back from {previous.clock} to {clock.clock} within one boot",

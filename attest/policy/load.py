@@ -22,7 +22,7 @@ from attest.errors import EvidenceError, MalformedInput, PolicyError
 from attest.eventlog.appraise import BOOT_APPLICATIONS_PCR, SECURE_BOOT_PCR, ReferenceValues
 from attest.evidence.ak import check_ak
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, check_approval_id
-from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT
+from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT, RESETTABLE_PCRS
 from attest.evidence.structures import parse_public_tpm2b
 from attest.policy import values
 from attest.policy.authority import authority_name
@@ -184,9 +184,22 @@ def _pcrs(at: Located | None) -> PCRPolicy:
     sealed = default.sealed
     if (sealed_at := section.get("sealed")) is not None:
         sealed = _pcr_list(sealed_at)
+    reset = sorted(RESETTABLE_PCRS.intersection(sealed))
+    if reset and sealed_at is not None:
+        raise sealed_at.error(
+            f"PCR {reset[0]} can be reset (TPM2_PCR_Reset from locality 0) by any local user "
+            "within one boot",
+            hint="a key sealed to it, or an approval of it, holds for whatever state the host "
+                 "resets it to; seal PCRs that only a reboot resets")
     runtime = default.runtime
     if (runtime_at := section.get("runtime")) is not None:
         runtime = runtime_at.integer(0, PCR_COUNT - 1)
+        if runtime in RESETTABLE_PCRS:
+            raise runtime_at.error(
+                f"PCR {runtime} can be reset (TPM2_PCR_Reset from locality 0) by any local "
+                "user within one boot",
+                hint="its log could start over without a reboot, invisible to boot epochs and "
+                     "deny_reset; use a PCR only a reboot resets (15, the default)")
     if runtime in sealed:
         raise (runtime_at or sealed_at or at).error(
             f"PCR {runtime} is both sealed and the runtime PCR",

@@ -190,8 +190,9 @@ class Freshness:
             tolerance between host and verifier clocks, applied to ``iat``,
             ``nbf`` and ``exp``.
         deny_reset: ``freshness.deny_reset``, default ``false``. When true, a
-            TPM reboot (a changed resetCount against the last quote seen from
-            that AK) is a denial (``tpm_reset``) until an administrator
+            TPM reboot (a changed resetCount, or restartCount: a TPM Restart
+            after Shutdown(STATE) resets the PCRs too, against the last quote
+            seen from that AK) is a denial (``tpm_reset``) until an administrator
             re-admits the host; when false it starts a new boot epoch.
 
     Durations are whole seconds (``300``) or a number with a unit: ``90s``,

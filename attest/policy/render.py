@@ -130,7 +130,8 @@ def render_policy(
     out.add(f"  clock_skew: {format_duration(clock_skew)}",
             "tolerated host/verifier clock difference")
     out.add(f"  deny_reset: {_bool(deny_reset)}",
-            "true: a TPM reboot (resetCount change) is denied until re-admitted")
+            "true: a TPM reboot (resetCount or restartCount change) is denied "
+            "until re-admitted")
     out.blank()
     out.add("artifacts:")
     out.add(f"  max_lifetime: {format_duration(max_lifetime)}", "exp - iat may not exceed it")

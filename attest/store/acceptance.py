@@ -14,7 +14,7 @@ from __future__ import annotations
 from attest.store.db import Conflict, Row, Transaction
 from attest.store.errors import NonceRejected, Replayed
 from attest.store.records import ArtifactRecord, NonceState, SeenClock
-from attest.store.schema import ak_clocks, artifacts
+from attest.store.schema import ak_clocks, artifact_approvals, artifacts
 
 _NONCE = "SELECT expires_at, used_at FROM nonces WHERE nonce = :nonce"
 # The condition is evaluated under the row's write lock: of two concurrent consumers
@@ -23,7 +23,10 @@ _CONSUME = ("UPDATE nonces SET used_at = :now "
             "WHERE nonce = :nonce AND used_at IS NULL AND expires_at > :now")
 # What the acceptance needs of an artifact stored under a jti: its digest (a replay, or
 # another artifact under the same jti) and what its line rests on (revocations).
-_STORED = "SELECT sha256, parent_jti, kid, ak_name, host FROM artifacts WHERE jti = :jti"
+_STORED = ("SELECT sha256, parent_jti, kid, ak_name, host, artifact_approvals.approval "
+           "FROM artifacts LEFT JOIN artifact_approvals ON artifact_approvals.jti = "
+           "artifacts.jti WHERE artifacts.jti = :jti")
+_INSERT_APPROVAL = artifact_approvals.insert()
 _INSERT_ARTIFACT = artifacts.insert()
 # Never backwards within one boot epoch: a later clock of the same epoch stays.
 _ADVANCE_CLOCK = ("UPDATE ak_clocks SET clock = :ms, reset_count = :resets, "
@@ -56,8 +59,19 @@ def consume_nonce(tx: Transaction, nonce: str, now: int) -> None:
 
 
 def stored_artifact(tx: Transaction, jti: str) -> Row | None:
-    """The row stored under ``jti`` (sha256, parent_jti, kid, ak_name, host), or None."""
+    """The row stored under ``jti`` (sha256, parent_jti, kid, ak_name, host, and the
+    approval its key signed under or NULL), or None."""
     return tx.first(_STORED, {"jti": jti})
+
+
+def record_approval(tx: Transaction, jti: str, approval_id: str) -> None:
+    """Record the approval an accepted artifact's key signed under; the first stands (an
+    artifact allowed several uses is presented again under the same approval)."""
+    try:
+        with tx.savepoint():
+            tx.execute(_INSERT_APPROVAL, {"jti": jti, "approval": approval_id})
+    except Conflict:
+        pass  # recorded by its first acceptance: the same jti, the same artifact
 
 
 def insert_artifact(tx: Transaction, record: ArtifactRecord, *, single_use: bool,

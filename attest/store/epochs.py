@@ -3,10 +3,12 @@
 :func:`advance_epoch` runs inside the acceptance transaction. It is a monotone merge
 settled by the database's row lock, never by a read first: within the epoch the clock
 range only widens and the bound on the real time of its highest clock only falls; a
-quote of a later boot replaces the epoch. Two verifiers racing can at worst keep a
-looser bound, which never denies honest evidence. A quote the stored epoch contradicts
-(an earlier boot, or a clock another boot reported) is refused here too, which closes
-the window between the verifier's snapshot and the commit.
+quote of a later boot replaces the epoch, not admitted (pending) unless `attest
+readmit` allowed it beforehand; only `attest readmit` admits a pending one. Two
+verifiers racing can at worst keep a looser bound, which never denies honest
+evidence. A quote the stored epoch contradicts (an earlier boot, or a clock another
+boot reported) is refused here too, which closes the window between the verifier's
+snapshot and the commit.
 
 **Time.** A quote accepted at verifier time W (whole seconds) was made before W + 1 s.
 The TPM clock runs within 15 % of real time (TPM 2.0 Library Part 1, the Clock
@@ -33,7 +35,7 @@ _BEHIND = (20, 23)
 # ak_epochs.reset_state
 NO_RESET = 0
 RESET_ALLOWED = 1  # attest readmit: the next TPM reset starts an epoch under deny_reset
-RESET_PENDING = 2  # the current epoch is a TPM reset deny_reset refused
+RESET_PENDING = 2  # the current epoch is a TPM reset not admitted (attest readmit) yet
 
 _EPOCH = ("SELECT reset_count, restart_count, first_clock, last_clock, floor_clock, "
           "last_time, reset_state FROM ak_epochs WHERE ak_name = :ak")
@@ -52,14 +54,17 @@ _MERGE = ("UPDATE ak_epochs SET "  # noqa: S608
           f"THEN CASE WHEN :w < {_LATER_FROM_OLD} THEN :w ELSE {_LATER_FROM_OLD} END "
           f"ELSE CASE WHEN last_time < {_LATER_FROM_NEW} THEN last_time "
           f"ELSE {_LATER_FROM_NEW} END END, "
-          "reset_state = CASE WHEN reset_state = 2 THEN 0 ELSE reset_state END, "
           "seen_at = :now "
           "WHERE ak_name = :ak AND reset_count = :resets AND restart_count = :restarts "
           "AND (floor_clock IS NULL OR floor_clock < :ms)")
-# A later boot: its clock is beyond everything the stored epoch reported.
+# A later boot: its clock is beyond everything the stored epoch reported. It is admitted
+# (state 0) only when `attest readmit` allowed it beforehand (state 1), else it is pending
+# (2), whoever accepted it: a policy without deny_reset may accept it for itself, but only
+# an administrator admits a reset for the policies that deny them.
 _REPLACE = ("UPDATE ak_epochs SET reset_count = :resets, restart_count = :restarts, "
             "floor_clock = last_clock, first_clock = :ms, last_clock = :ms, "
-            "last_time = :w, reset_state = :state, seen_at = :now "
+            "last_time = :w, reset_state = CASE WHEN reset_state = 1 THEN 0 ELSE 2 END, "
+            "seen_at = :now "
             "WHERE ak_name = :ak AND NOT (reset_count = :resets AND restart_count = :restarts) "
             "AND last_clock < :ms")
 # A pending reset is admitted as the current epoch; otherwise the next reset will be.
@@ -96,7 +101,7 @@ def advance_epoch(tx: Transaction, ak_name: str, clock: SeenClock, now: int) -> 
     """Merge a sighting of an accepted quote into the AK's epoch, or raise ClockRejected."""
     params: dict[str, object] = {
         "ak": ak_name, "ms": clock.clock, "resets": clock.reset_count,
-        "restarts": clock.restart_count, "now": now, "w": sighted(now), "state": NO_RESET}
+        "restarts": clock.restart_count, "now": now, "w": sighted(now)}
     for _ in range(2):
         if tx.execute(_MERGE, params) == 1 or tx.execute(_REPLACE, params) == 1:
             return
@@ -123,8 +128,7 @@ def record_reset(tx: Transaction, ak_name: str, clock: SeenClock, now: int) -> N
     stored epoch is already this one or a later one."""
     tx.execute(_REPLACE, {
         "ak": ak_name, "ms": clock.clock, "resets": clock.reset_count,
-        "restarts": clock.restart_count, "now": now, "w": sighted(now),
-        "state": RESET_PENDING})
+        "restarts": clock.restart_count, "now": now, "w": sighted(now)})
 
 
 def _contradiction(epoch: EpochRecord, clock: SeenClock) -> ClockRejected:

@@ -57,13 +57,17 @@ SELECT jti FROM tree GROUP BY jti ORDER BY min(level), jti"""
 # specific kind (PRIORITY), then the oldest. The kinds are RevocationKind's values.
 _RANK = " ".join(f"WHEN '{kind.value}' THEN {rank}" for kind, rank in PRIORITY.items())
 _CHAIN = f"""\
-WITH RECURSIVE chain(jti, parent_jti, kid, ak_name, host, level) AS (
-    SELECT jti, parent_jti, kid, ak_name, host, 0 FROM artifacts WHERE jti = :start
+WITH RECURSIVE chain(jti, parent_jti, kid, ak_name, host, approval, level) AS (
+    SELECT artifacts.jti, parent_jti, kid, ak_name, host, artifact_approvals.approval, 0
+    FROM artifacts LEFT JOIN artifact_approvals
+         ON artifact_approvals.jti = artifacts.jti
+    WHERE artifacts.jti = :start
     UNION ALL
     SELECT parent.jti, parent.parent_jti, parent.kid, parent.ak_name, parent.host,
-           chain.level + 1
-    FROM artifacts AS parent, chain
-    WHERE parent.jti = chain.parent_jti AND chain.level < :max_walk
+           used.approval, chain.level + 1
+    FROM chain JOIN artifacts AS parent ON parent.jti = chain.parent_jti
+         LEFT JOIN artifact_approvals AS used ON used.jti = parent.jti
+    WHERE chain.level < :max_walk
 )
 SELECT revocations.*
 FROM chain JOIN revocations ON
@@ -73,6 +77,8 @@ FROM chain JOIN revocations ON
     OR revocations.kind = '{RevocationKind.KEY.value}' AND revocations.subject = chain.kid
     OR revocations.kind = '{RevocationKind.AK.value}' AND revocations.subject = chain.ak_name
     OR revocations.kind = '{RevocationKind.HOST.value}' AND revocations.subject = chain.host
+    OR revocations.kind = '{RevocationKind.APPROVAL.value}'
+       AND revocations.subject = chain.approval
 ORDER BY chain.level, CASE revocations.kind {_RANK} ELSE 9 END, revocations.id
 LIMIT 1"""  # noqa: S608 - constants only
 
@@ -144,8 +150,9 @@ def in_ancestry(tx: Transaction, jti: str) -> Revocation | None:
     """The nearest revocation covering ``jti`` or an ancestor the store knows.
 
     For the artifact and each stored ancestor, a revocation of its jti, its signing
-    key, its AK or its host counts: whatever an artifact rests on, its descendants
-    rest on too. A jti the store has not seen is checked by its own revocation only.
+    key, its AK, its host or the approval its key signed under counts: whatever an
+    artifact rests on, its descendants rest on too. A jti the store has not seen is
+    checked by its own revocation only.
     """
     direct = find(tx, [(RevocationKind.ARTIFACT, jti)])
     if direct is not None:

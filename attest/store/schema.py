@@ -127,6 +127,28 @@ approval_serials = Table("approval_serials", (
 ))
 
 
+# The same mark per TPM: an AK is one of its TPM's identities, and a new AK of the same
+# TPM (re-enrolled under the host id: same EK, no move) rolled back to old firmware must
+# not start from nothing. The holder is "ek:<EK id>" when the store knows the TPM the AK
+# was activated under, else "host:<host id>" (enrollment by policy, or without an EK):
+# a host id moved to another TPM starts afresh with it, as that TPM's firmware may be on
+# another track of the authority's approvals.
+tpm_approval_serials = Table("tpm_approval_serials", (
+    Column("holder", varchar(MAX_HOST + 5), primary_key=True),
+    Column("authority", varchar(MAX_HEX_NAME), primary_key=True),
+    Column("policy_ref", varchar(128), primary_key=True),
+    Column("serial", BIGINT),
+    Column("seen_at", BIGINT),
+))
+
+# The approval an accepted artifact's key signed under (key_policy.kind authorize), by
+# its id: the artifact rests on it as on its key, AK and host, so revoking the approval
+# (`attest revoke --approval`) reaches the artifact and its descendants.
+artifact_approvals = Table("artifact_approvals", (
+    Column("jti", varchar(MAX_JTI), primary_key=True),
+    Column("approval", varchar(64)),
+))
+
 # A TPM identity, by its EK: the SHA-256 (hex) of the EK's SubjectPublicKeyInfo, the key
 # credential activation encrypted to. No foreign keys: rows of databases older than
 # these tables have no EK, and a revoked EK outlives its enrollments.
@@ -153,4 +175,5 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 
 # In creation order: a table after those its foreign keys name. Tables added after
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
-TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs)
+TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
+          artifact_approvals)

@@ -66,7 +66,9 @@ _TABLE_NAMES = {
     "postgresql": ("SELECT table_name AS name FROM information_schema.tables "
                    "WHERE table_schema = current_schema()"),
 }
-_ARTIFACT = "SELECT * FROM artifacts WHERE jti = :jti"
+_ARTIFACT = ("SELECT artifacts.*, artifact_approvals.approval FROM artifacts "
+             "LEFT JOIN artifact_approvals ON artifact_approvals.jti = artifacts.jti "
+             "WHERE artifacts.jti = :jti")
 _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
 _INSERT_NONCE = nonces.insert()
 _PURGE_NONCES = "DELETE FROM nonces WHERE expires_at < :before"
@@ -343,8 +345,8 @@ class Store:
         (:meth:`ancestry_revoked`); always the AK's boot epoch (:meth:`epoch`), and when
         the nonce is usable, when it was issued. A ``kid`` that is not a key name
         (lowercase hex) matches no revocation; nor does an ``approval`` id that is not
-        one. With ``approval``: its revocations, and the AK's highest serial accepted for
-        its authority and policyRef (:mod:`attest.store.approvals`).
+        one. With ``approval``: its revocations, and the highest serial accepted for its
+        authority and policyRef from the AK or its host id (:mod:`attest.store.approvals`).
         """
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
@@ -376,7 +378,7 @@ class Store:
             parent_revocation = (None if parent is None or above is None
                                  else _ancestry(tx, parent, above, found))
             approval_serial = (None if approval is None
-                               else approvals.highest(tx, name, approval))
+                               else approvals.highest(tx, name, approval, host))
         wanted = {(kind, subject) for kind, subject in own if subject is not None}
         return Snapshot(
             enrollment=None if enrolled is None else _enrollment_of(
@@ -401,8 +403,8 @@ class Store:
         (the audit log's append goes there, so no acceptance commits unlogged). Whatever
         raises, nothing is written: a denied artifact consumes neither its jti nor its
         nonce. ``approval``: the authority approval the key signed under, refused when
-        revoked meanwhile or older than one accepted meanwhile for the AK
-        (ApprovalRolledBack), else recorded as its mark.
+        revoked meanwhile or older than one accepted meanwhile for the AK or its host
+        (ApprovalRolledBack), else recorded as their mark.
         """
         _check_record(record)
         with self.write() as tx:
@@ -432,7 +434,10 @@ class Store:
             acceptance.advance_clock(tx, record.ak_name, clock, now)
             epochs.advance_epoch(tx, record.ak_name, clock, now)
             if approval is not None:
-                approvals.advance(tx, record.ak_name, approval, now)
+                approvals.advance(tx, record.ak_name, approval, now, record.host)
+                approval_id = _approval_id(approval.id)
+                if approval_id is not None:
+                    acceptance.record_approval(tx, record.jti, approval_id)
             if in_transaction is not None:
                 in_transaction(tx)
 
@@ -585,7 +590,8 @@ def _line(jti: str, stored: Row | None) -> list[tuple[RevocationKind, str | None
     if stored is None or stored.parent_jti is not None:
         return [(RevocationKind.ARTIFACT, jti)]
     return [(RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, stored.kid),
-            (RevocationKind.AK, stored.ak_name), (RevocationKind.HOST, stored.host)]
+            (RevocationKind.AK, stored.ak_name), (RevocationKind.HOST, stored.host),
+            (RevocationKind.APPROVAL, stored.approval)]
 
 
 def _ancestry(tx: Transaction, jti: str, stored: Row | None,

@@ -63,12 +63,17 @@ def check_epoch(epoch: EpochRecord | None, clock: ClockInfo, *,
                           "reached in an earlier boot of this TPM")
         return None  # one boot: any order within it (its age is judged by quote_time)
     if clock.clock > epoch.last_clock:
-        # Beyond everything seen: a later boot. Only resetCount is a reboot; a changed
-        # restartCount alone (resume from suspend) is a new epoch of the same boot.
-        if (deny_reset and clock.reset_count != epoch.reset_count
-                and not epoch.reset_allowed):
+        # Beyond everything seen: a later boot. A changed restartCount alone is no less
+        # one: TPM2_Shutdown(STATE), which needs no authorization, then a reset into
+        # TPM2_Startup(CLEAR) is a TPM Restart, which resets the PCRs as a reboot does and
+        # changes restartCount only. A quote cannot tell it from a resume (Startup(STATE)),
+        # so under deny_reset both need re-admission.
+        if deny_reset and not epoch.reset_allowed:
+            what = ("reset" if clock.reset_count != epoch.reset_count else
+                    "restarted (restartCount changed: a resume from suspend, or a reboot "
+                    "after TPM2_Shutdown(STATE), which resets the PCRs)")
             return Denial(Reason.TPM_RESET,
-                          "the TPM was reset since the last accepted quote; an "
+                          f"the TPM was {what} since the last accepted quote; an "
                           "administrator must re-admit the host (attest readmit)")
         return None
     if clock.clock >= epoch.first_clock:

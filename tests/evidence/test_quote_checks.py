@@ -77,8 +77,18 @@ def test_a_reboot_starts_a_new_epoch_where_the_clock_may_be_lower(soft_tpm: Soft
 def test_a_restart_is_a_new_epoch_but_not_a_reboot(soft_tpm: SoftTPM) -> None:
     previous = ClockInfo(clock=5000, reset_count=7, restart_count=3, safe=True)
     facts = _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=10),
-                    previous=previous, deny_reset=True)
+                    previous=previous)
     assert facts.new_epoch and not facts.rebooted
+
+
+def test_a_restart_is_denied_when_resets_are(soft_tpm: SoftTPM) -> None:
+    """A changed restartCount may be a TPM Restart (Shutdown(STATE), then
+    Startup(CLEAR)), which resets the PCRs as a reboot does."""
+    previous = ClockInfo(clock=5000, reset_count=7, restart_count=3, safe=True)
+    with pytest.raises(EvidenceError) as err:
+        _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=6000),
+                previous=previous, deny_reset=True)
+    assert err.value.reason is Reason.TPM_RESET
 
 
 def test_a_reboot_is_denied_when_policy_says_so(soft_tpm: SoftTPM) -> None:

@@ -66,6 +66,13 @@ CASES = [
           "expected a string, found the number '42'"),
     _case("string-for-a-number", FULL, "  runtime: 15", '  runtime: "15"', "runtime:",
           "pcrs.runtime", "expected a whole number 0-23, found the string '15'"),
+    # A PCR that TPM2_PCR_Reset clears from locality 0 (16, 23) holds no history: any
+    # local user empties it within one boot, invisible to boot epochs and deny_reset.
+    _case("resettable-runtime-pcr", FULL, "  runtime: 15", "  runtime: 16", "runtime:",
+          "pcrs.runtime", "PCR 16 can be reset"),
+    _case("resettable-sealed-pcr", FULL, "  sealed: [0, 1, 2, 3, 4, 5, 6, 7]",
+          "  sealed: [0, 1, 2, 3, 4, 5, 6, 7, 23]", "sealed:", "pcrs.sealed",
+          "PCR 23 can be reset"),
     _case("number-out-of-range", FULL, "  runtime: 15", "  runtime: 24", "runtime:",
           "pcrs.runtime", "expected a whole number 0-23"),
     _case("octal-looking-number", FULL, "  runtime: 15", "  runtime: 010", "runtime:",

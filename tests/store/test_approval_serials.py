@@ -1,5 +1,6 @@
-"""The per-AK mark of approval serials: a host that had an artifact accepted under a newer
-approval is refused an older one, in the snapshot and when the acceptance commits."""
+"""The per-AK and per-TPM mark of approval serials: a host that had an artifact accepted
+under a newer approval is refused an older one, in the snapshot and when the acceptance
+commits."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import dataclasses
 import pytest
 
 from attest.store import ApprovalRolledBack, ApprovalUse, Store
-from tests.store.helpers import AK, T0, clock, record
+from tests.store.helpers import AK, HOST, T0, clock, record
 
 AUTHORITY = "000b" + "11" * 32
 OTHER_AK = "000b" + "99" * 32
@@ -46,3 +47,36 @@ def test_the_mark_is_per_ak_authority_and_policy_ref(store: Store) -> None:
         assert store.snapshot(AK, jti="b", now=T0, approval=use).approval_serial is None
     store.accept(record("b"), nonce=None, single_use=True, clock=clock(2), now=T0,
                  approval=other_ref)
+
+
+def test_the_host_keeps_the_mark_for_its_next_ak(store: Store) -> None:
+    """A new AK of the host (re-enrolled after the old one was lost) starts from the
+    host's mark, in the snapshot and at commit; another host id does not."""
+    store.accept(record("a"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                 approval=_use(4))
+    assert store.snapshot(OTHER_AK, jti="b", now=T0, host=HOST,
+                          approval=_use(1)).approval_serial == 4
+    assert store.snapshot(OTHER_AK, jti="b", now=T0, host="host-2",
+                          approval=_use(1)).approval_serial is None
+    with pytest.raises(ApprovalRolledBack, match="serial 1 is older than serial 4"):
+        store.accept(record("b", ak=OTHER_AK), nonce=None, single_use=True, clock=clock(2),
+                     now=T0, approval=_use(1))
+    store.accept(record("c", ak=OTHER_AK, host="host-2"), nonce=None, single_use=True,
+                 clock=clock(3), now=T0, approval=_use(1))
+
+
+def test_the_mark_follows_the_tpm_not_the_host_id(store: Store) -> None:
+    """Known EKs: a new AK of the same TPM keeps the mark; a host id moved to another TPM
+    (an administrator's audited move) starts afresh with it."""
+    ek1, ek2 = "e1" * 32, "e2" * 32
+    third = "000b" + "33" * 32
+    for ak, ek, move in ((AK, ek1, False), (OTHER_AK, ek1, False), (third, ek2, True)):
+        store.enroll(HOST, bytes.fromhex(ak), b"p", b"q", None, T0, ek=ek, move_host=move)
+    store.accept(record("a"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                 approval=_use(4))
+    assert store.snapshot(OTHER_AK, jti="b", now=T0, host=HOST,
+                          approval=_use(1)).approval_serial == 4
+    assert store.snapshot(third, jti="b", now=T0, host=HOST,
+                          approval=_use(1)).approval_serial is None
+    store.accept(record("c", ak=third), nonce=None, single_use=True, clock=clock(3), now=T0,
+                 approval=_use(1))

@@ -153,3 +153,17 @@ def test_a_later_boot_committed_meanwhile_refuses_an_earlier_one(store: Store) -
     with pytest.raises(ClockRejected) as refused, store.write() as tx:
         epoch_rows.advance_epoch(_OtherBootMeanwhile(tx, 9000, 8), AK, clock(5000), T0)
     assert refused.value.reason is Reason.STALE_EVIDENCE
+
+
+def test_a_later_boot_accepted_without_readmission_stays_pending(store: Store) -> None:
+    """Accepted by a policy that does not deny resets: recorded, but not admitted for one
+    that does; a merge of the same boot does not admit it either."""
+    _accept(store, 5000)
+    _accept(store, 9000, reset=8)
+    _accept(store, 9500, reset=8)
+    epoch = store.epoch(AK)
+    assert epoch is not None and epoch.reset_pending and epoch.floor_clock == 5000
+    assert store.forget_clock(AK)
+    _accept(store, 9900, reset=8)
+    epoch = store.epoch(AK)
+    assert epoch is not None and not epoch.reset_pending and not epoch.reset_allowed

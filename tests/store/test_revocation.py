@@ -150,3 +150,28 @@ def test_an_approval_revocation_needs_an_approval_id(store: Store, text: str) ->
     # Anything else in an artifact matches no revocation (and reads nothing odd).
     odd = dataclasses.replace(APPROVAL, id=text)
     assert store.snapshot(AK, jti="x", now=T0, approval=odd).revocations == ()
+
+
+def test_an_approval_revocation_reaches_what_was_accepted_under_it_and_its_children(
+        store: Store) -> None:
+    """An artifact rests on the approval its key signed under, as on its key: revoking
+    the approval revokes the accepted artifact and its descendants (their lineage)."""
+    store.accept(record("p"), nonce=None, single_use=True, clock=clock(1), now=T0,
+                 approval=APPROVAL)
+    store.accept(record("c", "p"), nonce=None, single_use=True, clock=clock(2), now=T0,
+                 approval=dataclasses.replace(APPROVAL, id="cd" * 32))
+    store.accept(record("other"), nonce=None, single_use=True, clock=clock(3), now=T0,
+                 approval=dataclasses.replace(APPROVAL, id="cd" * 32))
+    store.revoke_approval(APPROVAL_ID, "firmware v1 withdrawn", T0 + 1)
+    for jti in ("p", "c"):
+        stored = store.artifact(jti)
+        assert stored is not None and stored.revoked, jti
+    assert not store.artifact("other").revoked  # type: ignore[union-attr]
+    # A new child of either is refused: in the verifier's snapshot and at commit.
+    for parent in ("p", "c"):
+        view = store.snapshot(AK, jti=f"new-{parent}", now=T0, parent=parent)
+        assert view.parent_revocation is not None, parent
+        assert view.parent_revocation.kind is RevocationKind.APPROVAL
+        with pytest.raises(Revoked, match="firmware v1 withdrawn"):
+            store.accept(record(f"new-{parent}", parent), nonce=None, single_use=True,
+                         clock=clock(4), now=T0)

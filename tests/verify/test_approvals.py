@@ -307,3 +307,38 @@ def test_an_approval_revoked_in_the_store_is_denied_and_logged(approvals: Approv
     assert any(e["kind"] == "revocation" and e.get("subject") == f"approval:{v1.id}"
                for e in entries)
     rig.host.ok("audit", "verify")
+
+
+def _new_ak(rig: Rig) -> None:
+    """The host "lost" its AK: evicted (owner authorization, empty), provisioned anew."""
+    from tpm2_pytss.constants import ESYS_TR
+
+    from attest.tpm.hierarchy import AK_HANDLE
+
+    with rig.tpm() as tpm:
+        handle = tpm.esapi.tr_from_tpmpublic(AK_HANDLE)
+        tpm.esapi.evict_control(ESYS_TR.OWNER, handle, AK_HANDLE)
+    rig.host.ok("provision", "--replace-identity")
+
+
+def test_a_new_ak_of_the_same_tpm_and_host_cannot_go_back_either(
+        approvals: Approvals) -> None:
+    """The serial mark belongs to the TPM, not to one AK: a host that moved on to v2,
+    got a new AK of the same TPM enrolled under its host id (no move needed: same EK),
+    and rolled back, is refused v1 as before."""
+    rig = approvals.rig
+    store = rig.store()
+    rig.enroll(store)
+    v1 = approvals.approve(1)
+    _firmware_v2(rig)
+    v2 = approvals.approve(2)
+    verifier = rig.verifier(approvals.policy(trusted_aks=[]), store)
+    accepted(verifier.verify(approvals.issue(v1, v2)))
+    old_ak = rig.identity.ak_name
+    _new_ak(rig)
+    assert rig.identity.ak_name != old_ak
+    rig.enroll(store)  # same EK, same host id: an ordinary re-enrollment
+    _roll_back(rig)
+    decision = verifier.verify(approvals.issue(v1, v2))
+    denied(decision, "key_policy_mismatch")
+    assert "older than serial 2" in decision.denials[0].message

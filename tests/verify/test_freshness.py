@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from attest.evidence.pcrs import PCRSelection
 from attest.policy import NonceMode
 from attest.store import Store, default_url
+from attest.tpm.pcr import read_pcrs
 from tests.verify.rig import Rig, accepted, denied
 
 
@@ -166,3 +168,65 @@ def test_a_clock_an_earlier_boot_passed_is_a_rollback_in_this_one(rig: Rig) -> N
     decision = verifier.verify(rig.issue())
     denied(decision, "clock_rollback")
     assert "earlier boot" in decision.denials[0].message
+
+
+# -- a reboot dressed as a resume: TPM2_Shutdown(STATE) before it, then Startup(CLEAR)
+# (a TPM Restart): the PCRs are reset, resetCount is not, restartCount is.
+
+
+def _restart(rig: Rig) -> None:
+    """TPM2_Shutdown(STATE), which any local user may send, then a power cycle into
+    TPM2_Startup(CLEAR): what a host root gets by one command before a hard reset."""
+    from tpm2_pytss.constants import TPM2_SU
+
+    with rig.tpm() as tpm:
+        tpm.esapi.shutdown(TPM2_SU.STATE)
+    sim = rig.host.sim
+    pid = sim._live_pid()
+    assert pid is not None
+    sim._terminate(pid)  # no TPM2_Shutdown(CLEAR) on the way down
+    sim._clean_stale()
+    sim.start()  # --flags startup-clear: TPM2_Startup(CLEAR) after a Shutdown(STATE)
+
+
+def test_a_reboot_after_shutdown_state_is_a_reset_under_deny_reset(rig: Rig) -> None:
+    """The host ran something its reference values deny (PCR 15 holds it), then rebooted
+    as a TPM Restart: PCR 15 is empty again and resetCount unchanged. deny_reset must
+    see the reboot (tpm_reset), not take it for a resume from suspend."""
+    policy = rig.policy(deny_reset=True)  # trusts `ls`
+    verifier = rig.verifier(policy)
+    accepted(verifier.verify(rig.issue()))
+    rig.host.ok("measure", "command", "--", "cat")  # not in the reference values
+    denied(verifier.verify(rig.issue()), "reference_value_mismatch")
+    _restart(rig)
+    with rig.tpm() as tpm:
+        pcr15 = read_pcrs(tpm, PCRSelection.of({"sha256": [15]}))[("sha256", 15)]
+    assert pcr15 == bytes(32)  # PCR 15 was reset: the `cat` is gone
+    rig.host.ok("measure", "command", "--", "ls")  # the new boot's log: `ls` alone
+    denied(verifier.verify(rig.issue()), "tpm_reset")
+
+
+def test_a_lenient_policy_on_the_same_store_does_not_readmit_a_reset(rig: Rig) -> None:
+    """A reset refused under deny_reset is re-admitted by `attest readmit` (audited) only:
+    the host sending one artifact of the new boot to a verifier whose policy does not deny
+    resets, on the same store, must not admit it for the strict one."""
+    store = rig.store()
+    strict = rig.verifier(rig.policy(deny_reset=True), store)
+    lenient = rig.verifier(rig.policy(deny_reset=False), store)
+    accepted(strict.verify(rig.issue()))
+    _reboot(rig)
+    denied(strict.verify(rig.issue()), "tpm_reset")
+    accepted(lenient.verify(rig.issue()))  # it does not deny resets: its own business
+    denied(strict.verify(rig.issue()), "tpm_reset")
+    assert store.forget_clock(rig.identity.ak_name)  # attest readmit
+    accepted(strict.verify(rig.issue()))
+
+
+def test_a_reset_a_lenient_policy_saw_first_is_not_admitted_for_a_strict_one(rig: Rig) -> None:
+    store = rig.store()
+    strict = rig.verifier(rig.policy(deny_reset=True), store)
+    lenient = rig.verifier(rig.policy(deny_reset=False), store)
+    accepted(strict.verify(rig.issue()))
+    _reboot(rig)
+    accepted(lenient.verify(rig.issue()))  # the new boot, recorded by the lenient one
+    denied(strict.verify(rig.issue()), "tpm_reset")

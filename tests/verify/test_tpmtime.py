@@ -33,7 +33,10 @@ def _clock(ms: int, reset: int = 7, restart: int = 3) -> ClockInfo:
     pytest.param(_clock(4000), False, "clock_rollback", id="same-boot-at-an-earlier-boots-clock"),
     pytest.param(_clock(9001, reset=8), False, None, id="later-boot"),
     pytest.param(_clock(9001, reset=8), True, "tpm_reset", id="later-boot-deny-reset"),
-    pytest.param(_clock(9001, restart=4), True, None, id="resume-is-not-a-reset"),
+    pytest.param(_clock(9001, restart=4), False, None, id="restart-is-a-new-epoch"),
+    # restartCount alone: a resume, or a TPM Restart (Shutdown(STATE), Startup(CLEAR)),
+    # which resets the PCRs like a reboot; no quote tells them apart.
+    pytest.param(_clock(9001, restart=4), True, "tpm_reset", id="restart-deny-reset"),
     pytest.param(_clock(6000, reset=8), False, "clock_rollback", id="other-counts-inside-range"),
     pytest.param(_clock(9000, restart=4), False, "clock_rollback", id="other-counts-at-last"),
     pytest.param(_clock(4999, reset=6), False, "stale_evidence", id="earlier-boot"),
