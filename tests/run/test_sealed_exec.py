@@ -170,3 +170,29 @@ def test_the_run_record_binds_the_digest_that_ran_and_no_argument(fresh_host: Ho
     assert record["argv_digest"] == argv_digests(["sh", "-c", "true", secret], ["sha256"])
     sh = Path(shutil.which("sh") or "/bin/sh").resolve()
     assert record["digest"]["sha256"] == hashlib.sha256(sh.read_bytes()).hexdigest()
+
+
+def test_tcl_library_does_not_run_inside_the_measured_command(fresh_host: Host,
+                                                              tmp_path: Path) -> None:
+    # Red team after issue 10 item 5: TCLLIBPATH was removed, TCL_LIBRARY passed through,
+    # and tclsh sources $TCL_LIBRARY/init.tcl before the measured script runs.
+    tclsh = shutil.which("tclsh")
+    if tclsh is None:
+        pytest.skip("no tclsh")
+    marker = tmp_path / "injected"
+    library = tmp_path / "tcl"
+    library.mkdir()
+    (library / "init.tcl").write_text(f'close [open "{marker}" w]\nexit 0\n')
+    script = tmp_path / "tool.tcl"
+    script.write_text(f"#!{tclsh}\nputs measured\n")
+    script.chmod(0o755)
+    policy = _approved(fresh_host, tmp_path, [str(script)])
+    injected = {"TCL_LIBRARY": str(library)}
+    # The attack is real: tclsh runs init.tcl from there, and here it exits before the script.
+    attack = subprocess.run([str(script)], env={**os.environ, **injected}, capture_output=True,
+                            text=True, check=False)
+    assert marker.exists() and attack.stdout == ""
+    marker.unlink()
+    done = _attest(fresh_host, "run", "--policy", str(policy), "--", str(script), env=injected)
+    assert (done.returncode, done.stdout) == (0, "measured\n"), done.stderr
+    assert not marker.exists()
