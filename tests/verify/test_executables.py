@@ -124,3 +124,25 @@ def test_attest_run_keep_env_end_to_end(rig: Rig) -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert marker.exists()
+
+
+class _Forgetful(dict):  # type: ignore[type-arg]
+    """A log cache another thread empties between any two look-ups."""
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def]
+        self.clear()
+        return default
+
+
+def test_the_measured_check_survives_an_emptied_log_cache(rig: Rig) -> None:
+    """Red team after issue 10 item 4: the executable was looked for in the logs by a
+    second look-up of the verifier's log cache, and a miss (the cache emptied by a
+    concurrent verification, or by the size bound) skipped the check: an approved digest
+    the host never measured was accepted."""
+    tool = _tool(rig)
+    policy = rig.policy(executables={tool: [_sha256(tool)]})
+    verifier = rig.verifier(policy)
+    verifier._log_views = _Forgetful()  # the race, made deterministic
+    decision = verifier.verify(rig.issue(tool))
+    denied(decision, "eventlog_mismatch")
+    assert "never measured" in decision.denials[0].message
