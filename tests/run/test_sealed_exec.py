@@ -196,3 +196,52 @@ def test_tcl_library_does_not_run_inside_the_measured_command(fresh_host: Host,
     done = _attest(fresh_host, "run", "--policy", str(policy), "--", str(script), env=injected)
     assert (done.returncode, done.stdout) == (0, "measured\n"), done.stderr
     assert not marker.exists()
+
+
+def test_a_setgid_executable_runs_with_its_privileges(fresh_host: Host, tmp_path: Path) -> None:
+    # Red team after issue 10 item 5: a memfd copy drops the set-user-ID and set-group-ID
+    # bits and file capabilities, so `attest run -- sudo ...` (or passwd, ping) ran without
+    # the privileges it exists for. A root-owned file only root may write is exec'd from
+    # the descriptor that was hashed. (A setgid `id` owned by root shows the egid.)
+    if os.geteuid() != 0:
+        pytest.skip("making a root-owned setgid file needs root")
+    import grp
+
+    group = next((g for g in grp.getgrall() if g.gr_gid != os.getegid()), None)
+    if group is None:
+        pytest.skip("no other group")
+    tool = tmp_path / "id"
+    shutil.copy(shutil.which("id") or "/usr/bin/id", tool)
+    os.chown(tool, 0, group.gr_gid)
+    tool.chmod(0o2755)
+    direct = subprocess.run([str(tool), "-g"], capture_output=True, text=True, check=True)
+    if direct.stdout.strip() != str(group.gr_gid):
+        pytest.skip("setgid is ignored here (a nosuid mount)")
+    policy = _approved(fresh_host, tmp_path, [str(tool)])
+    done = _attest(fresh_host, "run", "--policy", str(policy), "--", str(tool), "-g")
+    assert (done.returncode, done.stdout.strip()) == (0, str(group.gr_gid)), done.stderr
+
+
+def test_a_setgid_executable_others_may_write_is_still_copied(fresh_host: Host,
+                                                               tmp_path: Path) -> None:
+    # Whoever may write it could change it between the hash and the exec: sealed copy.
+    if os.geteuid() != 0:
+        pytest.skip("making a root-owned setgid file needs root")
+    from attest.runtime.executable import seal_executable
+
+    tool = tmp_path / "id"
+    shutil.copy(shutil.which("id") or "/usr/bin/id", tool)
+    os.chown(tool, 0, 0)
+    tool.chmod(0o2777)
+    sealed = seal_executable(str(tool), ["sha256"])
+    try:
+        assert os.readlink(f"/proc/self/fd/{sealed.fd}").startswith("/memfd:")
+    finally:
+        sealed.close()
+    tool.chmod(0o2755)
+    direct = seal_executable(str(tool), ["sha256"])
+    try:
+        assert os.readlink(f"/proc/self/fd/{direct.fd}") == str(tool)
+        assert direct.digests == sealed.digests
+    finally:
+        direct.close()
