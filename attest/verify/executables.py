@@ -7,8 +7,9 @@ a command measurement of exactly that digest, so an artifact cannot name a diges
 that was never measured (``attest run`` measures the sealed copy it execs just
 before issuing). The record is the host's own: a host user who extends the runtime
 PCR by hand can record any digest, so against a lying host the policy's list is
-the check, and this one keeps an honest host's artifacts to what it measured. Kept code-injecting variables (``scope.env``) must be ones the
-policy's ``keep_env`` names.
+the check, and this one keeps an honest host's artifacts to what it measured.
+Kept code-injecting variables (``scope.env``) must be ones the policy's
+``keep_env`` names.
 """
 
 from __future__ import annotations
