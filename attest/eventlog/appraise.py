@@ -222,9 +222,11 @@ MAX_ACTION_STRING = 256
 
 
 def _measured_text(data: bytes) -> bool:
-    """Whether ``data`` is a separator or an action string (printable ASCII, bounded)."""
-    return data in _SEPARATORS or (0 < len(data) <= MAX_ACTION_STRING and data.isascii()
-                                   and data.decode("ascii").isprintable())
+    """Whether ``data`` is a separator or an action string: printable ASCII, bounded,
+    with at most trailing NULs (some BIOS-era firmware terminates its strings)."""
+    text = data.rstrip(b"\0")
+    return data in _SEPARATORS or (len(text) > 0 and len(data) <= MAX_ACTION_STRING
+                                   and text.isascii() and text.decode("ascii").isprintable())
 
 
 def _image_name(event: TcgEvent) -> str:

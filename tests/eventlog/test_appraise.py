@@ -251,7 +251,7 @@ def test_an_image_whose_log_data_is_its_hashed_bytes_is_still_a_boot_application
 
 @pytest.mark.parametrize("data", [b"\0\0\0\0", b"\xff\xff\xff\xff",
                                   b"Calling EFI Application from Boot Option",
-                                  b"BOOT ATTEMPTS OMITTED"])
+                                  b"BOOT ATTEMPTS OMITTED", b"Calling INT 19h\0"])
 def test_separators_and_action_strings_on_pcr_4_are_not_boot_applications(data: bytes) -> None:
     events = [TcgEvent(0, 4, EventType.EV_EFI_ACTION,
                        {"sha256": hashlib.sha256(data).digest()}, data)]
@@ -259,7 +259,8 @@ def test_separators_and_action_strings_on_pcr_4_are_not_boot_applications(data: 
     assert facts.boot_applications == ()
 
 
-@pytest.mark.parametrize("data", [b"\0\0\0\0\0", b"\x01\0\0\0", b"text\0", b"A" * 257])
+@pytest.mark.parametrize("data", [b"\0\0\0\0\0", b"\x01\0\0\0", b"te\0xt", b"PE\0\0d\x86",
+                                  b"A" * 257])
 def test_other_data_bound_events_on_pcr_4_are_appraised_as_images(data: bytes) -> None:
     events = [TcgEvent(0, 4, EventType.EV_EFI_ACTION,
                        {"sha256": hashlib.sha256(data).digest()}, data)]
