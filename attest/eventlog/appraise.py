@@ -216,7 +216,8 @@ def _check_boot_applications(boot: Sequence[TcgEvent], bank: str,
 
 # What firmware extends on PCR 4 as the hash of the event's own data (PFP 10.4.3,
 # 10.4.4): a separator (0 or, on error, all ones) and EFI action strings. An image's
-# Authenticode-hashed bytes are never such data: they hold the PE signature (PE, NUL, NUL).
+# Authenticode-hashed bytes are never such data: the PE signature (PE, NUL, NUL) sits
+# inside them, followed by the machine type (0x8664, 0xaa64, ...: not printable ASCII).
 _SEPARATORS = (b"\0" * 4, b"\xff" * 4)
 MAX_ACTION_STRING = 256
 
