@@ -6,9 +6,9 @@ import click
 
 from attest.cli.common import echo_json, parse_hex, tpm_from
 from attest.errors import UsageError
-from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, PCRSelection, hash_name
+from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, RESETTABLE_PCRS, PCRSelection, hash_name
 from attest.runtime.log import runtime_pcr
-from attest.tpm.pcr import RESETTABLE_PCRS, extend, extend_data, read_pcrs
+from attest.tpm.pcr import extend, extend_data, read_pcrs
 
 
 @click.group()

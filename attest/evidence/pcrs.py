@@ -21,6 +21,9 @@ HASH_ALGS: dict[str, int] = {"sha1": 0x0004, "sha256": 0x000B, "sha384": 0x000C,
 HASH_NAMES: dict[int, str] = {v: k for k, v in HASH_ALGS.items()}
 DIGEST_SIZES: dict[str, int] = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 PCR_COUNT = 24
+# PCRs that TPM2_PCR_Reset can reset from locality 0 (PC Client profile): a log
+# kept in them could be replayed from a clean start by anyone with TPM access.
+RESETTABLE_PCRS = frozenset({16, 23})
 # TPM_PCR_SELECT_MIN: a PC Client TPM has 24 PCRs, i.e. 3 bytes of bitmap.
 SIZEOF_SELECT = 3
 

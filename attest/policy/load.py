@@ -22,7 +22,7 @@ from attest.errors import EvidenceError, MalformedInput, PolicyError
 from attest.eventlog.appraise import BOOT_APPLICATIONS_PCR, SECURE_BOOT_PCR, ReferenceValues
 from attest.evidence.ak import check_ak
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, check_approval_id
-from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT
+from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT, RESETTABLE_PCRS
 from attest.evidence.structures import parse_public_tpm2b
 from attest.policy import values
 from attest.policy.authority import authority_name
@@ -187,6 +187,12 @@ def _pcrs(at: Located | None) -> PCRPolicy:
     runtime = default.runtime
     if (runtime_at := section.get("runtime")) is not None:
         runtime = runtime_at.integer(0, PCR_COUNT - 1)
+    if runtime in RESETTABLE_PCRS:
+        raise (runtime_at or at).error(
+            f"PCR {runtime} can be reset from locality 0: a host could run a command the "
+            "reference values refuse, reset the PCR and measure a clean history again, "
+            "and its log would explain the quote",
+            hint="use a PCR software cannot reset (the default is 15)")
     if runtime in sealed:
         raise (runtime_at or sealed_at or at).error(
             f"PCR {runtime} is both sealed and the runtime PCR",

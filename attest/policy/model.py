@@ -94,8 +94,9 @@ class PCRPolicy:
         sealed: ``pcrs.sealed``, default ``[0, 1, 2, 3, 4, 5, 6, 7]`` (the boot
             chain). The PCRs signing keys are sealed to: when one changes, the
             key stops signing. With ``key_policy.kind: pcr`` it may not be empty.
-        runtime: ``pcrs.runtime``, default ``15``; 0-23 and not one of
-            ``sealed``. The PCR every runtime measurement extends; quoted, its
+        runtime: ``pcrs.runtime``, default ``15``; 0-23, not one of
+            ``sealed``, and not 16 or 23 (software can reset them, and a reset
+            PCR's log starts over clean). The PCR every runtime measurement extends; quoted, its
             log replayed and appraised, but never sealed to (each measurement
             changes it).
 

@@ -37,10 +37,10 @@ from attest.eventlog.cel import (
 )
 from attest.eventlog.replay import last_events, replay, reset_value
 from attest.eventlog.tcg import TcgEvent
-from attest.evidence.pcrs import PCR_COUNT, PCRSelection
+from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection
 from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
-from attest.tpm.pcr import RESETTABLE_PCRS, active_banks, extend, read_pcrs
+from attest.tpm.pcr import active_banks, extend, read_pcrs
 
 # PCR 15: not resettable from locality 0, and unused by firmware and boot loaders
 # on a GRUB or shim boot. systemd (measured UKIs) extends it too; choose another

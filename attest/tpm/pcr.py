@@ -9,10 +9,6 @@ from attest.errors import UsageError
 from attest.evidence.pcrs import DIGEST_SIZES, HASH_ALGS, HASH_NAMES, PCRSelection, digest
 from attest.tpm.device import TPM
 
-# PCRs that TPM2_PCR_Reset can reset from locality 0 (PC Client profile): a log
-# kept in them could be replayed from a clean start by anyone with TPM access.
-RESETTABLE_PCRS = frozenset({16, 23})
-
 
 def to_tpml(selection: PCRSelection) -> TPML_PCR_SELECTION:
     tpml, _ = TPML_PCR_SELECTION.unmarshal(selection.marshal())
