@@ -386,6 +386,10 @@ def _check_boot_appraisal(at: Located, reference: ReferenceValues, pcrs: PCRPoli
             raise node.error(f"PCR {pcr} is the runtime PCR: the runtime log explains it, and "
                              "reference.runtime appraises it, not reference.boot",
                              hint="choose another pcrs.runtime, or drop this boot reference")
+        if pcr in RESETTABLE_PCRS:
+            raise node.error(f"PCR {pcr} can be reset from locality 0: software resets it and "
+                             "extends it to any value its log shows, so it says nothing of "
+                             "the boot", hint="drop this boot reference")
         if pcr not in pcrs.sealed:
             raise node.error(f"appraises PCR {pcr}, which quotes need not cover "
                              f"(pcrs.sealed is {', '.join(map(str, pcrs.sealed)) or 'empty'})",
