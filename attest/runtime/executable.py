@@ -107,8 +107,14 @@ def _privileged(fd: int, info: os.stat_result) -> bool:
     ``ping``). Such a file owned by root and writable by no group or other user can
     change between the hash and the exec only by root; a rename over its path changes
     nothing, since the descriptor is what runs. Any other file is copied and sealed.
+
+    On a nosuid mount the kernel grants nothing at exec, and the file system may be
+    one a user serves (FUSE mounts of users are always nosuid), whose bytes at exec
+    need not be the bytes hashed: such a file is copied too.
     """
     if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    if os.fstatvfs(fd).f_flag & os.ST_NOSUID:
         return False
     if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
         return True

@@ -245,3 +245,29 @@ def test_a_setgid_executable_others_may_write_is_still_copied(fresh_host: Host,
         assert direct.digests == sealed.digests
     finally:
         direct.close()
+
+
+def test_a_setgid_executable_on_a_nosuid_mount_is_copied(fresh_host: Host, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A user's FUSE mount is nosuid, reports any owner and mode, and may serve other bytes
+    # to the exec than to the hash: the kernel grants nothing there, so copy and seal.
+    if os.geteuid() != 0:
+        pytest.skip("making a root-owned setgid file needs root")
+    from attest.runtime import executable
+
+    tool = tmp_path / "id"
+    shutil.copy(shutil.which("id") or "/usr/bin/id", tool)
+    os.chown(tool, 0, 0)
+    tool.chmod(0o2755)
+    real = os.fstatvfs
+
+    class _NoSuid:
+        def __init__(self, fd: int) -> None:
+            self.f_flag = real(fd).f_flag | os.ST_NOSUID
+
+    monkeypatch.setattr(executable.os, "fstatvfs", _NoSuid)
+    sealed = executable.seal_executable(str(tool), ["sha256"])
+    try:
+        assert os.readlink(f"/proc/self/fd/{sealed.fd}").startswith("/memfd:")
+    finally:
+        sealed.close()
