@@ -328,7 +328,10 @@ class VerifierPolicy:
         keep_env: ``keep_env``, default ``[]``. The code-injecting environment
             variables (``LD_PRELOAD``, ``BASH_ENV``, ...) an artifact's
             ``scope.env`` may name (``attest run --keep-env``); any other is
-            denied (``policy_mismatch``).
+            denied (``policy_mismatch``). An entry is a name (any value) or
+            ``{name, values}``: SHA-256 hex digests of the only values allowed.
+        keep_env_values: for the names written ``{name, values}``, those
+            digests (lowercase hex); a name absent here may keep any value.
         path: the file the policy was loaded from (absolute), if any.
     """
 
@@ -348,6 +351,8 @@ class VerifierPolicy:
     path: Path | None = None
     executables: ExecutablePolicy | None = None
     keep_env: tuple[str, ...] = ()
+    keep_env_values: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def required_pcrs(self) -> PCRSelection:
