@@ -347,6 +347,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     may name, single-use artifacts; comments explain every field.
     """
     from attest.eventlog.cel import parse_cel
+    from attest.evidence.pcrs import RESETTABLE_PCRS
     from attest.policy import NonceMode, TrustedAK, render_policy
     from attest.runtime.log import RuntimeLog, log_pcr, runtime_pcr
     from attest.runtime.subjects import measured_executables
@@ -374,13 +375,18 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         if isinstance(name, str) and isinstance(measured, dict) and bank in measured:
             reference.setdefault(name, []).append(bytes.fromhex(measured[bank]))
     executables = measured_executables(records)
+    runtime_index = log_pcr(records) or runtime_pcr(allow_resettable=True)
+    if runtime_index in RESETTABLE_PCRS:
+        raise UsageError(f"the host measures into PCR {runtime_index}, which software can "
+                         "reset: a verifier policy does not accept it as the runtime PCR",
+                         hint="measure into a PCR that cannot be reset (the default, 15)")
     trusted = ([TrustedAK(host=os.uname().nodename, ak_public=identity.ak_public,
                           ak_qualified_name=identity.ak_qualified_name or None)]
                if enrollment == "policy" else [])
     text = render_policy(
         policy_id=policy_id,
         sealed_values={i: v for (b, i), v in key.sealed_values.items() if b == bank},
-        bank=bank, runtime_pcr=log_pcr(records) or runtime_pcr(allow_resettable=True),
+        bank=bank, runtime_pcr=runtime_index,
         ek_roots=list(ek_roots), trusted_aks=trusted, runtime_reference=reference,
         executables=executables, nonce=NonceMode.OPTIONAL, single_use=True,
         header=f"Written by `attest policy init --from-host` on {os.uname().nodename}.")

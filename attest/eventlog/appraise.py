@@ -25,8 +25,9 @@ Only what the TPM vouches for drives a decision (docs/measurement.md, "What boot
 appraisal trusts"): events on PCRs outside ``covered`` (the PCRs the quote must
 cover and the log was replayed against) are never read, and an event's type and
 description, which no digest binds, never decide whether it is appraised. A
-boot application is any digest on PCR 4 that is not the hash of its event's
-data (an image hash, whatever type the event claims); Secure Boot is read only
+boot application is any digest on PCR 4 except the hash of a separator or an
+EFI action string given as its event's data (an image hash, whatever type the
+event claims and whatever data the log gives it); Secure Boot is read only
 from variable data that hashes to the digest extended on PCR 7.
 """
 
@@ -195,12 +196,14 @@ def _check_boot_applications(boot: Sequence[TcgEvent], bank: str,
         if not event.extends or event.pcr != BOOT_APPLICATIONS_PCR:
             continue
         digest = _digest(event, bank)
-        if hashlib.new(bank, event.data).digest() == digest:
-            # Its data is what was measured (a separator, an EFI action string): no
-            # image's Authenticode hash is the hash of such data.
+        if _measured_text(event.data) and hashlib.new(bank, event.data).digest() == digest:
+            # Its data is what was measured, and is a separator or an EFI action string:
+            # no image's Authenticode hash is the hash of such data.
             continue
         # Anything else extended here is an image hash (PFP 10.4.3), whatever type the
-        # event claims (a boot application retyped as a driver extends the same digest):
+        # event claims (a boot application retyped as a driver extends the same digest)
+        # and whatever data the log gives it (an Authenticode hash is the SHA-256 of
+        # bytes the host knows: written as the event's data, they hash to the digest):
         # it can only be compared with known-good values.
         where = _image_name(event)
         if digest not in allowed:
@@ -209,6 +212,22 @@ def _check_boot_applications(boot: Sequence[TcgEvent], bank: str,
                                          "reference value allows")
         seen.append((where, digest.hex()))
     return tuple(seen)
+
+
+# What firmware extends on PCR 4 as the hash of the event's own data (PFP 10.4.3,
+# 10.4.4): a separator (0 or, on error, all ones) and EFI action strings. An image's
+# Authenticode-hashed bytes are never such data: the PE signature (PE, NUL, NUL) sits
+# inside them, followed by the machine type (0x8664, 0xaa64, ...: not printable ASCII).
+_SEPARATORS = (b"\0" * 4, b"\xff" * 4)
+MAX_ACTION_STRING = 256
+
+
+def _measured_text(data: bytes) -> bool:
+    """Whether ``data`` is a separator or an action string: printable ASCII, bounded,
+    with at most trailing NULs (some BIOS-era firmware terminates its strings)."""
+    text = data.rstrip(b"\0")
+    return data in _SEPARATORS or (len(text) > 0 and len(data) <= MAX_ACTION_STRING
+                                   and text.isascii() and text.decode("ascii").isprintable())
 
 
 def _image_name(event: TcgEvent) -> str:

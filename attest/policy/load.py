@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
@@ -49,6 +49,7 @@ _TOP = ("version", "id", "ek_roots", "enrollment", "trusted_aks", "pcrs", "key_p
         "reference", "executables", "keep_env", "freshness", "artifacts", "lineage",
         "rules")
 _EXECUTABLE = ("name", "digests")
+_KEPT_VARIABLE = ("name", "values")
 # What `executables` may say instead of a list: appraise no executable at all.
 EXECUTABLES_ANY = "any"
 _PCRS = ("bank", "sealed", "runtime")
@@ -115,7 +116,7 @@ def _read(root: Located, *, base: Path, digest: str, path: Path | None,
         pcrs, base, check_paths)
     reference = _reference(top.get("reference"), pcrs)
     executables = _executables(top.get("executables"))
-    keep_env = _keep_env(top.get("keep_env"))
+    keep_env, keep_env_values = _keep_env(top.get("keep_env"))
     freshness = _freshness(top.get("freshness"))
     artifacts = _artifacts(top.get("artifacts"))
     lineage = _lineage(top.get("lineage"))
@@ -126,7 +127,7 @@ def _read(root: Located, *, base: Path, digest: str, path: Path | None,
         version=POLICY_VERSION, ek_roots=ek_roots, enrollment=enrollment,
         trusted_aks=trusted_aks, pcrs=pcrs, reference=reference, freshness=freshness,
         artifacts=artifacts, lineage=lineage, path=path, executables=executables,
-        keep_env=keep_env,
+        keep_env=keep_env, keep_env_values=keep_env_values,
     )
 
 
@@ -194,12 +195,13 @@ def _pcrs(at: Located | None) -> PCRPolicy:
     runtime = default.runtime
     if (runtime_at := section.get("runtime")) is not None:
         runtime = runtime_at.integer(0, PCR_COUNT - 1)
-        if runtime in RESETTABLE_PCRS:
-            raise runtime_at.error(
-                f"PCR {runtime} can be reset (TPM2_PCR_Reset from locality 0) by any local "
-                "user within one boot",
-                hint="its log could start over without a reboot, invisible to boot epochs and "
-                     "deny_reset; use a PCR only a reboot resets (15, the default)")
+    if runtime in RESETTABLE_PCRS:
+        raise (runtime_at or at).error(
+            f"PCR {runtime} can be reset (TPM2_PCR_Reset from locality 0) by any local user "
+            "within one boot: a host could run a command the reference values refuse, reset "
+            "the PCR and measure a clean history again, and its log would explain the quote",
+            hint="its log could start over without a reboot, invisible to boot epochs and "
+                 "deny_reset; use a PCR only a reboot resets (15, the default)")
     if runtime in sealed:
         raise (runtime_at or sealed_at or at).error(
             f"PCR {runtime} is both sealed and the runtime PCR",
@@ -393,6 +395,10 @@ def _check_boot_appraisal(at: Located, reference: ReferenceValues, pcrs: PCRPoli
             raise node.error(f"PCR {pcr} is the runtime PCR: the runtime log explains it, and "
                              "reference.runtime appraises it, not reference.boot",
                              hint="choose another pcrs.runtime, or drop this boot reference")
+        if pcr in RESETTABLE_PCRS:
+            raise node.error(f"PCR {pcr} can be reset from locality 0: software resets it and "
+                             "extends it to any value its log shows, so it says nothing of "
+                             "the boot", hint="drop this boot reference")
         if pcr not in pcrs.sealed:
             raise node.error(f"appraises PCR {pcr}, which quotes need not cover "
                              f"(pcrs.sealed is {', '.join(map(str, pcrs.sealed)) or 'empty'})",
@@ -441,14 +447,33 @@ def _executables(at: Located | None) -> ExecutablePolicy | None:
     return ExecutablePolicy(allowed=MappingProxyType(allowed))
 
 
-def _keep_env(at: Located | None) -> tuple[str, ...]:
+def _keep_env(at: Located | None) -> tuple[tuple[str, ...], Mapping[str, frozenset[str]]]:
+    """The names an artifact may keep, and for those written ``{name, values}`` the
+    SHA-256 digests (hex) of the only values it may keep them with."""
     if at is None:
-        return ()
-    names = tuple(item.string("a variable name") for item in at.items(what="a list of names"))
-    for item, name in zip(at.items(), names, strict=True):
+        return (), MappingProxyType({})
+    names: list[str] = []
+    values: dict[str, frozenset[str]] = {}
+    for item in at.items(what="a list of names or {name, values}"):
+        if isinstance(item.node, yaml.MappingNode):
+            fields = item.mapping(_KEPT_VARIABLE)
+            name_at = fields.require("name", hint="the variable's name")
+            name = name_at.string("a variable name")
+            listed = fields.require("values", hint="SHA-256 hex digests of allowed values")
+            digests = listed.items(what="a list of SHA-256 hex digests")
+            if not digests:
+                raise listed.error("an empty list allows nothing; remove the entry")
+            values[name] = frozenset({
+                _hex(digest, what="a SHA-256 digest", size=32).hex() for digest in digests})
+        else:
+            name_at = item
+            name = item.string("a variable name")
         if not name or "=" in name or not name.isprintable():
-            raise item.error("not an environment variable name")
-    return names
+            raise name_at.error("not an environment variable name")
+        if name in names:
+            raise name_at.error(f"{name} is listed twice", hint="list each variable once")
+        names.append(name)
+    return tuple(names), MappingProxyType(values)
 
 
 def _freshness(at: Located | None) -> Freshness:

@@ -94,8 +94,9 @@ class PCRPolicy:
         sealed: ``pcrs.sealed``, default ``[0, 1, 2, 3, 4, 5, 6, 7]`` (the boot
             chain). The PCRs signing keys are sealed to: when one changes, the
             key stops signing. With ``key_policy.kind: pcr`` it may not be empty.
-        runtime: ``pcrs.runtime``, default ``15``; 0-23 and not one of
-            ``sealed``. The PCR every runtime measurement extends; quoted, its
+        runtime: ``pcrs.runtime``, default ``15``; 0-23, not one of
+            ``sealed``, and not 16 or 23 (software can reset them, and a reset
+            PCR's log starts over clean). The PCR every runtime measurement extends; quoted, its
             log replayed and appraised, but never sealed to (each measurement
             changes it).
 
@@ -328,7 +329,10 @@ class VerifierPolicy:
         keep_env: ``keep_env``, default ``[]``. The code-injecting environment
             variables (``LD_PRELOAD``, ``BASH_ENV``, ...) an artifact's
             ``scope.env`` may name (``attest run --keep-env``); any other is
-            denied (``policy_mismatch``).
+            denied (``policy_mismatch``). An entry is a name (any value) or
+            ``{name, values}``: SHA-256 hex digests of the only values allowed.
+        keep_env_values: for the names written ``{name, values}``, those
+            digests (lowercase hex); a name absent here may keep any value.
         path: the file the policy was loaded from (absolute), if any.
     """
 
@@ -348,6 +352,8 @@ class VerifierPolicy:
     path: Path | None = None
     executables: ExecutablePolicy | None = None
     keep_env: tuple[str, ...] = ()
+    keep_env_values: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def required_pcrs(self) -> PCRSelection:

@@ -7,6 +7,10 @@ So the file is opened once, copied into a memfd that is then sealed against any
 write, shrink or growth, hashed from that memfd, and the very same memfd is
 exec'd (fexecve). Nothing after the seal can change what runs.
 
+A root-owned set-user-ID, set-group-ID or file-capability executable that only
+root may write is hashed and exec'd from the descriptor opened on it instead: a
+memfd copy would run without the privileges it is for (see :func:`_privileged`).
+
 A script (``#!``) runs the same way: the kernel hands the interpreter
 ``/dev/fd/N``, so that one descriptor stays open across the exec. The
 interpreter named on the ``#!`` line is measured by name only (its path is in
@@ -71,6 +75,11 @@ def seal_executable(program: str, banks: Sequence[str]) -> SealedExecutable:
         if info.st_size > MAX_EXECUTABLE_BYTES:
             raise UsageError(f"{path} is {info.st_size} bytes; attest run seals at most "
                              f"{MAX_EXECUTABLE_BYTES} bytes")
+        if _privileged(source, info):
+            digests, head = _hash(source, banks)
+            if not head.startswith(b"#!"):  # the kernel ignores the bits on scripts
+                kept, source = source, -1
+                return SealedExecutable(path, kept, digests, False)
         try:
             sealed = _executable_memfd(f"attest-run:{path.name}")
         except OSError as exc:
@@ -84,8 +93,36 @@ def seal_executable(program: str, banks: Sequence[str]) -> SealedExecutable:
             os.close(sealed)
             raise
     finally:
-        os.close(source)
+        if source >= 0:
+            os.close(source)
     return SealedExecutable(path, sealed, digests, head.startswith(b"#!"))
+
+
+def _privileged(fd: int, info: os.stat_result) -> bool:
+    """Whether the opened file is exec'd for the privileges it carries, from the very
+    descriptor that was hashed rather than from a sealed copy.
+
+    A copy in a memfd loses what the kernel grants at exec from the file itself: the
+    set-user-ID and set-group-ID bits and file capabilities (``sudo``, ``passwd``,
+    ``ping``). Such a file owned by root and writable by no group or other user can
+    change between the hash and the exec only by root; a rename over its path changes
+    nothing, since the descriptor is what runs. Any other file is copied and sealed.
+
+    On a nosuid mount the kernel grants nothing at exec, and the file system may be
+    one a user serves (FUSE mounts of users are always nosuid), whose bytes at exec
+    need not be the bytes hashed: such a file is copied too.
+    """
+    if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    if os.fstatvfs(fd).f_flag & os.ST_NOSUID:
+        return False
+    if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        return True
+    try:
+        os.getxattr(fd, "security.capability")
+    except OSError:
+        return False  # no file capabilities (ENODATA), or no xattrs here at all
+    return True
 
 
 def _executable_memfd(name: str) -> int:

@@ -11,7 +11,9 @@ starts a thread per request; the pool keeps at most :data:`MAX_IDLE` open.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sqlite3
 import threading
 from collections import namedtuple
@@ -246,6 +248,7 @@ class SQLiteDatabase:
         connection.close()
 
     def _connect(self) -> sqlite3.Connection:
+        _create_private(self._path)
         try:
             # isolation_level=None: the sqlite3 module issues no BEGIN or COMMIT of its own
             # (it would not BEGIN before a SELECT or a SAVEPOINT); _transaction does.
@@ -267,6 +270,16 @@ class SQLiteDatabase:
             connection.execute(sql).close()
         except sqlite3.Error as exc:
             raise self.failure(exc) from exc
+
+
+def _create_private(path: str) -> None:
+    """Create a missing database file 0600 (SQLite gives its -wal and -shm files the
+    database file's mode): it holds every accepted scope, command lines included, and
+    the verifier's nonces; sqlite3 would create it 0644 under the usual umask. An
+    existing file keeps the mode its administrator chose."""
+    # There already; or no folder, or no right to create: then sqlite3 says which.
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
 class _Ended:

@@ -5,8 +5,11 @@ checked against the policy's ``executables`` (reference values for executables,
 by digest), and against the runtime log the quote vouches for: the log must hold
 a command measurement of exactly that digest, so an artifact cannot name a digest
 that was never measured (``attest run`` measures the sealed copy it execs just
-before issuing). Kept code-injecting variables (``scope.env``) must be ones the
-policy's ``keep_env`` names.
+before issuing). The record is the host's own: a host user who extends the runtime
+PCR by hand can record any digest, so against a lying host the policy's list is
+the check, and this one keeps an honest host's artifacts to what it measured.
+Kept code-injecting variables (``scope.env``) must be ones the policy's
+``keep_env`` names, with one of its values where it lists them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ def executable_denials(scope: Scope, policy: VerifierPolicy,
         found.append(Denial(Reason.POLICY_MISMATCH,
                             f"the artifact keeps {_names(extra)} in the command's environment; "
                             "the policy's keep_env does not allow it"))
+    # A name listed with values: the value's digest, which the scope carries, must be one.
+    other = sorted(name for name, digest in scope.env.items()
+                   if name in policy.keep_env_values
+                   and digest.lower() not in policy.keep_env_values[name])
+    if other:
+        found.append(Denial(Reason.POLICY_MISMATCH,
+                            f"the artifact keeps {_names(other)} with a value the policy's "
+                            "keep_env does not list"))
     digest = scope.executable_digest
     if digest is None:
         if scope.action == EXEC_ACTION:

@@ -200,15 +200,13 @@ class Verifier:
         if certified is not None:
             _collect(denials, lambda: jws.verify_signature(artifact, certified.key))
         quote = self._quote(claims, bound, subject, view, denials)
-        logs_hold = False
+        held = None
         if quote is not None:
             self._epoch(quote, subject, view, now, denials)
-            before = len(denials)
-            self._logs(claims, quote, denials)
-            logs_hold = len(denials) == before
-        # The executable is looked for in the logs only once they replay and appraise.
-        denials.extend(executable_denials(claims.scope, self.policy,
-                                          self._parsed_logs(claims) if logs_hold else None))
+            held = self._logs(claims, quote, denials)
+        # The executable is looked for in the logs only once they replay and appraise:
+        # in the very events _logs checked, never in a second look-up of its cache.
+        denials.extend(executable_denials(claims.scope, self.policy, held))
         approval = None
         if certified is not None:  # an approval means something only for the policy's key
             approval, found = check_approval(self.policy, claims.evidence, quote, now,
@@ -402,7 +400,10 @@ class Verifier:
             self.store.record_reset(subject.ak_name, SeenClock(
                 clock.clock, clock.reset_count, clock.restart_count), now)
 
-    def _logs(self, claims: Claims, quote: QuoteFacts, denials: list[Denial]) -> None:
+    def _logs(self, claims: Claims, quote: QuoteFacts,
+              denials: list[Denial]) -> tuple[TcgEvent | CelRecord, ...] | None:
+        """Check the logs against the quote and the reference values; return their
+        events when they hold, None (with the denial added) when they do not."""
         evidence = claims.evidence
         key = (evidence.encoded("runtime_log"), evidence.encoded("boot_log"))
         view = self._log_views.get(key)
@@ -416,7 +417,7 @@ class Verifier:
             self._log_view_chars += size
         if view.problem is not None:
             denials.append(view.problem)
-            return
+            return None
         quoted = {(b, i): v for b, values in quote.pcrs.items() for i, v in values.items()}
         bank = self.policy.pcrs.bank
         try:
@@ -426,17 +427,11 @@ class Verifier:
                            require=[(bank, i) for i in self.policy.log_sources.must_replay()])
         except EvidenceError as exc:
             denials.append(_denial(exc))
-            return
+            return None
         if view.appraisal is not None:
             denials.append(view.appraisal)
-
-    def _parsed_logs(self, claims: Claims) -> tuple[TcgEvent | CelRecord, ...] | None:
-        """The logs as _logs parsed them for this artifact; None when it did not (no
-        quote) or they were refused (a denial already)."""
-        evidence = claims.evidence
-        view = self._log_views.get((evidence.encoded("runtime_log"),
-                                    evidence.encoded("boot_log")))
-        return None if view is None or view.problem is not None else view.events
+            return None
+        return view.events
 
     def _log_view(self, evidence: Evidence) -> _LogView:
         """What the logs say on their own and against the reference values: the part of

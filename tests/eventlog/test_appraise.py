@@ -221,3 +221,48 @@ def test_boot_events_on_pcrs_outside_the_quote_are_not_read() -> None:
     facts = _appraise(events, _reference(boot={"secure_boot": True}),
                       covered={0, 1, 2, 3, 5, 6, 7, 15})
     assert facts.secure_boot is True and facts.boot_applications is None
+
+
+def _pe_bytes(marker: bytes) -> bytes:
+    """What an Authenticode hash covers, for a made-up PE image: the DOS stub, the "PE\\0\\0"
+    signature and headers, the sections; its SHA-256 is the digest firmware extends."""
+    return b"MZ" + bytes(58) + (64).to_bytes(4, "little") + b"PE\0\0" + b"\x64\x86" + \
+        bytes(200) + marker * 64
+
+
+def test_an_image_whose_log_data_is_its_hashed_bytes_is_still_a_boot_application() -> None:
+    # Found by the red team after issue 10 item 11: "digest == H(data)" was read as "not
+    # an image", but an Authenticode hash is the SHA-256 of bytes the host knows. A host
+    # that booted an image the policy does not allow writes those bytes as the event's
+    # data: the digest, all the TPM extended, is unchanged, so the log still replays.
+    events = list(_boot("ga_sb_cert_all24"))
+    apps = [e for e in events if e.type_name == "EV_EFI_BOOT_SERVICES_APPLICATION"]
+    allowed = [e.digests["sha256"].hex() for e in apps]
+    hashed = _pe_bytes(b"grub 2.02 (revoked)")
+    position = events.index(apps[0])
+    original = events[position]
+    events[position] = TcgEvent(original.index, original.pcr, original.event_type,
+                                {bank: hashlib.new(bank, hashed).digest()
+                                 for bank in original.digests}, hashed)
+    with pytest.raises(ReferenceValueMismatch,
+                       match=hashlib.sha256(hashed).hexdigest()):
+        _appraise(events, _reference(boot={"boot_applications": allowed}))
+
+
+@pytest.mark.parametrize("data", [b"\0\0\0\0", b"\xff\xff\xff\xff",
+                                  b"Calling EFI Application from Boot Option",
+                                  b"BOOT ATTEMPTS OMITTED", b"Calling INT 19h\0"])
+def test_separators_and_action_strings_on_pcr_4_are_not_boot_applications(data: bytes) -> None:
+    events = [TcgEvent(0, 4, EventType.EV_EFI_ACTION,
+                       {"sha256": hashlib.sha256(data).digest()}, data)]
+    facts = _appraise(events, _reference(boot={"boot_applications": []}))
+    assert facts.boot_applications == ()
+
+
+@pytest.mark.parametrize("data", [b"\0\0\0\0\0", b"\x01\0\0\0", b"te\0xt", b"PE\0\0d\x86",
+                                  b"A" * 257])
+def test_other_data_bound_events_on_pcr_4_are_appraised_as_images(data: bytes) -> None:
+    events = [TcgEvent(0, 4, EventType.EV_EFI_ACTION,
+                       {"sha256": hashlib.sha256(data).digest()}, data)]
+    with pytest.raises(ReferenceValueMismatch, match="which no reference value allows"):
+        _appraise(events, _reference(boot={"boot_applications": []}))

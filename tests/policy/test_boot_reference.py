@@ -56,3 +56,17 @@ def test_secure_boot_and_boot_applications_need_their_pcr_quoted(
 def test_the_runtime_pcr_is_not_appraised_as_boot_state(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="runtime PCR"):
         load_text(tmp_path, _with_boot(f'    pcrs: {{"15": {ALLOWED}}}\n'))
+
+
+def test_a_resettable_pcr_is_not_appraised_as_boot_state(tmp_path: Path) -> None:
+    # Red team after issue 10 item 11: PCR 23 sealed and appraised loaded; software resets
+    # it from locality 0 and extends it again to the allowed value at will, so its value
+    # says nothing of how the machine booted.
+    text = edit(FULL, "  sealed: [0, 1, 2, 3, 4, 5, 6, 7]\n",
+                "  sealed: [0, 1, 2, 3, 4, 5, 6, 7, 23]\n")
+    text = edit(text, f'    "7": "{ZERO}"\n', f'    "7": "{ZERO}"\n    "23": "{ZERO}"\n')
+    text = _with_boot(f'    pcrs: {{"23": {ALLOWED}}}\n', text)
+    with pytest.raises(PolicyError) as caught:
+        load_text(tmp_path, text)
+    assert "PCR 23 can be reset" in caught.value.message
+    assert caught.value.line == line_of(text, '"23": [')

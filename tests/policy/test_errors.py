@@ -156,6 +156,10 @@ CASES = [
           "PCR 7 is not in pcrs.sealed"),
     _case("runtime-pcr-sealed", FULL, "  runtime: 15", "  runtime: 7", "runtime: 7",
           "pcrs.runtime", "PCR 7 is both sealed and the runtime PCR"),
+    # Red team after issue 10 item 1: a runtime PCR software can reset lets a host run an
+    # unapproved command (measured), reset the PCR and measure a clean history again.
+    _case("runtime-pcr-resettable-23", FULL, "  runtime: 15", "  runtime: 23", "runtime: 23",
+          "pcrs.runtime", "PCR 23 can be reset"),
     _case("policy-enrollment-without-aks", FULL, "enrollment: store", "enrollment: policy",
           "enrollment:", "trusted_aks", "required with enrollment: policy"),
     _case("empty-trusted-aks", FULL, "enrollment: store", "enrollment: policy\ntrusted_aks: []",

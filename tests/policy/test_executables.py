@@ -71,3 +71,23 @@ def test_render_writes_what_loads_back(tmp_path: Path, executables: object) -> N
     else:
         assert policy.executables is not None
         assert set(policy.executables.allowed) == {bytes(32), b"\x01" * 32}
+
+
+def test_keep_env_may_list_the_values_allowed(tmp_path: Path) -> None:
+    policy = load_text(tmp_path, _with(
+        f'keep_env:\n  - BASH_ENV\n  - name: LD_PRELOAD\n    values: ["{DIGEST.upper()}"]\n'))
+    assert policy.keep_env == ("BASH_ENV", "LD_PRELOAD")
+    assert policy.keep_env_values == {"LD_PRELOAD": frozenset({DIGEST})}
+
+
+@pytest.mark.parametrize(("section", "says"), [
+    ("keep_env:\n  - name: LD_PRELOAD\n    values: []\n", "allows nothing"),
+    ('keep_env:\n  - name: LD_PRELOAD\n    values: ["ab"]\n', "SHA-256"),
+    (f'keep_env:\n  - name: LD_PRELOAD\n    values: ["{DIGEST}"]\n    x: 1\n', "unknown key"),
+    (f'keep_env:\n  - values: ["{DIGEST}"]\n', "name"),
+    ("keep_env:\n  - name: LD_PRELOAD\n", "values"),
+    ("keep_env: [LD_PRELOAD, LD_PRELOAD]\n", "listed twice"),
+])
+def test_malformed_keep_env_entries_are_refused(tmp_path: Path, section: str, says: str) -> None:
+    with pytest.raises(PolicyError, match=says):
+        load_text(tmp_path, _with(section))

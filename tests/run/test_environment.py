@@ -37,3 +37,18 @@ def test_a_kept_variable_passes_only_with_the_value_the_artifact_names() -> None
 def test_keep_env_refuses_what_would_say_nothing(names: list[str], says: str) -> None:
     with pytest.raises(UsageError, match=says):
         kept_variables({**HOSTILE, "HOME": "/root"}, names)
+
+
+# Found by the red team after issue 10 item 5: injection points of the listed programs
+# under names the list missed (Lua's versioned names are read before LUA_INIT; tclsh
+# sources $TCL_LIBRARY/init.tcl; zsh sources $ZDOTDIR/.zshenv for every script; Python
+# loads compiled modules from PYTHONPYCACHEPREFIX), and other well-known ones.
+@pytest.mark.parametrize("name", [
+    "LUA_INIT_5_4", "LUA_PATH_5_3", "LUA_CPATH_5_2", "TCL_LIBRARY", "TK_LIBRARY", "ZDOTDIR",
+    "PYTHONPYCACHEPREFIX", "PHPRC", "PHP_INI_SCAN_DIR", "DOTNET_STARTUP_HOOKS",
+    "CORECLR_PROFILER_PATH_64", "GIT_SSH_COMMAND", "GIT_CONFIG_KEY_0", "GIT_EXEC_PATH",
+    "LESSOPEN", "GTK_MODULES", "GST_PLUGIN_PATH",
+])
+def test_more_injection_points_are_removed(name: str) -> None:
+    assert injects_code(name)
+    assert scrubbed({name: "/tmp/evil", "PATH": "/usr/bin"}, {}) == {"PATH": "/usr/bin"}

@@ -170,3 +170,104 @@ def test_the_run_record_binds_the_digest_that_ran_and_no_argument(fresh_host: Ho
     assert record["argv_digest"] == argv_digests(["sh", "-c", "true", secret], ["sha256"])
     sh = Path(shutil.which("sh") or "/bin/sh").resolve()
     assert record["digest"]["sha256"] == hashlib.sha256(sh.read_bytes()).hexdigest()
+
+
+def test_tcl_library_does_not_run_inside_the_measured_command(fresh_host: Host,
+                                                              tmp_path: Path) -> None:
+    # Red team after issue 10 item 5: TCLLIBPATH was removed, TCL_LIBRARY passed through,
+    # and tclsh sources $TCL_LIBRARY/init.tcl before the measured script runs.
+    tclsh = shutil.which("tclsh")
+    if tclsh is None:
+        pytest.skip("no tclsh")
+    marker = tmp_path / "injected"
+    library = tmp_path / "tcl"
+    library.mkdir()
+    (library / "init.tcl").write_text(f'close [open "{marker}" w]\nexit 0\n')
+    script = tmp_path / "tool.tcl"
+    script.write_text(f"#!{tclsh}\nputs measured\n")
+    script.chmod(0o755)
+    policy = _approved(fresh_host, tmp_path, [str(script)])
+    injected = {"TCL_LIBRARY": str(library)}
+    # The attack is real: tclsh runs init.tcl from there, and here it exits before the script.
+    attack = subprocess.run([str(script)], env={**os.environ, **injected}, capture_output=True,
+                            text=True, check=False)
+    assert marker.exists() and attack.stdout == ""
+    marker.unlink()
+    done = _attest(fresh_host, "run", "--policy", str(policy), "--", str(script), env=injected)
+    assert (done.returncode, done.stdout) == (0, "measured\n"), done.stderr
+    assert not marker.exists()
+
+
+def test_a_setgid_executable_runs_with_its_privileges(fresh_host: Host, tmp_path: Path) -> None:
+    # Red team after issue 10 item 5: a memfd copy drops the set-user-ID and set-group-ID
+    # bits and file capabilities, so `attest run -- sudo ...` (or passwd, ping) ran without
+    # the privileges it exists for. A root-owned file only root may write is exec'd from
+    # the descriptor that was hashed. (A setgid `id` owned by root shows the egid.)
+    if os.geteuid() != 0:
+        pytest.skip("making a root-owned setgid file needs root")
+    import grp
+
+    group = next((g for g in grp.getgrall() if g.gr_gid != os.getegid()), None)
+    if group is None:
+        pytest.skip("no other group")
+    tool = tmp_path / "id"
+    shutil.copy(shutil.which("id") or "/usr/bin/id", tool)
+    os.chown(tool, 0, group.gr_gid)
+    tool.chmod(0o2755)
+    direct = subprocess.run([str(tool), "-g"], capture_output=True, text=True, check=True)
+    if direct.stdout.strip() != str(group.gr_gid):
+        pytest.skip("setgid is ignored here (a nosuid mount)")
+    policy = _approved(fresh_host, tmp_path, [str(tool)])
+    done = _attest(fresh_host, "run", "--policy", str(policy), "--", str(tool), "-g")
+    assert (done.returncode, done.stdout.strip()) == (0, str(group.gr_gid)), done.stderr
+
+
+def test_a_setgid_executable_others_may_write_is_still_copied(fresh_host: Host,
+                                                               tmp_path: Path) -> None:
+    # Whoever may write it could change it between the hash and the exec: sealed copy.
+    if os.geteuid() != 0:
+        pytest.skip("making a root-owned setgid file needs root")
+    from attest.runtime.executable import seal_executable
+
+    tool = tmp_path / "id"
+    shutil.copy(shutil.which("id") or "/usr/bin/id", tool)
+    os.chown(tool, 0, 0)
+    tool.chmod(0o2777)
+    sealed = seal_executable(str(tool), ["sha256"])
+    try:
+        assert os.readlink(f"/proc/self/fd/{sealed.fd}").startswith("/memfd:")
+    finally:
+        sealed.close()
+    tool.chmod(0o2755)
+    direct = seal_executable(str(tool), ["sha256"])
+    try:
+        assert os.readlink(f"/proc/self/fd/{direct.fd}") == str(tool)
+        assert direct.digests == sealed.digests
+    finally:
+        direct.close()
+
+
+def test_a_setgid_executable_on_a_nosuid_mount_is_copied(fresh_host: Host, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A user's FUSE mount is nosuid, reports any owner and mode, and may serve other bytes
+    # to the exec than to the hash: the kernel grants nothing there, so copy and seal.
+    if os.geteuid() != 0:
+        pytest.skip("making a root-owned setgid file needs root")
+    from attest.runtime import executable
+
+    tool = tmp_path / "id"
+    shutil.copy(shutil.which("id") or "/usr/bin/id", tool)
+    os.chown(tool, 0, 0)
+    tool.chmod(0o2755)
+    real = os.fstatvfs
+
+    class _NoSuid:
+        def __init__(self, fd: int) -> None:
+            self.f_flag = real(fd).f_flag | os.ST_NOSUID
+
+    monkeypatch.setattr(executable.os, "fstatvfs", _NoSuid)
+    sealed = executable.seal_executable(str(tool), ["sha256"])
+    try:
+        assert os.readlink(f"/proc/self/fd/{sealed.fd}").startswith("/memfd:")
+    finally:
+        sealed.close()

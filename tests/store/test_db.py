@@ -285,3 +285,22 @@ print(sorted(m for m in sys.modules if m.split(".")[0] == "sqlalchemy"))
                           timeout=60, check=False, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Red team after issue 10 item 9: the verifier's database holds every accepted
+    scope (command lines, with whatever secret one carried) and its nonces; sqlite3
+    created it 0644, readable by every local user, in a home sqlite3 left 0755."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "verifier.db"
+        with Store.open(f"sqlite:///{path}") as store:
+            store.issue_nonce(60, T0)
+            files = [p for p in tmp_path.iterdir() if p.name.startswith("verifier.db")]
+            assert len(files) >= 2  # the database and its write-ahead log
+            assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o600}
+    finally:
+        os.umask(previous)

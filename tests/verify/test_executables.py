@@ -124,3 +124,48 @@ def test_attest_run_keep_env_end_to_end(rig: Rig) -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert marker.exists()
+
+
+class _Forgetful(dict):  # type: ignore[type-arg]
+    """A log cache another thread empties between any two look-ups."""
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def]
+        self.clear()
+        return default
+
+
+def test_the_measured_check_survives_an_emptied_log_cache(rig: Rig) -> None:
+    """Red team after issue 10 item 4: the executable was looked for in the logs by a
+    second look-up of the verifier's log cache, and a miss (the cache emptied by a
+    concurrent verification, or by the size bound) skipped the check: an approved digest
+    the host never measured was accepted."""
+    tool = _tool(rig)
+    policy = rig.policy(executables={tool: [_sha256(tool)]})
+    verifier = rig.verifier(policy)
+    verifier._log_views = _Forgetful()  # the race, made deterministic
+    decision = verifier.verify(rig.issue(tool))
+    denied(decision, "eventlog_mismatch")
+    assert "never measured" in decision.denials[0].message
+
+
+def test_a_kept_variable_listed_with_values_must_have_one_of_them(rig: Rig) -> None:
+    """Red team after issue 10 item 4: scope.env carries each kept variable's SHA-256,
+    and nothing checked it: a policy keeping LD_PRELOAD for one allocator let any
+    library in. keep_env may now list the values allowed."""
+    jemalloc = hashlib.sha256(b"/usr/lib/libjemalloc.so.2").hexdigest()
+    written = rig.policy(keep_env=["LD_PRELOAD"]).path
+    assert written is not None
+    text = written.read_text().replace(
+        "keep_env: [\"LD_PRELOAD\"]",
+        f"keep_env:\n  - name: LD_PRELOAD\n    values: [\"{jemalloc}\"]")
+    assert text != written.read_text()
+    path = rig.tmp / "policy-values.yaml"
+    path.write_text(text)
+    policy = load_policy(path)
+    assert policy.keep_env_values == {"LD_PRELOAD": frozenset({jemalloc})}
+    store = rig.store()
+    evil = {"LD_PRELOAD": hashlib.sha256(b"/tmp/evil.so").hexdigest()}
+    decision = rig.verifier(policy, store).verify(rig.issue(env=evil))
+    denied(decision, "policy_mismatch")
+    assert "with a value the policy's keep_env does not list" in decision.denials[0].message
+    accepted(rig.verifier(policy, store).verify(rig.issue(env={"LD_PRELOAD": jemalloc})))

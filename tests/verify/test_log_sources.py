@@ -31,9 +31,13 @@ from tests.conftest import Host
 from tests.eventlog.logbuilder import SHA256, agile_event, spec_id
 from tests.verify.rig import Rig, accepted, denied
 
-# Stand-ins for the images' Authenticode hashes (never the hash of the event data).
-SHIM = hashlib.sha256(b"shim image").digest()
-GRUB = hashlib.sha256(b"grub image").digest()
+# Stand-ins for the images' Authenticode hashes (never the hash of the event data): the
+# SHA-256 of what Authenticode hashes, which starts as every PE does (DOS header, the PE
+# signature, an x86-64 machine type).
+_PE = b"MZ" + bytes(58) + (64).to_bytes(4, "little") + b"PE\0\0" + b"\x64\x86"
+SHIM_BYTES, GRUB_BYTES = _PE + b"shim image", _PE + b"grub image"
+SHIM = hashlib.sha256(SHIM_BYTES).digest()
+GRUB = hashlib.sha256(GRUB_BYTES).digest()
 
 
 def _image_load() -> bytes:
@@ -189,6 +193,21 @@ def test_a_boot_application_retyped_as_a_driver_is_still_appraised(booted: Rig) 
                 digest) for pcr, kind, data, digest in FIRMWARE]
     honest = booted.issue(include_boot_log=True)
     forged = booted.reissue(honest, evidence=_swap_logs(boot=_log(retyped)))
+    decision = booted.verifier(policy).verify(forged)
+    denied(decision, "reference_value_mismatch")
+    assert GRUB.hex() in decision.denials[0].message
+
+
+def test_a_boot_application_whose_log_data_is_its_hashed_bytes_is_still_appraised(
+        booted: Rig) -> None:
+    # Red team after issue 10 item 11: an Authenticode hash is the SHA-256 of bytes the
+    # host knows (here GRUB = H(GRUB_BYTES)). Written as the event's data, they hash to
+    # the digest extended, and "digest == H(data)" read as "not an image" hid GRUB.
+    policy = _with_boot(booted.policy(), _apps(SHIM))
+    rewritten = [(pcr, kind, GRUB_BYTES if digest == GRUB else data, digest)
+                 for pcr, kind, data, digest in FIRMWARE]
+    honest = booted.issue(include_boot_log=True)
+    forged = booted.reissue(honest, evidence=_swap_logs(boot=_log(rewritten)))
     decision = booted.verifier(policy).verify(forged)
     denied(decision, "reference_value_mismatch")
     assert GRUB.hex() in decision.denials[0].message
