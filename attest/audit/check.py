@@ -11,8 +11,9 @@ Checks, in one read transaction:
 4. every tree head is signed by the log key, and its root is the root recomputed from
    the entries at its size (else: forged, or the log changed after it was signed);
    each head is consistent with the next; a trusted head, if given, too;
-5. every accepted artifact, enrollment and revocation the store holds has its entry
-   (:mod:`attest.audit.reconcile`; else: kept out of the log).
+5. every accepted artifact, enrollment (as its host) and revocation the store holds has
+   its entry (:mod:`attest.audit.reconcile`; else: kept out of the log), and every
+   revocation the log records is still in the store (else: lifted outside attest).
 
 Signed heads are what an attacker with the database but not the key cannot redo: a
 log rewritten wholesale still contradicts the first head signed after the rewritten
@@ -290,6 +291,12 @@ def _check_reconciled(tx: Transaction, count: int, problems: list[Problem]) -> N
     if missing > len(named):
         problems.append(Problem(count, _UNLOGGED, f"and {missing - len(named)} more changes "
                                 "of trust the store holds have no entry in the log"))
+    named, lifted = reconcile.lifted_revocations(tx)
+    problems.extend(Problem(count, _UNLOGGED, f"the store no longer holds the {what} that the "
+                            "log records: lifted outside attest") for what in named)
+    if lifted > len(named):
+        problems.append(Problem(count, _UNLOGGED, f"and {lifted - len(named)} more revocations "
+                                "the log records are missing from the store"))
 
 
 def _entries(first: int, stop: int) -> str:
