@@ -214,3 +214,19 @@ def test_an_enrollment_whose_certificate_is_another_tpms_is_denied(rig: Rig) -> 
     decision = rig.verifier(policy, store).verify(rig.issue())
     denied(decision, "ek_chain_invalid")
     assert "not for the EK" in decision.denials[0].message
+
+
+def test_an_enrollment_with_no_recorded_ek_is_denied_under_ek_roots(rig: Rig) -> None:
+    """An enrollment the store holds without the EK its AK was activated under (made before
+    EKs were recorded, or its ak_eks row deleted) cannot show that its certificate is this
+    TPM's: another TPM's certificate, chaining as well, must not vouch for the AK."""
+    ca = EKRootCA.create()
+    roots = ca.write(rig.tmp / "roots")
+    store = rig.store()
+    identity = rig.identity
+    store.enroll(HOST_ID, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
+                 ca.ek_certificate(rsa_key()), int(time.time()), ek=None)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    decision = rig.verifier(policy, store).verify(rig.issue())
+    denied(decision, "ek_chain_invalid")
+    assert "no EK" in decision.denials[0].message
