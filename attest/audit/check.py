@@ -11,7 +11,9 @@ Checks, in one read transaction:
 4. every tree head is signed by the log key, and its root is the root recomputed from
    the entries at its size (else: forged, or the log changed after it was signed);
    each head is consistent with the next; a trusted head, if given, too;
-5. every accepted artifact, enrollment (as its host) and revocation the store holds has
+5. where the log key is: every entry after the last head it signed carries its entry
+   MAC (:mod:`attest.audit.macs`; else: forged in the database);
+6. every accepted artifact, enrollment (as its host) and revocation the store holds has
    its entry (:mod:`attest.audit.reconcile`; else: kept out of the log), and every
    revocation the log records is still in the store (else: lifted outside attest).
 
@@ -26,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from attest.audit import merkle, reconcile, shape, tree
+from attest.audit import macs, merkle, reconcile, shape, tree
 from attest.audit.entry import claimed_index
 from attest.audit.hashing import EMPTY_ROOT, leaf_hash, node_hash
-from attest.audit.note import Checkpoint, VerifierKey
+from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.audit.schema import STATE_ROW
 from attest.errors import ProofError, UsageError
 from attest.store import Store
@@ -45,7 +47,8 @@ _LEAF_HASHES = "SELECT leaf_hash FROM audit_entries ORDER BY idx"
 _NODES = "SELECT idx, hash FROM audit_nodes WHERE level = :level ORDER BY idx"
 
 # Rank: at the same position, the more specific finding is reported first.
-_PLACE, _CHANGED, _SUBTREE, _HEAD, _UNLOGGED = range(5)
+_PLACE, _CHANGED, _SUBTREE, _FORGED, _HEAD, _UNLOGGED = range(6)
+_MAX_FORGED = 100  # forged entries named one by one; the rest are counted
 
 
 @dataclass(frozen=True, order=True)
@@ -77,9 +80,13 @@ class LogInvalid(ProofError):
                               "one for the investigation")
 
 
-def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None = None
-               ) -> LogSummary:
-    """A summary of a log that holds; :class:`LogInvalid` naming the first tampering."""
+def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None = None,
+               signer: NoteSigner | None = None) -> LogSummary:
+    """A summary of a log that holds; :class:`LogInvalid` naming the first tampering.
+
+    With ``signer`` (run where the log key is), every entry after the trusted head must
+    carry its entry MAC (:mod:`attest.audit.macs`).
+    """
     trusted = None if trusted_head is None else _trusted(key, trusted_head)
     with store.read() as tx:
         problems: list[Problem] = []
@@ -97,6 +104,8 @@ def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None =
             _check_trusted(trusted, roots, count, problems)
         if not problems:
             _check_consistency(tx, heads, problems)
+        if signer is not None:
+            _check_macs(tx, signer, 0 if trusted is None else trusted.size, count, problems)
         _check_reconciled(tx, count, problems)
     if problems:
         raise LogInvalid(problems)
@@ -282,6 +291,20 @@ def _check_consistency(tx: Transaction, heads: list[Checkpoint],
             problems.append(Problem(old.size, _HEAD, f"the tree heads of sizes {old.size} and "
                                     f"{new.size} are not consistent: {exc.message}"))
             return
+
+
+def _check_macs(tx: Transaction, signer: NoteSigner, start: int, count: int,
+                problems: list[Problem]) -> None:
+    forged = 0
+    for index in macs.unmarked(tx, signer, start, count):
+        forged += 1
+        if forged <= _MAX_FORGED:
+            problems.append(Problem(index, _FORGED, f"entry {index} was not appended by this "
+                                    "log (its entry MAC is missing or wrong): forged in the "
+                                    "database"))
+    if forged > _MAX_FORGED:
+        problems.append(Problem(count, _FORGED, f"and {forged - _MAX_FORGED} more entries "
+                                "without their entry MAC"))
 
 
 def _check_reconciled(tx: Transaction, count: int, problems: list[Problem]) -> None:

@@ -318,3 +318,42 @@ def test_an_enrollment_moved_to_another_host_id_is_named(tmp_path: Path) -> None
     found = [p["message"] for p in json.loads(result.output)["problems"]]
     assert found == [f"the log has no entry for the enrollment of AK '{AK}' as host 'db-1': "
                      "kept out of the log"]
+
+
+ROGUE_AK = "000b" + "c3" * 32
+
+
+@pytest.mark.sqlite_only
+def test_entries_forged_in_the_database_are_not_signed(tmp_path: Path) -> None:
+    """Whoever writes the database appends, with attest's own code and a key of their own,
+    an enrollment of their AK and its entry (subtree hashes and all): reconciliation is
+    satisfied. The verifier must not sign a head over entries it did not append, and the
+    audit where the key is names them."""
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 4)  # a head at 4
+        forger = AuditLog(store, NoteSigner.generate("forger/attest-audit"),
+                          heads=HeadPolicy(every=10**9, interval=1e9))
+        store.enroll("web-1", bytes.fromhex(ROGUE_AK), b"pub", b"qn", None, T0,
+                     in_transaction=lambda tx, _move: forger.append(
+                         tx, enrollment_entry("web-1", ROGUE_AK, time=T0)) and None)
+        with pytest.raises(AuditUnavailable, match="entry 4 was not appended by this log"):
+            log.sign_head()
+        with pytest.raises(AuditUnavailable, match="entry 4 was not appended by this log"):
+            fill(log, 3)  # a head is due at 8
+        assert [h.size for h in log.all_heads()] == [4]
+    result = run(tmp_path, "verify", "--json")
+    assert result.exit_code == 1
+    found = [p["message"] for p in json.loads(result.output)["problems"]]
+    assert found == ["entry 4 was not appended by this log (its entry MAC is missing or "
+                     "wrong): forged in the database"]
+
+
+def test_entries_the_log_appended_sign_and_verify(tmp_path: Path) -> None:
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 6)
+        log.record_many([entry(6), entry(7), entry(8)])
+        assert log.sign_head().size == 9
+        fill(log, 2)
+    assert run(tmp_path, "verify").exit_code == 0
