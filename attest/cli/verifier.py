@@ -116,6 +116,10 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     if len(given) != 1:
         raise UsageError("give exactly one of --jti, --key, --ak, --host, --approval")
     (kind, value), = given
+    if kind in ("key", "ak"):
+        # TPM names as the store keys them (lowercase hex): the audit entry names the
+        # revocation the store holds, or every audit finds it missing from the log.
+        value = value.strip().lower()
     now = int(time.time())
     revoked: list[str] = [value]
     cascade: list[tuple[RevocationKind, str]] = []
