@@ -195,7 +195,7 @@ class AuditLog:
         if self._signer is None:
             raise AuditUnavailable("the audit log was opened without its key",
                                    hint="open it with the verifier's home")
-        signed = self._check_extends_last(tx, size, root)
+        signed = self._check_extends_last(tx, size, root) or self._verified_head(tx)
         # Every entry since the last head this key signed was appended by this log: an
         # entry written into the tables by someone else (attest's code, another key)
         # lacks its MAC, and the head would vouch for it.
@@ -263,6 +263,22 @@ class AuditLog:
                 hint="someone rewrote the log in the database: run `attest audit verify`, "
                      "restore the database from a copy that extends the last head") from None
         return last.size
+
+    def _verified_head(self, tx: Transaction) -> int:
+        """The size of the latest head in the database that this key signed over the tree
+        the database holds (0: none). Without ``last-head`` (an attest older than it, or
+        opened without a home), the entries it covers are vouched for by its signature."""
+        assert self._signer is not None  # noqa: S101 (only called when signing)
+        row = tx.first(_LATEST_HEAD)
+        if row is None:
+            return 0
+        try:
+            head = self._signer.verifier_key.open(row.note)
+            if head.size == row.size and tree.root(tx, head.size) == head.root:
+                return head.size
+        except ProofError:
+            pass  # a head this key did not sign, or a tree it no longer matches: none
+        return 0
 
     def _check_pinned(self) -> None:
         """On open: the database holds the tree of the last head signed, or refuse."""

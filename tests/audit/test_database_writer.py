@@ -357,3 +357,21 @@ def test_entries_the_log_appended_sign_and_verify(tmp_path: Path) -> None:
         assert log.sign_head().size == 9
         fill(log, 2)
     assert run(tmp_path, "verify").exit_code == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_log_signed_before_entry_macs_signs_on(tmp_path: Path) -> None:
+    """An attest older than the MACs (and than last-head) left entries without MACs, all
+    covered by a head its key signed: the head vouches for them; the log signs on."""
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 4)
+    _sql(tmp_path / "verifier.db", "DELETE FROM audit_macs")
+    (keys.key_dir(tmp_path) / keys.LAST_HEAD_FILE).unlink()
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 5)
+        assert [h.size for h in log.all_heads()] == [4, 8]
+        assert log.sign_head().size == 9
+    (keys.key_dir(tmp_path) / keys.LAST_HEAD_FILE).unlink()
+    assert run(tmp_path, "verify").exit_code == 0
