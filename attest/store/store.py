@@ -213,7 +213,7 @@ class Store:
         ``in_transaction`` runs last in the same transaction, with the move (the audit
         entries go there): if it raises, nothing is enrolled.
         """
-        _bounded(host, "host", MAX_HOST)
+        _host_id(host)
         name = _hex(ak_name, "AK name")
         if ek is not None:
             identities.ek_id(ek)
@@ -619,6 +619,18 @@ def _hex(value: bytes | str, what: str) -> str:
     if not _HEX.match(text) or len(text) % 2:
         raise UsageError(f"{what} is not hex: {text[:80]!r}")
     return _bounded(text, what, MAX_HEX_NAME)
+
+
+def _host_id(host: str) -> str:
+    """A host id a new enrollment may take: visible characters only, none at either end
+    a space. The default is the hostname, which the host's root sets to any bytes: an
+    id that differs from another by an invisible character would read as that host in
+    every listing, log and terminal."""
+    _bounded(host, "host", MAX_HOST)
+    if not host.isprintable() or host != host.strip():
+        raise UsageError(f"host id {host!r} has invisible or control characters, or spaces "
+                         "at an end", hint="pass a plain host id with --host")
+    return host
 
 
 def _bounded(value: str, what: str, limit: int) -> str:

@@ -143,3 +143,18 @@ def test_an_ek_id_is_a_lowercase_sha256(store: Store, bad: str) -> None:
 
     with pytest.raises(UsageError):
         _enroll(store, "web-1", AK1, bad)
+
+
+@pytest.mark.parametrize("lookalike", ["web-1\u200b", "web-1 ", " web-1", "web-1\r\naccepted",
+                                       "web\u202e1-", "web-1\u00a0", "web-1\x1b[2K"])
+def test_a_host_id_that_only_looks_like_another_is_refused(store: Store,
+                                                            lookalike: str) -> None:
+    """The default host id is the hostname, which a host's root sets to any bytes: a
+    second TPM enrolling as "web-1" plus an invisible character would hold a host id of
+    its own that reads as web-1 in every listing, log and terminal (and matches `web-*`)."""
+    from attest.errors import UsageError
+
+    _enroll(store, "web-1", AK1, EK1)
+    with pytest.raises(UsageError, match="host id"):
+        _enroll(store, lookalike, AK2, EK2)
+    assert store.enrollments_for(lookalike) == []
