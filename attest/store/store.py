@@ -483,6 +483,20 @@ class Store:
                 in_transaction(tx, revoked)
             return revoked
 
+    def revoke_ek(self, ek: str, reason: str, now: int, *,
+                  in_transaction: RevocationHook | None = None,
+                  ) -> list[tuple[RevocationKind, str]]:
+        """Revoke a TPM by its EK id and every AK activated under it, under any host id
+        (a TPM moved off its host id, then lost). Returns what was revoked, the EK first;
+        ``in_transaction`` as for :meth:`revoke_host`."""
+        identities.ek_id(ek)
+        _reason(reason)
+        with self.write() as tx:
+            revoked = identities.revoke_ek(tx, ek, reason, now)
+            if in_transaction is not None:
+                in_transaction(tx, revoked)
+            return revoked
+
     def revoke_approval(self, approval_id: str, reason: str, now: int, *,
                         in_transaction: InTransaction | None = None) -> None:
         """Revoke an authority's approval (by its id): artifacts signed under it are denied."""
