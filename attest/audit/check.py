@@ -11,8 +11,11 @@ Checks, in one read transaction:
 4. every tree head is signed by the log key, and its root is the root recomputed from
    the entries at its size (else: forged, or the log changed after it was signed);
    each head is consistent with the next; a trusted head, if given, too;
-5. every accepted artifact, enrollment and revocation the store holds has its entry
-   (:mod:`attest.audit.reconcile`; else: kept out of the log).
+5. where the log key is: every entry after the last head it signed carries its entry
+   MAC (:mod:`attest.audit.macs`; else: forged in the database);
+6. every accepted artifact, enrollment (as its host) and revocation the store holds has
+   its entry (:mod:`attest.audit.reconcile`; else: kept out of the log), and every
+   revocation the log records is still in the store (else: lifted outside attest).
 
 Signed heads are what an attacker with the database but not the key cannot redo: a
 log rewritten wholesale still contradicts the first head signed after the rewritten
@@ -25,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from attest.audit import merkle, reconcile, shape, tree
+from attest.audit import macs, merkle, reconcile, shape, tree
 from attest.audit.entry import claimed_index
 from attest.audit.hashing import EMPTY_ROOT, leaf_hash, node_hash
-from attest.audit.note import Checkpoint, VerifierKey
+from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.audit.schema import STATE_ROW
 from attest.errors import ProofError, UsageError
 from attest.store import Store
@@ -44,7 +47,8 @@ _LEAF_HASHES = "SELECT leaf_hash FROM audit_entries ORDER BY idx"
 _NODES = "SELECT idx, hash FROM audit_nodes WHERE level = :level ORDER BY idx"
 
 # Rank: at the same position, the more specific finding is reported first.
-_PLACE, _CHANGED, _SUBTREE, _HEAD, _UNLOGGED = range(5)
+_PLACE, _CHANGED, _SUBTREE, _FORGED, _HEAD, _UNLOGGED = range(6)
+_MAX_FORGED = 100  # forged entries named one by one; the rest are counted
 
 
 @dataclass(frozen=True, order=True)
@@ -76,9 +80,13 @@ class LogInvalid(ProofError):
                               "one for the investigation")
 
 
-def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None = None
-               ) -> LogSummary:
-    """A summary of a log that holds; :class:`LogInvalid` naming the first tampering."""
+def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None = None,
+               signer: NoteSigner | None = None) -> LogSummary:
+    """A summary of a log that holds; :class:`LogInvalid` naming the first tampering.
+
+    With ``signer`` (run where the log key is), every entry after the trusted head must
+    carry its entry MAC (:mod:`attest.audit.macs`).
+    """
     trusted = None if trusted_head is None else _trusted(key, trusted_head)
     with store.read() as tx:
         problems: list[Problem] = []
@@ -96,6 +104,12 @@ def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None =
             _check_trusted(trusted, roots, count, problems)
         if not problems:
             _check_consistency(tx, heads, problems)
+        if signer is not None:
+            # Entries under a head the key signed are vouched for by it (the heads were
+            # checked against the entries above): an attest older than the MACs left none.
+            covered = max([h.size for h in heads if roots.get(h.size) == h.root]
+                          + [0 if trusted is None else trusted.size])
+            _check_macs(tx, signer, covered, count, problems)
         _check_reconciled(tx, count, problems)
     if problems:
         raise LogInvalid(problems)
@@ -283,6 +297,20 @@ def _check_consistency(tx: Transaction, heads: list[Checkpoint],
             return
 
 
+def _check_macs(tx: Transaction, signer: NoteSigner, start: int, count: int,
+                problems: list[Problem]) -> None:
+    forged = 0
+    for index in macs.unmarked(tx, signer, start, count):
+        forged += 1
+        if forged <= _MAX_FORGED:
+            problems.append(Problem(index, _FORGED, f"entry {index} was not appended by this "
+                                    "log (its entry MAC is missing or wrong): forged in the "
+                                    "database"))
+    if forged > _MAX_FORGED:
+        problems.append(Problem(count, _FORGED, f"and {forged - _MAX_FORGED} more entries "
+                                "without their entry MAC"))
+
+
 def _check_reconciled(tx: Transaction, count: int, problems: list[Problem]) -> None:
     named, missing = reconcile.missing_entries(tx)
     problems.extend(Problem(count, _UNLOGGED, f"the log has no entry for the {what}: kept "
@@ -290,6 +318,12 @@ def _check_reconciled(tx: Transaction, count: int, problems: list[Problem]) -> N
     if missing > len(named):
         problems.append(Problem(count, _UNLOGGED, f"and {missing - len(named)} more changes "
                                 "of trust the store holds have no entry in the log"))
+    named, lifted = reconcile.lifted_revocations(tx)
+    problems.extend(Problem(count, _UNLOGGED, f"the store no longer holds the {what} that the "
+                            "log records: lifted outside attest") for what in named)
+    if lifted > len(named):
+        problems.append(Problem(count, _UNLOGGED, f"and {lifted - len(named)} more revocations "
+                                "the log records are missing from the store"))
 
 
 def _entries(first: int, stop: int) -> str:

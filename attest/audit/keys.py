@@ -70,6 +70,17 @@ def load(home: Path) -> NoteSigner:
     return _load(_folder(home, create=False))
 
 
+def load_own(home: Path) -> NoteSigner | None:
+    """The log key, when this user holds it (the verifier's user); None for an auditor who
+    cannot reach it or runs as someone else. A key this user owns but keeps unsafely is
+    refused as :func:`load` refuses it."""
+    try:
+        owner = (key_dir(home) / PRIVATE_FILE).stat().st_uid
+    except OSError:  # no key, or a folder closed to this user: not where the key is
+        return None
+    return load(home) if owner == os.geteuid() else None
+
+
 def load_public(home: Path) -> VerifierKey | None:
     """The verifier key beside the log key, or None when this home has no log key."""
     folder = key_dir(home)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from attest.audit import keys, merkle, tree
+from attest.audit import keys, macs, merkle, tree
 from attest.audit.entry import Entry
 from attest.audit.groupcommit import GroupCommit
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
@@ -159,7 +159,9 @@ class AuditLog:
                                        hint="run `attest audit verify`")
             state = _state(tx)
             first = state.size - len(entries)
-            root = tree.extend(tx, first, [e.encode(first + i) for i, e in enumerate(entries)])
+            leaves = [e.encode(first + i) for i, e in enumerate(entries)]
+            root = tree.extend(tx, first, leaves)
+            macs.record(tx, self._signer, first, leaves)
             now = self.now()
             if self.heads.due(state.size, state.head_size, state.head_at or now, now):
                 self._insert_head(tx, state.size, root, now)
@@ -193,7 +195,17 @@ class AuditLog:
         if self._signer is None:
             raise AuditUnavailable("the audit log was opened without its key",
                                    hint="open it with the verifier's home")
-        self._check_extends_last(tx, size, root)
+        signed = self._check_extends_last(tx, size, root) or self._verified_head(tx)
+        # Every entry since the last head this key signed was appended by this log: an
+        # entry written into the tables by someone else (attest's code, another key)
+        # lacks its MAC, and the head would vouch for it.
+        forged = next(macs.unmarked(tx, self._signer, signed, size), None)
+        if forged is not None:
+            raise AuditUnavailable(
+                f"refusing to sign a tree head: entry {forged} was not appended by this log "
+                "(its entry MAC is missing or wrong): forged in the database",
+                hint="someone wrote entries into the database: run `attest audit verify`, "
+                     "restore the database from a copy that verifies")
         note = self._signer.sign(size, root)
         tx.execute(_INSERT_HEAD, {"size": size, "signed_at": now, "note": note})
         tx.execute(_HEAD_SIGNED, {"size": size, "now": now, "id": STATE_ROW})
@@ -219,8 +231,9 @@ class AuditLog:
             return None
         return keys.last_head(self._home, self._signer.verifier_key)
 
-    def _check_extends_last(self, tx: Transaction, size: int, root: bytes) -> None:
-        """Refuse to sign a tree that does not extend the last head this key signed.
+    def _check_extends_last(self, tx: Transaction, size: int, root: bytes) -> int:
+        """Refuse to sign a tree that does not extend the last head this key signed;
+        the size of that head (0: none is recorded).
 
         Whoever can write the database can truncate the log and delete its heads; the
         key would then sign a fork at an old size. The last head is kept outside the
@@ -231,7 +244,7 @@ class AuditLog:
                                    hint="check the log key folder, then restart the verifier")
         last = self._last_signed()
         if last is None:
-            return
+            return 0
         try:
             if last.size > size:
                 raise ProofError(f"the log has {size} entries, fewer than the {last.size} "
@@ -249,6 +262,23 @@ class AuditLog:
                 f"key signed (size {last.size}): {exc.message}",
                 hint="someone rewrote the log in the database: run `attest audit verify`, "
                      "restore the database from a copy that extends the last head") from None
+        return last.size
+
+    def _verified_head(self, tx: Transaction) -> int:
+        """The size of the latest head in the database that this key signed over the tree
+        the database holds (0: none). Without ``last-head`` (an attest older than it, or
+        opened without a home), the entries it covers are vouched for by its signature."""
+        assert self._signer is not None  # noqa: S101 (only called when signing)
+        row = tx.first(_LATEST_HEAD)
+        if row is None:
+            return 0
+        try:
+            head = self._signer.verifier_key.open(row.note)
+            if head.size == row.size and tree.root(tx, head.size) == head.root:
+                return head.size
+        except ProofError:
+            pass  # a head this key did not sign, or a tree it no longer matches: none
+        return 0
 
     def _check_pinned(self) -> None:
         """On open: the database holds the tree of the last head signed, or refuse."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 
@@ -144,6 +145,15 @@ class NoteSigner:
         self._key = key
         public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier_key = VerifierKey(name, public)
+        # A separate key for entry MACs, derived from the private key (never the key itself).
+        self._mac_key = hashlib.sha256(b"attest audit entry MAC\0"
+                                       + key.private_bytes_raw()).digest()
+
+    def entry_mac(self, index: int, leaf_hash: bytes) -> bytes:
+        """The MAC of the entry at ``index`` with ``leaf_hash``: only the key's holder
+        makes it, so an entry that lacks it was not appended by this log."""
+        return hmac.new(self._mac_key, index.to_bytes(8, "big") + leaf_hash,
+                        hashlib.sha256).digest()
 
     @classmethod
     def generate(cls, name: str) -> NoteSigner:

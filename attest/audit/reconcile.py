@@ -6,8 +6,13 @@ entries deleted before a head covers them), but the store's own tables still sho
 what was accepted and trusted. So, in the audit's read transaction:
 
 - every accepted artifact (``artifacts``, by jti) has an ``accepted`` decision entry;
-- every enrollment (``enrollments``, by AK name) has an ``enrolled`` entry;
-- every revocation (``revocations``, by kind and subject) has a ``revoked`` entry.
+- every enrollment (``enrollments``, by AK name and host id) has an ``enrolled`` entry
+  for that AK as that host (a host rewritten in place makes the AK speak for another
+  host id);
+- every revocation (``revocations``, by kind and subject) has a ``revoked`` entry;
+- and the other way round, every ``revoked`` entry has its revocation in the store:
+  attest never lifts a revocation, and the verifier reads only the table, so a row
+  deleted by whoever writes the database would silently restore trust.
 
 The entries are read once; each is remembered as a 16-byte digest of what it vouches
 for, so memory grows with the log by tens of bytes an entry.
@@ -27,13 +32,13 @@ MAX_NAMED = 100  # missing entries named one by one; the rest are counted
 
 _ENTRIES = "SELECT data FROM audit_entries ORDER BY idx"
 _ARTIFACTS = "SELECT jti FROM artifacts ORDER BY jti"
-_ENROLLMENTS = "SELECT ak_name FROM enrollments ORDER BY ak_name"
+_ENROLLMENTS = "SELECT ak_name, host FROM enrollments ORDER BY ak_name"
 _REVOCATIONS = "SELECT kind, subject FROM revocations ORDER BY id"
 
 
 def missing_entries(tx: Transaction) -> tuple[list[str], int]:
     """What the store holds that the log does not record: (the first named, how many)."""
-    logged = set(_vouched(tx))
+    logged = {digest for digest, _ in _vouched(tx)}
     named: list[str] = []
     count = 0
     for what, key in _held(tx):
@@ -45,8 +50,28 @@ def missing_entries(tx: Transaction) -> tuple[list[str], int]:
     return named, count
 
 
-def _vouched(tx: Transaction) -> Iterator[bytes]:
-    """A digest of each change of trust the log records."""
+def lifted_revocations(tx: Transaction) -> tuple[list[str], int]:
+    """Revocations the log records that the store no longer holds: (the first named, how
+    many). attest never deletes a revocation; only a writer of the database does."""
+    held = {_digest(f"{EntryKind.REVOCATION}\0{row.kind}:{row.subject}")
+            for row in tx.stream(_REVOCATIONS, chunk=_CHUNK)}
+    named: list[str] = []
+    count = 0
+    seen: set[bytes] = set()
+    for digest, subject in _vouched(tx):
+        if subject is None or digest in held or digest in seen:
+            continue
+        seen.add(digest)
+        count += 1
+        if len(named) < MAX_NAMED:
+            kind, _, value = subject.partition(":")
+            named.append(f"revocation of {_shown(kind)[1:-1]} {_shown(value)}")
+    return named, count
+
+
+def _vouched(tx: Transaction) -> Iterator[tuple[bytes, str | None]]:
+    """A digest of each change of trust the log records, with the subject of a
+    revocation (None for the other changes)."""
     for row in tx.stream(_ENTRIES, chunk=_CHUNK):
         try:
             value = strictjson.loads(row.data)
@@ -58,12 +83,15 @@ def _vouched(tx: Transaction) -> Iterator[bytes]:
         if kind == EntryKind.DECISION and outcome == Outcome.ACCEPTED:
             key = value.get("jti")
             if isinstance(key, str):
-                yield _digest(f"jti\0{key}")
-        elif (kind, outcome) in ((EntryKind.ENROLLMENT, Outcome.ENROLLED),
-                                 (EntryKind.REVOCATION, Outcome.REVOKED)):
+                yield _digest(f"jti\0{key}"), None
+        elif (kind, outcome) == (EntryKind.ENROLLMENT, Outcome.ENROLLED):
+            subject, host = value.get("subject"), value.get("host")
+            if isinstance(subject, str) and isinstance(host, str):
+                yield _digest(f"{kind}\0{host}\0{subject}"), None
+        elif (kind, outcome) == (EntryKind.REVOCATION, Outcome.REVOKED):
             subject = value.get("subject")
             if isinstance(subject, str):
-                yield _digest(f"{kind}\0{subject}")
+                yield _digest(f"{kind}\0{subject}"), subject
 
 
 def _held(tx: Transaction) -> Iterator[tuple[str, str]]:
@@ -71,8 +99,8 @@ def _held(tx: Transaction) -> Iterator[tuple[str, str]]:
     for row in tx.stream(_ARTIFACTS, chunk=_CHUNK):
         yield f"accepted artifact {_shown(row.jti)}", f"jti\0{row.jti}"
     for row in tx.stream(_ENROLLMENTS, chunk=_CHUNK):
-        yield (f"enrollment of AK {_shown(row.ak_name)}",
-               f"{EntryKind.ENROLLMENT}\0ak:{row.ak_name}")
+        yield (f"enrollment of AK {_shown(row.ak_name)} as host {_shown(row.host)}",
+               f"{EntryKind.ENROLLMENT}\0{row.host}\0ak:{row.ak_name}")
     for row in tx.stream(_REVOCATIONS, chunk=_CHUNK):
         yield (f"revocation of {row.kind} {_shown(row.subject)}",
                f"{EntryKind.REVOCATION}\0{row.kind}:{row.subject}")

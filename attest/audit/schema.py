@@ -8,6 +8,9 @@
   by (level, index); written once, when its last leaf is appended. Proofs read
   O(log n) of these instead of rehashing the log.
 - ``audit_heads``: every signed tree head (checkpoint note), by tree size.
+- ``audit_macs``: each entry's MAC under a key derived from the log key
+  (:mod:`attest.audit.macs`): whoever writes the database can append entries with
+  attest's own code, but not ones the log key signs a head over.
 
 Index columns are BIGINT, rendered as INTEGER on SQLite so that the key is the rowid.
 """
@@ -46,4 +49,9 @@ audit_heads = Table("audit_heads", (
     Column("note", TEXT),
 ))
 
-TABLES = (audit_state, audit_entries, audit_nodes, audit_heads)
+audit_macs = Table("audit_macs", (
+    Column("idx", ROWID, primary_key=True),
+    Column("mac", BLOB),
+))
+
+TABLES = (audit_state, audit_entries, audit_nodes, audit_heads, audit_macs)

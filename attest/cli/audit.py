@@ -63,10 +63,12 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
     if trusted is None and not key_text:
         # Where the log key is, the last head it signed: the database alone can't undo it.
         trusted = keys.last_head_note(ctx.obj.home)
+    # Where the log key is, entries after its last head must carry their entry MACs.
+    signer = None if key_text else keys.load_own(ctx.obj.home)
     with open_store(ctx, store_url) as store:
         AuditLog.open(store, None)  # creates the tables in a new store: an empty log verifies
         try:
-            summary = verify_log(store, key, trusted)
+            summary = verify_log(store, key, trusted, signer)
         except LogInvalid as exc:
             if as_json:
                 echo_json({"valid": False, "problems": [

@@ -101,6 +101,8 @@ def challenge(ctx: click.Context, ttl: str, store_url: str | None, as_json: bool
 @click.option("--key", "kid", metavar="KID", help="A signing key, by its TPM name (hex, the kid).")
 @click.option("--ak", metavar="NAME", help="An AK, by its TPM name (hex).")
 @click.option("--host", help="A host id: every AK it has enrolled.")
+@click.option("--ek", metavar="ID", help="A TPM, by its EK id (`attest enroll --json` prints "
+              "it): it and every AK activated under it, whatever host id holds them.")
 @click.option("--approval", metavar="ID",
               help="An authority's approval, by its id (`attest policy approve` prints it): "
               "artifacts signed under it are denied.")
@@ -109,13 +111,19 @@ def challenge(ctx: click.Context, ttl: str, store_url: str | None, as_json: bool
 @_JSON
 @click.pass_context
 def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None, host: str | None,
-           approval: str | None, reason: str, store_url: str | None, as_json: bool) -> None:
-    """Revoke an artifact (and its descendants), a key, an AK, a host or an approval."""
+           ek: str | None, approval: str | None, reason: str, store_url: str | None,
+           as_json: bool) -> None:
+    """Revoke an artifact (and its descendants), a key, an AK, a host, a TPM or an approval."""
     given = [(name, value) for name, value in (("jti", jti), ("key", kid), ("ak", ak),
-                                                ("host", host), ("approval", approval)) if value]
+                                                ("host", host), ("ek", ek),
+                                                ("approval", approval)) if value]
     if len(given) != 1:
-        raise UsageError("give exactly one of --jti, --key, --ak, --host, --approval")
+        raise UsageError("give exactly one of --jti, --key, --ak, --host, --ek, --approval")
     (kind, value), = given
+    if kind in ("key", "ak", "ek"):
+        # TPM names as the store keys them (lowercase hex): the audit entry names the
+        # revocation the store holds, or every audit finds it missing from the log.
+        value = value.strip().lower()
     now = int(time.time())
     revoked: list[str] = [value]
     cascade: list[tuple[RevocationKind, str]] = []
@@ -143,6 +151,10 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
             store.revoke_ak(value, reason, now, in_transaction=logged)
         elif kind == "approval":
             store.revoke_approval(value, reason, now, in_transaction=logged)
+        elif kind == "ek":
+            # The TPM and every AK activated under it, each audited.
+            cascade = store.revoke_ek(value, reason, now, in_transaction=logged_host)
+            revoked = [subject for _, subject in cascade]
         else:
             # A host's TPM identity goes with it: its EKs and their AKs, each audited.
             cascade = store.revoke_host(value, reason, now, in_transaction=logged_host)
@@ -152,6 +164,8 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
         if kind == "host":
             out["identity"] = [f"{k.value}:{subject}" for k, subject in cascade[1:]]
         echo_json(out)
+    elif kind == "ek":
+        click.echo(f"revoked the TPM of EK {value} and {len(cascade) - 1} AK(s): {reason}")
     elif kind == "host":
         eks = sum(1 for k, _ in cascade if k is RevocationKind.EK)
         click.echo(f"revoked host {value} with its TPM identity ({eks} EK(s), "

@@ -130,3 +130,15 @@ def revoke_host(tx: Transaction, host: str, reason: str, now: int
     for kind, subject in revoked:
         revs.record(tx, kind, subject, reason, now)
     return revoked
+
+
+def revoke_ek(tx: Transaction, ek: str, reason: str, now: int
+              ) -> list[tuple[RevocationKind, str]]:
+    """Revoke the TPM whose EK id is ``ek`` and every AK activated under it, whatever host
+    id holds them now (a TPM moved off its host id is reached only this way); returns
+    what was revoked, the EK first."""
+    revoked: list[tuple[RevocationKind, str]] = [(RevocationKind.EK, ek_id(ek))]
+    revoked.extend((RevocationKind.AK, row.ak_name) for row in tx.all(_EK_AKS, {"ek": ek}))
+    for kind, subject in revoked:
+        revs.record(tx, kind, subject, reason, now)
+    return revoked

@@ -215,7 +215,7 @@ class Store:
         ``in_transaction`` runs last in the same transaction, with the move (the audit
         entries go there): if it raises, nothing is enrolled.
         """
-        _bounded(host, "host", MAX_HOST)
+        _host_id(host)
         name = _hex(ak_name, "AK name")
         if ek is not None:
             identities.ek_id(ek)
@@ -488,6 +488,20 @@ class Store:
                 in_transaction(tx, revoked)
             return revoked
 
+    def revoke_ek(self, ek: str, reason: str, now: int, *,
+                  in_transaction: RevocationHook | None = None,
+                  ) -> list[tuple[RevocationKind, str]]:
+        """Revoke a TPM by its EK id and every AK activated under it, under any host id
+        (a TPM moved off its host id, then lost). Returns what was revoked, the EK first;
+        ``in_transaction`` as for :meth:`revoke_host`."""
+        identities.ek_id(ek)
+        _reason(reason)
+        with self.write() as tx:
+            revoked = identities.revoke_ek(tx, ek, reason, now)
+            if in_transaction is not None:
+                in_transaction(tx, revoked)
+            return revoked
+
     def revoke_approval(self, approval_id: str, reason: str, now: int, *,
                         in_transaction: InTransaction | None = None) -> None:
         """Revoke an authority's approval (by its id): artifacts signed under it are denied."""
@@ -625,6 +639,18 @@ def _hex(value: bytes | str, what: str) -> str:
     if not _HEX.match(text) or len(text) % 2:
         raise UsageError(f"{what} is not hex: {text[:80]!r}")
     return _bounded(text, what, MAX_HEX_NAME)
+
+
+def _host_id(host: str) -> str:
+    """A host id a new enrollment may take: visible characters only, none at either end
+    a space. The default is the hostname, which the host's root sets to any bytes: an
+    id that differs from another by an invisible character would read as that host in
+    every listing, log and terminal."""
+    _bounded(host, "host", MAX_HOST)
+    if not host.isprintable() or host != host.strip():
+        raise UsageError(f"host id {host!r} has invisible or control characters, or spaces "
+                         "at an end", hint="pass a plain host id with --host")
+    return host
 
 
 def _bounded(value: str, what: str, limit: int) -> str:

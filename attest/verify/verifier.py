@@ -316,14 +316,21 @@ class Verifier:
             approval=approval_use(self.policy, claims.evidence))
 
     def _check_ek(self, certificate: bytes | None, ek: str | None, now: int) -> None:
-        """The enrollment's EK certificate holds under ek_roots and, when the store recorded
-        the EK the AK was activated under (``ek``), certifies that EK."""
+        """The enrollment's EK certificate holds under ek_roots and certifies the EK the
+        store recorded for the AK's credential activation (``ek``)."""
         if certificate is None:
             # With ek_roots, an enrollment must show the EK's chain: none is no chain.
             raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
                                   "the policy sets ek_roots and this AK was enrolled without "
                                   "an EK certificate")])
-        key = hashlib.sha256(certificate + (ek or "").encode()).digest()
+        if ek is None:
+            # Without the activated EK, a certificate chaining to the roots says nothing
+            # about this AK: any TPM's certificate would do (an enrollment made before
+            # EKs were recorded, or its record deleted).
+            raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
+                                  "the policy sets ek_roots and the store records no EK this "
+                                  "AK was activated under: enroll it again")])
+        key = hashlib.sha256(certificate + b"\0" + ek.encode()).digest()
         if self._ek_checked.get(key, -1) // 3600 == now // 3600:
             return  # checked within this hour: certificates change validity by the day
         roots = read_certificates(self.policy.ek_roots)
@@ -331,7 +338,7 @@ class Verifier:
             verified = verify_ek_certificate(certificate, roots, at=_utc(now))
         except EvidenceError as exc:
             raise _Denied([_denial(exc)]) from None
-        if ek is not None and ek_id(verified.leaf.public_key) != ek:
+        if ek_id(verified.leaf.public_key) != ek:
             raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
                                   "the enrollment's EK certificate is not for the EK its AK "
                                   "was activated under")])

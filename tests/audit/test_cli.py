@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from attest.audit import AuditLog, HeadPolicy, NoteSigner, merkle
+from attest.cli.main import cli
 from attest.store import Store, default_url
 from tests.audit.conftest import fill, run
 
@@ -138,3 +140,37 @@ def test_the_store_default_is_the_homes(home: Path) -> None:
     with Store.open(f"sqlite:///{home}/verifier.db") as store:
         fill(AuditLog.open(store, home), 3)
     assert run(home, "verify").output.startswith("ok: 3 entries")
+
+
+@pytest.mark.parametrize("flag", ["--ak", "--key"])
+def test_a_revocation_named_in_upper_case_reconciles(tmp_path: Path, flag: str) -> None:
+    """The store keys TPM names in lowercase; the entry must name what the store holds, or
+    every later audit reports the revocation missing from the log (and lifted)."""
+    name = "000B" + "A1" * 32
+    revoked = CliRunner().invoke(cli, ["revoke", flag, f" {name}", "--reason", "stolen"],
+                                 env={"ATTEST_HOME": str(tmp_path), "ATTEST_STORE": None},
+                                 catch_exceptions=False)
+    assert revoked.exit_code == 0, revoked.output
+    result = run(tmp_path, "verify")
+    assert result.exit_code == 0, result.output
+
+
+def test_revoke_ek_revokes_the_tpm_and_its_aks_with_their_entries(tmp_path: Path) -> None:
+    from attest.audit.hooks import enrollment_entry
+
+    ak, ek = "000b" + "a1" * 32, "e1" * 32
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path)
+        store.enroll("web-1", bytes.fromhex(ak), b"pub", b"qn", None, 1, ek=ek,
+                     in_transaction=lambda tx, _move: log.append(
+                         tx, enrollment_entry("web-1", ak, time=1)) and None)
+    revoked = CliRunner().invoke(cli, ["revoke", "--ek", ek.upper(), "--reason", "lost",
+                                       "--json"],
+                                 env={"ATTEST_HOME": str(tmp_path), "ATTEST_STORE": None},
+                                 catch_exceptions=False)
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.output)["subjects"] == [ek, ak]
+    with Store.open(default_url(tmp_path)) as store:
+        enrolled = store.enrollment(ak)
+        assert enrolled is not None and enrolled.revoked
+    assert run(tmp_path, "verify").exit_code == 0

@@ -251,7 +251,8 @@ def test_changes_of_trust_kept_out_of_the_log_are_named(tmp_path: Path) -> None:
     found = [p["message"] for p in json.loads(result.output)["problems"]]
     assert found == [
         "the log has no entry for the accepted artifact 'hidden': kept out of the log",
-        f"the log has no entry for the enrollment of AK '{AK}': kept out of the log",
+        f"the log has no entry for the enrollment of AK '{AK}' as host 'web-1': kept out of "
+        "the log",
         "the log has no entry for the revocation of host 'web-2': kept out of the log"]
 
 
@@ -267,4 +268,110 @@ def test_a_store_whose_changes_are_all_logged_reconciles(tmp_path: Path) -> None
             log.append(tx, revocation_entry(RevocationKind.ARTIFACT, jti, "leaked", time=T0))
             for jti in jtis] and None)
     assert revoked == ["jti-0"]
+    assert run(tmp_path, "verify").exit_code == 0
+
+
+def _logged_trust(tmp_path: Path) -> None:
+    """An AK enrolled for web-1 and another AK revoked, each with its entry."""
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path)
+        store.enroll("web-1", bytes.fromhex(AK), b"pub", b"qn", None, T0,
+                     in_transaction=lambda tx, _move: log.append(
+                         tx, enrollment_entry("web-1", AK, time=T0)) and None)
+        store.revoke_ak(OTHER_AK, "stolen", T0, in_transaction=lambda tx: log.append(
+            tx, revocation_entry(RevocationKind.AK, OTHER_AK, "stolen", time=T0)) and None)
+    assert run(tmp_path, "verify").exit_code == 0
+
+
+OTHER_AK = "000b" + "b2" * 32
+
+
+@pytest.mark.sqlite_only
+def test_a_revocation_deleted_from_the_database_is_named(tmp_path: Path) -> None:
+    """Deleting a revocation row lifts it (the verifier reads only the table); the log
+    still records it, so the audit names the revocation the store no longer holds."""
+    _logged_trust(tmp_path)
+    _sql(tmp_path / "verifier.db", f"DELETE FROM revocations WHERE subject = '{OTHER_AK}'")  # noqa: S608
+    with Store.open(default_url(tmp_path)) as store:
+        assert store.snapshot(bytes.fromhex(OTHER_AK), jti="j", now=T0).revocations == ()
+    result = run(tmp_path, "verify", "--json")
+    assert result.exit_code == 1
+    found = [p["message"] for p in json.loads(result.output)["problems"]]
+    assert found == [f"the store no longer holds the revocation of ak '{OTHER_AK}' that the "
+                     "log records: lifted outside attest"]
+
+
+@pytest.mark.sqlite_only
+def test_an_enrollment_moved_to_another_host_id_is_named(tmp_path: Path) -> None:
+    """Rewriting an enrollment's host makes its AK speak for another host id (rules and
+    revocations key on the host); the log's entry names the host it was enrolled as."""
+    _logged_trust(tmp_path)
+    rewrite = ("INSERT INTO hosts (host, first_enrolled_at, last_enrolled_at) "  # noqa: S608
+               f"VALUES ('db-1', {T0}, {T0}); "
+               f"UPDATE enrollments SET host = 'db-1' WHERE ak_name = '{AK}'")
+    _sql(tmp_path / "verifier.db", rewrite)
+    with Store.open(default_url(tmp_path)) as store:
+        enrolled = store.enrollment(AK)
+        assert enrolled is not None and enrolled.host == "db-1"
+    result = run(tmp_path, "verify", "--json")
+    assert result.exit_code == 1
+    found = [p["message"] for p in json.loads(result.output)["problems"]]
+    assert found == [f"the log has no entry for the enrollment of AK '{AK}' as host 'db-1': "
+                     "kept out of the log"]
+
+
+ROGUE_AK = "000b" + "c3" * 32
+
+
+@pytest.mark.sqlite_only
+def test_entries_forged_in_the_database_are_not_signed(tmp_path: Path) -> None:
+    """Whoever writes the database appends, with attest's own code and a key of their own,
+    an enrollment of their AK and its entry (subtree hashes and all): reconciliation is
+    satisfied. The verifier must not sign a head over entries it did not append, and the
+    audit where the key is names them."""
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 4)  # a head at 4
+        forger = AuditLog(store, NoteSigner.generate("forger/attest-audit"),
+                          heads=HeadPolicy(every=10**9, interval=1e9))
+        store.enroll("web-1", bytes.fromhex(ROGUE_AK), b"pub", b"qn", None, T0,
+                     in_transaction=lambda tx, _move: forger.append(
+                         tx, enrollment_entry("web-1", ROGUE_AK, time=T0)) and None)
+        with pytest.raises(AuditUnavailable, match="entry 4 was not appended by this log"):
+            log.sign_head()
+        with pytest.raises(AuditUnavailable, match="entry 4 was not appended by this log"):
+            fill(log, 3)  # a head is due at 8
+        assert [h.size for h in log.all_heads()] == [4]
+    result = run(tmp_path, "verify", "--json")
+    assert result.exit_code == 1
+    found = [p["message"] for p in json.loads(result.output)["problems"]]
+    assert found == ["entry 4 was not appended by this log (its entry MAC is missing or "
+                     "wrong): forged in the database"]
+
+
+def test_entries_the_log_appended_sign_and_verify(tmp_path: Path) -> None:
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 6)
+        log.record_many([entry(6), entry(7), entry(8)])
+        assert log.sign_head().size == 9
+        fill(log, 2)
+    assert run(tmp_path, "verify").exit_code == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_log_signed_before_entry_macs_signs_on(tmp_path: Path) -> None:
+    """An attest older than the MACs (and than last-head) left entries without MACs, all
+    covered by a head its key signed: the head vouches for them; the log signs on."""
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 4)
+    _sql(tmp_path / "verifier.db", "DELETE FROM audit_macs")
+    (keys.key_dir(tmp_path) / keys.LAST_HEAD_FILE).unlink()
+    with Store.open(default_url(tmp_path)) as store:
+        log = AuditLog.open(store, tmp_path, heads=HeadPolicy(every=4, interval=1e9))
+        fill(log, 5)
+        assert [h.size for h in log.all_heads()] == [4, 8]
+        assert log.sign_head().size == 9
+    (keys.key_dir(tmp_path) / keys.LAST_HEAD_FILE).unlink()
     assert run(tmp_path, "verify").exit_code == 0

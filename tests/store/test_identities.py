@@ -143,3 +143,31 @@ def test_an_ek_id_is_a_lowercase_sha256(store: Store, bad: str) -> None:
 
     with pytest.raises(UsageError):
         _enroll(store, "web-1", AK1, bad)
+
+
+@pytest.mark.parametrize("lookalike", ["web-1\u200b", "web-1 ", " web-1", "web-1\r\naccepted",
+                                       "web\u202e1-", "web-1\u00a0", "web-1\x1b[2K"])
+def test_a_host_id_that_only_looks_like_another_is_refused(store: Store,
+                                                            lookalike: str) -> None:
+    """The default host id is the hostname, which a host's root sets to any bytes: a
+    second TPM enrolling as "web-1" plus an invisible character would hold a host id of
+    its own that reads as web-1 in every listing, log and terminal (and matches `web-*`)."""
+    from attest.errors import UsageError
+
+    _enroll(store, "web-1", AK1, EK1)
+    with pytest.raises(UsageError, match="host id"):
+        _enroll(store, lookalike, AK2, EK2)
+    assert store.enrollments_for(lookalike) == []
+
+
+def test_a_tpm_moved_off_its_host_id_is_revoked_by_its_ek(store: Store) -> None:
+    """TPM 1 was replaced (its host id moved to TPM 2) and then stolen: revoking the host
+    would revoke TPM 2, so an administrator revokes TPM 1 by its EK id, with its AKs."""
+    _enroll(store, "web-1", AK1, EK1)
+    _enroll(store, "web-1", AK2, EK2, at=T0 + 1, move=True)
+    revoked = store.revoke_ek(EK1, "stolen", T0 + 2)
+    assert revoked == [(RevocationKind.EK, EK1), (RevocationKind.AK, AK1.hex())]
+    with pytest.raises(EnrollmentRefused) as refused:
+        _enroll(store, "web-9", AK3, EK1, at=T0 + 3)
+    assert refused.value.reason is Reason.AK_REVOKED
+    assert store.enrollment(AK2) is not None and not store.enrollment(AK2).revoked

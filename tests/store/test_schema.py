@@ -23,7 +23,7 @@ TABLES = {"schema_versions", "hosts", "enrollments", "nonces", "artifacts", "ak_
 # Added after version 1 without a version change: every store that opens gains them.
 ADDED = (store_schema.host_eks, store_schema.ak_eks, store_schema.approval_serials,
          store_schema.ak_epochs, store_schema.tpm_approval_serials,
-         store_schema.artifact_approvals)
+         store_schema.artifact_approvals, audit_schema.audit_macs)
 HERE = Path(__file__).parent
 
 
@@ -58,6 +58,7 @@ def test_first_open_creates_every_table_and_the_version(tmp_path: Path, store: S
 def test_the_tables_are_created_as_earlier_attest_created_them(dialect: str) -> None:
     rendered = [statement.replace(" IF NOT EXISTS", "")
                 for table in (*store_schema.V1_TABLES, *audit_schema.TABLES)
+                if table is not audit_schema.audit_macs  # added since (ADDED)
                 for statement in table.create(dialect)]
     assert sorted(rendered) == sorted(_reference(dialect))
 

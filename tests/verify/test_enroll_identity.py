@@ -214,3 +214,39 @@ def test_an_enrollment_whose_certificate_is_another_tpms_is_denied(rig: Rig) -> 
     decision = rig.verifier(policy, store).verify(rig.issue())
     denied(decision, "ek_chain_invalid")
     assert "not for the EK" in decision.denials[0].message
+
+
+def test_an_enrollment_with_no_recorded_ek_is_denied_under_ek_roots(rig: Rig) -> None:
+    """An enrollment the store holds without the EK its AK was activated under (made before
+    EKs were recorded, or its ak_eks row deleted) cannot show that its certificate is this
+    TPM's: another TPM's certificate, chaining as well, must not vouch for the AK."""
+    ca = EKRootCA.create()
+    roots = ca.write(rig.tmp / "roots")
+    store = rig.store()
+    identity = rig.identity
+    store.enroll(HOST_ID, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
+                 ca.ek_certificate(rsa_key()), int(time.time()), ek=None)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    decision = rig.verifier(policy, store).verify(rig.issue())
+    denied(decision, "ek_chain_invalid")
+    assert "no EK" in decision.denials[0].message
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 10 item 15 follow-up): the verifier trusts "
+                   "enrollment rows it cannot authenticate; only `attest audit verify` names "
+                   "one written into the database without its entry")
+def test_an_enrollment_written_into_the_database_is_not_trusted(rig: Rig) -> None:
+    """Whoever writes the database inserts an enrollment row (no credential activation, no
+    EK, no audit entry): the verifier should not trust an AK it never enrolled."""
+    store = rig.store()
+    identity = rig.identity
+    with store.write() as tx:  # the rows `attest enroll` would write, without attest enroll
+        tx.execute("INSERT INTO hosts (host, first_enrolled_at, last_enrolled_at) "
+                   "VALUES (:host, 0, 0)", {"host": HOST_ID})
+        tx.execute("INSERT INTO enrollments (ak_name, host, ak_public, ak_qualified_name, "
+                   "ek_certificate, enrolled_at, updated_at) VALUES (:ak, :host, :public, "
+                   ":qn, NULL, 0, 0)",
+                   {"ak": identity.ak_name.hex(), "host": HOST_ID,
+                    "public": identity.ak_public, "qn": identity.ak_qualified_name})
+    decision = rig.verifier(rig.policy(**STORE_ENROLLMENT), store).verify(rig.issue())
+    denied(decision, "ak_unknown")
