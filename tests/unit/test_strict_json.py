@@ -122,3 +122,21 @@ def test_a_verifier_answer_with_a_member_twice_is_no_decision() -> None:
     finally:
         thread.join(timeout=10)
         server.server_close()
+
+
+def test_a_member_twice_among_many_is_found_in_linear_time() -> None:
+    """The error path names the member given twice: finding it must not compare every
+    member with every other (an artifact-sized object of 300,000 members with its
+    duplicate last took hours of a verifier's CPU, before any signature was checked)."""
+    count = 300_000
+    text = "{" + ",".join(f'"k{i}":0' for i in range(count)) + f',"k{count - 1}":1}}'
+    with pytest.raises(strictjson.StrictJSONError, match=f"'k{count - 1}' appears twice"):
+        strictjson.loads(text)
+    from attest.artifact import jws
+    from attest.artifact.model import b64url
+    from attest.errors import EvidenceError
+
+    header = b64url(b'{"alg":"ES256","typ":"attest-artifact+jwt","kid":"00"}')
+    artifact = f"{header}.{b64url(text.encode())}.{'A' * 86}".encode()
+    with pytest.raises(EvidenceError, match="appears twice"):
+        jws.parse(artifact)
