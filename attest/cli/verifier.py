@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest.certfiles import certificate_files
-from attest.cli.common import echo_json, read_input, tpm_from
+from attest.cli.common import echo_json, read_input, read_prefix, tpm_from
 from attest.cli.terminal import visible
 from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
 from attest.reasons import Reason
@@ -51,13 +51,15 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
 
     Every failed check is reported with its reason code (docs/reasons.md).
     """
+    from attest.artifact.model import MAX_ARTIFACT_BYTES
     from attest.audit.log import AuditLog
     from attest.policy import load_policy
     from attest.verify.audited import verify_logged
     from attest.verify.verifier import Verifier
 
     policy = load_policy(policy_path)
-    raw = read_input(artifact, "artifact")
+    # An artifact larger than any is still denied (and logged): a prefix that shows it.
+    raw = read_prefix(artifact, "artifact", MAX_ARTIFACT_BYTES)
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
         decision = verify_logged(Verifier(policy, store, verifier_id=verifier_id), log, raw)
