@@ -27,6 +27,10 @@ REFUSED = {
     "NaN": ('{"n": NaN}', "NaN is not JSON"),
     "Infinity": ("[Infinity]", "Infinity is not JSON"),
     "-Infinity": ("[-Infinity]", "-Infinity is not JSON"),
+    # Python reads a number beyond a double's range as an infinity (another reader
+    # refuses it, or keeps it exact): the same constant by another spelling.
+    "a number beyond a double": ('{"n": 1e400}', "1e400 is beyond"),
+    "a negative number beyond a double": ("[-2E+999]", "-2E\\+999 is beyond"),
     "too deep": ("[" * 33 + "]" * 33, "deeper than 32"),
     "deeper than the interpreter's stack": ("[" * 100_000 + "]" * 100_000, "deeper than"),
     "deep objects": ('{"a":' * 40 + "1" + "}" * 40, "deeper than 32"),
