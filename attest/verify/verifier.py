@@ -343,9 +343,12 @@ class Verifier:
                        denials: list[Denial]) -> CertifiedKey | None:
         evidence = artifact.claims.evidence
         expected_policy = self.policy.expected_key_policy_digest()
-        cache_key = hashlib.sha256(b"\0".join((evidence.certify, evidence.certify_signature,
-                                               evidence.key_public, evidence.ak_public,
-                                               expected_policy))).digest()
+        # Each field with its length: joined with a separator, a byte moved across a
+        # boundary (a TPMT_SIGNATURE starts with 0x00) would find another tuple's entry.
+        cache_key = hashlib.sha256(b"".join(
+            len(field).to_bytes(4, "big") + field
+            for field in (evidence.certify, evidence.certify_signature, evidence.key_public,
+                          evidence.ak_public, expected_policy))).digest()
         certified = self._certified.get(cache_key)
         if certified is None:
             try:

@@ -72,3 +72,27 @@ def test_a_front_run_parent_of_other_bytes_still_vouches_for_its_child(
     accepted(verifier.verify(front_run))
     assert "invalid_signature" in verifier.verify(twin(parent)).reasons
     accepted(verifier.verify(child))
+
+
+def test_a_remembered_certification_is_found_only_by_its_exact_fields(
+        rig: Rig, verifier: Verifier) -> None:
+    """The verifier remembers a verified key certification. Keyed by its fields joined
+    with NUL, one byte moved across a boundary (a TPMT_SIGNATURE starts with 0x00: the
+    certification gains a trailing NUL, the signature loses its first byte) found the
+    entry of the genuine fields: evidence that does not parse was taken as certified."""
+    import dataclasses
+
+    accepted(verifier.verify(rig.issue()))
+
+    def moved(evidence):  # type: ignore[no-untyped-def]
+        assert evidence.certify_signature[:1] == b"\x00"
+        return dataclasses.replace(evidence, certify=evidence.certify + b"\x00",
+                                   certify_signature=evidence.certify_signature[1:])
+
+    shifted = rig.reissue(rig.issue(), requote=True, evidence=moved,
+                          claims=lambda c: dataclasses.replace(c, jti=c.jti + "-shifted"))
+    decision = verifier.verify(shifted)
+    assert not decision.accepted
+    assert {d.reason.value for d in decision.denials} & {
+        "key_not_certified", "certify_signature_invalid", "malformed_artifact",
+        "alg_not_allowed"}, decision
