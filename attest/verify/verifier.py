@@ -325,7 +325,11 @@ class Verifier:
             raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
                                   "the policy sets ek_roots and this AK was enrolled without "
                                   "an EK certificate")])
-        key = hashlib.sha256(certificate + (ek or "").encode()).digest()
+        # The certificate with its length, then the EK id or its absence: a bare
+        # concatenation lets a byte move from the EK id to a certificate with trailing
+        # bytes, and conflates no recorded EK with an empty one.
+        key = hashlib.sha256(len(certificate).to_bytes(4, "big") + certificate
+                             + (b"\0" if ek is None else b"\1" + ek.encode())).digest()
         if self._ek_checked.get(key, -1) // 3600 == now // 3600:
             return  # checked within this hour: certificates change validity by the day
         roots = read_certificates(self.policy.ek_roots)
