@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Iterator
 
 from attest import strictjson
-from attest.audit.entry import EntryKind, Outcome
+from attest.audit.entry import EntryKind, Outcome, fit
 from attest.store.db import Transaction
 
 _CHUNK = 5000
@@ -69,13 +69,14 @@ def _vouched(tx: Transaction) -> Iterator[bytes]:
 def _held(tx: Transaction) -> Iterator[tuple[str, str]]:
     """(what to report, the key its entry vouches under) for each change in the store."""
     for row in tx.stream(_ARTIFACTS, chunk=_CHUNK):
-        yield f"accepted artifact {_shown(row.jti)}", f"jti\0{row.jti}"
+        # Named as the entry names it (attest.audit.entry.fit: a digest when too long).
+        yield f"accepted artifact {_shown(row.jti)}", f"jti\0{fit(row.jti)}"
     for row in tx.stream(_ENROLLMENTS, chunk=_CHUNK):
         yield (f"enrollment of AK {_shown(row.ak_name)}",
-               f"{EntryKind.ENROLLMENT}\0ak:{row.ak_name}")
+               f"{EntryKind.ENROLLMENT}\0{fit(f'ak:{row.ak_name}')}")
     for row in tx.stream(_REVOCATIONS, chunk=_CHUNK):
         yield (f"revocation of {row.kind} {_shown(row.subject)}",
-               f"{EntryKind.REVOCATION}\0{row.kind}:{row.subject}")
+               f"{EntryKind.REVOCATION}\0{fit(f'{row.kind}:{row.subject}')}")
 
 
 def _digest(key: str) -> bytes:
