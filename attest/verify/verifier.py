@@ -366,7 +366,8 @@ class Verifier:
             except EvidenceError as exc:
                 denials.append(_denial(exc))
                 return None
-            self._certified[cache_key] = certified
+            # Bounded like every cache here: a host may certify as many keys as it likes.
+            remember(self._certified, cache_key, certified, AK_CACHE_SIZE)
         if certified.name.hex() != artifact.header.kid:
             denials.append(Denial(Reason.KEY_NOT_CERTIFIED,
                                   "the JWS kid is not the certified key's name"))

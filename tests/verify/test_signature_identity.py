@@ -96,3 +96,16 @@ def test_a_remembered_certification_is_found_only_by_its_exact_fields(
     assert {d.reason.value for d in decision.denials} & {
         "key_not_certified", "certify_signature_invalid", "malformed_artifact",
         "alg_not_allowed"}, decision
+
+
+def test_remembered_certifications_are_bounded(rig: Rig, verifier: Verifier,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cache of a long-running verifier is bounded (attest.memo): a host can certify
+    as many keys as it likes, each a new entry."""
+    import attest.verify.verifier as module
+
+    monkeypatch.setattr(module, "AK_CACHE_SIZE", 1)
+    rig.host.ok("key", "create", "--name", "second")
+    accepted(verifier.verify(rig.issue()))
+    accepted(verifier.verify(rig.issue(key="second")))
+    assert len(verifier._certified) <= 1
