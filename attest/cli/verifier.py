@@ -156,11 +156,11 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
         echo_json(out)
     elif kind == "host":
         eks = sum(1 for k, _ in cascade if k is RevocationKind.EK)
-        click.echo(f"revoked host {value} with its TPM identity ({eks} EK(s), "
-                   f"{len(cascade) - 1 - eks} AK(s)): {reason}")
+        click.echo(f"revoked host {visible(value)} with its TPM identity ({eks} EK(s), "
+                   f"{len(cascade) - 1 - eks} AK(s)): {visible(reason)}")
     else:
         more = f" and {len(revoked) - 1} descendants" if len(revoked) > 1 else ""
-        click.echo(f"revoked {kind} {value}{more}: {reason}")
+        click.echo(f"revoked {kind} {visible(value)}{more}: {visible(reason)}")
 
 
 @click.command()
@@ -185,7 +185,7 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
         log = AuditLog.open(store, ctx.obj.home)
         entry = readmission_entry(name, reason, time=int(time.time()))
         forgotten = store.forget_clock(name, in_transaction=lambda tx: _append(log, tx, entry))
-    click.echo(f"re-admitted AK {ak_name[:16]}…" + ("" if forgotten else
+    click.echo(f"re-admitted AK {visible(ak_name[:16])}…" + ("" if forgotten else
                " (no clock was recorded for it: nothing to forget)"))
 
 
@@ -266,7 +266,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"enrolled AK {identity.ak_name.hex()[:16]}… as host {host} "
+        click.echo(f"enrolled AK {identity.ak_name.hex()[:16]}… as host {visible(host)} "
                    f"(credential activated; EK chain {result['ek_chain']})"
                    + ("" if moved is None else
                       f"; host id moved from EK {(moved.previous or 'not recorded')[:16]}…"))
