@@ -144,3 +144,21 @@ def test_a_member_twice_among_many_is_found_in_linear_time() -> None:
     artifact = f"{header}.{b64url(text.encode())}.{'A' * 86}".encode()
     with pytest.raises(EvidenceError, match="appears twice"):
         jws.parse(artifact)
+
+
+@pytest.mark.parametrize("form", ["seq", "array"])
+@pytest.mark.parametrize("where", ["content", "extra member"])
+def test_a_cel_record_nested_beyond_the_bound_is_refused(form: str, where: str) -> None:
+    """The bound is the same for logs as for artifacts (docs/verification.md): a record
+    200 deep was read, up to the interpreter's recursion limit, for whatever reads its
+    content later to recurse into."""
+    deep = '{"a":' * 200 + "1" + "}" * 200
+    record = ('{"pcr":15,"digests":[{"hashAlg":"sha256","digest":"' + "00" * 32 + '"}],'
+              '"content_type":"systemd",'
+              + ('"content":' + deep if where == "content" else '"content":{},"x":' + deep)
+              + "}")
+    data = (RS + record.encode() + b"\n") if form == "seq" else f"[{record}]".encode()
+    with pytest.raises(EventLogError, match="deeper than 32"):
+        parse_cel(data)
+    shallow = record.replace(deep, '{"a":{"b":[1]}}')
+    parse_cel((RS + shallow.encode() + b"\n") if form == "seq" else f"[{shallow}]".encode())
