@@ -6,6 +6,8 @@ from the artifact's bytes alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from attest.artifact import jws
@@ -109,3 +111,43 @@ def test_remembered_certifications_are_bounded(rig: Rig, verifier: Verifier,
     accepted(verifier.verify(rig.issue()))
     accepted(verifier.verify(rig.issue(key="second")))
     assert len(verifier._certified) <= 1
+
+
+@pytest.mark.xfail(strict=True, reason="jti is one namespace for every AK (the store's "
+                   "artifacts table is keyed by it): not fixed, see the red-team report")
+def test_another_host_cannot_take_a_jti_first(rig: Rig, provisioned_template: Path,
+                                              tmp_path: Path) -> None:
+    """Single use is on the jti, and the jti is the issuer's choice: another enrolled
+    host that sees an artifact before the verifier does (the network is in the threat
+    model) issues its own under the same jti, is accepted first, and the genuine
+    artifact is then denied as replayed (its children, which name the jti, break)."""
+    import dataclasses
+
+    from attest.policy import TrustedAK
+    from tests.conftest import Host, _copy_state
+
+    sim = _copy_state(provisioned_template, tmp_path / "other-sim")
+    sim.start()
+    other = None
+    try:
+        host = Host(sim, tmp_path / "other-home")
+        host.ok("provision")
+        host.ok("key", "create")
+        host.ok("measure", "command", "--", "ls")
+        other = Rig(host, tmp_path / "other")
+        other.tmp.mkdir()
+        trusted = [TrustedAK("web-1", rig.identity.ak_public,
+                             rig.identity.ak_qualified_name or None),
+                   TrustedAK("web-2", other.identity.ak_public,
+                             other.identity.ak_qualified_name or None)]
+        verifier = rig.verifier(rig.policy(rules=ANY_RULE, trusted_aks=trusted))
+        genuine = rig.issue()
+        jti = jws.parse(genuine).claims.jti
+        taken = other.reissue(other.issue(), requote=True,
+                              claims=lambda c: dataclasses.replace(c, jti=jti))
+        accepted(verifier.verify(taken))
+        accepted(verifier.verify(genuine))
+    finally:
+        if other is not None:
+            other.close()
+        sim.stop()
