@@ -213,7 +213,9 @@ def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
+    # Printable too: a name is the origin line of every note, and a note holds nothing
+    # else (check_note_text).
+    if not _NAME.match(name) or not name.isprintable():
         raise MalformedInput(f"key name {name[:60]!r} must be non-empty, without spaces or '+'")
 
 
