@@ -376,7 +376,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         if isinstance(name, str) and isinstance(measured, dict) and bank in measured:
             reference.setdefault(name, []).append(bytes.fromhex(measured[bank]))
     executables = measured_executables(records)
-    trusted = ([TrustedAK(host=os.uname().nodename, ak_public=identity.ak_public,
+    trusted = ([TrustedAK(host=os.uname().nodename, ak_public=_held_ak(ctx, identity),
                           ak_qualified_name=identity.ak_qualified_name or None)]
                if enrollment == "policy" else [])
     text = render_policy(
@@ -394,3 +394,27 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
 
 def _append(log: AuditLog, tx: Transaction, entry: Entry) -> None:
     log.append(tx, entry)
+
+
+def _held_ak(ctx: click.Context, identity: Any) -> bytes:
+    """The home's AK public area, once the TPM holds an object of its name at the AK
+    handle and it is a restricted signing key.
+
+    identity.json is the host user's file: a public area there shows only what its
+    writer chose (the RESTRICTED bit set on a key that signs anything), and a verifier
+    that lists it in trusted_aks takes quotes forged in software. The name binds the
+    attributes, and the TPM reports the name of what it holds.
+    """
+    from attest.errors import IdentityError
+    from attest.evidence.ak import check_ak
+    from attest.evidence.structures import parse_public_tpm2b
+    from attest.tpm.hierarchy import ak_handle
+
+    public = parse_public_tpm2b(identity.ak_public)
+    if public.name != identity.ak_name:
+        raise IdentityError("the AK public area in the host identity does not have the AK's "
+                            "name: it was edited", hint="run `attest provision` again")
+    check_ak(public)
+    with tpm_from(ctx) as tpm:
+        ak_handle(tpm, identity)  # the TPM's object at the AK handle has this name
+    return bytes(identity.ak_public)

@@ -117,3 +117,24 @@ def test_a_forged_quote_is_refused_with_the_signing_key_relabelled_restricted(
     refusal = json.loads(named.stdout)
     assert refusal["reason"] == "key_attributes_invalid"
     assert "not --ak-name" in refusal["message"]
+
+
+def test_policy_init_lists_only_the_ak_the_tpm_holds(host: Host, tmp_path: Path) -> None:
+    """`policy init --from-host` (enrollment: policy) writes trusted_aks from the home's
+    identity.json, which the host user can edit: with the signing key's public area
+    relabelled restricted there (and its name), the policy trusted a key that signs any
+    TPMS_ATTEST made in software, so quotes and certifications could be forged at will.
+    The AK listed must be the one the TPM holds at the AK handle, and restricted."""
+    host.ok("key", "create")
+    out = _forge(host, tmp_path)
+    edited = _restricted_twin(out / "signer.pub", out)
+    from attest.evidence.structures import parse_public_tpm2b
+
+    path = host.home / "identity.json"
+    identity = json.loads(path.read_text())
+    identity["ak"]["public"] = edited.read_bytes().hex()
+    identity["ak"]["name"] = parse_public_tpm2b(edited.read_bytes()).name.hex()
+    path.write_text(json.dumps(identity))
+    result = host.run("policy", "init", "--from-host", "--out", str(tmp_path / "p.yaml"))
+    assert result.exit_code != 0, result.output
+    assert not (tmp_path / "p.yaml").exists()
