@@ -216,6 +216,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     from attest.tpm.hierarchy import EK_RSA, activate_credential, load_identity
 
     identity = load_identity(ctx.obj.home)
+    _named_ak(identity)  # the public area recorded is the one credential activation binds
     ek = next((e for e in identity.eks if e.kind == EK_RSA.label), None)
     if ek is None:
         raise UsageError("this host has no RSA EK to enroll with")
@@ -405,16 +406,23 @@ def _held_ak(ctx: click.Context, identity: Any) -> bytes:
     that lists it in trusted_aks takes quotes forged in software. The name binds the
     attributes, and the TPM reports the name of what it holds.
     """
+    from attest.tpm.hierarchy import ak_handle
+
+    _named_ak(identity)
+    with tpm_from(ctx) as tpm:
+        ak_handle(tpm, identity)  # the TPM's object at the AK handle has this name
+    return bytes(identity.ak_public)
+
+
+def _named_ak(identity: Any) -> None:
+    """IdentityError unless the home's AK public area has the AK's name; key_attributes_
+    invalid unless it is a restricted signing key (identity.json is the host user's)."""
     from attest.errors import IdentityError
     from attest.evidence.ak import check_ak
     from attest.evidence.structures import parse_public_tpm2b
-    from attest.tpm.hierarchy import ak_handle
 
     public = parse_public_tpm2b(identity.ak_public)
     if public.name != identity.ak_name:
         raise IdentityError("the AK public area in the host identity does not have the AK's "
                             "name: it was edited", hint="run `attest provision` again")
     check_ak(public)
-    with tpm_from(ctx) as tpm:
-        ak_handle(tpm, identity)  # the TPM's object at the AK handle has this name
-    return bytes(identity.ak_public)
