@@ -129,15 +129,41 @@ def _bounded(data: bytes) -> bytes:
     return data
 
 
+def check_verifier_url(url: str) -> None:
+    """UsageError unless ``url`` is https, or http to this machine (loopback).
+
+    Nothing in a verifier's answer is signed: over plain http, whoever is on the path
+    answers {"accepted": true} and the command runs on a host no verifier accepted.
+    https checks the server's certificate (Python's default context); loopback never
+    leaves the machine.
+    """
+    import ipaddress
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    # Only http(s): urllib would also open file: and other schemes.
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"--verifier must be an http(s) URL, not {url!r}")
+    if parts.scheme == "https":
+        return
+    host = (parts.hostname or "").rstrip(".").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UsageError(f"--verifier {url!r} is plain http to another machine: anyone on the "
+                         "path could answer that the command is accepted",
+                         hint="use https (the verifier's certificate is checked), or http to "
+                         "localhost / 127.0.0.1 only")
+
+
 def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
     # Imported here: http.client and its email parsing are for remote runs only.
     import urllib.error
-    import urllib.parse
     import urllib.request
 
-    # Only http(s): urllib would also open file: and other schemes.
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise UsageError(f"--verifier must be an http(s) URL, not {url!r}")
+    check_verifier_url(url)
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
                                      headers={"Content-Type": content_type,
                                               "Accept": "application/json"})

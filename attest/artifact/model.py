@@ -379,13 +379,15 @@ def canonical_bound(claims: Claims) -> bytes:
     the issuer allow nothing else), so Python's sorted, compact json.dumps without
     ASCII escaping writes exactly JCS, with two exceptions it cannot see: object keys
     are ordered by code point where JCS orders by UTF-16 unit (they differ only for
-    keys beyond U+D7FF, and the only free keys are gov's), and a lone surrogate has
+    keys beyond U+D7FF, and the only free keys are gov's and scope.env's), and a lone
+    surrogate has
     no UTF-8 form. The first goes to the rfc8785 library, the second is refused as
     it refuses it; tests/artifact/test_canonical.py checks both against it.
     """
     bound = claims.bound_json()
-    if any(not key.isascii() for key in claims.gov):
-        import rfc8785  # rare (a gov key beyond ASCII): imported only then
+    if any(not key.isascii() for key in claims.gov) or any(
+            not key.isascii() for key in claims.scope.env):
+        import rfc8785  # rare (a free key beyond ASCII): imported only then
 
         try:
             return rfc8785.dumps(bound)

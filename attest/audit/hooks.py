@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from attest.audit.entry import Entry, EntryKind, Outcome
+from attest.audit.entry import Entry, EntryKind, Outcome, fit
 from attest.audit.log import AuditLog
 from attest.store.db import Transaction
 from attest.store.records import RevocationKind
@@ -31,7 +31,7 @@ def decision_entry(decision: Decision, *, time: int, verifier_id: str | None = N
         kind=EntryKind.DECISION,
         decision=Outcome.ACCEPTED if decision.accepted else Outcome.DENIED,
         time=time, verifier=verifier_id, reasons=decision.reasons, artifact=artifact,
-        jti=decision.jti, host=decision.host, subject=decision.subject)
+        jti=fit(decision.jti), host=fit(decision.host), subject=fit(decision.subject))
 
 
 def decision_hook(log: AuditLog, *, verifier_id: str | None = None) -> DecisionHook:
@@ -62,7 +62,8 @@ def enrollment_entry(host: str, ak_name: bytes | str, *, time: int,
     """That ``host`` enrolled the AK named ``ak_name`` (TPM name)."""
     name = ak_name.hex() if isinstance(ak_name, bytes) else ak_name
     return Entry(kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED, time=time,
-                 verifier=verifier_id, host=host, subject=f"{RevocationKind.AK.value}:{name}")
+                 verifier=verifier_id, host=fit(host),
+                 subject=fit(f"{RevocationKind.AK.value}:{name}"))
 
 
 def revocation_entry(kind: RevocationKind, subject: str, reason: str, *, time: int,
@@ -70,9 +71,9 @@ def revocation_entry(kind: RevocationKind, subject: str, reason: str, *, time: i
     """A revocation of ``subject`` (a jti, key name, AK name or host) and its reason."""
     return Entry(kind=EntryKind.REVOCATION, decision=Outcome.REVOKED, time=time,
                  verifier=verifier_id, reasons=(reason,),
-                 jti=subject if kind is RevocationKind.ARTIFACT else None,
-                 host=subject if kind is RevocationKind.HOST else None,
-                 subject=f"{kind.value}:{subject}")
+                 jti=fit(subject) if kind is RevocationKind.ARTIFACT else None,
+                 host=fit(subject) if kind is RevocationKind.HOST else None,
+                 subject=fit(f"{kind.value}:{subject}"))
 
 
 def readmission_entry(ak_name: bytes, reason: str, *, time: int,

@@ -39,7 +39,8 @@ MAX_HEAD_FILE = 64 * 1024
 
 def default_name() -> str:
     """``<hostname>/attest-audit``: names the log in every checkpoint (its origin)."""
-    host = "".join(c for c in socket.gethostname() if not c.isspace() and c != "+")
+    host = "".join(c for c in socket.gethostname()
+                   if c.isprintable() and not c.isspace() and c != "+")
     return f"{host or 'localhost'}/attest-audit"
 
 

@@ -190,12 +190,19 @@ class NoteSigner:
         return signer
 
 
-def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
-    """The signed text and its (key name, key ID || signature) lines."""
+def check_note_text(note: str) -> None:
+    """ProofError unless ``note`` is bounded and holds only printable characters and line
+    feeds: a note is printed as it is, so no control (C0, DEL, C1), format or separator
+    character may reach a terminal through one."""
     if len(note) > MAX_NOTE:
         raise ProofError(f"a tree head of {len(note)} characters; at most {MAX_NOTE}")
-    if any(ord(c) < 0x20 and c != "\n" for c in note):
-        raise ProofError("a tree head must not hold control characters")
+    if not note.replace("\n", "").isprintable():
+        raise ProofError("a tree head must not hold control or format characters")
+
+
+def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """The signed text and its (key name, key ID || signature) lines."""
+    check_note_text(note)
     cut = note.rfind("\n\n")
     if cut < 0 or not note.endswith("\n"):
         raise ProofError("not a signed note: no blank line before signature lines")
@@ -216,7 +223,9 @@ def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
+    # Printable too: a name is the origin line of every note, and a note holds nothing
+    # else (check_note_text).
+    if not _NAME.match(name) or not name.isprintable():
         raise MalformedInput(f"key name {name[:60]!r} must be non-empty, without spaces or '+'")
 
 

@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Iterator
 
 from attest import strictjson
-from attest.audit.entry import EntryKind, Outcome
+from attest.audit.entry import EntryKind, Outcome, fit
 from attest.store.db import Transaction
 
 _CHUNK = 5000
@@ -53,7 +53,7 @@ def missing_entries(tx: Transaction) -> tuple[list[str], int]:
 def lifted_revocations(tx: Transaction) -> tuple[list[str], int]:
     """Revocations the log records that the store no longer holds: (the first named, how
     many). attest never deletes a revocation; only a writer of the database does."""
-    held = {_digest(f"{EntryKind.REVOCATION}\0{row.kind}:{row.subject}")
+    held = {_digest(f"{EntryKind.REVOCATION}\0{fit(f'{row.kind}:{row.subject}')}")
             for row in tx.stream(_REVOCATIONS, chunk=_CHUNK)}
     named: list[str] = []
     count = 0
@@ -97,13 +97,14 @@ def _vouched(tx: Transaction) -> Iterator[tuple[bytes, str | None]]:
 def _held(tx: Transaction) -> Iterator[tuple[str, str]]:
     """(what to report, the key its entry vouches under) for each change in the store."""
     for row in tx.stream(_ARTIFACTS, chunk=_CHUNK):
-        yield f"accepted artifact {_shown(row.jti)}", f"jti\0{row.jti}"
+        # Named as the entry names it (attest.audit.entry.fit: a digest when too long).
+        yield f"accepted artifact {_shown(row.jti)}", f"jti\0{fit(row.jti)}"
     for row in tx.stream(_ENROLLMENTS, chunk=_CHUNK):
         yield (f"enrollment of AK {_shown(row.ak_name)} as host {_shown(row.host)}",
-               f"{EntryKind.ENROLLMENT}\0{row.host}\0ak:{row.ak_name}")
+               f"{EntryKind.ENROLLMENT}\0{fit(row.host)}\0{fit(f'ak:{row.ak_name}')}")
     for row in tx.stream(_REVOCATIONS, chunk=_CHUNK):
         yield (f"revocation of {row.kind} {_shown(row.subject)}",
-               f"{EntryKind.REVOCATION}\0{row.kind}:{row.subject}")
+               f"{EntryKind.REVOCATION}\0{fit(f'{row.kind}:{row.subject}')}")
 
 
 def _digest(key: str) -> bytes:

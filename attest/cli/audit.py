@@ -89,7 +89,10 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
 @click.pass_context
 def head(ctx: click.Context, store_url: str | None, sign: bool) -> None:
     """Print the latest signed tree head (a C2SP checkpoint): save it to audit later."""
+    from attest.audit import keys
     from attest.audit.log import AuditLog
+    from attest.audit.note import check_note_text
+    from attest.errors import ProofError
 
     with open_store(ctx, store_url) as store:
         if sign:
@@ -100,6 +103,12 @@ def head(ctx: click.Context, store_url: str | None, sign: bool) -> None:
                 raise UsageError("the audit log has no signed head yet",
                                  hint="sign one with `attest audit head --sign`")
             signed = found
+    # The note comes from the database, which others may write: it is printed raw (an
+    # auditor saves it), so only once it is a note, and the log key's where it is here.
+    check_note_text(signed.note)
+    key = keys.load_public(ctx.obj.home)
+    if key is not None and key.open(signed.note).size != signed.size:
+        raise ProofError(f"the stored head for size {signed.size} is for another size")
     click.echo(signed.note, nl=False)
 
 

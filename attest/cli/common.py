@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from attest.errors import UsageError
+from attest.errors import MalformedInput, UsageError
 from attest.evidence.pcrs import PCRSelection
 from attest.tpm.device import TPM, open_tpm
 
@@ -44,8 +44,25 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def read_input(path: Path, what: str) -> bytes:
+# The most a file named on the command line may hold: every input attest reads (an
+# artifact is at most 8 MiB, an event log a few) with room to spare. A FIFO, a device
+# (/dev/zero) or a file that grows never ends: no more than this is ever read.
+MAX_INPUT_BYTES = 64 << 20
+
+
+def read_prefix(path: Path, what: str, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``: the whole file, or a prefix that shows the
+    file is larger than ``limit`` (for a reader that reports the size itself)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            return file.read(limit + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of ``path``; MalformedInput (exit 2) when it holds more than ``limit``."""
+    data = read_prefix(path, what, limit)
+    if len(data) > limit:
+        raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one")
+    return data

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from attest.cli.common import read_input
 from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.eventlog.cel import CelRecord, describe_content
@@ -70,11 +71,7 @@ def show(file: Path, fmt: str, as_json: bool) -> None:
 
 
 def _load(file: Path, fmt: str) -> MeasurementLog:
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
-    return parse_log(data, fmt)
+    return parse_log(read_input(file, "log"), fmt)
 
 
 def _row(event: TcgEvent | CelRecord) -> dict[str, object]:

@@ -6,6 +6,7 @@ tpm2_checkquote can call attest instead.
 
 from __future__ import annotations
 
+import hmac
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from attest.evidence import policy as policy_digests
 from attest.evidence.ekcert import verify_ek_certificate
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
 from attest.evidence.quote import QuoteFacts, verify_quote
+from attest.evidence.signatures import PublicKey
 from attest.evidence.structures import Public
 from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_signature
 from attest.reasons import Reason
@@ -43,15 +45,48 @@ def _qualification(value: str | None) -> bytes:
     return parse_hex(value, "-q/--qualification")
 
 
-def _unrestricted_pem() -> EvidenceError:
+def _untrusted_key(pem: bool) -> EvidenceError:
     # Only a restricted key proves that the TPM made what it signed (it refuses to sign
-    # outside digests that begin with TPM_GENERATED_VALUE); a PEM carries no attributes.
+    # outside digests that begin with TPM_GENERATED_VALUE). A PEM carries no attributes,
+    # and a public area's attributes are whatever its sender wrote: set RESTRICTED in a
+    # signing key's TPM2B_PUBLIC and the key material, all a signature depends on, is the
+    # same. Only the name (a hash over the attributes too) known from elsewhere binds them.
+    what = ("-u is a bare PEM key, which cannot show that it is a restricted TPM signing key"
+            if pem else "-u is a public area whose attributes nothing vouches for (no "
+            "--ak-name): its sender could have set RESTRICTED on any key")
     return EvidenceError(
-        "-u is a bare PEM key, which cannot show that it is a restricted TPM signing key: "
-        "any non-restricted key (attest key sign, tpm2_sign) could have signed a "
+        f"{what}: any non-restricted key (attest key sign, tpm2_sign) could have signed a "
         "TPMS_ATTEST made in software", reason=Reason.KEY_ATTRIBUTES_INVALID,
         hint="give the AK as TPM2B_PUBLIC (attest's ak.pub, tpm2_createak -u, "
-        "tpm2_readpublic -o), or pass --trust-unrestricted-pem if you know the PEM is an AK")
+        "tpm2_readpublic -o) with --ak-name, the AK's name as you know it from enrollment "
+        "or credential activation (attest provision prints it; tpm2_createak -n writes "
+        "it); or pass --trust-key-file if you know the file is the AK's")
+
+
+def _ak_name(value: str) -> bytes:
+    """--ak-name takes hex or a file holding the name's bytes (tpm2_createak -n)."""
+    path = Path(value)
+    if path.is_file():
+        return read_input(path, "AK name")
+    return parse_hex(value, "--ak-name")
+
+
+def _check_key(public: Public | PublicKey, ak_name: str | None, trusted: bool) -> None:
+    """Raise key_attributes_invalid unless something vouches for -u's attributes: its name
+    is --ak-name, or --trust-key-file takes the file on faith."""
+    if ak_name is not None:
+        if not isinstance(public, Public):
+            raise UsageError("--ak-name needs -u as TPM2B_PUBLIC or TPMT_PUBLIC: a PEM key has "
+                             "no TPM name to compare")
+        expected = _ak_name(ak_name)
+        if not hmac.compare_digest(public.name, expected):
+            raise EvidenceError(
+                f"-u's name is {public.name.hex()}, not --ak-name {expected.hex()}: the file is "
+                "not the AK's public area (or its attributes were edited)",
+                reason=Reason.KEY_ATTRIBUTES_INVALID)
+        return
+    if not trusted:
+        raise _untrusted_key(not isinstance(public, Public))
 
 
 def _refusal(exc: EvidenceError, as_json: bool) -> None:
@@ -69,8 +104,8 @@ def _refusal(exc: EvidenceError, as_json: bool) -> None:
 @click.option("-u", "--public", "public_path", required=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="The AK public key: TPM2B_PUBLIC (tpm2-tools' tss form, attest's ak.pub) "
-              "or TPMT_PUBLIC, whose attributes show a restricted signing key; a bare PEM "
-              "only with --trust-unrestricted-pem.")
+              "or TPMT_PUBLIC, whose attributes show a restricted signing key when its name "
+              "is --ak-name; a bare PEM only with --trust-key-file.")
 @click.option("-m", "--message", "message_path", required=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="The quote: TPMS_ATTEST as tpm2_quote -m writes it.")
@@ -90,22 +125,28 @@ def _refusal(exc: EvidenceError, as_json: bool) -> None:
 @click.option("-q", "--qualification", metavar="HEX|FILE",
               help="The nonce the quote must carry (extraData), hex or a file.")
 @click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 signatures (refused by default).")
-@click.option("--trust-unrestricted-pem", is_flag=True,
-              help="Take a bare PEM -u as the AK although nothing shows it is a restricted "
-              "TPM key: a TPMS_ATTEST made in software and signed by any key with that "
-              "public part would pass.")
+@click.option("--ak-name", metavar="HEX|FILE",
+              help="The AK's TPM name as known from enrollment or credential activation "
+              "(hex, or a file as tpm2_createak -n writes it): -u must have this name, which "
+              "binds its attributes.")
+@click.option("--trust-key-file", "--trust-unrestricted-pem", "trust_key_file", is_flag=True,
+              help="Take -u as the AK without --ak-name, although nothing shows it is a "
+              "restricted TPM key (a PEM has no attributes; a public area's are its "
+              "sender's word): a TPMS_ATTEST made in software and signed by any key with "
+              "that public part would pass.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
                  pcr_path: Path | None, pcr_list: str | None, _ignored_format: str | None,
                  hash_algorithm: str | None, qualification: str | None, allow_sha1: bool,
-                 trust_unrestricted_pem: bool, as_json: bool) -> None:
+                 ak_name: str | None, trust_key_file: bool, as_json: bool) -> None:
     """Verify a quote as tpm2_checkquote does, and more: every check names its reason.
 
     \b
     Exit 0: valid. Exit 1: invalid, with the reason code and a sentence.
     Exit 2: unreadable input.
     \b
-      attest quote verify -u ak.pub -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
+      attest quote verify -u ak.pub --ak-name NAME -m quote.msg -s quote.sig \\
+          -f quote.pcrs -g sha256 -q NONCE
     """
     public = read_public(read_input(public_path, "public key"))
     message = read_input(message_path, "quote")
@@ -126,8 +167,7 @@ def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
     elif selection_hint is not None:
         raise UsageError("-l/--pcr-list describes a bare-values -f file; give -f too")
     try:
-        if not isinstance(public, Public) and not trust_unrestricted_pem:
-            raise _unrestricted_pem()
+        _check_key(public, ak_name, trust_key_file)
         facts = verify_quote(message, signature, public, expected_extra_data=nonce,
                              pcr_values=values, required_pcrs=None, allow_sha1=allow_sha1)
         if hash_algorithm is not None and hash_name(hash_algorithm) != facts.signature_hash:

@@ -41,7 +41,7 @@ def _run(ctx: click.Context, pcr: int | None, allow_resettable: bool, as_json: b
         content = build(active_banks(tpm))
         record, done = measure_into(tpm, ctx.obj.home, index, content)
     for note in done.notes:
-        click.echo(f"repaired: {note}", err=True)
+        click.echo(f"repaired: {visible(note)}", err=True)
     if as_json:
         from attest.eventlog.cel import record_json
 

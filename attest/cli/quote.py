@@ -27,7 +27,7 @@ def quote() -> None:
               help=f"Verifier challenge, hex, at most {MAX_NONCE_BYTES} bytes (qualifyingData).")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for quote.msg, quote.sig, quote.pcrs, ak.pub (TPM2B_PUBLIC), "
-              "ak.pem and quote.json.")
+              "ak.name, ak.pem and quote.json.")
 @click.pass_context
 def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
     """Quote PCRs with the AK.
@@ -35,8 +35,9 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
     \b
     The files are the ones tpm2_checkquote reads:
       tpm2_checkquote -u ak.pub -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
-    ak.pub is the AK's TPM2B_PUBLIC, whose attributes show a restricted key; ak.pem
-    is the bare key, for tools that need one.
+    ak.pub is the AK's TPM2B_PUBLIC, whose attributes show a restricted key to a
+    verifier that knows the AK's name from enrollment (`attest quote verify --ak-name`;
+    ak.name is the host's copy, no proof); ak.pem is the bare key, for tools that need one.
     """
     selection = parse_selection(pcrs)
     qualifying = parse_hex(nonce, "--nonce", MAX_NONCE_BYTES)
@@ -48,7 +49,8 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
         "quote.msg": made.message,
         "quote.sig": made.signature,
         "quote.pcrs": write_serialized_pcrs(selection, made.pcr_values),
-        "ak.pub": made.ak_public,  # TPM2B_PUBLIC: restriction can be checked
+        "ak.pub": made.ak_public,  # TPM2B_PUBLIC: restriction shows under a known name
+        "ak.name": identity.ak_name,  # the name's bytes, as tpm2_createak -n writes them
         "ak.pem": ak_pem,
     }
     values: dict[str, dict[str, str]] = {}
@@ -70,3 +72,6 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
     click.echo(f"quoted {selection} with nonce {qualifying.hex()} into {out_dir}/")
     click.echo(f"check it: tpm2_checkquote -u {out_dir}/ak.pub -m {out_dir}/quote.msg "
                f"-s {out_dir}/quote.sig -f {out_dir}/quote.pcrs -g sha256 -q {qualifying.hex()}")
+    click.echo(f"or: attest quote verify -u {out_dir}/ak.pub --ak-name {identity.ak_name.hex()} "
+               f"-m {out_dir}/quote.msg -s {out_dir}/quote.sig -f {out_dir}/quote.pcrs "
+               f"-g sha256 -q {qualifying.hex()}")

@@ -10,7 +10,7 @@ import click
 from attest.cli.common import tpm_from
 from attest.cli.terminal import visible
 from attest.errors import UsageError
-from attest.execution import default_subject, run_local, run_remote
+from attest.execution import check_verifier_url, default_subject, run_local, run_remote
 from attest.tpm import keys as signing
 
 
@@ -19,7 +19,8 @@ from attest.tpm import keys as signing
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Verify in-process against this policy and the local store.")
 @click.option("--verifier", "verifier_url", metavar="URL",
-              help="Have a verifier service verify (exit 3 when it is unreachable).")
+              help="Have a verifier service verify: an https URL, or http to this machine "
+              "(exit 3 when it is unreachable).")
 @click.option("--store", "store_url", metavar="URL", help="The local store (with --policy).")
 @click.option("--subject", help="Who asks [default: the user name].")
 @click.option("--key", "key_name", default=signing.DEFAULT_KEY, show_default=True,
@@ -47,6 +48,8 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
     """
     if (policy_path is None) == (verifier_url is None):
         raise UsageError("give exactly one of --policy and --verifier")
+    if verifier_url is not None:
+        check_verifier_url(verifier_url)  # before anything is measured
     command = list(argv)
     who = subject or default_subject()
     if policy_path is not None:

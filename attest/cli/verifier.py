@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest.certfiles import certificate_files
-from attest.cli.common import echo_json, read_input, tpm_from
+from attest.cli.common import echo_json, read_input, read_prefix, tpm_from
 from attest.cli.terminal import visible
 from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
 from attest.reasons import Reason
@@ -51,13 +51,15 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
 
     Every failed check is reported with its reason code (docs/reasons.md).
     """
+    from attest.artifact.model import MAX_ARTIFACT_BYTES
     from attest.audit.log import AuditLog
     from attest.policy import load_policy
     from attest.verify.audited import verify_logged
     from attest.verify.verifier import Verifier
 
     policy = load_policy(policy_path)
-    raw = read_input(artifact, "artifact")
+    # An artifact larger than any is still denied (and logged): a prefix that shows it.
+    raw = read_prefix(artifact, "artifact", MAX_ARTIFACT_BYTES)
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
         decision = verify_logged(Verifier(policy, store, verifier_id=verifier_id), log, raw)
@@ -168,11 +170,11 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
         click.echo(f"revoked the TPM of EK {value} and {len(cascade) - 1} AK(s): {reason}")
     elif kind == "host":
         eks = sum(1 for k, _ in cascade if k is RevocationKind.EK)
-        click.echo(f"revoked host {value} with its TPM identity ({eks} EK(s), "
-                   f"{len(cascade) - 1 - eks} AK(s)): {reason}")
+        click.echo(f"revoked host {visible(value)} with its TPM identity ({eks} EK(s), "
+                   f"{len(cascade) - 1 - eks} AK(s)): {visible(reason)}")
     else:
         more = f" and {len(revoked) - 1} descendants" if len(revoked) > 1 else ""
-        click.echo(f"revoked {kind} {value}{more}: {reason}")
+        click.echo(f"revoked {kind} {visible(value)}{more}: {visible(reason)}")
 
 
 @click.command()
@@ -197,7 +199,7 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
         log = AuditLog.open(store, ctx.obj.home)
         entry = readmission_entry(name, reason, time=int(time.time()))
         forgotten = store.forget_clock(name, in_transaction=lambda tx: _append(log, tx, entry))
-    click.echo(f"re-admitted AK {ak_name[:16]}…" + ("" if forgotten else
+    click.echo(f"re-admitted AK {visible(ak_name[:16])}…" + ("" if forgotten else
                " (no clock was recorded for it: nothing to forget)"))
 
 
@@ -228,6 +230,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     from attest.tpm.hierarchy import EK_RSA, activate_credential, load_identity
 
     identity = load_identity(ctx.obj.home)
+    _named_ak(identity)  # the public area recorded is the one credential activation binds
     ek = next((e for e in identity.eks if e.kind == EK_RSA.label), None)
     if ek is None:
         raise UsageError("this host has no RSA EK to enroll with")
@@ -278,7 +281,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"enrolled AK {identity.ak_name.hex()[:16]}… as host {host} "
+        click.echo(f"enrolled AK {identity.ak_name.hex()[:16]}… as host {visible(host)} "
                    f"(credential activated; EK chain {result['ek_chain']})"
                    + ("" if moved is None else
                       f"; host id moved from EK {(moved.previous or 'not recorded')[:16]}…"))
@@ -394,7 +397,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         raise UsageError(f"the host measures into PCR {runtime_index}, which software can "
                          "reset: a verifier policy does not accept it as the runtime PCR",
                          hint="measure into a PCR that cannot be reset (the default, 15)")
-    trusted = ([TrustedAK(host=os.uname().nodename, ak_public=identity.ak_public,
+    trusted = ([TrustedAK(host=os.uname().nodename, ak_public=_held_ak(ctx, identity),
                           ak_qualified_name=identity.ak_qualified_name or None)]
                if enrollment == "policy" else [])
     text = render_policy(
@@ -412,3 +415,34 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
 
 def _append(log: AuditLog, tx: Transaction, entry: Entry) -> None:
     log.append(tx, entry)
+
+
+def _held_ak(ctx: click.Context, identity: Any) -> bytes:
+    """The home's AK public area, once the TPM holds an object of its name at the AK
+    handle and it is a restricted signing key.
+
+    identity.json is the host user's file: a public area there shows only what its
+    writer chose (the RESTRICTED bit set on a key that signs anything), and a verifier
+    that lists it in trusted_aks takes quotes forged in software. The name binds the
+    attributes, and the TPM reports the name of what it holds.
+    """
+    from attest.tpm.hierarchy import ak_handle
+
+    _named_ak(identity)
+    with tpm_from(ctx) as tpm:
+        ak_handle(tpm, identity)  # the TPM's object at the AK handle has this name
+    return bytes(identity.ak_public)
+
+
+def _named_ak(identity: Any) -> None:
+    """IdentityError unless the home's AK public area has the AK's name; key_attributes_
+    invalid unless it is a restricted signing key (identity.json is the host user's)."""
+    from attest.errors import IdentityError
+    from attest.evidence.ak import check_ak
+    from attest.evidence.structures import parse_public_tpm2b
+
+    public = parse_public_tpm2b(identity.ak_public)
+    if public.name != identity.ak_name:
+        raise IdentityError("the AK public area in the host identity does not have the AK's "
+                            "name: it was edited", hint="run `attest provision` again")
+    check_ak(public)

@@ -142,8 +142,9 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-# Duplicate members and NaN/Infinity refused (attest.strictjson); nesting is bounded
-# by the record checks and the scanner's recursion limit, caught below.
+# Duplicate members and NaN/Infinity refused (attest.strictjson); nesting beyond
+# strictjson.MAX_DEPTH by each record's check (_check_depth), and beyond the scanner's
+# recursion limit by the RecursionError caught below.
 _DECODER = strictjson.DECODER
 # What every RS becomes in a batch (see _json_seq_batches): a JSON
 # string holding RS, as an array element of its own between the records.
@@ -346,11 +347,42 @@ def _build_records(items: Sequence[Any], first: int,
                 else:
                     if recnum == index:
                         recnum = index  # one int object for both, as attest writes them
+                    if len(item) - ("recnum" in item) > _RECORD_MEMBERS or _nested(content):
+                        _check_depth(item, index)  # rare: attest and systemd nest no deeper
                     append(new_record(index, recnum, pcr, digests,
                                       content_types.get(content_type, content_type), content))
                     continue
         append(_record(index, item))
     return records
+
+
+# pcr, digests, content_type, content (and recnum): a record with other members is
+# checked whole.
+_RECORD_MEMBERS = 4
+
+
+def _nested(content: dict[str, Any]) -> bool:
+    """Whether ``content`` holds a container inside a container (a record nests deeper
+    than record -> content -> value -> scalar): only then is its depth counted."""
+    for value in content.values():
+        kind = type(value)
+        if kind is dict:
+            if any(type(inner) is dict or type(inner) is list for inner in value.values()):
+                return True
+        elif kind is list and any(type(inner) is dict or type(inner) is list
+                                  for inner in value):
+            return True
+    return False
+
+
+def _check_depth(item: Any, index: int) -> None:
+    """EventLogError when record ``index`` nests deeper than strictjson.MAX_DEPTH (the C
+    scanner allows up to the interpreter's recursion limit; what reads content later
+    recurses)."""
+    try:
+        strictjson.check_depth(item)
+    except strictjson.StrictJSONError as exc:
+        raise EventLogError(f"record {index}: {exc}") from None
 
 
 def _checked(records: list[CelRecord]) -> tuple[CelRecord, ...]:
@@ -386,6 +418,7 @@ def _record(index: int, item: Any) -> CelRecord:
     content = item.get("content", {})
     if type(content) is not dict:
         raise EventLogError(f"record {index}: content is not a JSON object")
+    _check_depth(item, index)
     digests, others = _digests(item.get("digests"), index)
     return CelRecord(index, recnum, pcr, digests, content_type, content, others, nv_index)
 

@@ -102,6 +102,12 @@ def verify_quote(
     ``expected_signer`` is the AK's *qualified* name (TPM2_ReadPublic reports
     it), which depends on the AK's parents, so it cannot be derived from the AK.
     ``previous`` is the clock info last accepted for this AK.
+
+    ``ak`` is the caller's word: only a restricted key proves that the TPM made the
+    TPMS_ATTEST, and a TPMT_PUBLIC's attributes are checked here but bind nothing
+    unless the caller knows its name is the AK's (enrollment, credential activation);
+    a bare key shows no attributes at all (`attest quote verify` wants --ak-name, or
+    --trust-key-file).
     """
     if isinstance(ak, Public):
         check_ak(ak)

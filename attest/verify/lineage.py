@@ -12,8 +12,12 @@ from attest.verify.decision import Denial
 
 
 def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lineage: Lineage,
-                  scope: Scope, exp: int, limits: LineageLimits, now: int) -> list[Denial]:
+                  scope: Scope, exp: int, limits: LineageLimits, now: int, *,
+                  match_argv: bool = True) -> list[Denial]:
     """Denials for a child naming ``lineage``; empty when the parent vouches for it.
+
+    ``match_argv`` False leaves out the argv's match against the parent's patterns (the
+    verifier's choice for claims no signature vouches for, which are denied anyway).
 
     ``parent`` is the artifact stored under ``lineage.parent`` (None: never accepted),
     ``revoked`` the nearest revocation of its line (``Store.ancestry_revoked``); both as
@@ -39,17 +43,19 @@ def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lin
         denials.append(Denial(Reason.LINEAGE_BROKEN,
                               f"lineage depth {lineage.depth} exceeds the policy's "
                               f"{limits.max_depth}"))
-    denials.extend(_scope_within(parent, scope, exp))
+    denials.extend(_scope_within(parent, scope, exp, match_argv))
     return denials
 
 
-def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int) -> list[Denial]:
+def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int,
+                  match_argv: bool) -> list[Denial]:
     """Attenuation only: same action, argv matching the parent's patterns, fewer resources."""
     allowed = Scope.from_json(strictjson.loads(parent.scope))
     found: list[str] = []
     if scope.action != allowed.action:
         found.append(f"action {scope.action!r} is not the parent's {allowed.action!r}")
-    found.extend(_argv_within(scope.argv, allowed.argv))
+    if match_argv:
+        found.extend(_argv_within(scope.argv, allowed.argv))
     extra = sorted(set(scope.resources) - set(allowed.resources))
     if extra:
         found.append(f"resources {extra} are not among the parent's")

@@ -26,7 +26,8 @@ that do not depend on a failed one still run, so several reasons are reported.
    and the evidence's age by the TPM clock): not_yet_valid, expired,
    stale_evidence, nonce_unknown, nonce_reused, policy_mismatch, clock_rollback.
 8. Single use, revocation, lineage, rules: replayed, revoked, lineage_broken,
-   scope_escalation, policy_mismatch.
+   scope_escalation, policy_mismatch. Rules and the argv's match against a parent's
+   patterns only once check 4 passed: before, the argv is anyone's text.
 9. The acceptance is recorded atomically (nonce consumed, jti stored, clock
    advanced and boot epoch merged, approval serial mark raised, audit entry
    appended): replayed, nonce_reused, revoked, key_policy_mismatch, stale_evidence,
@@ -197,8 +198,11 @@ class Verifier:
         except _Denied as stop:
             return Decision(False, tuple(stop.args[0]), jti=claims.jti, subject=claims.sub)
         certified = self._certification(artifact, subject, denials)
+        signed = False
         if certified is not None:
+            before = len(denials)
             _collect(denials, lambda: jws.verify_signature(artifact, certified.key))
+            signed = len(denials) == before
         quote = self._quote(claims, bound, subject, view, denials)
         held = None
         if quote is not None:
@@ -219,8 +223,11 @@ class Verifier:
         denials.extend(self._times(claims, view, now))
         if quote is not None:
             denials.extend(self._tpm_time(claims, quote, view, now, denials))
-        denials.extend(self._state(artifact, subject, certified, view, now))
-        if not self._allowed(claims.sub, claims.scope.action, claims.scope.argv, subject.host):
+        # Patterns (rules, a parent's argv) cost a scan of the argv per pattern: only for
+        # claims the JWS signature vouches for, never for anyone's text under a known AK.
+        denials.extend(self._state(artifact, subject, certified, view, now, signed))
+        if signed and not self._allowed(claims.sub, claims.scope.action, claims.scope.argv,
+                                        subject.host):
             denials.append(Denial(Reason.POLICY_MISMATCH,
                                   f"no rule lets {claims.sub!r} {claims.scope.action} "
                                   f"{' '.join(claims.scope.argv)!r} on host {subject.host!r}"))
@@ -330,7 +337,10 @@ class Verifier:
             raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
                                   "the policy sets ek_roots and the store records no EK this "
                                   "AK was activated under: enroll it again")])
-        key = hashlib.sha256(certificate + b"\0" + ek.encode()).digest()
+        # The certificate with its length, then the EK id: a bare concatenation lets a
+        # byte move from the EK id to a certificate with trailing bytes.
+        key = hashlib.sha256(len(certificate).to_bytes(4, "big") + certificate
+                             + ek.encode()).digest()
         if self._ek_checked.get(key, -1) // 3600 == now // 3600:
             return  # checked within this hour: certificates change validity by the day
         roots = read_certificates(self.policy.ek_roots)
@@ -348,9 +358,12 @@ class Verifier:
                        denials: list[Denial]) -> CertifiedKey | None:
         evidence = artifact.claims.evidence
         expected_policy = self.policy.expected_key_policy_digest()
-        cache_key = hashlib.sha256(b"\0".join((evidence.certify, evidence.certify_signature,
-                                               evidence.key_public, evidence.ak_public,
-                                               expected_policy))).digest()
+        # Each field with its length: joined with a separator, a byte moved across a
+        # boundary (a TPMT_SIGNATURE starts with 0x00) would find another tuple's entry.
+        cache_key = hashlib.sha256(b"".join(
+            len(field).to_bytes(4, "big") + field
+            for field in (evidence.certify, evidence.certify_signature, evidence.key_public,
+                          evidence.ak_public, expected_policy))).digest()
         certified = self._certified.get(cache_key)
         if certified is None:
             try:
@@ -364,7 +377,8 @@ class Verifier:
             except EvidenceError as exc:
                 denials.append(_denial(exc))
                 return None
-            self._certified[cache_key] = certified
+            # Bounded like every cache here: a host may certify as many keys as it likes.
+            remember(self._certified, cache_key, certified, AK_CACHE_SIZE)
         if certified.name.hex() != artifact.header.kid:
             denials.append(Denial(Reason.KEY_NOT_CERTIFIED,
                                   "the JWS kid is not the certified key's name"))
@@ -513,7 +527,8 @@ class Verifier:
         return [] if state is NonceState.USABLE else [_nonce_denial(state or NonceState.UNKNOWN)]
 
     def _state(self, artifact: jws.ParsedArtifact, subject: _Subject,
-               certified: CertifiedKey | None, view: Snapshot, now: int) -> list[Denial]:
+               certified: CertifiedKey | None, view: Snapshot, now: int,
+               signed: bool) -> list[Denial]:
         claims = artifact.claims
         found: list[Denial] = []
         if self.policy.artifacts.single_use and view.jti_seen:
@@ -528,7 +543,8 @@ class Verifier:
             found.append(_denial(Revoked(revoked)))
         if claims.lineage is not None:
             found.extend(check_lineage(view.parent, view.parent_revocation, claims.lineage,
-                                       claims.scope, claims.exp, self.policy.lineage, now))
+                                       claims.scope, claims.exp, self.policy.lineage, now,
+                                       match_argv=signed))
         return found
 
     def _accept(self, artifact: jws.ParsedArtifact, subject: _Subject, certified: CertifiedKey,

@@ -45,7 +45,8 @@ def claims(draw: st.DrawFn) -> Claims:
         exp=draw(st.integers(0, 2**53 - 1)),
         scope=Scope(draw(TEXT), tuple(draw(st.lists(TEXT, max_size=4))),
                     draw(st.none() | st.just("ab" * 32)),
-                    tuple(draw(st.lists(TEXT, max_size=3)))),
+                    tuple(draw(st.lists(TEXT, max_size=3))),
+                    draw(st.dictionaries(KEYS, st.just("ef" * 32), max_size=3))),
         env_bank=draw(TEXT),
         env_pcrs=draw(st.dictionaries(st.integers(0, 23), st.just("00" * 32), max_size=5)),
         evidence=EVIDENCE, aud=draw(st.none() | TEXT), eat_nonce=draw(st.none() | TEXT),
@@ -137,3 +138,11 @@ def test_large_repeated_fields_are_not_kept() -> None:
     parsed = Evidence.from_json({**EVIDENCE.to_json(), "ak": big})
     assert parsed.ak_public == b"\x01" * 4096
     assert big not in model._DECODED
+
+
+def test_scope_env_names_ordered_by_utf16_units() -> None:
+    """scope.env names are free keys too (the parser takes any name of 1-128 characters
+    without '='): JCS orders them by UTF-16 unit, as gov's."""
+    drawn = dataclasses.replace(_plain(), scope=Scope(
+        "exec", ("x",), env={"\ue000": "ab" * 32, "\U00010000": "cd" * 32}))
+    assert canonical_bound(drawn) == rfc8785.dumps(drawn.bound_json())

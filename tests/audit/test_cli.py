@@ -174,3 +174,17 @@ def test_revoke_ek_revokes_the_tpm_and_its_aks_with_their_entries(tmp_path: Path
         enrolled = store.enrollment(ak)
         assert enrolled is not None and enrolled.revoked
     assert run(tmp_path, "verify").exit_code == 0
+
+
+@pytest.mark.sqlite_only
+def test_head_never_prints_a_stored_note_it_cannot_vouch_for(logged: Path) -> None:
+    """Whoever can write the database writes the heads table: a "head" with terminal
+    escapes (or any note the log key did not sign) is refused, not printed."""
+    import sqlite3
+
+    forged = "attest\n8\n\x1b[2J\x1b]0;owned\x07accepted: everything\n\n— attest AAAA\n"
+    with sqlite3.connect(logged / "verifier.db") as db:
+        db.execute("UPDATE audit_heads SET note = ? WHERE size = 8", (forged,))
+    result = run(logged, "head")
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert result.exit_code == 1, result.output

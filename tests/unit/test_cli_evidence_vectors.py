@@ -12,13 +12,21 @@ from tests.conftest import VECTORS
 
 pytestmark = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"no vectors at {VECTORS}")
 GCE = VECTORS / "quotes" / "gce_cos85_nonce9009"
+
+
+def _gce_name() -> str:
+    # The name a verifier would have recorded for the vector's AK at enrollment.
+    from attest.evidence.structures import parse_public
+
+    return parse_public((GCE / "ak_pub.tpmt_public.bin").read_bytes()).name.hex()
+
 STM = VECTORS / "ekcerts" / "stm_rsa"
 
 
 @pytest.mark.parametrize("bank", ["sha1", "sha256", "sha384"])
 def test_gce_quote_verifies_from_the_cli(bank: str) -> None:
     result = CliRunner().invoke(cli, [
-        "quote", "verify", "-u", str(GCE / "ak_pub.tpmt_public.bin"),
+        "quote", "verify", "-u", str(GCE / "ak_pub.tpmt_public.bin"), "--ak-name", _gce_name(),
         "-m", str(GCE / f"quote_{bank}.tpms_attest.bin"),
         "-s", str(GCE / f"sig_{bank}.tpmt_signature.bin"), "-q", "9009", "--json"])
     assert result.exit_code == 0, result.output
@@ -29,7 +37,7 @@ def test_gce_quote_verifies_from_the_cli(bank: str) -> None:
 
 def test_gce_quote_with_another_nonce_is_refused() -> None:
     result = CliRunner().invoke(cli, [
-        "quote", "verify", "-u", str(GCE / "ak_pub.tpmt_public.bin"),
+        "quote", "verify", "-u", str(GCE / "ak_pub.tpmt_public.bin"), "--ak-name", _gce_name(),
         "-m", str(GCE / "quote_sha256.tpms_attest.bin"),
         "-s", str(GCE / "sig_sha256.tpmt_signature.bin"), "-q", "9010"])
     assert result.exit_code == 1

@@ -27,6 +27,10 @@ REFUSED = {
     "NaN": ('{"n": NaN}', "NaN is not JSON"),
     "Infinity": ("[Infinity]", "Infinity is not JSON"),
     "-Infinity": ("[-Infinity]", "-Infinity is not JSON"),
+    # Python reads a number beyond a double's range as an infinity (another reader
+    # refuses it, or keeps it exact): the same constant by another spelling.
+    "a number beyond a double": ('{"n": 1e400}', "1e400 is beyond"),
+    "a negative number beyond a double": ("[-2E+999]", "-2E\\+999 is beyond"),
     "too deep": ("[" * 33 + "]" * 33, "deeper than 32"),
     "deeper than the interpreter's stack": ("[" * 100_000 + "]" * 100_000, "deeper than"),
     "deep objects": ('{"a":' * 40 + "1" + "}" * 40, "deeper than 32"),
@@ -122,3 +126,39 @@ def test_a_verifier_answer_with_a_member_twice_is_no_decision() -> None:
     finally:
         thread.join(timeout=10)
         server.server_close()
+
+
+def test_a_member_twice_among_many_is_found_in_linear_time() -> None:
+    """The error path names the member given twice: finding it must not compare every
+    member with every other (an artifact-sized object of 300,000 members with its
+    duplicate last took hours of a verifier's CPU, before any signature was checked)."""
+    count = 300_000
+    text = "{" + ",".join(f'"k{i}":0' for i in range(count)) + f',"k{count - 1}":1}}'
+    with pytest.raises(strictjson.StrictJSONError, match=f"'k{count - 1}' appears twice"):
+        strictjson.loads(text)
+    from attest.artifact import jws
+    from attest.artifact.model import b64url
+    from attest.errors import EvidenceError
+
+    header = b64url(b'{"alg":"ES256","typ":"attest-artifact+jwt","kid":"00"}')
+    artifact = f"{header}.{b64url(text.encode())}.{'A' * 86}".encode()
+    with pytest.raises(EvidenceError, match="appears twice"):
+        jws.parse(artifact)
+
+
+@pytest.mark.parametrize("form", ["seq", "array"])
+@pytest.mark.parametrize("where", ["content", "extra member"])
+def test_a_cel_record_nested_beyond_the_bound_is_refused(form: str, where: str) -> None:
+    """The bound is the same for logs as for artifacts (docs/verification.md): a record
+    200 deep was read, up to the interpreter's recursion limit, for whatever reads its
+    content later to recurse into."""
+    deep = '{"a":' * 200 + "1" + "}" * 200
+    record = ('{"pcr":15,"digests":[{"hashAlg":"sha256","digest":"' + "00" * 32 + '"}],'
+              '"content_type":"systemd",'
+              + ('"content":' + deep if where == "content" else '"content":{},"x":' + deep)
+              + "}")
+    data = (RS + record.encode() + b"\n") if form == "seq" else f"[{record}]".encode()
+    with pytest.raises(EventLogError, match="deeper than 32"):
+        parse_cel(data)
+    shallow = record.replace(deep, '{"a":{"b":[1]}}')
+    parse_cel((RS + shallow.encode() + b"\n") if form == "seq" else f"[{shallow}]".encode())

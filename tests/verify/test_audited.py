@@ -92,3 +92,24 @@ def test_an_argument_that_is_not_utf8_is_bad_input(setup: tuple[Host, Path],
     result = host.run("authorize", "--subject", "ops", "--out", str(tmp_path / "a.jws"),
                       "--", "ls", "caf\udce9")
     assert result.exit_code == 2 and "not UTF-8" in result.stderr
+
+
+def test_a_denial_with_overlong_artifact_text_is_still_logged(setup: tuple[Host, Path],
+                                                              tmp_path: Path) -> None:
+    """The subject, jti and host of a denial are the artifact's words: one longer than an
+    entry field holds must not keep the denial out of the log (a prober with a 2,000
+    character subject left no trace). The entry names it by its digest instead."""
+    host, policy = setup
+    subject = "s" * 2000
+    out = tmp_path / "long.jws"
+    host.ok("authorize", "--subject", subject, "--out", str(out), "--", "ls", "-l")
+    first, again = (json.loads(host.run("verify", str(out), "--policy", str(policy),
+                                        "--json").stdout) for _ in range(2))
+    assert first["accepted"] and first["audit_index"] == 0, first
+    assert again["reasons"] == ["replayed"] and again["audit_index"] == 1, again
+    entries = [json.loads(line) for line in host.ok("audit", "export").stdout.splitlines()
+               if line.strip()]
+    named = "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
+    assert [(e["decision"], e["subject"]) for e in entries] == [("accepted", named),
+                                                                ("denied", named)]
+    host.ok("audit", "verify")  # the store's accepted artifact maps to its entry

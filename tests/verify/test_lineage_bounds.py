@@ -66,3 +66,42 @@ def test_a_parent_pattern_beyond_the_bounds_vouches_for_nothing(rig: Rig,
     decision = verifier.verify(child)
     denied(decision, "scope_escalation")
     assert "no usable pattern" in decision.denials[0].message
+
+
+def test_patterns_are_matched_only_for_a_signed_artifact(rig: Rig,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An enrolled AK's public area is in every artifact of its host: anyone can send
+    claims under it with a forged signature. Rule and lineage patterns (a Python scan
+    per character for '?' and sets: ~0.2 s per pattern for 256 KiB of argv) then read
+    the sender's argv before anything vouches for it; they run only once the JWS
+    signature verifies with the certified key."""
+    import dataclasses
+
+    import attest.verify.lineage as lineage_module
+    from attest.artifact import jws
+    from attest.artifact.model import b64url
+    from attest.patterns import shell_match
+    from attest.policy import model
+
+    verifier = rig.verifier(rig.policy(rules=[
+        Rule(("*",), ("*",), ("ls *[0-9]*", "ls ?*"), ("*",))]))
+    parent = rig.issue("ls", "*")
+    accepted(verifier.verify(parent))
+    calls: list[str] = []
+
+    def counted(text: str, pattern: str) -> bool:
+        calls.append(pattern)
+        return shell_match(text, pattern)
+
+    monkeypatch.setattr(model, "shell_match", counted)
+    monkeypatch.setattr(lineage_module, "shell_match", counted)
+    child = jws.parse(rig.issue("ls", "-l", parent=parent))
+    argv = ("ls", "".join(chr(0x10000 + i) for i in range(100_000)))
+    forged_claims = dataclasses.replace(child.claims, scope=dataclasses.replace(
+        child.claims.scope, argv=argv))
+    forged = (jws.signing_input(child.header, forged_claims) + b"."
+              + b64url(child.signature).encode())
+    decision = verifier.verify(forged)
+    assert not decision.accepted
+    assert "invalid_signature" in decision.reasons
+    assert calls == [], f"{len(calls)} patterns matched against an unsigned argv"

@@ -6,6 +6,8 @@ from the artifact's bytes alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from attest.artifact import jws
@@ -72,3 +74,80 @@ def test_a_front_run_parent_of_other_bytes_still_vouches_for_its_child(
     accepted(verifier.verify(front_run))
     assert "invalid_signature" in verifier.verify(twin(parent)).reasons
     accepted(verifier.verify(child))
+
+
+def test_a_remembered_certification_is_found_only_by_its_exact_fields(
+        rig: Rig, verifier: Verifier) -> None:
+    """The verifier remembers a verified key certification. Keyed by its fields joined
+    with NUL, one byte moved across a boundary (a TPMT_SIGNATURE starts with 0x00: the
+    certification gains a trailing NUL, the signature loses its first byte) found the
+    entry of the genuine fields: evidence that does not parse was taken as certified."""
+    import dataclasses
+
+    accepted(verifier.verify(rig.issue()))
+
+    def moved(evidence):  # type: ignore[no-untyped-def]
+        assert evidence.certify_signature[:1] == b"\x00"
+        return dataclasses.replace(evidence, certify=evidence.certify + b"\x00",
+                                   certify_signature=evidence.certify_signature[1:])
+
+    shifted = rig.reissue(rig.issue(), requote=True, evidence=moved,
+                          claims=lambda c: dataclasses.replace(c, jti=c.jti + "-shifted"))
+    decision = verifier.verify(shifted)
+    assert not decision.accepted
+    assert {d.reason.value for d in decision.denials} & {
+        "key_not_certified", "certify_signature_invalid", "malformed_artifact",
+        "alg_not_allowed"}, decision
+
+
+def test_remembered_certifications_are_bounded(rig: Rig, verifier: Verifier,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cache of a long-running verifier is bounded (attest.memo): a host can certify
+    as many keys as it likes, each a new entry."""
+    import attest.verify.verifier as module
+
+    monkeypatch.setattr(module, "AK_CACHE_SIZE", 1)
+    rig.host.ok("key", "create", "--name", "second")
+    accepted(verifier.verify(rig.issue()))
+    accepted(verifier.verify(rig.issue(key="second")))
+    assert len(verifier._certified) <= 1
+
+
+@pytest.mark.xfail(strict=True, reason="jti is one namespace for every AK (the store's "
+                   "artifacts table is keyed by it): not fixed, see the red-team report")
+def test_another_host_cannot_take_a_jti_first(rig: Rig, provisioned_template: Path,
+                                              tmp_path: Path) -> None:
+    """Single use is on the jti, and the jti is the issuer's choice: another enrolled
+    host that sees an artifact before the verifier does (the network is in the threat
+    model) issues its own under the same jti, is accepted first, and the genuine
+    artifact is then denied as replayed (its children, which name the jti, break)."""
+    import dataclasses
+
+    from attest.policy import TrustedAK
+    from tests.conftest import Host, _copy_state
+
+    sim = _copy_state(provisioned_template, tmp_path / "other-sim")
+    sim.start()
+    other = None
+    try:
+        host = Host(sim, tmp_path / "other-home")
+        host.ok("provision")
+        host.ok("key", "create")
+        host.ok("measure", "command", "--", "ls")
+        other = Rig(host, tmp_path / "other")
+        other.tmp.mkdir()
+        trusted = [TrustedAK("web-1", rig.identity.ak_public,
+                             rig.identity.ak_qualified_name or None),
+                   TrustedAK("web-2", other.identity.ak_public,
+                             other.identity.ak_qualified_name or None)]
+        verifier = rig.verifier(rig.policy(rules=ANY_RULE, trusted_aks=trusted))
+        genuine = rig.issue()
+        jti = jws.parse(genuine).claims.jti
+        taken = other.reissue(other.issue(), requote=True,
+                              claims=lambda c: dataclasses.replace(c, jti=jti))
+        accepted(verifier.verify(taken))
+        accepted(verifier.verify(genuine))
+    finally:
+        if other is not None:
+            other.close()
+        sim.stop()
