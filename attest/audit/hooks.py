@@ -6,7 +6,10 @@
 - :func:`enrollment_entry`, :func:`revocation_entry` and :func:`readmission_entry` are
   the entries of changes of trust, appended inside the transaction that makes the change
   (``Store.enroll(..., in_transaction=...)``), so that no change commits unlogged;
-  :func:`record_enrollment` and :func:`record_revocation` log them standalone.
+  :func:`record_enrollment` and :func:`record_revocation` log them standalone;
+- :func:`enroll_logged` enrolls an AK the way `attest enroll` does: the enrollment, a
+  move of its host id, their entries and the enrollment's seal (attest.audit.seals) in
+  one transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Any
 
 from attest.audit.entry import Entry, EntryKind, Outcome, fit
 from attest.audit.log import AuditLog
+from attest.store import Store
 from attest.store.db import Transaction
+from attest.store.identities import HostMove
 from attest.store.records import RevocationKind
 from attest.verify.decision import Decision
 
@@ -96,3 +101,37 @@ def record_revocation(log: AuditLog, kind: RevocationKind, subject: str, reason:
     return log.record(revocation_entry(kind, subject, reason,
                                        time=log.now() if now is None else now,
                                        verifier_id=verifier_id))
+
+
+def move_entry(moved: HostMove, *, time: int, verifier_id: str | None = None) -> Entry:
+    """The entry of an administrator's move of a host id to another TPM (enroll
+    --move-host), naming the AKs that no longer speak for it."""
+    new = "(no EK)" if moved.ek is None else f"ek:{moved.ek}"
+    old = "a TPM not recorded" if moved.previous is None else f"ek:{moved.previous}"
+    return Entry(kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED, time=time,
+                 verifier=verifier_id, host=moved.host, subject=new,
+                 reasons=(f"host id moved by an administrator from {old}",
+                          *(f"dropped ak:{ak}" for ak in moved.dropped[:32])))
+
+
+def enroll_logged(store: Store, log: AuditLog, host: str, ak_name: bytes, ak_public: bytes,
+                  ak_qualified_name: bytes, ek_certificate: bytes | None, *,
+                  ek: str | None, move_host: bool = False, now: int | None = None,
+                  verifier_id: str | None = None) -> HostMove | None:
+    """Enroll an AK (:meth:`Store.enroll`) with its audit entries and its seal, all in
+    the enrollment's transaction: no AK is trusted unlogged, and the audited verifier
+    trusts only enrollments sealed here. Raises AuditUnavailable (nothing enrolled)
+    when the log cannot take the entries or the key is missing."""
+    when = log.now() if now is None else now
+    entry = enrollment_entry(host, ak_name, time=when, verifier_id=verifier_id)
+
+    def logged(tx: Transaction, move: HostMove | None) -> None:
+        if move is not None:
+            log.append(tx, move_entry(move, time=when, verifier_id=verifier_id))
+        log.append(tx, entry)
+        # A move drops the host id's other AKs with their seals (attest.store.identities);
+        # the AKs that remain keep theirs, as nothing they are sealed over changed.
+        log.seal_enrollment(tx, ak_name)
+
+    return store.enroll(host, ak_name, ak_public, ak_qualified_name, ek_certificate, when,
+                        ek=ek, move_host=move_host, in_transaction=logged)

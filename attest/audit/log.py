@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from attest.audit import keys, macs, merkle, tree
+from attest.audit import keys, macs, merkle, seals, tree
 from attest.audit.entry import Entry
 from attest.audit.groupcommit import GroupCommit
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
@@ -29,6 +29,7 @@ from attest.audit.schema import (
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
 from attest.store import Store, integrity
 from attest.store.db import Conflict, DatabaseError, Transaction
+from attest.store.records import Enrollment
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
 # appenders queue there and read the size only once it is theirs.
@@ -173,6 +174,31 @@ class AuditLog:
         except (DatabaseError, AttestError) as exc:
             raise AuditUnavailable(f"the audit log could not take the entry: {exc}",
                                    hint="check the verifier's store") from exc
+
+    # -- enrollment seals (attest.audit.seals) -----------------------------------------
+
+    def seal_enrollment(self, tx: Transaction, ak_name: bytes | str) -> None:
+        """Seal the enrollment of ``ak_name`` as written in ``tx`` (or drop its seal when
+        ``tx`` holds none). Raises :class:`AuditUnavailable` without the key: the caller's
+        transaction rolls back, and nothing is enrolled unsealed."""
+        signer = self._keyed("seal an enrollment")
+        name = ak_name.hex() if isinstance(ak_name, bytes) else ak_name
+        try:
+            seals.seal(tx, signer, name)
+        except DatabaseError as exc:
+            raise AuditUnavailable(f"the enrollment could not be sealed: {exc}",
+                                   hint="check the verifier's store") from exc
+
+    def sealed(self, enrollment: Enrollment) -> bool:
+        """Whether this verifier enrolled ``enrollment`` as it stands (its seal matches).
+        Raises :class:`AuditUnavailable` without the key: never a silent yes or no."""
+        return seals.sealed(self._keyed("check an enrollment's seal"), enrollment)
+
+    def _keyed(self, doing: str) -> NoteSigner:
+        if self._signer is None:
+            raise AuditUnavailable(f"the audit log was opened without its key: cannot {doing}",
+                                   hint="open it with the verifier's home")
+        return self._signer
 
     # -- tree heads --------------------------------------------------------------------
 

@@ -148,12 +148,19 @@ class NoteSigner:
         # A separate key for entry MACs, derived from the private key (never the key itself).
         self._mac_key = hashlib.sha256(b"attest audit entry MAC\0"
                                        + key.private_bytes_raw()).digest()
+        self._trust_key = hashlib.sha256(b"attest trusted record MAC\0"
+                                         + key.private_bytes_raw()).digest()
 
     def entry_mac(self, index: int, leaf_hash: bytes) -> bytes:
         """The MAC of the entry at ``index`` with ``leaf_hash``: only the key's holder
         makes it, so an entry that lacks it was not appended by this log."""
         return hmac.new(self._mac_key, index.to_bytes(8, "big") + leaf_hash,
                         hashlib.sha256).digest()
+
+    def trust_mac(self, data: bytes) -> bytes:
+        """The MAC of ``data``, a record the verifier trusts (an enrollment: see
+        attest.audit.seals), under a key of its own: a seal is never an entry MAC."""
+        return hmac.new(self._trust_key, data, hashlib.sha256).digest()
 
     @classmethod
     def generate(cls, name: str) -> NoteSigner:

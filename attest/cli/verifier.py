@@ -19,7 +19,6 @@ from attest.store import RevocationKind, Store, default_url
 if TYPE_CHECKING:
     from attest.audit.log import AuditLog
     from attest.evidence.structures import Public
-    from attest.store.identities import HostMove
     from attest.tpm.device import TPM
 
 if TYPE_CHECKING:
@@ -256,25 +255,16 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
         raise EvidenceError("credential activation returned another secret: the AK is not "
                             "in the TPM that holds this EK", reason=Reason.EK_CHAIN_INVALID)
     host = host_id or socket.gethostname()
-    from attest.audit.hooks import enrollment_entry
+    from attest.audit.hooks import enroll_logged
     from attest.audit.log import AuditLog
 
-    now = int(time.time())
     with open_store(ctx, store_url) as store:
-        log = AuditLog.open(store, ctx.obj.home)
-        now = int(time.time())
-        entry = enrollment_entry(host, identity.ak_name, time=now)
-
-        # The enrollment, a move of the host id, and their entries commit together: no AK
-        # is trusted unlogged.
-        def logged(tx: Transaction, move: HostMove | None) -> None:
-            if move is not None:
-                log.append(tx, _move_entry(move, now))
-            log.append(tx, entry)
-
-        moved = store.enroll(host, identity.ak_name, identity.ak_public,
-                             identity.ak_qualified_name, ek.certificate, now, ek=ek_identity,
-                             move_host=move_host, in_transaction=logged)
+        # The enrollment, a move of the host id, their entries and the enrollment's seal
+        # commit together: no AK is trusted unlogged, and only sealed ones at all.
+        moved = enroll_logged(store, AuditLog.open(store, ctx.obj.home), host,
+                              identity.ak_name, identity.ak_public, identity.ak_qualified_name,
+                              ek.certificate, ek=ek_identity, move_host=move_host,
+                              now=int(time.time()))
     result: dict[str, Any] = {"host": host, "ak": identity.ak_name.hex(), "ek": ek_identity,
                               "ek_chain": "verified" if roots else "not checked",
                               "moved_from_ek": None if moved is None else moved.previous}
@@ -326,19 +316,6 @@ def _enrollment_ek(certificate: bytes | None, public: bytes,
     else:
         key = parse_ek_certificate(certificate).public_key
     return ek_public(key), ek_id(key)
-
-
-def _move_entry(moved: HostMove, now: int) -> Entry:
-    """The audit entry of an administrator's move of a host id to another TPM
-    (enroll --move-host)."""
-    from attest.audit.entry import Entry, EntryKind, Outcome
-
-    new = "(no EK)" if moved.ek is None else f"ek:{moved.ek}"
-    old = "a TPM not recorded" if moved.previous is None else f"ek:{moved.previous}"
-    return (Entry(kind=EntryKind.ENROLLMENT, decision=Outcome.ENROLLED, time=now,
-                     host=moved.host, subject=new,
-                     reasons=(f"host id moved by an administrator from {old}",
-                              *(f"dropped ak:{ak}" for ak in moved.dropped[:32]))))
 
 
 @click.command("init")

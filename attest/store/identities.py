@@ -39,6 +39,8 @@ _OTHER_TPMS_AKS = ("SELECT ak_name FROM enrollments WHERE host = :host AND ak_na
                    "AND ak_name NOT IN (SELECT ak_name FROM ak_eks WHERE ek = :ek) "
                    "ORDER BY ak_name")
 _DROP_ENROLLMENT = "DELETE FROM enrollments WHERE ak_name = :ak"
+# A dropped AK's seal goes with it: restored later with its old row, it would vouch again.
+_DROP_SEAL = "DELETE FROM enrollment_seals WHERE ak_name = :ak"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def admit(tx: Transaction, *, host: str, ak_name: str, ek: str | None, now: int,
         # The host id leaves the old TPM: its AKs no longer speak for it (ak_unknown).
         for other in others:
             tx.execute(_DROP_ENROLLMENT, {"ak": other})
+            tx.execute(_DROP_SEAL, {"ak": other})
         moved = HostMove(host, None if bound is None else bound.ek, ek, tuple(others))
     if ek is None:
         if bound is not None:

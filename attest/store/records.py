@@ -58,6 +58,9 @@ class Enrollment:
     revoked: bool = False
     revocation_reason: str | None = None
     ek: str | None = None  # the EK id credential activation bound the AK to, when recorded
+    # The verifier's MAC over the fields above that trust rests on (attest.audit.seals);
+    # None: the row was not written by an audited `attest enroll`.
+    seal: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -170,10 +170,19 @@ ak_eks = Table("ak_eks", (
     Column("enrolled_at", BIGINT),
 ))
 
+# The verifier's seal over each enrollment it made: a MAC under a key derived from the
+# audit log key (attest.audit.seals), which lives outside the database. A row written
+# into the database by anyone else has none, so the audited verifier does not trust it.
+# No foreign key: enrollments and seals are written and dropped in one transaction.
+enrollment_seals = Table("enrollment_seals", (
+    Column("ak_name", varchar(MAX_HEX_NAME), primary_key=True),
+    Column("mac", BLOB),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
 # In creation order: a table after those its foreign keys name. Tables added after
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
 TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
-          artifact_approvals)
+          artifact_approvals, enrollment_seals)

@@ -53,8 +53,12 @@ _KEY_NAME = re.compile(r"(?:[0-9a-f]{2})+")  # a TPM name as the store keys it (
 _APPROVAL_ID = re.compile(r"[0-9a-f]{64}")  # attest.evidence.approval's ids (fullmatch)
 
 # Each enrollment with the EK its AK was activated under (ek_id; NULL when not recorded).
-_WITH_EK = ("SELECT enrollments.*, ak_eks.ek AS ek_id FROM enrollments "
-            "LEFT JOIN ak_eks ON ak_eks.ak_name = enrollments.ak_name ")
+# And its seal (NULL when it has none: see attest.audit.seals), read in the same query so
+# that the audited verifier checks the seal over exactly the values it then trusts.
+_WITH_EK = ("SELECT enrollments.*, ak_eks.ek AS ek_id, enrollment_seals.mac AS seal "
+            "FROM enrollments "
+            "LEFT JOIN ak_eks ON ak_eks.ak_name = enrollments.ak_name "
+            "LEFT JOIN enrollment_seals ON enrollment_seals.ak_name = enrollments.ak_name ")
 _ENROLLMENT = _WITH_EK + "WHERE enrollments.ak_name = :ak"
 _ENROLLMENTS_FOR = (_WITH_EK + "WHERE enrollments.host = :host "
                     "ORDER BY enrollments.enrolled_at, enrollments.ak_name")
@@ -81,6 +85,9 @@ _UPDATE_ENROLLMENT = ("UPDATE enrollments SET host = :host, ak_public = :ak_publ
                       "ek_certificate = :ek_certificate, updated_at = :updated_at "
                       "WHERE ak_name = :ak_name")
 _INSERT_ENROLLMENT = enrollments.insert()
+# An enrollment written again loses its seal: only the caller that seals (the audited
+# `attest enroll`, attest.audit.seals) gives it a new one, in the same transaction.
+_UNSEAL = "DELETE FROM enrollment_seals WHERE ak_name = :ak"
 
 # What runs last in a transaction that changes trust: its audit entry, so that the change
 # and its entry commit together or not at all.
@@ -213,7 +220,9 @@ class Store:
         another EK, unless ``move_host``: then the host id moves to ``ek`` and the move
         is returned for the caller to audit (see :mod:`attest.store.identities`).
         ``in_transaction`` runs last in the same transaction, with the move (the audit
-        entries go there): if it raises, nothing is enrolled.
+        entries and the enrollment's seal go there): if it raises, nothing is enrolled.
+        The AK's previous seal, if any, is dropped: an enrollment made without the log
+        key (no ``in_transaction`` sealing it) is not trusted by the audited verifier.
         """
         _host_id(host)
         name = _hex(ak_name, "AK name")
@@ -233,6 +242,7 @@ class Store:
                              "ak_qualified_name": ak_qualified_name,
                              "ek_certificate": ek_certificate, "enrolled_at": now,
                              "updated_at": now})
+                    tx.execute(_UNSEAL, {"ak": name})
                     if in_transaction is not None:
                         in_transaction(tx, moved)
                 return moved
@@ -577,7 +587,8 @@ def _enrollment_of(row: Row, revoked: Revocation | None) -> Enrollment:
         ak_qualified_name=row.ak_qualified_name, ek_certificate=row.ek_certificate,
         enrolled_at=row.enrolled_at, updated_at=row.updated_at,
         revoked=revoked is not None,
-        revocation_reason=None if revoked is None else revoked.reason, ek=row.ek_id)
+        revocation_reason=None if revoked is None else revoked.reason, ek=row.ek_id,
+        seal=None if row.seal is None else bytes(row.seal))
 
 
 def _last_clock(tx: Transaction, ak_name: str) -> SeenClock | None:

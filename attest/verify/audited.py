@@ -2,7 +2,9 @@
 
 An acceptance that cannot be logged is no acceptance (the verifier rolls it
 back: audit_unavailable). A denial that cannot be logged stays a denial, and
-says so with a second reason.
+says so with a second reason. An AK enrolled in the store is trusted only if its
+enrollment carries the verifier's seal (attest.audit.seals): a row someone else wrote
+into the database is ak_unknown.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from attest.verify.verifier import Verifier
 
 def verify_logged(verifier: Verifier, log: AuditLog, raw: bytes,
                   now: int | None = None) -> Decision:
+    # Enrollments from the store count only under the log key's seal (attest.audit.seals).
     decision = verifier.verify(raw, now=now,
-                               audit=decision_hook(log, verifier_id=verifier.verifier_id))
+                               audit=decision_hook(log, verifier_id=verifier.verifier_id),
+                               sealed=log.sealed)
     if decision.accepted:
         return decision
     try:

@@ -74,6 +74,7 @@ from attest.store import (
     Snapshot,
     Store,
 )
+from attest.store.records import Enrollment as EnrolledAK
 from attest.verify.approvals import approval_use, check_approval
 from attest.verify.decision import Decision, Denial
 from attest.verify.executables import executable_denials
@@ -85,6 +86,10 @@ CERTIFICATION_LABEL = b"attest key certification\0"
 
 AuditHook = Callable[[Decision, Any], int]
 """Appends a decision to the audit log inside the acceptance transaction; returns its index."""
+
+SealCheck = Callable[[EnrolledAK], bool]
+"""Whether this verifier made an enrollment row as it stands (attest.audit.seals): the
+audited path passes the log key's check; raises AttestError when it cannot tell."""
 
 # Log texts whose appraisal a Verifier keeps (a host's log changes only when it
 # measures, so its artifacts repeat it), bounded by their total size in characters.
@@ -164,17 +169,22 @@ class Verifier:
         self._log_view_chars = 0
         self._rule_answers: dict[tuple[str, str, tuple[str, ...], str], bool] = {}
 
-    def verify(self, raw: bytes, *, now: int | None = None,
-               audit: AuditHook | None = None) -> Decision:
+    def verify(self, raw: bytes, *, now: int | None = None, audit: AuditHook | None = None,
+               sealed: SealCheck | None = None) -> Decision:
+        """The decision on ``raw``. With ``sealed``, an enrollment from the store counts
+        only if it holds (attest.verify.audited passes the log key's seal check); without
+        it, the store's enrollments are trusted as they are: whoever can write the
+        database can then enroll AKs (docs/threat-model.md, class 15)."""
         when = int(self._clock()) if now is None else now
         try:
-            return self._verify(raw, when, audit)
+            return self._verify(raw, when, audit, sealed)
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
             return Decision(False, (Denial(Reason.INTERNAL_ERROR,
                                            f"{type(exc).__name__}: {exc}"),))
 
     # -- the checks ------------------------------------------------------------------
-    def _verify(self, raw: bytes, now: int, audit: AuditHook | None) -> Decision:
+    def _verify(self, raw: bytes, now: int, audit: AuditHook | None,
+                sealed: SealCheck | None) -> Decision:
         try:
             artifact = jws.parse(raw)
         except EvidenceError as exc:
@@ -194,7 +204,7 @@ class Verifier:
             return Decision(False, (_denial(exc),))
         denials: list[Denial] = []
         try:
-            subject, view = self._subject(artifact, now)
+            subject, view = self._subject(artifact, now, sealed)
         except _Denied as stop:
             return Decision(False, tuple(stop.args[0]), jti=claims.jti, subject=claims.sub)
         certified = self._certification(artifact, subject, denials)
@@ -251,7 +261,8 @@ class Verifier:
                 remember(self._rule_answers, key, allowed, RULE_MEMO_SIZE)
         return allowed
 
-    def _subject(self, artifact: jws.ParsedArtifact, now: int) -> tuple[_Subject, Snapshot]:
+    def _subject(self, artifact: jws.ParsedArtifact, now: int,
+                 sealed: SealCheck | None) -> tuple[_Subject, Snapshot]:
         """Who the artifact speaks for, and the store's state for it (one read)."""
         claims = artifact.claims
         ak = self._ak(claims.evidence.ak_public)
@@ -276,6 +287,18 @@ class Verifier:
             raise _Denied([Denial(Reason.AK_UNKNOWN,
                                   f"AK {claims.iss[:16]}… is not enrolled with this "
                                   "verifier")])
+        if sealed is not None:
+            # Checked on the very row read for this decision, before anything rests on it:
+            # its host, EK certificate and EK come from the database.
+            try:
+                genuine = sealed(enrolled)
+            except AttestError as exc:  # the key is out of reach: named, never skipped
+                raise _Denied([_denial(exc)]) from None
+            if not genuine:
+                raise _Denied([Denial(Reason.AK_UNKNOWN,
+                                      f"AK {claims.iss[:16]}…: enrollment not made by this "
+                                      "verifier (it lacks the verifier's seal, or the row "
+                                      "was changed since): enroll again")])
         if enrolled.revoked:
             raise _Denied([Denial(Reason.AK_REVOKED,
                                   f"AK of host {enrolled.host} is revoked: "

@@ -38,6 +38,8 @@ from tpm2_pytss import (
 from attest.artifact import jws
 from attest.artifact.issue import Request, issue
 from attest.artifact.model import Claims, Evidence, b64url, binding
+from attest.audit.hooks import enroll_logged
+from attest.audit.log import AuditLog
 from attest.eventlog.cel import parse_cel
 from attest.evidence import policy as policy_digests
 from attest.evidence.ekcert import ek_id
@@ -54,6 +56,7 @@ from attest.tpm.device import TPM, open_tpm
 from attest.tpm.hierarchy import HostIdentity, load_identity, srk_handle
 from attest.tpm.pcr import read_pcrs
 from attest.tpm.quote import create_quote
+from attest.verify.audited import verify_logged
 from attest.verify.decision import Decision
 from attest.verify.verifier import Verifier
 from tests.conftest import Host
@@ -101,6 +104,9 @@ class Rig:
     tmp: Path
     key: str = signing.DEFAULT_KEY
     _stores: list[Store] = field(default_factory=list)
+    # Each store's audit log, keyed in the store's folder (the verifier's home).
+    _logs: dict[int, AuditLog] = field(default_factory=dict)
+    _homes: dict[int, Path] = field(default_factory=dict)
 
     @property
     def home(self) -> Path:
@@ -233,14 +239,31 @@ class Rig:
         folder.mkdir(exist_ok=True)
         opened = Store.open(default_url(folder))
         self._stores.append(opened)
+        self._homes[id(opened)] = folder
         return opened
 
-    def enroll(self, store: Store, host: str = HOST_ID) -> None:
-        """Admit this host's AK (with its EK certificate), as `attest enroll` records it."""
+    def log(self, store: Store) -> AuditLog:
+        """The audit log of a store from :meth:`store`, with its key in the store's folder
+        (the verifier's home): what the audited path (verify_logged) appends to."""
+        home = self._homes.get(id(store))
+        if home is None:  # a store opened elsewhere (on the rig's folder): not cached, as
+            return AuditLog.open(store, self.tmp)  # its id may be another's once it closes
+        if id(store) not in self._logs:
+            self._logs[id(store)] = AuditLog.open(store, home)
+        return self._logs[id(store)]
+
+    def verify_logged(self, verifier: Verifier, raw: bytes) -> Decision:
+        """``raw`` through the audited path (attest verify's), on the verifier's store log."""
+        return verify_logged(verifier, self.log(verifier.store), raw)
+
+    def enroll(self, store: Store, host: str = HOST_ID, *, move_host: bool = False) -> None:
+        """Admit this host's AK (with its EK certificate) as `attest enroll` does: logged
+        and sealed, through the same library function."""
         identity = self.identity
         ek = next(e for e in identity.eks if e.kind == "rsa")
-        store.enroll(host, identity.ak_name, identity.ak_public, identity.ak_qualified_name,
-                     ek.certificate, int(time.time()), ek=self.ek_id)
+        enroll_logged(store, self.log(store), host, identity.ak_name, identity.ak_public,
+                      identity.ak_qualified_name, ek.certificate, ek=self.ek_id,
+                      move_host=move_host, now=int(time.time()))
 
     @property
     def ek_id(self) -> str:

@@ -232,9 +232,6 @@ def test_an_enrollment_with_no_recorded_ek_is_denied_under_ek_roots(rig: Rig) ->
     assert "no EK" in decision.denials[0].message
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 10 item 15 follow-up): the verifier trusts "
-                   "enrollment rows it cannot authenticate; only `attest audit verify` names "
-                   "one written into the database without its entry")
 def test_an_enrollment_written_into_the_database_is_not_trusted(rig: Rig) -> None:
     """Whoever writes the database inserts an enrollment row (no credential activation, no
     EK, no audit entry): the verifier should not trust an AK it never enrolled."""
@@ -248,5 +245,9 @@ def test_an_enrollment_written_into_the_database_is_not_trusted(rig: Rig) -> Non
                    ":qn, NULL, 0, 0)",
                    {"ak": identity.ak_name.hex(), "host": HOST_ID,
                     "public": identity.ak_public, "qn": identity.ak_qualified_name})
-    decision = rig.verifier(rig.policy(**STORE_ENROLLMENT), store).verify(rig.issue())
+    # The audited path (`attest verify`, `attest run`): the row lacks the verifier's seal.
+    decision = rig.verify_logged(rig.verifier(rig.policy(**STORE_ENROLLMENT), store),
+                                 rig.issue())
     denied(decision, "ak_unknown")
+    assert "enrollment not made by this verifier" in decision.denials[0].message
+    assert "enroll again" in decision.denials[0].message

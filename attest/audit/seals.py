@@ -1,0 +1,79 @@
+"""Enrollment seals: the verifier tells the enrollments it made from rows written into its
+database by someone else.
+
+Whoever can write the database can insert an ``enrollments`` row for an AK of their
+choosing (no credential activation, no EK, no audit entry), or move an enrolled AK to
+another host id with an UPDATE. ``attest audit verify`` names such rows afterwards;
+the seal refuses them when deciding. ``attest enroll`` stores, in the enrollment's own
+transaction, a MAC under a key derived from the log key (which lives outside the
+database: attest.audit.keys) over every field trust rests on; the audited verifier
+(attest.verify.audited) reads the seal with the enrollment and denies ``ak_unknown``
+when it is missing or does not match.
+
+What a seal does not stop: a writer restoring an older sealed row with its seal (a
+rollback of that enrollment to what this verifier once enrolled). Re-enrolling an AK
+replaces its seal, and a host-id move deletes the seals of the AKs it drops, so only
+rows this verifier enrolled and still held can come back that way.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from attest.audit.note import NoteSigner
+from attest.store.db import Transaction
+from attest.store.records import Enrollment
+from attest.store.schema import enrollment_seals
+
+# Bumped if the encoding changes: a seal made under another version never matches.
+_VERSION = b"attest enrollment seal v1\0"
+_ROW = ("SELECT enrollments.ak_name, enrollments.host, enrollments.ak_public, "
+        "enrollments.ak_qualified_name, enrollments.ek_certificate, ak_eks.ek AS ek_id "
+        "FROM enrollments LEFT JOIN ak_eks ON ak_eks.ak_name = enrollments.ak_name "
+        "WHERE enrollments.ak_name = :ak")
+_DELETE = "DELETE FROM enrollment_seals WHERE ak_name = :ak"
+_INSERT = enrollment_seals.insert()
+
+
+def _field(value: bytes | None) -> bytes:
+    """A field that cannot run into the next: absent (0), or present (1) with its length."""
+    if value is None:
+        return b"\0"
+    return b"\1" + len(value).to_bytes(4, "big") + value
+
+
+def seal_data(*, ak_name: str, host: str, ak_public: bytes, ak_qualified_name: bytes,
+              ek_certificate: bytes | None, ek: str | None) -> bytes:
+    """The canonical encoding of what an enrollment vouches for: the AK (its name and
+    public area, and qualified name), the host id it speaks for, the EK certificate
+    and the EK its credential activation ran under."""
+    return _VERSION + b"".join(_field(part) for part in (
+        ak_name.encode(), host.encode(), bytes(ak_public), bytes(ak_qualified_name),
+        None if ek_certificate is None else bytes(ek_certificate),
+        None if ek is None else ek.encode()))
+
+
+def enrollment_data(enrollment: Enrollment) -> bytes:
+    return seal_data(ak_name=enrollment.ak_name.hex(), host=enrollment.host,
+                     ak_public=enrollment.ak_public,
+                     ak_qualified_name=enrollment.ak_qualified_name,
+                     ek_certificate=enrollment.ek_certificate, ek=enrollment.ek)
+
+
+def seal(tx: Transaction, signer: NoteSigner, ak_name: str) -> None:
+    """Seal the enrollment of ``ak_name`` (hex) as ``tx`` has it now: read back from the
+    transaction that wrote it, so the seal covers exactly the rows that commit."""
+    row = tx.first(_ROW, {"ak": ak_name})
+    tx.execute(_DELETE, {"ak": ak_name})
+    if row is None:  # nothing enrolled (a move dropped it): nothing to vouch for
+        return
+    data = seal_data(ak_name=row.ak_name, host=row.host, ak_public=row.ak_public,
+                     ak_qualified_name=row.ak_qualified_name,
+                     ek_certificate=row.ek_certificate, ek=row.ek_id)
+    tx.execute(_INSERT, {"ak_name": ak_name, "mac": signer.trust_mac(data)})
+
+
+def sealed(signer: NoteSigner, enrollment: Enrollment) -> bool:
+    """Whether ``enrollment`` carries this verifier's seal over the values it holds."""
+    return enrollment.seal is not None and hmac.compare_digest(
+        enrollment.seal, signer.trust_mac(enrollment_data(enrollment)))
