@@ -1,7 +1,8 @@
 """What the verifier and the store's commands log, and how.
 
 - :func:`decision_hook` gives the verifier an ``AuditHook``: it runs inside the
-  acceptance transaction, so an acceptance that can't be logged is not committed.
+  acceptance transaction, so an acceptance that can't be logged is not committed; it
+  also seals the accepted artifact there (attest.audit.seals), for its children.
 - :func:`record_decision` logs a denial, which commits nothing else to attach to.
 - :func:`enrollment_entry`, :func:`revocation_entry` and :func:`readmission_entry` are
   the entries of changes of trust, appended inside the transaction that makes the change
@@ -50,8 +51,13 @@ def decision_hook(log: AuditLog, *, verifier_id: str | None = None) -> DecisionH
         digest = decision.artifact_sha256
         if digest is None and decision.jti is not None:
             digest = tx.scalar(_DIGEST, {"jti": decision.jti})
-        return log.append(tx, decision_entry(decision, time=log.now(),
-                                               verifier_id=verifier_id, artifact=digest))
+        index = log.append(tx, decision_entry(decision, time=log.now(),
+                                                verifier_id=verifier_id, artifact=digest))
+        if decision.accepted and decision.record is not None:
+            # Sealed in the acceptance's transaction: the children of this artifact are
+            # accepted by the audited verifier only against a row it sealed here.
+            log.seal_artifact(tx, decision.record)
+        return index
     return hook
 
 

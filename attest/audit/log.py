@@ -29,7 +29,7 @@ from attest.audit.schema import (
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
 from attest.store import Store, integrity
 from attest.store.db import Conflict, DatabaseError, Transaction
-from attest.store.records import Enrollment
+from attest.store.records import ArtifactRecord, Enrollment
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
 # appenders queue there and read the size only once it is theirs.
@@ -189,10 +189,24 @@ class AuditLog:
             raise AuditUnavailable(f"the enrollment could not be sealed: {exc}",
                                    hint="check the verifier's store") from exc
 
-    def sealed(self, enrollment: Enrollment) -> bool:
-        """Whether this verifier enrolled ``enrollment`` as it stands (its seal matches).
+    def seal_artifact(self, tx: Transaction, record: ArtifactRecord) -> None:
+        """Seal the artifact ``record`` that ``tx`` accepts, over the values the verifier
+        accepted. Raises :class:`AuditUnavailable` without the key: the acceptance rolls
+        back (audit_unavailable), and no artifact is accepted unsealed."""
+        signer = self._keyed("seal an artifact")
+        try:
+            seals.seal_artifact(tx, signer, record)
+        except DatabaseError as exc:
+            raise AuditUnavailable(f"the artifact could not be sealed: {exc}",
+                                   hint="check the verifier's store") from exc
+
+    def sealed(self, record: Enrollment | ArtifactRecord) -> bool:
+        """Whether this verifier wrote ``record`` as it stands (its seal matches): an
+        enrollment it made, or an artifact it accepted (a parent lineage rests on).
         Raises :class:`AuditUnavailable` without the key: never a silent yes or no."""
-        return seals.sealed(self._keyed("check an enrollment's seal"), enrollment)
+        if isinstance(record, ArtifactRecord):
+            return seals.artifact_sealed(self._keyed("check an artifact's seal"), record)
+        return seals.sealed(self._keyed("check an enrollment's seal"), record)
 
     def _keyed(self, doing: str) -> NoteSigner:
         if self._signer is None:

@@ -1,5 +1,5 @@
-"""Enrollment seals: the verifier tells the enrollments it made from rows written into its
-database by someone else.
+"""Enrollment and artifact seals: the verifier tells the enrollments it made and the
+artifacts it accepted from rows written into its database by someone else.
 
 Whoever can write the database can insert an ``enrollments`` row for an AK of their
 choosing (no credential activation, no EK, no audit entry), or move an enrolled AK to
@@ -9,6 +9,16 @@ transaction, a MAC under a key derived from the log key (which lives outside the
 database: attest.audit.keys) over every field trust rests on; the audited verifier
 (attest.verify.audited) reads the seal with the enrollment and denies ``ak_unknown``
 when it is missing or does not match.
+
+Artifact seals: a child's lineage is checked against its parent's ``artifacts`` row
+(scope, exp, depth, digest...). A writer who widens a parent's scope, raises its exp or
+inserts a parent never accepted would let children through. The audited acceptance
+(attest.audit.hooks.decision_hook) stores, in its own transaction, a MAC over the values
+the verifier accepted (never the row read back: a row someone prepared under the jti
+of a multi-use artifact gets no seal over its values), under its own version label; the
+audited verifier denies a child ``lineage_broken`` when its parent's row lacks a
+matching seal. Artifacts accepted before seals have none: their children are denied
+until the parent is issued again (parents are short-lived: the policy's max_lifetime).
 
 What a seal does not stop: a writer restoring an older sealed row with its seal (a
 rollback of that enrollment to what this verifier once enrolled). Re-enrolling an AK
@@ -21,9 +31,9 @@ from __future__ import annotations
 import hmac
 
 from attest.audit.note import NoteSigner
-from attest.store.db import Transaction
-from attest.store.records import Enrollment
-from attest.store.schema import enrollment_seals
+from attest.store.db import Conflict, Transaction
+from attest.store.records import ArtifactRecord, Enrollment
+from attest.store.schema import artifact_seals, enrollment_seals
 
 # Bumped if the encoding changes: a seal made under another version never matches.
 _VERSION = b"attest enrollment seal v1\0"
@@ -33,6 +43,9 @@ _ROW = ("SELECT enrollments.ak_name, enrollments.host, enrollments.ak_public, "
         "WHERE enrollments.ak_name = :ak")
 _DELETE = "DELETE FROM enrollment_seals WHERE ak_name = :ak"
 _INSERT = enrollment_seals.insert()
+# Its own label: an artifact seal never passes for an enrollment's, nor the other way.
+_ARTIFACT_VERSION = b"attest artifact seal v1\0"
+_INSERT_ARTIFACT = artifact_seals.insert()
 
 
 def _field(value: bytes | None) -> bytes:
@@ -77,3 +90,34 @@ def sealed(signer: NoteSigner, enrollment: Enrollment) -> bool:
     """Whether ``enrollment`` carries this verifier's seal over the values it holds."""
     return enrollment.seal is not None and hmac.compare_digest(
         enrollment.seal, signer.trust_mac(enrollment_data(enrollment)))
+
+
+def artifact_data(record: ArtifactRecord) -> bytes:
+    """The canonical encoding of what an accepted artifact's row vouches for: every
+    field lineage and the revocation of its descendants rest on (all but when it was
+    accepted and whether it is revoked, which the revocations table says)."""
+    return _ARTIFACT_VERSION + b"".join(_field(part) for part in (
+        record.jti.encode(), record.sha256.encode(),
+        None if record.parent_jti is None else record.parent_jti.encode(),
+        str(record.depth).encode(), str(record.exp).encode(), record.host.encode(),
+        record.kid.encode(), record.ak_name.encode(), record.subject.encode(),
+        record.scope.encode(), None if record.approval is None else record.approval.encode()))
+
+
+def seal_artifact(tx: Transaction, signer: NoteSigner, record: ArtifactRecord) -> None:
+    """Seal ``record``, the artifact the verifier is accepting in ``tx``, over the values
+    it accepted. An artifact allowed several uses keeps the seal of its first acceptance
+    (its row stands too: attest.store.acceptance)."""
+    try:
+        with tx.savepoint():
+            tx.execute(_INSERT_ARTIFACT, {"jti": record.jti,
+                                          "mac": signer.trust_mac(artifact_data(record))})
+    except Conflict:
+        pass  # sealed by its first acceptance: the same jti, the same artifact
+
+
+def artifact_sealed(signer: NoteSigner, record: ArtifactRecord) -> bool:
+    """Whether ``record`` (a row as the store reads it) carries this verifier's seal
+    over the values it holds."""
+    return record.seal is not None and hmac.compare_digest(
+        record.seal, signer.trust_mac(artifact_data(record)))

@@ -101,8 +101,10 @@ class EpochRecord:
 class ArtifactRecord:
     """An accepted artifact as the store keeps it.
 
-    When passed to :meth:`Store.accept`, ``accepted_at`` and the revocation fields are
-    ignored: the store stamps ``now`` and revocations live in their own table.
+    When passed to :meth:`Store.accept`, ``accepted_at``, the revocation fields,
+    ``approval`` and ``seal`` are ignored: the store stamps ``now``, revocations live in
+    their own table, the approval is the one ``accept`` is given, and only the audit
+    log seals (attest.audit.seals).
     """
 
     jti: str
@@ -118,6 +120,12 @@ class ArtifactRecord:
     accepted_at: int = 0
     revoked: bool = False
     revocation_reason: str | None = None
+    # The authority approval its key signed under (artifact_approvals), when recorded:
+    # an approval revocation reaches the artifact's descendants through it.
+    approval: str | None = None
+    # The verifier's MAC over the fields above that lineage rests on (attest.audit.seals);
+    # None: no audited acceptance wrote the row (or it predates seals).
+    seal: bytes | None = None
 
 
 @dataclass(frozen=True)

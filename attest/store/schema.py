@@ -179,10 +179,19 @@ enrollment_seals = Table("enrollment_seals", (
     Column("mac", BLOB),
 ))
 
+# The verifier's seal over each artifact it accepted (attest.audit.seals): what a child's
+# lineage check reads of its parent is trusted only under it, so a row inserted or
+# changed by someone else (a wider scope, a later exp) vouches for no child.
+# No foreign key: the seal is written in the acceptance's transaction, with the row.
+artifact_seals = Table("artifact_seals", (
+    Column("jti", varchar(MAX_JTI), primary_key=True),
+    Column("mac", BLOB),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
 # In creation order: a table after those its foreign keys name. Tables added after
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
 TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
-          artifact_approvals, enrollment_seals)
+          artifact_approvals, enrollment_seals, artifact_seals)

@@ -70,8 +70,12 @@ _TABLE_NAMES = {
     "postgresql": ("SELECT table_name AS name FROM information_schema.tables "
                    "WHERE table_schema = current_schema()"),
 }
-_ARTIFACT = ("SELECT artifacts.*, artifact_approvals.approval FROM artifacts "
+# With its seal (NULL when none: attest.audit.seals), read in the same query so that the
+# audited verifier checks the seal over exactly the values lineage then relies on.
+_ARTIFACT = ("SELECT artifacts.*, artifact_approvals.approval, artifact_seals.mac AS seal "
+             "FROM artifacts "
              "LEFT JOIN artifact_approvals ON artifact_approvals.jti = artifacts.jti "
+             "LEFT JOIN artifact_seals ON artifact_seals.jti = artifacts.jti "
              "WHERE artifacts.jti = :jti")
 _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
 _INSERT_NONCE = nonces.insert()
@@ -606,7 +610,8 @@ def _artifact(row: Row, revoked: Revocation | None) -> ArtifactRecord:
         exp=row.exp, host=row.host, kid=row.kid, ak_name=row.ak_name,
         subject=row.subject, scope=row.scope, accepted_at=row.accepted_at,
         revoked=revoked is not None,
-        revocation_reason=None if revoked is None else revoked.reason)
+        revocation_reason=None if revoked is None else revoked.reason,
+        approval=row.approval, seal=None if row.seal is None else bytes(row.seal))
 
 
 def _line(jti: str, stored: Row | None) -> list[tuple[RevocationKind, str | None]]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attest.reasons import Reason
+
+if TYPE_CHECKING:
+    from attest.store.records import ArtifactRecord
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,8 @@ class Decision:
     ``facts`` holds what the verifier established (host, AK, key, quoted PCRs,
     runtime measurements), for the caller and the audit log. ``artifact_sha256`` is
     the accepted artifact's identity (hex SHA-256 of its JWS signing input, see
-    :attr:`attest.artifact.jws.ParsedArtifact.sha256`), what the audit log names it by.
+    :attr:`attest.artifact.jws.ParsedArtifact.sha256`), what the audit log names it by;
+    ``record`` the row the acceptance stores, for the audit hook to seal.
     """
 
     accepted: bool
@@ -36,6 +40,9 @@ class Decision:
     facts: Mapping[str, Any] = field(default_factory=dict)
     audit_index: int | None = None
     artifact_sha256: str | None = None
+    # An acceptance's record as the verifier stores it: what the audit hook seals
+    # (attest.audit.seals). Not part of the decision's JSON, nor of its equality.
+    record: ArtifactRecord | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The one invariant that makes the type fail closed: no acceptance with a reason.

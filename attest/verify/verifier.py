@@ -87,9 +87,10 @@ CERTIFICATION_LABEL = b"attest key certification\0"
 AuditHook = Callable[[Decision, Any], int]
 """Appends a decision to the audit log inside the acceptance transaction; returns its index."""
 
-SealCheck = Callable[[EnrolledAK], bool]
-"""Whether this verifier made an enrollment row as it stands (attest.audit.seals): the
-audited path passes the log key's check; raises AttestError when it cannot tell."""
+SealCheck = Callable[[EnrolledAK | ArtifactRecord], bool]
+"""Whether this verifier wrote a row as it stands (attest.audit.seals): an enrollment it
+made, or an artifact it accepted (a child's parent). The audited path passes the log
+key's check; raises AttestError when it cannot tell."""
 
 # Log texts whose appraisal a Verifier keeps (a host's log changes only when it
 # measures, so its artifacts repeat it), bounded by their total size in characters.
@@ -172,9 +173,10 @@ class Verifier:
     def verify(self, raw: bytes, *, now: int | None = None, audit: AuditHook | None = None,
                sealed: SealCheck | None = None) -> Decision:
         """The decision on ``raw``. With ``sealed``, an enrollment from the store counts
-        only if it holds (attest.verify.audited passes the log key's seal check); without
-        it, the store's enrollments are trusted as they are: whoever can write the
-        database can then enroll AKs (docs/threat-model.md, class 15)."""
+        only if it holds, and so does a parent's row a child's lineage is checked against
+        (attest.verify.audited passes the log key's seal check); without it, the store's
+        enrollments and artifacts are trusted as they are: whoever can write the database
+        can then enroll AKs, or widen or invent parents (docs/threat-model.md, class 15)."""
         when = int(self._clock()) if now is None else now
         try:
             return self._verify(raw, when, audit, sealed)
@@ -235,7 +237,7 @@ class Verifier:
             denials.extend(self._tpm_time(claims, quote, view, now, denials))
         # Patterns (rules, a parent's argv) cost a scan of the argv per pattern: only for
         # claims the JWS signature vouches for, never for anyone's text under a known AK.
-        denials.extend(self._state(artifact, subject, certified, view, now, signed))
+        denials.extend(self._state(artifact, subject, certified, view, now, signed, sealed))
         if signed and not self._allowed(claims.sub, claims.scope.action, claims.scope.argv,
                                         subject.host):
             denials.append(Denial(Reason.POLICY_MISMATCH,
@@ -551,7 +553,7 @@ class Verifier:
 
     def _state(self, artifact: jws.ParsedArtifact, subject: _Subject,
                certified: CertifiedKey | None, view: Snapshot, now: int,
-               signed: bool) -> list[Denial]:
+               signed: bool, sealed: SealCheck | None) -> list[Denial]:
         claims = artifact.claims
         found: list[Denial] = []
         if self.policy.artifacts.single_use and view.jti_seen:
@@ -565,9 +567,14 @@ class Verifier:
             # The same words the store uses at commit time: an AK revocation is ak_revoked.
             found.append(_denial(Revoked(revoked)))
         if claims.lineage is not None:
-            found.extend(check_lineage(view.parent, view.parent_revocation, claims.lineage,
-                                       claims.scope, claims.exp, self.policy.lineage, now,
-                                       match_argv=signed))
+            unsealed = _unsealed_parent(view.parent, sealed)
+            if unsealed is not None:
+                # Nothing of the row counts (scope, exp, depth, digest): not even parsed.
+                found.append(unsealed)
+            else:
+                found.extend(check_lineage(view.parent, view.parent_revocation,
+                                           claims.lineage, claims.scope, claims.exp,
+                                           self.policy.lineage, now, match_argv=signed))
         return found
 
     def _accept(self, artifact: jws.ParsedArtifact, subject: _Subject, certified: CertifiedKey,
@@ -575,23 +582,27 @@ class Verifier:
                 audit: AuditHook | None) -> Decision:
         claims = artifact.claims
         digest = artifact.sha256
+        use = approval_use(self.policy, claims.evidence)
         record = ArtifactRecord(
             jti=claims.jti, sha256=digest,
             parent_jti=claims.lineage.parent if claims.lineage else None,
             depth=claims.lineage.depth if claims.lineage else 0, exp=claims.exp,
             host=subject.host, kid=certified.name.hex(), ak_name=subject.ak_name.hex(),
-            subject=claims.sub, scope=json.dumps(claims.scope.to_json(), sort_keys=True))
+            subject=claims.sub, scope=json.dumps(claims.scope.to_json(), sort_keys=True),
+            approval=None if use is None else use.id)
         clock = SeenClock(quote.clock_info.clock, quote.clock_info.reset_count,
                           quote.clock_info.restart_count)
+        # The record goes with the decision to the audit hook, which seals it (its row is
+        # what children's lineage rests on: attest.audit.seals).
         decision = Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
-                            facts=facts, artifact_sha256=digest)
+                            facts=facts, artifact_sha256=digest, record=record)
         indexes: list[int] = []
         hook = None if audit is None else _audit_hook(audit, decision, indexes)
         try:
             self.store.accept(record, nonce=claims.eat_nonce,
                               single_use=self.policy.artifacts.single_use, clock=clock, now=now,
                               in_transaction=hook,
-                              approval=approval_use(self.policy, claims.evidence))
+                              approval=use)
         except (Replayed, NonceRejected, Revoked, ApprovalRolledBack, ClockRejected) as exc:
             return Decision(False, (_denial(exc),), jti=claims.jti, subject=claims.sub,
                             host=subject.host)
@@ -604,6 +615,25 @@ class Verifier:
             return Decision(True, jti=claims.jti, subject=claims.sub, host=subject.host,
                             facts=facts, audit_index=indexes[0], artifact_sha256=digest)
         return decision
+
+
+def _unsealed_parent(parent: ArtifactRecord | None, sealed: SealCheck | None) -> Denial | None:
+    """lineage_broken when the parent's row lacks this verifier's seal (attest.audit.seals),
+    or a named denial when the seal cannot be checked; None when it holds, when there is
+    no parent row (check_lineage denies that) or no check (a plain Verifier trusts its
+    store: docs/threat-model.md, class 15)."""
+    if parent is None or sealed is None:
+        return None
+    try:
+        genuine = sealed(parent)
+    except AttestError as exc:  # the key is out of reach: named, never skipped
+        return _denial(exc)
+    if genuine:
+        return None
+    return Denial(Reason.LINEAGE_BROKEN,
+                  f"the parent {parent.jti}'s record was not written by this verifier (it "
+                  "lacks the verifier's seal, or the row was changed since): reissue the "
+                  "parent")
 
 
 def _audit_hook(audit: AuditHook, decision: Decision,
