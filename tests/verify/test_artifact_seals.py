@@ -161,6 +161,8 @@ def test_a_parent_seal_is_checked_under_the_log_key_or_the_decision_is_audit_una
                              rig.issue(ttl=60, parent=parent))
     assert not decision.accepted
     assert set(decision.reasons) == {"audit_unavailable"}, decision.reasons
+    # Denied at the parent's seal, before any acceptance is attempted.
+    assert any("check an artifact's seal" in d.message for d in decision.denials)
 
 
 def test_attest_verify_seals_a_parent_and_denies_a_child_of_its_widened_row(
@@ -169,13 +171,14 @@ def test_attest_verify_seals_a_parent_and_denies_a_child_of_its_widened_row(
     policy = rig.tmp / "policy.yaml"
     host.ok("policy", "init", "--from-host", "--out", str(policy))
     parent = rig.tmp / "parent.jws"
-    host.ok("authorize", "--subject", "ops", "--resource", "db1", "--out", str(parent),
-            "--", "ls")
+    host.ok("authorize", "--subject", "ops", "--resource", "db1", "--ttl", "300s",
+            "--out", str(parent), "--", "ls")
     assert json.loads(host.ok("verify", str(parent), "--policy", str(policy),
                               "--json").stdout)["accepted"]
     child = rig.tmp / "child.jws"
-    host.ok("authorize", "--subject", "ops", "--resource", "db1", "--parent", str(parent),
-            "--out", str(child), "--", "ls")
+    # Children expire before their parent (their exp may not pass it).
+    host.ok("authorize", "--subject", "ops", "--resource", "db1", "--ttl", "60s",
+            "--parent", str(parent), "--out", str(child), "--", "ls")
     assert json.loads(host.ok("verify", str(child), "--policy", str(policy),
                               "--json").stdout)["accepted"]
     jti = _jti(parent.read_bytes())
@@ -187,7 +190,29 @@ def test_attest_verify_seals_a_parent_and_denies_a_child_of_its_widened_row(
                          (json.dumps(scope, sort_keys=True), jti))
     wider = rig.tmp / "wider.jws"
     host.ok("authorize", "--subject", "ops", "--resource", "db1", "--resource", "db2",
-            "--parent", str(parent), "--out", str(wider), "--", "ls")
+            "--ttl", "60s", "--parent", str(parent), "--out", str(wider), "--", "ls")
     refused = host.run("verify", str(wider), "--policy", str(policy), "--json")
     assert refused.exit_code == 1, refused.output
     assert json.loads(refused.stdout)["reasons"] == ["lineage_broken"]
+
+
+def test_a_row_prepared_under_a_multi_use_parent_jti_is_not_sealed_as_it_stands(
+        rig: Rig) -> None:
+    """An artifact allowed several uses keeps its first row (attest.store.acceptance): a
+    writer who inserts that row ahead of the first use, with a wider scope, must not get
+    it sealed. The seal covers the values the verifier accepted, never the row read back."""
+    verifier = rig.verifier(rig.policy(rules=ANY_RULE, single_use=False))
+    parent = rig.issue("ls", "-l", "/srv/*", resources=("db1",), ttl=300)
+    claims = jws.parse(parent).claims
+    scope = claims.scope.to_json()
+    scope["resources"] = ["db1", "db2"]
+    with verifier.store.write() as tx:
+        tx.execute("INSERT INTO artifacts (jti, sha256, parent_jti, depth, exp, host, kid, "
+                   "ak_name, subject, scope, accepted_at) VALUES (:jti, :sha256, NULL, 0, "
+                   ":exp, 'web-1', :kid, :ak, :sub, :scope, 0)",
+                   {"jti": claims.jti, "sha256": jws.parse(parent).sha256, "exp": claims.exp,
+                    "kid": jws.parse(parent).header.kid, "ak": claims.iss,
+                    "sub": claims.sub, "scope": json.dumps(scope, sort_keys=True)})
+    accepted(rig.verify_logged(verifier, parent))  # the same digest: a second use
+    _lineage_denied(rig.verify_logged(verifier, rig.issue(
+        "ls", "-l", "/srv/data", resources=("db1", "db2"), ttl=60, parent=parent)))
