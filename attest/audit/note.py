@@ -158,8 +158,9 @@ class NoteSigner:
                         hashlib.sha256).digest()
 
     def trust_mac(self, data: bytes) -> bytes:
-        """The MAC of ``data``, a record the verifier trusts (an enrollment: see
-        attest.audit.seals), under a key of its own: a seal is never an entry MAC."""
+        """The MAC of ``data``, a record the verifier trusts (an enrollment, an accepted
+        artifact: see attest.audit.seals), under a key of its own: a seal is never an
+        entry MAC. Each kind of record has its own version label in ``data``."""
         return hmac.new(self._trust_key, data, hashlib.sha256).digest()
 
     @classmethod
