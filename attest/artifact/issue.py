@@ -28,8 +28,8 @@ from attest.artifact.model import (
     Evidence,
     Lineage,
     Scope,
-    b64url,
     binding,
+    new_jti,
 )
 from attest.errors import EvidenceError, UsageError
 from attest.evidence.approval import Approval
@@ -188,7 +188,7 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
                 raise UsageError("no boot log on this host (securityfs not mounted?)",
                                  hint="set ATTEST_BOOT_LOG, or drop --boot-log")
             boot_log = path.read_bytes()
-        jti = b64url(secrets.token_bytes(16))
+        jti = new_jti(identity.ak_name.hex(), secrets.token_bytes(16))
         made: dict[str, Claims] = {}
 
         def claims_for(values: PCRValues) -> bytes:

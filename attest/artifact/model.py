@@ -4,7 +4,7 @@ An artifact is a JWS (RFC 7515, compact serialization) whose payload is a JSON
 object of claims (EAT and JWT names where they fit) plus an ``evidence`` member:
 
     {"iss": "<AK name, hex>", "sub": "deploy-bot", "aud": "verifier-1",
-     "jti": "<128-bit random, base64url>", "iat": 1764133000, "nbf": ..., "exp": ...,
+     "jti": "<32 hex of SHA-256(iss)>.<128-bit random, base64url>", "iat": 1764133000, "nbf": ..., "exp": ...,
      "eat_nonce": "<verifier challenge, base64url>",
      "scope": {"action": "exec", "argv": [...], "executable_digest": "<hex>",
                "resources": [...]},
@@ -414,6 +414,22 @@ def _object(data: Any, what: str, allowed: AbstractSet[str] | None) -> dict[str,
         if unknown:
             raise malformed(f"{what} has unknown members: {', '.join(sorted(unknown))}")
     return data
+
+
+def jti_namespace(iss: str) -> str:
+    """The prefix every jti of the AK named ``iss`` carries: 32 hex digits of SHA-256(iss).
+
+    Single use is on the jti, which the issuer chooses: without a namespace another
+    enrolled host that saw an artifact in transit could spend its jti first and get the
+    genuine artifact denied as replayed. A prefix derived from the issuer's AK name
+    gives each AK its own jtis (128 bits: no AK can be ground to another's prefix).
+    """
+    return hashlib.sha256(iss.encode()).hexdigest()[:32]
+
+
+def new_jti(iss: str, random: bytes) -> str:
+    """A jti in ``iss``'s namespace: its prefix, a dot, then 128 random bits."""
+    return f"{jti_namespace(iss)}.{b64url(random)}"
 
 
 def _string(value: Any, what: str) -> str:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attest.artifact import jws
-from attest.artifact.model import Claims, Evidence, b64url, binding
+from attest.artifact.model import Claims, Evidence, b64url, binding, jti_namespace
 from attest.certfiles import read_certificates
 from attest.errors import AttestError, EvidenceError
 from attest.eventlog.appraise import appraise
@@ -271,6 +271,11 @@ class Verifier:
         if ak.name.hex() != claims.iss:
             raise _Denied([Denial(Reason.AK_UNKNOWN,
                                   "iss is not the name of the AK in the evidence")])
+        if not claims.jti.startswith(jti_namespace(claims.iss) + "."):
+            # Each AK issues jtis in its own namespace: a jti spent by another AK can't
+            # get this AK's artifact denied as replayed.
+            raise _Denied([Denial(Reason.MALFORMED_ARTIFACT,
+                                  "the jti is not in its issuer's namespace (SHA-256 of iss)")])
         if self.policy.enrollment is Enrollment.POLICY:
             trusted = self.policy.trusted_ak(ak.name)
             if trusted is None:

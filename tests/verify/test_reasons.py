@@ -18,7 +18,7 @@ import pytest
 from tpm2_pytss import TPMA_OBJECT
 
 from attest.artifact import jws
-from attest.artifact.model import Evidence, b64url
+from attest.artifact.model import Evidence, b64url, new_jti
 from attest.evidence.pcrs import PCRSelection
 from attest.policy import NonceMode, Rule, TrustedAK
 from attest.reasons import Reason
@@ -190,8 +190,8 @@ def test_key_attributes_invalid_an_unrestricted_key_enrolled_as_ak(rig: Rig) -> 
     store = rig.store()
     store.enroll(HOST_ID, key.tpm_name, key.public, b"", None, int(time.time()))
     raw = rig.reissue(rig.issue(), claims=lambda c: dataclasses.replace(
-        c, iss=key.tpm_name.hex(), evidence=dataclasses.replace(c.evidence,
-                                                                 ak_public=key.public)))
+        c, iss=key.tpm_name.hex(), jti=new_jti(key.tpm_name.hex(), bytes(16)),
+        evidence=dataclasses.replace(c.evidence, ak_public=key.public)))
     denied(rig.verifier(rig.policy(**STORE_ENROLLMENT), store).verify(raw),
            "key_attributes_invalid")
 
