@@ -174,7 +174,10 @@ class Verifier:
         """The decision on ``raw``. With ``sealed``, an enrollment from the store counts
         only if it holds (attest.verify.audited passes the log key's seal check); without
         it, the store's enrollments are trusted as they are: whoever can write the
-        database can then enroll AKs (docs/threat-model.md, class 15)."""
+        database can then enroll AKs (docs/threat-model.md, class 15). Revocations
+        likewise: only an ``audit`` hook that checks their seals (the audited path's,
+        attest.verify.audited) refuses to accept over a set a database writer cut down;
+        a bare Verifier has no key and trusts the store's revocations as they are."""
         when = int(self._clock()) if now is None else now
         try:
             return self._verify(raw, when, audit, sealed)
