@@ -65,9 +65,9 @@ _DROP_SEALS = "DELETE FROM revocation_seals"
 # Taken first in every transaction that seals or checks the set: writers and checkers
 # queue on this row (a row lock on PostgreSQL), so a check never sees a revocation's
 # row without its aggregate or the reverse. Before the audit state row, always.
-_LOCK = "UPDATE revocation_aggregate SET count = count WHERE id = :id"
-_AGGREGATE = "SELECT count, digest, mac FROM revocation_aggregate WHERE id = :id"
-_UPDATE = ("UPDATE revocation_aggregate SET count = :count, digest = :digest, mac = :mac "
+_LOCK = "UPDATE revocation_aggregate SET total = total WHERE id = :id"
+_AGGREGATE = "SELECT total, digest, mac FROM revocation_aggregate WHERE id = :id"
+_UPDATE = ("UPDATE revocation_aggregate SET total = :total, digest = :digest, mac = :mac "
            "WHERE id = :id")
 _INSERT_AGGREGATE = revocation_aggregate.insert()
 # What an acceptance rests on: the artifact and its stored ancestors, their key, AK (and
@@ -114,7 +114,7 @@ def _set_mac(signer: NoteSigner, count: int, digest: int) -> bytes:
 
 def _write_aggregate(tx: Transaction, signer: NoteSigner, count: int, digest: int,
                      exists: bool) -> None:
-    values = {"id": AGGREGATE_ROW, "count": count, "digest": digest.to_bytes(32, "big"),
+    values = {"id": AGGREGATE_ROW, "total": count, "digest": digest.to_bytes(32, "big"),
               "mac": _set_mac(signer, count, digest)}
     tx.execute(_UPDATE if exists else _INSERT_AGGREGATE, values)
 
@@ -135,7 +135,7 @@ def seal(tx: Transaction, signer: NoteSigner,
     these rows alone: the check then refuses the set until :func:`reseal`."""
     exists = tx.execute(_LOCK, {"id": AGGREGATE_ROW}) == 1
     aggregate = tx.first(_AGGREGATE, {"id": AGGREGATE_ROW}) if exists else None
-    count = 0 if aggregate is None else int(aggregate.count)
+    count = 0 if aggregate is None else int(aggregate.total)
     digest = 0 if aggregate is None else int.from_bytes(bytes(aggregate.digest), "big")
     added = False
     for kind, subject in dict.fromkeys(pairs):
@@ -201,10 +201,10 @@ class SealedSet:
         aggregate = tx.first(_AGGREGATE, {"id": AGGREGATE_ROW})
         if aggregate is None or aggregate.mac is None or not hmac.compare_digest(
                 bytes(aggregate.mac),
-                _set_mac(signer, int(aggregate.count),
+                _set_mac(signer, int(aggregate.total),
                          int.from_bytes(bytes(aggregate.digest), "big"))):
             raise _removed("the revocation set's seal does not match")
-        sealed = (int(aggregate.count), int.from_bytes(bytes(aggregate.digest), "big"))
+        sealed = (int(aggregate.total), int.from_bytes(bytes(aggregate.digest), "big"))
         with self._lock:
             new = self._unseen(tx, signer, self.high)
             if self._total(new) != sealed and self.ids:

@@ -191,7 +191,7 @@ revocation_seals = Table("revocation_seals", (
 
 revocation_aggregate = Table("revocation_aggregate", (
     Column("id", INTEGER, primary_key=True),  # always 1
-    Column("count", BIGINT),
+    Column("total", BIGINT),  # how many rows the set holds
     Column("digest", BLOB),
     Column("mac", BLOB),
 ))

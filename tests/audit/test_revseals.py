@@ -39,7 +39,7 @@ def _sealed(store: Store) -> tuple[list[str], int]:
         rows = tx.all("SELECT revocations.subject, revocation_seals.mac FROM revocations "
                       "LEFT JOIN revocation_seals ON revocation_seals.id = revocations.id "
                       "ORDER BY revocations.id")
-        count = tx.scalar("SELECT count FROM revocation_aggregate")
+        count = tx.scalar("SELECT total FROM revocation_aggregate")
     assert all(row.mac is not None for row in rows)
     return [row.subject for row in rows], int(count)
 
@@ -82,13 +82,13 @@ def test_reseal_gives_the_set_the_incremental_seals_gave(store: Store, log: Audi
     for n in range(3):
         revoke_logged(store, log, RevocationKind.ARTIFACT, f"j{n}", "leaked", now=T0 + n)
     with store.read() as tx:
-        before = tx.first("SELECT count, digest, mac FROM revocation_aggregate")
+        before = tx.first("SELECT total, digest, mac FROM revocation_aggregate")
     assert log.reseal_revocations() == 3
     with store.read() as tx:
-        after = tx.first("SELECT count, digest, mac FROM revocation_aggregate")
+        after = tx.first("SELECT total, digest, mac FROM revocation_aggregate")
     assert before is not None and after is not None
-    assert (before.count, bytes(before.digest), bytes(before.mac)) == (
-        after.count, bytes(after.digest), bytes(after.mac))
+    assert (before.total, bytes(before.digest), bytes(before.mac)) == (
+        after.total, bytes(after.digest), bytes(after.mac))
 
 
 def test_without_the_key_nothing_is_sealed_or_checked(store: Store, log: AuditLog) -> None:
@@ -118,7 +118,7 @@ def test_a_revocation_committed_below_the_highest_id_seen_is_found(store: Store,
     log.reseal_revocations()
     with store.write() as tx:
         log.check_revocations(tx, None)
-        assert tx.scalar("SELECT count FROM revocation_aggregate") == 3
+        assert tx.scalar("SELECT total FROM revocation_aggregate") == 3
     with pytest.raises(AuditUnavailable, match="jti:j2"), store.write() as tx:
         tx.execute("DELETE FROM revocations WHERE id = 2")
         tx.execute(insert, {"id": 2, "jti": "other"})

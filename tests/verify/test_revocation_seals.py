@@ -115,14 +115,14 @@ def test_an_aggregate_rolled_back_with_its_newest_row_is_denied_while_running(
     log = rig.log(store)
     revoke_logged(store, log, RevocationKind.ARTIFACT, "first", "leaked")
     with store.read() as tx:
-        old = tx.first("SELECT count, digest, mac FROM revocation_aggregate")
-    assert old is not None and old.count == 1
+        old = tx.first("SELECT total, digest, mac FROM revocation_aggregate")
+    assert old is not None and old.total == 1
     revoke_logged(store, log, RevocationKind.ARTIFACT, "second", "leaked")
     accepted(rig.verify_logged(verifier, rig.issue()))  # the running verifier holds both
     with store.write() as tx:  # the newest revocation gone, the set sealed before it back
         tx.execute("DELETE FROM revocations WHERE subject = 'second'")
-        tx.execute("UPDATE revocation_aggregate SET count = :count, digest = :digest, "
-                   "mac = :mac", {"count": old.count, "digest": old.digest, "mac": old.mac})
+        tx.execute("UPDATE revocation_aggregate SET total = :total, digest = :digest, "
+                   "mac = :mac", {"total": old.total, "digest": old.digest, "mac": old.mac})
     # (A new verifier process could not tell: docs/threat-model.md, known limits.)
     _removed(rig.verify_logged(verifier, rig.issue()))
 
@@ -150,10 +150,10 @@ def test_cascades_are_sealed(rig: Rig) -> None:
     with store.read() as tx:
         rows = tx.all("SELECT revocations.kind, revocation_seals.mac FROM revocations "
                       "LEFT JOIN revocation_seals ON revocation_seals.id = revocations.id")
-        aggregate = tx.first("SELECT count FROM revocation_aggregate")
+        aggregate = tx.first("SELECT total FROM revocation_aggregate")
     assert sorted(row.kind for row in rows) == ["ak", "ek", "host", "jti"]
     assert all(row.mac is not None for row in rows)
-    assert aggregate is not None and aggregate.count == 4
+    assert aggregate is not None and aggregate.total == 4
     denied(_fresh(rig, verifier, rig.issue()), "ak_revoked")
     with store.write() as tx:  # the cascaded AK revocation is one the writer may not drop
         tx.execute("DELETE FROM revocations WHERE kind IN ('ak', 'ek', 'host')")
