@@ -141,3 +141,48 @@ def enroll_logged(store: Store, log: AuditLog, host: str, ak_name: bytes, ak_pub
 
     return store.enroll(host, ak_name, ak_public, ak_qualified_name, ek_certificate, when,
                         ek=ek, move_host=move_host, in_transaction=logged)
+
+
+def revoke_logged(store: Store, log: AuditLog, kind: RevocationKind, subject: str | bytes,
+                  reason: str, *, now: int | None = None,
+                  verifier_id: str | None = None) -> list[tuple[RevocationKind, str]]:
+    """Revoke ``subject`` the way `attest revoke` does: the revocation with its cascade
+    (an artifact's descendants; a host's or an EK's TPM identity), their seals
+    (attest.audit.revseals) and their entries, all in one transaction. Returns what was
+    revoked, ``subject`` first. Raises AuditUnavailable (nothing revoked) when the log
+    cannot take the entries or the key is missing."""
+    when = log.now() if now is None else now
+    done: list[tuple[RevocationKind, str]] = []
+    if isinstance(subject, bytes):
+        subject = subject.hex()
+    if kind in (RevocationKind.KEY, RevocationKind.AK, RevocationKind.EK):
+        # TPM names as the store keys them (lowercase hex): the seal and the entry name
+        # the row the store holds.
+        subject = subject.strip().lower()
+
+    def logged(tx: Transaction, pairs: list[tuple[RevocationKind, str]]) -> None:
+        # Sealed first: the set's row is locked before the log's state row, the order
+        # every acceptance takes them in (AuditLog.check_revocations), so none deadlock.
+        log.seal_revocations(tx, pairs)
+        for revoked_kind, revoked in pairs:
+            log.append(tx, revocation_entry(revoked_kind, revoked, reason, time=when,
+                                            verifier_id=verifier_id))
+        done[:] = pairs
+
+    def one(tx: Transaction) -> None:
+        logged(tx, [(kind, subject)])
+
+    if kind is RevocationKind.ARTIFACT:
+        store.revoke_artifact(subject, reason, when, in_transaction=lambda tx, jtis: logged(
+            tx, [(RevocationKind.ARTIFACT, jti) for jti in jtis]))
+    elif kind is RevocationKind.KEY:
+        store.revoke_key(subject, reason, when, in_transaction=one)
+    elif kind is RevocationKind.AK:
+        store.revoke_ak(subject, reason, when, in_transaction=one)
+    elif kind is RevocationKind.APPROVAL:
+        store.revoke_approval(subject, reason, when, in_transaction=one)
+    elif kind is RevocationKind.EK:
+        store.revoke_ek(subject, reason, when, in_transaction=logged)
+    else:
+        store.revoke_host(subject, reason, when, in_transaction=logged)
+    return done

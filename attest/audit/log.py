@@ -9,11 +9,11 @@ logged inside the acceptance transaction and commits (or not) with it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from attest.audit import keys, macs, merkle, seals, tree
+from attest.audit import keys, macs, merkle, revseals, seals, tree
 from attest.audit.entry import Entry
 from attest.audit.groupcommit import GroupCommit
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
@@ -29,7 +29,7 @@ from attest.audit.schema import (
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
 from attest.store import Store, integrity
 from attest.store.db import Conflict, DatabaseError, Transaction
-from attest.store.records import ArtifactRecord, Enrollment
+from attest.store.records import ArtifactRecord, Enrollment, RevocationKind
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
 # appenders queue there and read the size only once it is theirs.
@@ -98,6 +98,8 @@ class AuditLog:
         self._signer = signer
         self._clock = clock
         self._group: GroupCommit[Entry, int] = GroupCommit(self._write_batch, max_batch)
+        # The revocations this process checked against their seals (attest.audit.revseals).
+        self._revocations = revseals.SealedSet()
 
     @classmethod
     def open(cls, store: Store, home: Path | None, *, name: str | None = None,
@@ -114,6 +116,7 @@ class AuditLog:
         log = cls(store, signer, heads=heads, clock=clock, max_batch=max_batch, home=home)
         if signer is not None:
             log._check_pinned()
+            _start_revocations(store, signer)
         return log
 
     def now(self) -> int:
@@ -207,6 +210,39 @@ class AuditLog:
         if isinstance(record, ArtifactRecord):
             return seals.artifact_sealed(self._keyed("check an artifact's seal"), record)
         return seals.sealed(self._keyed("check an enrollment's seal"), record)
+
+    # -- revocation seals (attest.audit.revseals) --------------------------------------
+
+    def seal_revocations(self, tx: Transaction,
+                         pairs: Iterable[tuple[RevocationKind, str]]) -> None:
+        """Seal the revocations of ``pairs`` recorded in ``tx``, and the set with them.
+        Call it before appending their entries (the set's row is locked before the log's
+        state row, as in :meth:`check_revocations`). Raises :class:`AuditUnavailable`
+        without the key: the caller's transaction rolls back, nothing is revoked unsealed."""
+        signer = self._keyed("seal a revocation")
+        try:
+            revseals.seal(tx, signer, pairs)
+        except DatabaseError as exc:
+            raise AuditUnavailable(f"the revocation could not be sealed: {exc}",
+                                   hint="check the verifier's store") from exc
+
+    def reseal_revocations(self) -> int:
+        """Seal every revocation the store holds, as it stands (`attest audit
+        seal-revocations`, after `attest audit verify`); how many."""
+        signer = self._keyed("seal the revocations")
+        with self.store.write() as tx:
+            return revseals.reseal(tx, signer)
+
+    def check_revocations(self, tx: Transaction, jti: str | None) -> None:
+        """Inside an acceptance's transaction: raise :class:`AuditUnavailable` unless the
+        revocations are the set this verifier sealed, and none it holds covers ``jti``'s
+        line (attest.audit.revseals). Never a silent pass without the key."""
+        signer = self._keyed("check the revocations' seals")
+        try:
+            self._revocations.check(tx, signer, jti)
+        except DatabaseError as exc:
+            raise AuditUnavailable(f"the revocations could not be checked: {exc}",
+                                   hint="check the verifier's store") from exc
 
     def _keyed(self, doing: str) -> NoteSigner:
         if self._signer is None:
@@ -478,6 +514,21 @@ def _ensure_state(store: Store) -> None:
         except Conflict:
             if attempt:  # another opener created it first, twice: not a race, a fault
                 raise
+
+
+def _start_revocations(store: Store, signer: NoteSigner) -> None:
+    """A new log's store starts with the sealed empty revocation set. Only a new log's:
+    on a log with entries, a missing set is a store from before the seals, or one a
+    writer emptied, and only an administrator may seal it (reseal)."""
+    with store.read() as tx:
+        state = tx.first(_STATE, {"id": STATE_ROW})
+        if state is None or state.size:
+            return
+    try:
+        with store.write() as tx:
+            revseals.start(tx, signer)
+    except Conflict:
+        pass  # another opener started it first
 
 
 def _head(tx: Transaction, size: int) -> SignedHead | None:

@@ -83,6 +83,36 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
         click.echo(f"ok: {summary.entries} entries, {summary.heads} heads, root {root}")
 
 
+@audit.command("seal-revocations")
+@_STORE
+@_JSON
+@click.pass_context
+def seal_revocations(ctx: click.Context, store_url: str | None, as_json: bool) -> None:
+    """Seal the store's revocations as they stand, once the log verifies (docs/audit.md).
+
+    For a store whose revocations predate their seals (the audited verifier accepts
+    nothing until then), or after restoring deleted revocation rows. The log is verified
+    first as `attest audit verify` does, with the log key here: every revocation the
+    store holds must have its entry, and every one the log records must be in the store.
+    Exit 1 (nothing sealed) when it does not hold.
+    """
+    from attest.audit import keys
+    from attest.audit.check import verify_log
+    from attest.audit.log import AuditLog
+
+    with open_store(ctx, store_url) as store:
+        log = AuditLog.open(store, ctx.obj.home)
+        # The revocations become the set this verifier stands by: only once the log
+        # shows each of them was made through attest, and none it made is missing.
+        verify_log(store, log.verifier_key, keys.last_head_note(ctx.obj.home),
+                   keys.load_own(ctx.obj.home))
+        count = log.reseal_revocations()
+    if as_json:
+        echo_json({"sealed": count})
+    else:
+        click.echo(f"sealed {count} revocation(s)")
+
+
 @audit.command()
 @_STORE
 @click.option("--sign", is_flag=True, help="Sign a head for the current size first, if needed.")

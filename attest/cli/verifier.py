@@ -125,41 +125,16 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
         # TPM names as the store keys them (lowercase hex): the audit entry names the
         # revocation the store holds, or every audit finds it missing from the log.
         value = value.strip().lower()
-    now = int(time.time())
-    revoked: list[str] = [value]
-    cascade: list[tuple[RevocationKind, str]] = []
-    from attest.audit.hooks import revocation_entry
+    from attest.audit.hooks import revoke_logged
     from attest.audit.log import AuditLog
 
     with open_store(ctx, store_url) as store:
-        log = AuditLog.open(store, ctx.obj.home)
-
-        # The revocation and its entries commit together: none is in force unlogged.
-        def logged(tx: Transaction, subjects: list[str] | None = None) -> None:
-            for subject in subjects or [value]:
-                log.append(tx, revocation_entry(RevocationKind(kind), subject, reason,
-                                                time=now))
-
-        def logged_host(tx: Transaction, pairs: list[tuple[RevocationKind, str]]) -> None:
-            for revoked_kind, subject in pairs:
-                log.append(tx, revocation_entry(revoked_kind, subject, reason, time=now))
-
-        if kind == "jti":
-            revoked = store.revoke_artifact(value, reason, now, in_transaction=logged)
-        elif kind == "key":
-            store.revoke_key(value, reason, now, in_transaction=logged)
-        elif kind == "ak":
-            store.revoke_ak(value, reason, now, in_transaction=logged)
-        elif kind == "approval":
-            store.revoke_approval(value, reason, now, in_transaction=logged)
-        elif kind == "ek":
-            # The TPM and every AK activated under it, each audited.
-            cascade = store.revoke_ek(value, reason, now, in_transaction=logged_host)
-            revoked = [subject for _, subject in cascade]
-        else:
-            # A host's TPM identity goes with it: its EKs and their AKs, each audited.
-            cascade = store.revoke_host(value, reason, now, in_transaction=logged_host)
-            revoked = [subject for _, subject in cascade]
+        # The revocation, its cascade, their seals and entries commit together: none is in
+        # force unlogged, and none a database writer deletes is lifted for the audited
+        # verifier (attest.audit.revseals).
+        cascade = revoke_logged(store, AuditLog.open(store, ctx.obj.home),
+                                RevocationKind(kind), value, reason, now=int(time.time()))
+    revoked = [subject for _, subject in cascade]
     if as_json:
         out: dict[str, Any] = {"revoked": kind, "subjects": revoked, "reason": reason}
         if kind == "host":

@@ -188,10 +188,28 @@ artifact_seals = Table("artifact_seals", (
     Column("mac", BLOB),
 ))
 
+# The verifier's seal over each revocation it recorded, by the revocation's row id, and
+# over the whole set (one row: its count and an order-independent digest), both MACs
+# under a key derived from the audit log key (attest.audit.revseals). Revocations are
+# append-only: a set that lost a row no longer matches its aggregate, and the audited
+# verifier then accepts nothing. No foreign key: a seal outliving its row is the point.
+revocation_seals = Table("revocation_seals", (
+    Column("id", BIGINT, primary_key=True),
+    Column("mac", BLOB),
+))
+
+revocation_aggregate = Table("revocation_aggregate", (
+    Column("id", INTEGER, primary_key=True),  # always 1
+    Column("total", BIGINT),  # how many rows the set holds
+    Column("digest", BLOB),
+    Column("mac", BLOB),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
 # In creation order: a table after those its foreign keys name. Tables added after
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
 TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
-          artifact_approvals, enrollment_seals, artifact_seals)
+          artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
+          revocation_aggregate)
