@@ -4,7 +4,8 @@ An artifact is a JWS (RFC 7515, compact serialization) whose payload is a JSON
 object of claims (EAT and JWT names where they fit) plus an ``evidence`` member:
 
     {"iss": "<AK name, hex>", "sub": "deploy-bot", "aud": "verifier-1",
-     "jti": "<32 hex of SHA-256(iss)>.<128-bit random, base64url>", "iat": 1764133000, "nbf": ..., "exp": ...,
+     "jti": "<32 hex of SHA-256(iss)>.<128-bit random, base64url>",
+     "iat": 1764133000, "nbf": ..., "exp": ...,
      "eat_nonce": "<verifier challenge, base64url>",
      "scope": {"action": "exec", "argv": [...], "executable_digest": "<hex>",
                "resources": [...]},
