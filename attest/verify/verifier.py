@@ -177,9 +177,10 @@ class Verifier:
         (attest.verify.audited passes the log key's seal check); without it, the store's
         enrollments and artifacts are trusted as they are: whoever can write the database
         can then enroll AKs, or widen or invent parents (docs/threat-model.md, class
-        15). Revocations likewise: only an ``audit`` hook that checks their seals (the audited path's,
-        attest.verify.audited) refuses to accept over a set a database writer cut down;
-        a bare Verifier has no key and trusts the store's revocations as they are."""
+        15). Revocations likewise: only an ``audit`` hook that checks their seals (the
+        audited path's, attest.verify.audited) refuses to accept over a set a database
+        writer cut down; a bare Verifier has no key and trusts the store's revocations
+        as they are."""
         when = int(self._clock()) if now is None else now
         try:
             return self._verify(raw, when, audit, sealed)
