@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,22 +187,16 @@ class AuditLog:
         transaction rolls back, and nothing is enrolled unsealed."""
         signer = self._keyed("seal an enrollment")
         name = ak_name.hex() if isinstance(ak_name, bytes) else ak_name
-        try:
+        with _unavailable("the enrollment could not be sealed"):
             seals.seal(tx, signer, name)
-        except DatabaseError as exc:
-            raise AuditUnavailable(f"the enrollment could not be sealed: {exc}",
-                                   hint="check the verifier's store") from exc
 
     def seal_artifact(self, tx: Transaction, record: ArtifactRecord) -> None:
         """Seal the artifact ``record`` that ``tx`` accepts, over the values the verifier
         accepted. Raises :class:`AuditUnavailable` without the key: the acceptance rolls
         back (audit_unavailable), and no artifact is accepted unsealed."""
         signer = self._keyed("seal an artifact")
-        try:
+        with _unavailable("the artifact could not be sealed"):
             seals.seal_artifact(tx, signer, record)
-        except DatabaseError as exc:
-            raise AuditUnavailable(f"the artifact could not be sealed: {exc}",
-                                   hint="check the verifier's store") from exc
 
     def sealed(self, record: Enrollment | ArtifactRecord) -> bool:
         """Whether this verifier wrote ``record`` as it stands (its seal matches): an
@@ -220,11 +215,8 @@ class AuditLog:
         state row, as in :meth:`check_revocations`). Raises :class:`AuditUnavailable`
         without the key: the caller's transaction rolls back, nothing is revoked unsealed."""
         signer = self._keyed("seal a revocation")
-        try:
+        with _unavailable("the revocation could not be sealed"):
             revseals.seal(tx, signer, pairs)
-        except DatabaseError as exc:
-            raise AuditUnavailable(f"the revocation could not be sealed: {exc}",
-                                   hint="check the verifier's store") from exc
 
     def reseal_revocations(self) -> int:
         """Seal every revocation the store holds, as it stands (`attest audit
@@ -238,11 +230,8 @@ class AuditLog:
         revocations are the set this verifier sealed, and none it holds covers ``jti``'s
         line (attest.audit.revseals). Never a silent pass without the key."""
         signer = self._keyed("check the revocations' seals")
-        try:
+        with _unavailable("the revocations could not be checked"):
             self._revocations.check(tx, signer, jti)
-        except DatabaseError as exc:
-            raise AuditUnavailable(f"the revocations could not be checked: {exc}",
-                                   hint="check the verifier's store") from exc
 
     def _keyed(self, doing: str) -> NoteSigner:
         if self._signer is None:
@@ -548,3 +537,13 @@ def _size(tx: Transaction, size: int | None) -> int:
     if not 0 <= size <= current:
         raise UsageError(f"the audit log has {current} entries; there is no tree of size {size}")
     return size
+
+
+@contextmanager
+def _unavailable(failed: str) -> Iterator[None]:
+    """A store error while sealing or checking a seal is AuditUnavailable, named by
+    ``failed``: the caller's transaction rolls back, nothing stands unsealed."""
+    try:
+        yield
+    except DatabaseError as exc:
+        raise AuditUnavailable(f"{failed}: {exc}", hint="check the verifier's store") from exc

@@ -495,12 +495,8 @@ class Store:
         ``in_transaction`` gets the same list inside the transaction (the audit entries
         go there): if it raises, nothing is revoked."""
         _bounded(host, "host", MAX_HOST)
-        _reason(reason)
-        with self.write() as tx:
-            revoked = identities.revoke_host(tx, host, reason, now)
-            if in_transaction is not None:
-                in_transaction(tx, revoked)
-            return revoked
+        return self._revoke_identity(identities.revoke_host, host, reason, now,
+                                     in_transaction)
 
     def revoke_ek(self, ek: str, reason: str, now: int, *,
                   in_transaction: RevocationHook | None = None,
@@ -509,9 +505,18 @@ class Store:
         (a TPM moved off its host id, then lost). Returns what was revoked, the EK first;
         ``in_transaction`` as for :meth:`revoke_host`."""
         identities.ek_id(ek)
+        return self._revoke_identity(identities.revoke_ek, ek, reason, now, in_transaction)
+
+    def _revoke_identity(self, revoke: Callable[[Transaction, str, str, int],
+                                                list[tuple[RevocationKind, str]]],
+                         subject: str, reason: str, now: int,
+                         in_transaction: RevocationHook | None,
+                         ) -> list[tuple[RevocationKind, str]]:
+        """Run a cascading revocation (a host's or an EK's TPM identity) and its hook in
+        one transaction; returns what it revoked."""
         _reason(reason)
         with self.write() as tx:
-            revoked = identities.revoke_ek(tx, ek, reason, now)
+            revoked = revoke(tx, subject, reason, now)
             if in_transaction is not None:
                 in_transaction(tx, revoked)
             return revoked
