@@ -265,6 +265,25 @@ class Rig:
                       identity.ak_qualified_name, ek.certificate, ek=self.ek_id,
                       move_host=move_host, now=int(time.time()))
 
+    def write_enrollment_row(self, store: Store, host: str = HOST_ID, *,
+                             ak_name: bytes | None = None, ak_public: bytes | None = None,
+                             ak_qualified_name: bytes | None = None,
+                             with_host: bool = True) -> None:
+        """The rows `attest enroll` would write (default: this host's AK), written by SQL
+        without it: no credential activation, no EK, no audit entry, no seal. What a
+        database writer does."""
+        identity = self.identity
+        with store.write() as tx:
+            if with_host:
+                tx.execute("INSERT INTO hosts (host, first_enrolled_at, last_enrolled_at) "
+                           "VALUES (:host, 0, 0)", {"host": host})
+            tx.execute("INSERT INTO enrollments (ak_name, host, ak_public, "
+                       "ak_qualified_name, ek_certificate, enrolled_at, updated_at) "
+                       "VALUES (:ak, :host, :public, :qn, NULL, 0, 0)",
+                       {"ak": (ak_name or identity.ak_name).hex(), "host": host,
+                        "public": ak_public or identity.ak_public,
+                        "qn": ak_qualified_name or identity.ak_qualified_name})
+
     @property
     def ek_id(self) -> str:
         """This TPM's identity as the store records it (SHA-256 of the RSA EK's SPKI)."""

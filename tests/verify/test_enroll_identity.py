@@ -236,15 +236,7 @@ def test_an_enrollment_written_into_the_database_is_not_trusted(rig: Rig) -> Non
     """Whoever writes the database inserts an enrollment row (no credential activation, no
     EK, no audit entry): the verifier should not trust an AK it never enrolled."""
     store = rig.store()
-    identity = rig.identity
-    with store.write() as tx:  # the rows `attest enroll` would write, without attest enroll
-        tx.execute("INSERT INTO hosts (host, first_enrolled_at, last_enrolled_at) "
-                   "VALUES (:host, 0, 0)", {"host": HOST_ID})
-        tx.execute("INSERT INTO enrollments (ak_name, host, ak_public, ak_qualified_name, "
-                   "ek_certificate, enrolled_at, updated_at) VALUES (:ak, :host, :public, "
-                   ":qn, NULL, 0, 0)",
-                   {"ak": identity.ak_name.hex(), "host": HOST_ID,
-                    "public": identity.ak_public, "qn": identity.ak_qualified_name})
+    rig.write_enrollment_row(store)  # the rows `attest enroll` would write, without it
     # The audited path (`attest verify`, `attest run`): the row lacks the verifier's seal.
     decision = rig.verify_logged(rig.verifier(rig.policy(**STORE_ENROLLMENT), store),
                                  rig.issue())

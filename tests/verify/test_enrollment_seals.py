@@ -91,17 +91,10 @@ def test_another_aks_seal_copied_onto_an_inserted_row_is_denied(rig: Rig) -> Non
     _enroll_other(rig, store, "web-2")
     stolen = _seal(store, OTHER_AK)
     assert stolen is not None
-    identity = rig.identity
+    rig.write_enrollment_row(store)
     with store.write() as tx:
-        tx.execute("INSERT INTO hosts (host, first_enrolled_at, last_enrolled_at) "
-                   "VALUES (:host, 0, 0)", {"host": HOST_ID})
-        tx.execute("INSERT INTO enrollments (ak_name, host, ak_public, ak_qualified_name, "
-                   "ek_certificate, enrolled_at, updated_at) VALUES (:ak, :host, :public, "
-                   ":qn, NULL, 0, 0)",
-                   {"ak": identity.ak_name.hex(), "host": HOST_ID,
-                    "public": identity.ak_public, "qn": identity.ak_qualified_name})
         tx.execute("INSERT INTO enrollment_seals (ak_name, mac) VALUES (:ak, :mac)",
-                   {"ak": identity.ak_name.hex(), "mac": stolen})
+                   {"ak": rig.identity.ak_name.hex(), "mac": stolen})
     decision = rig.verify_logged(rig.verifier(rig.policy(**STORE_ENROLLMENT), store),
                                  rig.issue())
     denied(decision, "ak_unknown")
@@ -129,11 +122,8 @@ def test_a_host_id_move_seals_the_new_ak_and_drops_the_old_ones_seal(rig: Rig) -
     accepted(rig.verify_logged(verifier, rig.issue()))
     # The dropped AK's row put back by a database writer is not trusted again.
     assert store.enrollment(rig.identity.ak_name) is not None
-    with store.write() as tx:
-        tx.execute("INSERT INTO enrollments (ak_name, host, ak_public, ak_qualified_name, "
-                   "ek_certificate, enrolled_at, updated_at) VALUES (:ak, :host, :public, "
-                   ":qn, NULL, 0, 0)", {"ak": OTHER_AK.hex(), "host": HOST_ID,
-                                        "public": b"other public", "qn": b"other qn"})
+    rig.write_enrollment_row(store, ak_name=OTHER_AK, ak_public=b"other public",
+                             ak_qualified_name=b"other qn", with_host=False)
     restored = store.enrollment(OTHER_AK)
     assert restored is not None and not rig.log(store).sealed(restored)
 
