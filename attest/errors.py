@@ -7,6 +7,8 @@ user.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from attest.reasons import Reason
 
 EXIT_OK = 0
@@ -29,13 +31,14 @@ class AttestError(Exception):
         self.hint = hint
         self.reason = reason if reason is not None else self.default_reason
 
-    def diagnostics(self) -> str:
-        """A person-readable explanation, with the hint on its own line."""
-        text = self.message
+    def diagnostics(self, show: Callable[[str], str] = str) -> str:
+        """A person-readable explanation, with the hint on its own line; ``show`` renders
+        the message and the hint (the CLI escapes them: they quote files and evidence)."""
+        text = show(self.message)
         if self.reason is not None:
             text = f"{self.reason.value}: {text}"
         if self.hint:
-            text += f"\nhint: {self.hint}"
+            text += f"\nhint: {show(self.hint)}"
         return text
 
 

@@ -88,16 +88,6 @@ class LazyGroup(click.Group):
         return self.commands.get(cmd_name)
 
 
-def _diagnostics(exc: AttestError) -> str:
-    """exc.diagnostics() with its parts escaped: messages quote files and evidence."""
-    text = visible(exc.message)
-    if exc.reason is not None:
-        text = f"{exc.reason.value}: {text}"
-    if exc.hint:
-        text += f"\nhint: {visible(exc.hint)}"
-    return text
-
-
 class AttestGroup(LazyGroup):
     """The top group: renders AttestError and anything unexpected without a traceback."""
 
@@ -105,7 +95,7 @@ class AttestGroup(LazyGroup):
         try:
             return super().invoke(ctx)
         except AttestError as exc:
-            click.echo(f"error: {_diagnostics(exc)}", err=True)
+            click.echo(f"error: {exc.diagnostics(visible)}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
