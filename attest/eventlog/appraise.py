@@ -160,7 +160,7 @@ def _check_boot_pcrs(boot: Sequence[TcgEvent], bank: str,
 def _secure_boot(boot: Sequence[TcgEvent], bank: str, required: bool) -> bool:
     # Any extended event on PCR 7 whose data is the SecureBoot variable counts, whatever
     # type it claims: the type is not extended, the variable data is (PFP 10.4.4).
-    found: list[TcgEvent] = []
+    found: list[tuple[TcgEvent, bytes]] = []  # each event with its variable's value
     for event in boot:
         if not event.extends or event.pcr != SECURE_BOOT_PCR:
             continue
@@ -170,15 +170,15 @@ def _secure_boot(boot: Sequence[TcgEvent], bank: str, required: bool) -> bool:
             continue  # not a variable: its data cannot say SecureBoot is on
         if variable.guid == EFI_GLOBAL_VARIABLE and variable.name == "SecureBoot":
             _check_data_digest(event, bank)
-            found.append(event)
+            found.append((event, variable.data))
     if not found:
         raise ReferenceValueMismatch("the boot log does not measure the SecureBoot variable "
                                      f"(EV_EFI_VARIABLE_DRIVER_CONFIG on PCR {SECURE_BOOT_PCR})")
-    values = {efi.parse_variable_data(event.data).data for event in found}
+    values = {data for _, data in found}
     if len(values) > 1:
         raise ReferenceValueMismatch(f"the boot log measures SecureBoot {len(found)} times with "
                                      "different values; firmware measures it once")
-    event = found[-1]
+    event = found[-1][0]
     value = values.pop()
     # SecureBoot is one byte, 1 when on (UEFI 2.10, 3.3); some firmware logs it empty.
     enabled = value == b"\x01"
