@@ -534,6 +534,13 @@ def content_digests(content: Mapping[str, Any], banks: Sequence[str]) -> dict[st
     return {bank: hashlib.new(bank, encoded).digest() for bank in banks}
 
 
+def is_command(record: CelRecord) -> bool:
+    """Whether ``record`` is attest's measurement of a command (its executable) that
+    extended a PCR: what `policy init` lists as executables and the verifier looks for."""
+    return (record.extends and record.content_type == ATTEST_CONTENT_TYPE
+            and record.content.get("type") == "command")
+
+
 def check_content_bound(records: Sequence[CelRecord]) -> None:
     """Raise EventLogMismatch for an attest record whose content is not what it extended.
 

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from attest.errors import UsageError
-from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, canonical_json, measurement_content
+from attest.eventlog.cel import (
+    CelRecord,
+    canonical_json,
+    is_command,
+    measurement_content,
+)
 
 _CHUNK = 1 << 20
 
@@ -110,11 +115,9 @@ def measured_executables(records: Iterable[CelRecord]) -> dict[str, list[bytes]]
     in log order (what `policy init --from-host` allows as ``executables``)."""
     found: dict[str, list[bytes]] = {}
     for record in records:
-        content = record.content
-        if not (record.extends and record.content_type == ATTEST_CONTENT_TYPE
-                and content.get("type") == "command"):
+        if not is_command(record):
             continue
-        name, measured = content.get("name"), content.get("digest")
+        name, measured = record.content.get("name"), record.content.get("digest")
         if not isinstance(name, str) or not isinstance(measured, dict):
             continue
         digest = measured.get("sha256")

@@ -14,11 +14,10 @@ Kept code-injecting variables (``scope.env``) must be ones the policy's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 from attest.artifact.model import Scope
-from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord
-from attest.eventlog.tcg import TcgEvent
+from attest.eventlog.cel import CelRecord, is_command
 from attest.policy.model import VerifierPolicy
 from attest.reasons import Reason
 from attest.verify.decision import Denial
@@ -27,11 +26,13 @@ EXEC_ACTION = "exec"
 
 
 def executable_denials(scope: Scope, policy: VerifierPolicy,
-                       events: Iterable[TcgEvent | CelRecord] | None) -> list[Denial]:
+                       measured: Set[str] | None) -> list[Denial]:
     """Denials for the executable and environment ``scope`` names; empty when allowed.
 
-    ``events`` are the artifact's logs once they parsed (None when they did not:
-    the artifact is denied for that already, and the log check is skipped).
+    ``measured`` holds the SHA-256 digests (hex, as recorded) of the commands the
+    artifact's runtime log measured (:func:`measured_commands`), once its logs hold
+    (None when they do not: the artifact is denied for that already, and the log
+    check is skipped).
     """
     found: list[Denial] = []
     extra = sorted(set(scope.env) - set(policy.keep_env))
@@ -66,23 +67,25 @@ def executable_denials(scope: Scope, policy: VerifierPolicy,
         found.append(Denial(Reason.REFERENCE_VALUE_MISMATCH,
                             f"{program} (sha256 {digest}) is not among the policy's "
                             "executables"))
-    if events is not None and not _measured(events, digest):
+    if measured is not None and digest not in measured:
         found.append(Denial(Reason.EVENTLOG_MISMATCH,
                             f"the runtime log never measured {program} (sha256 {digest}): "
                             "the artifact names an executable the host did not measure"))
     return found
 
 
-def _measured(events: Iterable[TcgEvent | CelRecord], digest: str) -> bool:
+def measured_commands(records: Iterable[CelRecord]) -> frozenset[str]:
+    """The SHA-256 digests (hex, as recorded) of the commands ``records`` measured.
+    Computed once per log text with the rest of its appraisal: a log of thousands of
+    records is not walked again for every artifact that carries it."""
     # Content-bound records only reach here (the verifier checked them before replay).
-    for event in events:
-        if (isinstance(event, CelRecord) and event.extends
-                and event.content_type == ATTEST_CONTENT_TYPE
-                and event.content.get("type") == "command"):
-            measured = event.content.get("digest")
-            if isinstance(measured, dict) and measured.get("sha256") == digest:
-                return True
-    return False
+    found: set[str] = set()
+    for record in records:
+        if is_command(record):
+            measured = record.content.get("digest")
+            if isinstance(measured, dict) and isinstance(digest := measured.get("sha256"), str):
+                found.add(digest)
+    return frozenset(found)
 
 
 def _names(values: Iterable[str]) -> str:

@@ -77,7 +77,7 @@ from attest.store import (
 from attest.store.records import Enrollment as EnrolledAK
 from attest.verify.approvals import approval_use, check_approval
 from attest.verify.decision import Decision, Denial
-from attest.verify.executables import executable_denials
+from attest.verify.executables import executable_denials, measured_commands
 from attest.verify.lineage import check_lineage
 from attest.verify.tpmtime import check_epoch, quote_time, time_denials
 
@@ -137,10 +137,11 @@ class _LogView:
     locality: int
     problem: Denial | None
     appraisal: Denial | None
+    commands: frozenset[str]  # the digests of the commands the runtime log measured
 
     @classmethod
     def refused(cls, problem: Denial) -> _LogView:
-        return cls((), {}, 0, problem, None)
+        return cls((), {}, 0, problem, None, frozenset())
 
 
 class _Denied(Exception):
@@ -225,7 +226,7 @@ class Verifier:
             self._epoch(quote, subject, view, now, denials)
             held = self._logs(claims, quote, denials)
         # The executable is looked for in the logs only once they replay and appraise:
-        # in the very events _logs checked, never in a second look-up of its cache.
+        # in the very logs _logs checked, never in a second look-up of its cache.
         denials.extend(executable_denials(claims.scope, self.policy, held))
         approval = None
         if certified is not None:  # an approval means something only for the policy's key
@@ -456,9 +457,10 @@ class Verifier:
                 clock.clock, clock.reset_count, clock.restart_count), now)
 
     def _logs(self, claims: Claims, quote: QuoteFacts,
-              denials: list[Denial]) -> tuple[TcgEvent | CelRecord, ...] | None:
-        """Check the logs against the quote and the reference values; return their
-        events when they hold, None (with the denial added) when they do not."""
+              denials: list[Denial]) -> frozenset[str] | None:
+        """Check the logs against the quote and the reference values; return the digests
+        of the commands they measured when they hold, None (with the denial added) when
+        they do not."""
         evidence = claims.evidence
         key = (evidence.encoded("runtime_log"), evidence.encoded("boot_log"))
         view = self._log_views.get(key)
@@ -486,7 +488,7 @@ class Verifier:
         if view.appraisal is not None:
             denials.append(view.appraisal)
             return None
-        return view.events
+        return view.commands
 
     def _log_view(self, evidence: Evidence) -> _LogView:
         """What the logs say on their own and against the reference values: the part of
@@ -508,7 +510,8 @@ class Verifier:
                 appraise(events, self.policy.reference, covered=self.policy.log_sources.covered)
             except EvidenceError as exc:
                 appraisal = _denial(exc)
-        return _LogView(tuple(events), replayed, locality, None, appraisal)
+        return _LogView(tuple(events), replayed, locality, None, appraisal,
+                        measured_commands(runtime))
 
     def _times(self, claims: Claims, view: Snapshot, now: int) -> list[Denial]:
         skew = self.policy.freshness.clock_skew
@@ -533,12 +536,12 @@ class Verifier:
                   found: list[Denial]) -> list[Denial]:
         """iat and the evidence's age against the TPM clock (see attest.verify.tpmtime);
         a reason already reported for the artifact is not repeated."""
-        freshness = self.policy.freshness
-        when = quote_time(view.epoch, quote.clock_info, now)
-        max_age = None if claims.eat_nonce is not None else freshness.max_age
         reported = {denial.reason for denial in found}
         if reported & {Reason.CLOCK_ROLLBACK, Reason.TPM_RESET}:
             return []  # the quote's place among the boots is refused: its clock says nothing
+        freshness = self.policy.freshness
+        when = quote_time(view.epoch, quote.clock_info, now)
+        max_age = None if claims.eat_nonce is not None else freshness.max_age
         return [denial for denial in time_denials(claims.iat, when, now, max_age=max_age,
                                                   skew=freshness.clock_skew,
                                                   challenged_at=view.nonce_issued_at)
