@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
-from attest.durable import fsync_dir
+from attest.durable import fsync_dir, write_atomic
 from attest.errors import AuditUnavailable, ProofError, UsageError
 
 FOLDER = "audit"
@@ -132,17 +132,7 @@ def last_head_note(home: Path) -> str | None:
 def save_last_head(home: Path, note: str) -> None:
     """Replace the last signed head, atomically and durably (0600)."""
     folder = key_dir(home)
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=".last-head.", suffix=".tmp")  # 0600
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(note)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, folder / LAST_HEAD_FILE)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+    write_atomic(folder / LAST_HEAD_FILE, note.encode(), 0o600)
     fsync_dir(folder)
 
 
