@@ -17,14 +17,11 @@ from attest.reasons import Reason
 from attest.store import RevocationKind, Store, default_url
 
 if TYPE_CHECKING:
-    from attest.audit.log import AuditLog
-    from attest.evidence.structures import Public
-    from attest.tpm.device import TPM
-
-if TYPE_CHECKING:
     from attest.audit.entry import Entry
     from attest.audit.log import AuditLog
+    from attest.evidence.structures import Public
     from attest.store.db import Transaction
+    from attest.tpm.device import TPM
 
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
