@@ -118,10 +118,6 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     if len(given) != 1:
         raise UsageError("give exactly one of --jti, --key, --ak, --host, --ek, --approval")
     (kind, value), = given
-    if kind in ("key", "ak", "ek"):
-        # TPM names as the store keys them (lowercase hex): the audit entry names the
-        # revocation the store holds, or every audit finds it missing from the log.
-        value = value.strip().lower()
     from attest.audit.hooks import revoke_logged
     from attest.audit.log import AuditLog
 
@@ -132,6 +128,7 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
         cascade = revoke_logged(store, AuditLog.open(store, ctx.obj.home),
                                 RevocationKind(kind), value, reason, now=int(time.time()))
     revoked = [subject for _, subject in cascade]
+    value = revoked[0]  # as the store keys it (TPM names in lowercase hex): revoke_logged
     if as_json:
         out: dict[str, Any] = {"revoked": kind, "subjects": revoked, "reason": reason}
         if kind == "host":
