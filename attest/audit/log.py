@@ -225,13 +225,15 @@ class AuditLog:
         with self.store.write() as tx:
             return revseals.reseal(tx, signer)
 
-    def check_revocations(self, tx: Transaction, jti: str | None) -> None:
+    def check_revocations(self, tx: Transaction, jti: str | None,
+                          record: ArtifactRecord | None = None) -> None:
         """Inside an acceptance's transaction: raise :class:`AuditUnavailable` unless the
         revocations are the set this verifier sealed, and none it holds covers ``jti``'s
-        line (attest.audit.revseals). Never a silent pass without the key."""
+        line, nor ``record`` (the values accepted) and its sealed ancestors
+        (attest.audit.revseals). Never a silent pass without the key."""
         signer = self._keyed("check the revocations' seals")
         with _unavailable("the revocations could not be checked"):
-            self._revocations.check(tx, signer, jti)
+            self._revocations.check(tx, signer, jti, record)
 
     def _keyed(self, doing: str) -> NoteSigner:
         if self._signer is None:
