@@ -63,3 +63,29 @@ def test_an_edited_grandparent_row_does_not_lift_its_key_revocation(rig: Rig) ->
         "ls", "-l", "/srv/data", ttl=60, parent=parent))
     assert not decision.accepted, decision
     assert ROWS_CHANGED in " ".join(d.message for d in decision.denials), decision
+
+
+def test_a_multi_use_row_unlinked_and_a_revocation_replaced_in_place_stay_caught(
+        rig: Rig) -> None:
+    """A running verifier holds the key revocation it checked; the writer rewrites that
+    row in place (the table no longer says it) and unlinks the multi-use artifact's
+    stored row from its parent (the walk from the row no longer reaches the revoked
+    key). The accepted values still name the parent: the revocation stays in force."""
+    verifier = rig.verifier(rig.policy(rules=ANY_RULE, single_use=False))
+    rig.create_key("second", TPMA_OBJECT(0))
+    parent = rig.issue("ls", "-l", "/srv/*", ttl=300, key="second")
+    accepted(rig.verify_logged(verifier, parent))
+    child = rig.issue("ls", "-l", "/srv/data", ttl=120, parent=parent)
+    accepted(rig.verify_logged(verifier, child))
+    store = verifier.store
+    revoke_logged(store, rig.log(store), RevocationKind.KEY, _kid(parent), "stolen")
+    denied(rig.verify_logged(verifier, child), "lineage_broken")
+    accepted(rig.verify_logged(verifier, rig.issue()))  # the running verifier holds it
+    with store.write() as tx:
+        tx.execute("UPDATE revocations SET subject = :other WHERE kind = 'key'",
+                   {"other": "000b" + "ee" * 32})
+        tx.execute("UPDATE artifacts SET parent_jti = NULL WHERE jti = :jti",
+                   {"jti": _jti(child)})
+    decision = rig.verify_logged(verifier, child)
+    denied(decision, "audit_unavailable")
+    assert "still in force" in decision.denials[0].message, decision
