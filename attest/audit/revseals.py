@@ -21,6 +21,13 @@ else is a denial for every artifact (audit_unavailable): the set is no longer th
 verifier's, and refusing to decide is the only safe answer (a forged revocation is only
 a denial of service).
 
+The line a revocation reaches an artifact through is read from the ``artifacts`` rows
+(each ancestor's parent link, key, AK, host, approval): with any revocation in force,
+the check also takes the values the verifier accepted (not the row stored under the
+jti, which a writer may have prepared or changed) and walks the parent's line checking
+every ancestor's row against its artifact seal (attest.audit.seals), so a row deleted,
+re-linked or edited does not hide a revocation of what it rests on.
+
 Stores whose revocations predate the seals have none: ``attest audit seal-revocations``
 (:func:`reseal`) seals the set as it stands, once ``attest audit verify`` has shown every
 row to be logged. Until then the audited verifier accepts nothing.
@@ -86,6 +93,7 @@ SELECT chain.jti, chain.parent_jti, chain.kid, chain.ak_name, chain.host,
        artifact_approvals.approval, ak_eks.ek
 FROM chain LEFT JOIN artifact_approvals ON artifact_approvals.jti = chain.jti
            LEFT JOIN ak_eks ON ak_eks.ak_name = chain.ak_name"""  # noqa: S608
+_EK_OF = "SELECT ek FROM ak_eks WHERE ak_name = :ak"
 # The accepted artifact's ancestors, from its parent up, whole (with their seals): each
 # must be the row the verifier sealed when it accepted it, and none may be missing, or
 # the walk above would miss a revocation of a key, AK, host or approval they rest on.
@@ -305,8 +313,9 @@ def _held_by(tx: Transaction, signer: NoteSigner, pairs: dict[tuple[str, str], i
     accepted, not a row) and its ancestors', or None. The ancestors are read from the
     parent up, each checked against its seal: a row a database writer deleted or changed
     (another kid, no parent) would hide the revocation of what it rests on."""
+    # The AK's EK: the audited verifier checked it under the enrollment's seal.
     found = _pairs_of(pairs, record.jti, record.kid, record.ak_name, record.host,
-                      record.approval, None)
+                      record.approval, tx.scalar(_EK_OF, {"ak": record.ak_name}))
     if found is not None or record.parent_jti is None:
         return found
     expected: str | None = record.parent_jti
