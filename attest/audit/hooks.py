@@ -167,6 +167,9 @@ def revoke_logged(store: Store, log: AuditLog, kind: RevocationKind, subject: st
         for revoked_kind, revoked in pairs:
             log.append(tx, revocation_entry(revoked_kind, revoked, reason, time=when,
                                             verifier_id=verifier_id))
+        # A head over them, kept beside the key once this commits: the revocations can
+        # no longer be wiped with the log as if it were new (AuditLog.pin).
+        log.pin(tx)
         done[:] = pairs
 
     def one(tx: Transaction) -> None:

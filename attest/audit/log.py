@@ -223,15 +223,19 @@ class AuditLog:
         seal-revocations`, after `attest audit verify`); how many."""
         signer = self._keyed("seal the revocations")
         with self.store.write() as tx:
-            return revseals.reseal(tx, signer)
+            count = revseals.reseal(tx, signer)
+            self.pin(tx)  # the set's row is locked first, as everywhere
+            return count
 
-    def check_revocations(self, tx: Transaction, jti: str | None) -> None:
+    def check_revocations(self, tx: Transaction, jti: str | None,
+                          record: ArtifactRecord | None = None) -> None:
         """Inside an acceptance's transaction: raise :class:`AuditUnavailable` unless the
         revocations are the set this verifier sealed, and none it holds covers ``jti``'s
-        line (attest.audit.revseals). Never a silent pass without the key."""
+        line, nor ``record`` (the values accepted) and its sealed ancestors
+        (attest.audit.revseals). Never a silent pass without the key."""
         signer = self._keyed("check the revocations' seals")
         with _unavailable("the revocations could not be checked"):
-            self._revocations.check(tx, signer, jti)
+            self._revocations.check(tx, signer, jti, record)
 
     def _keyed(self, doing: str) -> NoteSigner:
         if self._signer is None:
@@ -255,6 +259,19 @@ class AuditLog:
                 head = self._insert_head(tx, state.size, tree.root(tx, state.size),
                                          self.now())
             return head
+
+    def pin(self, tx: Transaction) -> None:
+        """Sign, in ``tx`` (which has appended to the log: the state row is locked), a
+        head over the log as it stands, unless one covers it already; recorded in
+        ``last-head`` once ``tx`` commits. A revocation pins its entries so: a log wiped
+        in the database together with its revocations (and their sealed set) before any
+        head was signed would otherwise open as a new log, with a sealed empty set."""
+        with _unavailable("the log could not be pinned"):
+            integrity.check_no_triggers(tx)
+            tx.execute(_LOCK_STATE, {"id": STATE_ROW})
+            state = _state(tx)
+            if state.size and _head(tx, state.size) is None:
+                self._insert_head(tx, state.size, tree.root(tx, state.size), self.now())
 
     def _insert_head(self, tx: Transaction, size: int, root: bytes, now: int) -> SignedHead:
         if self._signer is None:

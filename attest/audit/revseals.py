@@ -21,6 +21,13 @@ else is a denial for every artifact (audit_unavailable): the set is no longer th
 verifier's, and refusing to decide is the only safe answer (a forged revocation is only
 a denial of service).
 
+The line a revocation reaches an artifact through is read from the ``artifacts`` rows
+(each ancestor's parent link, key, AK, host, approval): with any revocation in force,
+the check also takes the values the verifier accepted (not the row stored under the
+jti, which a writer may have prepared or changed) and walks the parent's line checking
+every ancestor's row against its artifact seal (attest.audit.seals), so a row deleted,
+re-linked or edited does not hide a revocation of what it rests on.
+
 Stores whose revocations predate the seals have none: ``attest audit seal-revocations``
 (:func:`reseal`) seals the set as it stands, once ``attest audit verify`` has shown every
 row to be logged. Until then the audited verifier accepts nothing.
@@ -38,10 +45,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from attest.audit import seals
 from attest.audit.note import NoteSigner
 from attest.errors import AuditUnavailable
 from attest.store.db import Row, Transaction
-from attest.store.records import RevocationKind
+from attest.store.records import ArtifactRecord, RevocationKind
 from attest.store.revocations import MAX_WALK
 from attest.store.schema import revocation_aggregate, revocation_seals
 
@@ -85,6 +93,26 @@ SELECT chain.jti, chain.parent_jti, chain.kid, chain.ak_name, chain.host,
        artifact_approvals.approval, ak_eks.ek
 FROM chain LEFT JOIN artifact_approvals ON artifact_approvals.jti = chain.jti
            LEFT JOIN ak_eks ON ak_eks.ak_name = chain.ak_name"""  # noqa: S608
+_EK_OF = "SELECT ek FROM ak_eks WHERE ak_name = :ak"
+# The accepted artifact's ancestors, from its parent up, whole (with their seals): each
+# must be the row the verifier sealed when it accepted it, and none may be missing, or
+# the walk above would miss a revocation of a key, AK, host or approval they rest on.
+_ANCESTORS = f"""\
+WITH RECURSIVE chain(jti, level) AS (
+    SELECT jti, 0 FROM artifacts WHERE jti = :start
+    UNION ALL
+    SELECT parent.jti, chain.level + 1
+    FROM chain JOIN artifacts AS child ON child.jti = chain.jti
+               JOIN artifacts AS parent ON parent.jti = child.parent_jti
+    WHERE chain.level < {MAX_WALK}
+)
+SELECT chain.level, artifacts.*, artifact_approvals.approval, ak_eks.ek AS ek_id,
+       artifact_seals.mac AS seal
+FROM chain JOIN artifacts ON artifacts.jti = chain.jti
+           LEFT JOIN artifact_approvals ON artifact_approvals.jti = chain.jti
+           LEFT JOIN artifact_seals ON artifact_seals.jti = chain.jti
+           LEFT JOIN ak_eks ON ak_eks.ak_name = artifacts.ak_name
+ORDER BY chain.level"""  # noqa: S608
 
 
 def _field(value: str | int | None) -> bytes:
@@ -191,10 +219,13 @@ class SealedSet:
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, subject): id
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check(self, tx: Transaction, signer: NoteSigner, jti: str | None) -> None:
+    def check(self, tx: Transaction, signer: NoteSigner, jti: str | None,
+              record: ArtifactRecord | None = None) -> None:
         """Raise :class:`AuditUnavailable` unless the revocations ``tx`` sees are the
         sealed set, and none this process holds covers ``jti``'s line (its row, as the
-        acceptance transaction just stored it, and its stored ancestors)."""
+        acceptance transaction just stored it, and its stored ancestors), nor ``record``
+        (the values the verifier accepted) and its parent's line, each ancestor's row
+        checked against its artifact seal (attest.audit.seals)."""
         if tx.execute(_LOCK, {"id": AGGREGATE_ROW}) != 1:
             raise _removed("the sealed revocation set is missing (a store from before the "
                            "seals: run `attest audit seal-revocations`)")
@@ -231,6 +262,8 @@ class SealedSet:
             pairs = self.pairs
         if jti is not None and pairs:
             held = _held(tx, pairs, jti)
+            if held is None and record is not None:
+                held = _held_by(tx, signer, pairs, record)
             if held is not None:
                 kind, subject = held
                 raise _removed(f"the revocation of {kind}:{subject} (#{pairs[held]}) is "
@@ -272,3 +305,51 @@ def _held(tx: Transaction, pairs: dict[tuple[str, str], int],
             if subject is not None and (kind.value, subject) in pairs:
                 return kind.value, subject
     return None
+
+
+def _held_by(tx: Transaction, signer: NoteSigner, pairs: dict[tuple[str, str], int],
+             record: ArtifactRecord) -> tuple[str, str] | None:
+    """The first pair the held set revokes among ``record``'s own (what the verifier
+    accepted, not a row) and its ancestors', or None. The ancestors are read from the
+    parent up, each checked against its seal: a row a database writer deleted or changed
+    (another kid, no parent) would hide the revocation of what it rests on."""
+    # The AK's EK: the audited verifier checked it under the enrollment's seal.
+    found = _pairs_of(pairs, record.jti, record.kid, record.ak_name, record.host,
+                      record.approval, tx.scalar(_EK_OF, {"ak": record.ak_name}))
+    if found is not None or record.parent_jti is None:
+        return found
+    expected: str | None = record.parent_jti
+    for row in tx.all(_ANCESTORS, {"start": record.parent_jti}):
+        ancestor = ArtifactRecord(
+            jti=row.jti, sha256=row.sha256, parent_jti=row.parent_jti, depth=row.depth,
+            exp=row.exp, host=row.host, kid=row.kid, ak_name=row.ak_name,
+            subject=row.subject, scope=row.scope, approval=row.approval,
+            seal=None if row.seal is None else bytes(row.seal))
+        if ancestor.jti != expected or not seals.artifact_sealed(signer, ancestor):
+            raise _ancestor(f"the ancestor {row.jti}'s row lacks the verifier's seal, or "
+                            "was changed since")
+        found = _pairs_of(pairs, row.jti, row.kid, row.ak_name, row.host, row.approval,
+                          row.ek_id)
+        if found is not None:
+            return found
+        expected = row.parent_jti
+        if expected is None or int(row.level) >= MAX_WALK:
+            return None
+    raise _ancestor(f"the ancestor {expected}'s row is gone")
+
+
+def _pairs_of(pairs: dict[tuple[str, str], int], jti: str, kid: str, ak_name: str,
+              host: str, approval: str | None, ek: str | None) -> tuple[str, str] | None:
+    for kind, subject in ((RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
+                          (RevocationKind.AK, ak_name), (RevocationKind.EK, ek),
+                          (RevocationKind.HOST, host), (RevocationKind.APPROVAL, approval)):
+        if subject is not None and (kind.value, subject) in pairs:
+            return kind.value, subject
+    return None
+
+
+def _ancestor(what: str) -> AuditUnavailable:
+    return AuditUnavailable(
+        f"an artifact's lineage was changed in the database outside attest: {what}",
+        hint="run `attest audit verify`; reissue the artifact from a parent this verifier "
+             "accepted")

@@ -52,6 +52,6 @@ def _sealed_hook(log: AuditLog, verifier: Verifier) -> AuditHook:
     append = decision_hook(log, verifier_id=verifier.verifier_id)
 
     def hook(decision: Decision, tx: Transaction) -> int:
-        log.check_revocations(tx, decision.jti)
+        log.check_revocations(tx, decision.jti, decision.record)
         return append(decision, tx)
     return hook

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from attest.audit import AuditLog
 from attest.audit.hooks import revoke_logged
 from attest.cli.main import cli
+from attest.errors import AuditUnavailable
 from attest.store import RevocationKind, Store
 from attest.verify.audited import verify_logged
 from attest.verify.decision import Decision
@@ -186,3 +188,21 @@ def test_seal_revocations_refuses_a_set_the_log_does_not_vouch_for(rig: Rig) -> 
                                 env={"ATTEST_HOME": str(_home(rig)), "ATTEST_STORE": None})
     assert result.exit_code == 1, result.output
     _removed(_fresh(rig, verifier, rig.issue()))
+
+
+def test_a_log_wiped_with_its_revocations_before_any_head_does_not_open(rig: Rig) -> None:
+    """Red team rt3: before the first head, nothing outside the database knew the log.
+    A writer who emptied the log, the revocations and their sealed set had a fresh
+    verifier start a new log with a sealed empty set: the revoked AK was accepted. A
+    revocation now signs a head over its entries (kept beside the key)."""
+    store, verifier = _setup(rig)
+    revoke_logged(store, rig.log(store), RevocationKind.AK, rig.identity.ak_name, "stolen")
+    denied(rig.verify_logged(verifier, rig.issue()), "ak_revoked")
+    with store.write() as tx:
+        for table in ("revocations", "revocation_seals", "revocation_aggregate",
+                      "audit_entries", "audit_nodes", "audit_heads", "audit_macs"):
+            tx.execute(f"DELETE FROM {table}")  # noqa: S608 - constants only
+        tx.execute("UPDATE audit_state SET size = 0, head_size = 0, head_at = 0")
+    _removed(rig.verify_logged(verifier, rig.issue()))  # the running verifier
+    with pytest.raises(AuditUnavailable, match="does not hold the last head"):
+        _fresh(rig, verifier, rig.issue())  # a new one does not open the log
