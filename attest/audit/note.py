@@ -208,6 +208,11 @@ def check_note_text(note: str) -> None:
         raise ProofError("a tree head must not hold control or format characters")
 
 
+def unverified_text(note: str) -> str:
+    """The text ``note`` signs, its signatures unchecked: to show what a stored head says."""
+    return _split_note(note)[0]
+
+
 def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
     """The signed text and its (key name, key ID || signature) lines."""
     check_note_text(note)

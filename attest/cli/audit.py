@@ -19,6 +19,7 @@ from attest.cli.verifier import open_store
 from attest.errors import MalformedInput, UsageError
 
 if TYPE_CHECKING:
+    from attest.audit.log import SignedHead
     from attest.audit.note import VerifierKey
 
 _STORE = click.option("--store", "store_url", metavar="URL",
@@ -143,6 +144,37 @@ def head(ctx: click.Context, store_url: str | None, sign: bool) -> None:
 
 
 @audit.command()
+@_STORE
+@click.option("--key", "key_text", metavar="PUBKEY",
+              help=_KEY_HELP + " [default: the log key in $ATTEST_HOME]")
+@_JSON
+@click.pass_context
+def heads(ctx: click.Context, store_url: str | None, key_text: str | None,
+          as_json: bool) -> None:
+    """List every signed tree head: size, time, root and signature status.
+
+    Consistency proofs and receipts are checkable only at these sizes. The signature is
+    checked with the log key (`unchecked` without one); exit 1 when any head fails it.
+    """
+    from attest.audit import keys
+    from attest.audit.log import AuditLog
+
+    key = _key(key_text) if key_text else keys.load_public(ctx.obj.home)
+    with open_store(ctx, store_url) as store:
+        listed = [_head_status(signed, key) for signed in AuditLog.open(store, None).all_heads()]
+    if as_json:
+        echo_json({"heads": listed})
+    elif not listed:
+        click.echo("no signed head yet (sign one with `attest audit head --sign`)", err=True)
+    for row in [] if as_json else listed:
+        problem = f" ({visible(row['problem'])})" if "problem" in row else ""
+        click.echo(f"{row['size']:>10}  {row['signed_at']}  {row['root'] or '-'}  "
+                   f"{row['signature']}{problem}")
+    if any(row["signature"] == "bad" for row in listed):
+        raise SystemExit(1)
+
+
+@audit.command()
 @click.pass_context
 def key(ctx: click.Context) -> None:
     """Print the log's verifier key (created on first use): what an auditor trusts."""
@@ -179,12 +211,32 @@ def prove(ctx: click.Context, store_url: str | None, index: int, size: int | Non
 @click.pass_context
 def consistency(ctx: click.Context, store_url: str | None, old_size: int,
                 new_size: int | None) -> None:
-    """Print a consistency proof between two tree sizes (JSON)."""
+    """Print a consistency proof between two signed tree sizes (JSON): `attest audit heads`
+    lists them."""
     from attest.audit.log import AuditLog
 
     with open_store(ctx, store_url) as store:
-        proof = AuditLog.open(store, None).consistency_proof(old_size, new_size)
+        log = AuditLog.open(store, None)
+        proof = log.consistency_proof(old_size, new_size)
+        if proof.old_checkpoint is None or proof.new_checkpoint is None:
+            # Without both signed heads the proof checks nothing offline: say which sizes do.
+            signed = [head.size for head in log.all_heads()]
+            unsigned = proof.old_size if proof.old_checkpoint is None else proof.new_size
+            raise UsageError(f"no signed tree head of size {unsigned}: a consistency proof "
+                             "is checkable only between signed sizes",
+                             hint=_signed_sizes(signed, unsigned))
     echo_json(proof.to_json())
+
+
+def _signed_sizes(signed: list[int], wanted: int) -> str:
+    """Which signed sizes there are, the nearest to ``wanted`` first when there are many."""
+    if not signed:
+        return "the log has no signed head yet: sign one with `attest audit head --sign`"
+    if len(signed) > 8:
+        nearest = sorted(sorted(signed, key=lambda size: abs(size - wanted))[:4])
+        return (f"the nearest signed sizes are {', '.join(map(str, nearest))} "
+                f"({len(signed)} in all: `attest audit heads`)")
+    return f"signed sizes: {', '.join(map(str, signed))} (`attest audit heads`)"
 
 
 @audit.command()
@@ -241,6 +293,35 @@ def _key(text: str) -> VerifierKey:
     if is_file:
         text = read_input(path, "verifier key").decode(errors="replace")
     return VerifierKey.parse(text)
+
+
+def _head_status(signed: SignedHead, key: VerifierKey | None) -> dict[str, Any]:
+    """One row of `attest audit heads`: the stored head, its root, its signature checked."""
+    from attest.audit.note import Checkpoint, unverified_text
+    from attest.errors import ProofError
+
+    row: dict[str, Any] = {"size": signed.size, "signed_at": _utc(signed.signed_at),
+                           "root": None, "signature": "unchecked"}
+    try:  # the database is writable by others: a head that doesn't parse is reported
+        row["root"] = _b64(Checkpoint.from_body(unverified_text(signed.note)).root)
+        if key is not None:
+            checkpoint = key.open(signed.note)
+            if checkpoint.size != signed.size:
+                raise ProofError(f"it is stored as size {signed.size} but signs size "
+                                 f"{checkpoint.size}")
+            row["signature"] = "ok"
+    except ProofError as exc:
+        row |= {"signature": "bad", "problem": str(exc)}
+    return row
+
+
+def _utc(seconds: int) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError, TypeError):  # a time no clock gives
+        return visible(seconds)
 
 
 def _b64(data: bytes) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,58 @@ def test_head_never_prints_a_stored_note_it_cannot_vouch_for(logged: Path) -> No
     result = run(logged, "head")
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert result.exit_code == 1, result.output
+
+
+def test_heads_lists_every_signed_head_with_its_root_and_checked_signature(logged: Path) -> None:
+    result = run(logged, "heads", "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)["heads"]
+    assert [(h["size"], h["signature"]) for h in listed] == [(4, "ok"), (8, "ok")]
+    lines = run(logged, "export").stdout_bytes.split(b"\n")[:-1]
+    for head in listed:
+        leaves = [merkle.leaf_hash(line) for line in lines[:head["size"]]]
+        assert base64.b64decode(head["root"]) == merkle.root(leaves)
+        assert head["signed_at"].endswith("Z")
+    text = run(logged, "heads")
+    assert text.exit_code == 0, text.output
+    assert [line.split()[0] for line in text.output.splitlines()] == ["4", "8"]
+    assert all(line.endswith("  ok") for line in text.output.splitlines())
+
+
+def test_heads_without_the_log_key_are_listed_unchecked(logged: Path, tmp_path: Path) -> None:
+    result = run(tmp_path / "auditor", "heads", "--json",
+                 "--store", f"sqlite:///{logged}/verifier.db")
+    assert result.exit_code == 0, result.output
+    assert {h["signature"] for h in json.loads(result.output)["heads"]} == {"unchecked"}
+    checked = run(tmp_path / "auditor", "heads", "--json", "--key", _vkey(logged),
+                  "--store", f"sqlite:///{logged}/verifier.db")
+    assert {h["signature"] for h in json.loads(checked.output)["heads"]} == {"ok"}
+
+
+@pytest.mark.sqlite_only
+def test_heads_names_a_head_signed_by_another_key_and_exits_1(logged: Path) -> None:
+    stranger = NoteSigner.generate(_vkey(logged).split("+")[0])
+    forged = stranger.sign(4, bytes(32))
+    with closing(sqlite3.connect(logged / "verifier.db", isolation_level=None)) as db:
+        db.execute("UPDATE audit_heads SET note = ? WHERE size = 4", (forged,))
+    result = run(logged, "heads")
+    assert result.exit_code == 1, result.output
+    first, second = result.output.splitlines()
+    assert first.split()[0] == "4" and "bad (it is not signed by the log key" in first
+    assert second.split()[0] == "8" and second.endswith("  ok")
+
+
+def test_heads_on_an_empty_log_lists_none(home: Path) -> None:
+    result = run(home, "heads", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"heads": []}
+
+
+def test_a_consistency_proof_from_an_unsigned_size_names_the_signed_sizes(logged: Path) -> None:
+    result = run(logged, "consistency", "--from", "6")
+    assert result.exit_code == 2, result.output
+    assert "no signed tree head of size 6" in result.output
+    assert "signed sizes: 4, 8" in result.output
+    to_unsigned = run(logged, "consistency", "--from", "4", "--to", "9")
+    assert to_unsigned.exit_code == 2, to_unsigned.output
+    assert "no signed tree head of size 9" in to_unsigned.output
