@@ -121,7 +121,7 @@ class Simulator:
         if self.provisioned:
             return False
         _require_tools()
-        self._check_socket_path()
+        self.check_socket_path()
         self.tpm_state.mkdir(parents=True, exist_ok=True)
         self.ca_dir.mkdir(parents=True, exist_ok=True)
         self.config_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ class Simulator:
 
     def start(self) -> tuple[str, bool]:
         """Provision if needed, start swtpm, relax DA lockout; returns (tcti, started_now)."""
-        self._check_socket_path()
+        self.check_socket_path()
         pid = self._live_pid()
         if pid is not None and self._answers():
             return self.tcti, False
@@ -231,11 +231,13 @@ class Simulator:
         with open_tpm(self.tcti) as tpm:
             relax_dictionary_attack(tpm)
 
-    def _check_socket_path(self) -> None:
+    def check_socket_path(self) -> None:
         if len(str(self.ctrl_path).encode()) > _MAX_SOCKET_PATH:
             raise SimulatorError(
                 f"state folder path too long for a unix socket: {self.ctrl_path}",
-                hint="choose a shorter --state path (sockets are limited to 107 bytes)",
+                hint=f"choose a shorter --state path: at most "
+                     f"{_MAX_SOCKET_PATH - len(str(self.ctrl_path)) + len(str(self.state_dir))} "
+                     f"bytes made absolute (a socket path is limited to {_MAX_SOCKET_PATH} bytes)",
             )
 
     def _read_pid(self) -> int | None:

@@ -30,6 +30,7 @@ def swtpm() -> None:
 def start(state: Path) -> None:
     """Provision (first use), start, and print the TCTI alone on stdout."""
     sim = Simulator(state)
+    sim.check_socket_path()  # refused before anything is said, made or started
     if not sim.provisioned:
         click.echo(f"provisioning a new simulator in {sim.state_dir} ...", err=True)
     tcti, started = sim.start()

@@ -96,6 +96,9 @@ def test_state_path_too_long_for_a_socket_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["swtpm", "start", "--state", str(deep)])
     assert result.exit_code == 3
     assert "too long" in result.stderr
+    # Refused first: no "provisioning ..." line announcing what will not happen, no folder.
+    assert result.stderr.startswith("error: state folder path too long"), result.stderr
+    assert not deep.exists()
 
 
 def test_unreachable_tpm_exits_3_with_a_hint(tmp_path: Path) -> None:
