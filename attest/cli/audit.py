@@ -153,8 +153,9 @@ def heads(ctx: click.Context, store_url: str | None, key_text: str | None,
           as_json: bool) -> None:
     """List every signed tree head: size, time, root and signature status.
 
-    Consistency proofs and receipts are checkable only at these sizes. The signature is
-    checked with the log key (`unchecked` without one); exit 1 when any head fails it.
+    Consistency proofs (`attest audit consistency`) are made only between these sizes.
+    The signature is checked with the log key (`unchecked` without one); exit 1 when any
+    head fails it.
     """
     from attest.audit import keys
     from attest.audit.log import AuditLog
@@ -162,15 +163,16 @@ def heads(ctx: click.Context, store_url: str | None, key_text: str | None,
     key = _key(key_text) if key_text else keys.load_public(ctx.obj.home)
     with open_store(ctx, store_url) as store:
         listed = [_head_status(signed, key) for signed in AuditLog.open(store, None).all_heads()]
+    bad = any(row["signature"] == "bad" for row in listed)
     if as_json:
-        echo_json({"heads": listed})
+        echo_json({"ok": not bad, "heads": listed})
     elif not listed:
         click.echo("no signed head yet (sign one with `attest audit head --sign`)", err=True)
     for row in [] if as_json else listed:
         problem = f" ({visible(row['problem'])})" if "problem" in row else ""
         click.echo(f"{row['size']:>10}  {row['signed_at']}  {row['root'] or '-'}  "
                    f"{row['signature']}{problem}")
-    if any(row["signature"] == "bad" for row in listed):
+    if bad:
         raise SystemExit(1)
 
 
@@ -211,8 +213,7 @@ def prove(ctx: click.Context, store_url: str | None, index: int, size: int | Non
 @click.pass_context
 def consistency(ctx: click.Context, store_url: str | None, old_size: int,
                 new_size: int | None) -> None:
-    """Print a consistency proof between two signed tree sizes (JSON): `attest audit heads`
-    lists them."""
+    """Print a consistency proof between two tree sizes (JSON)."""
     from attest.audit.log import AuditLog
 
     with open_store(ctx, store_url) as store:

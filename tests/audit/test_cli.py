@@ -195,7 +195,9 @@ def test_head_never_prints_a_stored_note_it_cannot_vouch_for(logged: Path) -> No
 def test_heads_lists_every_signed_head_with_its_root_and_checked_signature(logged: Path) -> None:
     result = run(logged, "heads", "--json")
     assert result.exit_code == 0, result.output
-    listed = json.loads(result.output)["heads"]
+    document = json.loads(result.output)
+    assert document["ok"] is True
+    listed = document["heads"]
     assert [(h["size"], h["signature"]) for h in listed] == [(4, "ok"), (8, "ok")]
     lines = run(logged, "export").stdout_bytes.split(b"\n")[:-1]
     for head in listed:
@@ -234,7 +236,7 @@ def test_heads_names_a_head_signed_by_another_key_and_exits_1(logged: Path) -> N
 def test_heads_on_an_empty_log_lists_none(home: Path) -> None:
     result = run(home, "heads", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"heads": []}
+    assert json.loads(result.output) == {"ok": True, "heads": []}
 
 
 def test_a_consistency_proof_from_an_unsigned_size_names_the_signed_sizes(logged: Path) -> None:
