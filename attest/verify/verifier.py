@@ -48,7 +48,7 @@ from typing import Any
 from attest.artifact import jws
 from attest.artifact.model import Claims, Evidence, b64url, binding, jti_namespace
 from attest.certfiles import read_certificates
-from attest.errors import AttestError, EvidenceError
+from attest.errors import AttestError, EvidenceError, UsageError
 from attest.eventlog.appraise import appraise
 from attest.eventlog.cel import CelRecord, check_content_bound, parse_cel
 from attest.eventlog.replay import PCRBanks, compare_replay, replay, startup_locality
@@ -378,7 +378,11 @@ class Verifier:
                              + ek.encode()).digest()
         if self._ek_checked.get(key, -1) // 3600 == now // 3600:
             return  # checked within this hour: certificates change validity by the day
-        roots = read_certificates(self.policy.ek_roots)
+        try:
+            roots = read_certificates(self.policy.ek_roots)
+        except UsageError as exc:  # a folder emptied or a file gone since the policy loaded
+            raise _Denied([Denial(Reason.EK_CHAIN_INVALID,
+                                  f"the policy's ek_roots: {exc.message}")]) from None
         try:
             verified = verify_ek_certificate(certificate, roots, at=_utc(now))
         except EvidenceError as exc:
