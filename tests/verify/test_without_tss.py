@@ -224,3 +224,16 @@ def test_a_control_plane_verifies_revokes_and_audits_without_the_tss(
     assert second.returncode == 1, second.stdout + second.stderr
     assert json.loads(second.stdout)["reasons"] == ["revoked"]
     _ok(no_tss, "audit", "verify", home=plane)
+
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {r.split(">")[0].split("=")[0].split("[")[0].strip().lower() for r in requirements}
+
+
+def test_the_base_install_has_no_tss_and_the_host_extra_has() -> None:
+    import tomllib
+
+    project = tomllib.loads((SOURCE / "pyproject.toml").read_text())["project"]
+    assert "tpm2-pytss" not in _names(project["dependencies"])
+    assert "tpm2-pytss" in _names(project["optional-dependencies"]["host"])
