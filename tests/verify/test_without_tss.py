@@ -224,6 +224,10 @@ def test_a_control_plane_verifies_revokes_and_audits_without_the_tss(
     assert second.returncode == 1, second.stdout + second.stderr
     assert json.loads(second.stdout)["reasons"] == ["revoked"]
     _ok(no_tss, "audit", "verify", home=plane)
+    head = _ok(no_tss, "audit", "head", home=plane).stdout
+    assert head.strip()
+    exported = _ok(no_tss, "audit", "export", home=plane).stdout.splitlines()
+    assert len(exported) >= 3  # two verifications and a revocation, at least
 
 
 
