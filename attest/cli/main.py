@@ -78,6 +78,18 @@ def _needs_tss(name: str, missing: TSSUnavailable) -> click.Command:
                                            "allow_extra_args": True})
 
 
+class _HostSideGroup(click.Group):
+    """A group whose own module needs the TSS, on a verifier-only install: the subcommands
+    other modules add to it still work (`policy pcr`); any other name is a _needs_tss stub."""
+
+    def __init__(self, name: str, missing: TSSUnavailable) -> None:
+        super().__init__(name, short_help="(partly host side: needs attest[host])")
+        self.missing = missing
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or _needs_tss(cmd_name, self.missing)
+
+
 class LazyGroup(click.Group):
     """A click group whose commands (``lazy_commands``) are imported when looked up."""
 
@@ -97,7 +109,7 @@ class LazyGroup(click.Group):
             try:
                 command = _attribute(module, name)
             except TSSUnavailable as exc:
-                command = _needs_tss(cmd_name, exc)
+                command = _HostSideGroup(cmd_name, exc) if extra else _needs_tss(cmd_name, exc)
             if isinstance(command, click.Group):
                 for sub_module, sub_name in extra:
                     command.add_command(_attribute(sub_module, sub_name))

@@ -161,6 +161,7 @@ def test_help_lists_every_command_without_the_tss(no_tss: list[str], tmp_path: P
     ("key", "create"),
     ("authorize", "--subject", "s", "--", "true"),
     ("eventlog", "check"),
+    ("policy", "approve", "--authority-key", "k.pem"),
 ])
 def test_a_host_command_without_the_tss_says_how_to_install_it(
         no_tss: list[str], tmp_path: Path, args: tuple[str, ...]) -> None:
@@ -229,6 +230,18 @@ def test_a_control_plane_verifies_revokes_and_audits_without_the_tss(
     exported = _ok(no_tss, "audit", "export", home=plane).stdout.splitlines()
     assert len(exported) >= 3  # two verifications and a revocation, at least
 
+
+
+def test_policy_pcr_without_the_tss_computes_what_the_host_side_does(
+        no_tss: list[str], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from attest.cli.main import cli
+
+    args = ("policy", "pcr", "--pcr", "7=" + "ab" * 32, "--pcr", "0=" + "01" * 32)
+    with_tss = CliRunner().invoke(cli, list(args))
+    assert with_tss.exit_code == 0, with_tss.output
+    assert _ok(no_tss, *args, home=tmp_path).stdout == with_tss.stdout
 
 
 def _names(requirements: list[str]) -> set[str]:
