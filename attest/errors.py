@@ -58,6 +58,19 @@ class TPMUnavailable(EnvironmentProblem):
     """The TPM cannot be reached through the selected TCTI."""
 
 
+class TSSUnavailable(EnvironmentProblem):
+    """tpm2-pytss (or the libtss2 under it) is not installed: a verifier-only install.
+
+    The verifier side never needs it; every host-side command (one that talks to a TPM)
+    raises this from ``import attest.tpm``, so the user sees how to install the host side
+    instead of an ImportError.
+    """
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"the host side needs the TSS, which is not installed ({cause})",
+                         hint="pip install 'attest[host]' and libtss2 (Debian: libtss2-dev)")
+
+
 class SimulatorError(EnvironmentProblem):
     """The swtpm simulator could not be provisioned, started or stopped."""
 

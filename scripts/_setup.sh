@@ -39,7 +39,7 @@ ensure_venv() {
         python3 -m venv .venv
     fi
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-        say "installing attest into .venv${extras:+ (with $extras tools)}"
+        say "installing attest into .venv${extras:+ (extras: $extras)}"
         .venv/bin/python -m pip install -q --upgrade pip
         .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
         touch "$stamp"

@@ -45,17 +45,7 @@ from attest.tpm.quote import create_quote
 
 DEFAULT_TTL_S = 60
 MAX_TTL_S = 7 * 24 * 3600
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-def parse_duration(text: str, what: str = "duration") -> int:
-    """Seconds from "90", "90s", "5m", "1h", "2d"."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{what} is not a duration: {text!r}", hint="write e.g. 60s, 5m, 1h")
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 @dataclass(frozen=True)

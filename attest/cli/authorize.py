@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from attest.artifact.issue import DEFAULT_TTL_S, Request, issue, parse_duration
+from attest.artifact.issue import DEFAULT_TTL_S, Request, issue
 from attest.artifact.model import unb64url
-from attest.cli.common import read_input, tpm_from
+from attest.cli.common import parse_duration, read_input, tpm_from
 from attest.cli.keys import read_approvals
 from attest.cli.terminal import visible
 from attest.errors import EvidenceError, UsageError

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from attest.errors import MalformedInput, UsageError
 from attest.evidence.pcrs import PCRSelection
-from attest.tpm.device import TPM, open_tpm
+
+if TYPE_CHECKING:
+    from attest.tpm.device import TPM
 
 MAX_NONCE_BYTES = 64
 
@@ -30,12 +33,27 @@ def parse_hex(value: str, what: str, max_bytes: int | None = None) -> bytes:
     return data
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str, what: str = "duration") -> int:
+    """Seconds from "90", "90s", "5m", "1h", "2d"."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"{what} is not a duration: {text!r}", hint="write e.g. 60s, 5m, 1h")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
 def parse_selection(value: str) -> PCRSelection:
     return PCRSelection.parse(value)
 
 
 @contextmanager
 def tpm_from(ctx: click.Context) -> Iterator[TPM]:
+    # Imported here: the verifier-side commands share this module and run without the TSS.
+    from attest.tpm.device import open_tpm
+
     with open_tpm(ctx.obj.tcti) as tpm:
         yield tpm
 

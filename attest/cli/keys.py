@@ -147,7 +147,7 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
     """Approve PCR values for keys created with --authority (PolicyAuthorize)."""
     not_after = None
     if expires is not None:
-        from attest.artifact.issue import parse_duration
+        from attest.cli.common import parse_duration
 
         not_after = int(time.time()) + parse_duration(expires, "--expires")
     given: dict[tuple[str, int], bytes] = {}

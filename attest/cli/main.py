@@ -21,7 +21,8 @@ import click
 
 from attest import __version__
 from attest.cli.terminal import visible
-from attest.errors import EXIT_REFUSED, EXIT_USAGE, AttestError
+from attest.errors import EXIT_REFUSED, EXIT_USAGE, AttestError, TSSUnavailable
+from attest.home import resolve_home
 
 
 @dataclass
@@ -64,6 +65,31 @@ def _attribute(module: str, name: str) -> click.Command:
     return found
 
 
+def _needs_tss(name: str, missing: TSSUnavailable) -> click.Command:
+    """A host-side command on a verifier-only install (no tpm2-pytss): still listed by
+    --help, and exit 3 with the install hint when run, whatever its arguments."""
+
+    def fail() -> None:
+        raise missing
+
+    return click.Command(name, callback=fail, short_help="(host side: needs attest[host])",
+                         add_help_option=False,
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True})
+
+
+class _HostSideGroup(click.Group):
+    """A group whose own module needs the TSS, on a verifier-only install: the subcommands
+    other modules add to it still work (`policy pcr`); any other name is a _needs_tss stub."""
+
+    def __init__(self, name: str, missing: TSSUnavailable) -> None:
+        super().__init__(name, short_help="(partly host side: needs attest[host])")
+        self.missing = missing
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or _needs_tss(cmd_name, self.missing)
+
+
 class LazyGroup(click.Group):
     """A click group whose commands (``lazy_commands``) are imported when looked up."""
 
@@ -80,7 +106,10 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy_commands:
             module, name, extra = self.lazy_commands[cmd_name]
-            command = _attribute(module, name)
+            try:
+                command = _attribute(module, name)
+            except TSSUnavailable as exc:
+                command = _HostSideGroup(cmd_name, exc) if extra else _needs_tss(cmd_name, exc)
             if isinstance(command, click.Group):
                 for sub_module, sub_name in extra:
                     command.add_command(_attribute(sub_module, sub_name))
@@ -136,8 +165,6 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
       attest key create
       attest quote create --pcrs sha256:0,1,15 --nonce 00112233 --out-dir ./quote
     """
-    from attest.tpm.device import resolve_home
-
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
 
 

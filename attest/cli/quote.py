@@ -10,9 +10,6 @@ import click
 
 from attest.cli.common import MAX_NONCE_BYTES, parse_hex, parse_selection, tpm_from
 from attest.evidence.tpm2tools import write_serialized_pcrs
-from attest.tpm.files import write_public
-from attest.tpm.hierarchy import load_identity
-from attest.tpm.quote import create_quote
 
 
 @click.group()
@@ -39,6 +36,11 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
     verifier that knows the AK's name from enrollment (`attest quote verify --ak-name`;
     ak.name is the host's copy, no proof); ak.pem is the bare key, for tools that need one.
     """
+    # Imported here: `quote verify` joins this group and runs without the TSS.
+    from attest.tpm.files import write_public
+    from attest.tpm.hierarchy import load_identity
+    from attest.tpm.quote import create_quote
+
     selection = parse_selection(pcrs)
     qualifying = parse_hex(nonce, "--nonce", MAX_NONCE_BYTES)
     identity = load_identity(ctx.obj.home)

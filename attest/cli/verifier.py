@@ -82,7 +82,7 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
 @click.pass_context
 def challenge(ctx: click.Context, ttl: str, store_url: str | None, as_json: bool) -> None:
     """Issue a single-use nonce (base64url) for `attest authorize --nonce`."""
-    from attest.artifact.issue import parse_duration
+    from attest.cli.common import parse_duration
 
     seconds = parse_duration(ttl, "--ttl")
     now = int(time.time())

@@ -6,7 +6,6 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any, TypeVar
 
 from tpm2_pytss import ESAPI, ESYS_TR, TPMT_SYM_DEF, TSS2_Exception
@@ -36,16 +35,6 @@ def resolve_tcti(explicit: str | None = None) -> str:
         if candidate:
             return candidate
     return DEFAULT_TCTI
-
-
-def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """--home, else ATTEST_HOME, else ~/.local/state/attest."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("ATTEST_HOME")
-    if env:
-        return Path(env)
-    return Path.home() / ".local" / "state" / "attest"
 
 
 # TPM_RC_* values (format-one codes with the parameter/handle/session bits masked
@@ -277,6 +266,5 @@ __all__ = [
     "describe_rc",
     "is_policy_failure",
     "open_tpm",
-    "resolve_home",
     "resolve_tcti",
 ]
