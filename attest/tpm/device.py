@@ -113,7 +113,9 @@ def is_policy_failure(rc: int) -> bool:
 # Conditions of the TPM, not of the request: retrying later or elsewhere may work.
 _ENVIRONMENT_RCS = frozenset({int(TPM2_RC.LOCKOUT), int(TPM2_RC.FAILURE), int(TPM2_RC.RETRY),
                               int(TPM2_RC.YIELDED), int(TPM2_RC.TESTING),
-                              int(TPM2_RC.NV_UNAVAILABLE), int(TPM2_RC.INITIALIZE)})
+                              int(TPM2_RC.NV_UNAVAILABLE), int(TPM2_RC.INITIALIZE),
+                              # another process extended a PCR during a policy session
+                              int(TPM2_RC.PCR_CHANGED)})
 
 
 def tpm_error(exc: TSS2_Exception, doing: str) -> TPMError:
