@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest.runtime.log import RuntimeLog
 from tests.conftest import Host
@@ -47,3 +49,29 @@ def test_sixteen_concurrent_runs_all_succeed(ready: tuple[Host, Path]) -> None:
     assert "ok" in host.ok("eventlog", "check").output
     assert len(RuntimeLog(host.home).read().records) == 1 + RUNS
     host.ok("audit", "verify")
+
+
+def test_concurrent_key_signs_and_measurements_all_succeed(fresh_host: Host,
+                                                           tmp_path: Path) -> None:
+    """`attest key sign` next to measurements: a measurement must not void a signer's
+    policy session, and signers must not overrun the simulator's three object slots."""
+    fresh_host.ok("key", "create")
+    data = tmp_path / "data"
+    data.write_bytes(b"signed while the host measures")
+    env = {**os.environ, **fresh_host.env, "TSS2_LOG": "all+NONE"}
+    attest = [sys.executable, "-m", "attest.cli.main"]
+    commands = [[*attest, "key", "sign", "--in", str(data), "--out", str(tmp_path / f"sig{i}")]
+                for i in range(6)]
+    commands += [[*attest, "measure", "data", "--name", f"n{i}", "--value", "v"]
+                 for i in range(6)]
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for c in commands]
+    failed = [(p.args, p.returncode, err) for p, (_, err) in
+              ((p, p.communicate(timeout=120)) for p in procs) if p.returncode != 0]
+    assert not failed, failed
+    public = serialization.load_pem_public_key(
+        (fresh_host.home / "keys" / "default" / "key.pem").read_bytes())
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    for i in range(6):
+        public.verify((tmp_path / f"sig{i}").read_bytes(), data.read_bytes(),
+                      ec.ECDSA(hashes.SHA256()))
