@@ -5,7 +5,7 @@ any PCR before the session is used (TPM2_Sign) makes the TPM refuse it with
 TPM_RC_PCR_CHANGED. A quote is read-then-quote, so an extend in between yields a
 digest that no longer matches the values read. Neither is a fault of the request:
 attest's own measurements are kept out of those windows by the runtime log's lock
-(attest.artifact.issue holds it from quote to signature), and this retry covers
+(attest.artifact.issue holds it from the log snapshot to the signature), and this retry covers
 every other extender (IMA, systemd, another TPM user). When an extender never
 pauses, the caller gives up with an environment error (exit 3), not a refusal.
 """
@@ -35,11 +35,11 @@ def is_pcr_changed(rc: int) -> bool:
     return rc >> 16 == 0 and rc & 0xFFFF == PCR_CHANGED_RC
 
 
-def exhausted(doing: str, *, rc: int, attempts: int = ATTEMPTS) -> TPMEnvironmentError:
+def exhausted(doing: str, *, rc: int) -> TPMEnvironmentError:
     """The error once every attempt met a PCR that changed in between."""
     return TPMEnvironmentError(
         f"{doing} failed: PCRs kept changing under it (PCR contention): another process "
-        f"extended PCRs during each of {attempts} attempts",
+        f"extended PCRs during each of {ATTEMPTS} attempts",
         rc=rc,
         hint="something extends PCRs without pause (compare two `tpm2_pcrread` outputs to "
         "see which); retry when it settles")
