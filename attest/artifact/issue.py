@@ -5,7 +5,8 @@
 2. Read the sealed PCRs and the runtime PCR, build the claims with those values,
    and quote them with qualifyingData = binding = SHA-256(JCS(claims)).
 3. Attach the signing key's certification by the AK (made once per key, cached).
-4. Sign the JWS inside the TPM with the PCR-bound key, in a policy session. When
+4. Sign the JWS inside the TPM with the PCR-bound key, in a policy session, still
+   under the lock (an extend between PolicyPCR and Sign voids the session). When
    the sealed PCRs no longer satisfy the key's policy the TPM refuses, and so
    does issuance: there is no weaker key to fall back to.
 """
@@ -203,11 +204,15 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
             values = {**read_pcrs(tpm, PCRSelection.of(
                 {b: [i for x, i in sealed if x == b] for b in banks})), **runtime_values}
         quote = create_quote(tpm, identity, selection, claims_for, values=values)
-    evidence = Evidence(quote.message, quote.signature, key.public, certify_message,
-                        certify_signature, identity.ak_public, log_bytes, boot_log,
-                        approval_bytes)
-    claims = dataclasses.replace(made["claims"], evidence=evidence)
-    header = jws.Header(ALGORITHM, ARTIFACT_TYPE, key.tpm_name.hex())
-    signing_input = jws.signing_input(header, claims)
-    tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), approval)
+        evidence = Evidence(quote.message, quote.signature, key.public, certify_message,
+                            certify_signature, identity.ak_public, log_bytes, boot_log,
+                            approval_bytes)
+        claims = dataclasses.replace(made["claims"], evidence=evidence)
+        header = jws.Header(ALGORITHM, ARTIFACT_TYPE, key.tpm_name.hex())
+        signing_input = jws.signing_input(header, claims)
+        # Still under the lock: another attest process's measurement between PolicyPCR
+        # and Sign would void the policy session (TPM_RC_PCR_CHANGED). Holding it a few
+        # ms longer serializes concurrent runs instead of sending them into retries;
+        # sign_digest retries for extenders outside attest.
+        tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), approval)
     return jws.assemble(signing_input, signing.ecdsa_r_s(tss))

@@ -13,6 +13,7 @@ from attest.cli.common import echo_json, parse_hex, parse_selection, tpm_from
 from attest.errors import UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
 from attest.evidence.pcrs import DIGEST_SIZES
+from attest.runtime.log import RuntimeLog
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity
@@ -79,7 +80,11 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
     with tpm_from(ctx) as tpm:
         approved = (signing.choose_approval(tpm, candidates, int(time.time()))
                     if candidates else None)
-        tss = signing.sign_data(tpm, record, data, approved)
+        # Under the runtime log's lock, as issuance signs: attest's own measurements
+        # wait instead of voiding the policy session (TPM_RC_PCR_CHANGED), and
+        # concurrent signers do not overrun a simulator's three object slots.
+        with RuntimeLog(ctx.obj.home).locked():
+            tss = signing.sign_data(tpm, record, data, approved)
     write_public(out_file, tss if fmt == "tss" else signing.signature_to_der(tss))
     click.echo(f"signed {len(data)} bytes with key {name!r} into {out_file} ({fmt})")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from attest import strictjson
 from attest.durable import fsync_dir
-from attest.errors import EventLogError, EventLogMismatch, UsageError
+from attest.errors import EnvironmentProblem, EventLogError, EventLogMismatch, UsageError
 from attest.eventlog.cel import (
     CelLog,
     CelRecord,
@@ -111,8 +111,11 @@ class RuntimeLog:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise UsageError(f"another attest process holds {self.lock_path} "
-                                         f"for more than {timeout:.0f} s") from None
+                        # Not the caller's input: a busy host (exit 3).
+                        raise EnvironmentProblem(
+                            f"another attest process holds {self.lock_path} for more than "
+                            f"{timeout:g} s", hint="`fuser` on that file names the process; "
+                            "retry when it is done") from None
                     time.sleep(0.005)
             yield
         finally:

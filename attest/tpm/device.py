@@ -62,8 +62,11 @@ _RC_VER1_WORDS: dict[int, tuple[str, str | None]] = {
 }
 _RC_WARN_WORDS: dict[int, tuple[str, str | None]] = {
     0x902: ("the TPM is out of memory for object contexts",
-            "another client left objects loaded; restart the simulator or flush transient objects"),
-    0x903: ("the TPM is out of memory for sessions", "flush stale sessions"),
+            "another client has objects loaded (a simulator has no resource manager): retry; "
+            "if it persists, a client left them loaded: restart the simulator or flush "
+            "transient objects"),
+    0x903: ("the TPM is out of memory for sessions",
+            "another client has sessions loaded: retry; if it persists, flush stale sessions"),
     int(TPM2_RC.LOCKOUT): ("the TPM is in dictionary-attack lockout",
                            "wait for the lockout to expire (tpm2_getcap properties-variable "
                            "shows the recovery time); on a simulator started by attest, run "
@@ -102,7 +105,11 @@ def is_policy_failure(rc: int) -> bool:
 # Conditions of the TPM, not of the request: retrying later or elsewhere may work.
 _ENVIRONMENT_RCS = frozenset({int(TPM2_RC.LOCKOUT), int(TPM2_RC.FAILURE), int(TPM2_RC.RETRY),
                               int(TPM2_RC.YIELDED), int(TPM2_RC.TESTING),
-                              int(TPM2_RC.NV_UNAVAILABLE), int(TPM2_RC.INITIALIZE)})
+                              int(TPM2_RC.NV_UNAVAILABLE), int(TPM2_RC.INITIALIZE),
+                              # another process extended a PCR during a policy session
+                              int(TPM2_RC.PCR_CHANGED),
+                              # other clients' objects or sessions fill the TPM's slots
+                              int(TPM2_RC.OBJECT_MEMORY), int(TPM2_RC.SESSION_MEMORY)})
 
 
 def tpm_error(exc: TSS2_Exception, doing: str) -> TPMError:

@@ -48,6 +48,7 @@ from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageErro
 from attest.evidence import policy
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, Approval, approved_for
 from attest.evidence.pcrs import HASH_NAMES, PCRSelection
+from attest.tpm import contention
 from attest.tpm.device import TPM, is_policy_failure, tpm_error
 from attest.tpm.files import private_dir, write_private, write_public
 from attest.tpm.hierarchy import HostIdentity, ak_handle, srk_handle
@@ -340,38 +341,63 @@ def _mismatch(tpm: TPM, key: SigningKey, approval: Approval | None,
 
 def sign_digest(tpm: TPM, key: SigningKey, digest: bytes,
                 approval: Approval | None = None) -> bytes:
-    """Sign a SHA-256 digest inside a policy session; returns the TPMT_SIGNATURE bytes."""
+    """Sign a SHA-256 digest inside a policy session; returns the TPMT_SIGNATURE bytes.
+
+    Another process extending a PCR between PolicyPCR and Sign voids the session
+    (TPM_RC_PCR_CHANGED): a new session is tried, a bounded number of times (see
+    attest.tpm.contention). The digest is the same each time, and the sealed PCRs are
+    checked by the attempt that succeeds.
+    """
     if len(digest) != 32:
         raise UsageError("the digest to sign must be 32 bytes (SHA-256)")
     handle = _load(tpm, key)
     try:
-        session = _policy_session(tpm)
-        # continueSession clear: the TPM flushes the session when TPM2_Sign succeeds,
-        # which saves a TPM2_FlushContext; ESYS's record of it is closed here. A command
-        # that fails leaves the session loaded: flushed as before.
-        tpm.esapi.trsess_set_attributes(session, 0, TPMA_SESSION.CONTINUESESSION)
-        signed = False
-        try:
+        for attempt in range(contention.ATTEMPTS):
             try:
-                _satisfy_policy(tpm, key, session, approval)
-                signature = tpm.esapi.sign(
-                    handle, TPM2B_DIGEST(digest),
-                    TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
-                    TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL),
-                    session1=session,
-                )
-                signed = True
-            except TSS2_Exception as exc:
-                if is_policy_failure(int(exc.rc)) or _is_value_on_policy(int(exc.rc)):
-                    raise _mismatch(tpm, key, approval, exc) from exc
-                raise tpm_error(exc, f"signing with key {key.name!r}") from exc
-        finally:
-            if signed:
-                tpm.esapi.tr_close(session)
-            else:
-                tpm.flush(session)
+                return _sign_in_session(tpm, key, handle, digest, approval)
+            except _PCRsChanged:
+                if attempt + 1 < contention.ATTEMPTS:
+                    contention.pause(attempt)
+        raise contention.exhausted(f"signing with key {key.name!r}",
+                                   rc=contention.PCR_CHANGED_RC)
     finally:
         tpm.flush(handle)
+
+
+class _PCRsChanged(Exception):
+    """One signing attempt met TPM_RC_PCR_CHANGED."""
+
+
+def _sign_in_session(tpm: TPM, key: SigningKey, handle: Any, digest: bytes,
+                     approval: Approval | None) -> bytes:
+    session = _policy_session(tpm)
+    # continueSession clear: the TPM flushes the session when TPM2_Sign succeeds,
+    # which saves a TPM2_FlushContext; ESYS's record of it is closed here. A command
+    # that fails leaves the session loaded: flushed as before.
+    tpm.esapi.trsess_set_attributes(session, 0, TPMA_SESSION.CONTINUESESSION)
+    signed = False
+    try:
+        try:
+            _satisfy_policy(tpm, key, session, approval)
+            signature = tpm.esapi.sign(
+                handle, TPM2B_DIGEST(digest),
+                TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+                TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL),
+                session1=session,
+            )
+            signed = True
+        except TSS2_Exception as exc:
+            rc = int(exc.rc)
+            if contention.is_pcr_changed(rc):
+                raise _PCRsChanged from exc
+            if is_policy_failure(rc) or _is_value_on_policy(rc):
+                raise _mismatch(tpm, key, approval, exc) from exc
+            raise tpm_error(exc, f"signing with key {key.name!r}") from exc
+    finally:
+        if signed:
+            tpm.esapi.tr_close(session)
+        else:
+            tpm.flush(session)
     return bytes(signature.marshal())
 
 

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from tpm2_pytss import TPMS_ATTEST, TPMT_SIG_SCHEME
 from tpm2_pytss.constants import TPM2_ALG
 
-from attest.errors import TPMError
 from attest.evidence.pcrs import PCRSelection, PCRValues, composite_digest
+from attest.tpm import contention
 from attest.tpm.device import TPM
 from attest.tpm.hierarchy import HostIdentity, ak_handle
 from attest.tpm.pcr import read_pcrs, to_tpml
 
 MAX_NONCE = 64  # TPM2B_DATA holds at most sizeof(TPMT_HA): 64 bytes
-_READ_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,9 @@ def create_quote(tpm: TPM, identity: HostIdentity, selection: PCRSelection,
     ak = ak_handle(tpm, identity)
     scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL)  # the AK's own scheme: ECDSA-SHA256
     known = dict(values) if values is not None and set(values) == set(selection) else None
-    for _ in range(_READ_ATTEMPTS):
+    for attempt in range(contention.ATTEMPTS):
+        if attempt:
+            contention.pause(attempt - 1)
         values = known if known is not None else read_pcrs(tpm, selection)
         known = None
         qualifying = nonce(values) if callable(nonce) else nonce
@@ -57,5 +58,5 @@ def create_quote(tpm: TPM, identity: HostIdentity, selection: PCRSelection,
         if hmac.compare_digest(quoted, composite_digest(selection, values, "sha256")):
             return Quote(message, bytes(signature.marshal()), selection, values,
                          identity.ak_public, qualifying)
-    raise TPMError("PCRs kept changing while quoting; no consistent quote after "
-                   f"{_READ_ATTEMPTS} attempts", rc=0, hint="retry when measurements settle")
+    # rc 0: no TPM command failed; each quote was of values that moved after the read.
+    raise contention.exhausted("quoting PCRs", rc=0)
