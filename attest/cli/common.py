@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from attest.errors import MalformedInput, UsageError
+from attest.cli.failure import os_error_exit_code
+from attest.errors import EXIT_USAGE, EnvironmentProblem, MalformedInput, UsageError
 from attest.evidence.pcrs import PCRSelection
 from attest.tpm.device import TPM, open_tpm
 
@@ -57,7 +58,9 @@ def read_prefix(path: Path, what: str, limit: int) -> bytes:
         with path.open("rb") as file:
             return file.read(limit + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+        # Not there or not a file: the caller's usage; an I/O error: the environment's.
+        error = UsageError if os_error_exit_code(exc) == EXIT_USAGE else EnvironmentProblem
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from attest.cli.common import read_input
+from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.eventlog.cel import CelRecord, describe_content
@@ -34,7 +35,7 @@ def eventlog() -> None:
 @eventlog.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_FORMAT_OPTION
-@click.option("--json", "as_json", is_flag=True,
+@json_option(
               help='Print {"sha256": {"0": "<hex>", ...}, "sha1": {...}}.')
 def replay_cmd(file: Path, fmt: str, as_json: bool) -> None:
     """Print the PCR values FILE replays to, for every PCR it extends."""
@@ -53,7 +54,7 @@ def replay_cmd(file: Path, fmt: str, as_json: bool) -> None:
 @eventlog.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_FORMAT_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of events.")
+@json_option(help="Print a JSON list of events.")
 def show(file: Path, fmt: str, as_json: bool) -> None:
     """Print the events of FILE: index, PCR, type, digest and what each records."""
     log = _load(file, fmt)
@@ -102,7 +103,7 @@ def _display_digest(digests: object) -> str:
 @click.option("--repair", is_flag=True,
               help="Finish what a crash of `attest measure` left (an incomplete last record, "
               "or a record never extended); never touches any other disagreement.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@json_option(help="Machine-readable result.")
 @click.pass_context
 def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: bool) -> None:
     """Replay the host's logs and compare them with the TPM's PCRs; exit 1 on a mismatch."""

@@ -10,6 +10,7 @@ from typing import BinaryIO
 import click
 
 from attest.cli.common import echo_json, parse_hex, parse_selection, tpm_from
+from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
 from attest.evidence.pcrs import DIGEST_SIZES
@@ -105,7 +106,7 @@ def certify(ctx: click.Context, name: str, nonce: str, out_dir: Path) -> None:
 
 
 @key.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option(help="Machine-readable output.")
 @click.pass_context
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the signing keys in the home."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from attest.cli.common import echo_json, parse_hex, tpm_from
+from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, RESETTABLE_PCRS, PCRSelection, hash_name
 from attest.runtime.log import runtime_pcr
@@ -19,7 +20,7 @@ def pcr() -> None:
 @pcr.command()
 @click.option("--bank", default="sha256", show_default=True, help="PCR bank (hash algorithm).")
 @click.argument("indices", nargs=-1, type=int)
-@click.option("--json", "as_json", is_flag=True, help='Print {"sha256": {"0": "<hex>", ...}}.')
+@json_option(help='Print {"sha256": {"0": "<hex>", ...}}.')
 @click.pass_context
 def read(ctx: click.Context, bank: str, indices: tuple[int, ...], as_json: bool) -> None:
     """Print PCR values (all 24 when no PCR is named)."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from attest.cli.failure import json_option
 from attest.errors import EXIT_REFUSED
 from attest.simulator import Simulator
 
@@ -51,7 +52,7 @@ def stop(state: Path) -> None:
 
 @swtpm.command()
 @_STATE
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option(help="Machine-readable output.")
 def status(state: Path, as_json: bool) -> None:
     """Say whether the simulator is provisioned and running; exit 1 when it is not running."""
     sim = Simulator(state)

@@ -11,6 +11,7 @@ import click
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, read_input, read_prefix, tpm_from
+from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
 from attest.reasons import Reason
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
                       "sqlite:///$ATTEST_HOME/verifier.db].")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_JSON = json_option(help="Machine-readable output.")
 
 
 def open_store(ctx: click.Context, url: str | None) -> Store:
