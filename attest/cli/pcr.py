@@ -41,8 +41,10 @@ def read(ctx: click.Context, bank: str, indices: tuple[int, ...], as_json: bool)
 @click.option("--data", help="Text whose hash is extended into every active bank.")
 @click.option("--digest", "digest_spec", metavar="BANK:HEX",
               help="A digest to extend as is, e.g. sha256:<64 hex digits>.")
+@json_option(help='Print {"ok", "pcr", "extended": {"sha256": "<hex>", ...}}.')
 @click.pass_context
-def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: str | None) -> None:
+def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: str | None,
+               as_json: bool) -> None:
     """Extend PCR INDEX with the hash of --data or with --digest."""
     if (data is None) == (digest_spec is None):
         raise UsageError("give exactly one of --data and --digest")
@@ -61,8 +63,12 @@ def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: st
                 raise UsageError(f"a {name} digest is {DIGEST_SIZES[name]} bytes, not {len(value)}")
             digests = {name: value}
             extend(tpm, index, digests)
-    for name, value in digests.items():
-        click.echo(f"extended PCR {index} ({name}) with {value.hex()}")
+    if as_json:
+        echo_json({"ok": True, "pcr": index,
+                   "extended": {name: value.hex() for name, value in digests.items()}})
+    else:
+        for name, value in digests.items():
+            click.echo(f"extended PCR {index} ({name}) with {value.hex()}")
     if index == runtime_pcr(allow_resettable=True):
         click.echo(f"note: PCR {index} is attest's runtime PCR; a value extended outside "
                    "`attest measure` is one its log cannot explain", err=True)
