@@ -298,3 +298,13 @@ def test_every_command_a_script_reads_has_the_one_json_flag() -> None:
         if name in SCRIPT_READ and not flags:
             lacking.append(name)
     assert lacking == []
+
+
+def test_evidence_larger_than_any_is_refused_with_its_reason(tmp_path: Path) -> None:
+    from attest.cli.common import MAX_INPUT_BYTES
+
+    huge = tmp_path / "huge.log"
+    with huge.open("wb") as file:
+        file.truncate(MAX_INPUT_BYTES + 1)  # sparse: nothing is written
+    result = _invoke(["eventlog", "replay", str(huge), "--json"], {})
+    _refused_with(result, "eventlog_malformed", as_json=True)

@@ -19,6 +19,7 @@ from attest.cli.failure import Failure, json_option
 from attest.cli.terminal import visible
 from attest.cli.verifier import open_store
 from attest.errors import MalformedInput, UsageError
+from attest.reasons import Reason
 
 if TYPE_CHECKING:
     from attest.audit.note import VerifierKey
@@ -235,7 +236,7 @@ def check_proof(proof_file: Path, key_text: str, as_json: bool) -> None:
     from attest.audit.proofs import InclusionProof, parse_proof
     from attest.errors import ProofError
 
-    data = read_input(proof_file, "proof")
+    data = read_input(proof_file, "proof", evidence=Reason.PROOF_INVALID)
     verifier_key = _key(key_text)  # the auditor's own trust anchor: bad usage if malformed
     # A proof is evidence: bytes that are no proof are refused, as a forged one is.
     try:

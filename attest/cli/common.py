@@ -11,8 +11,15 @@ from typing import Any
 import click
 
 from attest.cli.failure import os_error_exit_code
-from attest.errors import EXIT_USAGE, EnvironmentProblem, MalformedInput, UsageError
+from attest.errors import (
+    EXIT_USAGE,
+    EnvironmentProblem,
+    MalformedEvidence,
+    MalformedInput,
+    UsageError,
+)
 from attest.evidence.pcrs import PCRSelection
+from attest.reasons import Reason
 from attest.tpm.device import TPM, open_tpm
 
 MAX_NONCE_BYTES = 64
@@ -63,9 +70,15 @@ def read_prefix(path: Path, what: str, limit: int) -> bytes:
         raise error(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of ``path``; MalformedInput (exit 2) when it holds more than ``limit``."""
+def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES,
+               evidence: Reason | None = None) -> bytes:
+    """The bytes of ``path``. More than ``limit`` is MalformedInput (exit 2), or, for
+    ``evidence`` (a file whose content is judged), MalformedEvidence with that reason
+    (exit 1): no such evidence is that large."""
     data = read_prefix(path, what, limit)
     if len(data) > limit:
-        raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one")
+        message = f"{what} {path} holds more than {limit} bytes: not one"
+        if evidence is not None:
+            raise MalformedEvidence(message, reason=evidence)
+        raise MalformedInput(message)
     return data

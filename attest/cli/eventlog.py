@@ -1,7 +1,7 @@
 """`attest eventlog`: replay and show measurement logs (boot and runtime).
 
-A log that does not parse exits 2 (EventLogError: the file the user gave is bad
-input); an unreadable file exits 2 too.
+A log that does not parse exits 1 with eventlog_malformed (EventLogError: a log is
+evidence, refused, not bad usage); a file that cannot be opened exits 2.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from attest.eventlog.content import describe
 from attest.eventlog.logfile import FORMATS, MeasurementLog, parse_log
 from attest.eventlog.replay import hex_banks, replay
 from attest.eventlog.tcg import TcgEvent
+from attest.reasons import Reason
 
 _FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
@@ -72,7 +73,7 @@ def show(file: Path, fmt: str, as_json: bool) -> None:
 
 
 def _load(file: Path, fmt: str) -> MeasurementLog:
-    return parse_log(read_input(file, "log"), fmt)
+    return parse_log(read_input(file, "log", evidence=Reason.EVENTLOG_MALFORMED), fmt)
 
 
 def _row(event: TcgEvent | CelRecord) -> dict[str, object]:

@@ -100,10 +100,10 @@ def _refusal(exc: EvidenceError, as_json: bool) -> None:
         # "valid"/"reason"/"message" as before; "ok"/"error" as every command's failure.
         echo_json({"valid": False, "reason": reason, "message": exc.message,
                    **Failure.of_error(exc).to_json()})
-    else:
-        click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {visible(exc.hint)}", err=True)
+    # The person's text on stderr, --json or not, as every failing command's.
+    click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {visible(exc.hint)}", err=True)
     raise SystemExit(EXIT_REFUSED)
 
 
@@ -156,10 +156,11 @@ def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
       attest quote verify -u ak.pub --ak-name NAME -m quote.msg -s quote.sig \\
           -f quote.pcrs -g sha256 -q NONCE
     """
-    public_bytes = read_input(public_path, "public key")
-    message = read_input(message_path, "quote")
-    signature = read_input(signature_path, "signature")
-    pcr_bytes = None if pcr_path is None else read_input(pcr_path, "PCR file")
+    public_bytes = read_input(public_path, "public key", evidence=Reason.QUOTE_MALFORMED)
+    message = read_input(message_path, "quote", evidence=Reason.QUOTE_MALFORMED)
+    signature = read_input(signature_path, "signature", evidence=Reason.QUOTE_MALFORMED)
+    pcr_bytes = (None if pcr_path is None else
+                 read_input(pcr_path, "PCR file", evidence=Reason.QUOTE_MALFORMED))
     nonce = _qualification(qualification)
     selection_hint = PCRSelection.parse(pcr_list) if pcr_list else None
     if pcr_bytes is None and selection_hint is not None:
@@ -246,7 +247,7 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
     certificates with empty subjects, roots that are not strict DER.
     """
     when = _parse_time(at)
-    leaf = read_input(cert, "certificate")
+    leaf = read_input(cert, "certificate", evidence=Reason.EK_CHAIN_INVALID)
     anchors = [read_input(p, "root") for r in roots for p in certificate_files(r)]
     intermediates = [read_input(p, "intermediate") for c in chain for p in certificate_files(c)]
     try:

@@ -75,11 +75,11 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
         click.echo(f"accepted: {visible(decision.subject)} may "
                    f"{visible(decision.facts.get('action'))} {visible(repr(argv))} on "
                    f"{visible(decision.host)} (jti {visible(decision.jti)})")
-    else:
+    if not decision.accepted:
+        # The person's text on stderr, --json or not, as every failing command's.
         click.echo(f"denied: {', '.join(decision.reasons)}", err=True)
         for denial in decision.denials:
             click.echo(f"  {denial.reason.value}: {visible(denial.message)}", err=True)
-    if not decision.accepted:
         raise SystemExit(1)
 
 
