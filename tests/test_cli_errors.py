@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -287,7 +288,7 @@ def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click
 def test_every_command_a_script_reads_has_the_one_json_flag() -> None:
     from attest.cli.failure import json_option
 
-    marker = json_option()(lambda: None).__click_params__[0]  # type: ignore[attr-defined]
+    marker = json_option()(lambda: None).__click_params__[0]
     commands = dict(_commands(cli))
     assert set(commands) >= SCRIPT_READ, SCRIPT_READ - set(commands)
     lacking = []
@@ -308,3 +309,53 @@ def test_evidence_larger_than_any_is_refused_with_its_reason(tmp_path: Path) -> 
         file.truncate(MAX_INPUT_BYTES + 1)  # sparse: nothing is written
     result = _invoke(["eventlog", "replay", str(huge), "--json"], {})
     _refused_with(result, "eventlog_malformed", as_json=True)
+
+
+def _json(host: Host, *args: str) -> dict[str, Any]:
+    cut = args.index("--") if "--" in args else len(args)  # after `--` is the argv
+    result = host.ok(*args[:cut], "--json", *args[cut:])
+    out = json.loads(result.stdout)
+    assert out["ok"] is True, out
+    return dict(out)
+
+
+def test_the_json_of_commands_that_make_something(host: Host, tmp_path: Path) -> None:
+    created = _json(host, "key", "create")
+    assert created["name"] == "default" and created["kind"] == "pcr"
+    data = tmp_path / "data"
+    data.write_bytes(b"payload")
+    signed = _json(host, "key", "sign", "--in", str(data), "--out", str(tmp_path / "sig"))
+    assert (signed["bytes"], signed["format"]) == (7, "der")
+    certified = _json(host, "key", "certify", "--nonce", "00", "--out-dir", str(tmp_path / "c"))
+    assert all((tmp_path / "c" / name).is_file() for name in certified["files"])
+    quoted = _json(host, "quote", "create", "--pcrs", "sha256:0", "--nonce", "0011",
+                   "--out-dir", str(tmp_path / "q"))
+    assert (quoted["nonce"], quoted["pcrs"]) == ("0011", "sha256:0")
+    policy = _json(host, "policy", "init", "--from-host", "--out", str(tmp_path / "p.yaml"))
+    assert policy["key"] == "default" and (tmp_path / "p.yaml").is_file()
+    issued = _json(host, "authorize", "--subject", "bot", "--out", str(tmp_path / "a.jws"),
+                   "--", "ls")
+    assert issued["argv"] == ["ls"] and (tmp_path / "a.jws").stat().st_size > 0
+    extended = _json(host, "pcr", "extend", "14", "--data", "json")
+    assert set(extended["extended"]) >= {"sha256"}
+    readmitted = _json(host, "readmit", "--ak", "00" * 34, "--reason", "test")
+    assert readmitted["forgot_clock"] is False
+    head = _json(host, "audit", "head", "--sign")
+    assert isinstance(head["note"], str) and head["size"] == 1  # the readmission
+    assert _json(host, "audit", "key")["verifier_key"]
+
+
+def test_swtpm_start_and_stop_in_json(provisioned_template: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from attest.simulator import Simulator
+
+    state = tmp_path / "sim"
+    shutil.copytree(provisioned_template, state)
+    try:
+        started = json.loads(_ok(["swtpm", "start", "--state", str(state), "--json"], {}).stdout)
+        assert started["ok"] is True and started["started"] is True
+        assert started["tcti"] == Simulator(state).tcti
+    finally:
+        stopped = json.loads(_ok(["swtpm", "stop", "--state", str(state), "--json"], {}).stdout)
+    assert stopped == {"ok": True, "stopped": True, "state": str(state)}
