@@ -239,7 +239,8 @@ def test_an_output_the_system_cannot_write_is_environment_exit_3(tmp_path: Path)
          str(authority), "--pcrs", f"sha256:7={'00' * 32}", "--serial", "1", "--out",
          str(out), "--json"],
         capture_output=True, text=True, check=False, preexec_fn=_no_bigger_than(64),
-        env={**os.environ, "ATTEST_HOME": str(tmp_path / "home")}, timeout=60)
+        env={**os.environ, "ATTEST_HOME": str(tmp_path / "home"),
+             "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, timeout=60)
     assert done.returncode == 3, done.stderr
     assert str(out) in done.stderr
     error = json.loads(done.stdout)["error"]
