@@ -28,7 +28,7 @@ KINDS = {EXIT_REFUSED: "refused", EXIT_USAGE: "usage", EXIT_ENVIRONMENT: "enviro
 USAGE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
                           errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST})
 
-# ctx.meta key set by common.json_option when the invoked command got --json.
+# ctx.meta key set by json_option (below) when the invoked command got --json.
 JSON_FLAG = "attest.json"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -40,6 +40,9 @@ def os_error_exit_code(exc: OSError) -> int:
 
 @dataclass(frozen=True)
 class Failure:
+    """A failed command as a script reads it: its exit code, kind, reason code (or None),
+    message and hint."""
+
     exit_code: int
     message: str
     reason: str | None = None
