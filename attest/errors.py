@@ -136,14 +136,10 @@ class MalformedInput(UsageError):
 class EventLogError(EvidenceError):
     """A measurement log (TCG PC Client boot log or CEL runtime log) that does not parse.
 
-    Exit code 2: wherever a log error reaches the CLI, the log is a file the user
-    gave, and a log that does not parse is bad input. A verifier never exits on
-    it; it turns the error into a denial with :attr:`reason`. Its subclasses
-    are refusals (exit 1): the log parses but does not match the PCRs or the
-    reference values.
+    Exit code 1, as every subclass: a log is evidence, and evidence that does not
+    parse is refused with :attr:`reason` (``eventlog_malformed``), never bad usage;
+    a verifier turns it into a denial. A log file that cannot be opened is usage (2).
     """
-
-    exit_code = EXIT_USAGE
 
     def __init__(
         self,
@@ -158,16 +154,12 @@ class EventLogError(EvidenceError):
 class EventLogMismatch(EventLogError):
     """A log that parses but does not replay to the PCR values the TPM reported."""
 
-    exit_code = EXIT_REFUSED
-
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, reason=Reason.EVENTLOG_MISMATCH, hint=hint)
 
 
 class ReferenceValueMismatch(EventLogError):
     """A log that replays correctly but records a measurement the reference values forbid."""
-
-    exit_code = EXIT_REFUSED
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, reason=Reason.REFERENCE_VALUE_MISMATCH, hint=hint)
@@ -211,6 +203,8 @@ class StoreUnavailable(EnvironmentProblem):
 
 class ProofError(AttestError):
     """A Merkle proof, tree head or audit log that does not verify: a refusal (exit 1)."""
+
+    default_reason = Reason.PROOF_INVALID
 
 
 class AuditUnavailable(EnvironmentProblem):

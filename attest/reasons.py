@@ -39,4 +39,6 @@ class Reason(StrEnum):
     SCOPE_ESCALATION = "scope_escalation"
     POLICY_MISMATCH = "policy_mismatch"
     AUDIT_UNAVAILABLE = "audit_unavailable"
+    # Not a verifier denial: an audit proof, tree head or log that does not verify.
+    PROOF_INVALID = "proof_invalid"
     INTERNAL_ERROR = "internal_error"

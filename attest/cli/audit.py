@@ -1,7 +1,8 @@
 """`attest audit`: check the audit log, print heads and proofs, check proofs offline.
 
-Exit codes: 0 ok, 1 invalid (a log, head or proof that does not verify), 2 bad input,
-3 store unavailable.
+Exit codes: 0 ok, 1 invalid (a log, head or proof that does not verify, or a proof file
+that does not parse: proof_invalid), 2 usage (a file that cannot be opened, a verifier
+key that does not parse), 3 store unavailable. Every command takes --json.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import click
 
 from attest import strictjson
 from attest.cli.common import echo_json, read_input
+from attest.cli.failure import Failure, json_option
 from attest.cli.terminal import visible
 from attest.cli.verifier import open_store
 from attest.errors import MalformedInput, UsageError
+from attest.reasons import Reason
 
 if TYPE_CHECKING:
     from attest.audit.log import SignedHead
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
                       "sqlite:///$ATTEST_HOME/verifier.db].")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_JSON = json_option(help="Machine-readable output.")
 _KEY_HELP = ("The log's verifier key (name+id+key, as `attest audit key` prints it), or a "
              "file holding it.")
 
@@ -73,13 +76,14 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
         except LogInvalid as exc:
             if as_json:
                 echo_json({"valid": False, "problems": [
-                    {"position": p.position, "message": p.message} for p in exc.problems]})
+                    {"position": p.position, "message": p.message} for p in exc.problems],
+                    **Failure.of_error(exc).to_json()})
                 raise SystemExit(1) from None
             raise
     root = _b64(summary.root)
     if as_json:
-        echo_json({"valid": True, "entries": summary.entries, "heads": summary.heads,
-                   "root": root})
+        echo_json({"ok": True, "valid": True, "entries": summary.entries,
+                   "heads": summary.heads, "root": root})
     else:
         click.echo(f"ok: {summary.entries} entries, {summary.heads} heads, root {root}")
 
@@ -109,7 +113,7 @@ def seal_revocations(ctx: click.Context, store_url: str | None, as_json: bool) -
                    keys.load_own(ctx.obj.home))
         count = log.reseal_revocations()
     if as_json:
-        echo_json({"sealed": count})
+        echo_json({"ok": True, "sealed": count})
     else:
         click.echo(f"sealed {count} revocation(s)")
 
@@ -117,8 +121,9 @@ def seal_revocations(ctx: click.Context, store_url: str | None, as_json: bool) -
 @audit.command()
 @_STORE
 @click.option("--sign", is_flag=True, help="Sign a head for the current size first, if needed.")
+@json_option(help='Print {"ok": true, "size": N, "note": "<the checkpoint>"}.')
 @click.pass_context
-def head(ctx: click.Context, store_url: str | None, sign: bool) -> None:
+def head(ctx: click.Context, store_url: str | None, sign: bool, as_json: bool) -> None:
     """Print the latest signed tree head (a C2SP checkpoint): save it to audit later."""
     from attest.audit import keys
     from attest.audit.log import AuditLog
@@ -140,6 +145,9 @@ def head(ctx: click.Context, store_url: str | None, sign: bool) -> None:
     key = keys.load_public(ctx.obj.home)
     if key is not None and key.open(signed.note).size != signed.size:
         raise ProofError(f"the stored head for size {signed.size} is for another size")
+    if as_json:
+        echo_json({"ok": True, "size": signed.size, "note": signed.note})
+        return
     click.echo(signed.note, nl=False)
 
 
@@ -177,12 +185,17 @@ def heads(ctx: click.Context, store_url: str | None, key_text: str | None,
 
 
 @audit.command()
+@json_option(help='Print {"ok": true, "verifier_key": "<name+id+key>"}.')
 @click.pass_context
-def key(ctx: click.Context) -> None:
+def key(ctx: click.Context, as_json: bool) -> None:
     """Print the log's verifier key (created on first use): what an auditor trusts."""
     from attest.audit import keys
 
-    click.echo(keys.load_or_create(ctx.obj.home).verifier_key.encode())
+    encoded = keys.load_or_create(ctx.obj.home).verifier_key.encode()
+    if as_json:
+        echo_json({"ok": True, "verifier_key": encoded})
+    else:
+        click.echo(encoded)
 
 
 @audit.command()
@@ -191,8 +204,10 @@ def key(ctx: click.Context) -> None:
 @click.option("--size", type=click.IntRange(min=1),
               help="The tree size to prove against [default: the latest signed head, signing "
               "one if none covers the entry].")
+@json_option(help="Errors as JSON too (the proof is JSON either way).")
 @click.pass_context
-def prove(ctx: click.Context, store_url: str | None, index: int, size: int | None) -> None:
+def prove(ctx: click.Context, store_url: str | None, index: int, size: int | None,
+          as_json: bool) -> None:
     """Print an inclusion proof of an entry (JSON); a receipt when a head of that size is signed."""
     from attest.audit.log import AuditLog
 
@@ -210,9 +225,10 @@ def prove(ctx: click.Context, store_url: str | None, index: int, size: int | Non
               help="The older tree size.")
 @click.option("--to", "new_size", type=click.IntRange(min=1),
               help="The newer tree size [default: the latest signed head].")
+@json_option(help="Errors as JSON too (the proof is JSON either way).")
 @click.pass_context
 def consistency(ctx: click.Context, store_url: str | None, old_size: int,
-                new_size: int | None) -> None:
+                new_size: int | None, as_json: bool) -> None:
     """Print a consistency proof between two tree sizes (JSON)."""
     from attest.audit.log import AuditLog
 
@@ -246,8 +262,10 @@ def _signed_sizes(signed: list[int], wanted: int) -> str:
               help="The first index.")
 @click.option("--to", "stop", type=click.IntRange(min=0),
               help="Stop before this index (a tree size) [default: the end of the log].")
+@json_option(help="Errors as JSON too (entries are JSON lines either way).")
 @click.pass_context
-def export(ctx: click.Context, store_url: str | None, start: int, stop: int | None) -> None:
+def export(ctx: click.Context, store_url: str | None, start: int, stop: int | None,
+           as_json: bool) -> None:
     """Print entries as JSON lines, streamed: each line is exactly an entry's leaf data."""
     from attest.audit.log import AuditLog
 
@@ -262,24 +280,43 @@ def export(ctx: click.Context, store_url: str | None, start: int, stop: int | No
 @audit.command("check-proof")
 @click.argument("proof_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--key", "key_text", metavar="PUBKEY", required=True, help=_KEY_HELP)
-def check_proof(proof_file: Path, key_text: str) -> None:
-    """Check a receipt or proof file offline, with only the log's verifier key."""
-    from attest.audit.proofs import InclusionProof, parse_proof
+@_JSON
+def check_proof(proof_file: Path, key_text: str, as_json: bool) -> None:
+    """Check a receipt or proof file offline, with only the log's verifier key.
 
+    Exit 1 (proof_invalid) when the proof does not verify or the file is no proof.
+    """
+    from attest.audit.proofs import InclusionProof, parse_proof
+    from attest.errors import ProofError
+
+    data = read_input(proof_file, "proof", evidence=Reason.PROOF_INVALID)
+    verifier_key = _key(key_text)  # the auditor's own trust anchor: bad usage if malformed
+    # A proof is evidence: bytes that are no proof are refused, as a forged one is.
     try:
-        document: Any = strictjson.loads(read_input(proof_file, "proof"))
+        document: Any = strictjson.loads(data)
     except strictjson.StrictJSONError as exc:
-        raise MalformedInput(f"{proof_file} is not strict JSON: {exc}") from None
+        raise ProofError(f"{proof_file} is not strict JSON: {exc}") from None
     except (ValueError, UnicodeDecodeError):
-        raise MalformedInput(f"{proof_file} is not JSON") from None
-    proof = parse_proof(document)
-    verifier_key = _key(key_text)
+        raise ProofError(f"{proof_file} is not JSON") from None
+    try:
+        proof = parse_proof(document)
+    except MalformedInput as exc:
+        raise ProofError(f"{proof_file} is not a proof: {exc.message}") from None
     if isinstance(proof, InclusionProof):
         checkpoint = proof.verify(verifier_key)
+        if as_json:
+            echo_json({"ok": True, "valid": True, "type": "inclusion", "index": proof.index,
+                       "origin": checkpoint.origin, "size": checkpoint.size,
+                       "root": _b64(checkpoint.root)})
+            return
         click.echo(f"ok: entry {proof.index} is in {visible(checkpoint.origin)} at size "
                    f"{checkpoint.size}, root {_b64(checkpoint.root)}")
     else:
         old, new = proof.verify(verifier_key)
+        if as_json:
+            echo_json({"ok": True, "valid": True, "type": "consistency",
+                       "origin": new.origin, "old_size": old.size, "size": new.size})
+            return
         click.echo(f"ok: {visible(new.origin)} at size {new.size} extends size {old.size}")
 
 

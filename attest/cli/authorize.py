@@ -10,7 +10,8 @@ import click
 
 from attest.artifact.issue import DEFAULT_TTL_S, Request, issue
 from attest.artifact.model import unb64url
-from attest.cli.common import parse_duration, read_input, tpm_from
+from attest.cli.common import echo_json, parse_duration, read_input, tpm_from
+from attest.cli.failure import json_option
 from attest.cli.keys import read_approvals
 from attest.cli.terminal import visible
 from attest.errors import EvidenceError, UsageError
@@ -57,12 +58,13 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               "artifact's policy claim (a verifier under another id denies it).")
 @click.option("--out", "out_file", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the artifact.")
+@json_option(help='Print {"ok", "out", "bytes", "ttl", "subject", "action", "argv"}.')
 @click.pass_context
 def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple[str, ...],
               argv_rest: tuple[str, ...], key_name: str, approvals: tuple[Path, ...],
               resources: tuple[str, ...], nonce: str | None, ttl: str, aud: str | None,
               parent: Path | None, gov: tuple[str, ...], boot_log: bool,
-              policy_path: Path | None, out_file: Path) -> None:
+              policy_path: Path | None, out_file: Path, as_json: bool) -> None:
     """Issue an authorization artifact: a quote bound to this request, the key's
     certification, the runtime log, signed inside the TPM by the PCR-bound key.
 
@@ -99,6 +101,10 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
     with tpm_from(ctx) as tpm:
         artifact = issue(tpm, ctx.obj.home, request, int(time.time()))
     write_public(out_file, artifact + b"\n")
+    if as_json:
+        echo_json({"ok": True, "out": str(out_file), "bytes": len(artifact), "ttl": request.ttl,
+                   "subject": subject, "action": action, "argv": list(argv)})
+        return
     click.echo(f"authorized {visible(action)} {visible(repr(' '.join(argv)))} for "
                f"{visible(subject)} into {visible(out_file)} "
                f"({len(artifact)} bytes, valid {request.ttl} s)")

@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from attest.errors import MalformedInput, UsageError
+from attest.cli.failure import os_error_exit_code
+from attest.errors import (
+    EXIT_USAGE,
+    EnvironmentProblem,
+    MalformedEvidence,
+    MalformedInput,
+    UsageError,
+)
 from attest.evidence.pcrs import PCRSelection
+from attest.reasons import Reason
 
 if TYPE_CHECKING:
     from attest.tpm.device import TPM
@@ -75,12 +83,20 @@ def read_prefix(path: Path, what: str, limit: int) -> bytes:
         with path.open("rb") as file:
             return file.read(limit + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+        # Not there or not a file: the caller's usage; an I/O error: the environment's.
+        error = UsageError if os_error_exit_code(exc) == EXIT_USAGE else EnvironmentProblem
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of ``path``; MalformedInput (exit 2) when it holds more than ``limit``."""
+def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES,
+               evidence: Reason | None = None) -> bytes:
+    """The bytes of ``path``. More than ``limit`` is MalformedInput (exit 2), or, for
+    ``evidence`` (a file whose content is judged), MalformedEvidence with that reason
+    (exit 1): no such evidence is that large."""
     data = read_prefix(path, what, limit)
     if len(data) > limit:
-        raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one")
+        message = f"{what} {path} holds more than {limit} bytes: not one"
+        if evidence is not None:
+            raise MalformedEvidence(message, reason=evidence)
+        raise MalformedInput(message)
     return data

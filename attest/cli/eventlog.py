@@ -1,7 +1,7 @@
 """`attest eventlog`: replay and show measurement logs (boot and runtime).
 
-A log that does not parse exits 2 (EventLogError: the file the user gave is bad
-input); an unreadable file exits 2 too.
+A log that does not parse exits 1 with eventlog_malformed (EventLogError: a log is
+evidence, refused, not bad usage); a file that cannot be opened exits 2.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from attest.cli.common import read_input
+from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.eventlog.cel import CelRecord, describe_content
@@ -19,6 +20,7 @@ from attest.eventlog.content import describe
 from attest.eventlog.logfile import FORMATS, MeasurementLog, parse_log
 from attest.eventlog.replay import hex_banks, replay
 from attest.eventlog.tcg import TcgEvent
+from attest.reasons import Reason
 
 _FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
@@ -34,7 +36,7 @@ def eventlog() -> None:
 @eventlog.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_FORMAT_OPTION
-@click.option("--json", "as_json", is_flag=True,
+@json_option(
               help='Print {"sha256": {"0": "<hex>", ...}, "sha1": {...}}.')
 def replay_cmd(file: Path, fmt: str, as_json: bool) -> None:
     """Print the PCR values FILE replays to, for every PCR it extends."""
@@ -53,7 +55,7 @@ def replay_cmd(file: Path, fmt: str, as_json: bool) -> None:
 @eventlog.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_FORMAT_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of events.")
+@json_option(help="Print a JSON list of events.")
 def show(file: Path, fmt: str, as_json: bool) -> None:
     """Print the events of FILE: index, PCR, type, digest and what each records."""
     log = _load(file, fmt)
@@ -71,7 +73,7 @@ def show(file: Path, fmt: str, as_json: bool) -> None:
 
 
 def _load(file: Path, fmt: str) -> MeasurementLog:
-    return parse_log(read_input(file, "log"), fmt)
+    return parse_log(read_input(file, "log", evidence=Reason.EVENTLOG_MALFORMED), fmt)
 
 
 def _row(event: TcgEvent | CelRecord) -> dict[str, object]:
@@ -102,7 +104,7 @@ def _display_digest(digests: object) -> str:
 @click.option("--repair", is_flag=True,
               help="Finish what a crash of `attest measure` left (an incomplete last record, "
               "or a record never extended); never touches any other disagreement.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@json_option(help="Machine-readable result.")
 @click.pass_context
 def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: bool) -> None:
     """Replay the host's logs and compare them with the TPM's PCRs; exit 1 on a mismatch."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hmac
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from cryptography import x509
@@ -17,6 +19,7 @@ from OpenSSL import crypto
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, parse_hex, read_input
+from attest.cli.failure import Failure, json_option
 from attest.cli.terminal import visible
 from attest.errors import (
     EXIT_REFUSED,
@@ -33,6 +36,8 @@ from attest.evidence.signatures import PublicKey
 from attest.evidence.structures import Public
 from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_signature
 from attest.reasons import Reason
+
+_T = TypeVar("_T")
 
 
 def _qualification(value: str | None) -> bytes:
@@ -92,11 +97,13 @@ def _check_key(public: Public | PublicKey, ak_name: str | None, trusted: bool) -
 def _refusal(exc: EvidenceError, as_json: bool) -> None:
     reason = exc.reason.value if exc.reason else "invalid"
     if as_json:
-        echo_json({"valid": False, "reason": reason, "message": exc.message})
-    else:
-        click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {visible(exc.hint)}", err=True)
+        # "valid"/"reason"/"message" as before; "ok"/"error" as every command's failure.
+        echo_json({"valid": False, "reason": reason, "message": exc.message,
+                   **Failure.of_error(exc).to_json()})
+    # The person's text on stderr, --json or not, as every failing command's.
+    click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {visible(exc.hint)}", err=True)
     raise SystemExit(EXIT_REFUSED)
 
 
@@ -134,7 +141,7 @@ def _refusal(exc: EvidenceError, as_json: bool) -> None:
               "restricted TPM key (a PEM has no attributes; a public area's are its "
               "sender's word): a TPMS_ATTEST made in software and signed by any key with "
               "that public part would pass.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@json_option(help="Machine-readable result.")
 def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
                  pcr_path: Path | None, pcr_list: str | None, _ignored_format: str | None,
                  hash_algorithm: str | None, qualification: str | None, allow_sha1: bool,
@@ -142,31 +149,32 @@ def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
     """Verify a quote as tpm2_checkquote does, and more: every check names its reason.
 
     \b
-    Exit 0: valid. Exit 1: invalid, with the reason code and a sentence.
-    Exit 2: unreadable input.
+    Exit 0: valid. Exit 1: invalid, with the reason code and a sentence (bytes
+    that are no quote, signature, key or PCR file are quote_malformed).
+    Exit 2: usage (a file that cannot be opened, a bad flag).
     \b
       attest quote verify -u ak.pub --ak-name NAME -m quote.msg -s quote.sig \\
           -f quote.pcrs -g sha256 -q NONCE
     """
-    public = read_public(read_input(public_path, "public key"))
-    message = read_input(message_path, "quote")
-    signature = read_input(signature_path, "signature")
-    # Bytes that are not a TPMS_ATTEST / TPMT_SIGNATURE at all are unreadable input
-    # (exit 2), not a quote that fails verification.
-    for data, parse, what in ((message, read_attest, "-m: not a TPMS_ATTEST"),
-                              (signature, read_signature, "-s: not a TPMT_SIGNATURE")):
-        try:
-            parse(data)
-        except MalformedEvidence as exc:
-            raise MalformedInput(f"{what}: {exc.message}") from None
+    public_bytes = read_input(public_path, "public key", evidence=Reason.QUOTE_MALFORMED)
+    message = read_input(message_path, "quote", evidence=Reason.QUOTE_MALFORMED)
+    signature = read_input(signature_path, "signature", evidence=Reason.QUOTE_MALFORMED)
+    pcr_bytes = (None if pcr_path is None else
+                 read_input(pcr_path, "PCR file", evidence=Reason.QUOTE_MALFORMED))
     nonce = _qualification(qualification)
     selection_hint = PCRSelection.parse(pcr_list) if pcr_list else None
-    values = None
-    if pcr_path is not None:
-        _, values = read_pcrs(read_input(pcr_path, "PCR file"), selection_hint)
-    elif selection_hint is not None:
+    if pcr_bytes is None and selection_hint is not None:
         raise UsageError("-l/--pcr-list describes a bare-values -f file; give -f too")
     try:
+        # Bytes that are no key, TPMS_ATTEST, TPMT_SIGNATURE or PCR file are evidence
+        # that does not parse: refused (exit 1, quote_malformed), not bad usage.
+        public = _parsed("-u: not a public key", lambda: read_public(public_bytes))
+        _parsed("-m: not a TPMS_ATTEST", lambda: read_attest(message))
+        _parsed("-s: not a TPMT_SIGNATURE", lambda: read_signature(signature))
+        values = None
+        if pcr_bytes is not None:
+            _, values = _parsed("-f: not a PCR file",
+                                lambda: read_pcrs(pcr_bytes, selection_hint))
         _check_key(public, ak_name, trust_key_file)
         facts = verify_quote(message, signature, public, expected_extra_data=nonce,
                              pcr_values=values, required_pcrs=None, allow_sha1=allow_sha1)
@@ -180,11 +188,19 @@ def quote_verify(public_path: Path, message_path: Path, signature_path: Path,
     _print_quote(facts, values is not None, as_json)
 
 
+def _parsed(what: str, parse: Callable[[], _T]) -> _T:
+    try:
+        return parse()
+    except (MalformedEvidence, MalformedInput) as exc:
+        raise MalformedEvidence(f"{what}: {exc.message}", reason=Reason.QUOTE_MALFORMED) from None
+
+
 def _print_quote(facts: QuoteFacts, checked_values: bool, as_json: bool) -> None:
     pcrs = {bank: {str(i): v.hex() for i, v in sorted(vals.items())}
             for bank, vals in facts.pcrs.items()}
     if as_json:
         echo_json({
+            "ok": True,
             "valid": True,
             "selection": str(facts.selection),
             "pcr_digest": facts.pcr_digest.hex(),
@@ -222,7 +238,7 @@ def _print_quote(facts: QuoteFacts, checked_values: bool, as_json: bool) -> None
               help="Intermediate certificates used to build the path (not trusted). Repeatable.")
 @click.option("--at", "at", metavar="ISO-8601",
               help="Check validity at this time (default: now), e.g. 2024-05-01T00:00:00Z.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@json_option(help="Machine-readable result.")
 def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: str | None,
               as_json: bool) -> None:
     """Validate an EK certificate's chain to manufacturer roots.
@@ -231,7 +247,7 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
     certificates with empty subjects, roots that are not strict DER.
     """
     when = _parse_time(at)
-    leaf = read_input(cert, "certificate")
+    leaf = read_input(cert, "certificate", evidence=Reason.EK_CHAIN_INVALID)
     anchors = [read_input(p, "root") for r in roots for p in certificate_files(r)]
     intermediates = [read_input(p, "intermediate") for c in chain for p in certificate_files(c)]
     try:
@@ -243,7 +259,7 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
     subjects = [_subject(der) for der in verified.chain[1:]]
     if as_json:
         echo_json({
-            "valid": True, "at": when.isoformat(), "trimmed_bytes": ek.trimmed,
+            "ok": True, "valid": True, "at": when.isoformat(), "trimmed_bytes": ek.trimmed,
             "chain": ["(EK)", *subjects], "not_after": ek.not_after.isoformat(),
             "tpm": None if ek.tpm is None else {"manufacturer": ek.tpm.manufacturer,
                                                 "model": ek.tpm.model, "version": ek.tpm.version},
@@ -291,7 +307,7 @@ def _parse_time(value: str | None) -> datetime:
 @click.option("--auth-value", is_flag=True, help="Append PolicyAuthValue (as attest's keys do).")
 @click.option("--session-hash", type=click.Choice(["sha256", "sha384"]), default="sha256",
               show_default=True, help="The policy session's hash algorithm.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option(help="Machine-readable output.")
 def policy_pcr(bank: str, pcr_values: tuple[str, ...], auth_value: bool, session_hash: str,
                as_json: bool) -> None:
     """Print the PolicyPCR digest (what a trial session would compute), in hex."""

@@ -10,6 +10,7 @@ from typing import BinaryIO
 import click
 
 from attest.cli.common import echo_json, parse_hex, parse_selection, tpm_from
+from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
 from attest.evidence.pcrs import DIGEST_SIZES
@@ -38,9 +39,10 @@ def key() -> None:
               "that authority approves (PolicyAuthorize) instead of today's values.")
 @click.option("--policy-ref", default="", metavar="HEX",
               help="With --authority: a policyRef bound into the key; approvals must carry it.")
+@json_option(help='Print {"ok", "name", "kind", "pcrs", "policy_digest", "public_key"}.')
 @click.pass_context
 def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | None,
-           policy_ref: str) -> None:
+           policy_ref: str, as_json: bool) -> None:
     """Create a signing key bound to the current values of the sealed PCRs."""
     if authority is None and pcrs is None:
         pcrs = signing.DEFAULT_SEALED_PCRS
@@ -52,6 +54,12 @@ def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | No
         made = signing.create_key(tpm, ctx.obj.home, name, selection, authority_pem, ref)
     folder = signing.key_dir(ctx.obj.home, name)
     bound = f"PCRs {selection}" if made.kind == "pcr" else f"approvals by {authority}"
+    if as_json:
+        echo_json({"ok": True, "name": name, "kind": made.kind,
+                   "pcrs": None if selection is None else str(selection),
+                   "policy_digest": made.policy_digest.hex(),
+                   "public_key": str(folder / "key.pem")})
+        return
     click.echo(f"created key {name!r} bound to {bound}")
     click.echo(f"policy digest: {made.policy_digest.hex()}")
     click.echo(f"public key:    {folder / 'key.pem'}")
@@ -70,9 +78,10 @@ def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | No
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="An authority's approval (for keys created with --authority); repeatable: "
               "the newest unexpired one for the current PCR values is used.")
+@json_option(help='Print {"ok", "name", "bytes", "out", "format"}.')
 @click.pass_context
 def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: str,
-         approvals: tuple[Path, ...]) -> None:
+         approvals: tuple[Path, ...], as_json: bool) -> None:
     """Sign a file inside a policy session (fails when the sealed PCRs changed)."""
     record = signing.load_key(ctx.obj.home, name)
     data = in_file.read()
@@ -86,6 +95,10 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
         with RuntimeLog(ctx.obj.home).locked():
             tss = signing.sign_data(tpm, record, data, approved)
     write_public(out_file, tss if fmt == "tss" else signing.signature_to_der(tss))
+    if as_json:
+        echo_json({"ok": True, "name": name, "bytes": len(data), "out": str(out_file),
+                   "format": fmt})
+        return
     click.echo(f"signed {len(data)} bytes with key {name!r} into {out_file} ({fmt})")
 
 
@@ -94,8 +107,9 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
 @click.option("--nonce", required=True, metavar="HEX", help="Qualifying data, hex.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for certify.msg, certify.sig, key.pub (TPM2B_PUBLIC), key.pem.")
+@json_option(help='Print {"ok", "name", "out_dir", "files"}.')
 @click.pass_context
-def certify(ctx: click.Context, name: str, nonce: str, out_dir: Path) -> None:
+def certify(ctx: click.Context, name: str, nonce: str, out_dir: Path, as_json: bool) -> None:
     """Certify the key with the AK (TPM2_Certify): proof that it lives in this TPM."""
     qualifying = parse_hex(nonce, "--nonce", 64)
     record = signing.load_key(ctx.obj.home, name)
@@ -106,11 +120,15 @@ def certify(ctx: click.Context, name: str, nonce: str, out_dir: Path) -> None:
     write_public(out_dir / "certify.sig", signature)
     write_public(out_dir / "key.pub", record.public)
     write_public(out_dir / "key.pem", record.public_pem())
+    if as_json:
+        echo_json({"ok": True, "name": name, "out_dir": str(out_dir),
+                   "files": ["certify.msg", "certify.sig", "key.pub", "key.pem"]})
+        return
     click.echo(f"certified key {name!r} with the AK into {out_dir}/")
 
 
 @key.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option(help="Machine-readable output.")
 @click.pass_context
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the signing keys in the home."""
@@ -146,9 +164,10 @@ def policy() -> None:
               help="Verifiers deny the approval this long after now, e.g. 90d (default: never).")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the approval (JSON).")
+@json_option(help='Print {"ok", "id", "serial", "pcrs", "approved_policy", "expires", "out"}.')
 @click.pass_context
 def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...], policy_ref: str,
-            serial: int, expires: str | None, out_file: Path) -> None:
+            serial: int, expires: str | None, out_file: Path, as_json: bool) -> None:
     """Approve PCR values for keys created with --authority (PolicyAuthorize)."""
     not_after = None
     if expires is not None:
@@ -184,6 +203,11 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
                            parse_hex(policy_ref, "--policy-ref", 64), serial=serial,
                            not_after=not_after)
     write_public(out_file, made.to_json().encode())
+    if as_json:
+        echo_json({"ok": True, "id": made.id, "serial": serial, "pcrs": str(selection),
+                   "approved_policy": made.approved_policy.hex(), "expires": not_after,
+                   "out": str(out_file)})
+        return
     click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into {out_file}")
     click.echo(f"approval id {made.id} (serial {serial}"
                + (f", expires {not_after})" if not_after is not None else ")"))

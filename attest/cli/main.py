@@ -1,8 +1,10 @@
 """The `attest` command: parse input, call the library, render output.
 
-Exit codes: 0 ok, 1 refused or invalid, 2 bad usage or input, 3 environment
-(no TPM, simulator not running, tool missing). No traceback reaches a user;
-ATTEST_DEBUG=1 shows one for a bug report.
+Exit codes (attest.cli.failure, docs/reasons.md): 0 ok, 1 refused or invalid evidence
+(with a reason code), 2 usage (a bad flag, a file that cannot be opened, a policy that
+does not load), 3 environment (no TPM, full disk; naming the path). With --json an
+error is a JSON object on stdout too. No traceback reaches a user; ATTEST_DEBUG=1
+shows one for a bug report.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from typing import Any
 import click
 
 from attest import __version__
+from attest.cli.failure import (
+    JSON_FLAG,
+    Failure,
+    report,
+    report_error,
+    report_os_error,
+)
 from attest.cli.terminal import visible
 from attest.errors import EXIT_REFUSED, EXIT_USAGE, AttestError, TSSUnavailable
 from attest.home import resolve_home
@@ -120,30 +129,60 @@ class LazyGroup(click.Group):
 class AttestGroup(LazyGroup):
     """The top group: renders AttestError and anything unexpected without a traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Kept for click's own usage errors, raised before --json's callback ran.
+        ctx.meta[_ARGV] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except AttestError as exc:
-            click.echo(f"error: {exc.diagnostics(visible)}", err=True)
+            report_error(ctx, exc)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except click.ClickException as exc:
+            if not _json_usage(ctx, exc):
+                raise
+            exc.show()
+            report(ctx, Failure.of_click(exc), None)
+            ctx.exit(exc.exit_code)
         except OSError as exc:
-            # A file the user named (or the home) cannot be read or written.
-            where = f": {visible(exc.filename)}" if exc.filename else ""
-            click.echo(f"error: {visible(exc.strerror or exc)}{where}", err=True)
-            ctx.exit(EXIT_USAGE)
+            # A path the user named that is not there or not theirs is usage (2); the
+            # system failing a correct request (full disk, I/O error) is environment (3).
+            ctx.exit(report_os_error(ctx, exc))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: say it, exit 1
             if os.environ.get("ATTEST_DEBUG"):
                 traceback.print_exc()
-            click.echo(f"internal error: {type(exc).__name__}: {visible(exc)}\n"
-                       "hint: this is a bug in attest; run again with ATTEST_DEBUG=1 and "
-                       "report the traceback", err=True)
+            hint = "this is a bug in attest; run again with ATTEST_DEBUG=1 and report the traceback"
+            report(ctx, Failure(EXIT_REFUSED, f"internal error: {type(exc).__name__}: {exc}",
+                                "internal_error", hint),
+                   f"internal error: {type(exc).__name__}: {visible(exc)}\nhint: {hint}")
             ctx.exit(EXIT_REFUSED)
         return None
+
+
+_ARGV = "attest.argv"
+
+
+def _json_usage(ctx: click.Context, exc: click.ClickException) -> bool:
+    """Whether a click usage error is to be JSON too: the failing command takes --json
+    and it was given (before any `--`)."""
+    if ctx.meta.get(JSON_FLAG):
+        return True
+    failing = getattr(exc, "ctx", None)
+    if failing is None or not any("--json" in p.opts for p in failing.command.params):
+        return False
+    argv: list[str] = ctx.meta.get(_ARGV, [])
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    if "--json" in own:
+        ctx.meta[JSON_FLAG] = True
+        return True
+    return False
 
 
 @click.group(cls=AttestGroup, context_settings={"help_option_names": ["-h", "--help"]},

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from attest.cli.common import echo_json, tpm_from
+from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.runtime import subjects
 from attest.runtime.log import measure as measure_into
@@ -21,7 +22,7 @@ _PCR = click.option("--pcr", type=int, default=None,
 _RESETTABLE = click.option("--allow-resettable", is_flag=True,
                            help="Accept PCR 16 or 23, which software can reset (and so replay a "
                            "clean history).")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+_JSON = json_option(help="Print the record as JSON.")
 
 
 @click.group()

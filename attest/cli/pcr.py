@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from attest.cli.common import echo_json, parse_hex, tpm_from
+from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, RESETTABLE_PCRS, PCRSelection, hash_name
 from attest.runtime.log import runtime_pcr
@@ -19,7 +20,7 @@ def pcr() -> None:
 @pcr.command()
 @click.option("--bank", default="sha256", show_default=True, help="PCR bank (hash algorithm).")
 @click.argument("indices", nargs=-1, type=int)
-@click.option("--json", "as_json", is_flag=True, help='Print {"sha256": {"0": "<hex>", ...}}.')
+@json_option(help='Print {"sha256": {"0": "<hex>", ...}}.')
 @click.pass_context
 def read(ctx: click.Context, bank: str, indices: tuple[int, ...], as_json: bool) -> None:
     """Print PCR values (all 24 when no PCR is named)."""
@@ -40,8 +41,10 @@ def read(ctx: click.Context, bank: str, indices: tuple[int, ...], as_json: bool)
 @click.option("--data", help="Text whose hash is extended into every active bank.")
 @click.option("--digest", "digest_spec", metavar="BANK:HEX",
               help="A digest to extend as is, e.g. sha256:<64 hex digits>.")
+@json_option(help='Print {"ok", "pcr", "extended": {"sha256": "<hex>", ...}}.')
 @click.pass_context
-def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: str | None) -> None:
+def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: str | None,
+               as_json: bool) -> None:
     """Extend PCR INDEX with the hash of --data or with --digest."""
     if (data is None) == (digest_spec is None):
         raise UsageError("give exactly one of --data and --digest")
@@ -60,8 +63,12 @@ def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: st
                 raise UsageError(f"a {name} digest is {DIGEST_SIZES[name]} bytes, not {len(value)}")
             digests = {name: value}
             extend(tpm, index, digests)
-    for name, value in digests.items():
-        click.echo(f"extended PCR {index} ({name}) with {value.hex()}")
+    if as_json:
+        echo_json({"ok": True, "pcr": index,
+                   "extended": {name: value.hex() for name, value in digests.items()}})
+    else:
+        for name, value in digests.items():
+            click.echo(f"extended PCR {index} ({name}) with {value.hex()}")
     if index == runtime_pcr(allow_resettable=True):
         click.echo(f"note: PCR {index} is attest's runtime PCR; a value extended outside "
                    "`attest measure` is one its log cannot explain", err=True)

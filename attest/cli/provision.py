@@ -8,6 +8,7 @@ import click
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, read_input, tpm_from
+from attest.cli.failure import json_option
 from attest.tpm.hierarchy import provision as provision_identity
 
 
@@ -21,7 +22,7 @@ from attest.tpm.hierarchy import provision as provision_identity
               help="The TPM lost the home's AK (cleared, evicted) or belongs to another home: "
               "create or adopt this TPM's AK, keeping the old identity as "
               "identity.json.replaced-*.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option(help="Machine-readable output.")
 @click.pass_context
 def provision(ctx: click.Context, ek_roots: tuple[Path, ...], replace_identity: bool,
               as_json: bool) -> None:

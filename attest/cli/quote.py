@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from attest.cli.common import MAX_NONCE_BYTES, parse_hex, parse_selection, tpm_from
+from attest.cli.common import (
+    MAX_NONCE_BYTES,
+    echo_json,
+    parse_hex,
+    parse_selection,
+    tpm_from,
+)
+from attest.cli.failure import json_option
 from attest.evidence.tpm2tools import write_serialized_pcrs
 
 
@@ -25,8 +32,9 @@ def quote() -> None:
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for quote.msg, quote.sig, quote.pcrs, ak.pub (TPM2B_PUBLIC), "
               "ak.name, ak.pem and quote.json.")
+@json_option(help="Print quote.json's object, with \"ok\" and \"out_dir\".")
 @click.pass_context
-def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
+def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path, as_json: bool) -> None:
     """Quote PCRs with the AK.
 
     \b
@@ -71,6 +79,9 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path) -> None:
     files["quote.json"] = (json.dumps(summary, indent=2) + "\n").encode()
     for name, data in files.items():
         write_public(out_dir / name, data)
+    if as_json:
+        echo_json({"ok": True, "out_dir": str(out_dir), **summary})
+        return
     click.echo(f"quoted {selection} with nonce {qualifying.hex()} into {out_dir}/")
     click.echo(f"check it: tpm2_checkquote -u {out_dir}/ak.pub -m {out_dir}/quote.msg "
                f"-s {out_dir}/quote.sig -f {out_dir}/quote.pcrs -g sha256 -q {qualifying.hex()}")

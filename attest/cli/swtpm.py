@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from attest.cli.failure import json_option
 from attest.errors import EXIT_REFUSED
 from attest.simulator import Simulator
 
@@ -27,7 +28,8 @@ def swtpm() -> None:
 
 @swtpm.command()
 @_STATE
-def start(state: Path) -> None:
+@json_option(help='Print {"ok", "tcti", "started", "state"}.')
+def start(state: Path, as_json: bool) -> None:
     """Provision (first use), start, and print the TCTI alone on stdout."""
     sim = Simulator(state)
     sim.check_socket_path()  # refused before anything is said, made or started
@@ -36,15 +38,26 @@ def start(state: Path) -> None:
     tcti, started = sim.start()
     click.echo(("started" if started else "already running") + f": {sim.status().describe()}",
                err=True)
+    if as_json:
+        from attest.cli.common import echo_json
+
+        echo_json({"ok": True, "tcti": tcti, "started": started, "state": str(sim.state_dir)})
+        return
     click.echo(tcti)
 
 
 @swtpm.command()
 @_STATE
-def stop(state: Path) -> None:
+@json_option(help='Print {"ok", "stopped", "state"}.')
+def stop(state: Path, as_json: bool) -> None:
     """Shut the TPM down cleanly (TPM2_Shutdown), then stop the process."""
     sim = Simulator(state)
-    if sim.stop():
+    stopped = sim.stop()
+    if as_json:
+        from attest.cli.common import echo_json
+
+        echo_json({"ok": True, "stopped": stopped, "state": str(sim.state_dir)})
+    elif stopped:
         click.echo(f"stopped the simulator in {sim.state_dir}", err=True)
     else:
         click.echo(f"no simulator running in {sim.state_dir}", err=True)
@@ -52,7 +65,7 @@ def stop(state: Path) -> None:
 
 @swtpm.command()
 @_STATE
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option(help="Machine-readable output.")
 def status(state: Path, as_json: bool) -> None:
     """Say whether the simulator is provisioned and running; exit 1 when it is not running."""
     sim = Simulator(state)

@@ -11,8 +11,15 @@ import click
 
 from attest.certfiles import certificate_files
 from attest.cli.common import echo_json, read_input, read_prefix, tpm_from
+from attest.cli.failure import Failure, json_option
 from attest.cli.terminal import visible
-from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
+from attest.errors import (
+    EXIT_REFUSED,
+    EvidenceError,
+    TPMEnvironmentError,
+    TPMError,
+    UsageError,
+)
 from attest.reasons import Reason
 from attest.store import RevocationKind, Store, default_url
 
@@ -22,11 +29,12 @@ if TYPE_CHECKING:
     from attest.evidence.structures import Public
     from attest.store.db import Transaction
     from attest.tpm.device import TPM
+    from attest.verify.decision import Decision
 
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
                       "sqlite:///$ATTEST_HOME/verifier.db].")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_JSON = json_option(help="Machine-readable output.")
 
 
 def open_store(ctx: click.Context, url: str | None) -> Store:
@@ -60,19 +68,29 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
         log = AuditLog.open(store, ctx.obj.home)
         decision = verify_logged(Verifier(policy, store, verifier_id=verifier_id), log, raw)
     if as_json:
-        echo_json(decision.to_json())
+        echo_json(_decision_json(decision))
     elif decision.accepted:
         # Subject, argv, host and jti are the artifact's words: one line, escaped.
         argv = " ".join(decision.facts.get("argv", []))
         click.echo(f"accepted: {visible(decision.subject)} may "
                    f"{visible(decision.facts.get('action'))} {visible(repr(argv))} on "
                    f"{visible(decision.host)} (jti {visible(decision.jti)})")
-    else:
+    if not decision.accepted:
+        # The person's text on stderr, --json or not, as every failing command's.
         click.echo(f"denied: {', '.join(decision.reasons)}", err=True)
         for denial in decision.denials:
             click.echo(f"  {denial.reason.value}: {visible(denial.message)}", err=True)
-    if not decision.accepted:
         raise SystemExit(1)
+
+
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    """The decision, with "ok" and, for a denial, "error" as every failing --json command."""
+    out: dict[str, Any] = {"ok": decision.accepted, **decision.to_json()}
+    if not decision.accepted:
+        first = decision.denials[0] if decision.denials else None
+        out.update(Failure(EXIT_REFUSED, "; ".join(d.message for d in decision.denials)
+                           or "denied", first.reason.value if first else None).to_json())
+    return out
 
 
 @click.command()
@@ -149,8 +167,10 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
 @click.option("--ak", "ak_name", required=True, metavar="NAME", help="The AK's TPM name (hex).")
 @click.option("--reason", required=True, help="Why the reset is acceptable; it is logged.")
 @_STORE
+@json_option(help='Print {"ok", "ak", "forgot_clock"}.')
 @click.pass_context
-def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None) -> None:
+def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None,
+            as_json: bool) -> None:
     """Re-admit an AK after a TPM reset (a policy with deny_reset refuses it until then).
 
     Admits the reset already refused (or else the next one) as the AK's current boot;
@@ -167,6 +187,9 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
         log = AuditLog.open(store, ctx.obj.home)
         entry = readmission_entry(name, reason, time=int(time.time()))
         forgotten = store.forget_clock(name, in_transaction=lambda tx: _append(log, tx, entry))
+    if as_json:
+        echo_json({"ok": True, "ak": name.hex(), "forgot_clock": bool(forgotten)})
+        return
     click.echo(f"re-admitted AK {visible(ak_name[:16])}…" + ("" if forgotten else
                " (no clock was recorded for it: nothing to forget)"))
 
@@ -300,9 +323,12 @@ def _enrollment_ek(certificate: bytes | None, public: bytes,
               show_default=True, help="policy: trust this host's AK by listing it; store: "
               "trust what `attest enroll` put in the verifier's store.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@json_option(help='Print {"ok", "out", "ak", "key", "pcrs", "reference_values", '
+             '"executables"}.')
 @click.pass_context
 def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: str,
-                key_name: str, ek_roots: tuple[str, ...], enrollment: str, force: bool) -> None:
+                key_name: str, ek_roots: tuple[str, ...], enrollment: str, force: bool,
+                as_json: bool) -> None:
     """Write a verifier policy that trusts this host as it is now.
 
     Its EK roots, its AK, its key's sealed PCR values, its runtime measurements so far
@@ -354,6 +380,11 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         executables=executables, nonce=NonceMode.OPTIONAL, single_use=True,
         header=f"Written by `attest policy init --from-host` on {os.uname().nodename}.")
     write_public(out_file, text.encode())
+    if as_json:
+        echo_json({"ok": True, "out": str(out_file), "ak": identity.ak_name.hex(),
+                   "key": key.name, "pcrs": str(key.selection),
+                   "reference_values": len(reference), "executables": len(executables)})
+        return
     click.echo(f"wrote {out_file}: trusts AK {identity.ak_name.hex()[:16]}…, key {key.name!r} "
                f"sealed to {key.selection}, {len(reference)} runtime reference value(s), "
                f"{len(executables)} executable(s)")

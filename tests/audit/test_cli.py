@@ -113,7 +113,9 @@ def test_bad_input_exits_2(logged: Path, tmp_path: Path) -> None:
     assert run(logged, "prove", "--index", "99").exit_code == 2
     assert run(logged, "consistency", "--from", "11").exit_code == 2
     not_json = _save(tmp_path / "x.json", "{")
-    assert run(logged, "check-proof", not_json, "--key", _vkey(logged)).exit_code == 2
+    # A proof is evidence: one that does not parse is refused (proof_invalid), not usage.
+    refused = run(logged, "check-proof", not_json, "--key", _vkey(logged))
+    assert refused.exit_code == 1 and "proof_invalid" in refused.stderr
     receipt = _save(tmp_path / "r.json", run(logged, "prove", "--index", "1").output)
     assert run(logged, "check-proof", receipt, "--key", "not-a-key").exit_code == 2
     assert run(logged, "verify", "--trusted-head", str(tmp_path / "missing")).exit_code == 2
@@ -129,7 +131,7 @@ def test_verify_with_an_outside_key_and_json(logged: Path) -> None:
                  "--key", _vkey(logged), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) | {"root": None} == {
-        "valid": True, "entries": 10, "heads": 2, "root": None}
+        "ok": True, "valid": True, "entries": 10, "heads": 2, "root": None}
 
 
 def test_verify_without_any_key_for_signed_heads_is_bad_input(logged: Path) -> None:

@@ -27,8 +27,8 @@ def test_a_receipt_with_a_member_twice_is_refused(home: Path, tmp_path: Path) ->
     # A reader that takes the first "index" and one that takes the last disagree.
     path.write_text('{"index": 0,' + receipt.lstrip()[1:])
     result = run(tmp_path, "check-proof", str(path), "--key", key)
-    assert result.exit_code == 2, result.output
-    assert "'index' appears twice" in result.output
+    assert result.exit_code == 1, result.output  # refused evidence, not bad usage
+    assert "proof_invalid" in result.output and "'index' appears twice" in result.output
 
 
 def test_an_entry_with_a_member_twice_has_no_index() -> None:

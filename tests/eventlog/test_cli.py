@@ -78,13 +78,14 @@ def test_show_json_lists_every_event_with_all_digests(tmp_path: Path) -> None:
     (b"\x1e{broken\n", "auto", "not valid JSON"),
     (b"\x00" * 40, "cel", "not a CEL-JSON log"),
 ])
-def test_a_malformed_log_exits_2_with_the_reason(tmp_path: Path, content: bytes, fmt: str,
+def test_a_malformed_log_exits_1_with_the_reason(tmp_path: Path, content: bytes, fmt: str,
                                                  words: str) -> None:
+    # A log is evidence: one that does not parse is refused, not bad usage.
     path = tmp_path / "log.bin"
     path.write_bytes(content)
     for command in ("replay", "show"):
         result = run(tmp_path, command, str(path), "--format", fmt)
-        assert result.exit_code == 2
+        assert result.exit_code == 1
         assert "eventlog_malformed" in result.output and words in result.output
 
 

@@ -140,7 +140,7 @@ def test_malformed_logs_raise_a_log_error_naming_the_fault(case: str) -> None:
         parse_tcg(data)
     assert words in caught.value.message
     assert caught.value.reason == "eventlog_malformed"
-    assert caught.value.exit_code == 2
+    assert caught.value.exit_code == 1  # evidence refused, not bad usage
 
 
 def test_absurd_sizes_allocate_nothing_large() -> None:

@@ -113,7 +113,8 @@ def test_attest_quote_passes_attest_verify(host: Host, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("broken", ["public", "message", "signature", "pcrs"])
-def test_unreadable_input_exits_2(host: Host, tools_quote: Path, broken: str) -> None:
+def test_input_that_is_no_tpm_structure_is_quote_malformed(host: Host, tools_quote: Path,
+                                                           broken: str) -> None:
     t = tools_quote
     files = {"public": host.home / "ak.pub", "message": t / "msg", "signature": t / "sig",
              "pcrs": t / "pcrs.serialized"}
@@ -122,7 +123,9 @@ def test_unreadable_input_exits_2(host: Host, tools_quote: Path, broken: str) ->
     files[broken] = garbage
     result = _verify("-u", str(files["public"]), "-m", str(files["message"]),
                      "-s", str(files["signature"]), "-f", str(files["pcrs"]), "-q", NONCE)
-    assert result.exit_code == 2, result.output
+    # Evidence that does not parse is refused with its reason, not bad usage.
+    assert result.exit_code == 1, result.output
+    assert "quote_malformed" in result.stderr
     assert "Traceback" not in result.output
 
 

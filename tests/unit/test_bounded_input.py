@@ -1,5 +1,6 @@
 """Files named on the command line are read up to a bound: a FIFO, a device or a file
-that never ends costs a bounded read and an exit 2, not all the memory there is."""
+that never ends costs a bounded read and a refusal (evidence: exit 1 with its reason) or
+an exit 2 (any other input), not all the memory there is."""
 
 from __future__ import annotations
 
@@ -22,15 +23,16 @@ def _limited() -> None:
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
-def test_quote_verify_of_an_endless_file_is_bad_input() -> None:
+def test_quote_verify_of_an_endless_file_is_refused() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-m", "attest.cli.main", "quote", "verify", "-u", "/dev/zero",
          "-m", "/dev/null", "-s", "/dev/null"],
         env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
         timeout=120, preexec_fn=_limited, check=False)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 1, done.stderr  # -u is evidence: no key is that large
     assert "internal error" not in done.stderr
+    assert "quote_malformed" in done.stderr
     assert f"more than {MAX_INPUT_BYTES} bytes" in done.stderr
 
 

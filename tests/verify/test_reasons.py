@@ -61,6 +61,7 @@ PRODUCED_BY = {
     Reason.SCOPE_ESCALATION: "test_scope_escalation",
     Reason.POLICY_MISMATCH: "test_policy_mismatch_no_rule",
     Reason.AUDIT_UNAVAILABLE: "test_audit_unavailable_consumes_nothing",
+    Reason.PROOF_INVALID: "test_proof_invalid_is_the_reason_of_an_audit_proof_that_fails",
     Reason.INTERNAL_ERROR: "test_internal_error_store_corrupted_mid_way",
 }
 
@@ -73,6 +74,20 @@ def test_every_reason_has_a_test() -> None:
     assert set(PRODUCED_BY) == set(Reason)
     defined = set(globals()) | set(vars(test_lineage))
     assert {name for name in PRODUCED_BY.values() if name not in defined} == set()
+
+
+def test_proof_invalid_is_the_reason_of_an_audit_proof_that_fails() -> None:
+    # Not an artifact denial: `attest audit check-proof` and `audit verify` refuse with it
+    # (tests/test_cli_errors.py runs them).
+    from attest.audit import merkle
+    from attest.audit.hashing import leaf_hash
+    from attest.errors import ProofError
+
+    leaf = leaf_hash(b"entry")
+    with pytest.raises(ProofError) as caught:
+        merkle.verify_inclusion(leaf, 0, 1, [], bytes(32))
+    assert caught.value.reason is Reason.PROOF_INVALID
+    assert caught.value.exit_code == 1
 
 
 def test_a_genuine_artifact_is_accepted(rig: Rig) -> None:
