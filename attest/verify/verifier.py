@@ -185,6 +185,8 @@ class Verifier:
         when = int(self._clock()) if now is None else now
         try:
             return self._verify(raw, when, audit, sealed)
+        except AttestError as exc:  # e.g. a store row changed outside attest: its reason
+            return Decision(False, (_denial(exc),))
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
             return Decision(False, (Denial(Reason.INTERNAL_ERROR,
                                            f"{type(exc).__name__}: {exc}"),))
