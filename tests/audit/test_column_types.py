@@ -1,5 +1,5 @@
 """A value of another type in any audit table column (SQLite keeps whatever an UPDATE
-stores: TEXT for a BLOB, a REAL, a BLOB for TEXT, a huge string) is tampering that every
+stores: TEXT for a BLOB, an INTEGER or a REAL, a BLOB for TEXT, a huge string) is tampering that every
 `attest audit` command reports with exit 1, never a TypeError (issue 11, item 3b).
 """
 
@@ -18,7 +18,8 @@ from tests.audit.conftest import fill, run
 
 SIZE = 10  # heads at 4 and 8
 _CHANGES = {"text": "'tampered'", "text_of_blob": "CAST({column} AS TEXT)",
-            "blob": "X'00ff'", "real": "1.5", "huge": "hex(randomblob(300000))"}
+            "blob": "X'00ff'", "integer": "12345", "real": "1.5",
+            "huge": "hex(randomblob(300000))"}
 # Columns `audit verify` does not read (the heads' times are bookkeeping; a head's
 # signed note carries what is verified).
 _NOT_VERIFIED = {("audit_state", "head_at"), ("audit_heads", "signed_at")}
