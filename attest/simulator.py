@@ -400,13 +400,12 @@ def _run_group(cmd: list[str], env: dict[str, str], timeout: float,
     except BaseException:
         _kill_group(process)
         raise
-    # The group outlives its leader when a child lingers: it is ours to end.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    # No group kill once the leader is reaped: its id could be another's by then.
     return process.returncode, stderr
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
+    # The leader is not reaped yet (even if it exited), so the group id is still ours.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
