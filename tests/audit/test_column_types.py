@@ -1,6 +1,7 @@
 """A value of another type in any audit table column (SQLite keeps whatever an UPDATE
-stores: TEXT for a BLOB, an INTEGER or a REAL, a BLOB for TEXT, a huge string) is tampering that every
-`attest audit` command reports with exit 1, never a TypeError (issue 11, item 3b).
+stores: TEXT for a BLOB, an INTEGER or a REAL, a BLOB for TEXT, a huge string) is
+tampering that every `attest audit` command reports with exit 1, never a TypeError
+(issue 11, item 3b).
 """
 
 from __future__ import annotations
