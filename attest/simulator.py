@@ -15,15 +15,18 @@ Pitfalls this module handles (measured on swtpm 0.7.1):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from attest.durable import fsync_dir
 from attest.errors import SimulatorError, TPMUnavailable
 
 SETUP_TIMEOUT_S = 60.0
@@ -42,13 +45,24 @@ class SimulatorStatus:
     running: bool
     pid: int | None
     tcti: str
+    # An earlier provisioning stopped before completing; `attest swtpm start` redoes it.
+    interrupted: bool = False
+    # swtpm processes of this folder that are not the running simulator (a start killed
+    # outright); the next start or stop ends them.
+    strays: tuple[int, ...] = ()
 
     def describe(self) -> str:
+        leftovers = (f" ({len(self.strays)} leftover swtpm process(es) of an interrupted "
+                     f"start: pid {', '.join(map(str, self.strays))}; `attest swtpm start` "
+                     "or `stop` ends them)" if self.strays else "")
         if self.running:
-            return f"running (pid {self.pid}) at {self.tcti}"
+            return f"running (pid {self.pid}) at {self.tcti}" + leftovers
         if self.provisioned:
-            return f"stopped; provisioned state in {self.state_dir}"
-        return f"not provisioned: {self.state_dir} has no TPM state"
+            return f"stopped; provisioned state in {self.state_dir}" + leftovers
+        if self.interrupted:
+            return (f"not provisioned: an earlier provisioning of {self.state_dir} was "
+                    "interrupted; `attest swtpm start` provisions it again" + leftovers)
+        return f"not provisioned: {self.state_dir} has no TPM state" + leftovers
 
 
 def templates_dir() -> Path:
@@ -113,61 +127,121 @@ class Simulator:
 
     @property
     def provisioned(self) -> bool:
+        # tpm/ appears only complete (renamed in by provision): its NV file is the sign.
         return (self.tpm_state / "tpm2-00.permall").is_file()
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where provision builds the state before renaming it into place."""
+        return self.state_dir / "provisioning"
+
+    @property
+    def interrupted(self) -> bool:
+        """An earlier provisioning stopped before it completed (its leftovers remain)."""
+        return not self.provisioned and (self.staging_dir.exists() or self.tpm_state.exists())
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "start.lock"
 
     # Provisioning ----------------------------------------------------------
     def provision(self) -> bool:
-        """Create the TPM state with EK and platform certificates; False if it already exists."""
+        """Create the TPM state with EK and platform certificates; False if it already exists.
+
+        Atomic: the state is built in :attr:`staging_dir` and renamed into place, tpm/
+        last, only once swtpm_setup has finished; an interrupted provisioning leaves no
+        tpm/ and is redone from scratch by the next call. swtpm_setup (and the swtpm it
+        runs) is killed, with its whole process group, when anything stops it early.
+        """
         if self.provisioned:
             return False
         _require_tools()
         self.check_socket_path()
-        self.tpm_state.mkdir(parents=True, exist_ok=True)
-        self.ca_dir.mkdir(parents=True, exist_ok=True)
-        self.config_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.ca_dir, 0o700)
-        source = templates_dir()
-        for name in ("swtpm_setup.conf", "swtpm-localca.conf", "swtpm-localca.options"):
-            text = (source / f"{name}.in").read_text().replace("@STATE@", str(self.state_dir))
-            (self.config_dir / name).write_text(text)
-        env = dict(os.environ, XDG_CONFIG_HOME=str(self.config_dir))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.staging_dir
+        # Leftovers of an interrupted provisioning: a partial TPM state, never used.
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(self.tpm_state, ignore_errors=True)
+        for folder in ("tpm", "ca", "config"):
+            (staging / folder).mkdir(parents=True)
+        os.chmod(staging / "ca", 0o700)
+        if (self.root_ca_cert.is_file() and self.intermediate_ca_cert.is_file()
+                and (self.ca_dir / "signkey.pem").is_file()):
+            # A complete local CA is kept: verifiers may trust its root already.
+            shutil.copytree(self.ca_dir, staging / "ca", dirs_exist_ok=True)
+        self._write_config(staging, staging)
+        env = dict(os.environ, XDG_CONFIG_HOME=str(staging / "config"))
         cmd = [
             "swtpm_setup", "--tpm2",
-            "--tpmstate", str(self.tpm_state),
-            "--config", str(self.config_dir / "swtpm_setup.conf"),
+            "--tpmstate", str(staging / "tpm"),
+            "--config", str(staging / "config" / "swtpm_setup.conf"),
             "--create-ek-cert", "--create-platform-cert", "--lock-nvram",
             "--pcr-banks", "sha256",
             "--logfile", str(self.state_dir / "swtpm_setup.log"),
         ]
-        try:
-            result = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                    timeout=SETUP_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise SimulatorError(f"swtpm_setup did not finish in {SETUP_TIMEOUT_S:.0f} s") from exc
-        if result.returncode != 0 or not self.provisioned:
-            shutil.rmtree(self.tpm_state, ignore_errors=True)
+        returncode, stderr = _run_group(cmd, env, SETUP_TIMEOUT_S, "swtpm_setup")
+        if returncode != 0 or not (staging / "tpm" / "tpm2-00.permall").is_file():
+            shutil.rmtree(staging, ignore_errors=True)
             log = self._tail(self.state_dir / "swtpm_setup.log")
             raise SimulatorError(
-                f"swtpm_setup failed (exit {result.returncode}): {result.stderr.strip() or log}",
+                f"swtpm_setup failed (exit {returncode}): {stderr.strip() or log}",
                 hint=f"see {self.state_dir / 'swtpm_setup.log'}",
             )
+        # The config names the final paths (a later provisioning reuses the CA there).
+        self._write_config(staging, self.state_dir)
+        for folder in ("ca", "config", "tpm"):  # tpm last: its arrival means complete
+            target = self.state_dir / folder
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging / folder, target)
+        fsync_dir(self.state_dir)
+        shutil.rmtree(staging, ignore_errors=True)
         return True
+
+    @staticmethod
+    def _write_config(where: Path, state: Path) -> None:
+        source = templates_dir()
+        for name in ("swtpm_setup.conf", "swtpm-localca.conf", "swtpm-localca.options"):
+            text = (source / f"{name}.in").read_text().replace("@STATE@", str(state))
+            (where / "config" / name).write_text(text)
 
     # Process control -------------------------------------------------------
     def status(self) -> SimulatorStatus:
         pid = self._live_pid()
-        return SimulatorStatus(self.state_dir, self.provisioned, pid is not None, pid, self.tcti)
+        strays = tuple(p for p in self._strays() if p != pid)
+        return SimulatorStatus(self.state_dir, self.provisioned, pid is not None, pid, self.tcti,
+                               self.interrupted, strays)
 
     def start(self) -> tuple[str, bool]:
-        """Provision if needed, start swtpm, relax DA lockout; returns (tcti, started_now)."""
+        """Provision if needed, start swtpm, relax DA lockout; returns (tcti, started_now).
+
+        All or nothing: when anything stops it before it completes (an error, Ctrl-C,
+        SIGTERM made an exception by the caller), every swtpm process of this state
+        folder it started is killed, and no half-made state is left as provisioned.
+        """
         self.check_socket_path()
         pid = self._live_pid()
         if pid is not None and self._answers():
             return self.tcti, False
-        if pid is not None:
-            # Alive but deaf: a wedged process would keep the socket; replace it.
-            self._terminate(pid)
-        self._clean_stale()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.lock_path):
+            pid = self._live_pid()
+            if pid is not None and self._answers():
+                return self.tcti, False  # another start finished meanwhile
+            if pid is not None:
+                # Alive but deaf: a wedged process would keep the socket; replace it.
+                self._terminate(pid)
+            # Orphans of a start that was killed outright (SIGKILL: nothing could clean up).
+            self._kill_strays()
+            self._clean_stale()
+            try:
+                return self._start()
+            except BaseException:
+                self._kill_strays()
+                self._clean_stale()
+                raise
+
+    def _start(self) -> tuple[str, bool]:
         self.provision()
         _require_tools()
         cmd = [
@@ -200,8 +274,10 @@ class Simulator:
         """Orderly TPM2_Shutdown, then SIGTERM; False when nothing was running."""
         pid = self._live_pid()
         if pid is None:
+            strays = self._strays()
+            self._kill_strays()
             self._clean_stale()
-            return False
+            return bool(strays)
         if self._answers():
             try:
                 from attest.tpm.device import open_tpm
@@ -289,12 +365,87 @@ class Simulator:
             os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, STOP_TIMEOUT_S)
 
+    def _kill_strays(self) -> None:
+        """SIGKILL every swtpm or swtpm_setup process whose command line names this state
+        folder (the daemon, or swtpm_setup and the swtpm it runs)."""
+        for pid in self._strays():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, STOP_TIMEOUT_S)
+
+    def _strays(self) -> list[int]:
+        """swtpm and swtpm_setup processes naming this folder's sockets or TPM state."""
+        paths = {str(p).encode() for p in (self.socket_path, self.ctrl_path, self.tpm_state,
+                                            self.staging_dir / "tpm")}
+        return _processes_naming(paths)
+
     @staticmethod
     def _tail(path: Path, lines: int = 5) -> str:
         try:
             return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def _run_group(cmd: list[str], env: dict[str, str], timeout: float,
+               what: str) -> tuple[int, str]:
+    """Run ``cmd`` in a process group of its own; kill the whole group unless it ends by
+    itself: swtpm_setup runs a swtpm of its own that killing swtpm_setup alone would
+    leave behind (it is also out of reach of the terminal's Ctrl-C, which we handle)."""
+    process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _kill_group(process)
+        raise SimulatorError(f"{what} did not finish in {timeout:.0f} s") from exc
+    except BaseException:
+        _kill_group(process)
+        raise
+    # No group kill once the leader is reaped: its id could be another's by then.
+    return process.returncode, stderr
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    # The leader is not reaped yet (even if it exited), so the group id is still ours.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.communicate(timeout=STOP_TIMEOUT_S)
+
+
+def _processes_naming(paths: set[bytes]) -> list[int]:
+    """The swtpm and swtpm_setup processes with one of ``paths`` as an argument or an
+    option's value (``dir=PATH``, ``type=unixio,path=PATH``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and os.path.basename(cmdline[0]) in (b"swtpm", b"swtpm_setup") \
+                and any(_path_of(token) in paths for arg in cmdline for token in arg.split(b",")):
+            found.append(int(entry.name))
+    return found
+
+
+def _path_of(token: bytes) -> bytes:
+    # PATH, dir=PATH, path=PATH, backend-uri=dir://PATH (swtpm_setup's own swtpm)
+    value = token.rsplit(b"=", 1)[-1]
+    return value.removeprefix(b"dir://")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive across processes: two starts on one folder would kill each other's."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _require_tools() -> None:

@@ -14,7 +14,6 @@ import click
 from attest.cli.common import read_input
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
-from attest.errors import UsageError
 from attest.eventlog.cel import CelRecord, describe_content
 from attest.eventlog.content import describe
 from attest.eventlog.logfile import FORMATS, MeasurementLog, parse_log
@@ -110,7 +109,7 @@ def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: boo
     """Replay the host's logs and compare them with the TPM's PCRs; exit 1 on a mismatch."""
     from attest.cli.common import echo_json, tpm_from
     from attest.runtime.check import check_logs, default_boot_log
-    from attest.runtime.log import RuntimeLog, log_pcr, reconcile
+    from attest.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
 
     notes: list[str] = []
     files = list(logs)
@@ -118,17 +117,18 @@ def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: boo
         if not files:
             runtime = RuntimeLog(ctx.obj.home)
             with runtime.locked():
+                # An empty or missing log is reconciled too: it explains only a runtime
+                # PCR at its reset value.
                 pcr = log_pcr(runtime.read(allow_torn_tail=True).records)
-                if pcr is not None:
-                    notes = reconcile(tpm, runtime, pcr, repair=repair).notes
+                if pcr is None:
+                    pcr = runtime_pcr(allow_resettable=True)
+                notes = reconcile(tpm, runtime, pcr, repair=repair).notes
             if runtime.path.exists():
                 files.append(runtime.path)
             boot = default_boot_log()
             if boot is not None:
                 files.append(boot)
-            if not files:
-                raise UsageError("no logs to check: nothing measured yet and no boot log",
-                                 hint="measure with `attest measure`, or name logs with --log")
+        # With no file at all, the runtime PCR is still checked (at its reset value).
         checked = check_logs(tpm, files)
     if as_json:
         echo_json({"ok": True, "logs": [str(p) for p, _ in checked.logs], "repaired": notes,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -33,9 +37,15 @@ def start(state: Path, as_json: bool) -> None:
     """Provision (first use), start, and print the TCTI alone on stdout."""
     sim = Simulator(state)
     sim.check_socket_path()  # refused before anything is said, made or started
-    if not sim.provisioned:
+    if sim.interrupted:
+        click.echo(f"an earlier provisioning of {sim.state_dir} was interrupted; "
+                   "provisioning it again ...", err=True)
+    elif not sim.provisioned:
         click.echo(f"provisioning a new simulator in {sim.state_dir} ...", err=True)
-    tcti, started = sim.start()
+    # SIGTERM, like Ctrl-C, stops the start where it is: Simulator.start then kills the
+    # swtpm processes it started and leaves no half-made state.
+    with _terminate_as_interrupt():
+        tcti, started = sim.start()
     click.echo(("started" if started else "already running") + f": {sim.status().describe()}",
                err=True)
     if as_json:
@@ -44,6 +54,21 @@ def start(state: Path, as_json: bool) -> None:
         echo_json({"ok": True, "tcti": tcti, "started": started, "state": str(sim.state_dir)})
         return
     click.echo(tcti)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @swtpm.command()
@@ -75,6 +100,7 @@ def status(state: Path, as_json: bool) -> None:
 
         echo_json({"state": str(st.state_dir), "provisioned": st.provisioned,
                    "running": st.running, "pid": st.pid, "tcti": st.tcti,
+                   "interrupted": st.interrupted, "strays": list(st.strays),
                    "root_ca": str(sim.root_ca_cert)})
     else:
         click.echo(st.describe())

@@ -35,19 +35,31 @@ class CheckedLogs:
 
 
 def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
-    """Replay the logs together and compare every PCR they extend with the TPM's value.
+    """Replay the logs together and compare every PCR they extend, and the runtime PCR,
+    with the TPM's value.
 
+    The runtime PCR is compared even when no log mentions it: a log that is silent
+    about a PCR holding measurements (an emptied or missing runtime log) explains
+    nothing, so that PCR must be at its reset value. It is the PCR the runtime logs
+    extend, else the home's ($ATTEST_RUNTIME_PCR or 15).
     Raises ReplayMismatch naming the PCR, bank, both values and the last events.
     """
+    from attest.runtime.log import log_pcr, runtime_pcr
+
     logs = tuple((path, parse_log(path.read_bytes())) for path in files)
     events: list[TcgEvent | CelRecord] = []
+    runtime_records: list[CelRecord] = []
     for _, log in logs:
         if log.format == "cel":
-            check_content_bound(cast(tuple[CelRecord, ...], log.events))
+            records = cast(tuple[CelRecord, ...], log.events)
+            check_content_bound(records)
+            runtime_records.extend(records)
         events.extend(log.events)
-    touched = sorted({e.pcr for e in events if e.extends and e.pcr is not None})
-    reported: dict[tuple[str, int], bytes] = {}
-    if touched:
-        banks = active_banks(tpm)
-        reported = read_pcrs(tpm, PCRSelection.of({bank: touched for bank in banks}))
-    return CheckedLogs(logs, check_replay(events, reported))
+    runtime = log_pcr(runtime_records)
+    if runtime is None:
+        runtime = runtime_pcr(allow_resettable=True)
+    touched = sorted({e.pcr for e in events if e.extends and e.pcr is not None} | {runtime})
+    banks = active_banks(tpm)
+    reported = read_pcrs(tpm, PCRSelection.of({bank: touched for bank in banks}))
+    return CheckedLogs(logs, check_replay(events, reported,
+                                          require=[(bank, runtime) for bank in banks]))

@@ -266,9 +266,12 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
     if _replayed(records, pcr, banks) == now:
         return result
     if not records:
+        bank = banks[0]
         raise EventLogMismatch(
-            f"PCR {pcr} holds {now[banks[0]].hex()}, a value the runtime log does not "
-            "explain: something else extended it since the TPM started",
+            f"PCR {pcr} ({bank}) holds {now[bank].hex()} but the runtime log {log.path} "
+            f"is empty or missing and replays to the reset value "
+            f"{_replayed((), pcr, banks)[bank].hex()}: the log was emptied, or something "
+            "else extended the PCR since the TPM started",
             hint=f"no log attest starts now could explain PCR {pcr}; reboot (or restart the "
             "simulator), or measure into another PCR with --pcr")
     epoch = log.read_epoch()

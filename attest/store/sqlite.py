@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NoReturn
 
 from attest.errors import StoreUnavailable
+from attest.store import rowtypes
 from attest.store.db import (
     NO_PARAMS,
     UNAVAILABLE_HINT,
@@ -105,7 +106,10 @@ class SQLiteTransaction:
                 cursor.close()
         except sqlite3.Error as exc:
             raise self._failure(exc) from exc
-        return None if raw is None else raw[0]
+        if raw is None:
+            return None
+        rowtypes.check_row((name := cursor.description[0][0],), rowtypes.checks((name,)), raw)
+        return raw[0]
 
     def execute(self, sql: str, params: Params = NO_PARAMS) -> int:
         try:
@@ -140,7 +144,10 @@ class SQLiteTransaction:
                     return
                 yield from map(make, raws)
         finally:
-            cursor.close()
+            # A stream its reader abandoned (a refusal mid-way) may be closed after its
+            # connection; the transaction's end closed the cursor already.
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                cursor.close()
 
     def end(self) -> None:
         # The connection may serve another thread next: a transaction kept past its block
@@ -256,6 +263,9 @@ class SQLiteDatabase:
                                          isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise self.failure(exc) from exc
+        # TEXT that is not UTF-8 (a BLOB cast to TEXT by SQL) is a changed row, not an
+        # unreadable store: read it as NotUtf8, which no column's check accepts.
+        connection.text_factory = rowtypes.decode_text
         try:
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}").close()
             for pragma in _SETUP:
@@ -319,5 +329,7 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
 
 def _row_maker(description: Any) -> Callable[[Any], Row]:
-    maker: Callable[[Any], Row] = _row_type(tuple([column[0] for column in description]))._make
+    names = tuple([column[0] for column in description])
+    # SQLite stores any type in any column: a value of another type is a changed row.
+    maker: Callable[[Any], Row] = rowtypes.maker(names, _row_type(names)._make)
     return maker

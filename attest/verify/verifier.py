@@ -186,6 +186,9 @@ class Verifier:
         try:
             return self._verify(raw, when, audit, sealed)
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+            if isinstance(exc, AttestError) and exc.reason is not None:
+                # e.g. a store row changed outside attest (audit_unavailable): its reason
+                return Decision(False, (_denial(exc),))
             return Decision(False, (Denial(Reason.INTERNAL_ERROR,
                                            f"{type(exc).__name__}: {exc}"),))
 

@@ -288,3 +288,45 @@ def test_a_runtime_pcr_the_boot_log_extends_is_refused(
     assert result.exit_code == 2, result.output
     assert "the boot log extends PCR 15" in result.output
     assert not _log(fresh_host).path.exists() or not _log(fresh_host).read().records
+
+
+# A log silent about a PCR that holds measurements never explains it (issue 11, item 3a).
+
+def _says_runtime_pcr_is_unexplained(result: object, pcr15: str) -> None:
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    stderr = result.stderr  # type: ignore[attr-defined]
+    assert "eventlog_mismatch" in stderr and "PCR 15" in stderr
+    assert pcr15 in stderr and "0" * 64 in stderr  # both values: the TPM's and the reset one
+
+
+def test_an_emptied_runtime_log_is_a_mismatch(measured: Host) -> None:
+    pcr15 = _pcr15(measured)
+    (measured.home / "runtime.cel").write_bytes(b"")
+    _says_runtime_pcr_is_unexplained(measured.run("eventlog", "check"), pcr15)
+
+
+def test_a_deleted_runtime_log_is_a_mismatch(measured: Host) -> None:
+    pcr15 = _pcr15(measured)
+    (measured.home / "runtime.cel").unlink()
+    _says_runtime_pcr_is_unexplained(measured.run("eventlog", "check"), pcr15)
+
+
+def test_a_truncated_runtime_log_is_a_mismatch(measured: Host) -> None:
+    _rewrite(measured, lambda lines: lines[:1])
+    result = measured.run("eventlog", "check")
+    assert result.exit_code == 1 and "eventlog_mismatch" in result.stderr
+    assert "PCR 15" in result.stderr
+
+
+def test_an_empty_log_file_named_with_log_is_a_mismatch(measured: Host, tmp_path: Path) -> None:
+    pcr15 = _pcr15(measured)
+    empty = tmp_path / "empty.cel"
+    empty.write_bytes(b"")
+    _says_runtime_pcr_is_unexplained(measured.run("eventlog", "check", "--log", str(empty)),
+                                     pcr15)
+
+
+def test_nothing_measured_yet_is_ok(fresh_host: Host) -> None:
+    """Honest use: a fresh host with no log has its runtime PCR at the reset value."""
+    out = fresh_host.ok("eventlog", "check", "--json")
+    assert "sha256:15" in json.loads(out.stdout)["verified"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from attest.cli.main import cli
@@ -126,3 +130,110 @@ def test_provisioning_writes_nothing_to_system_paths(tmp_path: Path) -> None:
     assert not sim.provision()  # second call: already provisioned
     assert {str(p): _snapshot(p) for p in watched} == before
     assert (sim.ca_dir / "signkey.pem").is_file()
+
+
+# Interrupting the first `attest swtpm start` (issue 11, item 3c): a real signal at a real
+# point of provisioning, found by polling for the process that point runs.
+
+def _processes_of(state: Path) -> list[int]:
+    """swtpm and swtpm_setup processes whose command line names the state folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        name = os.path.basename(cmdline.split(b"\0")[0])
+        if name in (b"swtpm", b"swtpm_setup") and str(state).encode() + b"/" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_for(state: Path, marker: bytes, deadline_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for pid in _processes_of(state):
+            try:
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+        time.sleep(0.002)
+    return False
+
+
+def _gone(state: Path, deadline_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + deadline_s
+    while (left := _processes_of(state)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
+@pytest.mark.parametrize(("marker", "sig"), [
+    (b"swtpm_setup", signal.SIGINT),            # while swtpm_setup runs
+    (b"backend-uri=dir://", signal.SIGINT),     # while the swtpm swtpm_setup runs does
+    (b"backend-uri=dir://", signal.SIGTERM),
+], ids=["setup-sigint", "setup-swtpm-sigint", "setup-swtpm-sigterm"])
+def test_an_interrupted_first_start_leaves_no_process_and_no_half_state(
+        tmp_path: Path, marker: bytes, sig: signal.Signals) -> None:
+    state = (tmp_path / "sim").resolve()
+    child = subprocess.Popen([sys.executable, "-m", "attest.cli.main", "swtpm", "start",
+                              "--state", str(state)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(state, marker), "provisioning never reached the point"
+        child.send_signal(sig)
+        _, stderr = child.communicate(timeout=60)
+        assert child.returncode == 130, stderr
+        assert "internal error" not in stderr and "Traceback" not in stderr
+        assert _gone(state) == []
+        sim = Simulator(state)
+        assert not sim.provisioned
+        status = _attest("swtpm", "status", "--state", str(state))
+        assert status.returncode == 1
+        assert "not provisioned" in status.stdout, status.stdout
+        again = _attest("swtpm", "start", "--state", str(state))
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == f"swtpm:path={state}/swtpm.sock\n"
+        assert "running" in _attest("swtpm", "status", "--state", str(state)).stdout
+        with open_tpm(again.stdout.strip()) as tpm:
+            assert len(tpm.esapi.get_random(4)) == 4
+        assert sim.root_ca_cert.is_file() and not sim.staging_dir.exists()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        Simulator(state).stop()
+        _kill_all_of(state)
+
+
+def _kill_all_of(state: Path) -> None:
+    """End what the code under test failed to end (an orphaned swtpm_setup may start
+    another swtpm meanwhile: sweep until none is left)."""
+    for _ in range(20):
+        left = _processes_of(state)
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def test_status_names_a_half_provisioned_state_and_start_redoes_it(tmp_path: Path) -> None:
+    """What an attest killed outright (SIGKILL) mid-provisioning leaves: a staging folder
+    with a partial TPM state. status says so; start provisions from scratch."""
+    sim = Simulator(tmp_path / "sim")
+    (sim.staging_dir / "tpm").mkdir(parents=True)
+    (sim.staging_dir / "tpm" / "tpm2-00.permall").write_bytes(b"partial")
+    status = _attest("swtpm", "status", "--state", str(sim.state_dir))
+    assert status.returncode == 1 and "was interrupted" in status.stdout
+    try:
+        started = _attest("swtpm", "start", "--state", str(sim.state_dir))
+        assert started.returncode == 0, started.stderr
+        assert "provisioning it again" in started.stderr
+        assert sim.provisioned and not sim.staging_dir.exists()
+    finally:
+        sim.stop()
