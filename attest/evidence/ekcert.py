@@ -225,6 +225,7 @@ def _parse_with_openssl(der: bytes, trimmed: int) -> EKCertificate:
     from OpenSSL import crypto
 
     cert = _openssl(der)
+    unreadable: tuple[type[Exception], ...] = (crypto.Error, *_UNREADABLE)
     try:
         key = cert.get_pubkey().to_cryptography_key()
         if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
@@ -241,7 +242,7 @@ def _parse_with_openssl(der: bytes, trimmed: int) -> EKCertificate:
             ek_eku=False,
             parsed_by="openssl",
         )
-    except (crypto.Error, *_UNREADABLE) as exc:
+    except unreadable as exc:
         # OpenSSL, too, reads some fields only when asked (the key, the dates).
         raise _refuse(f"unreadable EK certificate: {_said(exc)}") from None
 
