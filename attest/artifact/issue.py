@@ -45,17 +45,24 @@ from attest.tpm.quote import create_quote
 
 DEFAULT_TTL_S = 60
 MAX_TTL_S = 7 * 24 * 3600
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+# ASCII digits, few enough that no arithmetic on the value can overflow (a time_t, SQLite).
+_DURATION = re.compile(r"^\s*([0-9]{1,12})\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-def parse_duration(text: str, what: str = "duration") -> int:
-    """Seconds from "90", "90s", "5m", "1h", "2d"."""
+def parse_duration(text: str, what: str = "duration", maximum: int = MAX_TTL_S) -> int:
+    """Seconds from "90", "90s", "5m", "1h", "2d"; UsageError unless 1 s to ``maximum``."""
+    allowed = f"from 1s to {maximum // 86400}d" if maximum % 86400 == 0 else \
+        f"from 1s to {maximum}s"
     match = _DURATION.match(text)
     if not match:
-        raise UsageError(f"{what} is not a duration: {text!r}", hint="write e.g. 60s, 5m, 1h")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+        raise UsageError(f"{what} is not a duration: {text[:64]!r}",
+                         hint=f"write e.g. 60s, 5m, 1h; {allowed}")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= maximum:
+        raise UsageError(f"{what} must be {allowed}, not {text.strip()[:64]!r}")
+    return seconds
 
 
 @dataclass(frozen=True)

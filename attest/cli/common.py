@@ -12,6 +12,7 @@ import click
 
 from attest.errors import MalformedInput, UsageError
 from attest.evidence.pcrs import PCRSelection
+from attest.inputfile import read_at_most
 from attest.tpm.device import TPM, open_tpm
 
 MAX_NONCE_BYTES = 64
@@ -54,8 +55,7 @@ def read_prefix(path: Path, what: str, limit: int) -> bytes:
     """At most ``limit + 1`` bytes of ``path``: the whole file, or a prefix that shows the
     file is larger than ``limit`` (for a reader that reports the size itself)."""
     try:
-        with path.open("rb") as file:
-            return file.read(limit + 1)
+        return read_at_most(path, limit)
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 

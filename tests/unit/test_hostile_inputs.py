@@ -1,0 +1,175 @@
+"""Input from outside ends in the project's own error, bounded and quickly: deep nesting,
+durations out of range, binary files, endless files and FIFOs never reach `internal
+error` (issue 11, item 5)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from attest.cli.keys import read_approvals
+from attest.cli.main import cli
+from attest.errors import EXIT_USAGE, PolicyError, UsageError
+from attest.inputfile import MAX_POLICY_BYTES, read_at_most
+from attest.policy import parse_policy
+from attest.policy.values import MAX_DURATION_S
+from tests.policy.helpers import sealed_values_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEEP = 100_000
+
+
+def _policy(freshness: str = "") -> str:
+    return f"""\
+version: 1
+id: bounds
+key_policy:
+  sealed_values:
+{sealed_values_yaml()}
+{freshness}rules:
+  - {{subjects: ["*"], actions: ["exec"], argv: ["*"], hosts: ["*"]}}
+"""
+
+
+def _limited() -> None:
+    # Far above every bound; far below what the machine has (an unbounded read must fail
+    # the test, not take the machine down).
+    limit = 1 << 30
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _attest(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    # A subprocess with a timeout: a read that waits forever fails the test, not the suite.
+    return subprocess.run([sys.executable, "-m", "attest.cli.main", *args],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=_limited, check=False)
+
+
+# --- deep nesting ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "version: 1\nid: deep\nrules: " + "[" * DEEP,
+    "version: 1\nid: deep\nrules: " + "{a: " * DEEP,
+    "a:\n" + "".join(" " * i + "- \n" for i in range(1, 2000)),
+], ids=["flow-sequences", "flow-mappings", "block-sequences"])
+def test_deeply_nested_policy_is_a_policy_error_naming_the_limit(text: str) -> None:
+    with pytest.raises(PolicyError, match="nests deeper than 32 levels"):
+        parse_policy(text.encode())
+
+
+def test_verify_with_a_deeply_nested_policy_is_a_usage_error(tmp_path: Path) -> None:
+    policy = tmp_path / "deep.yaml"
+    policy.write_text("version: 1\nid: deep\nrules: " + "[" * DEEP)
+    artifact = tmp_path / "a.jws"
+    artifact.write_text("x.y.z")
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "verify", str(artifact),
+                                      "--policy", str(policy)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "nests deeper than 32 levels" in result.stderr
+    assert "internal error" not in result.output
+
+
+@pytest.mark.parametrize("text", [b"[" * DEEP, b'{"a":' * DEEP], ids=["arrays", "objects"])
+def test_deeply_nested_approval_is_a_usage_error(text: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "approval.json"
+    path.write_bytes(text[:16000])
+    with pytest.raises(UsageError, match="approval"):
+        read_approvals([path])
+
+
+def test_binary_approval_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "approval.json"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(UsageError, match="not an approval file"):
+        read_approvals([path])
+
+
+# --- durations ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ttl", ["1e22d", "nan", "inf", "-5", "0", "8d",
+                                 "99999999999999999999999999d", "9" * 5000])
+def test_challenge_ttl_outside_its_range_is_a_usage_error(ttl: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "challenge", "--ttl", ttl])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "from 1s to 7d" in result.stderr
+    assert "internal error" not in result.output
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999d", "3651d", "9" * 5000,
+                                   "9999999999999s"])
+def test_policy_duration_beyond_the_longest_is_a_policy_error(value: str) -> None:
+    text = _policy(f"freshness:\n  max_age: {value}\n")
+    with pytest.raises(PolicyError, match=f"longest duration, {MAX_DURATION_S // 86400}d"):
+        parse_policy(text.encode())
+
+
+def test_policy_duration_of_ten_years_loads() -> None:
+    policy = parse_policy(_policy("artifacts:\n  max_lifetime: 3650d\n").encode())
+    assert policy.artifacts.max_lifetime == MAX_DURATION_S
+
+
+# --- bounded reads -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_policy_from_an_endless_file_is_refused_after_a_bounded_read(tmp_path: Path) -> None:
+    (tmp_path / "a.jws").write_text("x.y.z")
+    done = _attest("--home", str(tmp_path), "verify", str(tmp_path / "a.jws"),
+                   "--policy", "/dev/zero")
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert f"more than {MAX_POLICY_BYTES} bytes" in done.stderr
+
+
+def test_read_at_most_of_a_fifo_without_a_writer_ends_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert read_at_most(fifo, 10) == b""
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_verify_of_dev_zero_is_a_denial(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(_policy())
+    done = _attest("--home", str(tmp_path), "verify", "/dev/zero", "--policy", str(policy))
+    assert done.returncode == 1, done.stderr
+    assert "malformed_artifact" in done.stderr
+    assert "internal error" not in done.stderr
+
+
+@pytest.mark.parametrize("role", ["artifact", "policy"])
+def test_verify_of_a_fifo_nobody_writes_to_ends_with_a_clean_error(role: str,
+                                                                   tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(_policy())
+    (tmp_path / "a.jws").write_text("x.y.z")
+    done = _attest("--home", str(tmp_path), "verify",
+                   str(fifo if role == "artifact" else tmp_path / "a.jws"),
+                   "--policy", str(fifo if role == "policy" else policy))
+    assert done.returncode == (1 if role == "artifact" else EXIT_USAGE), done.stderr
+    assert ("malformed_artifact" if role == "artifact" else "the file holds no policy") \
+        in done.stderr
+    assert "internal error" not in done.stderr
+
+
+def test_approval_from_a_fifo_nobody_writes_to_is_a_usage_error(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code = ("import sys; from pathlib import Path; from attest.cli.keys import read_approvals\n"
+            "from attest.errors import UsageError\n"
+            "try:\n    read_approvals([Path(sys.argv[1])])\n"
+            "except UsageError as exc:\n    print(exc.message)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(fifo)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=60, preexec_fn=_limited, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "not an approval file" in done.stdout
