@@ -15,6 +15,7 @@ from pathlib import Path
 MAX_POLICY_BYTES = 1 << 20
 MAX_KEY_BYTES = 64 << 10  # a PEM public key or certificate
 MAX_CERT_BYTES = 1 << 20  # a PEM bundle of roots (the same bound as ekcert's)
+MAX_LOG_BYTES = 64 << 20  # a measurement log (a boot log is a few hundred KiB)
 
 
 def read_at_most(path: str | Path, limit: int) -> bytes:
@@ -34,3 +35,17 @@ def read_at_most(path: str | Path, limit: int) -> bytes:
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
+
+
+def read_bounded(path: str | Path, what: str, limit: int) -> bytes:
+    """The bytes of ``path``: UsageError when it cannot be read, MalformedInput (both exit
+    2) when it holds more than ``limit``."""
+    from attest.errors import MalformedInput, UsageError
+
+    try:
+        data = read_at_most(path, limit)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one")
+    return data

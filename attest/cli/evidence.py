@@ -34,6 +34,9 @@ from attest.evidence.structures import Public
 from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_signature
 from attest.reasons import Reason
 
+# A TPM2B_DATA holds at most a digest; anything far larger is not a qualification.
+MAX_QUALIFICATION_BYTES = 1024
+
 
 def _qualification(value: str | None) -> bytes:
     """-q takes hex or a file holding the bytes, as tpm2_checkquote does."""
@@ -41,7 +44,7 @@ def _qualification(value: str | None) -> bytes:
         return b""
     path = Path(value)
     if path.is_file():
-        return path.read_bytes()
+        return read_input(path, "-q/--qualification", MAX_QUALIFICATION_BYTES)
     return parse_hex(value, "-q/--qualification")
 
 

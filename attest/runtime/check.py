@@ -13,6 +13,7 @@ from attest.eventlog.logfile import MeasurementLog, parse_log
 from attest.eventlog.replay import ReplayFacts, check_replay
 from attest.eventlog.tcg import TcgEvent
 from attest.evidence.pcrs import PCRSelection
+from attest.inputfile import MAX_LOG_BYTES, read_bounded
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks, read_pcrs
 
@@ -39,7 +40,7 @@ def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
 
     Raises ReplayMismatch naming the PCR, bank, both values and the last events.
     """
-    logs = tuple((path, parse_log(path.read_bytes())) for path in files)
+    logs = tuple((path, parse_log(read_bounded(path, "log", MAX_LOG_BYTES))) for path in files)
     events: list[TcgEvent | CelRecord] = []
     for _, log in logs:
         if log.format == "cel":

@@ -19,6 +19,7 @@ from attest.errors import EXIT_USAGE, PolicyError, UsageError
 from attest.inputfile import MAX_POLICY_BYTES, read_at_most
 from attest.policy import parse_policy
 from attest.policy.values import MAX_DURATION_S
+from tests.conftest import VECTORS
 from tests.policy.helpers import sealed_values_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,3 +174,46 @@ def test_approval_from_a_fifo_nobody_writes_to_is_a_usage_error(tmp_path: Path) 
                           text=True, timeout=60, preexec_fn=_limited, check=False)
     assert done.returncode == 0, done.stderr
     assert "not an approval file" in done.stdout
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code, *args],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120, preexec_fn=_limited, check=False)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_policy_ek_roots_naming_an_endless_file_are_read_up_to_a_bound() -> None:
+    # The verifier reads the policy's ek_roots through read_certificates.
+    done = _python("import sys; from pathlib import Path\n"
+                   "from attest.certfiles import read_certificates\n"
+                   "from attest.errors import MalformedInput\n"
+                   "try:\n    read_certificates([Path('/dev/zero')])\n"
+                   "except MalformedInput as exc:\n    print(exc.message)\n")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "certificate /dev/zero holds more than" in done.stdout
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_eventlog_check_of_an_endless_file_is_read_up_to_a_bound() -> None:
+    # The logs are read before the TPM is asked anything: no TPM needed to show the bound.
+    done = _python("import sys; from pathlib import Path\n"
+                   "from attest.runtime.check import check_logs\n"
+                   "from attest.errors import MalformedInput\n"
+                   "try:\n    check_logs(None, [Path('/dev/zero')])\n"
+                   "except MalformedInput as exc:\n    print(exc.message)\n")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "log /dev/zero holds more than" in done.stdout
+
+
+@pytest.mark.skipif(not VECTORS.is_dir(), reason=f"no vectors at {VECTORS}")
+def test_quote_verify_qualification_file_is_bounded(tmp_path: Path) -> None:
+    qualification = tmp_path / "q.bin"
+    qualification.write_bytes(b"\x00" * 4096)
+    gce = VECTORS / "quotes" / "gce_cos85_nonce9009"
+    result = CliRunner().invoke(cli, [
+        "quote", "verify", "-u", str(gce / "ak_pub.tpmt_public.bin"),
+        "-m", str(gce / "quote_sha256.tpms_attest.bin"),
+        "-s", str(gce / "sig_sha256.tpmt_signature.bin"), "-q", str(qualification)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "holds more than 1024 bytes" in result.stderr
