@@ -217,3 +217,16 @@ def test_quote_verify_qualification_file_is_bounded(tmp_path: Path) -> None:
         "-s", str(gce / "sig_sha256.tpmt_signature.bin"), "-q", str(qualification)])
     assert result.exit_code == EXIT_USAGE, result.output
     assert "holds more than 1024 bytes" in result.stderr
+
+
+@pytest.mark.parametrize("expires", ["99999999999d", "3651d", "0"])
+def test_approval_expiry_outside_its_range_is_a_usage_error(expires: str, tmp_path: Path) -> None:
+    key = tmp_path / "authority.pem"
+    key.write_text("not read: the duration is checked first")
+    result = CliRunner().invoke(cli, [
+        "--home", str(tmp_path), "policy", "approve", "--authority-key", str(key),
+        "--pcrs", f"sha256:7={'00' * 32}", "--serial", "1", "--expires", expires,
+        "--out", str(tmp_path / "approval.json")])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "from 1s to 3650d" in result.stderr
+    assert not (tmp_path / "approval.json").exists()
