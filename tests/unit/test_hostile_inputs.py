@@ -4,6 +4,7 @@ error` (issue 11, item 5)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import resource
 import subprocess
@@ -230,3 +231,31 @@ def test_approval_expiry_outside_its_range_is_a_usage_error(expires: str, tmp_pa
     assert result.exit_code == EXIT_USAGE, result.output
     assert "from 1s to 3650d" in result.stderr
     assert not (tmp_path / "approval.json").exists()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("nested", [b"[" * DEEP, b'{"a":' * DEEP], ids=["arrays", "objects"])
+def test_verify_of_an_artifact_with_deeply_nested_claims_is_a_denial(nested: bytes,
+                                                                     tmp_path: Path) -> None:
+    header = b'{"alg":"ES256","typ":"attest-artifact+jwt","kid":"000b' + b"00" * 32 + b'"}'
+    artifact = tmp_path / "deep.jws"
+    artifact.write_text(f"{_b64(header)}.{_b64(nested)}.{_b64(bytes(64))}")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(_policy())
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "verify", str(artifact),
+                                      "--policy", str(policy)])
+    assert result.exit_code == 1, result.output
+    assert "malformed_artifact" in result.stderr
+    assert "internal error" not in result.output
+
+
+def test_eventlog_replay_of_a_deeply_nested_cel_log_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "deep.cel"
+    log.write_bytes(b"\x1e" + b"[" * DEEP + b"\n")
+    result = CliRunner().invoke(cli, ["eventlog", "replay", str(log), "--format", "cel"])
+    assert result.exit_code in (1, 2), result.output
+    assert "internal error" not in result.output
+    assert "eventlog_malformed" in result.output or "nests deeper" in result.output
