@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from attest.errors import UsageError
+from attest.inputfile import MAX_CERT_BYTES, read_bounded
 
 CERT_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der"})
 
@@ -20,7 +21,7 @@ def certificate_files(path: Path) -> list[Path]:
         return [path]
     found = sorted(p for p in path.iterdir()
                    if p.is_file() and p.suffix.lower() in CERT_SUFFIXES
-                   and (b"-----BEGIN" not in (head := p.read_bytes())
+                   and (b"-----BEGIN" not in (head := _read(p))
                         or b"CERTIFICATE-----" in head))
     if not found:
         raise UsageError(f"no certificates (*.pem, *.crt, *.cer, *.der) in {path}")
@@ -31,9 +32,10 @@ def read_certificates(paths: Iterable[Path]) -> list[bytes]:
     """The bytes of every certificate file named by ``paths`` (files or folders)."""
     out: list[bytes] = []
     for path in paths:
-        for file in certificate_files(path):
-            try:
-                out.append(file.read_bytes())
-            except OSError as exc:
-                raise UsageError(f"cannot read certificate {file}: {exc.strerror}") from None
+        out.extend(_read(file) for file in certificate_files(path))
     return out
+
+
+def _read(file: Path) -> bytes:
+    # A root bundle is a few certificates; a device or FIFO named as one is not read whole.
+    return read_bounded(file, "certificate", MAX_CERT_BYTES)

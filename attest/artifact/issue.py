@@ -25,6 +25,7 @@ from attest.artifact import jws
 from attest.artifact.model import (
     ALGORITHM,
     ARTIFACT_TYPE,
+    MAX_TTL_S,
     Claims,
     Evidence,
     Lineage,
@@ -45,7 +46,6 @@ from attest.tpm.pcr import read_pcrs
 from attest.tpm.quote import create_quote
 
 DEFAULT_TTL_S = 60
-MAX_TTL_S = 7 * 24 * 3600
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 

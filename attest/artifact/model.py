@@ -39,6 +39,8 @@ from attest.reasons import Reason
 
 ARTIFACT_TYPE = "attest-artifact+jwt"
 ALGORITHM = "ES256"
+# The longest an artifact may live (and a challenge, --ttl): a week.
+MAX_TTL_S = 7 * 24 * 3600
 MAX_ARTIFACT_BYTES = 8 << 20  # a runtime log of ~40,000 records; more is not an artifact
 # What a command line may be (Linux: MAX_ARG_STRLEN is 128 KiB, ARG_MAX typically 2 MiB
 # with the environment): enough for any real command, and a bound on what lineage

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from attest.artifact.model import MAX_TTL_S
 from attest.cli.failure import os_error_exit_code
 from attest.errors import (
     EXIT_USAGE,
@@ -20,6 +21,7 @@ from attest.errors import (
     UsageError,
 )
 from attest.evidence.pcrs import PCRSelection
+from attest.inputfile import read_at_most
 from attest.reasons import Reason
 
 if TYPE_CHECKING:
@@ -41,16 +43,23 @@ def parse_hex(value: str, what: str, max_bytes: int | None = None) -> bytes:
     return data
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+# ASCII digits, few enough that no arithmetic on the value can overflow (a time_t, SQLite).
+_DURATION = re.compile(r"^\s*([0-9]{1,12})\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
-def parse_duration(text: str, what: str = "duration") -> int:
-    """Seconds from "90", "90s", "5m", "1h", "2d"."""
+def parse_duration(text: str, what: str = "duration", maximum: int = MAX_TTL_S) -> int:
+    """Seconds from "90", "90s", "5m", "1h", "2d"; UsageError unless 1 s to ``maximum``."""
+    allowed = f"from 1s to {maximum // 86400}d" if maximum % 86400 == 0 else \
+        f"from 1s to {maximum}s"
     match = _DURATION.match(text)
     if not match:
-        raise UsageError(f"{what} is not a duration: {text!r}", hint="write e.g. 60s, 5m, 1h")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+        raise UsageError(f"{what} is not a duration: {text[:64]!r}",
+                         hint=f"write e.g. 60s, 5m, 1h; {allowed}")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= maximum:
+        raise UsageError(f"{what} must be {allowed}, not {text.strip()[:64]!r}")
+    return seconds
 
 
 def parse_selection(value: str) -> PCRSelection:
@@ -80,8 +89,7 @@ def read_prefix(path: Path, what: str, limit: int) -> bytes:
     """At most ``limit + 1`` bytes of ``path``: the whole file, or a prefix that shows the
     file is larger than ``limit`` (for a reader that reports the size itself)."""
     try:
-        with path.open("rb") as file:
-            return file.read(limit + 1)
+        return read_at_most(path, limit)
     except OSError as exc:
         # Not there or not a file: the caller's usage; an I/O error: the environment's.
         error = UsageError if os_error_exit_code(exc) == EXIT_USAGE else EnvironmentProblem

@@ -38,6 +38,8 @@ from attest.evidence.tpm2tools import read_attest, read_pcrs, read_public, read_
 from attest.reasons import Reason
 
 _T = TypeVar("_T")
+# A TPM2B_DATA holds at most a digest; anything far larger is not a qualification.
+MAX_QUALIFICATION_BYTES = 1024
 
 
 def _qualification(value: str | None) -> bytes:
@@ -46,7 +48,7 @@ def _qualification(value: str | None) -> bytes:
         return b""
     path = Path(value)
     if path.is_file():
-        return path.read_bytes()
+        return read_input(path, "-q/--qualification", MAX_QUALIFICATION_BYTES)
     return parse_hex(value, "-q/--qualification")
 
 

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import click
 
-from attest.cli.common import echo_json, parse_hex, parse_selection, tpm_from
+from attest.cli.common import echo_json, parse_hex, parse_selection, read_prefix, tpm_from
 from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
@@ -19,6 +19,9 @@ from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity
 from attest.tpm.pcr import read_pcrs
+
+# An approval's --expires: ten years, far beyond any PCR values' life.
+MAX_APPROVAL_LIFETIME_S = 3650 * 86400
 
 _NAME = click.option("--name", default=signing.DEFAULT_KEY, show_default=True,
                      help="The key's name in the home.")
@@ -173,7 +176,8 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
     if expires is not None:
         from attest.cli.common import parse_duration
 
-        not_after = int(time.time()) + parse_duration(expires, "--expires")
+        not_after = int(time.time()) + parse_duration(expires, "--expires",
+                                                      MAX_APPROVAL_LIFETIME_S)
     given: dict[tuple[str, int], bytes] = {}
     lists: list[str] = []
     for spec in pcr_specs:
@@ -217,7 +221,6 @@ def read_approvals(paths: Sequence[Path]) -> tuple[Approval, ...]:
     """The approval files named by --approval options (bounded reads, strict parsing)."""
     approvals: list[Approval] = []
     for path in paths:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_APPROVAL_BYTES + 1)
+        data = read_prefix(path, "approval", MAX_APPROVAL_BYTES)
         approvals.append(Approval.from_json(data))
     return tuple(approvals)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
@@ -40,6 +41,18 @@ _PEM_BLOCK = re.compile(
     rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL
 )
 _MAX_CERT_BYTES = 1 << 20
+# What `cryptography` raises on a certificate it cannot read, at load time or lazily when a
+# field is first accessed (public_key(), extensions, dates): InvalidVersion,
+# UnsupportedAlgorithm (curve or key OID), DuplicateExtension, UnsupportedGeneralNameType
+# and ValueError (bad ASN.1, a bad IP address in a SAN) are all Exceptions, TypeError too.
+_UNREADABLE: tuple[type[Exception], ...] = (
+    ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType, UnsupportedAlgorithm,
+)
+
+
+def _said(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 @dataclass(frozen=True)
@@ -152,30 +165,40 @@ def parse_ek_certificate(data: bytes) -> EKCertificate:
     else:
         der, trimmed = trim_der(data)
     try:
+        return _parse_with_cryptography(der, trimmed)
+    except EvidenceError:
+        raise
+    except _UNREADABLE:
+        # `cryptography` refuses this encoding (or raises lazily on a field): OpenSSL may read it.
+        return _parse_with_openssl(der, trimmed)
+
+
+def _parse_with_cryptography(der: bytes, trimmed: int) -> EKCertificate:
+    with warnings.catch_warnings():
+        # A negative serial or an odd attribute length is reported by the chain check.
+        warnings.simplefilter("ignore")
         cert = x509.load_der_x509_certificate(der)
         key = cert.public_key()
-    except ValueError:
-        return _parse_with_openssl(der, trimmed)
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise _refuse("EK certificate key is neither RSA nor ECC")
-    tpm, critical = _tcg_san(cert)
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        ek_eku = OID_EK_CERTIFICATE in list(eku)
-    except x509.ExtensionNotFound:
-        ek_eku = False
-    return EKCertificate(
-        der=der,
-        trimmed=trimmed,
-        public_key=key,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        subject_empty=len(cert.subject) == 0,
-        tpm=tpm,
-        san_critical=critical,
-        ek_eku=ek_eku,
-        parsed_by="cryptography",
-    )
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise _refuse("EK certificate key is neither RSA nor ECC")
+        tpm, critical = _tcg_san(cert)
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            ek_eku = OID_EK_CERTIFICATE in list(eku)
+        except x509.ExtensionNotFound:
+            ek_eku = False
+        return EKCertificate(
+            der=der,
+            trimmed=trimmed,
+            public_key=key,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            subject_empty=len(cert.subject) == 0,
+            tpm=tpm,
+            san_critical=critical,
+            ek_eku=ek_eku,
+            parsed_by="cryptography",
+        )
 
 
 def _tcg_san(cert: x509.Certificate) -> tuple[TPMIdentity | None, bool]:
@@ -199,22 +222,29 @@ def _tcg_san(cert: x509.Certificate) -> tuple[TPMIdentity | None, bool]:
 
 def _parse_with_openssl(der: bytes, trimmed: int) -> EKCertificate:
     """Fallback for encodings `cryptography` refuses: key and dates only."""
+    from OpenSSL import crypto
+
     cert = _openssl(der)
-    key = cert.get_pubkey().to_cryptography_key()
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise _refuse("EK certificate key is neither RSA nor ECC")
-    return EKCertificate(
-        der=der,
-        trimmed=trimmed,
-        public_key=key,
-        not_before=_asn1_time(cert.get_notBefore()),
-        not_after=_asn1_time(cert.get_notAfter()),
-        subject_empty=_openssl_subject_empty(cert),
-        tpm=None,
-        san_critical=False,
-        ek_eku=False,
-        parsed_by="openssl",
-    )
+    unreadable: tuple[type[Exception], ...] = (crypto.Error, *_UNREADABLE)
+    try:
+        key = cert.get_pubkey().to_cryptography_key()
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise _refuse("EK certificate key is neither RSA nor ECC")
+        return EKCertificate(
+            der=der,
+            trimmed=trimmed,
+            public_key=key,
+            not_before=_asn1_time(cert.get_notBefore()),
+            not_after=_asn1_time(cert.get_notAfter()),
+            subject_empty=_openssl_subject_empty(cert),
+            tpm=None,
+            san_critical=False,
+            ek_eku=False,
+            parsed_by="openssl",
+        )
+    except unreadable as exc:
+        # OpenSSL, too, reads some fields only when asked (the key, the dates).
+        raise _refuse(f"unreadable EK certificate: {_said(exc)}") from None
 
 
 def _openssl_subject_empty(cert: crypto.X509) -> bool:
@@ -227,7 +257,10 @@ def _openssl_subject_empty(cert: crypto.X509) -> bool:
 def _asn1_time(value: bytes | None) -> datetime:
     if value is None:
         raise _refuse("certificate without validity dates")
-    return datetime.strptime(value.decode("ascii"), "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(value.decode("ascii"), "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:  # UnicodeDecodeError too
+        raise _refuse(f"unreadable validity date {value[:32]!r}") from None
 
 
 def verify_chain(
@@ -267,6 +300,9 @@ def verify_chain(
         verified = context.get_verified_chain()
     except crypto.X509StoreContextError as exc:
         raise EvidenceError(f"certificate chain invalid: {exc}", reason=reason) from None
+    except crypto.Error as exc:
+        # A root or intermediate OpenSSL parsed but cannot use (a key it cannot decode).
+        raise EvidenceError(f"unusable certificate: {_said(exc)}", reason=reason) from None
     except EvidenceError as exc:
         raise EvidenceError(exc.message, reason=reason, hint=exc.hint) from None
     return VerifiedChain(

@@ -24,6 +24,7 @@ from attest.evidence.ak import check_ak
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, check_approval_id
 from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT, RESETTABLE_PCRS
 from attest.evidence.structures import parse_public_tpm2b
+from attest.inputfile import MAX_KEY_BYTES, MAX_POLICY_BYTES, read_at_most
 from attest.policy import values
 from attest.policy.authority import authority_name
 from attest.policy.model import (
@@ -73,10 +74,13 @@ def load_policy(path: str | Path) -> VerifierPolicy:
     """Load the policy file at ``path``; PolicyError (exit 2) names what is wrong and where."""
     file = Path(path)
     try:
-        data = file.read_bytes()
+        data = read_at_most(file, MAX_POLICY_BYTES)
     except OSError as exc:
         raise PolicyError(f"cannot read the policy: {exc.strerror}", file=str(path),
                           line=1) from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError(f"the policy holds more than {MAX_POLICY_BYTES} bytes: not one",
+                          file=str(path), line=1)
     return parse_policy(data, source=str(path), base_dir=file.resolve().parent,
                         path=file.resolve())
 
@@ -296,9 +300,12 @@ def _authority_pem(section: Fields, at: Located, base: Path, check_paths: bool) 
         raise file.error("authority_file is not read here; write the key inline")
     target = base / file.string("a path")
     try:
-        return target.read_bytes()
+        pem = read_at_most(target, MAX_KEY_BYTES)
     except OSError as exc:
         raise file.error(f"cannot read {target}: {exc.strerror}") from None
+    if len(pem) > MAX_KEY_BYTES:
+        raise file.error(f"{target} holds more than {MAX_KEY_BYTES} bytes: not a public key")
+    return pem
 
 
 def _ek_roots(at: Located | None, base: Path, check_paths: bool) -> tuple[Path, ...]:

@@ -13,6 +13,9 @@ from attest.patterns import ShellPattern
 _DURATION = re.compile(r"^(?:\d+[dhms])+$")
 _DURATION_PART = re.compile(r"(\d+)([dhms])")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# Ten years: more than any freshness window or lifetime a policy means; small enough that
+# now + the duration fits a time_t, a datetime and an SQLite integer.
+MAX_DURATION_S = 3650 * 86400
 DURATION_SYNTAX = "a duration like 300s, 5m, 1h or 1h30m (or whole seconds)"
 # Policy ids travel in every artifact's "policy" claim and in audit entries.
 _POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -20,16 +23,31 @@ _HOST_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 
 
 def parse_duration(text: str) -> int:
-    """Seconds from ``300``, ``300s``, ``5m``, ``1h``, ``2d`` or a sum like ``1h30m``."""
+    """Seconds from ``300``, ``300s``, ``5m``, ``1h``, ``2d`` or a sum like ``1h30m``,
+    at most :data:`MAX_DURATION_S`."""
     text = text.strip()
     if text.isdigit() and text.isascii():
-        return int(text)
-    if not _DURATION.match(text):
+        seconds = _bounded_int(text)
+    elif not _DURATION.match(text):
         raise ValueError(f"expected {DURATION_SYNTAX}")
-    units = [unit for _, unit in _DURATION_PART.findall(text)]
-    if len(set(units)) != len(units):
-        raise ValueError(f"a unit appears twice in {text!r}; expected {DURATION_SYNTAX}")
-    return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    else:
+        parts = _DURATION_PART.findall(text)
+        if len({unit for _, unit in parts}) != len(parts):
+            raise ValueError(f"a unit appears twice in {text!r}; expected {DURATION_SYNTAX}")
+        seconds = sum(_bounded_int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{_excerpt(text)} is longer than the longest duration, "
+                         f"{MAX_DURATION_S // 86400}d")
+    return seconds
+
+
+def _bounded_int(digits: str) -> int:
+    # int() of a few thousand digits raises (Python's digit limit), of fewer it may
+    # overflow a time_t or SQLite once added to a timestamp: refuse long numbers first.
+    if len(digits) > 12:
+        raise ValueError(f"{_excerpt(digits)} is longer than the longest duration, "
+                         f"{MAX_DURATION_S // 86400}d")
+    return int(digits)
 
 
 def format_duration(seconds: int) -> str:

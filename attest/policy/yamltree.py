@@ -40,6 +40,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]*)$")
 
 E = TypeVar("E", bound=StrEnum)
+# Deeper than any policy (rules[0].argv[1] is 4 levels), far below the recursion limit.
+MAX_DEPTH = 32
 
 
 class _Alias(yaml.ScalarNode):
@@ -57,7 +59,22 @@ class _Loader(yaml.SafeLoader):
     a few nested aliases can expand to billions of nodes.
     """
 
+    depth = 0
+
     def compose_node(self, parent: Any, index: Any) -> Any:
+        # PyYAML composes recursively: a few thousand `[` exhaust the interpreter's
+        # recursion limit. No policy nests deeper than a handful of levels.
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"the document nests deeper than {MAX_DEPTH} levels", mark)
+        self.depth += 1
+        try:
+            return self._compose_one(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _compose_one(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             # types-PyYAML leaves get_event unannotated.
             event = self.get_event()  # type: ignore[no-untyped-call]

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from attest.errors import EventLogError
 from attest.eventlog.cel import CelRecord, check_content_bound
 from attest.eventlog.logfile import MeasurementLog, parse_log
 from attest.eventlog.replay import ReplayFacts, check_replay
 from attest.eventlog.tcg import TcgEvent
 from attest.evidence.pcrs import PCRSelection
+from attest.inputfile import MAX_LOG_BYTES, read_at_most
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks, read_pcrs
 
@@ -46,7 +48,7 @@ def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
     """
     from attest.runtime.log import log_pcr, runtime_pcr
 
-    logs = tuple((path, parse_log(path.read_bytes())) for path in files)
+    logs = tuple((path, parse_log(_read_log(path))) for path in files)
     events: list[TcgEvent | CelRecord] = []
     runtime_records: list[CelRecord] = []
     for _, log in logs:
@@ -63,3 +65,12 @@ def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
     reported = read_pcrs(tpm, PCRSelection.of({bank: touched for bank in banks}))
     return CheckedLogs(logs, check_replay(events, reported,
                                           require=[(bank, runtime) for bank in banks]))
+
+
+def _read_log(path: Path) -> bytes:
+    """The log's bytes; a log larger than any real one is evidence that does not parse
+    (exit 1, eventlog_malformed), not bad usage."""
+    data = read_at_most(path, MAX_LOG_BYTES)
+    if len(data) > MAX_LOG_BYTES:
+        raise EventLogError(f"log {path} holds more than {MAX_LOG_BYTES} bytes: not one")
+    return data

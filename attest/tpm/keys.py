@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from tpm2_pytss import (
@@ -177,8 +178,8 @@ def authority_public_from_pem(pem: bytes) -> TPM2B_PUBLIC:
     """An authority's public key (PEM) as a TPM2B_PUBLIC whose name the policy uses."""
     try:
         key = serialization.load_pem_public_key(pem)
-    except ValueError as exc:
-        raise UsageError(f"the authority key is not a PEM public key: {exc}") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise UsageError(f"the authority key is not a PEM public key: {exc}") from None
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name != "secp256r1":
             raise UsageError("an ECC authority key must be P-256")

@@ -1,0 +1,51 @@
+"""Reading a file someone else named: never more than a bound, never waiting forever.
+
+A FIFO, a device (/dev/zero) or a file that keeps growing has no end, so a reader
+that takes "the whole file" takes all the memory there is; a FIFO nobody writes to
+blocks open() itself. Every file attest reads from a path it was given (artifacts,
+policies, certificates, logs, keys, approvals) goes through :func:`read_at_most`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Per-kind bounds, each far above any honest input of its kind.
+MAX_POLICY_BYTES = 1 << 20
+MAX_KEY_BYTES = 64 << 10  # a PEM public key or certificate
+MAX_CERT_BYTES = 1 << 20  # a PEM bundle of roots (the same bound as ekcert's)
+MAX_LOG_BYTES = 64 << 20  # a measurement log (a boot log is a few hundred KiB)
+
+
+def read_at_most(path: str | Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``: the whole file, or a prefix that shows the
+    file is larger than ``limit``. Raises OSError as open() and read() do."""
+    # O_NONBLOCK: opening a FIFO without a writer returns at once (then reads end at
+    # once) instead of waiting for a writer that may never come.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    with open(fd, "rb", closefd=True) as file:
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = file.read(left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+
+def read_bounded(path: str | Path, what: str, limit: int) -> bytes:
+    """The bytes of ``path``: UsageError when it cannot be read, MalformedInput (both exit
+    2) when it holds more than ``limit``."""
+    from attest.errors import MalformedInput, UsageError
+
+    try:
+        data = read_at_most(path, limit)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one")
+    return data
