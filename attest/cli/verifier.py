@@ -50,15 +50,16 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
     from attest.artifact.model import MAX_ARTIFACT_BYTES
     from attest.audit.log import AuditLog
     from attest.policy import load_policy
-    from attest.verify.audited import verify_logged
+    from attest.policy.trust import load_trust
     from attest.verify.verifier import Verifier
 
     policy = load_policy(policy_path)
+    trust = load_trust(policy)  # the EK roots, read once: no file is read while verifying
     # An artifact larger than any is still denied (and logged): a prefix that shows it.
     raw = read_prefix(artifact, "artifact", MAX_ARTIFACT_BYTES)
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
-        decision = verify_logged(Verifier(policy, store, verifier_id=verifier_id), log, raw)
+        decision = Verifier(policy, store, log, verifier_id=verifier_id, trust=trust).verify(raw)
     if as_json:
         echo_json(decision.to_json())
     elif decision.accepted:

@@ -420,40 +420,49 @@ class Store:
         revoked meanwhile or older than one accepted meanwhile for the AK or its host
         (ApprovalRolledBack), else recorded as their mark.
         """
-        _check_record(record)
         with self.write() as tx:
-            if nonce is not None:
-                acceptance.consume_nonce(tx, nonce, now)
-            stored = acceptance.stored_artifact(tx, record.jti)
-            # Its own key, AK and host, then its line (itself and, when stored already,
-            # what its row rests on), then its parent's line: one lookup unless a stored
-            # row or the parent has ancestors to walk.
-            own: list[tuple[RevocationKind, str | None]] = [
-                (RevocationKind.KEY, record.kid), (RevocationKind.AK, record.ak_name),
-                (RevocationKind.HOST, record.host),
-                (RevocationKind.APPROVAL,
-                 None if approval is None else _approval_id(approval.id))]
-            parent: list[tuple[RevocationKind, str | None]] = (
-                [] if record.parent_jti is None
-                else [(RevocationKind.ARTIFACT, record.parent_jti)])
-            found = revs.matching(tx, own + _line(record.jti, stored) + parent)
-            revoked = (revs.best(found, own) or _ancestry(tx, record.jti, stored, found)
-                       or (None if record.parent_jti is None
-                           else revs.best(found, parent)
-                           or revs.in_chain(tx, record.parent_jti)))
-            if revoked is not None:
-                raise Revoked(revoked)
-            acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
-                                       stored_sha256=None if stored is None else stored.sha256)
-            acceptance.advance_clock(tx, record.ak_name, clock, now)
-            epochs.advance_epoch(tx, record.ak_name, clock, now)
-            if approval is not None:
-                approvals.advance(tx, record.ak_name, approval, now, record.host)
-                approval_id = _approval_id(approval.id)
-                if approval_id is not None:
-                    acceptance.record_approval(tx, record.jti, approval_id)
+            self.record_acceptance(tx, record, nonce=nonce, single_use=single_use,
+                                   clock=clock, now=now, approval=approval)
             if in_transaction is not None:
                 in_transaction(tx)
+
+    def record_acceptance(self, tx: Transaction, record: ArtifactRecord, *,
+                          nonce: str | None, single_use: bool, clock: SeenClock, now: int,
+                          approval: ApprovalUse | None = None) -> None:
+        """:meth:`accept`'s writes in the caller's write transaction ``tx``, for a caller
+        that commits more with them (the audited verifier: its entry and seals). The same
+        refusals, raised before the caller's own writes; its rollback undoes them all."""
+        _check_record(record)
+        if nonce is not None:
+            acceptance.consume_nonce(tx, nonce, now)
+        stored = acceptance.stored_artifact(tx, record.jti)
+        # Its own key, AK and host, then its line (itself and, when stored already,
+        # what its row rests on), then its parent's line: one lookup unless a stored
+        # row or the parent has ancestors to walk.
+        own: list[tuple[RevocationKind, str | None]] = [
+            (RevocationKind.KEY, record.kid), (RevocationKind.AK, record.ak_name),
+            (RevocationKind.HOST, record.host),
+            (RevocationKind.APPROVAL,
+             None if approval is None else _approval_id(approval.id))]
+        parent: list[tuple[RevocationKind, str | None]] = (
+            [] if record.parent_jti is None
+            else [(RevocationKind.ARTIFACT, record.parent_jti)])
+        found = revs.matching(tx, own + _line(record.jti, stored) + parent)
+        revoked = (revs.best(found, own) or _ancestry(tx, record.jti, stored, found)
+                   or (None if record.parent_jti is None
+                       else revs.best(found, parent)
+                       or revs.in_chain(tx, record.parent_jti)))
+        if revoked is not None:
+            raise Revoked(revoked)
+        acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
+                                   stored_sha256=None if stored is None else stored.sha256)
+        acceptance.advance_clock(tx, record.ak_name, clock, now)
+        epochs.advance_epoch(tx, record.ak_name, clock, now)
+        if approval is not None:
+            approvals.advance(tx, record.ak_name, approval, now, record.host)
+            approval_id = _approval_id(approval.id)
+            if approval_id is not None:
+                acceptance.record_approval(tx, record.jti, approval_id)
 
     # -- revocation --------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from attest.artifact.model import Evidence
+from attest.decision import Denial
 from attest.errors import EvidenceError
 from attest.evidence.approval import Approval, approved_for, parse_approval, verify_approval
 from attest.evidence.quote import QuoteFacts
@@ -35,7 +36,6 @@ from attest.policy.model import KeyPolicyKind, VerifierPolicy
 from attest.reasons import Reason
 from attest.store.errors import rolled_back_message
 from attest.store.records import ApprovalUse
-from attest.verify.decision import Denial
 
 # Approvals parsed, by their bytes: a verifier reads each artifact's approval up to three
 # times (revocation lookup, check, commit), and a fleet's artifacts carry the same few.

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Set
 
 from attest.artifact.model import Scope
+from attest.decision import Denial
 from attest.eventlog.cel import CelRecord, is_command
 from attest.policy.model import VerifierPolicy
 from attest.reasons import Reason
-from attest.verify.decision import Denial
 
 EXEC_ACTION = "exec"
 

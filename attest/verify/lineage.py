@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from attest import strictjson
 from attest.artifact.model import Lineage, Scope
+from attest.decision import Denial
 from attest.patterns import PatternTooComplex, shell_match
 from attest.policy.model import LineageLimits
 from attest.reasons import Reason
 from attest.store import ArtifactRecord, Revocation
-from attest.verify.decision import Denial
 
 
 def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lineage: Lineage,

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attest.decision import Denial
 from attest.evidence.structures import ClockInfo
 from attest.reasons import Reason
 from attest.store import EpochRecord
 from attest.store.epochs import latest_time, sighted
-from attest.verify.decision import Denial
 
 # 2**48 ms is 8900 years of power-on time: a clock beyond it was set (TPM2_ClockSet),
 # and the store's 64-bit arithmetic on clocks stays far from overflowing.
