@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attest.certfiles import read_certificates
-from attest.policy.model import VerifierPolicy
+from attest.policy.model import Enrollment, VerifierPolicy
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,10 @@ class TrustMaterial:
 
 
 def load_trust(policy: VerifierPolicy) -> TrustMaterial:
-    """Read the trust material ``policy`` names. Raises UsageError (exit 2) naming the
-    file or folder that cannot be read or holds no certificate."""
+    """Read the trust material ``policy`` uses. Raises UsageError (exit 2) naming the
+    file or folder that cannot be read or holds no certificate. EK roots count only for
+    enrollments from the store (``enrollment: policy`` trusts its AKs by name): with
+    ``enrollment: policy`` they are not read, as they never were."""
+    if policy.enrollment is not Enrollment.STORE:
+        return TrustMaterial()
     return TrustMaterial(ek_roots=tuple(read_certificates(policy.ek_roots)))

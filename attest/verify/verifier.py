@@ -122,7 +122,7 @@ class Verifier:
             return Decision(False, (Denial(exc.reason or Reason.INTERNAL_ERROR,
                                            exc.message),))
         query = snapshot_query(artifact, self.policy, self.memo)
-        snapshot = None if query is None else self._read(query, now)
+        snapshot = None if query is None else read_snapshot(self.store, query, now)
         appraisal = appraise(artifact, self.policy, self.trust, snapshot, now, self.memo,
                              seals=self._seals(snapshot), audience=self.verifier_id)
         if appraisal.reset is not None:
@@ -132,12 +132,6 @@ class Verifier:
         if appraisal.acceptance is None:
             return appraisal.denial()
         return self._accept(appraisal, appraisal.acceptance, now)
-
-    def _read(self, query: SnapshotQuery, now: int) -> Snapshot:
-        return self.store.snapshot(
-            query.ak_name, jti=query.jti, now=now, enrollment=query.enrollment,
-            host=query.host, kid=query.kid, nonce=query.nonce, seen=query.seen,
-            parent=query.parent, approval=query.approval)
 
     def _seals(self, snapshot: Snapshot | None) -> Seals:
         """The verdicts on the seals of the snapshot's enrollment and parent (the log
@@ -196,6 +190,14 @@ class Verifier:
                              f"the denial could not be logged either: {exc.message}")
             return dataclasses.replace(decision, denials=(*decision.denials, missing))
         return dataclasses.replace(decision, audit_index=index)
+
+
+def read_snapshot(store: Store, query: SnapshotQuery, now: int) -> Snapshot:
+    """The rows ``query`` names, in one read transaction (Store.snapshot)."""
+    return store.snapshot(
+        query.ak_name, jti=query.jti, now=now, enrollment=query.enrollment, host=query.host,
+        kid=query.kid, nonce=query.nonce, seen=query.seen, parent=query.parent,
+        approval=query.approval)
 
 
 def _refused(appraisal: Appraisal, denial: Denial) -> Decision:

@@ -1,0 +1,154 @@
+"""One entry point: an audited shell (attest.verify.verifier) around a pure appraisal
+(attest.verify.appraisal), and trust material read with the policy."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from attest.artifact import jws
+from attest.audit.log import AuditLog
+from attest.policy.trust import load_trust
+from attest.store import Store
+from attest.verify.appraisal import Memo, appraise, snapshot_query
+from attest.verify.verifier import Verifier, read_snapshot
+from tests.conftest import Host
+from tests.verify.rig import Rig, accepted, denied
+
+STORE_ENROLLMENT = {"trusted_aks": []}
+
+
+def _sim_roots(rig: Rig) -> Path:
+    roots = rig.tmp / "sim-roots"
+    roots.mkdir()
+    shutil.copy(rig.host.sim.root_ca_cert, roots)
+    shutil.copy(rig.host.sim.intermediate_ca_cert, roots)
+    return roots
+
+
+def _entries(log: AuditLog) -> list[dict[str, Any]]:
+    return [json.loads(entry.data) for entry in log.entries()]
+
+
+def test_the_appraisal_reads_no_file_no_store_and_no_clock(rig: Rig,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the snapshot read before, appraise accepts with every file, the store and the
+    clock out of reach, the EK roots folder deleted after the policy loaded included: it
+    checks the EK chain against the roots read at load."""
+    store = rig.store()
+    rig.enroll(store)
+    roots = _sim_roots(rig)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    trust = load_trust(policy)
+    artifact = jws.parse(rig.issue())
+    memo = Memo()
+    query = snapshot_query(artifact, policy, memo)
+    assert query is not None and query.enrollment and query.jti == artifact.claims.jti
+    now = int(time.time())
+    snapshot = read_snapshot(store, query, now)
+    shutil.rmtree(roots)
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("I/O inside the appraisal")
+
+    for owner, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "stat"),
+                        (time, "time"), (Store, "read"), (Store, "write"),
+                        (Store, "snapshot"), (Store, "record_reset")):
+        monkeypatch.setattr(owner, name, refuse)
+    try:
+        appraisal = appraise(artifact, policy, trust, snapshot, now, memo)
+    finally:
+        monkeypatch.undo()
+    assert appraisal.denials == (), appraisal.denials
+    assert appraisal.acceptance is not None and appraisal.reset is None
+    assert appraisal.acceptance.record.jti == artifact.claims.jti
+    assert len(memo.ek_checked) == 1  # the chain was checked, against the roots read at load
+    # Nothing was committed: the appraisal only says what an acceptance commits.
+    assert not store.jti_seen(artifact.claims.jti)
+
+
+def test_the_appraisal_denies_with_the_trust_material_it_is_given(rig: Rig) -> None:
+    """The roots are those of the trust material, not of the folder as it is now."""
+    store = rig.store()
+    rig.enroll(store)
+    roots = _sim_roots(rig)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    trust = load_trust(policy)
+    for file in roots.iterdir():  # the folder now holds other roots: not read again
+        file.write_bytes(b"not a certificate")
+    accepted(Verifier.unaudited(policy, store, trust=trust).verify(rig.issue()))
+    shutil.rmtree(roots)
+    empty = type(trust)()
+    denied(Verifier.unaudited(policy, store, trust=empty).verify(rig.issue()),
+           "ek_chain_invalid")
+
+
+def test_the_entry_point_logs_every_decision(rig: Rig) -> None:
+    """Verifier(policy, store, log).verify logs acceptances (in their transaction, with
+    the artifact's seal) and denials, whatever denied them: the bytes, the checks, the
+    commit."""
+    store = rig.store()
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    raw = rig.issue()
+    first = verifier.verify(raw)
+    accepted(first)
+    second = verifier.verify(raw)
+    denied(second, "replayed")
+    garbage = verifier.verify(b"not a jws")
+    denied(garbage, "malformed_artifact")
+    assert (first.audit_index, second.audit_index, garbage.audit_index) == (0, 1, 2)
+    logged = _entries(log)
+    assert [(e["decision"], e["reasons"]) for e in logged] == [
+        ("accepted", []), ("denied", ["replayed"]), ("denied", ["malformed_artifact"])]
+    jti = jws.parse(raw).claims.jti
+    assert logged[0]["jti"] == logged[1]["jti"] == jti
+    record = store.artifact(jti)
+    assert record is not None and log.sealed(record)
+
+
+def test_an_unaudited_verification_is_a_named_choice(rig: Rig) -> None:
+    """The log is not optional in the constructor; Verifier.unaudited logs nothing and
+    checks no seal (it trusts the store as it is), where the audited verifier does."""
+    store = rig.store()
+    policy = rig.policy(**STORE_ENROLLMENT)
+    with pytest.raises(TypeError):
+        Verifier(policy, store)  # type: ignore[call-arg]
+    rig.write_enrollment_row(store)  # what a database writer does: no seal
+    log = rig.log(store)
+    unaudited = Verifier.unaudited(policy, store)
+    assert not unaudited.audited and Verifier(policy, store, log).audited
+    accepted(unaudited.verify(rig.issue()))
+    assert log.size() == 0
+    denied(Verifier(policy, store, log).verify(rig.issue()), "ak_unknown")
+    assert [e["decision"] for e in _entries(log)] == ["denied"]
+
+
+def test_verify_reads_the_ek_roots_before_the_artifact(fresh_host: Host, tmp_path: Path) -> None:
+    """A policy naming an EK roots folder without certificates stops `attest verify`
+    before any verification (exit 2, naming the folder), with nothing logged; it used
+    to deny every artifact as internal_error."""
+    fresh_host.ok("key", "create")
+    fresh_host.ok("measure", "command", "--", "ls")
+    policy = tmp_path / "policy.yaml"
+    fresh_host.ok("policy", "init", "--from-host", "--enrollment", "store", "--out",
+                  str(policy))
+    empty = tmp_path / "no-roots"
+    empty.mkdir()
+    text = policy.read_text()
+    assert "ek_roots: []" in text
+    policy.write_text(text.replace("ek_roots: []", f"ek_roots: [{str(empty)!r}]"))
+    artifact = tmp_path / "a.jws"
+    fresh_host.ok("authorize", "--subject", "ops", "--out", str(artifact), "--", "ls")
+    done = fresh_host.run("verify", str(artifact), "--policy", str(policy))
+    assert done.exit_code == 2, done.output
+    assert str(empty) in done.stderr and "Traceback" not in done.stderr
+    assert fresh_host.ok("audit", "export").stdout.strip() == ""
