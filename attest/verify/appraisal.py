@@ -46,7 +46,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -248,8 +248,8 @@ def snapshot_query(artifact: jws.ParsedArtifact, policy: VerifierPolicy,
     """The rows :func:`appraise` needs for ``artifact``; None when it needs none (the
     artifact is denied on its own bytes: an unknown AK is refused without the store)."""
     appraiser = _Appraiser(artifact, policy, TrustMaterial(), None, UNSEALED, 0, memo, None)
-    found, ak = _drain(appraiser.issuer())
-    if found or ak is None:
+    ak = _drain(appraiser.issuer(), appraiser.found)
+    if appraiser.found or ak is None:
         return None
     claims = artifact.claims
     host = None
@@ -278,7 +278,8 @@ def appraise(artifact: jws.ParsedArtifact, policy: VerifierPolicy, trust: TrustM
     ``audience``: this verifier's id, when it has one (the artifact's aud must match).
     Raises only on a bug; the shell turns that into a denial."""
     appraiser = _Appraiser(artifact, policy, trust, snapshot, seals, now, memo, audience)
-    found, acceptance = _drain(appraiser.appraisal())
+    found = appraiser.found
+    acceptance = _drain(appraiser.appraisal(), found)
     if not found and acceptance is None:
         found = [Denial(Reason.INTERNAL_ERROR, "a check failed without a reason")]
     return Appraisal(tuple(found), None if found else acceptance, jti=appraiser.jti,
@@ -287,14 +288,14 @@ def appraise(artifact: jws.ParsedArtifact, policy: VerifierPolicy, trust: TrustM
                      reset=appraiser.reset)
 
 
-def _drain(check: Check[T]) -> tuple[list[Denial], T]:
-    """Run a check to its end: the denials it yielded, and what it returned."""
-    found: list[Denial] = []
+def _drain(check: Check[T], found: list[Denial]) -> T:
+    """Run a check to its end, adding each denial it yields to ``found`` as it is
+    yielded (so later checks can see what is reported already); what it returned."""
     while True:
         try:
             found.append(next(check))
         except StopIteration as done:
-            return found, done.value
+            return cast(T, done.value)
 
 
 class _Appraiser:
@@ -318,6 +319,8 @@ class _Appraiser:
         self.subject_name: str | None = None
         self.host: str | None = None
         self.reset: ResetSeen | None = None
+        # Every denial yielded so far, in order: _drain adds each as it comes up.
+        self.found: list[Denial] = []
 
     def appraisal(self) -> Check[Acceptance | None]:
         artifact, claims = self.artifact, self.claims
@@ -341,43 +344,37 @@ class _Appraiser:
             return None
         subject, view = known
         self.host = subject.host
-        # Checks that find nothing of their own to return still yield into this list:
-        # later checks ask which reasons are already reported (see _tpm_time).
-        found: list[Denial] = []
-        certified = yield from _noted(found, self._certification(subject))
+        certified = yield from self._certification(subject)
         signed = False
         if certified is not None:
-            signed = not (yield from _noted(found, _signature(artifact, certified)))
-        quote = yield from _noted(found, self._quote(bound, subject))
+            signed = yield from _signature(artifact, certified)
+        quote = yield from self._quote(bound, subject)
         held = None
         if quote is not None:
-            yield from _noted(found, self._epoch(quote, subject, view))
-            held = yield from _noted(found, self._logs(quote))
+            yield from self._epoch(quote, subject, view)
+            held = yield from self._logs(quote)
         # The executable is looked for in the logs only once they replay and appraise:
         # in the very logs _logs checked, never in a second look-up of its cache.
-        yield from _noted(found, _each(executable_denials(claims.scope, self.policy, held)))
+        yield from executable_denials(claims.scope, self.policy, held)
         approval = None
         if certified is not None:  # an approval means something only for the policy's key
-            approval, denials = check_approval(self.policy, claims.evidence, quote, self.now,
-                                               view.approval_serial)
-            yield from _noted(found, _each(denials))
+            approval = yield from check_approval(self.policy, claims.evidence, quote, self.now,
+                                                 view.approval_serial)
         if claims.policy_id is not None and claims.policy_id != self.policy.id:
-            yield from _noted(found, _each([Denial(
-                Reason.POLICY_MISMATCH, f"issued under policy {claims.policy_id!r}, "
-                f"verified under {self.policy.id!r}")]))
-        yield from _noted(found, self._times(view))
+            yield Denial(Reason.POLICY_MISMATCH,
+                         f"issued under policy {claims.policy_id!r}, verified under "
+                         f"{self.policy.id!r}")
+        yield from self._times(view)
         if quote is not None:
-            reported = {denial.reason for denial in found}
-            yield from _noted(found, self._tpm_time(quote, view, reported))
+            yield from self._tpm_time(quote, view)
         # Patterns (rules, a parent's argv) cost a scan of the argv per pattern: only for
         # claims the JWS signature vouches for, never for anyone's text under a known AK.
-        yield from _noted(found, self._state(certified, view, signed))
+        yield from self._state(certified, view, signed)
         if signed and not self._allowed(subject.host):
-            yield from _noted(found, _each([Denial(
-                Reason.POLICY_MISMATCH,
-                f"no rule lets {claims.sub!r} {claims.scope.action} "
-                f"{' '.join(claims.scope.argv)!r} on host {subject.host!r}")]))
-        if found or quote is None or certified is None:
+            yield Denial(Reason.POLICY_MISMATCH,
+                         f"no rule lets {claims.sub!r} {claims.scope.action} "
+                         f"{' '.join(claims.scope.argv)!r} on host {subject.host!r}")
+        if self.found or quote is None or certified is None:
             return None
         facts = _facts(claims, subject, certified, quote)
         if approval is not None:  # which approval the key signed under, for the record
@@ -655,10 +652,10 @@ class _Appraiser:
             yield Denial(Reason.POLICY_MISMATCH, f"the artifact is for verifier {claims.aud!r}")
         yield from self._freshness(view)
 
-    def _tpm_time(self, quote: QuoteFacts, view: Snapshot,
-                  reported: set[Reason]) -> Check[None]:
+    def _tpm_time(self, quote: QuoteFacts, view: Snapshot) -> Check[None]:
         """iat and the evidence's age against the TPM clock (see attest.verify.tpmtime);
         a reason already reported for the artifact is not repeated."""
+        reported = {denial.reason for denial in self.found}
         if reported & {Reason.CLOCK_ROLLBACK, Reason.TPM_RESET}:
             return  # the quote's place among the boots is refused: its clock says nothing
         freshness = self.policy.freshness
@@ -745,30 +742,14 @@ class _Appraiser:
                           use, facts)
 
 
-def _noted(found: list[Denial], check: Check[T]) -> Check[T]:
-    """``check``'s denials, passed on and noted in ``found``; what it returns."""
-    while True:
-        try:
-            denial = next(check)
-        except StopIteration as done:
-            return cast(T, done.value)
-        found.append(denial)
-        yield denial
-
-
-def _each(denials: Iterable[Denial]) -> Check[None]:
-    """A check whose denials were found by a function that lists them."""
-    yield from denials
-
-
 def _signature(artifact: jws.ParsedArtifact, certified: CertifiedKey) -> Check[bool]:
-    """4. The JWS signature under the certified key; returns whether it failed."""
+    """4. The JWS signature under the certified key; returns whether it holds."""
     try:
         jws.verify_signature(artifact, certified.key)
     except EvidenceError as exc:
         yield _denial(exc)
-        return True
-    return False
+        return False
+    return True
 
 
 def _unsealed_parent(parent: ArtifactRecord | None, seal: SealVerdict) -> Denial | None:
