@@ -181,9 +181,9 @@ class Appraisal:
         if (self.acceptance is None) == (not self.denials):
             raise ValueError("an appraisal accepts without a reason or denies with one")
 
-    def denial(self, *extra: Denial) -> Decision:
-        """The decision denying the artifact for these reasons (and ``extra``)."""
-        return Decision(False, (*self.denials, *extra), jti=self.jti, subject=self.subject,
+    def denial(self) -> Decision:
+        """The decision denying the artifact for these reasons."""
+        return Decision(False, self.denials, jti=self.jti, subject=self.subject,
                         host=self.host)
 
 

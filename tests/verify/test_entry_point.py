@@ -152,3 +152,29 @@ def test_verify_reads_the_ek_roots_before_the_artifact(fresh_host: Host, tmp_pat
     assert done.exit_code == 2, done.output
     assert str(empty) in done.stderr and "Traceback" not in done.stderr
     assert fresh_host.ok("audit", "export").stdout.strip() == ""
+
+
+def test_a_tpm_reset_is_a_fact_the_appraisal_returns_and_the_shell_records(rig: Rig) -> None:
+    """Under deny_reset, the appraisal of a new boot's artifact reports the reset and
+    writes nothing; the shell records it (pending re-admission), as the check used to."""
+    store = rig.store()
+    policy = rig.policy(deny_reset=True)
+    verifier = Verifier.unaudited(policy, store)
+    accepted(verifier.verify(rig.issue()))
+    rig.host.sim.stop()  # TPM2_Shutdown, then TPM2_Startup(CLEAR): resetCount changes
+    rig.host.sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # the new boot's log
+    raw = rig.issue()
+    artifact, memo, now = jws.parse(raw), Memo(), int(time.time())
+    query = snapshot_query(artifact, policy, memo)
+    assert query is not None
+    ak = rig.identity.ak_name
+    before = store.epoch(ak)
+    appraisal = appraise(artifact, policy, verifier.trust, read_snapshot(store, query, now),
+                         now, memo)
+    assert [d.reason.value for d in appraisal.denials] == ["tpm_reset"]
+    assert appraisal.reset is not None and appraisal.reset.ak_name == ak
+    assert store.epoch(ak) == before  # the appraisal wrote nothing
+    denied(verifier.verify(raw), "tpm_reset")
+    after = store.epoch(ak)
+    assert after is not None and after != before  # the shell recorded the reset
