@@ -171,8 +171,7 @@ class Verifier:
                     # Whatever failed, the decision is unlogged: audit_unavailable.
                     raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
         except _REFUSED as exc:
-            return _refused(appraisal, Denial(exc.reason or Reason.INTERNAL_ERROR,
-                                                      exc.message))
+            return _refused(appraisal, Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message))
         except _Unlogged as exc:
             # The acceptance rolled back with the failed append: nothing was consumed.
             return _refused(appraisal, Denial(
