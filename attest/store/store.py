@@ -362,37 +362,48 @@ class Store:
         one. With ``approval``: its revocations, and the highest serial accepted for its
         authority and policyRef from the AK or its host id (:mod:`attest.store.approvals`).
         """
+        with self.read() as tx:
+            return self.snapshot_in(tx, ak_name, jti=jti, now=now, enrollment=enrollment,
+                                    host=host, kid=kid, nonce=nonce, seen=seen,
+                                    parent=parent, approval=approval)
+
+    def snapshot_in(self, tx: Transaction, ak_name: bytes | str, *, jti: str, now: int,
+                    enrollment: bool = False, host: str | None = None,
+                    kid: str | None = None, nonce: str | None = None, seen: bool = False,
+                    parent: str | None = None,
+                    approval: ApprovalUse | None = None) -> Snapshot:
+        """:meth:`snapshot` in the caller's transaction ``tx``: several artifacts' reads
+        can share one."""
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
             kid = None
         approval_id = None if approval is None else _approval_id(approval.id)
-        with self.read() as tx:
-            enrolled = tx.first(_ENROLLMENT, {"ak": name}) if enrollment else None
-            if host is None and enrolled is not None:
-                host = enrolled.host
-            last = _last_clock(tx, name)
-            epoch = epochs.current_epoch(tx, name)
-            state = issued_at = None
-            if nonce is not None:
-                state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
-                         else acceptance.nonce_state(tx, nonce, now))
-                if state is NonceState.USABLE:
-                    issued_at = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
-            jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
-            above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
-            own: list[tuple[RevocationKind, str | None]] = [
-                (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
-                (RevocationKind.AK, name), (RevocationKind.HOST, host),
-                (RevocationKind.APPROVAL, approval_id)]
-            enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
-                                                        (RevocationKind.EK, enrolled.ek_id),
-                                                        (RevocationKind.HOST, enrolled.host)]
-            line = [] if parent is None or above is None else _line(parent, above)
-            found = revs.matching(tx, own + enrolled_as + line)
-            parent_revocation = (None if parent is None or above is None
-                                 else _ancestry(tx, parent, above, found))
-            approval_serial = (None if approval is None
-                               else approvals.highest(tx, name, approval, host))
+        enrolled = tx.first(_ENROLLMENT, {"ak": name}) if enrollment else None
+        if host is None and enrolled is not None:
+            host = enrolled.host
+        last = _last_clock(tx, name)
+        epoch = epochs.current_epoch(tx, name)
+        state = issued_at = None
+        if nonce is not None:
+            state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
+                     else acceptance.nonce_state(tx, nonce, now))
+            if state is NonceState.USABLE:
+                issued_at = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
+        jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
+        above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
+        own: list[tuple[RevocationKind, str | None]] = [
+            (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
+            (RevocationKind.AK, name), (RevocationKind.HOST, host),
+            (RevocationKind.APPROVAL, approval_id)]
+        enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
+                                                    (RevocationKind.EK, enrolled.ek_id),
+                                                    (RevocationKind.HOST, enrolled.host)]
+        line = [] if parent is None or above is None else _line(parent, above)
+        found = revs.matching(tx, own + enrolled_as + line)
+        parent_revocation = (None if parent is None or above is None
+                             else _ancestry(tx, parent, above, found))
+        approval_serial = (None if approval is None
+                           else approvals.highest(tx, name, approval, host))
         wanted = {(kind, subject) for kind, subject in own if subject is not None}
         return Snapshot(
             enrollment=None if enrolled is None else _enrollment_of(

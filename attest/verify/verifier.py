@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from attest.artifact import jws
 from attest.audit.hooks import append_decision, record_decision
@@ -193,10 +193,18 @@ class Verifier:
 
 def read_snapshot(store: Store, query: SnapshotQuery, now: int) -> Snapshot:
     """The rows ``query`` names, in one read transaction (Store.snapshot)."""
-    return store.snapshot(
-        query.ak_name, jti=query.jti, now=now, enrollment=query.enrollment, host=query.host,
-        kid=query.kid, nonce=query.nonce, seen=query.seen, parent=query.parent,
-        approval=query.approval)
+    (snapshot,) = read_snapshots(store, [query], now)
+    return snapshot
+
+
+def read_snapshots(store: Store, queries: Sequence[SnapshotQuery], now: int) -> list[Snapshot]:
+    """The rows each of ``queries`` names, all in one read transaction: how a batch of
+    verifications reads before appraising them."""
+    with store.read() as tx:
+        return [store.snapshot_in(
+            tx, query.ak_name, jti=query.jti, now=now, enrollment=query.enrollment,
+            host=query.host, kid=query.kid, nonce=query.nonce, seen=query.seen,
+            parent=query.parent, approval=query.approval) for query in queries]
 
 
 def _refused(appraisal: Appraisal, denial: Denial) -> Decision:

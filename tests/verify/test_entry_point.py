@@ -19,7 +19,7 @@ from attest.audit.log import AuditLog
 from attest.policy.trust import load_trust
 from attest.store import Store
 from attest.verify.appraisal import Memo, appraise, snapshot_query
-from attest.verify.verifier import Verifier, read_snapshot
+from attest.verify.verifier import Verifier, read_snapshot, read_snapshots
 from tests.conftest import Host
 from tests.verify.rig import Rig, accepted, denied
 
@@ -54,6 +54,7 @@ def test_the_appraisal_reads_no_file_no_store_and_no_clock(rig: Rig,
     assert query is not None and query.enrollment and query.jti == artifact.claims.jti
     now = int(time.time())
     snapshot = read_snapshot(store, query, now)
+    assert read_snapshots(store, [query, query], now) == [snapshot, snapshot]  # a batch's read
     shutil.rmtree(roots)
 
     def refuse(*args: object, **kwargs: object) -> NoReturn:
