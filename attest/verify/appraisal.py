@@ -495,6 +495,9 @@ class _Appraiser:
                              + ek.encode()).digest()
         if self.memo.ek_checked.get(key, -1) // 3600 == self.now // 3600:
             return True  # checked within this hour: certificates change validity by the day
+        if self.trust.ek_roots_problem is not None:
+            yield Denial(Reason.EK_CHAIN_INVALID, self.trust.ek_roots_problem)
+            return False
         try:
             verified = verify_ek_certificate(certificate, list(self.trust.ek_roots),
                                              at=datetime.fromtimestamp(self.now, UTC))

@@ -72,8 +72,8 @@ class Verifier:
     def __init__(self, policy: VerifierPolicy, store: Store, log: AuditLog, *,
                  verifier_id: str | None = None, trust: TrustMaterial | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        """``trust``: the policy's trust material, read now from the files the policy
-        names when not given (UsageError, exit 2, when they can't be read)."""
+        """``trust``: the policy's trust material (attest.policy.trust), read now from
+        the files the policy names when not given."""
         self._setup(policy, store, log, verifier_id, trust, clock)
 
     @classmethod
@@ -107,9 +107,13 @@ class Verifier:
         when = int(self._clock()) if now is None else now
         try:
             decision = self._decide(raw, when)
+        except AttestError as exc:
+            # With a reason (a store row changed outside attest: audit_unavailable), that
+            # reason; without one, as any surprise.
+            decision = Decision(False, (_surprise(exc) if exc.reason is None
+                                        else Denial(exc.reason, exc.message),))
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
-            decision = Decision(False, (Denial(Reason.INTERNAL_ERROR,
-                                               f"{type(exc).__name__}: {exc}"),))
+            decision = Decision(False, (_surprise(exc),))
         if decision.accepted or self.log is None:
             return decision
         return self._log_denial(self.log, raw, decision)
@@ -205,6 +209,10 @@ def read_snapshots(store: Store, queries: Sequence[SnapshotQuery], now: int) -> 
             tx, query.ak_name, jti=query.jti, now=now, enrollment=query.enrollment,
             host=query.host, kid=query.kid, nonce=query.nonce, seen=query.seen,
             parent=query.parent, approval=query.approval) for query in queries]
+
+
+def _surprise(exc: Exception) -> Denial:
+    return Denial(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 def _refused(appraisal: Appraisal, denial: Denial) -> Decision:

@@ -20,7 +20,6 @@ from attest.policy.trust import load_trust
 from attest.store import Store
 from attest.verify.appraisal import Memo, appraise, snapshot_query
 from attest.verify.verifier import Verifier, read_snapshot, read_snapshots
-from tests.conftest import Host
 from tests.verify.rig import Rig, accepted, denied
 
 STORE_ENROLLMENT = {"trusted_aks": []}
@@ -133,26 +132,24 @@ def test_an_unaudited_verification_is_a_named_choice(rig: Rig) -> None:
     assert [e["decision"] for e in _entries(log)] == ["denied"]
 
 
-def test_verify_reads_the_ek_roots_before_the_artifact(fresh_host: Host, tmp_path: Path) -> None:
-    """A policy naming an EK roots folder without certificates stops `attest verify`
-    before any verification (exit 2, naming the folder), with nothing logged; it used
-    to deny every artifact as internal_error."""
-    fresh_host.ok("key", "create")
-    fresh_host.ok("measure", "command", "--", "ls")
-    policy = tmp_path / "policy.yaml"
-    fresh_host.ok("policy", "init", "--from-host", "--enrollment", "store", "--out",
-                  str(policy))
-    empty = tmp_path / "no-roots"
-    empty.mkdir()
-    text = policy.read_text()
-    assert "ek_roots: []" in text
-    policy.write_text(text.replace("ek_roots: []", f"ek_roots: [{str(empty)!r}]"))
-    artifact = tmp_path / "a.jws"
-    fresh_host.ok("authorize", "--subject", "ops", "--out", str(artifact), "--", "ls")
-    done = fresh_host.run("verify", str(artifact), "--policy", str(policy))
-    assert done.exit_code == 2, done.output
-    assert str(empty) in done.stderr and "Traceback" not in done.stderr
-    assert fresh_host.ok("audit", "export").stdout.strip() == ""
+def test_ek_roots_are_read_when_the_verifier_is_made_not_per_verification(rig: Rig) -> None:
+    """Roots unreadable when the verifier is set up (a folder emptied since the policy was
+    checked) deny every EK check ek_chain_invalid, naming them, even once restored; the
+    next verifier made reads them again."""
+    store = rig.store()
+    rig.enroll(store)
+    roots = _sim_roots(rig)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    saved = {file.name: file.read_bytes() for file in roots.iterdir()}
+    for file in roots.iterdir():
+        file.unlink()
+    verifier = Verifier(policy, store, rig.log(store))
+    for name, data in saved.items():  # restored: this verifier does not read them again
+        (roots / name).write_bytes(data)
+    decision = verifier.verify(rig.issue())
+    denied(decision, "ek_chain_invalid")
+    assert "no certificates" in decision.denials[0].message
+    accepted(Verifier(policy, store, rig.log(store)).verify(rig.issue()))
 
 
 def test_a_tpm_reset_is_a_fact_the_appraisal_returns_and_the_shell_records(rig: Rig) -> None:
