@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from attest import strictjson
 from attest.artifact.issue import Request, issue
+from attest.decision import Decision, Denial
 from attest.errors import EnvironmentProblem, UsageError
 from attest.reasons import Reason
 from attest.runtime import subjects
@@ -28,7 +29,6 @@ from attest.runtime.executable import SealedExecutable, seal_executable
 from attest.runtime.log import measure, runtime_pcr
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
-from attest.verify.decision import Decision, Denial
 
 if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQLAlchemy)
     from attest.policy.model import VerifierPolicy
@@ -104,9 +104,10 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     """Authorize ``argv`` and verify it in-process against ``policy`` and ``store``."""
     from attest.audit.log import AuditLog
     from attest.policy.model import NonceMode
-    from attest.verify.audited import verify_logged
     from attest.verify.verifier import Verifier
 
+    # Set up before anything is measured: trust material that can't be read stops here.
+    verifier = Verifier(policy, store, AuditLog.open(store, home))
     nonce = None
     if policy.freshness.nonce is NonceMode.REQUIRED:
         nonce = store.issue_nonce(ttl, int(time.time()))
@@ -115,7 +116,7 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
                    policy_id=policy.id, policy_digest=policy.digest, include_boot_log=boot,
                    keep_env=keep_env)
-    decision = verify_logged(Verifier(policy, store), AuditLog.open(store, home), made.artifact)
+    decision = verifier.verify(made.artifact)
     return Authorized(decision, made.executable, made.env, made.artifact)
 
 

@@ -1,8 +1,8 @@
 """What the verifier and the store's commands log, and how.
 
-- :func:`decision_hook` gives the verifier an ``AuditHook``: it runs inside the
-  acceptance transaction, so an acceptance that can't be logged is not committed; it
-  also seals the accepted artifact there (attest.audit.seals), for its children.
+- :func:`append_decision` appends a decision inside the acceptance transaction, so an
+  acceptance that can't be logged is not committed; it also seals the accepted artifact
+  there (attest.audit.seals), for its children (attest.verify.verifier calls it).
 - :func:`record_decision` logs a denial, which commits nothing else to attach to.
 - :func:`enrollment_entry`, :func:`revocation_entry` and :func:`readmission_entry` are
   the entries of changes of trust, appended inside the transaction that makes the change
@@ -15,18 +15,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from attest.audit.entry import Entry, EntryKind, Outcome, fit
 from attest.audit.log import AuditLog
+from attest.decision import Decision
 from attest.store import Store
 from attest.store.db import Transaction
 from attest.store.identities import HostMove
-from attest.store.records import RevocationKind
-from attest.verify.decision import Decision
-
-DecisionHook = Callable[[Decision, Any], int]
+from attest.store.records import ArtifactRecord, RevocationKind
 
 _DIGEST = "SELECT sha256 FROM artifacts WHERE jti = :jti"
 
@@ -40,25 +35,26 @@ def decision_entry(decision: Decision, *, time: int, verifier_id: str | None = N
         jti=fit(decision.jti), host=fit(decision.host), subject=fit(decision.subject))
 
 
-def decision_hook(log: AuditLog, *, verifier_id: str | None = None) -> DecisionHook:
-    """An ``attest.verify.verifier.AuditHook`` appending the decision to ``log``.
+def append_decision(log: AuditLog, tx: Transaction, decision: Decision, *,
+                    verifier_id: str | None = None,
+                    record: ArtifactRecord | None = None) -> int:
+    """Append ``decision`` to ``log`` inside the caller's write transaction ``tx`` (an
+    acceptance's, so that none commits unlogged); its index. With ``record``, the accepted
+    artifact's row, seal it there too (attest.audit.seals): the audited verifier accepts
+    the children of this artifact only against a row it sealed.
 
     Raises :class:`attest.errors.AuditUnavailable` when the entry can't be appended.
     """
-    def hook(decision: Decision, tx: Transaction) -> int:
-        # The verifier's decisions carry the artifact's digest. Otherwise the acceptance
-        # transaction has just stored it under the jti: read it back from there.
-        digest = decision.artifact_sha256
-        if digest is None and decision.jti is not None:
-            digest = tx.scalar(_DIGEST, {"jti": decision.jti})
-        index = log.append(tx, decision_entry(decision, time=log.now(),
-                                                verifier_id=verifier_id, artifact=digest))
-        if decision.accepted and decision.record is not None:
-            # Sealed in the acceptance's transaction: the children of this artifact are
-            # accepted by the audited verifier only against a row it sealed here.
-            log.seal_artifact(tx, decision.record)
-        return index
-    return hook
+    # The verifier's decisions carry the artifact's digest. Otherwise the acceptance
+    # transaction has just stored it under the jti: read it back from there.
+    digest = decision.artifact_sha256
+    if digest is None and decision.jti is not None:
+        digest = tx.scalar(_DIGEST, {"jti": decision.jti})
+    index = log.append(tx, decision_entry(decision, time=log.now(), verifier_id=verifier_id,
+                                          artifact=digest))
+    if decision.accepted and record is not None:
+        log.seal_artifact(tx, record)
+    return index
 
 
 def record_decision(log: AuditLog, decision: Decision, *, verifier_id: str | None = None,

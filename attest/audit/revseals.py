@@ -10,7 +10,7 @@ its row (``revocation_seals``), and the set gets a sealed aggregate: its count a
 sum mod 2^256 of the rows' hashes, which no order of insertion changes
 (``revocation_aggregate``, one row).
 
-The audited verifier (attest.verify.audited) checks, inside each acceptance's
+The audited verifier (attest.verify.verifier) checks, inside each acceptance's
 transaction, that the set is the one it sealed: every row it has not seen yet carries
 a good seal, the rows add up to the aggregate, and the table holds as many rows as the
 aggregate counts. It keeps the rows it has checked in memory (:class:`SealedSet`), so

@@ -7,13 +7,13 @@ another host id with an UPDATE. ``attest audit verify`` names such rows afterwar
 the seal refuses them when deciding. ``attest enroll`` stores, in the enrollment's own
 transaction, a MAC under a key derived from the log key (which lives outside the
 database: attest.audit.keys) over every field trust rests on; the audited verifier
-(attest.verify.audited) reads the seal with the enrollment and denies ``ak_unknown``
+(attest.verify.verifier) reads the seal with the enrollment and denies ``ak_unknown``
 when it is missing or does not match.
 
 Artifact seals: a child's lineage is checked against its parent's ``artifacts`` row
 (scope, exp, depth, digest...). A writer who widens a parent's scope, raises its exp or
 inserts a parent never accepted would let children through. The audited acceptance
-(attest.audit.hooks.decision_hook) stores, in its own transaction, a MAC over the values
+(attest.audit.hooks.append_decision) stores, in its own transaction, a MAC over the values
 the verifier accepted (never the row read back: a row someone prepared under the jti
 of a multi-use artifact gets no seal over its values), under its own version label; the
 audited verifier denies a child ``lineage_broken`` when its parent's row lacks a

@@ -26,10 +26,10 @@ from attest.store import RevocationKind, Store, default_url
 if TYPE_CHECKING:
     from attest.audit.entry import Entry
     from attest.audit.log import AuditLog
+    from attest.decision import Decision
     from attest.evidence.structures import Public
     from attest.store.db import Transaction
     from attest.tpm.device import TPM
-    from attest.verify.decision import Decision
 
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
@@ -58,15 +58,16 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
     from attest.artifact.model import MAX_ARTIFACT_BYTES
     from attest.audit.log import AuditLog
     from attest.policy import load_policy
-    from attest.verify.audited import verify_logged
+    from attest.policy.trust import load_trust
     from attest.verify.verifier import Verifier
 
     policy = load_policy(policy_path)
+    trust = load_trust(policy)  # the EK roots, read once: no file is read while verifying
     # An artifact larger than any is still denied (and logged): a prefix that shows it.
     raw = read_prefix(artifact, "artifact", MAX_ARTIFACT_BYTES)
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
-        decision = verify_logged(Verifier(policy, store, verifier_id=verifier_id), log, raw)
+        decision = Verifier(policy, store, log, verifier_id=verifier_id, trust=trust).verify(raw)
     if as_json:
         echo_json(_decision_json(decision))
     elif decision.accepted:

@@ -362,37 +362,48 @@ class Store:
         one. With ``approval``: its revocations, and the highest serial accepted for its
         authority and policyRef from the AK or its host id (:mod:`attest.store.approvals`).
         """
+        with self.read() as tx:
+            return self.snapshot_in(tx, ak_name, jti=jti, now=now, enrollment=enrollment,
+                                    host=host, kid=kid, nonce=nonce, seen=seen,
+                                    parent=parent, approval=approval)
+
+    def snapshot_in(self, tx: Transaction, ak_name: bytes | str, *, jti: str, now: int,
+                    enrollment: bool = False, host: str | None = None,
+                    kid: str | None = None, nonce: str | None = None, seen: bool = False,
+                    parent: str | None = None,
+                    approval: ApprovalUse | None = None) -> Snapshot:
+        """:meth:`snapshot` in the caller's transaction ``tx``: several artifacts' reads
+        can share one."""
         name = _hex(ak_name, "AK name")
         if kid is not None and not (_KEY_NAME.fullmatch(kid) and len(kid) <= MAX_HEX_NAME):
             kid = None
         approval_id = None if approval is None else _approval_id(approval.id)
-        with self.read() as tx:
-            enrolled = tx.first(_ENROLLMENT, {"ak": name}) if enrollment else None
-            if host is None and enrolled is not None:
-                host = enrolled.host
-            last = _last_clock(tx, name)
-            epoch = epochs.current_epoch(tx, name)
-            state = issued_at = None
-            if nonce is not None:
-                state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
-                         else acceptance.nonce_state(tx, nonce, now))
-                if state is NonceState.USABLE:
-                    issued_at = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
-            jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
-            above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
-            own: list[tuple[RevocationKind, str | None]] = [
-                (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
-                (RevocationKind.AK, name), (RevocationKind.HOST, host),
-                (RevocationKind.APPROVAL, approval_id)]
-            enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
-                                                        (RevocationKind.EK, enrolled.ek_id),
-                                                        (RevocationKind.HOST, enrolled.host)]
-            line = [] if parent is None or above is None else _line(parent, above)
-            found = revs.matching(tx, own + enrolled_as + line)
-            parent_revocation = (None if parent is None or above is None
-                                 else _ancestry(tx, parent, above, found))
-            approval_serial = (None if approval is None
-                               else approvals.highest(tx, name, approval, host))
+        enrolled = tx.first(_ENROLLMENT, {"ak": name}) if enrollment else None
+        if host is None and enrolled is not None:
+            host = enrolled.host
+        last = _last_clock(tx, name)
+        epoch = epochs.current_epoch(tx, name)
+        state = issued_at = None
+        if nonce is not None:
+            state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
+                     else acceptance.nonce_state(tx, nonce, now))
+            if state is NonceState.USABLE:
+                issued_at = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
+        jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
+        above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
+        own: list[tuple[RevocationKind, str | None]] = [
+            (RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
+            (RevocationKind.AK, name), (RevocationKind.HOST, host),
+            (RevocationKind.APPROVAL, approval_id)]
+        enrolled_as = [] if enrolled is None else [(RevocationKind.AK, name),
+                                                    (RevocationKind.EK, enrolled.ek_id),
+                                                    (RevocationKind.HOST, enrolled.host)]
+        line = [] if parent is None or above is None else _line(parent, above)
+        found = revs.matching(tx, own + enrolled_as + line)
+        parent_revocation = (None if parent is None or above is None
+                             else _ancestry(tx, parent, above, found))
+        approval_serial = (None if approval is None
+                           else approvals.highest(tx, name, approval, host))
         wanted = {(kind, subject) for kind, subject in own if subject is not None}
         return Snapshot(
             enrollment=None if enrolled is None else _enrollment_of(
@@ -420,40 +431,49 @@ class Store:
         revoked meanwhile or older than one accepted meanwhile for the AK or its host
         (ApprovalRolledBack), else recorded as their mark.
         """
-        _check_record(record)
         with self.write() as tx:
-            if nonce is not None:
-                acceptance.consume_nonce(tx, nonce, now)
-            stored = acceptance.stored_artifact(tx, record.jti)
-            # Its own key, AK and host, then its line (itself and, when stored already,
-            # what its row rests on), then its parent's line: one lookup unless a stored
-            # row or the parent has ancestors to walk.
-            own: list[tuple[RevocationKind, str | None]] = [
-                (RevocationKind.KEY, record.kid), (RevocationKind.AK, record.ak_name),
-                (RevocationKind.HOST, record.host),
-                (RevocationKind.APPROVAL,
-                 None if approval is None else _approval_id(approval.id))]
-            parent: list[tuple[RevocationKind, str | None]] = (
-                [] if record.parent_jti is None
-                else [(RevocationKind.ARTIFACT, record.parent_jti)])
-            found = revs.matching(tx, own + _line(record.jti, stored) + parent)
-            revoked = (revs.best(found, own) or _ancestry(tx, record.jti, stored, found)
-                       or (None if record.parent_jti is None
-                           else revs.best(found, parent)
-                           or revs.in_chain(tx, record.parent_jti)))
-            if revoked is not None:
-                raise Revoked(revoked)
-            acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
-                                       stored_sha256=None if stored is None else stored.sha256)
-            acceptance.advance_clock(tx, record.ak_name, clock, now)
-            epochs.advance_epoch(tx, record.ak_name, clock, now)
-            if approval is not None:
-                approvals.advance(tx, record.ak_name, approval, now, record.host)
-                approval_id = _approval_id(approval.id)
-                if approval_id is not None:
-                    acceptance.record_approval(tx, record.jti, approval_id)
+            self.record_acceptance(tx, record, nonce=nonce, single_use=single_use,
+                                   clock=clock, now=now, approval=approval)
             if in_transaction is not None:
                 in_transaction(tx)
+
+    def record_acceptance(self, tx: Transaction, record: ArtifactRecord, *,
+                          nonce: str | None, single_use: bool, clock: SeenClock, now: int,
+                          approval: ApprovalUse | None = None) -> None:
+        """:meth:`accept`'s writes in the caller's write transaction ``tx``, for a caller
+        that commits more with them (the audited verifier: its entry and seals). The same
+        refusals, raised before the caller's own writes; its rollback undoes them all."""
+        _check_record(record)
+        if nonce is not None:
+            acceptance.consume_nonce(tx, nonce, now)
+        stored = acceptance.stored_artifact(tx, record.jti)
+        # Its own key, AK and host, then its line (itself and, when stored already,
+        # what its row rests on), then its parent's line: one lookup unless a stored
+        # row or the parent has ancestors to walk.
+        own: list[tuple[RevocationKind, str | None]] = [
+            (RevocationKind.KEY, record.kid), (RevocationKind.AK, record.ak_name),
+            (RevocationKind.HOST, record.host),
+            (RevocationKind.APPROVAL,
+             None if approval is None else _approval_id(approval.id))]
+        parent: list[tuple[RevocationKind, str | None]] = (
+            [] if record.parent_jti is None
+            else [(RevocationKind.ARTIFACT, record.parent_jti)])
+        found = revs.matching(tx, own + _line(record.jti, stored) + parent)
+        revoked = (revs.best(found, own) or _ancestry(tx, record.jti, stored, found)
+                   or (None if record.parent_jti is None
+                       else revs.best(found, parent)
+                       or revs.in_chain(tx, record.parent_jti)))
+        if revoked is not None:
+            raise Revoked(revoked)
+        acceptance.insert_artifact(tx, record, single_use=single_use, now=now,
+                                   stored_sha256=None if stored is None else stored.sha256)
+        acceptance.advance_clock(tx, record.ak_name, clock, now)
+        epochs.advance_epoch(tx, record.ak_name, clock, now)
+        if approval is not None:
+            approvals.advance(tx, record.ak_name, approval, now, record.host)
+            approval_id = _approval_id(approval.id)
+            if approval_id is not None:
+                acceptance.record_approval(tx, record.jti, approval_id)
 
     # -- revocation --------------------------------------------------------------------
 

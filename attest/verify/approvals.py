@@ -22,9 +22,11 @@ store-level revocation (``revoked``), checked with the others.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from functools import lru_cache
 
 from attest.artifact.model import Evidence
+from attest.decision import Denial
 from attest.errors import EvidenceError
 from attest.evidence.approval import Approval, approved_for, parse_approval, verify_approval
 from attest.evidence.quote import QuoteFacts
@@ -35,7 +37,6 @@ from attest.policy.model import KeyPolicyKind, VerifierPolicy
 from attest.reasons import Reason
 from attest.store.errors import rolled_back_message
 from attest.store.records import ApprovalUse
-from attest.verify.decision import Denial
 
 # Approvals parsed, by their bytes: a verifier reads each artifact's approval up to three
 # times (revocation lookup, check, commit), and a fleet's artifacts carry the same few.
@@ -62,23 +63,28 @@ def _parse(data: bytes) -> Approval:
 
 
 def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts | None,
-                   now: int, highest: int | None = None) -> tuple[Approval | None, list[Denial]]:
-    """The artifact's approval (None when there is none, or it does not parse) and the
-    denials it earns under ``policy``; nothing to check for ``kind: pcr``. ``highest``:
-    the AK's highest serial accepted before, from the store (see approval_use)."""
+                   now: int, highest: int | None = None
+                   ) -> Generator[Denial, None, Approval | None]:
+    """Yield the denials the artifact's approval earns under ``policy``; return the
+    approval (None when there is none, or it does not parse); nothing to check for
+    ``kind: pcr``. ``highest``: the AK's highest serial accepted before, from the store
+    (see approval_use)."""
     key_policy = policy.key_policy
     if key_policy.kind is not KeyPolicyKind.AUTHORIZE:
-        return None, []
+        return None
     if evidence.approval is None:
-        return None, [Denial(Reason.KEY_POLICY_MISMATCH,
-                             "the key is bound to an authority's approvals; the artifact does "
-                             "not carry the approval it was signed under (evidence.approval)")]
+        yield Denial(Reason.KEY_POLICY_MISMATCH,
+                     "the key is bound to an authority's approvals; the artifact does not "
+                     "carry the approval it was signed under (evidence.approval)")
+        return None
     try:
         approval = _parse(evidence.approval)
     except EvidenceError as exc:
-        return None, [Denial(exc.reason, exc.message)]
+        yield Denial(exc.reason, exc.message)
+        return None
     if key_policy.authority_pem is None:  # the loader refuses this; fail closed anyway
-        return approval, [Denial(Reason.KEY_POLICY_MISMATCH, "the policy names no authority")]
+        yield Denial(Reason.KEY_POLICY_MISMATCH, "the policy names no authority")
+        return approval
     checked = (bytes(evidence.approval), key_policy.authority_pem, key_policy.policy_ref)
     if checked not in _verified:
         try:
@@ -86,9 +92,11 @@ def check_approval(policy: VerifierPolicy, evidence: Evidence, quote: QuoteFacts
                             key_policy.policy_ref)
         except EvidenceError as exc:
             # Nothing else it says can be believed: serial, expiry and values are the host's.
-            return approval, [Denial(exc.reason, exc.message)]
+            yield Denial(exc.reason, exc.message)
+            return approval
         remember(_verified, checked, True, APPROVAL_CACHE_SIZE)
-    return approval, _standing(policy, approval, quote, now, highest)
+    yield from _standing(policy, approval, quote, now, highest)
+    return approval
 
 
 def approval_use(policy: VerifierPolicy, evidence: Evidence) -> ApprovalUse | None:
@@ -109,34 +117,32 @@ def approval_use(policy: VerifierPolicy, evidence: Evidence) -> ApprovalUse | No
 
 
 def _standing(policy: VerifierPolicy, approval: Approval, quote: QuoteFacts | None,
-              now: int, highest: int | None) -> list[Denial]:
+              now: int, highest: int | None) -> Generator[Denial, None, None]:
     key_policy = policy.key_policy
-    found: list[Denial] = []
     where = f"approval {approval.id[:16]}… (serial {approval.serial})"
     if approval.selection != policy.pcrs.sealed_selection:
-        found.append(Denial(Reason.KEY_POLICY_MISMATCH,
-                            f"{where} approves PCRs {approval.selection}; the policy's sealed "
-                            f"PCRs are {policy.pcrs.sealed_selection}"))
+        yield Denial(Reason.KEY_POLICY_MISMATCH,
+                     f"{where} approves PCRs {approval.selection}; the policy's sealed "
+                     f"PCRs are {policy.pcrs.sealed_selection}")
     elif quote is not None:
         quoted = {(bank, index): value for bank, values in quote.pcrs.items()
                   for index, value in values.items()}
         if not approved_for(approval, quoted):
             changed = [f"{bank}:{index}" for (bank, index), value in approval.values.items()
                        if quoted.get((bank, index)) != value]
-            found.append(Denial(Reason.KEY_POLICY_MISMATCH,
-                                f"{where} does not approve the quoted sealed PCRs (differing: "
-                                f"{', '.join(changed) or 'none'})"))
+            yield Denial(Reason.KEY_POLICY_MISMATCH,
+                         f"{where} does not approve the quoted sealed PCRs (differing: "
+                         f"{', '.join(changed) or 'none'})")
     if approval.not_after is not None and now > approval.not_after:
-        found.append(Denial(Reason.KEY_POLICY_MISMATCH,
-                            f"{where} expired at {approval.not_after}; now is {now}"))
+        yield Denial(Reason.KEY_POLICY_MISMATCH,
+                     f"{where} expired at {approval.not_after}; now is {now}")
     if approval.serial < key_policy.min_approval_serial:
-        found.append(Denial(Reason.KEY_POLICY_MISMATCH,
-                            f"{where} is superseded: the policy requires serial "
-                            f"{key_policy.min_approval_serial} or later"))
+        yield Denial(Reason.KEY_POLICY_MISMATCH,
+                     f"{where} is superseded: the policy requires serial "
+                     f"{key_policy.min_approval_serial} or later")
     if approval.id in key_policy.revoked_approvals:
-        found.append(Denial(Reason.KEY_POLICY_MISMATCH,
-                            f"{where} is revoked by the policy (revoked_approvals)"))
+        yield Denial(Reason.KEY_POLICY_MISMATCH,
+                     f"{where} is revoked by the policy (revoked_approvals)")
     if highest is not None and approval.serial < highest:
-        found.append(Denial(Reason.KEY_POLICY_MISMATCH,
-                            f"{where}: {rolled_back_message(approval.serial, highest)}"))
-    return found
+        yield Denial(Reason.KEY_POLICY_MISMATCH,
+                     f"{where}: {rolled_back_message(approval.serial, highest)}")

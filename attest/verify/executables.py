@@ -14,64 +14,62 @@ Kept code-injecting variables (``scope.env``) must be ones the policy's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Generator, Iterable, Set
 
 from attest.artifact.model import Scope
+from attest.decision import Denial
 from attest.eventlog.cel import CelRecord, is_command
 from attest.policy.model import VerifierPolicy
 from attest.reasons import Reason
-from attest.verify.decision import Denial
 
 EXEC_ACTION = "exec"
 
 
 def executable_denials(scope: Scope, policy: VerifierPolicy,
-                       measured: Set[str] | None) -> list[Denial]:
-    """Denials for the executable and environment ``scope`` names; empty when allowed.
+                       measured: Set[str] | None) -> Generator[Denial, None, None]:
+    """Yield the denials for the executable and environment ``scope`` names (none: allowed).
 
     ``measured`` holds the SHA-256 digests (hex, as recorded) of the commands the
     artifact's runtime log measured (:func:`measured_commands`), once its logs hold
     (None when they do not: the artifact is denied for that already, and the log
     check is skipped).
     """
-    found: list[Denial] = []
     extra = sorted(set(scope.env) - set(policy.keep_env))
     if extra:
-        found.append(Denial(Reason.POLICY_MISMATCH,
-                            f"the artifact keeps {_names(extra)} in the command's environment; "
-                            "the policy's keep_env does not allow it"))
+        yield Denial(Reason.POLICY_MISMATCH,
+                     f"the artifact keeps {_names(extra)} in the command's environment; "
+                     "the policy's keep_env does not allow it")
     # A name listed with values: the value's digest, which the scope carries, must be one.
     other = sorted(name for name, digest in scope.env.items()
                    if name in policy.keep_env_values
                    and digest.lower() not in policy.keep_env_values[name])
     if other:
-        found.append(Denial(Reason.POLICY_MISMATCH,
-                            f"the artifact keeps {_names(other)} with a value the policy's "
-                            "keep_env does not list"))
+        yield Denial(Reason.POLICY_MISMATCH,
+                     f"the artifact keeps {_names(other)} with a value the policy's "
+                     "keep_env does not list")
     digest = scope.executable_digest
     if digest is None:
         if scope.action == EXEC_ACTION:
-            found.append(Denial(Reason.REFERENCE_VALUE_MISMATCH,
-                                "an exec artifact must name its executable's digest"))
-        return found
+            yield Denial(Reason.REFERENCE_VALUE_MISMATCH,
+                         "an exec artifact must name its executable's digest")
+        return
     allowed = policy.executables
     if allowed is None:
-        found.append(Denial(Reason.REFERENCE_VALUE_MISMATCH,
-                            "the policy has no executables section, so it allows no "
-                            "executable (list them, or write `executables: any`)"))
-        return found
+        yield Denial(Reason.REFERENCE_VALUE_MISMATCH,
+                     "the policy has no executables section, so it allows no "
+                     "executable (list them, or write `executables: any`)")
+        return
     if allowed.any:
-        return found
+        return
     program = _names(scope.argv[:1]) if scope.argv else "the executable"
     if bytes.fromhex(digest) not in allowed.allowed:
-        found.append(Denial(Reason.REFERENCE_VALUE_MISMATCH,
-                            f"{program} (sha256 {digest}) is not among the policy's "
-                            "executables"))
+        yield Denial(Reason.REFERENCE_VALUE_MISMATCH,
+                     f"{program} (sha256 {digest}) is not among the policy's "
+                     "executables")
     if measured is not None and digest not in measured:
-        found.append(Denial(Reason.EVENTLOG_MISMATCH,
-                            f"the runtime log never measured {program} (sha256 {digest}): "
-                            "the artifact names an executable the host did not measure"))
-    return found
+        yield Denial(Reason.EVENTLOG_MISMATCH,
+                     f"the runtime log never measured {program} (sha256 {digest}): "
+                     "the artifact names an executable the host did not measure")
 
 
 def measured_commands(records: Iterable[CelRecord]) -> frozenset[str]:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from attest import strictjson
 from attest.artifact.model import Lineage, Scope
+from attest.decision import Denial
 from attest.patterns import PatternTooComplex, shell_match
 from attest.policy.model import LineageLimits
 from attest.reasons import Reason
 from attest.store import ArtifactRecord, Revocation
-from attest.verify.decision import Denial
 
 
 def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lineage: Lineage,
                   scope: Scope, exp: int, limits: LineageLimits, now: int, *,
-                  match_argv: bool = True) -> list[Denial]:
-    """Denials for a child naming ``lineage``; empty when the parent vouches for it.
+                  match_argv: bool = True) -> Generator[Denial, None, None]:
+    """Yield the denials of a child naming ``lineage``; none when the parent vouches for it.
 
     ``match_argv`` False leaves out the argv's match against the parent's patterns (the
     verifier's choice for claims no signature vouches for, which are denied anyway).
@@ -24,27 +26,24 @@ def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lin
     :meth:`attest.store.Store.snapshot` reads them.
     """
     if parent is None:
-        return [Denial(Reason.LINEAGE_BROKEN,
-                       f"the parent {lineage.parent} was never accepted by this verifier")]
-    denials: list[Denial] = []
+        yield Denial(Reason.LINEAGE_BROKEN,
+                     f"the parent {lineage.parent} was never accepted by this verifier")
+        return
     if parent.sha256 != lineage.parent_sha256:
-        denials.append(Denial(Reason.LINEAGE_BROKEN,
-                              "the parent's SHA-256 is not the one the child names"))
+        yield Denial(Reason.LINEAGE_BROKEN, "the parent's SHA-256 is not the one the child names")
     if parent.exp < now:
-        denials.append(Denial(Reason.LINEAGE_BROKEN, f"the parent expired at {parent.exp}"))
+        yield Denial(Reason.LINEAGE_BROKEN, f"the parent expired at {parent.exp}")
     if revoked is not None:
-        denials.append(Denial(Reason.LINEAGE_BROKEN,
-                              f"the parent's line is revoked ({revoked.kind.value} "
-                              f"{revoked.subject}: {revoked.reason})"))
+        yield Denial(Reason.LINEAGE_BROKEN,
+                     f"the parent's line is revoked ({revoked.kind.value} {revoked.subject}: "
+                     f"{revoked.reason})")
     if lineage.depth != parent.depth + 1:
-        denials.append(Denial(Reason.LINEAGE_BROKEN,
-                              f"depth {lineage.depth} is not the parent's {parent.depth} + 1"))
+        yield Denial(Reason.LINEAGE_BROKEN,
+                     f"depth {lineage.depth} is not the parent's {parent.depth} + 1")
     if lineage.depth > limits.max_depth:
-        denials.append(Denial(Reason.LINEAGE_BROKEN,
-                              f"lineage depth {lineage.depth} exceeds the policy's "
-                              f"{limits.max_depth}"))
-    denials.extend(_scope_within(parent, scope, exp, match_argv))
-    return denials
+        yield Denial(Reason.LINEAGE_BROKEN,
+                     f"lineage depth {lineage.depth} exceeds the policy's {limits.max_depth}")
+    yield from _scope_within(parent, scope, exp, match_argv)
 
 
 def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int,

@@ -18,13 +18,14 @@ Everything here is pure: the store's epoch and ``now`` come in as arguments.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
+from attest.decision import Denial
 from attest.evidence.structures import ClockInfo
 from attest.reasons import Reason
 from attest.store import EpochRecord
 from attest.store.epochs import latest_time, sighted
-from attest.verify.decision import Denial
 
 # 2**48 ms is 8900 years of power-on time: a clock beyond it was set (TPM2_ClockSet),
 # and the store's 64-bit arithmetic on clocks stays far from overflowing.
@@ -95,8 +96,9 @@ def quote_time(epoch: EpochRecord | None, clock: ClockInfo, now: int) -> QuoteTi
 
 
 def time_denials(iat: int, when: QuoteTime, now: int, *, max_age: int | None,
-                 skew: int, challenged_at: int | None = None) -> list[Denial]:
-    """``iat`` against the quote's latest possible time, and the quote's own age.
+                 skew: int, challenged_at: int | None = None) -> Generator[Denial, None, None]:
+    """Yield the denial of ``iat`` against the quote's latest possible time, or of the
+    quote's own age (at most one).
 
     ``max_age`` is None when a challenge bounds the age instead (nonce mode);
     ``challenged_at`` is when that challenge was issued: the quote was made after it.
@@ -106,22 +108,23 @@ def time_denials(iat: int, when: QuoteTime, now: int, *, max_age: int | None,
     no skew: it is measured on the verifiers' clocks alone.
     """
     if not when.known:
-        return []  # nothing beyond this sighting: not_yet_valid and max_age by iat decide
+        return  # nothing beyond this sighting: not_yet_valid and max_age by iat decide
     if challenged_at is not None and challenged_at * 1000 > when.latest_ms + skew * 1000:
         # Made after the challenge, yet by its clock before it: within one boot the TPM
         # clock ran behind real time. A restored (cloned or rolled-back) TPM state does that.
-        return [Denial(Reason.CLOCK_ROLLBACK,
-                       f"the quote answers a challenge issued at {challenged_at}, but by "
-                       f"the TPM clock it was made by {when.latest_ms // 1000}: the TPM "
-                       "clock went back within this boot")]
+        yield Denial(Reason.CLOCK_ROLLBACK,
+                     f"the quote answers a challenge issued at {challenged_at}, but by "
+                     f"the TPM clock it was made by {when.latest_ms // 1000}: the TPM "
+                     "clock went back within this boot")
+        return
     if iat * 1000 > when.latest_ms + skew * 1000:
-        return [Denial(Reason.STALE_EVIDENCE,
-                       f"issued at {iat} (iat), but by the TPM clock its quote was made "
-                       f"by {when.latest_ms // 1000}: the artifact claims to be newer "
-                       "than its evidence")]
+        yield Denial(Reason.STALE_EVIDENCE,
+                     f"issued at {iat} (iat), but by the TPM clock its quote was made "
+                     f"by {when.latest_ms // 1000}: the artifact claims to be newer "
+                     "than its evidence")
+        return
     age_ms = now * 1000 - when.latest_ms
     if max_age is not None and age_ms > max_age * 1000:
-        return [Denial(Reason.STALE_EVIDENCE,
-                       f"by the TPM clock its quote is at least {age_ms // 1000} s old; "
-                       f"at most {max_age} s")]
-    return []
+        yield Denial(Reason.STALE_EVIDENCE,
+                     f"by the TPM clock its quote is at least {age_ms // 1000} s old; "
+                     f"at most {max_age} s")

@@ -9,16 +9,16 @@ import pytest
 
 from attest.audit import AuditLog
 from attest.audit.hooks import (
-    decision_hook,
+    append_decision,
     record_decision,
     record_enrollment,
     record_revocation,
 )
+from attest.decision import Decision, Denial
 from attest.errors import AuditUnavailable
 from attest.reasons import Reason
 from attest.store import RevocationKind, Store
 from attest.store.db import Transaction
-from attest.verify.decision import Decision, Denial
 from tests.store.helpers import T0, clock, record
 
 FACTS = {"action": "exec", "argv": ["/usr/bin/deploy", "--token=s3cr3t"]}
@@ -30,10 +30,10 @@ def _entries(log: AuditLog) -> list[dict[str, Any]]:
 
 def test_an_acceptance_is_logged_in_its_own_transaction(log: AuditLog, store: Store) -> None:
     accepted = Decision(True, jti="j1", subject="deploy-bot", host="host-1", facts=FACTS)
-    hook = decision_hook(log, verifier_id="verifier-a")
     indexes: list[int] = []
     store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,
-                 in_transaction=lambda tx: indexes.append(hook(accepted, tx)))
+                 in_transaction=lambda tx: indexes.append(
+                     append_decision(log, tx, accepted, verifier_id="verifier-a")))
     assert indexes == [0]
     (logged,) = _entries(log)
     assert logged == {
@@ -47,10 +47,8 @@ def test_the_verifiers_decision_names_the_artifact_itself(log: AuditLog, store: 
     digest = "ab" * 32  # not what the store holds under j1: the decision's own is logged
     accepted = Decision(True, jti="j1", subject="deploy-bot", host="host-1",
                         artifact_sha256=digest)
-    hook = decision_hook(log)
-
     def log_it(tx: Transaction) -> None:
-        hook(accepted, tx)
+        append_decision(log, tx, accepted)
 
     store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,
                  in_transaction=log_it)
@@ -61,11 +59,10 @@ def test_the_verifiers_decision_names_the_artifact_itself(log: AuditLog, store: 
 
 def test_an_acceptance_that_cannot_be_logged_is_not_committed(store: Store) -> None:
     unkeyed = AuditLog.open(store, None)
-    hook = decision_hook(unkeyed)
     accepted = Decision(True, jti="j1", subject="deploy-bot", host="host-1")
 
     def log_it(tx: Transaction) -> None:
-        hook(accepted, tx)
+        append_decision(unkeyed, tx, accepted)
 
     with pytest.raises(AuditUnavailable) as caught:
         store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,

@@ -262,20 +262,19 @@ def test_the_sqlite_store_and_audit_log_never_import_sqlalchemy(tmp_path: Path) 
     code = f"""
 import sys
 from pathlib import Path
-from attest.audit.hooks import decision_hook, record_decision
+from attest.audit.hooks import append_decision, record_decision
 from attest.audit.log import AuditLog
 from attest.store import Store, default_url
 from attest.reasons import Reason
-from attest.verify.decision import Decision, Denial
+from attest.decision import Decision, Denial
 from tests.store.helpers import T0, clock, record
 
 home = Path({str(tmp_path)!r})
 with Store.open(default_url(home)) as store:
     log = AuditLog.open(store, home)
-    hook = decision_hook(log)
     accepted = Decision(True, jti="j1", subject="s", host="h")
     store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,
-                 in_transaction=lambda tx: hook(accepted, tx))
+                 in_transaction=lambda tx: append_decision(log, tx, accepted) and None)
     denied = Decision(False, (Denial(Reason.REPLAYED, "seen"),), jti="j1", subject="s")
     record_decision(log, denied)
     assert log.size() == 2 and log.receipt(1).checkpoint

@@ -96,7 +96,7 @@ def test_a_stored_parent_scope_with_a_member_twice_is_refused() -> None:
                             subject="s", scope='{"argv": ["*"],' + text[1:])
     lineage = Lineage("p", parent.sha256, 1)
     with pytest.raises(strictjson.StrictJSONError):
-        check_lineage(parent, None, lineage, scope, 1_000, LineageLimits(), 0)
+        list(check_lineage(parent, None, lineage, scope, 1_000, LineageLimits(), 0))
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):

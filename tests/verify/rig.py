@@ -40,6 +40,7 @@ from attest.artifact.issue import Request, issue
 from attest.artifact.model import Claims, Evidence, b64url, binding
 from attest.audit.hooks import enroll_logged
 from attest.audit.log import AuditLog
+from attest.decision import Decision
 from attest.eventlog.cel import parse_cel
 from attest.evidence import policy as policy_digests
 from attest.evidence.ekcert import ek_id
@@ -56,8 +57,6 @@ from attest.tpm.device import TPM, open_tpm
 from attest.tpm.hierarchy import HostIdentity, load_identity, srk_handle
 from attest.tpm.pcr import read_pcrs
 from attest.tpm.quote import create_quote
-from attest.verify.audited import verify_logged
-from attest.verify.decision import Decision
 from attest.verify.verifier import Verifier
 from tests.conftest import Host
 
@@ -107,6 +106,7 @@ class Rig:
     # Each store's audit log, keyed in the store's folder (the verifier's home).
     _logs: dict[int, AuditLog] = field(default_factory=dict)
     _homes: dict[int, Path] = field(default_factory=dict)
+    _audited: dict[int, tuple[Verifier, Verifier]] = field(default_factory=dict)
 
     @property
     def home(self) -> Path:
@@ -252,9 +252,21 @@ class Rig:
             self._logs[id(store)] = AuditLog.open(store, home)
         return self._logs[id(store)]
 
+    def audited(self, verifier: Verifier) -> Verifier:
+        """The audited verifier (attest verify's) of ``verifier``'s policy, store and id,
+        on the store's log (one per store and verifier, so its memo lives as long)."""
+        known = self._audited.get(id(verifier))
+        if known is None or known[0] is not verifier:  # kept with it: its id is not reused
+            known = (verifier, Verifier(verifier.policy, verifier.store,
+                                        self.log(verifier.store),
+                                        verifier_id=verifier.verifier_id,
+                                        trust=verifier.trust))
+            self._audited[id(verifier)] = known
+        return known[1]
+
     def verify_logged(self, verifier: Verifier, raw: bytes) -> Decision:
         """``raw`` through the audited path (attest verify's), on the verifier's store log."""
-        return verify_logged(verifier, self.log(verifier.store), raw)
+        return self.audited(verifier).verify(raw)
 
     def enroll(self, store: Store, host: str = HOST_ID, *, move_host: bool = False) -> None:
         """Admit this host's AK (with its EK certificate) as `attest enroll` does: logged
@@ -292,7 +304,8 @@ class Rig:
 
     def verifier(self, policy: VerifierPolicy | None = None, store: Store | None = None,
                  **kwargs: Any) -> Verifier:
-        return Verifier(policy or self.policy(), store or self.store(), **kwargs)
+        """An unaudited verifier (Verifier.unaudited): no log, no seals checked."""
+        return Verifier.unaudited(policy or self.policy(), store or self.store(), **kwargs)
 
     def close(self) -> None:
         for opened in self._stores:
@@ -313,3 +326,11 @@ def make_ca(tmp: Path, name: str) -> Path:
     path = tmp / f"{name}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path
+
+
+def verify_logged(verifier: Verifier, log: AuditLog, raw: bytes,
+                  now: int | None = None) -> Decision:
+    """``raw`` through an audited Verifier of ``verifier``'s policy, store and id, on
+    ``log`` (one a test opened itself: without its key, say)."""
+    return Verifier(verifier.policy, verifier.store, log, verifier_id=verifier.verifier_id,
+                    trust=verifier.trust).verify(raw, now=now)

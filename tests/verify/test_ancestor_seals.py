@@ -34,7 +34,7 @@ def _line(rig: Rig) -> tuple[object, bytes, bytes]:
     rig.create_key("second", TPMA_OBJECT(0))
     grandparent = rig.issue("ls", "-l", "/srv/*", ttl=300, key="second")
     accepted(rig.verify_logged(verifier, grandparent))
-    parent = rig.issue("ls", "-l", "/srv/*", ttl=300, parent=grandparent)
+    parent = rig.issue("ls", "-l", "/srv/*", ttl=250, parent=grandparent)  # exp within its parent's
     accepted(rig.verify_logged(verifier, parent))
     assert _kid(grandparent) != _kid(parent)
     store = verifier.store

@@ -20,9 +20,8 @@ from attest.audit import AuditLog
 from attest.audit.seals import artifact_data
 from attest.policy import Rule
 from attest.store import Store
-from attest.verify.audited import verify_logged
 from attest.verify.verifier import Verifier
-from tests.verify.rig import Rig, accepted, denied
+from tests.verify.rig import Rig, accepted, denied, verify_logged
 
 ANY_RULE = [Rule(("*",), ("*",), ("*",), ("*",))]
 NOT_WRITTEN = "was not written by this verifier"

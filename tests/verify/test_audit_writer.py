@@ -18,10 +18,9 @@ from attest.errors import EXIT_ENVIRONMENT, StoreUnavailable
 from attest.reasons import Reason
 from attest.store import Store, default_url
 from attest.tpm.hierarchy import load_identity
-from attest.verify.audited import verify_logged
 from tests.audit.conftest import entry
 from tests.conftest import Host
-from tests.verify.rig import Rig, split
+from tests.verify.rig import Rig, split, verify_logged
 
 # Heads by hand only: an attack between two heads is the one that has a chance.
 NO_AUTO_HEADS = HeadPolicy(every=1_000_000, interval=1e9)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from attest.verify.decision import Decision
+from attest.decision import Decision
 from tests.verify.rig import Rig, accepted, denied
 
 STORE_ENROLLMENT = {"trusted_aks": []}

@@ -17,8 +17,7 @@ import pytest
 from attest.audit import AuditLog
 from attest.audit.hooks import enroll_logged
 from attest.store import Store
-from attest.verify.audited import verify_logged
-from tests.verify.rig import HOST_ID, Rig, accepted, denied
+from tests.verify.rig import HOST_ID, Rig, accepted, denied, verify_logged
 
 STORE_ENROLLMENT = {"trusted_aks": []}
 # Another TPM's AK as the store records it: enrollment does not parse the public area.

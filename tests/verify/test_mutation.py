@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import serialization
 
 from attest.artifact import jws
 from attest.artifact.model import Claims, Evidence, b64url
+from attest.decision import Decision
 from attest.evidence.signatures import public_key
 from attest.evidence.structures import parse_public_tpm2b
-from attest.verify.decision import Decision
 from attest.verify.verifier import Verifier
 from tests.verify.rig import Rig, accepted, b64d, denied
 

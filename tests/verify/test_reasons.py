@@ -9,6 +9,7 @@ exact reasons, so that a check firing for the wrong cause is caught too.
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import shutil
 import time
@@ -19,12 +20,13 @@ from tpm2_pytss import TPMA_OBJECT
 
 from attest.artifact import jws
 from attest.artifact.model import Evidence, b64url, new_jti
+from attest.audit.log import AuditLog
 from attest.evidence.pcrs import PCRSelection
 from attest.policy import NonceMode, Rule, TrustedAK
 from attest.reasons import Reason
 from attest.tpm import keys as signing
 from attest.tpm.hierarchy import load_identity
-from attest.verify.decision import Decision
+from attest.verify.verifier import Verifier
 from tests.conftest import Host
 from tests.verify.rig import HOST_ID, Rig, accepted, b64d, denied, make_ca, split
 
@@ -601,27 +603,26 @@ def test_a_denied_artifact_consumes_neither_its_jti_nor_its_nonce(rig: Rig) -> N
 
 
 def test_audit_unavailable_consumes_nothing(rig: Rig) -> None:
+    """An acceptance the log can't take (here: a log opened without its key) rolls back:
+    the nonce and the jti stay unused, and the same artifact is accepted once logging
+    works, with its entry's index."""
     store = rig.store()
     nonce = store.issue_nonce(120, int(time.time()))
     raw = rig.issue(nonce=nonce)
-    verifier = rig.verifier(rig.policy(nonce=NonceMode.REQUIRED), store)
-
-    def broken_log(decision: Decision, conn: object) -> int:
-        raise OSError("audit volume is full")
-
-    decision = verifier.verify(raw, audit=broken_log)
-    denied(decision, "audit_unavailable")
-    assert "audit volume is full" in decision.denials[0].message
-    logged: list[Decision] = []
-
-    def working_log(decision: Decision, conn: object) -> int:
-        logged.append(decision)
-        return 41
-
-    decision = verifier.verify(raw, audit=working_log)
+    policy = rig.policy(nonce=NonceMode.REQUIRED)
+    keyless = Verifier(policy, store, AuditLog.open(store, None))
+    decision = keyless.verify(raw)
+    # The acceptance rolled back; its denial could not be logged either (no key).
+    denied(decision, "audit_unavailable", "audit_unavailable")
+    assert "the decision could not be logged" in decision.denials[0].message
+    assert "without its key" in decision.denials[0].message
+    log = rig.log(store)
+    decision = Verifier(policy, store, log).verify(raw)
     accepted(decision)
-    assert decision.audit_index == 41
-    assert [d.jti for d in logged] == [jws.parse(raw).claims.jti]
+    assert decision.audit_index is not None
+    (stored,) = log.entries(decision.audit_index, decision.audit_index + 1)
+    entry = json.loads(stored.data)
+    assert (entry["decision"], entry["jti"]) == ("accepted", jws.parse(raw).claims.jti)
 
 
 def test_internal_error_store_corrupted_mid_way(rig: Rig) -> None:

@@ -16,12 +16,11 @@ from click.testing import CliRunner
 from attest.audit import AuditLog
 from attest.audit.hooks import revoke_logged
 from attest.cli.main import cli
+from attest.decision import Decision
 from attest.errors import AuditUnavailable
 from attest.store import RevocationKind, Store
-from attest.verify.audited import verify_logged
-from attest.verify.decision import Decision
 from attest.verify.verifier import Verifier
-from tests.verify.rig import Rig, accepted, denied, split
+from tests.verify.rig import Rig, accepted, denied, split, verify_logged
 
 STORE_ENROLLMENT = {"trusted_aks": []}
 REMOVED = "revocations were removed from the database outside attest"

@@ -104,13 +104,13 @@ def test_remembered_certifications_are_bounded(rig: Rig, verifier: Verifier,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cache of a long-running verifier is bounded (attest.memo): a host can certify
     as many keys as it likes, each a new entry."""
-    import attest.verify.verifier as module
+    import attest.verify.appraisal as module
 
     monkeypatch.setattr(module, "AK_CACHE_SIZE", 1)
     rig.host.ok("key", "create", "--name", "second")
     accepted(verifier.verify(rig.issue()))
     accepted(verifier.verify(rig.issue(key="second")))
-    assert len(verifier._certified) <= 1
+    assert len(verifier.memo.certified) <= 1
 
 
 def test_another_host_cannot_take_a_jti_first(rig: Rig, provisioned_template: Path,

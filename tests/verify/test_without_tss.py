@@ -57,7 +57,7 @@ else:
 VERIFIER_MODULES = (
     "attest.cli.main", "attest.cli.verifier", "attest.cli.audit", "attest.cli.evidence",
     "attest.cli.eventlog", "attest.cli.quote", "attest.verify.verifier",
-    "attest.verify.audited", "attest.store", "attest.audit", "attest.audit.hooks",
+    "attest.verify.appraisal", "attest.store", "attest.audit", "attest.audit.hooks",
     "attest.policy", "attest.evidence.quote", "attest.evidence.ekcert",
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
 )

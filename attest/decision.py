@@ -1,15 +1,16 @@
-"""A verifier's decision: accepted, or denied with every reason found."""
+"""A verifier's decision: accepted, or denied with every reason found.
+
+At the bottom of the stack, beside attest.reasons: the verifier makes decisions, the
+audit log records them, the CLI prints them; none of those imports another for them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attest.reasons import Reason
-
-if TYPE_CHECKING:
-    from attest.store.records import ArtifactRecord
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,7 @@ class Decision:
     ``facts`` holds what the verifier established (host, AK, key, quoted PCRs,
     runtime measurements), for the caller and the audit log. ``artifact_sha256`` is
     the accepted artifact's identity (hex SHA-256 of its JWS signing input, see
-    :attr:`attest.artifact.jws.ParsedArtifact.sha256`), what the audit log names it by;
-    ``record`` the row the acceptance stores, for the audit hook to seal.
+    :attr:`attest.artifact.jws.ParsedArtifact.sha256`), what the audit log names it by.
     """
 
     accepted: bool
@@ -40,9 +40,6 @@ class Decision:
     facts: Mapping[str, Any] = field(default_factory=dict)
     audit_index: int | None = None
     artifact_sha256: str | None = None
-    # An acceptance's record as the verifier stores it: what the audit hook seals
-    # (attest.audit.seals). Not part of the decision's JSON, nor of its equality.
-    record: ArtifactRecord | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The one invariant that makes the type fail closed: no acceptance with a reason.

@@ -1,0 +1,39 @@
+"""The trust material a policy names in files, read once with the policy.
+
+A verification reads no file: the EK roots a policy's ``ek_roots`` names are read
+here, when the verifier is set up, and the appraisal (attest.verify.appraisal) uses
+the bytes read then. A roots folder changed afterwards takes effect on the next load
+(the next `attest verify`; a long-running verifier, when it loads the policy again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attest.certfiles import read_certificates
+from attest.errors import UsageError
+from attest.policy.model import Enrollment, VerifierPolicy
+
+
+@dataclass(frozen=True)
+class TrustMaterial:
+    """What the policy trusts beyond its own text: the EK root certificates (DER or PEM
+    bytes, as their files hold them), or why they could not be read."""
+
+    ek_roots: tuple[bytes, ...] = ()
+    # Why the policy's ek_roots could not be read when it loaded (a folder emptied or a
+    # file gone since the policy was checked): each EK check is then ek_chain_invalid.
+    ek_roots_problem: str | None = None
+
+
+def load_trust(policy: VerifierPolicy) -> TrustMaterial:
+    """Read the trust material ``policy`` uses. EK roots count only for enrollments
+    from the store (``enrollment: policy`` trusts its AKs by name): with ``enrollment:
+    policy`` they are not read, as they never were. Roots that can't be read are a
+    problem the appraisal reports as ek_chain_invalid, naming them, never a crash."""
+    if policy.enrollment is not Enrollment.STORE or not policy.ek_roots:
+        return TrustMaterial()
+    try:
+        return TrustMaterial(ek_roots=tuple(read_certificates(policy.ek_roots)))
+    except UsageError as exc:
+        return TrustMaterial(ek_roots_problem=f"the policy's ek_roots: {exc.message}")

@@ -1,0 +1,178 @@
+"""One entry point: an audited shell (attest.verify.verifier) around a pure appraisal
+(attest.verify.appraisal), and trust material read with the policy."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from attest.artifact import jws
+from attest.audit.log import AuditLog
+from attest.policy.trust import load_trust
+from attest.store import Store
+from attest.verify.appraisal import Memo, appraise, snapshot_query
+from attest.verify.verifier import Verifier, read_snapshot, read_snapshots
+from tests.verify.rig import Rig, accepted, denied
+
+STORE_ENROLLMENT = {"trusted_aks": []}
+
+
+def _sim_roots(rig: Rig) -> Path:
+    roots = rig.tmp / "sim-roots"
+    roots.mkdir()
+    shutil.copy(rig.host.sim.root_ca_cert, roots)
+    shutil.copy(rig.host.sim.intermediate_ca_cert, roots)
+    return roots
+
+
+def _entries(log: AuditLog) -> list[dict[str, Any]]:
+    return [json.loads(entry.data) for entry in log.entries()]
+
+
+def test_the_appraisal_reads_no_file_no_store_and_no_clock(rig: Rig,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the snapshot read before, appraise accepts with every file, the store and the
+    clock out of reach, the EK roots folder deleted after the policy loaded included: it
+    checks the EK chain against the roots read at load."""
+    store = rig.store()
+    rig.enroll(store)
+    roots = _sim_roots(rig)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    trust = load_trust(policy)
+    artifact = jws.parse(rig.issue())
+    memo = Memo()
+    query = snapshot_query(artifact, policy, memo)
+    assert query is not None and query.enrollment and query.jti == artifact.claims.jti
+    now = int(time.time())
+    snapshot = read_snapshot(store, query, now)
+    assert read_snapshots(store, [query, query], now) == [snapshot, snapshot]  # a batch's read
+    shutil.rmtree(roots)
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("I/O inside the appraisal")
+
+    for owner, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "stat"),
+                        (time, "time"), (Store, "read"), (Store, "write"),
+                        (Store, "snapshot"), (Store, "record_reset")):
+        monkeypatch.setattr(owner, name, refuse)
+    try:
+        appraisal = appraise(artifact, policy, trust, snapshot, now, memo)
+    finally:
+        monkeypatch.undo()
+    assert appraisal.denials == (), appraisal.denials
+    assert appraisal.acceptance is not None and appraisal.reset is None
+    assert appraisal.acceptance.record.jti == artifact.claims.jti
+    assert len(memo.ek_checked) == 1  # the chain was checked, against the roots read at load
+    # Nothing was committed: the appraisal only says what an acceptance commits.
+    assert not store.jti_seen(artifact.claims.jti)
+
+
+def test_the_appraisal_denies_with_the_trust_material_it_is_given(rig: Rig) -> None:
+    """The roots are those of the trust material, not of the folder as it is now."""
+    store = rig.store()
+    rig.enroll(store)
+    roots = _sim_roots(rig)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    trust = load_trust(policy)
+    for file in roots.iterdir():  # the folder now holds other roots: not read again
+        file.write_bytes(b"not a certificate")
+    accepted(Verifier.unaudited(policy, store, trust=trust).verify(rig.issue()))
+    shutil.rmtree(roots)
+    empty = type(trust)()
+    denied(Verifier.unaudited(policy, store, trust=empty).verify(rig.issue()),
+           "ek_chain_invalid")
+
+
+def test_the_entry_point_logs_every_decision(rig: Rig) -> None:
+    """Verifier(policy, store, log).verify logs acceptances (in their transaction, with
+    the artifact's seal) and denials, whatever denied them: the bytes, the checks, the
+    commit."""
+    store = rig.store()
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    raw = rig.issue()
+    first = verifier.verify(raw)
+    accepted(first)
+    second = verifier.verify(raw)
+    denied(second, "replayed")
+    garbage = verifier.verify(b"not a jws")
+    denied(garbage, "malformed_artifact")
+    assert (first.audit_index, second.audit_index, garbage.audit_index) == (0, 1, 2)
+    logged = _entries(log)
+    assert [(e["decision"], e["reasons"]) for e in logged] == [
+        ("accepted", []), ("denied", ["replayed"]), ("denied", ["malformed_artifact"])]
+    jti = jws.parse(raw).claims.jti
+    assert logged[0]["jti"] == logged[1]["jti"] == jti
+    record = store.artifact(jti)
+    assert record is not None and log.sealed(record)
+
+
+def test_an_unaudited_verification_is_a_named_choice(rig: Rig) -> None:
+    """The log is not optional in the constructor; Verifier.unaudited logs nothing and
+    checks no seal (it trusts the store as it is), where the audited verifier does."""
+    store = rig.store()
+    policy = rig.policy(**STORE_ENROLLMENT)
+    with pytest.raises(TypeError):
+        Verifier(policy, store)  # type: ignore[call-arg]
+    rig.write_enrollment_row(store)  # what a database writer does: no seal
+    log = rig.log(store)
+    unaudited = Verifier.unaudited(policy, store)
+    assert not unaudited.audited and Verifier(policy, store, log).audited
+    accepted(unaudited.verify(rig.issue()))
+    assert log.size() == 0
+    denied(Verifier(policy, store, log).verify(rig.issue()), "ak_unknown")
+    assert [e["decision"] for e in _entries(log)] == ["denied"]
+
+
+def test_ek_roots_are_read_when_the_verifier_is_made_not_per_verification(rig: Rig) -> None:
+    """Roots unreadable when the verifier is set up (a folder emptied since the policy was
+    checked) deny every EK check ek_chain_invalid, naming them, even once restored; the
+    next verifier made reads them again."""
+    store = rig.store()
+    rig.enroll(store)
+    roots = _sim_roots(rig)
+    policy = rig.policy(**STORE_ENROLLMENT, ek_roots=[str(roots)])
+    saved = {file.name: file.read_bytes() for file in roots.iterdir()}
+    for file in roots.iterdir():
+        file.unlink()
+    verifier = Verifier(policy, store, rig.log(store))
+    for name, data in saved.items():  # restored: this verifier does not read them again
+        (roots / name).write_bytes(data)
+    decision = verifier.verify(rig.issue())
+    denied(decision, "ek_chain_invalid")
+    assert "no certificates" in decision.denials[0].message
+    accepted(Verifier(policy, store, rig.log(store)).verify(rig.issue()))
+
+
+def test_a_tpm_reset_is_a_fact_the_appraisal_returns_and_the_shell_records(rig: Rig) -> None:
+    """Under deny_reset, the appraisal of a new boot's artifact reports the reset and
+    writes nothing; the shell records it (pending re-admission), as the check used to."""
+    store = rig.store()
+    policy = rig.policy(deny_reset=True)
+    verifier = Verifier.unaudited(policy, store)
+    accepted(verifier.verify(rig.issue()))
+    rig.host.sim.stop()  # TPM2_Shutdown, then TPM2_Startup(CLEAR): resetCount changes
+    rig.host.sim.start()
+    rig.host.ok("measure", "command", "--", "ls")  # the new boot's log
+    raw = rig.issue()
+    artifact, memo, now = jws.parse(raw), Memo(), int(time.time())
+    query = snapshot_query(artifact, policy, memo)
+    assert query is not None
+    ak = rig.identity.ak_name
+    before = store.epoch(ak)
+    appraisal = appraise(artifact, policy, verifier.trust, read_snapshot(store, query, now),
+                         now, memo)
+    assert [d.reason.value for d in appraisal.denials] == ["tpm_reset"]
+    assert appraisal.reset is not None and appraisal.reset.ak_name == ak
+    assert store.epoch(ak) == before  # the appraisal wrote nothing
+    denied(verifier.verify(raw), "tpm_reset")
+    after = store.epoch(ak)
+    assert after is not None and after != before  # the shell recorded the reset
