@@ -124,8 +124,14 @@ class ServerTransaction:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self._connection.begin_nested():
-            yield
+        actions = len(self.committed)
+        try:
+            with self._connection.begin_nested():
+                yield
+        except BaseException:
+            # What the undone statements asked to run after the commit is undone too.
+            del self.committed[actions:]
+            raise
 
     def _run(self, sql: str, params: Params) -> CursorResult[Any]:
         return self._connection.execute(self._database.clause(sql), dict(params))

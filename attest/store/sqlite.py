@@ -167,9 +167,13 @@ class SQLiteTransaction:
         name = f"sp{self._savepoints}"
         self.execute(f"SAVEPOINT {name}")
         self._savepoints += 1
+        actions = len(self.committed)
         try:
             yield
         except BaseException:
+            # What the undone statements asked to run after the commit is undone too (a
+            # tree head rolled back was never signed: attest.verify.batch undoes members).
+            del self.committed[actions:]
             # ROLLBACK TO leaves the savepoint open: it is released as after success.
             self.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.execute(f"RELEASE SAVEPOINT {name}")

@@ -123,6 +123,22 @@ def test_a_savepoint_undoes_its_block_and_the_transaction_goes_on(database: Data
     assert _names(database) == ["item-1", "item-4", "item-5"]
 
 
+def test_a_savepoint_undone_drops_the_actions_it_asked_for_after_commit(
+        database: Database) -> None:
+    """What a savepoint's block registered with after_commit goes with its statements: a
+    batch member rolled back (a tree head it signed, say) leaves nothing to run."""
+    ran: list[str] = []
+    with database.write() as tx:
+        tx.after_commit(lambda: ran.append("before"))
+        with pytest.raises(Conflict), tx.savepoint():
+            _add(tx, 1)
+            tx.after_commit(lambda: ran.append("undone"))
+            _add(tx, 2, name="item-1")
+        with tx.savepoint():
+            tx.after_commit(lambda: ran.append("kept"))
+    assert ran == ["before", "kept"]
+
+
 @pytest.mark.parametrize("statement", [
     "INSERT INTO items (id, name) VALUES (1, NULL)",  # NOT NULL
     "INSERT INTO items (id, name, parent) VALUES (1, 'orphan', 42)",  # foreign key
