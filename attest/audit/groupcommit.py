@@ -47,6 +47,12 @@ class GroupCommit(Generic[Item, Result]):
         self._busy = False
         self._last_batch = 1
 
+    @property
+    def waiting(self) -> int:
+        """How many callers are queued for the next commit (not the one in flight)."""
+        with self._lock:
+            return len(self._queue)
+
     def submit(self, item: Item) -> Result:
         """``item``'s result, once the transaction that wrote it has committed."""
         slot: _Slot[Item, Result] = _Slot(item)

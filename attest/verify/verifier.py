@@ -3,11 +3,16 @@
 ``Verifier(policy, store, log).verify(raw)`` parses the artifact, reads the store
 snapshot its appraisal needs (attest.verify.appraisal.snapshot_query) and the verdicts
 on that snapshot's seals, appraises (attest.verify.appraisal.appraise: no I/O), records
-what the appraisal saw (a TPM reset), then, for an acceptance, commits in ONE write
-transaction the acceptance (nonce consumed, jti stored, clock and boot epoch, approval
-mark: Store.record_acceptance), the check of the revocations' seals, the audit entry
-and the artifact's seal; for a denial, appends its entry. An acceptance that can't be
-logged rolls back (audit_unavailable); a denial that can't be logged says so with a
+what the appraisal saw (a TPM reset), then commits its decision (attest.verify.batch):
+for an acceptance, in ONE write transaction, the acceptance (nonce consumed, jti stored,
+clock and boot epoch, approval mark: Store.record_acceptance), the check of the
+revocations' seals, the audit entry and the artifact's seal; for a denial, its entry.
+Concurrent calls (threads of one process, as a service runs them) share that write
+transaction: the first becomes the leader and commits everything queued (group commit,
+attest.audit.groupcommit), each acceptance in a savepoint of its own.
+``verify_batch(raws)`` does the same for a list: one read transaction for every
+snapshot, one write transaction for every decision. An acceptance that can't be logged
+rolls back alone (audit_unavailable); a denial that can't be logged says so with a
 second reason. Anything that raises inside is a denial (internal_error), never an
 acceptance.
 
@@ -22,32 +27,21 @@ revocations: docs/threat-model.md, class 15). Tests use it; no command does.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
 from attest.artifact import jws
-from attest.audit.hooks import append_decision, record_decision
+from attest.audit.groupcommit import GroupCommit
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, EvidenceError
 from attest.policy.model import VerifierPolicy
 from attest.policy.trust import TrustMaterial, load_trust
 from attest.reasons import Reason
-from attest.store import (
-    ApprovalRolledBack,
-    ClockRejected,
-    NonceRejected,
-    Replayed,
-    Revoked,
-    Snapshot,
-    Store,
-)
+from attest.store import Snapshot, Store
 from attest.store.records import ArtifactRecord
 from attest.store.records import Enrollment as EnrolledAK
 from attest.verify.appraisal import (
-    Acceptance,
-    Appraisal,
     Memo,
     Seal,
     Seals,
@@ -56,13 +50,7 @@ from attest.verify.appraisal import (
     appraise,
     snapshot_query,
 )
-
-# What the store refuses at commit time, each with its reason (a denial: nothing written).
-_REFUSED = (Replayed, NonceRejected, Revoked, ApprovalRolledBack, ClockRejected)
-
-
-class _Unlogged(Exception):
-    """The audit log could not take an acceptance: its transaction rolls back."""
+from attest.verify.batch import Member, commit
 
 
 class Verifier:
@@ -96,46 +84,93 @@ class Verifier:
         self.trust = load_trust(policy) if trust is None else trust
         self.memo = Memo()
         self._clock = clock
+        # Concurrent verify calls share one write transaction (attest.verify.batch).
+        self._group: GroupCommit[Member, Decision] = GroupCommit(self._commit)
 
     @property
     def audited(self) -> bool:
         return self.log is not None
 
+    @property
+    def waiting(self) -> int:
+        """Verifications queued for the next group commit (not counting one in flight)."""
+        return self._group.waiting
+
     def verify(self, raw: bytes, *, now: int | None = None) -> Decision:
         """The decision on ``raw``, logged (unless unaudited) and, when accepted,
-        committed with its entry."""
+        committed with its entry: in one transaction with those of the verifications
+        running concurrently in other threads (attest.verify.batch)."""
         when = int(self._clock()) if now is None else now
+        member = self._appraise(raw, when, None)
+        if member.acceptance is None and self.log is None:
+            return member.decision
         try:
-            decision = self._decide(raw, when)
-        except AttestError as exc:
-            # With a reason (a store row changed outside attest: audit_unavailable), that
-            # reason; without one, as any surprise.
-            decision = Decision(False, (_surprise(exc) if exc.reason is None
-                                        else Denial(exc.reason, exc.message),))
+            return self._group.submit(member)
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
-            decision = Decision(False, (_surprise(exc),))
-        if decision.accepted or self.log is None:
-            return decision
-        return self._log_denial(self.log, raw, decision)
+            return Decision(False, (_surprise(exc),), jti=member.decision.jti,
+                            subject=member.decision.subject, host=member.decision.host)
+
+    def verify_batch(self, raws: Sequence[bytes], *, now: int | None = None) -> list[Decision]:
+        """The decisions on ``raws``, in order, as :meth:`verify` would give them one by
+        one in that order, but read in ONE read transaction and committed (acceptances
+        and every entry) in ONE write transaction: each acceptance in a savepoint of its
+        own, so a member refused at commit (a jti or nonce earlier in the batch, say) is
+        denied alone. If that transaction fails, no member is accepted."""
+        when = int(self._clock()) if now is None else now
+        parsed = [_parse(raw) for raw in raws]
+        queries = [None if isinstance(p, Decision) else self._query(p) for p in parsed]
+        try:
+            found = read_snapshots(self.store, [q for q in queries if q is not None], when)
+        except Exception as exc:  # noqa: BLE001 - each member is denied for it, and logged
+            members = [self._denied(raw, _caught(exc), when) for raw in raws]
+        else:
+            snapshots = iter(found)
+            members = [self._appraise(raw, when, (p, None if q is None else next(snapshots)))
+                       for raw, p, q in zip(raws, parsed, queries, strict=True)]
+        try:
+            return self._commit(members)
+        except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+            return [Decision(False, (_surprise(exc),)) for _ in raws]
 
     # -- the steps ---------------------------------------------------------------------
-    def _decide(self, raw: bytes, now: int) -> Decision:
+    def _appraise(self, raw: bytes, now: int,
+                  read: tuple[jws.ParsedArtifact | Decision, Snapshot | None] | None
+                  ) -> Member:
+        """``raw`` appraised (on the snapshot ``read`` gives, else one read now): the
+        member to commit. Anything that raises is a denial."""
         try:
-            artifact = jws.parse(raw)
-        except EvidenceError as exc:
-            return Decision(False, (Denial(exc.reason or Reason.INTERNAL_ERROR,
-                                           exc.message),))
-        query = snapshot_query(artifact, self.policy, self.memo)
-        snapshot = None if query is None else read_snapshot(self.store, query, now)
-        appraisal = appraise(artifact, self.policy, self.trust, snapshot, now, self.memo,
-                             seals=self._seals(snapshot), audience=self.verifier_id)
-        if appraisal.reset is not None:
-            # Recorded whatever the decision (it is a denial): pending re-admission, so
-            # that artifacts made before the reset count as an earlier boot's.
-            self.store.record_reset(appraisal.reset.ak_name, appraisal.reset.clock, now)
-        if appraisal.acceptance is None:
-            return appraisal.denial()
-        return self._accept(appraisal, appraisal.acceptance, now)
+            if read is None:
+                parsed = _parse(raw)
+                query = None if isinstance(parsed, Decision) else self._query(parsed)
+                snapshot = None if query is None else read_snapshot(self.store, query, now)
+            else:
+                parsed, snapshot = read
+            if isinstance(parsed, Decision):
+                return Member(parsed, now, artifact=_identity(raw))
+            appraisal = appraise(parsed, self.policy, self.trust, snapshot, now, self.memo,
+                                 seals=self._seals(snapshot), audience=self.verifier_id)
+            if appraisal.reset is not None:
+                # Recorded whatever the decision (it is a denial): pending re-admission,
+                # so that artifacts made before the reset count as an earlier boot's.
+                self.store.record_reset(appraisal.reset.ak_name, appraisal.reset.clock, now)
+            if appraisal.acceptance is None:
+                return Member(appraisal.denial(), now, artifact=_identity(raw))
+            acceptance = appraisal.acceptance
+            return Member(Decision(True, jti=appraisal.jti, subject=appraisal.subject,
+                                   host=appraisal.host, facts=acceptance.facts,
+                                   artifact_sha256=appraisal.artifact_sha256),
+                          now, artifact=appraisal.artifact_sha256, acceptance=acceptance)
+        except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+            return self._denied(raw, _caught(exc), now)
+
+    def _query(self, artifact: jws.ParsedArtifact) -> SnapshotQuery | None:
+        return snapshot_query(artifact, self.policy, self.memo)
+
+    def _denied(self, raw: bytes, denial: Denial, now: int) -> Member:
+        return Member(Decision(False, (denial,)), now, artifact=_identity(raw))
+
+    def _commit(self, members: Sequence[Member]) -> list[Decision]:
+        return commit(self.store, self.log, members, verifier_id=self.verifier_id)
 
     def _seals(self, snapshot: Snapshot | None) -> Seals:
         """The verdicts on the seals of the snapshot's enrollment and parent (the log
@@ -152,47 +187,6 @@ class Verifier:
             return Seal.GENUINE if self.log.sealed(row) else Seal.FORGED
         except AttestError as exc:  # the key is out of reach: named, never skipped
             return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
-
-    def _accept(self, appraisal: Appraisal, acceptance: Acceptance, now: int) -> Decision:
-        record = acceptance.record
-        decision = Decision(True, jti=appraisal.jti, subject=appraisal.subject,
-                            host=appraisal.host, facts=acceptance.facts,
-                            artifact_sha256=appraisal.artifact_sha256)
-        try:
-            with self.store.write() as tx:
-                self.store.record_acceptance(
-                    tx, record, nonce=acceptance.nonce, single_use=acceptance.single_use,
-                    clock=acceptance.clock, now=now, approval=acceptance.approval)
-                if self.log is None:
-                    return decision
-                try:
-                    # Here, where the store has just looked the revocations up: the set
-                    # its "not revoked" rests on must be the one this verifier sealed.
-                    self.log.check_revocations(tx, record.jti, record)
-                    index = append_decision(self.log, tx, decision,
-                                            verifier_id=self.verifier_id, record=record)
-                except Exception as exc:
-                    # Whatever failed, the decision is unlogged: audit_unavailable.
-                    raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
-        except _REFUSED as exc:
-            return _refused(appraisal, Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message))
-        except _Unlogged as exc:
-            # The acceptance rolled back with the failed append: nothing was consumed.
-            return _refused(appraisal, Denial(
-                Reason.AUDIT_UNAVAILABLE, f"the decision could not be logged: {exc}"))
-        return dataclasses.replace(decision, audit_index=index)
-
-    def _log_denial(self, log: AuditLog, raw: bytes, decision: Decision) -> Decision:
-        """Append a denial in a transaction of its own; a denial that can't be logged
-        stays a denial, with a second reason saying so."""
-        try:
-            index = record_decision(log, decision, verifier_id=self.verifier_id,
-                                    artifact=jws.identity(raw))
-        except AttestError as exc:
-            missing = Denial(Reason.AUDIT_UNAVAILABLE,
-                             f"the denial could not be logged either: {exc.message}")
-            return dataclasses.replace(decision, denials=(*decision.denials, missing))
-        return dataclasses.replace(decision, audit_index=index)
 
 
 def read_snapshot(store: Store, query: SnapshotQuery, now: int) -> Snapshot:
@@ -211,11 +205,31 @@ def read_snapshots(store: Store, queries: Sequence[SnapshotQuery], now: int) -> 
             parent=query.parent, approval=query.approval) for query in queries]
 
 
+def _parse(raw: bytes) -> jws.ParsedArtifact | Decision:
+    """The artifact, or the decision denying what is not one."""
+    try:
+        return jws.parse(raw)
+    except EvidenceError as exc:
+        return Decision(False, (Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message),))
+    except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+        return Decision(False, (_surprise(exc),))
+
+
+def _identity(raw: bytes) -> str | None:
+    """What the audit entry names the artifact by (None for bytes that name none)."""
+    try:
+        return jws.identity(raw)
+    except Exception:  # noqa: BLE001 - an entry without it still records the denial
+        return None
+
+
+def _caught(exc: Exception) -> Denial:
+    # With a reason (a store row changed outside attest: audit_unavailable), that reason;
+    # without one, as any surprise.
+    if isinstance(exc, AttestError) and exc.reason is not None:
+        return Denial(exc.reason, exc.message)
+    return _surprise(exc)
+
+
 def _surprise(exc: Exception) -> Denial:
     return Denial(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-
-
-def _refused(appraisal: Appraisal, denial: Denial) -> Decision:
-    """The denial of an artifact whose appraisal passed but whose commit was refused."""
-    return Decision(False, (denial,), jti=appraisal.jti, subject=appraisal.subject,
-                    host=appraisal.host)

@@ -1,0 +1,187 @@
+"""Batch acceptance: the decisions of many verifications committed in ONE write transaction.
+
+A durable commit costs an fsync on SQLite (and a round trip and a WAL flush on a server),
+so verifications that each committed alone would queue behind each other's commits.
+Instead the verifier hands its appraised members to :func:`commit` in groups
+(concurrent ``verify`` calls through a :class:`attest.audit.groupcommit.GroupCommit`,
+or the members of ``verify_batch``). In the one transaction, in order:
+
+- an acceptance runs in a SAVEPOINT of its own: the store's acceptance
+  (Store.record_acceptance: nonce consumed, jti stored, clock, epoch, approval), the
+  check of the revocations' seals, its audit entry and the artifact's seal. A member the
+  store refuses (replayed jti, nonce used, revoked meanwhile, clock rolled back) or the
+  log can't take rolls back alone and is denied with its reason; its denial is logged;
+- a denial appends its entry (in a savepoint too: one that can't be logged stays a
+  denial, with a second reason saying so, and the others go on).
+
+Single use stays atomic: the store settles it inside the transaction (a primary key, a
+conditional UPDATE), so of two members, or two groups, with one jti or one nonce exactly
+one is accepted. A denial burns nothing: its savepoint is gone before the commit. If the
+transaction itself fails (its COMMIT, the disk, a statement that rolled it all back), no
+member was committed: every acceptance becomes an ``audit_unavailable`` denial, nothing
+was consumed, and a later retry of the same artifact can still be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from attest.audit.hooks import append_decision, decision_entry
+from attest.audit.log import AuditLog
+from attest.decision import Decision, Denial
+from attest.errors import AttestError
+from attest.reasons import Reason
+from attest.store import Store
+from attest.store.db import Transaction
+from attest.verify.appraisal import Acceptance
+
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One verification waiting for its commit: an acceptance to commit (``acceptance``
+    set, ``decision`` the acceptance it becomes) or a denial to log."""
+
+    decision: Decision
+    now: int
+    artifact: str | None = None  # the artifact's identity (jws.identity), for its entry
+    acceptance: Acceptance | None = None
+
+
+class _Unlogged(Exception):
+    """The audit log could not take an acceptance: its savepoint rolls back."""
+
+
+def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
+           verifier_id: str | None = None) -> list[Decision]:
+    """Each member's final decision, in order, once the one transaction holding them all
+    has committed (with its audit index when audited). Unaudited (``log`` None), only the
+    acceptances are written, and a denial is returned as it is."""
+    if log is None and not any(m.acceptance for m in members):
+        return [m.decision for m in members]
+    try:
+        with store.write() as tx:
+            decided = [_member(store, tx, log, m, verifier_id) for m in members]
+    except Exception as exc:  # noqa: BLE001 - the group failed as a whole: each member says so
+        return _failed(log, members, exc, verifier_id)
+    return decided
+
+
+def _member(store: Store, tx: Transaction, log: AuditLog | None, member: Member,
+            verifier_id: str | None) -> Decision:
+    acceptance = member.acceptance
+    if acceptance is None:
+        return _log_denial(tx, log, member.decision, member.artifact, verifier_id)
+    decision = member.decision
+    try:
+        index = _alone(tx, lambda: _accept(store, tx, log, decision, acceptance, member.now,
+                                           verifier_id))
+    except _MemberFailed as failed:
+        # Its savepoint is undone: nothing of this member was written or consumed.
+        refused = _refused(decision, _denial(failed.cause))
+        return _log_denial(tx, log, refused, member.artifact, verifier_id)
+    return dataclasses.replace(decision, audit_index=index)
+
+
+def _accept(store: Store, tx: Transaction, log: AuditLog | None, decision: Decision,
+            acceptance: Acceptance, now: int, verifier_id: str | None) -> int | None:
+    record = acceptance.record
+    store.record_acceptance(tx, record, nonce=acceptance.nonce,
+                            single_use=acceptance.single_use, clock=acceptance.clock,
+                            now=now, approval=acceptance.approval)
+    if log is None:
+        return None
+    try:
+        # Here, where the store has just looked the revocations up: the set its "not
+        # revoked" rests on must be the one this verifier sealed.
+        log.check_revocations(tx, record.jti, record)
+        return append_decision(log, tx, decision, verifier_id=verifier_id, record=record)
+    except Exception as exc:
+        # Whatever failed, the decision is unlogged: audit_unavailable.
+        raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _denial(exc: Exception) -> Denial:
+    """Why a member's acceptance was refused inside the group."""
+    if isinstance(exc, _Unlogged):
+        return Denial(Reason.AUDIT_UNAVAILABLE, f"the decision could not be logged: {exc}")
+    if isinstance(exc, AttestError):  # the store's refusals (replayed, nonce_reused...)
+        return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
+    return Denial(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _log_denial(tx: Transaction, log: AuditLog | None, decision: Decision,
+                artifact: str | None, verifier_id: str | None) -> Decision:
+    """Append a denial's entry in the group's transaction; a denial that can't be logged
+    stays a denial, with a second reason saying so."""
+    if log is None:
+        return decision
+    entry = decision_entry(decision, time=log.now(), verifier_id=verifier_id,
+                           artifact=artifact)
+    try:
+        index = _alone(tx, lambda: log.append(tx, entry))
+    except _MemberFailed as failed:
+        return _unlogged_denial(decision, failed.cause)
+    return dataclasses.replace(decision, audit_index=index)
+
+
+class _MemberFailed(Exception):
+    """A member's work raised, and its savepoint was undone: the group goes on."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _alone(tx: Transaction, work: Callable[[], Result]) -> Result:
+    """``work()`` in a savepoint of its own. If it raises, :class:`_MemberFailed` once the
+    savepoint is undone; if undoing (or releasing) it fails, that failure itself: the
+    transaction is in doubt (SQLite may have rolled it all back), and the group fails."""
+    raised: list[Exception] = []
+    try:
+        with tx.savepoint():
+            try:
+                return work()
+            except Exception as exc:
+                raised.append(exc)
+                raise
+    except Exception as exc:
+        if raised and exc is raised[0]:
+            raise _MemberFailed(exc) from exc
+        raise
+
+
+def _failed(log: AuditLog | None, members: Sequence[Member], exc: Exception,
+            verifier_id: str | None) -> list[Decision]:
+    """The decisions of a group whose transaction did not commit: nothing of it stands.
+    Each acceptance is denied (audit_unavailable); then every denial is logged in one more
+    transaction, or carries a second reason if that fails too."""
+    why = f"the decisions could not be committed: {type(exc).__name__}: {exc}"
+    denied = [m.decision if m.acceptance is None else
+              _refused(m.decision, Denial(Reason.AUDIT_UNAVAILABLE, why)) for m in members]
+    if log is None:
+        return denied
+    try:
+        indexes = log.record_many([
+            decision_entry(d, time=log.now(), verifier_id=verifier_id, artifact=m.artifact)
+            for d, m in zip(denied, members, strict=True)])
+    except Exception as again:  # noqa: BLE001 - unlogged denials are still denials
+        return [_unlogged_denial(d, again) for d in denied]
+    return [dataclasses.replace(d, audit_index=i)
+            for d, i in zip(denied, indexes, strict=True)]
+
+
+def _unlogged_denial(decision: Decision, exc: Exception) -> Decision:
+    message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    missing = Denial(Reason.AUDIT_UNAVAILABLE, f"the denial could not be logged either: {message}")
+    return dataclasses.replace(decision, denials=(*decision.denials, missing))
+
+
+def _refused(decision: Decision, denial: Denial) -> Decision:
+    """The denial of an artifact whose appraisal passed but whose commit was refused."""
+    return Decision(False, (denial,), jti=decision.jti, subject=decision.subject,
+                    host=decision.host)

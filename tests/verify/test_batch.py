@@ -1,0 +1,239 @@
+"""Batch acceptance (attest.verify.batch): concurrent verifications share one write
+transaction, each acceptance in a savepoint of its own; single use stays atomic and a
+denial burns nothing. Real artifacts from a swtpm, real SQLite on disk."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import pytest
+
+from attest.artifact import jws
+from attest.audit import verify_log
+from attest.audit.log import AuditLog
+from attest.decision import Decision
+from attest.errors import StoreUnavailable
+from attest.store import Store
+from attest.store.db import Transaction
+from attest.verify.verifier import Verifier
+from tests.verify.rig import Rig, accepted, denied
+
+CALLERS = 8
+WAIT_S = 30.0
+
+
+def _entries(log: AuditLog) -> list[dict[str, Any]]:
+    return [json.loads(entry.data) for entry in log.entries()]
+
+
+def _counting_writes(store: Store, monkeypatch: pytest.MonkeyPatch,
+                     before: Callable[[int], None] | None = None,
+                     ) -> list[int]:
+    """Count the store's write transactions (``before(n)`` runs as the n-th opens)."""
+    opened: list[int] = []
+    real = store.write
+
+    def write() -> AbstractContextManager[Transaction]:
+        opened.append(len(opened))
+        if before is not None:
+            before(len(opened))
+        return real()
+
+    monkeypatch.setattr(store, "write", write)
+    return opened
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def _concurrently(verifier: Verifier, raws: list[bytes],
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[list[Decision], list[int]]:
+    """``raws`` verified by one thread each: the first holds its commit until all the
+    others queue behind it, so they must share one. The decisions, and the write
+    transactions opened."""
+    release = threading.Event()
+
+    def hold_the_first(n: int) -> None:
+        if n == 1:
+            assert release.wait(WAIT_S), "the other callers never queued"
+
+    writes = _counting_writes(verifier.store, monkeypatch, hold_the_first)
+    decisions: list[Decision | None] = [None] * len(raws)
+
+    def call(i: int) -> None:
+        decisions[i] = verifier.verify(raws[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(raws))]
+    threads[0].start()
+    _wait_for(lambda: len(writes) == 1, "the first commit")
+    for thread in threads[1:]:
+        thread.start()
+    _wait_for(lambda: verifier.waiting == len(raws) - 1, "the callers to queue")
+    release.set()
+    for thread in threads:
+        thread.join(WAIT_S)
+    assert all(d is not None for d in decisions)
+    return [d for d in decisions if d is not None], writes
+
+
+def test_concurrent_verifications_share_one_commit(rig: Rig,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers that arrive while a commit is in flight are committed together, in ONE
+    write transaction after it, each with its own entry: 8 verifications, 2 commits."""
+    store = rig.store()
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    raws = [rig.issue() for _ in range(CALLERS)]
+    decisions, writes = _concurrently(verifier, raws, monkeypatch)
+    for decision in decisions:
+        accepted(decision)
+    assert len(writes) == 2
+    assert sorted(d.audit_index for d in decisions if d.audit_index is not None) == list(
+        range(CALLERS))
+    assert sorted(e["jti"] for e in _entries(log)) == sorted(
+        jws.parse(raw).claims.jti for raw in raws)
+    verify_log(store, log.verifier_key)
+
+
+def test_concurrent_verifications_of_one_artifact_accept_it_once(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """8 callers with the same artifact, 7 of them in one group: exactly one acceptance,
+    7 ``replayed``, every decision logged, the store and the log in agreement."""
+    store = rig.store()
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    raw = rig.issue()
+    decisions, _ = _concurrently(verifier, [raw] * CALLERS, monkeypatch)
+    assert [d.accepted for d in decisions].count(True) == 1
+    for decision in decisions:
+        if not decision.accepted:
+            denied(decision, "replayed")
+    assert sorted(e["decision"] for e in _entries(log)) == ["accepted"] + ["denied"] * 7
+    verify_log(store, log.verifier_key)
+
+
+def test_one_nonce_in_a_group_is_consumed_once(rig: Rig,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two artifacts answering one challenge, committed in one group: the first is
+    accepted, the second is ``nonce_reused``; the other members are untouched."""
+    store = rig.store()
+    verifier = Verifier(rig.policy(), store, rig.log(store))
+    nonce = store.issue_nonce(120, int(time.time()))
+    raws = [rig.issue(), rig.issue(nonce=nonce), rig.issue(nonce=nonce), rig.issue()]
+    decisions = verifier.verify_batch(raws)
+    accepted(decisions[0])
+    accepted(decisions[1])
+    denied(decisions[2], "nonce_reused")
+    accepted(decisions[3])
+
+
+def test_a_batch_accepts_the_others_around_a_replay_and_logs_every_decision(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify_batch reads in one read transaction and commits in one write transaction;
+    a member replayed (before the batch, or earlier in it) is denied alone, the others
+    are accepted, and every decision has its entry."""
+    store = rig.store()
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    first, second, third = rig.issue(), rig.issue(), rig.issue()
+    accepted(verifier.verify(first))
+    writes = _counting_writes(store, monkeypatch)
+    decisions = verifier.verify_batch([second, first, b"not a jws", third, second])
+    assert len(writes) == 1
+    accepted(decisions[0])
+    denied(decisions[1], "replayed")
+    denied(decisions[2], "malformed_artifact")
+    accepted(decisions[3])
+    denied(decisions[4], "replayed")
+    assert [d.audit_index for d in decisions] == [1, 2, 3, 4, 5]
+    assert [(e["decision"], e["reasons"]) for e in _entries(log)] == [
+        ("accepted", []), ("accepted", []), ("denied", ["replayed"]),
+        ("denied", ["malformed_artifact"]), ("accepted", []), ("denied", ["replayed"])]
+    for raw in (first, second, third):
+        record = store.artifact(jws.parse(raw).claims.jti)
+        assert record is not None and log.sealed(record)
+    verify_log(store, log.verifier_key)
+
+
+def test_a_member_the_log_refuses_is_denied_alone_and_burns_nothing(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The artifact seal of one member fails mid-batch: that member is denied
+    (audit_unavailable) with its savepoint undone, its jti unused; the others commit. A
+    retry of it later is accepted."""
+    store = rig.store()
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    raws = [rig.issue(), rig.issue(), rig.issue()]
+    unlucky = jws.parse(raws[1]).claims.jti
+    real = log.seal_artifact
+
+    def seal(tx: Transaction, record: Any) -> None:
+        if record.jti == unlucky:
+            raise StoreUnavailable("the seal could not be written (simulated)")
+        real(tx, record)
+
+    monkeypatch.setattr(log, "seal_artifact", seal)
+    decisions = verifier.verify_batch(raws)
+    accepted(decisions[0])
+    denied(decisions[1], "audit_unavailable")
+    accepted(decisions[2])
+    assert not store.jti_seen(unlucky)
+    assert [e["decision"] for e in _entries(log)] == ["accepted", "denied", "accepted"]
+    monkeypatch.undo()
+    accepted(verifier.verify(raws[1]))
+    verify_log(store, log.verifier_key)
+
+
+def test_a_failed_commit_denies_every_member_and_consumes_nothing(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group's transaction fails at its end (as a full disk fails a COMMIT): no
+    member is accepted, no jti or nonce consumed, the denials are logged after, and each
+    artifact is accepted when presented again."""
+    store = rig.store()
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    nonce = store.issue_nonce(120, int(time.time()))
+    raws = [rig.issue(), rig.issue(nonce=nonce), rig.issue()]
+    real = store.write
+    failures = [StoreUnavailable("database or disk is full (simulated)")]
+
+    @contextmanager
+    def write() -> Iterator[Transaction]:
+        with real() as tx:
+            yield tx
+            if failures:
+                raise failures.pop()
+
+    monkeypatch.setattr(store, "write", write)
+    decisions = verifier.verify_batch(raws)
+    for decision in decisions:
+        denied(decision, "audit_unavailable")
+    for raw in raws:
+        assert not store.jti_seen(jws.parse(raw).claims.jti)
+    assert store.nonce_state(nonce, int(time.time())).name == "USABLE"
+    assert [(e["decision"], e["reasons"]) for e in _entries(log)] == [
+        ("denied", ["audit_unavailable"])] * 3
+    for decision in verifier.verify_batch(raws):
+        accepted(decision)
+    verify_log(store, log.verifier_key)
+
+
+def test_an_unaudited_batch_commits_its_acceptances(rig: Rig) -> None:
+    """Verifier.unaudited batches too: one transaction, no entries, the same refusals."""
+    verifier = rig.verifier()
+    raw = rig.issue()
+    decisions = verifier.verify_batch([raw, raw, b"x"])
+    accepted(decisions[0])
+    denied(decisions[1], "replayed")
+    denied(decisions[2], "malformed_artifact")
+    assert all(d.audit_index is None for d in decisions)
