@@ -5,10 +5,15 @@ denial burns nothing. Real artifacts from a swtpm, real SQLite on disk."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +23,14 @@ from attest.audit import verify_log
 from attest.audit.log import AuditLog
 from attest.decision import Decision
 from attest.errors import StoreUnavailable
-from attest.store import Store
+from attest.store import Store, default_url
 from attest.store.db import Transaction
 from attest.verify.verifier import Verifier
 from tests.verify.rig import Rig, accepted, denied
 
 CALLERS = 8
 WAIT_S = 30.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _entries(log: AuditLog) -> list[dict[str, Any]]:
@@ -237,3 +243,39 @@ def test_an_unaudited_batch_commits_its_acceptances(rig: Rig) -> None:
     denied(decisions[1], "replayed")
     denied(decisions[2], "malformed_artifact")
     assert all(d.audit_index is None for d in decisions)
+
+
+def test_a_group_killed_before_its_commit_leaves_nothing_half_done(rig: Rig) -> None:
+    """A verifier process killed (SIGKILL) after its group's acceptances and entries are
+    written but before COMMIT: none of them stands, the log verifies and agrees with
+    the store, and every artifact of the group is accepted when presented again."""
+    store = rig.store()
+    log = rig.log(store)
+    policy = rig.policy()
+    verifier = Verifier(policy, store, log)
+    raws = [rig.issue() for _ in range(4)]
+    accepted(verifier.verify(raws[0]))  # the log and its key exist before the kill
+    files = []
+    for i, raw in enumerate(raws):
+        files.append(rig.tmp / f"artifact-{i}.jws")
+        files[-1].write_bytes(raw)
+    assert policy.path is not None
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.verify.batch_child", default_url(rig.tmp / "verifier"),
+         str(rig.tmp / "verifier"), str(policy.path), *map(str, files)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert child.stdout is not None and child.stderr is not None
+    line = child.stdout.readline()
+    child.send_signal(signal.SIGKILL)
+    _, errors = child.communicate()
+    assert line == b"appended\n", errors.decode()
+    assert child.returncode == -signal.SIGKILL
+    assert [store.jti_seen(jws.parse(raw).claims.jti) for raw in raws] == [
+        True, False, False, False]
+    assert verify_log(store, log.verifier_key).entries == 1
+    decisions = verifier.verify_batch(raws)
+    denied(decisions[0], "replayed")
+    for decision in decisions[1:]:
+        accepted(decision)
+    assert verify_log(store, log.verifier_key).entries == 5
