@@ -1,6 +1,7 @@
 """Batch acceptance (attest.verify.batch): concurrent verifications share one write
 transaction, each acceptance in a savepoint of its own; single use stays atomic and a
-denial burns nothing. Real artifacts from a swtpm, real SQLite on disk."""
+denial burns nothing. Real artifacts from a swtpm, real SQLite on disk (or, with
+ATTEST_TEST_POSTGRES set, a new PostgreSQL database: tests/store/helpers.py)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,22 @@ from attest.errors import StoreUnavailable
 from attest.store import Store, default_url
 from attest.store.db import Transaction
 from attest.verify.verifier import Verifier
+from tests.store.helpers import POSTGRES, store_url
 from tests.verify.rig import Rig, accepted, denied
 
 CALLERS = 8
 WAIT_S = 30.0
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store(rig: Rig, tmp_path: Path) -> Iterator[Store]:
+    """The verifier's store: SQLite in the rig's folder, or PostgreSQL (store_url)."""
+    if POSTGRES is None:
+        yield rig.store()
+        return
+    with store_url(tmp_path / "pg") as url, Store.open(url) as opened:
+        yield opened
 
 
 def _entries(log: AuditLog) -> list[dict[str, Any]]:
@@ -92,11 +104,10 @@ def _concurrently(verifier: Verifier, raws: list[bytes],
     return [d for d in decisions if d is not None], writes
 
 
-def test_concurrent_verifications_share_one_commit(rig: Rig,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_verifications_share_one_commit(
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Callers that arrive while a commit is in flight are committed together, in ONE
     write transaction after it, each with its own entry: 8 verifications, 2 commits."""
-    store = rig.store()
     log = rig.log(store)
     verifier = Verifier(rig.policy(), store, log)
     raws = [rig.issue() for _ in range(CALLERS)]
@@ -112,10 +123,9 @@ def test_concurrent_verifications_share_one_commit(rig: Rig,
 
 
 def test_concurrent_verifications_of_one_artifact_accept_it_once(
-        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """8 callers with the same artifact, 7 of them in one group: exactly one acceptance,
     7 ``replayed``, every decision logged, the store and the log in agreement."""
-    store = rig.store()
     log = rig.log(store)
     verifier = Verifier(rig.policy(), store, log)
     raw = rig.issue()
@@ -128,11 +138,9 @@ def test_concurrent_verifications_of_one_artifact_accept_it_once(
     verify_log(store, log.verifier_key)
 
 
-def test_one_nonce_in_a_group_is_consumed_once(rig: Rig,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_nonce_in_a_group_is_consumed_once(rig: Rig, store: Store) -> None:
     """Two artifacts answering one challenge, committed in one group: the first is
     accepted, the second is ``nonce_reused``; the other members are untouched."""
-    store = rig.store()
     verifier = Verifier(rig.policy(), store, rig.log(store))
     nonce = store.issue_nonce(120, int(time.time()))
     raws = [rig.issue(), rig.issue(nonce=nonce), rig.issue(nonce=nonce), rig.issue()]
@@ -144,11 +152,10 @@ def test_one_nonce_in_a_group_is_consumed_once(rig: Rig,
 
 
 def test_a_batch_accepts_the_others_around_a_replay_and_logs_every_decision(
-        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """verify_batch reads in one read transaction and commits in one write transaction;
     a member replayed (before the batch, or earlier in it) is denied alone, the others
     are accepted, and every decision has its entry."""
-    store = rig.store()
     log = rig.log(store)
     verifier = Verifier(rig.policy(), store, log)
     first, second, third = rig.issue(), rig.issue(), rig.issue()
@@ -172,11 +179,10 @@ def test_a_batch_accepts_the_others_around_a_replay_and_logs_every_decision(
 
 
 def test_a_member_the_log_refuses_is_denied_alone_and_burns_nothing(
-        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The artifact seal of one member fails mid-batch: that member is denied
     (audit_unavailable) with its savepoint undone, its jti unused; the others commit. A
     retry of it later is accepted."""
-    store = rig.store()
     log = rig.log(store)
     verifier = Verifier(rig.policy(), store, log)
     raws = [rig.issue(), rig.issue(), rig.issue()]
@@ -201,11 +207,10 @@ def test_a_member_the_log_refuses_is_denied_alone_and_burns_nothing(
 
 
 def test_a_failed_commit_denies_every_member_and_consumes_nothing(
-        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The group's transaction fails at its end (as a full disk fails a COMMIT): no
     member is accepted, no jti or nonce consumed, the denials are logged after, and each
     artifact is accepted when presented again."""
-    store = rig.store()
     log = rig.log(store)
     verifier = Verifier(rig.policy(), store, log)
     nonce = store.issue_nonce(120, int(time.time()))
@@ -234,9 +239,9 @@ def test_a_failed_commit_denies_every_member_and_consumes_nothing(
     verify_log(store, log.verifier_key)
 
 
-def test_an_unaudited_batch_commits_its_acceptances(rig: Rig) -> None:
+def test_an_unaudited_batch_commits_its_acceptances(rig: Rig, store: Store) -> None:
     """Verifier.unaudited batches too: one transaction, no entries, the same refusals."""
-    verifier = rig.verifier()
+    verifier = rig.verifier(store=store)
     raw = rig.issue()
     decisions = verifier.verify_batch([raw, raw, b"x"])
     accepted(decisions[0])
@@ -245,6 +250,7 @@ def test_an_unaudited_batch_commits_its_acceptances(rig: Rig) -> None:
     assert all(d.audit_index is None for d in decisions)
 
 
+@pytest.mark.sqlite_only
 def test_a_group_killed_before_its_commit_leaves_nothing_half_done(rig: Rig) -> None:
     """A verifier process killed (SIGKILL) after its group's acceptances and entries are
     written but before COMMIT: none of them stands, the log verifies and agrees with
