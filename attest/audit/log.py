@@ -139,6 +139,12 @@ class AuditLog:
         """
         return self._append(tx, [entry])[0]
 
+    def append_many(self, tx: Transaction, entries: Sequence[Entry]) -> list[int]:
+        """Append ``entries``, in order, inside the caller's write transaction: one
+        reservation, one tree extension, for a group of decisions (attest.verify.batch).
+        Raises :class:`AuditUnavailable` as :meth:`append` does."""
+        return self._append(tx, entries) if entries else []
+
     def record(self, entry: Entry) -> int:
         """Append in a transaction of its own, shared with concurrent callers; durable on return."""
         return self._group.submit(entry)

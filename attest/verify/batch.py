@@ -6,20 +6,21 @@ Instead the verifier hands its appraised members to :func:`commit` in groups
 (concurrent ``verify`` calls through a :class:`attest.audit.groupcommit.GroupCommit`,
 or the members of ``verify_batch``). In the one transaction, in order:
 
-- an acceptance runs in a SAVEPOINT of its own: the store's acceptance
+- each acceptance runs in a SAVEPOINT of its own: the store's acceptance
   (Store.record_acceptance: nonce consumed, jti stored, clock, epoch, approval), the
-  check of the revocations' seals, its audit entry and the artifact's seal. A member the
-  store refuses (replayed jti, nonce used, revoked meanwhile, clock rolled back) or the
-  log can't take rolls back alone and is denied with its reason; its denial is logged;
-- a denial appends its entry (in a savepoint too: one that can't be logged stays a
-  denial, with a second reason saying so, and the others go on).
+  check of the revocations' seals and the artifact's seal. A member the store refuses
+  (replayed jti, nonce used, revoked meanwhile, clock rolled back) or whose seal can't
+  be written rolls back alone and is denied with its reason;
+- then every member's entry (acceptances and denials, in order) in one append: the
+  log's size reserved and its tree extended once for the group.
 
 Single use stays atomic: the store settles it inside the transaction (a primary key, a
 conditional UPDATE), so of two members, or two groups, with one jti or one nonce exactly
 one is accepted. A denial burns nothing: its savepoint is gone before the commit. If the
-transaction itself fails (its COMMIT, the disk, a statement that rolled it all back), no
-member was committed: every acceptance becomes an ``audit_unavailable`` denial, nothing
-was consumed, and a later retry of the same artifact can still be accepted.
+transaction itself fails (its COMMIT, the disk, the group's append, a statement that
+rolled it all back), no member was committed: every acceptance becomes an
+``audit_unavailable`` denial, nothing was consumed, and a later retry of the same
+artifact can still be accepted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from attest.audit.hooks import append_decision, decision_entry
+from attest.audit.hooks import decision_entry
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
 from attest.errors import AttestError
@@ -65,43 +66,49 @@ def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
         return [m.decision for m in members]
     try:
         with store.write() as tx:
-            decided = [_member(store, tx, log, m, verifier_id) for m in members]
+            decided = [_member(store, tx, log, m) for m in members]
+            if log is None:
+                return decided
+            # Every decision's entry, in the members' order, in one append: the log is
+            # reserved and its tree extended once for the group. If that fails, the
+            # transaction rolls back whole: no acceptance commits unlogged.
+            indexes = log.append_many(tx, [
+                decision_entry(d, time=log.now(), verifier_id=verifier_id, artifact=m.artifact)
+                for d, m in zip(decided, members, strict=True)])
     except Exception as exc:  # noqa: BLE001 - the group failed as a whole: each member says so
         return _failed(log, members, exc, verifier_id)
-    return decided
+    return [dataclasses.replace(d, audit_index=i) for d, i in zip(decided, indexes, strict=True)]
 
 
-def _member(store: Store, tx: Transaction, log: AuditLog | None, member: Member,
-            verifier_id: str | None) -> Decision:
+def _member(store: Store, tx: Transaction, log: AuditLog | None, member: Member) -> Decision:
+    """The member's decision, its acceptance written in ``tx`` (its entry comes after)."""
     acceptance = member.acceptance
     if acceptance is None:
-        return _log_denial(tx, log, member.decision, member.artifact, verifier_id)
-    decision = member.decision
+        return member.decision
     try:
-        index = _alone(tx, lambda: _accept(store, tx, log, decision, acceptance, member.now,
-                                           verifier_id))
+        _alone(tx, lambda: _accept(store, tx, log, acceptance, member.now))
     except _MemberFailed as failed:
         # Its savepoint is undone: nothing of this member was written or consumed.
-        refused = _refused(decision, _denial(failed.cause))
-        return _log_denial(tx, log, refused, member.artifact, verifier_id)
-    return dataclasses.replace(decision, audit_index=index)
+        return _refused(member.decision, _denial(failed.cause))
+    return member.decision
 
 
-def _accept(store: Store, tx: Transaction, log: AuditLog | None, decision: Decision,
-            acceptance: Acceptance, now: int, verifier_id: str | None) -> int | None:
+def _accept(store: Store, tx: Transaction, log: AuditLog | None, acceptance: Acceptance,
+            now: int) -> None:
     record = acceptance.record
     store.record_acceptance(tx, record, nonce=acceptance.nonce,
                             single_use=acceptance.single_use, clock=acceptance.clock,
                             now=now, approval=acceptance.approval)
     if log is None:
-        return None
+        return
     try:
         # Here, where the store has just looked the revocations up: the set its "not
-        # revoked" rests on must be the one this verifier sealed.
+        # revoked" rests on must be the one this verifier sealed. Then the seal children
+        # of this artifact will rest on (attest.audit.seals).
         log.check_revocations(tx, record.jti, record)
-        return append_decision(log, tx, decision, verifier_id=verifier_id, record=record)
+        log.seal_artifact(tx, record)
     except Exception as exc:
-        # Whatever failed, the decision is unlogged: audit_unavailable.
+        # Whatever failed, the decision can't stand as logged: audit_unavailable.
         raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -112,21 +119,6 @@ def _denial(exc: Exception) -> Denial:
     if isinstance(exc, AttestError):  # the store's refusals (replayed, nonce_reused...)
         return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
     return Denial(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-
-
-def _log_denial(tx: Transaction, log: AuditLog | None, decision: Decision,
-                artifact: str | None, verifier_id: str | None) -> Decision:
-    """Append a denial's entry in the group's transaction; a denial that can't be logged
-    stays a denial, with a second reason saying so."""
-    if log is None:
-        return decision
-    entry = decision_entry(decision, time=log.now(), verifier_id=verifier_id,
-                           artifact=artifact)
-    try:
-        index = _alone(tx, lambda: log.append(tx, entry))
-    except _MemberFailed as failed:
-        return _unlogged_denial(decision, failed.cause)
-    return dataclasses.replace(decision, audit_index=index)
 
 
 class _MemberFailed(Exception):

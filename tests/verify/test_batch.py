@@ -23,7 +23,7 @@ from attest.artifact import jws
 from attest.audit import verify_log
 from attest.audit.log import AuditLog
 from attest.decision import Decision
-from attest.errors import StoreUnavailable
+from attest.errors import AuditUnavailable, StoreUnavailable
 from attest.store import Store, default_url
 from attest.store.db import Transaction
 from attest.verify.verifier import Verifier
@@ -237,6 +237,32 @@ def test_a_failed_commit_denies_every_member_and_consumes_nothing(
     for decision in verifier.verify_batch(raws):
         accepted(decision)
     verify_log(store, log.verifier_key)
+
+
+def test_a_group_whose_entries_cannot_be_appended_accepts_nothing(
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group's entries are appended together after its acceptances; if that append
+    fails, the whole transaction rolls back: no acceptance commits unlogged, and each
+    artifact is accepted when presented again."""
+    store_log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, store_log)
+    raws = [rig.issue(), rig.issue()]
+    real = store_log.append_many
+    failures = [AuditUnavailable("the audit log could not take the entry (simulated)")]
+
+    def append_many(tx: Transaction, entries: Any) -> list[int]:
+        if failures:
+            raise failures.pop()
+        return real(tx, entries)
+
+    monkeypatch.setattr(store_log, "append_many", append_many)
+    for decision in verifier.verify_batch(raws):
+        denied(decision, "audit_unavailable")
+    assert not any(store.jti_seen(jws.parse(raw).claims.jti) for raw in raws)
+    for decision in verifier.verify_batch(raws):
+        accepted(decision)
+    assert [e["decision"] for e in _entries(store_log)] == ["denied"] * 2 + ["accepted"] * 2
+    verify_log(store, store_log.verifier_key)
 
 
 def test_an_unaudited_batch_commits_its_acceptances(rig: Rig, store: Store) -> None:
