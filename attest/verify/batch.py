@@ -66,6 +66,12 @@ def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
         return [m.decision for m in members]
     try:
         with store.write() as tx:
+            if log is not None and any(m.acceptance for m in members):
+                # The revocation set's row first, before any member's rows (nonce, clock,
+                # epoch), as every writer that takes both does: on a server, groups of
+                # replicas running at once would otherwise lock those rows in opposite
+                # orders and deadlock (revocations take it first too). Held to the commit.
+                log.check_revocations(tx, None)
             decided = [_member(store, tx, log, m) for m in members]
             if log is None:
                 return decided

@@ -311,3 +311,53 @@ def test_a_group_killed_before_its_commit_leaves_nothing_half_done(rig: Rig) -> 
     for decision in decisions[1:]:
         accepted(decision)
     assert verify_log(store, log.verifier_key).entries == 5
+
+
+@pytest.mark.skipif(POSTGRES is None, reason="two writers at once: a server store "
+                    "(ATTEST_TEST_POSTGRES); SQLite has one writer at a time")
+def test_two_replicas_groups_never_deadlock(rig: Rig, tmp_path: Path) -> None:
+    """Two verifiers on one PostgreSQL database commit groups at once. A (two nonces)
+    holds its first member's rows when B (the second nonce again) starts: B waits for A
+    instead of taking the nonce's row first, so A's members are both accepted and B's is
+    ``nonce_reused``, rather than a deadlock denying a whole group."""
+    with store_url(tmp_path / "pg") as url, Store.open(url) as first, \
+            Store.open(url) as second, Store.open(url) as watcher:
+        now = int(time.time())
+        one, two = first.issue_nonce(120, now), first.issue_nonce(120, now)
+        group_a = [rig.issue(nonce=one), rig.issue(nonce=two)]
+        group_b = [rig.issue(nonce=two)]
+        log_a = AuditLog.open(first, rig.tmp)
+        replica_a = Verifier(rig.policy(), first, log_a)
+        replica_b = Verifier(replica_a.policy, second, AuditLog.open(second, rig.tmp),
+                             trust=replica_a.trust)
+        holding, release = threading.Event(), threading.Event()
+        real = log_a.seal_artifact
+
+        def seal(tx: Transaction, record: Any) -> None:
+            real(tx, record)
+            if not holding.is_set():  # A's first member: its rows are locked now
+                holding.set()
+                assert release.wait(WAIT_S)
+
+        log_a.seal_artifact = seal  # type: ignore[method-assign]
+        results: dict[str, list[Decision]] = {}
+        a = threading.Thread(target=lambda: results.setdefault(
+            "a", replica_a.verify_batch(group_a)))
+        b = threading.Thread(target=lambda: results.setdefault(
+            "b", replica_b.verify_batch(group_b)))
+        a.start()
+        assert holding.wait(WAIT_S)
+        b.start()
+
+        def b_waits() -> bool:
+            with watcher.read() as tx:
+                return bool(tx.scalar("SELECT count(*) FROM pg_stat_activity "
+                                      "WHERE wait_event_type = 'Lock'"))
+
+        _wait_for(b_waits, "the second replica to wait for a lock")
+        release.set()
+        a.join(WAIT_S)
+        b.join(WAIT_S)
+        for decision in results["a"]:
+            accepted(decision)
+        denied(results["b"][0], "nonce_reused")
