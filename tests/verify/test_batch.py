@@ -315,7 +315,8 @@ def test_a_group_killed_before_its_commit_leaves_nothing_half_done(rig: Rig) -> 
 
 @pytest.mark.skipif(POSTGRES is None, reason="two writers at once: a server store "
                     "(ATTEST_TEST_POSTGRES); SQLite has one writer at a time")
-def test_two_replicas_groups_never_deadlock(rig: Rig, tmp_path: Path) -> None:
+def test_two_replicas_groups_never_deadlock(rig: Rig, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Two verifiers on one PostgreSQL database commit groups at once. A (two nonces)
     holds its first member's rows when B (the second nonce again) starts: B waits for A
     instead of taking the nonce's row first, so A's members are both accepted and B's is
@@ -339,7 +340,7 @@ def test_two_replicas_groups_never_deadlock(rig: Rig, tmp_path: Path) -> None:
                 holding.set()
                 assert release.wait(WAIT_S)
 
-        log_a.seal_artifact = seal  # type: ignore[method-assign]
+        monkeypatch.setattr(log_a, "seal_artifact", seal)
         results: dict[str, list[Decision]] = {}
         a = threading.Thread(target=lambda: results.setdefault(
             "a", replica_a.verify_batch(group_a)))
