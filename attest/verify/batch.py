@@ -33,7 +33,7 @@ from typing import TypeVar
 from attest.audit.hooks import decision_entry
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
-from attest.errors import AttestError
+from attest.errors import AttestError, AuditUnavailable
 from attest.reasons import Reason
 from attest.store import Store
 from attest.store.db import Transaction
@@ -158,7 +158,9 @@ def _failed(log: AuditLog | None, members: Sequence[Member], exc: Exception,
     """The decisions of a group whose transaction did not commit: nothing of it stands.
     Each acceptance is denied (audit_unavailable); then every denial is logged in one more
     transaction, or carries a second reason if that fails too."""
-    why = f"the decisions could not be committed: {type(exc).__name__}: {exc}"
+    why = (f"the decision could not be logged: {exc.message}"
+           if isinstance(exc, AuditUnavailable)
+           else f"the decisions could not be committed: {type(exc).__name__}: {exc}")
     denied = [m.decision if m.acceptance is None else
               _refused(m.decision, Denial(Reason.AUDIT_UNAVAILABLE, why)) for m in members]
     if log is None:
