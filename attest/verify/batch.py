@@ -62,7 +62,7 @@ def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
     """Each member's final decision, in order, once the one transaction holding them all
     has committed (with its audit index when audited). Unaudited (``log`` None), only the
     acceptances are written, and a denial is returned as it is."""
-    if log is None and not any(m.acceptance for m in members):
+    if not members or (log is None and not any(m.acceptance for m in members)):
         return [m.decision for m in members]
     try:
         with store.write() as tx:

@@ -274,6 +274,7 @@ def test_an_unaudited_batch_commits_its_acceptances(rig: Rig, store: Store) -> N
     denied(decisions[1], "replayed")
     denied(decisions[2], "malformed_artifact")
     assert all(d.audit_index is None for d in decisions)
+    assert verifier.verify_batch([]) == []
 
 
 @pytest.mark.sqlite_only
