@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
@@ -144,6 +145,17 @@ def _openssl(der: bytes) -> crypto.X509:
 
 def parse_ek_certificate(data: bytes) -> EKCertificate:
     """Parse an EK certificate (PEM, DER, or DER with NV fill); raises ek_chain_invalid."""
+    from OpenSSL import crypto
+
+    try:
+        return _parse_ek_certificate(data)
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, crypto.Error) as exc:
+        # cryptography parses lazily: a malformed key, extension or time surfaces only
+        # when read, as one of these (found by tests/fuzz).
+        raise _refuse(f"unreadable certificate: {type(exc).__name__}: {exc}"[:400]) from None
+
+
+def _parse_ek_certificate(data: bytes) -> EKCertificate:
     if b"-----BEGIN" in data:
         ders = split_certificates(data)
         if len(ders) != 1:

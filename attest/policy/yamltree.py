@@ -42,6 +42,10 @@ _DECIMAL = re.compile(r"^(0|[1-9][0-9]*)$")
 E = TypeVar("E", bound=StrEnum)
 
 
+# Deeper than any policy (5 levels), far below the interpreter's recursion limit.
+MAX_DEPTH = 64
+
+
 class _Alias(yaml.ScalarNode):
     """Stands where ``*name`` was written, so the walk can refuse it at that spot."""
 
@@ -65,7 +69,17 @@ class _Loader(yaml.SafeLoader):
                 raise yaml.composer.ComposerError(
                     None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
             return _Alias(event.anchor, event.start_mark, event.end_mark)
-        return super().compose_node(parent, index)
+        # The composer recurses once per level: a deep text would end in RecursionError.
+        depth = getattr(self, "_depth", 0)
+        if depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"the YAML nests deeper than {MAX_DEPTH} levels",
+                self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
 
 
 def compose(data: bytes, source: str) -> Located:

@@ -1,0 +1,393 @@
+"""Every parser of outside input, under mutation: a result or the project's own error.
+
+Seeds come from ``../shared/vectors`` (read in place) and from documents the project
+makes itself; see the package docstring for the rule and the budget.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from attest import strictjson
+from attest.artifact import jws
+from attest.audit import hashing, merkle
+from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
+from attest.audit.proofs import ConsistencyProof, InclusionProof, parse_proof
+from attest.certfiles import certificate_files, read_certificates
+from attest.errors import AttestError
+from attest.eventlog.cel import attest_record, encode_log, measurement_content, parse_cel
+from attest.eventlog.logfile import parse_log
+from attest.eventlog.replay import replay
+from attest.eventlog.tcg import parse_tcg
+from attest.evidence import tpm2tools
+from attest.evidence.approval import parse_approval
+from attest.evidence.ekcert import parse_ek_certificate, split_certificates, verify_ek_certificate
+from attest.evidence.ekprofile import check_ek_profile
+from attest.evidence.pcrs import PCRSelection
+from attest.evidence.signatures import public_key
+from attest.evidence.structures import (
+    parse_attest,
+    parse_pcr_selection,
+    parse_public,
+    parse_public_tpm2b,
+    parse_signature,
+)
+from attest.policy import parse_policy
+from attest.policy.values import parse_duration as policy_duration
+from attest.tpm import keys as signing
+from tests.conftest import VECTORS
+from tests.fuzz.budget import FUZZ
+from tests.fuzz.mutations import json_mutated, mutated
+from tests.policy.helpers import FULL, policy_folder
+
+
+def _files(folder: str, pattern: str) -> list[bytes]:
+    found = sorted((VECTORS / folder).glob(pattern))
+    if not found:
+        pytest.fail(f"no seeds {folder}/{pattern} under {VECTORS}; set ATTEST_VECTORS")
+    return [path.read_bytes() for path in found]
+
+
+def _only_attest_errors(parse: Callable[[], object],
+                        allowed: tuple[type[BaseException], ...] = ()) -> object | None:
+    """Run ``parse``; a result or an AttestError (or one of ``allowed``) is fine, anything
+    else propagates and fails the test with its traceback."""
+    try:
+        return parse()
+    except AttestError as exc:
+        assert exc.message, "an error without a message"
+        return None
+    except allowed:
+        return None
+
+
+# -- JSON --------------------------------------------------------------------------------
+JSON_SEEDS = [b'{"a": [1, 2.5, "x", null, true], "b": {"c": {}}}', b"[[[[[]]]]]",
+              b'"\\ud800"', b"1e308", b'{"x": -0.0}']
+
+
+@FUZZ
+@given(st.one_of(mutated(JSON_SEEDS), st.binary(max_size=256),
+                 st.integers(1, 10**5).map(lambda n: b"[" * n),
+                 st.integers(1, 10**5).map(lambda n: b'{"a":' * n)))
+@example(b"[" * 100_000)
+@example(b"1e400")
+def test_strict_json_returns_a_value_or_a_value_error(data: bytes) -> None:
+    """strictjson.loads documents ValueError (StrictJSONError is one); nothing else."""
+    try:
+        strictjson.loads(data)
+    except ValueError:
+        pass
+
+
+# -- measurement logs --------------------------------------------------------------------
+BOOT_LOGS = _files("eventlogs", "*/binary_bios_measurements") + _files(
+    "quotes", "*/binary_bios_measurements")
+CEL_LOGS = [encode_log([attest_record(n, 14, measurement_content(
+    "command", f"/bin/t{n}", {"sha256": bytes(32)}, argv=["/bin/t", str(n)]),
+    ["sha1", "sha256"]) for n in range(3)])]
+
+
+def _exercise_log(data: bytes) -> None:
+    for parse in (lambda: parse_tcg(data), lambda: parse_cel(data, allow_torn_tail=True),
+                  lambda: parse_log(data)):
+        log = _only_attest_errors(parse)
+        events = getattr(log, "events", None) or getattr(log, "records", None)
+        if events:
+            _only_attest_errors(lambda: replay(events))  # noqa: B023 - called at once
+
+
+@FUZZ
+@given(mutated(BOOT_LOGS + CEL_LOGS))
+def test_mutated_measurement_logs_parse_or_raise_the_log_error(data: bytes) -> None:
+    _exercise_log(data)
+
+
+# -- TPM structures and tpm2-tools files -------------------------------------------------
+ATTESTS = _files("quotes", "*/*.tpms_attest.bin")
+SIGNATURES = _files("quotes", "*/*.tpmt_signature.bin")
+PUBLICS = _files("quotes", "*/*.tpmt_public.bin")
+
+
+@FUZZ
+@given(mutated(ATTESTS))
+def test_mutated_tpms_attest_parses_or_is_malformed(data: bytes) -> None:
+    _only_attest_errors(lambda: parse_attest(data))
+    _only_attest_errors(lambda: tpm2tools.read_attest(data))
+
+
+@FUZZ
+@given(mutated(SIGNATURES))
+def test_mutated_signatures_parse_or_are_malformed(data: bytes) -> None:
+    _only_attest_errors(lambda: parse_signature(data))
+    _only_attest_errors(lambda: parse_pcr_selection(data))
+
+
+def _public_forms() -> list[bytes]:
+    tpm2b = [len(p).to_bytes(2, "big") + p for p in PUBLICS]
+    pem = [public_key(parse_public(p)).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for p in PUBLICS]
+    return PUBLICS + tpm2b + pem
+
+
+@FUZZ
+@given(mutated(_public_forms()))
+def test_mutated_public_areas_parse_or_are_malformed(data: bytes) -> None:
+    """TPMT_PUBLIC, TPM2B_PUBLIC and PEM keys, as tpm2-tools files and as evidence; the
+    key built from a parsed area is what the verifier uses next."""
+    for parse in (parse_public, parse_public_tpm2b):
+        parsed = _only_attest_errors(lambda: parse(data))  # noqa: B023 - called at once
+        if parsed is not None:
+            _only_attest_errors(lambda: public_key(parsed))  # type: ignore[arg-type]  # noqa: B023
+    _only_attest_errors(lambda: tpm2tools.read_public(data))
+
+
+PCR_FILES = [tpm2tools.write_serialized_pcrs(
+    PCRSelection.parse(text), {k: bytes(range(32)) for k in PCRSelection.parse(text)})
+    for text in ("sha256:0-9", "sha256:0,7,15")] + [tpm2tools.write_serialized_pcrs(
+        PCRSelection.parse("sha1:0-3+sha256:0-3"),
+        {k: bytes(20 if k[0] == "sha1" else 32) for k in PCRSelection.parse(
+            "sha1:0-3+sha256:0-3")})]
+
+
+@FUZZ
+@given(mutated(PCR_FILES), st.sampled_from(["sha256:0-9", "sha256:all", "sha1:0+sha256:0"]))
+def test_mutated_pcr_files_read_or_are_malformed(data: bytes, selection: str) -> None:
+    _only_attest_errors(lambda: tpm2tools.read_serialized_pcrs(data))
+    _only_attest_errors(lambda: tpm2tools.read_pcrs(data))
+    _only_attest_errors(lambda: tpm2tools.read_pcr_values(data, PCRSelection.parse(selection)))
+
+
+# -- EK certificates ---------------------------------------------------------------------
+def _der(pem_or_der: bytes) -> bytes:
+    return split_certificates(pem_or_der)[0]
+
+
+EK_LEAVES = _files("ekcerts", "*/ek_leaf*") + _files("ekcerts", "*/sibling*")
+EK_DER = [_der(c) for c in EK_LEAVES]
+EK_ROOTS = _files("ekcerts", "*/root*") + _files("ekcerts", "*/anchor*")
+EK_INTERMEDIATES = _files("ekcerts", "*/intermediate*")
+CA_CERTS = _files("ekcerts", "vendor_ca_only/*") + _files("ekcerts", "nuvoton_root_nonder/*")
+AT = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@FUZZ
+@given(mutated(EK_DER + [_der(c) for c in CA_CERTS]))
+def test_mutated_der_ek_certificates_parse_or_are_refused(data: bytes) -> None:
+    """Through the entry points that touch the lazily parsed parts: the key, the
+    extensions (SAN, EKU), the EK profile and chain validation."""
+    _only_attest_errors(lambda: parse_ek_certificate(data))
+    _only_attest_errors(lambda: check_ek_profile(data))
+    _only_attest_errors(lambda: verify_ek_certificate(data, EK_ROOTS, EK_INTERMEDIATES, at=AT))
+
+
+def _pem(der: bytes) -> bytes:
+    body = base64.encodebytes(der)
+    return b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n"
+
+
+@FUZZ
+@given(st.data())
+def test_pem_with_mutated_der_inside_is_refused_cleanly(data: st.DataObject) -> None:
+    """PEM armour around a mutated DER body: what an EK chain file or a roots folder holds."""
+    der = data.draw(mutated(EK_DER))
+    pem = _pem(der)
+    _only_attest_errors(lambda: parse_ek_certificate(pem))
+    _only_attest_errors(lambda: verify_ek_certificate(EK_LEAVES[0], [pem], at=AT))
+    _only_attest_errors(lambda: verify_ek_certificate(EK_LEAVES[0], EK_ROOTS, [pem], at=AT))
+
+
+@pytest.fixture(scope="module")
+def cert_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("certs")
+
+
+@FUZZ
+@given(mutated(EK_ROOTS + CA_CERTS + [_pem(d) for d in EK_DER]),
+       st.sampled_from(["root.pem", "root.der", "root.crt", "key.pem"]))
+def test_a_roots_folder_with_a_mutated_file_reads_or_is_refused(
+        cert_folder: Path, data: bytes, name: str) -> None:
+    for old in cert_folder.iterdir():
+        old.unlink()
+    (cert_folder / name).write_bytes(data)
+    files = _only_attest_errors(lambda: certificate_files(cert_folder))
+    roots = _only_attest_errors(lambda: read_certificates([cert_folder]))
+    assert (files is None) == (roots is None)
+    if isinstance(roots, list):
+        _only_attest_errors(lambda: verify_ek_certificate(EK_LEAVES[0], roots, at=AT))
+
+
+# -- policies ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def policy_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return policy_folder(tmp_path_factory.mktemp("policy"))
+
+
+POLICY_TREE = yaml.safe_load(FULL)
+
+
+@FUZZ
+@given(mutated([FULL.encode()]))
+@example(b"a: " + b"[" * 5000)
+@example(b"- " * 5000)
+def test_mutated_policy_text_loads_or_is_a_policy_error(policy_base: Path, data: bytes) -> None:
+    _only_attest_errors(lambda: parse_policy(data, base_dir=policy_base))
+
+
+@FUZZ
+@given(json_mutated([POLICY_TREE], max_steps=3))
+def test_structurally_mutated_policies_load_or_are_policy_errors(
+        policy_base: Path, tree: Any) -> None:
+    text = yaml.safe_dump(tree, allow_unicode=True).encode()
+    _only_attest_errors(lambda: parse_policy(text, base_dir=policy_base))
+
+
+# -- approvals ---------------------------------------------------------------------------
+def _approval() -> bytes:
+    private = ec.derive_private_key(7007, ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    values = {("sha256", i): bytes([i]) * 32 for i in range(8)}
+    made = signing.approve(private, PCRSelection.parse("sha256:0-7"), values, serial=3,
+                           not_after=1_900_000_000)
+    return made.to_bytes()
+
+
+APPROVAL = _approval()
+
+
+@FUZZ
+@given(st.one_of(mutated([APPROVAL]),
+                 json_mutated([json.loads(APPROVAL)]).map(lambda v: json.dumps(v).encode()),
+                 st.binary(max_size=512)))
+@example(bytes(range(256)))
+def test_mutated_approvals_parse_or_are_malformed(data: bytes) -> None:
+    _only_attest_errors(lambda: parse_approval(data))
+
+
+# -- audit: tree heads, proofs, verifier keys --------------------------------------------
+SIGNER = NoteSigner.decode_private(
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")
+ENTRIES = [json.dumps({"entry": i}).encode() for i in range(7)]
+LEAVES = [hashing.leaf_hash(entry) for entry in ENTRIES]
+
+
+def _proofs() -> list[dict[str, Any]]:
+    inclusion = InclusionProof(
+        3, LEAVES[3], 7, tuple(merkle.inclusion_proof(LEAVES, 3)), merkle.root(LEAVES),
+        SIGNER.sign(7, merkle.root(LEAVES)), ENTRIES[3])
+    consistency = ConsistencyProof(
+        3, 7, tuple(merkle.consistency_proof(LEAVES, 3)), merkle.root(LEAVES[:3]),
+        merkle.root(LEAVES), SIGNER.sign(3, merkle.root(LEAVES[:3])),
+        SIGNER.sign(7, merkle.root(LEAVES)))
+    return [inclusion.to_json(), consistency.to_json()]
+
+
+PROOFS = _proofs()
+
+
+def test_the_proof_seeds_verify() -> None:
+    """The fuzz below starts from proofs that hold, so mutations reach the checks."""
+    for proof in PROOFS:
+        parse_proof(proof).verify(SIGNER.verifier_key)
+
+
+@FUZZ
+@given(json_mutated(PROOFS, max_steps=2))
+def test_mutated_proofs_parse_and_verify_or_raise_proof_errors(value: Any) -> None:
+    parsed = _only_attest_errors(lambda: parse_proof(value))
+    if parsed is not None:
+        _only_attest_errors(lambda: parsed.verify(SIGNER.verifier_key))  # type: ignore[attr-defined]
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_proof_files_parse_or_are_refused(data: st.DataObject) -> None:
+    text = data.draw(mutated([json.dumps(p).encode() for p in PROOFS]))
+
+    def load() -> object:
+        try:
+            value = strictjson.loads(text)
+        except ValueError:
+            return None
+        return parse_proof(value).verify(SIGNER.verifier_key)
+
+    _only_attest_errors(load)
+
+
+NOTES = [SIGNER.sign(7, merkle.root(LEAVES)).encode(), SIGNER.sign(0, bytes(32)).encode()]
+
+
+@FUZZ
+@given(mutated(NOTES))
+def test_mutated_tree_heads_open_or_raise_proof_errors(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    _only_attest_errors(lambda: SIGNER.verifier_key.open(text))
+    _only_attest_errors(lambda: Checkpoint.from_body(text))
+
+
+@FUZZ
+@given(mutated([SIGNER.verifier_key.encode().encode(), SIGNER.encode_private().encode()]))
+def test_mutated_log_keys_parse_or_are_malformed(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    _only_attest_errors(lambda: VerifierKey.parse(text))
+    _only_attest_errors(lambda: NoteSigner.decode_private(text))
+
+
+# -- durations and PCR selections --------------------------------------------------------
+DURATIONS = ["300", "300s", "5m", "1h", "2d", "1h30m", "1e22d", "99999999999999999999d"]
+SELECTIONS = ["sha256:0-7", "sha1:0,1+sha256:all", "sha256:0-23", "sha384:7", "0,1,2"]
+
+
+def _texts(seeds: list[str]) -> st.SearchStrategy[str]:
+    return st.one_of(mutated([s.encode() for s in seeds]).map(
+        lambda b: b.decode("utf-8", "replace")), st.text(max_size=30))
+
+
+@FUZZ
+@given(_texts(DURATIONS))
+@example("1e22d")
+@example("9" * 400 + "d")
+def test_durations_parse_or_are_refused(text: str) -> None:
+    """The policy's reader documents ValueError (the loader names the line); the CLI's
+    raises UsageError. Either way the seconds are a usable int."""
+    from attest.artifact.issue import parse_duration as cli_duration
+
+    for parse, allowed in ((policy_duration, (ValueError,)), (cli_duration, ())):
+        seconds = _only_attest_errors(lambda: parse(text), allowed)  # type: ignore[operator]  # noqa: B023
+        assert seconds is None or isinstance(seconds, int)
+
+
+@FUZZ
+@given(_texts(SELECTIONS))
+def test_pcr_selections_parse_or_are_usage_errors(text: str) -> None:
+    selection = _only_attest_errors(lambda: PCRSelection.parse(text))
+    if isinstance(selection, PCRSelection):
+        assert PCRSelection.parse(str(selection)) == selection
+
+
+# -- artifacts (the parser alone; the verifier has test_verifier.py) ---------------------
+def _artifact_seed() -> Iterator[bytes]:
+    header = base64.urlsafe_b64encode(json.dumps(
+        {"alg": "ES256", "typ": jws.ARTIFACT_TYPE, "kid": "ab" * 32}).encode()).rstrip(b"=")
+    yield header + b"." + base64.urlsafe_b64encode(b"{}").rstrip(b"=") + b"." + b"A" * 86
+
+
+@FUZZ
+@given(mutated(list(_artifact_seed())))
+@example(b"." * 3)
+def test_mutated_compact_jws_parses_or_is_malformed(data: bytes) -> None:
+    _only_attest_errors(lambda: jws.parse(data))
