@@ -88,7 +88,7 @@ def _with(value: Any, path: tuple[Any, ...], replace: Any) -> Any:
         copy: dict[str, Any] | list[Any] = dict(value)
     else:
         copy = list(value)
-    copy[head] = _with(value[head], rest, replace)  # type: ignore[index]
+    copy[head] = _with(value[head], rest, replace)
     return copy
 
 
