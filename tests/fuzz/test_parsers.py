@@ -27,7 +27,7 @@ from attest.audit import hashing, merkle
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.audit.proofs import ConsistencyProof, InclusionProof, parse_proof
 from attest.certfiles import certificate_files, read_certificates
-from attest.errors import AttestError
+from attest.errors import AttestError, EvidenceError, PolicyError
 from attest.eventlog import efi
 from attest.eventlog.cel import attest_record, encode_log, measurement_content, parse_cel
 from attest.eventlog.logfile import parse_log
@@ -50,6 +50,7 @@ from attest.evidence.structures import (
 )
 from attest.policy import parse_policy
 from attest.policy.values import parse_duration as policy_duration
+from attest.reasons import Reason
 from attest.tpm import keys as signing
 from tests.conftest import VECTORS
 from tests.fuzz.budget import FUZZ
@@ -212,8 +213,31 @@ CA_CERTS = _files("ekcerts", "vendor_ca_only/*") + _files("ekcerts", "nuvoton_ro
 AT = datetime(2024, 1, 1, tzinfo=UTC)
 
 
+def _ek_edited(old: bytes, new: bytes) -> bytes:
+    """The GCE ECC EK certificate with its first ``old`` replaced by ``new``."""
+    der = _der((VECTORS / "ekcerts" / "gce_vtpm_ecc" / "ek_leaf.pem").read_bytes())
+    assert old in der
+    return der.replace(old, new, 1)
+
+
+# Found by this suite: an unknown key algorithm OID (cryptography raised
+# UnsupportedAlgorithm) and an EC point that is not one (OpenSSL's fallback raised
+# OpenSSL.crypto.Error), both from the lazily parsed public key.
+UNKNOWN_KEY_OID = _ek_edited(b"\x06\x07*\x86H\xce=\x02\x01", b"\x06\x07+\x86H\xce=\x02\x01")
+NOT_A_POINT = _ek_edited(b"\x03B\x00\x04", b"\x03B\x00\x05")
+
+
+@pytest.mark.parametrize("der", [UNKNOWN_KEY_OID, NOT_A_POINT], ids=["oid", "point"])
+def test_an_ek_certificate_with_an_unreadable_key_is_ek_chain_invalid(der: bytes) -> None:
+    with pytest.raises(EvidenceError) as refused:
+        parse_ek_certificate(der)
+    assert refused.value.reason == Reason.EK_CHAIN_INVALID
+
+
 @FUZZ
 @given(mutated(EK_DER + [_der(c) for c in CA_CERTS]))
+@example(UNKNOWN_KEY_OID)
+@example(NOT_A_POINT)
 def test_mutated_der_ek_certificates_parse_or_are_refused(data: bytes) -> None:
     """Through the entry points that touch the lazily parsed parts: the key, the
     extensions (SAN, EKU), the EK profile and chain validation."""
@@ -265,6 +289,13 @@ def policy_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 POLICY_TREE = yaml.safe_load(FULL)
+
+
+@pytest.mark.parametrize("text", [b"a: " + b"[" * 5000, b"- " * 5000, b"{a: " * 5000])
+def test_a_deeply_nested_policy_is_a_policy_error(policy_base: Path, text: bytes) -> None:
+    """Found by this suite: PyYAML's composer recursed until RecursionError."""
+    with pytest.raises(PolicyError, match="nests deeper"):
+        parse_policy(text, base_dir=policy_base)
 
 
 @FUZZ
