@@ -24,6 +24,7 @@ from attest import strictjson
 from attest.artifact import jws
 from attest.artifact.model import ARTIFACT_TYPE
 from attest.audit import hashing, merkle
+from attest.audit.entry import claimed_index
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.audit.proofs import ConsistencyProof, InclusionProof, parse_proof
 from attest.certfiles import certificate_files, read_certificates
@@ -386,6 +387,14 @@ def test_mutated_proof_files_parse_or_are_refused(data: st.DataObject) -> None:
         return parse_proof(value).verify(SIGNER.verifier_key)
 
     _only_attest_errors(load)
+
+
+@FUZZ
+@given(st.one_of(mutated(ENTRIES), st.binary(max_size=64)))
+def test_mutated_audit_entries_name_an_index_or_raise_proof_errors(data: bytes) -> None:
+    """What `attest audit verify` reads from each stored entry first."""
+    index = _only_attest_errors(lambda: claimed_index(data))
+    assert index is None or (isinstance(index, int) and index >= 0)
 
 
 NOTES = [SIGNER.sign(7, merkle.root(LEAVES)).encode(), SIGNER.sign(0, bytes(32)).encode()]
