@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from attest.artifact import jws
@@ -42,7 +42,7 @@ from attest.tpm.keys import key_dir
 from attest.verify.decision import Decision
 from attest.verify.verifier import Verifier
 from tests.conftest import Host
-from tests.fuzz.budget import FUZZ
+from tests.fuzz.budget import EXAMPLES, FUZZ
 from tests.fuzz.mutations import json_mutated, mutated
 from tests.verify.rig import Rig, b64d
 
@@ -262,3 +262,32 @@ def test_damaged_host_files_load_or_raise_the_projects_errors(
             signing.load_key(damaged_home, signing.DEFAULT_KEY)
     except AttestError as exc:
         event(type(exc).__name__)
+
+
+@pytest.fixture(scope="module")
+def cli_policy(seeds: Seeds) -> Path:
+    path = seeds.a.tmp / "cli-policy.yaml"
+    seeds.a.host.ok("policy", "init", "--from-host", "--out", str(path))
+    return path
+
+
+# A process's worth of work per example (policy, store, audit log): a third of the budget.
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 3))
+@given(data=st.data())
+def test_attest_verify_exits_1_with_a_reason_for_a_mutant(
+        seeds: Seeds, cli_policy: Path, data: st.DataObject) -> None:
+    """`attest verify FILE --json`, as a script runs it (the audited path): a mutant is
+    exit 1 with reasons in JSON, never exit 2, never an internal error (Host.run
+    refuses that output)."""
+    seed, raw = data.draw(unsigned_mutant(seeds.artifacts))
+    path = seeds.a.tmp / "mutant.jws"
+    path.write_bytes(raw)
+    result = seeds.a.host.run("verify", str(path), "--policy", str(cli_policy), "--json")
+    out = json.loads(result.stdout)
+    if result.exit_code == 0:
+        assert out["accepted"] is True and raw.strip() == seed.strip(), out
+        return
+    assert result.exit_code == 1, result.output
+    assert out["accepted"] is False and out["reasons"], out
+    assert "internal_error" not in out["reasons"], out
+    event(f"first reason: {out['reasons'][0]}")
