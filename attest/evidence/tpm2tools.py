@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -161,7 +162,7 @@ def _read_pem_key(data: bytes) -> PublicKey:
             key = x509.load_pem_x509_certificate(data).public_key()
         else:
             key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # an unknown curve or key type
         raise _bad(f"unreadable PEM: {exc}") from None
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise _bad("PEM key is neither RSA nor ECC")

@@ -15,6 +15,7 @@ hashes the bytes it is given, so both sides must agree on one encoding.
 
 from __future__ import annotations
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -40,7 +41,7 @@ def authority_public(pem: bytes) -> Public:
     """The TPMT_PUBLIC of an authority key (ECC P-256 or RSA of 2048 bits or more)."""
     try:
         key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise MalformedInput(f"the authority key is not a PEM public key: {exc}") from None
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name != "secp256r1":

@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from tpm2_pytss import (
@@ -176,7 +177,7 @@ def authority_public_from_pem(pem: bytes) -> TPM2B_PUBLIC:
     """An authority's public key (PEM) as a TPM2B_PUBLIC whose name the policy uses."""
     try:
         key = serialization.load_pem_public_key(pem)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # an unknown curve or key type
         raise UsageError(f"the authority key is not a PEM public key: {exc}") from exc
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name != "secp256r1":

@@ -50,6 +50,7 @@ from attest.evidence.structures import (
     parse_signature_fields,
 )
 from attest.policy import parse_policy
+from attest.policy.authority import authority_public
 from attest.policy.values import parse_duration as policy_duration
 from attest.reasons import Reason
 from attest.tpm import keys as signing
@@ -183,6 +184,43 @@ def test_mutated_public_areas_parse_or_are_malformed(data: bytes) -> None:
         if parsed is not None:
             _only_attest_errors(lambda: public_key(parsed))  # type: ignore[arg-type]  # noqa: B023
     _only_attest_errors(lambda: tpm2tools.read_public(data))
+
+
+def _spki_pem(der: bytes) -> bytes:
+    body = base64.encodebytes(der)
+    return b"-----BEGIN PUBLIC KEY-----\n" + body + b"-----END PUBLIC KEY-----\n"
+
+
+P256 = ec.derive_private_key(4242, ec.SECP256R1()).public_key().public_bytes(
+    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+SPKI = [P256] + [public_key(parse_public(p)).public_bytes(
+    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for p in PUBLICS]
+# Found by this suite: a curve or key type cryptography does not support raised
+# UnsupportedAlgorithm (not a ValueError) from every PEM key reader.
+UNKNOWN_CURVE = _spki_pem(P256.replace(b"\x2a\x86\x48\xce\x3d\x03\x01\x07",
+                                       b"\x2a\x86\x48\xce\x3d\x03\x01\x09"))
+UNKNOWN_KEY_TYPE = _spki_pem(P256.replace(b"\x2a\x86\x48\xce\x3d\x02\x01",
+                                          b"\x2b\x86\x48\xce\x3d\x02\x01"))
+
+
+@pytest.mark.parametrize("pem", [UNKNOWN_CURVE, UNKNOWN_KEY_TYPE], ids=["curve", "type"])
+def test_a_pem_key_of_an_unsupported_algorithm_is_malformed_input(pem: bytes) -> None:
+    for read in (tpm2tools.read_public, authority_public, signing.authority_public_from_pem):
+        with pytest.raises(AttestError) as refused:
+            read(pem)
+        assert refused.value.exit_code in (1, 2)
+
+
+@FUZZ
+@given(st.one_of(mutated(SPKI).map(_spki_pem), mutated([_spki_pem(d) for d in SPKI])))
+@example(UNKNOWN_CURVE)
+@example(UNKNOWN_KEY_TYPE)
+def test_mutated_pem_public_keys_read_or_are_refused(data: bytes) -> None:
+    """tpm2-tools' -u files, policy authority keys and `attest key create --authority`."""
+    _only_attest_errors(lambda: tpm2tools.read_public(data))
+    _only_attest_errors(lambda: authority_public(data))
+    _only_attest_errors(lambda: signing.authority_public_from_pem(data))
 
 
 PCR_FILES = [tpm2tools.write_serialized_pcrs(
