@@ -28,7 +28,7 @@ from attest.audit.entry import claimed_index
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.audit.proofs import ConsistencyProof, InclusionProof, parse_proof
 from attest.certfiles import certificate_files, read_certificates
-from attest.errors import AttestError, EvidenceError, PolicyError
+from attest.errors import AttestError, EvidenceError, PolicyError, UsageError
 from attest.eventlog import efi
 from attest.eventlog.cel import attest_record, encode_log, measurement_content, parse_cel
 from attest.eventlog.logfile import parse_log
@@ -498,3 +498,22 @@ def _artifact_seed() -> Iterator[bytes]:
 @example(b"." * 3)
 def test_mutated_compact_jws_parses_or_is_malformed(data: bytes) -> None:
     _only_attest_errors(lambda: jws.parse(data))
+
+
+# -- host files (fuzzed in test_verifier.py from a real home) ----------------------------
+KEY_RECORD = {"name": "default", "kind": "pcr", "pcrs": "sha256:0", "public": "", "private": "",
+              "auth": "", "sealed_values": {"sha256:0": "00" * 32}, "policy_digest": "",
+              "authority_name": None, "policy_ref": ""}
+
+
+@pytest.mark.parametrize("edit", [{"pcrs": ["sha256:0"]}, {"sealed_values": [{}]}],
+                         ids=["pcrs", "sealed_values"])
+def test_a_key_record_with_a_list_for_a_value_is_a_usage_error(
+        tmp_path: Path, edit: dict[str, Any]) -> None:
+    """Found by this suite: a list where the record holds a string or an object raised
+    AttributeError from `attest key` and `attest run`."""
+    folder = signing.key_dir(tmp_path, signing.DEFAULT_KEY)
+    folder.mkdir(parents=True)
+    (folder / "key.json").write_text(json.dumps({**KEY_RECORD, **edit}))
+    with pytest.raises(UsageError, match="unreadable key record"):
+        signing.load_key(tmp_path, signing.DEFAULT_KEY)
