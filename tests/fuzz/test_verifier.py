@@ -59,6 +59,9 @@ class Seeds:
     verifiers: dict[bytes, Verifier]  # one store per artifact of A
     now: dict[bytes, int]
 
+    def __repr__(self) -> str:  # hypothesis prints the fixtures of a failing example
+        return f"Seeds({len(self.artifacts)} artifacts)"
+
 
 def _rig(template: Path, base: Path) -> tuple[Rig, Simulator]:
     sim = Simulator(base / "sim")
