@@ -57,7 +57,7 @@ from attest.tpm import keys as signing
 from tests.conftest import VECTORS
 from tests.fuzz.budget import FUZZ
 from tests.fuzz.mutations import json_mutated, mutated
-from tests.policy.helpers import FULL, policy_folder
+from tests.policy.helpers import FULL, policy_folder, sealed_values_yaml
 
 
 def _files(folder: str, pattern: str) -> list[bytes]:
@@ -517,3 +517,25 @@ def test_a_key_record_with_a_list_for_a_value_is_a_usage_error(
     (folder / "key.json").write_text(json.dumps({**KEY_RECORD, **edit}))
     with pytest.raises(UsageError, match="unreadable key record"):
         signing.load_key(tmp_path, signing.DEFAULT_KEY)
+
+
+@pytest.mark.parametrize("path", ["A" * 5000, '"a\\0b"', "x/" + "y" * 300],
+                         ids=["name-too-long", "nul", "component-too-long"])
+def test_an_unusable_ek_roots_path_is_a_policy_error(policy_base: Path, path: str) -> None:
+    """Found by this suite: a name longer than the OS allows raised OSError
+    (ENAMETOOLONG) from the loader's existence check, a NUL byte ValueError."""
+    text = FULL.replace("ek_roots: [roots/, extra-root.pem]", f"ek_roots: [{path}]")
+    assert text != FULL
+    with pytest.raises(PolicyError, match="ek_roots"):
+        parse_policy(text.encode(), base_dir=policy_base)
+
+
+@pytest.mark.parametrize("path", ['"a\\0b.pem"', "A" * 5000], ids=["nul", "name-too-long"])
+def test_an_unusable_authority_file_is_a_policy_error(policy_base: Path, path: str) -> None:
+    """A NUL byte in authority_file raised ValueError from the read (found with the
+    ek_roots case above)."""
+    sealed = f"  kind: pcr\n  sealed_values:\n{sealed_values_yaml()}\n"
+    text = FULL.replace(sealed, f"  kind: authorize\n  authority_file: {path}\n")
+    assert text != FULL
+    with pytest.raises(PolicyError, match="authority_file"):
+        parse_policy(text.encode(), base_dir=policy_base)
