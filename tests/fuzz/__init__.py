@@ -37,9 +37,9 @@ value of the decoded tree.
 Budget
 ------
 Every test uses :data:`tests.fuzz.budget.FUZZ`: ``ATTEST_FUZZ_EXAMPLES`` examples per test
-(default 60, which keeps the whole suite within about a minute on two cores), no
-deadline, derandomized so CI is reproducible (a failure names the input; hypothesis
-prints it). Run it longer locally, with fresh randomness::
+(default 200; the CLI test a third of that), which keeps the whole suite near 20 s on
+two idle cores; no deadline; derandomized so CI runs the same inputs every time and a
+failure reproduces (hypothesis prints the input). Run it longer locally, with fresh randomness::
 
     ATTEST_FUZZ_EXAMPLES=5000 ATTEST_FUZZ_RANDOM=1 \\
         PYTHONPATH=$PWD .venv/bin/python -m pytest -q -p no:cacheprovider tests/fuzz
