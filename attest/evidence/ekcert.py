@@ -149,7 +149,8 @@ def parse_ek_certificate(data: bytes) -> EKCertificate:
 
     try:
         return _parse_ek_certificate(data)
-    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, crypto.Error) as exc:
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType, crypto.Error) as exc:
         # cryptography parses lazily: a malformed key, extension or time surfaces only
         # when read, as one of these (found by tests/fuzz).
         raise _refuse(f"unreadable certificate: {type(exc).__name__}: {exc}"[:400]) from None

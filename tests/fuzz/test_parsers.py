@@ -252,9 +252,9 @@ CA_CERTS = _files("ekcerts", "vendor_ca_only/*") + _files("ekcerts", "nuvoton_ro
 AT = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def _ek_edited(old: bytes, new: bytes) -> bytes:
-    """The GCE ECC EK certificate with its first ``old`` replaced by ``new``."""
-    der = _der((VECTORS / "ekcerts" / "gce_vtpm_ecc" / "ek_leaf.pem").read_bytes())
+def _ek_edited(old: bytes, new: bytes, vector: str = "gce_vtpm_ecc") -> bytes:
+    """A GCE EK certificate with its first ``old`` replaced by ``new``."""
+    der = _der((VECTORS / "ekcerts" / vector / "ek_leaf.pem").read_bytes())
     assert old in der
     return der.replace(old, new, 1)
 
@@ -264,9 +264,13 @@ def _ek_edited(old: bytes, new: bytes) -> bytes:
 # OpenSSL.crypto.Error), both from the lazily parsed public key.
 UNKNOWN_KEY_OID = _ek_edited(b"\x06\x07*\x86H\xce=\x02\x01", b"\x06\x07+\x86H\xce=\x02\x01")
 NOT_A_POINT = _ek_edited(b"\x03B\x00\x04", b"\x03B\x00\x05")
+# And one extension twice (the authority key identifier's OID made the subject's):
+# cryptography raised DuplicateExtension, an Exception of its own, from the SAN lookup.
+TWICE = _ek_edited(b"\x06\x03U\x1d#", b"\x06\x03U\x1d\x0e", "gce_vtpm_rsa")
 
 
-@pytest.mark.parametrize("der", [UNKNOWN_KEY_OID, NOT_A_POINT], ids=["oid", "point"])
+@pytest.mark.parametrize("der", [UNKNOWN_KEY_OID, NOT_A_POINT, TWICE],
+                         ids=["oid", "point", "duplicate-extension"])
 def test_an_ek_certificate_with_an_unreadable_key_is_ek_chain_invalid(der: bytes) -> None:
     with pytest.raises(EvidenceError) as refused:
         parse_ek_certificate(der)
@@ -277,6 +281,7 @@ def test_an_ek_certificate_with_an_unreadable_key_is_ek_chain_invalid(der: bytes
 @given(mutated(EK_DER + [_der(c) for c in CA_CERTS]))
 @example(UNKNOWN_KEY_OID)
 @example(NOT_A_POINT)
+@example(TWICE)
 def test_mutated_der_ek_certificates_parse_or_are_refused(data: bytes) -> None:
     """Through the entry points that touch the lazily parsed parts: the key, the
     extensions (SAN, EKU), the EK profile and chain validation."""
