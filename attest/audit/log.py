@@ -30,7 +30,7 @@ from attest.audit.schema import (
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
 from attest.store import Store, integrity
 from attest.store.db import Conflict, DatabaseError, Transaction
-from attest.store.records import ArtifactRecord, Enrollment, RevocationKind
+from attest.store.records import ArtifactRecord, Enrollment, LogPrefix, RevocationKind
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
 # appenders queue there and read the size only once it is theirs.
@@ -198,10 +198,21 @@ class AuditLog:
         with _unavailable("the artifact could not be sealed"):
             seals.seal_artifact(tx, signer, record)
 
-    def sealed(self, record: Enrollment | ArtifactRecord) -> bool:
+    def seal_log_prefix(self, tx: Transaction, prefix: LogPrefix) -> None:
+        """Seal the runtime log prefix the acceptance in ``tx`` recorded (incremental
+        logs). Raises :class:`AuditUnavailable` without the key: the acceptance rolls
+        back, and no prefix is recorded unsealed by the audited verifier."""
+        signer = self._keyed("seal a log prefix")
+        with _unavailable("the log prefix could not be sealed"):
+            seals.seal_log_prefix(tx, signer, prefix)
+
+    def sealed(self, record: Enrollment | ArtifactRecord | LogPrefix) -> bool:
         """Whether this verifier wrote ``record`` as it stands (its seal matches): an
-        enrollment it made, or an artifact it accepted (a parent lineage rests on).
+        enrollment it made, an artifact it accepted (a parent lineage rests on), or a
+        runtime log prefix it appraised.
         Raises :class:`AuditUnavailable` without the key: never a silent yes or no."""
+        if isinstance(record, LogPrefix):
+            return seals.log_prefix_sealed(self._keyed("check a log prefix's seal"), record)
         if isinstance(record, ArtifactRecord):
             return seals.artifact_sealed(self._keyed("check an artifact's seal"), record)
         return seals.sealed(self._keyed("check an enrollment's seal"), record)
