@@ -34,7 +34,7 @@ def _by_definition(records: list[bytes]) -> bytes:
 
 
 def test_empty_prefix_is_the_hash_of_the_label() -> None:
-    assert prefix.EMPTY == hashlib.sha256(LABEL).digest()
+    assert hashlib.sha256(LABEL).digest() == prefix.EMPTY
     assert prefix.prefix_digest(b"") == prefix.EMPTY
 
 
