@@ -294,12 +294,9 @@ def test_no_flipped_byte_of_the_runtime_log_base_is_accepted(rig: Rig) -> None:
     for i in range(start, end):
         xor = rng.randrange(1, 256)
         flipped = b64url(_flip(payload, i, xor)).encode()
-        for signed, mutant in ((False, b".".join((header_b64, flipped, signature_b64))),
-                               (True, None)):
-            if signed:
-                signing_input = header_b64 + b"." + flipped
-                mutant = jws.assemble(signing_input, rig.sign(signing_input))
-            assert mutant is not None
+        signing_input = header_b64 + b"." + flipped
+        for signed, mutant in ((False, signing_input + b"." + signature_b64),
+                               (True, jws.assemble(signing_input, rig.sign(signing_input)))):
             decision = verifier.verify(mutant, now=now)
             if decision.accepted or "internal_error" in decision.reasons:
                 wrong.append(f"byte {i} ^ 0x{xor:02x} (signed again: {signed}): "
