@@ -22,14 +22,21 @@ from typing import TYPE_CHECKING, NoReturn
 from attest import strictjson
 from attest.artifact import jws
 from attest.artifact.issue import Request, issue
+from attest.artifact.model import RuntimeLogBase
 from attest.decision import Decision, Denial
-from attest.errors import EnvironmentProblem, UsageError
+from attest.errors import EnvironmentProblem, EvidenceError, UsageError
 from attest.reasons import Reason
 from attest.runtime import subjects
 from attest.runtime.environment import kept_variables, scrubbed
 from attest.runtime.executable import SealedExecutable, seal_executable
 from attest.runtime.log import RuntimeLog, measure, runtime_pcr
-from attest.runtime.prefixes import PrefixMemory, acknowledged
+from attest.runtime.prefixes import (
+    PrefixMemory,
+    acknowledged,
+    fits_one_artifact,
+    segments,
+    send_from,
+)
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
@@ -38,6 +45,9 @@ if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQL
     from attest.store import Store
 
 REMOTE_TIMEOUT_S = 10.0
+
+SendSegment = Callable[[RuntimeLogBase | None, bytes], RuntimeLogBase | Denial]
+"""Hands the verifier a segment of the runtime log after a base (attest.verify.segments)."""
 
 
 class VerifierUnreachable(EnvironmentProblem):
@@ -78,11 +88,13 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
             nonce: str | None, ttl: int, policy_id: str | None = None,
             policy_digest: str | None = None, include_boot_log: bool = False,
             keep_env: Sequence[str] = (),
-            environ: Mapping[str, str] | None = None, verifier: str | None = None) -> Prepared:
+            environ: Mapping[str, str] | None = None, verifier: str | None = None,
+            send_segment: SendSegment | None = None) -> Prepared:
     """Seal and measure the command's executable and argv, then issue an artifact for
     exactly them; the caller execs :attr:`Prepared.executable` and nothing else.
     ``verifier`` names the verifier (attest.runtime.prefixes): the runtime log is sent
-    from the prefix it acknowledged last in this boot, if any."""
+    from the prefix it acknowledged last in this boot, if any; with ``send_segment``, a
+    log too large for one artifact goes to the verifier in segments first."""
     environ = os.environ if environ is None else environ
     kept = kept_variables(environ, keep_env)
     # SHA-256 always: the artifact names the executable by it, whatever banks are active.
@@ -95,6 +107,8 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
         measure(tpm, home, runtime_pcr(), content)
         known = (None if verifier is None
                  else PrefixMemory(home).get(verifier, RuntimeLog(home).read_epoch()))
+        if send_segment is not None:
+            known = segmented(home, known, send_segment)
         request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,
                           nonce=nonce, ttl=ttl, policy_id=policy_id,
                           policy_digest=policy_digest, include_boot_log=include_boot_log,
@@ -107,8 +121,31 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
     return Prepared(sealed, scrubbed(environ, kept), artifact, request)
 
 
+def segmented(home: Path, known: RuntimeLogBase | None,
+              send_segment: SendSegment) -> RuntimeLogBase | None:
+    """The base to issue from: ``known`` when the log after it fits one artifact; else
+    the log sent in segments from record 0, and the prefix the last one reached. Raises
+    EvidenceError with the verifier's reason when it refuses a segment."""
+    from attest.verify.segments import SEGMENT_BYTES
+
+    runtime = RuntimeLog(home)
+    with runtime.locked():  # whole records: no append half written
+        log = runtime.load()[0]
+    if fits_one_artifact(len(send_from(log, known)[1])):
+        return known
+    base = None
+    for segment in segments(log, SEGMENT_BYTES):
+        answer = send_segment(base, segment)
+        if isinstance(answer, Denial):
+            raise EvidenceError(f"the verifier refused a segment of the runtime log: "
+                                f"{answer.message}", reason=answer.reason)
+        base = answer
+    return base
+
+
 def _verified(tpm: TPM, home: Path, made: Prepared, verifier: str,
-              verify: Callable[[bytes], Decision]) -> tuple[Decision, bytes]:
+              verify: Callable[[bytes], Decision],
+              send_segment: SendSegment | None = None) -> tuple[Decision, bytes]:
     """``made``'s artifact verified; when the verifier does not hold the prefix it was
     sent from (log_prefix_unknown), issued once more with the whole runtime log and
     verified again (a denial burns nothing: the nonce is still usable). The prefix an
@@ -118,8 +155,9 @@ def _verified(tpm: TPM, home: Path, made: Prepared, verifier: str,
     if (not decision.accepted and Reason.LOG_PREFIX_UNKNOWN in
             {denial.reason for denial in decision.denials}
             and jws.parse(artifact).claims.evidence.runtime_log_base is not None):
-        whole = dataclasses.replace(made.request, log_base=None)
         try:
+            base = None if send_segment is None else segmented(home, None, send_segment)
+            whole = dataclasses.replace(made.request, log_base=base)
             artifact = issue(tpm, home, whole, int(time.time()))
         except BaseException:
             made.executable.close()
@@ -138,6 +176,8 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     """Authorize ``argv`` and verify it in-process against ``policy`` and ``store``."""
     from attest.audit.log import AuditLog
     from attest.policy.model import NonceMode
+    from attest.tpm.hierarchy import load_identity
+    from attest.verify.segments import add_segment
     from attest.verify.verifier import Verifier
 
     # Set up before anything is measured: trust material that can't be read stops here.
@@ -149,10 +189,18 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     boot = policy.wants_boot_log
     # The store is the verifier's state: the prefixes it holds are its own.
     peer = f"store:{store.database.where}"
+    ak_name = load_identity(home).ak_name
+    log = verifier.log
+
+    def send_segment(base: RuntimeLogBase | None, segment: bytes) -> RuntimeLogBase | Denial:
+        return add_segment(policy, store, ak_name, base, segment, int(time.time()),
+                           sealed=None if log is None else log.sealed,
+                           seal=None if log is None else log.seal_log_prefix)
+
     made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
                    policy_id=policy.id, policy_digest=policy.digest, include_boot_log=boot,
-                   keep_env=keep_env, verifier=peer)
-    decision, artifact = _verified(tpm, home, made, peer, verifier.verify)
+                   keep_env=keep_env, verifier=peer, send_segment=send_segment)
+    decision, artifact = _verified(tpm, home, made, peer, verifier.verify, send_segment)
     return Authorized(decision, made.executable, made.env, artifact)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from attest import strictjson
-from attest.artifact.model import RuntimeLogBase
+from attest.artifact.model import MAX_ARTIFACT_BYTES, RuntimeLogBase
 from attest.errors import EventLogError
 from attest.eventlog import prefix as log_prefix
 from attest.tpm.files import write_private
@@ -29,6 +29,9 @@ MEMORY_NAME = "runtime.prefixes"
 # Verifiers remembered per home; the oldest entry goes first beyond it.
 MAX_VERIFIERS = 64
 MAX_MEMORY_BYTES = 1 << 20
+# What an artifact holds besides its runtime log: claims, quote, certification, keys, a
+# boot log of a few hundred KiB at most.
+ARTIFACT_HEADROOM = 1 << 20
 
 
 def send_from(log: bytes, known: RuntimeLogBase | None) -> tuple[RuntimeLogBase | None, bytes]:
@@ -42,6 +45,29 @@ def send_from(log: bytes, known: RuntimeLogBase | None) -> tuple[RuntimeLogBase 
         return known, log_prefix.split(log, known.count)[1]
     except EventLogError:  # fewer records, or not JSON-SEQ: the whole log
         return None, log
+
+
+def fits_one_artifact(log_size: int) -> bool:
+    """Whether ``log_size`` bytes of runtime log fit an artifact with room for the rest
+    (base64url makes 4 of every 3 bytes; the other evidence is a few KiB)."""
+    return (log_size + 2) // 3 * 4 + ARTIFACT_HEADROOM <= MAX_ARTIFACT_BYTES
+
+
+def segments(log: bytes, limit: int) -> list[bytes]:
+    """``log`` cut into runs of whole records of at most ``limit`` bytes each (a record
+    larger than ``limit`` makes a segment of its own)."""
+    out: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for record in log_prefix.records_of(log):
+        if current and size + len(record) > limit:
+            out.append(b"".join(current))
+            current, size = [], 0
+        current.append(record)
+        size += len(record)
+    if current:
+        out.append(b"".join(current))
+    return out
 
 
 def acknowledged(facts: Any) -> RuntimeLogBase | None:

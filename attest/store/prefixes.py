@@ -62,7 +62,11 @@ def record(tx: Transaction, prefix: LogPrefix, now: int) -> None:
             tx.execute(_INSERT, values)
     except Conflict:
         return  # a concurrent acceptance of the same prefix (PostgreSQL): its row stands
-    tx.execute(_OTHER_EPOCHS, key)
+    if prefix.reset_count >= 0:
+        # A prefix a quote confirmed: the AK's other boots (and the segments no quote
+        # confirmed yet, attest.verify.incremental) are over. A segment's own row
+        # (negative epoch) leaves the confirmed ones alone.
+        tx.execute(_OTHER_EPOCHS, key)
     tx.execute(_PRUNE, {**key, "kept": KEPT_PER_EPOCH})
 
 

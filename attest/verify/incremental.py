@@ -18,27 +18,46 @@ digests of the commands they measured. An artifact whose evidence names one of t
 
 The cost is that of the suffix, whatever the records before it. All of it is pure:
 the store's rows come in, denials and the new prefix go out.
+
+Segments (no size cliff): a log too large for one artifact reaches the verifier in
+segments first (:func:`appraise_segment`). A segment is appraised like a suffix, but no
+quote vouches for it yet: its prefix is recorded *unconfirmed* (epoch UNCONFIRMED),
+with the running PCR values of the verifier's own replay from the PCR's reset value.
+Such a prefix is usable only as the base of an artifact whose quote its suffix replays
+to: a match proves the whole chain, from reset, as a whole log's replay would.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from attest.artifact.model import Evidence, RuntimeLogBase
 from attest.decision import Denial
-from attest.errors import AttestError, EventLogError, EvidenceError
+from attest.errors import AttestError, EventLogError, EventLogMismatch, EvidenceError
 from attest.eventlog import prefix as log_prefix
 from attest.eventlog.appraise import appraise
 from attest.eventlog.cel import CelRecord, check_content_bound, parse_cel
-from attest.eventlog.replay import PCRBanks, compare_replay, replay, startup_locality
+from attest.eventlog.replay import (
+    PCRBanks,
+    compare_replay,
+    replay,
+    reset_value,
+    startup_locality,
+)
 from attest.eventlog.tcg import TcgEvent, parse_tcg
+from attest.evidence.pcrs import DIGEST_SIZES
 from attest.evidence.quote import QuoteFacts
 from attest.policy.model import VerifierPolicy
 from attest.reasons import Reason
 from attest.store.records import LogPrefix
 from attest.verify.executables import measured_commands
+
+# The boot epoch of a prefix no quote confirmed yet (obfuscated counts are 32-bit
+# unsigned: no quote has this one).
+UNCONFIRMED = -1
 
 PrefixSeal = Callable[[LogPrefix], bool]
 """Whether this verifier wrote a prefix row as it stands (attest.audit.seals); raises
@@ -96,8 +115,9 @@ def choose_prefix(candidates: Sequence[LogPrefix], base: RuntimeLogBase, quote: 
     """The stored prefix ``base`` names, for the quote's boot epoch; else the denial that
     tells the host to send its log from further back."""
     clock = quote.clock_info
+    epochs = {(clock.reset_count, clock.restart_count), (UNCONFIRMED, UNCONFIRMED)}
     epoch = [c for c in candidates if c.count == base.count
-             and (c.reset_count, c.restart_count) == (clock.reset_count, clock.restart_count)]
+             and (c.reset_count, c.restart_count) in epochs]
     if sealed is not None:
         try:
             epoch = [c for c in epoch if sealed(c)]
@@ -158,6 +178,69 @@ def appraise_suffix(evidence: Evidence, base: RuntimeLogBase,
     state = RuntimeState(base.count + len(suffix), log_prefix.extend(chosen.digest, spans),
                          values, commands)
     return SuffixOutcome(None, commands, state)
+
+
+def appraise_segment(data: bytes, base: RuntimeLogBase | None,
+                     candidates: Sequence[LogPrefix], policy: VerifierPolicy,
+                     sealed: PrefixSeal | None) -> RuntimeState | Denial:
+    """A segment of a runtime log too large for one artifact: its records after ``base``
+    (an unconfirmed prefix; None: from record 0), appraised against the reference
+    values, and the unconfirmed state they reach. No quote is compared: the artifact
+    that uses the state as its base does that (see the module's docstring)."""
+    if base is None:
+        start = RuntimeState(0, log_prefix.EMPTY, (), frozenset())
+    else:
+        unconfirmed = [c for c in candidates
+                       if (c.reset_count, c.restart_count) == (UNCONFIRMED, UNCONFIRMED)]
+        chosen = _chosen_by_digest(unconfirmed, base, sealed)
+        if isinstance(chosen, Denial):
+            return chosen
+        start = RuntimeState(chosen.count, chosen.digest, chosen.pcr_values, chosen.commands)
+    pcr = policy.log_sources.runtime_pcr
+    try:
+        records = parse_cel(data).records
+        spans = log_prefix.records_of(data)
+        if not records or len(spans) != len(records):
+            raise EventLogError("a segment is a JSON-SEQ runtime log of at least one record")
+        first = records[0].recnum
+        if first is not None and first != start.count:
+            raise EventLogError(f"the segment continues record {start.count} but its first "
+                                f"record is numbered {first}")
+        check_content_bound(records)
+        stray = next((r for r in records if r.extends and r.pcr != pcr), None)
+        if stray is not None:
+            raise EventLogMismatch(f"runtime records outside PCR {pcr}: {stray.label}")
+        values = start.pcr_values
+        if base is None:
+            values = tuple((bank, reset_value(bank, pcr)) for bank in
+                           sorted(b for b in records[0].digests if b in DIGEST_SIZES))
+        reference = policy.reference
+        if reference is not None and reference.runtime is not None:
+            # The runtime section only: boot state is appraised with the artifact's quote.
+            appraise(records, dataclasses.replace(
+                reference, boot_pcrs=None, secure_boot=None, boot_applications=None),
+                covered=policy.log_sources.covered)
+    except EvidenceError as exc:
+        return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
+    return RuntimeState(start.count + len(records), log_prefix.extend(start.digest, spans),
+                        _continue(values, records),
+                        start.commands | measured_commands(records))
+
+
+def _chosen_by_digest(candidates: Sequence[LogPrefix], base: RuntimeLogBase,
+                      sealed: PrefixSeal | None) -> LogPrefix | Denial:
+    if sealed is not None:
+        try:
+            candidates = [c for c in candidates if sealed(c)]
+        except AttestError as exc:
+            return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
+    found = next((c for c in candidates
+                  if c.count == base.count and c.digest == base.digest), None)
+    if found is None:
+        return Denial(Reason.LOG_PREFIX_UNKNOWN,
+                      f"the segment continues record {base.count}, a segment this verifier "
+                      "does not hold: send the log's segments from record 0")
+    return found
 
 
 def _continue(values: tuple[tuple[str, bytes], ...],
