@@ -15,13 +15,13 @@ import pytest
 
 from attest.artifact import jws
 from attest.artifact.model import RuntimeLogBase
+from attest.decision import Decision, Denial
 from attest.errors import EnvironmentProblem
 from attest.eventlog import prefix as log_prefix
 from attest.eventlog.cel import attest_record, encode_log, measurement_content
 from attest.execution import segmented
 from attest.runtime.log import RuntimeLog
 from attest.tpm.pcr import active_banks, extend
-from attest.verify.decision import Decision, Denial
 from attest.verify.segments import SEGMENT_BYTES, add_segment
 from attest.verify.verifier import Verifier
 from tests.verify.rig import Rig, accepted, denied
