@@ -195,7 +195,7 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     def send_segment(base: RuntimeLogBase | None, segment: bytes) -> RuntimeLogBase | Denial:
         return add_segment(policy, store, ak_name, base, segment, int(time.time()),
                            sealed=None if log is None else log.sealed,
-                           seal=None if log is None else log.seal_log_prefix)
+                           seal=None if log is None else log.sealed_prefix)
 
     made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
                    policy_id=policy.id, policy_digest=policy.digest, include_boot_log=boot,

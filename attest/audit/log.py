@@ -8,6 +8,7 @@ logged inside the acceptance transaction and commits (or not) with it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -198,13 +199,12 @@ class AuditLog:
         with _unavailable("the artifact could not be sealed"):
             seals.seal_artifact(tx, signer, record)
 
-    def seal_log_prefix(self, tx: Transaction, prefix: LogPrefix) -> None:
-        """Seal the runtime log prefix the acceptance in ``tx`` recorded (incremental
-        logs). Raises :class:`AuditUnavailable` without the key: the acceptance rolls
-        back, and no prefix is recorded unsealed by the audited verifier."""
+    def sealed_prefix(self, prefix: LogPrefix) -> LogPrefix:
+        """``prefix`` with this verifier's seal, as the audited acceptance (or segment)
+        writes it (incremental logs). Raises :class:`AuditUnavailable` without the key:
+        nothing is recorded, and the audited verifier records no prefix unsealed."""
         signer = self._keyed("seal a log prefix")
-        with _unavailable("the log prefix could not be sealed"):
-            seals.seal_log_prefix(tx, signer, prefix)
+        return dataclasses.replace(prefix, seal=seals.log_prefix_seal(signer, prefix))
 
     def sealed(self, record: Enrollment | ArtifactRecord | LogPrefix) -> bool:
         """Whether this verifier wrote ``record`` as it stands (its seal matches): an

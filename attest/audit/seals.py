@@ -31,7 +31,6 @@ from __future__ import annotations
 import hmac
 
 from attest.audit.note import NoteSigner
-from attest.store import prefixes
 from attest.store.db import Conflict, Transaction
 from attest.store.records import ArtifactRecord, Enrollment, LogPrefix
 from attest.store.schema import artifact_seals, enrollment_seals
@@ -141,9 +140,9 @@ def log_prefix_data(prefix: LogPrefix) -> bytes:
         ",".join(sorted(prefix.commands)).encode()))
 
 
-def seal_log_prefix(tx: Transaction, signer: NoteSigner, prefix: LogPrefix) -> None:
-    """Seal the row of ``prefix`` that the acceptance in ``tx`` wrote, over its values."""
-    prefixes.seal(tx, prefix, signer.trust_mac(log_prefix_data(prefix)))
+def log_prefix_seal(signer: NoteSigner, prefix: LogPrefix) -> bytes:
+    """The seal ``prefix``'s row is written with (attest.store.prefixes), over its values."""
+    return signer.trust_mac(log_prefix_data(prefix))
 
 
 def log_prefix_sealed(signer: NoteSigner, prefix: LogPrefix) -> bool:

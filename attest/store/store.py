@@ -447,12 +447,13 @@ class Store:
     def record_acceptance(self, tx: Transaction, record: ArtifactRecord, *,
                           nonce: str | None, single_use: bool, clock: SeenClock, now: int,
                           approval: ApprovalUse | None = None,
-                          log_prefix: LogPrefix | None = None) -> None:
+                          log_prefix: LogPrefix | None = None, log_whole: bool = False) -> None:
         """:meth:`accept`'s writes in the caller's write transaction ``tx``, for a caller
         that commits more with them (the audited verifier: its entry and seals). The same
         refusals, raised before the caller's own writes; its rollback undoes them all.
-        ``log_prefix``: the accepted artifact's whole runtime log as appraised
-        (:mod:`attest.store.prefixes`), recorded unsealed (the caller seals it)."""
+        ``log_prefix``: the accepted artifact's whole runtime log as appraised, with the
+        caller's seal (:mod:`attest.store.prefixes`); ``log_whole``: the artifact sent
+        all of it."""
         _check_record(record)
         if nonce is not None:
             acceptance.consume_nonce(tx, nonce, now)
@@ -485,7 +486,7 @@ class Store:
             if approval_id is not None:
                 acceptance.record_approval(tx, record.jti, approval_id)
         if log_prefix is not None:
-            prefixes.record(tx, log_prefix, now)
+            prefixes.record(tx, log_prefix, now, whole=log_whole)
 
     def log_prefixes(self, ak_name: bytes | str, policy_digest: str,
                      count: int) -> tuple[LogPrefix, ...]:
@@ -494,14 +495,11 @@ class Store:
         with self.read() as tx:
             return prefixes.find(tx, _hex(ak_name, "AK name"), policy_digest, count)
 
-    def record_log_prefix(self, prefix: LogPrefix, now: int, *,
-                          in_transaction: Callable[[Transaction], None] | None = None) -> None:
-        """Record an appraised runtime log segment's prefix (no artifact accepted with it),
-        with ``in_transaction`` (its seal) in the same transaction."""
+    def record_log_prefix(self, prefix: LogPrefix, now: int) -> None:
+        """Record an appraised runtime log segment's prefix, with its seal (no artifact
+        is accepted with it)."""
         with self.write() as tx:
             prefixes.record(tx, prefix, now)
-            if in_transaction is not None:
-                in_transaction(tx)
 
     # -- revocation --------------------------------------------------------------------
 

@@ -169,8 +169,9 @@ class Acceptance:
     approval: ApprovalUse | None
     facts: dict[str, Any]
     # The accepted artifact's whole runtime log as a prefix (incremental logs), to
-    # record with the acceptance and seal.
+    # record with the acceptance and seal; ``log_whole``: the artifact sent all of it.
     log_prefix: LogPrefix | None = None
+    log_whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -408,7 +409,8 @@ class _Appraiser:
             facts["runtime_log"] = self.runtime_state.to_json()
             prefix = self.runtime_state.prefix(subject.ak_name, quote, self.policy.digest)
         return dataclasses.replace(self._acceptance(subject, certified, quote, facts),
-                                   log_prefix=prefix)
+                                   log_prefix=prefix,
+                                   log_whole=claims.evidence.runtime_log_base is None)
 
     # -- 2. who the artifact speaks for -----------------------------------------------
     def issuer(self) -> Check[_AK | None]:

@@ -18,14 +18,13 @@ from attest.errors import AttestError
 from attest.policy.model import Enrollment, VerifierPolicy
 from attest.reasons import Reason
 from attest.store import LogPrefix, Store
-from attest.store.db import Transaction
 from attest.verify.incremental import UNCONFIRMED, PrefixSeal, appraise_segment
 
 # Raw log bytes per segment: base64url in JSON stays well inside MAX_ARTIFACT_BYTES.
 SEGMENT_BYTES = 4 << 20
 
-SealPrefix = Callable[[Transaction, LogPrefix], None]
-"""Seals a prefix row in the transaction that writes it (attest.audit.log)."""
+SealPrefix = Callable[[LogPrefix], LogPrefix]
+"""A prefix row with this verifier's seal (attest.audit.log.AuditLog.sealed_prefix)."""
 
 
 def add_segment(policy: VerifierPolicy, store: Store, ak_name: bytes,
@@ -50,8 +49,7 @@ def add_segment(policy: VerifierPolicy, store: Store, ak_name: bytes,
                         restart_count=UNCONFIRMED, policy_digest=policy.digest,
                         count=state.count, digest=state.digest, pcr_values=state.pcr_values,
                         commands=state.commands)
-        store.record_log_prefix(row, now, in_transaction=None if seal is None
-                                else lambda tx: seal(tx, row))
+        store.record_log_prefix(row if seal is None else seal(row), now)
     except AttestError as exc:  # the store or the key out of reach: named
         return Denial(exc.reason or Reason.AUDIT_UNAVAILABLE, exc.message)
     return RuntimeLogBase(state.count, state.digest)

@@ -162,10 +162,18 @@ class Verifier:
                             artifact_sha256=appraisal.artifact_sha256)
         try:
             with self.store.write() as tx:
+                prefix = acceptance.log_prefix
+                if prefix is not None and self.log is not None:
+                    try:
+                        # The audited verifier uses no prefix row without this seal (a
+                        # database writer's row is a log it never appraised).
+                        prefix = self.log.sealed_prefix(prefix)
+                    except Exception as exc:
+                        raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
                 self.store.record_acceptance(
                     tx, record, nonce=acceptance.nonce, single_use=acceptance.single_use,
                     clock=acceptance.clock, now=now, approval=acceptance.approval,
-                    log_prefix=acceptance.log_prefix)
+                    log_prefix=prefix, log_whole=acceptance.log_whole)
                 if self.log is None:
                     return decision
                 try:
@@ -174,10 +182,6 @@ class Verifier:
                     self.log.check_revocations(tx, record.jti, record)
                     index = append_decision(self.log, tx, decision,
                                             verifier_id=self.verifier_id, record=record)
-                    if acceptance.log_prefix is not None:
-                        # The audited verifier uses no prefix row without this seal (a
-                        # database writer's row is a log it never appraised).
-                        self.log.seal_log_prefix(tx, acceptance.log_prefix)
                 except Exception as exc:
                     # Whatever failed, the decision is unlogged: audit_unavailable.
                     raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc

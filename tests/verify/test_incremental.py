@@ -92,8 +92,7 @@ def _move_row(rig: Rig, store: Store, **changes: Any) -> None:
     log = rig.log(store)
     with store.write() as tx:
         tx.execute("DELETE FROM log_prefixes")
-        stored_prefixes.record(tx, moved, 0)
-        log.seal_log_prefix(tx, moved)
+        stored_prefixes.record(tx, log.sealed_prefix(moved), 0)
     assert log.sealed(_rows(store)[0])
 
 
