@@ -43,7 +43,7 @@ from attest.store import (
     Snapshot,
     Store,
 )
-from attest.store.records import ArtifactRecord
+from attest.store.records import ArtifactRecord, LogPrefix
 from attest.store.records import Enrollment as EnrolledAK
 from attest.verify.appraisal import (
     Acceptance,
@@ -143,9 +143,11 @@ class Verifier:
         if self.log is None or snapshot is None:
             return Seals()
         return Seals(enrollment=self._seal(snapshot.enrollment),
-                     parent=self._seal(snapshot.parent))
+                     parent=self._seal(snapshot.parent),
+                     log_prefixes=tuple((row, self._seal(row))
+                                        for row in snapshot.log_prefixes))
 
-    def _seal(self, row: EnrolledAK | ArtifactRecord | None) -> SealVerdict:
+    def _seal(self, row: EnrolledAK | ArtifactRecord | LogPrefix | None) -> SealVerdict:
         if row is None or self.log is None:
             return Seal.UNCHECKED
         try:
@@ -160,9 +162,18 @@ class Verifier:
                             artifact_sha256=appraisal.artifact_sha256)
         try:
             with self.store.write() as tx:
+                prefix = acceptance.log_prefix
+                if prefix is not None and self.log is not None:
+                    try:
+                        # The audited verifier uses no prefix row without this seal (a
+                        # database writer's row is a log it never appraised).
+                        prefix = self.log.sealed_prefix(prefix)
+                    except Exception as exc:
+                        raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
                 self.store.record_acceptance(
                     tx, record, nonce=acceptance.nonce, single_use=acceptance.single_use,
-                    clock=acceptance.clock, now=now, approval=acceptance.approval)
+                    clock=acceptance.clock, now=now, approval=acceptance.approval,
+                    log_prefix=prefix, log_whole=acceptance.log_whole)
                 if self.log is None:
                     return decision
                 try:
@@ -208,7 +219,8 @@ def read_snapshots(store: Store, queries: Sequence[SnapshotQuery], now: int) -> 
         return [store.snapshot_in(
             tx, query.ak_name, jti=query.jti, now=now, enrollment=query.enrollment,
             host=query.host, kid=query.kid, nonce=query.nonce, seen=query.seen,
-            parent=query.parent, approval=query.approval) for query in queries]
+            parent=query.parent, approval=query.approval, log_base=query.log_base)
+            for query in queries]
 
 
 def _surprise(exc: Exception) -> Denial:
