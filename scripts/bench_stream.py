@@ -696,6 +696,9 @@ def _breakdown(figures: Figures, rig: Rig, artifacts: Sequence[bytes],
         for undo in reversed(restore):
             undo()
         verifier.close()
+    # In the order the phases are declared (a nested phase finishes before its parent).
+    order = {label: n for n, (_, _, label, _) in enumerate(phases)}
+    totals = dict(sorted(totals.items(), key=lambda item: order.get(item[0], len(order))))
     _breakdown_table(figures, totals, whole, _wrapper_ns(timed), plain)
 
 
@@ -714,7 +717,7 @@ def _breakdown_table(figures: Figures, totals: dict[str, list[int]], whole: list
             outside += mean
         rows.append((label, f"{mean:.0f}", f"{100 * mean / corrected:.0f} %"))
     appraisal = corrected - outside
-    at = next((n for n, row in enumerate(rows) if row[0].startswith("  ")), len(rows))
+    at = len(rows)  # after the shell's own steps
     rows.insert(at, ("the rest of the shell (between its steps: query, decision objects)",
                      f"{appraisal:.0f}", f"{100 * appraisal / corrected:.0f} %"))
     rows += [
