@@ -10,23 +10,33 @@ inject code (attest.runtime.environment), except those the artifact names.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from attest import strictjson
+from attest.artifact import jws
 from attest.artifact.issue import Request, issue
+from attest.artifact.model import RuntimeLogBase
 from attest.decision import Decision, Denial
-from attest.errors import EnvironmentProblem, UsageError
+from attest.errors import EnvironmentProblem, EvidenceError, UsageError
 from attest.reasons import Reason
 from attest.runtime import subjects
 from attest.runtime.environment import kept_variables, scrubbed
 from attest.runtime.executable import SealedExecutable, seal_executable
-from attest.runtime.log import measure, runtime_pcr
+from attest.runtime.log import RuntimeLog, measure, runtime_pcr
+from attest.runtime.prefixes import (
+    PrefixMemory,
+    acknowledged,
+    fits_one_artifact,
+    segments,
+    send_from,
+)
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
@@ -35,6 +45,9 @@ if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQL
     from attest.store import Store
 
 REMOTE_TIMEOUT_S = 10.0
+
+SendSegment = Callable[[RuntimeLogBase | None, bytes], RuntimeLogBase | Denial]
+"""Hands the verifier a segment of the runtime log after a base (attest.verify.segments)."""
 
 
 class VerifierUnreachable(EnvironmentProblem):
@@ -49,6 +62,7 @@ class Prepared:
     executable: SealedExecutable
     env: dict[str, str]
     artifact: bytes
+    request: Request  # what was issued: issued again, whole, after log_prefix_unknown
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,13 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
             nonce: str | None, ttl: int, policy_id: str | None = None,
             policy_digest: str | None = None, include_boot_log: bool = False,
             keep_env: Sequence[str] = (),
-            environ: Mapping[str, str] | None = None) -> Prepared:
+            environ: Mapping[str, str] | None = None, verifier: str | None = None,
+            send_segment: SendSegment | None = None) -> Prepared:
     """Seal and measure the command's executable and argv, then issue an artifact for
-    exactly them; the caller execs :attr:`Prepared.executable` and nothing else."""
+    exactly them; the caller execs :attr:`Prepared.executable` and nothing else.
+    ``verifier`` names the verifier (attest.runtime.prefixes): the runtime log is sent
+    from the prefix it acknowledged last in this boot, if any; with ``send_segment``, a
+    log too large for one artifact goes to the verifier in segments first."""
     environ = os.environ if environ is None else environ
     kept = kept_variables(environ, keep_env)
     # SHA-256 always: the artifact names the executable by it, whatever banks are active.
@@ -87,15 +105,69 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
         content = subjects.command_content(argv, active_banks(tpm), executable=sealed.path,
                                            measured=dict(sealed.digests))
         measure(tpm, home, runtime_pcr(), content)
+        known = (None if verifier is None
+                 else PrefixMemory(home).get(verifier, RuntimeLog(home).read_epoch()))
+        if send_segment is not None:
+            known = segmented(home, known, send_segment)
         request = Request(subject=subject, action="exec", argv=tuple(argv), key_name=key_name,
                           nonce=nonce, ttl=ttl, policy_id=policy_id,
                           policy_digest=policy_digest, include_boot_log=include_boot_log,
-                          executable_digest=sealed.digests["sha256"].hex(), env=kept)
+                          executable_digest=sealed.digests["sha256"].hex(), env=kept,
+                          log_base=known)
         artifact = issue(tpm, home, request, int(time.time()))
     except BaseException:
         sealed.close()
         raise
-    return Prepared(sealed, scrubbed(environ, kept), artifact)
+    return Prepared(sealed, scrubbed(environ, kept), artifact, request)
+
+
+def segmented(home: Path, known: RuntimeLogBase | None,
+              send_segment: SendSegment) -> RuntimeLogBase | None:
+    """The base to issue from: ``known`` when the log after it fits one artifact; else
+    the log sent in segments from record 0, and the prefix the last one reached. Raises
+    EvidenceError with the verifier's reason when it refuses a segment."""
+    from attest.verify.segments import SEGMENT_BYTES
+
+    runtime = RuntimeLog(home)
+    with runtime.locked():  # whole records: no append half written
+        log = runtime.load()[0]
+    if fits_one_artifact(len(send_from(log, known)[1])):
+        return known
+    base = None
+    for segment in segments(log, SEGMENT_BYTES):
+        answer = send_segment(base, segment)
+        if isinstance(answer, Denial):
+            raise EvidenceError(f"the verifier refused a segment of the runtime log: "
+                                f"{answer.message}", reason=answer.reason)
+        base = answer
+    return base
+
+
+def _verified(tpm: TPM, home: Path, made: Prepared, verifier: str,
+              verify: Callable[[bytes], Decision],
+              send_segment: SendSegment | None = None) -> tuple[Decision, bytes]:
+    """``made``'s artifact verified; when the verifier does not hold the prefix it was
+    sent from (log_prefix_unknown), issued once more with the whole runtime log and
+    verified again (a denial burns nothing: the nonce is still usable). The prefix an
+    acceptance acknowledges is remembered for the next artifact."""
+    artifact = made.artifact
+    decision = verify(artifact)
+    if (not decision.accepted and Reason.LOG_PREFIX_UNKNOWN in
+            {denial.reason for denial in decision.denials}
+            and jws.parse(artifact).claims.evidence.runtime_log_base is not None):
+        try:
+            base = None if send_segment is None else segmented(home, None, send_segment)
+            whole = dataclasses.replace(made.request, log_base=base)
+            artifact = issue(tpm, home, whole, int(time.time()))
+        except BaseException:
+            made.executable.close()
+            raise
+        decision = verify(artifact)
+    if decision.accepted:
+        base = acknowledged(decision.facts)
+        if base is not None:
+            PrefixMemory(home).put(verifier, RuntimeLog(home).read_epoch(), base)
+    return decision, artifact
 
 
 def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, store: Store, *,
@@ -104,6 +176,8 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     """Authorize ``argv`` and verify it in-process against ``policy`` and ``store``."""
     from attest.audit.log import AuditLog
     from attest.policy.model import NonceMode
+    from attest.tpm.hierarchy import load_identity
+    from attest.verify.segments import add_segment
     from attest.verify.verifier import Verifier
 
     # Set up before anything is measured: trust material that can't be read stops here.
@@ -113,11 +187,21 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
         nonce = store.issue_nonce(ttl, int(time.time()))
     # A policy that appraises boot PCRs needs the boot log; any other refuses one.
     boot = policy.wants_boot_log
+    # The store is the verifier's state: the prefixes it holds are its own.
+    peer = f"store:{store.database.where}"
+    ak_name = load_identity(home).ak_name
+    log = verifier.log
+
+    def send_segment(base: RuntimeLogBase | None, segment: bytes) -> RuntimeLogBase | Denial:
+        return add_segment(policy, store, ak_name, base, segment, int(time.time()),
+                           sealed=None if log is None else log.sealed,
+                           seal=None if log is None else log.sealed_prefix)
+
     made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
                    policy_id=policy.id, policy_digest=policy.digest, include_boot_log=boot,
-                   keep_env=keep_env)
-    decision = verifier.verify(made.artifact)
-    return Authorized(decision, made.executable, made.env, made.artifact)
+                   keep_env=keep_env, verifier=peer, send_segment=send_segment)
+    decision, artifact = _verified(tpm, home, made, peer, verifier.verify, send_segment)
+    return Authorized(decision, made.executable, made.env, artifact)
 
 
 # A decision is a few hundred bytes; whatever answers at the URL chooses the length.
@@ -192,16 +276,23 @@ def run_remote(tpm: TPM, home: Path, argv: list[str], verifier_url: str, *, subj
     base = verifier_url.rstrip("/")
     challenge = _post(f"{base}/v1/challenges", b"{}", "application/json")
     nonce = challenge.get("nonce")
+    verifier = f"url:{base}"
     made = prepare(tpm, home, argv, subject=subject, key_name=key_name,
-                   nonce=nonce if isinstance(nonce, str) else None, ttl=ttl, keep_env=keep_env)
-    answer = _post(f"{base}/v1/verify", made.artifact, "application/jose")
-    return Authorized(_decision_from(answer), made.executable, made.env, made.artifact)
+                   nonce=nonce if isinstance(nonce, str) else None, ttl=ttl, keep_env=keep_env,
+                   verifier=verifier)
+    decision, artifact = _verified(tpm, home, made, verifier, lambda raw: _decision_from(
+        _post(f"{base}/v1/verify", raw, "application/jose")))
+    return Authorized(decision, made.executable, made.env, artifact)
 
 
 def _decision_from(answer: dict[str, object]) -> Decision:
     """A remote decision; anything unexpected in it is a denial, never an acceptance."""
     if answer.get("accepted") is True and not answer.get("reasons"):
-        return Decision(True, jti=str(answer.get("jti")), host=str(answer.get("host")))
+        # Only the prefix it acknowledges is read of its facts (a hint: see prefixes).
+        base = acknowledged(answer.get("facts"))
+        facts = {} if base is None else {"runtime_log": base.to_json()}
+        return Decision(True, jti=str(answer.get("jti")), host=str(answer.get("host")),
+                        facts=facts)
     denials = []
     raw = answer.get("denials")
     for item in raw if isinstance(raw, list) else []:

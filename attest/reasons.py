@@ -31,6 +31,9 @@ class Reason(StrEnum):
     EVENTLOG_MALFORMED = "eventlog_malformed"
     EVENTLOG_MISMATCH = "eventlog_mismatch"
     REFERENCE_VALUE_MISMATCH = "reference_value_mismatch"
+    # The artifact sends its runtime log from a prefix (evidence.runtime_log_base) this
+    # verifier has not appraised for the AK, boot and policy: send the whole log.
+    LOG_PREFIX_UNKNOWN = "log_prefix_unknown"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     REPLAYED = "replayed"

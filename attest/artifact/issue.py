@@ -25,19 +25,22 @@ from attest.artifact import jws
 from attest.artifact.model import (
     ALGORITHM,
     ARTIFACT_TYPE,
+    MAX_ARTIFACT_BYTES,
     MAX_TTL_S,
     Claims,
     Evidence,
     Lineage,
+    RuntimeLogBase,
     Scope,
     binding,
     new_jti,
 )
-from attest.errors import EvidenceError, UsageError
+from attest.errors import EnvironmentProblem, EvidenceError, UsageError
 from attest.evidence.approval import Approval
 from attest.evidence.pcrs import PCRSelection, PCRValues
 from attest.runtime.check import default_boot_log
 from attest.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
+from attest.runtime.prefixes import send_from
 from attest.runtime.subjects import file_digests, resolve_executable
 from attest.tpm import keys as signing
 from attest.tpm.device import TPM
@@ -75,6 +78,9 @@ class Request:
     executable_digest: str | None = None
     # Code-injecting environment variables `attest run` keeps: name -> SHA-256 hex.
     env: Mapping[str, str] = field(default_factory=dict)
+    # The runtime log prefix the verifier acknowledged (attest.runtime.prefixes): the
+    # artifact carries only the records after it, if the log still begins with it.
+    log_base: RuntimeLogBase | None = None
 
 
 def _lineage(parent: bytes | None) -> Lineage | None:
@@ -165,8 +171,6 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
         if runtime_index is None:
             runtime_index = runtime_pcr(allow_resettable=True)
         reconciled = reconcile(tpm, runtime, runtime_index, repair=True, state=state)
-        if reconciled.file_changed:
-            log_bytes = runtime.load()[0]
         banks = {bank for bank, _ in sealed.banks}
         selection = PCRSelection.of(
             {bank: [*(i for b, i in sealed if b == bank), runtime_index] for bank in banks})
@@ -179,12 +183,16 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
                 raise UsageError("no boot log on this host (securityfs not mounted?)",
                                  hint="set ATTEST_BOOT_LOG, or drop --boot-log")
             boot_log = path.read_bytes()
+        # The records after the prefix the verifier acknowledged, or the whole log.
+        log_base, log_bytes = send_from(
+            runtime.load()[0] if reconciled.file_changed else log_bytes, request.log_base)
         jti = new_jti(identity.ak_name.hex(), secrets.token_bytes(16))
         made: dict[str, Claims] = {}
 
         def claims_for(values: PCRValues) -> bytes:
             evidence = Evidence(b"", b"", key.public, certify_message, certify_signature,
-                                identity.ak_public, log_bytes, boot_log, approval_bytes)
+                                identity.ak_public, log_bytes, boot_log, approval_bytes,
+                                log_base)
             claims = Claims(
                 iss=identity.ak_name.hex(), sub=request.subject, jti=jti,
                 iat=now, nbf=now, exp=now + request.ttl, scope=scope, env_bank=bank,
@@ -206,7 +214,7 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
         quote = create_quote(tpm, identity, selection, claims_for, values=values)
         evidence = Evidence(quote.message, quote.signature, key.public, certify_message,
                             certify_signature, identity.ak_public, log_bytes, boot_log,
-                            approval_bytes)
+                            approval_bytes, log_base)
         claims = dataclasses.replace(made["claims"], evidence=evidence)
         header = jws.Header(ALGORITHM, ARTIFACT_TYPE, key.tpm_name.hex())
         signing_input = jws.signing_input(header, claims)
@@ -215,4 +223,17 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
         # ms longer serializes concurrent runs instead of sending them into retries;
         # sign_digest retries for extenders outside attest.
         tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), approval)
-    return jws.assemble(signing_input, signing.ecdsa_r_s(tss))
+    return _emittable(jws.assemble(signing_input, signing.ecdsa_r_s(tss)), len(log_bytes))
+
+
+def _emittable(artifact: bytes, log_size: int) -> bytes:
+    """``artifact``, unless it is larger than any verifier accepts (every one would deny
+    it malformed_artifact): then nothing is emitted, and the caller is told why."""
+    if len(artifact) > MAX_ARTIFACT_BYTES:
+        raise EnvironmentProblem(
+            f"the artifact would be {len(artifact)} bytes, over the {MAX_ARTIFACT_BYTES} "
+            f"bytes verifiers accept: the runtime log ({log_size} bytes sent) is too "
+            "large to send whole",
+            hint="send it from a prefix the verifier holds (attest run remembers it per "
+                 "verifier; attest authorize --log-base COUNT:DIGEST), or reboot")
+    return artifact

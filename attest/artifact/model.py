@@ -14,7 +14,12 @@ object of claims (EAT and JWT names where they fit) plus an ``evidence`` member:
      "gov": {"ticket": "CHG-1"},
      "env": {"bank": "sha256", "pcrs": {"0": "<hex>", "15": "<hex>"}},
      "evidence": {"quote": ..., "quote_sig": ..., "key": ..., "certify": ...,
-                  "certify_sig": ..., "ak": ..., "runtime_log": ..., "boot_log": ...}}
+                  "certify_sig": ..., "ak": ..., "runtime_log": ..., "boot_log": ...,
+                  "runtime_log_base": {"count": 120, "digest": "<hex>"}}}
+
+``runtime_log_base``, when present, names the prefix of the runtime log the
+verifier appraised before (attest.eventlog.prefix); ``runtime_log`` then holds only
+the records after it (docs/artifacts.md, "Incremental runtime logs").
 
 ``binding = SHA-256(JCS(claims without "evidence"))`` (RFC 8785) is the quote's
 qualifyingData, so evidence made for one request cannot serve another; the JWS
@@ -151,6 +156,27 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class RuntimeLogBase:
+    """The prefix of the runtime log an artifact's ``runtime_log`` continues: its record
+    count (at least 1) and its digest (attest.eventlog.prefix)."""
+
+    count: int
+    digest: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "digest": self.digest.hex()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RuntimeLogBase:
+        obj = _object(data, "evidence.runtime_log_base", {"count", "digest"})
+        digest = obj.get("digest")
+        if not isinstance(digest, str) or not (_is_hex(digest) and len(digest) == 64):
+            raise malformed("evidence.runtime_log_base.digest is not a SHA-256 hex digest")
+        return cls(_integer(obj.get("count"), "evidence.runtime_log_base.count", low=1),
+                   bytes.fromhex(digest))
+
+
+@dataclass(frozen=True)
 class Evidence:
     """The TPM's proof, as bytes (base64url in JSON).
 
@@ -170,22 +196,27 @@ class Evidence:
     # The authority's approval the key signed under (attest.evidence.approval), for keys
     # bound by PolicyAuthorize: JSON bytes, covered by the JWS signature like the rest.
     approval: bytes | None = None
+    # The prefix the runtime log continues (incremental logs); None: from record 0.
+    runtime_log_base: RuntimeLogBase | None = None
 
     _FIELDS = (("quote", "quote"), ("quote_signature", "quote_sig"), ("key_public", "key"),
                ("certify", "certify"), ("certify_signature", "certify_sig"),
                ("ak_public", "ak"), ("runtime_log", "runtime_log"))
-    _NAMES = frozenset({name for _, name in _FIELDS} | {"boot_log", "approval"})
+    _NAMES = frozenset({name for _, name in _FIELDS} | {"boot_log", "approval",
+                                                          "runtime_log_base"})
     _LAZY = frozenset({"runtime_log", "boot_log"})
     # The same for every artifact of one host and key: decoded once (see _DECODED).
     _REPEATED = frozenset({"key_public", "certify", "certify_signature", "ak_public"})
 
-    def to_json(self) -> dict[str, str]:
-        out = {name: self.encoded(attr) for attr, name in self._FIELDS}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: self.encoded(attr) for attr, name in self._FIELDS}
         boot = self.encoded("boot_log")
         if boot is not None:
             out["boot_log"] = boot
         if self.approval is not None:
             out["approval"] = b64url(self.approval)
+        if self.runtime_log_base is not None:
+            out["runtime_log_base"] = self.runtime_log_base.to_json()
         return out
 
     def encoded(self, attr: str) -> Any:
@@ -239,6 +270,8 @@ class Evidence:
                 raise malformed("evidence.approval is larger than an approval can be")
             approval = decode_b64url(check_b64url(approval, "evidence.approval"))
         values["approval"] = approval
+        base = obj.get("runtime_log_base")
+        values["runtime_log_base"] = None if base is None else RuntimeLogBase.from_json(base)
         # Checked above, field by field: set them without __init__, which would need the
         # logs decoded (Evidence has no __post_init__).
         evidence = object.__new__(cls)

@@ -8,6 +8,7 @@ logged inside the acceptance transaction and commits (or not) with it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from attest.audit.schema import (
 from attest.errors import AttestError, AuditUnavailable, ProofError, UsageError
 from attest.store import Store, integrity
 from attest.store.db import Conflict, DatabaseError, Transaction
-from attest.store.records import ArtifactRecord, Enrollment, RevocationKind
+from attest.store.records import ArtifactRecord, Enrollment, LogPrefix, RevocationKind
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
 # appenders queue there and read the size only once it is theirs.
@@ -204,10 +205,20 @@ class AuditLog:
         with _unavailable("the artifact could not be sealed"):
             seals.seal_artifact(tx, signer, record)
 
-    def sealed(self, record: Enrollment | ArtifactRecord) -> bool:
+    def sealed_prefix(self, prefix: LogPrefix) -> LogPrefix:
+        """``prefix`` with this verifier's seal, as the audited acceptance (or segment)
+        writes it (incremental logs). Raises :class:`AuditUnavailable` without the key:
+        nothing is recorded, and the audited verifier records no prefix unsealed."""
+        signer = self._keyed("seal a log prefix")
+        return dataclasses.replace(prefix, seal=seals.log_prefix_seal(signer, prefix))
+
+    def sealed(self, record: Enrollment | ArtifactRecord | LogPrefix) -> bool:
         """Whether this verifier wrote ``record`` as it stands (its seal matches): an
-        enrollment it made, or an artifact it accepted (a parent lineage rests on).
+        enrollment it made, an artifact it accepted (a parent lineage rests on), or a
+        runtime log prefix it appraised.
         Raises :class:`AuditUnavailable` without the key: never a silent yes or no."""
+        if isinstance(record, LogPrefix):
+            return seals.log_prefix_sealed(self._keyed("check a log prefix's seal"), record)
         if isinstance(record, ArtifactRecord):
             return seals.artifact_sealed(self._keyed("check an artifact's seal"), record)
         return seals.sealed(self._keyed("check an enrollment's seal"), record)

@@ -32,7 +32,7 @@ import hmac
 
 from attest.audit.note import NoteSigner
 from attest.store.db import Conflict, Transaction
-from attest.store.records import ArtifactRecord, Enrollment
+from attest.store.records import ArtifactRecord, Enrollment, LogPrefix
 from attest.store.schema import artifact_seals, enrollment_seals
 
 # Bumped if the encoding changes: a seal made under another version never matches.
@@ -121,3 +121,31 @@ def artifact_sealed(signer: NoteSigner, record: ArtifactRecord) -> bool:
     over the values it holds."""
     return record.seal is not None and hmac.compare_digest(
         record.seal, signer.trust_mac(artifact_data(record)))
+
+
+# Log prefix seals (incremental logs, attest.store.prefixes): a prefix row says the
+# verifier appraised a log it will not see again; a row a database writer inserted or
+# changed (a log never appraised, other PCR values, commands never measured) carries no
+# matching MAC, and the audited verifier does not use it.
+_PREFIX_VERSION = b"attest log prefix seal v1\0"
+
+
+def log_prefix_data(prefix: LogPrefix) -> bytes:
+    """The canonical encoding of what a prefix row vouches for: every field but when."""
+    values = ";".join(f"{bank}={value.hex()}" for bank, value in sorted(prefix.pcr_values))
+    return _PREFIX_VERSION + b"".join(_field(part) for part in (
+        prefix.ak_name.encode(), str(prefix.reset_count).encode(),
+        str(prefix.restart_count).encode(), prefix.policy_digest.encode(),
+        str(prefix.count).encode(), prefix.digest, values.encode(),
+        ",".join(sorted(prefix.commands)).encode()))
+
+
+def log_prefix_seal(signer: NoteSigner, prefix: LogPrefix) -> bytes:
+    """The seal ``prefix``'s row is written with (attest.store.prefixes), over its values."""
+    return signer.trust_mac(log_prefix_data(prefix))
+
+
+def log_prefix_sealed(signer: NoteSigner, prefix: LogPrefix) -> bool:
+    """Whether ``prefix`` (a row as the store reads it) carries this verifier's seal."""
+    return prefix.seal is not None and hmac.compare_digest(
+        prefix.seal, signer.trust_mac(log_prefix_data(prefix)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from attest.artifact.issue import DEFAULT_TTL_S, Request, issue
-from attest.artifact.model import unb64url
+from attest.artifact.model import RuntimeLogBase, unb64url
 from attest.cli.common import echo_json, parse_duration, read_input, tpm_from
 from attest.cli.failure import json_option
 from attest.cli.keys import read_approvals
@@ -17,6 +17,18 @@ from attest.cli.terminal import visible
 from attest.errors import EvidenceError, UsageError
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
+
+
+def _log_base(text: str) -> RuntimeLogBase:
+    count, sep, digest = text.partition(":")
+    try:
+        if not sep or not count.isdigit():
+            raise ValueError
+        return RuntimeLogBase.from_json({"count": int(count), "digest": digest})
+    except (ValueError, EvidenceError):
+        raise UsageError(f"--log-base {text!r}: write COUNT:DIGEST, the runtime_log fact of "
+                         "the verifier's last acceptance (a count of records and 64 hex "
+                         "digits)") from None
 
 
 def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -56,6 +68,10 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The verifier policy it is issued under: its id and digest go into the "
               "artifact's policy claim (a verifier under another id denies it).")
+@click.option("--log-base", metavar="COUNT:DIGEST",
+              help="Send the runtime log from this prefix, which the verifier holds: the "
+              "runtime_log fact of its last acceptance (`attest verify --json`). Without "
+              "it, or when the log no longer begins so, the whole log is sent.")
 @click.option("--out", "out_file", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the artifact.")
 @json_option(help='Print {"ok", "out", "bytes", "ttl", "subject", "action", "argv"}.')
@@ -64,7 +80,8 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
               argv_rest: tuple[str, ...], key_name: str, approvals: tuple[Path, ...],
               resources: tuple[str, ...], nonce: str | None, ttl: str, aud: str | None,
               parent: Path | None, gov: tuple[str, ...], boot_log: bool,
-              policy_path: Path | None, out_file: Path, as_json: bool) -> None:
+              policy_path: Path | None, log_base: str | None, out_file: Path,
+              as_json: bool) -> None:
     """Issue an authorization artifact: a quote bound to this request, the key's
     certification, the runtime log, signed inside the TPM by the PCR-bound key.
 
@@ -85,6 +102,7 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
         audience=aud, parent=read_input(parent, "parent artifact") if parent else None,
         gov=_gov(gov), include_boot_log=boot_log,
         approvals=read_approvals(approvals),
+        log_base=None if log_base is None else _log_base(log_base),
     )
     if policy_path is not None:
         from attest.policy import load_policy

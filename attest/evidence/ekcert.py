@@ -157,6 +157,18 @@ def _openssl(der: bytes) -> crypto.X509:
 
 def parse_ek_certificate(data: bytes) -> EKCertificate:
     """Parse an EK certificate (PEM, DER, or DER with NV fill); raises ek_chain_invalid."""
+    from OpenSSL import crypto
+
+    try:
+        return _parse_ek_certificate(data)
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType, crypto.Error) as exc:
+        # cryptography parses lazily: a malformed key, extension or time surfaces only
+        # when read, as one of these (found by tests/fuzz).
+        raise _refuse(f"unreadable certificate: {type(exc).__name__}: {exc}"[:400]) from None
+
+
+def _parse_ek_certificate(data: bytes) -> EKCertificate:
     if b"-----BEGIN" in data:
         ders = split_certificates(data)
         if len(ders) != 1:
@@ -168,6 +180,10 @@ def parse_ek_certificate(data: bytes) -> EKCertificate:
         return _parse_with_cryptography(der, trimmed)
     except EvidenceError:
         raise
+    except x509.DuplicateExtension as exc:
+        # RFC 5280 4.2: an extension appears at most once. Two SANs are two answers to
+        # which TPM this is, and parsers differ on which one counts: never a fallback.
+        raise _refuse(f"unreadable certificate: DuplicateExtension: {exc}"[:400]) from None
     except _UNREADABLE:
         # `cryptography` refuses this encoding (or raises lazily on a field): OpenSSL may read it.
         return _parse_with_openssl(der, trimmed)

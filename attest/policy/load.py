@@ -301,6 +301,8 @@ def _authority_pem(section: Fields, at: Located, base: Path, check_paths: bool) 
     target = base / file.string("a path")
     try:
         pem = read_at_most(target, MAX_KEY_BYTES)
+    except ValueError:  # not an OSError: a NUL byte in the path
+        raise file.error("the path holds a NUL byte") from None
     except OSError as exc:
         raise file.error(f"cannot read {target}: {exc.strerror}") from None
     if len(pem) > MAX_KEY_BYTES:
@@ -314,7 +316,11 @@ def _ek_roots(at: Located | None, base: Path, check_paths: bool) -> tuple[Path, 
     roots: list[Path] = []
     for item in at.items(what="a list of certificate files or folders"):
         root = base / item.string("a path")
-        if check_paths and not root.exists():
+        try:
+            missing = check_paths and not root.exists()
+        except OSError as exc:  # a name longer than the OS allows (ENAMETOOLONG)
+            raise item.error(f"{str(root)[:200]}: {exc.strerror}") from None
+        if missing:
             raise item.error(f"{root} does not exist",
                              hint="paths are relative to the policy file's folder")
         roots.append(root)

@@ -148,3 +148,24 @@ class Snapshot:
     approval_serial: int | None = None
     epoch: EpochRecord | None = None  # the AK's current boot epoch (ak_epochs)
     nonce_issued_at: int | None = None  # when the nonce asked about was issued, if usable
+    # The appraised runtime log prefixes of the count asked about (attest.store.prefixes).
+    log_prefixes: tuple[LogPrefix, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogPrefix:
+    """An appraised prefix of an AK's runtime log in one boot epoch, under one policy
+    (table ``log_prefixes``, attest.store.prefixes): the verifier replayed and appraised
+    its ``count`` records (digest: attest.eventlog.prefix) to a quote of that epoch."""
+
+    ak_name: str  # hex
+    reset_count: int  # the quote's, obfuscated: compare for equality only
+    restart_count: int
+    policy_digest: str
+    count: int
+    digest: bytes
+    pcr_values: tuple[tuple[str, bytes], ...]  # the runtime PCR after the prefix, by bank
+    commands: frozenset[str]  # SHA-256 hex of the commands the prefix measured
+    accepted_at: int = 0
+    # The verifier's MAC over the fields above (attest.audit.seals); None: unsealed.
+    seal: bytes | None = None

@@ -205,6 +205,29 @@ revocation_aggregate = Table("revocation_aggregate", (
     Column("mac", BLOB),
 ))
 
+# The appraised prefixes of runtime logs (incremental logs: attest.store.prefixes), per
+# AK, boot epoch (the quote's resetCount and restartCount, obfuscated: equality only)
+# and policy digest: an artifact may send only the records after one of them. Written
+# in the acceptance's transaction for the accepted artifact's whole log, into one of a
+# few slots per AK and epoch (record_count modulo their number: the latest prefixes,
+# bounded without a pruning statement); ``mac`` is the verifier's seal over the row
+# (attest.audit.seals), written by the audited acceptance: the audited verifier uses
+# no row without it.
+MAX_PREFIX_POLICY = 64  # a policy digest: SHA-256 hex
+log_prefixes = Table("log_prefixes", (
+    Column("ak_name", varchar(MAX_HEX_NAME), primary_key=True),
+    Column("reset_count", BIGINT, primary_key=True),
+    Column("restart_count", BIGINT, primary_key=True),
+    Column("policy_digest", varchar(MAX_PREFIX_POLICY), primary_key=True),
+    Column("slot", INTEGER, primary_key=True),  # record_count % prefixes.SLOTS
+    Column("record_count", BIGINT),  # records in the prefix
+    Column("digest", BLOB),  # attest.eventlog.prefix
+    Column("pcr_values", TEXT),  # JSON: {bank: hex} of the runtime PCR after the prefix
+    Column("commands", TEXT),  # JSON: sorted SHA-256 hex of the commands it measured
+    Column("accepted_at", BIGINT),
+    Column("mac", BLOB, nullable=True),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
@@ -212,4 +235,4 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
 TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
           artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
-          revocation_aggregate)
+          revocation_aggregate, log_prefixes)

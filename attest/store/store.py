@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance, approvals, epochs, identities, integrity
+from attest.store import acceptance, approvals, epochs, identities, integrity, prefixes
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
@@ -26,6 +26,7 @@ from attest.store.records import (
     ArtifactRecord,
     Enrollment,
     EpochRecord,
+    LogPrefix,
     NonceState,
     Revocation,
     RevocationKind,
@@ -347,7 +348,8 @@ class Store:
     def snapshot(self, ak_name: bytes | str, *, jti: str, now: int, enrollment: bool = False,
                  host: str | None = None, kid: str | None = None, nonce: str | None = None,
                  seen: bool = False, parent: str | None = None,
-                 approval: ApprovalUse | None = None) -> Snapshot:
+                 approval: ApprovalUse | None = None,
+                 log_base: tuple[str, int] | None = None) -> Snapshot:
         """Everything a verifier reads for one artifact, in one read transaction.
 
         Always the AK's last clock (:meth:`last_clock`) and every revocation of ``jti``,
@@ -361,17 +363,20 @@ class Store:
         (lowercase hex) matches no revocation; nor does an ``approval`` id that is not
         one. With ``approval``: its revocations, and the highest serial accepted for its
         authority and policyRef from the AK or its host id (:mod:`attest.store.approvals`).
+        With ``log_base`` (a policy digest and a record count): the AK's appraised runtime
+        log prefixes of that count under that policy (:mod:`attest.store.prefixes`).
         """
         with self.read() as tx:
             return self.snapshot_in(tx, ak_name, jti=jti, now=now, enrollment=enrollment,
                                     host=host, kid=kid, nonce=nonce, seen=seen,
-                                    parent=parent, approval=approval)
+                                    parent=parent, approval=approval, log_base=log_base)
 
     def snapshot_in(self, tx: Transaction, ak_name: bytes | str, *, jti: str, now: int,
                     enrollment: bool = False, host: str | None = None,
                     kid: str | None = None, nonce: str | None = None, seen: bool = False,
                     parent: str | None = None,
-                    approval: ApprovalUse | None = None) -> Snapshot:
+                    approval: ApprovalUse | None = None,
+                    log_base: tuple[str, int] | None = None) -> Snapshot:
         """:meth:`snapshot` in the caller's transaction ``tx``: several artifacts' reads
         can share one."""
         name = _hex(ak_name, "AK name")
@@ -404,6 +409,8 @@ class Store:
                              else _ancestry(tx, parent, above, found))
         approval_serial = (None if approval is None
                            else approvals.highest(tx, name, approval, host))
+        found_prefixes = (() if log_base is None
+                          else prefixes.find(tx, name, log_base[0], log_base[1]))
         wanted = {(kind, subject) for kind, subject in own if subject is not None}
         return Snapshot(
             enrollment=None if enrolled is None else _enrollment_of(
@@ -412,7 +419,7 @@ class Store:
             revocations=tuple(rev for _, rev in found if (rev.kind, rev.subject) in wanted),
             parent=None if above is None else _artifact(above, parent_revocation),
             parent_revocation=parent_revocation, approval_serial=approval_serial,
-            epoch=epoch, nonce_issued_at=issued_at)
+            epoch=epoch, nonce_issued_at=issued_at, log_prefixes=found_prefixes)
 
     def accept(self, record: ArtifactRecord, *, nonce: str | None, single_use: bool,
                clock: SeenClock, now: int,
@@ -439,10 +446,14 @@ class Store:
 
     def record_acceptance(self, tx: Transaction, record: ArtifactRecord, *,
                           nonce: str | None, single_use: bool, clock: SeenClock, now: int,
-                          approval: ApprovalUse | None = None) -> None:
+                          approval: ApprovalUse | None = None,
+                          log_prefix: LogPrefix | None = None, log_whole: bool = False) -> None:
         """:meth:`accept`'s writes in the caller's write transaction ``tx``, for a caller
         that commits more with them (the audited verifier: its entry and seals). The same
-        refusals, raised before the caller's own writes; its rollback undoes them all."""
+        refusals, raised before the caller's own writes; its rollback undoes them all.
+        ``log_prefix``: the accepted artifact's whole runtime log as appraised, with the
+        caller's seal (:mod:`attest.store.prefixes`); ``log_whole``: the artifact sent
+        all of it."""
         _check_record(record)
         if nonce is not None:
             acceptance.consume_nonce(tx, nonce, now)
@@ -474,6 +485,21 @@ class Store:
             approval_id = _approval_id(approval.id)
             if approval_id is not None:
                 acceptance.record_approval(tx, record.jti, approval_id)
+        if log_prefix is not None:
+            prefixes.record(tx, log_prefix, now, whole=log_whole)
+
+    def log_prefixes(self, ak_name: bytes | str, policy_digest: str,
+                     count: int) -> tuple[LogPrefix, ...]:
+        """The AK's runtime log prefixes of ``count`` records under the policy, any epoch
+        (:mod:`attest.store.prefixes`)."""
+        with self.read() as tx:
+            return prefixes.find(tx, _hex(ak_name, "AK name"), policy_digest, count)
+
+    def record_log_prefix(self, prefix: LogPrefix, now: int) -> None:
+        """Record an appraised runtime log segment's prefix, with its seal (no artifact
+        is accepted with it)."""
+        with self.write() as tx:
+            prefixes.record(tx, prefix, now)
 
     # -- revocation --------------------------------------------------------------------
 

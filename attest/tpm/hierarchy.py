@@ -174,7 +174,7 @@ def load_identity(home: Path) -> HostIdentity:
     except FileNotFoundError:
         raise NotProvisioned(f"no host identity in {home}",
                             hint="run `attest provision` first") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # any JSON, any shape
         raise IdentityError(f"unreadable host identity {path}: {exc}",
                             hint="move it away and run `attest provision` again") from exc
 

@@ -163,7 +163,7 @@ def load_key(home: Path, name: str) -> SigningKey:
     except FileNotFoundError:
         raise KeyNotFound(f"no signing key named {name!r} in {home}",
                           hint=f"create it with `attest key create --name {name}`") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # any JSON, any shape
         raise UsageError(f"unreadable key record {path}: {exc}") from exc
 
 

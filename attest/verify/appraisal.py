@@ -43,6 +43,7 @@ Step 9, recording the acceptance, is the shell's (attest.verify.verifier).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -72,6 +73,7 @@ from attest.store.errors import Revoked
 from attest.store.records import (
     ApprovalUse,
     ArtifactRecord,
+    LogPrefix,
     NonceState,
     RevocationKind,
     SeenClock,
@@ -79,6 +81,7 @@ from attest.store.records import (
 )
 from attest.verify.approvals import approval_use, check_approval
 from attest.verify.executables import executable_denials, measured_commands
+from attest.verify.incremental import RuntimeState, appraise_suffix, whole_log_state
 from attest.verify.lineage import check_lineage
 from attest.verify.tpmtime import check_epoch, quote_time, time_denials
 
@@ -122,6 +125,16 @@ class Seals:
 
     enrollment: SealVerdict = Seal.UNCHECKED
     parent: SealVerdict = Seal.UNCHECKED
+    # Each runtime log prefix row of the snapshot with its verdict (incremental logs).
+    log_prefixes: tuple[tuple[LogPrefix, SealVerdict], ...] = ()
+
+    def prefix_sealed(self, row: LogPrefix) -> bool:
+        """Whether a prefix row counts (attest.verify.incremental.PrefixSeal): genuine or
+        unchecked; raises the verdict's AttestError when the key was out of reach."""
+        verdict = dict(self.log_prefixes).get(row, Seal.UNCHECKED)
+        if isinstance(verdict, Denial):
+            raise AttestError(verdict.message, reason=verdict.reason)
+        return verdict is not Seal.FORGED
 
 
 UNSEALED = Seals()
@@ -141,6 +154,8 @@ class SnapshotQuery:
     seen: bool
     parent: str | None
     approval: ApprovalUse | None
+    # (policy digest, record count) of the runtime log prefix the artifact sends from.
+    log_base: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,10 @@ class Acceptance:
     single_use: bool
     approval: ApprovalUse | None
     facts: dict[str, Any]
+    # The accepted artifact's whole runtime log as a prefix (incremental logs), to
+    # record with the acceptance and seal; ``log_whole``: the artifact sent all of it.
+    log_prefix: LogPrefix | None = None
+    log_whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,6 +256,8 @@ class _LogView:
     problem: Denial | None
     appraisal: Denial | None
     commands: frozenset[str]  # the digests of the commands the runtime log measured
+    # The runtime log as a prefix to record on acceptance (attest.verify.incremental).
+    state: RuntimeState | None = None
 
     @classmethod
     def refused(cls, problem: Denial) -> _LogView:
@@ -263,11 +284,13 @@ def snapshot_query(artifact: jws.ParsedArtifact, policy: VerifierPolicy,
         nonce = None  # refused unread (see _freshness)
     # The kid is the header's: its revocation counts only once the key is certified
     # under that name (see _state).
+    base = claims.evidence.runtime_log_base
     return SnapshotQuery(
         ak_name=ak.name, jti=claims.jti, enrollment=host is None, host=host,
         kid=artifact.header.kid, nonce=nonce, seen=policy.artifacts.single_use,
         parent=None if claims.lineage is None else claims.lineage.parent,
-        approval=approval_use(policy, claims.evidence))
+        approval=approval_use(policy, claims.evidence),
+        log_base=None if base is None else (policy.digest, base.count))
 
 
 def appraise(artifact: jws.ParsedArtifact, policy: VerifierPolicy, trust: TrustMaterial,
@@ -319,6 +342,8 @@ class _Appraiser:
         self.subject_name: str | None = None
         self.host: str | None = None
         self.reset: ResetSeen | None = None
+        # The runtime log the logs' check appraised, as a prefix for the acceptance.
+        self.runtime_state: RuntimeState | None = None
         # Every denial yielded so far, in order: _drain adds each as it comes up.
         self.found: list[Denial] = []
 
@@ -379,7 +404,13 @@ class _Appraiser:
         facts = _facts(claims, subject, certified, quote)
         if approval is not None:  # which approval the key signed under, for the record
             facts["approval"] = {"id": approval.id, "serial": approval.serial}
-        return self._acceptance(subject, certified, quote, facts)
+        prefix = None
+        if self.runtime_state is not None:  # the prefix the host may send from next
+            facts["runtime_log"] = self.runtime_state.to_json()
+            prefix = self.runtime_state.prefix(subject.ak_name, quote, self.policy.digest)
+        return dataclasses.replace(self._acceptance(subject, certified, quote, facts),
+                                   log_prefix=prefix,
+                                   log_whole=claims.evidence.runtime_log_base is None)
 
     # -- 2. who the artifact speaks for -----------------------------------------------
     def issuer(self) -> Check[_AK | None]:
@@ -584,6 +615,16 @@ class _Appraiser:
         """Check the logs against the quote and the reference values; return the digests
         of the commands they measured when they hold."""
         evidence = self.claims.evidence
+        base = evidence.runtime_log_base
+        if base is not None:
+            # Only the records after a prefix this verifier appraised (incremental logs).
+            outcome = appraise_suffix(
+                evidence, base, () if self.snapshot is None else self.snapshot.log_prefixes,
+                quote, self.policy, self.seals.prefix_sealed)
+            if outcome.denial is not None:
+                yield outcome.denial
+            self.runtime_state = outcome.state
+            return outcome.commands
         memo = self.memo
         key = (evidence.encoded("runtime_log"), evidence.encoded("boot_log"))
         view = memo.log_views.get(key)
@@ -611,6 +652,7 @@ class _Appraiser:
         if view.appraisal is not None:
             yield view.appraisal
             return None
+        self.runtime_state = view.state
         return view.commands
 
     def _log_view(self, evidence: Evidence) -> _LogView:
@@ -634,8 +676,10 @@ class _Appraiser:
                                 covered=self.policy.log_sources.covered)
             except EvidenceError as exc:
                 appraisal = _denial(exc)
-        return _LogView(tuple(events), replayed, locality, None, appraisal,
-                        measured_commands(runtime))
+        commands = measured_commands(runtime)
+        return _LogView(tuple(events), replayed, locality, None, appraisal, commands,
+                        whole_log_state(evidence.runtime_log, len(runtime), replayed,
+                                        self.policy.log_sources.runtime_pcr, commands))
 
     # -- 7. times and freshness -------------------------------------------------------
     def _times(self, view: Snapshot) -> Check[None]:

@@ -7,10 +7,11 @@ Instead the verifier hands its appraised members to :func:`commit` in groups
 or the members of ``verify_batch``). In the one transaction, in order:
 
 - each acceptance runs in a SAVEPOINT of its own: the store's acceptance
-  (Store.record_acceptance: nonce consumed, jti stored, clock, epoch, approval), the
-  check of the revocations' seals and the artifact's seal. A member the store refuses
-  (replayed jti, nonce used, revoked meanwhile, clock rolled back) or whose seal can't
-  be written rolls back alone and is denied with its reason;
+  (Store.record_acceptance: nonce consumed, jti stored, clock, epoch, approval, the
+  runtime log's appraised prefix with its seal), the check of the revocations' seals
+  and the artifact's seal. A member the store refuses (replayed jti, nonce used,
+  revoked meanwhile, clock rolled back) or whose seals can't be written rolls back
+  alone and is denied with its reason;
 - then every member's entry (acceptances and denials, in order) in one append: the
   log's size reserved and its tree extended once for the group.
 
@@ -102,9 +103,18 @@ def _member(store: Store, tx: Transaction, log: AuditLog | None, member: Member)
 def _accept(store: Store, tx: Transaction, log: AuditLog | None, acceptance: Acceptance,
             now: int) -> None:
     record = acceptance.record
+    prefix = acceptance.log_prefix
+    if prefix is not None and log is not None:
+        try:
+            # The audited verifier uses no prefix row without this seal (a database
+            # writer's row is a log it never appraised).
+            prefix = log.sealed_prefix(prefix)
+        except Exception as exc:
+            raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
     store.record_acceptance(tx, record, nonce=acceptance.nonce,
                             single_use=acceptance.single_use, clock=acceptance.clock,
-                            now=now, approval=acceptance.approval)
+                            now=now, approval=acceptance.approval,
+                            log_prefix=prefix, log_whole=acceptance.log_whole)
     if log is None:
         return
     try:

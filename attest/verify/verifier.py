@@ -39,7 +39,7 @@ from attest.policy.model import VerifierPolicy
 from attest.policy.trust import TrustMaterial, load_trust
 from attest.reasons import Reason
 from attest.store import Snapshot, Store
-from attest.store.records import ArtifactRecord
+from attest.store.records import ArtifactRecord, LogPrefix
 from attest.store.records import Enrollment as EnrolledAK
 from attest.verify.appraisal import (
     Memo,
@@ -178,9 +178,11 @@ class Verifier:
         if self.log is None or snapshot is None:
             return Seals()
         return Seals(enrollment=self._seal(snapshot.enrollment),
-                     parent=self._seal(snapshot.parent))
+                     parent=self._seal(snapshot.parent),
+                     log_prefixes=tuple((row, self._seal(row))
+                                        for row in snapshot.log_prefixes))
 
-    def _seal(self, row: EnrolledAK | ArtifactRecord | None) -> SealVerdict:
+    def _seal(self, row: EnrolledAK | ArtifactRecord | LogPrefix | None) -> SealVerdict:
         if row is None or self.log is None:
             return Seal.UNCHECKED
         try:
@@ -202,7 +204,8 @@ def read_snapshots(store: Store, queries: Sequence[SnapshotQuery], now: int) -> 
         return [store.snapshot_in(
             tx, query.ak_name, jti=query.jti, now=now, enrollment=query.enrollment,
             host=query.host, kid=query.kid, nonce=query.nonce, seen=query.seen,
-            parent=query.parent, approval=query.approval) for query in queries]
+            parent=query.parent, approval=query.approval, log_base=query.log_base)
+            for query in queries]
 
 
 def _parse(raw: bytes) -> jws.ParsedArtifact | Decision:

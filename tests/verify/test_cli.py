@@ -211,3 +211,25 @@ def test_enrollment_with_ek_roots_that_do_not_match(rig: Rig) -> None:
     rig.host.ok("policy", "init", "--from-host", "--enrollment", "store", "--ek-roots",
                 str(stranger), "--out", str(cli.policy))
     assert cli.reasons(cli.authorize()) == ["ek_chain_invalid"]
+
+
+def test_authorize_from_the_log_base_the_verifier_acknowledged(cli: Cli) -> None:
+    """attest verify --json names the prefix it now holds; attest authorize --log-base
+    sends only the records after it; a verifier without it denies log_prefix_unknown."""
+    code, out = cli.verify(cli.authorize())
+    assert code == 0
+    fact = out["facts"]["runtime_log"]
+    base = f"{fact['count']}:{fact['digest']}"
+    artifact = cli.authorize("--log-base", base)
+    evidence = jws.parse(artifact.read_bytes().strip()).claims.evidence
+    assert evidence.runtime_log_base is not None
+    assert evidence.runtime_log_base.count == fact["count"]
+    assert cli.reasons(artifact) == []
+    elsewhere = cli.dir / "elsewhere"
+    elsewhere.mkdir()
+    assert cli.reasons(cli.authorize("--log-base", base), "--store",
+                       f"sqlite:///{elsewhere / 'verifier.db'}") == ["log_prefix_unknown"]
+    for wrong in ("3", "x:" + "0" * 64, f"{fact['count']}:abc", "0:" + "0" * 64):
+        result = cli.host.run("authorize", "--subject", "s", "--out", str(cli.dir / "n.jws"),
+                              "--log-base", wrong, "--", "ls")
+        assert result.exit_code == 2, (wrong, result.output)

@@ -269,3 +269,38 @@ def test_claims_the_model_once_let_through_are_malformed(rig: Rig, edit: str,
     decision = rig.verifier().verify(_crafted(rig.issue(), edit, replacement))
     assert not decision.accepted  # fails closed either way
     denied(decision, "malformed_artifact")
+
+
+def test_no_flipped_byte_of_the_runtime_log_base_is_accepted(rig: Rig) -> None:
+    """An artifact sent from a prefix its verifier holds (incremental logs): every byte of
+    its ``runtime_log_base``, flipped, is denied with a real reason: as it stands (the
+    JWS signature) and signed again in the TPM (the prefix look-up and the replay)."""
+    from attest.artifact.model import RuntimeLogBase
+
+    rig.host.ok("measure", "data", "--name", "later", "--value", "x")
+    verifier = rig.verifier(rig.policy(runtime_reference=None))
+    first = verifier.verify(rig.issue())
+    accepted(first)
+    rig.host.ok("measure", "data", "--name", "later", "--value", "y")
+    facts = first.facts["runtime_log"]
+    raw = rig.issue(log_base=RuntimeLogBase(facts["count"], bytes.fromhex(facts["digest"])))
+    header_b64, payload_b64, signature_b64 = raw.split(b".")
+    payload = b64d(payload_b64)
+    start = payload.index(b'"runtime_log_base":')
+    end = payload.index(b"}", start) + 1
+    now = jws.parse(raw).claims.iat
+    rng = _rng(SEED + 2)
+    wrong: list[str] = []
+    for i in range(start, end):
+        xor = rng.randrange(1, 256)
+        flipped = b64url(_flip(payload, i, xor)).encode()
+        signing_input = header_b64 + b"." + flipped
+        for signed, mutant in ((False, signing_input + b"." + signature_b64),
+                               (True, jws.assemble(signing_input, rig.sign(signing_input)))):
+            decision = verifier.verify(mutant, now=now)
+            if decision.accepted or "internal_error" in decision.reasons:
+                wrong.append(f"byte {i} ^ 0x{xor:02x} (signed again: {signed}): "
+                             f"{decision.to_json()['denials'] or 'ACCEPTED'}")
+    assert wrong == [], "\n".join(wrong)
+    assert end - start > 60
+    accepted(verifier.verify(raw, now=now))

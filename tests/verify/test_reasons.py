@@ -55,6 +55,7 @@ PRODUCED_BY = {
     Reason.EVENTLOG_MALFORMED: "test_eventlog_malformed",
     Reason.EVENTLOG_MISMATCH: "test_eventlog_mismatch_a_measurement_hidden",
     Reason.REFERENCE_VALUE_MISMATCH: "test_reference_value_mismatch",
+    Reason.LOG_PREFIX_UNKNOWN: "test_log_prefix_unknown_a_log_sent_from_a_prefix_never_seen",
     Reason.EXPIRED: "test_expired",
     Reason.NOT_YET_VALID: "test_not_yet_valid",
     Reason.REPLAYED: "test_replayed",
@@ -406,6 +407,21 @@ def test_reference_value_mismatch(rig: Rig) -> None:
     decision = rig.verifier(policy).verify(rig.issue())
     denied(decision, "reference_value_mismatch")
     assert "cat" in decision.denials[0].message
+
+
+def test_log_prefix_unknown_a_log_sent_from_a_prefix_never_seen(rig: Rig) -> None:
+    """The runtime log sent from record 1 (incremental logs) to a verifier that never
+    appraised its first record: it tells the host to send the whole log."""
+    from attest.artifact.model import RuntimeLogBase
+    from attest.eventlog.prefix import prefix_digest
+
+    rig.host.ok("measure", "command", "--", "cat")
+    log = (rig.home / "runtime.cel").read_bytes()
+    raw = rig.issue(log_base=RuntimeLogBase(1, prefix_digest(log, 1)))
+    assert jws.parse(raw).claims.evidence.runtime_log_base is not None
+    decision = rig.verifier(rig.policy()).verify(raw)
+    denied(decision, "log_prefix_unknown")
+    assert "send the whole log" in decision.denials[0].message
 
 
 # -- 7. times and freshness ------------------------------------------------------------
