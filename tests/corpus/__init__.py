@@ -119,16 +119,17 @@ class Corpus:
         """The recording swtpms' CAs (every policy of the corpus names the same roots)."""
         return load_trust(self.policy())
 
-    def bench(self, folder: Path, *, enroll: bool = True) -> Bench:
+    def bench(self, folder: Path, *, enroll: bool = True, nonces: bool = True) -> Bench:
         """A verifier's state in ``folder`` (store, audit log and its key), with the
-        corpus's AKs enrolled (unless ``enroll`` is False) and its nonces issued."""
+        corpus's AKs enrolled and its nonces issued (unless told not to)."""
         folder.mkdir(parents=True, exist_ok=True)
         store = Store.open(default_url(folder))
         bench = Bench(self, store, AuditLog.open(store, folder), folder)
         if enroll:
             for enrolled in self.enrollments:
                 bench.enroll(enrolled)
-        bench.issue_nonces()
+        if nonces:
+            bench.issue_nonces()
         return bench
 
 
