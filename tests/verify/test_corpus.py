@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.corpus import CORPUS, DAY, Bench, Corpus
 from tests.verify.rig import accepted
-from tests.verify.test_without_tss import _BLOCKED, _env
+from tests.verify.test_without_tss import _BLOCKED, _env, _tss_free_venv
 
 MAX_CORPUS_BYTES = 200 * 1024
 
@@ -56,8 +58,12 @@ def test_the_corpus_is_small_and_every_file_is_described() -> None:
 
 
 _OFFLINE = """
-import json, sys, tempfile
+import importlib.util, json, sys, tempfile
 from pathlib import Path
+try:
+    absent = importlib.util.find_spec("tpm2_pytss") is None
+except ModuleNotFoundError:  # the blocker's answer
+    absent = True
 from tests.corpus import DAY, Corpus
 
 corpus = Corpus.load()
@@ -67,18 +73,24 @@ with tempfile.TemporaryDirectory() as tmp:
     later = [bench.verify(a, at=a.now + DAY).reasons[:1] for a in corpus.artifacts]
     bench.close()
 loaded = sorted(m for m in sys.modules if m.startswith(("tpm2_pytss", "attest.tpm")))
-print(json.dumps({"now": now, "later": later, "loaded": loaded}))
+print(json.dumps({"absent": absent, "now": now, "later": later, "loaded": loaded}))
 """
 
 
-def test_the_corpus_verifies_without_the_tss(corpus: Corpus) -> None:
-    """Loaded and verified where `import tpm2_pytss` fails, as on a control plane."""
-    done = subprocess.run([sys.executable, "-c", _BLOCKED + _OFFLINE], capture_output=True,
-                          text=True, timeout=120, env=_env({}), check=False,
-                          cwd=CORPUS.parent.parent)
+@pytest.mark.parametrize("without", ["blocked", "venv"])
+def test_the_corpus_verifies_without_the_tss(corpus: Corpus, tmp_path: Path,
+                                             without: str) -> None:
+    """Loaded and verified where `import tpm2_pytss` fails, or in a venv that lacks it
+    (tests/verify/test_without_tss.py's two ways), as on a control plane."""
+    if without == "blocked":
+        command = [sys.executable, "-c", _BLOCKED + _OFFLINE]
+    else:
+        command = [str(_tss_free_venv(tmp_path / "venv")), "-c", _OFFLINE]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=_env({}),
+                          check=False, cwd=CORPUS.parent.parent)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result == {"now": [True] * len(corpus.artifacts),
+    assert result == {"absent": True, "now": [True] * len(corpus.artifacts),
                       "later": [["expired"]] * len(corpus.artifacts), "loaded": []}
 
 
