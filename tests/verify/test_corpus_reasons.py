@@ -309,8 +309,27 @@ def test_lineage_broken_unknown_parent(corpus: Corpus, bench: Bench) -> None:
     """The child of a parent this verifier never accepted."""
     decision = bench.verify(corpus.artifact("web-1-child"))
     denied(decision, "lineage_broken")
+    assert "never accepted" in decision.denials[0].message
     accepted(bench.verify(corpus.artifact("web-1-parent")))
     accepted(bench.verify(corpus.artifact("web-1-child")))
+
+
+def test_lineage_broken_revoked_parent(corpus: Corpus, bench: Bench) -> None:
+    parent, child = corpus.artifact("web-1-parent"), corpus.artifact("web-1-child")
+    accepted(bench.verify(parent))
+    bench.store.revoke_artifact(parent.claims.jti, "compromised pipeline", parent.now)
+    decision = bench.verify(child, audited=False)
+    denied(decision, "lineage_broken")
+    assert "compromised pipeline" in decision.denials[0].message
+
+
+def test_lineage_broken_no_children_allowed(corpus: Corpus, bench: Bench) -> None:
+    parent, child = corpus.artifact("web-1-parent"), corpus.artifact("web-1-child")
+    policy = corpus.policy()
+    childless = _unaudited(bench, _policy(corpus, lineage=dataclasses.replace(
+        policy.lineage, max_depth=0)))
+    accepted(childless.verify(parent.raw, now=parent.now))
+    denied(childless.verify(child.raw, now=child.now), "lineage_broken")
 
 
 def test_policy_mismatch_rule_for_another_host(corpus: Corpus, bench: Bench) -> None:
