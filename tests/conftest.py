@@ -42,11 +42,22 @@ def _copy_state(template: Path, target: Path) -> Simulator:
 @pytest.fixture(scope="session")
 def session_swtpm(provisioned_template: Path,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    """One running simulator shared by the tests that don't stop or kill it."""
+    """One running simulator shared by the tests that don't stop or kill it.
+
+    Tests issue artifacts on it, each from a home of its own: its runtime PCR must stay at
+    its reset value, or no home's empty log explains it. (Checked here, not in an autouse
+    fixture, so that tests that need no TPM, like the corpus's, start no swtpm.)"""
     sim = _copy_state(provisioned_template, tmp_path_factory.mktemp("s") / "sim")
     sim.start()
     yield sim
-    sim.stop()
+    from attest.tpm.device import open_tpm
+
+    try:
+        with open_tpm(sim.tcti) as tpm:
+            value = tpm.esapi.pcr_read("sha256:15")[2][0]
+        assert bytes(value) == bytes(32), "a test extended PCR 15 on the shared simulator"
+    finally:
+        sim.stop()
 
 
 @pytest.fixture
@@ -95,19 +106,6 @@ def fresh_host(fresh_swtpm: Simulator, tmp_path: Path) -> Host:
     h = Host(fresh_swtpm, tmp_path / "fresh-home")
     h.ok("provision")
     return h
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _runtime_pcr_untouched_on_the_shared_simulator(
-        session_swtpm: Simulator) -> Iterator[None]:
-    """Tests issue artifacts on the shared simulator, each from a home of its own: its
-    runtime PCR must stay at its reset value, or no home's empty log explains it."""
-    yield
-    from attest.tpm.device import open_tpm
-
-    with open_tpm(session_swtpm.tcti) as tpm:
-        value = tpm.esapi.pcr_read("sha256:15")[2][0]
-    assert bytes(value) == bytes(32), "a test extended PCR 15 on the shared simulator"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

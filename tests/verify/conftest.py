@@ -1,4 +1,5 @@
-"""The verifier's tests: real artifacts from a host on a swtpm of its own, real SQLite."""
+"""The verifier's tests: real artifacts from a host on a swtpm of its own, or recorded on
+swtpm (tests/corpus), and real SQLite."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Host
+from tests.corpus import Bench, Corpus
 from tests.verify.rig import Rig
 
 
@@ -21,5 +23,20 @@ def rig(fresh_host: Host, tmp_path: Path) -> Iterator[Rig]:
     fresh_host.ok("measure", "command", "--", "ls")
     made = Rig(fresh_host, tmp_path / "rig")
     made.tmp.mkdir()
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Corpus:
+    """The recorded corpus (tests/corpus): real artifacts, verified with no TPM."""
+    return Corpus.load()
+
+
+@pytest.fixture
+def bench(corpus: Corpus, tmp_path: Path) -> Iterator[Bench]:
+    """A verifier's store and audit log in tmp_path, the corpus's AKs enrolled (logged and
+    sealed) and its nonces issued."""
+    made = corpus.bench(tmp_path / "bench")
     yield made
     made.close()

@@ -1,11 +1,12 @@
 """Signature malleability: an ES256 signature's high-S twin is refused, and an artifact's
 identity (lineage, the store) is its signing input, which no signature can change.
 
-Every artifact is issued and signed on swtpm; twins are made as a bystander would,
-from the artifact's bytes alone."""
+Every artifact is issued and signed on swtpm (live, or recorded in tests/corpus: those
+need no TPM); twins are made as a bystander would, from the artifact's bytes alone."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from attest.artifact import jws
 from attest.artifact.model import b64url
 from attest.policy import Rule
 from attest.verify.verifier import Verifier
+from tests.corpus import Bench, Corpus
 from tests.verify.rig import Rig, accepted, denied
 
 ANY_RULE = [Rule(("*",), ("*",), ("*",), ("*",))]
@@ -38,21 +40,22 @@ def test_issued_signatures_are_low_s(rig: Rig) -> None:
     assert int.from_bytes(jws.parse(raw).signature[32:], "big") <= N // 2
 
 
-def test_assemble_normalizes_a_high_s_signature_from_the_tpm(rig: Rig) -> None:
-    raw = rig.issue()
-    parsed = jws.parse(raw)
-    high = jws.parse(twin(raw)).signature  # the TPM returns this form half of the time
-    assert int.from_bytes(high[32:], "big") > N // 2
-    assert jws.parse(jws.assemble(parsed.signing_input, high)).signature == parsed.signature
+def test_assemble_normalizes_a_high_s_signature_from_the_tpm(corpus: Corpus) -> None:
+    for recorded in corpus.artifacts:
+        parsed = jws.parse(recorded.raw)
+        high = jws.parse(twin(recorded.raw)).signature  # the TPM's form half of the time
+        assert int.from_bytes(high[32:], "big") > N // 2
+        assert jws.assemble(parsed.signing_input, high) == recorded.raw
 
 
-def test_the_high_s_twin_of_an_accepted_artifact_is_refused(rig: Rig,
-                                                           verifier: Verifier) -> None:
-    raw = rig.issue()
-    decision = verifier.verify(twin(raw))
-    denied(decision, "invalid_signature")
-    assert "low-S" in decision.denials[0].message
-    accepted(verifier.verify(raw))  # the twin did not consume the jti
+def test_the_high_s_twin_of_an_accepted_artifact_is_refused(corpus: Corpus,
+                                                           bench: Bench) -> None:
+    # In the recorded order: each artifact's twin first, then the artifact itself.
+    for recorded in corpus.artifacts:
+        decision = bench.verify(dataclasses.replace(recorded, raw=twin(recorded.raw)))
+        denied(decision, "invalid_signature")
+        assert "low-S" in decision.denials[0].message
+        accepted(bench.verify(recorded))  # the twin did not consume the jti (or nonce)
 
 
 def test_identity_is_the_signing_input_not_the_signature(rig: Rig) -> None:
@@ -82,8 +85,6 @@ def test_a_remembered_certification_is_found_only_by_its_exact_fields(
     with NUL, one byte moved across a boundary (a TPMT_SIGNATURE starts with 0x00: the
     certification gains a trailing NUL, the signature loses its first byte) found the
     entry of the genuine fields: evidence that does not parse was taken as certified."""
-    import dataclasses
-
     accepted(verifier.verify(rig.issue()))
 
     def moved(evidence):  # type: ignore[no-untyped-def]
@@ -119,8 +120,6 @@ def test_another_host_cannot_take_a_jti_first(rig: Rig, provisioned_template: Pa
     host that sees an artifact before the verifier does (the network is in the threat
     model) issues its own under the same jti, is accepted first, and the genuine
     artifact is then denied as replayed (its children, which name the jti, break)."""
-    import dataclasses
-
     from attest.policy import TrustedAK
     from tests.conftest import Host, _copy_state
 
