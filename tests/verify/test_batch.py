@@ -138,6 +138,43 @@ def test_concurrent_verifications_of_one_artifact_accept_it_once(
     verify_log(store, log.verifier_key)
 
 
+def test_threads_presenting_artifacts_again_and_again_accept_each_once(
+        rig: Rig, store: Store) -> None:
+    """8 threads, each presenting the same 3 artifacts in its own order, with no help to
+    group them: however the groups fall, each artifact is accepted exactly once, every
+    decision is logged once, and the log verifies against the store."""
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    raws = [rig.issue() for _ in range(3)]
+    decisions: list[tuple[int, Decision]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(CALLERS)
+
+    def call(worker: int) -> None:
+        start.wait(WAIT_S)
+        for k in range(len(raws)):
+            which = (worker + k) % len(raws)
+            decision = verifier.verify(raws[which])
+            with lock:
+                decisions.append((which, decision))
+
+    threads = [threading.Thread(target=call, args=(w,)) for w in range(CALLERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_S)
+    assert len(decisions) == CALLERS * len(raws)
+    for which in range(len(raws)):
+        mine = [d for w, d in decisions if w == which]
+        assert [d.accepted for d in mine].count(True) == 1
+        for decision in mine:
+            if not decision.accepted:
+                denied(decision, "replayed")
+    indexes = sorted(d.audit_index for _, d in decisions if d.audit_index is not None)
+    assert indexes == list(range(CALLERS * len(raws)))
+    assert verify_log(store, log.verifier_key).entries == CALLERS * len(raws)
+
+
 def test_one_nonce_in_a_group_is_consumed_once(rig: Rig, store: Store) -> None:
     """Two artifacts answering one challenge, committed in one group: the first is
     accepted, the second is ``nonce_reused``; the other members are untouched."""
