@@ -111,22 +111,23 @@ class Verifier:
                             subject=member.decision.subject, host=member.decision.host)
 
     def verify_batch(self, raws: Sequence[bytes], *, now: int | None = None) -> list[Decision]:
-        """The decisions on ``raws``, in order, as :meth:`verify` would give them one by
-        one in that order, but read in ONE read transaction and committed (acceptances
-        and every entry) in ONE write transaction: each acceptance in a savepoint of its
-        own, so a member refused at commit (a jti or nonce earlier in the batch, say) is
-        denied alone. If that transaction fails, no member is accepted."""
+        """The decisions on ``raws``, in order: their snapshots read in ONE read
+        transaction, then appraised, then committed (acceptances and every entry) in ONE
+        write transaction, each acceptance in a savepoint of its own, so that a member
+        refused at commit (its jti or nonce used earlier in the batch, say) is denied
+        alone. Each member is appraised on the store as it was before the batch: one
+        that rests on another member (a child on its parent) is appraised without it.
+        If the write transaction fails, no member is accepted."""
         when = int(self._clock()) if now is None else now
-        parsed = [_parse(raw) for raw in raws]
-        queries = [None if isinstance(p, Decision) else self._query(p) for p in parsed]
+        prepared = [self._prepare(raw) for raw in raws]
         try:
-            found = read_snapshots(self.store, [q for q in queries if q is not None], when)
+            found = read_snapshots(self.store, [q for _, q in prepared if q is not None], when)
         except Exception as exc:  # noqa: BLE001 - each member is denied for it, and logged
             members = [self._denied(raw, _caught(exc), when) for raw in raws]
         else:
             snapshots = iter(found)
             members = [self._appraise(raw, when, (p, None if q is None else next(snapshots)))
-                       for raw, p, q in zip(raws, parsed, queries, strict=True)]
+                       for raw, (p, q) in zip(raws, prepared, strict=True)]
         try:
             return self._commit(members)
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
@@ -140,8 +141,7 @@ class Verifier:
         member to commit. Anything that raises is a denial."""
         try:
             if read is None:
-                parsed = _parse(raw)
-                query = None if isinstance(parsed, Decision) else self._query(parsed)
+                parsed, query = self._prepare(raw)
                 snapshot = None if query is None else read_snapshot(self.store, query, now)
             else:
                 parsed, snapshot = read
@@ -165,6 +165,16 @@ class Verifier:
 
     def _query(self, artifact: jws.ParsedArtifact) -> SnapshotQuery | None:
         return snapshot_query(artifact, self.policy, self.memo)
+
+    def _prepare(self, raw: bytes) -> tuple[jws.ParsedArtifact | Decision, SnapshotQuery | None]:
+        """``raw`` parsed and the snapshot its appraisal needs, or the decision denying it."""
+        parsed = _parse(raw)
+        if isinstance(parsed, Decision):
+            return parsed, None
+        try:
+            return parsed, self._query(parsed)
+        except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+            return Decision(False, (_caught(exc),)), None
 
     def _denied(self, raw: bytes, denial: Denial, now: int) -> Member:
         return Member(Decision(False, (denial,)), now, artifact=_identity(raw))

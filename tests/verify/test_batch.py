@@ -26,6 +26,7 @@ from attest.decision import Decision
 from attest.errors import AuditUnavailable, StoreUnavailable
 from attest.store import Store, default_url
 from attest.store.db import Transaction
+from attest.verify import verifier as verifier_module
 from attest.verify.verifier import Verifier
 from tests.store.helpers import POSTGRES, store_url
 from tests.verify.rig import Rig, accepted, denied
@@ -300,6 +301,29 @@ def test_a_group_whose_entries_cannot_be_appended_accepts_nothing(
         accepted(decision)
     assert [e["decision"] for e in _entries(store_log)] == ["denied"] * 2 + ["accepted"] * 2
     verify_log(store, store_log.verifier_key)
+
+
+def test_a_member_whose_verification_raises_is_denied_alone(
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception while preparing one member's read (here: deriving its snapshot
+    query) is that member's denial (internal_error), logged; the batch goes on."""
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    raws = [rig.issue(), rig.issue(), rig.issue()]
+    unlucky = jws.parse(raws[1]).claims.jti
+    real = verifier_module.snapshot_query
+
+    def query(artifact: Any, *args: Any) -> Any:
+        if artifact.claims.jti == unlucky:
+            raise RuntimeError("a surprise")
+        return real(artifact, *args)
+
+    monkeypatch.setattr(verifier_module, "snapshot_query", query)
+    decisions = verifier.verify_batch(raws)
+    accepted(decisions[0])
+    denied(decisions[1], "internal_error")
+    accepted(decisions[2])
+    assert [d.audit_index for d in decisions] == [0, 1, 2]
 
 
 def test_an_unaudited_batch_commits_its_acceptances(rig: Rig, store: Store) -> None:
