@@ -91,7 +91,7 @@ def test_premade_stream_is_sent_from_lagging_prefixes_and_all_accepted(
         assert acknowledged(decision.facts) == chain[0].acknowledges
     finally:
         verifier.close()
-    # chain[1] is never verified: chain[3], sent from its prefix, is retried whole.
+    # chain[1] is never verified: the artifact sent from its prefix is retried whole.
     run = bench.run_callers(made, "audited", (1, 1), chain[2:], [], "audited")
     assert (run.count, run.denied, run.retries) == (5, (), 1)
 
