@@ -88,16 +88,16 @@ BIG_ARTIFACTS = 2
 # The name under which each host remembers what the bench's verifier acknowledged
 # (attest.runtime.prefixes.PrefixMemory; `attest run` uses "store:<url>" or "url:<base>").
 VERIFIER_KEY = "bench-verifier"
-# A host's artifact k is sent from the prefix its artifact k - LAG established. A real
-# host sends from the latest prefix its verifier acknowledged, which is committed and in
-# the prefix table, so in steady state `attest run` does not retry; the bench fixes each
-# base before the clock starts, so it takes one far enough back to be committed when the
-# artifact is verified: with 8 callers over 6 hosts round-robin, up to two of a host's
-# artifacts are in flight, and a caller stalled on the store holds one longer. A base
-# not yet committed costs a retry with the whole log, counted and timed. LAG must stay
-# below the prefix table's slots (attest.store.prefixes.SLOTS = 16: a prefix of N
-# records sits in slot N % 16 until the acceptance of one 16 records longer replaces it).
-LAG = 4
+# A host sends from the latest prefix its verifier acknowledged (its prefix memory,
+# written after each acceptance); under concurrency that lags. Artifacts are made before
+# the clock starts, so each is made in several versions, sent from the prefix its host's
+# artifact k - lag established for each lag here, and the caller sends the newest whose
+# base the verifier has acknowledged when the call starts (what the host's memory would
+# hold), or the whole log if none. The lags stay below the prefix table's slots
+# (attest.store.prefixes.SLOTS = 16: a prefix of N records sits in slot N % 16 until
+# the acceptance of one 16 records longer replaces it), so a base once acknowledged is
+# still held.
+LAGS = (1, 2, 4, 8)
 # Keylime (issue 12): appraising only new IMA entries of a known agent, per quote.
 KEYLIME_STEADY_MS = (0.3, 0.8)
 
@@ -340,13 +340,45 @@ def make_artifact(tpm: Any, host: Host, policy: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Made:
-    """An artifact as `attest run` sends it to a verifier that acknowledged some prefix
-    of the host's runtime log, with what `attest run` sends after log_prefix_unknown."""
+    """One command's artifact as `attest run` sends it, in the versions a host could
+    send: from one of its earlier artifacts' prefixes, or the whole log (what `attest
+    run` sends after log_prefix_unknown)."""
 
-    raw: bytes
-    whole: bytes | None  # the same request issued with the whole log (None: raw is whole)
-    acknowledges: Any  # RuntimeLogBase: the host's log as made, what an acceptance holds
-    issue_ns: int  # prepare(): seal, measure, issue (the twin's issuance left out)
+    host: str
+    count: int  # records in the host's log as made: the prefix an acceptance holds
+    acknowledges: Any  # RuntimeLogBase of that prefix
+    whole: bytes
+    from_prefix: tuple[tuple[int, bytes], ...] = ()  # (base count, artifact), newest first
+    issue_ns: int = 0  # prepare(): seal, measure, issue (the other versions left out)
+
+    @property
+    def raw(self) -> bytes:
+        """The version a host whose verifier keeps up sends (newest base)."""
+        return self.from_prefix[0][1] if self.from_prefix else self.whole
+
+    def pick(self, acknowledged: Callable[[str, int], bool]) -> bytes:
+        """What the host sends when ``acknowledged`` says which prefixes its verifier
+        has acknowledged: the newest version sent from one of them, else the whole log."""
+        return next((raw for count, raw in self.from_prefix
+                     if acknowledged(self.host, count)), self.whole)
+
+
+class Acknowledged:
+    """The prefixes the verifier acknowledged, per host, as hosts' memories learn them:
+    every count up to ``before`` (earlier runs, all accepted), and this run's."""
+
+    def __init__(self, before: Mapping[str, int]) -> None:
+        self.before = dict(before)
+        self.lock = threading.Lock()
+        self.now: dict[str, set[int]] = {}
+
+    def __call__(self, host: str, count: int) -> bool:
+        with self.lock:
+            return count <= self.before.get(host, -1) or count in self.now.get(host, ())
+
+    def add(self, host: str, count: int) -> None:
+        with self.lock:
+            self.now.setdefault(host, set()).add(count)
 
 
 def current_prefix(host: Host) -> Any:
@@ -363,11 +395,11 @@ def current_prefix(host: Host) -> Any:
     return RuntimeLogBase(count, log_prefix.prefix_digest(data, count))
 
 
-def make_from(tpm: Any, host: Host, policy: Any, base: Any) -> Made:
-    """One artifact made by prepare() for VERIFIER_KEY when the last prefix that verifier
-    acknowledged is ``base`` (None: none yet): the host's prefix memory is set to it, so
-    the artifact carries the records after it, as `attest run` would send them; plus the
-    whole-log twin `attest run` issues for its one retry (attest.execution._verified)."""
+def make_from(tpm: Any, host: Host, policy: Any, bases: Sequence[Any]) -> Made:
+    """One command's artifact made by prepare() for VERIFIER_KEY, the host's prefix memory
+    set to ``bases[0]`` (None: nothing acknowledged), so it carries the records after it
+    as `attest run` would send them; then the same request issued from each other base,
+    and with the whole log (as attest.execution._verified issues it for its retry)."""
     import dataclasses
 
     from attest.artifact.issue import issue
@@ -376,37 +408,38 @@ def make_from(tpm: Any, host: Host, policy: Any, base: Any) -> Made:
     from attest.runtime.prefixes import PrefixMemory
 
     memory = PrefixMemory(host.home)
-    if base is None:
+    first = bases[0] if bases else None
+    if first is None:
         memory.path.unlink(missing_ok=True)
     else:
-        memory.put(VERIFIER_KEY, RuntimeLog(host.home).read_epoch(), base)
+        memory.put(VERIFIER_KEY, RuntimeLog(host.home).read_epoch(), first)
     began = time.perf_counter_ns()
     made = prepare(tpm, host.home, list(ARGV), subject="bench", key_name="default",
                    nonce=None, ttl=TTL_S, policy_id=policy.id, policy_digest=policy.digest,
                    verifier=VERIFIER_KEY)
     took = time.perf_counter_ns() - began
     try:
-        if made.request.log_base != base:
-            raise RuntimeError(f"{host.name} sent from {made.request.log_base}, not {base}")
-        whole = None
-        if base is not None:
-            whole = issue(tpm, host.home, dataclasses.replace(made.request, log_base=None),
-                          int(time.time()))
+        if made.request.log_base != first:
+            raise RuntimeError(f"{host.name} sent from {made.request.log_base}, not {first}")
+        versions = [] if first is None else [(first.count, made.artifact)]
+        for base in (*bases[1:], None):
+            versions.append((-1 if base is None else base.count, issue(
+                tpm, host.home, dataclasses.replace(made.request, log_base=base),
+                int(time.time()))))
     finally:
         made.executable.close()
-    return Made(made.artifact, whole, current_prefix(host), took)
+    prefix = current_prefix(host)
+    return Made(host.name, prefix.count, prefix, versions[-1][1], tuple(versions[:-1]), took)
 
 
 def make_chain(host: Host, policy: Any, count: int) -> list[Made]:
-    """``count`` artifacts of one host in issuance order, artifact k sent from the prefix
-    artifact k - LAG established (the first LAG whole): one host's artifacts are
-    verified in this order, so that prefix is held unless the verification of artifact
-    k - LAG is still under way when k's starts (then log_prefix_unknown and a retry)."""
+    """``count`` artifacts of one host in issuance order, artifact k in a version sent
+    from the prefix of artifact k - lag for each of LAGS (those that exist) and whole."""
     made: list[Made] = []
     with host.tpm() as tpm:
         for k in range(count):
-            made.append(make_from(tpm, host, policy,
-                                  made[k - LAG].acknowledges if k >= LAG else None))
+            made.append(make_from(tpm, host, policy, [made[k - lag].acknowledges
+                                                      for lag in LAGS if k >= lag]))
     return made
 
 
@@ -491,6 +524,14 @@ class Run:
     latencies_us: tuple[float, ...]
     denied: tuple[str, ...]
     retries: int = 0  # log_prefix_unknown, then the whole-log artifact (in the call's time)
+    lags: tuple[int | None, ...] = ()  # per call, the version sent (None: whole)
+
+    def sent(self) -> str:
+        """Which versions the callers sent: how far behind its host's log each base was."""
+        seen = sorted({lag for lag in self.lags if lag is not None})
+        parts = [f"{sum(lag == n for lag in self.lags)} from {n} back" for n in seen]
+        whole = sum(lag is None for lag in self.lags)
+        return ", ".join([*parts, f"{whole} whole"])
 
     @property
     def per_verification_us(self) -> float:
@@ -501,40 +542,65 @@ class Run:
         return self.count * 1e6 / self.wall_us
 
 
-def _pair(item: Made | bytes) -> tuple[bytes, bytes | None]:
-    return (item, None) if isinstance(item, bytes) else (item.raw, item.whole)
+def _made(item: Made | bytes) -> Made:
+    """A bare artifact (tests) as a whole-log Made of no host."""
+    return item if isinstance(item, Made) else Made("", -1, None, item)
 
 
-def _encoded(items: Sequence[Made | bytes]) -> list[list[str | None]]:
-    return [[base64.b64encode(raw).decode(), None if whole is None
-             else base64.b64encode(whole).decode()] for raw, whole in map(_pair, items)]
+def _encoded(items: Sequence[Made | bytes]) -> list[dict[str, Any]]:
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+    return [{"host": m.host, "count": m.count, "whole": b64(m.whole),
+             "from_prefix": [[count, b64(raw)] for count, raw in m.from_prefix]}
+            for m in map(_made, items)]
 
 
-def _decoded(items: Sequence[Sequence[str | None]]) -> list[tuple[bytes, bytes | None]]:
-    return [(base64.b64decode(raw or ""), None if whole is None else base64.b64decode(whole))
-            for raw, whole in items]
+def _decoded(items: Sequence[Mapping[str, Any]]) -> list[Made]:
+    return [Made(str(m["host"]), int(m["count"]), None, base64.b64decode(m["whole"]),
+                 tuple((int(c), base64.b64decode(raw)) for c, raw in m["from_prefix"]))
+            for m in items]
 
 
-def verify_as_run(verifier: VerifierUnderTest, raw: bytes,
-                  whole: bytes | None) -> tuple[bool, tuple[str, ...], bool]:
-    """What `attest run` does with a verifier (attest.execution._verified): ``raw``; on
-    log_prefix_unknown, once more with the whole log. Accepted?, reasons, retried?"""
+@dataclass(frozen=True)
+class Sending:
+    """How one command went: accepted?, the reasons, the version sent (records behind
+    the host's log: its lag; None: the whole log), retried whole after
+    log_prefix_unknown?"""
+
+    accepted: bool
+    reasons: tuple[str, ...]
+    lag: int | None
+    retried: bool
+
+
+def verify_as_run(verifier: VerifierUnderTest, made: Made,
+                  acknowledged: Acknowledged) -> Sending:
+    """What `attest run` does with a verifier (attest.execution._verified): the version
+    the host's prefix memory picks; on log_prefix_unknown, once more with the whole log;
+    an acceptance is acknowledged (the host remembers it)."""
     from attest.reasons import Reason
 
+    raw = made.pick(acknowledged)
+    base = next((count for count, version in made.from_prefix if version is raw), None)
     ok, reasons = verifier.verify(raw)
-    if not ok and whole is not None and Reason.LOG_PREFIX_UNKNOWN.value in reasons:
-        ok, reasons = verifier.verify(whole)
-        return ok, reasons, True
-    return ok, reasons, False
+    retried = (not ok and base is not None
+               and Reason.LOG_PREFIX_UNKNOWN.value in reasons)
+    if retried:
+        ok, reasons = verifier.verify(made.whole)
+    if ok and made.host:
+        acknowledged.add(made.host, made.count)
+    return Sending(ok, reasons, None if base is None else made.count - base, retried)
 
 
 def run_callers(rig: Rig, mode: str, layout: tuple[int, int],
                 artifacts: Sequence[Made | bytes], warmups: Sequence[Made | bytes],
-                label: str) -> Run:
-    """``artifacts`` verified (mode ``audited``, as `attest run` does: a retry with the
-    whole log after log_prefix_unknown) or checked bare (``bare``) by ``callers`` callers
-    in ``processes`` worker processes, started and warmed before the clock starts. The
-    queue is taken in order: a host's artifacts start verification in issuance order."""
+                label: str, acknowledged: Mapping[str, int] | None = None) -> Run:
+    """``artifacts`` verified (mode ``audited``, as `attest run` does: see
+    :func:`verify_as_run`; ``acknowledged``: per host, the count up to which earlier runs
+    acknowledged every prefix) or checked bare (``bare``, the version a host whose
+    verifier keeps up sends) by ``callers`` callers in ``processes`` worker processes,
+    started and warmed before the clock starts. The queue is taken in order: a host's
+    artifacts start verification in issuance order."""
     callers, processes = layout
     threads = callers // processes
     spec_dir = Path(tempfile.mkdtemp(prefix="spec-", dir=rig.workdir))
@@ -544,7 +610,8 @@ def run_callers(rig: Rig, mode: str, layout: tuple[int, int],
             mine = artifacts[n::processes]
             warm = warmups[n::processes] if mode == "audited" else mine[:WARMUP]
             spec = {"mode": mode, "threads": threads, "policy": str(rig.policy_path),
-                    "store": rig.store_url, "home": str(rig.verifier_home)}
+                    "store": rig.store_url, "home": str(rig.verifier_home),
+                    "acknowledged": dict(acknowledged or {})}
             path = spec_dir / f"{n}.json"
             path.write_text(json.dumps({**spec, "artifacts": _encoded(mine),
                                         "warmup": _encoded(warm)}))
@@ -576,8 +643,9 @@ def run_callers(rig: Rig, mode: str, layout: tuple[int, int],
     end = max(r["end_ns"] for r in results)
     latencies = tuple(x / 1e3 for r in results for x in r["latencies_ns"])
     denied = tuple(d for r in results for d in r["denied"])
+    lags = tuple(lag for r in results for lag in r["lags"])
     return Run(label, callers, len(latencies), (end - start) / 1e3, latencies, denied,
-               sum(int(r["retries"]) for r in results))
+               sum(int(r["retries"]) for r in results), lags)
 
 
 def worker_main(spec_path: Path) -> int:
@@ -586,22 +654,23 @@ def worker_main(spec_path: Path) -> int:
     spec = json.loads(spec_path.read_text())
     artifacts = _decoded(spec["artifacts"])
     denied: list[str] = []
-    retried: list[bool] = []
+    sendings: list[Sending] = []
     verifier: VerifierUnderTest | None = None
     if spec["mode"] == "audited":
         verifier = VerifierUnderTest(Path(spec["policy"]), spec["store"], Path(spec["home"]))
-        for raw, whole in _decoded(spec["warmup"]):
-            ok, reasons, _ = verify_as_run(verifier, raw, whole)
-            if not ok:
-                denied.append("warm-up: " + ",".join(reasons))
+        acknowledged = Acknowledged(spec["acknowledged"])
+        for made in _decoded(spec["warmup"]):
+            sending = verify_as_run(verifier, made, acknowledged)
+            if not sending.accepted:
+                denied.append("warm-up: " + ",".join(sending.reasons))
         audited = verifier
         calls: list[Callable[[], object]] = [
-            functools.partial(_checked, audited, raw, whole, denied, retried)
-            for raw, whole in artifacts]
+            functools.partial(_checked, audited, made, acknowledged, denied, sendings)
+            for made in artifacts]
     else:
-        calls = [bare_checks(raw) for raw, _ in artifacts]
-        for raw, _ in _decoded(spec["warmup"]):
-            bare_checks(raw)()
+        calls = [bare_checks(made.raw) for made in artifacts]
+        for made in _decoded(spec["warmup"]):
+            bare_checks(made.raw)()
     threads = int(spec["threads"])
     lock = threading.Lock()
     queue = iter(calls)
@@ -636,16 +705,17 @@ def worker_main(spec_path: Path) -> int:
     if verifier is not None:
         verifier.close()
     print(json.dumps({"start_ns": min(marks), "end_ns": max(marks), "latencies_ns": latencies,
-                      "denied": denied[:20], "retries": sum(retried)}), flush=True)
+                      "denied": denied[:20], "retries": sum(s.retried for s in sendings),
+                      "lags": [s.lag for s in sendings]}), flush=True)
     return 0
 
 
-def _checked(verifier: VerifierUnderTest, raw: bytes, whole: bytes | None, denied: list[str],
-             retried: list[bool]) -> None:
-    ok, reasons, again = verify_as_run(verifier, raw, whole)
-    retried.append(again)  # list.append is atomic: the callers share the list
-    if not ok:
-        denied.append(",".join(reasons))
+def _checked(verifier: VerifierUnderTest, made: Made, acknowledged: Acknowledged,
+             denied: list[str], sendings: list[Sending]) -> None:
+    sending = verify_as_run(verifier, made, acknowledged)
+    sendings.append(sending)  # list.append is atomic: the callers share the list
+    if not sending.accepted:
+        denied.append(",".join(sending.reasons))
 
 
 # -- the stream ---------------------------------------------------------------------------
@@ -676,8 +746,8 @@ def stream(quick: bool) -> Figures:
     from attest.eventlog.cel import parse_cel
     from attest.store.prefixes import SLOTS
 
-    if not 0 < LAG < SLOTS - 1:
-        raise RuntimeError(f"LAG {LAG}: the prefixes it sends from must outlive {SLOTS} slots")
+    if not 0 < min(LAGS) <= max(LAGS) < SLOTS - 1:
+        raise RuntimeError(f"LAGS {LAGS}: the prefixes sent from must outlive {SLOTS} slots")
     figures = Figures()
     per_share = QUICK_PER_SHARE if quick else PER_SHARE
     plan = _plan(per_share)
@@ -696,30 +766,30 @@ def stream(quick: bool) -> Figures:
         policy = write_policy(rig, _ek_roots(hosts))
         enroll(rig, hosts)
         progress(f"issuing {len(plan) * per_share}+ artifacts on each of {len(hosts)} hosts, "
-                 f"each after a measurement, sent from the prefix of {LAG} artifacts before "
-                 "(attest run's path), and each one's whole-log retry...")
+                 f"each after a measurement (attest run's path), sent from the prefix of "
+                 f"each of the {LAGS} artifacts before it and whole...")
         per_host = [make_chain(host, policy, per_share * len(plan)
                                + sum(h < warm for warm, _ in plan))
                     for h, host in enumerate(hosts)]
         batches = schedule(per_host, plan)
         issue_ns = [m.issue_ns for made in per_host for m in made]
         timed = [m for _, share in batches for m in share]
-        sizes = [len(m.raw) for m in timed]
-        carried = [len(parse_cel(jws.parse(m.raw).claims.evidence.runtime_log).records)
-                   for m in timed]
-        whole_sizes = [len(m.whole) for m in timed if m.whole is not None]
+        sizes = [len(raw) for m in timed for _, raw in m.from_prefix]
+        carried = [len(parse_cel(jws.parse(raw).claims.evidence.runtime_log).records)
+                   for m in timed for _, raw in m.from_prefix]
+        whole_sizes = [len(m.whole) for m in timed]
         figures.rows.append(Row(
             "issuance", "prepare() per artifact: seal, measure, issue (median)",
             statistics.median(issue_ns) / 1e6, "ms",
             note=f"p95 {p95(issue_ns) / 1e6:.2f} ms; {len(issue_ns)} artifacts on "
-            f"{len(hosts)} hosts; artifact {min(sizes):,}-{max(sizes):,} B carrying "
-            f"{min(carried)}-{max(carried)} runtime records (logs of "
-            f"{min(m.acknowledges.count for m in timed)}-"
-            f"{max(m.acknowledges.count for m in timed)}); whole-log retry artifacts "
-            f"{min(whole_sizes):,}-{max(whole_sizes):,} B"))
+            f"{len(hosts)} hosts; sent from a prefix: {min(sizes):,}-{max(sizes):,} B "
+            f"carrying {min(carried)}-{max(carried)} runtime records; whole: "
+            f"{min(whole_sizes):,}-{max(whole_sizes):,} B (logs of "
+            f"{min(m.count for m in timed)}-{max(m.count for m in timed)} records)"))
 
-        runs = _stream_runs(figures, rig, batches[:len(LAYOUTS)])
-        _breakdown(figures, rig, *batches[-1], runs[("audited", 1, 1)])
+        acknowledged: dict[str, int] = {}
+        runs = _stream_runs(figures, rig, batches[:len(LAYOUTS)], acknowledged)
+        _breakdown(figures, rig, *batches[-1], acknowledged, runs[("audited", 1, 1)])
         _warm_multi_use(figures, rig, runs[("bare", 1, 1)])
     finally:
         progress("stopping swtpm...")
@@ -730,17 +800,18 @@ def stream(quick: bool) -> Figures:
         "attest.execution.prepare (measure /bin/true, then issue), so each carries a record "
         "the verifier has not seen; queued round-robin across hosts, each verified once "
         "through the audited entry point (decision in the audit log).",
-        f"incremental logs: a host's artifact k carries the records after the prefix its "
-        f"artifact k - {LAG} established (its first {LAG}: the whole log), set in the host's "
-        "prefix memory before prepare() as an acceptance would have set it: a host sends "
-        "from the last prefix its verifier acknowledged, which lags under concurrency. The "
-        "queue gives each host's artifacts in issuance order, warm-ups included, so that "
-        "prefix is held unless a verification of an earlier artifact is still under way; "
-        "then the verifier denies log_prefix_unknown and the caller verifies the same "
-        "request issued with the whole log (made beforehand), as attest run does: counted "
-        "as a retry, both verifications in the call's time. Every artifact ends accepted "
-        "or the bench fails. The prefix table keeps 16 slots per AK (count mod 16): the "
-        "prefix k - LAG is replaced only by the acceptance of artifact k - LAG + 16.",
+        "incremental logs: a host sends the records after the latest prefix its verifier "
+        "acknowledged (attest run's prefix memory), which lags under concurrency. Artifacts "
+        "are made before the clock starts, so each command's artifact is made by prepare() "
+        f"sent from the prefix of the host's artifact k - n for each n in {LAGS} (those "
+        "that exist), and with the whole log; the queue gives each host's artifacts in "
+        "issuance order, and each caller sends the newest version whose base the verifier "
+        "has acknowledged (accepted) when the call starts, else the whole log: what the "
+        "host's memory would hold. A log_prefix_unknown would be retried with the whole "
+        "log, as attest run does, counted and in the call's time. Every artifact ends "
+        "accepted or the bench fails. The prefix table keeps 16 slots per AK, epoch and "
+        "policy (record count mod 16): an acknowledged prefix less than 16 records back "
+        "is still held.",
         "callers: threads sharing one verifier, store and audit log in a worker process (the "
         "headline: 8 threads, 1 process; beside it 2 processes x 4 threads, one per core as "
         "uvicorn --workers, on the same SQLite file); each worker is warmed on artifacts of "
@@ -755,18 +826,22 @@ def stream(quick: bool) -> Figures:
     return figures
 
 
-def _stream_runs(figures: Figures, rig: Rig, batches: list[tuple[list[Made], list[Made]]]
-                 ) -> dict[tuple[str, int, int], Run]:
-    """The timed runs, audited and bare, with 1 and 8 callers, and their rows."""
+def _stream_runs(figures: Figures, rig: Rig, batches: list[tuple[list[Made], list[Made]]],
+                 acknowledged: dict[str, int]) -> dict[tuple[str, int, int], Run]:
+    """The timed runs, audited and bare, with 1 and 8 callers, and their rows;
+    ``acknowledged`` (per host, the record count up to which every prefix was accepted)
+    follows the runs."""
     runs: dict[tuple[str, int, int], Run] = {}
     for (mine, share), (callers, processes) in zip(batches, LAYOUTS, strict=True):
         for mode in ("audited", "bare"):
             progress(f"{mode}: {len(share)} artifacts, {callers} caller(s) in {processes} "
                      "process(es)...")
-            run = run_callers(rig, mode, (callers, processes), share, mine, mode)
+            run = run_callers(rig, mode, (callers, processes), share, mine, mode,
+                              acknowledged)
             if run.denied:
                 raise RuntimeError(f"stream verifications denied: {run.denied[0]}")
             runs[(mode, callers, processes)] = run
+        acknowledged.update(_accepted_up_to(mine, share))
     for callers, processes in LAYOUTS:
         audited = runs[("audited", callers, processes)]
         bare = runs[("bare", callers, processes)]
@@ -789,9 +864,18 @@ def _stream_runs(figures: Figures, rig: Rig, batches: list[tuple[list[Made], lis
                 f"{medians:.2f}x); "
                 f"per call median {statistics.median(audited.latencies_us):.0f} us, p95 "
                 f"{p95(audited.latencies_us):.0f} us; {audited.count} artifacts, all "
-                f"accepted; {audited.retries} retried whole after log_prefix_unknown"),
+                f"accepted; sent {audited.sent()}; {audited.retries} retried whole after "
+                "log_prefix_unknown"),
         ]
     return runs
+
+
+def _accepted_up_to(*batches: Sequence[Made]) -> dict[str, int]:
+    """Per host, the newest record count of the batches (all accepted, in order)."""
+    newest: dict[str, int] = {}
+    for made in (m for batch in batches for m in batch):
+        newest[made.host] = max(newest.get(made.host, -1), made.count)
+    return newest
 
 
 class _IdOnly:
@@ -802,7 +886,7 @@ class _IdOnly:
 
 
 def _breakdown(figures: Figures, rig: Rig, warmups: Sequence[Made],
-               artifacts: Sequence[Made], plain: Run) -> None:
+               artifacts: Sequence[Made], before: Mapping[str, int], plain: Run) -> None:
     """Phases of one audited verification, 1 caller, from wrapped functions; the
     appraisal is what the uninstrumented median leaves once the wrapped phases are
     taken out, so the wrappers' own cost is not charged to it."""
@@ -810,8 +894,9 @@ def _breakdown(figures: Figures, rig: Rig, warmups: Sequence[Made],
 
     progress(f"phase breakdown over {len(artifacts)} artifacts...")
     verifier = VerifierUnderTest(rig.policy_path, rig.store_url, rig.verifier_home)
+    acknowledged = Acknowledged(before)
     for made in warmups:  # first calls: imports, caches; untimed
-        verify_as_run(verifier, made.raw, made.whole)
+        verify_as_run(verifier, made, acknowledged)
     totals: dict[str, list[int]] = {}
     restore: list[Callable[[], None]] = []
 
@@ -859,11 +944,11 @@ def _breakdown(figures: Figures, rig: Rig, warmups: Sequence[Made],
     try:
         for made in artifacts:
             began = time.perf_counter_ns()
-            ok, reasons, again = verify_as_run(verifier, made.raw, made.whole)
+            sending = verify_as_run(verifier, made, acknowledged)
             whole.append(time.perf_counter_ns() - began)
-            retries += again
-            if not ok:
-                raise RuntimeError(f"breakdown verification denied: {reasons}")
+            retries += sending.retried
+            if not sending.accepted:
+                raise RuntimeError(f"breakdown verification denied: {sending.reasons}")
     finally:
         for undo in reversed(restore):
             undo()
