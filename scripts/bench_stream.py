@@ -9,9 +9,12 @@ Progress goes to stderr. Nothing asserts on timings.
 and sealed, as `attest enroll` does) in ONE verifier store on disk. Each host measures
 before each artifact through :func:`attest.execution.prepare` (the library path of
 `attest run`: seal the executable, measure it, issue), so every artifact carries a
-runtime log the verifier has not seen. All artifacts are made before anything is
-timed, then verified once each (single use), round-robin across hosts, through the
-audited entry point, by 1 caller and by 8. The bare signature checks (JWS ES256,
+record the verifier has not seen, after the prefix of the host's runtime log that the
+verifier acknowledged (see LAGS and :class:`Made`: the version the host's prefix
+memory would pick is chosen when the call starts). All artifacts are made before
+anything is timed, then verified once each (single use), round-robin across hosts,
+through the audited entry point, by 1 caller and by 8, a log_prefix_unknown retried
+with the whole log as `attest run` does. The bare signature checks (JWS ES256,
 quote and certification ECDSA on keys parsed beforehand) run over the same artifacts
 with the same callers, in the same run.
 
@@ -24,10 +27,13 @@ one SQLite file) is measured beside it. Each worker is a fresh interpreter that
 verifies a few warm-up artifacts of its own first; µs per verification is the wall
 time from the first call to the last return over all workers, divided by the count.
 
-``loggrowth``: one host whose boot has 10, then 10,000, then 100,000 runtime records;
-a few artifacts at each length, verified as above (1 caller); their cost and size.
-The bulk records are written by attest's CEL writer and extended into the PCR one by
-one, exactly as `attest measure` would, without its per-record fsync and reconcile.
+``loggrowth``: two hosts whose boots have 10 and 10,000 runtime records; artifacts of
+each, alternately, through `attest run`'s steps (:func:`attest_run`) against a verifier
+that has seen the host's earlier log (incremental) and, for comparison, whole logs to
+a second verifier; their cost and size. Then the long host's boot reaches 100,000
+records and goes through segments and incremental artifacts. The bulk records are
+written by attest's CEL writer and extended into the PCR one by one, exactly as
+`attest measure` would, without its per-record fsync and reconcile.
 
 All verifier calls go through :class:`VerifierUnderTest`: the one place to adapt when
 the verifier's API changes.
