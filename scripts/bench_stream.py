@@ -942,6 +942,10 @@ def _breakdown(figures: Figures, rig: Rig, warmups: Sequence[Made],
          "  of which: runtime log (parse, replay, appraise)", False),
         (verifier.verifier, "_accept", "accept + audit + commit (one write transaction, "
          "fsync)", True),
+        # With batch acceptance the shell hands its members to a group commit built
+        # around a bound method; the module function it calls is what can be wrapped.
+        (shell_module, "commit", "accept + audit + commit (one write transaction, "
+         "fsync)", False),
     )
     for owner, name, label, instance in phases:
         wrap_attr(owner, name, label, instance)
