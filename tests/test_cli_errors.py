@@ -361,3 +361,15 @@ def test_swtpm_start_and_stop_in_json(provisioned_template: Path, tmp_path: Path
     finally:
         stopped = json.loads(_ok(["swtpm", "stop", "--state", str(state), "--json"], {}).stdout)
     assert stopped == {"ok": True, "stopped": True, "state": str(state)}
+
+
+@pytest.mark.parametrize("argv", [["challenge"], ["revoke", "--host", "h", "--reason", "r"],
+                                  ["readmit", "--ak", "00" * 34, "--reason", "r"],
+                                  ["audit", "seal-revocations"], ["audit", "verify"]])
+def test_verifier_commands_create_a_home_that_does_not_exist_yet(
+        argv: list[str], tmp_path: Path) -> None:
+    # Honest first use: the default store is in a home nobody has created.
+    home = tmp_path / "not" / "yet"
+    _ok(argv, {"ATTEST_HOME": str(home)})
+    assert (home / "verifier.db").is_file()
+    assert (home.stat().st_mode & 0o777) == 0o700

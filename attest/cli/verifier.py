@@ -38,7 +38,14 @@ _JSON = json_option(help="Machine-readable output.")
 
 
 def open_store(ctx: click.Context, url: str | None) -> Store:
-    return Store.open(url or os.environ.get("ATTEST_STORE") or default_url(ctx.obj.home))
+    chosen = url or os.environ.get("ATTEST_STORE")
+    if not chosen:
+        # Honest first use: the default store lives in the home, which may not exist yet.
+        # An OSError here is rendered by the top group: usage or environment, with the path.
+        home: Path = ctx.obj.home
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        chosen = default_url(home)
+    return Store.open(chosen)
 
 
 @click.command("verify")
