@@ -373,3 +373,14 @@ def test_verifier_commands_create_a_home_that_does_not_exist_yet(
     _ok(argv, {"ATTEST_HOME": str(home)})
     assert (home / "verifier.db").is_file()
     assert (home.stat().st_mode & 0o777) == 0o700
+
+
+def test_policy_init_with_store_enrollment_claims_no_ak(host: Host, tmp_path: Path) -> None:
+    # The policy lists no AK: the store decides which AKs are trusted, and the output says so.
+    host.ok("key", "create")
+    said = host.ok("policy", "init", "--from-host", "--enrollment", "store",
+                   "--out", str(tmp_path / "p.yaml")).output
+    assert "trusts AK " not in said and "verifier's store" in said
+    written = _json(host, "policy", "init", "--from-host", "--enrollment", "store", "--force",
+                    "--out", str(tmp_path / "p.yaml"))
+    assert written["ak"] is None and written["enrollment"] == "store"

@@ -331,8 +331,8 @@ def _enrollment_ek(certificate: bytes | None, public: bytes,
               show_default=True, help="policy: trust this host's AK by listing it; store: "
               "trust what `attest enroll` put in the verifier's store.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-@json_option(help='Print {"ok", "out", "ak", "key", "pcrs", "reference_values", '
-             '"executables"}.')
+@json_option(help='Print {"ok", "out", "ak" (null with --enrollment store), "enrollment", '
+             '"key", "pcrs", "reference_values", "executables"}.')
 @click.pass_context
 def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: str,
                 key_name: str, ek_roots: tuple[str, ...], enrollment: str, force: bool,
@@ -389,11 +389,16 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         header=f"Written by `attest policy init --from-host` on {os.uname().nodename}.")
     write_public(out_file, text.encode())
     if as_json:
-        echo_json({"ok": True, "out": str(out_file), "ak": identity.ak_name.hex(),
+        # "ak": the AK the policy lists; none with enrollment: store (the store decides).
+        echo_json({"ok": True, "out": str(out_file),
+                   "ak": identity.ak_name.hex() if trusted else None,
+                   "enrollment": enrollment,
                    "key": key.name, "pcrs": str(key.selection),
                    "reference_values": len(reference), "executables": len(executables)})
         return
-    click.echo(f"wrote {out_file}: trusts AK {identity.ak_name.hex()[:16]}…, key {key.name!r} "
+    trusts = (f"trusts AK {identity.ak_name.hex()[:16]}…" if trusted
+              else "trusts the AKs `attest enroll` put in the verifier's store")
+    click.echo(f"wrote {visible(str(out_file))}: {trusts}, key {key.name!r} "
                f"sealed to {key.selection}, {len(reference)} runtime reference value(s), "
                f"{len(executables)} executable(s)")
 
