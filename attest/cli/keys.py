@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,9 @@ from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity
 from attest.tpm.pcr import read_pcrs
+
+# How much of the payload is held at once while it is hashed.
+_CHUNK = 1 << 20
 
 # An approval's --expires: ten years, far beyond any PCR values' life.
 MAX_APPROVAL_LIFETIME_S = 3650 * 86400
@@ -87,7 +91,12 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
          approvals: tuple[Path, ...], as_json: bool) -> None:
     """Sign a file inside a policy session (fails when the sealed PCRs changed)."""
     record = signing.load_key(ctx.obj.home, name)
-    data = in_file.read()
+    # Hashed as it is read, in chunks: a payload of any size (an image, a pipe) signs in
+    # constant memory; the TPM signs only the digest anyway.
+    hasher, size = hashlib.sha256(), 0
+    while chunk := in_file.read(_CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
     candidates = read_approvals(approvals)
     with tpm_from(ctx) as tpm:
         approved = (signing.choose_approval(tpm, candidates, int(time.time()))
@@ -96,13 +105,13 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
         # wait instead of voiding the policy session (TPM_RC_PCR_CHANGED), and
         # concurrent signers do not overrun a simulator's three object slots.
         with RuntimeLog(ctx.obj.home).locked():
-            tss = signing.sign_data(tpm, record, data, approved)
+            tss = signing.sign_digest(tpm, record, hasher.digest(), approved)
     write_public(out_file, tss if fmt == "tss" else signing.signature_to_der(tss))
     if as_json:
-        echo_json({"ok": True, "name": name, "bytes": len(data), "out": str(out_file),
+        echo_json({"ok": True, "name": name, "bytes": size, "out": str(out_file),
                    "format": fmt})
         return
-    click.echo(f"signed {len(data)} bytes with key {name!r} into {out_file} ({fmt})")
+    click.echo(f"signed {size} bytes with key {name!r} into {out_file} ({fmt})")
 
 
 @key.command()

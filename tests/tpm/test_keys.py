@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from tpm2_pytss import TPM2B_PUBLIC, TPMA_OBJECT, TPMS_ATTEST
 from tpm2_pytss.constants import TPM2_ST
 
@@ -246,3 +251,31 @@ def test_key_records_are_private(host: Host) -> None:
     host.ok("key", "create", "--name", "private")
     assert (host.home / "keys").stat().st_mode & 0o777 == 0o700
     assert (host.home / "keys" / "private").stat().st_mode & 0o777 == 0o700
+
+
+_DATA_LIMIT = 64 << 20
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _data_limited() -> None:
+    resource.setrlimit(resource.RLIMIT_DATA, (_DATA_LIMIT, _DATA_LIMIT))
+
+
+def test_sign_hashes_a_payload_larger_than_its_memory_in_chunks(host: Host,
+                                                               tmp_path: Path) -> None:
+    # `key sign --in -` of a stream larger than the process may allocate: hashed as read
+    # (constant memory), not read whole first; the signature covers every byte.
+    host.ok("key", "create", "--name", "big")
+    payload = bytes(range(256)) * (512 << 10)  # 128 MiB > _DATA_LIMIT
+    done = subprocess.run(
+        [sys.executable, "-m", "attest.cli.main", "key", "sign", "--name", "big", "--in", "-",
+         "--out", str(tmp_path / "sig"), "--json"], input=payload, capture_output=True,
+        env={**os.environ, **host.env, "PYTHONPATH": str(ROOT)}, timeout=120,
+        preexec_fn=_data_limited, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["bytes"] == len(payload)
+    pem = (host.home / "keys" / "big" / "key.pem").read_bytes()
+    key = serialization.load_pem_public_key(pem)
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    key.verify((tmp_path / "sig").read_bytes(), hashlib.sha256(payload).digest(),
+               ec.ECDSA(utils.Prehashed(hashes.SHA256())))
