@@ -10,11 +10,19 @@ from typing import BinaryIO
 
 import click
 
-from attest.cli.common import echo_json, parse_hex, parse_selection, read_prefix, tpm_from
+from attest.cli.common import (
+    echo_json,
+    parse_hex,
+    parse_selection,
+    read_input,
+    read_prefix,
+    tpm_from,
+)
 from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
 from attest.evidence.pcrs import DIGEST_SIZES
+from attest.inputfile import MAX_KEY_BYTES
 from attest.runtime.log import RuntimeLog
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
@@ -55,7 +63,8 @@ def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | No
         pcrs = signing.DEFAULT_SEALED_PCRS
     selection = parse_selection(pcrs) if pcrs is not None else None
     signing.check_name(name)
-    authority_pem = authority.read_bytes() if authority else None
+    authority_pem = (read_input(authority, "authority key", MAX_KEY_BYTES)
+                     if authority else None)
     ref = parse_hex(policy_ref, "--policy-ref", 64)
     with tpm_from(ctx) as tpm:
         made = signing.create_key(tpm, ctx.obj.home, name, selection, authority_pem, ref)
@@ -212,7 +221,8 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
         with tpm_from(ctx) as tpm:
             current = read_pcrs(tpm, PCRSelection.from_pairs(missing))
         values.update(current)
-    made = signing.approve(authority_key.read_bytes(), selection, values,
+    made = signing.approve(read_input(authority_key, "authority key", MAX_KEY_BYTES),
+                           selection, values,
                            parse_hex(policy_ref, "--policy-ref", 64), serial=serial,
                            not_after=not_after)
     write_public(out_file, made.to_json().encode())

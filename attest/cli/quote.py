@@ -17,6 +17,7 @@ from attest.cli.common import (
 )
 from attest.cli.failure import json_option
 from attest.evidence.tpm2tools import write_serialized_pcrs
+from attest.inputfile import MAX_KEY_BYTES, read_home_file
 
 
 @click.group()
@@ -54,7 +55,7 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path, as_json: bo
     identity = load_identity(ctx.obj.home)
     with tpm_from(ctx) as tpm:
         made = create_quote(tpm, identity, selection, qualifying)
-    ak_pem = (ctx.obj.home / "ak.pem").read_bytes()
+    ak_pem = read_home_file(ctx.obj.home / "ak.pem", "AK public key", MAX_KEY_BYTES)
     files = {
         "quote.msg": made.message,
         "quote.sig": made.signature,

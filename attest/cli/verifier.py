@@ -343,7 +343,6 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     as reference values, the commands it measured as the executables exec artifacts
     may name, single-use artifacts; comments explain every field.
     """
-    from attest.eventlog.cel import parse_cel
     from attest.evidence.pcrs import RESETTABLE_PCRS
     from attest.policy import NonceMode, TrustedAK, render_policy
     from attest.runtime.log import RuntimeLog, log_pcr, runtime_pcr
@@ -365,7 +364,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         raise UsageError("the key is sealed to PCRs of several banks; policy init handles one")
     bank = banks.pop()
     runtime = RuntimeLog(ctx.obj.home)
-    records = parse_cel(runtime.path.read_bytes()).records if runtime.path.exists() else ()
+    records = runtime.read().records
     reference: dict[str, list[bytes]] = {}
     for record in records:
         name, measured = record.content.get("name"), record.content.get("digest")

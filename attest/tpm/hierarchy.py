@@ -32,6 +32,7 @@ from tpm2_pytss.utils import NVReadEK, create_ek_template
 
 from attest import strictjson
 from attest.errors import EvidenceError, IdentityError, NotProvisioned, TPMError, UsageError
+from attest.inputfile import MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import private_dir, write_public
 
@@ -170,7 +171,8 @@ def identity_path(home: Path) -> Path:
 def load_identity(home: Path) -> HostIdentity:
     path = identity_path(home)
     try:
-        return HostIdentity.from_json(path.read_text())
+        return HostIdentity.from_json(
+            read_home_file(path, "host identity", MAX_RECORD_BYTES).decode("utf-8", "replace"))
     except FileNotFoundError:
         raise NotProvisioned(f"no host identity in {home}",
                             hint="run `attest provision` first") from None

@@ -49,6 +49,7 @@ from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageErro
 from attest.evidence import policy
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, Approval, approved_for
 from attest.evidence.pcrs import HASH_NAMES, PCRSelection
+from attest.inputfile import MAX_RECORD_BYTES, read_home_file
 from attest.tpm import contention
 from attest.tpm.device import TPM, is_policy_failure, tpm_error
 from attest.tpm.files import private_dir, write_private, write_public
@@ -159,7 +160,8 @@ def key_dir(home: Path, name: str) -> Path:
 def load_key(home: Path, name: str) -> SigningKey:
     path = key_dir(home, name) / "key.json"
     try:
-        return SigningKey.from_json(path.read_text())
+        return SigningKey.from_json(
+            read_home_file(path, "key record", MAX_RECORD_BYTES).decode("utf-8", "replace"))
     except FileNotFoundError:
         raise KeyNotFound(f"no signing key named {name!r} in {home}",
                           hint=f"create it with `attest key create --name {name}`") from None
