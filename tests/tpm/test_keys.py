@@ -19,6 +19,7 @@ from tpm2_pytss.constants import TPM2_ST
 
 from attest.evidence import policy
 from attest.evidence.pcrs import PCRSelection
+from attest.simulator import Simulator
 from tests.conftest import Host
 
 
@@ -279,3 +280,20 @@ def test_sign_hashes_a_payload_larger_than_its_memory_in_chunks(host: Host,
     assert isinstance(key, ec.EllipticCurvePublicKey)
     key.verify((tmp_path / "sig").read_bytes(), hashlib.sha256(payload).digest(),
                ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+def test_a_key_of_a_cleared_tpm_says_it_is_gone_and_how_to_recreate_it(
+        fresh_swtpm: Simulator, tmp_path: Path, payload: Path) -> None:
+    # After tpm2_clear the storage seed is new: the key's private part fails its
+    # integrity check under the new SRK (0x1df); the user learns why and what to do.
+    h = Host(fresh_swtpm, tmp_path / "home")
+    h.ok("provision")
+    h.ok("key", "create", "--name", "old")
+    subprocess.run(["tpm2_clear"], check=True, capture_output=True,
+                   env={**os.environ, "TPM2TOOLS_TCTI": fresh_swtpm.tcti})
+    h.ok("provision", "--replace-identity")
+    result = h.run("key", "sign", "--name", "old", "--in", str(payload),
+                   "--out", str(tmp_path / "sig"))
+    assert result.exit_code == 3, result.stderr
+    assert "belongs to a TPM state that is gone" in result.stderr
+    assert "attest key create --name old" in result.stderr
