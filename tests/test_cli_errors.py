@@ -384,3 +384,27 @@ def test_policy_init_with_store_enrollment_claims_no_ak(host: Host, tmp_path: Pa
     written = _json(host, "policy", "init", "--from-host", "--enrollment", "store", "--force",
                     "--out", str(tmp_path / "p.yaml"))
     assert written["ak"] is None and written["enrollment"] == "store"
+
+
+@pytest.mark.parametrize("argv", [["audit", "export", "--from", "9" * 23],
+                                  ["audit", "consistency", "--from", "1", "--to", "9" * 23],
+                                  ["audit", "prove", "--index", "9" * 23]])
+def test_an_audit_index_beyond_any_sqlite_integer_is_usage(argv: list[str],
+                                                          tmp_path: Path) -> None:
+    result = _invoke([*argv, "--json"], {"ATTEST_HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["kind"] == "usage"
+
+
+def test_an_output_path_with_controls_or_undecodable_bytes_is_printed_escaped(
+        host: Host, tmp_path: Path) -> None:
+    # The user's own path, but what reaches the terminal is still escaped: an ESC in a
+    # name does not rewrite the screen, a name that is not UTF-8 does not crash the echo.
+    host.ok("key", "create")
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"data")
+    for name in ("ctl\x1b]0;title\x07", os.fsdecode(b"n\xff")):
+        out = tmp_path / name
+        said = host.ok("key", "sign", "--in", str(payload), "--out", str(out)).output
+        assert out.exists() and "\x1b" not in said and "\x07" not in said
+        assert "\\x1b" in said or "\\udcff" in said, said

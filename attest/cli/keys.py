@@ -19,6 +19,7 @@ from attest.cli.common import (
     tpm_from,
 )
 from attest.cli.failure import json_option
+from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
 from attest.evidence.pcrs import DIGEST_SIZES
@@ -78,7 +79,7 @@ def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | No
         return
     click.echo(f"created key {name!r} bound to {bound}")
     click.echo(f"policy digest: {made.policy_digest.hex()}")
-    click.echo(f"public key:    {folder / 'key.pem'}")
+    click.echo(f"public key:    {visible(folder / 'key.pem')}")
 
 
 @key.command()
@@ -120,7 +121,7 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
         echo_json({"ok": True, "name": name, "bytes": size, "out": str(out_file),
                    "format": fmt})
         return
-    click.echo(f"signed {size} bytes with key {name!r} into {out_file} ({fmt})")
+    click.echo(f"signed {size} bytes with key {name!r} into {visible(out_file)} ({fmt})")
 
 
 @key.command()
@@ -145,7 +146,7 @@ def certify(ctx: click.Context, name: str, nonce: str, out_dir: Path, as_json: b
         echo_json({"ok": True, "name": name, "out_dir": str(out_dir),
                    "files": ["certify.msg", "certify.sig", "key.pub", "key.pem"]})
         return
-    click.echo(f"certified key {name!r} with the AK into {out_dir}/")
+    click.echo(f"certified key {name!r} with the AK into {visible(out_dir)}/")
 
 
 @key.command("list")
@@ -231,7 +232,8 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
                    "approved_policy": made.approved_policy.hex(), "expires": not_after,
                    "out": str(out_file)})
         return
-    click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into {out_file}")
+    click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into "
+               f"{visible(out_file)}")
     click.echo(f"approval id {made.id} (serial {serial}"
                + (f", expires {not_after})" if not_after is not None else ")"))
 

@@ -161,7 +161,7 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
             out["identity"] = [f"{k.value}:{subject}" for k, subject in cascade[1:]]
         echo_json(out)
     elif kind == "ek":
-        click.echo(f"revoked the TPM of EK {value} and {len(cascade) - 1} AK(s): {reason}")
+        click.echo(f"revoked the TPM of EK {value} and {len(cascade) - 1} AK(s): {visible(reason)}")
     elif kind == "host":
         eks = sum(1 for k, _ in cascade if k is RevocationKind.EK)
         click.echo(f"revoked host {visible(value)} with its TPM identity ({eks} EK(s), "
