@@ -408,3 +408,11 @@ def test_an_output_path_with_controls_or_undecodable_bytes_is_printed_escaped(
         said = host.ok("key", "sign", "--in", str(payload), "--out", str(out)).output
         assert out.exists() and "\x1b" not in said and "\x07" not in said
         assert "\\x1b" in said or "\\udcff" in said, said
+
+
+def test_a_home_whose_name_is_not_utf8_holds_the_store(tmp_path: Path) -> None:
+    # A path is bytes: the default store URL percent-encodes them, and opens that file.
+    home = Path(os.fsdecode(os.fsencode(tmp_path) + b"/h\xff\x1b[2J"))
+    said = _ok(["challenge"], {"ATTEST_HOME": str(home)}).output
+    assert (home / "verifier.db").is_file()
+    assert "\x1b" not in said
