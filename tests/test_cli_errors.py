@@ -416,3 +416,16 @@ def test_a_home_whose_name_is_not_utf8_holds_the_store(tmp_path: Path) -> None:
     said = _ok(["challenge"], {"ATTEST_HOME": str(home)}).output
     assert (home / "verifier.db").is_file()
     assert "\x1b" not in said
+
+
+def test_a_simulator_state_path_a_tcti_cannot_name_is_usage(tmp_path: Path) -> None:
+    # A TCTI is text: a --state that is not UTF-8 (or holds an ESC) is refused before
+    # anything is made; status and stop name it escaped, without an internal error.
+    state = os.fsdecode(os.fsencode(tmp_path) + b"/s\xff\x1b[2J")
+    started = _invoke(["swtpm", "start", "--state", state, "--json"], {})
+    assert started.exit_code == 2, started.output
+    assert json.loads(started.stdout)["error"]["kind"] == "usage"
+    assert not Path(state).exists()
+    for command in ("status", "stop"):
+        said = _invoke(["swtpm", command, "--state", state], {}).output
+        assert "\x1b" not in said and "\\x1b" in said, said

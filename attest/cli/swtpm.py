@@ -47,8 +47,8 @@ def start(state: Path, as_json: bool) -> None:
     # swtpm processes it started and leaves no half-made state.
     with _terminate_as_interrupt():
         tcti, started = sim.start()
-    click.echo(("started" if started else "already running") + f": {sim.status().describe()}",
-               err=True)
+    said = "started" if started else "already running"
+    click.echo(f"{said}: {visible(sim.status().describe())}", err=True)
     if as_json:
         from attest.cli.common import echo_json
 
@@ -104,6 +104,6 @@ def status(state: Path, as_json: bool) -> None:
                    "interrupted": st.interrupted, "strays": list(st.strays),
                    "root_ca": str(sim.root_ca_cert)})
     else:
-        click.echo(st.describe())
+        click.echo(visible(st.describe()))
     if not st.running:
         raise SystemExit(EXIT_REFUSED)
