@@ -429,3 +429,23 @@ def test_a_simulator_state_path_a_tcti_cannot_name_is_usage(tmp_path: Path) -> N
     for command in ("status", "stop"):
         said = _invoke(["swtpm", command, "--state", state], {}).output
         assert "\x1b" not in said and "\\x1b" in said, said
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_an_output_that_is_a_fifo_or_device_is_refused_not_replaced(
+        host: Host, tmp_path: Path, through_link: bool) -> None:
+    # An output is written to a temporary file renamed over the target: over a FIFO or a
+    # device (as root, `--out /dev/zero`; `--out /dev/stdout` through its link) that
+    # replaced the node itself. A FIFO stands for both here.
+    host.ok("key", "create")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = fifo
+    if through_link:
+        out = tmp_path / "link"
+        out.symlink_to(fifo)
+    result = host.run("key", "sign", "--in", "/dev/null", "--out", str(out), "--json")
+    assert result.exit_code == 2, result.output
+    assert "not a regular file" in json.loads(result.stdout)["error"]["message"]
+    assert fifo.is_fifo() and out.exists()
+    assert not through_link or out.is_symlink()
