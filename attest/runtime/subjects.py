@@ -103,7 +103,13 @@ def command_content(argv: Sequence[str], banks: Sequence[str], *, record_argv: b
 def data_content(name: str, value: str, banks: Sequence[str], *,
                  record_value: bool = False) -> dict[str, Any]:
     """A named value's digest; the value itself only with ``record_value``."""
-    encoded = value.encode("utf-8")
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes from argv that are not UTF-8: the log is JSON text and cannot keep them.
+        raise UsageError("the value to measure is not UTF-8 text",
+                         hint="measure a file holding those bytes instead "
+                              "(attest measure file)") from None
     details: dict[str, Any] = {"value": value} if record_value else {}
     return measurement_content("data", name,
                                {bank: hashlib.new(bank, encoded).digest() for bank in banks},
