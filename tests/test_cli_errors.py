@@ -449,3 +449,29 @@ def test_an_output_that_is_a_fifo_or_device_is_refused_not_replaced(
     assert "not a regular file" in json.loads(result.stdout)["error"]["message"]
     assert fifo.is_fifo() and out.exists()
     assert not through_link or out.is_symlink()
+
+
+_NOT_UTF8 = os.fsdecode(b"n\xff")
+
+
+@pytest.mark.parametrize("argv", [["revoke", "--jti", _NOT_UTF8, "--reason", "r"],
+                                  ["revoke", "--host", _NOT_UTF8, "--reason", "r"],
+                                  ["revoke", "--jti", "j", "--reason", _NOT_UTF8],
+                                  ["readmit", "--ak", "00" * 34, "--reason", _NOT_UTF8]])
+def test_ids_and_reasons_that_are_not_utf8_are_usage(argv: list[str], tmp_path: Path) -> None:
+    # The store and the audit log keep them as text: argv bytes that are not UTF-8 are the
+    # caller's to fix (exit 2), not an internal error (UnicodeEncodeError in SQLite).
+    result = _invoke([*argv, "--json"], {"ATTEST_HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert "not UTF-8" in json.loads(result.stdout)["error"]["message"]
+
+
+@pytest.mark.parametrize("argv", [["measure", "file", "{loop}"],
+                                  ["measure", "command", "--", "{loop}"]])
+def test_a_symbolic_link_loop_to_measure_is_usage(host: Host, tmp_path: Path,
+                                                   argv: list[str]) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    result = host.run(*(arg.format(loop=tmp_path / "a") for arg in argv))
+    assert result.exit_code == 2, result.output
+    assert "loop of symbolic links" in result.stderr

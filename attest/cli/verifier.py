@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest.certfiles import certificate_files
-from attest.cli.common import echo_json, read_input, read_prefix, tpm_from
+from attest.cli.common import echo_json, read_input, read_prefix, tpm_from, utf8_text
 from attest.cli.failure import Failure, json_option
 from attest.cli.terminal import visible
 from attest.errors import (
@@ -144,6 +144,7 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     if len(given) != 1:
         raise UsageError("give exactly one of --jti, --key, --ak, --host, --ek, --approval")
     (kind, value), = given
+    value, reason = utf8_text(value, f"--{kind}"), utf8_text(reason, "--reason")
     from attest.audit.hooks import revoke_logged
     from attest.audit.log import AuditLog
 
@@ -191,6 +192,7 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
         name = bytes.fromhex(ak_name)
     except ValueError:
         raise UsageError(f"--ak is not hex: {ak_name!r}") from None
+    reason = utf8_text(reason, "--reason")
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
         entry = readmission_entry(name, reason, time=int(time.time()))
@@ -228,6 +230,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     from attest.evidence.credential import make_credential
     from attest.tpm.hierarchy import EK_RSA, activate_credential, load_identity
 
+    host = utf8_text(host_id or socket.gethostname(), "--host")
     identity = load_identity(ctx.obj.home)
     _named_ak(identity)  # the public area recorded is the one credential activation binds
     ek = next((e for e in identity.eks if e.kind == EK_RSA.label), None)
@@ -254,7 +257,6 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     if recovered != secret:
         raise EvidenceError("credential activation returned another secret: the AK is not "
                             "in the TPM that holds this EK", reason=Reason.EK_CHAIN_INVALID)
-    host = host_id or socket.gethostname()
     from attest.audit.hooks import enroll_logged
     from attest.audit.log import AuditLog
 

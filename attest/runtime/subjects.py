@@ -41,7 +41,10 @@ def file_digests(path: Path, banks: Sequence[str]) -> dict[str, bytes]:
 
 
 def _regular_file(path: Path) -> Path:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # a symbolic link loop (RuntimeError before 3.13)
+        raise UsageError(f"cannot resolve {path}: a loop of symbolic links") from None
     if not resolved.exists():
         raise UsageError(f"no such file: {path}")
     if not resolved.is_file():
