@@ -225,13 +225,21 @@ def check_verifier_url(url: str) -> None:
     import ipaddress
     import urllib.parse
 
-    parts = urllib.parse.urlsplit(url)
+    if not (url.isascii() and url.isprintable()) or any(char.isspace() for char in url):
+        # http.client refuses these only when it connects: say it here, as usage.
+        raise UsageError(f"--verifier holds spaces, control or non-ASCII characters: {url!r}",
+                         hint="percent-encode them (%20, %C3%A9), a host in its xn-- form")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        # Read here, so that a bad host or port ("[::1", ":99999") is refused as usage.
+        host, _ = (parts.hostname or "").rstrip(".").lower(), parts.port
+    except ValueError as exc:
+        raise UsageError(f"--verifier is not a URL: {url!r} ({exc})") from None
     # Only http(s): urllib would also open file: and other schemes.
-    if parts.scheme not in ("http", "https"):
-        raise UsageError(f"--verifier must be an http(s) URL, not {url!r}")
+    if parts.scheme not in ("http", "https") or not host:
+        raise UsageError(f"--verifier must be an http(s) URL naming a host, not {url!r}")
     if parts.scheme == "https":
         return
-    host = (parts.hostname or "").rstrip(".").lower()
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -9,6 +9,7 @@ policies, certificates, logs, keys, approvals) goes through :func:`read_at_most`
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 # Per-kind bounds, each far above any honest input of its kind.
@@ -48,4 +49,28 @@ def read_bounded(path: str | Path, what: str, limit: int) -> bytes:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
     if len(data) > limit:
         raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one")
+    return data
+
+
+# A record attest writes in a home (identity.json, a key's key.json, the runtime log's
+# epoch): a few KiB; the bound only stops a file replaced by a device or a FIFO.
+MAX_RECORD_BYTES = 1 << 20
+
+
+def read_home_file(path: str | Path, what: str, limit: int) -> bytes:
+    """The bytes of a file attest keeps (in a home or a key folder), bounded like any
+    other: a file replaced by /dev/zero or a FIFO neither hangs nor exhausts memory.
+    OSError propagates (FileNotFoundError is "not yet" to most callers); anything but a
+    regular file, or more than ``limit``, is MalformedInput (exit 2) naming the file."""
+    from attest.errors import MalformedInput
+
+    # attest writes regular files only: a device or a FIFO there was put by someone else
+    # (and would parse as an empty or a garbage record, naming nothing).
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise MalformedInput(f"{what} {path} is not a regular file: not one attest wrote",
+                             hint="restore it, or remove it and recreate it")
+    data = read_at_most(path, limit)
+    if len(data) > limit:
+        raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one attest "
+                             "wrote", hint="restore it, or remove it and recreate it")
     return data

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attest.durable import fsync_dir
-from attest.errors import SimulatorError, TPMUnavailable
+from attest.errors import SimulatorError, TPMUnavailable, UsageError
 
 SETUP_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 10.0
@@ -308,7 +308,14 @@ class Simulator:
             relax_dictionary_attack(tpm)
 
     def check_socket_path(self) -> None:
-        if len(str(self.ctrl_path).encode()) > _MAX_SOCKET_PATH:
+        text = str(self.socket_path)
+        if not text.isprintable():  # a control character, or a byte not UTF-8 (a surrogate)
+            # The TCTI names the socket as text (printed for `export ATTEST_TCTI=$(...)`,
+            # passed to the TSS as UTF-8): a path it cannot carry is refused first.
+            raise UsageError(f"the --state path {self.state_dir} is not printable "
+                             "UTF-8 text, which a TCTI must be",
+                             hint="choose a --state path of printable UTF-8 characters")
+        if len(os.fsencode(self.ctrl_path)) > _MAX_SOCKET_PATH:
             raise SimulatorError(
                 f"state folder path too long for a unix socket: {self.ctrl_path}",
                 hint=f"choose a shorter --state path: at most "
@@ -333,7 +340,7 @@ class Simulator:
         # A recycled pid belongs to some other program; only ours counts.
         if not cmdline or not cmdline[0].endswith(b"swtpm"):
             return None
-        if str(self.socket_path).encode() not in b" ".join(cmdline):
+        if os.fsencode(self.socket_path) not in b" ".join(cmdline):
             return None
         try:
             if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
@@ -375,7 +382,7 @@ class Simulator:
 
     def _strays(self) -> list[int]:
         """swtpm and swtpm_setup processes naming this folder's sockets or TPM state."""
-        paths = {str(p).encode() for p in (self.socket_path, self.ctrl_path, self.tpm_state,
+        paths = {os.fsencode(p) for p in (self.socket_path, self.ctrl_path, self.tpm_state,
                                             self.staging_dir / "tpm")}
         return _processes_naming(paths)
 

@@ -361,3 +361,117 @@ def test_swtpm_start_and_stop_in_json(provisioned_template: Path, tmp_path: Path
     finally:
         stopped = json.loads(_ok(["swtpm", "stop", "--state", str(state), "--json"], {}).stdout)
     assert stopped == {"ok": True, "stopped": True, "state": str(state)}
+
+
+@pytest.mark.parametrize("argv", [["challenge"], ["revoke", "--host", "h", "--reason", "r"],
+                                  ["readmit", "--ak", "00" * 34, "--reason", "r"],
+                                  ["audit", "seal-revocations"], ["audit", "verify"]])
+def test_verifier_commands_create_a_home_that_does_not_exist_yet(
+        argv: list[str], tmp_path: Path) -> None:
+    # Honest first use: the default store is in a home nobody has created.
+    home = tmp_path / "not" / "yet"
+    _ok(argv, {"ATTEST_HOME": str(home)})
+    assert (home / "verifier.db").is_file()
+    assert (home.stat().st_mode & 0o777) == 0o700
+
+
+def test_policy_init_with_store_enrollment_claims_no_ak(host: Host, tmp_path: Path) -> None:
+    # The policy lists no AK: the store decides which AKs are trusted, and the output says so.
+    host.ok("key", "create")
+    said = host.ok("policy", "init", "--from-host", "--enrollment", "store",
+                   "--out", str(tmp_path / "p.yaml")).output
+    assert "trusts AK " not in said and "verifier's store" in said
+    written = _json(host, "policy", "init", "--from-host", "--enrollment", "store", "--force",
+                    "--out", str(tmp_path / "p.yaml"))
+    assert written["ak"] is None and written["enrollment"] == "store"
+
+
+@pytest.mark.parametrize("argv", [["audit", "export", "--from", "9" * 23],
+                                  ["audit", "consistency", "--from", "1", "--to", "9" * 23],
+                                  ["audit", "prove", "--index", "9" * 23]])
+def test_an_audit_index_beyond_any_sqlite_integer_is_usage(argv: list[str],
+                                                          tmp_path: Path) -> None:
+    result = _invoke([*argv, "--json"], {"ATTEST_HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["kind"] == "usage"
+
+
+def test_an_output_path_with_controls_or_undecodable_bytes_is_printed_escaped(
+        host: Host, tmp_path: Path) -> None:
+    # The user's own path, but what reaches the terminal is still escaped: an ESC in a
+    # name does not rewrite the screen, a name that is not UTF-8 does not crash the echo.
+    host.ok("key", "create")
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"data")
+    for name in ("ctl\x1b]0;title\x07", os.fsdecode(b"n\xff")):
+        out = tmp_path / name
+        said = host.ok("key", "sign", "--in", str(payload), "--out", str(out)).output
+        assert out.exists() and "\x1b" not in said and "\x07" not in said
+        assert "\\x1b" in said or "\\udcff" in said, said
+
+
+def test_a_home_whose_name_is_not_utf8_holds_the_store(tmp_path: Path) -> None:
+    # A path is bytes: the default store URL percent-encodes them, and opens that file.
+    home = Path(os.fsdecode(os.fsencode(tmp_path) + b"/h\xff\x1b[2J"))
+    said = _ok(["challenge"], {"ATTEST_HOME": str(home)}).output
+    assert (home / "verifier.db").is_file()
+    assert "\x1b" not in said
+
+
+def test_a_simulator_state_path_a_tcti_cannot_name_is_usage(tmp_path: Path) -> None:
+    # A TCTI is text: a --state that is not UTF-8 (or holds an ESC) is refused before
+    # anything is made; status and stop name it escaped, without an internal error.
+    state = os.fsdecode(os.fsencode(tmp_path) + b"/s\xff\x1b[2J")
+    started = _invoke(["swtpm", "start", "--state", state, "--json"], {})
+    assert started.exit_code == 2, started.output
+    assert json.loads(started.stdout)["error"]["kind"] == "usage"
+    assert not Path(state).exists()
+    for command in ("status", "stop"):
+        said = _invoke(["swtpm", command, "--state", state], {}).output
+        assert "\x1b" not in said and "\\x1b" in said, said
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_an_output_that_is_a_fifo_or_device_is_refused_not_replaced(
+        host: Host, tmp_path: Path, through_link: bool) -> None:
+    # An output is written to a temporary file renamed over the target: over a FIFO or a
+    # device (as root, `--out /dev/zero`; `--out /dev/stdout` through its link) that
+    # replaced the node itself. A FIFO stands for both here.
+    host.ok("key", "create")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = fifo
+    if through_link:
+        out = tmp_path / "link"
+        out.symlink_to(fifo)
+    result = host.run("key", "sign", "--in", "/dev/null", "--out", str(out), "--json")
+    assert result.exit_code == 2, result.output
+    assert "not a regular file" in json.loads(result.stdout)["error"]["message"]
+    assert fifo.is_fifo() and out.exists()
+    assert not through_link or out.is_symlink()
+
+
+_NOT_UTF8 = os.fsdecode(b"n\xff")
+
+
+@pytest.mark.parametrize("argv", [["revoke", "--jti", _NOT_UTF8, "--reason", "r"],
+                                  ["revoke", "--host", _NOT_UTF8, "--reason", "r"],
+                                  ["revoke", "--jti", "j", "--reason", _NOT_UTF8],
+                                  ["readmit", "--ak", "00" * 34, "--reason", _NOT_UTF8]])
+def test_ids_and_reasons_that_are_not_utf8_are_usage(argv: list[str], tmp_path: Path) -> None:
+    # The store and the audit log keep them as text: argv bytes that are not UTF-8 are the
+    # caller's to fix (exit 2), not an internal error (UnicodeEncodeError in SQLite).
+    result = _invoke([*argv, "--json"], {"ATTEST_HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert "not UTF-8" in json.loads(result.stdout)["error"]["message"]
+
+
+@pytest.mark.parametrize("argv", [["measure", "file", "{loop}"],
+                                  ["measure", "command", "--", "{loop}"]])
+def test_a_symbolic_link_loop_to_measure_is_usage(host: Host, tmp_path: Path,
+                                                   argv: list[str]) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    result = host.run(*(arg.format(loop=tmp_path / "a") for arg in argv))
+    assert result.exit_code == 2, result.output
+    assert "loop of symbolic links" in result.stderr

@@ -26,6 +26,7 @@ from pathlib import Path
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.durable import fsync_dir, write_atomic
 from attest.errors import AuditUnavailable, ProofError, UsageError
+from attest.inputfile import MAX_KEY_BYTES, read_home_file
 
 FOLDER = "audit"
 PRIVATE_FILE = "audit-log.key"
@@ -87,7 +88,8 @@ def load_public(home: Path) -> VerifierKey | None:
     folder = key_dir(home)
     path = folder / PUBLIC_FILE
     if path.exists():
-        return VerifierKey.parse(path.read_text())
+        return VerifierKey.parse(read_home_file(path, "verifier key", MAX_KEY_BYTES)
+                                 .decode("utf-8", "replace"))
     if (folder / PRIVATE_FILE).exists():
         return load(home).verifier_key
     return None

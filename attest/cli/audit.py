@@ -29,6 +29,8 @@ _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
                       "sqlite:///$ATTEST_HOME/verifier.db].")
 _JSON = json_option(help="Machine-readable output.")
+# Sizes and indexes are SQLite integers: a larger one names no entry and is usage (2).
+_MAX_INDEX = 2**63 - 1
 _KEY_HELP = ("The log's verifier key (name+id+key, as `attest audit key` prints it), or a "
              "file holding it.")
 
@@ -200,8 +202,8 @@ def key(ctx: click.Context, as_json: bool) -> None:
 
 @audit.command()
 @_STORE
-@click.option("--index", type=click.IntRange(min=0), required=True, help="The entry.")
-@click.option("--size", type=click.IntRange(min=1),
+@click.option("--index", type=click.IntRange(0, _MAX_INDEX), required=True, help="The entry.")
+@click.option("--size", type=click.IntRange(1, _MAX_INDEX),
               help="The tree size to prove against [default: the latest signed head, signing "
               "one if none covers the entry].")
 @json_option(help="Errors as JSON too (the proof is JSON either way).")
@@ -221,9 +223,9 @@ def prove(ctx: click.Context, store_url: str | None, index: int, size: int | Non
 
 @audit.command()
 @_STORE
-@click.option("--from", "old_size", type=click.IntRange(min=1), required=True,
+@click.option("--from", "old_size", type=click.IntRange(1, _MAX_INDEX), required=True,
               help="The older tree size.")
-@click.option("--to", "new_size", type=click.IntRange(min=1),
+@click.option("--to", "new_size", type=click.IntRange(1, _MAX_INDEX),
               help="The newer tree size [default: the latest signed head].")
 @json_option(help="Errors as JSON too (the proof is JSON either way).")
 @click.pass_context
@@ -258,9 +260,9 @@ def _signed_sizes(signed: list[int], wanted: int) -> str:
 
 @audit.command()
 @_STORE
-@click.option("--from", "start", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--from", "start", type=click.IntRange(0, _MAX_INDEX), default=0, show_default=True,
               help="The first index.")
-@click.option("--to", "stop", type=click.IntRange(min=0),
+@click.option("--to", "stop", type=click.IntRange(0, _MAX_INDEX),
               help="Stop before this index (a tree size) [default: the end of the log].")
 @json_option(help="Errors as JSON too (entries are JSON lines either way).")
 @click.pass_context

@@ -48,6 +48,16 @@ _DURATION = re.compile(r"^\s*([0-9]{1,12})\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
+def utf8_text(value: str, what: str) -> str:
+    """``value`` when it is UTF-8 text: an id or a reason the store and the audit log keep
+    as text, which bytes from argv that are not UTF-8 cannot be (UsageError, exit 2)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not UTF-8 text: {value!r}") from None
+    return value
+
+
 def parse_duration(text: str, what: str = "duration", maximum: int = MAX_TTL_S) -> int:
     """Seconds from "90", "90s", "5m", "1h", "2d"; UsageError unless 1 s to ``maximum``."""
     allowed = f"from 1s to {maximum // 86400}d" if maximum % 86400 == 0 else \

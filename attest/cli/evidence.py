@@ -29,7 +29,7 @@ from attest.errors import (
     UsageError,
 )
 from attest.evidence import policy as policy_digests
-from attest.evidence.ekcert import verify_ek_certificate
+from attest.evidence.ekcert import CRYPTOGRAPHY_REFUSALS, verify_ek_certificate
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.signatures import PublicKey
@@ -281,14 +281,19 @@ def ek_verify(cert: Path, roots: tuple[Path, ...], chain: tuple[Path, ...], at: 
 def _subject(der: bytes) -> str:
     try:
         return x509.load_der_x509_certificate(der).subject.rfc4514_string() or "(empty)"
-    except ValueError:
-        # Some vendor roots (Nuvoton) are not strict DER: OpenSSL still reads them.
+    except CRYPTOGRAPHY_REFUSALS:
+        pass  # Some vendor roots (Nuvoton) are not strict DER: OpenSSL still reads them.
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             name = crypto.load_certificate(crypto.FILETYPE_ASN1, der).get_subject()
-            parts = [f"{k.decode()}={v.decode(errors='replace')}"
+            parts = [f"{k.decode(errors='replace')}={v.decode(errors='replace')}"
                      for k, v in name.get_components()]
-        return ",".join(parts) or "(empty)"
+    except crypto.Error:
+        # Display only: the chain was verified already; a name neither library reads is
+        # not a reason to fail the command.
+        return "(unreadable subject)"
+    return ",".join(parts) or "(empty)"
 
 
 def _parse_time(value: str | None) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,16 +10,28 @@ from typing import BinaryIO
 
 import click
 
-from attest.cli.common import echo_json, parse_hex, parse_selection, read_prefix, tpm_from
+from attest.cli.common import (
+    echo_json,
+    parse_hex,
+    parse_selection,
+    read_input,
+    read_prefix,
+    tpm_from,
+)
 from attest.cli.failure import json_option
+from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
 from attest.evidence.pcrs import DIGEST_SIZES
+from attest.inputfile import MAX_KEY_BYTES
 from attest.runtime.log import RuntimeLog
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity
 from attest.tpm.pcr import read_pcrs
+
+# How much of the payload is held at once while it is hashed.
+_CHUNK = 1 << 20
 
 # An approval's --expires: ten years, far beyond any PCR values' life.
 MAX_APPROVAL_LIFETIME_S = 3650 * 86400
@@ -51,7 +64,8 @@ def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | No
         pcrs = signing.DEFAULT_SEALED_PCRS
     selection = parse_selection(pcrs) if pcrs is not None else None
     signing.check_name(name)
-    authority_pem = authority.read_bytes() if authority else None
+    authority_pem = (read_input(authority, "authority key", MAX_KEY_BYTES)
+                     if authority else None)
     ref = parse_hex(policy_ref, "--policy-ref", 64)
     with tpm_from(ctx) as tpm:
         made = signing.create_key(tpm, ctx.obj.home, name, selection, authority_pem, ref)
@@ -65,7 +79,7 @@ def create(ctx: click.Context, name: str, pcrs: str | None, authority: Path | No
         return
     click.echo(f"created key {name!r} bound to {bound}")
     click.echo(f"policy digest: {made.policy_digest.hex()}")
-    click.echo(f"public key:    {folder / 'key.pem'}")
+    click.echo(f"public key:    {visible(folder / 'key.pem')}")
 
 
 @key.command()
@@ -87,7 +101,12 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
          approvals: tuple[Path, ...], as_json: bool) -> None:
     """Sign a file inside a policy session (fails when the sealed PCRs changed)."""
     record = signing.load_key(ctx.obj.home, name)
-    data = in_file.read()
+    # Hashed as it is read, in chunks: a payload of any size (an image, a pipe) signs in
+    # constant memory; the TPM signs only the digest anyway.
+    hasher, size = hashlib.sha256(), 0
+    while chunk := in_file.read(_CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
     candidates = read_approvals(approvals)
     with tpm_from(ctx) as tpm:
         approved = (signing.choose_approval(tpm, candidates, int(time.time()))
@@ -96,13 +115,13 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
         # wait instead of voiding the policy session (TPM_RC_PCR_CHANGED), and
         # concurrent signers do not overrun a simulator's three object slots.
         with RuntimeLog(ctx.obj.home).locked():
-            tss = signing.sign_data(tpm, record, data, approved)
+            tss = signing.sign_digest(tpm, record, hasher.digest(), approved)
     write_public(out_file, tss if fmt == "tss" else signing.signature_to_der(tss))
     if as_json:
-        echo_json({"ok": True, "name": name, "bytes": len(data), "out": str(out_file),
+        echo_json({"ok": True, "name": name, "bytes": size, "out": str(out_file),
                    "format": fmt})
         return
-    click.echo(f"signed {len(data)} bytes with key {name!r} into {out_file} ({fmt})")
+    click.echo(f"signed {size} bytes with key {name!r} into {visible(out_file)} ({fmt})")
 
 
 @key.command()
@@ -127,7 +146,7 @@ def certify(ctx: click.Context, name: str, nonce: str, out_dir: Path, as_json: b
         echo_json({"ok": True, "name": name, "out_dir": str(out_dir),
                    "files": ["certify.msg", "certify.sig", "key.pub", "key.pem"]})
         return
-    click.echo(f"certified key {name!r} with the AK into {out_dir}/")
+    click.echo(f"certified key {name!r} with the AK into {visible(out_dir)}/")
 
 
 @key.command("list")
@@ -203,7 +222,8 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
         with tpm_from(ctx) as tpm:
             current = read_pcrs(tpm, PCRSelection.from_pairs(missing))
         values.update(current)
-    made = signing.approve(authority_key.read_bytes(), selection, values,
+    made = signing.approve(read_input(authority_key, "authority key", MAX_KEY_BYTES),
+                           selection, values,
                            parse_hex(policy_ref, "--policy-ref", 64), serial=serial,
                            not_after=not_after)
     write_public(out_file, made.to_json().encode())
@@ -212,7 +232,8 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
                    "approved_policy": made.approved_policy.hex(), "expires": not_after,
                    "out": str(out_file)})
         return
-    click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into {out_file}")
+    click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into "
+               f"{visible(out_file)}")
     click.echo(f"approval id {made.id} (serial {serial}"
                + (f", expires {not_after})" if not_after is not None else ")"))
 

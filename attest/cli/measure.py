@@ -11,6 +11,7 @@ import click
 from attest.cli.common import echo_json, tpm_from
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
+from attest.errors import EventLogError, UsageError
 from attest.runtime import subjects
 from attest.runtime.log import measure as measure_into
 from attest.runtime.log import runtime_pcr
@@ -39,7 +40,12 @@ def _run(ctx: click.Context, pcr: int | None, allow_resettable: bool, as_json: b
          build: Callable[[Sequence[str]], dict[str, Any]]) -> None:
     index = runtime_pcr(pcr, allow_resettable=allow_resettable)
     with tpm_from(ctx) as tpm:
-        content = build(active_banks(tpm))
+        try:
+            content = build(active_banks(tpm))
+        except EventLogError as exc:
+            # What the caller asked to measure cannot be a record (no name, a name or path
+            # that is not UTF-8 text, too large): the caller's input, not evidence.
+            raise UsageError(f"cannot measure that: {exc.message}", hint=exc.hint) from None
         record, done = measure_into(tpm, ctx.obj.home, index, content)
     for note in done.notes:
         click.echo(f"repaired: {visible(note)}", err=True)

@@ -52,7 +52,9 @@ def extend_cmd(ctx: click.Context, index: int, data: str | None, digest_spec: st
         raise UsageError(f"PCR index {index} out of range 0-{PCR_COUNT - 1}")
     with tpm_from(ctx) as tpm:
         if digest_spec is None:
-            digests = extend_data(tpm, index, (data or "").encode())
+            # The argument's own bytes, UTF-8 or not (surrogateescape gives them back).
+            raw = (data or "").encode("utf-8", "surrogateescape")
+            digests = extend_data(tpm, index, raw)
         else:
             bank, sep, hexdigest = digest_spec.partition(":")
             if not sep:

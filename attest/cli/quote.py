@@ -16,7 +16,9 @@ from attest.cli.common import (
     tpm_from,
 )
 from attest.cli.failure import json_option
+from attest.cli.terminal import visible
 from attest.evidence.tpm2tools import write_serialized_pcrs
+from attest.inputfile import MAX_KEY_BYTES, read_home_file
 
 
 @click.group()
@@ -54,7 +56,7 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path, as_json: bo
     identity = load_identity(ctx.obj.home)
     with tpm_from(ctx) as tpm:
         made = create_quote(tpm, identity, selection, qualifying)
-    ak_pem = (ctx.obj.home / "ak.pem").read_bytes()
+    ak_pem = read_home_file(ctx.obj.home / "ak.pem", "AK public key", MAX_KEY_BYTES)
     files = {
         "quote.msg": made.message,
         "quote.sig": made.signature,
@@ -82,9 +84,10 @@ def create(ctx: click.Context, pcrs: str, nonce: str, out_dir: Path, as_json: bo
     if as_json:
         echo_json({"ok": True, "out_dir": str(out_dir), **summary})
         return
-    click.echo(f"quoted {selection} with nonce {qualifying.hex()} into {out_dir}/")
-    click.echo(f"check it: tpm2_checkquote -u {out_dir}/ak.pub -m {out_dir}/quote.msg "
-               f"-s {out_dir}/quote.sig -f {out_dir}/quote.pcrs -g sha256 -q {qualifying.hex()}")
-    click.echo(f"or: attest quote verify -u {out_dir}/ak.pub --ak-name {identity.ak_name.hex()} "
-               f"-m {out_dir}/quote.msg -s {out_dir}/quote.sig -f {out_dir}/quote.pcrs "
-               f"-g sha256 -q {qualifying.hex()}")
+    shown, nonce = visible(out_dir), qualifying.hex()
+    click.echo(f"quoted {selection} with nonce {nonce} into {shown}/")
+    click.echo(f"check it: tpm2_checkquote -u {shown}/ak.pub -m {shown}/quote.msg "
+               f"-s {shown}/quote.sig -f {shown}/quote.pcrs -g sha256 -q {nonce}")
+    click.echo(f"or: attest quote verify -u {shown}/ak.pub --ak-name {identity.ak_name.hex()} "
+               f"-m {shown}/quote.msg -s {shown}/quote.sig -f {shown}/quote.pcrs "
+               f"-g sha256 -q {nonce}")

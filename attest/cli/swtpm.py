@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from attest.cli.failure import json_option
+from attest.cli.terminal import visible
 from attest.errors import EXIT_REFUSED
 from attest.simulator import Simulator
 
@@ -38,16 +39,16 @@ def start(state: Path, as_json: bool) -> None:
     sim = Simulator(state)
     sim.check_socket_path()  # refused before anything is said, made or started
     if sim.interrupted:
-        click.echo(f"an earlier provisioning of {sim.state_dir} was interrupted; "
+        click.echo(f"an earlier provisioning of {visible(sim.state_dir)} was interrupted; "
                    "provisioning it again ...", err=True)
     elif not sim.provisioned:
-        click.echo(f"provisioning a new simulator in {sim.state_dir} ...", err=True)
+        click.echo(f"provisioning a new simulator in {visible(sim.state_dir)} ...", err=True)
     # SIGTERM, like Ctrl-C, stops the start where it is: Simulator.start then kills the
     # swtpm processes it started and leaves no half-made state.
     with _terminate_as_interrupt():
         tcti, started = sim.start()
-    click.echo(("started" if started else "already running") + f": {sim.status().describe()}",
-               err=True)
+    said = "started" if started else "already running"
+    click.echo(f"{said}: {visible(sim.status().describe())}", err=True)
     if as_json:
         from attest.cli.common import echo_json
 
@@ -83,9 +84,9 @@ def stop(state: Path, as_json: bool) -> None:
 
         echo_json({"ok": True, "stopped": stopped, "state": str(sim.state_dir)})
     elif stopped:
-        click.echo(f"stopped the simulator in {sim.state_dir}", err=True)
+        click.echo(f"stopped the simulator in {visible(sim.state_dir)}", err=True)
     else:
-        click.echo(f"no simulator running in {sim.state_dir}", err=True)
+        click.echo(f"no simulator running in {visible(sim.state_dir)}", err=True)
 
 
 @swtpm.command()
@@ -103,6 +104,6 @@ def status(state: Path, as_json: bool) -> None:
                    "interrupted": st.interrupted, "strays": list(st.strays),
                    "root_ca": str(sim.root_ca_cert)})
     else:
-        click.echo(st.describe())
+        click.echo(visible(st.describe()))
     if not st.running:
         raise SystemExit(EXIT_REFUSED)

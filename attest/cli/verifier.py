@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest.certfiles import certificate_files
-from attest.cli.common import echo_json, read_input, read_prefix, tpm_from
+from attest.cli.common import echo_json, read_input, read_prefix, tpm_from, utf8_text
 from attest.cli.failure import Failure, json_option
 from attest.cli.terminal import visible
 from attest.errors import (
@@ -38,7 +38,14 @@ _JSON = json_option(help="Machine-readable output.")
 
 
 def open_store(ctx: click.Context, url: str | None) -> Store:
-    return Store.open(url or os.environ.get("ATTEST_STORE") or default_url(ctx.obj.home))
+    chosen = url or os.environ.get("ATTEST_STORE")
+    if not chosen:
+        # Honest first use: the default store lives in the home, which may not exist yet.
+        # An OSError here is rendered by the top group: usage or environment, with the path.
+        home: Path = ctx.obj.home
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        chosen = default_url(home)
+    return Store.open(chosen)
 
 
 @click.command("verify")
@@ -137,6 +144,7 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
     if len(given) != 1:
         raise UsageError("give exactly one of --jti, --key, --ak, --host, --ek, --approval")
     (kind, value), = given
+    value, reason = utf8_text(value, f"--{kind}"), utf8_text(reason, "--reason")
     from attest.audit.hooks import revoke_logged
     from attest.audit.log import AuditLog
 
@@ -154,7 +162,7 @@ def revoke(ctx: click.Context, jti: str | None, kid: str | None, ak: str | None,
             out["identity"] = [f"{k.value}:{subject}" for k, subject in cascade[1:]]
         echo_json(out)
     elif kind == "ek":
-        click.echo(f"revoked the TPM of EK {value} and {len(cascade) - 1} AK(s): {reason}")
+        click.echo(f"revoked the TPM of EK {value} and {len(cascade) - 1} AK(s): {visible(reason)}")
     elif kind == "host":
         eks = sum(1 for k, _ in cascade if k is RevocationKind.EK)
         click.echo(f"revoked host {visible(value)} with its TPM identity ({eks} EK(s), "
@@ -184,6 +192,7 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
         name = bytes.fromhex(ak_name)
     except ValueError:
         raise UsageError(f"--ak is not hex: {ak_name!r}") from None
+    reason = utf8_text(reason, "--reason")
     with open_store(ctx, store_url) as store:
         log = AuditLog.open(store, ctx.obj.home)
         entry = readmission_entry(name, reason, time=int(time.time()))
@@ -221,6 +230,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     from attest.evidence.credential import make_credential
     from attest.tpm.hierarchy import EK_RSA, activate_credential, load_identity
 
+    host = utf8_text(host_id or socket.gethostname(), "--host")
     identity = load_identity(ctx.obj.home)
     _named_ak(identity)  # the public area recorded is the one credential activation binds
     ek = next((e for e in identity.eks if e.kind == EK_RSA.label), None)
@@ -247,7 +257,6 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     if recovered != secret:
         raise EvidenceError("credential activation returned another secret: the AK is not "
                             "in the TPM that holds this EK", reason=Reason.EK_CHAIN_INVALID)
-    host = host_id or socket.gethostname()
     from attest.audit.hooks import enroll_logged
     from attest.audit.log import AuditLog
 
@@ -324,8 +333,8 @@ def _enrollment_ek(certificate: bytes | None, public: bytes,
               show_default=True, help="policy: trust this host's AK by listing it; store: "
               "trust what `attest enroll` put in the verifier's store.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-@json_option(help='Print {"ok", "out", "ak", "key", "pcrs", "reference_values", '
-             '"executables"}.')
+@json_option(help='Print {"ok", "out", "ak" (null with --enrollment store), "enrollment", '
+             '"key", "pcrs", "reference_values", "executables"}.')
 @click.pass_context
 def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: str,
                 key_name: str, ek_roots: tuple[str, ...], enrollment: str, force: bool,
@@ -336,7 +345,6 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     as reference values, the commands it measured as the executables exec artifacts
     may name, single-use artifacts; comments explain every field.
     """
-    from attest.eventlog.cel import parse_cel
     from attest.evidence.pcrs import RESETTABLE_PCRS
     from attest.policy import NonceMode, TrustedAK, render_policy
     from attest.runtime.log import RuntimeLog, log_pcr, runtime_pcr
@@ -358,7 +366,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         raise UsageError("the key is sealed to PCRs of several banks; policy init handles one")
     bank = banks.pop()
     runtime = RuntimeLog(ctx.obj.home)
-    records = parse_cel(runtime.path.read_bytes()).records if runtime.path.exists() else ()
+    records = runtime.read().records
     reference: dict[str, list[bytes]] = {}
     for record in records:
         name, measured = record.content.get("name"), record.content.get("digest")
@@ -382,11 +390,16 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         header=f"Written by `attest policy init --from-host` on {os.uname().nodename}.")
     write_public(out_file, text.encode())
     if as_json:
-        echo_json({"ok": True, "out": str(out_file), "ak": identity.ak_name.hex(),
+        # "ak": the AK the policy lists; none with enrollment: store (the store decides).
+        echo_json({"ok": True, "out": str(out_file),
+                   "ak": identity.ak_name.hex() if trusted else None,
+                   "enrollment": enrollment,
                    "key": key.name, "pcrs": str(key.selection),
                    "reference_values": len(reference), "executables": len(executables)})
         return
-    click.echo(f"wrote {out_file}: trusts AK {identity.ak_name.hex()[:16]}…, key {key.name!r} "
+    trusts = (f"trusts AK {identity.ak_name.hex()[:16]}…" if trusted
+              else "trusts the AKs `attest enroll` put in the verifier's store")
+    click.echo(f"wrote {visible(str(out_file))}: {trusts}, key {key.name!r} "
                f"sealed to {key.selection}, {len(reference)} runtime reference value(s), "
                f"{len(executables)} executable(s)")
 

@@ -49,6 +49,7 @@ _UNREADABLE: tuple[type[Exception], ...] = (
     ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType, UnsupportedAlgorithm,
 )
+CRYPTOGRAPHY_REFUSALS = _UNREADABLE  # for display code with an OpenSSL fallback of its own
 
 
 def _said(exc: Exception) -> str:

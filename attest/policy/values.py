@@ -17,7 +17,8 @@ _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 # now + the duration fits a time_t, a datetime and an SQLite integer.
 MAX_DURATION_S = 3650 * 86400
 DURATION_SYNTAX = "a duration like 300s, 5m, 1h or 1h30m (or whole seconds)"
-# Policy ids travel in every artifact's "policy" claim and in audit entries.
+# Policy ids travel in the signed "policy" claim of an artifact issued under a policy
+# (and in denial messages); audit entries carry the verifier id, not the policy id.
 _POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _HOST_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 

@@ -39,6 +39,7 @@ from attest.eventlog.cel import (
 from attest.eventlog.replay import last_events, replay, reset_value
 from attest.eventlog.tcg import TcgEvent
 from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection
+from attest.inputfile import MAX_LOG_BYTES, MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
 from attest.tpm.pcr import active_banks, extend, read_pcrs
@@ -127,7 +128,7 @@ class RuntimeLog:
     def load(self, *, allow_torn_tail: bool = False) -> tuple[bytes, CelLog]:
         """The log's bytes and their parse; empty when there is no log yet."""
         try:
-            data = self.path.read_bytes()
+            data = read_home_file(self.path, "runtime log", MAX_LOG_BYTES)
         except FileNotFoundError:
             return b"", CelLog(())
         return data, parse_cel(data, allow_torn_tail=allow_torn_tail)
@@ -174,7 +175,8 @@ class RuntimeLog:
     def read_epoch(self) -> tuple[int, int] | None:
         """The TPM boot (resetCount, restartCount) the log was started in, if recorded."""
         try:
-            data = strictjson.loads(self.epoch_path.read_text())
+            data = strictjson.loads(read_home_file(self.epoch_path, "runtime log epoch",
+                                                   MAX_RECORD_BYTES).decode("utf-8", "replace"))
             return int(data["reset_count"]), int(data["restart_count"])
         except FileNotFoundError:
             return None
@@ -212,7 +214,8 @@ def boot_events(pcr: int) -> list[TcgEvent]:
     path = default_boot_log()
     if path is None:
         return []
-    return [e for e in parse_tcg(path.read_bytes()).events if e.pcr == pcr and e.extends]
+    data = read_home_file(path, "boot log", MAX_LOG_BYTES)
+    return [e for e in parse_tcg(data).events if e.pcr == pcr and e.extends]
 
 
 def _refuse_shared_pcr(pcr: int) -> None:

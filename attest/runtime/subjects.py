@@ -41,7 +41,10 @@ def file_digests(path: Path, banks: Sequence[str]) -> dict[str, bytes]:
 
 
 def _regular_file(path: Path) -> Path:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # a symbolic link loop (RuntimeError before 3.13)
+        raise UsageError(f"cannot resolve {path}: a loop of symbolic links") from None
     if not resolved.exists():
         raise UsageError(f"no such file: {path}")
     if not resolved.is_file():
@@ -103,7 +106,13 @@ def command_content(argv: Sequence[str], banks: Sequence[str], *, record_argv: b
 def data_content(name: str, value: str, banks: Sequence[str], *,
                  record_value: bool = False) -> dict[str, Any]:
     """A named value's digest; the value itself only with ``record_value``."""
-    encoded = value.encode("utf-8")
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes from argv that are not UTF-8: the log is JSON text and cannot keep them.
+        raise UsageError("the value to measure is not UTF-8 text",
+                         hint="measure a file holding those bytes instead "
+                              "(attest measure file)") from None
     details: dict[str, Any] = {"value": value} if record_value else {}
     return measurement_content("data", name,
                                {bank: hashlib.new(bank, encoded).digest() for bank in banks},

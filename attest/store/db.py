@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_to_bytes
 
 from attest.errors import StoreUnavailable, UsageError
 
@@ -127,7 +127,8 @@ class Database(Protocol):
 
 def default_url(home: Path) -> str:
     """``sqlite:///$ATTEST_HOME/verifier.db``, absolute."""
-    return "sqlite:///" + quote(str(home.resolve() / "verifier.db"), safe=" +/")
+    # The file name's bytes, percent-encoded: a home that is not UTF-8 is still a path.
+    return "sqlite:///" + quote(os.fsencode(home.resolve() / "verifier.db"), safe=" +/")
 
 
 def open_database(url: str) -> Database:
@@ -155,7 +156,7 @@ def _sqlite_path(url: str) -> str:
     if match["query"]:
         raise UsageError(f"the store takes no options in a SQLite URL: {match['query']!r}",
                          hint="use sqlite:///PATH")
-    path = unquote(match["path"] or "")
+    path = os.fsdecode(unquote_to_bytes(os.fsencode(match["path"] or "")))
     if path in ("", ":memory:"):
         # Every nonce and jti would be forgotten at exit: replays would pass.
         raise UsageError("the verifier's store must be a file, not an in-memory database",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tpm2_pytss import (
     ESYS_TR,
@@ -32,6 +32,7 @@ from tpm2_pytss.utils import NVReadEK, create_ek_template
 
 from attest import strictjson
 from attest.errors import EvidenceError, IdentityError, NotProvisioned, TPMError, UsageError
+from attest.inputfile import MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import private_dir, write_public
 
@@ -170,7 +171,8 @@ def identity_path(home: Path) -> Path:
 def load_identity(home: Path) -> HostIdentity:
     path = identity_path(home)
     try:
-        return HostIdentity.from_json(path.read_text())
+        return HostIdentity.from_json(
+            read_home_file(path, "host identity", MAX_RECORD_BYTES).decode("utf-8", "replace"))
     except FileNotFoundError:
         raise NotProvisioned(f"no host identity in {home}",
                             hint="run `attest provision` first") from None
@@ -400,9 +402,10 @@ def _write_identity(home: Path, identity: HostIdentity, ak_public: TPM2B_PUBLIC)
     write_public(home / "ak.pem", bytes(ak_public.to_pem()))
     for ek in identity.eks:
         if ek.certificate:
-            cert = x509.load_der_x509_certificate(ek.certificate)
+            # The DER as held, wrapped, not reparsed: a certificate only OpenSSL reads
+            # (attest.evidence.ekcert's fallback) was accepted above and must not fail here.
             write_public(home / f"ek-{ek.kind}.pem",
-                         cert.public_bytes(serialization.Encoding.PEM))
+                         ssl.DER_cert_to_PEM_cert(ek.certificate).encode())
 
 
 def ak_handle(tpm: TPM, identity: HostIdentity) -> object:

@@ -42,15 +42,23 @@ from tpm2_pytss import (
     TPMT_TK_HASHCHECK,
     TSS2_Exception,
 )
-from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
+from tpm2_pytss.constants import TPM2_ALG, TPM2_RC, TPM2_RH, TPM2_SE, TPM2_ST
 
 from attest import strictjson
-from attest.errors import AttestError, KeyNotFound, PCRPolicyMismatch, UsageError
+from attest.errors import (
+    AttestError,
+    KeyNotFound,
+    NotProvisioned,
+    PCRPolicyMismatch,
+    TPMError,
+    UsageError,
+)
 from attest.evidence import policy
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, Approval, approved_for
 from attest.evidence.pcrs import HASH_NAMES, PCRSelection
+from attest.inputfile import MAX_RECORD_BYTES, read_home_file
 from attest.tpm import contention
-from attest.tpm.device import TPM, is_policy_failure, tpm_error
+from attest.tpm.device import TPM, format_one_error, is_policy_failure, tpm_error
 from attest.tpm.files import private_dir, write_private, write_public
 from attest.tpm.hierarchy import HostIdentity, ak_handle, srk_handle
 from attest.tpm.pcr import read_pcrs, to_tpml
@@ -159,7 +167,8 @@ def key_dir(home: Path, name: str) -> Path:
 def load_key(home: Path, name: str) -> SigningKey:
     path = key_dir(home, name) / "key.json"
     try:
-        return SigningKey.from_json(path.read_text())
+        return SigningKey.from_json(
+            read_home_file(path, "key record", MAX_RECORD_BYTES).decode("utf-8", "replace"))
     except FileNotFoundError:
         raise KeyNotFound(f"no signing key named {name!r} in {home}",
                           hint=f"create it with `attest key create --name {name}`") from None
@@ -267,8 +276,20 @@ def _load(tpm: TPM, key: SigningKey) -> Any:
     def load() -> Any:
         public, _ = TPM2B_PUBLIC.unmarshal(key.public)
         private, _ = TPM2B_PRIVATE.unmarshal(key.private)
-        return tpm.call(f"loading signing key {key.name!r}", tpm.esapi.load,
-                        srk_handle(tpm), private, public)
+        try:
+            return tpm.call(f"loading signing key {key.name!r}", tpm.esapi.load,
+                            srk_handle(tpm), private, public)
+        except TPMError as exc:
+            if format_one_error(exc.rc) != int(TPM2_RC.INTEGRITY):
+                raise
+            # The private part was wrapped under a storage seed this TPM no longer has
+            # (cleared, or another TPM): the key is gone with it; only a new one signs.
+            raise NotProvisioned(
+                f"signing key {key.name!r} belongs to a TPM state that is gone (the TPM "
+                f"was cleared or the SRK replaced): it no longer loads (TPM rc 0x{exc.rc:x})",
+                hint=f"move keys/{key.name} in the home aside, then create it again: "
+                     f"attest key create --name {key.name} (with its --pcrs or "
+                     "--authority)") from None
 
     handle = tpm.load_saved(key.public + key.private, load)
     tpm.esapi.tr_set_auth(handle, key.auth)

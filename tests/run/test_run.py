@@ -79,6 +79,19 @@ def test_policy_or_verifier_is_required(ready: tuple[Host, Path]) -> None:
     assert host.run("run", "--", "true").exit_code == 2
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "https://",
+                                 "https://exa mple.com/", "http://127.0.0.1:1/\x1b",
+                                 "http://127.0.0.1:1/\u00e9"])
+def test_a_verifier_url_that_names_no_server_is_usage(ready: tuple[Host, Path],
+                                                      url: str) -> None:
+    # Refused before anything is measured or sent: exit 2 with the URL, not an internal
+    # error (ValueError, InvalidURL) nor "unreachable" (exit 3) for a URL urllib cannot use.
+    host, _ = ready
+    result = host.run("run", "--verifier", url, "--", "true")
+    assert result.exit_code == 2, result.output
+    assert "--verifier" in result.stderr
+
+
 def test_a_plain_http_answer_from_the_network_never_runs_it(ready: tuple[Host, Path],
                                                             tmp_path: Path) -> None:
     """Nothing authenticates a verifier's answer over plain http: whoever is on the path

@@ -330,3 +330,26 @@ def test_nothing_measured_yet_is_ok(fresh_host: Host) -> None:
     """Honest use: a fresh host with no log has its runtime PCR at the reset value."""
     out = fresh_host.ok("eventlog", "check", "--json")
     assert "sha256:15" in json.loads(out.stdout)["verified"]
+
+
+def test_input_that_cannot_be_a_record_is_usage_and_measures_nothing(
+        fresh_host: Host, tmp_path: Path) -> None:
+    # argv bytes that are not UTF-8 (a name, a value, a file's path) or no name: the JSON
+    # log cannot keep them; the caller is told (exit 2), not an internal error or a
+    # "malformed event log" refusal (exit 1), and nothing is extended.
+    odd = os.fsdecode(b"n\xff")
+    (tmp_path / odd).write_bytes(b"x")
+    before = _pcr15(fresh_host)
+    for argv in (["data", "--name", odd, "--value", "v"], ["data", "--name", "n", "--value", odd],
+                 ["data", "--name", "", "--value", "v"], ["file", str(tmp_path / odd)]):
+        result = fresh_host.run("measure", *argv)
+        assert result.exit_code == 2, (argv, result.output)
+    assert _pcr15(fresh_host) == before
+
+
+def test_pcr_extend_data_takes_the_arguments_own_bytes(fresh_host: Host) -> None:
+    extended = json.loads(fresh_host.ok("pcr", "extend", "14", "--data",
+                                        os.fsdecode(b"n\xff"), "--json").stdout)
+    assert extended["ok"] is True
+    # What is extended is the digest of the bytes given, as the shell passed them.
+    assert extended["extended"]["sha256"] == hashlib.sha256(b"n\xff").hexdigest()

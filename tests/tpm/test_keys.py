@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from tpm2_pytss import TPM2B_PUBLIC, TPMA_OBJECT, TPMS_ATTEST
 from tpm2_pytss.constants import TPM2_ST
 
 from attest.evidence import policy
 from attest.evidence.pcrs import PCRSelection
+from attest.simulator import Simulator
 from tests.conftest import Host
 
 
@@ -246,3 +252,48 @@ def test_key_records_are_private(host: Host) -> None:
     host.ok("key", "create", "--name", "private")
     assert (host.home / "keys").stat().st_mode & 0o777 == 0o700
     assert (host.home / "keys" / "private").stat().st_mode & 0o777 == 0o700
+
+
+_DATA_LIMIT = 64 << 20
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _data_limited() -> None:
+    resource.setrlimit(resource.RLIMIT_DATA, (_DATA_LIMIT, _DATA_LIMIT))
+
+
+def test_sign_hashes_a_payload_larger_than_its_memory_in_chunks(host: Host,
+                                                               tmp_path: Path) -> None:
+    # `key sign --in -` of a stream larger than the process may allocate: hashed as read
+    # (constant memory), not read whole first; the signature covers every byte.
+    host.ok("key", "create", "--name", "big")
+    payload = bytes(range(256)) * (512 << 10)  # 128 MiB > _DATA_LIMIT
+    done = subprocess.run(
+        [sys.executable, "-m", "attest.cli.main", "key", "sign", "--name", "big", "--in", "-",
+         "--out", str(tmp_path / "sig"), "--json"], input=payload, capture_output=True,
+        env={**os.environ, **host.env, "PYTHONPATH": str(ROOT)}, timeout=120,
+        preexec_fn=_data_limited, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["bytes"] == len(payload)
+    pem = (host.home / "keys" / "big" / "key.pem").read_bytes()
+    key = serialization.load_pem_public_key(pem)
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    key.verify((tmp_path / "sig").read_bytes(), hashlib.sha256(payload).digest(),
+               ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+def test_a_key_of_a_cleared_tpm_says_it_is_gone_and_how_to_recreate_it(
+        fresh_swtpm: Simulator, tmp_path: Path, payload: Path) -> None:
+    # After tpm2_clear the storage seed is new: the key's private part fails its
+    # integrity check under the new SRK (0x1df); the user learns why and what to do.
+    h = Host(fresh_swtpm, tmp_path / "home")
+    h.ok("provision")
+    h.ok("key", "create", "--name", "old")
+    subprocess.run(["tpm2_clear"], check=True, capture_output=True,
+                   env={**os.environ, "TPM2TOOLS_TCTI": fresh_swtpm.tcti})
+    h.ok("provision", "--replace-identity")
+    result = h.run("key", "sign", "--name", "old", "--in", str(payload),
+                   "--out", str(tmp_path / "sig"))
+    assert result.exit_code == 3, result.stderr
+    assert "belongs to a TPM state that is gone" in result.stderr
+    assert "attest key create --name old" in result.stderr

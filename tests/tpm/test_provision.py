@@ -154,3 +154,24 @@ def test_identity_records_the_qualified_name_quotes_carry(host: Host, tmp_path: 
 
     signer = parse_attest((tmp_path / "q" / "quote.msg").read_bytes()).qualified_signer
     assert signer == load_identity(host.home).ak_qualified_name
+
+
+def test_an_ek_certificate_only_openssl_reads_is_written_to_the_home(host: Host,
+                                                                      tmp_path: Path) -> None:
+    # ekcert accepts such a certificate through its OpenSSL fallback (Nuvoton's roots are
+    # not strict DER); writing the home must not reparse it with `cryptography`.
+    import dataclasses
+
+    from attest.evidence.ekcert import parse_ek_certificate, split_certificates
+    from attest.tpm.hierarchy import _write_identity
+
+    pem = (VECTORS / "ekcerts" / "nuvoton_root_nonder" / "NUVO_2110.pem").read_bytes()
+    assert parse_ek_certificate(pem).parsed_by == "openssl"
+    der = split_certificates(pem)[0]
+    ident = load_identity(host.home)
+    odd = dataclasses.replace(ident, eks=tuple(dataclasses.replace(ek, certificate=der)
+                                               for ek in ident.eks))
+    home = tmp_path / "other-home"
+    _write_identity(home, odd, TPM2B_PUBLIC.unmarshal(ident.ak_public)[0])
+    written = (home / "ek-rsa.pem").read_bytes()
+    assert split_certificates(written) == [der]

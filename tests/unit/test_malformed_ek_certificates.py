@@ -102,3 +102,17 @@ def test_ek_verify_of_a_malformed_certificate_is_a_denial(name: str, tmp_path: P
 
 def _file(vendor: str, index: int) -> bytes:
     return (CHAINS[vendor][0].parent / CHAINS[vendor][index]).read_bytes()
+
+
+def test_ek_verify_names_a_chain_certificate_cryptography_refuses_through_openssl() -> None:
+    # `ek verify` prints the chain's subjects: a version `cryptography` refuses
+    # (InvalidVersion, not a ValueError) is read through OpenSSL, garbage is named so.
+    from attest.cli.evidence import _subject
+
+    der = split_certificates((EK / "stm_rsa" / "intermediate_STM_RSA_05I.pem").read_bytes())[0]
+    honest = _subject(der)
+    assert "STM" in honest
+    odd_version = der.replace(bytes.fromhex("a003020102"), bytes.fromhex("a003020105"), 1)
+    assert odd_version != der
+    assert "STM" in _subject(odd_version)
+    assert _subject(b"\x30\x03\x02\x01\x00") == "(unreadable subject)"
