@@ -28,7 +28,7 @@ from attest.errors import (
     MalformedInput,
     UsageError,
 )
-from attest.evidence import policy as policy_digests
+from attest.evidence import tpmpolicy as policy_digests
 from attest.evidence.ekcert import verify_ek_certificate
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
 from attest.evidence.quote import QuoteFacts, verify_quote

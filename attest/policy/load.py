@@ -30,7 +30,7 @@ from attest.policy.authority import authority_name
 from attest.policy.model import (
     POLICY_VERSION,
     ArtifactLimits,
-    Enrollment,
+    EnrollmentMode,
     ExecutablePolicy,
     Freshness,
     KeyPolicy,
@@ -111,8 +111,8 @@ def _read(root: Located, *, base: Path, digest: str, path: Path | None,
     policy_id = _checked(top.require("id", hint="name the policy, e.g. `id: prod-web`"),
                          values.check_policy_id)
     ek_roots = _ek_roots(top.get("ek_roots"), base, check_paths)
-    enrollment = _optional(top.get("enrollment"), lambda at: at.choice(Enrollment),
-                           Enrollment.STORE)
+    enrollment = _optional(top.get("enrollment"), lambda at: at.choice(EnrollmentMode),
+                           EnrollmentMode.STORE)
     trusted_aks = _trusted_aks(top, enrollment)
     pcrs = _pcrs(top.get("pcrs"))
     key_policy = _key_policy(top.require(
@@ -327,9 +327,9 @@ def _ek_roots(at: Located | None, base: Path, check_paths: bool) -> tuple[Path, 
     return tuple(roots)
 
 
-def _trusted_aks(top: Fields, enrollment: Enrollment) -> tuple[TrustedAK, ...]:
+def _trusted_aks(top: Fields, enrollment: EnrollmentMode) -> tuple[TrustedAK, ...]:
     at = top.get("trusted_aks")
-    if enrollment is Enrollment.STORE:
+    if enrollment is EnrollmentMode.STORE:
         if at is not None:
             raise top.key("trusted_aks").error(
                 "only read with enrollment: policy",

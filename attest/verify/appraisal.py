@@ -66,7 +66,7 @@ from attest.evidence.ekcert import ek_id, verify_ek_certificate
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import Public, parse_public_tpm2b
 from attest.memo import remember
-from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
+from attest.policy.model import EnrollmentMode, NonceMode, VerifierPolicy
 from attest.policy.trust import TrustMaterial
 from attest.reasons import Reason
 from attest.store.errors import Revoked
@@ -274,7 +274,7 @@ def snapshot_query(artifact: jws.ParsedArtifact, policy: VerifierPolicy,
         return None
     claims = artifact.claims
     host = None
-    if policy.enrollment is Enrollment.POLICY:
+    if policy.enrollment is EnrollmentMode.POLICY:
         trusted = policy.trusted_ak(ak.name)
         if trusted is None or ak.denial is not None:
             return None
@@ -437,7 +437,7 @@ class _Appraiser:
         ak = yield from self.issuer()
         if ak is None:
             return None
-        if self.policy.enrollment is Enrollment.POLICY:
+        if self.policy.enrollment is EnrollmentMode.POLICY:
             trusted = self.policy.trusted_ak(ak.name)
             if trusted is None:
                 yield Denial(Reason.AK_UNKNOWN,

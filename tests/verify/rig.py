@@ -42,7 +42,7 @@ from attest.audit.hooks import enroll_logged
 from attest.audit.log import AuditLog
 from attest.decision import Decision
 from attest.eventlog.cel import parse_cel
-from attest.evidence import policy as policy_digests
+from attest.evidence import tpmpolicy as policy_digests
 from attest.evidence.ekcert import ek_id
 from attest.evidence.pcrs import PCRSelection
 from attest.evidence.signatures import public_key
