@@ -25,6 +25,7 @@ from attest.artifact import jws
 from attest.artifact.model import (
     ALGORITHM,
     ARTIFACT_TYPE,
+    CERTIFICATION_LABEL,
     MAX_ARTIFACT_BYTES,
     MAX_TTL_S,
     Claims,
@@ -112,7 +113,7 @@ def certification(tpm: TPM, home: Path, key: signing.SigningKey,
     """
     folder = signing.key_dir(home, key.name)
     message_path, signature_path = folder / "certify.msg", folder / "certify.sig"
-    qualifying = hashlib.sha256(b"attest key certification\0" + key.tpm_name + ak_name).digest()
+    qualifying = hashlib.sha256(CERTIFICATION_LABEL + key.tpm_name + ak_name).digest()
     if message_path.is_file() and signature_path.is_file():
         message = message_path.read_bytes()
         if qualifying in message:  # made for this key and AK (extraData sits in the body)

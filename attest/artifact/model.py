@@ -46,6 +46,9 @@ ARTIFACT_TYPE = "attest-artifact+jwt"
 ALGORITHM = "ES256"
 # The longest an artifact may live (and a challenge, --ttl): a week.
 MAX_TTL_S = 7 * 24 * 3600
+# The label before the key's and the AK's names in a key certification's qualifyingData:
+# the host certifies under it (attest.artifact.issue), the verifier expects it.
+CERTIFICATION_LABEL = b"attest key certification\0"
 MAX_ARTIFACT_BYTES = 8 << 20  # a runtime log of ~40,000 records; more is not an artifact
 # What a command line may be (Linux: MAX_ARG_STRLEN is 128 KiB, ARG_MAX typically 2 MiB
 # with the environment): enough for any real command, and a bound on what lineage

@@ -13,6 +13,7 @@ from typing import Literal
 
 import yaml
 
+from attest.durations import format_duration
 from attest.errors import PolicyError, UsageError
 from attest.policy.load import check_rendered
 from attest.policy.model import (
@@ -23,7 +24,6 @@ from attest.policy.model import (
     Rule,
     TrustedAK,
 )
-from attest.policy.values import format_duration
 
 
 def render_policy(

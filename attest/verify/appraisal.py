@@ -53,7 +53,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from attest.artifact import jws
-from attest.artifact.model import Claims, Evidence, b64url, binding, jti_namespace
+from attest.artifact.model import (
+    CERTIFICATION_LABEL,
+    Claims,
+    Evidence,
+    b64url,
+    binding,
+    jti_namespace,
+)
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, EvidenceError
 from attest.eventlog.appraise import appraise as appraise_events
@@ -88,9 +95,6 @@ from attest.verify.tpmtime import check_epoch, quote_time, time_denials
 T = TypeVar("T")
 Check = Generator[Denial, None, T]
 """A check: yields each denial it finds, returns what it establishes (None: nothing)."""
-
-# What the host puts in a key certification's qualifyingData (attest.artifact.issue).
-CERTIFICATION_LABEL = b"attest key certification\0"
 
 # Log texts whose appraisal a Memo keeps (a host's log changes only when it measures,
 # so its artifacts repeat it), bounded by their total size in characters. Parsed

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from attest.cli.keys import read_approvals
 from attest.cli.main import cli
+from attest.durations import MAX_DURATION_S
 from attest.errors import EXIT_USAGE, PolicyError, UsageError
 from attest.inputfile import MAX_POLICY_BYTES, read_at_most
 from attest.policy import parse_policy
-from attest.policy.values import MAX_DURATION_S
 from tests.conftest import VECTORS
 from tests.policy.helpers import sealed_values_yaml
 
