@@ -12,10 +12,13 @@ import click
 
 from attest import durations, hexdigits
 from attest.artifact.model import MAX_TTL_S
-from attest.cli.failure import os_error_exit_code
+from attest.cli.failure import Failure, os_error_exit_code
+from attest.cli.terminal import visible
 from attest.errors import (
+    EXIT_REFUSED,
     EXIT_USAGE,
     EnvironmentProblem,
+    EvidenceError,
     MalformedEvidence,
     MalformedInput,
     UsageError,
@@ -44,6 +47,21 @@ def parse_duration(text: str, what: str = "duration", maximum: int = MAX_TTL_S) 
     except ValueError as exc:
         raise UsageError(f"{what}: {exc}", hint="write e.g. 60s, 5m, 1h; from 1s to "
                          f"{durations.format_duration(maximum)}") from None
+
+
+def refuse_evidence(exc: EvidenceError, as_json: bool) -> None:
+    """`invalid: <reason>: <message>` and exit 1: how `quote verify` and `ek verify`
+    report evidence that does not verify (a result, not an error)."""
+    reason = exc.reason.value if exc.reason else "invalid"
+    if as_json:
+        # "valid"/"reason"/"message" as before; "ok"/"error" as every command's failure.
+        echo_json({"valid": False, "reason": reason, "message": exc.message,
+                   **Failure.of_error(exc).to_json()})
+    # The person's text on stderr, --json or not, as every failing command's.
+    click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {visible(exc.hint)}", err=True)
+    raise SystemExit(EXIT_REFUSED)
 
 
 def parse_selection(value: str) -> PCRSelection:

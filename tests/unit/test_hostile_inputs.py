@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from attest.cli.keys import read_approvals
+from attest.cli.key import read_approvals
 from attest.cli.main import cli
 from attest.durations import MAX_DURATION_S
 from attest.errors import EXIT_USAGE, PolicyError, UsageError
@@ -166,7 +166,7 @@ def test_verify_of_a_fifo_nobody_writes_to_ends_with_a_clean_error(role: str,
 def test_approval_from_a_fifo_nobody_writes_to_is_a_usage_error(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    code = ("import sys; from pathlib import Path; from attest.cli.keys import read_approvals\n"
+    code = ("import sys; from pathlib import Path; from attest.cli.key import read_approvals\n"
             "from attest.errors import UsageError\n"
             "try:\n    read_approvals([Path(sys.argv[1])])\n"
             "except UsageError as exc:\n    print(exc.message)\n")

@@ -55,8 +55,8 @@ else:
 """
 
 VERIFIER_MODULES = (
-    "attest.cli.main", "attest.cli.verifier", "attest.cli.audit", "attest.cli.evidence",
-    "attest.cli.eventlog", "attest.cli.quote", "attest.verify.verifier",
+    "attest.cli.main", "attest.cli.verifier", "attest.cli.audit", "attest.cli.ek",
+    "attest.cli.eventlog", "attest.cli.quote", "attest.cli.policy", "attest.verify.verifier",
     "attest.verify.appraisal", "attest.store", "attest.audit", "attest.audit.hooks",
     "attest.policy", "attest.evidence.quote", "attest.evidence.ekcert",
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
@@ -161,7 +161,9 @@ def test_help_lists_every_command_without_the_tss(no_tss: list[str], tmp_path: P
     ("key", "create"),
     ("authorize", "--subject", "s", "--", "true"),
     ("eventlog", "check"),
-    ("policy", "approve", "--authority-key", "k.pem"),
+    ("policy", "approve", "--authority-key", "/dev/null", "--pcrs", "sha256:0",
+     "--serial", "1", "--out", "approval.json"),
+    ("policy", "init", "--from-host", "--out", "policy.yaml"),
 ])
 def test_a_host_command_without_the_tss_says_how_to_install_it(
         no_tss: list[str], tmp_path: Path, args: tuple[str, ...]) -> None:
