@@ -29,7 +29,7 @@ from attest.reasons import Reason
 from attest.runtime import subjects
 from attest.runtime.environment import kept_variables, scrubbed
 from attest.runtime.executable import SealedExecutable, seal_executable
-from attest.runtime.log import RuntimeLog, measure, runtime_pcr
+from attest.runtime.log import RuntimeLog, runtime_pcr
 from attest.runtime.prefixes import (
     PrefixMemory,
     acknowledged,
@@ -104,7 +104,9 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
         # argv as asked: the record's argv_digest is then the digest of scope.argv.
         content = subjects.command_content(argv, active_banks(tpm), executable=sealed.path,
                                            measured=dict(sealed.digests))
-        measure(tpm, home, runtime_pcr(), content)
+        pcr = runtime_pcr()
+        # What the verifier holds is settled first (segments go over the network, not
+        # under the log's lock); the one record measured next rides in the artifact.
         known = (None if verifier is None
                  else PrefixMemory(home).get(verifier, RuntimeLog(home).read_epoch()))
         if send_segment is not None:
@@ -114,7 +116,8 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
                           policy_digest=policy_digest, include_boot_log=include_boot_log,
                           executable_digest=sealed.digests["sha256"].hex(), env=kept,
                           log_base=known)
-        artifact = issue(tpm, home, request, int(time.time()))
+        # Measure and issue under one lock, with one reconciliation of the log and PCR.
+        artifact = issue(tpm, home, request, int(time.time()), measuring=(pcr, content))
     except BaseException:
         sealed.close()
         raise
