@@ -7,7 +7,7 @@ Progress goes to stderr. Nothing asserts on timings.
 
 ``stream``: HOSTS swtpm hosts, each provisioned, with a PCR-bound key, enrolled (logged
 and sealed, as `attest enroll` does) in ONE verifier store on disk. Each host measures
-before each artifact through :func:`attest.execution.prepare` (the library path of
+before each artifact through :func:`attest.host.run.prepare` (the library path of
 `attest run`: seal the executable, measure it, issue), so every artifact carries a
 runtime log the verifier has not seen. All artifacts are made before anything is
 timed, then verified once each (single use), round-robin across hosts, through the
@@ -279,8 +279,8 @@ def start_hosts(rig: Rig, names: Sequence[str]) -> list[Host]:
 
 def seed(host: Host, records: int) -> None:
     """The host's boot: ``records`` commands measured (as `attest measure command`)."""
-    from attest.runtime.log import DEFAULT_RUNTIME_PCR, measure
-    from attest.runtime.subjects import command_content
+    from attest.host.runtime.log import DEFAULT_RUNTIME_PCR, measure
+    from attest.host.runtime.subjects import command_content
     from attest.tpm.pcr import active_banks
 
     with host.tpm() as tpm:
@@ -292,7 +292,7 @@ def seed(host: Host, records: int) -> None:
 
 def make_artifact(tpm: Any, host: Host, policy: Any) -> bytes:
     """One artifact as `attest run -- /bin/true` makes it: seal, measure, issue."""
-    from attest.execution import prepare
+    from attest.host.run import prepare
 
     made = prepare(tpm, host.home, list(ARGV), subject="bench", key_name="default",
                    nonce=None, ttl=TTL_S, policy_id=policy.id, policy_digest=policy.digest)
@@ -306,9 +306,9 @@ def write_policy(rig: Rig, ek_roots: Sequence[Path], *, single_use: bool = True,
     (every host is sealed to the same fresh PCRs and measures the same programs), with
     every host's EK root, single use, and ages that allow pre-made artifacts."""
     from attest.eventlog.cel import parse_cel
+    from attest.host.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
+    from attest.host.runtime.subjects import measured_executables
     from attest.policy import NonceMode, load_policy, render_policy
-    from attest.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
-    from attest.runtime.subjects import measured_executables
     from attest.tpm import keys as signing
 
     host = rig.hosts[0]
@@ -568,7 +568,7 @@ def stream(quick: bool) -> Figures:
     figures.notes += [
         f"stream: {HOSTS} swtpm hosts, each with {SEED_RECORDS} boot measurements, enrolled "
         "in one SQLite store (WAL, synchronous=FULL) on disk; each artifact made by "
-        "attest.execution.prepare (measure /bin/true, then issue), so each carries a log "
+        "attest.host.run.prepare (measure /bin/true, then issue), so each carries a log "
         "one record longer than the host's last; artifacts dealt round-robin across hosts; "
         "each verified once through the audited entry point (decision in the audit log).",
         "callers: threads sharing one verifier, store and audit log in a worker process (the "
@@ -787,7 +787,7 @@ def _bulk_measure(host: Host, count: int, template: Mapping[str, Any]) -> None:
     """``count`` more records like ``template`` in the host's runtime log, each extended
     into the runtime PCR in order, as `attest measure` would (one fsync at the end)."""
     from attest.eventlog.cel import attest_record, encode_record
-    from attest.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
+    from attest.host.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
     from attest.tpm.pcr import active_banks, extend
 
     log = RuntimeLog(host.home)
@@ -805,7 +805,7 @@ def _bulk_measure(host: Host, count: int, template: Mapping[str, Any]) -> None:
 
 def loggrowth(quick: bool) -> Figures:
     from attest.eventlog.cel import parse_cel
-    from attest.runtime.log import RuntimeLog
+    from attest.host.runtime.log import RuntimeLog
 
     figures = Figures()
     lengths = QUICK_GROWTH_LENGTHS if quick else GROWTH_LENGTHS

@@ -12,7 +12,7 @@ import click
 from attest.cli.common import echo_json, parse_hex, parse_selection, read_prefix, tpm_from
 from attest.cli.failure import json_option
 from attest.evidence.approval import MAX_APPROVAL_BYTES, Approval
-from attest.runtime.log import RuntimeLog
+from attest.host.runtime.log import RuntimeLog
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity

@@ -163,9 +163,9 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     """
     from attest.eventlog.cel import parse_cel
     from attest.evidence.pcrs import RESETTABLE_PCRS
+    from attest.host.runtime.log import RuntimeLog, log_pcr, runtime_pcr
+    from attest.host.runtime.subjects import measured_executables
     from attest.policy import NonceMode, TrustedAK, render_policy
-    from attest.runtime.log import RuntimeLog, log_pcr, runtime_pcr
-    from attest.runtime.subjects import measured_executables
     from attest.tpm import keys as signing
     from attest.tpm.files import write_public
     from attest.tpm.hierarchy import load_identity

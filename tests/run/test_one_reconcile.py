@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from attest.artifact import issue as issuance
 from attest.artifact import jws
 from attest.eventlog.cel import parse_cel
-from attest.execution import prepare
-from attest.runtime import log as runtime_log
-from attest.runtime.log import RuntimeLog
+from attest.host import issue as issuance
+from attest.host.run import prepare
+from attest.host.runtime import log as runtime_log
+from attest.host.runtime.log import RuntimeLog
 from attest.tpm.device import TPM, open_tpm
 from tests.conftest import Host
 

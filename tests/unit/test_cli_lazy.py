@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from attest.cli.main import _COMMANDS, cli
-from attest.execution import default_subject
+from attest.host.run import default_subject
 from tests.conftest import Host
 
 
@@ -93,9 +93,9 @@ def test_a_run_against_a_verifier_service_does_not_load_the_store() -> None:
             "              'http://127.0.0.1:9', '--', 'true'], standalone_mode=False)\n"
             "except SystemExit:\n"
             "    pass\n")
-    loaded = _modules_after(code, ("attest.execution", "sqlalchemy", "yaml", "attest.store",
+    loaded = _modules_after(code, ("attest.host.run", "sqlalchemy", "yaml", "attest.store",
                                    "attest.verify.verifier"))
-    assert loaded == ["attest.execution"]
+    assert loaded == ["attest.host.run"]
 
 
 def test_a_local_run_and_verify_on_sqlite_never_import_sqlalchemy(fresh_host: Host,

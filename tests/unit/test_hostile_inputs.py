@@ -199,7 +199,7 @@ def test_policy_ek_roots_naming_an_endless_file_are_read_up_to_a_bound() -> None
 def test_eventlog_check_of_an_endless_file_is_read_up_to_a_bound() -> None:
     # The logs are read before the TPM is asked anything: no TPM needed to show the bound.
     done = _python("import sys; from pathlib import Path\n"
-                   "from attest.runtime.check import check_logs\n"
+                   "from attest.host.runtime.check import check_logs\n"
                    "from attest.errors import EventLogError\n"
                    "try:\n    check_logs(None, [Path('/dev/zero')])\n"
                    "except EventLogError as exc:\n    print(exc.reason.value, exc.message)\n")

@@ -108,9 +108,10 @@ def test_recorded_certifications_carry_the_shared_certification_label(corpus: Co
     pure artifact model, that issue.py and the appraisal both import."""
     import hashlib
 
-    from attest.artifact import issue, jws
+    from attest.artifact import jws
     from attest.artifact.model import CERTIFICATION_LABEL
     from attest.evidence.structures import parse_attest, parse_public_tpm2b
+    from attest.host import issue
     from attest.verify import appraisal
 
     assert issue.CERTIFICATION_LABEL is appraisal.CERTIFICATION_LABEL is CERTIFICATION_LABEL

@@ -47,7 +47,8 @@ import importlib, sys
 if sys.argv[1:2] == ["--modules"]:
     for module in sys.argv[2:]:
         importlib.import_module(module)
-    print(" ".join(m for m in sys.modules if m.startswith(("tpm2_pytss", "attest.tpm"))))
+    host_side = ("tpm2_pytss", "attest.tpm", "attest.host")
+    print(" ".join(m for m in sys.modules if m.startswith(host_side)))
 else:
     sys.argv = ["attest", *sys.argv[1:]]
     from attest.cli.main import main

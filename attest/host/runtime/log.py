@@ -207,7 +207,7 @@ def _replayed(events: Sequence[Measurement], pcr: int,
 def boot_events(pcr: int) -> list[TcgEvent]:
     """The boot log's events that extend ``pcr``: firmware or a boot loader may extend it."""
     from attest.eventlog.tcg import parse_tcg
-    from attest.runtime.check import default_boot_log
+    from attest.host.runtime.check import default_boot_log
 
     path = default_boot_log()
     if path is None:

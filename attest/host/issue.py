@@ -41,8 +41,8 @@ from attest.errors import EnvironmentProblem, EvidenceError, UsageError
 from attest.eventlog.cel import CelLog
 from attest.evidence.approval import Approval
 from attest.evidence.pcrs import PCRSelection, PCRValues, digest
-from attest.runtime.check import default_boot_log
-from attest.runtime.log import (
+from attest.host.runtime.check import default_boot_log
+from attest.host.runtime.log import (
     Reconciliation,
     RuntimeLog,
     append_measurement,
@@ -50,8 +50,8 @@ from attest.runtime.log import (
     reconcile,
     runtime_pcr,
 )
-from attest.runtime.prefixes import send_from
-from attest.runtime.subjects import file_digests, resolve_executable
+from attest.host.runtime.prefixes import send_from
+from attest.host.runtime.subjects import file_digests, resolve_executable
 from attest.tpm import keys as signing
 from attest.tpm.device import TPM
 from attest.tpm.hierarchy import load_identity
@@ -88,7 +88,7 @@ class Request:
     executable_digest: str | None = None
     # Code-injecting environment variables `attest run` keeps: name -> SHA-256 hex.
     env: Mapping[str, str] = field(default_factory=dict)
-    # The runtime log prefix the verifier acknowledged (attest.runtime.prefixes): the
+    # The runtime log prefix the verifier acknowledged (attest.host.runtime.prefixes): the
     # artifact carries only the records after it, if the log still begins with it.
     log_base: RuntimeLogBase | None = None
 
