@@ -92,10 +92,6 @@ class Simulator:
         return self.state_dir / "ca"
 
     @property
-    def config_dir(self) -> Path:
-        return self.state_dir / "config"
-
-    @property
     def socket_path(self) -> Path:
         return self.state_dir / "swtpm.sock"
 

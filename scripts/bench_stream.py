@@ -7,7 +7,7 @@ Progress goes to stderr. Nothing asserts on timings.
 
 ``stream``: HOSTS swtpm hosts, each provisioned, with a PCR-bound key, enrolled (logged
 and sealed, as `attest enroll` does) in ONE verifier store on disk. Each host measures
-before each artifact through :func:`attest.execution.prepare` (the library path of
+before each artifact through :func:`attest.host.run.prepare` (the library path of
 `attest run`: seal the executable, measure it, issue), so every artifact carries a
 record the verifier has not seen, after the prefix of the host's runtime log that the
 verifier acknowledged (see LAGS and :class:`Made`: the version the host's prefix
@@ -92,7 +92,7 @@ SIZE_TOLERANCE = 0.02  # record numbers and counts gain digits: a few bytes
 QUICK_GROWTH_ARTIFACTS = (5, 3)
 BIG_ARTIFACTS = 2
 # The name under which each host remembers what the bench's verifier acknowledged
-# (attest.runtime.prefixes.PrefixMemory; `attest run` uses "store:<url>" or "url:<base>").
+# (attest.host.runtime.prefixes.PrefixMemory; `attest run` uses "store:<url>" or "url:<base>").
 VERIFIER_KEY = "bench-verifier"
 # A host sends from the latest prefix its verifier acknowledged (its prefix memory,
 # written after each acceptance); under concurrency that lags. Artifacts are made before
@@ -195,7 +195,7 @@ class VerifierUnderTest:
 
     def segment_sender(self, ak_name: bytes) -> Callable[[Any, bytes], Any]:
         """What `attest run` hands prepare() to send a log too large for one artifact in
-        segments (as attest.execution.run_local builds it, under this verifier's seal)."""
+        segments (as attest.host.run.run_local builds it, under this verifier's seal)."""
         from attest.verify.segments import add_segment
 
         log = self.verifier.log
@@ -322,8 +322,8 @@ def start_hosts(rig: Rig, names: Sequence[str]) -> list[Host]:
 
 def seed(host: Host, records: int) -> None:
     """The host's boot: ``records`` commands measured (as `attest measure command`)."""
-    from attest.runtime.log import DEFAULT_RUNTIME_PCR, measure
-    from attest.runtime.subjects import command_content
+    from attest.host.runtime.log import DEFAULT_RUNTIME_PCR, measure
+    from attest.host.runtime.subjects import command_content
     from attest.tpm.pcr import active_banks
 
     with host.tpm() as tpm:
@@ -336,7 +336,7 @@ def seed(host: Host, records: int) -> None:
 def make_artifact(tpm: Any, host: Host, policy: Any) -> bytes:
     """One artifact as `attest run -- /bin/true` makes it for a verifier it has never
     heard from: seal, measure, issue, the whole runtime log."""
-    from attest.execution import prepare
+    from attest.host.run import prepare
 
     made = prepare(tpm, host.home, list(ARGV), subject="bench", key_name="default",
                    nonce=None, ttl=TTL_S, policy_id=policy.id, policy_digest=policy.digest)
@@ -392,7 +392,7 @@ def current_prefix(host: Host) -> Any:
     it holds (decision facts ``runtime_log``) once it accepts an artifact made now."""
     from attest.artifact.model import RuntimeLogBase
     from attest.eventlog import prefix as log_prefix
-    from attest.runtime.log import RuntimeLog
+    from attest.host.runtime.log import RuntimeLog
 
     log = RuntimeLog(host.home)
     with log.locked():
@@ -405,13 +405,13 @@ def make_from(tpm: Any, host: Host, policy: Any, bases: Sequence[Any]) -> Made:
     """One command's artifact made by prepare() for VERIFIER_KEY, the host's prefix memory
     set to ``bases[0]`` (None: nothing acknowledged), so it carries the records after it
     as `attest run` would send them; then the same request issued from each other base,
-    and with the whole log (as attest.execution._verified issues it for its retry)."""
+    and with the whole log (as attest.host.run._verified issues it for its retry)."""
     import dataclasses
 
-    from attest.artifact.issue import issue
-    from attest.execution import prepare
-    from attest.runtime.log import RuntimeLog
-    from attest.runtime.prefixes import PrefixMemory
+    from attest.host.issue import issue
+    from attest.host.run import prepare
+    from attest.host.runtime.log import RuntimeLog
+    from attest.host.runtime.prefixes import PrefixMemory
 
     memory = PrefixMemory(host.home)
     first = bases[0] if bases else None
@@ -455,9 +455,9 @@ def write_policy(rig: Rig, ek_roots: Sequence[Path], *, single_use: bool = True,
     (every host is sealed to the same fresh PCRs and measures the same programs), with
     every host's EK root, single use, and ages that allow pre-made artifacts."""
     from attest.eventlog.cel import parse_cel
+    from attest.host.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
+    from attest.host.runtime.subjects import measured_executables
     from attest.policy import NonceMode, load_policy, render_policy
-    from attest.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
-    from attest.runtime.subjects import measured_executables
     from attest.tpm import keys as signing
 
     host = rig.hosts[0]
@@ -581,7 +581,7 @@ class Sending:
 
 def verify_as_run(verifier: VerifierUnderTest, made: Made,
                   acknowledged: Acknowledged) -> Sending:
-    """What `attest run` does with a verifier (attest.execution._verified): the version
+    """What `attest run` does with a verifier (attest.host.run._verified): the version
     the host's prefix memory picks; on log_prefix_unknown, once more with the whole log;
     an acceptance is acknowledged (the host remembers it)."""
     from attest.reasons import Reason
@@ -806,7 +806,7 @@ def stream(quick: bool) -> Figures:
     figures.notes += [
         f"stream: {HOSTS} swtpm hosts, each with {SEED_RECORDS} boot measurements, enrolled "
         "in one SQLite store (WAL, synchronous=FULL) on disk; each artifact made by "
-        "attest.execution.prepare (measure /bin/true, then issue), so each carries a record "
+        "attest.host.run.prepare (measure /bin/true, then issue), so each carries a record "
         "the verifier has not seen; queued round-robin across hosts, each verified once "
         "through the audited entry point (decision in the audit log).",
         "incremental logs: a host sends the records after the latest prefix its verifier "
@@ -1061,7 +1061,7 @@ def _bulk_measure(host: Host, count: int, template: Mapping[str, Any]) -> None:
     """``count`` more records like ``template`` in the host's runtime log, each extended
     into the runtime PCR in order, as `attest measure` would (one fsync at the end)."""
     from attest.eventlog.cel import attest_record, encode_record
-    from attest.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
+    from attest.host.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
     from attest.tpm.pcr import active_banks, extend
 
     log = RuntimeLog(host.home)
@@ -1096,7 +1096,7 @@ class Sent:
 def attest_run(tpm: Any, host: Host, policy: Any, verifier: VerifierUnderTest, *,
                remembered: bool, segmented: bool = False) -> Sent:
     """`attest run -- /bin/true` against ``verifier`` in this process, as
-    attest.execution.run_local does it: prepare() (sent from the prefix the host
+    attest.host.run.run_local does it: prepare() (sent from the prefix the host
     remembers for VERIFIER_KEY if ``remembered``, else the whole log; with segments
     first if ``segmented`` and the log is too large for one artifact), verify, retry once
     with the whole log after log_prefix_unknown, remember what an acceptance acknowledges.
@@ -1104,13 +1104,13 @@ def attest_run(tpm: Any, host: Host, policy: Any, verifier: VerifierUnderTest, *
     import dataclasses
 
     from attest.artifact import jws
-    from attest.artifact.issue import issue
     from attest.eventlog import prefix as log_prefix
-    from attest.execution import prepare
-    from attest.execution import segmented as send_segments
+    from attest.host.issue import issue
+    from attest.host.run import prepare
+    from attest.host.run import segmented as send_segments
+    from attest.host.runtime.log import RuntimeLog
+    from attest.host.runtime.prefixes import PrefixMemory, acknowledged
     from attest.reasons import Reason
-    from attest.runtime.log import RuntimeLog
-    from attest.runtime.prefixes import PrefixMemory, acknowledged
     from attest.tpm.hierarchy import load_identity
 
     sent_segments = 0
@@ -1163,7 +1163,7 @@ def _accepted(sent: Sent, what: str) -> Sent:
 
 def loggrowth(quick: bool) -> Figures:
     from attest.eventlog.cel import parse_cel
-    from attest.runtime.log import RuntimeLog
+    from attest.host.runtime.log import RuntimeLog
     from attest.store import default_url
 
     figures = Figures()

@@ -1,1 +1,2 @@
-"""Issuing authorization artifacts: the model, the JWS codec, issuance on the TPM."""
+"""The artifact: its model and the JWS codec, pure and shared by both sides (issuance on
+the TPM is attest.host.issue)."""

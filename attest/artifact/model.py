@@ -46,6 +46,9 @@ ARTIFACT_TYPE = "attest-artifact+jwt"
 ALGORITHM = "ES256"
 # The longest an artifact may live (and a challenge, --ttl): a week.
 MAX_TTL_S = 7 * 24 * 3600
+# The label before the key's and the AK's names in a key certification's qualifyingData:
+# the host certifies under it (attest.host.issue), the verifier expects it.
+CERTIFICATION_LABEL = b"attest key certification\0"
 MAX_ARTIFACT_BYTES = 8 << 20  # a runtime log of ~40,000 records; more is not an artifact
 # What a command line may be (Linux: MAX_ARG_STRLEN is 128 KiB, ARG_MAX typically 2 MiB
 # with the environment): enough for any real command, and a bound on what lineage
@@ -94,7 +97,7 @@ def malformed(message: str) -> EvidenceError:
 class Scope:
     """What may run: the action, the exact argv, the executable's digest, the resources,
     and the code-injecting environment variables kept for it (name -> SHA-256 hex of
-    the value; `attest run --keep-env`, see attest.runtime.environment)."""
+    the value; `attest run --keep-env`, see attest.host.runtime.environment)."""
 
     action: str
     argv: tuple[str, ...]
@@ -438,7 +441,7 @@ def canonical_bound(claims: Claims) -> bytes:
                         "surrogate") from None
 
 
-# Kept injecting variables an artifact may name (attest.runtime.environment.MAX_KEPT).
+# Kept injecting variables an artifact may name (attest.host.runtime.environment.MAX_KEPT).
 MAX_SCOPE_ENV = 32
 
 

@@ -7,7 +7,6 @@
 - :func:`enrollment_entry`, :func:`revocation_entry` and :func:`readmission_entry` are
   the entries of changes of trust, appended inside the transaction that makes the change
   (``Store.enroll(..., in_transaction=...)``), so that no change commits unlogged;
-  :func:`record_enrollment` and :func:`record_revocation` log them standalone;
 - :func:`enroll_logged` enrolls an AK the way `attest enroll` does: the enrollment, a
   move of its host id, their entries and the enrollment's seal (attest.audit.seals) in
   one transaction.
@@ -88,21 +87,6 @@ def readmission_entry(ak_name: bytes, reason: str, *, time: int,
     """That the AK named ``ak_name`` was re-admitted after a TPM reset, and why."""
     return Entry(kind=EntryKind.REVOCATION, decision=Outcome.READMITTED, time=time,
                  verifier=verifier_id, reasons=(reason,), subject=ak_name.hex())
-
-
-def record_enrollment(log: AuditLog, host: str, ak_name: bytes | str, *,
-                      verifier_id: str | None = None, now: int | None = None) -> int:
-    """Log that ``host`` enrolled the AK named ``ak_name`` (TPM name)."""
-    return log.record(enrollment_entry(host, ak_name, time=log.now() if now is None else now,
-                                       verifier_id=verifier_id))
-
-
-def record_revocation(log: AuditLog, kind: RevocationKind, subject: str, reason: str, *,
-                      verifier_id: str | None = None, now: int | None = None) -> int:
-    """Log a revocation of ``subject`` (a jti, key name, AK name or host) and its reason."""
-    return log.record(revocation_entry(kind, subject, reason,
-                                       time=log.now() if now is None else now,
-                                       verifier_id=verifier_id))
 
 
 def move_entry(moved: HostMove, *, time: int, verifier_id: str | None = None) -> Entry:

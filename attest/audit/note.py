@@ -36,7 +36,6 @@ from attest.errors import MalformedInput, ProofError
 
 ED25519 = 0x01
 KEY_SIZE = 32
-SIGNATURE_SIZE = 64
 MAX_NOTE = 64 * 1024
 MAX_SIGNATURES = 100  # the limit the spec suggests a verifier may impose
 _DASH = "\u2014 "

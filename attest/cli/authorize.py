@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from attest.artifact.issue import DEFAULT_TTL_S, Request, issue
 from attest.artifact.model import RuntimeLogBase, unb64url
 from attest.cli.common import echo_json, parse_duration, read_input, tpm_from
 from attest.cli.failure import json_option
-from attest.cli.keys import read_approvals
+from attest.cli.key import read_approvals
 from attest.cli.terminal import visible
 from attest.errors import EvidenceError, UsageError
+from attest.host.issue import DEFAULT_TTL_S, Request, issue
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,11 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from attest import durations, hexdigits
 from attest.artifact.model import MAX_TTL_S
-from attest.cli.failure import os_error_exit_code
+from attest.cli.failure import Failure, os_error_exit_code
+from attest.cli.terminal import visible
 from attest.errors import (
+    EXIT_REFUSED,
     EXIT_USAGE,
     EnvironmentProblem,
+    EvidenceError,
     MalformedEvidence,
     MalformedInput,
     UsageError,
@@ -31,21 +34,10 @@ MAX_NONCE_BYTES = 64
 
 
 def parse_hex(value: str, what: str, max_bytes: int | None = None) -> bytes:
-    text = value.strip()
-    if text.lower().startswith("0x"):
-        text = text[2:]
     try:
-        data = bytes.fromhex(text)
-    except ValueError:
-        raise UsageError(f"{what} is not hex: {value!r}", hint="write e.g. 00112233") from None
-    if max_bytes is not None and len(data) > max_bytes:
-        raise UsageError(f"{what} is {len(data)} bytes; at most {max_bytes} fit")
-    return data
-
-
-# ASCII digits, few enough that no arithmetic on the value can overflow (a time_t, SQLite).
-_DURATION = re.compile(r"^\s*([0-9]{1,12})\s*(s|m|h|d)?\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+        return hexdigits.parse_hex(value, what=what, max_size=max_bytes)
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="write hex digits, e.g. 00112233") from None
 
 
 def utf8_text(value: str, what: str) -> str:
@@ -59,17 +51,27 @@ def utf8_text(value: str, what: str) -> str:
 
 
 def parse_duration(text: str, what: str = "duration", maximum: int = MAX_TTL_S) -> int:
-    """Seconds from "90", "90s", "5m", "1h", "2d"; UsageError unless 1 s to ``maximum``."""
-    allowed = f"from 1s to {maximum // 86400}d" if maximum % 86400 == 0 else \
-        f"from 1s to {maximum}s"
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{what} is not a duration: {text[:64]!r}",
-                         hint=f"write e.g. 60s, 5m, 1h; {allowed}")
-    seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if not 0 < seconds <= maximum:
-        raise UsageError(f"{what} must be {allowed}, not {text.strip()[:64]!r}")
-    return seconds
+    """Seconds from "90", "90s", "5m", "1h30m", "2d"; UsageError unless 1 s to ``maximum``."""
+    try:
+        return durations.parse_duration(text, minimum=1, maximum=maximum)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}", hint="write e.g. 60s, 5m, 1h; from 1s to "
+                         f"{durations.format_duration(maximum)}") from None
+
+
+def refuse_evidence(exc: EvidenceError, as_json: bool) -> None:
+    """`invalid: <reason>: <message>` and exit 1: how `quote verify` and `ek verify`
+    report evidence that does not verify (a result, not an error)."""
+    reason = exc.reason.value if exc.reason else "invalid"
+    if as_json:
+        # "valid"/"reason"/"message" as before; "ok"/"error" as every command's failure.
+        echo_json({"valid": False, "reason": reason, "message": exc.message,
+                   **Failure.of_error(exc).to_json()})
+    # The person's text on stderr, --json or not, as every failing command's.
+    click.echo(f"invalid: {reason}: {visible(exc.message)}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {visible(exc.hint)}", err=True)
+    raise SystemExit(EXIT_REFUSED)
 
 
 def parse_selection(value: str) -> PCRSelection:

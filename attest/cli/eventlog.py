@@ -108,8 +108,8 @@ def _display_digest(digests: object) -> str:
 def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: bool) -> None:
     """Replay the host's logs and compare them with the TPM's PCRs; exit 1 on a mismatch."""
     from attest.cli.common import echo_json, tpm_from
-    from attest.runtime.check import check_logs, default_boot_log
-    from attest.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
+    from attest.host.runtime.check import check_logs, default_boot_log
+    from attest.host.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
 
     notes: list[str] = []
     files = list(logs)

@@ -40,30 +40,30 @@ class Context:
     home: Path
 
 
-# Where each command lives: name -> (module, attribute, subcommands other modules add
-# to it, as (module, attribute)). A command's module is imported when the command is
-# looked up, so `attest run` does not import what `attest provision` or `attest audit`
-# need; `attest --help` looks every command up for its short help.
-LazyCommands = Mapping[str, tuple[str, str, tuple[tuple[str, str], ...]]]
+# Where each command lives: name -> (module, attribute); a group's subcommands live in
+# its module (the CLI's modules mirror the command tree). A command's module is imported
+# when the command is looked up, so `attest run` does not import what `attest provision`
+# or `attest audit` need; `attest --help` looks every command up for its short help.
+LazyCommands = Mapping[str, tuple[str, str]]
 
 _COMMANDS: LazyCommands = {
-    "audit": ("attest.cli.audit", "audit", ()),
-    "authorize": ("attest.cli.authorize", "authorize", ()),
-    "challenge": ("attest.cli.verifier", "challenge", ()),
-    "enroll": ("attest.cli.verifier", "enroll", ()),
-    "eventlog": ("attest.cli.eventlog", "eventlog", ()),
-    "key": ("attest.cli.keys", "key", ()),
-    "measure": ("attest.cli.measure", "measure", ()),
-    "pcr": ("attest.cli.pcr", "pcr", ()),
-    "policy": ("attest.cli.keys", "policy", (("attest.cli.evidence", "policy_pcr"),
-                                            ("attest.cli.verifier", "policy_init"))),
-    "provision": ("attest.cli.provision", "provision", ()),
-    "quote": ("attest.cli.quote", "quote", (("attest.cli.evidence", "quote_verify"),)),
-    "readmit": ("attest.cli.verifier", "readmit", ()),
-    "revoke": ("attest.cli.verifier", "revoke", ()),
-    "run": ("attest.cli.run", "run", ()),
-    "swtpm": ("attest.cli.swtpm", "swtpm", ()),
-    "verify": ("attest.cli.verifier", "verify", ()),
+    "audit": ("attest.cli.audit", "audit"),
+    "authorize": ("attest.cli.authorize", "authorize"),
+    "challenge": ("attest.cli.verifier", "challenge"),
+    "ek": ("attest.cli.ek", "ek"),
+    "enroll": ("attest.cli.verifier", "enroll"),
+    "eventlog": ("attest.cli.eventlog", "eventlog"),
+    "key": ("attest.cli.key", "key"),
+    "measure": ("attest.cli.measure", "measure"),
+    "pcr": ("attest.cli.pcr", "pcr"),
+    "policy": ("attest.cli.policy", "policy"),
+    "provision": ("attest.cli.provision", "provision"),
+    "quote": ("attest.cli.quote", "quote"),
+    "readmit": ("attest.cli.verifier", "readmit"),
+    "revoke": ("attest.cli.verifier", "revoke"),
+    "run": ("attest.cli.run", "run"),
+    "swtpm": ("attest.cli.swtpm", "swtpm"),
+    "verify": ("attest.cli.verifier", "verify"),
 }
 
 
@@ -87,18 +87,6 @@ def _needs_tss(name: str, missing: TSSUnavailable) -> click.Command:
                                            "allow_extra_args": True})
 
 
-class _HostSideGroup(click.Group):
-    """A group whose own module needs the TSS, on a verifier-only install: the subcommands
-    other modules add to it still work (`policy pcr`); any other name is a _needs_tss stub."""
-
-    def __init__(self, name: str, missing: TSSUnavailable) -> None:
-        super().__init__(name, short_help="(partly host side: needs attest[host])")
-        self.missing = missing
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, cmd_name) or _needs_tss(cmd_name, self.missing)
-
-
 class LazyGroup(click.Group):
     """A click group whose commands (``lazy_commands``) are imported when looked up."""
 
@@ -114,14 +102,11 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy_commands:
-            module, name, extra = self.lazy_commands[cmd_name]
+            module, name = self.lazy_commands[cmd_name]
             try:
                 command = _attribute(module, name)
             except TSSUnavailable as exc:
-                command = _HostSideGroup(cmd_name, exc) if extra else _needs_tss(cmd_name, exc)
-            if isinstance(command, click.Group):
-                for sub_module, sub_name in extra:
-                    command.add_command(_attribute(sub_module, sub_name))
+                command = _needs_tss(cmd_name, exc)
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
 
@@ -205,14 +190,6 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
       attest quote create --pcrs sha256:0,1,15 --nonce 00112233 --out-dir ./quote
     """
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
-
-
-@click.group(cls=LazyGroup, lazy_commands={"verify": ("attest.cli.evidence", "ek_verify", ())})
-def ek() -> None:
-    """Endorsement key certificates."""
-
-
-cli.add_command(ek)
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ from attest.cli.common import echo_json, tpm_from
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.errors import EventLogError, UsageError
-from attest.runtime import subjects
-from attest.runtime.log import measure as measure_into
-from attest.runtime.log import runtime_pcr
+from attest.host.runtime import subjects
+from attest.host.runtime.log import measure as measure_into
+from attest.host.runtime.log import runtime_pcr
 from attest.tpm.pcr import active_banks
 
 _PCR = click.option("--pcr", type=int, default=None,

@@ -8,7 +8,7 @@ from attest.cli.common import echo_json, parse_hex, tpm_from
 from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, RESETTABLE_PCRS, PCRSelection, hash_name
-from attest.runtime.log import runtime_pcr
+from attest.host.runtime.log import runtime_pcr
 from attest.tpm.pcr import extend, extend_data, read_pcrs
 
 

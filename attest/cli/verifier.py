@@ -1,4 +1,4 @@
-"""The verifier's commands: verify, challenge, revoke, enroll, policy init."""
+"""The verifier's commands: verify, challenge, revoke, readmit, enroll."""
 
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
 
     host = utf8_text(host_id or socket.gethostname(), "--host")
     identity = load_identity(ctx.obj.home)
-    _named_ak(identity)  # the public area recorded is the one credential activation binds
+    named_ak(identity)  # the public area recorded is the one credential activation binds
     ek = next((e for e in identity.eks if e.kind == EK_RSA.label), None)
     if ek is None:
         raise UsageError("this host has no RSA EK to enroll with")
@@ -320,112 +320,11 @@ def _enrollment_ek(certificate: bytes | None, public: bytes,
     return ek_public(key), ek_id(key)
 
 
-@click.command("init")
-@click.option("--from-host", is_flag=True, required=True,
-              help="Trust this host as it is now (the only source for now).")
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--id", "policy_id", default="local", show_default=True, help="The policy's id.")
-@click.option("--key", "key_name", default="default", show_default=True,
-              help="The signing key whose sealed PCRs the policy expects.")
-@click.option("--ek-roots", "ek_roots", multiple=True, metavar="PATH",
-              help="EK roots to write into the policy (relative to --out's folder or absolute).")
-@click.option("--enrollment", type=click.Choice(["policy", "store"]), default="policy",
-              show_default=True, help="policy: trust this host's AK by listing it; store: "
-              "trust what `attest enroll` put in the verifier's store.")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-@json_option(help='Print {"ok", "out", "ak" (null with --enrollment store), "enrollment", '
-             '"key", "pcrs", "reference_values", "executables"}.')
-@click.pass_context
-def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: str,
-                key_name: str, ek_roots: tuple[str, ...], enrollment: str, force: bool,
-                as_json: bool) -> None:
-    """Write a verifier policy that trusts this host as it is now.
-
-    Its EK roots, its AK, its key's sealed PCR values, its runtime measurements so far
-    as reference values, the commands it measured as the executables exec artifacts
-    may name, single-use artifacts; comments explain every field.
-    """
-    from attest.evidence.pcrs import RESETTABLE_PCRS
-    from attest.policy import NonceMode, TrustedAK, render_policy
-    from attest.runtime.log import RuntimeLog, log_pcr, runtime_pcr
-    from attest.runtime.subjects import measured_executables
-    from attest.tpm import keys as signing
-    from attest.tpm.files import write_public
-    from attest.tpm.hierarchy import load_identity
-
-    del from_host  # required flag: the only source today, named for the reader
-    if out_file.exists() and not force:
-        raise UsageError(f"{out_file} exists", hint="pass --force to overwrite it")
-    identity = load_identity(ctx.obj.home)
-    key = signing.load_key(ctx.obj.home, key_name)
-    if key.kind != "pcr":
-        raise UsageError("policy init writes a PCR key policy; this key is authority-bound",
-                         hint="write key_policy by hand (docs/policy.md)")
-    banks = {bank for bank, _ in key.selection.banks}
-    if len(banks) != 1:
-        raise UsageError("the key is sealed to PCRs of several banks; policy init handles one")
-    bank = banks.pop()
-    runtime = RuntimeLog(ctx.obj.home)
-    records = runtime.read().records
-    reference: dict[str, list[bytes]] = {}
-    for record in records:
-        name, measured = record.content.get("name"), record.content.get("digest")
-        if isinstance(name, str) and isinstance(measured, dict) and bank in measured:
-            reference.setdefault(name, []).append(bytes.fromhex(measured[bank]))
-    executables = measured_executables(records)
-    runtime_index = log_pcr(records) or runtime_pcr(allow_resettable=True)
-    if runtime_index in RESETTABLE_PCRS:
-        raise UsageError(f"the host measures into PCR {runtime_index}, which software can "
-                         "reset: a verifier policy does not accept it as the runtime PCR",
-                         hint="measure into a PCR that cannot be reset (the default, 15)")
-    trusted = ([TrustedAK(host=os.uname().nodename, ak_public=_held_ak(ctx, identity),
-                          ak_qualified_name=identity.ak_qualified_name or None)]
-               if enrollment == "policy" else [])
-    text = render_policy(
-        policy_id=policy_id,
-        sealed_values={i: v for (b, i), v in key.sealed_values.items() if b == bank},
-        bank=bank, runtime_pcr=runtime_index,
-        ek_roots=list(ek_roots), trusted_aks=trusted, runtime_reference=reference,
-        executables=executables, nonce=NonceMode.OPTIONAL, single_use=True,
-        header=f"Written by `attest policy init --from-host` on {os.uname().nodename}.")
-    write_public(out_file, text.encode())
-    if as_json:
-        # "ak": the AK the policy lists; none with enrollment: store (the store decides).
-        echo_json({"ok": True, "out": str(out_file),
-                   "ak": identity.ak_name.hex() if trusted else None,
-                   "enrollment": enrollment,
-                   "key": key.name, "pcrs": str(key.selection),
-                   "reference_values": len(reference), "executables": len(executables)})
-        return
-    trusts = (f"trusts AK {identity.ak_name.hex()[:16]}…" if trusted
-              else "trusts the AKs `attest enroll` put in the verifier's store")
-    click.echo(f"wrote {visible(str(out_file))}: {trusts}, key {key.name!r} "
-               f"sealed to {key.selection}, {len(reference)} runtime reference value(s), "
-               f"{len(executables)} executable(s)")
-
-
 def _append(log: AuditLog, tx: Transaction, entry: Entry) -> None:
     log.append(tx, entry)
 
 
-def _held_ak(ctx: click.Context, identity: Any) -> bytes:
-    """The home's AK public area, once the TPM holds an object of its name at the AK
-    handle and it is a restricted signing key.
-
-    identity.json is the host user's file: a public area there shows only what its
-    writer chose (the RESTRICTED bit set on a key that signs anything), and a verifier
-    that lists it in trusted_aks takes quotes forged in software. The name binds the
-    attributes, and the TPM reports the name of what it holds.
-    """
-    from attest.tpm.hierarchy import ak_handle
-
-    _named_ak(identity)
-    with tpm_from(ctx) as tpm:
-        ak_handle(tpm, identity)  # the TPM's object at the AK handle has this name
-    return bytes(identity.ak_public)
-
-
-def _named_ak(identity: Any) -> None:
+def named_ak(identity: Any) -> None:
     """IdentityError unless the home's AK public area has the AK's name; key_attributes_
     invalid unless it is a restricted signing key (identity.json is the host user's)."""
     from attest.errors import IdentityError

@@ -36,7 +36,7 @@ from typing import Any
 
 from attest import strictjson
 from attest.errors import EvidenceError, UsageError
-from attest.evidence import policy as policy_digests
+from attest.evidence import tpmpolicy as policy_digests
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, PCRValues
 from attest.evidence.signatures import verify_tpm_signature
 from attest.evidence.structures import Public, parse_public_tpm2b, parse_signature

@@ -76,8 +76,6 @@ class QuoteFacts:
     pcrs: Mapping[str, Mapping[int, bytes]]
     signature_scheme: str
     signature_hash: str
-    new_epoch: bool  # resetCount or restartCount differ from the previous quote's (or none given)
-    rebooted: bool  # resetCount differs from the previous quote's
 
 
 def verify_quote(
@@ -89,8 +87,6 @@ def verify_quote(
     pcr_values: PCRValues | None,
     required_pcrs: PCRSelection | None = None,
     expected_signer: bytes | None = None,
-    previous: ClockInfo | None = None,
-    deny_reset: bool = False,
     require_safe: bool = True,
     allow_sha1: bool = False,
 ) -> QuoteFacts:
@@ -101,7 +97,8 @@ def verify_quote(
     ``QuoteFacts.pcrs`` is empty (only the digest is reported).
     ``expected_signer`` is the AK's *qualified* name (TPM2_ReadPublic reports
     it), which depends on the AK's parents, so it cannot be derived from the AK.
-    ``previous`` is the clock info last accepted for this AK.
+    The quote's clock is not compared with earlier quotes here: a verifier places it
+    among the AK's boots (attest.verify.tpmtime), allowing honest quotes in any order.
 
     ``ak`` is the caller's word: only a restricted key proves that the TPM made the
     TPMS_ATTEST, and a TPMT_PUBLIC's attributes are checked here but bind nothing
@@ -135,11 +132,10 @@ def verify_quote(
             reason=Reason.BINDING_MISMATCH,
             hint="the quote was made for another request or challenge",
         )
-    if previous is None and clock_info.safe:
-        new_epoch, rebooted = True, False  # what check_clock returns for these
-    else:
-        new_epoch, rebooted = check_clock(
-            clock_info, previous, deny_reset=deny_reset, require_safe=require_safe
+    if require_safe and not clock_info.safe:
+        raise EvidenceError(
+            "clockInfo.safe is clear: the TPM clock may have gone back since it was last reported",
+            reason=Reason.CLOCK_ROLLBACK,
         )
     if required_pcrs is not None:
         # Both selections are immutable: a pair found covered once stays covered.
@@ -165,8 +161,6 @@ def verify_quote(
         pcrs=pcrs,
         signature_scheme=_SCHEME_NAMES.get(sig[0]) or _SCHEME_NAMES[Alg(sig[0])],
         signature_hash=sig[1],
-        new_epoch=new_epoch,
-        rebooted=rebooted,
     )
     return facts
 
@@ -182,43 +176,6 @@ def _parse_quote(attest: bytes) -> QuoteFields:
         )
     return (parsed.qualified_signer, parsed.extra_data, parsed.clock_info,
             parsed.firmware_version, info.pcr_select, info.pcr_digest)
-
-
-def check_clock(
-    clock: ClockInfo,
-    previous: ClockInfo | None,
-    *,
-    deny_reset: bool = False,
-    require_safe: bool = True,
-) -> tuple[bool, bool]:
-    """Return (new_epoch, rebooted), or raise clock_rollback / tpm_reset.
-
-    resetCount and restartCount may be obfuscated (constant while the real
-    value is), so they are compared for change only, never for order.
-    """
-    if require_safe and not clock.safe:
-        raise EvidenceError(
-            "clockInfo.safe is clear: the TPM clock may have gone back since it was last reported",
-            reason=Reason.CLOCK_ROLLBACK,
-        )
-    if previous is None:
-        return True, False
-    rebooted = clock.reset_count != previous.reset_count
-    new_epoch = rebooted or clock.restart_count != previous.restart_count
-    if new_epoch and deny_reset:
-        # A changed restartCount alone may be a TPM Restart (Shutdown(STATE), then
-        # Startup(CLEAR)): PCRs reset as by a reboot. No quote tells it from a resume.
-        raise EvidenceError(
-            "the TPM was " + ("reset" if rebooted else "restarted (restartCount changed)")
-            + " since the last accepted quote", reason=Reason.TPM_RESET,
-            hint="an administrator must re-admit the host",
-        )
-    if not new_epoch and clock.clock < previous.clock:
-        raise EvidenceError(
-            f"TPM clock went back from {previous.clock} to {clock.clock} within one boot",
-            reason=Reason.CLOCK_ROLLBACK,
-        )
-    return new_epoch, rebooted
 
 
 def check_selection(selection: PCRSelection, required: PCRSelection) -> None:

@@ -76,10 +76,6 @@ def hash_algorithm(name: str) -> hashes.HashAlgorithm:
     return _HASHES[name]
 
 
-def curve_for(curve_id: int) -> ec.EllipticCurve | None:
-    return _CURVES.get(curve_id)
-
-
 def curve_id_for(curve: ec.EllipticCurve) -> Curve | None:
     for curve_id, known in _CURVES.items():
         if known.name == curve.name:
@@ -158,10 +154,6 @@ def clear_key_cache() -> None:
     _KEYS_BY_PUBLIC.clear()
     _rsa_key.cache_clear()
     _ecc_key.cache_clear()
-
-
-def as_public_key(key: VerifyingKey, reason: Reason) -> PublicKey:
-    return public_key(key, reason) if isinstance(key, Public) else key
 
 
 def check_hash_allowed(hash_alg: str, *, allow_sha1: bool) -> None:

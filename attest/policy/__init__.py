@@ -54,7 +54,7 @@ from attest.policy.authority import authority_name, authority_public
 from attest.policy.load import load_policy, parse_policy
 from attest.policy.model import (
     ArtifactLimits,
-    Enrollment,
+    EnrollmentMode,
     ExecutablePolicy,
     Freshness,
     KeyPolicy,
@@ -70,7 +70,7 @@ from attest.policy.render import render_policy
 
 __all__ = [
     "ArtifactLimits",
-    "Enrollment",
+    "EnrollmentMode",
     "ExecutablePolicy",
     "Freshness",
     "KeyPolicy",

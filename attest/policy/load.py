@@ -18,19 +18,21 @@ from typing import TypeVar
 
 import yaml
 
+from attest.durations import DURATION_SYNTAX, parse_duration
 from attest.errors import EvidenceError, MalformedInput, PolicyError
 from attest.eventlog.appraise import BOOT_APPLICATIONS_PCR, SECURE_BOOT_PCR, ReferenceValues
 from attest.evidence.ak import check_ak
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, check_approval_id
 from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT, RESETTABLE_PCRS
 from attest.evidence.structures import parse_public_tpm2b
+from attest.hexdigits import parse_hex
 from attest.inputfile import MAX_KEY_BYTES, MAX_POLICY_BYTES, read_at_most
 from attest.policy import values
 from attest.policy.authority import authority_name
 from attest.policy.model import (
     POLICY_VERSION,
     ArtifactLimits,
-    Enrollment,
+    EnrollmentMode,
     ExecutablePolicy,
     Freshness,
     KeyPolicy,
@@ -111,8 +113,8 @@ def _read(root: Located, *, base: Path, digest: str, path: Path | None,
     policy_id = _checked(top.require("id", hint="name the policy, e.g. `id: prod-web`"),
                          values.check_policy_id)
     ek_roots = _ek_roots(top.get("ek_roots"), base, check_paths)
-    enrollment = _optional(top.get("enrollment"), lambda at: at.choice(Enrollment),
-                           Enrollment.STORE)
+    enrollment = _optional(top.get("enrollment"), lambda at: at.choice(EnrollmentMode),
+                           EnrollmentMode.STORE)
     trusted_aks = _trusted_aks(top, enrollment)
     pcrs = _pcrs(top.get("pcrs"))
     key_policy = _key_policy(top.require(
@@ -153,7 +155,7 @@ def _checked(at: Located, check: Callable[[str], T]) -> T:
 
 def _hex(at: Located, *, what: str, size: int | None = None) -> bytes:
     try:
-        return values.parse_hex(at.text(f"{what} as hex digits"), size=size, what=what)
+        return parse_hex(at.text(f"{what} as hex digits"), size=size, what=what)
     except ValueError as exc:
         raise at.error(str(exc)) from None
 
@@ -161,7 +163,7 @@ def _hex(at: Located, *, what: str, size: int | None = None) -> bytes:
 def _duration(at: Located, *, positive: bool) -> int:
     # Read as written: YAML would turn 1:30 into 90 and 0x10 into 16.
     try:
-        seconds = values.parse_duration(at.text(values.DURATION_SYNTAX))
+        seconds = parse_duration(at.text(DURATION_SYNTAX))
     except ValueError as exc:
         raise at.error(str(exc)) from None
     if positive and seconds == 0:
@@ -327,9 +329,9 @@ def _ek_roots(at: Located | None, base: Path, check_paths: bool) -> tuple[Path, 
     return tuple(roots)
 
 
-def _trusted_aks(top: Fields, enrollment: Enrollment) -> tuple[TrustedAK, ...]:
+def _trusted_aks(top: Fields, enrollment: EnrollmentMode) -> tuple[TrustedAK, ...]:
     at = top.get("trusted_aks")
-    if enrollment is Enrollment.STORE:
+    if enrollment is EnrollmentMode.STORE:
         if at is not None:
             raise top.key("trusted_aks").error(
                 "only read with enrollment: policy",

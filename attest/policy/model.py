@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from attest.eventlog.appraise import ReferenceValues
 from attest.eventlog.sources import LogSources
-from attest.evidence import policy as policy_digests
+from attest.evidence import tpmpolicy as policy_digests
 from attest.evidence.pcrs import PCRSelection
 from attest.evidence.structures import parse_public_tpm2b
 from attest.patterns import shell_match
@@ -29,7 +29,7 @@ DEFAULT_RUNTIME_PCR = 15
 KEY_POLICY_SESSION_HASH = "sha256"
 
 
-class Enrollment(StrEnum):
+class EnrollmentMode(StrEnum):
     """Where the verifier learns which AKs (hosts) it trusts (key ``enrollment``)."""
 
     STORE = "store"
@@ -312,7 +312,7 @@ class VerifierPolicy:
             certificates trusted as EK manufacturer roots, each relative to the
             policy file's folder (or absolute); every path must exist. Used to
             check EK certificates at enrollment.
-        enrollment: ``enrollment``, default ``store``; see :class:`Enrollment`.
+        enrollment: ``enrollment``, default ``store``; see :class:`EnrollmentMode`.
         trusted_aks: ``trusted_aks``, required (non-empty) with ``enrollment:
             policy`` and refused with ``store``; see :class:`TrustedAK`.
         pcrs: section ``pcrs``; see :class:`PCRPolicy`.
@@ -342,7 +342,7 @@ class VerifierPolicy:
     rules: tuple[Rule, ...]
     version: int = POLICY_VERSION
     ek_roots: tuple[Path, ...] = ()
-    enrollment: Enrollment = Enrollment.STORE
+    enrollment: EnrollmentMode = EnrollmentMode.STORE
     trusted_aks: tuple[TrustedAK, ...] = ()
     pcrs: PCRPolicy = PCRPolicy()
     reference: ReferenceValues | None = None

@@ -13,17 +13,17 @@ from typing import Literal
 
 import yaml
 
+from attest.durations import format_duration
 from attest.errors import PolicyError, UsageError
 from attest.policy.load import check_rendered
 from attest.policy.model import (
     DEFAULT_RUNTIME_PCR,
     POLICY_VERSION,
-    Enrollment,
+    EnrollmentMode,
     NonceMode,
     Rule,
     TrustedAK,
 )
-from attest.policy.values import format_duration
 
 
 def render_policy(
@@ -181,10 +181,10 @@ def _trust(out: _Lines, ek_roots: Sequence[str | Path], trusted_aks: Sequence[Tr
     out.comment("EK manufacturer roots (PEM/DER files or folders, relative to this file).")
     out.add(f"ek_roots: [{', '.join(_q(str(root)) for root in ek_roots)}]")
     if not trusted_aks:
-        out.add(f"enrollment: {Enrollment.STORE.value}",
+        out.add(f"enrollment: {EnrollmentMode.STORE.value}",
                 "AKs come from enrollment records in the verifier's store")
         return
-    out.add(f"enrollment: {Enrollment.POLICY.value}",
+    out.add(f"enrollment: {EnrollmentMode.POLICY.value}",
             "AKs come from trusted_aks below, not from the store")
     out.add("trusted_aks:")
     for ak in trusted_aks:

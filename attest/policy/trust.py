@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from attest.certfiles import read_certificates
 from attest.errors import UsageError
-from attest.policy.model import Enrollment, VerifierPolicy
+from attest.policy.model import EnrollmentMode, VerifierPolicy
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def load_trust(policy: VerifierPolicy) -> TrustMaterial:
     from the store (``enrollment: policy`` trusts its AKs by name): with ``enrollment:
     policy`` they are not read, as they never were. Roots that can't be read are a
     problem the appraisal reports as ek_chain_invalid, naming them, never a crash."""
-    if policy.enrollment is not Enrollment.STORE or not policy.ek_roots:
+    if policy.enrollment is not EnrollmentMode.STORE or not policy.ek_roots:
         return TrustMaterial()
     try:
         return TrustMaterial(ek_roots=tuple(read_certificates(policy.ek_roots)))

@@ -71,10 +71,6 @@ class SeenClock:
     reset_count: int
     restart_count: int
 
-    def same_epoch(self, other: SeenClock) -> bool:
-        # Obfuscated counts are constant while the real ones are: compare for change only.
-        return (self.reset_count, self.restart_count) == (other.reset_count, other.restart_count)
-
 
 @dataclass(frozen=True)
 class EpochRecord:

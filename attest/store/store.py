@@ -25,7 +25,6 @@ from attest.store.records import (
     ApprovalUse,
     ArtifactRecord,
     Enrollment,
-    EpochRecord,
     LogPrefix,
     NonceState,
     Revocation,
@@ -61,8 +60,6 @@ _WITH_EK = ("SELECT enrollments.*, ak_eks.ek AS ek_id, enrollment_seals.mac AS s
             "LEFT JOIN ak_eks ON ak_eks.ak_name = enrollments.ak_name "
             "LEFT JOIN enrollment_seals ON enrollment_seals.ak_name = enrollments.ak_name ")
 _ENROLLMENT = _WITH_EK + "WHERE enrollments.ak_name = :ak"
-_ENROLLMENTS_FOR = (_WITH_EK + "WHERE enrollments.host = :host "
-                    "ORDER BY enrollments.enrolled_at, enrollments.ak_name")
 _CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
 _FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
 _NONCE_ISSUED = "SELECT issued_at FROM nonces WHERE nonce = :nonce"
@@ -196,12 +193,6 @@ class Store:
                 f"the {component} schema in {self._database.where} is version {found}, older "
                 f"than {version}, and has no migration", hint="use a new store")
 
-    def check_schema(self) -> None:
-        """Raise :class:`ForeignSchemaObject` if the database holds a trigger, view, rule,
-        index or table definition attest did not create (:mod:`attest.store.integrity`)."""
-        with self.read() as tx:
-            integrity.check_schema(tx, self._tables.values())
-
     def write(self) -> AbstractContextManager[Transaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         return self._database.write()
@@ -262,12 +253,6 @@ class Store:
             row = tx.first(_ENROLLMENT, {"ak": name})
             return None if row is None else _enrollment(tx, row)
 
-    def enrollments_for(self, host: str) -> list[Enrollment]:
-        """Every AK enrolled for ``host``, oldest first."""
-        with self.read() as tx:
-            rows = tx.all(_ENROLLMENTS_FOR, {"host": host})
-            return [_enrollment(tx, row) for row in rows]
-
     # -- nonces ------------------------------------------------------------------------
 
     def issue_nonce(self, ttl: int, now: int) -> str:
@@ -280,12 +265,6 @@ class Store:
                                        "expires_at": now + ttl, "used_at": None})
         return nonce
 
-    def nonce_state(self, nonce: str, now: int) -> NonceState:
-        if len(nonce) > MAX_NONCE:  # not one we issued; don't send it to the database
-            return NonceState.UNKNOWN
-        with self.read() as tx:
-            return acceptance.nonce_state(tx, nonce, now)
-
     def purge_nonces(self, expired_before: int) -> int:
         """Delete nonces that expired before ``expired_before``; returns how many.
 
@@ -295,12 +274,6 @@ class Store:
             return tx.execute(_PURGE_NONCES, {"before": expired_before})
 
     # -- TPM clocks --------------------------------------------------------------------
-
-    def last_clock(self, ak_name: bytes | str) -> SeenClock | None:
-        """The clock of the latest quote accepted for this AK (in its latest boot epoch)."""
-        name = _hex(ak_name, "AK name")
-        with self.read() as tx:
-            return _last_clock(tx, name)
 
     def forget_clock(self, ak_name: bytes | str, *,
                      in_transaction: InTransaction | None = None) -> bool:
@@ -325,25 +298,7 @@ class Store:
         with self.write() as tx:
             epochs.record_reset(tx, name, clock, now)
 
-    def epoch(self, ak_name: bytes | str) -> EpochRecord | None:
-        """The AK's current boot epoch and its clock-to-time bounds, if a quote was accepted."""
-        name = _hex(ak_name, "AK name")
-        with self.read() as tx:
-            return epochs.current_epoch(tx, name)
-
     # -- artifacts ---------------------------------------------------------------------
-
-    def artifact(self, jti: str) -> ArtifactRecord | None:
-        """The accepted artifact; ``revoked`` when it or anything it rests on is revoked."""
-        with self.read() as tx:
-            row = tx.first(_ARTIFACT, {"jti": jti})
-            if row is None:
-                return None
-            return _artifact(row, _ancestry(tx, jti, row))
-
-    def jti_seen(self, jti: str) -> bool:
-        with self.read() as tx:
-            return tx.first(_JTI_SEEN, {"jti": jti}) is not None
 
     def snapshot(self, ak_name: bytes | str, *, jti: str, now: int, enrollment: bool = False,
                  host: str | None = None, kid: str | None = None, nonce: str | None = None,
@@ -352,13 +307,13 @@ class Store:
                  log_base: tuple[str, int] | None = None) -> Snapshot:
         """Everything a verifier reads for one artifact, in one read transaction.
 
-        Always the AK's last clock (:meth:`last_clock`) and every revocation of ``jti``,
-        ``kid``, the AK and ``host``, most specific first (:meth:`revocation_for` reports
-        the first); with ``enrollment``, the AK's (:meth:`enrollment`), whose host is
-        looked up when ``host`` is None; the state of ``nonce`` at ``now``
-        (:meth:`nonce_state`); with ``seen``, :meth:`jti_seen`; and the ``parent``
-        (:meth:`artifact`) with the nearest revocation of its line
-        (:meth:`ancestry_revoked`); always the AK's boot epoch (:meth:`epoch`), and when
+        Always the AK's last clock and every revocation of ``jti``, ``kid``, the AK and
+        ``host``, most specific first (the snapshot holds the first); with
+        ``enrollment``, the AK's (:meth:`enrollment`), whose host is looked up when
+        ``host`` is None; the state of ``nonce`` at ``now``; with ``seen``, whether the
+        jti was accepted before; and the ``parent`` with the nearest revocation of its
+        line (its own, an ancestor's, or their key's, AK's or host's); always the AK's
+        boot epoch, and when
         the nonce is usable, when it was issued. A ``kid`` that is not a key name
         (lowercase hex) matches no revocation; nor does an ``approval`` id that is not
         one. With ``approval``: its revocations, and the highest serial accepted for its
@@ -583,28 +538,6 @@ class Store:
             if in_transaction is not None:
                 in_transaction(tx)
 
-    def revocation_for(self, *, jti: str | None = None, kid: str | None = None,
-                       ak: bytes | str | None = None,
-                       host: str | None = None) -> Revocation | None:
-        """The first revocation among those named (jti, then key, AK, host), or None."""
-        wanted: list[tuple[RevocationKind, str]] = []
-        if jti is not None:
-            wanted.append((RevocationKind.ARTIFACT, jti))
-        if kid is not None:
-            wanted.append((RevocationKind.KEY, _hex(kid, "key name")))
-        if ak is not None:
-            wanted.append((RevocationKind.AK, _hex(ak, "AK name")))
-        if host is not None:
-            wanted.append((RevocationKind.HOST, host))
-        if not wanted:
-            raise ValueError("revocation_for needs at least one of jti, kid, ak, host")
-        with self.read() as tx:
-            return revs.find(tx, wanted)
-
-    def ancestry_revoked(self, jti: str) -> Revocation | None:
-        """The nearest revocation of ``jti`` or of an ancestor (or their key, AK, host)."""
-        with self.read() as tx:
-            return revs.in_ancestry(tx, jti)
 
 
 # -- helpers ---------------------------------------------------------------------------

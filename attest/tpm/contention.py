@@ -5,7 +5,7 @@ any PCR before the session is used (TPM2_Sign) makes the TPM refuse it with
 TPM_RC_PCR_CHANGED. A quote is read-then-quote, so an extend in between yields a
 digest that no longer matches the values read. Neither is a fault of the request:
 attest's own measurements are kept out of those windows by the runtime log's lock
-(attest.artifact.issue holds it from the log snapshot to the signature), and this retry covers
+(attest.host.issue holds it from the log snapshot to the signature), and this retry covers
 every other extender (IMA, systemd, another TPM user). When an extender never
 pauses, the caller gives up with an environment error (exit 3), not a refusal.
 """

@@ -53,7 +53,7 @@ from attest.errors import (
     TPMError,
     UsageError,
 )
-from attest.evidence import policy
+from attest.evidence import tpmpolicy
 from attest.evidence.approval import MAX_POLICY_REF_BYTES, MAX_SERIAL, Approval, approved_for
 from attest.evidence.pcrs import HASH_NAMES, PCRSelection
 from attest.inputfile import MAX_RECORD_BYTES, read_home_file
@@ -239,7 +239,7 @@ def create_key(
                              hint="drop --pcrs; name the PCRs in `attest policy approve`")
         authority = authority_public_from_pem(authority_pem)
         authority_name = bytes(authority.get_name())
-        digest = policy.policy_authorize(policy.initial(), authority_name, policy_ref)
+        digest = tpmpolicy.policy_authorize(tpmpolicy.initial(), authority_name, policy_ref)
         kind, selection = "authorize", PCRSelection(())
     else:
         if selection is None or not selection.banks:
@@ -247,7 +247,7 @@ def create_key(
         if policy_ref:
             raise UsageError("a policyRef belongs to authority keys (--authority)")
         sealed = read_pcrs(tpm, selection)
-        digest = policy.pcr_auth_policy(selection, sealed)
+        digest = tpmpolicy.pcr_auth_policy(selection, sealed)
         kind = "pcr"
     auth = secrets.token_bytes(32)
     template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=_KEY_ATTRS)
@@ -323,7 +323,7 @@ def _satisfy_policy(tpm: TPM, key: SigningKey, session: Any,
     external = tpm.call("loading the authority key", tpm.esapi.load_external,
                         authority, None, ESYS_TR.OWNER)
     try:
-        a_hash = policy.approval_digest(approval.approved_policy, approval.policy_ref)
+        a_hash = tpmpolicy.approval_digest(approval.approved_policy, approval.policy_ref)
         signature, _ = TPMT_SIGNATURE.unmarshal(approval.signature)
         ticket = tpm.call("checking the approval's signature", tpm.esapi.verify_signature,
                           external, TPM2B_DIGEST(a_hash), signature)
@@ -503,7 +503,7 @@ def approve(authority_private_pem: bytes, selection: PCRSelection,
                         {key: values[key] for key in selection}, policy_ref, b"", serial,
                         not_after)
     tpm_signature = _sign_prehashed(
-        private, policy.approval_digest(unsigned.approved_policy, policy_ref))
+        private, tpmpolicy.approval_digest(unsigned.approved_policy, policy_ref))
     return dataclasses.replace(unsigned, signature=tpm_signature,
                                document_signature=_sign_prehashed(
                                    private, unsigned.document_digest()))

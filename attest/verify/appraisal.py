@@ -53,7 +53,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from attest.artifact import jws
-from attest.artifact.model import Claims, Evidence, b64url, binding, jti_namespace
+from attest.artifact.model import (
+    CERTIFICATION_LABEL,
+    Claims,
+    Evidence,
+    b64url,
+    binding,
+    jti_namespace,
+)
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, EvidenceError
 from attest.eventlog.appraise import appraise as appraise_events
@@ -66,7 +73,7 @@ from attest.evidence.ekcert import ek_id, verify_ek_certificate
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import Public, parse_public_tpm2b
 from attest.memo import remember
-from attest.policy.model import Enrollment, NonceMode, VerifierPolicy
+from attest.policy.model import EnrollmentMode, NonceMode, VerifierPolicy
 from attest.policy.trust import TrustMaterial
 from attest.reasons import Reason
 from attest.store.errors import Revoked
@@ -88,9 +95,6 @@ from attest.verify.tpmtime import check_epoch, quote_time, time_denials
 T = TypeVar("T")
 Check = Generator[Denial, None, T]
 """A check: yields each denial it finds, returns what it establishes (None: nothing)."""
-
-# What the host puts in a key certification's qualifyingData (attest.artifact.issue).
-CERTIFICATION_LABEL = b"attest key certification\0"
 
 # Log texts whose appraisal a Memo keeps (a host's log changes only when it measures,
 # so its artifacts repeat it), bounded by their total size in characters. Parsed
@@ -274,7 +278,7 @@ def snapshot_query(artifact: jws.ParsedArtifact, policy: VerifierPolicy,
         return None
     claims = artifact.claims
     host = None
-    if policy.enrollment is Enrollment.POLICY:
+    if policy.enrollment is EnrollmentMode.POLICY:
         trusted = policy.trusted_ak(ak.name)
         if trusted is None or ak.denial is not None:
             return None
@@ -437,7 +441,7 @@ class _Appraiser:
         ak = yield from self.issuer()
         if ak is None:
             return None
-        if self.policy.enrollment is Enrollment.POLICY:
+        if self.policy.enrollment is EnrollmentMode.POLICY:
             trusted = self.policy.trusted_ak(ak.name)
             if trusted is None:
                 yield Denial(Reason.AK_UNKNOWN,

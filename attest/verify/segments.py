@@ -15,7 +15,7 @@ from typing import Any
 from attest.artifact.model import RuntimeLogBase
 from attest.decision import Denial
 from attest.errors import AttestError
-from attest.policy.model import Enrollment, VerifierPolicy
+from attest.policy.model import EnrollmentMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.store import LogPrefix, Store
 from attest.verify.incremental import UNCONFIRMED, PrefixSeal, appraise_segment
@@ -57,7 +57,7 @@ def add_segment(policy: VerifierPolicy, store: Store, ak_name: bytes,
 
 def _ak_refused(policy: VerifierPolicy, store: Store, ak_name: bytes,
                 sealed: Callable[[Any], bool] | None) -> Denial | None:
-    if policy.enrollment is Enrollment.POLICY:
+    if policy.enrollment is EnrollmentMode.POLICY:
         if policy.trusted_ak(ak_name) is None:
             return Denial(Reason.AK_UNKNOWN, "the AK is not among the policy's trusted_aks")
         return None

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from attest.artifact import jws
-from attest.artifact.issue import Request, issue
 from attest.errors import UsageError
+from attest.host.issue import Request, issue
 from attest.tpm.device import open_tpm
 from tests.conftest import Host
 

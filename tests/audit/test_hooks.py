@@ -10,15 +10,16 @@ import pytest
 from attest.audit import AuditLog
 from attest.audit.hooks import (
     append_decision,
+    enrollment_entry,
     record_decision,
-    record_enrollment,
-    record_revocation,
+    revocation_entry,
 )
 from attest.decision import Decision, Denial
 from attest.errors import AuditUnavailable
 from attest.reasons import Reason
 from attest.store import RevocationKind, Store
 from attest.store.db import Transaction
+from tests.store import reads
 from tests.store.helpers import T0, clock, record
 
 FACTS = {"action": "exec", "argv": ["/usr/bin/deploy", "--token=s3cr3t"]}
@@ -68,7 +69,7 @@ def test_an_acceptance_that_cannot_be_logged_is_not_committed(store: Store) -> N
         store.accept(record("j1"), nonce=None, single_use=True, clock=clock(1), now=T0,
                      in_transaction=log_it)
     assert caught.value.reason is Reason.AUDIT_UNAVAILABLE
-    assert not store.jti_seen("j1")
+    assert not reads.jti_seen(store, "j1")
     assert unkeyed.size() == 0
 
 
@@ -84,9 +85,9 @@ def test_a_denial_is_logged_with_its_reason_codes_only(log: AuditLog) -> None:
 
 
 def test_enrollments_and_revocations_are_logged(log: AuditLog) -> None:
-    record_enrollment(log, "host-1", bytes.fromhex("000b" + "a1" * 32), now=T0)
-    record_revocation(log, RevocationKind.ARTIFACT, "j1", "key leaked", now=T0 + 1)
-    record_revocation(log, RevocationKind.HOST, "host-1", "decommissioned", now=T0 + 2)
+    log.record(enrollment_entry("host-1", bytes.fromhex("000b" + "a1" * 32), time=T0))
+    log.record(revocation_entry(RevocationKind.ARTIFACT, "j1", "key leaked", time=T0 + 1))
+    log.record(revocation_entry(RevocationKind.HOST, "host-1", "decommissioned", time=T0 + 2))
     enrolled, revoked, host = _entries(log)
     assert (enrolled["kind"], enrolled["decision"], enrolled["host"]) == (
         "enrollment", "enrolled", "host-1")

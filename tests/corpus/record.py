@@ -30,9 +30,9 @@ from attest.artifact import jws
 from attest.artifact.model import b64url
 from attest.eventlog.cel import parse_cel
 from attest.evidence.pcrs import PCRSelection
+from attest.host.runtime.log import RuntimeLog
+from attest.host.runtime.subjects import measured_executables
 from attest.policy import NonceMode, render_policy
-from attest.runtime.log import RuntimeLog
-from attest.runtime.subjects import measured_executables
 from attest.simulator import Simulator
 from attest.tpm import keys as signing
 from attest.tpm.pcr import read_pcrs

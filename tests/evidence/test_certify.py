@@ -11,7 +11,6 @@ from evidence_helpers import SIGNING_KEY_ATTRIBUTES, SoftTPM, ecc_public, vector
 from attest.errors import EvidenceError
 from attest.evidence.certify import verify_certification
 from attest.evidence.pcrs import PCRSelection
-from attest.evidence.policy import pcr_auth_policy
 from attest.evidence.signatures import verify_tpm_signature
 from attest.evidence.structures import (
     ObjectAttributes,
@@ -20,6 +19,7 @@ from attest.evidence.structures import (
     parse_public,
     parse_signature,
 )
+from attest.evidence.tpmpolicy import pcr_auth_policy
 from attest.reasons import Reason
 
 SELECTION = PCRSelection.parse("sha256:0-7")

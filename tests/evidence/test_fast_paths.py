@@ -327,7 +327,7 @@ def test_quote_facts_and_clock_info_are_the_objects_their_constructors_make(
     # frozen dataclasses with these fields and no __post_init__.
     assert [f.name for f in dataclasses.fields(QuoteFacts)] == [
         "signer", "extra_data", "clock_info", "firmware_version", "selection",
-        "pcr_digest", "pcrs", "signature_scheme", "signature_hash", "new_epoch", "rebooted"]
+        "pcr_digest", "pcrs", "signature_scheme", "signature_hash"]
     assert [f.name for f in dataclasses.fields(ClockInfo)] == [
         "clock", "reset_count", "restart_count", "safe"]
     for cls in (QuoteFacts, ClockInfo):

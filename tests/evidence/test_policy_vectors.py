@@ -8,7 +8,7 @@ import pytest
 from evidence_helpers import vector_dir
 
 from attest.evidence.pcrs import PCRSelection
-from attest.evidence.policy import initial, policy_pcr
+from attest.evidence.tpmpolicy import initial, policy_pcr
 
 
 def _vectors() -> list[dict[str, object]]:

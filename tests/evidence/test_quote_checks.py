@@ -14,7 +14,6 @@ from attest.evidence.pcrs import HASH_ALGS, PCRSelection
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import (
     Alg,
-    ClockInfo,
     ObjectAttributes,
     Public,
     RSAParms,
@@ -29,11 +28,10 @@ SELECTION = PCRSelection.parse("sha256:0,7,16")
 VALUES = {key: bytes([key[1]]) * 32 for key in SELECTION}
 
 
-def _verify(tpm: SoftTPM, quote: bytes, *, previous: ClockInfo | None = None,
-            deny_reset: bool = False, expected_signer: bytes | None = None) -> QuoteFacts:
+def _verify(tpm: SoftTPM, quote: bytes, *,
+            expected_signer: bytes | None = None) -> QuoteFacts:
     return verify_quote(quote, tpm.sign(quote), tpm.public, expected_extra_data=NONCE,
-                        pcr_values=VALUES, previous=previous, deny_reset=deny_reset,
-                        expected_signer=expected_signer)
+                        pcr_values=VALUES, expected_signer=expected_signer)
 
 
 def test_ecdsa_p256_quote_verifies(soft_tpm: SoftTPM) -> None:
@@ -43,7 +41,6 @@ def test_ecdsa_p256_quote_verifies(soft_tpm: SoftTPM) -> None:
                          expected_signer=soft_tpm.qualified_name)
     assert facts.signature_scheme == "ecdsa"
     assert facts.pcrs["sha256"][16] == b"\x10" * 32
-    assert facts.new_epoch and not facts.rebooted
 
 
 def test_clear_safe_flag_is_a_possible_clock_rollback(soft_tpm: SoftTPM) -> None:
@@ -52,51 +49,12 @@ def test_clear_safe_flag_is_a_possible_clock_rollback(soft_tpm: SoftTPM) -> None
     assert err.value.reason is Reason.CLOCK_ROLLBACK
 
 
-def test_clock_going_back_within_one_boot_is_a_rollback(soft_tpm: SoftTPM) -> None:
-    previous = ClockInfo(clock=5000, reset_count=7, restart_count=0, safe=True)
-    with pytest.raises(EvidenceError) as err:
-        _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=4999),
-                previous=previous)
-    assert err.value.reason is Reason.CLOCK_ROLLBACK
-
-
-def test_clock_moving_on_within_one_boot_is_the_same_epoch(soft_tpm: SoftTPM) -> None:
-    previous = ClockInfo(clock=5000, reset_count=7, restart_count=0, safe=True)
-    facts = _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=5000),
-                    previous=previous)
-    assert not facts.new_epoch
-
-
-def test_a_reboot_starts_a_new_epoch_where_the_clock_may_be_lower(soft_tpm: SoftTPM) -> None:
-    previous = ClockInfo(clock=5000, reset_count=99, restart_count=0, safe=True)
-    facts = _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=10),
-                    previous=previous)
-    assert facts.new_epoch and facts.rebooted
-
-
-def test_a_restart_is_a_new_epoch_but_not_a_reboot(soft_tpm: SoftTPM) -> None:
-    previous = ClockInfo(clock=5000, reset_count=7, restart_count=3, safe=True)
-    facts = _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=10),
-                    previous=previous)
-    assert facts.new_epoch and not facts.rebooted
-
-
-def test_a_restart_is_denied_when_resets_are(soft_tpm: SoftTPM) -> None:
-    """A changed restartCount may be a TPM Restart (Shutdown(STATE), then
-    Startup(CLEAR)), which resets the PCRs as a reboot does."""
-    previous = ClockInfo(clock=5000, reset_count=7, restart_count=3, safe=True)
-    with pytest.raises(EvidenceError) as err:
-        _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=6000),
-                previous=previous, deny_reset=True)
-    assert err.value.reason is Reason.TPM_RESET
-
-
-def test_a_reboot_is_denied_when_policy_says_so(soft_tpm: SoftTPM) -> None:
-    previous = ClockInfo(clock=5000, reset_count=99, restart_count=0, safe=True)
-    with pytest.raises(EvidenceError) as err:
-        _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=6000),
-                previous=previous, deny_reset=True)
-    assert err.value.reason is Reason.TPM_RESET
+def test_a_quote_is_not_compared_with_earlier_ones(soft_tpm: SoftTPM) -> None:
+    """Rollback and reset are judged against the AK's boots by the verifier
+    (attest.verify.tpmtime, tests/verify/test_tpmtime.py), not by verify_quote."""
+    facts = _verify(soft_tpm, soft_tpm.quote(SELECTION, VALUES, extra=NONCE, clock=10))
+    assert facts.clock_info.clock == 10
+    assert not hasattr(facts, "new_epoch") and not hasattr(facts, "rebooted")
 
 
 def test_a_signed_certification_is_not_a_quote(soft_tpm: SoftTPM) -> None:

@@ -5,7 +5,7 @@ What is fuzzed, and the one rule each test checks
 For ANY input, a parser returns a result or raises a subclass of
 :class:`attest.errors.AttestError` (the few pure helpers documented to raise
 ``ValueError`` -- ``attest.strictjson.loads`` and ``attest.policy.values`` -- may raise
-that instead); the verifier returns a :class:`~attest.verify.decision.Decision` that is a
+that instead); the verifier returns a :class:`~attest.decision.Decision` that is a
 denial with a real reason (never ``internal_error``, which means an exception escaped a
 check) and never accepts mutated evidence unless the mutation is semantically void.
 

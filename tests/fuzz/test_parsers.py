@@ -28,6 +28,7 @@ from attest.audit.entry import claimed_index
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
 from attest.audit.proofs import ConsistencyProof, InclusionProof, parse_proof
 from attest.certfiles import certificate_files, read_certificates
+from attest.durations import parse_duration as policy_duration
 from attest.errors import AttestError, EvidenceError, PolicyError, UsageError
 from attest.eventlog import efi
 from attest.eventlog.cel import attest_record, encode_log, measurement_content, parse_cel
@@ -51,7 +52,6 @@ from attest.evidence.structures import (
 )
 from attest.policy import parse_policy
 from attest.policy.authority import authority_public
-from attest.policy.values import parse_duration as policy_duration
 from attest.reasons import Reason
 from attest.tpm import keys as signing
 from tests.conftest import VECTORS

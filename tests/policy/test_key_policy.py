@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attest.evidence import policy as digests
+from attest.evidence import tpmpolicy as digests
 from attest.evidence.pcrs import PCRSelection
 from attest.policy import KeyPolicy, KeyPolicyKind, PCRPolicy
 from attest.tpm.keys import authority_public_from_pem

@@ -9,7 +9,7 @@ import pytest
 
 from attest.errors import EXIT_USAGE, PolicyError
 from attest.policy import (
-    Enrollment,
+    EnrollmentMode,
     KeyPolicyKind,
     NonceMode,
     PCRPolicy,
@@ -50,7 +50,7 @@ def test_full_policy_loads_every_field(tmp_path: Path) -> None:
     assert policy.digest == hashlib.sha256(FULL.encode()).hexdigest()
     assert policy.path == path.resolve()
     assert policy.ek_roots == (tmp_path.resolve() / "roots", tmp_path.resolve() / "extra-root.pem")
-    assert policy.enrollment is Enrollment.STORE and policy.trusted_aks == ()
+    assert policy.enrollment is EnrollmentMode.STORE and policy.trusted_aks == ()
     assert policy.pcrs == PCRPolicy("sha256", (0, 1, 2, 3, 4, 5, 6, 7), 15)
     assert policy.key_policy.kind is KeyPolicyKind.PCR
     assert dict(policy.key_policy.sealed_values) == {
@@ -68,7 +68,7 @@ def test_full_policy_loads_every_field(tmp_path: Path) -> None:
 
 def test_left_out_sections_take_their_defaults(tmp_path: Path) -> None:
     policy = load_text(tmp_path, MINIMAL)
-    assert policy.ek_roots == () and policy.enrollment is Enrollment.STORE
+    assert policy.ek_roots == () and policy.enrollment is EnrollmentMode.STORE
     assert policy.pcrs == PCRPolicy("sha256", (0, 1, 2, 3, 4, 5, 6, 7), 15)
     assert policy.key_policy.kind is KeyPolicyKind.PCR
     assert policy.reference is None
@@ -123,7 +123,7 @@ def test_reference_bank_defaults_to_the_pcr_bank(tmp_path: Path) -> None:
 
 def test_offline_policy_lists_trusted_aks(tmp_path: Path) -> None:
     policy = load_text(tmp_path, OFFLINE)
-    assert policy.enrollment is Enrollment.POLICY
+    assert policy.enrollment is EnrollmentMode.POLICY
     (ak,) = policy.trusted_aks
     assert ak.host == "web-1" and ak.ak_public == AK.marshal_tpm2b()
     assert ak.ak_qualified_name == bytes.fromhex("000b" + "cd" * 32)

@@ -10,7 +10,7 @@ import pytest
 
 from attest.errors import UsageError
 from attest.policy import (
-    Enrollment,
+    EnrollmentMode,
     KeyPolicyKind,
     NonceMode,
     Rule,
@@ -42,7 +42,7 @@ def test_a_host_policy_round_trips(tmp_path: Path) -> None:
     policy = _written(tmp_path, text)
     assert policy.id == "web-1-init"
     assert policy.ek_roots == (tmp_path.resolve() / "roots",)
-    assert policy.enrollment is Enrollment.POLICY and policy.trusted_aks == (ak,)
+    assert policy.enrollment is EnrollmentMode.POLICY and policy.trusted_aks == (ak,)
     assert (policy.pcrs.bank, policy.pcrs.sealed, policy.pcrs.runtime) == \
         ("sha256", tuple(range(8)), 14)
     assert policy.key_policy.kind is KeyPolicyKind.PCR
@@ -70,7 +70,7 @@ def test_every_field_line_is_explained_by_a_comment() -> None:
 
 def test_a_store_enrolled_policy_without_reference_values(tmp_path: Path) -> None:
     policy = _written(tmp_path, render_policy(policy_id="p", sealed_values=SEALED))
-    assert policy.enrollment is Enrollment.STORE and policy.trusted_aks == ()
+    assert policy.enrollment is EnrollmentMode.STORE and policy.trusted_aks == ()
     assert policy.reference is None
     assert policy.rules == (Rule(("*",), ("exec",), ("*",), ("*",)),)
 

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attest.runtime.log import RuntimeLog
+from attest.host.runtime.log import RuntimeLog
 from tests.conftest import Host
 
 RUNS = 16

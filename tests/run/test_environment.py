@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from attest.errors import UsageError
-from attest.runtime.environment import injects_code, kept_variables, scrubbed
+from attest.host.runtime.environment import injects_code, kept_variables, scrubbed
 
 HOSTILE = {"LD_PRELOAD": "/tmp/x.so", "LD_AUDIT": "/tmp/a.so", "LD_ANYTHING_NEW": "1",
            "BASH_ENV": "/tmp/rc", "ENV": "/tmp/rc", "BASH_FUNC_ls%%": "() { evil; }",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from attest.eventlog import prefix as log_prefix
-from attest.runtime.prefixes import MEMORY_NAME
+from attest.host.runtime.prefixes import MEMORY_NAME
 from tests.conftest import Host
 
 

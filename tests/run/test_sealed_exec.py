@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from attest.eventlog.cel import parse_cel
-from attest.runtime.subjects import argv_digests
+from attest.host.runtime.subjects import argv_digests
 from tests.conftest import Host
 
 # Runs `attest run` in a child whose run_local, once the artifact is accepted, lets
@@ -227,7 +227,7 @@ def test_a_setgid_executable_others_may_write_is_still_copied(fresh_host: Host,
     # Whoever may write it could change it between the hash and the exec: sealed copy.
     if os.geteuid() != 0:
         pytest.skip("making a root-owned setgid file needs root")
-    from attest.runtime.executable import seal_executable
+    from attest.host.runtime.executable import seal_executable
 
     tool = tmp_path / "id"
     shutil.copy(shutil.which("id") or "/usr/bin/id", tool)
@@ -253,7 +253,7 @@ def test_a_setgid_executable_on_a_nosuid_mount_is_copied(fresh_host: Host, tmp_p
     # to the exec than to the hash: the kernel grants nothing there, so copy and seal.
     if os.geteuid() != 0:
         pytest.skip("making a root-owned setgid file needs root")
-    from attest.runtime import executable
+    from attest.host.runtime import executable
 
     tool = tmp_path / "id"
     shutil.copy(shutil.which("id") or "/usr/bin/id", tool)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from attest.errors import EXIT_ENVIRONMENT, EnvironmentProblem
-from attest.runtime.log import RuntimeLog
+from attest.host.runtime.log import RuntimeLog
 
 
 def test_a_lock_held_past_the_timeout_is_an_environment_error(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import pytest
 
 from attest.artifact import jws
 from attest.eventlog.cel import attest_record, encode_record, parse_cel
-from attest.runtime.log import RuntimeLog
-from attest.runtime.subjects import data_content
+from attest.host.runtime.log import RuntimeLog
+from attest.host.runtime.subjects import data_content
 from attest.simulator import Simulator
 from tests.conftest import Host
 

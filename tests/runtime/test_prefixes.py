@@ -1,5 +1,5 @@
 """The host's memory of what each verifier acknowledged, and what it sends from there
-(attest.runtime.prefixes): a hint, used only while the log still begins with it."""
+(attest.host.runtime.prefixes): a hint, used only while the log still begins with it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from attest.artifact.model import RuntimeLogBase
 from attest.eventlog import prefix as log_prefix
 from attest.eventlog.cel import attest_record, encode_log, measurement_content
-from attest.runtime.prefixes import (
+from attest.host.runtime.prefixes import (
     MEMORY_NAME,
     PrefixMemory,
     acknowledged,
@@ -82,7 +82,7 @@ def test_segments_are_whole_records_within_the_limit() -> None:
 def test_a_remote_acceptance_hands_back_only_a_well_formed_prefix() -> None:
     """What `attest run --verifier URL` keeps of an answer: the acknowledged prefix, when
     well formed, and nothing else of the (unsigned) facts."""
-    from attest.execution import _decision_from
+    from attest.host.run import _decision_from
 
     fact = {"count": 3, "digest": "ab" * 32}
     decision = _decision_from({"accepted": True, "jti": "j", "host": "h",

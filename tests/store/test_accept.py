@@ -11,24 +11,25 @@ from attest.errors import UsageError
 from attest.reasons import Reason
 from attest.store import NonceRejected, NonceState, Replayed, Revoked, SeenClock, Store, acceptance
 from attest.store.db import Transaction
+from tests.store import reads
 from tests.store.helpers import AK, HOST, KID, T0, clock, record
 
 
 def _nothing_written(store: Store, jti: str, nonce: str | None = None) -> None:
-    assert not store.jti_seen(jti)
-    assert store.last_clock(AK) is None
+    assert not reads.jti_seen(store, jti)
+    assert reads.last_clock(store, AK) is None
     if nonce is not None:
-        assert store.nonce_state(nonce, T0) is NonceState.USABLE
+        assert reads.nonce_state(store, nonce, T0) is NonceState.USABLE
 
 
 def test_accept_writes_record_nonce_and_clock(store: Store) -> None:
     nonce = store.issue_nonce(60, T0)
     sent = record("j1")
     store.accept(sent, nonce=nonce, single_use=True, clock=clock(500), now=T0 + 5)
-    assert store.artifact("j1") == dataclasses.replace(sent, accepted_at=T0 + 5)
-    assert store.jti_seen("j1")
-    assert store.nonce_state(nonce, T0 + 5) is NonceState.USED
-    assert store.last_clock(AK) == clock(500)
+    assert reads.artifact(store, "j1") == dataclasses.replace(sent, accepted_at=T0 + 5)
+    assert reads.jti_seen(store, "j1")
+    assert reads.nonce_state(store, nonce, T0 + 5) is NonceState.USED
+    assert reads.last_clock(store, AK) == clock(500)
 
 
 @pytest.mark.parametrize(("state", "reason"), [
@@ -59,21 +60,21 @@ def test_replayed_jti_does_not_consume_the_nonce_or_move_the_clock(store: Store)
     with pytest.raises(Replayed) as caught:
         store.accept(record("j1"), nonce=nonce, single_use=True, clock=clock(900), now=T0)
     assert caught.value.reason is Reason.REPLAYED
-    assert store.nonce_state(nonce, T0) is NonceState.USABLE
-    assert store.last_clock(AK) == clock(100)
+    assert reads.nonce_state(store, nonce, T0) is NonceState.USABLE
+    assert reads.last_clock(store, AK) == clock(100)
 
 
 def test_multi_use_artifact_may_return_but_not_a_different_one_under_its_jti(
         store: Store) -> None:
     store.accept(record("j1"), nonce=None, single_use=False, clock=clock(100), now=T0)
     store.accept(record("j1"), nonce=None, single_use=False, clock=clock(200), now=T0 + 1)
-    assert store.last_clock(AK) == clock(200)
-    assert store.artifact("j1") is not None
-    assert store.artifact("j1").accepted_at == T0  # type: ignore[union-attr]
+    assert reads.last_clock(store, AK) == clock(200)
+    assert reads.artifact(store, "j1") is not None
+    assert reads.artifact(store, "j1").accepted_at == T0  # type: ignore[union-attr]
     with pytest.raises(Replayed):
         store.accept(record("j1", body="other"), nonce=None, single_use=False,
                      clock=clock(300), now=T0 + 2)
-    assert store.last_clock(AK) == clock(200)
+    assert reads.last_clock(store, AK) == clock(200)
 
 
 def test_failing_in_transaction_hook_rolls_everything_back(store: Store) -> None:
@@ -146,7 +147,7 @@ def test_a_stored_artifact_is_refused_for_what_its_row_rests_on(store: Store) ->
     with pytest.raises(Revoked) as caught:
         store.accept(record("c", "p"), nonce=None, single_use=False, clock=clock(6), now=T0)
     assert caught.value.revocation.subject == other_kid
-    assert store.last_clock(AK) == clock(5)
+    assert reads.last_clock(store, AK) == clock(5)
 
 
 def test_malformed_record_is_refused_before_any_write(store: Store) -> None:
@@ -162,21 +163,21 @@ def test_malformed_record_is_refused_before_any_write(store: Store) -> None:
 
 class TestClock:
     def test_unknown_until_an_acceptance(self, store: Store) -> None:
-        assert store.last_clock(AK) is None
-        assert store.last_clock(bytes.fromhex(AK)) is None
+        assert reads.last_clock(store, AK) is None
+        assert reads.last_clock(store, bytes.fromhex(AK)) is None
 
     def test_follows_acceptances_and_accepts_bytes_or_hex(self, store: Store) -> None:
         store.accept(record("a"), nonce=None, single_use=True, clock=clock(100), now=T0)
         store.accept(record("b"), nonce=None, single_use=True, clock=clock(250), now=T0)
-        assert store.last_clock(AK) == clock(250)
-        assert store.last_clock(bytes.fromhex(AK)) == clock(250)
-        assert store.last_clock(AK.upper()) == clock(250)
+        assert reads.last_clock(store, AK) == clock(250)
+        assert reads.last_clock(store, bytes.fromhex(AK)) == clock(250)
+        assert reads.last_clock(store, AK.upper()) == clock(250)
 
     def test_never_moves_back_within_an_epoch(self, store: Store) -> None:
         # Two quotes of one TPM accepted out of order: the high mark stays.
         store.accept(record("late"), nonce=None, single_use=True, clock=clock(900), now=T0)
         store.accept(record("early"), nonce=None, single_use=True, clock=clock(800), now=T0)
-        assert store.last_clock(AK) == clock(900)
+        assert reads.last_clock(store, AK) == clock(900)
 
     def test_a_new_epoch_replaces_the_old(self, store: Store) -> None:
         store.accept(record("a"), nonce=None, single_use=True, clock=clock(900), now=T0)
@@ -184,18 +185,18 @@ class TestClock:
         # twice): attest.store.epochs refuses anything else.
         store.accept(record("b"), nonce=None, single_use=True, clock=clock(905, reset=8),
                      now=T0)
-        assert store.last_clock(AK) == clock(905, reset=8)
+        assert reads.last_clock(store, AK) == clock(905, reset=8)
         store.accept(record("c"), nonce=None, single_use=True,
                      clock=clock(907, reset=8, restart=4), now=T0)
-        assert store.last_clock(AK) == clock(907, reset=8, restart=4)
+        assert reads.last_clock(store, AK) == clock(907, reset=8, restart=4)
 
     def test_kept_per_ak(self, store: Store) -> None:
         other = "000b" + "b2" * 32
         store.accept(record("a"), nonce=None, single_use=True, clock=clock(100), now=T0)
         store.accept(record("b", ak=other), nonce=None, single_use=True,
                      clock=clock(5, reset=1), now=T0)
-        assert store.last_clock(AK) == clock(100)
-        assert store.last_clock(other) == clock(5, reset=1)
+        assert reads.last_clock(store, AK) == clock(100)
+        assert reads.last_clock(store, other) == clock(5, reset=1)
 
     def test_denials_leave_it_alone(self, store: Store) -> None:
         store.accept(record("a"), nonce=None, single_use=True, clock=clock(100), now=T0)
@@ -203,15 +204,15 @@ class TestClock:
             store.accept(record("b"), nonce="nope", single_use=True, clock=clock(999), now=T0)
         with pytest.raises(Replayed):
             store.accept(record("a"), nonce=None, single_use=True, clock=clock(999), now=T0)
-        assert store.last_clock(AK) == clock(100)
+        assert reads.last_clock(store, AK) == clock(100)
 
 
 def test_forget_clock_readmits_an_ak(store: Store) -> None:
     store.accept(record("j-clock"), nonce=None, single_use=True, clock=clock(900), now=T0)
-    assert store.last_clock(AK) == clock(900)
+    assert reads.last_clock(store, AK) == clock(900)
     assert store.forget_clock(AK) is True
-    assert store.last_clock(AK) is None
-    epoch = store.epoch(AK)
+    assert reads.last_clock(store, AK) is None
+    epoch = reads.epoch(store, AK)
     assert epoch is not None and epoch.reset_allowed  # the boot's clock range stays known
     assert store.forget_clock("000b" + "b2" * 32) is False
 
@@ -242,10 +243,10 @@ class _CommittedMeanwhile:
 def test_a_first_clock_committed_meanwhile_does_not_hide_a_later_one(store: Store) -> None:
     with store.write() as tx:
         acceptance.advance_clock(_CommittedMeanwhile(tx, clock(100)), AK, clock(200), T0)
-    assert store.last_clock(AK) == clock(200)  # ours is later: it is the high mark
+    assert reads.last_clock(store, AK) == clock(200)  # ours is later: it is the high mark
 
 
 def test_a_later_clock_committed_meanwhile_stays(store: Store) -> None:
     with store.write() as tx:
         acceptance.advance_clock(_CommittedMeanwhile(tx, clock(300)), AK, clock(200), T0)
-    assert store.last_clock(AK) == clock(300)
+    assert reads.last_clock(store, AK) == clock(300)

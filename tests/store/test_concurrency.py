@@ -7,6 +7,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from attest.store import NonceRejected, NonceState, Replayed, Store
+from tests.store import reads
 from tests.store.helpers import T0, clock, contend, record
 
 WORKERS = 4
@@ -50,8 +51,8 @@ def test_processes_racing_for_the_same_nonces(url: str, store: Store) -> None:
     # A loser left nothing behind: only the winners' jtis exist, every nonce is used once.
     for w in range(WORKERS):
         for i in range(STEPS):
-            assert store.jti_seen(f"w{w}-{i}") == (f"w{w}-{i}" in winners)
-    assert {store.nonce_state(n, T0) for n in nonces} == {NonceState.USED}
+            assert reads.jti_seen(store, f"w{w}-{i}") == (f"w{w}-{i}" in winners)
+    assert {reads.nonce_state(store, n, T0) for n in nonces} == {NonceState.USED}
 
 
 def test_threads_sharing_one_store(store: Store) -> None:

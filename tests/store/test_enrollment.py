@@ -7,6 +7,7 @@ import pytest
 from attest.reasons import Reason
 from attest.store import Enrollment, Store
 from attest.store.errors import EnrollmentRefused
+from tests.store import reads
 from tests.store.helpers import T0
 
 AK1 = bytes.fromhex("000b" + "11" * 32)
@@ -37,8 +38,8 @@ def test_a_host_may_have_several_aks_over_time(store: Store) -> None:
     # test_identities.py).
     store.enroll("host-1", AK1, b"p1", b"q1", None, T0, ek="e1" * 32)
     store.enroll("host-1", AK2, b"p2", b"q2", None, T0 + 1, ek="e1" * 32)
-    assert [e.ak_name for e in store.enrollments_for("host-1")] == [AK1, AK2]
-    assert store.enrollments_for("host-2") == []
+    assert [e.ak_name for e in reads.enrollments_for(store, "host-1")] == [AK1, AK2]
+    assert reads.enrollments_for(store, "host-2") == []
 
 
 def test_revoked_ak_and_revoked_host_show_on_the_enrollment(store: Store) -> None:

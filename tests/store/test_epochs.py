@@ -14,6 +14,7 @@ import pytest
 from attest.reasons import Reason
 from attest.store import ClockRejected, Store
 from attest.store import epochs as epoch_rows
+from tests.store import reads
 from tests.store.helpers import AK, T0, clock, record
 
 _n = iter(range(1_000_000))
@@ -32,9 +33,9 @@ def _accept(store: Store, ms: int, now: int = T0, reset: int = 7, restart: int =
 
 
 def test_the_first_acceptance_starts_the_epoch(store: Store) -> None:
-    assert store.epoch(AK) is None
+    assert reads.epoch(store, AK) is None
     _accept(store, 5000, now=T0)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None
     assert (epoch.first_clock, epoch.last_clock, epoch.floor_clock) == (5000, 5000, None)
     assert epoch.last_time == (T0 + 1) * 1000
@@ -44,7 +45,7 @@ def test_out_of_order_quotes_widen_the_range_and_tighten_the_bound(store: Store)
     sightings = [(9000, T0 + 10), (5000, T0 + 5), (7000, T0 + 60)]
     for ms, now in sightings:
         _accept(store, ms, now=now)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None
     assert (epoch.first_clock, epoch.last_clock) == (5000, 9000)
     # The earlier quote, seen sooner, bounds the later clock best: T0 + 6 s + 4.706 s.
@@ -55,7 +56,7 @@ def test_a_later_boot_replaces_the_epoch_and_keeps_its_last_clock_as_floor(store
     _accept(store, 5000)
     _accept(store, 9000)
     _accept(store, 9500, reset=8, now=T0 + 100)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None
     assert (epoch.reset_count, epoch.first_clock, epoch.last_clock, epoch.floor_clock) == (
         8, 9500, 9500, 9000)
@@ -74,7 +75,7 @@ def test_a_quote_the_epoch_contradicts_is_refused_at_commit(
     with pytest.raises(ClockRejected) as refused:
         _accept(store, ms, reset=reset)
     assert refused.value.reason is reason
-    assert not store.jti_seen(f"j{next(_n) - 1}")  # nothing was written
+    assert not reads.jti_seen(store, f"j{next(_n) - 1}")  # nothing was written
 
 
 def test_a_clock_of_an_earlier_boot_is_refused_in_this_one(store: Store) -> None:
@@ -88,22 +89,22 @@ def test_a_clock_of_an_earlier_boot_is_refused_in_this_one(store: Store) -> None
 def test_a_refused_reset_is_pending_until_readmitted(store: Store) -> None:
     _accept(store, 5000)
     store.record_reset(AK, clock(9000, reset=8), T0)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None and epoch.reset_pending and epoch.first_clock == 9000
     store.record_reset(AK, clock(9100, reset=8), T0)  # the same boot again: unchanged
-    assert store.epoch(AK) == epoch
+    assert reads.epoch(store, AK) == epoch
     assert store.forget_clock(AK) is True
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None and not epoch.reset_pending and not epoch.reset_allowed
 
 
 def test_readmission_allows_the_next_reset(store: Store) -> None:
     _accept(store, 5000)
     store.forget_clock(AK)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None and epoch.reset_allowed
     _accept(store, 9000, reset=8)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None and not epoch.reset_allowed and epoch.floor_clock == 5000
 
 
@@ -119,7 +120,7 @@ def test_parallel_acceptances_of_one_boot_all_commit_and_merge(url: str) -> None
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(accept, reversed(range(16))))
-        epoch = stores[0].epoch(AK)
+        epoch = reads.epoch(stores[0], AK)
     finally:
         for opened in stores:
             opened.close()
@@ -161,9 +162,9 @@ def test_a_later_boot_accepted_without_readmission_stays_pending(store: Store) -
     _accept(store, 5000)
     _accept(store, 9000, reset=8)
     _accept(store, 9500, reset=8)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None and epoch.reset_pending and epoch.floor_clock == 5000
     assert store.forget_clock(AK)
     _accept(store, 9900, reset=8)
-    epoch = store.epoch(AK)
+    epoch = reads.epoch(store, AK)
     assert epoch is not None and not epoch.reset_pending and not epoch.reset_allowed

@@ -13,6 +13,7 @@ from attest.store import RevocationKind, Store
 from attest.store import revocations as revs
 from attest.store.errors import EnrollmentRefused
 from attest.store.identities import HostMove
+from tests.store import reads
 from tests.store.helpers import T0
 
 AK1 = bytes.fromhex("000b" + "11" * 32)
@@ -33,7 +34,7 @@ def test_the_same_ak_under_a_new_host_id_after_revoke_host_is_refused(store: Sto
     with pytest.raises(EnrollmentRefused) as refused:
         _enroll(store, "web-2", AK1, EK1, at=T0 + 2)
     assert refused.value.reason is Reason.AK_REVOKED
-    assert store.enrollments_for("web-2") == []
+    assert reads.enrollments_for(store, "web-2") == []
 
 
 def test_a_new_ak_of_the_same_tpm_after_revoke_host_is_refused(store: Store) -> None:
@@ -72,7 +73,7 @@ def test_another_ek_cannot_take_a_host_id(store: Store) -> None:
     _enroll(store, "web-1", AK1, EK1)
     with pytest.raises(EnrollmentRefused, match="belongs to another TPM"):
         _enroll(store, "web-1", AK2, EK2, at=T0 + 1)
-    assert [e.ak_name for e in store.enrollments_for("web-1")] == [AK1]
+    assert [e.ak_name for e in reads.enrollments_for(store, "web-1")] == [AK1]
 
 
 def test_an_enrollment_without_an_ek_cannot_take_a_bound_host_id(store: Store) -> None:
@@ -92,7 +93,7 @@ def test_an_ak_of_an_unrecorded_tpm_holds_its_host_id(store: Store) -> None:
     _enroll(store, "web-1", AK1, None, at=T0 + 2)  # the same AK again is itself
     moved = _enroll(store, "web-1", AK2, EK1, at=T0 + 3, move=True)
     assert moved == HostMove("web-1", None, EK1, (AK1.hex(),))
-    assert [e.ak_name for e in store.enrollments_for("web-1")] == [AK2]
+    assert [e.ak_name for e in reads.enrollments_for(store, "web-1")] == [AK2]
 
 
 def test_an_ak_enrolled_under_one_host_id_cannot_take_another(store: Store) -> None:
@@ -123,7 +124,7 @@ def test_an_administrator_moves_a_host_id_to_a_new_tpm(store: Store) -> None:
     assert moved == HostMove("web-1", EK1, EK2, (AK1.hex(),))
     # The old TPM's AK no longer speaks for the host id.
     assert store.enrollment(AK1) is None
-    assert [e.ak_name for e in store.enrollments_for("web-1")] == [AK2]
+    assert [e.ak_name for e in reads.enrollments_for(store, "web-1")] == [AK2]
     # Now the host id is EK2's: the old TPM is the one refused.
     with pytest.raises(EnrollmentRefused, match="belongs to another TPM"):
         _enroll(store, "web-1", AK3, EK1, at=T0 + 2)
@@ -157,7 +158,7 @@ def test_a_host_id_that_only_looks_like_another_is_refused(store: Store,
     _enroll(store, "web-1", AK1, EK1)
     with pytest.raises(UsageError, match="host id"):
         _enroll(store, lookalike, AK2, EK2)
-    assert store.enrollments_for(lookalike) == []
+    assert reads.enrollments_for(store, lookalike) == []
 
 
 def test_a_tpm_moved_off_its_host_id_is_revoked_by_its_ek(store: Store) -> None:

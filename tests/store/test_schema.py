@@ -15,6 +15,7 @@ from attest.store import Store, default_url
 from attest.store import schema as store_schema
 from attest.store.schema import STORE_SCHEMA_VERSION
 from tests.audit.conftest import entry
+from tests.store import reads
 from tests.store.helpers import T0, clock, record
 
 TABLES = {"schema_versions", "hosts", "enrollments", "nonces", "artifacts", "ak_clocks",
@@ -81,7 +82,7 @@ def test_a_database_created_by_earlier_attest_opens_unchanged(tmp_path: Path) ->
         log = AuditLog.open(store, tmp_path)
         assert log.record(entry(0)) == 0
         assert verify_log(store, log.verifier_key).entries == 1
-        assert store.jti_seen("jti-0")
+        assert reads.jti_seen(store, "jti-0")
     gained = [statement for table in ADDED for statement in table.create("sqlite")]
     assert _sqlite_schema(path) == sorted(
         before + [statement.replace(" IF NOT EXISTS", "") for statement in gained])
@@ -92,8 +93,8 @@ def test_reopen_keeps_data_and_does_not_recreate(url: str) -> None:
         first.accept(record("j1"), nonce=None, single_use=True, clock=clock(10), now=T0)
         nonce = first.issue_nonce(60, T0)
     with Store.open(url) as second:
-        assert second.jti_seen("j1")
-        assert second.nonce_state(nonce, T0).value == "usable"
+        assert reads.jti_seen(second, "j1")
+        assert reads.nonce_state(second, nonce, T0).value == "usable"
         with second.read() as tx:
             assert tx.all("SELECT component, version FROM schema_versions") == [("store", 1)]
 

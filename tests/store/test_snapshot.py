@@ -8,6 +8,7 @@ import pytest
 
 from attest.store import NonceState, RevocationKind, Snapshot, Store
 from attest.store.schema import artifacts
+from tests.store import reads
 from tests.store.helpers import AK, HOST, KID, T0, clock, raw_artifact, record
 
 OTHER_KID = "000b" + "77" * 32
@@ -21,17 +22,17 @@ def _as_methods_read(store: Store, *, jti: str, kid: str | None, host: str | Non
         host = enrolled.host
     wanted = [(RevocationKind.ARTIFACT, jti), (RevocationKind.KEY, kid),
               (RevocationKind.AK, AK), (RevocationKind.HOST, host)]
-    first = store.revocation_for(jti=jti, kid=kid, ak=AK, host=host)
-    above = None if parent is None else store.artifact(parent)
+    first = reads.revocation_for(store, jti=jti, kid=kid, ak=AK, host=host)
+    above = None if parent is None else reads.artifact(store, parent)
     return {
         "enrollment": enrolled,
-        "last_clock": store.last_clock(AK),
-        "nonce": None if nonce is None else store.nonce_state(nonce, T0),
-        "jti_seen": store.jti_seen(jti),
+        "last_clock": reads.last_clock(store, AK),
+        "nonce": None if nonce is None else reads.nonce_state(store, nonce, T0),
+        "jti_seen": reads.jti_seen(store, jti),
         "first_revocation": first,
         "revocations": wanted,
         "parent": above,
-        "parent_revocation": None if above is None else store.ancestry_revoked(parent or ""),
+        "parent_revocation": None if above is None else reads.ancestry_revoked(store, parent or ""),
     }
 
 

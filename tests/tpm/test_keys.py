@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from tpm2_pytss import TPM2B_PUBLIC, TPMA_OBJECT, TPMS_ATTEST
 from tpm2_pytss.constants import TPM2_ST
 
-from attest.evidence import policy
+from attest.evidence import tpmpolicy
 from attest.evidence.pcrs import PCRSelection
 from attest.simulator import Simulator
 from tests.conftest import Host
@@ -54,7 +54,7 @@ def test_key_attributes_and_policy(host: Host) -> None:
         assert attrs & flag, flag
     assert not attrs & TPMA_OBJECT.USERWITHAUTH  # only a policy session can use it
     assert not attrs & TPMA_OBJECT.RESTRICTED
-    expected = policy.pcr_auth_policy(PCRSelection.parse("sha256:0-7"),
+    expected = tpmpolicy.pcr_auth_policy(PCRSelection.parse("sha256:0-7"),
                                       _pcrs(host, "sha256:0-7"))
     assert bytes(public.publicArea.authPolicy) == expected
     assert (host.home / "keys" / "attrs" / "key.json").stat().st_mode & 0o777 == 0o600

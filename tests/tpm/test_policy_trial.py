@@ -6,7 +6,7 @@ import pytest
 from tpm2_pytss import ESYS_TR, TPM2B_DIGEST, TPMT_SYM_DEF, TPMT_TK_VERIFIED
 from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_SE, TPM2_ST
 
-from attest.evidence import policy
+from attest.evidence import tpmpolicy
 from attest.evidence.pcrs import PCRSelection
 from attest.tpm.device import TPM, open_tpm
 from attest.tpm.pcr import read_pcrs, to_tpml
@@ -36,9 +36,9 @@ def test_policy_pcr_and_auth_value(host: Host, pcrs: str, session_hash: str) -> 
             after_auth = bytes(tpm.esapi.policy_get_digest(session))
         finally:
             tpm.flush(session)
-    start = policy.initial(session_hash)
-    assert after_pcr == policy.policy_pcr(start, selection, values, session_hash)
-    assert after_auth == policy.pcr_auth_policy(selection, values, session_hash)
+    start = tpmpolicy.initial(session_hash)
+    assert after_pcr == tpmpolicy.policy_pcr(start, selection, values, session_hash)
+    assert after_auth == tpmpolicy.pcr_auth_policy(selection, values, session_hash)
 
 
 @pytest.mark.parametrize("session_hash", ["sha256", "sha384"])
@@ -55,5 +55,5 @@ def test_policy_authorize(host: Host, session_hash: str, policy_ref: bytes) -> N
             got = bytes(tpm.esapi.policy_get_digest(session))
         finally:
             tpm.flush(session)
-    assert got == policy.policy_authorize(policy.initial(session_hash), authority_name,
+    assert got == tpmpolicy.policy_authorize(tpmpolicy.initial(session_hash), authority_name,
                                           policy_ref, session_hash)

@@ -45,27 +45,6 @@ def test_a_real_quote_verifies(host: Host) -> None:
     assert facts.clock_info.safe
 
 
-def test_clock_going_back_is_clock_rollback(host: Host) -> None:
-    identity = load_identity(host.home)
-    first = _quote(host.sim, identity, b"1")
-    second = _quote(host.sim, identity, b"2")
-    later = _verify(identity, second)
-    _verify(identity, second, previous=_verify(identity, first).clock_info)
-    assert _reason(identity, first, previous=later.clock_info) is Reason.CLOCK_ROLLBACK
-
-
-def test_a_reboot_is_a_new_epoch_or_tpm_reset(fresh_host: Host) -> None:
-    identity = load_identity(fresh_host.home)
-    before = _verify(identity, _quote(fresh_host.sim, identity, b"a"))
-    fresh_host.sim.stop()  # orderly: TPM2_Shutdown, then the process
-    fresh_host.sim.start()  # TPM2_Startup(CLEAR): resetCount goes up
-    after = _quote(fresh_host.sim, identity, b"b")
-    facts = _verify(identity, after, previous=before.clock_info)
-    assert facts.rebooted and facts.new_epoch
-    assert _reason(identity, after, previous=before.clock_info,
-                   deny_reset=True) is Reason.TPM_RESET
-
-
 def test_required_pcr_outside_the_selection(host: Host) -> None:
     identity = load_identity(host.home)
     quote = _quote(host.sim, identity, b"n")

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from attest.cli.keys import read_approvals
+from attest.cli.key import read_approvals
 from attest.cli.main import cli
+from attest.durations import MAX_DURATION_S
 from attest.errors import EXIT_USAGE, PolicyError, UsageError
 from attest.inputfile import MAX_POLICY_BYTES, read_at_most
 from attest.policy import parse_policy
-from attest.policy.values import MAX_DURATION_S
 from tests.conftest import VECTORS
 from tests.policy.helpers import sealed_values_yaml
 
@@ -166,7 +166,7 @@ def test_verify_of_a_fifo_nobody_writes_to_ends_with_a_clean_error(role: str,
 def test_approval_from_a_fifo_nobody_writes_to_is_a_usage_error(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    code = ("import sys; from pathlib import Path; from attest.cli.keys import read_approvals\n"
+    code = ("import sys; from pathlib import Path; from attest.cli.key import read_approvals\n"
             "from attest.errors import UsageError\n"
             "try:\n    read_approvals([Path(sys.argv[1])])\n"
             "except UsageError as exc:\n    print(exc.message)\n")
@@ -199,7 +199,7 @@ def test_policy_ek_roots_naming_an_endless_file_are_read_up_to_a_bound() -> None
 def test_eventlog_check_of_an_endless_file_is_read_up_to_a_bound() -> None:
     # The logs are read before the TPM is asked anything: no TPM needed to show the bound.
     done = _python("import sys; from pathlib import Path\n"
-                   "from attest.runtime.check import check_logs\n"
+                   "from attest.host.runtime.check import check_logs\n"
                    "from attest.errors import EventLogError\n"
                    "try:\n    check_logs(None, [Path('/dev/zero')])\n"
                    "except EventLogError as exc:\n    print(exc.reason.value, exc.message)\n")

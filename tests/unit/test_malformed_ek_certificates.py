@@ -107,7 +107,7 @@ def _file(vendor: str, index: int) -> bytes:
 def test_ek_verify_names_a_chain_certificate_cryptography_refuses_through_openssl() -> None:
     # `ek verify` prints the chain's subjects: a version `cryptography` refuses
     # (InvalidVersion, not a ValueError) is read through OpenSSL, garbage is named so.
-    from attest.cli.evidence import _subject
+    from attest.cli.ek import _subject
 
     der = split_certificates((EK / "stm_rsa" / "intermediate_STM_RSA_05I.pem").read_bytes())[0]
     honest = _subject(der)

@@ -14,9 +14,9 @@ from attest import strictjson
 from attest.artifact.model import Lineage, Scope
 from attest.errors import AttestError, EventLogError
 from attest.eventlog.cel import RS, attest_record, encode_record, parse_cel
-from attest.execution import VerifierUnreachable, _post
+from attest.host.run import VerifierUnreachable, _post
+from attest.host.runtime.log import RuntimeLog
 from attest.policy.model import LineageLimits
-from attest.runtime.log import RuntimeLog
 from attest.store import ArtifactRecord
 from attest.tpm.keys import Approval
 from attest.verify.lineage import check_lineage

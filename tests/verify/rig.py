@@ -1,6 +1,6 @@
 """A host on its own swtpm that issues real artifacts, and ways to alter and re-sign them.
 
-Everything here is the real thing: artifacts come from :func:`attest.artifact.issue.issue`
+Everything here is the real thing: artifacts come from :func:`attest.host.issue.issue`
 on swtpm; altered artifacts are re-quoted by the AK and re-signed by the PCR-bound key
 inside the TPM (``attest.tpm.keys.sign_digest``), exactly as a host that lies would do;
 policies are rendered by :func:`attest.policy.render_policy` and loaded back; stores are
@@ -36,21 +36,21 @@ from tpm2_pytss import (
 )
 
 from attest.artifact import jws
-from attest.artifact.issue import Request, issue
 from attest.artifact.model import Claims, Evidence, b64url, binding
 from attest.audit.hooks import enroll_logged
 from attest.audit.log import AuditLog
 from attest.decision import Decision
 from attest.eventlog.cel import parse_cel
-from attest.evidence import policy as policy_digests
+from attest.evidence import tpmpolicy as policy_digests
 from attest.evidence.ekcert import ek_id
 from attest.evidence.pcrs import PCRSelection
 from attest.evidence.signatures import public_key
 from attest.evidence.structures import parse_public_tpm2b
+from attest.host.issue import Request, issue
+from attest.host.runtime.log import RuntimeLog
+from attest.host.runtime.subjects import measured_executables
 from attest.policy import NonceMode, TrustedAK, VerifierPolicy, parse_policy, render_policy
 from attest.reasons import Reason
-from attest.runtime.log import RuntimeLog
-from attest.runtime.subjects import measured_executables
 from attest.store import Store, default_url
 from attest.tpm import keys as signing
 from attest.tpm.device import TPM, open_tpm

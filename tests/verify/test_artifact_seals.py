@@ -21,6 +21,7 @@ from attest.audit.seals import artifact_data
 from attest.policy import Rule
 from attest.store import Store
 from attest.verify.verifier import Verifier
+from tests.store import reads
 from tests.verify.rig import Rig, accepted, denied, verify_logged
 
 ANY_RULE = [Rule(("*",), ("*",), ("*",), ("*",))]
@@ -51,7 +52,7 @@ def test_an_honest_parent_and_child_are_accepted_and_sealed(rig: Rig,
                                                              verifier: Verifier) -> None:
     parent = rig.issue("ls", "-l", "/srv/*", resources=("db1", "db2"), ttl=300)
     accepted(rig.verify_logged(verifier, parent))
-    record = verifier.store.artifact(_jti(parent))
+    record = reads.artifact(verifier.store, _jti(parent))
     assert record is not None and record.seal is not None
     # The seal covers the row as the store reads it back.
     assert record.seal == rig.log(verifier.store)._keyed("test").trust_mac(

@@ -20,6 +20,7 @@ from attest.store import Store, default_url
 from attest.tpm.hierarchy import load_identity
 from tests.audit.conftest import entry
 from tests.conftest import Host
+from tests.store import reads
 from tests.verify.rig import Rig, split, verify_logged
 
 # Heads by hand only: an attack between two heads is the one that has a chance.
@@ -56,7 +57,7 @@ def test_a_trigger_hiding_an_acceptance_stops_the_verifier(rig: Rig, tmp_path: P
     decision = verify_logged(verifier, log, hidden)
     assert not decision.accepted
     assert Reason.AUDIT_UNAVAILABLE.value in decision.reasons
-    assert not store.jti_seen(jti)
+    assert not reads.jti_seen(store, jti)
     assert all(json.loads(e.data).get("jti") != jti or json.loads(e.data)["decision"] == "denied"
                for e in log.entries())
     # A verifier starting on this database refuses to.
@@ -82,7 +83,7 @@ def test_an_enrollment_whose_entry_fails_is_not_committed(host: Host) -> None:
     assert "audit_unavailable" in result.output
     with Store.open(default_url(host.home)) as store:
         assert store.enrollment(load_identity(host.home).ak_name) is None
-        assert store.enrollments_for("web-1") == []
+        assert reads.enrollments_for(store, "web-1") == []
 
 
 @pytest.mark.sqlite_only
@@ -101,5 +102,5 @@ def test_a_log_emptied_behind_the_verifiers_back_denies(rig: Rig, tmp_path: Path
     decision = verify_logged(verifier, log, forked)
     assert not decision.accepted
     assert Reason.AUDIT_UNAVAILABLE.value in decision.reasons
-    assert not store.jti_seen(split(forked)[1]["jti"])
+    assert not reads.jti_seen(store, split(forked)[1]["jti"])
     assert log.all_heads() == []

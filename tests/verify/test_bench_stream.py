@@ -63,8 +63,8 @@ def test_premade_stream_sends_from_acknowledged_prefixes_and_all_accepted(
     verifier does not hold is retried whole, as attest run does."""
     from attest.artifact import jws
     from attest.eventlog.prefix import records_of
+    from attest.host.runtime.prefixes import acknowledged
     from attest.policy import load_policy
-    from attest.runtime.prefixes import acknowledged
 
     bench = _bench()
     host = bench.Host("web-1", rig.host.sim, rig.home, rig.host.sim.tcti)

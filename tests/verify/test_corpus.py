@@ -101,3 +101,23 @@ def test_a_store_without_the_enrollments_knows_no_ak(corpus: Corpus, tmp_path: P
             assert bare.verify(recorded).reasons == ("ak_unknown",)
     finally:
         bare.close()
+
+
+def test_recorded_certifications_carry_the_shared_certification_label(corpus: Corpus) -> None:
+    """The host certifies under the label the verifier expects: one constant, in the
+    pure artifact model, that issue.py and the appraisal both import."""
+    import hashlib
+
+    from attest.artifact import jws
+    from attest.artifact.model import CERTIFICATION_LABEL
+    from attest.evidence.structures import parse_attest, parse_public_tpm2b
+    from attest.host import issue
+    from attest.verify import appraisal
+
+    assert issue.CERTIFICATION_LABEL is appraisal.CERTIFICATION_LABEL is CERTIFICATION_LABEL
+    for recorded in corpus.artifacts:
+        evidence = jws.parse(recorded.raw).claims.evidence
+        key_name = parse_public_tpm2b(evidence.key_public).name
+        ak_name = parse_public_tpm2b(evidence.ak_public).name
+        expected = hashlib.sha256(CERTIFICATION_LABEL + key_name + ak_name).digest()
+        assert parse_attest(evidence.certify).extra_data == expected

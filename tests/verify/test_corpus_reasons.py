@@ -20,7 +20,7 @@ import pytest
 from attest.artifact import jws
 from attest.artifact.model import b64url
 from attest.audit.log import AuditLog
-from attest.policy import Enrollment, NonceMode, Rule, TrustedAK, VerifierPolicy
+from attest.policy import EnrollmentMode, NonceMode, Rule, TrustedAK, VerifierPolicy
 from attest.policy.trust import load_trust
 from attest.verify.verifier import Verifier
 from tests.corpus import Bench, Corpus
@@ -46,7 +46,7 @@ def _policy(corpus: Corpus, *, name: str = "pcr", nonce: NonceMode | None = None
     if rules is not None:
         changes["rules"] = tuple(rules)
     if trusted is not None:
-        changes["enrollment"] = Enrollment.POLICY
+        changes["enrollment"] = EnrollmentMode.POLICY
         changes["trusted_aks"] = tuple(
             TrustedAK(host, e.ak_public, e.ak_qualified_name)
             for host in trusted for e in (corpus.enrollment(host),))

@@ -24,6 +24,7 @@ from attest.store import Store
 from attest.verify.appraisal import Memo, appraise, snapshot_query
 from attest.verify.verifier import Verifier, read_snapshot, read_snapshots
 from tests.corpus import Bench, Corpus
+from tests.store import reads
 from tests.verify.rig import Rig, accepted, denied
 
 
@@ -74,7 +75,7 @@ def test_the_appraisal_reads_no_file_no_store_and_no_clock(
     assert appraisal.acceptance.record.jti == artifact.claims.jti
     assert len(memo.ek_checked) == 1  # the chain was checked, against the roots read at load
     # Nothing was committed: the appraisal only says what an acceptance commits.
-    assert not store.jti_seen(artifact.claims.jti)
+    assert not reads.jti_seen(store, artifact.claims.jti)
 
 
 def test_the_appraisal_denies_with_the_trust_material_it_is_given(
@@ -115,7 +116,7 @@ def test_the_entry_point_logs_every_decision(corpus: Corpus, bench: Bench) -> No
         ("accepted", []), ("denied", ["replayed"]), ("denied", ["malformed_artifact"])]
     jti = recorded.claims.jti
     assert logged[0]["jti"] == logged[1]["jti"] == jti
-    record = bench.store.artifact(jti)
+    record = reads.artifact(bench.store, jti)
     assert record is not None and log.sealed(record)
 
 
@@ -183,12 +184,12 @@ def test_a_tpm_reset_is_a_fact_the_appraisal_returns_and_the_shell_records(rig: 
     query = snapshot_query(artifact, policy, memo)
     assert query is not None
     ak = rig.identity.ak_name
-    before = store.epoch(ak)
+    before = reads.epoch(store, ak)
     appraisal = appraise(artifact, policy, verifier.trust, read_snapshot(store, query, now),
                          now, memo)
     assert [d.reason.value for d in appraisal.denials] == ["tpm_reset"]
     assert appraisal.reset is not None and appraisal.reset.ak_name == ak
-    assert store.epoch(ak) == before  # the appraisal wrote nothing
+    assert reads.epoch(store, ak) == before  # the appraisal wrote nothing
     denied(verifier.verify(raw), "tpm_reset")
-    after = store.epoch(ak)
+    after = reads.epoch(store, ak)
     assert after is not None and after != before  # the shell recorded the reset

@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from attest.host.runtime.subjects import file_digests
 from attest.policy import load_policy
-from attest.runtime.subjects import file_digests
 from tests.verify.rig import Rig, accepted, denied
 
 

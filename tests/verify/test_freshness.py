@@ -19,6 +19,7 @@ from attest.evidence.pcrs import PCRSelection
 from attest.policy import NonceMode
 from attest.store import Store, default_url
 from attest.tpm.pcr import read_pcrs
+from tests.store import reads
 from tests.verify.rig import Rig, accepted, denied
 
 
@@ -98,7 +99,7 @@ def test_honest_artifacts_verified_in_parallel_by_several_verifiers(rig: Rig) ->
     for decision in decisions:
         accepted(decision)
     clocks = [verifier_facts["clock"] for verifier_facts in (d.facts for d in decisions)]
-    epoch = first.epoch(rig.identity.ak_name)
+    epoch = reads.epoch(first, rig.identity.ak_name)
     assert epoch is not None
     assert (epoch.first_clock, epoch.last_clock) == (min(clocks), max(clocks))
 

@@ -1,6 +1,6 @@
 """Lineage: a child artifact stands only on an accepted, live, unrevoked parent, and may
 only narrow what the parent authorized. Parents and children are issued on swtpm with
-`--parent` semantics (attest.artifact.issue.Request.parent). A child of an unknown or
+`--parent` semantics (attest.host.issue.Request.parent). A child of an unknown or
 revoked parent, or where no children are allowed: from the recorded corpus, in
 test_corpus_reasons.py."""
 

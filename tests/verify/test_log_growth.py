@@ -19,8 +19,8 @@ from attest.decision import Decision, Denial
 from attest.errors import EnvironmentProblem
 from attest.eventlog import prefix as log_prefix
 from attest.eventlog.cel import attest_record, encode_log, measurement_content
-from attest.execution import segmented
-from attest.runtime.log import RuntimeLog
+from attest.host.run import segmented
+from attest.host.runtime.log import RuntimeLog
 from attest.tpm.pcr import active_banks, extend
 from attest.verify.segments import SEGMENT_BYTES, add_segment
 from attest.verify.verifier import Verifier

@@ -22,9 +22,9 @@ from attest.artifact.model import Evidence
 from attest.eventlog.cel import parse_cel
 from attest.eventlog.efi import EFI_GLOBAL_VARIABLE
 from attest.eventlog.eventtypes import EventType
-from attest.execution import run_local
+from attest.host.run import run_local
+from attest.host.runtime.log import RuntimeLog
 from attest.policy import VerifierPolicy, parse_policy
-from attest.runtime.log import RuntimeLog
 from attest.tpm.device import open_tpm
 from attest.tpm.pcr import extend
 from tests.conftest import Host

@@ -11,8 +11,8 @@ from attest.artifact import jws
 from attest.artifact.model import b64url
 from attest.errors import AttestError, EventLogError
 from attest.eventlog.cel import parse_cel
+from attest.host.runtime.log import RuntimeLog
 from attest.policy import Rule
-from attest.runtime.log import RuntimeLog
 from attest.tpm import keys as signing
 from attest.tpm.hierarchy import identity_path, load_identity
 from tests.verify.rig import Rig, accepted, b64d, denied

@@ -47,7 +47,8 @@ import importlib, sys
 if sys.argv[1:2] == ["--modules"]:
     for module in sys.argv[2:]:
         importlib.import_module(module)
-    print(" ".join(m for m in sys.modules if m.startswith(("tpm2_pytss", "attest.tpm"))))
+    host_side = ("tpm2_pytss", "attest.tpm", "attest.host")
+    print(" ".join(m for m in sys.modules if m.startswith(host_side)))
 else:
     sys.argv = ["attest", *sys.argv[1:]]
     from attest.cli.main import main
@@ -55,8 +56,8 @@ else:
 """
 
 VERIFIER_MODULES = (
-    "attest.cli.main", "attest.cli.verifier", "attest.cli.audit", "attest.cli.evidence",
-    "attest.cli.eventlog", "attest.cli.quote", "attest.verify.verifier",
+    "attest.cli.main", "attest.cli.verifier", "attest.cli.audit", "attest.cli.ek",
+    "attest.cli.eventlog", "attest.cli.quote", "attest.cli.policy", "attest.verify.verifier",
     "attest.verify.appraisal", "attest.store", "attest.audit", "attest.audit.hooks",
     "attest.policy", "attest.evidence.quote", "attest.evidence.ekcert",
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
@@ -161,7 +162,9 @@ def test_help_lists_every_command_without_the_tss(no_tss: list[str], tmp_path: P
     ("key", "create"),
     ("authorize", "--subject", "s", "--", "true"),
     ("eventlog", "check"),
-    ("policy", "approve", "--authority-key", "k.pem"),
+    ("policy", "approve", "--authority-key", "/dev/null", "--pcrs", "sha256:0",
+     "--serial", "1", "--out", "approval.json"),
+    ("policy", "init", "--from-host", "--out", "policy.yaml"),
 ])
 def test_a_host_command_without_the_tss_says_how_to_install_it(
         no_tss: list[str], tmp_path: Path, args: tuple[str, ...]) -> None:

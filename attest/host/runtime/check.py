@@ -46,7 +46,7 @@ def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
     extend, else the home's ($ATTEST_RUNTIME_PCR or 15).
     Raises ReplayMismatch naming the PCR, bank, both values and the last events.
     """
-    from attest.runtime.log import log_pcr, runtime_pcr
+    from attest.host.runtime.log import log_pcr, runtime_pcr
 
     logs = tuple((path, parse_log(_read_log(path))) for path in files)
     events: list[TcgEvent | CelRecord] = []

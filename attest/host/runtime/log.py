@@ -209,7 +209,7 @@ def _replayed(events: Sequence[Measurement], pcr: int,
 def boot_events(pcr: int) -> list[TcgEvent]:
     """The boot log's events that extend ``pcr``: firmware or a boot loader may extend it."""
     from attest.eventlog.tcg import parse_tcg
-    from attest.runtime.check import default_boot_log
+    from attest.host.runtime.check import default_boot_log
 
     path = default_boot_log()
     if path is None:
@@ -336,10 +336,19 @@ def measure(tpm: TPM, home: Path, pcr: int, content: dict[str, Any]) -> tuple[Ce
     log = RuntimeLog(home)
     with log.locked():
         done = reconcile(tpm, log, pcr, repair=True)
-        state = done.log
-        if not state.records:
-            log.write_epoch(boot_counts(tpm))
-        record = attest_record(state.next_recnum(), pcr, content, active_banks(tpm))
-        log.append(record)
-        extend(tpm, pcr, dict(record.digests))
+        record = append_measurement(tpm, log, pcr, content, done)
     return record, done
+
+
+def append_measurement(tpm: TPM, log: RuntimeLog, pcr: int, content: dict[str, Any],
+                       done: Reconciliation) -> CelRecord:
+    """Append a record for ``content`` and extend ``pcr`` with it, crash-consistently,
+    with the lock held and ``done`` the reconciliation made under it (the log as it
+    stands). Issuance measures through this too, so that `attest run` reconciles once."""
+    state = done.log
+    if not state.records:
+        log.write_epoch(boot_counts(tpm))
+    record = attest_record(state.next_recnum(), pcr, content, active_banks(tpm))
+    log.append(record)
+    extend(tpm, pcr, dict(record.digests))
+    return record

@@ -20,11 +20,13 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from attest.artifact import jws
 from attest.artifact.model import (
     ALGORITHM,
     ARTIFACT_TYPE,
+    CERTIFICATION_LABEL,
     MAX_ARTIFACT_BYTES,
     MAX_TTL_S,
     Claims,
@@ -36,12 +38,20 @@ from attest.artifact.model import (
     new_jti,
 )
 from attest.errors import EnvironmentProblem, EvidenceError, UsageError
+from attest.eventlog.cel import CelLog
 from attest.evidence.approval import Approval
-from attest.evidence.pcrs import PCRSelection, PCRValues
-from attest.runtime.check import default_boot_log
-from attest.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
-from attest.runtime.prefixes import send_from
-from attest.runtime.subjects import file_digests, resolve_executable
+from attest.evidence.pcrs import PCRSelection, PCRValues, digest
+from attest.host.runtime.check import default_boot_log
+from attest.host.runtime.log import (
+    Reconciliation,
+    RuntimeLog,
+    append_measurement,
+    log_pcr,
+    reconcile,
+    runtime_pcr,
+)
+from attest.host.runtime.prefixes import send_from
+from attest.host.runtime.subjects import file_digests, resolve_executable
 from attest.tpm import keys as signing
 from attest.tpm.device import TPM
 from attest.tpm.hierarchy import load_identity
@@ -78,7 +88,7 @@ class Request:
     executable_digest: str | None = None
     # Code-injecting environment variables `attest run` keeps: name -> SHA-256 hex.
     env: Mapping[str, str] = field(default_factory=dict)
-    # The runtime log prefix the verifier acknowledged (attest.runtime.prefixes): the
+    # The runtime log prefix the verifier acknowledged (attest.host.runtime.prefixes): the
     # artifact carries only the records after it, if the log still begins with it.
     log_base: RuntimeLogBase | None = None
 
@@ -112,7 +122,7 @@ def certification(tpm: TPM, home: Path, key: signing.SigningKey,
     """
     folder = signing.key_dir(home, key.name)
     message_path, signature_path = folder / "certify.msg", folder / "certify.sig"
-    qualifying = hashlib.sha256(b"attest key certification\0" + key.tpm_name + ak_name).digest()
+    qualifying = hashlib.sha256(CERTIFICATION_LABEL + key.tpm_name + ak_name).digest()
     if message_path.is_file() and signature_path.is_file():
         message = message_path.read_bytes()
         if qualifying in message:  # made for this key and AK (extraData sits in the body)
@@ -143,8 +153,15 @@ def _check_text(request: Request) -> None:
         raise UsageError(exc.message) from None
 
 
-def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
-    """Make, quote and sign an artifact for ``request``; returns its compact JWS bytes."""
+def issue(tpm: TPM, home: Path, request: Request, now: int, *,
+          measuring: tuple[int, dict[str, Any]] | None = None) -> bytes:
+    """Make, quote and sign an artifact for ``request``; returns its compact JWS bytes.
+
+    ``measuring``: a PCR and a record's content to measure first (`attest run`: the
+    command it is about to exec), under the same lock and the same reconciliation of
+    the runtime log with its PCR, so nothing can come between the measurement and the
+    quote, and the log is read and the PCR reconciled once.
+    """
     _check_text(request)
     if not 0 < request.ttl <= MAX_TTL_S:
         raise UsageError(f"--ttl must be between 1 s and {MAX_TTL_S // 86400} days")
@@ -165,12 +182,10 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
     runtime = RuntimeLog(home)
     with runtime.locked():
         log_bytes, state = runtime.load(allow_torn_tail=True)
-        # The runtime PCR is quoted even before the first measurement: its reset value
-        # is then what the (empty) log explains.
-        runtime_index = log_pcr(state.records)
-        if runtime_index is None:
-            runtime_index = runtime_pcr(allow_resettable=True)
+        runtime_index = _runtime_index(state, measuring)
         reconciled = reconcile(tpm, runtime, runtime_index, repair=True, state=state)
+        if measuring is not None:
+            reconciled = _measured(tpm, runtime, runtime_index, measuring[1], reconciled)
         banks = {bank for bank, _ in sealed.banks}
         selection = PCRSelection.of(
             {bank: [*(i for b, i in sealed if b == bank), runtime_index] for bank in banks})
@@ -224,6 +239,31 @@ def issue(tpm: TPM, home: Path, request: Request, now: int) -> bytes:
         # sign_digest retries for extenders outside attest.
         tss = signing.sign_digest(tpm, key, hashlib.sha256(signing_input).digest(), approval)
     return _emittable(jws.assemble(signing_input, signing.ecdsa_r_s(tss)), len(log_bytes))
+
+
+def _runtime_index(state: CelLog, measuring: tuple[int, dict[str, Any]] | None) -> int:
+    if measuring is not None:
+        return measuring[0]  # reconcile refuses it unless it is the log's PCR
+    # The runtime PCR is quoted even before the first measurement: its reset value
+    # is then what the (empty) log explains.
+    index = log_pcr(state.records)
+    return runtime_pcr(allow_resettable=True) if index is None else index
+
+
+def _measured(tpm: TPM, runtime: RuntimeLog, pcr: int, content: dict[str, Any],
+              reconciled: Reconciliation) -> Reconciliation:
+    """Measure ``content`` (lock held, log reconciled) and describe the log and the PCR
+    after it as a new reconciliation would, without reading either again."""
+    record = append_measurement(tpm, runtime, pcr, content, reconciled)
+    # Each bank's value extended in software: what the TPM now holds, since the lock
+    # keeps every other attest process out and reconcile found no foreign extension.
+    values = {bank: digest(bank, value + record.digests[bank])
+              for bank, value in reconciled.values.items() if bank in record.digests}
+    if len(values) != len(reconciled.values):
+        values = {}  # a bank without the record's digest: let the quote read them
+    return Reconciliation(notes=reconciled.notes,
+                          log=CelLog((*reconciled.log.records, record)),
+                          file_changed=True, values=values)
 
 
 def _emittable(artifact: bytes, log_size: int) -> bytes:

@@ -1,4 +1,4 @@
-"""`attest key` and `attest policy approve`: PCR-bound signing keys."""
+"""`attest key`: PCR-bound signing keys (and the approval files they sign under)."""
 
 from __future__ import annotations
 
@@ -20,21 +20,15 @@ from attest.cli.common import (
 )
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
-from attest.errors import UsageError
-from attest.evidence.approval import MAX_APPROVAL_BYTES, MAX_SERIAL, Approval
-from attest.evidence.pcrs import DIGEST_SIZES
+from attest.evidence.approval import MAX_APPROVAL_BYTES, Approval
+from attest.host.runtime.log import RuntimeLog
 from attest.inputfile import MAX_KEY_BYTES
-from attest.runtime.log import RuntimeLog
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity
-from attest.tpm.pcr import read_pcrs
 
 # How much of the payload is held at once while it is hashed.
 _CHUNK = 1 << 20
-
-# An approval's --expires: ten years, far beyond any PCR values' life.
-MAX_APPROVAL_LIFETIME_S = 3650 * 86400
 
 _NAME = click.option("--name", default=signing.DEFAULT_KEY, show_default=True,
                      help="The key's name in the home.")
@@ -165,77 +159,6 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     for k in records:
         bound = str(k.selection) if k.kind == "pcr" else "PCRs as approved"
         click.echo(f"{k.name:<16} {k.kind:<9} {bound}  policy {k.policy_digest.hex()[:16]}…")
-
-
-@click.group(short_help="Key policies: approvals by an authority.")
-def policy() -> None:
-    """Key policies: approvals by an authority."""
-
-
-@policy.command()
-@click.option("--authority-key", required=True, type=click.Path(dir_okay=False, exists=True,
-              path_type=Path), help="The authority's private key (PEM, unencrypted).")
-@click.option("--pcrs", "pcr_specs", required=True, multiple=True, metavar="BANK:I[=HEX]",
-              help="PCRs to approve, e.g. sha256:0,1,2 (values read from the TPM) or "
-              "sha256:7=<hex> (value given; no TPM needed when every value is given).")
-@click.option("--policy-ref", default="", metavar="HEX", help="policyRef, hex (default empty).")
-@click.option("--serial", required=True, type=click.IntRange(0, MAX_SERIAL),
-              help="This approval's place in the authority's order: higher than every earlier "
-              "approval's, so that verifiers can retire older ones (min_approval_serial).")
-@click.option("--expires", metavar="DURATION",
-              help="Verifiers deny the approval this long after now, e.g. 90d (default: never).")
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the approval (JSON).")
-@json_option(help='Print {"ok", "id", "serial", "pcrs", "approved_policy", "expires", "out"}.')
-@click.pass_context
-def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...], policy_ref: str,
-            serial: int, expires: str | None, out_file: Path, as_json: bool) -> None:
-    """Approve PCR values for keys created with --authority (PolicyAuthorize)."""
-    not_after = None
-    if expires is not None:
-        from attest.cli.common import parse_duration
-
-        not_after = int(time.time()) + parse_duration(expires, "--expires",
-                                                      MAX_APPROVAL_LIFETIME_S)
-    given: dict[tuple[str, int], bytes] = {}
-    lists: list[str] = []
-    for spec in pcr_specs:
-        if "=" in spec:
-            where, _, value = spec.partition("=")
-            sel = parse_selection(where)
-            if len(sel) != 1:
-                raise UsageError(f"{spec!r}: give one PCR per value, e.g. sha256:7=<hex>")
-            (bank, index), = list(sel)
-            digest = parse_hex(value, f"value of {where}")
-            if len(digest) != DIGEST_SIZES[bank]:
-                raise UsageError(f"{where}: a {bank} value is {DIGEST_SIZES[bank]} bytes")
-            given[(bank, index)] = digest
-            lists.append(where)
-        else:
-            lists.append(spec)
-    selection = parse_selection("+".join(lists))
-    values = dict(given)
-    missing = [k for k in selection if k not in values]
-    if missing:
-        from attest.evidence.pcrs import PCRSelection
-
-        with tpm_from(ctx) as tpm:
-            current = read_pcrs(tpm, PCRSelection.from_pairs(missing))
-        values.update(current)
-    made = signing.approve(read_input(authority_key, "authority key", MAX_KEY_BYTES),
-                           selection, values,
-                           parse_hex(policy_ref, "--policy-ref", 64), serial=serial,
-                           not_after=not_after)
-    write_public(out_file, made.to_json().encode())
-    if as_json:
-        echo_json({"ok": True, "id": made.id, "serial": serial, "pcrs": str(selection),
-                   "approved_policy": made.approved_policy.hex(), "expires": not_after,
-                   "out": str(out_file)})
-        return
-    click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into "
-               f"{visible(out_file)}")
-    click.echo(f"approval id {made.id} (serial {serial}"
-               + (f", expires {not_after})" if not_after is not None else ")"))
 
 
 def read_approvals(paths: Sequence[Path]) -> tuple[Approval, ...]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from attest.errors import EnvironmentProblem, UsageError
-from attest.runtime.subjects import resolve_executable
+from attest.host.runtime.subjects import resolve_executable
 
 # A sealed copy lives in memory until the exec: refuse what no command should be.
 MAX_EXECUTABLE_BYTES = 1 << 30

@@ -3,9 +3,9 @@
 ``attest run -- CMD ARGS...`` is this module plus an exec. The executable that
 is measured is the one that runs: its bytes are copied once into a sealed memfd,
 hashed from there, and that memfd is what the caller execs (see
-attest.runtime.executable), so neither PATH nor a swap or rewrite of the file
+attest.host.runtime.executable), so neither PATH nor a swap or rewrite of the file
 can change what runs. CMD gets the environment without the variables that
-inject code (attest.runtime.environment), except those the artifact names.
+inject code (attest.host.runtime.environment), except those the artifact names.
 """
 
 from __future__ import annotations
@@ -21,22 +21,22 @@ from typing import TYPE_CHECKING, NoReturn
 
 from attest import strictjson
 from attest.artifact import jws
-from attest.artifact.issue import Request, issue
 from attest.artifact.model import RuntimeLogBase
 from attest.decision import Decision, Denial
 from attest.errors import EnvironmentProblem, EvidenceError, UsageError
-from attest.reasons import Reason
-from attest.runtime import subjects
-from attest.runtime.environment import kept_variables, scrubbed
-from attest.runtime.executable import SealedExecutable, seal_executable
-from attest.runtime.log import RuntimeLog, measure, runtime_pcr
-from attest.runtime.prefixes import (
+from attest.host.issue import Request, issue
+from attest.host.runtime import subjects
+from attest.host.runtime.environment import kept_variables, scrubbed
+from attest.host.runtime.executable import SealedExecutable, seal_executable
+from attest.host.runtime.log import RuntimeLog, runtime_pcr
+from attest.host.runtime.prefixes import (
     PrefixMemory,
     acknowledged,
     fits_one_artifact,
     segments,
     send_from,
 )
+from attest.reasons import Reason
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
@@ -92,7 +92,7 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
             send_segment: SendSegment | None = None) -> Prepared:
     """Seal and measure the command's executable and argv, then issue an artifact for
     exactly them; the caller execs :attr:`Prepared.executable` and nothing else.
-    ``verifier`` names the verifier (attest.runtime.prefixes): the runtime log is sent
+    ``verifier`` names the verifier (attest.host.runtime.prefixes): the runtime log is sent
     from the prefix it acknowledged last in this boot, if any; with ``send_segment``, a
     log too large for one artifact goes to the verifier in segments first."""
     environ = os.environ if environ is None else environ
@@ -104,7 +104,9 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
         # argv as asked: the record's argv_digest is then the digest of scope.argv.
         content = subjects.command_content(argv, active_banks(tpm), executable=sealed.path,
                                            measured=dict(sealed.digests))
-        measure(tpm, home, runtime_pcr(), content)
+        pcr = runtime_pcr()
+        # What the verifier holds is settled first (segments go over the network, not
+        # under the log's lock); the one record measured next rides in the artifact.
         known = (None if verifier is None
                  else PrefixMemory(home).get(verifier, RuntimeLog(home).read_epoch()))
         if send_segment is not None:
@@ -114,7 +116,8 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
                           policy_digest=policy_digest, include_boot_log=include_boot_log,
                           executable_digest=sealed.digests["sha256"].hex(), env=kept,
                           log_base=known)
-        artifact = issue(tpm, home, request, int(time.time()))
+        # Measure and issue under one lock, with one reconciliation of the log and PCR.
+        artifact = issue(tpm, home, request, int(time.time()), measuring=(pcr, content))
     except BaseException:
         sealed.close()
         raise
