@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from attest.eventlog.cel import (
     measurement_content,
 )
 from attest.policy.model import Rule
+from attest.runtime.log import measure
 from attest.tpm.device import open_tpm
 from attest.tpm.pcr import extend
 from tests.conftest import Host
@@ -91,3 +93,31 @@ def test_a_suffix_never_extended_is_not_vouched_for_by_a_prefix_without_pcr_valu
     # The whole log, as the host sends it then, replays: the claim shows.
     whole_claim = rig.reissue(raw, evidence=_swap(whole + claimed))
     denied(rig.verify_logged(verifier, whole_claim), "eventlog_mismatch")
+
+
+def test_a_prefix_seal_binds_each_command_not_their_joined_text(rig: Rig) -> None:
+    """The host measures a command record whose digest text holds a comma; the verifier
+    seals the prefix. A database writer then splits that text into separate digests,
+    one of them an executable the host never measured: the seal must not still match."""
+    target = jws.parse(rig.issue("cat")).claims.scope.executable_digest
+    ls = jws.parse(rig.issue()).claims.scope.executable_digest
+    assert target is not None and ls is not None and target != ls
+    if target > ls:
+        crafted, split_up = f"{target},g", [ls, target, "g"]
+    else:
+        crafted, split_up = f",{target}", ["", target, ls]
+    policy = rig.policy(runtime_reference=None, executables={
+        "ls": [bytes.fromhex(ls)], "cat": [bytes.fromhex(target)]})
+    with rig.tpm() as tpm:  # a host user's own record, measured for real
+        measure(tpm, rig.home, 15, {"type": "command", "name": "odd",
+                                    "digest": {"sha256": crafted}})
+    verifier = rig.verifier(policy)
+    first = rig.verify_logged(verifier, rig.issue())
+    accepted(first)
+    facts = first.facts["runtime_log"]
+    base = RuntimeLogBase(facts["count"], bytes.fromhex(facts["digest"]))
+    with verifier.store.write() as tx:  # the database writer: the seal kept as it was
+        tx.execute("UPDATE log_prefixes SET commands = :commands",
+                   {"commands": json.dumps(sorted(split_up))})
+    # Before the fix: accepted, cat "measured" by the prefix.
+    denied(rig.verify_logged(verifier, rig.issue("cat", log_base=base)), "log_prefix_unknown")
