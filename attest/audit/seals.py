@@ -127,17 +127,26 @@ def artifact_sealed(signer: NoteSigner, record: ArtifactRecord) -> bool:
 # verifier appraised a log it will not see again; a row a database writer inserted or
 # changed (a log never appraised, other PCR values, commands never measured) carries no
 # matching MAC, and the audited verifier does not use it.
-_PREFIX_VERSION = b"attest log prefix seal v1\0"
+# v2: each PCR value and each command is a field of its own. v1 joined the commands
+# with commas, and a command's digest is the host's text: a host that measured "A,B"
+# got a seal a database writer could keep over the commands A and B.
+_PREFIX_VERSION = b"attest log prefix seal v2\0"
+
+
+def _fields(parts: list[bytes]) -> bytes:
+    """A list of fields as one field: its length, then each part as a field."""
+    return _field(len(parts).to_bytes(4, "big") + b"".join(map(_field, parts)))
 
 
 def log_prefix_data(prefix: LogPrefix) -> bytes:
     """The canonical encoding of what a prefix row vouches for: every field but when."""
-    values = ";".join(f"{bank}={value.hex()}" for bank, value in sorted(prefix.pcr_values))
+    values = [part for bank, value in sorted(prefix.pcr_values)
+              for part in (bank.encode(), value)]
     return _PREFIX_VERSION + b"".join(_field(part) for part in (
         prefix.ak_name.encode(), str(prefix.reset_count).encode(),
         str(prefix.restart_count).encode(), prefix.policy_digest.encode(),
-        str(prefix.count).encode(), prefix.digest, values.encode(),
-        ",".join(sorted(prefix.commands)).encode()))
+        str(prefix.count).encode(), prefix.digest)) + _fields(values) + _fields(
+        [command.encode("utf-8", "surrogatepass") for command in sorted(prefix.commands)])
 
 
 def log_prefix_seal(signer: NoteSigner, prefix: LogPrefix) -> bytes:

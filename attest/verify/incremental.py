@@ -147,6 +147,16 @@ def appraise_suffix(evidence: Evidence, base: RuntimeLogBase,
         return SuffixOutcome(chosen)
     sources = policy.log_sources
     pcr = sources.runtime_pcr
+    bank = policy.pcrs.bank
+    if bank not in dict(chosen.pcr_values):
+        # A prefix that replayed no value of the runtime PCR in the policy's bank (a log
+        # of records that extend nothing, a segment without that bank's digests): the
+        # suffix could not be replayed from it, and a PCR left out of the replay would
+        # be compared with its reset value, records or not. The whole log can be.
+        return SuffixOutcome(Denial(
+            Reason.LOG_PREFIX_UNKNOWN,
+            f"the prefix of {base.count} records holds no {bank} value of PCR {pcr} to "
+            "replay the rest from: send the whole log"))
     try:
         data = evidence.runtime_log
         suffix = parse_cel(data).records
@@ -164,8 +174,13 @@ def appraise_suffix(evidence: Evidence, base: RuntimeLogBase,
         events: list[TcgEvent | CelRecord] = [*(boot or ()), *suffix]
         replayed = replay(boot or ())
         values = _continue(chosen.pcr_values, suffix)
-        for bank, value in values:
-            replayed.setdefault(bank, {})[pcr] = value
+        if bank not in dict(values):
+            # Merged into the boot log's replay below, a bank missing here would not
+            # make compare_replay refuse (the boot log has the bank): refuse it here.
+            raise EventLogMismatch(f"the runtime records after record {base.count} do not "
+                                   f"all carry {bank} digests: PCR {pcr} cannot be replayed")
+        for each, value in values:
+            replayed.setdefault(each, {})[pcr] = value
         locality = startup_locality(boot or ())
         quoted = {(b, i): v for b, pcrs in quote.pcrs.items() for i, v in pcrs.items()}
         compare_replay(events, replayed, locality, quoted,
