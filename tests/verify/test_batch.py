@@ -28,6 +28,7 @@ from attest.store import Store, default_url
 from attest.store.db import Transaction
 from attest.verify import verifier as verifier_module
 from attest.verify.verifier import Verifier
+from tests.store import reads
 from tests.store.helpers import POSTGRES, store_url
 from tests.verify.rig import Rig, accepted, denied
 
@@ -211,7 +212,7 @@ def test_a_batch_accepts_the_others_around_a_replay_and_logs_every_decision(
         ("accepted", []), ("accepted", []), ("denied", ["replayed"]),
         ("denied", ["malformed_artifact"]), ("accepted", []), ("denied", ["replayed"])]
     for raw in (first, second, third):
-        record = store.artifact(jws.parse(raw).claims.jti)
+        record = reads.artifact(store, jws.parse(raw).claims.jti)
         assert record is not None and log.sealed(record)
     verify_log(store, log.verifier_key)
 
@@ -237,7 +238,7 @@ def test_a_member_the_log_refuses_is_denied_alone_and_burns_nothing(
     accepted(decisions[0])
     denied(decisions[1], "audit_unavailable")
     accepted(decisions[2])
-    assert not store.jti_seen(unlucky)
+    assert not reads.jti_seen(store, unlucky)
     assert [e["decision"] for e in _entries(log)] == ["accepted", "denied", "accepted"]
     monkeypatch.undo()
     accepted(verifier.verify(raws[1]))
@@ -268,8 +269,8 @@ def test_a_failed_commit_denies_every_member_and_consumes_nothing(
     for decision in decisions:
         denied(decision, "audit_unavailable")
     for raw in raws:
-        assert not store.jti_seen(jws.parse(raw).claims.jti)
-    assert store.nonce_state(nonce, int(time.time())).name == "USABLE"
+        assert not reads.jti_seen(store, jws.parse(raw).claims.jti)
+    assert reads.nonce_state(store, nonce, int(time.time())).name == "USABLE"
     assert [(e["decision"], e["reasons"]) for e in _entries(log)] == [
         ("denied", ["audit_unavailable"])] * 3
     for decision in verifier.verify_batch(raws):
@@ -296,7 +297,7 @@ def test_a_group_whose_entries_cannot_be_appended_accepts_nothing(
     monkeypatch.setattr(store_log, "append_many", append_many)
     for decision in verifier.verify_batch(raws):
         denied(decision, "audit_unavailable")
-    assert not any(store.jti_seen(jws.parse(raw).claims.jti) for raw in raws)
+    assert not any(reads.jti_seen(store, jws.parse(raw).claims.jti) for raw in raws)
     for decision in verifier.verify_batch(raws):
         accepted(decision)
     assert [e["decision"] for e in _entries(store_log)] == ["denied"] * 2 + ["accepted"] * 2
@@ -365,7 +366,7 @@ def test_a_group_killed_before_its_commit_leaves_nothing_half_done(rig: Rig) -> 
     _, errors = child.communicate()
     assert line == b"appended\n", errors.decode()
     assert child.returncode == -signal.SIGKILL
-    assert [store.jti_seen(jws.parse(raw).claims.jti) for raw in raws] == [
+    assert [reads.jti_seen(store, jws.parse(raw).claims.jti) for raw in raws] == [
         True, False, False, False]
     assert verify_log(store, log.verifier_key).entries == 1
     decisions = verifier.verify_batch(raws)

@@ -27,8 +27,8 @@ from attest.eventlog.cel import (
     encode_record,
     measurement_content,
 )
+from attest.host.runtime.log import measure
 from attest.policy.model import Rule
-from attest.runtime.log import measure
 from attest.tpm.device import open_tpm
 from attest.tpm.pcr import extend
 from tests.conftest import Host
