@@ -131,11 +131,16 @@ class Seals:
     parent: SealVerdict = Seal.UNCHECKED
     # Each runtime log prefix row of the snapshot with its verdict (incremental logs).
     log_prefixes: tuple[tuple[LogPrefix, SealVerdict], ...] = ()
+    # Whether the shell checked seals at all (an audited verification): then a prefix row
+    # without a verdict is one the shell never judged, and counts for nothing.
+    audited: bool = False
 
     def prefix_sealed(self, row: LogPrefix) -> bool:
-        """Whether a prefix row counts (attest.verify.incremental.PrefixSeal): genuine or
-        unchecked; raises the verdict's AttestError when the key was out of reach."""
-        verdict = dict(self.log_prefixes).get(row, Seal.UNCHECKED)
+        """Whether a prefix row counts (attest.verify.incremental.PrefixSeal): genuine, or
+        unchecked in an unaudited verification; raises the verdict's AttestError when the
+        key was out of reach."""
+        verdict = dict(self.log_prefixes).get(row, Seal.FORGED if self.audited
+                                              else Seal.UNCHECKED)
         if isinstance(verdict, Denial):
             raise AttestError(verdict.message, reason=verdict.reason)
         return verdict is not Seal.FORGED

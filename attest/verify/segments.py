@@ -17,7 +17,7 @@ from attest.decision import Denial
 from attest.errors import AttestError
 from attest.policy.model import EnrollmentMode, VerifierPolicy
 from attest.reasons import Reason
-from attest.store import LogPrefix, Store
+from attest.store import LogPrefix, RevocationKind, Store
 from attest.verify.incremental import UNCONFIRMED, PrefixSeal, appraise_segment
 
 # Raw log bytes per segment: base64url in JSON stays well inside MAX_ARTIFACT_BYTES.
@@ -36,7 +36,7 @@ def add_segment(policy: VerifierPolicy, store: Store, ak_name: bytes,
     ``seal`` are the audit log's (the audited path's): rows are then used only under the
     verifier's seal and written sealed."""
     try:
-        refused = _ak_refused(policy, store, ak_name, sealed)
+        refused = _ak_refused(policy, store, ak_name, sealed, now)
         if refused is not None:
             return refused
         candidates = (() if base is None
@@ -56,10 +56,19 @@ def add_segment(policy: VerifierPolicy, store: Store, ak_name: bytes,
 
 
 def _ak_refused(policy: VerifierPolicy, store: Store, ak_name: bytes,
-                sealed: Callable[[Any], bool] | None) -> Denial | None:
+                sealed: Callable[[Any], bool] | None, now: int) -> Denial | None:
     if policy.enrollment is EnrollmentMode.POLICY:
-        if policy.trusted_ak(ak_name) is None:
+        trusted = policy.trusted_ak(ak_name)
+        if trusted is None:
             return Denial(Reason.AK_UNKNOWN, "the AK is not among the policy's trusted_aks")
+        # A revoked AK (or host) takes up no rows either, though the policy lists it:
+        # its artifacts are denied, so what its segments would establish serves nothing.
+        view = store.snapshot(ak_name, jti="", now=now, host=trusted.host)
+        revoked = next((r for r in view.revocations
+                        if r.kind in (RevocationKind.AK, RevocationKind.HOST,
+                                      RevocationKind.EK)), None)
+        if revoked is not None:
+            return Denial(Reason.AK_REVOKED, f"the AK's {revoked.kind.value} is revoked")
         return None
     enrolled = store.enrollment(ak_name)
     if enrolled is None or (sealed is not None and not sealed(enrolled)):

@@ -190,7 +190,8 @@ class Verifier:
         return Seals(enrollment=self._seal(snapshot.enrollment),
                      parent=self._seal(snapshot.parent),
                      log_prefixes=tuple((row, self._seal(row))
-                                        for row in snapshot.log_prefixes))
+                                        for row in snapshot.log_prefixes),
+                     audited=True)
 
     def _seal(self, row: EnrolledAK | ArtifactRecord | LogPrefix | None) -> SealVerdict:
         if row is None or self.log is None:

@@ -21,6 +21,7 @@ from attest.eventlog import prefix as log_prefix
 from attest.eventlog.cel import attest_record, encode_log, measurement_content
 from attest.host.run import segmented
 from attest.host.runtime.log import RuntimeLog
+from attest.reasons import Reason
 from attest.tpm.pcr import active_banks, extend
 from attest.verify.segments import SEGMENT_BYTES, add_segment
 from attest.verify.verifier import Verifier
@@ -115,3 +116,18 @@ def test_a_segment_no_quote_confirms_is_never_a_whole_log(rig: Rig) -> None:
         e, runtime_log=b"", runtime_log_base=base))
     denied(verifier.verify(raw), "eventlog_mismatch")
     accepted(verifier.verify(rig.issue()))
+
+
+def test_a_revoked_ak_the_policy_lists_adds_no_segment(rig: Rig) -> None:
+    """Under trusted_aks the policy names the AK, but a revocation in the store still
+    counts: a revoked AK's segments would take up rows for artifacts that are denied."""
+    policy = rig.policy(runtime_reference=None)
+    verifier = rig.verifier(policy)
+    grow(rig, 2)
+    log = (rig.home / "runtime.cel").read_bytes()
+    now = int(time.time())
+    base = add_segment(policy, verifier.store, rig.identity.ak_name, None, log, now)
+    assert isinstance(base, RuntimeLogBase)  # trusted and not revoked: taken
+    verifier.store.revoke_ak(rig.identity.ak_name.hex(), "decommissioned", now)
+    refused = add_segment(policy, verifier.store, rig.identity.ak_name, None, log, now)
+    assert isinstance(refused, Denial) and refused.reason is Reason.AK_REVOKED

@@ -121,3 +121,18 @@ def test_a_prefix_seal_binds_each_command_not_their_joined_text(rig: Rig) -> Non
                    {"commands": json.dumps(sorted(split_up))})
     # Before the fix: accepted, cat "measured" by the prefix.
     denied(rig.verify_logged(verifier, rig.issue("cat", log_base=base)), "log_prefix_unknown")
+
+
+def test_an_audited_appraisal_counts_no_prefix_row_the_shell_did_not_judge() -> None:
+    """Seals are the shell's verdicts on the snapshot's rows; in an audited verification a
+    row without one (never judged) is forged, never 'unchecked' as in an unaudited one."""
+    from attest.store import LogPrefix
+    from attest.verify.appraisal import Seal, Seals
+
+    row = LogPrefix(ak_name="00" * 34, reset_count=1, restart_count=0, policy_digest="p",
+                    count=3, digest=bytes(32), pcr_values=(("sha256", bytes(32)),),
+                    commands=frozenset())
+    assert not Seals(audited=True).prefix_sealed(row)
+    assert Seals(audited=True, log_prefixes=((row, Seal.GENUINE),)).prefix_sealed(row)
+    assert not Seals(audited=True, log_prefixes=((row, Seal.FORGED),)).prefix_sealed(row)
+    assert Seals().prefix_sealed(row)  # unaudited: the store is trusted as it is
