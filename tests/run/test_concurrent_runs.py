@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -21,14 +20,6 @@ from tests.conftest import Host
 
 RUNS = 16
 
-
-@pytest.fixture
-def ready(fresh_host: Host, tmp_path: Path) -> tuple[Host, Path]:
-    fresh_host.ok("key", "create")
-    fresh_host.ok("measure", "command", "--", "sh", "-c", "true")
-    policy = tmp_path / "policy.yaml"
-    fresh_host.ok("policy", "init", "--from-host", "--out", str(policy))
-    return fresh_host, policy
 
 
 def test_sixteen_concurrent_runs_all_succeed(ready: tuple[Host, Path]) -> None:

@@ -4,32 +4,13 @@ it whole once more when the verifier no longer holds that prefix (log_prefix_unk
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from attest.eventlog import prefix as log_prefix
 from attest.host.runtime.prefixes import MEMORY_NAME
 from tests.conftest import Host
-
-
-def _attest(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "attest.cli.main", *args],
-                          env={**os.environ, **host.env}, capture_output=True, text=True,
-                          timeout=120, check=False)
-
-
-@pytest.fixture
-def ready(fresh_host: Host, tmp_path: Path) -> tuple[Host, Path]:
-    fresh_host.ok("key", "create")
-    fresh_host.ok("measure", "command", "--", "sh", "-c", "true")
-    policy = tmp_path / "policy.yaml"
-    fresh_host.ok("policy", "init", "--from-host", "--out", str(policy))
-    return fresh_host, policy
+from tests.run.conftest import attest_cli as _attest
 
 
 def _counts(db: Path) -> list[int]:

@@ -10,23 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Host
-
-
-def _attest(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real entry point in a child process: `attest run` replaces itself with CMD."""
-    return subprocess.run([sys.executable, "-m", "attest.cli.main", *args],
-                          env={**os.environ, **host.env}, capture_output=True, text=True,
-                          timeout=120, check=False)
-
-
-@pytest.fixture
-def ready(fresh_host: Host, tmp_path: Path) -> tuple[Host, Path]:
-    """A host whose policy trusts it as it is, with `sh` among the reference values."""
-    fresh_host.ok("key", "create")
-    fresh_host.ok("measure", "command", "--", "sh", "-c", "true")
-    policy = tmp_path / "policy.yaml"
-    fresh_host.ok("policy", "init", "--from-host", "--out", str(policy))
-    return fresh_host, policy
+from tests.run.conftest import attest_cli as _attest
 
 
 def test_accepted_command_runs_with_its_exit_code(ready: tuple[Host, Path],
