@@ -1338,7 +1338,7 @@ def _big_boot(host: Host, policy: Any, verifier: VerifierUnderTest, figures: Fig
     denied = sorted({r for s in sent for r in s.reasons})
     note = problem or "; ".join(
         f"{s.records:,} records: {s.segments} segment(s) then {s.size:,} B carrying "
-        f"{s.carried:,}, prepare() {s.prepare_ns / 1e9:.1f} s, verification "
+        f"{s.carried:,}, prepare() {s.prepare_ns / 1e6:,.0f} ms, verification "
         f"{s.verify_ns / 1e3:,.0f} us" for s in sent) + (
         f"; denied: {', '.join(denied)}" if denied else "")
     figures.rows.append(Row("log growth", f"{BIG_BOOT:,}-record boot: artifacts accepted",
