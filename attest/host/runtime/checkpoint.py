@@ -1,4 +1,4 @@
-"""Where the runtime log stood after the last measurement: reconcile reads only what follows.
+"""Where the runtime log stood after the last measurement, so that reconcile need not read it.
 
 The log grows for the whole boot; reading and replaying all of it on every
 measurement made `attest run` cost O(records since boot). After each append and
@@ -10,10 +10,11 @@ marks from which an artifact's ``runtime_log_base`` is found without reading the
 
 The checkpoint is a performance hint of the host, never a security boundary: the
 verifier appraises everything again, and ``attest eventlog check`` always replays
-the whole log. Anything about it that does not hold (missing, unreadable, another
-epoch or PCR, a log shorter than its offset, other bytes at its boundary, a tail
-that does not replay to the PCR) sends reconcile back to the full read, which then
-writes a new one.
+the whole log. Reconcile trusts it only while the log file is exactly as the last
+append left it (inode, length, ctime and mtime, and the last record's bytes at its
+offset) and the TPM holds the values it names; anything else (missing, unreadable,
+another epoch or PCR, a file written since, a PCR that moved) sends reconcile back
+to the full read, which repairs or reports as before and writes a new one.
 """
 
 from __future__ import annotations
