@@ -13,9 +13,9 @@ Any other disagreement means something outside attest touched the PCR or the
 log; that is never "repaired", only reported.
 
 After 3, a checkpoint (attest.host.runtime.checkpoint) says where the log stood, so
-that the next reconcile reads and replays only the records after it; any doubt about
-the checkpoint, and any disagreement found from it, falls back to the full read, which
-alone repairs or reports.
+that the next reconcile, while the file is untouched since, reads one record instead
+of the log; any doubt about the checkpoint, and any disagreement found from it, falls
+back to the full read, which alone repairs or reports.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ class Reconciliation:
     # Where the log stands: its records, the recnum the next one gets, its length in
     # bytes, its prefix digest (None for a log that has none: not JSON-SEQ), and the
     # recent (count, offset, digest) marks an artifact's runtime_log_base is found by.
-    # ``log`` holds the records that were read: all of them after a full read, the
-    # ones after the checkpoint otherwise.
+    # ``log`` holds the records that were read: all of them after a full read, none
+    # from the checkpoint (plus, after a measurement, the record appended).
     count: int = 0
     next_recnum: int = 0
     size: int = 0
