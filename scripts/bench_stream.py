@@ -83,6 +83,8 @@ SEED_PROGRAMS = ("/bin/true", "/bin/sh", "/bin/ls", "/bin/cat", "/bin/echo")
 WORKER_TIMEOUT_S = 300
 RATIO_TARGET = 2.5  # stream, 8 callers, on disk: x bare
 GROWTH_TARGET = 1.3  # verification at 10,000 records / at 10
+# The host's side: prepare() (attest run's measure + issue) at 10,000 records / at 10.
+PREPARE_TARGET = 1.5
 GROWTH_LENGTHS = (10, 10_000)
 QUICK_GROWTH_LENGTHS = (10, 1_000)
 BIG_BOOT = 100_000
@@ -1234,6 +1236,7 @@ class Point:
     incremental_bytes: int
     whole_us: float
     whole_bytes: int
+    prepare_ms: float = 0.0  # prepare() of the incremental artifacts (median)
 
 
 def _growth_points(hosts: Sequence[Host], policy: Any, seen: VerifierUnderTest,
@@ -1279,7 +1282,8 @@ def _growth_points(hosts: Sequence[Host], policy: Any, seen: VerifierUnderTest,
                     f"{catch_up.segments} segment(s) + 1 artifact first"
                     if kind == "incremental" else "")))
         (inc_us, inc_cpu, inc_bytes), (whole_us, _, whole_bytes) = medians
-        cost[length] = Point(inc_us, inc_cpu, inc_bytes, whole_us, whole_bytes)
+        prepare_ms = statistics.median(s.prepare_ns for s in made["incremental"][n]) / 1e6
+        cost[length] = Point(inc_us, inc_cpu, inc_bytes, whole_us, whole_bytes, prepare_ms)
     return cost
 
 
@@ -1291,6 +1295,10 @@ def _growth_rows(figures: Figures, cost: Mapping[int, Point]) -> None:
                              f"{GROWTH_TARGET}x at {lengths[0]} (incremental)",
                              f"{ratio:.2f}x", ratio <= GROWTH_TARGET)
     sizes = high.incremental_bytes / low.incremental_bytes
+    prepare_ratio = high.prepare_ms / low.prepare_ms
+    prepare_verdict = figures.target(
+        f"log growth: host prepare() at {lengths[1]:,} records <= {PREPARE_TARGET}x at "
+        f"{lengths[0]}", f"{prepare_ratio:.2f}x", prepare_ratio <= PREPARE_TARGET)
     size_verdict = figures.target(
         "log growth: artifact size independent of the records before the prefix",
         f"{high.incremental_bytes:,} B at {lengths[1]:,} vs {low.incremental_bytes:,} B at "
@@ -1300,6 +1308,10 @@ def _growth_rows(figures: Figures, cost: Mapping[int, Point]) -> None:
             ratio, "x", f"<= {GROWTH_TARGET}x: {verdict}",
             f"CPU {high.incremental_cpu_us / low.incremental_cpu_us:.2f}x; artifact size "
             f"{sizes:.3f}x ({size_verdict} within {SIZE_TOLERANCE:.0%})"),
+        Row("log growth", f"host: prepare() at {lengths[1]:,} / at {lengths[0]} records "
+            "(incremental)", prepare_ratio, "x", f"<= {PREPARE_TARGET}x: {prepare_verdict}",
+            f"median {high.prepare_ms:.1f} ms at {lengths[1]:,}, {low.prepare_ms:.1f} ms at "
+            f"{lengths[0]}: seal, reconcile from the checkpoint, measure, issue"),
         Row("log growth", f"whole log: cost at {lengths[1]:,} / at {lengths[0]} records",
             high.whole_us / low.whole_us, "x",
             note=f"artifact size {high.whole_bytes / low.whole_bytes:.0f}x: for comparison"),
@@ -1326,7 +1338,7 @@ def _big_boot(host: Host, policy: Any, verifier: VerifierUnderTest, figures: Fig
     denied = sorted({r for s in sent for r in s.reasons})
     note = problem or "; ".join(
         f"{s.records:,} records: {s.segments} segment(s) then {s.size:,} B carrying "
-        f"{s.carried:,}, prepare() {s.prepare_ns / 1e9:.1f} s, verification "
+        f"{s.carried:,}, prepare() {s.prepare_ns / 1e6:,.0f} ms, verification "
         f"{s.verify_ns / 1e3:,.0f} us" for s in sent) + (
         f"; denied: {', '.join(denied)}" if denied else "")
     figures.rows.append(Row("log growth", f"{BIG_BOOT:,}-record boot: artifacts accepted",

@@ -122,7 +122,9 @@ def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: boo
                 pcr = log_pcr(runtime.read(allow_torn_tail=True).records)
                 if pcr is None:
                     pcr = runtime_pcr(allow_resettable=True)
-                notes = reconcile(tpm, runtime, pcr, repair=repair).notes
+                # The whole log, never from the checkpoint (a host-side hint): a check
+                # replays every record.
+                notes = reconcile(tpm, runtime, pcr, repair=repair, full=True).notes
             if runtime.path.exists():
                 files.append(runtime.path)
             boot = default_boot_log()

@@ -37,10 +37,11 @@ from attest.artifact.model import (
     binding,
     new_jti,
 )
-from attest.errors import EnvironmentProblem, EvidenceError, UsageError
-from attest.eventlog.cel import CelLog
+from attest.errors import EnvironmentProblem, EventLogError, EvidenceError, UsageError
+from attest.eventlog.cel import parse_cel
+from attest.eventlog.prefix import records_of as prefix_records
 from attest.evidence.approval import Approval
-from attest.evidence.pcrs import PCRSelection, PCRValues, digest
+from attest.evidence.pcrs import PCRSelection, PCRValues
 from attest.host.runtime.check import default_boot_log
 from attest.host.runtime.log import (
     Reconciliation,
@@ -181,11 +182,11 @@ def issue(tpm: TPM, home: Path, request: Request, now: int, *,
     lineage = _lineage(request.parent)
     runtime = RuntimeLog(home)
     with runtime.locked():
-        log_bytes, state = runtime.load(allow_torn_tail=True)
-        runtime_index = _runtime_index(state, measuring)
-        reconciled = reconcile(tpm, runtime, runtime_index, repair=True, state=state)
+        runtime_index = _runtime_index(runtime, measuring)
+        reconciled = reconcile(tpm, runtime, runtime_index, repair=True)
         if measuring is not None:
-            reconciled = _measured(tpm, runtime, runtime_index, measuring[1], reconciled)
+            reconciled = append_measurement(tpm, runtime, runtime_index, measuring[1],
+                                            reconciled)[1]
         banks = {bank for bank, _ in sealed.banks}
         selection = PCRSelection.of(
             {bank: [*(i for b, i in sealed if b == bank), runtime_index] for bank in banks})
@@ -199,8 +200,7 @@ def issue(tpm: TPM, home: Path, request: Request, now: int, *,
                                  hint="set ATTEST_BOOT_LOG, or drop --boot-log")
             boot_log = path.read_bytes()
         # The records after the prefix the verifier acknowledged, or the whole log.
-        log_base, log_bytes = send_from(
-            runtime.load()[0] if reconciled.file_changed else log_bytes, request.log_base)
+        log_base, log_bytes = _to_send(runtime, reconciled, request.log_base)
         jti = new_jti(identity.ak_name.hex(), secrets.token_bytes(16))
         made: dict[str, Claims] = {}
 
@@ -241,29 +241,36 @@ def issue(tpm: TPM, home: Path, request: Request, now: int, *,
     return _emittable(jws.assemble(signing_input, signing.ecdsa_r_s(tss)), len(log_bytes))
 
 
-def _runtime_index(state: CelLog, measuring: tuple[int, dict[str, Any]] | None) -> int:
+def _runtime_index(runtime: RuntimeLog, measuring: tuple[int, dict[str, Any]] | None) -> int:
     if measuring is not None:
         return measuring[0]  # reconcile refuses it unless it is the log's PCR
     # The runtime PCR is quoted even before the first measurement: its reset value
     # is then what the (empty) log explains.
-    index = log_pcr(state.records)
+    index = log_pcr(runtime.read(allow_torn_tail=True).records)
     return runtime_pcr(allow_resettable=True) if index is None else index
 
 
-def _measured(tpm: TPM, runtime: RuntimeLog, pcr: int, content: dict[str, Any],
-              reconciled: Reconciliation) -> Reconciliation:
-    """Measure ``content`` (lock held, log reconciled) and describe the log and the PCR
-    after it as a new reconciliation would, without reading either again."""
-    record = append_measurement(tpm, runtime, pcr, content, reconciled)
-    # Each bank's value extended in software: what the TPM now holds, since the lock
-    # keeps every other attest process out and reconcile found no foreign extension.
-    values = {bank: digest(bank, value + record.digests[bank])
-              for bank, value in reconciled.values.items() if bank in record.digests}
-    if len(values) != len(reconciled.values):
-        values = {}  # a bank without the record's digest: let the quote read them
-    return Reconciliation(notes=reconciled.notes,
-                          log=CelLog((*reconciled.log.records, record)),
-                          file_changed=True, values=values)
+def _to_send(runtime: RuntimeLog, reconciled: Reconciliation,
+             known: RuntimeLogBase | None) -> tuple[RuntimeLogBase | None, bytes]:
+    """The base and the runtime log bytes to send (prefixes.send_from), read from the
+    known prefix's byte offset when reconcile's marks hold it: the records before it
+    are neither read nor digested again. Otherwise from the whole log."""
+    mark = None if known is None else next(
+        (m for m in reconciled.marks if m.count == known.count and m.digest == known.digest),
+        None)
+    if known is not None and mark is not None and mark.offset <= reconciled.size:
+        try:
+            data = runtime.read_range(mark.offset, reconciled.size)
+            framed = prefix_records(data)
+            # The marks are the host's hint: the bytes after one must start with the
+            # record that follows it (recnums count from 0 in attest's log), or the whole
+            # log goes.
+            first = parse_cel(framed[0]).records[0].recnum if framed else known.count
+            if first == known.count:
+                return known, data
+        except (EventLogError, OSError):
+            pass  # the full read below decides
+    return send_from(runtime.load()[0], known)
 
 
 def _emittable(artifact: bytes, log_size: int) -> bytes:

@@ -25,6 +25,7 @@ from attest.artifact.model import RuntimeLogBase
 from attest.decision import Decision, Denial
 from attest.errors import EnvironmentProblem, EvidenceError, UsageError
 from attest.host.issue import Request, issue
+from attest.host.runtime import checkpoint as checkpoints
 from attest.host.runtime import subjects
 from attest.host.runtime.environment import kept_variables, scrubbed
 from attest.host.runtime.executable import SealedExecutable, seal_executable
@@ -133,6 +134,18 @@ def segmented(home: Path, known: RuntimeLogBase | None,
 
     runtime = RuntimeLog(home)
     with runtime.locked():  # whole records: no append half written
+        # The size after the known prefix from the checkpoint's marks, without reading
+        # the log (a hint: issuance reads from the mark, or sends the whole log).
+        try:
+            size = runtime.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        mark = checkpoints.load(home)
+        offset = 0 if known is None else next(
+            (m.offset for m in (mark.marks if mark is not None else ())
+             if m.count == known.count and m.digest == known.digest), None)
+        if offset is not None and offset <= size and fits_one_artifact(size - offset):
+            return known
         log = runtime.load()[0]
     if fits_one_artifact(len(send_from(log, known)[1])):
         return known

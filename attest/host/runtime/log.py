@@ -11,13 +11,20 @@ never ran: the line is dropped), or a complete record the PCR lacks (the crash
 came between 2 and 3: the record is extended now, which is what was meant).
 Any other disagreement means something outside attest touched the PCR or the
 log; that is never "repaired", only reported.
+
+After 3, a checkpoint (attest.host.runtime.checkpoint) says where the log stood, so
+that the next reconcile, while the file is untouched since, reads one record instead
+of the log; any doubt about the checkpoint, and any disagreement found from it, falls
+back to the full read, which alone repairs or reports.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +35,9 @@ from typing import Any
 from attest import strictjson
 from attest.durable import fsync_dir
 from attest.errors import EnvironmentProblem, EventLogError, EventLogMismatch, UsageError
+from attest.eventlog import prefix as log_prefix
 from attest.eventlog.cel import (
+    RS,
     CelLog,
     CelRecord,
     attest_record,
@@ -38,7 +47,9 @@ from attest.eventlog.cel import (
 )
 from attest.eventlog.replay import last_events, replay, reset_value
 from attest.eventlog.tcg import TcgEvent
-from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection
+from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection, digest
+from attest.host.runtime import checkpoint as checkpoints
+from attest.host.runtime.checkpoint import Checkpoint, Mark
 from attest.inputfile import MAX_LOG_BYTES, MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
@@ -89,6 +100,19 @@ class Reconciliation:
     # The PCR's value in each active bank as read, when reconciling left the PCR as it
     # was; empty after a repair extended it.
     values: dict[str, bytes] = field(default_factory=dict)
+    # Where the log stands: its records, the recnum the next one gets, its length in
+    # bytes, its prefix digest (None for a log that has none: not JSON-SEQ), and the
+    # recent (count, offset, digest) marks an artifact's runtime_log_base is found by.
+    # ``log`` holds the records that were read: all of them after a full read, none
+    # from the checkpoint (plus, after a measurement, the record appended).
+    count: int = 0
+    next_recnum: int = 0
+    size: int = 0
+    prefix: bytes | None = log_prefix.EMPTY
+    marks: tuple[Mark, ...] = ()
+    # Bytes of the log read to reconcile, and whether the checkpoint was enough.
+    bytes_read: int = 0
+    from_checkpoint: bool = False
 
 
 class RuntimeLog:
@@ -133,8 +157,8 @@ class RuntimeLog:
             return b"", CelLog(())
         return data, parse_cel(data, allow_torn_tail=allow_torn_tail)
 
-    def append(self, record: CelRecord) -> None:
-        """Append one record and make it durable before returning."""
+    def append(self, record: CelRecord) -> bytes:
+        """Append one record and make it durable before returning; returns its bytes."""
         data = encode_record(record)
         created = not self.path.exists()
         # The log names what this host ran: its owner's alone (a log of an older attest,
@@ -151,6 +175,18 @@ class RuntimeLog:
             os.close(fd)
         if created:
             fsync_dir(self.home)
+        return data
+
+    def read_range(self, start: int, end: int) -> bytes:
+        """The log's bytes from ``start`` to ``end`` (lock held: the file only grows)."""
+        if not 0 <= start <= end <= MAX_LOG_BYTES:
+            raise EventLogError(f"no bytes {start}-{end} in {self.path}")
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+        if len(data) != end - start:
+            raise EventLogError(f"{self.path} is shorter than {end} bytes")
+        return data
 
     def drop_torn_tail(self, log: CelLog) -> None:
         size = self.path.stat().st_size
@@ -165,6 +201,7 @@ class RuntimeLog:
         target = self.home / f"{LOG_NAME}.{stamp}"
         os.replace(self.path, target)
         self.epoch_path.unlink(missing_ok=True)
+        checkpoints.forget(self.home)
         fsync_dir(self.home)
         return target
 
@@ -231,18 +268,22 @@ def _refuse_shared_pcr(pcr: int) -> None:
 
 
 def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
-              state: CelLog | None = None) -> Reconciliation:
+              full: bool = False) -> Reconciliation:
     """Check that the runtime log explains the PCR; with ``repair``, finish what a crash left.
 
-    Call with the lock held; ``state`` is the log as read under that lock
-    (``log.read(allow_torn_tail=True)``), read here when not given. Raises
-    :class:`EventLogMismatch` for a disagreement that no crash of attest can produce
-    (something else extended the PCR, or the log was edited), and for a crash's
-    trace when ``repair`` is off.
+    Call with the lock held. Reads only the records after the checkpoint when it holds
+    (see attest.host.runtime.checkpoint), else, or with ``full``, the whole log (and
+    then writes a checkpoint). Raises :class:`EventLogMismatch` for a disagreement that
+    no crash of attest can produce (something else extended the PCR, or the log was
+    edited), and for a crash's trace when ``repair`` is off.
     """
+    if not full:
+        quick = _from_checkpoint(tpm, log, pcr)
+        if quick is not None:
+            return quick
     result = Reconciliation()
-    if state is None:
-        state = log.read(allow_torn_tail=True)
+    data, state = log.load(allow_torn_tail=True)
+    result.bytes_read = len(data)
     if state.torn_tail:
         what = (f"{log.path} ends in an incomplete record ({len(state.torn_tail)} bytes): "
                 "attest stopped while appending it, before extending the PCR")
@@ -250,11 +291,14 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
             raise EventLogMismatch(what, hint="`attest measure` or `attest eventlog check "
                                    "--repair` drops it")
         log.drop_torn_tail(state)
+        data = data[:len(data) - len(state.torn_tail)]
         state = CelLog(state.records)
         result.file_changed = True
         result.notes.append(what + "; dropped it")
     result.log = state
     records = state.records
+    result.count, result.next_recnum, result.size = (len(records), state.next_recnum(),
+                                                     len(data))
     check_content_bound(records)
     existing = log_pcr(records)
     if existing is not None and existing != pcr:
@@ -267,6 +311,7 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
     result.values = dict(now)
     _refuse_shared_pcr(pcr)
     if _replayed(records, pcr, banks) == now:
+        _save_checkpoint(log, pcr, result, _mark_full(log, data, result))
         return result
     if not records:
         bank = banks[0]
@@ -294,6 +339,7 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
         extend(tpm, pcr, dict(last.digests))
         result.values = {}
         result.notes.append(what + "; extended it now")
+        _mark_full(log, data, result)
         return result
     if restarted is None and _replayed((), pcr, banks) == now:
         return _new_epoch(log, pcr, len(records), repair, result)
@@ -318,10 +364,97 @@ def _new_epoch(log: RuntimeLog, pcr: int, count: int, repair: bool,
                                hint="`attest measure` archives the old log and starts anew")
     moved = log.archive()
     result.log = CelLog(())
+    result.count = result.next_recnum = result.size = 0
+    result.prefix, result.marks = log_prefix.EMPTY, ()
     result.file_changed = True
     result.notes.append(f"the TPM restarted: the previous boot's log is kept as {moved.name}; "
                         f"this boot's log for PCR {pcr} starts empty")
     return result
+
+
+def _from_checkpoint(tpm: TPM, log: RuntimeLog, pcr: int) -> Reconciliation | None:
+    """The reconciliation the checkpoint describes, when the log file is untouched since
+    it was written (same inode, length, change and modification times, and the same
+    last record at its end) and the TPM holds the PCR values it says; else None, and the
+    full read decides, repairs or reports. Any write to the log by anyone, an
+    interrupted append included, changes its ctime: the file is then read in full."""
+    mark = checkpoints.load(log.home)
+    if mark is None or mark.pcr != pcr:
+        return None
+    try:
+        if log.read_epoch() != mark.epoch:
+            return None
+        with open(log.path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if (not stat.S_ISREG(info.st_mode) or info.st_size != mark.offset
+                    or checkpoints.file_identity(info) != mark.file):
+                return None
+            handle.seek(mark.offset - mark.last_len)
+            boundary = handle.read(mark.last_len)
+    except (OSError, EventLogError):
+        return None
+    if checkpoints.boundary_digest(boundary) != mark.last or not boundary.startswith(RS):
+        return None
+    banks = active_banks(tpm)
+    if set(banks) != set(mark.values):
+        return None
+    selection = PCRSelection.of({bank: [pcr] for bank in banks})
+    now = {bank: value for (bank, _), value in read_pcrs(tpm, selection).items()}
+    if now != mark.values:
+        return None  # something extended the PCR: the full read names it
+    _refuse_shared_pcr(pcr)
+    return Reconciliation(values=now, count=mark.count, next_recnum=mark.next_recnum,
+                          size=mark.offset, prefix=mark.prefix, marks=mark.marks,
+                          bytes_read=len(boundary), from_checkpoint=True)
+
+
+def _mark_full(log: RuntimeLog, data: bytes, result: Reconciliation) -> bytes:
+    """``result``'s prefix digest and marks from the whole log's bytes: the current
+    prefix, and those of the old checkpoint's marks the log still has (an artifact
+    may be sent from one). Returns the last record's bytes (empty for none)."""
+    try:
+        framed = log_prefix.records_of(data)
+    except EventLogError:
+        result.prefix, result.marks = None, ()  # not JSON-SEQ: no prefix digest
+        return b""
+    old = checkpoints.load(log.home)
+    wanted = {m.count for m in old.marks} if old is not None else set()
+    wanted.add(len(framed))
+    marks: list[Mark] = []
+    running, offset = log_prefix.EMPTY, 0
+    sha256 = hashlib.sha256
+    for count, record in enumerate(framed, 1):
+        running = sha256(running + record).digest()
+        offset += len(record)
+        if count in wanted:
+            marks.append(Mark(count, offset, running))
+    result.prefix = running
+    result.marks = tuple(marks[-checkpoints.RING:])
+    return framed[-1] if framed else b""
+
+
+def _save_checkpoint(log: RuntimeLog, pcr: int, result: Reconciliation, last: bytes) -> None:
+    """Remember where ``result`` leaves the log (``last``: its last record's bytes)."""
+    if result.count < 1 or result.prefix is None or not last or not result.values:
+        return
+    try:
+        epoch = log.read_epoch()
+    except EventLogError:
+        return
+    if epoch is None:
+        return
+    try:
+        info = os.stat(log.path)
+        if info.st_size != result.size:
+            return
+        checkpoints.save(log.home, Checkpoint(
+            epoch, pcr, result.count, result.next_recnum, result.size, dict(result.values),
+            result.prefix, checkpoints.boundary_digest(last), len(last), result.marks,
+            checkpoints.file_identity(info)))
+    except OSError:
+        # A hint: the measurement is done and durable; without a new checkpoint the next
+        # reconcile replays from the older one (still true of the log), or reads it all.
+        return
 
 
 def boot_counts(tpm: TPM) -> tuple[int, int]:
@@ -336,19 +469,41 @@ def measure(tpm: TPM, home: Path, pcr: int, content: dict[str, Any]) -> tuple[Ce
     log = RuntimeLog(home)
     with log.locked():
         done = reconcile(tpm, log, pcr, repair=True)
-        record = append_measurement(tpm, log, pcr, content, done)
+        record, _ = append_measurement(tpm, log, pcr, content, done)
     return record, done
 
 
 def append_measurement(tpm: TPM, log: RuntimeLog, pcr: int, content: dict[str, Any],
-                       done: Reconciliation) -> CelRecord:
+                       done: Reconciliation) -> tuple[CelRecord, Reconciliation]:
     """Append a record for ``content`` and extend ``pcr`` with it, crash-consistently,
     with the lock held and ``done`` the reconciliation made under it (the log as it
-    stands). Issuance measures through this too, so that `attest run` reconciles once."""
-    state = done.log
-    if not state.records:
+    stands); then checkpoint. Returns the record and the log and PCR after it, as a new
+    reconciliation would find them. Issuance measures through this too, so that
+    `attest run` reconciles once."""
+    if done.count == 0:
         log.write_epoch(boot_counts(tpm))
-    record = attest_record(state.next_recnum(), pcr, content, active_banks(tpm))
-    log.append(record)
+    record = attest_record(done.next_recnum, pcr, content, active_banks(tpm))
+    data = log.append(record)
     extend(tpm, pcr, dict(record.digests))
-    return record
+    after = _after_append(done, record, data)
+    _save_checkpoint(log, pcr, after, data)
+    return record, after
+
+
+def _after_append(done: Reconciliation, record: CelRecord, data: bytes) -> Reconciliation:
+    # Each bank's value extended in software: what the TPM now holds, since the lock
+    # keeps every other attest process out and reconcile found no foreign extension.
+    values = {bank: digest(bank, value + record.digests[bank])
+              for bank, value in done.values.items() if bank in record.digests}
+    if len(values) != len(done.values):
+        values = {}  # a bank without the record's digest: let a reader read them
+    count, size = done.count + 1, done.size + len(data)
+    prefix = None if done.prefix is None else log_prefix.extend(done.prefix, [data])
+    marks = done.marks if prefix is None else (
+        *done.marks, Mark(count, size, prefix))[-checkpoints.RING:]
+    return Reconciliation(notes=done.notes, log=CelLog((*done.log.records, record)),
+                          file_changed=True, values=values, count=count,
+                          next_recnum=(record.recnum if record.recnum is not None
+                                       else done.next_recnum) + 1,
+                          size=size, prefix=prefix, marks=marks, bytes_read=done.bytes_read,
+                          from_checkpoint=done.from_checkpoint)
