@@ -62,6 +62,7 @@ _COMMANDS: LazyCommands = {
     "readmit": ("attest.cli.verifier", "readmit"),
     "revoke": ("attest.cli.verifier", "revoke"),
     "run": ("attest.cli.run", "run"),
+    "serve": ("attest.cli.serve", "serve"),
     "swtpm": ("attest.cli.swtpm", "swtpm"),
     "verify": ("attest.cli.verifier", "verify"),
 }

@@ -1,0 +1,118 @@
+"""`attest serve`: the verifier service (attest.server) under uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import click
+
+from attest.errors import EnvironmentProblem, UsageError
+
+SERVER_HINT = "pip install 'attest[server]'"
+
+
+@click.command("serve")
+@click.option("--policy", "policy_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="The verifier policy (YAML).")
+@click.option("--store", "store_url", metavar="URL",
+              help="The verifier's store [default: $ATTEST_STORE, else "
+              "sqlite:///$ATTEST_HOME/verifier.db].")
+@click.option("--host", "bind_host", default="127.0.0.1", show_default=True,
+              help="Address to listen on: loopback only until the service has TLS.")
+@click.option("--port", default=8600, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes, each with its own verifier on the one store.")
+@click.option("--verifier-id", help="This verifier's id; artifacts for another aud are denied.")
+@click.option("--nonce-ttl", default="120s", show_default=True,
+              help="How long a nonce from POST /v1/challenges is usable by default.")
+@click.pass_context
+def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_host: str,
+          port: int, workers: int, verifier_id: str | None, nonce_ttl: str) -> None:
+    """Serve the verifier over HTTP: challenges and verification under /v1.
+
+    \b
+    Every decision is logged in the store's audit log (its key in the home) before it
+    is answered. The API is at /v1 (OpenAPI: /v1/openapi.json); docs/service.md.
+      attest serve --policy policy.yaml --port 8600
+    """
+    from attest.cli.common import parse_duration
+
+    ttl = parse_duration(nonce_ttl, "--nonce-ttl")
+    _loopback(bind_host)
+    try:
+        import uvicorn
+
+        from attest.server.app import create_app
+    except ImportError as exc:
+        raise EnvironmentProblem(f"the service needs the server extra ({exc.name} is missing)",
+                                 hint=SERVER_HINT) from None
+    from attest.policy import load_policy
+
+    policy = load_policy(policy_path)
+    home: Path = ctx.obj.home
+    chosen = store_url or os.environ.get("ATTEST_STORE")
+    if not chosen:
+        # As `attest verify`: the default store lives in the home, made on first use.
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        chosen = _default_url(home)
+    # Built here in this process too: a store or log key out of reach is exit 3 now.
+    app = create_app(policy, chosen, home, verifier_id=verifier_id, nonce_ttl=ttl)
+    listener = _listen(bind_host, port)
+    bound = listener.getsockname()
+    click.echo(f"attest: serving policy {policy.id} on http://{_url_host(bound[0])}:{bound[1]}"
+               f"/v1 ({workers} worker(s))", err=True)
+    log_level = "warning"
+    if workers == 1:
+        uvicorn.run(app, fd=listener.fileno(), log_level=log_level, access_log=False)
+        return
+    # Each worker process builds its own application from the environment (a factory).
+    os.environ.update({"ATTEST_SERVE_POLICY": str(policy_path.resolve()),
+                       "ATTEST_SERVE_STORE": chosen, "ATTEST_SERVE_HOME": str(home),
+                       "ATTEST_SERVE_VERIFIER_ID": verifier_id or "",
+                       "ATTEST_SERVE_NONCE_TTL": str(ttl)})
+    app.state.service.close()
+    uvicorn.run("attest.server.app:from_environment", factory=True, fd=listener.fileno(),
+                workers=workers, log_level=log_level, access_log=False)
+
+
+def _default_url(home: Path) -> str:
+    from attest.store import default_url
+
+    return default_url(home)
+
+
+def _loopback(host: str) -> None:
+    """UsageError unless ``host`` is a loopback address: answers are not signed yet and
+    there is no TLS, so only this machine may ask (as `attest run --verifier` requires)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if host != "localhost" and (address is None or not address.is_loopback):
+        raise UsageError(f"--host {host!r} is not a loopback address",
+                         hint="the service has no TLS yet: serve on 127.0.0.1 or ::1, "
+                         "behind a TLS-terminating proxy on this machine")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``; exit 3 naming them when it can't be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(512)
+    except OSError as exc:
+        listener.close()
+        raise EnvironmentProblem(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                 hint="choose another --port, or stop what holds it") from None
+    listener.set_inheritable(True)
+    return listener
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,84 @@
+"""JSON Schemas of the API's bodies, for the OpenAPI document (/v1/openapi.json).
+
+The handlers check bodies themselves (attest.server.bodies); these describe the same
+shapes to clients and to tests that hold answers against the document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JWS = {"type": "string", "description": "A compact JWS: the authorization artifact."}
+
+CHALLENGE_REQUEST: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"ttl": {"type": "integer", "minimum": 1,
+                           "description": "Seconds the nonce is usable."}},
+}
+CHALLENGE: dict[str, Any] = {
+    "type": "object", "required": ["nonce", "expires"],
+    "properties": {"nonce": {"type": "string", "description": "base64url, single use"},
+                   "expires": {"type": "integer", "description": "Unix time"}},
+}
+VERIFY_REQUEST: dict[str, Any] = {
+    "type": "object", "required": ["artifact"], "additionalProperties": False,
+    "properties": {"artifact": JWS},
+}
+BATCH_REQUEST: dict[str, Any] = {
+    "type": "object", "required": ["artifacts"], "additionalProperties": False,
+    "properties": {"artifacts": {"type": "array", "items": JWS, "minItems": 1}},
+}
+DENIAL: dict[str, Any] = {
+    "type": "object", "required": ["reason", "message"],
+    "properties": {"reason": {"type": "string", "description": "docs/reasons.md"},
+                   "message": {"type": "string"}},
+}
+DECISION: dict[str, Any] = {
+    "type": "object",
+    "required": ["accepted", "reasons", "denials", "jti", "host", "audit_index"],
+    "properties": {
+        "accepted": {"type": "boolean"},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "denials": {"type": "array", "items": DENIAL},
+        "jti": {"type": ["string", "null"]},
+        "subject": {"type": ["string", "null"]},
+        "host": {"type": ["string", "null"]},
+        "facts": {"type": "object"},
+        "audit_index": {"type": ["integer", "null"],
+                        "description": "The decision's entry in the audit log."},
+        "artifact_sha256": {"type": ["string", "null"]},
+    },
+}
+BATCH: dict[str, Any] = {
+    "type": "object", "required": ["decisions"],
+    "properties": {"decisions": {"type": "array", "items": DECISION}},
+}
+HEALTH: dict[str, Any] = {
+    "type": "object", "required": ["status"],
+    "properties": {"status": {"type": "string"}, "version": {"type": "string"},
+                   "policy": {"type": "object"}},
+}
+ERROR: dict[str, Any] = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {
+        "type": "object", "required": ["status", "code", "message"],
+        "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
+                       "message": {"type": "string"}}}},
+}
+
+
+def request_body(body: dict[str, Any], *, required: bool = True,
+                 jose: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": body}}
+    if jose:
+        content["application/jose"] = {"schema": JWS}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+def responses(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    error = {"content": {"application/json": {"schema": ERROR}}}
+    return {200: {"description": "OK", "content": {"application/json": {"schema": ok}}},
+            400: {"description": "Not JSON", **error},
+            413: {"description": "Too large", **error},
+            422: {"description": "Not the expected shape", **error},
+            500: {"description": "Internal error", **error}}
