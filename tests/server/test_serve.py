@@ -1,0 +1,103 @@
+"""`attest serve`: a real uvicorn on a loopback port, called with urllib; the command's
+refusals (a non-loopback address, a port already taken, no policy) by exit code; and the
+service without the TSS."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from attest.cli.main import cli
+from attest.policy import NonceMode
+from attest.store import default_url
+from tests.verify.rig import Rig
+from tests.verify.test_without_tss import _BLOCKED, _BODY, _env
+
+SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1")
+
+
+def _call(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data,  # noqa: S310 - loopback
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+        return json.loads(answer.read())
+
+
+def test_attest_serve_answers_on_loopback(rig: Rig) -> None:
+    rig.policy(nonce=NonceMode.REQUIRED)
+    policy = max(rig.tmp.glob("policy-*.yaml"))
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    url = default_url(home)
+    env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen(  # the CLI as a user runs it, on a port the kernel picks
+        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
+         "--store", url, "--port", "0"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        found = SERVING.search(line)
+        assert found, line
+        base = f"http://127.0.0.1:{found.group(1)}"
+        assert _call(base, "/v1/health")["status"] == "ok"
+        nonce = _call(base, "/v1/challenges", {})["nonce"]
+        artifact = rig.issue(nonce=nonce).decode()
+        decision = _call(base, "/v1/verify", {"artifact": artifact})
+        assert decision["accepted"] is True, decision["denials"]
+        again = _call(base, "/v1/verify", {"artifact": artifact})
+        assert again["accepted"] is False and "replayed" in again["reasons"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, rest = server.communicate(timeout=30)
+    assert "Traceback" not in rest, rest
+    result = CliRunner().invoke(cli, ["--home", str(home), "audit", "verify", "--store", url])
+    assert result.exit_code == 0, result.output
+
+
+def _serve(tmp_path: Path, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["--home", str(tmp_path / "home"), "serve", *args],
+                              catch_exceptions=False)
+
+
+def test_serve_refuses_an_address_beyond_loopback(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("")
+    done = _serve(tmp_path, "--policy", str(policy), "--host", "0.0.0.0")  # noqa: S104
+    assert done.exit_code == 2 and "loopback" in done.output
+
+
+def test_serve_without_a_policy_file_is_usage(tmp_path: Path) -> None:
+    done = _serve(tmp_path, "--policy", str(tmp_path / "absent.yaml"))
+    assert done.exit_code == 2, done.output
+
+
+def test_serve_on_a_taken_port_is_environment(rig: Rig, tmp_path: Path) -> None:
+    rig.policy()
+    policy = max(rig.tmp.glob("policy-*.yaml"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = _serve(tmp_path, "--policy", str(policy), "--port", str(port))
+    assert done.exit_code == 3, done.output
+    assert f"127.0.0.1:{port}" in done.output
+
+
+def test_the_service_never_imports_the_tss() -> None:
+    done = subprocess.run([sys.executable, "-c", _BLOCKED + _BODY, "--modules",
+                           "attest.server.app", "attest.cli.serve"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**_env({}), "PYTHONPATH": os.pathsep.join(sys.path)},
+                          check=True)
+    assert done.stdout.split() == [], done.stdout
