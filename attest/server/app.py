@@ -5,7 +5,9 @@ per process: every decision, accept or deny, is logged before it is answered, an
 concurrent requests share its group commit (requests run on the thread pool). Accept
 and deny both answer 200 with the decision; only a request that is not one (too large,
 not JSON, the wrong shape) answers 400/413/422, with ``{"error": {...}}``, and an
-unexpected failure 500 with the same shape: never a traceback.
+unexpected failure 500 with the same shape: never a traceback. A store out of reach
+where no decision is made (a challenge) is 503; a verification is then a logged denial
+or, when it can't be logged, a denial saying so (attest.verify.verifier).
 
 The handlers read their bodies themselves (attest.server.bodies) rather than through
 FastAPI's models: the cap applies before parsing and the JSON reader is the project's
@@ -30,6 +32,7 @@ from attest import __version__
 from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
 from attest.decision import Decision
+from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
 from attest.server import schema
 from attest.server.bodies import (
@@ -134,6 +137,14 @@ def _errors(app: FastAPI) -> None:
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         return _error(422, "invalid_request", "the request does not fit the API")
 
+    async def environment(_: Request, exc: Exception) -> JSONResponse:
+        # The store or the log out of reach (a challenge can't be recorded): the service
+        # is unavailable, not the request wrong. Which path failed is the operator's to
+        # read in the server's log, not the client's.
+        assert isinstance(exc, EnvironmentProblem)  # noqa: S101 - registered for that class
+        code = exc.reason.value if exc.reason is not None else "unavailable"
+        return _error(503, code, f"the verifier is unavailable: {type(exc).__name__}")
+
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         # The last line of defence: the client learns that it failed, not how.
         return _error(500, "internal_error", f"internal error: {type(exc).__name__}")
@@ -141,6 +152,7 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(RequestRefused, refused)
     app.add_exception_handler(HTTPException, http)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(EnvironmentProblem, environment)
     app.add_exception_handler(Exception, unexpected)
 
 

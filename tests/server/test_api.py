@@ -144,3 +144,17 @@ def test_health_and_the_openapi_document(service: Service) -> None:
         document["paths"])
     body = document["paths"]["/v1/verify"]["post"]["requestBody"]["content"]
     assert body["application/json"]["schema"]["required"] == ["artifact"]
+
+
+def test_a_store_out_of_reach_is_503_for_a_challenge_and_never_an_acceptance(
+        service: Service) -> None:
+    artifact = service.rig.issue(nonce=_challenge(service))
+    store = service.client.app.state.service.store  # type: ignore[attr-defined]
+    store.close()  # its connections: the next transaction opens the file again
+    database = service.home / "verifier.db"
+    for stale in service.home.glob("verifier.db-*"):
+        stale.unlink()
+    database.write_bytes(b"not a database " * 512)
+    _error(service.client.post("/v1/challenges", json={}), 503, "unavailable")
+    decision = _verify(service, artifact)
+    assert decision["accepted"] is False and decision["reasons"], decision
