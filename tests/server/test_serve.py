@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,12 @@ from click.testing import CliRunner
 from attest.cli.main import cli
 from attest.policy import NonceMode
 from attest.store import default_url
+from tests.conftest import Host
+from tests.run.conftest import attest_cli, ready
 from tests.verify.rig import Rig
 from tests.verify.test_without_tss import _BLOCKED, _BODY, _env
+
+__all__ = ["ready"]
 
 SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1")
 
@@ -34,22 +40,39 @@ def _call(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(answer.read())
 
 
-def test_attest_serve_answers_on_loopback(rig: Rig) -> None:
-    rig.policy(nonce=NonceMode.REQUIRED)
-    policy = max(rig.tmp.glob("policy-*.yaml"))
-    home = rig.tmp / "verifier"
-    home.mkdir()
-    url = default_url(home)
+@contextmanager
+def _served(policy: Path, home: Path) -> Iterator[str]:
+    """`attest serve` as a user runs it, on a port the kernel picks: its base URL. Stopped
+    with SIGTERM afterwards, which must end it without a traceback."""
+    home.mkdir(exist_ok=True)
     env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen(  # the CLI as a user runs it, on a port the kernel picks
+    server = subprocess.Popen(
         [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
-         "--store", url, "--port", "0"], env=env, stderr=subprocess.PIPE, text=True)
+         "--store", default_url(home), "--port", "0"], env=env, stderr=subprocess.PIPE,
+        text=True)
     try:
         assert server.stderr is not None
         line = server.stderr.readline()
         found = SERVING.search(line)
         assert found, line
-        base = f"http://127.0.0.1:{found.group(1)}"
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, rest = server.communicate(timeout=30)
+    assert "Traceback" not in rest, rest
+
+
+def _audit_verifies(home: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(home), "audit", "verify", "--store",
+                                      default_url(home)])
+    assert result.exit_code == 0, result.output
+
+
+def test_attest_serve_answers_on_loopback(rig: Rig) -> None:
+    rig.policy(nonce=NonceMode.REQUIRED)
+    policy = max(rig.tmp.glob("policy-*.yaml"))
+    home = rig.tmp / "verifier"
+    with _served(policy, home) as base:
         assert _call(base, "/v1/health")["status"] == "ok"
         nonce = _call(base, "/v1/challenges", {})["nonce"]
         artifact = rig.issue(nonce=nonce).decode()
@@ -57,12 +80,27 @@ def test_attest_serve_answers_on_loopback(rig: Rig) -> None:
         assert decision["accepted"] is True, decision["denials"]
         again = _call(base, "/v1/verify", {"artifact": artifact})
         assert again["accepted"] is False and "replayed" in again["reasons"]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, rest = server.communicate(timeout=30)
-    assert "Traceback" not in rest, rest
-    result = CliRunner().invoke(cli, ["--home", str(home), "audit", "verify", "--store", url])
-    assert result.exit_code == 0, result.output
+    _audit_verifies(home)
+
+
+def test_attest_run_against_attest_serve(ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """Today's client (`attest run --verifier`: a challenge, then the JWS as
+    application/jose) and the service agree: accepted, CMD runs; denied, it does not."""
+    host, policy = ready
+    home = tmp_path / "verifier"
+    ran, never = tmp_path / "ran", tmp_path / "must-not-exist"
+    with _served(policy, home) as base:
+        done = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c",
+                          f"echo yes > {ran}; exit 7")
+        assert done.returncode == 7, done.stderr
+        assert ran.read_text() == "yes\n"
+        host.ok("measure", "data", "--name", "unexpected", "--value", "x")
+        denied = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c",
+                            f"touch {never}")
+        assert denied.returncode == 1, denied.stderr
+        assert "reference_value_mismatch" in denied.stderr
+        assert not never.exists()
+    _audit_verifies(home)
 
 
 def _serve(tmp_path: Path, *args: str) -> Any:
