@@ -139,3 +139,29 @@ def test_the_service_never_imports_the_tss() -> None:
                           env={**_env({}), "PYTHONPATH": os.pathsep.join(sys.path)},
                           check=True)
     assert done.stdout.split() == [], done.stdout
+
+
+_NO_SERVER = """
+import importlib.abc, sys
+
+class NoServer(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoServer())
+sys.argv = ["attest", *sys.argv[1:]]
+from attest.cli.main import main
+main()
+"""
+
+
+def test_serve_without_the_server_extra_names_it(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _NO_SERVER, "--home", str(tmp_path),
+                           "serve", "--policy", str(tmp_path / "policy.yaml")],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                          check=False)
+    assert done.returncode == 3, done.stderr
+    assert "attest[server]" in done.stderr and "Traceback" not in done.stderr
