@@ -7,6 +7,7 @@ user.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 
 from attest.reasons import Reason
@@ -15,6 +16,16 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+
+# An OSError on a path the caller named: not there, not a file, or not theirs to open is
+# usage; every other errno is the system failing under a correct request (ENOSPC, EDQUOT,
+# EROFS, EIO, ENXIO, EMFILE, ...): environment.
+USAGE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+                          errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST})
+
+
+def os_error_exit_code(exc: OSError) -> int:
+    return EXIT_USAGE if exc.errno in USAGE_ERRNOS else EXIT_ENVIRONMENT
 
 
 class AttestError(Exception):

@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from attest.reasons import Reason
 
 # Per-kind bounds, each far above any honest input of its kind.
 MAX_POLICY_BYTES = 1 << 20
@@ -38,17 +42,32 @@ def read_at_most(path: str | Path, limit: int) -> bytes:
         return b"".join(chunks)
 
 
-def read_bounded(path: str | Path, what: str, limit: int) -> bytes:
-    """The bytes of ``path``: UsageError when it cannot be read, MalformedInput (both exit
-    2) when it holds more than ``limit``."""
-    from attest.errors import MalformedInput, UsageError
+def read_prefix(path: str | Path, what: str, limit: int) -> bytes:
+    """:func:`read_at_most` for a path someone named, its OSError said by the exit-code
+    rule (attest.errors.os_error_exit_code): not there or not a file is UsageError (exit
+    2), an I/O error EnvironmentProblem (exit 3)."""
+    from attest.errors import EXIT_USAGE, EnvironmentProblem, UsageError, os_error_exit_code
 
     try:
-        data = read_at_most(path, limit)
+        return read_at_most(path, limit)
     except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+        error = UsageError if os_error_exit_code(exc) == EXIT_USAGE else EnvironmentProblem
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_bounded(path: str | Path, what: str, limit: int,
+                 evidence: Reason | None = None) -> bytes:
+    """The bytes of ``path`` (:func:`read_prefix`'s errors). More than ``limit`` is
+    MalformedInput (exit 2), or, for ``evidence`` (a file whose content is judged),
+    MalformedEvidence with that reason (exit 1): no such evidence is that large."""
+    from attest.errors import MalformedEvidence, MalformedInput
+
+    data = read_prefix(path, what, limit)
     if len(data) > limit:
-        raise MalformedInput(f"{what} {path} holds more than {limit} bytes: not one")
+        message = f"{what} {path} holds more than {limit} bytes: not one"
+        if evidence is not None:
+            raise MalformedEvidence(message, reason=evidence)
+        raise MalformedInput(message)
     return data
 
 

@@ -12,19 +12,15 @@ import click
 
 from attest import durations, hexdigits
 from attest.artifact.model import MAX_TTL_S
-from attest.cli.failure import Failure, os_error_exit_code
+from attest.cli.failure import Failure
 from attest.cli.terminal import visible
 from attest.errors import (
     EXIT_REFUSED,
-    EXIT_USAGE,
-    EnvironmentProblem,
     EvidenceError,
-    MalformedEvidence,
-    MalformedInput,
     UsageError,
 )
 from attest.evidence.pcrs import PCRSelection
-from attest.inputfile import read_at_most
+from attest.inputfile import read_bounded
 from attest.reasons import Reason
 
 if TYPE_CHECKING:
@@ -97,26 +93,7 @@ def echo_json(data: Any) -> None:
 MAX_INPUT_BYTES = 64 << 20
 
 
-def read_prefix(path: Path, what: str, limit: int) -> bytes:
-    """At most ``limit + 1`` bytes of ``path``: the whole file, or a prefix that shows the
-    file is larger than ``limit`` (for a reader that reports the size itself)."""
-    try:
-        return read_at_most(path, limit)
-    except OSError as exc:
-        # Not there or not a file: the caller's usage; an I/O error: the environment's.
-        error = UsageError if os_error_exit_code(exc) == EXIT_USAGE else EnvironmentProblem
-        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
 def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES,
                evidence: Reason | None = None) -> bytes:
-    """The bytes of ``path``. More than ``limit`` is MalformedInput (exit 2), or, for
-    ``evidence`` (a file whose content is judged), MalformedEvidence with that reason
-    (exit 1): no such evidence is that large."""
-    data = read_prefix(path, what, limit)
-    if len(data) > limit:
-        message = f"{what} {path} holds more than {limit} bytes: not one"
-        if evidence is not None:
-            raise MalformedEvidence(message, reason=evidence)
-        raise MalformedInput(message)
-    return data
+    """attest.inputfile.read_bounded with the CLI's default bound."""
+    return read_bounded(path, what, limit, evidence)

@@ -9,7 +9,6 @@ With ``--json`` the same failure is also a JSON object on stdout.
 
 from __future__ import annotations
 
-import errno
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,24 +17,20 @@ from typing import Any, TypeVar
 import click
 
 from attest.cli.terminal import visible
-from attest.errors import EXIT_ENVIRONMENT, EXIT_REFUSED, EXIT_USAGE, AttestError
+from attest.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    AttestError,
+    os_error_exit_code,
+)
 
 KINDS = {EXIT_REFUSED: "refused", EXIT_USAGE: "usage", EXIT_ENVIRONMENT: "environment"}
-
-# The caller named a path that is not there, not a file, or not theirs to open: usage.
-# Every other errno is the system failing under a correct request (ENOSPC, EDQUOT, EROFS,
-# EIO, ENXIO, EMFILE, ...): environment.
-USAGE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
-                          errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST})
 
 # ctx.meta key set by json_option (below) when the invoked command got --json.
 JSON_FLAG = "attest.json"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def os_error_exit_code(exc: OSError) -> int:
-    return EXIT_USAGE if exc.errno in USAGE_ERRNOS else EXIT_ENVIRONMENT
 
 
 @dataclass(frozen=True)

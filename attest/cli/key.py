@@ -15,14 +15,13 @@ from attest.cli.common import (
     parse_hex,
     parse_selection,
     read_input,
-    read_prefix,
     tpm_from,
 )
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.evidence.approval import MAX_APPROVAL_BYTES, Approval
 from attest.host.runtime.log import RuntimeLog
-from attest.inputfile import MAX_KEY_BYTES
+from attest.inputfile import MAX_KEY_BYTES, read_prefix
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity

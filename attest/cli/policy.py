@@ -17,14 +17,16 @@ import click
 from attest.cli.common import echo_json, parse_hex, parse_selection, read_input, tpm_from
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
+from attest.durations import MAX_DURATION_S
 from attest.errors import UsageError
 from attest.evidence import tpmpolicy as policy_digests
 from attest.evidence.approval import MAX_SERIAL
 from attest.evidence.pcrs import DIGEST_SIZES, PCRSelection, hash_name
 from attest.inputfile import MAX_KEY_BYTES
 
-# An approval's --expires: ten years, far beyond any PCR values' life.
-MAX_APPROVAL_LIFETIME_S = 3650 * 86400
+# An approval's --expires: the longest duration attest takes (ten years), far beyond any
+# PCR values' life.
+MAX_APPROVAL_LIFETIME_S = MAX_DURATION_S
 
 
 @click.group(short_help="Policies: key approvals, PolicyPCR digests, verifier policies.")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest.certfiles import certificate_files
-from attest.cli.common import echo_json, read_input, read_prefix, tpm_from, utf8_text
+from attest.cli.common import echo_json, read_input, tpm_from, utf8_text
 from attest.cli.failure import Failure, json_option
 from attest.cli.terminal import visible
 from attest.errors import (
@@ -20,6 +20,7 @@ from attest.errors import (
     TPMError,
     UsageError,
 )
+from attest.inputfile import read_prefix
 from attest.reasons import Reason
 from attest.store import RevocationKind, Store, default_url
 

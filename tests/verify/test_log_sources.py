@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import struct
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -108,21 +109,33 @@ def _swap_logs(runtime: bytes | None = None, boot: bytes | None = None, *,
     return edit
 
 
-@pytest.fixture
-def booted(fresh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    """A host whose firmware measured FIRMWARE into PCRs 4 and 7, its key sealed after."""
-    with open_tpm(fresh_host.sim.tcti) as tpm:
+@contextmanager
+def booted_rig(host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               *commands: list[str]) -> Iterator[Rig]:
+    """A host whose firmware measured FIRMWARE into PCRs 4 and 7 (its boot log at
+    $ATTEST_BOOT_LOG), its key sealed after, then ``commands`` measured."""
+    with open_tpm(host.sim.tcti) as tpm:
         for event in FIRMWARE:
             extend(tpm, event[0], {"sha256": _digest(event)})
     log = tmp_path / "binary_bios_measurements"
     log.write_bytes(_log(FIRMWARE))
     monkeypatch.setenv("ATTEST_BOOT_LOG", str(log))
-    fresh_host.ok("key", "create")
-    fresh_host.ok("measure", "command", "--", "ls")
-    made = Rig(fresh_host, tmp_path / "rig")
+    host.ok("key", "create")
+    for command in commands:
+        host.ok("measure", "command", "--", *command)
+    made = Rig(host, tmp_path / "rig")
     made.tmp.mkdir()
-    yield made
-    made.close()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def booted(fresh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    """A host whose firmware measured FIRMWARE into PCRs 4 and 7, its key sealed after."""
+    with booted_rig(fresh_host, tmp_path, monkeypatch, ["ls"]) as made:
+        yield made
 
 
 # -- item 1: one log source per PCR ----------------------------------------------------------

@@ -29,28 +29,23 @@ from attest.eventlog.cel import (
 )
 from attest.host.runtime.log import measure
 from attest.policy.model import Rule
-from attest.tpm.device import open_tpm
-from attest.tpm.pcr import extend
 from tests.conftest import Host
 from tests.verify.rig import HOST_ID, Rig, accepted, denied
-from tests.verify.test_log_sources import FIRMWARE, GRUB, SHIM, _apps, _digest, _log, _with_boot
+from tests.verify.test_log_sources import (
+    GRUB,
+    SHIM,
+    _apps,
+    _with_boot,
+    booted_rig,
+)
 
 
 @pytest.fixture
 def unmeasured(fresh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                ) -> Iterator[Rig]:
     """A booted host (as test_log_sources' ``booted``) whose runtime PCR is untouched."""
-    with open_tpm(fresh_host.sim.tcti) as tpm:
-        for event in FIRMWARE:
-            extend(tpm, event[0], {"sha256": _digest(event)})
-    log = tmp_path / "binary_bios_measurements"
-    log.write_bytes(_log(FIRMWARE))
-    monkeypatch.setenv("ATTEST_BOOT_LOG", str(log))
-    fresh_host.ok("key", "create")
-    made = Rig(fresh_host, tmp_path / "rig")
-    made.tmp.mkdir()
-    yield made
-    made.close()
+    with booted_rig(fresh_host, tmp_path, monkeypatch) as made:
+        yield made
 
 
 def _swap(log: bytes, base: RuntimeLogBase | None = None) -> Callable[[Evidence], Evidence]:
