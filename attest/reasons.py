@@ -42,6 +42,13 @@ class Reason(StrEnum):
     SCOPE_ESCALATION = "scope_escalation"
     POLICY_MISMATCH = "policy_mismatch"
     AUDIT_UNAVAILABLE = "audit_unavailable"
+    # Enrollment over HTTP (attest.verify.enrollment), not artifact denials: the secret
+    # sent back is not the one wrapped to the EK for the AK (the AK is not in that TPM);
+    # no pending enrollment has that id (never issued by this verifier, or purged); the
+    # host id or the AK belongs to another TPM or host id (moving it needs an admin).
+    ACTIVATION_FAILED = "activation_failed"
+    ENROLLMENT_UNKNOWN = "enrollment_unknown"
+    ENROLLMENT_CONFLICT = "enrollment_conflict"
     # Not a verifier denial: an audit proof, tree head or log that does not verify.
     PROOF_INVALID = "proof_invalid"
     INTERNAL_ERROR = "internal_error"

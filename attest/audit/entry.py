@@ -43,7 +43,8 @@ class Outcome(StrEnum):
 
 _OUTCOMES = {
     EntryKind.DECISION: {Outcome.ACCEPTED, Outcome.DENIED},
-    EntryKind.ENROLLMENT: {Outcome.ENROLLED},
+    # denied: an enrollment over HTTP refused (attest.verify.enrollment); it changed nothing
+    EntryKind.ENROLLMENT: {Outcome.ENROLLED, Outcome.DENIED},
     EntryKind.REVOCATION: {Outcome.REVOKED, Outcome.READMITTED},
 }
 

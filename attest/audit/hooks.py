@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from attest.audit.entry import Entry, EntryKind, Outcome, fit
 from attest.audit.log import AuditLog
 from attest.decision import Decision
@@ -103,15 +105,20 @@ def move_entry(moved: HostMove, *, time: int, verifier_id: str | None = None) ->
 def enroll_logged(store: Store, log: AuditLog, host: str, ak_name: bytes, ak_public: bytes,
                   ak_qualified_name: bytes, ek_certificate: bytes | None, *,
                   ek: str | None, move_host: bool = False, now: int | None = None,
-                  verifier_id: str | None = None) -> HostMove | None:
+                  verifier_id: str | None = None,
+                  before: Callable[[Transaction], None] | None = None) -> HostMove | None:
     """Enroll an AK (:meth:`Store.enroll`) with its audit entries and its seal, all in
     the enrollment's transaction: no AK is trusted unlogged, and the audited verifier
     trusts only enrollments sealed here. Raises AuditUnavailable (nothing enrolled)
-    when the log cannot take the entries or the key is missing."""
+    when the log cannot take the entries or the key is missing. ``before`` runs first
+    in that transaction (the service consumes the pending enrollment there: what it
+    raises rolls the enrollment back)."""
     when = log.now() if now is None else now
     entry = enrollment_entry(host, ak_name, time=when, verifier_id=verifier_id)
 
     def logged(tx: Transaction, move: HostMove | None) -> None:
+        if before is not None:
+            before(tx)
         if move is not None:
             log.append(tx, move_entry(move, time=when, verifier_id=verifier_id))
         log.append(tx, entry)

@@ -197,6 +197,12 @@ class AuditLog:
         with _unavailable("the enrollment could not be sealed"):
             seals.seal(tx, signer, name)
 
+    def seal_pending(self, data: bytes) -> bytes:
+        """The verifier's seal over a pending enrollment's fixed fields (``data`` carries
+        its own label: attest.verify.enrollment), so that a row someone else wrote into
+        the database activates nothing. Raises :class:`AuditUnavailable` without the key."""
+        return self._keyed("seal a pending enrollment").trust_mac(data)
+
     def seal_artifact(self, tx: Transaction, record: ArtifactRecord) -> None:
         """Seal the artifact ``record`` that ``tx`` accepts, over the values the verifier
         accepted. Raises :class:`AuditUnavailable` without the key: the acceptance rolls

@@ -62,9 +62,10 @@ def _declared() -> dict[str, tuple[type, int | None]]:
     # Imported here: the audit component's tables sit above the store in the layers,
     # and its schema module imports the store's.
     from attest.audit.schema import TABLES as AUDIT_TABLES
+    from attest.store.pending import TABLES as PENDING_TABLES
     from attest.store.schema import TABLES as STORE_TABLES
 
-    tables: Sequence[Table] = (*STORE_TABLES, *AUDIT_TABLES)
+    tables: Sequence[Table] = (*STORE_TABLES, *AUDIT_TABLES, *PENDING_TABLES)
     declared: dict[str, tuple[type, int | None]] = {}
     for table in tables:
         for column in table.columns:

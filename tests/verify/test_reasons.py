@@ -32,6 +32,7 @@ from tests.verify.rig import HOST_ID, Rig, accepted, denied, split
 # test_every_reason_has_a_test keeps this complete.
 CORPUS, LIVE, LINEAGE = ("tests.verify.test_corpus_reasons", "tests.verify.test_reasons",
                          "tests.verify.test_lineage")
+ENROLL = "tests.server.test_enroll"
 PRODUCED_BY = {
     Reason.MALFORMED_ARTIFACT: (CORPUS, "test_malformed_artifact"),
     Reason.ALG_NOT_ALLOWED: (LIVE, "test_alg_not_allowed"),
@@ -69,6 +70,11 @@ PRODUCED_BY = {
         LIVE, "test_log_prefix_unknown_a_log_sent_from_a_prefix_never_seen"),
     Reason.PROOF_INVALID: (LIVE, "test_proof_invalid_is_the_reason_of_an_audit_proof_that_fails"),
     Reason.INTERNAL_ERROR: (CORPUS, "test_internal_error_store_corrupted_mid_way"),
+    # Enrollment over HTTP, not artifact denials.
+    Reason.ACTIVATION_FAILED: (
+        ENROLL, "test_a_bad_activation_secret_is_denied_and_enrolls_nothing"),
+    Reason.ENROLLMENT_UNKNOWN: (ENROLL, "test_an_unknown_enrollment_id_is_denied"),
+    Reason.ENROLLMENT_CONFLICT: (ENROLL, "test_a_host_id_of_another_tpm_is_not_taken"),
 }
 
 STORE_ENROLLMENT: dict[str, Any] = {"trusted_aks": []}  # render_policy: enrollment: store
