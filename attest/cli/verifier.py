@@ -213,17 +213,28 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
 @click.option("--move-host", is_flag=True,
               help="Administrator: give the host id to this TPM although another TPM's EK "
               "holds it (the TPM was replaced). Recorded in the audit log.")
+@click.option("--verifier", "verifier_url", metavar="URL",
+              help="Enroll with a verifier service instead of a local store: an https URL, "
+              "or http to this machine (docs/service.md, Enrollment).")
+@click.option("--cacert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --verifier: the CA certificate(s) (PEM) the service's TLS "
+              "certificate must chain to [default: the system's].")
+@click.option("--insecure", is_flag=True,
+              help="With --verifier: allow plain http to another machine. Anyone on the path "
+              "can then change the host id enrolled or answer in the verifier's place.")
 @_STORE
 @_JSON
 @click.pass_context
 def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], move_host: bool,
+           verifier_url: str | None, cacert: Path | None, insecure: bool,
            store_url: str | None, as_json: bool) -> None:
-    """Enroll this host's AK with a local verifier store, by credential activation.
+    """Enroll this host's AK with a local verifier store, by credential activation, or
+    with a verifier service (--verifier).
 
     The verifier side wraps a secret to the EK in the EK certificate (checked against
-    --ek-roots) and the AK's name; only the TPM that holds that EK can unwrap it, and
-    only for that AK. A host id belongs to one EK; a revoked host, EK or AK is not
-    enrolled again.
+    --ek-roots, or the service's policy) and the AK's name; only the TPM that holds that
+    EK can unwrap it, and only for that AK. A host id belongs to one EK; a revoked host,
+    EK or AK is not enrolled again.
     """
     import secrets
     import socket
@@ -232,6 +243,15 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     from attest.tpm.hierarchy import EK_RSA, activate_credential, load_identity
 
     host = utf8_text(host_id or socket.gethostname(), "--host")
+    if verifier_url is not None:
+        if ek_roots or move_host or store_url:
+            raise UsageError("--verifier enrolls with the service: its policy names the EK "
+                             "roots and its store; --ek-roots, --move-host and --store are "
+                             "for a local store")
+        _enroll_remote(ctx, host, verifier_url, cacert, insecure, as_json)
+        return
+    if cacert is not None or insecure:
+        raise UsageError("--cacert and --insecure go with --verifier")
     identity = load_identity(ctx.obj.home)
     named_ak(identity)  # the public area recorded is the one credential activation binds
     ek = next((e for e in identity.eks if e.kind == EK_RSA.label), None)
@@ -278,6 +298,37 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
                    f"(credential activated; EK chain {result['ek_chain']})"
                    + ("" if moved is None else
                       f"; host id moved from EK {(moved.previous or 'not recorded')[:16]}…"))
+
+
+def _enroll_remote(ctx: click.Context, host: str, url: str, cacert: Path | None,
+                   insecure: bool, as_json: bool) -> None:
+    """`attest enroll --verifier`: attest.host.enroll does the exchange."""
+    import ssl
+
+    from attest.host.enroll import enroll_remote
+    from attest.host.run import check_verifier_url
+    from attest.tpm.hierarchy import load_identity
+
+    check_verifier_url(url, plain_http=insecure)  # before the TPM is touched
+    context = None
+    if cacert is not None:
+        try:
+            context = ssl.create_default_context(cafile=str(cacert))
+        except (ssl.SSLError, ValueError) as exc:
+            raise UsageError(f"--cacert {visible(cacert)} holds no CA certificate: {exc}"
+                             ) from None
+    identity = load_identity(ctx.obj.home)
+    named_ak(identity)
+    with tpm_from(ctx) as tpm:
+        done = enroll_remote(tpm, identity, url, host, context=context, insecure=insecure)
+    result: dict[str, Any] = {"host": done.host, "ak": done.ak, "ek": done.ek,
+                              "ek_chain": "verified by the verifier", "moved_from_ek": None,
+                              "verifier": url}
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"enrolled AK {visible(done.ak[:16])}… as host {visible(done.host)} with "
+                   f"{visible(url)} (credential activated; EK chain verified by the verifier)")
 
 
 def _answers(tpm: TPM) -> bool:

@@ -42,6 +42,8 @@ from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
 if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQLAlchemy)
+    import ssl
+
     from attest.policy.model import VerifierPolicy
     from attest.store import Store
 
@@ -230,8 +232,9 @@ def _bounded(data: bytes) -> bytes:
     return data
 
 
-def check_verifier_url(url: str) -> None:
-    """UsageError unless ``url`` is https, or http to this machine (loopback).
+def check_verifier_url(url: str, *, plain_http: bool = False) -> None:
+    """UsageError unless ``url`` is https, or http to this machine (loopback), or with
+    ``plain_http`` (an explicit --insecure) http to anywhere.
 
     Nothing in a verifier's answer is signed: over plain http, whoever is on the path
     answers {"accepted": true} and the command runs on a host no verifier accepted.
@@ -254,7 +257,7 @@ def check_verifier_url(url: str) -> None:
     # Only http(s): urllib would also open file: and other schemes.
     if parts.scheme not in ("http", "https") or not host:
         raise UsageError(f"--verifier must be an http(s) URL naming a host, not {url!r}")
-    if parts.scheme == "https":
+    if parts.scheme == "https" or plain_http:
         return
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -267,17 +270,21 @@ def check_verifier_url(url: str) -> None:
                          "localhost / 127.0.0.1 only")
 
 
-def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
+def _post(url: str, body: bytes, content_type: str, *, context: ssl.SSLContext | None = None,
+          insecure: bool = False) -> dict[str, object]:
+    """POST ``body``; the JSON object answered. ``context``: the TLS context (--cacert);
+    ``insecure``: plain http to another machine allowed (--insecure)."""
     # Imported here: http.client and its email parsing are for remote runs only.
     import urllib.error
     import urllib.request
 
-    check_verifier_url(url)
+    check_verifier_url(url, plain_http=insecure)
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
                                      headers={"Content-Type": content_type,
                                               "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S,  # noqa: S310
+                                    context=context) as response:
             data = strictjson.loads(_bounded(response.read(MAX_ANSWER_BYTES + 1)))
     except urllib.error.HTTPError as exc:
         # A verifier that answers with an error status still answered: read its decision.
