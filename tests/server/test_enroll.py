@@ -337,3 +337,29 @@ def test_a_policy_without_roots_or_with_trusted_aks_enrolls_nobody(
         answer = service.client.post("/v1/enrollments", json=service.request())
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"]["code"] == "enrollment_closed"
+
+
+def test_a_store_out_of_reach_is_503_and_enrolls_nothing(service: Enrolling) -> None:
+    challenge = service.offer()
+    secret = service.recover(challenge)
+    store = service.client.app.state.service.store  # type: ignore[attr-defined]
+    store.close()  # its connections: the next transaction opens the file again
+    for stale in service.home.glob("verifier.db-*"):
+        stale.unlink()
+    (service.home / "verifier.db").write_bytes(b"not a database " * 512)
+    for answer in (service.client.post("/v1/enrollments", json=service.request()),
+                   service.client.post(f"/v1/enrollments/{challenge['id']}/activation",
+                                       json={"secret": b64(secret)})):
+        assert answer.status_code == 503, answer.text
+        assert "error" in answer.json() and "Traceback" not in answer.text
+
+
+def test_the_openapi_document_describes_enrollment(service: Enrolling) -> None:
+    paths = service.client.get("/v1/openapi.json").json()["paths"]
+    offer = paths["/v1/enrollments"]["post"]
+    assert {"201", "200", "403", "422", "429", "503"} <= set(offer["responses"])
+    wanted = offer["requestBody"]["content"]["application/json"]["schema"]
+    assert wanted["required"] == ["host", "ek_certificate", "ak_public"]
+    activation = paths["/v1/enrollments/{enrollment_id}/activation"]["post"]
+    assert activation["requestBody"]["content"]["application/json"]["schema"][
+        "required"] == ["secret"]
