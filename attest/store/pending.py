@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attest.store import identities
 from attest.store.db import Transaction
 from attest.store.ddl import BIGINT, BLOB, INTEGER, Column, Table, varchar
 from attest.store.schema import MAX_EK_ID, MAX_HEX_NAME, MAX_HOST
@@ -93,11 +94,16 @@ def open_pending(store: Store) -> None:
     store.ensure_schema(COMPONENT, SCHEMA_VERSION, TABLES)
 
 
-def add(store: Store, row: PendingEnrollment, *, now: int, cap: int, cap_per_ek: int) -> None:
+def add(store: Store, row: PendingEnrollment, *, now: int, cap: int, cap_per_ek: int,
+        admissible: bool = True) -> None:
     """Store ``row``, first purging the expired ones; PendingFull past ``cap`` live rows,
     or ``cap_per_ek`` for its EK. The count and the insert share a write transaction
-    (serialized on SQLite; on PostgreSQL concurrent adds may pass a cap by a few)."""
+    (serialized on SQLite; on PostgreSQL concurrent adds may pass a cap by a few).
+    With ``admissible``, EnrollmentRefused first when the enrollment would be refused now
+    (:func:`check_admissible`): no challenge for a revoked TPM or a host id it can't take."""
     with store.write() as tx:
+        if admissible:
+            check_admissible(tx, row, now)
         tx.execute(_PURGE, {"now": now})
         if int(tx.scalar(_LIVE_FOR_EK, {"ek": row.ek, "now": now}) or 0) >= cap_per_ek:
             raise PendingFull(f"this TPM has {cap_per_ek} pending enrollments already",
@@ -110,6 +116,23 @@ def add(store: Store, row: PendingEnrollment, *, now: int, cap: int, cap_per_ek:
             "ak_qualified_name": row.ak_qualified_name, "ek_certificate": row.ek_certificate,
             "ek": row.ek, "secret_hash": row.secret_hash, "created_at": row.created_at,
             "expires_at": row.expires_at, "used_at": None, "attempts": 0, "mac": row.mac})
+
+
+class _Undo(Exception):
+    """Rolls back the savepoint of a trial admission."""
+
+
+def check_admissible(tx: Transaction, row: PendingEnrollment, now: int) -> None:
+    """EnrollmentRefused if enrolling ``row`` would be refused now: the rules of
+    :func:`attest.store.identities.admit` themselves, tried in a savepoint undone after.
+    The activation applies them again, in its own transaction: this only answers early."""
+    try:
+        with tx.savepoint():
+            identities.admit(tx, host=row.host, ak_name=row.ak_name, ek=row.ek, now=now,
+                             move_host=False)
+            raise _Undo
+    except _Undo:
+        pass
 
 
 def find(store: Store, pending_id: str) -> PendingEnrollment | None:

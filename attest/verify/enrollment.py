@@ -205,6 +205,9 @@ class Enroller:
         except PendingFull as exc:
             raise Busy(str(exc), hint="retry after the pending enrollments expire "
                        f"({self.ttl} s)") from None
+        except EnrollmentRefused as exc:
+            reason = exc.reason if exc.reason is not None else Reason.ENROLLMENT_CONFLICT
+            return self._denied(reason, exc.message, request.host, ak_name, now)
         return Challenge(pending_id, credential.credential_blob, credential.encrypted_secret,
                          row.expires_at)
 

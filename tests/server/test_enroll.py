@@ -254,26 +254,54 @@ def test_a_pending_row_written_into_the_database_activates_nothing(service: Enro
     assert service.verify()["reasons"] == ["ak_unknown"]
 
 
-def test_a_revoked_ak_is_not_enrolled_again(service: Enrolling) -> None:
+def _revoke_ak(service: Enrolling) -> None:
     from attest.audit.hooks import revoke_logged
     from attest.store.records import RevocationKind
 
     with Store.open(service.url) as store:
         revoke_logged(store, AuditLog.open(store, service.home), RevocationKind.AK,
                       service.rig.identity.ak_name, "stolen")
+
+
+def _bind_host_elsewhere(service: Enrolling) -> None:
+    """Another TPM (EK) holds the host id: an AK of its enrolled under it."""
+    with Store.open(service.url) as store:
+        store.enroll(HOST_ID, b"\x00\x0b" + bytes(32), b"other", b"", None, 0, ek="ab" * 32)
+
+
+def test_a_revoked_ak_is_not_enrolled_again(service: Enrolling) -> None:
+    # Revoked between the challenge and the activation: the activation refuses.
     challenge = service.offer()
+    _revoke_ak(service)
     denied(service.activate(challenge, service.recover(challenge)), "ak_revoked")
+    # Revoked already: no challenge at all.
+    answer = service.client.post("/v1/enrollments", json=service.request())
+    assert answer.status_code == 200, answer.text
+    denied(answer.json(), "ak_revoked")
 
 
 def test_a_host_id_of_another_tpm_is_not_taken(service: Enrolling) -> None:
     """The host id is bound to another EK: moving it needs an administrator, which this
     endpoint does not offer."""
-    with Store.open(service.url) as store:
-        store.enroll(HOST_ID, b"\x00\x0b" + bytes(32), b"other", b"", None, 0, ek="ab" * 32)
     challenge = service.offer()
+    _bind_host_elsewhere(service)
     decision = service.activate(challenge, service.recover(challenge))
     denied(decision, "enrollment_conflict")
     assert "belongs to another TPM" in decision["denials"][0]["message"]
+    early = service.client.post("/v1/enrollments", json=service.request()).json()
+    denied(early, "enrollment_conflict")
+    # Under its own, unbound host id the same TPM enrolls.
+    challenge = service.offer(service.request(host="web-2"))
+    assert service.activate(challenge, service.recover(challenge))["accepted"] is True
+
+
+def test_a_challenge_writes_no_binding(service: Enrolling) -> None:
+    """The early check tries the host-id rules in a savepoint it undoes: a challenge
+    never binds a host id to an EK (only an activation does)."""
+    service.offer()
+    with Store.open(service.url) as store, store.read() as tx:
+        assert tx.all("SELECT host FROM host_eks") == []
+        assert tx.all("SELECT ak_name FROM ak_eks") == []
 
 
 def test_an_ek_public_other_than_the_certificates_is_denied(service: Enrolling) -> None:
