@@ -72,9 +72,11 @@ def enroll_remote(tpm: TPM, identity: HostIdentity, verifier_url: str, host: str
         secret = activate_credential(tpm, identity, blob, wrapped, EK_RSA)
     except UsageError:
         raise VerifierUnreachable(f"the verifier at {verifier_url} sent no credential") from None
-    except TPMEnvironmentError:
-        raise
     except TPMError as exc:
+        # swtpm reports a seed it cannot decrypt as TPM_RC_FAILURE: a TPM that still
+        # answers failed on the credential, not as a device.
+        if isinstance(exc, TPMEnvironmentError) and not _answers(tpm):
+            raise
         # The TPM refused the credential: it was not made for this EK and AK.
         raise EvidenceError(f"credential activation failed ({exc.message}): the verifier's "
                             "credential is not for this TPM's EK and AK",
@@ -88,6 +90,15 @@ def enroll_remote(tpm: TPM, identity: HostIdentity, verifier_url: str, host: str
     ak, ek_id = facts.get("ak"), facts.get("ek")
     return Enrolled(host=str(activated.get("host")), ak=str(ak),
                     ek=ek_id if isinstance(ek_id, str) else None)
+
+
+def _answers(tpm: TPM) -> bool:
+    """Whether the TPM still serves commands (a failed command did not break it)."""
+    try:
+        tpm.call("reading the TPM clock", tpm.esapi.read_clock)
+    except TPMError:
+        return False
+    return True
 
 
 def _b64(data: bytes) -> str:

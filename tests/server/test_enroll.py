@@ -391,3 +391,18 @@ def test_the_openapi_document_describes_enrollment(service: Enrolling) -> None:
     activation = paths["/v1/enrollments/{enrollment_id}/activation"]["post"]
     assert activation["requestBody"]["content"]["application/json"]["schema"][
         "required"] == ["secret"]
+
+
+def test_an_ak_not_in_the_tpm_gets_no_secret(service: Enrolling) -> None:
+    """The real EK certificate with an AK public the host made up (the AK's attributes,
+    another key): the credential is wrapped to that AK's name, and the TPM that holds
+    the EK refuses to release it to its own AK. Without the secret, no enrollment."""
+    from attest.errors import TPMError
+
+    made_up = bytearray(service.rig.identity.ak_public)
+    made_up[-1] ^= 1  # the last byte of the public point: another key, another name
+    challenge = service.offer(service.request(ak_public=b64(bytes(made_up))))
+    with pytest.raises(TPMError):
+        service.recover(challenge)
+    denied(service.activate(challenge, secrets.token_bytes(32)), "activation_failed")
+    assert service.verify()["reasons"] == ["ak_unknown"]
