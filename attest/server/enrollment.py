@@ -48,6 +48,7 @@ MAX_CERTIFICATE_BYTES = 16 * 1024
 MAX_CHAIN = 8
 MAX_PUBLIC_BYTES = 1024  # a TPM2B_PUBLIC of an RSA-4096 key is well under
 MAX_SECRET_BYTES = 64
+MAX_NAME_BYTES = 66  # a TPM name: a 2-byte algorithm id and a digest of at most 64
 _ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _MEMBERS = {"host", "ek_certificate", "ek_chain", "ek_public", "ak_public",
             "ak_qualified_name"}
@@ -163,7 +164,7 @@ def _enrollment_request(body: dict[str, Any]) -> EnrollmentRequest:
         ek_public=None if ek_public is None else _b64(ek_public, "ek_public",
                                                       MAX_PUBLIC_BYTES),
         ak_qualified_name=_b64(body.get("ak_qualified_name", ""), "ak_qualified_name",
-                               MAX_PUBLIC_BYTES, empty=True))
+                               MAX_NAME_BYTES, empty=True))
 
 
 def _b64(value: object, what: str, limit: int, *, empty: bool = False) -> bytes:

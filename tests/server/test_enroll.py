@@ -333,6 +333,7 @@ def test_pending_enrollments_per_tpm_are_capped(service: Enrolling) -> None:
     ({"host": " web-1"}, 422),
     ({"host": "web\u00001"}, 422),
     ({"ek_chain": "x"}, 422),
+    ({"ak_qualified_name": b64(bytes(67))}, 422),
     ({"extra": 1}, 422),
 ])
 def test_malformed_enrollment_requests_are_refused(service: Enrolling, body: dict[str, Any],
