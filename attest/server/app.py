@@ -42,6 +42,7 @@ from attest.server.bodies import (
     read_body,
     unprocessable,
 )
+from attest.server.noncepurge import NoncePurge
 from attest.store import Store
 from attest.verify.verifier import Verifier
 
@@ -92,6 +93,8 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     store = Store.open(store_url)
     try:
         log = AuditLog.open(store, audit_home)
+        # The challenge key now (the first replica to start makes it): no challenge writes.
+        store.challenge_key(int(clock()))
         service = Service(policy, store, log, verifier_id=verifier_id, nonce_ttl=nonce_ttl,
                           max_batch=max_batch, max_batch_bytes=max_batch_bytes, clock=clock)
     except BaseException:
@@ -100,6 +103,9 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     app = FastAPI(title="attest verifier", version=__version__,
                   openapi_url=f"{API}/openapi.json", docs_url=None, redoc_url=None)
     app.state.service = service
+    purge = NoncePurge(store, clock)
+    app.router.on_startup.append(purge.start)
+    app.router.on_shutdown.append(purge.stop)
     app.router.on_shutdown.append(service.close)
     _errors(app)
     _routes(app, service)
