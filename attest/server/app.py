@@ -175,11 +175,16 @@ def _routes(app: FastAPI, service: Service) -> None:
               openapi_extra=schema.request_body(schema.CHALLENGE_REQUEST, required=False),
               responses=schema.responses(schema.CHALLENGE))
     async def challenge(request: Request) -> JSONResponse:
-        """A single-use nonce for the artifact's ``nonce`` claim, usable for ``ttl``
-        seconds (default: the service's)."""
+        """A single-use nonce for the artifact's ``eat_nonce`` claim, usable for ``ttl``
+        seconds (default: the service's). Issuing it writes nothing: the nonce carries
+        its expiry under a MAC only the deployment's replicas can make (docs/service.md,
+        Challenges); the acceptance that answers it records it."""
         body = json_object(await read_body(request, CHALLENGE_BODY_BYTES))
         only_members(body, {"ttl"})
         ttl = body.get("ttl", service.nonce_ttl)
+        # JSON Schema's integer includes 30.0 (the document says integer): accepted as 30.
+        if type(ttl) is float and ttl.is_integer():
+            ttl = int(ttl)
         if type(ttl) is not int or not 1 <= ttl <= MAX_TTL_S:
             raise unprocessable(f"ttl must be an integer from 1 to {MAX_TTL_S}")
         now = int(service.clock())
