@@ -312,6 +312,21 @@ class Store:
         key = self._known_challenge_key(tx)
         return None if key is None else challenges.read(key, nonce)
 
+    def precheck_nonce(self, nonce: str, now: int) -> NonceState | None:
+        """UNKNOWN or EXPIRED for a minted challenge whose MAC or expiry fails at ``now``;
+        None for one that passes (its use is the snapshot's to read) or for any other
+        text (a nonce issued as a row). Reads no row once the key is known."""
+        if len(nonce) > MAX_NONCE or not challenges.looks_minted(nonce):
+            return None
+        key = self._challenge_key
+        if key is None:
+            with self.read() as tx:
+                key = self._known_challenge_key(tx)
+        found = None if key is None else challenges.read(key, nonce)
+        if found is None:
+            return NonceState.UNKNOWN
+        return NonceState.EXPIRED if found.expires_at <= now else None
+
     def nonce_state_in(self, tx: Transaction, nonce: str,
                        now: int) -> tuple[NonceState, int | None]:
         """The state of ``nonce`` at ``now`` and, when usable, when it was issued.

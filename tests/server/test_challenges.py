@@ -108,8 +108,10 @@ def test_forged_altered_truncated_and_foreign_nonces_are_unknown(
     }
     for what, text in attempts.items():
         decision = _verify(service.client, service.rig.issue(nonce=text))
+        # Denied on the nonce alone, before the store or a signature (Verifier._prepare).
         assert decision["accepted"] is False, what
-        assert "nonce_unknown" in decision["reasons"], (what, decision["reasons"])
+        assert decision["reasons"] == ["nonce_unknown"], (what, decision["reasons"])
+        assert decision["audit_index"] is not None, what  # and logged like any decision
     assert _rows(service.url, "nonces") == 0  # nothing was consumed
     # The genuine one is still good: the attempts spent nothing.
     assert _verify(service.client, service.rig.issue(nonce=nonce))["accepted"] is True
@@ -159,3 +161,18 @@ def test_purged_nonces_stay_refused_by_their_expiry(rig: Rig) -> None:
         clock.now = start + 61 + GRACE_S
         again = _verify(client, rig.issue(nonce=nonce))
     assert again["accepted"] is False and _challenge_expired(again), again["denials"]
+
+
+def test_a_forged_nonce_is_denied_before_the_signature_is_checked(service: Service) -> None:
+    nonce = _challenge(service.client)["nonce"]
+    forged = _altered(nonce, challenges.TOKEN_BYTES - 1, 0x01)
+    artifact = service.rig.issue(nonce=forged)
+    head, payload, signature = artifact.split(b".")
+    broken = b".".join([head, payload, signature[:-2] + (b"AA" if signature[-2:] != b"AA"
+                                                           else b"BB")])
+    assert _verify(service.client, broken)["reasons"] == ["nonce_unknown"]
+    # With the genuine nonce the same broken signature is what is denied.
+    genuine = service.rig.issue(nonce=nonce).split(b".")
+    decision = _verify(service.client, b".".join([*genuine[:2], broken.split(b".")[2]]))
+    assert decision["accepted"] is False and "nonce_unknown" not in decision["reasons"]
+    assert "invalid_signature" in decision["reasons"], decision["reasons"]
