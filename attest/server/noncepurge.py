@@ -8,7 +8,7 @@ never on a request's path. Deleting twice (several replicas) deletes nothing mor
 
 Rows are kept :data:`GRACE_S` past their expiry: a replica whose clock runs behind
 another's still finds the row of a nonce the other considers expired. The replicas'
-clocks must agree within that much (docs/deploy.md), as they must anyway for ``iat``.
+clocks must agree within that much (docs/service.md, Challenges), as for ``iat``.
 """
 
 from __future__ import annotations

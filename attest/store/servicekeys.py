@@ -9,7 +9,8 @@ key (in a savepoint) and the loser reads the winner's row. Either way all agree 
 The database is where the key lives, so whoever reads the database can mint what it
 keys (a challenge: attest.store.challenges). That is no more than reading the nonces
 table gave before: a challenge only proves freshness, and the database is the
-verifier's own (0600 on SQLite; a role of its own on PostgreSQL: docs/deploy.md).
+verifier's own (0600 on SQLite; a role of its own on PostgreSQL): docs/service.md,
+Challenges.
 """
 
 from __future__ import annotations
