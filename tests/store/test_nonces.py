@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,23 +203,26 @@ def test_replicas_on_one_database_share_the_key_and_single_use(tmp_path: Path) -
         assert reads.nonce_state(one, nonce, T0 + 2) is NonceState.USED
 
 
-def _first_start(url: str, out: multiprocessing.Queue[str]) -> None:
+def _first_start(url: str, barrier: Any, out: Any) -> None:
     with Store.open(url) as store:
+        barrier.wait()  # every replica asks for the key at once, none has it yet
         out.put(store.challenge_key(T0).hex())
 
 
-def test_concurrent_first_starts_agree_on_one_key(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_concurrent_first_starts_agree_on_one_key(url: str) -> None:
+    Store.open(url).close()  # the schema, so that the replicas race for the key alone
     context = multiprocessing.get_context("spawn")
-    out: multiprocessing.Queue[str] = context.Queue()
-    procs = [context.Process(target=_first_start, args=(url, out)) for _ in range(4)]
+    barrier, out = context.Barrier(4), context.Queue()
+    procs = [context.Process(target=_first_start, args=(url, barrier, out)) for _ in range(4)]
     for proc in procs:
         proc.start()
     keys = {out.get(timeout=60) for _ in procs}
     for proc in procs:
         proc.join(timeout=30)
+    assert all(proc.exitcode == 0 for proc in procs)
     assert len(keys) == 1
-    with Store.open(url) as store:
+    with Store.open(url) as store, store.read() as tx:
+        assert tx.scalar("SELECT count(*) FROM service_keys") == 1
         assert store.challenge_key(T0).hex() in keys
 
 
