@@ -35,6 +35,10 @@ _BODY = 1 + RANDOM_BYTES + 2 * TIME_BYTES
 TOKEN_BYTES = _BODY + MAC_BYTES
 TOKEN_CHARS = (TOKEN_BYTES * 8 + 5) // 6  # unpadded base64url: 58
 MAX_TIME = (1 << (8 * TIME_BYTES)) - 1
+# The longest life a challenge may have: the service's ttl bound (attest.artifact.model's
+# MAX_TTL_S, a week). A longer one is refused even under a good MAC: only a key holder
+# could have made it, and a week is already far past any honest use.
+MAX_LIFETIME_S = 7 * 24 * 3600
 # The MAC's domain: a key used for anything else one day can't be made to vouch for this.
 _CONTEXT = b"attest challenge v1\x00"
 
@@ -55,9 +59,9 @@ def mint(key: bytes, random: bytes, issued_at: int, expires_at: int) -> str:
     ``issued_at`` until ``expires_at`` (Unix seconds), under ``key``."""
     if len(key) != KEY_BYTES or len(random) != RANDOM_BYTES:
         raise ValueError("a challenge needs a 32-byte key and 16 random bytes")
-    if not 0 <= issued_at < expires_at <= MAX_TIME:
+    if not 0 <= issued_at < expires_at <= min(MAX_TIME, issued_at + MAX_LIFETIME_S):
         raise ValueError(f"a challenge's times must satisfy 0 <= issued ({issued_at}) < "
-                         f"expires ({expires_at}) <= {MAX_TIME}")
+                         f"expires ({expires_at}) <= issued + {MAX_LIFETIME_S}, <= {MAX_TIME}")
     body = (bytes([VERSION]) + random + issued_at.to_bytes(TIME_BYTES, "big")
             + expires_at.to_bytes(TIME_BYTES, "big"))
     return base64.urlsafe_b64encode(body + _mac(key, body)).rstrip(b"=").decode("ascii")
@@ -97,8 +101,8 @@ def read(key: bytes, text: str) -> Challenge | None:
     at = 1 + RANDOM_BYTES
     issued = int.from_bytes(body[at:at + TIME_BYTES], "big")
     expires = int.from_bytes(body[at + TIME_BYTES:], "big")
-    if issued >= expires:
-        return None  # never minted so; a key that signed it is misused
+    if not issued < expires <= issued + MAX_LIFETIME_S:
+        return None  # never minted so: whoever made it holds the key and misuses it
     return Challenge(text, issued, expires)
 
 

@@ -273,8 +273,9 @@ class Store:
         times under the deployment's MAC key (attest.store.challenges). Writes nothing
         (but the key, the first time any replica issues one); single use is recorded
         when an artifact answering it is accepted."""
-        if ttl <= 0:
-            raise UsageError(f"a nonce TTL must be positive, not {ttl}")
+        if not 0 < ttl <= challenges.MAX_LIFETIME_S:
+            raise UsageError(f"a nonce TTL must be 1 to {challenges.MAX_LIFETIME_S} seconds "
+                             f"(a week), not {ttl}")
         key = self.challenge_key(now)
         return challenges.mint(key, secrets.token_bytes(challenges.RANDOM_BYTES), now, now + ttl)
 

@@ -109,9 +109,11 @@ def test_a_nonce_a_store_issued_as_a_row_is_honoured_until_it_expires(store: Sto
         _accept(store, "j2", legacy, T0 + 2)
 
 
-def test_ttl_must_be_positive(store: Store) -> None:
-    with pytest.raises(UsageError):
-        store.issue_nonce(0, T0)
+def test_ttl_must_be_positive_and_at_most_a_week(store: Store) -> None:
+    for ttl in (0, -5, challenges.MAX_LIFETIME_S + 1):
+        with pytest.raises(UsageError):
+            store.issue_nonce(ttl, T0)
+    assert store.issue_nonce(challenges.MAX_LIFETIME_S, T0)
 
 
 def test_purge_removes_only_long_expired_consumed_nonces(store: Store) -> None:
@@ -245,6 +247,22 @@ def test_the_challenge_format_known_answer() -> None:
 
 def test_mint_refuses_times_it_cannot_carry() -> None:
     key, random = bytes(32), bytes(16)
-    for issued, expires in ((10, 10), (10, 5), (-1, 5), (0, challenges.MAX_TIME + 1)):
+    week = challenges.MAX_LIFETIME_S
+    for issued, expires in ((10, 10), (10, 5), (-1, 5), (0, challenges.MAX_TIME + 1),
+                            (T0, T0 + week + 1)):
         with pytest.raises(ValueError):
             challenges.mint(key, random, issued, expires)
+
+
+def test_a_challenge_that_outlives_a_week_is_refused_even_under_a_good_mac() -> None:
+    # Only a key holder (a database reader) can make one; mint() refuses, so build it.
+    key, at = bytes(range(32)), 1 + challenges.RANDOM_BYTES
+    good = challenges.mint(key, bytes(16), T0, T0 + challenges.MAX_LIFETIME_S)
+    assert challenges.read(key, good) is not None
+    raw = bytearray(base64.urlsafe_b64decode(good + "=="))
+    raw[at + challenges.TIME_BYTES:at + 2 * challenges.TIME_BYTES] = (
+        T0 + challenges.MAX_LIFETIME_S + 1).to_bytes(challenges.TIME_BYTES, "big")
+    body = bytes(raw[:at + 2 * challenges.TIME_BYTES])
+    mac = hmac.new(key, b"attest challenge v1\x00" + body, hashlib.sha256).digest()[:16]
+    long_lived = base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
+    assert challenges.read(key, long_lived) is None
