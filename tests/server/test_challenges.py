@@ -176,3 +176,24 @@ def test_a_forged_nonce_is_denied_before_the_signature_is_checked(service: Servi
     decision = _verify(service.client, b".".join([*genuine[:2], broken.split(b".")[2]]))
     assert decision["accepted"] is False and "nonce_unknown" not in decision["reasons"]
     assert "invalid_signature" in decision["reasons"], decision["reasons"]
+
+
+def test_the_purge_thread_deletes_consumed_nonces_past_the_grace(tmp_path: Path) -> None:
+    from attest.server.noncepurge import NoncePurge
+    from tests.store.helpers import clock as tpm_clock
+    from tests.store.helpers import record
+
+    url = default_url(tmp_path)
+    with Store.open(url) as store:
+        nonce = store.issue_nonce(60, 1_000_000)
+        store.accept(record("j1"), nonce=nonce, single_use=True, clock=tpm_clock(1),
+                     now=1_000_001)
+        purge = NoncePurge(store, lambda: 1_000_060.0 + GRACE_S + 1, interval=0.01)
+        purge.start()
+        try:
+            deadline = time.monotonic() + 30  # a bound on waiting, not a timing assert
+            while _rows(url, "nonces") and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            purge.stop()
+        assert _rows(url, "nonces") == 0
