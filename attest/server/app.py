@@ -42,6 +42,7 @@ from attest.server.bodies import (
     read_body,
     unprocessable,
 )
+from attest.server.noncepurge import NoncePurge
 from attest.store import Store
 from attest.verify.verifier import Verifier
 
@@ -92,6 +93,8 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     store = Store.open(store_url)
     try:
         log = AuditLog.open(store, audit_home)
+        # The challenge key now (the first replica to start makes it): no challenge writes.
+        store.challenge_key(int(clock()))
         service = Service(policy, store, log, verifier_id=verifier_id, nonce_ttl=nonce_ttl,
                           max_batch=max_batch, max_batch_bytes=max_batch_bytes, clock=clock)
     except BaseException:
@@ -100,6 +103,9 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     app = FastAPI(title="attest verifier", version=__version__,
                   openapi_url=f"{API}/openapi.json", docs_url=None, redoc_url=None)
     app.state.service = service
+    purge = NoncePurge(store, clock)
+    app.router.on_startup.append(purge.start)
+    app.router.on_shutdown.append(purge.stop)
     app.router.on_shutdown.append(service.close)
     _errors(app)
     _routes(app, service)
@@ -170,11 +176,16 @@ def _routes(app: FastAPI, service: Service) -> None:
               openapi_extra=schema.request_body(schema.CHALLENGE_REQUEST, required=False),
               responses=schema.responses(schema.CHALLENGE))
     async def challenge(request: Request) -> JSONResponse:
-        """A single-use nonce for the artifact's ``nonce`` claim, usable for ``ttl``
-        seconds (default: the service's)."""
+        """A single-use nonce for the artifact's ``eat_nonce`` claim, usable for ``ttl``
+        seconds (default: the service's). Issuing it writes nothing: the nonce carries
+        its expiry under a MAC only the deployment's replicas can make (docs/service.md,
+        Challenges); the acceptance that answers it records it."""
         body = json_object(await read_body(request, CHALLENGE_BODY_BYTES))
         only_members(body, {"ttl"})
         ttl = body.get("ttl", service.nonce_ttl)
+        # JSON Schema's integer includes 30.0 (the document says integer): accepted as 30.
+        if type(ttl) is float and ttl.is_integer():
+            ttl = int(ttl)
         if type(ttl) is not int or not 1 <= ttl <= MAX_TTL_S:
             raise unprocessable(f"ttl must be an integer from 1 to {MAX_TTL_S}")
         now = int(service.clock())

@@ -60,7 +60,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def json_object(body: bytes) -> dict[str, Any]:
     """``body`` as a JSON object (an empty body is ``{}``); 400 for what is not one."""
-    if not body.strip():
+    # JSON's whitespace only (RFC 8259): bytes.strip() would also drop \x0b and \x0c,
+    # and a body of those is not JSON.
+    if not body.strip(b" \t\r\n"):
         return {}
     try:
         value = strictjson.loads(body, max_depth=MAX_BODY_DEPTH)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from attest.artifact.model import MAX_TTL_S
+
 JWS = {"type": "string", "description": "A compact JWS: the authorization artifact."}
 
 CHALLENGE_REQUEST: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
-    "properties": {"ttl": {"type": "integer", "minimum": 1,
+    "properties": {"ttl": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_S,
                            "description": "Seconds the nonce is usable."}},
 }
 CHALLENGE: dict[str, Any] = {
     "type": "object", "required": ["nonce", "expires"],
-    "properties": {"nonce": {"type": "string", "description": "base64url, single use"},
+    "properties": {"nonce": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                             "description": "base64url, single use: the eat_nonce claim"},
                    "expires": {"type": "integer", "description": "Unix time"}},
 }
 VERIFY_REQUEST: dict[str, Any] = {

@@ -11,10 +11,11 @@ The statements are SQL text that runs unchanged on SQLite and PostgreSQL
 
 from __future__ import annotations
 
+from attest.store.challenges import Challenge
 from attest.store.db import Conflict, Row, Transaction
 from attest.store.errors import NonceRejected, Replayed
 from attest.store.records import ArtifactRecord, NonceState, SeenClock
-from attest.store.schema import ak_clocks, artifact_approvals, artifacts
+from attest.store.schema import ak_clocks, artifact_approvals, artifacts, nonces
 
 _NONCE = "SELECT expires_at, used_at FROM nonces WHERE nonce = :nonce"
 # The condition is evaluated under the row's write lock: of two concurrent consumers
@@ -33,6 +34,7 @@ _ADVANCE_CLOCK = ("UPDATE ak_clocks SET clock = :ms, reset_count = :resets, "
                   "restart_count = :restarts, seen_at = :now "
                   "WHERE ak_name = :ak AND NOT (reset_count = :resets "
                   "AND restart_count = :restarts AND clock > :ms)")
+_INSERT_NONCE = nonces.insert()
 _CLOCK_KNOWN = "SELECT ak_name FROM ak_clocks WHERE ak_name = :ak"
 _INSERT_CLOCK = ak_clocks.insert()
 
@@ -56,6 +58,29 @@ def consume_nonce(tx: Transaction, nonce: str, now: int) -> None:
     # USABLE here means another transaction consumed it between our UPDATE and SELECT
     # (possible under PostgreSQL's read committed): it is used.
     raise NonceRejected(NonceState.USED if state is NonceState.USABLE else state)
+
+
+def consume_challenge(tx: Transaction, challenge: Challenge, now: int) -> None:
+    """Record the minted ``challenge`` (its MAC checked) as used, if it is unexpired and
+    was never used; else raise NonceRejected.
+
+    Its row (the primary key: its canonical text) is what makes it single use: of two
+    acceptances answering it, on any replica, the second insert conflicts. The row
+    stays until the challenge has expired (Store.purge_nonces); by then the expiry
+    refuses it on its own.
+    """
+    if challenge.expires_at <= now:
+        raise NonceRejected(NonceState.EXPIRED)
+    values = {"nonce": challenge.text, "issued_at": challenge.issued_at,
+              "expires_at": challenge.expires_at, "used_at": now}
+    try:
+        if tx.holds_write_lock:
+            tx.execute(_INSERT_NONCE, values)  # as in insert_artifact: no savepoint needed
+        else:
+            with tx.savepoint():
+                tx.execute(_INSERT_NONCE, values)
+    except Conflict:
+        raise NonceRejected(NonceState.USED) from None
 
 
 def stored_artifact(tx: Transaction, jti: str) -> Row | None:

@@ -228,6 +228,16 @@ log_prefixes = Table("log_prefixes", (
     Column("mac", BLOB, nullable=True),
 ))
 
+# Secrets the replicas of one deployment share, by name, each created once by whichever
+# replica starts first (attest.store.servicekeys): the challenge MAC key
+# (attest.store.challenges). Never updated: a key that changed would void every
+# challenge in flight. Added after schema version 1 (created IF NOT EXISTS).
+service_keys = Table("service_keys", (
+    Column("key_name", varchar(64), primary_key=True),
+    Column("secret", BLOB),
+    Column("created_at", BIGINT),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
@@ -235,4 +245,4 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
 TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
           artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
-          revocation_aggregate, log_prefixes)
+          revocation_aggregate, log_prefixes, service_keys)

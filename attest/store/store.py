@@ -7,19 +7,28 @@ a replica decides what "now" is, and every decision is reproducible.
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 
 from attest.errors import StoreUnavailable, UsageError
-from attest.store import acceptance, approvals, epochs, identities, integrity, prefixes
+from attest.store import (
+    acceptance,
+    approvals,
+    challenges,
+    epochs,
+    identities,
+    integrity,
+    prefixes,
+    servicekeys,
+)
 from attest.store import revocations as revs
 from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
-from attest.store.errors import Revoked
+from attest.store.errors import NonceRejected, Revoked
 from attest.store.identities import HostMove
 from attest.store.records import (
     ApprovalUse,
@@ -42,10 +51,11 @@ from attest.store.schema import (
     TABLES,
     enrollments,
     hosts,
-    nonces,
     schema_versions,
 )
 
+# The random part of a nonce issued before challenges carried a MAC (a row each): such
+# rows are honoured until they expire.
 NONCE_BYTES = 32
 _HEX = re.compile(r"^[0-9a-f]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -63,6 +73,7 @@ _ENROLLMENT = _WITH_EK + "WHERE enrollments.ak_name = :ak"
 _CLOCK = "SELECT clock, reset_count, restart_count FROM ak_clocks WHERE ak_name = :ak"
 _FORGET_CLOCK = "DELETE FROM ak_clocks WHERE ak_name = :ak"
 _NONCE_ISSUED = "SELECT issued_at FROM nonces WHERE nonce = :nonce"
+_NONCE_CONSUMED = "SELECT used_at FROM nonces WHERE nonce = :nonce"
 _TABLE_NAMES = {
     "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
     "postgresql": ("SELECT table_name AS name FROM information_schema.tables "
@@ -76,7 +87,6 @@ _ARTIFACT = ("SELECT artifacts.*, artifact_approvals.approval, artifact_seals.ma
              "LEFT JOIN artifact_seals ON artifact_seals.jti = artifacts.jti "
              "WHERE artifacts.jti = :jti")
 _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
-_INSERT_NONCE = nonces.insert()
 _PURGE_NONCES = "DELETE FROM nonces WHERE expires_at < :before"
 _SCHEMA_VERSION = "SELECT version FROM schema_versions WHERE component = :component"
 _INSERT_SCHEMA_VERSION = schema_versions.insert()
@@ -107,6 +117,9 @@ class Store:
         self._database = database
         # Every component's tables ensured so far: what the schema check holds them to.
         self._tables: dict[str, Table] = {}
+        # The deployment's challenge MAC key, once read (attest.store.challenges).
+        self._challenge_key: bytes | None = None
+        self._key_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -256,14 +269,88 @@ class Store:
     # -- nonces ------------------------------------------------------------------------
 
     def issue_nonce(self, ttl: int, now: int) -> str:
-        """A fresh single-use challenge (32 random bytes, base64url), usable until now + ttl."""
-        if ttl <= 0:
-            raise UsageError(f"a nonce TTL must be positive, not {ttl}")
-        nonce = base64.urlsafe_b64encode(secrets.token_bytes(NONCE_BYTES)).rstrip(b"=").decode()
-        with self.write() as tx:
-            tx.execute(_INSERT_NONCE, {"nonce": nonce, "issued_at": now,
-                                       "expires_at": now + ttl, "used_at": None})
-        return nonce
+        """A fresh single-use challenge, usable until now + ttl: random bytes and the
+        times under the deployment's MAC key (attest.store.challenges). Writes nothing
+        (but the key, the first time any replica issues one); single use is recorded
+        when an artifact answering it is accepted."""
+        if not 0 < ttl <= challenges.MAX_LIFETIME_S:
+            raise UsageError(f"a nonce TTL must be 1 to {challenges.MAX_LIFETIME_S} seconds "
+                             f"(a week), not {ttl}")
+        key = self.challenge_key(now)
+        return challenges.mint(key, secrets.token_bytes(challenges.RANDOM_BYTES), now, now + ttl)
+
+    def challenge_key(self, now: int) -> bytes:
+        """The deployment's challenge MAC key, created in the database if no replica has
+        one yet (attest.store.servicekeys): read once per process."""
+        key = self._challenge_key
+        if key is not None:
+            return key
+        with self._key_lock:
+            if self._challenge_key is None:
+                with self.read() as tx:
+                    found = servicekeys.find(tx, servicekeys.CHALLENGE_KEY,
+                                             challenges.KEY_BYTES)
+                if found is None:
+                    with self.write() as tx:
+                        found = servicekeys.ensure(tx, servicekeys.CHALLENGE_KEY,
+                                                   challenges.KEY_BYTES, now)
+                self._challenge_key = found
+            return self._challenge_key
+
+    def _known_challenge_key(self, tx: Transaction) -> bytes | None:
+        """The challenge key if the database has one, read in ``tx`` (which writes
+        nothing): none means no challenge was ever issued, so none is valid."""
+        key = self._challenge_key
+        if key is None:
+            key = servicekeys.find(tx, servicekeys.CHALLENGE_KEY, challenges.KEY_BYTES)
+            if key is not None:
+                with self._key_lock:
+                    self._challenge_key = key
+        return key
+
+    def _challenge(self, tx: Transaction, nonce: str) -> challenges.Challenge | None:
+        """The minted challenge ``nonce`` spells under this deployment's key, or None."""
+        key = self._known_challenge_key(tx)
+        return None if key is None else challenges.read(key, nonce)
+
+    def precheck_nonce(self, nonce: str, now: int) -> NonceState | None:
+        """UNKNOWN or EXPIRED for a minted challenge whose MAC or expiry fails at ``now``;
+        None for one that passes (its use is the snapshot's to read) or for any other
+        text (a nonce issued as a row). Reads no row once the key is known."""
+        if len(nonce) > MAX_NONCE or not challenges.looks_minted(nonce):
+            return None
+        key = self._challenge_key
+        if key is None:
+            with self.read() as tx:
+                key = self._known_challenge_key(tx)
+        found = None if key is None else challenges.read(key, nonce)
+        if found is None:
+            return NonceState.UNKNOWN
+        return NonceState.EXPIRED if found.expires_at <= now else None
+
+    def nonce_state_in(self, tx: Transaction, nonce: str,
+                       now: int) -> tuple[NonceState, int | None]:
+        """The state of ``nonce`` at ``now`` and, when usable, when it was issued.
+
+        A minted challenge is judged on its MAC, then its expiry, before any row is
+        read: a forged or expired one costs one HMAC. Only a valid one is looked up
+        among the consumed. Any other text is looked up as a row a store issued
+        before challenges (or is unknown)."""
+        if len(nonce) > MAX_NONCE:
+            return NonceState.UNKNOWN, None
+        if challenges.looks_minted(nonce):
+            found = self._challenge(tx, nonce)
+            if found is None:
+                return NonceState.UNKNOWN, None
+            if found.expires_at <= now:
+                return NonceState.EXPIRED, None
+            if tx.first(_NONCE_CONSUMED, {"nonce": found.text}) is not None:
+                return NonceState.USED, None
+            return NonceState.USABLE, found.issued_at
+        state = acceptance.nonce_state(tx, nonce, now)
+        if state is not NonceState.USABLE:
+            return state, None
+        return state, tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
 
     def purge_nonces(self, expired_before: int) -> int:
         """Delete nonces that expired before ``expired_before``; returns how many.
@@ -345,10 +432,7 @@ class Store:
         epoch = epochs.current_epoch(tx, name)
         state = issued_at = None
         if nonce is not None:
-            state = (NonceState.UNKNOWN if len(nonce) > MAX_NONCE
-                     else acceptance.nonce_state(tx, nonce, now))
-            if state is NonceState.USABLE:
-                issued_at = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
+            state, issued_at = self.nonce_state_in(tx, nonce, now)
         jti_seen = seen and tx.first(_JTI_SEEN, {"jti": jti}) is not None
         above = None if parent is None else tx.first(_ARTIFACT, {"jti": parent})
         own: list[tuple[RevocationKind, str | None]] = [
@@ -411,7 +495,13 @@ class Store:
         all of it."""
         _check_record(record)
         if nonce is not None:
-            acceptance.consume_nonce(tx, nonce, now)
+            if challenges.looks_minted(nonce):
+                minted = self._challenge(tx, nonce)
+                if minted is None:
+                    raise NonceRejected(NonceState.UNKNOWN)
+                acceptance.consume_challenge(tx, minted, now)
+            else:
+                acceptance.consume_nonce(tx, nonce, now)
         stored = acceptance.stored_artifact(tx, record.jti)
         # Its own key, AK and host, then its line (itself and, when stored already,
         # what its row rests on), then its parent's line: one lookup unless a stored

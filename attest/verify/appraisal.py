@@ -741,7 +741,7 @@ class _Appraiser:
             return
         state = view.nonce  # read for this nonce (see snapshot_query)
         if state is not NonceState.USABLE:
-            yield _nonce_denial(state or NonceState.UNKNOWN)
+            yield nonce_denial(state or NonceState.UNKNOWN)
 
     # -- 8. state: single use, revocation, lineage, rules -----------------------------
     def _state(self, certified: CertifiedKey | None, view: Snapshot,
@@ -832,7 +832,8 @@ def _denial(exc: AttestError) -> Denial:
     return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
 
 
-def _nonce_denial(state: NonceState) -> Denial:
+def nonce_denial(state: NonceState) -> Denial:
+    """The denial of an artifact whose nonce is in ``state`` (not usable)."""
     if state is NonceState.USED:
         return Denial(Reason.NONCE_REUSED, "the challenge was already used")
     if state is NonceState.EXPIRED:

@@ -48,6 +48,7 @@ from attest.verify.appraisal import (
     SealVerdict,
     SnapshotQuery,
     appraise,
+    nonce_denial,
     snapshot_query,
 )
 from attest.verify.batch import Member, commit
@@ -119,7 +120,7 @@ class Verifier:
         that rests on another member (a child on its parent) is appraised without it.
         If the write transaction fails, no member is accepted."""
         when = int(self._clock()) if now is None else now
-        prepared = [self._prepare(raw) for raw in raws]
+        prepared = [self._prepare(raw, when) for raw in raws]
         try:
             found = read_snapshots(self.store, [q for _, q in prepared if q is not None], when)
         except Exception as exc:  # noqa: BLE001 - each member is denied for it, and logged
@@ -141,7 +142,7 @@ class Verifier:
         member to commit. Anything that raises is a denial."""
         try:
             if read is None:
-                parsed, query = self._prepare(raw)
+                parsed, query = self._prepare(raw, now)
                 snapshot = None if query is None else read_snapshot(self.store, query, now)
             else:
                 parsed, snapshot = read
@@ -166,13 +167,25 @@ class Verifier:
     def _query(self, artifact: jws.ParsedArtifact) -> SnapshotQuery | None:
         return snapshot_query(artifact, self.policy, self.memo)
 
-    def _prepare(self, raw: bytes) -> tuple[jws.ParsedArtifact | Decision, SnapshotQuery | None]:
-        """``raw`` parsed and the snapshot its appraisal needs, or the decision denying it."""
+    def _prepare(self, raw: bytes, now: int
+                 ) -> tuple[jws.ParsedArtifact | Decision, SnapshotQuery | None]:
+        """``raw`` parsed and the snapshot its appraisal needs, or the decision denying it.
+
+        A minted challenge (attest.store.challenges) whose MAC or expiry fails is denied
+        here, before the store is read or a signature checked: a forged nonce costs an
+        HMAC, not an appraisal. Its decision names that reason alone."""
         parsed = _parse(raw)
         if isinstance(parsed, Decision):
             return parsed, None
         try:
-            return parsed, self._query(parsed)
+            query = self._query(parsed)
+            if query is not None and query.nonce is not None:
+                state = self.store.precheck_nonce(query.nonce, now)
+                if state is not None:
+                    claims = parsed.claims
+                    return Decision(False, (nonce_denial(state),), jti=claims.jti,
+                                    subject=claims.sub), None
+            return parsed, query
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
             return Decision(False, (_caught(exc),)), None
 

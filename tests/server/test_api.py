@@ -146,7 +146,7 @@ def test_health_and_the_openapi_document(service: Service) -> None:
     assert body["application/json"]["schema"]["required"] == ["artifact"]
 
 
-def test_a_store_out_of_reach_is_503_for_a_challenge_and_never_an_acceptance(
+def test_a_store_out_of_reach_is_never_an_acceptance_and_challenges_need_none(
         service: Service) -> None:
     artifact = service.rig.issue(nonce=_challenge(service))
     store = service.client.app.state.service.store  # type: ignore[attr-defined]
@@ -155,6 +155,7 @@ def test_a_store_out_of_reach_is_503_for_a_challenge_and_never_an_acceptance(
     for stale in service.home.glob("verifier.db-*"):
         stale.unlink()
     database.write_bytes(b"not a database " * 512)
-    _error(service.client.post("/v1/challenges", json={}), 503, "unavailable")
+    # A challenge reads and writes no row (attest.store.challenges): still issued.
+    assert isinstance(_challenge(service), str)
     decision = _verify(service, artifact)
     assert decision["accepted"] is False and decision["reasons"], decision

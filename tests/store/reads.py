@@ -4,7 +4,7 @@ reads are for tests, so they are not part of the store's API."""
 
 from __future__ import annotations
 
-from attest.store import Store, acceptance, epochs
+from attest.store import Store, epochs
 from attest.store import revocations as revs
 from attest.store.records import (
     ArtifactRecord,
@@ -15,7 +15,6 @@ from attest.store.records import (
     RevocationKind,
     SeenClock,
 )
-from attest.store.schema import MAX_NONCE
 from attest.store.store import (
     _ARTIFACT,
     _JTI_SEEN,
@@ -38,10 +37,10 @@ def enrollments_for(store: Store, host: str) -> list[Enrollment]:
 
 
 def nonce_state(store: Store, nonce: str, now: int) -> NonceState:
-    if len(nonce) > MAX_NONCE:  # not one the store issued
-        return NonceState.UNKNOWN
+    """As the verifier's snapshot reads it: a minted challenge by its MAC, expiry and
+    the consumed rows; a nonce issued as a row by that row."""
     with store.read() as tx:
-        return acceptance.nonce_state(tx, nonce, now)
+        return store.nonce_state_in(tx, nonce, now)[0]
 
 
 def last_clock(store: Store, ak_name: bytes | str) -> SeenClock | None:

@@ -14,6 +14,7 @@ import pytest
 
 from attest.artifact import jws
 from attest.artifact.model import b64url
+from attest.store import challenges
 from attest.tpm import keys as signing
 from tests.verify.rig import Rig, b64d, make_ca
 
@@ -108,7 +109,7 @@ def test_challenge_then_verify(cli: Cli) -> None:
     assert cli.reasons(first) == []
     assert cli.reasons(second) == ["nonce_reused"]
     plain = cli.host.ok("challenge", "--ttl", "5m").stdout.strip()
-    assert len(b64d(plain)) == 32
+    assert len(b64d(plain)) == challenges.TOKEN_BYTES  # a minted challenge (MAC, expiry)
     assert cli.reasons(cli.authorize("--nonce", plain)) == []
     never = b64url(os.urandom(32))
     assert cli.reasons(cli.authorize("--nonce", never)) == ["nonce_unknown"]
