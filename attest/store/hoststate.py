@@ -49,16 +49,23 @@ TRUSTED, UNTRUSTED, STALE, REVOKED = "trusted", "untrusted", "stale", "revoked"
 
 def record(tx: Transaction, decisions: Sequence[Decision], indexes: Sequence[int | None],
            now: int) -> None:
-    """Each host's last decision among ``decisions`` (with their audit ``indexes``)."""
+    """Each host's last decision among ``decisions`` (with their audit ``indexes``): its
+    last acceptance upserted, then its last decision when that is a later denial."""
+    accepted: dict[str, int | None] = {}
     last: dict[str, tuple[Decision, int | None]] = {}
     for decision, index in zip(decisions, indexes, strict=True):
-        if decision.host is not None and 0 < len(decision.host) <= MAX_HOST:
-            last.pop(decision.host, None)  # the latest comes last, in commit order
-            last[decision.host] = (decision, index)
-    for host, (decision, index) in last.items():
+        if decision.host is None or not 0 < len(decision.host) <= MAX_HOST:
+            continue
         if decision.accepted:
-            tx.execute(_ACCEPTED, {"host": host, "now": now, "idx": index})
-        else:
+            accepted[decision.host] = index
+        last[decision.host] = (decision, index)  # a later one replaces it
+    # In host order: two groups on two replicas lock the rows in one order (they also
+    # hold the audit log's state row first, which serializes them already).
+    for host in sorted(last):
+        if host in accepted:
+            tx.execute(_ACCEPTED, {"host": host, "now": now, "idx": accepted[host]})
+        decision, index = last[host]
+        if not decision.accepted:
             reasons = ",".join(decision.reasons)[:MAX_HOST_REASONS]
             tx.execute(_DENIED, {"host": host, "now": now, "idx": index,
                                  "reasons": reasons})
