@@ -244,3 +244,16 @@ def _b64(segment: bytes) -> bytes:
     import base64
 
     return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+def test_the_openapi_document_describes_the_admin_and_operations_routes(
+        service: Service) -> None:
+    paths = service.client.get("/v1/openapi.json").json()["paths"]
+    for path in ADMIN_GETS:
+        assert "401" in paths[path]["get"]["responses"], path
+    assert "401" in paths["/v1/revocations"]["post"]["responses"]
+    body = paths["/v1/revocations"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["required"] == ["kind", "subject", "reason"]
+    assert {"/healthz", "/readyz", "/metrics", "/v1/audit/head", "/v1/audit/proof/inclusion",
+            "/v1/audit/proof/consistency"} <= set(paths)
+    assert "503" in paths["/readyz"]["get"]["responses"]
