@@ -156,12 +156,13 @@ def mount(app: FastAPI, service: Service, *, stale_after: int = DEFAULT_STALE_AF
 
 
 def _utf8(text: str) -> bool:
-    """Whether ``text`` encodes (JSON can carry lone surrogates, which the store can't)."""
+    """Whether the store can keep ``text``: JSON can carry lone surrogates (no UTF-8) and
+    NUL (PostgreSQL's text holds none)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text
 
 
 def _invalid(message: str) -> RequestRefused:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from attest.server.app import Service
 
 API = "/v1"
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The log holds no such entry, size or head (yet)",
+          "content": {"application/json": {"schema": schema.ERROR}}}}
 _READY = "SELECT version FROM schema_versions WHERE component = 'store'"
 
 
@@ -75,7 +78,8 @@ def mount(app: FastAPI, service: Service, metrics: Metrics) -> None:
         """Prometheus metrics of this worker process."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    @app.get(f"{API}/audit/head", tags=["audit"], responses=schema.responses(opsschema.AUDIT_HEAD))
+    @app.get(f"{API}/audit/head", tags=["audit"],
+             responses={**schema.responses(opsschema.AUDIT_HEAD), **_NOT_FOUND})
     async def head() -> JSONResponse:
         """The latest signed checkpoint of the audit log (404 while none is signed)."""
         signed = await run_in_threadpool(service.log.latest_head)
@@ -88,7 +92,7 @@ def mount(app: FastAPI, service: Service, metrics: Metrics) -> None:
                              "key": None if key is None else key.encode()})
 
     @app.get(f"{API}/audit/proof/inclusion", tags=["audit"],
-             responses=schema.responses(opsschema.PROOF))
+             responses={**schema.responses(opsschema.PROOF), **_NOT_FOUND})
     async def inclusion(index: int = Query(ge=0, le=MAX_INT),
                         size: int | None = Query(None, ge=1, le=MAX_INT)) -> JSONResponse:
         """Entry ``index`` is in the tree of ``size`` entries. Without ``size``: a
@@ -107,7 +111,7 @@ def mount(app: FastAPI, service: Service, metrics: Metrics) -> None:
         return JSONResponse(await run_in_threadpool(_proved, prove))
 
     @app.get(f"{API}/audit/proof/consistency", tags=["audit"],
-             responses=schema.responses(opsschema.PROOF))
+             responses={**schema.responses(opsschema.PROOF), **_NOT_FOUND})
     async def consistency(old: int = Query(ge=1, le=MAX_INT),
                           new: int | None = Query(None, ge=1, le=MAX_INT)) -> JSONResponse:
         """The tree of ``old`` entries is a prefix of the tree of ``new`` (default: the
@@ -117,11 +121,11 @@ def mount(app: FastAPI, service: Service, metrics: Metrics) -> None:
 
 
 def _proved(prove: Callable[[], dict[str, object]]) -> dict[str, object]:
-    """The proof ``prove()`` makes; 422 for sizes or indexes the log doesn't have."""
+    """The proof ``prove()`` makes; 404 for an entry or a size the log doesn't have (yet)."""
     try:
         result: dict[str, object] = prove()
     except UsageError as exc:
-        raise RequestRefused(422, "invalid_request", exc.message) from None
+        raise RequestRefused(404, "not_found", exc.message) from None
     except ProofError as exc:
         # The log is missing what it should hold: the operator's to repair (attest audit
         # verify), not the client's fault.

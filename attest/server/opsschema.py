@@ -7,14 +7,31 @@ from typing import Any
 
 _PAGE_NEXT = {"description": "The next page's cursor; null on the last page."}
 
+_HEX_NAME = {"type": "string", "pattern": "^(?:[0-9a-fA-F]{2})+$", "maxLength": 256,
+             "description": "A TPM name, hex."}
+_SHA256_HEX = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+# Text the store keeps: no NUL (PostgreSQL's text can't hold one).
+_TEXT = "^[^\\x00]*$"
+_SUBJECTS: dict[str, dict[str, Any]] = {
+    "jti": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _TEXT},
+    "key": _HEX_NAME,
+    "ak": _HEX_NAME,
+    "host": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _TEXT},
+    "ek": _SHA256_HEX,
+    "approval": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+}
 REVOCATION_REQUEST: dict[str, Any] = {
-    "type": "object", "required": ["kind", "subject", "reason"], "additionalProperties": False,
-    "properties": {
-        "kind": {"enum": ["jti", "key", "ak", "host", "ek", "approval"]},
-        "subject": {"type": "string", "minLength": 1,
-                    "description": "A jti, a key or AK name (hex), a host id, an EK id or "
-                    "an approval id."},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 1024}},
+    "description": "What to revoke: the subject's form depends on its kind.",
+    "oneOf": [{
+        "type": "object", "required": ["kind", "subject", "reason"],
+        "additionalProperties": False,
+        "properties": {
+            "kind": {"const": kind},
+            "subject": subject,
+            "reason": {"type": "string", "minLength": 1, "maxLength": 1024,
+                       "pattern": "^[^\\x00]*[^\\s\\x00][^\\x00]*$",
+                       "description": "Why; recorded and shown in every denial."}}}
+        for kind, subject in _SUBJECTS.items()],
 }
 REVOCATION: dict[str, Any] = {
     "type": "object", "required": ["revoked", "subjects", "cascade", "reason"],

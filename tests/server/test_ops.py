@@ -130,9 +130,13 @@ def test_audit_proofs_refuse_what_the_log_does_not_hold(service: Service) -> Non
     client = service.client
     assert client.get("/v1/audit/head").status_code == 404
     _verify(client, b"garbage")
-    for query in ("inclusion?index=5", "inclusion?index=0&size=9", "inclusion?index=-1",
-                  "inclusion", f"inclusion?index={2**80}", "consistency?old=3",
-                  "consistency?old=0"):
+    for query in ("inclusion?index=5", "inclusion?index=0&size=9", "consistency?old=3",
+                  "consistency?old=1&new=2"):
+        answer = client.get(f"/v1/audit/proof/{query}")
+        assert answer.status_code == 404, (query, answer.text)
+        assert answer.json()["error"]["code"] == "not_found"
+    for query in ("inclusion?index=-1", "inclusion", f"inclusion?index={2**80}",
+                  "inclusion?index=x", "consistency?old=0"):
         answer = client.get(f"/v1/audit/proof/{query}")
         assert answer.status_code == 422, (query, answer.text)
         assert answer.json()["error"]["code"] == "invalid_request"
