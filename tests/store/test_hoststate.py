@@ -1,15 +1,12 @@
-"""Each host's last decision (attest.store.hoststate) on a real SQLite store: what a
-group commit writes, and the states the hosts view derives from it."""
+"""Each host's last decision (attest.store.hoststate) on a real store (SQLite, or
+PostgreSQL with ATTEST_TEST_POSTGRES): what a group commit writes, and the states the
+hosts view derives from it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from attest.decision import Decision, Denial
 from attest.reasons import Reason
-from attest.store import Store, default_url, hoststate
+from attest.store import Store, hoststate
 from attest.store.records import RevocationKind
 
 HOUR = 3600
@@ -21,11 +18,6 @@ def accepted(host: str | None) -> Decision:
 
 def denied(host: str | None, *reasons: Reason) -> Decision:
     return Decision(False, tuple(Denial(r, r.value) for r in reasons), host=host)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.open(default_url(tmp_path))
 
 
 def record(store: Store, now: int, *decisions: Decision) -> None:
