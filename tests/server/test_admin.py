@@ -148,6 +148,8 @@ def test_a_revocation_request_must_be_one(service: Service) -> None:
                  {"kind": "host", "subject": "web-1", "reason": "r" * 2000},
                  {"kind": "host", "subject": "web-1"},
                  {"kind": "host", "subject": 5, "reason": "r"},
+                 {"kind": "host", "subject": "web\x00-1", "reason": "r"},
+                 {"kind": "host", "subject": "web-1", "reason": "r\x00"},
                  {"kind": "host", "subject": "web-1", "reason": "r", "also": 1}):
         answer = post(body)
         assert answer.status_code == 422, (body, answer.text)
@@ -232,6 +234,21 @@ def test_audit_entries_are_for_admins_and_paged(service: Service) -> None:
     assert [e["index"] for e in last["entries"]] == [2] and last["next"] is None
     too_many = service.client.get("/v1/audit/entries?limit=100000", headers=_auth(token))
     assert too_many.status_code == 422
+
+
+def test_admin_requests_with_the_store_gone_are_503_never_401_or_500(
+        service: Service) -> None:
+    _, token = _token(service)
+    store = service.client.app.state.service.store  # type: ignore[attr-defined]
+    store.close()
+    for stale in service.home.glob("verifier.db-*"):
+        stale.unlink()
+    (service.home / "verifier.db").write_bytes(b"not a database " * 512)
+    for answer in (service.client.get("/v1/hosts", headers=_auth(token)),
+                   service.client.post("/v1/revocations", headers=_auth(token), json={
+                       "kind": "host", "subject": "web-1", "reason": "lost"})):
+        assert answer.status_code == 503, answer.text
+        assert "Traceback" not in answer.text
 
 
 @pytest.mark.parametrize("name", ["", "x" * 65, "tab\there"])
