@@ -55,6 +55,5 @@ def operate(app: FastAPI, service: Service, config: OpsConfig) -> None:
         app.state.rate_limiter = RateLimiter(config.rate, config.burst)
         app.add_middleware(RateLimit, limiter=app.state.rate_limiter,
                            refused=metrics.rate_limited.inc)
-    routes = frozenset(getattr(route, "path", "") for route in app.routes)
     # Outermost: its latency includes the rate limit's refusals.
-    app.add_middleware(ops.Instrumented, metrics=metrics, routes=routes)
+    app.add_middleware(ops.Instrumented, metrics=metrics)

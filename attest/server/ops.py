@@ -134,13 +134,13 @@ def _proved(prove: Callable[[], dict[str, object]]) -> dict[str, object]:
 
 
 class Instrumented:
-    """ASGI middleware: each request's latency by route (the app's own paths only, so a
-    client can't add series), and 503 answers counted as store errors."""
+    """ASGI middleware: each request's latency by route (the template of the route that
+    matched, ``/v1/enrollments/{id}`` not its id; "other" when none did: a client can't
+    add series), and 503 answers counted as store errors."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,6 +157,7 @@ class Instrumented:
         try:
             await self.app(scope, receive, sending)
         finally:
-            path = scope["path"]
-            route = path if path in self.routes else "other"
-            metrics.latency.labels(route).observe(time.perf_counter() - started)
+            # The router records the route it matched in the scope it was given.
+            route = getattr(scope.get("route"), "path", None)
+            metrics.latency.labels(route if isinstance(route, str) else "other").observe(
+                time.perf_counter() - started)
