@@ -54,7 +54,7 @@ def record(tx: Transaction, decisions: Sequence[Decision], indexes: Sequence[int
     accepted: dict[str, int | None] = {}
     last: dict[str, tuple[Decision, int | None]] = {}
     for decision, index in zip(decisions, indexes, strict=True):
-        if decision.host is None or not 0 < len(decision.host) <= MAX_HOST:
+        if not _storable(decision.host):
             continue
         if decision.accepted:
             accepted[decision.host] = index
@@ -69,6 +69,14 @@ def record(tx: Transaction, decisions: Sequence[Decision], indexes: Sequence[int
             reasons = ",".join(decision.reasons)[:MAX_HOST_REASONS]
             tx.execute(_DENIED, {"host": host, "now": now, "idx": index,
                                  "reasons": reasons})
+
+
+def _storable(host: str | None) -> bool:
+    """Whether ``host`` can be a row's key: a denied artifact's host is anyone's text, and
+    one the database refuses (NUL on PostgreSQL, a lone surrogate anywhere) would fail
+    the whole group's commit, the other members' acceptances with it. Such a host is
+    never an enrolled one (attest.store.store._host_id: visible characters only)."""
+    return host is not None and 0 < len(host) <= MAX_HOST and host.isprintable()
 
 
 @dataclass(frozen=True)

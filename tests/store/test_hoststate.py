@@ -75,3 +75,10 @@ def test_the_view_is_paged_by_host_id(store: Store) -> None:
     rest = hoststate.hosts(store, now=1000, stale_after=HOUR, after=first[-1].host)
     assert [v.host for v in first + rest] == [f"h{n}" for n in range(5)]
     assert RevocationKind.HOST.value == "host"  # what the view's join names
+
+
+def test_a_denied_host_the_database_cant_hold_never_fails_the_group(store: Store) -> None:
+    # A forged artifact's host is anyone's JSON text: NUL, lone surrogates, controls.
+    record(store, 1000, accepted("a"), denied("a\x00b", Reason.INVALID_SIGNATURE),
+           denied("\ud800", Reason.INVALID_SIGNATURE), denied("tab\t", Reason.REPLAYED))
+    assert set(view(store)) == {"a"}
