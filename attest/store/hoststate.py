@@ -54,11 +54,12 @@ def record(tx: Transaction, decisions: Sequence[Decision], indexes: Sequence[int
     accepted: dict[str, int | None] = {}
     last: dict[str, tuple[Decision, int | None]] = {}
     for decision, index in zip(decisions, indexes, strict=True):
-        if not _storable(decision.host):
+        host = decision.host
+        if host is None or not _storable(host):
             continue
         if decision.accepted:
-            accepted[decision.host] = index
-        last[decision.host] = (decision, index)  # a later one replaces it
+            accepted[host] = index
+        last[host] = (decision, index)  # a later one replaces it
     # In host order: two groups on two replicas lock the rows in one order (they also
     # hold the audit log's state row first, which serializes them already).
     for host in sorted(last):
@@ -71,12 +72,12 @@ def record(tx: Transaction, decisions: Sequence[Decision], indexes: Sequence[int
                                  "reasons": reasons})
 
 
-def _storable(host: str | None) -> bool:
+def _storable(host: str) -> bool:
     """Whether ``host`` can be a row's key: a denied artifact's host is anyone's text, and
     one the database refuses (NUL on PostgreSQL, a lone surrogate anywhere) would fail
     the whole group's commit, the other members' acceptances with it. Such a host is
     never an enrolled one (attest.store.store._host_id: visible characters only)."""
-    return host is not None and 0 < len(host) <= MAX_HOST and host.isprintable()
+    return 0 < len(host) <= MAX_HOST and host.isprintable()
 
 
 @dataclass(frozen=True)
