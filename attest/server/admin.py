@@ -124,7 +124,8 @@ def mount(app: FastAPI, service: Service, *, stale_after: int = DEFAULT_STALE_AF
 
     @app.get(f"{API}/hosts", tags=["admin"],
              responses={**schema.responses(opsschema.HOSTS), **secured})
-    async def hosts(request: Request, after: str = Query("", max_length=255),
+    async def hosts(request: Request,
+                    after: str = Query("", max_length=255, pattern=r"^[^\x00]*$"),
                     limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE)) -> JSONResponse:
         """Each host's state (trusted, untrusted with reasons, stale, revoked), its last
         decision and last accepted quote, by host id; ``next`` is the next page's

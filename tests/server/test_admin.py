@@ -207,6 +207,8 @@ def test_the_hosts_view_follows_each_hosts_decisions(service: Service, tmp_path:
     assert web["state"] == "untrusted" and "replayed" in web["reasons"]
     assert web["last_decision"]["accepted"] is False
     assert web["last_quote_at"] >= before
+    paged = service.client.get("/v1/hosts?after=%00&limit=1", headers=_auth(token))
+    assert paged.status_code == 422, paged.text  # PostgreSQL's text holds no NUL
     # Garbage with no host, and a denial naming a host never accepted: no new rows.
     _verify(service.client, b"not.a.jws")
     assert set(hosts()) == {"web-1"}
