@@ -119,6 +119,12 @@ def test_audit_proofs_fetched_over_http_verify_offline(service: Service) -> None
                              f"&new={new_head.size}")
     assert consistency.status_code == 200, consistency.text
     assert ConsistencyProof.from_json(consistency.json()).verify(key) == (old_head, new_head)
+    # And as an auditor does, with the CLI and nothing but the key.
+    saved = service.rig.tmp / "receipt.json"
+    saved.write_text(receipt.text)
+    checked = CliRunner().invoke(cli, ["audit", "check-proof", str(saved), "--key",
+                                       key.encode()], catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
     # A proof bent on the way does not verify.
     bent = dict(receipt.json())
     bent["index"] = bent["index"] + 1
