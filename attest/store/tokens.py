@@ -5,6 +5,11 @@ row, and 32 random bytes (base64url). The store keeps the id, a name and the SHA
 of the whole token, never the token: a copy of the database lets no one call the admin
 API. :func:`check` finds the row by the id and compares digests in constant time, so
 the time an answer takes says nothing about how much of a guess was right.
+
+Rows carry no seal (attest.audit.seals): whoever writes the database can add a token,
+and with it do through the API what a database writer can do already: revoke (deny;
+an unsealed revocation row makes the audited verifier accept nothing at all) and read
+the audit entries. No token lets anyone make the service accept.
 """
 
 from __future__ import annotations
