@@ -47,6 +47,7 @@ class Context:
 LazyCommands = Mapping[str, tuple[str, str]]
 
 _COMMANDS: LazyCommands = {
+    "admin": ("attest.cli.admin", "admin"),
     "audit": ("attest.cli.audit", "audit"),
     "authorize": ("attest.cli.authorize", "authorize"),
     "challenge": ("attest.cli.verifier", "challenge"),

@@ -29,9 +29,15 @@ SERVER_HINT = "pip install 'attest[server]'"
 @click.option("--verifier-id", help="This verifier's id; artifacts for another aud are denied.")
 @click.option("--nonce-ttl", default="120s", show_default=True,
               help="How long a nonce from POST /v1/challenges is usable by default.")
+@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), metavar="PER_S",
+              help="Requests a second per host (its artifact's key, else its address), "
+              "per worker; past the burst, 429 with Retry-After [default: no limit].")
+@click.option("--rate-burst", default=20, show_default=True, type=click.IntRange(1, 100_000),
+              help="Requests a host may make at once before --rate-limit applies.")
 @click.pass_context
 def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_host: str,
-          port: int, workers: int, verifier_id: str | None, nonce_ttl: str) -> None:
+          port: int, workers: int, verifier_id: str | None, nonce_ttl: str,
+          rate_limit: float | None, rate_burst: int) -> None:
     """Serve the verifier over HTTP: challenges and verification under /v1.
 
     \b
@@ -47,6 +53,7 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
         import uvicorn
 
         from attest.server.app import create_app
+        from attest.server.operate import OpsConfig
     except ImportError as exc:
         raise EnvironmentProblem(f"the service needs the server extra ({exc.name} is missing)",
                                  hint=SERVER_HINT) from None
@@ -60,7 +67,9 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         chosen = _default_url(home)
     # Built here in this process too: a store or log key out of reach is exit 3 now.
-    app = create_app(policy, chosen, home, verifier_id=verifier_id, nonce_ttl=ttl)
+    operations = OpsConfig(rate=rate_limit, burst=rate_burst)
+    app = create_app(policy, chosen, home, verifier_id=verifier_id, nonce_ttl=ttl,
+                     operations=operations)
     listener = _listen(bind_host, port)
     bound = listener.getsockname()
     click.echo(f"attest: serving policy {policy.id} on http://{_url_host(bound[0])}:{bound[1]}"
@@ -73,7 +82,7 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
     os.environ.update({"ATTEST_SERVE_POLICY": str(policy_path.resolve()),
                        "ATTEST_SERVE_STORE": chosen, "ATTEST_SERVE_HOME": str(home),
                        "ATTEST_SERVE_VERIFIER_ID": verifier_id or "",
-                       "ATTEST_SERVE_NONCE_TTL": str(ttl)})
+                       "ATTEST_SERVE_NONCE_TTL": str(ttl), **operations.environment()})
     app.state.service.close()
     uvicorn.run("attest.server.app:from_environment", factory=True, fd=listener.fileno(),
                 workers=workers, log_level=log_level, access_log=False)

@@ -43,6 +43,7 @@ from attest.server.bodies import (
     unprocessable,
 )
 from attest.server.noncepurge import NoncePurge
+from attest.server.operate import OpsConfig, operate
 from attest.store import Store
 from attest.verify.verifier import Verifier
 
@@ -79,7 +80,8 @@ class Service:
 def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
                verifier_id: str | None = None, nonce_ttl: int = DEFAULT_NONCE_TTL,
                max_batch: int = DEFAULT_BATCH, max_batch_bytes: int = DEFAULT_BATCH_BYTES,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               clock: Callable[[], float] = time.time,
+               operations: OpsConfig | None = None) -> FastAPI:
     """The service for ``policy``, on the store at ``store_url`` with the audit log keyed
     in ``audit_home`` (the verifier's home: the log key lives there).
 
@@ -110,6 +112,7 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     _errors(app)
     _routes(app, service)
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
+    operate(app, service, operations or OpsConfig())
     return app
 
 
@@ -123,7 +126,8 @@ def from_environment() -> FastAPI:
                       Path(os.environ["ATTEST_SERVE_HOME"]),
                       verifier_id=os.environ.get("ATTEST_SERVE_VERIFIER_ID") or None,
                       nonce_ttl=int(os.environ.get("ATTEST_SERVE_NONCE_TTL",
-                                                   str(DEFAULT_NONCE_TTL))))
+                                                   str(DEFAULT_NONCE_TTL))),
+                      operations=OpsConfig.from_environment())
 
 
 # -- errors -------------------------------------------------------------------------------

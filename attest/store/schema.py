@@ -238,6 +238,33 @@ service_keys = Table("service_keys", (
     Column("created_at", BIGINT),
 ))
 
+# Bearer tokens of the service's administrators (attest.store.tokens): the SHA-256 of
+# each token, never the token, under a public id the token carries. A revoked token keeps
+# its row (revoked_at set), so `attest admin token list` shows who held what.
+MAX_TOKEN_NAME = 64
+admin_tokens = Table("admin_tokens", (
+    Column("token_id", varchar(32), primary_key=True),  # hex, also in the token's text
+    Column("name", varchar(MAX_TOKEN_NAME)),
+    Column("sha256", varchar(64)),  # hex SHA-256 of the whole token text
+    Column("created_at", BIGINT),
+    Column("revoked_at", BIGINT, nullable=True),
+))
+
+# Each host's last decision, for `GET /v1/hosts` (attest.store.hoststate): written in
+# the decisions' own commit (one statement per host in a group). A row is created only
+# by an acceptance (the host id is then authenticated); a denial naming a host updates
+# its row only, so anyone's text can't grow the table.
+MAX_HOST_REASONS = 1024
+host_decisions = Table("host_decisions", (
+    Column("host", varchar(MAX_HOST), primary_key=True),
+    Column("accepted", INTEGER),  # the last decision: 1 accepted, 0 denied
+    Column("reasons", varchar(MAX_HOST_REASONS)),  # its reason codes, comma-separated
+    Column("decided_at", BIGINT),
+    Column("audit_index", BIGINT, nullable=True),
+    Column("accepted_at", BIGINT),  # the last acceptance: its quote was fresh then
+    Column("accepted_index", BIGINT, nullable=True),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
@@ -245,4 +272,4 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 # version 1 come last; they are created IF NOT EXISTS whenever a store opens.
 TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
           artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
-          revocation_aggregate, log_prefixes, service_keys)
+          revocation_aggregate, log_prefixes, service_keys, admin_tokens, host_decisions)

@@ -36,7 +36,7 @@ from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, AuditUnavailable
 from attest.reasons import Reason
-from attest.store import Store
+from attest.store import Store, hoststate
 from attest.store.db import Transaction
 from attest.verify.appraisal import Acceptance
 
@@ -59,10 +59,12 @@ class _Unlogged(Exception):
 
 
 def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
-           verifier_id: str | None = None) -> list[Decision]:
+           verifier_id: str | None = None, track_hosts: bool = False) -> list[Decision]:
     """Each member's final decision, in order, once the one transaction holding them all
     has committed (with its audit index when audited). Unaudited (``log`` None), only the
-    acceptances are written, and a denial is returned as it is."""
+    acceptances are written, and a denial is returned as it is. ``track_hosts``: each
+    host's last decision is recorded in the same transaction (attest.store.hoststate:
+    one statement per host of the group), for the service's hosts view."""
     if not members or (log is None and not any(m.acceptance for m in members)):
         return [m.decision for m in members]
     try:
@@ -82,6 +84,8 @@ def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
             indexes = log.append_many(tx, [
                 decision_entry(d, time=log.now(), verifier_id=verifier_id, artifact=m.artifact)
                 for d, m in zip(decided, members, strict=True)])
+            if track_hosts:
+                hoststate.record(tx, decided, indexes, members[-1].now)
     except Exception as exc:  # noqa: BLE001 - the group failed as a whole: each member says so
         return _failed(log, members, exc, verifier_id)
     return [dataclasses.replace(d, audit_index=i) for d, i in zip(decided, indexes, strict=True)]

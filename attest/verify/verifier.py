@@ -85,6 +85,10 @@ class Verifier:
         self.trust = load_trust(policy) if trust is None else trust
         self.memo = Memo()
         self._clock = clock
+        # The service's: record each host's last decision in the commit (attest.store.
+        # hoststate), and see every committed decision (its metrics). Off for the CLI.
+        self.track_hosts = False
+        self.on_decided: Callable[[Sequence[Decision]], None] | None = None
         # Concurrent verify calls share one write transaction (attest.verify.batch).
         self._group: GroupCommit[Member, Decision] = GroupCommit(self._commit)
 
@@ -193,7 +197,11 @@ class Verifier:
         return Member(Decision(False, (denial,)), now, artifact=_identity(raw))
 
     def _commit(self, members: Sequence[Member]) -> list[Decision]:
-        return commit(self.store, self.log, members, verifier_id=self.verifier_id)
+        decided = commit(self.store, self.log, members, verifier_id=self.verifier_id,
+                         track_hosts=self.track_hosts)
+        if self.on_decided is not None:
+            self.on_decided(decided)
+        return decided
 
     def _seals(self, snapshot: Snapshot | None) -> Seals:
         """The verdicts on the seals of the snapshot's enrollment and parent (the log

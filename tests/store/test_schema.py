@@ -22,14 +22,14 @@ TABLES = {"schema_versions", "hosts", "enrollments", "nonces", "artifacts", "ak_
           "revocations", "host_eks", "ak_eks", "approval_serials", "ak_epochs",
           "tpm_approval_serials", "artifact_approvals", "enrollment_seals",
           "artifact_seals", "revocation_seals", "revocation_aggregate", "log_prefixes",
-          "service_keys"}
+          "service_keys", "admin_tokens", "host_decisions"}
 # Added after version 1 without a version change: every store that opens gains them.
 ADDED = (store_schema.host_eks, store_schema.ak_eks, store_schema.approval_serials,
          store_schema.ak_epochs, store_schema.tpm_approval_serials,
          store_schema.artifact_approvals, store_schema.enrollment_seals,
          store_schema.artifact_seals, store_schema.revocation_seals,
          store_schema.revocation_aggregate, store_schema.log_prefixes, store_schema.service_keys,
-         audit_schema.audit_macs)
+         store_schema.admin_tokens, store_schema.host_decisions, audit_schema.audit_macs)
 HERE = Path(__file__).parent
 
 
