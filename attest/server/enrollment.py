@@ -19,9 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
@@ -53,21 +53,38 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _MEMBERS = {"host", "ek_certificate", "ek_chain", "ek_public", "ak_public",
             "ak_qualified_name"}
 
-B64 = {"type": "string", "contentEncoding": "base64",
+# The schema says what the handler enforces, so that a client (or a fuzzer) reading the
+# document never sends a "valid" request the service refuses.
+B64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+B64 = {"type": "string", "contentEncoding": "base64", "pattern": B64_PATTERN,
        "description": "base64 (RFC 4648 section 4, with padding)"}
+# Host ids over the network are ASCII (a DNS name in its xn-- form): visible characters,
+# inner spaces allowed. Local `attest enroll` also takes other printable UTF-8.
+HOST_PATTERN = "^[!-~](?:[ -~]*[!-~])?$"
+_HOST = re.compile(HOST_PATTERN)
+
+
+def _b64_field(limit: int, description: str, *, empty: bool = False) -> dict[str, Any]:
+    """A base64 member of at most ``limit`` decoded bytes (at least one unless ``empty``)."""
+    return {**B64, "minLength": 0 if empty else 4, "maxLength": 4 * (limit // 3),
+            "description": description}
 ENROLLMENT_REQUEST: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
     "required": ["host", "ek_certificate", "ak_public"],
     "properties": {
-        "host": {"type": "string", "minLength": 1, "maxLength": 255,
-                 "description": "The host id: visible characters, no space at either end."},
-        "ek_certificate": {**B64, "description": "The EK certificate (DER, as in NV)."},
-        "ek_chain": {"type": "array", "maxItems": MAX_CHAIN, "items": B64,
+        "host": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": HOST_PATTERN,
+                 "description": "The host id: visible ASCII characters, no space at either "
+                 "end."},
+        "ek_certificate": _b64_field(MAX_CERTIFICATE_BYTES,
+                                     "The EK certificate (DER, as in NV)."),
+        "ek_chain": {"type": "array", "maxItems": MAX_CHAIN,
+                     "items": _b64_field(MAX_CERTIFICATE_BYTES, "A certificate"),
                      "description": "Intermediate CA certificates (DER or PEM)."},
-        "ek_public": {**B64, "description": "The EK's TPM2B_PUBLIC: checked against the "
-                      "certificate's key, never used instead of it."},
-        "ak_public": {**B64, "description": "The AK's TPM2B_PUBLIC."},
-        "ak_qualified_name": {**B64, "description": "The AK's qualified name."},
+        "ek_public": _b64_field(MAX_PUBLIC_BYTES, "The EK's TPM2B_PUBLIC: checked against "
+                                "the certificate's key, never used instead of it."),
+        "ak_public": _b64_field(MAX_PUBLIC_BYTES, "The AK's TPM2B_PUBLIC."),
+        "ak_qualified_name": _b64_field(MAX_NAME_BYTES, "The AK's qualified name.",
+                                        empty=True),
     },
 }
 CHALLENGE: dict[str, Any] = {
@@ -79,7 +96,8 @@ CHALLENGE: dict[str, Any] = {
 }
 ACTIVATION_REQUEST: dict[str, Any] = {
     "type": "object", "additionalProperties": False, "required": ["secret"],
-    "properties": {"secret": {**B64, "description": "What ActivateCredential returned."}},
+    "properties": {"secret": _b64_field(MAX_SECRET_BYTES,
+                                        "What ActivateCredential returned.")},
 }
 
 
@@ -127,7 +145,8 @@ def mount(app: FastAPI, service: Service) -> Enroller:
     @app.post(f"{API}/enrollments/{{enrollment_id}}/activation", tags=["enrollment"],
               openapi_extra=schema.request_body(ACTIVATION_REQUEST),
               responses=_responses(200, schema.DECISION))
-    async def activate(enrollment_id: str, request: Request) -> JSONResponse:
+    async def activate(enrollment_id: Annotated[str, Path(pattern=_ID.pattern.join("^$"))],
+                       request: Request) -> JSONResponse:
         """The secret the TPM recovered (ActivateCredential): the AK is enrolled for the
         EK and host id of the challenge, once. Accepted or denied: 200."""
         if not _ID.fullmatch(enrollment_id):
@@ -149,8 +168,9 @@ def _enrollment_request(body: dict[str, Any]) -> EnrollmentRequest:
         if name not in body:
             raise unprocessable(f"the body needs the member {name}")
     host = body["host"]
-    if not isinstance(host, str) or not host_id_ok(host):
-        raise unprocessable("host must be 1 to 255 visible characters, no space at an end")
+    if not isinstance(host, str) or not _HOST.fullmatch(host) or not host_id_ok(host):
+        raise unprocessable("host must be 1 to 255 visible ASCII characters, no space at an "
+                            "end")
     chain = body.get("ek_chain", [])
     if not isinstance(chain, list) or len(chain) > MAX_CHAIN:
         raise unprocessable(f"ek_chain must be a list of at most {MAX_CHAIN} certificates")

@@ -11,6 +11,7 @@ operation's strategy directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,10 @@ def test_every_answer_is_declared_and_none_is_a_server_error(
             continue  # nothing to send wrong (GET /v1/health)
 
         @given(case=operation.as_strategy(generation_mode=mode))
+        # Random locally, so each run explores; fixed in CI, so a landing never hangs on
+        # a draw (a failure found locally is kept as a plain test).
         @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  derandomize=os.environ.get("CI") == "true",
                   suppress_health_check=list(HealthCheck))
         def fuzz(case: Case) -> None:
             response = case.call_and_validate()
