@@ -10,7 +10,8 @@ import click
 from attest.cli.common import tpm_from
 from attest.cli.terminal import visible
 from attest.errors import UsageError
-from attest.host.run import check_verifier_url, default_subject, run_local, run_remote
+from attest.host.http import check_verifier_url
+from attest.host.run import default_subject, run_local, run_remote
 from attest.tpm import keys as signing
 
 

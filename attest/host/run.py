@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from attest import strictjson
 from attest.artifact import jws
 from attest.artifact.model import RuntimeLogBase
 from attest.decision import Decision, Denial
-from attest.errors import EnvironmentProblem, EvidenceError, UsageError
+from attest.errors import EvidenceError
+from attest.host.http import post_json
 from attest.host.issue import Request, issue
 from attest.host.runtime import checkpoint as checkpoints
 from attest.host.runtime import subjects
@@ -45,14 +45,8 @@ if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQL
     from attest.policy.model import VerifierPolicy
     from attest.store import Store
 
-REMOTE_TIMEOUT_S = 10.0
-
 SendSegment = Callable[[RuntimeLogBase | None, bytes], RuntimeLogBase | Denial]
 """Hands the verifier a segment of the runtime log after a base (attest.verify.segments)."""
-
-
-class VerifierUnreachable(EnvironmentProblem):
-    """The remote verifier did not answer: nothing runs (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -220,78 +214,8 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     return Authorized(decision, made.executable, made.env, artifact)
 
 
-# A decision is a few hundred bytes; whatever answers at the URL chooses the length.
-MAX_ANSWER_BYTES = 1 << 20
-
-
-def _bounded(data: bytes) -> bytes:
-    if len(data) > MAX_ANSWER_BYTES:
-        raise ValueError(f"an answer of more than {MAX_ANSWER_BYTES} bytes")
-    return data
-
-
-def check_verifier_url(url: str) -> None:
-    """UsageError unless ``url`` is https, or http to this machine (loopback).
-
-    Nothing in a verifier's answer is signed: over plain http, whoever is on the path
-    answers {"accepted": true} and the command runs on a host no verifier accepted.
-    https checks the server's certificate (Python's default context); loopback never
-    leaves the machine.
-    """
-    import ipaddress
-    import urllib.parse
-
-    if not (url.isascii() and url.isprintable()) or any(char.isspace() for char in url):
-        # http.client refuses these only when it connects: say it here, as usage.
-        raise UsageError(f"--verifier holds spaces, control or non-ASCII characters: {url!r}",
-                         hint="percent-encode them (%20, %C3%A9), a host in its xn-- form")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        # Read here, so that a bad host or port ("[::1", ":99999") is refused as usage.
-        host, _ = (parts.hostname or "").rstrip(".").lower(), parts.port
-    except ValueError as exc:
-        raise UsageError(f"--verifier is not a URL: {url!r} ({exc})") from None
-    # Only http(s): urllib would also open file: and other schemes.
-    if parts.scheme not in ("http", "https") or not host:
-        raise UsageError(f"--verifier must be an http(s) URL naming a host, not {url!r}")
-    if parts.scheme == "https":
-        return
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise UsageError(f"--verifier {url!r} is plain http to another machine: anyone on the "
-                         "path could answer that the command is accepted",
-                         hint="use https (the verifier's certificate is checked), or http to "
-                         "localhost / 127.0.0.1 only")
-
-
 def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
-    # Imported here: http.client and its email parsing are for remote runs only.
-    import urllib.error
-    import urllib.request
-
-    check_verifier_url(url)
-    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
-                                     headers={"Content-Type": content_type,
-                                              "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S) as response:  # noqa: S310
-            data = strictjson.loads(_bounded(response.read(MAX_ANSWER_BYTES + 1)))
-    except urllib.error.HTTPError as exc:
-        # A verifier that answers with an error status still answered: read its decision.
-        try:
-            data = strictjson.loads(_bounded(exc.read(MAX_ANSWER_BYTES + 1)))
-        except ValueError:
-            raise VerifierUnreachable(f"the verifier at {url} answered HTTP {exc.code} without "
-                                      "a decision") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise VerifierUnreachable(f"the verifier at {url} is unreachable: {exc}",
-                                  hint="check --verifier and that the service is up") from None
-    if not isinstance(data, dict):
-        raise VerifierUnreachable(f"the verifier at {url} sent no decision")
-    return data
+    return post_json(url, body, content_type)
 
 
 def run_remote(tpm: TPM, home: Path, argv: list[str], verifier_url: str, *, subject: str,
