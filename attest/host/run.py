@@ -23,7 +23,7 @@ from attest.artifact import jws
 from attest.artifact.model import RuntimeLogBase
 from attest.decision import Decision, Denial
 from attest.errors import EvidenceError
-from attest.host.http import post_json
+from attest.host.http import VerifierUnreachable, post_json
 from attest.host.issue import Request, issue
 from attest.host.runtime import checkpoint as checkpoints
 from attest.host.runtime import subjects
@@ -42,6 +42,8 @@ from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
 if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQLAlchemy)
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
     from attest.policy.model import VerifierPolicy
     from attest.store import Store
 
@@ -214,41 +216,101 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     return Authorized(decision, made.executable, made.env, artifact)
 
 
-def _post(url: str, body: bytes, content_type: str) -> dict[str, object]:
-    return post_json(url, body, content_type)
+@dataclass(frozen=True)
+class Remote:
+    """A verifier service and how to trust it: the keys its results must be signed by,
+    the CA of its https certificate, whether plain http elsewhere than loopback is
+    allowed (attest.host.http.check_verifier_url)."""
+
+    url: str
+    keys: Sequence[EllipticCurvePublicKey]
+    cacert: Path | None = None
+    insecure: bool = False
+
+    @property
+    def base(self) -> str:
+        return self.url.rstrip("/")
+
+    def challenge(self) -> str:
+        """A nonce from ``POST /v1/challenges``. Retried: a challenge a lost answer left
+        unused only expires."""
+        answer = post_json(f"{self.base}/v1/challenges", b"{}", cacert=self.cacert,
+                           insecure=self.insecure, retries=CHALLENGE_RETRIES)
+        nonce = answer.get("nonce")
+        if not isinstance(nonce, str):
+            raise VerifierUnreachable(f"the verifier at {self.base} answered no nonce")
+        return nonce
+
+    def verify(self, artifact: bytes, nonce: str | None) -> Decision:
+        """The verifier's decision on ``artifact``, as its signed result says. Never
+        retried: a verification consumes the nonce and the jti."""
+        answer = post_json(f"{self.base}/v1/verify", artifact, "application/jose",
+                           cacert=self.cacert, insecure=self.insecure)
+        return decision_from(answer, artifact, nonce, self.keys, int(time.time()))
 
 
-def run_remote(tpm: TPM, home: Path, argv: list[str], verifier_url: str, *, subject: str,
+CHALLENGE_RETRIES = 2
+
+
+def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject: str,
                key_name: str, ttl: int = 60, keep_env: Sequence[str] = ()) -> Authorized:
-    """Authorize ``argv`` with a challenge from the verifier service and have it verify."""
-    base = verifier_url.rstrip("/")
-    challenge = _post(f"{base}/v1/challenges", b"{}", "application/json")
-    nonce = challenge.get("nonce")
-    verifier = f"url:{base}"
-    made = prepare(tpm, home, argv, subject=subject, key_name=key_name,
-                   nonce=nonce if isinstance(nonce, str) else None, ttl=ttl, keep_env=keep_env,
-                   verifier=verifier)
-    decision, artifact = _verified(tpm, home, made, verifier, lambda raw: _decision_from(
-        _post(f"{base}/v1/verify", raw, "application/jose")))
+    """Authorize ``argv`` with a challenge from the verifier service and have it verify;
+    accepted only on an affirming result signed by one of ``remote.keys``."""
+    nonce = remote.challenge()
+    verifier = f"url:{remote.base}"
+    made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
+                   keep_env=keep_env, verifier=verifier)
+    decision, artifact = _verified(tpm, home, made, verifier,
+                                   lambda raw: remote.verify(raw, nonce))
     return Authorized(decision, made.executable, made.env, artifact)
 
 
-def _decision_from(answer: dict[str, object]) -> Decision:
-    """A remote decision; anything unexpected in it is a denial, never an acceptance."""
-    if answer.get("accepted") is True and not answer.get("reasons"):
-        # Only the prefix it acknowledges is read of its facts (a hint: see prefixes).
-        base = acknowledged(answer.get("facts"))
-        facts = {} if base is None else {"runtime_log": base.to_json()}
-        return Decision(True, jti=str(answer.get("jti")), host=str(answer.get("host")),
-                        facts=facts)
+def decision_from(answer: dict[str, object], artifact: bytes, nonce: str | None,
+                  keys: Sequence[EllipticCurvePublicKey], now: int) -> Decision:
+    """The decision a verifier's answer proves: an acceptance only when its ``result`` is
+    an attestation result signed by one of ``keys``, unexpired, affirming, with an audit
+    receipt, about exactly ``artifact`` and ``nonce``. Everything else in the answer is
+    unsigned: of it, only the denial messages (text to show) and the runtime log prefix
+    acknowledged (a hint, attest.host.runtime.prefixes) are read. Anything unexpected
+    is a denial, never an acceptance."""
+    from attest.ear import result as ear
+
+    token = answer.get("result")
+    if not isinstance(token, str):
+        return _denied(Reason.INVALID_SIGNATURE,
+                       "the verifier answered without a signed attestation result")
+    try:
+        found = ear.read(token, keys, now=now)
+        ear.check_bound(found, artifact=artifact, nonce=nonce)
+    except EvidenceError as exc:
+        return _denied(exc.reason, f"the verifier's attestation result: {exc.message}")
+    if not found.affirming:
+        return Decision(False, _signed_denials(found.reasons, answer.get("denials")))
+    if found.receipt is None:
+        return _denied(Reason.AUDIT_UNAVAILABLE,
+                       "the verifier's result carries no audit receipt")
+    base = acknowledged(answer.get("facts"))
+    facts = {} if base is None else {"runtime_log": base.to_json()}
+    return Decision(True, jti=found.artifact_jti, subject=found.subject, host=found.host,
+                    facts=facts)
+
+
+def _denied(reason: Reason, message: str) -> Decision:
+    return Decision(False, (Denial(reason, message),))
+
+
+def _signed_denials(codes: Sequence[str], unsigned: object) -> tuple[Denial, ...]:
+    """The signed reason codes, each with the answer's message for it when it has one."""
+    messages: dict[str, str] = {}
+    for item in unsigned if isinstance(unsigned, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("message"), str):
+            messages.setdefault(str(item.get("reason")), item["message"])
     denials = []
-    raw = answer.get("denials")
-    for item in raw if isinstance(raw, list) else []:
-        if isinstance(item, dict):
-            try:
-                reason = Reason(str(item.get("reason")))
-            except ValueError:
-                reason = Reason.INTERNAL_ERROR
-            denials.append(Denial(reason, str(item.get("message", ""))))
-    return Decision(False, tuple(denials) or (
-        Denial(Reason.INTERNAL_ERROR, "the verifier's answer was not an acceptance"),))
+    for code in codes:
+        try:
+            reason = Reason(code)
+        except ValueError:
+            reason = Reason.INTERNAL_ERROR
+        denials.append(Denial(reason, messages.get(code, "")))
+    return tuple(denials) or (
+        Denial(Reason.INTERNAL_ERROR, "the verifier's result does not affirm"),)

@@ -59,7 +59,7 @@ class Results:
     def _answer(self, decision: Decision, raw: bytes) -> dict[str, Any]:
         service = self.service
         receipt = None if decision.audit_index is None else self._receipt(decision.audit_index)
-        nonce = _nonce(raw) if decision.accepted else None
+        nonce = _nonce(raw)
         signed = ear.issue(decision, ear.Subject(raw, nonce), key=self.key,
                            policy_id=service.policy.id, policy_digest=service.policy.digest,
                            receipt=receipt, now=int(service.clock()), ttl=self.ttl)
@@ -76,10 +76,11 @@ class Results:
 
 
 def _nonce(raw: bytes) -> str | None:
-    """The accepted artifact's nonce (it parsed once already: it parses again)."""
+    """The artifact's nonce, when it has one (parsed again: the decision does not carry
+    it), so that a denial too is bound to the request it answers."""
     try:
         return jws.parse(raw).claims.eat_nonce
-    except AttestError:  # it did parse to be accepted; if not now, the result names none
+    except AttestError:  # no artifact, no nonce: the result names none
         return None
 
 
