@@ -81,7 +81,8 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               "it, or when the log no longer begins so, the whole log is sent.")
 @click.option("--out", "out_file", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the artifact.")
-@json_option(help='Print {"ok", "out", "bytes", "ttl", "subject", "action", "argv"}.')
+@json_option(help='Print {"ok", "out", "bytes", "ttl", "subject", "action", "argv", '
+             '"nonce"}.')
 @click.pass_context
 def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple[str, ...],
               argv_rest: tuple[str, ...], key_name: str, approvals: tuple[Path, ...],
@@ -140,7 +141,8 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
     write_public(out_file, artifact + b"\n")
     if as_json:
         echo_json({"ok": True, "out": str(out_file), "bytes": len(artifact), "ttl": request.ttl,
-                   "subject": subject, "action": action, "argv": list(argv)})
+                   "subject": subject, "action": action, "argv": list(argv),
+                   "nonce": nonce})
         return
     click.echo(f"authorized {visible(action)} {visible(repr(' '.join(argv)))} for "
                f"{visible(subject)} into {visible(out_file)} "

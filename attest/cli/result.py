@@ -80,14 +80,18 @@ def verify(ctx: click.Context, source: str, verifier_keys: tuple[Path, ...],
 
 @result.command("key")
 @click.option("--jwk", "as_jwk", is_flag=True, help="Print the JWKS (as GET /v1/keys does).")
+@json_option(help='Print {"ok": true, "pem": "<PEM>", "jwk": {...}}.')
 @click.pass_context
-def key(ctx: click.Context, as_jwk: bool) -> None:
+def key(ctx: click.Context, as_jwk: bool, as_json: bool) -> None:
     """Print the public key that checks this verifier's results (made on first use in
     the verifier's home, as `attest serve` makes it): what hosts trust with
     --verifier-key or in $ATTEST_HOME/verifier-keys/."""
     from attest.ear import token
 
     public = result_keys.load_or_create(ctx.obj.home).public_key()
+    if as_json:
+        echo_json({"ok": True, "pem": result_keys.public_pem(public), "jwk": token.jwk(public)})
+        return
     if as_jwk:
         echo_json({"keys": [token.jwk(public)]})
         return
