@@ -31,8 +31,10 @@ from attest.reasons import Reason
 
 ALG = "ES256"
 TYP = "JWT"
-# A result carries a receipt: a few kilobytes. Anything far larger is refused unparsed.
-MAX_TOKEN_BYTES = 64 * 1024
+# A result carries a receipt: a few kilobytes; host-chosen fields are bounded (1024
+# characters each, twice: in the claims and in the logged entry). Anything far larger
+# is refused unparsed.
+MAX_TOKEN_BYTES = 256 * 1024
 _COORD = 32
 
 
