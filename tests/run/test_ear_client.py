@@ -10,8 +10,11 @@ reason. The same fake, answering what a real verifier would, runs it (the contro
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import http.server
+import ipaddress
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from attest.artifact import jws
 from attest.audit.proofs import InclusionProof
@@ -37,8 +43,10 @@ Answer = Callable[[bytes], dict[str, Any]]
 
 
 @contextmanager
-def _fake_verifier(answers: dict[str, Answer], mode: list[str]) -> Iterator[str]:
-    """A loopback 'verifier': a fixed nonce, then ``answers[mode[0]]`` for the artifact."""
+def _fake_verifier(answers: dict[str, Answer], mode: list[str],
+                   tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A loopback 'verifier': a fixed nonce, then ``answers[mode[0]]`` for the artifact;
+    over https with ``tls``."""
 
     class Fake(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -56,10 +64,12 @@ def _fake_verifier(answers: dict[str, Answer], mode: list[str]) -> Iterator[str]
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -169,3 +179,54 @@ def test_authorize_fetches_its_nonce_from_the_verifier(ready: tuple[Host, Path],
     both = attest_cli(host, "authorize", "--subject", "ci", "--verifier", "http://127.0.0.1:1",
                       "--nonce", NONCE, "--out", str(out), "--", "true")
     assert both.returncode == 2
+
+
+def _tls(tmp: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for 127.0.0.1 with a certificate from a CA of the test's own,
+    and that CA's certificate (what --cacert names)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test verifier CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(hours=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                       False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_pem, chain = tmp / "ca.pem", tmp / "server.pem"
+    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return context, ca_pem
+
+
+def test_https_checks_the_servers_certificate_against_cacert(ready: tuple[Host, Path],
+                                                             tmp_path: Path) -> None:
+    host, _ = ready
+    trusted = result_keys.load_or_create(tmp_path / "verifier")
+    pem = tmp_path / "verifier.pem"
+    pem.write_text(result_keys.public_pem(trusted.public_key()))
+    context, ca = _tls(tmp_path)
+    with _fake_verifier({"genuine": _signed(trusted)}, ["genuine"], tls=context) as base:
+        marker = tmp_path / "must-not-exist"
+        unknown_ca = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
+                                "--", "sh", "-c", f"touch {marker}")
+        assert unknown_ca.returncode == 3 and not marker.exists(), unknown_ca.stderr
+        assert "CERTIFICATE_VERIFY_FAILED" in unknown_ca.stderr
+        done = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
+                          "--cacert", str(ca), "--", "sh", "-c", "exit 4")
+        assert done.returncode == 4, done.stderr
