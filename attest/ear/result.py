@@ -30,19 +30,21 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest import __version__
-from attest.audit.entry import EntryKind, Outcome, fit
-from attest.audit.note import Checkpoint, VerifierKey
-from attest.audit.proofs import InclusionProof
 from attest.decision import Decision
 from attest.ear import token
 from attest.ear.vector import Claim, Status, status_for, vector_for
 from attest.errors import AttestError, EvidenceError
+from attest.fieldtext import fit
 from attest.reasons import Reason
+
+if TYPE_CHECKING:  # a relying party reads results without importing the audit log
+    from attest.audit.note import Checkpoint, VerifierKey
+    from attest.audit.proofs import InclusionProof
 
 PROFILE = "tag:github.com,2023:veraison/ear"
 SUBMOD = "attest"
@@ -178,6 +180,8 @@ def check_receipt(result: Result, log_key: VerifierKey) -> Checkpoint:
     the receipt's proof verifies, its entry hashes to the proven leaf, and the entry
     is a decision on this artifact with this outcome and these reasons.
     EvidenceError (proof_invalid) otherwise."""
+    from attest.audit.proofs import InclusionProof
+
     if result.receipt is None:
         raise EvidenceError("the result carries no audit receipt: the decision was not "
                             "logged", reason=Reason.PROOF_INVALID)
@@ -196,6 +200,7 @@ def check_receipt(result: Result, log_key: VerifierKey) -> Checkpoint:
 
 def _check_entry(result: Result, proof: InclusionProof) -> None:
     from attest import strictjson
+    from attest.audit.entry import EntryKind, Outcome
 
     assert proof.entry is not None  # noqa: S101 - checked by the caller
     try:
