@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest.durable import fsync_dir
 from attest.errors import UsageError
+from attest.inputfile import read_bounded
 
 FOLDER = "ear"
 PRIVATE_FILE = "result-signing.key"
@@ -76,13 +77,7 @@ def public_pem(key: ec.EllipticCurvePublicKey) -> str:
 
 def load_public(path: Path) -> ec.EllipticCurvePublicKey:
     """The P-256 public key in the PEM file ``path`` (UsageError otherwise)."""
-    try:
-        with path.open("rb") as source:
-            data = source.read(MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise UsageError(f"the verifier key {path} cannot be read: {exc.strerror}") from None
-    if len(data) > MAX_KEY_FILE:
-        raise UsageError(f"the verifier key {path} is larger than {MAX_KEY_FILE} bytes")
+    data = read_bounded(path, "the verifier key", MAX_KEY_FILE)  # a FIFO never blocks it
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from attest.artifact import jws
-from attest.artifact.model import RuntimeLogBase
+from attest.artifact.model import RuntimeLogBase, check_b64url
 from attest.decision import Decision, Denial
 from attest.errors import EvidenceError
 from attest.host.http import VerifierUnreachable, post_json
@@ -237,8 +237,13 @@ class Remote:
         answer = post_json(f"{self.base}/v1/challenges", b"{}", cacert=self.cacert,
                            insecure=self.insecure, retries=CHALLENGE_RETRIES)
         nonce = answer.get("nonce")
-        if not isinstance(nonce, str):
+        if not isinstance(nonce, str) or not nonce or len(nonce) > MAX_NONCE_CHARS:
             raise VerifierUnreachable(f"the verifier at {self.base} answered no nonce")
+        try:
+            check_b64url(nonce, "the verifier's nonce")
+        except EvidenceError:
+            raise VerifierUnreachable(f"the verifier at {self.base} answered a nonce that "
+                                      "is not base64url") from None
         return nonce
 
     def verify(self, artifact: bytes, nonce: str | None) -> Decision:
@@ -250,6 +255,7 @@ class Remote:
 
 
 CHALLENGE_RETRIES = 2
+MAX_NONCE_CHARS = 512  # the service's are 43; an artifact carries whatever it is given
 
 
 def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject: str,

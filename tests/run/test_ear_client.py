@@ -44,14 +44,14 @@ Answer = Callable[[bytes], dict[str, Any]]
 
 @contextmanager
 def _fake_verifier(answers: dict[str, Answer], mode: list[str],
-                   tls: ssl.SSLContext | None = None) -> Iterator[str]:
+                   tls: ssl.SSLContext | None = None, nonce: str = NONCE) -> Iterator[str]:
     """A loopback 'verifier': a fixed nonce, then ``answers[mode[0]]`` for the artifact;
     over https with ``tls``."""
 
     class Fake(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            answer = ({"nonce": NONCE, "expires": int(time.time()) + 60}
+            answer = ({"nonce": nonce, "expires": int(time.time()) + 60}
                       if self.path.endswith("/challenges") else answers[mode[0]](body))
             data = json.dumps(answer).encode()
             self.send_response(200)
@@ -179,6 +179,11 @@ def test_authorize_fetches_its_nonce_from_the_verifier(ready: tuple[Host, Path],
     both = attest_cli(host, "authorize", "--subject", "ci", "--verifier", "http://127.0.0.1:1",
                       "--nonce", NONCE, "--out", str(out), "--", "true")
     assert both.returncode == 2
+    # A nonce that is no base64url is the verifier's fault: environment, nothing issued.
+    with _fake_verifier({}, ["unused"], nonce="not base64url!") as base:
+        odd = attest_cli(host, "authorize", "--subject", "ci", "--verifier", base,
+                         "--out", str(tmp_path / "b.jws"), "--", "true")
+    assert odd.returncode == 3 and not (tmp_path / "b.jws").exists(), odd.stderr
 
 
 def _tls(tmp: Path) -> tuple[ssl.SSLContext, Path]:

@@ -88,6 +88,15 @@ def test_an_acceptance_answers_an_affirming_ear_bound_to_the_artifact_and_nonce(
     report = json.loads(checked.stdout)
     assert report["status"] == "affirming" and report["audit_index"] == 0
     assert report["checkpoint"]["size"] >= 1
+    # From a file, and from stdin, the same.
+    (tmp_path / "result.jwt").write_text(decision["result"] + "\n")
+    assert _result_verify(service, tmp_path, str(tmp_path / "result.jwt")).exit_code == 0
+    log_key = log_keys.load_public(service.home)
+    assert log_key is not None
+    piped = CliRunner().invoke(cli, ["--home", str(tmp_path), "result", "verify", "-",
+                                     "--verifier-key", str(tmp_path / "verifier.pem"),
+                                     "--log-key", log_key.encode()], input=decision["result"])
+    assert piped.exit_code == 0 and piped.stdout.startswith("ok: affirming"), piped.output
     # The same result, held to another nonce or another artifact, is refused.
     other = _result_verify(service, tmp_path, decision["result"],
                            "--artifact", str(tmp_path / "a.jws"), "--nonce", "AAAA")
