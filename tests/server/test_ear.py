@@ -104,7 +104,7 @@ def test_an_acceptance_answers_an_affirming_ear_bound_to_the_artifact_and_nonce(
 
 
 @pytest.mark.parametrize("case", ["replayed", "malformed_artifact", "invalid_signature",
-                                  "nonce_unknown"])
+                                  "nonce_unknown", "reference_value_mismatch"])
 def test_each_common_denial_answers_a_contraindicated_ear_with_its_vector(
         service: Service, tmp_path: Path, case: str) -> None:
     nonce = _challenge(service)
@@ -112,7 +112,8 @@ def test_each_common_denial_answers_a_contraindicated_ear_with_its_vector(
     claim, value = {"replayed": ("instance-identity", 96),
                     "malformed_artifact": ("instance-identity", 99),
                     "invalid_signature": ("instance-identity", 99),
-                    "nonce_unknown": ("instance-identity", 96)}[case]
+                    "nonce_unknown": ("instance-identity", 96),
+                    "reference_value_mismatch": ("executables", 33)}[case]
     if case == "replayed":
         assert _verify(service, artifact)["accepted"] is True
     elif case == "malformed_artifact":
@@ -122,9 +123,12 @@ def test_each_common_denial_answers_a_contraindicated_ear_with_its_vector(
         flipped = bytearray(base64.urlsafe_b64decode(signature + b"=" * (-len(signature) % 4)))
         flipped[5] ^= 1
         artifact = b".".join([head, body, base64.urlsafe_b64encode(flipped).rstrip(b"=")])
-    else:
+    elif case == "nonce_unknown":
         artifact = service.rig.issue(nonce=base64.urlsafe_b64encode(b"x" * 16)
                                      .rstrip(b"=").decode())
+    else:  # something the policy does not know ran on the host
+        service.rig.host.ok("measure", "data", "--name", "unexpected", "--value", "x")
+        artifact = service.rig.issue(nonce=nonce)
     decision = _verify(service, artifact)
     assert decision["accepted"] is False and case in decision["reasons"], decision
     submod = _claims(service, decision["result"])["submods"]["attest"]
