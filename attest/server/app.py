@@ -190,8 +190,7 @@ def _routes(app: FastAPI, service: Service, signer: results.Results) -> None:
         ``application/jose`` (what `attest run --verifier` sends)."""
         body = await read_body(request, VERIFY_BODY_BYTES)
         raw = body.strip() if _is_jose(request) else _artifact(json_object(body))
-        decision = await run_in_threadpool(service.verifier.verify, raw)
-        return JSONResponse((await results.answer(signer, [decision], [raw]))[0])
+        return JSONResponse(await run_in_threadpool(signer.decide, raw))
 
     @app.post(f"{API}/verify:batch", tags=["verification"],
               openapi_extra=schema.request_body(schema.BATCH_REQUEST),
@@ -208,8 +207,7 @@ def _routes(app: FastAPI, service: Service, signer: results.Results) -> None:
             raise RequestRefused(413, "batch_too_large", f"a batch holds at most "
                                  f"{service.max_batch} artifacts, not {len(items)}")
         raws = [_text(item, f"artifacts[{i}]") for i, item in enumerate(items)]
-        decisions = await run_in_threadpool(service.verifier.verify_batch, raws)
-        return JSONResponse({"decisions": await results.answer(signer, decisions, raws)})
+        return JSONResponse({"decisions": await run_in_threadpool(signer.decide_batch, raws)})
 
 
 def _is_jose(request: Request) -> bool:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from attest.artifact import jws
@@ -50,9 +49,15 @@ class Results:
         self.key = keys.load_or_create(home)
         self.ttl = ttl
 
-    def answers(self, decisions: Sequence[Decision],
-                raws: Sequence[bytes]) -> list[dict[str, Any]]:
-        """Each decision as JSON with its signed result (blocking: the thread pool's)."""
+    def decide(self, raw: bytes) -> dict[str, Any]:
+        """The decision on ``raw`` (logged) as JSON with its signed result. Blocking: one
+        hop to the thread pool for the verification and its result together."""
+        return self._answer(self.service.verifier.verify(raw), raw)
+
+    def decide_batch(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
+        """:meth:`decide` for a batch: one verification (attest.verify.verifier
+        ``verify_batch``), then each decision's result."""
+        decisions = self.service.verifier.verify_batch(raws)
         return [self._answer(decision, raw)
                 for decision, raw in zip(decisions, raws, strict=True)]
 
@@ -93,7 +98,3 @@ def mount(app: FastAPI, results: Results) -> None:
         results; hosts trust it with --verifier-key (`attest result key` prints it)."""
         return JSONResponse({"keys": [token.jwk(results.key.public_key())]})
 
-
-async def answer(results: Results, decisions: Sequence[Decision],
-                 raws: Sequence[bytes]) -> list[dict[str, Any]]:
-    return await run_in_threadpool(results.answers, decisions, raws)
