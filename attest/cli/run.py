@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from attest.errors import UsageError
 from attest.host.http import check_verifier_url
 from attest.host.run import Remote, default_subject, run_local, run_remote
 from attest.tpm import keys as signing
+
+if TYPE_CHECKING:
+    from attest.audit.note import VerifierKey
 
 
 @click.command(context_settings={"ignore_unknown_options": True,
@@ -28,6 +32,9 @@ from attest.tpm import keys as signing
               help="With --verifier: a PEM public key whose signed results are trusted "
               "(`attest result key` on the verifier); repeatable [default: "
               "$ATTEST_HOME/verifier-keys/*.pem].")
+@click.option("--log-key", "log_key", metavar="PUBKEY",
+              help="With --verifier: the audit log's verifier key (`attest audit key`, or a "
+              "file holding it); the result's audit receipt must then verify with it.")
 @click.option("--cacert", type=click.Path(dir_okay=False, path_type=Path),
               help="With an https --verifier: the CA certificate(s) of its server (PEM) "
               "[default: the system's].")
@@ -46,7 +53,8 @@ from attest.tpm import keys as signing
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
-        verifier_keys: tuple[Path, ...], cacert: Path | None, insecure: bool,
+        verifier_keys: tuple[Path, ...], log_key: str | None, cacert: Path | None,
+        insecure: bool,
         store_url: str | None, subject: str | None, key_name: str, keep_env: tuple[str, ...],
         quiet: bool, argv: tuple[str, ...]) -> None:
     """Run CMD only if a verifier accepts an artifact for exactly this command line.
@@ -69,9 +77,11 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
         # Before anything is measured: the URL, and the keys its results must be signed by.
         check_verifier_url(verifier_url, insecure=insecure)
         remote = Remote(verifier_url, trusted(ctx.obj.home, verifier_keys), cacert=cacert,
-                        insecure=insecure)
-    elif verifier_keys or cacert or insecure:
-        raise UsageError("--verifier-key, --cacert and --insecure go with --verifier")
+                        insecure=insecure, log_key=None if log_key is None else
+                        _log_key(log_key))
+    elif verifier_keys or log_key or cacert or insecure:
+        raise UsageError("--verifier-key, --log-key, --cacert and --insecure go with "
+                         "--verifier")
     command = list(argv)
     who = subject or default_subject()
     if policy_path is not None:
@@ -103,3 +113,9 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
     sys.stderr.flush()
     # exec the sealed bytes that were measured, not whatever the path holds now.
     done.exec(command)
+
+
+def _log_key(text: str) -> VerifierKey:
+    from attest.cli.audit import _key
+
+    return _key(text)

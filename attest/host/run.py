@@ -44,6 +44,7 @@ from attest.tpm.pcr import active_banks
 if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQLAlchemy)
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
+    from attest.audit.note import VerifierKey
     from attest.policy.model import VerifierPolicy
     from attest.store import Store
 
@@ -226,6 +227,7 @@ class Remote:
     keys: Sequence[EllipticCurvePublicKey]
     cacert: Path | None = None
     insecure: bool = False
+    log_key: VerifierKey | None = None  # when given, the receipt is checked with it too
 
     @property
     def base(self) -> str:
@@ -251,7 +253,8 @@ class Remote:
         retried: a verification consumes the nonce and the jti."""
         answer = post_json(f"{self.base}/v1/verify", artifact, "application/jose",
                            cacert=self.cacert, insecure=self.insecure)
-        return decision_from(answer, artifact, nonce, self.keys, int(time.time()))
+        return decision_from(answer, artifact, nonce, self.keys, int(time.time()),
+                             log_key=self.log_key)
 
 
 CHALLENGE_RETRIES = 2
@@ -272,10 +275,12 @@ def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject
 
 
 def decision_from(answer: dict[str, object], artifact: bytes, nonce: str | None,
-                  keys: Sequence[EllipticCurvePublicKey], now: int) -> Decision:
+                  keys: Sequence[EllipticCurvePublicKey], now: int, *,
+                  log_key: VerifierKey | None = None) -> Decision:
     """The decision a verifier's answer proves: an acceptance only when its ``result`` is
     an attestation result signed by one of ``keys``, unexpired, affirming, with an audit
-    receipt, about exactly ``artifact`` and ``nonce``. Everything else in the answer is
+    receipt (proven in a head signed by ``log_key``, when given), about exactly
+    ``artifact`` and ``nonce``. Everything else in the answer is
     unsigned: of it, only the denial messages (text to show) and the runtime log prefix
     acknowledged (a hint, attest.host.runtime.prefixes) are read. Anything unexpected
     is a denial, never an acceptance."""
@@ -295,6 +300,11 @@ def decision_from(answer: dict[str, object], artifact: bytes, nonce: str | None,
     if found.receipt is None:
         return _denied(Reason.AUDIT_UNAVAILABLE,
                        "the verifier's result carries no audit receipt")
+    if log_key is not None:
+        try:
+            ear.check_receipt(found, log_key)
+        except EvidenceError as exc:
+            return _denied(exc.reason, f"the verifier's attestation result: {exc.message}")
     base = acknowledged(answer.get("facts"))
     facts = {} if base is None else {"runtime_log": base.to_json()}
     return Decision(True, jti=found.artifact_jti, subject=found.subject, host=found.host,

@@ -135,6 +135,16 @@ def test_only_a_trusted_affirming_result_for_this_artifact_and_nonce_runs_cmd(
             assert not marker.exists(), (name, done.stderr)
             assert done.returncode == 1, (name, done.stderr)
             assert reason in done.stderr, (name, done.stderr)
+        # With --log-key, the receipt must verify too: the fake's does not.
+        from attest.audit import keys as log_keys
+
+        mode[0] = "genuine"
+        log_key = log_keys.load_or_create(tmp_path / "log").verifier_key.encode()
+        marker = tmp_path / "ran-unproven"
+        done = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
+                          "--log-key", log_key, "--", "sh", "-c", f"touch {marker}")
+        assert done.returncode == 1 and not marker.exists(), done.stderr
+        assert "proof_invalid" in done.stderr
         # The control: the same fake, answering as the trusted verifier would.
         mode[0] = "genuine"
         marker = tmp_path / "ran-genuine"

@@ -98,8 +98,10 @@ def test_attest_run_against_attest_serve(ready: tuple[Host, Path], tmp_path: Pat
         assert untrusted.returncode == 2 and "no verifier key" in untrusted.stderr
         pem = tmp_path / "verifier.pem"
         pem.write_text(result_keys.public_pem(result_keys.load(home).public_key()))
-        done = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem), "--",
-                          "sh", "-c", f"echo yes > {ran}; exit 7")
+        log_key = home / "audit" / "audit-log.pub"  # the receipt checked on the host too
+        done = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
+                          "--log-key", str(log_key), "--", "sh", "-c",
+                          f"echo yes > {ran}; exit 7")
         assert done.returncode == 7, done.stderr
         assert ran.read_text() == "yes\n"
         host.ok("measure", "data", "--name", "unexpected", "--value", "x")
