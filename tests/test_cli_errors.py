@@ -271,7 +271,8 @@ SCRIPT_READ = {
     "ek verify", "enroll", "eventlog check", "eventlog replay", "eventlog show",
     "key certify", "key create", "key list", "key sign", "measure command", "measure data",
     "measure file", "pcr extend", "pcr read", "policy approve", "policy init", "policy pcr",
-    "provision", "quote create", "quote verify", "readmit", "revoke", "swtpm start",
+    "provision", "quote create", "quote verify", "readmit", "result key", "result verify",
+    "revoke", "swtpm start",
     "swtpm status", "swtpm stop", "verify",
 }
 

@@ -10,7 +10,6 @@ no denial messages (free text); only codes, names and digests.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,9 +18,11 @@ import rfc8785
 
 from attest import strictjson
 from attest.errors import ProofError, UsageError
+from attest.fieldtext import MAX_TEXT, fit
+
+__all__ = ["MAX_TEXT", "Entry", "EntryKind", "Outcome", "claimed_index", "fit"]
 
 FORMAT_VERSION = 1
-MAX_TEXT = 1024  # characters in one field; a jti, host or subject is far shorter
 MAX_REASONS = 64
 
 
@@ -111,25 +112,6 @@ def claimed_index(data: bytes) -> int:
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ProofError("the entry has no index")
     return index
-
-
-def fit(value: str | None) -> str | None:
-    """``value`` as an entry field holds it: itself when it fits (at most MAX_TEXT
-    characters of valid Unicode), else ``sha256:`` and the hex digest of its UTF-8 bytes
-    (lone surrogates kept as they are). A jti, subject or host comes from an artifact:
-    one too long for a field must still let its decision be logged, under a name that
-    the store's copy maps to again (attest.audit.reconcile)."""
-    if value is None or (len(value) <= MAX_TEXT and _encodes(value)):
-        return value
-    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _encodes(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_text(name: str, value: str) -> None:

@@ -55,6 +55,13 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               "the newest unexpired one for the current PCR values is used.")
 @click.option("--resource", "resources", multiple=True, help="A resource the action touches.")
 @click.option("--nonce", metavar="B64URL", help="The verifier's challenge (`attest challenge`).")
+@click.option("--verifier", "verifier_url", metavar="URL",
+              help="Fetch the nonce from this verifier service (POST /v1/challenges): "
+              "https, or http to this machine.")
+@click.option("--cacert", type=click.Path(dir_okay=False, path_type=Path),
+              help="With an https --verifier: the CA certificate(s) of its server (PEM).")
+@click.option("--insecure", is_flag=True,
+              help="Allow plain http to a verifier on another machine.")
 @click.option("--ttl", default=f"{DEFAULT_TTL_S}s", show_default=True,
               help="Lifetime of the artifact, e.g. 60s, 5m.")
 @click.option("--aud", help="The verifier the artifact is meant for.")
@@ -74,11 +81,13 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               "it, or when the log no longer begins so, the whole log is sent.")
 @click.option("--out", "out_file", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the artifact.")
-@json_option(help='Print {"ok", "out", "bytes", "ttl", "subject", "action", "argv"}.')
+@json_option(help='Print {"ok", "out", "bytes", "ttl", "subject", "action", "argv", '
+             '"nonce"}.')
 @click.pass_context
 def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple[str, ...],
               argv_rest: tuple[str, ...], key_name: str, approvals: tuple[Path, ...],
-              resources: tuple[str, ...], nonce: str | None, ttl: str, aud: str | None,
+              resources: tuple[str, ...], nonce: str | None, verifier_url: str | None,
+              cacert: Path | None, insecure: bool, ttl: str, aud: str | None,
               parent: Path | None, gov: tuple[str, ...], boot_log: bool,
               policy_path: Path | None, log_base: str | None, out_file: Path,
               as_json: bool) -> None:
@@ -91,6 +100,17 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
     argv = argv_options + argv_rest
     if argv_options and argv_rest:
         raise UsageError("give the argv either with --argv or after `--`, not both")
+    if verifier_url is not None:
+        if nonce is not None:
+            raise UsageError("give --nonce or --verifier (which fetches one), not both")
+        from attest.host.http import check_verifier_url
+        from attest.host.run import Remote
+
+        check_verifier_url(verifier_url, insecure=insecure)
+        # Retried like every challenge; no key is needed to ask for a nonce.
+        nonce = Remote(verifier_url, (), cacert=cacert, insecure=insecure).challenge()
+    elif cacert is not None or insecure:
+        raise UsageError("--cacert and --insecure go with --verifier")
     if nonce is not None:
         try:
             unb64url(nonce, "--nonce")
@@ -121,7 +141,8 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
     write_public(out_file, artifact + b"\n")
     if as_json:
         echo_json({"ok": True, "out": str(out_file), "bytes": len(artifact), "ttl": request.ttl,
-                   "subject": subject, "action": action, "argv": list(argv)})
+                   "subject": subject, "action": action, "argv": list(argv),
+                   "nonce": nonce})
         return
     click.echo(f"authorized {visible(action)} {visible(repr(' '.join(argv)))} for "
                f"{visible(subject)} into {visible(out_file)} "

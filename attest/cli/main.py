@@ -61,6 +61,7 @@ _COMMANDS: LazyCommands = {
     "provision": ("attest.cli.provision", "provision"),
     "quote": ("attest.cli.quote", "quote"),
     "readmit": ("attest.cli.verifier", "readmit"),
+    "result": ("attest.cli.result", "result"),
     "revoke": ("attest.cli.verifier", "revoke"),
     "run": ("attest.cli.run", "run"),
     "serve": ("attest.cli.serve", "serve"),

@@ -95,8 +95,8 @@ def _default_url(home: Path) -> str:
 
 
 def _loopback(host: str) -> None:
-    """UsageError unless ``host`` is a loopback address: answers are not signed yet and
-    there is no TLS, so only this machine may ask (as `attest run --verifier` requires)."""
+    """UsageError unless ``host`` is a loopback address: answers are signed (attest.ear)
+    but there is no TLS yet, so artifacts would cross the network in clear."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -303,24 +303,18 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
 def _enroll_remote(ctx: click.Context, host: str, url: str, cacert: Path | None,
                    insecure: bool, as_json: bool) -> None:
     """`attest enroll --verifier`: attest.host.enroll does the exchange."""
-    import ssl
-
     from attest.host.enroll import enroll_remote
-    from attest.host.run import check_verifier_url
+    from attest.host.http import check_verifier_url, tls_context
     from attest.tpm.hierarchy import load_identity
 
-    check_verifier_url(url, plain_http=insecure)  # before the TPM is touched
-    context = None
+    # Both before the TPM is touched: a bad URL or CA file is usage.
+    check_verifier_url(url, insecure=insecure)
     if cacert is not None:
-        try:
-            context = ssl.create_default_context(cafile=str(cacert))
-        except (ssl.SSLError, ValueError) as exc:
-            raise UsageError(f"--cacert {visible(cacert)} holds no CA certificate: {exc}"
-                             ) from None
+        tls_context(cacert)
     identity = load_identity(ctx.obj.home)
     named_ak(identity)
     with tpm_from(ctx) as tpm:
-        done = enroll_remote(tpm, identity, url, host, context=context, insecure=insecure)
+        done = enroll_remote(tpm, identity, url, host, cacert=cacert, insecure=insecure)
     result: dict[str, Any] = {"host": done.host, "ak": done.ak, "ek": done.ek,
                               "ek_chain": "verified by the verifier", "moved_from_ek": None,
                               "verifier": url}

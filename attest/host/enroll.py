@@ -3,7 +3,7 @@
 Sends the EK certificate and the AK's public area, has the TPM activate the credential
 the verifier wrapped to its EK and AK name, and sends back the secret it recovered
 (docs/service.md, "Enrollment"). The verifier decides; everything it answers is
-hostile input here: bounded (attest.host.run._post), checked for shape, and anything
+hostile input here: bounded (attest.host.http.post_json), checked for shape, and anything
 but an acceptance is a refusal.
 """
 
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
-from attest.host.run import VerifierUnreachable, _post
+from attest.host.http import VerifierUnreachable, post_json
 from attest.reasons import Reason
 
 if TYPE_CHECKING:
-    import ssl
+    from pathlib import Path
 
     from attest.tpm.device import TPM
     from attest.tpm.hierarchy import HostIdentity
@@ -40,7 +40,7 @@ class Enrolled:
 
 
 def enroll_remote(tpm: TPM, identity: HostIdentity, verifier_url: str, host: str, *,
-                  context: ssl.SSLContext | None = None, insecure: bool = False) -> Enrolled:
+                  cacert: Path | None = None, insecure: bool = False) -> Enrolled:
     """Enroll this host's AK with the verifier service at ``verifier_url`` as ``host``.
 
     Raises EvidenceError (exit 1) with the verifier's reason when it refuses,
@@ -55,8 +55,9 @@ def enroll_remote(tpm: TPM, identity: HostIdentity, verifier_url: str, host: str
     base = verifier_url.rstrip("/")
 
     def post(path: str, body: dict[str, object]) -> dict[str, object]:
-        return _post(f"{base}{path}", json.dumps(body).encode(), "application/json",
-                     context=context, insecure=insecure)
+        # Never retried: an offer writes a pending enrollment, an activation consumes it.
+        return post_json(f"{base}{path}", json.dumps(body).encode(), cacert=cacert,
+                         insecure=insecure)
 
     offered = post("/v1/enrollments", {
         "host": host, "ek_certificate": _b64(ek.certificate), "ek_public": _b64(ek.public),

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from attest import strictjson
 from attest.artifact import jws
-from attest.artifact.model import RuntimeLogBase
+from attest.artifact.model import RuntimeLogBase, check_b64url
 from attest.decision import Decision, Denial
-from attest.errors import EnvironmentProblem, EvidenceError, UsageError
+from attest.errors import EvidenceError
+from attest.host.http import VerifierUnreachable, post_json
 from attest.host.issue import Request, issue
 from attest.host.runtime import checkpoint as checkpoints
 from attest.host.runtime import subjects
@@ -42,19 +42,14 @@ from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
 if TYPE_CHECKING:  # run_local imports them: a remote run needs neither (nor SQLAlchemy)
-    import ssl
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
+    from attest.audit.note import VerifierKey
     from attest.policy.model import VerifierPolicy
     from attest.store import Store
 
-REMOTE_TIMEOUT_S = 10.0
-
 SendSegment = Callable[[RuntimeLogBase | None, bytes], RuntimeLogBase | Denial]
 """Hands the verifier a segment of the runtime log after a base (attest.verify.segments)."""
-
-
-class VerifierUnreachable(EnvironmentProblem):
-    """The remote verifier did not answer: nothing runs (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -222,116 +217,116 @@ def run_local(tpm: TPM, home: Path, argv: list[str], policy: VerifierPolicy, sto
     return Authorized(decision, made.executable, made.env, artifact)
 
 
-# A decision is a few hundred bytes; whatever answers at the URL chooses the length.
-MAX_ANSWER_BYTES = 1 << 20
+@dataclass(frozen=True)
+class Remote:
+    """A verifier service and how to trust it: the keys its results must be signed by,
+    the CA of its https certificate, whether plain http elsewhere than loopback is
+    allowed (attest.host.http.check_verifier_url)."""
 
+    url: str
+    keys: Sequence[EllipticCurvePublicKey]
+    cacert: Path | None = None
+    insecure: bool = False
+    log_key: VerifierKey | None = None  # when given, the receipt is checked with it too
 
-def _bounded(data: bytes) -> bytes:
-    if len(data) > MAX_ANSWER_BYTES:
-        raise ValueError(f"an answer of more than {MAX_ANSWER_BYTES} bytes")
-    return data
+    @property
+    def base(self) -> str:
+        return self.url.rstrip("/")
 
-
-def check_verifier_url(url: str, *, plain_http: bool = False) -> None:
-    """UsageError unless ``url`` is https, or http to this machine (loopback), or with
-    ``plain_http`` (an explicit --insecure) http to anywhere.
-
-    Nothing in a verifier's answer is signed: over plain http, whoever is on the path
-    answers {"accepted": true} and the command runs on a host no verifier accepted.
-    https checks the server's certificate (Python's default context); loopback never
-    leaves the machine.
-    """
-    import ipaddress
-    import urllib.parse
-
-    if not (url.isascii() and url.isprintable()) or any(char.isspace() for char in url):
-        # http.client refuses these only when it connects: say it here, as usage.
-        raise UsageError(f"--verifier holds spaces, control or non-ASCII characters: {url!r}",
-                         hint="percent-encode them (%20, %C3%A9), a host in its xn-- form")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        # Read here, so that a bad host or port ("[::1", ":99999") is refused as usage.
-        host, _ = (parts.hostname or "").rstrip(".").lower(), parts.port
-    except ValueError as exc:
-        raise UsageError(f"--verifier is not a URL: {url!r} ({exc})") from None
-    # Only http(s): urllib would also open file: and other schemes.
-    if parts.scheme not in ("http", "https") or not host:
-        raise UsageError(f"--verifier must be an http(s) URL naming a host, not {url!r}")
-    if parts.scheme == "https" or plain_http:
-        return
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise UsageError(f"--verifier {url!r} is plain http to another machine: anyone on the "
-                         "path could answer that the command is accepted",
-                         hint="use https (the verifier's certificate is checked), or http to "
-                         "localhost / 127.0.0.1 only")
-
-
-def _post(url: str, body: bytes, content_type: str, *, context: ssl.SSLContext | None = None,
-          insecure: bool = False) -> dict[str, object]:
-    """POST ``body``; the JSON object answered. ``context``: the TLS context (--cacert);
-    ``insecure``: plain http to another machine allowed (--insecure)."""
-    # Imported here: http.client and its email parsing are for remote runs only.
-    import urllib.error
-    import urllib.request
-
-    check_verifier_url(url, plain_http=insecure)
-    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
-                                     headers={"Content-Type": content_type,
-                                              "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S,  # noqa: S310
-                                    context=context) as response:
-            data = strictjson.loads(_bounded(response.read(MAX_ANSWER_BYTES + 1)))
-    except urllib.error.HTTPError as exc:
-        # A verifier that answers with an error status still answered: read its decision.
+    def challenge(self) -> str:
+        """A nonce from ``POST /v1/challenges``. Retried: a challenge a lost answer left
+        unused only expires."""
+        answer = post_json(f"{self.base}/v1/challenges", b"{}", cacert=self.cacert,
+                           insecure=self.insecure, retries=CHALLENGE_RETRIES)
+        nonce = answer.get("nonce")
+        if not isinstance(nonce, str) or not nonce or len(nonce) > MAX_NONCE_CHARS:
+            raise VerifierUnreachable(f"the verifier at {self.base} answered no nonce")
         try:
-            data = strictjson.loads(_bounded(exc.read(MAX_ANSWER_BYTES + 1)))
-        except ValueError:
-            raise VerifierUnreachable(f"the verifier at {url} answered HTTP {exc.code} without "
-                                      "a decision") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise VerifierUnreachable(f"the verifier at {url} is unreachable: {exc}",
-                                  hint="check --verifier and that the service is up") from None
-    if not isinstance(data, dict):
-        raise VerifierUnreachable(f"the verifier at {url} sent no decision")
-    return data
+            check_b64url(nonce, "the verifier's nonce")
+        except EvidenceError:
+            raise VerifierUnreachable(f"the verifier at {self.base} answered a nonce that "
+                                      "is not base64url") from None
+        return nonce
+
+    def verify(self, artifact: bytes, nonce: str | None) -> Decision:
+        """The verifier's decision on ``artifact``, as its signed result says. Never
+        retried: a verification consumes the nonce and the jti."""
+        answer = post_json(f"{self.base}/v1/verify", artifact, "application/jose",
+                           cacert=self.cacert, insecure=self.insecure)
+        return decision_from(answer, artifact, nonce, self.keys, int(time.time()),
+                             log_key=self.log_key)
 
 
-def run_remote(tpm: TPM, home: Path, argv: list[str], verifier_url: str, *, subject: str,
+CHALLENGE_RETRIES = 2
+MAX_NONCE_CHARS = 512  # the service's are 43; an artifact carries whatever it is given
+
+
+def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject: str,
                key_name: str, ttl: int = 60, keep_env: Sequence[str] = ()) -> Authorized:
-    """Authorize ``argv`` with a challenge from the verifier service and have it verify."""
-    base = verifier_url.rstrip("/")
-    challenge = _post(f"{base}/v1/challenges", b"{}", "application/json")
-    nonce = challenge.get("nonce")
-    verifier = f"url:{base}"
-    made = prepare(tpm, home, argv, subject=subject, key_name=key_name,
-                   nonce=nonce if isinstance(nonce, str) else None, ttl=ttl, keep_env=keep_env,
-                   verifier=verifier)
-    decision, artifact = _verified(tpm, home, made, verifier, lambda raw: _decision_from(
-        _post(f"{base}/v1/verify", raw, "application/jose")))
+    """Authorize ``argv`` with a challenge from the verifier service and have it verify;
+    accepted only on an affirming result signed by one of ``remote.keys``."""
+    nonce = remote.challenge()
+    verifier = f"url:{remote.base}"
+    made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
+                   keep_env=keep_env, verifier=verifier)
+    decision, artifact = _verified(tpm, home, made, verifier,
+                                   lambda raw: remote.verify(raw, nonce))
     return Authorized(decision, made.executable, made.env, artifact)
 
 
-def _decision_from(answer: dict[str, object]) -> Decision:
-    """A remote decision; anything unexpected in it is a denial, never an acceptance."""
-    if answer.get("accepted") is True and not answer.get("reasons"):
-        # Only the prefix it acknowledges is read of its facts (a hint: see prefixes).
-        base = acknowledged(answer.get("facts"))
-        facts = {} if base is None else {"runtime_log": base.to_json()}
-        return Decision(True, jti=str(answer.get("jti")), host=str(answer.get("host")),
-                        facts=facts)
+def decision_from(answer: dict[str, object], artifact: bytes, nonce: str | None,
+                  keys: Sequence[EllipticCurvePublicKey], now: int, *,
+                  log_key: VerifierKey | None = None) -> Decision:
+    """The decision a verifier's answer proves: an acceptance only when its ``result`` is
+    an attestation result signed by one of ``keys``, unexpired, affirming, with an audit
+    receipt (proven in a head signed by ``log_key``, when given), about exactly
+    ``artifact`` and ``nonce``. Everything else in the answer is
+    unsigned: of it, only the denial messages (text to show) and the runtime log prefix
+    acknowledged (a hint, attest.host.runtime.prefixes) are read. Anything unexpected
+    is a denial, never an acceptance."""
+    from attest.ear import result as ear
+
+    token = answer.get("result")
+    if not isinstance(token, str):
+        return _denied(Reason.INVALID_SIGNATURE,
+                       "the verifier answered without a signed attestation result")
+    try:
+        found = ear.read(token, keys, now=now)
+        ear.check_bound(found, artifact=artifact, nonce=nonce)
+    except EvidenceError as exc:
+        return _denied(exc.reason, f"the verifier's attestation result: {exc.message}")
+    if not found.affirming:
+        return Decision(False, _signed_denials(found.reasons, answer.get("denials")))
+    if found.receipt is None:
+        return _denied(Reason.AUDIT_UNAVAILABLE,
+                       "the verifier's result carries no audit receipt")
+    if log_key is not None:
+        try:
+            ear.check_receipt(found, log_key)
+        except EvidenceError as exc:
+            return _denied(exc.reason, f"the verifier's attestation result: {exc.message}")
+    base = acknowledged(answer.get("facts"))
+    facts = {} if base is None else {"runtime_log": base.to_json()}
+    return Decision(True, jti=found.artifact_jti, subject=found.subject, host=found.host,
+                    facts=facts)
+
+
+def _denied(reason: Reason, message: str) -> Decision:
+    return Decision(False, (Denial(reason, message),))
+
+
+def _signed_denials(codes: Sequence[str], unsigned: object) -> tuple[Denial, ...]:
+    """The signed reason codes, each with the answer's message for it when it has one."""
+    messages: dict[str, str] = {}
+    for item in unsigned if isinstance(unsigned, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("message"), str):
+            messages.setdefault(str(item.get("reason")), item["message"])
     denials = []
-    raw = answer.get("denials")
-    for item in raw if isinstance(raw, list) else []:
-        if isinstance(item, dict):
-            try:
-                reason = Reason(str(item.get("reason")))
-            except ValueError:
-                reason = Reason.INTERNAL_ERROR
-            denials.append(Denial(reason, str(item.get("message", ""))))
-    return Decision(False, tuple(denials) or (
-        Denial(Reason.INTERNAL_ERROR, "the verifier's answer was not an acceptance"),))
+    for code in codes:
+        try:
+            reason = Reason(code)
+        except ValueError:
+            reason = Reason.INTERNAL_ERROR
+        denials.append(Denial(reason, messages.get(code, "")))
+    return tuple(denials) or (
+        Denial(Reason.INTERNAL_ERROR, "the verifier's result does not affirm"),)

@@ -31,10 +31,9 @@ from starlette.responses import JSONResponse
 from attest import __version__
 from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
-from attest.decision import Decision
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
-from attest.server import enrollment, schema
+from attest.server import enrollment, results, schema
 from attest.server.bodies import (
     RequestRefused,
     json_object,
@@ -94,11 +93,12 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
         raise ValueError("max_batch and max_batch_bytes must be positive")
     store = Store.open(store_url)
     try:
-        log = AuditLog.open(store, audit_home)
+        log = AuditLog.open(store, audit_home, heads=results.HEADS)
         # The challenge key now (the first replica to start makes it): no challenge writes.
         store.challenge_key(int(clock()))
         service = Service(policy, store, log, verifier_id=verifier_id, nonce_ttl=nonce_ttl,
                           max_batch=max_batch, max_batch_bytes=max_batch_bytes, clock=clock)
+        signer = results.Results(service, audit_home)
     except BaseException:
         store.close()
         raise
@@ -110,7 +110,8 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     app.router.on_shutdown.append(purge.stop)
     app.router.on_shutdown.append(service.close)
     _errors(app)
-    _routes(app, service)
+    _routes(app, service, signer)
+    results.mount(app, signer)
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
     operate(app, service, operations or OpsConfig())
     return app
@@ -168,7 +169,7 @@ def _errors(app: FastAPI) -> None:
 
 
 # -- routes -------------------------------------------------------------------------------
-def _routes(app: FastAPI, service: Service) -> None:
+def _routes(app: FastAPI, service: Service, signer: results.Results) -> None:
     @app.get(f"{API}/health", tags=["service"], responses=schema.responses(schema.HEALTH))
     async def health() -> JSONResponse:
         """The service is up; the policy it verifies against."""
@@ -205,8 +206,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         ``application/jose`` (what `attest run --verifier` sends)."""
         body = await read_body(request, VERIFY_BODY_BYTES)
         raw = body.strip() if _is_jose(request) else _artifact(json_object(body))
-        decision = await run_in_threadpool(service.verifier.verify, raw)
-        return JSONResponse(_decision_json(decision))
+        return JSONResponse(await run_in_threadpool(signer.decide, raw))
 
     @app.post(f"{API}/verify:batch", tags=["verification"],
               openapi_extra=schema.request_body(schema.BATCH_REQUEST),
@@ -223,8 +223,7 @@ def _routes(app: FastAPI, service: Service) -> None:
             raise RequestRefused(413, "batch_too_large", f"a batch holds at most "
                                  f"{service.max_batch} artifacts, not {len(items)}")
         raws = [_text(item, f"artifacts[{i}]") for i, item in enumerate(items)]
-        decisions = await run_in_threadpool(service.verifier.verify_batch, raws)
-        return JSONResponse({"decisions": [_decision_json(d) for d in decisions]})
+        return JSONResponse({"decisions": await run_in_threadpool(signer.decide_batch, raws)})
 
 
 def _is_jose(request: Request) -> bool:
@@ -245,6 +244,3 @@ def _text(value: object, what: str) -> bytes:
     # A JWS is ASCII; other text goes to the verifier as it is, which denies it.
     return value.encode("utf-8", "surrogatepass")
 
-
-def _decision_json(decision: Decision) -> dict[str, Any]:
-    return {**decision.to_json(), "artifact_sha256": decision.artifact_sha256}

@@ -38,7 +38,7 @@ DENIAL: dict[str, Any] = {
 }
 DECISION: dict[str, Any] = {
     "type": "object",
-    "required": ["accepted", "reasons", "denials", "jti", "host", "audit_index"],
+    "required": ["accepted", "reasons", "denials", "jti", "host", "audit_index", "result"],
     "properties": {
         "accepted": {"type": "boolean"},
         "reasons": {"type": "array", "items": {"type": "string"}},
@@ -50,6 +50,8 @@ DECISION: dict[str, Any] = {
         "audit_index": {"type": ["integer", "null"],
                         "description": "The decision's entry in the audit log."},
         "artifact_sha256": {"type": ["string", "null"]},
+        "result": {"type": "string", "description": "The attestation result: an EAR JWT "
+                   "(ES256) signed by the key at /v1/keys, with the audit receipt."},
     },
 }
 BATCH: dict[str, Any] = {

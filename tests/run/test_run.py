@@ -49,10 +49,15 @@ def test_denied_command_never_runs(ready: tuple[Host, Path], tmp_path: Path) -> 
 
 
 def test_unreachable_verifier_never_runs_it(ready: tuple[Host, Path], tmp_path: Path) -> None:
+    from attest.ear import keys as result_keys
+
     host, _ = ready
     marker = tmp_path / "must-not-exist"
-    done = _attest(host, "run", "--verifier", "http://127.0.0.1:9", "--", "sh", "-c",
-                   f"touch {marker}")
+    pem = tmp_path / "verifier.pem"
+    pem.write_text(result_keys.public_pem(
+        result_keys.load_or_create(tmp_path / "verifier").public_key()))
+    done = _attest(host, "run", "--verifier", "http://127.0.0.1:9", "--verifier-key",
+                   str(pem), "--", "sh", "-c", f"touch {marker}")
     assert done.returncode == 3
     assert "unreachable" in done.stderr
     assert not marker.exists()

@@ -77,16 +77,3 @@ def test_segments_are_whole_records_within_the_limit() -> None:
     assert all(len(part) <= limit for part in parts) and len(parts) >= 7
     assert all(log_prefix.records_of(part) for part in parts)
     assert fits_one_artifact(1 << 20) and not fits_one_artifact(8 << 20)
-
-
-def test_a_remote_acceptance_hands_back_only_a_well_formed_prefix() -> None:
-    """What `attest run --verifier URL` keeps of an answer: the acknowledged prefix, when
-    well formed, and nothing else of the (unsigned) facts."""
-    from attest.host.run import _decision_from
-
-    fact = {"count": 3, "digest": "ab" * 32}
-    decision = _decision_from({"accepted": True, "jti": "j", "host": "h",
-                               "facts": {"runtime_log": fact, "argv": ["rm", "-rf"]}})
-    assert decision.accepted and dict(decision.facts) == {"runtime_log": fact}
-    odd = _decision_from({"accepted": True, "facts": {"runtime_log": {"count": "3"}}})
-    assert odd.accepted and dict(odd.facts) == {}

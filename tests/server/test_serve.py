@@ -84,19 +84,29 @@ def test_attest_serve_answers_on_loopback(rig: Rig) -> None:
 
 
 def test_attest_run_against_attest_serve(ready: tuple[Host, Path], tmp_path: Path) -> None:
-    """Today's client (`attest run --verifier`: a challenge, then the JWS as
-    application/jose) and the service agree: accepted, CMD runs; denied, it does not."""
+    """The client (`attest run --verifier`: a challenge, then the JWS as
+    application/jose, then the signed result checked) and the service agree: accepted,
+    CMD runs; denied, it does not; a host that trusts no verifier key runs nothing."""
+    from attest.ear import keys as result_keys
+
     host, policy = ready
     home = tmp_path / "verifier"
     ran, never = tmp_path / "ran", tmp_path / "must-not-exist"
     with _served(policy, home) as base:
-        done = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c",
+        untrusted = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c",
+                               f"touch {never}")
+        assert untrusted.returncode == 2 and "no verifier key" in untrusted.stderr
+        pem = tmp_path / "verifier.pem"
+        pem.write_text(result_keys.public_pem(result_keys.load(home).public_key()))
+        log_key = home / "audit" / "audit-log.pub"  # the receipt checked on the host too
+        done = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
+                          "--log-key", str(log_key), "--", "sh", "-c",
                           f"echo yes > {ran}; exit 7")
         assert done.returncode == 7, done.stderr
         assert ran.read_text() == "yes\n"
         host.ok("measure", "data", "--name", "unexpected", "--value", "x")
-        denied = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c",
-                            f"touch {never}")
+        denied = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
+                            "--", "sh", "-c", f"touch {never}")
         assert denied.returncode == 1, denied.stderr
         assert "reference_value_mismatch" in denied.stderr
         assert not never.exists()

@@ -14,7 +14,7 @@ from attest import strictjson
 from attest.artifact.model import Lineage, Scope
 from attest.errors import AttestError, EventLogError
 from attest.eventlog.cel import RS, attest_record, encode_record, parse_cel
-from attest.host.run import VerifierUnreachable, _post
+from attest.host.http import VerifierUnreachable, post_json
 from attest.host.runtime.log import RuntimeLog
 from attest.policy.model import LineageLimits
 from attest.store import ArtifactRecord
@@ -122,7 +122,7 @@ def test_a_verifier_answer_with_a_member_twice_is_no_decision() -> None:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/verify"
         with pytest.raises(VerifierUnreachable, match="appears twice"):
-            _post(url, b"artifact", "application/jose")
+            post_json(url, b"artifact", "application/jose")
     finally:
         thread.join(timeout=10)
         server.server_close()

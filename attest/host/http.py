@@ -1,0 +1,141 @@
+"""The client side of the verifier service's HTTP API: one bounded, strict JSON exchange.
+
+Every host command that talks to a verifier (`attest run --verifier`, `attest authorize
+--verifier`, enrollment) goes through :func:`post_json`: the URL checked first
+(:func:`check_verifier_url`), https verified against the system's roots or ``cacert``,
+a timeout on every request, an answer capped before it is parsed, strict JSON (no
+duplicate members). Retries only where the request is idempotent: the caller says so.
+Nothing in an answer is trusted by this module: what the verifier decided is read from
+its signed attestation result (attest.ear), never from the JSON around it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from attest import strictjson
+from attest.errors import EnvironmentProblem, UsageError
+
+DEFAULT_TIMEOUT_S = 10.0
+# An answer is a decision with its attestation result: a few kilobytes. Whatever answers
+# at the URL chooses the length, so it is capped before it is read whole.
+MAX_ANSWER_BYTES = 1 << 20
+RETRY_PAUSE_S = 0.2
+
+
+class VerifierUnreachable(EnvironmentProblem):
+    """The remote verifier did not answer (or not with JSON): nothing runs (exit 3)."""
+
+
+def check_verifier_url(url: str, *, insecure: bool = False) -> None:
+    """UsageError unless ``url`` is https, or http to this machine (loopback), or http
+    anywhere with ``insecure``.
+
+    What a verifier decided is read only from its signed attestation result, so a
+    forged answer can't make a command run; still, plain http to another machine lets
+    whoever is on the path read the artifact and deny service at will, so it takes an
+    explicit ``--insecure``. Loopback never leaves the machine: allowed.
+    """
+    if not (url.isascii() and url.isprintable()) or any(char.isspace() for char in url):
+        # http.client refuses these only when it connects: say it here, as usage.
+        raise UsageError(f"--verifier holds spaces, control or non-ASCII characters: {url!r}",
+                         hint="percent-encode them (%20, %C3%A9), a host in its xn-- form")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        # Read here, so that a bad host or port ("[::1", ":99999") is refused as usage.
+        host, _ = (parts.hostname or "").rstrip(".").lower(), parts.port
+    except ValueError as exc:
+        raise UsageError(f"--verifier is not a URL: {url!r} ({exc})") from None
+    # Only http(s): urllib would also open file: and other schemes.
+    if parts.scheme not in ("http", "https") or not host:
+        raise UsageError(f"--verifier must be an http(s) URL naming a host, not {url!r}")
+    if parts.scheme == "https" or insecure or is_loopback(host):
+        return
+    raise UsageError(f"--verifier {url!r} is plain http to another machine: anyone on the "
+                     "path reads the artifact and answers in the verifier's place",
+                     hint="use https (the verifier's certificate is checked, --cacert for a "
+                     "private CA), http to localhost / 127.0.0.1, or say --insecure")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_context(cacert: Path | None) -> ssl.SSLContext:
+    """Python's default verification (hostname, chain), against ``cacert`` when given."""
+    try:
+        return ssl.create_default_context(cafile=None if cacert is None else str(cacert))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"--cacert {cacert}: not a readable PEM certificate ({exc})") from None
+
+
+def post_json(url: str, body: bytes, content_type: str = "application/json", *,
+              cacert: Path | None = None, insecure: bool = False,
+              timeout: float = DEFAULT_TIMEOUT_S, retries: int = 0) -> dict[str, Any]:
+    """POST ``body`` to ``url`` and return the JSON object answered (any status: a
+    verifier that answers an error status still answered). ``retries`` more attempts
+    after a failure to connect or a 503, for idempotent requests only.
+    :class:`VerifierUnreachable` when no JSON object comes back."""
+    check_verifier_url(url, insecure=insecure)
+    context = tls_context(cacert) if url.lower().startswith("https:") else None
+    for attempt in range(retries + 1):
+        try:
+            return _exchange(url, body, content_type, context, timeout)
+        except _Retryable as exc:
+            if attempt == retries:
+                raise VerifierUnreachable(str(exc), hint="check --verifier and that the "
+                                          "service is up") from None
+            time.sleep(RETRY_PAUSE_S * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+class _Retryable(Exception):
+    """The request may not have reached the verifier, or it was unavailable."""
+
+
+def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext | None,
+              timeout: float) -> dict[str, Any]:
+    # Imported here: http.client and its email parsing are for remote runs only.
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
+                                     headers={"Content-Type": content_type,
+                                              "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310
+                                    context=context) as response:
+            data = _parse(url, response.read(MAX_ANSWER_BYTES + 1))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:
+            raise _Retryable(f"the verifier at {url} is unavailable (HTTP 503)") from None
+        try:
+            data = _parse(url, exc.read(MAX_ANSWER_BYTES + 1))
+        except VerifierUnreachable:
+            raise VerifierUnreachable(f"the verifier at {url} answered HTTP {exc.code} "
+                                      "without a JSON answer") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise _Retryable(f"the verifier at {url} is unreachable: {exc}") from None
+    return data
+
+
+def _parse(url: str, data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_ANSWER_BYTES:
+        raise VerifierUnreachable(f"the verifier at {url} answered more than "
+                                  f"{MAX_ANSWER_BYTES} bytes")
+    try:
+        value = strictjson.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise VerifierUnreachable(f"the verifier at {url} answered no JSON: "
+                                  f"{str(exc)[:200]}") from None
+    if not isinstance(value, dict):
+        raise VerifierUnreachable(f"the verifier at {url} answered no JSON object")
+    return value
