@@ -120,6 +120,11 @@ REASON_CLAIMS: Mapping[Reason, tuple[Claim, int]] = MappingProxyType({
     Reason.LINEAGE_BROKEN: (_D, CONTRAINDICATED_SOURCES),
     Reason.SCOPE_ESCALATION: (_D, CONTRAINDICATED_SOURCES),
     Reason.POLICY_MISMATCH: (_C, UNSUPPORTABLE_CONFIG),
+    # Enrollment: the TPM could not prove it holds the EK (activation), or the id or
+    # the host id it asks for is not its to take.
+    Reason.ACTIVATION_FAILED: (_H, UNRECOGNIZED_HARDWARE),
+    Reason.ENROLLMENT_UNKNOWN: (_I, UNRECOGNIZED_INSTANCE),
+    Reason.ENROLLMENT_CONFLICT: (_I, UNTRUSTWORTHY_INSTANCE),
     Reason.AUDIT_UNAVAILABLE: (_I, VERIFIER_MALFUNCTION),
     Reason.PROOF_INVALID: (_I, VERIFIER_MALFUNCTION),
     Reason.INTERNAL_ERROR: (_I, VERIFIER_MALFUNCTION),

@@ -102,12 +102,12 @@ ACTIVATION_REQUEST: dict[str, Any] = {
 
 
 def _responses(ok: int, body: dict[str, Any], *extra: int) -> dict[int | str, dict[str, Any]]:
-    answers = schema.responses(schema.DECISION)
+    answers = schema.responses(schema.ENROLLMENT_DECISION)
     if ok != 200:
         answers[ok] = {"description": "The challenge",
                        "content": {"application/json": {"schema": body}}}
         answers[200] = {"description": "The enrollment is refused (a named denial)",
-                        "content": {"application/json": {"schema": schema.DECISION}}}
+                        "content": {"application/json": {"schema": schema.ENROLLMENT_DECISION}}}
     error = {"content": {"application/json": {"schema": schema.ERROR}}}
     words = {403: "This verifier enrolls no host over the network",
              429: "No room for another pending enrollment",
@@ -144,7 +144,7 @@ def mount(app: FastAPI, service: Service) -> Enroller:
 
     @app.post(f"{API}/enrollments/{{enrollment_id}}/activation", tags=["enrollment"],
               openapi_extra=schema.request_body(ACTIVATION_REQUEST),
-              responses=_responses(200, schema.DECISION))
+              responses=_responses(200, schema.ENROLLMENT_DECISION))
     async def activate(enrollment_id: Annotated[str, Path(pattern=_ID.pattern.join("^$"))],
                        request: Request) -> JSONResponse:
         """The secret the TPM recovered (ActivateCredential): the AK is enrolled for the

@@ -54,6 +54,13 @@ DECISION: dict[str, Any] = {
                    "(ES256) signed by the key at /v1/keys, with the audit receipt."},
     },
 }
+# An enrollment's decision: the same shape, without an attestation result (it attests
+# no artifact; the audit index names its entry).
+ENROLLMENT_DECISION: dict[str, Any] = {
+    **DECISION, "required": [name for name in DECISION["required"] if name != "result"],
+    "properties": {name: value for name, value in DECISION["properties"].items()
+                   if name != "result"},
+}
 BATCH: dict[str, Any] = {
     "type": "object", "required": ["decisions"],
     "properties": {"decisions": {"type": "array", "items": DECISION}},

@@ -38,15 +38,20 @@ def test_enroll_over_http_then_run_is_accepted(enrolling: tuple[Host, Path],
     home = tmp_path / "verifier"
     ran, never = tmp_path / "ran", tmp_path / "must-not-exist"
     with _served(policy, home) as base:
-        before = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c", f"touch {never}")
+        # The host trusts the service's result key (an operator hands it over).
+        from attest.ear import keys as result_keys
+
+        pem = tmp_path / "verifier-key.pem"
+        pem.write_text(result_keys.public_pem(result_keys.load(home).public_key()))
+        trusted = ("--verifier", base, "--verifier-key", str(pem))
+        before = attest_cli(host, "run", *trusted, "--", "sh", "-c", f"touch {never}")
         assert before.returncode == 1 and "ak_unknown" in before.stderr, before.stderr
         done = attest_cli(host, "enroll", "--verifier", base, "--host", "web-1", "--json")
         assert done.returncode == 0, done.stderr
         out = json.loads(done.stdout)
         assert out["host"] == "web-1" and out["verifier"] == base
         assert len(out["ak"]) == 68 and len(out["ek"]) == 64  # TPM name, SHA-256 hex
-        after = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c",
-                           f"echo yes > {ran}")
+        after = attest_cli(host, "run", *trusted, "--", "sh", "-c", f"echo yes > {ran}")
         assert after.returncode == 0, after.stderr
         assert ran.read_text() == "yes\n"
         # The AK speaks for web-1 only: another host id is a named refusal, exit 1.
