@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,6 +146,13 @@ class PostgresServer:
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 
+    def connect(self, url: str) -> Any:
+        """A psycopg connection (autocommit) to the database of ``url``, bypassing attest."""
+        import psycopg
+
+        name = _database_name(url)
+        return psycopg.connect(host=self.socket_dir, user=USER, dbname=name, autocommit=True)
+
     def create_database(self) -> str:
         """A new, empty database; its store URL."""
         import psycopg
@@ -158,7 +166,7 @@ class PostgresServer:
     def drop_database(self, url: str) -> None:
         import psycopg
 
-        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        name = _database_name(url)
         with psycopg.connect(host=self.socket_dir, user=USER, dbname="postgres",
                              autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -172,6 +180,11 @@ class PostgresServer:
         finally:
             if self.running():
                 self.drop_database(url)
+
+
+def _database_name(url: str) -> str:
+    """The database of a URL this module made: ``...@/NAME?host=FOLDER``."""
+    return url.split("@/", 1)[1].split("?", 1)[0]
 
 
 @contextmanager
