@@ -60,6 +60,7 @@ _COMMANDS: LazyCommands = {
     "provision": ("attest.cli.provision", "provision"),
     "quote": ("attest.cli.quote", "quote"),
     "readmit": ("attest.cli.verifier", "readmit"),
+    "replicas": ("attest.cli.replicas", "replicas"),
     "revoke": ("attest.cli.verifier", "revoke"),
     "run": ("attest.cli.run", "run"),
     "serve": ("attest.cli.serve", "serve"),

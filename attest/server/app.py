@@ -34,7 +34,7 @@ from attest.audit.log import AuditLog
 from attest.decision import Decision
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
-from attest.server import schema
+from attest.server import replicas, schema
 from attest.server.bodies import (
     RequestRefused,
     json_object,
@@ -103,6 +103,7 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     app.router.on_shutdown.append(service.close)
     _errors(app)
     _routes(app, service)
+    replicas.mount(app, service)  # heartbeat and /readyz (attest.server.replicas)
     return app
 
 
