@@ -12,6 +12,7 @@ PostgreSQL, artifacts from a host on its own swtpm:
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -60,7 +61,7 @@ class Served:
                 return answer.status, json.loads(answer.read())
         except urllib.error.HTTPError as refused:
             return refused.code, json.loads(refused.read())
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+        except (OSError, http.client.HTTPException):  # refused, reset, cut off mid-answer
             return DOWN, None
 
     def ready(self) -> int | str:
@@ -69,7 +70,7 @@ class Served:
                 return int(answer.status)
         except urllib.error.HTTPError as refused:
             return refused.code
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+        except (OSError, http.client.HTTPException):
             return DOWN
 
 
@@ -238,6 +239,9 @@ def test_postgresql_stopped_mid_load_then_the_replicas_resume_by_themselves(
                 answers.append(replica.post("/v1/verify", {"artifact": artifacts[0]}))
             assert {status for status, _ in answers} <= {200, 503}
             assert all(not body["accepted"] for status, body in answers[len(artifacts):])
+            for status, body in answers:
+                if status == 200 and not body["accepted"]:  # named: the store is gone
+                    assert set(body["reasons"]) == {"audit_unavailable"}, body
 
             own_server.start()
             for replica in served:
