@@ -9,7 +9,7 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
-from attest.audit import AuditLog, Entry, EntryKind, HeadPolicy, Outcome, verify_log
+from attest.audit import AuditLog, Entry, EntryKind, HeadPolicy, Outcome, keys, verify_log
 from attest.store import Store
 
 WRITERS = 4
@@ -59,3 +59,32 @@ def test_replicas_appending_at_once_leave_one_log_and_its_heads_in_order(
         # per size, each consistent with the one before (verify_log checked them).
         assert [head.size for head in log.all_heads()] == list(range(1, WRITERS * EACH + 1))
     assert summary.entries == WRITERS * EACH
+
+
+def test_the_last_head_beside_a_shared_key_never_goes_back(pg_url: str,
+                                                           tmp_path: Path) -> None:
+    # Two replicas on one machine share the key folder; each records the heads it signs
+    # once they commit, in whatever order their threads get there.
+    heads = HeadPolicy(every=1, interval=1e9)
+    with Store.open(pg_url) as one, Store.open(pg_url) as two:
+        first, second = AuditLog.open(one, tmp_path, heads=heads), \
+            AuditLog.open(two, tmp_path, heads=heads)
+        for n in range(2):
+            first.record(_entry(n))
+        older = keys.last_head_note(tmp_path)
+        for n in range(2, 4):
+            second.record(_entry(n))
+        newer = keys.last_head_note(tmp_path)
+        assert older is not None and newer is not None
+        keys.save_last_head(tmp_path, older, first.verifier_key)  # the late recorder
+        assert keys.last_head_note(tmp_path) == newer
+        key = first.verifier_key
+        assert key is not None
+        last = keys.last_head(tmp_path, key)
+        assert last is not None and last.size == 4
+
+
+def _entry(n: int) -> Entry:
+    return Entry(EntryKind.DECISION, Outcome.DENIED, time=1_764_000_000, verifier="r",
+                 reasons=("expired",), artifact=f"{n:064x}", jti=f"j-{n}", host="host-1",
+                 subject="s")
