@@ -20,6 +20,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
     StatementError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from attest.errors import StoreUnavailable, UsageError
 from attest.store.db import (
@@ -204,5 +205,9 @@ class ServerDatabase:
                 yield transaction
         except DBAPIError as exc:
             raise self.failure(exc) from exc
+        except PoolTimeout as exc:
+            # Every pooled connection busy past pool_timeout: overload, not a bad request.
+            raise StoreUnavailable(f"verifier store {self.where}: no connection free in the "
+                                   f"pool: {type(exc).__name__}", hint=UNAVAILABLE_HINT) from exc
         for action in transaction.committed:
             action()

@@ -74,3 +74,21 @@ def test_attest_serve_on_a_store_out_of_reach_is_exit_3_without_the_password(
 ])
 def test_redacted_hides_passwords_only(url: str, shown: str) -> None:
     assert redacted(url) == shown
+
+
+def test_a_pool_with_no_connection_free_is_the_store_unavailable(pg_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from attest.store.server import ServerDatabase
+
+    # One connection, no overflow: a second transaction waits pool_timeout, then fails as
+    # the environment (a 503 for a challenge), never as a surprise (a 500).
+    database = ServerDatabase(create_engine(pg_url, pool_size=1, max_overflow=0,
+                                            pool_timeout=0.2))
+    try:
+        with database.read() as held:
+            held.scalar("SELECT 1")
+            with pytest.raises(StoreUnavailable, match="no connection free"), database.read():
+                pass
+    finally:
+        database.close()
