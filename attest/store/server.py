@@ -37,6 +37,7 @@ from attest.store.ddl import DIALECTS
 # SQLSTATEs of a duplicate: a key (unique_violation), or a table or index that a
 # concurrent opener created first (duplicate_table, duplicate_object).
 _CONFLICTS = frozenset({"23505", "42P07", "42710"})
+CONNECT_TIMEOUT_S = 10
 
 
 def open_server(url: str) -> ServerDatabase:
@@ -61,6 +62,11 @@ def open_server(url: str) -> ServerDatabase:
         raise UsageError(f"the store reaches PostgreSQL through psycopg (3), not "
                          f"{parsed.get_driver_name()}",
                          hint="use postgresql+psycopg://HOST/DB (pip install 'psycopg[binary]')")
+    if "connect_timeout" not in parsed.query:
+        # libpq waits for a TCP connect as long as the kernel does (minutes) when the
+        # server's host is cut off: a replica would hang its requests and its shutdown
+        # rather than answer 503. The URL's own connect_timeout wins.
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
     try:
         engine = create_engine(parsed, pool_pre_ping=True)
     except (NoSuchModuleError, ImportError) as exc:

@@ -92,3 +92,16 @@ def test_a_pool_with_no_connection_free_is_the_store_unavailable(pg_url: str) ->
                 pass
     finally:
         database.close()
+
+
+def test_connecting_gives_up_after_a_bound_unless_the_url_says(pg_url: str) -> None:
+    from attest.store.server import CONNECT_TIMEOUT_S, open_server
+
+    for url, wanted in [(pg_url, str(CONNECT_TIMEOUT_S)), (f"{pg_url}&connect_timeout=3", "3")]:
+        database = open_server(url)
+        try:
+            with database.read() as tx:
+                assert tx.scalar("SELECT 1") == 1
+            assert f"connect_timeout={wanted}" in database.where
+        finally:
+            database.close()
