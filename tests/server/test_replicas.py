@@ -199,6 +199,14 @@ def test_a_replica_killed_mid_load_leaves_the_log_whole(rig: Rig, pg_url: str) -
         assert {status for status, _ in answers} <= {200, DOWN}
         accepted = _accepted_and_logged(answers, pg_url)
         assert len({body["jti"] for body in accepted}) == len(accepted)  # once each at most
+        # The operator sees the dead one: its heartbeat row stays, and falls behind.
+        dead = served[2].process.pid
+
+        def shown_stale() -> bool:
+            with urllib.request.urlopen(f"{served[0].base}/readyz", timeout=10) as answer:  # noqa: S310
+                listed = json.loads(answer.read())["replicas"]
+            return any(r["pid"] == dead and r["stale"] for r in listed)
+        _wait_for(shown_stale, "listed as stale")
         # The survivors serve on.
         _, challenge = served[0].post("/v1/challenges", {})
         status, body = served[1].post(
