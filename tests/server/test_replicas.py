@@ -3,8 +3,8 @@ PostgreSQL, artifacts from a host on its own swtpm:
 
 - the same artifact with the same nonce, sent 50 times at once across the replicas, is
   accepted exactly once;
-- a replica killed with SIGKILL mid-load leaves no audit index missing or doubled, and
-  `attest audit verify` passes afterwards;
+- a replica killed with SIGKILL mid-load leaves no audit index missing or doubled, shows
+  stale in the survivors' /readyz, and `attest audit verify` passes afterwards;
 - PostgreSQL stopped mid-load (pg_ctl stop -m immediate): every answer is a denial or a
   503, no acceptance without its audit entry; once it is back the replicas serve again by
   themselves (the pool's liveness check), with no restart.
