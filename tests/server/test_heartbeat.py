@@ -97,3 +97,30 @@ def test_a_replica_that_loses_the_database_is_not_ready_until_it_is_back(
         # The pool's liveness check replaces the dead connections: no restart of the replica.
         _wait_for(lambda: client.get("/readyz").status_code == 200, "ready again")
         assert client.post("/v1/challenges", json={}).status_code == 200
+
+
+def test_each_worker_of_attest_serve_is_a_replica(pg_url: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ATTEST_HOME": str(tmp_path), "ATTEST_SERVE_HEARTBEAT": "0.3",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    errors = tmp_path / "serve.err"
+    with errors.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(POLICY),
+             "--store", pg_url, "--port", "0", "--workers", "2"], env=env, stderr=sink)
+    try:
+        with Store.open(pg_url) as store:
+            def two_workers() -> bool:
+                assert server.poll() is None, errors.read_text()
+                return len({r.pid for r in rows.listed(store)} - {server.pid}) == 2
+            _wait_for(two_workers, "two workers beating", limit=60)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert "Traceback" not in errors.read_text(), errors.read_text()
+    with Store.open(pg_url) as store:
+        assert rows.listed(store) == []  # each worker removed its own row on the way out
