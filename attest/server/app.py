@@ -103,7 +103,7 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     app.router.on_shutdown.append(service.close)
     _errors(app)
     _routes(app, service)
-    replicas.mount(app, service)  # heartbeat and /readyz (attest.server.replicas)
+    replicas.mount(app, service)  # the heartbeat (attest.server.replicas)
     return app
 
 

@@ -1,11 +1,11 @@
-"""Each serving process's heartbeat in the database, and ``GET /readyz``.
+"""Each serving process's heartbeat in the database.
 
 A process of `attest serve` is one replica: it writes its row (attest.store.replicas) when
 it starts and every ``ATTEST_SERVE_HEARTBEAT`` seconds (default 5) from a thread of its
-own, so that a replica that died, hangs, or lost the database falls behind where every
-other replica and the operator can see it. ``GET /readyz`` answers 200 only when this
-replica reads the database now (503 otherwise: a load balancer takes it out of rotation),
-with this replica's id and the heartbeats of all of them.
+own, and removes it when it stops cleanly, so that a replica that died, hangs, or lost
+the database falls behind where the operator sees it (`attest replicas`). The list is not
+served over HTTP here: it names the deployment's machines, which is for an administrator
+(``attest.store.replicas.listed`` and ``Replica.to_json`` are what such a route returns).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import threading
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
 
 from attest.errors import AttestError, UsageError
 from attest.store import replicas as rows
@@ -100,22 +98,9 @@ class Heartbeat:
 
 def mount(app: FastAPI, service: Service) -> Heartbeat:
     """Start the heartbeat with the application and stop it (removing the row) before the
-    store closes; serve ``GET /readyz``."""
+    store closes."""
     heartbeat = Heartbeat(service, interval_from_environment())
     app.state.heartbeat = heartbeat
     app.router.on_startup.append(heartbeat.start)
     app.router.on_shutdown.insert(0, heartbeat.stop)  # before the store closes
-
-    @app.get("/readyz", tags=["service"])
-    async def readyz() -> JSONResponse:
-        """200 when this replica reads the database now, with every replica's heartbeat
-        (``stale``: missed three beats); 503 when the database is out of reach."""
-        store = heartbeat.service.store
-        listed = await run_in_threadpool(rows.listed, store)
-        now = int(heartbeat.service.clock())
-        return JSONResponse({
-            "status": "ready", "replica": heartbeat.replica.replica,
-            "heartbeat_s": heartbeat.interval,
-            "replicas": [r.to_json(now, heartbeat.stale_after) for r in listed]})
-
     return heartbeat

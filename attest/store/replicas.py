@@ -3,7 +3,7 @@
 `attest serve` registers each of its processes when it starts, writes ``last_seen``
 every few seconds while it reaches the database (attest.server.replicas), and removes its
 row when it stops cleanly. A row whose ``last_seen`` falls behind is a replica that died
-or lost the database: what an operator looks for (`attest replicas`, ``GET /readyz``).
+or lost the database: what an operator looks for (`attest replicas`).
 Nothing here is read by a decision: a forged row misleads an operator, never a verifier.
 """
 

@@ -1,12 +1,17 @@
-"""Replica heartbeats (attest.server.replicas) and ``GET /readyz``: each serving process
-keeps its row current, an operator sees a stale one (`attest replicas`), a replica that
-loses PostgreSQL answers 503 and is ready again by itself once the server is back."""
+"""Replica heartbeats (attest.server.replicas): each serving process keeps its row
+current and removes it on a clean stop, an operator sees a stale one (`attest replicas`),
+a replica that loses PostgreSQL answers 503 and serves again by itself once the server
+is back."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -35,6 +40,13 @@ def _wait_for(condition: object, what: str, limit: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def _readiness(client: TestClient) -> Any:
+    """GET /readyz where the operations routes serve it, else a challenge (which writes
+    its nonce where challenges are rows): 200 when the database answers, else 503."""
+    answer = client.get("/readyz")
+    return client.post("/v1/challenges", json={}) if answer.status_code == 404 else answer
+
+
 @pytest.fixture
 def fast_beats(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATTEST_SERVE_HEARTBEAT", "0.2")
@@ -43,14 +55,13 @@ def fast_beats(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_replica_registers_beats_and_leaves_cleanly(pg_url: str, tmp_path: Path,
                                                       fast_beats: None) -> None:
     with _client(pg_url, tmp_path) as client, Store.open(pg_url) as store:
-        ready = client.get("/readyz")
-        assert ready.status_code == 200, ready.text
-        me = ready.json()["replica"]
+        me = client.app.state.heartbeat.replica.replica  # type: ignore[attr-defined]
         _wait_for(lambda: [r.replica for r in rows.listed(store)] == [me], "registered")
         first = rows.listed(store)[0].last_seen
         _wait_for(lambda: rows.listed(store)[0].last_seen > first, "beating")
-        [shown] = client.get("/readyz").json()["replicas"]
-        assert shown["id"] == me and shown["stale"] is False
+        [shown] = rows.listed(store)
+        assert (shown.host, shown.pid) == (socket.gethostname(), os.getpid())
+        assert not shown.stale(int(time.time()), 2)
     with Store.open(pg_url) as store:
         assert rows.listed(store) == []  # a clean stop removes its row
 
@@ -61,15 +72,20 @@ def test_a_dead_replica_shows_stale_to_the_operator(pg_url: str, tmp_path: Path)
     with Store.open(pg_url) as store:
         rows.register(store, dead)
     with _client(pg_url, tmp_path) as client:
-        listed = {r["id"]: r for r in client.get("/readyz").json()["replicas"]}
-        assert listed["deadbeefdeadbeef"]["stale"] is True
-        assert [r["stale"] for i, r in listed.items() if i != "deadbeefdeadbeef"] == [False]
+        me = client.app.state.heartbeat.replica.replica  # type: ignore[attr-defined]
+        with Store.open(pg_url) as store:
+            _wait_for(lambda: me in {r.replica for r in rows.listed(store)}, "registered")
         shown = CliRunner().invoke(cli, ["--home", str(tmp_path), "replicas", "--store",
                                          pg_url])
+        as_json = CliRunner().invoke(cli, ["--home", str(tmp_path), "replicas", "--store",
+                                           pg_url, "--json"])
     assert shown.exit_code == 0, shown.output
-    line = next(x for x in shown.output.splitlines() if x.startswith("deadbeefdeadbeef"))
-    assert "STALE" in line and "pid 4242" in line
+    lines = {x.split()[0]: x for x in shown.output.splitlines()}
+    assert "STALE" in lines["deadbeefdeadbeef"] and "pid 4242" in lines["deadbeefdeadbeef"]
+    assert " live " in lines[me]
     assert "\x1b" not in shown.output  # a host name from the database, escaped
+    listed = {r["id"]: r["stale"] for r in json.loads(as_json.output)["replicas"]}
+    assert listed == {"deadbeefdeadbeef": True, me: False}
 
 
 def test_attest_replicas_on_a_store_out_of_reach_is_exit_3(tmp_path: Path) -> None:
@@ -87,20 +103,21 @@ def own_server() -> Iterator[pg.PostgresServer]:
 def test_a_replica_that_loses_the_database_is_not_ready_until_it_is_back(
         own_server: pg.PostgresServer, tmp_path: Path, fast_beats: None) -> None:
     with own_server.database() as url, _client(url, tmp_path) as client:
-        assert client.get("/readyz").status_code == 200
+        assert _readiness(client).status_code == 200
         own_server.stop("immediate")
-        for path in ("/readyz", "/v1/challenges"):
-            answer = client.get(path) if path == "/readyz" else client.post(path, json={})
-            assert answer.status_code == 503, answer.text
-            assert "error" in answer.json()
+        answer = _readiness(client)
+        assert answer.status_code == 503, answer.text
+        assert "error" in answer.json()
         own_server.start()
         # The pool's liveness check replaces the dead connections: no restart of the replica.
-        _wait_for(lambda: client.get("/readyz").status_code == 200, "ready again")
-        assert client.post("/v1/challenges", json={}).status_code == 200
+        _wait_for(lambda: _readiness(client).status_code == 200, "serving again")
+        me = client.app.state.heartbeat.replica.replica  # type: ignore[attr-defined]
+        with Store.open(url) as store:  # and its heartbeat resumes
+            _wait_for(lambda: any(r.replica == me and not r.stale(int(time.time()), 2)
+                                  for r in rows.listed(store)), "beating again")
 
 
 def test_each_worker_of_attest_serve_is_a_replica(pg_url: str, tmp_path: Path) -> None:
-    import os
     import signal
     import subprocess
     import sys
