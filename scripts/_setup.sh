@@ -2,7 +2,9 @@
 # Shared by scripts/quickstart, scripts/test and .ci/run: install what is missing.
 # Sourced, not run; expects to be in the repository root.
 
-ATTEST_DEBS=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl)
+# postgresql: the tests start a real server (tests/pg.py) for the store on PostgreSQL and
+# the service's replicas; libpq5 for psycopg without its bundled binary.
+ATTEST_DEBS=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl postgresql libpq5)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from attest.cli.main import cli
 from attest.simulator import Simulator
+from tests.pg import PostgresServer, shared
 from tests.store.helpers import POSTGRES
 
 VECTORS = Path(os.environ.get("ATTEST_VECTORS",
@@ -106,6 +107,20 @@ def fresh_host(fresh_swtpm: Simulator, tmp_path: Path) -> Host:
     h = Host(fresh_swtpm, tmp_path / "fresh-home")
     h.ok("provision")
     return h
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """The session's PostgreSQL server (tests/pg.py): skipped without the binaries, unless
+    ATTEST_REQUIRE_POSTGRES=1, which fails instead."""
+    return shared()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server: its store URL."""
+    with postgres.database() as url:
+        yield url
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

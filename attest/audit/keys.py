@@ -17,6 +17,7 @@ log. Creation is atomic: two processes starting at once end up with the same key
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import stat
@@ -32,6 +33,7 @@ FOLDER = "audit"
 PRIVATE_FILE = "audit-log.key"
 PUBLIC_FILE = "audit-log.pub"
 LAST_HEAD_FILE = "last-head"
+LAST_HEAD_LOCK = "last-head.lock"  # held while the last head is compared and replaced
 # The log key file of attest before the key had a folder of its own (in the host's home).
 LEGACY_FILE = PRIVATE_FILE
 MAX_KEY_FILE = 4096
@@ -131,11 +133,34 @@ def last_head_note(home: Path) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def save_last_head(home: Path, note: str) -> None:
-    """Replace the last signed head, atomically and durably (0600)."""
+def save_last_head(home: Path, note: str, key: VerifierKey | None = None) -> None:
+    """Replace the last signed head, atomically and durably (0600).
+
+    With ``key``, only by a larger head: replicas sharing the key folder (several
+    processes of `attest serve` on one machine) record their heads after their commits,
+    in whatever order their threads run, and the file must not go back to an older one
+    (a truncation to it would then pass). The read and the write hold an exclusive lock
+    on a file beside it, so two recorders do not both find themselves the larger.
+    """
     folder = key_dir(home)
-    write_atomic(folder / LAST_HEAD_FILE, note.encode(), 0o600)
-    fsync_dir(folder)
+    if key is None:
+        write_atomic(folder / LAST_HEAD_FILE, note.encode(), 0o600)
+        fsync_dir(folder)
+        return
+    size = key.open(note).size
+    lock = os.open(folder / LAST_HEAD_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            recorded = last_head(home, key)
+        except AuditUnavailable:
+            recorded = None  # one that does not verify is replaced, as it always was
+        if recorded is not None and recorded.size >= size:
+            return
+        write_atomic(folder / LAST_HEAD_FILE, note.encode(), 0o600)
+        fsync_dir(folder)
+    finally:
+        os.close(lock)  # releases the lock
 
 
 # -- the folder and its files -----------------------------------------------------------

@@ -323,8 +323,9 @@ class AuditLog:
     def _save_last(self, note: str) -> None:
         assert self._home is not None  # noqa: S101 (only registered with a home)
         try:
-            keys.save_last_head(self._home, note)
-        except OSError as exc:
+            keys.save_last_head(self._home, note, self._signer.verifier_key
+                                if self._signer is not None else None)
+        except (OSError, ProofError) as exc:
             # The head is committed and may be handed out: this process signs no more
             # heads, rather than sign without the record of this one.
             self._pin_failed = f"recording the last head signed failed: {exc}"

@@ -62,6 +62,7 @@ _COMMANDS: LazyCommands = {
     "quote": ("attest.cli.quote", "quote"),
     "readmit": ("attest.cli.verifier", "readmit"),
     "result": ("attest.cli.result", "result"),
+    "replicas": ("attest.cli.replicas", "replicas"),
     "revoke": ("attest.cli.verifier", "revoke"),
     "run": ("attest.cli.run", "run"),
     "serve": ("attest.cli.serve", "serve"),

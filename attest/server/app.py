@@ -33,7 +33,7 @@ from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
-from attest.server import enrollment, results, schema
+from attest.server import enrollment, replicas, results, schema
 from attest.server.bodies import (
     RequestRefused,
     json_object,
@@ -114,6 +114,7 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     results.mount(app, signer)
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
     operate(app, service, operations or OpsConfig())
+    replicas.mount(app, service)  # the heartbeat (attest.server.replicas)
     return app
 
 

@@ -44,6 +44,19 @@ _SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?://(?:/(?P<path>[^?]*))?(?:\?(?P
                          re.DOTALL)
 
 
+# The secrets a URL may carry: the password of its userinfo, and libpq's password or
+# passfile parameters in its query. Never echoed in a message (`attest serve` prints them
+# to logs an operator ships elsewhere).
+_URL_PASSWORD = re.compile(r"(?P<head>^[^:/?#]*://[^/?#@]*?:)[^/?#]*(?=@)")
+_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:password|passfile|sslpassword)=)[^&#]*",
+                           re.IGNORECASE)
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password (and password parameters) replaced by ``***``."""
+    return _QUERY_SECRET.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***", url))
+
+
 class DatabaseError(Exception):
     """The database refused a statement for what it is or holds (a constraint, a mistake
     in the SQL or its parameters), not for the state of the database: a bug unless a
@@ -141,7 +154,7 @@ def open_database(url: str) -> Database:
     try:
         from attest.store.server import open_server
     except ImportError as exc:
-        raise StoreUnavailable(f"no database driver for {url!r}: {exc}",
+        raise StoreUnavailable(f"no database driver for {redacted(url)!r}: {exc}",
                                hint="install SQLAlchemy and the driver the URL names") from None
     return open_server(url)
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 from attest.store.ddl import BIGINT, BLOB, INTEGER, SERIAL, TEXT, Column, Table, varchar
 
 STORE_COMPONENT = "store"
-STORE_SCHEMA_VERSION = 1
+# 2: the tables added during version 1 and the replicas' heartbeats (attest.store.migrations).
+STORE_SCHEMA_VERSION = 2
 
 # Bounds the store checks before writing, so an oversized value is refused with a
 # message rather than by a backend-specific error (PostgreSQL enforces VARCHAR(n)).
@@ -265,11 +266,29 @@ host_decisions = Table("host_decisions", (
     Column("accepted_index", BIGINT, nullable=True),
 ))
 
+# One row per verifier process serving on this database (`attest serve`): what it is, and
+# when it last wrote here. A replica updates its row every few seconds while it can reach
+# the database; a row whose last_seen falls behind is a replica that died or lost the
+# database (attest.store.replicas). Never read by a decision.
+MAX_REPLICA_ID = 64
+replicas = Table("replicas", (
+    Column("replica", varchar(MAX_REPLICA_ID), primary_key=True),  # random, per process
+    Column("host", varchar(MAX_HOST)),  # the machine's name, as the replica saw it
+    Column("pid", BIGINT),
+    Column("started_at", BIGINT),
+    Column("last_seen", BIGINT, indexed=True),  # for pruning the long dead
+    Column("attest_version", varchar(64)),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
-# In creation order: a table after those its foreign keys name. Tables added after
-# version 1 come last; they are created IF NOT EXISTS whenever a store opens.
-TABLES = (*V1_TABLES, host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
-          artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
-          revocation_aggregate, log_prefixes, service_keys, admin_tokens, host_decisions)
+# Added while version 1 was current, and by version 2 (attest.store.migrations).
+ADDED_IN_V2 = (host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
+               artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
+               revocation_aggregate, log_prefixes, replicas, service_keys, admin_tokens,
+               host_decisions)
+
+# In creation order: a table after those its foreign keys name. A table added within a
+# version comes last and is created whenever a store at that version opens without it.
+TABLES = (*V1_TABLES, *ADDED_IN_V2)

@@ -7,7 +7,7 @@ The statements are the same text as on SQLite, run with ``text()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
     StatementError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from attest.errors import StoreUnavailable, UsageError
 from attest.store.db import (
@@ -29,20 +30,25 @@ from attest.store.db import (
     DatabaseError,
     Params,
     Row,
+    redacted,
 )
 from attest.store.ddl import DIALECTS
 
 # SQLSTATEs of a duplicate: a key (unique_violation), or a table or index that a
 # concurrent opener created first (duplicate_table, duplicate_object).
 _CONFLICTS = frozenset({"23505", "42P07", "42710"})
+CONNECT_TIMEOUT_S = 10
 
 
 def open_server(url: str) -> ServerDatabase:
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise UsageError(f"not a database URL: {url!r}",
-                         hint="use sqlite:///PATH or postgresql+psycopg://HOST/DB") from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise UsageError(f"not a database URL: {redacted(url)!r}",
+                         hint="use sqlite:///PATH or postgresql://HOST/DB") from None
+    if parsed.drivername == "postgres":
+        # The scheme libpq and most hosting services hand out; SQLAlchemy knows no such name.
+        parsed = parsed.set(drivername="postgresql")
     if parsed.get_backend_name() not in DIALECTS:
         # The tables are described for these two only (attest.store.ddl).
         raise UsageError(f"the store runs on SQLite or PostgreSQL, not {parsed.drivername}",
@@ -56,12 +62,26 @@ def open_server(url: str) -> ServerDatabase:
         raise UsageError(f"the store reaches PostgreSQL through psycopg (3), not "
                          f"{parsed.get_driver_name()}",
                          hint="use postgresql+psycopg://HOST/DB (pip install 'psycopg[binary]')")
+    if "connect_timeout" not in parsed.query:
+        # libpq waits for a TCP connect as long as the kernel does (minutes) when the
+        # server's host is cut off: a replica would hang its requests and its shutdown
+        # rather than answer 503. The URL's own connect_timeout wins.
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
     try:
         engine = create_engine(parsed, pool_pre_ping=True)
     except (NoSuchModuleError, ImportError) as exc:
-        raise StoreUnavailable(f"no database driver for {url!r}: {exc}",
+        raise StoreUnavailable(f"no database driver for {redacted(url)!r}: {exc}",
                                hint="install the driver the URL names") from None
-    return ServerDatabase(engine)
+    return ServerDatabase(engine, secrets=_secrets(parsed.password, parsed.query))
+
+
+def _secrets(password: str | None, query: Mapping[str, str | tuple[str, ...]]) -> tuple[str, ...]:
+    """What a message about this database must never contain."""
+    found = [password] if password else []
+    for name, value in query.items():
+        if name.lower() in ("password", "sslpassword"):
+            found.extend([value] if isinstance(value, str) else value)
+    return tuple(secret for secret in found if secret)
 
 
 class ServerTransaction:
@@ -140,10 +160,11 @@ class ServerTransaction:
 class ServerDatabase:
     """A server database behind an SQLAlchemy engine; see :class:`attest.store.db.Database`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, secrets: tuple[str, ...] = ()) -> None:
         self._engine = engine
         self.dialect: str = engine.dialect.name
-        self.where = engine.url.render_as_string(hide_password=True)
+        self.where = redacted(engine.url.render_as_string(hide_password=True))
+        self._secrets = secrets
         # text() parses a statement for its parameters: once per statement, not per call.
         self._clauses: dict[str, TextClause] = {}
 
@@ -168,10 +189,17 @@ class ServerDatabase:
             return DatabaseError(str(exc))  # refused before the database saw it: a parameter
         state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         if state in _CONFLICTS:
-            return Conflict(str(exc.orig))
+            return Conflict(self._scrub(str(exc.orig)))
         if isinstance(exc, IntegrityError | ProgrammingError):
-            return DatabaseError(str(exc.orig))
-        return StoreUnavailable(f"verifier store {self.where}: {exc.orig}", hint=UNAVAILABLE_HINT)
+            return DatabaseError(self._scrub(str(exc.orig)))
+        return StoreUnavailable(f"verifier store {self.where}: {self._scrub(str(exc.orig))}",
+                                hint=UNAVAILABLE_HINT)
+
+    def _scrub(self, message: str) -> str:
+        """``message`` without the URL's secrets: a driver may quote what it was given."""
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
 
     @contextmanager
     def _transaction(self) -> Iterator[ServerTransaction]:
@@ -183,5 +211,9 @@ class ServerDatabase:
                 yield transaction
         except DBAPIError as exc:
             raise self.failure(exc) from exc
+        except PoolTimeout as exc:
+            # Every pooled connection busy past pool_timeout: overload, not a bad request.
+            raise StoreUnavailable(f"verifier store {self.where}: no connection free in the "
+                                   f"pool: {type(exc).__name__}", hint=UNAVAILABLE_HINT) from exc
         for action in transaction.committed:
             action()

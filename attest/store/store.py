@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 
@@ -22,6 +22,7 @@ from attest.store import (
     epochs,
     identities,
     integrity,
+    migrations,
     prefixes,
     servicekeys,
 )
@@ -30,6 +31,8 @@ from attest.store.db import Conflict, Database, Row, Transaction, open_database
 from attest.store.ddl import Table
 from attest.store.errors import NonceRejected, Revoked
 from attest.store.identities import HostMove
+from attest.store.migrations import Migration
+from attest.store.migrations import serialize as migrations_lock
 from attest.store.records import (
     ApprovalUse,
     ArtifactRecord,
@@ -90,6 +93,8 @@ _JTI_SEEN = "SELECT jti FROM artifacts WHERE jti = :jti"
 _PURGE_NONCES = "DELETE FROM nonces WHERE expires_at < :before"
 _SCHEMA_VERSION = "SELECT version FROM schema_versions WHERE component = :component"
 _INSERT_SCHEMA_VERSION = schema_versions.insert()
+_UPDATE_SCHEMA_VERSION = ("UPDATE schema_versions SET version = :version "
+                          "WHERE component = :component")
 _UPDATE_HOST = "UPDATE hosts SET last_enrolled_at = :last_enrolled_at WHERE host = :host"
 _INSERT_HOST = hosts.insert()
 _UPDATE_ENROLLMENT = ("UPDATE enrollments SET host = :host, ak_public = :ak_public, "
@@ -132,7 +137,8 @@ class Store:
         """
         store = cls(open_database(url))
         try:
-            store.ensure_schema(STORE_COMPONENT, STORE_SCHEMA_VERSION, TABLES)
+            store.ensure_schema(STORE_COMPONENT, STORE_SCHEMA_VERSION, TABLES,
+                                migrations.STORE)
         except BaseException:
             store.close()
             raise
@@ -153,19 +159,23 @@ class Store:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def ensure_schema(self, component: str, version: int, tables: Sequence[Table]) -> None:
-        """Create ``tables`` if ``component`` has no schema yet; refuse a newer schema.
+    def ensure_schema(self, component: str, version: int, tables: Sequence[Table],
+                      migrations: Mapping[int, Migration] | None = None) -> None:
+        """Create ``tables`` if ``component`` has no schema yet, migrate an older one to
+        ``version`` (``migrations``: the step from each older version to the next, see
+        :mod:`attest.store.migrations`), refuse a newer one.
 
         Public so that other components (the audit log) keep their tables in the same
         database, under their own name and version.
         """
-        # Two processes opening a fresh database race to create it; the write lock
-        # serializes them on SQLite, and on a server the loser retries once and then
-        # finds the schema in place.
+        # Two processes opening a fresh database race to create it: the schema lock
+        # serializes them (attest.store.migrations.serialize); a Conflict left over (a
+        # concurrent opener without the lock: an older attest) is retried once.
         for attempt in range(2):
             try:
                 with self.write() as tx:
-                    self._ensure_schema(tx, component, version, tables)
+                    migrations_lock(tx)
+                    self._ensure_schema(tx, component, version, tables, migrations or {})
                     self._tables.update((table.name, table) for table in tables)
                     integrity.check_schema(tx, self._tables.values())
                 return
@@ -174,37 +184,37 @@ class Store:
                     raise
 
     def _ensure_schema(self, tx: Transaction, component: str, version: int,
-                       tables: Sequence[Table]) -> None:
+                       tables: Sequence[Table], migrations: Mapping[int, Migration]) -> None:
         for statement in schema_versions.create(tx.dialect):
             tx.execute(statement)
         found = tx.scalar(_SCHEMA_VERSION, {"component": component})
-        if found is None or found == version:
-            # IF NOT EXISTS: a database made before a table was added to this version
-            # gains it (tables are only ever added within a version, never altered).
+        if found is None:
             for table in tables:
                 for statement in table.create(tx.dialect):
                     tx.execute(statement)
-            if found is None:
-                tx.execute(_INSERT_SCHEMA_VERSION, {"component": component,
-                                                    "version": version})
-        elif found > version:
+            tx.execute(_INSERT_SCHEMA_VERSION, {"component": component, "version": version})
+            return
+        if found > version:
             raise StoreUnavailable(
                 f"the {component} schema in {self._database.where} is version {found}; this "
                 f"attest knows up to {version}", hint="upgrade attest, or use another store")
-        elif found == version:
-            # Tables added within this version: a database made before them gains them.
-            # Only missing ones are created, so a role without DDL rights opens a
-            # complete database as before.
-            present = {row.name for row in tx.all(_TABLE_NAMES[tx.dialect])}
-            for table in tables:
-                if table.name not in present:
-                    for statement in table.create(tx.dialect):
-                        tx.execute(statement)
-        elif found < version:
-            # No older schema exists yet; a later version adds its migration here.
-            raise StoreUnavailable(
-                f"the {component} schema in {self._database.where} is version {found}, older "
-                f"than {version}, and has no migration", hint="use a new store")
+        if found < version:
+            missing = [step for step in range(found, version) if step not in migrations]
+            if missing:
+                raise StoreUnavailable(
+                    f"the {component} schema in {self._database.where} is version {found}, "
+                    f"and this attest has no migration from version {missing[0]}",
+                    hint="migrate it with the attest releases in between, or use a new store")
+            for step in range(found, version):
+                migrations[step](tx)
+            tx.execute(_UPDATE_SCHEMA_VERSION, {"component": component, "version": version})
+        # Tables added within this version: a database made before them gains them. Only
+        # missing ones are created, so a role without DDL rights opens a complete database.
+        present = {row.name for row in tx.all(_TABLE_NAMES[tx.dialect])}
+        for table in tables:
+            if table.name not in present:
+                for statement in table.create(tx.dialect):
+                    tx.execute(statement)
 
     def write(self) -> AbstractContextManager[Transaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""

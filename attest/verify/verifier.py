@@ -34,7 +34,7 @@ from attest.artifact import jws
 from attest.audit.groupcommit import GroupCommit
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
-from attest.errors import AttestError, EvidenceError
+from attest.errors import AttestError, EvidenceError, StoreUnavailable
 from attest.policy.model import VerifierPolicy
 from attest.policy.trust import TrustMaterial, load_trust
 from attest.reasons import Reason
@@ -263,6 +263,11 @@ def _caught(exc: Exception) -> Denial:
     # without one, as any surprise.
     if isinstance(exc, AttestError) and exc.reason is not None:
         return Denial(exc.reason, exc.message)
+    if isinstance(exc, StoreUnavailable):
+        # The store is the audit log's database: a replica that lost it can neither read
+        # what the decision needs nor log one. Named, not a surprise; where it failed is
+        # the operator's to read, not the client's.
+        return Denial(Reason.AUDIT_UNAVAILABLE, "the verifier's store is unavailable")
     return _surprise(exc)
 
 

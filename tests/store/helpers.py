@@ -17,8 +17,9 @@ AK = "000b" + "a1" * 32
 KID = "000b" + "5c" * 32
 HOST = "host-1"
 T0 = 1_764_000_000
-# A PostgreSQL server for the store tests to run on instead of SQLite (conftest.py).
-POSTGRES = os.environ.get("ATTEST_TEST_POSTGRES")
+# A PostgreSQL server for the store tests to run on instead of SQLite (conftest.py): a
+# server's URL, or "start" for the one the tests start themselves (tests/pg.py).
+POSTGRES = os.environ.get("ATTEST_TEST_POSTGRES") or None
 
 
 def record(jti: str, parent: str | None = None, *, depth: int | None = None,
@@ -85,6 +86,12 @@ def store_url(folder: Path) -> Iterator[str]:
     server POSTGRES names (dropped afterwards)."""
     if POSTGRES is None:
         yield default_url(folder)
+        return
+    if POSTGRES == "start":
+        from tests.pg import shared
+
+        with shared().database() as url:
+            yield url
         return
     with _postgres_database(POSTGRES) as url:
         yield url

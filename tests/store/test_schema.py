@@ -22,14 +22,15 @@ TABLES = {"schema_versions", "hosts", "enrollments", "nonces", "artifacts", "ak_
           "revocations", "host_eks", "ak_eks", "approval_serials", "ak_epochs",
           "tpm_approval_serials", "artifact_approvals", "enrollment_seals",
           "artifact_seals", "revocation_seals", "revocation_aggregate", "log_prefixes",
-          "service_keys", "admin_tokens", "host_decisions"}
+          "replicas", "service_keys", "admin_tokens", "host_decisions"}
 # Added after version 1 without a version change: every store that opens gains them.
 ADDED = (store_schema.host_eks, store_schema.ak_eks, store_schema.approval_serials,
          store_schema.ak_epochs, store_schema.tpm_approval_serials,
          store_schema.artifact_approvals, store_schema.enrollment_seals,
          store_schema.artifact_seals, store_schema.revocation_seals,
-         store_schema.revocation_aggregate, store_schema.log_prefixes, store_schema.service_keys,
-         store_schema.admin_tokens, store_schema.host_decisions, audit_schema.audit_macs)
+         store_schema.revocation_aggregate, store_schema.log_prefixes, store_schema.replicas,
+         store_schema.service_keys, store_schema.admin_tokens, store_schema.host_decisions,
+         audit_schema.audit_macs)
 HERE = Path(__file__).parent
 
 
@@ -97,7 +98,8 @@ def test_reopen_keeps_data_and_does_not_recreate(url: str) -> None:
         assert reads.jti_seen(second, "j1")
         assert reads.nonce_state(second, nonce, T0).value == "usable"
         with second.read() as tx:
-            assert tx.all("SELECT component, version FROM schema_versions") == [("store", 1)]
+            assert tx.all("SELECT component, version FROM schema_versions") == [
+                ("store", STORE_SCHEMA_VERSION)]
 
 
 @pytest.mark.sqlite_only
