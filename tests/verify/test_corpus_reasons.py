@@ -424,9 +424,10 @@ def test_audit_unavailable_consumes_nothing(corpus: Corpus, bench: Bench) -> Non
     assert (entry["decision"], entry["jti"]) == ("accepted", recorded.claims.jti)
 
 
-def test_internal_error_store_corrupted_mid_way(corpus: Corpus, tmp_path: Path) -> None:
-    """The store's database file is destroyed between two verifications: an exception
-    deep inside verification must come out as a denial, never an acceptance."""
+def test_audit_unavailable_store_corrupted_mid_way(corpus: Corpus, tmp_path: Path) -> None:
+    """The store's database file is destroyed between two verifications: the failure
+    deep inside verification must come out as a denial, never an acceptance; a store
+    out of reach is named as such (audit_unavailable), its driver's words kept out."""
     broken = corpus.bench(tmp_path / "broken")
     verifier = broken.verifier(audited=False)
     first, second = corpus.artifact("web-1-exec"), corpus.artifact("web-1-parent")
@@ -437,8 +438,8 @@ def test_internal_error_store_corrupted_mid_way(corpus: Corpus, tmp_path: Path) 
         leftover.unlink()
     database.write_bytes(b"this is not a database, whatever it was " * 200)
     decision = verifier.verify(second.raw, now=second.now)
-    denied(decision, "internal_error")
-    assert "StoreUnavailable" in decision.denials[0].message
+    denied(decision, "audit_unavailable")
+    assert decision.denials[0].message == "the verifier's store is unavailable"
 
 
 def test_every_exception_inside_is_a_denial(corpus: Corpus, bench: Bench) -> None:
