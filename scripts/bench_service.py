@@ -112,9 +112,14 @@ class Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer, f"127.0.0.1:{port}")
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    async def post(self, path: str, body: bytes | None) -> tuple[int, bytes]:
+        """POST ``body`` as JSON to ``path``, or GET it when ``body`` is None."""
+        if body is None:
+            head = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n"
+            body = b""
+        else:
+            head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
+                    f"application/json\r\nContent-Length: {len(body)}\r\n\r\n")
         self.writer.write(head.encode("ascii") + body)
         await self.writer.drain()
         header = await self.reader.readuntil(b"\r\n\r\n")  # bounded by the reader's limit
@@ -185,7 +190,7 @@ def status_outcome(status: int, _body: bytes) -> str:
     return "ok" if status == 200 else f"HTTP {status}"
 
 
-async def _generate(port: int, path: str, bodies: Sequence[bytes], clients: int,
+async def _generate(port: int, path: str, bodies: Sequence[bytes | None], clients: int,
                     bound_s: float, outcome: Callable[[int, bytes], str],
                     keep: bool) -> Load:
     load = Load(clients)
@@ -219,9 +224,9 @@ async def _generate(port: int, path: str, bodies: Sequence[bytes], clients: int,
     return load
 
 
-def generate(port: int, path: str, bodies: Sequence[bytes], clients: int, bound_s: float,
+def generate(port: int, path: str, bodies: Sequence[bytes | None], clients: int, bound_s: float,
              outcome: Callable[[int, bytes], str], *, keep: bool = False) -> Load:
-    """``bodies`` POSTed to ``path`` in order by ``clients`` concurrent clients, each
+    """``bodies`` POSTed to ``path`` (None: a GET) in order by ``clients`` concurrent clients, each
     taking the next body when its previous answer is in, until all are sent or
     ``bound_s`` has passed."""
     return asyncio.run(_generate(port, path, bodies, clients, bound_s, outcome, keep))
@@ -472,6 +477,7 @@ class StoreResult:
     runs: list[Measured] = field(default_factory=list)
     warmup: Counter[str] = field(default_factory=Counter)
     rss_mib: list[float] = field(default_factory=list)
+    health: Load | None = None
 
 
 def _nonces(load: Load) -> list[str]:
@@ -504,6 +510,11 @@ def bench_store(kind: str, store_url: str, workdir: Path, hosts: Sequence[Host],
         warm = issue_round_robin(chains, policy, nonces)
         result.warmup = generate(served.port, "/v1/verify", _bodies(warm), 1, START_TIMEOUT_S,
                                  decision_outcome).outcomes
+        # The ceiling of HTTP alone (uvicorn, FastAPI, this generator; no store): GET
+        # /v1/health by as many clients as the largest run, for as long as a run.
+        result.health = generate(served.port, "/v1/health", [None] * 1_000_000, max(CLIENTS),
+                                 QUICK_RUN_TARGET_S if quick else RUN_TARGET_S / 2,
+                                 status_outcome)
         size = QUICK_FIRST_RUN if quick else FIRST_RUN
         target = QUICK_RUN_TARGET_S if quick else RUN_TARGET_S
         for clients in CLIENTS:
@@ -536,6 +547,7 @@ def bench_store(kind: str, store_url: str, workdir: Path, hosts: Sequence[Host],
 
 def service(quick: bool, stores: Sequence[str] = STORES) -> Figures:
     figures = Figures()
+    figures.notes.append(f"load average (1 min) before: {os.getloadavg()[0]:.1f}")
     rig = bench_stream.Rig(Path(tempfile.mkdtemp(prefix="attest-bench-service-")))
     results: list[StoreResult] = []
     try:
@@ -574,6 +586,12 @@ def _report(figures: Figures, results: Sequence[StoreResult], quick: bool) -> No
             figures.rows.append(Row(f"{result.store}, {run.clients} client(s)",
                                     "verifications/s", load.per_second, "/s",
                                     note=f"p50 {load.ms(0.5):.1f} ms, p99 {load.ms(0.99):.1f} ms"))
+        if result.health is not None:
+            health = result.health
+            figures.rows.append(Row(f"{result.store}: GET /v1/health, {health.clients} clients",
+                                    "requests/s", health.per_second, "/s",
+                                    note=f"HTTP alone; p50 {health.ms(0.5):.1f} ms, "
+                                    f"p99 {health.ms(0.99):.1f} ms"))
         rss = ", ".join(f"{r:.0f}" for r in result.rss_mib) or "-"
         figures.notes.append(f"{result.store}: peak RSS per worker (VmHWM) {rss} MiB; "
                              f"warm-up (whole logs, 1 client): {dict(result.warmup)}")
