@@ -18,8 +18,10 @@ run as root), against a real `attest serve --workers 2` on loopback:
   seen, sent from the prefix its host's artifact LAG rounds earlier established (the
   host's prefix memory under load). All of it happens before the clock starts; then
   the artifacts are sent to POST /v1/verify, round robin across hosts, by that many
-  clients: verifications/s and p50/p99 latency. Each run is bounded by RUN_BOUND_S;
-  its size is chosen from the previous run's rate to last about RUN_TARGET_S.
+  clients, each only once its base's artifact was answered (as a host sends from a
+  prefix its verifier acknowledged): verifications/s and p50/p99 latency. Each run is
+  bounded by RUN_BOUND_S; its size is chosen from the previous run's rate to last about
+  RUN_TARGET_S.
 - The peak RSS of each worker (VmHWM in /proc/PID/status) once its store is done.
 
 The load generator is here, in this process: asyncio with a minimal HTTP/1.1 client
@@ -59,14 +61,13 @@ SEED_RECORDS = 5
 CLIENTS = (1, 8, 32)
 WORKERS = 2
 STORES = ("sqlite", "postgresql")
-# A host's artifact k is sent from the prefix its artifact k - LAG established: with
-# HOSTS hosts round robin, LAG * HOSTS = 128 places behind, so the base has been accepted
-# when it is sent even past a straggler (at 32 clients, a p99 of 400 ms is 150 places at
-# 350/s: with 8 hosts, 64 places, a quarter of the artifacts were denied
-# log_prefix_unknown, each denial denying its host's artifact LAG later in turn); and the
-# prefix's slot (attest.store.prefixes: a prefix of N records in slot N % 16) is taken
-# over only by artifact k + LAG's acceptance, 128 places later. attest run would retry
-# such a denial with its whole log; pre-made artifacts can't, so they are counted.
+# A host's artifact k is sent from the prefix its artifact k - LAG established, and only
+# once that one has been answered (a host sends from a prefix its verifier acknowledged;
+# without the wait, a straggler at 32 clients, p99 ~800 ms, let later artifacts overtake
+# their base: log_prefix_unknown, each denying its host's artifact LAG later in turn).
+# Round robin, the base is LAG * HOSTS = 128 places back, so the wait rarely holds a
+# client; and the base's slot (attest.store.prefixes: a prefix of N records in slot
+# N % 16) is taken over only by artifact k + LAG's acceptance, which waits for k.
 LAG = 8
 FIRST_RUN = 240  # artifacts for the first run (1 client); later runs sized by rate
 QUICK_FIRST_RUN = 48
@@ -195,9 +196,10 @@ def status_outcome(status: int, _body: bytes) -> str:
 
 async def _generate(port: int, path: str, bodies: Sequence[bytes | None], clients: int,
                     bound_s: float, outcome: Callable[[int, bytes], str],
-                    keep: bool) -> Load:
+                    keep: bool, after: int) -> Load:
     load = Load(clients)
     answers: list[bytes | None] = [None] * len(bodies) if keep else []
+    answered = [asyncio.Event() for _ in bodies] if after else []
     connections = [await Connection.open(port) for _ in range(clients)]
     next_index = 0
     began = time.perf_counter()
@@ -208,6 +210,9 @@ async def _generate(port: int, path: str, bodies: Sequence[bytes | None], client
         while next_index < len(bodies) and time.perf_counter() < deadline:
             index = next_index
             next_index += 1  # one event loop: no other client runs between these lines
+            if after and index >= after:
+                # As a host does: it sends from a prefix only once that was acknowledged.
+                await answered[index - after].wait()
             sent = time.perf_counter()
             status, answer = await asyncio.wait_for(connection.post(path, bodies[index]),
                                                     REQUEST_TIMEOUT_S)
@@ -215,6 +220,8 @@ async def _generate(port: int, path: str, bodies: Sequence[bytes | None], client
             load.outcomes[outcome(status, answer)] += 1
             if keep:
                 answers[index] = answer
+            if after:
+                answered[index].set()
 
     try:
         await asyncio.gather(*(client(c) for c in connections))
@@ -228,11 +235,13 @@ async def _generate(port: int, path: str, bodies: Sequence[bytes | None], client
 
 
 def generate(port: int, path: str, bodies: Sequence[bytes | None], clients: int, bound_s: float,
-             outcome: Callable[[int, bytes], str], *, keep: bool = False) -> Load:
-    """``bodies`` POSTed to ``path`` (None: a GET) in order by ``clients`` concurrent clients, each
-    taking the next body when its previous answer is in, until all are sent or
-    ``bound_s`` has passed."""
-    return asyncio.run(_generate(port, path, bodies, clients, bound_s, outcome, keep))
+             outcome: Callable[[int, bytes], str], *, keep: bool = False,
+             after: int = 0) -> Load:
+    """``bodies`` POSTed to ``path`` (None: a GET) in order by ``clients`` concurrent
+    clients, each taking the next body when its previous answer is in, until all are sent
+    or ``bound_s`` has passed. With ``after``, body i is sent only once body i - after
+    has been answered (its latency counts from the send)."""
+    return asyncio.run(_generate(port, path, bodies, clients, bound_s, outcome, keep, after))
 
 
 # -- PostgreSQL, started here ---------------------------------------------------------------
@@ -530,14 +539,17 @@ def bench_store(kind: str, store_url: str, workdir: Path, hosts: Sequence[Host],
             bodies = _bodies(issue_round_robin(chains, policy, nonces))
             progress(f"{kind}: issued in {time.perf_counter() - began:.1f} s; verifying...")
             os.sync()  # the hosts' dirty pages are not the server's fsyncs to wait behind
+            # Artifact k of a host is sent from the prefix its artifact k - LAG
+            # established: sent once that one is answered, as the host's prefix memory
+            # would have it (LAG * HOSTS places back, round robin).
             load = generate(served.port, "/v1/verify", bodies, clients, RUN_BOUND_S,
-                            decision_outcome)
+                            decision_outcome, after=LAG * len(hosts))
             run = Measured(kind, clients, challenges, load)
             if load.unsent:
                 # Cut by the bound: the rest goes untimed, so that later artifacts' bases
                 # are acknowledged as they would be.
                 rest = generate(served.port, "/v1/verify", bodies[-load.unsent:], clients,
-                                DRAIN_BOUND_S, decision_outcome)
+                                DRAIN_BOUND_S, decision_outcome, after=LAG * len(hosts))
                 run.drained = rest.count
             result.runs.append(run)
             progress(f"{kind}, {clients} client(s): {load.per_second:,.0f} verifications/s, "
@@ -617,7 +629,8 @@ def _report(figures: Figures, results: Sequence[StoreResult], quick: bool) -> No
         f"loopback, the load generator (asyncio, this process) on the same {os.cpu_count()} "
         f"cores as the {WORKERS} workers; each artifact made by prepare() (`attest run`'s "
         f"measure + issue) with its own nonce, sent from its host's prefix {LAG} artifacts "
-        "back; issuance is untimed" + ("; --quick: small runs" if quick else ""))
+        "back once that artifact was answered; issuance is untimed"
+        + ("; --quick: small runs" if quick else ""))
 
 
 SECTIONS: dict[str, Callable[[bool], Figures]] = {"service": service}
