@@ -308,7 +308,9 @@ class Served:
 
     def workers(self) -> list[int]:
         """The worker processes: the server's children that run uvicorn's spawned
-        workers (not multiprocessing's resource tracker)."""
+        workers (not multiprocessing's resource tracker); with one worker, the server."""
+        if WORKERS == 1:
+            return [self.process.pid]
         found = []
         for child in (Path("/proc") / str(self.process.pid) / "task").glob("*/children"):
             for pid in child.read_text().split():
@@ -637,10 +639,14 @@ SECTIONS: dict[str, Callable[[bool], Figures]] = {"service": service}
 
 
 def main(argv: list[str]) -> int:
+    global WORKERS  # noqa: PLW0603 - one setting for the whole run, read where it is used
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--store", choices=STORES, action="append")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"attest serve --workers (default {WORKERS}: the issue's figure)")
     args = parser.parse_args(argv)
+    WORKERS = args.workers
     figures = service(args.quick, args.store or STORES)
     print("\n".join(bench_stream.render("service", figures)), flush=True)
     return 0
