@@ -452,10 +452,11 @@ def make_chain(host: Host, policy: Any, count: int) -> list[Made]:
 
 
 def write_policy(rig: Rig, ek_roots: Sequence[Path], *, single_use: bool = True,
-                 path: Path | None = None) -> Any:
+                 path: Path | None = None, nonce: Any = None) -> Any:
     """What `attest policy init --from-host --enrollment store` writes for the first host
     (every host is sealed to the same fresh PCRs and measures the same programs), with
-    every host's EK root, single use, and ages that allow pre-made artifacts."""
+    every host's EK root, single use, and ages that allow pre-made artifacts; ``nonce``
+    (a NonceMode) optional by default."""
     from attest.eventlog.cel import parse_cel
     from attest.host.runtime.log import DEFAULT_RUNTIME_PCR, RuntimeLog
     from attest.host.runtime.subjects import measured_executables
@@ -477,7 +478,7 @@ def write_policy(rig: Rig, ek_roots: Sequence[Path], *, single_use: bool = True,
         sealed_values={i: v for (b, i), v in key.sealed_values.items() if b == "sha256"},
         bank="sha256", runtime_pcr=DEFAULT_RUNTIME_PCR, ek_roots=[str(p) for p in ek_roots],
         runtime_reference=reference, executables=measured_executables(records),
-        nonce=NonceMode.OPTIONAL, max_age=MAX_AGE_S, max_lifetime=TTL_S,
+        nonce=nonce or NonceMode.OPTIONAL, max_age=MAX_AGE_S, max_lifetime=TTL_S,
         single_use=single_use)
     path = path or rig.policy_path
     path.write_text(text)

@@ -1,0 +1,95 @@
+"""scripts/bench_service.py's load generator counts what the service answered: against a
+real `attest serve` on loopback, challenges give distinct nonces, an artifact sent
+twice is one acceptance and one denial, and a decision is read by ``accepted`` (and a
+denial's ``reasons``) alone, whatever else the answer carries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+from attest.policy import NonceMode
+from attest.store import default_url
+from tests.verify.rig import Rig
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench_service.py"
+SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1")
+
+
+def _bench() -> ModuleType:
+    """The script as a module (registered first: its dataclasses look their module up)."""
+    if "bench_service" in sys.modules:
+        return sys.modules["bench_service"]
+    spec = importlib.util.spec_from_file_location("bench_service", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_service"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def _served(rig: Rig) -> Iterator[int]:
+    rig.policy(nonce=NonceMode.REQUIRED)
+    policy = max(rig.tmp.glob("policy-*.yaml"))
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
+         "--store", default_url(home), "--port", "0"], env=env, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        found = SERVING.search(line)
+        assert found, line
+        yield int(found.group(1))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, rest = server.communicate(timeout=30)
+    assert "Traceback" not in rest, rest
+
+
+def test_the_generator_counts_challenges_acceptances_and_denials(rig: Rig) -> None:
+    bench = _bench()
+    with _served(rig) as port:
+        challenges = bench.generate(port, "/v1/challenges", [b"{}"] * 6, 3, 60,
+                                    bench.status_outcome, keep=True)
+        assert challenges.outcomes == {"ok": 6} and challenges.count == 6
+        nonces = bench._nonces(challenges)
+        assert len(set(nonces)) == 6
+        first, second = (rig.issue(nonce=n) for n in nonces[:2])
+        # The same artifact again only once the first is answered (after=1): a replay.
+        load = bench.generate(port, "/v1/verify", bench._bodies([first, first, second]), 2,
+                              60, bench.decision_outcome, after=1)
+        assert load.count == 3 and load.unsent == 0
+        assert load.outcomes["accepted"] == 2
+        denied = [k for k in load.outcomes if k.startswith("denied: ")]
+        assert len(denied) == 1 and "replayed" in denied[0].split(": ", 1)[1].split(",")
+        health = bench.generate(port, "/v1/health", [None] * 4, 2, 60, bench.status_outcome)
+        assert health.outcomes == {"ok": 4}
+        refused = bench.generate(port, "/v1/verify", [b"{}"], 1, 60, bench.decision_outcome)
+        assert refused.outcomes == {"HTTP 422": 1}
+
+
+def test_a_decision_is_read_by_accepted_alone() -> None:
+    bench = _bench()
+    accepted = json.dumps({"accepted": True, "ear": "x.y.z", "reasons": []}).encode()
+    denied = json.dumps({"accepted": False, "reasons": ["expired", "replayed"],
+                         "other": {"nested": 1}}).encode()
+    assert bench.decision_outcome(200, accepted) == "accepted"
+    assert bench.decision_outcome(200, denied) == "denied: expired,replayed"
+    assert bench.decision_outcome(200, b'{"accepted": "yes"}') == "no decision"
+    assert bench.decision_outcome(200, b"[true]") == "no decision"
+    assert bench.decision_outcome(200, b"not json") == "not JSON"
+    assert bench.decision_outcome(503, b'{"accepted": true}') == "HTTP 503"
