@@ -34,10 +34,10 @@ ensure_debs() {
 }
 
 ensure_venv() {
-    local extras="${1:-}"  # comma-separated, as pip takes them: host,server
-    # One stamp per set of extras (host,server -> .attest-installed-host-server): a venv
-    # installed for fewer extras is installed again.
-    local stamp=".venv/.attest-installed${extras:+-${extras//,/-}}"
+    local extras="${1:-}"  # as pip takes them: host,server
+    # One stamp per set of extras (.attest-installed-host,server): a venv installed for
+    # other extras is installed again.
+    local stamp=".venv/.attest-installed${extras:+-$extras}"
     if [ ! -x .venv/bin/python ]; then
         say "creating .venv"
         python3 -m venv .venv
