@@ -100,10 +100,11 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
                    f"{tls.not_after:%Y-%m-%d %H:%M} UTC: hosts will refuse it", err=True)
     log_level = "warning"
     # The TLS files are read again by uvicorn, in each worker: it is given their paths.
-    served = {"fd": listener.fileno(), "log_level": log_level, "access_log": False,
-              **({} if tls is None else tls.uvicorn())}
+    from attest.server.tls import uvicorn_tls
+
+    ssl = uvicorn_tls(tls)
     if workers == 1:
-        uvicorn.run(app, **served)  # type: ignore[arg-type]
+        uvicorn.run(app, fd=listener.fileno(), log_level=log_level, access_log=False, **ssl)
         return
     # Each worker process builds its own application from the environment (a factory).
     os.environ.update({"ATTEST_SERVE_POLICY": str(policy_path.resolve()),
@@ -111,8 +112,8 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
                        "ATTEST_SERVE_VERIFIER_ID": verifier_id or "",
                        "ATTEST_SERVE_NONCE_TTL": str(ttl), **operations.environment()})
     app.state.service.close()
-    uvicorn.run("attest.server.app:from_environment", factory=True, workers=workers,
-                **served)  # type: ignore[arg-type]
+    uvicorn.run("attest.server.app:from_environment", factory=True, fd=listener.fileno(),
+                workers=workers, log_level=log_level, access_log=False, **ssl)
 
 
 def _default_url(home: Path) -> str:

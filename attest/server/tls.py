@@ -22,12 +22,21 @@ import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from attest.errors import UsageError
 
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 # A chain of a few certificates, a key: kilobytes. A larger file is no TLS file.
 MAX_PEM_BYTES = 1 << 20
+
+
+class UvicornTls(TypedDict):
+    """uvicorn.run's TLS arguments."""
+
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    ssl_ciphers: str
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,17 @@ class TlsFiles:
     # The leaf certificate's validity, for the start-up line's warning.
     not_after: datetime.datetime
 
-    def uvicorn(self) -> dict[str, str]:
-        return {"ssl_certfile": str(self.cert), "ssl_keyfile": str(self.key),
-                "ssl_ciphers": CIPHERS}
-
     def expired(self, now: datetime.datetime) -> bool:
         return now >= self.not_after
+
+
+def uvicorn_tls(tls: TlsFiles | None) -> UvicornTls:
+    """What uvicorn is given: the files' paths (each worker reads them again) and the
+    ciphers; no files, plain http."""
+    if tls is None:
+        return UvicornTls(ssl_certfile=None, ssl_keyfile=None, ssl_ciphers=CIPHERS)
+    return UvicornTls(ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
+                      ssl_ciphers=CIPHERS)
 
 
 def check(cert: Path, key: Path) -> TlsFiles:
