@@ -99,9 +99,9 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
         click.echo(f"attest: warning: --tls-cert {visible(str(tls.cert))} expired at "
                    f"{tls.not_after:%Y-%m-%d %H:%M} UTC: hosts will refuse it", err=True)
     log_level = "warning"
-    # The TLS files are read again by uvicorn, in each worker: it is given their paths.
     from attest.server.tls import uvicorn_tls
 
+    # The TLS files are read again by uvicorn, in each worker: it is given their paths.
     ssl = uvicorn_tls(tls)
     if workers == 1:
         uvicorn.run(app, fd=listener.fileno(), log_level=log_level, access_log=False, **ssl)

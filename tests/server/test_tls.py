@@ -66,7 +66,14 @@ def _private(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     """A CA of the test's own and a server certificate for 127.0.0.1 and localhost."""
+    return _pki(tmp_path / "pki")
+
+
+def _pki(folder: Path, *, expired: bool = False) -> Pki:
     now = datetime.datetime.now(datetime.UTC)
+    # An expired server certificate ended a minute ago; the CA's is valid throughout.
+    leaf_end = now - datetime.timedelta(minutes=1) if expired else now + datetime.timedelta(
+        hours=1)
     ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
     ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
           .public_key(ca_key.public_key()).serial_number(1)
@@ -79,7 +86,7 @@ def pki(tmp_path: Path) -> Pki:
     leaf = (x509.CertificateBuilder().subject_name(_name("attest verifier"))
             .issuer_name(ca.subject).public_key(leaf_key.public_key()).serial_number(2)
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
+            .not_valid_after(leaf_end)
             .add_extension(x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                  x509.DNSName("localhost")]), critical=False)
@@ -87,7 +94,6 @@ def pki(tmp_path: Path) -> Pki:
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    folder = tmp_path / "pki"
     folder.mkdir()
     (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
     (folder / "cert.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
@@ -96,8 +102,10 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @contextmanager
-def _served_tls(policy: Path, home: Path, pki: Pki, *extra: str) -> Iterator[str]:
-    """`attest serve --tls-cert --tls-key` as a user runs it: its https base URL."""
+def _served_tls(policy: Path, home: Path, pki: Pki, *extra: str,
+                said: list[str] | None = None) -> Iterator[str]:
+    """`attest serve --tls-cert --tls-key` as a user runs it: its https base URL; what it
+    printed on stderr after its first line goes to ``said`` once it has stopped."""
     home.mkdir(exist_ok=True)
     env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
     server = subprocess.Popen(
@@ -112,8 +120,15 @@ def _served_tls(policy: Path, home: Path, pki: Pki, *extra: str) -> Iterator[str
         yield f"https://127.0.0.1:{found.group(1)}"
     finally:
         server.send_signal(signal.SIGTERM)
-        _, rest = server.communicate(timeout=30)
+        # Through the text stream, to its end (the server gone): readline() above may
+        # hold later lines in its buffer, which communicate() would not see.
+        assert server.stderr is not None
+        rest = server.stderr.read()
+        server.stderr.close()
+        server.wait(timeout=30)
     assert "Traceback" not in rest, rest
+    if said is not None:
+        said.append(rest)
 
 
 def _health(base: str, context: ssl.SSLContext) -> Any:
@@ -181,6 +196,19 @@ def test_every_worker_serves_tls_with_aead_ciphers_only(rig: Rig, pki: Pki,
         strong = ssl.create_default_context(cafile=str(pki.ca))
         strong.maximum_version = ssl.TLSVersion.TLSv1_2
         assert _health(base, strong)["status"] == "ok"
+
+
+def test_an_expired_certificate_is_served_with_a_warning(rig: Rig, tmp_path: Path) -> None:
+    """The operator is told at start; hosts refuse the certificate (exit 3, CMD never
+    runs), as they would any certificate they can't verify."""
+    expired = _pki(tmp_path / "expired", expired=True)
+    rig.policy()
+    policy = max(rig.tmp.glob("policy-*.yaml"))
+    said: list[str] = []
+    with (_served_tls(policy, tmp_path / "verifier", expired, said=said) as base,
+          pytest.raises(urllib.error.URLError, match="certificate has expired")):
+        _health(base, ssl.create_default_context(cafile=str(expired.ca)))
+    assert f"--tls-cert {expired.cert} expired at" in said[0], said
 
 
 def _serve(tmp_path: Path, *args: str) -> Any:
