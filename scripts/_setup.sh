@@ -34,7 +34,9 @@ ensure_debs() {
 }
 
 ensure_venv() {
-    local extras="${1:-}"
+    local extras="${1:-}"  # as pip takes them: host,server
+    # One stamp per set of extras (.attest-installed-host,server): a venv installed for
+    # other extras is installed again.
     local stamp=".venv/.attest-installed${extras:+-$extras}"
     if [ ! -x .venv/bin/python ]; then
         say "creating .venv"

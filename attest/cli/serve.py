@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 import socket
@@ -10,10 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from attest.cli.terminal import visible
 from attest.errors import EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:  # imported when serving: the server extra may be absent
     import uvicorn
+
+    from attest.server.tls import TlsFiles
 
 SERVER_HINT = "pip install 'attest[server]'"
 LOG_LEVEL = "warning"
@@ -26,7 +30,8 @@ LOG_LEVEL = "warning"
               help="The verifier's store [default: $ATTEST_STORE, else "
               "sqlite:///$ATTEST_HOME/verifier.db].")
 @click.option("--host", "bind_host", default="127.0.0.1", show_default=True,
-              help="Address to listen on: loopback only until the service has TLS.")
+              help="Address to listen on: loopback, unless with --tls-cert or "
+              "--behind-proxy.")
 @click.option("--port", default=8600, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
@@ -39,21 +44,34 @@ LOG_LEVEL = "warning"
               "per worker; past the burst, 429 with Retry-After [default: no limit].")
 @click.option("--rate-burst", default=20, show_default=True, type=click.IntRange(1, 100_000),
               help="Requests a host may make at once before --rate-limit applies.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+              help="Serve https with this certificate (then its intermediates), PEM.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+              help="The certificate's private key: PEM, unencrypted, mode 600.")
+@click.option("--behind-proxy", is_flag=True,
+              help="Plain http on a --host beyond loopback: a TLS-terminating proxy is in "
+              "front, and the network between it and the service is trusted.")
 @click.pass_context
 def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_host: str,
           port: int, workers: int, verifier_id: str | None, nonce_ttl: str,
-          rate_limit: float | None, rate_burst: int) -> None:
+          rate_limit: float | None, rate_burst: int, tls_cert: Path | None,
+          tls_key: Path | None, behind_proxy: bool) -> None:
     """Serve the verifier over HTTP: challenges and verification under /v1.
 
     \b
     Every decision is logged in the store's audit log (its key in the home) before it
-    is answered. The API is at /v1 (OpenAPI: /v1/openapi.json); docs/service.md.
+    is answered. The API is at /v1 (OpenAPI: /v1/openapi.json); docs/service.md. Plain
+    http on loopback only, unless a TLS-terminating proxy is in front (--behind-proxy);
+    with --tls-cert and --tls-key, https on any address (docs/deploy.md, TLS).
       attest serve --policy policy.yaml --port 8600
+      attest serve --policy policy.yaml --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
     """
     from attest.cli.common import parse_duration
 
     ttl = parse_duration(nonce_ttl, "--nonce-ttl")
-    _loopback(bind_host)
+    tls = _tls(tls_cert, tls_key)
+    if tls is None and not behind_proxy:
+        _loopback(bind_host)
     try:
         import uvicorn
 
@@ -77,10 +95,18 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
                      operations=operations)
     listener = _listen(bind_host, port)
     bound = listener.getsockname()
-    click.echo(f"attest: serving policy {policy.id} on http://{_url_host(bound[0])}:{bound[1]}"
-               f"/v1 ({workers} worker(s))", err=True)
+    scheme = "http" if tls is None else "https"
+    click.echo(f"attest: serving policy {policy.id} on {scheme}://{_url_host(bound[0])}:"
+               f"{bound[1]}/v1 ({workers} worker(s))", err=True)
+    if tls is not None and tls.expired(datetime.datetime.now(datetime.UTC)):
+        click.echo(f"attest: warning: --tls-cert {visible(str(tls.cert))} expired at "
+                   f"{tls.not_after:%Y-%m-%d %H:%M} UTC: hosts will refuse it", err=True)
+    from attest.server.tls import uvicorn_tls
+
+    # The TLS files are read again by uvicorn, in each worker: it is given their paths.
+    ssl = uvicorn_tls(tls)
     if workers == 1:
-        _run(uvicorn.Config(app, log_level=LOG_LEVEL, access_log=False), listener)
+        _run(uvicorn.Config(app, log_level=LOG_LEVEL, access_log=False, **ssl), listener)
         return
     # Each worker process builds its own application from the environment (a factory).
     os.environ.update({"ATTEST_SERVE_POLICY": str(policy_path.resolve()),
@@ -89,7 +115,7 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
                        "ATTEST_SERVE_NONCE_TTL": str(ttl), **operations.environment()})
     app.state.service.close()
     _run(uvicorn.Config("attest.server.app:from_environment", factory=True, workers=workers,
-                        log_level=LOG_LEVEL, access_log=False), listener)
+                        log_level=LOG_LEVEL, access_log=False, **ssl), listener)
 
 
 def _run(config: uvicorn.Config, listener: socket.socket) -> None:
@@ -115,17 +141,29 @@ def _default_url(home: Path) -> str:
     return default_url(home)
 
 
+def _tls(cert: Path | None, key: Path | None) -> TlsFiles | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together: the certificate and its key")
+    from attest.server.tls import check
+
+    return check(cert, key)
+
+
 def _loopback(host: str) -> None:
-    """UsageError unless ``host`` is a loopback address: answers are signed (attest.ear)
-    but there is no TLS yet, so artifacts would cross the network in clear."""
+    """UsageError unless ``host`` is a loopback address: answers are signed (attest.ear),
+    but in plain http the artifacts and enrollments would cross the network in clear, and
+    anyone on the path could answer in the service's place (deny service at will)."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         address = None
     if host != "localhost" and (address is None or not address.is_loopback):
-        raise UsageError(f"--host {host!r} is not a loopback address",
-                         hint="the service has no TLS yet: serve on 127.0.0.1 or ::1, "
-                         "behind a TLS-terminating proxy on this machine")
+        raise UsageError(f"--host {host!r} is not a loopback address: plain http would "
+                         "cross the network in clear",
+                         hint="serve https (--tls-cert and --tls-key), or say "
+                         "--behind-proxy when a TLS-terminating proxy is in front")
 
 
 def _listen(host: str, port: int) -> socket.socket:
