@@ -92,7 +92,7 @@ def artifact_key(prefix: bytes) -> str | None:
     segment = found.group(1)
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):  # a header of nested arrays is the client's to send
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return f"kid:{kid}" if isinstance(kid, str) and _KID.fullmatch(kid) else None
