@@ -110,9 +110,13 @@ def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext 
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
                                      headers={"Content-Type": content_type,
                                               "Accept": "application/json"})
+    # No redirect is followed: urllib would turn a 301/302/303 into a GET to wherever
+    # Location says (another host, plain http), past check_verifier_url. A 3xx is then an
+    # HTTPError without a JSON answer: the verifier is unreachable.
+    opener = urllib.request.build_opener(_no_redirect_handler(),
+                                         urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310
-                                    context=context) as response:
+        with opener.open(request, timeout=timeout) as response:
             data = _parse(url, response.read(MAX_ANSWER_BYTES + 1))
     except urllib.error.HTTPError as exc:
         if exc.code == 503:
@@ -125,6 +129,16 @@ def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext 
     except (urllib.error.URLError, OSError) as exc:
         raise _Retryable(f"the verifier at {url} is unreachable: {exc}") from None
     return data
+
+
+def _no_redirect_handler() -> Any:
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # urllib then raises the 3xx as an HTTPError
+
+    return NoRedirect()
 
 
 def _parse(url: str, data: bytes) -> dict[str, Any]:

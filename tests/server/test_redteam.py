@@ -5,11 +5,15 @@ the hosts' artifacts come from a real swtpm (tests/verify/rig.py)."""
 from __future__ import annotations
 
 import base64
+import http.server
+import json
+import threading
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
+from attest.host.http import VerifierUnreachable, post_json
 from attest.policy import NonceMode
 from attest.server.app import create_app
 from attest.server.operate import OpsConfig
@@ -38,3 +42,62 @@ def test_a_jws_header_nested_too_deep_is_no_500_under_the_rate_limit(
         assert answer.status_code == 200, answer.text
         assert answer.json()["accepted"] is False
         assert answer.json()["denials"][0]["reason"] == "malformed_artifact"
+
+
+@pytest.fixture
+def redirector() -> Iterator[tuple[str, list[str]]]:
+    """A "verifier" on loopback that answers every POST with 302 to another host
+    (127.0.0.2), where a server answers JSON to whatever reaches it: the URL to post to
+    and the requests the other host saw."""
+    seen: list[str] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            body = json.dumps({"nonce": "AAAA", "result": "x"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Elsewhere)
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.2:{target.server_port}/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (target, origin)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield f"http://127.0.0.1:{origin.server_port}", seen
+    finally:
+        for server in (target, origin):
+            server.shutdown()
+            server.server_close()
+
+
+def test_the_client_follows_no_redirect_to_another_host(
+        redirector: tuple[str, list[str]]) -> None:
+    """urllib turned a 302 to a POST into a GET to wherever Location said (another host,
+    plain http, past check_verifier_url): the challenge came from there."""
+    url, seen = redirector
+    with pytest.raises(VerifierUnreachable, match="HTTP 302"):
+        post_json(f"{url}/v1/challenges", b"{}")
+    with pytest.raises(VerifierUnreachable, match="HTTP 302"):
+        post_json(f"{url}/v1/verify", b"x.y.z", "application/jose")
+    assert seen == []
