@@ -26,6 +26,10 @@ DEFAULT_TIMEOUT_S = 10.0
 # at the URL chooses the length, so it is capped before it is read whole.
 MAX_ANSWER_BYTES = 1 << 20
 RETRY_PAUSE_S = 0.2
+# ``timeout`` bounds each socket operation; a verifier that answers a byte at a time
+# passes every one of them. The whole exchange (connect, send, the answer's headers and
+# body) is bounded too, at this many timeouts.
+EXCHANGE_TIMEOUTS = 3
 
 
 class VerifierUnreachable(EnvironmentProblem):
@@ -88,7 +92,7 @@ def post_json(url: str, body: bytes, content_type: str = "application/json", *,
     context = tls_context(cacert) if url.lower().startswith("https:") else None
     for attempt in range(retries + 1):
         try:
-            return _exchange(url, body, content_type, context, timeout)
+            return _bounded(url, body, content_type, context, timeout)
         except _Retryable as exc:
             if attempt == retries:
                 raise VerifierUnreachable(str(exc), hint="check --verifier and that the "
@@ -99,6 +103,36 @@ def post_json(url: str, body: bytes, content_type: str = "application/json", *,
 
 class _Retryable(Exception):
     """The request may not have reached the verifier, or it was unavailable."""
+
+
+def _bounded(url: str, body: bytes, content_type: str, context: ssl.SSLContext | None,
+             timeout: float) -> dict[str, Any]:
+    """:func:`_exchange` given EXCHANGE_TIMEOUTS * ``timeout`` seconds in all. It runs in
+    a daemon thread: past the deadline the caller gets VerifierUnreachable (never
+    retried: the request may be with the verifier) and the thread is left to its socket,
+    which its own timeout ends at the next stall."""
+    import threading
+
+    outcome: list[tuple[bool, Any]] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, _exchange(url, body, content_type, context, timeout)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=work, name="attest-verifier-exchange", daemon=True)
+    worker.start()
+    worker.join(EXCHANGE_TIMEOUTS * timeout)
+    if not outcome:
+        raise VerifierUnreachable(f"the verifier at {url} did not answer within "
+                                  f"{EXCHANGE_TIMEOUTS * timeout:g} s",
+                                  hint="check --verifier and that the service is up")
+    done, value = outcome[0]
+    if done:
+        result: dict[str, Any] = value
+        return result
+    raise value
 
 
 def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext | None,

@@ -8,6 +8,7 @@ import base64
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -101,3 +102,48 @@ def test_the_client_follows_no_redirect_to_another_host(
     with pytest.raises(VerifierUnreachable, match="HTTP 302"):
         post_json(f"{url}/v1/verify", b"x.y.z", "application/jose")
     assert seen == []
+
+
+@pytest.fixture
+def trickler() -> Iterator[str]:
+    """A "verifier" on loopback that answers 200 with a JSON nonce, but sends the body's
+    first 40 bytes (JSON whitespace) one every 0.25 s: each read gets its byte well
+    within any timeout, the answer takes 10 s in all."""
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b" " * 40 + json.dumps({"nonce": "AAAA"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for byte in body[:40]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.25)
+                self.wfile.write(body[40:])
+            except OSError:
+                pass  # the client gave up: what it should do
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_answer_trickled_a_byte_at_a_time_is_given_up(trickler: str) -> None:
+    """The client's timeout bounded each socket read only: a verifier (or whoever answers
+    at a plain-http URL) sending a byte just inside it held `attest run` as long as it
+    liked (1 MiB of answer at a byte per timeout). Now the whole exchange is bounded."""
+    with pytest.raises(VerifierUnreachable, match="did not answer within"):
+        post_json(f"{trickler}/v1/challenges", b"{}", timeout=1.0)
