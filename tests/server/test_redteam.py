@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from attest.host.http import VerifierUnreachable, post_json
 from attest.policy import NonceMode
 from attest.server.app import create_app
 from attest.server.operate import OpsConfig
+from attest.store import default_url, sqlite
 from tests.server.conftest import Service
+from tests.verify.rig import Rig
 
 
 @pytest.fixture
@@ -147,3 +150,34 @@ def test_an_answer_trickled_a_byte_at_a_time_is_given_up(trickler: str) -> None:
     liked (1 MiB of answer at a byte per timeout). Now the whole exchange is bounded."""
     with pytest.raises(VerifierUnreachable, match="did not answer within"):
         post_json(f"{trickler}/v1/challenges", b"{}", timeout=1.0)
+
+
+def test_a_store_out_of_reach_is_said_to_the_client_never_located(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone's request while the database was locked (another writer past the busy
+    timeout: SQLite here; a lost PostgreSQL server alike) got denials quoting the store:
+    its URL (the file's path; PostgreSQL's user, host, port and database) and the
+    driver's message. The client is told the store is unavailable; the operator's log
+    says where."""
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 300)  # read when a connection opens
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    app = create_app(rig.policy(nonce=NonceMode.REQUIRED), default_url(home), home)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        artifact = rig.issue(nonce=client.post("/v1/challenges", json={}).json()["nonce"])
+        writer = sqlite3.connect(home / "verifier.db", isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # holds the write lock
+            answers = [client.post("/v1/verify", json={"artifact": artifact.decode()}),
+                       client.post("/v1/verify", json={"artifact": "no artifact"})]
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        decision = answer.json()
+        assert decision["accepted"] is False
+        assert "audit_unavailable" in decision["reasons"], decision
+        for denial in decision["denials"]:
+            assert str(home) not in denial["message"] and "sqlite" not in denial["message"]
+        assert "verifier.db" not in answer.text, answer.text
