@@ -181,3 +181,27 @@ def test_a_store_out_of_reach_is_said_to_the_client_never_located(
         for denial in decision["denials"]:
             assert str(home) not in denial["message"] and "sqlite" not in denial["message"]
         assert "verifier.db" not in answer.text, answer.text
+
+
+def test_forgeries_naming_a_hosts_kid_do_not_spend_that_hosts_rate_limit(
+        service: Service) -> None:
+    """The rate limit's bucket was the artifact header's kid alone, the client's word: a
+    kid is public (every artifact's header shows it), so anyone sent `burst` garbage
+    artifacts naming a host's kid, and that host's own genuine run was refused 429 for
+    as long as they kept it up. A kid's bucket is now per client address too."""
+    app = create_app(service.rig.policy(nonce=NonceMode.REQUIRED), service.url, service.home,
+                     operations=OpsConfig(rate=0.001, burst=3))
+    artifact = service.rig.issue(nonce=service.client.post("/v1/challenges",
+                                                            json={}).json()["nonce"])
+    kid = json.loads(base64.urlsafe_b64decode(artifact.split(b".")[0] + b"=="))["kid"]
+    header = base64.urlsafe_b64encode(json.dumps(
+        {"alg": "ES256", "typ": "attest-artifact+jws", "kid": kid}).encode()).rstrip(b"=")
+    forged = header.decode() + ".e30.c2ln"
+    with TestClient(app, client=("198.51.100.7", 40000)) as host:
+        attacker = TestClient(app, client=("203.0.113.9", 40000))  # the same app, elsewhere
+        answers = [attacker.post("/v1/verify", json={"artifact": forged}).status_code
+                   for _ in range(4)]
+        assert answers == [200, 200, 200, 429]  # the forger is limited...
+        genuine = host.post("/v1/verify", json={"artifact": artifact.decode()})
+        assert genuine.status_code == 200, genuine.text  # ...the host is not
+        assert genuine.json()["accepted"] is True, genuine.json()["denials"]
