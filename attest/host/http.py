@@ -84,10 +84,10 @@ def tls_context(cacert: Path | None) -> ssl.SSLContext:
 def post_json(url: str, body: bytes, content_type: str = "application/json", *,
               cacert: Path | None = None, insecure: bool = False,
               timeout: float = DEFAULT_TIMEOUT_S, retries: int = 0) -> dict[str, Any]:
-    """POST ``body`` to ``url`` and return the JSON object answered (any status: a
-    verifier that answers an error status still answered). ``retries`` more attempts
-    after a failure to connect or a 503, for idempotent requests only.
-    :class:`VerifierUnreachable` when no JSON object comes back."""
+    """POST ``body`` to ``url`` and return the JSON object answered (a 4xx too: the
+    verifier refused the request). ``retries`` more attempts after a failure to connect,
+    a 429 or a 503, for idempotent requests only; a 429, a 5xx, or no JSON object:
+    :class:`VerifierUnreachable`."""
     check_verifier_url(url, insecure=insecure)
     context = tls_context(cacert) if url.lower().startswith("https:") else None
     for attempt in range(retries + 1):
@@ -153,8 +153,14 @@ def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext 
         with opener.open(request, timeout=timeout) as response:
             data = _parse(url, response.read(MAX_ANSWER_BYTES + 1))
     except urllib.error.HTTPError as exc:
-        if exc.code == 503:
-            raise _Retryable(f"the verifier at {url} is unavailable (HTTP 503)") from None
+        if exc.code in (429, 503):
+            raise _Retryable(f"the verifier at {url} is unavailable (HTTP {exc.code})") from None
+        if exc.code >= 500:
+            # The verifier failed, not the request: no decision was made. Read as an
+            # answer it would be a denial without a signed result (invalid_signature, exit
+            # 1), which says "forged" where the service is only broken.
+            raise VerifierUnreachable(f"the verifier at {url} failed (HTTP {exc.code})",
+                                      hint="the verifier's log says why") from None
         try:
             data = _parse(url, exc.read(MAX_ANSWER_BYTES + 1))
         except VerifierUnreachable:

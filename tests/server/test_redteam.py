@@ -205,3 +205,47 @@ def test_forgeries_naming_a_hosts_kid_do_not_spend_that_hosts_rate_limit(
         genuine = host.post("/v1/verify", json={"artifact": artifact.decode()})
         assert genuine.status_code == 200, genuine.text  # ...the host is not
         assert genuine.json()["accepted"] is True, genuine.json()["denials"]
+
+
+@pytest.fixture
+def erring() -> Iterator[tuple[str, list[int]]]:
+    """A "verifier" on loopback answering each POST with the next status of its list and a
+    JSON error body, as the service's error handlers do."""
+    statuses: list[int] = []
+
+    class Erring(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status = statuses.pop(0)
+            body = json.dumps({"error": {"status": status, "code": "x", "message": "y"}})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Erring)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", statuses
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [429, 500, 502])
+def test_a_verifier_that_refuses_to_serve_is_unreachable_not_a_forgery(
+        erring: tuple[str, list[int]], status: int) -> None:
+    """A rate-limited (429) or failing (5xx) service answered JSON that `attest run` read
+    as a decision without a signed result: denied as invalid_signature (exit 1), a forgery
+    to whoever reads it, when the service only could not serve (exit 3)."""
+    url, statuses = erring
+    statuses.append(status)
+    with pytest.raises(VerifierUnreachable, match=f"HTTP {status}"):
+        post_json(f"{url}/v1/verify", b"x.y.z", "application/jose")
+    statuses.extend([429, 200])  # an idempotent request (a challenge) tries again
+    assert "error" in post_json(f"{url}/v1/challenges", b"{}", retries=1)
