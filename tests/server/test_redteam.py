@@ -4,14 +4,16 @@ the hosts' artifacts come from a real swtpm (tests/verify/rig.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -249,3 +251,38 @@ def test_a_verifier_that_refuses_to_serve_is_unreachable_not_a_forgery(
         post_json(f"{url}/v1/verify", b"x.y.z", "application/jose")
     statuses.extend([429, 200])  # an idempotent request (a challenge) tries again
     assert "error" in post_json(f"{url}/v1/challenges", b"{}", retries=1)
+
+
+def test_bodies_held_at_once_are_bounded(service: Service) -> None:
+    """Each body was capped, not how many the process held together: connections each
+    sending a large body slowly (a batch may be 32 MiB) held memory without bound before
+    anything was verified. Past the process's budget a body is refused, 503 `busy`, and
+    the bytes come back once the request held them is answered."""
+    app = create_app(service.rig.policy(nonce=NonceMode.REQUIRED), service.url, service.home,
+                     body_budget=1 << 20)
+    half = b"A" * (600 << 10)
+
+    async def attack() -> tuple[int, int, int]:
+        release = asyncio.Event()
+
+        async def slow() -> AsyncIterator[bytes]:
+            yield b'{"artifacts": ["' + half  # held while the rest is awaited
+            await release.wait()
+            yield b'"]}'
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            holding = asyncio.ensure_future(client.post("/v1/verify:batch", content=slow()))
+            while True:  # until the slow body's first chunk is in
+                await asyncio.sleep(0.01)
+                if app.state.body_budget.used:
+                    break
+            refused = await client.post("/v1/verify", json={"artifact": half.decode()})
+            release.set()
+            held = await holding
+            again = await client.post("/v1/verify", json={"artifact": half.decode()})
+        assert refused.json()["error"]["code"] == "busy", refused.text
+        return refused.status_code, held.status_code, again.status_code
+
+    assert asyncio.run(attack()) == (503, 200, 200)
+    assert app.state.body_budget.used == 0
