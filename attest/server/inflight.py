@@ -5,7 +5,7 @@ hundred connections each sending a batch body slowly (32 MiB each, under the cap
 gigabytes before anything was verified, unauthenticated. This middleware counts every
 body chunk received against one budget per process, and gives the bytes back when the
 request's answer is done (the body and what was parsed from it live that long). A
-chunk past the budget is refused: 503 ``busy``, with ``Retry-After``; the request was
+chunk past the budget is refused: 503 ``busy``; the request was
 not decided (a challenge is retried by the clients, attest.host.http).
 """
 
