@@ -26,6 +26,10 @@ DEFAULT_TIMEOUT_S = 10.0
 # at the URL chooses the length, so it is capped before it is read whole.
 MAX_ANSWER_BYTES = 1 << 20
 RETRY_PAUSE_S = 0.2
+# ``timeout`` bounds each socket operation; a verifier that answers a byte at a time
+# passes every one of them. The whole exchange (connect, send, the answer's headers and
+# body) is bounded too, at this many timeouts.
+EXCHANGE_TIMEOUTS = 3
 
 
 class VerifierUnreachable(EnvironmentProblem):
@@ -80,15 +84,15 @@ def tls_context(cacert: Path | None) -> ssl.SSLContext:
 def post_json(url: str, body: bytes, content_type: str = "application/json", *,
               cacert: Path | None = None, insecure: bool = False,
               timeout: float = DEFAULT_TIMEOUT_S, retries: int = 0) -> dict[str, Any]:
-    """POST ``body`` to ``url`` and return the JSON object answered (any status: a
-    verifier that answers an error status still answered). ``retries`` more attempts
-    after a failure to connect or a 503, for idempotent requests only.
-    :class:`VerifierUnreachable` when no JSON object comes back."""
+    """POST ``body`` to ``url`` and return the JSON object answered (a 4xx too: the
+    verifier refused the request). ``retries`` more attempts after a failure to connect,
+    a 429 or a 503, for idempotent requests only; a 429, a 5xx, or no JSON object:
+    :class:`VerifierUnreachable`."""
     check_verifier_url(url, insecure=insecure)
     context = tls_context(cacert) if url.lower().startswith("https:") else None
     for attempt in range(retries + 1):
         try:
-            return _exchange(url, body, content_type, context, timeout)
+            return _bounded(url, body, content_type, context, timeout)
         except _Retryable as exc:
             if attempt == retries:
                 raise VerifierUnreachable(str(exc), hint="check --verifier and that the "
@@ -101,6 +105,36 @@ class _Retryable(Exception):
     """The request may not have reached the verifier, or it was unavailable."""
 
 
+def _bounded(url: str, body: bytes, content_type: str, context: ssl.SSLContext | None,
+             timeout: float) -> dict[str, Any]:
+    """:func:`_exchange` given EXCHANGE_TIMEOUTS * ``timeout`` seconds in all. It runs in
+    a daemon thread: past the deadline the caller gets VerifierUnreachable (never
+    retried: the request may be with the verifier) and the thread is left to its socket,
+    which its own timeout ends at the next stall."""
+    import threading
+
+    outcome: list[tuple[bool, Any]] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, _exchange(url, body, content_type, context, timeout)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=work, name="attest-verifier-exchange", daemon=True)
+    worker.start()
+    worker.join(EXCHANGE_TIMEOUTS * timeout)
+    if not outcome:
+        raise VerifierUnreachable(f"the verifier at {url} did not answer within "
+                                  f"{EXCHANGE_TIMEOUTS * timeout:g} s",
+                                  hint="check --verifier and that the service is up")
+    done, value = outcome[0]
+    if done:
+        result: dict[str, Any] = value
+        return result
+    raise value
+
+
 def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext | None,
               timeout: float) -> dict[str, Any]:
     # Imported here: http.client and its email parsing are for remote runs only.
@@ -110,13 +144,23 @@ def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext 
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
                                      headers={"Content-Type": content_type,
                                               "Accept": "application/json"})
+    # No redirect is followed: urllib would turn a 301/302/303 into a GET to wherever
+    # Location says (another host, plain http), past check_verifier_url. A 3xx is then an
+    # HTTPError without a JSON answer: the verifier is unreachable.
+    opener = urllib.request.build_opener(_no_redirect_handler(),
+                                         urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310
-                                    context=context) as response:
+        with opener.open(request, timeout=timeout) as response:
             data = _parse(url, response.read(MAX_ANSWER_BYTES + 1))
     except urllib.error.HTTPError as exc:
-        if exc.code == 503:
-            raise _Retryable(f"the verifier at {url} is unavailable (HTTP 503)") from None
+        if exc.code in (429, 503):
+            raise _Retryable(f"the verifier at {url} is unavailable (HTTP {exc.code})") from None
+        if exc.code >= 500:
+            # The verifier failed, not the request: no decision was made. Read as an
+            # answer it would be a denial without a signed result (invalid_signature, exit
+            # 1), which says "forged" where the service is only broken.
+            raise VerifierUnreachable(f"the verifier at {url} failed (HTTP {exc.code})",
+                                      hint="the verifier's log says why") from None
         try:
             data = _parse(url, exc.read(MAX_ANSWER_BYTES + 1))
         except VerifierUnreachable:
@@ -125,6 +169,16 @@ def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext 
     except (urllib.error.URLError, OSError) as exc:
         raise _Retryable(f"the verifier at {url} is unreachable: {exc}") from None
     return data
+
+
+def _no_redirect_handler() -> Any:
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # urllib then raises the 3xx as an HTTPError
+
+    return NoRedirect()
 
 
 def _parse(url: str, data: bytes) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
-from attest.server import enrollment, replicas, results, schema
+from attest.server import enrollment, inflight, replicas, results, schema
 from attest.server.bodies import (
     RequestRefused,
     json_object,
@@ -80,7 +80,8 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
                verifier_id: str | None = None, nonce_ttl: int = DEFAULT_NONCE_TTL,
                max_batch: int = DEFAULT_BATCH, max_batch_bytes: int = DEFAULT_BATCH_BYTES,
                clock: Callable[[], float] = time.time,
-               operations: OpsConfig | None = None) -> FastAPI:
+               operations: OpsConfig | None = None,
+               body_budget: int = inflight.DEFAULT_BUDGET) -> FastAPI:
     """The service for ``policy``, on the store at ``store_url`` with the audit log keyed
     in ``audit_home`` (the verifier's home: the log key lives there).
 
@@ -113,6 +114,11 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     _routes(app, service, signer)
     results.mount(app, signer)
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
+    # The bodies held at once, bounded (attest.server.inflight). Added before operate's
+    # middleware, so inside it: its refusal raised from a body read reaches the
+    # application's handlers (a JSON 503), whoever reads first (the rate limit peeks).
+    app.state.body_budget = inflight.BodyBudget(body_budget)
+    app.add_middleware(inflight.BoundedBodies, budget=app.state.body_budget)
     operate(app, service, operations or OpsConfig())
     replicas.mount(app, service)  # the heartbeat (attest.server.replicas)
     return app

@@ -1,9 +1,12 @@
 """A per-host rate limit: a token bucket per key, answering 429 with Retry-After.
 
 The key of a verification is the signing key its artifact's JWS header names (``kid``:
-one per host key), read from the first bytes of the body before anything is verified;
-of any other request, or of an artifact whose header can't be read, the client's
-address. Each bucket holds ``burst`` tokens and refills at ``rate`` a second; a
+one per host key) with the client's address, read from the first bytes of the body
+before anything is verified; of any other request, or of an artifact whose header can't
+be read, the client's address alone. The address is part of a kid's key because a kid
+is public (every artifact's header shows it): keyed by the kid alone, anyone could spend
+a host's bucket with garbage naming its kid and have the host's own runs refused.
+Each bucket holds ``burst`` tokens and refills at ``rate`` a second; a
 request takes one. Buckets live in an LRU of at most ``max_keys``: memory is bounded
 whatever keys clients make up, and an evicted key starts again with a full bucket.
 
@@ -92,7 +95,7 @@ def artifact_key(prefix: bytes) -> str | None:
     segment = found.group(1)
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):  # a header of nested arrays is the client's to send
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return f"kid:{kid}" if isinstance(kid, str) and _KID.fullmatch(kid) else None
@@ -111,13 +114,13 @@ class RateLimit:
         if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        key: str | None = None
+        client = scope.get("client")
+        key = f"addr:{client[0] if client else 'unknown'}"
         if scope["method"] == "POST" and scope["path"] == "/v1/verify":
             receive, prefix = await _peek(receive)
-            key = artifact_key(prefix)
-        if key is None:
-            client = scope.get("client")
-            key = f"addr:{client[0] if client else 'unknown'}"
+            kid = artifact_key(prefix)
+            if kid is not None:
+                key = f"{kid} {key}"  # the kid is anyone's to name: never alone
         wait = self.limiter.take(key)
         if wait <= 0:
             await self.app(scope, receive, send)

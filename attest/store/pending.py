@@ -51,6 +51,11 @@ _LIVE = ("SELECT COUNT(*) FROM pending_enrollments "
 _LIVE_FOR_EK = ("SELECT COUNT(*) FROM pending_enrollments "
                 "WHERE ek = :ek AND used_at IS NULL AND expires_at >= :now")
 _PURGE = "DELETE FROM pending_enrollments WHERE expires_at < :now"
+# An EK's oldest live challenges, dropped to make room for its newest.
+_EVICT_FOR_EK = ("DELETE FROM pending_enrollments WHERE enrollment_id IN ("
+                 "SELECT enrollment_id FROM pending_enrollments "
+                 "WHERE ek = :ek AND used_at IS NULL AND expires_at >= :now "
+                 "ORDER BY created_at, enrollment_id LIMIT :excess)")
 # Single use: only the first of concurrent activations changes the row; the others find
 # used_at set (PostgreSQL re-reads the row once the first commits) and change nothing.
 _CONSUME = ("UPDATE pending_enrollments SET used_at = :now "
@@ -78,7 +83,8 @@ class PendingEnrollment:
 
 
 class PendingFull(Exception):
-    """No room for another pending enrollment (all of them, or this TPM's)."""
+    """No room for another pending enrollment (``per_ek`` is always False since an EK past
+    its cap gives up its oldest challenge instead: kept for callers that read it)."""
 
     def __init__(self, message: str, *, per_ek: bool) -> None:
         super().__init__(message)
@@ -96,18 +102,23 @@ def open_pending(store: Store) -> None:
 
 def add(store: Store, row: PendingEnrollment, *, now: int, cap: int, cap_per_ek: int,
         admissible: bool = True) -> None:
-    """Store ``row``, first purging the expired ones; PendingFull past ``cap`` live rows,
-    or ``cap_per_ek`` for its EK. The count and the insert share a write transaction
-    (serialized on SQLite; on PostgreSQL concurrent adds may pass a cap by a few).
+    """Store ``row``, first purging the expired ones; PendingFull past ``cap`` live rows.
+    Past ``cap_per_ek`` live rows for its EK, that EK's oldest are dropped instead: EK
+    certificates are public, so refusing the EK would let anyone who read one lock its
+    TPM out of enrolling with a few requests per TTL; dropping the oldest keeps the EK
+    within its cap and the TPM's own new challenge usable. The counts and the insert
+    share a write transaction (serialized on SQLite; on PostgreSQL concurrent adds may
+    pass a cap by a few).
     With ``admissible``, EnrollmentRefused first when the enrollment would be refused now
     (:func:`check_admissible`): no challenge for a revoked TPM or a host id it can't take."""
     with store.write() as tx:
         if admissible:
             check_admissible(tx, row, now)
         tx.execute(_PURGE, {"now": now})
-        if int(tx.scalar(_LIVE_FOR_EK, {"ek": row.ek, "now": now}) or 0) >= cap_per_ek:
-            raise PendingFull(f"this TPM has {cap_per_ek} pending enrollments already",
-                              per_ek=True)
+        live_for_ek = int(tx.scalar(_LIVE_FOR_EK, {"ek": row.ek, "now": now}) or 0)
+        if live_for_ek >= cap_per_ek:
+            tx.execute(_EVICT_FOR_EK, {"ek": row.ek, "now": now,
+                                       "excess": live_for_ek - cap_per_ek + 1})
         if int(tx.scalar(_LIVE, {"now": now}) or 0) >= cap:
             raise PendingFull(f"the verifier holds {cap} pending enrollments", per_ek=False)
         tx.execute(_INSERT, {

@@ -27,6 +27,7 @@ artifact can still be accepted.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -34,7 +35,7 @@ from typing import TypeVar
 from attest.audit.hooks import decision_entry
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
-from attest.errors import AttestError, AuditUnavailable
+from attest.errors import AttestError, AuditUnavailable, StoreUnavailable
 from attest.reasons import Reason
 from attest.store import Store, hoststate
 from attest.store.db import Transaction
@@ -132,13 +133,36 @@ def _accept(store: Store, tx: Transaction, log: AuditLog | None, acceptance: Acc
         raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
 
 
+_log = logging.getLogger("attest.verify")
+UNAVAILABLE = "the verifier's store is unavailable"
+
+
+def said(exc: BaseException) -> str:
+    """What a denial, which goes to the client, says of ``exc``. The store out of reach
+    (StoreUnavailable anywhere in its causes: the audit log wraps it) is named, never
+    located: its message holds the database URL or path and the driver's words, the
+    operator's to read in the verifier's log (written here), not the client's."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # causes are a chain; bounded all the same
+        if cause is None:
+            break
+        if isinstance(cause, StoreUnavailable):
+            _log.warning("attest: a decision could not be committed or logged: %s: %s",
+                         type(exc).__name__, exc)
+            return UNAVAILABLE
+        cause = cause.__cause__
+    message = exc.message if isinstance(exc, AttestError) else None
+    return message or f"{type(exc).__name__}: {exc}"
+
+
 def _denial(exc: Exception) -> Denial:
     """Why a member's acceptance was refused inside the group."""
     if isinstance(exc, _Unlogged):
-        return Denial(Reason.AUDIT_UNAVAILABLE, f"the decision could not be logged: {exc}")
+        return Denial(Reason.AUDIT_UNAVAILABLE,
+                      f"the decision could not be logged: {said(exc.__cause__ or exc)}")
     if isinstance(exc, AttestError):  # the store's refusals (replayed, nonce_reused...)
-        return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
-    return Denial(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        return Denial(exc.reason or Reason.INTERNAL_ERROR, said(exc))
+    return Denial(Reason.INTERNAL_ERROR, said(exc))
 
 
 class _MemberFailed(Exception):
@@ -172,9 +196,9 @@ def _failed(log: AuditLog | None, members: Sequence[Member], exc: Exception,
     """The decisions of a group whose transaction did not commit: nothing of it stands.
     Each acceptance is denied (audit_unavailable); then every denial is logged in one more
     transaction, or carries a second reason if that fails too."""
-    why = (f"the decision could not be logged: {exc.message}"
+    why = (f"the decision could not be logged: {said(exc)}"
            if isinstance(exc, AuditUnavailable)
-           else f"the decisions could not be committed: {type(exc).__name__}: {exc}")
+           else f"the decisions could not be committed: {said(exc)}")
     denied = [m.decision if m.acceptance is None else
               _refused(m.decision, Denial(Reason.AUDIT_UNAVAILABLE, why)) for m in members]
     if log is None:
@@ -190,8 +214,8 @@ def _failed(log: AuditLog | None, members: Sequence[Member], exc: Exception,
 
 
 def _unlogged_denial(decision: Decision, exc: Exception) -> Decision:
-    message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-    missing = Denial(Reason.AUDIT_UNAVAILABLE, f"the denial could not be logged either: {message}")
+    missing = Denial(Reason.AUDIT_UNAVAILABLE,
+                     f"the denial could not be logged either: {said(exc)}")
     return dataclasses.replace(decision, denials=(*decision.denials, missing))
 
 

@@ -42,6 +42,7 @@ from attest.store import pending as pendings
 from attest.store.errors import EnrollmentRefused
 from attest.store.pending import PendingEnrollment, PendingFull, PendingGone
 from attest.store.schema import MAX_HOST
+from attest.verify.batch import said
 
 if TYPE_CHECKING:
     from attest.evidence.structures import Public
@@ -264,7 +265,7 @@ class Enroller:
         try:
             sealed = hmac.compare_digest(row.mac, self.log.seal_pending(seal_data(row)))
         except AuditUnavailable as exc:
-            return self._denied(Reason.AUDIT_UNAVAILABLE, exc.message, row.host, row.ak_name,
+            return self._denied(Reason.AUDIT_UNAVAILABLE, said(exc), row.host, row.ak_name,
                                 now)
         if not sealed:
             return self._denied(Reason.ENROLLMENT_UNKNOWN, "this pending enrollment was not "
@@ -293,7 +294,7 @@ class Enroller:
             reason = exc.reason if exc.reason is not None else Reason.ENROLLMENT_CONFLICT
             return self._denied(reason, exc.message, row.host, row.ak_name, now)
         except AuditUnavailable as exc:
-            return self._denied(Reason.AUDIT_UNAVAILABLE, f"nothing was enrolled: {exc.message}",
+            return self._denied(Reason.AUDIT_UNAVAILABLE, f"nothing was enrolled: {said(exc)}",
                                 row.host, row.ak_name, now)
         assert moved is None  # noqa: S101 - move_host=False never moves
         return Decision(True, host=row.host, subject=f"ak:{row.ak_name}",
@@ -322,7 +323,7 @@ class Enroller:
                 verifier=self.verifier_id, reasons=(reason.value,), host=fit(host),
                 subject=None if ak_name is None else fit(f"ak:{ak_name}")))
         except AuditUnavailable as exc:
-            denials.append(Denial(Reason.AUDIT_UNAVAILABLE, exc.message))
+            denials.append(Denial(Reason.AUDIT_UNAVAILABLE, said(exc)))
         return Decision(False, tuple(denials), host=host,
                         subject=None if ak_name is None else f"ak:{ak_name}",
                         audit_index=index)

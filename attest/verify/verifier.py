@@ -51,7 +51,7 @@ from attest.verify.appraisal import (
     nonce_denial,
     snapshot_query,
 )
-from attest.verify.batch import Member, commit
+from attest.verify.batch import Member, commit, said
 
 
 class Verifier:
@@ -262,7 +262,7 @@ def _caught(exc: Exception) -> Denial:
     # With a reason (a store row changed outside attest: audit_unavailable), that reason;
     # without one, as any surprise.
     if isinstance(exc, AttestError) and exc.reason is not None:
-        return Denial(exc.reason, exc.message)
+        return Denial(exc.reason, said(exc))  # the store out of reach: named, not located
     if isinstance(exc, StoreUnavailable):
         # The store is the audit log's database: a replica that lost it can neither read
         # what the decision needs nor log one. Named, not a surprise; where it failed is

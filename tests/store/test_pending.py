@@ -54,19 +54,21 @@ def test_an_expired_row_is_not_consumed_and_is_purged(pending_store: Store) -> N
 def test_the_caps_count_live_rows_only(pending_store: Store) -> None:
     pending.add(pending_store, row(0), now=NOW, cap=3, cap_per_ek=2)
     pending.add(pending_store, row(1), now=NOW, cap=3, cap_per_ek=2)
-    with pytest.raises(PendingFull) as per_ek:
-        pending.add(pending_store, row(2), now=NOW, cap=3, cap_per_ek=2)
-    assert per_ek.value.per_ek
-    pending.add(pending_store, row(2, ek="cd" * 32), now=NOW, cap=3, cap_per_ek=2)
+    # Past its EK's cap, the EK's oldest row makes room (an EK certificate is public:
+    # refusing would let anyone lock that TPM out), and the EK stays within its cap.
+    pending.add(pending_store, row(2), now=NOW, cap=3, cap_per_ek=2)
+    assert pending.find(pending_store, "id-0") is None
+    assert pending.find(pending_store, "id-1") is not None
+    pending.add(pending_store, row(3, ek="cd" * 32), now=NOW, cap=3, cap_per_ek=2)
     with pytest.raises(PendingFull) as full:
-        pending.add(pending_store, row(3, ek="ef" * 32), now=NOW, cap=3, cap_per_ek=2)
+        pending.add(pending_store, row(4, ek="ef" * 32), now=NOW, cap=3, cap_per_ek=2)
     assert not full.value.per_ek
     with pending_store.write() as tx:  # a consumed row no longer counts
-        pending.consume(tx, "id-0", NOW)
-    pending.add(pending_store, row(3, ek="ef" * 32), now=NOW, cap=3, cap_per_ek=2)
+        pending.consume(tx, "id-1", NOW)
+    pending.add(pending_store, row(4, ek="ef" * 32), now=NOW, cap=3, cap_per_ek=2)
     # Once expired, rows are purged by the next add: room again.
-    pending.add(pending_store, row(4), now=NOW + 61, cap=3, cap_per_ek=2)
-    assert pending.find(pending_store, "id-1") is None
+    pending.add(pending_store, row(5), now=NOW + 61, cap=3, cap_per_ek=2)
+    assert pending.find(pending_store, "id-2") is None
 
 
 def test_the_trial_admission_refuses_and_writes_nothing(pending_store: Store) -> None:
