@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,7 +66,14 @@ def test_readyz_is_503_when_the_store_is_gone_and_healthz_still_200(service: Ser
     store.close()
     for stale in service.home.glob("verifier.db-*"):
         stale.unlink()
-    (service.home / "verifier.db").write_bytes(b"not a database " * 512)
+    # A new file put in its place (not the old one overwritten): a connection the
+    # service's threads (heartbeat, nonce purge) still hold would checkpoint its WAL
+    # into the old file on closing, restoring its first page. Closed again after, so
+    # that no connection opened before the swap serves the probe.
+    garbage = service.home / "garbage.db"
+    garbage.write_bytes(b"not a database " * 512)
+    os.replace(garbage, service.home / "verifier.db")
+    store.close()
     ready = service.client.get("/readyz")
     assert ready.status_code == 503, ready.text
     assert ready.json()["error"]["code"] == "store_unavailable"
