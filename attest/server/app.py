@@ -200,6 +200,9 @@ def _routes(app: FastAPI, service: Service, signer: results.Results) -> None:
             ttl = int(ttl)
         if type(ttl) is not int or not 1 <= ttl <= MAX_TTL_S:
             raise unprocessable(f"ttl must be an integer from 1 to {MAX_TTL_S}")
+        # A client may ask for less than the service's lifetime, never more: a week-old
+        # challenge says little about freshness. The answer's expires says what it got.
+        ttl = min(ttl, service.nonce_ttl)
         now = int(service.clock())
         nonce = await run_in_threadpool(service.store.issue_nonce, ttl, now)
         return JSONResponse({"nonce": nonce, "expires": now + ttl})

@@ -9,7 +9,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from attest.cli.main import cli
-from attest.server.app import VERIFY_BODY_BYTES
+from attest.server.app import DEFAULT_NONCE_TTL, VERIFY_BODY_BYTES
 from tests.server.conftest import Service
 
 
@@ -84,6 +84,10 @@ def test_what_is_not_a_request_answers_a_json_error(service: Service) -> None:
     _error(post("/v1/verify", json={"artifact": "a", "extra": 1}), 422, "invalid_request")
     _error(post("/v1/challenges", json={"ttl": "soon"}), 422, "invalid_request")
     _error(post("/v1/challenges", json={"ttl": 10**9}), 422, "invalid_request")
+    # Within the document's bound but over the service's lifetime: the service's.
+    asked = post("/v1/challenges", json={"ttl": 86_400}).json()
+    shorter = post("/v1/challenges", json={"ttl": 5}).json()
+    assert abs(asked["expires"] - shorter["expires"] - (DEFAULT_NONCE_TTL - 5)) <= 1  # a tick
     _error(post("/v1/verify:batch", json={"artifacts": []}), 422, "invalid_request")
     _error(post("/v1/verify:batch", json={"artifacts": ["a", 1]}), 422, "invalid_request")
     _error(service.client.get("/v1/verify"), 405, "method_not_allowed")
