@@ -16,7 +16,6 @@ from attest.cli.terminal import visible
 from attest.errors import (
     EXIT_REFUSED,
     EvidenceError,
-    TPMEnvironmentError,
     TPMError,
     UsageError,
 )
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from attest.decision import Decision
     from attest.evidence.structures import Public
     from attest.store.db import Transaction
-    from attest.tpm.device import TPM
 
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
@@ -240,7 +238,12 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
     import socket
 
     from attest.evidence.credential import make_credential
-    from attest.tpm.hierarchy import EK_RSA, activate_credential, load_identity
+    from attest.tpm.hierarchy import (
+        EK_RSA,
+        activate_credential,
+        credential_refused,
+        load_identity,
+    )
 
     host = utf8_text(host_id or socket.gethostname(), "--host")
     if verifier_url is not None:
@@ -266,9 +269,8 @@ def enroll(ctx: click.Context, host_id: str | None, ek_roots: tuple[Path, ...], 
             recovered = activate_credential(tpm, identity, credential.credential_blob,
                                             credential.encrypted_secret, EK_RSA)
         except TPMError as exc:
-            # swtpm reports a seed it cannot decrypt as TPM_RC_FAILURE: a TPM that still
-            # answers failed on the credential, so the certificate names another TPM's EK.
-            if isinstance(exc, TPMEnvironmentError) and not _answers(tpm):
+            # A TPM that refuses the credential does not hold the certificate's EK.
+            if not credential_refused(tpm, exc):
                 raise
             raise EvidenceError(f"credential activation failed ({exc.message}): this TPM "
                                 "does not hold the EK of its EK certificate",
@@ -323,15 +325,6 @@ def _enroll_remote(ctx: click.Context, host: str, url: str, cacert: Path | None,
     else:
         click.echo(f"enrolled AK {visible(done.ak[:16])}… as host {visible(done.host)} with "
                    f"{visible(url)} (credential activated; EK chain verified by the verifier)")
-
-
-def _answers(tpm: TPM) -> bool:
-    """Whether the TPM still serves commands (a failed command did not break it)."""
-    try:
-        tpm.call("reading the TPM clock", tpm.esapi.read_clock)
-    except TPMError:
-        return False
-    return True
 
 
 def _enrollment_ek(certificate: bytes | None, public: bytes,

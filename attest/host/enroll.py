@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from attest.errors import EvidenceError, TPMEnvironmentError, TPMError, UsageError
+from attest.errors import EvidenceError, TPMError, UsageError
 from attest.host.http import VerifierUnreachable, post_json
 from attest.reasons import Reason
 
@@ -46,7 +46,7 @@ def enroll_remote(tpm: TPM, identity: HostIdentity, verifier_url: str, host: str
     Raises EvidenceError (exit 1) with the verifier's reason when it refuses,
     VerifierUnreachable (exit 3) when it does not answer as a verifier does.
     """
-    from attest.tpm.hierarchy import EK_RSA, activate_credential
+    from attest.tpm.hierarchy import EK_RSA, activate_credential, credential_refused
 
     ek = next((e for e in identity.eks if e.kind == EK_RSA.label), None)
     if ek is None or ek.certificate is None:
@@ -74,9 +74,7 @@ def enroll_remote(tpm: TPM, identity: HostIdentity, verifier_url: str, host: str
     except UsageError:
         raise VerifierUnreachable(f"the verifier at {verifier_url} sent no credential") from None
     except TPMError as exc:
-        # swtpm reports a seed it cannot decrypt as TPM_RC_FAILURE: a TPM that still
-        # answers failed on the credential, not as a device.
-        if isinstance(exc, TPMEnvironmentError) and not _answers(tpm):
+        if not credential_refused(tpm, exc):
             raise
         # The TPM refused the credential: it was not made for this EK and AK.
         raise EvidenceError(f"credential activation failed ({exc.message}): the verifier's "
@@ -91,15 +89,6 @@ def enroll_remote(tpm: TPM, identity: HostIdentity, verifier_url: str, host: str
     ak, ek_id = facts.get("ak"), facts.get("ek")
     return Enrolled(host=str(activated.get("host")), ak=str(ak),
                     ek=ek_id if isinstance(ek_id, str) else None)
-
-
-def _answers(tpm: TPM) -> bool:
-    """Whether the TPM still serves commands (a failed command did not break it)."""
-    try:
-        tpm.call("reading the TPM clock", tpm.esapi.read_clock)
-    except TPMError:
-        return False
-    return True
 
 
 def _b64(data: bytes) -> str:

@@ -31,7 +31,14 @@ from tpm2_pytss.constants import TPM2_CAP, TPM2_HR, TPM2_SE
 from tpm2_pytss.utils import NVReadEK, create_ek_template
 
 from attest import strictjson
-from attest.errors import EvidenceError, IdentityError, NotProvisioned, TPMError, UsageError
+from attest.errors import (
+    EvidenceError,
+    IdentityError,
+    NotProvisioned,
+    TPMEnvironmentError,
+    TPMError,
+    UsageError,
+)
 from attest.inputfile import MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM, tpm_error
 from attest.tpm.files import private_dir, write_public
@@ -469,3 +476,19 @@ def activate_credential(
                               ak, ek, blob, secret_in,
                               session1=ESYS_TR.PASSWORD, session2=ESYS_TR.PASSWORD)
     return bytes(secret)
+
+
+def credential_refused(tpm: TPM, exc: TPMError) -> bool:
+    """Whether ``exc``, raised by activate_credential, is the TPM refusing the credential
+    (not made for its EK and AK) rather than the device failing.
+
+    swtpm reports a seed it cannot decrypt as TPM_RC_FAILURE, an environment error: a TPM
+    that still answers a command afterwards failed on the credential, not as a device.
+    """
+    if not isinstance(exc, TPMEnvironmentError):
+        return True
+    try:
+        tpm.call("reading the TPM clock", tpm.esapi.read_clock)
+    except TPMError:
+        return False
+    return True
