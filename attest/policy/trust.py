@@ -8,11 +8,18 @@ the bytes read then. A roots folder changed afterwards takes effect on the next 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from attest.certfiles import read_certificates
-from attest.errors import UsageError
+from attest.errors import EvidenceError, UsageError
 from attest.policy.model import EnrollmentMode, VerifierPolicy
+from attest.reasons import Reason
+
+if TYPE_CHECKING:
+    from attest.evidence.ekcert import VerifiedChain
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,18 @@ class TrustMaterial:
     # Why the policy's ek_roots could not be read when it loaded (a folder emptied or a
     # file gone since the policy was checked): each EK check is then ek_chain_invalid.
     ek_roots_problem: str | None = None
+
+    def verify_ek_certificate(self, certificate: bytes, now: int,
+                              intermediates: Iterable[bytes] = ()) -> VerifiedChain:
+        """``certificate`` verified as an EK certificate chaining to the policy's ek_roots
+        at ``now`` (enrollment and every appraisal check it alike). Roots that could not
+        be read refuse every certificate. Raises EvidenceError(ek_chain_invalid)."""
+        from attest.evidence.ekcert import verify_ek_certificate
+
+        if self.ek_roots_problem is not None:
+            raise EvidenceError(self.ek_roots_problem, reason=Reason.EK_CHAIN_INVALID)
+        return verify_ek_certificate(certificate, self.ek_roots, intermediates,
+                                     at=datetime.fromtimestamp(now, UTC))
 
 
 def load_trust(policy: VerifierPolicy) -> TrustMaterial:

@@ -49,7 +49,6 @@ import hashlib
 import json
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from attest.artifact import jws
@@ -69,7 +68,7 @@ from attest.eventlog.replay import PCRBanks, compare_replay, replay, startup_loc
 from attest.eventlog.tcg import TcgEvent, parse_tcg
 from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
-from attest.evidence.ekcert import ek_id, verify_ek_certificate
+from attest.evidence.ekcert import ek_id
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import Public, parse_public_tpm2b
 from attest.memo import remember
@@ -535,12 +534,8 @@ class _Appraiser:
                              + ek.encode()).digest()
         if self.memo.ek_checked.get(key, -1) // 3600 == self.now // 3600:
             return True  # checked within this hour: certificates change validity by the day
-        if self.trust.ek_roots_problem is not None:
-            yield Denial(Reason.EK_CHAIN_INVALID, self.trust.ek_roots_problem)
-            return False
         try:
-            verified = verify_ek_certificate(certificate, list(self.trust.ek_roots),
-                                             at=datetime.fromtimestamp(self.now, UTC))
+            verified = self.trust.verify_ek_certificate(certificate, self.now)
         except EvidenceError as exc:
             yield _denial(exc)
             return False

@@ -26,7 +26,6 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from attest.audit.entry import Entry, EntryKind, Outcome, fit
@@ -213,24 +212,20 @@ class Enroller:
                          row.expires_at)
 
     def _ek(self, request: EnrollmentRequest, now: int) -> tuple[Public, str]:
-        from attest.evidence.ekcert import ek_id, verify_ek_certificate
+        from attest.evidence.ekcert import ek_id
         from attest.evidence.ektemplate import ek_public
         from attest.evidence.signatures import public_key
         from attest.evidence.structures import parse_public_tpm2b
 
-        if self.trust.ek_roots_problem is not None:
-            raise EvidenceError(self.trust.ek_roots_problem, reason=Reason.EK_CHAIN_INVALID)
-        at = datetime.fromtimestamp(now, UTC)
-        roots = list(self.trust.ek_roots)
         try:
-            verified = verify_ek_certificate(request.ek_certificate, roots, at=at)
+            verified = self.trust.verify_ek_certificate(request.ek_certificate, now)
         except EvidenceError:
             if not request.ek_chain:
                 raise
             # Every verification checks the stored certificate against the roots alone:
             # a chain that holds only through the host's intermediates would enroll an AK
             # that is then denied every time. Say so now.
-            verify_ek_certificate(request.ek_certificate, roots, request.ek_chain, at=at)
+            self.trust.verify_ek_certificate(request.ek_certificate, now, request.ek_chain)
             raise EvidenceError(
                 "the EK certificate chains to the policy's ek_roots only through the "
                 "intermediates sent: verifications check it against ek_roots alone",
