@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import re
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,11 +14,10 @@ from pathlib import Path
 from types import ModuleType
 
 from attest.policy import NonceMode
-from attest.store import default_url
+from tests.server.serving import policy_file, port, served
 from tests.verify.rig import Rig
 
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench_service.py"
-SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1")
 
 
 def _bench() -> ModuleType:
@@ -39,25 +34,10 @@ def _bench() -> ModuleType:
 
 @contextmanager
 def _served(rig: Rig) -> Iterator[int]:
-    rig.policy(nonce=NonceMode.REQUIRED)
-    policy = max(rig.tmp.glob("policy-*.yaml"))
-    home = rig.tmp / "verifier"
-    home.mkdir()
-    env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
-         "--store", default_url(home), "--port", "0"], env=env, stderr=subprocess.PIPE,
-        text=True)
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        found = SERVING.search(line)
-        assert found, line
-        yield int(found.group(1))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, rest = server.communicate(timeout=30)
-    assert "Traceback" not in rest, rest
+    """`attest serve` for the rig's host, nonce required: its port."""
+    policy = policy_file(rig, nonce=NonceMode.REQUIRED)
+    with served(policy, rig.tmp / "verifier") as base:
+        yield port(base)
 
 
 def test_the_generator_counts_challenges_acceptances_and_denials(rig: Rig) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Host
 from tests.run.conftest import attest_cli
-from tests.server.test_serve import _audit_verifies, _served
+from tests.server.serving import audit_verifies, served
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_enroll_over_http_then_run_is_accepted(enrolling: tuple[Host, Path],
     host, policy = enrolling
     home = tmp_path / "verifier"
     ran, never = tmp_path / "ran", tmp_path / "must-not-exist"
-    with _served(policy, home) as base:
+    with served(policy, home) as base:
         # The host trusts the service's result key (an operator hands it over).
         from attest.ear import keys as result_keys
 
@@ -59,7 +59,7 @@ def test_enroll_over_http_then_run_is_accepted(enrolling: tuple[Host, Path],
         assert other.returncode == 1, other.stderr
         assert "enrollment_conflict" in other.stderr
     assert not never.exists()
-    _audit_verifies(home)
+    audit_verifies(home)
 
 
 def test_enroll_with_a_verifier_out_of_reach_exits_3(enrolling: tuple[Host, Path]) -> None:

@@ -6,22 +6,15 @@ serves challenges and decisions."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import urllib.request
-from typing import Any
 
 from attest.cli.serve import _listen
 from attest.policy import NonceMode
-from attest.store import default_url
+from tests.server.serving import call, policy_file, served
 from tests.verify.rig import Rig
 
-SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1 \((\d+) worker")
+WORKERS = re.compile(r"on http://127\.0\.0\.1:\d+/v1 \((\d+) worker")
 
 
 async def _nodelay_of_accepted(listener: socket.socket) -> int:
@@ -60,38 +53,17 @@ def test_a_listener_that_does_not_say_tcp_gets_no_nodelay() -> None:
     assert asyncio.run(_nodelay_of_accepted(plain)) == 0
 
 
-def _post(base: str, path: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),  # noqa: S310
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
-        return json.loads(answer.read())
-
-
 def test_two_workers_serve_challenges_and_decisions(rig: Rig) -> None:
-    rig.policy(nonce=NonceMode.REQUIRED)
-    policy = max(rig.tmp.glob("policy-*.yaml"))
-    home = rig.tmp / "verifier"
-    home.mkdir()
-    env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
-         "--store", default_url(home), "--port", "0", "--workers", "2"], env=env,
-        stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        found = SERVING.search(line)
-        assert found and found.group(2) == "2", line
-        base = f"http://127.0.0.1:{found.group(1)}"
+    policy = policy_file(rig, nonce=NonceMode.REQUIRED)
+    said: list[str] = []
+    with served(policy, rig.tmp / "verifier", "--workers", "2", said=said) as base:
+        workers = WORKERS.search(said[0])
+        assert workers and workers.group(1) == "2", said[0]
         # The workers start after the line: the first request may wait for them.
-        nonces = [_post(base, "/v1/challenges", {})["nonce"] for _ in range(2)]
+        nonces = [call(base, "/v1/challenges", {})["nonce"] for _ in range(2)]
         assert len(set(nonces)) == 2
         artifact = rig.issue(nonce=nonces[0]).decode()
-        decision = _post(base, "/v1/verify", {"artifact": artifact})
+        decision = call(base, "/v1/verify", {"artifact": artifact})
         assert decision["accepted"] is True, decision
-        again = _post(base, "/v1/verify", {"artifact": artifact})
+        again = call(base, "/v1/verify", {"artifact": artifact})
         assert again["accepted"] is False and "replayed" in again["reasons"]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, rest = server.communicate(timeout=30)
-    assert "Traceback" not in rest, rest

@@ -10,8 +10,8 @@ from pathlib import Path
 from attest.ear import keys as result_keys
 from tests.conftest import Host
 from tests.run.conftest import attest_cli
+from tests.server.serving import audit_verifies, served
 from tests.server.test_enroll_cli import enrolling
-from tests.server.test_serve import _audit_verifies, _served
 
 __all__ = ["enrolling"]
 
@@ -21,7 +21,7 @@ def test_after_a_tpm_restart_the_host_enrolls_and_runs_again(
     host, policy = enrolling
     home = tmp_path / "verifier"
     ran = tmp_path / "ran"
-    with _served(policy, home) as base:
+    with served(policy, home) as base:
         pem = tmp_path / "verifier-key.pem"
         pem.write_text(result_keys.public_pem(result_keys.load(home).public_key()))
         trusted = ("--verifier", base, "--verifier-key", str(pem))
@@ -39,4 +39,4 @@ def test_after_a_tpm_restart_the_host_enrolls_and_runs_again(
         after = attest_cli(host, "run", *trusted, "--", "sh", "-c", f"echo yes > {ran}")
         assert after.returncode == 0, after.stderr
         assert ran.read_text() == "yes\n"
-    _audit_verifies(home)
+    audit_verifies(home)

@@ -4,83 +4,34 @@ service without the TSS."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from click.testing import CliRunner
-
-from attest.cli.main import cli
 from attest.policy import NonceMode
-from attest.store import default_url
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
+from tests.server.serving import audit_verifies, call, policy_file, serve_cli, served
 from tests.verify.rig import Rig
 from tests.verify.test_without_tss import _BLOCKED, _BODY, _env
 
 __all__ = ["ready"]
 
-SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1")
-
-
-def _call(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{base}{path}", data=data,  # noqa: S310 - loopback
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
-        return json.loads(answer.read())
-
-
-@contextmanager
-def _served(policy: Path, home: Path) -> Iterator[str]:
-    """`attest serve` as a user runs it, on a port the kernel picks: its base URL. Stopped
-    with SIGTERM afterwards, which must end it without a traceback."""
-    home.mkdir(exist_ok=True)
-    env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
-         "--store", default_url(home), "--port", "0"], env=env, stderr=subprocess.PIPE,
-        text=True)
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        found = SERVING.search(line)
-        assert found, line
-        yield f"http://127.0.0.1:{found.group(1)}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, rest = server.communicate(timeout=30)
-    assert "Traceback" not in rest, rest
-
-
-def _audit_verifies(home: Path) -> None:
-    result = CliRunner().invoke(cli, ["--home", str(home), "audit", "verify", "--store",
-                                      default_url(home)])
-    assert result.exit_code == 0, result.output
-
 
 def test_attest_serve_answers_on_loopback(rig: Rig) -> None:
-    rig.policy(nonce=NonceMode.REQUIRED)
-    policy = max(rig.tmp.glob("policy-*.yaml"))
+    policy = policy_file(rig, nonce=NonceMode.REQUIRED)
     home = rig.tmp / "verifier"
-    with _served(policy, home) as base:
-        assert _call(base, "/v1/health")["status"] == "ok"
-        nonce = _call(base, "/v1/challenges", {})["nonce"]
+    with served(policy, home) as base:
+        assert call(base, "/v1/health")["status"] == "ok"
+        nonce = call(base, "/v1/challenges", {})["nonce"]
         artifact = rig.issue(nonce=nonce).decode()
-        decision = _call(base, "/v1/verify", {"artifact": artifact})
+        decision = call(base, "/v1/verify", {"artifact": artifact})
         assert decision["accepted"] is True, decision["denials"]
-        again = _call(base, "/v1/verify", {"artifact": artifact})
+        again = call(base, "/v1/verify", {"artifact": artifact})
         assert again["accepted"] is False and "replayed" in again["reasons"]
-    _audit_verifies(home)
+    audit_verifies(home)
 
 
 def test_attest_run_against_attest_serve(ready: tuple[Host, Path], tmp_path: Path) -> None:
@@ -92,7 +43,7 @@ def test_attest_run_against_attest_serve(ready: tuple[Host, Path], tmp_path: Pat
     host, policy = ready
     home = tmp_path / "verifier"
     ran, never = tmp_path / "ran", tmp_path / "must-not-exist"
-    with _served(policy, home) as base:
+    with served(policy, home) as base:
         untrusted = attest_cli(host, "run", "--verifier", base, "--", "sh", "-c",
                                f"touch {never}")
         assert untrusted.returncode == 2 and "no verifier key" in untrusted.stderr
@@ -110,34 +61,28 @@ def test_attest_run_against_attest_serve(ready: tuple[Host, Path], tmp_path: Pat
         assert denied.returncode == 1, denied.stderr
         assert "reference_value_mismatch" in denied.stderr
         assert not never.exists()
-    _audit_verifies(home)
-
-
-def _serve(tmp_path: Path, *args: str) -> Any:
-    return CliRunner().invoke(cli, ["--home", str(tmp_path / "home"), "serve", *args],
-                              catch_exceptions=False)
+    audit_verifies(home)
 
 
 def test_serve_refuses_an_address_beyond_loopback(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("")
-    done = _serve(tmp_path, "--policy", str(policy), "--host", "0.0.0.0")  # noqa: S104
+    done = serve_cli(tmp_path, "--policy", str(policy), "--host", "0.0.0.0")  # noqa: S104
     assert done.exit_code == 2 and "loopback" in done.output
 
 
 def test_serve_without_a_policy_file_is_usage(tmp_path: Path) -> None:
-    done = _serve(tmp_path, "--policy", str(tmp_path / "absent.yaml"))
+    done = serve_cli(tmp_path, "--policy", str(tmp_path / "absent.yaml"))
     assert done.exit_code == 2, done.output
 
 
 def test_serve_on_a_taken_port_is_environment(rig: Rig, tmp_path: Path) -> None:
-    rig.policy()
-    policy = max(rig.tmp.glob("policy-*.yaml"))
+    policy = policy_file(rig)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        done = _serve(tmp_path, "--policy", str(policy), "--port", str(port))
+        done = serve_cli(tmp_path, "--policy", str(policy), "--port", str(port))
     assert done.exit_code == 3, done.output
     assert f"127.0.0.1:{port}" in done.output
 

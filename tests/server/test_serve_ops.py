@@ -4,40 +4,12 @@ and the limits reaching every worker process through the environment."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from attest.policy import NonceMode
-from attest.store import default_url
-from tests.server.test_serve import SERVING
+from tests.server.serving import policy_file, served
 from tests.verify.rig import Rig
-
-
-@contextmanager
-def _served(policy: Path, home: Path, *extra: str) -> Iterator[str]:
-    home.mkdir(exist_ok=True)
-    env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
-         "--store", default_url(home), "--port", "0", *extra], env=env,
-        stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        found = SERVING.search(line)
-        assert found, line
-        yield f"http://127.0.0.1:{found.group(1)}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, rest = server.communicate(timeout=30)
-    assert "Traceback" not in rest, rest
 
 
 def _status(base: str, path: str, data: bytes | None = None,
@@ -53,9 +25,8 @@ def _status(base: str, path: str, data: bytes | None = None,
 
 
 def test_serve_with_workers_limits_rates_and_answers_operations(rig: Rig) -> None:
-    rig.policy(nonce=NonceMode.REQUIRED)
-    policy = max(rig.tmp.glob("policy-*.yaml"))
-    with _served(policy, rig.tmp / "verifier", "--workers", "2", "--rate-limit", "0.001",
+    policy = policy_file(rig, nonce=NonceMode.REQUIRED)
+    with served(policy, rig.tmp / "verifier", "--workers", "2", "--rate-limit", "0.001",
                  "--rate-burst", "2") as base:
         for path in ("/healthz", "/readyz", "/metrics"):
             assert _status(base, path)[0] == 200, path

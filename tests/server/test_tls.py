@@ -6,129 +6,43 @@ beyond loopback only with TLS or --behind-proxy."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
-import re
-import signal
 import ssl
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
-from attest.cli.main import cli
-from attest.store import default_url
 from tests.conftest import Host
 from tests.run.conftest import attest_cli
+from tests.server.serving import Pki, audit_verifies, make_pki, policy_file, serve_cli, served
 from tests.server.test_enroll_cli import enrolling
-from tests.server.test_serve import _audit_verifies
 from tests.verify.rig import Rig
 
 __all__ = ["enrolling"]
-
-SERVING = re.compile(r"on https://127\.0\.0\.1:(\d+)/v1")
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Path  # what --cacert names
-    cert: Path  # the server's certificate, then the CA's
-    key: Path  # its key, mode 600
-    other_key: Path  # a key of no certificate, mode 600
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _private(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     """A CA of the test's own and a server certificate for 127.0.0.1 and localhost."""
-    return _pki(tmp_path / "pki")
-
-
-def _pki(folder: Path, *, expired: bool = False) -> Pki:
-    now = datetime.datetime.now(datetime.UTC)
-    # An expired server certificate ended a minute ago; the CA's is valid throughout.
-    leaf_end = now - datetime.timedelta(minutes=1) if expired else now + datetime.timedelta(
-        hours=1)
-    ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
-    ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
-          .public_key(ca_key.public_key()).serial_number(1)
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(hours=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                       False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(_name("attest verifier"))
-            .issuer_name(ca.subject).public_key(leaf_key.public_key()).serial_number(2)
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(leaf_end)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                 x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    folder.mkdir()
-    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (folder / "cert.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    return Pki(folder / "ca.pem", folder / "cert.pem", _private(folder / "key.pem", leaf_key),
-               _private(folder / "other.pem", ec.generate_private_key(ec.SECP256R1())))
+    return make_pki(tmp_path / "pki")
 
 
 @contextmanager
 def _served_tls(policy: Path, home: Path, pki: Pki, *extra: str,
                 said: list[str] | None = None) -> Iterator[str]:
     """`attest serve --tls-cert --tls-key` as a user runs it: its https base URL; what it
-    printed on stderr after its first line goes to ``said`` once it has stopped."""
-    home.mkdir(exist_ok=True)
-    env = {**os.environ, "ATTEST_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy),
-         "--store", default_url(home), "--port", "0", "--tls-cert", str(pki.cert),
-         "--tls-key", str(pki.key), *extra], env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()
-        found = SERVING.search(line)
-        assert found, line + (server.stderr.read() if server.poll() is not None else "")
-        yield f"https://127.0.0.1:{found.group(1)}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        # Through the text stream, to its end (the server gone): readline() above may
-        # hold later lines in its buffer, which communicate() would not see.
-        assert server.stderr is not None
-        rest = server.stderr.read()
-        server.stderr.close()
-        server.wait(timeout=30)
-    assert "Traceback" not in rest, rest
-    if said is not None:
-        said.append(rest)
+    printed on stderr after its first line is ``said[1]`` once it has stopped."""
+    with served(policy, home, "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
+                *extra, said=said) as base:
+        assert base.startswith("https://"), base
+        yield base
 
 
 def _health(base: str, context: ssl.SSLContext) -> Any:
@@ -174,15 +88,14 @@ def test_enroll_and_run_over_https_with_cacert(enrolling: tuple[Host, Path], pki
                              "-c", f"touch {never}")
         assert by_name.returncode == 3, by_name.stderr
     assert not never.exists()
-    _audit_verifies(home)
+    audit_verifies(home)
 
 
 def test_every_worker_serves_tls_with_aead_ciphers_only(rig: Rig, pki: Pki,
                                                         tmp_path: Path) -> None:
     """--workers 2 gets the certificate to each worker; TLS 1.2 without an ECDHE AEAD
     suite (uvicorn's default list would offer CBC with SHA-1) fails the handshake."""
-    rig.policy()
-    policy = max(rig.tmp.glob("policy-*.yaml"))
+    policy = policy_file(rig)
     trusting = ssl.create_default_context(cafile=str(pki.ca))
     with _served_tls(policy, tmp_path / "verifier", pki, "--workers", "2") as base:
         for _ in range(4):  # connections spread over the workers
@@ -201,19 +114,13 @@ def test_every_worker_serves_tls_with_aead_ciphers_only(rig: Rig, pki: Pki,
 def test_an_expired_certificate_is_served_with_a_warning(rig: Rig, tmp_path: Path) -> None:
     """The operator is told at start; hosts refuse the certificate (exit 3, CMD never
     runs), as they would any certificate they can't verify."""
-    expired = _pki(tmp_path / "expired", expired=True)
-    rig.policy()
-    policy = max(rig.tmp.glob("policy-*.yaml"))
+    expired = make_pki(tmp_path / "expired", expired=True)
+    policy = policy_file(rig)
     said: list[str] = []
     with (_served_tls(policy, tmp_path / "verifier", expired, said=said) as base,
           pytest.raises(urllib.error.URLError, match="certificate has expired")):
         _health(base, ssl.create_default_context(cafile=str(expired.ca)))
-    assert f"--tls-cert {expired.cert} expired at" in said[0], said
-
-
-def _serve(tmp_path: Path, *args: str) -> Any:
-    return CliRunner().invoke(cli, ["--home", str(tmp_path / "home"), "serve", *args],
-                              catch_exceptions=False)
+    assert f"--tls-cert {expired.cert} expired at" in said[1], said
 
 
 def _policy(tmp_path: Path) -> str:
@@ -226,7 +133,7 @@ def _policy(tmp_path: Path) -> str:
 def test_a_key_open_to_group_or_others_is_refused(pki: Pki, tmp_path: Path) -> None:
     for mode in (0o640, 0o604, 0o620):
         pki.key.chmod(mode)
-        done = _serve(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.cert),
+        done = serve_cli(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.cert),
                       "--tls-key", str(pki.key))
         assert done.exit_code == 2, done.output
         assert f"--tls-key {pki.key} is open to group or others (mode {mode:o})" in done.output
@@ -234,18 +141,18 @@ def test_a_key_open_to_group_or_others_is_refused(pki: Pki, tmp_path: Path) -> N
     # Through a symbolic link, the file it leads to is what is checked.
     link = tmp_path / "link.pem"
     link.symlink_to(pki.key)
-    done = _serve(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.cert),
+    done = serve_cli(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.cert),
                   "--tls-key", str(link))
     assert done.exit_code == 2 and "open to group or others" in done.output, done.output
 
 
 def test_a_key_not_the_certificates_is_usage(pki: Pki, tmp_path: Path) -> None:
-    done = _serve(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.cert),
+    done = serve_cli(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.cert),
                   "--tls-key", str(pki.other_key))
     assert done.exit_code == 2, done.output
     assert f"--tls-key {pki.other_key} is not the key of --tls-cert {pki.cert}" in done.output
     # The CA's certificate first (its own key elsewhere): the same refusal.
-    done = _serve(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.ca),
+    done = serve_cli(tmp_path, "--policy", _policy(tmp_path), "--tls-cert", str(pki.ca),
                   "--tls-key", str(pki.key))
     assert done.exit_code == 2 and "is not the key of" in done.output, done.output
 
@@ -273,7 +180,7 @@ def test_files_that_are_no_pem_are_usage_naming_the_file(pki: Pki, tmp_path: Pat
     cases.append((("--tls-cert", str(pki.cert), "--tls-key", str(fifo)),
                   "is not a regular file"))
     for args, said in cases:
-        done = _serve(tmp_path, "--policy", _policy(tmp_path), *args)
+        done = serve_cli(tmp_path, "--policy", _policy(tmp_path), *args)
         assert done.exit_code == 2, (args, done.output)
         assert said in done.output, (args, done.output)
         assert "Traceback" not in done.output
@@ -291,14 +198,13 @@ def test_beyond_loopback_only_with_tls_or_behind_proxy(rig: Rig, pki: Pki,
     """192.0.2.1 (TEST-NET-1) is no address of this machine: with TLS or --behind-proxy
     the command gets past the address check to the bind, which fails (exit 3 naming it);
     without either it is refused as usage before anything is read or bound."""
-    rig.policy()
-    policy = str(max(rig.tmp.glob("policy-*.yaml")))
+    policy = str(policy_file(rig))
     beyond = ("--policy", policy, "--host", "192.0.2.1", "--port", "8600")
-    plain = _serve(tmp_path, *beyond)
+    plain = serve_cli(tmp_path, *beyond)
     assert plain.exit_code == 2 and "not a loopback address" in plain.output, plain.output
     assert "--tls-cert" in plain.output and "--behind-proxy" in plain.output
     for allowed in (("--tls-cert", str(pki.cert), "--tls-key", str(pki.key)),
                     ("--behind-proxy",)):
-        done = _serve(tmp_path, *beyond, *allowed)
+        done = serve_cli(tmp_path, *beyond, *allowed)
         assert done.exit_code == 3, done.output
         assert "cannot listen on 192.0.2.1:8600" in done.output
