@@ -18,6 +18,7 @@ from attest.policy import NonceMode
 from attest.server.app import create_app
 from attest.store import Store
 from tests.server.conftest import Service
+from tests.server.serving import challenge, verify
 
 
 def _cli(service: Service, *args: str) -> Any:
@@ -37,19 +38,6 @@ def _token(service: Service, name: str = "ops") -> tuple[str, str]:
 
 def _auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
-
-
-def _challenge(service: Service) -> str:
-    nonce = service.client.post("/v1/challenges", json={}).json()["nonce"]
-    assert isinstance(nonce, str)
-    return nonce
-
-
-def _verify(client: TestClient, artifact: bytes) -> dict[str, Any]:
-    answer = client.post("/v1/verify", json={"artifact": artifact.decode()})
-    assert answer.status_code == 200, answer.text
-    decision: dict[str, Any] = answer.json()
-    return decision
 
 
 def _unauthorized(answer: Any) -> None:
@@ -104,12 +92,12 @@ def test_the_store_keeps_only_a_tokens_hash(service: Service) -> None:
 def test_a_host_revoked_by_an_admin_is_denied_and_the_revocation_logged(
         service: Service) -> None:
     _, token = _token(service, "oncall")
-    assert _verify(service.client, service.rig.issue(nonce=_challenge(service)))["accepted"]
+    assert verify(service.client, service.rig.issue(nonce=challenge(service.client)))["accepted"]
     answer = service.client.post("/v1/revocations", headers=_auth(token), json={
         "kind": "host", "subject": "web-1", "reason": "disk stolen"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["subjects"][0] == "web-1"
-    later = _verify(service.client, service.rig.issue(nonce=_challenge(service)))
+    later = verify(service.client, service.rig.issue(nonce=challenge(service.client)))
     assert later["accepted"] is False and "revoked" in later["reasons"], later
     listed = service.client.get("/v1/revocations", headers=_auth(token)).json()
     assert [(r["kind"], r["subject"], r["reason"]) for r in listed["revocations"]][:1] == [
@@ -123,12 +111,12 @@ def test_a_host_revoked_by_an_admin_is_denied_and_the_revocation_logged(
 
 def test_an_artifact_revoked_by_an_admin_is_denied(service: Service) -> None:
     _, token = _token(service)
-    artifact = service.rig.issue(nonce=_challenge(service))
+    artifact = service.rig.issue(nonce=challenge(service.client))
     jti = json.loads(_b64(artifact.split(b".")[1]))["jti"]
     answer = service.client.post("/v1/revocations", headers=_auth(token), json={
         "kind": "jti", "subject": jti, "reason": "leaked"})
     assert answer.status_code == 200, answer.text
-    decision = _verify(service.client, artifact)
+    decision = verify(service.client, artifact)
     assert decision["accepted"] is False and "revoked" in decision["reasons"], decision
 
 
@@ -193,16 +181,16 @@ def test_the_hosts_view_follows_each_hosts_decisions(service: Service, tmp_path:
         return {h["host"]: h for h in answer.json()["hosts"]}
 
     assert hosts() == {}
-    artifact = service.rig.issue(nonce=_challenge(service))
+    artifact = service.rig.issue(nonce=challenge(service.client))
     before = int(time.time())
-    assert _verify(service.client, artifact)["accepted"]
+    assert verify(service.client, artifact)["accepted"]
     web = hosts()["web-1"]
     assert web["state"] == "trusted" and web["reasons"] == []
     assert web["last_decision"]["accepted"] is True and web["last_quote_at"] >= before
     assert web["last_decision"]["audit_index"] == 0
     # A replay names the host: its last decision is now that denial, with its reasons;
     # the last accepted quote stays where it was.
-    assert not _verify(service.client, artifact)["accepted"]
+    assert not verify(service.client, artifact)["accepted"]
     web = hosts()["web-1"]
     assert web["state"] == "untrusted" and "replayed" in web["reasons"]
     assert web["last_decision"]["accepted"] is False
@@ -210,7 +198,7 @@ def test_the_hosts_view_follows_each_hosts_decisions(service: Service, tmp_path:
     paged = service.client.get("/v1/hosts?after=%00&limit=1", headers=_auth(token))
     assert paged.status_code == 422, paged.text  # PostgreSQL's text holds no NUL
     # Garbage with no host, and a denial naming a host never accepted: no new rows.
-    _verify(service.client, b"not.a.jws")
+    verify(service.client, b"not.a.jws")
     assert set(hosts()) == {"web-1"}
     # The same store, an hour and more later: no acceptance since, so stale.
     later = create_app(service.rig.policy(nonce=NonceMode.REQUIRED), service.url,
@@ -226,7 +214,7 @@ def test_the_hosts_view_follows_each_hosts_decisions(service: Service, tmp_path:
 def test_audit_entries_are_for_admins_and_paged(service: Service) -> None:
     _, token = _token(service)
     for _ in range(3):
-        _verify(service.client, b"garbage")
+        verify(service.client, b"garbage")
     page = service.client.get("/v1/audit/entries?start=1&limit=2", headers=_auth(token))
     assert page.status_code == 200, page.text
     entries = page.json()["entries"]

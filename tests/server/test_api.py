@@ -11,21 +11,7 @@ from click.testing import CliRunner
 from attest.cli.main import cli
 from attest.server.app import DEFAULT_NONCE_TTL, VERIFY_BODY_BYTES
 from tests.server.conftest import Service
-
-
-def _challenge(service: Service) -> str:
-    answer = service.client.post("/v1/challenges", json={})
-    assert answer.status_code == 200, answer.text
-    nonce = answer.json()["nonce"]
-    assert isinstance(nonce, str)
-    return nonce
-
-
-def _verify(service: Service, artifact: bytes) -> dict[str, Any]:
-    answer = service.client.post("/v1/verify", json={"artifact": artifact.decode()})
-    assert answer.status_code == 200, answer.text
-    decision: dict[str, Any] = answer.json()
-    return decision
+from tests.server.serving import challenge, verify
 
 
 def _error(answer: Any, status: int, code: str) -> None:
@@ -43,30 +29,30 @@ def _audit(service: Service, *args: str) -> Any:
 
 
 def test_a_challenged_artifact_is_accepted_and_its_replay_denied(service: Service) -> None:
-    artifact = service.rig.issue(nonce=_challenge(service))
-    first = _verify(service, artifact)
+    artifact = service.rig.issue(nonce=challenge(service.client))
+    first = verify(service.client, artifact)
     assert first["accepted"] is True, first["denials"]
     assert first["reasons"] == [] and first["host"] == "web-1"
     assert first["audit_index"] == 0 and isinstance(first["jti"], str)
-    again = _verify(service, artifact)
+    again = verify(service.client, artifact)
     assert again["accepted"] is False
     assert "replayed" in again["reasons"] and again["audit_index"] == 1
 
 
 def test_an_artifact_without_the_services_nonce_is_denied(service: Service) -> None:
-    decision = _verify(service, service.rig.issue())
+    decision = verify(service.client, service.rig.issue())
     assert decision["accepted"] is False and decision["reasons"], decision
 
 
 def test_the_jose_body_of_attest_run_is_verified(service: Service) -> None:
-    artifact = service.rig.issue(nonce=_challenge(service))
+    artifact = service.rig.issue(nonce=challenge(service.client))
     answer = service.client.post("/v1/verify", content=artifact,
                                  headers={"content-type": "application/jose"})
     assert answer.status_code == 200 and answer.json()["accepted"] is True, answer.text
 
 
 def test_a_string_that_is_no_artifact_is_a_logged_denial(service: Service) -> None:
-    decision = _verify(service, b"not.a.jws")
+    decision = verify(service.client, b"not.a.jws")
     assert decision["accepted"] is False and decision["reasons"] == ["malformed_artifact"]
     assert decision["audit_index"] == 0
 
@@ -111,10 +97,10 @@ def test_an_oversized_body_is_refused_before_it_is_read(service: Service) -> Non
 
 
 def test_a_batch_is_decided_in_order_with_replays_inside(service: Service) -> None:
-    earlier = service.rig.issue(nonce=_challenge(service))
-    assert _verify(service, earlier)["accepted"] is True
-    first = service.rig.issue(nonce=_challenge(service))
-    second = service.rig.issue(nonce=_challenge(service))
+    earlier = service.rig.issue(nonce=challenge(service.client))
+    assert verify(service.client, earlier)["accepted"] is True
+    first = service.rig.issue(nonce=challenge(service.client))
+    second = service.rig.issue(nonce=challenge(service.client))
     answer = service.client.post("/v1/verify:batch", json={
         "artifacts": [first.decode(), earlier.decode(), second.decode(), first.decode()]})
     assert answer.status_code == 200, answer.text
@@ -128,8 +114,8 @@ def test_a_batch_is_decided_in_order_with_replays_inside(service: Service) -> No
 
 
 def test_every_decision_is_in_the_audit_log(service: Service) -> None:
-    artifact = service.rig.issue(nonce=_challenge(service))
-    decisions = [_verify(service, artifact), _verify(service, b"garbage")]
+    artifact = service.rig.issue(nonce=challenge(service.client))
+    decisions = [verify(service.client, artifact), verify(service.client, b"garbage")]
     batch = service.client.post("/v1/verify:batch", json={"artifacts": [artifact.decode()]})
     decisions += batch.json()["decisions"]
     entries = [json.loads(line) for line in _audit(service, "export").output.splitlines()
@@ -152,7 +138,7 @@ def test_health_and_the_openapi_document(service: Service) -> None:
 
 def test_a_store_out_of_reach_is_never_an_acceptance_and_challenges_need_none(
         service: Service) -> None:
-    artifact = service.rig.issue(nonce=_challenge(service))
+    artifact = service.rig.issue(nonce=challenge(service.client))
     store = service.client.app.state.service.store  # type: ignore[attr-defined]
     store.close()  # its connections: the next transaction opens the file again
     database = service.home / "verifier.db"
@@ -160,6 +146,6 @@ def test_a_store_out_of_reach_is_never_an_acceptance_and_challenges_need_none(
         stale.unlink()
     database.write_bytes(b"not a database " * 512)
     # A challenge reads and writes no row (attest.store.challenges): still issued.
-    assert isinstance(_challenge(service), str)
-    decision = _verify(service, artifact)
+    assert isinstance(challenge(service.client), str)
+    decision = verify(service.client, artifact)
     assert decision["accepted"] is False and decision["reasons"], decision

@@ -19,6 +19,7 @@ from attest.server.app import create_app
 from attest.server.noncepurge import GRACE_S, purge_once
 from attest.store import Store, challenges, default_url
 from tests.server.conftest import Service
+from tests.server.serving import challenge_answer, verify
 from tests.verify.rig import Rig
 
 
@@ -30,20 +31,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _challenge(client: TestClient, **body: Any) -> dict[str, Any]:
-    answer = client.post("/v1/challenges", json=body)
-    assert answer.status_code == 200, answer.text
-    found: dict[str, Any] = answer.json()
-    return found
-
-
-def _verify(client: TestClient, artifact: bytes) -> dict[str, Any]:
-    answer = client.post("/v1/verify", json={"artifact": artifact.decode()})
-    assert answer.status_code == 200, answer.text
-    decision: dict[str, Any] = answer.json()
-    return decision
 
 
 def _rows(url: str, table: str) -> int:
@@ -72,7 +59,7 @@ def _replica(rig: Rig, home: Path, url: str, clock: Clock | None = None) -> Iter
 
 def test_a_challenge_writes_no_row(service: Service) -> None:
     before = _rows(service.url, "nonces")
-    answers = [_challenge(service.client) for _ in range(10)]
+    answers = [challenge_answer(service.client) for _ in range(10)]
     assert _rows(service.url, "nonces") == before == 0
     assert len({a["nonce"] for a in answers}) == 10
     assert all(len(a["nonce"]) == challenges.TOKEN_CHARS for a in answers)
@@ -83,23 +70,23 @@ def test_a_challenge_writes_no_row(service: Service) -> None:
 
 
 def test_the_answer_is_recorded_at_acceptance_and_a_second_use_denied(service: Service) -> None:
-    nonce = _challenge(service.client)["nonce"]
-    first = _verify(service.client, service.rig.issue(nonce=nonce))
+    nonce = challenge_answer(service.client)["nonce"]
+    first = verify(service.client, service.rig.issue(nonce=nonce))
     assert first["accepted"] is True, first["denials"]
     assert _rows(service.url, "nonces") == 1
     # Another artifact (its own jti) answering the same challenge.
-    again = _verify(service.client, service.rig.issue(nonce=nonce))
+    again = verify(service.client, service.rig.issue(nonce=nonce))
     assert again["accepted"] is False and again["reasons"] == ["nonce_reused"], again
 
 
 def test_forged_altered_truncated_and_foreign_nonces_are_unknown(
         service: Service, tmp_path: Path) -> None:
-    nonce = _challenge(service.client)["nonce"]
+    nonce = challenge_answer(service.client)["nonce"]
     expires_at = 1 + challenges.RANDOM_BYTES + 2 * challenges.TIME_BYTES - 1
     other = tmp_path / "other"
     other.mkdir()
     with _replica(service.rig, other, default_url(other)) as foreign:
-        from_elsewhere = _challenge(foreign)["nonce"]
+        from_elsewhere = challenge_answer(foreign)["nonce"]
     attempts = {
         "forged MAC": _altered(nonce, challenges.TOKEN_BYTES - 1, 0x01),
         "later expiry": _altered(nonce, expires_at, 0x80),
@@ -107,14 +94,14 @@ def test_forged_altered_truncated_and_foreign_nonces_are_unknown(
         "another deployment's": from_elsewhere,
     }
     for what, text in attempts.items():
-        decision = _verify(service.client, service.rig.issue(nonce=text))
+        decision = verify(service.client, service.rig.issue(nonce=text))
         # Denied on the nonce alone, before the store or a signature (Verifier._prepare).
         assert decision["accepted"] is False, what
         assert decision["reasons"] == ["nonce_unknown"], (what, decision["reasons"])
         assert decision["audit_index"] is not None, what  # and logged like any decision
     assert _rows(service.url, "nonces") == 0  # nothing was consumed
     # The genuine one is still good: the attempts spent nothing.
-    assert _verify(service.client, service.rig.issue(nonce=nonce))["accepted"] is True
+    assert verify(service.client, service.rig.issue(nonce=nonce))["accepted"] is True
 
 
 def test_an_expired_challenge_is_stale(rig: Rig) -> None:
@@ -123,10 +110,10 @@ def test_an_expired_challenge_is_stale(rig: Rig) -> None:
     rig_now = float(int(time.time()))
     clock = Clock(rig_now)
     with _replica(rig, home, default_url(home), clock) as client:
-        nonce = _challenge(client, ttl=30)["nonce"]
+        nonce = challenge_answer(client, ttl=30)["nonce"]
         artifact = rig.issue(nonce=nonce)
         clock.now = rig_now + 30  # expires_at is exclusive
-        decision = _verify(client, artifact)
+        decision = verify(client, artifact)
     assert decision["accepted"] is False
     assert _challenge_expired(decision), decision["denials"]
 
@@ -136,10 +123,10 @@ def test_replicas_on_one_database_share_the_key_and_single_use(rig: Rig) -> None
     home.mkdir()
     url = default_url(home)
     with _replica(rig, home, url) as one, _replica(rig, home, url) as two:
-        nonce = _challenge(one)["nonce"]
-        accepted = _verify(two, rig.issue(nonce=nonce))
+        nonce = challenge_answer(one)["nonce"]
+        accepted = verify(two, rig.issue(nonce=nonce))
         assert accepted["accepted"] is True, accepted["denials"]
-        replayed = _verify(one, rig.issue(nonce=nonce))
+        replayed = verify(one, rig.issue(nonce=nonce))
         assert replayed["accepted"] is False and replayed["reasons"] == ["nonce_reused"]
     assert _rows(url, "service_keys") == 1
 
@@ -151,29 +138,29 @@ def test_purged_nonces_stay_refused_by_their_expiry(rig: Rig) -> None:
     start = float(int(time.time()))
     clock = Clock(start)
     with _replica(rig, home, url, clock) as client:
-        nonce = _challenge(client, ttl=60)["nonce"]
-        assert _verify(client, rig.issue(nonce=nonce))["accepted"] is True
+        nonce = challenge_answer(client, ttl=60)["nonce"]
+        assert verify(client, rig.issue(nonce=nonce))["accepted"] is True
         store = client.app.state.service.store  # type: ignore[attr-defined]
         # Within the grace past expiry the row stays: a replica behind still refuses it.
         assert purge_once(store, int(start) + 60 + GRACE_S - 1) == 0
         assert purge_once(store, int(start) + 61 + GRACE_S) == 1
         assert _rows(url, "nonces") == 0
         clock.now = start + 61 + GRACE_S
-        again = _verify(client, rig.issue(nonce=nonce))
+        again = verify(client, rig.issue(nonce=nonce))
     assert again["accepted"] is False and _challenge_expired(again), again["denials"]
 
 
 def test_a_forged_nonce_is_denied_before_the_signature_is_checked(service: Service) -> None:
-    nonce = _challenge(service.client)["nonce"]
+    nonce = challenge_answer(service.client)["nonce"]
     forged = _altered(nonce, challenges.TOKEN_BYTES - 1, 0x01)
     artifact = service.rig.issue(nonce=forged)
     head, payload, signature = artifact.split(b".")
     broken = b".".join([head, payload, signature[:-2] + (b"AA" if signature[-2:] != b"AA"
                                                            else b"BB")])
-    assert _verify(service.client, broken)["reasons"] == ["nonce_unknown"]
+    assert verify(service.client, broken)["reasons"] == ["nonce_unknown"]
     # With the genuine nonce the same broken signature is what is denied.
     genuine = service.rig.issue(nonce=nonce).split(b".")
-    decision = _verify(service.client, b".".join([*genuine[:2], broken.split(b".")[2]]))
+    decision = verify(service.client, b".".join([*genuine[:2], broken.split(b".")[2]]))
     assert decision["accepted"] is False and "nonce_unknown" not in decision["reasons"]
     assert "invalid_signature" in decision["reasons"], decision["reasons"]
 

@@ -23,18 +23,7 @@ from attest.ear.result import PROFILE
 from attest.ear.vector import ACCEPTED_VECTOR
 from attest.errors import UsageError
 from tests.server.conftest import Service
-
-
-def _challenge(service: Service) -> str:
-    nonce: str = service.client.post("/v1/challenges", json={}).json()["nonce"]
-    return nonce
-
-
-def _verify(service: Service, artifact: bytes) -> dict[str, Any]:
-    answer = service.client.post("/v1/verify", json={"artifact": artifact.decode()})
-    assert answer.status_code == 200, answer.text
-    decision: dict[str, Any] = answer.json()
-    return decision
+from tests.server.serving import challenge, verify
 
 
 def _claims(service: Service, result: str) -> dict[str, Any]:
@@ -61,9 +50,9 @@ def _result_verify(service: Service, tmp: Path, result: str, *extra: str) -> Res
 
 def test_an_acceptance_answers_an_affirming_ear_bound_to_the_artifact_and_nonce(
         service: Service, tmp_path: Path) -> None:
-    nonce = _challenge(service)
+    nonce = challenge(service.client)
     artifact = service.rig.issue(nonce=nonce)
-    decision = _verify(service, artifact)
+    decision = verify(service.client, artifact)
     assert decision["accepted"] is True, decision["denials"]
     claims = _claims(service, decision["result"])
     assert claims["eat_profile"] == PROFILE and claims["eat_nonce"] == nonce
@@ -107,7 +96,7 @@ def test_an_acceptance_answers_an_affirming_ear_bound_to_the_artifact_and_nonce(
                                   "nonce_unknown", "reference_value_mismatch"])
 def test_each_common_denial_answers_a_contraindicated_ear_with_its_vector(
         service: Service, tmp_path: Path, case: str) -> None:
-    nonce = _challenge(service)
+    nonce = challenge(service.client)
     artifact = service.rig.issue(nonce=nonce)
     claim, value = {"replayed": ("instance-identity", 96),
                     "malformed_artifact": ("instance-identity", 99),
@@ -115,7 +104,7 @@ def test_each_common_denial_answers_a_contraindicated_ear_with_its_vector(
                     "nonce_unknown": ("instance-identity", 96),
                     "reference_value_mismatch": ("executables", 33)}[case]
     if case == "replayed":
-        assert _verify(service, artifact)["accepted"] is True
+        assert verify(service.client, artifact)["accepted"] is True
     elif case == "malformed_artifact":
         artifact = b"not.a.jws"
     elif case == "invalid_signature":
@@ -129,7 +118,7 @@ def test_each_common_denial_answers_a_contraindicated_ear_with_its_vector(
     else:  # something the policy does not know ran on the host
         service.rig.host.ok("measure", "data", "--name", "unexpected", "--value", "x")
         artifact = service.rig.issue(nonce=nonce)
-    decision = _verify(service, artifact)
+    decision = verify(service.client, artifact)
     assert decision["accepted"] is False and case in decision["reasons"], decision
     submod = _claims(service, decision["result"])["submods"]["attest"]
     assert submod["ear.status"] == "contraindicated"
@@ -143,7 +132,7 @@ def test_each_common_denial_answers_a_contraindicated_ear_with_its_vector(
 
 def test_every_decision_of_a_batch_carries_a_result_with_a_receipt(
         service: Service, tmp_path: Path) -> None:
-    artifacts = [service.rig.issue(nonce=_challenge(service)) for _ in range(2)]
+    artifacts = [service.rig.issue(nonce=challenge(service.client)) for _ in range(2)]
     answer = service.client.post("/v1/verify:batch", json={
         "artifacts": [a.decode() for a in (*artifacts, artifacts[0])]})
     assert answer.status_code == 200, answer.text
@@ -164,7 +153,7 @@ def _resign(service: Service, result: str, edit: Any) -> str:
 
 
 def test_a_tampered_result_or_receipt_fails_offline(service: Service, tmp_path: Path) -> None:
-    decision = _verify(service, service.rig.issue(nonce=_challenge(service)))
+    decision = verify(service.client, service.rig.issue(nonce=challenge(service.client)))
     result = decision["result"]
     assert _result_verify(service, tmp_path, result).exit_code == 0
     head, body, signature = result.split(".")
@@ -201,7 +190,7 @@ def test_a_tampered_result_or_receipt_fails_offline(service: Service, tmp_path: 
 
 
 def test_a_result_signed_by_another_key_is_refused(service: Service, tmp_path: Path) -> None:
-    decision = _verify(service, service.rig.issue(nonce=_challenge(service)))
+    decision = verify(service.client, service.rig.issue(nonce=challenge(service.client)))
     stranger = result_keys.load_or_create(tmp_path / "stranger")
     pem = tmp_path / "stranger.pem"
     pem.write_text(result_keys.public_pem(stranger.public_key()))

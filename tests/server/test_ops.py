@@ -8,7 +8,6 @@ import base64
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -24,19 +23,7 @@ from attest.server.app import create_app
 from attest.server.limits import RateLimiter, artifact_key
 from attest.server.operate import OpsConfig
 from tests.server.conftest import Service
-
-
-def _challenge(client: TestClient) -> str:
-    nonce = client.post("/v1/challenges", json={}).json()["nonce"]
-    assert isinstance(nonce, str)
-    return nonce
-
-
-def _verify(client: TestClient, artifact: bytes) -> dict[str, Any]:
-    answer = client.post("/v1/verify", json={"artifact": artifact.decode()})
-    assert answer.status_code == 200, answer.text
-    decision: dict[str, Any] = answer.json()
-    return decision
+from tests.server.serving import challenge, verify
 
 
 def _key(service: Service) -> VerifierKey:
@@ -84,9 +71,9 @@ def test_readyz_is_503_when_the_store_is_gone_and_healthz_still_200(service: Ser
 
 
 def test_metrics_count_decisions_by_result_and_reason(service: Service) -> None:
-    artifact = service.rig.issue(nonce=_challenge(service.client))
-    assert _verify(service.client, artifact)["accepted"]
-    assert not _verify(service.client, artifact)["accepted"]  # replayed
+    artifact = service.rig.issue(nonce=challenge(service.client))
+    assert verify(service.client, artifact)["accepted"]
+    assert not verify(service.client, artifact)["accepted"]  # replayed
     batch = service.client.post("/v1/verify:batch", json={"artifacts": ["a.b.c", "x"]})
     assert batch.status_code == 200
     counted = _metrics(service.client)
@@ -108,15 +95,15 @@ def test_metrics_count_decisions_by_result_and_reason(service: Service) -> None:
 def test_audit_proofs_fetched_over_http_verify_offline(service: Service) -> None:
     key = _key(service)
     client = service.client
-    first = _verify(client, service.rig.issue(nonce=_challenge(client)))
+    first = verify(client, service.rig.issue(nonce=challenge(client)))
     receipt = client.get(f"/v1/audit/proof/inclusion?index={first['audit_index']}")
     assert receipt.status_code == 200, receipt.text
     old = InclusionProof.from_json(receipt.json())
     assert old.entry is None  # public: the entry's data (hosts, subjects) is left out
     old_head = old.verify(key)
     for _ in range(3):
-        _verify(client, b"garbage")
-    last = _verify(client, service.rig.issue(nonce=_challenge(client)))
+        verify(client, b"garbage")
+    last = verify(client, service.rig.issue(nonce=challenge(client)))
     proof = InclusionProof.from_json(
         client.get(f"/v1/audit/proof/inclusion?index={last['audit_index']}").json())
     new_head = proof.verify(key)
@@ -143,7 +130,7 @@ def test_audit_proofs_fetched_over_http_verify_offline(service: Service) -> None
 def test_audit_proofs_refuse_what_the_log_does_not_hold(service: Service) -> None:
     client = service.client
     assert client.get("/v1/audit/head").status_code == 404
-    _verify(client, b"garbage")
+    verify(client, b"garbage")
     for query in ("inclusion?index=5", "inclusion?index=0&size=9", "consistency?old=3",
                   "consistency?old=1&new=2"):
         answer = client.get(f"/v1/audit/proof/{query}")
@@ -178,9 +165,9 @@ def limited(service: Service) -> Iterator[TestClient]:
 
 def test_a_host_past_its_burst_is_answered_429_with_retry_after(
         service: Service, limited: TestClient) -> None:
-    artifact = service.rig.issue(nonce=_challenge(service.client))
+    artifact = service.rig.issue(nonce=challenge(service.client))
     for _ in range(3):
-        _verify(limited, artifact)
+        verify(limited, artifact)
     refused = limited.post("/v1/verify", json={"artifact": artifact.decode()})
     assert refused.status_code == 429, refused.text
     assert int(refused.headers["retry-after"]) >= 1
