@@ -10,22 +10,15 @@ reason. The same fake, answering what a real verifier would, runs it (the contro
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import http.server
-import ipaddress
 import json
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from attest.artifact import jws
 from attest.audit.proofs import InclusionProof
@@ -35,6 +28,7 @@ from attest.ear import result as ear
 from attest.reasons import Reason
 from tests.conftest import Host
 from tests.run.conftest import attest_cli
+from tests.server.serving import Quiet, answering, make_pki
 
 NONCE = "bm9uY2Utb2YtdGhlLWZha2U"
 RECEIPT = InclusionProof(index=0, leaf_hash=bytes(32), tree_size=1, proof=(), root=bytes(32),
@@ -48,32 +42,15 @@ def _fake_verifier(answers: dict[str, Answer], mode: list[str],
     """A loopback 'verifier': a fixed nonce, then ``answers[mode[0]]`` for the artifact;
     over https with ``tls``."""
 
-    class Fake(http.server.BaseHTTPRequestHandler):
+    class Fake(Quiet):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             answer = ({"nonce": nonce, "expires": int(time.time()) + 60}
                       if self.path.endswith("/challenges") else answers[mode[0]](body))
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.answer_json(200, json.dumps(answer).encode())
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with answering(Fake, tls=tls) as base:
+        yield base
 
 
 def _accepted(raw: bytes) -> Decision:
@@ -199,34 +176,10 @@ def test_authorize_fetches_its_nonce_from_the_verifier(ready: tuple[Host, Path],
 def _tls(tmp: Path) -> tuple[ssl.SSLContext, Path]:
     """A server context for 127.0.0.1 with a certificate from a CA of the test's own,
     and that CA's certificate (what --cacert names)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test verifier CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(1)
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(hours=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                       False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(2)
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    ca_pem, chain = tmp / "ca.pem", tmp / "server.pem"
-    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + leaf_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    pki = make_pki(tmp / "pki")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain)
-    return context, ca_pem
+    context.load_cert_chain(pki.cert, pki.key)
+    return context, pki.ca
 
 
 def test_https_checks_the_servers_certificate_against_cacert(ready: tuple[Host, Path],

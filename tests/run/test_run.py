@@ -87,11 +87,11 @@ def test_a_plain_http_answer_from_the_network_never_runs_it(ready: tuple[Host, P
     (here a proxy standing for one) answers {"accepted": true} and the command ran, on a
     host whose state no verifier accepted. Plain http is for a verifier on this machine
     only; elsewhere https, whose server certificate is checked."""
-    import http.server
     import json
-    import threading
 
-    class Liar(http.server.BaseHTTPRequestHandler):
+    from tests.server.serving import Quiet, answering
+
+    class Liar(Quiet):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = json.dumps({"nonce": "AAAA"} if self.path.endswith("challenges")
@@ -101,24 +101,14 @@ def test_a_plain_http_answer_from_the_network_never_runs_it(ready: tuple[Host, P
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Liar)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     host, _ = ready
     marker = tmp_path / "must-not-exist"
-    try:
-        env = {**os.environ, **host.env, "http_proxy": f"http://127.0.0.1:{server.server_port}",
-               "no_proxy": ""}
+    with answering(Liar) as proxy:
+        env = {**os.environ, **host.env, "http_proxy": proxy, "no_proxy": ""}
         done = subprocess.run(
             [sys.executable, "-m", "attest.cli.main", "run", "--verifier",
              "http://verifier.example:8080", "--", "sh", "-c", f"touch {marker}"],
             env=env, capture_output=True, text=True, timeout=120, check=False)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
     assert not marker.exists(), done.stderr
     assert done.returncode == 2, done.stderr
     assert "https" in done.stderr

@@ -80,7 +80,7 @@ def served(policy: Path, home: Path, *extra: str,
         said.append(rest)
 
 
-def port(base: str) -> int:
+def port_of(base: str) -> int:
     """The port of a base URL ``served`` gave."""
     return int(base.rsplit(":", 1)[1])
 

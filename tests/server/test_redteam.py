@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -23,6 +21,7 @@ from attest.server.app import create_app
 from attest.server.operate import OpsConfig
 from attest.store import default_url, sqlite
 from tests.server.conftest import Service
+from tests.server.serving import Quiet, answering
 from tests.verify.rig import Rig
 
 
@@ -57,44 +56,23 @@ def redirector() -> Iterator[tuple[str, list[str]]]:
     and the requests the other host saw."""
     seen: list[str] = []
 
-    class Elsewhere(http.server.BaseHTTPRequestHandler):
+    class Elsewhere(Quiet):
         def do_GET(self) -> None:
             seen.append(f"{self.command} {self.path}")
-            body = json.dumps({"nonce": "AAAA", "result": "x"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer_json(200, json.dumps({"nonce": "AAAA", "result": "x"}).encode())
 
         do_POST = do_GET
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    target = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Elsewhere)
-
-    class Redirect(http.server.BaseHTTPRequestHandler):
+    class Redirect(Quiet):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(302)
-            self.send_header("Location", f"http://127.0.0.2:{target.server_port}/elsewhere")
+            self.send_header("Location", f"{elsewhere}/elsewhere")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (target, origin)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield f"http://127.0.0.1:{origin.server_port}", seen
-    finally:
-        for server in (target, origin):
-            server.shutdown()
-            server.server_close()
+    with answering(Elsewhere, "127.0.0.2") as elsewhere, answering(Redirect) as origin:
+        yield origin, seen
 
 
 def test_the_client_follows_no_redirect_to_another_host(
@@ -115,7 +93,7 @@ def trickler() -> Iterator[str]:
     first 40 bytes (JSON whitespace) one every 0.25 s: each read gets its byte well
     within any timeout, the answer takes 10 s in all."""
 
-    class Trickle(http.server.BaseHTTPRequestHandler):
+    class Trickle(Quiet):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             body = b" " * 40 + json.dumps({"nonce": "AAAA"}).encode()
@@ -133,17 +111,8 @@ def trickler() -> Iterator[str]:
             except OSError:
                 pass  # the client gave up: what it should do
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with answering(Trickle) as base:
+        yield base
 
 
 def test_an_answer_trickled_a_byte_at_a_time_is_given_up(trickler: str) -> None:
@@ -215,28 +184,15 @@ def erring() -> Iterator[tuple[str, list[int]]]:
     JSON error body, as the service's error handlers do."""
     statuses: list[int] = []
 
-    class Erring(http.server.BaseHTTPRequestHandler):
+    class Erring(Quiet):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             status = statuses.pop(0)
             body = json.dumps({"error": {"status": status, "code": "x", "message": "y"}})
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body.encode())
+            self.answer_json(status, body.encode())
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Erring)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", statuses
-    finally:
-        server.shutdown()
-        server.server_close()
+    with answering(Erring) as base:
+        yield base, statuses
 
 
 @pytest.mark.parametrize("status", [429, 500, 502])
