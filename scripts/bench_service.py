@@ -448,32 +448,6 @@ def issue_round_robin(chains: Sequence[Chain], policy: Any, nonces: Sequence[str
     return [chains[h].made[first + r] for r in range(rounds) for h in range(len(chains))]
 
 
-def enroll(store_url: str, home: Path, hosts: Sequence[Host]) -> None:
-    """Each host's AK in the store, logged as `attest enroll` does (its library call)."""
-    from attest.audit.hooks import enroll_logged
-    from attest.audit.log import AuditLog
-    from attest.evidence.ekcert import ek_id
-    from attest.evidence.signatures import public_key
-    from attest.evidence.structures import parse_public_tpm2b
-    from attest.reasons import Reason
-    from attest.store import Store
-    from attest.tpm.hierarchy import load_identity
-
-    store = Store.open(store_url)
-    try:
-        log = AuditLog.open(store, home)
-        for host in hosts:
-            identity = load_identity(host.home)
-            ek = next(e for e in identity.eks if e.kind == "rsa")
-            enroll_logged(store, log, host.name, identity.ak_name, identity.ak_public,
-                          identity.ak_qualified_name, ek.certificate,
-                          ek=ek_id(public_key(parse_public_tpm2b(ek.public),
-                                              Reason.EK_CHAIN_INVALID)),
-                          now=int(time.time()))
-    finally:
-        store.close()
-
-
 # -- the section ----------------------------------------------------------------------------
 
 @dataclass
@@ -512,7 +486,7 @@ def bench_store(kind: str, store_url: str, workdir: Path, hosts: Sequence[Host],
                 quick: bool) -> StoreResult:
     home = workdir / f"verifier-{kind}"
     home.mkdir(mode=0o700)
-    enroll(store_url, home, hosts)
+    bench_stream.enroll_into(store_url, home, hosts)
     result = StoreResult(kind)
     chains = [start_chain(h) for h in hosts]
     with serve(bench_stream.Rig(workdir).policy_path, store_url, home,

@@ -494,18 +494,26 @@ def enroll(rig: Rig, hosts: Sequence[Host], home: Path | None = None) -> None:
     """Each host's AK in the verifier's store (the one at ``home``, if given), logged and
     sealed as `attest enroll` does (the library call it makes; the credential activation
     before it is left out)."""
+    from attest.store import default_url
+
+    home = home or rig.verifier_home
+    home.mkdir(parents=True, exist_ok=True)
+    enroll_into(default_url(home), home, hosts)
+
+
+def enroll_into(store_url: str, home: Path, hosts: Sequence[Host]) -> None:
+    """Each host's AK in the store at ``store_url`` (its audit log key in ``home``),
+    logged as `attest enroll` does: what this bench and bench_service.py enroll with."""
     from attest.audit.hooks import enroll_logged
     from attest.audit.log import AuditLog
     from attest.evidence.ekcert import ek_id
     from attest.evidence.signatures import public_key
     from attest.evidence.structures import parse_public_tpm2b
     from attest.reasons import Reason
-    from attest.store import Store, default_url
+    from attest.store import Store
     from attest.tpm.hierarchy import load_identity
 
-    home = home or rig.verifier_home
-    home.mkdir(parents=True, exist_ok=True)
-    store = Store.open(default_url(home))
+    store = Store.open(store_url)
     try:
         log = AuditLog.open(store, home)
         for host in hosts:

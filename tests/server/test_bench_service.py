@@ -5,31 +5,19 @@ denial's ``reasons``) alone, whatever else the answer carries."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 
 from attest.policy import NonceMode
-from tests.server.serving import policy_file, port, served
+from tests.scripts import script
+from tests.server.serving import policy_file, port_of, served
 from tests.verify.rig import Rig
-
-BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench_service.py"
 
 
 def _bench() -> ModuleType:
-    """The script as a module (registered first: its dataclasses look their module up)."""
-    if "bench_service" in sys.modules:
-        return sys.modules["bench_service"]
-    spec = importlib.util.spec_from_file_location("bench_service", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_service"] = module
-    spec.loader.exec_module(module)
-    return module
+    return script("bench_service")
 
 
 @contextmanager
@@ -37,7 +25,7 @@ def _served(rig: Rig) -> Iterator[int]:
     """`attest serve` for the rig's host, nonce required: its port."""
     policy = policy_file(rig, nonce=NonceMode.REQUIRED)
     with served(policy, rig.tmp / "verifier") as base:
-        yield port(base)
+        yield port_of(base)
 
 
 def test_the_generator_counts_challenges_acceptances_and_denials(rig: Rig) -> None:

@@ -3,31 +3,20 @@ worker processes that report every denial, next to bare checks that really verif
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 
+from tests.scripts import script
 from tests.verify.rig import Rig, join, split
-
-BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench_stream.py"
 
 
 def _bench() -> ModuleType:
-    """The script as a module (registered first: its dataclasses look their module up)."""
-    if "bench_stream" in sys.modules:
-        return sys.modules["bench_stream"]
-    spec = importlib.util.spec_from_file_location("bench_stream", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_stream"] = module
-    spec.loader.exec_module(module)
-    return module
+    return script("bench_stream")
 
 
 def _bench_rig(rig: Rig, tmp_path: Path) -> object:
