@@ -177,10 +177,11 @@ def make_pki(folder: Path, *, expired: bool = False) -> Pki:
                _private(folder / "other.pem", ec.generate_private_key(ec.SECP256R1())))
 
 
-def audit_verifies(home: Path) -> None:
-    """`attest audit verify` of the log in ``home``'s store succeeds."""
+def audit_verifies(home: Path, url: str | None = None) -> None:
+    """`attest audit verify` of the log in the store at ``url`` (else ``home``'s), its
+    key in ``home``, succeeds."""
     result = CliRunner().invoke(cli, ["--home", str(home), "audit", "verify", "--store",
-                                      default_url(home)])
+                                      url or default_url(home)])
     assert result.exit_code == 0, result.output
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,18 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from attest.audit import AuditLog
-from attest.cli.main import cli
 from attest.policy import NonceMode
 from attest.store import Store
 from attest.store import replicas as replica_rows
 from tests import pg
+from tests.server.serving import SERVING, audit_verifies
 from tests.verify.rig import Rig
 
 REPLICAS = 3
-SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1")
 DOWN = "down"  # the replica's process is gone: no answer at all
 
 
@@ -109,7 +106,7 @@ def _replicas(policy: Path, home: Path, url: str) -> Iterator[list[Served]]:
             _wait_for(listening, "listening")
             found = SERVING.search(replica.errors.read_text())
             assert found is not None
-            replica.base = f"http://127.0.0.1:{found.group(1)}"
+            replica.base = f"http://127.0.0.1:{found.group(2)}"
         yield served
     finally:
         for replica in served:
@@ -145,9 +142,13 @@ def _logged(url: str) -> list[dict[str, Any]]:
     return entries
 
 
-def _audit_verifies(home: Path, url: str) -> None:
-    result = CliRunner().invoke(cli, ["--home", str(home), "audit", "verify", "--store", url])
-    assert result.exit_code == 0, result.output
+def _issued(rig: Rig, served: list[Served], count: int) -> list[str]:
+    """``count`` artifacts, each answering a challenge from the next replica in turn."""
+    artifacts = []
+    for n in range(count):
+        _, challenge = served[n % REPLICAS].post("/v1/challenges", {})
+        artifacts.append(rig.issue(nonce=challenge["nonce"]).decode())
+    return artifacts
 
 
 def _accepted_and_logged(answers: list[tuple[int | str, Any]], url: str) -> list[Any]:
@@ -181,16 +182,13 @@ def test_the_same_artifact_and_nonce_across_replicas_is_accepted_once(
             if not body["accepted"]:
                 assert {"nonce_reused", "replayed"} & set(body["reasons"]), body
         assert len(_logged(pg_url)) == 50  # every decision logged, at its own index
-    _audit_verifies(home, pg_url)
+    audit_verifies(home, pg_url)
 
 
 def test_a_replica_killed_mid_load_leaves_the_log_whole(rig: Rig, pg_url: str) -> None:
     policy, home = _policy(rig), _keyed_home(rig, pg_url)
     with _replicas(policy, home, pg_url) as served:
-        artifacts = []
-        for n in range(8):
-            _, challenge = served[n % REPLICAS].post("/v1/challenges", {})
-            artifacts.append(rig.issue(nonce=challenge["nonce"]).decode())
+        artifacts = _issued(rig, served, 8)
         # Each artifact three times, to three replicas; the last replica dies meanwhile.
         plan = [(served[(i + k) % REPLICAS], a) for i, a in enumerate(artifacts)
                 for k in range(REPLICAS)]
@@ -219,7 +217,7 @@ def test_a_replica_killed_mid_load_leaves_the_log_whole(rig: Rig, pg_url: str) -
             "/v1/verify", {"artifact": rig.issue(nonce=challenge["nonce"]).decode()})
         assert (status, body["accepted"]) == (200, True), body
     _logged(pg_url)
-    _audit_verifies(home, pg_url)
+    audit_verifies(home, pg_url)
 
 
 @pytest.fixture
@@ -233,10 +231,7 @@ def test_postgresql_stopped_mid_load_then_the_replicas_resume_by_themselves(
     with own_server.database() as url:
         policy, home = _policy(rig), _keyed_home(rig, url)
         with _replicas(policy, home, url) as served:
-            artifacts = []
-            for n in range(9):
-                _, challenge = served[n % REPLICAS].post("/v1/challenges", {})
-                artifacts.append(rig.issue(nonce=challenge["nonce"]).decode())
+            artifacts = _issued(rig, served, 9)
             answers = []
             with ThreadPoolExecutor(max_workers=3) as pool:
                 pending = [pool.submit(served[n % REPLICAS].post, "/v1/verify",
@@ -263,4 +258,4 @@ def test_postgresql_stopped_mid_load_then_the_replicas_resume_by_themselves(
             status, body = served[0].post(
                 "/v1/verify", {"artifact": rig.issue(nonce=challenge["nonce"]).decode()})
             assert (status, body["accepted"]) == (200, True), body
-        _audit_verifies(home, url)
+        audit_verifies(home, url)
