@@ -245,9 +245,12 @@ def test_a_group_checks_the_revocation_set_once_and_each_line_against_it(
         rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The set's lock is taken and the set read against its seal ONCE per group, not
     again per acceptance (the group holds the lock to its commit); a revocation the
-    verifier sealed before the group still denies the member it covers."""
+    verifier sealed before the group still denies the member it covers. Each acceptance
+    runs in one savepoint, its seal in none of its own."""
     log = rig.log(store)
     verifier = Verifier(rig.policy(), store, log)
+    # The AK's clock and epoch rows exist (a first acceptance inserts them, in savepoints).
+    accepted(verifier.verify(rig.issue()))
     raws = [rig.issue() for _ in range(4)]
     revoke_logged(store, log, RevocationKind.ARTIFACT, jws.parse(raws[2]).claims.jti, "leaked")
     run = _counting_statements(store, monkeypatch)
@@ -258,6 +261,8 @@ def test_a_group_checks_the_revocation_set_once_and_each_line_against_it(
     assert run.count(revseals._LOCK) == 1
     assert run.count(revseals._AGGREGATE) == 1
     assert run.count(revseals._COUNT) == 1
+    # One savepoint per acceptance (its own rollback), none nested for its seal.
+    assert sum(sql.startswith("SAVEPOINT") for sql in run) == 3
     verify_log(store, log.verifier_key)
 
 
