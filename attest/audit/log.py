@@ -260,6 +260,26 @@ class AuditLog:
         with _unavailable("the revocations could not be checked"):
             self._revocations.check(tx, signer, jti, record)
 
+    def check_revocation_set(self, tx: Transaction) -> revseals.Held:
+        """Inside a group's write transaction, before any acceptance: raise
+        :class:`AuditUnavailable` unless the revocations are the set this verifier
+        sealed; else that set, for :meth:`check_revoked` on each acceptance of ``tx``.
+        The set's row lock is taken here and held to the commit, so it is the set every
+        acceptance of ``tx`` is written against (attest.audit.revseals)."""
+        signer = self._keyed("check the revocations' seals")
+        with _unavailable("the revocations could not be checked"):
+            return self._revocations.check_set(tx, signer)
+
+    def check_revoked(self, tx: Transaction, held: revseals.Held, jti: str,
+                      record: ArtifactRecord | None = None) -> None:
+        """Inside an acceptance's transaction, after :meth:`check_revocation_set` in the
+        same ``tx``: raise :class:`AuditUnavailable` if a revocation of that set covers
+        ``jti``'s line or ``record`` and its sealed ancestors. What it reads is the set
+        this verifier sealed, not the table, so a row deleted since does not lift it."""
+        signer = self._keyed("check the revocations' seals")
+        with _unavailable("the revocations could not be checked"):
+            self._revocations.check_line(tx, signer, held, jti, record)
+
     def _keyed(self, doing: str) -> NoteSigner:
         if self._signer is None:
             raise AuditUnavailable(f"the audit log was opened without its key: cannot {doing}",
