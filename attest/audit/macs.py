@@ -46,8 +46,12 @@ def record(tx: Transaction, signer: NoteSigner, first: int, leaves: Sequence[byt
 def unmarked(tx: Transaction, signer: NoteSigner, start: int, stop: int) -> Iterator[int]:
     """The indexes in ``start..stop-1`` whose stored entry lacks its MAC (or has a wrong
     one). A missing entry is not reported here: the tree check names it."""
-    for row in tx.stream(_RANGE, {"start": start, "stop": stop}, chunk=_CHUNK):
-        mac = row.mac
-        if mac is None or not hmac.compare_digest(
-                bytes(mac), signer.entry_mac(row.idx, bytes(row.leaf_hash))):
-            yield row.idx
+    # Chunks of indexes read with plain queries, not a server-side cursor: a head signed
+    # in every group commit checks only that group's entries, inside the log's lock, and
+    # a cursor cost PostgreSQL three round trips where one query costs one.
+    for low in range(start, stop, _CHUNK):
+        for row in tx.all(_RANGE, {"start": low, "stop": min(low + _CHUNK, stop)}):
+            mac = row.mac
+            if mac is None or not hmac.compare_digest(
+                    bytes(mac), signer.entry_mac(row.idx, bytes(row.leaf_hash))):
+                yield row.idx
