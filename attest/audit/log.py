@@ -456,29 +456,17 @@ class AuditLog:
         receipt; see :meth:`receipt` for one that always is.
         """
         with self.store.read() as tx:
-            if size is None:
-                latest = _latest_size(tx)
-                size = latest if latest > index else None
-            size = _size(tx, size)
-            if not 0 <= index < size:
-                raise UsageError(f"entry {index} is not in a tree of {size} entries")
-            row = tx.first(_ENTRY, {"idx": index})
-            if row is None:
-                raise ProofError(f"entry {index} of the log is missing",
-                                 hint="run `attest audit verify`")
-            head = _head(tx, size)
-            return InclusionProof(
-                index=index, leaf_hash=row.leaf_hash, tree_size=size,
-                proof=tuple(tree.inclusion_proof(tx, index, size)),
-                root=tree.root(tx, size), checkpoint=None if head is None else head.note,
-                entry=row.data)
+            return _inclusion(tx, _state(tx), index, size)
 
     def receipt(self, index: int) -> InclusionProof:
         """Entry ``index``'s inclusion proof to a signed head (signed now if none covers it)."""
         with self.store.read() as tx:
-            covered = _latest_size(tx) > index
-        if not covered:
-            self.sign_head()
+            # One read transaction when a head covers it already (the service signs one
+            # with every commit): a transaction costs a server round trips of its own.
+            state = _state(tx)
+            if state.head_size > index:
+                return _inclusion(tx, state, index, None)
+        self.sign_head()
         return self.inclusion_proof(index)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
@@ -528,6 +516,28 @@ def _state(tx: Transaction) -> _State:
         raise AuditUnavailable("the audit log's state row is missing",
                                hint="run `attest audit verify`")
     return _State(row.size, row.head_size, row.head_at)
+
+
+def _inclusion(tx: Transaction, state: _State, index: int, size: int | None) -> InclusionProof:
+    """:meth:`AuditLog.inclusion_proof` in ``tx``, whose state row ``state`` was read."""
+    if size is None:
+        latest = state.head_size
+        size = latest if latest > index else state.size
+    elif not 0 <= size <= state.size:
+        raise UsageError(f"the audit log has {state.size} entries; there is no tree of size "
+                         f"{size}")
+    if not 0 <= index < size:
+        raise UsageError(f"entry {index} is not in a tree of {size} entries")
+    row = tx.first(_ENTRY, {"idx": index})
+    if row is None:
+        raise ProofError(f"entry {index} of the log is missing",
+                         hint="run `attest audit verify`")
+    head = _head(tx, size)
+    return InclusionProof(
+        index=index, leaf_hash=row.leaf_hash, tree_size=size,
+        proof=tuple(tree.inclusion_proof(tx, index, size)),
+        root=tree.root(tx, size), checkpoint=None if head is None else head.note,
+        entry=row.data)
 
 
 def _signer(store: Store, home: Path, name: str | None) -> NoteSigner:
