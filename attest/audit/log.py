@@ -9,6 +9,7 @@ logged inside the acceptance transaction and commits (or not) with it.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,8 +35,10 @@ from attest.store.db import Conflict, DatabaseError, Transaction
 from attest.store.records import ArtifactRecord, Enrollment, LogPrefix, RevocationKind
 
 # The UPDATE comes first in an append: it takes the state row's lock, so concurrent
-# appenders queue there and read the size only once it is theirs.
-_RESERVE = "UPDATE audit_state SET size = size + :count WHERE id = :id"
+# appenders queue there and read the size only once it is theirs (returned by the same
+# statement: one round trip fewer inside the lock).
+_RESERVE = ("UPDATE audit_state SET size = size + :count WHERE id = :id "
+            "RETURNING size, head_size, head_at")
 _STATE = "SELECT size, head_size, head_at FROM audit_state WHERE id = :id"
 _STATE_EXISTS = "SELECT id FROM audit_state"
 _INSERT_STATE = audit_state.insert()
@@ -49,6 +52,7 @@ _ALL_HEADS = "SELECT size, signed_at, note FROM audit_heads ORDER BY size"
 _ENTRY = "SELECT data, leaf_hash FROM audit_entries WHERE idx = :idx"
 _ENTRIES = ("SELECT idx, data, leaf_hash FROM audit_entries "
             "WHERE idx >= :start AND idx < :stop ORDER BY idx")
+_KEPT_RECEIPTS = 4096  # receipts kept for receipt(), at most (a few group commits' worth)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,11 @@ class AuditLog:
         self._signer = signer
         self._clock = clock
         self._group: GroupCommit[Entry, int] = GroupCommit(self._write_batch, max_batch)
+        # Receipts of the entries of heads this process signed, read once per commit for
+        # all of them (keep_receipts): index -> proof, taken by receipt().
+        self.keep_receipts = False
+        self._receipts: dict[int, InclusionProof] = {}
+        self._receipts_lock = threading.Lock()
         # The revocations this process checked against their seals (attest.audit.revseals).
         self._revocations = revseals.SealedSet()
 
@@ -166,10 +175,11 @@ class AuditLog:
             # In this transaction: a trigger installed since the open fires in none of its
             # writes (the acceptance's included) unless this check has seen it first.
             integrity.check_no_triggers(tx)
-            if tx.execute(_RESERVE, {"count": len(entries), "id": STATE_ROW}) != 1:
+            reserved = tx.first(_RESERVE, {"count": len(entries), "id": STATE_ROW})
+            if reserved is None:
                 raise AuditUnavailable("the audit log's state row is missing",
                                        hint="run `attest audit verify`")
-            state = _state(tx)
+            state = _State(reserved.size, reserved.head_size, reserved.head_at)
             first = state.size - len(entries)
             leaves = [e.encode(first + i) for i, e in enumerate(entries)]
             root = tree.extend(tx, first, leaves)
@@ -177,6 +187,9 @@ class AuditLog:
             now = self.now()
             if self.heads.due(state.size, state.head_size, state.head_at or now, now):
                 self._insert_head(tx, state.size, root, now)
+                if self.keep_receipts:
+                    size = state.size
+                    tx.after_commit(lambda: self._keep_receipts(first, size))
             elif not state.head_at:  # the interval runs from the first entry until a head
                 tx.execute(_HEAD_STARTS, {"now": now, "id": STATE_ROW})
             return list(range(first, state.size))
@@ -259,6 +272,26 @@ class AuditLog:
         signer = self._keyed("check the revocations' seals")
         with _unavailable("the revocations could not be checked"):
             self._revocations.check(tx, signer, jti, record)
+
+    def check_revocation_set(self, tx: Transaction) -> revseals.Held:
+        """Inside a group's write transaction, before any acceptance: raise
+        :class:`AuditUnavailable` unless the revocations are the set this verifier
+        sealed; else that set, for :meth:`check_revoked` on each acceptance of ``tx``.
+        The set's row lock is taken here and held to the commit, so it is the set every
+        acceptance of ``tx`` is written against (attest.audit.revseals)."""
+        signer = self._keyed("check the revocations' seals")
+        with _unavailable("the revocations could not be checked"):
+            return self._revocations.check_set(tx, signer)
+
+    def check_revoked(self, tx: Transaction, held: revseals.Held, jti: str,
+                      record: ArtifactRecord | None = None) -> None:
+        """Inside an acceptance's transaction, after :meth:`check_revocation_set` in the
+        same ``tx``: raise :class:`AuditUnavailable` if a revocation of that set covers
+        ``jti``'s line or ``record`` and its sealed ancestors. What it reads is the set
+        this verifier sealed, not the table, so a row deleted since does not lift it."""
+        signer = self._keyed("check the revocations' seals")
+        with _unavailable("the revocations could not be checked"):
+            self._revocations.check_line(tx, signer, held, jti, record)
 
     def _keyed(self, doing: str) -> NoteSigner:
         if self._signer is None:
@@ -436,30 +469,38 @@ class AuditLog:
         receipt; see :meth:`receipt` for one that always is.
         """
         with self.store.read() as tx:
-            if size is None:
-                latest = _latest_size(tx)
-                size = latest if latest > index else None
-            size = _size(tx, size)
-            if not 0 <= index < size:
-                raise UsageError(f"entry {index} is not in a tree of {size} entries")
-            row = tx.first(_ENTRY, {"idx": index})
-            if row is None:
-                raise ProofError(f"entry {index} of the log is missing",
-                                 hint="run `attest audit verify`")
-            head = _head(tx, size)
-            return InclusionProof(
-                index=index, leaf_hash=row.leaf_hash, tree_size=size,
-                proof=tuple(tree.inclusion_proof(tx, index, size)),
-                root=tree.root(tx, size), checkpoint=None if head is None else head.note,
-                entry=row.data)
+            return _inclusion(tx, _state(tx), index, size)
 
     def receipt(self, index: int) -> InclusionProof:
         """Entry ``index``'s inclusion proof to a signed head (signed now if none covers it)."""
+        with self._receipts_lock:
+            kept = self._receipts.pop(index, None)
+        if kept is not None:
+            return kept
         with self.store.read() as tx:
-            covered = _latest_size(tx) > index
-        if not covered:
-            self.sign_head()
+            # One read transaction when a head covers it already (the service signs one
+            # with every commit): a transaction costs a server round trips of its own.
+            state = _state(tx)
+            if state.head_size > index:
+                return _inclusion(tx, state, index, None)
+        self.sign_head()
         return self.inclusion_proof(index)
+
+    def _keep_receipts(self, first: int, size: int) -> None:
+        """After the commit of entries ``first..size-1`` and their head (of ``size``): the
+        receipt of each, read in one transaction for all, for :meth:`receipt` to hand out
+        (the service asks for one per decision: a transaction each cost a server about a
+        third of a verification's statements)."""
+        try:
+            with self.store.read() as tx:
+                kept = _inclusions(tx, range(first, size), size)
+        except Exception:  # noqa: BLE001 - the commit stands: receipt() reads them one by one
+            return
+        with self._receipts_lock:
+            self._receipts.update((proof.index, proof) for proof in kept)
+            # A receipt nobody asked for (its caller gone) is not kept forever.
+            while len(self._receipts) > _KEPT_RECEIPTS:
+                del self._receipts[next(iter(self._receipts))]
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """The tree of ``old_size`` is a prefix of ``new_size``'s (default: the latest head's)."""
@@ -508,6 +549,42 @@ def _state(tx: Transaction) -> _State:
         raise AuditUnavailable("the audit log's state row is missing",
                                hint="run `attest audit verify`")
     return _State(row.size, row.head_size, row.head_at)
+
+
+def _inclusion(tx: Transaction, state: _State, index: int, size: int | None) -> InclusionProof:
+    """:meth:`AuditLog.inclusion_proof` in ``tx``, whose state row ``state`` was read."""
+    if size is None:
+        latest = state.head_size
+        size = latest if latest > index else state.size
+    elif not 0 <= size <= state.size:
+        raise UsageError(f"the audit log has {state.size} entries; there is no tree of size "
+                         f"{size}")
+    if not 0 <= index < size:
+        raise UsageError(f"entry {index} is not in a tree of {size} entries")
+    row = tx.first(_ENTRY, {"idx": index})
+    if row is None:
+        raise ProofError(f"entry {index} of the log is missing",
+                         hint="run `attest audit verify`")
+    head = _head(tx, size)
+    proof, root = tree.inclusion_proof_and_root(tx, index, size)
+    return InclusionProof(
+        index=index, leaf_hash=row.leaf_hash, tree_size=size, proof=tuple(proof),
+        root=root, checkpoint=None if head is None else head.note, entry=row.data)
+
+
+def _inclusions(tx: Transaction, indexes: range, size: int) -> list[InclusionProof]:
+    """The receipts of ``indexes`` to the head of ``size`` (none without that head)."""
+    head = _head(tx, size)
+    if head is None or not indexes:
+        return []
+    rows = {row.idx: row for row in tx.all(_ENTRIES, {"start": indexes.start,
+                                                       "stop": indexes.stop})}
+    wanted = [i for i in indexes if i in rows]  # a missing entry: receipt() will say so
+    proofs, root = tree.inclusion_proofs_and_root(tx, wanted, size)
+    return [InclusionProof(index=i, leaf_hash=rows[i].leaf_hash, tree_size=size,
+                           proof=tuple(proof), root=root, checkpoint=head.note,
+                           entry=rows[i].data)
+            for i, proof in zip(wanted, proofs, strict=True)]
 
 
 def _signer(store: Store, home: Path, name: str | None) -> NoteSigner:

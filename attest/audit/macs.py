@@ -22,9 +22,10 @@ from attest.audit.note import NoteSigner
 from attest.audit.schema import audit_macs
 from attest.store.db import Transaction
 
-_INSERT = audit_macs.insert()
-# MACs left at the indexes being appended (a log truncated in the database): replaced.
-_CLEAR = "DELETE FROM audit_macs WHERE idx >= :first AND idx < :stop"
+# MACs left at the indexes being appended (a log truncated in the database) are
+# replaced: in the same statement, where a DELETE before it cost a round trip inside the
+# log's lock.
+_INSERT = audit_macs.insert() + " ON CONFLICT (idx) DO UPDATE SET mac = excluded.mac"
 _CHUNK = 5000
 # Every entry of the range with its MAC (NULL when it has none).
 _RANGE = ("SELECT audit_entries.idx AS idx, audit_entries.leaf_hash AS leaf_hash, "
@@ -37,7 +38,6 @@ _RANGE = ("SELECT audit_entries.idx AS idx, audit_entries.leaf_hash AS leaf_hash
 def record(tx: Transaction, signer: NoteSigner, first: int, leaves: Sequence[bytes]) -> None:
     """Store the MACs of ``leaves`` (leaf data), appended at ``first``, ``first + 1``, ..."""
     if leaves:
-        tx.execute(_CLEAR, {"first": first, "stop": first + len(leaves)})
         tx.many(_INSERT, [{"idx": first + offset,
                            "mac": signer.entry_mac(first + offset, leaf_hash(data))}
                           for offset, data in enumerate(leaves)])
@@ -46,8 +46,12 @@ def record(tx: Transaction, signer: NoteSigner, first: int, leaves: Sequence[byt
 def unmarked(tx: Transaction, signer: NoteSigner, start: int, stop: int) -> Iterator[int]:
     """The indexes in ``start..stop-1`` whose stored entry lacks its MAC (or has a wrong
     one). A missing entry is not reported here: the tree check names it."""
-    for row in tx.stream(_RANGE, {"start": start, "stop": stop}, chunk=_CHUNK):
-        mac = row.mac
-        if mac is None or not hmac.compare_digest(
-                bytes(mac), signer.entry_mac(row.idx, bytes(row.leaf_hash))):
-            yield row.idx
+    # Chunks of indexes read with plain queries, not a server-side cursor: a head signed
+    # in every group commit checks only that group's entries, inside the log's lock, and
+    # a cursor cost PostgreSQL three round trips where one query costs one.
+    for low in range(start, stop, _CHUNK):
+        for row in tx.all(_RANGE, {"start": low, "stop": min(low + _CHUNK, stop)}):
+            mac = row.mac
+            if mac is None or not hmac.compare_digest(
+                    bytes(mac), signer.entry_mac(row.idx, bytes(row.leaf_hash))):
+                yield row.idx

@@ -207,6 +207,15 @@ class _Checked:
     element: int
 
 
+@dataclass(frozen=True)
+class Held:
+    """The revocations a process holds, as :meth:`SealedSet.check_set` found them sealed
+    in ``tx``: good for :meth:`SealedSet.check_line` in that transaction only."""
+
+    tx: Transaction
+    pairs: dict[tuple[str, str], int]  # (kind, subject): id
+
+
 @dataclass
 class SealedSet:
     """The revocations this process has checked against their seals: append-only, as
@@ -222,10 +231,16 @@ class SealedSet:
     def check(self, tx: Transaction, signer: NoteSigner, jti: str | None,
               record: ArtifactRecord | None = None) -> None:
         """Raise :class:`AuditUnavailable` unless the revocations ``tx`` sees are the
-        sealed set, and none this process holds covers ``jti``'s line (its row, as the
-        acceptance transaction just stored it, and its stored ancestors), nor ``record``
-        (the values the verifier accepted) and its parent's line, each ancestor's row
-        checked against its artifact seal (attest.audit.seals)."""
+        sealed set (:meth:`check_set`), and none this process holds covers ``jti``'s
+        line or ``record``'s (:meth:`check_line`)."""
+        self.check_line(tx, signer, self.check_set(tx, signer), jti, record)
+
+    def check_set(self, tx: Transaction, signer: NoteSigner) -> Held:
+        """Raise :class:`AuditUnavailable` unless the revocations ``tx`` sees are the
+        sealed set; else the set this process holds, for :meth:`check_line` in the same
+        ``tx``. Takes the aggregate's row lock first, held to the end of ``tx``: no
+        revocation commits (nor is sealed) until then, so the set checked here stays the
+        one ``tx`` sees for every acceptance it goes on to write."""
         if tx.execute(_LOCK, {"id": AGGREGATE_ROW}) != 1:
             raise _removed("the sealed revocation set is missing (a store from before the "
                            "seals: run `attest audit seal-revocations`)")
@@ -259,14 +274,27 @@ class SealedSet:
                 self.high = max(self.high, row.id)
                 self.ids.add(row.id)
                 self.pairs[(row.kind, row.subject)] = row.id
-            pairs = self.pairs
+            # The dict only grows (attest never deletes a revocation): a later check's
+            # rows joining it while ``tx`` reads it can only deny more, never less.
+            return Held(tx, self.pairs)
+
+    def check_line(self, tx: Transaction, signer: NoteSigner, held: Held, jti: str | None,
+                   record: ArtifactRecord | None = None) -> None:
+        """Raise :class:`AuditUnavailable` if a revocation of ``held`` (checked by
+        :meth:`check_set` in this very ``tx``) covers ``jti``'s line (its row, as the
+        acceptance transaction just stored it, and its stored ancestors), or ``record``
+        (the values the verifier accepted) and its parent's line, each ancestor's row
+        checked against its artifact seal (attest.audit.seals)."""
+        if held.tx is not tx:  # a set checked in another transaction proves nothing here
+            raise _removed("the revocation set was not checked in this transaction")
+        pairs = held.pairs
         if jti is not None and pairs:
-            held = _held(tx, pairs, jti)
-            if held is None and record is not None:
-                held = _held_by(tx, signer, pairs, record)
-            if held is not None:
-                kind, subject = held
-                raise _removed(f"the revocation of {kind}:{subject} (#{pairs[held]}) is "
+            found = _held(tx, pairs, jti)
+            if found is None and record is not None:
+                found = _held_by(tx, signer, pairs, record)
+            if found is not None:
+                kind, subject = found
+                raise _removed(f"the revocation of {kind}:{subject} (#{pairs[found]}) is "
                                "still in force here")
 
     def _unseen(self, tx: Transaction, signer: NoteSigner, above: int) -> list[_Checked]:

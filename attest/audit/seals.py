@@ -31,7 +31,7 @@ from __future__ import annotations
 import hmac
 
 from attest.audit.note import NoteSigner
-from attest.store.db import Conflict, Transaction
+from attest.store.db import Transaction
 from attest.store.records import ArtifactRecord, Enrollment, LogPrefix
 from attest.store.schema import artifact_seals, enrollment_seals
 
@@ -45,7 +45,9 @@ _DELETE = "DELETE FROM enrollment_seals WHERE ak_name = :ak"
 _INSERT = enrollment_seals.insert()
 # Its own label: an artifact seal never passes for an enrollment's, nor the other way.
 _ARTIFACT_VERSION = b"attest artifact seal v1\0"
-_INSERT_ARTIFACT = artifact_seals.insert()
+# An artifact allowed several uses keeps its first seal: one statement, where a savepoint
+# around a plain INSERT (to survive its conflict) cost three per acceptance.
+_INSERT_ARTIFACT = artifact_seals.insert() + " ON CONFLICT (jti) DO NOTHING"
 
 
 def _field(value: bytes | None) -> bytes:
@@ -108,12 +110,9 @@ def seal_artifact(tx: Transaction, signer: NoteSigner, record: ArtifactRecord) -
     """Seal ``record``, the artifact the verifier is accepting in ``tx``, over the values
     it accepted. An artifact allowed several uses keeps the seal of its first acceptance
     (its row stands too: attest.store.acceptance)."""
-    try:
-        with tx.savepoint():
-            tx.execute(_INSERT_ARTIFACT, {"jti": record.jti,
-                                          "mac": signer.trust_mac(artifact_data(record))})
-    except Conflict:
-        pass  # sealed by its first acceptance: the same jti, the same artifact
+    # Sealed by its first acceptance already: the same jti, the same artifact (no row).
+    tx.execute(_INSERT_ARTIFACT, {"jti": record.jti,
+                                  "mac": signer.trust_mac(artifact_data(record))})
 
 
 def artifact_sealed(signer: NoteSigner, record: ArtifactRecord) -> bool:

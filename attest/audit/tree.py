@@ -60,6 +60,30 @@ def inclusion_proof(tx: Transaction, index: int, size: int) -> list[bytes]:
     return _hash_ranges(tx, shape.inclusion_ranges(index, size))
 
 
+def inclusion_proof_and_root(tx: Transaction, index: int,
+                             size: int) -> tuple[list[bytes], bytes]:
+    """:func:`inclusion_proof` and :func:`root` of ``size`` from one read of the stored
+    subtrees (a receipt carries both)."""
+    proofs, root_hash = inclusion_proofs_and_root(tx, [index], size)
+    return proofs[0], root_hash
+
+
+def inclusion_proofs_and_root(tx: Transaction, indexes: Sequence[int],
+                              size: int) -> tuple[list[list[bytes]], bytes]:
+    """The inclusion proof of each of ``indexes`` and the root of ``size``, from one read
+    of the stored subtrees (the receipts of a group commit's entries share most)."""
+    for index in indexes:
+        if not 0 <= index < size:
+            raise ValueError(f"leaf {index} is not in a tree of {size} leaves")
+    pieces = [[shape.perfect_subtrees(lo, hi) for lo, hi in shape.inclusion_ranges(i, size)]
+              for i in indexes]
+    frontier = shape.frontier(size)
+    found = fetch(tx, [*(k for each in pieces for blocks in each for k in blocks), *frontier])
+    proofs = [[shape.fold([found[k] for k in blocks], node_hash) for blocks in each]
+              for each in pieces]
+    return proofs, shape.fold([found[k] for k in frontier], node_hash)
+
+
 def consistency_proof(tx: Transaction, old_size: int, new_size: int) -> list[bytes]:
     if not 0 < old_size <= new_size:
         raise ValueError(f"no consistency proof from size {old_size} to {new_size}")

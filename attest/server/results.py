@@ -46,6 +46,8 @@ class Results:
 
     def __init__(self, service: Service, home: Path, *, ttl: int = ear.DEFAULT_TTL_S) -> None:
         self.service = service
+        # Each decision's receipt, read with those of its group commit (attest.audit.log).
+        service.log.keep_receipts = True
         self.key = keys.load_or_create(home)
         self.ttl = ttl
 

@@ -1,21 +1,24 @@
 """The store on a database server (PostgreSQL), through SQLAlchemy.
 
 Imported only for a non-SQLite URL: SQLAlchemy brings the drivers, the connection
-pool (with a liveness check, since a server drops idle connections) and URL parsing.
+pool (with a liveness check for connections that sat idle, since a server drops idle
+connections) and URL parsing.
 The statements are the same text as on SQLite, run with ``text()``.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, TextClause, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, TextClause, create_engine, event, make_url, text
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     NoSuchModuleError,
     ProgrammingError,
@@ -42,6 +45,8 @@ if TYPE_CHECKING:  # imported when a statement runs: open_server() names a missi
 # concurrent opener created first (duplicate_table, duplicate_object).
 _CONFLICTS = frozenset({"23505", "42P07", "42710"})
 CONNECT_TIMEOUT_S = 10
+# A pooled connection idle longer than this is pinged before use (_ping_when_idle).
+IDLE_PING_S = 1.0
 # A named parameter as the store writes it (:name), not a PostgreSQL cast (::type).
 _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -74,11 +79,36 @@ def open_server(url: str) -> ServerDatabase:
         # rather than answer 503. The URL's own connect_timeout wins.
         parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
     try:
-        engine = create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed)
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreUnavailable(f"no database driver for {redacted(url)!r}: {exc}",
                                hint="install the driver the URL names") from None
+    _ping_when_idle(engine)
     return ServerDatabase(engine, secrets=_secrets(parsed.password, parsed.query))
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection's liveness at checkout only when it sat idle longer than
+    IDLE_PING_S: a server drops idle connections (a restart, idle_session_timeout, a
+    firewall), but a connection in steady use is alive, and SQLAlchemy's pre-ping on
+    every checkout cost each transaction a round trip (three per verification). A
+    connection that died in use fails its statement (StoreUnavailable: a denial or a
+    503) and takes the whole pool with it (ServerDatabase.disconnected)."""
+
+    @event.listens_for(engine, "checkin")
+    def idle_from(_dbapi: Any, record: Any) -> None:
+        record.info["idle_from"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi: Any, record: Any, _proxy: Any) -> None:
+        idle_from = record.info.get("idle_from")
+        if idle_from is None or time.monotonic() - idle_from <= IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(f"a pooled connection is gone: {exc}") from exc
 
 
 def _secrets(password: str | None, query: Mapping[str, str | tuple[str, ...]]) -> tuple[str, ...]:
@@ -101,6 +131,7 @@ class ServerTransaction:
         self._connection = connection
         self.dialect = database.dialect
         self.committed: list[Callable[[], None]] = []  # after_commit's actions, in order
+        self._savepoints = 0  # savepoints named so far: each gets a name of its own
 
     def after_commit(self, action: Callable[[], None]) -> None:
         self.committed.append(action)
@@ -136,7 +167,16 @@ class ServerTransaction:
             with driver.cursor() as cursor:
                 cursor.executemany(self._database.pyformat(sql), [dict(r) for r in rows])
         except psycopg.Error as exc:
-            raise self._database.driver_failure(exc) from exc
+            raise self._failed(driver, exc) from exc
+
+    def _failed(self, driver: psycopg.Connection[Any], exc: psycopg.Error) -> Exception:
+        """What to raise for ``exc``, met on ``driver``; a connection it broke (the
+        server gone) is dropped, with every other in the pool: SQLAlchemy does not see
+        these statements, so its own disconnect handling would not."""
+        if driver.broken or driver.closed:
+            self._connection.invalidate(exc)
+            self._database.disconnected()
+        return self._database.driver_failure(exc)
 
     def _driver(self) -> psycopg.Connection[Any]:
         import psycopg
@@ -153,12 +193,13 @@ class ServerTransaction:
         import psycopg
         from psycopg.rows import namedtuple_row
 
+        driver = self._driver()
         try:
-            with self._driver().cursor(row_factory=namedtuple_row) as cursor:
+            with driver.cursor(row_factory=namedtuple_row) as cursor:
                 cursor.execute(self._database.pyformat(sql), dict(params))
                 yield cursor
         except psycopg.Error as exc:
-            raise self._database.driver_failure(exc) from exc
+            raise self._failed(driver, exc) from exc
 
     def stream(self, sql: str, params: Params = NO_PARAMS, chunk: int = 1000) -> Iterator[Row]:
         try:
@@ -172,14 +213,22 @@ class ServerTransaction:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
+        # On the driver's connection, as the statements: a group commit takes one per
+        # acceptance, inside the log's lock, and SQLAlchemy's begin_nested() cost about
+        # as much Python as the two round trips. Balanced here, so SQLAlchemy's own
+        # transaction (BEGIN, COMMIT or ROLLBACK) never sees it.
         actions = len(self.committed)
+        self._savepoints += 1
+        name = f"attest_sp_{self._savepoints}"
+        self.execute(f"SAVEPOINT {name}")
         try:
-            with self._connection.begin_nested():
-                yield
+            yield
         except BaseException:
             # What the undone statements asked to run after the commit is undone too.
             del self.committed[actions:]
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
             raise
+        self.execute(f"RELEASE SAVEPOINT {name}")
 
 
 class ServerDatabase:
@@ -202,6 +251,12 @@ class ServerDatabase:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def disconnected(self) -> None:
+        """A connection found the server gone: the others were opened to the same server
+        and are gone too (a restart). A new pool, so that each does not fail a request of
+        its own first; the connections checked out now are dropped as they come back."""
+        self._engine.dispose(close=False)
 
     def clause(self, sql: str) -> TextClause:
         found = self._clauses.get(sql)

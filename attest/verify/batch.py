@@ -6,12 +6,13 @@ Instead the verifier hands its appraised members to :func:`commit` in groups
 (concurrent ``verify`` calls through a :class:`attest.audit.groupcommit.GroupCommit`,
 or the members of ``verify_batch``). In the one transaction, in order:
 
+- the revocation set checked against its seal, once, its row lock held to the commit;
 - each acceptance runs in a SAVEPOINT of its own: the store's acceptance
   (Store.record_acceptance: nonce consumed, jti stored, clock, epoch, approval, the
-  runtime log's appraised prefix with its seal), the check of the revocations' seals
-  and the artifact's seal. A member the store refuses (replayed jti, nonce used,
-  revoked meanwhile, clock rolled back) or whose seals can't be written rolls back
-  alone and is denied with its reason;
+  runtime log's appraised prefix with its seal), the check of its line against the
+  revocations the set holds, and the artifact's seal. A member the store refuses
+  (replayed jti, nonce used, revoked meanwhile, clock rolled back) or whose seals
+  can't be written rolls back alone and is denied with its reason;
 - then every member's entry (acceptances and denials, in order) in one append: the
   log's size reserved and its tree extended once for the group.
 
@@ -34,6 +35,7 @@ from typing import TypeVar
 
 from attest.audit.hooks import decision_entry
 from attest.audit.log import AuditLog
+from attest.audit.revseals import Held
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, AuditUnavailable, StoreUnavailable
 from attest.reasons import Reason
@@ -70,13 +72,16 @@ def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
         return [m.decision for m in members]
     try:
         with store.write() as tx:
+            held: Held | None = None
             if log is not None and any(m.acceptance for m in members):
                 # The revocation set's row first, before any member's rows (nonce, clock,
                 # epoch), as every writer that takes both does: on a server, groups of
                 # replicas running at once would otherwise lock those rows in opposite
-                # orders and deadlock (revocations take it first too). Held to the commit.
-                log.check_revocations(tx, None)
-            decided = [_member(store, tx, log, m) for m in members]
+                # orders and deadlock (revocations take it first too). Held to the commit:
+                # no revocation commits before this group does, so the set checked here
+                # once is the one every member is accepted against.
+                held = log.check_revocation_set(tx)
+            decided = [_member(store, tx, log, held, m) for m in members]
             if log is None:
                 return decided
             # Every decision's entry, in the members' order, in one append: the log is
@@ -92,21 +97,22 @@ def commit(store: Store, log: AuditLog | None, members: Sequence[Member], *,
     return [dataclasses.replace(d, audit_index=i) for d, i in zip(decided, indexes, strict=True)]
 
 
-def _member(store: Store, tx: Transaction, log: AuditLog | None, member: Member) -> Decision:
+def _member(store: Store, tx: Transaction, log: AuditLog | None, held: Held | None,
+            member: Member) -> Decision:
     """The member's decision, its acceptance written in ``tx`` (its entry comes after)."""
     acceptance = member.acceptance
     if acceptance is None:
         return member.decision
     try:
-        _alone(tx, lambda: _accept(store, tx, log, acceptance, member.now))
+        _alone(tx, lambda: _accept(store, tx, log, held, acceptance, member.now))
     except _MemberFailed as failed:
         # Its savepoint is undone: nothing of this member was written or consumed.
         return _refused(member.decision, _denial(failed.cause))
     return member.decision
 
 
-def _accept(store: Store, tx: Transaction, log: AuditLog | None, acceptance: Acceptance,
-            now: int) -> None:
+def _accept(store: Store, tx: Transaction, log: AuditLog | None, held: Held | None,
+            acceptance: Acceptance, now: int) -> None:
     record = acceptance.record
     prefix = acceptance.log_prefix
     if prefix is not None and log is not None:
@@ -123,10 +129,14 @@ def _accept(store: Store, tx: Transaction, log: AuditLog | None, acceptance: Acc
     if log is None:
         return
     try:
-        # Here, where the store has just looked the revocations up: the set its "not
-        # revoked" rests on must be the one this verifier sealed. Then the seal children
-        # of this artifact will rest on (attest.audit.seals).
-        log.check_revocations(tx, record.jti, record)
+        if held is None:  # commit() checks the set whenever a member is an acceptance
+            raise AuditUnavailable("the revocation set was not checked for this group")
+        # Here, where the store has just looked the revocations up: its "not revoked"
+        # must hold against the set this verifier sealed (checked once for the group,
+        # under the lock the group holds), so a revocation row deleted from the table
+        # still denies. Then the seal children of this artifact will rest on
+        # (attest.audit.seals).
+        log.check_revoked(tx, held, record.jti, record)
         log.seal_artifact(tx, record)
     except Exception as exc:
         # Whatever failed, the decision can't stand as logged: audit_unavailable.

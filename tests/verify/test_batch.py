@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 
 from attest.artifact import jws
-from attest.audit import verify_log
+from attest.audit import revseals, verify_log
+from attest.audit.hooks import revoke_logged
 from attest.audit.log import AuditLog
 from attest.decision import Decision
 from attest.errors import AuditUnavailable, StoreUnavailable
 from attest.store import Store, default_url
 from attest.store.db import Transaction
+from attest.store.records import RevocationKind
 from attest.verify import verifier as verifier_module
 from attest.verify.verifier import Verifier
 from tests.store import reads
@@ -214,6 +216,53 @@ def test_a_batch_accepts_the_others_around_a_replay_and_logs_every_decision(
     for raw in (first, second, third):
         record = reads.artifact(store, jws.parse(raw).claims.jti)
         assert record is not None and log.sealed(record)
+    verify_log(store, log.verifier_key)
+
+
+def _counting_statements(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of every statement run in the store's write transactions, in order."""
+    run: list[str] = []
+    real = store.write
+
+    @contextmanager
+    def write() -> Iterator[Transaction]:
+        with real() as tx:
+            for name in ("execute", "first", "all", "scalar"):
+                method = getattr(tx, name)
+
+                def counted(sql: str, *args: Any, _method: Any = method) -> Any:
+                    run.append(sql)
+                    return _method(sql, *args)
+
+                monkeypatch.setattr(tx, name, counted)
+            yield tx
+
+    monkeypatch.setattr(store, "write", write)
+    return run
+
+
+def test_a_group_checks_the_revocation_set_once_and_each_line_against_it(
+        rig: Rig, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set's lock is taken and the set read against its seal ONCE per group, not
+    again per acceptance (the group holds the lock to its commit); a revocation the
+    verifier sealed before the group still denies the member it covers. Each acceptance
+    runs in one savepoint, its seal in none of its own."""
+    log = rig.log(store)
+    verifier = Verifier(rig.policy(), store, log)
+    # The AK's clock and epoch rows exist (a first acceptance inserts them, in savepoints).
+    accepted(verifier.verify(rig.issue()))
+    raws = [rig.issue() for _ in range(4)]
+    revoke_logged(store, log, RevocationKind.ARTIFACT, jws.parse(raws[2]).claims.jti, "leaked")
+    run = _counting_statements(store, monkeypatch)
+    decisions = verifier.verify_batch(raws)
+    for i in (0, 1, 3):
+        accepted(decisions[i])
+    denied(decisions[2], "revoked")
+    assert run.count(revseals._LOCK) == 1
+    assert run.count(revseals._AGGREGATE) == 1
+    assert run.count(revseals._COUNT) == 1
+    # One savepoint per acceptance (its own rollback), none nested for its seal.
+    assert sum(sql.startswith("SAVEPOINT") for sql in run) == 3
     verify_log(store, log.verifier_key)
 
 
