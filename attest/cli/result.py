@@ -116,7 +116,14 @@ def key(ctx: click.Context, as_jwk: bool, as_json: bool) -> None:
     --verifier-key or in $ATTEST_HOME/verifier-keys/."""
     from attest.ear import token
 
+    made = not result_keys.key_path(ctx.obj.home).exists()
     public = result_keys.load_or_create(ctx.obj.home).public_key()
+    if made:
+        # Run on a host by mistake (its own ATTEST_HOME), this made a key no verifier
+        # signs with: trusted, it would deny every run with invalid_signature.
+        click.echo(f"attest: made a new result key in {visible(str(ctx.obj.home))}; hosts "
+                   "must trust the key of the home `attest serve` runs with (--home, "
+                   "$ATTEST_HOME)", err=True)
     if as_json:
         echo_json({"ok": True, "pem": result_keys.public_pem(public), "jwk": token.jwk(public)})
         return
