@@ -37,19 +37,25 @@ def result() -> None:
 @click.option("--artifact", "artifact_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The artifact the result must be about (its bytes, identity and jti).")
 @click.option("--nonce", help="The nonce the result must carry (with --artifact).")
+@click.option("--at", "at", metavar="TIME",
+              help="Check the result's lifetime as of TIME (Unix seconds, or UTC like "
+              "2026-12-03T10:00:00Z) instead of now: an audit of a past decision, whose "
+              "result expired minutes after it was issued. Not for deciding now.")
 @json_option(help='Print {"ok", "valid", "status", "jti", "artifact", "host", "subject", '
              '"reasons", "audit_index", "checkpoint": {"origin", "size"}}.')
 @click.pass_context
 def verify(ctx: click.Context, source: str, verifier_keys: tuple[Path, ...],
            log_key: str | None, artifact_path: Path | None, nonce: str | None,
-           as_json: bool) -> None:
+           at: str | None, as_json: bool) -> None:
     """Check an attestation result offline: its signature by a trusted verifier key, its
     profile and times, its status, and its audit receipt (the decision's entry, proven
     in a tree head signed by the log key). Exit 0 when it affirms and all holds, 1 with
-    the reason otherwise.
+    the reason otherwise, 2 for usage. A result lives 300 s: to audit an older one, say
+    when it was acted on with --at.
 
     \b
       attest result verify result.jwt --verifier-key verifier.pem --log-key audit.pub
+      attest result verify result.jwt --at 2026-12-03T10:00:00Z
     """
     from attest.ear import result as ear
 
@@ -59,8 +65,9 @@ def verify(ctx: click.Context, source: str, verifier_keys: tuple[Path, ...],
     if nonce is not None and artifact_path is None:
         raise UsageError("--nonce is checked with --artifact: give both")
     artifact = None if artifact_path is None else read_input(artifact_path, "artifact").strip()
+    now = int(time.time()) if at is None else _time(at)
     try:
-        found = ear.read(text, trusted, now=int(time.time()))
+        found = ear.read(text, trusted, now=now)
         checkpoint = ear.check_receipt(found, log)
         if artifact is not None:
             ear.check_bound(found, artifact=artifact, nonce=nonce)
@@ -75,7 +82,28 @@ def verify(ctx: click.Context, source: str, verifier_keys: tuple[Path, ...],
     click.echo(f"ok: {found.status.value} for {visible(found.host)} "
                f"({visible(found.artifact_jti)}), logged at entry "
                f"{found.receipt['index'] if found.receipt else '?'} of "
-               f"{visible(checkpoint.origin)} (size {checkpoint.size})")
+               f"{visible(checkpoint.origin)} (size {checkpoint.size})"
+               + ("" if at is None else f", valid at {_utc(now)}"))
+
+
+def _time(text: str) -> int:
+    """--at: Unix seconds, or an ISO 8601 time with its zone (a bare one is ambiguous)."""
+    from datetime import datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise UsageError(f"--at: not a time: {visible(text)}",
+                         hint="Unix seconds, or UTC like 2026-12-03T10:00:00Z")
+    return int(when.timestamp())
+
+
+def _utc(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 @result.command("key")
@@ -88,7 +116,14 @@ def key(ctx: click.Context, as_jwk: bool, as_json: bool) -> None:
     --verifier-key or in $ATTEST_HOME/verifier-keys/."""
     from attest.ear import token
 
+    made = not result_keys.key_path(ctx.obj.home).exists()
     public = result_keys.load_or_create(ctx.obj.home).public_key()
+    if made:
+        # Run on a host by mistake (its own ATTEST_HOME), this made a key no verifier
+        # signs with: trusted, it would deny every run with invalid_signature.
+        click.echo(f"attest: made a new result key in {visible(str(ctx.obj.home))}; hosts "
+                   "must trust the key of the home `attest serve` runs with (--home, "
+                   "$ATTEST_HOME)", err=True)
     if as_json:
         echo_json({"ok": True, "pem": result_keys.public_pem(public), "jwk": token.jwk(public)})
         return

@@ -38,7 +38,8 @@ LOG_LEVEL = "warning"
               help="Worker processes, each with its own verifier on the one store.")
 @click.option("--verifier-id", help="This verifier's id; artifacts for another aud are denied.")
 @click.option("--nonce-ttl", default="120s", show_default=True,
-              help="How long a nonce from POST /v1/challenges is usable by default.")
+              help="How long a nonce from POST /v1/challenges is usable: the default "
+              "and the most a client's {\"ttl\"} may ask for.")
 @click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), metavar="PER_S",
               help="Requests a second per host (its artifact's key, else its address), "
               "per worker; past the burst, 429 with Retry-After [default: no limit].")

@@ -105,13 +105,23 @@ def _field(answer: dict[str, object], name: str, url: str) -> bytes:
         raise VerifierUnreachable(f"the verifier at {url} sent no {name}") from None
 
 
+# What the operator does about the service's errors that enrollment meets: the code is
+# the service's, the advice is ours (the message is the service's and not trusted).
+_ERROR_HINTS = {
+    "enrollment_closed": "enrolling over HTTP needs the verifier's policy to say "
+    "`enrollment: store` and name ek_roots (docs/service.md, Enrollment); with "
+    "`enrollment: policy` it trusts the AKs its trusted_aks lists instead",
+    "enrollment_busy": "too many enrollments are pending at the verifier: try again shortly",
+}
+
+
 def _refused(answer: dict[str, object], url: str) -> None:
     """EvidenceError for a denial (its first reason), VerifierUnreachable for an error."""
     error = answer.get("error")
     if isinstance(error, dict):
         code, message = str(error.get("code"))[:64], str(error.get("message"))[:400]
         raise VerifierUnreachable(f"the verifier at {url} refused the request: {code}: "
-                                  f"{message}")
+                                  f"{message}", hint=_ERROR_HINTS.get(code))
     if answer.get("accepted") is not False:
         return
     denials = answer.get("denials")

@@ -167,7 +167,17 @@ def _exchange(url: str, body: bytes, content_type: str, context: ssl.SSLContext 
             raise VerifierUnreachable(f"the verifier at {url} answered HTTP {exc.code} "
                                       "without a JSON answer") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise _Retryable(f"the verifier at {url} is unreachable: {exc}") from None
+        cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            # Not retried, and not "is the service up?": it is up, and this host does
+            # not trust the certificate it showed (another CA, another name, expired).
+            raise VerifierUnreachable(
+                f"the verifier at {url} showed a certificate this host does not trust: "
+                f"{cause.verify_message or cause}",
+                hint="pass --cacert with the CA that issued the service's certificate; "
+                "the URL's host must be one of the certificate's names") from None
+        # str(URLError) is "<urlopen error ...>": say the cause alone.
+        raise _Retryable(f"the verifier at {url} is unreachable: {cause}") from None
     return data
 
 

@@ -316,17 +316,20 @@ def _denied(reason: Reason, message: str) -> Decision:
 
 
 def _signed_denials(codes: Sequence[str], unsigned: object) -> tuple[Denial, ...]:
-    """The signed reason codes, each with the answer's message for it when it has one."""
-    messages: dict[str, str] = {}
+    """The signed reason codes, each with the answer's message for it when it has one:
+    a code named twice (two unmeasured executables) takes the answer's messages for
+    it in order, not the first one twice."""
+    messages: dict[str, list[str]] = {}
     for item in unsigned if isinstance(unsigned, list) else []:
         if isinstance(item, dict) and isinstance(item.get("message"), str):
-            messages.setdefault(str(item.get("reason")), item["message"])
+            messages.setdefault(str(item.get("reason")), []).append(item["message"])
     denials = []
     for code in codes:
         try:
             reason = Reason(code)
         except ValueError:
             reason = Reason.INTERNAL_ERROR
-        denials.append(Denial(reason, messages.get(code, "")))
+        said = messages.get(code) or [""]
+        denials.append(Denial(reason, said.pop(0) if len(said) > 1 else said[0]))
     return tuple(denials) or (
         Denial(Reason.INTERNAL_ERROR, "the verifier's result does not affirm"),)

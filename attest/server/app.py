@@ -143,6 +143,25 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(RequestRefused(status, code, message).to_json(), status_code=status)
 
 
+def _first_invalid(exc: Exception) -> str:
+    """Which parameter is wrong, and how: its place and name (the API's words) and the
+    validator's message; never the value, which is the client's. "The request does not
+    fit the API" alone left a client guessing which of its parameters."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    if not errors:
+        return "the request does not fit the API"
+    first = errors[0]
+    where = [str(part) for part in first.get("loc", ())]
+    place = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(
+        where[0] if where else "", "")
+    name = ".".join(where[1:]) if place else ".".join(where)
+    message = str(first.get("msg", "invalid"))
+    said = f"{place} {name}".strip() + f": {message}"
+    # The names are the API's and pydantic's messages quote its bounds, but keep the
+    # answer plain, short ASCII whatever a validator says.
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in said)[:200]
+
+
 def _errors(app: FastAPI) -> None:
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestRefused)  # noqa: S101 - registered for that class
@@ -154,7 +173,7 @@ def _errors(app: FastAPI) -> None:
         return _error(exc.status_code, code, str(exc.detail))
 
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
-        return _error(422, "invalid_request", "the request does not fit the API")
+        return _error(422, "invalid_request", _first_invalid(exc))
 
     async def environment(_: Request, exc: Exception) -> JSONResponse:
         # The store or the log out of reach (a challenge can't be recorded): the service

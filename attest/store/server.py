@@ -29,7 +29,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from attest.errors import StoreUnavailable, UsageError
 from attest.store.db import (
     NO_PARAMS,
-    UNAVAILABLE_HINT,
     Conflict,
     DatabaseError,
     Params,
@@ -47,6 +46,10 @@ _CONFLICTS = frozenset({"23505", "42P07", "42710"})
 CONNECT_TIMEOUT_S = 10
 # A pooled connection idle longer than this is pinged before use (_ping_when_idle).
 IDLE_PING_S = 1.0
+# SQLite's hint (a directory, a lock) says nothing to whom PostgreSQL refused.
+SERVER_UNAVAILABLE_HINT = ("check the store URL (role, host or ?host=SOCKET_DIR, port, "
+                           "database), that PostgreSQL is running there, and that it lets "
+                           "this role in (pg_hba.conf, password in ~/.pgpass)")
 # A named parameter as the store writes it (:name), not a PostgreSQL cast (::type).
 _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -282,7 +285,7 @@ class ServerDatabase:
         if isinstance(exc, psycopg.IntegrityError | psycopg.ProgrammingError):
             return DatabaseError(self._scrub(str(exc)))
         return StoreUnavailable(f"verifier store {self.where}: {self._scrub(str(exc))}",
-                                hint=UNAVAILABLE_HINT)
+                                hint=SERVER_UNAVAILABLE_HINT)
 
     def failure(self, exc: StatementError) -> Exception:
         """What the store raises for ``exc``: the caller raises it ``from exc``."""
@@ -294,13 +297,15 @@ class ServerDatabase:
         if isinstance(exc, IntegrityError | ProgrammingError):
             return DatabaseError(self._scrub(str(exc.orig)))
         return StoreUnavailable(f"verifier store {self.where}: {self._scrub(str(exc.orig))}",
-                                hint=UNAVAILABLE_HINT)
+                                hint=SERVER_UNAVAILABLE_HINT)
 
     def _scrub(self, message: str) -> str:
         """``message`` without the URL's secrets: a driver may quote what it was given."""
         for secret in self._secrets:
             message = message.replace(secret, "***")
-        return message
+        # libpq's messages run over lines ("...failed: refused\n\tIs the server
+        # running..."): one line, which the CLI would otherwise print as \x0a\x09.
+        return " ".join(message.split())
 
     @contextmanager
     def _transaction(self) -> Iterator[ServerTransaction]:
@@ -315,6 +320,7 @@ class ServerDatabase:
         except PoolTimeout as exc:
             # Every pooled connection busy past pool_timeout: overload, not a bad request.
             raise StoreUnavailable(f"verifier store {self.where}: no connection free in the "
-                                   f"pool: {type(exc).__name__}", hint=UNAVAILABLE_HINT) from exc
+                                   f"pool: {type(exc).__name__}",
+                                   hint=SERVER_UNAVAILABLE_HINT) from exc
         for action in transaction.committed:
             action()

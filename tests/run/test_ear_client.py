@@ -194,7 +194,7 @@ def test_https_checks_the_servers_certificate_against_cacert(ready: tuple[Host, 
         unknown_ca = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
                                 "--", "sh", "-c", f"touch {marker}")
         assert unknown_ca.returncode == 3 and not marker.exists(), unknown_ca.stderr
-        assert "CERTIFICATE_VERIFY_FAILED" in unknown_ca.stderr
+        assert "does not trust" in unknown_ca.stderr and "--cacert" in unknown_ca.stderr
         done = attest_cli(host, "run", "--verifier", base, "--verifier-key", str(pem),
                           "--cacert", str(ca), "--", "sh", "-c", "exit 4")
         assert done.returncode == 4, done.stderr
