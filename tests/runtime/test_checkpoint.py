@@ -107,16 +107,23 @@ def test_reconcile_at_a_long_log_reads_only_its_last_record(long_boot: Host) -> 
     assert "ok" in long_boot.ok("eventlog", "check").output
 
 
+def _acknowledged(host: Host) -> tuple[RuntimeLog, RuntimeLogBase]:
+    """A key to sign with, and the whole runtime log as the prefix the verifier
+    "store:test" acknowledged: what prepare() then sends from."""
+    host.ok("key", "create")
+    log = RuntimeLog(host.home)
+    data = log.path.read_bytes()
+    known = RuntimeLogBase(len(log_prefix.records_of(data)), log_prefix.prefix_digest(data))
+    PrefixMemory(host.home).put("store:test", log.read_epoch(), known)
+    return log, known
+
+
 def test_run_at_a_long_log_never_reads_the_whole_log(long_boot: Host,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """prepare() from a prefix the verifier acknowledged: one reconcile from the
     checkpoint, the record measured, and only the bytes after the prefix read."""
     home = long_boot.home
-    long_boot.ok("key", "create")
-    log = RuntimeLog(home)
-    data = log.path.read_bytes()
-    known = RuntimeLogBase(len(log_prefix.records_of(data)), log_prefix.prefix_digest(data))
-    PrefixMemory(home).put("store:test", log.read_epoch(), known)
+    log, known = _acknowledged(long_boot)
     full_reads: list[int] = []
     load = RuntimeLog.load
 
@@ -216,11 +223,7 @@ def test_a_lying_mark_sends_the_records_after_the_prefix_all_the_same(
         long_boot: Host) -> None:
     """The ring's offsets are hints too: one that points elsewhere is not sent from."""
     home = long_boot.home
-    long_boot.ok("key", "create")
-    log = RuntimeLog(home)
-    data = log.path.read_bytes()
-    known = RuntimeLogBase(len(log_prefix.records_of(data)), log_prefix.prefix_digest(data))
-    PrefixMemory(home).put("store:test", log.read_epoch(), known)
+    log, known = _acknowledged(long_boot)
 
     def moved(c: dict[str, Any]) -> None:
         c["marks"] = [[m[0], m[1] - 300 if m[0] == known.count else m[1], m[2]]
