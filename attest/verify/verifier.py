@@ -89,6 +89,10 @@ class Verifier:
         # hoststate), and see every committed decision (its metrics). Off for the CLI.
         self.track_hosts = False
         self.on_decided: Callable[[Sequence[Decision]], None] | None = None
+        # The service's, under continuous attestation (attest.server.reports): why an
+        # artifact that appraised is still denied (its host untrusted or stale), or None.
+        # Asked before the commit; whatever it raises is a denial.
+        self.host_gate: Callable[[jws.ParsedArtifact, str, int], Denial | None] | None = None
         # Concurrent verify calls share one write transaction (attest.verify.batch).
         self._group: GroupCommit[Member, Decision] = GroupCommit(self._commit)
 
@@ -158,8 +162,18 @@ class Verifier:
                 # Recorded whatever the decision (it is a denial): pending re-admission,
                 # so that artifacts made before the reset count as an earlier boot's.
                 self.store.record_reset(appraisal.reset.ak_name, appraisal.reset.clock, now)
-            if appraisal.acceptance is None:
-                return Member(appraisal.denial(), now, artifact=_identity(raw))
+            # Under continuous attestation the host's trust state (untrusted, stale) is
+            # a reason of its own: added to a denial, so the host's answer says it too.
+            gated = None
+            if self.host_gate is not None and (appraisal.host is not None
+                                               or appraisal.acceptance is not None):
+                # No host (never on an acceptance) has no state: stale, so denied.
+                gated = self.host_gate(parsed, appraisal.host or "", now)
+            if appraisal.acceptance is None or gated is not None:
+                found = (*appraisal.denials, *(() if gated is None else (gated,)))
+                return Member(Decision(False, found, jti=appraisal.jti,
+                                       subject=appraisal.subject, host=appraisal.host),
+                              now, artifact=_identity(raw))
             acceptance = appraisal.acceptance
             return Member(Decision(True, jti=appraisal.jti, subject=appraisal.subject,
                                    host=appraisal.host, facts=acceptance.facts,

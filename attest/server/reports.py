@@ -1,0 +1,131 @@
+"""Continuous attestation on the verifier: hosts' reports and their trust state.
+
+``POST /v1/reports``: what a host's agent pushes at its interval. A report IS an
+artifact (attest.artifact) with scope action ``report``, issued by the host like any
+other (attest.host.issue) over the policy's PCRs with its runtime log since its last
+accepted report (the incremental prefix), and verified by the service's one Verifier:
+the same appraisal, the same audit entry, single use of its jti. It must carry the
+service's challenge (``eat_nonce``, from ``POST /v1/challenges``): the verifier's own
+nonce proves the quote was made after the challenge, on the verifier's clock, and is
+consumed by the acceptance, so neither a replayed nor a pre-computed report counts. (A
+report counter in the qualifying data would prove order, not freshness, and need a
+second per-host state to keep in step.)
+
+The decision moves the host's trust state (attest.store.hosttrust): accepted, trusted;
+denied for measurements alone, untrusted; any other denial moves nothing (it may not be
+the host's). With ``freshness.report_max_age`` in the policy, every other artifact of a
+host that is untrusted or stale is denied (``host_untrusted``, ``host_stale``) by the
+Verifier's host gate, inside the audited decision. Reports themselves pass the gate: a
+stale host gets trusted again by reporting.
+
+``GET /v1/hosts/{host}``: the host's trust state and why (administrators' token, as the
+hosts list: host names and their troubles are the operator's to read).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Path, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from attest.artifact import jws
+from attest.decision import Decision, Denial
+from attest.errors import EvidenceError
+from attest.server.admin import admin
+from attest.server.bodies import json_object, only_members, read_body, unprocessable
+from attest.store import hosttrust
+
+if TYPE_CHECKING:
+    from attest.server.app import Service
+
+API = "/v1"
+REPORT_ACTION = "report"
+JOSE_TYPES = ("application/jose",)
+
+
+def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
+    """The routes, and the host gate on the service's verifier when the policy asks for
+    reports (freshness.report_max_age)."""
+    max_age = service.policy.freshness.report_max_age
+    if max_age is not None:
+        service.verifier.host_gate = _gate(service, max_age)
+
+    @app.post(f"{API}/reports", tags=["continuous"])
+    async def report(request: Request) -> JSONResponse:
+        """The decision on one report (200 accept or deny, logged) and the host's trust
+        state after it. The body is ``{"report": "<compact JWS>"}`` or the JWS itself as
+        ``application/jose``."""
+        body = await read_body(request, body_bytes)
+        raw = body.strip() if _is_jose(request) else _report(json_object(body))
+        _check_report(raw)
+        return JSONResponse(await run_in_threadpool(_decide, service, raw))
+
+    @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"])
+    async def host(request: Request,
+                   host: str = Path(..., min_length=1, max_length=255,
+                                    pattern=r"^[\x21-\x7e]+$")) -> JSONResponse:
+        """The host's trust state (trusted, untrusted with its reasons, stale), when it
+        last changed (and its audit entry) and its last accepted report."""
+        who = await admin(request, service)
+        if isinstance(who, JSONResponse):
+            return who
+        age = service.policy.freshness.report_max_age
+        view = await run_in_threadpool(
+            lambda: hosttrust.view(service.store, host, now=int(service.clock()),
+                                   max_age=age if age is not None else 0))
+        out = view.to_json()
+        out["report_max_age"] = age
+        denial = view.denial()
+        out["denial"] = None if denial is None else denial.to_json()
+        return JSONResponse(out)
+
+
+def _gate(service: Service, max_age: int) -> Any:
+    def gate(artifact: jws.ParsedArtifact, host: str, now: int) -> Denial | None:
+        if artifact.claims.scope.action == REPORT_ACTION:
+            return None  # a report is how a host gets (back) to trusted
+        return hosttrust.view(service.store, host, now=now, max_age=max_age).denial()
+    return gate
+
+
+def _decide(service: Service, raw: bytes) -> dict[str, Any]:
+    decision: Decision = service.verifier.verify(raw)
+    now = int(service.clock())
+    changed = hosttrust.record_report(service.store, service.log, decision, now,
+                                      service.verifier.verifier_id)
+    out = decision.to_json()
+    if decision.host is not None and hosttrust.moves(decision) is not None:
+        age = service.policy.freshness.report_max_age
+        view = hosttrust.view(service.store, decision.host, now=now,
+                              max_age=age if age is not None else 2**62)
+        out["host_state"] = {**view.to_json(), "changed": changed}
+    return out
+
+
+def _check_report(raw: bytes) -> None:
+    """A report is an artifact for action ``report`` answering a challenge: anything else
+    is not a report (422), whatever the verifier would decide on it as an artifact. What
+    does not parse goes to the verifier, which denies (and logs) it."""
+    try:
+        claims = jws.parse(raw).claims
+    except EvidenceError:
+        return
+    if claims.scope.action != REPORT_ACTION:
+        raise unprocessable(f"a report is an artifact for action {REPORT_ACTION!r}")
+    if claims.eat_nonce is None:
+        raise unprocessable("a report answers the service's challenge: eat_nonce is missing")
+
+
+def _is_jose(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media in JOSE_TYPES
+
+
+def _report(body: dict[str, Any]) -> bytes:
+    only_members(body, {"report"})
+    value = body.get("report")
+    if not isinstance(value, str):
+        raise unprocessable("the body needs the member report: a compact JWS string")
+    return value.encode("utf-8", "surrogatepass")

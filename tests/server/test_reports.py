@@ -1,0 +1,180 @@
+"""Continuous attestation on the verifier (attest.server.reports): reports pushed to
+POST /v1/reports move the host's trust state; an untrusted or stale host's artifacts are
+denied; every change is an audit entry; GET /v1/hosts/{host} says the state and why.
+A real host on its own swtpm issues every report; the verifier's clock is injected."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from attest.policy import NonceMode, Rule
+from attest.server.app import create_app
+from attest.store import default_url
+from tests.server.conftest import Service
+from tests.server.serving import challenge, verify
+from tests.server.test_admin import _auth, _token
+from tests.verify.rig import HOST_ID, Rig
+
+MAX_AGE = 10
+RULES = (Rule(("*",), ("exec",), ("*",), ("*",)), Rule(("*",), ("report",), ("*",), ("*",)))
+
+
+@dataclass
+class Clock:
+    now: float
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Continuous(Service):
+    clock: Clock
+
+
+@pytest.fixture
+def continuous(rig: Rig) -> Iterator[Continuous]:
+    """The service with freshness.report_max_age set, its clock a test's to move."""
+    import time
+
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    url = default_url(home)
+    clock = Clock(time.time())
+    policy = rig.policy(nonce=NonceMode.REQUIRED, report_max_age=MAX_AGE, rules=RULES)
+    app = create_app(policy, url, home, clock=clock)
+    with TestClient(app) as client:
+        yield Continuous(client, rig, home, url, clock)
+
+
+def _report(svc: Continuous, *, nonce: str | None = None) -> dict[str, Any]:
+    raw = svc.rig.issue("agent", action="report",
+                        nonce=challenge(svc.client) if nonce is None else nonce,
+                        now=int(svc.clock.now))
+    answer = svc.client.post("/v1/reports", json={"report": raw.decode()})
+    assert answer.status_code == 200, answer.text
+    decided: dict[str, Any] = answer.json()
+    return decided
+
+
+def _run(svc: Continuous) -> dict[str, Any]:
+    return verify(svc.client, svc.rig.issue(nonce=challenge(svc.client),
+                                            now=int(svc.clock.now)))
+
+
+def _host(svc: Continuous, token: str) -> dict[str, Any]:
+    answer = svc.client.get(f"/v1/hosts/{HOST_ID}", headers=_auth(token))
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def _state_entries(svc: Continuous, token: str) -> list[dict[str, Any]]:
+    page = svc.client.get("/v1/audit/entries?limit=500", headers=_auth(token))
+    assert page.status_code == 200, page.text
+    data = [json.loads(e["data"]) for e in page.json()["entries"]]
+    return [d for d in data if d["kind"] == "host_state"]
+
+
+def test_a_host_that_never_reported_is_stale_and_its_artifact_denied(
+        continuous: Continuous) -> None:
+    decision = _run(continuous)
+    assert decision["accepted"] is False and decision["reasons"] == ["host_stale"], decision
+    _, token = _token(continuous)
+    assert _host(continuous, token)["state"] == "stale"
+
+
+def test_a_report_makes_the_host_trusted_and_its_artifacts_run(
+        continuous: Continuous) -> None:
+    report = _report(continuous)
+    assert report["accepted"] is True, report["denials"]
+    assert report["host_state"]["state"] == "trusted" and report["host_state"]["changed"]
+    decision = _run(continuous)
+    assert decision["accepted"] is True, decision["denials"]
+    # A second report changes nothing: no second audit entry.
+    assert _report(continuous)["host_state"]["changed"] is False
+    _, token = _token(continuous)
+    entries = _state_entries(continuous, token)
+    assert [(e["decision"], e["host"]) for e in entries] == [("trusted", HOST_ID)]
+
+
+def test_an_unexpected_measurement_makes_the_host_untrusted_and_its_artifacts_denied(
+        continuous: Continuous) -> None:
+    assert _report(continuous)["accepted"] is True
+    continuous.rig.host.ok("measure", "command", "--", "cat")  # not in the policy
+    report = _report(continuous)
+    assert report["accepted"] is False and report["reasons"] == ["reference_value_mismatch"]
+    assert report["host_state"]["state"] == "untrusted"
+    assert report["host_state"]["reasons"] == ["reference_value_mismatch"]
+    decision = _run(continuous)
+    assert decision["accepted"] is False and "host_untrusted" in decision["reasons"]
+    _, token = _token(continuous)
+    seen = _host(continuous, token)
+    assert seen["state"] == "untrusted" and seen["reasons"] == ["reference_value_mismatch"]
+    assert seen["denial"]["reason"] == "host_untrusted"
+    # Untrusted stays untrusted, however recent its last good report.
+    assert "host_untrusted" in _run(continuous)["reasons"]
+    entries = _state_entries(continuous, token)
+    assert [e["decision"] for e in entries] == ["trusted", "untrusted"]
+    assert entries[1]["reasons"] == ["reference_value_mismatch"]
+    assert seen["audit_index"] == max(e["index"] for e in entries)
+
+
+def test_no_report_within_the_age_makes_the_host_stale(continuous: Continuous) -> None:
+    assert _report(continuous)["accepted"] is True
+    continuous.clock.now += MAX_AGE  # exactly the age: still fresh
+    assert _run(continuous)["accepted"] is True
+    continuous.clock.now += 1
+    decision = _run(continuous)
+    assert decision["accepted"] is False and decision["reasons"] == ["host_stale"]
+    _, token = _token(continuous)
+    assert _host(continuous, token)["state"] == "stale"
+    # Reporting again is how it gets back.
+    assert _report(continuous)["accepted"] is True
+    assert _run(continuous)["accepted"] is True
+
+
+def test_a_forged_or_replayed_report_moves_no_state(continuous: Continuous) -> None:
+    """The attacker with the host user's rights but not the AK: a report naming the host
+    but not signed by its key, or a genuine one replayed, must not make it untrusted
+    (anyone could then stop any host) nor trusted (a replay proves nothing now)."""
+    from tests.verify.rig import join, split
+
+    nonce = challenge(continuous.client)
+    raw = continuous.rig.issue("agent", action="report", nonce=nonce,
+                               now=int(continuous.clock.now))
+    first = continuous.client.post("/v1/reports", json={"report": raw.decode()}).json()
+    assert first["accepted"] is True
+    continuous.rig.host.ok("measure", "command", "--", "cat")
+    again = continuous.client.post("/v1/reports", json={"report": raw.decode()}).json()
+    assert again["accepted"] is False and "host_state" not in again, again
+    header, payload, signature = raw.split(b".")
+    forged = join(header, payload, bytes(reversed(signature)))
+    del split
+    bad = continuous.client.post("/v1/reports", json={"report": forged.decode()}).json()
+    assert bad["accepted"] is False and "host_state" not in bad, bad
+    _, token = _token(continuous)
+    assert _host(continuous, token)["state"] == "trusted"
+
+
+def test_what_is_not_a_report_is_refused(continuous: Continuous) -> None:
+    post = continuous.client.post
+    exec_artifact = continuous.rig.issue(nonce=challenge(continuous.client),
+                                         now=int(continuous.clock.now))
+    answer = post("/v1/reports", json={"report": exec_artifact.decode()})
+    assert answer.status_code == 422 and "report" in answer.json()["error"]["message"]
+    unchallenged = continuous.rig.issue("agent", action="report",
+                                        now=int(continuous.clock.now))
+    answer = post("/v1/reports", json={"report": unchallenged.decode()})
+    assert answer.status_code == 422 and "eat_nonce" in answer.json()["error"]["message"]
+    assert post("/v1/reports", json={"report": 5}).status_code == 422
+    assert post("/v1/reports", content=b"{not json").status_code == 400
+    garbage = post("/v1/reports", json={"report": "not.a.jws"})
+    assert garbage.status_code == 200 and garbage.json()["accepted"] is False
+    assert continuous.client.get(f"/v1/hosts/{HOST_ID}").status_code == 401
