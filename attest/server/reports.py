@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse
 from attest.artifact import jws
 from attest.decision import Decision, Denial
 from attest.errors import EvidenceError
+from attest.server import schema
 from attest.server.admin import admin
 from attest.server.bodies import json_object, only_members, read_body, unprocessable
 from attest.store import hosttrust
@@ -44,6 +45,35 @@ API = "/v1"
 REPORT_ACTION = "report"
 JOSE_TYPES = ("application/jose",)
 
+REPORT_REQUEST: dict[str, Any] = {
+    "type": "object", "required": ["report"], "additionalProperties": False,
+    "properties": {"report": {**schema.JWS, "description": "A compact JWS: an artifact "
+                              "for action report, answering a challenge (eat_nonce)."}},
+}
+HOST_TRUST: dict[str, Any] = {
+    "type": "object", "required": ["host", "state", "reasons"],
+    "properties": {
+        "host": {"type": "string"},
+        "state": {"type": "string", "enum": ["trusted", "untrusted", "stale"]},
+        "reasons": {"type": "array", "items": {"type": "string"},
+                    "description": "untrusted: the reason codes of the report that made it"},
+        "changed_at": {"type": ["integer", "null"]},
+        "last_report_at": {"type": ["integer", "null"]},
+        "audit_index": {"type": ["integer", "null"],
+                        "description": "The audit entry of the last state change."},
+        "report_max_age": {"type": ["integer", "null"]},
+        "denial": {"oneOf": [schema.DENIAL, {"type": "null"}]},
+        "changed": {"type": "boolean"},
+    },
+}
+REPORT: dict[str, Any] = {
+    **schema.ENROLLMENT_DECISION,
+    "properties": {**schema.ENROLLMENT_DECISION["properties"], "host_state": HOST_TRUST},
+}
+_SECURED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid bearer token",
+          "content": {"application/json": {"schema": schema.ERROR}}}}
+
 
 def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
     """The routes, and the host gate on the service's verifier when the policy asks for
@@ -52,7 +82,9 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
     if max_age is not None:
         service.verifier.host_gate = _gate(service, max_age)
 
-    @app.post(f"{API}/reports", tags=["continuous"])
+    @app.post(f"{API}/reports", tags=["continuous"],
+              openapi_extra=schema.request_body(REPORT_REQUEST, jose=True),
+              responses=schema.responses(REPORT))
     async def report(request: Request) -> JSONResponse:
         """The decision on one report (200 accept or deny, logged) and the host's trust
         state after it. The body is ``{"report": "<compact JWS>"}`` or the JWS itself as
@@ -62,7 +94,8 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
         _check_report(raw)
         return JSONResponse(await run_in_threadpool(_decide, service, raw))
 
-    @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"])
+    @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"],
+             responses={**schema.responses(HOST_TRUST), **_SECURED})
     async def host(request: Request,
                    host: str = Path(..., min_length=1, max_length=255,
                                     pattern=r"^[\x21-\x7e]+$")) -> JSONResponse:
