@@ -178,3 +178,44 @@ def test_what_is_not_a_report_is_refused(continuous: Continuous) -> None:
     garbage = post("/v1/reports", json={"report": "not.a.jws"})
     assert garbage.status_code == 200 and garbage.json()["accepted"] is False
     assert continuous.client.get(f"/v1/hosts/{HOST_ID}").status_code == 401
+
+
+def test_an_untrusted_host_stays_denied_until_a_report_is_accepted(
+        continuous: Continuous) -> None:
+    """The policy learns the new measurement (a restart with it): the artifact now
+    appraises, yet the host stays untrusted, so it is denied for that alone, until the
+    host's next report is accepted. The whole story is in a log that verifies."""
+    assert _report(continuous)["accepted"] is True
+    continuous.rig.host.ok("measure", "command", "--", "cat")
+    assert _report(continuous)["host_state"]["state"] == "untrusted"
+    continuous.client.__exit__(None, None, None)
+    rig = continuous.rig
+    fixed = rig.policy(nonce=NonceMode.REQUIRED, report_max_age=MAX_AGE, rules=RULES)
+    app = create_app(fixed, continuous.url, continuous.home, clock=continuous.clock)
+    with TestClient(app) as client:
+        svc = Continuous(client, rig, continuous.home, continuous.url, continuous.clock)
+        decision = _run(svc)
+        assert decision["accepted"] is False and decision["reasons"] == ["host_untrusted"]
+        batch = client.post("/v1/verify:batch", json={"artifacts": [rig.issue(
+            nonce=challenge(client), now=int(svc.clock.now)).decode()]}).json()
+        assert batch["decisions"][0]["reasons"] == ["host_untrusted"]
+        report = _report(svc)
+        assert report["accepted"] is True and report["host_state"]["state"] == "trusted"
+        assert _run(svc)["accepted"] is True
+        _, token = _token(svc)
+        assert [e["decision"] for e in _state_entries(svc, token)] == [
+            "trusted", "untrusted", "trusted"]
+    from click.testing import CliRunner
+
+    from attest.cli.main import cli
+    checked = CliRunner().invoke(cli, ["--home", str(continuous.home), "audit", "verify",
+                                       "--store", continuous.url], catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
+
+
+def test_a_stale_host_is_denied_in_a_batch_too(continuous: Continuous) -> None:
+    raws = [continuous.rig.issue(nonce=challenge(continuous.client),
+                                 now=int(continuous.clock.now)).decode() for _ in range(2)]
+    batch = continuous.client.post("/v1/verify:batch", json={"artifacts": raws})
+    assert batch.status_code == 200, batch.text
+    assert [d["reasons"] for d in batch.json()["decisions"]] == [["host_stale"]] * 2
