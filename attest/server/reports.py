@@ -33,6 +33,8 @@ from starlette.responses import JSONResponse
 from attest.artifact import jws
 from attest.decision import Decision, Denial
 from attest.errors import EvidenceError
+from attest.evidence.structures import parse_attest
+from attest.reasons import Reason
 from attest.server import schema
 from attest.server.admin import admin
 from attest.server.bodies import json_object, only_members, read_body, unprocessable
@@ -126,15 +128,28 @@ def _gate(service: Service, max_age: int) -> Any:
 def _decide(service: Service, raw: bytes) -> dict[str, Any]:
     decision: Decision = service.verifier.verify(raw)
     now = int(service.clock())
-    changed = hosttrust.record_report(service.store, service.log, decision, now,
-                                      service.verifier.verifier_id)
     out = decision.to_json()
+    clock = _quote_clock(raw)
+    if clock is None:
+        return out  # no quote to read: the decision is a denial that moves nothing
+    changed = hosttrust.record_report(service.store, service.log, decision, now,
+                                      service.verifier.verifier_id, clock=clock)
     if decision.host is not None and hosttrust.moves(decision) is not None:
         age = service.policy.freshness.report_max_age
         view = hosttrust.view(service.store, decision.host, now=now,
                               max_age=age if age is not None else 2**62)
         out["host_state"] = {**view.to_json(), "changed": changed}
     return out
+
+
+def _quote_clock(raw: bytes) -> int | None:
+    """The TPM clock of the report's quote. Read only for a decision that moves a state,
+    whose quote the verifier checked (signature, binding, AK): the clock is the TPM's."""
+    try:
+        quote = jws.parse(raw).claims.evidence.quote
+        return parse_attest(quote, Reason.QUOTE_MALFORMED).clock_info.clock
+    except EvidenceError:
+        return None
 
 
 def _check_report(raw: bytes) -> None:

@@ -33,13 +33,14 @@ TRUSTED, UNTRUSTED, STALE = "trusted", "untrusted", "stale"
 # host's, and it says the host runs something the policy does not know.
 MEASUREMENT_REASONS = frozenset({Reason.REFERENCE_VALUE_MISMATCH, Reason.EVENTLOG_MISMATCH})
 
-_ROW = ("SELECT host, state, reasons, changed_at, reported_at, audit_index "
+_ROW = ("SELECT host, state, reasons, changed_at, reported_at, audit_index, report_clock "
         "FROM host_trust WHERE host = :host")
 _ENSURE = ("INSERT INTO host_trust (host, state, reasons, changed_at, reported_at, "
            "audit_index) VALUES (:host, :state, '', :now, NULL, NULL) "
            "ON CONFLICT (host) DO NOTHING")
 _SET = ("UPDATE host_trust SET state = :state, reasons = :reasons, changed_at = :changed, "
-        "reported_at = :reported, audit_index = :idx WHERE host = :host")
+        "reported_at = :reported, audit_index = :idx, report_clock = :clock "
+        "WHERE host = :host")
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,10 @@ def moves(decision: Decision) -> str | None:
 
 
 def record_report(store: Store, log: AuditLog | None, decision: Decision, now: int,
-                  verifier_id: str | None) -> bool:
-    """Move the host of a report's ``decision`` to the state it says (:func:`moves`), the
-    change audited in the same transaction; whether the state changed."""
+                  verifier_id: str | None, *, clock: int) -> bool:
+    """Move the host of a report's ``decision`` (its quote made at TPM ``clock``) to the
+    state it says (:func:`moves`), the change audited in the same transaction, unless an
+    earlier report moved it with a quote made no earlier; whether the state changed."""
     target = moves(decision)
     host = decision.host
     if target is None or host is None:
@@ -116,6 +118,8 @@ def record_report(store: Store, log: AuditLog | None, decision: Decision, now: i
         # A new row is a change: the host starts from "never reported" (stale).
         new = tx.execute(_ENSURE, {"host": host, "state": TRUSTED, "now": now}) == 1
         row = _locked(tx, host)
+        if row.report_clock is not None and clock <= row.report_clock:
+            return False  # quoted before the report that last moved it
         reported = now if target == TRUSTED else row.reported_at
         changed = new or row.state != target or (row.reasons or "") != reasons
         index = row.audit_index
@@ -129,7 +133,8 @@ def record_report(store: Store, log: AuditLog | None, decision: Decision, now: i
                     time=now, verifier=verifier_id, host=host,
                     reasons=tuple(r for r in reasons.split(",") if r)))
         tx.execute(_SET, {"host": host, "state": target, "reasons": reasons,
-                          "changed": changed_at, "reported": reported, "idx": index})
+                          "changed": changed_at, "reported": reported, "idx": index,
+                          "clock": clock})
     return changed
 
 

@@ -277,6 +277,9 @@ host_trust = Table("host_trust", (
     Column("changed_at", BIGINT),  # when the state last changed
     Column("reported_at", BIGINT, nullable=True),  # the last accepted report
     Column("audit_index", BIGINT, nullable=True),  # the state change's audit entry
+    # The TPM clock (ms) of the quote of the last report that moved the state: a report
+    # quoted no later (held back, then sent) moves nothing.
+    Column("report_clock", BIGINT, nullable=True),
 ))
 
 # One row per verifier process serving on this database (`attest serve`): what it is, and

@@ -219,3 +219,18 @@ def test_a_stale_host_is_denied_in_a_batch_too(continuous: Continuous) -> None:
     batch = continuous.client.post("/v1/verify:batch", json={"artifacts": raws})
     assert batch.status_code == 200, batch.text
     assert [d["reasons"] for d in batch.json()["decisions"]] == [["host_stale"]] * 2
+
+
+def test_a_good_report_held_back_does_not_undo_untrusted(continuous: Continuous) -> None:
+    """The attacker with the host user's rights and the TPM: a report made while the host
+    was clean, kept and sent after the measurement made the host untrusted. Its
+    challenge is still valid and its quote genuine, but it was quoted earlier."""
+    assert _report(continuous)["accepted"] is True
+    held = continuous.rig.issue("agent", action="report", nonce=challenge(continuous.client),
+                                now=int(continuous.clock.now))
+    continuous.rig.host.ok("measure", "command", "--", "cat")
+    assert _report(continuous)["host_state"]["state"] == "untrusted"
+    late = continuous.client.post("/v1/reports", json={"report": held.decode()}).json()
+    assert late["accepted"] is True  # the verifier's decision on the evidence itself
+    assert late["host_state"]["state"] == "untrusted" and late["host_state"]["changed"] is False
+    assert "host_untrusted" in _run(continuous)["reasons"]

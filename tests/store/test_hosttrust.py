@@ -44,22 +44,22 @@ def test_what_is_not_an_authenticated_report_moves_nothing(
         store: Store, log: AuditLog, decision: Decision) -> None:
     """A measurement reason beside any authenticity one (someone's forged or replayed
     report naming the host) must not make the host untrusted."""
-    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, None)
+    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, None, clock=100)
     assert hosttrust.moves(decision) is None
-    assert hosttrust.record_report(store, log, decision, 101, None) is False
+    assert hosttrust.record_report(store, log, decision, 101, None, clock=101) is False
     assert hosttrust.view(store, "web-1", now=101, max_age=AGE).state == hosttrust.TRUSTED
     assert len(state_entries(log)) == 1
 
 
 def test_reports_move_the_state_and_each_change_is_logged(store: Store, log: AuditLog) -> None:
     assert hosttrust.view(store, "web-1", now=100, max_age=AGE).state == hosttrust.STALE
-    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, "v1")
-    assert not hosttrust.record_report(store, log, Decision(True, host="web-1"), 105, "v1")
+    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, "v1", clock=100)
+    assert not hosttrust.record_report(store, log, Decision(True, host="web-1"), 105, "v1", clock=105)
     bad = denied("web-1", Reason.REFERENCE_VALUE_MISMATCH)
-    assert hosttrust.record_report(store, log, bad, 106, "v1")
-    assert not hosttrust.record_report(store, log, bad, 107, "v1")
+    assert hosttrust.record_report(store, log, bad, 106, "v1", clock=106)
+    assert not hosttrust.record_report(store, log, bad, 107, "v1", clock=107)
     worse = denied("web-1", Reason.REFERENCE_VALUE_MISMATCH, Reason.EVENTLOG_MISMATCH)
-    assert hosttrust.record_report(store, log, worse, 108, "v1")  # new reasons: logged
+    assert hosttrust.record_report(store, log, worse, 108, "v1", clock=108)  # new reasons: logged
     seen = hosttrust.view(store, "web-1", now=10_000, max_age=AGE)
     # Untrusted stays untrusted, not stale, however long ago: only a report clears it.
     assert seen.state == hosttrust.UNTRUSTED
@@ -73,12 +73,12 @@ def test_reports_move_the_state_and_each_change_is_logged(store: Store, log: Aud
         ("untrusted", "web-1", "v1")]
     assert entries[2]["reasons"] == ["eventlog_mismatch", "reference_value_mismatch"]
     assert seen.audit_index == entries[2]["index"]
-    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 200, "v1")
+    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 200, "v1", clock=200)
     assert hosttrust.view(store, "web-1", now=200, max_age=AGE).denial() is None
 
 
 def test_a_host_turns_stale_past_the_age(store: Store, log: AuditLog) -> None:
-    hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, None)
+    hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, None, clock=100)
     assert hosttrust.view(store, "web-1", now=100 + AGE, max_age=AGE).state == "trusted"
     late = hosttrust.view(store, "web-1", now=101 + AGE, max_age=AGE)
     assert late.state == hosttrust.STALE
@@ -86,3 +86,18 @@ def test_a_host_turns_stale_past_the_age(store: Store, log: AuditLog) -> None:
     assert denial is not None and denial.reason == Reason.HOST_STALE
     never = hosttrust.view(store, "web-2", now=100, max_age=AGE).denial()
     assert never is not None and never.reason == Reason.HOST_STALE
+
+
+def test_a_report_quoted_before_the_last_change_moves_nothing(
+        store: Store, log: AuditLog) -> None:
+    """A good report made before the bad measurement, held back and sent after the
+    report that made the host untrusted, must not make it trusted again."""
+    good = Decision(True, host="web-1")
+    bad = denied("web-1", Reason.REFERENCE_VALUE_MISMATCH)
+    assert hosttrust.record_report(store, log, good, 100, None, clock=5_000)
+    assert hosttrust.record_report(store, log, bad, 101, None, clock=7_000)
+    assert not hosttrust.record_report(store, log, good, 102, None, clock=6_000)
+    assert not hosttrust.record_report(store, log, good, 102, None, clock=7_000)
+    assert hosttrust.view(store, "web-1", now=102, max_age=AGE).state == "untrusted"
+    assert hosttrust.record_report(store, log, good, 103, None, clock=7_001)
+    assert hosttrust.view(store, "web-1", now=103, max_age=AGE).state == "trusted"
