@@ -15,6 +15,7 @@ from attest.reasons import Reason
 from attest.store import Store, hosttrust
 
 AGE = 10
+GOOD = Decision(True, host="web-1")
 
 
 def denied(host: str | None, *reasons: Reason) -> Decision:
@@ -44,7 +45,7 @@ def test_what_is_not_an_authenticated_report_moves_nothing(
         store: Store, log: AuditLog, decision: Decision) -> None:
     """A measurement reason beside any authenticity one (someone's forged or replayed
     report naming the host) must not make the host untrusted."""
-    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, None, clock=100)
+    assert hosttrust.record_report(store, log, GOOD, 100, None, clock=100)
     assert hosttrust.moves(decision) is None
     assert hosttrust.record_report(store, log, decision, 101, None, clock=101) is False
     assert hosttrust.view(store, "web-1", now=101, max_age=AGE).state == hosttrust.TRUSTED
@@ -53,8 +54,8 @@ def test_what_is_not_an_authenticated_report_moves_nothing(
 
 def test_reports_move_the_state_and_each_change_is_logged(store: Store, log: AuditLog) -> None:
     assert hosttrust.view(store, "web-1", now=100, max_age=AGE).state == hosttrust.STALE
-    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, "v1", clock=100)
-    assert not hosttrust.record_report(store, log, Decision(True, host="web-1"), 105, "v1", clock=105)
+    assert hosttrust.record_report(store, log, GOOD, 100, "v1", clock=100)
+    assert not hosttrust.record_report(store, log, GOOD, 105, "v1", clock=105)
     bad = denied("web-1", Reason.REFERENCE_VALUE_MISMATCH)
     assert hosttrust.record_report(store, log, bad, 106, "v1", clock=106)
     assert not hosttrust.record_report(store, log, bad, 107, "v1", clock=107)
@@ -73,12 +74,12 @@ def test_reports_move_the_state_and_each_change_is_logged(store: Store, log: Aud
         ("untrusted", "web-1", "v1")]
     assert entries[2]["reasons"] == ["eventlog_mismatch", "reference_value_mismatch"]
     assert seen.audit_index == entries[2]["index"]
-    assert hosttrust.record_report(store, log, Decision(True, host="web-1"), 200, "v1", clock=200)
+    assert hosttrust.record_report(store, log, GOOD, 200, "v1", clock=200)
     assert hosttrust.view(store, "web-1", now=200, max_age=AGE).denial() is None
 
 
 def test_a_host_turns_stale_past_the_age(store: Store, log: AuditLog) -> None:
-    hosttrust.record_report(store, log, Decision(True, host="web-1"), 100, None, clock=100)
+    hosttrust.record_report(store, log, GOOD, 100, None, clock=100)
     assert hosttrust.view(store, "web-1", now=100 + AGE, max_age=AGE).state == "trusted"
     late = hosttrust.view(store, "web-1", now=101 + AGE, max_age=AGE)
     assert late.state == hosttrust.STALE
