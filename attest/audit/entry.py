@@ -43,6 +43,7 @@ class Outcome(StrEnum):
     READMITTED = "readmitted"  # an AK's TPM reset accepted by an administrator
     TRUSTED = "trusted"  # host_state: an accepted report
     UNTRUSTED = "untrusted"  # host_state: a report showed an unexpected measurement
+    STALE = "stale"  # host_state: no accepted report within report_max_age
 
 
 _OUTCOMES = {
@@ -50,7 +51,7 @@ _OUTCOMES = {
     # denied: an enrollment over HTTP refused (attest.verify.enrollment); it changed nothing
     EntryKind.ENROLLMENT: {Outcome.ENROLLED, Outcome.DENIED},
     EntryKind.REVOCATION: {Outcome.REVOKED, Outcome.READMITTED},
-    EntryKind.HOST_STATE: {Outcome.TRUSTED, Outcome.UNTRUSTED},
+    EntryKind.HOST_STATE: {Outcome.TRUSTED, Outcome.UNTRUSTED, Outcome.STALE},
 }
 
 

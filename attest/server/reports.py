@@ -24,6 +24,8 @@ hosts list: host names and their troubles are the operator's to read).
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Path, Request
@@ -32,7 +34,7 @@ from starlette.responses import JSONResponse
 
 from attest.artifact import jws
 from attest.decision import Decision, Denial
-from attest.errors import EvidenceError
+from attest.errors import AttestError, EvidenceError
 from attest.evidence.structures import parse_attest
 from attest.reasons import Reason
 from attest.server import schema
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 API = "/v1"
 REPORT_ACTION = "report"
 JOSE_TYPES = ("application/jose",)
+_log = logging.getLogger("attest.server")
 
 REPORT_REQUEST: dict[str, Any] = {
     "type": "object", "required": ["report"], "additionalProperties": False,
@@ -83,6 +86,10 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
     max_age = service.policy.freshness.report_max_age
     if max_age is not None:
         service.verifier.host_gate = _gate(service, max_age)
+        sweep = StaleSweep(service, max_age)
+        app.state.stale_sweep = sweep
+        app.router.on_startup.append(sweep.start)
+        app.router.on_shutdown.insert(0, sweep.stop)  # before the store closes
 
     @app.post(f"{API}/reports", tags=["continuous"],
               openapi_extra=schema.request_body(REPORT_REQUEST, jose=True),
@@ -115,6 +122,50 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
         denial = view.denial()
         out["denial"] = None if denial is None else denial.to_json()
         return JSONResponse(out)
+
+
+class StaleSweep:
+    """A daemon thread storing (and logging) hosts turned stale, every ``interval``
+    seconds (default: a fifth of report_max_age, 1 to 30 s). Denial does not wait for it
+    (the gate derives stale from the time); the audit entry, and the events built on
+    them, come within that interval."""
+
+    def __init__(self, service: Service, max_age: int, *, interval: float | None = None) -> None:
+        self._service = service
+        self._max_age = max_age
+        self._interval = interval if interval is not None else min(30.0, max(1.0, max_age / 5))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="attest-stale-sweep",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def once(self) -> list[str]:
+        service = self._service
+        return hosttrust.sweep_stale(service.store, service.log, now=int(service.clock()),
+                                     max_age=self._max_age,
+                                     verifier_id=service.verifier.verifier_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                swept = self.once()
+            except AttestError as exc:
+                # The store out of reach: the next round tries again; the gate still
+                # denies stale hosts (or the store's absence denies everything).
+                _log.warning("stale sweep failed: %s", exc.message)
+                continue
+            except Exception:  # noqa: BLE001 - a bug logged, and the thread lives on
+                _log.exception("stale sweep failed")
+                continue
+            if swept:
+                _log.info("%d hosts turned stale", len(swept))
 
 
 def _gate(service: Service, max_age: int) -> Any:

@@ -4,7 +4,9 @@ A host is ``trusted`` after an accepted report, ``untrusted`` (with the reasons)
 report whose quote verified under its enrolled AK but whose measurements the policy does
 not know, and ``stale`` when its last accepted report is older than the policy's
 ``freshness.report_max_age`` (or it never had one). Stale is derived from the time at
-each read, never stored: a host that stops reporting needs no writer to turn stale.
+each read: a host that stops reporting is denied as stale at once, whoever writes.
+:func:`sweep_stale` (each replica runs it every few seconds: attest.server.reports)
+then stores it and logs the change.
 
 Only an authenticated report moves the state (:data:`MEASUREMENT_REASONS`): a denial for
 a forged signature, a replayed nonce or an unknown AK names a host by anyone's claim and
@@ -81,6 +83,8 @@ def _view(host: str, row: Any, now: int, max_age: int) -> TrustView:
     if row is None:
         return TrustView(host, STALE, (), None, None, None)
     reasons = tuple(r for r in (row.reasons or "").split(",") if r)
+    if row.state == STALE:  # stored by the sweep: stays until a report is accepted
+        return TrustView(host, STALE, (), row.changed_at, row.reported_at, row.audit_index)
     if row.state == UNTRUSTED:
         # Untrusted stays untrusted however old: only an accepted report clears it.
         return TrustView(host, UNTRUSTED, reasons, row.changed_at, row.reported_at,
@@ -143,3 +147,29 @@ def _locked(tx: Transaction, host: str) -> Any:
     # of one host do not both log one change. SQLite's write lock is held already.
     sql = _ROW + (" FOR UPDATE" if tx.dialect == "postgresql" else "")
     return tx.first(sql, {"host": host})
+
+
+_OVERDUE = ("SELECT host FROM host_trust WHERE state = 'trusted' AND reported_at < :before "
+            "ORDER BY host LIMIT :limit")
+_STALE = ("UPDATE host_trust SET state = 'stale', changed_at = :now, audit_index = :idx "
+          "WHERE host = :host AND state = 'trusted'")
+
+
+def sweep_stale(store: Store, log: AuditLog | None, *, now: int, max_age: int,
+                verifier_id: str | None, limit: int = 500) -> list[str]:
+    """Store as stale, each with its audit entry, up to ``limit`` trusted hosts whose last
+    accepted report is older than ``max_age``; their ids. Several replicas sweeping at
+    once log each change once: the update is conditional on the row still trusted, under
+    the row's lock (PostgreSQL) or the write lock (SQLite)."""
+    swept: list[str] = []
+    with store.write() as tx:
+        sql = _OVERDUE + (" FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else "")
+        for row in tx.all(sql, {"before": now - max_age, "limit": limit}):
+            index = None
+            if log is not None:
+                index = log.append(tx, Entry(kind=EntryKind.HOST_STATE,
+                                             decision=Outcome.STALE, time=now,
+                                             verifier=verifier_id, host=row.host))
+            tx.execute(_STALE, {"host": row.host, "now": now, "idx": index})
+            swept.append(row.host)
+    return swept

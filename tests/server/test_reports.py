@@ -135,9 +135,13 @@ def test_no_report_within_the_age_makes_the_host_stale(continuous: Continuous) -
     assert decision["accepted"] is False and decision["reasons"] == ["host_stale"]
     _, token = _token(continuous)
     assert _host(continuous, token)["state"] == "stale"
+    # The sweep (each replica's thread; run here at once) stores and logs the change.
+    continuous.client.app.state.stale_sweep.once()  # type: ignore[attr-defined]
     # Reporting again is how it gets back.
     assert _report(continuous)["accepted"] is True
     assert _run(continuous)["accepted"] is True
+    assert [e["decision"] for e in _state_entries(continuous, token)] == [
+        "trusted", "stale", "trusted"]
 
 
 def test_a_forged_or_replayed_report_moves_no_state(continuous: Continuous) -> None:

@@ -102,3 +102,24 @@ def test_a_report_quoted_before_the_last_change_moves_nothing(
     assert hosttrust.view(store, "web-1", now=102, max_age=AGE).state == "untrusted"
     assert hosttrust.record_report(store, log, good, 103, None, clock=7_001)
     assert hosttrust.view(store, "web-1", now=103, max_age=AGE).state == "trusted"
+
+
+def test_the_sweep_stores_and_logs_a_stale_host_once(store: Store, log: AuditLog) -> None:
+    bad = denied("web-2", Reason.REFERENCE_VALUE_MISMATCH)
+    assert hosttrust.record_report(store, log, GOOD, 100, None, clock=1)
+    assert hosttrust.record_report(store, log, Decision(True, host="web-2"), 100, None,
+                                   clock=1)
+    assert hosttrust.record_report(store, log, bad, 100, None, clock=2)
+    assert hosttrust.sweep_stale(store, log, now=100 + AGE, max_age=AGE,
+                                 verifier_id=None) == []
+    assert hosttrust.sweep_stale(store, log, now=101 + AGE, max_age=AGE,
+                                 verifier_id="v1") == ["web-1"]  # web-2 stays untrusted
+    assert hosttrust.sweep_stale(store, log, now=200, max_age=AGE, verifier_id="v1") == []
+    assert hosttrust.view(store, "web-1", now=0, max_age=AGE).state == "stale"  # stored
+    assert hosttrust.view(store, "web-2", now=200, max_age=AGE).state == "untrusted"
+    entries = [(e["decision"], e["host"]) for e in state_entries(log)]
+    assert entries[-1] == ("stale", "web-1") and entries.count(("stale", "web-1")) == 1
+    assert hosttrust.record_report(store, log, GOOD, 300, None, clock=3)
+    assert hosttrust.view(store, "web-1", now=300, max_age=AGE).state == "trusted"
+    assert [(e["decision"], e["host"]) for e in state_entries(log)][-1] == (
+        "trusted", "web-1")
