@@ -238,3 +238,15 @@ def test_a_good_report_held_back_does_not_undo_untrusted(continuous: Continuous)
     assert late["accepted"] is True  # the verifier's decision on the evidence itself
     assert late["host_state"]["state"] == "untrusted" and late["host_state"]["changed"] is False
     assert "host_untrusted" in _run(continuous)["reasons"]
+
+
+def test_a_gate_that_cannot_read_the_state_denies(continuous: Continuous) -> None:
+    """Fail closed: the trust state out of reach (its table gone) is a denial, never an
+    acceptance of an artifact whose host's state is unknown."""
+    assert _report(continuous)["accepted"] is True
+    store = continuous.client.app.state.service.store  # type: ignore[attr-defined]
+    with store.write() as tx:
+        tx.execute("DROP TABLE host_trust")
+    decision = _run(continuous)
+    assert decision["accepted"] is False and decision["reasons"], decision
+    assert decision["reasons"] == ["audit_unavailable"], decision  # the store failed
