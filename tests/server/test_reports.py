@@ -250,3 +250,33 @@ def test_a_gate_that_cannot_read_the_state_denies(continuous: Continuous) -> Non
     decision = _run(continuous)
     assert decision["accepted"] is False and decision["reasons"], decision
     assert decision["reasons"] == ["audit_unavailable"], decision  # the store failed
+
+
+def test_reports_send_only_the_records_since_the_last_accepted_one(
+        continuous: Continuous) -> None:
+    """The agent's loop: each report carries the runtime log from the prefix the last
+    accepted one acknowledged (its facts' runtime_log); a new unexpected record in that
+    suffix is what turns the host untrusted."""
+    from attest.artifact import jws
+    from attest.artifact.model import RuntimeLogBase
+
+    first = _report(continuous)
+    assert first["accepted"] is True
+    base = RuntimeLogBase.from_json(first["facts"]["runtime_log"])
+
+    def report_from(base: RuntimeLogBase) -> dict[str, Any]:
+        raw = continuous.rig.issue("agent", action="report", log_base=base,
+                                   nonce=challenge(continuous.client),
+                                   now=int(continuous.clock.now))
+        assert jws.parse(raw).claims.evidence.runtime_log_base == base
+        answer = continuous.client.post("/v1/reports", json={"report": raw.decode()})
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    second = report_from(base)
+    assert second["accepted"] is True, second["denials"]
+    continuous.rig.host.ok("measure", "command", "--", "cat")
+    third = report_from(RuntimeLogBase.from_json(second["facts"]["runtime_log"]))
+    assert third["reasons"] == ["reference_value_mismatch"]
+    assert third["host_state"]["state"] == "untrusted"
