@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from attest.artifact import jws
-from attest.decision import Decision, Denial
+from attest.decision import Decision
 from attest.errors import AttestError, EvidenceError
 from attest.evidence.structures import parse_attest
 from attest.reasons import Reason
@@ -41,12 +41,13 @@ from attest.server import schema
 from attest.server.admin import admin
 from attest.server.bodies import json_object, only_members, read_body, unprocessable
 from attest.store import hosttrust
+from attest.verify import verifier
 
 if TYPE_CHECKING:
     from attest.server.app import Service
 
 API = "/v1"
-REPORT_ACTION = "report"
+REPORT_ACTION = verifier.REPORT_ACTION
 JOSE_TYPES = ("application/jose",)
 _log = logging.getLogger("attest.server")
 
@@ -81,11 +82,10 @@ _SECURED: dict[int | str, dict[str, Any]] = {
 
 
 def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
-    """The routes, and the host gate on the service's verifier when the policy asks for
-    reports (freshness.report_max_age)."""
+    """The routes, and the stale sweep when the policy asks for reports
+    (freshness.report_max_age; the Verifier's own host gate denies)."""
     max_age = service.policy.freshness.report_max_age
     if max_age is not None:
-        service.verifier.host_gate = _gate(service, max_age)
         sweep = StaleSweep(service, max_age)
         app.state.stale_sweep = sweep
         app.router.on_startup.append(sweep.start)
@@ -166,14 +166,6 @@ class StaleSweep:
                 continue
             if swept:
                 _log.info("%d hosts turned stale", len(swept))
-
-
-def _gate(service: Service, max_age: int) -> Any:
-    def gate(artifact: jws.ParsedArtifact, host: str, now: int) -> Denial | None:
-        if artifact.claims.scope.action == REPORT_ACTION:
-            return None  # a report is how a host gets (back) to trusted
-        return hosttrust.view(service.store, host, now=now, max_age=max_age).denial()
-    return gate
 
 
 def _decide(service: Service, raw: bytes) -> dict[str, Any]:

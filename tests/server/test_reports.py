@@ -280,3 +280,12 @@ def test_reports_send_only_the_records_since_the_last_accepted_one(
     third = report_from(RuntimeLogBase.from_json(second["facts"]["runtime_log"]))
     assert third["reasons"] == ["reference_value_mismatch"]
     assert third["host_state"]["state"] == "untrusted"
+
+
+def test_any_verifier_under_the_policy_gates_not_only_the_service(rig: Rig) -> None:
+    """`attest verify` on the service's store with the same policy: the gate is the
+    Verifier's, so a stale host's artifact is denied there too."""
+    policy = rig.policy(report_max_age=MAX_AGE, rules=RULES)
+    decision = rig.verifier(policy).verify(rig.issue())
+    assert not decision.accepted and decision.reasons == ("host_stale",), decision
+    assert rig.verifier(policy).verify(rig.issue("agent", action="report")).accepted
