@@ -50,6 +50,8 @@ API = "/v1"
 REPORT_ACTION = verifier.REPORT_ACTION
 JOSE_TYPES = ("application/jose",)
 _log = logging.getLogger("attest.server")
+# Without report_max_age nothing turns stale by age (the state is only recorded).
+NO_AGE = 2**62
 
 REPORT_REQUEST: dict[str, Any] = {
     "type": "object", "required": ["report"], "additionalProperties": False,
@@ -116,7 +118,7 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
         age = service.policy.freshness.report_max_age
         view = await run_in_threadpool(
             lambda: hosttrust.view(service.store, host, now=int(service.clock()),
-                                   max_age=age if age is not None else 0))
+                                   max_age=age if age is not None else NO_AGE))
         out = view.to_json()
         out["report_max_age"] = age
         denial = view.denial()
@@ -180,7 +182,7 @@ def _decide(service: Service, raw: bytes) -> dict[str, Any]:
     if decision.host is not None and hosttrust.moves(decision) is not None:
         age = service.policy.freshness.report_max_age
         view = hosttrust.view(service.store, decision.host, now=now,
-                              max_age=age if age is not None else 2**62)
+                              max_age=age if age is not None else NO_AGE)
         out["host_state"] = {**view.to_json(), "changed": changed}
     return out
 

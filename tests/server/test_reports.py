@@ -6,6 +6,7 @@ A real host on its own swtpm issues every report; the verifier's clock is inject
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +42,6 @@ class Continuous(Service):
 @pytest.fixture
 def continuous(rig: Rig) -> Iterator[Continuous]:
     """The service with freshness.report_max_age set, its clock a test's to move."""
-    import time
-
     home = rig.tmp / "verifier"
     home.mkdir()
     url = default_url(home)
@@ -289,3 +288,19 @@ def test_any_verifier_under_the_policy_gates_not_only_the_service(rig: Rig) -> N
     decision = rig.verifier(policy).verify(rig.issue())
     assert not decision.accepted and decision.reasons == ("host_stale",), decision
     assert rig.verifier(policy).verify(rig.issue("agent", action="report")).accepted
+
+
+def test_without_report_max_age_reports_are_recorded_and_nothing_is_gated(rig: Rig) -> None:
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    url = default_url(home)
+    clock = Clock(time.time())
+    app = create_app(rig.policy(nonce=NonceMode.REQUIRED, rules=RULES), url, home, clock=clock)
+    with TestClient(app) as client:
+        svc = Continuous(client, rig, home, url, clock)
+        assert _run(svc)["accepted"] is True  # no report ever: not gated
+        assert _report(svc)["host_state"]["state"] == "trusted"
+        clock.now += 10_000
+        _, token = _token(svc)
+        seen = _host(svc, token)
+        assert seen["state"] == "trusted" and seen["report_max_age"] is None
