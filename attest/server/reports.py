@@ -174,9 +174,11 @@ def _decide(service: Service, raw: bytes) -> dict[str, Any]:
     decision: Decision = service.verifier.verify(raw)
     now = int(service.clock())
     out = decision.to_json()
+    if hosttrust.moves(decision) is None:
+        return out  # not the host's own evidence, or no host: moves nothing
     clock = _quote_clock(raw)
     if clock is None:
-        return out  # no quote to read: the decision is a denial that moves nothing
+        return out  # no quote to read (never after a decision that moves a state)
     changed = hosttrust.record_report(service.store, service.log, decision, now,
                                       service.verifier.verifier_id, clock=clock)
     if decision.host is not None and hosttrust.moves(decision) is not None:

@@ -304,3 +304,15 @@ def test_without_report_max_age_reports_are_recorded_and_nothing_is_gated(rig: R
         _, token = _token(svc)
         seen = _host(svc, token)
         assert seen["state"] == "trusted" and seen["report_max_age"] is None
+
+
+def test_a_state_that_cannot_be_written_is_a_json_503_never_a_traceback(
+        continuous: Continuous) -> None:
+    store = continuous.client.app.state.service.store  # type: ignore[attr-defined]
+    with store.write() as tx:
+        tx.execute("DROP TABLE host_trust")
+    raw = continuous.rig.issue("agent", action="report", nonce=challenge(continuous.client),
+                               now=int(continuous.clock.now))
+    answer = continuous.client.post("/v1/reports", json={"report": raw.decode()})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] and "Traceback" not in answer.text
