@@ -42,6 +42,11 @@ class Reason(StrEnum):
     SCOPE_ESCALATION = "scope_escalation"
     POLICY_MISMATCH = "policy_mismatch"
     AUDIT_UNAVAILABLE = "audit_unavailable"
+    # Continuous attestation (policy freshness.report_max_age; attest.server.reports):
+    # the host's last report showed an unexpected measurement (untrusted), or the host
+    # has no accepted report within report_max_age (stale). The artifact may be sound.
+    HOST_UNTRUSTED = "host_untrusted"
+    HOST_STALE = "host_stale"
     # Enrollment over HTTP (attest.verify.enrollment), not artifact denials: the secret
     # sent back is not the one wrapped to the EK for the AK (the AK is not in that TPM);
     # no pending enrollment has that id (never issued by this verifier, or purged); the

@@ -30,6 +30,7 @@ class EntryKind(StrEnum):
     DECISION = "decision"
     ENROLLMENT = "enrollment"
     REVOCATION = "revocation"
+    HOST_STATE = "host_state"  # a host's trust state changed (attest.server.reports)
 
 
 class Outcome(StrEnum):
@@ -40,6 +41,9 @@ class Outcome(StrEnum):
     ENROLLED = "enrolled"
     REVOKED = "revoked"
     READMITTED = "readmitted"  # an AK's TPM reset accepted by an administrator
+    TRUSTED = "trusted"  # host_state: an accepted report
+    UNTRUSTED = "untrusted"  # host_state: a report showed an unexpected measurement
+    STALE = "stale"  # host_state: no accepted report within report_max_age
 
 
 _OUTCOMES = {
@@ -47,6 +51,7 @@ _OUTCOMES = {
     # denied: an enrollment over HTTP refused (attest.verify.enrollment); it changed nothing
     EntryKind.ENROLLMENT: {Outcome.ENROLLED, Outcome.DENIED},
     EntryKind.REVOCATION: {Outcome.REVOKED, Outcome.READMITTED},
+    EntryKind.HOST_STATE: {Outcome.TRUSTED, Outcome.UNTRUSTED, Outcome.STALE},
 }
 
 

@@ -120,6 +120,10 @@ REASON_CLAIMS: Mapping[Reason, tuple[Claim, int]] = MappingProxyType({
     Reason.LINEAGE_BROKEN: (_D, CONTRAINDICATED_SOURCES),
     Reason.SCOPE_ESCALATION: (_D, CONTRAINDICATED_SOURCES),
     Reason.POLICY_MISMATCH: (_C, UNSUPPORTABLE_CONFIG),
+    # Continuous attestation: the host's last report showed a measurement its reference
+    # values do not know (runtime), or it stopped reporting (its instance is unproven).
+    Reason.HOST_UNTRUSTED: (_E, CONTRAINDICATED_RUNTIME),
+    Reason.HOST_STALE: (_I, UNTRUSTWORTHY_INSTANCE),
     # Enrollment: the TPM could not prove it holds the EK (activation), or the id or
     # the host id it asks for is not its to take.
     Reason.ACTIVATION_FAILED: (_H, UNRECOGNIZED_HARDWARE),

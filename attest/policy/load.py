@@ -63,7 +63,7 @@ _KEY_POLICY_FOR = {
     KeyPolicyKind.AUTHORIZE: ("authority", "authority_file", "policy_ref",
                               "min_approval_serial", "revoked_approvals"),
 }
-_FRESHNESS = ("nonce", "max_age", "clock_skew", "deny_reset")
+_FRESHNESS = ("nonce", "max_age", "clock_skew", "deny_reset", "report_max_age")
 _ARTIFACTS = ("max_lifetime", "single_use")
 _LINEAGE = ("max_depth",)
 _TRUSTED_AK = ("host", "ak_public", "ak_qualified_name")
@@ -503,6 +503,8 @@ def _freshness(at: Located | None) -> Freshness:
         clock_skew=_optional(section.get("clock_skew"), lambda d: _duration(d, positive=False),
                              default.clock_skew),
         deny_reset=_optional(section.get("deny_reset"), Located.boolean, default.deny_reset),
+        report_max_age=_optional(section.get("report_max_age"),
+                                 lambda d: _duration(d, positive=True), None),
     )
 
 

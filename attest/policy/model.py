@@ -195,6 +195,11 @@ class Freshness:
             after Shutdown(STATE) resets the PCRs too, against the last quote
             seen from that AK) is a denial (``tpm_reset``) until an administrator
             re-admits the host; when false it starts a new boot epoch.
+        report_max_age: ``freshness.report_max_age``, default unset, in seconds.
+            When set, continuous attestation is on: a host must have an accepted
+            report (``POST /v1/reports``) at most this old, else its artifacts are
+            denied ``host_stale``; a host whose last report showed an unexpected
+            measurement is denied ``host_untrusted`` (attest.server.reports).
 
     Durations are whole seconds (``300``) or a number with a unit: ``90s``,
     ``5m``, ``1h``, ``2d``, or a sum such as ``1h30m``.
@@ -204,6 +209,7 @@ class Freshness:
     max_age: int = 300
     clock_skew: int = 30
     deny_reset: bool = False
+    report_max_age: int | None = None
 
 
 @dataclass(frozen=True)

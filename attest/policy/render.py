@@ -46,6 +46,7 @@ def render_policy(
     max_age: int = 300,
     clock_skew: int = 30,
     deny_reset: bool = False,
+    report_max_age: int | None = None,
     max_lifetime: int = 600,
     single_use: bool = True,
     max_depth: int = 3,
@@ -82,7 +83,7 @@ def render_policy(
         sealed_pcrs: ``pcrs.sealed``; defaults to the indices of
             ``sealed_values`` (give it with ``authority_pem``, whose keys are
             not sealed to values named here).
-        nonce, max_age, clock_skew, deny_reset: section ``freshness``
+        nonce, max_age, clock_skew, deny_reset, report_max_age: section ``freshness``
             (durations in seconds).
         max_lifetime, single_use: section ``artifacts``.
         max_depth: ``lineage.max_depth``.
@@ -132,6 +133,9 @@ def render_policy(
     out.add(f"  deny_reset: {_bool(deny_reset)}",
             "true: a TPM reboot (resetCount or restartCount change) is denied "
             "until re-admitted")
+    if report_max_age is not None:
+        out.add(f"  report_max_age: {format_duration(report_max_age)}",
+                "continuous attestation: a host's artifacts need a report this recent")
     out.blank()
     out.add("artifacts:")
     out.add(f"  max_lifetime: {format_duration(max_lifetime)}", "exp - iat may not exceed it")

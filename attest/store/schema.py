@@ -266,6 +266,22 @@ host_decisions = Table("host_decisions", (
     Column("accepted_index", BIGINT, nullable=True),
 ))
 
+# Each host's trust state from its reports (continuous attestation: attest.store.
+# hosttrust). Unlike host_decisions, only an authenticated report moves it: an accepted
+# one (trusted, reported_at), or one whose quote verified and whose only reasons are
+# measurements (untrusted). Stale is derived from reported_at, never stored.
+host_trust = Table("host_trust", (
+    Column("host", varchar(MAX_HOST), primary_key=True),
+    Column("state", varchar(16)),  # trusted / untrusted
+    Column("reasons", varchar(MAX_HOST_REASONS)),  # untrusted: the codes, comma-separated
+    Column("changed_at", BIGINT),  # when the state last changed
+    Column("reported_at", BIGINT, nullable=True),  # the last accepted report
+    Column("audit_index", BIGINT, nullable=True),  # the state change's audit entry
+    # The TPM clock (ms) of the quote of the last report that moved the state: a report
+    # quoted no later (held back, then sent) moves nothing.
+    Column("report_clock", BIGINT, nullable=True),
+))
+
 # One row per verifier process serving on this database (`attest serve`): what it is, and
 # when it last wrote here. A replica updates its row every few seconds while it can reach
 # the database; a row whose last_seen falls behind is a replica that died or lost the
@@ -287,7 +303,7 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 ADDED_IN_V2 = (host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
                artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
                revocation_aggregate, log_prefixes, replicas, service_keys, admin_tokens,
-               host_decisions)
+               host_decisions, host_trust)
 
 # In creation order: a table after those its foreign keys name. A table added within a
 # version comes last and is created whenever a store at that version opens without it.

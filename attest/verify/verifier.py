@@ -38,7 +38,7 @@ from attest.errors import AttestError, EvidenceError, StoreUnavailable
 from attest.policy.model import VerifierPolicy
 from attest.policy.trust import TrustMaterial, load_trust
 from attest.reasons import Reason
-from attest.store import Snapshot, Store
+from attest.store import Snapshot, Store, hosttrust
 from attest.store.records import ArtifactRecord, LogPrefix
 from attest.store.records import Enrollment as EnrolledAK
 from attest.verify.appraisal import (
@@ -89,6 +89,13 @@ class Verifier:
         # hoststate), and see every committed decision (its metrics). Off for the CLI.
         self.track_hosts = False
         self.on_decided: Callable[[Sequence[Decision]], None] | None = None
+        # Continuous attestation (policy freshness.report_max_age): why an artifact is
+        # denied for its host's trust state (untrusted, stale: attest.store.hosttrust),
+        # or None. Whoever verifies under such a policy asks it, the service or the CLI.
+        # Asked before the commit; whatever it raises is a denial.
+        self.host_gate: Callable[[jws.ParsedArtifact, str, int], Denial | None] | None = (
+            None if policy.freshness.report_max_age is None
+            else _trust_gate(store, policy.freshness.report_max_age))
         # Concurrent verify calls share one write transaction (attest.verify.batch).
         self._group: GroupCommit[Member, Decision] = GroupCommit(self._commit)
 
@@ -158,8 +165,18 @@ class Verifier:
                 # Recorded whatever the decision (it is a denial): pending re-admission,
                 # so that artifacts made before the reset count as an earlier boot's.
                 self.store.record_reset(appraisal.reset.ak_name, appraisal.reset.clock, now)
-            if appraisal.acceptance is None:
-                return Member(appraisal.denial(), now, artifact=_identity(raw))
+            # Under continuous attestation the host's trust state (untrusted, stale) is
+            # a reason of its own: added to a denial, so the host's answer says it too.
+            gated = None
+            if self.host_gate is not None and (appraisal.host is not None
+                                               or appraisal.acceptance is not None):
+                # No host (never on an acceptance) has no state: stale, so denied.
+                gated = self.host_gate(parsed, appraisal.host or "", now)
+            if appraisal.acceptance is None or gated is not None:
+                found = (*appraisal.denials, *(() if gated is None else (gated,)))
+                return Member(Decision(False, found, jti=appraisal.jti,
+                                       subject=appraisal.subject, host=appraisal.host),
+                              now, artifact=_identity(raw))
             acceptance = appraisal.acceptance
             return Member(Decision(True, jti=appraisal.jti, subject=appraisal.subject,
                                    host=appraisal.host, facts=acceptance.facts,
@@ -221,6 +238,18 @@ class Verifier:
             return Seal.GENUINE if self.log.sealed(row) else Seal.FORGED
         except AttestError as exc:  # the key is out of reach: named, never skipped
             return Denial(exc.reason or Reason.INTERNAL_ERROR, exc.message)
+
+
+REPORT_ACTION = "report"
+
+
+def _trust_gate(store: Store, max_age: int
+                ) -> Callable[[jws.ParsedArtifact, str, int], Denial | None]:
+    def gate(artifact: jws.ParsedArtifact, host: str, now: int) -> Denial | None:
+        if artifact.claims.scope.action == REPORT_ACTION:
+            return None  # a report is how a host gets (back) to trusted
+        return hosttrust.view(store, host, now=now, max_age=max_age).denial()
+    return gate
 
 
 def read_snapshot(store: Store, query: SnapshotQuery, now: int) -> Snapshot:

@@ -33,6 +33,7 @@ from tests.verify.rig import HOST_ID, Rig, accepted, denied, split
 CORPUS, LIVE, LINEAGE = ("tests.verify.test_corpus_reasons", "tests.verify.test_reasons",
                          "tests.verify.test_lineage")
 ENROLL = "tests.server.test_enroll"
+REPORTS = "tests.server.test_reports"
 PRODUCED_BY = {
     Reason.MALFORMED_ARTIFACT: (CORPUS, "test_malformed_artifact"),
     Reason.ALG_NOT_ALLOWED: (LIVE, "test_alg_not_allowed"),
@@ -66,6 +67,9 @@ PRODUCED_BY = {
     Reason.SCOPE_ESCALATION: (LINEAGE, "test_scope_escalation"),
     Reason.POLICY_MISMATCH: (CORPUS, "test_policy_mismatch_rule_for_another_host"),
     Reason.AUDIT_UNAVAILABLE: (CORPUS, "test_audit_unavailable_consumes_nothing"),
+    Reason.HOST_UNTRUSTED: (REPORTS, "test_an_unexpected_measurement_makes_the_host_untrusted"
+                                     "_and_its_artifacts_denied"),
+    Reason.HOST_STALE: (REPORTS, "test_no_report_within_the_age_makes_the_host_stale"),
     Reason.LOG_PREFIX_UNKNOWN: (
         LIVE, "test_log_prefix_unknown_a_log_sent_from_a_prefix_never_seen"),
     Reason.PROOF_INVALID: (LIVE, "test_proof_invalid_is_the_reason_of_an_audit_proof_that_fails"),

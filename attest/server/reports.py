@@ -1,0 +1,226 @@
+"""Continuous attestation on the verifier: hosts' reports and their trust state.
+
+``POST /v1/reports``: what a host's agent pushes at its interval. A report IS an
+artifact (attest.artifact) with scope action ``report``, issued by the host like any
+other (attest.host.issue) over the policy's PCRs with its runtime log since its last
+accepted report (the incremental prefix), and verified by the service's one Verifier:
+the same appraisal, the same audit entry, single use of its jti. It must carry the
+service's challenge (``eat_nonce``, from ``POST /v1/challenges``): the verifier's own
+nonce proves the quote was made after the challenge, on the verifier's clock, and is
+consumed by the acceptance, so neither a replayed nor a pre-computed report counts. (A
+report counter in the qualifying data would prove order, not freshness, and need a
+second per-host state to keep in step.)
+
+The decision moves the host's trust state (attest.store.hosttrust): accepted, trusted;
+denied for measurements alone, untrusted; any other denial moves nothing (it may not be
+the host's). With ``freshness.report_max_age`` in the policy, every other artifact of a
+host that is untrusted or stale is denied (``host_untrusted``, ``host_stale``) by the
+Verifier's host gate, inside the audited decision. Reports themselves pass the gate: a
+stale host gets trusted again by reporting.
+
+``GET /v1/hosts/{host}``: the host's trust state and why (administrators' token, as the
+hosts list: host names and their troubles are the operator's to read).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Path, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from attest.artifact import jws
+from attest.decision import Decision
+from attest.errors import AttestError, EvidenceError
+from attest.evidence.structures import parse_attest
+from attest.reasons import Reason
+from attest.server import schema
+from attest.server.admin import admin
+from attest.server.bodies import json_object, only_members, read_body, unprocessable
+from attest.store import hosttrust
+from attest.verify import verifier
+
+if TYPE_CHECKING:
+    from attest.server.app import Service
+
+API = "/v1"
+REPORT_ACTION = verifier.REPORT_ACTION
+JOSE_TYPES = ("application/jose",)
+_log = logging.getLogger("attest.server")
+# Without report_max_age nothing turns stale by age (the state is only recorded).
+NO_AGE = 2**62
+
+REPORT_REQUEST: dict[str, Any] = {
+    "type": "object", "required": ["report"], "additionalProperties": False,
+    "properties": {"report": {**schema.JWS, "description": "A compact JWS: an artifact "
+                              "for action report, answering a challenge (eat_nonce)."}},
+}
+HOST_TRUST: dict[str, Any] = {
+    "type": "object", "required": ["host", "state", "reasons"],
+    "properties": {
+        "host": {"type": "string"},
+        "state": {"type": "string", "enum": ["trusted", "untrusted", "stale"]},
+        "reasons": {"type": "array", "items": {"type": "string"},
+                    "description": "untrusted: the reason codes of the report that made it"},
+        "changed_at": {"type": ["integer", "null"]},
+        "last_report_at": {"type": ["integer", "null"]},
+        "audit_index": {"type": ["integer", "null"],
+                        "description": "The audit entry of the last state change."},
+        "report_max_age": {"type": ["integer", "null"]},
+        "denial": {"oneOf": [schema.DENIAL, {"type": "null"}]},
+        "changed": {"type": "boolean"},
+    },
+}
+REPORT: dict[str, Any] = {
+    **schema.ENROLLMENT_DECISION,
+    "properties": {**schema.ENROLLMENT_DECISION["properties"], "host_state": HOST_TRUST},
+}
+_SECURED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid bearer token",
+          "content": {"application/json": {"schema": schema.ERROR}}}}
+
+
+def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
+    """The routes, and the stale sweep when the policy asks for reports
+    (freshness.report_max_age; the Verifier's own host gate denies)."""
+    max_age = service.policy.freshness.report_max_age
+    if max_age is not None:
+        sweep = StaleSweep(service, max_age)
+        app.state.stale_sweep = sweep
+        app.router.on_startup.append(sweep.start)
+        app.router.on_shutdown.insert(0, sweep.stop)  # before the store closes
+
+    @app.post(f"{API}/reports", tags=["continuous"],
+              openapi_extra=schema.request_body(REPORT_REQUEST, jose=True),
+              responses=schema.responses(REPORT))
+    async def report(request: Request) -> JSONResponse:
+        """The decision on one report (200 accept or deny, logged) and the host's trust
+        state after it. The body is ``{"report": "<compact JWS>"}`` or the JWS itself as
+        ``application/jose``."""
+        body = await read_body(request, body_bytes)
+        raw = body.strip() if _is_jose(request) else _report(json_object(body))
+        _check_report(raw)
+        return JSONResponse(await run_in_threadpool(_decide, service, raw))
+
+    @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"],
+             responses={**schema.responses(HOST_TRUST), **_SECURED})
+    async def host(request: Request,
+                   host: str = Path(..., min_length=1, max_length=255,
+                                    pattern=r"^[\x21-\x7e]+$")) -> JSONResponse:
+        """The host's trust state (trusted, untrusted with its reasons, stale), when it
+        last changed (and its audit entry) and its last accepted report."""
+        who = await admin(request, service)
+        if isinstance(who, JSONResponse):
+            return who
+        age = service.policy.freshness.report_max_age
+        view = await run_in_threadpool(
+            lambda: hosttrust.view(service.store, host, now=int(service.clock()),
+                                   max_age=age if age is not None else NO_AGE))
+        out = view.to_json()
+        out["report_max_age"] = age
+        denial = view.denial()
+        out["denial"] = None if denial is None else denial.to_json()
+        return JSONResponse(out)
+
+
+class StaleSweep:
+    """A daemon thread storing (and logging) hosts turned stale, every ``interval``
+    seconds (default: a fifth of report_max_age, 1 to 30 s). Denial does not wait for it
+    (the gate derives stale from the time); the audit entry, and the events built on
+    them, come within that interval."""
+
+    def __init__(self, service: Service, max_age: int, *, interval: float | None = None) -> None:
+        self._service = service
+        self._max_age = max_age
+        self._interval = interval if interval is not None else min(30.0, max(1.0, max_age / 5))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="attest-stale-sweep",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def once(self) -> list[str]:
+        service = self._service
+        return hosttrust.sweep_stale(service.store, service.log, now=int(service.clock()),
+                                     max_age=self._max_age,
+                                     verifier_id=service.verifier.verifier_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                swept = self.once()
+            except AttestError as exc:
+                # The store out of reach: the next round tries again; the gate still
+                # denies stale hosts (or the store's absence denies everything).
+                _log.warning("stale sweep failed: %s", exc.message)
+                continue
+            except Exception:  # noqa: BLE001 - a bug logged, and the thread lives on
+                _log.exception("stale sweep failed")
+                continue
+            if swept:
+                _log.info("%d hosts turned stale", len(swept))
+
+
+def _decide(service: Service, raw: bytes) -> dict[str, Any]:
+    decision: Decision = service.verifier.verify(raw)
+    now = int(service.clock())
+    out = decision.to_json()
+    if hosttrust.moves(decision) is None:
+        return out  # not the host's own evidence, or no host: moves nothing
+    clock = _quote_clock(raw)
+    if clock is None:
+        return out  # no quote to read (never after a decision that moves a state)
+    changed = hosttrust.record_report(service.store, service.log, decision, now,
+                                      service.verifier.verifier_id, clock=clock)
+    if decision.host is not None and hosttrust.moves(decision) is not None:
+        age = service.policy.freshness.report_max_age
+        view = hosttrust.view(service.store, decision.host, now=now,
+                              max_age=age if age is not None else NO_AGE)
+        out["host_state"] = {**view.to_json(), "changed": changed}
+    return out
+
+
+def _quote_clock(raw: bytes) -> int | None:
+    """The TPM clock of the report's quote. Read only for a decision that moves a state,
+    whose quote the verifier checked (signature, binding, AK): the clock is the TPM's."""
+    try:
+        quote = jws.parse(raw).claims.evidence.quote
+        return parse_attest(quote, Reason.QUOTE_MALFORMED).clock_info.clock
+    except EvidenceError:
+        return None
+
+
+def _check_report(raw: bytes) -> None:
+    """A report is an artifact for action ``report`` answering a challenge: anything else
+    is not a report (422), whatever the verifier would decide on it as an artifact. What
+    does not parse goes to the verifier, which denies (and logs) it."""
+    try:
+        claims = jws.parse(raw).claims
+    except EvidenceError:
+        return
+    if claims.scope.action != REPORT_ACTION:
+        raise unprocessable(f"a report is an artifact for action {REPORT_ACTION!r}")
+    if claims.eat_nonce is None:
+        raise unprocessable("a report answers the service's challenge: eat_nonce is missing")
+
+
+def _is_jose(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media in JOSE_TYPES
+
+
+def _report(body: dict[str, Any]) -> bytes:
+    only_members(body, {"report"})
+    value = body.get("report")
+    if not isinstance(value, str):
+        raise unprocessable("the body needs the member report: a compact JWS string")
+    return value.encode("utf-8", "surrogatepass")
