@@ -33,7 +33,7 @@ from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
-from attest.server import enrollment, inflight, replicas, results, schema
+from attest.server import enrollment, events, inflight, replicas, results, schema
 from attest.server.bodies import (
     RequestRefused,
     json_object,
@@ -114,6 +114,7 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     _routes(app, service, signer)
     results.mount(app, signer)
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
+    events.mount(app, service)  # /v1/events, server-sent (attest.server.events)
     # The bodies held at once, bounded (attest.server.inflight). Added before operate's
     # middleware, so inside it: its refusal raised from a body read reaches the
     # application's handlers (a JSON 503), whoever reads first (the rate limit peeks).
