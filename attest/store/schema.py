@@ -296,13 +296,18 @@ events = Table("events", (
     Column("created_at", BIGINT),
 ))
 
-# Each webhook subscriber's delivery cursor: the last event id delivered to it. Replicas
-# claim the next event with a conditional UPDATE (WHERE last_id = the one read), so each
-# event goes to each subscriber once, whichever replica sends it.
+# Each webhook subscriber's delivery cursor: the last event id delivered to it, and who
+# is delivering the next one until when (a lease). A replica claims the next event with a
+# conditional UPDATE (WHERE last_id = the one it read and no other lease is in force) and
+# advances last_id after the subscriber took it, so replicas deliver each event once per
+# subscriber; a replica that dies mid-delivery leaves a lease that expires, and the event
+# is delivered again (at least once: receivers dedupe by event id).
 MAX_SUBSCRIBER = 64
 webhook_cursors = Table("webhook_cursors", (
     Column("subscriber", varchar(MAX_SUBSCRIBER), primary_key=True),
     Column("last_id", BIGINT),
+    Column("lease_owner", varchar(64), nullable=True),  # a replica id, while it delivers
+    Column("lease_until", BIGINT),  # epoch seconds; 0: no lease
     Column("updated_at", BIGINT),
 ))
 
