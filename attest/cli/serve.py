@@ -52,11 +52,16 @@ LOG_LEVEL = "warning"
 @click.option("--behind-proxy", is_flag=True,
               help="Plain http on a --host beyond loopback: a TLS-terminating proxy is in "
               "front, and the network between it and the service is trusted.")
+@click.option("--webhooks", "webhooks_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="ATTEST_SERVE_WEBHOOKS", metavar="JSON",
+              help="POST each event to these subscribers: a JSON list of {name, url, "
+              "secret}; keep it readable by the service only [default: "
+              "$ATTEST_SERVE_WEBHOOKS].")
 @click.pass_context
 def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_host: str,
           port: int, workers: int, verifier_id: str | None, nonce_ttl: str,
           rate_limit: float | None, rate_burst: int, tls_cert: Path | None,
-          tls_key: Path | None, behind_proxy: bool) -> None:
+          tls_key: Path | None, behind_proxy: bool, webhooks_path: Path | None) -> None:
     """Serve the verifier over HTTP: challenges and verification under /v1.
 
     \b
@@ -78,6 +83,7 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
 
         from attest.server.app import create_app
         from attest.server.operate import OpsConfig
+        from attest.server.webhooks import load_subscribers
     except ImportError as exc:
         raise EnvironmentProblem(f"the service needs the server extra ({exc.name} is missing)",
                                  hint=SERVER_HINT) from None
@@ -92,8 +98,9 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
         chosen = _default_url(home)
     # Built here in this process too: a store or log key out of reach is exit 3 now.
     operations = OpsConfig(rate=rate_limit, burst=rate_burst)
+    subscribers = [] if webhooks_path is None else load_subscribers(webhooks_path)
     app = create_app(policy, chosen, home, verifier_id=verifier_id, nonce_ttl=ttl,
-                     operations=operations)
+                     operations=operations, subscribers=subscribers)
     listener = _listen(bind_host, port)
     bound = listener.getsockname()
     scheme = "http" if tls is None else "https"
@@ -114,6 +121,8 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
                        "ATTEST_SERVE_STORE": chosen, "ATTEST_SERVE_HOME": str(home),
                        "ATTEST_SERVE_VERIFIER_ID": verifier_id or "",
                        "ATTEST_SERVE_NONCE_TTL": str(ttl), **operations.environment()})
+    if webhooks_path is not None:
+        os.environ["ATTEST_SERVE_WEBHOOKS"] = str(webhooks_path.resolve())
     app.state.service.close()
     _run(uvicorn.Config("attest.server.app:from_environment", factory=True, workers=workers,
                         log_level=LOG_LEVEL, access_log=False, **ssl), listener)

@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from attest.cli.main import cli
 from attest.errors import UsageError
 from attest.policy import NonceMode
 from attest.server import webhooks
@@ -25,7 +28,9 @@ from attest.server.app import create_app
 from attest.store import Store, default_url
 from attest.store.events import record_event
 from tests.server.conftest import Service
+from tests.server.serving import policy_file, served
 from tests.server.test_admin import _auth, _token
+from tests.verify.rig import Rig
 
 SECRET = "s3cret-shared-with-the-receiver"  # noqa: S105 - a test receiver's
 WAIT_S = 30.0
@@ -176,3 +181,41 @@ def test_a_webhooks_file_must_be_one(tmp_path: Path, listed: object) -> None:
                                  SECRET}]))
     assert webhooks.load_subscribers(path) == [
         webhooks.Subscriber("ok", "https://hooks.example/", SECRET.encode())]
+
+
+def test_attest_serve_streams_and_posts_a_revocation_as_it_happens(
+        rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real `attest serve` (uvicorn): a stream already open gets the revocation made
+    after it opened, and the webhook configured by ATTEST_SERVE_WEBHOOKS gets it too."""
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create",
+                                    "--name", "ops", "--store", default_url(home), "--json"],
+                              catch_exceptions=False)
+    token = json.loads(made.output)["token"]
+    with _receiving([200]) as receiver:
+        hooks = tmp_path / "webhooks.json"
+        hooks.write_text(json.dumps([{"name": "ops", "url": receiver.url, "secret": SECRET}]))
+        monkeypatch.setenv("ATTEST_SERVE_WEBHOOKS", str(hooks))
+        with served(policy_file(rig, nonce=NonceMode.REQUIRED), home) as base:
+            opened = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - loopback
+                f"{base}/v1/events?timeout=60", headers=_auth(token)), timeout=30)
+            with opened as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                assert stream.readline() == b"retry: 1000\n"
+                revoked = urllib.request.Request(  # noqa: S310 - loopback
+                    f"{base}/v1/revocations", method="POST", headers={
+                        **_auth(token), "content-type": "application/json"},
+                    data=json.dumps({"kind": "host", "subject": "web-3",
+                                     "reason": "gone"}).encode())
+                with urllib.request.urlopen(revoked, timeout=30) as answer:  # noqa: S310
+                    assert answer.status == 200
+                lines = [stream.readline() for _ in range(4)]
+            _wait_for(lambda: len(receiver.taken()) == 1, "the webhook")
+    assert lines[0] == b"\n"  # the end of the retry message
+    fields = dict(line.decode().rstrip("\n").split(": ", 1) for line in lines
+                  if b": " in line and not line.startswith(b":"))
+    streamed = json.loads(fields["data"])
+    assert streamed["subject"] == "host:web-3" and fields["id"] == str(streamed["id"])
+    (_, posted), = receiver.taken()
+    assert json.loads(posted) == streamed
