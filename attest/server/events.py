@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ HEARTBEAT_S = 15.0
 BATCH = 100
 MEDIA = "text/event-stream"
 _CURSOR_DIGITS = 19  # MAX_INT has 19 digits
+_log = logging.getLogger("attest.server")
 
 
 def message(event: Event) -> str:
@@ -112,6 +114,8 @@ def mount(app: FastAPI, service: Service) -> None:
                 except Exception:  # noqa: BLE001 - the store went away mid-stream
                     # End the stream; the client reconnects from its cursor and then
                     # gets the 503 (or its events) in the open.
+                    _log.warning("event stream ended: the store is out of reach",
+                                 exc_info=True)
                     return
 
         return StreamingResponse(body(), media_type=MEDIA,

@@ -118,3 +118,21 @@ def test_an_event_commits_with_its_revocation_or_not_at_all(service: Service) ->
         with store.read() as tx:
             (event,) = stored.after(tx, 0)
     assert (event.kind, event.subject, event.created_at) == ("revocation", "host:kept", 2)
+
+
+def test_a_reason_cannot_forge_a_message_on_the_stream(service: Service) -> None:
+    """A revocation reason is free text (an administrator's, or a cascade's): line breaks
+    in it stay inside the JSON of one data line, never a message of their own."""
+    _, token = _token(service)
+    forged = "x\n\nid: 999999\nevent: revocation\ndata: {}\r\n\r\ndata: {}\n"
+    answer = service.client.post("/v1/revocations", headers=_auth(token), json={
+        "kind": "host", "subject": "web-5", "reason": forged})
+    assert answer.status_code == 200, answer.text
+    raw = service.client.get("/v1/events?timeout=0", headers=_auth(token)).text
+    # SSE ends lines at CR, LF or CRLF: the text holds no CR, and one data line.
+    assert "\r" in forged and "\r" not in raw and raw.isascii()
+    lines = raw.split("\n")
+    assert len([line for line in lines if line.startswith("data: ")]) == 1
+    assert not any(line.startswith("id: 999999") for line in lines)
+    (event,) = _events(service.client, token)
+    assert event["data"]["reason"] == forged and event["id"] != 999999

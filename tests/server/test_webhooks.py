@@ -129,8 +129,11 @@ def test_a_revocation_reaches_a_failing_receiver_signed_once_it_recovers(
             == event["id"]
 
 
-def test_two_replicas_deliver_each_event_once_in_order(tmp_path: Path) -> None:
-    url = default_url(tmp_path)
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_two_replicas_deliver_each_event_once_in_order(
+        tmp_path: Path, dialect: str, request: pytest.FixtureRequest) -> None:
+    url = (default_url(tmp_path) if dialect == "sqlite"
+           else str(request.getfixturevalue("pg_url")))
     with _receiving([200]) as receiver, Store.open(url) as one, Store.open(url) as two:
         subscriber = webhooks.Subscriber("siem", receiver.url, SECRET.encode())
         replicas = [webhooks.Deliverer(store, [subscriber], poll_s=0.01)
