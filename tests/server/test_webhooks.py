@@ -28,7 +28,7 @@ from attest.server.app import create_app
 from attest.store import Store, default_url
 from attest.store.events import record_event
 from tests.server.conftest import Service
-from tests.server.serving import policy_file, served
+from tests.server.serving import challenge, policy_file, served, verify
 from tests.server.test_admin import _auth, _token
 from tests.verify.rig import Rig
 
@@ -222,3 +222,42 @@ def test_attest_serve_streams_and_posts_a_revocation_as_it_happens(
     assert streamed["subject"] == "host:web-3" and fields["id"] == str(streamed["id"])
     (_, posted), = receiver.taken()
     assert json.loads(posted) == streamed
+
+
+def test_a_receiver_that_hangs_holds_up_no_decision(service: Service) -> None:
+    """While the receiver holds the delivery open, the service still decides (the
+    delivery runs on its own thread, outside any transaction)."""
+    _, token = _token(service)
+    arrived, release = threading.Event(), threading.Event()
+
+    class Hanging(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            arrived.set()
+            release.wait(WAIT_S)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    try:
+        hooked = create_app(service.rig.policy(nonce=NonceMode.REQUIRED), service.url,
+                            service.home, subscribers=[
+                                webhooks.Subscriber("slow", url, SECRET.encode())])
+        with TestClient(hooked) as client:
+            answer = client.post("/v1/revocations", headers=_auth(token), json={
+                "kind": "host", "subject": "elsewhere", "reason": "test"})
+            assert answer.status_code == 200, answer.text
+            assert arrived.wait(WAIT_S)
+            decision = verify(client, service.rig.issue(nonce=challenge(client)))
+            assert decision["accepted"] is True, decision
+            assert not release.is_set()  # the delivery was still held open
+            release.set()
+    finally:
+        release.set()
+        receiver.shutdown()
+        receiver.server_close()
