@@ -55,7 +55,7 @@ LOG_LEVEL = "warning"
 @click.option("--webhooks", "webhooks_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="ATTEST_SERVE_WEBHOOKS", metavar="JSON",
               help="POST each event to these subscribers: a JSON list of {name, url, "
-              "secret}; keep it readable by the service only [default: "
+              "secret}; mode 600: it holds the secrets [default: "
               "$ATTEST_SERVE_WEBHOOKS].")
 @click.pass_context
 def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_host: str,

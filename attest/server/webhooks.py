@@ -20,7 +20,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
+import stat
 import threading
 import time
 import urllib.error
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.store import Store
 from attest.store import webhooks as cursors
@@ -41,6 +44,7 @@ FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
 MIN_SECRET = 16
 MAX_SUBSCRIBERS = 32
+MAX_FILE_BYTES = 64 << 10
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _log = logging.getLogger("attest.server")
 
@@ -58,11 +62,13 @@ def signature(secret: bytes, timestamp: int, body: bytes) -> str:
 
 
 def load_subscribers(path: Path) -> list[Subscriber]:
-    """The subscribers a JSON file lists: ``[{"name", "url", "secret"}, ...]``."""
+    """The subscribers a JSON file lists: ``[{"name", "url", "secret"}, ...]``. The file
+    holds the secrets: refused when group or others may read or write it."""
     try:
-        listed = json.loads(path.read_text(encoding="utf-8"))
+        listed = json.loads(_private_text(path))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the webhooks file {str(path)!r}: {exc}") from None
+        raise UsageError(f"cannot read the webhooks file {visible(str(path))}: "
+                         f"{type(exc).__name__}") from None
     if not isinstance(listed, list) or len(listed) > MAX_SUBSCRIBERS:
         raise UsageError(f"the webhooks file holds a list of at most {MAX_SUBSCRIBERS} "
                          "subscribers")
@@ -83,6 +89,24 @@ def load_subscribers(path: Path) -> list[Subscriber]:
                              "characters")
         found.append(Subscriber(name, url, secret.encode("utf-8")))
     return found
+
+
+def _private_text(path: Path) -> str:
+    # The file opened is the one checked (fstat); O_NONBLOCK: a FIFO can't hang the start.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as source:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"the webhooks file {visible(str(path))} is not a regular file")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise UsageError(f"the webhooks file {visible(str(path))} is open to group or "
+                             f"others (mode {stat.S_IMODE(info.st_mode):o}): whoever reads "
+                             "it can sign events as this service",
+                             hint=f"chmod 600 {visible(str(path))}")
+        data = source.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError(f"the webhooks file is larger than {MAX_FILE_BYTES} bytes")
+    return data.decode("utf-8")
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -178,12 +179,29 @@ def test_a_redirect_is_not_followed(tmp_path: Path) -> None:
 def test_a_webhooks_file_must_be_one(tmp_path: Path, listed: object) -> None:
     path = tmp_path / "webhooks.json"
     path.write_text(json.dumps(listed))
+    path.chmod(0o600)
     with pytest.raises(UsageError):
         webhooks.load_subscribers(path)
     path.write_text(json.dumps([{"name": "ok", "url": "https://hooks.example/", "secret":
                                  SECRET}]))
     assert webhooks.load_subscribers(path) == [
         webhooks.Subscriber("ok", "https://hooks.example/", SECRET.encode())]
+
+
+def test_a_webhooks_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    """The file holds the secrets that sign events: one the group or others may read (or
+    a FIFO, which could hang the start) is refused, as --tls-key is."""
+    path = tmp_path / "webhooks.json"
+    path.write_text(json.dumps([{"name": "ok", "url": "https://hooks.example/",
+                                 "secret": SECRET}]))
+    for mode in (0o640, 0o604, 0o620):
+        path.chmod(mode)
+        with pytest.raises(UsageError, match="open to group or others"):
+            webhooks.load_subscribers(path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(UsageError, match="not a regular file"):
+        webhooks.load_subscribers(fifo)
 
 
 def test_attest_serve_streams_and_posts_a_revocation_as_it_happens(
@@ -199,6 +217,7 @@ def test_attest_serve_streams_and_posts_a_revocation_as_it_happens(
     with _receiving([200]) as receiver:
         hooks = tmp_path / "webhooks.json"
         hooks.write_text(json.dumps([{"name": "ops", "url": receiver.url, "secret": SECRET}]))
+        hooks.chmod(0o600)
         monkeypatch.setenv("ATTEST_SERVE_WEBHOOKS", str(hooks))
         with served(policy_file(rig, nonce=NonceMode.REQUIRED), home) as base:
             opened = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - loopback
