@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # imported when serving: the server extra may be absent
 
 SERVER_HINT = "pip install 'attest[server]'"
 LOG_LEVEL = "warning"
+# How long SIGTERM waits for requests in flight before cancelling them: an event stream
+# (GET /v1/events) stays open for minutes, and would otherwise hold the stop that long;
+# its client reconnects to another replica with its cursor and loses nothing.
+SHUTDOWN_GRACE_S = 5
 
 
 @click.command("serve")
@@ -114,7 +118,8 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
     # The TLS files are read again by uvicorn, in each worker: it is given their paths.
     ssl = uvicorn_tls(tls)
     if workers == 1:
-        _run(uvicorn.Config(app, log_level=LOG_LEVEL, access_log=False, **ssl), listener)
+        _run(uvicorn.Config(app, log_level=LOG_LEVEL, access_log=False,
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **ssl), listener)
         return
     # Each worker process builds its own application from the environment (a factory).
     os.environ.update({"ATTEST_SERVE_POLICY": str(policy_path.resolve()),
@@ -125,7 +130,8 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
         os.environ["ATTEST_SERVE_WEBHOOKS"] = str(webhooks_path.resolve())
     app.state.service.close()
     _run(uvicorn.Config("attest.server.app:from_environment", factory=True, workers=workers,
-                        log_level=LOG_LEVEL, access_log=False, **ssl), listener)
+                        log_level=LOG_LEVEL, access_log=False,
+                        timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **ssl), listener)
 
 
 def _run(config: uvicorn.Config, listener: socket.socket) -> None:

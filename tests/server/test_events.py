@@ -4,19 +4,26 @@ instances on one SQLite file and a restart, without loss or duplicates."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import urllib.request
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from attest.cli.main import cli
 from attest.policy import NonceMode
 from attest.server.app import create_app
-from attest.store import Store
+from attest.store import Store, default_url
 from attest.store import events as stored
 from attest.store.records import RevocationKind
 from attest.store.revocations import record
 from tests.server.conftest import Service
+from tests.server.serving import policy_file, served
 from tests.server.test_admin import _auth, _token, _unauthorized
+from tests.verify.rig import Rig
 
 
 def _events(client: TestClient, token: str, *, after: int | None = None,
@@ -136,3 +143,21 @@ def test_a_reason_cannot_forge_a_message_on_the_stream(service: Service) -> None
     assert not any(line.startswith("id: 999999") for line in lines)
     (event,) = _events(service.client, token)
     assert event["data"]["reason"] == forged and event["id"] != 999999
+
+
+def test_attest_serve_stops_on_sigterm_with_a_stream_open(rig: Rig) -> None:
+    """A stream may stay open for minutes: SIGTERM cancels it after the grace rather than
+    waiting for it (`served` gives the stop 30 s; the stream asked for 300), and the
+    client sees the stream cut, to reconnect with its cursor."""
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create",
+                                    "--name", "ops", "--store", default_url(home), "--json"],
+                              catch_exceptions=False)
+    token = json.loads(made.output)["token"]
+    with served(policy_file(rig, nonce=NonceMode.REQUIRED), home) as base:
+        stream = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - loopback
+            f"{base}/v1/events?timeout=300", headers=_auth(token)), timeout=60)
+        assert stream.readline() == b"retry: 1000\n"
+    with stream, pytest.raises(http.client.IncompleteRead):
+        stream.read()
