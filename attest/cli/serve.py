@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # imported when serving: the server extra may be absent
 
 SERVER_HINT = "pip install 'attest[server]'"
 LOG_LEVEL = "warning"
+# How long SIGTERM waits for requests in flight before cancelling them: an event stream
+# (GET /v1/events) stays open for minutes, and would otherwise hold the stop that long;
+# its client reconnects to another replica with its cursor and loses nothing.
+SHUTDOWN_GRACE_S = 5
 
 
 @click.command("serve")
@@ -52,11 +56,16 @@ LOG_LEVEL = "warning"
 @click.option("--behind-proxy", is_flag=True,
               help="Plain http on a --host beyond loopback: a TLS-terminating proxy is in "
               "front, and the network between it and the service is trusted.")
+@click.option("--webhooks", "webhooks_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="ATTEST_SERVE_WEBHOOKS", metavar="JSON",
+              help="POST each event to these subscribers: a JSON list of {name, url, "
+              "secret}; mode 600: it holds the secrets [default: "
+              "$ATTEST_SERVE_WEBHOOKS].")
 @click.pass_context
 def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_host: str,
           port: int, workers: int, verifier_id: str | None, nonce_ttl: str,
           rate_limit: float | None, rate_burst: int, tls_cert: Path | None,
-          tls_key: Path | None, behind_proxy: bool) -> None:
+          tls_key: Path | None, behind_proxy: bool, webhooks_path: Path | None) -> None:
     """Serve the verifier over HTTP: challenges and verification under /v1.
 
     \b
@@ -78,6 +87,7 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
 
         from attest.server.app import create_app
         from attest.server.operate import OpsConfig
+        from attest.server.webhooks import load_subscribers
     except ImportError as exc:
         raise EnvironmentProblem(f"the service needs the server extra ({exc.name} is missing)",
                                  hint=SERVER_HINT) from None
@@ -92,8 +102,9 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
         chosen = _default_url(home)
     # Built here in this process too: a store or log key out of reach is exit 3 now.
     operations = OpsConfig(rate=rate_limit, burst=rate_burst)
+    subscribers = [] if webhooks_path is None else load_subscribers(webhooks_path)
     app = create_app(policy, chosen, home, verifier_id=verifier_id, nonce_ttl=ttl,
-                     operations=operations)
+                     operations=operations, subscribers=subscribers)
     listener = _listen(bind_host, port)
     bound = listener.getsockname()
     scheme = "http" if tls is None else "https"
@@ -107,16 +118,20 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
     # The TLS files are read again by uvicorn, in each worker: it is given their paths.
     ssl = uvicorn_tls(tls)
     if workers == 1:
-        _run(uvicorn.Config(app, log_level=LOG_LEVEL, access_log=False, **ssl), listener)
+        _run(uvicorn.Config(app, log_level=LOG_LEVEL, access_log=False,
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **ssl), listener)
         return
     # Each worker process builds its own application from the environment (a factory).
     os.environ.update({"ATTEST_SERVE_POLICY": str(policy_path.resolve()),
                        "ATTEST_SERVE_STORE": chosen, "ATTEST_SERVE_HOME": str(home),
                        "ATTEST_SERVE_VERIFIER_ID": verifier_id or "",
                        "ATTEST_SERVE_NONCE_TTL": str(ttl), **operations.environment()})
+    if webhooks_path is not None:
+        os.environ["ATTEST_SERVE_WEBHOOKS"] = str(webhooks_path.resolve())
     app.state.service.close()
     _run(uvicorn.Config("attest.server.app:from_environment", factory=True, workers=workers,
-                        log_level=LOG_LEVEL, access_log=False, **ssl), listener)
+                        log_level=LOG_LEVEL, access_log=False,
+                        timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **ssl), listener)
 
 
 def _run(config: uvicorn.Config, listener: socket.socket) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
-from attest.server import enrollment, inflight, replicas, reports, results, schema
+from attest.server import enrollment, events, inflight, replicas, reports, results, schema, webhooks
 from attest.server.bodies import (
     RequestRefused,
     json_object,
@@ -81,7 +81,8 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
                max_batch: int = DEFAULT_BATCH, max_batch_bytes: int = DEFAULT_BATCH_BYTES,
                clock: Callable[[], float] = time.time,
                operations: OpsConfig | None = None,
-               body_budget: int = inflight.DEFAULT_BUDGET) -> FastAPI:
+               body_budget: int = inflight.DEFAULT_BUDGET,
+               subscribers: Sequence[webhooks.Subscriber] = ()) -> FastAPI:
     """The service for ``policy``, on the store at ``store_url`` with the audit log keyed
     in ``audit_home`` (the verifier's home: the log key lives there).
 
@@ -109,12 +110,18 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     purge = NoncePurge(store, clock)
     app.router.on_startup.append(purge.start)
     app.router.on_shutdown.append(purge.stop)
+    # Webhooks from a thread of their own (attest.server.webhooks): no decision waits.
+    deliverer = webhooks.Deliverer(store, subscribers)
+    app.state.webhooks = deliverer
+    app.router.on_startup.append(deliverer.start)
+    app.router.on_shutdown.append(deliverer.stop)
     app.router.on_shutdown.append(service.close)
     _errors(app)
     _routes(app, service, signer)
     results.mount(app, signer)
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
     reports.mount(app, service, VERIFY_BODY_BYTES)  # /v1/reports, /v1/hosts/{host}
+    events.mount(app, service)  # /v1/events, server-sent (attest.server.events)
     # The bodies held at once, bounded (attest.server.inflight). Added before operate's
     # middleware, so inside it: its refusal raised from a body read reaches the
     # application's handlers (a JSON 503), whoever reads first (the rate limit peeks).
@@ -136,7 +143,9 @@ def from_environment() -> FastAPI:
                       verifier_id=os.environ.get("ATTEST_SERVE_VERIFIER_ID") or None,
                       nonce_ttl=int(os.environ.get("ATTEST_SERVE_NONCE_TTL",
                                                    str(DEFAULT_NONCE_TTL))),
-                      operations=OpsConfig.from_environment())
+                      operations=OpsConfig.from_environment(),
+                      subscribers=webhooks.load_subscribers(Path(hooks)) if (
+                          hooks := os.environ.get("ATTEST_SERVE_WEBHOOKS")) else ())
 
 
 # -- errors -------------------------------------------------------------------------------

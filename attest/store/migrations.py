@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 from attest.store.db import Transaction
 from attest.store.ddl import Table
-from attest.store.schema import ADDED_IN_V2
+from attest.store.schema import ADDED_IN_V2, ADDED_IN_V3
 
 Migration = Callable[[Transaction], None]
 
@@ -49,4 +49,7 @@ def _create(tables: tuple[Table, ...]) -> Migration:
 # Version 2: the tables attest added while version 1 was current (created since by every
 # open, IF NOT EXISTS: most version 1 databases have them already) and the replicas'
 # heartbeats (attest.store.replicas).
-STORE: Mapping[int, Migration] = MappingProxyType({1: _create(ADDED_IN_V2)})
+# Version 3: the hosts' trust states (attest.store.hosttrust), the event stream and the
+# webhooks' cursors (attest.store.events).
+STORE: Mapping[int, Migration] = MappingProxyType({1: _create(ADDED_IN_V2),
+                                                   2: _create(ADDED_IN_V3)})

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from attest.store import events
 from attest.store.db import Conflict, Row, Transaction
 from attest.store.records import Revocation, RevocationKind
 from attest.store.schema import revocations
@@ -88,7 +89,10 @@ Ranked = tuple[int, Revocation]
 
 def record(tx: Transaction, kind: RevocationKind, subject: str, reason: str, now: int,
            cascaded_from: str | None = None) -> None:
-    """Record a revocation unless one exists already: the first reason and time stand."""
+    """Record a revocation unless one exists already: the first reason and time stand.
+
+    A new revocation is an event on the stream (attest.store.events), written with it.
+    """
     if find(tx, [(kind, subject)]) is not None:
         return
     try:
@@ -97,6 +101,10 @@ def record(tx: Transaction, kind: RevocationKind, subject: str, reason: str, now
         with tx.savepoint():
             tx.execute(_INSERT, {"kind": kind.value, "subject": subject, "reason": reason,
                                  "revoked_at": now, "cascaded_from": cascaded_from})
+            events.record_event(tx, events.REVOCATION, f"{kind.value}:{subject}",
+                                {"kind": kind.value, "subject": subject,
+                                 "reason": reason[:1024], "cascaded_from": cascaded_from},
+                                now=now)
     except Conflict:
         if find(tx, [(kind, subject)]) is None:
             raise

@@ -18,7 +18,9 @@ from attest.store.ddl import BIGINT, BLOB, INTEGER, SERIAL, TEXT, Column, Table,
 
 STORE_COMPONENT = "store"
 # 2: the tables added during version 1 and the replicas' heartbeats (attest.store.migrations).
-STORE_SCHEMA_VERSION = 2
+# 3: the hosts' trust states (attest.store.hosttrust), the event stream and the webhooks'
+# delivery cursors (attest.store.events).
+STORE_SCHEMA_VERSION = 3
 
 # Bounds the store checks before writing, so an oversized value is refused with a
 # message rather than by a backend-specific error (PostgreSQL enforces VARCHAR(n)).
@@ -296,6 +298,36 @@ replicas = Table("replicas", (
     Column("attest_version", varchar(64)),
 ))
 
+# The changes of trust the verifier streams (GET /v1/events) and POSTs to webhooks
+# (attest.store.events): one row per event, written in the transaction of the change it
+# reports, so none is lost or invented. The id is the stream's cursor, numbered by the
+# database; rows are append-only.
+MAX_EVENT_KIND = 32
+MAX_EVENT_SUBJECT = 300  # "<revocation kind>:<subject>" and host ids fit
+MAX_EVENT_DATA = 16384
+events = Table("events", (
+    Column("id", SERIAL, primary_key=True),
+    Column("kind", varchar(MAX_EVENT_KIND)),
+    Column("subject", varchar(MAX_EVENT_SUBJECT)),
+    Column("details", TEXT),  # a JSON object, at most MAX_EVENT_DATA bytes
+    Column("created_at", BIGINT),
+))
+
+# Each webhook subscriber's delivery cursor: the last event id delivered to it, and who
+# is delivering the next one until when (a lease). A replica claims the next event with a
+# conditional UPDATE (WHERE last_id = the one it read and no other lease is in force) and
+# advances last_id after the subscriber took it, so replicas deliver each event once per
+# subscriber; a replica that dies mid-delivery leaves a lease that expires, and the event
+# is delivered again (at least once: receivers dedupe by event id).
+MAX_SUBSCRIBER = 64
+webhook_cursors = Table("webhook_cursors", (
+    Column("subscriber", varchar(MAX_SUBSCRIBER), primary_key=True),
+    Column("last_id", BIGINT),
+    Column("lease_owner", varchar(64), nullable=True),  # a replica id, while it delivers
+    Column("lease_until", BIGINT),  # epoch seconds; 0: no lease
+    Column("updated_at", BIGINT),
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
@@ -303,8 +335,11 @@ V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, 
 ADDED_IN_V2 = (host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_serials,
                artifact_approvals, enrollment_seals, artifact_seals, revocation_seals,
                revocation_aggregate, log_prefixes, replicas, service_keys, admin_tokens,
-               host_decisions, host_trust)
+               host_decisions)
+
+# Added by version 3 (attest.store.migrations).
+ADDED_IN_V3 = (host_trust, events, webhook_cursors)
 
 # In creation order: a table after those its foreign keys name. A table added within a
 # version comes last and is created whenever a store at that version opens without it.
-TABLES = (*V1_TABLES, *ADDED_IN_V2)
+TABLES = (*V1_TABLES, *ADDED_IN_V2, *ADDED_IN_V3)

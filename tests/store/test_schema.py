@@ -22,7 +22,8 @@ TABLES = {"schema_versions", "hosts", "enrollments", "nonces", "artifacts", "ak_
           "revocations", "host_eks", "ak_eks", "approval_serials", "ak_epochs",
           "tpm_approval_serials", "artifact_approvals", "enrollment_seals",
           "artifact_seals", "revocation_seals", "revocation_aggregate", "log_prefixes",
-          "replicas", "service_keys", "admin_tokens", "host_decisions", "host_trust"}
+          "replicas", "service_keys", "admin_tokens", "host_decisions", "host_trust",
+          "events", "webhook_cursors"}
 # Added after version 1 without a version change: every store that opens gains them.
 ADDED = (store_schema.host_eks, store_schema.ak_eks, store_schema.approval_serials,
          store_schema.ak_epochs, store_schema.tpm_approval_serials,
@@ -30,7 +31,7 @@ ADDED = (store_schema.host_eks, store_schema.ak_eks, store_schema.approval_seria
          store_schema.artifact_seals, store_schema.revocation_seals,
          store_schema.revocation_aggregate, store_schema.log_prefixes, store_schema.replicas,
          store_schema.service_keys, store_schema.admin_tokens, store_schema.host_decisions,
-         store_schema.host_trust, audit_schema.audit_macs)
+         *store_schema.ADDED_IN_V3, audit_schema.audit_macs)
 HERE = Path(__file__).parent
 
 
