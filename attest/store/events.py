@@ -32,6 +32,7 @@ _AFTER = ("SELECT id, kind, subject, details, created_at FROM events WHERE id > 
 _LAST = "SELECT max(id) FROM events"
 
 REVOCATION = "revocation"
+HOST_STATE = "host_state"  # a host turned trusted, untrusted or stale (attest.store.hosttrust)
 MAX_BATCH = 500
 
 

@@ -11,7 +11,9 @@ then stores it and logs the change.
 Only an authenticated report moves the state (:data:`MEASUREMENT_REASONS`): a denial for
 a forged signature, a replayed nonce or an unknown AK names a host by anyone's claim and
 changes nothing, or anyone could make any host untrusted. Every change of the stored
-state is an audit entry (``host_state``), appended in the transaction that makes it.
+state is an audit entry (``host_state``) and an event (``host_state``, streamed by
+GET /v1/events and the webhooks: attest.store.events), both written in the transaction
+that makes it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from attest.audit.entry import Entry, EntryKind, Outcome
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
 from attest.reasons import Reason
+from attest.store import events
 from attest.store.db import Transaction
 from attest.store.schema import MAX_HOST_REASONS
 from attest.store.store import Store
@@ -139,7 +142,15 @@ def record_report(store: Store, log: AuditLog | None, decision: Decision, now: i
         tx.execute(_SET, {"host": host, "state": target, "reasons": reasons,
                           "changed": changed_at, "reported": reported, "idx": index,
                           "clock": clock})
+        if changed:
+            _event(tx, host, target, reasons.split(",") if reasons else [], index, now)
     return changed
+
+
+def _event(tx: Transaction, host: str, state: str, reasons: list[str], index: int | None,
+           now: int) -> None:
+    events.record_event(tx, events.HOST_STATE, host,
+                        {"state": state, "reasons": reasons, "audit_index": index}, now=now)
 
 
 def _locked(tx: Transaction, host: str) -> Any:
@@ -171,5 +182,6 @@ def sweep_stale(store: Store, log: AuditLog | None, *, now: int, max_age: int,
                                              decision=Outcome.STALE, time=now,
                                              verifier=verifier_id, host=row.host))
             tx.execute(_STALE, {"host": row.host, "now": now, "idx": index})
+            _event(tx, row.host, STALE, [], index, now)
             swept.append(row.host)
     return swept

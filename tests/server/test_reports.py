@@ -20,6 +20,7 @@ from attest.store import default_url
 from tests.server.conftest import Service
 from tests.server.serving import challenge, verify
 from tests.server.test_admin import _auth, _token
+from tests.server.test_events import _events
 from tests.verify.rig import HOST_ID, Rig
 
 MAX_AGE = 10
@@ -123,6 +124,9 @@ def test_an_unexpected_measurement_makes_the_host_untrusted_and_its_artifacts_de
     assert [e["decision"] for e in entries] == ["trusted", "untrusted"]
     assert entries[1]["reasons"] == ["reference_value_mismatch"]
     assert seen["audit_index"] == max(e["index"] for e in entries)
+    streamed = [e["data"] for e in _events(continuous.client, token)]
+    assert streamed[-1] == {"state": "untrusted", "reasons": ["reference_value_mismatch"],
+                            "audit_index": seen["audit_index"]}
 
 
 def test_no_report_within_the_age_makes_the_host_stale(continuous: Continuous) -> None:
@@ -139,8 +143,12 @@ def test_no_report_within_the_age_makes_the_host_stale(continuous: Continuous) -
     # Reporting again is how it gets back.
     assert _report(continuous)["accepted"] is True
     assert _run(continuous)["accepted"] is True
-    assert [e["decision"] for e in _state_entries(continuous, token)] == [
-        "trusted", "stale", "trusted"]
+    entries = _state_entries(continuous, token)
+    assert [e["decision"] for e in entries] == ["trusted", "stale", "trusted"]
+    # Each change is also an event on the stream, naming its audit entry.
+    changes = [(e["kind"], e["subject"], e["data"]["state"], e["data"]["audit_index"])
+               for e in _events(continuous.client, token)]
+    assert changes == [("host_state", HOST_ID, e["decision"], e["index"]) for e in entries]
 
 
 def test_a_forged_or_replayed_report_moves_no_state(continuous: Continuous) -> None:
