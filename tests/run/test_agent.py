@@ -1,0 +1,222 @@
+"""`attest agent` and the thin `attest run`: a real agent process on a real swtpm, asking a
+real `attest serve` on loopback; the socket's trust rules tried from both ends."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from attest.cli.thin import parsed
+from attest.host.agent import wire
+from tests.conftest import Host
+from tests.run.conftest import attest_cli, ready
+from tests.server.serving import served
+
+__all__ = ["ready"]
+
+NOBODY = 65534
+
+
+@contextmanager
+def running_agent(host: Host, base: str, pem: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """`attest agent` as a user starts it; its socket once it listens."""
+    home = Path(host.env["ATTEST_HOME"])
+    sock = home / wire.SOCKET_NAME
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "attest.cli.main", "agent", "--verifier", base,
+         "--verifier-key", str(pem)], env={**os.environ, **host.env},
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert agent.stderr is not None
+        line = agent.stderr.readline()
+        assert "listening on" in line, line + (agent.stderr.read() if agent.poll() else "")
+        yield sock, agent
+    finally:
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+        rest = agent.stderr.read() if agent.stderr else ""
+        agent.wait(timeout=30)
+        assert "Traceback" not in rest, rest
+
+
+def _verifier_key(home: Path, tmp_path: Path) -> Path:
+    from attest.ear import keys as result_keys
+
+    pem = tmp_path / "verifier.pem"
+    pem.write_text(result_keys.public_pem(result_keys.load(home).public_key()))
+    return pem
+
+
+def _raw(sock_path: Path, data: bytes) -> dict[str, object]:
+    """What the agent answers to ``data`` sent as is."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(str(sock_path))
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        answer, fd = wire.receive(conn)
+    assert fd is None
+    return answer
+
+
+def test_the_agent_authorizes_runs_and_denials_run_nothing(ready: tuple[Host, Path],
+                                                           tmp_path: Path) -> None:
+    """Through the agent: accepted, CMD runs (its exit code, the sealed copy); denied, it
+    does not; hostile bytes on the socket get an error and the agent keeps serving; once
+    it stops, the socket is gone and `attest run -- CMD` says how to get one."""
+    host, policy = ready
+    ran, never = tmp_path / "ran", tmp_path / "must-not-exist"
+    with served(policy, tmp_path / "verifier") as base:
+        pem = _verifier_key(tmp_path / "verifier", tmp_path)
+        with running_agent(host, base, pem) as (sock, agent):
+            assert os.stat(sock).st_mode & 0o777 == 0o600
+            done = attest_cli(host, "run", "--", "sh", "-c", f"echo yes > {ran}; exit 7")
+            assert done.returncode == 7, done.stderr
+            assert "through the agent" in done.stderr
+            assert ran.read_text() == "yes\n"
+
+            for garbage in (b"", b"\x00\x00\x00\x05nope!", b"\xff\xff\xff\xff",
+                            b"\x00\x00\x00\x02{}"):
+                answer = _raw(sock, garbage)
+                assert answer.get("exit") == 2, answer
+            no_fd = wire._HEADER.pack(2) + b"{}"
+            assert "error" in _raw(sock, no_fd)
+
+            host.ok("measure", "data", "--name", "unexpected", "--value", "x")
+            denied = attest_cli(host, "run", "--", "sh", "-c", f"touch {never}")
+            assert denied.returncode == 1, denied.stderr
+            assert "reference_value_mismatch" in denied.stderr
+            assert not never.exists()
+            assert agent.poll() is None
+        assert not sock.exists()
+    stopped = attest_cli(host, "run", "--", "sh", "-c", f"touch {never}")
+    assert stopped.returncode == 2, stopped.stderr
+    assert "attest agent" in stopped.stderr
+    assert not never.exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another uid")
+def test_a_peer_of_another_uid_is_refused_by_the_agent(ready: tuple[Host, Path],
+                                                       tmp_path: Path) -> None:
+    """Even with the socket opened to everyone, the agent answers a stranger (another
+    uid, by SO_PEERCRED) with an error and measures nothing for it."""
+    host, policy = ready
+    with served(policy, tmp_path / "verifier") as base:
+        pem = _verifier_key(tmp_path / "verifier", tmp_path)
+        with running_agent(host, base, pem) as (sock, _agent):
+            os.chmod(sock.parent, 0o755)  # noqa: S103 - the attack: a socket left open
+            os.chmod(sock, 0o666)  # noqa: S103
+            said = _as_stranger(sock)
+            assert f"uid {NOBODY} may not use this agent" in said
+
+
+def _as_stranger(sock: Path) -> str:
+    """The agent's answer to an authorize request from a process of uid NOBODY (a fork
+    that drops to it before connecting: the kernel records the uid at connect). It
+    reaches the socket through a descriptor on its folder opened before: pytest's
+    private temporary folders are not the point here."""
+    reading, writing = os.pipe()
+    folder = os.open(sock.parent, os.O_PATH)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(reading)
+            fd = os.open("/bin/true", os.O_RDONLY)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(30)
+                conn.connect(f"/proc/self/fd/{folder}/{sock.name}")
+                # The agent may have answered and closed before reading this.
+                with contextlib.suppress(BrokenPipeError):
+                    wire.send(conn, {"op": "authorize", "argv": ["/bin/true"],
+                                     "path": "/bin/true", "key": "default"}, fd)
+                answer, got = wire.receive(conn)
+            os.write(writing, repr((answer, got)).encode())
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails
+            os.write(writing, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(writing)
+    os.close(folder)
+    with os.fdopen(reading, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    return said
+
+
+def _listening(path: Path) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    return server
+
+
+def _thin(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    never = tmp_path / "must-not-exist"
+    done = subprocess.run([sys.executable, "-m", "attest.cli.main", "run", "--", "sh", "-c",
+                           f"touch {never}"],
+                          env={**os.environ, "ATTEST_AGENT_SOCKET": str(path),
+                               "ATTEST_HOME": str(tmp_path / "home"),
+                               "PYTHONPATH": os.pathsep.join(sys.path)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert not never.exists()
+    return done
+
+
+def test_a_socket_open_to_others_is_not_believed(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sock"
+    with _listening(path):
+        os.chmod(path, 0o666)  # noqa: S103 - the socket under test
+        done = _thin(path, tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "writable by group or others" in done.stderr
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to make another uid's socket")
+def test_a_socket_of_another_uid_is_not_believed(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sock"
+    with _listening(path):
+        os.chown(path, NOBODY, NOBODY)
+        done = _thin(path, tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert f"belongs to uid {NOBODY}" in done.stderr
+
+
+def test_a_stopped_agents_leftover_socket_falls_back_to_the_full_cli(tmp_path: Path) -> None:
+    """Nobody listening: the full CLI, where plain `run -- CMD` is usage with a hint."""
+    path = tmp_path / "agent.sock"
+    leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    leftover.bind(str(path))
+    leftover.close()
+    done = _thin(path, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "attest agent" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "--", "ls", "-l"], (["ls", "-l"], [], None, "default", False)),
+    (["run", "-q", "--keep-env", "LD_X", "--key=k", "ls"], (["ls"], ["LD_X"], None, "k", True)),
+    (["run", "--subject", "s", "--", "--x"], (["--x"], [], "s", "default", False)),
+    (["run", "--verifier", "http://x", "--", "ls"], None),
+    (["run", "--policy", "p.yaml", "ls"], None),
+    (["run", "--help"], None),
+    (["run", "--"], None),
+    (["run", "--key"], None),
+    (["--home", "h", "run", "ls"], None),
+    (["verify", "ls"], None),
+])
+def test_only_the_plain_run_goes_to_the_agent(args: list[str], expected: object) -> None:
+    assert parsed(args) == expected
