@@ -220,3 +220,15 @@ def test_a_stopped_agents_leftover_socket_falls_back_to_the_full_cli(tmp_path: P
 ])
 def test_only_the_plain_run_goes_to_the_agent(args: list[str], expected: object) -> None:
     assert parsed(args) == expected
+
+
+@pytest.mark.parametrize("program", ["/bin/true", "sh", "true", "./link-to-sh"])
+def test_the_thin_client_resolves_commands_as_attest_run_does(
+        program: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record names the resolved file: the client must name the same one."""
+    from attest.host.agent.client import resolve
+    from attest.host.runtime.subjects import resolve_executable
+
+    (tmp_path / "link-to-sh").symlink_to("/bin/sh")
+    monkeypatch.chdir(tmp_path)
+    assert resolve(program) == str(resolve_executable(program))

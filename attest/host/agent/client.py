@@ -83,12 +83,14 @@ def connect(path: Path) -> socket.socket | None:
 def resolve(program: str) -> str:
     """The file exec would run (attest.host.runtime.subjects.resolve_executable's rule)."""
     if os.sep in program:
-        resolved = os.path.abspath(program)
+        found: str | None = program
     else:
         found = shutil.which(program)
-        if found is None:
-            raise AgentRefused(f"command not found: {program}", 2)
-        resolved = os.path.realpath(found)
+    if found is None:
+        raise AgentRefused(f"command not found: {program}", 2)
+    # Symbolic links resolved as there: the record names the file, which the policy's
+    # reference values are keyed by (/bin/true is /usr/bin/true on a merged /usr).
+    resolved = os.path.realpath(found)
     if not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise AgentRefused(f"not an executable file: {resolved}", 2)
     return resolved
