@@ -45,7 +45,7 @@ def _timed(argv: list[str], env: dict[str, str]) -> float:
 def _started(argv: list[str], env: dict[str, str], ready: re.Pattern[str]) -> tuple[
         subprocess.Popen[str], re.Match[str]]:
     process = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
+    assert process.stderr is not None  # noqa: S101 - asked for above
     line = process.stderr.readline()
     found = ready.search(line)
     if found is None:

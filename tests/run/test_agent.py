@@ -232,3 +232,39 @@ def test_the_thin_client_resolves_commands_as_attest_run_does(
     (tmp_path / "link-to-sh").symlink_to("/bin/sh")
     monkeypatch.chdir(tmp_path)
     assert resolve(program) == str(resolve_executable(program))
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to listen as another uid")
+def test_an_agent_of_another_uid_behind_a_trusted_socket_is_not_believed(
+        tmp_path: Path) -> None:
+    """The socket file is root's and private, but the process listening on it runs as
+    another uid (SO_PEERCRED, read after connecting): refused, nothing sent to it."""
+    path = tmp_path / "agent.sock"
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the impostor
+        code = 1
+        try:
+            os.close(reading)
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            os.umask(0o177)
+            server.bind(str(path))
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            server.listen(1)  # the credentials a client sees are taken here
+            os.write(writing, b"listening")
+            server.settimeout(60)
+            conn, _ = server.accept()
+            os.write(writing, repr(conn.recv(1 << 16)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writing)
+    with os.fdopen(reading, "rb") as pipe:
+        assert pipe.read(9) == b"listening"
+        done = _thin(path, tmp_path)
+        got = pipe.read().decode()
+    os.waitpid(child, 0)
+    assert done.returncode == 3, done.stderr
+    assert f"runs as uid {NOBODY}" in done.stderr
+    assert got == "b''"  # the impostor heard nothing: no argv, no descriptor
