@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from attest.host.agent.wire import WireError, peer_uid, receive, send
-from attest.host.runtime.environment import injects_code  # cheap: hashlib and attest.errors
+from attest.host.runtime.injecting import injects_code
 
 NO_AGENT = None
 ANSWER_TIMEOUT_S = 120.0  # a verifier the agent waits on; the agent bounds its own calls
