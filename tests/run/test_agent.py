@@ -84,6 +84,17 @@ def test_the_agent_authorizes_runs_and_denials_run_nothing(ready: tuple[Host, Pa
             assert "through the agent" in done.stderr
             assert ran.read_text() == "yes\n"
 
+            # The client scrubs as attest run does: code-injecting variables are gone.
+            seen = tmp_path / "seen"
+            scrubbed = subprocess.run(
+                [sys.executable, "-m", "attest.cli.main", "run", "-q", "--", "sh", "-c",
+                 f'echo "${{PYTHONSTARTUP-unset}} ${{KEPT_PLAIN-unset}}" > {seen}'],
+                env={**os.environ, **host.env, "PYTHONSTARTUP": "/tmp/evil.py",
+                     "KEPT_PLAIN": "yes"}, capture_output=True, text=True, timeout=120,
+                check=False)
+            assert scrubbed.returncode == 0, scrubbed.stderr
+            assert seen.read_text() == "unset yes\n"
+
             for garbage in (b"", b"\x00\x00\x00\x05nope!", b"\xff\xff\xff\xff",
                             b"\x00\x00\x00\x02{}"):
                 answer = _raw(sock, garbage)
@@ -268,3 +279,17 @@ def test_an_agent_of_another_uid_behind_a_trusted_socket_is_not_believed(
     assert done.returncode == 3, done.stderr
     assert f"runs as uid {NOBODY}" in done.stderr
     assert got == "b''"  # the impostor heard nothing: no argv, no descriptor
+
+
+def test_periodic_reports_are_refused_until_they_exist(tmp_path: Path) -> None:
+    """--interval names the report push, which waits on the verifier's /v1/reports: a
+    usage error, not an agent that claims to report and does not."""
+    from click.testing import CliRunner
+
+    from attest.cli.main import cli
+
+    done = CliRunner().invoke(cli, ["--home", str(tmp_path), "agent", "--verifier",
+                                    "http://127.0.0.1:9", "--interval", "2s"])
+    assert done.exit_code == 2, done.output
+    assert "not implemented" in done.output
+    assert not (tmp_path / wire.SOCKET_NAME).exists()
