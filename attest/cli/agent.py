@@ -29,19 +29,23 @@ from attest.host.run import Remote
               help="With an https --verifier: the CA certificate(s) of its server.")
 @click.option("--insecure", is_flag=True,
               help="Allow plain http to a verifier on another machine.")
+@click.option("--group", "group_name", metavar="GROUP",
+              help="Let this group's members use the agent too (socket 0660 in it); "
+              "their runs are in their own user's name.")
 @click.option("--interval", default=None, metavar="DURATION",
               help="Periodic reports to the verifier: not yet available (refused).")
 @click.pass_context
 def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
           verifier_keys: tuple[Path, ...], cacert: Path | None, insecure: bool,
-          interval: str | None) -> None:
+          group_name: str | None, interval: str | None) -> None:
     """Hold the TPM and authorize `attest run` for this user over a unix socket.
 
     \b
     The socket is 0600; only this user and root may use it (the peer's uid is
-    checked on every connection). `attest run -- CMD` then asks the agent instead
-    of opening the TPM, and execs the sealed copy the agent measured. Stop it with
-    SIGTERM or Ctrl-C; `attest run` then opens the TPM itself again.
+    checked on every connection), and --group's members when given. `attest run
+    -- CMD` then asks the agent instead of opening the TPM, and execs the sealed
+    copy the agent measured. Stop it with SIGTERM or Ctrl-C; a plain `attest run`
+    is then refused (give it --verifier or --policy to open the TPM itself).
       attest agent --verifier https://verifier.example/ --verifier-key v.pem
     """
     from attest.errors import UsageError
@@ -53,6 +57,14 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     check_verifier_url(verifier_url, insecure=insecure)
     remote = Remote(verifier_url, trusted(ctx.obj.home, verifier_keys), cacert=cacert,
                     insecure=insecure)
+    group = None
+    if group_name is not None:
+        import grp
+
+        try:
+            group = grp.getgrnam(group_name).gr_gid
+        except KeyError:
+            raise UsageError(f"--group {group_name}: no such group") from None
     path = socket_path or default_socket(ctx.obj.home)
     stop: list[int] = []
 
@@ -61,7 +73,7 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
 
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
-    with tpm_from(ctx) as tpm, listening(path) as server:
+    with tpm_from(ctx) as tpm, listening(path, group) as server:
         click.echo(f"attest agent: listening on {path}", err=True)
-        serve(Agent(tpm, ctx.obj.home, remote), server, lambda: bool(stop))
+        serve(Agent(tpm, ctx.obj.home, remote, group), server, lambda: bool(stop))
     click.echo("attest agent: stopped", err=True)

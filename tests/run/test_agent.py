@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,13 +30,14 @@ NOBODY = 65534
 
 
 @contextmanager
-def running_agent(host: Host, base: str, pem: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+def running_agent(host: Host, base: str, pem: Path,
+                  *extra: str) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     """`attest agent` as a user starts it; its socket once it listens."""
     home = Path(host.env["ATTEST_HOME"])
     sock = home / wire.SOCKET_NAME
     agent = subprocess.Popen(
         [sys.executable, "-m", "attest.cli.main", "agent", "--verifier", base,
-         "--verifier-key", str(pem)], env={**os.environ, **host.env},
+         "--verifier-key", str(pem), *extra], env={**os.environ, **host.env},
         stderr=subprocess.PIPE, text=True)
     try:
         assert agent.stderr is not None
@@ -130,7 +134,8 @@ def test_a_peer_of_another_uid_is_refused_by_the_agent(ready: tuple[Host, Path],
             assert f"uid {NOBODY} may not use this agent" in said
 
 
-def _as_stranger(sock: Path) -> str:
+def _as_stranger(sock: Path, uid: int = NOBODY, gid: int = NOBODY, *,
+                 direct: bool = False) -> str:
     """The agent's answer to an authorize request from a process of uid NOBODY (a fork
     that drops to it before connecting: the kernel records the uid at connect). It
     reaches the socket through a descriptor on its folder opened before: pytest's
@@ -143,11 +148,12 @@ def _as_stranger(sock: Path) -> str:
         try:
             os.close(reading)
             fd = os.open("/bin/true", os.O_RDONLY)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(30)
-                conn.connect(f"/proc/self/fd/{folder}/{sock.name}")
+                conn.connect(str(sock) if direct else f"/proc/self/fd/{folder}/{sock.name}")
                 # The agent may have answered and closed before reading this.
                 with contextlib.suppress(BrokenPipeError):
                     wire.send(conn, {"op": "authorize", "argv": ["/bin/true"],
@@ -156,7 +162,7 @@ def _as_stranger(sock: Path) -> str:
             os.write(writing, repr((answer, got)).encode())
             code = 0
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails
-            os.write(writing, repr(exc).encode())
+            os.write(writing, (repr(exc) + traceback.format_exc()).encode())
         finally:
             os._exit(code)
     os.close(writing)
@@ -193,7 +199,7 @@ def test_a_socket_open_to_others_is_not_believed(tmp_path: Path) -> None:
         os.chmod(path, 0o666)  # noqa: S103 - the socket under test
         done = _thin(path, tmp_path)
     assert done.returncode == 3, done.stderr
-    assert "writable by group or others" in done.stderr
+    assert "writable by others" in done.stderr
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to make another uid's socket")
@@ -293,3 +299,32 @@ def test_periodic_reports_are_refused_until_they_exist(tmp_path: Path) -> None:
     assert done.exit_code == 2, done.output
     assert "not implemented" in done.output
     assert not (tmp_path / wire.SOCKET_NAME).exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as other uids")
+def test_with_group_its_members_are_served_and_no_one_else(ready: tuple[Host, Path],
+                                                            tmp_path: Path) -> None:
+    """`--group nogroup`: the socket is 0660 in it; nobody (in nogroup) gets a decision
+    in its own name (denied here: /bin/true is no reference value); daemon (not in it)
+    is refused by the agent even with the socket open to all."""
+    host, policy = ready
+    with served(policy, tmp_path / "verifier") as base:
+        pem = _verifier_key(tmp_path / "verifier", tmp_path)
+        # A folder the group can reach (pytest's own are private to root).
+        folder = Path(tempfile.mkdtemp(prefix="attest-agent-", dir="/tmp"))
+        os.chmod(folder, 0o755)  # noqa: S103 - reachable, not writable
+        sock = folder / "agent.sock"
+        try:
+            with running_agent(host, base, pem, "--group", "nogroup", "--socket", str(sock)):
+                info = os.stat(sock)
+                assert (info.st_mode & 0o777, info.st_gid) == (0o660, NOBODY)
+                member = _as_stranger(sock, direct=True)
+                assert "'accepted': False" in member and "may not use" not in member, member
+                assert "reference_value_mismatch" in member
+                # Not in the group: kept out by the mode; and, were the socket open to
+                # all, by the agent itself.
+                os.chmod(sock, 0o666)  # noqa: S103 - the attack: a socket left open
+                daemon = _as_stranger(sock, uid=1, gid=1, direct=True)
+                assert "uid 1 may not use this agent" in daemon
+        finally:
+            shutil.rmtree(folder)

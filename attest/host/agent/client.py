@@ -3,7 +3,8 @@ hands back. Standard library only (and attest.host.agent.wire): no click, no TPM
 library, no cryptography; this is what keeps `attest run` through an agent cheap.
 
 Which agent is believed: the socket must be a socket owned by this user or root and
-writable by no one else, and the process answering on it must run as this user or root
+writable by no one else (by its group only when this user is in it: `attest agent
+--group`), and the process answering on it must run as this user or root
 (SO_PEERCRED, checked after connecting: no rename between the check and the connect
 can put another user's agent there). The agent's answer is then trusted as the
 verifier's decision, as the TPM and home it holds are this user's (or root's).
@@ -52,8 +53,9 @@ def trusted_socket(path: Path) -> bool:
         raise AgentRefused(f"{path} is not a socket", 3)
     if info.st_uid not in (os.getuid(), 0):
         raise AgentRefused(f"{path} belongs to uid {info.st_uid}, not to this user or root", 3)
-    if info.st_mode & 0o022:
-        raise AgentRefused(f"{path} is writable by group or others (mode "
+    if info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid not in (
+            os.getgid(), *os.getgroups())):
+        raise AgentRefused(f"{path} is writable by others (mode "
                            f"{stat.S_IMODE(info.st_mode):o}): not this user's agent", 3)
     return True
 

@@ -1,9 +1,9 @@
 """`attest agent`: a resident host process that holds the TPM and authorizes commands for
 local clients over a unix socket.
 
-Who may use it: the socket is created 0600 in a folder only the agent's user may enter
-(ATTEST_HOME by default), and each connection's peer uid (SO_PEERCRED, from the kernel)
-must be the agent's own or root's; anyone else gets an error and nothing is measured.
+Who may use it: the socket is created 0600 (0660 in the --group given), and each
+connection's peer (SO_PEERCRED, from the kernel) must be the agent's uid, root, or a
+member of that group; anyone else gets an error and nothing is measured.
 A client names a subject only when it is the agent's user or root; any other peer's
 subject is its user name (it cannot speak for someone else).
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from attest.errors import AttestError, UsageError
-from attest.host.agent.wire import SOCKET_NAME, WireError, peer_uid, receive, send
+from attest.host.agent.wire import SOCKET_NAME, WireError, peer_credentials, receive, send
 from attest.host.run import Remote, run_remote
 from attest.host.runtime.environment import kept_variables
 from attest.host.runtime.executable import seal_opened
@@ -49,16 +49,26 @@ class Agent:
     tpm: TPM
     home: Path
     remote: Remote
+    group: int | None = None  # --group: its members may use the agent too
     uid: int = dataclasses.field(init=False, default_factory=os.getuid)
 
-    def allowed(self, peer: int) -> bool:
-        return peer in (self.uid, 0)
+    def allowed(self, peer: int, gid: int) -> bool:
+        if peer in (self.uid, 0):
+            return True
+        if self.group is None:
+            return False
+        if gid == self.group:
+            return True
+        try:  # supplementary groups: SO_PEERCRED carries the primary one only
+            return self.group in os.getgrouplist(pwd.getpwuid(peer).pw_name, gid)
+        except KeyError:
+            return False
 
     def handle(self, conn: socket.socket) -> None:
         """One client: its request answered, whatever it sent; nothing it sends raises."""
         conn.settimeout(CLIENT_TIMEOUT_S)
-        peer = peer_uid(conn)
-        if not self.allowed(peer):
+        peer, gid = peer_credentials(conn)
+        if not self.allowed(peer, gid):
             # Read nothing from a stranger: no descriptor of theirs is even received.
             send(conn, {"error": f"uid {peer} may not use this agent", "exit": 2})
             return
@@ -141,9 +151,10 @@ def _parsed(request: dict[str, Any]) -> tuple[list[str], str, dict[str, str], st
 
 
 @contextlib.contextmanager
-def listening(path: Path) -> Iterator[socket.socket]:
+def listening(path: Path, group: int | None = None) -> Iterator[socket.socket]:
     """A unix socket at ``path``, 0600 from birth (the umask is set around bind, so no
-    moment exists at which another user may connect); removed afterwards. A leftover
+    moment exists at which another user may connect), then 0660 in ``group`` when given
+    (group first, then mode); removed afterwards. A leftover
     socket nobody answers on is replaced; one that answers means another agent: refused."""
     if path.is_socket():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -165,6 +176,9 @@ def listening(path: Path) -> Iterator[socket.socket]:
     finally:
         os.umask(old)
     try:
+        if group is not None:
+            os.chown(path, -1, group)
+            os.chmod(path, 0o660)
         server.listen(16)
         yield server
     finally:

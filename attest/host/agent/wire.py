@@ -79,9 +79,13 @@ def receive(sock: socket.socket) -> tuple[dict[str, Any], int | None]:
     return message, (fds[0] if fds else None)
 
 
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end, from the kernel (SO_PEERCRED), not from
-    anything it says."""
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """The uid and gid of the process at the other end, from the kernel (SO_PEERCRED,
+    taken at connect or listen), not from anything it says."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    _pid, uid, gid = struct.unpack("3i", creds)
+    return int(uid), int(gid)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    return peer_credentials(sock)[0]
