@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -328,3 +329,38 @@ def test_with_group_its_members_are_served_and_no_one_else(ready: tuple[Host, Pa
                 assert "uid 1 may not use this agent" in daemon
         finally:
             shutil.rmtree(folder)
+
+
+def _answering(path: Path, answer: dict[str, object], fd: int) -> threading.Thread:
+    """A fake agent of this uid at ``path`` that answers one request with ``answer`` and
+    ``fd``, whatever it asked."""
+    server = _listening(path)
+
+    def one() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                _, theirs = wire.receive(conn)
+                if theirs is not None:
+                    os.close(theirs)
+                wire.send(conn, answer, fd)
+
+    thread = threading.Thread(target=one, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_acceptance_with_an_unsealed_executable_runs_nothing(tmp_path: Path) -> None:
+    """Even from an agent it trusts, the client execs only what nobody can change: a
+    writable memfd (here a shell script that would leave a file behind) is refused."""
+    never = tmp_path / "must-not-exist"
+    fd = os.memfd_create("unsealed", os.MFD_ALLOW_SEALING)
+    os.write(fd, f"#!/bin/sh\ntouch {never}\n".encode())
+    path = tmp_path / "agent.sock"
+    thread = _answering(path, {"accepted": True, "jti": "x", "script": True}, fd)
+    done = _thin(path, tmp_path)
+    thread.join(timeout=30)
+    os.close(fd)
+    assert done.returncode == 3, done.stderr
+    assert "not sealed" in done.stderr
+    assert not never.exists()

@@ -16,6 +16,7 @@ and neither can anyone else.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -136,6 +137,11 @@ def authorize(sock: socket.socket, argv: Sequence[str], keep_env: Sequence[str],
         raise AgentRefused(f"the agent did not answer: {exc}", 3) from None
     if answer.get("accepted") is True and out is not None:
         jti, script = answer.get("jti"), answer.get("script")
+        try:
+            _check_sealed(out)
+        except BaseException:
+            os.close(out)
+            raise
         return Accepted(out, jti if isinstance(jti, str) else "", script is True)
     if out is not None:
         os.close(out)  # a descriptor beside anything but an acceptance runs nothing
@@ -147,6 +153,27 @@ def authorize(sock: socket.socket, argv: Sequence[str], keep_env: Sequence[str],
     error, code = answer.get("error"), answer.get("exit")
     raise AgentRefused(f"the agent refused: {error if isinstance(error, str) else answer}",
                        code if code in (1, 2, 3) else 3)
+
+
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
+def _check_sealed(fd: int) -> None:
+    """What the agent hands back is what it measured only if nobody can change it: a
+    memfd sealed against writes, growth and shrinking, or (the set-user-ID case,
+    attest.host.runtime.executable) a regular file only root may write. Else refused."""
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        info = os.fstat(fd)
+        if (stat.S_ISREG(info.st_mode) and info.st_uid == 0
+                and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            return
+        raise AgentRefused("the agent answered with an executable that is neither sealed "
+                           "nor root's: not run", 3) from None
+    if seals & _SEALS != _SEALS:
+        raise AgentRefused("the agent answered with an executable that is not sealed: "
+                           "not run", 3)
 
 
 def scrubbed(environ: Mapping[str, str], keep: Sequence[str]) -> dict[str, str]:
