@@ -170,18 +170,18 @@ def _verified(tpm: TPM, home: Path, made: Prepared, verifier: str,
     verified again (a denial burns nothing: the nonce is still usable). The prefix an
     acceptance acknowledges is remembered for the next artifact."""
     artifact = made.artifact
-    decision = verify(artifact)
-    if (not decision.accepted and Reason.LOG_PREFIX_UNKNOWN in
-            {denial.reason for denial in decision.denials}
-            and jws.parse(artifact).claims.evidence.runtime_log_base is not None):
-        try:
+    try:  # a failure closes the sealed copy: the agent lives on after it (attest agent)
+        decision = verify(artifact)
+        if (not decision.accepted and Reason.LOG_PREFIX_UNKNOWN in
+                {denial.reason for denial in decision.denials}
+                and jws.parse(artifact).claims.evidence.runtime_log_base is not None):
             base = None if send_segment is None else segmented(home, None, send_segment)
             whole = dataclasses.replace(made.request, log_base=base)
             artifact = issue(tpm, home, whole, int(time.time()))
-        except BaseException:
-            made.executable.close()
-            raise
-        decision = verify(artifact)
+            decision = verify(artifact)
+    except BaseException:
+        made.executable.close()
+        raise
     if decision.accepted:
         base = acknowledged(decision.facts)
         if base is not None:

@@ -364,3 +364,29 @@ def test_an_acceptance_with_an_unsealed_executable_runs_nothing(tmp_path: Path) 
     assert done.returncode == 3, done.stderr
     assert "not sealed" in done.stderr
     assert not never.exists()
+
+
+def test_an_unreachable_verifier_is_exit_3_and_the_agent_keeps_nothing(
+        ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """The agent outlives a failed request: exit 3 for the run, CMD not run, and no
+    descriptor (client's or sealed copy) left open in the agent afterwards."""
+    host, _policy = ready
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    pem = tmp_path / "unused.pem"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    never = tmp_path / "must-not-exist"
+    with running_agent(host, f"http://127.0.0.1:{port}", pem) as (_sock, agent):
+        opened = len(os.listdir(f"/proc/{agent.pid}/fd"))
+        for _ in range(3):
+            done = attest_cli(host, "run", "--", "sh", "-c", f"touch {never}")
+            assert done.returncode == 3, done.stderr
+        assert len(os.listdir(f"/proc/{agent.pid}/fd")) == opened
+        assert agent.poll() is None
+    assert not never.exists()
