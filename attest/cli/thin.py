@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 _VALUED = {"--keep-env", "--subject", "--key"}
 
@@ -54,14 +53,17 @@ def parsed(args: list[str]) -> tuple[list[str], list[str], str | None, str, bool
     return rest, keep, subject, key, quiet
 
 
-def socket_path() -> Path:
+def socket_path() -> str:
+    """$ATTEST_AGENT_SOCKET, else agent.sock in the home attest.home.resolve_home names
+    (its rule, without pathlib: the thin path's imports are its cost)."""
     explicit = os.environ.get("ATTEST_AGENT_SOCKET")
     if explicit:
-        return Path(explicit)
-    from attest.home import resolve_home
+        return explicit
     from attest.host.agent.wire import SOCKET_NAME
 
-    return resolve_home() / SOCKET_NAME
+    home = os.environ.get("ATTEST_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state", "attest")
+    return os.path.join(home, SOCKET_NAME)
 
 
 def maybe_thin_run(args: list[str]) -> None:

@@ -390,3 +390,17 @@ def test_an_unreachable_verifier_is_exit_3_and_the_agent_keeps_nothing(
         assert len(os.listdir(f"/proc/{agent.pid}/fd")) == opened
         assert agent.poll() is None
     assert not never.exists()
+
+
+@pytest.mark.parametrize("home", [None, "/srv/attest-home"])
+def test_the_thin_path_finds_the_socket_in_the_home_attest_uses(
+        home: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attest.cli.thin import socket_path
+    from attest.home import resolve_home
+
+    monkeypatch.delenv("ATTEST_AGENT_SOCKET", raising=False)
+    if home is None:
+        monkeypatch.delenv("ATTEST_HOME", raising=False)
+    else:
+        monkeypatch.setenv("ATTEST_HOME", home)
+    assert socket_path() == str(resolve_home() / wire.SOCKET_NAME)

@@ -23,7 +23,6 @@ import socket
 import stat
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from attest.host.agent.wire import WireError, peer_uid, receive, send
@@ -43,7 +42,7 @@ class AgentRefused(Exception):
         self.exit = exit
 
 
-def trusted_socket(path: Path) -> bool:
+def trusted_socket(path: str) -> bool:
     """Whether ``path`` is an agent socket this user may use; False when there is none
     (no file). Raises AgentRefused when there is one that is not to be trusted."""
     try:
@@ -61,14 +60,14 @@ def trusted_socket(path: Path) -> bool:
     return True
 
 
-def connect(path: Path) -> socket.socket | None:
+def connect(path: str) -> socket.socket | None:
     """A connection to the agent at ``path``; None when no agent answers there (no
     socket, or one nobody listens on: a stopped agent)."""
     if not trusted_socket(path):
         return NO_AGENT
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(str(path))
+        sock.connect(path)
     except (ConnectionRefusedError, FileNotFoundError):
         sock.close()
         return NO_AGENT
