@@ -106,6 +106,17 @@ def test_the_agent_authorizes_runs_and_denials_run_nothing(ready: tuple[Host, Pa
                 assert answer.get("exit") == 2, answer
             no_fd = wire._HEADER.pack(2) + b"{}"
             assert "error" in _raw(sock, no_fd)
+            # Bytes of one file under the name of another: refused, nothing measured.
+            shell = os.path.realpath(shutil.which("sh") or "/bin/sh")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(str(sock))
+                other = os.open(os.path.realpath("/bin/true"), os.O_RDONLY)
+                wire.send(conn, {"op": "authorize", "argv": ["sh", "-c", f"touch {never}"],
+                                 "path": shell, "key": "default"}, other)
+                os.close(other)
+                misnamed, fd = wire.receive(conn)
+            assert fd is None and misnamed.get("exit") == 2, misnamed
+            assert "not the file at" in str(misnamed.get("error"))
 
             host.ok("measure", "data", "--name", "unexpected", "--value", "x")
             denied = attest_cli(host, "run", "--", "sh", "-c", f"touch {never}")

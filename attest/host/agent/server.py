@@ -101,6 +101,14 @@ class Agent:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise UsageError(f"not a regular file: {path}")
+            # The record names the path: it must be the file the descriptor is on, so
+            # a client cannot have its bytes logged under another file's name.
+            try:
+                named = os.stat(path)
+            except OSError:
+                named = None
+            if named is None or (named.st_dev, named.st_ino) != (info.st_dev, info.st_ino):
+                raise UsageError(f"the descriptor sent is not the file at {path}")
             if subject is None or not self.allowed_subject(peer):
                 subject = _user(peer)
             kept_variables(keep, list(keep))  # checked before anything is sealed
