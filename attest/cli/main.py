@@ -9,10 +9,19 @@ shows one for a bug report.
 
 from __future__ import annotations
 
-import importlib
 import os
-import signal
 import sys
+
+# `attest run` through a host agent: decided before click and the command tree are
+# imported (they cost more than the whole run does); it execs CMD or exits, or returns
+# and the full CLI runs (attest.cli.thin).
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "attest":
+    from attest.cli.thin import maybe_thin_run
+
+    maybe_thin_run(sys.argv[1:])
+
+import importlib
+import signal
 import traceback
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +57,7 @@ LazyCommands = Mapping[str, tuple[str, str]]
 
 _COMMANDS: LazyCommands = {
     "admin": ("attest.cli.admin", "admin"),
+    "agent": ("attest.cli.agent", "agent"),
     "audit": ("attest.cli.audit", "audit"),
     "authorize": ("attest.cli.authorize", "authorize"),
     "challenge": ("attest.cli.verifier", "challenge"),

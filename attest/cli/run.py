@@ -71,7 +71,9 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
       attest run --policy policy.yaml -- /usr/bin/backup --full /srv
     """
     if (policy_path is None) == (verifier_url is None):
-        raise UsageError("give exactly one of --policy and --verifier")
+        raise UsageError("give exactly one of --policy and --verifier",
+                         hint="or start `attest agent --verifier URL` (no agent answers on "
+                         "$ATTEST_HOME/agent.sock)")
     remote = None
     if verifier_url is not None:
         # Before anything is measured: the URL, and the keys its results must be signed by.

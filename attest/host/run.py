@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 from attest.artifact import jws
 from attest.artifact.model import RuntimeLogBase, check_b64url
 from attest.decision import Decision, Denial
-from attest.errors import EvidenceError
+from attest.errors import EvidenceError, UsageError
 from attest.host.http import VerifierUnreachable, post_json
 from attest.host.issue import Request, issue
 from attest.host.runtime import checkpoint as checkpoints
@@ -87,17 +87,23 @@ def prepare(tpm: TPM, home: Path, argv: list[str], *, subject: str, key_name: st
             policy_digest: str | None = None, include_boot_log: bool = False,
             keep_env: Sequence[str] = (),
             environ: Mapping[str, str] | None = None, verifier: str | None = None,
-            send_segment: SendSegment | None = None) -> Prepared:
+            send_segment: SendSegment | None = None,
+            sealed: SealedExecutable | None = None) -> Prepared:
     """Seal and measure the command's executable and argv, then issue an artifact for
     exactly them; the caller execs :attr:`Prepared.executable` and nothing else.
     ``verifier`` names the verifier (attest.host.runtime.prefixes): the runtime log is sent
     from the prefix it acknowledged last in this boot, if any; with ``send_segment``, a
-    log too large for one artifact goes to the verifier in segments first."""
+    log too large for one artifact goes to the verifier in segments first. ``sealed``:
+    argv[0] already sealed (by the host agent, from its client's descriptor); taken."""
     environ = os.environ if environ is None else environ
     kept = kept_variables(environ, keep_env)
     # SHA-256 always: the artifact names the executable by it, whatever banks are active.
     banks = sorted({*active_banks(tpm), "sha256"})
-    sealed = seal_executable(argv[0], banks)
+    if sealed is None:
+        sealed = seal_executable(argv[0], banks)
+    elif "sha256" not in sealed.digests or not set(banks) <= set(sealed.digests):
+        sealed.close()
+        raise UsageError("the sealed executable was not hashed in every active bank")
     try:
         # argv as asked: the record's argv_digest is then the digest of scope.argv.
         content = subjects.command_content(argv, active_banks(tpm), executable=sealed.path,
@@ -164,18 +170,18 @@ def _verified(tpm: TPM, home: Path, made: Prepared, verifier: str,
     verified again (a denial burns nothing: the nonce is still usable). The prefix an
     acceptance acknowledges is remembered for the next artifact."""
     artifact = made.artifact
-    decision = verify(artifact)
-    if (not decision.accepted and Reason.LOG_PREFIX_UNKNOWN in
-            {denial.reason for denial in decision.denials}
-            and jws.parse(artifact).claims.evidence.runtime_log_base is not None):
-        try:
+    try:  # a failure closes the sealed copy: the agent lives on after it (attest agent)
+        decision = verify(artifact)
+        if (not decision.accepted and Reason.LOG_PREFIX_UNKNOWN in
+                {denial.reason for denial in decision.denials}
+                and jws.parse(artifact).claims.evidence.runtime_log_base is not None):
             base = None if send_segment is None else segmented(home, None, send_segment)
             whole = dataclasses.replace(made.request, log_base=base)
             artifact = issue(tpm, home, whole, int(time.time()))
-        except BaseException:
-            made.executable.close()
-            raise
-        decision = verify(artifact)
+            decision = verify(artifact)
+    except BaseException:
+        made.executable.close()
+        raise
     if decision.accepted:
         base = acknowledged(decision.facts)
         if base is not None:
@@ -262,13 +268,21 @@ MAX_NONCE_CHARS = 512  # the service's are 43; an artifact carries whatever it i
 
 
 def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject: str,
-               key_name: str, ttl: int = 60, keep_env: Sequence[str] = ()) -> Authorized:
+               key_name: str, ttl: int = 60, keep_env: Sequence[str] = (),
+               environ: Mapping[str, str] | None = None,
+               sealed: SealedExecutable | None = None) -> Authorized:
     """Authorize ``argv`` with a challenge from the verifier service and have it verify;
-    accepted only on an affirming result signed by one of ``remote.keys``."""
-    nonce = remote.challenge()
+    accepted only on an affirming result signed by one of ``remote.keys``. ``environ``
+    and ``sealed``: the client's, when the host agent authorizes for it."""
+    try:
+        nonce = remote.challenge()
+    except BaseException:
+        if sealed is not None:
+            sealed.close()
+        raise
     verifier = f"url:{remote.base}"
     made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
-                   keep_env=keep_env, verifier=verifier)
+                   keep_env=keep_env, environ=environ, verifier=verifier, sealed=sealed)
     decision, artifact = _verified(tpm, home, made, verifier,
                                    lambda raw: remote.verify(raw, nonce))
     return Authorized(decision, made.executable, made.env, artifact)

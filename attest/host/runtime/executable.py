@@ -68,6 +68,13 @@ def seal_executable(program: str, banks: Sequence[str]) -> SealedExecutable:
         source = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as exc:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
+    return seal_opened(path, source, banks)
+
+
+def seal_opened(path: Path, source: int, banks: Sequence[str]) -> SealedExecutable:
+    """:func:`seal_executable` from a descriptor already opened on ``path`` (the host
+    agent gets it from its client, who opened it with the client's own rights). Takes
+    ``source``: it is closed, or kept as the executable when privileged."""
     try:
         info = os.fstat(source)
         if not stat.S_ISREG(info.st_mode):

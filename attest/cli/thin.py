@@ -1,0 +1,87 @@
+"""`attest run` through a host agent, decided before click and the command tree load.
+
+Only the plain form goes this way: ``attest run [-q] [--keep-env NAME]... [--subject S]
+[--key K] [--] CMD ARGS...``, with an agent answering on $ATTEST_AGENT_SOCKET or
+$ATTEST_HOME/agent.sock. Anything else (--policy, --verifier, --help, global options),
+or no agent answering (no socket, or a stopped agent's leftover), returns and the full
+CLI runs as before: today's path, which opens the TPM itself. A socket that is there
+but not to be trusted is an error (exit 3), never a silent fallback: something is
+impersonating the agent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_VALUED = {"--keep-env", "--subject", "--key"}
+
+
+def parsed(args: list[str]) -> tuple[list[str], list[str], str | None, str, bool] | None:
+    """(argv, keep_env, subject, key, quiet) for the plain form of `run ...`, else None."""
+    if not args or args[0] != "run":
+        return None
+    keep: list[str] = []
+    subject, key, quiet = None, "default", False
+    rest = args[1:]
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            break
+        if arg in ("-q", "--quiet"):
+            quiet = True
+            continue
+        name, eq, value = arg.partition("=")
+        if name in _VALUED:
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            if name == "--keep-env":
+                keep.append(value)
+            elif name == "--subject":
+                subject = value
+            else:
+                key = value
+            continue
+        if arg.startswith("-"):
+            return None  # an option the plain form does not take: the full CLI
+        rest.insert(0, arg)
+        break
+    if not rest:
+        return None
+    return rest, keep, subject, key, quiet
+
+
+def socket_path() -> str:
+    """$ATTEST_AGENT_SOCKET, else agent.sock in the home attest.home.resolve_home names
+    (its rule, without pathlib: the thin path's imports are its cost)."""
+    explicit = os.environ.get("ATTEST_AGENT_SOCKET")
+    if explicit:
+        return explicit
+    from attest.host.agent.wire import SOCKET_NAME
+
+    home = os.environ.get("ATTEST_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state", "attest")
+    return os.path.join(home, SOCKET_NAME)
+
+
+def maybe_thin_run(args: list[str]) -> None:
+    """Exec CMD or exit when an agent answered; return when the full CLI is to run."""
+    plain = parsed(args)
+    if plain is None:
+        return
+    from attest.host.agent import client
+
+    argv, keep, subject, key, quiet = plain
+    try:
+        sock = client.connect(socket_path())
+        if sock is None:
+            return
+        code = client.run(sock, argv, keep, subject, key, quiet)
+    except client.AgentRefused as exc:
+        print(f"attest: {client.visible(exc.message)}", file=sys.stderr)
+        sys.exit(exc.exit)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code)
