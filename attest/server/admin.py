@@ -63,8 +63,7 @@ async def admin(request: Request, service: Service) -> TokenInfo | JSONResponse:
 
 def mount(app: FastAPI, service: Service, *, stale_after: int = DEFAULT_STALE_AFTER) -> None:
     """Add the admin routes to ``app``."""
-    secured: dict[int | str, dict[str, Any]] = {401: {"description": "No valid bearer token",
-                     "content": {"application/json": {"schema": schema.ERROR}}}}
+    secured = schema.SECURED
 
     @app.post(f"{API}/revocations", tags=["admin"],
               openapi_extra=schema.request_body(opsschema.REVOCATION_REQUEST),

@@ -30,6 +30,7 @@ from fastapi import FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from attest.server import schema
 from attest.server.admin import API, MAX_INT, admin
 from attest.server.bodies import RequestRefused
 from attest.store import events
@@ -76,7 +77,8 @@ def mount(app: FastAPI, service: Service) -> None:
 
     @app.get(f"{API}/events", tags=["admin"], response_class=Response,
              responses={200: {"description": "The events after the cursor, as server-sent "
-                              "events (id: the cursor)", "content": {MEDIA: {}}}})
+                              "events (id: the cursor)", "content": {MEDIA: {}}},
+                        **schema.SECURED})
     async def stream(request: Request, after: int = Query(0, ge=0, le=MAX_INT),
                      timeout: int = Query(MAX_STREAM_S, ge=0, le=MAX_STREAM_S)) -> Response:
         """Revocations and host state changes after ``after`` (or ``Last-Event-ID``), in

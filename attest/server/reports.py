@@ -78,10 +78,6 @@ REPORT: dict[str, Any] = {
     **schema.ENROLLMENT_DECISION,
     "properties": {**schema.ENROLLMENT_DECISION["properties"], "host_state": HOST_TRUST},
 }
-_SECURED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No valid bearer token",
-          "content": {"application/json": {"schema": schema.ERROR}}}}
-
 
 def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
     """The routes, and the stale sweep when the policy asks for reports
@@ -106,7 +102,7 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
         return JSONResponse(await run_in_threadpool(_decide, service, raw))
 
     @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"],
-             responses={**schema.responses(HOST_TRUST), **_SECURED})
+             responses={**schema.responses(HOST_TRUST), **schema.SECURED})
     async def host(request: Request,
                    host: str = Path(..., min_length=1, max_length=255,
                                     pattern=r"^[\x21-\x7e]+$")) -> JSONResponse:

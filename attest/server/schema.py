@@ -77,6 +77,10 @@ ERROR: dict[str, Any] = {
         "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
                        "message": {"type": "string"}}}},
 }
+# The answer of a route that needs an administrator's bearer token, without a valid one.
+SECURED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid bearer token",
+          "content": {"application/json": {"schema": ERROR}}}}
 
 
 def request_body(body: dict[str, Any], *, required: bool = True,
