@@ -5,6 +5,7 @@ others' runs; the clients are real `attest run` processes."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import signal
@@ -26,7 +27,7 @@ from attest.host.agent.supervisor import Supervisor
 from attest.host.run import Remote
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
-from tests.run.test_agent import _verifier_key, running_agent
+from tests.run.test_agent import _answering, _verifier_key, running_agent
 from tests.server.serving import served
 
 __all__ = ["ready"]
@@ -227,3 +228,26 @@ def test_a_stopping_agent_stops_its_supervised_runs(ready: tuple[Host, Path],
     host.ok("audit", "verify")
     assert [(e["pid"], e["reasons"]) for e in _stop_entries(host.home)] == [
         (supervised.pid, ["host_stale"])]
+
+
+def test_an_agent_that_does_not_confirm_supervision_runs_nothing(tmp_path: Path) -> None:
+    """An agent that knows nothing of --supervise ignores it and accepts: the client
+    would run CMD unsupervised, so it runs nothing (exit 3)."""
+    never = tmp_path / "must-not-exist"
+    fd = os.memfd_create("sealed", os.MFD_ALLOW_SEALING)
+    os.write(fd, f"#!/bin/sh\ntouch {never}\n".encode())
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    path = tmp_path / "agent.sock"
+    thread = _answering(path, {"accepted": True, "jti": "x", "script": True}, fd)
+    done = subprocess.run([sys.executable, "-m", "attest.cli.main", "run", "--supervise",
+                           "--", "sh", "-c", "true"],
+                          env={**os.environ, "ATTEST_AGENT_SOCKET": str(path),
+                               "ATTEST_HOME": str(tmp_path / "home"),
+                               "PYTHONPATH": os.pathsep.join(sys.path)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    thread.join(timeout=30)
+    os.close(fd)
+    assert done.returncode == 3, done.stderr
+    assert "without confirming supervision" in done.stderr
+    assert not never.exists()

@@ -143,6 +143,11 @@ def authorize(sock: socket.socket, argv: Sequence[str], keep_env: Sequence[str],
         jti, script = answer.get("jti"), answer.get("script")
         try:
             _check_sealed(out)
+            if grace is not None and answer.get("supervised") is not True:
+                # An agent that does not know --supervise ignores it: CMD would run
+                # unsupervised. Nothing runs then.
+                raise AgentRefused("the agent accepted without confirming supervision (an "
+                                   "agent without --supervise?): not run", 3)
         except BaseException:
             os.close(out)
             raise

@@ -144,8 +144,10 @@ class Agent:
             except TrustLost as exc:
                 done.executable.close()
                 return refusal(exc), None
-        return ({"accepted": True, "jti": done.decision.jti,
-                 "script": done.executable.script}, done.executable.fd)
+        answer = {"accepted": True, "jti": done.decision.jti, "script": done.executable.script}
+        if admission is not None:
+            answer["supervised"] = True  # the client runs nothing it asked supervised without
+        return answer, done.executable.fd
 
     def allowed_subject(self, peer: int) -> bool:
         return peer in (self.uid, 0)
