@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from attest.audit.entry import Entry, EntryKind, Outcome, fit
-from attest.cli.terminal import visible
 from attest.errors import AttestError
+from attest.host.agent.client import visible
 from attest.host.agent.supervisor import Stop
 
 if TYPE_CHECKING:
