@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -34,6 +39,7 @@ __all__ = ["ready"]
 
 IGNORES_TERM = "trap '' TERM; echo ready; exec sleep 60"
 HEEDS_TERM = "echo ready; exec sleep 60"
+NOBODY = 65534
 
 
 @contextmanager
@@ -251,3 +257,87 @@ def test_an_agent_that_does_not_confirm_supervision_runs_nothing(tmp_path: Path)
     assert done.returncode == 3, done.stderr
     assert "without confirming supervision" in done.stderr
     assert not never.exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as other uids")
+def test_an_agent_that_could_not_stop_the_client_refuses_to_supervise_it(
+        host: Host, tmp_path: Path) -> None:
+    """An agent of uid 1 (daemon) serving `--group nogroup`, a client of uid nobody (a
+    member, so allowed to use the agent): the agent could not signal it, so a supervised
+    run is refused (exit 2) before anything is measured (the agent's child never
+    reaches the TPM: it would fail there as uid 1, with another message)."""
+    from attest.tpm.device import open_tpm
+
+    folder = Path(tempfile.mkdtemp(prefix="attest-supervise-", dir="/tmp"))
+    os.chmod(folder, 0o755)  # noqa: S103 - reachable by the client, writable by none
+    sock_path = folder / "agent.sock"
+    try:
+        with open_tpm(host.sim.tcti) as tpm, listening(sock_path, NOBODY) as server:
+            agent = Agent(tpm, host.home, Remote("http://127.0.0.1:9", []), group=NOBODY,
+                          supervisor=Supervisor(lambda _stop: None))
+            served_by = _serve_as(agent, server, uid=1, connections=1)
+            try:
+                supervised = _ask_as(sock_path, NOBODY, {"grace": 1})
+            finally:
+                _, status = os.waitpid(served_by, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        assert supervised.get("exit") == 2, supervised
+        assert f"could not stop a process of uid {NOBODY}" in str(supervised.get("error"))
+    finally:
+        shutil.rmtree(folder)
+
+
+def _serve_as(agent: Agent, server: socket.socket, *, uid: int, connections: int) -> int:
+    """A child that answers ``connections`` clients as ``agent`` under ``uid``."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the unprivileged agent
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            server.settimeout(60)
+            for _ in range(connections):
+                conn, _ = server.accept()
+                with conn:
+                    agent.handle(conn)
+            code = 0
+        finally:
+            os._exit(code)
+    return child
+
+
+def _ask_as(sock_path: Path, uid: int, supervise: dict[str, object]) -> dict[str, object]:
+    """The agent's answer to a request for /bin/true from a child of ``uid``."""
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the client reports through the pipe
+        code = 1
+        try:
+            os.close(reading)
+            fd = os.open("/bin/true", os.O_RDONLY)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            request = {"op": "authorize", "argv": ["/bin/true"], "supervise": supervise,
+                       "path": os.path.realpath("/bin/true"), "key": "default"}
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(60)
+                conn.connect(str(sock_path))
+                wire.send(conn, request, fd)
+                answer, got = wire.receive(conn)
+            assert got is None
+            os.write(writing, json.dumps(answer).encode())
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported to the parent, which fails
+            os.write(writing, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(writing)
+    with os.fdopen(reading, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    answer = json.loads(said)
+    assert isinstance(answer, dict)
+    return answer
