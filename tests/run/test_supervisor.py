@@ -346,3 +346,21 @@ def test_only_a_stop_entry_carries_a_pid_and_signals() -> None:
     entry = stop_entry(Stop(jti="j", pid=7, subject="s", program="p", reason="x" * 5000,
                             message="m", signals=("SIGTERM",), time=3))
     assert entry.reasons[0].startswith("sha256:")  # a hostile reason is bounded
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to start a process of another uid")
+def test_a_process_of_another_uid_than_the_peers_is_not_pinned() -> None:
+    """What pidfd_open of a recycled pid would find on a kernel without SO_PEERPIDFD:
+    a live process, but not of the peer's uid. Refused, nothing pinned."""
+    from attest.host.agent.pinning import check_peer
+
+    other = subprocess.Popen(["sleep", "60"], user=NOBODY, group=NOBODY)
+    pidfd = os.pidfd_open(other.pid)
+    try:
+        with pytest.raises(UsageError, match="not the one that asked"):
+            check_peer(pidfd, 0)
+        check_peer(pidfd, NOBODY)  # the same process, for the peer it belongs to
+    finally:
+        os.close(pidfd)
+        other.kill()
+        other.wait(timeout=30)
