@@ -175,6 +175,18 @@ def test_trust_lost_while_a_supervised_run_is_decided_refuses_it(
             assert refused.returncode == 1, refused.stderr
             assert "host_stale" in refused.stderr and "until trust returns" in refused.stderr
             assert supervisor.runs() == []
+            # A hostile grace on the socket: usage, whatever the state of trust.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(60)
+                conn.connect(str(host.home / wire.SOCKET_NAME))
+                true = os.open("/bin/true", os.O_RDONLY)
+                wire.send(conn, {"op": "authorize", "argv": ["/bin/true"], "key": "default",
+                                 "path": os.path.realpath("/bin/true"),
+                                 "supervise": {"grace": 1e9}}, true)
+                os.close(true)
+                answer, fd = wire.receive(conn)
+            assert fd is None and answer.get("exit") == 2, answer
+            assert "supervise" in str(answer.get("error"))
     assert not never.exists()
 
 
