@@ -31,6 +31,7 @@ class EntryKind(StrEnum):
     ENROLLMENT = "enrollment"
     REVOCATION = "revocation"
     HOST_STATE = "host_state"  # a host's trust state changed (attest.server.reports)
+    SUPERVISED_STOP = "supervised_stop"  # the host agent stopped a supervised run
 
 
 class Outcome(StrEnum):
@@ -44,6 +45,7 @@ class Outcome(StrEnum):
     TRUSTED = "trusted"  # host_state: an accepted report
     UNTRUSTED = "untrusted"  # host_state: a report showed an unexpected measurement
     STALE = "stale"  # host_state: no accepted report within report_max_age
+    STOPPED = "stopped"  # supervised_stop: SIGTERM, then SIGKILL after the grace
 
 
 _OUTCOMES = {
@@ -52,7 +54,9 @@ _OUTCOMES = {
     EntryKind.ENROLLMENT: {Outcome.ENROLLED, Outcome.DENIED},
     EntryKind.REVOCATION: {Outcome.REVOKED, Outcome.READMITTED},
     EntryKind.HOST_STATE: {Outcome.TRUSTED, Outcome.UNTRUSTED, Outcome.STALE},
+    EntryKind.SUPERVISED_STOP: {Outcome.STOPPED},
 }
+STOP_SIGNALS = ("SIGTERM", "SIGKILL")
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,20 @@ class Entry:
     jti: str | None = None
     host: str | None = None
     subject: str | None = None
+    # supervised_stop only (absent from every other kind's bytes): the process stopped
+    # and the signals it took, in order.
+    pid: int | None = None
+    signals: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.decision not in _OUTCOMES[self.kind]:
             raise UsageError(f"a {self.kind.value} entry cannot say {self.decision.value}")
+        if self.kind == EntryKind.SUPERVISED_STOP:
+            if (not isinstance(self.pid, int) or isinstance(self.pid, bool) or self.pid <= 0
+                    or self.signals not in (STOP_SIGNALS[:1], STOP_SIGNALS)):
+                raise UsageError("a supervised_stop entry names a pid and SIGTERM [SIGKILL]")
+        elif self.pid is not None or self.signals:
+            raise UsageError(f"a {self.kind.value} entry has no pid or signals")
         if self.time < 0:
             raise UsageError(f"entry time {self.time} is negative")
         if len(self.reasons) > MAX_REASONS:
@@ -88,7 +102,7 @@ class Entry:
                 _check_text(name, value)
 
     def to_json(self, index: int) -> dict[str, Any]:
-        return {
+        fields = {
             "v": FORMAT_VERSION,
             "index": index,
             "kind": self.kind.value,
@@ -101,6 +115,9 @@ class Entry:
             "host": self.host,
             "subject": self.subject,
         }
+        if self.kind == EntryKind.SUPERVISED_STOP:
+            fields |= {"pid": self.pid, "signals": list(self.signals)}
+        return fields
 
     def encode(self, index: int) -> bytes:
         """The leaf data of this entry at ``index``: canonical JSON (RFC 8785), UTF-8."""

@@ -11,6 +11,8 @@ import click
 from attest.cli.common import tpm_from
 from attest.ear.keys import trusted
 from attest.host.agent.server import Agent, default_socket, listening, serve
+from attest.host.agent.stops import StopLog
+from attest.host.agent.supervisor import Supervisor
 from attest.host.http import check_verifier_url
 from attest.host.run import Remote
 
@@ -44,8 +46,11 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     The socket is 0600; only this user and root may use it (the peer's uid is
     checked on every connection), and --group's members when given. `attest run
     -- CMD` then asks the agent instead of opening the TPM, and execs the sealed
-    copy the agent measured. Stop it with SIGTERM or Ctrl-C; a plain `attest run`
-    is then refused (give it --verifier or --policy to open the TPM itself).
+    copy the agent measured; `attest run --supervise -- CMD` also has the agent
+    stop CMD (SIGTERM, then SIGKILL after the grace) when its authorization stops
+    holding, each stop in the audit log. Stop the agent with SIGTERM or Ctrl-C: its
+    supervised runs stop with it; a plain `attest run` is then refused (give it
+    --verifier or --policy to open the TPM itself).
       attest agent --verifier https://verifier.example/ --verifier-key v.pem
     """
     from attest.errors import UsageError
@@ -73,7 +78,16 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
 
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
-    with tpm_from(ctx) as tpm, listening(path, group) as server:
-        click.echo(f"attest agent: listening on {path}", err=True)
-        serve(Agent(tpm, ctx.obj.home, remote, group), server, lambda: bool(stop))
+    stops = StopLog(ctx.obj.home)
+    supervisor = Supervisor(stops)  # `attest run --supervise`; its triggers wire in here
+    try:
+        with tpm_from(ctx) as tpm, listening(path, group) as server:
+            click.echo(f"attest agent: listening on {path}", err=True)
+            serve(Agent(tpm, ctx.obj.home, remote, group, supervisor), server,
+                  lambda: bool(stop))
+    finally:
+        # Nobody supervises the supervised runs once the agent is gone: they stop too
+        # (fail closed), within their grace.
+        supervisor.close("host_stale", "the agent stopped: nothing supervises this run")
+        stops.close()
     click.echo("attest agent: stopped", err=True)

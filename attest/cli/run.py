@@ -50,13 +50,21 @@ if TYPE_CHECKING:
               "removed by default). The artifact names it with its value's SHA-256, and the "
               "policy must allow it (keep_env). Repeatable.")
 @click.option("--quiet", "-q", is_flag=True, help="Say nothing on acceptance.")
+@click.option("--supervise", is_flag=True,
+              help="Keep CMD only while its authorization holds: on its revocation, or "
+              "the host turning untrusted or stale, the agent sends CMD SIGTERM, then "
+              "SIGKILL after the grace (docs/continuous.md). Needs `attest agent`: without "
+              "one it is refused (exit 2), never run unsupervised.")
+@click.option("--grace", metavar="DURATION",
+              help="With --supervise: the time between SIGTERM and SIGKILL, at most 10m "
+              "[default: 5s].")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
         verifier_keys: tuple[Path, ...], log_key: str | None, cacert: Path | None,
         insecure: bool,
         store_url: str | None, subject: str | None, key_name: str, keep_env: tuple[str, ...],
-        quiet: bool, argv: tuple[str, ...]) -> None:
+        quiet: bool, supervise: bool, grace: str | None, argv: tuple[str, ...]) -> None:
     """Run CMD only if a verifier accepts an artifact for exactly this command line.
 
     \b
@@ -69,7 +77,17 @@ def run(ctx: click.Context, policy_path: Path | None, verifier_url: str | None,
     accepted means an affirming attestation result signed by a trusted verifier
     key, about this very artifact and nonce, unexpired, with an audit receipt.
       attest run --policy policy.yaml -- /usr/bin/backup --full /srv
+      attest run --supervise --grace 10s -- /usr/bin/backup --full /srv
     """
+    if supervise:
+        # Here only when no agent answered (attest.cli.thin takes the supervised runs):
+        # nobody would watch CMD, so it does not run at all.
+        raise UsageError("--supervise needs `attest agent`: no agent answers, and CMD never "
+                         "runs unsupervised",
+                         hint="start `attest agent --verifier URL`, then `attest run "
+                         "--supervise -- CMD` without --policy or --verifier")
+    if grace is not None:
+        raise UsageError("--grace goes with --supervise")
     if (policy_path is None) == (verifier_url is None):
         raise UsageError("give exactly one of --policy and --verifier",
                          hint="or start `attest agent --verifier URL` (no agent answers on "

@@ -236,9 +236,13 @@ def test_a_stopped_agents_leftover_socket_falls_back_to_the_full_cli(tmp_path: P
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["run", "--", "ls", "-l"], (["ls", "-l"], [], None, "default", False)),
-    (["run", "-q", "--keep-env", "LD_X", "--key=k", "ls"], (["ls"], ["LD_X"], None, "k", True)),
-    (["run", "--subject", "s", "--", "--x"], (["--x"], [], "s", "default", False)),
+    (["run", "--", "ls", "-l"], (["ls", "-l"], [], None, "default", False, None)),
+    (["run", "-q", "--keep-env", "LD_X", "--key=k", "ls"],
+     (["ls"], ["LD_X"], None, "k", True, None)),
+    (["run", "--subject", "s", "--", "--x"], (["--x"], [], "s", "default", False, None)),
+    (["run", "--supervise", "--", "ls"], (["ls"], [], None, "default", False, "5s")),
+    (["run", "--supervise", "--grace=1m", "ls"], (["ls"], [], None, "default", False, "1m")),
+    (["run", "--grace", "1m", "ls"], None),
     (["run", "--verifier", "http://x", "--", "ls"], None),
     (["run", "--policy", "p.yaml", "ls"], None),
     (["run", "--help"], None),

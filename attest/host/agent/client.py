@@ -23,7 +23,7 @@ import socket
 import stat
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from attest.host.agent.wire import WireError, peer_uid, receive, send
 from attest.host.runtime.injecting import injects_code
@@ -112,9 +112,11 @@ class Accepted:
 
 
 def authorize(sock: socket.socket, argv: Sequence[str], keep_env: Sequence[str],
-              subject: str | None, key: str,
-              environ: Mapping[str, str]) -> Accepted | list[tuple[str, str]]:
-    """The agent's decision on ``argv``: Accepted, or the denials (reason, message)."""
+              subject: str | None, key: str, environ: Mapping[str, str],
+              grace: int | None = None) -> Accepted | list[tuple[str, str]]:
+    """The agent's decision on ``argv``: Accepted, or the denials (reason, message).
+    With ``grace`` (seconds), a supervised run: the agent stops this process (which
+    becomes CMD) when the authorization stops holding."""
     path = resolve(argv[0])
     missing = [name for name in keep_env if name not in environ]
     if missing:
@@ -123,11 +125,14 @@ def authorize(sock: socket.socket, argv: Sequence[str], keep_env: Sequence[str],
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as exc:
         raise AgentRefused(f"cannot open {path}: {exc.strerror}", 2) from None
+    request: dict[str, Any] = {"op": "authorize", "argv": list(argv), "path": path,
+               "keep_env": {name: environ[name] for name in keep_env},
+               "subject": subject, "key": key}
+    if grace is not None:
+        request["supervise"] = {"grace": grace}
     try:
         sock.settimeout(ANSWER_TIMEOUT_S)
-        send(sock, {"op": "authorize", "argv": list(argv), "path": path,
-                    "keep_env": {name: environ[name] for name in keep_env},
-                    "subject": subject, "key": key}, fd)
+        send(sock, request, fd)
     finally:
         os.close(fd)
     try:
@@ -138,6 +143,11 @@ def authorize(sock: socket.socket, argv: Sequence[str], keep_env: Sequence[str],
         jti, script = answer.get("jti"), answer.get("script")
         try:
             _check_sealed(out)
+            if grace is not None and answer.get("supervised") is not True:
+                # An agent that does not know --supervise ignores it: CMD would run
+                # unsupervised. Nothing runs then.
+                raise AgentRefused("the agent accepted without confirming supervision (an "
+                                   "agent without --supervise?): not run", 3)
         except BaseException:
             os.close(out)
             raise
@@ -188,10 +198,10 @@ def visible(text: str) -> str:
 
 
 def run(sock: socket.socket, argv: list[str], keep_env: Sequence[str], subject: str | None,
-        key: str, quiet: bool) -> int:
+        key: str, quiet: bool, grace: int | None = None) -> int:
     """`attest run` through the agent: execs CMD on acceptance (never returns), else the
-    exit code (1 denied)."""
-    done = authorize(sock, argv, keep_env, subject, key, os.environ)
+    exit code (1 denied). With ``grace``, supervised (`--supervise --grace`)."""
+    done = authorize(sock, argv, keep_env, subject, key, os.environ, grace)
     sock.close()
     if isinstance(done, list):
         print(f"attest: denied, {visible(repr(' '.join(argv)))} not run: "
@@ -200,8 +210,9 @@ def run(sock: socket.socket, argv: list[str], keep_env: Sequence[str], subject: 
             print(f"  {visible(reason)}: {visible(message)}", file=sys.stderr)
         return 1
     if not quiet:
+        how = "" if grace is None else f", supervised: SIGTERM then SIGKILL after {grace}s"
         print(f"attest: accepted ({visible(done.jti)}); running {visible(' '.join(argv))} "
-              "(through the agent)", file=sys.stderr)
+              f"(through the agent{how})", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     done.exec(argv, scrubbed(os.environ, keep_env))

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from attest.errors import AttestError, UsageError
+from attest.host.agent.supervision import Admission, refusal
+from attest.host.agent.supervisor import Supervisor, TrustLost
 from attest.host.agent.wire import SOCKET_NAME, WireError, peer_credentials, receive, send
 from attest.host.run import Remote, run_remote
 from attest.host.runtime.environment import kept_variables
@@ -50,6 +52,7 @@ class Agent:
     home: Path
     remote: Remote
     group: int | None = None  # --group: its members may use the agent too
+    supervisor: Supervisor | None = None  # `attest run --supervise` (attest.host.agent.supervision)
     uid: int = dataclasses.field(init=False, default_factory=os.getuid)
 
     def allowed(self, peer: int, gid: int) -> bool:
@@ -78,8 +81,17 @@ class Agent:
             with contextlib.suppress(OSError, WireError):
                 send(conn, {"error": f"bad request: {exc}", "exit": 2})
             return
+        admission: Admission | None = None
         try:
-            answer, out = self.authorize(request, fd, peer)
+            try:  # supervision is refused, or its process pinned, before anything is measured
+                admission = Admission.asked(self.supervisor, request, conn)
+            except BaseException:
+                if fd is not None:
+                    os.close(fd)
+                raise
+            answer, out = self.authorize(request, fd, peer, admission)
+        except TrustLost as exc:
+            answer, out = refusal(exc), None
         except AttestError as exc:
             answer, out = {"error": exc.message, "exit": exc.exit_code}, None
         except Exception as exc:  # noqa: BLE001 - a bug denies this run, never the next ones
@@ -89,11 +101,13 @@ class Agent:
         finally:
             if out is not None:
                 os.close(out)
+            if admission is not None:
+                admission.close()
 
-    def authorize(self, request: dict[str, Any], fd: int | None,
-                  peer: int) -> tuple[dict[str, Any], int | None]:
+    def authorize(self, request: dict[str, Any], fd: int | None, peer: int,
+                  admission: Admission | None = None) -> tuple[dict[str, Any], int | None]:
         """The decision on the request, and the sealed executable's descriptor when
-        accepted. Takes ``fd``."""
+        accepted (a supervised run registered first). Takes ``fd``."""
         try:
             argv, path, keep, subject, key = _parsed(request)
             if fd is None:
@@ -124,8 +138,16 @@ class Agent:
             done.executable.close()
             return {"accepted": False, "denials": [[d.reason.value, d.message]
                                                    for d in done.decision.denials]}, None
-        return ({"accepted": True, "jti": done.decision.jti,
-                 "script": done.executable.script}, done.executable.fd)
+        if admission is not None:
+            try:
+                admission.admit(done.decision.jti or "", subject)
+            except TrustLost as exc:
+                done.executable.close()
+                return refusal(exc), None
+        answer = {"accepted": True, "jti": done.decision.jti, "script": done.executable.script}
+        if admission is not None:
+            answer["supervised"] = True  # the client runs nothing it asked supervised without
+        return answer, done.executable.fd
 
     def allowed_subject(self, peer: int) -> bool:
         return peer in (self.uid, 0)

@@ -4,10 +4,12 @@
 of the rest of attest (its start-up is the overhead that the agent exists to remove).
 
 Request ``{"op": "authorize", "argv": [...], "path": "/usr/bin/x", "keep_env":
-{NAME: VALUE}, "subject": null | str, "key": str}`` with the descriptor the client
-opened on ``path``. Answer ``{"accepted": true, "jti": ..., "script": bool}`` with the
-sealed executable's descriptor, or ``{"accepted": false, "denials": [[reason,
-message], ...]}``, or ``{"error": message, "exit": 2 | 3}``.
+{NAME: VALUE}, "subject": null | str, "key": str, "supervise": {"grace": SECONDS}
+(optional: `attest run --supervise`)}`` with the descriptor the client opened on
+``path``. Answer ``{"accepted": true, "jti": ..., "script": bool, "supervised": true
+(when asked and registered)}`` with the sealed executable's descriptor, or
+``{"accepted": false, "denials": [[reason, message], ...]}``, or ``{"error": message,
+"exit": 2 | 3}``.
 """
 
 from __future__ import annotations
