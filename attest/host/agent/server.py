@@ -24,6 +24,7 @@ import os
 import pwd
 import socket
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ class Agent:
     remote: Remote
     group: int | None = None  # --group: its members may use the agent too
     uid: int = dataclasses.field(init=False, default_factory=os.getuid)
+    # Held by whoever uses the TPM: a client's authorization, or the report loop while it
+    # issues (attest.host.agent.reporting); ESAPI is not thread-safe.
+    tpm_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):
@@ -79,7 +83,8 @@ class Agent:
                 send(conn, {"error": f"bad request: {exc}", "exit": 2})
             return
         try:
-            answer, out = self.authorize(request, fd, peer)
+            with self.tpm_lock:
+                answer, out = self.authorize(request, fd, peer)
         except AttestError as exc:
             answer, out = {"error": exc.message, "exit": exc.exit_code}, None
         except Exception as exc:  # noqa: BLE001 - a bug denies this run, never the next ones
@@ -210,10 +215,3 @@ def serve(agent: Agent, server: socket.socket,
             except (OSError, WireError):
                 continue  # the client went away mid-answer: its loss, not the agent's
 
-
-def report_due(agent: Agent, now: float) -> None:
-    """Hook for the periodic report push (`attest agent --interval`): a fresh quote and
-    the runtime-log records since the last accepted report, POSTed to the verifier's
-    /v1/reports. Not implemented: that endpoint is being built (issue 14, slice A), and
-    `--interval` is refused until this is filled in."""
-    raise NotImplementedError("periodic reports: waiting on the verifier's /v1/reports")
