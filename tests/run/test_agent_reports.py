@@ -274,10 +274,11 @@ class Said:
 @contextmanager
 def reporting_agent(host: Host, base: str, pem: Path,
                     *extra: str) -> Iterator[tuple[Said, subprocess.Popen[str]]]:
-    """`attest agent --interval 500ms` as a user starts it, its stderr read as it goes."""
+    """`attest agent` as a user starts it (``extra`` its options, by default
+    --interval 500ms), its stderr read as it goes."""
     agent = subprocess.Popen(
         [sys.executable, "-m", "attest.cli.main", "agent", "--verifier", base,
-         "--verifier-key", str(pem), "--interval", "500ms", *extra],
+         "--verifier-key", str(pem), *(extra or ("--interval", "500ms"))],
         env={**os.environ, **host.env}, stderr=subprocess.PIPE, text=True)
     assert agent.stderr is not None
     said = Said(agent.stderr)
@@ -416,3 +417,57 @@ def test_an_unsigned_acceptance_is_a_loss_of_trust(ready: tuple[Host, Path],
     memory = host.home / "runtime.prefixes"
     assert not memory.exists() or '"count": 99' not in memory.read_text()
     assert lines[0] == "report denied: invalid_signature", lines
+
+
+def test_runs_through_the_agent_and_its_reports_take_turns_at_the_tpm(
+        ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """Reports every 200 ms while clients ask for runs, several at once: every run is
+    decided and every report too. (Issuance also holds the runtime log's lock, so this
+    does not single out the TPM lock: the next test does.)"""
+    host, from_host = ready
+    policy = _policy(host, from_host, tmp_path)
+    home = tmp_path / "verifier"
+    with served(policy, home) as base:
+        pem = _verifier_key(home, tmp_path)
+        with reporting_agent(host, base, pem, "--interval", "200ms") as (said, agent):
+            first = said.wait(r"report accepted, host trusted")
+            runs = [subprocess.Popen([sys.executable, "-m", "attest.cli.main", "run", "--",
+                                      "sh", "-c", "true"], env={**os.environ, **host.env},
+                                     stderr=subprocess.PIPE, text=True) for _ in range(6)]
+            outcomes = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "")
+                        for run in runs]
+            for run in runs:
+                if run.stderr:
+                    run.stderr.close()
+            assert [code for code, _ in outcomes] == [0] * 6, outcomes
+            later = said.wait(r"report accepted, host trusted", after=first + 1)
+            said.wait(r"report accepted, host trusted", after=later + 1)
+            assert agent.poll() is None
+            assert not [line for line in said.lines if "report failed" in line
+                        or "TRUST LOST" in line], said.lines
+
+
+def test_the_report_loop_uses_the_tpm_only_under_the_agents_lock(
+        ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """Every TPM command of a report (each goes through TPM.call) is sent while the lock
+    the agent's clients also take is held: ESAPI and the connection's caches are not
+    thread-safe. Observed on the real TPM, not replaced."""
+    host, from_host = ready
+    policy = _policy(host, from_host, tmp_path)
+    home = tmp_path / "verifier"
+    lock = threading.Lock()
+    held: list[bool] = []
+    trust = AgentTrust(60.0)
+    with open_tpm(host.sim.tcti) as tpm, served(policy, home) as base:
+        real = tpm.call
+
+        def call(what: str, *args: Any, **kwargs: Any) -> Any:
+            held.append(lock.locked())
+            return real(what, *args, **kwargs)
+
+        tpm.call = call  # type: ignore[method-assign]
+        remote = Remote(base, [result_keys.load(home).public_key()])
+        Reporter(tpm, lock, host.home, remote, 1.0, trust, subject="agent",
+                 key_name="default", say=lambda _line: None).report_once()
+    assert trust.trusted, trust.last_error
+    assert held and all(held), held
