@@ -471,3 +471,49 @@ def test_the_report_loop_uses_the_tpm_only_under_the_agents_lock(
                  key_name="default", say=lambda _line: None).report_once()
     assert trust.trusted, trust.last_error
     assert held and all(held), held
+
+
+def test_a_clients_authorization_uses_the_tpm_only_under_the_same_lock(
+        ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """The other side of the lock: the agent answering a client (in-process, over a
+    socket pair) sends every TPM command while holding Agent.tpm_lock, the lock the
+    report loop takes."""
+    import shutil
+    import socket
+
+    from attest.host.agent.server import Agent
+
+    host, from_host = ready
+    policy = _policy(host, from_host, tmp_path)
+    home = tmp_path / "verifier"
+    held: list[bool] = []
+    with open_tpm(host.sim.tcti) as tpm, served(policy, home) as base:
+        remote = Remote(base, [result_keys.load(home).public_key()])
+        agent = Agent(tpm, host.home, remote)
+        real = tpm.call
+
+        def call(what: str, *args: Any, **kwargs: Any) -> Any:
+            held.append(agent.tpm_lock.locked())
+            return real(what, *args, **kwargs)
+
+        tpm.call = call  # type: ignore[method-assign]
+        # A report first: the policy's report_max_age gates the run on it.
+        Reporter(tpm, agent.tpm_lock, host.home, remote, 1.0, AgentTrust(60.0),
+                 subject="agent", key_name="default", say=lambda _line: None).report_once()
+        shell = os.path.realpath(shutil.which("sh") or "/bin/sh")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours, theirs:
+            worker = threading.Thread(target=agent.handle, args=(theirs,), daemon=True)
+            worker.start()
+            fd = os.open(shell, os.O_RDONLY)
+            try:
+                wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
+                                 "path": shell, "key": "default"}, fd)
+            finally:
+                os.close(fd)
+            answer, sealed = wire.receive(ours)
+            worker.join(timeout=WAIT_S)
+        if sealed is not None:
+            os.close(sealed)
+    assert answer.get("accepted") is True, answer
+    assert held and all(held), held
