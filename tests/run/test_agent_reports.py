@@ -11,6 +11,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,6 +112,7 @@ def test_once_answered_the_verifiers_report_max_age_is_the_allowed_silence() -> 
     clock.now += MAX_AGE
     assert trust.check_silence() == [] and heard.none()
     clock.now += 1  # past the verifier's age, long before the agent's own 60 s
+    assert not trust.trusted  # even before a check has said so
     assert trust.check_silence()
     assert heard.next()[0] == "host_stale" and not trust.trusted
     # An accepted report brings it back, and says so.
@@ -163,6 +165,34 @@ def test_host_states_from_hostile_answers_are_bounded() -> None:
                                                       "report_max_age": age}})
         assert found is not None and found.report_max_age is None
     assert HostState.from_answer({"host_state": "trusted"}) is None
+
+
+def test_a_report_loop_that_breaks_is_a_loss_of_trust(tmp_path: Path) -> None:
+    """A bug in the loop ends the reports, so nothing would notice a loss any more: it
+    is one itself (internal_error), said on stderr."""
+    class Breaking(AgentTrust):
+        def deadline(self) -> float:
+            raise RuntimeError("a bug")
+
+    heard = Heard()
+    trust = Breaking(60.0)
+    trust.add_listener(heard)
+    lines: list[str] = []
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: each report fails at its challenge
+    # No TPM: a report that cannot get a challenge never reaches it.
+    reporter = Reporter(None, threading.Lock(), tmp_path, Remote(  # type: ignore[arg-type]
+        f"http://127.0.0.1:{port}", []), 0.2, trust, subject="agent", key_name="default",
+        say=lines.append)
+    reporter.start()
+    try:
+        assert heard.next() == ("internal_error", "the agent's report loop stopped")
+    finally:
+        reporter.stop()
+    assert lines[0].startswith("report failed: the verifier at"), lines
+    assert "the report loop stopped: internal error: RuntimeError: a bug" in lines
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("2s", 2.0), ("2", 2.0),
@@ -479,7 +509,6 @@ def test_a_clients_authorization_uses_the_tpm_only_under_the_same_lock(
     socket pair) sends every TPM command while holding Agent.tpm_lock, the lock the
     report loop takes."""
     import shutil
-    import socket
 
     from attest.host.agent.server import Agent
 

@@ -148,8 +148,12 @@ class AgentTrust:
 
     @property
     def trusted(self) -> bool:
+        """Whether the agent holds itself trusted now: a report accepted, no loss since,
+        and the last acceptance within the allowed age (even before a check says so)."""
+        deadline = self.deadline()
         with self._lock:
-            return self.lost is None and self.last_accepted is not None
+            return (self.lost is None and self.last_accepted is not None
+                    and self._clock() <= deadline)
 
     def accepted(self, state: HostState | None, watch: object) -> list[str]:
         """An accepted report (its signed result checked); returns what to log."""
@@ -202,6 +206,10 @@ class AgentTrust:
         age = self.allowed_age()
         return self._lose(Reason.HOST_STALE.value, f"{since} (allowed {age:g} s)"
                           + (f"; last error: {error}" if error else ""))
+
+    def lose(self, code: str, message: str) -> list[str]:
+        """Trust lost for ``code``: the listeners hear it; returns what to log."""
+        return self._lose(code, message)
 
     def _lose(self, code: str, message: str) -> list[str]:
         with self._lock:
@@ -278,6 +286,16 @@ class Reporter:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # noqa: BLE001 - said, and heard as a loss: see below
+            # No more reports, so nothing will notice a loss either: fail closed now.
+            self.say(f"the report loop stopped: internal error: {type(exc).__name__}: "
+                     f"{_escaped(str(exc))}")
+            self._log(self.trust.lose(Reason.INTERNAL_ERROR.value,
+                                      "the agent's report loop stopped"))
+
+    def _loop(self) -> None:
         tick = time.monotonic()
         while not self._stop.is_set():
             self.report_once()
