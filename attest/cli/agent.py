@@ -65,7 +65,9 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     attestation): each report, accepted or denied, is one line on stderr, and
     a loss of trust (a denied report, the host untrusted or stale, or no
     accepted report within the verifier's report_max_age, the verifier
-    unreachable included) is logged prominently.
+    unreachable included) is logged prominently. The verifier's policy must
+    allow action `report` for this host, and its freshness.report_max_age should
+    be a few intervals.
       attest agent --verifier https://verifier.example/ --verifier-key v.pem
       attest agent --verifier https://verifier.example/ --interval 2s
     """

@@ -497,10 +497,18 @@ def test_the_report_loop_uses_the_tpm_only_under_the_agents_lock(
 
         tpm.call = call  # type: ignore[method-assign]
         remote = Remote(base, [result_keys.load(home).public_key()])
-        Reporter(tpm, lock, host.home, remote, 1.0, trust, subject="agent",
-                 key_name="default", say=lambda _line: None).report_once()
+        lines: list[str] = []
+        # An interval as long as the verifier's report_max_age: warned of, once.
+        reporter = Reporter(tpm, lock, host.home, remote, float(MAX_AGE), trust,
+                            subject="agent", key_name="default", say=lines.append)
+        reporter.report_once()
+        reporter.report_once()
     assert trust.trusted, trust.last_error
     assert held and all(held), held
+    assert [line for line in lines if line.startswith("warning:")] == [
+        f"warning: the verifier's report_max_age ({MAX_AGE} s) is not longer than "
+        f"--interval ({MAX_AGE} s): the host turns stale between reports"], lines
+    assert lines.count("report accepted, host trusted") == 2, lines
 
 
 def test_a_clients_authorization_uses_the_tpm_only_under_the_same_lock(

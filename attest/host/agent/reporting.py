@@ -270,6 +270,7 @@ class Reporter:
     ttl: int = 60
     _stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _warned: bool = False
 
     @property
     def verifier(self) -> str:
@@ -333,6 +334,12 @@ class Reporter:
             f" ({_escaped(', '.join(state.reasons))})" if state.reasons else "")
         if decision.accepted:
             self.say(f"report accepted{shown}")
+            age = None if state is None else state.report_max_age
+            if age is not None and age <= self.interval and not self._warned:
+                self._warned = True  # once: the operator's setting, not an event
+                self.say(f"warning: the verifier's report_max_age ({age} s) is not longer "
+                         f"than --interval ({self.interval:g} s): the host turns stale "
+                         "between reports")
             self._log(self.trust.accepted(state, answer.get("watch")))
         else:
             said = ", ".join(d.reason.value for d in decision.denials)
