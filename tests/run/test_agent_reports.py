@@ -554,3 +554,38 @@ def test_a_clients_authorization_uses_the_tpm_only_under_the_same_lock(
             os.close(sealed)
     assert answer.get("accepted") is True, answer
     assert held and all(held), held
+
+
+def test_a_verifier_that_lost_the_prefix_gets_the_whole_log(ready: tuple[Host, Path],
+                                                            tmp_path: Path) -> None:
+    """The prefix memory names a prefix of this host's log that this verifier does not
+    hold (another verifier's, as after a move to a new store): denied
+    log_prefix_unknown, the report is issued again from the whole log with the same
+    challenge, and accepted; what it acknowledged is remembered."""
+    from attest.host.runtime.log import RuntimeLog
+    from attest.host.runtime.prefixes import PrefixMemory
+
+    host, from_host = ready
+    policy = _policy(host, from_host, tmp_path)
+    epoch = RuntimeLog(host.home).read_epoch()
+    lines: list[str] = []
+    with open_tpm(host.sim.tcti) as tpm:
+        def report(home: Path, base: str) -> AgentTrust:
+            trust = AgentTrust(60.0)
+            remote = Remote(base, [result_keys.load(home).public_key()])
+            Reporter(tpm, threading.Lock(), host.home, remote, 1.0, trust, subject="agent",
+                     key_name="default", say=lines.append).report_once()
+            return trust
+
+        with served(policy, tmp_path / "first") as first:
+            assert report(tmp_path / "first", first).trusted, lines
+            held = PrefixMemory(host.home).get(f"url:{first}", epoch)
+        assert held is not None
+        host.ok("measure", "command", "--", "sh", "-c", "true")  # after the prefix: sent
+        with served(policy, tmp_path / "second") as second:
+            PrefixMemory(host.home).put(f"url:{second}", epoch, held)
+            trust = report(tmp_path / "second", second)
+            known = PrefixMemory(host.home).get(f"url:{second}", epoch)
+    assert lines == ["report accepted, host trusted"] * 2, lines
+    assert trust.trusted
+    assert known is not None and known.count > held.count
