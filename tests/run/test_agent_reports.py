@@ -31,6 +31,7 @@ from attest.decision import Decision, Denial
 from attest.ear import keys as result_keys
 from attest.host.agent import wire
 from attest.host.agent.reporting import AgentTrust, HostState, Reporter, parse_interval
+from attest.host.agent.turns import TurnLock
 from attest.host.run import Remote
 from attest.reasons import Reason
 from attest.store import default_url
@@ -42,7 +43,7 @@ from tests.server.serving import served
 __all__ = ["ready"]
 
 HOST_ID = os.uname().nodename  # what `policy init --from-host` names the host
-MAX_AGE = 2  # the policy's report_max_age, seconds: short, so that stale comes soon
+MAX_AGE = 3  # the policy's report_max_age, seconds: short, so that stale comes soon
 WAIT_S = 30.0  # the bound on every wait for something the agent or verifier does
 
 
@@ -183,7 +184,7 @@ def test_a_report_loop_that_breaks_is_a_loss_of_trust(tmp_path: Path) -> None:
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there: each report fails at its challenge
     # No TPM: a report that cannot get a challenge never reaches it.
-    reporter = Reporter(None, threading.Lock(), tmp_path, Remote(  # type: ignore[arg-type]
+    reporter = Reporter(None, TurnLock(), tmp_path, Remote(  # type: ignore[arg-type]
         f"http://127.0.0.1:{port}", []), 0.2, trust, subject="agent", key_name="default",
         say=lines.append)
     reporter.start()
@@ -372,7 +373,7 @@ def test_the_listener_hears_a_verifier_silent_past_its_report_max_age(
     policy = _policy(host, from_host, tmp_path)
     home = tmp_path / "verifier"
     heard = Heard()
-    trust = AgentTrust(60.0)  # the verifier's 2 s, once answered, not these 60
+    trust = AgentTrust(60.0)  # the verifier's MAX_AGE, once answered, not these 60
     trust.add_listener(heard)
     lines: list[str] = []
     reporter = None
@@ -380,7 +381,7 @@ def test_the_listener_hears_a_verifier_silent_past_its_report_max_age(
         try:
             with served(policy, home) as base:
                 remote = Remote(base, [result_keys.load(home).public_key()])
-                reporter = Reporter(tpm, threading.Lock(), host.home, remote, 0.3, trust,
+                reporter = Reporter(tpm, TurnLock(), host.home, remote, 0.3, trust,
                                     subject="agent", key_name="default", say=lines.append)
                 reporter.start()
                 _until("a trusted host", lambda: trust.trusted)
@@ -436,7 +437,7 @@ def test_an_unsigned_acceptance_is_a_loss_of_trust(ready: tuple[Host, Path],
         with open_tpm(host.sim.tcti) as tpm:
             remote = Remote(f"http://127.0.0.1:{server.server_address[1]}",
                             [result_keys.load_or_create(tmp_path).public_key()])
-            Reporter(tpm, threading.Lock(), host.home, remote, 1.0, trust, subject="agent",
+            Reporter(tpm, TurnLock(), host.home, remote, 1.0, trust, subject="agent",
                      key_name="default", say=lines.append).report_once()
     finally:
         server.shutdown()
@@ -485,7 +486,7 @@ def test_the_report_loop_uses_the_tpm_only_under_the_agents_lock(
     host, from_host = ready
     policy = _policy(host, from_host, tmp_path)
     home = tmp_path / "verifier"
-    lock = threading.Lock()
+    lock = TurnLock()
     held: list[bool] = []
     trust = AgentTrust(60.0)
     with open_tpm(host.sim.tcti) as tpm, served(policy, home) as base:
@@ -573,7 +574,7 @@ def test_a_verifier_that_lost_the_prefix_gets_the_whole_log(ready: tuple[Host, P
         def report(home: Path, base: str) -> AgentTrust:
             trust = AgentTrust(60.0)
             remote = Remote(base, [result_keys.load(home).public_key()])
-            Reporter(tpm, threading.Lock(), host.home, remote, 1.0, trust, subject="agent",
+            Reporter(tpm, TurnLock(), host.home, remote, 1.0, trust, subject="agent",
                      key_name="default", say=lines.append).report_once()
             return trust
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from attest.artifact.model import RuntimeLogBase
 from attest.decision import Decision
 from attest.errors import AttestError
+from attest.host.agent.turns import TurnLock
 from attest.host.http import post_json
 from attest.host.issue import Request, issue
 from attest.host.run import Remote, decision_from
@@ -259,7 +260,7 @@ class Reporter:
     hammered), and a silence check at the allowed age between ticks."""
 
     tpm: TPM
-    tpm_lock: threading.Lock
+    tpm_lock: TurnLock  # the agent's (Agent.tpm_lock): shared with its clients
     home: Path
     remote: Remote
     interval: float

@@ -24,12 +24,12 @@ import os
 import pwd
 import socket
 import stat
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from attest.errors import AttestError, UsageError
+from attest.host.agent.turns import TurnLock
 from attest.host.agent.wire import SOCKET_NAME, WireError, peer_credentials, receive, send
 from attest.host.run import Remote, run_remote
 from attest.host.runtime.environment import kept_variables
@@ -53,8 +53,8 @@ class Agent:
     group: int | None = None  # --group: its members may use the agent too
     uid: int = dataclasses.field(init=False, default_factory=os.getuid)
     # Held by whoever uses the TPM: a client's authorization, or the report loop while it
-    # issues (attest.host.agent.reporting); ESAPI is not thread-safe.
-    tpm_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    # issues (attest.host.agent.reporting); ESAPI is not thread-safe. Taken in turn.
+    tpm_lock: TurnLock = dataclasses.field(default_factory=TurnLock)
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):
