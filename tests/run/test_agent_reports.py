@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -399,7 +399,9 @@ def test_the_listener_hears_a_verifier_silent_past_its_report_max_age(
 
 class _Forger(http.server.BaseHTTPRequestHandler):
     """A verifier's impostor: challenges, then an acceptance with no signed result and a
-    host state that would stretch the allowed silence to a day."""
+    host state (``state``) that would stretch the allowed silence to a day."""
+
+    state: ClassVar[dict[str, Any]] = {"state": "trusted", "reasons": [], "report_max_age": 86400}
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -407,8 +409,7 @@ class _Forger(http.server.BaseHTTPRequestHandler):
                   if self.path == "/v1/challenges" else
                   {"accepted": True, "reasons": [], "denials": [],
                    "facts": {"runtime_log": {"count": 99, "digest": "0" * 64}},
-                   "host_state": {"state": "trusted", "reasons": [],
-                                  "report_max_age": 86400},
+                   "host_state": self.state,
                    "watch": {"token": "stolen", "expires_at": 2**40}})
         data = json.dumps(answer).encode()
         self.send_response(200)
@@ -421,13 +422,12 @@ class _Forger(http.server.BaseHTTPRequestHandler):
         del args
 
 
-def test_an_unsigned_acceptance_is_a_loss_of_trust(ready: tuple[Host, Path],
-                                                   tmp_path: Path) -> None:
-    """The attacker answering in the verifier's place (a forged JSON acceptance): the
-    agent believes only a signed result, so this is invalid_signature, trust lost; its
-    host state, watch credential and runtime log prefix are not kept."""
-    host, _ = ready
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Forger)
+def _forged(host: Host, tmp_path: Path, state: dict[str, Any]) -> tuple[
+        AgentTrust, Heard, list[str]]:
+    """One report to a _Forger answering ``state``: the agent's view, what its listener
+    heard, what it said."""
+    handler = type("Forger", (_Forger,), {"state": state})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     heard = Heard()
     trust = AgentTrust(60.0)
@@ -442,6 +442,16 @@ def test_an_unsigned_acceptance_is_a_loss_of_trust(ready: tuple[Host, Path],
     finally:
         server.shutdown()
         server.server_close()
+    return trust, heard, lines
+
+
+def test_an_unsigned_acceptance_is_a_loss_of_trust(ready: tuple[Host, Path],
+                                                   tmp_path: Path) -> None:
+    """The attacker answering in the verifier's place (a forged JSON acceptance): the
+    agent believes only a signed result, so this is invalid_signature, trust lost; its
+    host state, watch credential and runtime log prefix are not kept."""
+    host, _ = ready
+    trust, heard, lines = _forged(host, tmp_path, _Forger.state)
     code, message = heard.next()
     assert code == "invalid_signature" and "signed attestation result" in message
     assert not trust.trusted and trust.watch is None and trust.allowed_age() == 60.0
@@ -590,3 +600,17 @@ def test_a_verifier_that_lost_the_prefix_gets_the_whole_log(ready: tuple[Host, P
     assert lines == ["report accepted, host trusted"] * 2, lines
     assert trust.trusted
     assert known is not None and known.count > held.count
+
+
+def test_what_a_hostile_verifier_says_is_escaped_on_one_line(ready: tuple[Host, Path],
+                                                              tmp_path: Path) -> None:
+    """Reasons chosen by whoever answers (terminal escapes, a newline to forge a log
+    line) reach stderr escaped and bounded; the loss is heard all the same."""
+    host, _ = ready
+    evil = "\x1b[2J\n*** TRUST RESTORED: forged ***" + "x" * 200
+    trust, heard, lines = _forged(host, tmp_path, {"state": "untrusted",
+                                                   "reasons": [evil]})
+    assert heard.next()[0] == "host_untrusted" and not trust.trusted
+    assert lines and all("\x1b" not in line and "\n" not in line for line in lines), lines
+    assert any("\\x1b[2J\\x0a*** TRUST RESTORED" in line for line in lines), lines
+    assert not any(line.startswith("*** TRUST RESTORED") for line in lines)
