@@ -366,9 +366,14 @@ class Reporter:
             decision, answer = self._post(raw, nonce)
         if decision.accepted:
             known = acknowledged(decision.facts)
-            if known is not None:
-                with self.tpm_lock:  # the clients' runs write the same memory
-                    PrefixMemory(self.home).put(self.verifier, epoch, known)
+            if known is not None and known != base:  # unchanged: no write every tick
+                try:
+                    with self.tpm_lock:  # the clients' runs write the same memory
+                        PrefixMemory(self.home).put(self.verifier, epoch, known)
+                except (OSError, AttestError) as exc:
+                    # A hint lost (the next report sends more), not the acceptance.
+                    self.say("could not remember the prefix the verifier acknowledged: "
+                             + _escaped(str(exc)))
         return decision, answer
 
     def _issue(self, nonce: str, base: RuntimeLogBase | None) -> bytes:
