@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,9 @@ from attest.host.agent.stops import StopLog
 from attest.host.agent.supervisor import Supervisor
 from attest.host.http import check_verifier_url
 from attest.host.run import Remote
+
+if TYPE_CHECKING:
+    from attest.host.agent.reporting import Reporter
 
 
 @click.command()
@@ -35,11 +39,20 @@ from attest.host.run import Remote
               help="Let this group's members use the agent too (socket 0660 in it); "
               "their runs are in their own user's name.")
 @click.option("--interval", default=None, metavar="DURATION",
-              help="Periodic reports to the verifier: not yet available (refused).")
+              help="Push a report (a fresh quote and the runtime log since the last "
+              "accepted one) to the verifier's /v1/reports this often: 500ms, 2s, 1m "
+              "(0.2 s to 1 h). Without it, no reports.")
+@click.option("--max-silence", default=None, metavar="DURATION",
+              help="With --interval: how long without an accepted report counts as "
+              "stale (trust lost) until the verifier has said its report_max_age "
+              "[default: 3 intervals].")
+@click.option("--report-key", default="default", show_default=True, metavar="NAME",
+              help="With --interval: the signing key reports are issued with.")
 @click.pass_context
 def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
           verifier_keys: tuple[Path, ...], cacert: Path | None, insecure: bool,
-          group_name: str | None, interval: str | None) -> None:
+          group_name: str | None, interval: str | None, max_silence: str | None,
+          report_key: str) -> None:
     """Hold the TPM and authorize `attest run` for this user over a unix socket.
 
     \b
@@ -51,14 +64,25 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     holding, each stop in the audit log. Stop the agent with SIGTERM or Ctrl-C: its
     supervised runs stop with it; a plain `attest run` is then refused (give it
     --verifier or --policy to open the TPM itself).
+
+    \b
+    With --interval the agent also reports to the verifier (continuous
+    attestation): each report, accepted or denied, is one line on stderr, and
+    a loss of trust (a denied report, the host untrusted or stale, or no
+    accepted report within the verifier's report_max_age, the verifier
+    unreachable included) is logged prominently and stops the supervised runs.
+    The verifier's policy must allow action `report` for this host, and its
+    freshness.report_max_age should be a few intervals.
       attest agent --verifier https://verifier.example/ --verifier-key v.pem
+      attest agent --verifier https://verifier.example/ --interval 2s
     """
     from attest.errors import UsageError
 
-    if interval is not None:
-        # The push of reports waits for the verifier's /v1/reports (issue 14, engineer A):
-        # see attest.host.agent.server.Agent.report_due, the hook it will fill.
-        raise UsageError("--interval: periodic reports are not implemented yet")
+    periods = _periods(interval, max_silence)
+    if periods is not None:
+        from attest.tpm.keys import load_key
+
+        load_key(ctx.obj.home, report_key)  # a missing key: said now, not at every tick
     check_verifier_url(verifier_url, insecure=insecure)
     remote = Remote(verifier_url, trusted(ctx.obj.home, verifier_keys), cacert=cacert,
                     insecure=insecure)
@@ -79,15 +103,66 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
     stops = StopLog(ctx.obj.home)
-    supervisor = Supervisor(stops)  # `attest run --supervise`; its triggers wire in here
+    supervisor = Supervisor(stops)  # `attest run --supervise`
     try:
         with tpm_from(ctx) as tpm, listening(path, group) as server:
             click.echo(f"attest agent: listening on {path}", err=True)
-            serve(Agent(tpm, ctx.obj.home, remote, group, supervisor), server,
-                  lambda: bool(stop))
+            served = Agent(tpm, ctx.obj.home, remote, group, supervisor)
+            reporter = None
+            if periods is not None:
+                reporter = _reporter(served, periods, report_key)
+                # A loss of trust stops every supervised run and refuses new ones until
+                # an accepted report of a trusted host restores it.
+                reporter.trust.add_listener(supervisor)
+                reporter.trust.add_restored(supervisor.on_trust_restored)
+                reporter.start()
+            try:
+                serve(served, server, lambda: bool(stop))
+            finally:
+                if reporter is not None:
+                    reporter.stop()  # before the TPM closes
     finally:
         # Nobody supervises the supervised runs once the agent is gone: they stop too
         # (fail closed), within their grace.
         supervisor.close("host_stale", "the agent stopped: nothing supervises this run")
         stops.close()
     click.echo("attest agent: stopped", err=True)
+
+
+def _periods(interval: str | None, max_silence: str | None) -> tuple[float, float] | None:
+    """(interval, max silence) in seconds, or None without --interval; usage errors."""
+    from attest.errors import UsageError
+    from attest.host.agent.reporting import DEFAULT_SILENCES, parse_interval
+
+    if interval is None:
+        if max_silence is not None:
+            raise UsageError("--max-silence applies to reports: give --interval too")
+        return None
+    hint = "write e.g. 500ms, 2s, 1m; from 0.2 s to 1 h"
+    try:
+        every = parse_interval(interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}", hint=hint) from None
+    if max_silence is None:
+        return every, DEFAULT_SILENCES * every
+    try:
+        silence = parse_interval(max_silence, maximum=24 * 3600.0)
+    except ValueError as exc:
+        raise UsageError(f"--max-silence: {exc}", hint="write e.g. 6s, 1m; from 0.2 s "
+                         "to 24 h") from None
+    if silence < every:
+        raise UsageError(f"--max-silence {max_silence} is shorter than --interval {interval}: "
+                         "every wait between reports would lose trust")
+    return every, silence
+
+
+def _reporter(served: Agent, periods: tuple[float, float], key: str) -> Reporter:
+    from attest.host.agent.reporting import AgentTrust, Reporter
+    from attest.host.run import default_subject
+
+    def say(line: str) -> None:
+        click.echo(f"attest agent: {line}", err=True)
+
+    return Reporter(served.tpm, served.tpm_lock, served.home, served.remote, periods[0],
+                    AgentTrust(periods[1]), subject=default_subject(), key_name=key,
+                    say=say)

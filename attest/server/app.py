@@ -120,7 +120,7 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     _routes(app, service, signer)
     results.mount(app, signer)
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
-    reports.mount(app, service, VERIFY_BODY_BYTES)  # /v1/reports, /v1/hosts/{host}
+    reports.mount(app, service, VERIFY_BODY_BYTES, signer)  # /v1/reports, /v1/hosts/{host}
     events.mount(app, service)  # /v1/events, server-sent (attest.server.events)
     # The bodies held at once, bounded (attest.server.inflight). Added before operate's
     # middleware, so inside it: its refusal raised from a body read reaches the

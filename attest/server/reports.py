@@ -45,6 +45,7 @@ from attest.verify import verifier
 
 if TYPE_CHECKING:
     from attest.server.app import Service
+    from attest.server.results import Results
 
 API = "/v1"
 REPORT_ACTION = verifier.REPORT_ACTION
@@ -74,12 +75,13 @@ HOST_TRUST: dict[str, Any] = {
         "changed": {"type": "boolean"},
     },
 }
+# With its signed attestation result, as /v1/verify's: the agent acts on that alone.
 REPORT: dict[str, Any] = {
-    **schema.ENROLLMENT_DECISION,
-    "properties": {**schema.ENROLLMENT_DECISION["properties"], "host_state": HOST_TRUST},
+    **schema.DECISION,
+    "properties": {**schema.DECISION["properties"], "host_state": HOST_TRUST},
 }
 
-def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
+def mount(app: FastAPI, service: Service, body_bytes: int, signer: Results) -> None:
     """The routes, and the stale sweep when the policy asks for reports
     (freshness.report_max_age; the Verifier's own host gate denies)."""
     max_age = service.policy.freshness.report_max_age
@@ -99,7 +101,7 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
         body = await read_body(request, body_bytes)
         raw = body.strip() if _is_jose(request) else _report(json_object(body))
         _check_report(raw)
-        return JSONResponse(await run_in_threadpool(_decide, service, raw))
+        return JSONResponse(await run_in_threadpool(_decide, service, signer, raw))
 
     @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"],
              responses={**schema.responses(HOST_TRUST), **schema.SECURED})
@@ -166,10 +168,11 @@ class StaleSweep:
                 _log.info("%d hosts turned stale", len(swept))
 
 
-def _decide(service: Service, raw: bytes) -> dict[str, Any]:
+def _decide(service: Service, signer: Results, raw: bytes) -> dict[str, Any]:
     decision: Decision = service.verifier.verify(raw)
     now = int(service.clock())
-    out = decision.to_json()
+    # The signed result, bound to the report and its nonce: what the agent believes.
+    out = signer.answer(decision, raw)
     if hosttrust.moves(decision) is None:
         return out  # not the host's own evidence, or no host: moves nothing
     clock = _quote_clock(raw)
@@ -181,7 +184,8 @@ def _decide(service: Service, raw: bytes) -> dict[str, Any]:
         age = service.policy.freshness.report_max_age
         view = hosttrust.view(service.store, decision.host, now=now,
                               max_age=age if age is not None else NO_AGE)
-        out["host_state"] = {**view.to_json(), "changed": changed}
+        # report_max_age: how long the agent may go without an accepted report.
+        out["host_state"] = {**view.to_json(), "changed": changed, "report_max_age": age}
     return out
 
 

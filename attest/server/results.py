@@ -54,16 +54,17 @@ class Results:
     def decide(self, raw: bytes) -> dict[str, Any]:
         """The decision on ``raw`` (logged) as JSON with its signed result. Blocking: one
         hop to the thread pool for the verification and its result together."""
-        return self._answer(self.service.verifier.verify(raw), raw)
+        return self.answer(self.service.verifier.verify(raw), raw)
 
     def decide_batch(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
         """:meth:`decide` for a batch: one verification (attest.verify.verifier
         ``verify_batch``), then each decision's result."""
         decisions = self.service.verifier.verify_batch(raws)
-        return [self._answer(decision, raw)
+        return [self.answer(decision, raw)
                 for decision, raw in zip(decisions, raws, strict=True)]
 
-    def _answer(self, decision: Decision, raw: bytes) -> dict[str, Any]:
+    def answer(self, decision: Decision, raw: bytes) -> dict[str, Any]:
+        """``decision`` on ``raw`` as JSON with its signed result (reports use it too)."""
         service = self.service
         receipt = None if decision.audit_index is None else self._receipt(decision.audit_index)
         nonce = _nonce(raw)

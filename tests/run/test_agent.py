@@ -303,20 +303,6 @@ def test_an_agent_of_another_uid_behind_a_trusted_socket_is_not_believed(
     assert got == "b''"  # the impostor heard nothing: no argv, no descriptor
 
 
-def test_periodic_reports_are_refused_until_they_exist(tmp_path: Path) -> None:
-    """--interval names the report push, which waits on the verifier's /v1/reports: a
-    usage error, not an agent that claims to report and does not."""
-    from click.testing import CliRunner
-
-    from attest.cli.main import cli
-
-    done = CliRunner().invoke(cli, ["--home", str(tmp_path), "agent", "--verifier",
-                                    "http://127.0.0.1:9", "--interval", "2s"])
-    assert done.exit_code == 2, done.output
-    assert "not implemented" in done.output
-    assert not (tmp_path / wire.SOCKET_NAME).exists()
-
-
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as other uids")
 def test_with_group_its_members_are_served_and_no_one_else(ready: tuple[Host, Path],
                                                             tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from attest.errors import AttestError, UsageError
 from attest.host.agent.supervision import Admission, refusal
 from attest.host.agent.supervisor import Supervisor, TrustLost
+from attest.host.agent.turns import TurnLock
 from attest.host.agent.wire import SOCKET_NAME, WireError, peer_credentials, receive, send
 from attest.host.run import Remote, run_remote
 from attest.host.runtime.environment import kept_variables
@@ -54,6 +55,9 @@ class Agent:
     group: int | None = None  # --group: its members may use the agent too
     supervisor: Supervisor | None = None  # `attest run --supervise` (attest.host.agent.supervision)
     uid: int = dataclasses.field(init=False, default_factory=os.getuid)
+    # Held by whoever uses the TPM: a client's authorization, or the report loop while it
+    # issues (attest.host.agent.reporting); ESAPI is not thread-safe. Taken in turn.
+    tpm_lock: TurnLock = dataclasses.field(default_factory=TurnLock)
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):
@@ -89,7 +93,8 @@ class Agent:
                 if fd is not None:
                     os.close(fd)
                 raise
-            answer, out = self.authorize(request, fd, peer, admission)
+            with self.tpm_lock:
+                answer, out = self.authorize(request, fd, peer, admission)
         except TrustLost as exc:
             answer, out = refusal(exc), None
         except AttestError as exc:
@@ -232,10 +237,3 @@ def serve(agent: Agent, server: socket.socket,
             except (OSError, WireError):
                 continue  # the client went away mid-answer: its loss, not the agent's
 
-
-def report_due(agent: Agent, now: float) -> None:
-    """Hook for the periodic report push (`attest agent --interval`): a fresh quote and
-    the runtime-log records since the last accepted report, POSTed to the verifier's
-    /v1/reports. Not implemented: that endpoint is being built (issue 14, slice A), and
-    `--interval` is refused until this is filled in."""
-    raise NotImplementedError("periodic reports: waiting on the verifier's /v1/reports")
