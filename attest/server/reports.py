@@ -37,7 +37,7 @@ from attest.decision import Decision
 from attest.errors import AttestError, EvidenceError
 from attest.evidence.structures import parse_attest
 from attest.reasons import Reason
-from attest.server import schema
+from attest.server import hostfeed, schema
 from attest.server.admin import admin
 from attest.server.bodies import json_object, only_members, read_body, unprocessable
 from attest.store import hosttrust
@@ -76,7 +76,8 @@ HOST_TRUST: dict[str, Any] = {
 }
 REPORT: dict[str, Any] = {
     **schema.ENROLLMENT_DECISION,
-    "properties": {**schema.ENROLLMENT_DECISION["properties"], "host_state": HOST_TRUST},
+    "properties": {**schema.ENROLLMENT_DECISION["properties"], "host_state": HOST_TRUST,
+                   "watch": hostfeed.WATCH},
 }
 _SECURED: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid bearer token",
@@ -186,6 +187,8 @@ def _decide(service: Service, raw: bytes) -> dict[str, Any]:
         view = hosttrust.view(service.store, decision.host, now=now,
                               max_age=age if age is not None else NO_AGE)
         out["host_state"] = {**view.to_json(), "changed": changed}
+        if decision.accepted:  # the host's credential for its own feed
+            out["watch"] = service.watch.issue(decision.host)
     return out
 
 
