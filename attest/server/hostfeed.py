@@ -18,6 +18,7 @@ host whose reports stop being accepted loses its feed within one lifetime.
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +44,16 @@ MIN_LIFETIME_S = 60
 MAX_LIFETIME_S = 3600
 
 WATCH: dict[str, Any] = {
-    "type": "object", "required": ["token", "expires_at", "events"],
+    "type": "object", "required": ["token", "expires_at", "events", "after"],
     "additionalProperties": False,
     "description": "The host's credential for its own event feed (accepted reports only).",
     "properties": {
         "token": {"type": "string", "description": "Opaque: Authorization: Bearer <token>"},
         "expires_at": {"type": "integer", "description": "Unix seconds (exclusive)"},
         "events": {"type": "string", "description": "The feed's path"},
+        "after": {"type": "integer", "description": "The stream's newest event id when "
+                  "this answer was made: a watcher's first cursor (it acts on what comes "
+                  "after, not on the host's history)"},
     },
 }
 _SECURED: dict[int | str, dict[str, Any]] = {
@@ -65,7 +69,7 @@ def lifetime(report_max_age: int | None) -> int:
 
 
 def feed_path(host: str) -> str:
-    return f"{API}/hosts/{host}/events"
+    return f"{API}/hosts/{urllib.parse.quote(host, safe='')}/events"
 
 
 class WatchCredentials:
@@ -84,7 +88,10 @@ class WatchCredentials:
         now = int(self._clock())
         expires = now + self._lifetime
         token = watchtoken.mint(self._ensure(now), host, expires)
-        return {"token": token, "expires_at": expires, "events": feed_path(host)}
+        with self._store.read() as tx:
+            newest = events.last(tx)
+        return {"token": token, "expires_at": expires, "events": feed_path(host),
+                "after": newest}
 
     def check(self, token: str, host: str) -> bool:
         """Whether ``token`` opens ``host``'s feed now. Reads the store only once per
