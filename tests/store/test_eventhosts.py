@@ -1,6 +1,6 @@
 """Each revocation event names the host it concerns and the jtis it cuts there
 (attest.store.eventhosts), so that a host's agent decides "my artifact is cut" from its
-own feed alone, without lineage; and enrolling again forgets the host's report clock."""
+own feed alone, without lineage."""
 
 from __future__ import annotations
 
@@ -93,14 +93,3 @@ def test_a_revocation_touching_no_known_host_is_for_administrators_only(
     assert "jtis" not in event
     with store.read() as tx:
         assert tx.scalar("SELECT host FROM events") is None
-
-
-def test_enrolling_again_forgets_the_hosts_report_clock(store: Store) -> None:
-    store.enroll("web-1", AK1, b"p1", b"q", None, T0, ek=EK1)
-    with store.write() as tx:
-        tx.execute("INSERT INTO host_trust (host, state, reasons, changed_at, reported_at, "
-                   "audit_index, report_clock) VALUES ('web-1', 'trusted', '', 1, 1, NULL, "
-                   "999999)")
-    store.enroll("web-1", AK1, b"p1", b"q", None, T0 + 1, ek=EK1)
-    with store.read() as tx:
-        assert tx.scalar("SELECT report_clock FROM host_trust WHERE host = 'web-1'") is None
