@@ -104,6 +104,15 @@ def test_an_accepted_report_carries_a_watch_token_for_its_own_feed(
     assert states == ["trusted", "untrusted"]
 
 
+def test_a_host_turned_stale_reads_so_on_its_feed(continuous: Continuous) -> None:
+    watch = _watch(continuous)
+    continuous.clock.now += MAX_AGE + 1  # no report since: stale, the token still good
+    sweep = continuous.client.app.state.stale_sweep  # type: ignore[attr-defined]
+    assert sweep.once() == [HOST_ID]
+    states = [e["data"]["state"] for e in _feed(continuous.client, watch["token"])]
+    assert states == ["trusted", "stale"]
+
+
 def test_the_feed_shows_only_the_events_of_its_host(continuous: Continuous) -> None:
     watch = _watch(continuous)
     _, admin = _token(continuous)
