@@ -8,9 +8,10 @@ of that host it cuts, or null for "everything of this host":
 - an artifact: its own host, ``[jti]``. A cascade from an ancestor is one revocation per
   descendant (attest.store.revocations.record, called by Store.revoke_artifact), so each
   cut artifact is its own event on its own host, wherever the ancestor came from;
-- a signing key or an approval: one event per host with live artifacts (``exp`` still
-  ahead) under it, listing them; more than :data:`MAX_CUT` of one host is null (fail
-  closed: the watcher then stops everything of that host);
+- a signing key or an approval: one event per host with artifacts under it, listing
+  them all, expired ones too (a supervised command may outlive its artifact's ``exp``:
+  a partial list would leave it running); a list longer than :data:`MAX_CUT_BYTES` of
+  JSON is null (fail closed: the watcher then stops everything of that host);
 - a host, an EK, an AK: null for every host that holds it (an EK moved between host ids
   touches each of them);
 - a revocation that touches no host the store knows (a jti never accepted, a key never
@@ -25,9 +26,10 @@ from __future__ import annotations
 from attest.store.db import Transaction
 from attest.store.records import RevocationKind
 
-# The jtis one host's event lists; a host with more live artifacts under one revoked key
-# or approval gets null (everything), which keeps an event well inside MAX_EVENT_DATA.
-MAX_CUT = 100
+# The JSON of the jtis one host's event lists, at most; a host with more artifacts under
+# one revoked key or approval gets null (everything): an event stays inside
+# MAX_EVENT_DATA with its other members.
+MAX_CUT_BYTES = 12_000
 
 Touched = list[tuple[str | None, list[str] | None]]
 """(host, the jtis cut on it or None for everything) per host; host None: none known."""
@@ -39,15 +41,14 @@ _EK_HOSTS = ("SELECT host FROM host_eks WHERE ek = :subject UNION "
              "ON enrollments.ak_name = ak_eks.ak_name WHERE ak_eks.ek = :subject")
 # Neither artifacts.kid nor artifact_approvals.approval is indexed: a scan, at the time of
 # a revocation only (rare, an operator's act), never on a decision's path.
-_KEY_CUT = ("SELECT host, jti FROM artifacts WHERE kid = :subject AND exp > :now "
-            "ORDER BY host, jti")
+_KEY_CUT = "SELECT host, jti FROM artifacts WHERE kid = :subject ORDER BY host, jti"
 _APPROVAL_CUT = ("SELECT artifacts.host, artifacts.jti FROM artifact_approvals "
                  "JOIN artifacts ON artifacts.jti = artifact_approvals.jti "
-                 "WHERE artifact_approvals.approval = :subject AND artifacts.exp > :now "
+                 "WHERE artifact_approvals.approval = :subject "
                  "ORDER BY artifacts.host, artifacts.jti")
 
 
-def touched(tx: Transaction, kind: RevocationKind, subject: str, now: int) -> Touched:
+def touched(tx: Transaction, kind: RevocationKind, subject: str) -> Touched:
     """The hosts the revocation of ``(kind, subject)`` touches, each with what it cuts
     there (see the module's rule), in host order; ``[(None, None)]`` when none is known."""
     found: Touched
@@ -60,11 +61,13 @@ def touched(tx: Transaction, kind: RevocationKind, subject: str, now: int) -> To
         sql = _AK_HOSTS if kind is RevocationKind.AK else _EK_HOSTS
         found = [(host, None) for host in sorted({row.host for row in
                                                   tx.all(sql, {"subject": subject})})]
-    else:  # a signing key or an approval: the live artifacts under it, by host
+    else:  # a signing key or an approval: the artifacts under it, by host
         sql = _KEY_CUT if kind is RevocationKind.KEY else _APPROVAL_CUT
         cut: dict[str, list[str]] = {}
-        for row in tx.all(sql, {"subject": subject, "now": now}):
+        size: dict[str, int] = {}
+        for row in tx.all(sql, {"subject": subject}):
+            size[row.host] = size.get(row.host, 2) + len(row.jti) + 3  # "...",
             cut.setdefault(row.host, []).append(row.jti)
-        found = [(host, jtis if len(jtis) <= MAX_CUT else None)
+        found = [(host, jtis if size[host] <= MAX_CUT_BYTES else None)
                  for host, jtis in cut.items()]
     return found or [(None, None)]

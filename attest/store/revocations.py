@@ -104,7 +104,7 @@ def record(tx: Transaction, kind: RevocationKind, subject: str, reason: str, now
                                  "revoked_at": now, "cascaded_from": cascaded_from})
             # One event per host it touches, listing what it cuts there (the rule:
             # attest.store.eventhosts); one with no host when it touches none known.
-            for host, jtis in eventhosts.touched(tx, kind, subject, now):
+            for host, jtis in eventhosts.touched(tx, kind, subject):
                 data: dict[str, object] = {"kind": kind.value, "subject": subject,
                                            "reason": reason[:1024],
                                            "cascaded_from": cascaded_from}
