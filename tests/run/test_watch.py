@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from attest.cli.main import cli
 from attest.errors import UsageError
-from attest.host.agent.watch import MAX_LINE, Credential, Watcher, cuts
+from attest.host.agent.watch import MAX_LINE, Credential, CredentialSlot, Watcher, cuts
 from attest.policy import NonceMode, Rule
 from attest.store import default_url
 from tests.server.serving import policy_file, served
@@ -188,6 +188,17 @@ def test_a_watch_credential_from_an_answer_is_checked() -> None:
                 {**good, "expires_at": -1}, {**good, "after": "3"}, [good], None):
         with pytest.raises(ValueError):
             Credential.from_answer(bad)
+    slot = CredentialSlot()
+    assert slot() is None and slot.offer({"accepted": False, "watch": good}) is None
+    assert slot.offer({"accepted": True, "watch": good}) == Credential.from_answer(good)
+    later = {**good, "token": "def", "expires_at": 20, "after": 9}
+    older = {**good, "token": "old", "expires_at": 5}
+    kept = Credential("def", 20, "/v1/hosts/web-1/events", 3)  # the first cursor stays
+    assert slot.offer({"accepted": True, "watch": later}) == kept
+    assert slot.offer({"accepted": True, "watch": older}) == kept  # never older
+    with pytest.raises(ValueError):
+        slot.offer({"accepted": True, "watch": {**later, "token": ""}})
+    assert slot() == kept
     with pytest.raises(UsageError):  # plain http to another machine, as for every URL
         Watcher("http://verifier.example", lambda: None, Heard())
 

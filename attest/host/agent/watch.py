@@ -93,6 +93,35 @@ class Credential:
         return cls(token, _count(expires), events, _count(after))
 
 
+class CredentialSlot:
+    """The newest watch credential, shared by the report loop (which stores each
+    accepted answer's) and the watcher (which calls it): thread-safe, never older."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._newest: Credential | None = None
+
+    def __call__(self) -> Credential | None:
+        with self._lock:
+            return self._newest
+
+    def offer(self, answer: Mapping[str, Any]) -> Credential | None:
+        """Keep the ``watch`` of a report's ``answer`` if it is accepted and carries one
+        that expires later than the one kept; the credential now kept. A malformed one is
+        refused (ValueError) and the kept one stays."""
+        if answer.get("accepted") is not True or "watch" not in answer:
+            return self()
+        offered = Credential.from_answer(answer["watch"])
+        with self._lock:
+            if self._newest is None or offered.expires_at >= self._newest.expires_at:
+                # The first cursor stays the first: a later answer's is past events the
+                # watcher may not have read yet.
+                after = offered.after if self._newest is None else self._newest.after
+                self._newest = Credential(offered.token, offered.expires_at,
+                                          offered.events, after)
+            return self._newest
+
+
 def _count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
         raise ValueError("the answer's watch times and cursor are not integers")
