@@ -23,13 +23,15 @@ only what the verifier accepted, which the store holds.
 
 from __future__ import annotations
 
+import json
+
 from attest.store.db import Transaction
 from attest.store.records import RevocationKind
 
 # The JSON of the jtis one host's event lists, at most; a host with more artifacts under
-# one revoked key or approval gets null (everything): an event stays inside
-# MAX_EVENT_DATA with its other members.
-MAX_CUT_BYTES = 12_000
+# one revoked key or approval gets null (everything). With the other members at their
+# longest (a 1024-character reason escaped to 6 KB), an event stays inside MAX_EVENT_DATA.
+MAX_CUT_BYTES = 8_000
 
 Touched = list[tuple[str | None, list[str] | None]]
 """(host, the jtis cut on it or None for everything) per host; host None: none known."""
@@ -64,10 +66,8 @@ def touched(tx: Transaction, kind: RevocationKind, subject: str) -> Touched:
     else:  # a signing key or an approval: the artifacts under it, by host
         sql = _KEY_CUT if kind is RevocationKind.KEY else _APPROVAL_CUT
         cut: dict[str, list[str]] = {}
-        size: dict[str, int] = {}
         for row in tx.all(sql, {"subject": subject}):
-            size[row.host] = size.get(row.host, 2) + len(row.jti) + 3  # "...",
             cut.setdefault(row.host, []).append(row.jti)
-        found = [(host, jtis if size[host] <= MAX_CUT_BYTES else None)
+        found = [(host, jtis if len(json.dumps(jtis)) <= MAX_CUT_BYTES else None)
                  for host, jtis in cut.items()]
     return found or [(None, None)]

@@ -54,6 +54,15 @@ def test_a_key_revocation_lists_each_hosts_artifacts_under_it_expired_too(
     assert event["kind"] == "key" and event["jtis"] == ["k0", "k1", "k2"]
 
 
+def test_the_longest_listing_with_the_longest_reason_fits_an_event(store: Store) -> None:
+    jtis = [f"{n:04}" + "k" * 121 for n in range(MAX_CUT_BYTES // 128)]
+    for n, jti in enumerate(jtis):
+        _accept(store, jti, host="host-a", step=n + 1)
+    store.revoke_key(KID, "\u00e9" * 1024, T0 + 5)  # escaped to 6 KB of JSON
+    (event,) = _feed(store, "host-a")
+    assert event["jtis"] == jtis and event["reason"] == "\u00e9" * 1024
+
+
 def test_a_key_cutting_more_than_a_listing_holds_cuts_the_whole_host(store: Store) -> None:
     for n in range(MAX_CUT_BYTES // 128 + 1):  # jtis of 125 characters
         _accept(store, f"{n:04}" + "k" * 121, host="host-a", step=n + 1)
