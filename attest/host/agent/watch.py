@@ -231,6 +231,8 @@ class Watcher:
                                         "Accept": "text/event-stream",
                                         "Last-Event-ID": str(self.cursor)})
             response = connection.getresponse()
+            if self._stop.is_set():  # stopped while connecting: no shutdown reached it
+                return True
             if response.status == 401:
                 self.refused += 1
             if response.status != 200:
@@ -264,7 +266,7 @@ class Watcher:
                 return  # the stream ended (its timeout, the token's expiry): reconnect
             self.last_contact = time.monotonic()
             if len(line) > MAX_LINE or not line.endswith(b"\n"):
-                raise FeedError(f"a feed line is longer than {MAX_LINE} bytes")
+                raise FeedError(f"a feed line is longer than {MAX_LINE} bytes, or cut short")
             size += len(line)
             if size > MAX_EVENT:
                 raise FeedError(f"a feed event is longer than {MAX_EVENT} bytes")
