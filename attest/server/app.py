@@ -33,7 +33,17 @@ from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
-from attest.server import enrollment, events, inflight, replicas, reports, results, schema, webhooks
+from attest.server import (
+    enrollment,
+    events,
+    hostfeed,
+    inflight,
+    replicas,
+    reports,
+    results,
+    schema,
+    webhooks,
+)
 from attest.server.bodies import (
     RequestRefused,
     json_object,
@@ -71,6 +81,9 @@ class Service:
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self.clock = clock
+        # Each accepted report's credential for its host's own feed (attest.server.hostfeed).
+        self.watch = hostfeed.WatchCredentials(
+            store, clock, hostfeed.lifetime(policy.freshness.report_max_age))
 
     def close(self) -> None:
         self.store.close()
@@ -122,6 +135,7 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     enrollment.mount(app, service)  # /v1/enrollments (attest.server.enrollment)
     reports.mount(app, service, VERIFY_BODY_BYTES, signer)  # /v1/reports, /v1/hosts/{host}
     events.mount(app, service)  # /v1/events, server-sent (attest.server.events)
+    hostfeed.mount(app, service, service.watch)  # /v1/hosts/{host}/events
     # The bodies held at once, bounded (attest.server.inflight). Added before operate's
     # middleware, so inside it: its refusal raised from a body read reaches the
     # application's handlers (a JSON 503), whoever reads first (the rate limit peeks).

@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Query, Request
@@ -68,6 +68,46 @@ def cursor_from(header: str | None, after: int) -> int:
     return int(text)
 
 
+def stream_response(request: Request, start: int, first: list[Event],
+                    fetch: Callable[[int], list[Event]], timeout: float) -> StreamingResponse:
+    """The SSE answer: ``first`` (the events after ``start``, read before answering so a
+    store out of reach is a 503), then those ``fetch(cursor)`` finds, polled, for at most
+    ``timeout`` seconds. Shared by /v1/events and each host's feed (attest.server.hostfeed)."""
+
+    async def body() -> AsyncIterator[str]:
+        cursor, found = start, first
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        yield "retry: 1000\n\n"
+        while True:
+            for event in found:
+                yield message(event)
+                cursor = event.id
+            if found:
+                quiet_since = time.monotonic()
+            if len(found) == BATCH:  # more waiting: no sleep
+                found = await run_in_threadpool(fetch, cursor)
+                continue
+            if time.monotonic() >= deadline or await request.is_disconnected():
+                return
+            if time.monotonic() - quiet_since >= HEARTBEAT_S:
+                yield ": heartbeat\n\n"
+                quiet_since = time.monotonic()
+            await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+            try:
+                found = await run_in_threadpool(fetch, cursor)
+            except Exception:  # noqa: BLE001 - the store went away mid-stream
+                # End the stream; the client reconnects from its cursor and then
+                # gets the 503 (or its events) in the open.
+                _log.warning("event stream ended: the store is out of reach",
+                             exc_info=True)
+                return
+
+    return StreamingResponse(body(), media_type=MEDIA,
+                             headers={"Cache-Control": "no-store",
+                                      "X-Accel-Buffering": "no"})
+
+
 def mount(app: FastAPI, service: Service) -> None:
     """Add ``GET /v1/events`` to ``app``."""
 
@@ -90,36 +130,4 @@ def mount(app: FastAPI, service: Service) -> None:
         # The first batch before answering: a store out of reach is a 503, not a stream
         # that ends at once (attest.server.app maps StoreUnavailable).
         first = await run_in_threadpool(batch, start)
-
-        async def body() -> AsyncIterator[str]:
-            cursor, found = start, first
-            deadline = time.monotonic() + timeout
-            quiet_since = time.monotonic()
-            yield "retry: 1000\n\n"
-            while True:
-                for event in found:
-                    yield message(event)
-                    cursor = event.id
-                if found:
-                    quiet_since = time.monotonic()
-                if len(found) == BATCH:  # more waiting: no sleep
-                    found = await run_in_threadpool(batch, cursor)
-                    continue
-                if time.monotonic() >= deadline or await request.is_disconnected():
-                    return
-                if time.monotonic() - quiet_since >= HEARTBEAT_S:
-                    yield ": heartbeat\n\n"
-                    quiet_since = time.monotonic()
-                await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-                try:
-                    found = await run_in_threadpool(batch, cursor)
-                except Exception:  # noqa: BLE001 - the store went away mid-stream
-                    # End the stream; the client reconnects from its cursor and then
-                    # gets the 503 (or its events) in the open.
-                    _log.warning("event stream ended: the store is out of reach",
-                                 exc_info=True)
-                    return
-
-        return StreamingResponse(body(), media_type=MEDIA,
-                                 headers={"Cache-Control": "no-store",
-                                          "X-Accel-Buffering": "no"})
+        return stream_response(request, start, first, batch, timeout)

@@ -37,7 +37,7 @@ from attest.decision import Decision
 from attest.errors import AttestError, EvidenceError
 from attest.evidence.structures import parse_attest
 from attest.reasons import Reason
-from attest.server import schema
+from attest.server import hostfeed, schema
 from attest.server.admin import admin
 from attest.server.bodies import json_object, only_members, read_body, unprocessable
 from attest.store import hosttrust
@@ -78,7 +78,8 @@ HOST_TRUST: dict[str, Any] = {
 # With its signed attestation result, as /v1/verify's: the agent acts on that alone.
 REPORT: dict[str, Any] = {
     **schema.DECISION,
-    "properties": {**schema.DECISION["properties"], "host_state": HOST_TRUST},
+    "properties": {**schema.DECISION["properties"], "host_state": HOST_TRUST,
+                   "watch": hostfeed.WATCH},
 }
 
 def mount(app: FastAPI, service: Service, body_bytes: int, signer: Results) -> None:
@@ -186,6 +187,8 @@ def _decide(service: Service, signer: Results, raw: bytes) -> dict[str, Any]:
                               max_age=age if age is not None else NO_AGE)
         # report_max_age: how long the agent may go without an accepted report.
         out["host_state"] = {**view.to_json(), "changed": changed, "report_max_age": age}
+        if decision.accepted:  # the host's credential for its own feed
+            out["watch"] = service.watch.issue(decision.host)
     return out
 
 

@@ -58,6 +58,8 @@ class Table(NamedTuple):
     columns: tuple[Column, ...]
     # (constraint name, columns) of each UNIQUE constraint over several columns.
     unique: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # (index name, columns) of each plain index over several columns.
+    indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -88,4 +90,6 @@ class Table(NamedTuple):
                       + ", \n\t".join(parts) + "\n)"]
         statements.extend(f"CREATE INDEX IF NOT EXISTS ix_{self.name}_{c.name} "
                           f"ON {self.name} ({c.name})" for c in self.columns if c.indexed)
+        statements.extend(f"CREATE INDEX IF NOT EXISTS {name} ON {self.name} "
+                          f"({', '.join(columns)})" for name, columns in self.indexes)
         return statements

@@ -21,14 +21,23 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from attest.store.db import Transaction
-from attest.store.schema import MAX_EVENT_DATA, MAX_EVENT_KIND, MAX_EVENT_SUBJECT, events
+from attest.store.schema import (
+    MAX_EVENT_DATA,
+    MAX_EVENT_KIND,
+    MAX_EVENT_SUBJECT,
+    MAX_HOST,
+    events,
+)
 
 # pg_advisory_xact_lock's key for event ids: 'attest' 'ev' in ASCII, unused elsewhere.
 EVENTS_LOCK = 0x6174746573746576
 _LOCK = "SELECT pg_advisory_xact_lock(:key)"
-_INSERT = events.insert(("kind", "subject", "details", "created_at"))
+_INSERT = events.insert(("kind", "subject", "details", "created_at", "host"))
 _AFTER = ("SELECT id, kind, subject, details, created_at FROM events WHERE id > :after "
           "ORDER BY id LIMIT :limit")
+# One host's feed: by the index (host, id).
+_HOST_AFTER = ("SELECT id, kind, subject, details, created_at FROM events "
+               "WHERE host = :host AND id > :after ORDER BY id LIMIT :limit")
 _LAST = "SELECT max(id) FROM events"
 
 REVOCATION = "revocation"
@@ -49,8 +58,9 @@ class Event(NamedTuple):
 
 
 def record_event(tx: Transaction, kind: str, subject: str, data: Mapping[str, object], *,
-                 now: int) -> None:
-    """Record an event in ``tx``, the write transaction of the change it reports.
+                 now: int, host: str | None = None) -> None:
+    """Record an event in ``tx``, the write transaction of the change it reports;
+    ``host``: the host it concerns (its own feed shows it), if one.
 
     Raises ValueError for an event that does not fit its columns (a bug of the caller:
     the change must not commit without its event, so the caller's transaction fails).
@@ -65,15 +75,24 @@ def record_event(tx: Transaction, kind: str, subject: str, data: Mapping[str, ob
         raise ValueError(f"an event's data is at most {MAX_EVENT_DATA} bytes of JSON")
     if tx.dialect == "postgresql":
         tx.execute(_LOCK, {"key": EVENTS_LOCK})
-    tx.execute(_INSERT, {"kind": kind, "subject": subject, "details": text, "created_at": now})
+    if host is not None and (not host or len(host) > MAX_HOST):
+        raise ValueError(f"an event's host is 1..{MAX_HOST} characters")
+    tx.execute(_INSERT, {"kind": kind, "subject": subject, "details": text, "created_at": now,
+                         "host": host})
 
 
-def after(tx: Transaction, cursor: int, limit: int = MAX_BATCH) -> list[Event]:
-    """The events after ``cursor``, oldest first, at most ``limit`` (1..MAX_BATCH)."""
+def after(tx: Transaction, cursor: int, limit: int = MAX_BATCH, *,
+          host: str | None = None) -> list[Event]:
+    """The events after ``cursor``, oldest first, at most ``limit`` (1..MAX_BATCH); with
+    ``host``, only those concerning that host (its feed)."""
     if not 1 <= limit <= MAX_BATCH:
         raise ValueError(f"limit must be 1..{MAX_BATCH}")
+    if host is None:
+        rows = tx.all(_AFTER, {"after": cursor, "limit": limit})
+    else:
+        rows = tx.all(_HOST_AFTER, {"host": host, "after": cursor, "limit": limit})
     return [Event(row.id, row.kind, row.subject, _data(row.details), row.created_at)
-            for row in tx.all(_AFTER, {"after": cursor, "limit": limit})]
+            for row in rows]
 
 
 def last(tx: Transaction) -> int:

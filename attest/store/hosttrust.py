@@ -150,7 +150,8 @@ def record_report(store: Store, log: AuditLog | None, decision: Decision, now: i
 def _event(tx: Transaction, host: str, state: str, reasons: list[str], index: int | None,
            now: int) -> None:
     events.record_event(tx, events.HOST_STATE, host,
-                        {"state": state, "reasons": reasons, "audit_index": index}, now=now)
+                        {"state": state, "reasons": reasons, "audit_index": index}, now=now,
+                        host=host)
 
 
 def _locked(tx: Transaction, host: str) -> Any:

@@ -80,10 +80,10 @@ def check_no_triggers(tx: Transaction) -> None:
 
 def _sqlite_findings(tx: Transaction, owned: dict[str, Table]) -> list[str]:
     expected_tables = {name: _creates(table, "sqlite")[0] for name, table in owned.items()}
-    expected_indexes = {f"ix_{table.name}_{c.name}": text
+    expected_indexes = {name: text
                         for table in owned.values()
-                        for c, text in zip([c for c in table.columns if c.indexed],
-                                           _creates(table, "sqlite")[1:], strict=True)}
+                        for name, text in zip(_index_names(table),
+                                              _creates(table, "sqlite")[1:], strict=True)}
     found: list[str] = []
     for row in tx.all(_SQLITE_OBJECTS):
         if row.type in ("trigger", "view"):
@@ -107,11 +107,16 @@ def _postgresql_findings(tx: Transaction, owned: dict[str, Table]) -> list[str]:
               if r.name in owned]
     allowed = {f"{table.name}_pkey" for table in owned.values()}
     allowed |= {name for table in owned.values() for name, _ in table.unique}
-    allowed |= {f"ix_{table.name}_{c.name}" for table in owned.values()
-                for c in table.columns if c.indexed}
+    allowed |= {name for table in owned.values() for name in _index_names(table)}
     found += [f"index {_q(r.name)} on {_q(r.tbl_name)}" for r in tx.all(_PG_INDEXES)
               if r.tbl_name in owned and r.name not in allowed]
     return found
+
+
+def _index_names(table: Table) -> list[str]:
+    """The names of ``table``'s indexes, in the order Table.create makes them."""
+    return ([f"ix_{table.name}_{c.name}" for c in table.columns if c.indexed]
+            + [name for name, _ in table.indexes])
 
 
 def _creates(table: Table, dialect: str) -> list[str]:

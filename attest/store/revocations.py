@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from attest.store import events
+from attest.store import eventhosts, events
 from attest.store.db import Conflict, Row, Transaction
 from attest.store.records import Revocation, RevocationKind
 from attest.store.schema import revocations
@@ -91,7 +91,8 @@ def record(tx: Transaction, kind: RevocationKind, subject: str, reason: str, now
            cascaded_from: str | None = None) -> None:
     """Record a revocation unless one exists already: the first reason and time stand.
 
-    A new revocation is an event on the stream (attest.store.events), written with it.
+    A new revocation is an event on the stream (attest.store.events), written with it:
+    one for each host it touches (attest.store.eventhosts).
     """
     if find(tx, [(kind, subject)]) is not None:
         return
@@ -101,10 +102,16 @@ def record(tx: Transaction, kind: RevocationKind, subject: str, reason: str, now
         with tx.savepoint():
             tx.execute(_INSERT, {"kind": kind.value, "subject": subject, "reason": reason,
                                  "revoked_at": now, "cascaded_from": cascaded_from})
-            events.record_event(tx, events.REVOCATION, f"{kind.value}:{subject}",
-                                {"kind": kind.value, "subject": subject,
-                                 "reason": reason[:1024], "cascaded_from": cascaded_from},
-                                now=now)
+            # One event per host it touches, listing what it cuts there (the rule:
+            # attest.store.eventhosts); one with no host when it touches none known.
+            for host, jtis in eventhosts.touched(tx, kind, subject):
+                data: dict[str, object] = {"kind": kind.value, "subject": subject,
+                                           "reason": reason[:1024],
+                                           "cascaded_from": cascaded_from}
+                if host is not None:
+                    data["jtis"] = jtis
+                events.record_event(tx, events.REVOCATION, f"{kind.value}:{subject}", data,
+                                    now=now, host=host)
     except Conflict:
         if find(tx, [(kind, subject)]) is None:
             raise

@@ -301,7 +301,8 @@ replicas = Table("replicas", (
 # The changes of trust the verifier streams (GET /v1/events) and POSTs to webhooks
 # (attest.store.events): one row per event, written in the transaction of the change it
 # reports, so none is lost or invented. The id is the stream's cursor, numbered by the
-# database; rows are append-only.
+# database; rows are append-only. ``host``: the host the event concerns, if one (its own
+# feed, GET /v1/hosts/{host}/events, reads by (host, id): attest.store.eventhosts).
 MAX_EVENT_KIND = 32
 MAX_EVENT_SUBJECT = 300  # "<revocation kind>:<subject>" and host ids fit
 MAX_EVENT_DATA = 16384
@@ -311,7 +312,8 @@ events = Table("events", (
     Column("subject", varchar(MAX_EVENT_SUBJECT)),
     Column("details", TEXT),  # a JSON object, at most MAX_EVENT_DATA bytes
     Column("created_at", BIGINT),
-))
+    Column("host", varchar(MAX_HOST), nullable=True),
+), indexes=(("ix_events_host_id", ("host", "id")),))
 
 # Each webhook subscriber's delivery cursor: the last event id delivered to it, and who
 # is delivering the next one until when (a lease). A replica claims the next event with a

@@ -24,6 +24,7 @@ from attest.store import (
     integrity,
     migrations,
     prefixes,
+    reportclock,
     servicekeys,
 )
 from attest.store import revocations as revs
@@ -262,6 +263,7 @@ class Store:
                              "ek_certificate": ek_certificate, "enrolled_at": now,
                              "updated_at": now})
                     tx.execute(_UNSEAL, {"ak": name})
+                    reportclock.forget(tx, host=host)  # its clock may restart
                     if in_transaction is not None:
                         in_transaction(tx, moved)
                 return moved
@@ -384,6 +386,7 @@ class Store:
         with self.write() as tx:
             readmitted = epochs.readmit(tx, name)
             forgotten = tx.execute(_FORGET_CLOCK, {"ak": name}) > 0 or readmitted
+            reportclock.forget(tx, ak_name=name)
             if in_transaction is not None:
                 in_transaction(tx)
             return forgotten

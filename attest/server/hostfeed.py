@@ -1,0 +1,165 @@
+"""Each host's own event feed: ``GET /v1/hosts/{host}/events`` under a watch token.
+
+A host's agent must learn within a second that what it authorized was cut (attest run
+--supervise stops the command), but hosts hold no administrator's token, so they can't
+read /v1/events (which names every host). Each accepted report's answer carries a watch
+credential instead (:meth:`WatchCredentials.issue`, attest.server.watchtoken): a bearer
+token bound to the report's host, for :func:`lifetime` seconds. It opens that host's feed
+and nothing else: the same server-sent events as /v1/events (attest.server.events), the
+same cursors, only the events whose ``host`` is this one (attest.store.eventhosts says
+which revocations touch a host and what they cut there).
+
+A token of another host, expired, altered, minted under another deployment's key, or an
+administrator's token, is a 401. A stream ends when its token expires: the agent
+reconnects with its cursor and the newest token (each accepted report brings one), so a
+host whose reports stop being accepted loses its feed within one lifetime.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from attest.server import schema, watchtoken
+from attest.server.admin import API, MAX_INT, unauthorized
+from attest.server.events import BATCH, MAX_STREAM_S, MEDIA, cursor_from, stream_response
+from attest.store import events, servicekeys
+from attest.store.events import Event
+from attest.store.store import Store
+
+if TYPE_CHECKING:
+    from attest.server.app import Service
+
+WATCH_KEY = "watch-token-mac-v1"
+# Without freshness.report_max_age, a token lives this long; with it, twice the age (so a
+# host that turned stale still reads the event saying so), within these bounds.
+DEFAULT_LIFETIME_S = 300
+MIN_LIFETIME_S = 60
+MAX_LIFETIME_S = 3600
+
+WATCH: dict[str, Any] = {
+    "type": "object", "required": ["token", "expires_at", "events", "after"],
+    "additionalProperties": False,
+    "description": "The host's credential for its own event feed (accepted reports only).",
+    "properties": {
+        "token": {"type": "string", "description": "Opaque: Authorization: Bearer <token>"},
+        "expires_at": {"type": "integer", "description": "Unix seconds (exclusive)"},
+        "events": {"type": "string", "description": "The feed's path"},
+        "after": {"type": "integer", "description": "The stream's newest event id when "
+                  "this answer was made: a watcher's first cursor (it acts on what comes "
+                  "after, not on the host's history)"},
+    },
+}
+_SECURED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No watch token of this host in force",
+          "content": {"application/json": {"schema": schema.ERROR}}}}
+
+
+def lifetime(report_max_age: int | None) -> int:
+    """How long a watch token lives under a policy's ``freshness.report_max_age``."""
+    if report_max_age is None:
+        return DEFAULT_LIFETIME_S
+    return min(MAX_LIFETIME_S, max(MIN_LIFETIME_S, 2 * report_max_age))
+
+
+def feed_path(host: str) -> str:
+    return f"{API}/hosts/{urllib.parse.quote(host, safe='')}/events"
+
+
+class WatchCredentials:
+    """Mints and checks watch tokens under the deployment's watch key, which the replicas
+    on one database share (created by the first to mint, read once per process)."""
+
+    def __init__(self, store: Store, clock: Callable[[], float], lifetime_s: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._lifetime = lifetime_s
+        self._key: bytes | None = None
+        self._lock = threading.Lock()
+
+    def issue(self, host: str) -> dict[str, Any]:
+        """The ``watch`` member of an accepted report's answer, for ``host``."""
+        now = int(self._clock())
+        expires = now + self._lifetime
+        token = watchtoken.mint(self._ensure(now), host, expires)
+        with self._store.read() as tx:
+            newest = events.last(tx)
+        return {"token": token, "expires_at": expires, "events": feed_path(host),
+                "after": newest}
+
+    def check(self, token: str, host: str) -> bool:
+        """Whether ``token`` opens ``host``'s feed now. Reads the store only once per
+        process (the key); no token was ever valid before the key exists."""
+        key = self._known()
+        if key is None:
+            return False
+        found = watchtoken.read(key, token)
+        return (found is not None and found.host == host
+                and int(self._clock()) < found.expires_at)
+
+    def expires_at(self, token: str) -> int:
+        """The expiry of a token :meth:`check` accepted."""
+        key = self._known()
+        found = None if key is None else watchtoken.read(key, token)
+        if found is None:
+            raise ValueError("not a watch token")
+        return found.expires_at
+
+    def _known(self) -> bytes | None:
+        if self._key is None:
+            with self._lock, self._store.read() as tx:
+                if self._key is None:
+                    self._key = servicekeys.find(tx, WATCH_KEY, watchtoken.KEY_BYTES)
+        return self._key
+
+    def _ensure(self, now: int) -> bytes:
+        key = self._known()
+        if key is not None:
+            return key
+        with self._lock:
+            if self._key is None:
+                with self._store.write() as tx:
+                    self._key = servicekeys.ensure(tx, WATCH_KEY, watchtoken.KEY_BYTES, now)
+            return self._key
+
+
+def mount(app: FastAPI, service: Service, credentials: WatchCredentials) -> None:
+    """Add ``GET /v1/hosts/{host}/events`` to ``app``."""
+
+    @app.get(f"{API}/hosts/{{host}}/events", tags=["continuous"], response_class=Response,
+             responses={200: {"description": "This host's events after the cursor, as "
+                              "server-sent events (id: the cursor)", "content": {MEDIA: {}}},
+                        **_SECURED})
+    async def feed(request: Request,
+                   host: str = Path(..., min_length=1, max_length=255,
+                                    pattern=r"^[\x21-\x7e]+$"),
+                   after: int = Query(0, ge=0, le=MAX_INT),
+                   timeout: int = Query(MAX_STREAM_S, ge=0, le=MAX_STREAM_S)) -> Response:
+        """The events concerning this host (its trust state changes; revocations of it,
+        its EK or AK, its artifacts, with the jtis they cut) after ``after`` (or
+        ``Last-Event-ID``), for at most ``timeout`` seconds and never past the token's
+        expiry. Authorization: Bearer <the watch token of an accepted report of it>."""
+        token = _bearer(request)
+        if token is None or not await run_in_threadpool(credentials.check, token, host):
+            return unauthorized("this feed needs a watch token of this host, in force")
+        start = cursor_from(request.headers.get("last-event-id"), after)
+
+        def batch(cursor: int) -> list[Event]:
+            with service.store.read() as tx:
+                return events.after(tx, cursor, BATCH, host=host)
+
+        first = await run_in_threadpool(batch, start)
+        left = credentials.expires_at(token) - service.clock()
+        return stream_response(request, start, first, batch, max(0.0, min(timeout, left)))
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
