@@ -60,9 +60,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def json_object(body: bytes) -> dict[str, Any]:
     """``body`` as a JSON object (an empty body is ``{}``); 400 for what is not one."""
-    # JSON's whitespace only (RFC 8259): bytes.strip() would also drop \x0b and \x0c,
-    # and a body of those is not JSON.
-    if not body.strip(b" \t\r\n"):
+    # Only no bytes at all is "no body": a body of whitespace alone is not a JSON text
+    # (RFC 8259 needs a value), so it is malformed like any other non-JSON body.
+    if not body:
         return {}
     try:
         value = strictjson.loads(body, max_depth=MAX_BODY_DEPTH)
