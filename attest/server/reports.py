@@ -33,7 +33,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from attest.artifact import jws
-from attest.decision import Decision
 from attest.errors import AttestError, EvidenceError
 from attest.evidence.structures import parse_attest
 from attest.reasons import Reason
@@ -171,9 +170,14 @@ class StaleSweep:
 
 
 def _decide(service: Service, raw: bytes) -> dict[str, Any]:
-    decision: Decision = service.verifier.verify(raw)
-    now = int(service.clock())
+    decision, unchanged = service.verifier.verify_report(raw)
     out = decision.to_json()
+    if unchanged is not None:
+        # Most reports: the host stays trusted, and the acceptance's own transaction
+        # (the verifier's group commit) moved its report time. Nothing else to write.
+        out["host_state"] = {**unchanged.to_json(), "changed": False}
+        return out
+    now = int(service.clock())
     if hosttrust.moves(decision) is None:
         return out  # not the host's own evidence, or no host: moves nothing
     clock = _quote_clock(raw)

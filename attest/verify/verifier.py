@@ -27,6 +27,7 @@ revocations: docs/threat-model.md, class 15). Tests use it; no command does.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
@@ -121,6 +122,29 @@ class Verifier:
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
             return Decision(False, (_surprise(exc),), jti=member.decision.jti,
                             subject=member.decision.subject, host=member.decision.host)
+
+    def verify_report(self, raw: bytes, *, now: int | None = None
+                      ) -> tuple[Decision, hosttrust.TrustView | None]:
+        """:meth:`verify` for a host's report (POST /v1/reports), and its host's trust
+        state when the acceptance's own transaction recorded it: an accepted report of a
+        host that stays trusted moves only the report's time, written with the acceptance
+        (attest.store.hosttrust.record_unchanged). None: the caller records the report's
+        move (hosttrust.record_report), which changes the state or declines an old quote."""
+        when = int(self._clock()) if now is None else now
+        member = self._appraise(raw, when, None)
+        mark = hosttrust.ReportMark()
+        if member.acceptance is not None:
+            member = dataclasses.replace(member, report=mark)
+        elif self.log is None:
+            return member.decision, None
+        try:
+            decision = self._group.submit(member)
+        except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+            return Decision(False, (_surprise(exc),), jti=member.decision.jti,
+                            subject=member.decision.subject, host=member.decision.host), None
+        # Set in the savepoint of an acceptance whose transaction may still have failed
+        # after it (then the decision is a denial): it counts only with the acceptance.
+        return decision, mark.view if decision.accepted else None
 
     def verify_batch(self, raws: Sequence[bytes], *, now: int | None = None) -> list[Decision]:
         """The decisions on ``raws``, in order: their snapshots read in ONE read
