@@ -367,10 +367,11 @@ def bench_store(kind: str, url: str, rig: Any, agents: Sequence[Agent], policy: 
     return StoreRun(kind, window, warm.outcomes, prepare_s, rss)
 
 
-def fleet(quick: bool, stores: Sequence[str] = bench_service.STORES) -> Figures:
+def fleet(quick: bool, stores: Sequence[str] = bench_service.STORES,
+          agents_wanted: int | None = None) -> Figures:
     figures = Figures()
     figures.notes.append(f"load average (1 min) before: {os.getloadavg()[0]:.1f}")
-    count = QUICK_AGENTS if quick else AGENTS
+    count = agents_wanted or (QUICK_AGENTS if quick else AGENTS)
     rounds = QUICK_ROUNDS if quick else ROUNDS
     rig = bench_stream.Rig(Path(tempfile.mkdtemp(prefix="attest-bench-fleet-")))
     runs: list[StoreRun] = []
@@ -564,9 +565,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
     parser.add_argument("--store", choices=bench_service.STORES, action="append")
+    parser.add_argument("--agents", type=int, help=f"fleet: agents (default {AGENTS}; "
+                        f"at most {TPMS * 59}: swtpm's persistent objects)")
     args = parser.parse_args(argv)
     for name in args.only or list(SECTIONS):
-        figures = (fleet(args.quick, args.store or bench_service.STORES) if name == "fleet"
+        figures = (fleet(args.quick, args.store or bench_service.STORES, args.agents)
+                   if name == "fleet"
                    else SECTIONS[name](args.quick))
         print("\n".join(bench_stream.render(name, figures)), flush=True)
     return 0
