@@ -62,6 +62,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,7 @@ AGENT_COST_S = 60.0
 QUICK_AGENT_COST_S = 10.0
 AGENT_INTERVAL = "2s"
 SAMPLE_S = 1.0
+ISSUE_SAMPLES = 20
 
 
 def progress(message: str) -> None:
@@ -528,6 +530,7 @@ def agentcost(quick: bool) -> Figures:
             with _agent(host, base, pem, extra) as process:
                 cost = _measure_agent(process, duration)
             cost.mode = mode
+            issuing = _issue_cost(host, rig.policy_path, srv.port, ISSUE_SAMPLES)
             if refused:
                 cost.note = (f"the report loop is not merged yet ({refused}): the agent "
                              "holding its TPM connection and socket, serving nobody")
@@ -542,7 +545,38 @@ def agentcost(quick: bool) -> Figures:
     figures.rows.append(Row(f"attest agent, {cost.mode}", "RSS", rss_mib, "MiB",
                             note=f"VmRSS max of {len(cost.rss_kib)} samples; VmHWM "
                             f"{(cost.hwm_kib or 0) / 1024:.1f} MiB"))
+    wall, cpu = issuing
+    figures.rows.append(Row("issuing one report (in-process, one TPM connection)",
+                            "median wall", statistics.median(wall) * 1e3, "ms",
+                            note=f"median CPU {statistics.median(cpu) * 1e3:.1f} ms, "
+                            f"{len(wall)} reports: what a report loop does each interval, "
+                            f"{statistics.median(cpu) / INTERVAL_S * 100:.2f} % of a core "
+                            f"at {INTERVAL_S:g} s before HTTP"))
     return figures
+
+
+def _issue_cost(host: Host, policy_path: Path, port: int,
+                count: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of issuing ``count`` reports (each with a fresh challenge)
+    on one open TPM connection, as a resident agent would."""
+    from attest.host.issue import Request, issue
+    from attest.policy import load_policy
+
+    policy = load_policy(policy_path)
+    nonces = bench_service._nonces(generate(
+        port, "/v1/challenges", [b"{}"] * count, 1, bench_service.START_TIMEOUT_S,
+        status_outcome, keep=True))
+    wall: list[float] = []
+    cpu: list[float] = []
+    with host.tpm() as tpm:
+        for nonce in nonces:
+            began, used = time.perf_counter(), time.process_time()
+            issue(tpm, host.home, Request(subject="agent", action="report", argv=(),
+                                          nonce=nonce, ttl=TTL_S, policy_id=policy.id,
+                                          policy_digest=policy.digest), int(time.time()))
+            wall.append(time.perf_counter() - began)
+            cpu.append(time.process_time() - used)
+    return wall, cpu
 
 
 def _host_state(home: Path, host: str) -> str:
@@ -567,7 +601,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--store", choices=bench_service.STORES, action="append")
     parser.add_argument("--agents", type=int, help=f"fleet: agents (default {AGENTS}; "
                         f"at most {TPMS * 59}: swtpm's persistent objects)")
+    parser.add_argument("--workers", type=int, default=bench_service.WORKERS,
+                        help=f"attest serve --workers (default {bench_service.WORKERS}: the "
+                        "issue's figure)")
     args = parser.parse_args(argv)
+    bench_service.WORKERS = args.workers  # read by bench_service.serve
     for name in args.only or list(SECTIONS):
         figures = (fleet(args.quick, args.store or bench_service.STORES, args.agents)
                    if name == "fleet"
