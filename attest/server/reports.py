@@ -101,8 +101,8 @@ def mount(app: FastAPI, service: Service, body_bytes: int) -> None:
         ``application/jose``."""
         body = await read_body(request, body_bytes)
         raw = body.strip() if _is_jose(request) else _report(json_object(body))
-        _check_report(raw)
-        return JSONResponse(await run_in_threadpool(_decide, service, raw))
+        parsed = _check_report(raw)
+        return JSONResponse(await run_in_threadpool(_decide, service, raw, parsed))
 
     @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"],
              responses={**schema.responses(HOST_TRUST), **_SECURED})
@@ -169,8 +169,9 @@ class StaleSweep:
                 _log.info("%d hosts turned stale", len(swept))
 
 
-def _decide(service: Service, raw: bytes) -> dict[str, Any]:
-    decision, unchanged = service.verifier.verify_report(raw)
+def _decide(service: Service, raw: bytes,
+            parsed: jws.ParsedArtifact | None = None) -> dict[str, Any]:
+    decision, unchanged = service.verifier.verify_report(raw, parsed=parsed)
     out = decision.to_json()
     if unchanged is not None:
         # Most reports: the host stays trusted, and the acceptance's own transaction
@@ -180,7 +181,7 @@ def _decide(service: Service, raw: bytes) -> dict[str, Any]:
     now = int(service.clock())
     if hosttrust.moves(decision) is None:
         return out  # not the host's own evidence, or no host: moves nothing
-    clock = _quote_clock(raw)
+    clock = _quote_clock(raw if parsed is None else parsed)
     if clock is None:
         return out  # no quote to read (never after a decision that moves a state)
     changed = hosttrust.record_report(service.store, service.log, decision, now,
@@ -193,28 +194,32 @@ def _decide(service: Service, raw: bytes) -> dict[str, Any]:
     return out
 
 
-def _quote_clock(raw: bytes) -> int | None:
+def _quote_clock(raw: bytes | jws.ParsedArtifact) -> int | None:
     """The TPM clock of the report's quote. Read only for a decision that moves a state,
     whose quote the verifier checked (signature, binding, AK): the clock is the TPM's."""
     try:
-        quote = jws.parse(raw).claims.evidence.quote
+        parsed = jws.parse(raw) if isinstance(raw, bytes) else raw
+        quote = parsed.claims.evidence.quote
         return parse_attest(quote, Reason.QUOTE_MALFORMED).clock_info.clock
     except EvidenceError:
         return None
 
 
-def _check_report(raw: bytes) -> None:
+def _check_report(raw: bytes) -> jws.ParsedArtifact | None:
     """A report is an artifact for action ``report`` answering a challenge: anything else
     is not a report (422), whatever the verifier would decide on it as an artifact. What
-    does not parse goes to the verifier, which denies (and logs) it."""
+    does not parse goes to the verifier, which denies (and logs) it (None); what does is
+    handed to the verifier parsed."""
     try:
-        claims = jws.parse(raw).claims
+        parsed = jws.parse(raw)
     except EvidenceError:
-        return
+        return None
+    claims = parsed.claims
     if claims.scope.action != REPORT_ACTION:
         raise unprocessable(f"a report is an artifact for action {REPORT_ACTION!r}")
     if claims.eat_nonce is None:
         raise unprocessable("a report answers the service's challenge: eat_nonce is missing")
+    return parsed
 
 
 def _is_jose(request: Request) -> bool:
