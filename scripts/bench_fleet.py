@@ -45,6 +45,10 @@ Printed per store: offered and achieved rates, p50/p99/max latency, errors (any 
 that is not an acceptance leaving the host trusted), the workers' CPU per report, and
 the ratio to issue 14's target (>= 500 agents at 2 s, p99 <= 100 ms).
 
+The service and the agent are started as `python -m attest.cli.main`, which imports
+attest from the working directory first: to measure another tree, run from it (or
+from a folder without one) with PYTHONPATH set to it.
+
 BENCH_FLEET_TRACE=PATH writes each timed report's (scheduled time, latency) to
 PATH.STORE, to see when a window fell behind.
 
