@@ -33,7 +33,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from attest.artifact import jws
-from attest.decision import Decision
 from attest.errors import AttestError, EvidenceError
 from attest.evidence.structures import parse_attest
 from attest.reasons import Reason
@@ -101,8 +100,8 @@ def mount(app: FastAPI, service: Service, body_bytes: int, signer: Results) -> N
         ``application/jose``."""
         body = await read_body(request, body_bytes)
         raw = body.strip() if _is_jose(request) else _report(json_object(body))
-        _check_report(raw)
-        return JSONResponse(await run_in_threadpool(_decide, service, signer, raw))
+        parsed = _check_report(raw)
+        return JSONResponse(await run_in_threadpool(_decide, service, signer, raw, parsed))
 
     @app.get(f"{API}/hosts/{{host}}", tags=["admin", "continuous"],
              responses={**schema.responses(HOST_TRUST), **schema.SECURED})
@@ -169,20 +168,29 @@ class StaleSweep:
                 _log.info("%d hosts turned stale", len(swept))
 
 
-def _decide(service: Service, signer: Results, raw: bytes) -> dict[str, Any]:
-    decision: Decision = service.verifier.verify(raw)
-    now = int(service.clock())
+def _decide(service: Service, signer: Results, raw: bytes,
+            parsed: jws.ParsedArtifact | None = None) -> dict[str, Any]:
+    decision, unchanged = service.verifier.verify_report(raw, parsed=parsed)
     # The signed result, bound to the report and its nonce: what the agent believes.
     out = signer.answer(decision, raw)
+    age = service.policy.freshness.report_max_age
+    if unchanged is not None:
+        # Most reports: the host stays trusted, and the acceptance's own transaction
+        # (the verifier's group commit) moved its report time. Nothing else to write.
+        # report_max_age: how long the agent may go without an accepted report.
+        out["host_state"] = {**unchanged.to_json(), "changed": False, "report_max_age": age}
+        if decision.host is not None:  # the host's credential for its own feed
+            out["watch"] = service.watch.issue(decision.host)
+        return out
+    now = int(service.clock())
     if hosttrust.moves(decision) is None:
         return out  # not the host's own evidence, or no host: moves nothing
-    clock = _quote_clock(raw)
+    clock = _quote_clock(raw if parsed is None else parsed)
     if clock is None:
         return out  # no quote to read (never after a decision that moves a state)
     changed = hosttrust.record_report(service.store, service.log, decision, now,
                                       service.verifier.verifier_id, clock=clock)
     if decision.host is not None and hosttrust.moves(decision) is not None:
-        age = service.policy.freshness.report_max_age
         view = hosttrust.view(service.store, decision.host, now=now,
                               max_age=age if age is not None else NO_AGE)
         # report_max_age: how long the agent may go without an accepted report.
@@ -192,28 +200,32 @@ def _decide(service: Service, signer: Results, raw: bytes) -> dict[str, Any]:
     return out
 
 
-def _quote_clock(raw: bytes) -> int | None:
+def _quote_clock(raw: bytes | jws.ParsedArtifact) -> int | None:
     """The TPM clock of the report's quote. Read only for a decision that moves a state,
     whose quote the verifier checked (signature, binding, AK): the clock is the TPM's."""
     try:
-        quote = jws.parse(raw).claims.evidence.quote
+        parsed = jws.parse(raw) if isinstance(raw, bytes) else raw
+        quote = parsed.claims.evidence.quote
         return parse_attest(quote, Reason.QUOTE_MALFORMED).clock_info.clock
     except EvidenceError:
         return None
 
 
-def _check_report(raw: bytes) -> None:
+def _check_report(raw: bytes) -> jws.ParsedArtifact | None:
     """A report is an artifact for action ``report`` answering a challenge: anything else
     is not a report (422), whatever the verifier would decide on it as an artifact. What
-    does not parse goes to the verifier, which denies (and logs) it."""
+    does not parse goes to the verifier, which denies (and logs) it (None); what does is
+    handed to the verifier parsed."""
     try:
-        claims = jws.parse(raw).claims
+        parsed = jws.parse(raw)
     except EvidenceError:
-        return
+        return None
+    claims = parsed.claims
     if claims.scope.action != REPORT_ACTION:
         raise unprocessable(f"a report is an artifact for action {REPORT_ACTION!r}")
     if claims.eat_nonce is None:
         raise unprocessable("a report answers the service's challenge: eat_nonce is missing")
+    return parsed
 
 
 def _is_jose(request: Request) -> bool:

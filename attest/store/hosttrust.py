@@ -43,6 +43,11 @@ _ROW = ("SELECT host, state, reasons, changed_at, reported_at, audit_index, repo
 _ENSURE = ("INSERT INTO host_trust (host, state, reasons, changed_at, reported_at, "
            "audit_index) VALUES (:host, :state, '', :now, NULL, NULL) "
            "ON CONFLICT (host) DO NOTHING")
+# The common report: an accepted one of a host that stays trusted moves only the time of
+# its last report (conditional: trusted, and a quote newer than the last that moved it).
+_REPORTED = ("UPDATE host_trust SET reported_at = :now, report_clock = :clock "
+             "WHERE host = :host AND state = 'trusted' "
+             "AND (report_clock IS NULL OR report_clock < :clock)")
 _SET = ("UPDATE host_trust SET state = :state, reasons = :reasons, changed_at = :changed, "
         "reported_at = :reported, audit_index = :idx, report_clock = :clock "
         "WHERE host = :host")
@@ -108,6 +113,31 @@ def moves(decision: Decision) -> str | None:
     if codes and codes <= MEASUREMENT_REASONS:
         return UNTRUSTED
     return None
+
+
+@dataclass
+class ReportMark:
+    """Set by :func:`record_unchanged` in the transaction of a report's acceptance (the
+    verifier's group commit): the host's state after it, when nothing but the time moved.
+    Read only once that transaction has committed (the decision accepted)."""
+
+    view: TrustView | None = None
+
+
+def record_unchanged(tx: Transaction, host: str, *, now: int, clock: int) -> TrustView | None:
+    """An accepted report (quoted at TPM ``clock``) of a host stored as trusted, written in
+    ``tx``, the transaction that commits the acceptance: only its time moves, so no audit
+    entry and no event, and no write transaction of its own. None when the report would
+    change the stored state (a new host, untrusted or stale, or a quote no newer than the
+    last one that moved it): :func:`record_report` then decides, after the commit."""
+    # PostgreSQL re-checks the condition on the row once its lock is granted (read
+    # committed), so a sweep to stale or an older quote committed meanwhile wins.
+    if tx.execute(_REPORTED, {"host": host, "now": now, "clock": clock}) != 1:
+        return None
+    row = tx.first(_ROW, {"host": host})
+    if row is None:
+        return None
+    return TrustView(host, TRUSTED, (), row.changed_at, now, row.audit_index)
 
 
 def record_report(store: Store, log: AuditLog | None, decision: Decision, now: int,

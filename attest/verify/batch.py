@@ -39,7 +39,7 @@ from attest.audit.revseals import Held
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, AuditUnavailable, StoreUnavailable
 from attest.reasons import Reason
-from attest.store import Store, hoststate
+from attest.store import Store, hoststate, hosttrust
 from attest.store.db import Transaction
 from attest.verify.appraisal import Acceptance
 
@@ -55,6 +55,10 @@ class Member:
     now: int
     artifact: str | None = None  # the artifact's identity (jws.identity), for its entry
     acceptance: Acceptance | None = None
+    # A host's report (POST /v1/reports): its acceptance also records the report's time
+    # when its host stays trusted (attest.store.hosttrust.record_unchanged), in the
+    # member's savepoint, so the common report costs no second write transaction.
+    report: hosttrust.ReportMark | None = None
 
 
 class _Unlogged(Exception):
@@ -104,7 +108,8 @@ def _member(store: Store, tx: Transaction, log: AuditLog | None, held: Held | No
     if acceptance is None:
         return member.decision
     try:
-        _alone(tx, lambda: _accept(store, tx, log, held, acceptance, member.now))
+        _alone(tx, lambda: _accept(store, tx, log, held, acceptance, member.now,
+                                   member.report, member.decision.host))
     except _MemberFailed as failed:
         # Its savepoint is undone: nothing of this member was written or consumed.
         return _refused(member.decision, _denial(failed.cause))
@@ -112,7 +117,8 @@ def _member(store: Store, tx: Transaction, log: AuditLog | None, held: Held | No
 
 
 def _accept(store: Store, tx: Transaction, log: AuditLog | None, held: Held | None,
-            acceptance: Acceptance, now: int) -> None:
+            acceptance: Acceptance, now: int, report: hosttrust.ReportMark | None = None,
+            host: str | None = None) -> None:
     record = acceptance.record
     prefix = acceptance.log_prefix
     if prefix is not None and log is not None:
@@ -141,6 +147,21 @@ def _accept(store: Store, tx: Transaction, log: AuditLog | None, held: Held | No
     except Exception as exc:
         # Whatever failed, the decision can't stand as logged: audit_unavailable.
         raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
+    if report is not None and host is not None:
+        _report_time(tx, report, host, now, acceptance.clock.clock)
+
+
+def _report_time(tx: Transaction, report: hosttrust.ReportMark, host: str, now: int,
+                 clock: int) -> None:
+    """The report's time, with its acceptance, in a savepoint of its own: if it can't be
+    written, the acceptance stands without it and the report's move is recorded after
+    the commit, as for a change (attest.server.reports), which says what fails."""
+    try:
+        report.view = _alone(tx, lambda: hosttrust.record_unchanged(tx, host, now=now,
+                                                                    clock=clock))
+    except _MemberFailed as failed:
+        _log.warning("attest: a report's time was not written with its acceptance (%s); "
+                     "recording it after the commit", said(failed.cause))
 
 
 _log = logging.getLogger("attest.verify")

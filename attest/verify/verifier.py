@@ -27,6 +27,7 @@ revocations: docs/threat-model.md, class 15). Tests use it; no command does.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
@@ -122,6 +123,32 @@ class Verifier:
             return Decision(False, (_surprise(exc),), jti=member.decision.jti,
                             subject=member.decision.subject, host=member.decision.host)
 
+    def verify_report(self, raw: bytes, *, now: int | None = None,
+                      parsed: jws.ParsedArtifact | None = None
+                      ) -> tuple[Decision, hosttrust.TrustView | None]:
+        """:meth:`verify` for a host's report (POST /v1/reports), and its host's trust
+        state when the acceptance's own transaction recorded it: an accepted report of a
+        host that stays trusted moves only the report's time, written with the acceptance
+        (attest.store.hosttrust.record_unchanged). None: the caller records the report's
+        move (hosttrust.record_report), which changes the state or declines an old quote.
+        ``parsed``: ``raw`` as the caller parsed it already (jws.parse is pure), so the
+        report is not parsed twice."""
+        when = int(self._clock()) if now is None else now
+        member = self._appraise(raw, when, None, parsed)
+        mark = hosttrust.ReportMark()
+        if member.acceptance is not None:
+            member = dataclasses.replace(member, report=mark)
+        elif self.log is None:
+            return member.decision, None
+        try:
+            decision = self._group.submit(member)
+        except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
+            return Decision(False, (_surprise(exc),), jti=member.decision.jti,
+                            subject=member.decision.subject, host=member.decision.host), None
+        # Set in the savepoint of an acceptance whose transaction may still have failed
+        # after it (then the decision is a denial): it counts only with the acceptance.
+        return decision, mark.view if decision.accepted else None
+
     def verify_batch(self, raws: Sequence[bytes], *, now: int | None = None) -> list[Decision]:
         """The decisions on ``raws``, in order: their snapshots read in ONE read
         transaction, then appraised, then committed (acceptances and every entry) in ONE
@@ -147,13 +174,13 @@ class Verifier:
 
     # -- the steps ---------------------------------------------------------------------
     def _appraise(self, raw: bytes, now: int,
-                  read: tuple[jws.ParsedArtifact | Decision, Snapshot | None] | None
-                  ) -> Member:
+                  read: tuple[jws.ParsedArtifact | Decision, Snapshot | None] | None,
+                  parsed_raw: jws.ParsedArtifact | None = None) -> Member:
         """``raw`` appraised (on the snapshot ``read`` gives, else one read now): the
         member to commit. Anything that raises is a denial."""
         try:
             if read is None:
-                parsed, query = self._prepare(raw, now)
+                parsed, query = self._prepare(raw, now, parsed_raw)
                 snapshot = None if query is None else read_snapshot(self.store, query, now)
             else:
                 parsed, snapshot = read
@@ -188,25 +215,25 @@ class Verifier:
     def _query(self, artifact: jws.ParsedArtifact) -> SnapshotQuery | None:
         return snapshot_query(artifact, self.policy, self.memo)
 
-    def _prepare(self, raw: bytes, now: int
+    def _prepare(self, raw: bytes, now: int, parsed: jws.ParsedArtifact | None = None
                  ) -> tuple[jws.ParsedArtifact | Decision, SnapshotQuery | None]:
         """``raw`` parsed and the snapshot its appraisal needs, or the decision denying it.
 
         A minted challenge (attest.store.challenges) whose MAC or expiry fails is denied
         here, before the store is read or a signature checked: a forged nonce costs an
         HMAC, not an appraisal. Its decision names that reason alone."""
-        parsed = _parse(raw)
-        if isinstance(parsed, Decision):
-            return parsed, None
+        artifact = _parse(raw) if parsed is None else parsed
+        if isinstance(artifact, Decision):
+            return artifact, None
         try:
-            query = self._query(parsed)
+            query = self._query(artifact)
             if query is not None and query.nonce is not None:
                 state = self.store.precheck_nonce(query.nonce, now)
                 if state is not None:
-                    claims = parsed.claims
+                    claims = artifact.claims
                     return Decision(False, (nonce_denial(state),), jti=claims.jti,
                                     subject=claims.sub), None
-            return parsed, query
+            return artifact, query
         except Exception as exc:  # noqa: BLE001 - fail closed: any surprise is a denial
             return Decision(False, (_caught(exc),)), None
 
