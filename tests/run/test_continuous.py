@@ -282,3 +282,20 @@ def test_no_thread_of_the_wiring_outlives_its_stop(ready: tuple[Host, Path],
     names = {t.name for t in threading.enumerate()}
     assert not names & {"attest-watch", "attest-agent-reports"}, names
     assert not [line for line in lines if "failed" in line], lines
+
+
+def test_a_tpm_that_will_not_sign_is_silence_and_stops_supervised_cmd(
+        ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """A sealed PCR extended under the agent: the TPM refuses the report key's policy, so
+    every report fails on the host (no decision at all); once no report was accepted for
+    the allowed age the supervised CMD is stopped (host_stale), as for an unreachable
+    verifier: a TPM error is never read as trust."""
+    host = ready[0]
+    with deployed(ready, tmp_path) as at, running(host) as plain, \
+            running(host, "--supervise", "--grace", "1s") as supervised:
+        host.ok("pcr", "extend", "0", "--data", "a boot component changed")
+        supervised.stopped_by(signal.SIGTERM)
+        failed = at.said.wait(r"report failed: ")
+        at.said.wait(r"TRUST LOST: host_stale: no report accepted for", after=failed)
+        assert plain.running and at.agent.poll() is None
+    assert _stops(host)[0] == (supervised.jti, ["host_stale"], ["SIGTERM"])

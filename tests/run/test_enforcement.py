@@ -5,10 +5,13 @@ decided before a revocation, a feed cut off) would go around it."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 from attest.host.agent.continuous import NOT_YET, ContinuousTrust, Enforcement
 from attest.host.agent.reporting import HostState
+from attest.host.agent.stops import StopLog
 from attest.host.agent.supervisor import Stop, Supervisor
 from attest.host.agent.watch import CredentialSlot
 from tests.run.test_supervisor import HEEDS_TERM, process, run_of
@@ -147,3 +150,23 @@ def test_the_report_loops_loss_is_not_undone_by_the_feed() -> None:
     assert any("watch credential is refused" in line for line in said)
     kept = slot()
     assert kept is not None and kept.token == "t2"  # noqa: S105
+
+
+def test_a_stop_the_audit_log_cannot_take_still_stops(tmp_path: Path) -> None:
+    """The host's audit log out of reach (its store cannot be opened): the CMD is stopped
+    all the same, and the agent's stderr says the stop is NOT in the audit log."""
+    said = io.StringIO()
+    (tmp_path / "home").mkdir()
+    log = StopLog(tmp_path / "home", store_url=f"sqlite:///{tmp_path}/absent/dir/x.db",
+                  stream=said)
+    supervisor = Supervisor(log)
+    try:
+        with process(HEEDS_TERM) as child:
+            supervisor.admit(run_of(child, "j1"))
+            assert supervisor.stop(None, "host_stale", "test") == 1
+            assert child.wait(timeout=30) < 0
+            assert supervisor.wait(timeout=30)
+    finally:
+        log.close()
+    assert "NOT in the audit log" in said.getvalue(), said.getvalue()
+    assert f"pid {child.pid}" in said.getvalue()
