@@ -293,6 +293,10 @@ def by_measurement(rig: Rig, runs: int) -> tuple[list[float], list[float], list[
             reported += [denied - began] * len(cmds)
         digest = json.loads(done)["content"]["digest"]["sha256"]
         rig.expected.append({"name": name, "digests": [digest]})
+        # Let the feed (polled each second) hand the agent the host_state event before
+        # the verifier goes: else the agent reads it only after reconnecting, with the
+        # watcher's back-off grown while the verifier was away.
+        time.sleep(1.5)
         rig.stop_verifier()  # the host stays untrusted until its policy expects the record
         mark = len(said)
         rig.start_verifier()

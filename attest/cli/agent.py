@@ -62,9 +62,9 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     copy the agent measured; with --interval, `attest run --supervise -- CMD` also has
     the agent stop CMD (SIGTERM, then SIGKILL after the grace) when its authorization
     stops holding, each stop in the audit log (without --interval supervised runs are
-    refused: nothing would tell the agent to stop them). Stop the agent with SIGTERM or Ctrl-C: its
-    supervised runs stop with it; a plain `attest run` is then refused (give it
-    --verifier or --policy to open the TPM itself).
+    refused: nothing would tell the agent to stop them). Stop the agent with SIGTERM
+    or Ctrl-C: its supervised runs stop with it; a plain `attest run` is then refused
+    (give it --verifier or --policy to open the TPM itself).
 
     \b
     With --interval the agent also reports to the verifier (continuous

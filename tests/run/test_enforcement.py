@@ -48,10 +48,20 @@ def _enforcement(silence: float = 45.0) -> tuple[Enforcement, Supervisor, Feed, 
 def test_supervised_runs_wait_for_the_first_accepted_report() -> None:
     enforcement, supervisor, _feed, _clock, _stops = _enforcement()
     assert supervisor.lost == ("host_stale", NOT_YET)
-    assert enforcement.report_accepted(None, has_feed=False) == [
+    assert enforcement.report_accepted(3, has_feed=True) == [
         "supervised runs are admitted again"]
     assert supervisor.lost is None
-    assert enforcement.report_accepted(None, has_feed=False) == []  # said once
+    assert enforcement.report_accepted(4, has_feed=True) == []  # said once
+
+
+def test_without_a_feed_supervised_runs_are_refused() -> None:
+    """A verifier whose accepted answers carry no watch credential: reports alone would
+    never hear a revoked artifact, so supervised runs stay refused (host_stale)."""
+    enforcement, supervisor, _feed, _clock, _stops = _enforcement()
+    said = enforcement.report_accepted(None, has_feed=False)
+    assert said and "no watch credential" in said[0]
+    assert supervisor.lost is not None and supervisor.lost[0] == "host_stale"
+    assert "no watch credential" in supervisor.lost[1]
 
 
 def test_a_feed_cut_holds_until_an_answer_made_after_it() -> None:

@@ -18,8 +18,9 @@ an accepted report of a trusted host that
   verifier's newest event id when it answered, is at least the event that cut: an
   answer decided before a revocation does not undo it),
 - and finds the feed alive (some bytes from it within ``feed_silence``: its heartbeat
-  is every 15 s). A feed silent longer than that, while reports are accepted, is a
-  loss too: revocations could not reach this agent.
+  is every 15 s). A feed silent longer than that, or none at all (a verifier whose
+  answers carry no watch credential), while reports are accepted, is a loss too:
+  revocations could not reach this agent.
 """
 
 from __future__ import annotations
@@ -83,7 +84,6 @@ class Enforcement:
                 self._cut_at = mark if self._cut_at is None else min(self._cut_at, mark)
             self.supervisor.stop(jtis, _code(reason), reason)
 
-
     def report_accepted(self, after: int | None, *, has_feed: bool) -> list[str]:
         """An accepted report of a host the agent holds trusted (AgentTrust not lost);
         ``after`` the answer's watch cursor. Readmits supervised runs when nothing holds
@@ -93,11 +93,17 @@ class Enforcement:
             if has_feed and self._feed_since is None:
                 self._feed_since = now
             silent = self._silent_for(now)
-            if silent is not None:
+            message = None
+            if not has_feed:
+                message = ("the verifier's answer carries no watch credential, so this "
+                           "agent has no feed: a revocation could not reach it")
+            elif silent is not None:
                 message = (f"the host's event feed has said nothing for {silent:.0f} s "
                            f"(allowed {self._feed_silence:g} s): a revocation could not "
                            "reach this agent")
-                first = self.supervisor.lost is None
+            if message is not None:
+                held = self.supervisor.lost
+                first = held is None or held[1] == NOT_YET  # said once, not every tick
                 self.supervisor.stop(None, Reason.HOST_STALE.value, message)
                 return [f"TRUST LOST: host_stale: {message}"] if first else []
             if self._cut_at is not None:
