@@ -14,10 +14,10 @@ pause (0 to 1 s), so that it falls at any phase of the report loop and of the fe
 poll; the supervised CMDs are `attest run --supervise --grace 5s -- sh -c 'exec sleep
 300'` (sleep dies of the SIGTERM):
 
-- revocation, one by one (the CMDs started five at a time): a CMD's jti revoked (admin ``POST
+- revocation, one by one (the CMDs started ten at a time): a CMD's jti revoked (admin ``POST
   /v1/revocations``); timed from the moment that call returns to the moment the CMD has
   exited (its pidfd polls readable);
-- measurement, three CMDs at once (each a sample): `attest measure data --name
+- measurement, four CMDs at once (each a sample): `attest measure data --name
   unexpected-N` (a record the policy does not expect); timed from the moment that
   command returns to each CMD's exit. The host is
   then untrusted for good (its log holds the record), so between runs the verifier is
@@ -59,8 +59,8 @@ from bench_stream import Figures, Row  # type: ignore[import-not-found,unused-ig
 ATTEST = [sys.executable, "-m", "attest.cli.main"]
 RUNS = 50
 QUICK_RUNS = 6
-AT_ONCE = 3  # supervised CMDs a measurement stops (each one sample)
-REVOKE_BATCH = 5  # supervised CMDs started at once, then revoked one by one
+AT_ONCE = 4  # supervised CMDs a measurement stops (each one sample)
+REVOKE_BATCH = 10  # supervised CMDs started at once, then revoked one by one
 INTERVAL = "1s"
 TARGET_P99_S = 2.0
 REPORT_MAX_AGE = 5
