@@ -18,7 +18,7 @@ from attest.host.http import check_verifier_url
 from attest.host.run import Remote
 
 if TYPE_CHECKING:
-    from attest.host.agent.reporting import Reporter
+    from attest.host.agent.reporting import AgentTrust, Reporter
 
 
 @click.command()
@@ -59,11 +59,12 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     The socket is 0600; only this user and root may use it (the peer's uid is
     checked on every connection), and --group's members when given. `attest run
     -- CMD` then asks the agent instead of opening the TPM, and execs the sealed
-    copy the agent measured; `attest run --supervise -- CMD` also has the agent
-    stop CMD (SIGTERM, then SIGKILL after the grace) when its authorization stops
-    holding, each stop in the audit log. Stop the agent with SIGTERM or Ctrl-C: its
-    supervised runs stop with it; a plain `attest run` is then refused (give it
-    --verifier or --policy to open the TPM itself).
+    copy the agent measured; with --interval, `attest run --supervise -- CMD` also has
+    the agent stop CMD (SIGTERM, then SIGKILL after the grace) when its authorization
+    stops holding, each stop in the audit log (without --interval supervised runs are
+    refused: nothing would tell the agent to stop them). Stop the agent with SIGTERM
+    or Ctrl-C: its supervised runs stop with it; a plain `attest run` is then refused
+    (give it --verifier or --policy to open the TPM itself).
 
     \b
     With --interval the agent also reports to the verifier (continuous
@@ -103,28 +104,33 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
     stops = StopLog(ctx.obj.home)
-    supervisor = Supervisor(stops)  # `attest run --supervise`
+    # `attest run --supervise` only with reports: without them (and the feed their
+    # answers open) nothing could tell the agent to stop a run, so it supervises none.
+    supervisor = Supervisor(stops) if periods is not None else None
     try:
         with tpm_from(ctx) as tpm, listening(path, group) as server:
             click.echo(f"attest agent: listening on {path}", err=True)
             served = Agent(tpm, ctx.obj.home, remote, group, supervisor)
-            reporter = None
-            if periods is not None:
-                reporter = _reporter(served, periods, report_key)
-                # A loss of trust stops every supervised run and refuses new ones until
-                # an accepted report of a trusted host restores it.
-                reporter.trust.add_listener(supervisor)
-                reporter.trust.add_restored(supervisor.on_trust_restored)
-                reporter.start()
+            continuous = None
+            if periods is not None and supervisor is not None:
+                from attest.host.agent.continuous import Continuous
+
+                # The reports' losses and the feed's cuts stop supervised runs; an
+                # accepted report of a trusted host after the cut readmits them.
+                continuous = Continuous.wire(
+                    supervisor, lambda trust: _reporter(served, periods, report_key, trust),
+                    verifier_url, periods[1], cacert=cacert, insecure=insecure)
+                continuous.start()
             try:
                 serve(served, server, lambda: bool(stop))
             finally:
-                if reporter is not None:
-                    reporter.stop()  # before the TPM closes
+                if continuous is not None:
+                    continuous.stop()  # before the TPM closes
     finally:
-        # Nobody supervises the supervised runs once the agent is gone: they stop too
-        # (fail closed), within their grace.
-        supervisor.close("host_stale", "the agent stopped: nothing supervises this run")
+        if supervisor is not None:
+            # Nobody supervises the supervised runs once the agent is gone: they stop
+            # too (fail closed), within their grace.
+            supervisor.close("host_stale", "the agent stopped: nothing supervises this run")
         stops.close()
     click.echo("attest agent: stopped", err=True)
 
@@ -156,13 +162,14 @@ def _periods(interval: str | None, max_silence: str | None) -> tuple[float, floa
     return every, silence
 
 
-def _reporter(served: Agent, periods: tuple[float, float], key: str) -> Reporter:
-    from attest.host.agent.reporting import AgentTrust, Reporter
+def _reporter(served: Agent, periods: tuple[float, float], key: str,
+              trust: AgentTrust) -> Reporter:
+    from attest.host.agent.reporting import Reporter
     from attest.host.run import default_subject
 
     def say(line: str) -> None:
         click.echo(f"attest agent: {line}", err=True)
 
     return Reporter(served.tpm, served.tpm_lock, served.home, served.remote, periods[0],
-                    AgentTrust(periods[1]), subject=default_subject(), key_name=key,
+                    trust, subject=default_subject(), key_name=key,
                     say=say)

@@ -32,7 +32,7 @@ from attest.host.agent.supervisor import Supervisor
 from attest.host.run import Remote
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
-from tests.run.test_agent import _answering, _verifier_key, running_agent
+from tests.run.test_agent import _answering, _verifier_key
 from tests.server.serving import served
 
 __all__ = ["ready"]
@@ -225,27 +225,8 @@ def test_the_thin_clients_grace_bound_is_the_supervisors() -> None:
     assert THIN == MAX_GRACE_S
 
 
-def test_a_stopping_agent_stops_its_supervised_runs(ready: tuple[Host, Path],
-                                                    tmp_path: Path) -> None:
-    """`attest agent` as users start it: once it stops, nothing would supervise CMD, so
-    CMD stops with it (fail closed), said on its stderr and in the audit log; an
-    unsupervised run outlives it."""
-    host, policy = ready
-    with served(policy, tmp_path / "verifier") as base:
-        pem = _verifier_key(tmp_path / "verifier", tmp_path)
-        with running_agent(host, base, pem) as (_sock, agent), \
-                started(host, "--", "sh", "-c", HEEDS_TERM) as unsupervised, \
-                started(host, "--supervise", "--", "sh", "-c", HEEDS_TERM) as supervised:
-            agent.send_signal(signal.SIGTERM)
-            assert supervised.wait(timeout=60) == -signal.SIGTERM
-            assert agent.wait(timeout=60) == 0
-            assert agent.stderr is not None
-            said = agent.stderr.read()
-            assert f"pid {supervised.pid}" in said and "host_stale" in said, said
-            assert unsupervised.poll() is None
-    host.ok("audit", "verify")
-    assert [(e["pid"], e["reasons"]) for e in _stop_entries(host.home)] == [
-        (supervised.pid, ["host_stale"])]
+# A stopping agent stops its supervised runs: tests/run/test_continuous.py (supervision
+# needs an agent with --interval).
 
 
 def test_an_agent_that_does_not_confirm_supervision_runs_nothing(tmp_path: Path) -> None:

@@ -53,7 +53,9 @@ class Admission:
         if grace is None:
             return None
         if supervisor is None:
-            raise UsageError("this agent does not supervise runs")
+            raise UsageError("this agent does not supervise runs: it was started without "
+                             "--interval, so no report and no feed could tell it to stop "
+                             "one (start it with `attest agent --interval 1s ...`)")
         supervisor.check_admissible()
         argv = request.get("argv")
         program = argv[0] if isinstance(argv, list) and argv and isinstance(argv[0], str) else "?"
