@@ -242,8 +242,14 @@ class Remote:
     def challenge(self) -> str:
         """A nonce from ``POST /v1/challenges``. Retried: a challenge a lost answer left
         unused only expires."""
+        return self.challenge_expiring()[0]
+
+    def challenge_expiring(self) -> tuple[str, int | None]:
+        """:meth:`challenge`, and when it expires as the verifier says (its clock, Unix
+        seconds; None when it does not say: a hint, for the agent's stock)."""
         answer = post_json(f"{self.base}/v1/challenges", b"{}", cacert=self.cacert,
                            insecure=self.insecure, retries=CHALLENGE_RETRIES)
+        expires = answer.get("expires")
         nonce = answer.get("nonce")
         if not isinstance(nonce, str) or not nonce or len(nonce) > MAX_NONCE_CHARS:
             raise VerifierUnreachable(f"the verifier at {self.base} answered no nonce")
@@ -252,7 +258,7 @@ class Remote:
         except EvidenceError:
             raise VerifierUnreachable(f"the verifier at {self.base} answered a nonce that "
                                       "is not base64url") from None
-        return nonce
+        return nonce, expires if type(expires) is int else None
 
     def verify(self, artifact: bytes, nonce: str | None) -> Decision:
         """The verifier's decision on ``artifact``, as its signed result says. Never
@@ -270,12 +276,15 @@ MAX_NONCE_CHARS = 512  # the service's are 43; an artifact carries whatever it i
 def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject: str,
                key_name: str, ttl: int = 60, keep_env: Sequence[str] = (),
                environ: Mapping[str, str] | None = None,
-               sealed: SealedExecutable | None = None) -> Authorized:
+               sealed: SealedExecutable | None = None,
+               challenge: Callable[[], str] | None = None) -> Authorized:
     """Authorize ``argv`` with a challenge from the verifier service and have it verify;
     accepted only on an affirming result signed by one of ``remote.keys``. ``environ``
-    and ``sealed``: the client's, when the host agent authorizes for it."""
+    and ``sealed``: the client's, when the host agent authorizes for it; ``challenge``:
+    where the nonce comes from (the agent's stock, attest.host.agent.challenges), else
+    ``remote.challenge``."""
     try:
-        nonce = remote.challenge()
+        nonce = (challenge or remote.challenge)()
     except BaseException:
         if sealed is not None:
             sealed.close()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from attest.errors import AttestError, UsageError
+from attest.host.agent.challenges import ChallengeStock
 from attest.host.agent.supervision import Admission, refusal
 from attest.host.agent.supervisor import Supervisor, TrustLost
 from attest.host.agent.turns import TurnLock
@@ -58,6 +59,11 @@ class Agent:
     # Held by whoever uses the TPM: a client's authorization, or the report loop while it
     # issues (attest.host.agent.reporting); ESAPI is not thread-safe. Taken in turn.
     tpm_lock: TurnLock = dataclasses.field(default_factory=TurnLock)
+    # The next run's nonce, fetched once a client has its answer (attest.host.agent.challenges).
+    challenges: ChallengeStock = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.challenges = ChallengeStock(self.remote.challenge_expiring)
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):
@@ -108,6 +114,7 @@ class Agent:
                 os.close(out)
             if admission is not None:
                 admission.close()
+        self.challenges.refill()
 
     def authorize(self, request: dict[str, Any], fd: int | None, peer: int,
                   admission: Admission | None = None) -> tuple[dict[str, Any], int | None]:
@@ -138,7 +145,8 @@ class Agent:
             raise
         sealed = seal_opened(Path(path), fd, banks)
         done = run_remote(self.tpm, self.home, argv, self.remote, subject=subject,
-                          key_name=key, keep_env=list(keep), environ=keep, sealed=sealed)
+                          key_name=key, keep_env=list(keep), environ=keep, sealed=sealed,
+                          challenge=self.challenges.take)
         if not done.decision.accepted:
             done.executable.close()
             return {"accepted": False, "denials": [[d.reason.value, d.message]
