@@ -1,5 +1,7 @@
-"""The agent's stocked challenge (attest.host.agent.challenges): a nonce fetched after one
-run is used by the next, once, only while young; the verifier still checks single use."""
+"""What the agent keeps off a run's path. Its stocked challenge (attest.host.agent.challenges):
+a nonce fetched after one run is used by the next, once, only while young; the verifier
+still checks single use. The prefix the verifier acknowledged is remembered after the
+answer, a hint whose loss the next run survives."""
 
 from __future__ import annotations
 
@@ -169,6 +171,24 @@ def test_a_stocked_nonce_is_accepted_once_and_refused_after(
         assert not accepted and "nonce_reused" in reasons, reasons
 
 
+def _handled(agent: Any) -> object:
+    """One `attest run -- sh -c true` through ``agent.handle``: whether accepted."""
+    shell = os.path.realpath(shutil.which("sh") or "/bin/sh")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        fd = os.open(shell, os.O_RDONLY)
+        try:
+            wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
+                             "path": shell, "key": "default"}, fd)
+        finally:
+            os.close(fd)
+        agent.handle(theirs)  # answers, then does what waited for the answer
+        answer, out = wire.receive(ours)
+    if out is not None:
+        os.close(out)
+    return answer.get("accepted")
+
+
 def test_the_agent_answers_from_its_stock_and_refills_after_answering(
         ready: tuple[Host, Path], tmp_path: Path) -> None:
     from attest.host.agent.server import Agent
@@ -183,21 +203,33 @@ def test_the_agent_answers_from_its_stock_and_refills_after_answering(
             return nonce, expires
 
         agent.challenges = ChallengeStock(fetch)
-        shell = os.path.realpath(shutil.which("sh") or "/bin/sh")
         for run in range(3):
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            with ours, theirs:
-                fd = os.open(shell, os.O_RDONLY)
-                try:
-                    wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
-                                     "path": shell, "key": "default"}, fd)
-                finally:
-                    os.close(fd)
-                agent.handle(theirs)  # answers, then refills the stock
-                answer, out = wire.receive(ours)
-            assert answer.get("accepted") is True and out is not None, answer
-            os.close(out)
+            assert _handled(agent) is True
             agent.challenges.wait(WAIT_S)
             # The first run had nothing in stock; each later one used the stocked nonce;
             # each answer was followed by one fetch for the next run.
             assert len(asked) == run + 2
+
+
+def test_the_prefix_is_remembered_after_the_answer_and_its_loss_is_survived(
+        ready: tuple[Host, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from attest.host.agent.server import Agent
+    from attest.host.runtime.log import RuntimeLog
+    from attest.host.runtime.prefixes import MEMORY_NAME, PrefixMemory
+
+    with _verifier(ready, tmp_path) as (host, tpm, remote):
+        agent = Agent(tpm, host.home, remote)
+        memory, verifier = PrefixMemory(host.home), f"url:{remote.base}"
+        assert _handled(agent) is True
+        first = memory.get(verifier, RuntimeLog(host.home).read_epoch())
+        assert first is not None  # written once the client had its answer
+        # The hint cannot be written (a folder in its place): the run is accepted all
+        # the same, the agent says so and serves on.
+        (host.home / MEMORY_NAME).unlink()
+        (host.home / MEMORY_NAME).mkdir()
+        assert _handled(agent) is True
+        assert "could not remember the prefix" in capfd.readouterr().err
+        (host.home / MEMORY_NAME).rmdir()
+        assert _handled(agent) is True  # from the whole log: nothing remembered
+        later = memory.get(verifier, RuntimeLog(host.home).read_epoch())
+        assert later is not None and later.count > first.count
