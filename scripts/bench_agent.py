@@ -3,7 +3,9 @@
 `attest run --verifier` (the TPM opened by the run itself) and a bare /bin/true.
 
 Runnable alone: `.venv/bin/python scripts/bench_agent.py [--runs N]`, or as section
-`agent` of scripts/bench (`scripts/bench --only agent`). Sets up a private swtpm, a
+`agent` of scripts/bench (`scripts/bench --only agent`); with `--before REVISION`,
+that revision's agent and thin client against this checkout's, in alternating blocks
+(before and after under the same load). Sets up a private swtpm, a
 provisioned host whose policy has /bin/true as a reference value, an `attest serve` on
 loopback and an `attest agent`, all in a temporary folder; then times RUNS of each way,
 interleaved (the machine is shared: each way meets the same load), and prints p50/p90
@@ -33,7 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,8 +93,8 @@ def _started(argv: list[str], env: dict[str, str], ready: re.Pattern[str]) -> tu
     return process, found
 
 
-def regular_install(folder: Path) -> Path:
-    """A venv at ``folder`` holding this checkout's attest as a wheel install leaves it
+def regular_install(folder: Path, source: Path = ROOT) -> Path:
+    """A venv at ``folder`` holding ``source``'s attest as a wheel install leaves it
     (the package in site-packages, pip's console script), without its dependencies: the
     thin path needs none. Returns the console script."""
     base = getattr(sys, "_base_executable", sys.executable)
@@ -100,7 +103,7 @@ def regular_install(folder: Path) -> Path:
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
                            "'purelib'))"], capture_output=True, text=True, check=True,
                           timeout=60).stdout.strip()
-    shutil.copytree(ROOT / "attest", Path(site) / "attest",
+    shutil.copytree(source / "attest", Path(site) / "attest",
                     ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([str(python), "-m", "compileall", "-q", str(Path(site) / "attest")],
                    check=True, timeout=300)  # as pip does on install
@@ -170,17 +173,40 @@ def _report(figures: Figures, runs: int, times: dict[str, list[float]], installe
                            [(str(m), name) for m, name in costly], frozenset({1})))
 
 
-def measure(runs: int, say: Callable[[str], None] = print) -> Figures:
-    figures = Figures()
+@dataclass
+class Rig:
+    """A private swtpm, a provisioned host trusting /bin/true, `attest serve` on loopback."""
+
+    root: Path
+    env: dict[str, str]  # the host's: ATTEST_HOME, ATTEST_TCTI, PYTHONPATH (this checkout)
+    base: str = ""
+    pem: Path = Path()
+
+    @property
+    def user_env(self) -> dict[str, str]:
+        """As a user's shell starts a regular install: no PYTHONPATH."""
+        return {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+
+    def agent(self, source: Path = ROOT) -> subprocess.Popen[str]:
+        """`attest agent` from ``source``'s attest package, listening."""
+        env = {**self.env, "PYTHONPATH": os.pathsep.join(
+            [str(source), *(p for p in sys.path if p)])}
+        agent, _ = _started([*ATTEST, "agent", "--verifier", self.base, "--verifier-key",
+                             str(self.pem)], env, re.compile("listening on"))
+        return agent
+
+
+@contextmanager
+def rig(say: Callable[[str], None]) -> Iterator[Rig]:
     with tempfile.TemporaryDirectory(prefix="attest-bench-agent-") as tmp:
         root = Path(tmp)
         env = {**os.environ, "ATTEST_HOME": str(root / "host"), "TSS2_LOG": "all+NONE",
                "PYTHONPATH": os.pathsep.join([str(ROOT), *(p for p in sys.path if p)])}
-        tcti = _cli(env, "swtpm", "start", "--state", str(root / "swtpm")).strip()
-        env["ATTEST_TCTI"] = tcti
-        servers: list[subprocess.Popen[str]] = []
+        env["ATTEST_TCTI"] = _cli(env, "swtpm", "start", "--state", str(root / "swtpm")).strip()
+        made = Rig(root, env)
+        serve: subprocess.Popen[str] | None = None
         try:
-            say("setting up a host, a verifier, an agent and a regular install")
+            say("setting up a host and a verifier")
             _cli(env, "provision")
             _cli(env, "key", "create")
             _cli(env, "measure", "command", "--", "/bin/true")
@@ -191,16 +217,29 @@ def measure(runs: int, say: Callable[[str], None] = print) -> Figures:
             serve, found = _started(
                 [*ATTEST, "serve", "--policy", str(policy), "--port", "0"], verifier_env,
                 re.compile(r"on (http://127\.0\.0\.1:\d+)/v1"))
-            servers.append(serve)
-            base = found.group(1)
-            pem = root / "verifier.pem"
-            pem.write_text(_cli(verifier_env, "result", "key"))
-            agent, _ = _started([*ATTEST, "agent", "--verifier", base, "--verifier-key",
-                                 str(pem)], env, re.compile("listening on"))
-            servers.append(agent)
-            installed = regular_install(root / "venv")
-            # The regular install as a user's shell starts it: no PYTHONPATH.
-            user_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+            made.base = found.group(1)
+            made.pem = root / "verifier.pem"
+            made.pem.write_text(_cli(verifier_env, "result", "key"))
+            yield made
+        finally:
+            if serve is not None:
+                _stop(serve)
+            subprocess.run([*ATTEST, "swtpm", "stop", "--state", str(root / "swtpm")],
+                           env=env, capture_output=True, check=False, timeout=60)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def measure(runs: int, say: Callable[[str], None] = print) -> Figures:
+    figures = Figures()
+    with rig(say) as made:
+        agent = made.agent()
+        try:
+            installed = regular_install(made.root / "venv")
+            env, user_env, base, pem = made.env, made.user_env, made.base, made.pem
             dev_script = Path(sys.executable).parent / "attest"
             plain = ["run", "-q", "--", "/bin/true"]
             ways: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -214,7 +253,7 @@ def measure(runs: int, say: Callable[[str], None] = print) -> Figures:
             }
             if not dev_script.is_file():
                 del ways["attest run, editable install (agent)"]
-            agent_part = _agent_part(root / "host")
+            agent_part = _agent_part(made.root / "host")
             agent_part()  # warm: the first run certifies the key
             times: dict[str, list[float]] = {name: [] for name in ways}
             times["the agent's part (from a warm process)"] = []
@@ -226,12 +265,50 @@ def measure(runs: int, say: Callable[[str], None] = print) -> Figures:
             _report(figures, runs, times, installed, user_env, plain)
             figures.notes.append(f"load average (1 min) after: {os.getloadavg()[0]:.1f}")
         finally:
-            for server in servers:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
-            subprocess.run([*ATTEST, "swtpm", "stop", "--state", str(root / "swtpm")],
-                           env=env, capture_output=True, check=False, timeout=60)
+            _stop(agent)
     return figures
+
+
+def compare(revision: str, blocks: int, runs: int,
+            say: Callable[[str], None] = print) -> list[str]:
+    """Before and after in one run: ``revision``'s agent and thin client (its attest
+    package, from git) against this checkout's, each a regular install, on one host
+    and verifier, in ``blocks`` alternating blocks of ``runs`` (one swtpm serves one
+    agent at a time), with a bare /bin/true after each run."""
+    with rig(say) as made:
+        old = made.root / "before"
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "attest"],
+                                 capture_output=True, check=True, timeout=120).stdout
+        old.mkdir()
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True, timeout=120)
+        sources = {f"before ({revision})": old, "after (this checkout)": ROOT}
+        scripts = {name: regular_install(made.root / f"venv-{n}", source)
+                   for n, (name, source) in enumerate(sources.items())}
+        times: dict[str, list[float]] = {name: [] for name in [*sources, "bare"]}
+        say(f"timing {blocks} alternating blocks of {runs} runs")
+        for block in range(blocks):
+            order = list(sources) if block % 2 == 0 else list(reversed(sources))
+            for name in order:
+                agent = made.agent(sources[name])
+                try:
+                    argv = [str(scripts[name]), "run", "-q", "--", "/bin/true"]
+                    _timed(argv, made.user_env)  # warm: the first run certifies the key
+                    for _ in range(runs):
+                        times[name].append(_timed(argv, made.user_env))
+                        times["bare"].append(_timed(["/bin/true"], made.user_env))
+                finally:
+                    _stop(agent)
+        bare = statistics.median(times["bare"])
+        lines = []
+        for name in sources:
+            took = sorted(times[name])
+            p50 = statistics.median(took)
+            lines.append(f"{name}: p50 {p50 * 1000:.1f} ms, p90 "
+                         f"{took[int(0.9 * (len(took) - 1))] * 1000:.1f} ms, overhead p50 "
+                         f"{(p50 - bare) * 1000:.1f} ms ({len(took)} runs)")
+        lines.append(f"bare /bin/true p50 {bare * 1000:.1f} ms; load average (1 min) after: "
+                     f"{os.getloadavg()[0]:.1f}")
+        return lines
 
 
 def section_agent(quick: bool) -> Figures:
@@ -244,7 +321,16 @@ SECTIONS = {"agent": section_agent}  # scripts/bench's section `agent`
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
-    figures = measure(parser.parse_args().runs, say=lambda line: print(line, file=sys.stderr))
+    parser.add_argument("--before", metavar="REVISION",
+                        help="instead: this git revision's agent and client against this "
+                        "checkout's, in alternating blocks of RUNS (--blocks of them)")
+    parser.add_argument("--blocks", type=int, default=6)
+    args = parser.parse_args()
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - progress on stderr
+    if args.before is not None:
+        print("\n".join(compare(args.before, args.blocks, args.runs, say)))
+        return
+    figures = measure(args.runs, say=say)
     for title, header, rows, _ in figures.tables:
         print(f"{title}:")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
