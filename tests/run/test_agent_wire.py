@@ -149,3 +149,49 @@ def test_which_finds_what_shutil_which_finds(layout: str, tmp_path: Path,
     assert which(program) == shutil.which(program)
     if layout not in ("empty", "missing"):
         assert which(program) is not None
+
+
+@pytest.mark.parametrize("answer", [
+    # json.loads kept the last of two members of one name: an acceptance.
+    b'{"accepted":false,"denials":[["x","y"]],"accepted":true,"jti":"j","script":true}',
+    b'{"accepted":true,"jti":"j","script":true} ',  # something after the object
+    b'{"accepted":true,"jti":"j","script":true,"n":NaN}',
+])
+def test_a_client_runs_nothing_on_an_answer_that_is_not_strict_json(
+        answer: bytes, tmp_path: Path) -> None:
+    """Even from an agent it trusts, with a sealed executable beside it: an answer read
+    two ways is no answer (exit 3), and what it would have run does not run."""
+    import fcntl
+    import threading
+
+    from tests.run.test_agent import _listening, _thin
+
+    never = tmp_path / "must-not-exist"
+    fd = os.memfd_create("sealed", os.MFD_ALLOW_SEALING)
+    os.write(fd, f"#!/bin/sh\ntouch {never}\n".encode())
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    path = tmp_path / "agent.sock"
+    server = _listening(path)
+
+    def one() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                _, theirs = wire.receive(conn)
+                if theirs is not None:
+                    os.close(theirs)
+                conn.sendmsg([wire.header(len(answer)) + answer],
+                             [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                               fd.to_bytes(4, sys.byteorder))])
+
+    thread = threading.Thread(target=one, daemon=True)
+    thread.start()
+    try:
+        done = _thin(path, tmp_path)
+    finally:
+        thread.join(timeout=30)
+        os.close(fd)
+    assert done.returncode == 3, done.stderr
+    assert "did not answer" in done.stderr
+    assert not never.exists()
