@@ -233,3 +233,4 @@ def test_the_prefix_is_remembered_after_the_answer_and_its_loss_is_survived(
         assert _handled(agent) is True  # from the whole log: nothing remembered
         later = memory.get(verifier, RuntimeLog(host.home).read_epoch())
         assert later is not None and later.count > first.count
+        agent.challenges.wait(WAIT_S)  # no fetch left running past the verifier
