@@ -162,13 +162,20 @@ def segmented(home: Path, known: RuntimeLogBase | None,
     return base
 
 
+Later = list[Callable[[], None]]
+"""Work that can wait until the caller has acted on the decision (the agent: until its
+client has the answer): remembering the prefix the verifier acknowledged, a hint."""
+
+
 def _verified(tpm: TPM, home: Path, made: Prepared, verifier: str,
               verify: Callable[[bytes], Decision],
-              send_segment: SendSegment | None = None) -> tuple[Decision, bytes]:
+              send_segment: SendSegment | None = None,
+              later: Later | None = None) -> tuple[Decision, bytes]:
     """``made``'s artifact verified; when the verifier does not hold the prefix it was
     sent from (log_prefix_unknown), issued once more with the whole runtime log and
     verified again (a denial burns nothing: the nonce is still usable). The prefix an
-    acceptance acknowledges is remembered for the next artifact."""
+    acceptance acknowledges is remembered for the next artifact (appended to ``later``
+    when given, else now)."""
     artifact = made.artifact
     try:  # a failure closes the sealed copy: the agent lives on after it (attest agent)
         decision = verify(artifact)
@@ -185,7 +192,13 @@ def _verified(tpm: TPM, home: Path, made: Prepared, verifier: str,
     if decision.accepted:
         base = acknowledged(decision.facts)
         if base is not None:
-            PrefixMemory(home).put(verifier, RuntimeLog(home).read_epoch(), base)
+            def remember(base: RuntimeLogBase = base) -> None:
+                PrefixMemory(home).put(verifier, RuntimeLog(home).read_epoch(), base)
+
+            if later is None:
+                remember()
+            else:
+                later.append(remember)
     return decision, artifact
 
 
@@ -242,8 +255,14 @@ class Remote:
     def challenge(self) -> str:
         """A nonce from ``POST /v1/challenges``. Retried: a challenge a lost answer left
         unused only expires."""
+        return self.challenge_expiring()[0]
+
+    def challenge_expiring(self) -> tuple[str, int | None]:
+        """:meth:`challenge`, and when it expires as the verifier says (its clock, Unix
+        seconds; None when it does not say: a hint, for the agent's stock)."""
         answer = post_json(f"{self.base}/v1/challenges", b"{}", cacert=self.cacert,
                            insecure=self.insecure, retries=CHALLENGE_RETRIES)
+        expires = answer.get("expires")
         nonce = answer.get("nonce")
         if not isinstance(nonce, str) or not nonce or len(nonce) > MAX_NONCE_CHARS:
             raise VerifierUnreachable(f"the verifier at {self.base} answered no nonce")
@@ -252,7 +271,7 @@ class Remote:
         except EvidenceError:
             raise VerifierUnreachable(f"the verifier at {self.base} answered a nonce that "
                                       "is not base64url") from None
-        return nonce
+        return nonce, expires if type(expires) is int else None
 
     def verify(self, artifact: bytes, nonce: str | None) -> Decision:
         """The verifier's decision on ``artifact``, as its signed result says. Never
@@ -270,12 +289,16 @@ MAX_NONCE_CHARS = 512  # the service's are 43; an artifact carries whatever it i
 def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject: str,
                key_name: str, ttl: int = 60, keep_env: Sequence[str] = (),
                environ: Mapping[str, str] | None = None,
-               sealed: SealedExecutable | None = None) -> Authorized:
+               sealed: SealedExecutable | None = None,
+               challenge: Callable[[], str] | None = None,
+               later: Later | None = None) -> Authorized:
     """Authorize ``argv`` with a challenge from the verifier service and have it verify;
     accepted only on an affirming result signed by one of ``remote.keys``. ``environ``
-    and ``sealed``: the client's, when the host agent authorizes for it."""
+    and ``sealed``: the client's, when the host agent authorizes for it; ``challenge``:
+    where the nonce comes from (the agent's stock, attest.host.agent.challenges), else
+    ``remote.challenge``; ``later``: see :data:`Later`."""
     try:
-        nonce = remote.challenge()
+        nonce = (challenge or remote.challenge)()
     except BaseException:
         if sealed is not None:
             sealed.close()
@@ -284,7 +307,7 @@ def run_remote(tpm: TPM, home: Path, argv: list[str], remote: Remote, *, subject
     made = prepare(tpm, home, argv, subject=subject, key_name=key_name, nonce=nonce, ttl=ttl,
                    keep_env=keep_env, environ=environ, verifier=verifier, sealed=sealed)
     decision, artifact = _verified(tpm, home, made, verifier,
-                                   lambda raw: remote.verify(raw, nonce))
+                                   lambda raw: remote.verify(raw, nonce), later=later)
     return Authorized(decision, made.executable, made.env, artifact)
 
 

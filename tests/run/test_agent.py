@@ -100,11 +100,13 @@ def test_the_agent_authorizes_runs_and_denials_run_nothing(ready: tuple[Host, Pa
             assert scrubbed.returncode == 0, scrubbed.stderr
             assert seen.read_text() == "unset yes\n"
 
+            # The last: nested past the interpreter's stack (it once ended the agent).
+            deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
             for garbage in (b"", b"\x00\x00\x00\x05nope!", b"\xff\xff\xff\xff",
-                            b"\x00\x00\x00\x02{}"):
+                            b"\x00\x00\x00\x02{}", wire.header(len(deep)) + deep):
                 answer = _raw(sock, garbage)
                 assert answer.get("exit") == 2, answer
-            no_fd = wire._HEADER.pack(2) + b"{}"
+            no_fd = wire.header(2) + b"{}"
             assert "error" in _raw(sock, no_fd)
             # Bytes of one file under the name of another: refused, nothing measured.
             shell = os.path.realpath(shutil.which("sh") or "/bin/sh")

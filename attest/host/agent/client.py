@@ -1,6 +1,9 @@
 """The thin `attest run`: ask the host agent to authorize, then exec the sealed copy it
 hands back. Standard library only (and attest.host.agent.wire): no click, no TPM
-library, no cryptography; this is what keeps `attest run` through an agent cheap.
+library, no cryptography; this is what keeps `attest run` through an agent cheap. Of the
+standard library too, only what costs nothing to import (os, sys, stat, fcntl, and the
+C parts of socket and json, through wire): no shutil, socket, json or typing modules,
+which would pull in re, enum and collections.
 
 Which agent is believed: the socket must be a socket owned by this user or root and
 writable by no one else (by its group only when this user is in it: `attest agent
@@ -16,17 +19,19 @@ and neither can anyone else.
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
-import shutil
-import socket
 import stat
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
 
 from attest.host.agent.wire import WireError, peer_uid, receive, send
 from attest.host.runtime.injecting import injects_code
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without typing's import (mypy reads it so)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, NoReturn
 
 NO_AGENT = None
 ANSWER_TIMEOUT_S = 120.0  # a verifier the agent waits on; the agent bounds its own calls
@@ -60,12 +65,12 @@ def trusted_socket(path: str) -> bool:
     return True
 
 
-def connect(path: str) -> socket.socket | None:
+def connect(path: str) -> _socket.socket | None:
     """A connection to the agent at ``path``; None when no agent answers there (no
     socket, or one nobody listens on: a stopped agent)."""
     if not trusted_socket(path):
         return NO_AGENT
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except (ConnectionRefusedError, FileNotFoundError):
@@ -87,7 +92,7 @@ def resolve(program: str) -> str:
     if os.sep in program:
         found: str | None = program
     else:
-        found = shutil.which(program)
+        found = which(program)
     if found is None:
         raise AgentRefused(f"command not found: {program}", 2)
     # Symbolic links resolved as there: the record names the file, which the policy's
@@ -96,6 +101,28 @@ def resolve(program: str) -> str:
     if not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise AgentRefused(f"not an executable file: {resolved}", 2)
     return resolved
+
+
+def which(program: str) -> str | None:
+    """shutil.which(program) on POSIX, without shutil's imports: the first entry of PATH
+    (of the system's default path when PATH is unset) where ``program`` exists, is
+    executable and is not a folder; each folder tried once."""
+    path = os.environ.get("PATH")
+    if path is None:
+        try:
+            path = os.confstr("CS_PATH")
+        except (AttributeError, ValueError):
+            path = os.defpath
+    seen: set[str] = set()
+    for folder in path.split(os.pathsep) if path else ():
+        if folder in seen:
+            continue
+        seen.add(folder)
+        name = os.path.join(folder, program)
+        if os.path.exists(name) and os.access(name, os.F_OK | os.X_OK) \
+                and not os.path.isdir(name):
+            return name
+    return None
 
 
 class Accepted:
@@ -111,7 +138,7 @@ class Accepted:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def authorize(sock: socket.socket, argv: Sequence[str], keep_env: Sequence[str],
+def authorize(sock: _socket.socket, argv: Sequence[str], keep_env: Sequence[str],
               subject: str | None, key: str, environ: Mapping[str, str],
               grace: int | None = None) -> Accepted | list[tuple[str, str]]:
     """The agent's decision on ``argv``: Accepted, or the denials (reason, message).
@@ -197,7 +224,7 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def run(sock: socket.socket, argv: list[str], keep_env: Sequence[str], subject: str | None,
+def run(sock: _socket.socket, argv: list[str], keep_env: Sequence[str], subject: str | None,
         key: str, quiet: bool, grace: int | None = None) -> int:
     """`attest run` through the agent: execs CMD on acceptance (never returns), else the
     exit code (1 denied). With ``grace``, supervised (`--supervise --grace`)."""

@@ -24,16 +24,18 @@ import os
 import pwd
 import socket
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from attest.errors import AttestError, UsageError
+from attest.host.agent.challenges import ChallengeStock
 from attest.host.agent.supervision import Admission, refusal
 from attest.host.agent.supervisor import Supervisor, TrustLost
 from attest.host.agent.turns import TurnLock
 from attest.host.agent.wire import SOCKET_NAME, WireError, peer_credentials, receive, send
-from attest.host.run import Remote, run_remote
+from attest.host.run import Later, Remote, run_remote
 from attest.host.runtime.environment import kept_variables
 from attest.host.runtime.executable import seal_opened
 from attest.tpm.device import TPM
@@ -58,6 +60,11 @@ class Agent:
     # Held by whoever uses the TPM: a client's authorization, or the report loop while it
     # issues (attest.host.agent.reporting); ESAPI is not thread-safe. Taken in turn.
     tpm_lock: TurnLock = dataclasses.field(default_factory=TurnLock)
+    # The next run's nonce, fetched once a client has its answer (attest.host.agent.challenges).
+    challenges: ChallengeStock = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.challenges = ChallengeStock(self.remote.challenge_expiring)
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):
@@ -86,6 +93,7 @@ class Agent:
                 send(conn, {"error": f"bad request: {exc}", "exit": 2})
             return
         admission: Admission | None = None
+        later: Later = []  # after the answer: the client execs meanwhile
         try:
             try:  # supervision is refused, or its process pinned, before anything is measured
                 admission = Admission.asked(self.supervisor, request, conn)
@@ -94,7 +102,7 @@ class Agent:
                     os.close(fd)
                 raise
             with self.tpm_lock:
-                answer, out = self.authorize(request, fd, peer, admission)
+                answer, out = self.authorize(request, fd, peer, admission, later)
         except TrustLost as exc:
             answer, out = refusal(exc), None
         except AttestError as exc:
@@ -108,11 +116,15 @@ class Agent:
                 os.close(out)
             if admission is not None:
                 admission.close()
+            _run_later(later)
+        self.challenges.refill()
 
     def authorize(self, request: dict[str, Any], fd: int | None, peer: int,
-                  admission: Admission | None = None) -> tuple[dict[str, Any], int | None]:
+                  admission: Admission | None = None, later: Later | None = None
+                  ) -> tuple[dict[str, Any], int | None]:
         """The decision on the request, and the sealed executable's descriptor when
-        accepted (a supervised run registered first). Takes ``fd``."""
+        accepted (a supervised run registered first). Takes ``fd``. ``later``: what
+        may wait until the answer is sent (attest.host.run.Later)."""
         try:
             argv, path, keep, subject, key = _parsed(request)
             if fd is None:
@@ -138,7 +150,8 @@ class Agent:
             raise
         sealed = seal_opened(Path(path), fd, banks)
         done = run_remote(self.tpm, self.home, argv, self.remote, subject=subject,
-                          key_name=key, keep_env=list(keep), environ=keep, sealed=sealed)
+                          key_name=key, keep_env=list(keep), environ=keep, sealed=sealed,
+                          challenge=self.challenges.take, later=later)
         if not done.decision.accepted:
             done.executable.close()
             return {"accepted": False, "denials": [[d.reason.value, d.message]
@@ -156,6 +169,17 @@ class Agent:
 
     def allowed_subject(self, peer: int) -> bool:
         return peer in (self.uid, 0)
+
+
+def _run_later(later: Later) -> None:
+    """What waited for the answer: hints, whose failure the next run survives (it sends
+    the runtime log from an older prefix, or whole); said on stderr, not raised."""
+    for work in later:
+        try:
+            work()
+        except (OSError, AttestError) as exc:
+            print(f"attest agent: could not remember the prefix the verifier acknowledged: "
+                  f"{exc}", file=sys.stderr)
 
 
 def _user(uid: int) -> str:
