@@ -180,7 +180,8 @@ def _decide(service: Service, signer: Results, raw: bytes) -> dict[str, Any]:
     if clock is None:
         return out  # no quote to read (never after a decision that moves a state)
     changed = hosttrust.record_report(service.store, service.log, decision, now,
-                                      service.verifier.verifier_id, clock=clock)
+                                      service.verifier.verifier_id, clock=clock,
+                                      quoted_after=_challenged_at(service, raw))
     if decision.host is not None and hosttrust.moves(decision) is not None:
         age = service.policy.freshness.report_max_age
         view = hosttrust.view(service.store, decision.host, now=now,
@@ -200,6 +201,18 @@ def _quote_clock(raw: bytes) -> int | None:
         return parse_attest(quote, Reason.QUOTE_MALFORMED).clock_info.clock
     except EvidenceError:
         return None
+
+
+def _challenged_at(service: Service, raw: bytes) -> int:
+    """When the report's challenge was issued: the quote was made after it, and nothing
+    says how long after, so that is as fresh as the report is. Without one known (never
+    after an acceptance, which used it), 0: fail closed, the host reads stale."""
+    try:
+        nonce = jws.parse(raw).claims.eat_nonce
+    except EvidenceError:
+        return 0
+    issued = None if nonce is None else service.store.nonce_issued_at(nonce)
+    return 0 if issued is None else issued
 
 
 def _check_report(raw: bytes) -> None:

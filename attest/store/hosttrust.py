@@ -111,10 +111,15 @@ def moves(decision: Decision) -> str | None:
 
 
 def record_report(store: Store, log: AuditLog | None, decision: Decision, now: int,
-                  verifier_id: str | None, *, clock: int) -> bool:
+                  verifier_id: str | None, *, clock: int, quoted_after: int | None = None
+                  ) -> bool:
     """Move the host of a report's ``decision`` (its quote made at TPM ``clock``) to the
     state it says (:func:`moves`), the change audited in the same transaction, unless an
-    earlier report moved it with a quote made no earlier; whether the state changed."""
+    earlier report moved it with a quote made no earlier; whether the state changed.
+
+    ``quoted_after``: when the report's challenge was issued, all its freshness (a report
+    quoted on a long-lived challenge and sent later is as old as its challenge); the
+    accepted report counts from then, never from ``now``."""
     target = moves(decision)
     host = decision.host
     if target is None or host is None:
@@ -127,7 +132,8 @@ def record_report(store: Store, log: AuditLog | None, decision: Decision, now: i
         row = _locked(tx, host)
         if row.report_clock is not None and clock <= row.report_clock:
             return False  # quoted before the report that last moved it
-        reported = now if target == TRUSTED else row.reported_at
+        fresh = now if quoted_after is None else min(now, quoted_after)
+        reported = fresh if target == TRUSTED else row.reported_at
         changed = new or row.state != target or (row.reasons or "") != reasons
         index = row.audit_index
         changed_at = row.changed_at
