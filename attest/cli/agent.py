@@ -13,6 +13,7 @@ from attest.cli.common import tpm_from
 from attest.ear.keys import trusted
 from attest.host.agent.server import Agent, default_socket, listening, serve
 from attest.host.agent.stops import StopLog
+from attest.host.agent.supervision import PENDING
 from attest.host.agent.supervisor import Supervisor
 from attest.host.http import check_verifier_url
 from attest.host.run import Remote
@@ -103,11 +104,14 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     signal.signal(signal.SIGTERM, stopping)
     signal.signal(signal.SIGINT, stopping)
     stops = StopLog(ctx.obj.home)
-    supervisor = Supervisor(stops)  # `attest run --supervise`
+    # `attest run --supervise`: only with reports (else nothing would hear trust lost),
+    # and none admitted before the first accepted one (attest.host.agent.supervision).
+    supervisor = Supervisor(stops, lost=PENDING)
     try:
         with tpm_from(ctx) as tpm, listening(path, group) as server:
             click.echo(f"attest agent: listening on {path}", err=True)
-            served = Agent(tpm, ctx.obj.home, remote, group, supervisor)
+            served = Agent(tpm, ctx.obj.home, remote, group,
+                           supervisor if periods is not None else None)
             reporter = None
             if periods is not None:
                 reporter = _reporter(served, periods, report_key)

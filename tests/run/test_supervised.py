@@ -32,7 +32,9 @@ from attest.host.agent.supervisor import Supervisor
 from attest.host.run import Remote
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
-from tests.run.test_agent import _answering, _verifier_key, running_agent
+from tests.run.test_agent import _answering, _verifier_key
+from tests.run.test_agent_reports import _policy as _report_policy
+from tests.run.test_agent_reports import reporting_agent
 from tests.server.serving import served
 
 __all__ = ["ready"]
@@ -230,19 +232,22 @@ def test_a_stopping_agent_stops_its_supervised_runs(ready: tuple[Host, Path],
     """`attest agent` as users start it: once it stops, nothing would supervise CMD, so
     CMD stops with it (fail closed), said on its stderr and in the audit log; an
     unsupervised run outlives it."""
-    host, policy = ready
+    host, from_host = ready
+    policy = _report_policy(host, from_host, tmp_path)
     with served(policy, tmp_path / "verifier") as base:
         pem = _verifier_key(tmp_path / "verifier", tmp_path)
-        with running_agent(host, base, pem) as (_sock, agent), \
-                started(host, "--", "sh", "-c", HEEDS_TERM) as unsupervised, \
-                started(host, "--supervise", "--", "sh", "-c", HEEDS_TERM) as supervised:
-            agent.send_signal(signal.SIGTERM)
-            assert supervised.wait(timeout=60) == -signal.SIGTERM
-            assert agent.wait(timeout=60) == 0
-            assert agent.stderr is not None
-            said = agent.stderr.read()
-            assert f"pid {supervised.pid}" in said and "host_stale" in said, said
-            assert unsupervised.poll() is None
+        # Supervision needs reports, and starts with the first accepted one.
+        with reporting_agent(host, base, pem, "--interval", "1s") as (heard, agent):
+            heard.wait(r"report accepted, host trusted")
+            with started(host, "--", "sh", "-c", HEEDS_TERM) as unsupervised, \
+                    started(host, "--supervise", "--", "sh", "-c", HEEDS_TERM) as supervised:
+                agent.send_signal(signal.SIGTERM)
+                assert supervised.wait(timeout=60) == -signal.SIGTERM
+                assert agent.wait(timeout=60) == 0
+                heard.wait("attest agent: stopped")
+                said = "\n".join(heard.lines)
+                assert f"pid {supervised.pid}" in said and "host_stale" in said, said
+                assert unsupervised.poll() is None
     host.ok("audit", "verify")
     assert [(e["pid"], e["reasons"]) for e in _stop_entries(host.home)] == [
         (supervised.pid, ["host_stale"])]

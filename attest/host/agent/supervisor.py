@@ -71,12 +71,14 @@ class Supervisor:
     stops from the triggers' threads."""
 
     def __init__(self, record: Callable[[Stop], None], *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 lost: tuple[str, str] | None = None) -> None:
         self._record = record
         self._clock = clock
         self._lock = threading.Lock()
         self._runs: dict[int, SupervisedRun] = {}  # by pidfd
-        self._lost: tuple[str, str] | None = None
+        # ``lost`` given: new runs refused from the start, until on_trust_restored.
+        self._lost: tuple[str, str] | None = lost
         self._stopping: list[threading.Thread] = []
 
     # -- admission ---------------------------------------------------------------------
