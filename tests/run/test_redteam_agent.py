@@ -4,14 +4,28 @@ TPM. Real swtpm, real `attest serve` on loopback, real `attest agent` and `attes
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import threading
 from pathlib import Path
+from typing import Any
 
-from attest.host.agent.reporting import AgentTrust, HostState
+import pytest
+
+from attest.ear import keys as result_keys
+from attest.host.agent import server as agent_server
+from attest.host.agent import wire
+from attest.host.agent.reporting import AgentTrust, HostState, Reporter
+from attest.host.agent.server import Agent
 from attest.host.agent.supervision import PENDING
 from attest.host.agent.supervisor import Stop, Supervisor, TrustLost
+from attest.host.run import Remote
+from attest.tpm.device import open_tpm
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
 from tests.run.test_agent import _verifier_key, running_agent
+from tests.run.test_agent_reports import WAIT_S, _policy
 from tests.server.serving import served
 
 __all__ = ["ready"]
@@ -74,3 +88,60 @@ def test_the_first_accepted_report_of_a_trusted_host_is_heard() -> None:
     assert trust.accepted(HostState("trusted", (), 3), None) == []
     assert trust.accepted(HostState("trusted", (), 3), None) == []
     assert heard == [True]
+
+
+def test_a_client_whose_executable_reads_slowly_does_not_keep_reports_from_the_tpm(
+        ready: tuple[Host, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a user of the agent (its own uid, or a --group member) hands it a
+    descriptor on a file that reads slowly: up to 1 GiB of a sparse file, a file on a
+    FUSE or network mount that answers at its own pace. The agent copies and hashes it
+    into the sealed memfd; before the fix it did so holding the TPM lock, so the report
+    loop waited for the copy (the ticket lock bounds the wait by "the run in hand",
+    which the client made as long as it liked) and the host turned stale: every user's
+    supervised runs stopped. The copy here is held back by a spy around the agent's
+    seal (the client's file as slow as it likes); a report must get the TPM meanwhile."""
+    host, from_host = ready
+    policy = _policy(host, from_host, tmp_path)
+    home = tmp_path / "verifier"
+    sealing, release = threading.Event(), threading.Event()
+    real_seal = agent_server.seal_opened
+
+    def slow_seal(*args: Any, **kwargs: Any) -> Any:
+        sealing.set()
+        release.wait(timeout=2 * WAIT_S)  # the client's file, slow to read
+        return real_seal(*args, **kwargs)
+
+    monkeypatch.setattr(agent_server, "seal_opened", slow_seal)
+    with open_tpm(host.sim.tcti) as tpm, served(policy, home) as base:
+        remote = Remote(base, [result_keys.load(home).public_key()])
+        agent = Agent(tpm, host.home, remote)
+        trust = AgentTrust(60.0)
+        reporter = Reporter(tpm, agent.tpm_lock, host.home, remote, 1.0, trust,
+                            subject="agent", key_name="default", say=lambda _line: None)
+        reporter.report_once()  # the policy's report_max_age gates the run on one
+        shell = os.path.realpath(shutil.which("sh") or "/bin/sh")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours, theirs:
+            client = threading.Thread(target=agent.handle, args=(theirs,), daemon=True)
+            client.start()
+            try:
+                fd = os.open(shell, os.O_RDONLY)
+                try:
+                    wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
+                                     "path": shell, "key": "default"}, fd)
+                finally:
+                    os.close(fd)
+                assert sealing.wait(timeout=WAIT_S), "the agent never sealed"
+                report = threading.Thread(target=reporter.report_once, daemon=True)
+                report.start()
+                report.join(timeout=WAIT_S)
+                assert not report.is_alive(), "the report waited for the client's copy"
+                assert not release.is_set()
+            finally:
+                release.set()
+            answer, sealed = wire.receive(ours)
+            client.join(timeout=WAIT_S)
+        if sealed is not None:
+            os.close(sealed)
+    assert answer.get("accepted") is True, answer
+    assert trust.trusted

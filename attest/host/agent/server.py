@@ -93,8 +93,7 @@ class Agent:
                 if fd is not None:
                     os.close(fd)
                 raise
-            with self.tpm_lock:
-                answer, out = self.authorize(request, fd, peer, admission)
+            answer, out = self.authorize(request, fd, peer, admission)
         except TrustLost as exc:
             answer, out = refusal(exc), None
         except AttestError as exc:
@@ -131,14 +130,19 @@ class Agent:
             if subject is None or not self.allowed_subject(peer):
                 subject = _user(peer)
             kept_variables(keep, list(keep))  # checked before anything is sealed
-            banks = sorted({*active_banks(self.tpm), "sha256"})
+            with self.tpm_lock:
+                banks = sorted({*active_banks(self.tpm), "sha256"})
         except BaseException:
             if fd is not None:
                 os.close(fd)
             raise
+        # The copy of the client's file is made without the TPM lock: the client chose
+        # the file and how slowly it reads (1 GiB, a FUSE mount), and the report loop
+        # must not wait for it, or one user could turn the host stale for everyone.
         sealed = seal_opened(Path(path), fd, banks)
-        done = run_remote(self.tpm, self.home, argv, self.remote, subject=subject,
-                          key_name=key, keep_env=list(keep), environ=keep, sealed=sealed)
+        with self.tpm_lock:  # run_remote takes ``sealed`` (closed on failure)
+            done = run_remote(self.tpm, self.home, argv, self.remote, subject=subject,
+                              key_name=key, keep_env=list(keep), environ=keep, sealed=sealed)
         if not done.decision.accepted:
             done.executable.close()
             return {"accepted": False, "denials": [[d.reason.value, d.message]
