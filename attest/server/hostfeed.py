@@ -31,6 +31,7 @@ from attest.server.admin import API, MAX_INT, unauthorized
 from attest.server.events import BATCH, MAX_STREAM_S, MEDIA, cursor_from, stream_response
 from attest.store import events, servicekeys
 from attest.store.events import Event
+from attest.store.schema import MAX_HOST
 from attest.store.store import Store
 
 if TYPE_CHECKING:
@@ -132,13 +133,16 @@ class WatchCredentials:
 def mount(app: FastAPI, service: Service, credentials: WatchCredentials) -> None:
     """Add ``GET /v1/hosts/{host}/events`` to ``app``."""
 
-    @app.get(f"{API}/hosts/{{host}}/events", tags=["continuous"], response_class=Response,
+    # {host:path}: a host id may hold '/' (the policy's and enrollment's ids do), which
+    # the URL spells %2F and the router sees decoded; any character but a control one.
+    @app.get(f"{API}/hosts/{{host:path}}/events", tags=["continuous"],
+             response_class=Response,
              responses={200: {"description": "This host's events after the cursor, as "
                               "server-sent events (id: the cursor)", "content": {MEDIA: {}}},
                         **_SECURED})
     async def feed(request: Request,
-                   host: str = Path(..., min_length=1, max_length=255,
-                                    pattern=r"^[\x21-\x7e]+$"),
+                   host: str = Path(..., min_length=1, max_length=MAX_HOST,
+                                    pattern=r"^[^\x00-\x1f\x7f]+$"),
                    after: int = Query(0, ge=0, le=MAX_INT),
                    timeout: int = Query(MAX_STREAM_S, ge=0, le=MAX_STREAM_S)) -> Response:
         """The events concerning this host (its trust state changes; revocations of it,

@@ -5,9 +5,29 @@ verifier's clock is injected (tests/server/test_reports.py's ``continuous`` fixt
 
 from __future__ import annotations
 
-from tests.server.serving import challenge_answer
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from attest.host.agent.watch import Credential
+from attest.policy import NonceMode, TrustedAK
+from attest.server import hostfeed
+from attest.server.app import create_app
+from attest.store import default_url
+from tests.server.serving import challenge, challenge_answer
 from tests.server.test_admin import _token
-from tests.server.test_reports import MAX_AGE, Continuous, _host, _report, _run
+from tests.server.test_reports import (
+    MAX_AGE,
+    RULES,
+    Clock,
+    Continuous,
+    _host,
+    _report,
+    _run,
+)
+from tests.verify.rig import Rig
 
 pytest_plugins = ["tests.server.test_reports"]
 
@@ -49,3 +69,36 @@ def test_an_honest_report_on_a_fresh_challenge_still_makes_the_host_trusted(
     continuous.clock.now += 2  # MAX_AGE + 1 after the challenge, 2 s after the report
     assert _run(continuous)["reasons"] == ["host_stale"]
     assert _report(continuous)["host_state"]["state"] == "trusted"
+
+
+@pytest.mark.parametrize("host", ["web/1", "wéb-1", "é" * 200, "web/../db"])
+def test_every_host_id_a_policy_accepts_can_read_its_own_feed(rig: Rig, host: str) -> None:
+    """The attack on the watcher: a host whose id the policy accepts (no whitespace or
+    control characters, up to 255 characters) but the feed's route did not: with a '/'
+    (404), a character beyond ASCII (422) or more than 255 bytes of UTF-8 (the report's
+    answer failed, 500, after its state was stored). Its agent's watcher never read a
+    revocation: a supervised run of it went on after its artifact was revoked. Now the
+    report is answered with its credential, and the credential opens that host's feed,
+    and that feed only."""
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    identity = rig.identity
+    policy = rig.policy(nonce=NonceMode.REQUIRED, report_max_age=MAX_AGE, rules=RULES,
+                        trusted_aks=[TrustedAK(host, identity.ak_public,
+                                               identity.ak_qualified_name or None)])
+    app = create_app(policy, default_url(home), home, clock=Clock(time.time()))
+    with TestClient(app) as client:
+        raw = rig.issue("agent", action="report", nonce=challenge(client))
+        answer = client.post("/v1/reports", json={"report": raw.decode()})
+        assert answer.status_code == 200, answer.text
+        watch = answer.json()["watch"]
+        assert Credential.from_answer(watch).events == watch["events"]  # the agent's check
+        bearer = {"Authorization": f"Bearer {watch['token']}"}
+        feed = client.get(f"{watch['events']}?timeout=0", headers=bearer)
+        assert feed.status_code == 200, feed.text
+        assert f'"host":{json.dumps(host)}' not in feed.text  # data names no host
+        assert '"state":"trusted"' in feed.text
+        # Another host's feed, a neighbour by path, is not opened by it.
+        for other in ("web", "web-1", f"{host}/x", "x/" + host):
+            path = hostfeed.feed_path(other)
+            assert client.get(f"{path}?timeout=0", headers=bearer).status_code == 401

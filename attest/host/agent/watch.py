@@ -59,7 +59,8 @@ STREAM_S = 300  # what the feed grants at most: it ends, the watcher reconnects
 # A socket read waits this long at most: the feed sends a heartbeat every 15 s.
 READ_TIMEOUT_S = 45.0
 BACKOFF_S = (0.25, 10.0)  # the first pause after a failure, the longest
-_FEED = re.compile(r"/v1/hosts/[A-Za-z0-9._~!$&'()*+,;=:@%-]{1,800}/events")
+# A host id is up to 255 characters, each up to 4 bytes of UTF-8, each byte %XX at most.
+_FEED = re.compile(r"/v1/hosts/[A-Za-z0-9._~!$&'()*+,;=:@%-]{1,3060}/events")
 _CUT_STATES = frozenset({"untrusted", "stale"})
 _log = logging.getLogger("attest.agent")
 
