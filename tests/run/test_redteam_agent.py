@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from attest.host.agent import wire
 from attest.host.agent.reporting import AgentTrust, HostState, Reporter
 from attest.host.agent.server import Agent
 from attest.host.agent.supervision import PENDING
-from attest.host.agent.supervisor import Stop, Supervisor, TrustLost
+from attest.host.agent.supervisor import Stop, SupervisedRun, Supervisor, TrustLost
 from attest.host.run import Remote
 from attest.tpm.device import open_tpm
 from tests.conftest import Host
@@ -145,3 +146,49 @@ def test_a_client_whose_executable_reads_slowly_does_not_keep_reports_from_the_t
             os.close(sealed)
     assert answer.get("accepted") is True, answer
     assert trust.trusted
+
+
+def test_a_run_revoked_between_its_acceptance_and_its_admission_is_refused() -> None:
+    """The race: the verifier accepts a supervised run; its artifact is revoked at once;
+    the watcher hears the revocation (on_revoked with its jti) before the agent has
+    registered the run (admit comes after the verifier's answer is checked). The stop
+    found no run of that jti, and the admission then registered it: a revoked run,
+    supervised against nothing that would ever cut it again. Now the Supervisor
+    remembers the jtis cut, and an admission of one is refused (the sealed copy is
+    never handed back)."""
+    stops: list[Stop] = []
+    supervisor = Supervisor(stops.append)
+    with subprocess.Popen(["sleep", "60"]) as child:
+        try:
+            supervisor.on_revoked(frozenset({"jti-1"}), "revoked")  # nothing to stop yet
+            pidfd = os.pidfd_open(child.pid)
+            run = SupervisedRun(jti="jti-1", pidfd=pidfd, pid=child.pid, grace=1.0,
+                                subject="alice", program="sleep")
+            try:
+                supervisor.admit(run)
+            except TrustLost as exc:
+                assert exc.reason == "revoked"
+                os.close(pidfd)  # refused: the caller keeps the pidfd
+            else:
+                raise AssertionError("a run revoked before its admission was admitted")
+            other = SupervisedRun(jti="jti-2", pidfd=os.pidfd_open(child.pid),
+                                  pid=child.pid, grace=1.0, subject="alice",
+                                  program="sleep")
+            supervisor.admit(other)  # another jti of the host goes on
+            assert [r.jti for r in supervisor.runs()] == ["jti-2"]
+        finally:
+            child.kill()
+            supervisor.close("host_stale", "the test ends")
+    assert supervisor.lost is not None
+
+
+def test_the_memory_of_cut_jtis_is_bounded() -> None:
+    """A feed listing jtis by the thousand does not grow the agent without bound: the
+    oldest are forgotten first (a forgotten one was long since admitted or refused)."""
+    from attest.host.agent.supervisor import MAX_CUT_JTIS
+
+    supervisor = Supervisor(lambda _stop: None)
+    for start in range(0, 3 * MAX_CUT_JTIS, 1000):
+        supervisor.on_revoked(frozenset(f"j{n}" for n in range(start, start + 1000)),
+                              "revoked")
+    assert supervisor.cut_jtis() <= MAX_CUT_JTIS
