@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.responses import JSONResponse, Response
 
 from attest.server import schema, watchtoken
 from attest.server.admin import API, MAX_INT, unauthorized
+from attest.server.bodies import RequestRefused
 from attest.server.events import BATCH, MAX_STREAM_S, MEDIA, cursor_from, stream_response
+from attest.server.feedslots import FeedSlots
 from attest.store import events, servicekeys
 from attest.store.events import Event
 from attest.store.schema import MAX_HOST
@@ -43,6 +46,7 @@ WATCH_KEY = "watch-token-mac-v1"
 DEFAULT_LIFETIME_S = 300
 MIN_LIFETIME_S = 60
 MAX_LIFETIME_S = 3600
+FEED_RETRY_S = 5  # Retry-After of a host holding all its streams already
 
 WATCH: dict[str, Any] = {
     "type": "object", "required": ["token", "expires_at", "events", "after"],
@@ -59,6 +63,8 @@ WATCH: dict[str, Any] = {
 }
 _SECURED: dict[int | str, dict[str, Any]] = {
     401: {"description": "No watch token of this host in force",
+          "content": {"application/json": {"schema": schema.ERROR}}},
+    429: {"description": "This host holds as many open streams of its feed as allowed",
           "content": {"application/json": {"schema": schema.ERROR}}}}
 
 
@@ -130,12 +136,30 @@ class WatchCredentials:
             return self._key
 
 
+class _HostId(Convertor[str]):
+    """A feed's host id in the path: anything, '/' and control characters included, so
+    that the Path check answers a malformed one (422) rather than no route (404)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+_HOST_CONVERTOR = "attest_host_id"
+register_url_convertor(_HOST_CONVERTOR, _HostId())
+
+
 def mount(app: FastAPI, service: Service, credentials: WatchCredentials) -> None:
     """Add ``GET /v1/hosts/{host}/events`` to ``app``."""
+    slots = app.state.feed_slots = FeedSlots()
 
-    # {host:path}: a host id may hold '/' (the policy's and enrollment's ids do), which
+    # {host:hostid}: a host id may hold '/' (the policy's and enrollment's ids do), which
     # the URL spells %2F and the router sees decoded; any character but a control one.
-    @app.get(f"{API}/hosts/{{host:path}}/events", tags=["continuous"],
+    @app.get(f"{API}/hosts/{{host:{_HOST_CONVERTOR}}}/events", tags=["continuous"],
              response_class=Response,
              responses={200: {"description": "This host's events after the cursor, as "
                               "server-sent events (id: the cursor)", "content": {MEDIA: {}}},
@@ -160,7 +184,32 @@ def mount(app: FastAPI, service: Service, credentials: WatchCredentials) -> None
 
         first = await run_in_threadpool(batch, start)
         left = credentials.expires_at(token) - service.clock()
-        return stream_response(request, start, first, batch, max(0.0, min(timeout, left)))
+        lasting = max(0.0, min(timeout, left))
+        slot = slots.take(host, lasting)  # a bound on the streams one token holds
+        if slot is None:
+            return _too_many(slots.per_host)
+        response = stream_response(request, start, first, batch, lasting)
+        response.body_iterator = _releasing(response.body_iterator,
+                                            lambda: slots.give(host, slot))
+        return response
+
+
+async def _releasing(body: AsyncIterable[Any], release: Callable[[], None]
+                     ) -> AsyncIterator[Any]:
+    """``body``, then ``release()`` once it ended however (a body never started gives
+    its slot back at the slot's deadline: attest.server.feedslots)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        release()
+
+
+def _too_many(most: int) -> JSONResponse:
+    refusal = RequestRefused(429, "rate_limited", f"this host already holds {most} "
+                             "streams of its feed open; retry once one has ended")
+    return JSONResponse(refusal.to_json(), status_code=429,
+                        headers={"Retry-After": str(FEED_RETRY_S)})
 
 
 def _bearer(request: Request) -> str | None:

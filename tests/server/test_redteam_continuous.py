@@ -5,8 +5,11 @@ verifier's clock is injected (tests/server/test_reports.py's ``continuous`` fixt
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
+import urllib.request
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,8 +18,9 @@ from attest.host.agent.watch import Credential
 from attest.policy import NonceMode, TrustedAK
 from attest.server import hostfeed
 from attest.server.app import create_app
+from attest.server.feedslots import MAX_STREAMS_PER_HOST, FeedSlots
 from attest.store import default_url
-from tests.server.serving import challenge, challenge_answer
+from tests.server.serving import challenge, challenge_answer, policy_file, served
 from tests.server.test_admin import _token
 from tests.server.test_reports import (
     MAX_AGE,
@@ -102,3 +106,69 @@ def test_every_host_id_a_policy_accepts_can_read_its_own_feed(rig: Rig, host: st
         for other in ("web", "web-1", f"{host}/x", "x/" + host):
             path = hostfeed.feed_path(other)
             assert client.get(f"{path}?timeout=0", headers=bearer).status_code == 401
+
+
+def _post(base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),  # noqa: S310
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+        found: dict[str, Any] = json.loads(answer.read())
+    return found
+
+
+def _open_feed(base: str, watch: dict[str, Any]) -> http.client.HTTPConnection:
+    """A stream of the host's feed, opened (its status read), or the refusal's."""
+    port = int(base.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", watch["events"], headers={"Authorization": f"Bearer {watch['token']}"})
+    return conn
+
+
+def test_one_watch_token_holds_a_bounded_number_of_streams(rig: Rig) -> None:
+    """The attack: the holder of a watch token (the host itself) opens stream after
+    stream of its feed, each one polling the store every second for five minutes.
+    Before the fix there was no bound; now a host holds FeedSlots' limit at most, the
+    next is 429 with Retry-After, and a stream that ends gives its slot back."""
+    policy = policy_file(rig, nonce=NonceMode.REQUIRED, report_max_age=MAX_AGE, rules=RULES)
+    with served(policy, rig.tmp / "verifier") as base:
+        nonce = _post(base, "/v1/challenges", {})["nonce"]
+        raw = rig.issue("agent", action="report", nonce=nonce)
+        watch = _post(base, "/v1/reports", {"report": raw.decode()})["watch"]
+        opened: list[http.client.HTTPConnection] = []
+        try:
+            for _ in range(MAX_STREAMS_PER_HOST):
+                conn = _open_feed(base, watch)
+                opened.append(conn)
+                assert conn.getresponse().status == 200
+            refused = _open_feed(base, watch)
+            opened.append(refused)
+            answer = refused.getresponse()
+            assert answer.status == 429 and answer.getheader("Retry-After")
+            assert json.loads(answer.read())["error"]["code"] == "rate_limited"
+            opened[0].close()  # one ends: the service sees it at its next poll
+            deadline = time.monotonic() + 30
+            while True:
+                again = _open_feed(base, watch)
+                opened.append(again)
+                status = again.getresponse().status
+                if status == 200:
+                    break
+                assert status == 429 and time.monotonic() < deadline, status
+                time.sleep(0.2)
+        finally:
+            for conn in opened:
+                conn.close()
+
+
+def test_a_feed_slot_is_given_back_at_its_streams_deadline_whatever_happened() -> None:
+    """A stream the server never ran to its end (its body never iterated) does not hold
+    its slot for ever: the host's own watcher is shut out one stream's life at most."""
+    now = [0.0]
+    slots = FeedSlots(2, clock=lambda: now[0])
+    first, second = slots.take("web-1", 300), slots.take("web-1", 10)
+    assert first is not None and second is not None
+    assert slots.take("web-1", 300) is None and slots.take("web-2", 300) is not None
+    now[0] += 60  # the 10 s stream's deadline (and slack) passed, never given back
+    assert slots.take("web-1", 300) is not None and slots.held("web-1") == 2
+    slots.give("web-1", first)
+    assert slots.held("web-1") == 1
