@@ -47,6 +47,7 @@ DEFAULT_LIFETIME_S = 300
 MIN_LIFETIME_S = 60
 MAX_LIFETIME_S = 3600
 FEED_RETRY_S = 5  # Retry-After of a host holding all its streams already
+NEWEST_HEADER = "Attest-Newest-Event"  # with a 409: the newest event id the store holds
 
 WATCH: dict[str, Any] = {
     "type": "object", "required": ["token", "expires_at", "events", "after"],
@@ -63,6 +64,10 @@ WATCH: dict[str, Any] = {
 }
 _SECURED: dict[int | str, dict[str, Any]] = {
     401: {"description": "No watch token of this host in force",
+          "content": {"application/json": {"schema": schema.ERROR}}},
+    409: {"description": "The cursor is past the newest event this verifier holds (a "
+                         "new or restored store): what was cut since is unknown. The "
+                         "header Attest-Newest-Event names the newest event id.",
           "content": {"application/json": {"schema": schema.ERROR}}},
     429: {"description": "This host holds as many open streams of its feed as allowed",
           "content": {"application/json": {"schema": schema.ERROR}}}}
@@ -182,7 +187,15 @@ def mount(app: FastAPI, service: Service, credentials: WatchCredentials) -> None
             with service.store.read() as tx:
                 return events.after(tx, cursor, BATCH, host=host)
 
-        first = await run_in_threadpool(batch, start)
+        def opening() -> tuple[int, list[Event]]:
+            with service.store.read() as tx:
+                return events.last(tx), events.after(tx, start, BATCH, host=host)
+
+        newest, first = await run_in_threadpool(opening)
+        if start > newest:
+            # A cursor this store never handed out (a new or restored store): answered
+            # as such, or the watcher would wait past every event up to its cursor.
+            return _cursor_unknown(start, newest)
         left = credentials.expires_at(token) - service.clock()
         lasting = max(0.0, min(timeout, left))
         slot = slots.take(host, lasting)  # a bound on the streams one token holds
@@ -203,6 +216,14 @@ async def _releasing(body: AsyncIterable[Any], release: Callable[[], None]
             yield chunk
     finally:
         release()
+
+
+def _cursor_unknown(cursor: int, newest: int) -> JSONResponse:
+    refusal = RequestRefused(409, "cursor_unknown", f"event {cursor} is past this "
+                             f"verifier's newest ({newest}): a new or restored store; "
+                             f"what was cut since is unknown")
+    return JSONResponse(refusal.to_json(), status_code=409,
+                        headers={NEWEST_HEADER: str(newest)})
 
 
 def _too_many(most: int) -> JSONResponse:

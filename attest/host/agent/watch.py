@@ -236,6 +236,8 @@ class Watcher:
                 return True
             if response.status == 401:
                 self.refused += 1
+            if response.status == 409:
+                self._restart(response.getheader("Attest-Newest-Event"))
             if response.status != 200:
                 raise FeedError(f"the verifier answered HTTP {response.status} to the feed"
                                 + (" (the watch token is refused: waiting for the next "
@@ -257,6 +259,21 @@ class Watcher:
                                                timeout=self._read_timeout,
                                                context=self._context)
         return http.client.HTTPConnection(self._host, self._port, timeout=self._read_timeout)
+
+    def _restart(self, newest: str | None) -> None:
+        """The verifier holds no event up to the cursor (a new or restored store): what
+        it cut since the cursor's store is unknown, so everything of the host is cut
+        (fail closed), then the feed is read from the verifier's newest event on."""
+        if newest is None or not (newest.isascii() and newest.isdigit()
+                                  and len(newest) <= 19):
+            raise FeedError("the verifier does not hold the feed's cursor, nor says its newest")
+        number = int(newest)
+        if self.cursor is not None and number >= self.cursor:
+            raise FeedError("the verifier refused a cursor it holds")
+        self._on_revoked(None, "the verifier holds no event up to this feed's cursor (a new "
+                         "or restored store): what was cut since is unknown")
+        self.cursor = number  # only once heard: a listener that failed hears it again
+        raise FeedError(f"the verifier's events restart at {number}: everything cut")
 
     def _read(self, response: http.client.HTTPResponse) -> None:
         fields: dict[str, str] = {}
