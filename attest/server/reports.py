@@ -15,8 +15,9 @@ The decision moves the host's trust state (attest.store.hosttrust): accepted, tr
 denied for measurements alone, untrusted; any other denial moves nothing (it may not be
 the host's). With ``freshness.report_max_age`` in the policy, every other artifact of a
 host that is untrusted or stale is denied (``host_untrusted``, ``host_stale``) by the
-Verifier's host gate, inside the audited decision. Reports themselves pass the gate: a
-stale host gets trusted again by reporting.
+Verifier's host gate, inside the audited decision. Reports pass the gate here alone
+(verifier.REPORTING, set around this route's verification): a stale host gets trusted
+again by reporting, but a report sent to /v1/verify is gated as any artifact.
 
 ``GET /v1/hosts/{host}``: the host's trust state and why (administrators' token, as the
 hosts list: host names and their troubles are the operator's to read).
@@ -170,7 +171,11 @@ class StaleSweep:
 
 
 def _decide(service: Service, signer: Results, raw: bytes) -> dict[str, Any]:
-    decision: Decision = service.verifier.verify(raw)
+    reporting = verifier.REPORTING.set(True)  # past the host gate: this route alone
+    try:
+        decision: Decision = service.verifier.verify(raw)
+    finally:
+        verifier.REPORTING.reset(reporting)
     now = int(service.clock())
     # The signed result, bound to the report and its nonce: what the agent believes.
     out = signer.answer(decision, raw)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 
 from attest.artifact import jws
 from attest.audit.groupcommit import GroupCommit
@@ -241,12 +242,17 @@ class Verifier:
 
 
 REPORT_ACTION = "report"
+# True only inside POST /v1/reports (attest.server.reports), around its verification: a
+# report passes the host gate there alone, since that is how a host gets back to trusted.
+# Anywhere else (POST /v1/verify, `attest verify`) an artifact for action report is gated
+# as any other, or a stale or untrusted host would get an affirming result for it.
+REPORTING: ContextVar[bool] = ContextVar("attest_reporting", default=False)
 
 
 def _trust_gate(store: Store, max_age: int
                 ) -> Callable[[jws.ParsedArtifact, str, int], Denial | None]:
     def gate(artifact: jws.ParsedArtifact, host: str, now: int) -> Denial | None:
-        if artifact.claims.scope.action == REPORT_ACTION:
+        if artifact.claims.scope.action == REPORT_ACTION and REPORTING.get():
             return None  # a report is how a host gets (back) to trusted
         return hosttrust.view(store, host, now=now, max_age=max_age).denial()
     return gate

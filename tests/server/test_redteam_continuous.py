@@ -20,7 +20,7 @@ from attest.server import hostfeed
 from attest.server.app import create_app
 from attest.server.feedslots import MAX_STREAMS_PER_HOST, FeedSlots
 from attest.store import default_url
-from tests.server.serving import challenge, challenge_answer, policy_file, served
+from tests.server.serving import challenge, challenge_answer, policy_file, served, verify
 from tests.server.test_admin import _token
 from tests.server.test_reports import (
     MAX_AGE,
@@ -172,3 +172,21 @@ def test_a_feed_slot_is_given_back_at_its_streams_deadline_whatever_happened() -
     assert slots.take("web-1", 300) is not None and slots.held("web-1") == 2
     slots.give("web-1", first)
     assert slots.held("web-1") == 1
+
+
+def test_a_report_sent_as_an_artifact_to_verify_is_gated(continuous: Continuous) -> None:
+    """The attack: a host that is stale (or untrusted) issues an artifact for action
+    `report` (whose rule usually allows any argv: here `deploy prod`) and sends it to
+    POST /v1/verify instead of /v1/reports. Before the fix the host gate let every
+    report through, wherever it was verified: accepted, with a signed affirming result
+    naming that argv. Only /v1/reports lets a report past the gate now (it is how a host
+    gets back to trusted); anywhere else it is denied as any artifact of the host."""
+    raw = continuous.rig.issue("deploy", "prod", action="report",
+                               nonce=challenge(continuous.client),
+                               now=int(continuous.clock.now))
+    decision = verify(continuous.client, raw)
+    assert decision["accepted"] is False and decision["reasons"] == ["host_stale"], decision
+    assert _report(continuous)["host_state"]["state"] == "trusted"  # the route still works
+    assert verify(continuous.client, continuous.rig.issue(
+        "deploy", "prod", action="report", nonce=challenge(continuous.client),
+        now=int(continuous.clock.now)))["accepted"] is True  # trusted: nothing to gate
