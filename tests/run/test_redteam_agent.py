@@ -4,6 +4,7 @@ TPM. Real swtpm, real `attest serve` on loopback, real `attest agent` and `attes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -192,3 +193,36 @@ def test_the_memory_of_cut_jtis_is_bounded() -> None:
         supervisor.on_revoked(frozenset(f"j{n}" for n in range(start, start + 1000)),
                               "revoked")
     assert supervisor.cut_jtis() <= MAX_CUT_JTIS
+
+
+def test_a_client_trickling_its_request_does_not_hold_the_agent(
+        ready: tuple[Host, Path], tmp_path: Path) -> None:
+    """The attack: a user of the agent connects and sends its request one byte at a
+    time, each within the 10 s a silent client is allowed. The agent answers one client
+    at a time, so before the fix nobody else's `attest run` was answered for as long as
+    the trickle lasted (a 1 MiB request: months). Now a request must arrive whole within
+    10 s of the connection: the trickler is dropped and the next client is served."""
+    host, policy = ready
+    stop = threading.Event()
+    with served(policy, tmp_path / "verifier") as base:
+        pem = _verifier_key(tmp_path / "verifier", tmp_path)
+        with running_agent(host, base, pem) as (sock, _agent):
+            trickler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            trickler.connect(str(sock))
+
+            def trickle() -> None:
+                with contextlib.suppress(OSError):  # dropped by the agent: the point
+                    trickler.sendall((1000).to_bytes(4, "big"))
+                    while not stop.wait(1.0):
+                        trickler.sendall(b" ")
+
+            thread = threading.Thread(target=trickle, daemon=True)
+            thread.start()
+            try:
+                # Bounded by attest_cli's own timeout (120 s): the trickle outlasts it.
+                done = attest_cli(host, "run", "--", "sh", "-c", "exit 4")
+                assert done.returncode == 4, done.stderr
+            finally:
+                stop.set()
+                thread.join(timeout=30)
+                trickler.close()

@@ -39,7 +39,7 @@ from attest.host.runtime.executable import seal_opened
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
-CLIENT_TIMEOUT_S = 10.0  # a client that sends nothing does not hold the agent longer
+CLIENT_TIMEOUT_S = 10.0  # a client's request arrives whole within this, or it is dropped
 MAX_ARGS = 4096
 
 
@@ -79,12 +79,14 @@ class Agent:
             # Read nothing from a stranger: no descriptor of theirs is even received.
             send(conn, {"error": f"uid {peer} may not use this agent", "exit": 2})
             return
-        try:
-            request, fd = receive(conn)
+        try:  # whole within the time allowed: a client trickling bytes holds no one up
+            request, fd = receive(conn, within=CLIENT_TIMEOUT_S)
         except (WireError, OSError) as exc:
+            conn.settimeout(CLIENT_TIMEOUT_S)
             with contextlib.suppress(OSError, WireError):
                 send(conn, {"error": f"bad request: {exc}", "exit": 2})
             return
+        conn.settimeout(CLIENT_TIMEOUT_S)  # for the answer: receive left what was left
         admission: Admission | None = None
         try:
             try:  # supervision is refused, or its process pinned, before anything is measured

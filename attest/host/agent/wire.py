@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import struct
+import time
 from typing import Any
 
 MAX_MESSAGE_BYTES = 1 << 20  # an argv and a few kept variables; anything more is refused
@@ -44,9 +45,14 @@ def send(sock: socket.socket, message: dict[str, Any], fd: int | None = None) ->
         sock.sendall(data[sent:])
 
 
-def receive(sock: socket.socket) -> tuple[dict[str, Any], int | None]:
+def receive(sock: socket.socket, *, within: float | None = None
+            ) -> tuple[dict[str, Any], int | None]:
     """One message and the descriptor that came with it (the caller's to close).
-    Descriptors beyond the first, or that come with no message, are closed here."""
+    Descriptors beyond the first, or that come with no message, are closed here.
+    ``within``: seconds for the whole message (a socket timeout bounds each read only,
+    so a peer sending a byte at a time would hold the reader for ever); TimeoutError."""
+    deadline = None if within is None else time.monotonic() + within
+    _time_left(sock, deadline)
     data, ancillary, flags, _ = sock.recvmsg(_HEADER.size + MAX_MESSAGE_BYTES, _FD_SPACE)
     fds: list[int] = []
     for level, kind, payload in ancillary:
@@ -61,6 +67,7 @@ def receive(sock: socket.socket) -> tuple[dict[str, Any], int | None]:
             if len(data) >= _HEADER.size and _HEADER.unpack(
                     data[:_HEADER.size])[0] > MAX_MESSAGE_BYTES:
                 raise WireError("message too long")
+            _time_left(sock, deadline)
             more = sock.recv(_HEADER.size + MAX_MESSAGE_BYTES - len(data))
             if not more:
                 raise WireError("message cut short")
@@ -79,6 +86,15 @@ def receive(sock: socket.socket) -> tuple[dict[str, Any], int | None]:
             os.close(fd)
         raise
     return message, (fds[0] if fds else None)
+
+
+def _time_left(sock: socket.socket, deadline: float | None) -> None:
+    if deadline is None:
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the message did not arrive in time")
+    sock.settimeout(left)
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int]:
