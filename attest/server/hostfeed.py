@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.responses import JSONResponse, Response
 
 from attest.server import schema, watchtoken
 from attest.server.admin import API, MAX_INT, unauthorized
+from attest.server.bodies import RequestRefused
 from attest.server.events import BATCH, MAX_STREAM_S, MEDIA, cursor_from, stream_response
+from attest.server.feedslots import FeedSlots
 from attest.store import events, servicekeys
 from attest.store.events import Event
+from attest.store.schema import MAX_HOST
 from attest.store.store import Store
 
 if TYPE_CHECKING:
@@ -42,6 +46,8 @@ WATCH_KEY = "watch-token-mac-v1"
 DEFAULT_LIFETIME_S = 300
 MIN_LIFETIME_S = 60
 MAX_LIFETIME_S = 3600
+FEED_RETRY_S = 5  # Retry-After of a host holding all its streams already
+NEWEST_HEADER = "Attest-Newest-Event"  # with a 409: the newest event id the store holds
 
 WATCH: dict[str, Any] = {
     "type": "object", "required": ["token", "expires_at", "events", "after"],
@@ -58,6 +64,12 @@ WATCH: dict[str, Any] = {
 }
 _SECURED: dict[int | str, dict[str, Any]] = {
     401: {"description": "No watch token of this host in force",
+          "content": {"application/json": {"schema": schema.ERROR}}},
+    409: {"description": "The cursor is past the newest event this verifier holds (a "
+                         "new or restored store): what was cut since is unknown. The "
+                         "header Attest-Newest-Event names the newest event id.",
+          "content": {"application/json": {"schema": schema.ERROR}}},
+    429: {"description": "This host holds as many open streams of its feed as allowed",
           "content": {"application/json": {"schema": schema.ERROR}}}}
 
 
@@ -129,16 +141,37 @@ class WatchCredentials:
             return self._key
 
 
+class _HostId(Convertor[str]):
+    """A feed's host id in the path: anything, '/' and control characters included, so
+    that the Path check answers a malformed one (422) rather than no route (404)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+_HOST_CONVERTOR = "attest_host_id"
+register_url_convertor(_HOST_CONVERTOR, _HostId())
+
+
 def mount(app: FastAPI, service: Service, credentials: WatchCredentials) -> None:
     """Add ``GET /v1/hosts/{host}/events`` to ``app``."""
+    slots = app.state.feed_slots = FeedSlots()
 
-    @app.get(f"{API}/hosts/{{host}}/events", tags=["continuous"], response_class=Response,
+    # {host:hostid}: a host id may hold '/' (the policy's and enrollment's ids do), which
+    # the URL spells %2F and the router sees decoded; any character but a control one.
+    @app.get(f"{API}/hosts/{{host:{_HOST_CONVERTOR}}}/events", tags=["continuous"],
+             response_class=Response,
              responses={200: {"description": "This host's events after the cursor, as "
                               "server-sent events (id: the cursor)", "content": {MEDIA: {}}},
                         **_SECURED})
     async def feed(request: Request,
-                   host: str = Path(..., min_length=1, max_length=255,
-                                    pattern=r"^[\x21-\x7e]+$"),
+                   host: str = Path(..., min_length=1, max_length=MAX_HOST,
+                                    pattern=r"^[^\x00-\x1f\x7f]+$"),
                    after: int = Query(0, ge=0, le=MAX_INT),
                    timeout: int = Query(MAX_STREAM_S, ge=0, le=MAX_STREAM_S)) -> Response:
         """The events concerning this host (its trust state changes; revocations of it,
@@ -154,9 +187,50 @@ def mount(app: FastAPI, service: Service, credentials: WatchCredentials) -> None
             with service.store.read() as tx:
                 return events.after(tx, cursor, BATCH, host=host)
 
-        first = await run_in_threadpool(batch, start)
+        def opening() -> tuple[int, list[Event]]:
+            with service.store.read() as tx:
+                return events.last(tx), events.after(tx, start, BATCH, host=host)
+
+        newest, first = await run_in_threadpool(opening)
+        if start > newest:
+            # A cursor this store never handed out (a new or restored store): answered
+            # as such, or the watcher would wait past every event up to its cursor.
+            return _cursor_unknown(start, newest)
         left = credentials.expires_at(token) - service.clock()
-        return stream_response(request, start, first, batch, max(0.0, min(timeout, left)))
+        lasting = max(0.0, min(timeout, left))
+        slot = slots.take(host, lasting)  # a bound on the streams one token holds
+        if slot is None:
+            return _too_many(slots.per_host)
+        response = stream_response(request, start, first, batch, lasting)
+        response.body_iterator = _releasing(response.body_iterator,
+                                            lambda: slots.give(host, slot))
+        return response
+
+
+async def _releasing(body: AsyncIterable[Any], release: Callable[[], None]
+                     ) -> AsyncIterator[Any]:
+    """``body``, then ``release()`` once it ended however (a body never started gives
+    its slot back at the slot's deadline: attest.server.feedslots)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        release()
+
+
+def _cursor_unknown(cursor: int, newest: int) -> JSONResponse:
+    refusal = RequestRefused(409, "cursor_unknown", f"event {cursor} is past this "
+                             f"verifier's newest ({newest}): a new or restored store; "
+                             f"what was cut since is unknown")
+    return JSONResponse(refusal.to_json(), status_code=409,
+                        headers={NEWEST_HEADER: str(newest)})
+
+
+def _too_many(most: int) -> JSONResponse:
+    refusal = RequestRefused(429, "rate_limited", f"this host already holds {most} "
+                             "streams of its feed open; retry once one has ended")
+    return JSONResponse(refusal.to_json(), status_code=429,
+                        headers={"Retry-After": str(FEED_RETRY_S)})
 
 
 def _bearer(request: Request) -> str | None:

@@ -15,8 +15,9 @@ The decision moves the host's trust state (attest.store.hosttrust): accepted, tr
 denied for measurements alone, untrusted; any other denial moves nothing (it may not be
 the host's). With ``freshness.report_max_age`` in the policy, every other artifact of a
 host that is untrusted or stale is denied (``host_untrusted``, ``host_stale``) by the
-Verifier's host gate, inside the audited decision. Reports themselves pass the gate: a
-stale host gets trusted again by reporting.
+Verifier's host gate, inside the audited decision. Reports pass the gate here alone
+(verifier.REPORTING, set around this route's verification): a stale host gets trusted
+again by reporting, but a report sent to /v1/verify is gated as any artifact.
 
 ``GET /v1/hosts/{host}``: the host's trust state and why (administrators' token, as the
 hosts list: host names and their troubles are the operator's to read).
@@ -24,6 +25,7 @@ hosts list: host names and their troubles are the operator's to read).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -170,17 +172,30 @@ class StaleSweep:
 
 def _decide(service: Service, signer: Results, raw: bytes,
             parsed: jws.ParsedArtifact | None = None) -> dict[str, Any]:
-    decision, unchanged = service.verifier.verify_report(raw, parsed=parsed)
+    # A report counts from when its challenge was issued, never from its arrival: a
+    # report quoted on a hoarded long-lived challenge is as old as that challenge.
+    quoted_after = _challenged_at(service, raw if parsed is None else parsed)
+    reporting = verifier.REPORTING.set(True)  # past the host gate: this route alone
+    try:
+        decision, unchanged = service.verifier.verify_report(raw, parsed=parsed,
+                                                             quoted_after=quoted_after)
+    finally:
+        verifier.REPORTING.reset(reporting)
     # The signed result, bound to the report and its nonce: what the agent believes.
     out = signer.answer(decision, raw)
     age = service.policy.freshness.report_max_age
     if unchanged is not None:
         # Most reports: the host stays trusted, and the acceptance's own transaction
         # (the verifier's group commit) moved its report time. Nothing else to write.
+        if age is not None and unchanged.reported_at is not None and (
+                int(service.clock()) - unchanged.reported_at > age):
+            # Its challenge was older than the age allows: the report left the host
+            # stale, and the answer says so (the agent believes the answer).
+            unchanged = dataclasses.replace(unchanged, state=hosttrust.STALE)
         # report_max_age: how long the agent may go without an accepted report.
         out["host_state"] = {**unchanged.to_json(), "changed": False, "report_max_age": age}
-        if decision.host is not None:  # the host's credential for its own feed
-            out["watch"] = service.watch.issue(decision.host)
+        if decision.host is not None and unchanged.state == hosttrust.TRUSTED:
+            out["watch"] = service.watch.issue(decision.host)  # its credential for its feed
         return out
     now = int(service.clock())
     if hosttrust.moves(decision) is None:
@@ -189,7 +204,8 @@ def _decide(service: Service, signer: Results, raw: bytes,
     if clock is None:
         return out  # no quote to read (never after a decision that moves a state)
     changed = hosttrust.record_report(service.store, service.log, decision, now,
-                                      service.verifier.verifier_id, clock=clock)
+                                      service.verifier.verifier_id, clock=clock,
+                                      quoted_after=quoted_after)
     if decision.host is not None and hosttrust.moves(decision) is not None:
         view = hosttrust.view(service.store, decision.host, now=now,
                               max_age=age if age is not None else NO_AGE)
@@ -209,6 +225,18 @@ def _quote_clock(raw: bytes | jws.ParsedArtifact) -> int | None:
         return parse_attest(quote, Reason.QUOTE_MALFORMED).clock_info.clock
     except EvidenceError:
         return None
+
+
+def _challenged_at(service: Service, raw: bytes | jws.ParsedArtifact) -> int:
+    """When the report's challenge was issued: the quote was made after it, and nothing
+    says how long after, so that is as fresh as the report is. Without one known (never
+    after an acceptance, which used it), 0: fail closed, the host reads stale."""
+    try:
+        nonce = (jws.parse(raw) if isinstance(raw, bytes) else raw).claims.eat_nonce
+    except EvidenceError:
+        return 0
+    issued = None if nonce is None else service.store.nonce_issued_at(nonce)
+    return 0 if issued is None else issued
 
 
 def _check_report(raw: bytes) -> jws.ParsedArtifact | None:

@@ -4,7 +4,7 @@ A token is ``base64url(version || expires_at || host || mac)``, unpadded:
 
 - ``version`` one byte, :data:`VERSION`;
 - ``expires_at`` 8 bytes, unsigned big-endian Unix seconds (exclusive);
-- ``host`` the host id, UTF-8, 1..MAX_HOST bytes;
+- ``host`` the host id, UTF-8, 1..MAX_HOST characters (up to 4 bytes each);
 - ``mac`` HMAC-SHA256, under the deployment's watch key, of :data:`_CONTEXT` and the
   bytes before it.
 
@@ -48,10 +48,11 @@ class WatchToken:
 
 def mint(key: bytes, host: str, expires_at: int) -> str:
     """The token opening ``host``'s feed until ``expires_at`` (Unix seconds), under ``key``."""
+    # Characters, as the host ids of the store: 255 of them beyond ASCII are more bytes.
     name = host.encode("utf-8")
-    if len(key) != KEY_BYTES or not 1 <= len(name) <= MAX_HOST:
+    if len(key) != KEY_BYTES or not 1 <= len(host) <= MAX_HOST:
         raise ValueError(f"a watch token needs a {KEY_BYTES}-byte key and a host of "
-                         f"1..{MAX_HOST} bytes")
+                         f"1..{MAX_HOST} characters")
     if not 0 < expires_at < 1 << (8 * TIME_BYTES):
         raise ValueError(f"a watch token's expiry is out of range: {expires_at}")
     body = bytes([VERSION]) + expires_at.to_bytes(TIME_BYTES, "big") + name

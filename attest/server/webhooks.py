@@ -146,7 +146,11 @@ class Deliverer:
         self._failures = {s.name: 0 for s in self.subscribers}
         self._next_try = {s.name: 0.0 for s in self.subscribers}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="attest-webhooks", daemon=True)
+        # A thread per subscriber: a receiver that holds its connection (urllib's timeout
+        # bounds each read, not the answer) holds back its own events, no one else's.
+        self._threads = [threading.Thread(target=self._run, args=(s,), daemon=True,
+                                          name=f"attest-webhook-{s.name}")
+                         for s in self.subscribers]
 
     def start(self) -> None:
         if not self.subscribers:
@@ -154,23 +158,22 @@ class Deliverer:
         with self.store.write() as tx:
             for subscriber in self.subscribers:
                 cursors.subscribe(tx, subscriber.name, int(time.time()))
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(TIMEOUT_S + 1)
+        deadline = time.monotonic() + TIMEOUT_S + 1
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _run(self) -> None:
+    def _run(self, subscriber: Subscriber) -> None:
         while not self._stop.is_set():
             busy = False
-            for subscriber in self.subscribers:
-                if self._stop.is_set():
-                    return
-                if time.monotonic() < self._next_try[subscriber.name]:
-                    continue
+            if time.monotonic() >= self._next_try[subscriber.name]:
                 try:
-                    busy = self.deliver_one(subscriber) or busy
+                    busy = self.deliver_one(subscriber)
                 # Logged, and retried at the next poll: a thread that died would stop
                 # delivery for good, unnoticed (the store out of reach, above all).
                 except Exception:  # noqa: BLE001

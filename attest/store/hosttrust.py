@@ -119,9 +119,12 @@ def moves(decision: Decision) -> str | None:
 class ReportMark:
     """Set by :func:`record_unchanged` in the transaction of a report's acceptance (the
     verifier's group commit): the host's state after it, when nothing but the time moved.
-    Read only once that transaction has committed (the decision accepted)."""
+    Read only once that transaction has committed (the decision accepted).
+    ``quoted_after``: when the report's challenge was issued; the time recorded is no
+    later than that (attest.server.reports)."""
 
     view: TrustView | None = None
+    quoted_after: int | None = None
 
 
 def record_unchanged(tx: Transaction, host: str, *, now: int, clock: int) -> TrustView | None:
@@ -141,10 +144,15 @@ def record_unchanged(tx: Transaction, host: str, *, now: int, clock: int) -> Tru
 
 
 def record_report(store: Store, log: AuditLog | None, decision: Decision, now: int,
-                  verifier_id: str | None, *, clock: int) -> bool:
+                  verifier_id: str | None, *, clock: int, quoted_after: int | None = None
+                  ) -> bool:
     """Move the host of a report's ``decision`` (its quote made at TPM ``clock``) to the
     state it says (:func:`moves`), the change audited in the same transaction, unless an
-    earlier report moved it with a quote made no earlier; whether the state changed."""
+    earlier report moved it with a quote made no earlier; whether the state changed.
+
+    ``quoted_after``: when the report's challenge was issued, all its freshness (a report
+    quoted on a long-lived challenge and sent later is as old as its challenge); the
+    accepted report counts from then, never from ``now``."""
     target = moves(decision)
     host = decision.host
     if target is None or host is None:
@@ -157,7 +165,8 @@ def record_report(store: Store, log: AuditLog | None, decision: Decision, now: i
         row = _locked(tx, host)
         if row.report_clock is not None and clock <= row.report_clock:
             return False  # quoted before the report that last moved it
-        reported = now if target == TRUSTED else row.reported_at
+        fresh = now if quoted_after is None else min(now, quoted_after)
+        reported = fresh if target == TRUSTED else row.reported_at
         changed = new or row.state != target or (row.reasons or "") != reasons
         index = row.audit_index
         changed_at = row.changed_at

@@ -364,6 +364,23 @@ class Store:
             return state, None
         return state, tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
 
+    def nonce_issued_at(self, nonce: str) -> int | None:
+        """When ``nonce`` was issued (a minted challenge's MAC-checked time, or a nonce
+        row's), used or not; None for text this store never issued. How fresh a report
+        on it can claim to be (attest.server.reports): its quote was made after this."""
+        if len(nonce) > MAX_NONCE:
+            return None
+        key = self._challenge_key
+        if key is not None and challenges.looks_minted(nonce):  # no read: the hot path
+            found = challenges.read(key, nonce)
+            return None if found is None else found.issued_at
+        with self.read() as tx:
+            if challenges.looks_minted(nonce):
+                found = self._challenge(tx, nonce)
+                return None if found is None else found.issued_at
+            issued = tx.scalar(_NONCE_ISSUED, {"nonce": nonce})
+        return None if issued is None else int(issued)
+
     def purge_nonces(self, expired_before: int) -> int:
         """Delete nonces that expired before ``expired_before``; returns how many.
 

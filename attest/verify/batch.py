@@ -156,8 +156,10 @@ def _report_time(tx: Transaction, report: hosttrust.ReportMark, host: str, now: 
     """The report's time, with its acceptance, in a savepoint of its own: if it can't be
     written, the acceptance stands without it and the report's move is recorded after
     the commit, as for a change (attest.server.reports), which says what fails."""
+    # As fresh as its challenge, never as its arrival (a hoarded challenge's report is old).
+    fresh = now if report.quoted_after is None else min(now, report.quoted_after)
     try:
-        report.view = _alone(tx, lambda: hosttrust.record_unchanged(tx, host, now=now,
+        report.view = _alone(tx, lambda: hosttrust.record_unchanged(tx, host, now=fresh,
                                                                     clock=clock))
     except _MemberFailed as failed:
         _log.warning("attest: a report's time was not written with its acceptance (%s); "

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 
 from attest.artifact import jws
 from attest.audit.groupcommit import GroupCommit
@@ -124,7 +125,7 @@ class Verifier:
                             subject=member.decision.subject, host=member.decision.host)
 
     def verify_report(self, raw: bytes, *, now: int | None = None,
-                      parsed: jws.ParsedArtifact | None = None
+                      parsed: jws.ParsedArtifact | None = None, quoted_after: int | None = None
                       ) -> tuple[Decision, hosttrust.TrustView | None]:
         """:meth:`verify` for a host's report (POST /v1/reports), and its host's trust
         state when the acceptance's own transaction recorded it: an accepted report of a
@@ -132,10 +133,12 @@ class Verifier:
         (attest.store.hosttrust.record_unchanged). None: the caller records the report's
         move (hosttrust.record_report), which changes the state or declines an old quote.
         ``parsed``: ``raw`` as the caller parsed it already (jws.parse is pure), so the
-        report is not parsed twice."""
+        report is not parsed twice. ``quoted_after``: when the report's challenge was
+        issued; the report's time is then no later than that (a report quoted on a
+        hoarded challenge is as old as the challenge)."""
         when = int(self._clock()) if now is None else now
         member = self._appraise(raw, when, None, parsed)
-        mark = hosttrust.ReportMark()
+        mark = hosttrust.ReportMark(quoted_after=quoted_after)
         if member.acceptance is not None:
             member = dataclasses.replace(member, report=mark)
         elif self.log is None:
@@ -268,12 +271,17 @@ class Verifier:
 
 
 REPORT_ACTION = "report"
+# True only inside POST /v1/reports (attest.server.reports), around its verification: a
+# report passes the host gate there alone, since that is how a host gets back to trusted.
+# Anywhere else (POST /v1/verify, `attest verify`) an artifact for action report is gated
+# as any other, or a stale or untrusted host would get an affirming result for it.
+REPORTING: ContextVar[bool] = ContextVar("attest_reporting", default=False)
 
 
 def _trust_gate(store: Store, max_age: int
                 ) -> Callable[[jws.ParsedArtifact, str, int], Denial | None]:
     def gate(artifact: jws.ParsedArtifact, host: str, now: int) -> Denial | None:
-        if artifact.claims.scope.action == REPORT_ACTION:
+        if artifact.claims.scope.action == REPORT_ACTION and REPORTING.get():
             return None  # a report is how a host gets (back) to trusted
         return hosttrust.view(store, host, now=now, max_age=max_age).denial()
     return gate

@@ -128,8 +128,8 @@ class AgentTrust:
             self._listeners.append(listener)
 
     def add_restored(self, callback: Callable[[], None]) -> None:
-        """``callback()`` when trust comes back after a loss (an accepted report with the
-        host trusted): the Supervisor may then admit supervised runs again."""
+        """``callback()`` when trust comes (the first accepted report with the host
+        trusted) or comes back after a loss: the Supervisor may then admit supervised runs."""
         with self._lock:
             self._restored.append(callback)
 
@@ -160,6 +160,7 @@ class AgentTrust:
         """An accepted report (its signed result checked); returns what to log."""
         now = self._clock()
         with self._lock:
+            first = self.last_accepted is None
             self.last_accepted = now
             self.last_error = None
             if state is not None:
@@ -170,7 +171,7 @@ class AgentTrust:
         if state is not None and state.state != TRUSTED:
             # The evidence was good, yet the verifier holds the host untrusted or stale.
             return self._lose(_state_reason(state), _state_message(state))
-        return self._restore()
+        return self._restore(first)
 
     def denied(self, decision: Decision, state: HostState | None) -> list[str]:
         """A denied report (or an answer whose signed result did not check). Its
@@ -225,11 +226,13 @@ class AgentTrust:
                 lines.append(f"a trust listener failed: {type(exc).__name__}: {exc}")
         return lines
 
-    def _restore(self) -> list[str]:
+    def _restore(self, first: bool = False) -> list[str]:
+        # The first acceptance is heard too: a Supervisor admits nothing before it
+        # (attest.host.agent.supervision.PENDING), trust being unknown until then.
         with self._lock:
             was = self.lost
             self.lost = None
-            callbacks = list(self._restored) if was is not None else []
+            callbacks = list(self._restored) if was is not None or first else []
         lines = ["TRUST RESTORED: the verifier accepted a report"] if was is not None else []
         for callback in callbacks:
             try:

@@ -41,7 +41,7 @@ from attest.host.runtime.executable import seal_opened
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
-CLIENT_TIMEOUT_S = 10.0  # a client that sends nothing does not hold the agent longer
+CLIENT_TIMEOUT_S = 10.0  # a client's request arrives whole within this, or it is dropped
 MAX_ARGS = 4096
 
 
@@ -86,12 +86,14 @@ class Agent:
             # Read nothing from a stranger: no descriptor of theirs is even received.
             send(conn, {"error": f"uid {peer} may not use this agent", "exit": 2})
             return
-        try:
-            request, fd = receive(conn)
+        try:  # whole within the time allowed: a client trickling bytes holds no one up
+            request, fd = receive(conn, within=CLIENT_TIMEOUT_S)
         except (WireError, OSError) as exc:
+            conn.settimeout(CLIENT_TIMEOUT_S)
             with contextlib.suppress(OSError, WireError):
                 send(conn, {"error": f"bad request: {exc}", "exit": 2})
             return
+        conn.settimeout(CLIENT_TIMEOUT_S)  # for the answer: receive left what was left
         admission: Admission | None = None
         later: Later = []  # after the answer: the client execs meanwhile
         try:
@@ -101,8 +103,7 @@ class Agent:
                 if fd is not None:
                     os.close(fd)
                 raise
-            with self.tpm_lock:
-                answer, out = self.authorize(request, fd, peer, admission, later)
+            answer, out = self.authorize(request, fd, peer, admission, later)
         except TrustLost as exc:
             answer, out = refusal(exc), None
         except AttestError as exc:
@@ -143,15 +144,20 @@ class Agent:
             if subject is None or not self.allowed_subject(peer):
                 subject = _user(peer)
             kept_variables(keep, list(keep))  # checked before anything is sealed
-            banks = sorted({*active_banks(self.tpm), "sha256"})
+            with self.tpm_lock:
+                banks = sorted({*active_banks(self.tpm), "sha256"})
         except BaseException:
             if fd is not None:
                 os.close(fd)
             raise
+        # The copy of the client's file is made without the TPM lock: the client chose
+        # the file and how slowly it reads (1 GiB, a FUSE mount), and the report loop
+        # must not wait for it, or one user could turn the host stale for everyone.
         sealed = seal_opened(Path(path), fd, banks)
-        done = run_remote(self.tpm, self.home, argv, self.remote, subject=subject,
-                          key_name=key, keep_env=list(keep), environ=keep, sealed=sealed,
-                          challenge=self.challenges.take, later=later)
+        with self.tpm_lock:  # run_remote takes ``sealed`` (closed on failure)
+            done = run_remote(self.tpm, self.home, argv, self.remote, subject=subject,
+                              key_name=key, keep_env=list(keep), environ=keep, sealed=sealed,
+                              challenge=self.challenges.take, later=later)
         if not done.decision.accepted:
             done.executable.close()
             return {"accepted": False, "denials": [[d.reason.value, d.message]

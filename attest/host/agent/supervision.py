@@ -21,6 +21,14 @@ from attest.errors import UsageError
 from attest.host.agent.pinning import pinned_peer
 from attest.host.agent.supervisor import MAX_GRACE_S, SupervisedRun, Supervisor, TrustLost
 
+# What a Supervisor of `attest agent` starts with: trust unknown until the first accepted
+# report. Admitted before it, a run would be watched by nothing that knows where the
+# host's feed stands (the watcher's first cursor comes with that report's answer, after
+# any revocation of the run committed in between) nor whether the host is trusted.
+PENDING = ("host_stale", "no report accepted yet: this agent does not know it is trusted")
+UNSUPERVISED = ("this agent does not supervise runs: it sends no reports (start it with "
+                "--interval), so nothing would tell it that trust is lost")
+
 
 def requested_grace(request: dict[str, Any]) -> float | None:
     """The grace asked for, in seconds; None when the request does not ask supervision."""
@@ -53,9 +61,7 @@ class Admission:
         if grace is None:
             return None
         if supervisor is None:
-            raise UsageError("this agent does not supervise runs: it was started without "
-                             "--interval, so no report and no feed could tell it to stop "
-                             "one (start it with `attest agent --interval 1s ...`)")
+            raise UsageError(UNSUPERVISED)
         supervisor.check_admissible()
         argv = request.get("argv")
         program = argv[0] if isinstance(argv, list) and argv and isinstance(argv[0], str) else "?"

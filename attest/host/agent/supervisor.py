@@ -31,6 +31,9 @@ from collections.abc import Callable
 
 MAX_GRACE_S = 600  # between SIGTERM and SIGKILL, at most; a stop must end
 MAX_RUNS = 4096  # live supervised runs: each holds a descriptor in the agent
+# The jtis cut by name, remembered (oldest forgotten first) so that a run cut between its
+# acceptance and its admission is refused there: about 1.3 MB at most.
+MAX_CUT_JTIS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +74,15 @@ class Supervisor:
     stops from the triggers' threads."""
 
     def __init__(self, record: Callable[[Stop], None], *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 lost: tuple[str, str] | None = None) -> None:
         self._record = record
         self._clock = clock
         self._lock = threading.Lock()
         self._runs: dict[int, SupervisedRun] = {}  # by pidfd
-        self._lost: tuple[str, str] | None = None
+        # ``lost`` given: new runs refused from the start, until on_trust_restored.
+        self._lost: tuple[str, str] | None = lost
+        self._cut: dict[str, str] = {}  # jti -> the reason it was cut, oldest first
         self._stopping: list[threading.Thread] = []
 
     # -- admission ---------------------------------------------------------------------
@@ -94,6 +100,9 @@ class Supervisor:
         with self._lock:
             if self._lost is not None:
                 raise TrustLost(*self._lost)
+            if run.jti in self._cut:  # revoked while the verifier's answer came back
+                raise TrustLost(self._cut[run.jti],
+                                "this run's artifact was revoked before it started")
             self._forget_exited()
             if len(self._runs) >= MAX_RUNS:
                 raise TrustLost("internal_error", f"{MAX_RUNS} supervised runs already")
@@ -114,6 +123,8 @@ class Supervisor:
         with self._lock:
             if jtis is None:
                 self._lost = (reason_code, message)
+            else:
+                self._remember_cut(jtis, reason_code)
             chosen = [run for run in self._runs.values() if jtis is None or run.jti in jtis]
             for run in chosen:
                 del self._runs[run.pidfd]
@@ -189,6 +200,18 @@ class Supervisor:
                               signals=tuple(signals), time=began))
         finally:
             os.close(run.pidfd)
+
+    def cut_jtis(self) -> int:
+        """How many cut jtis are remembered."""
+        with self._lock:
+            return len(self._cut)
+
+    def _remember_cut(self, jtis: frozenset[str], reason_code: str) -> None:
+        for jti in jtis:
+            self._cut.pop(jti, None)
+            self._cut[jti] = reason_code
+        for jti in list(self._cut)[:max(0, len(self._cut) - MAX_CUT_JTIS)]:
+            del self._cut[jti]
 
     def _forget_exited(self) -> None:
         for pidfd in [fd for fd in self._runs if exited(fd)]:

@@ -59,7 +59,8 @@ STREAM_S = 300  # what the feed grants at most: it ends, the watcher reconnects
 # A socket read waits this long at most: the feed sends a heartbeat every 15 s.
 READ_TIMEOUT_S = 45.0
 BACKOFF_S = (0.25, 10.0)  # the first pause after a failure, the longest
-_FEED = re.compile(r"/v1/hosts/[A-Za-z0-9._~!$&'()*+,;=:@%-]{1,800}/events")
+# A host id is up to 255 characters, each up to 4 bytes of UTF-8, each byte %XX at most.
+_FEED = re.compile(r"/v1/hosts/[A-Za-z0-9._~!$&'()*+,;=:@%-]{1,3060}/events")
 _CUT_STATES = frozenset({"untrusted", "stale"})
 _log = logging.getLogger("attest.agent")
 
@@ -235,6 +236,8 @@ class Watcher:
                 return True
             if response.status == 401:
                 self.refused += 1
+            if response.status == 409:
+                self._restart(response.getheader("Attest-Newest-Event"))
             if response.status != 200:
                 raise FeedError(f"the verifier answered HTTP {response.status} to the feed"
                                 + (" (the watch token is refused: waiting for the next "
@@ -256,6 +259,21 @@ class Watcher:
                                                timeout=self._read_timeout,
                                                context=self._context)
         return http.client.HTTPConnection(self._host, self._port, timeout=self._read_timeout)
+
+    def _restart(self, newest: str | None) -> None:
+        """The verifier holds no event up to the cursor (a new or restored store): what
+        it cut since the cursor's store is unknown, so everything of the host is cut
+        (fail closed), then the feed is read from the verifier's newest event on."""
+        if newest is None or not (newest.isascii() and newest.isdigit()
+                                  and len(newest) <= 19):
+            raise FeedError("the verifier does not hold the feed's cursor, nor says its newest")
+        number = int(newest)
+        if self.cursor is not None and number >= self.cursor:
+            raise FeedError("the verifier refused a cursor it holds")
+        self._on_revoked(None, "the verifier holds no event up to this feed's cursor (a new "
+                         "or restored store): what was cut since is unknown")
+        self.cursor = number  # only once heard: a listener that failed hears it again
+        raise FeedError(f"the verifier's events restart at {number}: everything cut")
 
     def _read(self, response: http.client.HTTPResponse) -> None:
         fields: dict[str, str] = {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import _socket
 import os
 import sys
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without typing's import (mypy reads it so)
 if TYPE_CHECKING:
@@ -57,9 +58,14 @@ def send(sock: _socket.socket, message: dict[str, Any], fd: int | None = None) -
         sock.sendall(data[sent:])
 
 
-def receive(sock: _socket.socket) -> tuple[dict[str, Any], int | None]:
+def receive(sock: _socket.socket, *, within: float | None = None
+            ) -> tuple[dict[str, Any], int | None]:
     """One message and the descriptor that came with it (the caller's to close).
-    Descriptors beyond the first, or that come with no message, are closed here."""
+    Descriptors beyond the first, or that come with no message, are closed here.
+    ``within``: seconds for the whole message (a socket timeout bounds each read only,
+    so a peer sending a byte at a time would hold the reader for ever); TimeoutError."""
+    deadline = None if within is None else time.monotonic() + within
+    _time_left(sock, deadline)
     data, ancillary, flags, _ = sock.recvmsg(_HEADER_SIZE + MAX_MESSAGE_BYTES, _FD_SPACE)
     fds: list[int] = []
     for level, kind, payload in ancillary:
@@ -72,6 +78,7 @@ def receive(sock: _socket.socket) -> tuple[dict[str, Any], int | None]:
         while len(data) < _HEADER_SIZE or len(data) < _HEADER_SIZE + _size(data):
             if len(data) >= _HEADER_SIZE and _size(data) > MAX_MESSAGE_BYTES:
                 raise WireError("message too long")
+            _time_left(sock, deadline)
             more = sock.recv(_HEADER_SIZE + MAX_MESSAGE_BYTES - len(data))
             if not more:
                 raise WireError("message cut short")
@@ -212,6 +219,15 @@ def _scanner() -> Any:
             _SCAN.append(json.JSONDecoder(object_pairs_hook=_Strict.object_pairs_hook,
                                           parse_constant=_Strict.parse_constant).raw_decode)
     return _SCAN[0]
+
+
+def _time_left(sock: _socket.socket, deadline: float | None) -> None:
+    if deadline is None:
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the message did not arrive in time")
+    sock.settimeout(left)
 
 
 def peer_credentials(sock: _socket.socket) -> tuple[int, int]:
