@@ -59,6 +59,27 @@ def test_a_report_precomputed_on_a_long_lived_challenge_does_not_stretch_trust(
     assert seen["last_report_at"] == int(continuous.clock.now) - 5 * MAX_AGE
 
 
+def test_a_hoarded_report_of_a_trusted_host_does_not_stretch_trust_either(
+        continuous: Continuous) -> None:
+    """The same attack on a host that is trusted already: its reports take the one
+    transaction path (only the report time moves, with the acceptance); that path too
+    counts the report from its challenge's issue, not from its arrival."""
+    nonce = challenge_answer(continuous.client, ttl=600)["nonce"]  # kept for later
+    continuous.clock.now += 5 * MAX_AGE
+    assert _report(continuous)["host_state"]["state"] == "trusted"  # honest, fresh
+    # Quoted after the honest report (a later TPM clock: it is not an old quote), on
+    # the challenge kept since long before it.
+    hoarded = continuous.rig.issue("agent", action="report", nonce=nonce,
+                                   now=int(continuous.clock.now))
+    continuous.clock.now += MAX_AGE + 1  # the honest report's age runs out...
+    sent = continuous.client.post("/v1/reports", json={"report": hoarded.decode()}).json()
+    assert sent["accepted"] is True and sent["host_state"]["changed"] is False
+    # ...and the hoarded one, though sent now, is as old as its challenge.
+    assert sent["host_state"]["state"] == "stale", sent["host_state"]
+    assert "watch" not in sent
+    assert _run(continuous)["reasons"] == ["host_stale"]
+
+
 def test_an_honest_report_on_a_fresh_challenge_still_makes_the_host_trusted(
         continuous: Continuous) -> None:
     """The fix's other side: a report on a challenge issued within the age counts, its
