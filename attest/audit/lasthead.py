@@ -82,7 +82,7 @@ def encode_slot(seq: int, note: bytes) -> bytes:
 
 def newest(data: bytes) -> Slot | None:
     """The newest slot of ``data`` (a slot file's bytes) whose checksum holds, or None."""
-    found = [s for s in (_slot(data, i) for i in (0, 1)) if s is not None]
+    found = [s for s in (read_slot(data, i) for i in (0, 1)) if s is not None]
     return max(found, key=lambda s: s.seq, default=None)
 
 
@@ -248,7 +248,7 @@ class LastHead:
         return seq
 
 
-def _slot(data: bytes, index: int) -> Slot | None:
+def read_slot(data: bytes, index: int) -> Slot | None:
     """Slot ``index`` of ``data`` when whole (its checksum holds), else None."""
     chunk = data[index * SLOT:(index + 1) * SLOT]
     match = _HEADER.match(chunk)
