@@ -17,27 +17,27 @@ log. Creation is atomic: two processes starting at once end up with the same key
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import stat
 import tempfile
 from pathlib import Path
 
+from attest.audit import lasthead
+from attest.audit.lasthead import LastHead
 from attest.audit.note import Checkpoint, NoteSigner, VerifierKey
-from attest.durable import fsync_dir, write_atomic
-from attest.errors import AuditUnavailable, ProofError, UsageError
+from attest.durable import fsync_dir
+from attest.errors import UsageError
 from attest.inputfile import MAX_KEY_BYTES, read_home_file
 
 FOLDER = "audit"
 PRIVATE_FILE = "audit-log.key"
 PUBLIC_FILE = "audit-log.pub"
-LAST_HEAD_FILE = "last-head"
-LAST_HEAD_LOCK = "last-head.lock"  # held while the last head is compared and replaced
+LAST_HEAD_FILE = lasthead.FILE
+LAST_HEAD_LOCK = lasthead.LOCK
 # The log key file of attest before the key had a folder of its own (in the host's home).
 LEGACY_FILE = PRIVATE_FILE
 MAX_KEY_FILE = 4096
-MAX_HEAD_FILE = 64 * 1024
 
 
 def default_name() -> str:
@@ -98,18 +98,8 @@ def load_public(home: Path) -> VerifierKey | None:
 
 
 def last_head(home: Path, key: VerifierKey) -> Checkpoint | None:
-    """The last tree head the log key signed, or None before its first."""
-    path = key_dir(home) / LAST_HEAD_FILE
-    try:
-        text = _read_private(path, MAX_HEAD_FILE)
-    except FileNotFoundError:
-        return None
-    try:
-        return key.open(text)
-    except ProofError as exc:
-        raise AuditUnavailable(f"the last signed head in {path} does not verify with the "
-                               f"log key: {exc.message}",
-                               hint="the key folder was tampered with: restore it") from None
+    """The last tree head the log key signed, or None before its first (attest.audit.lasthead)."""
+    return LastHead(key_dir(home), key).current()
 
 
 def last_head_note(home: Path) -> str | None:
@@ -119,22 +109,15 @@ def last_head_note(home: Path) -> str | None:
     checked with the verifier key where it is used, so its owner does not matter here.
     """
     try:
-        fd = os.open(key_dir(home) / LAST_HEAD_FILE, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
+        return LastHead(key_dir(home), None).note()
     except OSError as exc:
         raise UsageError(f"the last signed head in {key_dir(home)} cannot be read: "
                          f"{exc.strerror}", hint="pass --trusted-head, or run as the "
                          "verifier's user") from None
-    with os.fdopen(fd, "rb") as source:
-        data = source.read(MAX_HEAD_FILE + 1)
-    if len(data) > MAX_HEAD_FILE:
-        raise UsageError(f"the last signed head in {key_dir(home)} is too large")
-    return data.decode("utf-8", errors="replace")
 
 
 def save_last_head(home: Path, note: str, key: VerifierKey | None = None) -> None:
-    """Replace the last signed head, atomically and durably (0600).
+    """Record ``note`` as the last signed head, durably (0600; attest.audit.lasthead).
 
     With ``key``, only by a larger head: replicas sharing the key folder (several
     processes of `attest serve` on one machine) record their heads after their commits,
@@ -142,25 +125,13 @@ def save_last_head(home: Path, note: str, key: VerifierKey | None = None) -> Non
     (a truncation to it would then pass). The read and the write hold an exclusive lock
     on a file beside it, so two recorders do not both find themselves the larger.
     """
-    folder = key_dir(home)
-    if key is None:
-        write_atomic(folder / LAST_HEAD_FILE, note.encode(), 0o600)
-        fsync_dir(folder)
-        return
-    size = key.open(note).size
-    lock = os.open(folder / LAST_HEAD_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            recorded = last_head(home, key)
-        except AuditUnavailable:
-            recorded = None  # one that does not verify is replaced, as it always was
-        if recorded is not None and recorded.size >= size:
-            return
-        write_atomic(folder / LAST_HEAD_FILE, note.encode(), 0o600)
-        fsync_dir(folder)
-    finally:
-        os.close(lock)  # releases the lock
+    LastHead(key_dir(home), key).record(note)
+
+
+def last_head_record(home: Path, key: VerifierKey) -> LastHead:
+    """The record of the last head for a process that signs with ``key``: it remembers
+    the head it last wrote or verified, and verifies the file again only when it changed."""
+    return LastHead(key_dir(home), key)
 
 
 # -- the folder and its files -----------------------------------------------------------

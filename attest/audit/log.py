@@ -99,6 +99,8 @@ class AuditLog:
         self.store = store
         # Where the key keeps the last head it signed (None: the log signs unpinned).
         self._home = home
+        self._last = (None if home is None or signer is None
+                      else keys.last_head_record(home, signer.verifier_key))
         self._pin_failed = ""
         self.heads = heads or HeadPolicy()
         self._signer = signer
@@ -347,18 +349,18 @@ class AuditLog:
         note = self._signer.sign(size, root)
         tx.execute(_INSERT_HEAD, {"size": size, "signed_at": now, "note": note})
         tx.execute(_HEAD_SIGNED, {"size": size, "now": now, "id": STATE_ROW})
-        if self._home is not None:
+        if self._last is not None:
             # Once committed: a head rolled back (a crash, a failed acceptance) was never
             # handed out, and the next one takes its size with other entries.
-            tx.after_commit(lambda: self._save_last(note))
+            head = Checkpoint(self._signer.name, size, root)  # signed here: not verified again
+            tx.after_commit(lambda: self._save_last(note, head))
         return SignedHead(size, now, note)
 
-    def _save_last(self, note: str) -> None:
-        assert self._home is not None  # noqa: S101 (only registered with a home)
+    def _save_last(self, note: str, head: Checkpoint) -> None:
+        assert self._last is not None  # noqa: S101 (only registered with a record)
         try:
-            keys.save_last_head(self._home, note, self._signer.verifier_key
-                                if self._signer is not None else None)
-        except (OSError, ProofError) as exc:
+            self._last.record(note, head)
+        except (OSError, AttestError, ValueError) as exc:
             # The head is committed and may be handed out: this process signs no more
             # heads, rather than sign without the record of this one.
             self._pin_failed = f"recording the last head signed failed: {exc}"
@@ -366,9 +368,7 @@ class AuditLog:
     # -- the last head signed, kept beside the key ---------------------------------------
 
     def _last_signed(self) -> Checkpoint | None:
-        if self._home is None or self._signer is None:
-            return None
-        return keys.last_head(self._home, self._signer.verifier_key)
+        return None if self._last is None else self._last.current()
 
     def _check_extends_last(self, tx: Transaction, size: int, root: bytes) -> int:
         """Refuse to sign a tree that does not extend the last head this key signed;
