@@ -26,8 +26,6 @@ hosts list: host names and their troubles are the operator's to read).
 from __future__ import annotations
 
 import dataclasses
-import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Path, Request
@@ -35,12 +33,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from attest.artifact import jws
-from attest.errors import AttestError, EvidenceError
+from attest.errors import EvidenceError
 from attest.evidence.structures import parse_attest
 from attest.reasons import Reason
 from attest.server import hostfeed, schema
 from attest.server.admin import admin
 from attest.server.bodies import json_object, only_members, read_body, unprocessable
+from attest.server.chores import Chore
 from attest.store import hosttrust
 from attest.verify import verifier
 
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 API = "/v1"
 REPORT_ACTION = verifier.REPORT_ACTION
 JOSE_TYPES = ("application/jose",)
-_log = logging.getLogger("attest.server")
 # Without report_max_age nothing turns stale by age (the state is only recorded).
 NO_AGE = 2**62
 
@@ -126,27 +124,17 @@ def mount(app: FastAPI, service: Service, body_bytes: int, signer: Results) -> N
         return JSONResponse(out)
 
 
-class StaleSweep:
+class StaleSweep(Chore):
     """A daemon thread storing (and logging) hosts turned stale, every ``interval``
     seconds (default: a fifth of report_max_age, 1 to 30 s). Denial does not wait for it
-    (the gate derives stale from the time); the audit entry, and the events built on
-    them, come within that interval."""
+    (the gate derives stale from the time, so a round that fails denies nothing less);
+    the audit entry, and the events built on them, come within that interval."""
 
     def __init__(self, service: Service, max_age: int, *, interval: float | None = None) -> None:
+        super().__init__("stale sweep", interval if interval is not None
+                         else min(30.0, max(1.0, max_age / 5)))
         self._service = service
         self._max_age = max_age
-        self._interval = interval if interval is not None else min(30.0, max(1.0, max_age / 5))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="attest-stale-sweep",
-                                        daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
 
     def once(self) -> list[str]:
         service = self._service
@@ -154,20 +142,9 @@ class StaleSweep:
                                      max_age=self._max_age,
                                      verifier_id=service.verifier.verifier_id)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                swept = self.once()
-            except AttestError as exc:
-                # The store out of reach: the next round tries again; the gate still
-                # denies stale hosts (or the store's absence denies everything).
-                _log.warning("stale sweep failed: %s", exc.message)
-                continue
-            except Exception:  # noqa: BLE001 - a bug logged, and the thread lives on
-                _log.exception("stale sweep failed")
-                continue
-            if swept:
-                _log.info("%d hosts turned stale", len(swept))
+    def round(self) -> str | None:
+        swept = self.once()
+        return f"{len(swept)} hosts turned stale" if swept else None
 
 
 def _decide(service: Service, signer: Results, raw: bytes,

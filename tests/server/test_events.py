@@ -26,14 +26,16 @@ from tests.server.test_admin import _auth, _token, _unauthorized
 from tests.verify.rig import Rig
 
 
-def _events(client: TestClient, token: str, *, after: int | None = None,
-            last_event_id: str | None = None) -> list[dict[str, Any]]:
-    """The events a catch-up stream (timeout=0) sends, each its SSE fields and data."""
+def _events(client: TestClient, token: str, *, path: str = "/v1/events",
+            after: int | None = None, last_event_id: str | None = None
+            ) -> list[dict[str, Any]]:
+    """The events a catch-up stream (timeout=0) of ``path`` (the admin stream, or a
+    host's feed) sends, each its SSE fields and data."""
     headers = _auth(token)
     if last_event_id is not None:
         headers["last-event-id"] = last_event_id
     query = "timeout=0" if after is None else f"timeout=0&after={after}"
-    answer = client.get(f"/v1/events?{query}", headers=headers)
+    answer = client.get(f"{path}?{query}", headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/event-stream")
     found = []

@@ -6,7 +6,6 @@ two replicas on one PostgreSQL. A real host on its own swtpm issues every artifa
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from attest.server.hostfeed import lifetime
 from attest.store import default_url
 from tests.server.serving import challenge, verify
 from tests.server.test_admin import _auth, _token, _unauthorized
+from tests.server.test_events import _events
 from tests.server.test_reports import MAX_AGE, RULES, Clock, Continuous, _report
 from tests.verify.rig import HOST_ID, Rig
 
@@ -57,22 +57,7 @@ def _watch(svc: Continuous) -> dict[str, Any]:
 def _feed(client: TestClient, token: str, *, path: str = FEED, after: int | None = None,
           last_event_id: str | None = None) -> list[dict[str, Any]]:
     """The events a catch-up read (timeout=0) of a host's feed sends."""
-    headers = _auth(token)
-    if last_event_id is not None:
-        headers["last-event-id"] = last_event_id
-    query = "timeout=0" if after is None else f"timeout=0&after={after}"
-    answer = client.get(f"{path}?{query}", headers=headers)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("text/event-stream")
-    found = []
-    for block in answer.text.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines()
-                      if line and not line.startswith(":"))
-        if "data" in fields:
-            data = json.loads(fields["data"])
-            assert fields["id"] == str(data["id"]) and fields["event"] == data["kind"]
-            found.append(data)
-    return found
+    return _events(client, token, path=path, after=after, last_event_id=last_event_id)
 
 
 def _revoke(client: TestClient, token: str, kind: str, subject: str) -> None:
