@@ -46,6 +46,9 @@ class Outcome(StrEnum):
     UNTRUSTED = "untrusted"  # host_state: a report showed an unexpected measurement
     STALE = "stale"  # host_state: no accepted report within report_max_age
     STOPPED = "stopped"  # supervised_stop: SIGTERM, then SIGKILL after the grace
+    # supervised_stop: a signal could not be sent (EPERM...); the run is still supervised
+    # and the next stop tries again. ``signals`` holds those that were sent.
+    STOP_FAILED = "stop_failed"
 
 
 _OUTCOMES = {
@@ -54,7 +57,7 @@ _OUTCOMES = {
     EntryKind.ENROLLMENT: {Outcome.ENROLLED, Outcome.DENIED},
     EntryKind.REVOCATION: {Outcome.REVOKED, Outcome.READMITTED},
     EntryKind.HOST_STATE: {Outcome.TRUSTED, Outcome.UNTRUSTED, Outcome.STALE},
-    EntryKind.SUPERVISED_STOP: {Outcome.STOPPED},
+    EntryKind.SUPERVISED_STOP: {Outcome.STOPPED, Outcome.STOP_FAILED},
 }
 STOP_SIGNALS = ("SIGTERM", "SIGKILL")
 
@@ -86,8 +89,10 @@ class Entry:
         if self.decision not in _OUTCOMES[self.kind]:
             raise UsageError(f"a {self.kind.value} entry cannot say {self.decision.value}")
         if self.kind == EntryKind.SUPERVISED_STOP:
+            sent = ((STOP_SIGNALS[:1], STOP_SIGNALS) if self.decision == Outcome.STOPPED
+                    else ((), STOP_SIGNALS[:1]))
             if (not isinstance(self.pid, int) or isinstance(self.pid, bool) or self.pid <= 0
-                    or self.signals not in (STOP_SIGNALS[:1], STOP_SIGNALS)):
+                    or self.signals not in sent):
                 raise UsageError("a supervised_stop entry names a pid and SIGTERM [SIGKILL]")
         elif self.pid is not None or self.signals:
             raise UsageError(f"a {self.kind.value} entry has no pid or signals")

@@ -364,3 +364,89 @@ def test_a_process_of_another_uid_than_the_peers_is_not_pinned() -> None:
         os.close(pidfd)
         other.kill()
         other.wait(timeout=30)
+
+
+def _refusing(monkeypatch: pytest.MonkeyPatch, pidfd: int, refused: int) -> None:
+    """Signal ``refused`` to ``pidfd`` fails with EPERM (as for a CMD that changed its uid,
+    e.g. through sudo); every other signal goes through."""
+    real = signal.pidfd_send_signal
+
+    def send(fd: int, sig: int, *args: object) -> None:
+        if fd == pidfd and sig == refused:
+            raise PermissionError(1, "Operation not permitted")
+        real(fd, sig)
+
+    monkeypatch.setattr(signal, "pidfd_send_signal", send)
+
+
+def test_a_run_that_cannot_be_signalled_does_not_save_the_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the first run's CMD becomes another uid; a stop of everything must still
+    stop the others, record the failure, and keep the first for the next stop."""
+    stops: list[Stop] = []
+    supervisor = Supervisor(stops.append)
+    with process(HEEDS_TERM) as first, process(HEEDS_TERM) as second, \
+            process(HEEDS_TERM) as third:
+        runs = [run_of(child, f"j{n}") for n, child in enumerate((first, second, third), 1)]
+        for run in runs:
+            supervisor.admit(run)
+        _refusing(monkeypatch, runs[0].pidfd, signal.SIGTERM)
+        assert supervisor.stop(None, "host_untrusted", "unexpected measurement") == 2
+        assert second.wait(timeout=30) == -signal.SIGTERM
+        assert third.wait(timeout=30) == -signal.SIGTERM
+        assert supervisor.wait(timeout=30)
+        assert first.poll() is None
+        assert [r.jti for r in supervisor.runs()] == ["j1"]  # still known, still supervised
+        failed = [s for s in stops if s.failed]
+        assert [(s.jti, s.signals, s.reason) for s in failed] == [
+            ("j1", (), "host_untrusted")]
+        assert "SIGTERM" in failed[0].failed and "not permitted" in failed[0].failed
+        assert sorted(s.jti for s in stops if not s.failed) == ["j2", "j3"]
+        with pytest.raises(TrustLost):
+            supervisor.check_admissible()
+        monkeypatch.undo()  # the next stop of everything tries it again, and now succeeds
+        assert supervisor.stop(None, "host_untrusted", "unexpected measurement") == 1
+        assert first.wait(timeout=30) == -signal.SIGTERM
+    assert supervisor.wait(timeout=30)
+    assert supervisor.runs() == []
+    assert sorted(s.jti for s in stops if not s.failed) == ["j1", "j2", "j3"]
+
+
+def test_a_sigkill_that_fails_is_recorded_and_the_run_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    stops: list[Stop] = []
+    supervisor = Supervisor(stops.append)
+    with process(IGNORES_TERM) as child:
+        run = run_of(child, "j1", grace=0.2)
+        supervisor.admit(run)
+        _refusing(monkeypatch, run.pidfd, signal.SIGKILL)
+        assert supervisor.stop(frozenset({"j1"}), "revoked", "artifact revoked") == 1
+        assert supervisor.wait(timeout=30)
+        assert child.poll() is None
+        assert [(s.jti, s.signals, s.failed.startswith("SIGKILL")) for s in stops] == [
+            ("j1", ("SIGTERM",), True)]
+        assert [r.jti for r in supervisor.runs()] == ["j1"]
+        monkeypatch.undo()
+        supervisor.stop(frozenset({"j1"}), "revoked", "artifact revoked")
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    assert supervisor.wait(timeout=30)
+    assert [(s.signals, s.failed) for s in stops[1:]] == [(("SIGTERM", "SIGKILL"), "")]
+
+
+def test_a_failed_stop_is_an_audit_entry_of_its_own(tmp_path: Path) -> None:
+    said = io.StringIO()
+    log = StopLog(tmp_path / "home", store_url=None, stream=said)
+    try:
+        log(Stop(jti="j1", pid=4242, subject="alice", program="sudo", reason="revoked",
+                 message="artifact revoked", signals=(), time=1_800_000_000,
+                 failed="SIGTERM: [Errno 1] Operation not permitted"))
+    finally:
+        log.close()
+    assert "could NOT stop" in said.getvalue() and "Operation not permitted" in said.getvalue()
+    from attest.audit.log import AuditLog
+    from attest.store import Store
+    from attest.store.db import default_url
+
+    with Store.open(default_url(tmp_path / "home")) as store:
+        entries = [strictjson.loads(e.data) for e in AuditLog.open(store, None).entries()]
+    assert [(e["decision"], e["signals"]) for e in entries] == [("stop_failed", [])]

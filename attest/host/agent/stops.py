@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 def stop_entry(stop: Stop) -> Entry:
     """The audit entry of ``stop``: its jti, subject, reason code, pid and signals (no
     command line and no message: an entry holds codes and names, never free text)."""
-    return Entry(kind=EntryKind.SUPERVISED_STOP, decision=Outcome.STOPPED,
+    return Entry(kind=EntryKind.SUPERVISED_STOP,
+                 decision=Outcome.STOP_FAILED if stop.failed else Outcome.STOPPED,
                  time=int(stop.time), reasons=(_code(stop.reason),), jti=fit(stop.jti),
                  subject=fit(stop.subject), pid=stop.pid, signals=stop.signals)
 
@@ -49,9 +50,11 @@ class StopLog:
 
     def __call__(self, stop: Stop) -> None:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stop.time))
-        said = (f"attest agent: stopped {visible(stop.program)} (pid {stop.pid}, "
+        what = (f"could NOT stop (still running, still supervised: "
+                f"{visible(stop.failed)})" if stop.failed else "stopped")
+        said = (f"attest agent: {what} {visible(stop.program)} (pid {stop.pid}, "
                 f"{visible(stop.jti)}, {visible(stop.subject)}) with "
-                f"{'+'.join(stop.signals)} at {when}: {visible(stop.reason)}: "
+                f"{'+'.join(stop.signals) or 'no signal'} at {when}: {visible(stop.reason)}: "
                 f"{visible(stop.message)}")
         try:
             index = self._append(stop_entry(stop))

@@ -20,7 +20,6 @@ event feed; None: everything of this host).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import select
@@ -48,6 +47,9 @@ class Stop:
     message: str
     signals: tuple[str, ...]  # ("SIGTERM",) or ("SIGTERM", "SIGKILL")
     time: float  # epoch seconds of the SIGTERM
+    # Not empty: a signal could not be sent (this error); ``signals`` holds those sent.
+    # The run stays supervised (fail closed): the next stop of it tries again.
+    failed: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +130,8 @@ class Supervisor:
             chosen = [run for run in self._runs.values() if jtis is None or run.jti in jtis]
             for run in chosen:
                 del self._runs[run.pidfd]
+        # Every chosen run is tried: one that cannot be signalled is recorded as a failed
+        # stop and put back (_keep), never ends the stop of the others.
         return sum(self._terminate(run, reason_code, message) for run in chosen)
 
     def on_trust_lost(self, reason: str, message: str) -> None:
@@ -180,6 +184,9 @@ class Supervisor:
         except ProcessLookupError:  # exited since: the pidfd names nobody else
             os.close(run.pidfd)
             return 0
+        except OSError as exc:  # EPERM (the process changed its uid), ...: not stopped
+            self._failed(run, reason, message, began, (), f"SIGTERM: {exc}")
+            return 0
         thread = threading.Thread(target=self._escalate, args=(run, reason, message, began),
                                   name=f"attest-stop-{run.pid}", daemon=True)
         with self._lock:
@@ -189,17 +196,38 @@ class Supervisor:
         return 1
 
     def _escalate(self, run: SupervisedRun, reason: str, message: str, began: float) -> None:
+        kept = False
         try:
             signals = ["SIGTERM"]
             if not exits_within(run.pidfd, run.grace):
-                with contextlib.suppress(ProcessLookupError):  # it exited just now
+                try:
                     signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
                     signals.append("SIGKILL")
+                except ProcessLookupError:  # it exited just now
+                    pass
+                except OSError as exc:  # still there and not killed: kept, said
+                    kept = True
+                    self._failed(run, reason, message, began, ("SIGTERM",), f"SIGKILL: {exc}")
+                    return
             self._record(Stop(jti=run.jti, pid=run.pid, subject=run.subject,
                               program=run.program, reason=reason, message=message,
                               signals=tuple(signals), time=began))
         finally:
-            os.close(run.pidfd)
+            if not kept:
+                os.close(run.pidfd)
+
+    def _failed(self, run: SupervisedRun, reason: str, message: str, began: float,
+                signals: tuple[str, ...], error: str) -> None:
+        """A signal to ``run`` failed: the run goes back among the supervised ones (its
+        pidfd kept), so that the next stop (the next report's loss, the feed's next
+        revocation, the agent's close) tries again, and the failure is recorded. Fail
+        closed: a run that could not be stopped is never forgotten. A stop of everything
+        still refuses new runs; a jti stop has its jti remembered as cut."""
+        with self._lock:
+            self._runs[run.pidfd] = run
+        self._record(Stop(jti=run.jti, pid=run.pid, subject=run.subject, program=run.program,
+                          reason=reason, message=message, signals=signals, time=began,
+                          failed=error))
 
     def cut_jtis(self) -> int:
         """How many cut jtis are remembered."""
