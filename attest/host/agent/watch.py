@@ -270,9 +270,18 @@ class Watcher:
         number = int(newest)
         if self.cursor is not None and number >= self.cursor:
             raise FeedError("the verifier refused a cursor it holds")
-        self._on_revoked(None, "the verifier holds no event up to this feed's cursor (a new "
-                         "or restored store): what was cut since is unknown")
-        self.cursor = number  # only once heard: a listener that failed hears it again
+        # The cut is the verifier's newest event: while the listener hears it, the cursor
+        # is the event before it, in the new store's numbering (Enforcement records the
+        # cut against the cursor it reads, and readmits once an answer is decided at or
+        # after it; the old store's cursor would hold runs back until the new ids pass it).
+        old, self.cursor = self.cursor, number - 1
+        try:
+            self._on_revoked(None, "the verifier holds no event up to this feed's cursor (a "
+                             "new or restored store): what was cut since is unknown")
+        except BaseException:
+            self.cursor = old  # only once heard: a listener that failed hears it again
+            raise
+        self.cursor = number
         raise FeedError(f"the verifier's events restart at {number}: everything cut")
 
     def _read(self, response: http.client.HTTPResponse) -> None:
