@@ -44,8 +44,8 @@ if TYPE_CHECKING:
               "(0.2 s to 1 h). Without it, no reports.")
 @click.option("--max-silence", default=None, metavar="DURATION",
               help="With --interval: how long without an accepted report counts as "
-              "stale (trust lost) until the verifier has said its report_max_age "
-              "[default: 3 intervals].")
+              "stale (trust lost); the verifier's report_max_age, once said, only "
+              "shortens it [default: 3 intervals].")
 @click.option("--report-key", default="default", show_default=True, metavar="NAME",
               help="With --interval: the signing key reports are issued with.")
 @click.pass_context

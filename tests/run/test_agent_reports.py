@@ -123,6 +123,22 @@ def test_once_answered_the_verifiers_report_max_age_is_the_allowed_silence() -> 
     assert trust.watch == {"token": "t", "expires_at": 5}  # absent: the last one kept
 
 
+def test_an_answered_report_max_age_never_stretches_the_agents_own_silence() -> None:
+    """Attack (a rewritten answer: --insecure http, or anything between): one genuinely
+    accepted answer says report_max_age 86400, then all traffic is dropped. The unsigned
+    age only shortens the allowed silence: the agent's own --max-silence (60 s) holds."""
+    clock, heard = Clock(), Heard()
+    trust = AgentTrust(60.0, clock=clock)
+    trust.add_listener(heard)
+    trust.accepted(HostState("trusted", (), 86400), None)
+    assert trust.allowed_age() == 60.0
+    clock.now += 61
+    assert not trust.trusted
+    said = trust.failed("the verifier is unreachable")
+    assert said and "(allowed 60 s)" in said[0], said
+    assert heard.next()[0] == "host_stale"
+
+
 def test_a_denied_report_or_a_host_held_untrusted_loses_trust() -> None:
     heard = Heard()
     trust = AgentTrust(60.0, clock=Clock())

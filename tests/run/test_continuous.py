@@ -100,8 +100,9 @@ class Deployment:
 @contextmanager
 def deployed(ready: tuple[Host, Path], tmp_path: Path, *agent_args: str
              ) -> Iterator[Deployment]:
-    """`attest serve` (report_max_age 3 s) and `attest agent --interval 500ms` on the
-    host, once the agent admits supervised runs (its first report accepted)."""
+    """`attest serve` (report_max_age 3 s) and `attest agent --interval 500ms
+    --max-silence 3s` on the host, once the agent admits supervised runs (its first
+    report accepted)."""
     host, from_host = ready
     policy = _policy(host, from_host, tmp_path)
     home = tmp_path / "verifier"
@@ -109,7 +110,8 @@ def deployed(ready: tuple[Host, Path], tmp_path: Path, *agent_args: str
         base = verifier.enter_context(served(policy, home))
         pem = _verifier_key(home, tmp_path)
         token = _admin_token(home)
-        with reporting_agent(host, base, pem, "--interval", "500ms", *agent_args) as (
+        with reporting_agent(host, base, pem, "--interval", "500ms",
+                             "--max-silence", "3s", *agent_args) as (
                 said, agent):
             said.wait(ADMITTED)
             yield Deployment(base, home, token, said, agent, verifier)

@@ -180,3 +180,25 @@ def test_a_stop_the_audit_log_cannot_take_still_stops(tmp_path: Path) -> None:
         log.close()
     assert "NOT in the audit log" in said.getvalue(), said.getvalue()
     assert f"pid {child.pid}" in said.getvalue()
+
+
+def test_a_silent_feed_stops_supervised_runs_also_while_reports_fail() -> None:
+    """Attack: cut the feed and make every report fail (drop the traffic): the feed's
+    silence is checked at the report loop's own checks, not only on an acceptance that
+    never comes (before the fix the runs went on until the report silence ran out)."""
+    enforcement, supervisor, feed, clock, stops = _enforcement(silence=45.0)
+    enforcement.report_accepted(5, has_feed=True)
+    feed.cursor, feed.last_contact = 5, clock.now
+    trust = ContinuousTrust(3600.0, CredentialSlot(), enforcement)  # its own silence far off
+    with process(HEEDS_TERM) as child:
+        supervisor.admit(run_of(child, "j1"))
+        clock.now += 30
+        assert trust.failed("the verifier is unreachable") == []
+        assert supervisor.lost is None and child.poll() is None
+        clock.now += 16  # the feed silent for 46 s
+        said = trust.failed("the verifier is unreachable")
+        assert said and "event feed has said nothing for 46 s" in said[0], said
+        assert child.wait(timeout=30) == -15
+    assert supervisor.wait(timeout=30)
+    assert [(s.jti, s.reason) for s in stops] == [("j1", "host_stale")]
+    assert supervisor.lost is not None and "event feed" in supervisor.lost[1]

@@ -92,20 +92,14 @@ class Enforcement:
         with self._lock:
             if has_feed and self._feed_since is None:
                 self._feed_since = now
-            silent = self._silent_for(now)
             message = None
             if not has_feed:
                 message = ("the verifier's answer carries no watch credential, so this "
                            "agent has no feed: a revocation could not reach it")
-            elif silent is not None:
-                message = (f"the host's event feed has said nothing for {silent:.0f} s "
-                           f"(allowed {self._feed_silence:g} s): a revocation could not "
-                           "reach this agent")
+            else:
+                message = self._silence_message(now)
             if message is not None:
-                held = self.supervisor.lost
-                first = held is None or held[1] == NOT_YET  # said once, not every tick
-                self.supervisor.stop(None, Reason.HOST_STALE.value, message)
-                return [f"TRUST LOST: host_stale: {message}"] if first else []
+                return self._feed_lost(message)
             if self._cut_at is not None:
                 cursor = None if self.feed is None else self.feed.cursor
                 if cursor is None or cursor <= self._cut_at or after is None or after < cursor:
@@ -115,6 +109,27 @@ class Enforcement:
                 return []
             self.supervisor.on_trust_restored()
         return ["supervised runs are admitted again"]
+
+    def check_feed(self) -> list[str]:
+        """The feed's silence checked without an accepted report (the report loop's own
+        checks, also while reports fail): a silent feed stops supervised runs whatever
+        the reports do. Returns what to log."""
+        with self._lock:
+            message = self._silence_message(self._clock())
+            return [] if message is None else self._feed_lost(message)
+
+    def _silence_message(self, now: float) -> str | None:
+        silent = self._silent_for(now)
+        if silent is None:
+            return None
+        return (f"the host's event feed has said nothing for {silent:.0f} s (allowed "
+                f"{self._feed_silence:g} s): a revocation could not reach this agent")
+
+    def _feed_lost(self, message: str) -> list[str]:
+        held = self.supervisor.lost
+        first = held is None or held[1] == NOT_YET  # said once, not every tick
+        self.supervisor.stop(None, Reason.HOST_STALE.value, message)
+        return [f"TRUST LOST: host_stale: {message}"] if first else []
 
     def _silent_for(self, now: float) -> float | None:
         """How long the feed has been silent, when longer than allowed; else None."""
@@ -150,6 +165,11 @@ class ContinuousTrust(AgentTrust):
         if self.lost is None:
             lines += self.enforcement.report_accepted(after, has_feed=self.slot() is not None)
         return lines
+
+    def check_silence(self) -> list[str]:
+        """The report's silence, then the feed's (also while reports fail: ``failed``
+        comes here)."""
+        return super().check_silence() + self.enforcement.check_feed()
 
 
 def _after(watch: object) -> int | None:

@@ -135,10 +135,13 @@ class AgentTrust:
 
     def allowed_age(self) -> float:
         """How long without an accepted report before the host counts as stale: the
-        verifier's report_max_age once it has said one, else --max-silence."""
+        shorter of --max-silence and the verifier's report_max_age once it has said one.
+        Never longer than --max-silence: the answered age is unsigned, so it may only
+        make the agent more careful (a rewritten answer saying a day must not keep
+        supervised runs alive for a day once the traffic is dropped)."""
         with self._lock:
             age = None if self.host_state is None else self.host_state.report_max_age
-        return self.max_silence if age is None else float(age)
+        return self.max_silence if age is None else min(self.max_silence, float(age))
 
     def deadline(self) -> float:
         """The monotonic time past which silence is a loss of trust."""
