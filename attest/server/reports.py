@@ -188,7 +188,9 @@ def _decide(service: Service, signer: Results, raw: bytes,
                               max_age=age if age is not None else NO_AGE)
         # report_max_age: how long the agent may go without an accepted report.
         out["host_state"] = {**view.to_json(), "changed": changed, "report_max_age": age}
-        if decision.accepted:  # the host's credential for its own feed
+        # The host's credential for its own feed: only while it is trusted (an accepted
+        # report declined as older leaves it untrusted or stale, as the fast path does).
+        if decision.accepted and view.state == hosttrust.TRUSTED:
             out["watch"] = service.watch.issue(decision.host)
     return out
 

@@ -247,6 +247,19 @@ def test_a_good_report_held_back_does_not_undo_untrusted(continuous: Continuous)
     assert "host_untrusted" in _run(continuous)["reasons"]
 
 
+def test_a_good_report_held_back_gets_no_watch_credential(continuous: Continuous) -> None:
+    """The same held-back report, accepted on its evidence while the host stays untrusted:
+    no watch credential (an untrusted host's feed credential is not extended)."""
+    assert "watch" in _report(continuous)
+    held = continuous.rig.issue("agent", action="report", nonce=challenge(continuous.client),
+                                now=int(continuous.clock.now))
+    continuous.rig.host.ok("measure", "command", "--", "cat")
+    assert "watch" not in _report(continuous)  # denied: none
+    late = continuous.client.post("/v1/reports", json={"report": held.decode()}).json()
+    assert late["accepted"] is True and late["host_state"]["state"] == "untrusted"
+    assert "watch" not in late, late["watch"]
+
+
 def test_a_gate_that_cannot_read_the_state_denies(continuous: Continuous) -> None:
     """Fail closed: the trust state out of reach (its table gone) is a denial, never an
     acceptance of an artifact whose host's state is unknown."""
