@@ -25,12 +25,14 @@ import pwd
 import socket
 import stat
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from attest.errors import AttestError, UsageError
 from attest.host.agent.challenges import ChallengeStock
+from attest.host.agent.client import visible
 from attest.host.agent.supervision import Admission, refusal
 from attest.host.agent.supervisor import Supervisor, TrustLost
 from attest.host.agent.turns import TurnLock
@@ -110,6 +112,9 @@ class Agent:
             answer, out = {"error": exc.message, "exit": exc.exit_code}, None
         except Exception as exc:  # noqa: BLE001 - a bug denies this run, never the next ones
             answer, out = {"error": f"internal error: {type(exc).__name__}", "exit": 1}, None
+            # The client gets the type only; the operator gets the traceback.
+            print("attest agent: internal error answering a client:", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
         try:
             send(conn, answer, out)
         finally:
@@ -264,6 +269,11 @@ def serve(agent: Agent, server: socket.socket,
         with conn:
             try:
                 agent.handle(conn)
-            except (OSError, WireError):
-                continue  # the client went away mid-answer: its loss, not the agent's
+            except (OSError, WireError) as exc:
+                # The client went away mid-answer, sent garbage, or its peer checks failed:
+                # its loss, not the agent's, but said (the text escaped: it may be the
+                # client's).
+                print(f"attest agent: a client's request failed: {type(exc).__name__}: "
+                      f"{visible(str(exc))}", file=sys.stderr, flush=True)
+                continue
 
