@@ -139,6 +139,22 @@ def test_an_answered_report_max_age_never_stretches_the_agents_own_silence() -> 
     assert heard.next()[0] == "host_stale"
 
 
+def test_the_agent_counts_its_trust_from_before_the_challenge_not_the_answer() -> None:
+    """The verifier counts a report fresh from its challenge's issue time; the agent from
+    when it asked for that challenge, not when the answer came back (a slow quote or
+    POST would otherwise keep it trusted after the verifier holds it stale)."""
+    clock, heard = Clock(), Heard()
+    trust = AgentTrust(10.0, clock=clock)
+    trust.add_listener(heard)
+    asked = trust.now()
+    clock.now += 4  # the quote and the POST took 4 s
+    trust.accepted(HostState("trusted", (), None), None, asked_at=asked)
+    assert trust.deadline() == asked + 10.0
+    clock.now = asked + 10.5  # 6.5 s after the answer, 10.5 s after the challenge
+    assert not trust.trusted
+    assert trust.check_silence() and heard.next()[0] == "host_stale"
+
+
 def test_a_denied_report_or_a_host_held_untrusted_loses_trust() -> None:
     heard = Heard()
     trust = AgentTrust(60.0, clock=Clock())

@@ -152,8 +152,9 @@ class ContinuousTrust(AgentTrust):
         self.enforcement = enforcement
         self.add_listener(enforcement)
 
-    def accepted(self, state: HostState | None, watch: object) -> list[str]:
-        lines = super().accepted(state, watch)
+    def accepted(self, state: HostState | None, watch: object, *,
+                 asked_at: float | None = None) -> list[str]:
+        lines = super().accepted(state, watch, asked_at=asked_at)
         after: int | None = None
         if watch is not None:
             try:

@@ -159,12 +159,21 @@ class AgentTrust:
             return (self.lost is None and self.last_accepted is not None
                     and self._clock() <= deadline)
 
-    def accepted(self, state: HostState | None, watch: object) -> list[str]:
-        """An accepted report (its signed result checked); returns what to log."""
-        now = self._clock()
+    def now(self) -> float:
+        """This view's clock (monotonic): the report loop reads it before it asks for
+        a challenge, to hand to ``accepted``."""
+        return self._clock()
+
+    def accepted(self, state: HostState | None, watch: object, *,
+                 asked_at: float | None = None) -> list[str]:
+        """An accepted report (its signed result checked); returns what to log.
+        ``asked_at``: when the report's challenge was asked for. The verifier counts the
+        report fresh from its challenge's issue time, so the agent counts from before
+        it (never later): the round trip (quote, POST) does not stretch its trust."""
+        now = self._clock() if asked_at is None else min(asked_at, self._clock())
         with self._lock:
             first = self.last_accepted is None
-            self.last_accepted = now
+            self.last_accepted = now if first else max(now, self.last_accepted or now)
             self.last_error = None
             if state is not None:
                 self.host_state = state
@@ -325,6 +334,7 @@ class Reporter:
     def report_once(self) -> None:
         """One report and what it changes; never raises for the verifier's or the TPM's
         failure (an error is logged and counts toward the silence)."""
+        asked = self.trust.now()  # before the challenge: see AgentTrust.accepted
         try:
             decision, answer = self._report()
         except AttestError as exc:
@@ -347,7 +357,7 @@ class Reporter:
                 self.say(f"warning: the verifier's report_max_age ({age} s) is not longer "
                          f"than --interval ({self.interval:g} s): the host turns stale "
                          "between reports")
-            self._log(self.trust.accepted(state, answer.get("watch")))
+            self._log(self.trust.accepted(state, answer.get("watch"), asked_at=asked))
         else:
             said = ", ".join(d.reason.value for d in decision.denials)
             shown = "" if state is None or state.state == TRUSTED else shown
