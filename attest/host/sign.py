@@ -62,10 +62,10 @@ def sign_payload(tpm: TPM, home: Path, payload_type: str, payload: bytes, now: i
             {b: [*(i for x, i in key.selection if x == b), index] for b in banks})
         # Sign first: a changed sealed PCR refuses here, before any evidence is made.
         tss = signing.sign_digest(tpm, key, digest)
-        quote = create_quote(tpm, identity, selection,
-                             quote_binding(digest, now, key.tpm_name, eks))
         certify, certify_signature = certification(tpm, home, key, identity.ak_name)
         log_bytes = send_from(runtime.load()[0], None)[1]
+        quote = create_quote(tpm, identity, selection,
+                             quote_binding(digest, now, key.tpm_name, eks, log_bytes, None))
     envelope = Envelope(payload_type, payload,
                         (Signature(key.tpm_name.hex(), signing.signature_to_der(tss)),))
     return Bundle(

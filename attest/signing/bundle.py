@@ -17,7 +17,8 @@ base64, bounded sizes)::
 What the TPM signed (:func:`signed_digest`): SHA-256(PAE) for an unbatched bundle; the
 Merkle root of the batch's PAE digests for a batched one. What the quote's
 qualifyingData holds (:func:`quote_binding`): SHA-256 of a label, that signed digest, the
-time, the EK ids and the key's name, so a quote vouches for one signature by one key at one time.
+time, the EK ids, the logs and the key's name, so a quote vouches for one signature by one
+key at one time, with these logs.
 """
 
 from __future__ import annotations
@@ -206,16 +207,19 @@ def pae_digest(pae: bytes) -> bytes:
     return hashlib.sha256(pae).digest()
 
 
-def quote_binding(signed: bytes, time: int, key_name: bytes, eks: Sequence[str]) -> bytes:
-    """The quote's qualifyingData: SHA-256(QUOTE_LABEL || signed (32 bytes) || time (8
-    bytes, big-endian) || SHA-256(the EK ids, each followed by a NUL) || the signing key's
-    TPM name). ``signed``: :func:`pae_digest` unbatched, the batch root batched. The EK
-    ids are the host's word, vouched for by its AK: bound so that no field of a bundle
-    goes unchecked."""
+def quote_binding(signed: bytes, time: int, key_name: bytes, eks: Sequence[str],
+                  runtime_log: bytes, boot_log: bytes | None) -> bytes:
+    """The quote's qualifyingData: SHA-256 over QUOTE_LABEL, ``signed`` (32 bytes), the
+    time (8 bytes, big-endian), then SHA-256 of each of: the EK ids (each followed by a
+    NUL), the runtime log, the boot log (empty when none), and last the signing key's TPM
+    name. ``signed``: :func:`pae_digest` unbatched, the batch root batched.
+
+    Everything the quote does not otherwise sign is bound here, so that no field of a
+    bundle goes unchecked: the logs' encodings (a replay checks their digests, not every
+    byte of their records) and the EK ids (the host's word, vouched for by its AK)."""
     if len(signed) != 32 or not 0 <= time < MAX_TIME:
         raise ValueError("the signed digest is 32 bytes and the time Unix seconds")
-    ek_digest = hashlib.sha256(b"".join(e.encode("ascii") + b"\0" for e in eks)).digest()
-    return hashlib.sha256(QUOTE_LABEL + signed + time.to_bytes(8, "big") + ek_digest
+    parts = (b"".join(e.encode("ascii") + b"\0" for e in eks), runtime_log, boot_log or b"")
+    return hashlib.sha256(QUOTE_LABEL + signed + time.to_bytes(8, "big")
+                          + b"".join(hashlib.sha256(p).digest() for p in parts)
                           + key_name).digest()
-
-

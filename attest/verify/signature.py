@@ -15,7 +15,7 @@ bundle binds. Checks, each yielding its denials (one idiom with attest.verify.ap
 4. The DSSE signature (DER ECDSA over the PAE) verifies with the certified key, whose
    name is the envelope's keyid: invalid_signature, key_not_certified.
 5. The quote: AK signature, qualifyingData == quote_binding(SHA-256(PAE), time, EK ids,
-   key name), the policy's PCRs, pcrDigest over the bundle's PCR values:
+   logs, key name), the policy's PCRs, pcrDigest over the bundle's PCR values:
    quote_malformed, quote_signature_invalid, binding_mismatch, pcr_*.
 6. The logs replay to the quoted PCRs and hold only what the reference values allow:
    eventlog_malformed, eventlog_mismatch, reference_value_mismatch.
@@ -241,7 +241,8 @@ def _quote(bundle: Bundle, policy: VerifierPolicy, ak: Public, signer: bytes,
         yield Denial(Reason.POLICY_MISMATCH,
                      f"the bundle quotes {bundle.bank} PCRs; the policy {bank}")
         return None
-    bound = quote_binding(pae_digest(bundle.pae), bundle.time, key_name, bundle.eks)
+    bound = quote_binding(pae_digest(bundle.pae), bundle.time, key_name, bundle.eks,
+                          bundle.runtime_log, bundle.boot_log)
     try:
         quote = verify_quote(
             bundle.quote, bundle.quote_signature, ak, expected_extra_data=bound,
