@@ -24,7 +24,7 @@ _CHUNK = 1 << 20
 RAW_PAYLOAD_TYPE = "application/octet-stream"
 
 
-@click.command("sign")
+@click.command("sign", short_help="Sign files in the TPM into a self-proving DSSE bundle.")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--statement", is_flag=True,

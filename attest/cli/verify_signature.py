@@ -17,7 +17,8 @@ from attest.inputfile import read_prefix
 _CHUNK = 1 << 20
 
 
-@click.command("verify-signature")
+@click.command("verify-signature",
+               short_help="Verify a signature bundle offline: 0 valid, 1 denied.")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--policy", "policy_path", required=True,

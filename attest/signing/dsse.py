@@ -98,4 +98,6 @@ def unb64(value: Any, what: str, limit: int) -> bytes:
         raise malformed(f"{what} is not standard base64") from None
     if b64(raw) != value:
         raise malformed(f"{what} is not canonical base64")
+    if len(raw) > limit:
+        raise malformed(f"{what} is over {limit} bytes")
     return raw

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from attest import strictjson
@@ -36,14 +36,14 @@ class Subject:
 class Statement:
     subjects: tuple[Subject, ...]
     predicate_type: str = PREDICATE_TYPE
-    predicate: dict[str, Any] | None = None
+    predicate: dict[str, Any] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         body = {"_type": STATEMENT_TYPE,
                 "subject": [{"name": s.name, "digest": {"sha256": s.sha256}}
                             for s in self.subjects],
                 "predicateType": self.predicate_type,
-                "predicate": self.predicate or {}}
+                "predicate": self.predicate}
         return json.dumps(body, sort_keys=True, separators=(",", ":"),
                           ensure_ascii=False).encode("utf-8")
 
