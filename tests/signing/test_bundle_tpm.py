@@ -274,3 +274,55 @@ def test_cli_verify_signature_exit_codes_and_json(rig: Rig) -> None:
     usage = rig.host.run("verify-signature", str(bundle), str(rig.tmp / "missing"),
                          "--policy", str(policy))
     assert usage.exit_code == 2
+
+
+def test_a_keyid_other_than_the_certified_key_is_denied(rig: Rig) -> None:
+    raw = _sign(rig, str(_file(rig, "a", b"a")))
+
+    def rename(data: Json) -> None:
+        data["envelope"]["signatures"][0]["keyid"] = "000b" + "00" * 32
+
+    assert _reasons(_verify(_edit(raw, rename), rig.policy())) == {"key_not_certified"}
+
+
+def test_a_signature_in_another_encoding_is_denied(rig: Rig) -> None:
+    raw = _sign(rig, str(_file(rig, "a", b"a")))
+    der = Bundle.from_bytes(raw).signature
+    # The same (r, s) with a long-form SEQUENCE length: BER, not DER.
+    ber = b"\x30\x81" + der[1:2] + der[2:]
+
+    def reencode(data: Json) -> None:
+        data["envelope"]["signatures"][0]["sig"] = _b64(ber)
+
+    assert _reasons(_verify(_edit(raw, reencode), rig.policy())) == {"invalid_signature"}
+
+
+def test_pcr_values_outside_the_quote_are_denied(rig: Rig) -> None:
+    raw = _sign(rig, str(_file(rig, "a", b"a")))
+
+    def add(data: Json) -> None:
+        data["quote"]["pcrs"]["16"] = "00" * 32
+
+    assert "pcr_digest_mismatch" in _reasons(_verify(_edit(raw, add), rig.policy()))
+
+
+def test_a_batched_bundle_is_not_accepted_by_this_version(rig: Rig) -> None:
+    raw = _sign(rig, str(_file(rig, "a", b"a")))
+
+    def batch(data: Json) -> None:
+        data["batch"] = {"root": "11" * 32, "index": 0, "size": 1, "proof": []}
+
+    assert _reasons(_verify(_edit(raw, batch), rig.policy())) == {"malformed_artifact"}
+
+
+def test_a_statement_payload_that_is_no_statement_is_denied(rig: Rig) -> None:
+    garbage = _file(rig, "s.json", b'{"_type": "https://in-toto.io/Statement/v1"}')
+    raw = _sign(rig, "--payload-type", "application/vnd.in-toto+json", str(garbage))
+    assert _reasons(_verify(raw, rig.policy())) == {"malformed_artifact"}
+
+
+def test_a_payload_over_the_bound_is_refused_at_signing(rig: Rig) -> None:
+    big = _file(rig, "big", b"\0" * ((4 << 20) + 1))
+    result = rig.host.run("sign", str(big), "--out", str(rig.tmp / "big.json"))
+    assert result.exit_code == 2 and "--statement" in result.output
+    assert _verify(_sign(rig, "--statement", str(big)), rig.policy(), big).accepted
