@@ -326,3 +326,21 @@ def test_a_payload_over_the_bound_is_refused_at_signing(rig: Rig) -> None:
     result = rig.host.run("sign", str(big), "--out", str(rig.tmp / "big.json"))
     assert result.exit_code == 2 and "--statement" in result.output
     assert _verify(_sign(rig, "--statement", str(big)), rig.policy(), big).accepted
+
+
+def test_a_standard_dsse_library_verifies_the_envelope(rig: Rig) -> None:
+    dsse = pytest.importorskip("securesystemslib.dsse")
+    signer = pytest.importorskip("securesystemslib.signer")
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    raw = _sign(rig, str(_file(rig, "a", b"checked by securesystemslib")))
+    envelope = dsse.Envelope.from_dict(json.loads(raw)["envelope"])
+    pem = signing.load_key(rig.home, rig.key).public_pem()
+    key = signer.SSlibKey.from_crypto(load_pem_public_key(pem),
+                                      keyid=Bundle.from_bytes(raw).keyid,
+                                      scheme="ecdsa-sha2-nistp256")
+    assert list(envelope.verify([key], 1)) == [key.keyid]
+    envelope.payload = b"checked by someone else"
+    errors = pytest.importorskip("securesystemslib.exceptions")
+    with pytest.raises(errors.VerificationError):
+        envelope.verify([key], 1)
