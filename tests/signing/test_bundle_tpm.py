@@ -344,3 +344,20 @@ def test_a_standard_dsse_library_verifies_the_envelope(rig: Rig) -> None:
     errors = pytest.importorskip("securesystemslib.exceptions")
     with pytest.raises(errors.VerificationError):
         envelope.verify([key], 1)
+
+
+def test_concurrent_signers_on_one_host_all_succeed(rig: Rig) -> None:
+    import os
+    import sys
+
+    env = {**os.environ, **rig.host.env, "PYTHONPATH": str(Path(__file__).parents[2])}
+    files = [_file(rig, f"c{i}", bytes([i]) * 10) for i in range(4)]
+    signers = [subprocess.Popen(
+        [sys.executable, "-m", "attest.cli.main", "sign", str(f), "--out", f"{f}.bundle"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for f in files]
+    for signer in signers:
+        _, err = signer.communicate(timeout=120)
+        assert signer.returncode == 0, err.decode()
+    policy = rig.policy()
+    for f in files:
+        assert _verify(Path(f"{f}.bundle").read_bytes(), policy, f).accepted
