@@ -37,10 +37,12 @@ RAW_PAYLOAD_TYPE = "application/octet-stream"
 @click.option("--out", "out_path", required=True,
               type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="Where to write the bundle ('-' for stdout).")
+@click.option("--boot-log", is_flag=True,
+              help="Carry the TCG boot log too, for policies that appraise boot PCRs.")
 @json_option(help='Print {"ok", "out", "payload_type", "subjects"}.')
 @click.pass_context
 def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_type: str,
-         key_name: str, out_path: Path, as_json: bool) -> None:
+         key_name: str, out_path: Path, boot_log: bool, as_json: bool) -> None:
     """Sign FILE... ('-' for stdin) with the PCR-bound key, inside the TPM, into a bundle
     carrying the key's certification, a quote bound to this signature and the runtime log.
     Refused when the sealed PCRs no longer hold the key's values."""
@@ -58,7 +60,7 @@ def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_t
         payload = _read_payload(files[0])
     with tpm_from(ctx) as tpm:
         bundle = sign_payload(tpm, ctx.obj.home, payload_type, payload, int(time.time()),
-                              key_name=key_name)
+                              key_name=key_name, include_boot_log=boot_log)
     data = bundle.to_bytes()
     if str(out_path) == "-":
         sys.stdout.buffer.write(data)

@@ -20,6 +20,7 @@ from attest.evidence.pcrs import PCRSelection
 from attest.evidence.signatures import public_key
 from attest.evidence.structures import parse_public_tpm2b
 from attest.host.issue import certification
+from attest.host.runtime.check import default_boot_log
 from attest.host.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
 from attest.host.runtime.prefixes import send_from
 from attest.signing.bundle import (
@@ -36,8 +37,10 @@ from attest.tpm.quote import create_quote
 
 
 def sign_payload(tpm: TPM, home: Path, payload_type: str, payload: bytes, now: int, *,
-                 key_name: str = signing.DEFAULT_KEY) -> Bundle:
-    """Sign ``payload`` as a DSSE envelope of ``payload_type`` and gather its evidence."""
+                 key_name: str = signing.DEFAULT_KEY, include_boot_log: bool = False) -> Bundle:
+    """Sign ``payload`` as a DSSE envelope of ``payload_type`` and gather its evidence;
+    with ``include_boot_log``, the host's TCG boot log too (for policies that appraise
+    boot PCRs)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise UsageError(f"the payload is {len(payload)} bytes; a bundle carries at most "
                          f"{MAX_PAYLOAD_BYTES}", hint="sign it with --statement: the "
@@ -49,6 +52,13 @@ def sign_payload(tpm: TPM, home: Path, payload_type: str, payload: bytes, now: i
         # verifier side (attest.verify.approvals): not in bundle version 1 yet.
         raise UsageError(f"key {key.name!r} signs under an authority's approval; "
                          "attest sign supports PCR-bound keys (kind pcr) only")
+    boot_log = None
+    if include_boot_log:
+        path = default_boot_log()
+        if path is None:
+            raise UsageError("no boot log on this host (securityfs not mounted?)",
+                             hint="set ATTEST_BOOT_LOG, or drop --boot-log")
+        boot_log = path.read_bytes()
     digest = pae_digest(pae(payload_type, payload))
     eks = _ek_ids(identity)
     runtime = RuntimeLog(home)
@@ -65,7 +75,8 @@ def sign_payload(tpm: TPM, home: Path, payload_type: str, payload: bytes, now: i
         certify, certify_signature = certification(tpm, home, key, identity.ak_name)
         log_bytes = send_from(runtime.load()[0], None)[1]
         quote = create_quote(tpm, identity, selection,
-                             quote_binding(digest, now, key.tpm_name, eks, log_bytes, None))
+                             quote_binding(digest, now, key.tpm_name, eks, log_bytes,
+                                           boot_log))
     envelope = Envelope(payload_type, payload,
                         (Signature(key.tpm_name.hex(), signing.signature_to_der(tss)),))
     return Bundle(
@@ -74,7 +85,7 @@ def sign_payload(tpm: TPM, home: Path, payload_type: str, payload: bytes, now: i
         quote_signature=quote.signature, bank=bank,
         pcrs={i: v for (b, i), v in quote.pcr_values.items() if b == bank},
         ak_public=identity.ak_public, ak_qualified_name=identity.ak_qualified_name,
-        eks=eks, runtime_log=log_bytes, boot_log=None)
+        eks=eks, runtime_log=log_bytes, boot_log=boot_log)
 
 
 def _ek_ids(identity: HostIdentity) -> tuple[str, ...]:
