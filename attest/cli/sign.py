@@ -39,18 +39,25 @@ RAW_PAYLOAD_TYPE = "application/octet-stream"
               help="Where to write the bundle ('-' for stdout).")
 @click.option("--boot-log", is_flag=True,
               help="Carry the TCG boot log too, for policies that appraise boot PCRs.")
+@click.option("--approval", "approval_paths", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An authority's approval (keys created with --authority); repeatable: "
+              "the newest unexpired one for the current PCR values is used.")
 @json_option(help='Print {"ok", "out", "payload_type", "subjects"}.')
 @click.pass_context
 def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_type: str,
-         key_name: str, out_path: Path, boot_log: bool, as_json: bool) -> None:
+         key_name: str, out_path: Path, boot_log: bool, approval_paths: tuple[Path, ...],
+         as_json: bool) -> None:
     """Sign FILE... ('-' for stdin) with the PCR-bound key, inside the TPM, into a bundle
     carrying the key's certification, a quote bound to this signature and the runtime log.
     Refused when the sealed PCRs no longer hold the key's values."""
+    from attest.cli.key import read_approvals
     from attest.host.sign import sign_payload
 
     if [str(f) for f in files].count("-") > 1:
         raise UsageError("stdin ('-') can be read once")
     signing.check_name(key_name)
+    approvals = read_approvals(approval_paths)
     subjects: list[Subject] = []
     if statement or len(files) > 1:
         for path in files:
@@ -60,7 +67,8 @@ def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_t
         payload = _read_payload(files[0])
     with tpm_from(ctx) as tpm:
         bundle = sign_payload(tpm, ctx.obj.home, payload_type, payload, int(time.time()),
-                              key_name=key_name, include_boot_log=boot_log)
+                              key_name=key_name, include_boot_log=boot_log,
+                              approvals=approvals)
     data = bundle.to_bytes()
     if str(out_path) == "-":
         sys.stdout.buffer.write(data)

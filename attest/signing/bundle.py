@@ -12,13 +12,14 @@ base64, bounded sizes)::
      "quote": {"message": TPMS_ATTEST, "signature": TPMT_SIGNATURE, "bank", "pcrs": {index: hex}},
      "ak":    {"public": TPM2B_PUBLIC, "qualified_name": hex},
      "ek":    [EK ids (SHA-256 hex of each EK's SubjectPublicKeyInfo)],
-     "runtime_log": CEL bytes, "boot_log": TCG log bytes | null}
+     "runtime_log": CEL bytes, "boot_log": TCG log bytes | null,
+     "approval": the authority's approval the key signed under (PolicyAuthorize keys) | null}
 
 What the TPM signed (:func:`signed_digest`): SHA-256(PAE) for an unbatched bundle; the
 Merkle root of the batch's PAE digests for a batched one. What the quote's
 qualifyingData holds (:func:`quote_binding`): SHA-256 of a label, that signed digest, the
-time, the EK ids, the logs and the key's name, so a quote vouches for one signature by one
-key at one time, with these logs.
+time, the EK ids, the logs, the approval and the key's name, so a quote vouches for one
+signature by one key at one time, with these logs.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ MAX_EKS = 8
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TOP = {"version", "type", "envelope", "batch", "time", "key", "quote", "ak", "ek",
-        "runtime_log", "boot_log"}
+        "runtime_log", "boot_log", "approval"}
+MAX_APPROVAL_BYTES = 16 << 10  # attest.evidence.approval's bound
 MAX_TIME = 1 << 40
 
 
@@ -100,6 +102,7 @@ class Bundle:
     eks: tuple[str, ...]
     runtime_log: bytes
     boot_log: bytes | None
+    approval: bytes | None = None  # JSON (attest.evidence.approval), authorize keys only
 
     @property
     def pae(self) -> bytes:
@@ -129,6 +132,7 @@ class Bundle:
             "ek": list(self.eks),
             "runtime_log": b64(self.runtime_log),
             "boot_log": None if self.boot_log is None else b64(self.boot_log),
+            "approval": None if self.approval is None else b64(self.approval),
         }
 
     def to_bytes(self) -> bytes:
@@ -180,7 +184,7 @@ class Bundle:
         if not isinstance(eks, list) or len(eks) > MAX_EKS \
                 or not all(isinstance(e, str) and _SHA256.fullmatch(e) for e in eks):
             raise malformed("ek is not a list of SHA-256 hex EK ids")
-        boot = top["boot_log"]
+        boot, approval = top["boot_log"], top["approval"]
         return cls(
             envelope=envelope, batch=batch, time=when,
             key_public=unb64(key["public"], "key.public", MAX_TPM_BLOB),
@@ -193,7 +197,9 @@ class Bundle:
             ak_public=unb64(ak["public"], "ak.public", MAX_TPM_BLOB),
             ak_qualified_name=bytes.fromhex(qualified), eks=tuple(eks),
             runtime_log=unb64(top["runtime_log"], "runtime_log", MAX_LOG_BYTES),
-            boot_log=None if boot is None else unb64(boot, "boot_log", MAX_LOG_BYTES))
+            boot_log=None if boot is None else unb64(boot, "boot_log", MAX_LOG_BYTES),
+            approval=None if approval is None else unb64(approval, "approval",
+                                                          MAX_APPROVAL_BYTES))
 
 
 def _sha256_hex(value: Any, what: str) -> bytes:
@@ -208,18 +214,23 @@ def pae_digest(pae: bytes) -> bytes:
 
 
 def quote_binding(signed: bytes, time: int, key_name: bytes, eks: Sequence[str],
-                  runtime_log: bytes, boot_log: bytes | None) -> bytes:
+                  runtime_log: bytes, boot_log: bytes | None,
+                  approval: bytes | None = None) -> bytes:
     """The quote's qualifyingData: SHA-256 over QUOTE_LABEL, ``signed`` (32 bytes), the
     time (8 bytes, big-endian), then SHA-256 of each of: the EK ids (each followed by a
-    NUL), the runtime log, the boot log (empty when none), and last the signing key's TPM
-    name. ``signed``: :func:`pae_digest` unbatched, the batch root batched.
+    NUL), the runtime log, the boot log, the approval (each empty when none), and last
+    the signing key's TPM name. ``signed``: :func:`pae_digest` unbatched, the batch root
+    batched.
 
     Everything the quote does not otherwise sign is bound here, so that no field of a
     bundle goes unchecked: the logs' encodings (a replay checks their digests, not every
-    byte of their records) and the EK ids (the host's word, vouched for by its AK)."""
+    byte of their records), the EK ids (the host's word, vouched for by its AK) and
+    which approval the key signed under (the TPM proves only that it was one of the
+    authority's)."""
     if len(signed) != 32 or not 0 <= time < MAX_TIME:
         raise ValueError("the signed digest is 32 bytes and the time Unix seconds")
-    parts = (b"".join(e.encode("ascii") + b"\0" for e in eks), runtime_log, boot_log or b"")
+    parts = (b"".join(e.encode("ascii") + b"\0" for e in eks), runtime_log, boot_log or b"",
+             approval or b"")
     return hashlib.sha256(QUOTE_LABEL + signed + time.to_bytes(8, "big")
                           + b"".join(hashlib.sha256(p).digest() for p in parts)
                           + key_name).digest()

@@ -11,7 +11,8 @@ bundle binds. Checks, each yielding its denials (one idiom with attest.verify.ap
    key_attributes_invalid.
 3. The signing key is certified by that AK with the policy's authPolicy:
    key_not_certified, certify_signature_invalid, key_attributes_invalid,
-   key_policy_mismatch.
+   key_policy_mismatch. With key_policy kind authorize, the bundle's approval
+   (attest.verify.approvals, the artifacts' check): key_policy_mismatch.
 4. The DSSE signature (DER ECDSA over the PAE) verifies with the certified key, whose
    name is the envelope's keyid: invalid_signature, key_not_certified.
 5. The quote: AK signature, qualifyingData == quote_binding(SHA-256(PAE), time, EK ids,
@@ -39,19 +40,20 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from attest.artifact.model import CERTIFICATION_LABEL
+from attest.artifact.model import CERTIFICATION_LABEL, Evidence
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, EvidenceError
 from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import Public, parse_public_tpm2b
-from attest.policy.model import EnrollmentMode, KeyPolicyKind, VerifierPolicy
+from attest.policy.model import EnrollmentMode, VerifierPolicy
 from attest.reasons import Reason
 from attest.signing.bundle import Bundle, pae_digest, quote_binding
 from attest.signing.statement import PAYLOAD_TYPE as STATEMENT_PAYLOAD_TYPE
 from attest.signing.statement import Statement
 from attest.verify.appraisal import log_denial, view_logs
+from attest.verify.approvals import check_approval
 
 T = TypeVar("T")
 Check = Generator[Denial, None, T]
@@ -125,6 +127,11 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
     key_name = (certified.name if certified is not None
                 else _key_name(bundle.key_public))
     quote = yield from _quote(bundle, policy, ak, signer, key_name)
+    if certified is not None:  # an approval means something only for the policy's key
+        # The artifacts' check, on the bundle's approval: the authority's, approving the
+        # quoted sealed PCRs, unexpired now, not retired. (Offline: no store, so no
+        # per-AK serial mark and no store revocation of approvals.)
+        yield from check_approval(policy, _as_evidence(bundle), quote, now, None)
     if quote is not None:
         denial = log_denial(view_logs(bundle.runtime_log, bundle.boot_log, policy), quote,
                             policy)
@@ -150,6 +157,14 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
         "clock": quote.clock_info.clock,
         "files": [f.name for f in files],
     }
+
+
+def _as_evidence(bundle: Bundle) -> Evidence:
+    return Evidence(quote=bundle.quote, quote_signature=bundle.quote_signature,
+                    key_public=bundle.key_public, certify=bundle.certify,
+                    certify_signature=bundle.certify_signature, ak_public=bundle.ak_public,
+                    runtime_log=bundle.runtime_log, boot_log=bundle.boot_log,
+                    approval=bundle.approval)
 
 
 def _key_name(key_public: bytes) -> bytes:
@@ -193,13 +208,6 @@ def _ak(bundle: Bundle, policy: VerifierPolicy) -> Check[tuple[str, Public, byte
 
 def _certification(bundle: Bundle, policy: VerifierPolicy, ak: Public,
                    signer: bytes) -> Check[CertifiedKey | None]:
-    if policy.key_policy.kind is not KeyPolicyKind.PCR:
-        # An authorize key's bundle would carry its approval (attest.verify.approvals):
-        # not in bundle version 1.
-        yield Denial(Reason.POLICY_MISMATCH,
-                     "signature bundles are verified for PCR-bound keys (key_policy kind "
-                     "pcr) only")
-        return None
     try:
         key_name = parse_public_tpm2b(bundle.key_public).name
         return verify_certification(
@@ -242,7 +250,7 @@ def _quote(bundle: Bundle, policy: VerifierPolicy, ak: Public, signer: bytes,
                      f"the bundle quotes {bundle.bank} PCRs; the policy {bank}")
         return None
     bound = quote_binding(pae_digest(bundle.pae), bundle.time, key_name, bundle.eks,
-                          bundle.runtime_log, bundle.boot_log)
+                          bundle.runtime_log, bundle.boot_log, bundle.approval)
     try:
         quote = verify_quote(
             bundle.quote, bundle.quote_signature, ak, expected_extra_data=bound,
