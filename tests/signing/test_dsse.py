@@ -144,9 +144,10 @@ def test_the_quote_binding_changes_with_every_input() -> None:
         (b"\x02" * 32, *base[1:]), (base[0], 6, *base[2:]),
         (*base[:2], b"\x00\x0bkez", *base[3:]), (*base[:3], ("cd" * 32,), *base[4:]),
         (*base[:3], (), *base[4:]), (*base[:4], b"loh", None), (*base[:5], b"boot"),
-        (*base[:5], b""),
+        (*base[:5], b""), (*base, b"approval"),
     ]
     for variant in variants:
         seen.add(quote_binding(*variant))
     # A boot log that is empty and none bind alike: neither carries a record.
     assert len(seen) == len(variants)
+    assert quote_binding(*base, b"approval") != quote_binding(*base, b"approvam")
