@@ -54,6 +54,9 @@ class Reason(StrEnum):
     ACTIVATION_FAILED = "activation_failed"
     ENROLLMENT_UNKNOWN = "enrollment_unknown"
     ENROLLMENT_CONFLICT = "enrollment_conflict"
+    # attest verify-signature: a file given to check is not the signed payload, nor among
+    # the signed statement's subjects (the signature itself may be sound).
+    PAYLOAD_MISMATCH = "payload_mismatch"
     # Not a verifier denial: an audit proof, tree head or log that does not verify.
     PROOF_INVALID = "proof_invalid"
     INTERNAL_ERROR = "internal_error"

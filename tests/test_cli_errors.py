@@ -273,7 +273,7 @@ SCRIPT_READ = {
     "measure file", "pcr extend", "pcr read", "policy approve", "policy init", "policy pcr",
     "provision", "quote create", "quote verify", "readmit", "result key", "result verify",
     "revoke", "swtpm start",
-    "swtpm status", "swtpm stop", "verify",
+    "sign", "swtpm status", "swtpm stop", "verify", "verify-signature",
 }
 
 

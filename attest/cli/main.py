@@ -76,8 +76,10 @@ _COMMANDS: LazyCommands = {
     "revoke": ("attest.cli.verifier", "revoke"),
     "run": ("attest.cli.run", "run"),
     "serve": ("attest.cli.serve", "serve"),
+    "sign": ("attest.cli.sign", "sign"),
     "swtpm": ("attest.cli.swtpm", "swtpm"),
     "verify": ("attest.cli.verifier", "verify"),
+    "verify-signature": ("attest.cli.verify_signature", "verify_signature"),
 }
 
 

@@ -29,7 +29,7 @@ from attest.inputfile import MAX_KEY_BYTES
 MAX_APPROVAL_LIFETIME_S = MAX_DURATION_S
 
 
-@click.group(short_help="Policies: key approvals, PolicyPCR digests, verifier policies.")
+@click.group(short_help="Key approvals, PolicyPCR digests, verifier policies.")
 def policy() -> None:
     """Policies: an authority's approvals for keys (approve), PolicyPCR digests (pcr),
     and a verifier policy written from a host (init)."""

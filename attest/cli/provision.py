@@ -12,7 +12,7 @@ from attest.cli.failure import json_option
 from attest.tpm.hierarchy import provision as provision_identity
 
 
-@click.command(short_help="Check the EK, create or reuse SRK and AK, write the identity.")
+@click.command(short_help="Check the EK, create or reuse SRK and AK; save identity.")
 @click.option("--ek-roots", "ek_roots", multiple=True, metavar="PATH",
               type=click.Path(exists=True, path_type=Path),
               help="Manufacturer roots (and intermediates) the EK certificates must chain to: "

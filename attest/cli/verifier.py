@@ -75,7 +75,7 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
         log = AuditLog.open(store, ctx.obj.home)
         decision = Verifier(policy, store, log, verifier_id=verifier_id, trust=trust).verify(raw)
     if as_json:
-        echo_json(_decision_json(decision))
+        echo_json(decision_json(decision))
     elif decision.accepted:
         # Subject, argv, host and jti are the artifact's words: one line, escaped.
         argv = " ".join(decision.facts.get("argv", []))
@@ -90,7 +90,7 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
         raise SystemExit(1)
 
 
-def _decision_json(decision: Decision) -> dict[str, Any]:
+def decision_json(decision: Decision) -> dict[str, Any]:
     """The decision, with "ok" and, for a denial, "error" as every failing --json command."""
     out: dict[str, Any] = {"ok": decision.accepted, **decision.to_json()}
     if not decision.accepted:

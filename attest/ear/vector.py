@@ -130,6 +130,8 @@ REASON_CLAIMS: Mapping[Reason, tuple[Claim, int]] = MappingProxyType({
     Reason.ENROLLMENT_UNKNOWN: (_I, UNRECOGNIZED_INSTANCE),
     Reason.ENROLLMENT_CONFLICT: (_I, UNTRUSTWORTHY_INSTANCE),
     Reason.AUDIT_UNAVAILABLE: (_I, VERIFIER_MALFUNCTION),
+    # A signed payload that is not the file shown: the data's source is not this signer.
+    Reason.PAYLOAD_MISMATCH: (_D, CONTRAINDICATED_SOURCES),
     Reason.PROOF_INVALID: (_I, VERIFIER_MALFUNCTION),
     Reason.INTERNAL_ERROR: (_I, VERIFIER_MALFUNCTION),
 })

@@ -227,7 +227,7 @@ class Memo:
     # Parsing an AK's public area and hashing its name is the same work every time.
     aks: dict[bytes, _AK] = field(default_factory=dict)
     # The logs' part of the appraisal, by their exact base64url text (see _logs).
-    log_views: dict[tuple[str, str | None], _LogView] = field(default_factory=dict)
+    log_views: dict[tuple[str, str | None], LogView] = field(default_factory=dict)
     log_view_chars: int = 0
     rule_answers: dict[tuple[str, str, tuple[str, ...], str], bool] = field(
         default_factory=dict)
@@ -253,7 +253,7 @@ class _Subject:
 
 
 @dataclass(frozen=True)
-class _LogView:
+class LogView:
     """The logs of an artifact, parsed and replayed, with what is wrong with them alone
     (``problem``: reported instead of any replay) and against the policy's reference
     values (``appraisal``: reported once they replay to the quoted PCRs)."""
@@ -268,7 +268,7 @@ class _LogView:
     state: RuntimeState | None = None
 
     @classmethod
-    def refused(cls, problem: Denial) -> _LogView:
+    def refused(cls, problem: Denial) -> LogView:
         return cls((), {}, 0, problem, None, frozenset())
 
 
@@ -640,50 +640,15 @@ class _Appraiser:
                 memo.log_view_chars = 0
             memo.log_views[key] = view
             memo.log_view_chars += size
-        if view.problem is not None:
-            yield view.problem
-            return None
-        quoted = {(b, i): v for b, values in quote.pcrs.items() for i, v in values.items()}
-        bank = self.policy.pcrs.bank
-        try:
-            # The runtime PCR and every appraised boot PCR: a log silent about one of them
-            # must reproduce its quoted value from nothing, not leave it "not covered".
-            compare_replay(view.events, view.replayed, view.locality, quoted,
-                           require=[(bank, i) for i in self.policy.log_sources.must_replay()])
-        except EvidenceError as exc:
-            yield _denial(exc)
-            return None
-        if view.appraisal is not None:
-            yield view.appraisal
+        denial = log_denial(view, quote, self.policy)
+        if denial is not None:
+            yield denial
             return None
         self.runtime_state = view.state
         return view.commands
 
-    def _log_view(self, evidence: Evidence) -> _LogView:
-        """What the logs say on their own and against the reference values: the part of
-        _logs that does not depend on the quote."""
-        try:
-            runtime = parse_cel(evidence.runtime_log).records
-            check_content_bound(runtime)
-            boot = None if evidence.boot_log is None else parse_tcg(evidence.boot_log).events
-            # Each PCR is explained by the one log the policy appraises for it.
-            self.policy.log_sources.check(runtime, boot)
-            events: list[TcgEvent | CelRecord] = [*(boot or ()), *runtime]
-            replayed = replay(events)
-            locality = startup_locality(events)
-        except EvidenceError as exc:
-            return _LogView.refused(_denial(exc))
-        appraisal = None
-        if self.policy.reference is not None:
-            try:
-                appraise_events(events, self.policy.reference,
-                                covered=self.policy.log_sources.covered)
-            except EvidenceError as exc:
-                appraisal = _denial(exc)
-        commands = measured_commands(runtime)
-        return _LogView(tuple(events), replayed, locality, None, appraisal, commands,
-                        whole_log_state(evidence.runtime_log, len(runtime), replayed,
-                                        self.policy.log_sources.runtime_pcr, commands))
+    def _log_view(self, evidence: Evidence) -> LogView:
+        return view_logs(evidence.runtime_log, evidence.boot_log, self.policy)
 
     # -- 7. times and freshness -------------------------------------------------------
     def _times(self, view: Snapshot) -> Check[None]:
@@ -791,6 +756,50 @@ class _Appraiser:
                           quote.clock_info.restart_count)
         return Acceptance(record, clock, claims.eat_nonce, self.policy.artifacts.single_use,
                           use, facts)
+
+
+def view_logs(runtime_log: bytes, boot_log: bytes | None, policy: VerifierPolicy) -> LogView:
+    """What the logs say on their own and against the policy's reference values: the part
+    of the log check that does not depend on the quote (shared with attest.verify.signature)."""
+    try:
+        runtime = parse_cel(runtime_log).records
+        check_content_bound(runtime)
+        boot = None if boot_log is None else parse_tcg(boot_log).events
+        # Each PCR is explained by the one log the policy appraises for it.
+        policy.log_sources.check(runtime, boot)
+        events: list[TcgEvent | CelRecord] = [*(boot or ()), *runtime]
+        replayed = replay(events)
+        locality = startup_locality(events)
+    except EvidenceError as exc:
+        return LogView.refused(_denial(exc))
+    appraisal = None
+    if policy.reference is not None:
+        try:
+            appraise_events(events, policy.reference, covered=policy.log_sources.covered)
+        except EvidenceError as exc:
+            appraisal = _denial(exc)
+    commands = measured_commands(runtime)
+    return LogView(tuple(events), replayed, locality, None, appraisal, commands,
+                   whole_log_state(runtime_log, len(runtime), replayed,
+                                   policy.log_sources.runtime_pcr, commands))
+
+
+def log_denial(view: LogView, quote: QuoteFacts, policy: VerifierPolicy) -> Denial | None:
+    """The logs' denial against a verified quote: their own problem, a replay that does not
+    reach the quoted PCRs, or a measurement the reference values do not allow; None when
+    they hold."""
+    if view.problem is not None:
+        return view.problem
+    quoted = {(b, i): v for b, values in quote.pcrs.items() for i, v in values.items()}
+    bank = policy.pcrs.bank
+    try:
+        # The runtime PCR and every appraised boot PCR: a log silent about one of them
+        # must reproduce its quoted value from nothing, not leave it "not covered".
+        compare_replay(view.events, view.replayed, view.locality, quoted,
+                       require=[(bank, i) for i in policy.log_sources.must_replay()])
+    except EvidenceError as exc:
+        return _denial(exc)
+    return view.appraisal
 
 
 def _signature(artifact: jws.ParsedArtifact, certified: CertifiedKey) -> Check[bool]:

@@ -74,6 +74,8 @@ PRODUCED_BY = {
         LIVE, "test_log_prefix_unknown_a_log_sent_from_a_prefix_never_seen"),
     Reason.PROOF_INVALID: (LIVE, "test_proof_invalid_is_the_reason_of_an_audit_proof_that_fails"),
     Reason.INTERNAL_ERROR: (CORPUS, "test_every_exception_inside_is_a_denial"),
+    # attest verify-signature: a file that is not what the bundle signed.
+    Reason.PAYLOAD_MISMATCH: ("tests.signing.test_bundle_tpm", "test_a_wrong_file_is_denied"),
     # Enrollment over HTTP, not artifact denials.
     Reason.ACTIVATION_FAILED: (
         ENROLL, "test_a_bad_activation_secret_is_denied_and_enrolls_nothing"),

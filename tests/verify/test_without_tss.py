@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -61,6 +62,7 @@ VERIFIER_MODULES = (
     "attest.verify.appraisal", "attest.store", "attest.audit", "attest.audit.hooks",
     "attest.policy", "attest.evidence.quote", "attest.evidence.ekcert",
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
+    "attest.verify.signature", "attest.cli.verify_signature", "attest.signing.bundle",
 )
 
 
@@ -150,7 +152,8 @@ def test_help_lists_every_command_without_the_tss(no_tss: list[str], tmp_path: P
     listing = _ok(no_tss, "--help", home=tmp_path).stdout
     for command in ("verify", "challenge", "revoke", "audit", "quote", "ek", "eventlog"):
         assert f"\n  {command} " in listing
-    assert "provision  (host side: needs attest[host])" in listing
+    # The column's width follows the longest command name (verify-signature).
+    assert re.search(r"\n  provision +\(host side: needs attest\[host\]\)", listing)
     for args in (("verify", "--help"), ("audit", "--help"), ("revoke", "--help"),
                  ("challenge", "--help"), ("quote", "--help"), ("eventlog", "--help")):
         assert "Usage: attest" in _ok(no_tss, *args, home=tmp_path).stdout
@@ -257,3 +260,26 @@ def test_the_base_install_has_no_tss_and_the_host_extra_has() -> None:
     project = tomllib.loads((SOURCE / "pyproject.toml").read_text())["project"]
     assert "tpm2-pytss" not in _names(project["dependencies"])
     assert "tpm2-pytss" in _names(project["optional-dependencies"]["host"])
+
+
+@pytest.mark.swtpm
+def test_a_consumer_verifies_a_signature_bundle_without_the_tss(
+        no_tss: list[str], host: Host, tmp_path: Path) -> None:
+    # The signer, with its TSS: a key, the policy that trusts it, a bundle over a file.
+    policy = tmp_path / "policy.yaml"
+    host.ok("key", "create")
+    host.ok("policy", "init", "--from-host", "--out", str(policy))
+    release = tmp_path / "release.tar"
+    release.write_bytes(b"release 1.0\n")
+    bundle = tmp_path / "release.bundle"
+    host.ok("sign", str(release), "--out", str(bundle))
+    # The consumer, without it.
+    done = json.loads(_ok(no_tss, "verify-signature", str(bundle), str(release), "--policy",
+                          str(policy), "--json", home=tmp_path).stdout)
+    assert done["accepted"] is True, done
+    other = tmp_path / "other.tar"
+    other.write_bytes(b"release 1.0 and more\n")
+    denied = _attest(no_tss, "verify-signature", str(bundle), str(other), "--policy",
+                     str(policy), "--json", home=tmp_path)
+    assert denied.returncode == 1
+    assert json.loads(denied.stdout)["reasons"] == ["payload_mismatch"]

@@ -1,0 +1,63 @@
+"""`attest verify-signature`: verify a signature bundle offline, with no TSS."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import click
+
+from attest.cli.common import echo_json
+from attest.cli.failure import json_option
+from attest.cli.terminal import visible
+from attest.errors import UsageError
+from attest.inputfile import read_prefix
+
+_CHUNK = 1 << 20
+
+
+@click.command("verify-signature",
+               short_help="Verify a signature bundle offline: 0 valid, 1 denied.")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--policy", "policy_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="The verifier policy (YAML).")
+@json_option(help='Print the decision: {"ok", "accepted", "reasons", "denials", "facts", ...}.')
+def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
+                     as_json: bool) -> None:
+    """Verify BUNDLE (from attest sign) and that each FILE is what it signed: exit 0
+    accepted, 1 denied with reason codes (docs/reasons.md)."""
+    from attest.cli.verifier import decision_json
+    from attest.policy import load_policy
+    from attest.signing.bundle import MAX_BUNDLE_BYTES
+    from attest.verify.signature import ShownFile, verify_bundle
+
+    policy = load_policy(policy_path)
+    # One byte over the limit is enough for the parser to deny it malformed.
+    raw = read_prefix(bundle, "bundle", MAX_BUNDLE_BYTES)
+    shown = [ShownFile(str(path), _digest(path)) for path in files]
+    decision = verify_bundle(raw, policy, int(time.time()), shown)
+    if as_json:
+        echo_json(decision_json(decision))
+    elif decision.accepted:
+        facts = decision.facts
+        click.echo(f"accepted: signed by key {facts['key'][:16]}… of host "
+                   f"{visible(decision.host)} at {facts['time']} "
+                   f"({visible(facts['payload_type'])}); {len(shown)} file(s) match")
+    if not decision.accepted:
+        click.echo(f"denied: {', '.join(decision.reasons)}", err=True)
+        for denial in decision.denials:
+            click.echo(f"  {denial.reason.value}: {visible(denial.message)}", err=True)
+        raise SystemExit(1)
+
+
+def _digest(path: Path) -> bytes:
+    hasher = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                hasher.update(chunk)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return hasher.digest()
