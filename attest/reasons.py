@@ -54,6 +54,10 @@ class Reason(StrEnum):
     ACTIVATION_FAILED = "activation_failed"
     ENROLLMENT_UNKNOWN = "enrollment_unknown"
     ENROLLMENT_CONFLICT = "enrollment_conflict"
+    # A batched signature (attest.signing.batch): the inclusion proof does not put this
+    # payload's signature input under the signed batch root, or the batch member is
+    # malformed (a root reused for a payload not in its batch ends here).
+    BATCH_PROOF_INVALID = "batch_proof_invalid"
     # Not a verifier denial: an audit proof, tree head or log that does not verify.
     PROOF_INVALID = "proof_invalid"
     INTERNAL_ERROR = "internal_error"
