@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from attest.errors import UsageError
+from attest.errors import BatchProofError, UsageError
 from attest.signing import batch
 from attest.signing.batcher import Batcher, BatcherClosed, BatcherFull, Signed
 
@@ -156,7 +156,7 @@ def test_a_sign_failure_fails_exactly_its_batch() -> None:
 def test_a_result_cannot_be_moved_to_a_payload_not_in_its_batch() -> None:
     with Batcher(Recorder(), window=0.05) as batcher:
         result = batcher.submit("ci", "p", _pae("in")).result(10)
-    with pytest.raises(batch.BatchProofError):
+    with pytest.raises(BatchProofError):
         batch.signed_value(_pae("not in"), result.membership)
 
 
