@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attest.audit import merkle, shape
+from attest.audit.hashing import node_hash as merkle_node
 from attest.errors import BatchProofError, ProofError
 
 DOMAIN = b"attest-batch-v1\x00"
@@ -120,12 +121,33 @@ def build(signature_inputs: Sequence[bytes]) -> tuple[bytes, list[Membership]]:
 
 
 def memberships(leaf_hashes: Sequence[bytes]) -> list[Membership]:
-    """Each leaf's membership in the tree of ``leaf_hashes`` (one root, one proof each)."""
+    """Each leaf's membership in the tree of ``leaf_hashes`` (one root, one proof each).
+
+    The same tree as attest.audit.merkle's root and inclusion_proof (tested equal), built
+    level by level instead: asking merkle for n proofs hashes O(n^2); here it is O(n log
+    n). RFC 9162's split at the largest power of two is the tree in which a level's last
+    node, when it has no sibling, moves up unhashed.
+    """
     _check_size(len(leaf_hashes))
-    root = merkle.root(leaf_hashes)
-    size = len(leaf_hashes)
-    return [Membership(i, size, root, tuple(merkle.inclusion_proof(leaf_hashes, i)))
-            for i in range(size)]
+    levels = [list(leaf_hashes)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        above = [merkle_node(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+        if len(below) % 2:
+            above.append(below[-1])
+        levels.append(above)
+    root, size = levels[-1][0], len(leaf_hashes)
+    return [Membership(index, size, root, _path(levels, index)) for index in range(size)]
+
+
+def _path(levels: list[list[bytes]], index: int) -> tuple[bytes, ...]:
+    path = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):  # no sibling: the node moved up as it was
+            path.append(level[sibling])
+        index >>= 1
+    return tuple(path)
 
 
 def verify_leaf(leaf_hash: bytes, membership: Membership) -> None:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attest.audit import merkle
 from attest.errors import BatchProofError, ProofError
 from attest.reasons import Reason
 from attest.signing import batch
@@ -74,6 +75,16 @@ def test_inclusion_probes_verify_exactly_when_upstream_says() -> None:
             batch.verify_leaf(leaf, member)
         checked += 1
     assert checked > 50
+
+
+@SETTINGS
+@given(st.integers(1, 300))
+def test_memberships_are_the_audit_logs_tree(size: int) -> None:
+    leaves = [batch.leaf(_pae(i)) for i in range(size)]
+    members = batch.memberships(leaves)
+    assert members[0].root == merkle.root(leaves)
+    assert [list(m.proof) for m in members] == [merkle.inclusion_proof(leaves, i)
+                                                for i in range(size)]
 
 
 def test_leaf_is_the_rfc9162_leaf_hash_of_the_pae_digest() -> None:
