@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -131,9 +132,10 @@ def _closed_loop(requesters: int, seconds: float, one: Callable[[int], None]) ->
     return latencies, time.perf_counter() - began
 
 
-def _quantile(values: list[float], q: float) -> float:
+def quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile of ``values`` (seconds), in milliseconds."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000
 
 
 def measure(seconds: float, say: Callable[[str], None]) -> Figures:
@@ -198,7 +200,7 @@ def _one_tpm(tpm: Any, key: Any, tpm_name: str, delay: float, seconds: float,
         say(f"{tpm_name}: unbatched, {requesters} requesters")
         lat, took = _closed_loop(requesters, seconds, unbatched)
         runs.append(Run(tpm_name, "unbatched", requesters, len(lat), took,
-                        _quantile(lat, 0.5), _quantile(lat, 0.99), len(lat)))
+                        quantile(lat, 0.5), quantile(lat, 0.99), len(lat)))
     for window, requesters in [(w, r) for w in WINDOWS[tpm_name] for r in CONCURRENCY]:
         say(f"{tpm_name}: batched, window {window * 1000:g} ms, {requesters} requesters")
         sampled: list[tuple[int, Signed[bytes]]] = []
@@ -215,7 +217,7 @@ def _one_tpm(tpm: Any, key: Any, tpm_name: str, delay: float, seconds: float,
             public.verify(got.signature, batch.signed_value(_pae(n), got.membership),
                           ec.ECDSA(Prehashed(hashes.SHA256())))
         runs.append(Run(tpm_name, "batched", requesters, len(lat), took,
-                        _quantile(lat, 0.5), _quantile(lat, 0.99), signs, window))
+                        quantile(lat, 0.5), quantile(lat, 0.99), signs, window))
     return runs
 
 
