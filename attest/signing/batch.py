@@ -39,9 +39,8 @@ DOMAIN = b"attest-batch-v1\x00"
 MAX_BATCH = 65536  # 2**16 requests: a proof is then at most 16 hashes
 MAX_PROOF = 16
 HASH_SIZE = 32
-VERSION = 1
 _HEX = frozenset("0123456789abcdef")
-_MEMBERS = frozenset({"v", "index", "size", "root", "proof"})
+_MEMBERS = frozenset({"index", "size", "root", "proof"})
 
 __all__ = [
     "DOMAIN",
@@ -86,21 +85,18 @@ class Membership:
     proof: tuple[bytes, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": VERSION, "index": self.index, "size": self.size, "root": self.root.hex(),
+        return {"root": self.root.hex(), "index": self.index, "size": self.size,
                 "proof": [p.hex() for p in self.proof]}
 
     @classmethod
     def from_json(cls, value: object) -> Membership:
-        """Strict: exactly the five members, integers that are ints (not bools), lowercase
+        """Strict: exactly the four members (the bundle's ``version`` versions them), integers that are ints (not bools), lowercase
         hex of 32 bytes, a proof of exactly the length its (index, size) needs."""
         if not isinstance(value, Mapping):
             raise BatchProofError("the batch member is not a JSON object")
         if set(value) != _MEMBERS:
             raise BatchProofError(f"the batch member has members {_names(value)}; "
                                   f"expected {sorted(_MEMBERS)}")
-        if _int(value["v"], "v") != VERSION:
-            raise BatchProofError(f"batch format version {value['v']!r}; this attest reads "
-                                  f"{VERSION}")
         index, size = _int(value["index"], "index"), _int(value["size"], "size")
         _check_shape(index, size)
         proof = value["proof"]
