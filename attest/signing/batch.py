@@ -90,8 +90,9 @@ class Membership:
 
     @classmethod
     def from_json(cls, value: object) -> Membership:
-        """Strict: exactly the four members (the bundle's ``version`` versions them), integers that are ints (not bools), lowercase
-        hex of 32 bytes, a proof of exactly the length its (index, size) needs."""
+        """Strict: exactly the four members (the bundle's ``version`` versions them),
+        integers that are ints (not bools), lowercase hex of 32 bytes, a proof of exactly
+        the length its (index, size) needs."""
         if not isinstance(value, Mapping):
             raise BatchProofError("the batch member is not a JSON object")
         if set(value) != _MEMBERS:
