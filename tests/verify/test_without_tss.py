@@ -61,6 +61,7 @@ VERIFIER_MODULES = (
     "attest.verify.appraisal", "attest.store", "attest.audit", "attest.audit.hooks",
     "attest.policy", "attest.evidence.quote", "attest.evidence.ekcert",
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
+    "attest.signing.batch", "attest.signing.batcher",
 )
 
 
