@@ -2,10 +2,11 @@
 
 A TPM signs about 5 times a second; a build farm asks for far more. The Batcher lets
 many threads ask at once: a request waits up to ``window`` seconds (or until
-``max_batch`` requests of its kind are waiting) for others, and the whole batch is then
-signed once through ``sign(key_id, batch_value)`` (attest.signing.batch defines the
-value). Each request's future resolves with its :class:`Signed`: the shared signature
-and its own membership (index, size, root, proof).
+``max_batch`` requests of its kind are waiting, or until none came for ``quiet``
+seconds) for others, and the whole batch is then signed once through
+``sign(key_id, batch_value)`` (attest.signing.batch defines the value). Each request's
+future resolves with its :class:`Signed`: the shared signature and its own membership
+(index, size, root, proof).
 
 Rules, each tested in tests/signing/test_batcher.py:
 - a batch holds requests of one (key_id, policy_id) only: a key never signs for
@@ -64,7 +65,8 @@ class Signed(Generic[S]):
 
 @dataclass
 class _Group(Generic[S]):
-    deadline: float
+    deadline: float  # first arrival + window: the longest any request waits for company
+    quiet_until: float  # last arrival + quiet: no one came since, cut now
     leaves: list[bytes] = field(default_factory=list)
     futures: list[Future[Signed[S]]] = field(default_factory=list)
 
@@ -74,14 +76,18 @@ class Batcher(Generic[S]):
     signs what is waiting and stops the signer thread."""
 
     def __init__(self, sign: Callable[[str, bytes], S], *, window: float = DEFAULT_WINDOW,
-                 max_batch: int = DEFAULT_MAX_BATCH,
+                 quiet: float | None = None, max_batch: int = DEFAULT_MAX_BATCH,
                  max_pending: int = DEFAULT_MAX_PENDING) -> None:
         if not 1 <= max_batch <= batch.MAX_BATCH:
             raise UsageError(f"max_batch {max_batch}: batches hold 1 to {batch.MAX_BATCH}")
-        if not window >= 0 or max_pending < 1:
-            raise UsageError("the window must be >= 0 seconds and max_pending >= 1")
+        if not window >= 0 or max_pending < 1 or (quiet is not None and not quiet >= 0):
+            raise UsageError("the window and quiet time must be >= 0 seconds and "
+                             "max_pending >= 1")
         self._sign = sign
         self._window = window
+        # A batch is cut early once requests stop coming for ``quiet`` (default: a fifth of
+        # the window): a lone request does not wait out the window, a stream of them does.
+        self._quiet = window / 5 if quiet is None else min(quiet, window)
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._cond = threading.Condition()
@@ -113,10 +119,11 @@ class Batcher(Generic[S]):
             if self._pending >= self._max_pending:
                 raise BatcherFull(f"{self._pending} signing requests are waiting",
                                   hint="retry later, or raise max_pending")
+            now = time.monotonic()
             group = self._groups.get((key_id, policy_id))
             if group is None:
-                group = self._groups[(key_id, policy_id)] = _Group[S](
-                    time.monotonic() + self._window)
+                group = self._groups[(key_id, policy_id)] = _Group[S](now + self._window, 0.0)
+            group.quiet_until = now + self._quiet
             group.leaves.append(leaf)
             group.futures.append(future)
             self._pending += 1
@@ -147,7 +154,7 @@ class Batcher(Generic[S]):
             while True:
                 now = time.monotonic()
                 for kind, group in self._groups.items():
-                    if (self._closed or group.deadline <= now
+                    if (self._closed or min(group.deadline, group.quiet_until) <= now
                             or len(group.leaves) >= self._max_batch):
                         leaves = group.leaves[:self._max_batch]
                         futures = group.futures[:self._max_batch]
@@ -158,7 +165,8 @@ class Batcher(Generic[S]):
                         return kind, leaves, futures
                 if self._closed:
                     return None
-                timeout = (min(g.deadline for g in self._groups.values()) - now
+                timeout = (min(min(g.deadline, g.quiet_until) for g in self._groups.values())
+                           - now
                            if self._groups else None)
                 self._cond.wait(timeout)
 

@@ -93,7 +93,7 @@ def test_concurrent_submitters_get_valid_proofs_under_one_root_per_batch() -> No
 
 def test_one_key_under_two_policies_is_two_batches() -> None:
     signer = Recorder()
-    with Batcher(signer, window=0.5) as batcher:
+    with Batcher(signer, window=60) as batcher:  # close() cuts them
         a = batcher.submit("ci", "p1", _pae("a"))
         b = batcher.submit("ci", "p2", _pae("b"))
         c = batcher.submit("ci", "p1", _pae("c"))
@@ -104,7 +104,7 @@ def test_one_key_under_two_policies_is_two_batches() -> None:
 
 def test_order_of_arrival_is_the_index() -> None:
     signer = Recorder()
-    with Batcher(signer, window=5, max_batch=10) as batcher:
+    with Batcher(signer, window=60, max_batch=10) as batcher:
         futures = [batcher.submit("ci", "p", _pae(str(i))) for i in range(10)]
         results = [f.result(10) for f in futures]  # max_batch cut it, not the window
     assert [r.membership.index for r in results] == list(range(10))
@@ -128,6 +128,12 @@ def test_max_batch_cuts_batches_in_order() -> None:
     for root in set(roots):
         indices = [r.membership.index for r in results if r.membership.root == root]
         assert indices == sorted(indices)
+
+
+def test_a_lone_request_does_not_wait_out_the_window() -> None:
+    # Nothing else comes within the quiet time: the batch is cut then, not after 600 s.
+    with Batcher(Recorder(), window=600, quiet=0) as batcher:
+        _check(batcher.submit("ci", "p", _pae("lone")).result(60), _pae("lone"))
 
 
 def test_a_single_request_is_a_batch_of_one() -> None:
@@ -162,7 +168,7 @@ def test_a_result_cannot_be_moved_to_a_payload_not_in_its_batch() -> None:
 
 def test_a_cancelled_request_is_not_signed() -> None:
     signer = Recorder()
-    with Batcher(signer, window=0.5) as batcher:
+    with Batcher(signer, window=60) as batcher:  # close() cuts it
         kept = batcher.submit("ci", "p", _pae("kept"))
         dropped = batcher.submit("ci", "p", _pae("dropped"))
         assert dropped.cancel()
@@ -199,7 +205,8 @@ def test_a_full_queue_refuses_instead_of_growing() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"max_batch": 0}, {"max_batch": batch.MAX_BATCH + 1}, {"window": -1.0},
-    {"window": float("nan")}, {"max_pending": 0},
+    {"window": float("nan")}, {"max_pending": 0}, {"quiet": -1.0},
+    {"quiet": float("nan")},
 ])
 def test_bad_settings_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(UsageError):
