@@ -151,6 +151,14 @@ class Batcher(Generic[S]):
                                    list[Future[Signed[S]]]] | None:
         """Wait for a group that is full, past its window, or flushed by close."""
         with self._cond:
+            # The signer is free again: requests that came while it signed get a window
+            # from now, so that those the last batch just answered (and who ask again) join
+            # them; cut at once, they would form a cohort that takes turns with the other at
+            # a serial TPM, each waiting for the other's signature, for good.
+            now = time.monotonic()
+            for group in self._groups.values():
+                group.deadline = max(group.deadline, now + self._window)
+                group.quiet_until = max(group.quiet_until, now + self._quiet)
             while True:
                 now = time.monotonic()
                 for kind, group in self._groups.items():

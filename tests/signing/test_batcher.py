@@ -136,6 +136,23 @@ def test_a_lone_request_does_not_wait_out_the_window() -> None:
         _check(batcher.submit("ci", "p", _pae("lone")).result(60), _pae("lone"))
 
 
+def test_requests_that_waited_during_a_signature_are_joined_by_the_next_ones() -> None:
+    # Cut as soon as the signer is free, B would be a cohort of its own, taking turns at the
+    # TPM with A's requesters for good; it waits a window for them instead.
+    gate = threading.Event()
+    signer = Recorder(gate=gate)
+    with Batcher(signer, window=0.5, quiet=0.5) as batcher:
+        a = batcher.submit("ci", "p", _pae("a"))  # cut after 0.5 s, then held at the gate
+        threading.Event().wait(0.6)
+        b = batcher.submit("ci", "p", _pae("b"))
+        threading.Event().wait(0.6)  # B's own window passes while the TPM is busy
+        gate.set()
+        a.result(10)
+        c = batcher.submit("ci", "p", _pae("c"))  # A's requester asks again
+        assert b.result(10).membership.root == c.result(10).membership.root
+        assert c.result().membership.index == 1
+
+
 def test_a_single_request_is_a_batch_of_one() -> None:
     with Batcher(Recorder(), window=0) as batcher:
         result = batcher.submit("release", "p", _pae("alone")).result(10)
