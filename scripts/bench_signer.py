@@ -82,6 +82,7 @@ class Run:
     seconds: float
     p50_ms: float
     p99_ms: float
+    steady_p99_ms: float
     batches: int
     window: float | None = None
 
@@ -104,8 +105,10 @@ def _pae(n: int) -> bytes:
 
 
 def _closed_loop(requesters: int, seconds: float, one: Callable[[int], None]) -> tuple[
-        list[float], float]:
-    latencies: list[float] = []
+        list[float], float, list[float]]:
+    """Latencies (s), wall time, and the latencies of requests asked after the first second
+    (the start, all requesters asking at once, costs one extra batch to some)."""
+    latencies: list[tuple[float, float]] = []
     lock = threading.Lock()
     # The requesters start together (a CI job fanning out), not as each thread comes up:
     # staggered starts split them into cohorts that then take turns at a serial TPM.
@@ -113,12 +116,12 @@ def _closed_loop(requesters: int, seconds: float, one: Callable[[int], None]) ->
     stop = 0.0
 
     def requester(who: int) -> None:
-        n, mine = who * 10**9, []
+        n, mine = who * 10**9, list[tuple[float, float]]()
         start_line.wait()
         while time.perf_counter() < stop:
             start = time.perf_counter()
             one(n)
-            mine.append(time.perf_counter() - start)
+            mine.append((start, time.perf_counter() - start))
             n += 1
         with lock:
             latencies.extend(mine)
@@ -131,7 +134,9 @@ def _closed_loop(requesters: int, seconds: float, one: Callable[[int], None]) ->
     start_line.wait()
     for t in threads:
         t.join()
-    return latencies, time.perf_counter() - began
+    took = time.perf_counter() - began
+    return ([t for _, t in latencies], took,
+            [t for at, t in latencies if at >= began + 1.0] or [t for _, t in latencies])
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -200,9 +205,10 @@ def _one_tpm(tpm: Any, key: Any, tpm_name: str, delay: float, seconds: float,
         if delay and requesters == CONCURRENCY[-1]:
             continue  # 51 s a round; see the docstring
         say(f"{tpm_name}: unbatched, {requesters} requesters")
-        lat, took = _closed_loop(requesters, seconds, unbatched)
+        lat, took, steady = _closed_loop(requesters, seconds, unbatched)
         runs.append(Run(tpm_name, "unbatched", requesters, len(lat), took,
-                        quantile(lat, 0.5), quantile(lat, 0.99), len(lat)))
+                        quantile(lat, 0.5), quantile(lat, 0.99), quantile(steady, 0.99),
+                        len(lat)))
     for window, requesters in [(w, r) for w in WINDOWS[tpm_name] for r in CONCURRENCY]:
         say(f"{tpm_name}: batched, window {window * 1000:g} ms, {requesters} requesters")
         sampled: list[tuple[int, Signed[bytes]]] = []
@@ -213,13 +219,14 @@ def _one_tpm(tpm: Any, key: Any, tpm_name: str, delay: float, seconds: float,
                 got = batcher.submit("bench", "p", _pae(n)).result(600)
                 if n % 1000 == 0:
                     sampled.append((n, got))
-            lat, took = _closed_loop(requesters, seconds, batched)
+            lat, took, steady = _closed_loop(requesters, seconds, batched)
             signs = batcher.batches_signed
         for n, got in sampled[:20]:  # the figures are for signatures that verify
             public.verify(got.signature, batch.signed_value(_pae(n), got.membership),
                           ec.ECDSA(Prehashed(hashes.SHA256())))
         runs.append(Run(tpm_name, "batched", requesters, len(lat), took,
-                        quantile(lat, 0.5), quantile(lat, 0.99), signs, window))
+                        quantile(lat, 0.5), quantile(lat, 0.99), quantile(steady, 0.99),
+                        signs, window))
     return runs
 
 
@@ -228,11 +235,11 @@ def _figures(runs: list[Run], seconds: float) -> Figures:
     figures.tables.append((
         f"signatures ({seconds:g} s closed loop per line)",
         ("TPM", "way", "window ms", "requesters", "signatures/s", "p50 ms", "p99 ms",
-         "TPM signs", "per sign"),
+         "p99 after 1 s", "TPM signs", "per sign"),
         [(r.tpm, r.way, "-" if r.window is None else f"{r.window * 1000:g}",
           str(r.requesters), f"{r.rate:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
-          str(r.batches), f"{r.done / max(1, r.batches):.1f}")
-         for r in runs], frozenset({2, 3, 4, 5, 6, 7, 8})))
+          f"{r.steady_p99_ms:.1f}", str(r.batches), f"{r.done / max(1, r.batches):.1f}")
+         for r in runs], frozenset({2, 3, 4, 5, 6, 7, 8, 9})))
     for r in runs:
         window = "" if r.window is None else f" (window {r.window * 1000:g} ms)"
         figures.rows.append(Row(f"{r.tpm}, {r.way}{window}, {r.requesters} requesters",
@@ -240,16 +247,19 @@ def _figures(runs: list[Run], seconds: float) -> Figures:
                                 note=f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms"))
     fast = max((r for r in runs if r.tpm == "swtpm" and r.way == "batched"),
                key=lambda r: r.rate)
-    # With the slow TPM: the fastest line within the latency bound, if any is.
+    # With the slow TPM: the fastest line within the latency bound, if any is, else the
+    # fastest.
     slow = max((r for r in runs if r.tpm != "swtpm" and r.way == "batched"),
-               key=lambda r: (r.p99_ms <= TARGET_SLOW_P99_MS, r.rate))
+               key=lambda r: (r.p99_ms <= TARGET_SLOW_P99_MS and r.rate >= TARGET_SLOW,
+                              r.rate))
     figures.targets.append((f"batched >= {TARGET_SWTPM:,.0f} signatures/s on swtpm",
                             f"{fast.rate:,.0f}/s ({fast.requesters} requesters)",
                             "PASS" if fast.rate >= TARGET_SWTPM else "MISS"))
     figures.targets.append((
         f"batched >= {TARGET_SLOW:,.0f}/s with the 200 ms TPM at p99 <= "
         f"{TARGET_SLOW_P99_MS:.0f} ms",
-        f"{slow.rate:,.0f}/s, p99 {slow.p99_ms:.0f} ms ({slow.requesters} requesters, "
+        f"{slow.rate:,.0f}/s, p99 {slow.p99_ms:.0f} ms, after the first second "
+        f"{slow.steady_p99_ms:.0f} ms ({slow.requesters} requesters, "
         f"window {(slow.window or 0) * 1000:g} ms)",
         "PASS" if slow.rate >= TARGET_SLOW and slow.p99_ms <= TARGET_SLOW_P99_MS else "MISS"))
     figures.notes.append(
