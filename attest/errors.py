@@ -218,6 +218,13 @@ class ProofError(AttestError):
     default_reason = Reason.PROOF_INVALID
 
 
+class BatchProofError(ProofError):
+    """A signature's batch membership that does not hold: malformed, or a proof that does
+    not put the signed payload under the batch root the TPM signed (a signature denial)."""
+
+    default_reason = Reason.BATCH_PROOF_INVALID
+
+
 class AuditUnavailable(EnvironmentProblem):
     """The audit log cannot take an entry (store down, log key missing): nothing is accepted."""
 

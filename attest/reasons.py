@@ -57,6 +57,10 @@ class Reason(StrEnum):
     # attest verify-signature: a file given to check is not the signed payload, nor among
     # the signed statement's subjects (the signature itself may be sound).
     PAYLOAD_MISMATCH = "payload_mismatch"
+    # A batched signature (attest.signing.batch): the inclusion proof does not put this
+    # payload's signature input under the signed batch root, or the batch member is
+    # malformed (a root reused for a payload not in its batch ends here).
+    BATCH_PROOF_INVALID = "batch_proof_invalid"
     # Not a verifier denial: an audit proof, tree head or log that does not verify.
     PROOF_INVALID = "proof_invalid"
     INTERNAL_ERROR = "internal_error"

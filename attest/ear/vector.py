@@ -132,6 +132,7 @@ REASON_CLAIMS: Mapping[Reason, tuple[Claim, int]] = MappingProxyType({
     Reason.AUDIT_UNAVAILABLE: (_I, VERIFIER_MALFUNCTION),
     # A signed payload that is not the file shown: the data's source is not this signer.
     Reason.PAYLOAD_MISMATCH: (_D, CONTRAINDICATED_SOURCES),
+    Reason.BATCH_PROOF_INVALID: (_H, CRYPTO_FAILED),
     Reason.PROOF_INVALID: (_I, VERIFIER_MALFUNCTION),
     Reason.INTERNAL_ERROR: (_I, VERIFIER_MALFUNCTION),
 })

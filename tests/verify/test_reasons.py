@@ -34,6 +34,7 @@ CORPUS, LIVE, LINEAGE = ("tests.verify.test_corpus_reasons", "tests.verify.test_
                          "tests.verify.test_lineage")
 ENROLL = "tests.server.test_enroll"
 REPORTS = "tests.server.test_reports"
+BATCH = "tests.signing.test_batch"
 PRODUCED_BY = {
     Reason.MALFORMED_ARTIFACT: (CORPUS, "test_malformed_artifact"),
     Reason.ALG_NOT_ALLOWED: (LIVE, "test_alg_not_allowed"),
@@ -72,6 +73,8 @@ PRODUCED_BY = {
     Reason.HOST_STALE: (REPORTS, "test_no_report_within_the_age_makes_the_host_stale"),
     Reason.LOG_PREFIX_UNKNOWN: (
         LIVE, "test_log_prefix_unknown_a_log_sent_from_a_prefix_never_seen"),
+    Reason.BATCH_PROOF_INVALID: (
+        BATCH, "test_batch_proof_invalid_is_the_reason_of_a_payload_not_in_the_batch"),
     Reason.PROOF_INVALID: (LIVE, "test_proof_invalid_is_the_reason_of_an_audit_proof_that_fails"),
     Reason.INTERNAL_ERROR: (CORPUS, "test_every_exception_inside_is_a_denial"),
     # attest verify-signature: a file that is not what the bundle signed.

@@ -63,6 +63,7 @@ VERIFIER_MODULES = (
     "attest.policy", "attest.evidence.quote", "attest.evidence.ekcert",
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
     "attest.verify.signature", "attest.cli.verify_signature", "attest.signing.bundle",
+    "attest.signing.batch", "attest.signing.batcher",
 )
 
 
