@@ -37,6 +37,7 @@ from attest.reasons import Reason
 from attest.tpm.device import open_tpm
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
+from tests.run.test_agent import ask_to_run_true
 from tests.server.serving import admin_token, served
 
 __all__ = ["ready"]
@@ -576,12 +577,7 @@ def test_a_clients_authorization_uses_the_tpm_only_under_the_same_lock(
         with ours, theirs:
             worker = threading.Thread(target=agent.handle, args=(theirs,), daemon=True)
             worker.start()
-            fd = os.open(shell, os.O_RDONLY)
-            try:
-                wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
-                                 "path": shell, "key": "default"}, fd)
-            finally:
-                os.close(fd)
+            ask_to_run_true(ours, shell)
             answer, sealed = wire.receive(ours)
             worker.join(timeout=WAIT_S)
         if sealed is not None:
