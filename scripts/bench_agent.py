@@ -37,32 +37,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stream import Figures, Row  # type: ignore[import-not-found,unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTEST = [sys.executable, "-m", "attest.cli.main"]
 TARGET_MS = 50.0  # issue 14: `attest run -- /bin/true` overhead through the agent
 HEADLINE = "attest run, regular install (agent)"
-
-
-@dataclass(frozen=True)
-class Row:
-    figure: str
-    measure: str
-    value: float | None
-    unit: str
-    target: str = ""
-    note: str = ""
-
-
-@dataclass
-class Figures:
-    rows: list[Row] = field(default_factory=list)
-    tables: list[tuple[str, tuple[str, ...], list[tuple[str, ...]], frozenset[int]]] = field(
-        default_factory=list)
-    targets: list[tuple[str, str, str]] = field(default_factory=list)  # what, measured, verdict
-    notes: list[str] = field(default_factory=list)
 
 
 def _cli(env: dict[str, str], *args: str) -> str:

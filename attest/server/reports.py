@@ -25,7 +25,6 @@ hosts list: host names and their troubles are the operator's to read).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Path, Request
@@ -161,37 +160,30 @@ def _decide(service: Service, signer: Results, raw: bytes,
     # The signed result, bound to the report and its nonce: what the agent believes.
     out = signer.answer(decision, raw)
     age = service.policy.freshness.report_max_age
+    max_age = age if age is not None else NO_AGE
+    now = int(service.clock())
     if unchanged is not None:
         # Most reports: the host stays trusted, and the acceptance's own transaction
-        # (the verifier's group commit) moved its report time. Nothing else to write.
-        if age is not None and unchanged.reported_at is not None and (
-                int(service.clock()) - unchanged.reported_at > age):
-            # Its challenge was older than the age allows: the report left the host
-            # stale, and the answer says so (the agent believes the answer).
-            unchanged = dataclasses.replace(unchanged, state=hosttrust.STALE)
-        # report_max_age: how long the agent may go without an accepted report.
-        out["host_state"] = {**unchanged.to_json(), "changed": False, "report_max_age": age}
-        if decision.host is not None and unchanged.state == hosttrust.TRUSTED:
-            out["watch"] = service.watch.issue(decision.host)  # its credential for its feed
-        return out
-    now = int(service.clock())
-    if hosttrust.moves(decision) is None:
-        return out  # not the host's own evidence, or no host: moves nothing
-    clock = _quote_clock(raw if parsed is None else parsed)
-    if clock is None:
-        return out  # no quote to read (never after a decision that moves a state)
-    changed = hosttrust.record_report(service.store, service.log, decision, now,
-                                      service.verifier.verifier_id, clock=clock,
-                                      quoted_after=quoted_after)
-    if decision.host is not None and hosttrust.moves(decision) is not None:
-        view = hosttrust.view(service.store, decision.host, now=now,
-                              max_age=age if age is not None else NO_AGE)
-        # report_max_age: how long the agent may go without an accepted report.
-        out["host_state"] = {**view.to_json(), "changed": changed, "report_max_age": age}
-        # The host's credential for its own feed: only while it is trusted (an accepted
-        # report declined as older leaves it untrusted or stale, as the fast path does).
-        if decision.accepted and view.state == hosttrust.TRUSTED:
-            out["watch"] = service.watch.issue(decision.host)
+        # (the verifier's group commit) moved its report time. Nothing else to write;
+        # a report on a challenge older than the age left it stale, and says so.
+        view, changed = hosttrust.as_of(unchanged, now, max_age), False
+    else:
+        host = decision.host
+        if host is None or hosttrust.moves(decision) is None:
+            return out  # not the host's own evidence, or no host: moves nothing
+        clock = _quote_clock(raw if parsed is None else parsed)
+        if clock is None:
+            return out  # no quote to read (never after a decision that moves a state)
+        changed = hosttrust.record_report(service.store, service.log, decision, now,
+                                          service.verifier.verifier_id, clock=clock,
+                                          quoted_after=quoted_after)
+        view = hosttrust.view(service.store, host, now=now, max_age=max_age)
+    # report_max_age: how long the agent may go without an accepted report.
+    out["host_state"] = {**view.to_json(), "changed": changed, "report_max_age": age}
+    # The host's credential for its own feed: only while it is trusted after this report
+    # (an accepted report declined as older, or on a stale challenge, leaves it not).
+    if decision.accepted and view.state == hosttrust.TRUSTED:
+        out["watch"] = service.watch.issue(view.host)
     return out
 
 

@@ -18,7 +18,7 @@ that makes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from attest.audit.entry import Entry, EntryKind, Outcome
@@ -97,10 +97,17 @@ def _view(host: str, row: Any, now: int, max_age: int) -> TrustView:
         # Untrusted stays untrusted however old: only an accepted report clears it.
         return TrustView(host, UNTRUSTED, reasons, row.changed_at, row.reported_at,
                          row.audit_index)
-    state = TRUSTED
-    if row.reported_at is None or now - row.reported_at > max_age:
-        state = STALE
-    return TrustView(host, state, (), row.changed_at, row.reported_at, row.audit_index)
+    return as_of(TrustView(host, TRUSTED, (), row.changed_at, row.reported_at,
+                           row.audit_index), now, max_age)
+
+
+def as_of(view: TrustView, now: int, max_age: int) -> TrustView:
+    """``view`` at ``now``: a trusted host whose last accepted report is older than
+    ``max_age`` seconds (or that has none) is stale."""
+    if view.state == TRUSTED and (view.reported_at is None
+                                  or now - view.reported_at > max_age):
+        return replace(view, state=STALE)
+    return view
 
 
 def moves(decision: Decision) -> str | None:

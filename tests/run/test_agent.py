@@ -61,6 +61,17 @@ def _verifier_key(home: Path, tmp_path: Path) -> Path:
     return pem
 
 
+def ask_to_run_true(sock: socket.socket, shell: str) -> None:
+    """Send the agent a request to authorize `sh -c true`, with the executable's descriptor
+    (``shell``: the path it was opened at)."""
+    fd = os.open(shell, os.O_RDONLY)
+    try:
+        wire.send(sock, {"op": "authorize", "argv": ["sh", "-c", "true"],
+                         "path": shell, "key": "default"}, fd)
+    finally:
+        os.close(fd)
+
+
 def _raw(sock_path: Path, data: bytes) -> dict[str, object]:
     """What the agent answers to ``data`` sent as is."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:

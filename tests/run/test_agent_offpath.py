@@ -25,6 +25,7 @@ from attest.host.run import Remote, run_remote
 from attest.host.runtime.executable import seal_executable
 from tests.conftest import Host
 from tests.run.conftest import ready
+from tests.run.test_agent import ask_to_run_true
 from tests.server.serving import served
 
 __all__ = ["ready"]
@@ -176,12 +177,7 @@ def _handled(agent: Any) -> object:
     shell = os.path.realpath(shutil.which("sh") or "/bin/sh")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with ours, theirs:
-        fd = os.open(shell, os.O_RDONLY)
-        try:
-            wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
-                             "path": shell, "key": "default"}, fd)
-        finally:
-            os.close(fd)
+        ask_to_run_true(ours, shell)
         agent.handle(theirs)  # answers, then does what waited for the answer
         answer, out = wire.receive(ours)
     if out is not None:

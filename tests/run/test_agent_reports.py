@@ -34,11 +34,11 @@ from attest.host.agent.reporting import AgentTrust, HostState, Reporter, parse_i
 from attest.host.agent.turns import TurnLock
 from attest.host.run import Remote
 from attest.reasons import Reason
-from attest.store import default_url
 from attest.tpm.device import open_tpm
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
-from tests.server.serving import served
+from tests.run.test_agent import ask_to_run_true
+from tests.server.serving import admin_token, served
 
 __all__ = ["ready"]
 
@@ -274,15 +274,6 @@ def _verifier_key(home: Path, tmp_path: Path) -> Path:
     return pem
 
 
-def _admin_token(home: Path) -> str:
-    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create", "--name",
-                                    "ops", "--store", default_url(home), "--json"],
-                              catch_exceptions=False)
-    assert made.exit_code == 0, made.output
-    token: str = json.loads(made.output)["token"]
-    return token
-
-
 def _host_state(base: str, token: str) -> dict[str, Any]:
     request = urllib.request.Request(f"{base}/v1/hosts/{HOST_ID}",  # noqa: S310 - loopback
                                      headers={"Authorization": f"Bearer {token}"})
@@ -368,7 +359,7 @@ def test_the_agents_reports_keep_the_host_trusted_until_it_measures_the_unexpect
     never = tmp_path / "must-not-exist"
     with served(policy, home) as base:
         pem = _verifier_key(home, tmp_path)
-        token = _admin_token(home)
+        token = admin_token(home)
         with reporting_agent(host, base, pem) as (said, _agent):
             said.wait(r"report accepted, host trusted")
             seen = _host_state(base, token)
@@ -586,12 +577,7 @@ def test_a_clients_authorization_uses_the_tpm_only_under_the_same_lock(
         with ours, theirs:
             worker = threading.Thread(target=agent.handle, args=(theirs,), daemon=True)
             worker.start()
-            fd = os.open(shell, os.O_RDONLY)
-            try:
-                wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
-                                 "path": shell, "key": "default"}, fd)
-            finally:
-                os.close(fd)
+            ask_to_run_true(ours, shell)
             answer, sealed = wire.receive(ours)
             worker.join(timeout=WAIT_S)
         if sealed is not None:

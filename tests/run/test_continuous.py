@@ -26,13 +26,12 @@ from tests.run.test_agent_reports import (
     HOST_ID,
     WAIT_S,
     Said,
-    _admin_token,
     _policy,
     _verifier_key,
     reporting_agent,
 )
 from tests.run.test_supervised import _stop_entries
-from tests.server.serving import served
+from tests.server.serving import admin_token, served
 
 __all__ = ["ready"]
 
@@ -109,7 +108,7 @@ def deployed(ready: tuple[Host, Path], tmp_path: Path, *agent_args: str
     with ExitStack() as verifier:
         base = verifier.enter_context(served(policy, home))
         pem = _verifier_key(home, tmp_path)
-        token = _admin_token(home)
+        token = admin_token(home)
         with reporting_agent(host, base, pem, "--interval", "500ms",
                              "--max-silence", "3s", *agent_args) as (
                 said, agent):

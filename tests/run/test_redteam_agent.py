@@ -26,7 +26,7 @@ from attest.host.run import Remote
 from attest.tpm.device import open_tpm
 from tests.conftest import Host
 from tests.run.conftest import attest_cli, ready
-from tests.run.test_agent import _verifier_key, running_agent
+from tests.run.test_agent import _verifier_key, ask_to_run_true, running_agent
 from tests.run.test_agent_reports import WAIT_S, _policy
 from tests.server.serving import served
 
@@ -127,12 +127,7 @@ def test_a_client_whose_executable_reads_slowly_does_not_keep_reports_from_the_t
             client = threading.Thread(target=agent.handle, args=(theirs,), daemon=True)
             client.start()
             try:
-                fd = os.open(shell, os.O_RDONLY)
-                try:
-                    wire.send(ours, {"op": "authorize", "argv": ["sh", "-c", "true"],
-                                     "path": shell, "key": "default"}, fd)
-                finally:
-                    os.close(fd)
+                ask_to_run_true(ours, shell)
                 assert sealing.wait(timeout=WAIT_S), "the agent never sealed"
                 report = threading.Thread(target=reporter.report_once, daemon=True)
                 report.start()

@@ -18,14 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from click.testing import CliRunner
 
-from attest.cli.main import cli
 from attest.errors import UsageError
 from attest.host.agent.watch import MAX_LINE, Credential, CredentialSlot, Watcher, cuts
 from attest.policy import NonceMode, Rule
-from attest.store import default_url
-from tests.server.serving import policy_file, served
+from tests.server.serving import admin_token, policy_file, served
 from tests.verify.conftest import rig
 from tests.verify.rig import HOST_ID, Rig
 
@@ -107,10 +104,7 @@ class Verifier:
 def verifier(rig: Rig) -> Iterator[Verifier]:
     home = rig.tmp / "verifier"
     home.mkdir()
-    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create",
-                                    "--name", "ops", "--store", default_url(home), "--json"],
-                              catch_exceptions=False)
-    token = json.loads(made.output)["token"]
+    token = admin_token(home)
     policy = policy_file(rig, nonce=NonceMode.REQUIRED, report_max_age=60, rules=RULES)
     with served(policy, home) as base:
         yield Verifier(base, token, rig)

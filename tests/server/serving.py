@@ -38,6 +38,17 @@ from tests.verify.rig import Rig
 SERVING = re.compile(r"on (https?)://127\.0\.0\.1:(\d+)/v1")
 
 
+def admin_token(home: Path) -> str:
+    """An administrator's token made with `attest admin token create` in the store of the
+    verifier at ``home``, for a service started there."""
+    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create", "--name",
+                                    "ops", "--store", default_url(home), "--json"],
+                              catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    token: str = json.loads(made.output)["token"]
+    return token
+
+
 def policy_file(rig: Rig, **options: Any) -> Path:
     """The rig's policy (``options`` as Rig.policy takes them) as the file `attest serve
     --policy` names."""

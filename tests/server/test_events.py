@@ -10,18 +10,16 @@ import urllib.request
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from attest.cli.main import cli
 from attest.policy import NonceMode
 from attest.server.app import create_app
-from attest.store import Store, default_url
+from attest.store import Store
 from attest.store import events as stored
 from attest.store.records import RevocationKind
 from attest.store.revocations import record
 from tests.server.conftest import Service
-from tests.server.serving import policy_file, served
+from tests.server.serving import admin_token, policy_file, served
 from tests.server.test_admin import _auth, _token, _unauthorized
 from tests.verify.rig import Rig
 
@@ -153,10 +151,7 @@ def test_attest_serve_stops_on_sigterm_with_a_stream_open(rig: Rig) -> None:
     client sees the stream cut, to reconnect with its cursor."""
     home = rig.tmp / "verifier"
     home.mkdir()
-    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create",
-                                    "--name", "ops", "--store", default_url(home), "--json"],
-                              catch_exceptions=False)
-    token = json.loads(made.output)["token"]
+    token = admin_token(home)
     with served(policy_file(rig, nonce=NonceMode.REQUIRED), home) as base:
         stream = urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - loopback
             f"{base}/v1/events?timeout=300", headers=_auth(token)), timeout=60)

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from attest.cli.main import cli
 from attest.errors import UsageError
 from attest.policy import NonceMode
 from attest.server import webhooks
@@ -29,7 +27,7 @@ from attest.server.app import create_app
 from attest.store import Store, default_url
 from attest.store.events import record_event
 from tests.server.conftest import Service
-from tests.server.serving import challenge, policy_file, served, verify
+from tests.server.serving import admin_token, challenge, policy_file, served, verify
 from tests.server.test_admin import _auth, _token
 from tests.verify.rig import Rig
 
@@ -210,10 +208,7 @@ def test_attest_serve_streams_and_posts_a_revocation_as_it_happens(
     after it opened, and the webhook configured by ATTEST_SERVE_WEBHOOKS gets it too."""
     home = rig.tmp / "verifier"
     home.mkdir()
-    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create",
-                                    "--name", "ops", "--store", default_url(home), "--json"],
-                              catch_exceptions=False)
-    token = json.loads(made.output)["token"]
+    token = admin_token(home)
     with _receiving([200]) as receiver:
         hooks = tmp_path / "webhooks.json"
         hooks.write_text(json.dumps([{"name": "ops", "url": receiver.url, "secret": SECRET}]))
