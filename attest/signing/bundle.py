@@ -15,11 +15,12 @@ base64, bounded sizes)::
      "runtime_log": CEL bytes, "boot_log": TCG log bytes | null,
      "approval": the authority's approval the key signed under (PolicyAuthorize keys) | null}
 
-What the TPM signed (:func:`signed_digest`): SHA-256(PAE) for an unbatched bundle; the
-Merkle root of the batch's PAE digests for a batched one. What the quote's
-qualifyingData holds (:func:`quote_binding`): SHA-256 of a label, that signed digest, the
-time, the EK ids, the logs, the approval and the key's name, so a quote vouches for one
-signature by one key at one time, with these logs.
+What the TPM signed: SHA-256(PAE) for an unbatched bundle; for a batched one, the batch
+value over the Merkle root of the batch's PAE digests (attest.signing.batch). What the
+quote's qualifyingData holds (:func:`quote_binding`): SHA-256 of a label, that signed
+digest, the time, the EK ids, the logs, the approval and the key's name, so a quote
+vouches for one signature (of one payload, or of one batch) by one key at one time, with
+these logs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
 from attest import strictjson
+from attest.signing.batch import Membership
 from attest.signing.dsse import (
     Envelope,
     b64,
@@ -46,8 +53,6 @@ MAX_BUNDLE_BYTES = 16 << 20
 MAX_PAYLOAD_BYTES = 4 << 20  # a larger payload is signed as a statement naming its digest
 MAX_LOG_BYTES = 8 << 20
 MAX_TPM_BLOB = 2048  # TPMS_ATTEST with 24 PCRs selected, TPM2B_PUBLIC: well under
-MAX_BATCH_SIZE = 1 << 20
-MAX_PROOF_LENGTH = 64
 MAX_EKS = 8
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -58,37 +63,9 @@ MAX_TIME = 1 << 40
 
 
 @dataclass(frozen=True)
-class Batch:
-    """Where a batched signature's PAE digest sits in the tree whose root the TPM signed
-    (RFC 9162 inclusion proof; attest.signing.batch makes and checks them)."""
-
-    root: bytes
-    index: int
-    size: int
-    proof: tuple[bytes, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"root": self.root.hex(), "index": self.index, "size": self.size,
-                "proof": [p.hex() for p in self.proof]}
-
-    @classmethod
-    def from_json(cls, data: Any) -> Batch:
-        obj = exact_object(data, "batch", {"root", "index", "size", "proof"})
-        size, index = obj["size"], obj["index"]
-        if (type(size) is not int or type(index) is not int
-                or not 0 <= index < size <= MAX_BATCH_SIZE):
-            raise malformed("batch: index and size are not 0 <= index < size <= 2^20")
-        proof = obj["proof"]
-        if not isinstance(proof, list) or len(proof) > MAX_PROOF_LENGTH:
-            raise malformed("batch.proof is not a list of at most 64 hashes")
-        return cls(_sha256_hex(obj["root"], "batch.root"), index, size,
-                   tuple(_sha256_hex(p, "batch.proof[]") for p in proof))
-
-
-@dataclass(frozen=True)
 class Bundle:
     envelope: Envelope
-    batch: Batch | None
+    batch: Membership | None  # attest.signing.batch: where its PAE sits in a signed batch
     time: int
     key_public: bytes  # TPM2B_PUBLIC of the signing key
     certify: bytes  # TPMS_ATTEST of the key's TPM2_Certify by the AK
@@ -142,7 +119,8 @@ class Bundle:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
-        """Parse a bundle; raises EvidenceError(malformed_artifact) on anything else."""
+        """Parse a bundle; raises EvidenceError(malformed_artifact) on anything else, and
+        BatchProofError (batch_proof_invalid) for a batch member that is not one."""
         if len(data) > MAX_BUNDLE_BYTES:
             raise malformed(f"a bundle is at most {MAX_BUNDLE_BYTES} bytes")
         try:
@@ -156,7 +134,9 @@ class Bundle:
         if top["type"] != BUNDLE_TYPE:
             raise malformed(f"the bundle's type is not {BUNDLE_TYPE!r}")
         envelope = Envelope.from_json(top["envelope"], max_payload=MAX_PAYLOAD_BYTES)
-        batch = None if top["batch"] is None else Batch.from_json(top["batch"])
+        # attest.signing.batch's own strict reading (bounds, hex, exact proof length):
+        # a batch member that is not one raises BatchProofError (batch_proof_invalid).
+        batch = None if top["batch"] is None else Membership.from_json(top["batch"])
         when = top["time"]
         if type(when) is not int or not 0 <= when < MAX_TIME:
             raise malformed("time is not Unix seconds")
@@ -202,10 +182,16 @@ class Bundle:
                                                           MAX_APPROVAL_BYTES))
 
 
-def _sha256_hex(value: Any, what: str) -> bytes:
-    if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise malformed(f"{what} is not a SHA-256 digest in lowercase hex")
-    return bytes.fromhex(value)
+# The order n of P-256's base point (SEC 2, secp256r1): (r, s) and (r, n - s) are both
+# valid ECDSA signatures of one digest. Bundles carry the low-S one only, so a bundle's
+# signature has one form and nobody can make a second valid bundle from a first.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def low_s(der: bytes) -> bytes:
+    """The DER ECDSA P-256 signature ``der`` in its low-S form (s <= n/2)."""
+    r, s = decode_dss_signature(der)
+    return encode_dss_signature(r, P256_ORDER - s if s > P256_ORDER // 2 else s)
 
 
 def pae_digest(pae: bytes) -> bytes:
@@ -219,8 +205,8 @@ def quote_binding(signed: bytes, time: int, key_name: bytes, eks: Sequence[str],
     """The quote's qualifyingData: SHA-256 over QUOTE_LABEL, ``signed`` (32 bytes), the
     time (8 bytes, big-endian), then SHA-256 of each of: the EK ids (each followed by a
     NUL), the runtime log, the boot log, the approval (each empty when none), and last
-    the signing key's TPM name. ``signed``: :func:`pae_digest` unbatched, the batch root
-    batched.
+    the signing key's TPM name. ``signed``: what the key signed, :func:`pae_digest`
+    unbatched, the batch value (attest.signing.batch.batch_value) batched.
 
     Everything the quote does not otherwise sign is bound here, so that no field of a
     bundle goes unchecked: the logs' encodings (a replay checks their digests, not every

@@ -6,16 +6,18 @@ No TSS, no store, no clock: the AK must be one of the policy's ``trusted_aks``
 certification and quote checks, attest.verify.appraisal's log view), applied to what a
 bundle binds. Checks, each yielding its denials (one idiom with attest.verify.appraisal):
 
-1. The bundle parses strictly: malformed_artifact. Batched bundles: not yet (denied).
+1. The bundle parses strictly: malformed_artifact; a batched bundle's inclusion proof
+   puts SHA-256(PAE) under the batch root: batch_proof_invalid.
 2. The AK is trusted by the policy and a restricted TPM key: ak_unknown,
    key_attributes_invalid.
 3. The signing key is certified by that AK with the policy's authPolicy:
    key_not_certified, certify_signature_invalid, key_attributes_invalid,
    key_policy_mismatch. With key_policy kind authorize, the bundle's approval
    (attest.verify.approvals, the artifacts' check): key_policy_mismatch.
-4. The DSSE signature (DER ECDSA over the PAE) verifies with the certified key, whose
-   name is the envelope's keyid: invalid_signature, key_not_certified.
-5. The quote: AK signature, qualifyingData == quote_binding(SHA-256(PAE), time, EK ids,
+4. The DSSE signature (DER ECDSA over the PAE; batched, over the batch value) verifies
+   with the certified key, whose name is the envelope's keyid: invalid_signature,
+   key_not_certified.
+5. The quote: AK signature, qualifyingData == quote_binding(what the key signed, time, EK ids,
    logs, key name), the policy's PCRs, pcrDigest over the bundle's PCR values:
    quote_malformed, quote_signature_invalid, binding_mismatch, pcr_*.
 6. The logs replay to the quoted PCRs and hold only what the reference values allow:
@@ -36,20 +38,22 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
     decode_dss_signature,
     encode_dss_signature,
 )
 
 from attest.artifact.model import CERTIFICATION_LABEL, Evidence
 from attest.decision import Decision, Denial
-from attest.errors import AttestError, EvidenceError
+from attest.errors import AttestError, BatchProofError, EvidenceError
 from attest.evidence.ak import check_ak
 from attest.evidence.certify import CertifiedKey, verify_certification
 from attest.evidence.quote import QuoteFacts, verify_quote
 from attest.evidence.structures import Public, parse_public_tpm2b
 from attest.policy.model import EnrollmentMode, VerifierPolicy
 from attest.reasons import Reason
-from attest.signing.bundle import Bundle, pae_digest, quote_binding
+from attest.signing import batch
+from attest.signing.bundle import P256_ORDER, Bundle, pae_digest, quote_binding
 from attest.signing.statement import PAYLOAD_TYPE as STATEMENT_PAYLOAD_TYPE
 from attest.signing.statement import Statement
 from attest.verify.appraisal import log_denial, view_logs
@@ -102,7 +106,7 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
             files: Sequence[ShownFile]) -> Check[dict[str, Any] | None]:
     try:
         bundle = Bundle.from_bytes(data)
-    except EvidenceError as exc:
+    except (EvidenceError, BatchProofError) as exc:
         yield _denial(exc)
         return None
     statement: Statement | None = None
@@ -112,10 +116,13 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
         except EvidenceError as exc:
             yield _denial(exc)
             return None
-    if bundle.batch is not None:
-        # Fail closed until attest.signing.batch's inclusion check is wired in here.
-        yield Denial(Reason.MALFORMED_ARTIFACT,
-                     "batched bundles are not verified by this version of attest")
+    try:
+        # What the key signed: SHA-256(PAE) alone, or the batch value once the inclusion
+        # proof has put this PAE under the batch's root (signed_value checks it first).
+        signed = (pae_digest(bundle.pae) if bundle.batch is None
+                  else batch.signed_value(bundle.pae, bundle.batch))
+    except BatchProofError as exc:
+        yield _denial(exc)
         return None
     trusted = yield from _ak(bundle, policy)
     if trusted is None:
@@ -123,10 +130,10 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
     host, ak, signer = trusted
     certified = yield from _certification(bundle, policy, ak, signer)
     if certified is not None:
-        yield from _signature(bundle, certified)
+        yield from _signature(bundle, certified, signed)
     key_name = (certified.name if certified is not None
                 else _key_name(bundle.key_public))
-    quote = yield from _quote(bundle, policy, ak, signer, key_name)
+    quote = yield from _quote(bundle, policy, ak, signer, key_name, signed)
     if certified is not None:  # an approval means something only for the policy's key
         # The artifacts' check, on the bundle's approval: the authority's, approving the
         # quoted sealed PCRs, unexpired now, not retired. (Offline: no store, so no
@@ -221,7 +228,7 @@ def _certification(bundle: Bundle, policy: VerifierPolicy, ak: Public,
         return None
 
 
-def _signature(bundle: Bundle, certified: CertifiedKey) -> Check[None]:
+def _signature(bundle: Bundle, certified: CertifiedKey, signed: bytes) -> Check[None]:
     if bundle.keyid != certified.name.hex():
         yield Denial(Reason.KEY_NOT_CERTIFIED,
                      "the envelope's keyid is not the certified key's name")
@@ -235,21 +242,27 @@ def _signature(bundle: Bundle, certified: CertifiedKey) -> Check[None]:
         r, s = decode_dss_signature(bundle.signature)
         if encode_dss_signature(r, s) != bundle.signature:
             raise ValueError("not DER")
-        key.verify(bundle.signature, bundle.pae, ec.ECDSA(hashes.SHA256()))
+        if s > P256_ORDER // 2:  # the other form of a valid signature: one form only
+            raise ValueError("high S")
+        # ``signed`` is SHA-256(PAE) (unbatched: the standard ECDSA-with-SHA-256 over the
+        # PAE) or the batch value, a digest the TPM signed as given.
+        key.verify(bundle.signature, signed, ec.ECDSA(Prehashed(hashes.SHA256())))
     except (InvalidSignature, ValueError):
         yield Denial(Reason.INVALID_SIGNATURE,
                      "the DSSE signature does not verify over the envelope's PAE with the "
-                     "certified key")
+                     "certified key" if bundle.batch is None else
+                     "the batch signature does not verify over the batch's root and size "
+                     "with the certified key")
 
 
 def _quote(bundle: Bundle, policy: VerifierPolicy, ak: Public, signer: bytes,
-           key_name: bytes) -> Check[QuoteFacts | None]:
+           key_name: bytes, signed: bytes) -> Check[QuoteFacts | None]:
     bank = policy.pcrs.bank
     if bundle.bank != bank:
         yield Denial(Reason.POLICY_MISMATCH,
                      f"the bundle quotes {bundle.bank} PCRs; the policy {bank}")
         return None
-    bound = quote_binding(pae_digest(bundle.pae), bundle.time, key_name, bundle.eks,
+    bound = quote_binding(signed, bundle.time, key_name, bundle.eks,
                           bundle.runtime_log, bundle.boot_log, bundle.approval)
     try:
         quote = verify_quote(

@@ -306,13 +306,13 @@ def test_pcr_values_outside_the_quote_are_denied(rig: Rig) -> None:
     assert "pcr_digest_mismatch" in _reasons(_verify(_edit(raw, add), rig.policy()))
 
 
-def test_a_batched_bundle_is_not_accepted_by_this_version(rig: Rig) -> None:
+def test_a_single_signature_claiming_a_batch_it_is_not_in_is_denied(rig: Rig) -> None:
     raw = _sign(rig, str(_file(rig, "a", b"a")))
 
     def batch(data: Json) -> None:
         data["batch"] = {"root": "11" * 32, "index": 0, "size": 1, "proof": []}
 
-    assert _reasons(_verify(_edit(raw, batch), rig.policy())) == {"malformed_artifact"}
+    assert _reasons(_verify(_edit(raw, batch), rig.policy())) == {"batch_proof_invalid"}
 
 
 def test_a_statement_payload_that_is_no_statement_is_denied(rig: Rig) -> None:
@@ -361,3 +361,23 @@ def test_concurrent_signers_on_one_host_all_succeed(rig: Rig) -> None:
     policy = rig.policy()
     for f in files:
         assert _verify(Path(f"{f}.bundle").read_bytes(), policy, f).accepted
+
+
+def test_the_other_form_of_a_valid_signature_is_denied(rig: Rig) -> None:
+    """(r, n - s) verifies as ECDSA too: bundles carry the low-S form only, so nobody
+    makes a second valid bundle out of a first (a flip of s that still verifies)."""
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    from attest.signing.bundle import P256_ORDER
+
+    raw = _sign(rig, str(_file(rig, "a", b"a")))
+    r, s = decode_dss_signature(Bundle.from_bytes(raw).signature)
+    assert s <= P256_ORDER // 2  # made low-S at signing, whatever the TPM returned
+
+    def high(data: Json) -> None:
+        data["envelope"]["signatures"][0]["sig"] = _b64(encode_dss_signature(r, P256_ORDER - s))
+
+    assert _reasons(_verify(_edit(raw, high), rig.policy())) == {"invalid_signature"}

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from attest.errors import EvidenceError
+from attest.errors import BatchProofError, EvidenceError
 from attest.reasons import Reason
-from attest.signing.bundle import Batch, Bundle, quote_binding
+from attest.signing.batch import Membership
+from attest.signing.bundle import Bundle, quote_binding
 from attest.signing.dsse import Envelope, Signature, pae, unb64
 from attest.signing.statement import Statement, Subject
 
@@ -101,7 +102,7 @@ def test_a_bundle_round_trips() -> None:
     batched = Bundle.from_bytes(json.dumps(dict(
         json.loads(made.to_bytes()),
         batch={"root": "11" * 32, "index": 1, "size": 2, "proof": ["22" * 32]})).encode())
-    assert batched.batch == Batch(b"\x11" * 32, 1, 2, (b"\x22" * 32,))
+    assert batched.batch == Membership(1, 2, b"\x11" * 32, (b"\x22" * 32,))
 
 
 @pytest.mark.parametrize(("path", "value"), [
@@ -113,9 +114,6 @@ def test_a_bundle_round_trips() -> None:
     (("quote", "pcrs"), {"1": "AA" * 32}),
     (("ak", "qualified_name"), "0"),
     (("ek",), ["ab"]), (("ek",), ["ab" * 32] * 9),
-    (("batch",), {"root": "11" * 32, "index": 2, "size": 2, "proof": []}),
-    (("batch",), {"root": "11" * 32, "index": 0, "size": 1, "proof": ["22" * 32] * 65}),
-    (("batch",), {"root": "11" * 32, "index": 0, "size": 1}),
     (("key", "extra"), "AA=="),
     (("boot_log",), 0),
 ])
@@ -128,6 +126,25 @@ def test_bundles_are_parsed_strictly(path: tuple[str, ...], value: Any) -> None:
     with pytest.raises(EvidenceError) as caught:
         Bundle.from_bytes(json.dumps(data).encode())
     assert caught.value.reason is Reason.MALFORMED_ARTIFACT
+
+
+@pytest.mark.parametrize("member", [
+    {"root": "11" * 32, "index": 2, "size": 2, "proof": []},
+    {"root": "11" * 32, "index": 0, "size": 1, "proof": ["22" * 32]},  # 1 of 1: no hash
+    {"root": "11" * 32, "index": 0, "size": 2, "proof": []},  # 0 of 2: exactly one
+    {"root": "11" * 32, "index": 0, "size": 1, "proof": ["22" * 32] * 65},
+    {"root": "11" * 32, "index": 0, "size": 1},
+    {"root": "11" * 32, "index": 0, "size": 1 << 17, "proof": ["22" * 32] * 17},
+    {"root": "11" * 32, "index": True, "size": 2, "proof": ["22" * 32]},
+    {"root": "AA" * 32, "index": 0, "size": 1, "proof": []},
+    [],
+])
+def test_batch_members_are_parsed_strictly(member: Any) -> None:
+    data = json.loads(_bundle().to_bytes())
+    data["batch"] = member
+    with pytest.raises(BatchProofError) as caught:
+        Bundle.from_bytes(json.dumps(data).encode())
+    assert caught.value.reason is Reason.BATCH_PROOF_INVALID
 
 
 def test_a_bundle_is_one_json_object_of_bounded_size() -> None:
