@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import random
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +26,7 @@ from attest.signing import batch
 from attest.signing.bundle import Bundle
 from attest.signing.dsse import pae
 from attest.signing.statement import PAYLOAD_TYPE, Statement, Subject
+from attest.tpm import keys as signing
 from attest.verify.signature import ShownFile, verify_bundle
 from tests.verify.rig import Rig
 
@@ -245,3 +248,38 @@ def test_no_flipped_byte_of_a_batched_bundle_is_accepted(rig: Rig, bundles: list
     assert wrong == [], "\n".join(wrong[:20])
     assert tried >= len(raw) // 7
     assert _verify(raw, policy).accepted
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+def test_openssl_verifies_a_batch_signature_over_its_batch_value(
+        rig: Rig, bundles: list[bytes]) -> None:
+    """A batched bundle's signature is ECDSA over batch_value, a digest: openssl checks it
+    as one (pkeyutl, no hashing), once the proof is checked (attest.signing.batch)."""
+    bundle = Bundle.from_bytes(bundles[4])
+    assert bundle.batch is not None
+    (rig.tmp / "value").write_bytes(batch.signed_value(bundle.pae, bundle.batch))
+    (rig.tmp / "sig.der").write_bytes(bundle.signature)
+    (rig.tmp / "key.pem").write_bytes(signing.load_key(rig.home, rig.key).public_pem())
+    done = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
+                           str(rig.tmp / "key.pem"), "-in", str(rig.tmp / "value"),
+                           "-sigfile", str(rig.tmp / "sig.der")],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0 and "Signature Verified Successfully" in done.stdout, \
+        done.stdout + done.stderr
+
+
+def test_a_dsse_library_refuses_a_batched_envelope_as_a_bare_signature(
+        rig: Rig, bundles: list[bytes]) -> None:
+    """The domain separation at work: the batch signature is no DSSE signature of the
+    envelope, so a DSSE library given only the envelope refuses it (it needs the proof)."""
+    dsse = pytest.importorskip("securesystemslib.dsse")
+    signer = pytest.importorskip("securesystemslib.signer")
+    errors = pytest.importorskip("securesystemslib.exceptions")
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    envelope = dsse.Envelope.from_dict(json.loads(bundles[0])["envelope"])
+    key = signer.SSlibKey.from_crypto(
+        load_pem_public_key(signing.load_key(rig.home, rig.key).public_pem()),
+        keyid=Bundle.from_bytes(bundles[0]).keyid, scheme="ecdsa-sha2-nistp256")
+    with pytest.raises(errors.VerificationError):
+        envelope.verify([key], 1)
