@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -27,7 +28,20 @@ _CHUNK = 1 << 20
 def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
                      as_json: bool) -> None:
     """Verify BUNDLE (from attest sign) and that each FILE is what it signed: exit 0
-    accepted, 1 denied with reason codes (docs/reasons.md)."""
+    accepted, 1 denied with reason codes (docs/reasons.md).
+
+    Offline and without the TSS: the policy's trusted_aks (enrollment: policy) say
+    which hosts may sign, its sealed PCRs and reference values in what state. Checked:
+    the DSSE signature (or its batch proof and batch signature), the key's
+    certification by the AK, the quote bound to this signature, the logs against the
+    reference values, the time, and each FILE against the payload or the statement's
+    subjects.
+
+    \b
+    Examples:
+      attest verify-signature app.tar.bundle app.tar --policy signers.yaml
+      attest verify-signature release.bundle dist/*.whl --policy signers.yaml --json
+    """
     from attest.cli.verifier import decision_json
     from attest.policy import load_policy
     from attest.signing.bundle import MAX_BUNDLE_BYTES
@@ -42,9 +56,12 @@ def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
         echo_json(decision_json(decision))
     elif decision.accepted:
         facts = decision.facts
+        when = datetime.fromtimestamp(facts["time"], UTC).isoformat(timespec="seconds")
+        batched = ("" if facts["batch"] is None else
+                   f", batched ({facts['batch']['index'] + 1} of {facts['batch']['size']})")
         click.echo(f"accepted: signed by key {facts['key'][:16]}… of host "
-                   f"{visible(decision.host)} at {facts['time']} "
-                   f"({visible(facts['payload_type'])}); {len(shown)} file(s) match")
+                   f"{visible(decision.host)} at {when} (the host's clock{batched}; "
+                   f"{visible(facts['payload_type'])}); {len(shown)} file(s) match")
     if not decision.accepted:
         click.echo(f"denied: {', '.join(decision.reasons)}", err=True)
         for denial in decision.denials:

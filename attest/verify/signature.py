@@ -159,6 +159,9 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
         "subjects": None if statement is None else [
             {"name": s.name, "sha256": s.sha256} for s in statement.subjects],
         "time": bundle.time,
+        "batch": None if bundle.batch is None else {
+            "index": bundle.batch.index, "size": bundle.batch.size,
+            "root": bundle.batch.root.hex()},
         "pcrs": {bank: {str(i): v.hex() for i, v in sorted(values.items())}
                  for bank, values in quote.pcrs.items()},
         "clock": quote.clock_info.clock,
