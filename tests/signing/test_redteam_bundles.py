@@ -1,0 +1,83 @@
+"""Red team of the signature bundle verifier: each test is one attack, as a thief holding
+other people's bundles or as the signing host's own user (any TPM command on its swtpm,
+any byte of its home). Attacks that found a hole name it in their docstring; the others
+are kept so that the hole they probe stays shut."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attest import strictjson
+from attest.errors import EvidenceError
+from attest.reasons import Reason
+from attest.signing.batch import Membership
+from attest.signing.bundle import Bundle
+from attest.signing.dsse import Envelope, Signature
+from attest.verify.signature import ShownFile
+from tests.verify.rig import Rig
+
+Json = dict[str, Any]
+
+
+def _sign(rig: Rig, *args: str) -> bytes:
+    out = rig.tmp / f"bundle-{len(list(rig.tmp.glob('bundle-*')))}.json"
+    rig.host.ok("sign", *args, "--out", str(out))
+    return out.read_bytes()
+
+
+def _file(rig: Rig, name: str, data: bytes) -> Path:
+    path = rig.tmp / name
+    path.write_bytes(data)
+    return path
+
+
+def _shown(*paths: Path) -> list[ShownFile]:
+    return [ShownFile(str(p), hashlib.sha256(p.read_bytes()).digest()) for p in paths]
+
+
+def _largest_bundle() -> Bundle:
+    """A bundle with every list and map at its bound: 24 PCRs, 8 EK ids, a 16-hash proof."""
+    return Bundle(
+        envelope=Envelope("application/vnd.in-toto+json", b"{}", (Signature("0b", b"0"),)),
+        batch=Membership(0, 1 << 16, b"\x11" * 32, (b"\x22" * 32,) * 16),
+        time=1, key_public=b"k", certify=b"c", certify_signature=b"s", quote=b"q",
+        quote_signature=b"qs", bank="sha256", pcrs={i: b"\0" * 32 for i in range(24)},
+        ak_public=b"a", ak_qualified_name=b"\x00\x0b", eks=("ab" * 32,) * 8,
+        runtime_log=b"", boot_log=None, approval=b"{}")
+
+
+# -- hostile JSON: memory and time before any check -------------------------------------
+
+@pytest.mark.parametrize("values", [b"[],", b"{},", b"0,", b"[[[[[[[[[[]]]]]]]]]],"])
+def test_a_bundle_of_millions_of_json_values_is_refused_before_it_is_parsed(
+        values: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: 16 MiB of small JSON values (a thief needs no key) were parsed whole before
+    any check: 0.5 GB and 4 s for "[],", 0.8 GB and 10 s for nested lists (their depth
+    walk). Now counted, in C, before the parser runs."""
+    head = json.loads(_largest_bundle().to_bytes())
+    head["ek"] = []
+    text = json.dumps(head).encode()
+    at = text.index(b'"ek": [') + len(b'"ek": [')
+    room = (16 << 20) - len(text) - 1
+    hostile = text[:at] + values * (room // len(values)) + b"0" + text[at:]
+    assert len(hostile) <= 16 << 20
+
+    def parse(_: bytes) -> Any:
+        raise AssertionError("a hostile text reached the JSON parser")
+
+    monkeypatch.setattr(strictjson, "loads", parse)
+    with pytest.raises(EvidenceError) as caught:
+        Bundle.from_bytes(hostile)
+    assert caught.value.reason is Reason.MALFORMED_ARTIFACT
+
+
+def test_the_largest_honest_bundle_is_under_the_value_bound() -> None:
+    made = _largest_bundle()
+    assert Bundle.from_bytes(made.to_bytes()) == made
+    compact = json.dumps(made.to_json(), separators=(",", ":")).encode()
+    assert Bundle.from_bytes(compact) == made
