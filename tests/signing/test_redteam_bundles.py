@@ -5,8 +5,10 @@ are kept so that the hole they probe stays shut."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from attest.reasons import Reason
 from attest.signing.batch import Membership
 from attest.signing.bundle import Bundle
 from attest.signing.dsse import Envelope, Signature
-from attest.verify.signature import ShownFile
+from attest.signing.statement import Statement
+from attest.verify.signature import ShownFile, verify_bundle
 from tests.verify.rig import Rig
 
 Json = dict[str, Any]
@@ -81,3 +84,42 @@ def test_the_largest_honest_bundle_is_under_the_value_bound() -> None:
     assert Bundle.from_bytes(made.to_bytes()) == made
     compact = json.dumps(made.to_json(), separators=(",", ":")).encode()
     assert Bundle.from_bytes(compact) == made
+
+
+def _edit(raw: bytes, path: tuple[str | int, ...], value: Any) -> bytes:
+    data = json.loads(raw)
+    target = data
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return json.dumps(data).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_a_statement_nobody_signed_is_never_parsed(rig: Rig,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: the verifier parsed a statement payload (JSON, up to 4 MiB) before checking
+    anything else, so anyone's bundle bought the JSON parser's time and memory (4 MiB of
+    nested lists: seconds and 200 MB). Now parsed only once the key's signature over it
+    verified."""
+    honest = _file(rig, "a.tar", b"release")
+    raw = _sign(rig, "--statement", str(honest))
+    hostile = b"[" * 20 + b"]" * 20
+    forged = _edit(raw, ("envelope", "payload"), _b64((hostile + b",") * 1000 + hostile))
+    parsed: list[bytes] = []
+    real = Statement.from_bytes
+
+    def spy(data: bytes) -> Statement:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(Statement, "from_bytes", staticmethod(spy))
+    decision = verify_bundle(forged, rig.policy(), int(time.time()), _shown(honest))
+    assert not decision.accepted and "invalid_signature" in decision.reasons
+    assert parsed == []
+    # The signed statement is parsed, and its subject matches.
+    assert verify_bundle(raw, rig.policy(), int(time.time()), _shown(honest)).accepted
+    assert len(parsed) == 1
