@@ -174,6 +174,10 @@ class Bundle:
                 or not all(isinstance(e, str) and _SHA256.fullmatch(e) for e in eks):
             raise malformed("ek is not a list of SHA-256 hex EK ids")
         boot, approval = top["boot_log"], top["approval"]
+        # The quote binds an absent log or approval as an empty one: present, each must
+        # hold something, or one signed bundle would have a second reading ("" for null).
+        if boot == "" or approval == "":
+            raise malformed("boot_log and approval are null or not empty")
         return cls(
             envelope=envelope, batch=batch, time=when,
             key_public=unb64(key["public"], "key.public", MAX_TPM_BLOB),

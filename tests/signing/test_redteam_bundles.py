@@ -123,3 +123,98 @@ def test_a_statement_nobody_signed_is_never_parsed(rig: Rig,
     # The signed statement is parsed, and its subject matches.
     assert verify_bundle(raw, rig.policy(), int(time.time()), _shown(honest)).accepted
     assert len(parsed) == 1
+
+
+# -- hostile values in every member: denials, never a crash ----------------------------
+
+ODD_VALUES: list[Any] = [None, True, 0, -1, 2**64, 1.5, "", "0" * 64, "AA==", "\u202e", [],
+                         [None], {}, {"0": "00"}]
+
+
+def _members(value: Any, at: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    found = [at] if at else []
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            found += _members(inner, (*at, name))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found += _members(inner, (*at, index))
+    return found
+
+
+def test_no_odd_value_in_any_member_is_accepted_or_crashes_the_verifier(rig: Rig) -> None:
+    """Every member of a real bundle and of a real statement bundle, replaced by values of
+    every JSON type: each a denial with a reason of its own, never internal_error."""
+    signed = _file(rig, "a", b"a")
+    policy, now = rig.policy(), int(time.time())
+    crashed, accepted = [], []
+    for raw in (_sign(rig, str(signed)), _sign(rig, "--statement", str(signed))):
+        data = json.loads(raw)
+        for at in _members(data):
+            original = data
+            for step in at:
+                original = original[step]
+            for value in ODD_VALUES:
+                if value == original and type(value) is type(original):
+                    continue  # the bundle as signed
+                decision = verify_bundle(_edit(raw, at, value), policy, now, _shown(signed))
+                if decision.accepted:
+                    accepted.append((at, value))
+                elif Reason.INTERNAL_ERROR.value in decision.reasons:
+                    crashed.append((at, value, decision.denials))
+    assert not accepted and not crashed
+
+
+@pytest.mark.parametrize("pcrs", [
+    {"0": "00" * 20},  # a SHA-1 sized value in the SHA-256 bank
+    {"0": "00" * 64},  # a SHA-512 sized one
+    {"0": None},  # a sealed PCR dropped (None: removed below)
+    {"15": "00" * 32},  # the runtime PCR as it was before any measurement
+    {"23": "00" * 32},  # a PCR outside the quote's selection
+])
+def test_pcr_maps_that_are_not_the_quoted_ones_are_denied(rig: Rig, pcrs: Json) -> None:
+    raw = _sign(rig, str(_file(rig, "a", b"a")))
+    data = json.loads(raw)
+    for index, value in pcrs.items():
+        if value is None:
+            del data["quote"]["pcrs"][index]
+        else:
+            data["quote"]["pcrs"][index] = value
+    decision = verify_bundle(json.dumps(data).encode(), rig.policy(), int(time.time()))
+    assert decision.reasons == ("pcr_digest_mismatch",)
+
+
+# -- what the operator reads -------------------------------------------------------------
+
+def test_host_and_file_chosen_text_reaches_the_terminal_escaped(rig: Rig) -> None:
+    """Subject names are the signer's, file names the directory's: an ESC, a BEL, a bidi
+    override or a line feed in one would rewrite what the operator reads ("accepted")."""
+    trap = "x\x1b]0;t\x07\u202e\n  accepted: signed"
+    signed = _file(rig, f"a{trap}.tar", b"signed")
+    other = _file(rig, f"b{trap}.tar", b"not signed")
+    bundle = _file(rig, "s.bundle", _sign(rig, "--statement", str(signed)))
+    rig.policy()
+    policy = str(sorted(rig.tmp.glob("policy-*.yaml"))[-1])
+    ok = rig.host.run("verify-signature", str(bundle), str(signed), "--policy", policy)
+    assert ok.exit_code == 0, ok.output
+    denied = rig.host.run("verify-signature", str(bundle), str(signed), str(other), "--policy",
+                          policy)
+    assert denied.exit_code == 1
+    for shown in (ok.output, denied.output):
+        assert not any(c in shown for c in "\x1b\x07\u202e")
+    assert denied.output.count("\n") == 2  # "denied: ..." and one line for the one denial
+    assert "\\x1b]0;t\\x07\\u202e\\x0a" in denied.output
+    as_json = rig.host.run("verify-signature", str(bundle), str(signed), str(other),
+                           "--policy", policy, "--json")
+    assert as_json.exit_code == 1 and as_json.stdout.isascii()
+    assert not any(ord(c) < 0x20 for c in as_json.stdout.replace("\n", ""))
+
+
+@pytest.mark.parametrize("member", ["approval", "boot_log"])
+def test_an_empty_log_or_approval_is_not_a_second_form_of_none(rig: Rig, member: str) -> None:
+    """Found: "approval": "" verified as "approval": null (the quote binds an absent
+    approval as an empty one), so a thief could give a signed bundle a second reading that
+    claims an approval. A present boot log or approval is never empty."""
+    raw = _sign(rig, str(_file(rig, "a", b"a")))
+    decision = verify_bundle(_edit(raw, (member,), ""), rig.policy(), int(time.time()))
+    assert decision.reasons == ("malformed_artifact",)
