@@ -6,6 +6,7 @@ are kept so that the hole they probe stays shut."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import time
@@ -13,18 +14,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from tpm2_pytss import (
+    ESYS_TR,
+    TPM2_ALG,
+    TPM2_RC,
+    TPM2_SE,
+    TPM2B_DIGEST,
+    TPM2B_PUBLIC,
+    TPMA_OBJECT,
+    TPMT_SIG_SCHEME,
+    TSS2_Exception,
+)
 
 from attest import strictjson
 from attest.errors import EvidenceError
+from attest.host.sign import sign_evidence, sign_payload
 from attest.reasons import Reason
 from attest.signing.batch import Membership
-from attest.signing.bundle import Bundle
-from attest.signing.dsse import Envelope, Signature
+from attest.signing.bundle import Bundle, pae_digest, quote_binding
+from attest.signing.dsse import Envelope, Signature, pae
 from attest.signing.statement import Statement
+from attest.tpm import keys as tpm_keys
+from attest.tpm.hierarchy import ak_handle
+from attest.tpm.pcr import read_pcrs, to_tpml
+from attest.tpm.quote import create_quote
 from attest.verify.signature import ShownFile, verify_bundle
-from tests.verify.rig import Rig
+from tests.verify.rig import KEY_ATTRIBUTES, QUOTED, Rig
+from tests.verify.test_approvals import SEALED, Approvals, approvals
+from tests.verify.test_log_sources import booted
 
 Json = dict[str, Any]
+__all__ = ["approvals", "booted"]
 
 
 def _sign(rig: Rig, *args: str) -> bytes:
@@ -218,3 +239,91 @@ def test_an_empty_log_or_approval_is_not_a_second_form_of_none(rig: Rig, member:
     raw = _sign(rig, str(_file(rig, "a", b"a")))
     decision = verify_bundle(_edit(raw, (member,), ""), rig.policy(), int(time.time()))
     assert decision.reasons == ("malformed_artifact",)
+
+
+# -- approvals: the one the TPM used against the one the bundle names ----------------------
+
+def test_a_bundle_under_an_approval_that_has_since_expired_is_denied(
+        approvals: Approvals) -> None:
+    rig, now = approvals.rig, int(time.time())
+    with rig.tpm() as tpm:
+        signed = sign_payload(tpm, rig.home, "text/plain", b"p", now, key_name="signed",
+                              approvals=[approvals.approve(1, not_after=now + 60)])
+    raw = signed.to_bytes()
+    assert verify_bundle(raw, approvals.policy(), now).accepted
+    assert verify_bundle(raw, approvals.policy(), now + 61).reasons == ("key_policy_mismatch",)
+
+
+def test_signed_under_a_retired_approval_and_quoted_with_the_current_one_is_denied(
+        approvals: Approvals) -> None:
+    """The host's own user: the TPM honours every approval the authority ever signed, so
+    they sign under retired approval 1 (the state the host is in), then quote with the
+    binding of current approval 2 (made for the state the authority wants now) and put 2
+    in the bundle. The quoted sealed PCRs are the host's state, which 2 does not approve."""
+    rig, now = approvals.rig, int(time.time())
+    retired = approvals.approve(1)
+    with rig.tpm() as tpm:
+        held = read_pcrs(tpm, SEALED)
+        signing_done = sign_evidence(tpm, rig.home, pae_digest(pae("text/plain", b"p")), now,
+                                     key_name="signed", approvals=[retired])
+    wanted = {key: hashlib.sha256(b"v2" + value).digest() for key, value in held.items()}
+    current = tpm_keys.approve(approvals.authority.private_pem, SEALED, wanted, serial=2)
+    key = tpm_keys.load_key(rig.home, "signed")
+    bound = quote_binding(signing_done.signed, now, key.tpm_name, signing_done.eks,
+                          signing_done.runtime_log, None, current.to_bytes())
+    with rig.tpm() as tpm:
+        quote = create_quote(tpm, rig.identity, QUOTED, bound)
+    forged = dataclasses.replace(
+        signing_done, quote=quote.message, quote_signature=quote.signature,
+        approval=current.to_bytes()).bundle("text/plain", b"p")
+    decision = verify_bundle(forged.to_bytes(), approvals.policy(min_approval_serial=2), now)
+    assert decision.reasons == ("key_policy_mismatch",)
+    assert "does not approve the quoted sealed PCRs" in decision.denials[0].message
+
+
+# -- a key the policy does not bind -------------------------------------------------------
+
+def test_a_software_key_loaded_into_the_tpm_cannot_be_certified(rig: Rig) -> None:
+    """The host's own user loads the public half of a key they hold in software
+    (TPM2_LoadExternal) with every attribute a certified key needs (fixedTPM, fixedParent,
+    sensitiveDataOrigin, sign; the policy's authPolicy) and asks the AK to certify it, to
+    sign in software whatever the PCRs hold. The TPM refuses: a public-only object has no
+    authValue, and the policy needs one (PolicyAuthValue), so neither role certifies it."""
+    policy = rig.policy()
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=KEY_ATTRIBUTES)
+    template.publicArea.authPolicy = TPM2B_DIGEST(policy.expected_key_policy_digest())
+    template.publicArea.unique.ecc.x = numbers.x.to_bytes(32, "big")
+    template.publicArea.unique.ecc.y = numbers.y.to_bytes(32, "big")
+    refused = []
+    for attributes in (KEY_ATTRIBUTES, KEY_ATTRIBUTES | TPMA_OBJECT.ADMINWITHPOLICY):
+        template.publicArea.objectAttributes = attributes
+        for hierarchy in (ESYS_TR.OWNER, ESYS_TR.NULL):
+            with rig.tpm() as tpm:
+                loaded = tpm.esapi.load_external(template, None, hierarchy)
+                session = ESYS_TR.PASSWORD
+                if attributes & TPMA_OBJECT.ADMINWITHPOLICY:  # the policy, as the key's
+                    session = tpm.start_session(TPM2_SE.POLICY, "policy session")
+                    tpm.esapi.policy_pcr(session, b"", to_tpml(SEALED))
+                    tpm.esapi.policy_auth_value(session)
+                try:
+                    with pytest.raises(TSS2_Exception) as caught:
+                        tpm.esapi.certify(loaded, ak_handle(tpm, rig.identity), b"\0" * 32,
+                                          TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+                                          session1=session, session2=ESYS_TR.PASSWORD)
+                    refused.append(caught.value.rc & 0xFF)
+                finally:
+                    tpm.esapi.flush_context(loaded)
+                    if session != ESYS_TR.PASSWORD:
+                        tpm.esapi.flush_context(session)
+    assert refused == [TPM2_RC.AUTH_UNAVAILABLE & 0xFF] * 4
+
+
+# -- logs the policy does not appraise ----------------------------------------------------
+
+def test_a_boot_log_the_policy_does_not_appraise_is_denied(booted: Rig) -> None:
+    payload = _file(booted, "p", b"p")
+    raw = _sign(booted, "--boot-log", str(payload))
+    decision = verify_bundle(raw, booted.policy(), int(time.time()))
+    assert not decision.accepted and decision.reasons == ("eventlog_mismatch",), \
+        decision.to_json()
