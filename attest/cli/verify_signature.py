@@ -30,10 +30,18 @@ def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
     accepted, 1 denied with reason codes (docs/reasons.md)."""
     from attest.cli.verifier import decision_json
     from attest.policy import load_policy
+    from attest.policy.model import EnrollmentMode
     from attest.signing.bundle import MAX_BUNDLE_BYTES
     from attest.verify.signature import ShownFile, verify_bundle
 
     policy = load_policy(policy_path)
+    if policy.enrollment is not EnrollmentMode.POLICY:
+        # Every bundle would be denied ak_unknown: exit 1 would read as "a bad signature"
+        # to a script, when it is the operator's policy that cannot work offline.
+        raise UsageError(f"{policy_path} trusts a verifier's store (enrollment: store); "
+                         "offline verification trusts the policy's trusted_aks",
+                         hint="use a policy with enrollment: policy and the signing hosts' "
+                              "AKs under trusted_aks (attest policy init --from-host)")
     # One byte over the limit is enough for the parser to deny it malformed.
     raw = read_prefix(bundle, "bundle", MAX_BUNDLE_BYTES)
     shown = [ShownFile(str(path), _digest(path)) for path in files]

@@ -327,3 +327,23 @@ def test_a_boot_log_the_policy_does_not_appraise_is_denied(booted: Rig) -> None:
     decision = verify_bundle(raw, booted.policy(), int(time.time()))
     assert not decision.accepted and decision.reasons == ("eventlog_mismatch",), \
         decision.to_json()
+
+
+# -- exit codes ---------------------------------------------------------------------------
+
+def test_a_policy_that_cannot_verify_offline_is_a_usage_error_not_a_denial(rig: Rig) -> None:
+    """Found: a policy trusting a verifier's store (enrollment: store) denied every bundle
+    ak_unknown with exit 1, which a script reads as a bad signature; it is the operator's
+    policy that cannot work offline: exit 2, as for a policy that does not load."""
+    signed = _file(rig, "a", b"a")
+    bundle = _file(rig, "a.bundle", _sign(rig, str(signed)))
+    rig.policy(trusted_aks=())
+    store_policy = str(sorted(rig.tmp.glob("policy-*.yaml"))[-1])
+    assert "enrollment: store" in Path(store_policy).read_text()
+    result = rig.host.run("verify-signature", str(bundle), str(signed), "--policy",
+                          store_policy, "--json")
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["kind"] == "usage"
+    # The library still denies (fail closed), for callers that are not the CLI.
+    assert verify_bundle(bundle.read_bytes(), rig.policy(trusted_aks=()), int(time.time()),
+                         _shown(signed)).reasons == ("ak_unknown",)
