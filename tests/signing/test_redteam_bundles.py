@@ -347,3 +347,24 @@ def test_a_policy_that_cannot_verify_offline_is_a_usage_error_not_a_denial(rig: 
     # The library still denies (fail closed), for callers that are not the CLI.
     assert verify_bundle(bundle.read_bytes(), rig.policy(trusted_aks=()), int(time.time()),
                          _shown(signed)).reasons == ("ak_unknown",)
+
+
+@pytest.mark.parametrize("text", [
+    "ax==",  # b"k" with the unused bits set: decodes to b"k" all the same
+    "aw",  # unpadded
+    "aw=",  # short padding
+    "aw===",  # long padding
+    "a w==", "aw==\n",  # whitespace a lenient decoder skips
+    "\uff41w==",  # a fullwidth letter
+    "-_8=",  # the URL-safe alphabet
+    "aw==aw==",  # padding inside
+])
+def test_base64_has_one_text_per_byte_string(text: str) -> None:
+    """Another text for the same bytes would be a second bundle from one signed bundle
+    (and a way past the byte-flip test): canonical standard base64 only."""
+    data = json.loads(_largest_bundle().to_bytes())
+    assert data["key"]["public"] == "aw=="
+    data["key"]["public"] = text
+    with pytest.raises(EvidenceError) as caught:
+        Bundle.from_bytes(json.dumps(data).encode())
+    assert caught.value.reason is Reason.MALFORMED_ARTIFACT
