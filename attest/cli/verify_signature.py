@@ -53,6 +53,10 @@ def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
         click.echo(f"accepted: signed by key {facts['key'][:16]}… of host "
                    f"{visible(decision.host)} at {facts['time']} "
                    f"({visible(facts['payload_type'])}); {len(shown)} file(s) match")
+        for match in facts["matched"] or ():
+            # The signer's names for the bytes shown (escaped: the signer chose them).
+            for name in match["subjects"]:
+                click.echo(f"  {visible(match['file'])}: signed as {visible(name)}")
     if not decision.accepted:
         click.echo(f"denied: {', '.join(decision.reasons)}", err=True)
         for denial in decision.denials:

@@ -167,7 +167,22 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
                  for bank, values in quote.pcrs.items()},
         "clock": quote.clock_info.clock,
         "files": [f.name for f in files],
+        # Which subjects each file is: a statement names files by digest, so a file shown
+        # under one name may be the signed bytes of another (an older release, another
+        # platform's build); the operator sees the names the signer gave.
+        "matched": None if statement is None else _matched(statement, files),
     }
+
+
+MAX_MATCHED_NAMES = 8
+
+
+def _matched(statement: Statement, files: Sequence[ShownFile]) -> list[dict[str, Any]]:
+    names: dict[str, list[str]] = {}
+    for subject in statement.subjects:
+        names.setdefault(subject.sha256, []).append(subject.name)
+    return [{"file": f.name, "subjects": names.get(f.sha256.hex(), [])[:MAX_MATCHED_NAMES]}
+            for f in files]
 
 
 def _as_evidence(bundle: Bundle) -> Evidence:

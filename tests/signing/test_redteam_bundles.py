@@ -368,3 +368,24 @@ def test_base64_has_one_text_per_byte_string(text: str) -> None:
     with pytest.raises(EvidenceError) as caught:
         Bundle.from_bytes(json.dumps(data).encode())
     assert caught.value.reason is Reason.MALFORMED_ARTIFACT
+
+
+def test_a_file_shown_under_another_subject_s_name_is_named_for_the_operator(rig: Rig) -> None:
+    """Found (misleading): a statement names files by digest, so another subject's bytes
+    (last release's build) shown as app-1.0.tar were "accepted; 1 file(s) match" with
+    no word of the name they were signed under. The decision still accepts (the bytes
+    are signed) but says which subject each file is, escaped."""
+    new = _file(rig, "app-1.0.tar", b"release 1.0")
+    old = _file(rig, "app-0.9\x1b[2J.tar", b"release 0.9")
+    bundle = _file(rig, "r.bundle", _sign(rig, "--statement", str(new), str(old)))
+    swapped = _file(rig, "download", b"release 0.9")
+    decision = verify_bundle(bundle.read_bytes(), rig.policy(), int(time.time()),
+                             _shown(swapped, new))
+    assert decision.accepted
+    assert decision.facts["matched"] == [{"file": str(swapped), "subjects": [str(old)]},
+                                         {"file": str(new), "subjects": [str(new)]}]
+    policy = str(sorted(rig.tmp.glob("policy-*.yaml"))[-1])
+    shown = rig.host.run("verify-signature", str(bundle), str(swapped), "--policy", policy)
+    assert shown.exit_code == 0
+    assert f"{swapped}: signed as {rig.tmp}/app-0.9\\x1b[2J.tar\n" in shown.output
+    assert "\x1b" not in shown.output
