@@ -28,7 +28,7 @@ from tpm2_pytss import (
 )
 
 from attest import strictjson
-from attest.errors import EvidenceError
+from attest.errors import EvidenceError, UsageError
 from attest.host.sign import sign_evidence, sign_payload
 from attest.reasons import Reason
 from attest.signing.batch import Membership
@@ -389,3 +389,13 @@ def test_a_file_shown_under_another_subject_s_name_is_named_for_the_operator(rig
     assert shown.exit_code == 0
     assert f"{swapped}: signed as {rig.tmp}/app-0.9\\x1b[2J.tar\n" in shown.output
     assert "\x1b" not in shown.output
+
+
+def test_an_empty_boot_log_is_refused_at_signing(rig: Rig,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side of the empty-log rule: the signer never makes a bundle the
+    verifier would refuse as malformed."""
+    monkeypatch.setenv("ATTEST_BOOT_LOG", str(_file(rig, "empty-boot-log", b"")))
+    with rig.tpm() as tpm, pytest.raises(UsageError, match="empty"):
+        sign_payload(tpm, rig.home, "text/plain", b"p", int(time.time()),
+                     include_boot_log=True)
