@@ -44,10 +44,18 @@ def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
     """
     from attest.cli.verifier import decision_json
     from attest.policy import load_policy
+    from attest.policy.model import EnrollmentMode
     from attest.signing.bundle import MAX_BUNDLE_BYTES
     from attest.verify.signature import ShownFile, verify_bundle
 
     policy = load_policy(policy_path)
+    if policy.enrollment is not EnrollmentMode.POLICY:
+        # Every bundle would be denied ak_unknown: exit 1 would read as "a bad signature"
+        # to a script, when it is the operator's policy that cannot work offline.
+        raise UsageError(f"{policy_path} trusts a verifier's store (enrollment: store); "
+                         "offline verification trusts the policy's trusted_aks",
+                         hint="use a policy with enrollment: policy and the signing hosts' "
+                              "AKs under trusted_aks (attest policy init --from-host)")
     # One byte over the limit is enough for the parser to deny it malformed.
     raw = read_prefix(bundle, "bundle", MAX_BUNDLE_BYTES)
     shown = [ShownFile(str(path), _digest(path)) for path in files]
@@ -62,6 +70,10 @@ def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
         click.echo(f"accepted: signed by key {facts['key'][:16]}… of host "
                    f"{visible(decision.host)} at {when} (the host's clock{batched}; "
                    f"{visible(facts['payload_type'])}); {len(shown)} file(s) match")
+        for match in facts["matched"] or ():
+            # The signer's names for the bytes shown (escaped: the signer chose them).
+            for name in match["subjects"]:
+                click.echo(f"  {visible(match['file'])}: signed as {visible(name)}")
     if not decision.accepted:
         click.echo(f"denied: {', '.join(decision.reasons)}", err=True)
         for denial in decision.denials:

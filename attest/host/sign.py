@@ -144,6 +144,8 @@ def sign_evidence(tpm: TPM, home: Path, signed: bytes, now: int, *,
             raise UsageError("no boot log on this host (securityfs not mounted?)",
                              hint="set ATTEST_BOOT_LOG, or drop --boot-log")
         boot_log = path.read_bytes()
+        if not boot_log:  # the verifier refuses an empty boot log (no second form of none)
+            raise UsageError(f"the boot log {path} is empty", hint="drop --boot-log")
     eks = _ek_ids(identity)
     runtime = RuntimeLog(home)
     with runtime.locked():

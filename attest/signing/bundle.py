@@ -60,6 +60,12 @@ _TOP = {"version", "type", "envelope", "batch", "time", "key", "quote", "ak", "e
         "runtime_log", "boot_log", "approval"}
 MAX_APPROVAL_BYTES = 16 << 10  # attest.evidence.approval's bound
 MAX_TIME = 1 << 40
+# A bundle holds a few dozen JSON values: at most 68 commas (its members, 24 PCRs, 8 EK
+# ids, a 16-hash proof) and 11 objects or arrays. No string of a bundle may hold a ',',
+# '[' or '{' (base64, hex, media types), so counting them bounds what the parser builds:
+# 16 MiB of "[]," is 5.6 million lists (0.5 GB, seconds) before any check could refuse.
+MAX_COMMAS = 128
+MAX_CONTAINERS = 32
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,9 @@ class Bundle:
         BatchProofError (batch_proof_invalid) for a batch member that is not one."""
         if len(data) > MAX_BUNDLE_BYTES:
             raise malformed(f"a bundle is at most {MAX_BUNDLE_BYTES} bytes")
+        if (data.count(b",") > MAX_COMMAS
+                or data.count(b"[") + data.count(b"{") > MAX_CONTAINERS):
+            raise malformed("the bundle holds more JSON values than a bundle has")
         try:
             obj = strictjson.loads(data)
         except (strictjson.StrictJSONError, ValueError, RecursionError):
@@ -165,6 +174,10 @@ class Bundle:
                 or not all(isinstance(e, str) and _SHA256.fullmatch(e) for e in eks):
             raise malformed("ek is not a list of SHA-256 hex EK ids")
         boot, approval = top["boot_log"], top["approval"]
+        # The quote binds an absent log or approval as an empty one: present, each must
+        # hold something, or one signed bundle would have a second reading ("" for null).
+        if boot == "" or approval == "":
+            raise malformed("boot_log and approval are null or not empty")
         return cls(
             envelope=envelope, batch=batch, time=when,
             key_public=unb64(key["public"], "key.public", MAX_TPM_BLOB),

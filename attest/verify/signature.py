@@ -23,7 +23,8 @@ bundle binds. Checks, each yielding its denials (one idiom with attest.verify.ap
 6. The logs replay to the quoted PCRs and hold only what the reference values allow:
    eventlog_malformed, eventlog_mismatch, reference_value_mismatch.
 7. Time: signed no later than now (+ skew): not_yet_valid.
-8. Each file shown is the payload, or a subject of the signed statement: payload_mismatch.
+8. Each file shown is the payload, or a subject of the signed statement (parsed only once
+   the key's signature over it verified): payload_mismatch, malformed_artifact.
 """
 
 from __future__ import annotations
@@ -109,13 +110,6 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
     except (EvidenceError, BatchProofError) as exc:
         yield _denial(exc)
         return None
-    statement: Statement | None = None
-    if bundle.envelope.payload_type == STATEMENT_PAYLOAD_TYPE:
-        try:
-            statement = Statement.from_bytes(bundle.envelope.payload)
-        except EvidenceError as exc:
-            yield _denial(exc)
-            return None
     try:
         # What the key signed: SHA-256(PAE) alone, or the batch value once the inclusion
         # proof has put this PAE under the batch's root (signed_value checks it first).
@@ -129,8 +123,17 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
         return None
     host, ak, signer = trusted
     certified = yield from _certification(bundle, policy, ak, signer)
+    signed_by_key = False
     if certified is not None:
-        yield from _signature(bundle, certified, signed)
+        signed_by_key = yield from _signature(bundle, certified, signed)
+    # A statement is JSON of up to 4 MiB: parsed only once the certified key has signed
+    # it, so that anyone's payload does not get the parser's time and memory.
+    statement: Statement | None = None
+    if bundle.envelope.payload_type == STATEMENT_PAYLOAD_TYPE and signed_by_key:
+        try:
+            statement = Statement.from_bytes(bundle.envelope.payload)
+        except EvidenceError as exc:
+            yield _denial(exc)  # and no file can match it
     key_name = (certified.name if certified is not None
                 else _key_name(bundle.key_public))
     quote = yield from _quote(bundle, policy, ak, signer, key_name, signed)
@@ -147,8 +150,9 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
     skew = policy.freshness.clock_skew
     if bundle.time > now + skew:
         yield Denial(Reason.NOT_YET_VALID, f"signed at {bundle.time}; now is {now}")
-    yield from _files(bundle, statement, files)
-    if quote is None or certified is None:
+    if bundle.envelope.payload_type != STATEMENT_PAYLOAD_TYPE or statement is not None:
+        yield from _files(bundle, statement, files)
+    if quote is None or certified is None or not signed_by_key:
         return None
     return {
         "host": host,
@@ -166,7 +170,22 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
                  for bank, values in quote.pcrs.items()},
         "clock": quote.clock_info.clock,
         "files": [f.name for f in files],
+        # Which subjects each file is: a statement names files by digest, so a file shown
+        # under one name may be the signed bytes of another (an older release, another
+        # platform's build); the operator sees the names the signer gave.
+        "matched": None if statement is None else _matched(statement, files),
     }
+
+
+MAX_MATCHED_NAMES = 8
+
+
+def _matched(statement: Statement, files: Sequence[ShownFile]) -> list[dict[str, Any]]:
+    names: dict[str, list[str]] = {}
+    for subject in statement.subjects:
+        names.setdefault(subject.sha256, []).append(subject.name)
+    return [{"file": f.name, "subjects": names.get(f.sha256.hex(), [])[:MAX_MATCHED_NAMES]}
+            for f in files]
 
 
 def _as_evidence(bundle: Bundle) -> Evidence:
@@ -231,15 +250,16 @@ def _certification(bundle: Bundle, policy: VerifierPolicy, ak: Public,
         return None
 
 
-def _signature(bundle: Bundle, certified: CertifiedKey, signed: bytes) -> Check[None]:
+def _signature(bundle: Bundle, certified: CertifiedKey, signed: bytes) -> Check[bool]:
+    """Whether the certified key signed ``signed``; a denial when not."""
     if bundle.keyid != certified.name.hex():
         yield Denial(Reason.KEY_NOT_CERTIFIED,
                      "the envelope's keyid is not the certified key's name")
-        return
+        return False
     key = certified.key
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         yield Denial(Reason.KEY_ATTRIBUTES_INVALID, "the signing key is not ECDSA P-256")
-        return
+        return False
     try:
         # DER is one encoding per (r, s): a re-encoded signature must be the bytes sent.
         r, s = decode_dss_signature(bundle.signature)
@@ -256,6 +276,8 @@ def _signature(bundle: Bundle, certified: CertifiedKey, signed: bytes) -> Check[
                      "certified key" if bundle.batch is None else
                      "the batch signature does not verify over the batch's root and size "
                      "with the certified key")
+        return False
+    return True
 
 
 def _quote(bundle: Bundle, policy: VerifierPolicy, ak: Public, signer: bytes,
