@@ -68,15 +68,16 @@ class LogSources:
             if self.wants_boot_log:
                 raise EventLogMismatch(
                     "the policy appraises boot PCR "
-                    f"{', '.join(map(str, sorted(self.boot_pcrs)))} but the artifact carries "
-                    "no boot log", hint="issue it with the boot log (attest authorize "
-                    "--boot-log)")
+                    f"{', '.join(map(str, sorted(self.boot_pcrs)))} but the evidence (artifact "
+                    "or bundle) carries no boot log", hint="make it with the boot log "
+                    "(attest authorize --boot-log, attest sign --boot-log)")
             return
         if not self.wants_boot_log:
             raise EventLogMismatch(
-                "the artifact carries a boot log the policy does not appraise (no "
-                "reference.boot): it would explain PCRs no reference value checks",
-                hint="issue it without --boot-log, or add reference.boot to the policy")
+                "the evidence (artifact or bundle) carries a boot log the policy does not "
+                "appraise (no reference.boot): it would explain PCRs no reference value "
+                "checks", hint="make it without --boot-log, or add reference.boot to the "
+                "policy")
         into_runtime = next((e for e in boot if e.extends and e.pcr == self.runtime_pcr), None)
         if into_runtime is not None:
             raise EventLogMismatch(
