@@ -93,6 +93,7 @@ class Figures:
         default_factory=list)
     targets: list[tuple[str, str, str]] = field(default_factory=list)  # what, measured, verdict
     notes: list[str] = field(default_factory=list)
+    samples: list[bytes] = field(default_factory=list)  # bundles verified (for checks)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class Cost:
     bare_us: float
     verify_mean_us: float
     bare_mean_us: float
+    samples: tuple[bytes, ...] = ()
 
     @property
     def ratio(self) -> float:
@@ -343,10 +345,15 @@ def _one_tpm(tpm: Any, home: Path, tpm_name: str, slow: bool, seconds: float,
 
 @dataclass(frozen=True)
 class _Bare:
-    """A bundle's three ECDSA verifications, prepared: (x, y, DER signature, data,
-    prehashed) each; the keys are built from their coordinates when timed."""
+    """A bundle's three ECDSA P-256 verifications, prepared (parsed, signatures in DER):
+    the signing key's and the AK's coordinates, and (DER signature, data, prehashed) for
+    the DSSE signature (signing key), the certification and the quote (AK)."""
 
-    checks: tuple[tuple[bytes, bytes, bytes, bytes, bool], ...]
+    key: bytes  # 0x04 || x || y
+    ak: bytes
+    dsse: tuple[bytes, bytes, bool]
+    certify: tuple[bytes, bytes, bool]
+    quote: tuple[bytes, bytes, bool]
 
 
 def _bare_of(raw: bytes) -> _Bare:
@@ -368,21 +375,26 @@ def _bare_of(raw: bytes) -> _Bare:
         sig = parse_signature(tpmt)
         return encode_dss_signature(int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"))
 
-    return _Bare((
-        (key.x, key.y, bundle.signature, signed, True),
-        (ak.x, ak.y, der(bundle.certify_signature), bundle.certify, False),
-        (ak.x, ak.y, der(bundle.quote_signature), bundle.quote, False)))
+    return _Bare(b"\x04" + key.x + key.y, b"\x04" + ak.x + ak.y,
+                 (bundle.signature, signed, True),
+                 (der(bundle.certify_signature), bundle.certify, False),
+                 (der(bundle.quote_signature), bundle.quote, False))
 
 
 def _bare_checks(bare: _Bare) -> None:
+    """The three verifications alone: each key built once from its coordinates (as a
+    verifier must), the AK's used for both of its signatures."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-    for x, y, signature, data, prehashed in bare.checks:
-        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
-        key.verify(signature, data,
-                   ec.ECDSA(Prehashed(hashes.SHA256()) if prehashed else hashes.SHA256()))
+    curve = ec.SECP256R1()
+    key = ec.EllipticCurvePublicKey.from_encoded_point(curve, bare.key)
+    ak = ec.EllipticCurvePublicKey.from_encoded_point(curve, bare.ak)
+    for public, (signature, data, prehashed) in ((key, bare.dsse), (ak, bare.certify),
+                                                 (ak, bare.quote)):
+        public.verify(signature, data,
+                      ec.ECDSA(Prehashed(hashes.SHA256()) if prehashed else hashes.SHA256()))
 
 
 def _bundles(hosts: list[Host], per_host: tuple[int, int]) -> list[bytes]:
@@ -464,13 +476,14 @@ def verification_cost(hosts: list[Host], per_host: tuple[int, int]) -> Cost:
         bare_s.append(time.perf_counter() - start)
     return Cost(len(bundles), len(hosts) * per_host[1], len(hosts),
                 median(verify_s) * 1e6, median(bare_s) * 1e6,
-                sum(verify_s) / len(verify_s) * 1e6, sum(bare_s) / len(bare_s) * 1e6)
+                sum(verify_s) / len(verify_s) * 1e6, sum(bare_s) / len(bare_s) * 1e6,
+                tuple(bundles[:4]))
 
 
 # -- the figures ----------------------------------------------------------------------
 
 def _figures(runs: list[Run], seconds: float, cost: Cost) -> Figures:
-    figures = Figures()
+    figures = Figures(samples=list(cost.samples))
     figures.tables.append((
         f"signatures: bundles made, production path ({seconds:g} s closed loop per line)",
         ("TPM", "way", "window ms", "requesters", "bundles/s", "p50 ms", "p99 ms",
