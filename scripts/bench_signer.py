@@ -75,6 +75,9 @@ TARGET_SWTPM = 2000.0  # batched signatures/s on swtpm
 TARGET_SLOW = 1000.0  # batched signatures/s with the 200 ms TPM ...
 TARGET_SLOW_P99_MS = 250.0  # ... at this p99
 TARGET_VERIFY_RATIO = 2.0  # bundle verification / its bare signature checks
+# Calls that went through the slow TPM's wrappers: the smoke test checks that production
+# signing really reached them (a renamed import would leave the delay out silently).
+SLOW_CALLS = {"sign": 0, "quote": 0}
 
 
 @dataclass(frozen=True)
@@ -248,11 +251,13 @@ def _slow_tpm(sign_delay: float, quote_delay: float) -> Iterator[None]:
     real_sign, real_quote = keys.sign_digest, host_sign.create_quote  # type: ignore[attr-defined]
 
     def slow_sign(*args: Any, **kwargs: Any) -> bytes:
+        SLOW_CALLS["sign"] += 1
         time.sleep(sign_delay)
         signed: bytes = real_sign(*args, **kwargs)
         return signed
 
     def slow_quote(*args: Any, **kwargs: Any) -> Any:
+        SLOW_CALLS["quote"] += 1
         time.sleep(quote_delay)
         return real_quote(*args, **kwargs)
 
