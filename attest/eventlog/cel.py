@@ -495,16 +495,34 @@ def canonical_json(value: Any) -> bytes:
     integers and string escapes print the same.
     """
     _check_canonical(value, depth=0)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        # A string that is not valid Unicode (a lone surrogate), as a key or a value, is
+        # refused here: one encode of the whole text, not one per string.
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventLogError("content holds a string that is not valid Unicode "
+                            "(a lone surrogate)") from None
+
+
+_SCALARS = (str, int, bool, type(None))  # exact types: most values, decided at once
 
 
 def _check_canonical(value: Any, depth: int) -> None:
     if depth > 32:
         raise EventLogError("content nests deeper than 32 levels")
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                _check_key(key)
+            if type(item) not in _SCALARS or depth >= 32:  # the depth rule, as for any
+                _check_canonical(item, depth + 1)
+        return
+    # Lists, and subclasses of the JSON types (rare), the general way.
     if isinstance(value, bool) or value is None or isinstance(value, int | str):
-        if isinstance(value, str):
-            _utf8(value)
         return
     if isinstance(value, list):
         for item in value:
@@ -512,20 +530,16 @@ def _check_canonical(value: Any, depth: int) -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise EventLogError(f"content keys must be ASCII strings, not {key!r}")
+            _check_key(key)
             _check_canonical(item, depth + 1)
         return
     raise EventLogError(f"content holds a {type(value).__name__}; attest writes only "
                         "strings, integers, booleans, null, lists and objects")
 
 
-def _utf8(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise EventLogError("content holds a string that is not valid Unicode "
-                            "(a lone surrogate)") from None
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str) or not key.isascii():
+        raise EventLogError(f"content keys must be ASCII strings, not {key!r}")
 
 
 def content_digests(content: Mapping[str, Any], banks: Sequence[str]) -> dict[str, bytes]:

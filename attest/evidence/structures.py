@@ -13,7 +13,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from attest.errors import MalformedEvidence
 from attest.evidence.pcrs import DIGEST_SIZES, HASH_NAMES, PCR_COUNT, PCRSelection
@@ -601,9 +601,10 @@ class Public:
     def marshal_tpm2b(self) -> bytes:
         return _b(self.marshal())
 
-    @property
+    @cached_property
     def name(self) -> bytes:
-        """The TPM name: nameAlg (2 bytes) || H_nameAlg(TPMT_PUBLIC)."""
+        """The TPM name: nameAlg (2 bytes) || H_nameAlg(TPMT_PUBLIC). Computed once per
+        object (its fields are immutable): a verifier asks a key's name several times."""
         return struct.pack(">H", _hash_id(self.name_alg)) + hashlib.new(
             self.name_alg, self.marshal()
         ).digest()

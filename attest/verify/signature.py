@@ -238,12 +238,12 @@ def _ak(bundle: Bundle, policy: VerifierPolicy) -> Check[tuple[str, Public, byte
 def _certification(bundle: Bundle, policy: VerifierPolicy, ak: Public,
                    signer: bytes) -> Check[CertifiedKey | None]:
     try:
-        key_name = parse_public_tpm2b(bundle.key_public).name
+        key = parse_public_tpm2b(bundle.key_public)  # parsed once, checked below
         return verify_certification(
-            bundle.certify, bundle.certify_signature, ak, bundle.key_public,
+            bundle.certify, bundle.certify_signature, ak, key,
             expected_policy=policy.expected_key_policy_digest(),
             expected_extra_data=hashlib.sha256(
-                CERTIFICATION_LABEL + key_name + ak.name).digest(),
+                CERTIFICATION_LABEL + key.name + ak.name).digest(),
             expected_signer=signer)
     except EvidenceError as exc:
         yield _denial(exc)
