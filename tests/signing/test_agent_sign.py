@@ -1,0 +1,540 @@
+"""`attest sign` through the host agent: concurrent requests batched under one TPM signature
+(real swtpm; the agent's serve loop in a thread of this process, or a real `attest agent`
+process), each bundle verified offline with its own payload; and every rule tried from
+the side that would break it: kinds mixed, a payload over the bound, a stranger, sealed
+PCRs changed, an agent that lies."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attest.errors import AttestError, EnvironmentProblem
+from attest.host.agent import wire
+from attest.host.agent.server import Agent, listening, serve
+from attest.host.agent.signclient import AgentSigned, sign_through
+from attest.host.agent.signing import kind_of, sealed_memfd
+from attest.host.run import Remote
+from attest.signing.bundle import MAX_PAYLOAD_BYTES, Bundle
+from attest.tpm import keys as signing
+from attest.tpm.device import open_tpm
+from attest.tpm.pcr import extend_data
+from attest.verify.signature import ShownFile, verify_bundle
+from tests.verify.rig import Rig
+
+NOWHERE = "http://127.0.0.1:9"  # a verifier never asked: signing needs none
+WAIT_S = 60.0
+NOBODY = 65534
+OCTETS = "application/octet-stream"
+
+
+@contextmanager
+def agent_on(rig: Rig, window: float = 0.2) -> Iterator[tuple[Agent, Path]]:
+    """The agent's serve loop in a thread, on the rig's swtpm; its socket."""
+    path = rig.home / wire.SOCKET_NAME
+    with open_tpm(rig.host.sim.tcti) as tpm, listening(path) as server:
+        agent = Agent(tpm, rig.home, Remote(NOWHERE, []), sign_window=window)
+        stop = threading.Event()
+        thread = threading.Thread(target=serve, args=(agent, server, stop.is_set),
+                                  daemon=True)
+        thread.start()
+        try:
+            yield agent, path
+        finally:
+            stop.set()
+            thread.join(WAIT_S)
+            agent.close_signing()
+
+
+def _connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    return sock
+
+
+def _sign(rig: Rig, path: Path, payload: bytes, key: str = signing.DEFAULT_KEY,
+          payload_type: str = OCTETS) -> AgentSigned:
+    record = signing.load_key(rig.home, key)
+    with _connect(path) as sock:
+        return sign_through(sock, key=key, key_name=record.tpm_name,
+                            key_public_pem=record.public_pem(), payload_type=payload_type,
+                            payload=payload, boot_log=False, approvals=[])
+
+
+def _accepted(rig: Rig, raw: bytes, payload: bytes) -> None:
+    """Verified offline, the payload shown as the file it signs."""
+    decision = verify_bundle(raw, rig.policy(), int(time.time()),
+                             [ShownFile("payload", hashlib.sha256(payload).digest())])
+    assert decision.accepted, decision.to_json()
+
+
+def _together(count: int, one: Callable[[int], Any]) -> list[Any]:
+    """``one(i)`` for i in range(count), from as many threads started together; the
+    results in order, or the first failure raised."""
+    results: list[Any] = [None] * count
+    failures: list[str] = []
+    start = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        try:
+            start.wait(WAIT_S)
+            results[i] = one(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(f"{i}: {exc!r}\n{traceback.format_exc()}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S)
+    assert not failures, failures[0]
+    return results
+
+
+def _request(payload_fd: int | None, **changes: Any) -> dict[str, Any]:
+    return {"op": "sign", "key": signing.DEFAULT_KEY, "payload_type": OCTETS,
+            "boot_log": False, "approvals": [], **changes}
+
+
+def _asked(path: Path, request: dict[str, Any], fd: int | None) -> dict[str, Any]:
+    """The agent's answer to ``request`` (a refusal: no descriptor may come with it)."""
+    with _connect(path) as sock:
+        sock.settimeout(WAIT_S)
+        wire.send(sock, request, fd)
+        answer, out = wire.receive(sock)
+    assert out is None, answer
+    return answer
+
+
+# -- one request, many, kinds, order --------------------------------------------------------
+
+def test_one_sign_through_the_agent_verifies(rig: Rig) -> None:
+    with agent_on(rig, window=0.0) as (_agent, path):
+        done = _sign(rig, path, b"release 1.0\n")
+    assert done.membership.size == 1 and done.membership.index == 0
+    _accepted(rig, done.data, b"release 1.0\n")
+
+
+def test_concurrent_signers_all_succeed_in_fewer_batches(rig: Rig) -> None:
+    payloads = [b"build output %d\n" % i for i in range(24)]
+    with agent_on(rig, window=0.3) as (agent, path):
+        got: list[AgentSigned] = _together(len(payloads),
+                                           lambda i: _sign(rig, path, payloads[i]))
+        signer = agent.signer()
+        assert signer.batches_signed < len(payloads)
+    assert max(d.membership.size for d in got) > 1
+    for done, payload in zip(got, payloads, strict=True):
+        _accepted(rig, done.data, payload)
+    # A bundle is its own payload's: another one's file does not verify it.
+    other = verify_bundle(got[0].data, rig.policy(), int(time.time()),
+                          [ShownFile("other", hashlib.sha256(payloads[1]).digest())])
+    assert not other.accepted
+
+
+def test_two_keys_never_share_a_batch(rig: Rig) -> None:
+    rig.host.ok("key", "create", "--name", "second")
+    keys = [signing.DEFAULT_KEY, "second"] * 8
+    with agent_on(rig, window=0.3) as (_agent, path):
+        got: list[AgentSigned] = _together(
+            len(keys), lambda i: _sign(rig, path, b"payload %d" % i, key=keys[i]))
+    roots: dict[bytes, set[str]] = {}
+    quotes: dict[bytes, set[str]] = {}
+    for done, key in zip(got, keys, strict=True):
+        roots.setdefault(done.membership.root, set()).add(key)
+        quotes.setdefault(done.bundle.quote, set()).add(key)
+    assert all(len(found) == 1 for found in roots.values()), roots
+    assert all(len(found) == 1 for found in quotes.values())
+    assert max(d.membership.size for d in got) > 1
+    for i, (done, key) in enumerate(zip(got, keys, strict=True)):
+        assert done.bundle.keyid == signing.load_key(rig.home, key).tpm_name.hex()
+        if i < 4:  # each key's bundles verify under its own key's policy
+            _accepted(rig, done.data, b"payload %d" % i)
+
+
+def test_kinds_differ_by_key_boot_log_and_approvals() -> None:
+    base = kind_of("default", False, ())
+    assert kind_of("default", False, ()) == base
+    assert kind_of("default", True, ()) != base
+    assert kind_of("defaul", False, ()) != base
+    # The length prefixes: no field can absorb its neighbour's bytes.
+    assert kind_of("a\x00", False, ()) != kind_of("a", False, ())
+    assert kind_of("a", False, (b"xy",)) != kind_of("a", False, (b"x", b"y"))
+    assert kind_of("a", False, (b"\x00",)) != kind_of("a", False, ())
+    one, two = b'{"approval": 1}', b'{"approval": 2}'
+    assert kind_of("default", False, (one,)) != base
+    assert kind_of("default", False, (one,)) != kind_of("default", False, (two,))
+    assert kind_of("default", False, (one, two)) != kind_of("default", False, (two, one))
+
+
+def test_a_batch_keeps_arrival_order(rig: Rig) -> None:
+    """Requests sent one after another, each whole before the next connects, sit in
+    their batch in that order."""
+    record = signing.load_key(rig.home, signing.DEFAULT_KEY)
+    payloads = [b"in order %d" % i for i in range(8)]
+    with agent_on(rig, window=1.0) as (_agent, path):
+        socks = []
+        try:
+            for payload in payloads:
+                sock = _connect(path)
+                socks.append(sock)
+                fd = sealed_memfd("payload", payload)
+                try:
+                    wire.send(sock, _request(fd), fd)
+                finally:
+                    os.close(fd)
+            answers = []
+            for sock in socks:
+                sock.settimeout(WAIT_S)
+                answer, out = wire.receive(sock)
+                assert out is not None, answer
+                with os.fdopen(out, "rb") as f:
+                    answers.append(Bundle.from_bytes(f.read()))
+        finally:
+            for sock in socks:
+                sock.close()
+    by_batch: dict[bytes, list[tuple[int, int]]] = {}
+    for sent, bundle in enumerate(answers):
+        assert bundle.envelope.payload == payloads[sent]
+        assert bundle.keyid == record.tpm_name.hex()
+        assert bundle.batch is not None
+        by_batch.setdefault(bundle.batch.root, []).append((sent, bundle.batch.index))
+    for members in by_batch.values():
+        assert [index for _, index in sorted(members)] == list(range(len(members)))
+    assert max(len(m) for m in by_batch.values()) > 1
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+def test_a_payload_over_the_bound_is_refused_whatever_the_descriptor_says(rig: Rig) -> None:
+    with agent_on(rig, window=0.0) as (agent, path):
+        over = sealed_memfd("payload", b"x" * (MAX_PAYLOAD_BYTES + 1))
+        try:
+            answer = _asked(path, _request(over), over)
+        finally:
+            os.close(over)
+        assert answer["exit"] == 2 and "over the" in answer["error"], answer
+        # A memfd claiming a gigabyte (sparse): refused after the bound, not read whole.
+        huge = os.memfd_create("huge")
+        try:
+            os.ftruncate(huge, 1 << 30)
+            answer = _asked(path, _request(huge), huge)
+        finally:
+            os.close(huge)
+        assert answer["exit"] == 2 and "over the" in answer["error"], answer
+        # Not memory: a file on disk, a pipe.
+        on_disk = rig.tmp / "payload"
+        on_disk.write_bytes(b"x")
+        disk = os.open(on_disk, os.O_RDONLY)
+        reading, writing = os.pipe()
+        try:
+            for fd in (disk, reading):
+                answer = _asked(path, _request(fd), fd)
+                assert answer["exit"] == 2 and "memfd" in answer["error"], answer
+        finally:
+            for fd in (disk, reading, writing):
+                os.close(fd)
+        # Malformed requests: each a usage error, nothing signed.
+        payload = sealed_memfd("payload", b"ok")
+        try:
+            for bad in (_request(payload, key="../x"), _request(payload, boot_log=1),
+                        _request(payload, approvals=["x"] * 9),
+                        _request(payload, approvals=["{}"]),
+                        _request(payload, payload_type="\n"),
+                        {**_request(payload), "extra": 1}):
+                answer = _asked(path, bad, payload)
+                assert answer["exit"] == 2, (bad, answer)
+            assert _asked(path, _request(None), None)["exit"] == 2
+        finally:
+            os.close(payload)
+        assert agent._signer is None or agent.signer().batches_signed == 0
+
+
+def test_a_stranger_uid_is_refused(rig: Rig) -> None:
+    with agent_on(rig, window=0.0) as (agent, path):
+        os.chmod(path.parent, 0o755)  # noqa: S103 - the attack: a socket left open
+        os.chmod(path, 0o666)  # noqa: S103
+        reading, writing = os.pipe()
+        folder = os.open(path.parent, os.O_PATH)  # pytest's private folders are not the point
+        child = os.fork()
+        if child == 0:  # pragma: no cover - reports through the pipe
+            code = 1
+            try:
+                os.close(reading)
+                fd = sealed_memfd("payload", b"from a stranger")
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                    conn.settimeout(30)
+                    conn.connect(f"/proc/self/fd/{folder}/{path.name}")
+                    with contextlib.suppress(BrokenPipeError):
+                        wire.send(conn, _request(fd), fd)
+                    answer, got = wire.receive(conn)
+                os.write(writing, json.dumps([answer, got]).encode())
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - the parent fails on it
+                os.write(writing, (repr(exc) + traceback.format_exc()).encode())
+            finally:
+                os._exit(code)
+        os.close(writing)
+        os.close(folder)
+        with os.fdopen(reading, "rb") as pipe:
+            said = pipe.read().decode()
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, said
+        answer, got = json.loads(said)
+        assert got is None and f"uid {NOBODY} may not use this agent" in answer["error"]
+        assert agent._signer is None  # nothing reached the batcher
+
+
+def test_sealed_pcrs_changed_fail_the_whole_batch_and_write_nothing(rig: Rig) -> None:
+    rig.host.ok("key", "create", "--name", "sealed", "--pcrs", "sha256:16")
+    with agent_on(rig, window=0.3) as (agent, path):
+        with agent.tpm_lock:
+            extend_data(agent.tpm, 16, b"an unexpected measurement")
+
+        def refused(i: int) -> AttestError:
+            with pytest.raises(AttestError) as caught:
+                _sign(rig, path, b"payload %d" % i, key="sealed")
+            return caught.value
+
+        errors: list[AttestError] = _together(6, refused)
+        assert {e.exit_code for e in errors} == {1}
+        assert {e.reason.value if e.reason else None for e in errors} == {
+            "key_policy_mismatch"}
+        out = rig.tmp / "never.json"
+        payload = rig.tmp / "p"
+        payload.write_bytes(b"p")
+        done = subprocess.run(
+            [sys.executable, "-m", "attest.cli.main", "sign", "--key", "sealed", str(payload),
+             "--out", str(out)], env={**os.environ, **rig.host.env}, capture_output=True,
+            text=True, timeout=120, check=False)
+        assert done.returncode == 1, done.stderr
+        assert "key_policy_mismatch" in done.stderr
+        assert not out.exists()
+        # Another kind goes on: the default key is not sealed to PCR 16.
+        _accepted(rig, _sign(rig, path, b"still fine").data, b"still fine")
+
+
+def test_more_than_the_waiting_bound_is_refused_at_once(rig: Rig,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    from attest.host.agent import signing as agent_signing
+
+    monkeypatch.setattr(agent_signing, "MAX_WAITING", 2)
+    with agent_on(rig, window=0.0) as (agent, path):
+        waiting = []
+        agent.tpm_lock.acquire()  # the TPM busy: the two wait for their signature
+        try:
+            for i in range(2):
+                sock = _connect(path)
+                waiting.append(sock)
+                fd = sealed_memfd("payload", b"waiting %d" % i)
+                wire.send(sock, _request(fd), fd)
+                os.close(fd)
+            fd = sealed_memfd("payload", b"one too many")
+            answer = _asked(path, _request(fd), fd)
+            os.close(fd)
+            assert answer["exit"] == 3 and "waiting" in answer["error"], answer
+            agent.tpm_lock.release()
+            for sock in waiting:  # those that waited are answered
+                sock.settimeout(WAIT_S)
+                answer, out = wire.receive(sock)
+                assert answer.get("ok") is True and out is not None, answer
+                os.close(out)
+        finally:
+            if agent.tpm_lock.locked():
+                agent.tpm_lock.release()
+            for sock in waiting:
+                sock.close()
+
+
+# -- the client checks what it gets ------------------------------------------------------
+
+@contextmanager
+def _fake_agent(path: Path, answer: Callable[[bytes], tuple[dict[str, Any], bytes | None]]
+                ) -> Iterator[None]:
+    """An agent that answers every sign request with ``answer(payload)``: the message,
+    and the bytes it puts in a memfd (None: no descriptor)."""
+    with listening(path) as server:
+        server.settimeout(0.2)
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    request, fd = wire.receive(conn, within=WAIT_S)
+                    assert request["op"] == "sign" and fd is not None
+                    payload = os.pread(fd, 1 << 20, 0)
+                    os.close(fd)
+                    message, data = answer(payload)
+                    out = None if data is None else sealed_memfd("lie", data)
+                    wire.send(conn, message, out)
+                    if out is not None:
+                        os.close(out)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(WAIT_S)
+
+
+def test_the_client_refuses_an_agent_that_lies(rig: Rig) -> None:
+    with agent_on(rig, window=0.0) as (_agent, path):
+        real = _sign(rig, path, b"the real one")
+    raw = real.data
+    ok = {"ok": True, "batched": {"index": 0, "size": 1}}
+    lies: list[tuple[str, Callable[[bytes], tuple[dict[str, Any], bytes | None]]]] = [
+        ("garbage", lambda _p: (ok, b"\x00garbage")),
+        ("another payload's bundle", lambda _p: (ok, raw)),
+        ("no descriptor", lambda _p: (ok, None)),
+        ("its answer and its bundle disagree",
+         lambda _p: ({"ok": True, "batched": {"index": 1, "size": 2}}, raw)),
+    ]
+    fake = rig.tmp / "fake.sock"
+    for what, lie in lies:
+        with _fake_agent(fake, lie):
+            record = signing.load_key(rig.home, signing.DEFAULT_KEY)
+            payload = b"the real one" if "disagree" in what else b"something else"
+            with _connect(fake) as sock, pytest.raises(EnvironmentProblem) as caught:
+                sign_through(sock, key="default", key_name=record.tpm_name,
+                             key_public_pem=record.public_pem(), payload_type=OCTETS,
+                             payload=payload, boot_log=False, approvals=[])
+            assert caught.value.exit_code == 3, what
+    # Through the CLI: exit 3, nothing written.
+    payload = rig.tmp / "p"
+    payload.write_bytes(b"something else")
+    out = rig.tmp / "out.json"
+    with _fake_agent(fake, lambda _p: (ok, raw)):
+        done = subprocess.run(
+            [sys.executable, "-m", "attest.cli.main", "sign", str(payload), "--out",
+             str(out)], env={**os.environ, **rig.host.env, "ATTEST_AGENT_SOCKET": str(fake)},
+            capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 3, done.stderr
+    assert "another payload" in done.stderr and not out.exists()
+
+
+def _refused_from(fake: Path, rig: Rig, data: bytes, payload: bytes) -> EnvironmentProblem:
+    """What the client says of a fake agent handing back ``data`` for ``payload``."""
+    record = signing.load_key(rig.home, signing.DEFAULT_KEY)
+    with _fake_agent(fake, lambda _p: ({"ok": True, "batched": {"index": 0, "size": 1}},
+                                       data)), \
+            _connect(fake) as sock, pytest.raises(EnvironmentProblem) as caught:
+        sign_through(sock, key="default", key_name=record.tpm_name,
+                     key_public_pem=record.public_pem(), payload_type=OCTETS,
+                     payload=payload, boot_log=False, approvals=[])
+    assert caught.value.exit_code == 3
+    return caught.value
+
+
+def test_the_client_refuses_a_bundle_signed_by_another_key(rig: Rig) -> None:
+    rig.host.ok("key", "create", "--name", "second")
+    with agent_on(rig, window=0.0) as (_agent, path):
+        theirs = _sign(rig, path, b"same payload", key="second")
+    fake = rig.tmp / "fake.sock"
+    said = _refused_from(fake, rig, theirs.data, b"same payload")
+    assert "another key" in said.message
+    # The keyid made to match, the signature is still the other key's.
+    forged = json.loads(theirs.data)
+    record = signing.load_key(rig.home, signing.DEFAULT_KEY)
+    forged["envelope"]["signatures"][0]["keyid"] = record.tpm_name.hex()
+    said = _refused_from(fake, rig, json.dumps(forged).encode(), b"same payload")
+    assert "does not verify" in said.message
+
+
+# -- the CLI and a real agent process ---------------------------------------------------
+
+def test_attest_sign_processes_through_a_real_agent(rig: Rig) -> None:
+    """`attest agent --sign-window 300ms` as a user starts it; four `attest sign --json`
+    processes at once all sign through it; `--no-agent` signs unbatched."""
+    pem = rig.tmp / "verifier.pem"
+    pem.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    env = {**os.environ, **rig.host.env}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "attest.cli.main", "agent", "--verifier", NOWHERE,
+         "--verifier-key", str(pem), "--sign-window", "300ms"], env=env,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert agent.stderr is not None
+        line = agent.stderr.readline()
+        assert "listening on" in line, line
+        files = [rig.tmp / f"out-{i}.bin" for i in range(4)]
+        signers = []
+        for i, f in enumerate(files):
+            f.write_bytes(b"artifact %d" % i)
+            signers.append(subprocess.Popen(
+                [sys.executable, "-m", "attest.cli.main", "sign", "--json", str(f),
+                 "--out", f"{f}.bundle"], env=env, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True))
+        for f, proc in zip(files, signers, strict=True):
+            stdout, stderr = proc.communicate(timeout=120)
+            assert proc.returncode == 0, stderr
+            said = json.loads(stdout)
+            assert said["batched"]["size"] >= 1 and said["ok"] is True
+            _accepted(rig, Path(f"{f}.bundle").read_bytes(), f.read_bytes())
+        direct = subprocess.run(
+            [sys.executable, "-m", "attest.cli.main", "sign", "--json", "--no-agent",
+             str(files[0]), "--out", str(rig.tmp / "direct.bundle")], env=env,
+            capture_output=True, text=True, timeout=120, check=False)
+        assert direct.returncode == 0, direct.stderr
+        assert json.loads(direct.stdout)["batched"] is None
+        assert json.loads((rig.tmp / "direct.bundle").read_bytes())["batch"] is None
+        bad = subprocess.run(
+            [sys.executable, "-m", "attest.cli.main", "agent", "--verifier", NOWHERE,
+             "--verifier-key", str(pem), "--sign-window", "2s"], env=env,
+            capture_output=True, text=True, timeout=120, check=False)
+        assert bad.returncode == 2 and "--sign-window" in bad.stderr
+    finally:
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+        rest = agent.stderr.read() if agent.stderr else ""
+        agent.wait(timeout=30)
+    assert "Traceback" not in rest, rest
+
+
+def test_closing_signs_what_waits_and_refuses_what_comes_after(rig: Rig) -> None:
+    with agent_on(rig, window=5.0) as (agent, path):
+        sock = _connect(path)
+        fd = sealed_memfd("payload", b"waiting at the close")
+        wire.send(sock, _request(fd), fd)
+        os.close(fd)
+        deadline = time.monotonic() + WAIT_S
+        while agent._signer is None:  # the loop took it
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        agent.close_signing()  # before the window is out
+        sock.settimeout(WAIT_S)
+        answer, out = wire.receive(sock)
+        sock.close()
+        assert answer.get("ok") is True and out is not None, answer
+        os.close(out)
+        fd = sealed_memfd("payload", b"after the close")
+        answer = _asked(path, _request(fd), fd)
+        os.close(fd)
+        assert answer["exit"] == 3, answer
+
