@@ -26,8 +26,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attest.ear import keys as result_keys
 from attest.errors import AttestError, EnvironmentProblem
 from attest.host.agent import wire
+from attest.host.agent.reporting import AgentTrust, Reporter
 from attest.host.agent.server import Agent, listening, serve
 from attest.host.agent.signclient import AgentSigned, sign_through
 from attest.host.agent.signing import kind_of, sealed_memfd
@@ -37,7 +39,13 @@ from attest.tpm import keys as signing
 from attest.tpm.device import open_tpm
 from attest.tpm.pcr import extend_data
 from attest.verify.signature import ShownFile, verify_bundle
+from tests.conftest import Host
+from tests.run.conftest import ready
+from tests.run.test_agent_reports import _policy
+from tests.server.serving import served
 from tests.verify.rig import Rig
+
+__all__ = ["ready"]
 
 NOWHERE = "http://127.0.0.1:9"  # a verifier never asked: signing needs none
 WAIT_S = 60.0
@@ -538,3 +546,55 @@ def test_closing_signs_what_waits_and_refuses_what_comes_after(rig: Rig) -> None
         os.close(fd)
         assert answer["exit"] == 3, answer
 
+
+
+def test_reports_keep_flowing_while_signers_hammer_the_agent(ready: tuple[Host, Path],
+                                                             tmp_path: Path) -> None:
+    """16 clients sign in a closed loop through the agent while its report loop issues
+    and sends three reports: each report gets the TPM in turn (the ticket lock is shared
+    with the batch's signature) and is accepted; every signature asked is answered."""
+    host, from_host = ready
+    policy = _policy(host, from_host, tmp_path)
+    home = tmp_path / "verifier"
+    said: list[str] = []
+    path = host.home / wire.SOCKET_NAME
+    record = signing.load_key(host.home, signing.DEFAULT_KEY)
+    with open_tpm(host.sim.tcti) as tpm, served(policy, home) as base, \
+            listening(path) as server:
+        remote = Remote(base, [result_keys.load(home).public_key()])
+        agent = Agent(tpm, host.home, remote, sign_window=0.01)
+        reporter = Reporter(tpm, agent.tpm_lock, host.home, remote, 1.0, AgentTrust(60.0),
+                            subject="agent", key_name="default", say=said.append)
+        stop, reports_done = threading.Event(), threading.Event()
+        loop = threading.Thread(target=serve, args=(agent, server, stop.is_set), daemon=True)
+        loop.start()
+        signed = [0] * 16
+
+        def signer(i: int) -> None:
+            n = 0
+            while not reports_done.is_set():
+                with _connect(path) as sock:
+                    sign_through(sock, key="default", key_name=record.tpm_name,
+                                 key_public_pem=record.public_pem(), payload_type=OCTETS,
+                                 payload=b"%d-%d" % (i, n), boot_log=False, approvals=[])
+                n += 1
+            signed[i] = n
+
+        def reports() -> None:
+            try:
+                for _ in range(3):
+                    reporter.report_once()
+            finally:
+                reports_done.set()
+
+        try:
+            threading.Thread(target=reports, daemon=True).start()
+            _together(16, signer)
+        finally:
+            reports_done.set()
+            stop.set()
+            loop.join(WAIT_S)
+            agent.close_signing()
+    accepted = [line for line in said if line.startswith("report accepted")]
+    assert len(accepted) == 3, said
+    assert all(n >= 1 for n in signed)
