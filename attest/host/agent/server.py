@@ -91,15 +91,15 @@ class Agent:
                                              self.sign_window)
             return self._signer
 
-    def close_signing(self, answers_within: float = 10.0) -> None:
-        """Sign what waits and refuse what comes after; then give the waiting clients up
-        to ``answers_within`` seconds to be answered. Before the TPM closes."""
+    def close_signing(self) -> None:
+        """Sign what waits and refuse what comes after, then send the answers. Before the
+        TPM closes."""
         with self._signer_lock:
             self._signing_closed = True
             signer, self._signer = self._signer, None
         if signer is not None:
             signer.close()
-        self.signs.join(answers_within)
+        self.signs.close()
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):

@@ -17,9 +17,9 @@ Rules:
 - a request's index in its batch is its arrival order: the socket loop receives it
   (bounded in time, as every request), reads its payload (from memory only) and
   submits it, in the order clients connected;
-- a client's wait never holds the agent's socket loop: the wait and the answer are a
-  thread's, at most MAX_WAITING of them; beyond, the client is answered at once
-  (exit 3);
+- a client's wait never holds the agent's socket loop: its connection is kept until
+  its batch is signed, then answered by a small pool of threads; at most MAX_WAITING
+  clients wait, beyond which a client is answered at once (exit 3);
 - a failed batch (the sealed PCRs changed: key_policy_mismatch) fails each of its
   requests with that error, and nothing is written for any;
 - closing signs what waits, before the TPM goes.
@@ -38,7 +38,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,8 @@ from attest.tpm.device import TPM
 
 MAX_WAITING = 1024  # sign clients waiting for their batch; beyond, refused at once
 MAX_APPROVALS = 8
-ANSWER_WAIT_S = 300.0  # a batch behind a slow TPM and a long queue; then exit 3
-ANSWER_SEND_S = 10.0  # the client reads its answer within this, or is dropped
+ANSWER_THREADS = 2  # build and send the answers of a signed batch (2 cores are common)
+ANSWER_SEND_S = 10.0  # the client takes its answer within this, or is dropped
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 _POLICY = "agent"  # one policy id: the kind (the batcher's key id) holds everything
 
@@ -235,19 +235,25 @@ def error_answer(exc: BaseException) -> dict[str, Any]:
 class SignDesk:
     """Where the socket loop leaves sign requests. In the loop (arrival order is batch
     order): the request parsed, the payload read (a memfd: memory, never a slow file),
-    submitted to the batch. Then a thread (at most MAX_WAITING) waits for the batch and
-    answers, and the loop goes on."""
+    submitted to the batch, and the connection kept (a duplicate: the loop closes its
+    own). No thread waits: when the batch is signed, a few answer threads build each
+    request's bundle and send it, so that the loop takes the next request at once and
+    the signer thread starts the next batch."""
 
     def __init__(self, signer: Callable[[], BatchedSigner]) -> None:
         self._signer = signer
-        self._slots = threading.BoundedSemaphore(MAX_WAITING)
-        self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self._waiting = 0  # clients holding a connection until their batch is signed
+        self._answers = ThreadPoolExecutor(ANSWER_THREADS, "attest-sign-answer")
 
     def take(self, conn: socket.socket, request: dict[str, Any], fd: int | None) -> None:
-        """Submit ``request`` and answer it from a thread on a duplicate of ``conn``;
-        takes ``fd``. Anything refused before the wait is answered here, at once."""
-        if not self._slots.acquire(blocking=False):
+        """Submit ``request``; its answer is sent on a duplicate of ``conn`` once signed.
+        Takes ``fd``. Anything refused before the wait is answered here, at once."""
+        with self._lock:
+            full = self._waiting >= MAX_WAITING
+            if not full:
+                self._waiting += 1
+        if full:
             if fd is not None:
                 os.close(fd)
             send(conn, {"error": f"{MAX_WAITING} signing requests are waiting; retry",
@@ -261,49 +267,59 @@ class SignDesk:
                 finally:
                     if fd is not None:
                         os.close(fd)
-                future = self._signer().submit(asked)
+                mine = conn.dup()
+                try:
+                    future = self._signer().submit(asked)
+                except BaseException:
+                    mine.close()
+                    raise
             except Exception as exc:  # noqa: BLE001 - every failure is an answer
                 send(conn, error_answer(exc))
                 return
-            mine = conn.dup()
-            thread = threading.Thread(target=self._answer, args=(mine, asked, future),
-                                      name="attest-sign-client", daemon=True)
-            with self._lock:
-                self._threads.add(thread)
-            thread.start()
             handed = True
+            future.add_done_callback(lambda done: self._answer_later(mine, asked, done))
         finally:
             if not handed:
-                self._slots.release()
+                self._left()
+
+    def _answer_later(self, conn: socket.socket, asked: SignRequest,
+                      done: Future[Signed[Signing]]) -> None:
+        # In the batcher's signer thread: only queued here, so that it signs on.
+        try:
+            self._answers.submit(self._answer, conn, asked, done)
+        except RuntimeError:  # shut down: answered here rather than never
+            self._answer(conn, asked, done)
 
     def _answer(self, conn: socket.socket, asked: SignRequest,
-                future: Future[Signed[Signing]]) -> None:
+                done: Future[Signed[Signing]]) -> None:
         out: int | None = None
         try:
             try:
-                answer, out = answer_of(asked, future.result(ANSWER_WAIT_S))
-            except TimeoutError:
-                answer = {"error": "no signature within the time allowed", "exit": 3}
+                answer, out = answer_of(asked, done.result())
             except Exception as exc:  # noqa: BLE001 - every failure is an answer
                 answer = error_answer(exc)
+            # One short message to a client that sent one: it fits the socket's buffer,
+            # and a client that went away is its own loss.
             conn.settimeout(ANSWER_SEND_S)
-            with contextlib.suppress(OSError, WireError):  # the client's loss
+            with contextlib.suppress(OSError, WireError):
                 send(conn, answer, out)
         finally:
             if out is not None:
                 os.close(out)
             conn.close()
-            self._slots.release()
-            with self._lock:
-                self._threads.discard(threading.current_thread())
+            self._left()
 
-    def join(self, timeout: float) -> None:
-        """Wait (up to ``timeout`` seconds in all) for the answers still being sent."""
-        deadline = time.monotonic() + timeout
+    def _left(self) -> None:
         with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            self._waiting -= 1
+
+    def waiting(self) -> int:
+        with self._lock:
+            return self._waiting
+
+    def close(self) -> None:
+        """Send the answers queued (the batcher closed first: every request resolved)."""
+        self._answers.shutdown(wait=True)
 
 
 def closed_signer() -> BatchedSigner:
