@@ -341,12 +341,19 @@ def test_sealed_pcrs_changed_fail_the_whole_batch_and_write_nothing(rig: Rig) ->
         _accepted(rig, _sign(rig, path, b"still fine").data, b"still fine")
 
 
-def test_more_than_the_waiting_bound_is_refused_at_once(rig: Rig,
+@pytest.mark.parametrize("bound", ["clients", "bytes"])
+def test_more_than_the_waiting_bound_is_refused_at_once(rig: Rig, bound: str,
                                                         monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
+    """Two requests wait (the TPM held busy); a third is over the bound on waiting
+    clients, or on the payload bytes they hold: answered at once, exit 3; the two are
+    answered once the TPM is free."""
     from attest.host.agent import signing as agent_signing
 
-    monkeypatch.setattr(agent_signing, "MAX_WAITING", 2)
+    if bound == "clients":
+        monkeypatch.setattr(agent_signing, "MAX_WAITING", 2)
+    else:
+        monkeypatch.setattr(agent_signing, "MAX_WAITING_BYTES", 2 * 1000 + 999)
     with agent_on(rig, window=0.0) as (agent, path):
         waiting = []
         agent.tpm_lock.acquire()  # the TPM busy: the two wait for their signature
@@ -354,10 +361,10 @@ def test_more_than_the_waiting_bound_is_refused_at_once(rig: Rig,
             for i in range(2):
                 sock = _connect(path)
                 waiting.append(sock)
-                fd = sealed_memfd("payload", b"waiting %d" % i)
+                fd = sealed_memfd("payload", b"%d" % i * 1000)
                 wire.send(sock, _request(fd), fd)
                 os.close(fd)
-            fd = sealed_memfd("payload", b"one too many")
+            fd = sealed_memfd("payload", b"one too many" * 100)
             answer = _asked(path, _request(fd), fd)
             os.close(fd)
             assert answer["exit"] == 3 and "waiting" in answer["error"], answer
@@ -372,6 +379,30 @@ def test_more_than_the_waiting_bound_is_refused_at_once(rig: Rig,
                 agent.tpm_lock.release()
             for sock in waiting:
                 sock.close()
+        deadline = time.monotonic() + WAIT_S
+        while agent.signs.waiting():  # the count comes back: nothing leaks
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+
+def test_waiting_clients_never_exhaust_the_agents_descriptors() -> None:
+    """Each waiting client holds a descriptor: under a low limit, fewer may wait, so that
+    the agent's own accept never fails for want of one (EMFILE would end its loop)."""
+    import resource
+
+    from attest.host.agent.signing import FD_RESERVE, MAX_WAITING, SignDesk
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_RESERVE + 72, hard))
+    try:
+        desk = SignDesk(lambda: None)  # type: ignore[arg-type,return-value]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    desk.close()
+    assert desk.max_waiting == 72
+    roomy = SignDesk(lambda: None)  # type: ignore[arg-type,return-value]
+    roomy.close()
+    assert roomy.max_waiting == min(MAX_WAITING, soft - FD_RESERVE)
 
 
 # -- the client checks what it gets ------------------------------------------------------

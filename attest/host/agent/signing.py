@@ -19,7 +19,8 @@ Rules:
   submits it, in the order clients connected;
 - a client's wait never holds the agent's socket loop: its connection is kept until
   its batch is signed, then answered by a small pool of threads; at most MAX_WAITING
-  clients wait, beyond which a client is answered at once (exit 3);
+  clients (fewer when the descriptor limit is lower) and MAX_WAITING_BYTES of payloads
+  wait, beyond which a client is answered at once (exit 3);
 - a failed batch (the sealed PCRs changed: key_policy_mismatch) fails each of its
   requests with that error, and nothing is written for any;
 - closing signs what waits, before the TPM goes.
@@ -31,6 +32,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import resource
 import socket
 import stat
 import sys
@@ -55,6 +57,10 @@ from attest.tpm import keys as signing
 from attest.tpm.device import TPM
 
 MAX_WAITING = 1024  # sign clients waiting for their batch; beyond, refused at once
+# Payloads held until their batch is signed (a bundle carries its payload): 1024 clients
+# of 4 MiB each would be 4 GiB of the agent's memory.
+MAX_WAITING_BYTES = 256 << 20
+FD_RESERVE = 128  # descriptors kept for the rest of the agent (each waiting client holds one)
 MAX_APPROVALS = 8
 ANSWER_THREADS = 2  # build and send the answers of a signed batch (2 cores are common)
 ANSWER_SEND_S = 10.0  # the client takes its answer within this, or is dropped
@@ -244,22 +250,28 @@ class SignDesk:
         self._signer = signer
         self._lock = threading.Lock()
         self._waiting = 0  # clients holding a connection until their batch is signed
+        self._bytes = 0  # their payloads' bytes
         self._answers = ThreadPoolExecutor(ANSWER_THREADS, "attest-sign-answer")
+        # Each waiting client holds a descriptor: never so many that the agent's own
+        # accept fails (EMFILE), whatever its limit (1024 by default).
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_waiting = MAX_WAITING if soft == resource.RLIM_INFINITY else max(
+            1, min(MAX_WAITING, soft - FD_RESERVE))
 
     def take(self, conn: socket.socket, request: dict[str, Any], fd: int | None) -> None:
         """Submit ``request``; its answer is sent on a duplicate of ``conn`` once signed.
         Takes ``fd``. Anything refused before the wait is answered here, at once."""
         with self._lock:
-            full = self._waiting >= MAX_WAITING
+            full = self._waiting >= min(self.max_waiting, MAX_WAITING)
             if not full:
                 self._waiting += 1
         if full:
             if fd is not None:
                 os.close(fd)
-            send(conn, {"error": f"{MAX_WAITING} signing requests are waiting; retry",
+            send(conn, {"error": f"{self._waiting} signing requests are waiting; retry",
                         "exit": 3})
             return
-        handed = False
+        handed, held = False, 0
         try:
             try:
                 try:
@@ -267,6 +279,7 @@ class SignDesk:
                 finally:
                     if fd is not None:
                         os.close(fd)
+                held = self._hold(len(asked.payload))
                 mine = conn.dup()
                 try:
                     future = self._signer().submit(asked)
@@ -280,7 +293,7 @@ class SignDesk:
             future.add_done_callback(lambda done: self._answer_later(mine, asked, done))
         finally:
             if not handed:
-                self._left()
+                self._left(held)
 
     def _answer_later(self, conn: socket.socket, asked: SignRequest,
                       done: Future[Signed[Signing]]) -> None:
@@ -307,11 +320,20 @@ class SignDesk:
             if out is not None:
                 os.close(out)
             conn.close()
-            self._left()
+            self._left(len(asked.payload))
 
-    def _left(self) -> None:
+    def _hold(self, size: int) -> int:
+        with self._lock:
+            if self._bytes + size > MAX_WAITING_BYTES:
+                raise EnvironmentProblem(f"{self._bytes} bytes of payloads are waiting to "
+                                         "be signed; retry")
+            self._bytes += size
+        return size
+
+    def _left(self, size: int) -> None:
         with self._lock:
             self._waiting -= 1
+            self._bytes -= size
 
     def waiting(self) -> int:
         with self._lock:
