@@ -629,3 +629,18 @@ def test_reports_keep_flowing_while_signers_hammer_the_agent(ready: tuple[Host, 
     accepted = [line for line in said if line.startswith("report accepted")]
     assert len(accepted) == 3, said
     assert all(n >= 1 for n in signed)
+
+
+def test_a_stopped_agents_leftover_socket_falls_back_to_the_tpm(rig: Rig) -> None:
+    """A socket nobody listens on (an agent killed): `attest sign` opens the TPM itself
+    and writes an unbatched bundle, as without an agent."""
+    leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    leftover.bind(str(rig.home / wire.SOCKET_NAME))
+    leftover.close()
+    payload = rig.tmp / "p"
+    payload.write_bytes(b"no agent")
+    out = rig.tmp / "direct.json"
+    said = rig.host.ok("sign", "--json", str(payload), "--out", str(out))
+    assert json.loads(said.output)["batched"] is None
+    assert json.loads(out.read_bytes())["batch"] is None
+    _accepted(rig, out.read_bytes(), b"no agent")
