@@ -34,7 +34,7 @@ from attest.host.agent.server import Agent, listening, serve
 from attest.host.agent.signclient import AgentSigned, sign_through
 from attest.host.agent.signing import kind_of, sealed_memfd
 from attest.host.run import Remote
-from attest.signing.bundle import MAX_PAYLOAD_BYTES, Bundle
+from attest.signing.bundle import MAX_BUNDLE_BYTES, MAX_PAYLOAD_BYTES, Bundle
 from attest.tpm import keys as signing
 from attest.tpm.device import open_tpm
 from attest.tpm.pcr import extend_data
@@ -644,3 +644,72 @@ def test_a_stopped_agents_leftover_socket_falls_back_to_the_tpm(rig: Rig) -> Non
     assert json.loads(said.output)["batched"] is None
     assert json.loads(out.read_bytes())["batch"] is None
     _accepted(rig, out.read_bytes(), b"no agent")
+
+
+def test_each_client_check_refuses_what_it_is_for(rig: Rig) -> None:
+    """Each check of the client's, tried with a real bundle altered just past the checks
+    before it: of another payload type, unbatched (a real single signature of this very
+    payload), a root changed (the proof no longer holds), no boot log when one was asked;
+    and at the descriptor: not a file, over the bundle bound."""
+    from attest.host.agent.signclient import check_bundle
+    from attest.host.sign import sign_batch, sign_payload
+
+    record = signing.load_key(rig.home, signing.DEFAULT_KEY)
+    with rig.tpm() as tpm:
+        batched = sign_batch(tpm, rig.home, [(OCTETS, b"mine"), (OCTETS, b"theirs")],
+                             int(time.time()))[0].to_bytes()
+        single = sign_payload(tpm, rig.home, OCTETS, b"mine", int(time.time())).to_bytes()
+
+    def check(data: bytes, payload_type: str = OCTETS, boot_log: bool = False) -> str:
+        with pytest.raises(EnvironmentProblem) as caught:
+            check_bundle(data, key_name=record.tpm_name, key_public_pem=record.public_pem(),
+                         payload_type=payload_type, payload=b"mine", boot_log=boot_log)
+        assert caught.value.exit_code == 3
+        return caught.value.message
+
+    bundle, member = check_bundle(batched, key_name=record.tpm_name,
+                                  key_public_pem=record.public_pem(), payload_type=OCTETS,
+                                  payload=b"mine", boot_log=False)
+    assert member.size == 2 and bundle.envelope.payload == b"mine"
+    assert "another payload" in check(batched, payload_type="text/plain")
+    assert "not batched" in check(single)
+    moved = json.loads(batched)
+    moved["batch"]["root"] = "00" * 32
+    assert "proof does not hold" in check(json.dumps(moved).encode())
+    assert "no boot log" in check(batched, boot_log=True)
+
+    fake = rig.tmp / "fake.sock"
+    reading, writing = os.pipe()
+    huge = os.memfd_create("huge")
+    os.ftruncate(huge, MAX_BUNDLE_BYTES + 1)  # sparse: read only to the bound
+    try:
+        for fd, said in ((reading, "not a file"), (huge, "over")):
+            with _fake_agent_fd(fake, fd), _connect(fake) as sock, \
+                    pytest.raises(EnvironmentProblem) as caught:
+                sign_through(sock, key="default", key_name=record.tpm_name,
+                             key_public_pem=record.public_pem(), payload_type=OCTETS,
+                             payload=b"mine", boot_log=False, approvals=[])
+            assert said in caught.value.message
+    finally:
+        for fd in (reading, writing, huge):
+            os.close(fd)
+
+
+@contextmanager
+def _fake_agent_fd(path: Path, fd: int) -> Iterator[None]:
+    """An agent that answers one sign request with ``fd`` beside an acceptance."""
+    with listening(path) as server:
+        def once() -> None:
+            conn, _ = server.accept()
+            with conn:
+                _, got = wire.receive(conn, within=WAIT_S)
+                if got is not None:
+                    os.close(got)
+                wire.send(conn, {"ok": True, "batched": {"index": 0, "size": 1}}, fd)
+
+        thread = threading.Thread(target=once, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            thread.join(WAIT_S)
