@@ -44,8 +44,9 @@ from tests.run.conftest import ready
 from tests.run.test_agent_reports import _policy
 from tests.server.serving import served
 from tests.verify.rig import Rig
+from tests.verify.test_approvals import Approvals, approvals
 
-__all__ = ["ready"]
+__all__ = ["approvals", "ready"]
 
 NOWHERE = "http://127.0.0.1:9"  # a verifier never asked: signing needs none
 WAIT_S = 60.0
@@ -713,3 +714,32 @@ def _fake_agent_fd(path: Path, fd: int) -> Iterator[None]:
             yield
         finally:
             thread.join(WAIT_S)
+
+
+def test_two_approval_sets_never_share_a_batch(approvals: Approvals) -> None:
+    """A key bound to an authority, asked concurrently under two approvals: each batch is
+    signed under its own requests' approval, which its bundles name, and each verifies."""
+    rig = approvals.rig
+    texts = [approvals.approve(serial).to_bytes().decode() for serial in (1, 2)]
+    record = signing.load_key(rig.home, "signed")
+    asked = [texts[i % 2] for i in range(12)]
+
+    def sign(i: int) -> AgentSigned:
+        with _connect(path) as sock:
+            return sign_through(sock, key="signed", key_name=record.tpm_name,
+                                key_public_pem=record.public_pem(), payload_type=OCTETS,
+                                payload=b"approved %d" % i, boot_log=False,
+                                approvals=[asked[i]])
+
+    with agent_on(rig, window=0.3) as (_agent, path):
+        got: list[AgentSigned] = _together(len(asked), sign)
+    roots: dict[bytes, set[str]] = {}
+    for done, text in zip(got, asked, strict=True):
+        roots.setdefault(done.membership.root, set()).add(text)
+        assert done.bundle.approval == text.encode()
+    assert all(len(found) == 1 for found in roots.values())
+    assert max(d.membership.size for d in got) > 1
+    policy = approvals.policy()
+    for done in got[:2]:
+        decision = verify_bundle(done.data, policy, int(time.time()))
+        assert decision.accepted, decision.to_json()
