@@ -48,11 +48,14 @@ if TYPE_CHECKING:
               "shortens it [default: 3 intervals].")
 @click.option("--report-key", default="default", show_default=True, metavar="NAME",
               help="With --interval: the signing key reports are issued with.")
+@click.option("--sign-window", default="10ms", show_default=True, metavar="DURATION",
+              help="How long `attest sign` through the agent waits for other requests "
+              "to share its TPM signature (a Merkle batch): 0 to 1s; 0 waits for no one.")
 @click.pass_context
 def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
           verifier_keys: tuple[Path, ...], cacert: Path | None, insecure: bool,
           group_name: str | None, interval: str | None, max_silence: str | None,
-          report_key: str) -> None:
+          report_key: str, sign_window: str) -> None:
     """Hold the TPM and authorize `attest run` for this user over a unix socket.
 
     \b
@@ -65,6 +68,12 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     refused: nothing would tell the agent to stop them). Stop the agent with SIGTERM
     or Ctrl-C: its supervised runs stop with it; a plain `attest run` is then refused
     (give it --verifier or --policy to open the TPM itself).
+
+    \b
+    \b
+    `attest sign` finds the agent too and signs through it: requests that arrive
+    within --sign-window of each other (and ask for the same key, boot-log choice
+    and approvals) share one TPM signature and one quote (docs/signing-agent.md).
 
     \b
     With --interval the agent also reports to the verifier (continuous
@@ -80,6 +89,7 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     from attest.errors import UsageError
 
     periods = _periods(interval, max_silence)
+    window = _sign_window(sign_window)
     if periods is not None:
         from attest.tpm.keys import load_key
 
@@ -110,7 +120,8 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     try:
         with tpm_from(ctx) as tpm, listening(path, group) as server:
             click.echo(f"attest agent: listening on {path}", err=True)
-            served = Agent(tpm, ctx.obj.home, remote, group, supervisor)
+            served = Agent(tpm, ctx.obj.home, remote, group, supervisor,
+                           sign_window=window)
             continuous = None
             if periods is not None and supervisor is not None:
                 from attest.host.agent.continuous import Continuous
@@ -124,6 +135,7 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
             try:
                 serve(served, server, lambda: bool(stop))
             finally:
+                served.close_signing()  # signs what waits, before the TPM closes
                 if continuous is not None:
                     continuous.stop()  # before the TPM closes
     finally:
@@ -160,6 +172,17 @@ def _periods(interval: str | None, max_silence: str | None) -> tuple[float, floa
         raise UsageError(f"--max-silence {max_silence} is shorter than --interval {interval}: "
                          "every wait between reports would lose trust")
     return every, silence
+
+
+def _sign_window(text: str) -> float:
+    from attest.errors import UsageError
+    from attest.host.agent.reporting import parse_interval
+
+    try:
+        return parse_interval(text, minimum=0.0, maximum=1.0)
+    except ValueError as exc:
+        raise UsageError(f"--sign-window: {exc}", hint="write e.g. 10ms, 0; at most 1s") \
+            from None
 
 
 def _reporter(served: Agent, periods: tuple[float, float], key: str,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ import click
 from attest.cli.common import echo_json, tpm_from
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
-from attest.errors import UsageError
+from attest.errors import EnvironmentProblem, UsageError
 from attest.signing.bundle import MAX_PAYLOAD_BYTES
 from attest.signing.statement import PAYLOAD_TYPE as STATEMENT_TYPE
 from attest.signing.statement import Statement, Subject
@@ -43,16 +45,24 @@ RAW_PAYLOAD_TYPE = "application/octet-stream"
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="An authority's approval (keys created with --authority); repeatable: "
               "the newest unexpired one for the current PCR values is used.")
-@json_option(help='Print {"ok", "out", "payload_type", "subjects"}.')
+@click.option("--no-agent", is_flag=True,
+              help="Open the TPM here even when a host agent answers (an unbatched "
+              "signature, which openssl verifies directly).")
+@json_option(help='Print {"ok", "out", "payload_type", "subjects", "batched": null | '
+             '{"index", "size"}}.')
 @click.pass_context
 def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_type: str,
          key_name: str, out_path: Path, boot_log: bool, approval_paths: tuple[Path, ...],
-         as_json: bool) -> None:
+         no_agent: bool, as_json: bool) -> None:
     """Sign FILE... ('-' for stdin) with the PCR-bound key, inside the TPM, into a bundle
     carrying the key's certification, a quote bound to this signature and the runtime log.
-    Refused when the sealed PCRs no longer hold the key's values."""
+    Refused when the sealed PCRs no longer hold the key's values.
+
+    With `attest agent` running for this home, the agent signs: concurrent requests share
+    one TPM signature (a Merkle batch; docs/signing-agent.md), and the bundle is checked
+    here before it is written. --no-agent opens the TPM here instead."""
     from attest.cli.key import read_approvals
-    from attest.host.sign import sign_payload
+    from attest.host.sign import check_payload, sign_payload
 
     if [str(f) for f in files].count("-") > 1:
         raise UsageError("stdin ('-') can be read once")
@@ -65,11 +75,26 @@ def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_t
         payload_type, payload = STATEMENT_TYPE, Statement(tuple(subjects)).to_bytes()
     else:
         payload = _read_payload(files[0])
-    with tpm_from(ctx) as tpm:
-        bundle = sign_payload(tpm, ctx.obj.home, payload_type, payload, int(time.time()),
-                              key_name=key_name, include_boot_log=boot_log,
-                              approvals=approvals)
-    data = bundle.to_bytes()
+    check_payload(payload)
+    batched: dict[str, int] | None = None
+    sock = None if no_agent else _agent(ctx.obj.home)
+    if sock is not None:
+        from attest.host.agent.signclient import sign_through
+
+        key = signing.load_key(ctx.obj.home, key_name)
+        with sock:
+            done = sign_through(sock, key=key_name, key_name=key.tpm_name,
+                                key_public_pem=key.public_pem(), payload_type=payload_type,
+                                payload=payload, boot_log=boot_log,
+                                approvals=[a.to_bytes().decode("utf-8") for a in approvals])
+        data = done.data
+        batched = {"index": done.membership.index, "size": done.membership.size}
+    else:
+        with tpm_from(ctx) as tpm:
+            bundle = sign_payload(tpm, ctx.obj.home, payload_type, payload, int(time.time()),
+                                  key_name=key_name, include_boot_log=boot_log,
+                                  approvals=approvals)
+        data = bundle.to_bytes()
     if str(out_path) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -77,10 +102,30 @@ def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_t
     write_public(out_path, data)
     if as_json:
         echo_json({"ok": True, "out": str(out_path), "payload_type": payload_type,
-                   "subjects": [{"name": s.name, "sha256": s.sha256} for s in subjects]})
+                   "subjects": [{"name": s.name, "sha256": s.sha256} for s in subjects],
+                   "batched": batched})
         return
     what = f"{len(subjects)} file(s) as a statement" if subjects else f"{len(payload)} bytes"
-    click.echo(f"signed {what} with key {key_name!r} into {visible(out_path)}")
+    how = "" if batched is None else (f" through the agent (batch of {batched['size']}, "
+                                      f"index {batched['index']})")
+    click.echo(f"signed {what} with key {key_name!r} into {visible(out_path)}{how}")
+
+
+def _agent(home: Path) -> socket.socket | None:
+    """A connection to the host agent of ``home`` ($ATTEST_AGENT_SOCKET, else its
+    agent.sock), or None when none answers; a socket that is there but not to be trusted
+    is an error (exit 3), never a silent fallback (as the thin `attest run`)."""
+    from attest.host.agent import client
+    from attest.host.agent.wire import SOCKET_NAME
+
+    path = os.environ.get("ATTEST_AGENT_SOCKET") or str(home / SOCKET_NAME)
+    try:
+        raw = client.connect(path)
+    except client.AgentRefused as exc:
+        raise EnvironmentProblem(exc.message) from None
+    if raw is None:
+        return None
+    return socket.socket(fileno=raw.detach())
 
 
 def _open(path: Path) -> BinaryIO:

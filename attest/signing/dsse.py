@@ -56,8 +56,9 @@ class Envelope:
         one key; an envelope with more is not one attest made)."""
         obj = exact_object(data, "envelope", {"payloadType", "payload", "signatures"})
         kind = obj["payloadType"]
-        if not isinstance(kind, str) or not _PAYLOAD_TYPE.fullmatch(kind):
+        if not isinstance(kind, str):
             raise malformed("envelope.payloadType is not a media type attest accepts")
+        check_payload_type(kind)
         payload = unb64(obj["payload"], "envelope.payload", max_payload)
         sigs = obj["signatures"]
         if not isinstance(sigs, list) or len(sigs) != 1:
@@ -68,6 +69,13 @@ class Envelope:
             raise malformed("envelope.signatures[0].keyid is not lowercase hex")
         sig = unb64(entry["sig"], "envelope.signatures[0].sig", MAX_SIGNATURE_BYTES)
         return cls(kind, payload, (Signature(keyid, sig),))
+
+
+def check_payload_type(payload_type: str) -> None:
+    """Raise EvidenceError(malformed_artifact) unless ``payload_type`` is a media type an
+    envelope may carry (what :meth:`Envelope.from_json` accepts)."""
+    if not _PAYLOAD_TYPE.fullmatch(payload_type):
+        raise malformed("envelope.payloadType is not a media type attest accepts")
 
 
 def malformed(message: str) -> EvidenceError:

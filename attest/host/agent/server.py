@@ -13,7 +13,9 @@ from that copy, has the verifier verify, and on acceptance hands back the sealed
 which is what the client execs. The agent never opens a path for a client (no reading
 with the agent's rights what the client could not) and never runs anything.
 
-One request at a time: the TPM takes one client at a time anyway.
+One request at a time: the TPM takes one client at a time anyway. A sign request
+(attest.host.agent.signing) is received here, then waits for its batch and is answered
+from a thread of its own, so that the loop goes on gathering the batch's other requests.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pwd
 import socket
 import stat
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +36,7 @@ from typing import Any
 from attest.errors import AttestError, UsageError
 from attest.host.agent.challenges import ChallengeStock
 from attest.host.agent.client import visible
+from attest.host.agent.signing import BatchedSigner, SignDesk, closed_signer
 from attest.host.agent.supervision import Admission, refusal
 from attest.host.agent.supervisor import Supervisor, TrustLost
 from attest.host.agent.turns import TurnLock
@@ -40,6 +44,7 @@ from attest.host.agent.wire import SOCKET_NAME, WireError, peer_credentials, rec
 from attest.host.run import Later, Remote, run_remote
 from attest.host.runtime.environment import kept_variables
 from attest.host.runtime.executable import seal_opened
+from attest.signing.batcher import DEFAULT_WINDOW
 from attest.tpm.device import TPM
 from attest.tpm.pcr import active_banks
 
@@ -64,9 +69,37 @@ class Agent:
     tpm_lock: TurnLock = dataclasses.field(default_factory=TurnLock)
     # The next run's nonce, fetched once a client has its answer (attest.host.agent.challenges).
     challenges: ChallengeStock = dataclasses.field(init=False)
+    # `attest sign` through the agent: how long a batch waits for company (--sign-window).
+    sign_window: float = DEFAULT_WINDOW
+    _signer: BatchedSigner | None = dataclasses.field(init=False, default=None)
+    _signing_closed: bool = dataclasses.field(init=False, default=False)
+    _signer_lock: threading.Lock = dataclasses.field(init=False,
+                                                     default_factory=threading.Lock)
+    signs: SignDesk = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.challenges = ChallengeStock(self.remote.challenge_expiring)
+        self.signs = SignDesk(self.signer)
+
+    def signer(self) -> BatchedSigner:
+        """The agent's one batcher, started by the first sign request."""
+        with self._signer_lock:
+            if self._signing_closed:
+                return closed_signer()
+            if self._signer is None:
+                self._signer = BatchedSigner(self.tpm, self.home, self.tpm_lock,
+                                             self.sign_window)
+            return self._signer
+
+    def close_signing(self) -> None:
+        """Sign what waits and refuse what comes after, then send the answers. Before the
+        TPM closes."""
+        with self._signer_lock:
+            self._signing_closed = True
+            signer, self._signer = self._signer, None
+        if signer is not None:
+            signer.close()
+        self.signs.close()
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):
@@ -96,6 +129,9 @@ class Agent:
                 send(conn, {"error": f"bad request: {exc}", "exit": 2})
             return
         conn.settimeout(CLIENT_TIMEOUT_S)  # for the answer: receive left what was left
+        if request.get("op") == "sign":
+            self.signs.take(conn, request, fd)  # answered from a thread: the loop goes on
+            return
         admission: Admission | None = None
         later: Later = []  # after the answer: the client execs meanwhile
         try:
@@ -202,7 +238,7 @@ def _user(uid: int) -> str:
 
 def _parsed(request: dict[str, Any]) -> tuple[list[str], str, dict[str, str], str | None, str]:
     if request.get("op") != "authorize":
-        raise UsageError("the agent knows one operation: authorize")
+        raise UsageError("the agent knows two operations: authorize and sign")
     argv, path = request.get("argv"), request.get("path")
     keep, subject, key = request.get("keep_env", {}), request.get("subject"), request.get("key")
     if (not isinstance(argv, list) or not argv or len(argv) > MAX_ARGS

@@ -12,7 +12,8 @@ Request ``{"op": "authorize", "argv": [...], "path": "/usr/bin/x", "keep_env":
 ``path``. Answer ``{"accepted": true, "jti": ..., "script": bool, "supervised": true
 (when asked and registered)}`` with the sealed executable's descriptor, or
 ``{"accepted": false, "denials": [[reason, message], ...]}``, or ``{"error": message,
-"exit": 2 | 3}``.
+"exit": 2 | 3}``. Request ``{"op": "sign", ...}`` (`attest sign` through the agent):
+attest.host.agent.signing.
 
 JSON here is strict: no NaN or Infinity, no member named twice, nothing around the
 object, and nesting bounded (MAX_DEPTH: a deep message is an error, not a crash).
