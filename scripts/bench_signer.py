@@ -340,7 +340,7 @@ def _one_tpm(tpm: Any, home: Path, tpm_name: str, slow: bool, seconds: float,
                 payload = _payload(n)
                 got: Signed[Signing] = batcher.submit(
                     KEY, "bench", pae(PAYLOAD_TYPE, payload)).result(600)
-                got.signature.bundle(PAYLOAD_TYPE, payload, got.membership).to_bytes()
+                got.signature.bundle_bytes(PAYLOAD_TYPE, payload, got.membership)
             lat, took, steady = _closed_loop(requesters, seconds, batched)
             signs = batcher.batches_signed
         runs.append(Run(tpm_name, "batched", requesters, len(lat), took,

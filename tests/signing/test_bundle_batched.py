@@ -283,3 +283,22 @@ def test_a_dsse_library_refuses_a_batched_envelope_as_a_bare_signature(
         keyid=Bundle.from_bytes(bundles[0]).keyid, scheme="ecdsa-sha2-nistp256")
     with pytest.raises(errors.VerificationError):
         envelope.verify([key], 1)
+
+
+def test_a_batch_s_bundles_made_from_the_shared_text_are_the_bundles(rig: Rig) -> None:
+    """Signing.bundle_bytes (the agent's fast path: the evidence rendered once a batch) is
+    byte for byte Signing.bundle(...).to_bytes(), and refuses what the TPM did not sign."""
+    from attest.errors import UsageError
+    from attest.host.sign import sign_evidence
+
+    payloads = _payloads(4)
+    value, members = batch.build([pae(t, p) for t, p in payloads])
+    with rig.tpm() as tpm:
+        signing_ = sign_evidence(tpm, rig.home, value, int(time.time()))
+    for (kind, payload), member in zip(payloads, members, strict=True):
+        made = signing_.bundle_bytes(kind, payload, member)
+        assert made == signing_.bundle(kind, payload, member).to_bytes()
+        assert Bundle.from_bytes(made) == signing_.bundle(kind, payload, member)
+        assert _verify(made, rig.policy()).accepted
+    with pytest.raises(UsageError):
+        signing_.bundle_bytes("application/octet-stream", b"not in the batch", members[0])

@@ -219,8 +219,8 @@ class BatchedSigner:
 
 def answer_of(request: SignRequest, got: Signed[Signing]) -> tuple[dict[str, Any], int]:
     """The answer for one signed request: its bundle, in a sealed memfd."""
-    bundle = got.signature.bundle(request.payload_type, request.payload, got.membership)
-    out = sealed_memfd("attest-bundle", bundle.to_bytes())
+    data = got.signature.bundle_bytes(request.payload_type, request.payload, got.membership)
+    out = sealed_memfd("attest-bundle", data)
     return {"ok": True, "batched": {"index": got.membership.index,
                                     "size": got.membership.size}}, out
 
