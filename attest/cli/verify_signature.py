@@ -66,7 +66,7 @@ def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
         facts = decision.facts
         when = datetime.fromtimestamp(facts["time"], UTC).isoformat(timespec="seconds")
         batched = ("" if facts["batch"] is None else
-                   f", batched ({facts['batch']['index'] + 1} of {facts['batch']['size']})")
+                   f"; batch of {facts['batch']['size']}, index {facts['batch']['index']}")
         click.echo(f"accepted: signed by key {facts['key'][:16]}… of host "
                    f"{visible(decision.host)} at {when} (the host's clock{batched}; "
                    f"{visible(facts['payload_type'])}); {len(shown)} file(s) match")
