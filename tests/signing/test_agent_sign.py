@@ -399,10 +399,8 @@ def test_waiting_clients_never_exhaust_the_agents_descriptors() -> None:
         desk = SignDesk(lambda: None)  # type: ignore[arg-type,return-value]
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    desk.close()
     assert desk.max_waiting == 72
     roomy = SignDesk(lambda: None)  # type: ignore[arg-type,return-value]
-    roomy.close()
     assert roomy.max_waiting == min(MAX_WAITING, soft - FD_RESERVE)
 
 

@@ -92,14 +92,13 @@ class Agent:
             return self._signer
 
     def close_signing(self) -> None:
-        """Sign what waits and refuse what comes after, then send the answers. Before the
-        TPM closes."""
+        """Sign what waits, answer it (the signer thread answers each batch as it is
+        signed) and refuse what comes after. Before the TPM closes."""
         with self._signer_lock:
             self._signing_closed = True
             signer, self._signer = self._signer, None
         if signer is not None:
             signer.close()
-        self.signs.close()
 
     def allowed(self, peer: int, gid: int) -> bool:
         if peer in (self.uid, 0):
