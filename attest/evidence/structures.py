@@ -613,6 +613,10 @@ class Public:
         return self.attributes & flags == flags
 
 
+# Each name algorithm's TPM_ALG_ID, as a name's first two bytes.
+_NAME_PREFIX = {name: struct.pack(">H", alg) for alg, name in HASH_NAMES.items()}
+
+
 def _read_symdef(reader: Reader) -> SymDef:
     alg = reader.u16()
     if alg == Alg.NULL:
@@ -664,8 +668,14 @@ def parse_public(data: bytes, reason: Reason = Reason.KEY_ATTRIBUTES_INVALID) ->
     public = _read_public(reader)
     reader.end()
     # The name hashes the re-marshalled form, so it must be the bytes we were given.
-    if public.marshal() != bytes(data):
+    raw = bytes(data)
+    if public.marshal() != raw:
         raise reader.fail("non-canonical encoding")
+    # Being those bytes, they are what Public.name hashes: the name (asked of every parsed
+    # key) from them, rather than from a second marshalling. Public.name is a cached
+    # property, so this is the value it would compute; tests compare both.
+    public.__dict__["name"] = _NAME_PREFIX[public.name_alg] + hashlib.new(
+        public.name_alg, raw).digest()
     return public
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -74,6 +75,16 @@ def test_ak_public_name_matches_tpm2_pytss(ak_bytes: bytes) -> None:
     assert ours.name == bytes(theirs.get_name())
     assert ours.marshal() == ak_bytes
     assert parse_public_tpm2b(ours.marshal_tpm2b()) == ours
+
+
+def test_a_parsed_key_s_name_is_the_one_its_fields_hash_to(ak_bytes: bytes) -> None:
+    """parse_public fills Public.name from the bytes it was given (they are its
+    marshalling, checked): the same name as a copy computes from its fields."""
+    ours = parse_public(ak_bytes)
+    assert "name" in vars(ours)  # filled at parsing
+    copy = dataclasses.replace(ours)
+    assert "name" not in vars(copy)
+    assert copy.name == ours.name == parse_public_tpm2b(ours.marshal_tpm2b()).name
 
 
 def test_windows_creation_certification_names_the_ak() -> None:
