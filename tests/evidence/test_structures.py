@@ -128,6 +128,21 @@ def test_every_truncation_of_every_structure_is_malformed(ak_bytes: bytes) -> No
             parse(data + b"\0")  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(("end", "words"), [
+    (0, "TPMT_PUBLIC: needs 2 bytes at offset 0, 0 left"),
+    (1, "TPMT_PUBLIC: needs 2 bytes at offset 0, 1 left"),
+    (5, "TPMT_PUBLIC: needs 4 bytes at offset 4, 1 left"),
+    (9, "TPMT_PUBLIC: needs 2 bytes at offset 8, 1 left"),
+])
+def test_a_short_read_names_what_was_needed_and_left(ak_bytes: bytes, end: int,
+                                                    words: str) -> None:
+    """The reader's in-place reads (u16, u32) refuse as take() always did, word for word."""
+    with pytest.raises(MalformedEvidence) as caught:
+        parse_public(ak_bytes[:end])
+    assert caught.value.message == words
+    assert caught.value.reason is Reason.KEY_ATTRIBUTES_INVALID
+
+
 def test_an_oversized_length_field_is_refused_before_reading() -> None:
     data = (vector_dir("quotes", "gce_cos85_nonce9009") / "quote_sha256.tpms_attest.bin")
     raw = bytearray(data.read_bytes())
