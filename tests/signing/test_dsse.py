@@ -136,6 +136,12 @@ def test_a_bundle_round_trips() -> None:
     (("quote", "bank"), "md5"),
     (("quote", "pcrs"), {"24": "00" * 32}), (("quote", "pcrs"), {"01": "00" * 32}),
     (("quote", "pcrs"), {"1": "AA" * 32}),
+    # Every other spelling of an index: each PCR has one key.
+    (("quote", "pcrs"), {"-1": "00" * 32}), (("quote", "pcrs"), {" 1": "00" * 32}),
+    (("quote", "pcrs"), {"1 ": "00" * 32}), (("quote", "pcrs"), {"+1": "00" * 32}),
+    (("quote", "pcrs"), {"\uff11": "00" * 32}), (("quote", "pcrs"), {"1_0": "00" * 32}),
+    (("quote", "pcrs"), {"": "00" * 32}), (("quote", "pcrs"), {"99": "00" * 32}),
+    (("quote", "pcrs"), {"1": "00" * 19 + "0"}), (("quote", "pcrs"), {"1": 1}),
     (("ak", "qualified_name"), "0"),
     (("ek",), ["ab"]), (("ek",), ["ab" * 32] * 9),
     (("key", "extra"), "AA=="),
