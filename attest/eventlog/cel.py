@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -128,17 +127,20 @@ def parse_cel(data: bytes, *, allow_torn_tail: bool = False) -> CelLog:
     return CelLog(records, torn)
 
 
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
+class _cyclic_gc_paused:  # lowercase: read as a function, with _cyclic_gc_paused():
     # Parsing makes ~10 containers per record, none in a cycle, 2-3 of them
     # surviving; CPython's collector would rescan that growing heap over and over
     # (3x slower at 100,000 records). Paused only when it was running, restored after.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
+    # A class rather than @contextmanager: its generator machinery cost as much as
+    # parsing a small log's records (a bundle's log is parsed once per verification).
+    __slots__ = ("_enabled",)
+
+    def __enter__(self) -> None:
+        self._enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *_: object) -> None:
+        if self._enabled:
             gc.enable()
 
 
@@ -364,14 +366,19 @@ _RECORD_MEMBERS = 4
 def _nested(content: dict[str, Any]) -> bool:
     """Whether ``content`` holds a container inside a container (a record nests deeper
     than record -> content -> value -> scalar): only then is its depth counted."""
+    # Plain loops: a generator per value (any(...)) cost more than the values it reads.
     for value in content.values():
         kind = type(value)
         if kind is dict:
-            if any(type(inner) is dict or type(inner) is list for inner in value.values()):
-                return True
-        elif kind is list and any(type(inner) is dict or type(inner) is list
-                                  for inner in value):
-            return True
+            for inner in value.values():
+                kind = type(inner)
+                if kind is dict or kind is list:
+                    return True
+        elif kind is list:
+            for inner in value:
+                kind = type(inner)
+                if kind is dict or kind is list:
+                    return True
     return False
 
 
@@ -495,7 +502,7 @@ def canonical_json(value: Any) -> bytes:
     integers and string escapes print the same.
     """
     _check_canonical(value, depth=0)
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL_ENCODER.encode(value)
     try:
         # A string that is not valid Unicode (a lone surrogate), as a key or a value, is
         # refused here: one encode of the whole text, not one per string.
@@ -506,6 +513,11 @@ def canonical_json(value: Any) -> bytes:
 
 
 _SCALARS = (str, int, bool, type(None))  # exact types: most values, decided at once
+# json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), with its
+# encoder made once rather than per call (a third of the cost for a record's content);
+# encode() keeps no state between calls.
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
+                                      ensure_ascii=False)
 
 
 def _check_canonical(value: Any, depth: int) -> None:

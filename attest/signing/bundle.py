@@ -57,6 +57,9 @@ MAX_TPM_BLOB = 2048  # TPMS_ATTEST with 24 PCRs selected, TPM2B_PUBLIC: well und
 MAX_EKS = 8
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# A PCR index as a key: "0".."23" exactly (one spelling per PCR), looked up, not matched.
+_PCR_INDEX = {str(i): i for i in range(24)}
+_PCR_VALUE = re.compile(r"[0-9a-f]{40,128}")
 _TOP = {"version", "type", "envelope", "batch", "time", "key", "quote", "ak", "ek",
         "runtime_log", "boot_log", "approval"}
 MAX_APPROVAL_BYTES = 16 << 10  # attest.evidence.approval's bound
@@ -165,12 +168,14 @@ class Bundle:
             raise malformed("quote.pcrs is not an object of at most 24 PCRs")
         values: dict[int, bytes] = {}
         for index, value in pcrs.items():
-            if not re.fullmatch(r"0|[1-9][0-9]?", index) or int(index) > 23:
+            number = _PCR_INDEX.get(index)
+            if number is None:
                 raise malformed("quote.pcrs: a key is not a PCR index 0-23")
-            if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{40,128}", value) \
+            # Compiled once: re.fullmatch(text, ...) looks its pattern up per call.
+            if not isinstance(value, str) or not _PCR_VALUE.fullmatch(value) \
                     or len(value) % 2:
                 raise malformed("quote.pcrs: a value is not lowercase hex")
-            values[int(index)] = bytes.fromhex(value)
+            values[number] = bytes.fromhex(value)
         ak = exact_object(top["ak"], "ak", {"public", "qualified_name"})
         qualified = ak["qualified_name"]
         if not isinstance(qualified, str) or len(qualified) > 140 \

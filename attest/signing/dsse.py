@@ -101,10 +101,14 @@ def unb64(value: Any, what: str, limit: int) -> bytes:
     if not isinstance(value, str) or len(value) > 4 * ((limit + 2) // 3):
         raise malformed(f"{what} is not base64 of at most {limit} bytes")
     try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+        # strict_mode refuses what b64decode(validate=True) refuses (a character outside
+        # the alphabet, padding out of place), without its regex pass over the text; a
+        # non-ASCII str is a ValueError.
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
         raise malformed(f"{what} is not standard base64") from None
-    if b64(raw) != value:
+    # The decoder ignores unused bits: only the one encoding of ``raw`` is taken.
+    if binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
         raise malformed(f"{what} is not canonical base64")
     if len(raw) > limit:
         raise malformed(f"{what} is over {limit} bytes")

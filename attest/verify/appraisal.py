@@ -758,9 +758,13 @@ class _Appraiser:
                           use, facts)
 
 
-def view_logs(runtime_log: bytes, boot_log: bytes | None, policy: VerifierPolicy) -> LogView:
+def view_logs(runtime_log: bytes, boot_log: bytes | None, policy: VerifierPolicy, *,
+              with_state: bool = True) -> LogView:
     """What the logs say on their own and against the policy's reference values: the part
-    of the log check that does not depend on the quote (shared with attest.verify.signature)."""
+    of the log check that does not depend on the quote (shared with attest.verify.signature).
+    ``with_state``: also the runtime log's state as a prefix (LogView.state), which only an
+    artifact's acceptance records (incremental logs); a bundle, verified offline and never
+    recorded, goes without (it decides nothing: no check reads it)."""
     try:
         runtime = parse_cel(runtime_log).records
         check_content_bound(runtime)
@@ -775,13 +779,16 @@ def view_logs(runtime_log: bytes, boot_log: bytes | None, policy: VerifierPolicy
     appraisal = None
     if policy.reference is not None:
         try:
-            appraise_events(events, policy.reference, covered=policy.log_sources.covered)
+            # check_content_bound(runtime) passed above: the same records, not twice.
+            appraise_events(events, policy.reference, covered=policy.log_sources.covered,
+                            bound_checked=True)
         except EvidenceError as exc:
             appraisal = _denial(exc)
     commands = measured_commands(runtime)
     return LogView(tuple(events), replayed, locality, None, appraisal, commands,
                    whole_log_state(runtime_log, len(runtime), replayed,
-                                   policy.log_sources.runtime_pcr, commands))
+                                   policy.log_sources.runtime_pcr, commands)
+                   if with_state else None)
 
 
 def log_denial(view: LogView, quote: QuoteFacts, policy: VerifierPolicy) -> Denial | None:

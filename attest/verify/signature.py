@@ -143,8 +143,8 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
         # per-AK serial mark and no store revocation of approvals.)
         yield from check_approval(policy, _as_evidence(bundle), quote, now, None)
     if quote is not None:
-        denial = log_denial(view_logs(bundle.runtime_log, bundle.boot_log, policy), quote,
-                            policy)
+        denial = log_denial(view_logs(bundle.runtime_log, bundle.boot_log, policy,
+                                      with_state=False), quote, policy)
         if denial is not None:
             yield denial
     skew = policy.freshness.clock_skew

@@ -259,3 +259,53 @@ def test_content_may_hold_an_escaped_record_separator(spelled: bytes) -> None:
 def test_blank_lines_and_carriage_returns_around_a_record_are_blanks() -> None:
     data = RS + b"\r\n  " + json.dumps(GOOD).encode() + b"\r\n"
     assert parse_cel(data).records[0].recnum == 0
+
+
+@pytest.mark.parametrize("content", [
+    {"a": {"b": [1]}},  # a list in an object in the content
+    {"a": [{"b": 1}]},  # an object in a list in the content
+    {"a": [[1]]},
+    {"a": {"b": {"c": 1}}},
+])
+def test_nesting_inside_a_content_value_is_counted(content: dict[str, object]) -> None:
+    """The inline record path counts a record's depth only when its content nests a
+    container in a container (_nested): each way of nesting is found, so a record
+    nested past strictjson.MAX_DEPTH there is refused, not built."""
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    key = next(iter(content))
+    inner = content[key]
+    nested = ({k: [deep] for k in inner} if isinstance(inner, dict) else [[deep]])
+    record = {"recnum": 0, "pcr": 14, "digests": [{"hashAlg": "sha256", "digest": "00" * 32}],
+              "content_type": "attest", "content": {key: nested}}
+    with pytest.raises(EventLogError, match="deeper"):
+        parse_cel(RS + json.dumps(record).encode() + b"\n")
+    shallow = dict(record, content=content)
+    assert parse_cel(RS + json.dumps(shallow).encode() + b"\n").records[0].content == content
+
+
+@pytest.mark.parametrize("data", [
+    b'\x1e{"pcr": 14, "digests": [], "content_type": "x", "content": {}}\n',  # refused
+    RS + b"{not json}\n",  # refused, record by record
+    b'[{"pcr": 14}]',  # a CEL-JSON array, refused
+])
+def test_the_collector_is_restored_after_parsing_whatever_the_outcome(data: bytes) -> None:
+    """parse_cel pauses the cyclic collector while it builds records: running again after,
+    an error included, and left off when it was off."""
+    import gc
+
+    assert gc.isenabled()
+    with pytest.raises(EventLogError):
+        parse_cel(data)
+    assert gc.isenabled()
+    parse_cel(encode_log(_records(2)))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_cel(encode_log(_records(2)))
+        with pytest.raises(EventLogError):
+            parse_cel(data)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

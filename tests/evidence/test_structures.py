@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -76,6 +77,16 @@ def test_ak_public_name_matches_tpm2_pytss(ak_bytes: bytes) -> None:
     assert parse_public_tpm2b(ours.marshal_tpm2b()) == ours
 
 
+def test_a_parsed_key_s_name_is_the_one_its_fields_hash_to(ak_bytes: bytes) -> None:
+    """parse_public fills Public.name from the bytes it was given (they are its
+    marshalling, checked): the same name as a copy computes from its fields."""
+    ours = parse_public(ak_bytes)
+    assert "name" in vars(ours)  # filled at parsing
+    copy = dataclasses.replace(ours)
+    assert "name" not in vars(copy)
+    assert copy.name == ours.name == parse_public_tpm2b(ours.marshal_tpm2b()).name
+
+
 def test_windows_creation_certification_names_the_ak() -> None:
     d = vector_dir("quotes", "ga_windows_gcp_shielded_vm")
     creation = parse_attest((d / "ak_certify_creation.tpms_attest.bin").read_bytes())
@@ -115,6 +126,21 @@ def test_every_truncation_of_every_structure_is_malformed(ak_bytes: bytes) -> No
                 parse(data[:end])  # type: ignore[operator]
         with pytest.raises(MalformedEvidence):
             parse(data + b"\0")  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("end", "words"), [
+    (0, "TPMT_PUBLIC: needs 2 bytes at offset 0, 0 left"),
+    (1, "TPMT_PUBLIC: needs 2 bytes at offset 0, 1 left"),
+    (5, "TPMT_PUBLIC: needs 4 bytes at offset 4, 1 left"),
+    (9, "TPMT_PUBLIC: needs 2 bytes at offset 8, 1 left"),
+])
+def test_a_short_read_names_what_was_needed_and_left(ak_bytes: bytes, end: int,
+                                                    words: str) -> None:
+    """The reader's in-place reads (u16, u32) refuse as take() always did, word for word."""
+    with pytest.raises(MalformedEvidence) as caught:
+        parse_public(ak_bytes[:end])
+    assert caught.value.message == words
+    assert caught.value.reason is Reason.KEY_ATTRIBUTES_INVALID
 
 
 def test_an_oversized_length_field_is_refused_before_reading() -> None:

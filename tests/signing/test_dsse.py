@@ -69,6 +69,30 @@ def test_base64_is_canonical_only() -> None:
             unb64(text, "x", 4)
 
 
+@pytest.mark.parametrize(("text", "words"), [
+    # Outside the alphabet or padding out of place: strict decoding refuses them.
+    ("A A=", "not standard"), ("AA==\n", "not standard"), (" AA=", "not standard"),
+    ("-_8=", "not standard"), ("\uff41w==", "not standard"), ("=AA=", "not standard"),
+    ("AA==AA==", "not standard"), ("AA===", "not standard"), ("A===", "not standard"),
+    ("AA=A", "not standard"), ("A", "not standard"), ("AA", "not standard"),
+    # Decodable, but not the one encoding of its bytes (unused bits set).
+    ("AB==", "not canonical"), ("AAB=", "not canonical"), ("QR==", "not canonical"),
+])
+def test_base64_refusals_keep_their_reason(text: str, words: str) -> None:
+    """unb64 decodes with binascii's strict mode, then compares the re-encoding: every
+    text but the one encoding of its bytes is refused, as malformed_artifact."""
+    with pytest.raises(EvidenceError) as caught:
+        unb64(text, "x", 4)
+    assert caught.value.reason is Reason.MALFORMED_ARTIFACT
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize("size", range(0, 7))
+def test_every_canonical_base64_text_decodes(size: int) -> None:
+    for data in (bytes(size), bytes(range(255, 255 - size, -1))):
+        assert unb64(base64.b64encode(data).decode(), "x", 8) == data
+
+
 def test_a_statement_round_trips_and_is_strict() -> None:
     made = Statement((Subject("a.tar", "00" * 32), Subject("b", "ff" * 32)))
     assert Statement.from_bytes(made.to_bytes()) == made
@@ -112,6 +136,12 @@ def test_a_bundle_round_trips() -> None:
     (("quote", "bank"), "md5"),
     (("quote", "pcrs"), {"24": "00" * 32}), (("quote", "pcrs"), {"01": "00" * 32}),
     (("quote", "pcrs"), {"1": "AA" * 32}),
+    # Every other spelling of an index: each PCR has one key.
+    (("quote", "pcrs"), {"-1": "00" * 32}), (("quote", "pcrs"), {" 1": "00" * 32}),
+    (("quote", "pcrs"), {"1 ": "00" * 32}), (("quote", "pcrs"), {"+1": "00" * 32}),
+    (("quote", "pcrs"), {"\uff11": "00" * 32}), (("quote", "pcrs"), {"1_0": "00" * 32}),
+    (("quote", "pcrs"), {"": "00" * 32}), (("quote", "pcrs"), {"99": "00" * 32}),
+    (("quote", "pcrs"), {"1": "00" * 19 + "0"}), (("quote", "pcrs"), {"1": 1}),
     (("ak", "qualified_name"), "0"),
     (("ek",), ["ab"]), (("ek",), ["ab" * 32] * 9),
     (("key", "extra"), "AA=="),
