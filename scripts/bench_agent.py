@@ -41,7 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_stream import Figures, Row  # type: ignore[import-not-found,unused-ignore]
+from bench_stream import (  # type: ignore[import-not-found,unused-ignore]
+    Figures,
+    Row,
+    print_tables,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTEST = [sys.executable, "-m", "attest.cli.main"]
@@ -315,16 +319,7 @@ def main() -> None:
         print("\n".join(compare(args.before, args.blocks, args.runs, say)))
         return
     figures = measure(args.runs, say=say)
-    for title, header, rows, _ in figures.tables:
-        print(f"{title}:")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            print("  " + "  ".join(cell.rjust(w) if i else cell.ljust(w)
-                                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
-    for what, measured, verdict in figures.targets:
-        print(f"{verdict}  {what}: {measured}")
-    for note in figures.notes:
-        print(note)
+    print_tables(figures)
 
 
 if __name__ == "__main__":

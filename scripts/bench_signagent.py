@@ -37,9 +37,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stream import (  # type: ignore[import-not-found,unused-ignore]
+    Figures,
+    Row,
+    print_tables,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,25 +62,6 @@ STARTUP_S = 3.0  # for the client processes to import attest before the clock st
 TARGET_SWTPM = 2000.0
 TARGET_SLOW = 1000.0
 TARGET_SLOW_P99_MS = 250.0
-
-
-@dataclass(frozen=True)
-class Row:
-    figure: str
-    measure: str
-    value: float | None
-    unit: str
-    target: str = ""
-    note: str = ""
-
-
-@dataclass
-class Figures:
-    rows: list[Row] = field(default_factory=list)
-    tables: list[tuple[str, tuple[str, ...], list[tuple[str, ...]], frozenset[int]]] = field(
-        default_factory=list)
-    targets: list[tuple[str, str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -304,16 +292,7 @@ def main() -> None:
                         help="closed-loop time per line")
     args = parser.parse_args()
     figures = measure(args.seconds, say=lambda line: print(line, file=sys.stderr))
-    for title, header, rows, _ in figures.tables:
-        print(f"{title}:")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            print("  " + "  ".join(cell.rjust(w) if i else cell.ljust(w)
-                                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
-    for what, measured, verdict in figures.targets:
-        print(f"{verdict}  {what}: {measured}")
-    for note in figures.notes:
-        print(note)
+    print_tables(figures)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stream import (  # type: ignore[import-not-found,unused-ignore]
+    Figures as StreamFigures,
+)
+from bench_stream import (
+    Row,
+    print_tables,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 ATTEST = [sys.executable, "-m", "attest.cli.main"]
@@ -80,23 +89,8 @@ TARGET_VERIFY_RATIO = 2.0  # bundle verification / its bare signature checks
 SLOW_CALLS = {"sign": 0, "quote": 0}
 
 
-@dataclass(frozen=True)
-class Row:
-    figure: str
-    measure: str
-    value: float | None
-    unit: str
-    target: str = ""
-    note: str = ""
-
-
 @dataclass
-class Figures:
-    rows: list[Row] = field(default_factory=list)
-    tables: list[tuple[str, tuple[str, ...], list[tuple[str, ...]], frozenset[int]]] = field(
-        default_factory=list)
-    targets: list[tuple[str, str, str]] = field(default_factory=list)  # what, measured, verdict
-    notes: list[str] = field(default_factory=list)
+class Figures(StreamFigures):  # type: ignore[misc,unused-ignore]
     samples: list[bytes] = field(default_factory=list)  # bundles verified (for checks)
 
 
@@ -570,17 +564,6 @@ def section_signer(quick: bool) -> Figures:
 SECTIONS = {"signer": section_signer}  # scripts/bench's section `signer`
 
 
-def _print(figures: Figures) -> None:
-    for title, header, rows, _ in figures.tables:
-        print(f"{title}:")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            print("  " + "  ".join(cell.rjust(w) if i else cell.ljust(w)
-                                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
-    for what, measured, verdict in figures.targets:
-        print(f"{verdict}  {what}: {measured}")
-    for note in figures.notes:
-        print(note)
 
 
 def main() -> None:
@@ -610,7 +593,7 @@ def main() -> None:
     figures = measure(args.seconds, lambda line: print(line, file=sys.stderr),
                       concurrency=concurrency, windows=windows, tpms=tpms,
                       per_host=per_host)
-    _print(figures)
+    print_tables(figures)
 
 
 if __name__ == "__main__":

@@ -1359,6 +1359,21 @@ SECTIONS: dict[str, Callable[[bool], Figures]] = {"stream": stream, "loggrowth":
 
 # -- standalone -----------------------------------------------------------------------------
 
+def print_tables(figures: Figures) -> None:
+    """A bench script's own output: its tables, targets and notes (scripts/bench prints
+    every section with :func:`render`)."""
+    for title, header, rows, _ in figures.tables:
+        print(f"{title}:")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            print("  " + "  ".join(cell.rjust(w) if i else cell.ljust(w)
+                                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+    for what, measured, verdict in figures.targets:
+        print(f"{verdict}  {what}: {measured}")
+    for note in figures.notes:
+        print(note)
+
+
 def render(name: str, figures: Figures) -> list[str]:
     def align(rows: list[tuple[str, ...]], left: frozenset[int]) -> list[str]:
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
