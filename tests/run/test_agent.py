@@ -13,9 +13,10 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,16 +156,26 @@ def test_a_peer_of_another_uid_is_refused_by_the_agent(ready: tuple[Host, Path],
         with running_agent(host, base, pem) as (sock, _agent):
             os.chmod(sock.parent, 0o755)  # noqa: S103 - the attack: a socket left open
             os.chmod(sock, 0o666)  # noqa: S103
-            said = _as_stranger(sock)
+            said = as_stranger(sock)
             assert f"uid {NOBODY} may not use this agent" in said
 
 
-def _as_stranger(sock: Path, uid: int = NOBODY, gid: int = NOBODY, *,
-                 direct: bool = False) -> str:
-    """The agent's answer to an authorize request from a process of uid NOBODY (a fork
-    that drops to it before connecting: the kernel records the uid at connect). It
-    reaches the socket through a descriptor on its folder opened before: pytest's
-    private temporary folders are not the point here."""
+AUTHORIZE_TRUE = {"op": "authorize", "argv": ["/bin/true"], "path": "/bin/true",
+                  "key": "default"}
+
+
+def _open_true() -> int:
+    return os.open("/bin/true", os.O_RDONLY)
+
+
+def as_stranger(sock: Path, uid: int = NOBODY, gid: int = NOBODY, *,
+                direct: bool = False, request: dict[str, Any] | None = None,
+                descriptor: Callable[[], int] = _open_true) -> str:
+    """The agent's answer (the repr of (answer, descriptor)) to ``request`` (default: an
+    authorize of /bin/true) with the descriptor ``descriptor()`` opens, from a process
+    of uid NOBODY (a fork that drops to it before connecting: the kernel records the uid
+    at connect). It reaches the socket through a descriptor on its folder opened
+    before: pytest's private temporary folders are not the point here."""
     reading, writing = os.pipe()
     folder = os.open(sock.parent, os.O_PATH)
     child = os.fork()
@@ -172,7 +183,7 @@ def _as_stranger(sock: Path, uid: int = NOBODY, gid: int = NOBODY, *,
         code = 1
         try:
             os.close(reading)
-            fd = os.open("/bin/true", os.O_RDONLY)
+            fd = descriptor()
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
@@ -181,8 +192,7 @@ def _as_stranger(sock: Path, uid: int = NOBODY, gid: int = NOBODY, *,
                 conn.connect(str(sock) if direct else f"/proc/self/fd/{folder}/{sock.name}")
                 # The agent may have answered and closed before reading this.
                 with contextlib.suppress(BrokenPipeError):
-                    wire.send(conn, {"op": "authorize", "argv": ["/bin/true"],
-                                     "path": "/bin/true", "key": "default"}, fd)
+                    wire.send(conn, AUTHORIZE_TRUE if request is None else request, fd)
                 answer, got = wire.receive(conn)
             os.write(writing, repr((answer, got)).encode())
             code = 0
@@ -333,13 +343,13 @@ def test_with_group_its_members_are_served_and_no_one_else(ready: tuple[Host, Pa
             with running_agent(host, base, pem, "--group", "nogroup", "--socket", str(sock)):
                 info = os.stat(sock)
                 assert (info.st_mode & 0o777, info.st_gid) == (0o660, NOBODY)
-                member = _as_stranger(sock, direct=True)
+                member = as_stranger(sock, direct=True)
                 assert "'accepted': False" in member and "may not use" not in member, member
                 assert "reference_value_mismatch" in member
                 # Not in the group: kept out by the mode; and, were the socket open to
                 # all, by the agent itself.
                 os.chmod(sock, 0o666)  # noqa: S103 - the attack: a socket left open
-                daemon = _as_stranger(sock, uid=1, gid=1, direct=True)
+                daemon = as_stranger(sock, uid=1, gid=1, direct=True)
                 assert "uid 1 may not use this agent" in daemon
         finally:
             shutil.rmtree(folder)

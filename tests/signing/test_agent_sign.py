@@ -6,7 +6,6 @@ PCRs changed, an agent that lies."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +40,7 @@ from attest.tpm.pcr import extend_data
 from attest.verify.signature import ShownFile, verify_bundle
 from tests.conftest import Host
 from tests.run.conftest import ready
+from tests.run.test_agent import as_stranger
 from tests.run.test_agent_reports import _policy
 from tests.server.serving import served
 from tests.verify.rig import Rig
@@ -279,37 +279,9 @@ def test_a_stranger_uid_is_refused(rig: Rig) -> None:
     with agent_on(rig, window=0.0) as (agent, path):
         os.chmod(path.parent, 0o755)  # noqa: S103 - the attack: a socket left open
         os.chmod(path, 0o666)  # noqa: S103
-        reading, writing = os.pipe()
-        folder = os.open(path.parent, os.O_PATH)  # pytest's private folders are not the point
-        child = os.fork()
-        if child == 0:  # pragma: no cover - reports through the pipe
-            code = 1
-            try:
-                os.close(reading)
-                fd = sealed_memfd("payload", b"from a stranger")
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                    conn.settimeout(30)
-                    conn.connect(f"/proc/self/fd/{folder}/{path.name}")
-                    with contextlib.suppress(BrokenPipeError):
-                        wire.send(conn, _request(fd), fd)
-                    answer, got = wire.receive(conn)
-                os.write(writing, json.dumps([answer, got]).encode())
-                code = 0
-            except BaseException as exc:  # noqa: BLE001 - the parent fails on it
-                os.write(writing, (repr(exc) + traceback.format_exc()).encode())
-            finally:
-                os._exit(code)
-        os.close(writing)
-        os.close(folder)
-        with os.fdopen(reading, "rb") as pipe:
-            said = pipe.read().decode()
-        _, status = os.waitpid(child, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, said
-        answer, got = json.loads(said)
-        assert got is None and f"uid {NOBODY} may not use this agent" in answer["error"]
+        said = as_stranger(path, request=_request(None),
+                           descriptor=lambda: sealed_memfd("payload", b"from a stranger"))
+        assert said.endswith(", None)") and f"uid {NOBODY} may not use this agent" in said
         assert agent._signer is None  # nothing reached the batcher
 
 

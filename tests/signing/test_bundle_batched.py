@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -28,9 +27,12 @@ from attest.signing.dsse import pae
 from attest.signing.statement import PAYLOAD_TYPE, Statement, Subject
 from attest.tpm import keys as signing
 from attest.verify.signature import ShownFile, verify_bundle
+from tests.signing.bundles import Json
+from tests.signing.bundles import b64 as _b64
+from tests.signing.bundles import edit as _edit
+from tests.signing.bundles import reasons as _reasons
 from tests.verify.rig import Rig
 
-Json = dict[str, Any]
 SEED = 20261203
 # Every byte when ATTEST_FULL_MUTATION=1; a sample otherwise (the suite's time budget).
 _FULL = os.environ.get("ATTEST_FULL_MUTATION") == "1"
@@ -58,19 +60,7 @@ def _verify(raw: bytes, policy: VerifierPolicy, *shown: bytes) -> Decision:
     return verify_bundle(raw, policy, int(time.time()), files)
 
 
-def _reasons(decision: Decision) -> set[str]:
-    assert not decision.accepted, decision.to_json()
-    return set(decision.reasons)
 
-
-def _edit(raw: bytes, change: Callable[[Json], None]) -> bytes:
-    data = json.loads(raw)
-    change(data)
-    return json.dumps(data).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,48 +19,23 @@ from attest.signing.dsse import pae
 from attest.tpm import keys as signing
 from attest.tpm.hierarchy import load_identity
 from attest.tpm.quote import create_quote
-from attest.verify.signature import ShownFile, verify_bundle
+from attest.verify.signature import verify_bundle
 from tests.conftest import Host
+from tests.signing.bundles import Json
+from tests.signing.bundles import b64 as _b64
+from tests.signing.bundles import edit as _edit
+from tests.signing.bundles import file as _file
+from tests.signing.bundles import reasons as _reasons
+from tests.signing.bundles import shown as _shown
+from tests.signing.bundles import sign as _sign
 from tests.verify.rig import QUOTED, Rig
-
-Json = dict[str, Any]
-
-
-def _sign(rig: Rig, *args: str) -> bytes:
-    out = rig.tmp / f"bundle-{len(list(rig.tmp.glob('bundle-*')))}.json"
-    rig.host.ok("sign", *args, "--out", str(out))
-    return out.read_bytes()
-
-
-def _file(rig: Rig, name: str, data: bytes) -> Path:
-    path = rig.tmp / name
-    path.write_bytes(data)
-    return path
-
-
-def _shown(*paths: Path) -> list[ShownFile]:
-    import hashlib
-
-    return [ShownFile(str(p), hashlib.sha256(p.read_bytes()).digest()) for p in paths]
 
 
 def _verify(raw: bytes, policy: VerifierPolicy, *paths: Path) -> Decision:
     return verify_bundle(raw, policy, int(time.time()), _shown(*paths))
 
 
-def _reasons(decision: Decision) -> set[str]:
-    assert not decision.accepted
-    return set(decision.reasons)
 
-
-def _edit(raw: bytes, change: Callable[[Json], None]) -> bytes:
-    data = json.loads(raw)
-    change(data)
-    return json.dumps(data).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def test_one_file_signs_and_verifies(rig: Rig) -> None:

@@ -5,7 +5,6 @@ are kept so that the hole they probe stays shut."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
@@ -39,29 +38,20 @@ from attest.tpm import keys as tpm_keys
 from attest.tpm.hierarchy import ak_handle
 from attest.tpm.pcr import read_pcrs, to_tpml
 from attest.tpm.quote import create_quote
-from attest.verify.signature import ShownFile, verify_bundle
+from attest.verify.signature import verify_bundle
+from tests.signing.bundles import Json
+from tests.signing.bundles import b64 as _b64
+from tests.signing.bundles import file as _file
+from tests.signing.bundles import shown as _shown
+from tests.signing.bundles import sign as _sign
 from tests.verify.rig import KEY_ATTRIBUTES, QUOTED, Rig
 from tests.verify.test_approvals import SEALED, Approvals, approvals
 from tests.verify.test_log_sources import booted
 
-Json = dict[str, Any]
 __all__ = ["approvals", "booted"]
 
 
-def _sign(rig: Rig, *args: str) -> bytes:
-    out = rig.tmp / f"bundle-{len(list(rig.tmp.glob('bundle-*')))}.json"
-    rig.host.ok("sign", *args, "--out", str(out))
-    return out.read_bytes()
 
-
-def _file(rig: Rig, name: str, data: bytes) -> Path:
-    path = rig.tmp / name
-    path.write_bytes(data)
-    return path
-
-
-def _shown(*paths: Path) -> list[ShownFile]:
-    return [ShownFile(str(p), hashlib.sha256(p.read_bytes()).digest()) for p in paths]
 
 
 def _largest_bundle() -> Bundle:
@@ -74,6 +64,16 @@ def _largest_bundle() -> Bundle:
         ak_public=b"a", ak_qualified_name=b"\x00\x0b", eks=("ab" * 32,) * 8,
         runtime_log=b"", boot_log=None, approval=b"{}")
 
+
+
+def _edit(raw: bytes, path: tuple[str | int, ...], value: Any) -> bytes:
+    """``raw`` with the member at ``path`` set to ``value``."""
+    data = json.loads(raw)
+    target = data
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return json.dumps(data).encode()
 
 # -- hostile JSON: memory and time before any check -------------------------------------
 
@@ -107,17 +107,6 @@ def test_the_largest_honest_bundle_is_under_the_value_bound() -> None:
     assert Bundle.from_bytes(compact) == made
 
 
-def _edit(raw: bytes, path: tuple[str | int, ...], value: Any) -> bytes:
-    data = json.loads(raw)
-    target = data
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return json.dumps(data).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def test_a_statement_nobody_signed_is_never_parsed(rig: Rig,

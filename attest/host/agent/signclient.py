@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from attest.errors import AttestError, BatchProofError, EnvironmentProblem, EvidenceError
-from attest.host.agent.wire import WireError, receive, send
+from attest.host.agent.wire import WireError, read_bounded, receive, send
 from attest.reasons import Reason
 from attest.signing import batch
 from attest.signing.batch import Membership
@@ -126,17 +126,10 @@ def _read_bundle(fd: int) -> bytes:
     device would never end)."""
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         raise _lying("it answered with a descriptor that is not a file")
-    chunks: list[bytes] = []
-    got = 0
-    while got <= MAX_BUNDLE_BYTES:
-        chunk = os.pread(fd, MAX_BUNDLE_BYTES + 1 - got, got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    if got > MAX_BUNDLE_BYTES:
+    data = read_bounded(fd, MAX_BUNDLE_BYTES)
+    if len(data) > MAX_BUNDLE_BYTES:
         raise _lying(f"its bundle is over {MAX_BUNDLE_BYTES} bytes")
-    return b"".join(chunks)
+    return data
 
 
 def _refusal(answer: dict[str, Any]) -> AttestError:

@@ -48,7 +48,7 @@ from typing import Any
 from attest.errors import AttestError, EnvironmentProblem, UsageError
 from attest.evidence.approval import MAX_APPROVAL_BYTES, Approval
 from attest.host.agent.turns import TurnLock
-from attest.host.agent.wire import WireError, send
+from attest.host.agent.wire import WireError, read_bounded, send
 from attest.host.sign import Signing, sign_evidence
 from attest.signing.batcher import DEFAULT_WINDOW, Batcher, Signed
 from attest.signing.bundle import MAX_PAYLOAD_BYTES
@@ -132,19 +132,12 @@ def read_payload(fd: int) -> bytes:
         fcntl.fcntl(fd, fcntl.F_GET_SEALS)
     except OSError:
         raise UsageError("the payload descriptor is not a memfd") from None
-    chunks: list[bytes] = []
-    got = 0
-    while got <= MAX_PAYLOAD_BYTES:
-        chunk = os.pread(fd, MAX_PAYLOAD_BYTES + 1 - got, got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    if got > MAX_PAYLOAD_BYTES:
+    data = read_bounded(fd, MAX_PAYLOAD_BYTES)
+    if len(data) > MAX_PAYLOAD_BYTES:
         raise UsageError(f"the payload is over the {MAX_PAYLOAD_BYTES} bytes a bundle "
                          "carries", hint="sign it with --statement: the statement names "
                          "the file by its digest")
-    return b"".join(chunks)
+    return data
 
 
 def sealed_memfd(name: str, data: bytes) -> int:

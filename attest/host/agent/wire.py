@@ -43,6 +43,20 @@ class WireError(Exception):
     than one descriptor."""
 
 
+def read_bounded(fd: int, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes from offset 0 of ``fd`` (pread: its offset untouched),
+    whatever size it claims: one byte more than ``limit`` tells the caller it is over."""
+    chunks: list[bytes] = []
+    got = 0
+    while got <= limit:
+        chunk = os.pread(fd, limit + 1 - got, got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def header(size: int) -> bytes:
     return size.to_bytes(_HEADER_SIZE, "big")
 
