@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stream import (  # type: ignore[import-not-found,unused-ignore]
     Figures,
     Row,
+    attest_cli,
     print_tables,
 )
 
@@ -53,12 +54,6 @@ TARGET_MS = 50.0  # issue 14: `attest run -- /bin/true` overhead through the age
 HEADLINE = "attest run, regular install (agent)"
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([*ATTEST, *args], env=env, capture_output=True, text=True,
-                          check=False, timeout=120)
-    if done.returncode != 0:
-        raise SystemExit(f"attest {' '.join(args)}: {done.returncode}\n{done.stderr}")
-    return done.stdout
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
@@ -190,16 +185,17 @@ def rig(say: Callable[[str], None]) -> Iterator[Rig]:
         root = Path(tmp)
         env = {**os.environ, "ATTEST_HOME": str(root / "host"), "TSS2_LOG": "all+NONE",
                "PYTHONPATH": os.pathsep.join([str(ROOT), *(p for p in sys.path if p)])}
-        env["ATTEST_TCTI"] = _cli(env, "swtpm", "start", "--state", str(root / "swtpm")).strip()
+        env["ATTEST_TCTI"] = attest_cli(env, "swtpm", "start", "--state",
+                                        str(root / "swtpm")).strip()
         made = Rig(root, env)
         serve: subprocess.Popen[str] | None = None
         try:
             say("setting up a host and a verifier")
-            _cli(env, "provision")
-            _cli(env, "key", "create")
-            _cli(env, "measure", "command", "--", "/bin/true")
+            attest_cli(env, "provision")
+            attest_cli(env, "key", "create")
+            attest_cli(env, "measure", "command", "--", "/bin/true")
             policy = root / "policy.yaml"
-            _cli(env, "policy", "init", "--from-host", "--out", str(policy))
+            attest_cli(env, "policy", "init", "--from-host", "--out", str(policy))
             verifier_env = {**env, "ATTEST_HOME": str(root / "verifier")}
             (root / "verifier").mkdir()
             serve, found = _started(
@@ -207,7 +203,7 @@ def rig(say: Callable[[str], None]) -> Iterator[Rig]:
                 re.compile(r"on (http://127\.0\.0\.1:\d+)/v1"))
             made.base = found.group(1)
             made.pem = root / "verifier.pem"
-            made.pem.write_text(_cli(verifier_env, "result", "key"))
+            made.pem.write_text(attest_cli(verifier_env, "result", "key"))
             yield made
         finally:
             if serve is not None:

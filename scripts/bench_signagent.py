@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stream import (  # type: ignore[import-not-found,unused-ignore]
     Figures,
     Row,
+    attest_cli,
     print_tables,
 )
 
@@ -89,12 +90,6 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([*ATTEST, *args], env=env, capture_output=True, text=True,
-                          check=False, timeout=120)
-    if done.returncode != 0:
-        raise SystemExit(f"attest {' '.join(args)}: {done.returncode}\n{done.stderr}")
-    return done.stdout
 
 
 @contextmanager
@@ -204,13 +199,13 @@ def measure(seconds: float, say: Callable[[str], None]) -> Figures:
         home = root / "host"
         env = {**os.environ, "ATTEST_HOME": str(home), "TSS2_LOG": "all+NONE",
                "PYTHONPATH": os.pathsep.join([str(ROOT), *(p for p in sys.path if p)])}
-        tcti = _cli(env, "swtpm", "start", "--state", str(root / "swtpm")).strip()
+        tcti = attest_cli(env, "swtpm", "start", "--state", str(root / "swtpm")).strip()
         env["ATTEST_TCTI"] = tcti
         os.environ["TSS2_LOG"] = "all+NONE"
         try:
             say("provisioning a host and a PCR-bound signing key")
-            _cli(env, "provision")
-            _cli(env, "key", "create")
+            attest_cli(env, "provision")
+            attest_cli(env, "key", "create")
             record = keys.load_key(home, keys.DEFAULT_KEY)
             name, pem = record.tpm_name, record.public_pem()
             for tpm_name, delay in (("swtpm", 0.0), ("swtpm + 200 ms", SLOW)):

@@ -60,8 +60,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stream import (  # type: ignore[import-not-found,unused-ignore]
     Figures as StreamFigures,
 )
-from bench_stream import (
+from bench_stream import (  # type: ignore[import-not-found,unused-ignore]
     Row,
+    attest_cli,
     print_tables,
 )
 
@@ -135,12 +136,6 @@ class Host:
     env: dict[str, str]
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([*ATTEST, *args], env=env, capture_output=True, text=True,
-                          check=False, timeout=120)
-    if done.returncode != 0:
-        raise SystemExit(f"attest {' '.join(args)}: {done.returncode}\n{done.stderr}")
-    return done.stdout
 
 
 def _payload(n: int) -> bytes:
@@ -203,7 +198,7 @@ def _start_host(root: Path, n: int) -> Host:
     folder = root / f"host-{n}"
     env = {**os.environ, "ATTEST_HOME": str(folder / "home"), "TSS2_LOG": "all+NONE",
            "PYTHONPATH": os.pathsep.join([str(ROOT), *(p for p in sys.path if p)])}
-    tcti = _cli(env, "swtpm", "start", "--state", str(folder / "swtpm")).strip()
+    tcti = attest_cli(env, "swtpm", "start", "--state", str(folder / "swtpm")).strip()
     env["ATTEST_TCTI"] = tcti
     return Host(folder / "home", tcti, env)
 
@@ -214,10 +209,10 @@ def _stop_host(host: Host) -> None:
 
 
 def _provision(host: Host) -> None:
-    _cli(host.env, "provision")
-    _cli(host.env, "key", "create", "--name", KEY)
+    attest_cli(host.env, "provision")
+    attest_cli(host.env, "key", "create", "--name", KEY)
     for command in MEASUREMENTS:
-        _cli(host.env, "measure", "command", "--", command)
+        attest_cli(host.env, "measure", "command", "--", command)
 
 
 @contextmanager

@@ -1359,6 +1359,16 @@ SECTIONS: dict[str, Callable[[bool], Figures]] = {"stream": stream, "loggrowth":
 
 # -- standalone -----------------------------------------------------------------------------
 
+def attest_cli(env: dict[str, str], *args: str) -> str:
+    """`attest ARGS` (this Python, this checkout) in ``env``: its stdout; a failure ends
+    the bench with attest's own words."""
+    done = subprocess.run([sys.executable, "-m", "attest.cli.main", *args], env=env,
+                          capture_output=True, text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        raise SystemExit(f"attest {' '.join(args)}: {done.returncode}\n{done.stderr}")
+    return done.stdout
+
+
 def print_tables(figures: Figures) -> None:
     """A bench script's own output: its tables, targets and notes (scripts/bench prints
     every section with :func:`render`)."""
