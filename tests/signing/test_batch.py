@@ -19,17 +19,10 @@ from attest.reasons import Reason
 from attest.signing import batch
 from attest.signing.batch import Membership
 from tests.audit.conftest import MERKLE
+from tests.audit.test_merkle_vectors import _reference
 
 PROBES = sorted((MERKLE / "testdata" / "inclusion").rglob("*.json")) if MERKLE.is_dir() else []
 SETTINGS = settings(max_examples=200, deadline=None)
-
-
-def _reference() -> dict[str, Any]:
-    path = MERKLE / "rfc6962_reference_tree.json"
-    if not path.is_file():
-        pytest.skip(f"Merkle vectors not found at {MERKLE}; set ATTEST_VECTORS")
-    value: dict[str, Any] = json.loads(path.read_text())
-    return value
 
 
 def _pae(i: int) -> bytes:
