@@ -1,6 +1,6 @@
 """The swtpm simulator: provision a state folder, start, stop, report status.
 
-Everything lives in one state folder (see swtpm/README.md): the TPM's NV state,
+Everything lives in one state folder (see attest/templates/swtpm/README.md): the TPM's NV state,
 the local CA that issued its EK and platform certificates, the sockets, the pid
 file and the log. Nothing is written under /etc, /var/lib or ~/.config.
 
@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.resources
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from attest.durable import fsync_dir
@@ -65,15 +67,36 @@ class SimulatorStatus:
         return f"not provisioned: {self.state_dir} has no TPM state" + leftovers
 
 
-def templates_dir() -> Path:
+# The swtpm_setup configuration files, filled in for each state folder (@STATE@).
+_TEMPLATES = ("swtpm_setup.conf", "swtpm-localca.conf", "swtpm-localca.options")
+
+
+def templates_dir() -> Traversable:
+    """The templates' folder: package data (attest/templates/swtpm), found through
+    importlib.resources so that a wheel install has them as an editable one does;
+    $ATTEST_SWTPM_TEMPLATES names another folder (a site's own CA settings)."""
     env = os.environ.get("ATTEST_SWTPM_TEMPLATES")
-    folder = Path(env) if env else Path(__file__).resolve().parent.parent / "swtpm"
-    if not (folder / "swtpm_setup.conf.in").is_file():
-        raise SimulatorError(
-            f"swtpm configuration templates not found in {folder}",
-            hint="run attest from its source tree (pip install -e .) or set ATTEST_SWTPM_TEMPLATES",
-        )
-    return folder
+    if env:
+        return Path(env)
+    return importlib.resources.files("attest") / "templates" / "swtpm"
+
+
+def load_templates() -> Mapping[str, str]:
+    """Every template's text, read before anything is made: a missing one stops a start
+    before it creates a folder."""
+    folder = templates_dir()
+    texts = {}
+    for name in _TEMPLATES:
+        try:
+            texts[name] = (folder / f"{name}.in").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SimulatorError(
+                f"swtpm configuration template {name}.in not readable in {folder}: "
+                f"{getattr(exc, 'strerror', None) or exc}",
+                hint="reinstall attest (the templates are package data); if "
+                     "ATTEST_SWTPM_TEMPLATES is set, it must name a folder holding them",
+            ) from exc
+    return texts
 
 
 class Simulator:
@@ -151,13 +174,24 @@ class Simulator:
         """
         if self.provisioned:
             return False
+        # Everything that can be checked is checked before anything is made.
         _require_tools()
         self.check_socket_path()
+        templates = load_templates()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         staging = self.staging_dir
         # Leftovers of an interrupted provisioning: a partial TPM state, never used.
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(self.tpm_state, ignore_errors=True)
+        try:
+            self._provision_in(staging, templates)
+        finally:
+            # Whatever stopped it, no half-made staging folder stays (its arrival in
+            # place is the last step; after it the folder is gone already).
+            shutil.rmtree(staging, ignore_errors=True)
+        return True
+
+    def _provision_in(self, staging: Path, templates: Mapping[str, str]) -> None:
         for folder in ("tpm", "ca", "config"):
             (staging / folder).mkdir(parents=True)
         os.chmod(staging / "ca", 0o700)
@@ -165,7 +199,7 @@ class Simulator:
                 and (self.ca_dir / "signkey.pem").is_file()):
             # A complete local CA is kept: verifiers may trust its root already.
             shutil.copytree(self.ca_dir, staging / "ca", dirs_exist_ok=True)
-        self._write_config(staging, staging)
+        self._write_config(templates, staging, staging)
         env = dict(os.environ, XDG_CONFIG_HOME=str(staging / "config"))
         cmd = [
             "swtpm_setup", "--tpm2",
@@ -177,29 +211,24 @@ class Simulator:
         ]
         returncode, stderr = _run_group(cmd, env, SETUP_TIMEOUT_S, "swtpm_setup")
         if returncode != 0 or not (staging / "tpm" / "tpm2-00.permall").is_file():
-            shutil.rmtree(staging, ignore_errors=True)
             log = self._tail(self.state_dir / "swtpm_setup.log")
             raise SimulatorError(
                 f"swtpm_setup failed (exit {returncode}): {stderr.strip() or log}",
                 hint=f"see {self.state_dir / 'swtpm_setup.log'}",
             )
         # The config names the final paths (a later provisioning reuses the CA there).
-        self._write_config(staging, self.state_dir)
+        self._write_config(templates, staging, self.state_dir)
         for folder in ("ca", "config", "tpm"):  # tpm last: its arrival means complete
             target = self.state_dir / folder
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging / folder, target)
         fsync_dir(self.state_dir)
-        shutil.rmtree(staging, ignore_errors=True)
-        return True
 
     @staticmethod
-    def _write_config(where: Path, state: Path) -> None:
-        source = templates_dir()
-        for name in ("swtpm_setup.conf", "swtpm-localca.conf", "swtpm-localca.options"):
-            text = (source / f"{name}.in").read_text().replace("@STATE@", str(state))
-            (where / "config" / name).write_text(text)
+    def _write_config(templates: Mapping[str, str], where: Path, state: Path) -> None:
+        for name, text in templates.items():
+            (where / "config" / name).write_text(text.replace("@STATE@", str(state)))
 
     # Process control -------------------------------------------------------
     def status(self) -> SimulatorStatus:
@@ -219,6 +248,11 @@ class Simulator:
         pid = self._live_pid()
         if pid is not None and self._answers():
             return self.tcti, False
+        # A start that cannot succeed (no swtpm, no templates) fails before it makes the
+        # state folder: it leaves nothing to clean up.
+        _require_tools()
+        if not self.provisioned:
+            load_templates()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with _locked(self.lock_path):
             pid = self._live_pid()
