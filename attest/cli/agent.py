@@ -73,7 +73,7 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
     \b
     `attest sign` finds the agent too and signs through it: requests that arrive
     within --sign-window of each other (and ask for the same key, boot-log choice
-    and approvals) share one TPM signature and one quote (docs/signing.md).
+    and approvals) share one TPM signature and one quote (`attest docs signing`).
 
     \b
     With --interval the agent also reports to the verifier (continuous

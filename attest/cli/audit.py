@@ -37,7 +37,9 @@ _KEY_HELP = ("The log's verifier key (name+id+key, as `attest audit key` prints 
 
 @click.group()
 def audit() -> None:
-    """The tamper-evident audit log of decisions, enrollments and revocations (docs/audit.md)."""
+    """The tamper-evident audit log of decisions, enrollments and revocations.
+
+    `attest docs audit` explains it."""
 
 
 @audit.command("verify")
@@ -95,7 +97,7 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
 @_JSON
 @click.pass_context
 def seal_revocations(ctx: click.Context, store_url: str | None, as_json: bool) -> None:
-    """Seal the store's revocations as they stand, once the log verifies (docs/audit.md).
+    """Seal the store's revocations as they stand, once the log verifies (`attest docs audit`).
 
     For a store whose revocations predate their seals (the audited verifier accepts
     nothing until then), or after restoring deleted revocation rows. The log is verified

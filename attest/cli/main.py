@@ -61,6 +61,7 @@ _COMMANDS: LazyCommands = {
     "audit": ("attest.cli.audit", "audit"),
     "authorize": ("attest.cli.authorize", "authorize"),
     "challenge": ("attest.cli.verifier", "challenge"),
+    "docs": ("attest.cli.docs", "docs"),
     "ek": ("attest.cli.ek", "ek"),
     "enroll": ("attest.cli.verifier", "enroll"),
     "eventlog": ("attest.cli.eventlog", "eventlog"),
@@ -204,6 +205,10 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
       attest provision
       attest key create
       attest quote create --pcrs sha256:0,1,15 --nonce 00112233 --out-dir ./quote
+
+    \b
+    `attest COMMAND --help` for a command's options; `attest docs` for the
+    documentation (`attest docs install`: extras and shell completion).
     """
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
 

@@ -182,7 +182,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     key = signing.load_key(ctx.obj.home, key_name)
     if key.kind != "pcr":
         raise UsageError("policy init writes a PCR key policy; this key is authority-bound",
-                         hint="write key_policy by hand (docs/policy.md)")
+                         hint="write key_policy by hand (`attest docs policy`)")
     banks = {bank for bank, _ in key.selection.banks}
     if len(banks) != 1:
         raise UsageError("the key is sealed to PCRs of several banks; policy init handles one")

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 @click.option("--supervise", is_flag=True,
               help="Keep CMD only while its authorization holds: on its revocation, or "
               "the host turning untrusted or stale, the agent sends CMD SIGTERM, then "
-              "SIGKILL after the grace (docs/continuous.md). Needs `attest agent`: without "
+              "SIGKILL after the grace (`attest docs continuous`). Needs `attest agent`: without "
               "one it is refused (exit 2), never run unsupervised.")
 @click.option("--grace", metavar="DURATION",
               help="With --supervise: the time between SIGTERM and SIGKILL, at most 10m "

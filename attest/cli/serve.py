@@ -70,9 +70,9 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
 
     \b
     Every decision is logged in the store's audit log (its key in the home) before it
-    is answered. The API is at /v1 (OpenAPI: /v1/openapi.json); docs/service.md. Plain
+    is answered. The API is at /v1 (OpenAPI: /v1/openapi.json); `attest docs service`. Plain
     http on loopback only, unless a TLS-terminating proxy is in front (--behind-proxy);
-    with --tls-cert and --tls-key, https on any address (docs/deploy.md, TLS).
+    with --tls-cert and --tls-key, https on any address (`attest docs deploy`, TLS).
       attest serve --policy policy.yaml --port 8600
       attest serve --policy policy.yaml --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
     """

@@ -59,7 +59,7 @@ def sign(ctx: click.Context, files: tuple[Path, ...], statement: bool, payload_t
     Refused when the sealed PCRs no longer hold the key's values.
 
     With `attest agent` running for this home, the agent signs: concurrent requests share
-    one TPM signature (a Merkle batch; docs/signing.md), and the bundle is checked
+    one TPM signature (a Merkle batch; `attest docs signing`), and the bundle is checked
     here before it is written. --no-agent opens the TPM here instead."""
     from attest.cli.key import read_approvals
     from attest.host.sign import check_payload, sign_payload

@@ -59,7 +59,7 @@ def verify(ctx: click.Context, artifact: Path, policy_path: Path, store_url: str
            verifier_id: str | None, as_json: bool) -> None:
     """Verify an authorization artifact against a policy: exit 0 accepted, 1 denied.
 
-    Every failed check is reported with its reason code (docs/reasons.md).
+    Every failed check is reported with its reason code (`attest docs reasons`).
     """
     from attest.artifact.model import MAX_ARTIFACT_BYTES
     from attest.audit.log import AuditLog
@@ -213,7 +213,7 @@ def readmit(ctx: click.Context, ak_name: str, reason: str, store_url: str | None
               "holds it (the TPM was replaced). Recorded in the audit log.")
 @click.option("--verifier", "verifier_url", metavar="URL",
               help="Enroll with a verifier service instead of a local store: an https URL, "
-              "or http to this machine (docs/service.md, Enrollment).")
+              "or http to this machine (`attest docs service`, Enrollment).")
 @click.option("--cacert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --verifier: the CA certificate(s) (PEM) the service's TLS "
               "certificate must chain to [default: the system's].")

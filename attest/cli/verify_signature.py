@@ -28,7 +28,7 @@ _CHUNK = 1 << 20
 def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
                      as_json: bool) -> None:
     """Verify BUNDLE (from attest sign) and that each FILE is what it signed: exit 0
-    accepted, 1 denied with reason codes (docs/reasons.md).
+    accepted, 1 denied with reason codes (`attest docs reasons`).
 
     Offline and without the TSS: the policy's trusted_aks (enrollment: policy) say
     which hosts may sign, its sealed PCRs and reference values in what state. Checked:

@@ -109,7 +109,7 @@ def _field(answer: dict[str, object], name: str, url: str) -> bytes:
 # the service's, the advice is ours (the message is the service's and not trusted).
 _ERROR_HINTS = {
     "enrollment_closed": "enrolling over HTTP needs the verifier's policy to say "
-    "`enrollment: store` and name ek_roots (docs/service.md, Enrollment); with "
+    "`enrollment: store` and name ek_roots (`attest docs service`, Enrollment); with "
     "`enrollment: policy` it trusts the AKs its trusted_aks lists instead",
     "enrollment_busy": "too many enrollments are pending at the verifier: try again shortly",
 }

@@ -98,7 +98,7 @@ def render_policy(
         hosts = tuple(dict.fromkeys(ak.host for ak in trusted_aks)) or ("*",)
         rules = (Rule(subjects=("*",), actions=("exec",), argv=("*",), hosts=hosts),)
     out = _Lines()
-    out.comment("attest verifier policy. Every key is explained in docs/policy.md; unknown")
+    out.comment("attest verifier policy. Every key is explained by `attest docs policy`; unknown")
     out.comment("keys are an error. Durations: whole seconds or 90s, 5m, 1h, 1h30m.")
     for line in (header or "").splitlines():
         out.comment(line)

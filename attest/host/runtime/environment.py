@@ -39,7 +39,8 @@ def kept_variables(environ: Mapping[str, str], keep: Collection[str]) -> dict[st
             raise UsageError(f"--keep-env {name!r}: not a variable name")
         if not injects_code(name):
             raise UsageError(f"--keep-env {name}: not a variable attest run removes",
-                             hint="only the code-injecting ones (docs/measurement.md) need it")
+                             hint="only the code-injecting ones "
+                                  "(`attest docs measurement`) need it")
         if name not in environ:
             raise UsageError(f"--keep-env {name}: not set")
         kept[name] = hashlib.sha256(environ[name].encode("utf-8", "surrogateescape")).hexdigest()
