@@ -63,7 +63,7 @@ VERIFIER_MODULES = (
     "attest.policy", "attest.evidence.quote", "attest.evidence.ekcert",
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
     "attest.verify.signature", "attest.cli.verify_signature", "attest.signing.bundle",
-    "attest.signing.batch", "attest.signing.batcher",
+    "attest.signing.batch", "attest.signing.batcher", "attest.cli.docs", "attest.manual",
 )
 
 
@@ -158,6 +158,12 @@ def test_help_lists_every_command_without_the_tss(no_tss: list[str], tmp_path: P
     for args in (("verify", "--help"), ("audit", "--help"), ("revoke", "--help"),
                  ("challenge", "--help"), ("quote", "--help"), ("eventlog", "--help")):
         assert "Usage: attest" in _ok(no_tss, *args, home=tmp_path).stdout
+
+
+def test_the_documentation_reads_without_the_tss(no_tss: list[str], tmp_path: Path) -> None:
+    """A control plane has `attest docs` too: the reasons it sees in denials."""
+    assert "\nreasons " in _ok(no_tss, "docs", home=tmp_path).stdout
+    assert _ok(no_tss, "docs", "reasons", home=tmp_path).stdout.startswith("# Reason codes\n")
 
 
 @pytest.mark.parametrize("args", [
