@@ -37,7 +37,9 @@ STOP_TIMEOUT_S = 10.0
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 _TOOLS = ("swtpm", "swtpm_setup", "swtpm_localca")
-_INSTALL_HINT = "install them with `apt-get install swtpm swtpm-tools` (./scripts/quickstart does)"
+# A wheel install has no ./scripts/quickstart: the hint names the packages themselves.
+_INSTALL_HINT = ("install them: `apt-get install swtpm swtpm-tools` on Debian or Ubuntu "
+                 "(`attest docs install`)")
 
 
 @dataclass(frozen=True)

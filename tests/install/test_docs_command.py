@@ -86,3 +86,24 @@ def test_the_generated_policy_points_at_attest_docs() -> None:
     text = render_policy(policy_id="p", sealed_values={0: bytes(32)})
     first = text.splitlines()[0]
     assert "`attest docs policy`" in first and "docs/" not in first
+
+
+def test_a_package_without_its_docs_says_so(tmp_path: Path) -> None:
+    """An install that lost attest/docs (a repackager's trim) exits 3 naming the remedy,
+    never a traceback or an empty listing."""
+    import shutil
+    import subprocess
+    import sys
+
+    import attest
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(attest.__file__).resolve().parent, site / "attest", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "docs"))
+    for args in (["docs"], ["docs", "reasons"]):
+        done = subprocess.run([sys.executable, "-m", "attest", *args], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path, check=False,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)})
+        assert done.returncode == 3, done.stderr
+        assert "the documentation is not installed" in done.stderr
+        assert "hint: reinstall attest" in done.stderr and "Traceback" not in done.stderr

@@ -68,6 +68,8 @@ def test_start_without_swtpm_tools_makes_nothing(tmp_path: Path) -> None:
     done = _attest("swtpm", "start", "--state", str(state), env={"PATH": str(tmp_path)})
     assert done.returncode == 3, done.stderr
     assert "missing simulator tools" in done.stderr
+    # A wheel install has no ./scripts/quickstart to point at.
+    assert "apt-get install swtpm swtpm-tools" in done.stderr and "scripts/" not in done.stderr
     assert not state.exists()
 
 
