@@ -86,7 +86,7 @@ AUDIT_HEAD: dict[str, Any] = {
 PROOF: dict[str, Any] = {
     "type": "object", "required": ["type"],
     "properties": {"type": {"enum": ["inclusion", "consistency"]}},
-    "description": "What `attest audit check-proof` checks offline (docs/audit.md).",
+    "description": "What `attest audit check-proof` checks offline (`attest docs audit`).",
 }
 READY: dict[str, Any] = {
     "type": "object", "required": ["status"], "properties": {"status": {"type": "string"}},

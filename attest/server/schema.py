@@ -33,7 +33,8 @@ BATCH_REQUEST: dict[str, Any] = {
 }
 DENIAL: dict[str, Any] = {
     "type": "object", "required": ["reason", "message"],
-    "properties": {"reason": {"type": "string", "description": "docs/reasons.md"},
+    "properties": {"reason": {"type": "string",
+                              "description": "a reason code: `attest docs reasons`"},
                    "message": {"type": "string"}},
 }
 DECISION: dict[str, Any] = {
