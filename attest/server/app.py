@@ -233,8 +233,8 @@ def _routes(app: FastAPI, service: Service, signer: results.Results) -> None:
     async def challenge(request: Request) -> JSONResponse:
         """A single-use nonce for the artifact's ``eat_nonce`` claim, usable for ``ttl``
         seconds (default: the service's). Issuing it writes nothing: the nonce carries
-        its expiry under a MAC only the deployment's replicas can make (docs/service.md,
-        Challenges); the acceptance that answers it records it."""
+        its expiry under a MAC only the deployment's replicas can make (`attest docs
+        service`, Challenges); the acceptance that answers it records it."""
         body = json_object(await read_body(request, CHALLENGE_BODY_BYTES))
         only_members(body, {"ttl"})
         ttl = body.get("ttl", service.nonce_ttl)

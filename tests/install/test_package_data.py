@@ -59,3 +59,10 @@ def test_help_texts_name_only_topics_that_ship() -> None:
         named |= set(re.findall(r"`attest docs ([a-z-]+)`", source.read_text()))
     assert named, "no help text points at `attest docs TOPIC`"
     assert named <= set(manual.topics()), named - set(manual.topics())
+
+
+def test_the_openapi_document_points_at_attest_docs_not_at_files() -> None:
+    """Clients read /v1/openapi.json without a checkout: no `docs/X.md` in it."""
+    document = (REPO / "docs" / "openapi.json").read_text()
+    assert "docs/" not in document and ".md" not in document
+    assert "`attest docs reasons`" in document
