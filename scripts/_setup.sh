@@ -42,10 +42,15 @@ ensure_venv() {
         say "creating .venv"
         python3 -m venv .venv
     fi
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
         say "installing attest into .venv${extras:+ (extras: $extras)}"
-        .venv/bin/python -m pip install -q --upgrade pip
-        .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+        # The exact versions of constraints.txt (scripts/lock), build dependencies included:
+        # a new release elsewhere changes nothing here until the pins move.
+        .venv/bin/python -m pip install -q -c constraints.txt pip setuptools
+        .venv/bin/python -m pip install -q -c constraints.txt --build-constraint constraints.txt \
+            -e ".${extras:+[$extras]}"
+        # Which pins this venv has (tests/unit/test_pins.py then checks every version).
+        sha256sum constraints.txt | cut -d' ' -f1 >.venv/.attest-pinned
         touch "$stamp"
     fi
 }
