@@ -98,6 +98,7 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
       attest authorize --subject deploy-bot --out a.jws -- /usr/bin/backup --full /srv
     """
     argv = argv_options + argv_rest
+    seconds = parse_duration(ttl, "--ttl")  # before a verifier is asked for a nonce
     if argv_options and argv_rest:
         raise UsageError("give the argv either with --argv or after `--`, not both")
     if verifier_url is not None:
@@ -118,7 +119,7 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
             raise UsageError(exc.message) from None
     request = Request(
         subject=subject, action=action, argv=tuple(argv), resources=resources,
-        key_name=signing.check_name(key_name), nonce=nonce, ttl=parse_duration(ttl, "--ttl"),
+        key_name=signing.check_name(key_name), nonce=nonce, ttl=seconds,
         audience=aud, parent=read_input(parent, "parent artifact") if parent else None,
         gov=_gov(gov), include_boot_log=boot_log,
         approvals=read_approvals(approvals),

@@ -87,12 +87,14 @@ def maybe_thin_run(args: list[str]) -> None:
     argv, keep, subject, key, quiet, grace_text = plain
     grace = None
     if grace_text is not None:
-        from attest.durations import parse_duration
+        from attest.durations import parse_duration, range_hint
 
         try:
             grace = parse_duration(grace_text, maximum=MAX_GRACE_S)
         except ValueError as exc:
-            print(f"attest: --grace: {client.visible(str(exc))}", file=sys.stderr)
+            # The wording of every other duration option's refusal (attest.cli.common).
+            print(f"error: --grace: {client.visible(str(exc))}\n"
+                  f"hint: {range_hint(0, MAX_GRACE_S * 1000)}", file=sys.stderr)
             sys.exit(2)
     try:
         sock = client.connect(socket_path())
