@@ -65,16 +65,14 @@ def parsed(args: list[str]
 
 
 def socket_path() -> str:
-    """$ATTEST_AGENT_SOCKET, else agent.sock in the home attest.home.resolve_home names
-    (its rule, without pathlib: the thin path's imports are its cost)."""
+    """$ATTEST_AGENT_SOCKET, else agent.sock in the home attest.home names."""
     explicit = os.environ.get("ATTEST_AGENT_SOCKET")
     if explicit:
         return explicit
+    from attest.home import default_home
     from attest.host.agent.wire import SOCKET_NAME
 
-    home = os.environ.get("ATTEST_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state", "attest")
-    return os.path.join(home, SOCKET_NAME)
+    return os.path.join(default_home(os.environ), SOCKET_NAME)
 
 
 def maybe_thin_run(args: list[str]) -> None:
