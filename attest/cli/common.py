@@ -19,7 +19,7 @@ from attest.errors import (
     EvidenceError,
     UsageError,
 )
-from attest.evidence.pcrs import PCRSelection
+from attest.evidence.pcrs import PCRSelection, parse_index
 from attest.inputfile import read_bounded
 from attest.reasons import Reason
 
@@ -85,6 +85,12 @@ def refuse_evidence(exc: EvidenceError, as_json: bool) -> None:
 
 def parse_selection(value: str) -> PCRSelection:
     return PCRSelection.parse(value)
+
+
+def pcr_index(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A click callback for one PCR index, read as every PCR selection reads its indices
+    (attest.evidence.pcrs.parse_index): 15 or 0x0f, 0-23; not +15, 1_5 or 015."""
+    return None if value is None else parse_index(value)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from attest.cli.common import echo_json, parse_hex, parse_selection, tpm_from
+from attest.cli.common import echo_json, parse_hex, parse_selection, pcr_index, tpm_from
 from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, RESETTABLE_PCRS, PCRSelection, hash_name
@@ -59,7 +59,7 @@ def pcr_arguments(selections: tuple[str, ...], bank: str) -> PCRSelection:
 
 
 @pcr.command("extend")
-@click.argument("index", type=int)
+@click.argument("index", metavar="PCR", callback=pcr_index)
 @click.option("--data", help="Text whose hash is extended into every active bank.")
 @click.option("--digest", "digest_spec", metavar="BANK:HEX",
               help="A digest to extend as is, e.g. sha256:<64 hex digits>.")

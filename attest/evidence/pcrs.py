@@ -185,6 +185,16 @@ def _parse_index_or_range(item: str, text: str) -> range:
     return range(low, high + 1)
 
 
+def parse_index(text: str) -> int:
+    """One PCR index as every selection writes it (``15``, ``0x0f``): UsageError unless
+    0-23, with the selections' hint."""
+    found = _INDEX_OR_RANGE.fullmatch(text.strip())
+    if found is None or found.group(2) is not None:
+        raise UsageError(f"malformed PCR index {text.strip()[:24]!r}: expected one of 0-23",
+                         hint=PCR_SELECTION_HINT)
+    return _index(found.group(1))
+
+
 def _index(digits: str) -> int:
     index = int(digits, 0)
     if index >= PCR_COUNT:

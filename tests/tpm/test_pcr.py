@@ -79,3 +79,9 @@ def test_read_in_a_bank_the_tpm_lacks_says_so(host: Host) -> None:
     result = host.run("pcr", "read", "sha256:0+sha512:0")
     assert result.exit_code == 2, result.output
     assert "the TPM has no PCR" in result.output
+
+
+def test_extend_takes_an_index_as_a_selection_writes_it(host: Host) -> None:
+    before = _pcr(host, 12)
+    host.ok("pcr", "extend", "0x0c", "--data", "hello")
+    assert _pcr(host, 12) == hashlib.sha256(before + hashlib.sha256(b"hello").digest()).digest()

@@ -171,3 +171,56 @@ def test_every_selection_is_refused_in_one_wording(tmp_path: Path, command: str,
 def test_pcr_read_takes_a_list_in_its_bank_and_refuses_a_bad_one(tmp_path: Path) -> None:
     code, said = _invoke(tmp_path, ["pcr", "read", "--bank", "sha256", "0-7,99"])
     assert code == EXIT_USAGE and "PCR index 99 out of range" in said
+
+
+@pytest.mark.parametrize("args", [
+    ["pcr", "extend", "+15", "--data", "x"],
+    ["pcr", "extend", "1_5", "--data", "x"],
+    ["pcr", "extend", "015", "--data", "x"],
+    ["pcr", "extend", "0x18", "--data", "x"],
+    ["pcr", "extend", "0-7", "--data", "x"],
+    ["measure", "data", "--pcr", " +15", "--name", "n", "x"],
+    ["measure", "file", "--pcr", "99", "/dev/null"],
+])
+def test_one_pcr_index_is_read_as_a_selection_reads_it(tmp_path: Path, args: list[str]) -> None:
+    """Before, click's int() took +15 and 1_5; and a selection took 0x0f but an index
+    did not."""
+    code, said = _invoke(tmp_path, args)
+    assert code == EXIT_USAGE, said
+    assert "PCR index" in said
+    assert "hint: write BANK:LIST, e.g. sha256:0-7,15" in said
+
+
+@pytest.mark.parametrize("value", ["+15", "1_5", "015", "fifteen", "24"])
+def test_the_runtime_pcr_variable_is_read_as_an_index(value: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from attest.errors import UsageError
+    from attest.host.runtime.log import runtime_pcr
+
+    monkeypatch.setenv("ATTEST_RUNTIME_PCR", value)
+    with pytest.raises(UsageError, match=r"ATTEST_RUNTIME_PCR: .*PCR index"):
+        runtime_pcr()
+    monkeypatch.setenv("ATTEST_RUNTIME_PCR", "0x0e")
+    assert runtime_pcr() == 14
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("500ms", 0.5), ("5", 5.0), ("1m", 60.0),
+                                                ("", 5.0)])
+def test_the_heartbeat_variable_takes_the_duration_syntax(
+        value: str, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attest.server.replicas import interval_from_environment
+
+    monkeypatch.setenv("ATTEST_SERVE_HEARTBEAT", value)
+    assert interval_from_environment() == seconds
+
+
+@pytest.mark.parametrize("value", ["0.5", "nan", "1e3", "inf", "50ms", "2h", "-1"])
+def test_the_heartbeat_variable_refuses_the_rest(value: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from attest.errors import UsageError
+    from attest.server.replicas import interval_from_environment
+
+    monkeypatch.setenv("ATTEST_SERVE_HEARTBEAT", value)
+    with pytest.raises(UsageError, match="ATTEST_SERVE_HEARTBEAT: ") as caught:
+        interval_from_environment()
+    assert caught.value.hint == "write e.g. 250ms, 2s or 1m; from 100ms to 1h"
