@@ -62,8 +62,8 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               help="With an https --verifier: the CA certificate(s) of its server (PEM).")
 @click.option("--insecure", is_flag=True,
               help="Allow plain http to a verifier on another machine.")
-@click.option("--ttl", default=f"{DEFAULT_TTL_S}s", show_default=True,
-              help="Lifetime of the artifact, e.g. 60s, 5m.")
+@click.option("--ttl", default=f"{DEFAULT_TTL_S}s", show_default=True, metavar="DURATION",
+              help="Lifetime of the artifact, e.g. 60s, 5m, 1h30m: 1s to 7d.")
 @click.option("--aud", help="The verifier the artifact is meant for.")
 @click.option("--parent", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="The artifact this one derives from (its scope must lie within it).")
