@@ -79,8 +79,16 @@ def test_the_forms_people_and_tpm2_tools_write(text: str, canonical: str) -> Non
 
 
 def test_an_approval_with_a_huge_range_is_malformed_not_a_memory_error() -> None:
-    from attest.errors import EvidenceError
-    from attest.evidence import approval
+    """The attack: an artifact carries an approval whose pcrs is sha256:0-999999999. The
+    verifier parses it before any signature; the old parser built a list of 10^9 ints
+    before it checked the range (gigabytes, per request). Now: malformed, at once."""
+    import json
 
-    with pytest.raises(EvidenceError, match="pcrs"):
-        approval._selection("sha256:0-999999999")
+    from attest.errors import EvidenceError
+    from attest.evidence.approval import FORMAT, parse_approval
+
+    document = {"format": FORMAT, "authority_public": "", "pcrs": "sha256:0-999999999",
+                "values": {}, "policy_ref": "", "approved_policy": "", "serial": 1,
+                "not_after": None, "signature": "", "document_signature": ""}
+    with pytest.raises(EvidenceError, match="pcrs: malformed PCR index"):
+        parse_approval(json.dumps(document).encode())
