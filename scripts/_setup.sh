@@ -6,11 +6,43 @@
 # the service's replicas; libpq5 for psycopg without its bundled binary.
 ATTEST_DEBS=(swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl postgresql libpq5)
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# colors_for FD: whether text for file descriptor FD may carry colors: only for a person
+# at a terminal, not a dumb one, and never with NO_COLOR set to anything (no-color.org).
+colors_for() { [ -z "${NO_COLOR:-}" ] && [ "${TERM:-}" != dumb ] && [ -t "$1" ]; }
+
+# set_colors: the escape sequences the scripts print, empty when colors are off; decided
+# once, when this file is sourced (inside $(...) stdout is never the terminal).
+# DIM, STEP and OFF are for stdout; SAY_ON and SAY_OFF for say's stderr.
+set_colors() {
+    DIM='' STEP='' OFF='' SAY_ON='' SAY_OFF=''
+    if colors_for 1; then DIM=$'\033[2m' STEP=$'\033[1;34m' OFF=$'\033[0m'; fi
+    if colors_for 2; then SAY_ON=$'\033[1m' SAY_OFF=$'\033[0m'; fi
+}
+set_colors
+
+say() { printf '%s==> %s%s\n' "$SAY_ON" "$*" "$SAY_OFF" >&2; }
+
+# can_be_root: whether as_root can work here (root already, or sudo to ask with).
+can_be_root() { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null; }
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
         echo "error: need root to run: $*" >&2; return 1; fi
+}
+
+# root_hint PKG...: what a user who is not root and has no sudo is to ask for: the
+# packages, and the command to run as root.
+root_hint() {
+    local install="apt-get update"
+    [ "$#" -eq 0 ] || install+=" && apt-get install -y --no-install-recommends $*"
+    {
+        if [ "$#" -gt 0 ]; then echo "error: missing Debian packages: $*"
+        else echo "error: the package lists are to be updated (ATTEST_FORCE_APT_UPDATE=1)"; fi
+        echo "installing needs root, and this user is not root and has no sudo."
+        echo "hint: as root (su -, or ask an administrator), run:"
+        echo "    $install"
+        echo "then run ${0##*/} again."
+    } >&2
 }
 
 ensure_debs() {
@@ -27,6 +59,7 @@ ensure_debs() {
             || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ] || [ "${ATTEST_FORCE_APT_UPDATE:-}" = 1 ]; then
+        if ! can_be_root; then root_hint "${missing[@]}"; return 1; fi
         say "installing Debian packages: ${missing[*]:-(none missing)}"
         as_root apt-get update -q
         [ "${#missing[@]}" -eq 0 ] || DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"

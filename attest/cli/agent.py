@@ -149,25 +149,23 @@ def agent(ctx: click.Context, socket_path: Path | None, verifier_url: str,
 
 def _periods(interval: str | None, max_silence: str | None) -> tuple[float, float] | None:
     """(interval, max silence) in seconds, or None without --interval; usage errors."""
+    from attest.cli.common import parse_seconds
     from attest.errors import UsageError
-    from attest.host.agent.reporting import DEFAULT_SILENCES, parse_interval
+    from attest.host.agent.reporting import (
+        DEFAULT_SILENCES,
+        MAX_INTERVAL_S,
+        MAX_SILENCE_S,
+        MIN_INTERVAL_S,
+    )
 
     if interval is None:
         if max_silence is not None:
             raise UsageError("--max-silence applies to reports: give --interval too")
         return None
-    hint = "write e.g. 500ms, 2s, 1m; from 0.2 s to 1 h"
-    try:
-        every = parse_interval(interval)
-    except ValueError as exc:
-        raise UsageError(f"--interval: {exc}", hint=hint) from None
+    every = parse_seconds(interval, "--interval", MIN_INTERVAL_S, MAX_INTERVAL_S)
     if max_silence is None:
         return every, DEFAULT_SILENCES * every
-    try:
-        silence = parse_interval(max_silence, maximum=24 * 3600.0)
-    except ValueError as exc:
-        raise UsageError(f"--max-silence: {exc}", hint="write e.g. 6s, 1m; from 0.2 s "
-                         "to 24 h") from None
+    silence = parse_seconds(max_silence, "--max-silence", MIN_INTERVAL_S, MAX_SILENCE_S)
     if silence < every:
         raise UsageError(f"--max-silence {max_silence} is shorter than --interval {interval}: "
                          "every wait between reports would lose trust")
@@ -175,14 +173,9 @@ def _periods(interval: str | None, max_silence: str | None) -> tuple[float, floa
 
 
 def _sign_window(text: str) -> float:
-    from attest.errors import UsageError
-    from attest.host.agent.reporting import parse_interval
+    from attest.cli.common import parse_seconds
 
-    try:
-        return parse_interval(text, minimum=0.0, maximum=1.0)
-    except ValueError as exc:
-        raise UsageError(f"--sign-window: {exc}", hint="write e.g. 10ms, 0; at most 1s") \
-            from None
+    return parse_seconds(text, "--sign-window", 0.0, 1.0)
 
 
 def _reporter(served: Agent, periods: tuple[float, float], key: str,

@@ -62,8 +62,8 @@ def _gov(pairs: tuple[str, ...]) -> dict[str, str]:
               help="With an https --verifier: the CA certificate(s) of its server (PEM).")
 @click.option("--insecure", is_flag=True,
               help="Allow plain http to a verifier on another machine.")
-@click.option("--ttl", default=f"{DEFAULT_TTL_S}s", show_default=True,
-              help="Lifetime of the artifact, e.g. 60s, 5m.")
+@click.option("--ttl", default=f"{DEFAULT_TTL_S}s", show_default=True, metavar="DURATION",
+              help="Lifetime of the artifact, e.g. 60s, 5m, 1h30m: 1s to 7d.")
 @click.option("--aud", help="The verifier the artifact is meant for.")
 @click.option("--parent", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="The artifact this one derives from (its scope must lie within it).")
@@ -98,6 +98,7 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
       attest authorize --subject deploy-bot --out a.jws -- /usr/bin/backup --full /srv
     """
     argv = argv_options + argv_rest
+    seconds = parse_duration(ttl, "--ttl")  # before a verifier is asked for a nonce
     if argv_options and argv_rest:
         raise UsageError("give the argv either with --argv or after `--`, not both")
     if verifier_url is not None:
@@ -118,7 +119,7 @@ def authorize(ctx: click.Context, subject: str, action: str, argv_options: tuple
             raise UsageError(exc.message) from None
     request = Request(
         subject=subject, action=action, argv=tuple(argv), resources=resources,
-        key_name=signing.check_name(key_name), nonce=nonce, ttl=parse_duration(ttl, "--ttl"),
+        key_name=signing.check_name(key_name), nonce=nonce, ttl=seconds,
         audience=aud, parent=read_input(parent, "parent artifact") if parent else None,
         gov=_gov(gov), include_boot_log=boot_log,
         approvals=read_approvals(approvals),

@@ -19,7 +19,7 @@ from attest.errors import (
     EvidenceError,
     UsageError,
 )
-from attest.evidence.pcrs import PCRSelection
+from attest.evidence.pcrs import PCRSelection, parse_index
 from attest.inputfile import read_bounded
 from attest.reasons import Reason
 
@@ -46,13 +46,26 @@ def utf8_text(value: str, what: str) -> str:
     return value
 
 
-def parse_duration(text: str, what: str = "duration", maximum: int = MAX_TTL_S) -> int:
-    """Seconds from "90", "90s", "5m", "1h30m", "2d"; UsageError unless 1 s to ``maximum``."""
+def parse_duration(text: str, what: str = "duration", maximum: int = MAX_TTL_S,
+                   minimum: int = 1) -> int:
+    """Whole seconds from any form attest.durations reads ("90", "90s", "1h30m", "2d");
+    UsageError (exit 2), in the one wording every option shares, unless ``minimum`` to
+    ``maximum``."""
     try:
-        return durations.parse_duration(text, minimum=1, maximum=maximum)
+        return durations.parse_duration(text, minimum=minimum, maximum=maximum)
     except ValueError as exc:
-        raise UsageError(f"{what}: {exc}", hint="write e.g. 60s, 5m, 1h; from 1s to "
-                         f"{durations.format_duration(maximum)}") from None
+        raise UsageError(f"{what}: {exc}", hint=durations.range_hint(
+            minimum * 1000, maximum * 1000)) from None
+
+
+def parse_seconds(text: str, what: str, minimum: float, maximum: float) -> float:
+    """Seconds to the millisecond ("500ms", "2s", "1m"), for a period shorter than a
+    second may be; the same syntax, wording and exit code as :func:`parse_duration`."""
+    try:
+        return durations.parse_seconds(text, minimum=minimum, maximum=maximum)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}", hint=durations.range_hint(
+            round(minimum * 1000), round(maximum * 1000), whole_seconds=False)) from None
 
 
 def refuse_evidence(exc: EvidenceError, as_json: bool) -> None:
@@ -72,6 +85,12 @@ def refuse_evidence(exc: EvidenceError, as_json: bool) -> None:
 
 def parse_selection(value: str) -> PCRSelection:
     return PCRSelection.parse(value)
+
+
+def pcr_index(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A click callback for one PCR index, read as every PCR selection reads its indices
+    (attest.evidence.pcrs.parse_index): 15 or 0x0f, 0-23; not +15, 1_5 or 015."""
+    return None if value is None else parse_index(value)
 
 
 @contextmanager

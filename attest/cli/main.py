@@ -194,7 +194,8 @@ def _json_usage(ctx: click.Context, exc: click.ClickException) -> bool:
               "device:/dev/tpmrm0. Default: $ATTEST_TCTI, $TPM2TOOLS_TCTI, device:/dev/tpmrm0.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the host identity and keys. "
-              "Default: $ATTEST_HOME or ~/.local/state/attest.")
+              "Default: $ATTEST_HOME, else $XDG_STATE_HOME/attest, else "
+              "~/.local/state/attest (an existing one wins over a new XDG home).")
 @click.pass_context
 def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
     """Attestation and a TPM-backed signer: execution conditional on proof.

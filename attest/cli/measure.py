@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from attest.cli.common import echo_json, tpm_from
+from attest.cli.common import echo_json, pcr_index, tpm_from
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.errors import EventLogError, UsageError
@@ -17,7 +17,7 @@ from attest.host.runtime.log import measure as measure_into
 from attest.host.runtime.log import runtime_pcr
 from attest.tpm.pcr import active_banks
 
-_PCR = click.option("--pcr", type=int, default=None,
+_PCR = click.option("--pcr", metavar="PCR", default=None, callback=pcr_index,
                     help="Runtime PCR [default: $ATTEST_RUNTIME_PCR or 15]. Quoted and appraised, "
                     "never sealed: every measurement changes it.")
 _RESETTABLE = click.option("--allow-resettable", is_flag=True,

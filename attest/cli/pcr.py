@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from attest.cli.common import echo_json, parse_hex, tpm_from
+from attest.cli.common import echo_json, parse_hex, parse_selection, pcr_index, tpm_from
 from attest.cli.failure import json_option
 from attest.errors import UsageError
 from attest.evidence.pcrs import DIGEST_SIZES, PCR_COUNT, RESETTABLE_PCRS, PCRSelection, hash_name
@@ -18,26 +18,48 @@ def pcr() -> None:
 
 
 @pcr.command()
-@click.option("--bank", default="sha256", show_default=True, help="PCR bank (hash algorithm).")
-@click.argument("indices", nargs=-1, type=int)
-@json_option(help='Print {"sha256": {"0": "<hex>", ...}}.')
+@click.option("--bank", default="sha256", show_default=True,
+              help="The bank of a SELECTION written without one (0-7 reads as sha256:0-7).")
+@click.argument("selections", nargs=-1, metavar="[SELECTION]...")
+@json_option(help='Print {"sha256": {"0": "<hex>", ...}} (one object per bank).')
 @click.pass_context
-def read(ctx: click.Context, bank: str, indices: tuple[int, ...], as_json: bool) -> None:
-    """Print PCR values (all 24 when no PCR is named)."""
-    name = hash_name(bank)
-    selection = PCRSelection.of({name: indices or range(PCR_COUNT)})
+def read(ctx: click.Context, bank: str, selections: tuple[str, ...], as_json: bool) -> None:
+    """Print PCR values: every PCR of --bank when no SELECTION is given.
+
+    \b
+    A SELECTION is written as every --pcrs option takes it (BANK:LIST, banks joined
+    by +), or as a LIST alone in --bank:
+      attest pcr read sha256:0-7,15
+      attest pcr read sha256:0-7+sha1:0
+      attest pcr read 0 1 15
+    """
+    selection = pcr_arguments(selections, bank)
     with tpm_from(ctx) as tpm:
         values = read_pcrs(tpm, selection)
     if as_json:
-        echo_json({name: {str(i): values[(name, i)].hex() for _, i in selection}})
+        out: dict[str, dict[str, str]] = {}
+        for name, index in selection:
+            out.setdefault(name, {})[str(index)] = values[(name, index)].hex()
+        echo_json(out)
         return
-    click.echo(f"{name}:")
-    for _, index in selection:
-        click.echo(f"  {index:>2} : 0x{values[(name, index)].hex().upper()}")
+    for name, indices in selection.banks:
+        click.echo(f"{name}:")
+        for index in indices:
+            click.echo(f"  {index:>2} : 0x{values[(name, index)].hex().upper()}")
+
+
+def pcr_arguments(selections: tuple[str, ...], bank: str) -> PCRSelection:
+    """The selection `pcr read`'s arguments name: each BANK:LIST, or a LIST in ``bank``;
+    every PCR of ``bank`` when there are none."""
+    name = hash_name(bank)
+    if not selections:
+        return PCRSelection.of({name: range(PCR_COUNT)})
+    parts = [text if ":" in text else f"{name}:{text}" for text in selections]
+    return parse_selection("+".join(parts))
 
 
 @pcr.command("extend")
-@click.argument("index", type=int)
+@click.argument("index", metavar="PCR", callback=pcr_index)
 @click.option("--data", help="Text whose hash is extended into every active bank.")
 @click.option("--digest", "digest_spec", metavar="BANK:HEX",
               help="A digest to extend as is, e.g. sha256:<64 hex digits>.")

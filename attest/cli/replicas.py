@@ -16,7 +16,7 @@ from attest.cli.terminal import visible
 @click.option("--store", "store_url", metavar="URL",
               help="The verifier's store [default: $ATTEST_STORE, else "
               "sqlite:///$ATTEST_HOME/verifier.db].")
-@click.option("--stale-after", default="15s", show_default=True,
+@click.option("--stale-after", default="15s", show_default=True, metavar="DURATION",
               help="A replica not seen for this long is listed as stale (three beats of "
               "`attest serve`'s default 5 s heartbeat).")
 @json_option()

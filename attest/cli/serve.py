@@ -41,7 +41,7 @@ SHUTDOWN_GRACE_S = 5
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes, each with its own verifier on the one store.")
 @click.option("--verifier-id", help="This verifier's id; artifacts for another aud are denied.")
-@click.option("--nonce-ttl", default="120s", show_default=True,
+@click.option("--nonce-ttl", default="120s", show_default=True, metavar="DURATION",
               help="How long a nonce from POST /v1/challenges is usable: the default "
               "and the most a client's {\"ttl\"} may ask for.")
 @click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), metavar="PER_S",

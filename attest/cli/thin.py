@@ -65,16 +65,14 @@ def parsed(args: list[str]
 
 
 def socket_path() -> str:
-    """$ATTEST_AGENT_SOCKET, else agent.sock in the home attest.home.resolve_home names
-    (its rule, without pathlib: the thin path's imports are its cost)."""
+    """$ATTEST_AGENT_SOCKET, else agent.sock in the home attest.home names."""
     explicit = os.environ.get("ATTEST_AGENT_SOCKET")
     if explicit:
         return explicit
+    from attest.home import default_home
     from attest.host.agent.wire import SOCKET_NAME
 
-    home = os.environ.get("ATTEST_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state", "attest")
-    return os.path.join(home, SOCKET_NAME)
+    return os.path.join(default_home(os.environ), SOCKET_NAME)
 
 
 def maybe_thin_run(args: list[str]) -> None:
@@ -87,12 +85,14 @@ def maybe_thin_run(args: list[str]) -> None:
     argv, keep, subject, key, quiet, grace_text = plain
     grace = None
     if grace_text is not None:
-        from attest.durations import parse_duration
+        from attest.durations import parse_duration, range_hint
 
         try:
             grace = parse_duration(grace_text, maximum=MAX_GRACE_S)
         except ValueError as exc:
-            print(f"attest: --grace: {client.visible(str(exc))}", file=sys.stderr)
+            # The wording of every other duration option's refusal (attest.cli.common).
+            print(f"error: --grace: {client.visible(str(exc))}\n"
+                  f"hint: {range_hint(0, MAX_GRACE_S * 1000)}", file=sys.stderr)
             sys.exit(2)
     try:
         sock = client.connect(socket_path())

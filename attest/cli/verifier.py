@@ -101,7 +101,8 @@ def decision_json(decision: Decision) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--ttl", default="120s", show_default=True, help="How long the nonce is usable.")
+@click.option("--ttl", default="120s", show_default=True, metavar="DURATION",
+              help="How long the nonce is usable: 1s to 7d.")
 @_STORE
 @_JSON
 @click.pass_context

@@ -7,6 +7,7 @@ tpm2_quote or tpm2_pcrread work unchanged.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ PCR_COUNT = 24
 RESETTABLE_PCRS = frozenset({16, 23})
 # TPM_PCR_SELECT_MIN: a PC Client TPM has 24 PCRs, i.e. 3 bytes of bitmap.
 SIZEOF_SELECT = 3
+# Longer than any selection a person writes (every PCR of four banks as lists is ~250).
+MAX_SELECTION_TEXT = 512
+PCR_SELECTION_HINT = ("write BANK:LIST, e.g. sha256:0-7,15 or sha256:all; banks joined by +, "
+                      "e.g. sha256:0-7+sha1:0; indices 0-23")
+# An index: decimal without a leading zero (tpm2-tools reads 010 as octal), or hex; two
+# digits at most, so nothing long reaches int() and nothing past 0xff reaches range().
+_NUMBER = r"(0|[1-9][0-9]?|0[xX][0-9a-fA-F]{1,2})"
+_INDEX_OR_RANGE = re.compile(rf"{_NUMBER}(?:\s*-\s*{_NUMBER})?")
 
 
 def hash_name(value: str) -> str:
@@ -80,14 +89,23 @@ class PCRSelection:
 
     @classmethod
     def parse(cls, text: str) -> PCRSelection:
-        """Parse `sha256:0,1,2+sha1:0` (also `sha256:all`, ranges `0-7`)."""
+        """Parse `sha256:0,1,2+sha1:0` (also `sha256:all`, ranges `0-7`): the one syntax of
+        every PCR selection attest reads (options, arguments, key records, approvals).
+
+        Strict and bounded, for text from anyone: indices 0-23 in decimal (no leading
+        zero: tpm2-tools would read 010 as octal) or hex (0x0f), each checked before a
+        range is expanded; at most :data:`MAX_SELECTION_TEXT` characters."""
         if not text or not text.strip():
-            raise UsageError("empty PCR list", hint="write e.g. sha256:0,1,2")
+            raise UsageError("empty PCR selection", hint=PCR_SELECTION_HINT)
+        if len(text) > MAX_SELECTION_TEXT:
+            raise UsageError(f"a PCR selection of {len(text)} characters; at most "
+                             f"{MAX_SELECTION_TEXT}", hint=PCR_SELECTION_HINT)
         banks: dict[str, list[int]] = {}
         for part in text.strip().split("+"):
             bank, sep, rest = part.partition(":")
-            if not sep or not rest:
-                raise UsageError(f"malformed PCR list {text!r}", hint="write e.g. sha256:0,1,2")
+            if not sep or not rest.strip():
+                raise UsageError(f"malformed PCR selection {text!r}: expected BANK:LIST",
+                                 hint=PCR_SELECTION_HINT)
             name = hash_name(bank)
             indices = banks.setdefault(name, [])
             if rest.strip() == "all":
@@ -154,20 +172,35 @@ class PCRSelection:
         return bytes(out)
 
 
-def _parse_index_or_range(item: str, text: str) -> list[int]:
-    item = item.strip()
-    try:
-        if "-" in item:
-            low, high = (int(x, 0) for x in item.split("-", 1))
-            if low > high:
-                raise ValueError
-            return list(range(low, high + 1))
-        return [int(item, 0)]
-    except ValueError:
-        raise UsageError(
-            f"malformed PCR index {item!r} in {text!r}",
-            hint="PCR indices are numbers 0-23, e.g. sha256:0,1,2 or sha256:0-7",
-        ) from None
+def _parse_index_or_range(item: str, text: str) -> range:
+    found = _INDEX_OR_RANGE.fullmatch(item.strip())
+    if found is None:
+        raise UsageError(f"malformed PCR index {item.strip()!r} in {text!r}",
+                         hint=PCR_SELECTION_HINT)
+    low = _index(found.group(1))
+    high = low if found.group(2) is None else _index(found.group(2))
+    if low > high:
+        raise UsageError(f"PCR range {item.strip()!r} in {text!r} runs backwards",
+                         hint=PCR_SELECTION_HINT)
+    return range(low, high + 1)
+
+
+def parse_index(text: str) -> int:
+    """One PCR index as every selection writes it (``15``, ``0x0f``): UsageError unless
+    0-23, with the selections' hint."""
+    found = _INDEX_OR_RANGE.fullmatch(text.strip())
+    if found is None or found.group(2) is not None:
+        raise UsageError(f"malformed PCR index {text.strip()[:24]!r}: expected one of 0-23",
+                         hint=PCR_SELECTION_HINT)
+    return _index(found.group(1))
+
+
+def _index(digits: str) -> int:
+    index = int(digits, 0)
+    if index >= PCR_COUNT:
+        raise UsageError(f"PCR index {index} out of range 0-{PCR_COUNT - 1}",
+                         hint=PCR_SELECTION_HINT)
+    return index
 
 
 PCRValues = Mapping[tuple[str, int], bytes]

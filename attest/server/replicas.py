@@ -1,8 +1,8 @@
 """Each serving process's heartbeat in the database.
 
 A process of `attest serve` is one replica: it writes its row (attest.store.replicas) when
-it starts and every ``ATTEST_SERVE_HEARTBEAT`` seconds (default 5) from a thread of its
-own, and removes it when it stops cleanly, so that a replica that died, hangs, or lost
+it starts and every ``ATTEST_SERVE_HEARTBEAT`` (a duration: 5s, 500ms; default 5s) from a
+thread of its own, and removes it when it stops cleanly, so that a replica that died, hangs, or lost
 the database falls behind where the operator sees it (`attest replicas`). The list is not
 served over HTTP here: it names the deployment's machines, which is for an administrator
 (``attest.store.replicas.listed`` and ``Replica.to_json`` are what such a route returns).
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from attest.durations import parse_seconds, range_hint
 from attest.errors import AttestError, UsageError
 from attest.store import replicas as rows
 from attest.store.db import DatabaseError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from attest.server.app import Service
 
 DEFAULT_INTERVAL_S = 5.0
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.1, 3600.0
 STALE_AFTER_BEATS = 3  # a replica that missed this many beats is listed as stale
 
 _log = logging.getLogger("attest.server")
@@ -35,13 +37,14 @@ def interval_from_environment() -> float:
     text = os.environ.get("ATTEST_SERVE_HEARTBEAT", "")
     if not text:
         return DEFAULT_INTERVAL_S
+    # The duration syntax of every option (5, 5s, 500ms), not float(): 1e3 or nan is no
+    # period a person means.
     try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0.1 <= value <= 3600:
-        raise UsageError(f"ATTEST_SERVE_HEARTBEAT={text!r} is not 0.1 to 3600 seconds")
-    return value
+        return parse_seconds(text, minimum=MIN_INTERVAL_S, maximum=MAX_INTERVAL_S)
+    except ValueError as exc:
+        raise UsageError(f"ATTEST_SERVE_HEARTBEAT: {exc}", hint=range_hint(
+            round(MIN_INTERVAL_S * 1000), round(MAX_INTERVAL_S * 1000),
+            whole_seconds=False)) from None
 
 
 class Heartbeat:

@@ -97,7 +97,7 @@ CASES = [
           "a policy id is 1-128 letters"),
     # durations
     _case("duration-in-words", FULL, "  max_age: 300s", "  max_age: soon", "max_age",
-          "freshness.max_age", "expected a duration like 300s, 5m"),
+          "freshness.max_age", "expected a duration like 90s, 5m"),
     _case("duration-with-a-space", FULL, "  max_age: 300s", "  max_age: 5 minutes", "max_age",
           "freshness.max_age", "expected a duration"),
     _case("sexagesimal-duration", FULL, "  max_age: 300s", "  max_age: 1:30", "max_age",
@@ -226,7 +226,8 @@ def test_the_message_reads_file_line_column_path_detail(tmp_path: Path) -> None:
         load_policy(path)
     line = line_of(text, "max_age")
     assert caught.value.message == (f"{path}:{line}:12: freshness.max_age: expected a duration "
-                                    "like 300s, 5m, 1h or 1h30m (or whole seconds)")
+                                    "like 90s, 5m, 1h30m, 250ms or whole seconds (90), "
+                                    "not 'soon'")
 
 
 def test_unknown_key_suggests_the_closest_name(tmp_path: Path) -> None:

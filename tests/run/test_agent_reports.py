@@ -28,9 +28,16 @@ from click.testing import CliRunner
 
 from attest.cli.main import cli
 from attest.decision import Decision, Denial
+from attest.durations import parse_seconds
 from attest.ear import keys as result_keys
 from attest.host.agent import wire
-from attest.host.agent.reporting import AgentTrust, HostState, Reporter, parse_interval
+from attest.host.agent.reporting import (
+    MAX_INTERVAL_S,
+    MIN_INTERVAL_S,
+    AgentTrust,
+    HostState,
+    Reporter,
+)
 from attest.host.agent.turns import TurnLock
 from attest.host.run import Remote
 from attest.reasons import Reason
@@ -232,16 +239,16 @@ def test_a_report_loop_that_breaks_is_a_loss_of_trust(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("2s", 2.0), ("2", 2.0),
                                                ("1m", 60.0), ("1h", 3600.0), ("200ms", 0.2)])
 def test_intervals_people_write(text: str, seconds: float) -> None:
-    assert parse_interval(text) == seconds
+    assert parse_seconds(text, minimum=MIN_INTERVAL_S, maximum=MAX_INTERVAL_S) == seconds
 
 
 @pytest.mark.parametrize(("args", "said"), [
-    (["--interval", "100ms"], "outside 0.2 s to 3600 s"),
-    (["--interval", "2h"], "outside"),
-    (["--interval", "0"], "outside"),
-    (["--interval", "1.5s"], "not a duration"),
-    (["--interval", "-2s"], "not a duration"),
-    (["--interval", "2s\x1b[31m"], "not a duration"),
+    (["--interval", "100ms"], "shorter than the shortest duration, 200ms"),
+    (["--interval", "2h"], "longer than the longest duration, 1h"),
+    (["--interval", "0"], "shorter than the shortest"),
+    (["--interval", "1.5s"], "expected a duration like"),
+    (["--interval", "-2s"], "expected a duration like"),
+    (["--interval", "2s\x1b[31m"], "expected a duration like"),
     (["--interval", "2s", "--max-silence", "1s"], "shorter than --interval"),
     (["--max-silence", "10s"], "give --interval too"),
     (["--interval", "2s", "--report-key", "absent"], "no signing key named 'absent'"),

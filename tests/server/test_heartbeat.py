@@ -49,7 +49,7 @@ def _readiness(client: TestClient) -> Any:
 
 @pytest.fixture
 def fast_beats(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ATTEST_SERVE_HEARTBEAT", "0.2")
+    monkeypatch.setenv("ATTEST_SERVE_HEARTBEAT", "200ms")
 
 
 def test_a_replica_registers_beats_and_leaves_cleanly(pg_url: str, tmp_path: Path,
@@ -122,7 +122,7 @@ def test_each_worker_of_attest_serve_is_a_replica(pg_url: str, tmp_path: Path) -
     import subprocess
     import sys
 
-    env = {**os.environ, "ATTEST_HOME": str(tmp_path), "ATTEST_SERVE_HEARTBEAT": "0.3",
+    env = {**os.environ, "ATTEST_HOME": str(tmp_path), "ATTEST_SERVE_HEARTBEAT": "300ms",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     errors = tmp_path / "serve.err"
     with errors.open("wb") as sink:

@@ -88,7 +88,7 @@ def _wait_for(condition: Any, what: str, limit: float = 30.0) -> None:
 @contextmanager
 def _replicas(policy: Path, home: Path, url: str) -> Iterator[list[Served]]:
     """REPLICAS processes of `attest serve` on ``url``, sharing the log key in ``home``."""
-    env = {**os.environ, "ATTEST_HOME": str(home), "ATTEST_SERVE_HEARTBEAT": "0.5",
+    env = {**os.environ, "ATTEST_HOME": str(home), "ATTEST_SERVE_HEARTBEAT": "500ms",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     served: list[Served] = []
     try:

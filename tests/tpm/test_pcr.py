@@ -61,3 +61,27 @@ def test_bad_input_exits_2(host: Host, args: list[str]) -> None:
     result = host.run(*args)
     assert result.exit_code == 2, result.output
     assert "error" in result.output.lower()
+
+
+def test_read_takes_the_selection_every_pcrs_option_takes(host: Host) -> None:
+    """`attest pcr read sha256:0-7,15` as `--pcrs sha256:0-7,15` elsewhere; a bare list
+    is in --bank; the values are the TPM's, whichever way the PCRs are named."""
+    named = json.loads(host.ok("pcr", "read", "sha256:0-7,15", "--json").stdout)
+    listed = json.loads(host.ok("pcr", "read", "0-7", "15", "--json").stdout)
+    assert named == listed
+    assert sorted(map(int, named["sha256"])) == [*range(8), 15]
+    assert named["sha256"]["15"] == _pcr(host, 15).hex()
+    human = host.ok("pcr", "read", "sha256:14-15").stdout.splitlines()
+    assert human[0] == "sha256:" and len(human) == 3
+
+
+def test_read_in_a_bank_the_tpm_lacks_says_so(host: Host) -> None:
+    result = host.run("pcr", "read", "sha256:0+sha512:0")
+    assert result.exit_code == 2, result.output
+    assert "the TPM has no PCR" in result.output
+
+
+def test_extend_takes_an_index_as_a_selection_writes_it(host: Host) -> None:
+    before = _pcr(host, 12)
+    host.ok("pcr", "extend", "0x0c", "--data", "hello")
+    assert _pcr(host, 12) == hashlib.sha256(before + hashlib.sha256(b"hello").digest()).digest()

@@ -75,7 +75,7 @@ def test_serialized_pcr_file_matches_tpm2_quote(host: Host, tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("pcrs", "nonce", "says"), [
     ("sha256:0,x", "00", "malformed PCR index"),
-    ("sha256", "00", "malformed PCR list"),
+    ("sha256", "00", "malformed PCR selection"),
     ("sha256:0-99", "00", "out of range"),
     ("blake:0", "00", "unknown hash"),
     ("sha256:0", "xyz", "not hex"),

@@ -54,3 +54,41 @@ def test_composite_digest_is_hash_of_values_in_selection_order() -> None:
                                              ("0x000b", "sha256"), ("sha1", "sha1")])
 def test_hash_names(given: str, name: str) -> None:
     assert hash_name(given) == name
+
+
+@pytest.mark.parametrize("text", [
+    "sha256:0-99999999999",  # a range is checked before it is expanded
+    "sha256:0-" + "9" * 200,
+    "sha256:0x100", "sha256:0-0x18", "sha256:010", "sha256:1_0", "sha256:+1", "sha256:\u0661",
+    "sha256:1 2", "sha256:all,1", "sha256:" + ",".join(["0"] * 300), "sha256:0+",
+])
+def test_hostile_selections_are_refused_before_any_work(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        PCRSelection.parse(text)
+    assert caught.value.hint is not None and "sha256:0-7,15" in caught.value.hint
+
+
+@pytest.mark.parametrize(("text", "canonical"), [
+    ("sha256:0-7,15", "sha256:0,1,2,3,4,5,6,7,15"),
+    ("sha256: 1 - 3 ", "sha256:1,2,3"),
+    ("sha256:0x0-0x2", "sha256:0,1,2"),
+    ("sha256:23", "sha256:23"),
+])
+def test_the_forms_people_and_tpm2_tools_write(text: str, canonical: str) -> None:
+    assert str(PCRSelection.parse(text)) == canonical
+
+
+def test_an_approval_with_a_huge_range_is_malformed_not_a_memory_error() -> None:
+    """The attack: an artifact carries an approval whose pcrs is sha256:0-999999999. The
+    verifier parses it before any signature; the old parser built a list of 10^9 ints
+    before it checked the range (gigabytes, per request). Now: malformed, at once."""
+    import json
+
+    from attest.errors import EvidenceError
+    from attest.evidence.approval import FORMAT, parse_approval
+
+    document = {"format": FORMAT, "authority_public": "", "pcrs": "sha256:0-999999999",
+                "values": {}, "policy_ref": "", "approved_policy": "", "serial": 1,
+                "not_after": None, "signature": "", "document_signature": ""}
+    with pytest.raises(EvidenceError, match="pcrs: malformed PCR index"):
+        parse_approval(json.dumps(document).encode())

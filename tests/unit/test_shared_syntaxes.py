@@ -56,3 +56,56 @@ def test_hex_bounds() -> None:
     assert common.parse_hex("00" * 64, "--nonce", 64) == bytes(64)
     with pytest.raises(UsageError, match="--nonce is 65 bytes; at most 64"):
         common.parse_hex("00" * 65, "--nonce", 64)
+
+
+# -- one grammar, three readers (attest.durations) ----------------------------------------
+@pytest.mark.parametrize(("text", "ms"), [
+    ("90", 90_000), ("90s", 90_000), ("1h30m", 5_400_000), ("30m1h", 5_400_000),
+    ("250ms", 250), ("1s500ms", 1500), ("1m1ms", 60_001), ("0", 0), (" 2s ", 2000),
+    ("2d", 172_800_000)])
+def test_the_one_duration_grammar(text: str, ms: int) -> None:
+    assert durations.parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["1.5s", "1,5s", "+5s", "-5s", "5 s", "5S", "1e3s", "ms",
+                                  "5ms5ms", "1m1m", "\u0665s", "5s\n5s", "0x10s", "", "5µs"])
+def test_every_other_form_is_refused_by_every_reader(text: str) -> None:
+    for parse in (durations.parse_duration_ms, durations.parse_duration,
+                  lambda t: durations.parse_seconds(t, minimum=0, maximum=60)):
+        with pytest.raises(ValueError, match=r"expected a duration like|a unit appears twice"):
+            parse(text)
+
+
+def test_whole_seconds_refuse_a_part_of_a_second_instead_of_rounding() -> None:
+    assert durations.parse_duration("2000ms") == 2
+    with pytest.raises(ValueError, match="not a whole number of seconds"):
+        durations.parse_duration("1500ms")
+
+
+def test_seconds_keep_the_milliseconds_and_the_bounds() -> None:
+    assert durations.parse_seconds("500ms", minimum=0.2, maximum=3600) == 0.5
+    with pytest.raises(ValueError, match="shortest duration, 200ms"):
+        durations.parse_seconds("199ms", minimum=0.2, maximum=3600)
+    with pytest.raises(ValueError, match="longest duration, 1h"):
+        durations.parse_seconds("1h1ms", minimum=0.2, maximum=3600)
+
+
+def test_no_long_number_reaches_int() -> None:
+    with pytest.raises(ValueError, match="longest duration"):
+        durations.parse_duration_ms("1ms" + "9" * 5000 + "s")
+
+
+@pytest.mark.parametrize(("ms", "text"), [(0, "0s"), (250, "250ms"), (1500, "1500ms"),
+                                          (60_000, "1m"), (86_400_000, "1d")])
+def test_formatted_durations_read_back(ms: int, text: str) -> None:
+    assert durations.format_duration_ms(ms) == text
+    assert durations.parse_duration_ms(text) == ms
+
+
+def test_the_cli_and_the_agent_share_the_parser() -> None:
+    assert common.parse_seconds("1m", "--interval", 0.2, 3600) == 60.0
+    with pytest.raises(UsageError, match="--interval: expected a duration like") as caught:
+        common.parse_seconds("1.5s", "--interval", 0.2, 3600)
+    assert caught.value.hint == "write e.g. 250ms, 2s or 1m; from 200ms to 1h"
+    from attest.host.agent import reporting
+    assert not hasattr(reporting, "parse_interval")

@@ -244,6 +244,21 @@ def test_a_forged_or_altered_approval_is_denied(approvals: Approvals) -> None:
     denied(strict.verify(garbage), "malformed_artifact")
 
 
+def test_an_approval_with_a_huge_pcr_range_is_malformed_at_once(approvals: Approvals) -> None:
+    """The attack: a host's artifact carries an approval whose pcrs is
+    sha256:0-999999999 (inside the 256 characters the parser takes). Before, the
+    verifier expanded the range into 10^9 ints before checking it, gigabytes per request,
+    before any signature was checked. Now it is refused as it is read."""
+    rig = approvals.rig
+    v1 = approvals.approve(1)
+    raw = approvals.issue(v1)
+    strict = rig.verifier(approvals.policy())
+    for pcrs in ("sha256:0-999999999", "sha256:0-7,999999999", "sha256:0-" + "9" * 200):
+        decision = strict.verify(approvals.carrying(raw, _edited(v1, pcrs=pcrs), used=v1))
+        denied(decision, "malformed_artifact")
+        assert "malformed PCR index" in decision.denials[0].message
+
+
 def test_an_approval_of_fewer_pcrs_than_the_sealed_ones_is_denied(
         approvals: Approvals) -> None:
     """The authority approved PCRs 0-3 only: the key signs whatever PCRs 4-7 hold."""

@@ -21,7 +21,6 @@ the network without it, so a client waits at most one issuance for a report.
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -44,27 +43,13 @@ REPORT_ACTION = "report"
 REPORT_ARGV = ("attest", "agent")  # what the report's scope names: the policy's rule matches it
 MIN_INTERVAL_S = 0.2
 MAX_INTERVAL_S = 3600.0
+MAX_SILENCE_S = 24 * 3600.0  # --max-silence: a day without a report is stale whatever is said
 DEFAULT_SILENCES = 3  # --max-silence's default: this many intervals
 # The verifier's report_max_age is believed up to a day: an answer cannot make the agent
 # wait for ever before it calls a silent verifier stale.
 MAX_REPORT_AGE_S = 86400
 MAX_WATCH_BYTES = 4096  # the watch credential is kept opaque, but bounded
-_INTERVAL = re.compile(r"(\d{1,7})(ms|s|m|h)?")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 TRUSTED, UNTRUSTED, STALE = "trusted", "untrusted", "stale"
-
-
-def parse_interval(text: str, *, minimum: float = MIN_INTERVAL_S,
-                   maximum: float = MAX_INTERVAL_S) -> float:
-    """Seconds from ``500ms``, ``2s``, ``1m``, ``1h`` or whole seconds (``2``);
-    ValueError outside ``minimum``..``maximum`` or in any other form."""
-    found = _INTERVAL.fullmatch(text.strip())
-    if found is None:
-        raise ValueError(f"{text[:24]!r} is not a duration like 500ms, 2s, 1m or 1h")
-    seconds = int(found.group(1)) * _UNIT_S[found.group(2)]
-    if not minimum <= seconds <= maximum:
-        raise ValueError(f"{text[:24]!r} is outside {minimum:g} s to {maximum:g} s")
-    return seconds
 
 
 class TrustListener(Protocol):

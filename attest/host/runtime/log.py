@@ -47,7 +47,7 @@ from attest.eventlog.cel import (
 )
 from attest.eventlog.replay import last_events, replay, reset_value
 from attest.eventlog.tcg import TcgEvent
-from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection, digest
+from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection, digest, parse_index
 from attest.host.runtime import checkpoint as checkpoints
 from attest.host.runtime.checkpoint import Checkpoint, Mark
 from attest.inputfile import MAX_LOG_BYTES, MAX_RECORD_BYTES, read_home_file
@@ -73,9 +73,9 @@ def runtime_pcr(explicit: int | None = None, *, allow_resettable: bool = False) 
     if explicit is None:
         env = os.environ.get("ATTEST_RUNTIME_PCR")
         try:
-            explicit = int(env) if env else DEFAULT_RUNTIME_PCR
-        except ValueError:
-            raise UsageError(f"ATTEST_RUNTIME_PCR is not a PCR index: {env!r}") from None
+            explicit = parse_index(env) if env else DEFAULT_RUNTIME_PCR
+        except UsageError as exc:
+            raise UsageError(f"ATTEST_RUNTIME_PCR: {exc.message}", hint=exc.hint) from None
     if not 0 <= explicit < PCR_COUNT:
         raise UsageError(f"PCR index {explicit} out of range 0-{PCR_COUNT - 1}")
     if explicit in RESETTABLE_PCRS and not allow_resettable:
