@@ -171,6 +171,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     from attest.evidence.pcrs import RESETTABLE_PCRS
     from attest.host.runtime.log import RuntimeLog, log_pcr, runtime_pcr
     from attest.host.runtime.subjects import measured_executables
+    from attest.host.runtime.systemd_log import SystemdLog, systemd_log_path
     from attest.policy import NonceMode, TrustedAK, render_policy
     from attest.tpm import keys as signing
     from attest.tpm.files import write_public
@@ -206,6 +207,12 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         raise UsageError(f"the host measures into PCR {runtime_index}, which software can "
                          "reset: a verifier policy does not accept it as the runtime PCR",
                          hint="measure into a PCR that cannot be reset (the default, 15)")
+    shared_log = systemd_log_path()
+    if shared_log is not None:
+        # What systemd logged and attest has not copied yet (the next measurement will).
+        systemd += [record.digests[bank] for record in SystemdLog(shared_log).read()
+                    if record.pcr == runtime_index and record.extends
+                    and record.content_type == SYSTEMD_CONTENT_TYPE and bank in record.digests]
     trusted = ([TrustedAK(host=os.uname().nodename, ak_public=_held_ak(ctx, identity),
                           ak_qualified_name=identity.ak_qualified_name or None)]
                if enrollment == "policy" else [])

@@ -20,6 +20,7 @@ back to the full read, which alone repairs or reports.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -428,7 +429,11 @@ def _mirror_systemd(tpm: TPM, log: RuntimeLog, pcr: int, data: bytes, state: Cel
         return data, state
     if not state.records:
         log.write_epoch(boot_counts(tpm))
-    data += b"".join(log.append(record) for record in missing)
+    # Numbered as attest numbers its records (a CEL log's recnums are all or none):
+    # systemd's digests bind no recnum, so the copy extends what systemd extended.
+    first = state.next_recnum()
+    data += b"".join(log.append(dataclasses.replace(record, recnum=first + n))
+                     for n, record in enumerate(missing))
     result.file_changed = True
     result.notes.append(f"copied {len(missing)} of systemd's records for PCR {pcr} from "
                         f"{shared.path}")

@@ -13,7 +13,8 @@ with systemd's lock held from reconciling to extending, copies systemd's records
 the runtime PCR that it has not copied yet into its log, where they happened: before
 its own next record. attest's log then explains the PCR alone, in the order of the
 extends, and goes to the verifier as it always did. Which of systemd's records were
-copied is the log itself: its ``systemd`` records are a prefix of systemd's.
+copied is the log itself: its ``systemd`` records are a prefix of systemd's (each
+copy numbered in attest's log, which numbers every record; recnum is bound by no digest).
 """
 
 from __future__ import annotations

@@ -1,0 +1,129 @@
+"""PCR 15 shared with systemd on a real swtpm: systemd's records, written in its exact
+shape under its lock, and attest's together explain the PCR on the host and at the
+verifier (docs/measurement.md, "Sharing PCR 15 with systemd")."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from attest.eventlog.cel import parse_cel
+from tests.conftest import Host
+from tests.runtime.systemd_writer import extend_and_log, systemd_lock, systemd_measure
+
+
+@pytest.fixture
+def shared(fresh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[tuple[Host, Path]]:
+    """A host whose runtime PCR systemd shares, through a systemd log of the test's own."""
+    log = tmp_path / "run" / "log" / "systemd" / "tpm2-measure.log"
+    monkeypatch.setenv("ATTEST_SYSTEMD_LOG", str(log))
+    yield fresh_host, log
+
+
+def _kinds(host: Host) -> list[str]:
+    records = parse_cel((host.home / "runtime.cel").read_bytes()).records
+    return [r.content_type + ":" + str(r.content.get("string") or r.content.get("name"))
+            for r in records]
+
+
+def _verify(host: Host, artifact: Path, policy: Path) -> dict[str, object]:
+    result = host.run("verify", str(artifact), "--policy", str(policy), "--json")
+    out: dict[str, object] = json.loads(result.stdout)
+    assert result.exit_code == (0 if out["accepted"] else 1), out
+    return out
+
+
+def test_systemd_and_attest_records_together_are_accepted(
+        shared: tuple[Host, Path], tmp_path: Path) -> None:
+    host, log = shared
+    tcti = host.sim.tcti
+    systemd_measure(log, tcti, 15, "machine-id:4a1b6c0e2d8f4b1a9c3e5d7f9a1b3c5d", "machine-id")
+    systemd_measure(log, tcti, 11, "enter-initrd", "phase")  # another PCR: not attest's
+    host.ok("key", "create")
+    host.ok("measure", "command", "--", "ls")
+    assert _kinds(host) == ["systemd:machine-id:4a1b6c0e2d8f4b1a9c3e5d7f9a1b3c5d",
+                            "attest:/usr/bin/ls"]
+    assert json.loads(host.ok("eventlog", "check", "--json").stdout)["verified"] == \
+        ["sha256:15"]
+    systemd_measure(log, tcti, 15, "file-system:/:ext4:root", "filesystem")
+    policy = tmp_path / "policy.yaml"
+    host.ok("policy", "init", "--from-host", "--out", str(policy))
+    assert "systemd:" in policy.read_text()
+    artifact = tmp_path / "a.jws"
+    host.ok("authorize", "--subject", "bot", "--out", str(artifact), "--", "ls")
+    assert _kinds(host)[2] == "systemd:file-system:/:ext4:root"  # copied before issuing
+    out = _verify(host, artifact, policy)
+    assert out["accepted"] is True, out
+
+
+def test_an_unexpected_systemd_record_is_denied(shared: tuple[Host, Path],
+                                                tmp_path: Path) -> None:
+    host, log = shared
+    host.ok("key", "create")
+    host.ok("measure", "command", "--", "ls")
+    policy = tmp_path / "policy.yaml"
+    host.ok("policy", "init", "--from-host", "--out", str(policy))
+    # After the policy was written, systemd measures something the policy never saw.
+    systemd_measure(log, host.sim.tcti, 15, "cryptsetup:swap:deadbeef", "volume-key")
+    artifact = tmp_path / "a.jws"
+    host.ok("authorize", "--subject", "bot", "--out", str(artifact), "--", "ls")
+    out = _verify(host, artifact, policy)
+    assert out["reasons"] == ["reference_value_mismatch"], out
+    assert "cryptsetup:swap:deadbeef" in json.dumps(out["denials"])
+
+
+def test_a_systemd_log_edited_after_copying_is_refused(shared: tuple[Host, Path]) -> None:
+    host, log = shared
+    systemd_measure(log, host.sim.tcti, 15, "machine-id:aa", "machine-id")
+    host.ok("measure", "data", "--name", "n", "--value", "1")
+    # Rewritten in place: the record attest copied is no longer systemd's first.
+    log.write_bytes(log.read_bytes().replace(b"machine-id:aa", b"machine-id:bb"))
+    systemd_measure(log, host.sim.tcti, 15, "machine-id:cc", "machine-id")
+    result = host.run("measure", "data", "--name", "n", "--value", "2")
+    assert result.exit_code == 1 and "eventlog_mismatch" in result.stderr, result.output
+
+
+def _held(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_attest_waits_for_systemd_lock_and_logs_in_extend_order(
+        shared: tuple[Host, Path]) -> None:
+    host, log = shared
+    host.ok("measure", "data", "--name", "first", "--value", "1")
+    with systemd_lock(log) as fd:
+        measuring = subprocess.Popen(
+            [sys.executable, "-m", "attest.cli.main", "measure", "data", "--name", "second",
+             "--value", "2"], env={**os.environ, **host.env},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            # attest takes its own lock, then waits on systemd's: once its own is taken,
+            # it can neither extend nor finish while the test holds systemd's.
+            while not _held(host.home / "runtime.lock"):
+                assert measuring.poll() is None, measuring.communicate()[1]
+            extend_and_log(fd, host.sim.tcti, 15, "machine-id:while-locked", "machine-id")
+            assert measuring.poll() is None
+        except BaseException:
+            measuring.kill()
+            measuring.wait()
+            raise
+    _, err = measuring.communicate(timeout=60)
+    assert measuring.returncode == 0, err
+    assert _kinds(host) == ["attest:first", "systemd:machine-id:while-locked", "attest:second"]
+    assert json.loads(host.ok("eventlog", "check", "--json").stdout)["verified"] == \
+        ["sha256:15"]
