@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from attest.eventlog.cel import parse_cel
+from attest.tpm.device import open_tpm
+from attest.tpm.pcr import extend_data
 from tests.conftest import Host
 from tests.runtime.systemd_writer import extend_and_log, systemd_lock, systemd_measure
 
@@ -89,6 +91,9 @@ def test_a_systemd_log_edited_after_copying_is_refused(shared: tuple[Host, Path]
     systemd_measure(log, host.sim.tcti, 15, "machine-id:cc", "machine-id")
     result = host.run("measure", "data", "--name", "n", "--value", "2")
     assert result.exit_code == 1 and "eventlog_mismatch" in result.stderr, result.output
+    # This boot's systemd record went into no log of the previous boot.
+    for archived in host.home.glob("runtime.cel.*"):
+        assert b"boot2" not in archived.read_bytes()
 
 
 def _held(path: Path) -> bool:
@@ -127,3 +132,34 @@ def test_attest_waits_for_systemd_lock_and_logs_in_extend_order(
     assert _kinds(host) == ["attest:first", "systemd:machine-id:while-locked", "attest:second"]
     assert json.loads(host.ok("eventlog", "check", "--json").stdout)["verified"] == \
         ["sha256:15"]
+
+
+def test_after_a_reboot_this_boots_systemd_records_open_the_new_log(
+        shared: tuple[Host, Path]) -> None:
+    host, log = shared
+    systemd_measure(log, host.sim.tcti, 15, "machine-id:boot1", "machine-id")
+    host.ok("measure", "data", "--name", "n", "--value", "1")
+    host.sim.stop()
+    host.sim.start()
+    log.unlink()  # /run is a tmpfs: systemd's log starts anew with the boot
+    systemd_measure(log, host.sim.tcti, 15, "machine-id:boot2", "machine-id")
+    result = host.ok("measure", "data", "--name", "n", "--value", "2")
+    assert "previous boot's log is kept" in result.stderr
+    assert _kinds(host) == ["systemd:machine-id:boot2", "attest:n"]
+    assert json.loads(host.ok("eventlog", "check", "--json").stdout)["verified"] == \
+        ["sha256:15"]
+
+
+def test_after_a_reboot_an_unlogged_extend_is_still_refused(shared: tuple[Host, Path]) -> None:
+    host, log = shared
+    host.ok("measure", "data", "--name", "n", "--value", "1")
+    host.sim.stop()
+    host.sim.start()
+    systemd_measure(log, host.sim.tcti, 15, "machine-id:boot2", "machine-id")
+    with open_tpm(host.sim.tcti) as tpm:  # an extend nobody logged
+        extend_data(tpm, 15, b"unlogged")
+    result = host.run("measure", "data", "--name", "n", "--value", "2")
+    assert result.exit_code == 1 and "eventlog_mismatch" in result.stderr, result.output
+    # This boot's systemd record went into no log of the previous boot.
+    for archived in host.home.glob("runtime.cel.*"):
+        assert b"boot2" not in archived.read_bytes()

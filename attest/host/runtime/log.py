@@ -427,8 +427,11 @@ def _mirror_systemd(tpm: TPM, log: RuntimeLog, pcr: int, data: bytes, state: Cel
     missing = unmirrored(state.records, shared.read(), pcr)
     if not missing:
         return data, state
+    counts = boot_counts(tpm)
+    if state.records and log.read_epoch() not in (None, counts):
+        return data, state  # a previous boot's log: archived first, then copied into anew
     if not state.records:
-        log.write_epoch(boot_counts(tpm))
+        log.write_epoch(counts)
     # Numbered as attest numbers its records (a CEL log's recnums are all or none):
     # systemd's digests bind no recnum, so the copy extends what systemd extended.
     first = state.next_recnum()
