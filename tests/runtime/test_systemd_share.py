@@ -163,3 +163,40 @@ def test_after_a_reboot_an_unlogged_extend_is_still_refused(shared: tuple[Host, 
     # This boot's systemd record went into no log of the previous boot.
     for archived in host.home.glob("runtime.cel.*"):
         assert b"boot2" not in archived.read_bytes()
+
+
+def test_without_systemd_log_its_extend_is_unexplained_and_the_hint_says_so(
+        fresh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTEST_SYSTEMD_LOG", "off")
+    fresh_host.ok("measure", "data", "--name", "n", "--value", "1")
+    systemd_measure(tmp_path / "tpm2-measure.log", fresh_host.sim.tcti, 15, "machine-id:x",
+                    "machine-id")
+    result = fresh_host.run("measure", "data", "--name", "n", "--value", "2")
+    assert result.exit_code == 1 and "eventlog_mismatch" in result.stderr
+    assert "ATTEST_SYSTEMD_LOG" in result.stderr
+
+
+def test_concurrent_systemd_and_attest_measurements_replay_in_one_order(
+        shared: tuple[Host, Path]) -> None:
+    host, log = shared
+    code = ("import sys\nfrom attest.cli.main import main\n"
+            "for i in range(6):\n"
+            "    sys.argv = ['attest', 'measure', 'data', '--name', 'a' + str(i), "
+            "'--value', str(i)]\n"
+            "    try:\n        main()\n    except SystemExit as e:\n"
+            "        if e.code: raise\n")
+    loop = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **host.env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for i in range(6):
+            systemd_measure(log, host.sim.tcti, 15, f"file-system:/srv{i}", "filesystem")
+    finally:
+        _, err = loop.communicate(timeout=120)
+    assert loop.returncode == 0, err
+    host.ok("measure", "data", "--name", "last", "--value", "x")  # copies what is left
+    kinds = _kinds(host)
+    assert [k for k in kinds if k.startswith("systemd:")] == \
+        [f"systemd:file-system:/srv{i}" for i in range(6)]
+    assert len(kinds) == 13
+    assert json.loads(host.ok("eventlog", "check", "--json").stdout)["verified"] == \
+        ["sha256:15"]

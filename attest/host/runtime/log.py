@@ -58,9 +58,9 @@ from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
 from attest.tpm.pcr import active_banks, extend, read_pcrs
 
-# PCR 15: not resettable from locality 0, and unused by firmware and boot loaders
-# on a GRUB or shim boot. systemd (measured UKIs) extends it too; choose another
-# PCR there with --pcr or ATTEST_RUNTIME_PCR.
+# PCR 15: not resettable from locality 0, and unused by firmware and boot loaders.
+# systemd (measured UKIs) extends it from user space too: attest shares it through
+# systemd's log and lock (attest.host.runtime.systemd_log; docs/measurement.md).
 DEFAULT_RUNTIME_PCR = 15
 LOG_NAME = "runtime.cel"
 LOCK_NAME = "runtime.lock"
@@ -377,9 +377,18 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
         f"{_replayed(records, pcr, banks)[bank].hex()}: something other than attest "
         "extended the PCR, or the log was edited. Last records: "
         + "; ".join(last_events(records, pcr)),
-        hint="attest refuses to measure on top of a history it cannot explain; investigate, "
-        "then reboot to start a clean epoch",
+        hint=_unexplained_hint(log, pcr),
     )
+
+
+def _unexplained_hint(log: RuntimeLog, pcr: int) -> str:
+    hint = ("attest refuses to measure on top of a history it cannot explain; investigate, "
+            "then reboot to start a clean epoch")
+    if log.systemd is None and pcr == DEFAULT_RUNTIME_PCR:
+        # systemd extends 15 too: without its log, its extends are unexplained.
+        hint += (f"; if systemd measures into PCR {pcr} here, let attest read its log "
+                 "(ATTEST_SYSTEMD_LOG, docs/measurement.md)")
+    return hint
 
 
 def _new_epoch(tpm: TPM, log: RuntimeLog, pcr: int, count: int, repair: bool,
