@@ -200,3 +200,27 @@ def test_concurrent_systemd_and_attest_measurements_replay_in_one_order(
     assert len(kinds) == 13
     assert json.loads(host.ok("eventlog", "check", "--json").stdout)["verified"] == \
         ["sha256:15"]
+
+
+def test_an_unexpected_systemd_record_after_an_acknowledged_prefix_is_denied(
+        shared: tuple[Host, Path], tmp_path: Path) -> None:
+    host, log = shared
+    systemd_measure(log, host.sim.tcti, 15, "machine-id:aa", "machine-id")
+    host.ok("key", "create")
+    host.ok("measure", "command", "--", "ls")
+    policy = tmp_path / "policy.yaml"
+    host.ok("policy", "init", "--from-host", "--out", str(policy))
+    first = tmp_path / "a.jws"
+    host.ok("authorize", "--subject", "bot", "--out", str(first), "--", "ls")
+    out = _verify(host, first, policy)
+    assert out["accepted"] is True, out
+    fact = out["facts"]["runtime_log"]  # type: ignore[index]
+    base = f"{fact['count']}:{fact['digest']}"
+    # Only the records after the prefix travel: systemd's new one among them.
+    systemd_measure(log, host.sim.tcti, 15, "file-system:/mnt:vfat", "filesystem")
+    second = tmp_path / "b.jws"
+    host.ok("authorize", "--subject", "bot", "--log-base", base, "--out", str(second),
+            "--", "ls")
+    out = _verify(host, second, policy)
+    assert out["reasons"] == ["reference_value_mismatch"], out
+    assert "file-system:/mnt:vfat" in json.dumps(out["denials"])
