@@ -18,7 +18,12 @@ from attest.eventlog.cel import parse_cel
 from attest.tpm.device import open_tpm
 from attest.tpm.pcr import extend_data
 from tests.conftest import Host
-from tests.runtime.systemd_writer import extend_and_log, systemd_lock, systemd_measure
+from tests.runtime.systemd_writer import (
+    extend_and_log,
+    record_bytes,
+    systemd_lock,
+    systemd_measure,
+)
 
 
 @pytest.fixture
@@ -224,3 +229,22 @@ def test_an_unexpected_systemd_record_after_an_acknowledged_prefix_is_denied(
     out = _verify(host, second, policy)
     assert out["reasons"] == ["reference_value_mismatch"], out
     assert "file-system:/mnt:vfat" in json.dumps(out["denials"])
+
+
+def test_a_systemd_record_never_extended_is_not_extended_by_attest(
+        shared: tuple[Host, Path]) -> None:
+    # A record written into systemd's log without its extend (a forged record, or a
+    # writer that broke systemd's rule) is no crash of attest's: attest never "repairs"
+    # it by extending it itself, which would vouch for whatever the record says.
+    host, log = shared
+    host.ok("measure", "data", "--name", "n", "--value", "1")
+    before = json.loads(host.ok("pcr", "read", "15", "--json").stdout)["sha256"]["15"]
+    with systemd_lock(log) as fd:
+        os.write(fd, record_bytes(15, "machine-id:forged", "machine-id", ["sha256"]))
+    # The full read (which alone repairs) copies it last, the PCR lacking just it: the
+    # very trace of attest stopping between append and extend, but not attest's record.
+    result = host.run("eventlog", "check", "--repair")
+    assert result.exit_code == 1 and "eventlog_mismatch" in result.stderr, result.output
+    after = json.loads(host.ok("pcr", "read", "15", "--json").stdout)["sha256"]["15"]
+    assert after == before
+    assert host.run("measure", "data", "--name", "n", "--value", "2").exit_code == 1
