@@ -248,3 +248,41 @@ def test_a_systemd_record_never_extended_is_not_extended_by_attest(
     after = json.loads(host.ok("pcr", "read", "15", "--json").stdout)["sha256"]["15"]
     assert after == before
     assert host.run("measure", "data", "--name", "n", "--value", "2").exit_code == 1
+
+
+def _systemd_only(policy: Path) -> None:
+    # reference.systemd without reference.runtime: attest's records are not appraised,
+    # systemd's are.
+    lines, out, skipping = policy.read_text().splitlines(), [], False
+    for line in lines:
+        if line.split("#")[0].rstrip() == "  runtime:":
+            skipping = True
+            continue
+        if skipping and line.startswith("    "):
+            continue
+        skipping = False
+        out.append(line)
+    policy.write_text("\n".join(out) + "\n")
+    text = policy.read_text()
+    assert "  systemd: [" in text and "\n  runtime:  " not in text and "\n  runtime:\n" not in text
+
+
+def test_a_systemd_only_reference_appraises_the_records_after_a_prefix(
+        shared: tuple[Host, Path], tmp_path: Path) -> None:
+    host, log = shared
+    systemd_measure(log, host.sim.tcti, 15, "machine-id:aa", "machine-id")
+    host.ok("key", "create")
+    host.ok("measure", "command", "--", "ls")
+    policy = tmp_path / "policy.yaml"
+    host.ok("policy", "init", "--from-host", "--out", str(policy))
+    _systemd_only(policy)
+    first = tmp_path / "a.jws"
+    host.ok("authorize", "--subject", "bot", "--out", str(first), "--", "ls")
+    out = _verify(host, first, policy)
+    assert out["accepted"] is True, out
+    fact = out["facts"]["runtime_log"]  # type: ignore[index]
+    systemd_measure(log, host.sim.tcti, 15, "file-system:/mnt:vfat", "filesystem")
+    second = tmp_path / "b.jws"
+    host.ok("authorize", "--subject", "bot", "--log-base", f"{fact['count']}:{fact['digest']}",
+            "--out", str(second), "--", "ls")
+    assert _verify(host, second, policy)["reasons"] == ["reference_value_mismatch"]
