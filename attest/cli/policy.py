@@ -167,9 +167,11 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     as reference values, the commands it measured as the executables exec artifacts
     may name, single-use artifacts; comments explain every field.
     """
+    from attest.eventlog.cel import ATTEST_CONTENT_TYPE, SYSTEMD_CONTENT_TYPE
     from attest.evidence.pcrs import RESETTABLE_PCRS
     from attest.host.runtime.log import RuntimeLog, log_pcr, runtime_pcr
     from attest.host.runtime.subjects import measured_executables
+    from attest.host.runtime.systemd_log import SystemdLog, systemd_log_path
     from attest.policy import NonceMode, TrustedAK, render_policy
     from attest.tpm import keys as signing
     from attest.tpm.files import write_public
@@ -190,7 +192,12 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
     runtime = RuntimeLog(ctx.obj.home)
     records = runtime.read().records
     reference: dict[str, list[bytes]] = {}
+    # systemd's records (copied from its log: docs/measurement.md) by the digest extended.
+    systemd = [record.digests[bank] for record in records
+               if record.content_type == SYSTEMD_CONTENT_TYPE and bank in record.digests]
     for record in records:
+        if record.content_type != ATTEST_CONTENT_TYPE:
+            continue
         name, measured = record.content.get("name"), record.content.get("digest")
         if isinstance(name, str) and isinstance(measured, dict) and bank in measured:
             reference.setdefault(name, []).append(bytes.fromhex(measured[bank]))
@@ -200,6 +207,12 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         raise UsageError(f"the host measures into PCR {runtime_index}, which software can "
                          "reset: a verifier policy does not accept it as the runtime PCR",
                          hint="measure into a PCR that cannot be reset (the default, 15)")
+    shared_log = systemd_log_path()
+    if shared_log is not None:
+        # What systemd logged and attest has not copied yet (the next measurement will).
+        systemd += [record.digests[bank] for record in SystemdLog(shared_log).read()
+                    if record.pcr == runtime_index and record.extends
+                    and record.content_type == SYSTEMD_CONTENT_TYPE and bank in record.digests]
     trusted = ([TrustedAK(host=os.uname().nodename, ak_public=_held_ak(ctx, identity),
                           ak_qualified_name=identity.ak_qualified_name or None)]
                if enrollment == "policy" else [])
@@ -208,6 +221,7 @@ def policy_init(ctx: click.Context, from_host: bool, out_file: Path, policy_id: 
         sealed_values={i: v for (b, i), v in key.sealed_values.items() if b == bank},
         bank=bank, runtime_pcr=runtime_index,
         ek_roots=list(ek_roots), trusted_aks=trusted, runtime_reference=reference,
+        systemd_reference=systemd or None,
         executables=executables, nonce=NonceMode.OPTIONAL, single_use=True,
         header=f"Written by `attest policy init --from-host` on {os.uname().nodename}.")
     write_public(out_file, text.encode())

@@ -15,11 +15,17 @@ section)::
 
     {"bank": "sha256",
      "runtime": [{"name": "/usr/bin/backup", "digests": ["<hex>", ...]}],
+     "systemd": ["<hex>", ...],
      "boot": {"pcrs": {"0": ["<hex>", ...]},
               "secure_boot": true,
               "boot_applications": ["<hex>", ...]}}
 
 A section left out is not appraised; a section present but empty allows nothing.
+``systemd`` appraises the records systemd logged on the runtime PCR and attest copied
+into its log (attest.host.runtime.systemd_log) by the digest each extended in ``bank``:
+systemd binds no description to its digest (a volume key's is an HMAC), so the digest
+is all the TPM vouches for. With ``runtime`` and without ``systemd``, a systemd record
+is denied like any other content no reference value covers.
 
 Only what the TPM vouches for drives a decision (docs/measurement.md, "What boot
 appraisal trusts"): events on PCRs outside ``covered`` (the PCRs the quote must
@@ -41,7 +47,12 @@ from typing import Any
 
 from attest.errors import EventLogError, EventLogMismatch, MalformedInput, ReferenceValueMismatch
 from attest.eventlog import efi
-from attest.eventlog.cel import ATTEST_CONTENT_TYPE, CelRecord, check_content_bound
+from attest.eventlog.cel import (
+    ATTEST_CONTENT_TYPE,
+    SYSTEMD_CONTENT_TYPE,
+    CelRecord,
+    check_content_bound,
+)
 from attest.eventlog.content import image_of
 from attest.eventlog.efi import EFI_GLOBAL_VARIABLE
 from attest.eventlog.eventtypes import IMAGE_EVENTS
@@ -63,11 +74,17 @@ class ReferenceValues:
     boot_pcrs: Mapping[int, frozenset[bytes]] | None = None
     secure_boot: bool | None = None
     boot_applications: frozenset[bytes] | None = None
+    systemd: frozenset[bytes] | None = None
+
+    @property
+    def appraises_runtime_log(self) -> bool:
+        """Whether any section reads the runtime log's records."""
+        return self.runtime is not None or self.systemd is not None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReferenceValues:
         """Build from the policy's ``reference`` section; unknown keys are an error."""
-        _only_keys(data, {"bank", "runtime", "boot"}, "reference")
+        _only_keys(data, {"bank", "runtime", "boot", "systemd"}, "reference")
         bank = data.get("bank", "sha256")
         if bank not in DIGEST_SIZES:
             raise MalformedInput(f"reference: unknown bank {bank!r}; "
@@ -89,7 +106,10 @@ class ReferenceValues:
         if "boot_applications" in boot:
             applications = _digest_set(boot["boot_applications"], bank,
                                        "reference.boot.boot_applications")
-        return cls(bank, runtime, pcrs, secure_boot, applications)
+        systemd = None
+        if "systemd" in data:
+            systemd = _digest_set(data["systemd"], bank, "reference.systemd")
+        return cls(bank, runtime, pcrs, secure_boot, applications, systemd)
 
     @property
     def boot_appraised_pcrs(self) -> frozenset[int]:
@@ -133,6 +153,8 @@ def appraise(events: Sequence[TcgEvent | CelRecord], reference: ReferenceValues,
     boot = [e for e in events if isinstance(e, TcgEvent) and e.pcr in covered]
     runtime = [e for e in events if isinstance(e, CelRecord)]
     bank = reference.bank
+    if reference.runtime is None:
+        _check_systemd_only(runtime, bank, reference.systemd)
     return AppraisalFacts(
         secure_boot=_secure_boot(boot, bank, reference.secure_boot)
         if reference.secure_boot is not None else None,
@@ -140,7 +162,8 @@ def appraise(events: Sequence[TcgEvent | CelRecord], reference: ReferenceValues,
         if reference.boot_pcrs is not None else None,
         boot_applications=_check_boot_applications(boot, bank, reference.boot_applications)
         if reference.boot_applications is not None else None,
-        runtime=_check_runtime(runtime, bank, reference.runtime, bound_checked)
+        runtime=_check_runtime(runtime, bank, reference.runtime, bound_checked,
+                               reference.systemd)
         if reference.runtime is not None else None,
     )
 
@@ -246,16 +269,43 @@ def _image_name(event: TcgEvent) -> str:
     return f"({event.type_name})"
 
 
+def _check_systemd_only(records: Sequence[CelRecord], bank: str,
+                        allowed: frozenset[bytes] | None) -> None:
+    # reference.systemd without reference.runtime: systemd's records only (the runtime
+    # facts stay None: attest's own records are not appraised).
+    if allowed is None:
+        return
+    for record in records:
+        if record.extends and record.content_type == SYSTEMD_CONTENT_TYPE:
+            _check_systemd(record, bank, allowed)
+
+
+def _check_systemd(record: CelRecord, bank: str, allowed: frozenset[bytes]) -> None:
+    digest = record.digests.get(bank)
+    if digest is None:
+        raise ReferenceValueMismatch(f"{record.label}: the record has no {bank} digest; the "
+                                     "reference values are for that bank")
+    if digest not in allowed:
+        raise ReferenceValueMismatch(f"{record.label}: systemd extended {bank} digest "
+                                     f"{digest.hex()}, which no reference.systemd value allows")
+
+
 def _check_runtime(records: Sequence[CelRecord], bank: str,
                    allowed: Mapping[str, frozenset[bytes]],
-                   bound_checked: bool = False) -> tuple[tuple[str, str], ...]:
+                   bound_checked: bool = False,
+                   systemd: frozenset[bytes] | None = None) -> tuple[tuple[str, str], ...]:
     seen: list[tuple[str, str]] = []
     for record in records:
         if not record.extends:
             continue
+        if record.content_type == SYSTEMD_CONTENT_TYPE and systemd is not None:
+            _check_systemd(record, bank, systemd)
+            continue
         if record.content_type != ATTEST_CONTENT_TYPE:
+            hint = (" (systemd's records: reference.systemd)"
+                    if record.content_type == SYSTEMD_CONTENT_TYPE else "")
             raise ReferenceValueMismatch(f"{record.label}: no reference value covers content "
-                                         f"type {record.content_type!r}")
+                                         f"type {record.content_type!r}{hint}")
         # An attest record extends H(canonical content): any edit of the content shows here
         # (or showed in the caller's check of these records, ``bound_checked``).
         if not bound_checked:

@@ -42,6 +42,8 @@ RS = b"\x1e"
 ATTEST_CONTENT_TYPE = "attest"
 # CEL's content type for an event in PC Client form (event_type, base64 event_data).
 PCCLIENT_CONTENT_TYPE = "pcclient_std"
+# What systemd writes into /run/log/systemd/tpm2-measure.log (attest copies those records).
+SYSTEMD_CONTENT_TYPE = "systemd"
 MEASUREMENT_KINDS = ("file", "command", "data")
 # No record of attest or systemd comes near these; beyond them a record is hostile.
 MAX_DIGESTS = 16
@@ -259,7 +261,8 @@ def _json_array(text: bytes) -> list[Any]:
 # string, so that no record keeps a copy of its own.
 _BANKS: dict[str, tuple[str, int, int]] = {name: (name, size, 2 * size)
                                            for name, size in DIGEST_SIZES.items()}
-_CONTENT_TYPES = {name: name for name in (ATTEST_CONTENT_TYPE, PCCLIENT_CONTENT_TYPE, "systemd")}
+_CONTENT_TYPES = {name: name for name in (ATTEST_CONTENT_TYPE, PCCLIENT_CONTENT_TYPE,
+                                                 SYSTEMD_CONTENT_TYPE)}
 
 
 def _record_builder() -> Callable[[int, int | None, int, dict[str, bytes], str, dict[str, Any]],

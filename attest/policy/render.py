@@ -35,6 +35,7 @@ def render_policy(
     ek_roots: Sequence[str | Path] = (),
     trusted_aks: Sequence[TrustedAK] = (),
     runtime_reference: Mapping[str, Iterable[bytes]] | None = None,
+    systemd_reference: Iterable[bytes] | None = None,
     executables: Mapping[str, Iterable[bytes]] | Literal["any"] | None = None,
     keep_env: Sequence[str] = (),
     authority_pem: bytes | None = None,
@@ -70,6 +71,8 @@ def render_policy(
             ``bank``, written as ``reference.runtime``; ``None`` leaves the
             reference section out (nothing appraised), an empty mapping allows
             no runtime measurement at all.
+        systemd_reference: the digests (in ``bank``) of systemd's records on the
+            runtime PCR, written as ``reference.systemd``; ``None`` leaves it out.
         executables: executable path -> allowed SHA-256 digests, written as
             ``executables``; ``"any"`` writes the explicit opt-out; ``None``
             leaves the section out (every ``exec`` artifact is then denied); an
@@ -121,7 +124,7 @@ def render_policy(
         _approvals(out, min_approval_serial, revoked_approvals)
     if runtime_reference is not None:
         out.blank()
-        _reference(out, bank, runtime_reference)
+        _reference(out, bank, runtime_reference, systemd_reference)
     _executables(out, executables, keep_env)
     out.blank()
     out.add("freshness:")
@@ -229,10 +232,15 @@ def _approvals(out: _Lines, min_serial: int, revoked: Sequence[str]) -> None:
             "approval ids denied whatever their serial")
 
 
-def _reference(out: _Lines, bank: str, runtime: Mapping[str, Iterable[bytes]]) -> None:
+def _reference(out: _Lines, bank: str, runtime: Mapping[str, Iterable[bytes]],
+               systemd: Iterable[bytes] | None = None) -> None:
     out.comment("Reference values: every runtime measurement must be one of these.")
     out.add("reference:")
     out.add(f"  bank: {bank}", "the digests below are in this bank (= pcrs.bank)")
+    if systemd is not None:
+        extended = list(dict.fromkeys(systemd))
+        out.add(f"  systemd: [{', '.join(_q(d.hex()) for d in extended)}]",
+                "what systemd extended into the runtime PCR (docs/measurement.md)")
     if not runtime:
         out.add("  runtime: []", "no runtime measurement is allowed yet")
         return

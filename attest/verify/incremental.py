@@ -230,7 +230,7 @@ def appraise_segment(data: bytes, base: RuntimeLogBase | None,
             values = tuple((bank, reset_value(bank, pcr)) for bank in
                            sorted(b for b in records[0].digests if b in DIGEST_SIZES))
         reference = policy.reference
-        if reference is not None and reference.runtime is not None:
+        if reference is not None and reference.appraises_runtime_log:
             # The runtime section only: boot state is appraised with the artifact's quote.
             appraise(records, dataclasses.replace(
                 reference, boot_pcrs=None, secure_boot=None, boot_applications=None),

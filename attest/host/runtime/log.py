@@ -20,6 +20,7 @@ back to the full read, which alone repairs or reports.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -37,6 +38,7 @@ from attest.durable import fsync_dir
 from attest.errors import EnvironmentProblem, EventLogError, EventLogMismatch, UsageError
 from attest.eventlog import prefix as log_prefix
 from attest.eventlog.cel import (
+    ATTEST_CONTENT_TYPE,
     RS,
     CelLog,
     CelRecord,
@@ -50,14 +52,15 @@ from attest.eventlog.tcg import TcgEvent
 from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection, digest, parse_index
 from attest.host.runtime import checkpoint as checkpoints
 from attest.host.runtime.checkpoint import Checkpoint, Mark
+from attest.host.runtime.systemd_log import SystemdLog, systemd_log_path, unmirrored
 from attest.inputfile import MAX_LOG_BYTES, MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
 from attest.tpm.pcr import active_banks, extend, read_pcrs
 
-# PCR 15: not resettable from locality 0, and unused by firmware and boot loaders
-# on a GRUB or shim boot. systemd (measured UKIs) extends it too; choose another
-# PCR there with --pcr or ATTEST_RUNTIME_PCR.
+# PCR 15: not resettable from locality 0, and unused by firmware and boot loaders.
+# systemd (measured UKIs) extends it from user space too: attest shares it through
+# systemd's log and lock (attest.host.runtime.systemd_log; docs/measurement.md).
 DEFAULT_RUNTIME_PCR = 15
 LOG_NAME = "runtime.cel"
 LOCK_NAME = "runtime.lock"
@@ -122,10 +125,30 @@ class RuntimeLog:
         self.home = home
         self.path = home / LOG_NAME
         self.lock_path = home / LOCK_NAME
+        # systemd's log, locked, while this log is locked and shares its PCR with systemd.
+        self.systemd: SystemdLog | None = None
 
     @contextmanager
     def locked(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-        """Exclusive across processes: extend order and log order must be the same order."""
+        """Exclusive across processes: extend order and log order must be the same order.
+
+        With a systemd log to share the PCR with (attest.host.runtime.systemd_log), its
+        lock too, taken second (systemd takes only its own: no cycle), so that neither
+        systemd nor attest extends while the other reconciles, appends and extends."""
+        with self._own_lock(timeout):
+            path = systemd_log_path()
+            if path is None:
+                yield
+                return
+            with SystemdLog(path).locked(timeout) as shared:
+                self.systemd = shared
+                try:
+                    yield
+                finally:
+                    self.systemd = None
+
+    @contextmanager
+    def _own_lock(self, timeout: float) -> Iterator[None]:
         private_dir(self.home)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -295,6 +318,8 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
         state = CelLog(state.records)
         result.file_changed = True
         result.notes.append(what + "; dropped it")
+    if log.systemd is not None:
+        data, state = _mirror_systemd(tpm, log, pcr, data, state, result)
     result.log = state
     records = state.records
     result.count, result.next_recnum, result.size = (len(records), state.next_recnum(),
@@ -328,9 +353,12 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
                  # value is the sign, checked after the crash trace below.
                  else None)
     if restarted:
-        return _new_epoch(log, pcr, len(records), repair, result)
+        return _new_epoch(tpm, log, pcr, len(records), repair, result)
     last = records[-1]
-    if last.extends and _replayed(records[:-1], pcr, banks) == now:
+    # Only attest's own record can be the one a crash left unextended: systemd extends
+    # before it logs, and a copied systemd record was extended by systemd.
+    if (last.extends and last.content_type == ATTEST_CONTENT_TYPE
+            and _replayed(records[:-1], pcr, banks) == now):
         what = (f"record {last.recnum} ({last.label}) is in the log but was never extended "
                 f"into PCR {pcr}: attest stopped between the two")
         if not repair:
@@ -342,19 +370,28 @@ def reconcile(tpm: TPM, log: RuntimeLog, pcr: int, *, repair: bool,
         _mark_full(log, data, result)
         return result
     if restarted is None and _replayed((), pcr, banks) == now:
-        return _new_epoch(log, pcr, len(records), repair, result)
+        return _new_epoch(tpm, log, pcr, len(records), repair, result)
     bank = banks[0]
     raise EventLogMismatch(
         f"PCR {pcr} ({bank}) is {now[bank].hex()} but {log.path} replays to "
         f"{_replayed(records, pcr, banks)[bank].hex()}: something other than attest "
         "extended the PCR, or the log was edited. Last records: "
         + "; ".join(last_events(records, pcr)),
-        hint="attest refuses to measure on top of a history it cannot explain; investigate, "
-        "then reboot to start a clean epoch",
+        hint=_unexplained_hint(log, pcr),
     )
 
 
-def _new_epoch(log: RuntimeLog, pcr: int, count: int, repair: bool,
+def _unexplained_hint(log: RuntimeLog, pcr: int) -> str:
+    hint = ("attest refuses to measure on top of a history it cannot explain; investigate, "
+            "then reboot to start a clean epoch")
+    if log.systemd is None and pcr == DEFAULT_RUNTIME_PCR:
+        # systemd extends 15 too: without its log, its extends are unexplained.
+        hint += (f"; if systemd measures into PCR {pcr} here, let attest read its log "
+                 "(ATTEST_SYSTEMD_LOG, docs/measurement.md)")
+    return hint
+
+
+def _new_epoch(tpm: TPM, log: RuntimeLog, pcr: int, count: int, repair: bool,
                result: Reconciliation) -> Reconciliation:
     # The TPM restarted: the log belongs to the previous boot. Keep it, and start
     # this boot's log empty.
@@ -369,7 +406,50 @@ def _new_epoch(log: RuntimeLog, pcr: int, count: int, repair: bool,
     result.file_changed = True
     result.notes.append(f"the TPM restarted: the previous boot's log is kept as {moved.name}; "
                         f"this boot's log for PCR {pcr} starts empty")
+    if log.systemd is not None:
+        # This boot's systemd records come first in this boot's log, and must explain
+        # the PCR: nothing else has extended it yet.
+        data, state = _mirror_systemd(tpm, log, pcr, b"", CelLog(()), result)
+        if state.records:
+            banks = active_banks(tpm)
+            now = {bank: value for (bank, _), value in read_pcrs(
+                tpm, PCRSelection.of({bank: [pcr] for bank in banks})).items()}
+            if _replayed(state.records, pcr, banks) != now:
+                raise EventLogMismatch(
+                    f"PCR {pcr} is not what systemd's records in {log.systemd.path} replay "
+                    "to: something other than systemd and attest extended it this boot",
+                    hint="investigate, then reboot to start a clean epoch")
+            result.log, result.values = state, now
+            result.count, result.next_recnum, result.size = (
+                len(state.records), state.next_recnum(), len(data))
+            _mark_full(log, data, result)
     return result
+
+
+def _mirror_systemd(tpm: TPM, log: RuntimeLog, pcr: int, data: bytes, state: CelLog,
+                    result: Reconciliation) -> tuple[bytes, CelLog]:
+    """Copy systemd's records for ``pcr`` that the log lacks onto its end (both locks
+    held); returns the log's bytes and parse afterwards."""
+    shared = log.systemd
+    if shared is None:
+        return data, state
+    missing = unmirrored(state.records, shared.read(), pcr)
+    if not missing:
+        return data, state
+    counts = boot_counts(tpm)
+    if state.records and log.read_epoch() not in (None, counts):
+        return data, state  # a previous boot's log: archived first, then copied into anew
+    if not state.records:
+        log.write_epoch(counts)
+    # Numbered as attest numbers its records (a CEL log's recnums are all or none):
+    # systemd's digests bind no recnum, so the copy extends what systemd extended.
+    first = state.next_recnum()
+    data += b"".join(log.append(dataclasses.replace(record, recnum=first + n))
+                     for n, record in enumerate(missing))
+    result.file_changed = True
+    result.notes.append(f"copied {len(missing)} of systemd's records for PCR {pcr} from "
+                        f"{shared.path}")
+    return data, parse_cel(data)
 
 
 def _from_checkpoint(tpm: TPM, log: RuntimeLog, pcr: int) -> Reconciliation | None:
