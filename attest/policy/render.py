@@ -240,7 +240,7 @@ def _reference(out: _Lines, bank: str, runtime: Mapping[str, Iterable[bytes]],
     if systemd is not None:
         extended = list(dict.fromkeys(systemd))
         out.add(f"  systemd: [{', '.join(_q(d.hex()) for d in extended)}]",
-                "what systemd extended into the runtime PCR (docs/measurement.md)")
+                "what systemd extended into the runtime PCR (`attest docs measurement`)")
     if not runtime:
         out.add("  runtime: []", "no runtime measurement is allowed yet")
         return

@@ -387,7 +387,7 @@ def _unexplained_hint(log: RuntimeLog, pcr: int) -> str:
     if log.systemd is None and pcr == DEFAULT_RUNTIME_PCR:
         # systemd extends 15 too: without its log, its extends are unexplained.
         hint += (f"; if systemd measures into PCR {pcr} here, let attest read its log "
-                 "(ATTEST_SYSTEMD_LOG, docs/measurement.md)")
+                 "(ATTEST_SYSTEMD_LOG, `attest docs measurement`)")
     return hint
 
 
