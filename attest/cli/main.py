@@ -30,7 +30,8 @@ from typing import Any
 
 import click
 
-from attest import __version__
+from attest import __version__, progress
+from attest.cli import verbosity
 from attest.cli.failure import (
     JSON_FLAG,
     Failure,
@@ -38,7 +39,7 @@ from attest.cli.failure import (
     report_error,
     report_os_error,
 )
-from attest.cli.terminal import visible
+from attest.cli.terminal import TerminalProgress, is_terminal, visible
 from attest.errors import EXIT_REFUSED, EXIT_USAGE, AttestError, TSSUnavailable
 from attest.home import resolve_home
 
@@ -194,8 +195,11 @@ def _json_usage(ctx: click.Context, exc: click.ClickException) -> bool:
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the host identity and keys. "
               "Default: $ATTEST_HOME or ~/.local/state/attest.")
+@click.option("-v", "--verbose", count=True,
+              help="Say more on stderr: -v what attest does, -vv its debugging detail, "
+              "-vvv the TSS's too (libtss2's log, unless $TSS2_LOG is set).")
 @click.pass_context
-def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
+def cli(ctx: click.Context, tcti: str | None, home: Path | None, verbose: int) -> None:
     """Attestation and a TPM-backed signer: execution conditional on proof.
 
     \b
@@ -206,6 +210,10 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
       attest quote create --pcrs sha256:0,1,15 --nonce 00112233 --out-dir ./quote
     """
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
+    verbosity.configure(verbose)
+    if is_terminal(sys.stderr):
+        # Long work draws a progress line on a terminal only: a pipe or a log stays clean.
+        ctx.with_resource(progress.shown_on(TerminalProgress(sys.stderr)))
 
 
 def main() -> None:
