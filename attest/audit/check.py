@@ -24,6 +24,7 @@ entry. The problems found are sorted by the first entry they concern.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -39,6 +40,7 @@ from attest.store import Store
 from attest.store.db import Transaction
 
 _CHUNK = 5000
+_log = logging.getLogger(__name__)
 # Rows between two progress counts: a count costs a call; a million rows, 250 of them.
 _STEP = 4096
 _MAX_MOVED = 10_000  # misplaced entries remembered for the diagnosis; the first few matter
@@ -114,6 +116,8 @@ def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None =
                           + [0 if trusted is None else trusted.size])
             _check_macs(tx, signer, covered, count, problems)
         _check_reconciled(tx, count, problems)
+    _log.info("audit log: %d entries and %d heads recomputed, %d problems", count,
+              len(heads), len(problems))
     if problems:
         raise LogInvalid(problems)
     return LogSummary(count, len(heads), roots.get(count, EMPTY_ROOT))

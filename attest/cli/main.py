@@ -195,11 +195,14 @@ def _json_usage(ctx: click.Context, exc: click.ClickException) -> bool:
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the host identity and keys. "
               "Default: $ATTEST_HOME or ~/.local/state/attest.")
-@click.option("-v", "--verbose", count=True,
+@click.option("-v", "--verbose", count=True, expose_value=False, is_eager=True,
+              # While the arguments are parsed: before the command's module is looked up
+              # and imports the TSS, whose log level is fixed when it first logs.
+              callback=lambda ctx, param, value: verbosity.configure(value),
               help="Say more on stderr: -v what attest does, -vv its debugging detail, "
               "-vvv the TSS's too (libtss2's log, unless $TSS2_LOG is set).")
 @click.pass_context
-def cli(ctx: click.Context, tcti: str | None, home: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
     """Attestation and a TPM-backed signer: execution conditional on proof.
 
     \b
@@ -210,7 +213,6 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None, verbose: int) -
       attest quote create --pcrs sha256:0,1,15 --nonce 00112233 --out-dir ./quote
     """
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
-    verbosity.configure(verbose)
     if is_terminal(sys.stderr):
         # Long work draws a progress line on a terminal only: a pipe or a log stays clean.
         ctx.with_resource(progress.shown_on(TerminalProgress(sys.stderr)))

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any, TextIO
+
+from attest.cli.terminal import visible
 
 # -v count -> attest's level and libtss2's (TSS2_LOG's "all+LEVEL").
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
@@ -41,10 +44,36 @@ def configure(verbose: int) -> None:
     logger.setLevel(level(verbose))
     for old in [h for h in logger.handlers if getattr(h, _OURS, False)]:
         logger.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler = _StderrHandler()
+    handler.setFormatter(_VisibleFormatter(_FORMAT))
     setattr(handler, _OURS, True)
     logger.addHandler(handler)
 
 
 _OURS = "attest_cli_handler"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is when a record is emitted, not as it was when the
+    handler was made (as logging's own last-resort handler does): in-process callers
+    (tests, an embedding program) swap stderr between commands."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # StreamHandler's constructor assigns it; the property decides
+
+
+class _VisibleFormatter(logging.Formatter):
+    """The message escaped as the CLI's other output is (attest.cli.terminal), line
+    breaks too: a logged path or name chosen by someone else cannot drive the terminal
+    or forge a line. A logged traceback keeps its lines, each escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(visible(line) for line in super().formatException(ei).split("\n"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ START_SIMULATOR_HINT = (
 )
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
 
 
 def resolve_tcti(explicit: str | None = None) -> str:
@@ -115,6 +118,7 @@ _ENVIRONMENT_RCS = frozenset({int(TPM2_RC.LOCKOUT), int(TPM2_RC.FAILURE), int(TP
 def tpm_error(exc: TSS2_Exception, doing: str) -> TPMError:
     rc = int(exc.rc)
     words, hint = describe_rc(rc)
+    _log.debug("%s: TSS return code 0x%x: %s", doing, rc, exc)
     message = f"{doing} failed: {words} (TPM rc 0x{rc:x})"
     if rc >> 16 or rc & 0xFFFF in _ENVIRONMENT_RCS:
         return TPMEnvironmentError(message, rc=rc, hint=hint)
@@ -253,6 +257,7 @@ def open_tpm(tcti: str | None = None) -> Iterator[TPM]:
     esapi = _connect(resolved)
     try:
         tpm = TPM(esapi, resolved)
+        _log.info("talking to the TPM through %s", resolved)
         # A cheap first command: a TCTI can open a socket that nothing answers on.
         try:
             esapi.get_random(1)

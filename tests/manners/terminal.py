@@ -22,7 +22,9 @@ class Ran:
 def attest(args: list[str], env: dict[str, str], *, tty: bool) -> Ran:
     """Run `python -m attest.cli.main ARGS`: stdout a pipe; stderr a pseudo-terminal
     when ``tty`` (what it drew read from the master side), else a pipe."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm", **env}
+    # The TSS2_LOG attest.tpm set in this test process is not the child's unless asked.
+    inherited = {k: v for k, v in os.environ.items() if k != "TSS2_LOG"}
+    full_env = {**inherited, "PYTHONPATH": str(ROOT), "TERM": "xterm", **env}
     command = [sys.executable, "-m", "attest.cli.main", *args]
     if not tty:
         done = subprocess.run(command, env=full_env, capture_output=True, timeout=120,

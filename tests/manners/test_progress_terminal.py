@@ -9,6 +9,7 @@ from pathlib import Path
 from attest.audit import AuditLog, HeadPolicy
 from attest.store import Store, default_url
 from tests.audit.conftest import fill
+from tests.conftest import Host
 from tests.manners.terminal import attest
 
 CLEAR = "\r\x1b[K"
@@ -58,3 +59,16 @@ def test_an_error_on_a_terminal_starts_on_a_cleared_line(tmp_path: Path) -> None
     assert ran.returncode == 1
     before_error = ran.stderr.split("error:")[0]
     assert before_error.endswith(CLEAR), ran.stderr
+
+
+def test_measuring_a_file_shows_the_hashing_on_a_terminal(fresh_host: Host,
+                                                          tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\x00" * (3 << 20))  # three chunks
+    ran = attest(["measure", "file", str(big)], fresh_host.env, tty=True)
+    assert ran.returncode == 0, ran.stderr
+    assert f"{CLEAR}hashing {big}: " in ran.stderr
+    assert ran.stderr.endswith(CLEAR)
+    piped = attest(["measure", "file", str(big)], fresh_host.env, tty=False)
+    assert piped.returncode == 0, piped.stderr
+    assert "hashing" not in piped.stderr and "\r" not in piped.stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import stat
 import time
@@ -54,6 +55,8 @@ from attest.inputfile import MAX_LOG_BYTES, MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
 from attest.tpm.pcr import active_banks, extend, read_pcrs
+
+_log = logging.getLogger(__name__)
 
 # PCR 15: not resettable from locality 0, and unused by firmware and boot loaders
 # on a GRUB or shim boot. systemd (measured UKIs) extends it too; choose another
@@ -485,6 +488,8 @@ def append_measurement(tpm: TPM, log: RuntimeLog, pcr: int, content: dict[str, A
     record = attest_record(done.next_recnum, pcr, content, active_banks(tpm))
     data = log.append(record)
     extend(tpm, pcr, dict(record.digests))
+    _log.info("record %d (%s %s) appended to %s and extended into PCR %d", record.recnum,
+              content.get("type"), content.get("name"), log.path, pcr)
     after = _after_append(done, record, data)
     _save_checkpoint(log, pcr, after, data)
     return record, after
