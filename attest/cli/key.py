@@ -95,7 +95,8 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
     record = signing.load_key(ctx.obj.home, name)
     # Hashed as it is read, in chunks: a payload of any size (an image, a pipe) signs in
     # constant memory; the TPM signs only the digest anyway.
-    digests, size = stream_digests(in_file, ["sha256"], f"hashing {in_file.name}")
+    digests, size = stream_digests(in_file, ["sha256"],
+                                   f"hashing {getattr(in_file, 'name', 'input')}")
     candidates = read_approvals(approvals)
     with tpm_from(ctx) as tpm:
         approved = (signing.choose_approval(tpm, candidates, int(time.time()))
