@@ -41,10 +41,13 @@ def configure(verbose: int) -> None:
     if verbose and "TSS2_LOG" not in os.environ:
         os.environ["TSS2_LOG"] = tss_log(verbose)
     logger = logging.getLogger("attest")
-    logger.setLevel(level(verbose))
+    # Without -v the logger's level is left to whoever embeds attest (pytest's caplog,
+    # an application's root level); the handler alone keeps stderr at WARNING.
+    logger.setLevel(level(verbose) if verbose else logging.NOTSET)
     for old in [h for h in logger.handlers if getattr(h, _OURS, False)]:
         logger.removeHandler(old)
     handler = _StderrHandler()
+    handler.setLevel(level(verbose))
     handler.setFormatter(_VisibleFormatter(_FORMAT))
     setattr(handler, _OURS, True)
     logger.addHandler(handler)

@@ -87,3 +87,14 @@ def test_an_explicit_tss2_log_wins_over_v(fresh_host: Host) -> None:
     assert ran.returncode == 0, ran.stderr
     assert not re.search(r"^(debug|error|warning):", ran.stderr, re.MULTILINE), ran.stderr
     assert "attest: INFO: attest.tpm.device" in ran.stderr
+
+
+def test_without_v_the_cli_leaves_the_log_level_to_an_embedding_program(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A program that runs the CLI in-process and logs attest at INFO still gets its
+    # records; only stderr is kept to warnings.
+    said = _audit_verify(tmp_path / "home")
+    assert said == ""
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("attest.audit.check").info("checked")
+    assert "checked" in caplog.text
