@@ -98,3 +98,17 @@ def test_without_v_the_cli_leaves_the_log_level_to_an_embedding_program(
     with caplog.at_level(logging.INFO):
         logging.getLogger("attest.audit.check").info("checked")
     assert "checked" in caplog.text
+
+
+@pytest.mark.parametrize(("count", "uvicorn"), [(0, "warning"), (1, "info"), (2, "debug")])
+def test_serve_passes_v_on_to_uvicorn(count: int, uvicorn: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvicorn")
+    from attest.cli.serve import _uvicorn_level
+
+    monkeypatch.setenv("TSS2_LOG", "all+NONE")
+    verbosity.configure(count)
+    try:
+        assert _uvicorn_level() == uvicorn
+    finally:
+        verbosity.configure(0)
