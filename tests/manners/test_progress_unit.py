@@ -136,3 +136,20 @@ def test_a_regular_file_announces_its_size(tmp_path: Path) -> None:
     with progress.shown_on(sink), path.open("rb") as stream:
         stream_digests(stream, ["sha256"], "hashing f")
     assert sink.updates == [("hashing f", 1000, 1000, "B")]
+
+
+def test_attest_run_counts_the_hashing_of_the_sealed_copy(tmp_path: Path) -> None:
+    from attest.host.runtime.executable import seal_executable
+
+    program = tmp_path / "prog"
+    program.write_bytes(b"#!/bin/sh\n" + b"#" * (2 << 20))
+    program.chmod(0o755)
+    sink = Recorder()
+    with progress.shown_on(sink):
+        sealed = seal_executable(str(program), ["sha256"])
+    try:
+        size = program.stat().st_size
+        assert sink.updates[-1] == (f"hashing {program}", size, size, "B")
+        assert sealed.digests["sha256"] == hashlib.sha256(program.read_bytes()).digest()
+    finally:
+        sealed.close()
