@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 
 def visible(value: object) -> str:
@@ -66,6 +66,9 @@ class TerminalProgress:
     erased when the task ends. Install it only on a TTY: in a pipe or a log file the
     carriage returns and escapes are noise."""
 
+    # The one whose line is on the screen now, if any: other stderr output erases it first.
+    on_screen: ClassVar[TerminalProgress | None] = None
+
     def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
         self._stream = stream
         self._clock = clock
@@ -79,12 +82,15 @@ class TerminalProgress:
         self._next = now + _REDRAW_S
         self._write(_CLEAR + progress_line(label, done, total, unit))
         self._drawn = True
+        TerminalProgress.on_screen = self
 
     def finish(self) -> None:
         if self._drawn:
             self._write(_CLEAR)
             self._drawn = False
-        self._next = 0.0  # the next task draws at once
+        if TerminalProgress.on_screen is self:
+            TerminalProgress.on_screen = None
+        self._next = 0.0  # the next task (or the next step after other output) draws at once
 
     def _write(self, text: str) -> None:
         try:
@@ -92,6 +98,13 @@ class TerminalProgress:
             self._stream.flush()
         except (OSError, ValueError):  # a closed or vanished terminal: the work goes on
             pass
+
+
+def erase_progress() -> None:
+    """Erase the progress line before writing something else to the terminal (a log
+    line); the next step of the work draws it again below."""
+    if TerminalProgress.on_screen is not None:
+        TerminalProgress.on_screen.finish()
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from attest.cli.terminal import visible
+from attest.cli.terminal import erase_progress, visible
 
 # -v count -> attest's level and libtss2's (TSS2_LOG's "all+LEVEL").
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
@@ -68,6 +68,10 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass  # StreamHandler's constructor assigns it; the property decides
+
+    def emit(self, record: logging.LogRecord) -> None:
+        erase_progress()  # a log line in the middle of long work starts on a clean line
+        super().emit(record)
 
 
 class _VisibleFormatter(logging.Formatter):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from pathlib import Path
 
 import pytest
 
 from attest import progress
+from attest.cli import verbosity
 from attest.cli.terminal import TerminalProgress, is_terminal, progress_line
+from attest.host.runtime.executable import seal_executable
 from attest.streamdigest import stream_digests
 
 CLEAR = "\r\x1b[K"
@@ -139,8 +142,6 @@ def test_a_regular_file_announces_its_size(tmp_path: Path) -> None:
 
 
 def test_attest_run_counts_the_hashing_of_the_sealed_copy(tmp_path: Path) -> None:
-    from attest.host.runtime.executable import seal_executable
-
     program = tmp_path / "prog"
     program.write_bytes(b"#!/bin/sh\n" + b"#" * (2 << 20))
     program.chmod(0o755)
@@ -153,3 +154,22 @@ def test_attest_run_counts_the_hashing_of_the_sealed_copy(tmp_path: Path) -> Non
         assert sealed.digests["sha256"] == hashlib.sha256(program.read_bytes()).digest()
     finally:
         sealed.close()
+
+
+def test_a_log_line_during_long_work_gets_a_clean_line_and_the_progress_returns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr("sys.stderr", screen)
+    monkeypatch.setenv("TSS2_LOG", "all+NONE")
+    verbosity.configure(1)
+    try:
+        with progress.shown_on(TerminalProgress(screen, Clock())), \
+                progress.task("work", 4, "entries") as task:
+            task.advance(1)
+            logging.getLogger("attest.test").info("said")
+            task.advance(1)  # the same instant, yet drawn again: the line was erased
+    finally:
+        verbosity.configure(0)
+    assert screen.getvalue() == (CLEAR + "work: 25% (1 of 4 entries)" + CLEAR
+                                 + "attest: INFO: attest.test: said\n"
+                                 + CLEAR + "work: 50% (2 of 4 entries)" + CLEAR)
