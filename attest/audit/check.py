@@ -24,10 +24,12 @@ entry. The problems found are sorted by the first entry they concern.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from attest import progress
 from attest.audit import macs, merkle, reconcile, shape, tree
 from attest.audit.entry import claimed_index
 from attest.audit.hashing import EMPTY_ROOT, leaf_hash, node_hash
@@ -38,6 +40,9 @@ from attest.store import Store
 from attest.store.db import Transaction
 
 _CHUNK = 5000
+_log = logging.getLogger(__name__)
+# Rows between two progress counts: a count costs a call; a million rows, 250 of them.
+_STEP = 4096
 _MAX_MOVED = 10_000  # misplaced entries remembered for the diagnosis; the first few matter
 
 _STATE = "SELECT size, head_size FROM audit_state WHERE id = :id"
@@ -93,7 +98,7 @@ def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None =
         recorded_size, recorded_head = _state(tx, problems)
         heads = _heads(tx, key, problems)
         wanted = {h.size for h in heads} | ({trusted.size} if trusted else set())
-        count, roots = _scan(tx, wanted, problems)
+        count, roots = _scan(tx, wanted, problems, recorded_size)
         _check_count(count, recorded_size, problems)
         if recorded_head and all(h.size != recorded_head for h in heads):
             problems.append(Problem(recorded_head, _HEAD, f"the tree head of size "
@@ -111,6 +116,8 @@ def verify_log(store: Store, key: VerifierKey | None, trusted_head: str | None =
                           + [0 if trusted is None else trusted.size])
             _check_macs(tx, signer, covered, count, problems)
         _check_reconciled(tx, count, problems)
+    _log.info("audit log: %d entries and %d heads recomputed, %d problems", count,
+              len(heads), len(problems))
     if problems:
         raise LogInvalid(problems)
     return LogSummary(count, len(heads), roots.get(count, EMPTY_ROOT))
@@ -160,9 +167,18 @@ def _heads(tx: Transaction, key: VerifierKey | None, problems: list[Problem]
     return valid
 
 
-def _scan(tx: Transaction, wanted: set[int], problems: list[Problem]
+def _scan(tx: Transaction, wanted: set[int], problems: list[Problem], expected: int | None
           ) -> tuple[int, dict[int, bytes]]:
-    """Recompute leaves and the roots at ``wanted`` sizes (and the final one) in one pass."""
+    """Recompute leaves and the roots at ``wanted`` sizes (and the final one) in one pass
+    (``expected`` entries, as the log's state row says, for the progress shown)."""
+    with progress.task("checking audit entries", expected, "entries") as task:
+        found = _scan_rows(tx, wanted, problems, task)
+        task.advance(found[0] % _STEP)
+    return found
+
+
+def _scan_rows(tx: Transaction, wanted: set[int], problems: list[Problem],
+               task: progress.Task) -> tuple[int, dict[int, bytes]]:
     stack: list[tuple[int, bytes]] = []  # (level, hash) of the frontier, left to right
     roots: dict[int, bytes] = {}
     moved: dict[int, int] = {}  # stored index -> the index the entry names
@@ -190,6 +206,8 @@ def _scan(tx: Transaction, wanted: set[int], problems: list[Problem]
             level += 1
         stack.append((level, hashed))
         count += 1
+        if not count % _STEP:
+            task.advance(_STEP)
         if count in wanted:
             roots[count] = shape.fold([h for _, h in stack], node_hash)
     if stack:
@@ -227,10 +245,19 @@ def _check_count(count: int, recorded: int | None, problems: list[Problem]) -> N
 
 def _check_nodes(tx: Transaction, count: int, problems: list[Problem]) -> None:
     """Each stored subtree hash against its stored children, level by level."""
+    # A tree of ``count`` leaves has fewer than ``count`` subtree hashes.
+    with progress.task("checking audit subtree hashes", max(count - 1, 0), "nodes") as task:
+        _check_levels(tx, count, problems, task)
+
+
+def _check_levels(tx: Transaction, count: int, problems: list[Problem],
+                  task: progress.Task) -> None:
     for level in range(1, count.bit_length()):
         children = _column(tx, level - 1)
         parents = _nodes(tx, level)
         for index in range(count >> level):
+            if index % _STEP == _STEP - 1:
+                task.advance(_STEP)
             left, right = next(children, None), next(children, None)
             found = next(parents, None)
             first, last = index << level, ((index + 1) << level) - 1
@@ -242,6 +269,7 @@ def _check_nodes(tx: Transaction, count: int, problems: list[Problem]) -> None:
                 problems.append(Problem(last, _SUBTREE, f"entries {first}..{last} were changed: "
                                         "their stored subtree hash no longer matches them"))
                 break
+        task.advance((count >> level) % _STEP)
 
 
 def _column(tx: Transaction, level: int) -> Iterator[bytes]:

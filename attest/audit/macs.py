@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator, Sequence
 
+from attest import progress
 from attest.audit.hashing import leaf_hash
 from attest.audit.note import NoteSigner
 from attest.audit.schema import audit_macs
@@ -49,9 +50,11 @@ def unmarked(tx: Transaction, signer: NoteSigner, start: int, stop: int) -> Iter
     # Chunks of indexes read with plain queries, not a server-side cursor: a head signed
     # in every group commit checks only that group's entries, inside the log's lock, and
     # a cursor cost PostgreSQL three round trips where one query costs one.
-    for low in range(start, stop, _CHUNK):
-        for row in tx.all(_RANGE, {"start": low, "stop": min(low + _CHUNK, stop)}):
-            mac = row.mac
-            if mac is None or not hmac.compare_digest(
-                    bytes(mac), signer.entry_mac(row.idx, bytes(row.leaf_hash))):
-                yield row.idx
+    with progress.task("checking audit entry MACs", max(stop - start, 0), "entries") as task:
+        for low in range(start, stop, _CHUNK):
+            for row in tx.all(_RANGE, {"start": low, "stop": min(low + _CHUNK, stop)}):
+                mac = row.mac
+                if mac is None or not hmac.compare_digest(
+                        bytes(mac), signer.entry_mac(row.idx, bytes(row.leaf_hash))):
+                    yield row.idx
+            task.advance(min(_CHUNK, stop - low))

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from attest import timetext
 from attest.cli.common import echo_json, utf8_text
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
@@ -65,8 +66,8 @@ def list_tokens(ctx: click.Context, store_url: str | None, as_json: bool) -> Non
         echo_json([t.to_json() for t in found])
         return
     for t in found:
-        state = "in force" if t.revoked_at is None else f"revoked {_utc(t.revoked_at)}"
-        click.echo(f"{t.id}  {visible(t.name)}  created {_utc(t.created_at)}  {state}")
+        state = "in force" if t.revoked_at is None else f"revoked {timetext.iso(t.revoked_at)}"
+        click.echo(f"{t.id}  {visible(t.name)}  created {timetext.iso(t.created_at)}  {state}")
 
 
 @token.command("revoke")
@@ -90,6 +91,3 @@ def revoke(ctx: click.Context, token_id: str, store_url: str | None, as_json: bo
         click.echo(f"revoked token {visible(token_id)}")
 
 
-def _utc(seconds: int) -> str:
-    """A time for people, as `attest replicas` prints it (--json keeps Unix seconds)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

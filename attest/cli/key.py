@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +21,12 @@ from attest.cli.terminal import visible
 from attest.evidence.approval import MAX_APPROVAL_BYTES, Approval
 from attest.host.runtime.log import RuntimeLog
 from attest.inputfile import MAX_KEY_BYTES, read_prefix
+from attest.streamdigest import stream_digests
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 from attest.tpm.hierarchy import load_identity
 
 # How much of the payload is held at once while it is hashed.
-_CHUNK = 1 << 20
 
 _NAME = click.option("--name", default=signing.DEFAULT_KEY, show_default=True,
                      help="The key's name in the home.")
@@ -96,10 +95,8 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
     record = signing.load_key(ctx.obj.home, name)
     # Hashed as it is read, in chunks: a payload of any size (an image, a pipe) signs in
     # constant memory; the TPM signs only the digest anyway.
-    hasher, size = hashlib.sha256(), 0
-    while chunk := in_file.read(_CHUNK):
-        hasher.update(chunk)
-        size += len(chunk)
+    digests, size = stream_digests(in_file, ["sha256"],
+                                   f"hashing {getattr(in_file, 'name', 'input')}")
     candidates = read_approvals(approvals)
     with tpm_from(ctx) as tpm:
         approved = (signing.choose_approval(tpm, candidates, int(time.time()))
@@ -108,7 +105,7 @@ def sign(ctx: click.Context, name: str, in_file: BinaryIO, out_file: Path, fmt: 
         # wait instead of voiding the policy session (TPM_RC_PCR_CHANGED), and
         # concurrent signers do not overrun a simulator's three object slots.
         with RuntimeLog(ctx.obj.home).locked():
-            tss = signing.sign_digest(tpm, record, hasher.digest(), approved)
+            tss = signing.sign_digest(tpm, record, digests["sha256"], approved)
     write_public(out_file, tss if fmt == "tss" else signing.signature_to_der(tss))
     if as_json:
         echo_json({"ok": True, "name": name, "bytes": size, "out": str(out_file),

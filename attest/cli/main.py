@@ -30,7 +30,8 @@ from typing import Any
 
 import click
 
-from attest import __version__
+from attest import __version__, progress
+from attest.cli import verbosity
 from attest.cli.failure import (
     JSON_FLAG,
     Failure,
@@ -38,7 +39,7 @@ from attest.cli.failure import (
     report_error,
     report_os_error,
 )
-from attest.cli.terminal import visible
+from attest.cli.terminal import TerminalProgress, is_terminal, visible
 from attest.errors import EXIT_REFUSED, EXIT_USAGE, AttestError, TSSUnavailable
 from attest.home import resolve_home
 
@@ -158,6 +159,11 @@ class AttestGroup(LazyGroup):
             click.echo("interrupted", err=True)
             ctx.exit(130)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: say it, exit 1
+            tss = _tss_failure(exc)
+            if tss is not None:
+                # A TPM call that bypassed TPM.call: still its code in words, exit 1 or 3.
+                report_error(ctx, tss)
+                ctx.exit(tss.exit_code)
             if os.environ.get("ATTEST_DEBUG"):
                 traceback.print_exc()
             hint = "this is a bug in attest; run again with ATTEST_DEBUG=1 and report the traceback"
@@ -169,6 +175,19 @@ class AttestGroup(LazyGroup):
 
 
 _ARGV = "attest.argv"
+
+
+def _tss_failure(exc: Exception) -> AttestError | None:
+    """A tpm2-pytss TSS2_Exception as the TPMError attest.tpm would have made of it.
+
+    Only once tpm2-pytss was imported by a command: the verifier side runs without it,
+    and then no TSS2_Exception can have been raised."""
+    pytss = sys.modules.get("tpm2_pytss")
+    if pytss is None or not isinstance(exc, pytss.TSS2_Exception):
+        return None
+    from attest.tpm.device import tpm_error
+
+    return tpm_error(exc, "a TPM command")
 
 
 def _json_usage(ctx: click.Context, exc: click.ClickException) -> bool:
@@ -196,6 +215,12 @@ def _json_usage(ctx: click.Context, exc: click.ClickException) -> bool:
               help="Folder for the host identity and keys. "
               "Default: $ATTEST_HOME, else $XDG_STATE_HOME/attest, else "
               "~/.local/state/attest (an existing one wins over a new XDG home).")
+@click.option("-v", "--verbose", count=True, expose_value=False, is_eager=True,
+              # While the arguments are parsed: before the command's module is looked up
+              # and imports the TSS, whose log level is fixed when it first logs.
+              callback=lambda ctx, param, value: verbosity.configure(value),
+              help="Say more on stderr: -v what attest does, -vv its debugging detail, "
+              "-vvv the TSS's too (libtss2's log, unless $TSS2_LOG is set).")
 @click.pass_context
 def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
     """Attestation and a TPM-backed signer: execution conditional on proof.
@@ -212,6 +237,9 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
     documentation (`attest docs install`: extras and shell completion).
     """
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
+    if is_terminal(sys.stderr):
+        # Long work draws a progress line on a terminal only: a pipe or a log stays clean.
+        ctx.with_resource(progress.shown_on(TerminalProgress(sys.stderr)))
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from attest import timetext
 from attest.cli.common import echo_json, parse_hex, parse_selection, read_input, tpm_from
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
@@ -103,7 +104,7 @@ def approve(ctx: click.Context, authority_key: Path, pcr_specs: tuple[str, ...],
     click.echo(f"approved {selection} (policy {made.approved_policy.hex()}) into "
                f"{visible(out_file)}")
     click.echo(f"approval id {made.id} (serial {serial}"
-               + (f", expires {not_after})" if not_after is not None else ")"))
+               + (f", expires {timetext.iso(not_after)})" if not_after is not None else ")"))
 
 
 @policy.command("pcr")

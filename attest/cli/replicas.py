@@ -7,6 +7,7 @@ import time
 
 import click
 
+from attest import timetext
 from attest.cli.common import parse_duration
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
@@ -49,5 +50,5 @@ def replicas(ctx: click.Context, store_url: str | None, stale_after: str,
         # Host names and versions come from the database: whoever writes it chose them.
         click.echo(f"{visible(replica.replica)}  {state:5}  host {visible(replica.host)}  pid "
                    f"{replica.pid}  seen {now - replica.last_seen}s ago  up since "
-                   f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(replica.started_at))}"
+                   f"{timetext.iso(replica.started_at)}"
                    f"  attest {visible(replica.attest_version)}")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from attest import timetext
 from attest.cli.common import echo_json, read_input, refuse_evidence
 from attest.cli.failure import json_option
 from attest.cli.terminal import visible
@@ -83,7 +84,7 @@ def verify(ctx: click.Context, source: str, verifier_keys: tuple[Path, ...],
                f"({visible(found.artifact_jti)}), logged at entry "
                f"{found.receipt['index'] if found.receipt else '?'} of "
                f"{visible(checkpoint.origin)} (size {checkpoint.size})"
-               + ("" if at is None else f", valid at {_utc(now)}"))
+               + ("" if at is None else f", valid at {timetext.iso(now)}"))
 
 
 def _time(text: str) -> int:
@@ -102,8 +103,6 @@ def _time(text: str) -> int:
     return int(when.timestamp())
 
 
-def _utc(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 @result.command("key")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
 import socket
 from pathlib import Path
@@ -21,6 +22,14 @@ if TYPE_CHECKING:  # imported when serving: the server extra may be absent
 
 SERVER_HINT = "pip install 'attest[server]'"
 LOG_LEVEL = "warning"
+
+
+def _uvicorn_level() -> str:
+    """uvicorn's own log level: LOG_LEVEL, or what `attest -v`/`-vv` asked for."""
+    chosen = logging.getLogger("attest").level
+    if chosen == logging.NOTSET or chosen >= logging.WARNING:
+        return LOG_LEVEL
+    return "info" if chosen >= logging.INFO else "debug"
 # How long SIGTERM waits for requests in flight before cancelling them: an event stream
 # (GET /v1/events) stays open for minutes, and would otherwise hold the stop that long;
 # its client reconnects to another replica with its cursor and loses nothing.
@@ -118,7 +127,7 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
     # The TLS files are read again by uvicorn, in each worker: it is given their paths.
     ssl = uvicorn_tls(tls)
     if workers == 1:
-        _run(uvicorn.Config(app, log_level=LOG_LEVEL, access_log=False,
+        _run(uvicorn.Config(app, log_level=_uvicorn_level(), access_log=False,
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **ssl), listener)
         return
     # Each worker process builds its own application from the environment (a factory).
@@ -130,7 +139,7 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
         os.environ["ATTEST_SERVE_WEBHOOKS"] = str(webhooks_path.resolve())
     app.state.service.close()
     _run(uvicorn.Config("attest.server.app:from_environment", factory=True, workers=workers,
-                        log_level=LOG_LEVEL, access_log=False,
+                        log_level=_uvicorn_level(), access_log=False,
                         timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **ssl), listener)
 
 

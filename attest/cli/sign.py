@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import sys
@@ -19,10 +18,10 @@ from attest.errors import EnvironmentProblem, UsageError
 from attest.signing.bundle import MAX_PAYLOAD_BYTES
 from attest.signing.statement import PAYLOAD_TYPE as STATEMENT_TYPE
 from attest.signing.statement import Statement, Subject
+from attest.streamdigest import stream_digests
 from attest.tpm import keys as signing
 from attest.tpm.files import write_public
 
-_CHUNK = 1 << 20
 RAW_PAYLOAD_TYPE = "application/octet-stream"
 
 
@@ -139,15 +138,12 @@ def _open(path: Path) -> BinaryIO:
 
 def _digest(path: Path) -> str:
     """SHA-256 of a file, read in chunks: a file of any size is named by its digest."""
-    hasher = hashlib.sha256()
     stream = _open(path)
     try:
-        while chunk := stream.read(_CHUNK):
-            hasher.update(chunk)
+        return stream_digests(stream, ["sha256"], f"hashing {path}")[0]["sha256"].hex()
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-    return hasher.hexdigest()
 
 
 def _read_payload(path: Path) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +13,7 @@ from attest.cli.failure import json_option
 from attest.cli.terminal import visible
 from attest.errors import UsageError
 from attest.inputfile import read_prefix
-
-_CHUNK = 1 << 20
+from attest.streamdigest import stream_digests
 
 
 @click.command("verify-signature",
@@ -82,11 +80,8 @@ def verify_signature(bundle: Path, files: tuple[Path, ...], policy_path: Path,
 
 
 def _digest(path: Path) -> bytes:
-    hasher = hashlib.sha256()
     try:
         with path.open("rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                hasher.update(chunk)
+            return stream_digests(stream, ["sha256"], f"hashing {path}")[0]["sha256"]
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    return hasher.digest()

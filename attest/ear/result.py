@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attest import __version__
+from attest import __version__, timetext
 from attest.decision import Decision
 from attest.ear import token
 from attest.ear.vector import Claim, Status, status_for, vector_for
@@ -138,10 +138,12 @@ def read(text: str | bytes, keys: Sequence[ec.EllipticCurvePublicKey], *, now: i
         raise _malformed(f"the result's eat_profile is not {PROFILE}")
     iat, exp = _int(claims, "iat"), _int(claims, "exp")
     if iat > now + skew:
-        raise EvidenceError(f"the result was issued {iat - now} s in the future",
+        raise EvidenceError(f"the result was issued in the future, at "
+                            f"{timetext.moment(iat, now)}",
                             reason=Reason.NOT_YET_VALID)
     if now >= exp:
-        raise EvidenceError(f"the result expired {now - exp} s ago", reason=Reason.EXPIRED)
+        raise EvidenceError(f"the result expired at {timetext.moment(exp, now)}",
+                            reason=Reason.EXPIRED)
     submods = claims.get("submods")
     if not isinstance(submods, dict) or set(submods) != {SUBMOD}:
         raise _malformed(f"the result has no single submod {SUBMOD!r}")

@@ -12,7 +12,7 @@ import threading
 
 from attest.errors import AttestError
 
-_log = logging.getLogger("attest.server")
+_log = logging.getLogger(__name__)
 
 
 class Chore:

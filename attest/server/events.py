@@ -45,7 +45,7 @@ HEARTBEAT_S = 15.0
 BATCH = 100
 MEDIA = "text/event-stream"
 _CURSOR_DIGITS = 19  # MAX_INT has 19 digits
-_log = logging.getLogger("attest.server")
+_log = logging.getLogger(__name__)
 
 
 def message(event: Event) -> str:

@@ -30,7 +30,7 @@ DEFAULT_INTERVAL_S = 5.0
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.1, 3600.0
 STALE_AFTER_BEATS = 3  # a replica that missed this many beats is listed as stale
 
-_log = logging.getLogger("attest.server")
+_log = logging.getLogger(__name__)
 
 
 def interval_from_environment() -> float:

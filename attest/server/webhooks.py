@@ -46,7 +46,7 @@ MIN_SECRET = 16
 MAX_SUBSCRIBERS = 32
 MAX_FILE_BYTES = 64 << 10
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_log = logging.getLogger("attest.server")
+_log = logging.getLogger(__name__)
 
 
 class Subscriber(NamedTuple):

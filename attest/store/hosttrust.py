@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from attest import timetext
 from attest.audit.entry import Entry, EntryKind, Outcome
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
@@ -76,7 +77,8 @@ class TrustView:
             if self.reported_at is None:
                 return Denial(Reason.HOST_STALE, "the host has no accepted report")
             return Denial(Reason.HOST_STALE,
-                          f"the host's last accepted report is from {self.reported_at}")
+                          "the host's last accepted report is from "
+                          f"{timetext.iso(self.reported_at)}")
         return None
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,6 +29,8 @@ START_SIMULATOR_HINT = (
 )
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
 
 
 def resolve_tcti(explicit: str | None = None) -> str:
@@ -77,17 +81,61 @@ _RC_WARN_WORDS: dict[int, tuple[str, str | None]] = {
 
 
 def describe_rc(rc: int) -> tuple[str, str | None]:
-    """A TPM return code in words, with a hint where one helps."""
+    """A TPM or TSS return code in words, with a hint where one helps.
+
+    attest's own words for the codes a user meets (and what to do about them); any
+    other code in the TSS's words (Tss2_RC_Decode, as tpm2-pytss renders it), so no
+    one is left with a bare number. The caller adds the number itself (:func:`rc_text`).
+    """
     tpm_rc = rc & 0xFFFF
+    layer, _, words = decode_rc(rc)
     if rc >> 16:  # a TSS layer (TCTI, ESAPI, ...) rather than the TPM itself
-        return (f"the TSS could not complete the request (0x{rc:x})",
+        return (f"the TSS's {layer} layer could not complete the request: {words}",
                 "check that the TPM is reachable through the TCTI")
     fmt1 = format_one_error(rc)
     if fmt1 is not None:
-        return _RC_WORDS.get(fmt1, (f"TPM error 0x{rc:x}", None))
-    if tpm_rc & 0x900 == 0x900:
-        return _RC_WARN_WORDS.get(tpm_rc, (f"TPM warning 0x{rc:x}", None))
-    return _RC_VER1_WORDS.get(tpm_rc, (f"TPM error 0x{rc:x}", None))
+        found = _RC_WORDS.get(fmt1)
+    elif tpm_rc & 0x900 == 0x900:
+        found = _RC_WARN_WORDS.get(tpm_rc)
+    else:
+        found = _RC_VER1_WORDS.get(tpm_rc)
+    return found if found is not None else (words, None)
+
+
+def decode_rc(rc: int) -> tuple[str, str | None, str]:
+    """(layer, where, words) from the TSS's decoder: ``0x1c4`` is ("tpm", "parameter 1",
+    "value is out of range or is not correct for the context"). ``where`` names the
+    handle, parameter or session a format-one TPM code is about, else None."""
+    try:
+        text = str(TSS2_Exception(rc))  # Tss2_RC_Decode: "layer:detail" or "layer:where:detail"
+    except Exception:  # noqa: BLE001 - a decoder failure must not hide the code itself
+        return "unknown", None, f"return code 0x{rc:x}"
+    layer, _, rest = text.partition(":")
+    where = None
+    head, sep, tail = rest.partition(":")
+    match = _LOCUS.fullmatch(head) if sep else None
+    if match is not None:
+        rest = tail
+        if match.group(1) in ("handle", "parameter", "session"):
+            where = f"{match.group(1)} {match.group(2)}"
+    words = rest.strip()
+    if not words or re.fullmatch(r"(0x)?[0-9a-fA-F]+", words):  # a code it has no name for
+        words = f"a return code the TSS does not name ({layer} layer)"
+    if words[1:2].islower():  # "Fails to connect" reads on in a sentence; "IO failure" stays
+        words = words[:1].lower() + words[1:]
+    return layer or "unknown", where, words
+
+
+# The part of a decoded TPM code before its words: "parameter(1)", "warn(2.0)", ...
+_LOCUS = re.compile(r"(handle|parameter|session|error|warn|fmt1)\(([0-9.]+)\)")
+
+
+def rc_text(rc: int) -> str:
+    """A return code for a person: its words, what it is about, its number:
+    ``a value is out of range for this command (parameter 1, TPM rc 0x1c4)``."""
+    where = decode_rc(rc)[1]
+    source = "TSS" if rc >> 16 else "TPM"
+    return f"{describe_rc(rc)[0]} ({where + ', ' if where else ''}{source} rc 0x{rc:x})"
 
 
 def format_one_error(rc: int) -> int | None:
@@ -114,8 +162,9 @@ _ENVIRONMENT_RCS = frozenset({int(TPM2_RC.LOCKOUT), int(TPM2_RC.FAILURE), int(TP
 
 def tpm_error(exc: TSS2_Exception, doing: str) -> TPMError:
     rc = int(exc.rc)
-    words, hint = describe_rc(rc)
-    message = f"{doing} failed: {words} (TPM rc 0x{rc:x})"
+    _, hint = describe_rc(rc)
+    _log.debug("%s: TSS return code 0x%x: %s", doing, rc, exc)
+    message = f"{doing} failed: {rc_text(rc)}"
     if rc >> 16 or rc & 0xFFFF in _ENVIRONMENT_RCS:
         return TPMEnvironmentError(message, rc=rc, hint=hint)
     return TPMError(message, rc=rc, hint=hint)
@@ -238,7 +287,7 @@ def _connect(tcti: str) -> ESAPI:
         return ESAPI(tcti)
     except TSS2_Exception as exc:
         raise TPMUnavailable(
-            f"cannot reach a TPM through {tcti!r} ({describe_rc(int(exc.rc))[0]})",
+            f"cannot reach a TPM through {tcti!r}: {rc_text(int(exc.rc))}",
             hint=_unreachable_hint(tcti),
         ) from exc
     except (OSError, RuntimeError) as exc:
@@ -253,12 +302,13 @@ def open_tpm(tcti: str | None = None) -> Iterator[TPM]:
     esapi = _connect(resolved)
     try:
         tpm = TPM(esapi, resolved)
+        _log.info("talking to the TPM through %s", resolved)
         # A cheap first command: a TCTI can open a socket that nothing answers on.
         try:
             esapi.get_random(1)
         except TSS2_Exception as exc:
             raise TPMUnavailable(
-                f"the TPM at {resolved!r} does not answer ({describe_rc(int(exc.rc))[0]})",
+                f"the TPM at {resolved!r} does not answer: {rc_text(int(exc.rc))}",
                 hint=_unreachable_hint(resolved),
             ) from exc
         yield tpm
@@ -270,8 +320,10 @@ __all__ = [
     "DEFAULT_TCTI",
     "TPM",
     "PCRPolicyMismatch",
+    "decode_rc",
     "describe_rc",
     "is_policy_failure",
     "open_tpm",
+    "rc_text",
     "resolve_tcti",
 ]

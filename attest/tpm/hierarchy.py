@@ -40,7 +40,7 @@ from attest.errors import (
     UsageError,
 )
 from attest.inputfile import MAX_RECORD_BYTES, read_home_file
-from attest.tpm.device import TPM, tpm_error
+from attest.tpm.device import TPM, rc_text, tpm_error
 from attest.tpm.files import private_dir, write_public
 
 
@@ -454,8 +454,8 @@ def activate_credential(
         blob, used_blob = TPM2B_ID_OBJECT.unmarshal(credential_blob)
         secret_in, used_secret = TPM2B_ENCRYPTED_SECRET.unmarshal(encrypted_secret)
     except TSS2_Exception as exc:
-        raise UsageError(f"not a credential (TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET): {exc}"
-                         ) from exc
+        raise UsageError("not a credential (TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET): "
+                         f"{rc_text(int(exc.rc))}") from exc
     if used_blob != len(credential_blob) or used_secret != len(encrypted_secret):
         raise UsageError("trailing bytes after the credential")
     ak = ak_handle(tpm, identity)

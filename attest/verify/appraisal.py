@@ -51,6 +51,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from attest import timetext
 from attest.artifact import jws
 from attest.artifact.model import (
     CERTIFICATION_LABEL,
@@ -656,14 +657,15 @@ class _Appraiser:
         skew = self.policy.freshness.clock_skew
         if claims.nbf > now + skew or claims.iat > now + skew:
             yield Denial(Reason.NOT_YET_VALID,
-                         f"valid from {claims.nbf} (issued {claims.iat}); now is {now}")
+                         f"valid from {timetext.moment(claims.nbf, now)}, issued "
+                         f"{timetext.moment(claims.iat, now)}")
         if claims.exp + skew < now:
-            yield Denial(Reason.EXPIRED, f"expired at {claims.exp}; now is {now}")
+            yield Denial(Reason.EXPIRED, f"expired at {timetext.moment(claims.exp, now)}")
         lifetime = self.policy.artifacts.max_lifetime
         if claims.exp - claims.iat > lifetime:
             yield Denial(Reason.POLICY_MISMATCH,
-                         f"a lifetime of {claims.exp - claims.iat} s exceeds the policy's "
-                         f"{lifetime} s")
+                         f"a lifetime of {timetext.about(claims.exp - claims.iat)} exceeds "
+                         f"the policy's {timetext.about(lifetime)}")
         if self.audience is not None and claims.aud not in (None, self.audience):
             yield Denial(Reason.POLICY_MISMATCH, f"the artifact is for verifier {claims.aud!r}")
         yield from self._freshness(view)
@@ -694,7 +696,8 @@ class _Appraiser:
             max_age = self.policy.freshness.max_age
             if now - claims.iat > max_age:
                 yield Denial(Reason.STALE_EVIDENCE,
-                             f"evidence is {now - claims.iat} s old; at most {max_age} s")
+                             f"evidence is {timetext.about(now - claims.iat)} old (issued "
+                             f"{timetext.iso(claims.iat)}); at most {timetext.about(max_age)}")
             return
         if mode is NonceMode.FORBIDDEN:
             yield Denial(Reason.POLICY_MISMATCH, "the policy accepts no nonce")

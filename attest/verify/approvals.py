@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from functools import lru_cache
 
+from attest import timetext
 from attest.artifact.model import Evidence
 from attest.decision import Denial
 from attest.errors import EvidenceError
@@ -135,7 +136,7 @@ def _standing(policy: VerifierPolicy, approval: Approval, quote: QuoteFacts | No
                          f"{', '.join(changed) or 'none'})")
     if approval.not_after is not None and now > approval.not_after:
         yield Denial(Reason.KEY_POLICY_MISMATCH,
-                     f"{where} expired at {approval.not_after}; now is {now}")
+                     f"{where} expired at {timetext.moment(approval.not_after, now)}")
     if approval.serial < key_policy.min_approval_serial:
         yield Denial(Reason.KEY_POLICY_MISMATCH,
                      f"{where} is superseded: the policy requires serial "

@@ -166,7 +166,7 @@ def _report_time(tx: Transaction, report: hosttrust.ReportMark, host: str, now: 
                      "recording it after the commit", said(failed.cause))
 
 
-_log = logging.getLogger("attest.verify")
+_log = logging.getLogger(__name__)
 UNAVAILABLE = "the verifier's store is unavailable"
 
 

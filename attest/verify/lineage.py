@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from attest import strictjson
+from attest import strictjson, timetext
 from attest.artifact.model import Lineage, Scope
 from attest.decision import Denial
 from attest.patterns import PatternTooComplex, shell_match
@@ -32,7 +32,8 @@ def check_lineage(parent: ArtifactRecord | None, revoked: Revocation | None, lin
     if parent.sha256 != lineage.parent_sha256:
         yield Denial(Reason.LINEAGE_BROKEN, "the parent's SHA-256 is not the one the child names")
     if parent.exp < now:
-        yield Denial(Reason.LINEAGE_BROKEN, f"the parent expired at {parent.exp}")
+        yield Denial(Reason.LINEAGE_BROKEN,
+                     f"the parent expired at {timetext.moment(parent.exp, now)}")
     if revoked is not None:
         yield Denial(Reason.LINEAGE_BROKEN,
                      f"the parent's line is revoked ({revoked.kind.value} {revoked.subject}: "
@@ -64,7 +65,8 @@ def _scope_within(parent: ArtifactRecord, scope: Scope, exp: int,
     if any(allowed.env.get(name) != value for name, value in scope.env.items()):
         found.append("it keeps environment variables (or values) the parent did not")
     if exp > parent.exp:
-        found.append(f"exp {exp} is past the parent's {parent.exp}")
+        found.append(f"exp {timetext.iso(exp)} is past the parent's "
+                     f"{timetext.iso(parent.exp)}")
     return [Denial(Reason.SCOPE_ESCALATION, message) for message in found]
 
 

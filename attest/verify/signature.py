@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from attest import timetext
 from attest.artifact.model import CERTIFICATION_LABEL, Evidence
 from attest.decision import Decision, Denial
 from attest.errors import AttestError, BatchProofError, EvidenceError
@@ -149,7 +150,7 @@ def _checks(data: bytes, policy: VerifierPolicy, now: int,
             yield denial
     skew = policy.freshness.clock_skew
     if bundle.time > now + skew:
-        yield Denial(Reason.NOT_YET_VALID, f"signed at {bundle.time}; now is {now}")
+        yield Denial(Reason.NOT_YET_VALID, f"signed at {timetext.moment(bundle.time, now)}")
     if bundle.envelope.payload_type != STATEMENT_PAYLOAD_TYPE or statement is not None:
         yield from _files(bundle, statement, files)
     if quote is None or certified is None or not signed_by_key:

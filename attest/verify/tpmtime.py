@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 
+from attest import timetext
 from attest.decision import Denial
 from attest.evidence.structures import ClockInfo
 from attest.reasons import Reason
@@ -113,14 +114,16 @@ def time_denials(iat: int, when: QuoteTime, now: int, *, max_age: int | None,
         # Made after the challenge, yet by its clock before it: within one boot the TPM
         # clock ran behind real time. A restored (cloned or rolled-back) TPM state does that.
         yield Denial(Reason.CLOCK_ROLLBACK,
-                     f"the quote answers a challenge issued at {challenged_at}, but by "
-                     f"the TPM clock it was made by {when.latest_ms // 1000}: the TPM "
+                     f"the quote answers a challenge issued at {timetext.iso(challenged_at)}, "
+                     f"but by the TPM clock it was made by "
+                     f"{timetext.iso(when.latest_ms // 1000)}: the TPM "
                      "clock went back within this boot")
         return
     if iat * 1000 > when.latest_ms + skew * 1000:
         yield Denial(Reason.STALE_EVIDENCE,
-                     f"issued at {iat} (iat), but by the TPM clock its quote was made "
-                     f"by {when.latest_ms // 1000}: the artifact claims to be newer "
+                     f"issued at {timetext.iso(iat)} (iat), but by the TPM clock its quote "
+                     f"was made by {timetext.iso(when.latest_ms // 1000)}: the artifact "
+                     "claims to be newer "
                      "than its evidence")
         return
     age_ms = now * 1000 - when.latest_ms

@@ -22,7 +22,7 @@ from attest.tpm.device import describe_rc, format_one_error, is_policy_failure, 
     (0x98E, "authorization value is wrong"),  # TPM_RC_AUTH_FAIL on session 1
     (0x921, "dictionary-attack lockout"),  # TPM_RC_LOCKOUT
     (0x902, "out of memory for object contexts"),  # swtpm's 3 slots, no resource manager
-    (0xA000A, "TSS could not complete"),  # a TCTI-layer code
+    (0xA000A, "tcti layer could not complete"),  # a TCTI-layer code
 ])
 def test_return_codes_in_words(rc: int, words: str) -> None:
     assert words in describe_rc(rc)[0]

@@ -62,7 +62,7 @@ BACKOFF_S = (0.25, 10.0)  # the first pause after a failure, the longest
 # A host id is up to 255 characters, each up to 4 bytes of UTF-8, each byte %XX at most.
 _FEED = re.compile(r"/v1/hosts/[A-Za-z0-9._~!$&'()*+,;=:@%-]{1,3060}/events")
 _CUT_STATES = frozenset({"untrusted", "stale"})
-_log = logging.getLogger("attest.agent")
+_log = logging.getLogger(__name__)
 
 
 class FeedError(Exception):

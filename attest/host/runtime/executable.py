@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from attest import progress
 from attest.errors import EnvironmentProblem, UsageError
 from attest.host.runtime.subjects import resolve_executable
 
@@ -83,7 +84,7 @@ def seal_opened(path: Path, source: int, banks: Sequence[str]) -> SealedExecutab
             raise UsageError(f"{path} is {info.st_size} bytes; attest run seals at most "
                              f"{MAX_EXECUTABLE_BYTES} bytes")
         if _privileged(source, info):
-            digests, head = _hash(source, banks)
+            digests, head = _hash(source, banks, path)
             if not head.startswith(b"#!"):  # the kernel ignores the bits on scripts
                 kept, source = source, -1
                 return SealedExecutable(path, kept, digests, False)
@@ -95,7 +96,7 @@ def seal_opened(path: Path, source: int, banks: Sequence[str]) -> SealedExecutab
         try:
             _copy(source, sealed, path)
             fcntl.fcntl(sealed, fcntl.F_ADD_SEALS, _SEALS)
-            digests, head = _hash(sealed, banks)
+            digests, head = _hash(sealed, banks, path)
         except BaseException:
             os.close(sealed)
             raise
@@ -155,15 +156,17 @@ def _copy(source: int, target: int, path: Path) -> None:
             view = view[os.write(target, view):]
 
 
-def _hash(fd: int, banks: Sequence[str]) -> tuple[dict[str, bytes], bytes]:
+def _hash(fd: int, banks: Sequence[str], path: Path) -> tuple[dict[str, bytes], bytes]:
     """Digests of the sealed bytes, read back from the memfd itself, and their first bytes."""
     hashers = {bank: hashlib.new(bank) for bank in banks}
     offset = 0
     head = b""
-    while chunk := os.pread(fd, _CHUNK, offset):
-        if offset == 0:
-            head = chunk[:2]
-        offset += len(chunk)
-        for hasher in hashers.values():
-            hasher.update(chunk)
+    with progress.task(f"hashing {path}", os.fstat(fd).st_size) as task:
+        while chunk := os.pread(fd, _CHUNK, offset):
+            if offset == 0:
+                head = chunk[:2]
+            offset += len(chunk)
+            for hasher in hashers.values():
+                hasher.update(chunk)
+            task.advance(len(chunk))
     return {bank: hasher.digest() for bank, hasher in hashers.items()}, head

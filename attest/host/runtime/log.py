@@ -24,6 +24,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import stat
 import time
@@ -58,9 +59,11 @@ from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
 from attest.tpm.pcr import active_banks, extend, read_pcrs
 
+_log = logging.getLogger(__name__)
+
 # PCR 15: not resettable from locality 0, and unused by firmware and boot loaders.
 # systemd (measured UKIs) extends it from user space too: attest shares it through
-# systemd's log and lock (attest.host.runtime.systemd_log; docs/measurement.md).
+# systemd's log and lock (attest.host.runtime.systemd_log; `attest docs measurement`).
 DEFAULT_RUNTIME_PCR = 15
 LOG_NAME = "runtime.cel"
 LOCK_NAME = "runtime.lock"
@@ -565,6 +568,8 @@ def append_measurement(tpm: TPM, log: RuntimeLog, pcr: int, content: dict[str, A
     record = attest_record(done.next_recnum, pcr, content, active_banks(tpm))
     data = log.append(record)
     extend(tpm, pcr, dict(record.digests))
+    _log.info("record %d (%s %s) appended to %s and extended into PCR %d", record.recnum,
+              content.get("type"), content.get("name"), log.path, pcr)
     after = _after_append(done, record, data)
     _save_checkpoint(log, pcr, after, data)
     return record, after

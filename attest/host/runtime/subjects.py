@@ -26,18 +26,13 @@ from attest.eventlog.cel import (
     is_command,
     measurement_content,
 )
-
-_CHUNK = 1 << 20
+from attest.streamdigest import stream_digests
 
 
 def file_digests(path: Path, banks: Sequence[str]) -> dict[str, bytes]:
     """Digests of a file's bytes, read once in chunks (large files cost no memory)."""
-    hashers = {bank: hashlib.new(bank) for bank in banks}
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            for hasher in hashers.values():
-                hasher.update(chunk)
-    return {bank: hasher.digest() for bank, hasher in hashers.items()}
+        return stream_digests(handle, banks, f"hashing {path}")[0]
 
 
 def _regular_file(path: Path) -> Path:
