@@ -99,8 +99,9 @@ def _display_digest(digests: object) -> str:
               help="Another log to replay with the default ones (repeatable; boot and "
               "runtime logs are replayed together). The defaults: the runtime log in the "
               "home, and the boot log (/sys/kernel/security/tpm0/binary_bios_measurements "
-              "or $ATTEST_BOOT_LOG) when present. A default log or systemd's shared log "
-              "given again is replayed once (systemd's records are in the runtime log).")
+              "or $ATTEST_BOOT_LOG) when present. A log given twice is replayed once; "
+              "systemd's shared log adds only its records for other PCRs (those for "
+              "the runtime PCR are in the runtime log already).")
 @click.option("--only-logs", is_flag=True,
               help="Replay only the --log files, not the default logs (nothing is copied "
               "from systemd's log or repaired).")
@@ -116,7 +117,7 @@ def check(ctx: click.Context, logs: tuple[Path, ...], only_logs: bool, repair: b
     When the runtime PCR is shared with systemd, this first copies into the runtime log
     the records systemd extended since attest last read its log (a write even without
     --repair: without them the log cannot explain the PCR), as every `attest measure`
-    does.
+    does. See `attest docs measurement`.
     """
     from attest.cli.common import echo_json, tpm_from
     from attest.errors import UsageError
