@@ -96,48 +96,77 @@ def _display_digest(digests: object) -> str:
 @eventlog.command()
 @click.option("--log", "logs", multiple=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="A log to replay (repeatable; boot and runtime logs are replayed together). "
-              "Default: the runtime log in the home, and the boot log "
-              "(/sys/kernel/security/tpm0/binary_bios_measurements or $ATTEST_BOOT_LOG) "
-              "when present.")
+              help="Another log to replay with the default ones (repeatable; boot and "
+              "runtime logs are replayed together). The defaults: the runtime log in the "
+              "home, and the boot log (/sys/kernel/security/tpm0/binary_bios_measurements "
+              "or $ATTEST_BOOT_LOG) when present. A log given twice is replayed once; "
+              "systemd's shared log adds only its records for other PCRs (those for "
+              "the runtime PCR are in the runtime log already).")
+@click.option("--only-logs", is_flag=True,
+              help="Replay only the --log files, not the default logs (nothing is copied "
+              "from systemd's log or repaired).")
 @click.option("--repair", is_flag=True,
               help="Finish what a crash of `attest measure` left (an incomplete last record, "
               "or a record never extended); never touches any other disagreement.")
 @json_option(help="Machine-readable result.")
 @click.pass_context
-def check(ctx: click.Context, logs: tuple[Path, ...], repair: bool, as_json: bool) -> None:
-    """Replay the host's logs and compare them with the TPM's PCRs; exit 1 on a mismatch."""
+def check(ctx: click.Context, logs: tuple[Path, ...], only_logs: bool, repair: bool,
+          as_json: bool) -> None:
+    """Replay the host's logs and compare them with the TPM's PCRs; exit 1 on a mismatch.
+
+    When the runtime PCR is shared with systemd, this first copies into the runtime log
+    the records systemd extended since attest last read its log (a write even without
+    --repair: without them the log cannot explain the PCR), as every `attest measure`
+    does. See `attest docs measurement`.
+    """
     from attest.cli.common import echo_json, tpm_from
-    from attest.host.runtime.check import check_logs, default_boot_log
+    from attest.errors import UsageError
+    from attest.host.runtime.check import check_logs, default_boot_log, distinct_logs
     from attest.host.runtime.log import RuntimeLog, log_pcr, reconcile, runtime_pcr
 
+    if only_logs and not logs:
+        raise UsageError("--only-logs needs at least one --log FILE")
+    if only_logs and repair:
+        raise UsageError("--repair works on the runtime log in the home, not with --only-logs")
     notes: list[str] = []
-    files = list(logs)
+    copied: list[str] = []
+    defaults: list[Path] = []
+    runtime_index: int | None = None  # with --only-logs: the PCR the CEL logs extend
+    shared: Path | None = None
     with tpm_from(ctx) as tpm:
-        if not files:
+        if not only_logs:
             runtime = RuntimeLog(ctx.obj.home)
             with runtime.locked():
                 # An empty or missing log is reconciled too: it explains only a runtime
                 # PCR at its reset value.
-                pcr = log_pcr(runtime.read(allow_torn_tail=True).records)
-                if pcr is None:
-                    pcr = runtime_pcr(allow_resettable=True)
+                found = log_pcr(runtime.read(allow_torn_tail=True).records)
+                pcr = runtime_pcr(allow_resettable=True) if found is None else found
                 # The whole log, never from the checkpoint (a host-side hint): a check
                 # replays every record.
-                notes = reconcile(tpm, runtime, pcr, repair=repair, full=True).notes
+                done = reconcile(tpm, runtime, pcr, repair=repair, full=True)
+                notes, copied = done.notes, done.copied
+                runtime_index = pcr
+                if runtime.systemd is not None:
+                    shared = runtime.systemd.path
             if runtime.path.exists():
-                files.append(runtime.path)
+                defaults.append(runtime.path)
             boot = default_boot_log()
             if boot is not None:
-                files.append(boot)
+                defaults.append(boot)
+        files = distinct_logs(defaults, logs)
         # With no file at all, the runtime PCR is still checked (at its reset value).
-        checked = check_logs(tpm, files)
+        # systemd's shared log given with --log: its records for the runtime PCR are
+        # in the runtime log already, and would replay twice.
+        checked = check_logs(tpm, files, runtime=runtime_index, shared=shared)
     if as_json:
         echo_json({"ok": True, "logs": [str(p) for p, _ in checked.logs], "repaired": notes,
+                   "copied": copied,
                    "verified": [f"{b}:{i}" for b, i in checked.facts.verified]})
         return
     for note in notes:
         click.echo(f"repaired: {visible(note)}")
+    for note in copied:
+        click.echo(visible(note))
     for path, log in checked.logs:
         click.echo(f"{visible(path)}: {len(log.events)} {log.format} events")
     pcrs = ", ".join(f"{b}:{i}" for b, i in checked.facts.verified) or "none"

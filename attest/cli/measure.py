@@ -49,6 +49,8 @@ def _run(ctx: click.Context, pcr: int | None, allow_resettable: bool, as_json: b
         record, done = measure_into(tpm, ctx.obj.home, index, content)
     for note in done.notes:
         click.echo(f"repaired: {visible(note)}", err=True)
+    for note in done.copied:
+        click.echo(visible(note), err=True)
     if as_json:
         from attest.eventlog.cel import record_json
 

@@ -318,12 +318,13 @@ def test_a_truncated_runtime_log_is_a_mismatch(measured: Host) -> None:
     assert "PCR 15" in result.stderr
 
 
-def test_an_empty_log_file_named_with_log_is_a_mismatch(measured: Host, tmp_path: Path) -> None:
+def test_an_empty_log_file_named_with_only_logs_is_a_mismatch(measured: Host,
+                                                            tmp_path: Path) -> None:
     pcr15 = _pcr15(measured)
     empty = tmp_path / "empty.cel"
     empty.write_bytes(b"")
-    _says_runtime_pcr_is_unexplained(measured.run("eventlog", "check", "--log", str(empty)),
-                                     pcr15)
+    _says_runtime_pcr_is_unexplained(
+        measured.run("eventlog", "check", "--only-logs", "--log", str(empty)), pcr15)
 
 
 def test_nothing_measured_yet_is_ok(fresh_host: Host) -> None:

@@ -36,19 +36,45 @@ class CheckedLogs:
     facts: ReplayFacts
 
 
-def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
+def distinct_logs(defaults: Sequence[Path], given: Sequence[Path]) -> list[Path]:
+    """The default logs, then the given ones that are not one of them or given before:
+    a file replayed twice would extend its records twice (never a match)."""
+    files: list[Path] = []
+    for path in (*defaults, *given):
+        if not any(_same_file(path, seen) for seen in files):
+            files.append(path)
+    return files
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one is missing: the same name is the same file (reading will say)
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_logs(tpm: TPM, files: Sequence[Path], *, runtime: int | None = None,
+               shared: Path | None = None) -> CheckedLogs:
     """Replay the logs together and compare every PCR they extend, and the runtime PCR,
     with the TPM's value.
 
     The runtime PCR is compared even when no log mentions it: a log that is silent
     about a PCR holding measurements (an emptied or missing runtime log) explains
-    nothing, so that PCR must be at its reset value. It is the PCR the runtime logs
-    extend, else the home's ($ATTEST_RUNTIME_PCR or 15).
+    nothing, so that PCR must be at its reset value. It is ``runtime`` when the caller
+    knows it (the home's runtime log's; other CEL logs may then extend other PCRs, as
+    systemd's PCR 11 phases do), else the PCR the CEL logs extend, else the home's
+    ($ATTEST_RUNTIME_PCR or 15).
+    ``shared`` is systemd's log when it shares the runtime PCR with attest: its records
+    for that PCR were copied into the runtime log, so they are left out of it here
+    (replayed once, from the runtime log); its records for other PCRs are replayed.
     Raises ReplayMismatch naming the PCR, bank, both values and the last events.
     """
     from attest.host.runtime.log import log_pcr, runtime_pcr
 
-    logs = tuple((path, parse_log(_read_log(path))) for path in files)
+    if shared is not None and runtime is None:
+        raise ValueError("a shared systemd log needs the runtime PCR it shares")
+    logs = tuple((path, _without_shared(path, parse_log(_read_log(path)), shared, runtime))
+                 for path in files)
     events: list[TcgEvent | CelRecord] = []
     runtime_records: list[CelRecord] = []
     for _, log in logs:
@@ -57,7 +83,8 @@ def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
             check_content_bound(records)
             runtime_records.extend(records)
         events.extend(log.events)
-    runtime = log_pcr(runtime_records)
+    if runtime is None:
+        runtime = log_pcr(runtime_records)
     if runtime is None:
         runtime = runtime_pcr(allow_resettable=True)
     touched = sorted({e.pcr for e in events if e.extends and e.pcr is not None} | {runtime})
@@ -65,6 +92,14 @@ def check_logs(tpm: TPM, files: Sequence[Path]) -> CheckedLogs:
     reported = read_pcrs(tpm, PCRSelection.of({bank: touched for bank in banks}))
     return CheckedLogs(logs, check_replay(events, reported,
                                           require=[(bank, runtime) for bank in banks]))
+
+
+def _without_shared(path: Path, log: MeasurementLog, shared: Path | None,
+                    pcr: int | None) -> MeasurementLog:
+    if shared is None or log.format != "cel" or not _same_file(path, shared):
+        return log
+    records = cast(tuple[CelRecord, ...], log.events)
+    return MeasurementLog("cel", tuple(r for r in records if r.pcr != pcr))
 
 
 def _read_log(path: Path) -> bytes:

@@ -99,6 +99,9 @@ class Reconciliation:
     """What reconciling the log with the PCR found and did, in words for the user."""
 
     notes: list[str] = field(default_factory=list)
+    # systemd's records copied into the log (not a repair: the routine that lets the log
+    # explain a PCR systemd shares), in words for the user.
+    copied: list[str] = field(default_factory=list)
     # The log as it stands afterwards, and whether its file changed (a torn tail
     # dropped, a previous boot's log archived): callers need not read it again.
     log: CelLog = field(default_factory=lambda: CelLog(()))
@@ -450,8 +453,9 @@ def _mirror_systemd(tpm: TPM, log: RuntimeLog, pcr: int, data: bytes, state: Cel
     data += b"".join(log.append(dataclasses.replace(record, recnum=first + n))
                      for n, record in enumerate(missing))
     result.file_changed = True
-    result.notes.append(f"copied {len(missing)} of systemd's records for PCR {pcr} from "
-                        f"{shared.path}")
+    plural = "" if len(missing) == 1 else "s"
+    result.copied.append(f"copied {len(missing)} record{plural} systemd extended into PCR "
+                         f"{pcr} since attest last read {shared.path}")
     return data, parse_cel(data)
 
 
@@ -586,7 +590,8 @@ def _after_append(done: Reconciliation, record: CelRecord, data: bytes) -> Recon
     prefix = None if done.prefix is None else log_prefix.extend(done.prefix, [data])
     marks = done.marks if prefix is None else (
         *done.marks, Mark(count, size, prefix))[-checkpoints.RING:]
-    return Reconciliation(notes=done.notes, log=CelLog((*done.log.records, record)),
+    return Reconciliation(notes=done.notes, copied=done.copied,
+                          log=CelLog((*done.log.records, record)),
                           file_changed=True, values=values, count=count,
                           next_recnum=(record.recnum if record.recnum is not None
                                        else done.next_recnum) + 1,
