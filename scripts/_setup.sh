@@ -79,11 +79,24 @@ ensure_venv() {
         say "installing attest into .venv${extras:+ (extras: $extras)}"
         # The exact versions of constraints.txt (scripts/lock), build dependencies included:
         # a new release elsewhere changes nothing here until the pins move.
-        .venv/bin/python -m pip install -q -c constraints.txt pip setuptools
-        .venv/bin/python -m pip install -q -c constraints.txt --build-constraint constraints.txt \
-            -e ".${extras:+[$extras]}"
-        # Which pins this venv has (tests/unit/test_pins.py then checks every version).
-        sha256sum constraints.txt | cut -d' ' -f1 >.venv/.attest-pinned
+        # The pins were resolved for one Python (constraints.txt's header): on another,
+        # markers may pick other dependencies, so the install takes pyproject's ranges
+        # instead, and says so (tests/unit/test_pins.py checks pins only in a pinned venv).
+        local pinned_for here
+        pinned_for="$(sed -n 's/^# .*resolved on CPython \([0-9]*\.[0-9]*\),.*/\1/p' constraints.txt)"
+        here="$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+        if [ "$pinned_for" = "$here" ]; then
+            .venv/bin/python -m pip install -q -c constraints.txt pip setuptools
+            .venv/bin/python -m pip install -q -c constraints.txt \
+                --build-constraint constraints.txt -e ".${extras:+[$extras]}"
+            # Which pins this venv has (tests/unit/test_pins.py then checks every version).
+            sha256sum constraints.txt | cut -d' ' -f1 >.venv/.attest-pinned
+        else
+            say "constraints.txt pins CPython ${pinned_for:-?}; this is $here: installing" \
+                "at pyproject.toml's ranges, unpinned (scripts/lock on this Python pins it)"
+            .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+            rm -f .venv/.attest-pinned
+        fi
         touch "$stamp"
     fi
 }

@@ -30,7 +30,7 @@ from typing import Any
 
 import click
 
-from attest import __version__, progress
+from attest import __version__, progress, tctiuse
 from attest.cli import verbosity
 from attest.cli.failure import (
     JSON_FLAG,
@@ -236,6 +236,9 @@ def cli(ctx: click.Context, tcti: str | None, home: Path | None) -> None:
     `attest COMMAND --help` for a command's options; `attest docs` for the
     documentation (`attest docs install`: extras and shell completion).
     """
+    # Whether PCR 15 is shared with systemd's log (not for a simulator) follows the TPM
+    # this command talks to: --tcti when given, not an ATTEST_TCTI left set.
+    tctiuse.command_tcti = tcti
     ctx.obj = Context(tcti=tcti, home=resolve_home(home))
     if is_terminal(sys.stderr):
         # Long work draws a progress line on a terminal only: a pipe or a log stays clean.

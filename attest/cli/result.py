@@ -91,7 +91,7 @@ def _time(text: str) -> int:
     """--at: Unix seconds, or an ISO 8601 time with its zone (a bare one is ambiguous)."""
     from datetime import datetime
 
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 12:  # not '²', not 10^5000
         return int(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))

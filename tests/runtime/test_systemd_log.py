@@ -119,3 +119,22 @@ def test_a_log_that_cannot_be_opened_is_an_environment_problem(tmp_path: Path) -
     with pytest.raises(EnvironmentProblem, match="not a regular file"), \
             SystemdLog(tmp_path / "fifo").locked():
         pass
+
+
+def test_sharing_follows_the_tcti_the_command_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tcti decides, not an ATTEST_TCTI left set (review): a simulator named on the
+    command line shares nothing even with no environment, and a real TPM named on the
+    command line shares even when the environment names a simulator."""
+    from attest import tctiuse
+    from attest.host.runtime.systemd_log import DEFAULT_SYSTEMD_LOG, systemd_log_path
+
+    monkeypatch.delenv("ATTEST_SYSTEMD_LOG", raising=False)
+    monkeypatch.delenv("TPM2TOOLS_TCTI", raising=False)
+    monkeypatch.delenv("ATTEST_TCTI", raising=False)
+    monkeypatch.setattr(tctiuse, "command_tcti", "swtpm:path=/tmp/s.sock")
+    assert systemd_log_path() is None
+    monkeypatch.setenv("ATTEST_TCTI", "swtpm:path=/tmp/s.sock")
+    monkeypatch.setattr(tctiuse, "command_tcti", "device:/dev/tpmrm0")
+    assert systemd_log_path() == DEFAULT_SYSTEMD_LOG
+    monkeypatch.setattr(tctiuse, "command_tcti", None)
+    assert systemd_log_path() is None

@@ -56,6 +56,8 @@ def test_at_checks_the_lifetime_as_of_that_time_and_nothing_less(service: Servic
 
 def test_at_that_is_no_time_is_usage(service: Service, tmp_path: Path) -> None:
     decision = verify(service.client, service.rig.issue(nonce=challenge(service.client)))
-    for bad in ("yesterday", "2026-12-03T10:00:00", "-5"):
+    # Digits Python reads as a number but are none (superscripts; 5,000 of them: int()
+    # refuses that many): usage too, never a bug (review).
+    for bad in ("yesterday", "2026-12-03T10:00:00", "-5", "\u00b2", "9" * 5000):
         refused = _check(service, tmp_path, decision["result"], "--at", bad)
         assert refused.exit_code == 2 and "--at" in refused.output, (bad, refused.output)

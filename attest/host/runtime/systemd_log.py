@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from attest import tctiuse
 from attest.errors import EnvironmentProblem, EventLogError, EventLogMismatch
 from attest.eventlog.cel import SYSTEMD_CONTENT_TYPE, CelRecord, parse_cel
 from attest.inputfile import MAX_LOG_BYTES
@@ -50,7 +51,9 @@ def systemd_log_path() -> Path | None:
     named = os.environ.get(SYSTEMD_LOG_ENV)
     if named is not None:
         return None if named.strip().lower() in _OFF else Path(named)
-    tcti = os.environ.get("ATTEST_TCTI") or os.environ.get("TPM2TOOLS_TCTI") or ""
+    # The TPM this command talks to: --tcti first (attest.tctiuse), as resolve_tcti does.
+    tcti = (tctiuse.command_tcti or os.environ.get("ATTEST_TCTI")
+            or os.environ.get("TPM2TOOLS_TCTI") or "")
     if tcti.split(":", 1)[0] in _SIMULATOR_TCTIS:
         return None
     return DEFAULT_SYSTEMD_LOG
@@ -121,10 +124,19 @@ class SystemdLog:
         """systemd's records, read under its lock (or from no file: none); strict and bounded."""
         if self._fd is None:
             try:
-                with open(self.path, "rb") as handle:
-                    info = os.fstat(handle.fileno())
-                    data = self._bounded(handle.fileno(), info.st_size)
+                # Non-blocking and no link followed, a regular file only: a FIFO named by
+                # ATTEST_SYSTEMD_LOG must not hang the read (as locked() opens it).
+                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
+                             | os.O_CLOEXEC)
+                try:
+                    info = os.fstat(fd)
+                    if not stat.S_ISREG(info.st_mode):
+                        raise EnvironmentProblem(f"systemd's measurement log {self.path} is "
+                                                 "not a regular file")
+                    data = self._bounded(fd, info.st_size)
                     mode = info.st_mode
+                finally:
+                    os.close(fd)
             except FileNotFoundError:
                 return ()
             except OSError as exc:
