@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import Host
 from tests.runtime.systemd_writer import systemd_measure
+from tests.runtime.test_systemd_share import shared
+
+__all__ = ["shared"]  # the fixture: a host whose PCR 15 systemd shares
 
 
-@pytest.fixture
-def shared(fresh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-           ) -> Iterator[tuple[Host, Path]]:
-    log = tmp_path / "run" / "log" / "systemd" / "tpm2-measure.log"
-    monkeypatch.setenv("ATTEST_SYSTEMD_LOG", str(log))
-    yield fresh_host, log
 
 
 def _check(host: Host, *args: str) -> dict[str, object]:

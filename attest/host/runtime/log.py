@@ -21,7 +21,6 @@ back to the full read, which alone repairs or reports.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -54,6 +53,7 @@ from attest.evidence.pcrs import PCR_COUNT, RESETTABLE_PCRS, PCRSelection, diges
 from attest.host.runtime import checkpoint as checkpoints
 from attest.host.runtime.checkpoint import Checkpoint, Mark
 from attest.host.runtime.systemd_log import SystemdLog, systemd_log_path, unmirrored
+from attest.host.runtime.waitlock import flock_within
 from attest.inputfile import MAX_LOG_BYTES, MAX_RECORD_BYTES, read_home_file
 from attest.tpm.device import TPM
 from attest.tpm.files import private_dir, write_private
@@ -158,19 +158,10 @@ class RuntimeLog:
         private_dir(self.home)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        # Not the caller's input: a busy host (exit 3).
-                        raise EnvironmentProblem(
-                            f"another attest process holds {self.lock_path} for more than "
-                            f"{timeout:g} s", hint="`fuser` on that file names the process; "
-                            "retry when it is done") from None
-                    time.sleep(0.005)
+            # Not the caller's input: a busy host (exit 3).
+            flock_within(fd, timeout, lambda: EnvironmentProblem(
+                f"another attest process holds {self.lock_path} for more than {timeout:g} s",
+                hint="`fuser` on that file names the process; retry when it is done"))
             yield
         finally:
             os.close(fd)  # closing releases the lock

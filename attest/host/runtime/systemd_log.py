@@ -19,10 +19,8 @@ copy numbered in attest's log, which numbers every record; recnum is bound by no
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 from attest import tctiuse
 from attest.errors import EnvironmentProblem, EventLogError, EventLogMismatch
 from attest.eventlog.cel import SYSTEMD_CONTENT_TYPE, CelRecord, parse_cel
+from attest.host.runtime.waitlock import flock_within
 from attest.inputfile import MAX_LOG_BYTES
 
 DEFAULT_SYSTEMD_LOG = Path("/run/log/systemd/tpm2-measure.log")
@@ -81,18 +80,9 @@ class SystemdLog:
             yield self  # no file and no right to make one: nothing of systemd's to share
             return
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise EnvironmentProblem(
-                            f"systemd's measurement log {self.path} stays locked for more "
-                            f"than {timeout:g} s", hint="`fuser` on that file names the "
-                            "process holding it") from None
-                    time.sleep(0.005)
+            flock_within(fd, timeout, lambda: EnvironmentProblem(
+                f"systemd's measurement log {self.path} stays locked for more than "
+                f"{timeout:g} s", hint="`fuser` on that file names the process holding it"))
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise EnvironmentProblem(f"{self.path} is not a regular file")
