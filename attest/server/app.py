@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse
 from attest import __version__
 from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
+from attest.console import routes as console
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
 from attest.server import (
@@ -141,7 +142,10 @@ def create_app(policy: VerifierPolicy, store_url: str, audit_home: Path, *,
     # application's handlers (a JSON 503), whoever reads first (the rate limit peeks).
     app.state.body_budget = inflight.BodyBudget(body_budget)
     app.add_middleware(inflight.BoundedBodies, budget=app.state.body_budget)
-    operate(app, service, operations or OpsConfig())
+    operations = operations or OpsConfig()
+    operate(app, service, operations)
+    # The operator console's pages under /ui/ (attest.console, docs/console-design.md).
+    console.mount(app, service, stale_after=operations.stale_after)
     replicas.mount(app, service)  # the heartbeat (attest.server.replicas)
     return app
 

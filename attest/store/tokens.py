@@ -101,5 +101,18 @@ def check(store: Store, token: str) -> TokenInfo | None:
     return TokenInfo(row.token_id, row.name, row.created_at, row.revoked_at)
 
 
+def in_force(store: Store, token_id: str) -> TokenInfo | None:
+    """The token with ``token_id`` when it exists and is not revoked, else None: what a
+    console session (attest.console.session), which holds the id and not the token,
+    checks on each request so that revoking a token ends its sessions."""
+    if not _ID.fullmatch(token_id):
+        return None
+    with store.read() as tx:
+        row = tx.first(_BY_ID, {"id": token_id})
+    if row is None or row.revoked_at is not None:
+        return None
+    return TokenInfo(row.token_id, row.name, row.created_at, row.revoked_at)
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()

@@ -1,0 +1,124 @@
+"""The operator console (attest.console): login with an admin token becomes a cookie
+session, never a token in a URL or a page; the fleet page lists the store's hosts with
+their state, escaped. On a real store, a host on its own swtpm issuing the artifacts,
+through FastAPI's TestClient. Browser tests (chromium) are issue 17's next step."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from attest.console import session
+from attest.store import Store
+from tests.server.conftest import Service
+from tests.server.serving import admin_token, challenge, verify
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def _login(service: Service, token: str) -> Any:
+    return service.client.post("/ui/login", content=f"token={token}", headers=FORM,
+                               follow_redirects=False)
+
+
+def _refused(answer: Any) -> None:
+    assert answer.status_code == 401, answer.text
+    assert "not a token in force" in answer.text
+    assert session.COOKIE not in answer.headers.get("set-cookie", "")
+
+
+def test_login_refuses_anything_but_a_token_in_force_in_a_form_body(service: Service) -> None:
+    token = admin_token(service.home)
+    secret = token.rsplit("_", 1)[1]
+    wrong = token[: -len(secret)] + ("A" if secret[0] != "A" else "B") + secret[1:]
+    for attempt in (wrong, token + "x", "", "x" * 400, f"{token}&token={token}"):
+        _refused(_login(service, attempt))
+    client = service.client
+    # The right token anywhere but a form body: in the query, as JSON, as a bearer header.
+    _refused(client.post(f"/ui/login?token={token}", headers=FORM, follow_redirects=False))
+    _refused(client.post("/ui/login", json={"token": token}, follow_redirects=False))
+    _refused(client.post("/ui/login", content=f"token={token}", follow_redirects=False,
+                         headers={"authorization": f"Bearer {token}"}))
+    _refused(client.post("/ui/login", content=f"token={token}&x=1", headers=FORM,
+                         follow_redirects=False))
+    _refused(client.post("/ui/login", content=b"token=" + b"A" * 100_000, headers=FORM,
+                         follow_redirects=False))
+    assert session.COOKIE not in client.cookies
+    assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+
+
+def test_a_session_shows_the_fleet_with_no_token_in_any_url_or_page(service: Service) -> None:
+    token = admin_token(service.home)
+    assert verify(service.client, service.rig.issue(nonce=challenge(service.client)))["accepted"]
+    answer = _login(service, token)
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert token not in cookie and token.rsplit("_", 1)[1] not in cookie
+    fleet = service.client.get("/ui/", follow_redirects=False)
+    assert fleet.status_code == 200, fleet.text
+    assert 'data-host="web-1" data-state="trusted"' in fleet.text
+    assert "state-trusted" in fleet.text
+    assert "script-src 'self'" in fleet.headers["content-security-policy"]
+    assert fleet.headers["cache-control"] == "no-store"
+    assert "<script>" not in fleet.text and " style=" not in fleet.text  # CSP holds
+    secret = token.rsplit("_", 1)[1]
+    for text in (fleet.text, str(fleet.url), answer.headers["location"]):
+        assert secret not in text and token not in text
+    # A replay: the host is untrusted on the next load, with the reason.
+    denied = verify(service.client, service.rig.issue(nonce=challenge(service.client)))
+    assert denied["accepted"]
+    raw = service.rig.issue(nonce=challenge(service.client))
+    verify(service.client, raw)
+    assert not verify(service.client, raw)["accepted"]
+    fleet = service.client.get("/ui/?state=untrusted")
+    assert 'data-host="web-1" data-state="untrusted"' in fleet.text and "replayed" in fleet.text
+    assert "web-1" not in service.client.get("/ui/?state=trusted").text.split("<tbody>")[1]
+    assert service.client.get("/ui/?state=<b>").status_code == 422
+    css = service.client.get("/ui/assets/console.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    for name in ("..%2Fsession.py", "session.py", "console.css.bak", "%2e%2e"):
+        assert service.client.get(f"/ui/assets/{name}").status_code == 404, name
+
+
+def test_a_hosts_id_and_reasons_are_text_on_the_page_never_markup(service: Service) -> None:
+    hostile = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    with Store.open(service.url) as store, store.write() as tx:
+        tx.execute("INSERT INTO host_decisions (host, accepted, reasons, decided_at, "
+                   "audit_index, accepted_at, accepted_index) VALUES (:h, 0, :r, 1, 0, 1, 0)",
+                   {"h": hostile, "r": "</td><script>x</script>"})
+    _login(service, admin_token(service.home))
+    page = service.client.get("/ui/").text
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;&lt;img" in page
+
+
+def test_a_session_ends_with_its_token_a_forged_cookie_or_logout(service: Service) -> None:
+    token = admin_token(service.home)
+    client = service.client
+    assert client.get("/ui/", follow_redirects=False).status_code == 303
+    _login(service, token)
+    cookie = client.cookies[session.COOKIE]
+    ident, expires, mac = cookie.split(".")
+    for forged in (f"{ident}.{int(expires) + 60}.{mac}", f"{'0' * 16}.{expires}.{mac}"):
+        client.cookies.set(session.COOKIE, forged, path="/ui")
+        assert client.get("/ui/", follow_redirects=False).status_code == 303, forged
+    client.cookies.set(session.COOKIE, cookie, path="/ui")
+    page = client.get("/ui/").text
+    assert client.get("/ui/", follow_redirects=False).status_code == 200
+    # Logout needs the session's form token: without it, or another's, refused.
+    for body in ("", "csrf=" + "0" * 64, "csrf=x&csrf=y"):
+        answer = client.post("/ui/logout", content=body, headers=FORM, follow_redirects=False)
+        assert answer.status_code == 403, body
+    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert csrf is not None
+    answer = client.post("/ui/logout", content=f"csrf={csrf.group(1)}", headers=FORM,
+                         follow_redirects=False)
+    assert answer.status_code == 303 and session.COOKIE not in client.cookies
+    # Revoking the token ends a session made with it.
+    _login(service, token)
+    assert client.get("/ui/", follow_redirects=False).status_code == 200
+    with Store.open(service.url) as store:
+        from attest.store import tokens
+        assert tokens.revoke(store, ident, 1)
+    assert client.get("/ui/", follow_redirects=False).status_code == 303
