@@ -5,13 +5,18 @@ through FastAPI's TestClient. Browser tests (chromium) are issue 17's next step.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.error
+import urllib.request
 from typing import Any
 
 from attest.console import session
+from attest.policy import NonceMode
 from attest.store import Store, tokens
 from tests.server.conftest import Service
-from tests.server.serving import admin_token, challenge, verify
+from tests.server.serving import admin_token, challenge, policy_file, served, verify
+from tests.verify.rig import Rig
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
@@ -122,3 +127,46 @@ def test_a_session_ends_with_its_token_a_forged_cookie_or_logout(service: Servic
     with Store.open(service.url) as store:
         assert tokens.revoke(store, ident, 1)
     assert client.get("/ui/", follow_redirects=False).status_code == 303
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the test reads each 303 itself
+
+
+def _http(base: str, path: str, data: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, Any, str]:
+    request = urllib.request.Request(f"{base}{path}", data=data,  # noqa: S310 - loopback
+                                     headers=headers or {})
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=30) as answer:
+            return answer.status, answer.headers, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.headers, refused.read().decode()
+
+
+def test_attest_serve_with_two_workers_serves_the_console(rig: Rig) -> None:
+    # Two worker processes: a session one of them made is good at the other (the key
+    # comes from the store's shared challenge key, not from a process).
+    home = rig.tmp / "verifier"
+    policy = policy_file(rig, nonce=NonceMode.REQUIRED)
+    with served(policy, home, "--workers", "2") as base:
+        token = admin_token(home)
+        nonce = json.loads(_http(base, "/v1/challenges", b"{}",
+                                 {"content-type": "application/json"})[2])["nonce"]
+        artifact = rig.issue(nonce=nonce).decode()
+        verdict = _http(base, "/v1/verify", json.dumps({"artifact": artifact}).encode(),
+                        {"content-type": "application/json"})
+        assert json.loads(verdict[2])["accepted"], verdict
+        status, _, page = _http(base, "/ui/login", b"token=wrong", FORM)
+        assert status == 401 and "not a token in force" in page
+        status, headers, _ = _http(base, "/ui/login", f"token={token}".encode(), FORM)
+        assert status == 303 and headers["location"] == "/ui/"
+        cookie = headers["set-cookie"].split(";")[0]
+        assert token not in cookie
+        pages = [_http(base, "/ui/", headers={"cookie": cookie}) for _ in range(6)]
+        for status, _, page in pages:
+            assert status == 200 and 'data-host="web-1" data-state="trusted"' in page
+            assert token not in page
+        assert _http(base, "/ui/")[0] == 303  # no cookie, no page
