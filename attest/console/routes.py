@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib import resources
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -66,6 +66,17 @@ def _form(body: bytes, fields: set[str]) -> dict[str, str] | None:
     return {k: v[0] for k, v in parsed.items()}
 
 
+def _same_origin(request: Request) -> bool:
+    """Whether a POST came from the console's own pages: its ``Origin``, when the browser
+    sends one, names the host the request was sent to. SameSite=Strict already keeps the
+    cookie off other sites' requests; this also stops another site posting a login."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host")
+    return host is not None and urlsplit(origin).netloc == host and origin != "null"
+
+
 def _is_form(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM
 
@@ -100,6 +111,8 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
 
     @app.post(f"{UI}/login", include_in_schema=False)
     async def login(request: Request) -> Response:
+        if not _same_origin(request):
+            return _html(page("Refused", tag("p", "The form is not this console's.")), 403)
         try:
             body = await read_body(request, LOGIN_BODY_BYTES)
         except RequestRefused:
@@ -121,6 +134,8 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
         who = await signed_in(request)
         if who is None:
             return _to_login()
+        if not _same_origin(request):
+            return _html(page("Refused", tag("p", "The form is not this console's.")), 403)
         body = await read_body(request, LOGOUT_BODY_BYTES)
         fields = _form(body, {"csrf"}) if _is_form(request) else None
         if fields is None or not session.csrf_matches(key, who[1], fields["csrf"]):

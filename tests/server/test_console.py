@@ -48,6 +48,16 @@ def test_login_refuses_anything_but_a_token_in_force_in_a_form_body(service: Ser
                          follow_redirects=False))
     _refused(client.post("/ui/login", content=b"token=" + b"A" * 100_000, headers=FORM,
                          follow_redirects=False))
+    # The right token posted from another site's page (login CSRF): refused by Origin.
+    for origin in ("https://evil.example", "null", "http://testserver.evil"):
+        answer = client.post("/ui/login", content=f"token={token}", follow_redirects=False,
+                             headers={**FORM, "origin": origin})
+        assert answer.status_code == 403, origin
+        assert session.COOKIE not in answer.headers.get("set-cookie", "")
+    same = client.post("/ui/login", content=f"token={token}", follow_redirects=False,
+                       headers={**FORM, "origin": "http://testserver"})
+    assert same.status_code == 303
+    client.cookies.clear()
     assert session.COOKIE not in client.cookies
     assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
 
@@ -115,6 +125,9 @@ def test_a_session_ends_with_its_token_a_forged_cookie_or_logout(service: Servic
         assert answer.status_code == 403, body
     csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
     assert csrf is not None
+    answer = client.post("/ui/logout", content=f"csrf={csrf.group(1)}", follow_redirects=False,
+                         headers={**FORM, "origin": "https://evil.example"})
+    assert answer.status_code == 403
     answer = client.post("/ui/logout", content=f"csrf={csrf.group(1)}", headers=FORM,
                          follow_redirects=False)
     assert answer.status_code == 303
