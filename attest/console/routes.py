@@ -20,7 +20,7 @@ from attest.console import session
 from attest.console.html import Markup, join, page, tag, void
 from attest.server.admin import DEFAULT_PAGE
 from attest.server.bodies import RequestRefused, read_body
-from attest.store import hoststate, tokens
+from attest.store import Store, hoststate, tokens
 from attest.store.tokens import TokenInfo
 from attest.timetext import iso
 
@@ -42,6 +42,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 STATES = (hoststate.TRUSTED, hoststate.UNTRUSTED, hoststate.STALE, hoststate.REVOKED)
+FILTER_SCAN_PAGES = 20
 ASSETS = {"console.css": "text/css; charset=utf-8"}
 
 
@@ -159,13 +160,8 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
         if who is None:
             return _to_login()
         info, cookie = who
-        views = await run_in_threadpool(
-            lambda: hoststate.hosts(service.store, now=int(service.clock()),
-                                    stale_after=stale_after, after=after,
-                                    limit=DEFAULT_PAGE))
-        # The filter applies to this page of hosts (the next page link continues it).
-        shown = [v for v in views if not state or v.state == state]
-        more = views[-1].host if len(views) == DEFAULT_PAGE else None
+        shown, more = await run_in_threadpool(
+            _fleet_page, service.store, int(service.clock()), stale_after, state, after)
         return _html(page("Fleet", _fleet(shown, state, more), nav=nav(cookie, info)))
 
     @app.get(UI + "/assets/{name}", include_in_schema=False)
@@ -177,6 +173,28 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
         data = resources.files("attest.console").joinpath("assets", name).read_bytes()
         return Response(data, media_type=media,
                         headers={**HEADERS, "Cache-Control": "max-age=300"})
+
+
+def _fleet_page(store: Store, now: int, stale_after: int, state: str,
+                after: str) -> tuple[list[hoststate.HostView], str | None]:
+    """Up to DEFAULT_PAGE hosts after ``after`` in ``state`` (any when empty), and the
+    ``after`` of the next page (None: no more). The state is computed per host at
+    ``now`` (hoststate._view), so a filter reads pages until it has a page of matches,
+    at most FILTER_SCAN_PAGES of them: a request's work stays bounded in a large fleet,
+    and the next-page link continues from the last host read."""
+    shown: list[hoststate.HostView] = []
+    for _ in range(FILTER_SCAN_PAGES if state else 1):
+        views = hoststate.hosts(store, now=now, stale_after=stale_after, after=after,
+                                limit=DEFAULT_PAGE)
+        for view in views:
+            if not state or view.state == state:
+                shown.append(view)
+            if len(shown) == DEFAULT_PAGE:
+                return shown, view.host
+        if len(views) < DEFAULT_PAGE:
+            return shown, None
+        after = views[-1].host
+    return shown, after
 
 
 def _when(seconds: int | None) -> Markup:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -183,3 +184,30 @@ def test_attest_serve_with_two_workers_serves_the_console(rig: Rig) -> None:
             assert status == 200 and 'data-host="web-1" data-state="trusted"' in page
             assert token not in page
         assert _http(base, "/ui/")[0] == 303  # no cookie, no page
+
+
+def test_the_fleet_filter_pages_through_a_large_fleet(service: Service) -> None:
+    # 450 hosts, every third untrusted: 150, two pages of the filter, each read over
+    # several pages of hosts. Each page holds only that state, at most a page of it, and
+    # following "Next page" shows each such host exactly once.
+    now = int(time.time())
+    with Store.open(service.url) as store, store.write() as tx:
+        for n in range(450):
+            tx.execute("INSERT INTO host_decisions (host, accepted, reasons, decided_at, "
+                       "audit_index, accepted_at, accepted_index) "
+                       "VALUES (:h, :a, :r, :t, 0, :t, 0)",
+                       {"h": f"h{n:03d}", "a": int(n % 3 != 0),
+                        "r": "" if n % 3 else "replayed", "t": now})
+    _login(service, admin_token(service.home))
+    seen: list[str] = []
+    pages = 0
+    path: str | None = "/ui/?state=untrusted"
+    while path is not None:
+        pages += 1
+        page = service.client.get(path).text
+        rows = re.findall(r'data-host="([^"]+)" data-state="([a-z]+)"', page)
+        assert 0 < len(rows) <= 100 and {s for _, s in rows} == {"untrusted"}
+        seen += [h for h, _ in rows]
+        found = re.search(r'<a href="(/ui/\?[^"]+)">Next page</a>', page)
+        path = None if found is None else found.group(1).replace("&amp;", "&")
+    assert seen == [f"h{n:03d}" for n in range(0, 450, 3)] and pages == 2
