@@ -20,8 +20,6 @@ class Markup(str):
     """HTML that is safe as it is: built here from escaped parts, never from input."""
 
 
-
-
 def escape(value: Markup | str | int | None) -> Markup:
     if value is None:
         return Markup("")
@@ -50,12 +48,16 @@ def void(name: str, /, **attrs: str | None) -> Markup:
     return Markup(f"<{name}{said}>")
 
 
-def page(title: str, body: Markup, *, nav: Markup | None = None) -> str:
-    """A whole document: the stylesheet from the package, no inline script or style."""
+def page(title: str, body: Markup, *, nav: Markup | None = None,
+         scripts: tuple[str, ...] = ()) -> str:
+    """A whole document: the stylesheet and ``scripts`` (names of the package's assets),
+    no inline script or style."""
     head = join([void("meta", charset="utf-8"),
                  void("meta", name="viewport", content="width=device-width, initial-scale=1"),
                  tag("title", f"{title} - {TITLE}"),
-                 void("link", rel="stylesheet", href="/ui/assets/console.css")])
+                 void("link", rel="stylesheet", href="/ui/assets/console.css"),
+                 *[tag("script", src=f"/ui/assets/{name}", defer="defer")
+                   for name in scripts]])
     skip = tag("a", "Skip to content", href="#main", class_="skip")
     header = tag("header", tag("p", TITLE, class_="brand"), nav)
     main = tag("main", tag("h1", title), body, id="main")
