@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from attest.console import session
-from attest.console.html import Markup, page, tag, void
+from attest.console.html import Markup, join, page, tag, void
 from attest.store import events, tokens
 from attest.store.tokens import TokenInfo
 
@@ -59,6 +59,18 @@ class Session(NamedTuple):
 
 def html(text: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(text, status_code=status, headers=HEADERS)
+
+
+def is_console(path: str) -> bool:
+    return path == UI or path.startswith(UI + "/")
+
+
+def error_page(status: int, message: str) -> HTMLResponse:
+    """A refusal on a console address as a page (the service's error handlers call this
+    for /ui paths): the status and the service's plain message, escaped, and a way back."""
+    body = join([tag("p", message, role="alert", class_="error"),
+                 tag("p", tag("a", "Back to the fleet", href=f"{UI}/"))])
+    return html(page(f"Error {status}", body), status)
 
 
 def to_login() -> RedirectResponse:

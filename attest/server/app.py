@@ -26,11 +26,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from attest import __version__
 from attest.artifact.model import MAX_ARTIFACT_BYTES, MAX_TTL_S
 from attest.audit.log import AuditLog
+from attest.console import base as console_base
 from attest.console import routes as console
 from attest.errors import EnvironmentProblem
 from attest.policy.model import VerifierPolicy
@@ -191,29 +192,38 @@ def _first_invalid(exc: Exception) -> str:
 
 
 def _errors(app: FastAPI) -> None:
-    async def refused(_: Request, exc: Exception) -> JSONResponse:
+    def answer(request: Request, status: int, code: str, message: str) -> Response:
+        # The console's pages are read by people: the same refusal as a page, not JSON.
+        if console_base.is_console(request.url.path):
+            return console_base.error_page(status, message)
+        return _error(status, code, message)
+
+    async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestRefused)  # noqa: S101 - registered for that class
+        if console_base.is_console(request.url.path):
+            return console_base.error_page(exc.status, exc.message)
         return JSONResponse(exc.to_json(), status_code=exc.status)
 
-    async def http(_: Request, exc: Exception) -> JSONResponse:
+    async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)  # noqa: S101 - registered for that class
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        return answer(request, exc.status_code, code, str(exc.detail))
 
-    async def invalid(_: Request, exc: Exception) -> JSONResponse:
-        return _error(422, "invalid_request", _first_invalid(exc))
+    async def invalid(request: Request, exc: Exception) -> Response:
+        return answer(request, 422, "invalid_request", _first_invalid(exc))
 
-    async def environment(_: Request, exc: Exception) -> JSONResponse:
+    async def environment(request: Request, exc: Exception) -> Response:
         # The store or the log out of reach (a challenge can't be recorded): the service
         # is unavailable, not the request wrong. Which path failed is the operator's to
         # read in the server's log, not the client's.
         assert isinstance(exc, EnvironmentProblem)  # noqa: S101 - registered for that class
         code = exc.reason.value if exc.reason is not None else "unavailable"
-        return _error(503, code, f"the verifier is unavailable: {type(exc).__name__}")
+        return answer(request, 503, code,
+                      f"the verifier is unavailable: {type(exc).__name__}")
 
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         # The last line of defence: the client learns that it failed, not how.
-        return _error(500, "internal_error", f"internal error: {type(exc).__name__}")
+        return answer(request, 500, "internal_error", f"internal error: {type(exc).__name__}")
 
     app.add_exception_handler(RequestRefused, refused)
     app.add_exception_handler(HTTPException, http)

@@ -211,3 +211,37 @@ def test_the_fleet_filter_pages_through_a_large_fleet(service: Service) -> None:
         found = re.search(r'<a href="(/ui/\?[^"]+)">Next page</a>', page)
         path = None if found is None else found.group(1).replace("&amp;", "&")
     assert seen == [f"h{n:03d}" for n in range(0, 450, 3)] and pages == 2
+
+
+def test_a_refusal_on_a_console_address_is_a_page_not_json(service: Service) -> None:
+    # A bad query, an unknown console address and an unknown asset are pages (escaped,
+    # with the console's headers); the API's refusals stay JSON.
+    _login(service, admin_token(service.home))
+    bad = service.client.get("/ui/?state=%3Cscript%3E")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert "query parameter state" in bad.text and "<script" not in bad.text
+    assert bad.headers["content-security-policy"].startswith("default-src 'none'")
+    missing = service.client.get("/ui/no-such-page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    api = service.client.get("/v1/no-such-thing")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+def test_the_rate_limit_leaves_the_consoles_assets_alone() -> None:
+    # A burst of one: the stylesheet and scripts never use it up, a page does.
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from attest.server.limits import RateLimit, RateLimiter
+
+    async def ok(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/{rest:path}", ok)])
+    client = TestClient(RateLimit(app, RateLimiter(0.001, 1)))
+    assert [client.get("/ui/assets/console.css").status_code for _ in range(5)] == [200] * 5
+    assert [client.get("/ui/").status_code for _ in range(2)] == [200, 429]
+    assert client.get("/ui/assets/../").status_code == 429
