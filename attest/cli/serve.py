@@ -119,6 +119,9 @@ def serve(ctx: click.Context, policy_path: Path, store_url: str | None, bind_hos
     scheme = "http" if tls is None else "https"
     click.echo(f"attest: serving policy {policy.id} on {scheme}://{_url_host(bound[0])}:"
                f"{bound[1]}/v1 ({workers} worker(s))", err=True)
+    # A line of its own: scripts read the first line's address (docs/service.md).
+    click.echo(f"attest: operator console on {scheme}://{_url_host(bound[0])}:{bound[1]}/ui/ "
+               "(sign in with a token from `attest admin token create`)", err=True)
     if tls is not None and tls.expired(datetime.datetime.now(datetime.UTC)):
         click.echo(f"attest: warning: --tls-cert {visible(str(tls.cert))} expired at "
                    f"{tls.not_after:%Y-%m-%d %H:%M} UTC: hosts will refuse it", err=True)

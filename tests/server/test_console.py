@@ -165,7 +165,8 @@ def test_attest_serve_with_two_workers_serves_the_console(rig: Rig) -> None:
     # comes from the store's shared challenge key, not from a process).
     home = rig.tmp / "verifier"
     policy = policy_file(rig, nonce=NonceMode.REQUIRED)
-    with served(policy, home, "--workers", "2") as base:
+    said: list[str] = []
+    with served(policy, home, "--workers", "2", said=said) as base:
         token = admin_token(home)
         nonce = json.loads(_http(base, "/v1/challenges", b"{}",
                                  {"content-type": "application/json"})[2])["nonce"]
@@ -184,6 +185,8 @@ def test_attest_serve_with_two_workers_serves_the_console(rig: Rig) -> None:
             assert status == 200 and 'data-host="web-1" data-state="trusted"' in page
             assert token not in page
         assert _http(base, "/ui/")[0] == 303  # no cookie, no page
+    # Where the console is, on its own line after the address scripts read.
+    assert f"attest: operator console on {base}/ui/ (sign in with a token" in said[1], said
 
 
 def test_the_fleet_filter_pages_through_a_large_fleet(service: Service) -> None:
