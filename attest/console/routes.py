@@ -118,8 +118,13 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
                             headers=HEADERS)
         start = event_stream.cursor_from(request.headers.get("last-event-id"), after)
         first = await run_in_threadpool(batch, start)
+        token = who.info.id
+
+        def in_force() -> bool:  # a revoked token ends its open streams at the next poll
+            return tokens.in_force(service.store, token) is not None
+
         answer = event_stream.stream_response(request, start, first, batch,
-                                              event_stream.MAX_STREAM_S)
+                                              event_stream.MAX_STREAM_S, allowed=in_force)
         answer.headers.update({k: v for k, v in HEADERS.items() if k != "Cache-Control"})
         return answer
 

@@ -69,10 +69,13 @@ def cursor_from(header: str | None, after: int) -> int:
 
 
 def stream_response(request: Request, start: int, first: list[Event],
-                    fetch: Callable[[int], list[Event]], timeout: float) -> StreamingResponse:
+                    fetch: Callable[[int], list[Event]], timeout: float, *,
+                    allowed: Callable[[], bool] | None = None) -> StreamingResponse:
     """The SSE answer: ``first`` (the events after ``start``, read before answering so a
     store out of reach is a 503), then those ``fetch(cursor)`` finds, polled, for at most
-    ``timeout`` seconds. Shared by /v1/events and each host's feed (attest.server.hostfeed)."""
+    ``timeout`` seconds. Shared by /v1/events and each host's feed (attest.server.hostfeed).
+    ``allowed`` (blocking, run in a thread), when given, is asked before each later read:
+    the stream ends once it says no (the console's session: its token revoked)."""
 
     async def body() -> AsyncIterator[str]:
         cursor, found = start, first
@@ -95,6 +98,8 @@ def stream_response(request: Request, start: int, first: list[Event],
                 quiet_since = time.monotonic()
             await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
             try:
+                if allowed is not None and not await run_in_threadpool(allowed):
+                    return
                 found = await run_in_threadpool(fetch, cursor)
             except Exception:  # noqa: BLE001 - the store went away mid-stream
                 # End the stream; the client reconnects from its cursor and then

@@ -248,3 +248,42 @@ def test_the_rate_limit_leaves_the_consoles_assets_alone() -> None:
     assert [client.get("/ui/assets/console.css").status_code for _ in range(5)] == [200] * 5
     assert [client.get("/ui/").status_code for _ in range(2)] == [200, 429]
     assert client.get("/ui/assets/../").status_code == 429
+
+
+def test_the_consoles_event_stream_needs_a_session_and_ends_with_its_token(
+        service: Service) -> None:
+    # /ui/events is /v1/events under the session cookie: none, no stream; an open stream
+    # sends a change of trust, and once its token is revoked it ends at the next poll,
+    # before a later change is sent.
+    import threading
+
+    client = service.client
+    assert client.get("/ui/events").status_code == 401
+    _login(service, admin_token(service.home))
+    streamed: list[str] = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        with client.stream("GET", "/ui/events") as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            for line in answer.iter_lines():
+                if line.startswith("retry:"):
+                    opened.set()
+                streamed.append(line)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert opened.wait(30)
+    with Store.open(service.url) as store:
+        store.revoke_host("web-before", "retired", int(time.time()))
+        for _ in range(300):
+            if any("web-before" in line for line in streamed):
+                break
+            time.sleep(0.1)
+        assert any(line.startswith("data:") and "web-before" in line for line in streamed)
+        ident = client.cookies[session.COOKIE].split(".")[0]
+        assert tokens.revoke(store, ident, int(time.time()))
+        store.revoke_host("web-after", "retired", int(time.time()))
+    listener.join(60)
+    assert not listener.is_alive()
+    assert not any("web-after" in line for line in streamed)
