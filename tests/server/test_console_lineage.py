@@ -174,7 +174,8 @@ def test_the_preview_lists_exactly_the_cut_and_the_confirm_revokes_it(line: Line
     after = client.get(f"/ui/lineage/{child}")
     assert _nodes(after.text) == {line.root: "accepted", line.child: "revoked",
                                   line.grandchild: "revoked"}
-    assert "key leaked" in after.text
+    assert "revoked (itself): key leaked" in after.text
+    assert "revoked (with its ancestor " in after.text  # the grandchild, by cascade
     # A second preview marks what is revoked already.
     again = client.get(f"/ui/lineage/{child}/revoke")
     assert again.text.count('data-revoked="true"') == 2

@@ -131,7 +131,9 @@ def address(jti: str) -> str:
 
 
 def short(jti: str) -> str:
-    return jti if len(jti) <= SHORT + 1 else jti[:SHORT] + "\u2026"
+    """A jti as a node's label: a host's jtis share their namespace prefix (the issuer's)
+    and differ in the random part after it, so the label keeps both ends."""
+    return jti if len(jti) <= SHORT + 4 else f"{jti[:4]}\u2026{jti[-SHORT + 4:]}"
 
 
 def reason_problem(reason: str) -> str | None:
@@ -169,8 +171,12 @@ def _revocation_text(node: Node) -> str | None:
     rev = node.revocation
     if rev is None:
         return None
-    what = "itself" if (rev.kind, rev.subject) == (RevocationKind.ARTIFACT, node.jti) else \
-        f"{rev.kind.value} {rev.subject}"
+    if (rev.kind, rev.subject) != (RevocationKind.ARTIFACT, node.jti):
+        what = f"{rev.kind.value} {rev.subject}"  # an ancestor, its key, AK, host...
+    elif rev.cascaded_from is not None:
+        what = f"with its ancestor {short(rev.cascaded_from)}"
+    else:
+        what = "itself"
     return f"revoked ({what}): {rev.reason}"
 
 
