@@ -89,9 +89,14 @@ def _field(page: str, name: str) -> str:
 
 
 def _path(page: str) -> list[str]:
+    """The siblings of ``ol#path`` (between its leaf and its root), checking those ends."""
     found = re.search(r'<ol id="path"[^>]*>(.*?)</ol>', page, re.S)
     assert found is not None, page
-    return re.findall(r"<li[^>]*>(.*?)</li>", found.group(1), re.S)
+    items = re.findall(r'<li data-step="(leaf|sibling|root)"[^>]*>(.*?)</li>', found.group(1),
+                       re.S)
+    steps = [kind for kind, _ in items]
+    assert steps[0] == "leaf" and steps[-1] == "root" and set(steps[1:-1]) <= {"sibling"}
+    return [text for _, text in items[1:-1]]
 
 
 def test_the_head_shown_is_the_logs_signed_head_and_its_last_verification(

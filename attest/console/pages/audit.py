@@ -200,14 +200,21 @@ def _result(checked: Checked) -> Markup:
 
 
 def _path(checked: Checked) -> Markup:
-    if not checked.steps:
-        return tag("p", "The path is empty: the leaf is the root (a tree of one entry), "
-                   "or the index is outside the tree.", id="path-empty")
-    items = [tag("li", f"level {step.level}: sibling on the {step.side} ",
-                 tag("code", step.sibling.hex(), class_="hash"), ", giving ",
-                 tag("code", step.combined.hex(), class_="hash"),
-                 data_level=str(step.level), data_side=step.side)
-             for step in checked.steps]
+    """The climb from the leaf to the root: the leaf, each sibling met (its level and
+    side, and the hash of the two), the root reached. A tree of one entry has no
+    siblings: the leaf is the root."""
+    proof = checked.proof
+    assert proof is not None  # noqa: S101 - only called with a receipt
+    items = [tag("li", "the leaf (level 0) ", tag("code", proof.leaf_hash.hex(), class_="hash"),
+                 data_step="leaf")]
+    items += [tag("li", f"level {step.level}: sibling on the {step.side} ",
+                  tag("code", step.sibling.hex(), class_="hash"), ", giving ",
+                  tag("code", step.combined.hex(), class_="hash"),
+                  data_step="sibling", data_level=str(step.level), data_side=step.side)
+              for step in checked.steps]
+    items.append(tag("li", "the root reached ", tag("code", checked.reached.hex(), class_="hash"),
+                     data_step="root") if checked.reached is not None
+                 else tag("li", "no root reached: the index is outside the tree",
+                          data_step="root"))
     return join([tag("h3", "Path from the leaf to the root", id="path-title"),
                  tag("ol", *items, id="path", aria_labelledby="path-title")])
-
