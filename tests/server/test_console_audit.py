@@ -11,6 +11,7 @@ import json
 import re
 import sqlite3
 from typing import Any
+from urllib.parse import quote_plus
 
 from click.testing import CliRunner
 
@@ -63,15 +64,9 @@ def _receipt_of(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check(service: Service, csrf: str, receipt: str, **headers: str) -> Any:
-    body = f"csrf={csrf}&receipt=" + _form(receipt)
+    body = f"csrf={csrf}&receipt=" + quote_plus(receipt)
     return service.client.post("/ui/audit/receipt", content=body,
                                headers={**FORM, **headers}, follow_redirects=False)
-
-
-def _form(text: str) -> str:
-    from urllib.parse import quote_plus
-
-    return quote_plus(text)
 
 
 def _result(page: str) -> tuple[str, str]:
@@ -143,6 +138,30 @@ def test_a_failed_verification_is_recorded_and_shown_escaped(service: Service) -
     page = service.client.get("/ui/audit").text
     assert "<script>alert" not in page and "<img" not in page
     assert _field(page, "verified").endswith(hostile + " (2 more findings)")
+
+
+def test_a_head_or_a_record_changed_in_the_database_is_said_not_shown(
+        service: Service) -> None:
+    _decide(service, 2)
+    _login(service)
+    audit_verifies(service.home, service.url)
+    head = service.client.get("/v1/audit/head").json()
+    origin = head["checkpoint"].split("\n")[0]
+    # The latest head row replaced by one the database's writer signed with a key of its
+    # own under the log's name, over a root of its choosing: refused, its root not shown.
+    forged = NoteSigner.generate(origin).sign(head["size"], b"\x07" * 32)
+    with sqlite3.connect(service.home / "verifier.db") as connection:
+        connection.execute("UPDATE audit_heads SET note = ? WHERE size = ?",
+                           (forged, head["size"]))
+        # And the recorded verification given a value attest never writes there.
+        connection.execute("UPDATE audit_verifications SET valid = 'yes'")
+    answer = service.client.get("/ui/audit")
+    assert answer.status_code == 200
+    root = _field(answer.text, "root")
+    assert root.startswith("refused: the latest head is not one the log key signed")
+    assert "not signed by the log key" in root
+    assert "07" * 32 not in answer.text
+    assert _field(answer.text, "verified").startswith("the recorded verification is unreadable")
 
 
 def test_a_receipt_from_a_verify_answer_checks_valid_with_its_path(service: Service) -> None:
@@ -282,7 +301,7 @@ def test_a_receipt_post_without_this_sessions_form_is_refused(service: Service) 
     receipt = json.dumps(_receipt_of(answers[0]))
     client = service.client
     # No session: to the login form, nothing checked.
-    answer = client.post("/ui/audit/receipt", content="csrf=x&receipt=" + _form(receipt),
+    answer = client.post("/ui/audit/receipt", content="csrf=x&receipt=" + quote_plus(receipt),
                          headers=FORM, follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
     csrf = _login(service)

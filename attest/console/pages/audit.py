@@ -23,7 +23,7 @@ from attest.console.base import UI, Console, Session, form_fields, is_form, same
 from attest.console.html import Markup, join, tag
 from attest.console.pages.fleet import when
 from attest.console.receipt import Checked, check
-from attest.errors import ProofError
+from attest.errors import AttestError, ProofError
 from attest.server.bodies import RequestRefused, read_body
 
 TITLE = "Audit log"
@@ -40,8 +40,8 @@ class HeadView:
     head: Checkpoint | None  # the signed head opened with the log key
     refused: str | None  # why the latest head row did not open, when it did not
     key: str | None  # the log key's name and ID
-    entries: int
-    verified: verifications.Verification | None
+    entries: int | str  # the log's size now, or why it could not be read
+    verified: verifications.Verification | str | None  # str: why it could not be read
 
 
 def mount(app: FastAPI, console: Console) -> None:
@@ -81,24 +81,34 @@ def mount(app: FastAPI, console: Console) -> None:
 
 
 def head_view(console: Console) -> HeadView:
-    """The latest signed head, opened with the log key; blocking (store reads)."""
+    """The latest signed head, opened with the log key; blocking (store reads). What
+    the database holds is hostile: a head the key did not sign, or a row changed
+    outside attest (attest.store.rowtypes), is said on the page, never shown as the
+    log's."""
     log = console.service.log
     key = log.verifier_key
-    signed = log.latest_head()
-    head, refused_because = None, None
-    if signed is not None:
-        try:
+    signed, head, refused_because = None, None, None
+    try:
+        signed = log.latest_head()
+        if signed is not None:
             if key is None:
                 raise ProofError("this service has no log key at hand to check it")
             head = key.open(signed.note)
             if head.size != signed.size:
                 raise ProofError(f"it is stored as size {signed.size} but signs size "
                                  f"{head.size}")
-        except ProofError as exc:
-            head, refused_because = None, exc.message
+    except AttestError as exc:
+        head, refused_because = None, exc.message
+    try:
+        entries: int | str = log.size()
+    except AttestError as exc:
+        entries = f"unreadable: {exc.message}"
+    try:
+        verified: verifications.Verification | str | None = verifications.last(console.store)
+    except AttestError as exc:
+        verified = f"the recorded verification is unreadable: {exc.message}"
     named = None if key is None else f"{key.name} (key ID {key.key_id.hex()})"
-    return HeadView(signed, head, refused_because, named, log.size(),
-                    verifications.last(console.store))
+    return HeadView(signed, head, refused_because, named, entries, verified)
 
 
 def page(console: Console, who: Session, view: HeadView, checked: Checked | None,
@@ -118,15 +128,15 @@ def _head(view: HeadView) -> Markup:
     def row(label: str, field: str, value: Markup | str | int | None) -> Markup:
         return join([tag("dt", label), tag("dd", value, data_field=field)])
 
-    if view.signed is None:
+    if view.signed is None and view.refused is None:
         size: Markup | str | int = "no head signed yet"
         root: Markup | str = "none"
         signed_at: Markup | str = "never"
-    elif view.head is None:
-        size = view.signed.size
-        root = tag("span", f"refused: the latest head does not verify with the log key "
+    elif view.head is None or view.signed is None:
+        size = "unreadable" if view.signed is None else view.signed.size
+        root = tag("span", f"refused: the latest head is not one the log key signed "
                    f"({view.refused})", class_="state state-untrusted")
-        signed_at = when(view.signed.signed_at)
+        signed_at = "unknown" if view.signed is None else when(view.signed.signed_at)
     else:
         size, signed_at = view.head.size, when(view.signed.signed_at)
         root = tag("code", view.head.root.hex(), class_="hash")
@@ -142,7 +152,9 @@ def _head(view: HeadView) -> Markup:
                tag("dl", rows, id="head", class_="facts"), aria_labelledby="head-title")
 
 
-def _verified(done: verifications.Verification | None) -> Markup:
+def _verified(done: verifications.Verification | str | None) -> Markup:
+    if isinstance(done, str):
+        return tag("span", done, class_="state state-untrusted")
     if done is None:
         return join(["never on this deployment: ", tag("code", "attest audit verify"),
                      " records its result here"])
