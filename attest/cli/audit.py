@@ -62,7 +62,8 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
     revocation in the store must have its entry.
 
     Exit 0 with a summary when the log holds; exit 1 naming the first entry changed,
-    deleted, inserted or reordered, or the head forged.
+    deleted, inserted or reordered, or the head forged. Either outcome is recorded in
+    the store, where the console's Audit page shows it as the last verification.
     """
     from attest.audit import keys, verifications
     from attest.audit.check import LogInvalid, verify_log

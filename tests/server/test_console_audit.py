@@ -97,8 +97,7 @@ def _path(page: str) -> list[str]:
 def test_the_head_shown_is_the_logs_signed_head_and_its_last_verification(
         service: Service) -> None:
     _decide(service, 3)
-    csrf = _login(service)
-    assert csrf
+    _login(service)
     head = service.client.get("/v1/audit/head").json()
     origin, size, root = head["checkpoint"].split("\n")[:3]
     page = service.client.get("/ui/audit").text
