@@ -77,6 +77,8 @@ def check(text: str, key: VerifierKey | None) -> Checked:
         head = proof.verify(key)
     except AttestError as exc:
         return Checked(False, _bounded(exc.message), proof, None, steps, reached)
+    except UnicodeError:  # a checkpoint's text that is no UTF-8 is no signed text
+        return Checked(False, "the checkpoint is not UTF-8 text", proof, None, steps, reached)
     return Checked(True, None, proof, head, steps, reached)
 
 
@@ -148,6 +150,9 @@ def _proof(document: dict[str, Any]) -> InclusionProof:
         proof = parse_proof(document)
     except AttestError as exc:
         raise NotAReceipt(f"the text is not a receipt: {exc.message}") from None
+    except UnicodeError:
+        # JSON may escape a lone surrogate (a \u escape of D800-DFFF): no UTF-8 text.
+        raise NotAReceipt("the receipt holds a string that is not UTF-8 text") from None
     if not isinstance(proof, InclusionProof):
         raise NotAReceipt("that is a consistency proof: an inclusion receipt is wanted")
     return proof

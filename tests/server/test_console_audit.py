@@ -21,7 +21,7 @@ from attest.audit.note import NoteSigner
 from attest.cli.main import cli
 from attest.console import session
 from attest.console.pages.audit import RECEIPT_BODY_BYTES
-from attest.console.receipt import LEFT, RIGHT, walk
+from attest.console.receipt import LEFT, RIGHT, check, walk
 from attest.store import Store
 from tests.server.conftest import Service
 from tests.server.serving import admin_token, audit_verifies, challenge, verify
@@ -345,3 +345,28 @@ def test_hostile_strings_in_a_receipt_are_text_on_the_result_page(service: Servi
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
         valid, said = _result(page)
         assert valid == "false" and reason in said
+
+
+def test_no_receipt_text_makes_the_check_raise_and_only_the_signed_one_holds() -> None:
+    """Every member of a receipt given each kind of wrong value (types, sizes, a lone
+    surrogate, a huge number), and texts that are no receipt: an answer, never an
+    exception (which would be a 500 page), and valid only for the receipt as signed
+    (with its entry, or with the leaf hash alone)."""
+    signer = NoteSigner.generate("log.example/console-test")
+    leaf = leaf_hash(b"{}")
+    encoded = base64.b64encode(leaf).decode()
+    signed = {"type": "inclusion", "index": 0, "leaf_hash": encoded, "tree_size": 1,
+              "proof": [], "root": encoded, "checkpoint": signer.sign(1, leaf), "entry": "{}"}
+    wrong: tuple[Any, ...] = (None, True, -1, 10**400, 1.5, "x", "\ud800", [], [1], {},
+                              "A" * 1000, [encoded] * 2000, "\u2014 log.example/x AAAA\n")
+    texts = [json.dumps({**signed, name: value}) for name in signed for value in wrong]
+    claims = {"submods": {"attest": {"attest.audit": {**signed, "entry": "\ud800"}}}}
+    token = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    texts += ['{"a":' * 50 + "1" + "}" * 50, '"\\ud800"', "[]", "null", "1e999", "\x00",
+              '{"result": "a.b.c"}', '{"result": "e30.e30.e30"}', '{"result": 5}',
+              f"e30.{token}.e30", json.dumps(signed)]
+    holding = {json.dumps(signed), json.dumps({**signed, "entry": None})}
+    for text in texts:
+        checked = check(text, signer.verifier_key)
+        assert checked.valid == (text in holding), text[:200]
+        assert checked.valid or checked.reason

@@ -188,7 +188,8 @@ def _result(checked: Checked) -> Markup:
     said = [tag("h2", f"Receipt: {verdict}", id="result-title"),
             tag("p", tag("span", verdict, class_="state state-"
                          + ("trusted" if checked.valid else "untrusted")),
-                None if checked.valid else join([": ", checked.reason]),
+                None if checked.valid else join([": ", tag("span", checked.reason,
+                                                            id="receipt-reason")]),
                 class_="verdict", role="status")]
     proof = checked.proof
     if proof is not None:
