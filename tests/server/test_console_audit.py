@@ -10,6 +10,7 @@ import html
 import json
 import re
 import sqlite3
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -22,7 +23,7 @@ from attest.cli.main import cli
 from attest.console import session
 from attest.console.pages.audit import RECEIPT_BODY_BYTES
 from attest.console.receipt import LEFT, RIGHT, check, walk
-from attest.store import Store
+from attest.store import Store, default_url
 from tests.server.conftest import Service
 from tests.server.serving import admin_token, audit_verifies, challenge, verify
 
@@ -227,6 +228,7 @@ def _refused_receipt(service: Service, csrf: str, receipt: str, reason: str) -> 
     valid, said = _result(answer.text)
     assert valid == "false", said
     assert reason in said, said
+    assert '<span id="receipt-reason">' in answer.text
 
 
 def test_a_receipt_changed_in_any_part_is_invalid_with_its_reason(service: Service) -> None:
@@ -370,3 +372,20 @@ def test_no_receipt_text_makes_the_check_raise_and_only_the_signed_one_holds() -
         checked = check(text, signer.verifier_key)
         assert checked.valid == (text in holding), text[:200]
         assert checked.valid or checked.reason
+
+
+def test_the_recorded_verification_is_the_last_one_and_bounded(tmp_path: Path) -> None:
+    with Store.open(default_url(tmp_path)) as store:
+        verifications.ensure(store)
+        assert verifications.last(store) is None
+        first = verifications.Verification(checked_at=10, valid=True, entries=5, heads=2,
+                                           root=b"\x01" * 32)
+        verifications.record(store, first)
+        assert verifications.last(store) == first
+        verifications.record(store, verifications.Verification(
+            checked_at=20, valid=False, problem="x" * 10_000, findings=7))
+        found = verifications.last(store)
+        assert found is not None and not found.valid and found.checked_at == 20
+        assert found.problem == "x" * verifications.MAX_PROBLEM and found.findings == 7
+        with store.read() as tx:
+            assert tx.scalar("SELECT COUNT(*) FROM audit_verifications") == 1
