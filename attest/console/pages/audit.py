@@ -195,7 +195,8 @@ def _result(checked: Checked) -> Markup:
     if proof is not None:
         facts = [("Entry index", str(proof.index)), ("Tree size", str(proof.tree_size)),
                  ("Leaf hash", tag("code", proof.leaf_hash.hex(), class_="hash")),
-                 ("Root reached", "no path: the index is outside the tree"
+                 ("Root reached" if checked.valid else "Path ends at",
+                  "no path: the index is outside the tree"
                   if checked.reached is None
                   else tag("code", checked.reached.hex(), class_="hash")),
                  ("Root the receipt names", tag("code", proof.root.hex(), class_="hash"))]
@@ -225,7 +226,9 @@ def _path(checked: Checked) -> Markup:
                   tag("code", step.combined.hex(), class_="hash"),
                   data_step="sibling", data_level=str(step.level), data_side=step.side)
               for step in checked.steps]
-    items.append(tag("li", "the root reached ", tag("code", checked.reached.hex(), class_="hash"),
+    # Not the root unless the receipt holds: then it is the signed head's root.
+    ends = "the root reached " if checked.valid else "the path ends at "
+    items.append(tag("li", ends, tag("code", checked.reached.hex(), class_="hash"),
                      data_step="root") if checked.reached is not None
                  else tag("li", "no root reached: the index is outside the tree",
                           data_step="root"))
