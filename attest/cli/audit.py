@@ -8,6 +8,7 @@ key that does not parse), 3 store unavailable. Every command takes --json.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ from attest.reasons import Reason
 if TYPE_CHECKING:
     from attest.audit.log import SignedHead
     from attest.audit.note import VerifierKey
+    from attest.audit.verifications import Verification
+    from attest.store import Store
 
 _STORE = click.option("--store", "store_url", metavar="URL",
                       help="The verifier's store [default: $ATTEST_STORE, else "
@@ -59,9 +62,10 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
     revocation in the store must have its entry.
 
     Exit 0 with a summary when the log holds; exit 1 naming the first entry changed,
-    deleted, inserted or reordered, or the head forged.
+    deleted, inserted or reordered, or the head forged. Either outcome is recorded in
+    the store, where the console's Audit page shows it as the last verification.
     """
-    from attest.audit import keys
+    from attest.audit import keys, verifications
     from attest.audit.check import LogInvalid, verify_log
     from attest.audit.log import AuditLog
 
@@ -78,12 +82,18 @@ def verify(ctx: click.Context, store_url: str | None, trusted_head: Path | None,
         try:
             summary = verify_log(store, key, trusted, signer)
         except LogInvalid as exc:
+            _record(store, verifications.Verification(
+                checked_at=int(time.time()), valid=False, problem=exc.problems[0].message,
+                findings=len(exc.problems)))
             if as_json:
                 echo_json({"valid": False, "problems": [
                     {"position": p.position, "message": p.message} for p in exc.problems],
                     **Failure.of_error(exc).to_json()})
                 raise SystemExit(1) from None
             raise
+        _record(store, verifications.Verification(
+            checked_at=int(time.time()), valid=True, entries=summary.entries,
+            heads=summary.heads, root=summary.root))
     root = _b64(summary.root)
     if as_json:
         echo_json({"ok": True, "valid": True, "entries": summary.entries,
@@ -322,6 +332,20 @@ def check_proof(proof_file: Path, key_text: str, as_json: bool) -> None:
                        "origin": new.origin, "old_size": old.size, "size": new.size})
             return
         click.echo(f"ok: {visible(new.origin)} at size {new.size} extends size {old.size}")
+
+
+def _record(store: Store, done: Verification) -> None:
+    """``done`` kept in the store, where every replica's console reads it (its Audit
+    page: attest.audit.verifications). A store that takes no write (a read-only role
+    for an auditor) loses only that record: the verification's answer stands."""
+    from attest.audit import verifications
+    from attest.errors import AttestError
+    from attest.store.db import DatabaseError
+
+    try:
+        verifications.record(store, done)
+    except (AttestError, DatabaseError) as exc:
+        click.echo(f"warning: the result was not recorded in the store: {exc}", err=True)
 
 
 def _key(text: str) -> VerifierKey:

@@ -6,7 +6,8 @@ SQLite keeps whatever a statement stores, whatever the column's declared type: a
 a VARCHAR(64)) is accepted by the database and would reach the code that hashes or
 compares the value as a ``str`` where it expects ``bytes``: a TypeError, not a refusal.
 Rows are checked here, as they are read, against the tables' descriptions
-(:mod:`attest.store.schema`, :mod:`attest.audit.schema`), for every reader at once.
+(:mod:`attest.store.schema`, :mod:`attest.audit.schema`,
+:mod:`attest.audit.verifications`), for every reader at once.
 PostgreSQL enforces the declared types itself.
 """
 
@@ -62,10 +63,12 @@ def _declared() -> dict[str, tuple[type, int | None]]:
     # Imported here: the audit component's tables sit above the store in the layers,
     # and its schema module imports the store's.
     from attest.audit.schema import TABLES as AUDIT_TABLES
+    from attest.audit.verifications import audit_verifications
     from attest.store.pending import TABLES as PENDING_TABLES
     from attest.store.schema import TABLES as STORE_TABLES
 
-    tables: Sequence[Table] = (*STORE_TABLES, *AUDIT_TABLES, *PENDING_TABLES)
+    tables: Sequence[Table] = (*STORE_TABLES, *AUDIT_TABLES, *PENDING_TABLES,
+                                audit_verifications)
     declared: dict[str, tuple[type, int | None]] = {}
     for table in tables:
         for column in table.columns:
