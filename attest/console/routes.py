@@ -30,7 +30,7 @@ from attest.console.base import (
     to_login,
 )
 from attest.console.html import join, page, tag, void
-from attest.console.pages import fleet
+from attest.console.pages import decisions, fleet
 from attest.server import events as event_stream
 from attest.server.admin import MAX_INT
 from attest.server.bodies import RequestRefused, read_body
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 LOGIN_BODY_BYTES = 512
 LOGOUT_BODY_BYTES = 256
 # The page modules, each adding its routes (attest.console.pages).
-PAGES = (fleet,)
+PAGES = (fleet, decisions)
 
 
 def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:

@@ -1,0 +1,198 @@
+"""The verifier's decisions as the console reads them: the audit log's ``decision``
+entries in the shared store, so every replica shows every replica's decisions.
+
+A decision's *position* is its entry's index + 1: the log's size just after it. A page
+rendered when the log held ``n`` entries shows the decisions before ``n`` and its
+stream asks for those at ``n`` or later; a position is never negative, so it is also a
+plain SSE id for ``Last-Event-ID``.
+
+The store is read as hostile: an entry that is not JSON, or not a decision of the shape
+attest writes, is skipped, never shown half-parsed. Every read is bounded by a LIMIT,
+newest-first reads walk the primary key (the entry index) downwards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from attest.audit.entry import MAX_REASONS, MAX_TEXT, EntryKind, Outcome
+from attest.store import Store
+from attest.store.events import Event
+
+_NEWEST = ("SELECT idx, data FROM audit_entries WHERE idx < :below "
+           "ORDER BY idx DESC LIMIT :limit")
+_FROM = "SELECT idx, data FROM audit_entries WHERE idx >= :start ORDER BY idx LIMIT :limit"
+_SIZE = "SELECT max(idx) FROM audit_entries"
+
+# Entries read per transaction when walking back through the log.
+CHUNK = 5000
+# The newest-decisions table reads at most this many entries to fill its page: other
+# kinds of entries (enrolments, state changes) are interleaved, but never this many.
+MAX_PAGE_SCAN = 20_000
+# Replicas stamp entries with their own clocks and groups commit a little out of time
+# order: the walk back through a window goes this far past its start before stopping.
+CLOCK_SKEW_S = 300
+# A day's count reads at most this many entries (newest first): past it, the day's
+# oldest minutes are left uncounted and the chart says so.
+MAX_COUNTED = 500_000
+DECISION = EntryKind.DECISION.value
+RESULTS = (Outcome.ACCEPTED.value, Outcome.DENIED.value)
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    position: int  # the entry's index + 1
+    time: int
+    result: str  # "accepted" or "denied"
+    reasons: tuple[str, ...]
+    subject: str | None
+    host: str | None
+
+    def event(self) -> Event:
+        """As a stream message (attest.server.events.message): id is the position."""
+        return Event(self.position, DECISION, self.subject or "", {
+            "index": self.position - 1, "result": self.result, "reasons": list(self.reasons),
+            "subject": self.subject, "host": self.host, "time": self.time}, self.time)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("not text")
+    return value[:MAX_TEXT]
+
+
+def _entry(data: bytes | memoryview) -> dict[str, Any] | None:
+    """An entry's JSON object with a plausible time; None for anything else."""
+    try:
+        value = json.loads(bytes(data))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    when = value.get("time")
+    if not isinstance(when, int) or isinstance(when, bool) or when < 0:
+        return None
+    return value
+
+
+def _decision(index: int, value: dict[str, Any]) -> LoggedDecision | None:
+    result, reasons = value.get("decision"), value.get("reasons")
+    if (value.get("kind") != DECISION or result not in RESULTS
+            or not isinstance(reasons, list) or len(reasons) > MAX_REASONS):
+        return None
+    try:
+        said = tuple(_text(r) or "" for r in reasons)
+        return LoggedDecision(index + 1, value["time"], str(result), said,
+                              _text(value.get("subject")), _text(value.get("host")))
+    except ValueError:
+        return None
+
+
+def parse(index: int, data: bytes | memoryview) -> LoggedDecision | None:
+    """The decision the entry at ``index`` holds; None for another kind of entry or one
+    that is not what attest writes (the store is not trusted to be)."""
+    value = _entry(data)
+    return None if value is None else _decision(index, value)
+
+
+def position(store: Store) -> int:
+    """The log's size: the position a page rendered now continues from."""
+    with store.read() as tx:
+        last = tx.scalar(_SIZE)
+    return 0 if last is None else int(last) + 1
+
+
+def newest(store: Store, limit: int, *, below: int | None = None,
+           scan: int = MAX_PAGE_SCAN) -> tuple[list[LoggedDecision], int]:
+    """Up to ``limit`` decisions, newest first, before position ``below`` (default: the
+    log's size, read first), reading at most ``scan`` entries; and that position."""
+    top = position(store) if below is None else below
+    shown: list[LoggedDecision] = []
+    cursor, read = top, 0
+    while len(shown) < limit and read < scan and cursor > 0:
+        with store.read() as tx:
+            rows = tx.all(_NEWEST, {"below": cursor, "limit": min(CHUNK, scan - read)})
+        if not rows:
+            break
+        for row in rows:
+            found = parse(row.idx, row.data)
+            if found is not None:
+                shown.append(found)
+                if len(shown) == limit:
+                    break
+        read += len(rows)
+        cursor = rows[-1].idx
+    return shown, top
+
+
+def after(store: Store, start: int, limit: int) -> tuple[list[LoggedDecision], int, bool]:
+    """The decisions at positions past ``start``, oldest first, from at most ``limit``
+    entries; the position the next read starts from; whether the read was full (more
+    may be waiting)."""
+    with store.read() as tx:
+        rows = tx.all(_FROM, {"start": start, "limit": limit})
+    found = [d for d in (parse(row.idx, row.data) for row in rows) if d is not None]
+    return found, (rows[-1].idx + 1 if rows else start), len(rows) == limit
+
+
+@dataclass
+class MinuteCounts:
+    """Decisions in one minute: by result, and the denials' reasons (a denial with two
+    reasons counts under each)."""
+
+    results: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Tally:
+    """Decisions per minute (epoch minute -> counts) from ``first`` to ``last`` minute."""
+
+    first: int
+    last: int
+    minutes: dict[int, MinuteCounts]
+    read: int  # entries read
+    complete: bool  # False: MAX_COUNTED reached before the window's start
+    counted_from: int  # the oldest entry time read (the window's start when complete)
+
+
+def tally(store: Store, now: int, minutes: int, *, cap: int = MAX_COUNTED) -> Tally:
+    """Count the decisions of the ``minutes`` minutes up to and including ``now``'s,
+    walking the log back from its newest entry in chunks until a whole chunk is older
+    than the window's start by :data:`CLOCK_SKEW_S` (one stray entry stamped long ago
+    stops nothing), or ``cap`` entries; entries stamped after ``now``'s minute (a
+    replica's clock ahead) are left out."""
+    last = now // 60
+    first = last - minutes + 1
+    start = first * 60
+    counted: dict[int, MinuteCounts] = {}
+    cursor, read, oldest = position(store), 0, now
+    done = cursor == 0
+    while not done and read < cap:
+        with store.read() as tx:
+            rows = tx.all(_NEWEST, {"below": cursor, "limit": min(CHUNK, cap - read)})
+        newest_seen = -1
+        for row in rows:
+            value = _entry(row.data)
+            if value is None:
+                continue
+            newest_seen = max(newest_seen, value["time"])
+            found = _decision(row.idx, value)
+            if found is None or found.time < start:
+                continue
+            oldest = min(oldest, found.time)
+            minute = found.time // 60
+            if minute <= last:
+                counts = counted.setdefault(minute, MinuteCounts())
+                counts.results[found.result] += 1
+                if found.result == Outcome.DENIED.value:
+                    counts.reasons.update(found.reasons)
+        read += len(rows)
+        cursor = rows[-1].idx if rows else 0
+        done = cursor == 0 or 0 <= newest_seen < start - CLOCK_SKEW_S
+    return Tally(first, last, counted, read, done, start if done else oldest)
