@@ -14,6 +14,7 @@ newest-first reads walk the primary key (the entry index) downwards.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,17 +162,30 @@ class Tally:
     counted_from: int  # the oldest entry time read (the window's start when complete)
 
 
-def tally(store: Store, now: int, minutes: int, *, cap: int = MAX_COUNTED) -> Tally:
-    """Count the decisions of the ``minutes`` minutes up to and including ``now``'s,
-    walking the log back from its newest entry in chunks until a whole chunk is older
-    than the window's start by :data:`CLOCK_SKEW_S` (one stray entry stamped long ago
-    stops nothing), or ``cap`` entries; entries stamped after ``now``'s minute (a
-    replica's clock ahead) are left out."""
-    last = now // 60
-    first = last - minutes + 1
-    start = first * 60
+def _count(counted: dict[int, MinuteCounts], value: dict[str, Any]) -> None:
+    """Add one entry (a decoded JSON object with a time) to ``counted`` if it is a
+    decision: the per-entry work of a count, kept to dictionary reads."""
+    result = value.get("decision")
+    if value.get("kind") != DECISION or result not in RESULTS:
+        return
+    counts = counted.get(value["time"] // 60)
+    if counts is None:
+        counts = counted[value["time"] // 60] = MinuteCounts()
+    counts.results[result] += 1
+    reasons = value.get("reasons")
+    if result == RESULTS[1] and isinstance(reasons, list) and len(reasons) <= MAX_REASONS:
+        counts.reasons.update(r[:MAX_TEXT] for r in reasons if isinstance(r, str))
+
+
+def _walk_back(store: Store, top: int, start: int,
+               cap: int) -> tuple[dict[int, MinuteCounts], int, bool, int]:
+    """Count the decisions stamped from ``start`` on among the entries before position
+    ``top``, newest first, in chunks, until a whole chunk is older than ``start`` by
+    :data:`CLOCK_SKEW_S` (one stray entry stamped long ago stops nothing) or ``cap``
+    entries: the counts by minute, the entries read, whether the walk got past ``start``,
+    and the oldest decision time it counted."""
     counted: dict[int, MinuteCounts] = {}
-    cursor, read, oldest = position(store), 0, now
+    cursor, read, oldest = top, 0, None
     done = cursor == 0
     while not done and read < cap:
         with store.read() as tx:
@@ -181,18 +195,76 @@ def tally(store: Store, now: int, minutes: int, *, cap: int = MAX_COUNTED) -> Ta
             value = _entry(row.data)
             if value is None:
                 continue
-            newest_seen = max(newest_seen, value["time"])
-            found = _decision(row.idx, value)
-            if found is None or found.time < start:
-                continue
-            oldest = min(oldest, found.time)
-            minute = found.time // 60
-            if minute <= last:
-                counts = counted.setdefault(minute, MinuteCounts())
-                counts.results[found.result] += 1
-                if found.result == Outcome.DENIED.value:
-                    counts.reasons.update(found.reasons)
+            when = value["time"]
+            newest_seen = max(newest_seen, when)
+            if when >= start:
+                _count(counted, value)
+                oldest = when if oldest is None else min(oldest, when)
         read += len(rows)
         cursor = rows[-1].idx if rows else 0
         done = cursor == 0 or 0 <= newest_seen < start - CLOCK_SKEW_S
-    return Tally(first, last, counted, read, done, start if done else oldest)
+    return counted, read, done, start if done or oldest is None else oldest
+
+
+def tally(store: Store, now: int, minutes: int, *, cap: int = MAX_COUNTED) -> Tally:
+    """Count the decisions of the ``minutes`` minutes up to and including ``now``'s,
+    walking the log back from its newest entry (:func:`_walk_back`); entries stamped
+    after ``now``'s minute (a replica's clock ahead) are left out."""
+    last = now // 60
+    first = last - minutes + 1
+    counted, read, done, since = _walk_back(store, position(store), first * 60, cap)
+    return Tally(first, last, {m: c for m, c in counted.items() if m <= last}, read, done,
+                 since)
+
+
+class DecisionCounter:
+    """:func:`tally` kept between requests in this process. The log is append-only (its
+    Merkle tree and signed heads say so), so an entry counted once never changes: a
+    request reads only the entries logged since the last one (every replica's, from the
+    store), and walks the log back again only when this process has not counted yet or
+    more than ``cap`` entries came since. Thread-safe; what it keeps is bounded by the
+    window's minutes (and as many ahead, for replicas' clocks)."""
+
+    def __init__(self, store: Store, minutes: int, *, cap: int = MAX_COUNTED) -> None:
+        self.store = store
+        self.minutes = minutes
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._counted: dict[int, MinuteCounts] = {}
+        self._top = -1  # the position counted up to; -1: nothing yet
+        self._since = 0  # counts are complete from this time on
+        self._read = 0
+
+    def tally(self, now: int) -> Tally:
+        last = now // 60
+        first = last - self.minutes + 1
+        with self._lock:
+            top = position(self.store)
+            if self._top < 0 or top < self._top or top - self._top > self.cap:
+                self._counted, self._read, _, self._since = _walk_back(
+                    self.store, top, first * 60, self.cap)
+            else:
+                self._read_forward(top)
+            self._top = top
+            # Drop the minutes that left the window, and any too far ahead to enter it.
+            self._counted = {m: c for m, c in self._counted.items()
+                             if first <= m <= last + self.minutes}
+            # Copies: the next request adds to the kept counts while this one renders.
+            shown = {m: MinuteCounts(Counter(c.results), Counter(c.reasons))
+                     for m, c in self._counted.items() if m <= last}
+            return Tally(first, last, shown, self._read, self._since <= first * 60,
+                         max(self._since, first * 60))
+
+    def _read_forward(self, top: int) -> None:
+        cursor = self._top
+        while cursor < top:
+            with self.store.read() as tx:
+                rows = tx.all(_FROM, {"start": cursor, "limit": min(CHUNK, top - cursor)})
+            if not rows:
+                return
+            for row in rows:
+                value = _entry(row.data)
+                if value is not None:
+                    _count(self._counted, value)
+            self._read += len(rows)
+            cursor = rows[-1].idx + 1

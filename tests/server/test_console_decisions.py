@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from typing import Any
 
 from attest.audit.entry import Entry, EntryKind, Outcome
@@ -254,3 +255,39 @@ def test_the_count_is_bounded_and_says_when_it_stopped_short(service: Service) -
         assert [d.time for d in shown] == sorted((d.time for d in shown), reverse=True)
         few, _ = decisionlog.newest(store, 100, scan=7)
         assert len(few) == 7  # a page reads at most ``scan`` entries
+
+
+def test_the_kept_count_adds_what_any_replica_logged_since(service: Service) -> None:
+    # The counter keeps its counts between requests and reads only the new entries; they
+    # come from the store, so a decision another replica logged (here: written by a
+    # second log on the same database) counts the same as this process's own.
+    now = int(time.time())
+    minute = now // 60 - 2
+    _log(service).record_many([_decision(minute * 60, True) for _ in range(3)])
+    _login(service)
+    page = service.client.get("/ui/decisions").text
+    assert _counts(page, "chart-hour", minute * 60) == [3, 0, 3]
+    with Store.open(service.url) as store:
+        other = AuditLog.open(store, service.home)
+        other.record_many([_decision(minute * 60 + 5, False, "replayed"),
+                           _decision(minute * 60 + 6, True)])
+    page = service.client.get("/ui/decisions").text
+    assert _counts(page, "chart-hour", minute * 60) == [4, 1, 5]
+    with Store.open(service.url) as store:
+        counter = decisionlog.DecisionCounter(store, 60, cap=3)
+        kept = counter.tally(now)
+        assert not kept.complete  # three entries of a longer log
+        first = kept.minutes[minute]
+        _log(service).record_many([_decision(minute * 60, True)])
+        again = counter.tally(now)
+        assert again.minutes[minute].results["accepted"] == first.results["accepted"] + 1
+        # What a request got is its own: the next request's reads do not change it.
+        assert kept.minutes[minute] is not again.minutes[minute]
+        fresh = decisionlog.tally(store, now, 60)
+        # More than ``cap`` new entries: the counter walks back again rather than read them.
+        _log(service).record_many([_decision(minute * 60, False, "x") for _ in range(5)])
+        walked = counter.tally(now)
+        assert walked.read == 3 and not walked.complete
+        whole = decisionlog.DecisionCounter(store, 60).tally(now)
+        assert whole.complete
+        assert whole.minutes[minute].results == fresh.minutes[minute].results + Counter(denied=5)

@@ -39,6 +39,7 @@ _log = logging.getLogger(__name__)
 
 def mount(app: FastAPI, console: Console) -> None:
     store = console.store
+    counter = decisionlog.DecisionCounter(store, DAY_MINUTES)
 
     @app.get(f"{UI}/decisions", include_in_schema=False)
     async def decisions(request: Request,
@@ -48,7 +49,7 @@ def mount(app: FastAPI, console: Console) -> None:
             return who
         shown, cursor = await run_in_threadpool(decisionlog.newest, store, PAGE)
         now = console.now()
-        day = await run_in_threadpool(decisionlog.tally, store, now, DAY_MINUTES)
+        day = await run_in_threadpool(counter.tally, now)
         return console.render(who, "Decisions", _page(shown, cursor, day, by, now),
                               section="Decisions", scripts=("decisions.js",))
 
