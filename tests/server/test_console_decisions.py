@@ -9,23 +9,32 @@ import json
 import re
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
+
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
 from attest.audit.entry import Entry, EntryKind, Outcome
 from attest.audit.log import AuditLog
+from attest.cli.main import cli
 from attest.console import decisionlog
+from attest.policy import NonceMode
 from attest.server import events as event_stream
+from attest.server.app import create_app
 from attest.store import Store
 from attest.timetext import iso
 from tests.server.conftest import Service
 from tests.server.serving import admin_token, challenge, verify
+from tests.verify.rig import Rig
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 ROW = re.compile(r'<tr data-result="(accepted|denied)" data-position="(\d+)">(.*?)</tr>', re.S)
 
 
-def _login(service: Service) -> None:
-    answer = service.client.post("/ui/login", content=f"token={admin_token(service.home)}",
+def _login(service: Service, token: str | None = None) -> None:
+    answer = service.client.post("/ui/login",
+                                 content=f"token={token or admin_token(service.home)}",
                                  headers=FORM, follow_redirects=False)
     assert answer.status_code == 303, answer.text
 
@@ -50,6 +59,8 @@ def _stream(service: Service, after: int | None = None,
     answer = service.client.get(f"/ui/decisions/stream?{query}", headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
     found = []
     for block in answer.text.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines()
@@ -291,3 +302,38 @@ def test_the_kept_count_adds_what_any_replica_logged_since(service: Service) -> 
         whole = decisionlog.DecisionCounter(store, 60).tally(now)
         assert whole.complete
         assert whole.minutes[minute].results == fresh.minutes[minute].results + Counter(denied=5)
+
+
+def test_every_replica_shows_every_replicas_decisions(rig: Rig, pg_url: str) -> None:
+    # Two services (replicas) on one PostgreSQL: a decision made at either is on both
+    # pages, streams and charts, read from the shared store, not from a process.
+    home = rig.tmp / "verifier"
+    home.mkdir()
+    policy = rig.policy(nonce=NonceMode.REQUIRED)
+    with TestClient(create_app(policy, pg_url, home)) as one, \
+            TestClient(create_app(policy, pg_url, home)) as two:
+        a, b = (Service(client, rig, home, pg_url) for client in (one, two))
+        token = admin_token_on(home, pg_url)
+        for replica in (a, b):
+            _login(replica, token)
+            assert ROW.findall(replica.client.get("/ui/decisions").text) == []
+        raw = rig.issue(nonce=challenge(a.client))
+        assert verify(a.client, raw)["accepted"]
+        assert not verify(b.client, raw)["accepted"]  # the replay, at the other replica
+        minute = int(time.time()) // 60
+        for replica in (a, b):
+            page = replica.client.get("/ui/decisions").text
+            assert [r[0] for r in ROW.findall(page)] == ["denied", "accepted"]
+            assert sum(_counts(page, "chart-hour", m * 60)[2]
+                       for m in (minute - 1, minute)) == 2
+            assert [m["data"]["result"] for m in _stream(replica, after=0)] == [
+                "accepted", "denied"]
+
+
+def admin_token_on(home: Path, url: str) -> str:
+    """An admin token in the store at ``url`` (`attest admin token create --store`)."""
+    made = CliRunner().invoke(cli, ["--home", str(home), "admin", "token", "create", "--name",
+                                    "ops", "--store", url, "--json"], catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    token: str = json.loads(made.output)["token"]
+    return token
