@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Query, Request
@@ -71,7 +71,10 @@ def mount(app: FastAPI, console: Console) -> None:
         # The first read before answering: a store out of reach is an error status, not a
         # stream that ends at once.
         first = await run_in_threadpool(decisionlog.after, store, start, event_stream.BATCH)
-        answer = StreamingResponse(_messages(request, store, first, timeout),
+        async def signed_in() -> bool:
+            return not isinstance(await console.require(request), Response)
+
+        answer = StreamingResponse(_messages(request, store, first, timeout, signed_in),
                                    media_type=event_stream.MEDIA,
                                    headers={"X-Accel-Buffering": "no"})
         answer.headers.update(HEADERS)
@@ -79,11 +82,13 @@ def mount(app: FastAPI, console: Console) -> None:
 
 
 async def _messages(request: Request, store: Store,
-                    first: tuple[list[LoggedDecision], int, bool],
-                    timeout: float) -> AsyncIterator[str]:
+                    first: tuple[list[LoggedDecision], int, bool], timeout: float,
+                    signed_in: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
     """The stream's body. Unlike /v1/events the read position is not the last message's
     id: entries that are not decisions (enrolments, state changes) are read past too,
-    so a run of them never holds the stream in place."""
+    so a run of them never holds the stream in place. The session is checked again
+    before each read: a revoked token or an expired session ends the stream, and no
+    decision logged after that is sent (the browser's reconnection is then refused)."""
     found, scan, full = first
     deadline = time.monotonic() + timeout
     quiet_since = time.monotonic()
@@ -104,6 +109,8 @@ async def _messages(request: Request, store: Store,
         elif time.monotonic() >= deadline + event_stream.POLL_S:
             return  # a backlog longer than the stream's time: the client resumes
         try:
+            if not await signed_in():
+                return
             found, scan, full = await run_in_threadpool(decisionlog.after, store, scan,
                                                         event_stream.BATCH)
         except Exception:  # noqa: BLE001 - the store went away mid-stream
