@@ -159,7 +159,14 @@ class Tally:
     minutes: dict[int, MinuteCounts]
     read: int  # entries read
     complete: bool  # False: MAX_COUNTED reached before the window's start
-    counted_from: int  # the oldest entry time read (the window's start when complete)
+    counted_from: int  # the counts are whole from this time on (the window's start or later)
+
+    def recent(self, minutes: int) -> Tally:
+        """The last ``minutes`` minutes of this tally."""
+        first = max(self.first, self.last - minutes + 1)
+        return Tally(first, self.last, {m: c for m, c in self.minutes.items() if m >= first},
+                     self.read, self.counted_from <= first * 60,
+                     max(self.counted_from, first * 60))
 
 
 def _count(counted: dict[int, MinuteCounts], value: dict[str, Any]) -> None:
@@ -225,15 +232,19 @@ class DecisionCounter:
     more than ``cap`` entries came since. Thread-safe; what it keeps is bounded by the
     window's minutes (and as many ahead, for replicas' clocks)."""
 
-    def __init__(self, store: Store, minutes: int, *, cap: int = MAX_COUNTED) -> None:
+    def __init__(self, store: Store, minutes: int, *, cap: int | None = None) -> None:
         self.store = store
         self.minutes = minutes
-        self.cap = cap
+        self._cap = cap
         self._lock = threading.Lock()
         self._counted: dict[int, MinuteCounts] = {}
         self._top = -1  # the position counted up to; -1: nothing yet
         self._since = 0  # counts are complete from this time on
         self._read = 0
+
+    @property
+    def cap(self) -> int:
+        return MAX_COUNTED if self._cap is None else self._cap
 
     def tally(self, now: int) -> Tally:
         last = now // 60

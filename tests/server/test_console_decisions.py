@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -376,3 +377,22 @@ def test_a_revoked_token_ends_its_stream_before_the_next_decision(service: Servi
     assert not listener.is_alive()
     assert not any('"after"' in line for line in streamed)
     assert service.client.get("/ui/decisions/stream?timeout=0").status_code == 401
+
+
+def test_a_day_too_long_to_count_says_which_minutes_are_partial(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decisionlog, "MAX_COUNTED", 5)
+    this = int(time.time()) // 60
+    _log(service).record_many([_decision((this - 30 + i) * 60, True) for i in range(10)])
+    _login(service)
+    page = service.client.get("/ui/decisions").text
+    # The newest five entries are counted: minutes this-25 .. this-21; the ones before,
+    # in the same hour, are not, and the page says from when the counts are whole.
+    assert "too many entries to count the whole day" in page
+    assert f'<time datetime="{iso((this - 25) * 60)}">' in page.split("counted only in part")[0]
+    assert _counts(page, "chart-hour", (this - 25) * 60) == [1, 0, 1]
+    assert _counts(page, "chart-hour", (this - 26) * 60) == [0, 0, 0]
+    with Store.open(service.url) as store:
+        short = decisionlog.tally(store, this * 60, 1440, cap=5)
+        assert not short.recent(60).complete and short.recent(20).complete
+        assert short.recent(20).first == this - 19 and short.recent(5000).first == short.first

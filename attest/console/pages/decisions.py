@@ -148,14 +148,12 @@ def _page(shown: list[LoggedDecision], cursor: int, day: decisionlog.Tally, by: 
           now: int) -> Markup:
     live = tag("p", "Not live: the page's script has not started (new decisions show "
                     "on reload).", id="live", aria_live="polite")
-    hour = decisionlog.Tally(day.last - HOUR_MINUTES + 1, day.last,
-                             {m: c for m, c in day.minutes.items()
-                              if m > day.last - HOUR_MINUTES},
-                             day.read, True, (day.last - HOUR_MINUTES + 1) * 60)
-    counted = (join(["Counted at ", when(now), "; the charts do not update live."])
-               if day.complete else
-               join([f"Only the newest {day.read} log entries were counted: minutes before ",
-                     when(day.counted_from), " are incomplete."]))
+    hour = day.recent(HOUR_MINUTES)
+    counted = join(["Counted at ", when(now), "; the charts do not update live."])
+    if not day.complete:
+        counted = join([counted, " The log held too many entries to count the whole day "
+                        f"at once (at most {decisionlog.MAX_COUNTED}): minutes before ",
+                        when(day.counted_from), " are counted only in part, or not at all."])
     hour_fig = charts.figure("chart-hour", "Decisions per minute, the last hour", hour, by,
                              per=1, tick_every=10, table_per=1, note="One bar a minute.")
     day_fig = charts.figure(
