@@ -30,7 +30,7 @@ from attest.console.base import (
     to_login,
 )
 from attest.console.html import join, page, tag, void
-from attest.console.pages import fleet
+from attest.console.pages import fleet, host
 from attest.server import events as event_stream
 from attest.server.admin import MAX_INT
 from attest.server.bodies import RequestRefused, read_body
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 LOGIN_BODY_BYTES = 512
 LOGOUT_BODY_BYTES = 256
 # The page modules, each adding its routes (attest.console.pages).
-PAGES = (fleet,)
+PAGES = (fleet, host)
 
 
 def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
@@ -108,7 +108,9 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
             return events.after(tx, cursor, event_stream.BATCH)
 
     @app.get(f"{UI}/events", include_in_schema=False)
-    async def stream(request: Request, after: int = Query(0, ge=0, le=MAX_INT)) -> Response:
+    async def stream(request: Request, after: int = Query(0, ge=0, le=MAX_INT),
+                     timeout: int = Query(event_stream.MAX_STREAM_S, ge=0,
+                                          le=event_stream.MAX_STREAM_S)) -> Response:
         """``GET /v1/events`` under the session cookie: the browser's EventSource cannot
         send a bearer header. The same messages, cursor and bounds; a page passes the
         cursor it was rendered at (:meth:`Console.cursor`) as ``after``."""
@@ -118,8 +120,7 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
                             headers=HEADERS)
         start = event_stream.cursor_from(request.headers.get("last-event-id"), after)
         first = await run_in_threadpool(batch, start)
-        answer = event_stream.stream_response(request, start, first, batch,
-                                              event_stream.MAX_STREAM_S)
+        answer = event_stream.stream_response(request, start, first, batch, timeout)
         answer.headers.update({k: v for k, v in HEADERS.items() if k != "Cache-Control"})
         return answer
 
