@@ -30,7 +30,9 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Never a console address to another site. Not no-referrer: with it Chromium sends
+    # "Origin: null" on the console's own form POSTs, which same_origin must refuse.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 # The pages the navigation names, in its order: (path under /ui, label).
