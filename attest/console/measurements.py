@@ -78,10 +78,13 @@ def _one(record: CelRecord, reference: ReferenceValues, covered: frozenset[int],
     try:
         facts = appraise([record], reference, covered=covered)
     except EvidenceError as exc:
-        return replace(made, refused=exc.message, code=exc.reason.value)
+        # The message names the record first (its label): the row says that already.
+        said = exc.message.removeprefix(record.label + ": ")
+        return replace(made, refused=said, code=exc.reason.value)
     if facts.runtime:
-        name, value = facts.runtime[0]
-        return replace(made, allowed_by=f"reference.runtime {name!r}: {bank} {value}")
+        name, _ = facts.runtime[0]
+        return replace(made, allowed_by=f"reference.runtime {name!r}: its {bank} digest "
+                       "is one of the entry's values")
     if record.content_type == SYSTEMD_CONTENT_TYPE and reference.systemd is not None:
         return replace(made, allowed_by=f"reference.systemd: {digest}")
     return replace(made, allowed_by="not appraised: the policy has no reference section "

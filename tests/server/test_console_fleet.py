@@ -136,6 +136,19 @@ def test_the_host_page_shows_measurements_with_their_reference_or_why_none_match
     assert denied["reasons"] == ["reference_value_mismatch"]
     stored = hostreports.last(store, HOST_ID)
     assert stored is not None and not stored.accepted
+    # A report that proves nothing of the host (its signature broken) moves no state and
+    # replaces nothing: only the host's own verified evidence is shown.
+    svc.rig.host.ok("measure", "command", "--", "tail")
+    raw = svc.rig.issue("agent", action="report", nonce=challenge(svc.client),
+                        now=int(svc.clock.now))
+    head, body, signature = raw.split(b".")
+    flipped = signature[:10] + (b"A" if signature[10:11] != b"A" else b"B") + signature[11:]
+    forged = svc.client.post("/v1/reports", json={
+        "report": b".".join([head, body, flipped]).decode()}).json()
+    assert forged["accepted"] is False
+    assert "invalid_signature" in forged["reasons"], forged
+    assert hostreports.last(store, HOST_ID) == stored
+    assert b"tail" not in hostreports.last(store, HOST_ID).runtime.log  # type: ignore[union-attr]
     text = svc.client.get(f"/ui/hosts/{HOST_ID}").text
     trust = text.split('id="trust"', 1)[1].split("</section>", 1)[0]
     assert "reference_value_mismatch" in trust
@@ -144,7 +157,7 @@ def test_the_host_page_shows_measurements_with_their_reference_or_why_none_match
                          re.S)
     assert len(refused) == 1, measured
     assert "No reference value allows it" in refused[0]
-    assert "(reference_value_mismatch)" in refused[0] and "cat" in refused[0]
+    assert "(reference_value_mismatch)" in refused[0] and "/usr/bin/cat" in refused[0]
     assert "denied (reference_value_mismatch)" in measured
     decisions = text.split('id="decisions"', 1)[1].split("</section>", 1)[0]
     assert 'data-result="denied"' in decisions and 'data-result="untrusted"' in decisions
@@ -216,3 +229,18 @@ def test_a_session_streams_host_state_events_from_the_pages_cursor(
     assert later == streamed[-1][1]["id"]
     assert _events(svc, f"/ui/events?after={later}&timeout=0") == []
     assert svc.client.get("/ui/events?timeout=301").status_code == 422
+
+
+def test_pages_keep_their_address_from_other_sites_but_let_a_form_say_its_origin(
+        service: Service) -> None:
+    """Referrer-Policy: same-origin. With no-referrer a browser (Chromium) sends
+    ``Origin: null`` on the console's own login and logout forms, which the Origin check
+    refuses: no operator could sign in from a browser."""
+    answer = service.client.get("/ui/login")
+    assert answer.headers["referrer-policy"] == "same-origin"
+    token = admin_token(service.home)
+    for origin, status in (("null", 403), ("http://testserver", 303)):
+        posted = service.client.post("/ui/login", content=f"token={token}",
+                                     headers={**FORM, "origin": origin},
+                                     follow_redirects=False)
+        assert posted.status_code == status, origin

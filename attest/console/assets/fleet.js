@@ -38,7 +38,7 @@
     if (row === null) {
       if (!announced[host]) {
         announced[host] = true;
-        say("Live. New host " + host + ": reload to see it.");
+        say("new host " + host + ": reload to see it");
       }
       return;
     }
@@ -71,7 +71,7 @@
 
   var source = new EventSource("/ui/events?after=" + encodeURIComponent(cursor));
   source.onopen = function () {
-    say("Live: states update as hosts report.");
+    say("Live");
   };
   source.onerror = function () {
     // The browser reconnects by itself with Last-Event-ID; a session gone ends it.

@@ -168,7 +168,7 @@ def _decisions(facts: HostFacts) -> Markup:
                         tag("td", result), tag("td", said),
                         tag("td", _text(entry.get("subject"))),
                         tag("td", tag("a", jti, href=f"{UI}/lineage/{_path(jti)}")
-                            if jti else None),
+                            if jti else None, class_="artifact"),
                         data_result=result))
     caption = (f"{len(rows)} latest audit entries naming this host, among the last "
                f"{facts.scanned} of the log, newest first")
@@ -208,14 +208,14 @@ def _measurements(facts: HostFacts) -> Markup:
             if m.refused is not None:
                 verdict_cell = tag("td", tag("span", "No reference value allows it",
                                              class_="verdict-refused"),
-                                   f" ({m.code}): ", m.refused)
+                                   f" ({m.code}): ", m.refused, class_="verdict")
             else:
                 verdict_cell = tag("td", tag("span", "Allowed", class_="verdict-allowed"),
-                                   " by ", m.allowed_by)
+                                   " by ", m.allowed_by, class_="verdict")
             rows.append(tag("tr", tag("th", str(m.number), scope="row"),
                             tag("td", "" if m.pcr is None else str(m.pcr)),
                             tag("td", m.digest, class_="digest"),
-                            tag("td", m.description), verdict_cell,
+                            tag("td", m.description, class_="description"), verdict_cell,
                             data_pcr="" if m.pcr is None else str(m.pcr),
                             data_verdict="refused" if m.refused else "allowed"))
     table = tag("table", tag("caption", "Runtime measurements and the reference value "
