@@ -244,3 +244,16 @@ def test_pages_keep_their_address_from_other_sites_but_let_a_form_say_its_origin
                                      headers={**FORM, "origin": origin},
                                      follow_redirects=False)
         assert posted.status_code == status, origin
+
+
+def test_fleet_js_is_served_and_writes_stream_data_as_text_only(service: Service) -> None:
+    _signed_in(service)
+    answer = service.client.get("/ui/assets/fleet.js")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/javascript")
+    script = answer.text
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "querySelector('[data-host=", 'querySelector("[data-host='):
+        assert sink not in script, sink
+    assert 'new EventSource("/ui/events?after=" + encodeURIComponent(cursor))' in script
+    assert "textContent" in script
