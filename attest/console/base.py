@@ -32,6 +32,9 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     # Not no-referrer: under it a browser sends `Origin: null` with the console's own
     # form posts, which same_origin() must refuse. same-origin sends nothing to others.
+
+    # Never a console address to another site. Not no-referrer: with it Chromium sends
+    # "Origin: null" on the console's own form POSTs, which same_origin must refuse.
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }

@@ -108,7 +108,9 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
             return events.after(tx, cursor, event_stream.BATCH)
 
     @app.get(f"{UI}/events", include_in_schema=False)
-    async def stream(request: Request, after: int = Query(0, ge=0, le=MAX_INT)) -> Response:
+    async def stream(request: Request, after: int = Query(0, ge=0, le=MAX_INT),
+                     timeout: int = Query(event_stream.MAX_STREAM_S, ge=0,
+                                          le=event_stream.MAX_STREAM_S)) -> Response:
         """``GET /v1/events`` under the session cookie: the browser's EventSource cannot
         send a bearer header. The same messages, cursor and bounds; a page passes the
         cursor it was rendered at (:meth:`Console.cursor`) as ``after``."""
@@ -125,6 +127,8 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
 
         answer = event_stream.stream_response(request, start, first, batch,
                                               event_stream.MAX_STREAM_S, allowed=in_force)
+
+        answer = event_stream.stream_response(request, start, first, batch, timeout)
         answer.headers.update({k: v for k, v in HEADERS.items() if k != "Cache-Control"})
         return answer
 

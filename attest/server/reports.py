@@ -39,7 +39,7 @@ from attest.server import hostfeed, schema
 from attest.server.admin import admin
 from attest.server.bodies import json_object, only_members, read_body, unprocessable
 from attest.server.chores import Chore
-from attest.store import hosttrust
+from attest.store import hostreports, hosttrust
 from attest.verify import verifier
 
 if TYPE_CHECKING:
@@ -176,7 +176,8 @@ def _decide(service: Service, signer: Results, raw: bytes,
             return out  # no quote to read (never after a decision that moves a state)
         changed = hosttrust.record_report(service.store, service.log, decision, now,
                                           service.verifier.verifier_id, clock=clock,
-                                          quoted_after=quoted_after)
+                                          quoted_after=quoted_after,
+                                          runtime=_runtime(raw if parsed is None else parsed))
         view = hosttrust.view(service.store, host, now=now, max_age=max_age)
     # report_max_age: how long the agent may go without an accepted report.
     out["host_state"] = {**view.to_json(), "changed": changed, "report_max_age": age}
@@ -194,6 +195,18 @@ def _quote_clock(raw: bytes | jws.ParsedArtifact) -> int | None:
         parsed = jws.parse(raw) if isinstance(raw, bytes) else raw
         quote = parsed.claims.evidence.quote
         return parse_attest(quote, Reason.QUOTE_MALFORMED).clock_info.clock
+    except EvidenceError:
+        return None
+
+
+def _runtime(raw: bytes | jws.ParsedArtifact) -> hostreports.ReportLog | None:
+    """The report's runtime log as it carried it, kept with a state change for the
+    console's host page (read only for a decision that moves a state: its log replayed)."""
+    try:
+        parsed = jws.parse(raw) if isinstance(raw, bytes) else raw
+        evidence = parsed.claims.evidence
+        base = evidence.runtime_log_base
+        return hostreports.ReportLog(evidence.runtime_log, 0 if base is None else base.count)
     except EvidenceError:
         return None
 

@@ -44,6 +44,11 @@ _PAGE = (
     "LEFT JOIN revocations r ON r.kind = 'host' AND r.subject = names.host "
     "WHERE names.host > :after ORDER BY names.host LIMIT :limit")
 
+# One host of the view (the console's host page): the same columns, by id.
+_ONE = _PAGE.replace("WHERE names.host > :after ORDER BY names.host LIMIT :limit",
+                     "WHERE names.host = :host")
+assert _ONE != _PAGE  # noqa: S101 - the replacement took
+
 TRUSTED, UNTRUSTED, STALE, REVOKED = "trusted", "untrusted", "stale", "revoked"
 
 
@@ -103,6 +108,13 @@ def hosts(store: Store, *, now: int, stale_after: int, after: str = "",
     with store.read() as tx:
         rows = tx.all(_PAGE, {"after": after, "limit": limit})
     return [_view(row, now, stale_after) for row in rows]
+
+
+def host(store: Store, host: str, *, now: int, stale_after: int) -> HostView | None:
+    """``host``'s row of the view, or None when it was never enrolled nor accepted."""
+    with store.read() as tx:
+        row = tx.first(_ONE, {"host": host})
+    return None if row is None else _view(row, now, stale_after)
 
 
 def _view(row: Any, now: int, stale_after: int) -> HostView:

@@ -26,7 +26,7 @@ from attest.audit.entry import Entry, EntryKind, Outcome
 from attest.audit.log import AuditLog
 from attest.decision import Decision, Denial
 from attest.reasons import Reason
-from attest.store import events
+from attest.store import events, hostreports
 from attest.store.db import Transaction
 from attest.store.schema import MAX_HOST_REASONS
 from attest.store.store import Store
@@ -153,15 +153,18 @@ def record_unchanged(tx: Transaction, host: str, *, now: int, clock: int) -> Tru
 
 
 def record_report(store: Store, log: AuditLog | None, decision: Decision, now: int,
-                  verifier_id: str | None, *, clock: int, quoted_after: int | None = None
-                  ) -> bool:
+                  verifier_id: str | None, *, clock: int, quoted_after: int | None = None,
+                  runtime: hostreports.ReportLog | None = None) -> bool:
     """Move the host of a report's ``decision`` (its quote made at TPM ``clock``) to the
     state it says (:func:`moves`), the change audited in the same transaction, unless an
     earlier report moved it with a quote made no earlier; whether the state changed.
 
     ``quoted_after``: when the report's challenge was issued, all its freshness (a report
     quoted on a long-lived challenge and sent later is as old as its challenge); the
-    accepted report counts from then, never from ``now``."""
+    accepted report counts from then, never from ``now``.
+
+    ``runtime``: the report's runtime log, kept with a change (attest.store.hostreports)
+    for the console to show which reference value allowed each measurement."""
     target = moves(decision)
     host = decision.host
     if target is None or host is None:
@@ -192,6 +195,9 @@ def record_report(store: Store, log: AuditLog | None, decision: Decision, now: i
                           "clock": clock})
         if changed:
             _event(tx, host, target, reasons.split(",") if reasons else [], index, now)
+            if runtime is not None:
+                hostreports.record(tx, host, runtime, accepted=target == TRUSTED,
+                                   reasons=reasons, now=now, audit_index=index)
     return changed
 
 

@@ -12,7 +12,7 @@ The rules, enforced where enrollments and host revocations are written:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attest.errors import UsageError
 from attest.reasons import Reason
@@ -145,3 +145,55 @@ def revoke_ek(tx: Transaction, ek: str, reason: str, now: int
     for kind, subject in revoked:
         revs.record(tx, kind, subject, reason, now)
     return revoked
+
+
+@dataclass(frozen=True)
+class IdentitySummary:
+    """A host's TPM identity as the fleet shows it: its latest enrolled AK, the EK the
+    host id is bound to (else the one that AK was activated under), and whether each is
+    revoked (the revocation's reason, or None)."""
+
+    host: str
+    ak_name: str
+    ak_revoked: str | None
+    ek: str | None
+    ek_revoked: str | None
+    aks: int  # how many AKs are enrolled under the host id
+
+
+# Every enrolled AK of the hosts asked for, each with its EK and revocations, newest AK
+# first per host: one statement a page of hosts. :hostN placeholders are filled below.
+# 'ak' and 'ek' are RevocationKind.AK and .EK's values (asserted below).
+_SUMMARIES = (
+    "SELECT e.host, e.ak_name, e.enrolled_at, COALESCE(he.ek, ae.ek) AS ek, "
+    "rak.reason AS ak_revoked, rek.reason AS ek_revoked "
+    "FROM enrollments e "
+    "LEFT JOIN ak_eks ae ON ae.ak_name = e.ak_name "
+    "LEFT JOIN host_eks he ON he.host = e.host "
+    "LEFT JOIN revocations rak ON rak.kind = 'ak' "
+    "AND rak.subject = e.ak_name "
+    "LEFT JOIN revocations rek ON rek.kind = 'ek' "
+    "AND rek.subject = COALESCE(he.ek, ae.ek) "
+    "WHERE e.host IN ({hosts}) ORDER BY e.host, e.enrolled_at DESC, e.ak_name")
+MAX_SUMMARY_HOSTS = 500
+assert (RevocationKind.AK.value, RevocationKind.EK.value) == ("ak", "ek")  # noqa: S101
+
+
+def summaries(tx: Transaction, hosts: list[str]) -> dict[str, IdentitySummary]:
+    """The identity summary of each of ``hosts`` that has an enrolled AK (at most
+    MAX_SUMMARY_HOSTS: a page of the fleet), in one statement."""
+    if len(hosts) > MAX_SUMMARY_HOSTS:
+        raise ValueError(f"at most {MAX_SUMMARY_HOSTS} hosts a summary read")
+    if not hosts:
+        return {}
+    names = ", ".join(f":host{i}" for i in range(len(hosts)))  # placeholders, no data
+    rows = tx.all(_SUMMARIES.format(hosts=names),
+                  {f"host{i}": host for i, host in enumerate(hosts)})
+    found: dict[str, IdentitySummary] = {}
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.host] = counts.get(row.host, 0) + 1
+        if row.host not in found:  # the newest enrolled AK comes first
+            found[row.host] = IdentitySummary(row.host, row.ak_name, row.ak_revoked,
+                                              row.ek, row.ek_revoked, 0)
+    return {host: replace(summary, aks=counts[host]) for host, summary in found.items()}

@@ -330,6 +330,21 @@ webhook_cursors = Table("webhook_cursors", (
     Column("updated_at", BIGINT),
 ))
 
+# The runtime log of the report that last changed each host's trust state (attest.store.
+# hostreports): what the console's host page appraises record by record against the
+# policy in force, to say which reference value allowed each measurement or why none
+# did. Written in the transaction of the state change, so only a report whose quote
+# verified under the host's AK is kept; one row a host, replaced at each change.
+host_reports = Table("host_reports", (
+    Column("host", varchar(MAX_HOST), primary_key=True),
+    Column("accepted", INTEGER),  # 1: the report was accepted, 0: denied
+    Column("reasons", varchar(MAX_HOST_REASONS)),  # denied: its reason codes
+    Column("reported_at", BIGINT),
+    Column("audit_index", BIGINT, nullable=True),  # the state change's audit entry
+    Column("log_base", BIGINT),  # records of the prefix the log continues (0: whole)
+    Column("runtime_log", BLOB),  # CEL-JSON, as the report carried it
+))
+
 # Schema version 1 as first released (tests compare it with a frozen copy).
 V1_TABLES = (schema_versions, hosts, enrollments, nonces, artifacts, ak_clocks, revocations)
 
@@ -340,7 +355,7 @@ ADDED_IN_V2 = (host_eks, ak_eks, approval_serials, ak_epochs, tpm_approval_seria
                host_decisions)
 
 # Added by version 3 (attest.store.migrations).
-ADDED_IN_V3 = (host_trust, events, webhook_cursors)
+ADDED_IN_V3 = (host_trust, events, webhook_cursors, host_reports)
 
 # In creation order: a table after those its foreign keys name. A table added within a
 # version comes last and is created whenever a store at that version opens without it.

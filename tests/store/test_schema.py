@@ -23,7 +23,7 @@ TABLES = {"schema_versions", "hosts", "enrollments", "nonces", "artifacts", "ak_
           "tpm_approval_serials", "artifact_approvals", "enrollment_seals",
           "artifact_seals", "revocation_seals", "revocation_aggregate", "log_prefixes",
           "replicas", "service_keys", "admin_tokens", "host_decisions", "host_trust",
-          "events", "webhook_cursors"}
+          "events", "webhook_cursors", "host_reports"}
 # Added after version 1 without a version change: every store that opens gains them.
 ADDED = (store_schema.host_eks, store_schema.ak_eks, store_schema.approval_serials,
          store_schema.ak_epochs, store_schema.tpm_approval_serials,
