@@ -30,9 +30,6 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Content-Type-Options": "nosniff",
-    # Not no-referrer: under it a browser sends `Origin: null` with the console's own
-    # form posts, which same_origin() must refuse. same-origin sends nothing to others.
-
     # Never a console address to another site. Not no-referrer: with it Chromium sends
     # "Origin: null" on the console's own form POSTs, which same_origin must refuse.
     "Referrer-Policy": "same-origin",

@@ -30,7 +30,7 @@ from attest.console.base import (
     to_login,
 )
 from attest.console.html import join, page, tag, void
-from attest.console.pages import PAGEMODS
+from attest.console.pages import audit, decisions, fleet, host, lineage
 from attest.server import events as event_stream
 from attest.server.admin import MAX_INT
 from attest.server.bodies import RequestRefused, read_body
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 LOGIN_BODY_BYTES = 512
 LOGOUT_BODY_BYTES = 256
 # The page modules, each adding its routes (attest.console.pages).
-PAGES = (PAGEMODS)
+PAGES = (fleet, host, decisions, lineage, audit)
 
 
 def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
@@ -125,10 +125,8 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
         def in_force() -> bool:  # a revoked token ends its open streams at the next poll
             return tokens.in_force(service.store, token) is not None
 
-        answer = event_stream.stream_response(request, start, first, batch,
-                                              event_stream.MAX_STREAM_S, allowed=in_force)
-
-        answer = event_stream.stream_response(request, start, first, batch, timeout)
+        answer = event_stream.stream_response(request, start, first, batch, timeout,
+                                              allowed=in_force)
         answer.headers.update({k: v for k, v in HEADERS.items() if k != "Cache-Control"})
         return answer
 
