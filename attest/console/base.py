@@ -30,13 +30,18 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with every form POST, even
+    # to the page's own origin (Fetch, "append a request Origin header"), and the login's
+    # and the forms' Origin check refuses null. same-origin still sends no referrer to any
+    # other site (the pages' addresses name hosts and artifacts).
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 # The pages the navigation names, in its order: (path under /ui, label).
 PAGES = (("/", "Fleet"), ("/decisions", "Decisions"), ("/lineage", "Lineage"),
          ("/audit", "Audit"))
-_MEDIA = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_MEDIA = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".svg": "image/svg+xml"}
 
 
 def assets() -> dict[str, str]:

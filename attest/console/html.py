@@ -56,6 +56,9 @@ def page(title: str, body: Markup, *, nav: Markup | None = None,
                  void("meta", name="viewport", content="width=device-width, initial-scale=1"),
                  tag("title", f"{title} - {TITLE}"),
                  void("link", rel="stylesheet", href="/ui/assets/console.css"),
+                 # An icon of the console's own: without one the browser asks for
+                 # /favicon.ico, a 404 on every page (an error in its console).
+                 void("link", rel="icon", href="/ui/assets/icon.svg", type="image/svg+xml"),
                  *[tag("script", src=f"/ui/assets/{name}", defer="defer")
                    for name in scripts]])
     skip = tag("a", "Skip to content", href="#main", class_="skip")
