@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from attest.store import Store, default_url
 from tests.browser.conftest import WAIT_S, Served, require_browser, shoot
 from tests.verify.rig import HOST_ID
 
@@ -170,7 +173,8 @@ def test_a_hosts_page_shows_its_trust_decisions_and_measurements(
     _wait(browser).until(lambda d: "/ui/hosts/" in d.current_url)
     _page_is(browser, HOST_ID)
     assert HOST_ID in _one(browser, "h1").text
-    assert "trusted" in _one(browser, "section#trust").text
+    trust = _one(browser, "section#trust").text
+    assert re.search(r"(?<!un)trusted", trust) and "untrusted" not in trust, trust
     decisions = _one(browser, "section#decisions")
     assert decisions.find_elements(By.CSS_SELECTOR, "table tbody tr")
     measured = browser.find_elements(By.CSS_SELECTOR, "section#measurements tr[data-pcr]")
@@ -285,9 +289,48 @@ def test_the_audit_page_checks_a_receipt_from_a_verify_answer(
     shoot(browser, screenshots, "receipt")
 
 
+def test_the_browser_enforces_the_pages_policy_and_the_check_sees_a_violation(
+        browser: WebDriver, served_console: Served) -> None:
+    """What the console-error check is for: markup that got past escaping and tried to
+    run inline script or style would be refused by the page's CSP in the browser, and
+    the refusal is an error in its console, which fails a test."""
+    _sign_in(browser, served_console)
+    browser.execute_script("""
+        const s = document.createElement('script');
+        s.textContent = 'window.attestInjected = true;';
+        document.body.appendChild(s);
+        const d = document.createElement('div');
+        d.setAttribute('style', 'color: red');
+        document.body.appendChild(d);
+    """)
+    assert browser.execute_script("return window.attestInjected === true;") is False
+    severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert any("Content Security Policy" in m and "script" in m for m in severe), severe
+
+
+def test_a_hostile_host_id_is_text_in_the_browser(
+        browser: WebDriver, served_console: Served) -> None:
+    hostile = '<img src=x onerror="window.attestInjected=1">"><script>window.attestInjected=2' \
+              '</script>'
+    with Store.open(default_url(served_console.home)) as store, store.write() as tx:
+        tx.execute("INSERT INTO host_decisions (host, accepted, reasons, decided_at, "
+                   "audit_index, accepted_at, accepted_index) VALUES (:h, 0, :r, :t, 0, :t, 0)",
+                   {"h": hostile, "r": "</td><b>bold</b>", "t": int(time.time())})
+    _sign_in(browser, served_console)
+    rows = [r for r in browser.find_elements(By.CSS_SELECTOR, "table#fleet tr[data-host]")
+            if r.get_attribute("data-host") == hostile]
+    assert len(rows) == 1
+    assert hostile in rows[0].text and "</td><b>bold</b>" in rows[0].text
+    assert not browser.find_elements(By.CSS_SELECTOR, "table#fleet img, table#fleet b")
+    assert browser.execute_script("return window.attestInjected === undefined;") is True
+
+
 def test_a_host_turns_untrusted_on_the_open_fleet_page_without_a_reload(
         browser: WebDriver, served_console: Served) -> None:
     # Last in the module: the host stays untrusted, its artifacts denied, from here on.
+    # An accepted decision first: the fleet shows a host's last decision, and earlier
+    # tests left denials (a replay, a child of a revoked artifact).
+    assert served_console.verify(served_console.issue())["accepted"] is True
     _sign_in(browser, served_console)
     row_css = f'table#fleet tr[data-host="{HOST_ID}"]'
     assert _one(browser, row_css).get_attribute("data-state") == "trusted"
