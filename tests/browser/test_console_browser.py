@@ -67,6 +67,10 @@ def _page_is(driver: WebDriver, title: str) -> None:
     base = driver.current_url.split("/ui", 1)[0]
     assert {label: links.get(label) for label in NAV} == {
         label: base + path for label, path in NAV.items()}
+    # Readable on a 1280x800 laptop screen: nothing wider than the window.
+    widths = driver.execute_script(
+        "const e = document.documentElement; return [e.scrollWidth, e.clientWidth];")
+    assert widths[0] <= widths[1], f"{title}: {widths[0]}px wide in a {widths[1]}px window"
 
 
 def _mark_page(driver: WebDriver) -> None:
@@ -286,6 +290,9 @@ def test_the_audit_page_checks_a_receipt_from_a_verify_answer(
     assert _one(browser, "#receipt-result").get_attribute("data-valid") == "true"
     path = browser.find_elements(By.CSS_SELECTOR, "ol#path li")
     assert path and all(li.text.strip() for li in path)
+    _page_is(browser, "Audit")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});",
+                           _one(browser, "#receipt-result"))
     shoot(browser, screenshots, "receipt")
 
 
