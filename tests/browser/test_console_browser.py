@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
-from attest.store import Store, default_url
+from attest.store import Store, default_url, events
 from tests.browser.conftest import WAIT_S, Served, require_browser, shoot
 from tests.verify.rig import HOST_ID
 
@@ -329,6 +329,32 @@ def test_a_hostile_host_id_is_text_in_the_browser(
     assert len(rows) == 1
     assert hostile in rows[0].text and "</td><b>bold</b>" in rows[0].text
     assert not browser.find_elements(By.CSS_SELECTOR, "table#fleet img, table#fleet b")
+    assert browser.execute_script("return window.attestInjected === undefined;") is True
+    # Live, the same: events as the store records them (attest.store.hosttrust writes
+    # these) for that host, with a hostile reason, and for a host not on the page, which
+    # the page names in its live line.
+    _wait(browser).until(lambda d: _one(d, "p#live").text.strip())
+    _mark_page(browser)
+    reason = '<img src=y onerror="window.attestInjected=3">'
+    newcomer = '<svg onload="window.attestInjected=4">new-host'
+    now = int(time.time())
+    with Store.open(default_url(served_console.home)) as store, store.write() as tx:
+        for host, reasons in ((hostile, [reason]), (newcomer, [])):
+            events.record_event(tx, events.HOST_STATE, host,
+                                {"state": "untrusted", "reasons": reasons,
+                                 "audit_index": None}, now=now, host=host[:64])
+
+    def hostile_row(driver: WebDriver) -> WebElement:
+        found = [r for r in driver.find_elements(By.CSS_SELECTOR, "table#fleet tr[data-host]")
+                 if r.get_attribute("data-host") == hostile]
+        assert len(found) == 1
+        return found[0]
+
+    _wait(browser).until(lambda d: reason in hostile_row(d).text)
+    _wait(browser).until(lambda d: newcomer in _one(d, "p#live").text)
+    assert hostile_row(browser).get_attribute("data-state") == "untrusted"
+    assert _still_same_page(browser)
+    assert not browser.find_elements(By.CSS_SELECTOR, "main img, main svg, main b")
     assert browser.execute_script("return window.attestInjected === undefined;") is True
 
 
