@@ -159,6 +159,13 @@ def test_the_keyboard_reaches_the_navigation_and_the_form_fields(
     stops = _tab_stops(browser, 12)
     assert set(NAV.values()) <= set(stops), stops
     assert "state" in stops, stops  # the fleet's filter
+    # Focus is visible: the focused element is outlined (a keyboard user sees where it is).
+    for css in ('nav a[href="/ui/decisions"]', "select#state"):
+        browser.execute_script("arguments[0].focus();", _one(browser, css))
+        outline = browser.execute_script(
+            "const s = getComputedStyle(document.activeElement);"
+            "return [s.outlineStyle, parseFloat(s.outlineWidth)];")
+        assert outline[0] != "none" and outline[1] > 0, (css, outline)
     # Enter on a focused link follows it: the navigation works without a mouse.
     _mark_page(browser)
     browser.find_element(By.CSS_SELECTOR, 'nav a[href="/ui/"]').send_keys(Keys.ENTER)
@@ -254,6 +261,7 @@ def test_a_lineage_of_depth_three_a_revocation_previewed_then_confirmed(
     confirm = _one(browser, "form#confirm")
     assert (confirm.get_attribute("method") or "").lower() == "post"
     assert confirm.find_elements(By.CSS_SELECTOR, 'input[type=hidden][name="csrf"]')
+    assert "reason" in _tab_stops(browser, 12)
     _one(browser, "input#reason").send_keys("browser test: a compromised build")
     shoot(browser, screenshots, "revoke")
     _one(browser, "form#confirm [type=submit]").click()
@@ -282,6 +290,7 @@ def test_the_audit_page_checks_a_receipt_from_a_verify_answer(
     assert int(head["size"]) > decision["audit_index"]
     assert all(head[field].strip() for field in ("root", "signed-at", "verified"))
     shoot(browser, screenshots, "audit")
+    assert "receipt-text" in _tab_stops(browser, 16)
     form = _one(browser, "form#receipt")
     assert form.find_elements(By.CSS_SELECTOR, 'input[type=hidden][name="csrf"]')
     _one(browser, "textarea#receipt-text").send_keys(json.dumps(receipt))
@@ -330,9 +339,19 @@ def test_a_hostile_host_id_is_text_in_the_browser(
     assert hostile in rows[0].text and "</td><b>bold</b>" in rows[0].text
     assert not browser.find_elements(By.CSS_SELECTOR, "table#fleet img, table#fleet b")
     assert browser.execute_script("return window.attestInjected === undefined;") is True
-    # Live, the same: events as the store records them (attest.store.hosttrust writes
-    # these) for that host, with a hostile reason, and for a host not on the page, which
-    # the page names in its live line.
+
+
+def test_live_updates_to_the_fleet_are_text_in_the_browser(
+        browser: WebDriver, served_console: Served) -> None:
+    """Events as the store records them (attest.store.hosttrust writes these), one for a
+    host on the page with a hostile reason, one for a hostile host not on it, which the
+    page names in its live line: text, nothing inserted, nothing run."""
+    hostile = '<i>live-row</i>'
+    with Store.open(default_url(served_console.home)) as store, store.write() as tx:
+        tx.execute("INSERT INTO host_decisions (host, accepted, reasons, decided_at, "
+                   "audit_index, accepted_at, accepted_index) VALUES (:h, 1, '', :t, 0, :t, 0)",
+                   {"h": hostile, "t": int(time.time())})
+    _sign_in(browser, served_console)
     _wait(browser).until(lambda d: _one(d, "p#live").text.strip())
     _mark_page(browser)
     reason = '<img src=y onerror="window.attestInjected=3">'
@@ -354,7 +373,7 @@ def test_a_hostile_host_id_is_text_in_the_browser(
     _wait(browser).until(lambda d: newcomer in _one(d, "p#live").text)
     assert hostile_row(browser).get_attribute("data-state") == "untrusted"
     assert _still_same_page(browser)
-    assert not browser.find_elements(By.CSS_SELECTOR, "main img, main svg, main b")
+    assert not browser.find_elements(By.CSS_SELECTOR, "table#fleet i, main img, main svg")
     assert browser.execute_script("return window.attestInjected === undefined;") is True
 
 
