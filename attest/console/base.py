@@ -30,10 +30,8 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Content-Type-Options": "nosniff",
-    # Not no-referrer: under it a browser sends `Origin: null` with every form POST, even
-    # to the page's own origin (Fetch, "append a request Origin header"), and the login's
-    # and the forms' Origin check refuses null. same-origin still sends no referrer to any
-    # other site (the pages' addresses name hosts and artifacts).
+    # Never a console address to another site. Not no-referrer: with it Chromium sends
+    # "Origin: null" on the console's own form POSTs, which same_origin must refuse.
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
