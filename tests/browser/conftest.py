@@ -88,14 +88,28 @@ class Served:
         return decided
 
 
+def required() -> bool:
+    """Whether the browser tests must run (.ci/run): exactly ATTEST_REQUIRE_BROWSER=1."""
+    return os.environ.get("ATTEST_REQUIRE_BROWSER") == "1"
+
+
+def skip_without_browser() -> None:
+    """Skip (at module level too) when the browser is missing and not required, saying
+    what is missing. Never fails: at a module's import a failure would stop the whole
+    run's collection; a required browser that is missing fails each test instead
+    (:func:`require_browser`, through the fixtures)."""
+    reason = missing()
+    if reason is not None and not required():
+        pytest.skip(reason, allow_module_level=True)
+
+
 def require_browser() -> None:
-    """Skip (at module level too) when the browser is missing, saying what is missing;
-    fail instead under ATTEST_REQUIRE_BROWSER=1."""
+    """Skip when the browser is missing, saying what is missing; fail instead under
+    ATTEST_REQUIRE_BROWSER=1."""
+    skip_without_browser()
     reason = missing()
     if reason is not None:
-        if os.environ.get("ATTEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"ATTEST_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-        pytest.skip(reason, allow_module_level=True)
+        pytest.fail(f"ATTEST_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

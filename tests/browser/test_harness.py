@@ -41,6 +41,18 @@ def test_only_the_exact_value_requires_it(monkeypatch: pytest.MonkeyPatch,
             conftest.require_browser()
 
 
+def test_at_import_a_required_missing_browser_neither_skips_nor_stops_the_run(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The module-level gate: required, it lets the module load (its tests then fail
+    # one by one in their fixture); a failure at import would stop the whole collection.
+    monkeypatch.setattr(conftest, "CHROMIUM", tmp_path / "chromium")
+    monkeypatch.setenv("ATTEST_REQUIRE_BROWSER", "1")
+    conftest.skip_without_browser()
+    monkeypatch.delenv("ATTEST_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception, match="chromium not found"):
+        conftest.skip_without_browser()
+
+
 def test_a_missing_selenium_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(conftest, "CHROMIUM", Path(__file__))
     monkeypatch.setattr(conftest, "CHROMEDRIVER", Path(__file__))
