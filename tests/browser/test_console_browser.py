@@ -310,6 +310,16 @@ def test_the_audit_page_checks_a_receipt_from_a_verify_answer(
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'});",
                            _one(browser, "#receipt-result"))
     shoot(browser, screenshots, "receipt")
+    # One sibling hash changed: the same form says invalid.
+    assert receipt["proof"], receipt
+    sibling = receipt["proof"][0]
+    forged = {**receipt, "proof": [("B" if sibling[0] == "A" else "A") + sibling[1:],
+                                   *receipt["proof"][1:]]}
+    browser.get(f"{served_console.base}/ui/audit")
+    _one(browser, "textarea#receipt-text").send_keys(json.dumps(forged))
+    _one(browser, "form#receipt [type=submit]").click()
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#receipt-result"))
+    assert _one(browser, "#receipt-result").get_attribute("data-valid") == "false"
 
 
 def test_the_browser_enforces_the_pages_policy_and_the_check_sees_a_violation(
