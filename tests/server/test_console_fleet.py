@@ -7,12 +7,14 @@ would."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
 from typing import Any
 from urllib.parse import quote
 
+from attest.artifact import jws
 from attest.store import Store, hostreports, identities
 from tests.server.conftest import Service
 from tests.server.serving import admin_token, challenge, verify
@@ -257,3 +259,32 @@ def test_fleet_js_is_served_and_writes_stream_data_as_text_only(service: Service
         assert sink not in script, sink
     assert 'new EventSource("/ui/events?after=" + encodeURIComponent(cursor))' in script
     assert "textContent" in script
+
+
+def test_a_log_that_does_not_replay_to_its_quote_is_not_shown_as_allowed_measurements(
+        continuous: Continuous) -> None:
+    """Attack: a host measures something no reference value allows, then sends a report
+    whose runtime log is an older one that omits it. The quote is genuine (the host's AK),
+    the log does not replay to it: eventlog_mismatch, the host turns untrusted, and the
+    store keeps that report's log. Appraised record by record, every record of the lie
+    was 'Allowed': the page must not present a log that did not replay as measurements."""
+    svc = continuous
+    store = _enrolled(svc)
+    first = svc.rig.issue("agent", action="report", nonce=challenge(svc.client),
+                          now=int(svc.clock.now))
+    assert svc.client.post("/v1/reports", json={"report": first.decode()}).json()["accepted"]
+    old = jws.parse(first).claims.evidence
+    svc.rig.host.ok("measure", "command", "--", "cat")  # measured: in PCR 15, not allowed
+    raw = svc.rig.issue("agent", action="report", nonce=challenge(svc.client),
+                        now=int(svc.clock.now))
+    lying = svc.rig.reissue(raw, evidence=lambda e: dataclasses.replace(
+        e, runtime_log=old.runtime_log, runtime_log_base=old.runtime_log_base))
+    denied = svc.client.post("/v1/reports", json={"report": lying.decode()}).json()
+    assert denied["reasons"] == ["eventlog_mismatch"], denied
+    stored = hostreports.last(store, HOST_ID)
+    assert stored is not None and b"cat" not in stored.runtime.log  # the lie is what is kept
+    _signed_in(svc)
+    text = svc.client.get(f"/ui/hosts/{HOST_ID}").text
+    measured = text.split('id="measurements"', 1)[1].split("</section>", 1)[0]
+    assert 'data-verdict="allowed"' not in measured and "Allowed" not in measured, measured
+    assert "does not replay" in measured and "eventlog_mismatch" in measured, measured

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from attest.console.base import UI, Console
 from attest.console.html import Markup, join, tag
-from attest.console.measurements import Appraised, explain
+from attest.console.measurements import Appraised, explain, replayed
 from attest.console.pages.fleet import short, when
 from attest.server.reports import NO_AGE
 from attest.store import hoststate, hosttrust, identities
@@ -82,7 +82,8 @@ def read(console: Console, host: str) -> HostFacts | None:
     if view is None and trust.changed_at is None and not revoked:
         return None
     report = last_report(store, host)
-    appraised = None if report is None else explain(report.runtime, policy)
+    appraised = None if report is None else explain(
+        report.runtime, policy, replayed=replayed(report.accepted, report.reasons))
     entries, scanned = recent_entries(console, host)
     return HostFacts(view, trust, identity, revoked, report, appraised, entries, scanned)
 
