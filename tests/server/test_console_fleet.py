@@ -288,3 +288,42 @@ def test_a_log_that_does_not_replay_to_its_quote_is_not_shown_as_allowed_measure
     measured = text.split('id="measurements"', 1)[1].split("</section>", 1)[0]
     assert 'data-verdict="allowed"' not in measured and "Allowed" not in measured, measured
     assert "does not replay" in measured and "eventlog_mismatch" in measured, measured
+
+
+def test_an_open_event_stream_ends_when_its_session_expires(continuous: Continuous) -> None:
+    """Attack: keep /ui/events open past the session's end. The decisions stream checks
+    the whole session before each read; /ui/events checked only the token, so a session
+    past its expiry kept receiving changes for the rest of the stream's time."""
+    import threading
+    import time
+
+    from attest.console import session
+
+    svc = continuous
+    _signed_in(svc)
+    streamed: list[str] = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        with svc.client.stream("GET", "/ui/events?timeout=30") as answer:
+            for line in answer.iter_lines():
+                if line.startswith("retry:"):
+                    opened.set()
+                streamed.append(line)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert opened.wait(30)
+    with Store.open(svc.url) as store:
+        store.revoke_host("web-before", "retired", int(svc.clock.now))
+        for _ in range(300):
+            if any("web-before" in line for line in streamed):
+                break
+            time.sleep(0.1)
+        assert any("web-before" in line for line in streamed)
+        svc.clock.now += session.SESSION_S + 1  # the cookie's expiry is behind us
+        time.sleep(1.5)  # a poll or more: the stream checks before its next read
+        store.revoke_host("web-after", "retired", int(svc.clock.now))
+    listener.join(60)
+    assert not listener.is_alive()
+    assert not any("web-after" in line for line in streamed), streamed
