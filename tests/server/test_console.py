@@ -16,7 +16,7 @@ from attest.console import session
 from attest.policy import NonceMode
 from attest.store import Store, tokens
 from tests.server.conftest import Service
-from tests.server.serving import admin_token, challenge, policy_file, served, verify
+from tests.server.serving import admin_token, challenge, listen, policy_file, served, verify
 from tests.verify.rig import Rig
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -257,35 +257,16 @@ def test_the_consoles_event_stream_needs_a_session_and_ends_with_its_token(
     # /ui/events is /v1/events under the session cookie: none, no stream; an open stream
     # sends a change of trust, and once its token is revoked it ends at the next poll,
     # before a later change is sent.
-    import threading
-
     client = service.client
     assert client.get("/ui/events").status_code == 401
     _login(service, admin_token(service.home))
-    streamed: list[str] = []
-    opened = threading.Event()
-
-    def listen() -> None:
-        with client.stream("GET", "/ui/events") as answer:
-            assert answer.headers["content-type"].startswith("text/event-stream")
-            for line in answer.iter_lines():
-                if line.startswith("retry:"):
-                    opened.set()
-                streamed.append(line)
-
-    listener = threading.Thread(target=listen)
-    listener.start()
-    assert opened.wait(30)
+    stream = listen(client, "/ui/events")
     with Store.open(service.url) as store:
         store.revoke_host("web-before", "retired", int(time.time()))
-        for _ in range(300):
-            if any("web-before" in line for line in streamed):
-                break
-            time.sleep(0.1)
-        assert any(line.startswith("data:") and "web-before" in line for line in streamed)
+        assert stream.saw("web-before")
+        assert any(line.startswith("data:") and "web-before" in line for line in stream.lines)
         ident = client.cookies[session.COOKIE].split(".")[0]
         assert tokens.revoke(store, ident, int(time.time()))
         store.revoke_host("web-after", "retired", int(time.time()))
-    listener.join(60)
-    assert not listener.is_alive()
-    assert not any("web-after" in line for line in streamed)
+    assert stream.ended()
+    assert not any("web-after" in line for line in stream.lines)

@@ -11,13 +11,14 @@ import dataclasses
 import html
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import quote
 
 from attest.artifact import jws
 from attest.store import Store, hostreports, identities
 from tests.server.conftest import Service
-from tests.server.serving import admin_token, challenge, verify
+from tests.server.serving import admin_token, challenge, listen, verify
 from tests.server.test_admin import _auth
 from tests.server.test_reports import Continuous, _report, continuous
 from tests.verify.rig import HOST_ID
@@ -294,36 +295,16 @@ def test_an_open_event_stream_ends_when_its_session_expires(continuous: Continuo
     """Attack: keep /ui/events open past the session's end. The decisions stream checks
     the whole session before each read; /ui/events checked only the token, so a session
     past its expiry kept receiving changes for the rest of the stream's time."""
-    import threading
-    import time
-
     from attest.console import session
 
     svc = continuous
     _signed_in(svc)
-    streamed: list[str] = []
-    opened = threading.Event()
-
-    def listen() -> None:
-        with svc.client.stream("GET", "/ui/events?timeout=30") as answer:
-            for line in answer.iter_lines():
-                if line.startswith("retry:"):
-                    opened.set()
-                streamed.append(line)
-
-    listener = threading.Thread(target=listen)
-    listener.start()
-    assert opened.wait(30)
+    stream = listen(svc.client, "/ui/events?timeout=30")
     with Store.open(svc.url) as store:
         store.revoke_host("web-before", "retired", int(svc.clock.now))
-        for _ in range(300):
-            if any("web-before" in line for line in streamed):
-                break
-            time.sleep(0.1)
-        assert any("web-before" in line for line in streamed)
+        assert stream.saw("web-before")
         svc.clock.now += session.SESSION_S + 1  # the cookie's expiry is behind us
         time.sleep(1.5)  # a poll or more: the stream checks before its next read
         store.revoke_host("web-after", "retired", int(svc.clock.now))
-    listener.join(60)
-    assert not listener.is_alive()
-    assert not any("web-after" in line for line in streamed), streamed
+    assert stream.ended()
+    assert not any("web-after" in line for line in stream.lines), stream.lines
