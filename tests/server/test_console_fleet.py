@@ -308,3 +308,20 @@ def test_an_open_event_stream_ends_when_its_session_expires(continuous: Continuo
         store.revoke_host("web-after", "retired", int(svc.clock.now))
     assert stream.ended()
     assert not any("web-after" in line for line in stream.lines), stream.lines
+
+
+def test_an_entry_changed_in_the_database_to_deep_json_is_skipped_not_a_500(
+        continuous: Continuous) -> None:
+    """Attack (a database writer): an audit entry rewritten as JSON nested deeper than
+    the parser's recursion limit. The decisions page skips it (decisionlog); the host
+    page's look through the latest entries raised RecursionError: a 500."""
+    svc = continuous
+    store = _enrolled(svc)
+    assert _report(svc)["accepted"] is True
+    _signed_in(svc)
+    with store.write() as tx:
+        tx.execute("UPDATE audit_entries SET data = :data WHERE idx = 0",
+                   {"data": b"[" * 100_000 + b"]" * 100_000})
+    for path in (f"/ui/hosts/{HOST_ID}", "/ui/decisions"):
+        answer = svc.client.get(path)
+        assert answer.status_code == 200, (path, answer.text[-300:])
