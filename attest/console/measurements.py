@@ -35,6 +35,8 @@ class Measured:
     allowed_by: str | None  # the reference entry that allowed it
     refused: str | None  # why no reference value allowed it
     code: str | None  # the refusal's reason code
+    # Neither: no section of the policy reads records of this kind (why, in words).
+    unappraised: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,5 +112,5 @@ def _one(record: CelRecord, reference: ReferenceValues, covered: frozenset[int],
                        "is one of the entry's values")
     if record.content_type == SYSTEMD_CONTENT_TYPE and reference.systemd is not None:
         return replace(made, allowed_by=f"reference.systemd: {digest}")
-    return replace(made, allowed_by="not appraised: the policy has no reference section "
-                   "for this record's content type")
+    return replace(made, unappraised="the policy has no reference section for this "
+                   "record's content type: the verifier lets it pass unread")

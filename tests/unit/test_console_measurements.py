@@ -74,3 +74,13 @@ def test_only_a_log_that_replayed_to_its_quote_is_appraised() -> None:
                                                         "digests": [GOOD.hex()]}]})
     shown = explain(ReportLog(_log([("app", GOOD)])), _policy(reference), replayed=False)
     assert shown.records == () and shown.note == NOT_REPLAYED
+
+
+def test_a_record_no_section_appraises_is_said_not_appraised_not_allowed() -> None:
+    """Under a policy with reference.systemd alone, attest's own records pass unappraised:
+    the page said 'Allowed by not appraised: ...', an allowance no reference value made."""
+    reference = ReferenceValues.from_dict({"systemd": [GOOD.hex()]})
+    found = explain(ReportLog(_log([("app", BAD)])), _policy(reference))
+    (record,) = found.records
+    assert record.refused is None and record.allowed_by is None
+    assert record.unappraised is not None and "no reference section" in record.unappraised

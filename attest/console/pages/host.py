@@ -209,6 +209,9 @@ def _measurements(facts: HostFacts) -> Markup:
                 verdict_cell = tag("td", tag("span", "No reference value allows it",
                                              class_="verdict-refused"),
                                    f" ({m.code}): ", m.refused, class_="verdict")
+            elif m.unappraised is not None:
+                verdict_cell = tag("td", tag("span", "Not appraised"), ": ", m.unappraised,
+                                   class_="verdict")
             else:
                 verdict_cell = tag("td", tag("span", "Allowed", class_="verdict-allowed"),
                                    " by ", m.allowed_by, class_="verdict")
@@ -217,7 +220,8 @@ def _measurements(facts: HostFacts) -> Markup:
                             tag("td", m.digest, class_="digest"),
                             tag("td", m.description, class_="description"), verdict_cell,
                             data_pcr="" if m.pcr is None else str(m.pcr),
-                            data_verdict="refused" if m.refused else "allowed"))
+                            data_verdict="refused" if m.refused else
+                            "unappraised" if m.unappraised else "allowed"))
     table = tag("table", tag("caption", "Runtime measurements and the reference value "
                              "that allowed each"), tag("thead", head), tag("tbody", *rows))
     return tag("section", tag("h2", "Runtime measurements", id="measurements-title"),
