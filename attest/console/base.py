@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from attest.console import session
 from attest.console.html import Markup, join, page, tag, void
+from attest.server.bodies import RequestRefused, read_body
 from attest.store import events, tokens
 from attest.store.tokens import TokenInfo
 
@@ -142,9 +143,21 @@ class Console:
         """The hidden field a state-changing form of this session carries."""
         return void("input", type="hidden", name="csrf", value=self.csrf(who))
 
-    def checks_form(self, request: Request, who: Session, sent: str | None) -> bool:
-        """Whether a POST is this session's own form: same origin and its CSRF token."""
-        return same_origin(request) and session.csrf_matches(self.key, who.cookie, sent)
+    async def own_form(self, request: Request, who: Session, fields: set[str],
+                       limit: int) -> dict[str, str] | None:
+        """The fields of a POST that is ``who``'s own form: from this origin, a body of at
+        most ``limit`` bytes, form-encoded with exactly ``fields`` (``csrf`` among them)
+        and its CSRF token; None for anything else (nothing to act on)."""
+        if not same_origin(request) or not is_form(request):
+            return None
+        try:
+            body = await read_body(request, limit)
+        except RequestRefused:
+            return None  # too large, or a broken body
+        found = form_fields(body, fields)
+        if found is None or not session.csrf_matches(self.key, who.cookie, found["csrf"]):
+            return None
+        return found
 
     def nav(self, who: Session, current: str) -> Markup:
         links = [tag("a", label, href=f"{UI}{path}",

@@ -93,11 +93,7 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
         who = await console.require(request)
         if isinstance(who, Response):
             return who
-        if not same_origin(request):
-            return html(page("Refused", tag("p", "The form is not this console's.")), 403)
-        body = await read_body(request, LOGOUT_BODY_BYTES)
-        fields = form_fields(body, {"csrf"}) if is_form(request) else None
-        if fields is None or not console.checks_form(request, who, fields["csrf"]):
+        if await console.own_form(request, who, {"csrf"}, LOGOUT_BODY_BYTES) is None:
             return html(page("Refused", tag("p", "The form is not this session's.")), 403)
         answer = to_login()
         answer.delete_cookie(session.COOKIE, path=UI, httponly=True, samesite="strict")

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from attest.audit import verifications
 from attest.audit.log import AuditLog, SignedHead
 from attest.audit.note import Checkpoint
+from attest.console import session
 from attest.console.base import UI, Console, Session, form_fields, is_form, same_origin
 from attest.console.html import Markup, join, tag
 from attest.console.pages.fleet import when
@@ -72,7 +73,7 @@ def mount(app: FastAPI, console: Console) -> None:
         if fields is None:
             return refused(console, who, 400, "The form could not be read: it wants exactly "
                            "its two fields, form-encoded.")
-        if not console.checks_form(request, who, fields["csrf"]):
+        if not session.csrf_matches(console.key, who.cookie, fields["csrf"]):  # Origin: above
             return refused(console, who, 403, "The form is not this session's.")
         text = fields["receipt"]
         view = await run_in_threadpool(head_view, console)
