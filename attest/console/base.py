@@ -31,6 +31,8 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Content-Type-Options": "nosniff",
+    # frame-ancestors for browsers too old to read it: no page of the console in a frame.
+    "X-Frame-Options": "DENY",
     # Never a console address to another site. Not no-referrer: with it Chromium sends
     # "Origin: null" on the console's own form POSTs, which same_origin must refuse.
     "Referrer-Policy": "same-origin",

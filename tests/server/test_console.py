@@ -270,3 +270,30 @@ def test_the_consoles_event_stream_needs_a_session_and_ends_with_its_token(
         store.revoke_host("web-after", "retired", int(time.time()))
     assert stream.ended()
     assert not any("web-after" in line for line in stream.lines)
+
+
+def test_every_console_answer_carries_the_consoles_headers(service: Service) -> None:
+    """Signed in or not, a page, a refusal, an error page, a redirect, an asset or a
+    stream: each answer under /ui/ sends the CSP (no inline script, no framing), nosniff,
+    the referrer policy and, for old browsers that ignore frame-ancestors, X-Frame-Options
+    (the revoke confirmation is one click: no page may frame it)."""
+    client = service.client
+    paths = ["/ui/", "/ui/login", "/ui/hosts/web-1", "/ui/decisions", "/ui/lineage",
+             "/ui/lineage/a.b/revoke", "/ui/audit", "/ui/nope", "/ui/assets/console.css",
+             "/ui/assets/nope.css", "/ui/events?timeout=0", "/ui/decisions/stream?timeout=0",
+             "/ui/?state=nope"]
+    for signed in (False, True):
+        if signed:
+            assert _login(service, admin_token(service.home)).status_code == 303
+        answers = [client.get(path, follow_redirects=False) for path in paths]
+        answers += [client.post(path, content="x=1", headers=FORM, follow_redirects=False)
+                    for path in ("/ui/login", "/ui/logout", "/ui/audit/receipt",
+                                 "/ui/lineage/a.b/revoke", "/ui/")]
+        for answer in answers:
+            said = (signed, answer.request.method, answer.request.url.path, answer.status_code)
+            headers = answer.headers
+            assert headers["content-security-policy"].startswith("default-src 'none'"), said
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], said
+            assert headers["x-content-type-options"] == "nosniff", said
+            assert headers["referrer-policy"] == "same-origin", said
+            assert headers.get("x-frame-options") == "DENY", said
