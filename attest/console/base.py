@@ -100,6 +100,10 @@ def same_origin(request: Request) -> bool:
     """Whether a POST came from the console's own pages: its ``Origin``, when the browser
     sends one, names the host the request was sent to. SameSite=Strict already keeps the
     cookie off other sites' requests; this also stops another site posting a login."""
+    # A browser says where a request came from in Sec-Fetch-Site too, even where it (or
+    # an extension) leaves Origin out: another site's form, or a sibling subdomain's.
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return False
     origin = request.headers.get("origin")
     if origin is None:
         return True

@@ -297,3 +297,22 @@ def test_every_console_answer_carries_the_consoles_headers(service: Service) -> 
             assert headers["x-content-type-options"] == "nosniff", said
             assert headers["referrer-policy"] == "same-origin", said
             assert headers.get("x-frame-options") == "DENY", said
+
+
+def test_a_post_a_browser_marks_cross_site_is_refused_even_without_an_origin(
+        service: Service) -> None:
+    """Attack: a login (or any form) posted from another site by a browser or an
+    extension that leaves Origin out. Browsers also say where a request came from in
+    Sec-Fetch-Site: a form of another site (or of a sibling subdomain) is refused."""
+    token = admin_token(service.home)
+    for where in ("cross-site", "same-site"):
+        answer = service.client.post("/ui/login", content=f"token={token}",
+                                     headers={**FORM, "sec-fetch-site": where},
+                                     follow_redirects=False)
+        assert answer.status_code == 403, where
+        assert session.COOKIE not in answer.headers.get("set-cookie", "")
+    for where in ("same-origin", "none"):  # the console's own form; typed by hand
+        answer = service.client.post("/ui/login", content=f"token={token}",
+                                     headers={**FORM, "sec-fetch-site": where},
+                                     follow_redirects=False)
+        assert answer.status_code == 303, where
