@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from attest.console import session
 from attest.console.html import Markup, join, page, tag, void
+from attest.server.bodies import RequestRefused, read_body
 from attest.store import events, tokens
 from attest.store.tokens import TokenInfo
 
@@ -30,6 +31,8 @@ HEADERS = {
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Content-Type-Options": "nosniff",
+    # frame-ancestors for browsers too old to read it: no page of the console in a frame.
+    "X-Frame-Options": "DENY",
     # Never a console address to another site. Not no-referrer: with it Chromium sends
     # "Origin: null" on the console's own form POSTs, which same_origin must refuse.
     "Referrer-Policy": "same-origin",
@@ -97,6 +100,10 @@ def same_origin(request: Request) -> bool:
     """Whether a POST came from the console's own pages: its ``Origin``, when the browser
     sends one, names the host the request was sent to. SameSite=Strict already keeps the
     cookie off other sites' requests; this also stops another site posting a login."""
+    # A browser says where a request came from in Sec-Fetch-Site too, even where it (or
+    # an extension) leaves Origin out: another site's form, or a sibling subdomain's.
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return False
     origin = request.headers.get("origin")
     if origin is None:
         return True
@@ -142,9 +149,21 @@ class Console:
         """The hidden field a state-changing form of this session carries."""
         return void("input", type="hidden", name="csrf", value=self.csrf(who))
 
-    def checks_form(self, request: Request, who: Session, sent: str | None) -> bool:
-        """Whether a POST is this session's own form: same origin and its CSRF token."""
-        return same_origin(request) and session.csrf_matches(self.key, who.cookie, sent)
+    async def own_form(self, request: Request, who: Session, fields: set[str],
+                       limit: int) -> dict[str, str] | None:
+        """The fields of a POST that is ``who``'s own form: from this origin, a body of at
+        most ``limit`` bytes, form-encoded with exactly ``fields`` (``csrf`` among them)
+        and its CSRF token; None for anything else (nothing to act on)."""
+        if not same_origin(request) or not is_form(request):
+            return None
+        try:
+            body = await read_body(request, limit)
+        except RequestRefused:
+            return None  # too large, or a broken body
+        found = form_fields(body, fields)
+        if found is None or not session.csrf_matches(self.key, who.cookie, found["csrf"]):
+            return None
+        return found
 
     def nav(self, who: Session, current: str) -> Markup:
         links = [tag("a", label, href=f"{UI}{path}",

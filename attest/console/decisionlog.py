@@ -67,7 +67,7 @@ def _text(value: Any) -> str | None:
     return value[:MAX_TEXT]
 
 
-def _entry(data: bytes | memoryview) -> dict[str, Any] | None:
+def entry(data: bytes | memoryview) -> dict[str, Any] | None:
     """An entry's JSON object with a plausible time; None for anything else."""
     try:
         value = json.loads(bytes(data))
@@ -97,7 +97,7 @@ def _decision(index: int, value: dict[str, Any]) -> LoggedDecision | None:
 def parse(index: int, data: bytes | memoryview) -> LoggedDecision | None:
     """The decision the entry at ``index`` holds; None for another kind of entry or one
     that is not what attest writes (the store is not trusted to be)."""
-    value = _entry(data)
+    value = entry(data)
     return None if value is None else _decision(index, value)
 
 
@@ -199,7 +199,7 @@ def _walk_back(store: Store, top: int, start: int,
             rows = tx.all(_NEWEST, {"below": cursor, "limit": min(CHUNK, cap - read)})
         newest_seen = -1
         for row in rows:
-            value = _entry(row.data)
+            value = entry(row.data)
             if value is None:
                 continue
             when = value["time"]
@@ -274,7 +274,7 @@ class DecisionCounter:
             if not rows:
                 return
             for row in rows:
-                value = _entry(row.data)
+                value = entry(row.data)
                 if value is not None:
                     _count(self._counted, value)
             self._read += len(rows)

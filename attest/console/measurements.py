@@ -2,7 +2,8 @@
 none did: for the console's host page.
 
 The report is the one that last changed the host's trust state (attest.store.
-hostreports: kept only when its quote verified and its log replayed to it). Each of its
+hostreports: kept only when its quote verified). When its log replayed to the quote
+(accepted, or denied for a reference value alone: :func:`replayed`), each of its
 runtime log's records is appraised on its own with the project's appraisal
 (attest.eventlog.appraise.appraise), against the runtime sections of the policy in
 force now, so the page says, record by record, what the verifier's one verdict for the
@@ -17,6 +18,7 @@ from attest.errors import EvidenceError
 from attest.eventlog.appraise import ReferenceValues, appraise
 from attest.eventlog.cel import SYSTEMD_CONTENT_TYPE, CelRecord, describe_content, parse_cel
 from attest.policy.model import VerifierPolicy
+from attest.reasons import Reason
 from attest.store.hostreports import ReportLog
 
 # Records a page shows: a runtime log holds up to ~40,000; the refused ones come first
@@ -33,6 +35,8 @@ class Measured:
     allowed_by: str | None  # the reference entry that allowed it
     refused: str | None  # why no reference value allowed it
     code: str | None  # the refusal's reason code
+    # Neither: no section of the policy reads records of this kind (why, in words).
+    unappraised: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,19 @@ class Appraised:
     note: str | None  # why nothing could be appraised, when so
 
 
-def explain(runtime: ReportLog, policy: VerifierPolicy) -> Appraised:
+# Said instead of any record's verdict when the report's log is not evidence.
+NOT_REPLAYED = ("the report was denied eventlog_mismatch: its runtime log does not replay "
+                "to the PCRs its quote signed (or a record is not what it extended), so its "
+                "records are the host's claim, not measurements, and none is appraised here")
+
+
+def explain(runtime: ReportLog, policy: VerifierPolicy, *, replayed: bool = True) -> Appraised:
+    """Each record of ``runtime`` appraised alone. ``replayed``: whether the verifier
+    found the log to replay to the report's quote (a report accepted, or denied for a
+    reference value alone); a log that did not is the host's word, and appraising it
+    would show a lie's records as allowed measurements (:func:`replayed`)."""
+    if not replayed:
+        return Appraised((), 0, runtime.base, NOT_REPLAYED)
     reference = policy.reference
     try:
         records = parse_cel(runtime.log).records
@@ -67,6 +83,15 @@ def explain(runtime: ReportLog, policy: VerifierPolicy) -> Appraised:
     return Appraised(tuple(found), len(records), runtime.base, None)
 
 
+def replayed(accepted: bool, reasons: tuple[str, ...]) -> bool:
+    """Whether a stored report's log held as evidence: accepted, or denied only for a
+    measurement the reference values forbid (which the verifier reports only once the log
+    replays to the quote: attest.verify.appraisal.log_denial). Any other denial that moves
+    a host's state (eventlog_mismatch) says the log is not what the TPM measured."""
+    return accepted or (bool(reasons)
+                        and set(reasons) == {Reason.REFERENCE_VALUE_MISMATCH.value})
+
+
 def _one(record: CelRecord, reference: ReferenceValues, covered: frozenset[int], base: int
          ) -> Measured:
     bank = reference.bank
@@ -87,5 +112,5 @@ def _one(record: CelRecord, reference: ReferenceValues, covered: frozenset[int],
                        "is one of the entry's values")
     if record.content_type == SYSTEMD_CONTENT_TYPE and reference.systemd is not None:
         return replace(made, allowed_by=f"reference.systemd: {digest}")
-    return replace(made, allowed_by="not appraised: the policy has no reference section "
-                   "for this record's content type")
+    return replace(made, unappraised="the policy has no reference section for this "
+                   "record's content type: the verifier lets it pass unread")

@@ -93,11 +93,7 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
         who = await console.require(request)
         if isinstance(who, Response):
             return who
-        if not same_origin(request):
-            return html(page("Refused", tag("p", "The form is not this console's.")), 403)
-        body = await read_body(request, LOGOUT_BODY_BYTES)
-        fields = form_fields(body, {"csrf"}) if is_form(request) else None
-        if fields is None or not console.checks_form(request, who, fields["csrf"]):
+        if await console.own_form(request, who, {"csrf"}, LOGOUT_BODY_BYTES) is None:
             return html(page("Refused", tag("p", "The form is not this session's.")), 403)
         answer = to_login()
         answer.delete_cookie(session.COOKIE, path=UI, httponly=True, samesite="strict")
@@ -120,13 +116,15 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
                             headers=HEADERS)
         start = event_stream.cursor_from(request.headers.get("last-event-id"), after)
         first = await run_in_threadpool(batch, start)
-        token = who.info.id
 
-        def in_force() -> bool:  # a revoked token ends its open streams at the next poll
-            return tokens.in_force(service.store, token) is not None
+        def signed_in() -> bool:
+            # The whole session before each read, as the decisions stream checks it: a
+            # revoked token or a session past its expiry ends the stream at the next poll.
+            found = session.token_id(console.key, who.cookie, console.now())
+            return found is not None and tokens.in_force(service.store, found) is not None
 
         answer = event_stream.stream_response(request, start, first, batch, timeout,
-                                              allowed=in_force)
+                                              allowed=signed_in)
         answer.headers.update({k: v for k, v in HEADERS.items() if k != "Cache-Control"})
         return answer
 

@@ -1,9 +1,11 @@
 """The runtime log of the report that last changed each host's trust state.
 
 Written by attest.store.hosttrust.record_report in the transaction of the change (so
-only a report whose quote verified under the host's AK, and whose log replayed to it,
-is kept: the change needs it), read by the console's host page, which appraises each
-record against the policy in force (attest.console.measurements). One row a host,
+only a report whose quote verified under the host's AK is kept: the change needs it),
+read by the console's host page, which appraises each record against the policy in
+force (attest.console.measurements). The quote is genuine; the log need not be: a
+report denied eventlog_mismatch carried a log that does not replay to its quote, kept
+as sent, and the page appraises none of its records (measurements.replayed). One row a host,
 replaced at each change: the table grows with the fleet, not with its reports.
 """
 

@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,3 +229,42 @@ def answering(handler: type[http.server.BaseHTTPRequestHandler], address: str = 
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+@dataclass
+class Listener:
+    """An SSE stream read on a thread of its own: its lines as they come."""
+
+    thread: threading.Thread
+    lines: list[str]
+
+    def saw(self, text: str, *, wait: float = 30.0) -> bool:
+        """Whether a line holding ``text`` came, waiting up to ``wait`` seconds for it."""
+        for _ in range(int(wait * 10)):
+            if any(text in line for line in self.lines):
+                return True
+            time.sleep(0.1)
+        return any(text in line for line in self.lines)
+
+    def ended(self, wait: float = 60.0) -> bool:
+        self.thread.join(wait)
+        return not self.thread.is_alive()
+
+
+def listen(client: TestClient, path: str) -> Listener:
+    """``GET path`` as a stream on a thread, returned once the stream is open (its
+    ``retry:`` line came)."""
+    lines: list[str] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        with client.stream("GET", path) as answer:
+            for line in answer.iter_lines():
+                if line.startswith("retry:"):
+                    opened.set()
+                lines.append(line)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    assert opened.wait(30), lines
+    return Listener(thread, lines)

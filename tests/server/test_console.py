@@ -16,7 +16,7 @@ from attest.console import session
 from attest.policy import NonceMode
 from attest.store import Store, tokens
 from tests.server.conftest import Service
-from tests.server.serving import admin_token, challenge, policy_file, served, verify
+from tests.server.serving import admin_token, challenge, listen, policy_file, served, verify
 from tests.verify.rig import Rig
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -257,35 +257,62 @@ def test_the_consoles_event_stream_needs_a_session_and_ends_with_its_token(
     # /ui/events is /v1/events under the session cookie: none, no stream; an open stream
     # sends a change of trust, and once its token is revoked it ends at the next poll,
     # before a later change is sent.
-    import threading
-
     client = service.client
     assert client.get("/ui/events").status_code == 401
     _login(service, admin_token(service.home))
-    streamed: list[str] = []
-    opened = threading.Event()
-
-    def listen() -> None:
-        with client.stream("GET", "/ui/events") as answer:
-            assert answer.headers["content-type"].startswith("text/event-stream")
-            for line in answer.iter_lines():
-                if line.startswith("retry:"):
-                    opened.set()
-                streamed.append(line)
-
-    listener = threading.Thread(target=listen)
-    listener.start()
-    assert opened.wait(30)
+    stream = listen(client, "/ui/events")
     with Store.open(service.url) as store:
         store.revoke_host("web-before", "retired", int(time.time()))
-        for _ in range(300):
-            if any("web-before" in line for line in streamed):
-                break
-            time.sleep(0.1)
-        assert any(line.startswith("data:") and "web-before" in line for line in streamed)
+        assert stream.saw("web-before")
+        assert any(line.startswith("data:") and "web-before" in line for line in stream.lines)
         ident = client.cookies[session.COOKIE].split(".")[0]
         assert tokens.revoke(store, ident, int(time.time()))
         store.revoke_host("web-after", "retired", int(time.time()))
-    listener.join(60)
-    assert not listener.is_alive()
-    assert not any("web-after" in line for line in streamed)
+    assert stream.ended()
+    assert not any("web-after" in line for line in stream.lines)
+
+
+def test_every_console_answer_carries_the_consoles_headers(service: Service) -> None:
+    """Signed in or not, a page, a refusal, an error page, a redirect, an asset or a
+    stream: each answer under /ui/ sends the CSP (no inline script, no framing), nosniff,
+    the referrer policy and, for old browsers that ignore frame-ancestors, X-Frame-Options
+    (the revoke confirmation is one click: no page may frame it)."""
+    client = service.client
+    paths = ["/ui/", "/ui/login", "/ui/hosts/web-1", "/ui/decisions", "/ui/lineage",
+             "/ui/lineage/a.b/revoke", "/ui/audit", "/ui/nope", "/ui/assets/console.css",
+             "/ui/assets/nope.css", "/ui/events?timeout=0", "/ui/decisions/stream?timeout=0",
+             "/ui/?state=nope"]
+    for signed in (False, True):
+        if signed:
+            assert _login(service, admin_token(service.home)).status_code == 303
+        answers = [client.get(path, follow_redirects=False) for path in paths]
+        answers += [client.post(path, content="x=1", headers=FORM, follow_redirects=False)
+                    for path in ("/ui/login", "/ui/logout", "/ui/audit/receipt",
+                                 "/ui/lineage/a.b/revoke", "/ui/")]
+        for answer in answers:
+            said = (signed, answer.request.method, answer.request.url.path, answer.status_code)
+            headers = answer.headers
+            assert headers["content-security-policy"].startswith("default-src 'none'"), said
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], said
+            assert headers["x-content-type-options"] == "nosniff", said
+            assert headers["referrer-policy"] == "same-origin", said
+            assert headers.get("x-frame-options") == "DENY", said
+
+
+def test_a_post_a_browser_marks_cross_site_is_refused_even_without_an_origin(
+        service: Service) -> None:
+    """Attack: a login (or any form) posted from another site by a browser or an
+    extension that leaves Origin out. Browsers also say where a request came from in
+    Sec-Fetch-Site: a form of another site (or of a sibling subdomain) is refused."""
+    token = admin_token(service.home)
+    for where in ("cross-site", "same-site"):
+        answer = service.client.post("/ui/login", content=f"token={token}",
+                                     headers={**FORM, "sec-fetch-site": where},
+                                     follow_redirects=False)
+        assert answer.status_code == 403, where
+        assert session.COOKIE not in answer.headers.get("set-cookie", "")
+    for where in ("same-origin", "none"):  # the console's own form; typed by hand
+        answer = service.client.post("/ui/login", content=f"token={token}",
+                                     headers={**FORM, "sec-fetch-site": where},
+                                     follow_redirects=False)
+        assert answer.status_code == 303, where

@@ -389,3 +389,39 @@ def test_the_recorded_verification_is_the_last_one_and_bounded(tmp_path: Path) -
         assert found.problem == "x" * verifications.MAX_PROBLEM and found.findings == 7
         with store.read() as tx:
             assert tx.scalar("SELECT COUNT(*) FROM audit_verifications") == 1
+
+
+def test_a_receipt_signed_by_the_key_but_not_held_by_this_log_is_not_valid(
+        service: Service, tmp_path: Path) -> None:
+    """Attack: a receipt the log's key signed for another tree (a log restored from an
+    older backup, a second deployment given the same key, a forked log) proves nothing
+    of this log, yet its signature and path hold: the page said valid. It must say the
+    log here does not hold that tree."""
+    import shutil
+
+    from attest.audit import AuditLog, keys
+    from tests.audit.conftest import entry
+
+    _decide(service, 2)
+    csrf = _login(service)
+    size = service.client.get("/v1/audit/head").json()["size"]
+    other = tmp_path / "other"
+    folder = keys._folder(service.home, create=False)  # the key's folder
+    copied = keys._folder(other, create=True)
+    shutil.copy2(folder / keys.PRIVATE_FILE, copied / keys.PRIVATE_FILE)  # the key alone
+    with Store.open(default_url(other)) as elsewhere:
+        fork = AuditLog.open(elsewhere, other)  # the same key, another tree
+        fork.record_many([entry(n) for n in range(size)])
+        within = fork.receipt(0)  # signed at this log's size, over another tree
+        fork.record_many([entry(n) for n in range(size, size + 3)])
+        beyond = fork.receipt(size + 2)  # signed at a size this log never reached
+    assert within.tree_size == size and beyond.tree_size > size
+    for receipt in (within, beyond):
+        answer = _check(service, csrf, json.dumps(receipt.to_json()))
+        assert answer.status_code == 200, answer.text
+        valid, said = _result(answer.text)
+        assert valid == "false", said
+        assert "this log" in said, said
+    # A receipt of a tree this log holds stays valid.
+    proof = service.client.get("/v1/audit/proof/inclusion", params={"index": 0}).json()
+    assert _result(_check(service, csrf, json.dumps(proof)).text)[0] == "true"

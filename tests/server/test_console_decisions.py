@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +26,7 @@ from attest.server.app import create_app
 from attest.store import Store, tokens
 from attest.timetext import iso
 from tests.server.conftest import Service
-from tests.server.serving import admin_token, challenge, verify
+from tests.server.serving import admin_token, challenge, listen, verify
 from tests.verify.rig import Rig
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -347,35 +346,17 @@ def test_a_revoked_token_ends_its_stream_before_the_next_decision(service: Servi
     token = admin_token(service.home)
     _login(service, token)
     cursor = _log(service).size()
-    streamed: list[str] = []
-    opened = threading.Event()
-
-    def listen() -> None:
-        with service.client.stream("GET", f"/ui/decisions/stream?after={cursor}&timeout=20") \
-                as answer:
-            for line in answer.iter_lines():
-                if line.startswith("retry:"):
-                    opened.set()
-                streamed.append(line)
-
-    listener = threading.Thread(target=listen)
-    listener.start()
-    assert opened.wait(30)
+    stream = listen(service.client, f"/ui/decisions/stream?after={cursor}&timeout=20")
     now = int(time.time())
     _log(service).record_many([_decision(now, True, subject="before")])
     # Wait until the open stream has sent it: the stream is live and reading.
-    for _ in range(300):
-        if any('"before"' in line for line in streamed):
-            break
-        time.sleep(0.1)
-    assert any('"before"' in line for line in streamed)
+    assert stream.saw('"before"')
     ident = service.client.cookies[session.COOKIE].split(".")[0]
     with Store.open(service.url) as store:
         assert tokens.revoke(store, ident, now)
     _log(service).record_many([_decision(now, True, subject="after")])
-    listener.join(60)
-    assert not listener.is_alive()
-    assert not any('"after"' in line for line in streamed)
+    assert stream.ended()
+    assert not any('"after"' in line for line in stream.lines)
     assert service.client.get("/ui/decisions/stream?timeout=0").status_code == 401
 
 

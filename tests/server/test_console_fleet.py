@@ -7,15 +7,18 @@ would."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import quote
 
+from attest.artifact import jws
 from attest.store import Store, hostreports, identities
 from tests.server.conftest import Service
-from tests.server.serving import admin_token, challenge, verify
+from tests.server.serving import admin_token, challenge, listen, verify
 from tests.server.test_admin import _auth
 from tests.server.test_reports import Continuous, _report, continuous
 from tests.verify.rig import HOST_ID
@@ -257,3 +260,68 @@ def test_fleet_js_is_served_and_writes_stream_data_as_text_only(service: Service
         assert sink not in script, sink
     assert 'new EventSource("/ui/events?after=" + encodeURIComponent(cursor))' in script
     assert "textContent" in script
+
+
+def test_a_log_that_does_not_replay_to_its_quote_is_not_shown_as_allowed_measurements(
+        continuous: Continuous) -> None:
+    """Attack: a host measures something no reference value allows, then sends a report
+    whose runtime log is an older one that omits it. The quote is genuine (the host's AK),
+    the log does not replay to it: eventlog_mismatch, the host turns untrusted, and the
+    store keeps that report's log. Appraised record by record, every record of the lie
+    was 'Allowed': the page must not present a log that did not replay as measurements."""
+    svc = continuous
+    store = _enrolled(svc)
+    first = svc.rig.issue("agent", action="report", nonce=challenge(svc.client),
+                          now=int(svc.clock.now))
+    assert svc.client.post("/v1/reports", json={"report": first.decode()}).json()["accepted"]
+    old = jws.parse(first).claims.evidence
+    svc.rig.host.ok("measure", "command", "--", "cat")  # measured: in PCR 15, not allowed
+    raw = svc.rig.issue("agent", action="report", nonce=challenge(svc.client),
+                        now=int(svc.clock.now))
+    lying = svc.rig.reissue(raw, evidence=lambda e: dataclasses.replace(
+        e, runtime_log=old.runtime_log, runtime_log_base=old.runtime_log_base))
+    denied = svc.client.post("/v1/reports", json={"report": lying.decode()}).json()
+    assert denied["reasons"] == ["eventlog_mismatch"], denied
+    stored = hostreports.last(store, HOST_ID)
+    assert stored is not None and b"cat" not in stored.runtime.log  # the lie is what is kept
+    _signed_in(svc)
+    text = svc.client.get(f"/ui/hosts/{HOST_ID}").text
+    measured = text.split('id="measurements"', 1)[1].split("</section>", 1)[0]
+    assert 'data-verdict="allowed"' not in measured and "Allowed" not in measured, measured
+    assert "does not replay" in measured and "eventlog_mismatch" in measured, measured
+
+
+def test_an_open_event_stream_ends_when_its_session_expires(continuous: Continuous) -> None:
+    """Attack: keep /ui/events open past the session's end. The decisions stream checks
+    the whole session before each read; /ui/events checked only the token, so a session
+    past its expiry kept receiving changes for the rest of the stream's time."""
+    from attest.console import session
+
+    svc = continuous
+    _signed_in(svc)
+    stream = listen(svc.client, "/ui/events?timeout=30")
+    with Store.open(svc.url) as store:
+        store.revoke_host("web-before", "retired", int(svc.clock.now))
+        assert stream.saw("web-before")
+        svc.clock.now += session.SESSION_S + 1  # the cookie's expiry is behind us
+        time.sleep(1.5)  # a poll or more: the stream checks before its next read
+        store.revoke_host("web-after", "retired", int(svc.clock.now))
+    assert stream.ended()
+    assert not any("web-after" in line for line in stream.lines), stream.lines
+
+
+def test_an_entry_changed_in_the_database_to_deep_json_is_skipped_not_a_500(
+        continuous: Continuous) -> None:
+    """Attack (a database writer): an audit entry rewritten as JSON nested deeper than
+    the parser's recursion limit. The decisions page skips it (decisionlog); the host
+    page's look through the latest entries raised RecursionError: a 500."""
+    svc = continuous
+    store = _enrolled(svc)
+    assert _report(svc)["accepted"] is True
+    _signed_in(svc)
+    with store.write() as tx:
+        tx.execute("UPDATE audit_entries SET data = :data WHERE idx = 0",
+                   {"data": b"[" * 100_000 + b"]" * 100_000})
+    for path in (f"/ui/hosts/{HOST_ID}", "/ui/decisions"):
+        answer = svc.client.get(path)
+        assert answer.status_code == 200, (path, answer.text[-300:])

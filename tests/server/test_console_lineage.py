@@ -27,18 +27,11 @@ from attest.server.app import create_app
 from attest.store import RevocationKind, Store, default_url
 from attest.store import revocations as revs
 from tests.server.serving import admin_token, challenge, verify
+from tests.server.test_reports import Clock
 from tests.verify.rig import Rig
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 HOSTILE = '<img src=x onerror="alert(1)">&\'"'
-
-
-@dataclass
-class Clock:
-    now: float
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

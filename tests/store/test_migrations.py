@@ -192,3 +192,38 @@ def test_replicas_starting_together_run_each_migration_once(pg_url: str) -> None
     with Store.open(pg_url) as store, store.read() as tx:
         assert tx.scalar("SELECT count(*) FROM migration_probe") == 1
         assert tx.scalar("SELECT version FROM schema_versions WHERE component = 'probe'") == 2
+
+
+def test_a_version_3_database_made_before_the_console_gains_its_tables(
+        dialect: str, server: Any, tmp_path: Path) -> None:
+    """A deployment already at version 3 when the console came (host_reports, and the
+    audit page's audit_verifications, a component of its own) opens with both: nothing to
+    migrate, the tables created, its rows kept."""
+    from attest.audit import verifications
+    from attest.store import hostreports
+
+    url = default_url(tmp_path) if dialect == "sqlite" else None
+    with (_fresh(server) if url is None else _nothing(url)) as url:
+        with Store.open(url) as store:
+            store.accept(record("jti-1"), nonce=None, single_use=False, clock=clock(5), now=T0)
+            with store.write() as tx:
+                tx.execute("DROP TABLE host_reports")
+        with Store.open(url) as store:
+            assert _versions(store)["store"] == STORE_SCHEMA_VERSION
+            assert hostreports.last(store, "web-1") is None  # the table is there, empty
+            assert reads.jti_seen(store, "jti-1")
+            verifications.ensure(store)  # what the audit page does as the service starts
+            assert verifications.last(store) is None
+            verifications.record(store, verifications.Verification(T0, True, 1, 1))
+            assert verifications.last(store) == verifications.Verification(T0, True, 1, 1)
+
+
+@contextmanager
+def _nothing(url: str) -> Iterator[str]:
+    yield url
+
+
+@contextmanager
+def _fresh(server: PostgresServer) -> Iterator[str]:
+    with server.database() as url:
+        yield url

@@ -8,7 +8,7 @@ import hashlib
 from types import SimpleNamespace
 from typing import Any
 
-from attest.console.measurements import MAX_SHOWN, explain
+from attest.console.measurements import MAX_SHOWN, NOT_REPLAYED, explain, replayed
 from attest.eventlog.appraise import ReferenceValues
 from attest.eventlog.cel import attest_record, encode_log, measurement_content
 from attest.store.hostreports import ReportLog
@@ -62,3 +62,25 @@ def test_nothing_to_appraise_is_said_not_guessed() -> None:
     broken = explain(ReportLog(b"\x1e{not json\n"), _policy(ReferenceValues.from_dict(
         {"runtime": []})))
     assert broken.records == () and "does not parse" in (broken.note or "")
+
+
+def test_only_a_log_that_replayed_to_its_quote_is_appraised() -> None:
+    assert replayed(True, ())
+    assert replayed(False, ("reference_value_mismatch",))
+    assert not replayed(False, ("eventlog_mismatch",))
+    assert not replayed(False, ("eventlog_mismatch", "reference_value_mismatch"))
+    assert not replayed(False, ())
+    reference = ReferenceValues.from_dict({"runtime": [{"name": "app",
+                                                        "digests": [GOOD.hex()]}]})
+    shown = explain(ReportLog(_log([("app", GOOD)])), _policy(reference), replayed=False)
+    assert shown.records == () and shown.note == NOT_REPLAYED
+
+
+def test_a_record_no_section_appraises_is_said_not_appraised_not_allowed() -> None:
+    """Under a policy with reference.systemd alone, attest's own records pass unappraised:
+    the page said 'Allowed by not appraised: ...', an allowance no reference value made."""
+    reference = ReferenceValues.from_dict({"systemd": [GOOD.hex()]})
+    found = explain(ReportLog(_log([("app", BAD)])), _policy(reference))
+    (record,) = found.records
+    assert record.refused is None and record.allowed_by is None
+    assert record.unappraised is not None and "no reference section" in record.unappraised

@@ -64,7 +64,8 @@ VERIFIER_MODULES = (
     "attest.eventlog.replay", "attest.artifact.model", "attest.artifact.jws", "attest.home",
     "attest.verify.signature", "attest.cli.verify_signature", "attest.signing.bundle",
     "attest.signing.batch", "attest.signing.batcher", "attest.cli.docs", "attest.manual",
-    "attest.console.session", "attest.console.html",
+    "attest.console.session", "attest.console.html", "attest.console.routes",
+    "attest.server.app",
 )
 
 

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var MAX_ROWS = 500;
-  var RESULTS = { accepted: true, denied: true };
+  var RESULTS = ["accepted", "denied"];
   var table = document.getElementById("decisions");
   var live = document.getElementById("live");
   if (!table || !live || !table.tBodies.length) {
@@ -71,7 +71,9 @@
     } catch (e) {
       return;
     }
-    if (!d || !RESULTS[d.result] || typeof d.time !== "number" || typeof d.index !== "number") {
+    // A time past year 9999 has no ISO form (toISOString throws): not a row.
+    if (!d || RESULTS.indexOf(d.result) < 0 || !Number.isSafeInteger(d.time) || d.time < 0
+        || d.time >= 253402300800 || typeof d.index !== "number") {
       return;
     }
     body.insertBefore(row(d), body.firstChild);

@@ -10,15 +10,16 @@ verify`` recorded in the store (attest.audit.verifications), or "never".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from attest.audit import verifications
-from attest.audit.log import SignedHead
+from attest.audit.log import AuditLog, SignedHead
 from attest.audit.note import Checkpoint
+from attest.console import session
 from attest.console.base import UI, Console, Session, form_fields, is_form, same_origin
 from attest.console.html import Markup, join, tag
 from attest.console.pages.fleet import when
@@ -72,12 +73,39 @@ def mount(app: FastAPI, console: Console) -> None:
         if fields is None:
             return refused(console, who, 400, "The form could not be read: it wants exactly "
                            "its two fields, form-encoded.")
-        if not console.checks_form(request, who, fields["csrf"]):
+        if not session.csrf_matches(console.key, who.cookie, fields["csrf"]):  # Origin: above
             return refused(console, who, 403, "The form is not this session's.")
         text = fields["receipt"]
         view = await run_in_threadpool(head_view, console)
-        checked = await run_in_threadpool(check, text, console.service.log.verifier_key)
+        log = console.service.log
+        checked = await run_in_threadpool(check, text, log.verifier_key)
+        checked = await run_in_threadpool(held, log, checked)
         return page(console, who, view, checked, text)
+
+
+def held(log: AuditLog, checked: Checked) -> Checked:
+    """``checked`` refused unless this log holds the tree its receipt was signed over.
+    The key's signature says the key signed that head, not that this log is its tree: a
+    database restored from an older copy, or a second log given the same key, answers
+    receipts the key signed for a tree that is not (or no longer) this one. Blocking."""
+    proof = checked.proof
+    if not checked.valid or proof is None:
+        return checked
+    try:
+        size = log.size()
+        if proof.tree_size > size:
+            why = (f"the log key signed this receipt's head at size {proof.tree_size}, but "
+                   f"this log holds {size} entries: it is not this log's tree (a log "
+                   "restored from an older copy, or another log under the same key)")
+        elif log.root(proof.tree_size) != proof.root:
+            why = (f"this log's root at size {proof.tree_size} is not the root of the "
+                   "receipt's signed head: the key signed another tree (a forked or "
+                   "rewritten log)")
+        else:
+            return checked
+    except AttestError as exc:
+        why = f"this log could not be read to compare the receipt with: {exc.message}"
+    return replace(checked, valid=False, reason=why, head=None)
 
 
 def head_view(console: Console) -> HeadView:

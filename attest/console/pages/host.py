@@ -5,7 +5,6 @@ and the revocations that concern it. A host the store does not know is a 404 pag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -14,9 +13,10 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from attest.console import decisionlog
 from attest.console.base import UI, Console
 from attest.console.html import Markup, join, tag
-from attest.console.measurements import Appraised, explain
+from attest.console.measurements import Appraised, explain, replayed
 from attest.console.pages.fleet import short, when
 from attest.server.reports import NO_AGE
 from attest.store import hoststate, hosttrust, identities
@@ -82,7 +82,8 @@ def read(console: Console, host: str) -> HostFacts | None:
     if view is None and trust.changed_at is None and not revoked:
         return None
     report = last_report(store, host)
-    appraised = None if report is None else explain(report.runtime, policy)
+    appraised = None if report is None else explain(
+        report.runtime, policy, replayed=replayed(report.accepted, report.reasons))
     entries, scanned = recent_entries(console, host)
     return HostFacts(view, trust, identity, revoked, report, appraised, entries, scanned)
 
@@ -95,11 +96,10 @@ def recent_entries(console: Console, host: str) -> tuple[list[dict[str, Any]], i
     start = max(0, size - SCAN_ENTRIES)
     found: list[dict[str, Any]] = []
     for stored in log.entries(start, size):
-        try:
-            entry = json.loads(stored.data)
-        except ValueError:
-            continue  # not an entry the log wrote: `attest audit verify` says so
-        if isinstance(entry, dict) and entry.get("host") == host:
+        # None: not an entry the log wrote (bad JSON, nested past the parser, no time):
+        # skipped, as the decisions page skips it; `attest audit verify` says so.
+        entry = decisionlog.entry(stored.data)
+        if entry is not None and entry.get("host") == host:
             found.append(entry)
     found.reverse()
     return found[:MAX_DECISIONS], size - start
@@ -209,6 +209,9 @@ def _measurements(facts: HostFacts) -> Markup:
                 verdict_cell = tag("td", tag("span", "No reference value allows it",
                                              class_="verdict-refused"),
                                    f" ({m.code}): ", m.refused, class_="verdict")
+            elif m.unappraised is not None:
+                verdict_cell = tag("td", tag("span", "Not appraised"), ": ", m.unappraised,
+                                   class_="verdict")
             else:
                 verdict_cell = tag("td", tag("span", "Allowed", class_="verdict-allowed"),
                                    " by ", m.allowed_by, class_="verdict")
@@ -217,7 +220,8 @@ def _measurements(facts: HostFacts) -> Markup:
                             tag("td", m.digest, class_="digest"),
                             tag("td", m.description, class_="description"), verdict_cell,
                             data_pcr="" if m.pcr is None else str(m.pcr),
-                            data_verdict="refused" if m.refused else "allowed"))
+                            data_verdict="refused" if m.refused else
+                            "unappraised" if m.unappraised else "allowed"))
     table = tag("table", tag("caption", "Runtime measurements and the reference value "
                              "that allowed each"), tag("thead", head), tag("tbody", *rows))
     return tag("section", tag("h2", "Runtime measurements", id="measurements-title"),

@@ -7,7 +7,7 @@ The confirmation is the console's only write besides the session. It revokes the
 cascade, their seals and audit entries in one transaction, the entries naming
 ``admin:<token name>``). Admin tokens carry no scopes (attest.store.tokens): any token in
 force may revoke through the API, and so any session may here. The POST is a form of the
-session's own (CSRF field and Origin, attest.console.base.Console.checks_form), its body
+session's own (CSRF field and Origin, attest.console.base.Console.own_form), its body
 bounded and parsed strictly. Works without JavaScript: the page has no script.
 """
 
@@ -21,13 +21,12 @@ from starlette.responses import RedirectResponse, Response
 
 from attest.audit.hooks import revoke_logged
 from attest.console import lineagetree
-from attest.console.base import HEADERS, UI, Console, Session, form_fields, is_form
+from attest.console.base import HEADERS, UI, Console, Session
 from attest.console.html import Markup, join, tag, void
 from attest.console.lineagetree import Branch, Cut, Lineage, Node
 from attest.console.pages.fleet import when
 from attest.errors import EnvironmentProblem, UsageError
 from attest.server.admin import MAX_REASON
-from attest.server.bodies import RequestRefused, read_body
 from attest.store import RevocationKind
 from attest.store.schema import MAX_JTI
 
@@ -86,12 +85,8 @@ def mount(app: FastAPI, console: Console) -> None:
         who = await console.require(request)
         if isinstance(who, Response):
             return who  # no session: to the login form, nothing revoked
-        try:
-            body = await read_body(request, CONFIRM_BODY_BYTES)
-        except RequestRefused:
-            body = b""  # too large, or a broken body: refused as not this session's form
-        fields = form_fields(body, {"csrf", "reason"}) if is_form(request) else None
-        if fields is None or not console.checks_form(request, who, fields["csrf"]):
+        fields = await console.own_form(request, who, {"csrf", "reason"}, CONFIRM_BODY_BYTES)
+        if fields is None:
             return console.render(who, "Refused", tag(
                 "p", "The form is not this session's: nothing was revoked. ",
                 tag("a", "Back to the preview", href=address(jti) + "/revoke")),
