@@ -38,22 +38,26 @@ _DENIED = ("UPDATE host_decisions SET accepted = 0, reasons = :reasons, decided_
 # reads its own index from the cursor, at most a page (the page's hosts are among the
 # first :limit of each arm): a page reads about :limit rows of each table, not the whole
 # of both (which the planners do not push the cursor and the limit into).
-_COLUMNS = (
-    "SELECT names.host, d.accepted, d.reasons, d.decided_at, d.audit_index, "
-    "d.accepted_at, d.accepted_index, h.last_enrolled_at, r.reason AS revoked FROM ")
-_JOINS = (
-    " LEFT JOIN host_decisions d ON d.host = names.host "
-    "LEFT JOIN hosts h ON h.host = names.host "
-    "LEFT JOIN revocations r ON r.kind = 'host' AND r.subject = names.host ")
 _PAGE = (
-    _COLUMNS + "(SELECT host FROM (SELECT host FROM hosts WHERE host > :after "
+    "SELECT names.host, d.accepted, d.reasons, d.decided_at, d.audit_index, "
+    "d.accepted_at, d.accepted_index, h.last_enrolled_at, r.reason AS revoked "
+    "FROM (SELECT host FROM (SELECT host FROM hosts WHERE host > :after "
     "ORDER BY host LIMIT :limit) AS a UNION SELECT host FROM (SELECT host FROM "
-    "host_decisions WHERE host > :after ORDER BY host LIMIT :limit) AS b) AS names"
-    + _JOINS + "ORDER BY names.host LIMIT :limit")
+    "host_decisions WHERE host > :after ORDER BY host LIMIT :limit) AS b) AS names "
+    "LEFT JOIN host_decisions d ON d.host = names.host "
+    "LEFT JOIN hosts h ON h.host = names.host "
+    "LEFT JOIN revocations r ON r.kind = 'host' AND r.subject = names.host "
+    "ORDER BY names.host LIMIT :limit")
 
 # One host of the view (the console's host page): the same columns, by id.
-_ONE = (_COLUMNS + "(SELECT host FROM hosts WHERE host = :host UNION SELECT host FROM "
-        "host_decisions WHERE host = :host) AS names" + _JOINS)
+_ONE = (
+    "SELECT names.host, d.accepted, d.reasons, d.decided_at, d.audit_index, "
+    "d.accepted_at, d.accepted_index, h.last_enrolled_at, r.reason AS revoked "
+    "FROM (SELECT host FROM hosts WHERE host = :host "
+    "UNION SELECT host FROM host_decisions WHERE host = :host) AS names "
+    "LEFT JOIN host_decisions d ON d.host = names.host "
+    "LEFT JOIN hosts h ON h.host = names.host "
+    "LEFT JOIN revocations r ON r.kind = 'host' AND r.subject = names.host")
 
 TRUSTED, UNTRUSTED, STALE, REVOKED = "trusted", "untrusted", "stale", "revoked"
 
