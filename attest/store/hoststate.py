@@ -34,20 +34,30 @@ _ACCEPTED = (
 _DENIED = ("UPDATE host_decisions SET accepted = 0, reasons = :reasons, decided_at = :now, "
            "audit_index = :idx WHERE host = :host")
 # Enrolled hosts and hosts seen accepted (a policy may trust an AK it never enrolled),
-# each with its last decision and whether its host id is revoked.
+# each with its last decision and whether its host id is revoked. Each arm of the union
+# reads its own index from the cursor, at most a page (the page's hosts are among the
+# first :limit of each arm): a page reads about :limit rows of each table, not the whole
+# of both (which the planners do not push the cursor and the limit into).
 _PAGE = (
     "SELECT names.host, d.accepted, d.reasons, d.decided_at, d.audit_index, "
     "d.accepted_at, d.accepted_index, h.last_enrolled_at, r.reason AS revoked "
-    "FROM (SELECT host FROM hosts UNION SELECT host FROM host_decisions) AS names "
+    "FROM (SELECT host FROM (SELECT host FROM hosts WHERE host > :after "
+    "ORDER BY host LIMIT :limit) AS a UNION SELECT host FROM (SELECT host FROM "
+    "host_decisions WHERE host > :after ORDER BY host LIMIT :limit) AS b) AS names "
     "LEFT JOIN host_decisions d ON d.host = names.host "
     "LEFT JOIN hosts h ON h.host = names.host "
     "LEFT JOIN revocations r ON r.kind = 'host' AND r.subject = names.host "
-    "WHERE names.host > :after ORDER BY names.host LIMIT :limit")
+    "ORDER BY names.host LIMIT :limit")
 
 # One host of the view (the console's host page): the same columns, by id.
-_ONE = _PAGE.replace("WHERE names.host > :after ORDER BY names.host LIMIT :limit",
-                     "WHERE names.host = :host")
-assert _ONE != _PAGE  # noqa: S101 - the replacement took
+_ONE = (
+    "SELECT names.host, d.accepted, d.reasons, d.decided_at, d.audit_index, "
+    "d.accepted_at, d.accepted_index, h.last_enrolled_at, r.reason AS revoked "
+    "FROM (SELECT host FROM hosts WHERE host = :host "
+    "UNION SELECT host FROM host_decisions WHERE host = :host) AS names "
+    "LEFT JOIN host_decisions d ON d.host = names.host "
+    "LEFT JOIN hosts h ON h.host = names.host "
+    "LEFT JOIN revocations r ON r.kind = 'host' AND r.subject = names.host")
 
 TRUSTED, UNTRUSTED, STALE, REVOKED = "trusted", "untrusted", "stale", "revoked"
 

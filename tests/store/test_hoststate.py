@@ -82,3 +82,36 @@ def test_a_denied_host_the_database_cant_hold_never_fails_the_group(store: Store
     record(store, 1000, accepted("a"), denied("a\x00b", Reason.INVALID_SIGNATURE),
            denied("\ud800", Reason.INVALID_SIGNATURE), denied("tab\t", Reason.REPLAYED))
     assert set(view(store)) == {"a"}
+
+
+def test_pages_interleave_enrolled_and_accepted_hosts_with_each_page_bounded(
+        store: Store) -> None:
+    # Each arm of the view's union is read from the cursor, a page at most: hosts only
+    # enrolled, only accepted and both, interleaved in id order, come out once each, in
+    # order, whatever the page size; the one-host read finds each of them.
+    for n in range(0, 30, 3):  # enrolled only: h00, h03, ...
+        store.enroll(f"h{n:02d}", bytes.fromhex("000b" + f"{n:02x}" * 32), b"pub", b"qn",
+                     None, 900)
+    record(store, 1000, *(accepted(f"h{n:02d}") for n in range(1, 30, 3)))  # accepted only
+    for n in range(2, 30, 3):  # both
+        store.enroll(f"h{n:02d}", bytes.fromhex("000c" + f"{n:02x}" * 32), b"pub", b"qn",
+                     None, 900)
+    record(store, 1000, *(accepted(f"h{n:02d}") for n in range(2, 30, 3)))
+    every = [f"h{n:02d}" for n in range(30)]
+    for limit in (1, 2, 4, 7, 30, 100):
+        seen: list[str] = []
+        after = ""
+        while True:
+            page = hoststate.hosts(store, now=1000, stale_after=HOUR, after=after, limit=limit)
+            assert len(page) <= limit
+            seen += [v.host for v in page]
+            if len(page) < limit:
+                break
+            after = page[-1].host
+        assert seen == every, limit
+    whole = {v.host: v for v in hoststate.hosts(store, now=1000, stale_after=HOUR)}
+    for host in every:
+        assert hoststate.host(store, host, now=1000, stale_after=HOUR) == whole[host]
+    assert whole["h00"].state == hoststate.STALE and whole["h00"].last_enrolled_at == 900
+    assert whole["h01"].last_enrolled_at is None and whole["h02"].last_enrolled_at == 900
+    assert hoststate.host(store, "h99", now=1000, stale_after=HOUR) is None
