@@ -117,11 +117,10 @@ def mount(app: FastAPI, service: Service, *, stale_after: int) -> None:
         start = event_stream.cursor_from(request.headers.get("last-event-id"), after)
         first = await run_in_threadpool(batch, start)
 
-        def signed_in() -> bool:
-            # The whole session before each read, as the decisions stream checks it: a
-            # revoked token or a session past its expiry ends the stream at the next poll.
-            found = session.token_id(console.key, who.cookie, console.now())
-            return found is not None and tokens.in_force(service.store, found) is not None
+        async def signed_in() -> bool:
+            # The whole session before each read, as on every page: a revoked token or a
+            # session past its expiry ends the stream at the next poll.
+            return not isinstance(await console.require(request), Response)
 
         answer = event_stream.stream_response(request, start, first, batch, timeout,
                                               allowed=signed_in)

@@ -23,8 +23,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 from fastapi import FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -68,39 +68,68 @@ def cursor_from(header: str | None, after: int) -> int:
     return int(text)
 
 
+class Batch(NamedTuple):
+    """One read of a stream's source: the events to send, in order; where the next read
+    starts; whether the read was full (more may be waiting: read again at once)."""
+
+    events: list[Event]
+    cursor: int
+    full: bool
+
+
 def stream_response(request: Request, start: int, first: list[Event],
                     fetch: Callable[[int], list[Event]], timeout: float, *,
-                    allowed: Callable[[], bool] | None = None) -> StreamingResponse:
+                    allowed: Callable[[], Awaitable[bool]] | None = None
+                    ) -> StreamingResponse:
     """The SSE answer: ``first`` (the events after ``start``, read before answering so a
     store out of reach is a 503), then those ``fetch(cursor)`` finds, polled, for at most
     ``timeout`` seconds. Shared by /v1/events and each host's feed (attest.server.hostfeed).
-    ``allowed`` (blocking, run in a thread), when given, is asked before each later read:
-    the stream ends once it says no (the console's session: its token revoked)."""
+    A read of events resumes after the last one sent: its id is the cursor."""
+
+    def framed(cursor: int, found: list[Event]) -> Batch:
+        return Batch(found, found[-1].id if found else cursor, len(found) == BATCH)
+
+    def read(cursor: int) -> Batch:
+        return framed(cursor, fetch(cursor))
+
+    return batches_response(request, framed(start, first), read, timeout, allowed=allowed)
+
+
+def batches_response(request: Request, first: Batch, fetch: Callable[[int], Batch],
+                     timeout: float, *, allowed: Callable[[], Awaitable[bool]] | None = None,
+                     backlog_s: float | None = None) -> StreamingResponse:
+    """The SSE answer over any source read in :class:`Batch` es: ``first`` (read before
+    answering), then what ``fetch(cursor)`` finds (blocking, run in a thread), polled
+    while idle, for at most ``timeout`` seconds. A full batch is followed by the next read
+    at once; ``backlog_s``, when given, bounds how far past the deadline such a backlog
+    keeps the stream (a source as long as the audit log: the client resumes), else a
+    backlog is read to its end. ``allowed``, when given, is asked before each read after
+    the first: the stream ends once it says no (the console's session: its token revoked
+    or its cookie expired)."""
 
     async def body() -> AsyncIterator[str]:
-        cursor, found = start, first
+        batch = first
         deadline = time.monotonic() + timeout
         quiet_since = time.monotonic()
         yield "retry: 1000\n\n"
         while True:
-            for event in found:
+            for event in batch.events:
                 yield message(event)
-                cursor = event.id
-            if found:
+            if batch.events:
                 quiet_since = time.monotonic()
-            if len(found) == BATCH:  # more waiting: no sleep
-                found = await run_in_threadpool(fetch, cursor)
-                continue
-            if time.monotonic() >= deadline or await request.is_disconnected():
-                return
-            if time.monotonic() - quiet_since >= HEARTBEAT_S:
-                yield ": heartbeat\n\n"
-                quiet_since = time.monotonic()
-            await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-            try:
-                if allowed is not None and not await run_in_threadpool(allowed):
+            if not batch.full:
+                if time.monotonic() >= deadline or await request.is_disconnected():
                     return
-                found = await run_in_threadpool(fetch, cursor)
+                if time.monotonic() - quiet_since >= HEARTBEAT_S:
+                    yield ": heartbeat\n\n"
+                    quiet_since = time.monotonic()
+                await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+            elif backlog_s is not None and time.monotonic() >= deadline + backlog_s:
+                return  # a backlog longer than the stream's time: the client resumes
+            try:
+                if allowed is not None and not await allowed():
+                    return
+                batch = await run_in_threadpool(fetch, batch.cursor)
             except Exception:  # noqa: BLE001 - the store went away mid-stream
                 # End the stream; the client reconnects from its cursor and then
                 # gets the 503 (or its events) in the open.

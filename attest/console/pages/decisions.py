@@ -10,15 +10,11 @@ a second, BATCH entries a read); ``Last-Event-ID`` resumes.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from attest.console import charts, decisionlog
 from attest.console.base import HEADERS, UI, Console
@@ -28,13 +24,11 @@ from attest.console.pages.fleet import when
 from attest.server import events as event_stream
 from attest.server.admin import MAX_INT
 from attest.server.bodies import RequestRefused
-from attest.store import Store
 
 PAGE = 100
 HOUR_MINUTES = 60
 DAY_MINUTES = 1440
 DAY_BAR_MINUTES = 15
-_log = logging.getLogger(__name__)
 
 
 def mount(app: FastAPI, console: Console) -> None:
@@ -70,52 +64,25 @@ def mount(app: FastAPI, console: Console) -> None:
                             headers=HEADERS)
         # The first read before answering: a store out of reach is an error status, not a
         # stream that ends at once.
-        first = await run_in_threadpool(decisionlog.after, store, start, event_stream.BATCH)
+        first = await run_in_threadpool(batch, start)
+
         async def signed_in() -> bool:
             return not isinstance(await console.require(request), Response)
 
-        answer = StreamingResponse(_messages(request, store, first, timeout, signed_in),
-                                   media_type=event_stream.MEDIA,
-                                   headers={"X-Accel-Buffering": "no"})
+        # The decision log is as long as the audit log: a backlog keeps a connection
+        # open at most a poll past its time, then the client resumes from its position.
+        answer = event_stream.batches_response(request, first, batch, timeout,
+                                               allowed=signed_in,
+                                               backlog_s=event_stream.POLL_S)
         answer.headers.update(HEADERS)
         return answer
 
-
-async def _messages(request: Request, store: Store,
-                    first: tuple[list[LoggedDecision], int, bool], timeout: float,
-                    signed_in: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
-    """The stream's body. Unlike /v1/events the read position is not the last message's
-    id: entries that are not decisions (enrolments, state changes) are read past too,
-    so a run of them never holds the stream in place. The session is checked again
-    before each read: a revoked token or an expired session ends the stream, and no
-    decision logged after that is sent (the browser's reconnection is then refused)."""
-    found, scan, full = first
-    deadline = time.monotonic() + timeout
-    quiet_since = time.monotonic()
-    yield "retry: 1000\n\n"
-    while True:
-        for decision in found:
-            yield event_stream.message(decision.event())
-        if found:
-            quiet_since = time.monotonic()
-        if not full:
-            if time.monotonic() >= deadline or await request.is_disconnected():
-                return
-            if time.monotonic() - quiet_since >= event_stream.HEARTBEAT_S:
-                yield ": heartbeat\n\n"
-                quiet_since = time.monotonic()
-            await asyncio.sleep(min(event_stream.POLL_S,
-                                    max(0.0, deadline - time.monotonic())))
-        elif time.monotonic() >= deadline + event_stream.POLL_S:
-            return  # a backlog longer than the stream's time: the client resumes
-        try:
-            if not await signed_in():
-                return
-            found, scan, full = await run_in_threadpool(decisionlog.after, store, scan,
-                                                        event_stream.BATCH)
-        except Exception:  # noqa: BLE001 - the store went away mid-stream
-            _log.warning("decision stream ended: the store is out of reach", exc_info=True)
-            return
+    def batch(position: int) -> event_stream.Batch:
+        """The decisions past ``position``. Unlike /v1/events the next read does not start
+        at the last message's id: entries that are not decisions (enrolments, state
+        changes) are read past too, so a run of them never holds the stream in place."""
+        found, after_read, full = decisionlog.after(store, position, event_stream.BATCH)
+        return event_stream.Batch([d.event() for d in found], after_read, full)
 
 
 def _row(d: LoggedDecision) -> Markup:
