@@ -47,7 +47,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,13 +54,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_service import serve  # type: ignore[import-not-found,unused-ignore]
 from bench_stream import Figures, Row, render  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
@@ -81,13 +81,11 @@ OPERATORS = 8
 CONCURRENT_S = 20.0
 QUICK_CONCURRENT_S = 5.0
 AIM_MS = 1000.0  # docs/console-design.md: a page well under a second in a large fleet
-START_TIMEOUT_S = 60.0
 COLD_TRIES = 40  # new connections to reach every worker's first /ui/decisions
 REQUEST_TIMEOUT_S = 60.0
 DAY_S = 86_400
 STALE_AFTER_S = 3600  # attest.server.admin.DEFAULT_STALE_AFTER: what `attest serve` uses
 REASONS = (("pcr_mismatch",), ("runtime_unexpected",), ("stale_quote", "replayed"))
-SERVING = re.compile(r"on (https?)://127\.0\.0\.1:(\d+)/v1")
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
@@ -247,61 +245,6 @@ def fill(url: str, home: Path, hosts: int, decisions: int) -> Data:
 
 
 # -- the service ----------------------------------------------------------------------------
-
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    port: int
-    stderr: list[str]
-
-    def workers(self) -> list[int]:
-        """The uvicorn worker processes: the server's children but multiprocessing's
-        resource tracker."""
-        found = []
-        for child in (Path("/proc") / str(self.process.pid) / "task").glob("*/children"):
-            for pid in child.read_text().split():
-                with suppress(OSError):
-                    if b"resource_tracker" not in (Path("/proc") / pid / "cmdline").read_bytes():
-                        found.append(int(pid))
-        return sorted(found)
-
-
-@contextmanager
-def serve(policy: Path, url: str, home: Path) -> Iterator[Served]:
-    """`attest serve --workers 2` on a port the kernel picks (as tests/server/serving.py
-    `served` starts it), until both workers are up and /v1/health answers."""
-    env = {**os.environ, "ATTEST_HOME": str(home)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "attest.cli.main", "serve", "--policy", str(policy), "--store",
-         url, "--port", "0", "--workers", str(WORKERS)], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, start_new_session=True)
-    said: list[str] = []
-    try:
-        line = process.stderr.readline() if process.stderr is not None else ""
-        found = SERVING.search(line)
-        if found is None:
-            rest = process.stderr.read() if process.stderr is not None else ""
-            raise RuntimeError(f"attest serve did not start: {line}{rest}")
-        # Drain stderr (a full pipe would block the server), keeping it for errors.
-        drain = threading.Thread(target=lambda: said.extend(process.stderr or ()), daemon=True)
-        drain.start()
-        served = Served(process, int(found.group(2)), said)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while len(served.workers()) < WORKERS or request(served.port, "GET", "/v1/health")[0] \
-                != 200:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("attest serve did not become ready: " + "".join(said)[-800:])
-            time.sleep(0.2)
-        yield served
-    finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -477,54 +420,59 @@ def live_latencies(port: int, cookie: str, url: str, home: Path, samples: int
     from attest.store import Store, events
 
     rng = random.Random(1717)  # noqa: S311 - which page, not a secret
-    decisions: list[float] = []
-    states: list[float] = []
     with Store.open(url) as store:
         log = AuditLog.open(store, home)
-        listener = Listener(port, cookie, f"/ui/decisions/stream?after={log.size()}&timeout=300")
-        try:
-            listener.opened.wait(30)
-            for i in range(samples):
-                time.sleep(rng.uniform(0.2, 1.2))
-                subject = f"probe-{i}"
-                log.record_many([_decision(int(time.time()), True, (), subject, host_id(1))])
-                committed = time.perf_counter()
-                def logged(d: dict[str, object], subject: str = subject) -> bool:
-                    return d.get("subject") == subject
-                at = listener.wait_for(logged, 30)
-                if at is not None:
-                    decisions.append((at - committed) * 1e3)
-        finally:
-            listener.close()
+
+        def decided(i: int) -> Callable[[dict[str, object]], bool]:
+            subject = f"probe-{i}"
+            log.record_many([_decision(int(time.time()), True, (), subject, host_id(1))])
+            return lambda d: d.get("subject") == subject
+
+        decisions = _arrivals(port, cookie, f"/ui/decisions/stream?after={log.size()}"
+                              "&timeout=300", samples, rng, decided)
         progress(f"decision to /ui/decisions/stream: median "
                  f"{statistics.median(decisions) if decisions else float('nan'):.0f} ms")
-        with store.read() as tx:
-            row = tx.first("SELECT max(id) AS top FROM events", {})
-            cursor = (row.top if row is not None else None) or 0
-        listener = Listener(port, cookie, f"/ui/events?after={cursor}&timeout=300")
-        try:
-            listener.opened.wait(30)
-            for i in range(samples):
-                time.sleep(rng.uniform(0.2, 1.2))
-                host = host_id(i)
-                marker = f"probe-{i}"
-                with store.write() as tx:
-                    events.record_event(tx, events.HOST_STATE, host,
-                                        {"state": "untrusted", "reasons": [marker],
-                                         "audit_index": None}, now=int(time.time()), host=host)
-                committed = time.perf_counter()
 
-                def sent(d: dict[str, object], marker: str = marker) -> bool:
-                    data = d.get("data")
-                    return isinstance(data, dict) and data.get("reasons") == [marker]
-                at = listener.wait_for(sent, 30)
-                if at is not None:
-                    states.append((at - committed) * 1e3)
-        finally:
-            listener.close()
+        def changed(i: int) -> Callable[[dict[str, object]], bool]:
+            host, marker = host_id(i), f"probe-{i}"
+            with store.write() as tx:
+                events.record_event(tx, events.HOST_STATE, host,
+                                    {"state": "untrusted", "reasons": [marker],
+                                     "audit_index": None}, now=int(time.time()), host=host)
+
+            def sent(d: dict[str, object]) -> bool:
+                data = d.get("data")
+                return isinstance(data, dict) and data.get("reasons") == [marker]
+            return sent
+
+        with store.read() as tx:
+            cursor = events.last(tx)
+        states = _arrivals(port, cookie, f"/ui/events?after={cursor}&timeout=300", samples,
+                           rng, changed)
         progress(f"host_state to /ui/events: median "
                  f"{statistics.median(states) if states else float('nan'):.0f} ms")
     return decisions, states
+
+
+def _arrivals(port: int, cookie: str, path: str, samples: int, rng: random.Random,
+              commit: Callable[[int], Callable[[dict[str, object]], bool]]) -> list[float]:
+    """Milliseconds from each of ``samples`` commits to its message on the stream at
+    ``path``, at random gaps: ``commit(i)`` writes the i-th and answers how to know its
+    message."""
+    found: list[float] = []
+    listener = Listener(port, cookie, path)
+    try:
+        listener.opened.wait(30)
+        for i in range(samples):
+            time.sleep(rng.uniform(0.2, 1.2))
+            matches = commit(i)
+            committed = time.perf_counter()
+            at = listener.wait_for(matches, 30)
+            if at is not None:
+                found.append((at - committed) * 1e3)
+    finally:
+        listener.close()
+    return found
 
 
 @dataclass
@@ -623,11 +571,11 @@ def console(quick: bool) -> Figures:
         policy = write_policy(workdir)
         # The store's schema is the service's to make: start it once, then fill the store
         # with no service running, then measure a service started on the filled store.
-        with serve(policy, url, home):
+        with serve(policy, url, home, workdir / "serve-first.log"):
             pass
         data = fill(url, home, hosts, decisions)
         token = admin_token(home, url)
-        with serve(policy, url, home) as served:
+        with serve(policy, url, home, workdir / "serve.log") as served:
             workers = served.workers()
             cookie = sign_in(served.port, token)
             browser = Browser(served.port, cookie)

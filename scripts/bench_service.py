@@ -314,9 +314,9 @@ class Served:
         found = []
         for child in (Path("/proc") / str(self.process.pid) / "task").glob("*/children"):
             for pid in child.read_text().split():
-                cmdline = (Path("/proc") / pid / "cmdline").read_bytes()
-                if b"resource_tracker" not in cmdline:
-                    found.append(int(pid))
+                with suppress(OSError):  # a child gone between the listing and the read
+                    if b"resource_tracker" not in (Path("/proc") / pid / "cmdline").read_bytes():
+                        found.append(int(pid))
         return sorted(found)
 
 
