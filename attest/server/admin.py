@@ -86,14 +86,11 @@ def mount(app: FastAPI, service: Service, *, stale_after: int = DEFAULT_STALE_AF
                 or not _utf8(reason)):
             raise _invalid(f"reason must be a non-empty string of at most {MAX_REASON} "
                            "characters")
-        # The entries name who revoked: the verifier and the token's name.
-        by = f"admin:{who.name}"
-        verifier_id = service.verifier.verifier_id
         try:
             cascade = await run_in_threadpool(
                 revoke_logged, service.store, service.log, RevocationKind(kind), subject,
                 reason, now=int(service.clock()),
-                verifier_id=by if verifier_id is None else f"{verifier_id} {by}")
+                verifier_id=revoked_by(service, who.name))
         except UsageError as exc:  # a subject that is not one (not hex, too long)
             raise _invalid(exc.message) from None
         return JSONResponse({"revoked": kind, "subjects": [s for _, s in cascade],
@@ -153,6 +150,14 @@ def mount(app: FastAPI, service: Service, *, stale_after: int = DEFAULT_STALE_AF
         return JSONResponse({"entries": [{"index": e.index, "data": bytes(e.data).decode()}
                                          for e in found],
                              "next": found[-1].index + 1 if len(found) == limit else None})
+
+
+def revoked_by(service: Service, token_name: str) -> str:
+    """Who a revocation's audit entries name: the verifier and the admin token's name
+    (the API's and the console's revocations alike)."""
+    by = f"admin:{token_name}"
+    verifier_id = service.verifier.verifier_id
+    return by if verifier_id is None else f"{verifier_id} {by}"
 
 
 def _utf8(text: str) -> bool:

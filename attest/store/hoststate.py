@@ -70,7 +70,7 @@ def record(tx: Transaction, decisions: Sequence[Decision], indexes: Sequence[int
     last: dict[str, tuple[Decision, int | None]] = {}
     for decision, index in zip(decisions, indexes, strict=True):
         host = decision.host
-        if host is None or not _storable(host):
+        if host is None or not storable(host):
             continue
         if decision.accepted:
             accepted[host] = index
@@ -87,7 +87,7 @@ def record(tx: Transaction, decisions: Sequence[Decision], indexes: Sequence[int
                                  "reasons": reasons})
 
 
-def _storable(host: str) -> bool:
+def storable(host: str) -> bool:
     """Whether ``host`` can be a row's key: a denied artifact's host is anyone's text, and
     one the database refuses (NUL on PostgreSQL, a lone surrogate anywhere) would fail
     the whole group's commit, the other members' acceptances with it. Such a host is

@@ -26,7 +26,6 @@ from attest.store.hostrevocations import HostRevocation, for_host
 from attest.store.hoststate import HostView
 from attest.store.hosttrust import TrustView
 from attest.store.identities import IdentitySummary
-from attest.store.schema import MAX_HOST
 
 # The audit entries a page reads, newest first: entries carry no host index, so the page
 # looks through this many of the latest and shows the host's among them.
@@ -53,7 +52,7 @@ def mount(app: FastAPI, console: Console) -> None:
         if isinstance(who, Response):
             return who
         # Any text may arrive here; a host id is 1..MAX_HOST printable characters.
-        if not valid(host):
+        if not hoststate.storable(host):
             return console.render(who, "Unknown host", tag(
                 "p", "That is not a host id. ", tag("a", "Back to the fleet", href=f"{UI}/")),
                 section="Fleet", status=404)
@@ -63,10 +62,6 @@ def mount(app: FastAPI, console: Console) -> None:
                 "p", "No host ", tag("code", host), " is enrolled or known here. ",
                 tag("a", "Back to the fleet", href=f"{UI}/")), section="Fleet", status=404)
         return console.render(who, f"Host {host}", _page(facts), section="Fleet")
-
-
-def valid(host: str) -> bool:
-    return 0 < len(host) <= MAX_HOST and host.isprintable() and "\x00" not in host
 
 
 def read(console: Console, host: str) -> HostFacts | None:

@@ -26,7 +26,7 @@ from attest.console.html import Markup, join, tag, void
 from attest.console.lineagetree import Branch, Cut, Lineage, Node
 from attest.console.pages.fleet import when
 from attest.errors import EnvironmentProblem, UsageError
-from attest.server.admin import MAX_REASON
+from attest.server.admin import MAX_REASON, revoked_by
 from attest.store import RevocationKind
 from attest.store.schema import MAX_JTI
 
@@ -99,14 +99,10 @@ def mount(app: FastAPI, console: Console) -> None:
         if problem is not None:
             return _preview(console, who, found, problem, status=422)
         service = console.service
-        # The author as POST /v1/revocations writes it (attest.server.admin.revoke).
-        by = f"admin:{who.info.name}"
-        verifier_id = service.verifier.verifier_id
         try:
             await run_in_threadpool(
                 revoke_logged, service.store, service.log, RevocationKind.ARTIFACT, jti,
-                reason, now=console.now(),
-                verifier_id=by if verifier_id is None else f"{verifier_id} {by}")
+                reason, now=console.now(), verifier_id=revoked_by(service, who.info.name))
         except (UsageError, EnvironmentProblem) as exc:
             # Nothing was revoked (one transaction); say why, without internals.
             return console.render(who, "Not revoked", tag(
