@@ -13,6 +13,7 @@ The ``verify_*`` functions return nothing and raise :class:`attest.errors.ProofE
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from attest.audit import shape
 from attest.audit.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash
@@ -20,8 +21,10 @@ from attest.audit.hashing import node_hash as _node
 from attest.errors import ProofError
 
 __all__ = [
+    "Step",
     "consistency_proof",
     "inclusion_proof",
+    "inclusion_steps",
     "leaf_hash",
     "root",
     "verify_consistency",
@@ -58,28 +61,62 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
             for lo, hi in shape.consistency_ranges(old_size, len(leaf_hashes))]
 
 
+class Step(NamedTuple):
+    """One hash of an inclusion path: the sibling at ``level`` (0: the leaves), on the
+    left of the node climbed so far or on its right, and the hash of the two together."""
+
+    level: int
+    left: bool
+    sibling: bytes
+    combined: bytes
+
+    @property
+    def side(self) -> str:
+        return "left" if self.left else "right"
+
+
+def inclusion_steps(leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes]
+                    ) -> tuple[list[Step], int]:
+    """The RFC 9162 (2.1.3.2) climb from ``leaf_hash`` at ``index`` (inside a tree of
+    ``tree_size``) by ``proof``: each step, and the levels of the tree still above the
+    last one (0: the proof reached the root's level). Hashes past the root's level are
+    not steps. Decides nothing: :func:`verify_inclusion` does, and a page showing a
+    path (attest.console.receipt) shows the same climb."""
+    steps: list[Step] = []
+    fn, sn, level, node = index, tree_size - 1, 0, leaf_hash
+    for sibling in proof:
+        if sn == 0:
+            break
+        if fn & 1 or fn == sn:
+            # The last node of its level with no right sibling climbs alone first: the
+            # sibling it meets is a subtree as many levels up.
+            while not fn & 1 and fn:
+                fn >>= 1
+                sn >>= 1
+                level += 1
+            node = _node(sibling, node)
+            steps.append(Step(level, True, sibling, node))
+        else:
+            node = _node(node, sibling)
+            steps.append(Step(level, False, sibling, node))
+        fn >>= 1
+        sn >>= 1
+        level += 1
+    return steps, sn
+
+
 def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes],
                      root: bytes) -> None:
     """Raise ProofError unless ``proof`` puts ``leaf_hash`` at ``index`` under ``root``."""
     _check_hashes(leaf_hash, *proof)
     if not 0 <= index < tree_size:
         raise ProofError(f"leaf index {index} is outside a tree of size {tree_size}")
-    fn, sn, acc = index, tree_size - 1, leaf_hash
-    for sibling in proof:
-        if sn == 0:
-            raise ProofError("the inclusion proof is longer than the tree is deep")
-        if fn & 1 or fn == sn:
-            acc = _node(sibling, acc)
-            while not fn & 1 and fn:  # climb past levels where this node has no sibling
-                fn >>= 1
-                sn >>= 1
-        else:
-            acc = _node(acc, sibling)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
+    steps, above = inclusion_steps(leaf_hash, index, tree_size, proof)
+    if len(steps) < len(proof):
+        raise ProofError("the inclusion proof is longer than the tree is deep")
+    if above != 0:
         raise ProofError("the inclusion proof is shorter than the tree is deep")
-    if acc != root:
+    if (steps[-1].combined if steps else leaf_hash) != root:
         raise ProofError(f"leaf {index} is not in the tree of size {tree_size} with that root")
 
 

@@ -11,7 +11,7 @@ own signature is the relying party's to check (``attest result``), and nothing h
 depends on it, since the receipt stands or falls with the log key alone.
 
 Pure: text in, a :class:`Checked` out; the steps of the path are recomputed here from
-the proof (the RFC 9162 walk of attest.audit.merkle.verify_inclusion, which decides)
+the proof (attest.audit.merkle.inclusion_steps, the climb verify_inclusion decides on)
 so that the page can show each sibling with its side and level.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from attest import strictjson
 from attest.artifact.model import unb64url
-from attest.audit.hashing import node_hash
+from attest.audit.merkle import Step, inclusion_steps
 from attest.audit.note import Checkpoint, VerifierKey
 from attest.audit.proofs import InclusionProof, parse_proof
 from attest.errors import AttestError
@@ -30,7 +30,7 @@ from attest.errors import AttestError
 # A /v1/verify answer holding a result whose receipt holds its proof: a few levels.
 MAX_DEPTH = 8
 MAX_REASON = 400  # characters of a refusal shown: messages may quote the receipt
-LEFT, RIGHT = "left", "right"
+LEFT, RIGHT = "left", "right"  # a Step's side
 
 
 class NotAReceipt(Exception):
@@ -39,17 +39,6 @@ class NotAReceipt(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Step:
-    """One hash of the path: the sibling at ``level`` (0: the leaves) on ``side`` of the
-    node climbed so far, and the hash of the two together."""
-
-    level: int
-    side: str
-    sibling: bytes
-    combined: bytes
 
 
 @dataclass(frozen=True)
@@ -100,32 +89,13 @@ def parse(text: str) -> InclusionProof:
 def walk(leaf: bytes, index: int, size: int, proof: tuple[bytes, ...]
          ) -> tuple[tuple[Step, ...], bytes | None]:
     """Each step of climbing from ``leaf`` at ``index`` in a tree of ``size`` with
-    ``proof``, and the hash reached; no steps (and None) when the index is outside the
-    tree. Where the proof is too long for the tree, the extra hashes are not steps: the
-    verification refuses it (its reason says so)."""
+    ``proof`` (attest.audit.merkle.inclusion_steps), and the hash reached; no steps (and
+    None) when the index is outside the tree. Where the proof is too long for the tree,
+    the extra hashes are not steps: the verification refuses it (its reason says so)."""
     if not 0 <= index < size:
         return (), None
-    steps: list[Step] = []
-    fn, sn, level, node = index, size - 1, 0, leaf
-    for sibling in proof:
-        if sn == 0:
-            break
-        if fn & 1 or fn == sn:
-            # The last node of its level with no right sibling climbs alone first: the
-            # sibling it meets is a subtree as many levels up (RFC 9162, 2.1.3.2).
-            while not fn & 1 and fn:
-                fn >>= 1
-                sn >>= 1
-                level += 1
-            node = node_hash(sibling, node)
-            steps.append(Step(level, LEFT, sibling, node))
-        else:
-            node = node_hash(node, sibling)
-            steps.append(Step(level, RIGHT, sibling, node))
-        fn >>= 1
-        sn >>= 1
-        level += 1
-    return tuple(steps), node
+    steps, _ = inclusion_steps(leaf, index, size, proof)
+    return tuple(steps), steps[-1].combined if steps else leaf
 
 
 def _from_token(token: str) -> InclusionProof:
