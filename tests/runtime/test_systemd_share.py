@@ -207,16 +207,26 @@ def test_concurrent_systemd_and_attest_measurements_replay_in_one_order(
         ["sha256:15"]
 
 
-def test_an_unexpected_systemd_record_after_an_acknowledged_prefix_is_denied(
-        shared: tuple[Host, Path], tmp_path: Path) -> None:
-    host, log = shared
+def _trusted_first(host: Host, log: Path, tmp_path: Path, *, systemd_only: bool = False
+                   ) -> tuple[Path, Path]:
+    """A systemd record and attest's own on PCR 15, a policy from the host as it is now
+    (``systemd_only``: its runtime reference cut to systemd's), and a first artifact."""
     systemd_measure(log, host.sim.tcti, 15, "machine-id:aa", "machine-id")
     host.ok("key", "create")
     host.ok("measure", "command", "--", "ls")
     policy = tmp_path / "policy.yaml"
     host.ok("policy", "init", "--from-host", "--out", str(policy))
+    if systemd_only:
+        _systemd_only(policy)
     first = tmp_path / "a.jws"
     host.ok("authorize", "--subject", "bot", "--out", str(first), "--", "ls")
+    return policy, first
+
+
+def test_an_unexpected_systemd_record_after_an_acknowledged_prefix_is_denied(
+        shared: tuple[Host, Path], tmp_path: Path) -> None:
+    host, log = shared
+    policy, first = _trusted_first(host, log, tmp_path)
     out = _verify(host, first, policy)
     assert out["accepted"] is True, out
     fact = out["facts"]["runtime_log"]  # type: ignore[index]
@@ -270,14 +280,7 @@ def _systemd_only(policy: Path) -> None:
 def test_a_systemd_only_reference_appraises_the_records_after_a_prefix(
         shared: tuple[Host, Path], tmp_path: Path) -> None:
     host, log = shared
-    systemd_measure(log, host.sim.tcti, 15, "machine-id:aa", "machine-id")
-    host.ok("key", "create")
-    host.ok("measure", "command", "--", "ls")
-    policy = tmp_path / "policy.yaml"
-    host.ok("policy", "init", "--from-host", "--out", str(policy))
-    _systemd_only(policy)
-    first = tmp_path / "a.jws"
-    host.ok("authorize", "--subject", "bot", "--out", str(first), "--", "ls")
+    policy, first = _trusted_first(host, log, tmp_path, systemd_only=True)
     out = _verify(host, first, policy)
     assert out["accepted"] is True, out
     fact = out["facts"]["runtime_log"]  # type: ignore[index]
